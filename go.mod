@@ -1,0 +1,3 @@
+module github.com/nagare/nagare
+
+go 1.26

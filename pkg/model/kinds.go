@@ -1,0 +1,204 @@
+package model
+
+import (
+	"net/netip"
+)
+
+// The registry, in dependency order (a kind is declared after the kinds it references
+// where possible, which is also the order the OpenAPI document lists them in).
+var (
+	HostKind             = register("host", "hosts", "A hypervisor or gateway running nagare-agent.", &Host{}, nil)
+	TunnelZoneKind       = register("tunnel-zone", "tunnel-zones", "Hosts that reach each other over one encapsulation.", &TunnelZone{}, nil)
+	TunnelZoneMemberKind = register("tunnel-zone-member", "tunnel-zone-members", "Where a host's tunnels end in a zone.", &TunnelZoneMember{}, checkTunnelZoneMember)
+	ChainKind            = register("chain", "chains", "An ordered list of rules.", &Chain{}, nil)
+	BridgeKind           = register("bridge", "bridges", "A virtual L2 switch.", &Bridge{}, nil)
+	LoadBalancerKind     = register("load-balancer", "load-balancers", "An L4 load balancer.", &LoadBalancer{}, nil)
+	RouterKind           = register("router", "routers", "A virtual L3 router.", &Router{}, nil)
+	PortKind             = register("port", "ports", "A port of a bridge or router.", &Port{}, checkPort)
+	RouteKind            = register("route", "routes", "A route of a router.", &Route{}, checkRoute)
+	RuleKind             = register("rule", "rules", "A rule of a chain.", &Rule{}, checkRule)
+	PortGroupKind        = register("port-group", "port-groups", "A named group of ports.", &PortGroup{}, nil)
+	PortGroupMemberKind  = register("port-group-member", "port-group-members", "A port in a port group.", &PortGroupMember{}, nil)
+	IPAddrGroupKind      = register("ip-address-group", "ip-address-groups", "A named set of addresses.", &IPAddrGroup{}, nil)
+	IPAddrGroupAddrKind  = register("ip-address-group-address", "ip-address-group-addresses", "An address in an IP address group.", &IPAddrGroupAddr{}, nil)
+	DHCPSubnetKind       = register("dhcp-subnet", "dhcp-subnets", "DHCP service for one subnet of a bridge.", &DHCPSubnet{}, checkDHCPSubnet)
+	DHCPHostKind         = register("dhcp-host", "dhcp-hosts", "A fixed DHCP address for one MAC.", &DHCPHost{}, nil)
+	HealthMonitorKind    = register("health-monitor", "health-monitors", "How agents check pool members.", &HealthMonitor{}, nil)
+	PoolKind             = register("pool", "pools", "Backends a load balancer spreads over.", &Pool{}, nil)
+	PoolMemberKind       = register("pool-member", "pool-members", "One backend of a pool.", &PoolMember{}, nil)
+	VIPKind              = register("vip", "vips", "A balanced address and port on a load balancer.", &VIP{}, checkVIP)
+)
+
+// normalize brings values to canonical form before validation: prefixes are
+// masked, a route's unset source becomes "any" of its destination's family.
+func normalize(o Object) {
+	switch x := o.(type) {
+	case *Port:
+		if x.Network.IsValid() {
+			x.Network = x.Network.Masked()
+		}
+	case *Route:
+		x.Dst = maskValid(x.Dst)
+		x.Src = maskValid(x.Src)
+		if !x.Src.IsValid() && x.Dst.IsValid() {
+			x.Src = netip.PrefixFrom(zeroOf(x.Dst.Addr()), 0)
+		}
+	case *Rule:
+		x.Src, x.Dst = maskValid(x.Src), maskValid(x.Dst)
+		if x.Type.IsNAT() && x.FlowAction == "" {
+			x.FlowAction = "accept"
+		}
+	case *DHCPSubnet:
+		x.Subnet = maskValid(x.Subnet)
+		if !x.ServerAddress.IsValid() {
+			x.ServerAddress = x.Gateway
+		}
+	}
+}
+
+func maskValid(p netip.Prefix) netip.Prefix {
+	if p.IsValid() {
+		return p.Masked()
+	}
+	return p
+}
+
+func zeroOf(a netip.Addr) netip.Addr {
+	if a.Is4() {
+		return netip.IPv4Unspecified()
+	}
+	return netip.IPv6Unspecified()
+}
+
+func checkTunnelZoneMember(o Object) error {
+	m := o.(*TunnelZoneMember)
+	if !m.Address.IsValid() || m.Address.IsUnspecified() || m.Address.IsMulticast() {
+		return fieldErr("address", "%q is not a usable unicast address", m.Address)
+	}
+	return nil
+}
+
+func checkPort(o Object) error {
+	p := o.(*Port)
+	switch {
+	case p.BridgeID == "" && p.RouterID == "":
+		return fieldErr("bridge_id", "a port belongs to a bridge or a router: set bridge_id or router_id")
+	case p.BridgeID != "" && p.RouterID != "":
+		return fieldErr("router_id", "a port belongs to one device: set bridge_id or router_id, not both")
+	case (p.HostID == "") != (p.InterfaceName == ""):
+		if p.HostID == "" {
+			return fieldErr("host_id", "a binding needs both host_id and interface_name")
+		}
+		return fieldErr("interface_name", "a binding needs both host_id and interface_name")
+	case p.HostID != "" && p.PeerID != "":
+		return fieldErr("peer_id", "a port is either bound to an interface or linked to a peer, not both")
+	case p.PeerID != "" && p.PeerID == p.ID:
+		return fieldErr("peer_id", "a port cannot be its own peer")
+	}
+	if p.InterfaceName != "" && !validIfName(p.InterfaceName) {
+		return fieldErr("interface_name", "%q is not a Linux interface name (1-15 characters, no '/', ':' or spaces)", p.InterfaceName)
+	}
+	if p.MAC.IsMulticast() {
+		return fieldErr("mac", "%s is a multicast address", p.MAC)
+	}
+	if p.BridgeID != "" {
+		if p.Address.IsValid() || p.Network.IsValid() {
+			return fieldErr("address", "bridge ports have no address; addresses belong to router ports")
+		}
+		return nil
+	}
+	if p.VLAN != 0 {
+		return fieldErr("vlan", "only bridge ports carry a VLAN")
+	}
+	if p.Address.IsValid() != p.Network.IsValid() {
+		if p.Address.IsValid() {
+			return fieldErr("network", "a router port address needs its network (net)")
+		}
+		return fieldErr("address", "a router port network needs the port's address")
+	}
+	if p.Address.IsValid() && !p.Network.Contains(p.Address) {
+		return fieldErr("address", "%s is not inside network %s", p.Address, p.Network)
+	}
+	return nil
+}
+
+func checkRoute(o Object) error {
+	r := o.(*Route)
+	if r.Src.Addr().Is4() != r.Dst.Addr().Is4() {
+		return fieldErr("src", "source %s and destination %s are of different families", r.Src, r.Dst)
+	}
+	if r.Gateway.IsValid() && r.Gateway.Is4() != r.Dst.Addr().Is4() {
+		return fieldErr("gateway", "gateway %s is %s but destination %s is not", r.Gateway, FamilyOf(r.Gateway), r.Dst)
+	}
+	if r.Type == RouteNormal && r.PortID == "" {
+		return fieldErr("port_id", "a normal route needs its egress port")
+	}
+	return nil
+}
+
+func checkRule(o Object) error {
+	r := o.(*Rule)
+	if r.Type == RuleJump && r.JumpChainID == "" {
+		return fieldErr("jump_chain_id", "a jump rule needs the chain to jump to")
+	}
+	if r.Type != RuleJump && r.JumpChainID != "" {
+		return fieldErr("jump_chain_id", "only jump rules name a chain to jump to")
+	}
+	if r.JumpChainID != "" && r.JumpChainID == r.ChainID {
+		return fieldErr("jump_chain_id", "a chain cannot jump to itself")
+	}
+	if (r.Type == RuleSNAT || r.Type == RuleDNAT) && len(r.Targets) == 0 {
+		return fieldErr("targets", "a %s rule needs at least one target", r.Type)
+	}
+	if !(r.Type == RuleSNAT || r.Type == RuleDNAT) && len(r.Targets) > 0 {
+		return fieldErr("targets", "only snat and dnat rules have targets")
+	}
+	if !r.Type.IsNAT() && r.FlowAction != "" {
+		return fieldErr("flow_action", "only NAT rules have a flow action")
+	}
+	if r.Src.IsValid() && r.Dst.IsValid() && r.Src.Addr().Is4() != r.Dst.Addr().Is4() {
+		return fieldErr("dst", "source %s and destination %s are of different families", r.Src, r.Dst)
+	}
+	if r.Proto != 6 && r.Proto != 17 && r.Proto != 1 && r.Proto != 58 && r.Proto != 132 &&
+		(!r.SrcPort.IsZero() || !r.DstPort.IsZero()) {
+		return fieldErr("proto", "ports can only be matched with proto 6 (tcp), 17 (udp), 132 (sctp) or 1/58 (icmp type/code)")
+	}
+	return nil
+}
+
+func checkDHCPSubnet(o Object) error {
+	d := o.(*DHCPSubnet)
+	if !d.Subnet.Addr().Is4() {
+		return fieldErr("subnet", "DHCP subnets are IPv4 (DHCPv6 is not served yet)")
+	}
+	if d.Gateway.IsValid() && !d.Subnet.Contains(d.Gateway) {
+		return fieldErr("gateway", "%s is outside subnet %s", d.Gateway, d.Subnet)
+	}
+	if d.ServerAddress.IsValid() && !d.ServerAddress.Is4() {
+		return fieldErr("server_address", "%s is not IPv4", d.ServerAddress)
+	}
+	if d.MTU != 0 && d.MTU < 68 {
+		return fieldErr("mtu", "%d is below the IPv4 minimum of 68", d.MTU)
+	}
+	return nil
+}
+
+func checkVIP(o Object) error {
+	v := o.(*VIP)
+	if v.Address.IsUnspecified() || v.Address.IsMulticast() {
+		return fieldErr("address", "%s is not a usable unicast address", v.Address)
+	}
+	return nil
+}
+
+func validIfName(s string) bool {
+	if len(s) == 0 || len(s) > 15 || s == "." || s == ".." {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '/' || c == ':' || c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}

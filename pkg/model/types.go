@@ -1,0 +1,324 @@
+package model
+
+import "net/netip"
+
+// The native topology. Struct tags are the schema: `json` names the API
+// field, `nagare` carries the rest (see schema.go for the tag grammar). The
+// order of fields is the order the CLI prints them in.
+
+// Meta is embedded by every object.
+type Meta struct {
+	ID string `json:"id" nagare:"ro,doc=UUID; chosen by the server unless given on create"`
+	// Revision is the etcd modification revision of the stored object. Send
+	// it back on update (or in If-Match) to fail with 409 if someone else
+	// wrote in between.
+	Revision int64 `json:"revision,omitempty" nagare:"ro,doc=store revision; send it back on update for compare-and-swap"`
+}
+
+// GetMeta gives generic code access to the common fields.
+func (m *Meta) GetMeta() *Meta { return m }
+
+// Object is any stored object of the native topology.
+type Object interface {
+	GetMeta() *Meta
+}
+
+// State is the administrative state of a device or port.
+type State string
+
+const (
+	StateUp   State = "up"
+	StateDown State = "down"
+)
+
+// Host is a hypervisor or gateway running nagare-agent. Agents create and
+// refresh their own record; Alive is derived from the agent's etcd lease.
+type Host struct {
+	Meta
+	Name      string       `json:"name" nagare:"cli=name,required,unique,doc=host name as the agent registered it"`
+	Addresses []netip.Addr `json:"addresses,omitempty" nagare:"cli=addresses,doc=addresses of the host's interfaces"`
+	Alive     bool         `json:"alive" nagare:"cli=alive,ro,derived,doc=true while the host's agent holds its lease"`
+}
+
+// TunnelType is the encapsulation of a tunnel zone.
+type TunnelType string
+
+const (
+	TunnelVXLAN TunnelType = "vxlan"
+	TunnelGRE   TunnelType = "gre"
+	TunnelVTEP  TunnelType = "vtep"
+)
+
+// TunnelZone is a set of hosts that reach each other over one encapsulation.
+type TunnelZone struct {
+	Meta
+	Name string     `json:"name" nagare:"cli=name,required,unique"`
+	Type TunnelType `json:"type" nagare:"cli=type,enum=vxlan|gre|vtep,default=vxlan"`
+}
+
+// TunnelZoneMember says where a host's tunnels end inside a zone.
+type TunnelZoneMember struct {
+	Meta
+	TunnelZoneID string     `json:"tunnel_zone_id" nagare:"cli=zone,ref=tunnel-zone,ondelete=cascade,required,parent"`
+	HostID       string     `json:"host_id" nagare:"cli=host,ref=host,ondelete=cascade,required,unique=tunnel_zone_id"`
+	Address      netip.Addr `json:"address" nagare:"cli=address,required,doc=underlay address of the host's tunnel endpoint"`
+}
+
+// Bridge is a virtual L2 switch.
+type Bridge struct {
+	Meta
+	Name             string `json:"name,omitempty" nagare:"cli=name"`
+	State            State  `json:"state" nagare:"cli=state,enum=up|down,default=up"`
+	TenantID         string `json:"tenant_id,omitempty" nagare:"cli=tenant"`
+	InboundFilterID  string `json:"inbound_filter_id,omitempty" nagare:"cli=infilter,ref=chain,ondelete=restrict"`
+	OutboundFilterID string `json:"outbound_filter_id,omitempty" nagare:"cli=outfilter,ref=chain,ondelete=restrict"`
+}
+
+// Router is a virtual L3 router.
+type Router struct {
+	Meta
+	Name             string `json:"name,omitempty" nagare:"cli=name"`
+	State            State  `json:"state" nagare:"cli=state,enum=up|down,default=up"`
+	TenantID         string `json:"tenant_id,omitempty" nagare:"cli=tenant"`
+	InboundFilterID  string `json:"inbound_filter_id,omitempty" nagare:"cli=infilter,ref=chain,ondelete=restrict,doc=pre-routing chain"`
+	OutboundFilterID string `json:"outbound_filter_id,omitempty" nagare:"cli=outfilter,ref=chain,ondelete=restrict,doc=post-routing chain"`
+	LoadBalancerID   string `json:"load_balancer_id,omitempty" nagare:"cli=load-balancer,ref=load-balancer,ondelete=nullify"`
+}
+
+// Port belongs to exactly one bridge or router. It is exterior when bound to
+// a host interface (HostID + InterfaceName) and interior when linked to a
+// peer port; never both.
+type Port struct {
+	Meta
+	BridgeID         string       `json:"bridge_id,omitempty" nagare:"cli=device,ref=bridge,ondelete=restrict,parent"`
+	RouterID         string       `json:"router_id,omitempty" nagare:"cli=device,ref=router,ondelete=restrict,parent"`
+	State            State        `json:"state" nagare:"cli=state,enum=up|down,default=up"`
+	InboundFilterID  string       `json:"inbound_filter_id,omitempty" nagare:"cli=infilter,ref=chain,ondelete=restrict"`
+	OutboundFilterID string       `json:"outbound_filter_id,omitempty" nagare:"cli=outfilter,ref=chain,ondelete=restrict"`
+	VLAN             uint16       `json:"vlan,omitempty" nagare:"cli=vlan,max=4094,doc=802.1Q VLAN of a bridge port (0 = untagged)"`
+	MAC              MAC          `json:"mac,omitzero" nagare:"cli=mac,doc=router ports get a random locally administered MAC when unset"`
+	Address          netip.Addr   `json:"address,omitzero" nagare:"cli=address,doc=router port address"`
+	Network          netip.Prefix `json:"network,omitzero" nagare:"cli=net,doc=router port subnet; must contain address"`
+	PeerID           string       `json:"peer_id,omitempty" nagare:"cli=peer,ref=port,ondelete=nullify,doc=interior link; kept symmetric by the server"`
+	HostID           string       `json:"host_id,omitempty" nagare:"cli=host,ref=host,ondelete=nullify,doc=binding: host of the interface"`
+	InterfaceName    string       `json:"interface_name,omitempty" nagare:"cli=interface,unique=host_id,doc=binding: interface name on the host"`
+	TunnelKey        uint32       `json:"tunnel_key,omitempty" nagare:"cli=tunnel-key,ro,unique,doc=24-bit key naming this port in tunnel headers"`
+}
+
+// IsRouterPort reports whether the port belongs to a router.
+func (p *Port) IsRouterPort() bool { return p.RouterID != "" }
+
+// DeviceID is the bridge or router the port belongs to.
+func (p *Port) DeviceID() string {
+	if p.RouterID != "" {
+		return p.RouterID
+	}
+	return p.BridgeID
+}
+
+// Bound reports whether the port is exterior (bound to a host interface).
+func (p *Port) Bound() bool { return p.HostID != "" }
+
+// RouteType says what a matching route does.
+type RouteType string
+
+const (
+	RouteNormal    RouteType = "normal"
+	RouteBlackhole RouteType = "blackhole"
+	RouteReject    RouteType = "reject"
+)
+
+// Route is a router's route. Longest prefix wins; among equal prefixes the
+// lowest weight wins, and equal weights spread flows (ECMP).
+type Route struct {
+	Meta
+	RouterID string       `json:"router_id" nagare:"cli=router,ref=router,ondelete=cascade,required,parent"`
+	Type     RouteType    `json:"type" nagare:"cli=type,enum=normal|blackhole|reject,default=normal"`
+	Src      netip.Prefix `json:"src,omitzero" nagare:"cli=src,doc=source prefix; default any of dst's family"`
+	Dst      netip.Prefix `json:"dst" nagare:"cli=dst,required"`
+	Gateway  netip.Addr   `json:"gateway,omitzero" nagare:"cli=gw,doc=next hop; unset means the destination is on-link"`
+	PortID   string       `json:"port_id,omitempty" nagare:"cli=port,ref=port,ondelete=cascade,doc=egress port; required for normal routes"`
+	Weight   uint32       `json:"weight" nagare:"cli=weight,default=100,max=65535"`
+	Learned  bool         `json:"learned,omitempty" nagare:"cli=learned,ro,doc=learned from BGP"`
+}
+
+// Chain is an ordered list of rules.
+type Chain struct {
+	Meta
+	Name     string   `json:"name,omitempty" nagare:"cli=name"`
+	TenantID string   `json:"tenant_id,omitempty" nagare:"cli=tenant"`
+	RuleIDs  []string `json:"rule_ids,omitempty" nagare:"ro,ref=rule,ondelete=nullify,nocli,doc=rules in evaluation order"`
+}
+
+// RuleType is what a rule does when its condition matches.
+type RuleType string
+
+const (
+	RuleAccept   RuleType = "accept"
+	RuleDrop     RuleType = "drop"
+	RuleReject   RuleType = "reject"
+	RuleContinue RuleType = "continue"
+	RuleJump     RuleType = "jump"
+	RuleReturn   RuleType = "return"
+	RuleSNAT     RuleType = "snat"
+	RuleDNAT     RuleType = "dnat"
+	RuleRevSNAT  RuleType = "rev_snat"
+	RuleRevDNAT  RuleType = "rev_dnat"
+)
+
+// IsNAT reports whether the rule translates addresses.
+func (t RuleType) IsNAT() bool {
+	return t == RuleSNAT || t == RuleDNAT || t == RuleRevSNAT || t == RuleRevDNAT
+}
+
+// Condition is what a rule matches. Every condition that has an Inv* twin
+// can be negated (the CLI writes "src !10.0.0.0/8"). Unset conditions match
+// anything.
+type Condition struct {
+	InPortIDs         []string     `json:"in_port_ids,omitempty" nagare:"cli=in-ports,ref=port,ondelete=nullify,inv=inv_in_ports"`
+	InvInPorts        bool         `json:"inv_in_ports,omitempty" nagare:"nocli"`
+	OutPortIDs        []string     `json:"out_port_ids,omitempty" nagare:"cli=out-ports,ref=port,ondelete=nullify,inv=inv_out_ports"`
+	InvOutPorts       bool         `json:"inv_out_ports,omitempty" nagare:"nocli"`
+	PortGroupID       string       `json:"port_group_id,omitempty" nagare:"cli=port-group,ref=port-group,ondelete=restrict,inv=inv_port_group"`
+	InvPortGroup      bool         `json:"inv_port_group,omitempty" nagare:"nocli"`
+	IPAddrGroupSrcID  string       `json:"ip_addr_group_src_id,omitempty" nagare:"cli=ip-address-group-src,ref=ip-address-group,ondelete=restrict,inv=inv_ip_addr_group_src"`
+	InvIPAddrGroupSrc bool         `json:"inv_ip_addr_group_src,omitempty" nagare:"nocli"`
+	IPAddrGroupDstID  string       `json:"ip_addr_group_dst_id,omitempty" nagare:"cli=ip-address-group-dst,ref=ip-address-group,ondelete=restrict,inv=inv_ip_addr_group_dst"`
+	InvIPAddrGroupDst bool         `json:"inv_ip_addr_group_dst,omitempty" nagare:"nocli"`
+	EtherType         uint16       `json:"ethertype,omitempty" nagare:"cli=ethertype,inv=inv_ethertype"`
+	InvEtherType      bool         `json:"inv_ethertype,omitempty" nagare:"nocli"`
+	SrcMAC            MAC          `json:"src_mac,omitzero" nagare:"cli=src-mac,inv=inv_src_mac"`
+	InvSrcMAC         bool         `json:"inv_src_mac,omitempty" nagare:"nocli"`
+	DstMAC            MAC          `json:"dst_mac,omitzero" nagare:"cli=dst-mac,inv=inv_dst_mac"`
+	InvDstMAC         bool         `json:"inv_dst_mac,omitempty" nagare:"nocli"`
+	Src               netip.Prefix `json:"src,omitzero" nagare:"cli=src,inv=inv_src"`
+	InvSrc            bool         `json:"inv_src,omitempty" nagare:"nocli"`
+	Dst               netip.Prefix `json:"dst,omitzero" nagare:"cli=dst,inv=inv_dst"`
+	InvDst            bool         `json:"inv_dst,omitempty" nagare:"nocli"`
+	Proto             uint8        `json:"proto,omitempty" nagare:"cli=proto,inv=inv_proto,doc=IP protocol number (6 tcp, 17 udp, 1 icmp)"`
+	InvProto          bool         `json:"inv_proto,omitempty" nagare:"nocli"`
+	TOS               uint8        `json:"tos,omitempty" nagare:"cli=tos"`
+	SrcPort           PortRange    `json:"src_port,omitzero" nagare:"cli=src-port,inv=inv_src_port,doc=L4 source port or range; ICMP type"`
+	InvSrcPort        bool         `json:"inv_src_port,omitempty" nagare:"nocli"`
+	DstPort           PortRange    `json:"dst_port,omitzero" nagare:"cli=dst-port,inv=inv_dst_port,doc=L4 destination port or range; ICMP code"`
+	InvDstPort        bool         `json:"inv_dst_port,omitempty" nagare:"nocli"`
+	FragmentPolicy    string       `json:"fragment_policy,omitempty" nagare:"cli=fragment-policy,enum=any|header|nonheader|unfragmented"`
+	Flow              string       `json:"flow,omitempty" nagare:"cli=flow,enum=fwd-flow|return-flow,doc=match only the forward or only the return direction of tracked connections"`
+}
+
+// Rule is one entry of a chain.
+type Rule struct {
+	Meta
+	ChainID string `json:"chain_id" nagare:"cli=chain,ref=chain,ondelete=cascade,required,parent"`
+	Condition
+	Position    int         `json:"position,omitempty" nagare:"cli=pos,min=0,doc=1-based place in the chain; on create inserts there (default: append)"`
+	Type        RuleType    `json:"type" nagare:"cli=type,required,enum=accept|drop|reject|continue|jump|return|snat|dnat|rev_snat|rev_dnat"`
+	FlowAction  string      `json:"flow_action,omitempty" nagare:"cli=action,enum=accept|continue|return,doc=what a NAT rule does after translating"`
+	JumpChainID string      `json:"jump_chain_id,omitempty" nagare:"cli=jump-to,ref=chain,ondelete=restrict"`
+	Targets     []NATTarget `json:"targets,omitempty" nagare:"cli=target,doc=NAT targets IP[-IP][:PORT[-PORT]]"`
+}
+
+// PortGroup groups ports for rule conditions; stateful groups share flow
+// state among their members (asymmetric paths).
+type PortGroup struct {
+	Meta
+	Name     string `json:"name,omitempty" nagare:"cli=name"`
+	TenantID string `json:"tenant_id,omitempty" nagare:"cli=tenant"`
+	Stateful bool   `json:"stateful,omitempty" nagare:"cli=stateful"`
+}
+
+// PortGroupMember puts a port in a port group.
+type PortGroupMember struct {
+	Meta
+	PortGroupID string `json:"port_group_id" nagare:"cli=group,ref=port-group,ondelete=cascade,required,parent"`
+	PortID      string `json:"port_id" nagare:"cli=port,ref=port,ondelete=cascade,required,unique=port_group_id"`
+}
+
+// IPAddrGroup is a named set of addresses for rule conditions.
+type IPAddrGroup struct {
+	Meta
+	Name     string `json:"name,omitempty" nagare:"cli=name"`
+	TenantID string `json:"tenant_id,omitempty" nagare:"cli=tenant"`
+}
+
+// IPAddrGroupAddr is one address of an IP address group.
+type IPAddrGroupAddr struct {
+	Meta
+	IPAddrGroupID string     `json:"ip_addr_group_id" nagare:"cli=group,ref=ip-address-group,ondelete=cascade,required,parent"`
+	Address       netip.Addr `json:"address" nagare:"cli=address,required,unique=ip_addr_group_id"`
+}
+
+// DHCPSubnet makes the agents answer DHCP on a bridge for one subnet.
+type DHCPSubnet struct {
+	Meta
+	BridgeID      string        `json:"bridge_id" nagare:"cli=bridge,ref=bridge,ondelete=cascade,required,parent"`
+	Gateway       netip.Addr    `json:"gateway,omitzero" nagare:"cli=gw,doc=default router handed to clients"`
+	ServerAddress netip.Addr    `json:"server_address,omitzero" nagare:"cli=server,doc=address the DHCP server answers from; default the gateway"`
+	DNSServers    []netip.Addr  `json:"dns_servers,omitempty" nagare:"cli=dns-servers"`
+	Subnet        netip.Prefix  `json:"subnet" nagare:"cli=subnet,required,unique=bridge_id"`
+	MTU           uint16        `json:"mtu,omitempty" nagare:"cli=interface-mtu,max=65535,doc=interface MTU option; default the overlay MTU"`
+	Opt121Routes  []Opt121Route `json:"opt121_routes,omitempty" nagare:"cli=opt121-routes,doc=classless static routes DEST=GW"`
+	Disabled      bool          `json:"disabled,omitempty" nagare:"cli=disabled"`
+}
+
+// DHCPHost is a fixed address for one MAC inside a DHCP subnet.
+type DHCPHost struct {
+	Meta
+	DHCPSubnetID string     `json:"dhcp_subnet_id" nagare:"cli=subnet-id,ref=dhcp-subnet,ondelete=cascade,required,parent"`
+	Name         string     `json:"name,omitempty" nagare:"cli=name"`
+	MAC          MAC        `json:"mac" nagare:"cli=mac,required,unique=dhcp_subnet_id"`
+	Address      netip.Addr `json:"address" nagare:"cli=address,required,unique=dhcp_subnet_id"`
+}
+
+// LoadBalancer is an L4 load balancer whose VIPs live on a router.
+type LoadBalancer struct {
+	Meta
+	Name     string `json:"name,omitempty" nagare:"cli=name"`
+	State    State  `json:"state" nagare:"cli=state,enum=up|down,default=up"`
+	TenantID string `json:"tenant_id,omitempty" nagare:"cli=tenant"`
+}
+
+// Pool is a set of members that VIPs balance over.
+type Pool struct {
+	Meta
+	LoadBalancerID  string `json:"load_balancer_id" nagare:"cli=load-balancer,ref=load-balancer,ondelete=cascade,required,parent"`
+	Protocol        string `json:"protocol" nagare:"cli=protocol,enum=tcp|udp,default=tcp"`
+	Method          string `json:"lb_method" nagare:"cli=lb-method,enum=round_robin|weighted,default=weighted"`
+	HealthMonitorID string `json:"health_monitor_id,omitempty" nagare:"cli=health-monitor,ref=health-monitor,ondelete=nullify"`
+	State           State  `json:"state" nagare:"cli=state,enum=up|down,default=up"`
+}
+
+// PoolMember is one backend of a pool.
+type PoolMember struct {
+	Meta
+	PoolID       string     `json:"pool_id" nagare:"cli=pool,ref=pool,ondelete=cascade,required,parent"`
+	Address      netip.Addr `json:"address" nagare:"cli=address,required"`
+	ProtocolPort uint16     `json:"protocol_port" nagare:"cli=port,required,min=1,max=65535"`
+	Weight       uint16     `json:"weight" nagare:"cli=weight,default=1,max=256"`
+	State        State      `json:"state" nagare:"cli=state,enum=up|down,default=up"`
+	Status       string     `json:"status,omitempty" nagare:"cli=status,ro,derived,doc=health as seen by the monitors: up, down or no_monitor"`
+}
+
+// VIP is an address and port on a load balancer's router that is balanced over a pool.
+type VIP struct {
+	Meta
+	LoadBalancerID     string     `json:"load_balancer_id" nagare:"cli=load-balancer,ref=load-balancer,ondelete=cascade,required,parent"`
+	PoolID             string     `json:"pool_id" nagare:"cli=pool,ref=pool,ondelete=cascade,required"`
+	Address            netip.Addr `json:"address" nagare:"cli=address,required"`
+	ProtocolPort       uint16     `json:"protocol_port" nagare:"cli=port,required,min=1,max=65535"`
+	SessionPersistence string     `json:"session_persistence,omitempty" nagare:"cli=persistence,enum=source_ip"`
+}
+
+// HealthMonitor checks pool members.
+type HealthMonitor struct {
+	Meta
+	Name          string `json:"name,omitempty" nagare:"cli=name"`
+	Type          string `json:"type" nagare:"cli=type,enum=tcp|http,default=tcp"`
+	Delay         uint32 `json:"delay" nagare:"cli=delay,default=5,min=1,max=3600,doc=seconds between checks"`
+	Timeout       uint32 `json:"timeout" nagare:"cli=timeout,default=5,min=1,max=3600,doc=seconds before a check fails"`
+	MaxRetries    uint32 `json:"max_retries" nagare:"cli=max-retries,default=3,min=1,max=10"`
+	HTTPMethod    string `json:"http_method,omitempty" nagare:"cli=http-method,enum=GET|HEAD,default=GET"`
+	URLPath       string `json:"url_path,omitempty" nagare:"cli=url-path,default=/"`
+	ExpectedCodes string `json:"expected_codes,omitempty" nagare:"cli=expected-codes,default=200"`
+	State         State  `json:"state" nagare:"cli=state,enum=up|down,default=up"`
+}

@@ -285,6 +285,9 @@ func Decode(k *Kind, data []byte, o Object, allowID bool) error {
 		f := k.byJSON[n]
 		switch {
 		case f == nil:
+			if n == "" {
+				n = `""`
+			}
 			return fieldErr(n, "unknown field for %s", k.Name)
 		case n == "revision":
 			continue

@@ -1,0 +1,40 @@
+# Nagare: the two set-up commands of the README are `make demo` and `make test`.
+SHELL := /bin/bash
+export PATH := $(PATH):/usr/local/go/bin
+GO ?= go
+BIN := bin
+
+.PHONY: all setup build test test-short vet bench bench-go demo fmt clean
+
+all: build
+
+setup:
+	@./scripts/setup.sh
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+
+# The whole suite: unit, fuzz seeds, API and CLI end to end, namespaces (root).
+test: setup vet
+	$(GO) test -count=1 -timeout 30m ./...
+
+test-short: vet
+	$(GO) test -count=1 -short ./...
+
+# Benchmarks: Go benchmarks of the control plane (and, later, the datapath
+# side by side with the kernel). Prints one table; see README.
+bench: setup build
+	./scripts/bench.sh
+
+demo: setup build
+	./scripts/demo.sh
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf $(BIN)

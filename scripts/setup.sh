@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs everything Nagare's build, tests, demo and benchmarks need on a
+# fresh Debian machine. Idempotent: installs only what is missing.
+set -euo pipefail
+
+PKGS=(
+	etcd-server etcd-client            # external-etcd mode tests (etcd, etcdctl)
+	iproute2 iputils-ping              # namespaces, veth, ping
+	iperf3 tcpdump tshark              # traffic and captures in end-to-end tests
+	udhcpc                             # DHCP client in VM namespaces
+	netsniff-ng nftables ethtool       # kernel baselines for make bench
+	jq bc tmux procps psmisc
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "setup: installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v go >/dev/null; then
+	export PATH=$PATH:/usr/local/go/bin
+fi
+go mod download

@@ -1,0 +1,191 @@
+//go:build linux
+
+package afpacket
+
+import (
+	"fmt"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+const (
+	ethHdrLen = 14
+	txBatch   = 64 // frames per sendmmsg call
+)
+
+type txState struct {
+	msgs [txBatch]unix.Mmsghdr
+	iovs [txBatch]unix.Iovec
+	pfd  [2]unix.PollFd
+	ts   unix.Timespec
+
+	// TX ring (experiment)
+	ring      []byte
+	frameSize int
+	nframes   int
+	head      int
+}
+
+func (t *txState) init() {
+	for i := range t.msgs {
+		t.msgs[i].Hdr.Iov = &t.iovs[i]
+		t.msgs[i].Hdr.SetIovlen(1)
+	}
+}
+
+// WriteBatch sends frames (complete Ethernet frames, VLAN tags included) and
+// returns how many the kernel accepted. A frame that is rejected — shorter
+// than an Ethernet header, over the MTU, or dropped by a busy device — is
+// counted in Stats.TxErrors and skipped, so one bad frame never stalls the
+// rest. err is non-nil only when the port cannot send at all (ErrClosed, or
+// the interface is gone); frames after that point were not tried.
+// WriteBatch does not allocate and does not retain frames.
+func (p *Port) WriteBatch(frames [][]byte) (int, error) {
+	p.txMu.Lock()
+	defer p.txMu.Unlock()
+	if p.closed.Load() {
+		return 0, ErrClosed
+	}
+	if p.tx.ring != nil {
+		return p.writeRing(frames)
+	}
+	sent := 0
+	for len(frames) > 0 {
+		k := 0
+		for len(frames) > 0 && k < txBatch {
+			f := frames[0]
+			frames = frames[1:]
+			if len(f) < ethHdrLen {
+				p.cnt.txErrors.Add(1)
+				continue
+			}
+			p.tx.iovs[k].Base = &f[0]
+			p.tx.iovs[k].SetLen(len(f))
+			k++
+		}
+		n, err := p.sendmmsg(k)
+		sent += n
+		if err != nil {
+			p.clearIovs(k)
+			return sent, err
+		}
+	}
+	p.clearIovs(txBatch)
+	return sent, nil
+}
+
+// clearIovs drops our references to the caller's frames so that the port
+// does not keep them alive for the garbage collector.
+func (p *Port) clearIovs(k int) {
+	for i := range k {
+		p.tx.iovs[i].Base = nil
+	}
+}
+
+// sendmmsg sends msgs[:k], skipping frames the kernel rejects one by one.
+func (p *Port) sendmmsg(k int) (int, error) {
+	sent, j := 0, 0
+	for j < k {
+		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(p.fd),
+			uintptr(unsafe.Pointer(&p.tx.msgs[j])), uintptr(k-j), unix.MSG_DONTWAIT, 0, 0)
+		switch e {
+		case 0:
+			// sendmmsg reports success for the messages before a failing one;
+			// the failure repeats as the first message of the next call.
+			j += int(r)
+			sent += int(r)
+			p.cnt.txPackets.Add(uint64(r))
+		case unix.EINTR:
+		case unix.EAGAIN, unix.ENOBUFS:
+			if e == unix.ENOBUFS || !p.waitTX() {
+				// Device queue full (ENOBUFS under qdisc bypass) or socket buffer
+				// still full: drop this frame rather than block the datapath.
+				p.cnt.txErrors.Add(1)
+				j++
+			}
+		case unix.EBADF, unix.ENXIO, unix.ENODEV:
+			return sent, fmt.Errorf("afpacket: send on %s: %w", p.name, e)
+		default:
+			// EMSGSIZE, EINVAL, ENETDOWN...: this frame only.
+			p.cnt.txErrors.Add(1)
+			j++
+		}
+		if p.closed.Load() {
+			return sent, ErrClosed
+		}
+	}
+	return sent, nil
+}
+
+// waitTX waits up to 10 ms for socket buffer space. It reports false if none
+// appeared (or the port is closing), and the caller drops the frame.
+func (p *Port) waitTX() bool {
+	p.tx.pfd = [2]unix.PollFd{{Fd: int32(p.fd), Events: unix.POLLOUT}, {Fd: int32(p.efd), Events: unix.POLLIN}}
+	err := p.wait(&p.tx.pfd, &p.tx.ts, time.Now().Add(10*time.Millisecond))
+	return err == nil
+}
+
+// ---- TX ring experiment ----
+
+const txDataOff = tp3HdrLen // TPACKET3_HDRLEN - sizeof(sockaddr_ll)
+
+func (p *Port) writeRing(frames [][]byte) (int, error) {
+	t := &p.tx
+	queued := 0
+	for _, f := range frames {
+		if len(f) < ethHdrLen || len(f) > t.frameSize-txDataOff {
+			p.cnt.txErrors.Add(1)
+			continue
+		}
+		base := t.head * t.frameSize
+		h := (*unix.Tpacket3Hdr)(unsafe.Pointer(&t.ring[base]))
+		for {
+			st := atomic.LoadUint32(&h.Status)
+			if st == unix.TP_STATUS_AVAILABLE {
+				break
+			}
+			if st == unix.TP_STATUS_WRONG_FORMAT {
+				p.cnt.txErrors.Add(1)
+				atomic.StoreUint32(&h.Status, unix.TP_STATUS_AVAILABLE)
+				break
+			}
+			if err := p.kick(0); err != nil {
+				return queued, err
+			}
+		}
+		copy(t.ring[base+txDataOff:], f)
+		h.Len = uint32(len(f))
+		h.Snaplen = uint32(len(f))
+		atomic.StoreUint32(&h.Status, unix.TP_STATUS_SEND_REQUEST)
+		t.head++
+		if t.head == t.nframes {
+			t.head = 0
+		}
+		queued++
+	}
+	if err := p.kick(0); err != nil {
+		return queued, err
+	}
+	p.cnt.txPackets.Add(uint64(queued))
+	return queued, nil
+}
+
+func (p *Port) kick(flags int) error {
+	for {
+		_, _, e := unix.Syscall6(unix.SYS_SENDTO, uintptr(p.fd), 0, 0, uintptr(flags), 0, 0)
+		switch e {
+		case 0:
+			return nil
+		case unix.EINTR, unix.EAGAIN:
+			continue
+		case unix.EBADF, unix.ENXIO, unix.ENODEV:
+			return fmt.Errorf("afpacket: send on %s: %w", p.name, e)
+		default:
+			p.cnt.txErrors.Add(1)
+			return nil
+		}
+	}
+}

@@ -1,0 +1,72 @@
+package packet
+
+// Tunnel encapsulation for the underlay sockets. The agent sends VXLAN over
+// an ordinary UDP socket and GRE over a raw IP socket (protocol 47), so the
+// kernel writes the outer IP (and UDP) headers and routes them; these
+// functions handle only the tunnel header and the inner frame.
+
+const (
+	vxlanFlagI = 0x08
+	maxVNI     = 1<<24 - 1
+	greHdrLen  = 8 // flags, protocol, key
+)
+
+// EncapVXLAN writes an 8-byte VXLAN header (I flag, vni) followed by inner,
+// an Ethernet frame, into dst, and returns the length written: the payload
+// for a UDP socket bound to the VXLAN port.
+func EncapVXLAN(dst []byte, inner []byte, vni uint32) (int, error) {
+	if vni > maxVNI {
+		return 0, ErrBadArgument
+	}
+	n := vxlanHdrLen + len(inner)
+	if len(dst) < n {
+		return 0, ErrShortBuffer
+	}
+	put32(dst[0:], vxlanFlagI<<24)
+	put32(dst[4:], vni<<8)
+	copy(dst[vxlanHdrLen:], inner)
+	return n, nil
+}
+
+// DecapVXLAN splits b, a VXLAN UDP payload, into its VNI and inner
+// Ethernet frame (a subslice of b). A header without the I flag is
+// malformed: its VNI means nothing (RFC 7348 §5).
+func DecapVXLAN(b []byte) (vni uint32, inner []byte, err error) {
+	if len(b) < vxlanHdrLen || b[0]&vxlanFlagI == 0 {
+		return 0, nil, ErrMalformed
+	}
+	return be32(b[4:]) >> 8, b[vxlanHdrLen:], nil
+}
+
+// EncapGRE writes a GRE header with key (RFC 2890: K bit, no checksum, no
+// sequence number; protocol transparent Ethernet bridging) followed by
+// inner, an Ethernet frame, into dst, and returns the length written: the
+// payload for a raw IP socket of protocol 47. No checksum because the inner
+// frame's own L4 checksums protect what matters and a GRE checksum would
+// cost a pass over every byte; no sequence number because the overlay does
+// not promise ordering.
+func EncapGRE(dst []byte, inner []byte, key uint32) (int, error) {
+	n := greHdrLen + len(inner)
+	if len(dst) < n {
+		return 0, ErrShortBuffer
+	}
+	put16(dst[0:], greK)
+	put16(dst[2:], EtherTypeTEB)
+	put32(dst[4:], key)
+	copy(dst[greHdrLen:], inner)
+	return n, nil
+}
+
+// DecapGRE splits b, starting at a GRE header, into its key and inner
+// Ethernet frame (a subslice of b). An IPv4 raw socket delivers the IP
+// header before the GRE header: the caller skips it (IHL*4 bytes) first.
+// Only transparent Ethernet bridging with a key is accepted, since the
+// key is what names the virtual network; a checksum or sequence number, if
+// present, is skipped unverified.
+func DecapGRE(b []byte) (key uint32, inner []byte, err error) {
+	h, drop := parseGRE(b)
+	if drop != DropNone || !h.hasKey || h.proto != EtherTypeTEB {
+		return 0, nil, ErrMalformed
+	}
+	return h.key, b[h.hdrLen:], nil
+}

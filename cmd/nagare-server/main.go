@@ -1,0 +1,61 @@
+// Command nagare-server runs Nagare's API server over its NSDB: by default an
+// embedded single-node etcd in --data-dir; with --etcd-endpoints an external
+// etcd cluster shared by every server replica and agent.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/nagare/nagare/pkg/server"
+)
+
+func main() {
+	var cfg server.Config
+	var endpoints, logLevel string
+	flag.StringVar(&cfg.DataDir, "data-dir", "./nagare-data", "directory of the embedded etcd's data")
+	flag.StringVar(&cfg.Listen, "listen", "127.0.0.1:9696", "address of the REST API")
+	flag.StringVar(&endpoints, "etcd-endpoints", "", "comma-separated client URLs of an external etcd cluster; when set, no embedded etcd is started")
+	flag.StringVar(&cfg.EtcdListen, "etcd-listen", "http://127.0.0.1:2379", "client URL of the embedded etcd, where agents connect")
+	flag.StringVar(&cfg.EtcdPeerURL, "etcd-peer-listen", "http://127.0.0.1:2380", "peer URL of the embedded etcd")
+	flag.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "nagare-server: unexpected argument %q\n", flag.Arg(0))
+		os.Exit(2)
+	}
+	for _, e := range strings.Split(endpoints, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			cfg.EtcdEndpoints = append(cfg.EtcdEndpoints, e)
+		}
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+		fmt.Fprintf(os.Stderr, "nagare-server: --log-level: %v\n", err)
+		os.Exit(2)
+	}
+	cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	srv, err := server.Start(ctx, cfg)
+	if err != nil {
+		cfg.Log.Error("cannot start", "err", err)
+		os.Exit(1)
+	}
+	select {
+	case <-ctx.Done():
+		cfg.Log.Info("shutting down")
+	case err := <-srv.EtcdErr():
+		cfg.Log.Error("embedded etcd failed", "err", err)
+		srv.Close()
+		os.Exit(1)
+	}
+	srv.Close()
+}

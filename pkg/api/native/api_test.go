@@ -161,7 +161,7 @@ func TestBadInputWritesNothing(t *testing.T) {
 		{"PUT", "/ports/" + rp, `{"router_id":"` + other + `"}`, 400, "router_id"},
 		{"PUT", "/ports/" + rp, `{"tunnel_key":5}`, 400, "tunnel_key"},
 		{"PUT", "/bridges/" + br, `{"name":"x","revision":1}`, 409, ""},
-		{"PUT", "/bridges/" + br, `{"name":"x"}`, 409, "", /* If-Match below */},
+		{"PUT", "/bridges/" + br, `{"name":"x"}`, 409, "" /* If-Match below */},
 		{"DELETE", "/routers/" + rt, nil, 409, ""},
 		{"GET", "/nothing-here", nil, 404, ""},
 	}

@@ -7,9 +7,9 @@
 // frames into blocks and hands over a whole block per wakeup, so one poll(2)
 // yields many frames and reading them costs no system call. ReadBatch copies
 // frames into caller buffers; Recv passes them to a callback straight from
-// the ring. Ports transmit with sendmmsg(2), up to 64 frames per system call,
-// bypassing the qdisc. Neither direction allocates per packet or per batch in
-// steady state (TestZeroAllocs).
+// the ring. Ports transmit with sendmmsg(2), up to 64 frames per system call.
+// Neither direction allocates per packet or per batch in steady state
+// (TestZeroAllocs).
 //
 // Behaviour the layer above relies on:
 //   - Frames the host sends out of the interface — our own WriteBatch and
@@ -35,30 +35,36 @@
 // sendmmsg or TX batching, and reports VLAN tags only through a per-packet
 // AncillaryVLAN value (allocated). What we need — batches in both
 // directions, tag re-insertion in place, eventfd wakeup on Close, zero
-// allocations — is about 300 lines on top of golang.org/x/sys/unix, with no
+// allocations — is a few hundred lines on top of golang.org/x/sys/unix, with no
 // cgo and no dependency beyond x/sys.
 //
 // # Why sendmmsg rather than a TX ring
 //
-// Both were implemented and measured on the 2-vCPU development VM (Linux
-// 6.18), veth across two namespaces, batches of 64; numbers are medians of
-// five runs (BenchmarkWriteBatch: transmit only; BenchmarkVethRoundTrip:
-// port to port, lossless):
+// Both were implemented (the TX ring is in this package's first commit) and
+// measured on the 2-vCPU development VM (Linux 6.18), veth across two
+// namespaces, batches of 64, medians of five runs (BenchmarkWriteBatch:
+// transmit only; BenchmarkVethRoundTrip: port to port, lossless):
 //
 //	                         transmit only      port to port
 //	                         64 B     1514 B    64 B     1514 B
-//	sendmmsg, qdisc bypass   606k     465k      501k     400k   <- kept
+//	sendmmsg, qdisc bypass   606k     465k      501k     400k
 //	sendmmsg, through qdisc  586k     481k      486k     357k
 //	TX ring,  qdisc bypass   549k     489k      486k     383k
 //	TX ring,  through qdisc  505k     266k      440k     378k   (frames/s)
 //
-// The cost is the kernel's per-skb work, not the copy: a TX ring saves one
-// copy only when the skb keeps pointing at the ring, and on veth and tap the
-// kernel copies ring pages out before the skb is orphaned (Linux commit
-// "packet: copy user buffers before orphan or clone", 2018). The TX ring was
-// no faster, and costs more: slot ownership to track, a fixed maximum frame
-// size, per-frame errors reported asynchronously in slot status. sendmmsg
-// reports each rejected frame synchronously, so TxErrors is exact.
+// The VM is shared and runs differ by ±15%, so only the TX ring's lack of
+// a win is significant. The cost is the kernel's per-skb work, not the copy:
+// a TX ring saves a copy only while the skb points into the ring, and on
+// veth and tap the kernel copies the ring pages out before orphaning the skb
+// (Linux "packet: copy user buffers before orphan or clone", 2018). It
+// would cost more code: slot ownership, a fixed maximum frame size, and
+// per-frame errors reported later in slot status, where sendmmsg rejects a
+// frame synchronously and TxErrors stays exact.
+//
+// Frames go through the qdisc by default. Bypass (Options.QdiscBypass) was
+// ahead in the run above and behind in a rerun (round trip 1514 B: 304k vs
+// 377k), so it buys nothing measurable on veth, while it hides the
+// datapath's frames from tcpdump and tc egress programs on the interface.
 //
 // # Latency
 //

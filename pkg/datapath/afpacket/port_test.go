@@ -81,8 +81,13 @@ func TestRecvZeroCopy(t *testing.T) {
 // peer port receives every one, in order and intact, and that the kernel's
 // own interface counters agree.
 func TestWriteBatch(t *testing.T) {
+	t.Run("qdisc", func(t *testing.T) { testWriteBatch(t, Options{}) })
+	t.Run("bypass", func(t *testing.T) { testWriteBatch(t, Options{QdiscBypass: true}) })
+}
+
+func testWriteBatch(t *testing.T, txOpts Options) {
 	v := newVethPair(t)
-	tx := openPort(t, v.A, ifA, Options{})
+	tx := openPort(t, v.A, ifA, txOpts)
 	rx := openPort(t, v.B, ifB, Options{PollTimeout: 2 * time.Second})
 	const count = 1000
 	frames := make([][]byte, count)

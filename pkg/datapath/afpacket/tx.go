@@ -4,7 +4,6 @@ package afpacket
 
 import (
 	"fmt"
-	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -21,12 +20,6 @@ type txState struct {
 	iovs [txBatch]unix.Iovec
 	pfd  [2]unix.PollFd
 	ts   unix.Timespec
-
-	// TX ring (experiment)
-	ring      []byte
-	frameSize int
-	nframes   int
-	head      int
 }
 
 func (t *txState) init() {
@@ -49,10 +42,8 @@ func (p *Port) WriteBatch(frames [][]byte) (int, error) {
 	if p.closed.Load() {
 		return 0, ErrClosed
 	}
-	if p.tx.ring != nil {
-		return p.writeRing(frames)
-	}
-	sent := 0
+	sent, used := 0, 0
+	defer func() { p.clearIovs(used) }()
 	for len(frames) > 0 {
 		k := 0
 		for len(frames) > 0 && k < txBatch {
@@ -66,14 +57,13 @@ func (p *Port) WriteBatch(frames [][]byte) (int, error) {
 			p.tx.iovs[k].SetLen(len(f))
 			k++
 		}
+		used = max(used, k)
 		n, err := p.sendmmsg(k)
 		sent += n
 		if err != nil {
-			p.clearIovs(k)
 			return sent, err
 		}
 	}
-	p.clearIovs(txBatch)
 	return sent, nil
 }
 
@@ -101,8 +91,8 @@ func (p *Port) sendmmsg(k int) (int, error) {
 		case unix.EINTR:
 		case unix.EAGAIN, unix.ENOBUFS:
 			if e == unix.ENOBUFS || !p.waitTX() {
-				// Device queue full (ENOBUFS under qdisc bypass) or socket buffer
-				// still full: drop this frame rather than block the datapath.
+				// Qdisc or device queue full (ENOBUFS), or socket buffer still
+				// full: drop this frame rather than block the datapath.
 				p.cnt.txErrors.Add(1)
 				j++
 			}
@@ -126,66 +116,4 @@ func (p *Port) waitTX() bool {
 	p.tx.pfd = [2]unix.PollFd{{Fd: int32(p.fd), Events: unix.POLLOUT}, {Fd: int32(p.efd), Events: unix.POLLIN}}
 	err := p.wait(&p.tx.pfd, &p.tx.ts, time.Now().Add(10*time.Millisecond))
 	return err == nil
-}
-
-// ---- TX ring experiment ----
-
-const txDataOff = tp3HdrLen // TPACKET3_HDRLEN - sizeof(sockaddr_ll)
-
-func (p *Port) writeRing(frames [][]byte) (int, error) {
-	t := &p.tx
-	queued := 0
-	for _, f := range frames {
-		if len(f) < ethHdrLen || len(f) > t.frameSize-txDataOff {
-			p.cnt.txErrors.Add(1)
-			continue
-		}
-		base := t.head * t.frameSize
-		h := (*unix.Tpacket3Hdr)(unsafe.Pointer(&t.ring[base]))
-		for {
-			st := atomic.LoadUint32(&h.Status)
-			if st == unix.TP_STATUS_AVAILABLE {
-				break
-			}
-			if st == unix.TP_STATUS_WRONG_FORMAT {
-				p.cnt.txErrors.Add(1)
-				atomic.StoreUint32(&h.Status, unix.TP_STATUS_AVAILABLE)
-				break
-			}
-			if err := p.kick(0); err != nil {
-				return queued, err
-			}
-		}
-		copy(t.ring[base+txDataOff:], f)
-		h.Len = uint32(len(f))
-		h.Snaplen = uint32(len(f))
-		atomic.StoreUint32(&h.Status, unix.TP_STATUS_SEND_REQUEST)
-		t.head++
-		if t.head == t.nframes {
-			t.head = 0
-		}
-		queued++
-	}
-	if err := p.kick(0); err != nil {
-		return queued, err
-	}
-	p.cnt.txPackets.Add(uint64(queued))
-	return queued, nil
-}
-
-func (p *Port) kick(flags int) error {
-	for {
-		_, _, e := unix.Syscall6(unix.SYS_SENDTO, uintptr(p.fd), 0, 0, uintptr(flags), 0, 0)
-		switch e {
-		case 0:
-			return nil
-		case unix.EINTR, unix.EAGAIN:
-			continue
-		case unix.EBADF, unix.ENXIO, unix.ENODEV:
-			return fmt.Errorf("afpacket: send on %s: %w", p.name, e)
-		default:
-			p.cnt.txErrors.Add(1)
-			return nil
-		}
-	}
 }

@@ -162,7 +162,9 @@ func Veth(tb testing.TB, a *NS, ifA string, b *NS, ifB string) {
 		ns *NS
 		If string
 	}{{a, ifA}, {b, ifB}} {
-		end.ns.Run(tb, "sysctl", "-q", "-w", "net.ipv6.conf."+end.If+".disable_ipv6=1")
+		if _, err := os.Stat("/proc/sys/net/ipv6"); err == nil { // absent when booted with ipv6.disable=1
+			end.ns.Run(tb, "sysctl", "-q", "-w", "net.ipv6.conf."+end.If+".disable_ipv6=1")
+		}
 		end.ns.Run(tb, "ip", "link", "set", end.If, "up")
 	}
 }

@@ -1,0 +1,248 @@
+package datapath
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/nagare/nagare/pkg/packet"
+	"github.com/nagare/nagare/pkg/sim"
+)
+
+// Datapath is a fast path for one host: a set of bound ports, the tunnel
+// endpoints towards the other hosts of the tunnel zone, and a flow table.
+//
+// All methods are safe for concurrent use, including from inside
+// MissHandler.Miss. After Close (or after Run returns) every method returns
+// ErrClosed or does nothing.
+type Datapath interface {
+	// AddPort attaches an existing local interface (a VM's tap or veth, an
+	// uplink) as a datapath port and starts receiving on it if Run is
+	// running. The port is known to flows by cfg.Index and to the tunnel by
+	// cfg.TunnelKey. PortID, Index, Interface and TunnelKey must each be
+	// unique among the attached ports; the error says which one clashes.
+	AddPort(cfg PortConfig) error
+
+	// RemovePort detaches a port: its receiver stops, frames are no longer
+	// sent out of it, and every flow entering by it or outputting to it is
+	// removed (counted in Stats.FlowsRemoved). The interface itself is left
+	// as it was. Removing an unknown port returns ErrUnknownPort.
+	RemovePort(portID string) error
+
+	// SetTunnels sets the local tunnel endpoint and the tunnel-zone peers.
+	// It may be called again at any time: a change of peers takes effect at
+	// once, a change of address, port or enabled encapsulations reopens the
+	// sockets. Frames from an address not in Peers are dropped and counted
+	// (DropTunnelUnknownPeer).
+	SetTunnels(cfg TunnelConfig) error
+
+	// Install adds an exact-match flow, replacing any flow with the same
+	// key. The actions are checked against the attached ports: an output
+	// to a port that is not attached is an error and installs nothing.
+	// The datapath keeps its own copy of spec's slices. If the table is
+	// full, an old idle flow is evicted (Stats.FlowsEvicted).
+	Install(spec *FlowSpec) error
+
+	// Invalidate removes exactly the flows that carry any of tags and
+	// returns how many it removed. Packets of those flows miss again.
+	Invalidate(tags ...uint64) int
+
+	// Flush removes every flow and returns how many it removed.
+	Flush() int
+
+	// Execute applies actions to a copy of frame (frame itself is not
+	// modified or retained) and sends the result, before it returns. It is
+	// how the first packet of a flow is forwarded after a miss, and how the
+	// agent sends packets it generates (ARP and ND replies, ICMP errors,
+	// DHCP). inPort is the Index of the port the frame came in by, or -1
+	// for a generated packet; it is used for accounting only. The error
+	// reports actions that name unattached ports or a frame that could not
+	// be sent; drops that a flow would also suffer (TTL expired, a pop
+	// without a tag) are counted in Stats and are not errors.
+	Execute(inPort int32, frame []byte, actions []sim.Action) error
+
+	// Run starts the receivers of every attached port and tunnel socket
+	// and the flow expiry, calls h for every miss, and blocks until ctx
+	// is done or Close is called. It then stops every goroutine it started
+	// and releases the datapath's sockets, as Close does, before returning.
+	// Run may be called once.
+	//
+	// h.Miss is called synchronously on the receiving port's goroutine,
+	// concurrently for different ports.
+	Run(ctx context.Context, h MissHandler) error
+
+	// Close stops the datapath and releases its sockets. It is idempotent,
+	// and makes a running Run return.
+	Close() error
+
+	// Stats returns a snapshot of the counters.
+	Stats() Stats
+
+	// Flows calls fn once per installed flow, without holding locks that
+	// would stall forwarding. fn must not retain info beyond the call or
+	// modify the slices it holds.
+	Flows(fn func(info *FlowInfo))
+}
+
+// Errors common to implementations.
+var (
+	ErrClosed      = errors.New("datapath: closed")
+	ErrUnknownPort = errors.New("datapath: unknown port")
+	ErrRunning     = errors.New("datapath: already running")
+)
+
+// PortConfig describes a bound port: a local interface that frames of one
+// virtual port enter and leave by.
+type PortConfig struct {
+	// PortID is the virtual port's UUID.
+	PortID string
+	// Index is the port's index in the simulator's Topology. It is the
+	// FlowKey.InPort of frames entering by the port and the Port of
+	// sim.Actions that output to it.
+	Index int32
+	// Interface is the host interface name, in the datapath's network
+	// namespace. It must already exist.
+	Interface string
+	// TunnelKey is the port's 24-bit tunnel key: frames arriving over the
+	// tunnel with this VNI or GRE key leave by this port.
+	TunnelKey uint32
+	// MTU is the interface's IP MTU (default 1500). It sizes the receive
+	// buffers; frames longer than MTU plus an Ethernet header and two VLAN
+	// tags are dropped on receive and counted.
+	MTU int
+}
+
+// TunnelConfig is the host's tunnel endpoint in the underlay.
+type TunnelConfig struct {
+	// LocalIP is this host's underlay address; tunnel sockets bind to it.
+	// Only IPv4 is supported for now.
+	LocalIP netip.Addr
+	// VXLAN enables the VXLAN endpoint, a UDP socket on LocalIP:VXLANPort.
+	VXLAN bool
+	// VXLANPort is the UDP port of VXLAN on every host (default 4789).
+	VXLANPort uint16
+	// GRE enables the GRE endpoint, a raw IP socket of protocol 47.
+	GRE bool
+	// Peers are the underlay addresses of the other tunnel-zone members.
+	// Tunnel packets from any other address are dropped and counted.
+	Peers []netip.Addr
+}
+
+// FlowClass picks a flow's idle timeout.
+type FlowClass uint8
+
+const (
+	// ClassNormal is a forwarding flow (default idle timeout 10 s).
+	ClassNormal FlowClass = iota
+	// ClassDrop is a flow that drops its packets, installed so that a
+	// flood of unwanted packets does not reach the simulator (default idle
+	// timeout 5 s, short so that a cured error condition heals quickly).
+	ClassDrop
+	// NumFlowClasses is the number of classes.
+	NumFlowClasses
+)
+
+func (c FlowClass) String() string {
+	switch c {
+	case ClassNormal:
+		return "normal"
+	case ClassDrop:
+		return "drop"
+	}
+	return "invalid"
+}
+
+// Default flow table settings.
+const (
+	DefaultNormalIdle = 10 * time.Second
+	DefaultDropIdle   = 5 * time.Second
+	DefaultMaxFlows   = 1 << 18
+)
+
+// FlowConfig tunes the flow table.
+type FlowConfig struct {
+	// IdleTimeout is how long a flow of each class may go unused before
+	// the datapath removes it. Zero entries take the defaults.
+	IdleTimeout [NumFlowClasses]time.Duration
+	// MaxFlows caps the number of flows (default DefaultMaxFlows). At the
+	// cap, Install evicts a flow first.
+	MaxFlows int
+}
+
+// WithDefaults returns c with zero fields replaced by the defaults.
+func (c FlowConfig) WithDefaults() FlowConfig {
+	defs := [NumFlowClasses]time.Duration{ClassNormal: DefaultNormalIdle, ClassDrop: DefaultDropIdle}
+	for i := range c.IdleTimeout {
+		if c.IdleTimeout[i] <= 0 {
+			c.IdleTimeout[i] = defs[i]
+		}
+	}
+	if c.MaxFlows <= 0 {
+		c.MaxFlows = DefaultMaxFlows
+	}
+	return c
+}
+
+// Config is what every implementation's constructor takes.
+type Config struct {
+	// Netns is the path of the network namespace the datapath works in
+	// (/run/netns/NAME, /proc/PID/ns/net): interfaces are looked up and
+	// sockets opened there. Empty means the namespace of the caller of the
+	// constructor. Tests use it to run several "hosts" in one process.
+	Netns string
+	// Flows tunes the flow table.
+	Flows FlowConfig
+	// Logger receives the rare events worth a line (a receiver failing);
+	// nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// FlowSpec is a flow to install.
+type FlowSpec struct {
+	// Key is the exact match, with Key.InPort the Index of the ingress
+	// port (Parsed.FlowKey(uint32(index))).
+	Key packet.FlowKey
+	// Actions apply in order. No output or encapsulation means drop.
+	Actions []sim.Action
+	// Tags are the tags of every object the simulation read.
+	Tags []uint64
+	// Class picks the idle timeout.
+	Class FlowClass
+	// MTU is sim.Result.MTU: IP packets whose datagram (IP header
+	// included) is longer miss instead of hitting. Zero: no limit.
+	MTU int
+}
+
+// Upcall is a packet that missed the flow table. It and everything it
+// points to belong to the datapath and are valid only during the Miss call.
+type Upcall struct {
+	// InPort is the Index of the port the frame entered by.
+	InPort int32
+	// PortID is that port's PortID.
+	PortID string
+	// Frame is the frame as received. The handler may pass it to Execute.
+	Frame []byte
+	// Pkt is Frame decoded; Pkt.Drop is always DropNone (malformed frames
+	// are dropped and counted before they get here).
+	Pkt *packet.Parsed
+	// Key is Pkt.FlowKey(InPort).
+	Key packet.FlowKey
+}
+
+// MissHandler receives packets that missed the flow table.
+type MissHandler interface {
+	// Miss is called synchronously on the receiving port's goroutine, and
+	// concurrently for different ports. It typically simulates u.Pkt, then
+	// calls Install and Execute. Until it returns, that port receives
+	// nothing more, so it must not block on I/O: park work that needs
+	// I/O and return.
+	Miss(u *Upcall)
+}
+
+// MissFunc adapts a function to MissHandler.
+type MissFunc func(u *Upcall)
+
+// Miss calls f(u).
+func (f MissFunc) Miss(u *Upcall) { f(u) }

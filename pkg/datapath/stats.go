@@ -1,0 +1,202 @@
+package datapath
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/nagare/nagare/pkg/packet"
+	"github.com/nagare/nagare/pkg/sim"
+)
+
+// Drop reasons, the keys of Stats.Drops. They are metrics labels: stable,
+// kebab-case, shared by every implementation.
+const (
+	// DropFlow: a flow without outputs (a drop flow) matched.
+	DropFlow = "flow-drop"
+	// DropTTLExpired: a dec-ttl action found the TTL too small. The
+	// simulation checks the TTL, so this means a flow keyed on TTL class
+	// met a packet of a lower TTL it was not computed for.
+	DropTTLExpired = "ttl-expired"
+	// DropPopUntagged: a pop-vlan action met an untagged frame.
+	DropPopUntagged = "pop-vlan-untagged"
+	// DropVLANHeadroom: more VLAN tags pushed than the datapath has room
+	// for in front of the frame.
+	DropVLANHeadroom = "vlan-headroom"
+	// DropPortGone: an output to a port detached after the flow was
+	// installed (a race with RemovePort).
+	DropPortGone = "port-gone"
+	// DropRxRingFull: the kernel dropped a frame because the port's
+	// receive ring was full: the reader (or the miss handler) was too slow.
+	DropRxRingFull = "rx-ring-full"
+	// DropRxOversize: a frame larger than the port's buffers.
+	DropRxOversize = "rx-oversize"
+	// DropTxError: the kernel refused to send a frame out of a port (over
+	// the MTU, device queue full, interface down).
+	DropTxError = "tx-error"
+	// DropTunnelUnknownPeer: a tunnel packet from an address that is not
+	// a tunnel-zone peer.
+	DropTunnelUnknownPeer = "tunnel-unknown-peer"
+	// DropTunnelUnknownKey: a tunnel packet whose key names no local port.
+	DropTunnelUnknownKey = "tunnel-unknown-key"
+	// DropTunnelMalformed: a tunnel packet whose VXLAN or GRE header, or
+	// inner Ethernet header, does not decode.
+	DropTunnelMalformed = "tunnel-malformed"
+	// DropTunnelOversize: a tunnel datagram larger than the receive buffer.
+	DropTunnelOversize = "tunnel-oversize"
+	// DropTunnelDisabled: an encap action for an encapsulation that
+	// SetTunnels did not enable.
+	DropTunnelDisabled = "tunnel-disabled"
+	// DropTunnelTxError: the kernel refused to send a tunnel packet.
+	DropTunnelTxError = "tunnel-tx-error"
+)
+
+// MalformedDropPrefix starts the reasons of frames received on a port that
+// did not decode: "malformed-" + the packet.Drop name in kebab-case.
+const MalformedDropPrefix = "malformed-"
+
+// MalformedDrop returns the Stats.Drops key of a frame that decoded with
+// drop d, e.g. "malformed-truncated".
+func MalformedDrop(d packet.Drop) string {
+	return MalformedDropPrefix + strings.ReplaceAll(d.String(), "_", "-")
+}
+
+// Stats is a snapshot of a datapath's counters, all totals since it was
+// created except Flows.
+type Stats struct {
+	// Ports holds one entry per attached port, sorted by PortID.
+	Ports []PortStats
+	// VXLAN and GRE count the tunnel endpoints' traffic.
+	VXLAN, GRE TunnelStats
+	// Hits counts frames that matched a flow, Misses frames handed to the
+	// miss handler.
+	Hits, Misses uint64
+	// Lost counts frames the kernel dropped before the datapath could read
+	// them (receive rings full). With the miss handled inline, this is
+	// where a slow handler shows, as a full upcall queue does elsewhere.
+	Lost uint64
+	// Flows is the number of flows installed now.
+	Flows int
+	// FlowsInstalled, FlowsExpired (idle), FlowsEvicted (table full),
+	// FlowsInvalidated (Invalidate and Flush) and FlowsRemoved (their
+	// port detached) count flow lifecycle events.
+	FlowsInstalled, FlowsExpired, FlowsEvicted, FlowsInvalidated, FlowsRemoved uint64
+	// Drops counts dropped frames by reason (the Drop* constants and
+	// MalformedDrop keys); reasons never seen are absent.
+	Drops map[string]uint64
+}
+
+// Drop returns the count for a reason, zero if absent.
+func (s *Stats) Drop(reason string) uint64 { return s.Drops[reason] }
+
+// Port returns the stats of the port with the given ID, and whether it is
+// attached.
+func (s *Stats) Port(portID string) (PortStats, bool) {
+	for _, p := range s.Ports {
+		if p.PortID == portID {
+			return p, true
+		}
+	}
+	return PortStats{}, false
+}
+
+// PortStats counts one port's traffic.
+type PortStats struct {
+	PortID    string
+	Index     int32
+	Interface string
+	// RxPackets and RxBytes count frames received from the interface.
+	RxPackets, RxBytes uint64
+	// TxPackets and TxBytes count frames the kernel accepted for sending.
+	TxPackets, TxBytes uint64
+	// RxDropped counts frames lost on receive (ring full, oversize);
+	// TxDropped frames the kernel refused to send.
+	RxDropped, TxDropped uint64
+}
+
+// TunnelStats counts one tunnel endpoint's traffic. Bytes are those of the
+// inner frames.
+type TunnelStats struct {
+	RxPackets, RxBytes uint64
+	TxPackets, TxBytes uint64
+	// TxErrors counts packets the kernel refused to send.
+	TxErrors uint64
+}
+
+// FlowInfo describes one installed flow, for dumps and metrics.
+type FlowInfo struct {
+	Key packet.FlowKey
+	// InPortID is the PortID of the port Key.InPort names.
+	InPortID string
+	// Actions and Tags are as installed; read-only.
+	Actions []sim.Action
+	Tags    []uint64
+	Class   FlowClass
+	MTU     int
+	// Packets and Bytes count the hits (frames and their bytes as
+	// received).
+	Packets, Bytes uint64
+	// Installed is when the flow was installed, LastUsed when it last hit
+	// (or Installed).
+	Installed, LastUsed time.Time
+}
+
+// String formats the flow on one line, in the spirit of `mm-dpctl --dump`:
+// the match, then counters, then actions.
+func (f *FlowInfo) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "in_port(%d:%s) %s, class %s, packets %d, bytes %d, used %s ago, actions %s",
+		f.Key.InPort, f.InPortID, FormatKey(&f.Key), f.Class, f.Packets, f.Bytes,
+		time.Since(f.LastUsed).Truncate(time.Millisecond), FormatActions(f.Actions))
+	return b.String()
+}
+
+// FormatKey formats the fields of a flow key an operator reads.
+func FormatKey(k *packet.FlowKey) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "eth(%s>%s", k.EthSrc, k.EthDst)
+	for _, v := range k.VLAN {
+		if v&packet.VLANPresent != 0 {
+			fmt.Fprintf(&b, " vlan %d", v&0x0fff)
+		}
+	}
+	fmt.Fprintf(&b, " type 0x%04x)", k.EtherType)
+	src, dst := netip.AddrFrom16(k.SrcIP).Unmap(), netip.AddrFrom16(k.DstIP).Unmap()
+	if !src.IsUnspecified() || !dst.IsUnspecified() {
+		fmt.Fprintf(&b, " ip(%s>%s proto %d tos %d ttl-class %d frag %s)", src, dst, k.Proto, k.TOS, k.TTLClass, k.Frag)
+	}
+	if k.SrcPort != 0 || k.DstPort != 0 {
+		fmt.Fprintf(&b, " l4(%d>%d)", k.SrcPort, k.DstPort)
+	}
+	return b.String()
+}
+
+// FormatActions formats an action list as "set-eth-dst(...),output(3:tap1)";
+// an empty list is "drop".
+func FormatActions(acts []sim.Action) string {
+	if len(acts) == 0 {
+		return "drop"
+	}
+	var b strings.Builder
+	for i := range acts {
+		a := &acts[i]
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(a.Type.String())
+		switch a.Type {
+		case sim.ActSetEthSrc, sim.ActSetEthDst:
+			fmt.Fprintf(&b, "(%s)", a.MAC)
+		case sim.ActPushVLAN:
+			fmt.Fprintf(&b, "(%d)", a.VLAN)
+		case sim.ActDecTTL:
+			fmt.Fprintf(&b, "(%d)", a.Count)
+		case sim.ActOutput:
+			fmt.Fprintf(&b, "(%d:%s)", a.Port, a.Interface)
+		case sim.ActEncap:
+			fmt.Fprintf(&b, "(%s %s key %d)", a.Tunnel, a.Underlay, a.TunnelKey)
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,190 @@
+//go:build linux
+
+package userspace
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/nagare/nagare/pkg/datapath"
+	"github.com/nagare/nagare/pkg/packet"
+	"github.com/nagare/nagare/pkg/sim"
+)
+
+// action is a sim.Action resolved for the hit path: the output port found,
+// the tunnel header precomputed, and whether the frame must be copied
+// before it is queued.
+type action struct {
+	sim.Action // as installed, for Flows
+
+	out *port    // ActOutput
+	dst [4]byte  // ActEncap: underlay IPv4 address
+	hdr [8]byte  // ActEncap: VXLAN or GRE header carrying the egress port's key
+	cp  bool     // ActOutput, ActEncap: a later action rewrites the frame, so queue a copy
+	_   [0]func() // not comparable: actions are used by pointer
+}
+
+const (
+	ethHdrLen   = 14
+	vlanTagLen  = 4
+	tpidDot1Q   = 0x8100
+	tpidDot1AD  = 0x88a8
+	etherTypeV4 = 0x0800
+	etherTypeV6 = 0x86dd
+)
+
+// compile resolves acts against the ports in ps, appending to dst (reused
+// by Execute to avoid allocating). It fails on actions naming ports that
+// are not attached, unknown action types and bad tunnel parameters.
+func compile(ps *portSet, acts []sim.Action, dst []action) ([]action, error) {
+	if dst == nil {
+		dst = make([]action, 0, len(acts))
+	}
+	dst = dst[:0]
+	for i := range acts {
+		a := action{Action: acts[i]}
+		switch a.Type {
+		case sim.ActSetEthSrc, sim.ActSetEthDst, sim.ActPopVLAN, sim.ActDecTTL:
+		case sim.ActPushVLAN:
+			if a.VLAN > 0x0fff {
+				return nil, fmt.Errorf("action %d: push-vlan %d: VID out of range", i, a.VLAN)
+			}
+		case sim.ActOutput:
+			a.out = ps.byIndex[a.Port]
+			if a.out == nil {
+				return nil, fmt.Errorf("action %d: output to port %d (%s): %w", i, a.Port, a.PortID, datapath.ErrUnknownPort)
+			}
+		case sim.ActEncap:
+			if !a.Underlay.Is4() && !a.Underlay.Is4In6() {
+				return nil, fmt.Errorf("action %d: encap to %q: only IPv4 underlays are supported", i, a.Underlay)
+			}
+			if a.TunnelKey > maxTunnelKey {
+				return nil, fmt.Errorf("action %d: encap: tunnel key %d does not fit in 24 bits", i, a.TunnelKey)
+			}
+			a.dst = a.Underlay.Unmap().As4()
+			switch a.Tunnel {
+			case packet.TunnelVXLAN:
+				// RFC 7348: flags with only I set, VNI in the top 24 bits.
+				binary.BigEndian.PutUint32(a.hdr[0:], 0x08<<24)
+				binary.BigEndian.PutUint32(a.hdr[4:], a.TunnelKey<<8)
+			case packet.TunnelGRE:
+				// RFC 2890: K bit, transparent Ethernet bridging, key.
+				binary.BigEndian.PutUint16(a.hdr[0:], 0x2000)
+				binary.BigEndian.PutUint16(a.hdr[2:], packet.EtherTypeTEB)
+				binary.BigEndian.PutUint32(a.hdr[4:], a.TunnelKey)
+			default:
+				return nil, fmt.Errorf("action %d: encap: unknown tunnel type %s", i, a.Tunnel)
+			}
+		default:
+			return nil, fmt.Errorf("action %d: unknown action type %d", i, a.Type)
+		}
+		dst = append(dst, a)
+	}
+	// An output must send the frame as it is at that point. If a later
+	// action rewrites it in place, the output gets a copy; otherwise (the
+	// common single-output case) it sends the buffer itself, uncopied.
+	rewrite := false
+	for i := len(dst) - 1; i >= 0; i-- {
+		switch dst[i].Type {
+		case sim.ActOutput, sim.ActEncap:
+			dst[i].cp = rewrite
+		default:
+			rewrite = true
+		}
+	}
+	return dst, nil
+}
+
+// apply runs acts on the frame buf[start:end], queueing outputs on w. buf
+// has headroom before start for pushed VLAN tags. It reports whether the
+// actions ended in at least one output, counting the drop reason when they
+// did not because an action failed.
+func (w *worker) apply(buf []byte, start, end int, acts []action) bool {
+	sent := false
+	for i := range acts {
+		a := &acts[i]
+		switch a.Type {
+		case sim.ActSetEthSrc:
+			copy(buf[start+6:start+12], a.MAC[:])
+		case sim.ActSetEthDst:
+			copy(buf[start:start+6], a.MAC[:])
+		case sim.ActPushVLAN:
+			// OpenFlow push_vlan: the new tag becomes the outermost, right
+			// after the MAC addresses.
+			if start < vlanTagLen {
+				w.drops.add(rVLANHeadroom, 1)
+				return false
+			}
+			copy(buf[start-vlanTagLen:], buf[start:start+12])
+			start -= vlanTagLen
+			binary.BigEndian.PutUint16(buf[start+12:], tpidDot1Q)
+			binary.BigEndian.PutUint16(buf[start+14:], a.VLAN&0x0fff)
+		case sim.ActPopVLAN:
+			if end-start < ethHdrLen+vlanTagLen || !isTPID(binary.BigEndian.Uint16(buf[start+12:])) {
+				w.drops.add(rPopUntagged, 1)
+				return false
+			}
+			copy(buf[start+vlanTagLen:start+vlanTagLen+12], buf[start:start+12])
+			start += vlanTagLen
+		case sim.ActDecTTL:
+			if !decTTL(buf[start:end], a.Count) {
+				w.drops.add(rTTLExpired, 1)
+				return false
+			}
+		case sim.ActOutput:
+			frame := buf[start:end]
+			if a.cp {
+				frame = w.snapshot(frame)
+			}
+			w.queueLocal(a.out, frame)
+			sent = true
+		case sim.ActEncap:
+			frame := buf[start:end]
+			if a.cp {
+				frame = w.snapshot(frame)
+			}
+			w.queueTunnel(a, frame)
+			sent = true
+		}
+	}
+	return sent
+}
+
+func isTPID(t uint16) bool { return t == tpidDot1Q || t == tpidDot1AD }
+
+// decTTL decrements the IPv4 TTL (fixing the header checksum incrementally,
+// RFC 1624) or the IPv6 hop limit of an Ethernet frame by n. It returns
+// false, changing nothing, if the TTL would drop below 1. Frames that are
+// not IP are left alone: the simulation only decrements IP packets.
+func decTTL(b []byte, n uint8) bool {
+	l3 := 12
+	et := binary.BigEndian.Uint16(b[l3:])
+	for isTPID(et) && len(b) >= l3+vlanTagLen+2 {
+		l3 += vlanTagLen
+		et = binary.BigEndian.Uint16(b[l3:])
+	}
+	l3 += 2
+	switch et {
+	case etherTypeV4:
+		if len(b) < l3+20 || b[l3]>>4 != 4 {
+			return true
+		}
+		ttl := b[l3+8]
+		if ttl <= n {
+			return false
+		}
+		old := binary.BigEndian.Uint16(b[l3+8:])
+		b[l3+8] = ttl - n
+		sum := packet.UpdateChecksum16(binary.BigEndian.Uint16(b[l3+10:]), old, binary.BigEndian.Uint16(b[l3+8:]))
+		binary.BigEndian.PutUint16(b[l3+10:], sum)
+	case etherTypeV6:
+		if len(b) < l3+40 || b[l3]>>4 != 6 {
+			return true
+		}
+		if b[l3+7] <= n {
+			return false
+		}
+		b[l3+7] -= n
+	}
+	return true
+}

@@ -1,0 +1,402 @@
+//go:build linux
+
+package userspace
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nagare/nagare/pkg/datapath"
+	"github.com/nagare/nagare/pkg/datapath/afpacket"
+	"github.com/nagare/nagare/pkg/packet"
+	"golang.org/x/sys/unix"
+)
+
+// portIO is the frame I/O of one bound interface: an *afpacket.Port in
+// production, an in-memory fake in the hit-path benchmark and alloc test.
+type portIO interface {
+	ReadBatch(bufs [][]byte, sizes []int) (int, error)
+	WriteBatch(frames [][]byte) (int, error)
+	Stats() afpacket.Stats
+	Close() error
+}
+
+// port is an attached interface and the flows entering by it. Giving each
+// port its own flow map means the only goroutine reading a map on the hit
+// path is that port's reader: lookups never contend with another reader
+// for the shard lock's cache line, and detaching a port drops its flows
+// with the map.
+type port struct {
+	cfg datapath.PortConfig
+	io  portIO
+
+	flowMu sync.RWMutex // guards flows; writers also hold Datapath.mu
+	flows  map[packet.FlowKey]*flow
+
+	gone atomic.Bool   // detached: outputs to it count as port-gone
+	done chan struct{} // closed when its reader has exited; nil if none started
+
+	rxPackets, rxBytes   atomic.Uint64
+	txPackets, txBytes   atomic.Uint64
+	hits, misses         atomic.Uint64
+	drops                dropCounters // drops seen by this port's reader
+	slotSize             int
+	readerStarted        bool // guarded by Datapath.mu
+}
+
+// portSet is an immutable snapshot of the attached ports, replaced on
+// AddPort and RemovePort, so that the tunnel receivers, Execute and action
+// compilation look ports up without locks.
+type portSet struct {
+	byID    map[string]*port
+	byIndex map[int32]*port
+	byKey   map[uint32]*port
+	byIf    map[string]*port
+}
+
+// Datapath is the userspace implementation of datapath.Datapath.
+type Datapath struct {
+	cfg   datapath.Config
+	flows datapath.FlowConfig
+	log   *slog.Logger
+	epoch time.Time // lastUsed times are nanoseconds since epoch (monotonic)
+
+	// mu serialises every change: ports, tunnels, the flow table (its
+	// install-order list, tag index and counters). Readers of the hit
+	// path never take it.
+	mu      sync.Mutex
+	ports   atomic.Pointer[portSet]
+	tun     atomic.Pointer[tunnelState]
+	table   table
+	handler datapath.MissHandler
+	running bool
+	closed  bool
+	stop    chan struct{} // closed by Close
+	wg      sync.WaitGroup
+
+	drops   dropCounters // drops outside port readers: tunnels, Execute
+	vxlan   tunnelCounters
+	gre     tunnelCounters
+	retired retiredCounters // counters of detached ports, so totals never go back
+
+	execPool sync.Pool // *worker for Execute
+}
+
+// retiredCounters keeps what detached ports counted.
+type retiredCounters struct {
+	hits, misses, lost, rxOversize, txErrors atomic.Uint64
+}
+
+var _ datapath.Datapath = (*Datapath)(nil)
+
+// New returns a datapath with no ports and tunnels off. Ports and tunnels
+// may be configured before or after Run.
+func New(cfg datapath.Config) (*Datapath, error) {
+	dp := &Datapath{
+		cfg:   cfg,
+		flows: cfg.Flows.WithDefaults(),
+		log:   cfg.Logger,
+		epoch: time.Now(),
+		stop:  make(chan struct{}),
+	}
+	if dp.log == nil {
+		dp.log = slog.Default()
+	}
+	if cfg.Netns != "" {
+		if err := unix.Access(cfg.Netns, unix.R_OK); err != nil {
+			return nil, fmt.Errorf("datapath: network namespace %s: %w", cfg.Netns, err)
+		}
+	}
+	dp.table.init(dp)
+	dp.ports.Store(&portSet{byID: map[string]*port{}, byIndex: map[int32]*port{}, byKey: map[uint32]*port{}, byIf: map[string]*port{}})
+	dp.tun.Store(&tunnelState{})
+	dp.execPool.New = func() any { return newWorker(dp, nil, 1, minSlotSize) }
+	return dp, nil
+}
+
+// now returns the datapath clock: nanoseconds since New, monotonic.
+func (dp *Datapath) now() int64 { return int64(time.Since(dp.epoch)) }
+
+func (dp *Datapath) wallTime(t int64) time.Time { return dp.epoch.Add(time.Duration(t)) }
+
+const maxTunnelKey = 1<<24 - 1
+
+// AddPort implements datapath.Datapath.
+func (dp *Datapath) AddPort(cfg datapath.PortConfig) error {
+	if cfg.MTU <= 0 {
+		cfg.MTU = 1500
+	}
+	if cfg.PortID == "" || cfg.Interface == "" {
+		return fmt.Errorf("datapath: add port: PortID and Interface are required")
+	}
+	if cfg.TunnelKey > maxTunnelKey {
+		return fmt.Errorf("datapath: add port %s: tunnel key %d does not fit in 24 bits", cfg.PortID, cfg.TunnelKey)
+	}
+	dp.mu.Lock()
+	defer dp.mu.Unlock()
+	if dp.closed {
+		return datapath.ErrClosed
+	}
+	ps := dp.ports.Load()
+	switch {
+	case ps.byID[cfg.PortID] != nil:
+		return fmt.Errorf("datapath: add port %s: already attached", cfg.PortID)
+	case ps.byIndex[cfg.Index] != nil:
+		return fmt.Errorf("datapath: add port %s: index %d already used by port %s", cfg.PortID, cfg.Index, ps.byIndex[cfg.Index].cfg.PortID)
+	case ps.byKey[cfg.TunnelKey] != nil:
+		return fmt.Errorf("datapath: add port %s: tunnel key %d already used by port %s", cfg.PortID, cfg.TunnelKey, ps.byKey[cfg.TunnelKey].cfg.PortID)
+	case ps.byIf[cfg.Interface] != nil:
+		return fmt.Errorf("datapath: add port %s: interface %s already bound to port %s", cfg.PortID, cfg.Interface, ps.byIf[cfg.Interface].cfg.PortID)
+	}
+	var (
+		ap  *afpacket.Port
+		err error
+	)
+	if dp.cfg.Netns != "" {
+		ap, err = afpacket.OpenInNetns(dp.cfg.Netns, cfg.Interface, afpacket.Options{})
+	} else {
+		ap, err = afpacket.Open(cfg.Interface, afpacket.Options{})
+	}
+	if err != nil {
+		return fmt.Errorf("datapath: add port %s: %w", cfg.PortID, err)
+	}
+	dp.attach(cfg, ap)
+	return nil
+}
+
+// attach registers a port whose I/O is open; dp.mu is held.
+func (dp *Datapath) attach(cfg datapath.PortConfig, io portIO) *port {
+	p := &port{cfg: cfg, io: io, flows: map[packet.FlowKey]*flow{}, slotSize: slotSizeFor(cfg.MTU)}
+	ps := dp.ports.Load().clone()
+	ps.byID[cfg.PortID], ps.byIndex[cfg.Index], ps.byKey[cfg.TunnelKey], ps.byIf[cfg.Interface] = p, p, p, p
+	dp.ports.Store(ps)
+	if dp.running {
+		dp.startReader(p)
+	}
+	return p
+}
+
+func (ps *portSet) clone() *portSet {
+	n := &portSet{
+		byID: make(map[string]*port, len(ps.byID)+1), byIndex: make(map[int32]*port, len(ps.byID)+1),
+		byKey: make(map[uint32]*port, len(ps.byID)+1), byIf: make(map[string]*port, len(ps.byID)+1),
+	}
+	for _, p := range ps.byID {
+		n.byID[p.cfg.PortID], n.byIndex[p.cfg.Index], n.byKey[p.cfg.TunnelKey], n.byIf[p.cfg.Interface] = p, p, p, p
+	}
+	return n
+}
+
+// RemovePort implements datapath.Datapath. It does not wait for the port's
+// reader to finish the batch it may be processing, so that it can be called
+// from a miss handler running on that reader.
+func (dp *Datapath) RemovePort(portID string) error {
+	dp.mu.Lock()
+	ps := dp.ports.Load()
+	p := ps.byID[portID]
+	if p == nil {
+		dp.mu.Unlock()
+		return fmt.Errorf("%w %s", datapath.ErrUnknownPort, portID)
+	}
+	n := ps.clone()
+	delete(n.byID, portID)
+	delete(n.byIndex, p.cfg.Index)
+	delete(n.byKey, p.cfg.TunnelKey)
+	delete(n.byIf, p.cfg.Interface)
+	dp.ports.Store(n)
+	p.gone.Store(true)
+	dp.table.removePortFlows(p)
+	dp.mu.Unlock()
+
+	err := p.io.Close()
+	dp.retire(p)
+	if err != nil {
+		return fmt.Errorf("datapath: remove port %s: %w", portID, err)
+	}
+	return nil
+}
+
+// retire folds a detached port's counters into the datapath totals.
+func (dp *Datapath) retire(p *port) {
+	st := p.io.Stats()
+	dp.retired.hits.Add(p.hits.Load())
+	dp.retired.misses.Add(p.misses.Load())
+	dp.retired.lost.Add(st.RxDrops)
+	dp.retired.rxOversize.Add(st.RxTruncated)
+	dp.retired.txErrors.Add(st.TxErrors)
+	dp.drops.addFrom(&p.drops)
+}
+
+// Run implements datapath.Datapath.
+func (dp *Datapath) Run(ctx context.Context, h datapath.MissHandler) error {
+	if h == nil {
+		return errors.New("datapath: Run needs a MissHandler")
+	}
+	dp.mu.Lock()
+	switch {
+	case dp.closed:
+		dp.mu.Unlock()
+		return datapath.ErrClosed
+	case dp.running:
+		dp.mu.Unlock()
+		return datapath.ErrRunning
+	}
+	dp.handler, dp.running = h, true
+	for _, p := range dp.ports.Load().byID {
+		dp.startReader(p)
+	}
+	dp.tun.Load().start(dp)
+	dp.wg.Add(1)
+	go dp.expiryLoop()
+	dp.mu.Unlock()
+
+	select {
+	case <-ctx.Done():
+	case <-dp.stop:
+	}
+	err := dp.Close()
+	dp.wg.Wait()
+	return err
+}
+
+// startReader starts p's receiver; dp.mu is held and dp.running is true.
+func (dp *Datapath) startReader(p *port) {
+	if p.readerStarted {
+		return
+	}
+	p.readerStarted = true
+	p.done = make(chan struct{})
+	dp.wg.Add(1)
+	go dp.readLoop(p)
+}
+
+// Close implements datapath.Datapath. It does not wait for the goroutines
+// Run started (Run does), so that it is safe to call from a miss handler.
+func (dp *Datapath) Close() error {
+	dp.mu.Lock()
+	if dp.closed {
+		dp.mu.Unlock()
+		return nil
+	}
+	dp.closed = true
+	close(dp.stop)
+	ps := dp.ports.Load()
+	dp.ports.Store(&portSet{byID: map[string]*port{}, byIndex: map[int32]*port{}, byKey: map[uint32]*port{}, byIf: map[string]*port{}})
+	for _, p := range ps.byID {
+		p.gone.Store(true)
+		dp.table.removePortFlows(p)
+	}
+	ts := dp.tun.Swap(&tunnelState{})
+	dp.mu.Unlock()
+
+	var errs []error
+	for _, p := range ps.byID {
+		if err := p.io.Close(); err != nil {
+			errs = append(errs, err)
+		}
+		dp.retire(p)
+	}
+	errs = append(errs, ts.close())
+	return errors.Join(errs...)
+}
+
+// expiryLoop removes idle flows. Its period is a quarter of the shortest
+// idle timeout, so a flow lives at most 25% longer than its timeout.
+func (dp *Datapath) expiryLoop() {
+	defer dp.wg.Done()
+	period := dp.flows.IdleTimeout[0]
+	for _, d := range dp.flows.IdleTimeout {
+		period = min(period, d)
+	}
+	period = min(max(period/4, 10*time.Millisecond), time.Second)
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-dp.stop:
+			return
+		case <-t.C:
+			dp.table.expire(dp.now())
+		}
+	}
+}
+
+// Stats implements datapath.Datapath.
+func (dp *Datapath) Stats() datapath.Stats {
+	var s datapath.Stats
+	drops := map[string]uint64{}
+	dp.drops.addTo(drops)
+	s.Hits, s.Misses, s.Lost = dp.retired.hits.Load(), dp.retired.misses.Load(), dp.retired.lost.Load()
+	rxOversize, txErrors := dp.retired.rxOversize.Load(), dp.retired.txErrors.Load()
+	for _, p := range dp.ports.Load().byID {
+		st := p.io.Stats()
+		s.Ports = append(s.Ports, datapath.PortStats{
+			PortID: p.cfg.PortID, Index: p.cfg.Index, Interface: p.cfg.Interface,
+			RxPackets: p.rxPackets.Load(), RxBytes: p.rxBytes.Load(),
+			TxPackets: p.txPackets.Load(), TxBytes: p.txBytes.Load(),
+			RxDropped: st.RxDrops + st.RxTruncated, TxDropped: st.TxErrors,
+		})
+		s.Hits += p.hits.Load()
+		s.Misses += p.misses.Load()
+		s.Lost += st.RxDrops
+		rxOversize += st.RxTruncated
+		txErrors += st.TxErrors
+		p.drops.addTo(drops)
+	}
+	sort.Slice(s.Ports, func(i, j int) bool { return s.Ports[i].PortID < s.Ports[j].PortID })
+	for reason, n := range map[string]uint64{datapath.DropRxRingFull: s.Lost, datapath.DropRxOversize: rxOversize, datapath.DropTxError: txErrors} {
+		if n > 0 {
+			drops[reason] += n
+		}
+	}
+	s.Drops = drops
+	s.VXLAN, s.GRE = dp.vxlan.snapshot(), dp.gre.snapshot()
+	dp.table.stats(&s)
+	return s
+}
+
+// inNetns runs fn on an OS thread inside the datapath's network namespace
+// (or directly, if it has none), so that sockets fn opens live there.
+func (dp *Datapath) inNetns(fn func() error) error {
+	if dp.cfg.Netns == "" {
+		return fn()
+	}
+	errc := make(chan error, 1)
+	go func() {
+		// setns(2) switches one thread; lock it so no other goroutine runs
+		// there meanwhile. If switching back fails, the goroutine exits
+		// still locked and the runtime destroys the thread.
+		runtime.LockOSThread()
+		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			errc <- fmt.Errorf("open current netns: %w", err)
+			return
+		}
+		defer unix.Close(orig)
+		target, err := unix.Open(dp.cfg.Netns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			errc <- fmt.Errorf("open netns %s: %w", dp.cfg.Netns, err)
+			return
+		}
+		defer unix.Close(target)
+		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("enter netns %s: %w", dp.cfg.Netns, err)
+			return
+		}
+		ferr := fn()
+		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
+			errc <- errors.Join(ferr, fmt.Errorf("restore netns after %s: %w", dp.cfg.Netns, err))
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}

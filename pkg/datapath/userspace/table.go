@@ -1,0 +1,334 @@
+//go:build linux
+
+package userspace
+
+import (
+	"fmt"
+	"runtime"
+	"sync/atomic"
+
+	"github.com/nagare/nagare/pkg/datapath"
+	"github.com/nagare/nagare/pkg/packet"
+	"github.com/nagare/nagare/pkg/sim"
+)
+
+// flow is an installed flow. Everything but the counters is immutable once
+// the flow is published in its port's map, so the hit path reads it
+// without locks.
+type flow struct {
+	key   packet.FlowKey
+	in    *port
+	acts  []action
+	tags  []uint64
+	class datapath.FlowClass
+	mtu   int
+
+	installed int64        // datapath clock
+	lastUsed  atomic.Int64 // datapath clock, refreshed once per batch at most
+	packets   atomic.Uint64
+	bytes     atomic.Uint64
+
+	// Guarded by Datapath.mu. next survives removal, so a sweep that
+	// dropped the lock can resume from a flow removed meanwhile.
+	prev, next *flow
+	dead       bool
+}
+
+// table is the flow table's bookkeeping; the lookup maps live in the ports.
+// All fields are guarded by Datapath.mu.
+//
+// Flows sit on one list in install order, which gives eviction its
+// candidates (the oldest) and the expiry sweep its walk. The tag index maps
+// a tag to the flows carrying it; removal other than by that tag leaves the
+// flow in the tag's slice, marked dead, and dead entries are compacted away
+// when a slice must grow or when they outnumber the live ones. That keeps
+// Install to one append per tag and removal O(1), where a map of sets would
+// cost an allocation per tag per flow.
+type table struct {
+	dp         *Datapath
+	head, tail *flow
+	count      int
+	byTag      map[uint64][]*flow
+	tagRefs    int // entries in byTag, dead included
+	liveRefs   int // entries belonging to live flows
+
+	installed, expired, evicted, invalidated, removed atomic.Uint64
+	countPub                                          atomic.Int64 // count, for Stats without the lock
+}
+
+func (t *table) init(dp *Datapath) {
+	t.dp = dp
+	t.byTag = map[uint64][]*flow{}
+}
+
+// evictCandidates is how many of the oldest flows eviction compares; the
+// least recently used of them goes. A pure LRU would need a list update per
+// hit; this needs none and rarely evicts a busy flow.
+const evictCandidates = 8
+
+// Install implements datapath.Datapath.
+func (dp *Datapath) Install(spec *datapath.FlowSpec) error {
+	if spec.Class >= datapath.NumFlowClasses {
+		return fmt.Errorf("datapath: install: invalid flow class %d", spec.Class)
+	}
+	ps := dp.ports.Load()
+	in := ps.byIndex[int32(spec.Key.InPort)]
+	if in == nil {
+		return fmt.Errorf("datapath: install: in-port %d: %w", spec.Key.InPort, datapath.ErrUnknownPort)
+	}
+	acts, err := compile(ps, spec.Actions, nil)
+	if err != nil {
+		return fmt.Errorf("datapath: install: %w", err)
+	}
+	f := &flow{key: spec.Key, in: in, acts: acts, class: spec.Class, mtu: spec.MTU}
+	f.tags = append([]uint64(nil), spec.Tags...)
+
+	dp.mu.Lock()
+	defer dp.mu.Unlock()
+	if dp.closed {
+		return datapath.ErrClosed
+	}
+	if in.gone.Load() {
+		return fmt.Errorf("datapath: install: in-port %s: %w", in.cfg.PortID, datapath.ErrUnknownPort)
+	}
+	for i := range acts {
+		if o := acts[i].out; o != nil && o.gone.Load() {
+			return fmt.Errorf("datapath: install: output port %s: %w", o.cfg.PortID, datapath.ErrUnknownPort)
+		}
+	}
+	t := &dp.table
+	in.flowMu.RLock()
+	old := in.flows[f.key]
+	in.flowMu.RUnlock()
+	if old != nil {
+		t.remove(old)
+	} else if t.count >= dp.flows.MaxFlows {
+		t.evictOne()
+	}
+	f.installed = dp.now()
+	f.lastUsed.Store(f.installed)
+	in.flowMu.Lock()
+	in.flows[f.key] = f
+	in.flowMu.Unlock()
+	f.prev = t.tail
+	if t.tail != nil {
+		t.tail.next = f
+	} else {
+		t.head = f
+	}
+	t.tail = f
+	t.count++
+	t.countPub.Store(int64(t.count))
+	t.installed.Add(1)
+	for _, tag := range f.tags {
+		t.addTagRef(tag, f)
+	}
+	t.liveRefs += len(f.tags)
+	return nil
+}
+
+func (t *table) addTagRef(tag uint64, f *flow) {
+	s := t.byTag[tag]
+	if len(s) == cap(s) && len(s) >= 8 {
+		n := len(s)
+		s = compactFlows(s)
+		t.tagRefs -= n - len(s)
+	}
+	t.byTag[tag] = append(s, f)
+	t.tagRefs++
+}
+
+// compactFlows drops dead flows from s in place.
+func compactFlows(s []*flow) []*flow {
+	live := s[:0]
+	for _, f := range s {
+		if !f.dead {
+			live = append(live, f)
+		}
+	}
+	clear(s[len(live):])
+	return live
+}
+
+// remove unlinks a live flow from its port's map and the list. Its tag
+// slices keep it, marked dead, until compaction.
+func (t *table) remove(f *flow) {
+	f.dead = true
+	in := f.in
+	in.flowMu.Lock()
+	if in.flows[f.key] == f {
+		delete(in.flows, f.key)
+	}
+	in.flowMu.Unlock()
+	if f.prev != nil {
+		f.prev.next = f.next
+	} else {
+		t.head = f.next
+	}
+	if f.next != nil {
+		f.next.prev = f.prev
+	} else {
+		t.tail = f.prev
+	}
+	f.prev = nil
+	t.count--
+	t.countPub.Store(int64(t.count))
+	t.liveRefs -= len(f.tags)
+	if t.tagRefs > 2*t.liveRefs+4096 {
+		t.compactAll()
+	}
+}
+
+func (t *table) compactAll() {
+	for tag, s := range t.byTag {
+		n := len(s)
+		s = compactFlows(s)
+		t.tagRefs -= n - len(s)
+		if len(s) == 0 {
+			delete(t.byTag, tag)
+		} else {
+			t.byTag[tag] = s
+		}
+	}
+}
+
+func (t *table) evictOne() {
+	var victim *flow
+	i := 0
+	for f := t.head; f != nil && i < evictCandidates; f, i = f.next, i+1 {
+		if victim == nil || f.lastUsed.Load() < victim.lastUsed.Load() {
+			victim = f
+		}
+	}
+	if victim != nil {
+		t.remove(victim)
+		t.evicted.Add(1)
+	}
+}
+
+// Invalidate implements datapath.Datapath.
+func (dp *Datapath) Invalidate(tags ...uint64) int {
+	dp.mu.Lock()
+	defer dp.mu.Unlock()
+	t := &dp.table
+	n := 0
+	for _, tag := range tags {
+		s, ok := t.byTag[tag]
+		if !ok {
+			continue
+		}
+		delete(t.byTag, tag)
+		t.tagRefs -= len(s)
+		for _, f := range s {
+			if !f.dead {
+				t.remove(f)
+				n++
+			}
+		}
+	}
+	t.invalidated.Add(uint64(n))
+	return n
+}
+
+// Flush implements datapath.Datapath.
+func (dp *Datapath) Flush() int {
+	dp.mu.Lock()
+	defer dp.mu.Unlock()
+	t := &dp.table
+	// Drop the tag index first, so that removals do not compact it.
+	t.byTag = map[uint64][]*flow{}
+	t.tagRefs = 0
+	n := 0
+	for f := t.head; f != nil; {
+		next := f.next
+		t.remove(f)
+		n++
+		f = next
+	}
+	t.invalidated.Add(uint64(n))
+	return n
+}
+
+// removePortFlows removes the flows entering by p or outputting to it;
+// Datapath.mu is held. A scan of the whole table: detaching a port is rare.
+func (t *table) removePortFlows(p *port) {
+	for f := t.head; f != nil; {
+		next := f.next
+		if f.in == p || f.outputsTo(p) {
+			t.remove(f)
+			t.removed.Add(1)
+		}
+		f = next
+	}
+}
+
+func (f *flow) outputsTo(p *port) bool {
+	for i := range f.acts {
+		if f.acts[i].out == p {
+			return true
+		}
+	}
+	return false
+}
+
+// sweepChunk is how many flows the expiry sweep examines before letting
+// Install and Invalidate take the lock.
+const sweepChunk = 4096
+
+// expire removes flows idle longer than their class's timeout.
+func (t *table) expire(now int64) {
+	var timeout [datapath.NumFlowClasses]int64
+	for i, d := range t.dp.flows.IdleTimeout {
+		timeout[i] = int64(d)
+	}
+	mu := &t.dp.mu
+	mu.Lock()
+	defer mu.Unlock()
+	i := 0
+	for f := t.head; f != nil; i++ {
+		if i%sweepChunk == sweepChunk-1 {
+			mu.Unlock()
+			runtime.Gosched()
+			mu.Lock()
+		}
+		next := f.next
+		if !f.dead && now-f.lastUsed.Load() > timeout[f.class] {
+			t.remove(f)
+			t.expired.Add(1)
+		}
+		f = next
+	}
+}
+
+func (t *table) stats(s *datapath.Stats) {
+	s.Flows = int(t.countPub.Load())
+	s.FlowsInstalled = t.installed.Load()
+	s.FlowsExpired = t.expired.Load()
+	s.FlowsEvicted = t.evicted.Load()
+	s.FlowsInvalidated = t.invalidated.Load()
+	s.FlowsRemoved = t.removed.Load()
+}
+
+// Flows implements datapath.Datapath. It copies the list of flows under the
+// lock and calls fn without it.
+func (dp *Datapath) Flows(fn func(info *datapath.FlowInfo)) {
+	dp.mu.Lock()
+	all := make([]*flow, 0, dp.table.count)
+	for f := dp.table.head; f != nil; f = f.next {
+		all = append(all, f)
+	}
+	dp.mu.Unlock()
+	var info datapath.FlowInfo
+	for _, f := range all {
+		acts := make([]sim.Action, len(f.acts))
+		for i := range f.acts {
+			acts[i] = f.acts[i].Action
+		}
+		info = datapath.FlowInfo{
+			Key: f.key, InPortID: f.in.cfg.PortID, Actions: acts, Tags: f.tags,
+			Class: f.class, MTU: f.mtu, Packets: f.packets.Load(), Bytes: f.bytes.Load(),
+			Installed: dp.wallTime(f.installed), LastUsed: dp.wallTime(f.lastUsed.Load()),
+		}
+		fn(&info)
+	}
+}

@@ -17,10 +17,10 @@ import (
 type action struct {
 	sim.Action // as installed, for Flows
 
-	out *port    // ActOutput
-	dst [4]byte  // ActEncap: underlay IPv4 address
-	hdr [8]byte  // ActEncap: VXLAN or GRE header carrying the egress port's key
-	cp  bool     // ActOutput, ActEncap: a later action rewrites the frame, so queue a copy
+	out *port     // ActOutput
+	dst [4]byte   // ActEncap: underlay IPv4 address
+	hdr [8]byte   // ActEncap: VXLAN or GRE header carrying the egress port's key
+	cp  bool      // ActOutput, ActEncap: a later action rewrites the frame, so queue a copy
 	_   [0]func() // not comparable: actions are used by pointer
 }
 

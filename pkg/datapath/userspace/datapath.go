@@ -43,12 +43,12 @@ type port struct {
 	gone atomic.Bool   // detached: outputs to it count as port-gone
 	done chan struct{} // closed when its reader has exited; nil if none started
 
-	rxPackets, rxBytes   atomic.Uint64
-	txPackets, txBytes   atomic.Uint64
-	hits, misses         atomic.Uint64
-	drops                dropCounters // drops seen by this port's reader
-	slotSize             int
-	readerStarted        bool // guarded by Datapath.mu
+	rxPackets, rxBytes atomic.Uint64
+	txPackets, txBytes atomic.Uint64
+	hits, misses       atomic.Uint64
+	drops              dropCounters // drops seen by this port's reader
+	slotSize           int
+	readerStarted      bool // guarded by Datapath.mu
 }
 
 // portSet is an immutable snapshot of the attached ports, replaced on

@@ -1,0 +1,68 @@
+// Command nagare-agent runs on every hypervisor and gateway: it registers
+// the host, binds the virtual ports assigned to it, and forwards their
+// traffic through its datapath, simulating the first packet of each flow.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/nagare/nagare/pkg/agent"
+)
+
+func main() {
+	var cfg agent.Config
+	var endpoints, tunnelIP, logLevel string
+	var vxlanPort uint
+	flag.StringVar(&cfg.HostName, "host-name", "", "this host's name in the NSDB (default: the hostname)")
+	flag.StringVar(&endpoints, "etcd-endpoints", "http://127.0.0.1:2379", "comma-separated client URLs of the NSDB (etcd)")
+	flag.StringVar(&tunnelIP, "tunnel-ip", "", "this host's underlay address (default: its tunnel-zone member address)")
+	flag.StringVar(&cfg.Datapath, "datapath", "userspace", "datapath implementation: userspace")
+	flag.UintVar(&vxlanPort, "vxlan-port", 4789, "UDP port of VXLAN tunnels")
+	flag.IntVar(&cfg.UnderlayMTU, "underlay-mtu", 1500, "MTU of the underlay network")
+	flag.StringVar(&cfg.MetricsListen, "metrics-listen", "", "address of the Prometheus endpoint, e.g. 127.0.0.1:7300 (empty: off)")
+	flag.StringVar(&cfg.Netns, "netns", "", "run the datapath in this network namespace (a path like /run/netns/hv1); for tests and demos")
+	flag.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	flag.Parse()
+	fail := func(format string, args ...any) {
+		fmt.Fprintf(os.Stderr, "nagare-agent: "+format+"\n", args...)
+		os.Exit(2)
+	}
+	if flag.NArg() > 0 {
+		fail("unexpected argument %q", flag.Arg(0))
+	}
+	for _, e := range strings.Split(endpoints, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			cfg.EtcdEndpoints = append(cfg.EtcdEndpoints, e)
+		}
+	}
+	if tunnelIP != "" {
+		ip, err := netip.ParseAddr(tunnelIP)
+		if err != nil {
+			fail("--tunnel-ip: %v", err)
+		}
+		cfg.TunnelIP = ip
+	}
+	if vxlanPort == 0 || vxlanPort > 65535 {
+		fail("--vxlan-port %d is not a UDP port", vxlanPort)
+	}
+	cfg.VXLANPort = uint16(vxlanPort)
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+		fail("--log-level: %v", err)
+	}
+	cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := agent.Run(ctx, cfg); err != nil {
+		cfg.Log.Error("agent stopped", "err", err)
+		os.Exit(1)
+	}
+}

@@ -2,11 +2,8 @@ package agent
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net/netip"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,16 +13,10 @@ import (
 
 	"github.com/nagare/nagare/pkg/datapath"
 	"github.com/nagare/nagare/pkg/model"
+	"github.com/nagare/nagare/pkg/nsdb"
 	"github.com/nagare/nagare/pkg/packet"
 	"github.com/nagare/nagare/pkg/sim"
 )
-
-// macPrefix holds the replicated MAC tables: one key per learned
-// (bridge, vlan, mac) whose value is the port, written by the host that
-// learned it under that host's liveness lease — a dead host's entries vanish
-// with it. Every agent watches the prefix, so a MAC learned on host A turns
-// host B's floods into unicast (MidoNet kept the same table in ZooKeeper).
-const macPrefix = "/nagare/v1/state/mac/"
 
 type macKey struct {
 	bridge string
@@ -34,20 +25,12 @@ type macKey struct {
 }
 
 func (k macKey) etcdKey() string {
-	return fmt.Sprintf("%s%s/%d/%s", macPrefix, k.bridge, k.vlan, model.MAC(k.mac))
+	return nsdb.LearnedMAC{BridgeID: k.bridge, VLAN: k.vlan, MAC: model.MAC(k.mac)}.Key()
 }
 
 func parseMACKey(key string) (macKey, bool) {
-	parts := strings.Split(strings.TrimPrefix(key, macPrefix), "/")
-	if len(parts) != 3 {
-		return macKey{}, false
-	}
-	vlan, err := strconv.ParseUint(parts[1], 10, 16)
-	mac, err2 := model.ParseMAC(parts[2])
-	if err != nil || err2 != nil {
-		return macKey{}, false
-	}
-	return macKey{parts[0], uint16(vlan), packet.MAC(mac)}, true
+	m, ok := nsdb.ParseMACKey(key)
+	return macKey{m.BridgeID, m.VLAN, packet.MAC(m.MAC)}, ok
 }
 
 // macTable implements sim.MACTable. Lookups are lock-light map reads;
@@ -127,7 +110,7 @@ func (t *macTable) remove(k macKey, port string) bool {
 func (t *macTable) run(ctx context.Context) error {
 	go t.publish(ctx)
 	for ctx.Err() == nil {
-		resp, err := t.cli.Get(ctx, macPrefix, clientv3.WithPrefix())
+		resp, err := t.cli.Get(ctx, nsdb.MACPrefix, clientv3.WithPrefix())
 		if err != nil {
 			time.Sleep(time.Second)
 			continue
@@ -137,7 +120,7 @@ func (t *macTable) run(ctx context.Context) error {
 				t.dp.Invalidate(sim.MACEntryTag(k.bridge, k.vlan, k.mac))
 			}
 		}
-		wch := t.cli.Watch(clientv3.WithRequireLeader(ctx), macPrefix, clientv3.WithPrefix(),
+		wch := t.cli.Watch(clientv3.WithRequireLeader(ctx), nsdb.MACPrefix, clientv3.WithPrefix(),
 			clientv3.WithRev(resp.Header.Revision+1), clientv3.WithPrevKV())
 		for wr := range wch {
 			if wr.Err() != nil {

@@ -74,6 +74,8 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+Prefix+"/hosts/{id}/bindings", a.listBindings)
 	mux.HandleFunc("POST "+Prefix+"/hosts/{id}/bindings", a.bind)
 	mux.HandleFunc("DELETE "+Prefix+"/hosts/{id}/bindings/{iface}", a.unbind)
+	mux.HandleFunc("GET "+Prefix+"/hosts/{id}/datapath", a.datapathStatus)
+	mux.HandleFunc("POST "+Prefix+"/trace", a.trace)
 	mux.HandleFunc("GET "+Prefix+"/openapi.json", a.openapi)
 	mux.HandleFunc(Prefix+"/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &httpError{http.StatusNotFound, "NotFound", "", "no such resource: " + r.Method + " " + r.URL.Path})

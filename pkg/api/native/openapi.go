@@ -95,6 +95,19 @@ func OpenAPI() map[string]any {
 		"put":    obj{"summary": "Link the port to peer_id (symmetric)", "requestBody": body("Port"), "responses": merge(obj{"200": ref("Port", "the port")}, errs)},
 		"delete": obj{"summary": "Unlink the port and its peer", "responses": merge(obj{"204": obj{"description": "unlinked"}}, errs)},
 	}
+	paths["/api/v1/hosts/{id}/datapath"] = obj{
+		"get": obj{"summary": "The datapath status the host's agent publishes: flows, hits, misses, lost, ports, a flow sample",
+			"responses": merge(obj{"200": obj{"description": "status"}}, errs)},
+	}
+	paths["/api/v1/trace"] = obj{
+		"post": obj{"summary": "Simulate a described packet from an ingress port and return every device, rule and decision (nothing is sent)",
+			"requestBody": obj{"required": true, "content": obj{"application/json": obj{"schema": obj{"type": "object", "properties": obj{
+				"in_port_id": obj{"type": "string"}, "src": obj{"type": "string"}, "dst": obj{"type": "string"}, "proto": obj{"type": "string"},
+				"src_port": obj{"type": "integer"}, "dst_port": obj{"type": "integer"}, "eth_src": obj{"type": "string"}, "eth_dst": obj{"type": "string"},
+				"vlan": obj{"type": "integer"}, "ttl": obj{"type": "integer"}, "length": obj{"type": "integer"}, "df": obj{"type": "boolean"},
+				"arp": obj{"type": "boolean"}, "host_id": obj{"type": "string"}}}}}},
+			"responses": merge(obj{"200": obj{"description": "the trace"}}, errs)},
+	}
 	return obj{
 		"openapi": "3.1.0",
 		"info": obj{"title": "Nagare native API", "version": "v1",

@@ -1,0 +1,265 @@
+package native
+
+import (
+	"context"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/nagare/nagare/pkg/model"
+	"github.com/nagare/nagare/pkg/nsdb"
+	"github.com/nagare/nagare/pkg/packet"
+	"github.com/nagare/nagare/pkg/sim"
+)
+
+// TraceRequest describes a packet to trace through the topology, as it
+// would enter by InPortID. Unset Ethernet addresses get defaults: the source
+// is a MAC learned on the in-port (or a fixed local one); the destination is
+// the gateway router port's MAC when Dst is off the in-port's subnet, else
+// broadcast.
+type TraceRequest struct {
+	InPortID string     `json:"in_port_id"`
+	HostID   string     `json:"host_id,omitempty"` // whose view; default the in-port's host
+	EthSrc   model.MAC  `json:"eth_src,omitzero"`
+	EthDst   model.MAC  `json:"eth_dst,omitzero"`
+	VLAN     uint16     `json:"vlan,omitempty"`
+	ARP      bool       `json:"arp,omitempty"`
+	Src      netip.Addr `json:"src,omitzero"`
+	Dst      netip.Addr `json:"dst,omitzero"`
+	Proto    string     `json:"proto,omitempty"` // icmp, tcp, udp or a number
+	SrcPort  uint16     `json:"src_port,omitempty"`
+	DstPort  uint16     `json:"dst_port,omitempty"`
+	TTL      uint8      `json:"ttl,omitempty"`
+	Length   int        `json:"length,omitempty"`
+	DF       bool       `json:"df,omitempty"`
+}
+
+// TraceStep is one line of a trace.
+type TraceStep struct {
+	Depth   int    `json:"depth"`
+	Kind    string `json:"kind"`
+	Object  string `json:"object"`
+	Message string `json:"message"`
+}
+
+// TraceResponse is the simulation's account of the packet and its outcome.
+type TraceResponse struct {
+	Packet    string      `json:"packet"`
+	Steps     []TraceStep `json:"steps"`
+	Verdict   string      `json:"verdict"`
+	Reason    string      `json:"reason,omitempty"`
+	Actions   []string    `json:"actions"`
+	Tags      int         `json:"tags"`
+	Generated []string    `json:"generated,omitempty"`
+}
+
+// trace simulates a described packet on the current topology, with the MAC
+// tables the agents have learned, and returns every step. Nothing is sent.
+func (a *API) trace(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	var req TraceRequest
+	if err := decodeStrict(body, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	objs, err := a.allObjects(r.Context())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	macs, err := a.learnedMACs(r.Context())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	resp, err := runTrace(objs, macs, &req)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (a *API) allObjects(ctx context.Context) ([]model.Object, error) {
+	var all []model.Object
+	for _, k := range model.Kinds() {
+		objs, _, err := a.store.List(ctx, k, "", "")
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, objs...)
+	}
+	return all, nil
+}
+
+func (a *API) learnedMACs(ctx context.Context) ([]nsdb.LearnedMAC, error) {
+	if s, ok := a.store.(interface {
+		LearnedMACs(context.Context) ([]nsdb.LearnedMAC, error)
+	}); ok {
+		return s.LearnedMACs(ctx)
+	}
+	return nil, nil
+}
+
+// runTrace is the pure part of a trace: build the frame, walk it.
+func runTrace(objs []model.Object, macs []nsdb.LearnedMAC, req *TraceRequest) (*TraceResponse, error) {
+	ports := map[string]*model.Port{}
+	for _, o := range objs {
+		if p, ok := o.(*model.Port); ok {
+			ports[p.ID] = p
+		}
+	}
+	in := ports[req.InPortID]
+	if in == nil {
+		return nil, badField("in_port_id", "port %q does not exist", req.InPortID)
+	}
+	probe := packet.Probe{EthSrc: packet.MAC(req.EthSrc), EthDst: packet.MAC(req.EthDst), VLAN: req.VLAN, ARP: req.ARP,
+		Src: req.Src, Dst: req.Dst, SrcPort: req.SrcPort, DstPort: req.DstPort, TTL: req.TTL, DF: req.DF, Length: req.Length}
+	switch strings.ToLower(req.Proto) {
+	case "", "icmp", "icmp6", "icmpv6":
+	case "tcp":
+		probe.Proto = packet.IPProtoTCP
+	case "udp":
+		probe.Proto = packet.IPProtoUDP
+	default:
+		n, err := strconv.ParseUint(req.Proto, 10, 8)
+		if err != nil {
+			return nil, badField("proto", "%q is not icmp, tcp, udp or a protocol number", req.Proto)
+		}
+		probe.Proto = uint8(n)
+	}
+	if !req.Src.IsValid() || !req.Dst.IsValid() {
+		return nil, badField("src", "give the packet's src and dst addresses")
+	}
+	if req.Src.Is4() != req.Dst.Is4() {
+		return nil, badField("dst", "src and dst are of different families")
+	}
+	if probe.EthSrc.IsZero() {
+		probe.EthSrc = packet.MAC(in.MAC)
+		for _, m := range macs {
+			if m.PortID == in.ID && probe.EthSrc.IsZero() {
+				probe.EthSrc = packet.MAC(m.MAC)
+			}
+		}
+		if probe.EthSrc.IsZero() {
+			probe.EthSrc = packet.MAC{0x02, 0x00, 0x00, 0x00, 0x00, 0x01}
+		}
+	}
+	if probe.EthDst.IsZero() {
+		probe.EthDst = gatewayMAC(ports, in, req.Src, req.Dst)
+	}
+	buf := make([]byte, 16<<10)
+	n, err := packet.BuildProbe(buf, &probe)
+	if err != nil {
+		return nil, badField("length", "cannot build the packet: %v", err)
+	}
+	topo, err := sim.Build(objs)
+	if err != nil {
+		return nil, err
+	}
+	host := req.HostID
+	if host == "" {
+		host = in.HostID
+	}
+	s := sim.NewSimulator(topo, sim.Config{HostID: host, MACs: learned(macs)})
+	var pkt packet.Parsed
+	pkt.Decode(buf[:n])
+	var tr sim.Tracer
+	res := sim.NewResult()
+	s.Simulate(&sim.Input{InPortID: in.ID, Pkt: &pkt, Frame: buf[:n], Trace: &tr}, res)
+	out := &TraceResponse{Packet: pkt.String(), Verdict: res.Verdict.String(), Tags: len(res.Tags()), Actions: []string{}}
+	if res.Verdict == sim.Drop {
+		out.Reason = res.Reason.String()
+	}
+	for _, st := range tr.Steps {
+		out.Steps = append(out.Steps, TraceStep{st.Depth, st.Kind.String(), st.Object, st.Message})
+	}
+	for _, act := range res.Actions() {
+		out.Actions = append(out.Actions, formatAction(act))
+	}
+	for _, g := range res.Generated() {
+		var gp packet.Parsed
+		gp.Decode(res.Frame(g))
+		out.Generated = append(out.Generated, g.Reason.String()+": "+gp.String())
+	}
+	return out, nil
+}
+
+// gatewayMAC picks the router port a host on in's bridge would send dst to.
+func gatewayMAC(ports map[string]*model.Port, in *model.Port, src, dst netip.Addr) packet.MAC {
+	if in.BridgeID != "" {
+		for _, p := range ports {
+			if p.BridgeID != in.BridgeID || p.PeerID == "" {
+				continue
+			}
+			rp := ports[p.PeerID]
+			if rp != nil && rp.Network.IsValid() && rp.Network.Contains(src) && !rp.Network.Contains(dst) {
+				return packet.MAC(rp.MAC)
+			}
+		}
+	}
+	return packet.BroadcastMAC
+}
+
+func formatAction(a sim.Action) string {
+	s := a.Type.String()
+	switch a.Type {
+	case sim.ActSetEthSrc, sim.ActSetEthDst:
+		s += "(" + a.MAC.String() + ")"
+	case sim.ActPushVLAN:
+		s += "(" + strconv.Itoa(int(a.VLAN)) + ")"
+	case sim.ActDecTTL:
+		s += "(" + strconv.Itoa(int(a.Count)) + ")"
+	case sim.ActOutput:
+		s += "(port " + a.PortID + " interface " + a.Interface + ")"
+	case sim.ActEncap:
+		s += "(" + a.Tunnel.String() + " to " + a.Underlay.String() + " host " + a.HostID + " key " + strconv.Itoa(int(a.TunnelKey)) + ")"
+	}
+	return s
+}
+
+// learned is a read-only MAC table over the agents' learned entries.
+type learnedTable map[string]string
+
+func learned(macs []nsdb.LearnedMAC) learnedTable {
+	t := learnedTable{}
+	for _, m := range macs {
+		t[m.Key()] = m.PortID
+	}
+	return t
+}
+
+func (t learnedTable) Lookup(bridgeID string, vlan uint16, mac packet.MAC) (string, bool) {
+	p, ok := t[nsdb.LearnedMAC{BridgeID: bridgeID, VLAN: vlan, MAC: model.MAC(mac)}.Key()]
+	return p, ok
+}
+
+func (t learnedTable) Learn(string, uint16, packet.MAC, string, int64) {}
+
+// datapathStatus serves what the host's agent last published about its
+// datapath (mm-dpctl's view), 404 when no agent runs there.
+func (a *API) datapathStatus(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if _, err := a.store.Get(r.Context(), model.HostKind, id); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	s, ok := a.store.(interface {
+		DatapathStatus(context.Context, string) (*nsdb.DatapathStatus, error)
+	})
+	if !ok {
+		writeError(w, &httpError{http.StatusNotImplemented, "NotImplemented", "", "this store keeps no datapath status"})
+		return
+	}
+	st, err := s.DatapathStatus(r.Context(), id)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}

@@ -1,0 +1,647 @@
+package nsdb
+
+import (
+	"bytes"
+	"encoding"
+	"errors"
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+
+	"github.com/google/uuid"
+
+	"github.com/nagare/nagare/pkg/model"
+)
+
+// notFoundError says which object is missing; errors.Is(err,
+// model.ErrNotFound) holds.
+type notFoundError struct{ kind, id string }
+
+func (e *notFoundError) Error() string        { return e.kind + " " + e.id + " does not exist" }
+func (e *notFoundError) Is(target error) bool { return target == model.ErrNotFound }
+
+func notFound(k *model.Kind, id string) error { return &notFoundError{k.Name, id} }
+
+// Get returns a copy of an object as the transaction sees it. Its Revision
+// is the one stored before the transaction (0 for objects it created).
+func (tx *Tx) Get(k *model.Kind, id string) (model.Object, error) {
+	if !model.IsUUID(id) {
+		return nil, notFound(k, id) // also keeps arbitrary text out of keys
+	}
+	key := objKey(k, id)
+	val, ok, err := tx.get(key)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, notFound(k, id)
+	}
+	return decode(k, key, val, tx.storedRev(key))
+}
+
+func (tx *Tx) storedRev(key string) int64 {
+	if r := tx.reads[key]; r != nil {
+		return r.modRev
+	}
+	return 0
+}
+
+// peek returns a key already fetched (by prefetch or scan) as the
+// transaction sees it, without turning it into a compare.
+func (tx *Tx) peek(key string) (entry, bool) {
+	e := entry{key: key}
+	r := tx.reads[key]
+	if r != nil {
+		e.value, e.modRev, e.createRev = r.value, r.modRev, r.createRev
+	}
+	if w := tx.writes[key]; w != nil {
+		if w.del {
+			return e, false
+		}
+		e.value = w.value
+		if e.createRev == 0 {
+			e.seq = w.seq
+		}
+		return e, true
+	}
+	return e, r != nil && r.modRev != 0
+}
+
+// List returns the objects of k whose field (JSON name) has the text value
+// (for list fields: contains it), in creation order; field "" lists all.
+// A reference field is looked up in the reverse index instead of scanning
+// the kind, so listing the ports of one bridge costs the same with 10 or
+// 10,000 ports elsewhere.
+func (tx *Tx) List(k *model.Kind, field, value string) ([]model.Object, error) {
+	var f *model.Field
+	if field != "" {
+		if f = k.Field(field); f == nil {
+			return nil, &model.FieldError{Field: field, Msg: "unknown field for " + k.Name}
+		}
+	}
+	var es []entry
+	if f != nil && f.Ref != "" {
+		if !model.IsUUID(value) {
+			return nil, nil // nothing can reference it
+		}
+		refs, err := tx.scan(refTargetPrefix(value)+k.Name+"/", true)
+		if err != nil {
+			return nil, err
+		}
+		var keys []string
+		for _, r := range refs {
+			if _, id, fld, ok := parseRefKey(r.key, value); ok && fld == f.JSON {
+				keys = append(keys, objKey(k, id))
+			}
+		}
+		if err := tx.prefetch(keys); err != nil {
+			return nil, err
+		}
+		// The objects listed must not change under a writer either: each
+		// is compared when they are few, else the whole kind (coarser, but
+		// within etcd's limit on compares).
+		few := len(keys) <= rangeKeyCompares
+		if !few && !tx.readOnly {
+			tx.ranges[kindPrefix(k)] = true
+		}
+		for _, key := range keys {
+			e, ok := tx.peek(key)
+			if !ok {
+				continue // the index is written with the object: cannot happen
+			}
+			if r := tx.reads[key]; r != nil && !tx.readOnly && few {
+				r.check = true
+			}
+			es = append(es, e)
+		}
+	} else {
+		var err error
+		if es, err = tx.scan(kindPrefix(k), false); err != nil {
+			return nil, err
+		}
+	}
+	byCreation(es)
+	objs, err := decodeEntries(k, es)
+	if err != nil || f == nil {
+		return objs, err
+	}
+	out := objs[:0]
+	for _, o := range objs {
+		if matches(f, o, value) {
+			out = append(out, o)
+		}
+	}
+	return out, nil
+}
+
+func matches(f *model.Field, o model.Object, value string) bool {
+	if !f.IsList() {
+		return f.Text(o) == value
+	}
+	v := f.Value(o)
+	for i := range v.Len() {
+		e := v.Index(i)
+		var s string
+		if tm, ok := e.Interface().(encoding.TextMarshaler); ok {
+			b, _ := tm.MarshalText()
+			s = string(b)
+		} else if e.Kind() == reflect.String {
+			s = e.String()
+		} else {
+			s = fmt.Sprint(e.Interface())
+		}
+		if s == value {
+			return true
+		}
+	}
+	return false
+}
+
+// UniqueOwner returns the id of the object of k holding value in field f
+// (within scope, the text of f's scoping field), or "".
+func (tx *Tx) UniqueOwner(k *model.Kind, f *model.Field, scope, value string) (string, error) {
+	val, ok, err := tx.get(uniqKey(k, f, scope, value))
+	if err != nil || !ok {
+		return "", err
+	}
+	return string(val), nil
+}
+
+// Require is a caller's compare-and-swap precondition: the object must
+// still be at revision (what the caller read, e.g. from an If-Match
+// header). A mismatch is a *model.ConflictError and is not retried: the
+// caller has to look at the new state.
+func (tx *Tx) Require(k *model.Kind, id string, revision int64) error {
+	if !model.IsUUID(id) {
+		return notFound(k, id)
+	}
+	key := objKey(k, id)
+	if w := tx.writes[key]; w != nil && w.del {
+		return notFound(k, id)
+	}
+	r, err := tx.read(key)
+	if err != nil {
+		return err
+	}
+	if r.modRev == 0 {
+		return notFound(k, id)
+	}
+	if r.modRev != revision {
+		return model.Conflictf("stale revision: %s %s is at revision %d, the request was based on %d", k.Name, id, r.modRev, revision)
+	}
+	return nil
+}
+
+// Put creates or replaces o as is, maintaining what the store derives from
+// the schema: the reverse index follows the references, unique values must
+// be free (a *model.FieldError otherwise), and every new reference must
+// name an existing object of the right kind — checked when the transaction
+// commits, so objects that reference each other can be written in any
+// order. o gets a random UUID when it has none. Put does not validate or
+// apply the model's write rules: Create and Modify do.
+func (tx *Tx) Put(o model.Object) error {
+	if err := tx.writable(); err != nil {
+		return err
+	}
+	k := model.KindOf(o)
+	if k == nil {
+		return fmt.Errorf("nsdb: cannot store a %T: not a kind of the model", o)
+	}
+	m := o.GetMeta()
+	if m.ID == "" {
+		m.ID = uuid.NewString()
+	} else if !model.IsUUID(m.ID) {
+		return &model.FieldError{Field: "id", Msg: fmt.Sprintf("%q is not a UUID", m.ID)}
+	}
+	key := objKey(k, m.ID)
+	b, err := encode(o)
+	if err != nil {
+		return err
+	}
+	oldVal, exists, err := tx.get(key)
+	if err != nil {
+		return err
+	}
+	var old model.Object
+	if exists {
+		if bytes.Equal(oldVal, b) {
+			return nil // no change: no write, no new revision, no watch event
+		}
+		if old, err = decode(k, key, oldVal, 0); err != nil {
+			return err
+		}
+	}
+	if err := tx.putRefs(k, m.ID, old, o); err != nil {
+		return err
+	}
+	if err := tx.putUniques(k, m.ID, old, o); err != nil {
+		return err
+	}
+	tx.put(key, b)
+	return nil
+}
+
+func (tx *Tx) putRefs(k *model.Kind, id string, old, o model.Object) error {
+	for _, f := range k.Refs() {
+		target := model.KindByName(f.Ref)
+		was := map[string]bool{}
+		if old != nil {
+			for _, t := range f.RefIDs(old) {
+				was[t] = true
+			}
+		}
+		var added []string
+		for _, t := range f.RefIDs(o) {
+			if !was[t] {
+				added = append(added, t)
+			}
+			delete(was, t)
+		}
+		// Only new references are checked: the old ones were checked when
+		// written, and deletes keep them valid. The check waits for the
+		// commit, so a transaction may write objects in any order (a chain
+		// listing a rule before the rule, as model.PrepareCreate does).
+		for _, t := range added {
+			if !model.IsUUID(t) {
+				return &model.FieldError{Field: f.JSON, Msg: fmt.Sprintf("%q is not a UUID of a %s", t, f.Ref)}
+			}
+			key := refKey(t, k, id, f.JSON)
+			tx.put(key, nil)
+			tx.refChecks = append(tx.refChecks, refCheck{key, f, objKey(target, t), t})
+		}
+		for t := range was {
+			tx.del(refKey(t, k, id, f.JSON))
+		}
+	}
+	return nil
+}
+
+func (tx *Tx) putUniques(k *model.Kind, id string, old, o model.Object) error {
+	for _, f := range k.Uniques() {
+		newKey, oldKey := uniqKeyOf(k, f, o), ""
+		if old != nil {
+			oldKey = uniqKeyOf(k, f, old)
+		}
+		if newKey == oldKey {
+			continue
+		}
+		if newKey != "" {
+			owner, taken, err := tx.probeAbsent(newKey)
+			if err != nil {
+				return err
+			}
+			if taken && string(owner) != id {
+				msg := fmt.Sprintf("%q is already used by %s %s", f.Text(o), k.Name, owner)
+				if f.Scope != "" {
+					msg += fmt.Sprintf(" with the same %s", f.Scope)
+				}
+				return &model.FieldError{Field: f.JSON, Msg: msg}
+			}
+			tx.put(newKey, []byte(id))
+		}
+		if oldKey != "" {
+			tx.del(oldKey)
+		}
+	}
+	return nil
+}
+
+// refCheck is a reference written by the transaction, whose target must
+// exist when it commits.
+type refCheck struct {
+	refKey    string
+	f         *model.Field
+	targetKey string
+	targetID  string
+}
+
+// checkRefs runs before the commit: every reference the transaction still
+// writes must name an object that exists in the transaction's view.
+func (tx *Tx) checkRefs() error {
+	var keys []string
+	for _, c := range tx.refChecks {
+		_, written := tx.writes[c.targetKey]
+		_, read := tx.reads[c.targetKey]
+		if tx.optimistic && !written && !read {
+			tx.asserts[c.targetKey] = true
+			continue
+		}
+		keys = append(keys, c.targetKey)
+	}
+	if err := tx.prefetch(keys); err != nil {
+		return err
+	}
+	for _, c := range tx.refChecks {
+		if w := tx.writes[c.refKey]; w == nil || w.del {
+			continue // the reference was dropped again (or its source deleted)
+		}
+		if tx.asserts[c.targetKey] {
+			continue
+		}
+		_, ok, err := tx.get(c.targetKey)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return &model.FieldError{Field: c.f.JSON, Msg: fmt.Sprintf("%s %s does not exist", c.f.Ref, c.targetID)}
+		}
+	}
+	return nil
+}
+
+// doomed is an object a Delete removes.
+type doomed struct {
+	k  *model.Kind
+	id string
+	o  model.Object
+}
+
+// referrer is a reference found in the reverse index.
+type referrer struct {
+	target int // index of the referenced object in the doomed list
+	k      *model.Kind
+	id     string
+	f      *model.Field
+}
+
+// Delete removes an object and applies every reference's on-delete policy:
+// restrict refuses (a *model.ConflictError naming a referrer), cascade
+// deletes the referrer too (recursively, each object once), nullify clears
+// the reference in the referrer. Restrict is judged on the whole set being
+// deleted, so a reference from an object that is itself cascaded away does
+// not block. A missing object is an error wrapping model.ErrNotFound.
+func (tx *Tx) Delete(k *model.Kind, id string) error {
+	if err := tx.writable(); err != nil {
+		return err
+	}
+	o, err := tx.Get(k, id)
+	if err != nil {
+		return err
+	}
+	set := []doomed{{k, id, o}}
+	in := map[string]bool{objKey(k, id): true}
+	var restricts, nullifies []referrer
+	for i := 0; i < len(set); i++ {
+		refs, err := tx.referrers(i, set[i])
+		if err != nil {
+			return err
+		}
+		for _, r := range refs {
+			switch r.f.OnDelete {
+			case model.Restrict:
+				restricts = append(restricts, r)
+			case model.Nullify:
+				nullifies = append(nullifies, r)
+			case model.Cascade:
+				key := objKey(r.k, r.id)
+				if in[key] {
+					continue
+				}
+				ro, err := tx.Get(r.k, r.id)
+				if err != nil {
+					return fmt.Errorf("nsdb: %s %s is in the reference index of %s %s but cannot be read: %w", r.k.Name, r.id, set[i].k.Name, set[i].id, err)
+				}
+				in[key] = true
+				set = append(set, doomed{r.k, r.id, ro})
+			}
+		}
+	}
+	if err := restrictError(set, restricts, in); err != nil {
+		return err
+	}
+	for _, d := range set {
+		tx.remove(d)
+	}
+	return tx.nullify(set, nullifies, in)
+}
+
+// referrers reads the reverse index of one doomed object.
+func (tx *Tx) referrers(i int, d doomed) ([]referrer, error) {
+	es, err := tx.scan(refTargetPrefix(d.id), true)
+	if err != nil {
+		return nil, err
+	}
+	var out []referrer
+	var keys []string
+	for _, e := range es {
+		src, srcID, field, ok := parseRefKey(e.key, d.id)
+		if !ok {
+			continue
+		}
+		f := src.Field(field)
+		if f == nil || f.Ref != d.k.Name {
+			continue // a reference to another kind's object with the same id
+		}
+		out = append(out, referrer{i, src, srcID, f})
+		if f.OnDelete != model.Restrict {
+			keys = append(keys, objKey(src, srcID))
+		}
+	}
+	return out, tx.prefetch(keys)
+}
+
+// restrictError explains the first object whose restricting referrers
+// survive the delete, counting them per kind with one example each.
+func restrictError(set []doomed, restricts []referrer, in map[string]bool) error {
+	type group struct {
+		k       *model.Kind
+		ids     map[string]bool
+		example referrer
+	}
+	target := -1
+	var groups []*group
+	for _, r := range restricts {
+		if in[objKey(r.k, r.id)] || (target >= 0 && r.target != target) {
+			continue
+		}
+		target = r.target
+		var g *group
+		for _, x := range groups {
+			if x.k == r.k {
+				g = x
+			}
+		}
+		if g == nil {
+			g = &group{k: r.k, ids: map[string]bool{}, example: r}
+			groups = append(groups, g)
+		}
+		g.ids[r.id] = true
+	}
+	if target < 0 {
+		return nil
+	}
+	parts := make([]string, len(groups))
+	children := true
+	for i, g := range groups {
+		parts[i] = fmt.Sprintf("%d %s(s) (e.g. %s %s via %s)", len(g.ids), g.k.Name, g.k.Name, g.example.id, g.example.f.JSON)
+		children = children && g.example.f.Parent
+	}
+	advice := "delete them first"
+	if !children {
+		advice = "delete them or clear those references first"
+	}
+	t := set[target]
+	msg := fmt.Sprintf("%s %s still has %s; %s", t.k.Name, t.id, strings.Join(parts, " and "), advice)
+	if target != 0 {
+		msg = fmt.Sprintf("%s %s cannot be deleted: it would delete %s", set[0].k.Name, set[0].id, msg)
+	}
+	return &model.ConflictError{Msg: msg}
+}
+
+// remove deletes a doomed object with its outgoing references and unique
+// keys (which it owns: Put checked that).
+func (tx *Tx) remove(d doomed) {
+	tx.del(objKey(d.k, d.id))
+	for _, f := range d.k.Refs() {
+		for _, t := range f.RefIDs(d.o) {
+			tx.del(refKey(t, d.k, d.id, f.JSON))
+		}
+	}
+	for _, f := range d.k.Uniques() {
+		if key := uniqKeyOf(d.k, f, d.o); key != "" {
+			tx.del(key)
+		}
+	}
+}
+
+// nullify clears, in every surviving referrer, all its references to
+// deleted objects at once, then writes it once: clearing them one by one
+// would make Put check a reference to an object already gone.
+func (tx *Tx) nullify(set []doomed, refs []referrer, in map[string]bool) error {
+	var order []string
+	byObj := map[string][]referrer{}
+	for _, r := range refs {
+		key := objKey(r.k, r.id)
+		if in[key] {
+			continue
+		}
+		if byObj[key] == nil {
+			order = append(order, key)
+		}
+		byObj[key] = append(byObj[key], r)
+	}
+	sort.Strings(order)
+	for _, key := range order {
+		rs := byObj[key]
+		o, err := tx.Get(rs[0].k, rs[0].id)
+		if err != nil {
+			return fmt.Errorf("nsdb: %s %s is in the reference index but cannot be read: %w", rs[0].k.Name, rs[0].id, err)
+		}
+		for _, r := range rs {
+			clearRef(r.k, r.f, o, set[r.target].id)
+		}
+		if err := tx.Put(o); err != nil {
+			return fmt.Errorf("nsdb: clear references in %s %s: %w", rs[0].k.Name, rs[0].id, err)
+		}
+	}
+	return nil
+}
+
+// clearRef removes id from field f of o. A value unique within the scope of
+// f (a binding's interface name within its host) means nothing once f is
+// cleared, so it is cleared too; otherwise it would collide with the same
+// name unbound from another host.
+func clearRef(k *model.Kind, f *model.Field, o model.Object, id string) {
+	v := f.Value(o)
+	if !f.IsList() {
+		v.SetString("")
+		for _, g := range k.Uniques() {
+			if g.Scope == f.JSON {
+				gv := g.Value(o)
+				gv.Set(reflect.Zero(gv.Type()))
+			}
+		}
+		return
+	}
+	ids := v.Interface().([]string)
+	kept := make([]string, 0, len(ids))
+	for _, x := range ids {
+		if x != id {
+			kept = append(kept, x)
+		}
+	}
+	if len(kept) == 0 {
+		kept = nil // stored as absent, like a list never set
+	}
+	v.Set(reflect.ValueOf(kept))
+}
+
+// Create validates o and creates it under the model's write rules
+// (defaults, validation, model.PrepareCreate, Put). It works on a copy, so
+// o is unchanged and safe to pass again when Update retries, and returns
+// the object as it will be stored (Revision is known after the commit). An
+// id that exists already is a *model.ConflictError.
+func (tx *Tx) Create(o model.Object) (model.Object, error) {
+	k := model.KindOf(o)
+	if k == nil {
+		return nil, fmt.Errorf("nsdb: cannot create a %T: not a kind of the model", o)
+	}
+	c := model.Clone(o)
+	model.ApplyDefaults(c)
+	if err := model.Validate(c); err != nil {
+		return nil, err
+	}
+	m := c.GetMeta()
+	m.Revision = 0
+	if m.ID == "" {
+		m.ID = uuid.NewString()
+		if _, _, err := tx.probeAbsent(objKey(k, m.ID)); err != nil {
+			return nil, err
+		}
+	} else if _, err := tx.Get(k, m.ID); err == nil {
+		return nil, model.Conflictf("%s %s already exists", k.Name, m.ID)
+	} else if !errors.Is(err, model.ErrNotFound) {
+		return nil, err
+	}
+	if err := model.PrepareCreate(tx, c); err != nil {
+		return nil, err
+	}
+	if err := tx.Put(c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Modify changes an object under the model's write rules: mutate gets a
+// copy, the result is defaulted, validated, checked by
+// model.PrepareUpdate and Put. ifRevision, when not 0, must be the
+// object's current revision (see Require). mutate may run several times
+// (once per attempt of Update) and must only change the object it gets.
+func (tx *Tx) Modify(k *model.Kind, id string, ifRevision int64, mutate func(model.Object) error) (model.Object, error) {
+	old, err := tx.Get(k, id)
+	if err != nil {
+		return nil, err
+	}
+	if ifRevision != 0 {
+		if err := tx.Require(k, id, ifRevision); err != nil {
+			return nil, err
+		}
+	}
+	o := model.Clone(old)
+	if err := mutate(o); err != nil {
+		return nil, err
+	}
+	model.ApplyDefaults(o)
+	if err := model.Validate(o); err != nil {
+		return nil, err
+	}
+	if err := model.PrepareUpdate(tx, old, o); err != nil {
+		return nil, err
+	}
+	if err := tx.Put(o); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// Remove deletes an object (see Delete), first checking ifRevision when
+// it is not 0.
+func (tx *Tx) Remove(k *model.Kind, id string, ifRevision int64) error {
+	if ifRevision != 0 {
+		if err := tx.Require(k, id, ifRevision); err != nil {
+			return err
+		}
+	}
+	return tx.Delete(k, id)
+}

@@ -1,0 +1,186 @@
+// Package embedetcd runs the single-node etcd that nagare-server embeds in its
+// data directory when no external cluster is given, so that a first install
+// needs no set-up at all.
+//
+// It is the only package that imports etcd's server side (go.etcd.io/etcd/
+// server/v3/embed, about 550 packages and 17 MB of binary): only
+// nagare-server and tests import it. Everything else talks to etcd through
+// the client, exactly as it would to an external cluster.
+package embedetcd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+)
+
+// Defaults for Config.
+const (
+	DefaultClientURL = "http://127.0.0.1:2379"
+	DefaultPeerURL   = "http://127.0.0.1:2380"
+	DefaultName      = "nagare"
+)
+
+// Production limits. They are not configurable on purpose: the store's
+// transactions are sized against them.
+const (
+	// Cascading deletes and Neutron translations write many keys (object,
+	// reverse references, unique keys) in one transaction; etcd's default of
+	// 128 operations would refuse deleting a chain of 40 rules.
+	maxTxnOps = 2048
+	// Topology is small per object but large in count; 8 GiB is etcd's
+	// documented recommended maximum and far above any realistic topology.
+	quotaBackendBytes = 8 << 30
+	// History older than an hour is compacted: watchers that fall further
+	// behind relist, which the store's watch does by itself.
+	compactionRetention = "1h"
+	readyTimeout        = time.Minute
+)
+
+// Config says where the embedded etcd keeps its data and listens.
+type Config struct {
+	// DataDir is nagare-server's data directory; etcd's files live in
+	// DataDir/etcd so the server can keep other files beside them.
+	DataDir string
+	// ClientURL is where clients (this server, agents, etcdctl) connect.
+	// Default DefaultClientURL. Port 0 picks a free port (tests); the bound
+	// address is reported by Endpoints.
+	ClientURL string
+	// PeerURL is the raft peer address. A single node has no peers, but etcd
+	// records the URL in its membership, which matters if the node is ever
+	// grown into a cluster. Default DefaultPeerURL, or port 0 when ClientURL
+	// uses port 0 (so parallel tests never collide).
+	PeerURL string
+	// Name is the member name. Default DefaultName.
+	Name string
+	// UnsafeNoFsync trades durability for speed. Tests only.
+	UnsafeNoFsync bool
+	// LogLevel of etcd's own zap logger: debug, info, warn, error, panic or
+	// fatal. Default "error": etcd is chatty at info and the server logs
+	// what matters itself. Tests use "fatal".
+	LogLevel string
+}
+
+// Etcd is a running embedded etcd.
+type Etcd struct {
+	srv       *embed.Etcd
+	endpoints []string
+	closeOnce sync.Once
+}
+
+// Start starts etcd and waits until it serves clients. A data directory that
+// already holds etcd data is reopened with its data.
+func Start(ctx context.Context, c Config) (*Etcd, error) {
+	cfg, err := c.embedConfig()
+	if err != nil {
+		return nil, err
+	}
+	srv, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("start etcd in %s: %w", cfg.Dir, err)
+	}
+	e := &Etcd{srv: srv}
+	timer := time.NewTimer(readyTimeout)
+	defer timer.Stop()
+	select {
+	case <-srv.Server.ReadyNotify():
+	case err := <-srv.Err():
+		e.Close()
+		return nil, fmt.Errorf("etcd in %s failed while starting: %w", cfg.Dir, err)
+	case <-timer.C:
+		e.Close()
+		return nil, fmt.Errorf("etcd in %s did not become ready within %s (is the data directory from another cluster?)", cfg.Dir, readyTimeout)
+	case <-ctx.Done():
+		e.Close()
+		return nil, fmt.Errorf("start etcd in %s: %w", cfg.Dir, ctx.Err())
+	}
+	scheme := cfg.ListenClientUrls[0].Scheme
+	for _, l := range srv.Clients {
+		e.endpoints = append(e.endpoints, scheme+"://"+dialable(l.Addr()))
+	}
+	return e, nil
+}
+
+func (c Config) embedConfig() (*embed.Config, error) {
+	if c.DataDir == "" {
+		return nil, errors.New("embedded etcd: no data directory given")
+	}
+	cfg := embed.NewConfig()
+	cfg.Dir = filepath.Join(c.DataDir, "etcd")
+	cfg.Name = orDefault(c.Name, DefaultName)
+	cfg.LogLevel = orDefault(c.LogLevel, "error")
+	cfg.UnsafeNoFsync = c.UnsafeNoFsync
+
+	client, err := parseURL("client", orDefault(c.ClientURL, DefaultClientURL))
+	if err != nil {
+		return nil, err
+	}
+	peerDefault := DefaultPeerURL
+	if client.Port() == "0" {
+		peerDefault = "http://127.0.0.1:0"
+	}
+	peer, err := parseURL("peer", orDefault(c.PeerURL, peerDefault))
+	if err != nil {
+		return nil, err
+	}
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*client}, []url.URL{*client}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*peer}, []url.URL{*peer}
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+
+	cfg.AutoCompactionMode = embed.CompactorModePeriodic
+	cfg.AutoCompactionRetention = compactionRetention
+	cfg.QuotaBackendBytes = quotaBackendBytes
+	cfg.MaxTxnOps = maxTxnOps
+	return cfg, nil
+}
+
+func parseURL(what, s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("embedded etcd %s URL %q: %w", what, s, err)
+	}
+	if u.Scheme != "http" || u.Port() == "" {
+		return nil, fmt.Errorf("embedded etcd %s URL %q: want http://HOST:PORT (TLS needs an external cluster for now)", what, s)
+	}
+	return u, nil
+}
+
+// dialable turns a bound address into one a local client can dial: a
+// wildcard listener (0.0.0.0, ::) is reached through loopback.
+func dialable(a net.Addr) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok || !tcp.IP.IsUnspecified() {
+		return a.String()
+	}
+	ip := net.IPv4(127, 0, 0, 1)
+	if tcp.IP.To4() == nil {
+		ip = net.IPv6loopback
+	}
+	return net.JoinHostPort(ip.String(), fmt.Sprint(tcp.Port))
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// Endpoints are the client URLs etcd actually listens on (with the real
+// port when the configured one was 0).
+func (e *Etcd) Endpoints() []string { return append([]string(nil), e.endpoints...) }
+
+// Err reports errors of the running server; it is closed after Close.
+// nagare-server treats a value as fatal.
+func (e *Etcd) Err() <-chan error { return e.srv.Err() }
+
+// Close stops etcd, letting requests in flight finish (etcd waits up to its
+// request timeout). It is safe to call more than once.
+func (e *Etcd) Close() { e.closeOnce.Do(e.srv.Close) }

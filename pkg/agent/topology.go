@@ -51,7 +51,7 @@ func objKey(k *model.Kind, id string) string { return k.Name + "/" + id }
 func (a *Agent) apply(b nsdb.Batch) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	var tags []uint64
+	var events []nsdb.Event
 	if b.Reset {
 		a.objs = make(map[string]model.Object, len(b.Objects))
 		for _, o := range b.Objects {
@@ -71,12 +71,18 @@ func (a *Agent) apply(b nsdb.Batch) error {
 				}
 				a.objs[key] = ev.Object
 			}
-			tags = append(tags, InvalidationTags(ev)...)
+			events = append(events, ev)
 		}
 	}
+	old := a.view.Load().topo
 	if err := a.rebuild(); err != nil {
 		a.log.Error("topology rebuild failed; keeping the previous one", "err", err)
 		return nil
+	}
+	cur := a.view.Load().topo
+	var tags []uint64
+	for _, ev := range events {
+		tags = append(tags, InvalidationTags(old, cur, ev)...)
 	}
 	if b.Reset {
 		a.met.flowsInvalidated.Add(float64(a.dp.Flush()))

@@ -57,7 +57,8 @@ type Datapath interface {
 	// how the first packet of a flow is forwarded after a miss, and how the
 	// agent sends packets it generates (ARP and ND replies, ICMP errors,
 	// DHCP). inPort is the Index of the port the frame came in by, or -1
-	// for a generated packet; it is used for accounting only. The error
+	// for a generated packet: the userspace datapath does not need it, a
+	// kernel one may (to re-inject in the right context). The error
 	// reports actions that name unattached ports or a frame that could not
 	// be sent; drops that a flow would also suffer (TTL expired, a pop
 	// without a tag) are counted in Stats and are not errors.

@@ -108,7 +108,8 @@ type PortStats struct {
 	Interface string
 	// RxPackets and RxBytes count frames received from the interface.
 	RxPackets, RxBytes uint64
-	// TxPackets and TxBytes count frames the kernel accepted for sending.
+	// TxPackets and TxBytes count frames the kernel accepted for sending
+	// (bytes are prorated in the rare batch where it refused some).
 	TxPackets, TxBytes uint64
 	// RxDropped counts frames lost on receive (ring full, oversize);
 	// TxDropped frames the kernel refused to send.

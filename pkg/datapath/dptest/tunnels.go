@@ -354,4 +354,21 @@ func testHostilePort(t *testing.T, newDP Factory) {
 	vm1.send(good)
 	h.miss.next(t, "good frame after garbage")
 	vm2.expect("good frame after garbage", good)
+
+	// A drop flow (no outputs) drops and counts its hits.
+	dropped := flowFrame(9102)
+	h.miss.setScript(func(u *datapath.Upcall) {
+		if err := h.dp.Install(&datapath.FlowSpec{Key: u.Key, Class: datapath.ClassDrop}); err != nil {
+			t.Errorf("Install: %v", err)
+		}
+	})
+	vm1.send(dropped)
+	h.miss.next(t, "drop flow")
+	vm1.send(dropped, dropped)
+	eventually(t, "drop flow hits counted", func() (bool, string) {
+		st := h.dp.Stats()
+		return st.Drop(datapath.DropFlow) == 2, dropsString(st)
+	})
+	vm2.expectNone("drop flow")
+	h.miss.none(t, "drop flow hits")
 }

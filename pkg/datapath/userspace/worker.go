@@ -54,7 +54,7 @@ type worker struct {
 	slots    [][]byte // receive slots (len slotSize); frames start at headroom
 	bufs     [][]byte // slots[i][headroom:], what ReadBatch fills
 	sizes    []int
-	copies   [][]byte // slots for frames an output must snapshot
+	copies   [][]byte // slots for frames an output must snapshot, grown on demand
 	nCopies  int
 
 	dec packet.Decoder
@@ -87,7 +87,6 @@ func newWorker(dp *Datapath, in *port, nSlots, slotSize int) *worker {
 	for i := range w.slots {
 		w.bufs[i] = w.slots[i][headroom:]
 	}
-	w.copies = makeSlots(maxQueued, slotSize)
 	w.vx.init()
 	w.gre.init()
 	return w
@@ -103,10 +102,17 @@ func makeSlots(n, size int) [][]byte {
 	return s
 }
 
-// snapshot copies frame into a copy slot, flushing first if none is free.
+// snapshot copies frame into a copy slot, flushing first if all are in
+// use. Copy slots are allocated on first need and kept: most flows have one
+// output and never need one, and an Execute worker should not carry a
+// reader's worth of them.
 func (w *worker) snapshot(frame []byte) []byte {
 	if w.nCopies == len(w.copies) {
-		w.flush()
+		if len(w.copies) == maxQueued {
+			w.flush()
+		} else {
+			w.copies = append(w.copies, make([]byte, w.slotSize))
+		}
 	}
 	c := w.copies[w.nCopies]
 	if len(frame) > len(c) {
@@ -177,7 +183,9 @@ func (w *worker) flushLocal() error {
 		}
 		sent, err := p.io.WriteBatch(w.group[:k])
 		p.txPackets.Add(uint64(sent))
-		p.txBytes.Add(uint64(bytes))
+		// WriteBatch says how many frames were refused, not which: when
+		// some were, the byte count is prorated.
+		p.txBytes.Add(uint64(bytes * sent / k))
 		if err != nil {
 			// Closed (detached) or the interface is gone: every frame not
 			// sent is lost for that reason. Refusals of single frames are
@@ -257,6 +265,7 @@ func (dp *Datapath) readLoop(p *port) {
 	defer close(p.done)
 	w := newWorker(dp, p, batchSize, p.slotSize)
 	h := dp.handler
+	failing := false
 	for {
 		n, err := p.io.ReadBatch(w.bufs, w.sizes)
 		if err != nil {
@@ -265,14 +274,21 @@ func (dp *Datapath) readLoop(p *port) {
 			}
 			// The interface went down or away (ENETDOWN): the socket
 			// resumes by itself when it comes back, so wait and retry
-			// rather than give the port up.
-			dp.log.Warn("datapath: receive failed, retrying", "port", p.cfg.PortID, "interface", p.cfg.Interface, "err", err)
+			// rather than give the port up. Logged once per outage.
+			if !failing {
+				dp.log.Warn("datapath: cannot receive on port, retrying every 100ms", "port", p.cfg.PortID, "interface", p.cfg.Interface, "err", err)
+				failing = true
+			}
 			select {
 			case <-dp.stop:
 				return
 			case <-time.After(100 * time.Millisecond):
 			}
 			continue
+		}
+		if failing {
+			dp.log.Info("datapath: receiving on port again", "port", p.cfg.PortID, "interface", p.cfg.Interface)
+			failing = false
 		}
 		w.processBatch(n, dp.now(), h)
 	}
@@ -375,9 +391,7 @@ func (q *tunnelQueue) flush(w *worker, s *tunnelSocket, c *tunnelCounters) error
 		q.err = err
 	}
 	c.txPackets.Add(uint64(q.sent))
-	if q.n == q.sent {
-		c.txBytes.Add(uint64(q.bytes))
-	}
+	c.txBytes.Add(uint64(q.bytes * q.sent / q.n)) // prorated if some were refused
 	if lost := q.n - q.sent; lost > 0 {
 		c.txErrors.Add(uint64(lost))
 		w.drops.add(rTunTxError, uint64(lost))

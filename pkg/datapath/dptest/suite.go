@@ -20,6 +20,7 @@ package dptest
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -37,6 +38,7 @@ func Run(t *testing.T, newDP Factory) {
 	}{
 		{"MissExecuteRewrites", testMissExecute},
 		{"HitsAndCounters", testHits},
+		{"SlowMissBlocksOnlyItsPort", testMissIsolation},
 		{"Invalidate", testInvalidate},
 		{"IdleExpiry", testExpiry},
 		{"Eviction", testEviction},
@@ -156,6 +158,42 @@ func testHits(t *testing.T, newDP Factory) {
 		t.Errorf("flow dump: %s (tags %v)", f.String(), f.Tags)
 	}
 	t.Logf("flow: %s", f.String())
+}
+
+// testMissIsolation: while the handler is busy with a miss from one port,
+// other ports keep forwarding their flows and keep reaching the handler.
+func testMissIsolation(t *testing.T, newDP Factory) {
+	h := newHost(t, newDP, "iso", datapath.FlowConfig{})
+	vm1, vm2, vm3 := h.addVM("1", 1, 1), h.addVM("2", 2, 2), h.addVM("3", 3, 3)
+	release := make(chan struct{})
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+	h.miss.setScript(func(u *datapath.Upcall) {
+		if u.InPort == vm1.cfg.Index {
+			<-release // a simulation stuck for as long as the test likes
+			return
+		}
+		forward(t, h.dp, datapath.ClassNormal, nil, output(vm3))(u)
+	})
+	vm1.send(flowFrame(2501))
+	h.miss.next(t, "the stuck miss")
+	in := UDP{SrcMAC: macVM2, DstMAC: macVM1, Src: netip.MustParseAddr("10.0.0.2"),
+		Dst: netip.MustParseAddr("10.0.0.3"), SrcPort: 2502, DstPort: 7}.Frame()
+	vm2.send(in)
+	if u := h.miss.next(t, "a miss on another port"); u.InPort != vm2.cfg.Index {
+		t.Fatalf("upcall from port %d, want %d", u.InPort, vm2.cfg.Index)
+	}
+	vm3.expect("executed while port 1's miss is stuck", in)
+	vm2.send(in)
+	vm3.expect("hit while port 1's miss is stuck", in)
+	close(release)
+	vm1.send(flowFrame(2503))
+	h.miss.next(t, "port 1 again after its miss returned")
 }
 
 // testInvalidate: Invalidate removes exactly the flows carrying any of the

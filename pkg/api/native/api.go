@@ -91,7 +91,7 @@ func (a *API) list(k *model.Kind, parent *model.Field) http.HandlerFunc {
 		}
 		if parent != nil {
 			// The parent must exist: an empty list for a typo'd id would hide the mistake.
-			pid := r.PathValue("pid")
+			pid := pathID(r, "pid")
 			if _, err := a.store.Get(r.Context(), model.KindByName(parent.Ref), pid); err != nil {
 				a.fail(w, r, err)
 				return
@@ -163,7 +163,7 @@ func (a *API) create(k *model.Kind, parent *model.Field) http.HandlerFunc {
 			return
 		}
 		if parent != nil {
-			pid := r.PathValue("pid")
+			pid := pathID(r, "pid")
 			// The URL names the parent: a missing one is 404, not a bad field.
 			if _, err := a.store.Get(r.Context(), model.KindByName(parent.Ref), pid); err != nil {
 				a.fail(w, r, err)
@@ -186,7 +186,7 @@ func (a *API) create(k *model.Kind, parent *model.Field) http.HandlerFunc {
 
 func (a *API) get(k *model.Kind) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		o, err := a.store.Get(r.Context(), k, r.PathValue("id"))
+		o, err := a.store.Get(r.Context(), k, pathID(r, "id"))
 		if err != nil {
 			a.fail(w, r, err)
 			return
@@ -215,7 +215,7 @@ func (a *API) update(k *model.Kind) http.HandlerFunc {
 			writeError(w, err)
 			return
 		}
-		o, err := a.store.Modify(r.Context(), k, r.PathValue("id"), rev, func(o model.Object) error {
+		o, err := a.store.Modify(r.Context(), k, pathID(r, "id"), rev, func(o model.Object) error {
 			return model.Decode(k, body, o, false)
 		})
 		if err != nil {
@@ -233,7 +233,7 @@ func (a *API) delete(k *model.Kind) http.HandlerFunc {
 			writeError(w, err)
 			return
 		}
-		if err := a.store.Remove(r.Context(), k, r.PathValue("id"), rev); err != nil {
+		if err := a.store.Remove(r.Context(), k, pathID(r, "id"), rev); err != nil {
 			a.fail(w, r, err)
 			return
 		}
@@ -405,3 +405,7 @@ func sortedKinds() []*model.Kind {
 	sort.Slice(ks, func(i, j int) bool { return ks[i].Plural < ks[j].Plural })
 	return ks
 }
+
+// pathID reads an object id from the URL. UUIDs are stored lower-case;
+// clients that print them upper-case still name the same object.
+func pathID(r *http.Request, name string) string { return strings.ToLower(r.PathValue(name)) }

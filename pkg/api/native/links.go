@@ -24,7 +24,7 @@ func (a *API) link(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badField("peer_id", "is required"))
 		return
 	}
-	o, err := a.store.Modify(r.Context(), model.PortKind, r.PathValue("id"), 0, func(o model.Object) error {
+	o, err := a.store.Modify(r.Context(), model.PortKind, pathID(r, "id"), 0, func(o model.Object) error {
 		o.(*model.Port).PeerID = req.PeerID
 		return nil
 	})
@@ -36,7 +36,7 @@ func (a *API) link(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) unlink(w http.ResponseWriter, r *http.Request) {
-	_, err := a.store.Modify(r.Context(), model.PortKind, r.PathValue("id"), 0, func(o model.Object) error {
+	_, err := a.store.Modify(r.Context(), model.PortKind, pathID(r, "id"), 0, func(o model.Object) error {
 		o.(*model.Port).PeerID = ""
 		return nil
 	})
@@ -56,7 +56,7 @@ type Binding struct {
 }
 
 func (a *API) listBindings(w http.ResponseWriter, r *http.Request) {
-	hostID := r.PathValue("id")
+	hostID := pathID(r, "id")
 	if _, err := a.store.Get(r.Context(), model.HostKind, hostID); err != nil {
 		a.fail(w, r, err)
 		return
@@ -75,7 +75,7 @@ func (a *API) listBindings(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) bind(w http.ResponseWriter, r *http.Request) {
-	hostID := r.PathValue("id")
+	hostID := pathID(r, "id")
 	body, err := readBody(r)
 	if err != nil {
 		writeError(w, err)
@@ -124,7 +124,7 @@ func (a *API) bind(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) unbind(w http.ResponseWriter, r *http.Request) {
-	hostID, iface := r.PathValue("id"), r.PathValue("iface")
+	hostID, iface := pathID(r, "id"), r.PathValue("iface")
 	ports, _, err := a.store.List(r.Context(), model.PortKind, "host_id", hostID)
 	if err != nil {
 		a.fail(w, r, err)

@@ -244,7 +244,7 @@ func (t learnedTable) Learn(string, uint16, packet.MAC, string, int64) {}
 // datapathStatus serves what the host's agent last published about its
 // datapath (mm-dpctl's view), 404 when no agent runs there.
 func (a *API) datapathStatus(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
+	id := pathID(r, "id")
 	if _, err := a.store.Get(r.Context(), model.HostKind, id); err != nil {
 		a.fail(w, r, err)
 		return

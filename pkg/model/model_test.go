@@ -211,3 +211,14 @@ func TestIsUUID(t *testing.T) {
 		}
 	}
 }
+
+func TestErrorMessagesNameValueNotFunction(t *testing.T) {
+	_, err := decodeValidate(RouteKind, `{"router_id":"`+id1+`","dst":"10.0.0.0/33","port_id":"`+id2+`"}`)
+	if err == nil || err.Error() != `dst: "10.0.0.0/33" is not a CIDR prefix: prefix length out of range` {
+		t.Errorf("prefix error: %v", err)
+	}
+	_, err = decodeValidate(PortKind, `{"router_id":"`+id1+`","address":"10.0.0.300","network":"10.0.0.0/24"}`)
+	if err == nil || !strings.HasPrefix(err.Error(), `address: "10.0.0.300" is not an IP address`) {
+		t.Errorf("address error: %v", err)
+	}
+}

@@ -311,17 +311,38 @@ func describeJSONError(f *Field, err error) string {
 	if te, ok := err.(*json.UnmarshalTypeError); ok {
 		return fmt.Sprintf("expected %s, got JSON %s", typeWord(f.Type), te.Value)
 	}
-	return strings.TrimPrefix(err.Error(), "json: ")
+	msg := strings.TrimPrefix(err.Error(), "json: ")
+	// netip says `netip.ParsePrefix("10.0.0.0/33"): prefix length out of
+	// range`; an operator wants the value and the reason, not the function.
+	rest, ok := strings.CutPrefix(msg, "netip.Parse")
+	if !ok {
+		rest, ok = strings.CutPrefix(msg, "Parse")
+	}
+	if ok {
+		if open := strings.Index(rest, "("); open >= 0 {
+			if end := strings.Index(rest, "): "); end > open {
+				return fmt.Sprintf("%s is not %s: %s", rest[open+1:end], typeWord(elemType(f.Type)), rest[end+3:])
+			}
+		}
+	}
+	return msg
+}
+
+func elemType(t reflect.Type) reflect.Type {
+	if t.Kind() == reflect.Slice {
+		return t.Elem()
+	}
+	return t
 }
 
 func typeWord(t reflect.Type) string {
 	switch t {
 	case reflect.TypeOf(netip.Addr{}):
-		return "an IP address string"
+		return "an IP address"
 	case reflect.TypeOf(netip.Prefix{}):
-		return "a CIDR prefix string"
+		return "a CIDR prefix"
 	case reflect.TypeOf(MAC{}):
-		return "a MAC address string"
+		return "a MAC address"
 	}
 	switch t.Kind() {
 	case reflect.Slice:

@@ -9,9 +9,13 @@
 package embedetcd
 
 import (
+	"strings"
+
 	"context"
 	"errors"
 	"fmt"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"net"
 	"net/url"
 	"path/filepath"
@@ -117,6 +121,9 @@ func (c Config) embedConfig() (*embed.Config, error) {
 	cfg.Name = orDefault(c.Name, DefaultName)
 	cfg.LogLevel = orDefault(c.LogLevel, "error")
 	cfg.UnsafeNoFsync = c.UnsafeNoFsync
+	if err := quietShutdown(cfg); err != nil {
+		return nil, err
+	}
 
 	client, err := parseURL("client", orDefault(c.ClientURL, DefaultClientURL))
 	if err != nil {
@@ -184,3 +191,36 @@ func (e *Etcd) Err() <-chan error { return e.srv.Err() }
 // Close stops etcd, letting requests in flight finish (etcd waits up to its
 // request timeout). It is safe to call more than once.
 func (e *Etcd) Close() { e.closeOnce.Do(e.srv.Close) }
+
+// quietShutdown gives etcd a logger that drops the error-level lines etcd
+// itself writes when it is closed ("setting up serving … failed: … closed"):
+// they are the normal end of its listeners, and an operator reading them
+// after every clean SIGTERM would learn to ignore real errors.
+func quietShutdown(cfg *embed.Config) error {
+	var level zapcore.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		return fmt.Errorf("embedded etcd log level %q: %w", cfg.LogLevel, err)
+	}
+	zc := zap.NewProductionConfig()
+	zc.Level = zap.NewAtomicLevelAt(level)
+	base, err := zc.Build()
+	if err != nil {
+		return fmt.Errorf("embedded etcd logger: %w", err)
+	}
+	logger := zap.New(&shutdownFilter{base.Core()})
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(logger)
+	return nil
+}
+
+type shutdownFilter struct{ zapcore.Core }
+
+func (f *shutdownFilter) With(fields []zapcore.Field) zapcore.Core {
+	return &shutdownFilter{f.Core.With(fields)}
+}
+
+func (f *shutdownFilter) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if strings.HasPrefix(e.Message, "setting up serving from embedded etcd failed") {
+		return ce
+	}
+	return f.Core.Check(e, ce)
+}

@@ -1,0 +1,37 @@
+// Package archtest checks the dependency rules that keep the layout honest.
+package archtest
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// Only nagare-server may link etcd's server (its embedded NSDB): the agent
+// and the CLI must stay small and must not be able to start an etcd. Pure
+// packages (model, packet, sim) must not depend on I/O packages.
+func TestDependencyRules(t *testing.T) {
+	rules := []struct {
+		pkg       string
+		forbidden []string
+	}{
+		{"github.com/nagare/nagare/cmd/nagare-agent", []string{"go.etcd.io/etcd/server/"}},
+		{"github.com/nagare/nagare/cmd/nagare", []string{"go.etcd.io/etcd/server/", "go.etcd.io/etcd/client/"}},
+		{"github.com/nagare/nagare/pkg/model", []string{"go.etcd.io/", "net/http", "github.com/nagare/nagare/pkg/nsdb"}},
+		{"github.com/nagare/nagare/pkg/packet", []string{"go.etcd.io/", "net/http", "github.com/nagare/nagare/pkg/model"}},
+		{"github.com/nagare/nagare/pkg/sim", []string{"go.etcd.io/", "net/http", "github.com/nagare/nagare/pkg/nsdb", "github.com/nagare/nagare/pkg/datapath"}},
+	}
+	for _, r := range rules {
+		out, err := exec.Command("go", "list", "-deps", r.pkg).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list %s: %v\n%s", r.pkg, err, out)
+		}
+		for _, dep := range strings.Fields(string(out)) {
+			for _, f := range r.forbidden {
+				if strings.HasPrefix(dep, f) || dep == strings.TrimSuffix(f, "/") {
+					t.Errorf("%s depends on %s (forbidden: %s)", r.pkg, dep, f)
+				}
+			}
+		}
+	}
+}

@@ -189,29 +189,7 @@ func rawText(f *model.Field, raw json.RawMessage) (string, bool) {
 	return s, s != ""
 }
 
-func valueText(v reflect.Value) string {
-	if tm, ok := v.Interface().(encoding.TextMarshaler); ok {
-		b, _ := tm.MarshalText()
-		return string(b)
-	}
-	switch v.Kind() {
-	case reflect.String:
-		return v.String()
-	case reflect.Bool:
-		return strconv.FormatBool(v.Bool())
-	case reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return strconv.FormatUint(v.Uint(), 10)
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		return strconv.FormatInt(v.Int(), 10)
-	case reflect.Slice:
-		parts := make([]string, v.Len())
-		for i := range parts {
-			parts[i] = valueText(v.Index(i))
-		}
-		return strings.Join(parts, ",")
-	}
-	return fmt.Sprint(v.Interface())
-}
+func valueText(v reflect.Value) string { return model.ValueText(v) }
 
 // sameValue compares an API value with a value the operator typed, both as
 // the field's Go type, so "10.0.0.0/24" matches however the server spells it.

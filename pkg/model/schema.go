@@ -502,9 +502,10 @@ func IsUUID(s string) bool {
 // Text renders a scalar field of o the way the store keys unique values and
 // the CLI prints it: strings as is, numbers in decimal, addresses, prefixes
 // and MACs in their canonical text form.
-func (f *Field) Text(o Object) string { return valueText(f.Value(o)) }
+func (f *Field) Text(o Object) string { return ValueText(f.Value(o)) }
 
-func valueText(v reflect.Value) string {
+// ValueText renders any schema value (scalar or list) in its text form.
+func ValueText(v reflect.Value) string {
 	if tm, ok := v.Interface().(interface{ MarshalText() ([]byte, error) }); ok {
 		b, _ := tm.MarshalText()
 		return string(b)
@@ -521,7 +522,7 @@ func valueText(v reflect.Value) string {
 	case reflect.Slice:
 		parts := make([]string, v.Len())
 		for i := range parts {
-			parts[i] = valueText(v.Index(i))
+			parts[i] = ValueText(v.Index(i))
 		}
 		return strings.Join(parts, ",")
 	}

@@ -159,9 +159,11 @@ func matches(f *model.Field, o model.Object, value string) bool {
 }
 
 // UniqueOwner returns the id of the object of k holding value in field f
-// (within scope, the text of f's scoping field), or "".
+// (within scope, the text of f's scoping field), or "". Callers ask it about
+// values they hope are free (a random tunnel key), so an optimistic attempt
+// asserts the value free at commit instead of reading it first.
 func (tx *Tx) UniqueOwner(k *model.Kind, f *model.Field, scope, value string) (string, error) {
-	val, ok, err := tx.get(uniqKey(k, f, scope, value))
+	val, ok, err := tx.probeAbsent(uniqKey(k, f, scope, value))
 	if err != nil || !ok {
 		return "", err
 	}

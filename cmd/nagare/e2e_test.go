@@ -95,9 +95,20 @@ func startServer(t *testing.T) *e2e {
 	}
 }
 
+// etcd returns a client of the server's etcd, closed when the test ends.
+func (e *e2e) etcd() *clientv3.Client {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{e.etcdURL}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
 // registerHost creates a host through the API and makes it alive the way
-// an agent does: by holding an etcd lease on its liveness key.
-func (e *e2e) registerHost(name string) {
+// an agent does: by holding an etcd lease on its liveness key. It returns
+// the host's id.
+func (e *e2e) registerHost(name string) string {
 	t := e.t
 	resp, err := http.Post(e.api+"/api/v1/hosts", "application/json", strings.NewReader(`{"name":"`+name+`"}`))
 	if err != nil {
@@ -108,11 +119,7 @@ func (e *e2e) registerHost(name string) {
 	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil || resp.StatusCode != 201 {
 		t.Fatalf("create host: %d %v", resp.StatusCode, err)
 	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{e.etcdURL}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
+	cli := e.etcd()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	lease, err := cli.Grant(ctx, 300)
@@ -122,6 +129,7 @@ func (e *e2e) registerHost(name string) {
 	if err := nsdb.New(cli).SetHostAlive(ctx, h.ID, lease.ID); err != nil {
 		t.Fatal(err)
 	}
+	return h.ID
 }
 
 // nagare runs the CLI with args and stdin, returning stdout, stderr and
@@ -266,7 +274,155 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("trace", func(t *testing.T) { e.trace(t) })
+	t.Run("datapath", func(t *testing.T) { e.datapath(t) })
 	t.Run("interactive", func(t *testing.T) { e.interactive(t) })
+}
+
+// run runs one command that must succeed and returns its output.
+func (e *e2e) run(t *testing.T, args ...string) string {
+	t.Helper()
+	out, errOut, code := e.nagare("", args...)
+	if code != 0 || errOut != "" {
+		t.Fatalf("%q: exit %d, stderr %q", args, code, errOut)
+	}
+	return out
+}
+
+// trace walks a TCP packet from a VM on one bridge through a router to a
+// VM on another bridge bound on another host of the tunnel zone, and
+// checks the server's simulation reads in aliases and names.
+func (e *e2e) trace(t *testing.T) {
+	e.registerHost("tuborg") // host1
+	for _, s := range []struct{ line, want string }{
+		{"tunnel-zone tzone0 add member host host1 address 192.168.100.202", "zone tzone0 host host1 address 192.168.100.202"},
+		{"create bridge name left", "bridge1"},
+		{"create bridge name right", "bridge2"},
+		{"create router name edge", "router1"},
+		{"bridge bridge1 add port", "bridge1:port0"},
+		{"host host0 add binding interface tap-left port bridge1:port0", "host host0 interface tap-left port bridge1:port0"},
+		{"bridge bridge2 add port", "bridge2:port0"},
+		{"host host1 add binding interface tap-right port bridge2:port0", "host host1 interface tap-right port bridge2:port0"},
+		{"router router1 add port address 10.0.1.1 net 10.0.1.0/24", "router1:port0"},
+		{"bridge bridge1 add port peer router1:port0", "bridge1:port1"},
+		{"router router1 add port address 10.0.2.1 net 10.0.2.0/24", "router1:port1"},
+		{"bridge bridge2 add port peer router1:port1", "bridge2:port1"},
+		{"router router1 add route dst 10.0.1.0/24 port router1:port0", "router1:route0"},
+		{"router router1 add route dst 10.0.2.0/24 port router1:port1", "router1:route1"},
+		// The destination VM's address, so the router knows its MAC.
+		{"bridge bridge2 add dhcp subnet 10.0.2.0/24 gw 10.0.2.1", "bridge bridge2 gw 10.0.2.1 server 10.0.2.1 subnet 10.0.2.0/24"},
+		{"bridge bridge2 dhcp subnet 10.0.2.0/24 add host name vm2 mac 02:00:00:00:02:12 address 10.0.2.12", "name vm2 mac 02:00:00:00:02:12 address 10.0.2.12"},
+	} {
+		if got := strings.TrimSuffix(e.run(t, "-e", s.line), "\n"); got != s.want {
+			t.Fatalf("%s:\n got %q\nwant %q", s.line, got, s.want)
+		}
+	}
+	out := e.run(t, "-e", "trace port bridge1:port0 src 10.0.1.11 dst 10.0.2.12 proto tcp dst-port 22")
+	t.Logf("trace:\n%s", out)
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if !strings.HasPrefix(lines[0], "packet ") || !strings.Contains(lines[0], "10.0.1.11 > 10.0.2.12") || !strings.Contains(lines[0], "tcp") {
+		t.Errorf("header %q", lines[0])
+	}
+	for _, want := range []string{
+		`(?m)^ingress +bridge1:port0: ingress port bridge1:port0 \(tap-left\)$`,
+		`(?m)^bridge +left: `, // the bridge
+		`(?m)^router +edge: route 10\.0\.2\.0/24 port router1:port1 `, // the router and its route
+		`(?m)^egress +router1:port1: `,
+		`(?m)^ *output +bridge2:port0: encapsulate \(vxlan key \d+\) to host host1 at 192\.168\.100\.202$`,
+		`(?m)^verdict forward$`,
+		`(?m)^action encap\(vxlan to 192\.168\.100\.202 host host1 key \d+\)$`,
+	} {
+		if !regexp.MustCompile(want).MatchString(out) {
+			t.Errorf("trace lacks /%s/", want)
+		}
+	}
+	if regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-`).MatchString(out) {
+		t.Errorf("trace prints ids where aliases exist")
+	}
+
+	// -o json is the server's answer.
+	out = e.run(t, "-o", "json", "-e", "trace in-port bridge1:port0 src 10.0.1.11 dst 10.0.2.12 proto tcp dst-port 22")
+	var tr struct {
+		Verdict string
+		Steps   []struct{ Kind, Object, Message string }
+	}
+	if err := json.Unmarshal([]byte(out), &tr); err != nil || tr.Verdict != "forward" || len(tr.Steps) == 0 {
+		t.Errorf("-o json: %v\n%s", err, out)
+	}
+
+	// A drop names its reason; the server's refusals are user errors.
+	out = e.run(t, "-e", "trace port bridge1:port0 src 10.0.1.11 dst 10.9.9.9")
+	if !strings.Contains(out, "\nverdict drop (") {
+		t.Errorf("no route:\n%s", out)
+	}
+	for _, tc := range []struct{ line, stderr string }{
+		{"trace port bridge1:port0 src 10.0.1.11 dst fd00::1", "User error: dst: src and dst are of different families\n"},
+		{"trace port bridge1:port9 src 10.0.1.11 dst 10.0.2.12", "User error: there is no port port9 of bridge1 (there are 2: port0 to port1)\n"},
+		{"trace port bridge1:port0 src 10.0.1.11", "User error: trace needs dst: trace port bridge0:port0 src 10.0.0.5 dst 10.0.1.5 [proto tcp dst-port 22 …]\n"},
+	} {
+		if _, errOut, code := e.nagare("", "-e", tc.line); code != 1 || errOut != tc.stderr {
+			t.Errorf("%s: exit %d, stderr %q; want %q", tc.line, code, errOut, tc.stderr)
+		}
+	}
+}
+
+// datapath publishes a status for host0 the way its agent does and reads
+// it back through the CLI; host1 has no agent publishing.
+func (e *e2e) datapath(t *testing.T) {
+	id := func(line string) string {
+		var s string
+		if err := json.Unmarshal([]byte(e.run(t, "-o", "json", "-e", line)), &s); err != nil {
+			t.Fatalf("%s: %v", line, err)
+		}
+		return s
+	}
+	host, left, right := id("host host0 show id"), id("show port bridge1:port0 id"), id("show port bridge0:port0 id")
+	st := nsdb.DatapathStatus{
+		HostID: host, HostName: "carlsberg", Datapath: "userspace", Updated: time.Now().UTC(),
+		Flows: 2, Hits: 5120, Misses: 14, FlowsInstalled: 16, FlowsExpired: 14,
+		VXLAN: nsdb.TunnelCounters{RxPackets: 2600, TxPackets: 2590},
+		Drops: map[string]uint64{"malformed-truncated": 3, "tunnel-unknown-key": 1},
+		Ports: []nsdb.DatapathPort{
+			{PortID: left, Index: 1, Interface: "tap-left", RxPackets: 10, TxPackets: 9},
+			{PortID: right, Index: 0, Interface: "leftdp", RxPackets: 2612, TxPackets: 2598, TxDropped: 2},
+		},
+		FlowDump: []string{
+			"in_port(1:" + left + ") eth(02:00:00:00:01:11>02:0a:00:00:00:01 type 0x0800), class forward, packets 3, bytes 294, used 1s ago, actions encap(vxlan)",
+			"in_port(0:" + right + ") eth(02:00:00:00:00:05>ff:ff:ff:ff:ff:ff type 0x0806), class forward, packets 1, bytes 42, used 2s ago, actions output(1:tap-left)",
+		},
+	}
+	b, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := e.etcd().Put(ctx, nsdb.DatapathStatusKey(host), string(b)); err != nil {
+		t.Fatal(err)
+	}
+	want := "datapath userspace host host0 flows 2 hits 5120 misses 14 lost 0 installed 16 expired 14 invalidated 0\n" +
+		"port bridge0:port0 interface leftdp index 0 rx 2612 tx 2598 rx-drops 0 tx-drops 2\n" +
+		"port bridge1:port0 interface tap-left index 1 rx 10 tx 9 rx-drops 0 tx-drops 0\n" +
+		"tunnel vxlan rx 2600 tx 2590\n" +
+		"tunnel gre rx 0 tx 0\n" +
+		"drops malformed-truncated 3 tunnel-unknown-key 1\n"
+	for _, line := range []string{"host host0 show datapath", "host host0 datapath show"} {
+		if got := e.run(t, "-e", line); got != want {
+			t.Errorf("%s:\n got %q\nwant %q", line, got, want)
+		}
+	}
+	wantFlows := "in_port(1:bridge1:port0) eth(02:00:00:00:01:11>02:0a:00:00:00:01 type 0x0800), class forward, packets 3, bytes 294, used 1s ago, actions encap(vxlan)\n" +
+		"in_port(0:bridge0:port0) eth(02:00:00:00:00:05>ff:ff:ff:ff:ff:ff type 0x0806), class forward, packets 1, bytes 42, used 2s ago, actions output(1:tap-left)\n"
+	if got := e.run(t, "-e", "host host0 list flow"); got != wantFlows {
+		t.Errorf("list flow:\n got %q\nwant %q", got, wantFlows)
+	}
+	var back nsdb.DatapathStatus
+	if err := json.Unmarshal([]byte(e.run(t, "-o", "json", "-e", "host host0 show datapath")), &back); err != nil || back.Hits != 5120 || len(back.Ports) != 2 {
+		t.Errorf("-o json: %v %+v", err, back)
+	}
+	if out, errOut, code := e.nagare("", "-e", "host host1 show datapath"); code != 1 || out != "" || errOut != "User error: host host1 has no running agent\n" {
+		t.Errorf("no agent: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
 }
 
 // interactive drives the prompt in a tmux pane: a command, tab completion,

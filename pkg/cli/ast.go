@@ -19,10 +19,11 @@ const (
 	VerbClear
 	VerbDelete
 	VerbDescribe
+	VerbTrace
 )
 
 var verbNames = [...]string{VerbList: "list", VerbShow: "show", VerbCreate: "create", VerbSet: "set",
-	VerbClear: "clear", VerbDelete: "delete", VerbDescribe: "describe"}
+	VerbClear: "clear", VerbDelete: "delete", VerbDescribe: "describe", VerbTrace: "trace"}
 
 func (v Verb) String() string { return verbNames[v] }
 
@@ -68,6 +69,9 @@ type Command struct {
 	Assigns []Assign
 	// Fields are the field words of clear, or the one field of show.
 	Fields []string
+	// View is the state shown or listed below the object Path names
+	// (host host0 show datapath).
+	View *View
 }
 
 // Step is one step of an object path: a type word and either an ID (alias,

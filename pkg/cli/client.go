@@ -94,6 +94,17 @@ func (c *Client) List(ctx context.Context, path string) ([]item, error) {
 	return out, nil
 }
 
+// Get fetches a document that is neither a collection nor an object of
+// the model (a host's datapath status).
+func (c *Client) Get(ctx context.Context, path string) ([]byte, error) {
+	return c.do(ctx, http.MethodGet, path, nil)
+}
+
+// Post sends a request that stores nothing (a trace) and returns the answer.
+func (c *Client) Post(ctx context.Context, path string, body any) ([]byte, error) {
+	return c.do(ctx, http.MethodPost, path, body)
+}
+
 // Create posts an object and returns what the server stored.
 func (c *Client) Create(ctx context.Context, path string, body any) (item, error) {
 	return c.object(ctx, http.MethodPost, path, body)

@@ -46,6 +46,19 @@ func (e *Engine) RunWords(ctx context.Context, words []string) error {
 func (e *Engine) Exec(ctx context.Context, c *Command) error {
 	s := newSession(ctx, e.API)
 	var err error
+	switch {
+	case c.View != nil:
+		err = e.view(s, c)
+	case c.Verb == VerbTrace:
+		err = e.trace(s, c)
+	default:
+		err = e.exec(s, c)
+	}
+	return classify(s, err, c)
+}
+
+func (e *Engine) exec(s *session, c *Command) error {
+	var err error
 	switch c.Verb {
 	case VerbList:
 		err = e.list(s, c)
@@ -60,7 +73,7 @@ func (e *Engine) Exec(ctx context.Context, c *Command) error {
 	case VerbDescribe:
 		err = e.describe(c)
 	}
-	return classify(s, err, c)
+	return err
 }
 
 // classify turns any failure into one of the three errors operators see.

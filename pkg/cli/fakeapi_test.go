@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
@@ -11,7 +12,9 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/nagare/nagare/pkg/api/native"
 	"github.com/nagare/nagare/pkg/model"
+	"github.com/nagare/nagare/pkg/nsdb"
 )
 
 // fakeAPI is a working in-memory implementation of the native REST API
@@ -21,13 +24,18 @@ import (
 // peers, cascades) rather than scripted answers. It is not the server: no
 // etcd, no transactions, no concurrency control beyond one mutex.
 type fakeAPI struct {
-	mu    sync.Mutex
-	objs  map[*model.Kind][]model.Object // creation order
-	alive map[string]bool                // host id → agent lease held
+	mu     sync.Mutex
+	objs   map[*model.Kind][]model.Object // creation order
+	alive  map[string]bool                // host id → agent lease held
+	status map[string][]byte              // host id → its agent's datapath status
+	// lastTrace is the last trace request; traceAnswer, when set, is the
+	// answer to every trace, which otherwise echoes the request.
+	lastTrace   *native.TraceRequest
+	traceAnswer *native.TraceResponse
 }
 
 func newFakeAPI() *fakeAPI {
-	return &fakeAPI{objs: map[*model.Kind][]model.Object{}, alive: map[string]bool{}}
+	return &fakeAPI{objs: map[*model.Kind][]model.Object{}, alive: map[string]bool{}, status: map[string][]byte{}}
 }
 
 type httpError struct {
@@ -67,6 +75,8 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	mux.HandleFunc("GET /api/v1/hosts/{pid}/bindings", f.handle(f.bindings))
 	mux.HandleFunc("POST /api/v1/hosts/{pid}/bindings", f.handle(f.bind))
 	mux.HandleFunc("DELETE /api/v1/hosts/{pid}/bindings/{iface}", f.handle(f.unbind))
+	mux.HandleFunc("GET /api/v1/hosts/{pid}/datapath", f.handle(f.datapath))
+	mux.HandleFunc("POST /api/v1/trace", f.handle(f.trace))
 	mux.ServeHTTP(w, r)
 }
 
@@ -323,6 +333,83 @@ func (f *fakeAPI) unbind(r *http.Request, _ []byte) (int, any, error) {
 		}
 	}
 	return 0, nil, &httpError{404, "", "no binding of interface " + r.PathValue("iface")}
+}
+
+// SetStatus publishes a datapath status for a host, as its agent would.
+func (f *fakeAPI) SetStatus(hostID string, st *nsdb.DatapathStatus) {
+	b, err := json.Marshal(st)
+	if err != nil {
+		panic(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.status[hostID] = b
+}
+
+func (f *fakeAPI) datapath(r *http.Request, _ []byte) (int, any, error) {
+	id := r.PathValue("pid")
+	if _, err := f.Get(model.HostKind, id); err != nil {
+		return 0, nil, err
+	}
+	b, ok := f.status[id]
+	if !ok {
+		return 0, nil, fmt.Errorf("host %s has no running agent: %w", id, model.ErrNotFound)
+	}
+	return 200, json.RawMessage(b), nil
+}
+
+// trace checks the request as the server does (its exact type, unknown
+// keys refused) and answers a fake walk: the ingress port named the way
+// the simulation names ports (DEVICE:ID), the device, an output to the
+// port's peer or interface. Enough to test the words and the rendering;
+// the real walk is the end-to-end test's.
+func (f *fakeAPI) trace(_ *http.Request, body []byte) (int, any, error) {
+	var req native.TraceRequest
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return 0, nil, &httpError{400, "body", err.Error()}
+	}
+	f.lastTrace = &req
+	o, err := f.Get(model.PortKind, req.InPortID)
+	if err != nil {
+		return 0, nil, &httpError{400, "in_port_id", fmt.Sprintf("in_port_id: port %q does not exist", req.InPortID)}
+	}
+	if !req.Src.IsValid() || !req.Dst.IsValid() {
+		return 0, nil, &httpError{400, "src", "src: give the packet's src and dst addresses"}
+	}
+	if f.traceAnswer != nil {
+		return 200, f.traceAnswer, nil
+	}
+	p := o.(*model.Port)
+	kind, dev := "bridge", p.BridgeID
+	if p.RouterID != "" {
+		kind, dev = "router", p.RouterID
+	}
+	devKind := model.BridgeKind
+	if kind == "router" {
+		devKind = model.RouterKind
+	}
+	d, _ := f.Get(devKind, dev)
+	if name := devKind.Field("name").Text(d); name != "" {
+		dev = name
+	}
+	port := dev + ":" + p.ID
+	proto := req.Proto
+	if proto == "" {
+		proto = "icmp"
+	}
+	return 200, &native.TraceResponse{
+		Packet: fmt.Sprintf("02:00:00:00:00:01 > ff:ff:ff:ff:ff:ff ipv4 %s > %s %s", req.Src, req.Dst, proto),
+		Steps: []native.TraceStep{
+			{Depth: 0, Kind: "ingress", Object: port, Message: "ingress port " + port},
+			{Depth: 0, Kind: kind, Object: dev, Message: "dst unknown: flood"},
+			{Depth: 1, Kind: "output", Object: port, Message: "output to host " + p.HostID},
+		},
+		Verdict: "forward",
+		Actions: []string{"output(port " + p.ID + " interface " + p.InterfaceName + ")"},
+		Tags:    2,
+	}, nil
 }
 
 // The model.Tx implementation the write rules run against.

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/json"
 	"reflect"
 	"slices"
 	"strings"
@@ -101,10 +102,15 @@ func (p *parser) syntax(at int, reason string) error {
 }
 
 func (p *parser) command() (*Command, error) {
-	if p.eof(append(slices.Clone(verbWords), topWords()...)...) {
+	if p.eof(slices.Concat(verbWords, []string{"trace"}, topWords())...) {
 		return nil, nil
 	}
 	w := p.words[p.i]
+	if w == "trace" {
+		p.i++
+		p.verbSeen = true
+		return p.trace()
+	}
 	if v := verbOf(w); v != 0 {
 		p.i++
 		p.verbSeen = true
@@ -122,8 +128,12 @@ func (p *parser) command() (*Command, error) {
 
 // verbFirst parses the forms that start with the verb.
 func (p *parser) verbFirst(v Verb) (*Command, error) {
-	if v == VerbDescribe && p.eof(topWords()...) {
+	if v == VerbDescribe && p.eof(append(topWords(), "trace")...) {
 		return &Command{Verb: v}, nil
+	}
+	if v == VerbDescribe && p.words[p.i] == "trace" {
+		p.i++
+		return p.end(&Command{Verb: v, Row: traceRow})
 	}
 	if p.eof(topWords()...) {
 		return nil, ErrIncomplete
@@ -144,6 +154,12 @@ func (p *parser) verbFirst(v Verb) (*Command, error) {
 	switch v {
 	case VerbList:
 		if last.ID != "" {
+			// list OBJ VIEW: list host host0 flow
+			if !p.eof(viewWords(last.Row)...) && last.Row.view(p.words[p.i]) != nil {
+				c.View = last.Row.view(p.words[p.i])
+				p.i++
+				return p.end(c)
+			}
 			return p.end(&Command{Verb: VerbShow, Path: path})
 		}
 		c.Path, c.Row, c.Assigns = path[:len(path)-1], last.Row, last.Filter
@@ -189,6 +205,18 @@ func (p *parser) afterPath(path []Step) (*Command, error) {
 	w := p.words[at]
 	v := verbOf(w)
 	if v == 0 {
+		// OBJ VIEW show|list
+		if view := last.Row.view(w); view != nil && !last.bare() {
+			p.i++
+			if p.eof("show", "list") {
+				return nil, ErrIncomplete
+			}
+			if v := verbOf(p.words[p.i]); v == VerbShow || v == VerbList {
+				p.i++
+				return p.end(&Command{Verb: v, Path: path, View: view})
+			}
+			return nil, p.syntax(p.i, "")
+		}
 		// OBJ FIELD show
 		if !last.bare() && showable(last.Row, w) && p.i+1 < len(p.words) && verbOf(p.words[p.i+1]) == VerbShow {
 			p.i += 2
@@ -217,8 +245,12 @@ func (p *parser) afterPath(path []Step) (*Command, error) {
 	}
 	switch v {
 	case VerbList, VerbCreate, VerbDescribe:
-		// OBJ list CHILD [F V…] | OBJ add CHILD F V… | OBJ describe [CHILD]
-		if p.eof(childWords(last.Row)...) {
+		// OBJ list CHILD [F V…] | OBJ list VIEW | OBJ add CHILD F V… | OBJ describe [CHILD]
+		next := childWords(last.Row)
+		if v == VerbList {
+			next = append(next, viewWords(last.Row)...)
+		}
+		if p.eof(next...) {
 			if v == VerbCreate {
 				return nil, ErrIncomplete
 			}
@@ -228,6 +260,11 @@ func (p *parser) afterPath(path []Step) (*Command, error) {
 				c.Row = last.Row
 			}
 			return c, nil
+		}
+		if view := last.Row.view(p.words[p.i]); view != nil && v == VerbList {
+			p.i++
+			c.View = view
+			return p.end(c)
 		}
 		child := last.Row.child(p.words[p.i])
 		if child == nil {
@@ -273,7 +310,9 @@ func (p *parser) objectVerb(c *Command) (*Command, error) {
 		if !showable(r, p.words[p.i]) {
 			return nil, p.syntax(p.i, fieldHint(r))
 		}
-		c.Fields = []string{p.words[p.i]}
+		if c.View = r.view(p.words[p.i]); c.View == nil {
+			c.Fields = []string{p.words[p.i]}
+		}
 		p.i++
 		return p.end(c)
 	case VerbSet:
@@ -428,6 +467,13 @@ func (p *parser) assign(r *Row, write bool, stop func(string) bool) (Assign, err
 	}
 	a := Assign{At: p.i, Word: w, Fields: fs}
 	p.i++
+	if r.Flags && f.Type.Kind() == reflect.Bool && (p.eof(valueWords(f)...) || !isBoolWord(p.words[p.i])) {
+		a.Text, a.JSON = "true", json.RawMessage("true")
+		if p.i < len(p.words) && !stop(p.words[p.i]) {
+			return a, p.syntax(p.i, fieldHint(r))
+		}
+		return a, nil
+	}
 	if p.eof(valueWords(f)...) {
 		if f.Ref != "" {
 			p.offerAliases(rowForRef(f), nil, true)
@@ -491,13 +537,15 @@ func (p *parser) assign(r *Row, write bool, stop func(string) bool) (Assign, err
 	return a, nil
 }
 
+func isBoolWord(w string) bool { return w == "true" || w == "false" || w == "yes" || w == "no" }
+
 // showable reports whether w can follow show: any field word (read-only
-// and hidden ones included), a computed column, or id.
+// and hidden ones included), a computed column, a view, or id.
 func showable(r *Row, w string) bool {
 	if w == "id" && r.Prefix != "" {
 		return true
 	}
-	if r.column(w) != nil {
+	if r.column(w) != nil || r.view(w) != nil {
 		return true
 	}
 	_, ok := r.byWord[w]
@@ -540,13 +588,19 @@ func showWords(r *Row) []string {
 	if r.Prefix != "" {
 		out = append(out, "id")
 	}
-	return out
+	return append(out, viewWords(r)...)
 }
 
+// unusedFields are the field words not yet given; two words for one field
+// (trace's port and in-port) are both used once either is.
 func unusedFields(r *Row, used []Assign) []string {
-	return slices.DeleteFunc(fieldWords(r), func(w string) bool {
-		return slices.ContainsFunc(used, func(a Assign) bool { return a.Word == w })
-	})
+	var out []string
+	for _, f := range r.fields {
+		if !slices.Contains(out, f.CLI) && !slices.ContainsFunc(used, func(a Assign) bool { return a.Word == f.CLI || a.Fields[0].JSON == f.JSON }) {
+			out = append(out, f.CLI)
+		}
+	}
+	return out
 }
 
 // valueWords are the values completion offers for a field.

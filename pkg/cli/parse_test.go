@@ -9,7 +9,7 @@ import (
 )
 
 // dump renders a command compactly for comparison:
-// "VERB path=STEP/STEP row=ROW a=[F=V …] f=[…]" where a step is "TYPE:ID",
+// "VERB path=STEP/STEP row=ROW a=[F=V …] f=[…] v=VIEW" where a step is "TYPE:ID",
 // "TYPE{F=V}" or "TYPE", a value is its JSON, "@ref" or "@[typed path]",
 // and "!" marks negation.
 func dump(c *Command) string {
@@ -29,6 +29,9 @@ func dump(c *Command) string {
 	}
 	if len(c.Fields) > 0 {
 		b.WriteString(" f=[" + strings.Join(c.Fields, " ") + "]")
+	}
+	if c.View != nil {
+		b.WriteString(" v=" + c.View.Word)
 	}
 	return b.String()
 }

@@ -82,6 +82,17 @@ func (s *session) fieldText(o *object, f *model.Field) (string, bool) {
 	return text, true
 }
 
+// printLines prints lines with the ids in them replaced by aliases.
+func (e *Engine) printLines(s *session, lines []string) error {
+	rep := s.aliaser(lines)
+	for _, l := range lines {
+		if _, err := fmt.Fprintln(e.Out, rep.Replace(l)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (e *Engine) describe(c *Command) error {
 	if c.Row == nil {
 		describeAll(e.Out)
@@ -101,6 +112,11 @@ func describeAll(w io.Writer) {
 }
 
 func describeRow(w io.Writer, r *Row) {
+	if r == traceRow {
+		fmt.Fprintf(w, "trace: %s\n  trace port bridge0:port0 src 10.0.0.5 dst 10.0.1.5 [proto tcp dst-port 22 …]\n", traceDoc)
+		describeFields(w, r)
+		return
+	}
 	doc := ""
 	if r.Kind != nil {
 		doc = r.Kind.Doc
@@ -119,6 +135,14 @@ func describeRow(w io.Writer, r *Row) {
 	if len(r.children) > 0 {
 		fmt.Fprintf(w, "  children: %s\n", strings.Join(childWords(r), " "))
 	}
+	for _, v := range r.Views {
+		fmt.Fprintf(w, "  view %s: %s\n", v.Word, v.Doc)
+	}
+	describeFields(w, r)
+}
+
+// describeFields lists a row's field words with their values and notes.
+func describeFields(w io.Writer, r *Row) {
 	fmt.Fprintln(w, "  fields:")
 	for _, c := range r.Columns {
 		if r.byWord[c.Word] == nil {

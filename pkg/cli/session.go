@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -526,4 +527,65 @@ func wantWords(fs []*model.Field) string {
 		}
 	}
 	return strings.Join(ws, " or ")
+}
+
+// anyID finds text ids in free text: trace steps, flow dumps.
+var anyID = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
+
+// idRows are the rows an id in free text may belong to, likeliest first,
+// so naming a port fetches the ports and not every collection.
+func idRows() []*Row {
+	out := []*Row{rowsByName["port"], rowsByName["bridge"], rowsByName["router"], rowsByName["host"], rowsByName["chain"], rowsByName["rule"]}
+	for _, r := range table {
+		if r.Kind != nil && r.Prefix != "" && !slices.Contains(out, r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// aliaser returns a replacer that turns the ids in texts into the aliases
+// of the objects they name. The simulation names a port DEVICE:ID (its
+// bridge's or router's name, or id when unnamed, then its own id); that
+// whole form becomes the port's composed alias, so "left:3f1c…" reads
+// "bridge0:port1". Ids of no object the API lists stay as they are: the
+// replacement is a convenience and never fails the command.
+func (s *session) aliaser(texts []string) *strings.Replacer {
+	var ported, bare []string
+	seen := map[string]bool{}
+	rows := idRows()
+	for _, t := range texts {
+		for _, id := range anyID.FindAllString(t, -1) {
+			if seen[id] {
+				continue
+			}
+			seen[id] = true
+			var o *object
+			for _, r := range rows {
+				if o, _ = s.byID(r, id); o != nil {
+					break
+				}
+			}
+			if o == nil {
+				continue
+			}
+			a, err := s.alias(o)
+			if err != nil {
+				continue
+			}
+			if o.row == rowsByName["port"] {
+				if dev, _ := s.parentOf(o); dev != nil {
+					name := dev.str("name")
+					if name == "" {
+						name = dev.id()
+					}
+					ported = append(ported, name+":"+id, a)
+				}
+			}
+			bare = append(bare, id, a)
+		}
+	}
+	// The DEVICE:ID forms go first: a replacer tries its pairs in order,
+	// and an unnamed device's id would otherwise match on its own.
+	return strings.NewReplacer(append(ported, bare...)...)
 }

@@ -87,6 +87,11 @@ const Help = `Commands (verbs may come first, after the object, or after the chi
   OBJ clear FIELD…                   router router0 clear infilter
   delete OBJ · OBJ delete [CHILD ID] router router0 delete route route0
   describe [TYPE|OBJ]                fields, values and children of a type
+  trace port PORT src IP dst IP …    what the simulation does with a packet; nothing is sent:
+                                     trace port bridge0:port1 src 10.0.1.11 dst 10.0.2.12 proto tcp dst-port 22
+                                     (describe trace for ttl, length, df, src-mac, dst-mac, vlan, arp, host…)
+  host HOST show datapath            the datapath as the host's agent reports it (mm-dpctl)
+  host HOST list flow                its flows, one per line
 OBJ is a path of TYPE ID steps: router router0 port port0. ID is an alias (router0, the
 index among siblings in creation order; deleting renumbers later siblings), a UUID, or a
 composed alias (router0:port0). Id-less objects are named by a field: bridge bridge0 dhcp

@@ -38,8 +38,14 @@ type Row struct {
 	// FIELD` still prints them.
 	Hide []string
 
-	// Fields overrides the kind's fields (bindings).
+	// Views are read-only state the API serves below an object that is not
+	// an object itself (a host's datapath).
+	Views []View
+
+	// Fields overrides the kind's fields (bindings, trace).
 	Fields []*model.Field
+	// Flags lets a bool field word stand alone for true ("trace … df").
+	Flags bool
 	// Nested is the collection below the parent's URL that lists, creates
 	// and deletes these objects (/hosts/{id}/bindings); Key is the field
 	// whose value names one of them in the DELETE URL. Rows without Nested
@@ -49,6 +55,22 @@ type Row struct {
 	children []*Row
 	fields   []*model.Field // the fields the CLI knows, schema order
 	byWord   map[string][]*model.Field
+}
+
+// View is state the API keeps below an object's URL and the CLI prints in
+// lines of its own: `host host0 show datapath` (or `host host0 datapath
+// show`), `host host0 list flow` (or `host host0 flow list`). show and list
+// print the same thing; the word decides which reads better.
+type View struct {
+	Word string
+	Path string // below the object's URL: /hosts/{id}/datapath
+	Doc  string
+	// Missing is the user error when the API has no such state (404); %s
+	// is the object's alias.
+	Missing string
+	// Render turns the API's answer into lines, ids not yet replaced by
+	// aliases, and picks what -o json prints.
+	Render func(body []byte) (lines []string, js any, err error)
 }
 
 // Column is a value the API does not store as such but operators expect on
@@ -79,7 +101,7 @@ func init() {
 		{Kind: model.RouteKind, Prefix: "route"},
 		{Kind: model.ChainKind, Prefix: "chain", TopLevel: true, Children: []string{"rule"}},
 		{Kind: model.RuleKind, Prefix: "rule"},
-		{Kind: model.HostKind, Prefix: "host", TopLevel: true, Children: []string{"binding"}},
+		{Kind: model.HostKind, Prefix: "host", TopLevel: true, Children: []string{"binding"}, Views: hostViews},
 		{Name: "binding", Fields: bindingFields(), Nested: "bindings", Key: "interface_name"},
 		{Kind: model.TunnelZoneKind, Prefix: "tzone", Print: "tzone", TopLevel: true, Children: []string{"tunnel-zone-member"}},
 		{Kind: model.TunnelZoneMemberKind, Word: "member"},
@@ -136,17 +158,7 @@ func index() {
 		if r.Print == "" {
 			r.Print = r.Word
 		}
-		if r.Fields == nil {
-			r.Fields = r.Kind.Fields
-		}
-		r.byWord = map[string][]*model.Field{}
-		for _, f := range r.Fields {
-			if f.CLI == "" || f.NoCLI {
-				continue
-			}
-			r.fields = append(r.fields, f)
-			r.byWord[f.CLI] = append(r.byWord[f.CLI], f)
-		}
+		r.indexFields()
 		mustNotExist(rowsByName, r.Name, "row")
 		rowsByName[r.Name] = r
 		if r.TopLevel {
@@ -171,15 +183,42 @@ func index() {
 			}
 			r.children = append(r.children, c)
 		}
-		for w, fs := range r.byWord {
-			// Several fields may share a word only when they are references
-			// of different kinds: the value's kind then picks the field
-			// (a port's device is a bridge or a router).
-			for i, f := range fs {
-				if len(fs) > 1 && (f.Ref == "" || slices.ContainsFunc(fs[:i], func(g *model.Field) bool { return g.Ref == f.Ref })) {
-					panic(fmt.Sprintf("cli: row %s: word %q names several fields that are not refs of distinct kinds", r.Name, w))
-				}
+		r.checkWords()
+	}
+}
+
+// indexFields fills the field lists of a row from its Fields (the kind's
+// by default): the fields the CLI knows, and by word.
+func (r *Row) indexFields() {
+	if r.Fields == nil {
+		r.Fields = r.Kind.Fields
+	}
+	r.byWord = map[string][]*model.Field{}
+	for _, f := range r.Fields {
+		if f.CLI == "" || f.NoCLI {
+			continue
+		}
+		r.fields = append(r.fields, f)
+		r.byWord[f.CLI] = append(r.byWord[f.CLI], f)
+	}
+}
+
+// checkWords panics unless every word names one field, or references of
+// distinct kinds, and views do not shadow fields or children.
+func (r *Row) checkWords() {
+	for w, fs := range r.byWord {
+		// Several fields may share a word only when they are references
+		// of different kinds: the value's kind then picks the field
+		// (a port's device is a bridge or a router).
+		for i, f := range fs {
+			if len(fs) > 1 && (f.Ref == "" || slices.ContainsFunc(fs[:i], func(g *model.Field) bool { return g.Ref == f.Ref })) {
+				panic(fmt.Sprintf("cli: row %s: word %q names several fields that are not refs of distinct kinds", r.Name, w))
 			}
+		}
+	}
+	for _, v := range r.Views {
+		if r.byWord[v.Word] != nil || r.child(v.Word) != nil || r.column(v.Word) != nil || v.Word == "id" || verbOf(v.Word) != 0 {
+			panic(fmt.Sprintf("cli: row %s: view %q is also a field, child or verb word", r.Name, v.Word))
 		}
 	}
 }
@@ -236,6 +275,24 @@ func (r *Row) parents() []*Row {
 		if slices.Contains(p.children, r) {
 			out = append(out, p)
 		}
+	}
+	return out
+}
+
+// view finds a view by word.
+func (r *Row) view(word string) *View {
+	for i := range r.Views {
+		if r.Views[i].Word == word {
+			return &r.Views[i]
+		}
+	}
+	return nil
+}
+
+func viewWords(r *Row) []string {
+	var out []string
+	for _, v := range r.Views {
+		out = append(out, v.Word)
 	}
 	return out
 }

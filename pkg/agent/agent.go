@@ -82,6 +82,7 @@ type Agent struct {
 	dp     datapath.Datapath
 	macs   *macTable
 	arp    *arpTable
+	nbrs   *neighbors // replicates arp through the NSDB
 	met    *metrics
 	park   *parking
 
@@ -117,6 +118,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer a.dp.Close()
 	a.met = newMetrics(a)
 	a.arp = newARPTable()
+	a.nbrs = newNeighbors(a)
 	a.park = newParking()
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -129,7 +131,7 @@ func Run(ctx context.Context, cfg Config) error {
 	a.view.Store(&view{topo: emptyTopology(), dpToPort: map[int32]string{}, portToDP: map[string]int32{}})
 	a.log.Info("agent registered", "host", cfg.HostName, "host_id", a.hostID)
 
-	errc := make(chan error, 6)
+	errc := make(chan error, 8) // one per goroutine below
 	run := func(name string, f func(context.Context) error) {
 		go func() {
 			err := f(ctx)
@@ -144,6 +146,7 @@ func Run(ctx context.Context, cfg Config) error {
 	run("datapath", func(ctx context.Context) error { return a.dp.Run(ctx, datapath.MissFunc(a.miss)) })
 	run("topology watch", func(ctx context.Context) error { return a.store.Watch(ctx, a.apply) })
 	run("mac table", a.macs.run)
+	run("neighbor table", a.nbrs.run)
 	run("reconcile", a.reconcileLoop)
 	run("status", a.publishStatus)
 	if cfg.MetricsListen != "" {

@@ -68,6 +68,7 @@ func (a *Agent) simulate(v *view, w *worker, inPort int32, portID string, pkt *p
 	if l := res.Learned; l.RouterID != "" {
 		a.arp.learn(l.RouterID, l.IP, l.MAC, start)
 		a.met.flowsInvalidated.Add(float64(a.dp.Invalidate(sim.ARPEntryTag(l.RouterID, l.IP))))
+		a.nbrs.publish(l, start) // the host that asked is usually another one
 		defer a.releaseParked(l.RouterID, l.IP)
 	}
 	acts, ok := translate(v, res.Actions(), w.acts[:0])

@@ -193,8 +193,17 @@ func (t *arpTable) Lookup(routerID string, ip netip.Addr) (packet.MAC, bool) {
 	return e.mac, true
 }
 
-func (t *arpTable) learn(router string, ip netip.Addr, mac packet.MAC, now time.Time) {
+// learn records (or refreshes) an entry learned at the given time, and
+// reports whether the MAC is new or different. An answer older than the
+// entry's (a replicated copy arriving late) changes nothing.
+func (t *arpTable) learn(router string, ip netip.Addr, mac packet.MAC, at time.Time) bool {
+	k := arpKey{router, ip}
 	t.mu.Lock()
-	t.entries[arpKey{router, ip}] = arpEntry{mac, now}
-	t.mu.Unlock()
+	defer t.mu.Unlock()
+	old, ok := t.entries[k]
+	if ok && old.at.After(at) {
+		return false
+	}
+	t.entries[k] = arpEntry{mac, at}
+	return !ok || old.mac != mac
 }

@@ -88,8 +88,10 @@ func (a *Agent) simulate(v *view, w *worker, inPort int32, portID string, pkt *p
 	case sim.Drop:
 		a.met.simDrop(res.Reason)
 		// A drop that answered with an ICMP error or reset is not cached:
-		// every packet of the flow deserves its own answer.
-		if install && key != nil && len(res.Generated()) == 0 && !res.TagsOverflowed {
+		// every packet of the flow deserves its own answer. Nor is one
+		// that depends on the packet's length, which the key does not
+		// hold: the flow's small packets must still pass.
+		if install && key != nil && len(res.Generated()) == 0 && !res.TagsOverflowed && !lengthDependent(res.Reason) {
 			_ = a.dp.Install(&datapath.FlowSpec{Key: *key, Tags: res.Tags(), Class: datapath.ClassDrop})
 		}
 	case sim.NeedARP:
@@ -102,6 +104,12 @@ func (a *Agent) simulate(v *view, w *worker, inPort int32, portID string, pkt *p
 			a.met.generated.Inc()
 		}
 	}
+}
+
+// lengthDependent reports drops decided by the packet's length (too big for
+// the path), which a flow, keyed on headers only, cannot repeat.
+func lengthDependent(r sim.DropReason) bool {
+	return r == sim.DropMTUExceeded || r == sim.DropFragmentationUnsupported || r == sim.DropFragNeeded
 }
 
 // translate rewrites the simulation's port references (topology indexes)

@@ -1,0 +1,473 @@
+//go:build linux
+
+// Package harness runs Nagare end to end on one machine, the way DESIGN.md
+// ("Testing on one machine") describes: the real nagare-server with its
+// embedded etcd on free loopback ports, one real nagare-agent per
+// "hypervisor" network namespace, "VM" namespaces whose veth peers live in a
+// hypervisor namespace, and the real nagare CLI.
+//
+// Underlay: every hypervisor namespace has an interface "ul0" (10.99.0.N/24)
+// whose veth peer is enslaved to a Linux bridge "br0" in a dedicated
+// underlay namespace (which itself has 10.99.0.254, for capturing and for
+// injecting tunnel packets). Nothing is created in, or addressed from, the
+// root namespace except loopback (API, etcd, metrics).
+//
+// Every namespace is named NamePrefix+pid+"-"+env+"-"+role, and is deleted
+// in t.Cleanup together with the processes inside it; agents and the server
+// are killed in t.Cleanup, and with the test process (Pdeathsig).
+package harness
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Binaries are the programs an environment runs, built once per test binary
+// by Build.
+var Binaries struct {
+	Dir                string
+	Server, Agent, CLI string
+	built              bool
+}
+
+// Build compiles nagare-server, nagare-agent and nagare into dir.
+func Build(dir string) error {
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	cmd := exec.Command(gobin, "build", "-o", dir+"/",
+		"github.com/nagare/nagare/cmd/nagare-server",
+		"github.com/nagare/nagare/cmd/nagare-agent",
+		"github.com/nagare/nagare/cmd/nagare")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build: %w\n%s", err, out)
+	}
+	Binaries.Dir = dir
+	Binaries.Server = filepath.Join(dir, "nagare-server")
+	Binaries.Agent = filepath.Join(dir, "nagare-agent")
+	Binaries.CLI = filepath.Join(dir, "nagare")
+	Binaries.built = true
+	return nil
+}
+
+// Tools the environment itself needs; tests name theirs in Require.
+var baseTools = []string{"ip", "ethtool", "ping"}
+
+// Why returns why end-to-end tests cannot run here ("" when they can).
+func Why(tools ...string) string {
+	if os.Geteuid() != 0 {
+		return "end-to-end tests need root (network namespaces, AF_PACKET, raw sockets): run as root or with sudo"
+	}
+	for _, tool := range append(append([]string(nil), baseTools...), tools...) {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Sprintf("end-to-end test needs %q, which is not installed (scripts/setup.sh installs it)", tool)
+		}
+	}
+	return ""
+}
+
+// Require skips the test unless it runs as root with the tools installed
+// and the binaries built.
+func Require(t testing.TB, tools ...string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("skipping end-to-end test in -short mode")
+	}
+	if why := Why(tools...); why != "" {
+		t.Skip("skipping: " + why)
+	}
+	if !Binaries.built {
+		t.Skip("skipping: binaries not built (harness.Build was not called, or failed)")
+	}
+}
+
+// Options shape an environment.
+type Options struct {
+	Hypervisors int // default 2
+	UnderlayMTU int // MTU of the underlay links, passed to agents; default 1500
+	LogLevel    string
+}
+
+var envSeq atomic.Int32
+
+// Env is one running Nagare: a server, an underlay and hypervisors.
+type Env struct {
+	T           testing.TB
+	Prefix      string // namespace prefix of this environment
+	API         string // http://127.0.0.1:PORT
+	EtcdURL     string
+	Underlay    *NS
+	UnderlayMTU int
+	Hosts       []*Hypervisor
+	dir         string
+	server      *Proc
+	logLevel    string
+}
+
+// Hypervisor is a namespace with its agent.
+type Hypervisor struct {
+	env         *Env
+	Name        string // host name, "hv1"
+	NS          *NS
+	TunnelIP    string // 10.99.0.N
+	MetricsAddr string // 127.0.0.1:PORT
+	ID          string // host UUID once registered
+	Alias       string // CLI alias, "host0"
+	agent       *Proc
+}
+
+// New starts an environment and stops it in t.Cleanup.
+func New(t testing.TB, opts Options) *Env {
+	t.Helper()
+	Require(t)
+	if opts.Hypervisors == 0 {
+		opts.Hypervisors = 2
+	}
+	if opts.UnderlayMTU == 0 {
+		opts.UnderlayMTU = 1500
+	}
+	if opts.LogLevel == "" {
+		opts.LogLevel = "info"
+	}
+	e := &Env{T: t, Prefix: fmt.Sprintf("%s%d-%d", NamePrefix, os.Getpid(), envSeq.Add(1)),
+		UnderlayMTU: opts.UnderlayMTU, dir: t.TempDir(), logLevel: opts.LogLevel}
+	t.Cleanup(e.dumpLogsOnFailure)
+	e.startServer(t)
+
+	e.Underlay = newNS(t, e.Prefix+"-ul")
+	e.Underlay.MustRun(t, "ip", "link", "add", "br0", "mtu", strconv.Itoa(opts.UnderlayMTU), "type", "bridge")
+	e.Underlay.MustRun(t, "ip", "addr", "add", "10.99.0.254/24", "dev", "br0")
+	e.Underlay.MustRun(t, "ip", "link", "set", "br0", "up")
+	for i := 1; i <= opts.Hypervisors; i++ {
+		h := &Hypervisor{env: e, Name: fmt.Sprintf("hv%d", i), TunnelIP: fmt.Sprintf("10.99.0.%d", i)}
+		h.NS = newNS(t, e.Prefix+"-"+h.Name)
+		veth(t, h.NS, "ul0", e.Underlay, h.Name)
+		mtu := strconv.Itoa(opts.UnderlayMTU)
+		e.Underlay.MustRun(t, "ip", "link", "set", h.Name, "mtu", mtu, "master", "br0", "up")
+		h.NS.MustRun(t, "ip", "link", "set", "ul0", "mtu", mtu, "up")
+		h.NS.MustRun(t, "ip", "addr", "add", h.TunnelIP+"/24", "dev", "ul0")
+		h.MetricsAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		e.Hosts = append(e.Hosts, h)
+	}
+	// One at a time, so that host aliases follow the hypervisors' order
+	// (host0 is hv1): aliases are creation order.
+	for i, h := range e.Hosts {
+		h.StartAgent(t)
+		h.Alias = fmt.Sprintf("host%d", i)
+	}
+	return e
+}
+
+// Host returns the hypervisor called name ("hv1").
+func (e *Env) Host(name string) *Hypervisor {
+	for _, h := range e.Hosts {
+		if h.Name == name {
+			return h
+		}
+	}
+	panic("harness: no hypervisor " + name)
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func (e *Env) startServer(t testing.TB) {
+	t.Helper()
+	for attempt := 0; ; attempt++ {
+		listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		e.API = "http://" + listen
+		e.EtcdURL = fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+		peer := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+		data := filepath.Join(e.dir, fmt.Sprintf("data%d", attempt))
+		e.server = startProc(t, filepath.Join(e.dir, "server.log"), Binaries.Server,
+			"--data-dir", data, "--listen", listen, "--etcd-listen", e.EtcdURL, "--etcd-peer-listen", peer,
+			"--log-level", e.logLevel)
+		err := Eventually(30*time.Second, func() error {
+			if e.server.Exited() {
+				return stop{errors.New("nagare-server exited")}
+			}
+			resp, err := http.Get(e.API + "/healthz")
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				return fmt.Errorf("healthz: %s", resp.Status)
+			}
+			return nil
+		})
+		if err == nil {
+			return
+		}
+		e.server.Kill()
+		if attempt == 2 { // a port taken between freePort and the bind is the likely cause
+			t.Fatalf("nagare-server did not become healthy: %v\n%s", err, tail(filepath.Join(e.dir, "server.log"), 40))
+		}
+	}
+}
+
+// StartAgent starts (or restarts) the hypervisor's agent and waits until its
+// host is registered and alive.
+func (h *Hypervisor) StartAgent(t testing.TB) {
+	t.Helper()
+	e := h.env
+	h.agent = startProc(t, filepath.Join(e.dir, h.Name+".log"), Binaries.Agent,
+		"--host-name", h.Name, "--etcd-endpoints", e.EtcdURL, "--tunnel-ip", h.TunnelIP,
+		"--netns", h.NS.Path, "--metrics-listen", h.MetricsAddr,
+		"--underlay-mtu", strconv.Itoa(e.UnderlayMTU), "--log-level", e.logLevel)
+	err := Eventually(20*time.Second, func() error {
+		if h.agent.Exited() {
+			return stop{fmt.Errorf("nagare-agent %s exited", h.Name)}
+		}
+		host, err := e.HostByName(h.Name)
+		if err != nil {
+			return err
+		}
+		if !host.Alive {
+			return fmt.Errorf("host %s registered but not alive", h.Name)
+		}
+		h.ID = host.ID
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("agent %s: %v\n%s", h.Name, err, tail(filepath.Join(e.dir, h.Name+".log"), 40))
+	}
+}
+
+// KillAgent kills the agent with SIGKILL, as a crash would.
+func (h *Hypervisor) KillAgent() { h.agent.Kill() }
+
+// AgentLog returns the agent's log so far.
+func (h *Hypervisor) AgentLog() string {
+	b, _ := os.ReadFile(filepath.Join(h.env.dir, h.Name+".log"))
+	return string(b)
+}
+
+// HostInfo is a host as the API shows it.
+type HostInfo struct {
+	ID        string   `json:"id"`
+	Name      string   `json:"name"`
+	Addresses []string `json:"addresses"`
+	Alive     bool     `json:"alive"`
+}
+
+// HostByName reads a host from the API.
+func (e *Env) HostByName(name string) (*HostInfo, error) {
+	var hosts []HostInfo
+	if err := e.Call("GET", "/api/v1/hosts", nil, &hosts); err != nil {
+		return nil, err
+	}
+	for i := range hosts {
+		if hosts[i].Name == name {
+			return &hosts[i], nil
+		}
+	}
+	return nil, fmt.Errorf("host %s is not registered", name)
+}
+
+// CLI runs one command with the real nagare binary ("nagare -e CMD") and
+// returns its standard output; the error carries standard error.
+func (e *Env) CLI(cmd string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := exec.CommandContext(ctx, Binaries.CLI, "--api", e.API, "-e", cmd)
+	var stdout, stderr bytes.Buffer
+	c.Stdout, c.Stderr = &stdout, &stderr
+	if err := c.Run(); err != nil {
+		return stdout.String(), fmt.Errorf("nagare -e %q: %w: %s", cmd, err, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.String(), nil
+}
+
+// MustCLI is CLI that fails the test on error; it returns the trimmed output.
+func (e *Env) MustCLI(t testing.TB, format string, args ...any) string {
+	t.Helper()
+	out, err := e.CLI(fmt.Sprintf(format, args...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(out)
+}
+
+// Call sends a request to the native API and decodes a JSON answer into
+// out (when not nil). Non-2xx answers are errors carrying the status and
+// body; *HTTPError lets callers test the status.
+func (e *Env) Call(method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, e.API+path, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		return &HTTPError{Status: resp.StatusCode, Body: strings.TrimSpace(string(b)), What: method + " " + path}
+	}
+	if out != nil && len(b) > 0 {
+		return json.Unmarshal(b, out)
+	}
+	return nil
+}
+
+// HTTPError is a non-2xx API answer.
+type HTTPError struct {
+	Status int
+	Body   string
+	What   string
+}
+
+func (e *HTTPError) Error() string { return fmt.Sprintf("%s: %d %s", e.What, e.Status, e.Body) }
+
+// stop makes Eventually give up at once.
+type stop struct{ error }
+
+// Eventually calls f every 100 ms until it returns nil or timeout passes;
+// it returns f's last error. Wrapping an error in stop ends it early.
+func Eventually(timeout time.Duration, f func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		var s stop
+		if errors.As(err, &s) {
+			return s.error
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Proc is a process of the environment (server or agent).
+type Proc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	log  *os.File
+}
+
+// startProc starts a program logging to logPath (appended) and kills it in
+// t.Cleanup: SIGTERM, then SIGKILL after 5 s.
+func startProc(t testing.TB, logPath, bin string, args ...string) *Proc {
+	t.Helper()
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "### %s %s %s\n", time.Now().Format(time.RFC3339Nano), filepath.Base(bin), strings.Join(args, " "))
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		t.Fatalf("start %s: %v", bin, err)
+	}
+	p := &Proc{cmd: cmd, done: make(chan struct{}), log: f}
+	go func() {
+		_ = cmd.Wait()
+		fmt.Fprintf(f, "### %s exited: %v\n", time.Now().Format(time.RFC3339Nano), cmd.ProcessState)
+		f.Close()
+		close(p.done)
+	}()
+	t.Cleanup(func() { p.Stop(5 * time.Second) })
+	return p
+}
+
+// Exited reports whether the process has ended.
+func (p *Proc) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Kill sends SIGKILL and waits for the process to end.
+func (p *Proc) Kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// Stop sends SIGTERM and kills the process if it has not ended in grace.
+func (p *Proc) Stop(grace time.Duration) {
+	if p.Exited() {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(grace):
+		p.Kill()
+	}
+}
+
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return path + ":\n  " + strings.Join(lines, "\n  ")
+}
+
+// dumpLogsOnFailure prints the end of every log when the test failed.
+func (e *Env) dumpLogsOnFailure() {
+	if !e.T.Failed() {
+		return
+	}
+	n := 60
+	if v, err := strconv.Atoi(os.Getenv("NAGARE_E2E_LOG_LINES")); err == nil {
+		n = v
+	}
+	var b strings.Builder
+	b.WriteString(tail(filepath.Join(e.dir, "server.log"), n))
+	for _, h := range e.Hosts {
+		b.WriteString("\n" + tail(filepath.Join(e.dir, h.Name+".log"), n))
+	}
+	e.T.Logf("logs of the failed environment %s (last %d lines each; NAGARE_E2E_LOG_LINES for more):\n%s", e.Prefix, n, b.String())
+}

@@ -18,7 +18,7 @@ const (
 )
 
 type routeEntry struct {
-	id     string // the route's id; for a port's implicit on-link route, the port's
+	id     string // the route's id
 	tag    uint64
 	typ    routeType
 	src    netip.Prefix // invalid = any source
@@ -87,18 +87,14 @@ func routeKeyOf(a netip.Addr, bits uint8) routeKey {
 	return routeKey{hi: hi, lo: lo, bits: uint64(bits) | 1<<8}
 }
 
-// buildRouteTable compiles a router's routes plus one implicit on-link
-// route per addressed port (weight 0, so it beats an explicit route to the
-// same subnet of default weight; the tag is the port's, since the port is
-// where it comes from).
+// buildRouteTable compiles a router's routes. Routes are explicit, as in
+// MidoNet's native model: a port's subnet is reachable only through a route
+// that names it (the CLI's `router router0 add route dst 10.0.0.0/24 port
+// router0:port0`; the Neutron translation writes one per interface), so an
+// operator who deletes that route really cuts the subnet off. A router
+// still answers ARP, ND and pings for its own addresses without routes.
 func (t *Topology) buildRouteTable(ri int32, rs []*model.Route) (routeTable, error) {
 	var es []routeEntry
-	for _, pi := range t.routers[ri].ports {
-		p := &t.ports[pi]
-		if p.network.IsValid() {
-			es = append(es, routeEntry{id: p.id, tag: p.tag, dst: p.network.Masked(), port: pi})
-		}
-	}
 	for _, r := range rs {
 		e := routeEntry{id: r.ID, tag: ObjectTag(model.RouteKind, r.ID), dst: r.Dst.Masked(), gw: r.Gateway,
 			weight: r.Weight, port: none}

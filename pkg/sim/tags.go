@@ -140,7 +140,9 @@ func (t *Topology) ChangeTags(o model.Object) []uint64 {
 	case *model.Route:
 		tags = t.coveringTags(tags, x.RouterID, x.Dst)
 	case *model.Port:
-		// A router port's subnet is an implicit route.
+		// A router port decides which next hops on its subnet resolve and
+		// which addresses the router answers itself: flows routed towards
+		// its subnet are re-simulated.
 		if x.RouterID != "" && x.Network.IsValid() {
 			tags = t.coveringTags(tags, x.RouterID, x.Network)
 		}

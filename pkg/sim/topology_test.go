@@ -107,6 +107,9 @@ func TestRouteLookup(t *testing.T) {
 		rport("p1", "r", "10.0.0.1", "10.0.0.0/24", macRA, ""),
 		rport("p2", "r", "10.0.1.1", "10.0.1.0/24", macRB, ""),
 		rport("p6", "r", "2001:db8::1", "2001:db8::/64", macRC, ""),
+		route("n1", "r", "10.0.0.0/24", "", "p1", 100),
+		route("n2", "r", "10.0.1.0/24", "", "p2", 100),
+		route("n6", "r", "2001:db8::/64", "", "p6", 100),
 		route("default", "r", "0.0.0.0/0", "10.0.0.254", "p1", 100),
 		route("a8", "r", "10.0.0.0/8", "10.0.0.253", "p1", 100),
 		route("a16", "r", "10.20.0.0/16", "10.0.1.254", "p2", 100),
@@ -124,14 +127,14 @@ func TestRouteLookup(t *testing.T) {
 	for _, c := range []struct{ src, dst, want string }{
 		{"10.0.0.5", "8.8.8.8", "default"},
 		{"10.0.0.5", "10.99.0.1", "a8"},
-		{"10.0.0.5", "10.0.0.7", "p1"}, // the port's implicit on-link route
-		{"10.0.0.5", "10.0.1.7", "p2"},
+		{"10.0.0.5", "10.0.0.7", "n1"}, // the port's subnet, routed explicitly
+		{"10.0.0.5", "10.0.1.7", "n2"},
 		{"10.0.0.5", "10.20.1.1", "a16heavy"}, // lower weight wins among equal prefixes
 		{"10.0.0.5", "10.20.30.40", "host"},
 		{"10.0.0.5", "10.30.0.1", "a8"},          // source does not match: the next shorter prefix
 		{"192.168.1.1", "10.30.0.1", "srcbound"}, // source matches
 		{"2001:db8::5", "2001:db8:aa:1::1", "v6x"},
-		{"2001:db8::5", "2001:db8::9", "p6"},
+		{"2001:db8::5", "2001:db8::9", "n6"},
 		{"2001:db8::5", "2001:db9::1", "v6default"},
 	} {
 		var p packet.Parsed
@@ -294,7 +297,7 @@ func TestTraceReadsLikeOVNTrace(t *testing.T) {
 	for _, want := range []string{
 		"ingress  bridge-a:pa1: ingress port bridge-a:pa1 (tap-vm1)",
 		"bridge   bridge-a: dst 02:00:00:00:01:01 is router port r0:rA behind port bridge-a:paR: unicast",
-		"router   r0: route 10.0.2.0/24 port r0:rB (weight 0)",
+		"router   r0: route 10.0.2.0/24 port r0:rB (weight 100)",
 		"router   r0: next hop 10.0.2.11 is at 02:00:00:00:0b:01",
 		"bridge   bridge-b: dst 02:00:00:00:0b:01 learned on port bridge-b:pb1 (vlan 0): unicast",
 		"output   bridge-b:pb1: output to interface tap-vm4",

@@ -20,17 +20,24 @@ const slack = 500 * time.Millisecond
 // within a second of the change that cuts it and comes back within a
 // second of the change that restores it.
 //
-// A router port's own subnet is routed implicitly (pkg/sim adds an on-link
-// route per addressed port, preferred over an explicit route to the same
-// subnet), so deleting the explicit "dst 10.0.2.0/24" route changes
-// nothing. The routes under test are therefore ones traffic depends on: a
-// route to a prefix behind a gateway VM, deleted and re-added, and a more
-// specific blackhole route, added and deleted.
+// Routes are explicit (MidoNet's native model): the subnet of router port
+// 10.0.2.1 is reached only through the route "dst 10.0.2.0/24", so deleting
+// it cuts vm11 off from vm22 and re-adding it restores the path — the
+// issue's scenario. Also covered: a route to a prefix behind a gateway VM,
+// and a more specific blackhole route added and deleted.
 func TestRouteChange(t *testing.T) {
 	t.Parallel()
 	tp := newTopology(t)
 	vm11, vm22 := tp.vm["vm11"], tp.vm["vm22"]
 
+	t.Run("DeleteAndReaddSubnetRoute", func(t *testing.T) {
+		vm11.WaitPing(t, "10.0.2.12", 10*time.Second)
+		flip(t, vm11, "10.0.2.12", "delete the route to 10.0.2.0/24", func() {
+			tp.MustCLI(t, "router router0 delete route %s", routeAlias(t, tp, "dst 10.0.2.0/24"))
+		}, "add it back", func() {
+			tp.MustCLI(t, "router router0 add route dst 10.0.2.0/24 port %s", tp.rport["10.0.2.0/24"])
+		}, "Net Unreachable")
+	})
 	t.Run("DeleteAndReaddGatewayRoute", func(t *testing.T) {
 		// 10.0.3.12 lives on vm22, behind the router via gateway 10.0.2.12.
 		vm22.NS.MustRun(t, "ip", "addr", "add", "10.0.3.12/32", "dev", "lo")

@@ -204,6 +204,8 @@ type Condition struct {
 	InvDstPort        bool         `json:"inv_dst_port,omitempty" nagare:"nocli"`
 	FragmentPolicy    string       `json:"fragment_policy,omitempty" nagare:"cli=fragment-policy,enum=any|header|nonheader|unfragmented"`
 	Flow              string       `json:"flow,omitempty" nagare:"cli=flow,enum=fwd-flow|return-flow,doc=match only the forward or only the return direction of tracked connections"`
+	CTState           string       `json:"ct_state,omitempty" nagare:"cli=ct-state,enum=new|established|related|invalid,inv=inv_ct_state,doc=connection-tracking state: new; established (seen both ways); related (an ICMP error about a tracked connection); invalid. Untracked packets (not IP; neighbor discovery) match none"`
+	InvCTState        bool         `json:"inv_ct_state,omitempty" nagare:"nocli"`
 }
 
 // Rule is one entry of a chain.

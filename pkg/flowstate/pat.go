@@ -361,3 +361,28 @@ func (t *Table) portsInUse() (ports, blocks int) {
 	}
 	return ports, blocks
 }
+
+// Pick chooses, by h, one address of targets of the given family (4 or 6)
+// and a port of that target's range, 0 when it has none (keep the
+// original port). DNAT uses it: destinations need no port allocation,
+// since the untranslated source keeps each connection's tuple unique.
+func Pick(targets []Target, family uint8, h uint64) (netip.Addr, uint16, bool) {
+	total := uint64(0)
+	for i := range targets {
+		total += targetSize(&targets[i], family)
+	}
+	if total == 0 {
+		return netip.Addr{}, 0, false
+	}
+	ti, off := nth(targets, family, h%total)
+	t := &targets[ti]
+	var port uint16
+	if t.PortFrom != 0 {
+		span := uint64(t.PortTo) - uint64(t.PortFrom) + 1
+		if t.PortTo < t.PortFrom {
+			span = 1
+		}
+		port = t.PortFrom + uint16((h>>32)%span)
+	}
+	return addAddr(t.From, off), port, true
+}

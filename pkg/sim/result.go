@@ -91,6 +91,9 @@ const (
 	DropNoAddress                           // a router port without a usable address had to source an ARP/ND request
 	DropTooManyOutputs                      // the result's action capacity was exhausted
 	DropUnplugged                           // the path reached a port that is neither linked nor bound
+	DropFlowStateFull                       // the connection or NAT binding could not be created: a table or zone bound was reached
+	DropFlowStateConflict                   // the connection's state clashes with another connection's (a NAT tuple in use)
+	DropNATExhausted                        // no NAT port (or echo identifier) was free
 	numDropReasons
 )
 
@@ -121,6 +124,9 @@ var dropReasonNames = [numDropReasons]string{
 	DropNoAddress:                "no-address",
 	DropTooManyOutputs:           "too-many-outputs",
 	DropUnplugged:                "unplugged",
+	DropFlowStateFull:            "flow-state-full",
+	DropFlowStateConflict:        "flow-state-conflict",
+	DropNATExhausted:             "nat-exhausted",
 }
 
 // String returns the metrics label. It does not allocate.
@@ -142,10 +148,19 @@ const (
 	ActDecTTL                          // decrement the TTL / hop limit Count times (the simulation checked it stays >= 1)
 	ActOutput                          // send out of a local exterior port
 	ActEncap                           // encapsulate to a remote host and send over the underlay
+	ActSetIPSrc                        // set the IPv4 or IPv6 source to Addr (NAT), fixing checksums incrementally
+	ActSetIPDst                        // set the IP destination to Addr
+	ActSetL4Src                        // set the TCP or UDP source port to L4Port
+	ActSetL4Dst                        // set the TCP or UDP destination port to L4Port
+	ActSetICMPID                       // set the ICMP echo identifier to L4Port
+	ActInnerSrc                        // set the source address and port (echo id) an ICMP error quotes to Addr, L4Port: per packet only (Result.SlowPath)
+	ActInnerDst                        // the same for the quoted destination
 )
 
 var actionNames = [...]string{0: "none", ActSetEthSrc: "set-eth-src", ActSetEthDst: "set-eth-dst", ActPushVLAN: "push-vlan",
-	ActPopVLAN: "pop-vlan", ActDecTTL: "dec-ttl", ActOutput: "output", ActEncap: "encap"}
+	ActPopVLAN: "pop-vlan", ActDecTTL: "dec-ttl", ActOutput: "output", ActEncap: "encap", ActSetIPSrc: "set-ip-src",
+	ActSetIPDst: "set-ip-dst", ActSetL4Src: "set-l4-src", ActSetL4Dst: "set-l4-dst", ActSetICMPID: "set-icmp-id",
+	ActInnerSrc: "set-inner-src", ActInnerDst: "set-inner-dst"}
 
 func (t ActionType) String() string {
 	if int(t) < len(actionNames) {
@@ -181,6 +196,12 @@ type Action struct {
 	// TunnelKey is the tunnel key of the EGRESS port for ActEncap: the
 	// remote host delivers by it without simulating again.
 	TunnelKey uint32
+	// Addr is the address of ActSetIPSrc, ActSetIPDst, ActInnerSrc and
+	// ActInnerDst.
+	Addr netip.Addr
+	// L4Port is the port of ActSetL4Src and ActSetL4Dst, the identifier
+	// of ActSetICMPID, the quoted port (or identifier) of ActInnerSrc and ActInnerDst.
+	L4Port uint16
 }
 
 // Generated is a packet the walk produced, stored in Result.Buf.
@@ -248,6 +269,11 @@ type Result struct {
 	// read: the flow cannot be invalidated precisely, so the agent must
 	// not install it (execute the actions for this packet only).
 	TagsOverflowed bool
+	// SlowPath reports a decision that depends on more than the flow key:
+	// an ICMP error's quote (related or not, its reverse NAT) or the TCP
+	// flags of a segment with no connection. The agent executes the
+	// actions for this packet and installs no flow, not even a drop flow.
+	SlowPath bool
 	// GenFailed counts packets that should have been generated but did
 	// not fit in Buf or the generated-action capacity.
 	GenFailed int
@@ -266,6 +292,7 @@ type Result struct {
 	gen      [MaxGenerated]Generated
 	genActs  [MaxGeneratedActions]Action
 	tags     [MaxTags]uint64
+	st       stateResult
 }
 
 // NewResult returns a Result with a DefaultBufSize generation buffer.
@@ -276,7 +303,8 @@ func (r *Result) Reset() {
 	buf := r.Buf
 	r.Verdict, r.Reason, r.MTU = VerdictNone, DropNone, 0
 	r.NextHop, r.NextHopRouter, r.Learned = netip.Addr{}, "", Neighbor{}
-	r.TagsOverflowed, r.GenFailed = false, 0
+	r.TagsOverflowed, r.GenFailed, r.SlowPath = false, 0, false
+	r.st.reset()
 	r.bufUsed, r.nActions, r.nGen, r.nGenActs, r.nTags, r.bloom = 0, 0, 0, 0, 0, 0
 	r.Buf = buf
 }

@@ -59,6 +59,7 @@ func (w *walk) routerIngress(ri, in int32, depth int) {
 	if r.inChain != none && !w.chainPasses(w.runChain(r.inChain, in, none), name) {
 		return
 	}
+	pkt = w.pkt // pre-routing NAT may have translated it: route the translated packet
 	if lp := w.routerOwns(ri, pkt.DstIP); lp != none {
 		w.routerLocal(ri, in, lp)
 		return
@@ -207,10 +208,10 @@ func (w *walk) routerLocal(ri, in, lp int32) {
 	}
 	var n int
 	var err error
-	if pkt.L3 == packet.L3IPv4 {
-		n, err = packet.BuildICMPv4EchoReply(w.genSpace(), pkt)
+	if req := w.origPkt(); req.L3 == packet.L3IPv4 {
+		n, err = packet.BuildICMPv4EchoReply(w.genSpace(), req)
 	} else {
-		n, err = packet.BuildICMPv6EchoReply(w.genSpace(), pkt)
+		n, err = packet.BuildICMPv6EchoReply(w.genSpace(), req)
 	}
 	w.commitReply(n, err, GenEchoReply)
 	if err != nil {
@@ -424,7 +425,7 @@ func (w *walk) icmpError(ri, in int32, kind icmpKind, mtu int) {
 	if !w.canGenerate() {
 		return
 	}
-	pkt := w.pkt
+	pkt := w.origPkt()
 	v6 := pkt.L3 == packet.L3IPv6
 	src := w.icmpSource(ri, in, v6)
 	if !src.IsValid() {
@@ -466,10 +467,10 @@ func (w *walk) tooBig(ri, in int32, mtu int) {
 		src := w.icmpSource(ri, in, pkt.L3 == packet.L3IPv6)
 		var n int
 		var err error
-		if pkt.L3 == packet.L3IPv4 {
-			n, err = packet.BuildICMPv4FragNeeded(w.genSpace(), pkt, src, uint16(min(mtu, 0xffff)))
+		if orig := w.origPkt(); pkt.L3 == packet.L3IPv4 {
+			n, err = packet.BuildICMPv4FragNeeded(w.genSpace(), orig, src, uint16(min(mtu, 0xffff)))
 		} else {
-			n, err = packet.BuildICMPv6PacketTooBig(w.genSpace(), pkt, src, uint32(mtu))
+			n, err = packet.BuildICMPv6PacketTooBig(w.genSpace(), orig, src, uint32(mtu))
 		}
 		w.commitReply(n, err, GenICMPError)
 	}

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/nagare/nagare/pkg/flowstate"
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/packet"
 )
@@ -36,6 +37,7 @@ const (
 	raContinue
 	raJump
 	raReturn
+	raNAT // snat, dnat, rev_snat, rev_dnat: see nat.go
 )
 
 type fragPolicy uint8
@@ -49,10 +51,6 @@ const (
 
 // rule is a compiled model.Rule: references resolved to indexes and sets,
 // so matching reads no map keyed by string.
-//
-// TODO(nat): snat, dnat, rev_snat and rev_dnat compile to raContinue until
-// NAT and connection tracking exist; the "flow" condition treats every
-// packet as a forward flow for the same reason.
 type rule struct {
 	id     string
 	tag    uint64
@@ -84,7 +82,10 @@ type rule struct {
 	srcPort, dstPort   model.PortRange
 	invSPort, invDPort bool
 	frag               fragPolicy
-	returnFlowOnly     bool
+	flowDir            uint8               // the "flow" condition: flowAny, flowForward, flowReturn
+	ctState            flowstate.ConnState // the "ct-state" condition; CTUntracked when unset
+	invCT              bool
+	nat                natRule
 }
 
 func (t *Topology) compileRule(r *model.Rule, pos int, pgByID, ipgByID map[string]int32) (rule, error) {
@@ -105,7 +106,14 @@ func (t *Topology) compileRule(r *model.Rule, pos int, pgByID, ipgByID map[strin
 		cr.jump = j
 	case model.RuleReturn:
 		cr.action = raReturn
-	default: // continue, and the NAT rules until NAT exists
+	case model.RuleSNAT, model.RuleDNAT, model.RuleRevSNAT, model.RuleRevDNAT:
+		cr.action = raNAT
+		n, err := compileNAT(r)
+		if err != nil {
+			return cr, err
+		}
+		cr.nat = n
+	default: // continue
 		cr.action = raContinue
 	}
 	ports := func(ids []string) ([]int32, error) {
@@ -169,7 +177,19 @@ func (t *Topology) compileRule(r *model.Rule, pos int, pgByID, ipgByID map[strin
 	case "unfragmented":
 		cr.frag = fragUnfragmented
 	}
-	cr.returnFlowOnly = r.Flow == "return-flow"
+	switch r.Flow {
+	case "fwd-flow":
+		cr.flowDir = flowForward
+	case "return-flow":
+		cr.flowDir = flowReturn
+	}
+	if r.CTState != "" {
+		st, ok := flowstate.ParseConnState(r.CTState)
+		if !ok {
+			return cr, fmt.Errorf("rule %s: unknown ct-state %q", r.ID, r.CTState)
+		}
+		cr.ctState, cr.invCT = st, r.InvCTState
+	}
 	cr.desc = describeRule(r)
 	return cr, nil
 }
@@ -237,6 +257,9 @@ func describeRule(r *model.Rule) string {
 	if r.Flow != "" {
 		add("flow", false, r.Flow)
 	}
+	if r.CTState != "" {
+		add("ct-state", r.InvCTState, r.CTState)
+	}
 	if b.Len() == 0 {
 		return "any"
 	}
@@ -251,6 +274,7 @@ const (
 	chainDrop
 	chainReject
 	chainLoop
+	chainDropped // a rule dropped the packet and recorded why
 )
 
 // maxJumpDepth bounds nested jumps. The model forbids a chain jumping to
@@ -293,7 +317,7 @@ func (w *walk) runChain(ci int32, inPort, outPort int32) chainVerdict {
 		switch r.action {
 		case raContinue:
 			if w.tr != nil {
-				w.tr.add(StepChain, chainName(c), fmt.Sprintf("rule %d (%s): %s", r.pos, r.desc, continueWord(r)))
+				w.tr.add(StepChain, chainName(c), fmt.Sprintf("rule %d (%s): continue", r.pos, r.desc))
 			}
 			continue
 		case raReturn:
@@ -305,6 +329,20 @@ func (w *walk) runChain(ci int32, inPort, outPort int32) chainVerdict {
 				return chainAccept
 			}
 			depth--
+			continue
+		case raNAT:
+			w.res.addTag(r.tag)
+			switch w.applyNAT(r, chainName(c), inPort, outPort) {
+			case natAccept:
+				return chainAccept
+			case natFailed:
+				return chainDropped
+			case natReturn:
+				if depth == 0 {
+					return chainAccept
+				}
+				depth--
+			}
 			continue
 		case raJump:
 			w.res.addTag(r.tag)
@@ -332,13 +370,6 @@ func (w *walk) runChain(ci int32, inPort, outPort int32) chainVerdict {
 			return chainAccept
 		}
 	}
-}
-
-func continueWord(r *rule) string {
-	if r.typ.IsNAT() {
-		return string(r.typ) + " not implemented yet: continue"
-	}
-	return "continue"
 }
 
 func chainName(c *chain) string {
@@ -430,8 +461,8 @@ func (w *walk) ruleMatches(r *rule, inPort, outPort int32) bool {
 			return false
 		}
 	}
-	if r.returnFlowOnly {
-		return false // no connection tracking yet: every packet is a forward flow
+	if (r.flowDir != flowAny || r.ctState != flowstate.CTUntracked) && !w.ctMatches(r) {
+		return false
 	}
 	return true
 }

@@ -60,6 +60,10 @@ type Config struct {
 	// PortMTU overrides DefaultMTU per port id. MTUs are IP MTUs: the
 	// largest IP datagram the port carries.
 	PortMTU map[string]int
+	// FlowState is the connection-tracking and NAT state (conntrack.go).
+	// Nil is stateless: NAT rules are not applied and every packet is a
+	// forward flow.
+	FlowState FlowState
 }
 
 // Simulator runs walks over a Topology. It holds scratch state, so each
@@ -72,6 +76,7 @@ type Simulator struct {
 	w, gw  walk
 	scr    packet.Parsed // decode target when Input.Pkt is nil
 	genPkt packet.Parsed // the generated ARP/NS request being walked
+	xpkt   packet.Parsed // the packet as NAT translated it (nat.go)
 }
 
 type remoteHost struct {
@@ -213,6 +218,8 @@ type walk struct {
 	reason     DropReason
 	lastRouter int32 // the last router that forwarded the packet, for ICMP errors found downstream
 	lastRtrIn  int32
+
+	st stateWalk // connection tracking and NAT (conntrack.go, nat.go)
 }
 
 func (w *walk) reset(s *Simulator, res *Result, tr *Tracer, pkt *packet.Parsed, now int64, isGen bool) {
@@ -279,6 +286,7 @@ func (w *walk) finish() {
 			r.Reason = DropNoOutputs
 		}
 	}
+	w.finishState()
 	if r.Verdict != Forward {
 		r.MTU = 0
 	}
@@ -374,7 +382,7 @@ func (w *walk) chainPasses(v chainVerdict, object string) bool {
 // packet's destination, as if it had refused, because a rule on a bridge
 // port has no address of its own to send from.
 func (w *walk) reject() {
-	p := w.pkt
+	p := w.origPkt()
 	if !w.canGenerate() {
 		return
 	}
@@ -444,6 +452,9 @@ func (w *walk) output(q int32) {
 // left it into the frame the current path wants. Floods call it once per
 // branch, so each branch's changes are relative to the previous output.
 func (w *walk) emitHeader() bool {
+	if w.st.xlated && !w.emitNAT() {
+		return false
+	}
 	d, e := &w.cur, &w.emitted
 	if d.src != e.src && !w.addAction(Action{Type: ActSetEthSrc, MAC: d.src}) {
 		return false

@@ -15,10 +15,12 @@ const (
 	StepOutput                       // output to a local interface or encapsulation to a host
 	StepGenerate                     // a packet was generated (reply, error, request)
 	StepDrop                         // the walk (or this branch of a flood) ended in a drop
+	StepTrack                        // a connection-tracking lookup or creation
+	StepNAT                          // a NAT rule translated (or could not translate) the packet
 )
 
 var stepNames = [...]string{0: "none", StepIngress: "ingress", StepEgress: "egress", StepChain: "chain", StepBridge: "bridge",
-	StepRouter: "router", StepOutput: "output", StepGenerate: "generate", StepDrop: "drop"}
+	StepRouter: "router", StepOutput: "output", StepGenerate: "generate", StepDrop: "drop", StepTrack: "conntrack", StepNAT: "nat"}
 
 func (k StepKind) String() string {
 	if int(k) < len(stepNames) {

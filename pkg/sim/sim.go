@@ -323,7 +323,7 @@ func (w *walk) enterPort(pi, from int32, depth int) {
 		w.drop(DropLoop, t.portName(pi), fmt.Sprintf("path longer than %d devices: loop", MaxDevices))
 		return
 	}
-	if p.inChain != none && !w.chainPasses(w.runChain(p.inChain, pi, none), t.portName(pi)) {
+	if p.inChain != none && !w.portChainPasses(w.runChain(p.inChain, pi, none), pi) {
 		return
 	}
 	w.visits++
@@ -347,7 +347,7 @@ func (w *walk) egressPort(q, in int32, depth int) {
 		w.drop(DropPortDown, t.portName(q), "port is down")
 		return
 	}
-	if p.outChain != none && !w.chainPasses(w.runChain(p.outChain, in, q), t.portName(q)) {
+	if p.outChain != none && !w.portChainPasses(w.runChain(p.outChain, in, q), q) {
 		return
 	}
 	switch {
@@ -375,6 +375,16 @@ func (w *walk) chainPasses(v chainVerdict, object string) bool {
 		w.drop(DropChainLoop, object, fmt.Sprintf("jumps nested deeper than %d", maxJumpDepth))
 	}
 	return false
+}
+
+// portChainPasses is chainPasses for a port's chain. It names the port
+// only when the chain did not accept: a name is built by concatenation,
+// and a port chain (a security group) runs on most walks.
+func (w *walk) portChainPasses(v chainVerdict, pi int32) bool {
+	if v == chainAccept {
+		return true
+	}
+	return w.chainPasses(v, w.t.portName(pi))
 }
 
 // reject answers a rejected packet: a TCP reset for TCP, ICMP

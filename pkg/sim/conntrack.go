@@ -104,6 +104,7 @@ type stateWalk struct {
 	xlated  bool
 	emitted l4Header // the header the actions emitted so far produce
 	inner   innerRewrite
+	key     flowstate.Key // a NAT lookup's key; here so that it does not escape
 }
 
 // origPkt is the packet as it entered: what conntrack keys on and what
@@ -150,28 +151,30 @@ func (w *walk) conn() (flowstate.ConnState, bool) {
 			w.traceCT("ICMP error quoting nothing trackable: invalid")
 			return ct.state, false
 		}
-		k := ik.Reverse()
+		k := &ct.key // in the walk, so that passing it to the interface does not allocate
+		*k = ik.Reverse()
 		k.Zone, k.Type = zone, flowstate.KeyConn
-		m := fs.Lookup(&k, 0, w.now)
-		w.readKey(&k)
+		m := fs.Lookup(k, 0, w.now)
+		w.readKey(k)
 		if m.Found {
 			ct.state, ct.reply = flowstate.CTRelated, m.Reply
 		} else {
 			ct.state = flowstate.CTInvalid
 		}
 		if w.tr != nil {
-			w.traceCT(fmt.Sprintf("ICMP error about %v: %s", k, ct.state))
+			w.traceCT(fmt.Sprintf("ICMP error about %v: %s", *k, ct.state))
 		}
 		return ct.state, ct.reply
 	}
-	k, ok := flowstate.KeyOf(p)
-	if !ok {
+	k := &ct.key
+	var ok bool
+	if *k, ok = flowstate.KeyOf(p); !ok {
 		w.traceCT("not trackable: untracked")
 		return flowstate.CTUntracked, false
 	}
 	k.Zone, k.Type = zone, flowstate.KeyConn
-	m := fs.Lookup(&k, p.TCPFlags, w.now)
-	w.readKey(&k)
+	m := fs.Lookup(k, p.TCPFlags, w.now)
+	w.readKey(k)
 	switch {
 	case m.Found:
 		ct.state, ct.reply = m.Conn(), m.Reply
@@ -184,7 +187,7 @@ func (w *walk) conn() (flowstate.ConnState, bool) {
 	case k.Echo == flowstate.EchoReply:
 		ct.state = flowstate.CTInvalid // a reply nobody asked for
 	default:
-		ct.state, ct.commit, ct.key = flowstate.CTNew, true, k
+		ct.state, ct.commit = flowstate.CTNew, true // ct.key is its forward key
 	}
 	if w.tr != nil {
 		dir := "forward"
@@ -195,7 +198,7 @@ func (w *walk) conn() (flowstate.ConnState, bool) {
 		if m.Found {
 			found = "entry " + m.State.Phase().String()
 		}
-		w.traceCT(fmt.Sprintf("%v: %s, %s (%s)", k, ct.state, dir, found))
+		w.traceCT(fmt.Sprintf("%v: %s, %s (%s)", *k, ct.state, dir, found))
 	}
 	return ct.state, ct.reply
 }

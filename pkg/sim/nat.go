@@ -111,7 +111,9 @@ func (w *walk) applyNAT(r *rule, chain string, inPort, outPort int32) uint8 {
 		why = "not IP"
 	}
 	if why != "" {
-		w.traceNAT(chain, r, why+": not translated")
+		if w.tr != nil {
+			w.traceNAT(chain, r, why+": not translated")
+		}
 		return natNotApplied
 	}
 	rt := &w.t.routers[w.t.ports[dev].dev]
@@ -270,24 +272,29 @@ var natKeyTypes = [...]flowstate.KeyType{natSNAT: flowstate.KeyFwdSNAT, natDNAT:
 // applies it; snat and dnat create one when there is none.
 func (w *walk) dynamicNAT(n *natRule, fs FlowState, rt *router, chain string, r *rule) (bool, error) {
 	p := w.pkt
-	k, ok := flowstate.KeyOf(p)
-	if !ok {
+	// The key lives in the walk: passed to an interface it would escape,
+	// and the per-packet path must not allocate.
+	k := &w.st.key
+	var ok bool
+	if *k, ok = flowstate.KeyOf(p); !ok {
 		w.traceNAT(chain, r, "no ports to translate: not translated")
 		return false, nil
 	}
 	k.Zone, k.Type = rt.tag, natKeyTypes[n.kind]
 	flags := w.origPkt().TCPFlags
-	m := fs.Lookup(&k, flags, w.now)
-	w.readKey(&k)
+	m := fs.Lookup(k, flags, w.now)
+	w.readKey(k)
 	e, how := m.Entry, "binding"
 	if !m.Found {
 		switch n.kind {
 		case natRevSNAT, natRevDNAT:
-			w.traceNAT(chain, r, fmt.Sprintf("no binding for %v: not translated", k))
+			if w.tr != nil {
+				w.traceNAT(chain, r, fmt.Sprintf("no binding for %v: not translated", *k))
+			}
 			return false, nil
 		case natSNAT:
 			var err error
-			e, err = fs.AllocSNAT(&w.res.st.tx, rt.id, &k, n.targets, flags, w.now)
+			e, err = fs.AllocSNAT(&w.res.st.tx, rt.id, k, n.targets, flags, w.now)
 			if errors.Is(err, flowstate.ErrNotTranslatable) {
 				w.traceNAT(chain, r, "protocol without ports: not translated")
 				return false, nil
@@ -304,7 +311,7 @@ func (w *walk) dynamicNAT(n *natRule, fs FlowState, rt *router, chain string, r 
 			if port == 0 {
 				port = k.DstPort
 			}
-			e = flowstate.NewDNAT(k, to, port, flags)
+			e = flowstate.NewDNAT(*k, to, port, flags)
 			if !w.res.st.tx.Add(e) {
 				return false, flowstate.ErrTxFull
 			}
@@ -339,12 +346,15 @@ func (w *walk) natError(n *natRule, fs FlowState, zone uint64, chain string, r *
 		w.traceNAT(chain, r, "ICMP error quoting nothing translatable: not translated")
 		return false
 	}
-	k := ik.Reverse()
+	k := &w.st.key
+	*k = ik.Reverse()
 	k.Zone, k.Type = zone, natKeyTypes[n.kind]
-	m := fs.Lookup(&k, 0, w.now)
-	w.readKey(&k)
+	m := fs.Lookup(k, 0, w.now)
+	w.readKey(k)
 	if !m.Found {
-		w.traceNAT(chain, r, fmt.Sprintf("ICMP error: no binding for %v: not translated", k))
+		if w.tr != nil {
+			w.traceNAT(chain, r, fmt.Sprintf("ICMP error: no binding for %v: not translated", *k))
+		}
 		return false
 	}
 	p := w.pkt

@@ -103,6 +103,12 @@ type Kind struct {
 	// Check validates rules that span several fields of one object. It runs
 	// after the per-field checks, on a fully defaulted object.
 	Check func(Object) error
+
+	// Internal kinds are stored with the same schema rules but are not part
+	// of the virtual topology: the native API does not serve them and the
+	// store keeps them apart from the objects agents watch (Neutron's
+	// objects, identity's users and projects). See RegisterInternal.
+	Internal bool
 }
 
 // New returns a new zero object of the kind.
@@ -158,6 +164,20 @@ func KindByName(name string) *Kind { return kindsByName[name] }
 
 // KindOf returns the kind of an object.
 func KindOf(o Object) *Kind { return kindsByType[reflect.TypeOf(o).Elem()] }
+
+// RegisterInternal declares a kind outside the native topology (see
+// Kind.Internal), for packages that keep their own objects in the NSDB under
+// the same schema rules: `nagare` tags for references, uniqueness and
+// on-delete policies. name and plural must not collide with another kind's;
+// call it from a package-level var so it runs before the store is used.
+func RegisterInternal(name, plural, doc string, proto Object, check func(Object) error) *Kind {
+	if kindsByName[name] != nil || kindsByName[plural] != nil {
+		panic("model: kind " + name + " (" + plural + ") registered twice")
+	}
+	k := register(name, plural, doc, proto, check)
+	k.Internal = true
+	return k
+}
 
 func register(name, plural, doc string, proto Object, check func(Object) error) *Kind {
 	t := reflect.TypeOf(proto).Elem()

@@ -14,13 +14,16 @@
 //
 //	/nagare/v1/schema-version                         "1"; see Store.Init
 //	/nagare/v1/obj/<kind>/<id>                        the object as JSON
+//	/nagare/v1/svc/<kind>/<id>                        the same, for internal kinds (model.Kind.Internal)
 //	/nagare/v1/ref/<targetID>/<srcKind>/<srcID>/<field>  ""
 //	/nagare/v1/uniq/<kind>/<field>/<scope>/<value>    id of the owner
 //	/nagare/v1/state/host/<hostID>/alive              "" under the agent's lease
 //	/nagare/v1/state/datapath/<hostID>                agent's datapath status (JSON), same lease
 //
 // obj: <kind> is the model's singular name ("tunnel-zone"), <id> a lower-case
-// UUID. The JSON holds neither Meta.Revision (filled on read from the key's
+// UUID. svc holds the kinds outside the virtual topology (Neutron's objects,
+// identity's users and projects) so that agents, which watch obj/, neither
+// receive them nor need read access to them. The JSON holds neither Meta.Revision (filled on read from the key's
 // ModRevision, so it is the etcd revision of the last write) nor derived
 // fields (computed by the reader, e.g. a host's liveness).
 //

@@ -19,14 +19,24 @@ const (
 	root            = "/nagare/v1/"
 	schemaKey       = root + "schema-version"
 	objPrefix       = root + "obj/"
+	svcPrefix       = root + "svc/" // internal kinds: see objKey
 	refPrefix       = root + "ref/"
 	uniqPrefix      = root + "uniq/"
 	hostStatePrefix = root + "state/host/"
 )
 
-func objKey(k *model.Kind, id string) string { return objPrefix + k.Name + "/" + id }
+// objKey is where an object lives. Internal kinds (Neutron's objects,
+// identity's users) live under svc/ rather than obj/: agents watch obj/ and
+// need neither the traffic of every API write twice over nor read access to
+// password hashes (etcd roles can grant obj/ without svc/).
+func objKey(k *model.Kind, id string) string { return kindPrefix(k) + id }
 
-func kindPrefix(k *model.Kind) string { return objPrefix + k.Name + "/" }
+func kindPrefix(k *model.Kind) string {
+	if k.Internal {
+		return svcPrefix + k.Name + "/"
+	}
+	return objPrefix + k.Name + "/"
+}
 
 func refKey(target string, src *model.Kind, srcID, field string) string {
 	return refPrefix + target + "/" + src.Name + "/" + srcID + "/" + field

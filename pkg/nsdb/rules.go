@@ -3,7 +3,6 @@ package nsdb
 import (
 	"bytes"
 	"encoding"
-	"errors"
 	"fmt"
 	"reflect"
 	"sort"
@@ -588,13 +587,15 @@ func (tx *Tx) Create(o model.Object) (model.Object, error) {
 	m.Revision = 0
 	if m.ID == "" {
 		m.ID = uuid.NewString()
-		if _, _, err := tx.probeAbsent(objKey(k, m.ID)); err != nil {
-			return nil, err
-		}
-	} else if _, err := tx.Get(k, m.ID); err == nil {
-		return nil, model.Conflictf("%s %s already exists", k.Name, m.ID)
-	} else if !errors.Is(err, model.ErrNotFound) {
+	}
+	// A new id, generated here or chosen by the caller (the Neutron
+	// translation derives its objects' ids), is expected to be free: an
+	// optimistic attempt asserts that at commit instead of reading it, and
+	// only a failed assertion costs the read that reports the conflict.
+	if _, exists, err := tx.probeAbsent(objKey(k, m.ID)); err != nil {
 		return nil, err
+	} else if exists {
+		return nil, model.Conflictf("%s %s already exists", k.Name, m.ID)
 	}
 	if err := model.PrepareCreate(tx, c); err != nil {
 		return nil, err

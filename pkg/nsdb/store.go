@@ -130,6 +130,22 @@ func (s *Store) Remove(ctx context.Context, k *model.Kind, id string, ifRevision
 	return err
 }
 
+// CountReferrers counts the references that objects of kind src hold to
+// the object id, from the reverse index alone: one count-only read, however
+// many there are (quotas count a project's ports this way). An object that
+// references id through two fields counts twice. The count is a snapshot,
+// not part of any transaction.
+func (s *Store) CountReferrers(ctx context.Context, id string, src *model.Kind) (int64, error) {
+	if !model.IsUUID(id) {
+		return 0, nil
+	}
+	resp, err := s.cli.Get(ctx, refTargetPrefix(id)+src.Name+"/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		return 0, fmt.Errorf("nsdb: count references to %s: %w", id, err)
+	}
+	return resp.Count, nil
+}
+
 // SetHostAlive marks a host alive for as long as lease lives. The agent
 // owns the lease and keeps it alive; when the agent dies the key expires
 // and watchers see the host go.

@@ -54,7 +54,7 @@ func New(store Store, log *slog.Logger) *API {
 
 // Register adds the API's routes to mux.
 func (a *API) Register(mux *http.ServeMux) {
-	for _, k := range model.Kinds() {
+	for _, k := range nativeKinds() {
 		base := Prefix + "/" + k.Plural
 		mux.HandleFunc("GET "+base, a.list(k, nil))
 		mux.HandleFunc("POST "+base, a.create(k, nil))
@@ -399,9 +399,22 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	writeError(w, err)
 }
 
+// nativeKinds are the kinds this API serves: the virtual topology, without
+// the internal kinds other packages keep in the NSDB (Neutron's objects,
+// identity's users), which have their own APIs and policies.
+func nativeKinds() []*model.Kind {
+	var ks []*model.Kind
+	for _, k := range model.Kinds() {
+		if !k.Internal {
+			ks = append(ks, k)
+		}
+	}
+	return ks
+}
+
 // sortedKinds returns kinds by plural, for stable documents.
 func sortedKinds() []*model.Kind {
-	ks := append([]*model.Kind(nil), model.Kinds()...)
+	ks := nativeKinds()
 	sort.Slice(ks, func(i, j int) bool { return ks[i].Plural < ks[j].Plural })
 	return ks
 }

@@ -87,7 +87,7 @@ func (a *API) trace(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) allObjects(ctx context.Context) ([]model.Object, error) {
 	var all []model.Object
-	for _, k := range model.Kinds() {
+	for _, k := range nativeKinds() {
 		objs, _, err := a.store.List(ctx, k, "", "")
 		if err != nil {
 			return nil, err

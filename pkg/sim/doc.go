@@ -50,12 +50,31 @@
 // An incremental update would save those milliseconds at the price of
 // mutable shared state on the per-packet path; not worth it at this size.
 //
+// # Connection tracking and NAT
+//
+// With a [FlowState] in the Config (a *flowstate.Table, shared by the
+// agent's Simulators), rules can read a packet's connection state (the
+// "flow" and "ct-state" conditions) and NAT rules translate: snat and
+// dnat create bindings, rev_snat and rev_dnat translate replies back,
+// single-address targets are stateless 1:1 NAT (floating IPs), and ICMP
+// errors are translated through the connection they quote. Connections
+// are tracked per device, MidoNet's way (conntrack.go); translations
+// emit set-ip/set-port actions and are seen by routing and later rules
+// (nat.go). What a walk created is in [Result.StateEntries], committed
+// only if the packet is forwarded, for the agent to push to the hosts
+// that will see the replies; the keys it read are in [Result.StateKeys]
+// and their tags among the Result's. Decisions that depend on more than
+// the flow key (an ICMP error's quote, the TCP flags of a segment without
+// a connection) set [Result.SlowPath]: execute, do not install. Walks
+// whose state exists allocate nothing: about 0.9 µs through two
+// security groups and a NAT router, 2.2 µs for a new masqueraded
+// connection (BenchmarkSimulateSNAT*).
+//
 // # Not yet implemented
 //
-// NAT rules (snat, dnat, rev_snat, rev_dnat) are evaluated as "continue";
-// connection tracking does not exist yet, so every packet is a forward
-// flow for the rule condition "flow"; IPv4 fragmentation is not done (an
-// oversize packet without DF is dropped and counted as
-// DropFragmentationUnsupported, never silently); load balancers,
-// mirroring and flow-state are later issues.
+// IPv4 fragmentation is not done (an oversize packet without DF is
+// dropped and counted as DropFragmentationUnsupported, never silently);
+// later fragments are not tracked or translated dynamically (they carry no
+// ports); destination translations belong in pre-routing (a post-routing
+// one does not re-route); load balancers and mirroring are later issues.
 package sim

@@ -24,6 +24,10 @@ const (
 	// DropVLANHeadroom: more VLAN tags pushed than the datapath has room
 	// for in front of the frame.
 	DropVLANHeadroom = "vlan-headroom"
+	// DropRewriteRefused: a NAT rewrite (set-ip, set-l4, set-icmp-id,
+	// set-inner) met a frame without the field or of the other address
+	// family; the flow was computed for another kind of packet.
+	DropRewriteRefused = "rewrite-refused"
 	// DropPortGone: an output to a port detached after the flow was
 	// installed (a race with RemovePort).
 	DropPortGone = "port-gone"
@@ -197,6 +201,12 @@ func FormatActions(acts []sim.Action) string {
 			fmt.Fprintf(&b, "(%d:%s)", a.Port, a.Interface)
 		case sim.ActEncap:
 			fmt.Fprintf(&b, "(%s %s key %d)", a.Tunnel, a.Underlay, a.TunnelKey)
+		case sim.ActSetIPSrc, sim.ActSetIPDst:
+			fmt.Fprintf(&b, "(%s)", a.Addr)
+		case sim.ActSetL4Src, sim.ActSetL4Dst, sim.ActSetICMPID:
+			fmt.Fprintf(&b, "(%d)", a.L4Port)
+		case sim.ActInnerSrc, sim.ActInnerDst:
+			fmt.Fprintf(&b, "(%s)", netip.AddrPortFrom(a.Addr, a.L4Port))
 		}
 	}
 	return b.String()

@@ -219,6 +219,12 @@ func formatAction(a sim.Action) string {
 		s += "(port " + a.PortID + " interface " + a.Interface + ")"
 	case sim.ActEncap:
 		s += "(" + a.Tunnel.String() + " to " + a.Underlay.String() + " host " + a.HostID + " key " + strconv.Itoa(int(a.TunnelKey)) + ")"
+	case sim.ActSetIPSrc, sim.ActSetIPDst:
+		s += "(" + a.Addr.String() + ")"
+	case sim.ActSetL4Src, sim.ActSetL4Dst, sim.ActSetICMPID:
+		s += "(" + strconv.Itoa(int(a.L4Port)) + ")"
+	case sim.ActInnerSrc, sim.ActInnerDst:
+		s += "(" + netip.AddrPortFrom(a.Addr, a.L4Port).String() + ")"
 	}
 	return s
 }

@@ -37,6 +37,7 @@ func Run(t *testing.T, newDP Factory) {
 		fn   func(*testing.T, Factory)
 	}{
 		{"MissExecuteRewrites", testMissExecute},
+		{"NATRewrites", testNATRewrites},
 		{"HitsAndCounters", testHits},
 		{"SlowMissBlocksOnlyItsPort", testMissIsolation},
 		{"Invalidate", testInvalidate},

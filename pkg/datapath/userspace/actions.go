@@ -45,6 +45,11 @@ func compile(ps *portSet, acts []sim.Action, dst []action) ([]action, error) {
 		a := action{Action: acts[i]}
 		switch a.Type {
 		case sim.ActSetEthSrc, sim.ActSetEthDst, sim.ActPopVLAN, sim.ActDecTTL:
+		case sim.ActSetL4Src, sim.ActSetL4Dst, sim.ActSetICMPID:
+		case sim.ActSetIPSrc, sim.ActSetIPDst, sim.ActInnerSrc, sim.ActInnerDst:
+			if !a.Addr.IsValid() || a.Addr.Zone() != "" {
+				return nil, fmt.Errorf("action %d: %s to %q: not an address", i, a.Type, a.Addr)
+			}
 		case sim.ActPushVLAN:
 			if a.VLAN > 0x0fff {
 				return nil, fmt.Errorf("action %d: push-vlan %d: VID out of range", i, a.VLAN)
@@ -101,9 +106,19 @@ func compile(ps *portSet, acts []sim.Action, dst []action) ([]action, error) {
 // did not because an action failed.
 func (w *worker) apply(buf []byte, start, end int, acts []action) bool {
 	sent := false
+	decoded := false // w.rw holds the frame's offsets: valid until a VLAN push or pop moves it
 	for i := range acts {
 		a := &acts[i]
 		switch a.Type {
+		case sim.ActSetIPSrc, sim.ActSetIPDst, sim.ActSetL4Src, sim.ActSetL4Dst, sim.ActSetICMPID, sim.ActInnerSrc, sim.ActInnerDst:
+			if !decoded {
+				rewriteDecoder.Decode(&w.rw, buf[start:end])
+				decoded = true
+			}
+			if !rewrite(&w.rw, &a.Action) {
+				w.drops.add(rRewrite, 1)
+				return false
+			}
 		case sim.ActSetEthSrc:
 			copy(buf[start+6:start+12], a.MAC[:])
 		case sim.ActSetEthDst:
@@ -117,6 +132,7 @@ func (w *worker) apply(buf []byte, start, end int, acts []action) bool {
 			}
 			copy(buf[start-vlanTagLen:], buf[start:start+12])
 			start -= vlanTagLen
+			decoded = false
 			binary.BigEndian.PutUint16(buf[start+12:], tpidDot1Q)
 			binary.BigEndian.PutUint16(buf[start+14:], a.VLAN&0x0fff)
 		case sim.ActPopVLAN:
@@ -126,6 +142,7 @@ func (w *worker) apply(buf []byte, start, end int, acts []action) bool {
 			}
 			copy(buf[start+vlanTagLen:start+vlanTagLen+12], buf[start:start+12])
 			start += vlanTagLen
+			decoded = false
 		case sim.ActDecTTL:
 			if !decTTL(buf[start:end], a.Count) {
 				w.drops.add(rTTLExpired, 1)
@@ -151,6 +168,35 @@ func (w *worker) apply(buf []byte, start, end int, acts []action) bool {
 }
 
 func isTPID(t uint16) bool { return t == tpidDot1Q || t == tpidDot1AD }
+
+// rewriteDecoder finds the headers NAT rewrites. VXLAN decoding is off: a
+// flow's frame is the overlay's inner frame, never a tunnel to look into.
+var rewriteDecoder packet.Decoder
+
+// rewrite applies a NAT action in place with the packet package's
+// rewrites, which fix the IPv4 header, TCP, UDP and ICMP checksums
+// incrementally (RFC 1624): the cost does not depend on the payload. It
+// reports false, changing nothing, if the frame lacks the field, which
+// the caller counts.
+func rewrite(p *packet.Parsed, a *sim.Action) bool {
+	switch a.Type {
+	case sim.ActSetIPSrc:
+		return p.SetSrcIP(a.Addr)
+	case sim.ActSetIPDst:
+		return p.SetDstIP(a.Addr)
+	case sim.ActSetL4Src:
+		return p.SetSrcPort(a.L4Port)
+	case sim.ActSetL4Dst:
+		return p.SetDstPort(a.L4Port)
+	case sim.ActSetICMPID:
+		return p.SetICMPEchoID(a.L4Port)
+	case sim.ActInnerSrc:
+		return p.SetInnerSrc(a.Addr, a.L4Port)
+	case sim.ActInnerDst:
+		return p.SetInnerDst(a.Addr, a.L4Port)
+	}
+	return false
+}
 
 // decTTL decrements the IPv4 TTL (fixing the header checksum incrementally,
 // RFC 1624) or the IPv6 hop limit of an Ethernet frame by n. It returns

@@ -17,6 +17,7 @@ const (
 	rTTLExpired
 	rPopUntagged
 	rVLANHeadroom
+	rRewrite
 	rPortGone
 	rTunUnknownPeer
 	rTunUnknownKey
@@ -32,6 +33,7 @@ var reasonLabels = [numReasons]string{
 	rTTLExpired:     datapath.DropTTLExpired,
 	rPopUntagged:    datapath.DropPopUntagged,
 	rVLANHeadroom:   datapath.DropVLANHeadroom,
+	rRewrite:        datapath.DropRewriteRefused,
 	rPortGone:       datapath.DropPortGone,
 	rTunUnknownPeer: datapath.DropTunnelUnknownPeer,
 	rTunUnknownKey:  datapath.DropTunnelUnknownKey,

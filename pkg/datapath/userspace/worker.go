@@ -59,6 +59,7 @@ type worker struct {
 
 	dec packet.Decoder
 	pkt packet.Parsed
+	rw  packet.Parsed // the frame as NAT actions rewrite it (actions.go)
 	up  datapath.Upcall
 
 	// Local outputs in arrival order; flushLocal groups them by port.

@@ -78,7 +78,7 @@ func (a *Agent) simulate(v *view, w *worker, inPort int32, portID string, pkt *p
 			a.met.drop("output-not-attached")
 			break
 		}
-		if install && key != nil && !res.TagsOverflowed {
+		if install && key != nil && !res.TagsOverflowed && !res.SlowPath {
 			err := a.dp.Install(&datapath.FlowSpec{Key: *key, Actions: acts, Tags: res.Tags(), Class: datapath.ClassNormal, MTU: res.MTU})
 			if err != nil {
 				a.met.drop("install-failed")
@@ -91,7 +91,7 @@ func (a *Agent) simulate(v *view, w *worker, inPort int32, portID string, pkt *p
 		// every packet of the flow deserves its own answer. Nor is one
 		// that depends on the packet's length, which the key does not
 		// hold: the flow's small packets must still pass.
-		if install && key != nil && len(res.Generated()) == 0 && !res.TagsOverflowed && !lengthDependent(res.Reason) {
+		if install && key != nil && len(res.Generated()) == 0 && !res.TagsOverflowed && !res.SlowPath && !lengthDependent(res.Reason) {
 			_ = a.dp.Install(&datapath.FlowSpec{Key: *key, Tags: res.Tags(), Class: datapath.ClassDrop})
 		}
 	case sim.NeedARP:

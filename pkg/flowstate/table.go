@@ -248,6 +248,28 @@ func (t *Table) Lookup(k *Key, tcpFlags uint8, now int64) Match {
 	return m
 }
 
+// Peek finds the entry k is a key of like Lookup, but changes nothing:
+// what an ICMP error is looked up with. An error is evidence neither that
+// the connection progressed nor that it is alive (Linux conntrack does not
+// let related packets refresh either), and anyone can send one.
+func (t *Table) Peek(k *Key, now int64) Match {
+	h := t.hash(k)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.stats.Lookups++
+	s := t.find(k, h)
+	if s < 0 {
+		return Match{}
+	}
+	r := slotRef(t.idx[s])
+	e := t.ent(int32(r >> 1))
+	if e.expires <= now {
+		return Match{}
+	}
+	t.stats.Hits++
+	return Match{Entry: Entry{Fwd: e.fwd, Rev: e.rev, State: e.state}, Found: true, Reply: r&1 == 1}
+}
+
 // Touch refreshes the lifetime of the entry k is a key of, without
 // changing its state: the agent calls it for the state keys of flows that
 // are still forwarding (the datapath does not show their packets to the

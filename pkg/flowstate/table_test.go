@@ -291,3 +291,25 @@ func TestChurnKeepsIndexConsistent(t *testing.T) {
 		}
 	}
 }
+
+func TestPeekChangesNothing(t *testing.T) {
+	tb := New(Config{})
+	fwd := udp(zoneA, "10.0.0.5", 1, "192.0.2.9", 53)
+	if err := conn(tb, fwd, zoneB, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	rev := fwd.Reverse()
+	rev.Zone, rev.Type = zoneB, KeyConn
+	// An ICMP error from the server's side is a reply-direction packet:
+	// peeked, it must neither establish the connection nor extend it.
+	if m := tb.Peek(&rev, 5*sec); !m.Found || !m.Reply || m.State.Replied() {
+		t.Fatalf("peek: %+v", m)
+	}
+	life := int64(DefaultTimeouts().UDPNew)
+	if m := tb.Peek(&rev, life); m.Found {
+		t.Fatal("peek extended the entry's life")
+	}
+	if e, _ := tb.Get(&rev); e.State.Replied() {
+		t.Fatal("peek marked the connection replied")
+	}
+}

@@ -32,6 +32,9 @@ type FlowState interface {
 	// Lookup finds the entry k is a key of, advancing its state with the
 	// packet's TCP flags; it must not allocate.
 	Lookup(k *flowstate.Key, tcpFlags uint8, now int64) flowstate.Match
+	// Peek is Lookup without changing anything: for ICMP errors, which
+	// must not advance or refresh the connection they quote.
+	Peek(k *flowstate.Key, now int64) flowstate.Match
 	// AllocSNAT picks and reserves a translated source for a new SNAT
 	// binding and adds the binding to tx.
 	AllocSNAT(tx *flowstate.Tx, device string, fwd *flowstate.Key, targets []flowstate.Target, tcpFlags uint8, now int64) (flowstate.Entry, error)
@@ -154,7 +157,7 @@ func (w *walk) conn() (flowstate.ConnState, bool) {
 		k := &ct.key // in the walk, so that passing it to the interface does not allocate
 		*k = ik.Reverse()
 		k.Zone, k.Type = zone, flowstate.KeyConn
-		m := fs.Lookup(k, 0, w.now)
+		m := fs.Peek(k, w.now)
 		w.readKey(k)
 		if m.Found {
 			ct.state, ct.reply = flowstate.CTRelated, m.Reply

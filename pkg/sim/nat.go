@@ -349,7 +349,7 @@ func (w *walk) natError(n *natRule, fs FlowState, zone uint64, chain string, r *
 	k := &w.st.key
 	*k = ik.Reverse()
 	k.Zone, k.Type = zone, natKeyTypes[n.kind]
-	m := fs.Lookup(k, 0, w.now)
+	m := fs.Peek(k, w.now)
 	w.readKey(k)
 	if !m.Found {
 		if w.tr != nil {

@@ -1,6 +1,10 @@
 package flowstate
 
-import "net/netip"
+import (
+	"net/netip"
+
+	"github.com/nagare/nagare/pkg/packet"
+)
 
 // Entry is a tracked connection or a NAT binding: what a simulation
 // creates, what the agent pushes to the hosts that will see the replies,
@@ -104,7 +108,7 @@ func newSNAT(fwd Key, to netip.Addr, port uint16, flags uint8) Entry {
 	return Entry{Fwd: fwd, Rev: rev, State: initialState(fwd.Proto, flags)}
 }
 
-func hasPorts(proto uint8) bool { return proto == 6 || proto == 17 }
+func hasPorts(proto uint8) bool { return proto == packet.IPProtoTCP || proto == packet.IPProtoUDP }
 
 // MaxTxEntries is how many entries one simulation may create: a
 // connection, and a DNAT and an SNAT binding on each of a few routers.

@@ -20,7 +20,10 @@ import (
 // A target of one address and no port range is static 1:1 NAT (floating
 // IPs): the address is rewritten with no state at all, and replies are
 // translated by the opposite static rule (a floating IP is a dnat in
-// pre-routing and an snat in post-routing).
+// pre-routing and an snat in post-routing). This is MidoNet's
+// ForwardNatRule.floatingIp test; a stateful translation to one address
+// (port forwarding whose replies rev_dnat translates back) gives a port
+// range, 1-65535 if need be.
 //
 // Translations change the walk's view of the packet (w.pkt becomes a copy
 // with the new addresses and ports, which later rules, routing and ARP

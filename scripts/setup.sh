@@ -9,6 +9,9 @@ PKGS=(
 	iperf3 tcpdump tshark              # traffic and captures in end-to-end tests
 	udhcpc                             # DHCP client in VM namespaces
 	netsniff-ng nftables ethtool       # kernel baselines for make bench
+	clang llvm libbpf-dev              # make bench: builds the baseline's tc sink (shared/baseline/bpf/sink.c)
+	gcc libc6-dev linux-libc-dev       # make bench: builds the baseline's generator (shared/baseline/gen/udpgen.c)
+	linux-perf                         # nagare-bench datapath --profile
 	jq bc tmux procps psmisc
 )
 

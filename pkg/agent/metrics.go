@@ -79,6 +79,7 @@ var (
 	descMisses   = prometheus.NewDesc("nagare_datapath_misses_total", "Packets that missed the flow table.", nil, nil)
 	descLost     = prometheus.NewDesc("nagare_datapath_lost_total", "Packets the kernel dropped before the datapath read them.", nil, nil)
 	descFlows    = prometheus.NewDesc("nagare_datapath_flows", "Flows installed.", nil, nil)
+	descInstalls = prometheus.NewDesc("nagare_datapath_flows_installed_total", "Flows installed since the datapath started.", nil, nil)
 	descTunnelRx = prometheus.NewDesc("nagare_datapath_tunnel_rx_packets_total", "Tunnel packets received.", []string{"encap"}, nil)
 	descTunnelTx = prometheus.NewDesc("nagare_datapath_tunnel_tx_packets_total", "Tunnel packets sent.", []string{"encap"}, nil)
 	descDrops    = prometheus.NewDesc("nagare_datapath_drops_total", "Packets the datapath dropped, by reason.", []string{"reason"}, nil)
@@ -87,7 +88,7 @@ var (
 )
 
 func (c *dpCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descHits, descMisses, descLost, descFlows, descTunnelRx, descTunnelTx, descDrops, descPortRx, descPortTx} {
+	for _, d := range []*prometheus.Desc{descHits, descMisses, descLost, descFlows, descInstalls, descTunnelRx, descTunnelTx, descDrops, descPortRx, descPortTx} {
 		ch <- d
 	}
 }
@@ -98,6 +99,7 @@ func (c *dpCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descMisses, prometheus.CounterValue, float64(s.Misses))
 	ch <- prometheus.MustNewConstMetric(descLost, prometheus.CounterValue, float64(s.Lost))
 	ch <- prometheus.MustNewConstMetric(descFlows, prometheus.GaugeValue, float64(s.Flows))
+	ch <- prometheus.MustNewConstMetric(descInstalls, prometheus.CounterValue, float64(s.FlowsInstalled))
 	ch <- prometheus.MustNewConstMetric(descTunnelRx, prometheus.CounterValue, float64(s.VXLAN.RxPackets), "vxlan")
 	ch <- prometheus.MustNewConstMetric(descTunnelTx, prometheus.CounterValue, float64(s.VXLAN.TxPackets), "vxlan")
 	ch <- prometheus.MustNewConstMetric(descTunnelRx, prometheus.CounterValue, float64(s.GRE.RxPackets), "gre")

@@ -130,6 +130,13 @@ func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) (rev int64, e
 	}
 }
 
+// View runs fn in a read-only transaction: one consistent snapshot of
+// several reads, without the bookkeeping Update keeps for its compares.
+// Writes fail. It returns the snapshot's revision.
+func (s *Store) View(ctx context.Context, fn func(tx *Tx) error) (int64, error) {
+	return s.view(ctx, fn)
+}
+
 // view runs fn in a read-only transaction: one consistent snapshot, no
 // bookkeeping for compares.
 func (s *Store) view(ctx context.Context, fn func(tx *Tx) error) (int64, error) {

@@ -1,0 +1,199 @@
+package neutron
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"github.com/google/uuid"
+
+	"github.com/nagare/nagare/pkg/identity"
+	"github.com/nagare/nagare/pkg/model"
+	"github.com/nagare/nagare/pkg/nsdb"
+)
+
+func newID() string { return uuid.NewString() }
+
+// DefaultQuotas are Neutron's default quotas (neutron.conf [quotas]).
+var DefaultQuotas = map[string]int{
+	"network": 100, "subnet": 100, "port": 500, "router": 10, "floatingip": 50,
+	"security_group": 10, "security_group_rule": 100, "subnetpool": -1, "rbac_policy": 10,
+}
+
+// quotaKinds are the kinds counted against each quota.
+var quotaKinds = map[string]*model.Kind{
+	"network": NetworkKind, "subnet": SubnetKind, "port": PortKind, "router": RouterKind,
+	"floatingip": FloatingIPKind, "security_group": SecurityGroupKind, "security_group_rule": SecurityGroupRuleKind,
+}
+
+// usage counts a project's objects of a quota resource from the reverse
+// index of its neutron-project (one count-only etcd read).
+func (s *Service) usage(ctx context.Context, project, resource string) (int, error) {
+	k := quotaKinds[resource]
+	if k == nil {
+		return 0, nil
+	}
+	n, err := s.store.CountReferrers(ctx, projectObjectID(project), k)
+	return int(n), err
+}
+
+func (s *Service) limits(ctx context.Context, project string) (map[string]int, error) {
+	out := make(map[string]int, len(DefaultQuotas))
+	for k, v := range DefaultQuotas {
+		out[k] = v
+	}
+	p, err := s.getProject(ctx, project)
+	if err != nil || p == nil {
+		return out, err
+	}
+	for k, v := range p.Quotas {
+		out[k] = v
+	}
+	return out, nil
+}
+
+// checkQuota refuses a create that would take a project over its quota.
+// Like Neutron's it is checked before the write, not inside its
+// transaction: concurrent creates may overshoot by their number, which
+// keeps creates in one project from serializing on a counter.
+func (s *Service) checkQuota(ctx context.Context, project, resource string, n int) error {
+	if project == "" {
+		return nil
+	}
+	lim, err := s.limits(ctx, project)
+	if err != nil {
+		return err
+	}
+	l := lim[resource]
+	if l < 0 {
+		return nil
+	}
+	used, err := s.usage(ctx, project, resource)
+	if err != nil {
+		return err
+	}
+	if used+n > l {
+		return conflict("OverQuota", "Quota exceeded for resources: ['%s'].", resource)
+	}
+	return nil
+}
+
+// Quotas returns a project's limits.
+func (s *Service) Quotas(ctx context.Context, c *identity.Context, project string) (map[string]int, error) {
+	if !c.IsAdmin() && project != c.ProjectID {
+		return nil, policyNotAuthorized("get_quota")
+	}
+	return s.limits(ctx, project)
+}
+
+// QuotaDetails returns limits with usage (the quota_details extension).
+func (s *Service) QuotaDetails(ctx context.Context, c *identity.Context, project string) (map[string]map[string]int, error) {
+	lim, err := s.Quotas(ctx, c, project)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]map[string]int{}
+	for k, l := range lim {
+		used, err := s.usage(ctx, project, k)
+		if err != nil {
+			return nil, err
+		}
+		out[k] = map[string]int{"limit": l, "used": used, "reserved": 0}
+	}
+	return out, nil
+}
+
+// SetQuotas changes a project's limits (admin only).
+func (s *Service) SetQuotas(ctx context.Context, c *identity.Context, project string, b Body) (map[string]int, error) {
+	if !c.IsAdmin() {
+		return nil, policyNotAuthorized("update_quota")
+	}
+	set := map[string]int{}
+	for _, k := range sortedKeys(b) {
+		if _, ok := DefaultQuotas[k]; !ok {
+			return nil, newErr(404, "QuotaResourceUnknown", "Unknown quota resources ['%s'].", k)
+		}
+		n, null, _, err := b.integer(k)
+		if err != nil {
+			return nil, err
+		}
+		if null || n < -1 {
+			return nil, invalid(k, "'%s' is too small - must be at least '-1'", rawText(b[k]))
+		}
+		set[k] = n
+	}
+	if err := s.ensureProject(ctx, project); err != nil {
+		return nil, err
+	}
+	_, err := s.store.Update(ctx, func(tx *nsdb.Tx) error {
+		o, err := tx.Get(ProjectKind, projectObjectID(project))
+		if err != nil {
+			return err
+		}
+		p := o.(*Project)
+		if p.Quotas == nil {
+			p.Quotas = map[string]int{}
+		}
+		for k, v := range set {
+			p.Quotas[k] = v
+		}
+		return tx.Put(p)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s.limits(ctx, project)
+}
+
+// ResetQuotas returns a project to the default limits (admin only).
+func (s *Service) ResetQuotas(ctx context.Context, c *identity.Context, project string) error {
+	if !c.IsAdmin() {
+		return policyNotAuthorized("delete_quota")
+	}
+	_, err := s.store.Update(ctx, func(tx *nsdb.Tx) error {
+		o, err := tx.Get(ProjectKind, projectObjectID(project))
+		if err != nil {
+			return nil // never used: already at the defaults
+		}
+		p := o.(*Project)
+		p.Quotas = nil
+		return tx.Put(p)
+	})
+	return err
+}
+
+// ProjectQuota is one project's limits, for the admin's quota list.
+type ProjectQuota struct {
+	ProjectID string
+	Limits    map[string]int
+}
+
+// ListQuotas lists the projects whose limits differ from the defaults.
+func (s *Service) ListQuotas(ctx context.Context, c *identity.Context) ([]ProjectQuota, error) {
+	if !c.IsAdmin() {
+		return nil, policyNotAuthorized("get_quota")
+	}
+	objs, _, err := s.store.List(ctx, ProjectKind, "", "")
+	if err != nil {
+		return nil, err
+	}
+	var out []ProjectQuota
+	for _, o := range objs {
+		p := o.(*Project)
+		if len(p.Quotas) == 0 {
+			continue
+		}
+		lim := map[string]int{}
+		for k, v := range DefaultQuotas {
+			lim[k] = v
+		}
+		for k, v := range p.Quotas {
+			lim[k] = v
+		}
+		out = append(out, ProjectQuota{p.ProjectID, lim})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ProjectID < out[j].ProjectID })
+	return out, nil
+}
+
+var _ = fmt.Sprint

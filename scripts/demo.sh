@@ -95,7 +95,7 @@ ETCD=http://127.0.0.1:$ETCD_PORT
 say "starting nagare-server (embedded etcd in $WORK/data, API $NAGARE_API)"
 "$BIN/nagare-server" --data-dir "$WORK/data" --listen 127.0.0.1:$API_PORT \
 	--etcd-listen "$ETCD" --etcd-peer-listen http://127.0.0.1:$PEER_PORT \
-	--log-level warn >"$WORK/server.log" 2>&1 &
+	--log-level warn --auth noauth >"$WORK/server.log" 2>&1 &
 PIDS+=($!)
 wait_for 30 curl -sf "$NAGARE_API/healthz" || die "nagare-server did not come up"
 curl -sf "$NAGARE_API/healthz"; echo

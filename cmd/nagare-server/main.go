@@ -1,6 +1,8 @@
 // Command nagare-server runs Nagare's API server over its NSDB: by default an
 // embedded single-node etcd in --data-dir; with --etcd-endpoints an external
-// etcd cluster shared by every server replica and agent.
+// etcd cluster shared by every server replica and agent. It serves the
+// native API (/api/v1), the Neutron API (/v2.0) and, with --auth password,
+// a Keystone v3 subset (/identity/v3).
 package main
 
 import (
@@ -25,7 +27,15 @@ func main() {
 	flag.StringVar(&cfg.EtcdListen, "etcd-listen", "http://127.0.0.1:2379", "client URL of the embedded etcd, where agents connect")
 	flag.StringVar(&cfg.EtcdPeerURL, "etcd-peer-listen", "http://127.0.0.1:2380", "peer URL of the embedded etcd")
 	flag.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	flag.StringVar(&cfg.Auth, "auth", server.AuthPassword, "password (built-in identity service), keystone (validate tokens with --keystone-url) or noauth (everyone is admin: demos only)")
+	flag.StringVar(&cfg.AdminPassword, "admin-password", "", "with --auth password: on first start, create user admin (project admin, role admin) with this password (env NAGARE_ADMIN_PASSWORD)")
+	flag.StringVar(&cfg.KeystoneURL, "keystone-url", "", "with --auth keystone: URL of the Keystone that validates tokens")
+	flag.StringVar(&cfg.PublicURL, "public-url", "", "this server's URL as clients reach it, for the identity catalog (default: the Host each request was sent to)")
 	flag.Parse()
+	if cfg.AdminPassword == "" {
+		// Read here rather than as the flag's default, which --help prints.
+		cfg.AdminPassword = os.Getenv("NAGARE_ADMIN_PASSWORD")
+	}
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "nagare-server: unexpected argument %q\n", flag.Arg(0))
 		os.Exit(2)

@@ -64,7 +64,7 @@ func startServer(t *testing.T) *e2e {
 	e.etcdURL = fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
 	ctx, cancel := context.WithCancel(context.Background())
 	srv := exec.CommandContext(ctx, filepath.Join(bin, "nagare-server"), "--data-dir", t.TempDir(), "--listen", listen,
-		"--etcd-listen", e.etcdURL, "--etcd-peer-listen", fmt.Sprintf("http://127.0.0.1:%d", freePort(t)), "--log-level", "warn")
+		"--etcd-listen", e.etcdURL, "--etcd-peer-listen", fmt.Sprintf("http://127.0.0.1:%d", freePort(t)), "--log-level", "warn", "--auth", "noauth")
 	var log bytes.Buffer
 	srv.Stdout, srv.Stderr = &log, &log
 	srv.Cancel = func() error { return srv.Process.Signal(os.Interrupt) }

@@ -1,7 +1,8 @@
 // Package server runs nagare-server: the NSDB (an embedded single-node etcd
-// by default, or an external cluster), the native REST API and the health
-// endpoint. It holds no state of its own: everything lives in the NSDB, so
-// several servers can run against one etcd cluster.
+// by default, or an external cluster), the native REST API, the Neutron
+// v2.0 API, the identity API and the health endpoint. It holds no state of
+// its own: everything lives in the NSDB, so several servers can run against
+// one etcd cluster.
 package server
 
 import (
@@ -13,12 +14,16 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
 	"github.com/nagare/nagare/pkg/api/native"
+	neutronapi "github.com/nagare/nagare/pkg/api/neutron"
+	"github.com/nagare/nagare/pkg/identity"
+	"github.com/nagare/nagare/pkg/neutron"
 	"github.com/nagare/nagare/pkg/nsdb"
 	"github.com/nagare/nagare/pkg/server/embedetcd"
 )
@@ -31,7 +36,28 @@ type Config struct {
 	EtcdListen    string   // client URL of the embedded etcd (agents connect here)
 	EtcdPeerURL   string   // peer URL of the embedded etcd
 	Log           *slog.Logger
+
+	// Auth is how API callers authenticate: AuthPassword (the built-in
+	// identity service; nagare-server's default), AuthKeystone (tokens
+	// validated by KeystoneURL) or AuthNoAuth (everyone is admin: demos
+	// only). The zero value is AuthNoAuth, for in-process tests and
+	// benchmarks; it logs the same warning.
+	Auth          string
+	AdminPassword string // AuthPassword: creates user admin on first start
+	KeystoneURL   string // AuthKeystone: the Keystone that validates tokens
+	// PublicURL is this server's URL as clients reach it, for the identity
+	// catalog; by default each token request's Host.
+	PublicURL string
+	// BcryptCost lowers the password hashing cost (tests); 0 is Keystone's 12.
+	BcryptCost int
 }
+
+// Authentication modes.
+const (
+	AuthPassword = "password"
+	AuthKeystone = "keystone"
+	AuthNoAuth   = "noauth"
+)
 
 // Server is a running nagare-server.
 type Server struct {
@@ -42,6 +68,8 @@ type Server struct {
 	http     *http.Server
 	listener net.Listener
 	log      *slog.Logger
+	identity *identity.Service // AuthPassword only
+	stop     context.CancelFunc
 }
 
 // Start brings up the NSDB and the API. The API listens when Start returns.
@@ -81,7 +109,14 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 
 	mux := http.NewServeMux()
-	native.New(s.store, s.log).Register(mux)
+	auth, err := s.authentication(ctx, mux)
+	if err != nil {
+		return nil, err
+	}
+	nativeMux := http.NewServeMux()
+	native.New(s.store, s.log).Register(nativeMux)
+	mux.Handle(native.Prefix+"/", auth(requireAdmin(nativeMux)))
+	neutronapi.New(neutron.New(s.store, neutron.Options{Log: s.log}), s.log).Register(mux, auth)
 	mux.HandleFunc("GET /healthz", s.healthz)
 	s.listener, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -126,8 +161,78 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(map[string]string{"status": "ok", "nsdb": "reachable"})
 }
 
+// authentication sets up the configured authentication: the identity API
+// and its validator, an external Keystone's validator, or none. It returns
+// the middleware that guards the Neutron and native APIs.
+func (s *Server) authentication(ctx context.Context, mux *http.ServeMux) (func(http.Handler) http.Handler, error) {
+	switch s.cfg.Auth {
+	case AuthPassword:
+		svc, err := identity.New(ctx, s.store, identity.Options{AdminPassword: s.cfg.AdminPassword, BcryptCost: s.cfg.BcryptCost, Log: s.log})
+		if err != nil {
+			return nil, err
+		}
+		s.identity = svc
+		api := identity.NewAPI(svc, s.cfg.PublicURL)
+		api.Register(mux)
+		bg, stop := context.WithCancel(context.Background())
+		s.stop = stop
+		go s.purgeRevocations(bg, svc)
+		return func(h http.Handler) http.Handler { return identity.Authenticate(svc, api.AuthURL, s.log, h) }, nil
+	case AuthKeystone:
+		if s.cfg.KeystoneURL == "" {
+			return nil, errors.New("--auth keystone needs --keystone-url")
+		}
+		k := identity.NewKeystone(s.cfg.KeystoneURL)
+		authURL := func(*http.Request) string { return strings.TrimSuffix(k.URL(), "/v3") }
+		s.log.Info("validating tokens against an external Keystone", "url", k.URL())
+		return func(h http.Handler) http.Handler { return identity.Authenticate(k, authURL, s.log, h) }, nil
+	case AuthNoAuth, "":
+		s.log.Warn("!!! AUTHENTICATION IS OFF (--auth noauth): every request to the Neutron and native APIs acts as an administrator of every project. For demos only; never expose this server.")
+		return identity.NoAuth, nil
+	}
+	return nil, fmt.Errorf("--auth %q: want password, keystone or noauth", s.cfg.Auth)
+}
+
+func (s *Server) purgeRevocations(ctx context.Context, svc *identity.Service) {
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := svc.PurgeRevocations(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("purging expired token revocations failed", "err", err)
+			}
+		}
+	}
+}
+
+// requireAdmin admits only administrators to the native API: it changes
+// the whole topology, under every project.
+func requireAdmin(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c := identity.FromContext(r.Context()); c == nil || !c.IsAdmin() {
+			var b native.ErrorBody
+			b.Error.Code, b.Error.Type = http.StatusForbidden, "Forbidden"
+			b.Error.Message = "the native API needs the admin role"
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusForbidden)
+			_ = json.NewEncoder(w).Encode(b)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// Identity is the built-in identity service (nil unless Auth is password).
+func (s *Server) Identity() *identity.Service { return s.identity }
+
 // Close stops the API (letting requests in flight finish), then the NSDB.
 func (s *Server) Close() {
+	if s.stop != nil {
+		s.stop()
+	}
 	if s.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		_ = s.http.Shutdown(ctx)

@@ -53,7 +53,8 @@ type proc struct {
 func start(t *testing.T, args ...string) *proc {
 	t.Helper()
 	port := freePort(t)
-	args = append([]string{"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--log-level", "warn"}, args...)
+	// --auth noauth unless the test says otherwise (a later flag wins).
+	args = append([]string{"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--log-level", "warn", "--auth", "noauth"}, args...)
 	cmd := exec.Command(serverBin, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out

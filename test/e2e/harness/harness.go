@@ -205,7 +205,7 @@ func (e *Env) startServer(t testing.TB) {
 		data := filepath.Join(e.dir, fmt.Sprintf("data%d", attempt))
 		e.server = startProc(t, filepath.Join(e.dir, "server.log"), Binaries.Server,
 			"--data-dir", data, "--listen", listen, "--etcd-listen", e.EtcdURL, "--etcd-peer-listen", peer,
-			"--log-level", e.logLevel)
+			"--log-level", e.logLevel, "--auth", "noauth")
 		err := Eventually(30*time.Second, func() error {
 			if e.server.Exited() {
 				return stop{errors.New("nagare-server exited")}

@@ -80,8 +80,10 @@ func iperf(t *testing.T, client, server *harness.VM, secs int) {
 		defer cancel()
 		var err error
 		out, err = client.NS.Command(ctx, "iperf3", "-c", server.Addr, "-t", strconv.Itoa(secs), "-J").CombinedOutput()
-		if err != nil && strings.Contains(string(out), "Connection refused") {
-			return err // the server is not listening yet
+		// iperf3 -J may exit 0 with the error inside the JSON: retry on the
+		// text, whatever the status.
+		if strings.Contains(string(out), "Connection refused") || strings.Contains(string(out), "unable to connect") {
+			return fmt.Errorf("the server is not listening yet: %v", err)
 		}
 		return nil
 	})

@@ -43,7 +43,7 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func startServer(t *testing.T) *e2e {
+func startServer(t *testing.T, auth ...string) *e2e {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("builds and starts nagare-server")
@@ -64,7 +64,11 @@ func startServer(t *testing.T) *e2e {
 	e.etcdURL = fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
 	ctx, cancel := context.WithCancel(context.Background())
 	srv := exec.CommandContext(ctx, filepath.Join(bin, "nagare-server"), "--data-dir", t.TempDir(), "--listen", listen,
-		"--etcd-listen", e.etcdURL, "--etcd-peer-listen", fmt.Sprintf("http://127.0.0.1:%d", freePort(t)), "--log-level", "warn", "--auth", "noauth")
+		"--etcd-listen", e.etcdURL, "--etcd-peer-listen", fmt.Sprintf("http://127.0.0.1:%d", freePort(t)), "--log-level", "warn")
+	if len(auth) == 0 {
+		auth = []string{"--auth", "noauth"}
+	}
+	srv.Args = append(srv.Args, auth...)
 	var log bytes.Buffer
 	srv.Stdout, srv.Stderr = &log, &log
 	srv.Cancel = func() error { return srv.Process.Signal(os.Interrupt) }
@@ -81,7 +85,7 @@ func startServer(t *testing.T) *e2e {
 	})
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		resp, err := http.Get(e.api + "/api/v1/hosts")
+		resp, err := http.Get(e.api + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
@@ -478,5 +482,22 @@ func (e *e2e) interactive(t *testing.T) {
 			t.Fatalf("history file: %q", hist)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// With the default --auth password, the CLI logs in like the openstack
+// client (OS_USERNAME, OS_PASSWORD, OS_PROJECT_NAME) and a missing or wrong
+// credential is a startup error naming what to set.
+func TestAuthentication(t *testing.T) {
+	e := startServer(t, "--auth", "password", "--admin-password", "s3cret")
+	if _, errOut, code := e.nagare("", "-e", "list bridge"); code != 2 || !strings.Contains(errOut, "OS_USERNAME") {
+		t.Fatalf("no credentials: exit %d, stderr %q", code, errOut)
+	}
+	if _, errOut, code := e.nagare("", "--os-username", "admin", "--os-password", "wrong", "-e", "list bridge"); code != 2 || !strings.Contains(errOut, "401") {
+		t.Fatalf("wrong password: exit %d, stderr %q", code, errOut)
+	}
+	if out, errOut, code := e.nagare("", "--os-username", "admin", "--os-password", "s3cret", "-e", "create bridge name authed", "-e", "list bridge"); code != 0 ||
+		!strings.Contains(out, "bridge bridge0 name authed state up") {
+		t.Fatalf("admin: exit %d\n%s\n%s", code, out, errOut)
 	}
 }

@@ -11,8 +11,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -37,10 +39,11 @@ type startupError struct{ error }
 
 func run(ctx context.Context, args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	var (
-		api    string
-		output string
-		execs  []string
-		code   int
+		api                                    string
+		output                                 string
+		osUser, osPassword, osProject, osToken string
+		execs                                  []string
+		code                                   int
 	)
 	root := &cobra.Command{
 		Use:   "nagare [-e COMMAND]… [WORDS…]",
@@ -59,7 +62,19 @@ func run(ctx context.Context, args []string, stdin *os.File, stdout, stderr io.W
 			if err != nil {
 				return startupError{err}
 			}
+			switch {
+			case osToken != "":
+				client.SetToken(osToken)
+			case osUser != "":
+				if err := client.Login(ctx, osUser, osPassword, osProject); err != nil {
+					return startupError{err}
+				}
+			}
 			if err := client.Ping(ctx); err != nil {
+				var ae *cli.APIError
+				if errors.As(err, &ae) && ae.Status == http.StatusUnauthorized {
+					return startupError{fmt.Errorf("the Nagare API at %s requires authentication: set OS_USERNAME and OS_PASSWORD (and OS_PROJECT_NAME), or OS_TOKEN", api)}
+				}
 				return startupError{fmt.Errorf("cannot reach the Nagare API at %s: %v\n(start nagare-server, or point --api or NAGARE_API at it)", api, err)}
 			}
 			e := &cli.Engine{API: client, Out: stdout, JSON: output == "json"}
@@ -72,6 +87,14 @@ func run(ctx context.Context, args []string, stdin *os.File, stdout, stderr io.W
 		api = defaultAPI
 	}
 	root.Flags().StringVar(&api, "api", api, "URL of nagare-server's API (env NAGARE_API)")
+	osProject = os.Getenv("OS_PROJECT_NAME")
+	if osProject == "" {
+		osProject = "admin"
+	}
+	root.Flags().StringVar(&osUser, "os-username", os.Getenv("OS_USERNAME"), "user to log in as with the server's identity service (env OS_USERNAME)")
+	root.Flags().StringVar(&osPassword, "os-password", os.Getenv("OS_PASSWORD"), "password (env OS_PASSWORD)")
+	root.Flags().StringVar(&osProject, "os-project-name", osProject, "project to scope the token to (env OS_PROJECT_NAME)")
+	root.Flags().StringVar(&osToken, "os-token", os.Getenv("OS_TOKEN"), "use this token instead of a password (env OS_TOKEN)")
 	root.Flags().StringArrayVarP(&execs, "execute", "e", nil, "run `COMMAND` and exit (repeatable; run in order)")
 	root.Flags().StringVarP(&output, "output", "o", "text", "output format: text (object lines) or json (API objects)")
 	root.SetArgs(args)

@@ -17,8 +17,40 @@ import (
 // and JSON, nothing about object types: the table and the model schema
 // decide what to ask for.
 type Client struct {
-	base string // e.g. http://127.0.0.1:9696, no trailing slash
-	http *http.Client
+	base  string // e.g. http://127.0.0.1:9696, no trailing slash
+	http  *http.Client
+	token string // sent as X-Auth-Token when set
+}
+
+// SetToken makes the client authenticate with a Keystone token.
+func (c *Client) SetToken(token string) { c.token = token }
+
+// Login authenticates with a password against the server's identity
+// service (Keystone v3: POST /identity/v3/auth/tokens, scoped to a project
+// of domain Default) and keeps the token for later requests.
+func (c *Client) Login(ctx context.Context, user, password, project string) error {
+	body := map[string]any{"auth": map[string]any{
+		"identity": map[string]any{"methods": []string{"password"}, "password": map[string]any{
+			"user": map[string]any{"name": user, "password": password, "domain": map[string]string{"name": "Default"}}}},
+		"scope": map[string]any{"project": map[string]any{"name": project, "domain": map[string]string{"name": "Default"}}},
+	}}
+	b, _ := json.Marshal(body)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/identity/v3/auth/tokens", bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return &TransportError{Err: err}
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusCreated || resp.Header.Get("X-Subject-Token") == "" {
+		return fmt.Errorf("log in as %s (project %s): the identity service answered %d %s", user, project, resp.StatusCode, http.StatusText(resp.StatusCode))
+	}
+	c.token = resp.Header.Get("X-Subject-Token")
+	return nil
 }
 
 // NewClient returns a client for the API at base.
@@ -150,6 +182,9 @@ func (c *Client) do(ctx context.Context, method, path string, body any) ([]byte,
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
+	if c.token != "" {
+		req.Header.Set("X-Auth-Token", c.token)
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, &TransportError{Err: err}

@@ -196,3 +196,25 @@ func TestTableHelpers(t *testing.T) {
 		}
 	}
 }
+
+func TestForeignCPU(t *testing.T) {
+	// Two CPUs, 100 ticks each over the window.
+	cpus := func(user, sys uint64) [][8]uint64 {
+		return [][8]uint64{{user, 0, sys, 100 - user - sys}, {0, 0, 0, 100}}
+	}
+	a := cpuSnap{cpus: [][8]uint64{{}, {}}, ownUser: 0, others: map[int]uint64{7: 50, 8: 0}}
+	for _, c := range []struct {
+		name string
+		b    cpuSnap
+		want float64
+	}{
+		{"our agent's user time is not foreign", cpuSnap{cpus: cpus(40, 20), ownUser: 40, others: map[int]uint64{7: 50}}, 0},
+		{"a compiler that came and went", cpuSnap{cpus: cpus(30, 0), others: map[int]uint64{7: 50}}, 15},
+		{"another datapath's system time", cpuSnap{cpus: cpus(0, 60), others: map[int]uint64{7: 50, 8: 40}}, 20},
+		{"a process started in the window", cpuSnap{cpus: cpus(0, 60), others: map[int]uint64{7: 50, 9: 10}}, 5},
+	} {
+		if got := a.to(c.b).Foreign; got != c.want {
+			t.Errorf("%s: foreign %.1f%%, want %.1f%%", c.name, got, c.want)
+		}
+	}
+}

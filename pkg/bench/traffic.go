@@ -269,8 +269,9 @@ func (r *runner) measure(tb *testbed, mode, what string, rep int, g genSpec) (sa
 // cpuSnap is /proc/stat's per-CPU jiffies and the CPU time of every other
 // process.
 type cpuSnap struct {
-	cpus   [][8]uint64    // user nice system idle iowait irq softirq steal
-	others map[int]uint64 // pid → utime+stime+cutime+cstime, processes not ours and not kernel threads
+	cpus    [][8]uint64    // user nice system idle iowait irq softirq steal
+	ownUser uint64         // utime of our processes
+	others  map[int]uint64 // pid → utime+stime of processes not ours and not kernel threads
 }
 
 // snapCPU reads /proc/stat and the times of every process but ours (pids)
@@ -295,9 +296,9 @@ func snapCPU(ours []int) (cpuSnap, error) {
 	if ours == nil {
 		return s, nil
 	}
-	skip := map[int]bool{}
+	own := map[int]bool{}
 	for _, p := range ours {
-		skip[p] = true
+		own[p] = true
 	}
 	s.others = map[int]uint64{}
 	entries, err := os.ReadDir("/proc")
@@ -306,7 +307,7 @@ func snapCPU(ours []int) (cpuSnap, error) {
 	}
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
-		if err != nil || skip[pid] {
+		if err != nil {
 			continue
 		}
 		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
@@ -314,22 +315,22 @@ func snapCPU(ours []int) (cpuSnap, error) {
 			continue // gone
 		}
 		// After the parenthesised command: state is field 3, flags 9,
-		// utime 14, stime 15, cutime 16, cstime 17.
+		// utime 14, stime 15. Children's times (16, 17) are left out: they
+		// arrive all at once when a child is reaped, whenever it ran.
 		i := strings.LastIndexByte(string(b), ')')
 		f := strings.Fields(string(b[i+1:]))
-		if i < 0 || len(f) < 15 {
+		if i < 0 || len(f) < 13 {
 			continue
 		}
 		flags, _ := strconv.ParseUint(f[6], 10, 64)
-		if flags&pfKthread != 0 {
-			continue
+		utime, _ := strconv.ParseUint(f[11], 10, 64)
+		stime, _ := strconv.ParseUint(f[12], 10, 64)
+		switch {
+		case own[pid]:
+			s.ownUser += utime
+		case flags&pfKthread == 0:
+			s.others[pid] = utime + stime
 		}
-		var t uint64
-		for _, x := range f[11:15] {
-			v, _ := strconv.ParseUint(x, 10, 64)
-			t += v
-		}
-		s.others[pid] = t
 	}
 	return s, nil
 }
@@ -339,17 +340,19 @@ const pfKthread = 0x00200000
 // cpuUse is what the CPUs did between two snapshots, in percent.
 type cpuUse struct {
 	Busy, User, Sys, SoftIRQ []float64
-	// Foreign is the CPU time, user and system, of processes that are not
-	// ours (kernel threads aside), in percent of all CPUs: someone else
-	// was running during the window. It generalises the baseline's rule
-	// (any user time is foreign), which cannot see another datapath's
-	// system time and would count our agent's user time.
+	// Foreign is how much of all CPUs, in percent, went to processes that
+	// are not ours: the larger of the user time not ours (the baseline's
+	// rule, less our agents' user time; it sees short-lived compilers) and
+	// the user and system time of the other processes alive at both ends
+	// of the window or started in it (it sees another datapath's system
+	// time, which the baseline's rule misses). Kernel threads are left
+	// out: they also carry our softirq work.
 	Foreign float64
 }
 
 func (a cpuSnap) to(b cpuSnap) cpuUse {
 	var u cpuUse
-	var allTotal float64
+	var allTotal, allUser float64
 	for i := range min(len(a.cpus), len(b.cpus)) {
 		var d [8]float64
 		tot := 0.0
@@ -363,7 +366,9 @@ func (a cpuSnap) to(b cpuSnap) cpuUse {
 		u.Sys = append(u.Sys, 100*d[2]/tot)
 		u.SoftIRQ = append(u.SoftIRQ, 100*d[6]/tot)
 		allTotal += tot
+		allUser += d[0] + d[1]
 	}
+	userForeign := allUser - (float64(b.ownUser) - float64(a.ownUser))
 	var foreign uint64
 	for pid, t := range b.others {
 		if t0, ok := a.others[pid]; ok && t >= t0 {
@@ -372,7 +377,7 @@ func (a cpuSnap) to(b cpuSnap) cpuUse {
 			foreign += t // started during the window
 		}
 	}
-	u.Foreign = 100 * float64(foreign) / math.Max(allTotal, 1)
+	u.Foreign = 100 * math.Max(userForeign, float64(foreign)) / math.Max(allTotal, 1)
 	return u
 }
 

@@ -24,6 +24,7 @@ var networkSpec = std.with(spec{
 	"provider:network_type":     {post: true, put: true, adminSet: true, adminView: true},
 	"provider:physical_network": {post: true, put: true, adminSet: true, adminView: true},
 	"provider:segmentation_id":  {post: true, put: true, adminSet: true, adminView: true},
+	"segments":                  {post: true, adminSet: true, adminView: true},
 	"availability_zone_hints":   {post: true},
 	"availability_zones":        {},
 	"ipv4_address_scope":        {},
@@ -77,6 +78,27 @@ func (n *Network) decode(b Body) error {
 // segment reads and checks the provider attributes of a new network, as
 // ML2's type drivers do, and fills the MTU.
 func (s *Service) segment(n *Network, b Body) error {
+	orig := b
+	if b.has("segments") {
+		// The multi-provider form with one segment is the provider form
+		// (gophercloud's provider extension sends it).
+		var segs []Body
+		if _, err := b.raw("segments", &segs, "not a list of segments"); err != nil {
+			return err
+		}
+		for _, k := range []string{"provider:network_type", "provider:physical_network", "provider:segmentation_id"} {
+			if b.has(k) {
+				return invalidInput("Segments and provider values cannot both be set.")
+			}
+		}
+		if len(segs) != 1 {
+			return invalidInput("networks of several segments are not implemented: give one segment")
+		}
+		b = Body{}
+		for k, v := range segs[0] {
+			b[k] = v
+		}
+	}
 	typ, hasType, err := b.str("provider:network_type", 0)
 	if err != nil {
 		return err
@@ -89,7 +111,9 @@ func (s *Service) segment(n *Network, b Body) error {
 	if err != nil {
 		return err
 	}
-	hasSeg = hasSeg && !segNull
+	// 0 means none, as Python's truthiness makes it in ML2's type drivers
+	// (gophercloud sends it for flat segments).
+	hasSeg = hasSeg && !segNull && seg != 0
 	if !hasType {
 		if hasPhys || hasSeg {
 			return invalidInput("network_type required")
@@ -135,7 +159,7 @@ func (s *Service) segment(n *Network, b Body) error {
 		return invalidInput("network_type value '%s' not supported", typ)
 	}
 	max := s.maxMTU(typ)
-	mtu, null, has, err := b.integer("mtu")
+	mtu, null, has, err := orig.integer("mtu")
 	if err != nil {
 		return err
 	}

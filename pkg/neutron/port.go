@@ -393,6 +393,15 @@ func (s *Service) setFixedIPs(tx *nsdb.Tx, p *Port, subnets map[string]*Subnet, 
 			}
 		}
 	}
+	if !routerPort {
+		// Every port gets its address on each SLAAC subnet, asked for or
+		// not (Neutron's auto-address subnets).
+		for _, sub := range sortedSubnets(subnets) {
+			if slaac(sub) && !slices.ContainsFunc(req, func(f fixedReq) bool { return f.subnetID == sub.ID || sub.CIDR.Contains(f.ip) }) {
+				req = append(req, fixedReq{subnetID: sub.ID})
+			}
+		}
+	}
 	var next []FixedIP
 	for _, f := range req {
 		sub := subnets[f.subnetID]

@@ -35,7 +35,10 @@ func reconcile(tx *nsdb.Tx, old map[string]string, want []model.Object) (map[str
 		items = append(items, item{k, hashOf(o), o})
 		wanted[k] = true
 	}
-	if err := removeOwned(tx, old, wanted); err != nil {
+	// Entries, rules and ports go first (they reference the rest); the
+	// chains, groups and devices they referenced go after the rewrites,
+	// which may drop references to them (a port losing its filters).
+	if err := removeOwned(tx, old, wanted, true); err != nil {
 		return nil, err
 	}
 	created := map[string]bool{}
@@ -74,6 +77,9 @@ func reconcile(tx *nsdb.Tx, old map[string]string, want []model.Object) (map[str
 		}
 		created[it.key] = true
 		owned[it.key] = it.hash
+	}
+	if err := removeOwned(tx, old, wanted, false); err != nil {
+		return nil, err
 	}
 	// Rules created into a chain were appended in creation order; the
 	// translation's order (and the removal of old rules) is the chain's
@@ -156,10 +162,14 @@ func rewrite(tx *nsdb.Tx, cur, o model.Object) error {
 var removalOrder = []string{"dhcp-host", "route", "rule", "ip-address-group-address", "port-group-member", "port",
 	"dhcp-subnet", "router", "bridge", "chain", "ip-address-group", "port-group"}
 
-func removeOwned(tx *nsdb.Tx, old map[string]string, keep map[string]bool) error {
+// early are the kinds removeOwned removes before the rewrites.
+var early = map[string]bool{"dhcp-host": true, "route": true, "rule": true, "ip-address-group-address": true, "port-group-member": true, "port": true}
+
+func removeOwned(tx *nsdb.Tx, old map[string]string, keep map[string]bool, first bool) error {
 	var doomed []string
 	for k := range old {
-		if !keep[k] {
+		kind, _, _ := strings.Cut(k, "/")
+		if !keep[k] && early[kind] == first {
 			doomed = append(doomed, k)
 		}
 	}

@@ -181,6 +181,18 @@ func (s *Service) setGateway(tx *nsdb.Tx, c *identity.Context, r *Router, g gate
 		}
 		return nil
 	}
+	var n *Network
+	if g.networkID != "" {
+		// The new network is checked before the old gateway's users, as
+		// Neutron's _update_router_gw_info does.
+		var err error
+		if n, err = s.getNetwork(tx, c, g.networkID); err != nil {
+			return err
+		}
+		if !n.External {
+			return badRequest("router", "Network %s is not an external network", n.ID)
+		}
+	}
 	if r.GatewayNetworkID != "" {
 		fips, err := tx.List(FloatingIPKind, "router_id", r.ID)
 		if err != nil {
@@ -201,15 +213,8 @@ func (s *Service) setGateway(tx *nsdb.Tx, c *identity.Context, r *Router, g gate
 		}
 		r.GatewayNetworkID, r.GatewayPortID, r.EnableSNAT = "", "", false
 	}
-	if g.networkID == "" {
+	if n == nil {
 		return nil
-	}
-	n, err := s.getNetwork(tx, c, g.networkID)
-	if err != nil {
-		return err
-	}
-	if !n.External {
-		return badRequest("router", "Network %s is not an external network", n.ID)
 	}
 	p := &Port{Std: s.newStd(""), NetworkID: n.ID, DeviceOwner: OwnerRouterGateway, DeviceID: r.ID, RouterID: r.ID,
 		AdminStateUp: true, VNICType: "normal"}

@@ -69,8 +69,15 @@ func PrepareCreate(tx Tx, o Object) error {
 		if err != nil {
 			return err
 		}
-		chain.RuleIDs = insertAt(chain.RuleIDs, x.ID, x.Position)
+		pos := x.Position
 		x.Position = 0 // derived from the chain on read
+		if slices.Contains(chain.RuleIDs, x.ID) {
+			// Written in one transaction with a chain that lists it
+			// already (the Neutron translation writes chains whole): it
+			// keeps the place the chain gives it.
+			return nil
+		}
+		chain.RuleIDs = insertAt(chain.RuleIDs, x.ID, pos)
 		return tx.Put(chain)
 	case *DHCPHost:
 		return checkDHCPHostAddress(tx, x)

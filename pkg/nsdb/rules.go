@@ -157,6 +157,25 @@ func matches(f *model.Field, o model.Object, value string) bool {
 	return false
 }
 
+// ObjectID names an object for Prefetch.
+type ObjectID struct {
+	Kind *model.Kind
+	ID   string
+}
+
+// Prefetch reads objects the transaction is about to Get in one round
+// trip instead of one each. Like every read it is compared at commit only
+// once the object is actually used (Get).
+func (tx *Tx) Prefetch(ids ...ObjectID) error {
+	keys := make([]string, 0, len(ids))
+	for _, o := range ids {
+		if model.IsUUID(o.ID) {
+			keys = append(keys, objKey(o.Kind, o.ID))
+		}
+	}
+	return tx.prefetch(keys)
+}
+
 // UniqueOwner returns the id of the object of k holding value in field f
 // (within scope, the text of f's scoping field), or "". Callers ask it about
 // values they hope are free (a random tunnel key), so an optimistic attempt

@@ -89,7 +89,7 @@ func (s *Service) CreateFloatingIP(ctx context.Context, c *identity.Context, b B
 	var out *FloatingIP
 	_, err = s.store.Update(ctx, func(tx *nsdb.Tx) error {
 		x := *f
-		x.ID, x.Owned = newID(), nil
+		x.ID = newID()
 		n, err := s.getNetwork(tx, c, x.FloatingNetworkID)
 		if err != nil {
 			return err

@@ -151,8 +151,8 @@ func validIPForSubnet(s *Subnet, a netip.Addr, routerPort bool) bool {
 	return !(a.Is4() && a == lastAddr(s.CIDR))
 }
 
-// claim allocates an address in a subnet to a port: the given one, or a
-// free one from the pools. Candidates are probed at random so that
+// claim allocates an address in a subnet to a port (one it does not hold
+// yet): the given one, or a free one from the pools. Candidates are probed at random so that
 // concurrent creates rarely collide; a first optimistic attempt asserts
 // its pick free at commit without reading it (nsdb.Update retries, reading,
 // when it was taken).
@@ -163,14 +163,8 @@ func claim(tx *nsdb.Tx, s *Subnet, portID string, want netip.Addr) (netip.Addr, 
 		if err != nil {
 			return netip.Addr{}, err
 		}
-		if owner != "" && owner != allocationID(s.ID, want) {
-			return netip.Addr{}, ipInUse(s.NetworkID, want)
-		}
 		if owner != "" {
-			o, err := tx.Get(IPAllocationKind, owner)
-			if err == nil && o.(*IPAllocation).PortID != portID {
-				return netip.Addr{}, ipInUse(s.NetworkID, want)
-			}
+			return netip.Addr{}, ipInUse(s.NetworkID, want)
 		}
 		return want, allocate(tx, s, portID, want)
 	}
@@ -228,11 +222,7 @@ func pick(pools []Pool, off *big.Int) netip.Addr {
 }
 
 func allocate(tx *nsdb.Tx, s *Subnet, portID string, a netip.Addr) error {
-	id := allocationID(s.ID, a)
-	if _, err := tx.Get(IPAllocationKind, id); err == nil {
-		return nil // the port holds it already (an update keeping it)
-	}
-	_, err := tx.Create(&IPAllocation{Meta: model.Meta{ID: id}, SubnetID: s.ID, PortID: portID, IPAddress: a})
+	_, err := tx.Create(&IPAllocation{Meta: model.Meta{ID: allocationID(s.ID, a)}, SubnetID: s.ID, PortID: portID, IPAddress: a})
 	return err
 }
 

@@ -34,10 +34,10 @@ type Std struct {
 	CreatedAt      string   `json:"created_at"`
 	UpdatedAt      string   `json:"updated_at"`
 	RevisionNumber int64    `json:"revision_number"`
-	// Owned maps the native objects this object's translation wrote
-	// ("kind/id") to a hash of their translated form: a later translation
-	// removes what it no longer wants and rewrites only what changed.
-	Owned map[string]string `json:"owned,omitempty"`
+
+	// owned is the object's Translation once loaded (see apply).
+	owned       map[string]string
+	ownedLoaded bool
 }
 
 func (s *Std) std() *Std { return s }
@@ -46,6 +46,16 @@ func (s *Std) std() *Std { return s }
 type Object interface {
 	model.Object
 	std() *Std
+}
+
+// Translation records the native objects a Neutron object's translation
+// wrote ("kind/id") with a hash of their translated form, so that a later
+// translation removes what it no longer wants and rewrites only what
+// changed. It is kept apart from the Neutron object, which lists decode
+// thousands of times, and read only when that object is rewritten.
+type Translation struct {
+	model.Meta
+	Owned map[string]string `json:"owned"`
 }
 
 // Project records that a project has used the Neutron API: it anchors the
@@ -223,6 +233,7 @@ var (
 	IPAllocationKind      = model.RegisterInternal("neutron-ip-allocation", "neutron-ip-allocations", "An address in use in a Neutron subnet.", &IPAllocation{}, nil)
 	FloatingIPKind        = model.RegisterInternal("neutron-floatingip", "neutron-floatingips", "A Neutron floating IP.", &FloatingIP{}, nil)
 	PortForwardingKind    = model.RegisterInternal("neutron-port-forwarding", "neutron-port-forwardings", "A port forwarding of a floating IP.", &PortForwarding{}, nil)
+	TranslationKind       = model.RegisterInternal("neutron-translation", "neutron-translations", "The native objects a Neutron object's translation wrote.", &Translation{}, nil)
 )
 
 // namespace derives the ids of objects whose identity is a tuple: the

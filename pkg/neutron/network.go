@@ -246,7 +246,7 @@ func (s *Service) CreateNetwork(ctx context.Context, c *identity.Context, b Body
 	var out *Network
 	_, err = s.store.Update(ctx, func(tx *nsdb.Tx) error {
 		x := *n
-		x.ID, x.Owned = newID(), nil
+		x.ID = newID()
 		if err := claimSegment(tx, &x); err != nil {
 			return err
 		}

@@ -250,16 +250,16 @@ func (s *Service) CreatePort(ctx context.Context, c *identity.Context, b Body) (
 		return nil, err
 	}
 	_, hasSecurity := b["port_security_enabled"]
-	if err := s.checkQuota(ctx, project, "port", 1); err != nil {
-		return nil, err
-	}
 	if err := s.ensureProject(ctx, project); err != nil {
 		return nil, err
 	}
+	// The quota is counted while the transaction reads (it is not part of
+	// it anyway: see checkQuota), and waited for before it commits.
+	quota := s.checkQuotaAsync(ctx, project, "port", 1)
 	var out *Port
 	_, err = s.store.Update(ctx, func(tx *nsdb.Tx) error {
 		x := *p
-		x.ID, x.Owned = newID(), nil
+		x.ID = newID()
 		n, err := s.getNetwork(tx, c, x.NetworkID)
 		if err != nil {
 			return err
@@ -271,6 +271,9 @@ func (s *Service) CreatePort(ctx context.Context, c *identity.Context, b Body) (
 			x.PortSecurityEnabled = n.PortSecurityEnabled
 		}
 		if err := s.writePort(tx, c, &x, r, true); err != nil {
+			return err
+		}
+		if err := quota(); err != nil {
 			return err
 		}
 		out = &x
@@ -290,6 +293,26 @@ func (s *Service) writePort(tx *nsdb.Tx, c *identity.Context, p *Port, r portReq
 	if err != nil {
 		return err
 	}
+	// What the translation reads next, in one round trip: the groups and
+	// the DHCP subnets its DHCP hosts join.
+	var ahead []nsdb.ObjectID
+	for id, sub := range subnets {
+		if sub.CIDR.Addr().Is4() {
+			ahead = append(ahead, nsdb.ObjectID{Kind: model.DHCPSubnetKind, ID: id})
+		}
+	}
+	groups := p.SecurityGroups
+	if fresh && !r.hasGroups && p.ProjectID != "" {
+		groups = []string{defaultGroupID(p.ProjectID)}
+	} else if r.hasGroups {
+		groups = r.groups
+	}
+	for _, g := range groups {
+		ahead = append(ahead, nsdb.ObjectID{Kind: SecurityGroupKind, ID: g})
+	}
+	if err := tx.Prefetch(ahead...); err != nil {
+		return err
+	}
 	if fresh || r.hasFixed {
 		if err := s.setFixedIPs(tx, p, subnets, r.fixed, r.hasFixed); err != nil {
 			return err
@@ -298,7 +321,7 @@ func (s *Service) writePort(tx *nsdb.Tx, c *identity.Context, p *Port, r portReq
 	if err := s.setSecurity(tx, c, p, r, fresh); err != nil {
 		return err
 	}
-	groups, err := s.portGroups(tx, p)
+	pgroups, err := s.portGroups(tx, p)
 	if err != nil {
 		return err
 	}
@@ -306,7 +329,7 @@ func (s *Service) writePort(tx *nsdb.Tx, c *identity.Context, p *Port, r portReq
 	if err != nil {
 		return err
 	}
-	in := PortInput{Port: p, Subnets: subnets, Groups: groups, HostID: hostID}
+	in := PortInput{Port: p, Subnets: subnets, Groups: pgroups, HostID: hostID}
 	if err := apply(tx, &p.Std, TranslatePort(in)); err != nil {
 		return err
 	}
@@ -434,6 +457,10 @@ func (s *Service) setFixedIPs(tx *nsdb.Tx, p *Port, subnets map[string]*Subnet, 
 					break
 				}
 			}
+		}
+		if want.IsValid() && slices.Contains(p.FixedIPs, FixedIP{SubnetID: sub.ID, IPAddress: want}) {
+			next = append(next, FixedIP{SubnetID: sub.ID, IPAddress: want}) // held already
+			continue
 		}
 		a, err := claim(tx, sub, p.ID, want)
 		if err != nil {

@@ -78,6 +78,21 @@ func (s *Service) checkQuota(ctx context.Context, project, resource string, n in
 	return nil
 }
 
+// checkQuotaAsync starts checkQuota and returns the wait for its answer,
+// so a create overlaps the count with its own reads.
+func (s *Service) checkQuotaAsync(ctx context.Context, project, resource string, n int) func() error {
+	done := make(chan error, 1)
+	go func() { done <- s.checkQuota(ctx, project, resource, n) }()
+	var err error
+	waited := false
+	return func() error {
+		if !waited {
+			err, waited = <-done, true
+		}
+		return err
+	}
+}
+
 // Quotas returns a project's limits.
 func (s *Service) Quotas(ctx context.Context, c *identity.Context, project string) (map[string]int, error) {
 	if !c.IsAdmin() && project != c.ProjectID {

@@ -43,11 +43,7 @@ func reconcile(tx *nsdb.Tx, old map[string]string, want []model.Object) (map[str
 	}
 	created := map[string]bool{}
 	owned := make(map[string]string, len(items))
-	var chains []*model.Chain
 	for _, it := range items {
-		if c, ok := it.o.(*model.Chain); ok {
-			chains = append(chains, c)
-		}
 		if h, ok := old[it.key]; ok && h == it.hash {
 			owned[it.key] = it.hash
 			continue
@@ -81,29 +77,15 @@ func reconcile(tx *nsdb.Tx, old map[string]string, want []model.Object) (map[str
 	if err := removeOwned(tx, old, wanted, false); err != nil {
 		return nil, err
 	}
-	// Rules created into a chain were appended in creation order; the
-	// translation's order (and the removal of old rules) is the chain's
-	// RuleIDs as translated.
-	for _, c := range chains {
-		o, err := tx.Get(model.ChainKind, c.ID)
-		if err != nil {
-			return nil, err
-		}
-		cur := o.(*model.Chain)
-		if !slices.Equal(cur.RuleIDs, c.RuleIDs) {
-			cur.RuleIDs = slices.Clone(c.RuleIDs)
-			if err := tx.Put(cur); err != nil {
-				return nil, err
-			}
-		}
-	}
 	return owned, nil
 }
 
 // create writes a new native object. A port linked to a peer that this
 // reconcile creates later is created unlinked: creating the peer links
-// both (model.PrepareCreate keeps links symmetric). A chain is created
-// empty and its rules join it as they are created. An address-group entry
+// both (model.PrepareCreate keeps links symmetric). A chain is written
+// whole, listing the rules created after it (references are checked when
+// the transaction commits, and a rule its chain lists keeps its place).
+// An address-group entry
 // for an address another port already put in the group is skipped (the
 // group is a set).
 func create(tx *nsdb.Tx, o model.Object, wanted, created map[string]bool) (skip bool, err error) {
@@ -117,10 +99,6 @@ func create(tx *nsdb.Tx, o model.Object, wanted, created map[string]bool) (skip 
 				o = &c
 			}
 		}
-	case *model.Chain:
-		c := *x
-		c.RuleIDs = nil
-		o = &c
 	case *model.IPAddrGroupAddr:
 		f := model.IPAddrGroupAddrKind.Field("address")
 		owner, err := tx.UniqueOwner(model.IPAddrGroupAddrKind, f, x.IPAddrGroupID, x.Address.String())
@@ -145,11 +123,6 @@ func rewrite(tx *nsdb.Tx, cur, o model.Object) error {
 		if c.MAC.IsZero() {
 			c.MAC = cur.(*model.Port).MAC
 		}
-		o = &c
-	case *model.Chain:
-		// Its rules are put in order once they exist (see reconcile).
-		c := *x
-		c.RuleIDs = cur.(*model.Chain).RuleIDs
 		o = &c
 	}
 	return tx.Put(o)
@@ -208,12 +181,38 @@ func hashOf(o model.Object) string {
 	return hex.EncodeToString(sum[:8])
 }
 
-// apply reconciles a Neutron object's translation and records it.
+// apply reconciles a Neutron object's translation and records it in the
+// object's Translation. An object not stored yet (Revision 0: created in
+// this transaction) has none to read.
 func apply(tx *nsdb.Tx, s *Std, want []model.Object) error {
-	owned, err := reconcile(tx, s.Owned, want)
+	id := DerivedID("translation", s.ID)
+	existed := false
+	if !s.ownedLoaded && s.Revision != 0 {
+		o, err := tx.Get(TranslationKind, id)
+		switch {
+		case err == nil:
+			s.owned, existed = o.(*Translation).Owned, true
+		case !errors.Is(err, model.ErrNotFound):
+			return err
+		}
+	} else if s.ownedLoaded {
+		existed = s.owned != nil
+	}
+	owned, err := reconcile(tx, s.owned, want)
 	if err != nil {
 		return err
 	}
-	s.Owned = owned
-	return nil
+	switch {
+	case len(owned) == 0 && existed:
+		err = tx.Delete(TranslationKind, id)
+		owned = nil
+	case len(owned) == 0:
+		owned = nil
+	case existed:
+		err = tx.Put(&Translation{Meta: model.Meta{ID: id}, Owned: owned})
+	default:
+		_, err = tx.Create(&Translation{Meta: model.Meta{ID: id}, Owned: owned})
+	}
+	s.owned, s.ownedLoaded = owned, true
+	return err
 }

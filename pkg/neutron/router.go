@@ -142,7 +142,7 @@ func (s *Service) CreateRouter(ctx context.Context, c *identity.Context, b Body)
 	var out *Router
 	_, err = s.store.Update(ctx, func(tx *nsdb.Tx) error {
 		x := *r
-		x.ID, x.Owned = newID(), nil
+		x.ID = newID()
 		if _, err := tx.Create(&x); err != nil {
 			return err
 		}

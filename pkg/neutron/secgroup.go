@@ -36,6 +36,10 @@ var ruleSpec = std.with(spec{
 
 func init() { delete(ruleSpec, "tags") } // Neutron does not tag rules' creation
 
+// defaultGroupID is the id of a project's default group: derived, so that
+// finding it costs no read.
+func defaultGroupID(project string) string { return DerivedID("default-security-group", project) }
+
 // createDefaultGroup writes a project's default group: ingress from its
 // own members, egress anywhere, both families (Neutron's defaults).
 func (s *Service) createDefaultGroup(tx *nsdb.Tx, project, id string) error {
@@ -91,11 +95,7 @@ func fingerprint(r *SecurityGroupRule) string {
 // defaultGroup returns the project's default group, creating it again if
 // an admin deleted it (Neutron recreates it on next use too).
 func (s *Service) defaultGroup(tx *nsdb.Tx, project string) (*SecurityGroup, error) {
-	o, err := tx.Get(ProjectKind, projectObjectID(project))
-	if err != nil {
-		return nil, err
-	}
-	id := o.(*Project).DefaultGroupID
+	id := defaultGroupID(project)
 	g, err := tx.Get(SecurityGroupKind, id)
 	if errors.Is(err, model.ErrNotFound) {
 		if err := s.createDefaultGroup(tx, project, id); err != nil {
@@ -174,7 +174,6 @@ func (s *Service) CreateSecurityGroup(ctx context.Context, c *identity.Context, 
 	_, err = s.store.Update(ctx, func(tx *nsdb.Tx) error {
 		n := *g
 		n.ID = newID()
-		n.Owned = nil
 		rules := []*SecurityGroupRule{s.newRule(&n, "egress", "IPv4", nil), s.newRule(&n, "egress", "IPv6", nil)}
 		for _, r := range rules {
 			if _, err := tx.Create(r); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nagare/nagare/pkg/identity"
@@ -30,8 +31,9 @@ type Service struct {
 	log      *slog.Logger
 	mtu      int
 	now      func() time.Time
-	projects sync.Map // project id → struct{}: its neutron-project exists
-	hosts    sync.Map // host name → native host id (verified in each transaction)
+	projects sync.Map    // project id → struct{}: its neutron-project exists
+	common   atomic.Bool // the common chains exist
+	hosts    sync.Map    // host name → native host id (verified in each transaction)
 }
 
 // New returns the service over a store.
@@ -85,6 +87,9 @@ func (s *Service) ensureProject(ctx context.Context, project string) error {
 	if _, ok := s.projects.Load(project); ok {
 		return nil
 	}
+	if err := s.ensureCommonChains(ctx); err != nil {
+		return err
+	}
 	_, err := s.store.Update(ctx, func(tx *nsdb.Tx) error {
 		id := projectObjectID(project)
 		if _, err := tx.Get(ProjectKind, id); err == nil {
@@ -92,7 +97,7 @@ func (s *Service) ensureProject(ctx context.Context, project string) error {
 		} else if !errors.Is(err, model.ErrNotFound) {
 			return err
 		}
-		sgID := DerivedID("default-security-group", project)
+		sgID := defaultGroupID(project)
 		if _, err := tx.Create(&Project{Meta: model.Meta{ID: id}, ProjectID: project, DefaultGroupID: sgID}); err != nil {
 			return err
 		}
@@ -103,6 +108,28 @@ func (s *Service) ensureProject(ctx context.Context, project string) error {
 	}
 	s.projects.Store(project, struct{}{})
 	return nil
+}
+
+// ensureCommonChains writes, once, the chains every filtered port jumps
+// to (see CommonChains). Nothing deletes them: rules referencing them
+// restrict their deletion.
+func (s *Service) ensureCommonChains(ctx context.Context) error {
+	if s.common.Load() {
+		return nil
+	}
+	_, err := s.store.Update(ctx, func(tx *nsdb.Tx) error {
+		if _, err := tx.Get(model.ChainKind, CommonInChainID); err == nil {
+			return nil
+		} else if !errors.Is(err, model.ErrNotFound) {
+			return err
+		}
+		_, err := reconcile(tx, nil, CommonChains())
+		return err
+	})
+	if err == nil {
+		s.common.Store(true)
+	}
+	return err
 }
 
 // getProject reads a project's neutron-project object (nil if the project

@@ -193,7 +193,7 @@ func (s *Service) CreateSubnet(ctx context.Context, c *identity.Context, b Body)
 			}
 		}
 		x := *sub
-		x.ID, x.Owned = newID(), nil
+		x.ID = newID()
 		if err := apply(tx, &x.Std, TranslateSubnet(&x, n)); err != nil {
 			return err
 		}

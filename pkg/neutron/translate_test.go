@@ -169,16 +169,19 @@ func TestTranslatePort(t *testing.T) {
 	p := vmPort()
 	want(t, "unbound VM port", TranslatePort(PortInput{Port: p, Subnets: subnets(), Groups: []*SecurityGroup{group(true)}}),
 		"port bridge filtered", "chain port "+portID+" egress groups 1", "rule jump",
-		"chain port "+portID+" in 8", "rule accept", "rule accept", "rule accept", "rule accept", "rule accept",
-		"rule jump src 10.0.0.5/32", "rule jump src fe80::f816:3eff:fe01:203/128", "rule drop",
-		"chain port "+portID+" out 7", "rule accept", "rule accept", "rule accept", "rule accept", "rule accept", "rule jump", "rule drop",
+		"chain port "+portID+" in 5", "rule accept", "rule jump", "rule jump src 10.0.0.5/32", "rule jump src fe80::f816:3eff:fe01:203/128", "rule drop",
+		"chain port "+portID+" out 4", "rule accept", "rule jump", "rule jump", "rule drop",
 		"ipg-addr 10.0.0.5", "dhcp-host 10.0.0.5 fa:16:3e:01:02:03")
 	bound := TranslatePort(PortInput{Port: p, Subnets: subnets(), Groups: []*SecurityGroup{group(false)}, HostID: hostID})
 	if s := summary(bound)[0]; s != "port bridge bound tap33333333-33 filtered" {
 		t.Errorf("bound port: %q", s)
 	}
-	if s := summary(bound); s[4] != "rule accept" || len(s) != 20 {
+	if s := summary(bound); s[4] != "rule jump" || len(s) != 14 {
 		t.Errorf("stateless groups have no return-flow rule: %q", s)
+	}
+	common := summary(CommonChains())
+	if len(common) != 10 || common[0] != "chain neutron ports: common in 4" {
+		t.Errorf("common chains: %q", common)
 	}
 	d := vmPort()
 	d.VNICType = "direct"

@@ -306,12 +306,18 @@ func (a *API) create(h handlers) http.HandlerFunc {
 			a.fail(w, r, err)
 			return
 		}
-		a.respond(w, r, c, h.res, o.GetMeta().ID, http.StatusCreated)
+		a.respondWith(w, r, c, h.res, o, http.StatusCreated)
 	}
 }
 
-func (a *API) respond(w http.ResponseWriter, r *http.Request, c *identity.Context, res *neutron.Resource, id string, status int) {
-	m, err := a.render(r.Context(), c, res, id, nil)
+// respondWith renders the object a write returned (rather than reading it
+// again).
+func (a *API) respondWith(w http.ResponseWriter, r *http.Request, c *identity.Context, res *neutron.Resource, o model.Object, status int) {
+	var m map[string]any
+	err := a.svc.Read(r.Context(), c, func(v *neutron.Viewer) error {
+		m = v.View(o)
+		return nil
+	})
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -337,7 +343,7 @@ func (a *API) update(h handlers) http.HandlerFunc {
 			a.fail(w, r, err)
 			return
 		}
-		a.respond(w, r, c, h.res, o.GetMeta().ID, http.StatusOK)
+		a.respondWith(w, r, c, h.res, o, http.StatusOK)
 	}
 }
 
@@ -382,6 +388,10 @@ func (a *API) routerInterface(add bool) http.HandlerFunc {
 func pathID(r *http.Request, name string) string { return strings.ToLower(r.PathValue(name)) }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	if m, ok := v.(map[string]any); ok {
+		writeDoc(w, status, m)
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)

@@ -1,6 +1,7 @@
 // Command nagare-bench runs Nagare's benchmarks and prints one table.
 //
 //	nagare-bench api       control plane: port creates/s and latency, list of 10k ports
+//	nagare-bench neutron   Neutron port creates through auth + translation + etcd, list of 10k ports
 //	nagare-bench datapath  Nagare and the Linux kernel side by side: pps, TCP, RTT,
 //	                       flow setup, simulation (root; see `nagare-bench datapath -h`)
 //	nagare-bench flowgen   the new-flow traffic generator the datapath benchmark runs
@@ -28,7 +29,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: nagare-bench api|datapath|flowgen [flags]")
+		fmt.Fprintln(os.Stderr, "usage: nagare-bench api|neutron|datapath|flowgen [flags]")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -37,12 +38,14 @@ func main() {
 	switch what, args := os.Args[1], os.Args[2:]; what {
 	case "api":
 		err = api(ctx, args)
+	case "neutron":
+		err = neutronBench(ctx, args)
 	case "datapath":
 		err = datapath(ctx, args)
 	case "flowgen":
 		err = flowgen(ctx, args)
 	default:
-		fmt.Fprintf(os.Stderr, "nagare-bench: unknown benchmark %q (have: api, datapath, flowgen)\n", what)
+		fmt.Fprintf(os.Stderr, "nagare-bench: unknown benchmark %q (have: api, neutron, datapath, flowgen)\n", what)
 		os.Exit(2)
 	}
 	if err != nil {

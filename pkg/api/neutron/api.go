@@ -7,6 +7,7 @@
 package neutron
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -255,17 +256,30 @@ func (a *API) writeCollection(w http.ResponseWriter, r *http.Request, plural str
 		a.fail(w, r, res.NotFound(lq.marker))
 		return
 	}
+	// Streamed item by item through one small buffer: a 10,000-port list
+	// is ~8 MB that need never be in memory at once.
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 64<<10)
+	buf := make([]byte, 0, 4096)
+	buf = append(appendString(append(buf, '{'), plural), ':', '[')
 	for i, m := range page {
-		page[i] = project(m, lq.fields)
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = appendJSON(buf, project(m, lq.fields))
+		if len(buf) > 32<<10 {
+			_, _ = bw.Write(buf)
+			buf = buf[:0]
+		}
 	}
-	if page == nil {
-		page = []map[string]any{}
-	}
-	doc := map[string]any{plural: page}
+	buf = append(buf, ']')
 	if len(links) > 0 {
-		doc[plural+"_links"] = links
+		buf = append(appendString(append(buf, ','), plural+"_links"), ':')
+		buf = appendJSON(buf, links)
 	}
-	writeJSON(w, http.StatusOK, doc)
+	_, _ = bw.Write(append(buf, '}', '\n'))
+	_ = bw.Flush()
 }
 
 // render re-reads an object in a viewer and renders it for the caller.

@@ -10,6 +10,9 @@ cd "$(dirname "$0")/.."
 echo "== control plane (nagare-bench api)"
 ./bin/nagare-bench api
 echo
+echo "== Neutron API (nagare-bench neutron)"
+./bin/nagare-bench neutron
+echo
 echo "== datapath: Nagare and the Linux kernel side by side (nagare-bench datapath)"
 if [ "$(id -u)" -eq 0 ]; then
 	# shellcheck disable=SC2086 # word splitting of the extra flags is wanted

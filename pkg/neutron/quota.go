@@ -2,7 +2,6 @@ package neutron
 
 import (
 	"context"
-	"fmt"
 	"sort"
 
 	"github.com/google/uuid"
@@ -210,5 +209,3 @@ func (s *Service) ListQuotas(ctx context.Context, c *identity.Context) ([]Projec
 	sort.Slice(out, func(i, j int) bool { return out[i].ProjectID < out[j].ProjectID })
 	return out, nil
 }
-
-var _ = fmt.Sprint

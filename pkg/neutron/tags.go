@@ -5,7 +5,6 @@ import (
 	"slices"
 
 	"github.com/nagare/nagare/pkg/identity"
-	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/nsdb"
 )
 
@@ -74,5 +73,3 @@ func TagNotFound(r *Resource, id, tag string) error {
 
 // ValidTag checks a tag given in a URL.
 func ValidTag(t string) error { return validTag(t) }
-
-var _ model.Object = (*Network)(nil)

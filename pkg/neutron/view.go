@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/netip"
-	"slices"
 
 	"github.com/nagare/nagare/pkg/identity"
 	"github.com/nagare/nagare/pkg/model"
@@ -495,24 +494,4 @@ func (v *Viewer) portDetails(id string) any {
 	p := o.(*Port)
 	return map[string]any{"name": p.Name, "network_id": p.NetworkID, "mac_address": p.MACAddress.String(),
 		"admin_state_up": p.AdminStateUp, "status": p.Status, "device_id": p.DeviceID, "device_owner": p.DeviceOwner}
-}
-
-// ProjectOf is the project owning an object (for tag checks).
-func ProjectOf(o model.Object) string {
-	if x, ok := o.(Object); ok {
-		return x.std().ProjectID
-	}
-	return ""
-}
-
-// visibleFields of a resource for the caller, for "fields" defaults.
-func (r *Resource) visibleFields(c *identity.Context) []string {
-	var out []string
-	for k, a := range r.spec {
-		if !a.adminView || c.IsAdmin() {
-			out = append(out, k)
-		}
-	}
-	slices.Sort(out)
-	return out
 }

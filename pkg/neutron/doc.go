@@ -1,0 +1,36 @@
+// Package neutron implements OpenStack Networking (Neutron v2.0) over
+// Nagare's NSDB: the resources, Neutron's validation and policy, IP address
+// management, and the translation of Neutron objects to the native
+// topology (package model), as MidoNet's C3PO did.
+//
+// Every write is one nsdb Store.Update: it writes the Neutron objects (as
+// internal kinds of the store, so references, uniqueness and on-delete
+// rules come from the same schema) and reconciles their native
+// translation in the same etcd transaction. The two therefore never
+// disagree, and a request Neutron would refuse writes nothing.
+//
+// Translation is pure (translate.go): functions from Neutron objects to
+// native objects whose ids derive from the Neutron ids (DerivedID), so
+// translating again names the same objects. reconcile.go applies a
+// translation: it removes what the previous one wrote and the new one does
+// not, creates new objects under the model's write rules, and rewrites
+// only objects whose translated form changed (the previous forms' hashes
+// are kept in a Translation object beside the Neutron object).
+//
+//	network      bridge (same id); flat/VLAN on a physical network: + uplink bridge port (VLAN)
+//	subnet       DHCP subnet (same id) on the network's bridge; IPv4 only
+//	port         bridge port (same id), bound to tap<id[:11]> on binding:host_id's host;
+//	             DHCP host per IPv4 subnet; with port security: in/out/egress chains
+//	             (anti-spoofing by MAC and source, jumps to the groups' chains, drop)
+//	             and its addresses in its groups' address groups
+//	router port  (interface, gateway) + router port peer-linked to it, route to its subnet;
+//	             gateway: + default route through the external subnet's gateway
+//	router       router (same id) with pre-routing (DNAT of floating IPs and port
+//	             forwardings, reverse SNAT) and post-routing (their SNAT, gateway SNAT)
+//	             chains, static routes through the connected router port
+//	floating IP  static NAT rules in its router's chains (its own port has no native form)
+//	sec. group   ingress and egress chains of accept rules, and an address group
+//
+// The HTTP side (Neutron's URL layout, collections, errors) is package
+// api/neutron; identity and the caller's roles come from package identity.
+package neutron

@@ -12,6 +12,7 @@ import (
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/nsdb"
 	"github.com/nagare/nagare/pkg/nsdb/nsdbtest"
+	"github.com/nagare/nagare/pkg/sim"
 )
 
 type fixture struct {
@@ -70,6 +71,22 @@ func (f *fixture) native() map[string]int {
 		if len(objs) > 0 {
 			out[k.Name] = len(objs)
 		}
+	}
+	return out
+}
+
+// all lists every native object.
+func (f *fixture) all() []model.Object {
+	var out []model.Object
+	for _, k := range model.Kinds() {
+		if k.Internal {
+			continue
+		}
+		objs, _, err := f.store.List(f.ctx, k, "", "")
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		out = append(out, objs...)
 	}
 	return out
 }
@@ -144,6 +161,11 @@ func TestTranslationLifecycle(t *testing.T) {
 	hosts := must3(t)(f.store.List(ctx, model.DHCPHostKind, "dhcp_subnet_id", sub.ID))
 	if len(hosts) != 3 { // router interface, two VM ports
 		t.Errorf("dhcp hosts on %s: %d, want 3", sub.CIDR, len(hosts))
+	}
+
+	// The translated topology is one the simulation accepts.
+	if _, err := sim.Build(f.all()); err != nil {
+		t.Errorf("the simulation refuses the translated topology: %v", err)
 	}
 
 	// Deleting in the order a user would leaves the baseline.

@@ -161,6 +161,24 @@ func (e *env) raw(c *gophercloud.ServiceClient, method, path string, body string
 	return resp.StatusCode, m
 }
 
+// rawList is raw for endpoints that answer a JSON list (the native API).
+func (e *env) rawList(c *gophercloud.ServiceClient, path string) (int, []map[string]any) {
+	e.t.Helper()
+	req, err := http.NewRequest("GET", e.base+path, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	req.Header.Set("X-Auth-Token", c.Token())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var l []map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&l)
+	return resp.StatusCode, l
+}
+
 // rev is the NSDB's current revision: a refused request must leave it.
 func (e *env) rev() int64 {
 	resp, err := e.srv.Store().Client().Get(e.ctx, "/nagare/v1/schema-version")

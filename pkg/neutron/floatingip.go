@@ -510,19 +510,27 @@ func (s *Service) checkForwarding(tx *nsdb.Tx, c *identity.Context, f *FloatingI
 	return nil
 }
 
+// getForwarding reads a floating IP the caller may see and one of its port
+// forwardings; a forwarding of another floating IP is not found.
+func (s *Service) getForwarding(tx *nsdb.Tx, c *identity.Context, fipID, id string) (*FloatingIP, *PortForwarding, error) {
+	f, err := s.getFloatingIP(tx, c, fipID)
+	if err != nil {
+		return nil, nil, err
+	}
+	o, err := tx.Get(PortForwardingKind, id)
+	if err != nil || o.(*PortForwarding).FloatingIPID != fipID {
+		return nil, nil, portForwardingNotFound(id)
+	}
+	return f, o.(*PortForwarding), nil
+}
+
 // GetPortForwarding reads one port forwarding of a floating IP.
 func (s *Service) GetPortForwarding(ctx context.Context, c *identity.Context, fipID, id string) (*PortForwarding, error) {
 	var out *PortForwarding
 	err := s.view(ctx, func(tx *nsdb.Tx) error {
-		if _, err := s.getFloatingIP(tx, c, fipID); err != nil {
-			return err
-		}
-		o, err := tx.Get(PortForwardingKind, id)
-		if err != nil || o.(*PortForwarding).FloatingIPID != fipID {
-			return portForwardingNotFound(id)
-		}
-		out = o.(*PortForwarding)
-		return nil
+		var err error
+		_, out, err = s.getForwarding(tx, c, fipID, id)
+		return err
 	})
 	return out, err
 }
@@ -550,18 +558,13 @@ func (s *Service) UpdatePortForwarding(ctx context.Context, c *identity.Context,
 	}
 	var out *PortForwarding
 	_, err := s.store.Update(ctx, func(tx *nsdb.Tx) error {
-		f, err := s.getFloatingIP(tx, c, fipID)
+		f, pf, err := s.getForwarding(tx, c, fipID, id)
 		if err != nil {
 			return err
 		}
 		if err := may(c, "update_floatingip_port_forwarding"); err != nil {
 			return err
 		}
-		o, err := tx.Get(PortForwardingKind, id)
-		if err != nil || o.(*PortForwarding).FloatingIPID != fipID {
-			return portForwardingNotFound(id)
-		}
-		pf := o.(*PortForwarding)
 		if err := pf.decode(b, false); err != nil {
 			return err
 		}
@@ -582,16 +585,12 @@ func (s *Service) UpdatePortForwarding(ctx context.Context, c *identity.Context,
 // one leaves it without a router.
 func (s *Service) DeletePortForwarding(ctx context.Context, c *identity.Context, fipID, id string) error {
 	_, err := s.store.Update(ctx, func(tx *nsdb.Tx) error {
-		f, err := s.getFloatingIP(tx, c, fipID)
+		f, _, err := s.getForwarding(tx, c, fipID, id)
 		if err != nil {
 			return err
 		}
 		if err := may(c, "delete_floatingip_port_forwarding"); err != nil {
 			return err
-		}
-		o, err := tx.Get(PortForwardingKind, id)
-		if err != nil || o.(*PortForwarding).FloatingIPID != fipID {
-			return portForwardingNotFound(id)
 		}
 		if err := tx.Delete(PortForwardingKind, id); err != nil {
 			return err

@@ -95,6 +95,9 @@ type Agent struct {
 	nextDP int32
 	tun    datapath.TunnelConfig
 	dhcp   map[string]*dhcpServer // bridge id → server (kept across rebuilds: leases)
+	// memberStatus is the pool members' health (nsdb state keys), copied
+	// into the mirror's members' derived Status.
+	memberStatus map[string]string
 }
 
 // Run runs the agent until ctx is done.
@@ -103,7 +106,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	a := &Agent{cfg: cfg, log: cfg.Log, objs: map[string]model.Object{}, bound: map[string]boundPort{},
-		dhcp: map[string]*dhcpServer{}}
+		dhcp: map[string]*dhcpServer{}, memberStatus: map[string]string{}}
 	var err error
 	a.cli, err = clientv3.New(clientv3.Config{Endpoints: cfg.EtcdEndpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
@@ -145,6 +148,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	run("datapath", func(ctx context.Context) error { return a.dp.Run(ctx, datapath.MissFunc(a.miss)) })
 	run("topology watch", func(ctx context.Context) error { return a.store.Watch(ctx, a.apply) })
+	run("member status watch", func(ctx context.Context) error { return a.store.WatchMemberStatus(ctx, a.applyMemberStatus) })
 	run("mac table", a.macs.run)
 	run("neighbor table", a.nbrs.run)
 	run("reconcile", a.reconcileLoop)

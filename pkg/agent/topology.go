@@ -55,6 +55,7 @@ func (a *Agent) apply(b nsdb.Batch) error {
 	if b.Reset {
 		a.objs = make(map[string]model.Object, len(b.Objects))
 		for _, o := range b.Objects {
+			a.withStatus(o)
 			a.objs[objKey(model.KindOf(o), o.GetMeta().ID)] = o
 		}
 	} else {
@@ -69,27 +70,94 @@ func (a *Agent) apply(b nsdb.Batch) error {
 				if ev.Prev == nil {
 					ev.Prev = a.objs[key]
 				}
+				a.withStatus(ev.Object)
 				a.objs[key] = ev.Object
 			}
 			events = append(events, ev)
 		}
 	}
+	a.commit(events, b.Reset)
+	return nil
+}
+
+// withStatus fills a pool member's derived status from the health
+// monitors' state (the object is the watch's fresh copy, ours to change).
+func (a *Agent) withStatus(o model.Object) {
+	if m, ok := o.(*model.PoolMember); ok {
+		m.Status = a.memberStatus[m.ID]
+	}
+}
+
+// applyMemberStatus is the member-status watch callback: a member whose
+// health changed is replaced in the mirror by a copy with the new status,
+// as if the member itself had changed, so the rebuilt topology excludes
+// a down member and the member's flows (and its pool's) are invalidated.
+func (a *Agent) applyMemberStatus(b nsdb.MemberStatusBatch) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	changed := map[string]string{}
+	if b.Reset {
+		for id, s := range a.memberStatus {
+			if b.Status[id] != s {
+				changed[id] = b.Status[id]
+			}
+		}
+		for id, s := range b.Status {
+			if a.memberStatus[id] != s {
+				changed[id] = s
+			}
+		}
+		a.memberStatus = b.Status
+	} else {
+		for id, s := range b.Status {
+			if a.memberStatus[id] != s {
+				changed[id] = s
+			}
+			if s == "" {
+				delete(a.memberStatus, id)
+			} else {
+				a.memberStatus[id] = s
+			}
+		}
+	}
+	var events []nsdb.Event
+	for id, s := range changed {
+		key := objKey(model.PoolMemberKind, id)
+		prev, ok := a.objs[key].(*model.PoolMember)
+		if !ok {
+			continue // a member not (yet) mirrored takes its status when it comes
+		}
+		cur := model.Clone(prev).(*model.PoolMember)
+		cur.Status = s
+		a.objs[key] = cur
+		events = append(events, nsdb.Event{Type: nsdb.Put, Kind: model.PoolMemberKind, ID: id, Object: cur, Prev: prev})
+	}
+	if len(events) > 0 {
+		a.log.Info("pool member health changed", "members", changed)
+		a.commit(events, false)
+	}
+	return nil
+}
+
+// commit rebuilds the view after the mirror changed and invalidates the
+// flows the events made stale (all of them after a reset). Called with
+// a.mu held.
+func (a *Agent) commit(events []nsdb.Event, reset bool) {
 	old := a.view.Load().topo
 	if err := a.rebuild(); err != nil {
 		a.log.Error("topology rebuild failed; keeping the previous one", "err", err)
-		return nil
+		return
 	}
 	cur := a.view.Load().topo
 	var tags []uint64
 	for _, ev := range events {
 		tags = append(tags, InvalidationTags(old, cur, ev)...)
 	}
-	if b.Reset {
+	if reset {
 		a.met.flowsInvalidated.Add(float64(a.dp.Flush()))
 	} else if len(tags) > 0 {
 		a.met.flowsInvalidated.Add(float64(a.dp.Invalidate(tags...)))
 	}
-	return nil
 }
 
 // rebuild makes a new view from the mirror. Called with a.mu held.

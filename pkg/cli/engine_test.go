@@ -185,7 +185,9 @@ func TestIdlessObjects(t *testing.T) {
 		{"load-balancer lb0 pool pool0 add member address 10.0.0.7 port 80", "lb0:pool0:pm0"},
 		{"load-balancer lb0 add vip pool pool0 address 192.0.2.10 port 80", "lb0:vip0"},
 		{"load-balancer lb0 list vip", "vip vip0 pool lb0:pool0 address 192.0.2.10 port 80"},
-		{"load-balancer lb0 pool pool0 member pm0 show", "member pm0 address 10.0.0.7 port 80 weight 1 state up"},
+		{"load-balancer lb0 pool pool0 member pm0 show", "member pm0 address 10.0.0.7 port 80 weight 1 state up status no_monitor"},
+		{"load-balancer lb0 pool pool0 list member", "member pm0 address 10.0.0.7 port 80 weight 1 state up status no_monitor"},
+		{"load-balancer lb0 pool pool0 member pm0 show status", "no_monitor"},
 	})
 }
 

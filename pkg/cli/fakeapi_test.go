@@ -142,6 +142,11 @@ func (f *fakeAPI) view(o model.Object) model.Object {
 		}
 	case *model.Host:
 		x.Alive = f.alive[x.ID]
+	case *model.PoolMember:
+		// Like the server: no monitor on the pool, no status written.
+		if p, err := f.Get(model.PoolKind, x.PoolID); err == nil && p.(*model.Pool).HealthMonitorID == "" {
+			x.Status = model.MemberNoMonitor
+		}
 	}
 	return c
 }

@@ -301,6 +301,16 @@ type PoolMember struct {
 	Status       string     `json:"status,omitempty" nagare:"cli=status,ro,derived,doc=health as seen by the monitors: up, down or no_monitor"`
 }
 
+// Health statuses of a pool member (PoolMember.Status), written by the
+// agents' health monitors under /nagare/v1/state/pool-member/<id>. Only
+// MemberDown takes a member out of balancing: a member nobody has checked
+// yet ("") is used, like one whose pool has no monitor.
+const (
+	MemberUp        = "up"
+	MemberDown      = "down"
+	MemberNoMonitor = "no_monitor"
+)
+
 // VIP is an address and port on a load balancer's router that is balanced over a pool.
 type VIP struct {
 	Meta

@@ -30,6 +30,7 @@ type Store interface {
 	Get(ctx context.Context, k *model.Kind, id string) (model.Object, error)
 	List(ctx context.Context, k *model.Kind, field, value string) ([]model.Object, int64, error)
 	AliveHosts(ctx context.Context) (map[string]bool, error)
+	MemberStatuses(ctx context.Context) (map[string]string, error)
 }
 
 // maxBody bounds request bodies; the largest legitimate object is a few KB.
@@ -293,6 +294,32 @@ func (a *API) decorate(ctx context.Context, k *model.Kind, objs []model.Object) 
 		}
 		for _, o := range objs {
 			o.(*model.Host).Alive = alive[o.GetMeta().ID]
+		}
+	case model.PoolMemberKind:
+		// The monitors' status; a member of a pool without a health
+		// monitor that nobody wrote a status for shows no_monitor.
+		status, err := a.store.MemberStatuses(ctx)
+		if err != nil {
+			return err
+		}
+		monitored := map[string]bool{}
+		for _, o := range objs {
+			m := o.(*model.PoolMember)
+			if m.Status = status[m.ID]; m.Status != "" {
+				continue
+			}
+			mon, ok := monitored[m.PoolID]
+			if !ok {
+				po, err := a.store.Get(ctx, model.PoolKind, m.PoolID)
+				if err != nil && !errors.Is(err, model.ErrNotFound) {
+					return err
+				}
+				mon = err == nil && po.(*model.Pool).HealthMonitorID != ""
+				monitored[m.PoolID] = mon
+			}
+			if !mon {
+				m.Status = model.MemberNoMonitor
+			}
 		}
 	case model.RuleKind:
 		chains := map[string]*model.Chain{}

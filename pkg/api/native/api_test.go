@@ -404,3 +404,53 @@ func TestOpenAPI(t *testing.T) {
 		t.Error("openapi lacks nested or binding paths")
 	}
 }
+
+// A member's status is the health monitors' state key, like a host's
+// liveness is its agent's lease; without a monitor on the pool it is
+// no_monitor.
+func TestPoolMemberStatus(t *testing.T) {
+	e := newEnv(t)
+	lb := e.mustCreate("/load-balancers", map[string]any{"name": "lb"})
+	pool := e.mustCreate("/pools", map[string]any{"load_balancer_id": lb})
+	m := e.mustCreate("/pool-members", map[string]any{"pool_id": pool, "address": "10.0.0.7", "protocol_port": 80})
+	status := func() (string, string) {
+		t.Helper()
+		_, obj, _ := e.do("GET", "/pool-members/"+m, nil)
+		_, _, list := e.do("GET", "/pool-members", nil)
+		if len(list) != 1 {
+			t.Fatalf("list: %v", list)
+		}
+		s1, _ := obj["status"].(string)
+		s2, _ := list[0].(map[string]any)["status"].(string)
+		return s1, s2
+	}
+	if s, l := status(); s != "no_monitor" || l != "no_monitor" {
+		t.Fatalf("no monitor: show %q list %q", s, l)
+	}
+	hm := e.mustCreate("/health-monitors", map[string]any{"name": "hm"})
+	if st, obj, _ := e.do("PATCH", "/pools/"+pool, map[string]any{"health_monitor_id": hm}); st != 200 {
+		t.Fatalf("attach monitor: %d %v", st, obj)
+	}
+	if s, l := status(); s != "" || l != "" {
+		t.Fatalf("monitored, not checked yet: show %q list %q", s, l)
+	}
+	lease, err := e.cli.Grant(context.Background(), 60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.PutMemberStatus(context.Background(), m, "down", lease.ID); err != nil {
+		t.Fatal(err)
+	}
+	if s, l := status(); s != "down" || l != "down" {
+		t.Fatalf("down: show %q list %q", s, l)
+	}
+	if st, obj, _ := e.do("PATCH", "/pool-members/"+m, map[string]any{"status": "up"}); st != 400 {
+		t.Fatalf("writing the derived status: %d %v", st, obj)
+	}
+	if _, err := e.cli.Revoke(context.Background(), lease.ID); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := status(); s != "" {
+		t.Fatalf("status after the monitor's lease ended: %q", s)
+	}
+}

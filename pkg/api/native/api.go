@@ -76,6 +76,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+Prefix+"/hosts/{id}/bindings", a.bind)
 	mux.HandleFunc("DELETE "+Prefix+"/hosts/{id}/bindings/{iface}", a.unbind)
 	mux.HandleFunc("GET "+Prefix+"/hosts/{id}/datapath", a.datapathStatus)
+	mux.HandleFunc("GET "+Prefix+"/routers/{id}/nat-translations", a.natTranslations)
 	mux.HandleFunc("POST "+Prefix+"/trace", a.trace)
 	mux.HandleFunc("GET "+Prefix+"/openapi.json", a.openapi)
 	mux.HandleFunc(Prefix+"/", func(w http.ResponseWriter, r *http.Request) {

@@ -99,6 +99,10 @@ func OpenAPI() map[string]any {
 		"get": obj{"summary": "The datapath status the host's agent publishes: flows, hits, misses, lost, ports, a flow sample",
 			"responses": merge(obj{"200": obj{"description": "status"}}, errs)},
 	}
+	paths["/api/v1/routers/{id}/nat-translations"] = obj{
+		"get": obj{"summary": "The router's NAT bindings on every live host (show ip nat translations): protocol, inside global/local, outside local/global, state, lifetime left",
+			"responses": merge(obj{"200": obj{"description": "translations"}}, errs)},
+	}
 	paths["/api/v1/trace"] = obj{
 		"post": obj{"summary": "Simulate a described packet from an ingress port and return every device, rule and decision (nothing is sent)",
 			"requestBody": obj{"required": true, "content": obj{"application/json": obj{"schema": obj{"type": "object", "properties": obj{

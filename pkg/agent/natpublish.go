@@ -1,0 +1,184 @@
+package agent
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/nagare/nagare/pkg/flowstate"
+	"github.com/nagare/nagare/pkg/model"
+	"github.com/nagare/nagare/pkg/nsdb"
+	"github.com/nagare/nagare/pkg/packet"
+	"github.com/nagare/nagare/pkg/sim"
+)
+
+// natPublishEvery is how often the agent looks for changed NAT bindings.
+const natPublishEvery = 2 * time.Second
+
+// runNATPublisher publishes this host's NAT bindings (SNAT and DNAT
+// entries of tbl) under lease, every natPublishEvery when they changed,
+// for `show ip nat translations`. Expiry times are wall-clock: tbl's clock
+// must be time.Now().UnixNano(), as the miss path's is.
+func runNATPublisher(ctx context.Context, s *nsdb.Store, hostID string, tbl *flowstate.Table, lease clientv3.LeaseID) {
+	p := &natPublisher{s: s, host: hostID, tbl: tbl, lease: lease, routers: map[uint64]string{}}
+	t := time.NewTicker(natPublishEvery)
+	defer t.Stop()
+	for {
+		_ = p.publish(ctx, time.Now())
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+type natPublisher struct {
+	s       *nsdb.Store
+	host    string
+	tbl     *flowstate.Table
+	lease   clientv3.LeaseID
+	routers map[uint64]string // zone (router tag) → router id
+	last    []nsdb.NATTranslation
+	sent    bool
+}
+
+// publish writes the bindings if they differ from what was last written.
+func (p *natPublisher) publish(ctx context.Context, now time.Time) error {
+	recs, truncated := natSnapshot(p.tbl, now)
+	p.nameRouters(ctx, recs)
+	if p.sent && slices.Equal(recs, p.last) {
+		return nil
+	}
+	err := p.s.PutNATTranslations(ctx, p.host, p.lease, &nsdb.NATTranslations{
+		HostID: p.host, Updated: now.UTC(), Truncated: truncated, Translations: recs})
+	if err == nil {
+		p.last, p.sent = recs, true
+	}
+	return err
+}
+
+// nameRouters fills RouterID from the zones, reading the routers again
+// only when a zone is unknown.
+func (p *natPublisher) nameRouters(ctx context.Context, recs []nsdb.NATTranslation) {
+	listed := false
+	for i := range recs {
+		z, err := strconv.ParseUint(recs[i].Zone, 16, 64)
+		if err != nil {
+			continue
+		}
+		id, ok := p.routers[z]
+		if !ok && !listed {
+			listed = true
+			if rs, _, err := p.s.List(ctx, model.RouterKind, "", ""); err == nil {
+				for _, r := range rs {
+					rid := r.GetMeta().ID
+					p.routers[sim.ObjectTag(model.RouterKind, rid)] = rid
+				}
+			}
+			id = p.routers[z]
+		}
+		recs[i].RouterID = id
+	}
+}
+
+// rangeTTL is Table.RangeTTL where the table has it (entries with their
+// remaining lifetime); without it lifetimes are not published.
+type rangeTTL interface {
+	RangeTTL(now int64, fn func(e *flowstate.Entry, ttl time.Duration) bool)
+}
+
+// natSnapshot returns the table's NAT bindings as records, sorted, at most
+// nsdb.MaxNATTranslations, and how many more there were. The table's lock
+// is held only to copy entries.
+func natSnapshot(tbl *flowstate.Table, now time.Time) ([]nsdb.NATTranslation, int) {
+	type item struct {
+		e   flowstate.Entry
+		ttl time.Duration
+	}
+	var (
+		items     []item
+		truncated int
+	)
+	add := func(e *flowstate.Entry, ttl time.Duration) bool {
+		if e.Fwd.Type != flowstate.KeyFwdSNAT && e.Fwd.Type != flowstate.KeyFwdDNAT {
+			return true
+		}
+		if len(items) >= nsdb.MaxNATTranslations {
+			truncated++
+			return true
+		}
+		items = append(items, item{*e, ttl})
+		return true
+	}
+	if r, ok := any(tbl).(rangeTTL); ok {
+		r.RangeTTL(now.UnixNano(), add)
+	} else {
+		tbl.Range(func(e *flowstate.Entry) bool { return add(e, -1) })
+	}
+	recs := make([]nsdb.NATTranslation, 0, len(items))
+	for i := range items {
+		recs = append(recs, natRecord(&items[i].e, items[i].ttl, now))
+	}
+	slices.SortFunc(recs, compareNAT)
+	return recs, truncated
+}
+
+// natRecord renders a binding in Cisco's columns (see nsdb.NATTranslation).
+// ttl < 0: unknown lifetime.
+func natRecord(e *flowstate.Entry, ttl time.Duration, now time.Time) nsdb.NATTranslation {
+	k := &e.Fwd
+	ports := k.Proto == packet.IPProtoTCP || k.Proto == packet.IPProtoUDP || k.Echo != 0
+	ep := func(a netip.Addr, port uint16) string {
+		if !ports {
+			return a.String()
+		}
+		return netip.AddrPortFrom(a, port).String()
+	}
+	tr, trPort := e.Translated()
+	r := nsdb.NATTranslation{Zone: fmt.Sprintf("%016x", k.Zone), Protocol: protoName(k.Proto), State: e.State.Phase().String()}
+	if k.Type == flowstate.KeyFwdSNAT {
+		r.Type = "snat"
+		r.InsideLocal = ep(k.SrcAddr(), k.SrcPort)
+		r.InsideGlobal = ep(tr, trPort)
+		r.OutsideLocal = ep(k.DstAddr(), k.DstPort)
+	} else {
+		r.Type = "dnat"
+		r.InsideGlobal = ep(k.DstAddr(), k.DstPort)
+		r.InsideLocal = ep(tr, trPort)
+		r.OutsideLocal = ep(k.SrcAddr(), k.SrcPort)
+	}
+	r.OutsideGlobal = r.OutsideLocal
+	if ttl >= 0 {
+		// Whole seconds, so that a binding refreshed within the same
+		// second does not count as a change.
+		r.Expires = now.Add(ttl).UTC().Truncate(time.Second)
+	}
+	return r
+}
+
+func protoName(p uint8) string {
+	switch p {
+	case packet.IPProtoTCP:
+		return "tcp"
+	case packet.IPProtoUDP:
+		return "udp"
+	case packet.IPProtoICMPv4:
+		return "icmp"
+	case packet.IPProtoICMPv6:
+		return "icmp6"
+	}
+	return strconv.Itoa(int(p))
+}
+
+func compareNAT(a, b nsdb.NATTranslation) int {
+	return cmp.Or(cmp.Compare(a.Zone, b.Zone), cmp.Compare(a.Type, b.Type), cmp.Compare(a.Protocol, b.Protocol),
+		cmp.Compare(a.InsideGlobal, b.InsideGlobal), cmp.Compare(a.InsideLocal, b.InsideLocal),
+		cmp.Compare(a.OutsideLocal, b.OutsideLocal), a.Expires.Compare(b.Expires))
+}

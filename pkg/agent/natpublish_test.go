@@ -1,0 +1,143 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/nagare/nagare/pkg/flowstate"
+	"github.com/nagare/nagare/pkg/model"
+	"github.com/nagare/nagare/pkg/nsdb"
+	"github.com/nagare/nagare/pkg/nsdb/nsdbtest"
+	"github.com/nagare/nagare/pkg/packet"
+	"github.com/nagare/nagare/pkg/sim"
+)
+
+func natKey(zone uint64, src string, sport uint16, dst string, dport uint16, proto uint8) flowstate.Key {
+	return flowstate.Key{Src: netip.MustParseAddr(src).As16(), Dst: netip.MustParseAddr(dst).As16(), Zone: zone,
+		SrcPort: sport, DstPort: dport, Proto: proto, Family: 4}
+}
+
+// The published records are the table's NAT bindings in Cisco's columns,
+// named by router; connections are not published; an unchanged table is
+// not written again; the key goes with the host's lease.
+func TestNATPublisher(t *testing.T) {
+	cli := nsdbtest.Start(t)
+	s := nsdb.New(cli)
+	ctx := context.Background()
+	if err := s.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Create(ctx, &model.Router{Name: "router0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rid := r.GetMeta().ID
+	zone := sim.ObjectTag(model.RouterKind, rid)
+	host := "6b1d2c3e-0000-4000-8000-00000000000a"
+	g, err := cli.Grant(ctx, 60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := time.Now()
+	now := clock.UnixNano()
+	tbl := flowstate.New(flowstate.Config{})
+
+	var tx flowstate.Tx
+	snat := natKey(zone, "172.16.20.100", 40000, "192.0.2.80", 80, packet.IPProtoTCP)
+	snat.Type = flowstate.KeyFwdSNAT
+	se, err := tbl.AllocSNAT(&tx, rid, &snat, []flowstate.Target{{From: netip.MustParseAddr("10.81.14.201")}}, packet.TCPSyn, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dnat := natKey(zone, "192.0.2.9", 5555, "10.81.14.201", 80, packet.IPProtoTCP)
+	tx.Add(flowstate.NewDNAT(dnat, netip.MustParseAddr("172.16.20.100"), 8080, packet.TCPSyn))
+	conn := natKey(1234, "172.16.20.100", 1, "172.16.20.101", 2, packet.IPProtoUDP)
+	tx.Add(flowstate.NewConn(conn, conn.Reverse(), 0))
+	if err := tbl.Commit(&tx, now); err != nil {
+		t.Fatal(err)
+	}
+
+	p := &natPublisher{s: s, host: host, tbl: tbl, lease: g.ID, routers: map[uint64]string{}}
+	if err := p.publish(ctx, clock); err != nil {
+		t.Fatal(err)
+	}
+	all, err := s.ListNATTranslations(ctx)
+	if err != nil || len(all) != 1 {
+		t.Fatalf("ListNATTranslations: %v, %v", all, err)
+	}
+	_, sport := se.Translated()
+	z := fmt.Sprintf("%016x", zone)
+	want := []nsdb.NATTranslation{
+		{Zone: z, RouterID: rid, Type: "dnat", Protocol: "tcp", InsideGlobal: "10.81.14.201:80", InsideLocal: "172.16.20.100:8080",
+			OutsideLocal: "192.0.2.9:5555", OutsideGlobal: "192.0.2.9:5555", State: "new", HostID: host},
+		{Zone: z, RouterID: rid, Type: "snat", Protocol: "tcp", InsideGlobal: fmt.Sprintf("10.81.14.201:%d", sport),
+			InsideLocal: "172.16.20.100:40000", OutsideLocal: "192.0.2.80:80", OutsideGlobal: "192.0.2.80:80", State: "new", HostID: host},
+	}
+	got := all[0].Translations
+	if len(got) != len(want) {
+		t.Fatalf("published %+v, want %+v", got, want)
+	}
+	for i := range want {
+		exp := got[i].Expires
+		got[i].Expires = time.Time{}
+		if got[i] != want[i] {
+			t.Errorf("record %d: %+v, want %+v", i, got[i], want[i])
+		}
+		// Lifetimes where the table reports them (30 s for a SYN).
+		if _, ok := any(tbl).(rangeTTL); ok && (exp.Before(clock) || exp.After(clock.Add(31*time.Second))) {
+			t.Errorf("record %d expires %v, want within 30 s of %v", i, exp, clock)
+		}
+	}
+	if all[0].HostID != host || all[0].Truncated != 0 {
+		t.Errorf("host %q truncated %d", all[0].HostID, all[0].Truncated)
+	}
+
+	// Unchanged: nothing written.
+	before, _ := cli.Get(ctx, nsdb.NATTranslationsKey(host))
+	if err := p.publish(ctx, clock.Add(time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := cli.Get(ctx, nsdb.NATTranslationsKey(host))
+	if before.Kvs[0].ModRevision != after.Kvs[0].ModRevision {
+		t.Errorf("an unchanged table was published again")
+	}
+
+	// The running publisher writes under the lease; revoking it removes
+	// the record.
+	ctx2, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { runNATPublisher(ctx2, s, host, tbl, g.ID); close(done) }()
+	cancel()
+	<-done
+	if _, err := cli.Revoke(ctx, g.ID); err != nil {
+		t.Fatal(err)
+	}
+	if all, _ := s.ListNATTranslations(ctx); len(all) != 0 {
+		t.Fatalf("after the lease ended: %+v", all)
+	}
+	// A host id that is not a UUID is refused.
+	if err := s.PutNATTranslations(ctx, "../x", g.ID, &nsdb.NATTranslations{}); err == nil {
+		t.Error("PutNATTranslations accepted a bad host id")
+	}
+}
+
+// Only MaxNATTranslations records are published; the rest are counted.
+func TestNATSnapshotTruncates(t *testing.T) {
+	tbl := flowstate.New(flowstate.Config{})
+	now := time.Now()
+	for i := range nsdb.MaxNATTranslations + 10 {
+		var tx flowstate.Tx
+		k := natKey(7, "192.0.2.9", uint16(1000+i), "10.81.14.201", 80, packet.IPProtoTCP)
+		tx.Add(flowstate.NewDNAT(k, netip.MustParseAddr("172.16.20.100"), 80, packet.TCPSyn))
+		if err := tbl.Commit(&tx, now.UnixNano()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs, truncated := natSnapshot(tbl, now)
+	if len(recs) != nsdb.MaxNATTranslations || truncated != 10 {
+		t.Fatalf("%d records, %d truncated", len(recs), truncated)
+	}
+}

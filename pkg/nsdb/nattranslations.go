@@ -1,0 +1,108 @@
+package nsdb
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/nagare/nagare/pkg/model"
+)
+
+// NATTranslationsPrefix holds each agent's NAT bindings, one key per host
+// written under the host's lease (gone when the agent dies): what
+// `show ip nat translations` lists. Beside the port blocks (NATPrefix),
+// whose device segment is a UUID and never "translations".
+const NATTranslationsPrefix = NATPrefix + "translations/"
+
+// NATTranslationsKey is where the agent on hostID publishes its bindings.
+func NATTranslationsKey(hostID string) string { return NATTranslationsPrefix + hostID }
+
+// MaxNATTranslations bounds the bindings one host publishes: a snapshot
+// must stay well under etcd's request limit (1.5 MiB; a record is about
+// 300 bytes of JSON). The rest are counted in Truncated.
+const MaxNATTranslations = 2048
+
+// NATTranslation is one NAT binding in the columns of Cisco's
+// `show ip nat translations`. For an SNAT the inside local address is the
+// original source, the inside global the translated source, and outside
+// local and global are the destination; for a DNAT (outside to inside) the
+// inside global is the original destination (the public address), the
+// inside local the translated one, and outside is the source. Addresses
+// are "ip:port" (the echo identifier for ICMP), bare for protocols without
+// ports.
+type NATTranslation struct {
+	// Zone is the translating router's tag (sim.ObjectTag), hex; RouterID
+	// the router when the agent could name it.
+	Zone          string `json:"zone"`
+	RouterID      string `json:"router_id,omitempty"`
+	Type          string `json:"type"` // "snat" or "dnat"
+	Protocol      string `json:"protocol"`
+	InsideGlobal  string `json:"inside_global"`
+	InsideLocal   string `json:"inside_local"`
+	OutsideLocal  string `json:"outside_local"`
+	OutsideGlobal string `json:"outside_global"`
+	State         string `json:"state"`
+	// Expires is when the binding ends unless traffic refreshes it.
+	Expires time.Time `json:"expires"`
+	// HostID is the host that holds the binding (filled by readers from
+	// the key).
+	HostID string `json:"host_id,omitempty"`
+	// TTL is the lifetime left in seconds when read, -1 when the agent did
+	// not say (filled by the API, not published).
+	TTL int64 `json:"ttl_seconds"`
+}
+
+// NATTranslations is one host's published bindings.
+type NATTranslations struct {
+	HostID       string           `json:"host_id"`
+	Updated      time.Time        `json:"updated"`
+	Truncated    int              `json:"truncated,omitempty"` // bindings left out (MaxNATTranslations)
+	Translations []NATTranslation `json:"translations"`
+}
+
+// PutNATTranslations publishes the bindings of hostID under lease.
+func (s *Store) PutNATTranslations(ctx context.Context, hostID string, lease clientv3.LeaseID, t *NATTranslations) error {
+	if !model.IsUUID(hostID) {
+		return notFound(model.HostKind, hostID)
+	}
+	if len(t.Translations) > MaxNATTranslations {
+		t.Truncated += len(t.Translations) - MaxNATTranslations
+		t.Translations = t.Translations[:MaxNATTranslations]
+	}
+	b, err := json.Marshal(t)
+	if err != nil {
+		return fmt.Errorf("nsdb: encode NAT translations of host %s: %w", hostID, err)
+	}
+	if _, err := s.cli.Put(ctx, NATTranslationsKey(hostID), string(b), clientv3.WithLease(lease)); err != nil {
+		return fmt.Errorf("nsdb: publish NAT translations of host %s: %w", hostID, err)
+	}
+	return nil
+}
+
+// ListNATTranslations returns every host's published bindings, with each
+// record's HostID set, in key (host id) order. A malformed value is
+// skipped rather than failing the whole list (a newer agent's format).
+func (s *Store) ListNATTranslations(ctx context.Context) ([]NATTranslations, error) {
+	resp, err := s.cli.Get(ctx, NATTranslationsPrefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("nsdb: read NAT translations: %w", err)
+	}
+	out := make([]NATTranslations, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		host := strings.TrimPrefix(string(kv.Key), NATTranslationsPrefix)
+		var t NATTranslations
+		if json.Unmarshal(kv.Value, &t) != nil || strings.Contains(host, "/") {
+			continue
+		}
+		t.HostID = host
+		for i := range t.Translations {
+			t.Translations[i].HostID = host
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}

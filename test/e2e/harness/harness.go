@@ -103,6 +103,7 @@ type Options struct {
 	Hypervisors int // default 2
 	UnderlayMTU int // MTU of the underlay links, passed to agents; default 1500
 	LogLevel    string
+	AgentArgs   []string // more nagare-agent flags, for every agent
 }
 
 var envSeq atomic.Int32
@@ -119,6 +120,7 @@ type Env struct {
 	dir         string
 	server      *Proc
 	logLevel    string
+	agentArgs   []string
 }
 
 // Hypervisor is a namespace with its agent.
@@ -147,7 +149,7 @@ func New(t testing.TB, opts Options) *Env {
 		opts.LogLevel = "info"
 	}
 	e := &Env{T: t, Prefix: fmt.Sprintf("%s%d-%d", NamePrefix, os.Getpid(), envSeq.Add(1)),
-		UnderlayMTU: opts.UnderlayMTU, dir: t.TempDir(), logLevel: opts.LogLevel}
+		UnderlayMTU: opts.UnderlayMTU, dir: t.TempDir(), logLevel: opts.LogLevel, agentArgs: opts.AgentArgs}
 	t.Cleanup(e.dumpLogsOnFailure)
 	e.startServer(t)
 
@@ -235,10 +237,10 @@ func (e *Env) startServer(t testing.TB) {
 func (h *Hypervisor) StartAgent(t testing.TB) {
 	t.Helper()
 	e := h.env
-	h.agent = startProc(t, filepath.Join(e.dir, h.Name+".log"), Binaries.Agent,
-		"--host-name", h.Name, "--etcd-endpoints", e.EtcdURL, "--tunnel-ip", h.TunnelIP,
+	args := append([]string{"--host-name", h.Name, "--etcd-endpoints", e.EtcdURL, "--tunnel-ip", h.TunnelIP,
 		"--netns", h.NS.Path, "--metrics-listen", h.MetricsAddr,
-		"--underlay-mtu", strconv.Itoa(e.UnderlayMTU), "--log-level", e.logLevel)
+		"--underlay-mtu", strconv.Itoa(e.UnderlayMTU), "--log-level", e.logLevel}, e.agentArgs...)
+	h.agent = startProc(t, filepath.Join(e.dir, h.Name+".log"), Binaries.Agent, args...)
 	err := Eventually(20*time.Second, func() error {
 		if h.agent.Exited() {
 			return stop{fmt.Errorf("nagare-agent %s exited", h.Name)}

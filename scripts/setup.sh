@@ -13,6 +13,7 @@ PKGS=(
 	gcc libc6-dev linux-libc-dev       # make bench: builds the baseline's generator (shared/baseline/gen/udpgen.c)
 	linux-perf                         # nagare-bench datapath --profile
 	jq bc tmux procps psmisc
+	curl                               # HTTP through NAT in end-to-end tests (TestVyattaOneBox)
 	python3-openstackclient            # the openstack CLI drives the Neutron and identity APIs in tests
 )
 

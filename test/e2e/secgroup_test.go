@@ -1,0 +1,376 @@
+//go:build linux
+
+package e2e
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nagare/nagare/test/e2e/harness"
+)
+
+// Security groups and port security with real traffic, on chains shaped
+// the way pkg/neutron translates a Neutron port (translate.go: portChains,
+// CommonChains, TranslateSecurityGroup), built here with the native CLI so
+// that the test exercises the rules Neutron ports get:
+//
+//	port in  (from the VM; the port's infilter): accept return-flow; jump
+//	         common-in if src-mac is the port's; jump port-eg if src-mac and
+//	         source are the port's (IPv4 fixed address, IPv6 EUI-64
+//	         link-local); drop
+//	port out (to the VM; the port's outfilter): accept return-flow; jump
+//	         common-out; jump sg-ingress; drop (or reject)
+//	common-in: DHCP and DHCPv6 requests, ARP, ICMPv6 133-136; common-out:
+//	         ARP, DHCP and DHCPv6 replies, ICMPv6 130-137
+//	port-eg: jump sg-egress; sg-egress: accept IPv4, accept IPv6 (Neutron's
+//	         default egress rules); sg-ingress: the group's ingress rules
+//
+// Topology: router0 joins netA 10.0.1.0/24 (bridge0) and netB 10.0.2.0/24
+// (bridge1); srv 10.0.1.10 (hv1, bridge0:port1, filtered), a1 10.0.1.11
+// (hv2, bridge0), b1 10.0.2.11 (hv2, bridge1).
+
+const (
+	etherIPv4, etherARP, etherIPv6 = 2048, 2054, 34525
+	srvMAC, a1MAC, b1MAC           = "02:00:0a:00:01:0a", "02:00:0a:00:01:0b", "02:00:0a:00:02:0b"
+	srvLinkLocal                   = "fe80::aff:fe00:10a" // EUI-64 of srvMAC
+)
+
+type sgEnv struct {
+	env
+	srv, a1, b1 *harness.VM
+	outDrop     string // chain alias: port out ending in drop
+	outReject   string // the same ending in reject
+}
+
+// newSGEnv builds the topology and srv's chains; sshFrom is the prefix the
+// group's ingress rule admits to tcp/22.
+func newSGEnv(t *testing.T, opts harness.Options, sshFrom string) *sgEnv {
+	t.Helper()
+	e := env{harness.New(t, opts), t}
+	hv1, hv2 := e.Hosts[0], e.Hosts[1]
+	e.cli("create tunnel-zone name tz type vxlan")
+	for _, h := range e.Hosts {
+		e.cli("tunnel-zone tzone0 add member host %s address %s", h.Alias, h.TunnelIP)
+	}
+	e.cli("create router name r")
+	e.cli("create bridge name netA")
+	e.cli("create bridge name netB")
+	e.link("router0", "bridge0", "10.0.1.1", "10.0.1.0/24")
+	e.link("router0", "bridge1", "10.0.2.1", "10.0.2.0/24")
+	s := &sgEnv{env: e}
+	s.srv = e.vmOn(hv1, "bridge0", "srv", srvMAC, "10.0.1.10/24", "10.0.1.1")
+	s.a1 = e.vmOn(hv2, "bridge0", "a1", a1MAC, "10.0.1.11/24", "10.0.1.1")
+	s.b1 = e.vmOn(hv2, "bridge1", "b1", b1MAC, "10.0.2.11/24", "10.0.2.1")
+	if got := s.srv.NS.MustRun(t, "ip", "-6", "addr", "show", "dev", "eth0", "scope", "link"); !strings.Contains(got, srvLinkLocal) {
+		t.Fatalf("srv's link-local address is not %s:\n%s", srvLinkLocal, got)
+	}
+
+	newChain := func(name string) string {
+		e.cli("create chain name %s", name)
+		out := e.cli("list chain")
+		for _, l := range strings.Split(out, "\n") {
+			if f := strings.Fields(l); len(f) >= 4 && f[len(f)-1] == name {
+				return f[1]
+			}
+		}
+		t.Fatalf("chain %s not listed:\n%s", name, out)
+		return ""
+	}
+	commonIn, commonOut := newChain("common-in"), newChain("common-out")
+	for _, r := range []string{
+		fmt.Sprintf("ethertype %d proto 17 src-port 68 dst-port 67", etherIPv4),
+		fmt.Sprintf("ethertype %d proto 17 src-port 546 dst-port 547", etherIPv6),
+		fmt.Sprintf("ethertype %d", etherARP),
+		fmt.Sprintf("ethertype %d proto 58 src-port 133-136", etherIPv6),
+	} {
+		e.cli("chain %s add rule %s type accept", commonIn, r)
+	}
+	for _, r := range []string{
+		fmt.Sprintf("ethertype %d", etherARP),
+		fmt.Sprintf("ethertype %d proto 17 src-port 67 dst-port 68", etherIPv4),
+		fmt.Sprintf("ethertype %d proto 17 src-port 547 dst-port 546", etherIPv6),
+		fmt.Sprintf("ethertype %d proto 58 src-port 130-137", etherIPv6),
+	} {
+		e.cli("chain %s add rule %s type accept", commonOut, r)
+	}
+	sgIn, sgEg, portEg := newChain("sg-ingress"), newChain("sg-egress"), newChain("port-eg")
+	e.cli("chain %s add rule ethertype %d proto 6 dst-port 22 src %s type accept", sgIn, etherIPv4, sshFrom)
+	e.cli("chain %s add rule ethertype %d type accept", sgEg, etherIPv4)
+	e.cli("chain %s add rule ethertype %d type accept", sgEg, etherIPv6)
+	e.cli("chain %s add rule type jump jump-to %s", portEg, sgEg)
+
+	in := newChain("port-in")
+	e.cli("chain %s add rule flow return-flow type accept", in)
+	e.cli("chain %s add rule src-mac %s type jump jump-to %s", in, srvMAC, commonIn)
+	e.cli("chain %s add rule src-mac %s ethertype %d src 10.0.1.10/32 type jump jump-to %s", in, srvMAC, etherIPv4, portEg)
+	e.cli("chain %s add rule src-mac %s ethertype %d src %s/128 type jump jump-to %s", in, srvMAC, etherIPv6, srvLinkLocal, portEg)
+	e.cli("chain %s add rule type drop", in)
+	for _, last := range []string{"drop", "reject"} {
+		out := newChain("port-out-" + last)
+		e.cli("chain %s add rule flow return-flow type accept", out)
+		e.cli("chain %s add rule type jump jump-to %s", out, commonOut)
+		e.cli("chain %s add rule type jump jump-to %s", out, sgIn)
+		e.cli("chain %s add rule type %s", out, last)
+		if last == "drop" {
+			s.outDrop = out
+		} else {
+			s.outReject = out
+		}
+	}
+	e.cli("bridge bridge0 port port1 set infilter %s", in)
+	e.cli("bridge bridge0 port port1 set outfilter %s", s.outDrop)
+	s.a1.WaitPing(t, "10.0.1.1", 15*time.Second)
+	s.b1.WaitPing(t, "10.0.2.1", 15*time.Second)
+	return s
+}
+
+// traceFromB is the simulation's view of a packet from b1 to srv's port 22.
+func (s *sgEnv) traceFromB() string {
+	return traceOf(s.env, "port bridge1:port1 src 10.0.2.11 dst 10.0.1.10 proto tcp src-port 40000 dst-port 22")
+}
+
+// TestSecurityGroups: tcp/22 from subnet A only, the rest dropped or
+// rejected, the VM's own connections answered (established), and port
+// security: spoofed MACs and addresses from the VM do not arrive, and are
+// counted as drops.
+func TestSecurityGroups(t *testing.T) {
+	t.Parallel()
+	s := newSGEnv(t, harness.Options{}, "10.0.1.0/24")
+	serveSeen(t, s.srv.NS, "10.0.1.10:22")
+
+	t.Run("SSHFromSubnetA", func(t *testing.T) {
+		local, seen := mustDialSeen(t, s.a1.NS, "10.0.1.10:22")
+		if seen != local {
+			t.Errorf("srv saw %s, a1 connected from %s", seen, local)
+		}
+	})
+
+	t.Run("SSHFromSubnetBDropped", func(t *testing.T) {
+		_, _, err := dialSeen(s.b1.NS, "10.0.1.10:22", 2*time.Second)
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t.Errorf("b1 → srv:22 with a drop rule: want a timeout, got %v\ntrace:\n%s", err, s.traceFromB())
+		}
+		if r := s.b1.Ping("10.0.1.10", 2, "0.2"); r.Received != 0 {
+			t.Errorf("ICMP from b1 reached srv through a group that admits tcp/22 only:\n%s", r.Output)
+		}
+	})
+
+	t.Run("Established", func(t *testing.T) {
+		serveSeen(t, s.b1.NS, "10.0.2.11:8080")
+		local, seen := mustDialSeen(t, s.srv.NS, "10.0.2.11:8080")
+		if seen != local {
+			t.Errorf("b1 saw %s, srv connected from %s", seen, local)
+		}
+		s.srv.WaitPing(t, "10.0.2.11", 5*time.Second)
+		mustPing(t, s.srv, "10.0.2.11", 3)
+		if t.Failed() {
+			t.Logf("trace of b1's reply:\n%s", traceOf(s.env, "port bridge1:port1 src 10.0.2.11 dst 10.0.1.10 proto tcp src-port 8080 dst-port 40000"))
+		}
+	})
+
+	t.Run("Reject", func(t *testing.T) {
+		s.cli("bridge bridge0 port port1 set outfilter %s", s.outReject)
+		t.Cleanup(func() { s.cli("bridge bridge0 port port1 set outfilter %s", s.outDrop) })
+		// The change reaches the agents through etcd: the first attempts
+		// may still time out on the drop rule.
+		var err error
+		start := time.Now()
+		e := harness.Eventually(10*time.Second, func() error {
+			start = time.Now()
+			_, _, err = dialSeen(s.b1.NS, "10.0.1.10:22", time.Second)
+			if !errors.Is(err, syscall.ECONNREFUSED) {
+				return fmt.Errorf("b1 → srv:22: %v", err)
+			}
+			return nil
+		})
+		if e != nil {
+			t.Fatalf("with a reject rule, want connection refused: %v\ntrace:\n%s", e, s.traceFromB())
+		}
+		t.Logf("b1 → srv:22 refused in %s", time.Since(start).Round(time.Millisecond))
+		if errno, err := udpRefused(s.b1.NS, "10.0.1.10:5000"); err != nil {
+			t.Errorf("UDP b1 → srv:5000 with a reject rule: %v\ntrace:\n%s", err,
+				traceOf(s.env, "port bridge1:port1 src 10.0.2.11 dst 10.0.1.10 proto udp src-port 40000 dst-port 5000"))
+		} else {
+			t.Logf("UDP b1 → srv:5000: ICMP unreachable, read fails with %q", errno.Error())
+		}
+		// Subnet A is still admitted.
+		mustDialSeen(t, s.a1.NS, "10.0.1.10:22")
+	})
+
+	t.Run("AntiSpoofing", func(t *testing.T) { testAntiSpoofing(t, s) })
+}
+
+// udpRefused sends datagrams from a connected UDP socket in ns and waits
+// for the ICMP destination unreachable that makes a read fail:
+// ECONNREFUSED for port unreachable, EHOSTUNREACH for administratively
+// prohibited (what pkg/sim's reject sends for non-TCP, as MidoNet does).
+func udpRefused(ns *harness.NS, addr string) (syscall.Errno, error) {
+	var c net.Conn
+	if err := ns.Do(func() error {
+		var err error
+		c, err = net.Dial("udp4", addr)
+		return err
+	}); err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	var last error
+	for range 5 {
+		_, _ = c.Write([]byte("knock")) // may report the previous error
+		_ = c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		_, last = c.Read(make([]byte, 64))
+		for _, e := range []syscall.Errno{syscall.ECONNREFUSED, syscall.EHOSTUNREACH} {
+			if errors.Is(last, e) {
+				return e, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("no ICMP unreachable (last read: %v)", last)
+}
+
+// testAntiSpoofing sends forged frames from srv to a1 with a raw socket:
+// a control frame that srv may send, then frames with another source MAC,
+// another source address, ARP and ND claims from a forged MAC. Only the
+// control arrives (capture on a1), and hv1 counts rule drops.
+func testAntiSpoofing(t *testing.T, s *sgEnv) {
+	const evil = "02:00:de:ad:be:ef"
+	me, victim, bad := hwMAC(srvMAC), hwMAC(a1MAC), hwMAC(evil)
+	hv1 := s.srv.Host
+	before, err := hv1.Metrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The control goes first and is retried until it arrives, so that the
+	// capture and the path are known to work before anything is judged.
+	cap := startTextCapture(t, s.a1, "udp port 7777 or arp or icmp6")
+	err = harness.Eventually(5*time.Second, func() error {
+		sendRaw(t, s.srv, udpFrame(victim, me, "10.0.1.10", "10.0.1.11", 7001, 7777, "control"))
+		time.Sleep(200 * time.Millisecond)
+		if !strings.Contains(cap.bg.Output(), "10.0.1.10.7001 > 10.0.1.11.7777") {
+			return errors.New("the control frame did not arrive")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("%v:\n%s", err, cap.bg.Output())
+	}
+	forged := []struct {
+		what, mark string
+		frame      []byte
+	}{
+		{"UDP from another source MAC", "10.0.1.10.7002 >", udpFrame(victim, bad, "10.0.1.10", "10.0.1.11", 7002, 7777, "spoof-mac")},
+		{"UDP from another source address", "10.0.1.99.7003 >", udpFrame(victim, me, "10.0.1.99", "10.0.1.11", 7003, 7777, "spoof-ip")},
+		{"ARP reply: the router's address at a forged MAC", "10.0.1.1 is-at " + evil, arpReply(bad, bad, "10.0.1.1", victim, "10.0.1.11")},
+		{"neighbor advertisement from a forged MAC", evil + " > 33:33:00:00:00:01", neighborAdvert(bad, "fe80::de:adff:febe:ef", "fd00:1::1", bad)},
+	}
+	for range 3 { // several copies: a first packet lost elsewhere proves nothing
+		for _, f := range forged {
+			sendRaw(t, s.srv, f.frame)
+		}
+	}
+	// Not covered by the chain shape, reported rather than asserted: the
+	// common in-chain accepts any ARP and neighbor discovery from the
+	// port's own MAC (as MidoNet's did), so srv may claim another
+	// address with its real MAC.
+	gaps := []struct {
+		what, mark string
+		frame      []byte
+	}{
+		{"ARP reply from srv's own MAC claiming 10.0.1.12", "10.0.1.12 is-at " + srvMAC, arpReply(me, me, "10.0.1.12", victim, "10.0.1.11")},
+		{"ARP reply from srv's MAC with a forged sender MAC", "10.0.1.13 is-at " + evil, arpReply(me, bad, "10.0.1.13", victim, "10.0.1.11")},
+		{"neighbor advertisement from srv's own MAC claiming fd00:1::12", "tgt is fd00:1::12", neighborAdvert(me, srvLinkLocal, "fd00:1::12", me)},
+	}
+	for _, g := range gaps {
+		sendRaw(t, s.srv, g.frame)
+	}
+	pkts := cap.stop()
+	all := strings.Join(pkts, "\n")
+	for _, f := range forged {
+		if strings.Contains(all, f.mark) {
+			t.Errorf("forged frame arrived at a1: %s", f.what)
+		}
+	}
+	for _, g := range gaps {
+		t.Logf("NOTE (not covered by Neutron's chain shape): %s: arrived=%v", g.what, strings.Contains(all, g.mark))
+	}
+	const drops = "nagare_agent_simulation_drops_total"
+	var after harness.Metrics
+	// The counter is read after the simulations: allow a moment.
+	_ = harness.Eventually(3*time.Second, func() error {
+		if after, err = hv1.Metrics(); err != nil {
+			return err
+		}
+		if after.Label(drops, "reason", "rule-drop")-before.Label(drops, "reason", "rule-drop") < float64(len(forged)) {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	if d := after.Label(drops, "reason", "rule-drop") - before.Label(drops, "reason", "rule-drop"); d < float64(len(forged)) {
+		t.Errorf("%s{reason=\"rule-drop\"} on hv1 rose by %v for %d kinds of forged frames", drops, d, len(forged))
+	} else {
+		t.Logf("hv1 rule drops: +%v", d)
+	}
+	if t.Failed() {
+		t.Logf("capture on a1:\n%s", all)
+	}
+}
+
+// TestSynFloodBounded: an agent with a small conntrack zone bound, a VM
+// on netA flooding srv (behind a stateful group) with SYNs from thousands
+// of source ports; b1's connections (another zone: they enter by netB)
+// still work, the agents stay up, and refusals are counted.
+func TestSynFloodBounded(t *testing.T) {
+	t.Parallel()
+	harness.Require(t)
+	const zoneMax = 256
+	help, _ := exec.Command(harness.Binaries.Agent, "--help").CombinedOutput()
+	if !strings.Contains(string(help), "--conntrack-zone-max") {
+		t.Skip("nagare-agent has no --conntrack-zone-max flag yet (branch flowstate not on main)")
+	}
+	s := newSGEnv(t, harness.Options{AgentArgs: []string{"--conntrack-zone-max", fmt.Sprint(zoneMax)}}, "0.0.0.0/0")
+	serveSeen(t, s.srv.NS, "10.0.1.10:22")
+	mustDialSeen(t, s.b1.NS, "10.0.1.10:22")
+	hv2 := s.a1.Host // simulates a1's SYNs
+	before, err := hv2.Metrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	const n = 4000
+	me, dst := hwMAC(a1MAC), hwMAC(srvMAC)
+	frames := make([][]byte, 0, n)
+	for i := range n {
+		src := fmt.Sprintf("10.0.1.%d", 100+i%100) // several sources, many ports each
+		frames = append(frames, tcpSYN(dst, me, src, "10.0.1.10", uint16(10000+i), 22))
+	}
+	sendRaw(t, s.a1, frames...)
+
+	for i := range 3 {
+		local, seen := mustDialSeen(t, s.b1.NS, "10.0.1.10:22")
+		if seen != local {
+			t.Errorf("connection %d of b1 during the flood: srv saw %s, b1 sent %s", i, seen, local)
+		}
+	}
+	for _, h := range s.Hosts {
+		if info, err := s.HostByName(h.Name); err != nil || !info.Alive {
+			t.Errorf("agent %s after the flood: %v %+v", h.Name, err, info)
+		}
+	}
+	after, err := hv2.Metrics()
+	if err != nil {
+		t.Fatalf("hv2's agent does not answer after the flood: %v", err)
+	}
+	const drops = "nagare_agent_simulation_drops_total"
+	refused := after.Label(drops, "reason", "flowstate-full") - before.Label(drops, "reason", "flowstate-full")
+	t.Logf("%d SYNs, zone bound %d: %v refused (flowstate-full)", n, zoneMax, refused)
+	if refused <= 0 {
+		t.Errorf("%s{reason=\"flowstate-full\"} did not rise on hv2 after %d SYNs with --conntrack-zone-max %d", drops, n, zoneMax)
+	}
+}

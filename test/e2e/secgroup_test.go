@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -163,6 +162,7 @@ func TestSecurityGroups(t *testing.T) {
 	})
 
 	t.Run("Established", func(t *testing.T) {
+		requireFlowState(t)
 		serveSeen(t, s.b1.NS, "10.0.2.11:8080")
 		local, seen := mustDialSeen(t, s.srv.NS, "10.0.2.11:8080")
 		if seen != local {
@@ -328,12 +328,8 @@ func testAntiSpoofing(t *testing.T, s *sgEnv) {
 // still work, the agents stay up, and refusals are counted.
 func TestSynFloodBounded(t *testing.T) {
 	t.Parallel()
-	harness.Require(t)
+	requireFlowState(t)
 	const zoneMax = 256
-	help, _ := exec.Command(harness.Binaries.Agent, "--help").CombinedOutput()
-	if !strings.Contains(string(help), "--conntrack-zone-max") {
-		t.Skip("nagare-agent has no --conntrack-zone-max flag yet (branch flowstate not on main)")
-	}
 	s := newSGEnv(t, harness.Options{AgentArgs: []string{"--conntrack-zone-max", fmt.Sprint(zoneMax)}}, "0.0.0.0/0")
 	serveSeen(t, s.srv.NS, "10.0.1.10:22")
 	mustDialSeen(t, s.b1.NS, "10.0.1.10:22")

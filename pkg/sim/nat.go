@@ -248,10 +248,14 @@ func (w *walk) staticNAT(n *natRule, chain string, r *rule) bool {
 	if snat {
 		old = p.SrcIP
 	}
+	// The port (or echo identifier) stays: only the address changes.
+	h := headerOf(p)
 	if snat {
-		w.setSrc(n.static, headerOf(p).sport)
+		w.setSrc(n.static, h.sport)
+	} else if p.HasPorts() {
+		w.setDst(n.static, h.dport)
 	} else {
-		w.setDst(n.static, headerOf(p).dport)
+		w.setDst(n.static, h.sport) // an echo's identifier is in sport
 	}
 	if p.IsICMPError() {
 		if ik, ok := w.innerKey(); ok {

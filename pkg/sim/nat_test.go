@@ -230,6 +230,14 @@ func TestNATFloatingIP(t *testing.T) {
 	r = n.walk("pw", back)
 	n.expect(r, Forward, DropNone, toUplink("set-ip-src 203.0.113.50; "))
 	checksumsOK(t, applyActs(t, back, r.Actions()))
+	// A ping to the floating IP keeps its echo identifier both ways.
+	ping := frame(t, macGWUp, macUp, "192.0.2.33", "203.0.113.50", icmp, 0x77, 0, 0)
+	r = n.walk("rU", ping)
+	n.expect(r, Forward, DropNone, toWeb("set-ip-dst 10.0.0.5; "))
+	checksumsOK(t, applyActs(t, ping, r.Actions()))
+	pong := echoReply(t, macWeb, macIn, "10.0.0.5", "192.0.2.33", 0x77)
+	r = n.walk("pw", pong)
+	n.expect(r, Forward, DropNone, toUplink("set-ip-src 203.0.113.50; "))
 	if tb.Len() != 0 {
 		t.Fatalf("static NAT kept %d entries", tb.Len())
 	}

@@ -364,9 +364,9 @@ func TestSynFloodBounded(t *testing.T) {
 		t.Fatalf("hv2's agent does not answer after the flood: %v", err)
 	}
 	const drops = "nagare_agent_simulation_drops_total"
-	refused := after.Label(drops, "reason", "flowstate-full") - before.Label(drops, "reason", "flowstate-full")
-	t.Logf("%d SYNs, zone bound %d: %v refused (flowstate-full)", n, zoneMax, refused)
+	refused := after.Label(drops, "reason", "flow-state-full") - before.Label(drops, "reason", "flow-state-full")
+	t.Logf("%d SYNs, zone bound %d: %v refused (flow-state-full)", n, zoneMax, refused)
 	if refused <= 0 {
-		t.Errorf("%s{reason=\"flowstate-full\"} did not rise on hv2 after %d SYNs with --conntrack-zone-max %d", drops, n, zoneMax)
+		t.Errorf("%s{reason=\"flow-state-full\"} did not rise on hv2 after %d SYNs with --conntrack-zone-max %d", drops, n, zoneMax)
 	}
 }

@@ -37,6 +37,10 @@ func TestComplete(t *testing.T) {
 		{"router router0 set state ", "", "down up"},
 		{"tunnel-zone tzone0 add member host ", "", "+host"},
 		{"host ", "", "host0 +list"},
+		{"show ", "", "+ip +router"},
+		{"show ip nat ", "", "translations"},
+		{"show ip nat translations ", "", "router"},
+		{"router router0 list ", "", "+nat +port"},
 	} {
 		partial, got := e.Complete(context.Background(), tc.head)
 		if partial != tc.partial {

@@ -47,6 +47,8 @@ func (e *Engine) Exec(ctx context.Context, c *Command) error {
 	s := newSession(ctx, e.API)
 	var err error
 	switch {
+	case c.View != nil && len(c.Path) == 0:
+		err = e.natAll(s, c) // show ip nat translations: every router
 	case c.View != nil:
 		err = e.view(s, c)
 	case c.Verb == VerbTrace:

@@ -135,7 +135,14 @@ func (p *parser) verbFirst(v Verb) (*Command, error) {
 		p.i++
 		return p.end(&Command{Verb: v, Row: traceRow})
 	}
-	if p.eof(topWords()...) {
+	if v == VerbShow && p.i < len(p.words) && p.words[p.i] == "ip" {
+		return p.showIPNAT()
+	}
+	next := topWords()
+	if v == VerbShow {
+		next = append(next, "ip")
+	}
+	if p.eof(next...) {
 		return nil, ErrIncomplete
 	}
 	mode := modeObject
@@ -633,4 +640,33 @@ func childHint(r *Row) string {
 		return r.Word + " has no child objects"
 	}
 	return r.Word + " children: " + strings.Join(ws, " ")
+}
+
+// showIPNAT parses Cisco's `show ip nat translations [router OBJ]` (after
+// "show"): the router's NAT view, or every router's when none is named.
+func (p *parser) showIPNAT() (*Command, error) {
+	p.i++ // "ip"
+	for _, w := range []string{"nat", "translations"} {
+		if p.eof(w) {
+			return nil, ErrIncomplete
+		}
+		if p.words[p.i] != w {
+			return nil, p.syntax(p.i, "show ip nat translations [router ROUTER]")
+		}
+		p.i++
+	}
+	router := rowsByName["router"]
+	c := &Command{Verb: VerbShow, View: router.view("nat")}
+	if p.eof(router.Word) {
+		return c, nil
+	}
+	if p.words[p.i] != router.Word {
+		return nil, p.syntax(p.i, "show ip nat translations [router ROUTER]")
+	}
+	path, err := p.pathFrom(nil, nil, modeValue)
+	if err != nil {
+		return nil, err
+	}
+	c.Path = path
+	return p.end(c)
 }

@@ -96,6 +96,17 @@ func TestParse(t *testing.T) {
 			`create path=chain:chain0 row=rule a=[dst="10.81.14.201/32" proto=6 dst-port="80" type="dnat" action="accept" target=["172.16.20.100:80"]]`},
 		{"router router0 set infilter chain0", "set path=router:router0 a=[infilter=@chain0]"},
 
+		// NAT translations (Cisco's words too) and the stateful services' objects.
+		{"router router0 list nat", "list path=router:router0 v=nat"},
+		{"router router0 nat show", "show path=router:router0 v=nat"},
+		{"show ip nat translations", "show v=nat"},
+		{"show ip nat translations router router0", "show path=router:router0 v=nat"},
+		{"chain chain1 add rule src 172.16.20.0/24 out-ports router0:port0 type snat action accept target 10.81.14.201",
+			`create path=chain:chain1 row=rule a=[src="172.16.20.0/24" out-ports=@router0:port0 type="snat" action="accept" target=["10.81.14.201"]]`},
+		{"chain chain2 add rule ct-state !established type reject", `create path=chain:chain2 row=rule a=[ct-state=!"established" type="reject"]`},
+		{"pool lb0:pool0 add member address 172.16.20.100 port 80 weight 2",
+			`create path=pool:lb0:pool0 row=pool-member a=[address="172.16.20.100" port=80 weight=2]`},
+
 		// midonet.md §12's other examples.
 		{"create bridge name 'tenant net'", `create row=bridge a=[name="tenant net"]`},
 		{"router router0 list route", "list path=router:router0 row=route"},
@@ -185,6 +196,10 @@ func TestParseErrors(t *testing.T) {
 		{"bridge bridge0", ""},
 		{"bridge bridge0 frobnicate", "frobnicate"},
 		{"bridge bridge0 add", ""},
+		{"show ip", ""},
+		{"show ip nat translations bridge bridge0", "bridge bridge0"},
+		{"show ip nat translations router router0 extra", "extra"},
+		{"show ip route", "route"},
 		{"bridge bridge0 add route", "route"},
 		{"create bridge name", ""},
 		{"create bridge nme x", "nme x"},

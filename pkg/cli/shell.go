@@ -92,6 +92,24 @@ const Help = `Commands (verbs may come first, after the object, or after the chi
                                      (describe trace for ttl, length, df, src-mac, dst-mac, vlan, arp, host…)
   host HOST show datapath            the datapath as the host's agent reports it (mm-dpctl)
   host HOST list flow                its flows, one per line
+  router ROUTER list nat             its NAT translations on every live host (Pro, Inside global,
+  show ip nat translations [router ROUTER]    Inside local, Outside local, Outside global, State, TTL, Host)
+Stateful services (describe chain rule, describe load-balancer pool … give every field):
+  NAT       chain chain0 add rule dst 10.81.14.201 proto 6 dst-port 80 type dnat action accept target 172.16.20.100:80
+            chain chain0 add rule dst 10.81.14.201 type rev_snat action accept
+            chain chain1 add rule src 172.16.20.0/24 out-ports router0:port0 type snat action accept target 10.81.14.201
+            chain chain1 add rule src 172.16.20.0/24 type rev_dnat action accept
+            router router0 set infilter chain0 outfilter chain1   (targets: IP[-IP][:PORT[-PORT]],…)
+  security  chain chain2 add rule flow return-flow type accept · add rule ct-state established type accept
+  groups    chain chain2 add rule port-group pgroup0 proto 6 dst-port 22 type accept
+            chain chain2 add rule ip-address-group-src ipg0 type accept · add rule ct-state !established type reject
+            create port-group name web stateful true · port-group pgroup0 add member port bridge0:port1
+            create ip-address-group name web · ip-address-group ipg0 add address address 172.16.20.100
+  load      create health-monitor type http delay 1 timeout 1 max-retries 2 url-path /
+  balancer  create load-balancer name lb · load-balancer lb0 add pool lb-method round_robin health-monitor hm0
+            pool lb0:pool0 add member address 172.16.20.100 port 80 weight 2
+            load-balancer lb0 add vip address 10.81.14.202 port 80 pool lb0:pool0 persistence source_ip
+            router router0 set load-balancer lb0
 OBJ is a path of TYPE ID steps: router router0 port port0. ID is an alias (router0, the
 index among siblings in creation order; deleting renumbers later siblings), a UUID, or a
 composed alias (router0:port0). Id-less objects are named by a field: bridge bridge0 dhcp

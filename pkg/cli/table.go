@@ -88,7 +88,7 @@ var table []*Row
 
 func init() {
 	table = []*Row{
-		{Kind: model.RouterKind, Prefix: "router", TopLevel: true, Children: []string{"port", "route"}},
+		{Kind: model.RouterKind, Prefix: "router", TopLevel: true, Children: []string{"port", "route"}, Views: routerViews},
 		{Kind: model.BridgeKind, Prefix: "bridge", TopLevel: true, Children: []string{"port", "dhcp-subnet"}},
 		{Kind: model.PortKind, Prefix: "port", TopLevel: true,
 			Columns: []Column{
@@ -112,9 +112,11 @@ func init() {
 		{Kind: model.IPAddrGroupKind, Prefix: "ipg", TopLevel: true, Children: []string{"ip-address-group-address"}},
 		{Kind: model.IPAddrGroupAddrKind, Word: "address"},
 		{Kind: model.LoadBalancerKind, Prefix: "lb", TopLevel: true, Children: []string{"pool", "vip"}},
-		{Kind: model.PoolKind, Prefix: "pool", Children: []string{"pool-member"}},
+		// Pools and VIPs are also top-level, named by composed alias
+		// (pool lb0:pool0 add member …), as ports are.
+		{Kind: model.PoolKind, Prefix: "pool", TopLevel: true, Children: []string{"pool-member"}},
 		{Kind: model.PoolMemberKind, Word: "member", Prefix: "pm"},
-		{Kind: model.VIPKind, Prefix: "vip"},
+		{Kind: model.VIPKind, Prefix: "vip", TopLevel: true},
 		{Kind: model.HealthMonitorKind, Prefix: "hm", TopLevel: true},
 	}
 	index()

@@ -120,6 +120,7 @@ func TestDecodeValidate(t *testing.T) {
 		{PoolMemberKind, `{"pool_id":"` + id1 + `","address":"10.0.0.5","protocol_port":80,"weight":300}`, "weight"},
 		{HealthMonitorKind, `{"type":"http","delay":0}`, ""},
 		{HealthMonitorKind, `{"type":"http","max_retries":11}`, "max_retries"},
+		{HealthMonitorKind, `{"type":"http","max_retries_down":11}`, "max_retries_down"},
 		{HostKind, `{"name":"h","alive":true}`, "alive"},
 	}
 	for _, c := range cases {

@@ -324,13 +324,16 @@ type VIP struct {
 // HealthMonitor checks pool members.
 type HealthMonitor struct {
 	Meta
-	Name          string `json:"name,omitempty" nagare:"cli=name"`
-	Type          string `json:"type" nagare:"cli=type,enum=tcp|http,default=tcp"`
-	Delay         uint32 `json:"delay" nagare:"cli=delay,default=5,min=1,max=3600,doc=seconds between checks"`
-	Timeout       uint32 `json:"timeout" nagare:"cli=timeout,default=5,min=1,max=3600,doc=seconds before a check fails"`
-	MaxRetries    uint32 `json:"max_retries" nagare:"cli=max-retries,default=3,min=1,max=10"`
-	HTTPMethod    string `json:"http_method,omitempty" nagare:"cli=http-method,enum=GET|HEAD,default=GET"`
-	URLPath       string `json:"url_path,omitempty" nagare:"cli=url-path,default=/"`
-	ExpectedCodes string `json:"expected_codes,omitempty" nagare:"cli=expected-codes,default=200"`
-	State         State  `json:"state" nagare:"cli=state,enum=up|down,default=up"`
+	Name       string `json:"name,omitempty" nagare:"cli=name"`
+	Type       string `json:"type" nagare:"cli=type,enum=tcp|http,default=tcp"`
+	Delay      uint32 `json:"delay" nagare:"cli=delay,default=5,min=1,max=3600,doc=seconds between checks"`
+	Timeout    uint32 `json:"timeout" nagare:"cli=timeout,default=5,min=1,max=3600,doc=seconds before a check fails"`
+	MaxRetries uint32 `json:"max_retries" nagare:"cli=max-retries,default=3,min=1,max=10,doc=consecutive successes before a down member is up again"`
+	// MaxRetriesDown defaults to 1, not Octavia's 3, so that a failed
+	// member leaves rotation within two monitor intervals.
+	MaxRetriesDown uint32 `json:"max_retries_down" nagare:"cli=max-retries-down,default=1,min=1,max=10,doc=consecutive failures before a member is down"`
+	HTTPMethod     string `json:"http_method,omitempty" nagare:"cli=http-method,enum=GET|HEAD,default=GET"`
+	URLPath        string `json:"url_path,omitempty" nagare:"cli=url-path,default=/"`
+	ExpectedCodes  string `json:"expected_codes,omitempty" nagare:"cli=expected-codes,default=200"`
+	State          State  `json:"state" nagare:"cli=state,enum=up|down,default=up"`
 }

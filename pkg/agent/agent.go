@@ -153,6 +153,7 @@ func Run(ctx context.Context, cfg Config) error {
 	run("neighbor table", a.nbrs.run)
 	run("reconcile", a.reconcileLoop)
 	run("status", a.publishStatus)
+	run("load balancer health", a.runHealth) // lb.go
 	if cfg.MetricsListen != "" {
 		run("metrics", func(ctx context.Context) error { return a.met.serve(ctx, cfg.MetricsListen) })
 	}

@@ -9,9 +9,9 @@ import (
 	"github.com/vishvananda/netns"
 )
 
-// inNamespace runs fn on an OS thread switched into ns; sockets fn opens
+// InNamespace runs fn on an OS thread switched into ns; sockets fn opens
 // stay in ns. fn must not start goroutines (they would run elsewhere).
-func inNamespace(ns netns.NsHandle, fn func() error) error {
+func InNamespace(ns netns.NsHandle, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -46,7 +46,7 @@ func inNamespace(ns netns.NsHandle, fn func() error) error {
 func DialIn(ns netns.NsHandle) DialFunc {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		var c net.Conn
-		err := inNamespace(ns, func() error {
+		err := InNamespace(ns, func() error {
 			var d net.Dialer
 			var err error
 			c, err = d.DialContext(ctx, network, addr)
@@ -59,7 +59,7 @@ func DialIn(ns netns.NsHandle) DialFunc {
 // ListenIn listens on addr inside ns (for tests and tools).
 func ListenIn(ns netns.NsHandle, network, addr string) (net.Listener, error) {
 	var l net.Listener
-	err := inNamespace(ns, func() error {
+	err := InNamespace(ns, func() error {
 		var err error
 		l, err = net.Listen(network, addr)
 		return err

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nagare/nagare/pkg/flowstate"
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/nsdb"
 	"github.com/nagare/nagare/pkg/packet"
@@ -166,7 +167,11 @@ func runTrace(objs []model.Object, macs []nsdb.LearnedMAC, req *TraceRequest) (*
 	if host == "" {
 		host = in.HostID
 	}
-	s := sim.NewSimulator(topo, sim.Config{HostID: host, MACs: learned(macs)})
+	// A private, empty flow-state table: the trace shows what the first
+	// packet of a new connection gets (NAT rules translate, connections are
+	// new) instead of "no flow state configured"; replies find no state.
+	fs := flowstate.New(flowstate.Config{MaxEntries: 64})
+	s := sim.NewSimulator(topo, sim.Config{HostID: host, MACs: learned(macs), FlowState: fs})
 	var pkt packet.Parsed
 	pkt.Decode(buf[:n])
 	var tr sim.Tracer

@@ -70,11 +70,22 @@
 // security groups and a NAT router, 2.2 µs for a new masqueraded
 // connection (BenchmarkSimulateSNAT*).
 //
+// # Load balancing
+//
+// A router with a load balancer balances the TCP and UDP packets sent to
+// its VIPs before its pre-routing chain: a connection's first packet picks
+// a usable member by weighted rendezvous hashing (of the 5-tuple, or of
+// the client address with source-IP persistence) and records a DNAT
+// binding in the router's zone, which every later packet reuses; replies
+// from members are translated back in post-routing. See lb.go for the
+// choices (existing connections are never moved; no usable member is a
+// TCP reset or ICMP port unreachable and DropNoLBMember).
+//
 // # Not yet implemented
 //
 // IPv4 fragmentation is not done (an oversize packet without DF is
 // dropped and counted as DropFragmentationUnsupported, never silently);
 // later fragments are not tracked or translated dynamically (they carry no
 // ports); destination translations belong in pre-routing (a post-routing
-// one does not re-route); load balancers and mirroring are later issues.
+// one does not re-route); mirroring is a later issue.
 package sim

@@ -94,6 +94,7 @@ const (
 	DropFlowStateFull                       // the connection or NAT binding could not be created: a table or zone bound was reached
 	DropFlowStateConflict                   // the connection's state clashes with another connection's (a NAT tuple in use)
 	DropNATExhausted                        // no NAT port (or echo identifier) was free
+	DropNoLBMember                          // a VIP's pool has no usable member (a TCP reset or ICMP port unreachable is generated)
 	numDropReasons
 )
 
@@ -127,6 +128,7 @@ var dropReasonNames = [numDropReasons]string{
 	DropFlowStateFull:            "flow-state-full",
 	DropFlowStateConflict:        "flow-state-conflict",
 	DropNATExhausted:             "nat-exhausted",
+	DropNoLBMember:               "lb-no-member",
 }
 
 // String returns the metrics label. It does not allocate.

@@ -56,6 +56,9 @@ func (w *walk) routerIngress(ri, in int32, depth int) {
 		w.drop(DropUnsupported, name, "multicast and broadcast are not routed")
 		return
 	}
+	if r.lb != none && !w.lbInbound(r) {
+		return
+	}
 	if r.inChain != none && !w.chainPasses(w.runChain(r.inChain, in, none), name) {
 		return
 	}
@@ -104,6 +107,9 @@ func (w *walk) routerIngress(ri, in int32, depth int) {
 	}
 	out := e.port
 	w.cur.ttlDec++
+	if r.lb != none {
+		w.lbOutbound(r)
+	}
 	if r.outChain != none && !w.chainPasses(w.runChain(r.outChain, in, out), name) {
 		return
 	}

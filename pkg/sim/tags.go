@@ -128,7 +128,10 @@ func FloodTag(bridgeID string) uint64 {
 //     invalidates its group or subnet's bridge, whose tags the rules and
 //     ARP suppression read;
 //   - a tunnel-zone member invalidates flows encapsulated to its host
-//     through its own tag.
+//     through its own tag;
+//   - a pool member (its health status included) also invalidates its
+//     pool, a VIP its load balancer, a health monitor the pools it
+//     checks (lb.go).
 func (t *Topology) ChangeTags(o model.Object) []uint64 {
 	k := model.KindOf(o)
 	if k == nil {
@@ -173,7 +176,7 @@ func (t *Topology) ChangeTags(o model.Object) []uint64 {
 			tags = append(tags, FloodTag(b))
 		}
 	}
-	return tags
+	return t.lbTags(tags, o)
 }
 
 // coveringTags appends the tags of the router's routes whose destination

@@ -26,6 +26,8 @@ type Topology struct {
 	hosts    []host
 	pgroups  []portGroup
 	ipgroups []ipGroup
+	lbs      []loadBalancer
+	pools    []lbPool
 
 	portByID   map[string]int32
 	portByKey  map[uint32]int32
@@ -44,6 +46,7 @@ type Topology struct {
 	staticIP map[ipKey]staticEntry
 
 	dhcpSubnetBridge map[string]string
+	hmPools          map[string][]uint64 // health monitor id → tags of the pools it checks
 }
 
 type devKind uint8
@@ -106,6 +109,7 @@ type router struct {
 	outChain  int32
 	ports     []int32
 	routes    routeTable
+	lb        int32 // index in lbs, none without a load balancer
 }
 
 type host struct {
@@ -144,7 +148,7 @@ type staticEntry struct {
 }
 
 // Build indexes a snapshot of the native model. Objects of kinds the
-// simulation does not read (load balancers, ...) are ignored. A reference
+// simulation does not read (identity, Neutron's, ...) are ignored. A reference
 // to a missing object is an error: a snapshot read at one etcd revision is
 // consistent, so a dangling reference is a bug worth reporting rather than
 // a state to simulate.
@@ -159,6 +163,7 @@ func Build(objs []model.Object) (*Topology, error) {
 		staticMAC:        map[macKey]int32{},
 		staticIP:         map[ipKey]staticEntry{},
 		dhcpSubnetBridge: map[string]string{},
+		hmPools:          map[string][]uint64{},
 	}
 	var (
 		ports     []*model.Port
@@ -200,7 +205,7 @@ func Build(objs []model.Object) (*Topology, error) {
 			}
 			t.routerByID[x.ID] = int32(len(t.routers))
 			t.routers = append(t.routers, router{id: x.ID, name: x.Name, tag: ObjectTag(model.RouterKind, x.ID),
-				noRoute: NoRouteTag(x.ID), up: x.State != model.StateDown})
+				noRoute: NoRouteTag(x.ID), up: x.State != model.StateDown, lb: none})
 		case *model.Port:
 			ports = append(ports, x)
 		case *model.Route:
@@ -465,6 +470,9 @@ func Build(objs []model.Object) (*Topology, error) {
 		}
 		t.staticIP[k] = staticEntry{mac: packet.MAC(h.MAC), tag: ObjectTag(model.DHCPHostKind, h.ID), port: none}
 		t.bridges[k.dev].ipBloom |= ipBloomBit(h.Address)
+	}
+	if err := t.buildLBs(objs); err != nil {
+		return nil, err
 	}
 	return t, nil
 }

@@ -17,10 +17,11 @@ const (
 	StepDrop                         // the walk (or this branch of a flood) ended in a drop
 	StepTrack                        // a connection-tracking lookup or creation
 	StepNAT                          // a NAT rule translated (or could not translate) the packet
+	StepLB                           // a load balancer picked a member (or could not), or translated a member's reply
 )
 
 var stepNames = [...]string{0: "none", StepIngress: "ingress", StepEgress: "egress", StepChain: "chain", StepBridge: "bridge",
-	StepRouter: "router", StepOutput: "output", StepGenerate: "generate", StepDrop: "drop", StepTrack: "conntrack", StepNAT: "nat"}
+	StepRouter: "router", StepOutput: "output", StepGenerate: "generate", StepDrop: "drop", StepTrack: "conntrack", StepNAT: "nat", StepLB: "lb"}
 
 func (k StepKind) String() string {
 	if int(k) < len(stepNames) {

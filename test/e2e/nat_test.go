@@ -187,6 +187,7 @@ func TestVyattaOneBox(t *testing.T) {
 
 	t.Run("Masquerade", func(t *testing.T) {
 		serveSeen(t, inet.NS, "10.81.14.1:8080")
+		serveHTTP(t, inet.NS, "10.81.14.1:80", "the internet")
 		cap := startTextCapture(t, inet, "ip and not src host 10.81.14.1")
 		for _, vm := range []*harness.VM{web, c21} {
 			mustPing(t, vm, "10.81.14.1", 3)
@@ -194,6 +195,9 @@ func TestVyattaOneBox(t *testing.T) {
 			t.Logf("%s: connection from %s seen by the internet as %s", vm.Name, local, seen)
 			if hostOf(seen) != "10.81.14.201" {
 				t.Errorf("%s's connection arrives from %s, want 10.81.14.201", vm.Name, seen)
+			}
+			if page := curl(t, vm, "http://10.81.14.1/"); !strings.Contains(page, "the internet (client 10.81.14.201:") {
+				t.Errorf("%s: curl http://10.81.14.1/ got %q, want the page served to 10.81.14.201", vm.Name, page)
 			}
 		}
 		pkts := cap.stop()

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -300,25 +301,49 @@ func TestCiscoTwoRouterNAT(t *testing.T) {
 	})
 
 	t.Run("TranslationTables", func(t *testing.T) {
-		mustDialSeen(t, vm.NS, "203.0.113.1:8080") // a live binding to show
-		inner, err := e.CLI("router router1 list nat")
-		if err != nil {
-			t.Skipf("`router X list nat` is not available (branch natblocks not on main): %v", err)
+		// A connection held open is a binding that stays established.
+		hold(t, inet.NS, "203.0.113.1:8090")
+		c := holdDial(t, vm.NS, "203.0.113.1:8090")
+		local := c.LocalAddr().String()
+		// Agents publish their bindings every 2 s.
+		var inner, edge string
+		err := harness.Eventually(10*time.Second, func() error {
+			var err error
+			if inner, err = e.CLI("router router1 list nat"); err != nil {
+				return err
+			}
+			if !strings.Contains(inner, local) {
+				return fmt.Errorf("no binding of %s yet", local)
+			}
+			return nil
+		})
+		if err != nil && strings.Contains(err.Error(), "Syntax error") {
+			t.Skipf("`router X list nat` is not available: %v", err)
 		}
-		edge, err := e.CLI("router router0 list nat")
-		if err != nil {
-			t.Fatal(err)
-		}
+		edge, _ = e.CLI("router router0 list nat")
 		t.Logf("router inner (router1) list nat:\n%s\nrouter edge (router0) list nat:\n%s", inner, edge)
-		for _, want := range []string{"10.10.0.10", "192.168.1.2", "203.0.113.1"} {
-			if !strings.Contains(inner, want) {
-				t.Errorf("the inner router's table lacks %s (inside local 10.10.0.10, inside global 192.168.1.2, outside 203.0.113.1)", want)
+		if err != nil {
+			t.Fatalf("the inner router's table never showed the connection from %s (inside local): %v", local, err)
+		}
+		found := false
+		for _, l := range strings.Split(inner, "\n") {
+			f := strings.Fields(l)
+			// Pro, Inside global, Inside local, Outside local, Outside global
+			if len(f) >= 5 && f[2] == local {
+				found = true
+				if f[0] != "tcp" || hostOf(f[1]) != "192.168.1.2" || f[3] != "203.0.113.1:8090" || f[4] != "203.0.113.1:8090" {
+					t.Errorf("inner binding %q: want tcp, inside global 192.168.1.2:*, inside local %s, outside 203.0.113.1:8090", l, local)
+				}
 			}
 		}
-		// Static 1:1 translations keep no state; a table that shows them
-		// must show both addresses.
-		if strings.TrimSpace(edge) != "" && (!strings.Contains(edge, "203.0.113.5") || !strings.Contains(edge, "192.168.1.2")) {
-			t.Errorf("the edge router's table lacks 192.168.1.2 ↔ 203.0.113.5")
+		if !found {
+			t.Errorf("no line of the inner router's table has inside local %s", local)
+		}
+		// Static 1:1 keeps no state: a line, if any, must be the mapping.
+		for _, l := range strings.Split(strings.TrimSpace(edge), "\n")[1:] {
+			if !strings.Contains(l, "203.0.113.5") || !strings.Contains(l, "192.168.1.2") {
+				t.Errorf("the edge router's table has %q, want only 192.168.1.2 ↔ 203.0.113.5", l)
+			}
 		}
 	})
 }

@@ -84,6 +84,41 @@ func serveSeen(t *testing.T, ns *harness.NS, addr string) {
 	}()
 }
 
+// hold accepts connections on addr inside ns and keeps them open (reading
+// until the peer closes), so that their state stays established.
+func hold(t *testing.T, ns *harness.NS, addr string) {
+	t.Helper()
+	l := listen(t, ns, "tcp4", addr)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(io.Discard, c); c.Close() }()
+		}
+	}()
+}
+
+// holdDial connects from ns to addr, retrying for a few seconds, and
+// closes the connection at the end of the test.
+func holdDial(t *testing.T, ns *harness.NS, addr string) net.Conn {
+	t.Helper()
+	var c net.Conn
+	err := harness.Eventually(10*time.Second, func() error {
+		return ns.Do(func() error {
+			var err error
+			c, err = net.DialTimeout("tcp4", addr, 2*time.Second)
+			return err
+		})
+	})
+	if err != nil {
+		t.Fatalf("TCP from %s to %s: %v", ns.Name, addr, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 // serveHTTP serves body over HTTP on addr inside ns.
 func serveHTTP(t *testing.T, ns *harness.NS, addr, body string) {
 	t.Helper()

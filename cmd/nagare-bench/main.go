@@ -5,6 +5,7 @@
 //	nagare-bench datapath  Nagare and the Linux kernel side by side: pps, TCP, RTT,
 //	                       flow setup, simulation (root; see `nagare-bench datapath -h`)
 //	nagare-bench flowgen   the new-flow traffic generator the datapath benchmark runs
+//	nagare-bench lb        HTTP requests/s through a load balancer VIP, beside the kernel (root)
 package main
 
 import (
@@ -29,7 +30,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: nagare-bench api|neutron|datapath|flowgen [flags]")
+		fmt.Fprintln(os.Stderr, "usage: nagare-bench api|neutron|datapath|flowgen|lb [flags]")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -44,8 +45,10 @@ func main() {
 		err = datapath(ctx, args)
 	case "flowgen":
 		err = flowgen(ctx, args)
+	case "lb":
+		err = lbBench(ctx, args)
 	default:
-		fmt.Fprintf(os.Stderr, "nagare-bench: unknown benchmark %q (have: api, neutron, datapath, flowgen)\n", what)
+		fmt.Fprintf(os.Stderr, "nagare-bench: unknown benchmark %q (have: api, neutron, datapath, flowgen, lb)\n", what)
 		os.Exit(2)
 	}
 	if err != nil {

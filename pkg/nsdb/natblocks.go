@@ -75,6 +75,13 @@ type NATBlocks struct {
 	lease clientv3.LeaseID
 	ips   map[natRange]*natSpares
 	held  map[natBlock]struct{} // handed out to the table, not yet released
+	inUse map[natAddr]int       // blocks held per address
+}
+
+// natAddr is one translated address of one device.
+type natAddr struct {
+	device string
+	ip     netip.Addr
 }
 
 // natRange is one (device, address, block range) spares are kept for.
@@ -93,6 +100,7 @@ type natBlock struct {
 type natSpares struct {
 	ready     []uint16 // leased in etcd, not yet handed out
 	refilling bool
+	dropped   bool      // the address went out of use: keep no spares
 	failedAt  time.Time // last refill that could not lease a block
 }
 
@@ -104,7 +112,7 @@ var errNATBlocksClosed = errors.New("nsdb: NAT blocks closed")
 func NewNATBlocks(s *Store, hostID string, lease clientv3.LeaseID) *NATBlocks {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &NATBlocks{s: s, host: hostID, lease: lease, ctx: ctx, cancel: cancel,
-		ips: map[natRange]*natSpares{}, held: map[natBlock]struct{}{}}
+		ips: map[natRange]*natSpares{}, held: map[natBlock]struct{}{}, inUse: map[natAddr]int{}}
 }
 
 var _ flowstate.Blocks = (*NATBlocks)(nil)
@@ -143,7 +151,7 @@ func (n *NATBlocks) Lease(device string, ip netip.Addr, lo, hi uint16) (uint16, 
 	if k := len(sp.ready); k > 0 {
 		b := sp.ready[k-1]
 		sp.ready = sp.ready[:k-1]
-		n.held[natBlock{device, ip, b}] = struct{}{}
+		n.holdLocked(natBlock{device, ip, b})
 		n.refillLocked(r, sp)
 		n.mu.Unlock()
 		return b, nil
@@ -163,7 +171,7 @@ func (n *NATBlocks) Lease(device string, ip netip.Addr, lo, hi uint16) (uint16, 
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if err == nil {
-		n.held[natBlock{device, ip, b}] = struct{}{}
+		n.holdLocked(natBlock{device, ip, b})
 	} else {
 		sp.failedAt = time.Now()
 	}
@@ -174,8 +182,17 @@ func (n *NATBlocks) Lease(device string, ip netip.Addr, lo, hi uint16) (uint16, 
 	return b, nil
 }
 
+func (n *NATBlocks) holdLocked(b natBlock) {
+	n.held[b] = struct{}{}
+	n.inUse[natAddr{b.device, b.ip}]++
+}
+
 // Release implements flowstate.Blocks: the key is deleted in the
-// background (the caller holds the flow table's lock).
+// background (the caller holds the flow table's lock). When the table
+// gives back the last block it held of an address (its bindings there all
+// ended, and the block stayed idle for flowstate's BlockIdle), the spares
+// of that address go too: an address used once does not keep blocks from
+// other hosts for ever. Its next lease is a first one again.
 func (n *NATBlocks) Release(device string, ip netip.Addr, block uint16) {
 	if checkNATArgs(device, ip, block, block) != nil {
 		return
@@ -184,20 +201,34 @@ func (n *NATBlocks) Release(device string, ip netip.Addr, block uint16) {
 	nb := natBlock{device, ip, block}
 	n.mu.Lock()
 	_, ok := n.held[nb]
-	delete(n.held, nb)
-	closed := n.ctx.Err() != nil
-	if ok && !closed {
-		n.wg.Add(1)
-	}
-	n.mu.Unlock()
-	if !ok || closed {
+	if !ok || n.ctx.Err() != nil {
+		n.mu.Unlock()
 		return
 	}
+	delete(n.held, nb)
+	gone := []natBlock{nb}
+	a := natAddr{device, ip}
+	if n.inUse[a]--; n.inUse[a] <= 0 {
+		delete(n.inUse, a)
+		for r, sp := range n.ips {
+			if r.device == device && r.ip == ip {
+				for _, b := range sp.ready {
+					gone = append(gone, natBlock{device, ip, b})
+				}
+				sp.ready, sp.dropped = nil, true // a running refill gives back what it takes
+				delete(n.ips, r)
+			}
+		}
+	}
+	n.wg.Add(1)
+	n.mu.Unlock()
 	go func() {
 		defer n.wg.Done()
 		ctx, cancel := context.WithTimeout(n.ctx, natOpTimeout)
 		defer cancel()
-		_ = n.deleteBlock(ctx, nb)
+		for _, b := range gone {
+			_ = n.deleteBlock(ctx, b)
+		}
 	}()
 }
 
@@ -227,7 +258,7 @@ func (n *NATBlocks) refill(r natRange, sp *natSpares) {
 	for {
 		n.mu.Lock()
 		lease := n.lease
-		if len(sp.ready) >= natSpareBlocks || n.ctx.Err() != nil {
+		if len(sp.ready) >= natSpareBlocks || n.ctx.Err() != nil || sp.dropped {
 			sp.refilling = false
 			n.mu.Unlock()
 			return
@@ -243,9 +274,10 @@ func (n *NATBlocks) refill(r natRange, sp *natSpares) {
 			n.mu.Unlock()
 			return
 		}
-		if n.lease != lease || n.ctx.Err() != nil {
-			// Leased under a lease we no longer use, or closed meanwhile:
-			// give it back rather than keep a block nobody will hand out.
+		if n.lease != lease || n.ctx.Err() != nil || sp.dropped {
+			// Leased under a lease we no longer use, for an address out of
+			// use, or closed meanwhile: give it back rather than keep a
+			// block nobody will hand out.
 			n.mu.Unlock()
 			ctx, cancel := context.WithTimeout(context.Background(), natOpTimeout)
 			_ = n.deleteBlock(ctx, natBlock{r.device, r.ip, b})

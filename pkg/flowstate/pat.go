@@ -214,8 +214,15 @@ func (t *Table) AllocSNAT(tx *Tx, device string, fwd *Key, targets []Target, fla
 		if lo == 0 {
 			lo, hi = DefaultPortFrom, DefaultPortTo
 		}
-		if port, ok := t.allocPort(device, fwd.Zone, addr, sp, lo, hi, h); ok {
+		for range 4 {
+			port, ok := t.allocPort(device, fwd.Zone, addr, sp, lo, hi, h)
+			if !ok {
+				break
+			}
 			e := newSNAT(*fwd, addr, port, flags)
+			if t.adopt(&e.Rev, now) {
+				continue // the port was held by a restored binding, which now owns it
+			}
 			tx.add(e, true)
 			return e, nil
 		}
@@ -385,4 +392,27 @@ func Pick(targets []Target, family uint8, h uint64) (netip.Addr, uint16, bool) {
 		port = t.PortFrom + uint16((h>>32)%span)
 	}
 	return addAddr(t.From, off), port, true
+}
+
+// adopt reports whether rev, the reverse key of a binding just given a
+// port from this table's blocks, belongs to a live entry already: one this
+// host made before a restart and restored (Restore cannot re-reserve the
+// port, since the pool started empty). The entry then owns the port, so
+// that its removal returns it, and the caller picks another one.
+func (t *Table) adopt(rev *Key, now int64) bool {
+	s := t.find(rev, t.hash(rev))
+	if s < 0 {
+		return false
+	}
+	i := int32(slotRef(t.idx[s]) >> 1)
+	x := t.ent(i)
+	if x.expires <= now {
+		t.retire(i, now)
+		t.stats.Expired++
+		return false
+	}
+	if x.fwd.Type == KeyFwdSNAT {
+		x.flags |= fOwnsPort
+	}
+	return true
 }

@@ -520,7 +520,7 @@ func (t *Table) room(tx *Tx, fresh *[MaxTxEntries]bool, need int, now int64) err
 	return err
 }
 
-func (t *Table) insert(e *Entry, flags uint8, now int64) {
+func (t *Table) insert(e *Entry, flags uint8, now int64) int32 {
 	i := t.alloc()
 	x := t.ent(i)
 	*x = entry{fwd: e.Fwd, rev: e.Rev, state: e.State, cls: classOf(e.Fwd.Proto, e.State), flags: fUsed | flags}
@@ -530,6 +530,7 @@ func (t *Table) insert(e *Entry, flags uint8, now int64) {
 	t.place(t.hash(&x.rev), i, true)
 	t.zones[e.Fwd.Zone]++
 	t.n++
+	return i
 }
 
 // Abort releases the ports tx reserved; its entries are dropped.
@@ -554,17 +555,39 @@ func (t *Table) abort(tx *Tx, now int64) {
 // block, so the entry never returns it to this host's pool. An entry whose
 // keys clash with a different live entry is refused with ErrExists.
 func (t *Table) Import(e *Entry, now int64) error {
-	if e.Fwd == e.Rev {
-		return ErrExists
-	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	_, err := t.importEntry(e, now)
+	return err
+}
+
+// Restore imports an entry this host saved before a restart, with at most
+// ttl of its lifetime left (what RangeTTL reported), so that a restart
+// does not extend lifetimes. Like Import, it is bounded by the table's
+// limits.
+func (t *Table) Restore(e *Entry, ttl time.Duration, now int64) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	i, err := t.importEntry(e, now)
+	if err == nil {
+		if x := t.ent(i); now+int64(ttl) < x.expires {
+			x.expires = now + int64(ttl)
+		}
+	}
+	return err
+}
+
+func (t *Table) importEntry(e *Entry, now int64) (int32, error) {
+	if e.Fwd == e.Rev {
+		t.stats.RefusedExists++
+		return -1, ErrExists
+	}
 	if s := t.find(&e.Fwd, t.hash(&e.Fwd)); s >= 0 {
 		i := int32(slotRef(t.idx[s]) >> 1)
 		if x := t.ent(i); x.expires > now && x.fwd == e.Fwd && x.rev == e.Rev {
 			t.refresh(i, e.State|x.state&replied, now)
 			t.stats.Imported++
-			return nil
+			return i, nil
 		}
 	}
 	var tx Tx
@@ -572,14 +595,14 @@ func (t *Table) Import(e *Entry, now int64) error {
 	fresh := [MaxTxEntries]bool{true}
 	if _, err := t.checkNew(e, now); err != nil {
 		t.stats.RefusedExists++
-		return err
+		return -1, err
 	}
 	if err := t.room(&tx, &fresh, 1, now); err != nil {
-		return err
+		return -1, err
 	}
-	t.insert(e, 0, now)
+	i := t.insert(e, 0, now)
 	t.stats.Imported++
-	return nil
+	return i, nil
 }
 
 // Len returns the number of live (or not yet swept) entries.
@@ -619,6 +642,24 @@ func (t *Table) Range(fn func(e *Entry) bool) {
 		}
 		e := Entry{Fwd: x.fwd, Rev: x.rev, State: x.state}
 		if !fn(&e) {
+			return
+		}
+	}
+}
+
+// RangeTTL calls fn for every live entry with its remaining lifetime at
+// now, until fn returns false: what the agent saves across a restart and
+// gives back to Restore. Like Range it holds the table's lock.
+func (t *Table) RangeTTL(now int64, fn func(e *Entry, ttl time.Duration) bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i := range t.top {
+		x := t.ent(i)
+		if x.flags&fUsed == 0 || x.expires <= now {
+			continue
+		}
+		e := Entry{Fwd: x.fwd, Rev: x.rev, State: x.state}
+		if !fn(&e, time.Duration(x.expires-now)) {
 			return
 		}
 	}

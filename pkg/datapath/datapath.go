@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/nagare/nagare/pkg/flowstate"
 	"github.com/nagare/nagare/pkg/packet"
 	"github.com/nagare/nagare/pkg/sim"
 )
@@ -85,6 +86,32 @@ type Datapath interface {
 	// would stall forwarding. fn must not retain info beyond the call or
 	// modify the slices it holds.
 	Flows(fn func(info *FlowInfo))
+
+	// SendState sends a flow-state packet (MidoNet's model: connection
+	// tracking and NAT entries pushed ahead of a connection's first
+	// packet) to peer, a tunnel-zone peer, over the tunnel with the
+	// reserved key StateTunnelKey: VXLAN if enabled, else GRE. payload is
+	// opaque to the datapath and not retained; it is sent before
+	// SendState returns, on the same socket as data packets, so a state
+	// packet sent before a data packet to the same peer is not overtaken
+	// by it in the sender.
+	SendState(peer netip.Addr, payload []byte) error
+}
+
+// StateTunnelKey is the tunnel key (VNI, GRE key) of flow-state packets,
+// reserved as in MidoNet: no port has it (the NSDB never assigns it).
+const StateTunnelKey = 1<<24 - 1
+
+// StateHandler receives flow-state packets. A MissHandler passed to Run
+// that also implements StateHandler gets the payloads of the state packets
+// that tunnel-zone peers send; without it they are dropped and counted
+// (DropTunnelStateUnhandled).
+type StateHandler interface {
+	// State is called on the tunnel receiver's goroutine with the sender's
+	// underlay address and the payload, which belongs to the datapath and
+	// is valid only during the call. The handler must check the payload
+	// (it comes from the network) and must not block.
+	State(from netip.Addr, payload []byte)
 }
 
 // Errors common to implementations.
@@ -214,6 +241,11 @@ type FlowSpec struct {
 	// MTU is sim.Result.MTU: IP packets whose datagram (IP header
 	// included) is longer miss instead of hitting. Zero: no limit.
 	MTU int
+	// State are the flow-state keys the decision read
+	// (sim.Result.StateKeys). The datapath only keeps them, for FlowInfo:
+	// the agent refreshes the entries of flows that are still hitting,
+	// which the simulation no longer sees.
+	State []flowstate.Key
 }
 
 // Upcall is a packet that missed the flow table. It and everything it

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nagare/nagare/pkg/flowstate"
 	"github.com/nagare/nagare/pkg/packet"
 	"github.com/nagare/nagare/pkg/sim"
 )
@@ -54,6 +55,9 @@ const (
 	DropTunnelDisabled = "tunnel-disabled"
 	// DropTunnelTxError: the kernel refused to send a tunnel packet.
 	DropTunnelTxError = "tunnel-tx-error"
+	// DropTunnelStateUnhandled: a flow-state packet (StateTunnelKey)
+	// arrived and no StateHandler takes them, or it was empty.
+	DropTunnelStateUnhandled = "tunnel-state-unhandled"
 )
 
 // MalformedDropPrefix starts the reasons of frames received on a port that
@@ -127,6 +131,9 @@ type TunnelStats struct {
 	TxPackets, TxBytes uint64
 	// TxErrors counts packets the kernel refused to send.
 	TxErrors uint64
+	// StateRx and StateTx count flow-state packets (StateTunnelKey),
+	// which are not in the counts above.
+	StateRx, StateTx uint64
 }
 
 // FlowInfo describes one installed flow, for dumps and metrics.
@@ -139,6 +146,8 @@ type FlowInfo struct {
 	Tags    []uint64
 	Class   FlowClass
 	MTU     int
+	// State are the flow-state keys of FlowSpec.State; read-only.
+	State []flowstate.Key
 	// Packets and Bytes count the hits (frames and their bytes as
 	// received).
 	Packets, Bytes uint64

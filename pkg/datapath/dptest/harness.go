@@ -175,9 +175,26 @@ type handler struct {
 	mu      sync.Mutex
 	script  func(u *datapath.Upcall)
 	upcalls chan upcall
+	states  chan stateMsg
 }
 
-func newHandler() *handler { return &handler{upcalls: make(chan upcall, 4096)} }
+func newHandler() *handler {
+	return &handler{upcalls: make(chan upcall, 4096), states: make(chan stateMsg, 64)}
+}
+
+// stateMsg is a flow-state packet the handler received.
+type stateMsg struct {
+	from    netip.Addr
+	payload []byte
+}
+
+// State implements datapath.StateHandler: it records the packet.
+func (h *handler) State(from netip.Addr, payload []byte) {
+	select {
+	case h.states <- stateMsg{from, append([]byte(nil), payload...)}:
+	default:
+	}
+}
 
 func (h *handler) Miss(u *datapath.Upcall) {
 	select {

@@ -44,6 +44,7 @@ func Run(t *testing.T, newDP Factory) {
 		{"IdleExpiry", testExpiry},
 		{"Eviction", testEviction},
 		{"Tunnels", testTunnels},
+		{"FlowState", testFlowState},
 		{"HostilePort", testHostilePort},
 		{"RemovePort", testRemovePort},
 		{"InstallErrors", testInstallErrors},

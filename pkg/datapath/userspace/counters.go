@@ -25,6 +25,7 @@ const (
 	rTunOversize
 	rTunDisabled
 	rTunTxError
+	rTunState
 	numReasons
 )
 
@@ -41,6 +42,7 @@ var reasonLabels = [numReasons]string{
 	rTunOversize:    datapath.DropTunnelOversize,
 	rTunDisabled:    datapath.DropTunnelDisabled,
 	rTunTxError:     datapath.DropTunnelTxError,
+	rTunState:       datapath.DropTunnelStateUnhandled,
 }
 
 // maxParseDrops bounds the packet.Drop values counted separately; larger
@@ -87,6 +89,7 @@ func (d *dropCounters) addFrom(o *dropCounters) {
 // tunnelCounters counts one encapsulation's traffic.
 type tunnelCounters struct {
 	rxPackets, rxBytes, txPackets, txBytes, txErrors atomic.Uint64
+	stateRx, stateTx                                 atomic.Uint64
 }
 
 func (c *tunnelCounters) snapshot() datapath.TunnelStats {
@@ -94,5 +97,6 @@ func (c *tunnelCounters) snapshot() datapath.TunnelStats {
 		RxPackets: c.rxPackets.Load(), RxBytes: c.rxBytes.Load(),
 		TxPackets: c.txPackets.Load(), TxBytes: c.txBytes.Load(),
 		TxErrors: c.txErrors.Load(),
+		StateRx:  c.stateRx.Load(), StateTx: c.stateTx.Load(),
 	}
 }

@@ -76,6 +76,7 @@ type Datapath struct {
 	tun     atomic.Pointer[tunnelState]
 	table   table
 	handler datapath.MissHandler
+	state   datapath.StateHandler // handler, if it takes flow-state packets
 	running bool
 	closed  bool
 	stop    chan struct{} // closed by Close
@@ -135,6 +136,9 @@ func (dp *Datapath) AddPort(cfg datapath.PortConfig) error {
 	}
 	if cfg.PortID == "" || cfg.Interface == "" {
 		return fmt.Errorf("datapath: add port: PortID and Interface are required")
+	}
+	if cfg.TunnelKey == datapath.StateTunnelKey {
+		return fmt.Errorf("datapath: add port %s: tunnel key %d is reserved for flow-state packets", cfg.PortID, cfg.TunnelKey)
 	}
 	if cfg.TunnelKey > maxTunnelKey {
 		return fmt.Errorf("datapath: add port %s: tunnel key %d does not fit in 24 bits", cfg.PortID, cfg.TunnelKey)
@@ -249,6 +253,7 @@ func (dp *Datapath) Run(ctx context.Context, h datapath.MissHandler) error {
 		return datapath.ErrRunning
 	}
 	dp.handler, dp.running = h, true
+	dp.state, _ = h.(datapath.StateHandler)
 	for _, p := range dp.ports.Load().byID {
 		dp.startReader(p)
 	}

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/nagare/nagare/pkg/datapath"
+	"github.com/nagare/nagare/pkg/flowstate"
 	"github.com/nagare/nagare/pkg/packet"
 	"github.com/nagare/nagare/pkg/sim"
 )
@@ -20,6 +21,7 @@ type flow struct {
 	in    *port
 	acts  []action
 	tags  []uint64
+	state []flowstate.Key // not read by the hit path: for Flows
 	class datapath.FlowClass
 	mtu   int
 
@@ -82,6 +84,9 @@ func (dp *Datapath) Install(spec *datapath.FlowSpec) error {
 	}
 	f := &flow{key: spec.Key, in: in, acts: acts, class: spec.Class, mtu: spec.MTU}
 	f.tags = append([]uint64(nil), spec.Tags...)
+	if len(spec.State) > 0 {
+		f.state = append([]flowstate.Key(nil), spec.State...)
+	}
 
 	dp.mu.Lock()
 	defer dp.mu.Unlock()
@@ -326,7 +331,7 @@ func (dp *Datapath) Flows(fn func(info *datapath.FlowInfo)) {
 		}
 		info = datapath.FlowInfo{
 			Key: f.key, InPortID: f.in.cfg.PortID, Actions: acts, Tags: f.tags,
-			Class: f.class, MTU: f.mtu, Packets: f.packets.Load(), Bytes: f.bytes.Load(),
+			Class: f.class, MTU: f.mtu, State: f.state, Packets: f.packets.Load(), Bytes: f.bytes.Load(),
 			Installed: dp.wallTime(f.installed), LastUsed: dp.wallTime(f.lastUsed.Load()),
 		}
 		fn(&info)

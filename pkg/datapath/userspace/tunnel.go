@@ -287,6 +287,10 @@ func (r *tunnelReceiver) deliver(c *tunnelCounters) {
 			}
 			key, inner, err = packet.DecapGRE(b[int(b[0]&0x0f)*4:])
 		}
+		if err == nil && key == datapath.StateTunnelKey {
+			r.deliverState(c, netip.AddrFrom4(r.names[i].Addr), inner)
+			continue
+		}
 		if err != nil || len(inner) < ethHdrLen {
 			w.drops.add(rTunMalformed, 1)
 			continue
@@ -303,4 +307,63 @@ func (r *tunnelReceiver) deliver(c *tunnelCounters) {
 	c.rxPackets.Add(pkts)
 	c.rxBytes.Add(bytes)
 	w.flush()
+}
+
+// deliverState hands a flow-state packet to the StateHandler. It runs
+// between the data packets of its batch, in arrival order: data queued
+// before it is still queued (sent at the end of the batch), which is fine,
+// since only packets after the state may depend on it.
+func (r *tunnelReceiver) deliverState(c *tunnelCounters, from netip.Addr, payload []byte) {
+	h := r.w.dp.state
+	if h == nil || len(payload) == 0 {
+		r.w.drops.add(rTunState, 1)
+		return
+	}
+	c.stateRx.Add(1)
+	h.State(from, payload)
+}
+
+// SendState implements datapath.Datapath.
+func (dp *Datapath) SendState(peer netip.Addr, payload []byte) error {
+	peer = peer.Unmap()
+	ts := dp.tun.Load()
+	if !peer.Is4() {
+		return fmt.Errorf("datapath: send state: peer %q: only IPv4 underlays are supported", peer)
+	}
+	if _, ok := ts.peers[peer.As4()]; !ok {
+		return fmt.Errorf("datapath: send state: %s is not a tunnel-zone peer", peer)
+	}
+	if len(payload) == 0 || len(payload) > tunnelSlotSize-64 {
+		return fmt.Errorf("datapath: send state: %d-byte payload", len(payload))
+	}
+	buf := make([]byte, 8+len(payload))
+	var err error
+	switch {
+	case ts.vxlan != nil:
+		if _, err = packet.EncapVXLAN(buf, payload, datapath.StateTunnelKey); err == nil {
+			_, err = ts.vxlan.conn.(*net.UDPConn).WriteToUDPAddrPort(buf, netip.AddrPortFrom(peer, ts.vxlan.dstPort))
+		}
+		dp.countState(&dp.vxlan, err)
+	case ts.gre != nil:
+		if _, err = packet.EncapGRE(buf, payload, datapath.StateTunnelKey); err == nil {
+			_, err = ts.gre.conn.(*net.IPConn).WriteToIP(buf, &net.IPAddr{IP: peer.AsSlice()})
+		}
+		dp.countState(&dp.gre, err)
+	default:
+		dp.drops.add(rTunDisabled, 1)
+		return errors.New("datapath: send state: no tunnel enabled by SetTunnels")
+	}
+	if err != nil {
+		return fmt.Errorf("datapath: send state to %s: %w", peer, err)
+	}
+	return nil
+}
+
+func (dp *Datapath) countState(c *tunnelCounters, err error) {
+	if err != nil {
+		c.txErrors.Add(1)
+		dp.drops.add(rTunTxError, 1)
+		return
+	}
+	c.stateTx.Add(1)
 }

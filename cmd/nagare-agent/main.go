@@ -13,8 +13,10 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/nagare/nagare/pkg/agent"
+	"github.com/nagare/nagare/pkg/flowstate"
 )
 
 func main() {
@@ -30,6 +32,12 @@ func main() {
 	flag.StringVar(&cfg.MetricsListen, "metrics-listen", "", "address of the Prometheus endpoint, e.g. 127.0.0.1:7300 (empty: off)")
 	flag.StringVar(&cfg.Netns, "netns", "", "run the datapath in this network namespace (a path like /run/netns/hv1); for tests and demos")
 	flag.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	flag.IntVar(&cfg.ConntrackMax, "conntrack-max", flowstate.DefaultMaxEntries, "most connection-tracking and NAT entries the host holds (about 150 bytes each)")
+	flag.IntVar(&cfg.ConntrackZoneMax, "conntrack-zone-max", flowstate.DefaultMaxPerZone, "most entries of one zone (a device: a VM's port, a router), so that one VM cannot fill the table")
+	flag.DurationVar(&cfg.ConntrackTimeouts.TCPEstablished, "conntrack-tcp-established-timeout", 0, "idle lifetime of an established TCP connection (0: 24h)")
+	flag.DurationVar(&cfg.ConntrackTimeouts.UDPEstablished, "conntrack-udp-timeout", 0, "idle lifetime of a UDP flow that saw replies (0: 120s)")
+	flag.DurationVar(&cfg.ConntrackTimeouts.ICMPReplied, "conntrack-icmp-timeout", 0, "idle lifetime of an ICMP echo exchange (0: 30s)")
+	flag.StringVar(&cfg.StateDir, "state-dir", "/var/lib/nagare-agent", "directory where connection-tracking and NAT state is saved across restarts (empty: not saved)")
 	flag.Parse()
 	fail := func(format string, args ...any) {
 		fmt.Fprintf(os.Stderr, "nagare-agent: "+format+"\n", args...)
@@ -49,6 +57,18 @@ func main() {
 			fail("--tunnel-ip: %v", err)
 		}
 		cfg.TunnelIP = ip
+	}
+	if cfg.ConntrackMax <= 0 {
+		fail("--conntrack-max %d: must be positive", cfg.ConntrackMax)
+	}
+	if cfg.ConntrackZoneMax <= 0 {
+		fail("--conntrack-zone-max %d: must be positive", cfg.ConntrackZoneMax)
+	}
+	for name, d := range map[string]time.Duration{"--conntrack-tcp-established-timeout": cfg.ConntrackTimeouts.TCPEstablished,
+		"--conntrack-udp-timeout": cfg.ConntrackTimeouts.UDPEstablished, "--conntrack-icmp-timeout": cfg.ConntrackTimeouts.ICMPReplied} {
+		if d < 0 {
+			fail("%s %v: must not be negative", name, d)
+		}
 	}
 	if vxlanPort == 0 || vxlanPort > 65535 {
 		fail("--vxlan-port %d is not a UDP port", vxlanPort)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/nagare/nagare/pkg/datapath"
 	"github.com/nagare/nagare/pkg/datapath/userspace"
+	"github.com/nagare/nagare/pkg/flowstate"
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/nsdb"
 	"github.com/nagare/nagare/pkg/sim"
@@ -38,6 +39,14 @@ type Config struct {
 	LeaseTTL      time.Duration // liveness lease; the host shows alive=false this long after the agent dies
 	Netns         string        // network namespace of the datapath (path); empty: the agent's own
 	Log           *slog.Logger
+
+	// Connection tracking and NAT (flowstate.go): table bounds (zero:
+	// the flowstate defaults), timeouts, and where the table is saved
+	// across restarts (empty: not saved).
+	ConntrackMax      int
+	ConntrackZoneMax  int
+	ConntrackTimeouts flowstate.Timeouts
+	StateDir          string
 }
 
 func (c *Config) defaults() error {
@@ -85,6 +94,10 @@ type Agent struct {
 	nbrs   *neighbors // replicates arp through the NSDB
 	met    *metrics
 	park   *parking
+	fs     *flowstate.Table // connection tracking and NAT, shared by every Simulator
+	blocks flowstate.Blocks // NAT port blocks
+	state  stateCounters
+	saver  stateSaver // persist.go
 
 	view    atomic.Pointer[view] // what the miss path reads
 	workers sync.Pool            // *worker
@@ -131,10 +144,13 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	a.macs = newMACTable(a.cli, a.hostID, lease, a.dp, a.log)
+	a.blocks = flowstate.NewMemBlocks()
+	a.fs = a.newFlowState()
+	a.loadState()
 	a.view.Store(&view{topo: emptyTopology(), dpToPort: map[int32]string{}, portToDP: map[string]int32{}})
 	a.log.Info("agent registered", "host", cfg.HostName, "host_id", a.hostID)
 
-	errc := make(chan error, 8) // one per goroutine below
+	errc := make(chan error, 10) // one per goroutine below
 	run := func(name string, f func(context.Context) error) {
 		go func() {
 			err := f(ctx)
@@ -146,7 +162,11 @@ func Run(ctx context.Context, cfg Config) error {
 			errc <- err
 		}()
 	}
-	run("datapath", func(ctx context.Context) error { return a.dp.Run(ctx, datapath.MissFunc(a.miss)) })
+	run("datapath", func(ctx context.Context) error { return a.dp.Run(ctx, dpHandler{a}) })
+	run("flow state sweeper", a.sweepState)
+	if cfg.StateDir != "" {
+		run("flow state saver", a.saveStateLoop)
+	}
 	run("topology watch", func(ctx context.Context) error { return a.store.Watch(ctx, a.apply) })
 	run("member status watch", func(ctx context.Context) error { return a.store.WatchMemberStatus(ctx, a.applyMemberStatus) })
 	run("mac table", a.macs.run)
@@ -154,6 +174,11 @@ func Run(ctx context.Context, cfg Config) error {
 	run("reconcile", a.reconcileLoop)
 	run("status", a.publishStatus)
 	run("load balancer health", a.runHealth) // lb.go
+	defer func() { // a clean shutdown saves the latest state
+		if err := a.saveState(true); err != nil {
+			a.log.Warn("save flow state", "dir", cfg.StateDir, "err", err)
+		}
+	}()
 	if cfg.MetricsListen != "" {
 		run("metrics", func(ctx context.Context) error { return a.met.serve(ctx, cfg.MetricsListen) })
 	}

@@ -43,7 +43,7 @@ func newMetrics(a *Agent) *metrics {
 		m.simDrops[r] = simDrops.WithLabelValues(r.String())
 	}
 	m.agentDrops = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nagare_agent_drops_total", Help: "Packets the agent dropped outside the simulation, by reason."}, []string{"reason"})
-	m.reg.MustRegister(m.upcalls, m.generated, m.dhcpReplies, m.flowsInvalidated, m.simSeconds, simDrops, m.agentDrops, &dpCollector{a})
+	m.reg.MustRegister(m.upcalls, m.generated, m.dhcpReplies, m.flowsInvalidated, m.simSeconds, simDrops, m.agentDrops, &dpCollector{a}, &fsCollector{a})
 	return m
 }
 

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/nagare/nagare/pkg/datapath"
+	"github.com/nagare/nagare/pkg/flowstate"
 	"github.com/nagare/nagare/pkg/packet"
 	"github.com/nagare/nagare/pkg/sim"
 )
@@ -20,13 +21,16 @@ type worker struct {
 	gacts   []sim.Action
 	dhcpOut []byte
 	pkt     packet.Parsed
+	// stateBuf holds the flow-state packet a new connection pushes.
+	stateBuf []byte
 }
 
 func (a *Agent) getWorker(v *view) *worker {
 	w, _ := a.workers.Get().(*worker)
 	if w == nil {
 		w = &worker{res: sim.NewResult(), acts: make([]sim.Action, 0, sim.MaxActions),
-			gacts: make([]sim.Action, 0, sim.MaxGeneratedActions), dhcpOut: make([]byte, 1024)}
+			gacts: make([]sim.Action, 0, sim.MaxGeneratedActions), dhcpOut: make([]byte, 1024),
+			stateBuf: make([]byte, 0, flowstate.WireHeaderLen+flowstate.MaxTxEntries*flowstate.MaxEntryWireLen)}
 	}
 	if w.sim == nil {
 		w.sim = sim.NewSimulator(v.topo, a.simConfig())
@@ -39,7 +43,11 @@ func (a *Agent) getWorker(v *view) *worker {
 }
 
 func (a *Agent) simConfig() sim.Config {
-	return sim.Config{HostID: a.hostID, MACs: a.macs, ARP: a.arp, UnderlayMTU: a.cfg.UnderlayMTU}
+	c := sim.Config{HostID: a.hostID, MACs: a.macs, ARP: a.arp, UnderlayMTU: a.cfg.UnderlayMTU}
+	if a.fs != nil {
+		c.FlowState = a.fs
+	}
+	return c
 }
 
 // miss handles a packet that missed the flow table: DHCP is answered here;
@@ -78,8 +86,12 @@ func (a *Agent) simulate(v *view, w *worker, inPort int32, portID string, pkt *p
 			a.met.drop("output-not-attached")
 			break
 		}
+		if len(res.StateEntries()) > 0 {
+			a.pushState(v, w, portID, res, acts)
+		}
 		if install && key != nil && !res.TagsOverflowed && !res.SlowPath {
-			err := a.dp.Install(&datapath.FlowSpec{Key: *key, Actions: acts, Tags: res.Tags(), Class: datapath.ClassNormal, MTU: res.MTU})
+			err := a.dp.Install(&datapath.FlowSpec{Key: *key, Actions: acts, Tags: res.Tags(), Class: datapath.ClassNormal, MTU: res.MTU,
+				State: res.StateKeys()})
 			if err != nil {
 				a.met.drop("install-failed")
 			}

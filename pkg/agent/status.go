@@ -48,8 +48,9 @@ func (a *Agent) status() *nsdb.DatapathStatus {
 		HostID: a.hostID, HostName: a.cfg.HostName, Datapath: a.cfg.Datapath, Updated: time.Now().UTC(),
 		Flows: s.Flows, Hits: s.Hits, Misses: s.Misses, Lost: s.Lost, Drops: s.Drops,
 		FlowsInstalled: s.FlowsInstalled, FlowsExpired: s.FlowsExpired, FlowsInvalidated: s.FlowsInvalidated,
-		VXLAN: nsdb.TunnelCounters{RxPackets: s.VXLAN.RxPackets, TxPackets: s.VXLAN.TxPackets},
-		GRE:   nsdb.TunnelCounters{RxPackets: s.GRE.RxPackets, TxPackets: s.GRE.TxPackets},
+		VXLAN:     nsdb.TunnelCounters{RxPackets: s.VXLAN.RxPackets, TxPackets: s.VXLAN.TxPackets},
+		GRE:       nsdb.TunnelCounters{RxPackets: s.GRE.RxPackets, TxPackets: s.GRE.TxPackets},
+		FlowState: a.flowStateStatus(),
 	}
 	for _, p := range s.Ports {
 		st.Ports = append(st.Ports, nsdb.DatapathPort{PortID: p.PortID, Index: p.Index, Interface: p.Interface,

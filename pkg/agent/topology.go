@@ -24,8 +24,12 @@ type view struct {
 	dpToPort   map[int32]string  // datapath port index → port id
 	portToDP   map[string]int32  // port id → datapath port index (bound and attached here)
 	portBridge map[string]string // port id → bridge id, for DHCP
-	dhcp       map[string]*dhcpServer
-	underMTU   int
+	// statefulPeers maps a port of a stateful port group to the tunnel
+	// endpoints of the other hosts binding ports of its groups: where the
+	// state of connections through it is pushed (flowstate.go).
+	statefulPeers map[string][]netip.Addr
+	dhcp          map[string]*dhcpServer
+	underMTU      int
 }
 
 // boundPort is a local interface attached to the datapath. Its index is the
@@ -188,6 +192,7 @@ func (a *Agent) rebuild() error {
 		}
 	}
 	a.rebuildDHCP(v)
+	v.statefulPeers = a.statefulPeers()
 	a.view.Store(v)
 	a.reconcileTunnels()
 	return nil
@@ -353,4 +358,60 @@ func (a *Agent) rebuildDHCP(v *view) {
 			delete(a.dhcp, bridge)
 		}
 	}
+}
+
+// statefulPeers computes view.statefulPeers: for each port of a stateful
+// port group, the tunnel endpoints of the hosts (other than this one) that
+// bind a port of any stateful group it belongs to. Called with a.mu held.
+func (a *Agent) statefulPeers() map[string][]netip.Addr {
+	stateful := map[string]bool{}
+	var zones []string
+	for _, o := range a.objs {
+		switch x := o.(type) {
+		case *model.PortGroup:
+			if x.Stateful {
+				stateful[x.ID] = true
+			}
+		case *model.TunnelZoneMember:
+			if x.HostID == a.hostID {
+				zones = append(zones, x.TunnelZoneID)
+			}
+		}
+	}
+	if len(stateful) == 0 {
+		return nil
+	}
+	hostAddr := map[string]netip.Addr{}
+	groupPorts := map[string][]string{}
+	portGroups := map[string][]string{}
+	portHost := map[string]string{}
+	for _, o := range a.objs {
+		switch x := o.(type) {
+		case *model.TunnelZoneMember:
+			if x.HostID != a.hostID && slices.Contains(zones, x.TunnelZoneID) {
+				hostAddr[x.HostID] = x.Address
+			}
+		case *model.PortGroupMember:
+			if stateful[x.PortGroupID] {
+				groupPorts[x.PortGroupID] = append(groupPorts[x.PortGroupID], x.PortID)
+				portGroups[x.PortID] = append(portGroups[x.PortID], x.PortGroupID)
+			}
+		case *model.Port:
+			portHost[x.ID] = x.HostID
+		}
+	}
+	out := make(map[string][]netip.Addr, len(portGroups))
+	for port, groups := range portGroups {
+		var addrs []netip.Addr
+		for _, g := range groups {
+			for _, q := range groupPorts[g] {
+				if ad, ok := hostAddr[portHost[q]]; ok && !slices.Contains(addrs, ad) {
+					addrs = append(addrs, ad)
+				}
+			}
+		}
+		slices.SortFunc(addrs, netip.Addr.Compare)
+		out[port] = addrs
+	}
+	return out
 }

@@ -37,8 +37,14 @@ var (
 )
 
 // EntryWireLen returns the length of e's wire form.
-func EntryWireLen(e *Entry) int {
-	if e.Fwd.Family == 4 {
+func EntryWireLen(e *Entry) int { return EntryWireLenOf(e.Fwd.Family) }
+
+// EntryWireLenOf returns the length of an entry whose wire form starts
+// with family (its first byte): what a reader of a stream of entries must
+// read before DecodeEntry. Unknown families get the longest length
+// (DecodeEntry rejects them).
+func EntryWireLenOf(family uint8) int {
+	if family == 4 {
 		return 3 + 2*(14+8)
 	}
 	return MaxEntryWireLen

@@ -39,6 +39,27 @@ type DatapathStatus struct {
 	Drops            map[string]uint64 `json:"drops,omitempty"`
 	Ports            []DatapathPort    `json:"ports"`
 	FlowDump         []string          `json:"flow_dump,omitempty"`
+	FlowState        *FlowStateStatus  `json:"flow_state,omitempty"`
+}
+
+// FlowStateStatus is the agent's connection-tracking and NAT table: its
+// size, bounds, refusals (how exhaustion shows) and flow-state packets.
+type FlowStateStatus struct {
+	Entries         int    `json:"entries"`
+	Zones           int    `json:"zones"`
+	MaxEntries      int    `json:"max_entries"`
+	MaxPerZone      int    `json:"max_per_zone"`
+	RefusedFull     uint64 `json:"refused_full"`
+	RefusedZoneFull uint64 `json:"refused_zone_full"`
+	RefusedExists   uint64 `json:"refused_exists"`
+	Imported        uint64 `json:"imported"`
+	Expired         uint64 `json:"expired"`
+	PortsInUse      int    `json:"nat_ports_in_use"`
+	BlocksLeased    int    `json:"nat_blocks_leased"`
+	PortsExhausted  uint64 `json:"nat_ports_exhausted"`
+	StateSent       uint64 `json:"state_packets_sent"`
+	StateReceived   uint64 `json:"state_packets_received"`
+	StateMalformed  uint64 `json:"state_packets_malformed"`
 }
 
 // TunnelCounters counts one tunnel endpoint's packets.

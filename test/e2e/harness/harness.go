@@ -132,7 +132,10 @@ type Hypervisor struct {
 	MetricsAddr string // 127.0.0.1:PORT
 	ID          string // host UUID once registered
 	Alias       string // CLI alias, "host0"
-	agent       *Proc
+	// AgentArgs are extra nagare-agent flags for the next StartAgent
+	// (e.g. --conntrack-zone-max).
+	AgentArgs []string
+	agent     *Proc
 }
 
 // New starts an environment and stops it in t.Cleanup.
@@ -239,7 +242,9 @@ func (h *Hypervisor) StartAgent(t testing.TB) {
 	e := h.env
 	args := append([]string{"--host-name", h.Name, "--etcd-endpoints", e.EtcdURL, "--tunnel-ip", h.TunnelIP,
 		"--netns", h.NS.Path, "--metrics-listen", h.MetricsAddr,
-		"--underlay-mtu", strconv.Itoa(e.UnderlayMTU), "--log-level", e.logLevel}, e.agentArgs...)
+		"--underlay-mtu", strconv.Itoa(e.UnderlayMTU), "--log-level", e.logLevel,
+		"--state-dir", filepath.Join(e.dir, h.Name+"-state")}, e.agentArgs...)
+	args = append(args, h.AgentArgs...)
 	h.agent = startProc(t, filepath.Join(e.dir, h.Name+".log"), Binaries.Agent, args...)
 	err := Eventually(20*time.Second, func() error {
 		if h.agent.Exited() {

@@ -1,0 +1,206 @@
+package agent
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nagare/nagare/pkg/flowstate"
+)
+
+// The flow-state table survives a restart of the agent, even a SIGKILL:
+// it is saved every saveEvery and on a clean shutdown, atomically (a
+// temporary file renamed over the last one), and loaded at start. Without
+// it an agent restart would cut every NATed connection through the host
+// (the translations would be forgotten) and make established connections
+// look new to stateful rules.
+//
+// The file is a header (magic, the host's id, the save time) and then one
+// record per entry: its remaining lifetime in milliseconds (4 bytes) and
+// its wire form (flowstate.AppendEntry). Entries whose lifetime ran out
+// while the agent was down are not loaded.
+
+const (
+	saveEvery = 2 * time.Second
+	// saveIdleEvery: an unchanged table is saved this often anyway (live
+	// flows' entries were touched, their lifetimes moved).
+	saveIdleEvery = 30 * time.Second
+	stateFile     = "flowstate"
+	stateMagic    = "NAGAREFS1\n"
+)
+
+// stateSaver serializes saves and remembers what was saved.
+type stateSaver struct {
+	mu      sync.Mutex
+	buf     []byte
+	last    flowstate.Stats
+	lastAt  time.Time
+	skipped bool
+}
+
+func (a *Agent) statePath() string { return filepath.Join(a.cfg.StateDir, stateFile) }
+
+// saveStateLoop saves the table every saveEvery while it changes.
+func (a *Agent) saveStateLoop(ctx context.Context) error {
+	if err := os.MkdirAll(a.cfg.StateDir, 0o700); err != nil {
+		return fmt.Errorf("--state-dir %s: %w", a.cfg.StateDir, err)
+	}
+	t := time.NewTicker(saveEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		if err := a.saveState(false); err != nil {
+			a.log.Warn("save flow state", "dir", a.cfg.StateDir, "err", err)
+		}
+	}
+}
+
+// saveState writes the table to the state file. Unless force, a table
+// whose counters did not move since the last save is saved only every
+// saveIdleEvery.
+func (a *Agent) saveState(force bool) error {
+	if a.cfg.StateDir == "" || a.fs == nil {
+		return nil
+	}
+	s := &a.saver
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := a.fs.Stats()
+	now := time.Now()
+	if !force && !s.lastAt.IsZero() && sameContent(st, s.last) && now.Sub(s.lastAt) < saveIdleEvery {
+		return nil
+	}
+	b := append(s.buf[:0], stateMagic...)
+	b = appendString(b, a.hostID)
+	b = binary.BigEndian.AppendUint64(b, uint64(now.UnixNano()))
+	// The table's lock is held while this runs: only memory copies.
+	a.fs.RangeTTL(now.UnixNano(), func(e *flowstate.Entry, ttl time.Duration) bool {
+		b = binary.BigEndian.AppendUint32(b, uint32(min(ttl.Milliseconds()+1, 1<<32-1)))
+		b = flowstate.AppendEntry(b, e)
+		return true
+	})
+	s.buf = b
+	if err := writeFileAtomic(a.statePath(), b); err != nil {
+		return err
+	}
+	s.last, s.lastAt = st, now
+	return nil
+}
+
+// sameContent reports that no entry was added or removed between two
+// snapshots of the counters.
+func sameContent(a, b flowstate.Stats) bool {
+	return a.Entries == b.Entries && a.Inserted == b.Inserted && a.Imported == b.Imported &&
+		a.Expired == b.Expired && a.Removed == b.Removed
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.BigEndian.AppendUint16(b, uint16(len(s)))
+	return append(b, s...)
+}
+
+// writeFileAtomic replaces path with data: a crash leaves the old file or
+// the new one, never a torn one.
+func writeFileAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
+}
+
+// loadState restores the entries saved by this host's previous run that
+// are still alive. A missing file is a first start; a damaged or foreign
+// one is logged and what could be read is kept.
+func (a *Agent) loadState() {
+	if a.cfg.StateDir == "" {
+		return
+	}
+	n, refused, err := a.restoreState(a.statePath(), time.Now())
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return
+	case err != nil:
+		a.log.Warn("flow state file damaged; keeping the entries before the damage", "file", a.statePath(), "restored", n, "err", err)
+	default:
+		a.log.Info("flow state restored", "file", a.statePath(), "entries", n, "refused", refused)
+	}
+}
+
+func (a *Agent) restoreState(path string, now time.Time) (restored, refused int, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	r := bufio.NewReaderSize(f, 1<<16)
+	hdr := make([]byte, len(stateMagic)+2)
+	if _, err := io.ReadFull(r, hdr); err != nil || !bytes.Equal(hdr[:len(stateMagic)], []byte(stateMagic)) {
+		return 0, 0, errors.New("not a flow state file")
+	}
+	host := make([]byte, binary.BigEndian.Uint16(hdr[len(stateMagic):]))
+	var at [8]byte
+	if _, err := io.ReadFull(r, host); err != nil {
+		return 0, 0, err
+	}
+	if string(host) != a.hostID {
+		return 0, 0, fmt.Errorf("saved by host %q, not this one (%s)", host, a.hostID)
+	}
+	if _, err := io.ReadFull(r, at[:]); err != nil {
+		return 0, 0, err
+	}
+	down := now.Sub(time.Unix(0, int64(binary.BigEndian.Uint64(at[:]))))
+	down = max(down, 0)
+	rec := make([]byte, 4+flowstate.MaxEntryWireLen)
+	for {
+		if _, err := io.ReadFull(r, rec[:4+3]); err != nil {
+			if errors.Is(err, io.EOF) {
+				return restored, refused, nil
+			}
+			return restored, refused, err
+		}
+		ttl := time.Duration(binary.BigEndian.Uint32(rec)) * time.Millisecond
+		n := flowstate.EntryWireLenOf(rec[4])
+		if _, err := io.ReadFull(r, rec[4+3:4+n]); err != nil {
+			return restored, refused, err
+		}
+		e, _, err := flowstate.DecodeEntry(rec[4 : 4+n])
+		if err != nil {
+			return restored, refused, err
+		}
+		if ttl <= down {
+			continue // expired while the agent was down
+		}
+		if err := a.fs.Restore(&e, ttl-down, now.UnixNano()); err != nil {
+			refused++
+			continue
+		}
+		restored++
+	}
+}

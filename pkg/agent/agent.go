@@ -150,7 +150,7 @@ func Run(ctx context.Context, cfg Config) error {
 	a.view.Store(&view{topo: emptyTopology(), dpToPort: map[int32]string{}, portToDP: map[string]int32{}})
 	a.log.Info("agent registered", "host", cfg.HostName, "host_id", a.hostID)
 
-	errc := make(chan error, 10) // one per goroutine below
+	errc := make(chan error, 12) // one per goroutine below
 	run := func(name string, f func(context.Context) error) {
 		go func() {
 			err := f(ctx)
@@ -174,7 +174,8 @@ func Run(ctx context.Context, cfg Config) error {
 	run("reconcile", a.reconcileLoop)
 	run("status", a.publishStatus)
 	run("load balancer health", a.runHealth) // lb.go
-	defer func() { // a clean shutdown saves the latest state
+	// A clean shutdown saves the latest flow state.
+	defer func() {
 		if err := a.saveState(true); err != nil {
 			a.log.Warn("save flow state", "dir", cfg.StateDir, "err", err)
 		}

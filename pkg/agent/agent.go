@@ -95,7 +95,8 @@ type Agent struct {
 	met    *metrics
 	park   *parking
 	fs     *flowstate.Table // connection tracking and NAT, shared by every Simulator
-	blocks flowstate.Blocks // NAT port blocks
+	blocks flowstate.Blocks // NAT port blocks: natb, or a MemBlocks in unit tests
+	natb   *nsdb.NATBlocks  // the NSDB-backed blocks
 	state  stateCounters
 	saver  stateSaver // persist.go
 
@@ -144,9 +145,12 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	a.macs = newMACTable(a.cli, a.hostID, lease, a.dp, a.log)
-	a.blocks = flowstate.NewMemBlocks()
+	a.natb = nsdb.NewNATBlocks(a.store, a.hostID, lease)
+	defer a.natb.Close()
+	a.blocks = a.natb
 	a.fs = a.newFlowState()
 	a.loadState()
+	go runNATPublisher(ctx, a.store, a.hostID, a.fs, lease)
 	a.view.Store(&view{topo: emptyTopology(), dpToPort: map[int32]string{}, portToDP: map[string]int32{}})
 	a.log.Info("agent registered", "host", cfg.HostName, "host_id", a.hostID)
 
@@ -264,6 +268,9 @@ func (a *Agent) keepAlive(ctx context.Context, lease clientv3.LeaseID) {
 		for ctx.Err() == nil {
 			if lease, err = a.grantLease(ctx); err == nil {
 				a.macs.setLease(lease)
+				if n, err := a.natb.SetLease(ctx, lease); err != nil || n > 0 {
+					a.log.Warn("NAT blocks moved to the new lease", "conflicts", n, "err", err)
+				}
 				break
 			}
 			time.Sleep(time.Second)

@@ -369,4 +369,15 @@ func TestSynFloodBounded(t *testing.T) {
 	if refused <= 0 {
 		t.Errorf("%s{reason=\"flow-state-full\"} did not rise on hv2 after %d SYNs with --conntrack-zone-max %d", drops, n, zoneMax)
 	}
+	// The table's own account: refusals for a full zone, and no zone
+	// above its bound.
+	const tableRefused = "nagare_flowstate_refused_total"
+	if d := after.Label(tableRefused, "reason", "zone-full") - before.Label(tableRefused, "reason", "zone-full"); d <= 0 {
+		t.Errorf("%s{reason=\"zone-full\"} did not rise on hv2", tableRefused)
+	}
+	entries, zones := after.Sum("nagare_flowstate_entries"), after.Sum("nagare_flowstate_zones")
+	t.Logf("hv2's table after the flood: %v entries in %v zones", entries, zones)
+	if entries > zones*zoneMax {
+		t.Errorf("hv2 holds %v entries in %v zones, more than %d a zone", entries, zones, zoneMax)
+	}
 }

@@ -95,6 +95,9 @@ func checkPort(o Object) error {
 	case p.PeerID != "" && p.PeerID == p.ID:
 		return fieldErr("peer_id", "a port cannot be its own peer")
 	}
+	if err := checkPhysical(p); err != nil {
+		return err
+	}
 	if p.InterfaceName != "" && !validIfName(p.InterfaceName) {
 		return fieldErr("interface_name", "%q is not a Linux interface name (1-15 characters, no '/', ':' or spaces)", p.InterfaceName)
 	}
@@ -120,6 +123,42 @@ func checkPort(o Object) error {
 		return fieldErr("address", "%s is not inside network %s", p.Address, p.Network)
 	}
 	return nil
+}
+
+// checkPhysical checks a physical-network uplink: a bridge port that is not
+// linked to a peer, named in the mapping syntax's alphabet.
+func checkPhysical(p *Port) error {
+	if p.PhysicalNetwork == "" {
+		if p.PhysicalVLAN != 0 {
+			return fieldErr("physical_vlan", "a VLAN on the physical network needs physical_network")
+		}
+		return nil
+	}
+	switch {
+	case p.BridgeID == "":
+		return fieldErr("physical_network", "only bridge ports are uplinks to a physical network")
+	case p.PeerID != "":
+		return fieldErr("physical_network", "an uplink to a physical network is bound by an agent, not linked to a peer")
+	case p.VLAN != 0:
+		return fieldErr("vlan", "an uplink carries the bridge's untagged traffic; its tag on the wire is physical_vlan")
+	case !ValidPhysicalNetwork(p.PhysicalNetwork):
+		return fieldErr("physical_network", "%q is not a physical network name (1-64 characters, no ',', ':' or spaces)", p.PhysicalNetwork)
+	}
+	return nil
+}
+
+// ValidPhysicalNetwork reports whether s can name a physical network in
+// the agents' mapping syntax ("physnet1:eth1,physnet2:eth2").
+func ValidPhysicalNetwork(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == ',' || c == ':' || c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 func checkRoute(o Object) error {

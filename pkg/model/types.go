@@ -38,6 +38,9 @@ type Host struct {
 	Name      string       `json:"name" nagare:"cli=name,required,unique,doc=host name as the agent registered it"`
 	Addresses []netip.Addr `json:"addresses,omitempty" nagare:"cli=addresses,doc=addresses of the host's interfaces"`
 	Alive     bool         `json:"alive" nagare:"cli=alive,ro,derived,doc=true while the host's agent holds its lease"`
+	// PhysicalNetworks are the physical networks the agent maps to host
+	// interfaces (--physical-interface-mappings); the agent writes them.
+	PhysicalNetworks []string `json:"physical_networks,omitempty" nagare:"cli=physical-networks,doc=physical networks the agent maps to interfaces (it writes them)"`
 }
 
 // TunnelType is the encapsulation of a tunnel zone.
@@ -103,6 +106,12 @@ type Port struct {
 	HostID           string       `json:"host_id,omitempty" nagare:"cli=host,ref=host,ondelete=nullify,doc=binding: host of the interface"`
 	InterfaceName    string       `json:"interface_name,omitempty" nagare:"cli=interface,unique=host_id,doc=binding: interface name on the host"`
 	TunnelKey        uint32       `json:"tunnel_key,omitempty" nagare:"cli=tunnel-key,ro,unique,doc=24-bit key naming this port in tunnel headers"`
+	// PhysicalNetwork makes a bridge port the bridge's uplink to a
+	// physical network: one alive agent that maps the physical network
+	// binds it (host_id, interface_name) to its interface, or to the VLAN
+	// subinterface of PhysicalVLAN. See pkg/agent/physnet.go.
+	PhysicalNetwork string `json:"physical_network,omitempty" nagare:"cli=physical-network,doc=uplink to this physical network; an agent mapping it binds the port"`
+	PhysicalVLAN    uint16 `json:"physical_vlan,omitempty" nagare:"cli=physical-vlan,max=4094,doc=802.1Q VLAN of the uplink on the physical network (0 = untagged)"`
 }
 
 // IsRouterPort reports whether the port belongs to a router.

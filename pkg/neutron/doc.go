@@ -17,7 +17,8 @@
 // only objects whose translated form changed (the previous forms' hashes
 // are kept in a Translation object beside the Neutron object).
 //
-//	network      bridge (same id); flat/VLAN on a physical network: + uplink bridge port (VLAN)
+//	network      bridge (same id); flat/VLAN on a physical network: + uplink bridge port
+//	             (physical_network, physical_vlan), which an agent mapping it binds
 //	subnet       DHCP subnet (same id) on the network's bridge; IPv4 only
 //	port         bridge port (same id), bound to tap<id[:11]> on binding:host_id's host;
 //	             DHCP host per IPv4 subnet; with port security: in/out/egress chains

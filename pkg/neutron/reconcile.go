@@ -114,14 +114,19 @@ func create(tx *nsdb.Tx, o model.Object, wanted, created map[string]bool) (skip 
 }
 
 // rewrite replaces a native object by its new translation, keeping what
-// the server assigned when it was created (a port's tunnel key).
+// the server assigned when it was created (a port's tunnel key) and what
+// an agent wrote (the binding of a physical-network uplink, while it stays
+// on the same physical network and VLAN).
 func rewrite(tx *nsdb.Tx, cur, o model.Object) error {
 	switch x := o.(type) {
 	case *model.Port:
-		c := *x
-		c.TunnelKey = cur.(*model.Port).TunnelKey
+		c, cp := *x, cur.(*model.Port)
+		c.TunnelKey = cp.TunnelKey
 		if c.MAC.IsZero() {
-			c.MAC = cur.(*model.Port).MAC
+			c.MAC = cp.MAC
+		}
+		if c.PhysicalNetwork != "" && c.HostID == "" && cp.PhysicalNetwork == c.PhysicalNetwork && cp.PhysicalVLAN == c.PhysicalVLAN {
+			c.HostID, c.InterfaceName = cp.HostID, cp.InterfaceName
 		}
 		o = &c
 	}

@@ -303,3 +303,39 @@ func TestConcurrentAllocations(t *testing.T) {
 		t.Errorf("got %d addresses and failures %q; want 13 and one IpAddressGenerationFailure", len(seen), failed)
 	}
 }
+
+// TestUplinkBindingSurvivesRewrites: the binding an agent writes on a
+// physical-network uplink (pkg/agent/physnet.go) is not undone by the
+// network's updates, nor by a rewrite of the uplink's translation.
+func TestUplinkBindingSurvivesRewrites(t *testing.T) {
+	f := newFixture(t)
+	ctx, a := f.ctx, f.admin
+	host := must(f.store.Create(ctx, &model.Host{Name: "gw-1", PhysicalNetworks: []string{"physnet1"}})).(*model.Host)
+	ext := must(f.s.CreateNetwork(ctx, a, body(t, `{"name":"ext","provider:network_type":"vlan","provider:physical_network":"physnet1","provider:segmentation_id":100}`)))
+	id := physnetPortID(ext.ID)
+	up := must(f.store.Get(ctx, model.PortKind, id)).(*model.Port)
+	if up.PhysicalNetwork != "physnet1" || up.PhysicalVLAN != 100 || up.VLAN != 0 || up.HostID != "" {
+		t.Fatalf("uplink of a VLAN network: %+v", up)
+	}
+	must(f.store.Modify(ctx, model.PortKind, id, 0, func(o model.Object) error {
+		o.(*model.Port).HostID, o.(*model.Port).InterfaceName = host.ID, "eth1.100"
+		return nil
+	}))
+	bound := func(what string) {
+		t.Helper()
+		p := must(f.store.Get(ctx, model.PortKind, id)).(*model.Port)
+		if p.HostID != host.ID || p.InterfaceName != "eth1.100" || p.PhysicalVLAN != 100 {
+			t.Errorf("after %s the uplink lost its binding: %+v", what, p)
+		}
+	}
+	must(f.s.UpdateNetwork(ctx, a, ext.ID, body(t, `{"name":"public","admin_state_up":false}`), 0))
+	bound("a network update")
+	// A changed translation hash forces the rewrite path.
+	n := &Network{NetworkType: "vlan", PhysicalNetwork: "physnet1", SegmentationID: 100, AdminStateUp: true}
+	n.ID = ext.ID
+	must(f.store.Update(ctx, func(tx *nsdb.Tx) error {
+		_, err := reconcile(tx, map[string]string{"bridge/" + ext.ID: "stale", "port/" + id: "stale"}, TranslateNetwork(n))
+		return err
+	}))
+	bound("a rewrite")
+}

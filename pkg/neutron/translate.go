@@ -54,15 +54,19 @@ func etherOf(a netip.Addr) uint16 {
 
 // TranslateNetwork: a network is a bridge of the same id. A flat or VLAN
 // network on a physical network also gets the port through which it
-// reaches the outside: agents bind it to the interface their
-// --physical-interface-mappings give the physical network, tagged with the
-// VLAN of a VLAN network.
+// reaches the outside, marked with the physical network (and, for a VLAN
+// network, the segmentation id as the tag on the wire): one alive agent
+// whose --physical-interface-mappings name the physical network binds it
+// to that interface, or to its VLAN subinterface (pkg/agent/physnet.go).
+// The bridge itself carries the network untagged: the port is not a
+// native VLAN access port (model.Port.VLAN), whose frames would leave
+// untagged and only for bridge VLAN N.
 func TranslateNetwork(n *Network) []model.Object {
 	objs := []model.Object{&model.Bridge{Meta: model.Meta{ID: n.ID}, Name: n.Name, State: state(n.AdminStateUp), TenantID: n.ProjectID}}
 	if (n.NetworkType == "flat" || n.NetworkType == "vlan") && n.PhysicalNetwork != "" {
-		p := &model.Port{Meta: model.Meta{ID: physnetPortID(n.ID)}, BridgeID: n.ID, State: model.StateUp}
+		p := &model.Port{Meta: model.Meta{ID: physnetPortID(n.ID)}, BridgeID: n.ID, State: model.StateUp, PhysicalNetwork: n.PhysicalNetwork}
 		if n.NetworkType == "vlan" {
-			p.VLAN = uint16(n.SegmentationID)
+			p.PhysicalVLAN = uint16(n.SegmentationID)
 		}
 		objs = append(objs, p)
 	}

@@ -31,6 +31,12 @@ func summary(objs []model.Object) []string {
 			if x.VLAN != 0 {
 				s += " vlan " + itoa(int(x.VLAN))
 			}
+			if x.PhysicalNetwork != "" {
+				s += " uplink " + x.PhysicalNetwork
+			}
+			if x.PhysicalVLAN != 0 {
+				s += " tag " + itoa(int(x.PhysicalVLAN))
+			}
 			if x.HostID != "" {
 				s += " bound " + x.InterfaceName
 			}
@@ -113,8 +119,11 @@ func TestTranslateNetwork(t *testing.T) {
 	}
 	want(t, "vxlan", TranslateNetwork(mk("vxlan", "", 42, true)), "bridge 11111111 up")
 	want(t, "down", TranslateNetwork(mk("vxlan", "", 42, false)), "bridge 11111111 down")
-	want(t, "flat", TranslateNetwork(mk("flat", "physnet1", 0, true)), "bridge 11111111 up", "port bridge")
-	want(t, "vlan", TranslateNetwork(mk("vlan", "physnet1", 100, true)), "bridge 11111111 up", "port bridge vlan 100")
+	want(t, "flat", TranslateNetwork(mk("flat", "physnet1", 0, true)), "bridge 11111111 up", "port bridge uplink physnet1")
+	// A VLAN network's bridge is untagged inside: the segmentation id is
+	// the uplink's tag on the wire, not a native access-port VLAN (whose
+	// frames would leave untagged, and only for bridge VLAN 100).
+	want(t, "vlan", TranslateNetwork(mk("vlan", "physnet1", 100, true)), "bridge 11111111 up", "port bridge uplink physnet1 tag 100")
 }
 
 func TestTranslateSubnet(t *testing.T) {

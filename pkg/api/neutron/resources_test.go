@@ -93,8 +93,9 @@ func TestResources(t *testing.T) {
 	if err != nil || vl.SegmentationID != "100" {
 		t.Fatalf("vlan network: %+v %v", vl, err)
 	}
-	if ps, _, _ := store.List(ctx, model.PortKind, "bridge_id", vl.ID); len(ps) != 1 || ps[0].(*model.Port).VLAN != 100 {
-		t.Errorf("vlan network: want one uplink bridge port with VLAN 100, got %v", ps)
+	if ps, _, _ := store.List(ctx, model.PortKind, "bridge_id", vl.ID); len(ps) != 1 || ps[0].(*model.Port).PhysicalVLAN != 100 ||
+		ps[0].(*model.Port).PhysicalNetwork != "physnet1" || ps[0].(*model.Port).VLAN != 0 {
+		t.Errorf("vlan network: want one uplink bridge port on physnet1 tagged 100, got %v", ps)
 	}
 	up, err := networks.Update(ctx, c, n.ID, networks.UpdateOpts{Name: ptr("net-one"), AdminStateUp: ptr(false)}).Extract()
 	if err != nil || up.Name != "net-one" || up.AdminStateUp || up.RevisionNumber != 2 {

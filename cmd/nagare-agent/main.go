@@ -21,7 +21,7 @@ import (
 
 func main() {
 	var cfg agent.Config
-	var endpoints, tunnelIP, logLevel string
+	var endpoints, tunnelIP, logLevel, physMappings string
 	var vxlanPort uint
 	flag.StringVar(&cfg.HostName, "host-name", "", "this host's name in the NSDB (default: the hostname)")
 	flag.StringVar(&endpoints, "etcd-endpoints", "http://127.0.0.1:2379", "comma-separated client URLs of the NSDB (etcd)")
@@ -31,6 +31,8 @@ func main() {
 	flag.IntVar(&cfg.UnderlayMTU, "underlay-mtu", 1500, "MTU of the underlay network")
 	flag.StringVar(&cfg.MetricsListen, "metrics-listen", "", "address of the Prometheus endpoint, e.g. 127.0.0.1:7300 (empty: off)")
 	flag.StringVar(&cfg.Netns, "netns", "", "run the datapath in this network namespace (a path like /run/netns/hv1); for tests and demos")
+	flag.StringVar(&physMappings, "physical-interface-mappings", "",
+		"physical networks this host reaches, PHYSNET:INTERFACE[,...] (e.g. physnet1:eth1); uplinks of flat and VLAN networks on them may be bound here")
 	flag.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	flag.IntVar(&cfg.ConntrackMax, "conntrack-max", flowstate.DefaultMaxEntries, "most connection-tracking and NAT entries the host holds (about 150 bytes each)")
 	flag.IntVar(&cfg.ConntrackZoneMax, "conntrack-zone-max", flowstate.DefaultMaxPerZone, "most entries of one zone (a device: a VM's port, a router), so that one VM cannot fill the table")
@@ -74,6 +76,11 @@ func main() {
 		fail("--vxlan-port %d is not a UDP port", vxlanPort)
 	}
 	cfg.VXLANPort = uint16(vxlanPort)
+	m, err := agent.ParsePhysicalInterfaceMappings(physMappings)
+	if err != nil {
+		fail("--physical-interface-mappings: %v", err)
+	}
+	cfg.PhysicalInterfaceMappings = m
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 		fail("--log-level: %v", err)

@@ -47,6 +47,9 @@ type Config struct {
 	ConntrackZoneMax  int
 	ConntrackTimeouts flowstate.Timeouts
 	StateDir          string
+
+	// PhysicalInterfaceMappings: physical network → host interface (physnet.go).
+	PhysicalInterfaceMappings map[string]string
 }
 
 func (c *Config) defaults() error {
@@ -178,6 +181,7 @@ func Run(ctx context.Context, cfg Config) error {
 	run("reconcile", a.reconcileLoop)
 	run("status", a.publishStatus)
 	run("load balancer health", a.runHealth) // lb.go
+	run("physical networks", a.runPhysicalNetworks)
 	// A clean shutdown saves the latest flow state.
 	defer func() {
 		if err := a.saveState(true); err != nil {

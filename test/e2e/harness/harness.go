@@ -104,6 +104,12 @@ type Options struct {
 	UnderlayMTU int // MTU of the underlay links, passed to agents; default 1500
 	LogLevel    string
 	AgentArgs   []string // more nagare-agent flags, for every agent
+	// HostAgentArgs are more nagare-agent flags by hypervisor name ("hv1").
+	HostAgentArgs map[string][]string
+	// AdminPassword, when set, runs the server with password
+	// authentication (user admin of project admin) instead of noauth;
+	// Call, CLI and CLIEnv then authenticate.
+	AdminPassword string
 }
 
 var envSeq atomic.Int32
@@ -121,6 +127,9 @@ type Env struct {
 	server      *Proc
 	logLevel    string
 	agentArgs   []string
+	hostArgs    map[string][]string
+	password    string // the admin's, when the server authenticates
+	token       string // the admin's token for Call
 }
 
 // Hypervisor is a namespace with its agent.
@@ -152,7 +161,8 @@ func New(t testing.TB, opts Options) *Env {
 		opts.LogLevel = "info"
 	}
 	e := &Env{T: t, Prefix: fmt.Sprintf("%s%d-%d", NamePrefix, os.Getpid(), envSeq.Add(1)),
-		UnderlayMTU: opts.UnderlayMTU, dir: t.TempDir(), logLevel: opts.LogLevel, agentArgs: opts.AgentArgs}
+		UnderlayMTU: opts.UnderlayMTU, dir: t.TempDir(), logLevel: opts.LogLevel, agentArgs: opts.AgentArgs,
+		hostArgs: opts.HostAgentArgs, password: opts.AdminPassword}
 	t.Cleanup(e.dumpLogsOnFailure)
 	e.startServer(t)
 
@@ -208,9 +218,13 @@ func (e *Env) startServer(t testing.TB) {
 		e.EtcdURL = fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
 		peer := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
 		data := filepath.Join(e.dir, fmt.Sprintf("data%d", attempt))
+		auth := []string{"--auth", "noauth"}
+		if e.password != "" {
+			auth = []string{"--auth", "password", "--admin-password", e.password}
+		}
 		e.server = startProc(t, filepath.Join(e.dir, "server.log"), Binaries.Server,
-			"--data-dir", data, "--listen", listen, "--etcd-listen", e.EtcdURL, "--etcd-peer-listen", peer,
-			"--log-level", e.logLevel, "--auth", "noauth")
+			append([]string{"--data-dir", data, "--listen", listen, "--etcd-listen", e.EtcdURL, "--etcd-peer-listen", peer,
+				"--log-level", e.logLevel}, auth...)...)
 		err := Eventually(30*time.Second, func() error {
 			if e.server.Exited() {
 				return stop{errors.New("nagare-server exited")}
@@ -225,6 +239,9 @@ func (e *Env) startServer(t testing.TB) {
 			}
 			return nil
 		})
+		if err == nil && e.password != "" {
+			e.token, err = e.login()
+		}
 		if err == nil {
 			return
 		}
@@ -245,6 +262,7 @@ func (h *Hypervisor) StartAgent(t testing.TB) {
 		"--underlay-mtu", strconv.Itoa(e.UnderlayMTU), "--log-level", e.logLevel,
 		"--state-dir", filepath.Join(e.dir, h.Name+"-state")}, e.agentArgs...)
 	args = append(args, h.AgentArgs...)
+	args = append(args, e.hostArgs[h.Name]...)
 	h.agent = startProc(t, filepath.Join(e.dir, h.Name+".log"), Binaries.Agent, args...)
 	err := Eventually(20*time.Second, func() error {
 		if h.agent.Exited() {
@@ -302,6 +320,7 @@ func (e *Env) CLI(cmd string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	c := exec.CommandContext(ctx, Binaries.CLI, "--api", e.API, "-e", cmd)
+	c.Env = append(os.Environ(), e.CLIEnv()...)
 	var stdout, stderr bytes.Buffer
 	c.Stdout, c.Stderr = &stdout, &stderr
 	if err := c.Run(); err != nil {
@@ -337,6 +356,9 @@ func (e *Env) Call(method, path string, in, out any) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if e.token != "" {
+		req.Header.Set("X-Auth-Token", e.token)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
@@ -353,6 +375,52 @@ func (e *Env) Call(method, path string, in, out any) error {
 		return json.Unmarshal(b, out)
 	}
 	return nil
+}
+
+// login gets the admin's token from the server's identity service.
+func (e *Env) login() (string, error) {
+	body := fmt.Sprintf(`{"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": "admin", "password": %q, "domain": {"name": "Default"}}}},
+		"scope": {"project": {"name": "admin", "domain": {"name": "Default"}}}}}`, e.password)
+	resp, err := http.Post(e.API+"/identity/v3/auth/tokens", "application/json", strings.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if tok := resp.Header.Get("X-Subject-Token"); resp.StatusCode == http.StatusCreated && tok != "" {
+		return tok, nil
+	}
+	return "", fmt.Errorf("log in as admin: %s", resp.Status)
+}
+
+// AdminPassword is the admin's password ("" with noauth).
+func (e *Env) AdminPassword() string { return e.password }
+
+// IdentityURL is the server's Keystone v3 endpoint.
+func (e *Env) IdentityURL() string { return e.API + "/identity/v3" }
+
+// CLIEnv is the environment that logs the nagare and openstack CLIs in as
+// the admin (nothing with noauth).
+func (e *Env) CLIEnv() []string {
+	if e.password == "" {
+		return nil
+	}
+	return []string{"OS_AUTH_URL=" + e.IdentityURL(), "OS_IDENTITY_API_VERSION=3", "OS_AUTH_TYPE=password",
+		"OS_USERNAME=admin", "OS_PASSWORD=" + e.password, "OS_PROJECT_NAME=admin",
+		"OS_USER_DOMAIN_NAME=Default", "OS_PROJECT_DOMAIN_NAME=Default", "OS_INTERFACE=public"}
+}
+
+// NewNS creates a namespace of the environment named after role, deleted
+// at the end of the test (for networks outside the cloud).
+func (e *Env) NewNS(t testing.TB, role string) *NS {
+	t.Helper()
+	return newNS(t, e.Prefix+"-"+role)
+}
+
+// Veth links namespace a (interface ifA) to namespace b (ifB).
+func Veth(t testing.TB, a *NS, ifA string, b *NS, ifB string) {
+	t.Helper()
+	veth(t, a, ifA, b, ifB)
 }
 
 // HTTPError is a non-2xx API answer.

@@ -20,6 +20,7 @@ type VMConfig struct {
 	Gateway  string   // IPv4 default route
 	Gateway6 string   // IPv6 default route
 	MTU      int      // eth0's MTU; default 1500
+	Tap      string   // the tap's name in the hypervisor; default "tap-"+name
 }
 
 // VM is a namespace with eth0, whose veth peer Tap lives in Host's
@@ -37,8 +38,11 @@ type VM struct {
 func (e *Env) AddVM(t testing.TB, h *Hypervisor, name string, cfg VMConfig) *VM {
 	t.Helper()
 	vm := &VM{Name: name, NS: newNS(t, e.Prefix+"-"+name), Tap: "tap-" + name, MAC: cfg.MAC, Host: h}
+	if cfg.Tap != "" {
+		vm.Tap = cfg.Tap
+	}
 	if len(vm.Tap) > 15 {
-		t.Fatalf("VM name %q too long for an interface name", name)
+		t.Fatalf("tap name %q too long for an interface name", vm.Tap)
 	}
 	veth(t, vm.NS, "eth0", h.NS, vm.Tap)
 	// The hypervisor's own stack stays off the VMs' wire (no router

@@ -434,12 +434,3 @@ func srcAddrs(pkts []harness.Encap, dst string) []string {
 	}
 	return out
 }
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}

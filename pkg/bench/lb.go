@@ -92,12 +92,16 @@ func RunLB(ctx context.Context, cfg LBConfig, logf func(string, ...any)) ([]LBRe
 	if err != nil {
 		return nil, err
 	}
+	// Direct first: after the VIP's windows, the DNAT bindings of closed
+	// connections linger, and a direct connection that reuses a client
+	// port matches one's reverse key (backend:80 → client:port): its
+	// SYN-ACK comes back translated to the VIP and the connect times out.
+	measure("nagare routed, no LB", client, backends[0]+":80")
 	if err := waitHTTP(ctx, client, lbVIP+":80"); err != nil {
 		out = append(out, LBResult{Case: "nagare VIP (3 backends)", Skipped: err.Error()})
 	} else {
 		measure("nagare VIP (3 backends)", client, lbVIP+":80")
 	}
-	measure("nagare routed, no LB", client, backends[0]+":80")
 
 	// The kernel.
 	kclient, kbackends, ipvs, err := kernelLB(l)

@@ -356,8 +356,36 @@ func TestLoadBalancer(t *testing.T) {
 		testLBTraffic(t, e)
 	})
 
-	// Last: kill the agent that checks; another takes over.
+	// Kill the agent that checks; another takes over.
 	t.Run("CheckerFailover", func(t *testing.T) { testCheckerFailover(t, e) })
+
+	// Without a load balancer the router's health-check port and the
+	// checker's veth go.
+	t.Run("RemovalCleansUp", func(t *testing.T) {
+		e.cli("router router0 clear load-balancer")
+		err := harness.Eventually(20*time.Second, func() error {
+			var ports []struct {
+				Address string `json:"address"`
+			}
+			if err := e.Call("GET", "/api/v1/ports", nil, &ports); err != nil {
+				return err
+			}
+			for _, p := range ports {
+				if p.Address == "169.254.255.1" {
+					return errors.New("the health-check port is still there")
+				}
+			}
+			for _, h := range e.Hosts {
+				if out, _ := h.NS.Run("ip", "-o", "link", "show"); strings.Contains(out, "nhm") {
+					return fmt.Errorf("a health-check veth is left in %s:\n%s", h.Name, out)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 // checkerMetric sums a counter over every agent.

@@ -19,6 +19,8 @@
 //	/nagare/v1/uniq/<kind>/<field>/<scope>/<value>    id of the owner
 //	/nagare/v1/state/host/<hostID>/alive              "" under the agent's lease
 //	/nagare/v1/state/datapath/<hostID>                agent's datapath status (JSON), same lease
+//	/nagare/v1/state/nat/<device>/<ip>/<block>        hostID: a NAT port block it leased, same lease
+//	/nagare/v1/state/nat/translations/<hostID>        its NAT bindings (JSON), same lease
 //	/nagare/v1/state/pool-member/<memberID>           up|down|no_monitor, from a health monitor (under its agent's lease)
 //
 // obj: <kind> is the model's singular name ("tunnel-zone"), <id> a lower-case

@@ -64,8 +64,9 @@ func natIPPrefix(device string, ip netip.Addr) string {
 // at a random block, so hosts leasing the same address rarely race for
 // the same key.
 type NATBlocks struct {
-	s    *Store
-	host string
+	s          *Store
+	host       string
+	retryAfter time.Duration // natRetryAfter; tests shorten it
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -111,7 +112,7 @@ var errNATBlocksClosed = errors.New("nsdb: NAT blocks closed")
 // back its spare blocks.
 func NewNATBlocks(s *Store, hostID string, lease clientv3.LeaseID) *NATBlocks {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &NATBlocks{s: s, host: hostID, lease: lease, ctx: ctx, cancel: cancel,
+	return &NATBlocks{s: s, host: hostID, lease: lease, ctx: ctx, cancel: cancel, retryAfter: natRetryAfter,
 		ips: map[natRange]*natSpares{}, held: map[natBlock]struct{}{}, inUse: map[natAddr]int{}}
 }
 
@@ -245,7 +246,7 @@ func (n *NATBlocks) deleteBlock(ctx context.Context, nb natBlock) error {
 // refillLocked starts a background refill of r's spares unless one runs,
 // they are full, or the last one failed moments ago.
 func (n *NATBlocks) refillLocked(r natRange, sp *natSpares) {
-	if sp.refilling || len(sp.ready) >= natSpareBlocks || time.Since(sp.failedAt) < natRetryAfter || n.ctx.Err() != nil {
+	if sp.refilling || len(sp.ready) >= natSpareBlocks || time.Since(sp.failedAt) < n.retryAfter || n.ctx.Err() != nil {
 		return
 	}
 	sp.refilling = true

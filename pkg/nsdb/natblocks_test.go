@@ -34,6 +34,7 @@ func (f *fixture) grant() clientv3.LeaseID {
 func (f *fixture) natBlocks(host string) (*NATBlocks, clientv3.LeaseID) {
 	lease := f.grant()
 	n := NewNATBlocks(f.s, host, lease)
+	n.retryAfter = 50 * time.Millisecond // the tests wait for exhaustion to be seen
 	f.t.Cleanup(n.Close)
 	return n, lease
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/nagare/nagare/pkg/flowstate"
 	"github.com/nagare/nagare/pkg/model"
+	"github.com/nagare/nagare/pkg/packet"
 )
 
 // lbFuzzOpts draws the load balancer's state: members' states, health
@@ -50,7 +51,8 @@ var lbFuzzVIPs = []struct {
 // drawn from the fuzz input, and packets often sent to a VIP: balanced
 // packets, their replies from the member, and ICMP errors about them
 // must all keep the invariants FuzzNAT checks; the router's NAT chains
-// are fuzzed alongside.
+// are fuzzed alongside, and ARP requests for VIPs and translated
+// addresses are answered or not without breaking them.
 func FuzzLB(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1}, []byte{2, 1, 3, 1, 1, 2, 0, 2, 2, 0, 0, 1, 1, 0})
 	f.Add([]byte{3, 1, 2, 4, 1, 0, 3, 2, 1, 1, 0, 0, 4, 4, 1, 0, 2, 2, 5}, []byte{2, 0, 1, 2, 1, 0, 0, 0, 1, 2, 3, 3, 1, 1, 2})
@@ -89,6 +91,21 @@ func FuzzLB(f *testing.F) {
 				proto := []uint8{tcpP, udpP}[r.n(2)]
 				fr = frame(t, macGWUp, macUp, []string{"203.0.113.9", "203.0.113.10", "8.8.8.8"}[r.n(3)], v.addr, proto, p.SrcPort+uint16(r.n(3)), v.port, p.TCPFlags)
 				in = "rU"
+			}
+			if r.n(4) == 0 {
+				// An ARP request for a VIP, a translated or a plain address.
+				target := append([]string{"198.51.100.10", "198.51.100.12", "10.0.0.99"}, fuzzAddrs...)[r.n(len(fuzzAddrs)+3)]
+				in, req := "rU", arpRequest(t, macGWUp, "198.51.100.1", target)
+				if r.bit() {
+					in, req = "pc", arpRequest(t, macCli, "10.0.0.6", target)
+				}
+				var p packet.Parsed
+				p.Decode(req)
+				e.sim.Simulate(&Input{InPortID: in, Pkt: &p, Now: now}, e.res)
+				checkInvariants(t, e.res)
+				if len(e.res.StateEntries()) != 0 {
+					t.Fatalf("an ARP request created state: %v", e.res.StateEntries())
+				}
 			}
 			now += int64(r.n(40)) * 1e9
 			out, outPort := natFuzzWalk(t, e, tb, in, fr, now)

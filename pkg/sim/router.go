@@ -235,9 +235,15 @@ func (w *walk) routerARP(ri, in int32) {
 	p := &t.ports[in]
 	pkt := w.pkt
 	name := t.devName(devRouter, ri)
+	nat := false
 	if !p.addr.Is4() || pkt.ARPTargetIP != p.addr {
-		w.drop(DropNotForRouter, name, fmt.Sprintf("ARP for %s, not port %s's address", pkt.ARPTargetIP, t.portName(in)))
-		return
+		tag, ok := p.natAddrTag(pkt.ARPTargetIP)
+		if !ok || !pkt.ARPTargetIP.Is4() {
+			w.drop(DropNotForRouter, name, fmt.Sprintf("ARP for %s, not port %s's address", pkt.ARPTargetIP, t.portName(in)))
+			return
+		}
+		w.res.addTag(tag)
+		nat = true
 	}
 	if p.network.Contains(pkt.ARPSenderIP) && !pkt.ARPSenderMAC.IsMulticast() && !pkt.ARPSenderMAC.IsZero() {
 		w.res.Learned = Neighbor{RouterID: t.routers[ri].id, IP: pkt.ARPSenderIP, MAC: pkt.ARPSenderMAC}
@@ -250,7 +256,11 @@ func (w *walk) routerARP(ri, in int32) {
 		return
 	}
 	if w.tr != nil {
-		w.tr.add(StepRouter, name, fmt.Sprintf("ARP request for own address %s: reply %s", p.addr, p.mac))
+		if nat {
+			w.tr.add(StepRouter, name, fmt.Sprintf("ARP request for %s, an address the router translates (NAT or VIP): reply %s", pkt.ARPTargetIP, p.mac))
+		} else {
+			w.tr.add(StepRouter, name, fmt.Sprintf("ARP request for own address %s: reply %s", p.addr, p.mac))
+		}
 	}
 	n, err := packet.BuildARPReply(w.genSpace(), pkt, p.mac)
 	w.commitReply(n, err, GenARPReply)
@@ -285,8 +295,12 @@ func (w *walk) routerND(ri, in int32) {
 		return
 	}
 	if !own {
-		w.drop(DropNotForRouter, name, fmt.Sprintf("neighbor solicitation for %s, not port %s's address", pkt.NDTarget, t.portName(in)))
-		return
+		tag, ok := p.natAddrTag(pkt.NDTarget)
+		if !ok {
+			w.drop(DropNotForRouter, name, fmt.Sprintf("neighbor solicitation for %s, not port %s's address", pkt.NDTarget, t.portName(in)))
+			return
+		}
+		w.res.addTag(tag)
 	}
 	w.consumed = true
 	if !pkt.SrcIP.IsUnspecified() && pkt.NDHasLinkAddr {
@@ -296,7 +310,7 @@ func (w *walk) routerND(ri, in int32) {
 		return
 	}
 	if w.tr != nil {
-		w.tr.add(StepRouter, name, fmt.Sprintf("neighbor solicitation for own address %s: advertise %s", pkt.NDTarget, p.mac))
+		w.tr.add(StepRouter, name, fmt.Sprintf("neighbor solicitation for %s (own=%v, else translated): advertise %s", pkt.NDTarget, own, p.mac))
 	}
 	n, err := packet.BuildNeighborAdvert(w.genSpace(), pkt, p.mac, true)
 	w.commitReply(n, err, GenNeighborAdvert)

@@ -131,7 +131,10 @@ func FloodTag(bridgeID string) uint64 {
 //     through its own tag;
 //   - a pool member (its health status included) also invalidates its
 //     pool, a VIP its load balancer, a health monitor the pools it
-//     checks (lb.go).
+//     checks (lb.go);
+//   - a dnat rule, VIP, load balancer or router also invalidates the
+//     floods of the bridges where the router answers ARP for its NAT
+//     addresses (nataddr.go).
 func (t *Topology) ChangeTags(o model.Object) []uint64 {
 	k := model.KindOf(o)
 	if k == nil {
@@ -176,6 +179,7 @@ func (t *Topology) ChangeTags(o model.Object) []uint64 {
 			tags = append(tags, FloodTag(b))
 		}
 	}
+	tags = append(tags, t.natFloodTags[id]...)
 	return t.lbTags(tags, o)
 }
 

@@ -47,6 +47,7 @@ type Topology struct {
 
 	dhcpSubnetBridge map[string]string
 	hmPools          map[string][]uint64 // health monitor id → tags of the pools it checks
+	natFloodTags     map[string][]uint64 // rule, VIP, balancer or router id → flood tags of the bridges its NAT addresses are static on
 }
 
 type devKind uint8
@@ -76,6 +77,7 @@ type port struct {
 	hostID    string
 	ifName    string
 	tunnelKey uint32
+	natAddrs  []natAddr // router ports: translated addresses on the port's network it answers ARP/ND for (nataddr.go)
 }
 
 func (p *port) exterior() bool { return p.hostID != "" }
@@ -164,6 +166,7 @@ func Build(objs []model.Object) (*Topology, error) {
 		staticIP:         map[ipKey]staticEntry{},
 		dhcpSubnetBridge: map[string]string{},
 		hmPools:          map[string][]uint64{},
+		natFloodTags:     map[string][]uint64{},
 	}
 	var (
 		ports     []*model.Port
@@ -474,6 +477,7 @@ func Build(objs []model.Object) (*Topology, error) {
 	if err := t.buildLBs(objs); err != nil {
 		return nil, err
 	}
+	t.buildNATAddrs()
 	return t, nil
 }
 

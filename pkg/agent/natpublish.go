@@ -18,8 +18,13 @@ import (
 	"github.com/nagare/nagare/pkg/sim"
 )
 
-// natPublishEvery is how often the agent looks for changed NAT bindings.
-const natPublishEvery = 2 * time.Second
+// natPublishEvery is how often the agent looks for changed NAT bindings;
+// unchanged ones are written again every natRepublishEvery, so a record
+// lost with an old lease comes back.
+const (
+	natPublishEvery   = 2 * time.Second
+	natRepublishEvery = 30 * time.Second
+)
 
 // runNATPublisher publishes this host's NAT bindings (SNAT and DNAT
 // entries of tbl) under lease, every natPublishEvery when they changed,
@@ -46,20 +51,28 @@ type natPublisher struct {
 	lease   clientv3.LeaseID
 	routers map[uint64]string // zone (router tag) → router id
 	last    []nsdb.NATTranslation
-	sent    bool
+	sentAt  time.Time // zero: never written
 }
 
 // publish writes the bindings if they differ from what was last written.
 func (p *natPublisher) publish(ctx context.Context, now time.Time) error {
 	recs, truncated := natSnapshot(p.tbl, now)
 	p.nameRouters(ctx, recs)
-	if p.sent && slices.Equal(recs, p.last) {
+	if !p.sentAt.IsZero() && now.Sub(p.sentAt) < natRepublishEvery && slices.Equal(recs, p.last) {
 		return nil
 	}
-	err := p.s.PutNATTranslations(ctx, p.host, p.lease, &nsdb.NATTranslations{
-		HostID: p.host, Updated: now.UTC(), Truncated: truncated, Translations: recs})
+	t := &nsdb.NATTranslations{HostID: p.host, Updated: now.UTC(), Truncated: truncated, Translations: recs}
+	err := p.s.PutNATTranslations(ctx, p.host, p.lease, t)
+	if err != nil {
+		// The agent may have registered again under a new lease (the old
+		// one expired while etcd was unreachable): write under that one.
+		if l, lerr := p.s.HostLease(ctx, p.host); lerr == nil && l != 0 && l != p.lease {
+			p.lease = l
+			err = p.s.PutNATTranslations(ctx, p.host, p.lease, t)
+		}
+	}
 	if err == nil {
-		p.last, p.sent = recs, true
+		p.last, p.sentAt = recs, now
 	}
 	return err
 }
@@ -88,12 +101,6 @@ func (p *natPublisher) nameRouters(ctx context.Context, recs []nsdb.NATTranslati
 	}
 }
 
-// rangeTTL is Table.RangeTTL where the table has it (entries with their
-// remaining lifetime); without it lifetimes are not published.
-type rangeTTL interface {
-	RangeTTL(now int64, fn func(e *flowstate.Entry, ttl time.Duration) bool)
-}
-
 // natSnapshot returns the table's NAT bindings as records, sorted, at most
 // nsdb.MaxNATTranslations, and how many more there were. The table's lock
 // is held only to copy entries.
@@ -117,11 +124,7 @@ func natSnapshot(tbl *flowstate.Table, now time.Time) ([]nsdb.NATTranslation, in
 		items = append(items, item{*e, ttl})
 		return true
 	}
-	if r, ok := any(tbl).(rangeTTL); ok {
-		r.RangeTTL(now.UnixNano(), add)
-	} else {
-		tbl.Range(func(e *flowstate.Entry) bool { return add(e, -1) })
-	}
+	tbl.RangeTTL(now.UnixNano(), add)
 	recs := make([]nsdb.NATTranslation, 0, len(items))
 	for i := range items {
 		recs = append(recs, natRecord(&items[i].e, items[i].ttl, now))
@@ -131,7 +134,6 @@ func natSnapshot(tbl *flowstate.Table, now time.Time) ([]nsdb.NATTranslation, in
 }
 
 // natRecord renders a binding in Cisco's columns (see nsdb.NATTranslation).
-// ttl < 0: unknown lifetime.
 func natRecord(e *flowstate.Entry, ttl time.Duration, now time.Time) nsdb.NATTranslation {
 	k := &e.Fwd
 	ports := k.Proto == packet.IPProtoTCP || k.Proto == packet.IPProtoUDP || k.Echo != 0
@@ -155,11 +157,9 @@ func natRecord(e *flowstate.Entry, ttl time.Duration, now time.Time) nsdb.NATTra
 		r.OutsideLocal = ep(k.SrcAddr(), k.SrcPort)
 	}
 	r.OutsideGlobal = r.OutsideLocal
-	if ttl >= 0 {
-		// Whole seconds, so that a binding refreshed within the same
-		// second does not count as a change.
-		r.Expires = now.Add(ttl).UTC().Truncate(time.Second)
-	}
+	// Whole seconds, so that a binding refreshed within the same second
+	// does not count as a change.
+	r.Expires = now.Add(ttl).UTC().Truncate(time.Second)
 	return r
 }
 

@@ -106,3 +106,17 @@ func (s *Store) ListNATTranslations(ctx context.Context) ([]NATTranslations, err
 	}
 	return out, nil
 }
+
+// HostLease returns the lease that keeps hostID alive (the agent's current
+// liveness lease), 0 when the host is not alive. Writers of the host's
+// state that outlive a re-registration find the new lease here.
+func (s *Store) HostLease(ctx context.Context, hostID string) (clientv3.LeaseID, error) {
+	resp, err := s.cli.Get(ctx, hostAliveKey(hostID))
+	if err != nil {
+		return 0, fmt.Errorf("nsdb: read the liveness of host %s: %w", hostID, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return 0, nil
+	}
+	return clientv3.LeaseID(resp.Kvs[0].Lease), nil
+}

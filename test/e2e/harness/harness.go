@@ -260,7 +260,7 @@ func (h *Hypervisor) StartAgent(t testing.TB) {
 	args := append([]string{"--host-name", h.Name, "--etcd-endpoints", e.EtcdURL, "--tunnel-ip", h.TunnelIP,
 		"--netns", h.NS.Path, "--metrics-listen", h.MetricsAddr,
 		"--underlay-mtu", strconv.Itoa(e.UnderlayMTU), "--log-level", e.logLevel,
-		"--state-dir", filepath.Join(e.dir, h.Name+"-state")}, e.agentArgs...)
+		"--state-dir", h.StateDir()}, e.agentArgs...)
 	args = append(args, h.AgentArgs...)
 	args = append(args, e.hostArgs[h.Name]...)
 	h.agent = startProc(t, filepath.Join(e.dir, h.Name+".log"), Binaries.Agent, args...)
@@ -282,6 +282,9 @@ func (h *Hypervisor) StartAgent(t testing.TB) {
 		t.Fatalf("agent %s: %v\n%s", h.Name, err, tail(filepath.Join(e.dir, h.Name+".log"), 40))
 	}
 }
+
+// StateDir is the agent's --state-dir (its saved flow state).
+func (h *Hypervisor) StateDir() string { return filepath.Join(h.env.dir, h.Name+"-state") }
 
 // KillAgent kills the agent with SIGKILL, as a crash would.
 func (h *Hypervisor) KillAgent() { h.agent.Kill() }

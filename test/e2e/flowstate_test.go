@@ -1,0 +1,270 @@
+//go:build linux
+
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nagare/nagare/test/e2e/harness"
+)
+
+// snatTopo is the flow-state tests' topology: a VM on hv1 behind a router
+// that masquerades it behind its uplink address; the uplink is bound on
+// hv2, where "ext" (the outside world) is plugged in.
+//
+//	vm 10.0.1.11 (hv1) -- net1 -- 10.0.1.1 router0 192.0.2.1 (uplink, bound on hv2) -- ext 192.0.2.100 (hv2)
+//
+// A connection from vm to ext is translated on hv1 (where it enters); its
+// replies enter on hv2, which can translate them back only with the
+// binding hv1 pushed to it.
+type snatTopo struct {
+	*harness.Env
+	vm, ext *harness.VM
+	hv1     *harness.Hypervisor
+	hv2     *harness.Hypervisor
+}
+
+const (
+	snatAddr = "192.0.2.1"
+	extAddr  = "192.0.2.100"
+)
+
+func newSNATTopo(t *testing.T, opts harness.Options) *snatTopo {
+	t.Helper()
+	env := harness.New(t, opts)
+	s := &snatTopo{Env: env, hv1: env.Host("hv1"), hv2: env.Host("hv2")}
+	cli := func(format string, args ...any) string { t.Helper(); return env.MustCLI(t, format, args...) }
+	cli("create tunnel-zone name tz type vxlan")
+	for _, h := range env.Hosts {
+		cli("tunnel-zone tzone0 add member host %s address %s", h.Alias, h.TunnelIP)
+	}
+	cli("create router name r")
+	cli("create bridge name net1")
+	in := cli("router router0 add port address 10.0.1.1 net 10.0.1.0/24")
+	bp := cli("bridge bridge0 add port")
+	cli("%s set peer %s", portCmd(bp), in)
+	up := cli("router router0 add port address %s net 192.0.2.0/24", snatAddr)
+	cli("router router0 add route dst 10.0.1.0/24 port %s", in)
+	cli("router router0 add route dst 192.0.2.0/24 port %s", up)
+	cli("create chain name pre")
+	cli("chain chain0 add rule dst %s type rev_snat action accept", snatAddr)
+	cli("create chain name post")
+	cli("chain chain1 add rule src 10.0.1.0/24 out-ports %s type snat action accept target %s:1024-65535", up, snatAddr)
+	cli("router router0 set infilter chain0")
+	cli("router router0 set outfilter chain1")
+
+	mtu := env.UnderlayMTU - 50
+	s.vm = env.AddVM(t, s.hv1, "vm", harness.VMConfig{MAC: "02:00:0a:00:01:0b", Addrs: []string{"10.0.1.11/24"}, Gateway: "10.0.1.1", MTU: mtu})
+	cli("host %s add binding interface %s port %s", s.hv1.Alias, s.vm.Tap, cli("bridge bridge0 add port"))
+	s.ext = env.AddVM(t, s.hv2, "ext", harness.VMConfig{MAC: "02:00:c0:00:02:64", Addrs: []string{extAddr + "/24"}, MTU: mtu})
+	cli("host %s add binding interface %s port %s", s.hv2.Alias, s.ext.Tap, up)
+	s.vm.WaitPing(t, "10.0.1.1", 15*time.Second)
+	s.ext.WaitPing(t, snatAddr, 15*time.Second)
+	return s
+}
+
+// echoServer accepts connections in ns on addr and echoes lines back; it
+// records the peer address each connection came from.
+type echoServer struct {
+	l     net.Listener
+	mu    sync.Mutex
+	peers []string
+}
+
+func startEchoServer(t *testing.T, ns *harness.NS, addr string) *echoServer {
+	t.Helper()
+	s := &echoServer{}
+	if err := ns.Do(func() (err error) { s.l, err = net.Listen("tcp4", addr); return err }); err != nil {
+		t.Fatalf("listen on %s: %v", addr, err)
+	}
+	t.Cleanup(func() { s.l.Close() })
+	go func() {
+		for {
+			c, err := s.l.Accept()
+			if err != nil {
+				return
+			}
+			s.mu.Lock()
+			s.peers = append(s.peers, c.RemoteAddr().String())
+			s.mu.Unlock()
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if _, err := c.Write([]byte("echo " + line)); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return s
+}
+
+func (s *echoServer) seen() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.peers...)
+}
+
+// dialIn opens a TCP connection from ns, retrying while the path warms up
+// (ARP, first simulations).
+func dialIn(t *testing.T, ns *harness.NS, addr string) net.Conn {
+	t.Helper()
+	var c net.Conn
+	err := harness.Eventually(15*time.Second, func() error {
+		return ns.Do(func() (err error) { c, err = net.DialTimeout("tcp4", addr, 2*time.Second); return err })
+	})
+	if err != nil {
+		t.Fatalf("connect to %s: %v", addr, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// exchange writes a line on c and waits for its echo. TCP retransmits
+// what the network lost meanwhile (an agent restarting), so the deadline
+// is generous; a connection the network broke fails with a reset or
+// times out.
+func exchange(c net.Conn, r *bufio.Reader, msg string) error {
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := c.Write([]byte(msg + "\n")); err != nil {
+		return fmt.Errorf("write %q: %w", msg, err)
+	}
+	got, err := r.ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("read the echo of %q: %w", msg, err)
+	}
+	if got != "echo "+msg+"\n" {
+		return fmt.Errorf("echo of %q: got %q", msg, got)
+	}
+	return nil
+}
+
+// waitStateSaved waits until h's agent has saved a flow-state file holding
+// at least one entry (the header alone is shorter than 64 bytes).
+func waitStateSaved(t *testing.T, h *harness.Hypervisor) {
+	t.Helper()
+	path := filepath.Join(h.StateDir(), "flowstate")
+	err := harness.Eventually(10*time.Second, func() error {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return err
+		}
+		if fi.Size() < 64 {
+			return fmt.Errorf("%s holds no entry yet (%d bytes)", path, fi.Size())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("flow state of %s not saved: %v", h.Name, err)
+	}
+}
+
+func metric(t *testing.T, h *harness.Hypervisor, name string, label ...string) float64 {
+	t.Helper()
+	m, err := h.Metrics()
+	if err != nil {
+		t.Fatalf("metrics of %s: %v", h.Name, err)
+	}
+	if len(label) == 2 {
+		return m.Label(name, label[0], label[1])
+	}
+	return m.Sum(name)
+}
+
+// TestFlowStateNAT: a masqueraded connection whose replies enter another
+// host than the one that translated it. hv2 never simulates the forward
+// direction, so it can reverse-translate the first reply only thanks to
+// the state hv1 pushes before forwarding the SYN. The connection then
+// survives the restart (SIGKILL) of either agent: the state is saved and
+// loaded, and the datapath's flows, which are gone, are simulated again
+// from it with the same translation.
+func TestFlowStateNAT(t *testing.T) {
+	t.Parallel()
+	s := newSNATTopo(t, harness.Options{})
+	srv := startEchoServer(t, s.ext.NS, extAddr+":7000")
+
+	c := dialIn(t, s.vm.NS, extAddr+":7000")
+	r := bufio.NewReader(c)
+	if err := exchange(c, r, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	peers := srv.seen()
+	if len(peers) != 1 || !strings.HasPrefix(peers[0], snatAddr+":") {
+		t.Fatalf("ext saw connections from %v, want one from %s (masqueraded)", peers, snatAddr)
+	}
+	t.Logf("vm %s reaches ext as %s", c.LocalAddr(), peers[0])
+
+	t.Run("FirstReplyTranslatedWithPushedState", func(t *testing.T) {
+		// hv2 made no state of its own: its table holds what hv1 pushed,
+		// and that is what translated the SYN-ACK back.
+		if n := metric(t, s.hv2, "nagare_flowstate_inserted_total"); n != 0 {
+			t.Errorf("hv2 created %v entries itself; it should only import", n)
+		}
+		if n := metric(t, s.hv2, "nagare_flowstate_imported_total"); n < 1 {
+			t.Errorf("hv2 imported %v entries, want at least the SNAT binding", n)
+		}
+		if n := metric(t, s.hv2, "nagare_flowstate_packets_total", "event", "received"); n < 1 {
+			t.Errorf("hv2 received %v state packets", n)
+		}
+		if n := metric(t, s.hv1, "nagare_flowstate_packets_total", "event", "sent"); n < 1 {
+			t.Errorf("hv1 sent %v state packets", n)
+		}
+		if n := metric(t, s.hv1, "nagare_flowstate_inserted_total"); n < 1 {
+			t.Errorf("hv1 created %v entries, want the SNAT binding", n)
+		}
+	})
+
+	top := t // the restarted agents belong to the test, not to a subtest (whose cleanup would stop them)
+	for _, h := range []*harness.Hypervisor{s.hv1, s.hv2} {
+		t.Run("ConnectionSurvivesRestartOf"+h.Name, func(t *testing.T) {
+			if err := exchange(c, r, "before "+h.Name); err != nil {
+				t.Fatal(err)
+			}
+			waitStateSaved(t, h)
+			h.KillAgent()
+			h.StartAgent(top)
+			err := harness.Eventually(10*time.Second, func() error {
+				if strings.Count(h.AgentLog(), "flow state restored") == 0 {
+					return fmt.Errorf("%s's log does not say it restored its flow state", h.Name)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Error(err)
+			}
+			for i := range 3 {
+				if err := exchange(c, r, fmt.Sprintf("after %s %d", h.Name, i)); err != nil {
+					t.Fatalf("the connection did not survive the restart of %s's agent: %v", h.Name, err)
+				}
+			}
+			if peers := srv.seen(); len(peers) != 1 {
+				t.Errorf("ext saw %v: the connection was re-established, not kept", peers)
+			}
+		})
+	}
+
+	t.Run("NewConnectionAfterRestarts", func(t *testing.T) {
+		c2 := dialIn(t, s.vm.NS, extAddr+":7000")
+		if err := exchange(c2, bufio.NewReader(c2), "second"); err != nil {
+			t.Fatal(err)
+		}
+		peers := srv.seen()
+		if len(peers) != 2 || peers[1] == peers[0] || !strings.HasPrefix(peers[1], snatAddr+":") {
+			t.Errorf("ext saw %v, want a second connection from %s on another port", peers, snatAddr)
+		}
+	})
+}

@@ -195,6 +195,8 @@ type uplinks struct {
 	log      *slog.Logger
 	snapshot func() (uplinkInputs, uint64)
 
+	warned map[string]bool // uplinks whose failure was logged (retried every pass)
+
 	mu    sync.Mutex
 	alive map[string]bool
 	rev   int64 // liveness revision, bumped on every change
@@ -226,7 +228,7 @@ func (u *uplinks) run(ctx context.Context) error {
 		return ctx.Err()
 	}
 	u.log.Info("physical networks mapped", "mappings", u.mappings)
-	u.alive = map[string]bool{}
+	u.alive, u.warned = map[string]bool{}, map[string]bool{}
 	go func() {
 		err := u.store.WatchHostLiveness(ctx, func(l nsdb.Liveness) error {
 			u.mu.Lock()
@@ -281,7 +283,10 @@ func (u *uplinks) claim(ctx context.Context, in uplinkInputs, alive map[string]b
 	for _, c := range claimUplinks(u.me, u.mappings, in, alive) {
 		if c.vlan != 0 {
 			if err := u.ensureVLAN(c); err != nil {
-				u.log.Warn("cannot create the VLAN subinterface of an uplink", "port", c.port.ID, "interface", c.iface, "err", err)
+				if !u.warned[c.port.ID] {
+					u.log.Warn("cannot create the VLAN subinterface of an uplink; retrying", "port", c.port.ID, "interface", c.iface, "err", err)
+					u.warned[c.port.ID] = true
+				}
 				done = false
 				continue
 			}
@@ -302,9 +307,13 @@ func (u *uplinks) claim(ctx context.Context, in uplinkInputs, alive map[string]b
 		case errors.Is(err, errUplinkMoved) || errors.Is(err, model.ErrNotFound):
 			// Someone else moved it, or it is gone: the next view decides.
 		case err != nil:
-			u.log.Warn("cannot bind an uplink", "port", c.port.ID, "physical_network", c.port.PhysicalNetwork, "err", err)
+			if !u.warned[c.port.ID] {
+				u.log.Warn("cannot bind an uplink; retrying", "port", c.port.ID, "physical_network", c.port.PhysicalNetwork, "err", err)
+				u.warned[c.port.ID] = true
+			}
 			done = false
 		default:
+			delete(u.warned, c.port.ID)
 			u.log.Info("uplink bound", "port", c.port.ID, "bridge", c.port.BridgeID, "physical_network", c.port.PhysicalNetwork,
 				"interface", c.iface, "previous_host", prev)
 		}

@@ -39,6 +39,8 @@ const (
 	tenCIDR   = "10.10.0.0/24"
 	tenGW     = "10.10.0.1"
 	physIface = "ext0"
+	vlanCIDR  = "192.168.100.0/24"
+	vlanInet  = "192.168.100.1"
 )
 
 // TestNeutron drives the Neutron API the way OpenStack would (gophercloud
@@ -46,25 +48,36 @@ const (
 // authentication) and checks real traffic between namespaces: a tenant
 // network with DHCP and two ports bound on two hypervisors under the tap
 // names os-vif gives them; a flat external network on physnet1, whose
-// uplink hv2's agent binds to its interface ext0; a router with SNAT; a
-// floating IP; security groups.
+// uplink one of the gateway agents (hv2, hv3) binds to its interface ext0;
+// a router with SNAT; a floating IP; security groups; a VLAN provider
+// network on the same physical network; the uplink's failover when its
+// gateway's agent dies.
 func TestNeutron(t *testing.T) {
 	t.Parallel()
 	harness.Require(t, "udhcpc", "tcpdump", "busybox", "curl")
 	start := time.Now()
 	const password = "e2e-admin-secret"
-	env := harness.New(t, harness.Options{AdminPassword: password,
-		HostAgentArgs: map[string][]string{"hv2": {"--physical-interface-mappings", "physnet1:" + physIface}}})
+	mapping := []string{"--physical-interface-mappings", "physnet1:" + physIface}
+	env := harness.New(t, harness.Options{Hypervisors: 3, AdminPassword: password,
+		HostAgentArgs: map[string][]string{"hv2": mapping, "hv3": mapping}})
 	hv1, hv2 := env.Host("hv1"), env.Host("hv2")
+	gateways := []*harness.Hypervisor{hv2, env.Host("hv3")}
 	env.MustCLI(t, "create tunnel-zone name tz type vxlan")
 	for _, h := range env.Hosts {
 		env.MustCLI(t, "tunnel-zone tzone0 add member host %s address %s", h.Alias, h.TunnelIP)
 	}
-	// The internet: a namespace behind hv2's ext0.
+	// The internet: a namespace whose bridge eth0 links the gateways'
+	// ext0 (physnet1's wire).
 	inet := env.NewNS(t, "inet")
-	harness.Veth(t, inet, "eth0", hv2.NS, physIface)
-	hv2.NS.MustRun(t, "sysctl", "-q", "-w", "net.ipv6.conf."+physIface+".disable_ipv6=1")
-	hv2.NS.MustRun(t, "ip", "link", "set", physIface, "up")
+	inet.MustRun(t, "ip", "link", "add", "eth0", "type", "bridge")
+	for _, g := range gateways {
+		harness.Veth(t, inet, g.Name, g.NS, physIface)
+		g.NS.MustRun(t, "sysctl", "-q", "-w", "net.ipv6.conf."+physIface+".disable_ipv6=1")
+		g.NS.MustRun(t, "ip", "link", "set", physIface, "up")
+		// Frames leave finished for the userspace datapath, as from a VM.
+		inet.MustRun(t, "ethtool", "-K", g.Name, "tx", "off", "tso", "off", "gso", "off")
+		inet.MustRun(t, "ip", "link", "set", g.Name, "master", "eth0", "up")
+	}
 	inet.MustRun(t, "ethtool", "-K", "eth0", "tx", "off", "tso", "off", "gso", "off")
 	inet.MustRun(t, "ip", "addr", "add", inetAddr+"/24", "dev", "eth0")
 	inet.MustRun(t, "ip", "link", "set", "eth0", "up")
@@ -140,30 +153,14 @@ func TestNeutron(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var uplink string // the external network's uplink port
+	var uplink string               // the external network's uplink port
+	var gateway *harness.Hypervisor // and the host that binds it
 	t.Run("UplinkBoundOnGateway", func(t *testing.T) {
-		var ps []struct {
-			ID              string `json:"id"`
-			HostID          string `json:"host_id"`
-			InterfaceName   string `json:"interface_name"`
-			PhysicalNetwork string `json:"physical_network"`
-		}
-		err := harness.Eventually(10*time.Second, func() error {
-			if err := env.Call("GET", "/api/v1/ports?bridge_id="+extID, nil, &ps); err != nil {
-				return err
-			}
-			for _, p := range ps {
-				if p.PhysicalNetwork == "physnet1" && p.HostID == hv2.ID && p.InterfaceName == physIface {
-					uplink = p.ID
-					return nil
-				}
-			}
-			return fmt.Errorf("no uplink bound to %s on hv2 among %+v", physIface, ps)
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		uplink, gateway = boundUplink(t, env, extID, gateways, "")
 	})
+	if uplink == "" {
+		return
+	}
 
 	r, err := routers.Create(ctx, nc, routers.CreateOpts{Name: "router1",
 		GatewayInfo: &routers.GatewayInfo{NetworkID: extID, EnableSNAT: ptrTo(true)}}).Extract()
@@ -263,10 +260,95 @@ func TestNeutron(t *testing.T) {
 			t.Fatalf("the internet saw vm1's traffic from %v, want only its floating IP %s", srcs, fip.FloatingIP)
 		}
 	})
+	// A VLAN provider network on physnet1: its uplink is the gateway's
+	// ext0.100, which the agent creates; the internet's eth0.100 answers.
+	t.Run("VLANProviderNetwork", func(t *testing.T) {
+		requireFlowState(t) // the default group admits the echo reply as a return flow
+		if out, err := inet.Run("ip", "link", "add", "link", "eth0", "name", "eth0.100", "type", "vlan", "id", "100"); err != nil {
+			t.Skipf("skipping: this kernel makes no 802.1Q VLAN interfaces, which the agent's VLAN uplinks are: %s", strings.TrimSpace(out))
+		}
+		inet.MustRun(t, "ip", "addr", "add", vlanInet+"/24", "dev", "eth0.100")
+		inet.MustRun(t, "ip", "link", "set", "eth0.100", "up")
+		vn, err := networks.Create(ctx, nc, provider.CreateOptsExt{CreateOptsBuilder: networks.CreateOpts{Name: "vlan100"},
+			Segments: []provider.Segment{{NetworkType: "vlan", PhysicalNetwork: "physnet1", SegmentationID: 100}}}).Extract()
+		if err != nil {
+			t.Fatal(err)
+		}
+		vs, err := subnets.Create(ctx, nc, subnets.CreateOpts{NetworkID: vn.ID, IPVersion: 4, CIDR: vlanCIDR,
+			GatewayIP: ptrTo(vlanInet), EnableDHCP: ptrTo(false),
+			AllocationPools: []subnets.AllocationPool{{Start: "192.168.100.10", End: "192.168.100.20"}}}).Extract()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, g := boundUplink(t, env, vn.ID, gateways, physIface+".100")
+		p, err := ports.Create(ctx, nc, portsbinding.CreateOptsExt{
+			CreateOptsBuilder: ports.CreateOpts{NetworkID: vn.ID, Name: "vm3", FixedIPs: []ports.IP{{SubnetID: vs.ID}}}, HostID: hv1.Name}).Extract()
+		if err != nil {
+			t.Fatal(err)
+		}
+		vm3 := env.AddVM(t, hv1, "vm3", harness.VMConfig{MAC: p.MACAddress, Tap: "tap" + p.ID[:11],
+			Addrs: []string{p.FixedIPs[0].IPAddress + "/24"}, MTU: 1500})
+		vm3.WaitPing(t, vlanInet, 10*time.Second)
+		mustPing(t, vm3, vlanInet, 3)
+		t.Logf("vm3 (hv1) ↔ %s over VLAN 100 through %s's %s.100", vlanInet, g.Name, physIface)
+	})
+
+	// The gateway's agent dies: once its lease ends, the other gateway
+	// binds the uplink and vm1 reaches the internet again.
+	t.Run("UplinkFailover", func(t *testing.T) {
+		requireFlowState(t)
+		other := gateways[0]
+		if other == gateway {
+			other = gateways[1]
+		}
+		killed := time.Now()
+		gateway.KillAgent()
+		boundUplink(t, env, extID, []*harness.Hypervisor{other}, physIface)
+		moved := time.Since(killed)
+		vm1.WaitPing(t, inetAddr, 20*time.Second)
+		t.Logf("uplink moved from %s to %s %s after the agent's death; vm1 reached the internet again after %s (lease TTL 3 s; informational)",
+			gateway.Name, other.Name, moved.Round(time.Millisecond), time.Since(killed).Round(time.Millisecond))
+		mustPing(t, vm1, inetAddr, 3)
+	})
 	t.Logf("TestNeutron: %s in all", time.Since(start).Round(time.Millisecond))
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// boundUplink waits until the uplink of network netID is bound by one of
+// the gateways, to iface (default ext0), and returns it and its host.
+func boundUplink(t *testing.T, env *harness.Env, netID string, gateways []*harness.Hypervisor, iface string) (string, *harness.Hypervisor) {
+	t.Helper()
+	if iface == "" {
+		iface = physIface
+	}
+	var ps []struct {
+		ID              string `json:"id"`
+		HostID          string `json:"host_id"`
+		InterfaceName   string `json:"interface_name"`
+		PhysicalNetwork string `json:"physical_network"`
+	}
+	var id string
+	var host *harness.Hypervisor
+	err := harness.Eventually(20*time.Second, func() error {
+		if err := env.Call("GET", "/api/v1/ports?bridge_id="+netID, nil, &ps); err != nil {
+			return err
+		}
+		for _, p := range ps {
+			for _, g := range gateways {
+				if p.PhysicalNetwork == "physnet1" && p.HostID == g.ID && p.InterfaceName == iface {
+					id, host = p.ID, g
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("no uplink of network %s bound to %s on a gateway among %+v", netID, iface, ps)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id, host
+}
 
 // floatingIPARP makes the internet resolve a floating IP, which the
 // router should answer ARP for (branch lb). Where it does not (yet), a

@@ -157,6 +157,11 @@ func natRecord(e *flowstate.Entry, ttl time.Duration, now time.Time) nsdb.NATTra
 		r.OutsideLocal = ep(k.SrcAddr(), k.SrcPort)
 	}
 	r.OutsideGlobal = r.OutsideLocal
+	if k.Type == flowstate.KeyFwdSNAT && k.Echo != 0 {
+		// The echo identifier is both "ports": outside, the peer's side
+		// carries the translated one, as Cisco prints PAT echo bindings.
+		r.OutsideGlobal = ep(k.DstAddr(), trPort)
+	}
 	// Whole seconds, so that a binding refreshed within the same second
 	// does not count as a change.
 	r.Expires = now.Add(ttl).UTC().Truncate(time.Second)

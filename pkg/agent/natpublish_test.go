@@ -155,6 +155,25 @@ func TestNATPublisher(t *testing.T) {
 	}
 }
 
+// An ICMP echo's identifier is its port: translated on the inside global
+// and, since the peer sees the translated one, on the outside global.
+func TestNATRecordEcho(t *testing.T) {
+	tbl := flowstate.New(flowstate.Config{})
+	k := natKey(7, "10.10.0.10", 19995, "203.0.113.1", 19995, packet.IPProtoICMPv4)
+	k.Type, k.Echo = flowstate.KeyFwdSNAT, flowstate.EchoRequest
+	var tx flowstate.Tx
+	e, err := tbl.AllocSNAT(&tx, "r", &k, []flowstate.Target{{From: netip.MustParseAddr("192.168.1.2")}}, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, id := e.Translated()
+	r := natRecord(&e, time.Second, time.Now())
+	if r.Protocol != "icmp" || r.InsideLocal != "10.10.0.10:19995" || r.InsideGlobal != fmt.Sprintf("192.168.1.2:%d", id) ||
+		r.OutsideLocal != "203.0.113.1:19995" || r.OutsideGlobal != fmt.Sprintf("203.0.113.1:%d", id) {
+		t.Fatalf("%+v", r)
+	}
+}
+
 // Only MaxNATTranslations records are published; the rest are counted.
 func TestNATSnapshotTruncates(t *testing.T) {
 	tbl := flowstate.New(flowstate.Config{})

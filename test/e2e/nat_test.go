@@ -102,7 +102,6 @@ func natAddressARP(t *testing.T, e env, inet *harness.VM, addr, routerPort strin
 //	                       net21 172.16.21.0/24: c21 172.16.21.10 (hv2)
 func TestVyattaOneBox(t *testing.T) {
 	t.Parallel()
-	requireFlowState(t)
 	e := newNATEnv(t)
 	hv1, hv2 := e.Hosts[0], e.Hosts[1]
 	e.cli("create router name vyatta")
@@ -244,7 +243,6 @@ func TestVyattaOneBox(t *testing.T) {
 //	  192.168.1.1 router0 (edge) 203.0.113.2 -- outside -- inet 203.0.113.1 (hv2)
 func TestCiscoTwoRouterNAT(t *testing.T) {
 	t.Parallel()
-	requireFlowState(t)
 	e := newNATEnv(t)
 	hv1, hv2 := e.Hosts[0], e.Hosts[1]
 	e.cli("create router name edge")
@@ -359,7 +357,6 @@ func TestCiscoTwoRouterNAT(t *testing.T) {
 //	vm1 10.0.0.10 (hv1), vm2 10.0.0.11 (hv2) -- tenant -- 10.0.0.1 router0 198.51.100.2 (bound on hv2) -- inet 198.51.100.1
 func TestFloatingIP(t *testing.T) {
 	t.Parallel()
-	requireFlowState(t)
 	e := newNATEnv(t)
 	hv1, hv2 := e.Hosts[0], e.Hosts[1]
 	const fip = "198.51.100.10"

@@ -162,7 +162,6 @@ func TestSecurityGroups(t *testing.T) {
 	})
 
 	t.Run("Established", func(t *testing.T) {
-		requireFlowState(t)
 		serveSeen(t, s.b1.NS, "10.0.2.11:8080")
 		local, seen := mustDialSeen(t, s.srv.NS, "10.0.2.11:8080")
 		if seen != local {
@@ -328,7 +327,6 @@ func testAntiSpoofing(t *testing.T, s *sgEnv) {
 // still work, the agents stay up, and refusals are counted.
 func TestSynFloodBounded(t *testing.T) {
 	t.Parallel()
-	requireFlowState(t)
 	const zoneMax = 256
 	s := newSGEnv(t, harness.Options{AgentArgs: []string{"--conntrack-zone-max", fmt.Sprint(zoneMax)}}, "0.0.0.0/0")
 	serveSeen(t, s.srv.NS, "10.0.1.10:22")

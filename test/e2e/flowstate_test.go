@@ -268,3 +268,163 @@ func TestFlowStateNAT(t *testing.T) {
 		}
 	})
 }
+
+// TestFlowStateBounds: a VM opening connections as fast as it can (a SYN
+// flood by connect) fills its own conntrack zone and nothing else. Its
+// new connections are refused while the zone is full; another VM's, in
+// another zone, still succeed; the table never exceeds --conntrack-max;
+// refusals are counted in the metrics and in the published status.
+//
+//	vm1 10.0.1.11 (hv1) -- net1 --+                     +-- net1 -- srv 10.0.1.12 (hv2)
+//	vm2 10.0.2.11 (hv1) -- net2 -- router0 (10.0.1.1, 10.0.2.1)
+//
+// The ports of vm1 and vm2 have a chain that reads the connection state,
+// so their connections are tracked, in the zone of the bridge they enter.
+func TestFlowStateBounds(t *testing.T) {
+	t.Parallel()
+	const tableMax, zoneMax = 400, 100
+	env := harness.New(t, harness.Options{AgentArgs: []string{"--conntrack-max", fmt.Sprint(tableMax), "--conntrack-zone-max", fmt.Sprint(zoneMax)}})
+	cli := func(format string, args ...any) string { t.Helper(); return env.MustCLI(t, format, args...) }
+	hv1, hv2 := env.Host("hv1"), env.Host("hv2")
+	cli("create tunnel-zone name tz type vxlan")
+	for _, h := range env.Hosts {
+		cli("tunnel-zone tzone0 add member host %s address %s", h.Alias, h.TunnelIP)
+	}
+	cli("create router name r")
+	cli("create chain name track")
+	cli("chain chain0 add rule ct-state new type accept")
+	mtu := env.UnderlayMTU - 50
+	vms := map[string]*harness.VM{}
+	for s := 1; s <= 2; s++ {
+		cli("create bridge name net%d", s)
+		rp := cli("router router0 add port address 10.0.%d.1 net 10.0.%d.0/24", s, s)
+		bp := cli("bridge bridge%d add port", s-1)
+		cli("%s set peer %s", portCmd(bp), rp)
+		cli("router router0 add route dst 10.0.%d.0/24 port %s", s, rp)
+	}
+	for _, v := range []struct {
+		name   string
+		h      *harness.Hypervisor
+		subnet int
+		host   int
+		track  bool
+	}{{"vm1", hv1, 1, 11, true}, {"vm2", hv1, 2, 11, true}, {"srv", hv2, 1, 12, false}} {
+		vm := env.AddVM(t, v.h, v.name, harness.VMConfig{MAC: fmt.Sprintf("02:00:0a:00:%02x:%02x", v.subnet, v.host),
+			Addrs: []string{fmt.Sprintf("10.0.%d.%d/24", v.subnet, v.host)}, Gateway: fmt.Sprintf("10.0.%d.1", v.subnet), MTU: mtu})
+		p := cli("bridge bridge%d add port", v.subnet-1)
+		if v.track {
+			cli("%s set infilter chain0", portCmd(p))
+		}
+		cli("host %s add binding interface %s port %s", v.h.Alias, vm.Tap, p)
+		vm.WaitPing(t, fmt.Sprintf("10.0.%d.1", v.subnet), 15*time.Second)
+		vms[v.name] = vm
+	}
+	vm1, vm2, srv := vms["vm1"], vms["vm2"], vms["srv"]
+	startEchoServer(t, srv.NS, "10.0.1.12:7000")
+	c := dialIn(t, vm2.NS, "10.0.1.12:7000")
+	if err := exchange(c, bufio.NewReader(c), "before"); err != nil {
+		t.Fatal(err)
+	}
+
+	// The flood: connections to a closed port of srv, each from a new
+	// source port; srv resets them, the entries stay (closed: 10 s).
+	const n = 800
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	refused, timedOut := 0, 0
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range n / 16 {
+				err := vm1.NS.Do(func() error {
+					c, err := net.DialTimeout("tcp4", "10.0.1.12:9", 150*time.Millisecond)
+					if err == nil {
+						c.Close()
+					}
+					return err
+				})
+				mu.Lock()
+				if err != nil && strings.Contains(err.Error(), "refused") {
+					refused++
+				} else if err != nil {
+					timedOut++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("flood of %d connections from vm1: %d reset by srv, %d got no answer", n/16*16, refused, timedOut)
+	// More than zoneMax may be answered: the kernel reuses a source port
+	// whose connection was reset, and the entry of its tuple serves again.
+	if timedOut == 0 {
+		t.Errorf("all %d connections answered: the zone bound of %d refused none", refused, zoneMax)
+	}
+
+	t.Run("OtherZoneUnaffected", func(t *testing.T) {
+		for i := range 3 {
+			c := dialIn(t, vm2.NS, "10.0.1.12:7000")
+			if err := exchange(c, bufio.NewReader(c), fmt.Sprint("during ", i)); err != nil {
+				t.Fatalf("vm2 (another zone) during the flood: %v", err)
+			}
+		}
+		if err := exchange(c, bufio.NewReader(c), "still"); err != nil {
+			t.Fatalf("vm2's established connection during the flood: %v", err)
+		}
+	})
+	t.Run("FloodingZoneRefused", func(t *testing.T) {
+		err := vm1.NS.Do(func() error {
+			c, err := net.DialTimeout("tcp4", "10.0.1.12:7000", time.Second)
+			if err == nil {
+				c.Close()
+			}
+			return err
+		})
+		if err == nil {
+			t.Error("vm1 opened a new connection while its zone is full")
+		}
+	})
+	t.Run("CountedAndBounded", func(t *testing.T) {
+		m, err := hv1.Metrics()
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries, max := m.Sum("nagare_flowstate_entries"), m.Sum("nagare_flowstate_max_entries")
+		zoneFull := m.Label("nagare_flowstate_refused_total", "reason", "zone-full")
+		simDrops := m.Label("nagare_agent_simulation_drops_total", "reason", "flow-state-full")
+		t.Logf("hv1: %v entries (max %v), %v refused zone-full, %v simulations dropped flow-state-full", entries, max, zoneFull, simDrops)
+		// The flood's zone is full, the other zone holds vm2's few
+		// connections: the table stays far below its own bound.
+		if max != tableMax || entries < zoneMax || entries > zoneMax+20 {
+			t.Errorf("hv1 table: %v entries (bound %v); want the flooding zone's %d and a few", entries, max, zoneMax)
+		}
+		if zoneFull < 1 || simDrops < 1 {
+			t.Errorf("refusals not counted: zone-full %v, simulation drops %v", zoneFull, simDrops)
+		}
+		var st struct {
+			Updated   time.Time `json:"updated"`
+			FlowState *struct {
+				Entries         int    `json:"entries"`
+				MaxEntries      int    `json:"max_entries"`
+				MaxPerZone      int    `json:"max_per_zone"`
+				RefusedZoneFull uint64 `json:"refused_zone_full"`
+			} `json:"flow_state"`
+		}
+		err = harness.Eventually(10*time.Second, func() error {
+			if err := env.Call("GET", "/api/v1/hosts/"+hv1.ID+"/datapath", nil, &st); err != nil {
+				return err
+			}
+			if st.FlowState == nil || st.FlowState.RefusedZoneFull == 0 {
+				return fmt.Errorf("status of %s shows no zone-full refusal: %+v", st.Updated, st.FlowState)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fs := st.FlowState; fs.MaxEntries != tableMax || fs.MaxPerZone != zoneMax || fs.Entries > tableMax {
+			t.Errorf("published flow state: %+v", *fs)
+		}
+	})
+}

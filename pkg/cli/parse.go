@@ -135,6 +135,25 @@ func (p *parser) verbFirst(v Verb) (*Command, error) {
 		p.i++
 		return p.end(&Command{Verb: v, Row: traceRow})
 	}
+	if v == VerbDescribe && topLevel[p.words[p.i]] == nil {
+		// describe rule: a child type named alone, when one type has the word.
+		var rows []*Row
+		var where []string
+		for _, r := range table {
+			if r.Word == p.words[p.i] && len(r.parents()) > 0 {
+				rows = append(rows, r)
+				where = append(where, "describe "+r.parents()[0].Word+" "+r.Word)
+			}
+		}
+		switch len(rows) {
+		case 1:
+			p.i++
+			return p.end(&Command{Verb: v, Row: rows[0]})
+		case 0:
+		default:
+			return nil, p.syntax(p.i, "several types are called "+p.words[p.i]+": "+strings.Join(where, ", "))
+		}
+	}
 	if v == VerbShow && p.i < len(p.words) && p.words[p.i] == "ip" {
 		return p.showIPNAT()
 	}

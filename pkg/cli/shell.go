@@ -94,7 +94,7 @@ const Help = `Commands (verbs may come first, after the object, or after the chi
   host HOST list flow                its flows, one per line
   router ROUTER list nat             its NAT translations on every live host (Pro, Inside global,
   show ip nat translations [router ROUTER]    Inside local, Outside local, Outside global, State, TTL, Host)
-Stateful services (describe chain rule, describe load-balancer pool … give every field):
+Stateful services (describe rule, describe pool, describe vip … give every field):
   NAT       chain chain0 add rule dst 10.81.14.201 proto 6 dst-port 80 type dnat action accept target 172.16.20.100:80
             chain chain0 add rule dst 10.81.14.201 type rev_snat action accept
             chain chain1 add rule src 172.16.20.0/24 out-ports router0:port0 type snat action accept target 10.81.14.201

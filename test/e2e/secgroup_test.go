@@ -45,6 +45,7 @@ type sgEnv struct {
 	srv, a1, b1 *harness.VM
 	outDrop     string // chain alias: port out ending in drop
 	outReject   string // the same ending in reject
+	outCT       string // port out admitting replies by ct-state established, related
 }
 
 // newSGEnv builds the topology and srv's chains; sshFrom is the prefix the
@@ -122,6 +123,13 @@ func newSGEnv(t *testing.T, opts harness.Options, sshFrom string) *sgEnv {
 			s.outReject = out
 		}
 	}
+	// The same with ct_state conditions instead of return-flow.
+	s.outCT = newChain("port-out-ct")
+	e.cli("chain %s add rule ct-state established type accept", s.outCT)
+	e.cli("chain %s add rule ct-state related type accept", s.outCT)
+	e.cli("chain %s add rule type jump jump-to %s", s.outCT, commonOut)
+	e.cli("chain %s add rule type jump jump-to %s", s.outCT, sgIn)
+	e.cli("chain %s add rule type drop", s.outCT)
 	e.cli("bridge bridge0 port port1 set infilter %s", in)
 	e.cli("bridge bridge0 port port1 set outfilter %s", s.outDrop)
 	s.a1.WaitPing(t, "10.0.1.1", 15*time.Second)
@@ -172,6 +180,30 @@ func TestSecurityGroups(t *testing.T) {
 		if t.Failed() {
 			t.Logf("trace of b1's reply:\n%s", traceOf(s.env, "port bridge1:port1 src 10.0.2.11 dst 10.0.1.10 proto tcp src-port 8080 dst-port 40000"))
 		}
+	})
+
+	// An ICMP error about srv's own datagram is related to it: admitted.
+	t.Run("Related", func(t *testing.T) {
+		if errno, err := udpRefused(s.srv.NS, "10.0.2.11:5001"); err != nil || errno != syscall.ECONNREFUSED {
+			t.Errorf("srv → b1:5001 (closed): want b1's port unreachable admitted (ECONNREFUSED), got %v %v", errno, err)
+		}
+	})
+
+	t.Run("CTState", func(t *testing.T) {
+		s.cli("bridge bridge0 port port1 set outfilter %s", s.outCT)
+		t.Cleanup(func() { s.cli("bridge bridge0 port port1 set outfilter %s", s.outDrop) })
+		serveSeen(t, s.b1.NS, "10.0.2.11:8081")
+		local, seen := mustDialSeen(t, s.srv.NS, "10.0.2.11:8081")
+		if seen != local {
+			t.Errorf("b1 saw %s, srv connected from %s", seen, local)
+		}
+		if errno, err := udpRefused(s.srv.NS, "10.0.2.11:5001"); err != nil || errno != syscall.ECONNREFUSED {
+			t.Errorf("srv → b1:5001 (closed) with ct-state related: want ECONNREFUSED, got %v %v", errno, err)
+		}
+		if _, _, err := dialSeen(s.b1.NS, "10.0.1.10:22", time.Second); err == nil {
+			t.Errorf("b1 reached srv:22 through ct-state rules")
+		}
+		mustDialSeen(t, s.a1.NS, "10.0.1.10:22")
 	})
 
 	t.Run("Reject", func(t *testing.T) {

@@ -375,6 +375,42 @@ func (n *NATBlocks) SetLease(ctx context.Context, lease clientv3.LeaseID) (confl
 	return conflicts, nil
 }
 
+// Claim takes block under this host's current lease for a binding
+// restored after a restart: the table's pools start empty, so nothing
+// else would hold the block its ports come from, and once the previous
+// run's lease expired another host could lease it and hand out the same
+// ports. A block this host held (under any lease) or nobody holds is
+// taken; one another host holds is an error naming it. Claimed blocks are
+// not handed out by Lease; they stay leased until the host's lease ends.
+func (n *NATBlocks) Claim(ctx context.Context, device string, ip netip.Addr, block uint16) error {
+	if err := checkNATArgs(device, ip, block, block); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	lease := n.lease
+	n.mu.Unlock()
+	key := NATBlockKey(device, ip, block)
+	put := clientv3.OpPut(key, n.host, clientv3.WithLease(lease))
+	resp, err := n.s.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.Value(key), "=", n.host)).Then(put).Commit()
+	if err == nil && !resp.Succeeded {
+		resp, err = n.s.cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).Then(put).
+			Else(clientv3.OpGet(key)).Commit()
+		if err == nil && !resp.Succeeded {
+			holder := "another host"
+			if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) == 1 {
+				holder = "host " + string(kvs[0].Value)
+			}
+			return fmt.Errorf("nsdb: NAT block %s is held by %s", key, holder)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("nsdb: claim NAT block %s: %w", key, err)
+	}
+	return nil
+}
+
 // Close stops the background work and gives back the spare blocks. Blocks
 // handed out stay leased until the host's lease ends.
 func (n *NATBlocks) Close() {

@@ -300,6 +300,46 @@ func TestNATBlocksSetLease(t *testing.T) {
 	}
 }
 
+// A restarted host claims the blocks of its restored bindings: its own
+// (under the old lease, which then ends harmlessly) and free ones, not
+// another host's; Lease does not hand claimed blocks out.
+func TestNATBlocksClaim(t *testing.T) {
+	f := newFixture(t)
+	old, oldLease := f.natBlocks("host-a")
+	mine, err := leaseWait(old, natDev, natIP, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := f.natBlocks("host-b")
+	theirs, err := leaseWait(b, natDev, natIP, 1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := f.natBlocks("host-a") // the restarted agent
+	if err := a.Claim(f.ctx, natDev, natIP, mine); err != nil {
+		t.Fatalf("claim its own block: %v", err)
+	}
+	if err := a.Claim(f.ctx, natDev, natIP, 2); err != nil {
+		t.Fatalf("claim a free block: %v", err)
+	}
+	if err := a.Claim(f.ctx, natDev, natIP, theirs); err == nil || !strings.Contains(err.Error(), "host-b") {
+		t.Fatalf("claim host b's block: %v, want an error naming host-b", err)
+	}
+	if _, err := f.cli.Revoke(f.ctx, oldLease); err != nil {
+		t.Fatal(err)
+	}
+	keys := f.natKeys(natDev, natIP)
+	if keys[mine] != "host-a" || keys[2] != "host-a" || keys[theirs] != "host-b" {
+		t.Fatalf("after the old lease ended: %v", keys)
+	}
+	if _, err := leaseWait(a, natDev, natIP, 0, 2); err == nil {
+		t.Fatal("Lease handed out a claimed or foreign block")
+	}
+	if err := a.Claim(f.ctx, "", natIP, 0); err == nil {
+		t.Fatal("Claim accepted no device")
+	}
+}
+
 func TestNATBlocksBadInput(t *testing.T) {
 	f := newFixture(t)
 	n, _ := f.natBlocks("host-a")

@@ -184,7 +184,8 @@ func TestVyattaOneBox(t *testing.T) {
 		}
 		if t.Failed() {
 			t.Logf("capture on inet:\n%s\ntrace:\n%s", strings.Join(pkts, "\n"),
-				traceOf(e, "port bridge0:port1 src 10.81.14.1 dst 10.81.14.201 proto tcp src-port 40000 dst-port 80"))
+				traceOf(e, "port bridge0:port1 dst-mac %s src 10.81.14.1 dst 10.81.14.201 proto tcp src-port 40000 dst-port 80",
+					e.cli("router router0 port port0 show mac")))
 		}
 	})
 
@@ -399,7 +400,8 @@ func TestFloatingIP(t *testing.T) {
 			t.Errorf("replies left from %v, want only %s:\n%s", src, fip, strings.Join(pkts, "\n"))
 		}
 		if t.Failed() {
-			t.Logf("trace:\n%s", traceOf(e, "port %s src 198.51.100.1 dst %s proto tcp src-port 40000 dst-port 2222", up, fip))
+			t.Logf("trace:\n%s", traceOf(e, "port %s dst-mac %s src 198.51.100.1 dst %s proto tcp src-port 40000 dst-port 2222",
+				up, e.cli("%s show mac", portCmd(up)), fip))
 		}
 	})
 

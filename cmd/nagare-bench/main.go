@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -105,7 +106,7 @@ log of every window on stderr.
 `)
 		fs.PrintDefaults()
 	}
-	cases := fs.String("cases", strings.Join(cfg.Cases, ","), "cases: bridge (baseline B), router (C), vxlan (E)")
+	cases := fs.String("cases", strings.Join(cfg.Cases, ","), "cases: bridge (baseline B), router (C), snat (D: router + masquerade), vxlan (E)")
 	sides := fs.String("sides", strings.Join(cfg.Sides, ","), "what to measure: nagare, kernel")
 	modes := fs.String("modes", strings.Join(cfg.Modes, ","), "CPU placements of the pps windows: 1cpu, split, split-rps")
 	fs.IntVar(&cfg.Reps, "reps", cfg.Reps, "repetitions of every measurement (median reported)")
@@ -140,8 +141,8 @@ log of every window on stderr.
 		}
 	}
 	for _, c := range append(append([]string{}, cfg.Cases...), cfg.FlowCases...) {
-		if c != bench.CaseBridge && c != bench.CaseRouter && c != bench.CaseVXLAN {
-			return fmt.Errorf("unknown case %q (have: bridge, router, vxlan)", c)
+		if !slices.Contains(bench.Cases, c) {
+			return fmt.Errorf("unknown case %q (have: %s)", c, strings.Join(bench.Cases, ", "))
 		}
 	}
 	for _, m := range append(append([]string{}, cfg.Modes...), cfg.FlowModes...) {

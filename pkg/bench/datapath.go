@@ -20,7 +20,11 @@ const (
 	CaseBridge = "bridge" // VM→VM on one bridge, one host (baseline B)
 	CaseRouter = "router" // VM→router→VM, one host (baseline C)
 	CaseVXLAN  = "vxlan"  // VM→VM on one bridge across two hosts over VXLAN (baseline E)
+	CaseSNAT   = "snat"   // VM→router with source NAT→VM, one host (baseline D: nft masquerade)
 )
+
+// Cases lists every case, in report order.
+var Cases = []string{CaseBridge, CaseRouter, CaseSNAT, CaseVXLAN}
 
 // Sides.
 const (
@@ -51,7 +55,7 @@ const (
 
 // DatapathConfig tunes the datapath benchmark.
 type DatapathConfig struct {
-	Cases     []string      // CaseBridge, CaseRouter, CaseVXLAN
+	Cases     []string      // of Cases
 	Sides     []string      // SideNagare, SideKernel (both by default)
 	Modes     []string      // Mode1CPU, ModeSplit
 	Reps      int           // repetitions of every window; the median is reported
@@ -90,9 +94,9 @@ type Quiet struct {
 // DefaultDatapathConfig is what `make bench` runs.
 func DefaultDatapathConfig() DatapathConfig {
 	return DatapathConfig{
-		Cases: []string{CaseBridge, CaseRouter, CaseVXLAN}, Sides: []string{SideNagare, SideKernel}, Modes: []string{Mode1CPU, ModeSplit},
+		Cases: Cases, Sides: []string{SideNagare, SideKernel}, Modes: []string{Mode1CPU, ModeSplit},
 		Reps: 3, Warm: time.Second, Dur: 5 * time.Second, PingCount: 200, Iperf: true, Ping: true,
-		FlowCases: []string{CaseBridge, CaseRouter}, FlowModes: []string{ModeSplit}, FlowRates: []float64{100e3, 200e3, 0},
+		FlowCases: []string{CaseBridge, CaseRouter, CaseSNAT}, FlowModes: []string{ModeSplit}, FlowRates: []float64{100e3, 200e3, 0},
 		Sim:   true,
 		Quiet: Quiet{BusyPct: 10, MaxWait: 120 * time.Second, ForeignPct: 4, MaxTries: 12},
 	}
@@ -277,7 +281,9 @@ func kernelCase(l *lab, c string) (*testbed, error) {
 	case CaseBridge:
 		return kernelBridge(l)
 	case CaseRouter:
-		return kernelRouter(l)
+		return kernelRouter(l, false)
+	case CaseSNAT:
+		return kernelRouter(l, true)
 	case CaseVXLAN:
 		return kernelVXLAN(l)
 	}
@@ -289,7 +295,9 @@ func (c *cluster) nagareCase(ctx context.Context, l *lab, name string) (*testbed
 	case CaseBridge:
 		return c.nagareBridge(ctx, l)
 	case CaseRouter:
-		return c.nagareRouter(ctx, l)
+		return c.nagareRouter(ctx, l, false)
+	case CaseSNAT:
+		return c.nagareRouter(ctx, l, true)
 	case CaseVXLAN:
 		return c.nagareVXLAN(ctx, l)
 	}

@@ -58,18 +58,23 @@ func kernelL2(l *lab, ns, a, b, macA, macB string) error {
 }
 
 // kernelRouter is baseline case C: IP forwarding in a router namespace, no
-// netfilter rules, static neighbours.
-func kernelRouter(l *lab) (*testbed, error) {
+// netfilter rules, static neighbours; with nat, case D: nftables source NAT
+// on the egress (conntrack on) to the same address pool as Nagare's rule.
+func kernelRouter(l *lab, nat bool) (*testbed, error) {
 	tb := &testbed{side: SideKernel, kase: CaseRouter}
-	rt, err := l.netns("krt-rt")
+	pre := "krt-"
+	if nat {
+		tb.kase, pre = CaseSNAT, "ksn-"
+	}
+	rt, err := l.netns(pre + "rt")
 	if err != nil {
 		return tb, err
 	}
 	tb.nss = append(tb.nss, rt)
-	if tb.src, err = vm(l, "krt-vm1", rt, "tap1", "10.3.1.1/24", "10.3.1.254", 0); err != nil {
+	if tb.src, err = vm(l, pre+"vm1", rt, "tap1", "10.3.1.1/24", "10.3.1.254", 0); err != nil {
 		return tb, err
 	}
-	if tb.dst, err = vm(l, "krt-vm2", rt, "tap2", "10.3.2.1/24", "10.3.2.254", 0); err != nil {
+	if tb.dst, err = vm(l, pre+"vm2", rt, "tap2", "10.3.2.1/24", "10.3.2.254", 0); err != nil {
 		return tb, err
 	}
 	tb.nss = append(tb.nss, tb.src.NS, tb.dst.NS)
@@ -85,6 +90,17 @@ func kernelRouter(l *lab) (*testbed, error) {
 	}
 	if err := l.sysctl(rt, "net.ipv4.ip_forward", "1"); err != nil {
 		return tb, err
+	}
+	if nat {
+		ruleset := "table ip nagarebench { chain postrouting { type nat hook postrouting priority srcnat; policy accept; oifname \"tap2\" snat ip to " + snatPool + " } }"
+		if _, err := l.exec(rt, "nft", ruleset); err != nil {
+			return tb, fmt.Errorf("nft masquerade: %w", err)
+		}
+		for key, val := range snatUDPTimeouts {
+			if err := l.sysctl(rt, "net.netfilter.nf_conntrack_"+key, val); err != nil {
+				return tb, err
+			}
+		}
 	}
 	if tb.nextHop, err = l.mac(rt, "tap1"); err != nil {
 		return tb, err
@@ -147,3 +163,21 @@ func kernelReady(l *lab, tb *testbed) error {
 	}
 	return nil
 }
+
+// The SNAT case's settings, the same on both sides. The pool (not one
+// address, as masquerade would use) and the short UDP timeout keep the flow
+// windows, which send up to a few hundred thousand new 5-tuples per second
+// to one destination, measuring connection setup rather than the 64k ports
+// of one address toward one destination running out; 262144 entries is the
+// kernel's nf_conntrack_max here (not writable from a namespace).
+const (
+	snatPool       = "10.13.2.100-10.13.2.250"
+	snatUDPTimeout = "1"
+	snatMaxEntries = "262144"
+)
+
+var snatUDPTimeouts = map[string]string{"udp_timeout": snatUDPTimeout, "udp_timeout_stream": snatUDPTimeout}
+
+// snatAgentFlags give the agent the kernel's bounds and timeouts.
+var snatAgentFlags = []string{"--conntrack-max", snatMaxEntries, "--conntrack-zone-max", snatMaxEntries,
+	"--conntrack-udp-timeout", snatUDPTimeout + "s"}

@@ -119,16 +119,16 @@ type agentProc struct {
 
 // startAgent runs nagare-agent for the hypervisor namespace ns and waits
 // until it has registered its host.
-func (c *cluster) startAgent(ctx context.Context, l *lab, name, ns, tunnelIP string) (*agentProc, error) {
+func (c *cluster) startAgent(ctx context.Context, l *lab, name, ns, tunnelIP string, extra ...string) (*agentProc, error) {
 	ports, err := freePorts(1)
 	if err != nil {
 		return nil, err
 	}
 	a := &agentProc{name: name, metrics: fmt.Sprintf("http://127.0.0.1:%d/metrics", ports[0])}
-	a.proc, err = l.start("nagare-agent "+name, "", "", nil, c.agentBin,
-		"--host-name", name, "--etcd-endpoints", strings.Join(c.srv.EtcdEndpoints(), ","),
-		"--tunnel-ip", tunnelIP, "--netns", "/run/netns/"+ns,
-		"--metrics-listen", fmt.Sprintf("127.0.0.1:%d", ports[0]), "--log-level", agentLogLevel())
+	args := append([]string{"--host-name", name, "--etcd-endpoints", strings.Join(c.srv.EtcdEndpoints(), ","),
+		"--tunnel-ip", tunnelIP, "--netns", "/run/netns/" + ns,
+		"--metrics-listen", fmt.Sprintf("127.0.0.1:%d", ports[0]), "--log-level", agentLogLevel()}, extra...)
+	a.proc, err = l.start("nagare-agent "+name, "", "", nil, append([]string{c.agentBin}, args...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -273,31 +273,43 @@ func (c *cluster) nagareBridge(ctx context.Context, l *lab) (*testbed, error) {
 // nagareRouter: VM1 on bridge A, VM2 on bridge B, a router between them,
 // everything on one host (baseline case C's job, with the bridges a tenant
 // network has; the router is a hop of the simulation, not of the packets).
-func (c *cluster) nagareRouter(ctx context.Context, l *lab) (*testbed, error) {
+// With nat, the router masquerades VM1's network behind its address on
+// VM2's side (baseline case D's job): an snat rule in its post-routing
+// chain and rev_snat in pre-routing, midonet-cli's way.
+func (c *cluster) nagareRouter(ctx context.Context, l *lab, nat bool) (*testbed, error) {
 	tb := &testbed{side: SideNagare, kase: CaseRouter}
-	hv, err := l.netns("nrt-hv")
+	pre, name, tunnelIP := "nrt-", "bench-router", "192.168.252.2"
+	if nat {
+		tb.kase, pre, name, tunnelIP = CaseSNAT, "nsn-", "bench-snat", "192.168.252.4"
+	}
+	hv, err := l.netns(pre + "hv")
 	if err != nil {
 		return tb, err
 	}
 	tb.nss = append(tb.nss, hv)
-	if tb.src, err = vm(l, "nrt-vm1", hv, "tap1", "10.13.1.1/24", "10.13.1.254", 0); err != nil {
+	if tb.src, err = vm(l, pre+"vm1", hv, "tap1", "10.13.1.1/24", "10.13.1.254", 0); err != nil {
 		return tb, err
 	}
-	if tb.dst, err = vm(l, "nrt-vm2", hv, "tap2", "10.13.2.1/24", "10.13.2.254", 0); err != nil {
+	if tb.dst, err = vm(l, pre+"vm2", hv, "tap2", "10.13.2.1/24", "10.13.2.254", 0); err != nil {
 		return tb, err
 	}
 	tb.nss = append(tb.nss, tb.src.NS, tb.dst.NS)
-	a, err := c.startAgent(ctx, l, "bench-router-hv", hv, "192.168.252.2")
+	var extra []string
+	if nat {
+		extra = snatAgentFlags
+	}
+	a, err := c.startAgent(ctx, l, name+"-hv", hv, tunnelIP, extra...)
 	if err != nil {
 		return tb, err
 	}
 	tb.agents = append(tb.agents, a)
-	rt, err := c.create("/routers", map[string]string{"name": "bench-router"})
+	rt, err := c.create("/routers", map[string]string{"name": name})
 	if err != nil {
 		return tb, err
 	}
+	var routerPorts []string
 	for i, n := range []struct{ tap, net, gw string }{{"tap1", "10.13.1.0/24", "10.13.1.254"}, {"tap2", "10.13.2.0/24", "10.13.2.254"}} {
-		br, err := c.create("/bridges", map[string]string{"name": fmt.Sprintf("bench-router-net%d", i+1)})
+		br, err := c.create("/bridges", map[string]string{"name": fmt.Sprintf("%s-net%d", name, i+1)})
 		if err != nil {
 			return tb, err
 		}
@@ -313,6 +325,7 @@ func (c *cluster) nagareRouter(ctx context.Context, l *lab) (*testbed, error) {
 		if err != nil {
 			return tb, err
 		}
+		routerPorts = append(routerPorts, rp.ID)
 		if err := c.call("PUT", "/ports/"+uplink.ID+"/link", map[string]string{"peer_id": rp.ID}, nil); err != nil {
 			return tb, err
 		}
@@ -326,8 +339,35 @@ func (c *cluster) nagareRouter(ctx context.Context, l *lab) (*testbed, error) {
 			tb.nextHop = rp.MAC
 		}
 	}
+	if nat {
+		if err := c.masquerade(rt.ID, "10.13.1.0/24", routerPorts[1], "10.13.2.254"); err != nil {
+			return tb, err
+		}
+	}
 	tb.rps = []nsDev{{hv, "tap1"}}
 	return tb, tb.finish(l)
+}
+
+// masquerade makes router rt translate the sources of inside leaving by
+// port out to snatPool (PAT over ports 1024-65535), and translate replies
+// to addr and the pool back.
+func (c *cluster) masquerade(rt, inside, out, addr string) error {
+	in, err := c.create("/chains", map[string]string{"name": "bench-nat-in"})
+	if err != nil {
+		return err
+	}
+	post, err := c.create("/chains", map[string]string{"name": "bench-nat-out"})
+	if err != nil {
+		return err
+	}
+	if _, err := c.create("/rules", map[string]any{"chain_id": post.ID, "type": "snat", "src": inside,
+		"out_port_ids": []string{out}, "targets": []string{snatPool + ":1024-65535"}}); err != nil {
+		return err
+	}
+	if _, err := c.create("/rules", map[string]any{"chain_id": in.ID, "type": "rev_snat", "dst": "10.13.2.0/24"}); err != nil {
+		return err
+	}
+	return c.call("PATCH", "/routers/"+rt, map[string]string{"inbound_filter_id": in.ID, "outbound_filter_id": post.ID}, nil)
 }
 
 // nagareVXLAN: VM1 on host 1, VM2 on host 2, one bridge, VXLAN over a veth

@@ -125,6 +125,8 @@ func caseTitle(c string) string {
 		return "B  VM→VM, one bridge"
 	case CaseRouter:
 		return "C  VM→router→VM"
+	case CaseSNAT:
+		return "D  VM→router+SNAT→VM"
 	case CaseVXLAN:
 		return "E  VM→VM, VXLAN, 2 hosts"
 	}

@@ -38,6 +38,7 @@ func main() {
 	flag.IntVar(&cfg.ConntrackZoneMax, "conntrack-zone-max", flowstate.DefaultMaxPerZone, "most entries of one zone (a device: a VM's port, a router), so that one VM cannot fill the table")
 	flag.DurationVar(&cfg.ConntrackTimeouts.TCPEstablished, "conntrack-tcp-established-timeout", 0, "idle lifetime of an established TCP connection (0: 24h)")
 	flag.DurationVar(&cfg.ConntrackTimeouts.UDPEstablished, "conntrack-udp-timeout", 0, "idle lifetime of a UDP flow that saw replies (0: 120s)")
+	flag.DurationVar(&cfg.ConntrackTimeouts.UDPNew, "conntrack-udp-new-timeout", 0, "idle lifetime of a UDP flow that has not seen a reply (0: 30s; the kernel's nf_conntrack_udp_timeout)")
 	flag.DurationVar(&cfg.ConntrackTimeouts.ICMPReplied, "conntrack-icmp-timeout", 0, "idle lifetime of an ICMP echo exchange (0: 30s)")
 	flag.StringVar(&cfg.StateDir, "state-dir", "/var/lib/nagare-agent", "directory where connection-tracking and NAT state is saved across restarts (empty: not saved)")
 	flag.Parse()
@@ -67,7 +68,7 @@ func main() {
 		fail("--conntrack-zone-max %d: must be positive", cfg.ConntrackZoneMax)
 	}
 	for name, d := range map[string]time.Duration{"--conntrack-tcp-established-timeout": cfg.ConntrackTimeouts.TCPEstablished,
-		"--conntrack-udp-timeout": cfg.ConntrackTimeouts.UDPEstablished, "--conntrack-icmp-timeout": cfg.ConntrackTimeouts.ICMPReplied} {
+		"--conntrack-udp-timeout": cfg.ConntrackTimeouts.UDPEstablished, "--conntrack-udp-new-timeout": cfg.ConntrackTimeouts.UDPNew, "--conntrack-icmp-timeout": cfg.ConntrackTimeouts.ICMPReplied} {
 		if d < 0 {
 			fail("%s %v: must not be negative", name, d)
 		}

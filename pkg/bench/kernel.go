@@ -92,7 +92,7 @@ func kernelRouter(l *lab, nat bool) (*testbed, error) {
 		return tb, err
 	}
 	if nat {
-		ruleset := "table ip nagarebench { chain postrouting { type nat hook postrouting priority srcnat; policy accept; oifname \"tap2\" snat ip to " + snatPool + " } }"
+		ruleset := "table ip nagarebench { chain postrouting { type nat hook postrouting priority srcnat; policy accept; oifname \"tap2\" snat to " + snatPool + "; }; }"
 		if _, err := l.exec(rt, "nft", ruleset); err != nil {
 			return tb, fmt.Errorf("nft masquerade: %w", err)
 		}
@@ -164,14 +164,16 @@ func kernelReady(l *lab, tb *testbed) error {
 	return nil
 }
 
-// The SNAT case's settings, the same on both sides. The pool (not one
-// address, as masquerade would use) and the short UDP timeout keep the flow
+// The SNAT case's settings, the same on both sides. The pool is off the
+// destination's subnet (which reaches it through its default route, so no
+// neighbour has to answer for 151 addresses). The pool (not one address, as
+// masquerade would use) and the short UDP timeout keep the flow
 // windows, which send up to a few hundred thousand new 5-tuples per second
 // to one destination, measuring connection setup rather than the 64k ports
 // of one address toward one destination running out; 262144 entries is the
 // kernel's nf_conntrack_max here (not writable from a namespace).
 const (
-	snatPool       = "10.13.2.100-10.13.2.250"
+	snatPool       = "10.13.9.100-10.13.9.250"
 	snatUDPTimeout = "1"
 	snatMaxEntries = "262144"
 )
@@ -180,4 +182,4 @@ var snatUDPTimeouts = map[string]string{"udp_timeout": snatUDPTimeout, "udp_time
 
 // snatAgentFlags give the agent the kernel's bounds and timeouts.
 var snatAgentFlags = []string{"--conntrack-max", snatMaxEntries, "--conntrack-zone-max", snatMaxEntries,
-	"--conntrack-udp-timeout", snatUDPTimeout + "s"}
+	"--conntrack-udp-timeout", snatUDPTimeout + "s", "--conntrack-udp-new-timeout", snatUDPTimeout + "s"}

@@ -340,7 +340,7 @@ func (c *cluster) nagareRouter(ctx context.Context, l *lab, nat bool) (*testbed,
 		}
 	}
 	if nat {
-		if err := c.masquerade(rt.ID, "10.13.1.0/24", routerPorts[1], "10.13.2.254"); err != nil {
+		if err := c.masquerade(rt.ID, "10.13.1.0/24", routerPorts[1]); err != nil {
 			return tb, err
 		}
 	}
@@ -350,8 +350,8 @@ func (c *cluster) nagareRouter(ctx context.Context, l *lab, nat bool) (*testbed,
 
 // masquerade makes router rt translate the sources of inside leaving by
 // port out to snatPool (PAT over ports 1024-65535), and translate replies
-// to addr and the pool back.
-func (c *cluster) masquerade(rt, inside, out, addr string) error {
+// back.
+func (c *cluster) masquerade(rt, inside, out string) error {
 	in, err := c.create("/chains", map[string]string{"name": "bench-nat-in"})
 	if err != nil {
 		return err
@@ -364,7 +364,7 @@ func (c *cluster) masquerade(rt, inside, out, addr string) error {
 		"out_port_ids": []string{out}, "targets": []string{snatPool + ":1024-65535"}}); err != nil {
 		return err
 	}
-	if _, err := c.create("/rules", map[string]any{"chain_id": in.ID, "type": "rev_snat", "dst": "10.13.2.0/24"}); err != nil {
+	if _, err := c.create("/rules", map[string]any{"chain_id": in.ID, "type": "rev_snat", "dst": "10.13.9.0/24"}); err != nil {
 		return err
 	}
 	return c.call("PATCH", "/routers/"+rt, map[string]string{"inbound_filter_id": in.ID, "outbound_filter_id": post.ID}, nil)

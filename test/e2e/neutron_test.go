@@ -214,7 +214,9 @@ func TestNeutron(t *testing.T) {
 	fipARP := func(t *testing.T) { floatingIPARP(t, nc, inet, fip.FloatingIP, r.ID) }
 
 	// The default group admits only its own members: the internet cannot
-	// reach vm1 by its floating IP until a rule admits it.
+	// reach vm1 by its floating IP until a rule admits it. The router
+	// answers ARP for the floating IP all along, and only the rule changes
+	// between the refusal here and FloatingIPInbound.
 	t.Run("SecurityGroupBlocks", func(t *testing.T) {
 		requireFlowState(t)
 		fipARP(t)
@@ -350,21 +352,10 @@ func boundUplink(t *testing.T, env *harness.Env, netID string, gateways []*harne
 	return id, host
 }
 
-// floatingIPARP makes the internet resolve a floating IP, which the
-// router should answer ARP for (branch lb). Where it does not (yet), a
-// static neighbor entry to the router's gateway MAC stands in, and the
-// test says so: the DNAT, SNAT and security groups are still checked.
+// floatingIPARP checks that the internet resolves a floating IP: the
+// router's gateway port answers ARP for the addresses it translates.
 func floatingIPARP(t *testing.T, nc *gophercloud.ServiceClient, inet *harness.NS, fip, routerID string) {
 	t.Helper()
-	out, _ := inet.Run("ip", "neigh", "show", fip, "dev", "eth0")
-	if strings.Contains(out, "PERMANENT") {
-		return // the stand-in of an earlier subtest
-	}
-	pingNS(inet, fip, 1, "0.2")
-	if out, _ := inet.Run("ip", "neigh", "show", fip, "dev", "eth0"); strings.Contains(out, "lladdr") {
-		t.Logf("ARP for the floating IP %s answered: %s", fip, strings.TrimSpace(out))
-		return
-	}
 	pages, err := ports.List(nc, ports.ListOpts{DeviceID: routerID, DeviceOwner: "network:router_gateway"}).AllPages(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -373,8 +364,18 @@ func floatingIPARP(t *testing.T, nc *gophercloud.ServiceClient, inet *harness.NS
 	if err != nil || len(gw) != 1 {
 		t.Fatalf("router gateway port: %v %v", gw, err)
 	}
-	t.Logf("the router does not answer ARP for the floating IP %s (branch lb not on main): static neighbor entry to its gateway MAC %s", fip, gw[0].MACAddress)
-	inet.MustRun(t, "ip", "neigh", "replace", fip, "lladdr", gw[0].MACAddress, "dev", "eth0", "nud", "permanent")
+	var out string
+	err = harness.Eventually(5*time.Second, func() error {
+		pingNS(inet, fip, 1, "0.2")
+		out, _ = inet.Run("ip", "neigh", "show", fip, "dev", "eth0")
+		if !strings.Contains(out, "lladdr "+gw[0].MACAddress) {
+			return fmt.Errorf("not resolved")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("the internet cannot resolve the floating IP %s to the router's gateway MAC %s: neighbor %q", fip, gw[0].MACAddress, strings.TrimSpace(out))
+	}
 }
 
 // traceIfFailed logs what the simulation does with a packet (the CLI's

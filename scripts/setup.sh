@@ -7,7 +7,7 @@ PKGS=(
 	etcd-server etcd-client            # external-etcd mode tests (etcd, etcdctl)
 	iproute2 iputils-ping              # namespaces, veth, ping
 	iperf3 tcpdump tshark              # traffic and captures in end-to-end tests
-	udhcpc                             # DHCP client in VM namespaces
+	udhcpc busybox                     # DHCP client in VM namespaces; busybox httpd in TestNeutron
 	netsniff-ng nftables ethtool       # kernel baselines for make bench
 	clang llvm libbpf-dev              # make bench: builds the baseline's tc sink (shared/baseline/bpf/sink.c)
 	gcc libc6-dev linux-libc-dev       # make bench: builds the baseline's generator (shared/baseline/gen/udpgen.c)

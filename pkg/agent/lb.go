@@ -51,6 +51,10 @@ var (
 	healthNet      = netip.MustParsePrefix("169.254.255.0/30")
 )
 
+// healthRetry is how long a failed round (etcd, netlink) waits before the
+// next attempt when nothing else changes.
+const healthRetry = 5 * time.Second
+
 // healthIfPrefix starts the datapath end's name: "nhm" + 12 hex digits of
 // the router id (15 characters, the kernel's limit).
 const healthIfPrefix = "nhm"
@@ -70,6 +74,7 @@ type lbHealth struct {
 	want    map[string]string // member id → status this agent is responsible for
 	written map[string]writtenStatus
 	dirty   bool
+	retryAt time.Time // a round failed: run again then, even without changes
 	kick    chan struct{} // a status changed: write it now
 
 	checks      *prometheus.CounterVec
@@ -144,7 +149,7 @@ func (a *Agent) runHealth(ctx context.Context) error {
 		}
 		v := a.view.Load().version
 		h.mu.Lock()
-		dirty := h.dirty || v != seen
+		dirty := h.dirty || v != seen || (!h.retryAt.IsZero() && time.Now().After(h.retryAt))
 		h.dirty = false
 		h.mu.Unlock()
 		if dirty {
@@ -275,6 +280,8 @@ func monitorOf(m *model.HealthMonitor) (health.Monitor, error) {
 // Failures are logged and retried on the next round.
 func (h *lbHealth) reconcile(ctx context.Context) {
 	a := h.a
+	h.retryAt = time.Time{}
+	failed := func() { h.retryAt = time.Now().Add(healthRetry) }
 	p := h.plan()
 	for rid, r := range h.routers {
 		if _, ok := p.targets[rid]; !ok {
@@ -285,18 +292,19 @@ func (h *lbHealth) reconcile(ctx context.Context) {
 	// (load balancer removed, monitors removed) go; so do duplicates two
 	// agents created while they disagreed on liveness.
 	for rid, port := range p.ports {
-		if p.owned[rid] && len(p.targets[rid]) == 0 {
-			h.removePort(ctx, port)
+		if p.owned[rid] && len(p.targets[rid]) == 0 && !h.removePort(ctx, port) {
+			failed()
 		}
 	}
 	for _, port := range p.extra {
-		if p.owned[port.RouterID] {
-			h.removePort(ctx, port)
+		if p.owned[port.RouterID] && !h.removePort(ctx, port) {
+			failed()
 		}
 	}
 	for rid, targets := range p.targets {
 		if err := h.ensurePort(ctx, rid, p); err != nil {
 			a.log.Warn("health-check port", "router", rid, "err", err)
+			failed()
 			continue
 		}
 		r := h.routers[rid]
@@ -304,6 +312,7 @@ func (h *lbHealth) reconcile(ctx context.Context) {
 			var err error
 			if r, err = h.startRouter(ctx, rid); err != nil {
 				a.log.Warn("health-check namespace", "router", rid, "err", err)
+				failed()
 				continue
 			}
 			h.routers[rid] = r
@@ -445,13 +454,14 @@ func (h *lbHealth) ensurePort(ctx context.Context, routerID string, p *hmPlan) e
 	return nil
 }
 
-func (h *lbHealth) removePort(ctx context.Context, port *model.Port) {
+func (h *lbHealth) removePort(ctx context.Context, port *model.Port) bool {
 	err := h.a.store.Remove(ctx, model.PortKind, port.ID, 0)
 	if err != nil && !errors.Is(err, model.ErrNotFound) {
 		h.a.log.Warn("remove health-check port", "router", port.RouterID, "port", port.ID, "err", err)
-		return
+		return false
 	}
 	h.a.log.Info("health-check port removed", "router", port.RouterID, "port", port.ID)
+	return true
 }
 
 // startRouter creates the check namespace and its veth to the datapath's

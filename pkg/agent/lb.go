@@ -74,7 +74,7 @@ type lbHealth struct {
 	want    map[string]string // member id → status this agent is responsible for
 	written map[string]writtenStatus
 	dirty   bool
-	retryAt time.Time // a round failed: run again then, even without changes
+	retryAt time.Time     // a round failed: run again then, even without changes
 	kick    chan struct{} // a status changed: write it now
 
 	checks      *prometheus.CounterVec

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -353,16 +354,19 @@ func testAntiSpoofing(t *testing.T, s *sgEnv) {
 	}
 }
 
-// TestSynFloodBounded: an agent with a small conntrack zone bound, a VM
-// on netA flooding srv (behind a stateful group) with SYNs from thousands
-// of source ports; b1's connections (another zone: they enter by netB)
-// still work, the agents stay up, and refusals are counted.
+// TestSynFloodBounded: agents with a small conntrack zone bound, a VM on
+// netA (a1) flooding srv (behind a stateful group) with SYNs from
+// thousands of source ports; b1's connections (another network) still
+// work, the agents stay up, and refusals are counted.
 func TestSynFloodBounded(t *testing.T) {
 	t.Parallel()
 	const zoneMax = 256
 	s := newSGEnv(t, harness.Options{AgentArgs: []string{"--conntrack-zone-max", fmt.Sprint(zoneMax)}}, "0.0.0.0/0")
+	// a2 shares the flooder's bridge (and host) but not its port.
+	a2 := s.vmOn(s.a1.Host, "bridge0", "a2", "02:00:0a:00:01:0c", "10.0.1.12/24", "10.0.1.1")
 	serveSeen(t, s.srv.NS, "10.0.1.10:22")
 	mustDialSeen(t, s.b1.NS, "10.0.1.10:22")
+	mustDialSeen(t, a2.NS, "10.0.1.10:22")
 	hv2 := s.a1.Host // simulates a1's SYNs
 	before, err := hv2.Metrics()
 	if err != nil {
@@ -381,9 +385,15 @@ func TestSynFloodBounded(t *testing.T) {
 	for i := range 3 {
 		local, seen := mustDialSeen(t, s.b1.NS, "10.0.1.10:22")
 		if seen != local {
-			t.Errorf("connection %d of b1 during the flood: srv saw %s, b1 sent %s", i, seen, local)
+			t.Errorf("connection %d of b1 after the flood: srv saw %s, b1 sent %s", i, seen, local)
 		}
 	}
+	// Reported, not asserted: the conntrack zone is the device a packet
+	// enters by (pkg/sim devZone: the bridge), so a1's flood fills the zone
+	// of every VM of netA whose connections hv2 simulates, not a1's alone
+	// as pkg/flowstate's doc and --conntrack-zone-max's help say.
+	_, _, err = dialSeen(a2.NS, "10.0.1.10:22", 3*time.Second)
+	t.Logf("NOTE: a2 (netA, hv2, not the flooder) after the flood: %v", cmp.Or[any](err, "connects"))
 	for _, h := range s.Hosts {
 		if info, err := s.HostByName(h.Name); err != nil || !info.Alive {
 			t.Errorf("agent %s after the flood: %v %+v", h.Name, err, info)

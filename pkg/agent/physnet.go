@@ -161,8 +161,8 @@ func claimUplinks(me string, mappings map[string]string, in uplinkInputs, alive 
 }
 
 // uplinkSnapshot reads the uplinks and the hosts' mappings from the
-// agent's mirror, with the view version they belong to.
-func (a *Agent) uplinkSnapshot() (uplinkInputs, uint64) {
+// agent's mirror.
+func (a *Agent) uplinkSnapshot() uplinkInputs {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	in := uplinkInputs{hostNets: map[string][]string{}}
@@ -176,13 +176,13 @@ func (a *Agent) uplinkSnapshot() (uplinkInputs, uint64) {
 			in.hostNets[x.ID] = x.PhysicalNetworks
 		}
 	}
-	return in, a.view.Load().version
+	return in
 }
 
 // runPhysicalNetworks is the agent's goroutine for uplinks.
 func (a *Agent) runPhysicalNetworks(ctx context.Context) error {
 	u := &uplinks{store: a.store, me: a.hostID, mappings: a.cfg.PhysicalInterfaceMappings, netns: a.cfg.Netns,
-		log: a.log, snapshot: a.uplinkSnapshot}
+		log: a.log, snapshot: a.uplinkSnapshot, version: func() uint64 { return a.view.Load().version }}
 	return u.run(ctx)
 }
 
@@ -193,7 +193,10 @@ type uplinks struct {
 	mappings map[string]string
 	netns    string // datapath namespace, where VLAN subinterfaces are made
 	log      *slog.Logger
-	snapshot func() (uplinkInputs, uint64)
+	snapshot func() uplinkInputs
+	// version changes whenever what snapshot reads may have: passes with
+	// nothing new skip the snapshot (a scan of the whole mirror).
+	version func() uint64
 
 	warned map[string]bool // uplinks whose failure was logged (retried every pass)
 
@@ -260,7 +263,7 @@ func (u *uplinks) run(ctx context.Context) error {
 			return ctx.Err()
 		case <-t.C:
 		}
-		in, version := u.snapshot()
+		version := u.version()
 		u.mu.Lock()
 		rev, alive := u.rev, make(map[string]bool, len(u.alive))
 		for k, v := range u.alive {
@@ -270,7 +273,7 @@ func (u *uplinks) run(ctx context.Context) error {
 		if version == seenVersion && rev == seenRev {
 			continue // nothing changed since the last pass
 		}
-		if u.claim(ctx, in, alive) {
+		if u.claim(ctx, u.snapshot(), alive) {
 			seenVersion, seenRev = version, rev
 		}
 	}

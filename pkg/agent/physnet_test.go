@@ -137,7 +137,7 @@ func TestUplinkFailover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	snapshot := func() (uplinkInputs, uint64) {
+	snapshot := func() uplinkInputs {
 		in := uplinkInputs{hostNets: map[string][]string{}}
 		ps, _, _ := st.List(ctx, model.PortKind, "", "")
 		for _, o := range ps {
@@ -145,11 +145,18 @@ func TestUplinkFailover(t *testing.T) {
 				in.ports = append(in.ports, p)
 			}
 		}
-		hs, rev, _ := st.List(ctx, model.HostKind, "", "")
+		hs, _, _ := st.List(ctx, model.HostKind, "", "")
 		for _, o := range hs {
 			in.hostNets[o.GetMeta().ID] = o.(*model.Host).PhysicalNetworks
 		}
-		return in, uint64(rev)
+		return in
+	}
+	version := func() uint64 { // the store's revision: any write may matter
+		resp, err := cli.Get(ctx, "/nagare/v1/schema-version")
+		if err != nil {
+			return 0
+		}
+		return uint64(resp.Header.Revision)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	type gw struct {
@@ -173,7 +180,7 @@ func TestUplinkFailover(t *testing.T) {
 		}
 		gctx, gcancel := context.WithCancel(ctx)
 		g.cancel = gcancel
-		u := &uplinks{store: st, me: g.id, mappings: map[string]string{"physnet1": iface}, log: log, snapshot: snapshot}
+		u := &uplinks{store: st, me: g.id, mappings: map[string]string{"physnet1": iface}, log: log, snapshot: snapshot, version: version}
 		go func() { _ = u.run(gctx) }()
 		return g
 	}

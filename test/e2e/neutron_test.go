@@ -157,6 +157,15 @@ func TestNeutron(t *testing.T) {
 	var gateway *harness.Hypervisor // and the host that binds it
 	t.Run("UplinkBoundOnGateway", func(t *testing.T) {
 		uplink, gateway = boundUplink(t, env, extID, gateways, "")
+		// Operators see the mappings with the hosts (nagare CLI).
+		hosts := env.MustCLI(t, "host list")
+		t.Logf("nagare host list:\n%s", hosts)
+		for _, line := range strings.Split(hosts, "\n") {
+			if strings.Contains(line, "name hv1 ") == strings.Contains(line, "physnet1") {
+				t.Errorf("host list: only the gateways map physnet1:\n%s", hosts)
+				break
+			}
+		}
 	})
 	if uplink == "" {
 		return

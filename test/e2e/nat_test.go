@@ -232,6 +232,36 @@ func TestVyattaOneBox(t *testing.T) {
 		}
 		t.Logf("four parallel connections of c21 arrive from %v", seen)
 	})
+
+	// The recipe's nat-out verbatim: "target 10.81.14.201" is static 1:1
+	// SNAT (no binding), so 172.16.20.0/24's own connections get no
+	// replies (rev_snat finds nothing to translate back), while the port
+	// forward still answers from 10.81.14.201:80 (static NAT keeps ports).
+	// This is why the test above gives the snat targets a port range.
+	t.Run("LiteralNatOut", func(t *testing.T) {
+		e.cli("create chain name nat-out-literal")
+		e.cli("chain chain2 add rule src 172.16.20.0/24 out-ports router0:port0 type snat action accept target 10.81.14.201")
+		e.cli("chain chain2 add rule src 172.16.20.0/24 type rev_dnat action accept")
+		e.cli("router router0 set outfilter chain2")
+		t.Cleanup(func() { e.cli("router router0 set outfilter chain1") })
+		serveHTTP(t, web.NS, "172.16.20.100:80", "literal")
+		if page := curl(t, inet, "http://10.81.14.201/"); !strings.Contains(page, "literal (client 10.81.14.1:") {
+			t.Errorf("port forward under the literal nat-out: %q", page)
+		}
+		serveSeen(t, inet.NS, "10.81.14.1:8082")
+		// Until the agents have the new chain, the PAT one may answer.
+		var seen string
+		err := harness.Eventually(5*time.Second, func() error {
+			var err error
+			if _, seen, err = dialSeen(web.NS, "10.81.14.1:8082", time.Second); err == nil {
+				return fmt.Errorf("answered (seen as %s)", seen)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Errorf("web's connections get answers through static SNAT: %v; static 1:1 NAT should keep no binding for rev_snat", err)
+		}
+	})
 }
 
 // TestCiscoTwoRouterNAT is Cisco's two-router NAT: the inner router

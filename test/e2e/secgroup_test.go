@@ -283,10 +283,12 @@ func testAntiSpoofing(t *testing.T, s *sgEnv) {
 	// capture and the path are known to work before anything is judged.
 	cap := startTextCapture(t, s.a1, "udp port 7777 or arp or icmp6")
 	err = harness.Eventually(5*time.Second, func() error {
-		sendRaw(t, s.srv, udpFrame(victim, me, "10.0.1.10", "10.0.1.11", 7001, 7777, "control"))
+		sendRaw(t, s.srv, udpFrame(victim, me, "10.0.1.10", "10.0.1.11", 7001, 7777, "control"),
+			udp6Frame(victim, me, srvLinkLocal, "fe80::aff:fe00:10b", 7005, 7777, "control6"))
 		time.Sleep(200 * time.Millisecond)
-		if !strings.Contains(cap.bg.Output(), "10.0.1.10.7001 > 10.0.1.11.7777") {
-			return errors.New("the control frame did not arrive")
+		out := cap.bg.Output()
+		if !strings.Contains(out, "10.0.1.10.7001 > 10.0.1.11.7777") || !strings.Contains(out, srvLinkLocal+".7005 > fe80::aff:fe00:10b.7777") {
+			return errors.New("the control frames (IPv4 and IPv6) did not arrive")
 		}
 		return nil
 	})
@@ -300,6 +302,7 @@ func testAntiSpoofing(t *testing.T, s *sgEnv) {
 		{"UDP from another source MAC", "10.0.1.10.7002 >", udpFrame(victim, bad, "10.0.1.10", "10.0.1.11", 7002, 7777, "spoof-mac")},
 		{"UDP from another source address", "10.0.1.99.7003 >", udpFrame(victim, me, "10.0.1.99", "10.0.1.11", 7003, 7777, "spoof-ip")},
 		{"ARP reply: the router's address at a forged MAC", "10.0.1.1 is-at " + evil, arpReply(bad, bad, "10.0.1.1", victim, "10.0.1.11")},
+		{"IPv6 UDP from another source address", "fd00:1::99.7004 >", udp6Frame(victim, me, "fd00:1::99", "fe80::aff:fe00:10b", 7004, 7777, "spoof-ip6")},
 		{"neighbor advertisement from a forged MAC", evil + " > 33:33:00:00:00:01", neighborAdvert(bad, "fe80::de:adff:febe:ef", "fd00:1::1", bad)},
 	}
 	for range 3 { // several copies: a first packet lost elsewhere proves nothing

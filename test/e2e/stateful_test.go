@@ -365,6 +365,29 @@ func arpReply(ethSrc, senderMAC net.HardwareAddr, senderIP string, targetMAC net
 	return append(ethHdr(targetMAC, ethSrc, 0x0806), b...)
 }
 
+// udp6Frame builds an Ethernet/IPv6/UDP frame.
+func udp6Frame(dstMAC, srcMAC net.HardwareAddr, src, dst string, sport, dport uint16, payload string) []byte {
+	s, d := netip.MustParseAddr(src).As16(), netip.MustParseAddr(dst).As16()
+	l4 := make([]byte, 8+len(payload))
+	binary.BigEndian.PutUint16(l4, sport)
+	binary.BigEndian.PutUint16(l4[2:], dport)
+	binary.BigEndian.PutUint16(l4[4:], uint16(len(l4)))
+	copy(l4[8:], payload)
+	var ph uint32
+	for i := 0; i < 16; i += 2 {
+		ph += uint32(binary.BigEndian.Uint16(s[i:])) + uint32(binary.BigEndian.Uint16(d[i:]))
+	}
+	ph += uint32(len(l4)) + 17
+	binary.BigEndian.PutUint16(l4[6:], csum(l4, ph))
+	ip := make([]byte, 40)
+	ip[0] = 0x60
+	binary.BigEndian.PutUint16(ip[4:], uint16(len(l4)))
+	ip[6], ip[7] = 17, 64
+	copy(ip[8:], s[:])
+	copy(ip[24:], d[:])
+	return append(append(ethHdr(dstMAC, srcMAC, 0x86dd), ip...), l4...)
+}
+
 // neighborAdvert is an unsolicited ICMPv6 neighbor advertisement (override
 // set) claiming that target is at tll, sent from src.
 func neighborAdvert(ethSrc net.HardwareAddr, src, target string, tll net.HardwareAddr) []byte {

@@ -29,7 +29,8 @@ const (
 	// does not hold the table's lock for long; the rest wait a second.
 	sweepBudget = 1 << 16
 	// touchEvery is how often the entries of flows still hitting are
-	// refreshed: well under the shortest timeout (TCP closed, 10 s).
+	// refreshed, at most: well under the shortest timeout (TCP closed,
+	// 10 s, by default; touchPeriod shortens it for shorter timeouts).
 	touchEvery = 2 * time.Second
 	// maxStatePeers bounds the hosts one connection's state is pushed to.
 	maxStatePeers = 32
@@ -41,6 +42,7 @@ const (
 // stateCounters count flow-state packets (metrics and status).
 type stateCounters struct {
 	sent, sendErrors, received, malformed, importRefused atomic.Uint64
+	touched                                              atomic.Uint64 // entries refreshed for live flows
 }
 
 func (a *Agent) newFlowState() *flowstate.Table {
@@ -143,11 +145,12 @@ func (a *Agent) importState(from netip.Addr, payload []byte, tags []uint64) []ui
 }
 
 // sweepState removes expired entries every sweepEvery and invalidates the
-// flows that read them, so those flows re-simulate; every touchEvery it
-// refreshes the entries of flows still hitting, which the simulation does
-// not see.
+// flows that read them, so those flows re-simulate. Before that, every
+// touchPeriod, it refreshes the entries of flows still hitting, which the
+// simulation does not see: a live connection's entries never expire.
 func (a *Agent) sweepState(ctx context.Context) error {
-	t := time.NewTicker(sweepEvery)
+	touch := a.touchPeriod()
+	t := time.NewTicker(min(sweepEvery, touch))
 	defer t.Stop()
 	var tags []uint64
 	lastTouch := time.Now()
@@ -158,6 +161,12 @@ func (a *Agent) sweepState(ctx context.Context) error {
 		case <-t.C:
 		}
 		now := time.Now()
+		// Half a period of slack: a tick that comes a little early must
+		// not push the touch a whole tick later.
+		if now.Sub(lastTouch) >= touch/2 {
+			a.touchLiveFlows(lastTouch, now)
+			lastTouch = now
+		}
 		tags, _ = a.fs.Sweep(now.UnixNano(), sweepBudget, tags[:0])
 		if len(tags) > 0 {
 			a.met.flowsInvalidated.Add(float64(a.dp.Invalidate(tags...)))
@@ -165,11 +174,25 @@ func (a *Agent) sweepState(ctx context.Context) error {
 		if cap(tags) > 4*sweepBudget {
 			tags = nil // a burst's buffer is not kept forever
 		}
-		if now.Sub(lastTouch) >= touchEvery {
-			a.touchLiveFlows(lastTouch, now)
-			lastTouch = now
-		}
 	}
+}
+
+// touchPeriod is how often live flows' entries are refreshed: touchEvery,
+// or a quarter of the shortest configured timeout if that is less, so
+// that an entry is touched several times within its lifetime.
+func (a *Agent) touchPeriod() time.Duration {
+	d, c := flowstate.DefaultTimeouts(), a.cfg.ConntrackTimeouts
+	shortest := touchEvery * 4
+	for _, v := range [][2]time.Duration{{c.TCPSynSent, d.TCPSynSent}, {c.TCPEstablished, d.TCPEstablished},
+		{c.TCPFinWait, d.TCPFinWait}, {c.TCPTimeWait, d.TCPTimeWait}, {c.TCPClosed, d.TCPClosed},
+		{c.UDPNew, d.UDPNew}, {c.UDPEstablished, d.UDPEstablished}, {c.ICMPNew, d.ICMPNew},
+		{c.ICMPReplied, d.ICMPReplied}, {c.OtherNew, d.OtherNew}, {c.OtherReplied, d.OtherReplied}} {
+		if v[0] <= 0 {
+			v[0] = v[1]
+		}
+		shortest = min(shortest, v[0])
+	}
+	return max(min(touchEvery, shortest/4), 100*time.Millisecond)
 }
 
 // touchLiveFlows refreshes the state keys of the flows used since since.
@@ -180,7 +203,9 @@ func (a *Agent) touchLiveFlows(since, now time.Time) {
 			return
 		}
 		for i := range f.State {
-			a.fs.Touch(&f.State[i], ns)
+			if a.fs.Touch(&f.State[i], ns) {
+				a.state.touched.Add(1)
+			}
 		}
 	})
 }

@@ -30,8 +30,8 @@ import (
 
 const (
 	saveEvery = 2 * time.Second
-	// saveIdleEvery: an unchanged table is saved this often anyway (live
-	// flows' entries were touched, their lifetimes moved).
+	// saveIdleEvery: a table whose entries did not change (none added,
+	// removed or touched for a live flow) is saved this often anyway.
 	saveIdleEvery = 30 * time.Second
 	stateFile     = "flowstate"
 	stateMagic    = "NAGAREFS1\n"
@@ -43,7 +43,7 @@ type stateSaver struct {
 	buf     []byte
 	last    flowstate.Stats
 	lastAt  time.Time
-	skipped bool
+	touched uint64 // stateCounters.touched when last saved: lifetimes moved since
 }
 
 func (a *Agent) statePath() string { return filepath.Join(a.cfg.StateDir, stateFile) }
@@ -79,7 +79,8 @@ func (a *Agent) saveState(force bool) error {
 	defer s.mu.Unlock()
 	st := a.fs.Stats()
 	now := time.Now()
-	if !force && !s.lastAt.IsZero() && sameContent(st, s.last) && now.Sub(s.lastAt) < saveIdleEvery {
+	touched := a.state.touched.Load()
+	if !force && !s.lastAt.IsZero() && sameContent(st, s.last) && touched == s.touched && now.Sub(s.lastAt) < saveIdleEvery {
 		return nil
 	}
 	b := append(s.buf[:0], stateMagic...)
@@ -95,7 +96,7 @@ func (a *Agent) saveState(force bool) error {
 	if err := writeFileAtomic(a.statePath(), b); err != nil {
 		return err
 	}
-	s.last, s.lastAt = st, now
+	s.last, s.lastAt, s.touched = st, now, touched
 	return nil
 }
 

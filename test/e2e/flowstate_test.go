@@ -194,7 +194,11 @@ func metric(t *testing.T, h *harness.Hypervisor, name string, label ...string) f
 // from it with the same translation.
 func TestFlowStateNAT(t *testing.T) {
 	t.Parallel()
-	s := newSNATTopo(t, harness.Options{})
+	// A short established timeout: the live connection's entries must be
+	// kept alive by the agents while its flows forward (the simulation
+	// does not see those packets).
+	const established = 4 * time.Second
+	s := newSNATTopo(t, harness.Options{AgentArgs: []string{"--conntrack-tcp-established-timeout", established.String()}})
 	srv := startEchoServer(t, s.ext.NS, extAddr+":7000")
 
 	c := dialIn(t, s.vm.NS, extAddr+":7000")
@@ -225,6 +229,26 @@ func TestFlowStateNAT(t *testing.T) {
 		}
 		if n := metric(t, s.hv1, "nagare_flowstate_inserted_total"); n < 1 {
 			t.Errorf("hv1 created %v entries, want the SNAT binding", n)
+		}
+	})
+
+	t.Run("LiveFlowsKeepTheirState", func(t *testing.T) {
+		// Well past the timeout, with traffic on the flows all along: the
+		// agents touch the entries of flows that hit. Were the entries to
+		// expire, the flows would be invalidated and the next reply could
+		// not be translated back.
+		for i := range 4 * int(established/time.Second) {
+			if err := exchange(c, r, fmt.Sprint("live ", i)); err != nil {
+				for _, h := range []*harness.Hypervisor{s.hv1, s.hv2} {
+					t.Logf("%s: %v entries, %v expired, %v invalidated flows", h.Name, metric(t, h, "nagare_flowstate_entries"),
+						metric(t, h, "nagare_flowstate_expired_total"), metric(t, h, "nagare_agent_flows_invalidated_total"))
+				}
+				t.Fatalf("after %d s of traffic: %v", i, err)
+			}
+			time.Sleep(time.Second)
+		}
+		if n := metric(t, s.hv2, "nagare_flowstate_expired_total"); n != 0 {
+			t.Errorf("hv2 expired %v entries of a live connection", n)
 		}
 	})
 

@@ -38,7 +38,8 @@ import (
 // Link-local 169.254.255.0/30 cannot clash with tenant subnets (and every
 // router has its own namespace, so the same addresses serve all routers);
 // members answer through their default route, the router. The port is
-// recognised by that address: no extra field marks it.
+// recognised by that address: no extra field marks it. IPv6 members are
+// not checked (no status is written for them, so they stay in rotation).
 //
 // Statuses are written under the agent's liveness lease: when the checker
 // dies they vanish (the member counts as unchecked, which the simulation
@@ -258,6 +259,9 @@ func (h *lbHealth) plan() *hmPlan {
 				continue
 			}
 			for _, mem := range members[pool.ID] {
+				if !mem.Address.Unmap().Is4() {
+					continue // the check namespace is IPv4 only: unchecked, so balanced on
+				}
 				p.targets[r.ID] = append(p.targets[r.ID], health.Target{ID: mem.ID,
 					Addr: netip.AddrPortFrom(mem.Address, mem.ProtocolPort), Monitor: hm})
 			}

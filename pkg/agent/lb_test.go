@@ -76,6 +76,7 @@ func TestHealthPlan(t *testing.T) {
 		&model.Pool{Meta: model.Meta{ID: "pool-checked"}, LoadBalancerID: lbID, HealthMonitorID: hmID},
 		&model.Pool{Meta: model.Meta{ID: "pool-plain"}, LoadBalancerID: lbID},
 		&model.PoolMember{Meta: model.Meta{ID: "m1"}, PoolID: "pool-checked", Address: netip.MustParseAddr("10.0.0.1"), ProtocolPort: 80},
+		&model.PoolMember{Meta: model.Meta{ID: "m6"}, PoolID: "pool-checked", Address: netip.MustParseAddr("fd00::1"), ProtocolPort: 80},
 		&model.PoolMember{Meta: model.Meta{ID: "m2"}, PoolID: "pool-plain", Address: netip.MustParseAddr("10.0.0.2"), ProtocolPort: 53},
 		&model.Port{Meta: model.Meta{ID: "p-b"}, RouterID: rid, Address: healthPortAddr, Network: healthNet},
 		&model.Port{Meta: model.Meta{ID: "p-a"}, RouterID: rid, Address: healthPortAddr, Network: healthNet},

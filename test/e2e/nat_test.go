@@ -20,9 +20,9 @@ import (
 // prove which source addresses leave.
 
 // newNATEnv starts two hypervisors in one VXLAN tunnel zone.
-func newNATEnv(t *testing.T) env {
+func newNATEnv(t *testing.T, agentArgs ...string) env {
 	t.Helper()
-	e := env{harness.New(t, harness.Options{}), t}
+	e := env{harness.New(t, harness.Options{AgentArgs: agentArgs}), t}
 	e.cli("create tunnel-zone name tz type vxlan")
 	for _, h := range e.Hosts {
 		e.cli("tunnel-zone tzone0 add member host %s address %s", h.Alias, h.TunnelIP)
@@ -102,7 +102,9 @@ func natAddressARP(t *testing.T, e env, inet *harness.VM, addr, routerPort strin
 //	                       net21 172.16.21.0/24: c21 172.16.21.10 (hv2)
 func TestVyattaOneBox(t *testing.T) {
 	t.Parallel()
-	e := newNATEnv(t)
+	// A short lifetime for UDP flows without replies: see
+	// UDPBindingOutlivesIdle.
+	e := newNATEnv(t, "--conntrack-udp-new-timeout", "2s")
 	hv1, hv2 := e.Hosts[0], e.Hosts[1]
 	e.cli("create router name vyatta")
 	for _, b := range []string{"external", "net20", "net21"} {
@@ -231,6 +233,29 @@ func TestVyattaOneBox(t *testing.T) {
 			t.Errorf("parallel connections of one VM share public ports: %v", seen)
 		}
 		t.Logf("four parallel connections of c21 arrive from %v", seen)
+	})
+
+	// A UDP exchange through PAT whose replies enter another host (inet
+	// is on hv2, web's datagrams are simulated on hv1): after a pause
+	// longer than the lifetime of a UDP flow without replies (2 s here)
+	// but far shorter than that of one with replies (120 s), the next
+	// datagram must still leave with the same public port.
+	t.Run("UDPBindingOutlivesIdle", func(t *testing.T) {
+		serveSeenUDP(t, inet.NS, "10.81.14.1:5353")
+		c := dialUDP(t, web.NS, "10.81.14.1:5353")
+		first, err := c.seen(5 * time.Second)
+		if err != nil {
+			t.Fatalf("no answer through PAT: %v", err)
+		}
+		if second, err := c.seen(2 * time.Second); err != nil || second != first {
+			t.Fatalf("back to back: %q then %q (%v)", first, second, err)
+		}
+		time.Sleep(5 * time.Second)
+		after, err := c.seen(3 * time.Second)
+		t.Logf("web %s → 10.81.14.1:5353 seen as %s, after 5 s idle as %s (%v)", c.LocalAddr(), first, after, err)
+		if err != nil || after != first {
+			t.Errorf("the binding did not outlive 5 s of idleness: seen as %s, then %q (%v); the host that translates the datagrams never sees the replies, so its copy stays 'new' (2 s) while the replies' host has it established", first, after, err)
+		}
 	})
 
 	// The recipe's nat-out verbatim: "target 10.81.14.201" is static 1:1

@@ -119,6 +119,68 @@ func holdDial(t *testing.T, ns *harness.NS, addr string) net.Conn {
 	return c
 }
 
+// serveSeenUDP answers every datagram on addr inside ns with the address
+// its sender has as the server sees it.
+func serveSeenUDP(t *testing.T, ns *harness.NS, addr string) {
+	t.Helper()
+	var pc net.PacketConn
+	if err := ns.Do(func() error {
+		var err error
+		pc, err = net.ListenPacket("udp4", addr)
+		return err
+	}); err != nil {
+		t.Fatalf("listen udp %s in %s: %v", addr, ns.Name, err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			_, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			_, _ = pc.WriteTo([]byte(from.String()), from)
+		}
+	}()
+}
+
+// udpClient is a connected UDP socket opened in a namespace.
+type udpClient struct{ net.Conn }
+
+func dialUDP(t *testing.T, ns *harness.NS, addr string) udpClient {
+	t.Helper()
+	var c net.Conn
+	if err := ns.Do(func() error {
+		var err error
+		c, err = net.Dial("udp4", addr)
+		return err
+	}); err != nil {
+		t.Fatalf("udp socket in %s: %v", ns.Name, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return udpClient{c}
+}
+
+// seen sends a datagram (again every 300 ms, up to timeout) and returns
+// the server's answer: the sender's address as it saw it.
+func (c udpClient) seen(timeout time.Duration) (string, error) {
+	deadline := time.Now().Add(timeout)
+	buf := make([]byte, 100)
+	for {
+		if _, err := c.Write([]byte("who am i")); err != nil {
+			return "", err
+		}
+		_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		n, err := c.Read(buf)
+		if err == nil {
+			return string(buf[:n]), nil
+		}
+		if time.Now().After(deadline) {
+			return "", err
+		}
+	}
+}
+
 // serveHTTP serves body over HTTP on addr inside ns.
 func serveHTTP(t *testing.T, ns *harness.NS, addr, body string) {
 	t.Helper()

@@ -5,6 +5,7 @@ package dptest
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -104,6 +105,41 @@ func testFlowState(t *testing.T, newDP Factory) {
 		info, ok := flowByKey(p.a.dp, u.Key)
 		return ok && len(info.State) == 1 && info.State[0] == keys[0], "no flow with the state keys"
 	})
+
+	// Segments that close a TCP connection go to the slow path on a flow
+	// that carries state, so its entries learn the connection ended; other
+	// segments of the flow hit, and a stateless flow forwards them all.
+	seg := func(flags uint8) []byte {
+		return L4{SrcMAC: macVM1, DstMAC: macVM2, Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr("10.0.0.2"),
+			Proto: packet.IPProtoTCP, SrcPort: 7002, DstPort: 22, TCPFlags: flags, Len: 80}.Frame()
+	}
+	for _, c := range []struct {
+		name  string
+		state []flowstate.Key
+	}{{"stateful", keys}, {"stateless", nil}} {
+		p.a.miss.setScript(func(u *datapath.Upcall) {
+			acts := []sim.Action{output(vmA)}
+			if err := p.a.dp.Install(&datapath.FlowSpec{Key: u.Key, Actions: acts, State: c.state}); err != nil {
+				t.Errorf("Install: %v", err)
+			}
+			_ = p.a.dp.Execute(u.InPort, u.Frame, acts)
+		})
+		syn := seg(packet.TCPSyn)
+		vmA.send(syn)
+		p.a.miss.next(t, c.name+" SYN")
+		vmA.expect(c.name+" SYN", syn)
+		for _, flags := range []uint8{packet.TCPAck, packet.TCPAck | packet.TCPFin, packet.TCPRst, packet.TCPAck | packet.TCPPsh} {
+			f := seg(flags)
+			vmA.send(f)
+			vmA.expect(fmt.Sprintf("%s segment with flags %#x", c.name, flags), f)
+			if closes := flags&(packet.TCPFin|packet.TCPRst) != 0; closes && c.state != nil {
+				p.a.miss.next(t, fmt.Sprintf("%s segment with flags %#x", c.name, flags))
+			} else {
+				p.a.miss.none(t, fmt.Sprintf("%s segment with flags %#x", c.name, flags))
+			}
+		}
+		p.a.dp.Flush()
+	}
 }
 
 // nextState waits for the next state packet.

@@ -22,6 +22,9 @@ type flow struct {
 	acts  []action
 	tags  []uint64
 	state []flowstate.Key // not read by the hit path: for Flows
+	// stateful: the flow's decision read flow state, so segments that
+	// close a TCP connection are shown to the simulation (closing).
+	stateful bool
 	class datapath.FlowClass
 	mtu   int
 
@@ -86,6 +89,7 @@ func (dp *Datapath) Install(spec *datapath.FlowSpec) error {
 	f.tags = append([]uint64(nil), spec.Tags...)
 	if len(spec.State) > 0 {
 		f.state = append([]flowstate.Key(nil), spec.State...)
+		f.stateful = true
 	}
 
 	dp.mu.Lock()

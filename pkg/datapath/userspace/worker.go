@@ -224,7 +224,7 @@ func (w *worker) processBatch(n int, now int64, h datapath.MissHandler) {
 		in.flowMu.RLock()
 		f := in.flows[key]
 		in.flowMu.RUnlock()
-		if f != nil && (f.mtu == 0 || !overMTU(&w.pkt, f.mtu)) {
+		if f != nil && (f.mtu == 0 || !overMTU(&w.pkt, f.mtu)) && !(f.stateful && closing(&w.pkt)) {
 			hits++
 			f.packets.Add(1)
 			f.bytes.Add(uint64(size))
@@ -249,6 +249,16 @@ func (w *worker) processBatch(n int, now int64, h datapath.MissHandler) {
 	in.rxBytes.Add(rxBytes)
 	in.hits.Add(hits)
 	in.misses.Add(misses)
+}
+
+// closing reports a TCP segment that ends its connection (FIN or RST). On
+// a flow that carries flow state it goes to the slow path although the flow
+// matches: the connection's entries must see it to move to their short
+// closing timeouts, or they would live for the established timeout (a day)
+// and hold their NAT port and zone room long after the connection ended.
+// Two or three segments per connection pay for it.
+func closing(p *packet.Parsed) bool {
+	return p.L4 == packet.L4TCP && p.TCPFlags&(packet.TCPFin|packet.TCPRst) != 0
 }
 
 // overMTU reports an IP datagram longer than the flow's MTU, which must go

@@ -25,8 +25,8 @@ type flow struct {
 	// stateful: the flow's decision read flow state, so segments that
 	// close a TCP connection are shown to the simulation (closing).
 	stateful bool
-	class datapath.FlowClass
-	mtu   int
+	class    datapath.FlowClass
+	mtu      int
 
 	installed int64        // datapath clock
 	lastUsed  atomic.Int64 // datapath clock, refreshed once per batch at most

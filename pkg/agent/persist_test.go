@@ -4,10 +4,12 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/nagare/nagare/pkg/flowstate"
+	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/packet"
 )
 
@@ -119,5 +121,45 @@ func TestReceiveState(t *testing.T) {
 	a.importState(netip.MustParseAddr("10.99.0.2"), []byte{9}, nil)
 	if a.fs.Len() != 1 || a.state.malformed.Load() != 2 {
 		t.Fatalf("malformed: table %d entries, %d counted", a.fs.Len(), a.state.malformed.Load())
+	}
+}
+
+// The state of a connection through a port of a stateful port group goes
+// to every other host binding a port of that group (several uplinks on
+// several gateways), and to no host for a port of a plain group.
+func TestStatefulPeers(t *testing.T) {
+	a := testAgent("", "h1")
+	objs := []model.Object{
+		&model.TunnelZone{Meta: model.Meta{ID: "tz"}, Type: model.TunnelVXLAN},
+		&model.TunnelZoneMember{Meta: model.Meta{ID: "m1"}, TunnelZoneID: "tz", HostID: "h1", Address: netip.MustParseAddr("10.99.0.1")},
+		&model.TunnelZoneMember{Meta: model.Meta{ID: "m2"}, TunnelZoneID: "tz", HostID: "h2", Address: netip.MustParseAddr("10.99.0.2")},
+		&model.TunnelZoneMember{Meta: model.Meta{ID: "m3"}, TunnelZoneID: "tz", HostID: "h3", Address: netip.MustParseAddr("10.99.0.3")},
+		&model.TunnelZoneMember{Meta: model.Meta{ID: "m4"}, TunnelZoneID: "other", HostID: "h4", Address: netip.MustParseAddr("10.98.0.4")},
+		&model.Port{Meta: model.Meta{ID: "up1"}, HostID: "h1"},
+		&model.Port{Meta: model.Meta{ID: "up2"}, HostID: "h2"},
+		&model.Port{Meta: model.Meta{ID: "up3"}, HostID: "h3"},
+		&model.Port{Meta: model.Meta{ID: "up4"}, HostID: "h4"},
+		&model.Port{Meta: model.Meta{ID: "vm"}, HostID: "h3"},
+		&model.PortGroup{Meta: model.Meta{ID: "uplinks"}, Stateful: true},
+		&model.PortGroup{Meta: model.Meta{ID: "plain"}},
+		&model.PortGroupMember{Meta: model.Meta{ID: "g1"}, PortGroupID: "uplinks", PortID: "up1"},
+		&model.PortGroupMember{Meta: model.Meta{ID: "g2"}, PortGroupID: "uplinks", PortID: "up2"},
+		&model.PortGroupMember{Meta: model.Meta{ID: "g3"}, PortGroupID: "uplinks", PortID: "up3"},
+		&model.PortGroupMember{Meta: model.Meta{ID: "g4"}, PortGroupID: "uplinks", PortID: "up4"},
+		&model.PortGroupMember{Meta: model.Meta{ID: "g5"}, PortGroupID: "plain", PortID: "vm"},
+	}
+	a.objs = map[string]model.Object{}
+	for _, o := range objs {
+		a.objs[objKey(model.KindOf(o), o.GetMeta().ID)] = o
+	}
+	peers := a.statefulPeers()
+	want := []netip.Addr{netip.MustParseAddr("10.99.0.2"), netip.MustParseAddr("10.99.0.3")}
+	for _, p := range []string{"up1", "up2", "up3", "up4"} {
+		if !slices.Equal(peers[p], want) {
+			t.Errorf("peers of %s: %v, want %v (other hosts of the group, in a tunnel zone of this host)", p, peers[p], want)
+		}
+	}
+	if len(peers["vm"]) != 0 {
+		t.Errorf("a port of a plain group has peers: %v", peers["vm"])
 	}
 }

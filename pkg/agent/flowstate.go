@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -60,11 +61,12 @@ func (a *Agent) newFlowState() *flowstate.Table {
 // was missing.
 func (a *Agent) pushState(v *view, w *worker, ingress string, res *sim.Result, acts []sim.Action) {
 	entries := res.StateEntries()
-	var tags [2 * flowstate.MaxTxEntries]uint64
+	tags := w.stateTags[:0]
 	for i := range entries {
-		tags[2*i], tags[2*i+1] = entries[i].Rev.Tag(), entries[i].Fwd.Tag()
+		tags = append(tags, entries[i].Rev.Tag(), entries[i].Fwd.Tag())
 	}
-	a.met.flowsInvalidated.Add(float64(a.dp.Invalidate(tags[:2*len(entries)]...)))
+	w.stateTags = tags
+	a.met.flowsInvalidated.Add(float64(a.dp.Invalidate(tags...)))
 
 	var peers [maxStatePeers]netip.Addr
 	n := 0
@@ -116,11 +118,17 @@ func (a *Agent) pushState(v *view, w *worker, ingress string, res *sim.Result, a
 // state, or a drop flow installed before the connection existed). A
 // malformed packet imports nothing and is counted.
 func (a *Agent) receiveState(from netip.Addr, payload []byte) {
-	var tags [maxStateInvalidate]uint64
-	if nt := a.importState(from, payload, tags[:0]); len(nt) > 0 {
-		a.met.flowsInvalidated.Add(float64(a.dp.Invalidate(nt...)))
+	bp := stateTagPool.Get().(*[]uint64)
+	if tags := a.importState(from, payload, (*bp)[:0]); len(tags) > 0 {
+		a.met.flowsInvalidated.Add(float64(a.dp.Invalidate(tags...)))
+		*bp = tags
 	}
+	stateTagPool.Put(bp)
 }
+
+// stateTagPool holds the tag buffers of receiveState, which runs on the
+// tunnel receivers' goroutines.
+var stateTagPool = sync.Pool{New: func() any { b := make([]uint64, 0, maxStateInvalidate); return &b }}
 
 // importState imports the entries of a state packet and appends the tags
 // of those it took to tags.

@@ -21,8 +21,10 @@ type worker struct {
 	gacts   []sim.Action
 	dhcpOut []byte
 	pkt     packet.Parsed
-	// stateBuf holds the flow-state packet a new connection pushes.
-	stateBuf []byte
+	// stateBuf holds the flow-state packet a new connection pushes,
+	// stateTags the tags of its entries.
+	stateBuf  []byte
+	stateTags []uint64
 }
 
 func (a *Agent) getWorker(v *view) *worker {
@@ -30,7 +32,8 @@ func (a *Agent) getWorker(v *view) *worker {
 	if w == nil {
 		w = &worker{res: sim.NewResult(), acts: make([]sim.Action, 0, sim.MaxActions),
 			gacts: make([]sim.Action, 0, sim.MaxGeneratedActions), dhcpOut: make([]byte, 1024),
-			stateBuf: make([]byte, 0, flowstate.WireHeaderLen+flowstate.MaxTxEntries*flowstate.MaxEntryWireLen)}
+			stateBuf:  make([]byte, 0, flowstate.WireHeaderLen+flowstate.MaxTxEntries*flowstate.MaxEntryWireLen),
+			stateTags: make([]uint64, 0, 2*flowstate.MaxTxEntries)}
 	}
 	if w.sim == nil {
 		w.sim = sim.NewSimulator(v.topo, a.simConfig())

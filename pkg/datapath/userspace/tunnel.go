@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"sync"
 	"syscall"
 	"unsafe"
 
@@ -336,7 +337,9 @@ func (dp *Datapath) SendState(peer netip.Addr, payload []byte) error {
 	if len(payload) == 0 || len(payload) > tunnelSlotSize-64 {
 		return fmt.Errorf("datapath: send state: %d-byte payload", len(payload))
 	}
-	buf := make([]byte, 8+len(payload))
+	bp := stateBufs.Get().(*[]byte)
+	defer stateBufs.Put(bp)
+	buf := (*bp)[:8+len(payload)]
 	var err error
 	switch {
 	case ts.vxlan != nil:
@@ -358,6 +361,10 @@ func (dp *Datapath) SendState(peer netip.Addr, payload []byte) error {
 	}
 	return nil
 }
+
+// stateBufs are SendState's packet buffers: it runs on the miss path of
+// every new connection, which must not allocate.
+var stateBufs = sync.Pool{New: func() any { b := make([]byte, tunnelSlotSize); return &b }}
 
 func (dp *Datapath) countState(c *tunnelCounters, err error) {
 	if err != nil {

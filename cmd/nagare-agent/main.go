@@ -40,7 +40,7 @@ func main() {
 	flag.DurationVar(&cfg.ConntrackTimeouts.UDPEstablished, "conntrack-udp-timeout", 0, "idle lifetime of a UDP flow that saw replies (0: 120s)")
 	flag.DurationVar(&cfg.ConntrackTimeouts.UDPNew, "conntrack-udp-new-timeout", 0, "idle lifetime of a UDP flow that has not seen a reply (0: 30s; the kernel's nf_conntrack_udp_timeout)")
 	flag.DurationVar(&cfg.ConntrackTimeouts.ICMPReplied, "conntrack-icmp-timeout", 0, "idle lifetime of an ICMP echo exchange (0: 30s)")
-	flag.StringVar(&cfg.StateDir, "state-dir", "/var/lib/nagare-agent", "directory where connection-tracking and NAT state is saved across restarts (empty: not saved)")
+	flag.StringVar(&cfg.StateDir, "state-dir", "/var/lib/nagare-agent", "directory where connection-tracking and NAT state is saved across restarts, as flowstate-HOSTNAME (empty: not saved)")
 	flag.Parse()
 	fail := func(format string, args ...any) {
 		fmt.Fprintf(os.Stderr, "nagare-agent: "+format+"\n", args...)

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,7 +47,18 @@ type stateSaver struct {
 	touched uint64 // stateCounters.touched when last saved: lifetimes moved since
 }
 
-func (a *Agent) statePath() string { return filepath.Join(a.cfg.StateDir, stateFile) }
+// statePath is the state file: named after the host, so that several
+// agents sharing a machine and the default --state-dir (demos,
+// benchmarks) keep theirs apart.
+func (a *Agent) statePath() string {
+	name := strings.Map(func(r rune) rune {
+		if r == '/' || r == 0 || r == '\\' {
+			return '_'
+		}
+		return r
+	}, a.cfg.HostName)
+	return filepath.Join(a.cfg.StateDir, stateFile+"-"+name)
+}
 
 // saveStateLoop saves the table every saveEvery while it changes.
 func (a *Agent) saveStateLoop(ctx context.Context) error {

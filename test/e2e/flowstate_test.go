@@ -157,7 +157,7 @@ func exchange(c net.Conn, r *bufio.Reader, msg string) error {
 // at least one entry (the header alone is shorter than 64 bytes).
 func waitStateSaved(t *testing.T, h *harness.Hypervisor) {
 	t.Helper()
-	path := filepath.Join(h.StateDir(), "flowstate")
+	path := filepath.Join(h.StateDir(), "flowstate-"+h.Name)
 	err := harness.Eventually(10*time.Second, func() error {
 		fi, err := os.Stat(path)
 		if err != nil {

@@ -452,3 +452,99 @@ func TestFlowStateBounds(t *testing.T) {
 		}
 	})
 }
+
+// TestFlowStateStatefulPortGroup: asymmetric paths, the reason for
+// MidoNet's stateful port groups. The router masquerades vm behind uplink
+// A (on hv2), but the outside answers through uplink B (on hv3): only if
+// both uplinks are in a stateful port group does hv1 push the binding to
+// hv3 too, and only then can hv3 translate the replies back.
+//
+//	vm 10.0.1.11 (hv1) -- router0 --+-- A 192.0.2.1 (hv2) ---- ext 192.0.2.100
+//	                                +-- B 198.51.100.1 (hv3) -- extb 198.51.100.100
+//	ext reaches 192.0.2.1 through extb (a veth between them): replies take B.
+func TestFlowStateStatefulPortGroup(t *testing.T) {
+	t.Parallel()
+	env := harness.New(t, harness.Options{Hypervisors: 3})
+	cli := func(format string, args ...any) string { t.Helper(); return env.MustCLI(t, format, args...) }
+	hv1, hv2, hv3 := env.Host("hv1"), env.Host("hv2"), env.Host("hv3")
+	cli("create tunnel-zone name tz type vxlan")
+	for _, h := range env.Hosts {
+		cli("tunnel-zone tzone0 add member host %s address %s", h.Alias, h.TunnelIP)
+	}
+	cli("create router name r")
+	cli("create bridge name net1")
+	in := cli("router router0 add port address 10.0.1.1 net 10.0.1.0/24")
+	cli("%s set peer %s", portCmd(cli("bridge bridge0 add port")), in)
+	upA := cli("router router0 add port address 192.0.2.1 net 192.0.2.0/24")
+	upB := cli("router router0 add port address 198.51.100.1 net 198.51.100.0/24")
+	cli("router router0 add route dst 10.0.1.0/24 port %s", in)
+	cli("router router0 add route dst 192.0.2.0/24 port %s", upA)
+	cli("router router0 add route dst 198.51.100.0/24 port %s", upB)
+	cli("create chain name pre")
+	cli("chain chain0 add rule dst 192.0.2.1 type rev_snat action accept")
+	cli("create chain name post")
+	cli("chain chain1 add rule src 10.0.1.0/24 out-ports %s type snat action accept target 192.0.2.1:1024-65535", upA)
+	cli("router router0 set infilter chain0")
+	cli("router router0 set outfilter chain1")
+
+	mtu := env.UnderlayMTU - 50
+	vm := env.AddVM(t, hv1, "vm", harness.VMConfig{MAC: "02:00:0a:00:01:0b", Addrs: []string{"10.0.1.11/24"}, Gateway: "10.0.1.1", MTU: mtu})
+	cli("host %s add binding interface %s port %s", hv1.Alias, vm.Tap, cli("bridge bridge0 add port"))
+	ext := env.AddVM(t, hv2, "ext", harness.VMConfig{MAC: "02:00:c0:00:02:64", Addrs: []string{"192.0.2.100/24"}, MTU: mtu})
+	cli("host %s add binding interface %s port %s", hv2.Alias, ext.Tap, upA)
+	extb := env.AddVM(t, hv3, "extb", harness.VMConfig{MAC: "02:00:c6:33:64:64", Addrs: []string{"198.51.100.100/24"}, MTU: mtu})
+	cli("host %s add binding interface %s port %s", hv3.Alias, extb.Tap, upB)
+	// The asymmetric return: ext sends what is for 192.0.2.1 to extb,
+	// which forwards it to uplink B.
+	ext.NS.MustRun(t, "ip", "link", "add", "x0", "mtu", fmt.Sprint(mtu), "type", "veth", "peer", "name", "x1", "mtu", fmt.Sprint(mtu), "netns", extb.NS.Name)
+	ext.NS.MustRun(t, "ip", "addr", "add", "10.200.0.1/30", "dev", "x0")
+	ext.NS.MustRun(t, "ip", "link", "set", "x0", "up")
+	ext.NS.MustRun(t, "ip", "route", "add", "192.0.2.1/32", "via", "10.200.0.2", "dev", "x0")
+	extb.NS.MustRun(t, "ip", "addr", "add", "10.200.0.2/30", "dev", "x1")
+	extb.NS.MustRun(t, "ip", "link", "set", "x1", "up")
+	extb.NS.MustRun(t, "ip", "route", "add", "192.0.2.0/24", "via", "198.51.100.1")
+	for _, k := range []string{"net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.x1.rp_filter=0", "net.ipv4.conf.eth0.rp_filter=0"} {
+		extb.NS.MustRun(t, "sysctl", "-q", "-w", k)
+	}
+	vm.WaitPing(t, "10.0.1.1", 15*time.Second)
+	extb.WaitPing(t, "198.51.100.1", 15*time.Second)
+	srv := startEchoServer(t, ext.NS, "192.0.2.100:7000")
+
+	dial := func() error {
+		return vm.NS.Do(func() error {
+			c, err := net.DialTimeout("tcp4", "192.0.2.100:7000", 2*time.Second)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			return exchange(c, bufio.NewReader(c), "hello")
+		})
+	}
+	t.Run("WithoutGroupRepliesAreLost", func(t *testing.T) {
+		// The SYN gets out (ext accepts it), but hv3 cannot translate
+		// the SYN-ACK back: the connection never completes.
+		if err := dial(); err == nil {
+			t.Fatal("connected although hv3 has no state for the replies: is the return path really through B?")
+		}
+		if n := metric(t, hv3, "nagare_flowstate_imported_total"); n != 0 {
+			t.Errorf("hv3 imported %v entries without a stateful group", n)
+		}
+	})
+	t.Run("StatefulGroupCarriesTheState", func(t *testing.T) {
+		cli("create port-group name uplinks stateful true")
+		cli("port-group pgroup0 add member port %s", upA)
+		cli("port-group pgroup0 add member port %s", upB)
+		if err := harness.Eventually(15*time.Second, dial); err != nil {
+			t.Fatalf("vm → ext with replies through uplink B: %v", err)
+		}
+		if n := metric(t, hv3, "nagare_flowstate_imported_total"); n < 1 {
+			t.Errorf("hv3 imported %v entries", n)
+		}
+		if n := metric(t, hv3, "nagare_flowstate_inserted_total"); n != 0 {
+			t.Errorf("hv3 created %v entries itself; the state it used came from hv1", n)
+		}
+		if peers := srv.seen(); len(peers) != 1 || !strings.HasPrefix(peers[0], "192.0.2.1:") {
+			t.Errorf("ext saw %v, want one connection from 192.0.2.1", peers)
+		}
+	})
+}

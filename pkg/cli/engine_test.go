@@ -156,7 +156,15 @@ func TestRulesNegationListsAndPositions(t *testing.T) {
 		{"chain chain0 rule rule0 show src", "10.9.0.0/16"},
 		{"chain chain0 rule rule2 clear proto", ""},
 		{"chain chain0 rule rule2 show", "rule rule2 pos 3 type accept"},
+		// The anti-spoofing conditions come from the schema like the others.
+		{"chain chain1 add rule ethertype 2054 arp-sha 02:00:00:00:00:01 src 10.0.0.5 type accept", "chain1:rule0"},
+		{"chain chain1 add rule ethertype 34525 proto 58 src-port 136 nd-target !2001:db8::/64 type drop", "chain1:rule1"},
+		{"chain chain1 list rule", "rule rule0 ethertype 2054 src 10.0.0.5/32 arp-sha 02:00:00:00:00:01 pos 1 type accept\n" +
+			"rule rule1 ethertype 34525 proto 58 src-port 136 nd-target !2001:db8::/64 pos 2 type drop"},
 	})
+	if err := e.Run(context.Background(), "chain chain1 add rule nd-target 10.0.0.5 type drop"); err == nil || !strings.Contains(err.Error(), "nd-target: 10.0.0.5/32 is not IPv6") {
+		t.Errorf("an IPv4 nd-target: got %v, want an error naming nd-target", err)
+	}
 }
 
 func TestIdlessObjects(t *testing.T) {

@@ -106,6 +106,12 @@ func TestParse(t *testing.T) {
 		{"chain chain1 add rule src 172.16.20.0/24 out-ports router0:port0 type snat action accept target 10.81.14.201",
 			`create path=chain:chain1 row=rule a=[src="172.16.20.0/24" out-ports=@router0:port0 type="snat" action="accept" target=["10.81.14.201"]]`},
 		{"chain chain2 add rule ct-state !established type reject", `create path=chain:chain2 row=rule a=[ct-state=!"established" type="reject"]`},
+		{"chain chain0 add rule ethertype 2054 arp-sha 02:00:00:00:00:01 src 10.0.0.5 type accept",
+			`create path=chain:chain0 row=rule a=[ethertype=2054 arp-sha="02:00:00:00:00:01" src="10.0.0.5/32" type="accept"]`},
+		{"chain chain0 add rule ethertype 2054 arp-sha !02:00:00:00:00:01 type drop",
+			`create path=chain:chain0 row=rule a=[ethertype=2054 arp-sha=!"02:00:00:00:00:01" type="drop"]`},
+		{"chain chain0 add rule ethertype 34525 proto 58 src-port 136 src-mac 02:00:00:00:00:01 nd-target fe80::1 type accept",
+			`create path=chain:chain0 row=rule a=[ethertype=34525 proto=58 src-port="136" src-mac="02:00:00:00:00:01" nd-target="fe80::1/128" type="accept"]`},
 		{"pool lb0:pool0 add member address 172.16.20.100 port 80 weight 2",
 			`create path=pool:lb0:pool0 row=pool-member a=[address="172.16.20.100" port=80 weight=2]`},
 

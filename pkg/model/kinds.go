@@ -44,7 +44,7 @@ func normalize(o Object) {
 			x.Src = netip.PrefixFrom(zeroOf(x.Dst.Addr()), 0)
 		}
 	case *Rule:
-		x.Src, x.Dst = maskValid(x.Src), maskValid(x.Dst)
+		x.Src, x.Dst, x.NDTarget = maskValid(x.Src), maskValid(x.Dst), maskValid(x.NDTarget)
 		if x.Type.IsNAT() && x.FlowAction == "" {
 			x.FlowAction = "accept"
 		}
@@ -197,6 +197,9 @@ func checkRule(o Object) error {
 	}
 	if r.Src.IsValid() && r.Dst.IsValid() && r.Src.Addr().Is4() != r.Dst.Addr().Is4() {
 		return fieldErr("dst", "source %s and destination %s are of different families", r.Src, r.Dst)
+	}
+	if r.NDTarget.IsValid() && !r.NDTarget.Addr().Is6() {
+		return fieldErr("nd_target", "%s is not IPv6; neighbor discovery targets are IPv6 addresses", r.NDTarget)
 	}
 	if r.Proto != 6 && r.Proto != 17 && r.Proto != 1 && r.Proto != 58 && r.Proto != 132 &&
 		(!r.SrcPort.IsZero() || !r.DstPort.IsZero()) {

@@ -35,6 +35,11 @@ func TestRegistry(t *testing.T) {
 	if f := RuleKind.Field("src"); f == nil || f.Inv != "inv_src" || f.CLI != "src" {
 		t.Errorf("embedded Condition fields not flattened into rule: %+v", f)
 	}
+	for _, n := range []string{"arp_sha", "nd_target"} {
+		if f := RuleKind.Field(n); f == nil || f.Inv != "inv_"+n || f.CLI != strings.ReplaceAll(n, "_", "-") || f.Doc == "" {
+			t.Errorf("rule condition %s lacks its CLI word, inversion twin or doc: %+v", n, f)
+		}
+	}
 	if f := PortKind.Field("interface_name"); !f.Unique || f.Scope != "host_id" {
 		t.Errorf("interface_name should be unique per host: %+v", f)
 	}
@@ -119,6 +124,14 @@ func TestDecodeValidate(t *testing.T) {
 		{RuleKind, `{"chain_id":"` + id1 + `","type":"dance"}`, "type"},
 		{RuleKind, `{"chain_id":"` + id1 + `","type":"drop","in_port_ids":["` + id2 + `","` + id2 + `"]}`, "in_port_ids"},
 		{RuleKind, `{"chain_id":"` + id1 + `","type":"drop","src":"10.0.0.0/8","dst":"::/0"}`, "dst"},
+		{RuleKind, `{"chain_id":"` + id1 + `","type":"accept","ethertype":2054,"arp_sha":"02:00:00:00:00:01","src":"10.0.0.5/32"}`, ""},
+		{RuleKind, `{"chain_id":"` + id1 + `","type":"drop","arp_sha":"02:00:00:00:00:01","inv_arp_sha":true}`, ""},
+		{RuleKind, `{"chain_id":"` + id1 + `","type":"accept","arp_sha":"02:00:00:00:00"}`, "arp_sha"},
+		{RuleKind, `{"chain_id":"` + id1 + `","type":"accept","arp_sha":7}`, "arp_sha"},
+		{RuleKind, `{"chain_id":"` + id1 + `","type":"accept","ethertype":34525,"proto":58,"src_port":"136","nd_target":"fe80::1/128"}`, ""},
+		{RuleKind, `{"chain_id":"` + id1 + `","type":"drop","nd_target":"2001:db8::/64","inv_nd_target":true}`, ""},
+		{RuleKind, `{"chain_id":"` + id1 + `","type":"accept","nd_target":"10.0.0.5/32"}`, "nd_target"},
+		{RuleKind, `{"chain_id":"` + id1 + `","type":"accept","nd_target":"2001:db8::/129"}`, "nd_target"},
 		{DHCPSubnetKind, `{"bridge_id":"` + id1 + `","subnet":"10.0.0.0/24","gateway":"10.0.0.1","mtu":1450,"opt121_routes":["10.1.0.0/16=10.0.0.254"]}`, ""},
 		{DHCPSubnetKind, `{"bridge_id":"` + id1 + `","subnet":"10.0.0.0/24","gateway":"10.0.1.1"}`, "gateway"},
 		{DHCPSubnetKind, `{"bridge_id":"` + id1 + `","subnet":"10.0.0.0/24","mtu":20}`, "mtu"},
@@ -172,6 +185,10 @@ func TestDefaultsAndNormalization(t *testing.T) {
 	o, _ = decodeValidate(DHCPSubnetKind, `{"bridge_id":"`+id1+`","subnet":"10.0.0.0/24","gateway":"10.0.0.1"}`)
 	if o.(*DHCPSubnet).ServerAddress != netip.MustParseAddr("10.0.0.1") {
 		t.Errorf("dhcp server address default %s", o.(*DHCPSubnet).ServerAddress)
+	}
+	o, err = decodeValidate(RuleKind, `{"chain_id":"`+id1+`","type":"accept","nd_target":"2001:db8::7/64"}`)
+	if err != nil || o.(*Rule).NDTarget != netip.MustParsePrefix("2001:db8::/64") {
+		t.Errorf("rule nd_target not normalized: %v %v", o, err)
 	}
 	o, _ = decodeValidate(RuleKind, `{"chain_id":"`+id1+`","type":"rev_snat"}`)
 	if o.(*Rule).FlowAction != "accept" {

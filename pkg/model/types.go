@@ -215,6 +215,10 @@ type Condition struct {
 	Flow              string       `json:"flow,omitempty" nagare:"cli=flow,enum=fwd-flow|return-flow,doc=match only the forward or only the return direction of tracked connections"`
 	CTState           string       `json:"ct_state,omitempty" nagare:"cli=ct-state,enum=new|established|related|invalid,inv=inv_ct_state,doc=connection-tracking state: new; established (seen both ways); related (an ICMP error about a tracked connection); invalid. Untracked packets (not IP; neighbor discovery) match none"`
 	InvCTState        bool         `json:"inv_ct_state,omitempty" nagare:"nocli"`
+	ARPSHA            MAC          `json:"arp_sha,omitzero" nagare:"cli=arp-sha,inv=inv_arp_sha,doc=sender hardware address inside an ARP payload; a frame that is not ARP does not match"`
+	InvARPSHA         bool         `json:"inv_arp_sha,omitempty" nagare:"nocli"`
+	NDTarget          netip.Prefix `json:"nd_target,omitzero" nagare:"cli=nd-target,inv=inv_nd_target,doc=IPv6 target address of a neighbor solicitation or advertisement; any other frame does not match"`
+	InvNDTarget       bool         `json:"inv_nd_target,omitempty" nagare:"nocli"`
 }
 
 // Rule is one entry of a chain.

@@ -58,6 +58,10 @@ func seedFrames(t testing.TB) [][]byte {
 	tagged.vlan = 10
 	ns := make([]byte, 128)
 	n, _ := packet.BuildNeighborSolicit(ns, macVM6, ip("2001:db8:c::6"), ip("2001:db8:c::1"))
+	var nsp packet.Parsed
+	nsp.Decode(ns[:n])
+	na := make([]byte, 128)
+	nn, _ := packet.BuildNeighborAdvert(na, &nsp, macVM1, false)
 	return [][]byte{
 		udp(macVM1, macVM3, "10.0.1.11", "10.0.1.13").bytes(),
 		udp(macVM1, packet.BroadcastMAC, "10.0.1.11", "10.0.1.255").bytes(),
@@ -67,6 +71,7 @@ func seedFrames(t testing.TB) [][]byte {
 		icmp.bytes(), ttl.bytes(), tagged.bytes(), ns[:n],
 		arpRequest(t, macVM1, "10.0.1.11", "10.0.1.1"),
 		arpRequest(t, macGW, "192.0.2.254", "192.0.2.1"),
+		na[:nn], forgedSHA(t, macVM1, macVM3, "10.0.1.11", "10.0.1.1"),
 	}
 }
 
@@ -181,6 +186,15 @@ func randomTopology(data []byte) []model.Object {
 		}
 		objs = append(objs, &model.Route{Meta: meta(fmt.Sprintf("rt%d", i)), RouterID: rt, Type: typ, Dst: dst.Masked(),
 			Gateway: map[bool]netip.Addr{true: ip("10.1.0.254"), false: {}}[r.bit() && dst.Addr().Is4()], PortID: ports[pi].ID, Weight: uint32(r.n(3))})
+	}
+	// The anti-spoofing conditions are chosen last, so that older corpus
+	// entries still build the topologies they did.
+	r0 := objs[6].(*model.Rule)
+	switch r.n(3) {
+	case 1:
+		r0.ARPSHA, r0.InvARPSHA = mm(macVM1), r.bit()
+	case 2:
+		r0.NDTarget, r0.InvNDTarget = pfx("2001:db8:c::/64"), r.bit()
 	}
 	return objs
 }

@@ -85,6 +85,11 @@ type rule struct {
 	flowDir            uint8               // the "flow" condition: flowAny, flowForward, flowReturn
 	ctState            flowstate.ConnState // the "ct-state" condition; CTUntracked when unset
 	invCT              bool
+	arpSHA             packet.MAC // the "arp-sha" condition, valid iff hasARPSHA
+	hasARPSHA          bool
+	invARPSHA          bool
+	ndTarget           netip.Prefix // the "nd-target" condition; invalid when unset
+	invNDTarget        bool
 	nat                natRule
 }
 
@@ -166,6 +171,10 @@ func (t *Topology) compileRule(r *model.Rule, pos int, pgByID, ipgByID map[strin
 		cr.dst, cr.invDst = r.Dst.Masked(), r.InvDst
 	}
 	cr.proto, cr.invProto = r.Proto, r.InvProto && r.Proto != 0
+	cr.arpSHA, cr.hasARPSHA, cr.invARPSHA = packet.MAC(r.ARPSHA), !r.ARPSHA.IsZero(), r.InvARPSHA
+	if r.NDTarget.IsValid() {
+		cr.ndTarget, cr.invNDTarget = r.NDTarget.Masked(), r.InvNDTarget
+	}
 	cr.tos = r.TOS
 	cr.srcPort, cr.invSPort = r.SrcPort, r.InvSrcPort && !r.SrcPort.IsZero()
 	cr.dstPort, cr.invDPort = r.DstPort, r.InvDstPort && !r.DstPort.IsZero()
@@ -259,6 +268,12 @@ func describeRule(r *model.Rule) string {
 	}
 	if r.CTState != "" {
 		add("ct-state", r.InvCTState, r.CTState)
+	}
+	if !r.ARPSHA.IsZero() {
+		add("arp-sha", r.InvARPSHA, r.ARPSHA.String())
+	}
+	if r.NDTarget.IsValid() {
+		add("nd-target", r.InvNDTarget, r.NDTarget.String())
 	}
 	if b.Len() == 0 {
 		return "any"
@@ -431,6 +446,15 @@ func (w *walk) ruleMatches(r *rule, inPort, outPort int32) bool {
 			return false
 		}
 	}
+	if r.hasARPSHA && (p.L3 == packet.L3ARP && p.ARPSenderMAC == r.arpSHA) == r.invARPSHA {
+		return false
+	}
+	if r.ndTarget.IsValid() {
+		t, ok := ndTarget(p)
+		if (ok && r.ndTarget.Contains(t)) == r.invNDTarget {
+			return false
+		}
+	}
 	isIP := p.L3 == packet.L3IPv4 || p.L3 == packet.L3IPv6
 	if r.proto != 0 && (isIP && p.IPProto == r.proto) == r.invProto {
 		return false
@@ -488,6 +512,16 @@ func l3Addrs(p *packet.Parsed) (src, dst netip.Addr, ok bool) {
 		return p.ARPSenderIP, p.ARPTargetIP, true
 	}
 	return netip.Addr{}, netip.Addr{}, false
+}
+
+// ndTarget returns the target address of a neighbor solicitation or
+// advertisement, the address whose link-layer address it asks for or
+// announces.
+func ndTarget(p *packet.Parsed) (netip.Addr, bool) {
+	if p.L4 == packet.L4ICMPv6 && (p.ICMPType == packet.ICMPv6NeighborSolicit || p.ICMPType == packet.ICMPv6NeighborAdvert) {
+		return p.NDTarget, true
+	}
+	return netip.Addr{}, false
 }
 
 // l4Ports returns what port conditions match: TCP/UDP ports, or ICMP type

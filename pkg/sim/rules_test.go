@@ -74,6 +74,40 @@ func tcpP1(src, dst string, dport uint16) []byte {
 	return p.bytes()
 }
 
+// forgedSHA is an ARP request from src whose payload claims sha as the
+// sender hardware address.
+func forgedSHA(t testing.TB, src, sha packet.MAC, srcIP, target string) []byte {
+	b := arpRequest(t, src, srcIP, target)
+	copy(b[14+8:14+14], sha[:])
+	return b
+}
+
+// neighborAdvert is p1's (macP1's) advertisement of target, answering a
+// solicitation from macP2.
+func neighborAdvert(t testing.TB, target string) []byte {
+	ns := make([]byte, 128)
+	n, err := packet.BuildNeighborSolicit(ns, macP2, ip("fe80::2"), ip(target))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p packet.Parsed
+	p.Decode(ns[:n])
+	na := make([]byte, 128)
+	if n, err = packet.BuildNeighborAdvert(na, &p, macP1, false); err != nil {
+		t.Fatal(err)
+	}
+	return na[:n]
+}
+
+func neighborSolicit(t testing.TB, src, target string) []byte {
+	b := make([]byte, 128)
+	n, err := packet.BuildNeighborSolicit(b, macP1, ip(src), ip(target))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b[:n]
+}
+
 func TestRules(t *testing.T) {
 	any := model.Condition{}
 	pr := func(s string) model.PortRange { r, _ := model.ParsePortRange(s); return r }
@@ -227,6 +261,48 @@ func TestRules(t *testing.T) {
 			sends: []sent{drop(arpRequest(t, macP1, "10.66.0.1", "10.1.0.2"))},
 		},
 		{
+			name: "arp-sha: the payload's sender hardware address, not the Ethernet source",
+			rules: []*model.Rule{rl("in", model.RuleAccept, model.Condition{EtherType: packet.EtherTypeARP, ARPSHA: mm(macP1)}),
+				rl("in", model.RuleDrop, any)},
+			sends: []sent{fwd(arpRequest(t, macP1, "10.1.0.1", "10.1.0.2")),
+				drop(forgedSHA(t, macP1, macP2, "10.1.0.1", "10.1.0.2")),
+				drop(udpP1("10.1.0.1", "10.1.0.2", 53))},
+		},
+		{
+			name:  "inverted arp-sha holds for a frame that is not ARP",
+			rules: []*model.Rule{rl("in", model.RuleDrop, model.Condition{ARPSHA: mm(macP1), InvARPSHA: true})},
+			sends: []sent{drop(udpP1("10.1.0.1", "10.1.0.2", 53)),
+				fwd(arpRequest(t, macP1, "10.1.0.1", "10.1.0.2")),
+				drop(forgedSHA(t, macP1, macP2, "10.1.0.1", "10.1.0.2"))},
+		},
+		{
+			name: "anti-spoofing ARP: own MAC inside and out, own address",
+			rules: []*model.Rule{rl("in", model.RuleAccept, model.Condition{EtherType: packet.EtherTypeARP, SrcMAC: mm(macP1), ARPSHA: mm(macP1), Src: pfx("10.1.0.1/32")}),
+				rl("in", model.RuleDrop, any)},
+			sends: []sent{fwd(arpRequest(t, macP1, "10.1.0.1", "10.1.0.2")),
+				drop(arpRequest(t, macP1, "10.1.0.9", "10.1.0.2")),
+				drop(forgedSHA(t, macP1, macP2, "10.1.0.1", "10.1.0.2"))},
+		},
+		{
+			name: "nd-target matches an advertisement's target",
+			rules: []*model.Rule{rl("in", model.RuleAccept, model.Condition{EtherType: packet.EtherTypeIPv6, Proto: packet.IPProtoICMPv6, SrcPort: pr("136"), NDTarget: pfx("2001:db8::1/128")}),
+				rl("in", model.RuleDrop, any)},
+			sends: []sent{fwd(neighborAdvert(t, "2001:db8::1")), drop(neighborAdvert(t, "2001:db8::9"))},
+		},
+		{
+			name:  "nd-target matches a solicitation's target",
+			rules: []*model.Rule{rl("in", model.RuleDrop, model.Condition{NDTarget: pfx("2001:db8::/64")})},
+			sends: []sent{drop(neighborSolicit(t, "fe80::1", "2001:db8::7")), fwd(neighborSolicit(t, "fe80::1", "2001:db9::7"))},
+		},
+		{
+			name:  "inverted nd-target holds for IPv6 that is not ND, and for ARP",
+			rules: []*model.Rule{rl("in", model.RuleDrop, model.Condition{NDTarget: pfx("2001:db8::/64"), InvNDTarget: true})},
+			sends: []sent{drop(udp(macP1, macP2, "2001:db8::1", "2001:db8::2").bytes()),
+				drop(arpRequest(t, macP1, "10.1.0.1", "10.1.0.2")),
+				fwd(neighborAdvert(t, "2001:db8::1")),
+				drop(neighborAdvert(t, "fe80::1"))},
+		},
+		{
 			name:  "NAT rules are not implemented and continue",
 			rules: []*model.Rule{{Meta: meta("nat"), ChainID: "in", Type: model.RuleDNAT, Targets: []model.NATTarget{{AddrFrom: ip("10.1.0.3"), AddrTo: ip("10.1.0.3")}}}, rl("in", model.RuleDrop, any)},
 			sends: []sent{drop(udpP1("10.1.0.1", "10.1.0.2", 53))},
@@ -284,4 +360,47 @@ func TestRuleTraceNamesTheRule(t *testing.T) {
 		}
 	}
 	t.Errorf("no step %q in\n%s", want, tr)
+}
+
+func TestDescribeAntiSpoofingConditions(t *testing.T) {
+	r := rl("in", model.RuleAccept, model.Condition{EtherType: packet.EtherTypeARP, ARPSHA: mm(macP1), InvARPSHA: true,
+		NDTarget: pfx("fe80::/64")})
+	want := "ethertype 0x0806 arp-sha !02:00:00:00:09:01 nd-target fe80::/64"
+	if got := describeRule(r); got != want {
+		t.Errorf("describeRule = %q, want %q", got, want)
+	}
+}
+
+// The anti-spoofing conditions run for every ARP and ND frame a VM sends;
+// matching them must not allocate. A drop records its reason with the port's
+// name, which allocates once; a spoofed frame must cost no more than that.
+func TestAntiSpoofingConditionsAllocateNothing(t *testing.T) {
+	pr, _ := model.ParsePortRange("136")
+	e := newEnv(t, ruleObjects([]*model.Rule{
+		rl("in", model.RuleAccept, model.Condition{EtherType: packet.EtherTypeARP, SrcMAC: mm(macP1), ARPSHA: mm(macP1), Src: pfx("10.1.0.1/32")}),
+		rl("in", model.RuleAccept, model.Condition{EtherType: packet.EtherTypeIPv6, Proto: packet.IPProtoICMPv6, SrcPort: pr, SrcMAC: mm(macP1), NDTarget: pfx("2001:db8::1/128")}),
+		rl("in", model.RuleDrop, model.Condition{})}), Config{})
+	e.learned("br", 0, macP2, "p2")
+	in, _ := e.topo.PortIndex("p1")
+	allocs := func(name string, frame []byte, v Verdict) float64 {
+		var p packet.Parsed
+		p.Decode(frame)
+		input := &Input{InPort: in, Pkt: &p}
+		e.sim.Simulate(input, e.res)
+		if e.res.Verdict != v {
+			t.Fatalf("%s: verdict %v/%v, want %v", name, e.res.Verdict, e.res.Reason, v)
+		}
+		return testing.AllocsPerRun(1000, func() { e.sim.Simulate(input, e.res) })
+	}
+	for name, f := range map[string][]byte{"arp": arpRequest(t, macP1, "10.1.0.1", "10.1.0.2"), "na": neighborAdvert(t, "2001:db8::1")} {
+		if n := allocs(name, f, Forward); n != 0 {
+			t.Errorf("%s: %v allocations per walk, want 0", name, n)
+		}
+	}
+	base := allocs("udp", udpP1("10.1.0.1", "10.1.0.2", 53), Drop)
+	for name, f := range map[string][]byte{"forged-arp": forgedSHA(t, macP1, macP2, "10.1.0.1", "10.1.0.2"), "forged-na": neighborAdvert(t, "2001:db8::9")} {
+		if n := allocs(name, f, Drop); n > base {
+			t.Errorf("%s: %v allocations per walk, more than a plain drop's %v", name, n, base)
+		}
+	}
 }

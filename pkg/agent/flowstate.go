@@ -239,11 +239,12 @@ var (
 	descFSBlocks    = prometheus.NewDesc("nagare_flowstate_nat_blocks_leased", "NAT port blocks this host holds.", nil, nil)
 	descFSExhausted = prometheus.NewDesc("nagare_flowstate_nat_ports_exhausted_total", "SNAT allocations that found no free port.", nil, nil)
 	descFSPackets   = prometheus.NewDesc("nagare_flowstate_packets_total", "Flow-state packets, by event: sent, send-error, received, malformed.", []string{"event"}, nil)
+	descFSImportRef = prometheus.NewDesc("nagare_flowstate_import_refused_total", "Entries of peers' state packets the table refused (full, zone full, clash).", nil, nil)
 )
 
 func (c *fsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descFSEntries, descFSMax, descFSZones, descFSRefused, descFSInserted, descFSImported,
-		descFSExpired, descFSPorts, descFSBlocks, descFSExhausted, descFSPackets} {
+		descFSExpired, descFSPorts, descFSBlocks, descFSExhausted, descFSPackets, descFSImportRef} {
 		ch <- d
 	}
 }
@@ -276,6 +277,7 @@ func (c *fsCollector) Collect(ch chan<- prometheus.Metric) {
 	k(descFSPackets, a.state.sendErrors.Load(), "send-error")
 	k(descFSPackets, a.state.received.Load(), "received")
 	k(descFSPackets, a.state.malformed.Load(), "malformed")
+	k(descFSImportRef, a.state.importRefused.Load())
 }
 
 // fsMax and fsZoneMax are the table's bounds as configured.

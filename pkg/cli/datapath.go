@@ -53,7 +53,22 @@ type datapathStatus struct {
 		RxDropped uint64 `json:"rx_dropped"`
 		TxDropped uint64 `json:"tx_dropped"`
 	} `json:"ports"`
-	FlowDump []string `json:"flow_dump"`
+	FlowDump  []string `json:"flow_dump"`
+	FlowState *struct {
+		Entries         int    `json:"entries"`
+		Zones           int    `json:"zones"`
+		MaxEntries      int    `json:"max_entries"`
+		MaxPerZone      int    `json:"max_per_zone"`
+		RefusedFull     uint64 `json:"refused_full"`
+		RefusedZoneFull uint64 `json:"refused_zone_full"`
+		RefusedExists   uint64 `json:"refused_exists"`
+		PortsInUse      int    `json:"nat_ports_in_use"`
+		BlocksLeased    int    `json:"nat_blocks_leased"`
+		PortsExhausted  uint64 `json:"nat_ports_exhausted"`
+		StateSent       uint64 `json:"state_packets_sent"`
+		StateReceived   uint64 `json:"state_packets_received"`
+		StateMalformed  uint64 `json:"state_packets_malformed"`
+	} `json:"flow_state"`
 }
 
 type tunnelCounters struct {
@@ -92,6 +107,11 @@ func datapathLines(body []byte) ([]string, any, error) {
 	out = append(out,
 		fmt.Sprintf("tunnel vxlan rx %d tx %d", st.VXLAN.RxPackets, st.VXLAN.TxPackets),
 		fmt.Sprintf("tunnel gre rx %d tx %d", st.GRE.RxPackets, st.GRE.TxPackets))
+	if fs := st.FlowState; fs != nil {
+		out = append(out, fmt.Sprintf("flow-state entries %d max %d zones %d zone-max %d refused full %d zone-full %d exists %d nat-ports %d nat-blocks %d nat-exhausted %d state-packets sent %d received %d malformed %d",
+			fs.Entries, fs.MaxEntries, fs.Zones, fs.MaxPerZone, fs.RefusedFull, fs.RefusedZoneFull, fs.RefusedExists,
+			fs.PortsInUse, fs.BlocksLeased, fs.PortsExhausted, fs.StateSent, fs.StateReceived, fs.StateMalformed))
+	}
 	var drops []string
 	for reason, n := range st.Drops {
 		if n > 0 {

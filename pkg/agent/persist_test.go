@@ -163,3 +163,41 @@ func TestStatefulPeers(t *testing.T) {
 		t.Errorf("a port of a plain group has peers: %v", peers["vm"])
 	}
 }
+
+// A state file, whatever its bytes, restores only well-formed entries,
+// within the table's bounds, and never crashes the agent.
+func FuzzRestoreState(f *testing.F) {
+	dir := f.TempDir()
+	a := testAgent(dir, "host-a")
+	fwd := tcpKey(7, "10.0.0.5", 1000, "192.0.2.9", 80)
+	rev := fwd.Reverse()
+	rev.Zone = 9
+	var tx flowstate.Tx
+	tx.Add(flowstate.NewConn(fwd, rev, packet.TCPSyn))
+	if err := a.fs.Commit(&tx, time.Now().UnixNano()); err != nil {
+		f.Fatal(err)
+	}
+	if err := a.saveState(true); err != nil {
+		f.Fatal(err)
+	}
+	good, err := os.ReadFile(a.statePath())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add(good[:len(good)-5])
+	f.Add([]byte(stateMagic))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		dir := t.TempDir()
+		b := &Agent{cfg: Config{StateDir: dir, ConntrackMax: 8}, log: a.log, hostID: "host-a"}
+		b.fs = b.newFlowState()
+		if err := os.WriteFile(b.statePath(), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		n, _, _ := b.restoreState(b.statePath(), time.Now())
+		// A record repeated refreshes its entry: n may exceed the table.
+		if l := b.fs.Len(); l > 8 || l > n {
+			t.Fatalf("restored %d, table holds %d (bound 8)", n, l)
+		}
+	})
+}

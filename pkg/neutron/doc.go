@@ -22,7 +22,9 @@
 //	subnet       DHCP subnet (same id) on the network's bridge; IPv4 only
 //	port         bridge port (same id), bound to tap<id[:11]> on binding:host_id's host;
 //	             DHCP host per IPv4 subnet; with port security: in/out/egress chains
-//	             (anti-spoofing by MAC and source, jumps to the groups' chains, drop)
+//	             (anti-spoofing by MAC and source, ARP and neighbor advertisements
+//	             only for the port's own MAC and addresses, jumps to the groups'
+//	             chains, drop)
 //	             and its addresses in its groups' address groups
 //	router port  (interface, gateway) + router port peer-linked to it, route to its subnet;
 //	             gateway: + default route through the external subnet's gateway

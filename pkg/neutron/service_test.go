@@ -184,8 +184,8 @@ func TestTranslationLifecycle(t *testing.T) {
 	noErr(t, f.s.DeleteNetwork(ctx, a, ext.ID, 0))
 	got := f.native()
 	// Left: the host, the default group (address group, two chains with
-	// two rules each) and the common port chains (two of four rules).
-	want := map[string]int{"host": 1, "ip-address-group": 1, "chain": 4, "rule": 12}
+	// two rules each) and the common port chains (five rules in, four out).
+	want := map[string]int{"host": 1, "ip-address-group": 1, "chain": 4, "rule": 13}
 	if !sameCounts(got, want) {
 		t.Errorf("after deleting everything: %v, want %v", got, want)
 	}

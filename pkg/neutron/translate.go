@@ -263,15 +263,29 @@ var (
 	CommonOutChainID = DerivedID("common", "port-out")
 )
 
-// CommonChains are the common chains: in, DHCP, DHCPv6, ARP and ICMPv6
-// neighbor discovery from a VM (whose MAC the jump checked); out, ARP, DHCP
-// replies and neighbor discovery to it.
+// ICMPv6 types of neighbor discovery (RFC 4861).
+const (
+	icmp6RouterSolicit   = 133
+	icmp6RouterAdvert    = 134
+	icmp6NeighborSolicit = 135
+	icmp6NeighborAdvert  = 136
+)
+
+// CommonChains are the common chains: in, from a VM (whose MAC the jump
+// checked), DHCP, DHCPv6, router and neighbor solicitations, and a drop of
+// router advertisements (a VM is no router; Neutron drops them too); out,
+// ARP, DHCP replies and neighbor discovery to it. ARP and neighbor
+// advertisements from a VM claim an address, so each port's own chain
+// accepts them per address it owns (portChains).
 func CommonChains() []model.Object {
 	in := []*model.Rule{
 		{Type: model.RuleAccept, Condition: model.Condition{EtherType: etherIPv4, Proto: 17, SrcPort: single(68), DstPort: single(67)}},
 		{Type: model.RuleAccept, Condition: model.Condition{EtherType: etherIPv6, Proto: 17, SrcPort: single(546), DstPort: single(547)}},
-		{Type: model.RuleAccept, Condition: model.Condition{EtherType: etherARP}},
-		{Type: model.RuleAccept, Condition: model.Condition{EtherType: etherIPv6, Proto: 58, SrcPort: model.PortRange{Start: 133, End: 136}}},
+		// A solicitation's target is what it asks about, not a claim, and
+		// duplicate address detection sends it from ::.
+		{Type: model.RuleAccept, Condition: model.Condition{EtherType: etherIPv6, Proto: 58, SrcPort: single(icmp6RouterSolicit)}},
+		{Type: model.RuleAccept, Condition: model.Condition{EtherType: etherIPv6, Proto: 58, SrcPort: single(icmp6NeighborSolicit)}},
+		{Type: model.RuleDrop, Condition: model.Condition{EtherType: etherIPv6, Proto: 58, SrcPort: single(icmp6RouterAdvert)}},
 	}
 	out := []*model.Rule{
 		{Type: model.RuleAccept, Condition: model.Condition{EtherType: etherARP}},
@@ -284,9 +298,13 @@ func CommonChains() []model.Object {
 
 // portChains are a filtered port's three chains. In (from the VM): return
 // traffic of tracked connections; the common in-chain for each MAC the port
-// may send from; for each (MAC, source) it may send from, a jump to the
-// egress dispatch chain (its groups' egress rules); whatever nothing
-// accepted is dropped. Out (to the VM): return traffic, the common
+// may send from; for each (MAC, source) it may send from, ARP whose sender
+// (Ethernet and payload hardware address, protocol address) is that pair,
+// and neighbor advertisements from that MAC for that source; any other
+// advertisement is dropped (it would otherwise reach the groups' egress
+// rules, which commonly accept all IPv6); then for each (MAC, source) a
+// jump to the egress dispatch chain (its groups' egress rules); whatever
+// nothing accepted is dropped. Out (to the VM): return traffic, the common
 // out-chain, the groups' ingress rules, drop.
 func portChains(p *Port, groups []*SecurityGroup) []model.Object {
 	mac := p.MACAddress
@@ -321,6 +339,16 @@ func portChains(p *Port, groups []*SecurityGroup) []model.Object {
 	for _, m := range macs {
 		in = append(in, &model.Rule{Type: model.RuleJump, JumpChainID: CommonInChainID, Condition: model.Condition{SrcMAC: m}})
 	}
+	for _, s := range sources {
+		if s.src.Addr().Is4() {
+			in = append(in, &model.Rule{Type: model.RuleAccept,
+				Condition: model.Condition{EtherType: etherARP, SrcMAC: s.mac, ARPSHA: s.mac, Src: s.src}})
+		} else {
+			in = append(in, &model.Rule{Type: model.RuleAccept,
+				Condition: model.Condition{EtherType: etherIPv6, Proto: 58, SrcPort: single(icmp6NeighborAdvert), SrcMAC: s.mac, NDTarget: s.src}})
+		}
+	}
+	in = append(in, &model.Rule{Type: model.RuleDrop, Condition: model.Condition{EtherType: etherIPv6, Proto: 58, SrcPort: single(icmp6NeighborAdvert)}})
 	for _, s := range sources {
 		in = append(in, &model.Rule{Type: model.RuleJump, JumpChainID: portEgChainID(p.ID),
 			Condition: model.Condition{SrcMAC: s.mac, EtherType: etherOf(s.src.Addr()), Src: s.src}})

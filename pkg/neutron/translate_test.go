@@ -63,6 +63,12 @@ func summary(objs []model.Object) []string {
 			if x.Dst.IsValid() {
 				s += " dst " + x.Dst.String()
 			}
+			if !x.ARPSHA.IsZero() {
+				s += " arp-sha " + x.ARPSHA.String()
+			}
+			if x.NDTarget.IsValid() {
+				s += " nd-target " + x.NDTarget.String()
+			}
 			if len(x.Targets) > 0 {
 				s += " to " + x.Targets[0].String()
 			}
@@ -178,19 +184,55 @@ func TestTranslatePort(t *testing.T) {
 	p := vmPort()
 	want(t, "unbound VM port", TranslatePort(PortInput{Port: p, Subnets: subnets(), Groups: []*SecurityGroup{group(true)}}),
 		"port bridge filtered", "chain port "+portID+" egress groups 1", "rule jump",
-		"chain port "+portID+" in 5", "rule accept", "rule jump", "rule jump src 10.0.0.5/32", "rule jump src fe80::f816:3eff:fe01:203/128", "rule drop",
+		"chain port "+portID+" in 8", "rule accept", "rule jump",
+		"rule accept src 10.0.0.5/32 arp-sha fa:16:3e:01:02:03", "rule accept nd-target fe80::f816:3eff:fe01:203/128", "rule drop",
+		"rule jump src 10.0.0.5/32", "rule jump src fe80::f816:3eff:fe01:203/128", "rule drop",
 		"chain port "+portID+" out 4", "rule accept", "rule jump", "rule jump", "rule drop",
 		"ipg-addr 10.0.0.5", "dhcp-host 10.0.0.5 fa:16:3e:01:02:03")
 	bound := TranslatePort(PortInput{Port: p, Subnets: subnets(), Groups: []*SecurityGroup{group(false)}, HostID: hostID})
 	if s := summary(bound)[0]; s != "port bridge bound tap33333333-33 filtered" {
 		t.Errorf("bound port: %q", s)
 	}
-	if s := summary(bound); s[4] != "rule jump" || len(s) != 14 {
+	if s := summary(bound); s[4] != "rule jump" || len(s) != 17 {
 		t.Errorf("stateless groups have no return-flow rule: %q", s)
 	}
 	common := summary(CommonChains())
-	if len(common) != 10 || common[0] != "chain neutron ports: common in 4" {
+	if len(common) != 11 || common[0] != "chain neutron ports: common in 5" {
 		t.Errorf("common chains: %q", common)
+	}
+	// ARP and neighbor advertisements claim addresses: the common chain
+	// (shared by every port) must not accept them, and drops router
+	// advertisements.
+	for _, o := range CommonChains() {
+		r, ok := o.(*model.Rule)
+		if !ok || r.ChainID != CommonInChainID {
+			continue
+		}
+		switch {
+		case r.Type == model.RuleAccept && (r.EtherType == etherARP || r.Proto == 58 && r.SrcPort.Contains(icmp6NeighborAdvert)):
+			t.Errorf("the common in-chain accepts ARP or advertisements: %+v", r.Condition)
+		case r.Type == model.RuleAccept && r.Proto == 58 && r.SrcPort.Contains(icmp6RouterAdvert):
+			t.Errorf("the common in-chain accepts router advertisements: %+v", r.Condition)
+		case r.Type == model.RuleDrop && r.SrcPort != single(icmp6RouterAdvert):
+			t.Errorf("the common in-chain drops more than router advertisements: %+v", r.Condition)
+		}
+	}
+	// The port's own chain drops the advertisements it did not accept,
+	// before its groups' egress rules could accept them as IPv6.
+	var inRules []*model.Rule
+	for _, o := range TranslatePort(PortInput{Port: p, Subnets: subnets(), Groups: []*SecurityGroup{group(true)}}) {
+		if r, ok := o.(*model.Rule); ok && r.ChainID == portInChainID(p.ID) {
+			inRules = append(inRules, r)
+		}
+	}
+	if r := inRules[4]; r.Type != model.RuleDrop || r.EtherType != etherIPv6 || r.Proto != 58 || r.SrcPort != single(icmp6NeighborAdvert) || r.SrcMAC != (model.MAC{}) {
+		t.Errorf("in-chain rule 5 is not the drop of other advertisements: %s %+v", r.Type, r.Condition)
+	}
+	if r := inRules[2]; r.EtherType != etherARP || r.SrcMAC != p.MACAddress || r.ARPSHA != p.MACAddress {
+		t.Errorf("in-chain rule 3 does not check ARP's MAC inside and out: %+v", r.Condition)
+	}
+	if r := inRules[3]; r.Proto != 58 || r.SrcPort != single(icmp6NeighborAdvert) || r.SrcMAC != p.MACAddress {
+		t.Errorf("in-chain rule 4 is not the port's own advertisements: %+v", r.Condition)
 	}
 	d := vmPort()
 	d.VNICType = "direct"
@@ -201,9 +243,12 @@ func TestTranslatePort(t *testing.T) {
 	open.PortSecurityEnabled, open.SecurityGroups = false, nil
 	want(t, "no port security", TranslatePort(PortInput{Port: open, Subnets: subnets()}), "port bridge", "dhcp-host 10.0.0.5 fa:16:3e:01:02:03")
 	pairs := vmPort()
-	pairs.AllowedAddressPairs = []AddressPair{{IPAddress: netip.MustParsePrefix("10.0.0.100/32")}, {IPAddress: netip.MustParsePrefix("192.168.0.0/24"), MACAddress: model.MAC{2, 0, 0, 0, 0, 9}}}
+	pairs.AllowedAddressPairs = []AddressPair{{IPAddress: netip.MustParsePrefix("10.0.0.100/32")}, {IPAddress: netip.MustParsePrefix("192.168.0.0/24"), MACAddress: model.MAC{2, 0, 0, 0, 0, 9}},
+		{IPAddress: netip.MustParsePrefix("2001:db8::100/128")}}
 	s := strings.Join(summary(TranslatePort(PortInput{Port: pairs, Subnets: subnets(), Groups: []*SecurityGroup{group(true)}})), "\n")
-	for _, w := range []string{"rule jump src 10.0.0.100/32", "rule jump src 192.168.0.0/24", "ipg-addr 10.0.0.100"} {
+	for _, w := range []string{"rule jump src 10.0.0.100/32", "rule jump src 192.168.0.0/24", "ipg-addr 10.0.0.100",
+		"rule accept src 10.0.0.100/32 arp-sha fa:16:3e:01:02:03", "rule accept src 192.168.0.0/24 arp-sha 02:00:00:00:00:09",
+		"rule accept nd-target 2001:db8::100/128", "rule jump src 2001:db8::100/128"} {
 		if !strings.Contains(s, w) {
 			t.Errorf("allowed address pairs: missing %q in\n%s", w, s)
 		}

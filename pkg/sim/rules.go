@@ -446,11 +446,19 @@ func (w *walk) ruleMatches(r *rule, inPort, outPort int32) bool {
 			return false
 		}
 	}
-	if r.hasARPSHA && (p.L3 == packet.L3ARP && p.ARPSenderMAC == r.arpSHA) == r.invARPSHA {
-		return false
+	// The ARP sender hardware address and the ND target are not in the
+	// datapath's flow key: a decision that read them holds for this packet
+	// only, or one frame's verdict would pass the next frame's forgery.
+	if r.hasARPSHA {
+		isARP := p.L3 == packet.L3ARP
+		w.res.SlowPath = w.res.SlowPath || isARP
+		if (isARP && p.ARPSenderMAC == r.arpSHA) == r.invARPSHA {
+			return false
+		}
 	}
 	if r.ndTarget.IsValid() {
 		t, ok := ndTarget(p)
+		w.res.SlowPath = w.res.SlowPath || ok
 		if (ok && r.ndTarget.Contains(t)) == r.invNDTarget {
 			return false
 		}

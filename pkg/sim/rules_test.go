@@ -404,3 +404,30 @@ func TestAntiSpoofingConditionsAllocateNothing(t *testing.T) {
 		}
 	}
 }
+
+// A verdict that read the ARP sender hardware address or the ND target
+// must not become a flow: the flow key holds neither, so the next frame
+// with the same key but another claim would take the same verdict.
+func TestAntiSpoofingConditionsAreNotCached(t *testing.T) {
+	e := newEnv(t, ruleObjects([]*model.Rule{
+		rl("in", model.RuleAccept, model.Condition{EtherType: packet.EtherTypeARP, ARPSHA: mm(macP1)}),
+		rl("in", model.RuleAccept, model.Condition{NDTarget: pfx("2001:db8::1/128")}),
+		rl("in", model.RuleAccept, model.Condition{EtherType: packet.EtherTypeIPv4})}), Config{})
+	e.learned("br", 0, macP2, "p2")
+	for _, c := range []struct {
+		name  string
+		frame []byte
+		slow  bool
+	}{
+		{"arp", arpRequest(t, macP1, "10.1.0.1", "10.1.0.2"), true},
+		{"forged-arp", forgedSHA(t, macP1, macP2, "10.1.0.1", "10.1.0.2"), true},
+		{"na", neighborAdvert(t, "2001:db8::1"), true},
+		{"ns", neighborSolicit(t, "fe80::1", "2001:db8::7"), true},
+		{"udp", udpP1("10.1.0.1", "10.1.0.2", 53), false},
+		{"udp6", udp(macP1, macP2, "2001:db8::1", "2001:db8::2").bytes(), false},
+	} {
+		if r := e.run("p1", c.frame); r.SlowPath != c.slow {
+			t.Errorf("%s: SlowPath %v, want %v (%v/%v)", c.name, r.SlowPath, c.slow, r.Verdict, r.Reason)
+		}
+	}
+}

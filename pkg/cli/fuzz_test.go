@@ -13,6 +13,8 @@ func FuzzParse(f *testing.F) {
 		"router router0 list nat",
 		"chain chain1 add rule src 172.16.20.0/24 out-ports router0:port0 type snat action accept target 10.81.14.201",
 		"chain chain2 add rule ct-state !established type reject",
+		"chain chain0 add rule ethertype 2054 arp-sha 02:00:00:00:00:01 src 10.0.0.5 type accept",
+		"chain chain0 add rule ethertype 34525 proto 58 src-port 136 nd-target !fe80::1 type drop",
 		"pool lb0:pool0 add member address 172.16.20.100 port 80 weight 2",
 		"load-balancer lb0 add vip address 10.81.14.202 port 80 pool lb0:pool0 persistence source_ip",
 		"trace port bridge0:port1 src 10.0.1.11 dst 10.0.2.12 proto tcp dst-port 22",

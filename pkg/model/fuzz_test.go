@@ -17,6 +17,8 @@ func FuzzDecodeValidate(f *testing.F) {
 		`{"router_id":"` + id1 + `","dst":"10.0.0.0/24","port_id":"` + id2 + `","weight":5}`,
 		`{"chain_id":"` + id1 + `","type":"dnat","targets":["10.0.0.5:80"],"proto":6,"dst_port":"80"}`,
 		`{"bridge_id":"` + id1 + `","subnet":"10.0.0.0/24","gateway":"10.0.0.1","opt121_routes":["10.1.0.0/16=10.0.0.254"]}`,
+		`{"chain_id":"` + id1 + `","type":"accept","ethertype":2054,"arp_sha":"02:00:00:00:00:01","inv_arp_sha":true,"src":"10.0.0.5"}`,
+		`{"chain_id":"` + id1 + `","type":"drop","proto":58,"src_port":"136","nd_target":"2001:db8::7/64","inv_nd_target":true}`,
 		`{"name":null}`, `{"mac":"02:00:00:00:00:01"}`, `[]`, `"x"`, `{"a":{"b":[1,2,{}]}}`,
 	}
 	for i := range Kinds() {

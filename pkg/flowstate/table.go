@@ -664,3 +664,30 @@ func (t *Table) RangeTTL(now int64, fn func(e *Entry, ttl time.Duration) bool) {
 		}
 	}
 }
+
+// RangeTTLFrom is RangeTTL over at most n slots of the table's storage,
+// starting at slot from (0 to begin), holding the lock only for them. It
+// returns the slot to continue from, or -1 when the walk is done (or fn
+// returned false). Walking a large table in chunks keeps the simulations,
+// which need the lock, from waiting behind a whole walk; entries created
+// or removed between chunks may be seen or missed, as in any snapshot
+// taken without stopping the table.
+func (t *Table) RangeTTLFrom(from, n int, now int64, fn func(e *Entry, ttl time.Duration) bool) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	end := min(from+n, int(t.top))
+	for i := from; i < end; i++ {
+		x := t.ent(int32(i))
+		if x.flags&fUsed == 0 || x.expires <= now {
+			continue
+		}
+		e := Entry{Fwd: x.fwd, Rev: x.rev, State: x.state}
+		if !fn(&e, time.Duration(x.expires-now)) {
+			return -1
+		}
+	}
+	if end >= int(t.top) {
+		return -1
+	}
+	return end
+}

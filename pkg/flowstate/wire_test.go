@@ -218,3 +218,33 @@ func BenchmarkWireDecode(b *testing.B) {
 		}
 	}
 }
+
+// Walking in chunks sees every live entry once.
+func TestRangeTTLFrom(t *testing.T) {
+	tb := New(Config{})
+	for i := range 5000 {
+		if err := conn(tb, tcp(1, "10.0.0.1", uint16(i+1), "10.0.0.2", 80), 2, packet.TCPSyn, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 100 { // holes in the storage
+		if _, ok := tb.Remove(&Key{Src: netip.MustParseAddr("10.0.0.1").As16(), Dst: netip.MustParseAddr("10.0.0.2").As16(),
+			Zone: 1, SrcPort: uint16(3*i + 1), DstPort: 80, Proto: packet.IPProtoTCP, Type: KeyConn, Family: 4}, 0); !ok {
+			t.Fatal("remove")
+		}
+	}
+	seen := map[Key]bool{}
+	chunks := 0
+	for next := 0; next >= 0; chunks++ {
+		next = tb.RangeTTLFrom(next, 1000, sec, func(e *Entry, ttl time.Duration) bool {
+			if seen[e.Fwd] || ttl != 29*time.Second {
+				t.Fatalf("entry %v seen twice or ttl %v", e.Fwd, ttl)
+			}
+			seen[e.Fwd] = true
+			return true
+		})
+	}
+	if len(seen) != 4900 || chunks < 5 {
+		t.Fatalf("%d entries in %d chunks, want 4900 in at least 5", len(seen), chunks)
+	}
+}

@@ -164,9 +164,14 @@ func (a *Agent) loadState() {
 		return
 	}
 	n, refused, err := a.restoreState(a.statePath(), time.Now())
+	var foreign *foreignStateError
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		return
+	case errors.As(err, &foreign):
+		// A previous NSDB's host of the same name (a demo or benchmark
+		// run again): nothing of it applies here.
+		a.log.Info("ignoring the flow state file of another host", "file", a.statePath(), "err", err)
 	case err != nil:
 		a.log.Warn("flow state file damaged; keeping the entries before the damage", "file", a.statePath(), "restored", n, "err", err)
 	default:
@@ -191,7 +196,7 @@ func (a *Agent) restoreState(path string, now time.Time) (restored, refused int,
 		return 0, 0, err
 	}
 	if string(host) != a.hostID {
-		return 0, 0, fmt.Errorf("saved by host %q, not this one (%s)", host, a.hostID)
+		return 0, 0, &foreignStateError{string(host), a.hostID}
 	}
 	if _, err := io.ReadFull(r, at[:]); err != nil {
 		return 0, 0, err
@@ -224,4 +229,11 @@ func (a *Agent) restoreState(path string, now time.Time) (restored, refused int,
 		}
 		restored++
 	}
+}
+
+// foreignStateError: the state file was saved by another host id.
+type foreignStateError struct{ saved, self string }
+
+func (e *foreignStateError) Error() string {
+	return fmt.Sprintf("saved by host %q, not this one (%s)", e.saved, e.self)
 }

@@ -35,7 +35,7 @@ func main() {
 		"physical networks this host reaches, PHYSNET:INTERFACE[,...] (e.g. physnet1:eth1); uplinks of flat and VLAN networks on them may be bound here")
 	flag.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	flag.IntVar(&cfg.ConntrackMax, "conntrack-max", flowstate.DefaultMaxEntries, "most connection-tracking and NAT entries the host holds (about 150 bytes each)")
-	flag.IntVar(&cfg.ConntrackZoneMax, "conntrack-zone-max", flowstate.DefaultMaxPerZone, "most entries of one zone (a device: a VM's port, a router), so that one VM cannot fill the table")
+	flag.IntVar(&cfg.ConntrackZoneMax, "conntrack-zone-max", flowstate.DefaultMaxPerZone, "most entries of one zone (a device: a bridge, a router), so that one tenant network cannot fill the table")
 	flag.DurationVar(&cfg.ConntrackTimeouts.TCPEstablished, "conntrack-tcp-established-timeout", 0, "idle lifetime of an established TCP connection (0: 24h)")
 	flag.DurationVar(&cfg.ConntrackTimeouts.UDPEstablished, "conntrack-udp-timeout", 0, "idle lifetime of a UDP flow that saw replies (0: 120s)")
 	flag.DurationVar(&cfg.ConntrackTimeouts.UDPNew, "conntrack-udp-new-timeout", 0, "idle lifetime of a UDP flow that has not seen a reply (0: 30s; the kernel's nf_conntrack_udp_timeout)")

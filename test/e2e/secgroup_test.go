@@ -455,17 +455,5 @@ func routerAdvert(ethSrc net.HardwareAddr, src string) []byte {
 	icmp[0] = 134
 	icmp[4] = 64                               // current hop limit
 	binary.BigEndian.PutUint16(icmp[6:], 1800) // router lifetime
-	var ph uint32
-	for i := 0; i < 16; i += 2 {
-		ph += uint32(binary.BigEndian.Uint16(s[i:])) + uint32(binary.BigEndian.Uint16(d[i:]))
-	}
-	ph += uint32(len(icmp)) + 58
-	binary.BigEndian.PutUint16(icmp[2:], csum(icmp, ph))
-	ip := make([]byte, 40)
-	ip[0] = 0x60
-	binary.BigEndian.PutUint16(ip[4:], uint16(len(icmp)))
-	ip[6], ip[7] = 58, 255
-	copy(ip[8:], s[:])
-	copy(ip[24:], d[:])
-	return append(append(ethHdr(hwMAC("33:33:00:00:00:01"), ethSrc, 0x86dd), ip...), icmp...)
+	return ipv6Frame(hwMAC("33:33:00:00:00:01"), ethSrc, s, d, 58, 255, icmp, 2)
 }

@@ -435,19 +435,7 @@ func udp6Frame(dstMAC, srcMAC net.HardwareAddr, src, dst string, sport, dport ui
 	binary.BigEndian.PutUint16(l4[2:], dport)
 	binary.BigEndian.PutUint16(l4[4:], uint16(len(l4)))
 	copy(l4[8:], payload)
-	var ph uint32
-	for i := 0; i < 16; i += 2 {
-		ph += uint32(binary.BigEndian.Uint16(s[i:])) + uint32(binary.BigEndian.Uint16(d[i:]))
-	}
-	ph += uint32(len(l4)) + 17
-	binary.BigEndian.PutUint16(l4[6:], csum(l4, ph))
-	ip := make([]byte, 40)
-	ip[0] = 0x60
-	binary.BigEndian.PutUint16(ip[4:], uint16(len(l4)))
-	ip[6], ip[7] = 17, 64
-	copy(ip[8:], s[:])
-	copy(ip[24:], d[:])
-	return append(append(ethHdr(dstMAC, srcMAC, 0x86dd), ip...), l4...)
+	return ipv6Frame(dstMAC, srcMAC, s, d, 17, 64, l4, 6)
 }
 
 // neighborAdvert is an unsolicited ICMPv6 neighbor advertisement (override
@@ -460,19 +448,26 @@ func neighborAdvert(ethSrc net.HardwareAddr, src, target string, tll net.Hardwar
 	copy(icmp[8:], tg[:])
 	icmp[24], icmp[25] = 2, 1 // target link-layer address option
 	copy(icmp[26:], tll)
+	return ipv6Frame(hwMAC("33:33:00:00:00:01"), ethSrc, s, d, 58, 255, icmp, 2)
+}
+
+// ipv6Frame wraps the L4 message l4 of protocol proto in IPv6 and
+// Ethernet headers, first writing its checksum (over the pseudo-header)
+// at csumOff.
+func ipv6Frame(dstMAC, srcMAC net.HardwareAddr, s, d [16]byte, proto, hopLimit uint8, l4 []byte, csumOff int) []byte {
 	var ph uint32
 	for i := 0; i < 16; i += 2 {
 		ph += uint32(binary.BigEndian.Uint16(s[i:])) + uint32(binary.BigEndian.Uint16(d[i:]))
 	}
-	ph += uint32(len(icmp)) + 58
-	binary.BigEndian.PutUint16(icmp[2:], csum(icmp, ph))
+	ph += uint32(len(l4)) + uint32(proto)
+	binary.BigEndian.PutUint16(l4[csumOff:], csum(l4, ph))
 	ip := make([]byte, 40)
 	ip[0] = 0x60
-	binary.BigEndian.PutUint16(ip[4:], uint16(len(icmp)))
-	ip[6], ip[7] = 58, 255
+	binary.BigEndian.PutUint16(ip[4:], uint16(len(l4)))
+	ip[6], ip[7] = proto, hopLimit
 	copy(ip[8:], s[:])
 	copy(ip[24:], d[:])
-	return append(append(ethHdr(hwMAC("33:33:00:00:00:01"), ethSrc, 0x86dd), ip...), icmp...)
+	return append(append(ethHdr(dstMAC, srcMAC, 0x86dd), ip...), l4...)
 }
 
 // parallelDial opens n connections at once from ns to addr and returns

@@ -7,8 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -124,48 +122,11 @@ func testDHCP(t *testing.T, tp *topo) {
 	tp.MustCLI(t, "host %s add binding interface %s port %s", vm.Host.Alias, vm.Tap, p)
 	tp.MustCLI(t, "bridge bridge0 dhcp subnet 10.0.1.0/24 add host name vm13 mac %s address %s", mac, addr)
 
-	dir := t.TempDir()
-	script := filepath.Join(dir, "script.sh")
-	leases := filepath.Join(dir, "events")
-	// The script records what udhcpc learnt and configures eth0 with it.
-	err := os.WriteFile(script, []byte(`#!/bin/sh
-echo "$1 ip=$ip mask=$mask router=$router mtu=$mtu serverid=$serverid lease=$lease" >> `+leases+`
-case "$1" in
-bound|renew)
-	ip addr add "$ip/$mask" dev "$interface"
-	[ -n "$mtu" ] && ip link set "$interface" mtu "$mtu"
-	[ -n "$router" ] && ip route replace default via "$router"
-	;;
-esac
-exit 0
-`), 0o755)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The binding reaches the agent through etcd: retry until it answers.
-	var out []byte
-	err = harness.Eventually(20*time.Second, func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		var err error
-		out, err = vm.NS.Command(ctx, "udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "3", "-T", "1",
-			"-O", "mtu", "-s", script).CombinedOutput()
-		return err
-	})
-	if err != nil {
-		t.Fatalf("udhcpc got no lease: %v\n%s", err, out)
-	}
-	events, _ := os.ReadFile(leases)
-	var bound string
-	for _, line := range strings.Split(string(events), "\n") {
-		if strings.HasPrefix(line, "bound ") {
-			bound = line
-		}
-	}
+	bound := udhcpc(t, vm)
 	t.Logf("udhcpc: %s", bound)
 	want := fmt.Sprintf("ip=%s mask=24 router=10.0.1.1 mtu=%d ", addr, tp.UnderlayMTU-50)
 	if !strings.HasPrefix(bound, "bound "+want) {
-		t.Fatalf("DHCP lease: got %q, want it to start with %q\nudhcpc:\n%s", bound, "bound "+want, out)
+		t.Fatalf("DHCP lease: got %q, want it to start with %q", bound, "bound "+want)
 	}
 	if got := vm.NS.MustRun(t, "cat", "/sys/class/net/eth0/mtu"); got != strconv.Itoa(tp.UnderlayMTU-50) {
 		t.Errorf("eth0 MTU after DHCP: %s", got)

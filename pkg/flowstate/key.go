@@ -52,7 +52,7 @@ const (
 // ICMP echo carries the identifier in both port fields and its
 // orientation in Echo; protocols without ports have zero ports.
 //
-// Like packet.FlowKey, the struct holds no pointer and no padding (every
+// Like flow.Key, the struct holds no pointer and no padding (every
 // byte is a named field), so a Key hashes and compares as one block of
 // memory and a table of them is never scanned by the garbage collector.
 // key_test.go checks both.

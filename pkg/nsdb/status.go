@@ -11,6 +11,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/nagare/nagare/pkg/model"
+	"github.com/nagare/nagare/pkg/packet"
 )
 
 // datapathPrefix holds each agent's datapath status, written under the
@@ -108,7 +109,7 @@ const MACPrefix = "/nagare/v1/state/mac/"
 type LearnedMAC struct {
 	BridgeID string
 	VLAN     uint16
-	MAC      model.MAC
+	MAC      packet.MAC
 	PortID   string
 }
 
@@ -125,7 +126,7 @@ func ParseMACKey(key string) (LearnedMAC, bool) {
 		return LearnedMAC{}, false
 	}
 	vlan, err := strconv.ParseUint(parts[1], 10, 16)
-	mac, err2 := model.ParseMAC(parts[2])
+	mac, err2 := packet.ParseMAC(parts[2])
 	if err != nil || err2 != nil || mac.IsZero() {
 		return LearnedMAC{}, false
 	}

@@ -5,7 +5,6 @@ import (
 )
 
 var (
-	sinkKey  FlowKey
 	sinkInt  int
 	sinkBool bool
 	sinkSum  uint16
@@ -44,33 +43,6 @@ func BenchmarkDecodeVXLANInner(b *testing.B) {
 		inner.Decode(outer.Inner())
 	}
 	sinkInt = inner.PayloadOff
-}
-
-func BenchmarkFlowKey(b *testing.B) {
-	var p Parsed
-	p.Decode(tcp6Frame())
-	b.ReportAllocs()
-	for b.Loop() {
-		sinkKey = p.FlowKey(7)
-	}
-}
-
-// BenchmarkFlowKeyMapLookup is the per-packet flow-table hit: decode, key,
-// lookup.
-func BenchmarkFlowKeyMapLookup(b *testing.B) {
-	f := tcp4Frame()
-	var p Parsed
-	p.Decode(f)
-	table := map[FlowKey]int{}
-	for i := range 10000 {
-		k := p.FlowKey(uint32(i))
-		table[k] = i
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		p.Decode(f)
-		sinkInt = table[p.FlowKey(5000)]
-	}
 }
 
 func BenchmarkRewriteNAT4(b *testing.B) {
@@ -177,10 +149,6 @@ func TestZeroAllocs(t *testing.T) {
 		"Decode VXLAN inner": func() {
 			p.Decode(frames[8])
 			inner.Decode(p.Inner())
-		},
-		"FlowKey": func() {
-			p.Decode(tcp)
-			sinkKey = p.FlowKey(1)
 		},
 		"Drop.String": func() { sinkInt = len(DropBadGRE.String()) },
 		"rewrites": func() {

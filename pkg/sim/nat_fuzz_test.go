@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/nagare/nagare/pkg/flow"
 	"github.com/nagare/nagare/pkg/flowstate"
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/packet"
@@ -171,7 +172,7 @@ func natFuzzWalk(t *testing.T, e *env, tb *flowstate.Table, in string, fr []byte
 		t.Fatalf("%v walk left state entries %v\n%s", res.Verdict, res.StateEntries(), tr)
 	}
 	for _, a := range res.Actions() {
-		if (a.Type == ActInnerSrc || a.Type == ActInnerDst) && !res.SlowPath {
+		if (a.Type == flow.ActInnerSrc || a.Type == flow.ActInnerDst) && !res.SlowPath {
 			t.Fatalf("a quote rewrite in a cacheable flow\n%s", tr)
 		}
 	}
@@ -185,11 +186,11 @@ func natFuzzWalk(t *testing.T, e *env, tb *flowstate.Table, in string, fr []byte
 	}
 	var outPort string
 	for _, a := range res.Actions() {
-		if a.Type == ActOutput {
+		if a.Type == flow.ActOutput {
 			outPort = a.PortID
 			break
 		}
-		if a.Type == ActEncap {
+		if a.Type == flow.ActEncap {
 			return nil, ""
 		}
 	}

@@ -288,7 +288,7 @@ func Build(objs []model.Object) (*Topology, error) {
 	}
 	for i, mp := range ports {
 		p := port{id: mp.ID, tag: ObjectTag(model.PortKind, mp.ID), up: mp.State != model.StateDown, vlan: mp.VLAN,
-			mac: packet.MAC(mp.MAC), addr: mp.Address, network: mp.Network, peer: none, host: none,
+			mac: mp.MAC, addr: mp.Address, network: mp.Network, peer: none, host: none,
 			hostID: mp.HostID, ifName: mp.InterfaceName, tunnelKey: mp.TunnelKey}
 		what := "port " + mp.ID
 		switch {
@@ -471,7 +471,7 @@ func Build(objs []model.Object) (*Topology, error) {
 		if _, taken := t.staticIP[k]; taken {
 			continue // a router port's address wins over a DHCP entry claiming it
 		}
-		t.staticIP[k] = staticEntry{mac: packet.MAC(h.MAC), tag: ObjectTag(model.DHCPHostKind, h.ID), port: none}
+		t.staticIP[k] = staticEntry{mac: h.MAC, tag: ObjectTag(model.DHCPHostKind, h.ID), port: none}
 		t.bridges[k.dev].ipBloom |= ipBloomBit(h.Address)
 	}
 	if err := t.buildLBs(objs); err != nil {

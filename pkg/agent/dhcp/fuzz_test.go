@@ -6,7 +6,7 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
-	"github.com/nagare/nagare/pkg/model"
+	"github.com/nagare/nagare/pkg/packet"
 )
 
 // Offsets into a client frame built by clientFrame.
@@ -159,7 +159,7 @@ func TestTolerated(t *testing.T) {
 // it is given, and anything it answers is a well-formed reply to a request
 // with the same transaction ID.
 func FuzzHandle(f *testing.F) {
-	m := func(mt dhcpv4.MessageType, mac model.MAC, mods ...dhcpv4.Modifier) []byte {
+	m := func(mt dhcpv4.MessageType, mac packet.MAC, mods ...dhcpv4.Modifier) []byte {
 		return clientFrame(msg(f, mt, mac, mods...))
 	}
 	f.Add(m(dhcpv4.MessageTypeDiscover, hostMAC))

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nagare/nagare/pkg/model"
+	"github.com/nagare/nagare/pkg/packet"
 )
 
 // Defaults for the zero Config.
@@ -28,16 +28,16 @@ const (
 // locally administered, "nag" in the middle. No VM sees it as a neighbour:
 // the agent intercepts the client's unicast renewals whatever their
 // destination MAC.
-var DefaultServerMAC = model.MAC{0x02, 0x6e, 0x61, 0x67, 0x00, 0x01}
+var DefaultServerMAC = packet.MAC{0x02, 0x6e, 0x61, 0x67, 0x00, 0x01}
 
-var broadcastMAC = model.MAC{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+var broadcastMAC = packet.MAC{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
 
 // Config tunes a Server. The zero value uses the defaults above.
 type Config struct {
 	LeaseTime   time.Duration // lease handed to clients (option 51); T1 is half, T2 seven eighths
 	OfferHold   time.Duration // how long an offered pool address is held
 	DeclineHold time.Duration // how long a declined address stays out of the pool
-	ServerMAC   model.MAC     // Ethernet source of replies
+	ServerMAC   packet.MAC    // Ethernet source of replies
 }
 
 // Server answers DHCP for the subnets of one bridge and keeps the leases of
@@ -49,10 +49,10 @@ type Server struct {
 	leaseSec, t1Sec, t2Sec uint32
 
 	mu      sync.Mutex
-	subnets []*Subnet            // sorted by prefix: every agent probes them in the same order
-	leases  map[uint32]lease     // pool address → holder
-	byMAC   map[model.MAC]uint32 // client → its pool address
-	scratch [maxOptLen]byte      // options of the reply being built
+	subnets []*Subnet             // sorted by prefix: every agent probes them in the same order
+	leases  map[uint32]lease      // pool address → holder
+	byMAC   map[packet.MAC]uint32 // client → its pool address
+	scratch [maxOptLen]byte       // options of the reply being built
 
 	c counters
 }
@@ -61,7 +61,7 @@ type Server struct {
 // a DECLINE. It frees itself when it expires; until somebody else takes
 // the address it still names its last holder, so that holder gets it back.
 type lease struct {
-	mac     model.MAC
+	mac     packet.MAC
 	expires time.Time
 	bound   bool // ACKed; false while only offered
 }
@@ -87,7 +87,7 @@ func NewServer(cfg Config, subnets ...*Subnet) *Server {
 		cfg:      cfg,
 		leaseSec: uint32(max(sec, 1)),
 		leases:   make(map[uint32]lease),
-		byMAC:    make(map[model.MAC]uint32),
+		byMAC:    make(map[packet.MAC]uint32),
 	}
 	s.t1Sec, s.t2Sec = s.leaseSec/2, uint32(uint64(s.leaseSec)*7/8)
 	s.SetSubnets(subnets...)
@@ -133,7 +133,7 @@ func (s *Server) Sweep(now time.Time) int {
 
 // Lease reports the pool address held for mac and when its lease ends.
 // Fixed hosts have no lease. For diagnostics (trace, CLI).
-func (s *Server) Lease(mac model.MAC) (addr netip.Addr, expires time.Time, ok bool) {
+func (s *Server) Lease(mac packet.MAC) (addr netip.Addr, expires time.Time, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	a, ok := s.byMAC[mac]
@@ -257,7 +257,7 @@ func (s *Server) pick(q *request, now time.Time) (*Subnet, uint32, DropReason) {
 
 // allocate probes sub's pool from the MAC's hash slot (see the package
 // comment for why the order must be the same on every agent).
-func (s *Server) allocate(sub *Subnet, mac model.MAC, now time.Time) (uint32, bool) {
+func (s *Server) allocate(sub *Subnet, mac packet.MAC, now time.Time) (uint32, bool) {
 	if sub.size == 0 {
 		return 0, false
 	}
@@ -277,7 +277,7 @@ func (s *Server) allocate(sub *Subnet, mac model.MAC, now time.Time) (uint32, bo
 
 // macSlot is FNV-1a of the MAC, reduced to the pool. Agents of different
 // versions must agree on it.
-func macSlot(mac model.MAC, size uint32) uint32 {
+func macSlot(mac packet.MAC, size uint32) uint32 {
 	h := uint32(2166136261)
 	for _, b := range mac {
 		h ^= uint32(b)
@@ -288,7 +288,7 @@ func macSlot(mac model.MAC, size uint32) uint32 {
 
 // free reports whether mac may hold a in sub: a is in the pool and nobody
 // else holds a live lease on it.
-func (s *Server) free(sub *Subnet, a uint32, mac model.MAC, now time.Time) bool {
+func (s *Server) free(sub *Subnet, a uint32, mac packet.MAC, now time.Time) bool {
 	if !sub.leasable(a) {
 		return false
 	}
@@ -297,7 +297,7 @@ func (s *Server) free(sub *Subnet, a uint32, mac model.MAC, now time.Time) bool 
 }
 
 // bind records that mac holds a until exp, dropping what either held before.
-func (s *Server) bind(mac model.MAC, a uint32, exp time.Time, bound bool) {
+func (s *Server) bind(mac packet.MAC, a uint32, exp time.Time, bound bool) {
 	if old, ok := s.byMAC[mac]; ok && old != a {
 		s.forget(old, s.leases[old])
 	}
@@ -422,7 +422,7 @@ func (s *Server) decline(q *request, now time.Time) (int, DropReason) {
 // host finds the fixed address of mac in an enabled subnet. With none, r is
 // DropDisabled when mac has one only in disabled subnets (it must not fall
 // back to the pool: its address is reserved elsewhere), else noReply.
-func (s *Server) host(mac model.MAC) (sub *Subnet, h fixedHost, r DropReason) {
+func (s *Server) host(mac packet.MAC) (sub *Subnet, h fixedHost, r DropReason) {
 	r = noReply
 	for _, c := range s.subnets {
 		if fh, ok := c.hosts[mac]; ok {

@@ -20,7 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/nagare/nagare/pkg/model"
+	"github.com/nagare/nagare/pkg/packet"
 )
 
 // TestUDHCPC runs busybox's udhcpc, a real and strict client (it drops
@@ -61,7 +61,7 @@ func TestUDHCPC(t *testing.T) {
 		}
 	})
 	t.Run("pool client", func(t *testing.T) {
-		mac := model.MAC{0x02, 0x00, 0x00, 0x00, 0x42, 0x42}
+		mac := packet.MAC{0x02, 0x00, 0x00, 0x00, 0x42, 0x42}
 		got := env.udhcpc(t, mac)
 		a, err := netip.ParseAddr(got["ip"])
 		if err != nil || !netip.MustParsePrefix("10.0.0.0/24").Contains(a) {
@@ -171,7 +171,7 @@ func newVethEnv(t *testing.T, srv *Server) *vethEnv {
 
 // udhcpc sets the client's MAC, runs udhcpc until it has a lease and
 // returns the variables its script saw on "bound".
-func (e *vethEnv) udhcpc(t *testing.T, mac model.MAC, flags ...string) map[string]string {
+func (e *vethEnv) udhcpc(t *testing.T, mac packet.MAC, flags ...string) map[string]string {
 	t.Helper()
 	sh(t, "ip", "-n", e.ns, "link", "set", e.clientIf, "down")
 	sh(t, "ip", "-n", e.ns, "link", "set", e.clientIf, "address", mac.String())

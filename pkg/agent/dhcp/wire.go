@@ -3,7 +3,7 @@ package dhcp
 import (
 	"encoding/binary"
 
-	"github.com/nagare/nagare/pkg/model"
+	"github.com/nagare/nagare/pkg/packet"
 )
 
 // Header sizes and limits of the frames Handle reads and writes.
@@ -65,7 +65,7 @@ const flagBroadcast = 0x8000
 // request is what Handle needs from a client's frame. It is filled by parse
 // and valid only when parse returns ok.
 type request struct {
-	mac       model.MAC // chaddr, equal to the Ethernet source
+	mac       packet.MAC // chaddr, equal to the Ethernet source
 	msgType   uint8
 	xid       [4]byte
 	flags     uint16
@@ -143,7 +143,7 @@ func parse(frame []byte, r *request) (DropReason, bool) {
 		return DropRelayed, false
 	}
 	copy(r.mac[:], d[28:34])
-	if r.mac == (model.MAC{}) || r.mac[0]&1 != 0 {
+	if r.mac == (packet.MAC{}) || r.mac[0]&1 != 0 {
 		return DropBadHardware, false
 	}
 	if [6]byte(frame[6:12]) != [6]byte(r.mac) {
@@ -238,7 +238,7 @@ func checksum(b []byte, initial uint32) uint16 {
 // frameHeaders writes Ethernet, IPv4 and UDP headers in front of a DHCP
 // payload of dlen bytes already at out[ethLen+ipv4Len+udpLen:], and the
 // checksums over it.
-func frameHeaders(out []byte, src, dst model.MAC, srcIP, dstIP uint32, dlen int) {
+func frameHeaders(out []byte, src, dst packet.MAC, srcIP, dstIP uint32, dlen int) {
 	copy(out[0:6], dst[:])
 	copy(out[6:12], src[:])
 	binary.BigEndian.PutUint16(out[12:], 0x0800)

@@ -13,6 +13,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/nagare/nagare/internal/backoff"
 	"github.com/nagare/nagare/pkg/model"
 )
 
@@ -204,7 +205,7 @@ func (s *Store) follow(ctx context.Context, prefix string, rev int64,
 			return ctx.Err()
 		}
 		failures++
-		if err := sleep(ctx, backoff(min(failures, 10), 50*time.Millisecond, 5*time.Second)); err != nil {
+		if err := backoff.Sleep(ctx, backoff.Jitter(min(failures, 10), 50*time.Millisecond, 5*time.Second)); err != nil {
 			return err
 		}
 	}

@@ -1,4 +1,4 @@
-package agent
+package mirror
 
 import (
 	"net/netip"

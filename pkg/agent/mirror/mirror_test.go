@@ -85,8 +85,8 @@ func (r *running) member(id string) (*model.PoolMember, bool) {
 // install puts a drop flow tagged with tags in the datapath.
 func (r *running) install(t *testing.T, sport uint16, tags ...uint64) {
 	t.Helper()
-	var p packet.Parsed
-	p.SrcPort = sport
+	var p packet.Parsed // a key told apart by its source MAC
+	p.L3Off, p.EthSrc = 14, packet.MAC{2, 0, 0, 0, byte(sport >> 8), byte(sport)}
 	if err := r.dp.Install(&datapath.FlowSpec{Key: flow.KeyOf(&p, 0), Tags: tags}); err != nil {
 		t.Fatal(err)
 	}
@@ -136,6 +136,9 @@ func memberStatus(t *testing.T, db store) {
 
 	r.install(t, 1, sim.ObjectTag(model.PoolMemberKind, m.ID))
 	r.install(t, 2, 12345) // a flow that read something else
+	if n := r.dp.Stats().Flows; n != 2 {
+		t.Fatalf("%d flows installed, want 2", n)
+	}
 	if err := db.PutMemberStatus(ctx, m.ID, model.MemberDown, 0); err != nil {
 		t.Fatal(err)
 	}

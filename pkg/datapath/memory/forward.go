@@ -49,11 +49,11 @@ func resolve(ps *portSet, acts []flow.Action) ([]*port, error) {
 
 // worker is one goroutine's scratch: a port reader's, or Execute's.
 type worker struct {
-	dp   *Datapath
-	pkt  packet.Parsed // the frame as received (the key)
-	rw   packet.Parsed // the frame as rewritten so far
-	up   datapath.Upcall
-	hdr  [8]byte
+	dp  *Datapath
+	pkt packet.Parsed // the frame as received (the key)
+	rw  packet.Parsed // the frame as rewritten so far
+	up  datapath.Upcall
+	hdr [8]byte
 	// txFailed: an output found its interface gone or full (Execute
 	// reports it).
 	txFailed bool

@@ -1,4 +1,4 @@
-package agent
+package statesync
 
 import (
 	"encoding/binary"
@@ -16,9 +16,7 @@ import (
 // packet, the peer decodes and imports them into its table. The table is
 // swept as the agent's sweeper would, so it stays at a steady size.
 func BenchmarkStatePacketNewConnection(b *testing.B) {
-	a := testAgent("", "host-b")
-	a.cfg.ConntrackZoneMax = flowstate.DefaultMaxEntries
-	a.fs = a.newFlowState() // one zone may hold the whole steady state
+	a := testSync("", "host-b", 0, flowstate.DefaultMaxEntries) // one zone may hold the whole steady state
 	buf := make([]byte, 0, 256)
 	tags := make([]uint64, 0, 16)
 	src := netip.MustParseAddr("10.0.0.5").As16()
@@ -46,11 +44,11 @@ func BenchmarkStatePacketNewConnection(b *testing.B) {
 		bytes = len(buf)
 		tags = a.importState(netip.Addr{}, buf, tags[:0])
 		if len(tags) != 4 {
-			b.Fatalf("%d tags: an entry was refused (%+v)", len(tags), a.fs.Stats())
+			b.Fatalf("%d tags: an entry was refused (%+v)", len(tags), a.table.Stats())
 		}
 		if i%4096 == 0 {
 			now += int64(time.Second)
-			a.fs.Sweep(now, 0, nil)
+			a.table.Sweep(now, 0, nil)
 		}
 	}
 	b.ReportMetric(float64(bytes), "bytes/packet")
@@ -61,9 +59,7 @@ func BenchmarkStatePacketNewConnection(b *testing.B) {
 // holds the table's lock while the entries are encoded (misses wait).
 func BenchmarkSaveRestoreState(b *testing.B) {
 	const n = 1 << 19 // connections, one entry each
-	a := testAgent(b.TempDir(), "host-a")
-	a.cfg.ConntrackZoneMax = flowstate.DefaultMaxEntries
-	a.fs = a.newFlowState()
+	a := testSync(b.TempDir(), "host-a", 0, flowstate.DefaultMaxEntries)
 	now := time.Now()
 	var tx flowstate.Tx
 	src := netip.MustParseAddr("10.0.0.0").As16()
@@ -76,13 +72,13 @@ func BenchmarkSaveRestoreState(b *testing.B) {
 		rev.Zone = 9
 		tx.Reset()
 		tx.Add(flowstate.NewConn(fwd, rev, packet.TCPSyn))
-		if err := a.fs.Commit(&tx, now.UnixNano()); err != nil {
+		if err := a.table.Commit(&tx, now.UnixNano()); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.Run("save", func(b *testing.B) {
 		for b.Loop() {
-			if err := a.saveState(true); err != nil {
+			if err := a.Save(true); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -99,17 +95,15 @@ func BenchmarkSaveRestoreState(b *testing.B) {
 		from := 0
 		for b.Loop() {
 			buf = buf[:0]
-			if from = a.fs.RangeTTLFrom(from, saveChunk, now.UnixNano(), put); from < 0 {
+			if from = a.table.RangeTTLFrom(from, saveChunk, now.UnixNano(), put); from < 0 {
 				from = 0
 			}
 		}
 	})
 	b.Run("restore", func(b *testing.B) {
 		for b.Loop() {
-			c := testAgent(a.cfg.StateDir, "host-a")
-			c.cfg.ConntrackZoneMax = flowstate.DefaultMaxEntries
-			c.fs = c.newFlowState()
-			if got, _, err := c.restoreState(a.statePath(), now); err != nil || got != n {
+			c := testSync(a.cfg.StateDir, "host-a", 0, flowstate.DefaultMaxEntries)
+			if got, _, err := c.restore(a.statePath(), now); err != nil || got != n {
 				b.Fatalf("restored %d of %d: %v", got, n, err)
 			}
 		}

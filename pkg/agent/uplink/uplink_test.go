@@ -1,4 +1,4 @@
-package agent
+package uplink
 
 import (
 	"context"
@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
+	"github.com/nagare/nagare/pkg/agent/mirror"
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/nsdb"
+	"github.com/nagare/nagare/pkg/nsdb/nsdbmem"
 	"github.com/nagare/nagare/pkg/nsdb/nsdbtest"
 )
 
@@ -34,7 +34,7 @@ func TestParsePhysicalInterfaceMappings(t *testing.T) {
 		{"phys net:eth1", nil, true},
 	}
 	for _, c := range cases {
-		got, err := ParsePhysicalInterfaceMappings(c.in)
+		got, err := ParseMappings(c.in)
 		if (err != nil) != c.err || (!c.err && !maps.Equal(got, c.want)) {
 			t.Errorf("%q: got %v, %v; want %v (error %v)", c.in, got, err, c.want, c.err)
 		}
@@ -122,13 +122,30 @@ func TestClaimUplinks(t *testing.T) {
 // real etcd: one binds the uplink; when its lease ends the other takes
 // it; when the first comes back the binding stays where it is.
 func TestUplinkFailover(t *testing.T) {
-	cli := nsdbtest.Start(t)
-	st := nsdb.New(cli)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := st.Init(ctx); err != nil {
+	st := nsdb.New(nsdbtest.Start(t))
+	if err := st.Init(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	failover(t, st)
+}
+
+// The same against the in-memory NSDB.
+func TestUplinkFailoverInMemory(t *testing.T) { failover(t, nsdbmem.New()) }
+
+// store is what the failover needs of an NSDB, real or in memory.
+type store interface {
+	NSDB
+	Create(context.Context, model.Object) (model.Object, error)
+	Get(context.Context, *model.Kind, string) (model.Object, error)
+	List(context.Context, *model.Kind, string, string) ([]model.Object, int64, error)
+	GrantLease(context.Context, time.Duration) (nsdb.LeaseID, error)
+	RevokeLease(context.Context, nsdb.LeaseID) error
+	SetHostAlive(context.Context, string, nsdb.LeaseID) error
+}
+
+func failover(t *testing.T, st store) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	br, err := st.Create(ctx, &model.Bridge{Name: "ext"})
 	if err != nil {
 		t.Fatal(err)
@@ -137,31 +154,21 @@ func TestUplinkFailover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	snapshot := func() uplinkInputs {
-		in := uplinkInputs{hostNets: map[string][]string{}}
-		ps, _, _ := st.List(ctx, model.PortKind, "", "")
-		for _, o := range ps {
-			if p := o.(*model.Port); p.PhysicalNetwork != "" {
-				in.ports = append(in.ports, p)
-			}
+	// The topology as a mirror would have it: read afresh, its version
+	// the store's revision (any write may matter).
+	topology := func() *mirror.Snapshot {
+		var objs []model.Object
+		var rev int64
+		for _, k := range []*model.Kind{model.PortKind, model.HostKind} {
+			os, r, _ := st.List(ctx, k, "", "")
+			objs, rev = append(objs, os...), r
 		}
-		hs, _, _ := st.List(ctx, model.HostKind, "", "")
-		for _, o := range hs {
-			in.hostNets[o.GetMeta().ID] = o.(*model.Host).PhysicalNetworks
-		}
-		return in
-	}
-	version := func() uint64 { // the store's revision: any write may matter
-		resp, err := cli.Get(ctx, "/nagare/v1/schema-version")
-		if err != nil {
-			return 0
-		}
-		return uint64(resp.Header.Revision)
+		return &mirror.Snapshot{Version: uint64(rev), Objects: objs}
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	type gw struct {
 		id     string
-		lease  clientv3.LeaseID
+		lease  nsdb.LeaseID
 		cancel context.CancelFunc
 	}
 	start := func(name, iface string) *gw {
@@ -170,18 +177,16 @@ func TestUplinkFailover(t *testing.T) {
 			t.Fatal(err)
 		}
 		g := &gw{id: h.GetMeta().ID}
-		l, err := cli.Grant(ctx, 60)
-		if err != nil {
+		if g.lease, err = st.GrantLease(ctx, time.Minute); err != nil {
 			t.Fatal(err)
 		}
-		g.lease = l.ID
-		if err := st.SetHostAlive(ctx, g.id, l.ID); err != nil {
+		if err := st.SetHostAlive(ctx, g.id, g.lease); err != nil {
 			t.Fatal(err)
 		}
 		gctx, gcancel := context.WithCancel(ctx)
 		g.cancel = gcancel
-		u := &uplinks{store: st, me: g.id, mappings: map[string]string{"physnet1": iface}, log: log, snapshot: snapshot, version: version}
-		go func() { _ = u.run(gctx) }()
+		u := New(Config{HostID: g.id, Mappings: map[string]string{"physnet1": iface}, DB: st, Topology: topology, Log: log})
+		go func() { _ = u.Run(gctx) }()
 		return g
 	}
 	boundTo := func(want *gw, iface string) {
@@ -210,12 +215,12 @@ func TestUplinkFailover(t *testing.T) {
 	}
 
 	g1.cancel() // the agent dies: its lease ends
-	if _, err := cli.Revoke(ctx, g1.lease); err != nil {
+	if err := st.RevokeLease(ctx, g1.lease); err != nil {
 		t.Fatal(err)
 	}
 	boundTo(g2, "eth2")
 
-	g1 = start("gw1b", "eth1") // back (as a new host): the binding stays
+	start("gw1b", "eth1") // back (as a new host): the binding stays
 	time.Sleep(time.Second)
 	boundTo(g2, "eth2")
 }

@@ -1,7 +1,8 @@
-package agent
+package statesync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"testing"
@@ -24,8 +25,7 @@ func natKey(zone uint64, src string, sport uint16, dst string, dport uint16, pro
 // named by router; connections are not published; an unchanged table is
 // not written again; the key goes with the host's lease.
 func TestNATPublisher(t *testing.T) {
-	cli := nsdbtest.Start(t)
-	s := nsdb.New(cli)
+	s := nsdb.New(nsdbtest.Start(t))
 	ctx := context.Background()
 	if err := s.Init(ctx); err != nil {
 		t.Fatal(err)
@@ -37,7 +37,7 @@ func TestNATPublisher(t *testing.T) {
 	rid := r.GetMeta().ID
 	zone := sim.ObjectTag(model.RouterKind, rid)
 	host := "6b1d2c3e-0000-4000-8000-00000000000a"
-	g, err := cli.Grant(ctx, 60)
+	lease, err := s.GrantLease(ctx, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,8 @@ func TestNATPublisher(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	p := &natPublisher{s: s, host: host, tbl: tbl, lease: g.ID, routers: map[uint64]string{}}
+	db := &countingNSDB{NSDB: s}
+	p := &natPublisher{db: db, host: host, tbl: tbl, lease: func() nsdb.LeaseID { return lease }, routers: map[uint64]string{}}
 	if err := p.publish(ctx, clock); err != nil {
 		t.Fatal(err)
 	}
@@ -97,27 +98,24 @@ func TestNATPublisher(t *testing.T) {
 	}
 
 	// Unchanged: nothing written.
-	before, _ := cli.Get(ctx, nsdb.NATTranslationsKey(host))
+	before := db.puts
 	if err := p.publish(ctx, clock.Add(time.Millisecond)); err != nil {
 		t.Fatal(err)
 	}
-	after, _ := cli.Get(ctx, nsdb.NATTranslationsKey(host))
-	if before.Kvs[0].ModRevision != after.Kvs[0].ModRevision {
+	if db.puts != before {
 		t.Errorf("an unchanged table was published again")
 	}
 
-	// After the agent registered again under a new lease, the publisher
-	// writes under that one.
-	g2, err := cli.Grant(ctx, 60)
+	// After the agent registered again under a new lease (the old one
+	// was lost with its record), the publisher writes under that one.
+	lease2, err := s.GrantLease(ctx, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetHostAlive(ctx, host, g2.ID); err != nil {
+	if err := s.RevokeLease(ctx, lease); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cli.Revoke(ctx, g.ID); err != nil {
-		t.Fatal(err)
-	}
+	lease = lease2
 	if err := p.publish(ctx, clock.Add(natRepublishEvery)); err != nil {
 		t.Fatalf("publish after a new lease: %v", err)
 	}
@@ -134,25 +132,39 @@ func TestNATPublisher(t *testing.T) {
 	if all, _ := s.ListNATTranslations(ctx); len(all) != 1 || len(all[0].Translations) != 1 || all[0].Translations[0].Type != "snat" {
 		t.Fatalf("after the DNAT binding ended: %+v", all)
 	}
-	g = g2
 
 	// The running publisher writes under the lease; revoking it removes
 	// the record.
+	sy := New(Config{HostID: host, DB: s, Lease: func() nsdb.LeaseID { return lease }, Blocks: flowstate.NewMemBlocks()})
+	sy.table = tbl
 	ctx2, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { runNATPublisher(ctx2, s, host, tbl, g.ID); close(done) }()
+	done := make(chan error, 1)
+	go func() { done <- sy.publishNAT(ctx2) }()
 	cancel()
-	<-done
-	if _, err := cli.Revoke(ctx, g.ID); err != nil {
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("publishNAT ended with %v", err)
+	}
+	if err := s.RevokeLease(ctx, lease); err != nil {
 		t.Fatal(err)
 	}
 	if all, _ := s.ListNATTranslations(ctx); len(all) != 0 {
 		t.Fatalf("after the lease ended: %+v", all)
 	}
 	// A host id that is not a UUID is refused.
-	if err := s.PutNATTranslations(ctx, "../x", g.ID, &nsdb.NATTranslations{}); err == nil {
+	if err := s.PutNATTranslations(ctx, "../x", lease2, &nsdb.NATTranslations{}); err == nil {
 		t.Error("PutNATTranslations accepted a bad host id")
 	}
+}
+
+// countingNSDB counts the publisher's writes.
+type countingNSDB struct {
+	NSDB
+	puts int
+}
+
+func (c *countingNSDB) PutNATTranslations(ctx context.Context, host string, lease nsdb.LeaseID, t *nsdb.NATTranslations) error {
+	c.puts++
+	return c.NSDB.PutNATTranslations(ctx, host, lease, t)
 }
 
 // An ICMP echo's identifier is its port: translated on the inside global

@@ -1,4 +1,4 @@
-package agent
+package statesync
 
 import (
 	"cmp"
@@ -8,8 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"time"
-
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/nagare/nagare/pkg/flowstate"
 	"github.com/nagare/nagare/pkg/model"
@@ -26,35 +24,39 @@ const (
 	natRepublishEvery = 30 * time.Second
 )
 
-// runNATPublisher publishes this host's NAT bindings (SNAT and DNAT
-// entries of tbl) under lease, every natPublishEvery when they changed,
-// for `show ip nat translations`. Expiry times are wall-clock: tbl's clock
-// must be time.Now().UnixNano(), as the miss path's is.
-func runNATPublisher(ctx context.Context, s *nsdb.Store, hostID string, tbl *flowstate.Table, lease clientv3.LeaseID) {
-	p := &natPublisher{s: s, host: hostID, tbl: tbl, lease: lease, routers: map[uint64]string{}}
+// publishNAT publishes this host's NAT bindings (SNAT and DNAT entries
+// of the table) under the host's lease, every natPublishEvery when they
+// changed, for `show ip nat translations`. Expiry times are wall-clock:
+// the table's clock is time.Now().UnixNano(), as the miss path's is.
+func (s *Sync) publishNAT(ctx context.Context) error {
+	p := &natPublisher{db: s.cfg.DB, host: s.cfg.HostID, tbl: s.table, lease: s.cfg.Lease, routers: map[uint64]string{}}
 	t := time.NewTicker(natPublishEvery)
 	defer t.Stop()
 	for {
-		_ = p.publish(ctx, time.Now())
+		if err := p.publish(ctx, time.Now()); err != nil && ctx.Err() == nil {
+			s.cfg.Log.Debug("publish NAT translations", "err", err)
+		}
 		select {
 		case <-ctx.Done():
-			return
+			return ctx.Err()
 		case <-t.C:
 		}
 	}
 }
 
 type natPublisher struct {
-	s       *nsdb.Store
+	db      NSDB
 	host    string
 	tbl     *flowstate.Table
-	lease   clientv3.LeaseID
+	lease   func() nsdb.LeaseID
 	routers map[uint64]string // zone (router tag) → router id
 	last    []nsdb.NATTranslation
 	sentAt  time.Time // zero: never written
 }
 
-// publish writes the bindings if they differ from what was last written.
+// publish writes the bindings if they differ from what was last written,
+// under the current lease (a lease lost and replaced meanwhile loses the
+// record with it: the next publish writes it under the new one).
 func (p *natPublisher) publish(ctx context.Context, now time.Time) error {
 	recs, truncated := natSnapshot(p.tbl, now)
 	p.nameRouters(ctx, recs)
@@ -62,19 +64,11 @@ func (p *natPublisher) publish(ctx context.Context, now time.Time) error {
 		return nil
 	}
 	t := &nsdb.NATTranslations{HostID: p.host, Updated: now.UTC(), Truncated: truncated, Translations: recs}
-	err := p.s.PutNATTranslations(ctx, p.host, p.lease, t)
-	if err != nil {
-		// The agent may have registered again under a new lease (the old
-		// one expired while etcd was unreachable): write under that one.
-		if l, lerr := p.s.HostLease(ctx, p.host); lerr == nil && l != 0 && l != p.lease {
-			p.lease = l
-			err = p.s.PutNATTranslations(ctx, p.host, p.lease, t)
-		}
+	if err := p.db.PutNATTranslations(ctx, p.host, p.lease(), t); err != nil {
+		return err
 	}
-	if err == nil {
-		p.last, p.sentAt = recs, now
-	}
-	return err
+	p.last, p.sentAt = recs, now
+	return nil
 }
 
 // nameRouters fills RouterID from the zones, reading the routers again
@@ -89,7 +83,7 @@ func (p *natPublisher) nameRouters(ctx context.Context, recs []nsdb.NATTranslati
 		id, ok := p.routers[z]
 		if !ok && !listed {
 			listed = true
-			if rs, _, err := p.s.List(ctx, model.RouterKind, "", ""); err == nil {
+			if rs, _, err := p.db.List(ctx, model.RouterKind, "", ""); err == nil {
 				for _, r := range rs {
 					rid := r.GetMeta().ID
 					p.routers[sim.ObjectTag(model.RouterKind, rid)] = rid

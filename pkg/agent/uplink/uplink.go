@@ -1,6 +1,5 @@
-package agent
-
-// Physical networks: how a bridge reaches the world outside the overlay.
+// Package uplink binds the uplinks of physical networks: how a bridge
+// reaches the world outside the overlay.
 //
 // An agent started with --physical-interface-mappings physnet1:eth1 (the
 // Neutron agents' syntax) publishes the physical networks it maps in its
@@ -31,6 +30,7 @@ package agent
 // learning flap between hosts. MidoNet binds an uplink on one gateway
 // host the same way. The price is a tunnel hop to the gateway host for
 // VMs elsewhere, and a failover that waits for the lease.
+package uplink
 
 import (
 	"context"
@@ -45,17 +45,18 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
+	"golang.org/x/sync/errgroup"
 
+	"github.com/nagare/nagare/internal/backoff"
+	"github.com/nagare/nagare/pkg/agent/mirror"
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/nsdb"
 )
 
-// ParsePhysicalInterfaceMappings reads "physnet1:eth1,physnet2:eth2". A
-// physical network is mapped once, an interface serves one physical
-// network (as Neutron's agents require).
-func ParsePhysicalInterfaceMappings(s string) (map[string]string, error) {
+// ParseMappings reads --physical-interface-mappings, "physnet1:eth1,
+// physnet2:eth2". A physical network is mapped once, an interface serves
+// one physical network (as Neutron's agents require).
+func ParseMappings(s string) (map[string]string, error) {
 	out := map[string]string{}
 	if strings.TrimSpace(s) == "" {
 		return out, nil
@@ -160,13 +161,10 @@ func claimUplinks(me string, mappings map[string]string, in uplinkInputs, alive 
 	return out
 }
 
-// uplinkSnapshot reads the uplinks and the hosts' mappings from the
-// agent's mirror.
-func (a *Agent) uplinkSnapshot() uplinkInputs {
-	a.mu.Lock()
-	defer a.mu.Unlock()
+// inputs reads the uplinks and the hosts' mappings from a topology.
+func inputs(s *mirror.Snapshot) uplinkInputs {
 	in := uplinkInputs{hostNets: map[string][]string{}}
-	for _, o := range a.objs {
+	for _, o := range s.Objects {
 		switch x := o.(type) {
 		case *model.Port:
 			if x.PhysicalNetwork != "" {
@@ -179,25 +177,37 @@ func (a *Agent) uplinkSnapshot() uplinkInputs {
 	return in
 }
 
-// runPhysicalNetworks is the agent's goroutine for uplinks.
-func (a *Agent) runPhysicalNetworks(ctx context.Context) error {
-	u := &uplinks{store: a.store, me: a.hostID, mappings: a.cfg.PhysicalInterfaceMappings, netns: a.cfg.Netns,
-		log: a.log, snapshot: a.uplinkSnapshot, version: func() uint64 { return a.view.Load().version }}
-	return u.run(ctx)
+// NSDB is what uplinks read and write.
+type NSDB interface {
+	Modify(ctx context.Context, k *model.Kind, id string, ifRevision int64, mutate func(model.Object) error) (model.Object, error)
+	WatchHostLiveness(ctx context.Context, fn func(nsdb.Liveness) error) error
 }
 
-// uplinks publishes this host's mappings and claims its uplinks.
-type uplinks struct {
-	store    *nsdb.Store
-	me       string
-	mappings map[string]string
-	netns    string // datapath namespace, where VLAN subinterfaces are made
-	log      *slog.Logger
-	snapshot func() uplinkInputs
-	// version changes whenever what snapshot reads may have: passes with
-	// nothing new skip the snapshot (a scan of the whole mirror).
-	version func() uint64
+// VLANs makes the VLAN subinterfaces of uplinks.
+type VLANs interface {
+	// Ensure creates name, the subinterface of parent for vid, if it does
+	// not exist, and brings both up.
+	Ensure(parent, name string, vid uint16) error
+}
 
+// Config wires the uplinks of one host.
+type Config struct {
+	HostID string
+	// Mappings are the physical networks this host reaches: physical
+	// network → interface.
+	Mappings map[string]string
+	DB       NSDB
+	// VLANs makes VLAN subinterfaces; nil where the datapath has no
+	// kernel interfaces (VLAN uplinks are then not bound here).
+	VLANs VLANs
+	// Topology is the latest topology snapshot.
+	Topology func() *mirror.Snapshot
+	Log      *slog.Logger
+}
+
+// Uplinks publishes this host's mappings and claims its uplinks.
+type Uplinks struct {
+	cfg    Config
 	warned map[string]bool // uplinks whose failure was logged (retried every pass)
 
 	mu    sync.Mutex
@@ -205,54 +215,70 @@ type uplinks struct {
 	rev   int64 // liveness revision, bumped on every change
 }
 
-func (u *uplinks) run(ctx context.Context) error {
-	nets := make([]string, 0, len(u.mappings))
-	for n := range u.mappings {
+// New returns the uplinks of a host.
+func New(cfg Config) *Uplinks {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	return &Uplinks{cfg: cfg, warned: map[string]bool{}, alive: map[string]bool{}}
+}
+
+// publishRetry is the wait between attempts to publish the mappings.
+var publishRetry = backoff.Policy{Base: 250 * time.Millisecond, Max: time.Second}
+
+// Run publishes the mappings and claims uplinks until ctx is done.
+func (u *Uplinks) Run(ctx context.Context) error {
+	nets := make([]string, 0, len(u.cfg.Mappings))
+	for n := range u.cfg.Mappings {
 		nets = append(nets, n)
 	}
 	sort.Strings(nets)
-	for {
-		_, err := u.store.Modify(ctx, model.HostKind, u.me, 0, func(o model.Object) error {
+	err := publishRetry.Retry(ctx, func(ctx context.Context) error {
+		_, err := u.cfg.DB.Modify(ctx, model.HostKind, u.cfg.HostID, 0, func(o model.Object) error {
 			o.(*model.Host).PhysicalNetworks = nets
 			return nil
 		})
-		if err == nil {
-			break
-		}
-		u.log.Warn("cannot publish physical network mappings; retrying", "err", err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Second):
-		}
-	}
-	if len(nets) == 0 {
+		return err
+	}, func(attempt int, err error) {
+		u.cfg.Log.Warn("cannot publish physical network mappings; retrying", "attempt", attempt, "err", err)
+	})
+	if err != nil || len(nets) == 0 {
 		<-ctx.Done()
 		return ctx.Err()
 	}
-	u.log.Info("physical networks mapped", "mappings", u.mappings)
-	u.alive, u.warned = map[string]bool{}, map[string]bool{}
-	go func() {
-		err := u.store.WatchHostLiveness(ctx, func(l nsdb.Liveness) error {
-			u.mu.Lock()
-			defer u.mu.Unlock()
-			if l.Reset {
-				u.alive = map[string]bool{}
-			}
-			for id, up := range l.Alive {
-				if up {
-					u.alive[id] = true
-				} else {
-					delete(u.alive, id)
-				}
-			}
-			u.rev++
-			return nil
-		})
-		if err != nil && ctx.Err() == nil {
-			u.log.Warn("host liveness watch ended", "err", err)
+	u.cfg.Log.Info("physical networks mapped", "mappings", u.cfg.Mappings)
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		err := u.cfg.DB.WatchHostLiveness(ctx, u.liveness)
+		if ctx.Err() == nil {
+			return fmt.Errorf("host liveness watch: %w", err)
 		}
-	}()
+		return err
+	})
+	g.Go(func() error { return u.claimLoop(ctx) })
+	return g.Wait()
+}
+
+func (u *Uplinks) liveness(l nsdb.Liveness) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if l.Reset {
+		u.alive = map[string]bool{}
+	}
+	for id, up := range l.Alive {
+		if up {
+			u.alive[id] = true
+		} else {
+			delete(u.alive, id)
+		}
+	}
+	u.rev++
+	return nil
+}
+
+// claimLoop claims, whenever the topology or liveness changed, the
+// uplinks this host must hold.
+func (u *Uplinks) claimLoop(ctx context.Context) error {
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
 	var seenVersion uint64
@@ -263,47 +289,52 @@ func (u *uplinks) run(ctx context.Context) error {
 			return ctx.Err()
 		case <-t.C:
 		}
-		version := u.version()
+		snap := u.cfg.Topology()
 		u.mu.Lock()
 		rev, alive := u.rev, make(map[string]bool, len(u.alive))
 		for k, v := range u.alive {
 			alive[k] = v
 		}
 		u.mu.Unlock()
-		if version == seenVersion && rev == seenRev {
+		if snap.Version == seenVersion && rev == seenRev {
 			continue // nothing changed since the last pass
 		}
-		if u.claim(ctx, u.snapshot(), alive) {
-			seenVersion, seenRev = version, rev
+		if u.claim(ctx, inputs(snap), alive) {
+			seenVersion, seenRev = snap.Version, rev
 		}
 	}
 }
 
 // claim binds the uplinks this host must hold; it reports whether every
 // claim is done (a failed one is retried on the next pass).
-func (u *uplinks) claim(ctx context.Context, in uplinkInputs, alive map[string]bool) bool {
+func (u *Uplinks) claim(ctx context.Context, in uplinkInputs, alive map[string]bool) bool {
 	done := true
-	for _, c := range claimUplinks(u.me, u.mappings, in, alive) {
+	me := u.cfg.HostID
+	for _, c := range claimUplinks(me, u.cfg.Mappings, in, alive) {
 		if c.vlan != 0 {
-			if err := u.ensureVLAN(c); err != nil {
+			err := errors.New("this datapath has no kernel interfaces to make a VLAN subinterface of")
+			if u.cfg.VLANs != nil {
+				err = u.cfg.VLANs.Ensure(c.parent, c.iface, c.vlan)
+			}
+			if err != nil {
 				if !u.warned[c.port.ID] {
-					u.log.Warn("cannot create the VLAN subinterface of an uplink; retrying", "port", c.port.ID, "interface", c.iface, "err", err)
+					u.cfg.Log.Warn("cannot create the VLAN subinterface of an uplink; retrying", "port", c.port.ID, "interface", c.iface, "err", err)
 					u.warned[c.port.ID] = true
 				}
 				done = false
 				continue
 			}
 		}
-		if c.port.HostID == u.me && c.port.InterfaceName == c.iface {
+		if c.port.HostID == me && c.port.InterfaceName == c.iface {
 			continue
 		}
 		prev := c.port.HostID
-		_, err := u.store.Modify(ctx, model.PortKind, c.port.ID, 0, func(o model.Object) error {
+		_, err := u.cfg.DB.Modify(ctx, model.PortKind, c.port.ID, 0, func(o model.Object) error {
 			p := o.(*model.Port)
 			if p.HostID != prev || p.PhysicalNetwork != c.port.PhysicalNetwork || p.PhysicalVLAN != c.port.PhysicalVLAN {
 				return errUplinkMoved
 			}
-			p.HostID, p.InterfaceName = u.me, c.iface
+			p.HostID, p.InterfaceName = me, c.iface
 			return nil
 		})
 		switch {
@@ -311,13 +342,13 @@ func (u *uplinks) claim(ctx context.Context, in uplinkInputs, alive map[string]b
 			// Someone else moved it, or it is gone: the next view decides.
 		case err != nil:
 			if !u.warned[c.port.ID] {
-				u.log.Warn("cannot bind an uplink; retrying", "port", c.port.ID, "physical_network", c.port.PhysicalNetwork, "err", err)
+				u.cfg.Log.Warn("cannot bind an uplink; retrying", "port", c.port.ID, "physical_network", c.port.PhysicalNetwork, "err", err)
 				u.warned[c.port.ID] = true
 			}
 			done = false
 		default:
 			delete(u.warned, c.port.ID)
-			u.log.Info("uplink bound", "port", c.port.ID, "bridge", c.port.BridgeID, "physical_network", c.port.PhysicalNetwork,
+			u.cfg.Log.Info("uplink bound", "port", c.port.ID, "bridge", c.port.BridgeID, "physical_network", c.port.PhysicalNetwork,
 				"interface", c.iface, "previous_host", prev)
 		}
 	}
@@ -325,38 +356,3 @@ func (u *uplinks) claim(ctx context.Context, in uplinkInputs, alive map[string]b
 }
 
 var errUplinkMoved = errors.New("uplink binding changed meanwhile")
-
-// ensureVLAN creates the VLAN subinterface of an uplink in the datapath's
-// namespace, and brings it and its parent up.
-func (u *uplinks) ensureVLAN(c uplinkClaim) error {
-	h := &netlink.Handle{}
-	if u.netns != "" {
-		ns, err := netns.GetFromPath(u.netns)
-		if err != nil {
-			return err
-		}
-		defer ns.Close()
-		if h, err = netlink.NewHandleAt(ns); err != nil {
-			return err
-		}
-		defer h.Close()
-	}
-	parent, err := h.LinkByName(c.parent)
-	if err != nil {
-		return fmt.Errorf("parent %s: %w", c.parent, err)
-	}
-	if err := h.LinkSetUp(parent); err != nil {
-		return err
-	}
-	link, err := h.LinkByName(c.iface)
-	if err != nil {
-		v := &netlink.Vlan{LinkAttrs: netlink.LinkAttrs{Name: c.iface, ParentIndex: parent.Attrs().Index}, VlanId: int(c.vlan)}
-		if err := h.LinkAdd(v); err != nil {
-			return err
-		}
-		if link, err = h.LinkByName(c.iface); err != nil {
-			return err
-		}
-	}
-	return h.LinkSetUp(link)
-}

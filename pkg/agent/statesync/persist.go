@@ -1,4 +1,4 @@
-package agent
+package statesync
 
 import (
 	"bufio"
@@ -42,32 +42,32 @@ const (
 	stateMagic = "NAGAREFS1\n"
 )
 
-// stateSaver serializes saves and remembers what was saved.
-type stateSaver struct {
+// saver serializes saves and remembers what was saved.
+type saver struct {
 	mu      sync.Mutex
 	buf     []byte
 	last    flowstate.Stats
 	lastAt  time.Time
-	touched uint64 // stateCounters.touched when last saved: lifetimes moved since
+	touched uint64 // counters.touched when last saved: lifetimes moved since
 }
 
 // statePath is the state file: named after the host, so that several
 // agents sharing a machine and the default --state-dir (demos,
 // benchmarks) keep theirs apart.
-func (a *Agent) statePath() string {
+func (s *Sync) statePath() string {
 	name := strings.Map(func(r rune) rune {
 		if r == '/' || r == 0 || r == '\\' {
 			return '_'
 		}
 		return r
-	}, a.cfg.HostName)
-	return filepath.Join(a.cfg.StateDir, stateFile+"-"+name)
+	}, s.cfg.HostName)
+	return filepath.Join(s.cfg.StateDir, stateFile+"-"+name)
 }
 
-// saveStateLoop saves the table every saveEvery while it changes.
-func (a *Agent) saveStateLoop(ctx context.Context) error {
-	if err := os.MkdirAll(a.cfg.StateDir, 0o700); err != nil {
-		return fmt.Errorf("--state-dir %s: %w", a.cfg.StateDir, err)
+// saveLoop saves the table every saveEvery while it changes.
+func (s *Sync) saveLoop(ctx context.Context) error {
+	if err := os.MkdirAll(s.cfg.StateDir, 0o700); err != nil {
+		return fmt.Errorf("--state-dir %s: %w", s.cfg.StateDir, err)
 	}
 	t := time.NewTicker(saveEvery)
 	defer t.Stop()
@@ -77,30 +77,30 @@ func (a *Agent) saveStateLoop(ctx context.Context) error {
 			return ctx.Err()
 		case <-t.C:
 		}
-		if err := a.saveState(false); err != nil {
-			a.log.Warn("save flow state", "dir", a.cfg.StateDir, "err", err)
+		if err := s.Save(false); err != nil {
+			s.cfg.Log.Warn("save flow state", "dir", s.cfg.StateDir, "err", err)
 		}
 	}
 }
 
-// saveState writes the table to the state file. Unless force, a table
-// whose counters did not move since the last save is saved only every
-// saveIdleEvery.
-func (a *Agent) saveState(force bool) error {
-	if a.cfg.StateDir == "" || a.fs == nil {
+// Save writes the table to the state file (nothing without a state
+// directory). Unless force, a table whose counters did not move since the
+// last save is saved only every saveIdleEvery.
+func (s *Sync) Save(force bool) error {
+	if s.cfg.StateDir == "" {
 		return nil
 	}
-	s := &a.saver
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st := a.fs.Stats()
+	sv := &s.saver
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	st := s.table.Stats()
 	now := time.Now()
-	touched := a.state.touched.Load()
-	if !force && !s.lastAt.IsZero() && sameContent(st, s.last) && touched == s.touched && now.Sub(s.lastAt) < saveIdleEvery {
+	touched := s.count.touched.Load()
+	if !force && !sv.lastAt.IsZero() && sameContent(st, sv.last) && touched == sv.touched && now.Sub(sv.lastAt) < saveIdleEvery {
 		return nil
 	}
-	b := append(s.buf[:0], stateMagic...)
-	b = appendString(b, a.hostID)
+	b := append(sv.buf[:0], stateMagic...)
+	b = appendString(b, s.cfg.HostID)
 	b = binary.BigEndian.AppendUint64(b, uint64(now.UnixNano()))
 	// In chunks: the table's lock is held for one chunk at a time, so
 	// misses do not wait behind the whole table.
@@ -110,13 +110,13 @@ func (a *Agent) saveState(force bool) error {
 		return true
 	}
 	for next := 0; next >= 0; {
-		next = a.fs.RangeTTLFrom(next, saveChunk, now.UnixNano(), put)
+		next = s.table.RangeTTLFrom(next, saveChunk, now.UnixNano(), put)
 	}
-	s.buf = b
-	if err := writeFileAtomic(a.statePath(), b); err != nil {
+	sv.buf = b
+	if err := writeFileAtomic(s.statePath(), b); err != nil {
 		return err
 	}
-	s.last, s.lastAt, s.touched = st, now, touched
+	sv.last, sv.lastAt, sv.touched = st, now, touched
 	return nil
 }
 
@@ -156,14 +156,14 @@ func writeFileAtomic(path string, data []byte) error {
 	return err
 }
 
-// loadState restores the entries saved by this host's previous run that
-// are still alive. A missing file is a first start; a damaged or foreign
-// one is logged and what could be read is kept.
-func (a *Agent) loadState() {
-	if a.cfg.StateDir == "" {
+// Load restores the entries saved by this host's previous run that are
+// still alive. A missing file is a first start; a damaged or foreign one
+// is logged and what could be read is kept.
+func (s *Sync) Load() {
+	if s.cfg.StateDir == "" {
 		return
 	}
-	n, refused, err := a.restoreState(a.statePath(), time.Now())
+	n, refused, err := s.restore(s.statePath(), time.Now())
 	var foreign *foreignStateError
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -171,15 +171,15 @@ func (a *Agent) loadState() {
 	case errors.As(err, &foreign):
 		// A previous NSDB's host of the same name (a demo or benchmark
 		// run again): nothing of it applies here.
-		a.log.Info("ignoring the flow state file of another host", "file", a.statePath(), "err", err)
+		s.cfg.Log.Info("ignoring the flow state file of another host", "file", s.statePath(), "err", err)
 	case err != nil:
-		a.log.Warn("flow state file damaged; keeping the entries before the damage", "file", a.statePath(), "restored", n, "err", err)
+		s.cfg.Log.Warn("flow state file damaged; keeping the entries before the damage", "file", s.statePath(), "restored", n, "err", err)
 	default:
-		a.log.Info("flow state restored", "file", a.statePath(), "entries", n, "refused", refused)
+		s.cfg.Log.Info("flow state restored", "file", s.statePath(), "entries", n, "refused", refused)
 	}
 }
 
-func (a *Agent) restoreState(path string, now time.Time) (restored, refused int, err error) {
+func (s *Sync) restore(path string, now time.Time) (restored, refused int, err error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return 0, 0, err
@@ -195,8 +195,8 @@ func (a *Agent) restoreState(path string, now time.Time) (restored, refused int,
 	if _, err := io.ReadFull(r, host); err != nil {
 		return 0, 0, err
 	}
-	if string(host) != a.hostID {
-		return 0, 0, &foreignStateError{string(host), a.hostID}
+	if string(host) != s.cfg.HostID {
+		return 0, 0, &foreignStateError{string(host), s.cfg.HostID}
 	}
 	if _, err := io.ReadFull(r, at[:]); err != nil {
 		return 0, 0, err
@@ -223,7 +223,7 @@ func (a *Agent) restoreState(path string, now time.Time) (restored, refused int,
 		if ttl <= down {
 			continue // expired while the agent was down
 		}
-		if err := a.fs.Restore(&e, ttl-down, now.UnixNano()); err != nil {
+		if err := s.table.Restore(&e, ttl-down, now.UnixNano()); err != nil {
 			refused++
 			continue
 		}

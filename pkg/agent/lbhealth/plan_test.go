@@ -1,4 +1,4 @@
-package agent
+package lbhealth
 
 import (
 	"fmt"
@@ -51,10 +51,10 @@ func TestRendezvous(t *testing.T) {
 	}
 }
 
-func TestHealthIfName(t *testing.T) {
-	got := healthIfName("0a1b2c3d-4e5f-6789-abcd-ef0123456789")
+func TestIfName(t *testing.T) {
+	got := IfName("0a1b2c3d-4e5f-6789-abcd-ef0123456789")
 	if got != "nhm0a1b2c3d4e5f" || len(got) > 15 {
-		t.Errorf("healthIfName = %q", got)
+		t.Errorf("IfName = %q", got)
 	}
 }
 
@@ -78,22 +78,18 @@ func TestHealthPlan(t *testing.T) {
 		&model.PoolMember{Meta: model.Meta{ID: "m1"}, PoolID: "pool-checked", Address: netip.MustParseAddr("10.0.0.1"), ProtocolPort: 80},
 		&model.PoolMember{Meta: model.Meta{ID: "m6"}, PoolID: "pool-checked", Address: netip.MustParseAddr("fd00::1"), ProtocolPort: 80},
 		&model.PoolMember{Meta: model.Meta{ID: "m2"}, PoolID: "pool-plain", Address: netip.MustParseAddr("10.0.0.2"), ProtocolPort: 53},
-		&model.Port{Meta: model.Meta{ID: "p-b"}, RouterID: rid, Address: healthPortAddr, Network: healthNet},
-		&model.Port{Meta: model.Meta{ID: "p-a"}, RouterID: rid, Address: healthPortAddr, Network: healthNet},
-		&model.Route{Meta: model.Meta{ID: "rt"}, RouterID: rid, Dst: healthNet, PortID: "p-a"},
+		&model.Port{Meta: model.Meta{ID: "p-b"}, RouterID: rid, Address: portAddr, Network: checkNet},
+		&model.Port{Meta: model.Meta{ID: "p-a"}, RouterID: rid, Address: portAddr, Network: checkNet},
+		&model.Route{Meta: model.Meta{ID: "rt"}, RouterID: rid, Dst: checkNet, PortID: "p-a"},
 	}
 	hosts := []string{"host-1", "host-2", "host-3"}
 	owner := rendezvous(rid, hosts)
 	for _, host := range hosts {
-		a := &Agent{hostID: host, objs: map[string]model.Object{}}
-		for _, o := range objs {
-			a.objs[objKey(model.KindOf(o), o.GetMeta().ID)] = o
-		}
-		h := &lbHealth{a: a, alive: map[string]bool{}}
+		h := &Health{cfg: Config{HostID: host, Log: quiet}, alive: map[string]bool{}}
 		for _, x := range hosts {
 			h.alive[x] = true
 		}
-		p := h.plan()
+		p := h.plan(objs)
 		if host != owner {
 			if len(p.targets) != 0 || len(p.status) != 0 || p.owned[rid] {
 				t.Errorf("%s is not responsible but plans %v %v", host, p.targets, p.status)
@@ -121,12 +117,8 @@ func TestHealthPlan(t *testing.T) {
 	}
 	// A monitor set down is no monitor.
 	mon.State = model.StateDown
-	a := &Agent{hostID: owner, objs: map[string]model.Object{}}
-	for _, o := range objs {
-		a.objs[objKey(model.KindOf(o), o.GetMeta().ID)] = o
-	}
-	h := &lbHealth{a: a, alive: map[string]bool{"host-1": true, "host-2": true, "host-3": true}}
-	p := h.plan()
+	h := &Health{cfg: Config{HostID: owner, Log: quiet}, alive: map[string]bool{"host-1": true, "host-2": true, "host-3": true}}
+	p := h.plan(objs)
 	if len(p.targets) != 0 || p.status["m1"] != model.MemberNoMonitor {
 		t.Errorf("monitor down: targets %v, statuses %v", p.targets, p.status)
 	}

@@ -52,7 +52,7 @@ func (p *statusPublisher) status() *nsdb.DatapathStatus {
 	s := p.dp.Stats()
 	st := &nsdb.DatapathStatus{
 		HostID: p.host, HostName: p.hostName, Datapath: p.datapath, Updated: time.Now().UTC(),
-		Flows: s.Flows, Hits: s.Hits, Misses: s.Misses, Lost: s.Lost,
+		Flows: s.Flows, Hits: s.Hits, Misses: s.Misses, Lost: s.Lost, Drops: s.Drops,
 		FlowsInstalled: s.FlowsInstalled, FlowsExpired: s.FlowsExpired, FlowsInvalidated: s.FlowsInvalidated,
 		VXLAN:     nsdb.TunnelCounters{RxPackets: s.VXLAN.RxPackets, TxPackets: s.VXLAN.TxPackets},
 		GRE:       nsdb.TunnelCounters{RxPackets: s.GRE.RxPackets, TxPackets: s.GRE.TxPackets},

@@ -47,9 +47,6 @@ type Config struct {
 	Log      *slog.Logger
 }
 
-// regrant is the wait between attempts to take a new lease.
-var regrant = backoff.Policy{Base: 250 * time.Millisecond, Max: time.Second}
-
 // Session is a registered host and its current lease.
 type Session struct {
 	db     NSDB
@@ -140,6 +137,7 @@ func (s *Session) OnLeaseChange(fn func(ctx context.Context, lease nsdb.LeaseID)
 // Run keeps the lease alive until ctx is done, taking a new one whenever
 // it is lost, so the host comes back alive by itself.
 func (s *Session) Run(ctx context.Context) error {
+	regrant := backoff.Policy{Base: 250 * time.Millisecond, Max: time.Second}
 	for {
 		err := s.db.KeepLeaseAlive(ctx, s.Lease())
 		if ctx.Err() != nil {

@@ -223,9 +223,6 @@ func New(cfg Config) *Uplinks {
 	return &Uplinks{cfg: cfg, warned: map[string]bool{}, alive: map[string]bool{}}
 }
 
-// publishRetry is the wait between attempts to publish the mappings.
-var publishRetry = backoff.Policy{Base: 250 * time.Millisecond, Max: time.Second}
-
 // Run publishes the mappings and claims uplinks until ctx is done.
 func (u *Uplinks) Run(ctx context.Context) error {
 	nets := make([]string, 0, len(u.cfg.Mappings))
@@ -233,7 +230,7 @@ func (u *Uplinks) Run(ctx context.Context) error {
 		nets = append(nets, n)
 	}
 	sort.Strings(nets)
-	err := publishRetry.Retry(ctx, func(ctx context.Context) error {
+	err := backoff.Policy{Base: 250 * time.Millisecond, Max: time.Second}.Retry(ctx, func(ctx context.Context) error {
 		_, err := u.cfg.DB.Modify(ctx, model.HostKind, u.cfg.HostID, 0, func(o model.Object) error {
 			o.(*model.Host).PhysicalNetworks = nets
 			return nil

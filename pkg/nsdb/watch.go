@@ -132,6 +132,20 @@ type Liveness struct {
 	Rev   int64
 }
 
+// Apply brings alive, a set of live hosts, up to date with l.
+func (l Liveness) Apply(alive map[string]bool) {
+	if l.Reset {
+		clear(alive)
+	}
+	for id, up := range l.Alive {
+		if up {
+			alive[id] = true
+		} else {
+			delete(alive, id)
+		}
+	}
+}
+
 // WatchHostLiveness delivers host liveness to fn like Watch delivers
 // objects: a Reset first, then changes, until ctx is done or fn fails.
 func (s *Store) WatchHostLiveness(ctx context.Context, fn func(Liveness) error) error {

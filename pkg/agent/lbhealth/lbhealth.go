@@ -186,16 +186,7 @@ func (h *Health) Run(ctx context.Context) error {
 func (h *Health) liveness(l nsdb.Liveness) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if l.Reset {
-		clear(h.alive)
-	}
-	for id, alive := range l.Alive {
-		if alive {
-			h.alive[id] = true
-		} else {
-			delete(h.alive, id)
-		}
-	}
+	l.Apply(h.alive)
 	h.dirty = true
 	return nil
 }

@@ -259,16 +259,7 @@ func (u *Uplinks) Run(ctx context.Context) error {
 func (u *Uplinks) liveness(l nsdb.Liveness) error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if l.Reset {
-		u.alive = map[string]bool{}
-	}
-	for id, up := range l.Alive {
-		if up {
-			u.alive[id] = true
-		} else {
-			delete(u.alive, id)
-		}
-	}
+	l.Apply(u.alive)
 	u.rev++
 	return nil
 }

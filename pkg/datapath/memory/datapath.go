@@ -42,10 +42,12 @@ type Datapath struct {
 	ep      *endpoint // this datapath's tunnel endpoint on the hub
 	handler datapath.MissHandler
 	state   datapath.StateHandler
-	running bool
-	closed  bool
-	stop    chan struct{}
-	wg      sync.WaitGroup
+	// run is Run's context, which its goroutines follow and Close ends;
+	// nil before Run.
+	run    context.Context
+	stop   context.CancelFunc
+	closed atomic.Bool
+	wg     sync.WaitGroup
 
 	hits, misses, lost atomic.Uint64
 	drops              map[string]*atomic.Uint64 // every reason this datapath counts, made in New
@@ -91,7 +93,7 @@ func newPortSet(list []*port) *portSet {
 // tunnels off.
 func New(cfg datapath.Config, host *Host) *Datapath {
 	dp := &Datapath{host: host, log: cfg.Logger, flows: cfg.Flows.WithDefaults(), epoch: time.Now(),
-		stop: make(chan struct{}), ep: &endpoint{rx: make(chan *frame, queueLen)}, drops: map[string]*atomic.Uint64{}}
+		ep: &endpoint{rx: make(chan *frame, queueLen)}, drops: map[string]*atomic.Uint64{}}
 	if dp.log == nil {
 		dp.log = slog.Default()
 	}
@@ -139,7 +141,7 @@ func (dp *Datapath) AddPort(cfg datapath.PortConfig) error {
 	}
 	dp.mu.Lock()
 	defer dp.mu.Unlock()
-	if dp.closed {
+	if dp.closed.Load() {
 		return datapath.ErrClosed
 	}
 	ps := dp.ports.Load()
@@ -165,7 +167,7 @@ func (dp *Datapath) AddPort(cfg datapath.PortConfig) error {
 	}
 	p := &port{cfg: cfg, iface: iface, quit: make(chan struct{}), lostBase: iface.rxLost.Load()}
 	dp.ports.Store(newPortSet(append(slices.Clip(ps.list), p)))
-	if dp.running {
+	if dp.run != nil {
 		dp.startReader(p)
 	}
 	return nil
@@ -195,59 +197,67 @@ func (dp *Datapath) detach(p *port) {
 	dp.table.removePort(p)
 }
 
-// Run implements datapath.Datapath.
+// Run implements datapath.Datapath: its goroutines (a reader per port,
+// the tunnel receiver, the expiry) follow a context that ends with ctx or
+// Close.
 func (dp *Datapath) Run(ctx context.Context, h datapath.MissHandler) error {
 	if h == nil {
 		return errors.New("datapath: Run needs a MissHandler")
 	}
 	dp.mu.Lock()
-	switch {
-	case dp.closed:
+	if err := dp.runnable(); err != nil {
 		dp.mu.Unlock()
-		return datapath.ErrClosed
-	case dp.running:
-		dp.mu.Unlock()
-		return datapath.ErrRunning
+		return err
 	}
-	dp.handler, dp.running = h, true
+	dp.run, dp.stop = context.WithCancel(ctx)
+	dp.handler = h
 	dp.state, _ = h.(datapath.StateHandler)
 	for _, p := range dp.ports.Load().list {
 		dp.startReader(p)
 	}
+	run := dp.run
 	dp.wg.Add(2)
-	go dp.tunnelLoop()
-	go dp.expiryLoop()
+	go dp.tunnelLoop(run)
+	go dp.expiryLoop(run)
 	dp.mu.Unlock()
 
-	select {
-	case <-ctx.Done():
-	case <-dp.stop:
-	}
+	<-run.Done()
 	err := dp.Close()
 	dp.wg.Wait()
 	return err
 }
 
-// startReader starts p's receiver; dp.mu is held and dp.running is true.
-func (dp *Datapath) startReader(p *port) {
-	if p.started {
-		return
+// runnable says why Run may not start; dp.mu is held.
+func (dp *Datapath) runnable() error {
+	switch {
+	case dp.closed.Load():
+		return datapath.ErrClosed
+	case dp.run != nil:
+		return datapath.ErrRunning
 	}
-	p.started = true
-	dp.wg.Add(1)
-	go dp.readLoop(p)
+	return nil
 }
 
-// Close implements datapath.Datapath. It does not wait for the goroutines
-// Run started (Run does), so that a miss handler may call it.
+// startReader starts p's receiver; dp.mu is held and Run has started.
+func (dp *Datapath) startReader(p *port) {
+	if !p.started {
+		p.started = true
+		dp.wg.Add(1)
+		go dp.readLoop(dp.run, p)
+	}
+}
+
+// Close implements datapath.Datapath. It does not wait for Run's
+// goroutines (Run does), so that a miss handler may call it.
 func (dp *Datapath) Close() error {
 	dp.mu.Lock()
 	defer dp.mu.Unlock()
-	if dp.closed {
+	if dp.closed.Swap(true) {
 		return nil
 	}
-	dp.closed = true
-	close(dp.stop)
+	if dp.stop != nil {
+		dp.stop()
+	}
 	for _, p := range dp.ports.Load().list {
 		dp.detach(p)
 	}
@@ -258,24 +268,15 @@ func (dp *Datapath) Close() error {
 	return nil
 }
 
-func (dp *Datapath) isClosed() bool {
-	select {
-	case <-dp.stop:
-		return true
-	default:
-		return false
-	}
-}
-
 // expiryLoop removes idle flows, every quarter of the shortest timeout.
-func (dp *Datapath) expiryLoop() {
+func (dp *Datapath) expiryLoop(ctx context.Context) {
 	defer dp.wg.Done()
 	period := slices.Min(dp.flows.IdleTimeout[:])
 	t := time.NewTicker(min(max(period/4, 10*time.Millisecond), time.Second))
 	defer t.Stop()
 	for {
 		select {
-		case <-dp.stop:
+		case <-ctx.Done():
 			return
 		case <-t.C:
 			dp.table.expire(dp.now())

@@ -1,7 +1,9 @@
 package memory
 
 import (
+	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"github.com/nagare/nagare/pkg/datapath"
@@ -13,35 +15,20 @@ import (
 // the VM's business, and a flow's frame is always an overlay frame.
 var decoder packet.Decoder
 
-// resolve checks actions against the bound ports and returns, per action,
-// the port it outputs to. It refuses outputs to ports that are not bound,
-// unknown action types and bad parameters.
+// resolve checks actions (flow.Action.Check) and returns, per action,
+// the bound port it outputs to; an output to a port that is not bound is
+// an error.
 func resolve(ps *portSet, acts []flow.Action) ([]*port, error) {
 	outs := make([]*port, len(acts))
 	for i := range acts {
 		a := &acts[i]
-		switch a.Type {
-		case flow.ActSetEthSrc, flow.ActSetEthDst, flow.ActPopVLAN, flow.ActDecTTL,
-			flow.ActSetL4Src, flow.ActSetL4Dst, flow.ActSetICMPID:
-		case flow.ActSetIPSrc, flow.ActSetIPDst, flow.ActInnerSrc, flow.ActInnerDst:
-			if !a.Addr.IsValid() || a.Addr.Zone() != "" {
-				return nil, fmt.Errorf("action %d: %s to %q: not an address", i, a.Type, a.Addr)
-			}
-		case flow.ActPushVLAN:
-			if a.VLAN > 0x0fff {
-				return nil, fmt.Errorf("action %d: push-vlan %d: VID out of range", i, a.VLAN)
-			}
-		case flow.ActOutput:
+		if err := a.Check(); err != nil {
+			return nil, fmt.Errorf("action %d: %w", i, err)
+		}
+		if a.Type == flow.ActOutput {
 			if outs[i] = ps.index[a.Port]; outs[i] == nil {
 				return nil, fmt.Errorf("action %d: output to port %d (%s): %w", i, a.Port, a.PortID, datapath.ErrUnknownPort)
 			}
-		case flow.ActEncap:
-			if !a.Underlay.IsValid() || a.TunnelKey > packet.MaxTunnelKey ||
-				(a.Tunnel != packet.TunnelVXLAN && a.Tunnel != packet.TunnelGRE) {
-				return nil, fmt.Errorf("action %d: encap %s to %q key %d: not a tunnel", i, a.Tunnel, a.Underlay, a.TunnelKey)
-			}
-		default:
-			return nil, fmt.Errorf("action %d: unknown action type %d", i, a.Type)
 		}
 	}
 	return outs, nil
@@ -61,18 +48,23 @@ type worker struct {
 
 // readLoop is a port's receiver: frame after frame until the port is
 // detached or the datapath stops.
-func (dp *Datapath) readLoop(p *port) {
+func (dp *Datapath) readLoop(ctx context.Context, p *port) {
 	defer dp.wg.Done()
 	w := &worker{dp: dp}
 	h := dp.handler
 	for {
 		select {
+		case <-ctx.Done():
+			return
 		case <-p.quit:
 			return
 		case <-p.iface.gone:
 			// The interface went away (a VM's tap): the port stays bound,
 			// receiving nothing, until the agent detaches it.
-			<-p.quit
+			select {
+			case <-p.quit:
+			case <-ctx.Done():
+			}
 			return
 		case f := <-p.iface.toDP:
 			w.receive(p, f, h)
@@ -161,50 +153,17 @@ func (w *worker) apply(f *frame, acts []flow.Action, outs []*port) bool {
 				decoder.Decode(&w.rw, f.bytes())
 				decoded = true
 			}
-			if reason := rewrite(&w.rw, a); reason != "" {
+			if err := a.Rewrite(&w.rw); err != nil {
+				reason := datapath.DropRewriteRefused
+				if errors.Is(err, flow.ErrTTLExpired) {
+					reason = datapath.DropTTLExpired
+				}
 				dp.drop(reason, 1)
 				return false
 			}
 		}
 	}
 	return sent
-}
-
-// rewrite applies a TTL or NAT action to the decoded frame with the packet
-// package's in-place rewrites (incremental checksums); it returns the drop
-// reason when the frame cannot take it.
-func rewrite(p *packet.Parsed, a *flow.Action) string {
-	ok := true
-	switch a.Type {
-	case flow.ActDecTTL:
-		if p.L3 != packet.L3IPv4 && p.L3 != packet.L3IPv6 {
-			return "" // the simulation decrements IP packets only
-		}
-		if p.TTL <= a.Count {
-			return datapath.DropTTLExpired
-		}
-		for range a.Count {
-			p.DecTTL()
-		}
-	case flow.ActSetIPSrc:
-		ok = p.SetSrcIP(a.Addr)
-	case flow.ActSetIPDst:
-		ok = p.SetDstIP(a.Addr)
-	case flow.ActSetL4Src:
-		ok = p.SetSrcPort(a.L4Port)
-	case flow.ActSetL4Dst:
-		ok = p.SetDstPort(a.L4Port)
-	case flow.ActSetICMPID:
-		ok = p.SetICMPEchoID(a.L4Port)
-	case flow.ActInnerSrc:
-		ok = p.SetInnerSrc(a.Addr, a.L4Port)
-	case flow.ActInnerDst:
-		ok = p.SetInnerDst(a.Addr, a.L4Port)
-	}
-	if !ok {
-		return datapath.DropRewriteRefused
-	}
-	return ""
 }
 
 // send outputs a copy of b to a local port (out) or through a tunnel.
@@ -241,7 +200,7 @@ func (dp *Datapath) Execute(inPort int32, frame []byte, actions []flow.Action) e
 	if len(frame) < 14 {
 		return fmt.Errorf("datapath: execute: frame of %d bytes is shorter than an Ethernet header", len(frame))
 	}
-	if dp.isClosed() {
+	if dp.closed.Load() {
 		return datapath.ErrClosed
 	}
 	outs, err := resolve(dp.ports.Load(), actions)

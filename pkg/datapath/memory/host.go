@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/nagare/nagare/internal/eventq"
 	"github.com/nagare/nagare/pkg/datapath"
 )
 
@@ -20,7 +21,7 @@ type Host struct {
 	mu       sync.Mutex
 	ifaces   map[string]*Interface
 	lastIdx  int
-	watchers map[*linkWatcher]struct{}
+	watchers map[*eventq.Queue[datapath.LinkEvent]]struct{}
 }
 
 // NewHost returns a host without interfaces on hub (a private one if hub
@@ -29,7 +30,7 @@ func NewHost(hub *Hub) *Host {
 	if hub == nil {
 		hub = NewHub()
 	}
-	return &Host{hub: hub, ifaces: map[string]*Interface{}, lastIdx: 1, watchers: map[*linkWatcher]struct{}{}}
+	return &Host{hub: hub, ifaces: map[string]*Interface{}, lastIdx: 1, watchers: map[*eventq.Queue[datapath.LinkEvent]]struct{}{}}
 }
 
 // Hub is the underlay the host's datapath sends tunnel packets on.
@@ -127,53 +128,35 @@ func (h *Host) linksLocked() []datapath.Link {
 	return out
 }
 
-// WatchLinks implements datapath.LinkSource.
+// WatchLinks implements datapath.LinkSource. A slow watcher never blocks
+// the host: its events queue.
 func (h *Host) WatchLinks(ctx context.Context, fn func(datapath.LinkEvent)) error {
-	w := &linkWatcher{wake: make(chan struct{}, 1)}
+	q := eventq.New[datapath.LinkEvent]()
 	h.mu.Lock()
 	for _, l := range h.linksLocked() {
-		w.pending = append(w.pending, datapath.LinkEvent{Link: l})
+		q.Push(datapath.LinkEvent{Link: l})
 	}
-	h.watchers[w] = struct{}{}
+	h.watchers[q] = struct{}{}
 	h.mu.Unlock()
 	defer func() {
 		h.mu.Lock()
-		delete(h.watchers, w)
+		delete(h.watchers, q)
 		h.mu.Unlock()
 	}()
 	for {
-		w.mu.Lock()
-		evs := w.pending
-		w.pending = nil
-		w.mu.Unlock()
+		evs, err := q.Take(ctx)
+		if err != nil {
+			return err
+		}
 		for _, ev := range evs {
 			fn(ev)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-w.wake:
 		}
 	}
 }
 
-// linkWatcher is one WatchLinks call's queue of events: unbounded (links
-// change rarely), so a slow watcher never blocks the host.
-type linkWatcher struct {
-	mu      sync.Mutex
-	pending []datapath.LinkEvent
-	wake    chan struct{}
-}
-
 func (h *Host) notifyLocked(ev datapath.LinkEvent) {
-	for w := range h.watchers {
-		w.mu.Lock()
-		w.pending = append(w.pending, ev)
-		w.mu.Unlock()
-		select {
-		case w.wake <- struct{}{}:
-		default:
-		}
+	for q := range h.watchers {
+		q.Push(ev)
 	}
 }
 

@@ -77,7 +77,7 @@ func (dp *Datapath) Install(spec *datapath.FlowSpec) error {
 	if len(spec.State) > 0 {
 		f.state = append([]flowstate.Key(nil), spec.State...)
 	}
-	if dp.isClosed() {
+	if dp.closed.Load() {
 		return datapath.ErrClosed
 	}
 	t := &dp.table

@@ -1,6 +1,7 @@
 package memory
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -38,7 +39,7 @@ func (dp *Datapath) SetTunnels(cfg datapath.TunnelConfig) error {
 	next.cfg.Peers = slices.Clone(cfg.Peers)
 	dp.mu.Lock()
 	defer dp.mu.Unlock()
-	if dp.closed {
+	if dp.closed.Load() {
 		return datapath.ErrClosed
 	}
 	old := dp.tun.Load()
@@ -126,11 +127,11 @@ func (dp *Datapath) SendState(peer netip.Addr, payload []byte) error {
 
 // tunnelLoop receives the datagrams sent to this datapath's address.
 // Frames are delivered by tunnel key, without a lookup or a simulation.
-func (dp *Datapath) tunnelLoop() {
+func (dp *Datapath) tunnelLoop(ctx context.Context) {
 	defer dp.wg.Done()
 	for {
 		select {
-		case <-dp.stop:
+		case <-ctx.Done():
 			return
 		case f := <-dp.ep.rx:
 			dp.receiveTunnel(f)

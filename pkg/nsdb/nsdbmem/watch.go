@@ -5,32 +5,24 @@ import (
 	"context"
 	"slices"
 	"strings"
-	"sync"
 
+	"github.com/nagare/nagare/internal/eventq"
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/nsdb"
 )
 
-// watcher is one watch of a prefix: its changes queue here (without
-// bound: a slow test watcher never blocks a writer) until the watch's
-// goroutine delivers them.
+// watcher is one watch of a prefix: its changes queue (without bound: a
+// slow test watcher never blocks a writer) until the watch's goroutine
+// delivers them.
 type watcher struct {
-	prefix  string
-	mu      sync.Mutex
-	pending []change
-	wake    chan struct{}
+	prefix string
+	q      *eventq.Queue[change]
 }
 
 func (s *Store) notifyLocked(c change) {
 	for w := range s.watchers {
 		if strings.HasPrefix(c.key, w.prefix) {
-			w.mu.Lock()
-			w.pending = append(w.pending, c)
-			w.mu.Unlock()
-			select {
-			case w.wake <- struct{}{}:
-			default:
-			}
+			w.q.Push(c)
 		}
 	}
 }
@@ -39,7 +31,7 @@ func (s *Store) notifyLocked(c change) {
 // then its changes to apply, batched by revision as etcd delivers whole
 // transactions, until ctx is done or a callback fails.
 func (s *Store) follow(ctx context.Context, prefix string, reset func(map[string]*entry, int64) error, apply func([]change, int64) error) error {
-	w := &watcher{prefix: prefix, wake: make(chan struct{}, 1)}
+	w := &watcher{prefix: prefix, q: eventq.New[change]()}
 	s.mu.Lock()
 	snap := map[string]*entry{}
 	for k, e := range s.keys {
@@ -59,10 +51,10 @@ func (s *Store) follow(ctx context.Context, prefix string, reset func(map[string
 		return err
 	}
 	for {
-		w.mu.Lock()
-		cs := w.pending
-		w.pending = nil
-		w.mu.Unlock()
+		cs, err := w.q.Take(ctx)
+		if err != nil {
+			return err
+		}
 		for len(cs) > 0 {
 			n := 1
 			for n < len(cs) && cs[n].rev == cs[0].rev {
@@ -72,11 +64,6 @@ func (s *Store) follow(ctx context.Context, prefix string, reset func(map[string
 				return err
 			}
 			cs = cs[n:]
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-w.wake:
 		}
 	}
 }

@@ -202,6 +202,7 @@ func RunWith(ctx context.Context, cfg Config, opts Options) error {
 	run("datapath", func(ctx context.Context) error { return dp.Run(ctx, missAndState{a.slow, a.state}) })
 	run("liveness lease", sess.Run)
 	run("topology watch", func(ctx context.Context) error { return a.mirror.Run(ctx, db) })
+	run("host liveness watch", func(ctx context.Context) error { return db.WatchHostLiveness(ctx, a.live.Apply) })
 	run("learned tables", a.tables.Run)
 	run("ports", a.ports.Run)
 	run("flow state", a.state.Run)
@@ -248,6 +249,7 @@ type components struct {
 	health  *lbhealth.Health
 	uplinks *uplink.Uplinks
 	status  *statusPublisher
+	live    *nsdb.LiveHosts // which hosts are alive, for lbhealth and uplink
 }
 
 // wire builds the feature packages over the datapath and the NSDB.
@@ -281,12 +283,13 @@ func wire(cfg Config, opts Options, host string, sess *session.Session, db *nsdb
 		a.ports.Sync(s)
 		a.slow.SetTopology(s)
 	}})
+	a.live = &nsdb.LiveHosts{}
 	if a.health, err = lbhealth.New(lbhealth.Config{HostID: host, UnderlayMTU: cfg.UnderlayMTU, DB: db, Lease: sess.Lease,
-		Topology: a.mirror.Current, Plumbing: plumbing, Registerer: reg, Log: log}); err != nil {
+		Alive: a.live.Alive, Topology: a.mirror.Current, Plumbing: plumbing, Registerer: reg, Log: log}); err != nil {
 		return nil, err
 	}
 	a.uplinks = uplink.New(uplink.Config{HostID: host, Mappings: cfg.PhysicalInterfaceMappings, DB: db, VLANs: vlans,
-		Topology: a.mirror.Current, Log: log})
+		Alive: a.live.Alive, Topology: a.mirror.Current, Log: log})
 	a.status = &statusPublisher{db: db, dp: dp, host: host, hostName: cfg.HostName, datapath: cfg.Datapath,
 		lease: sess.Lease, state: a.state, log: log}
 	for _, c := range []prometheus.Collector{dpCollector{dp}, a.state.Collector()} {

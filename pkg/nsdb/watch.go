@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -132,18 +133,43 @@ type Liveness struct {
 	Rev   int64
 }
 
-// Apply brings alive, a set of live hosts, up to date with l.
-func (l Liveness) Apply(alive map[string]bool) {
-	if l.Reset {
-		clear(alive)
+// LiveHosts is the set of hosts whose agents hold their lease, kept by a
+// liveness watch: WatchHostLiveness(ctx, live.Apply). It is safe for
+// concurrent use; the zero value is empty.
+type LiveHosts struct {
+	mu    sync.Mutex
+	alive map[string]bool
+	rev   int64
+}
+
+// Apply is the liveness watch's callback.
+func (h *LiveHosts) Apply(l Liveness) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.alive == nil || l.Reset {
+		h.alive = map[string]bool{}
 	}
 	for id, up := range l.Alive {
 		if up {
-			alive[id] = true
+			h.alive[id] = true
 		} else {
-			delete(alive, id)
+			delete(h.alive, id)
 		}
 	}
+	h.rev++
+	return nil
+}
+
+// Alive returns the live hosts (the caller's copy) and a revision that
+// changes whenever they may have.
+func (h *LiveHosts) Alive() (map[string]bool, int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make(map[string]bool, len(h.alive))
+	for id := range h.alive {
+		out[id] = true
+	}
+	return out, h.rev
 }
 
 // WatchHostLiveness delivers host liveness to fn like Watch delivers

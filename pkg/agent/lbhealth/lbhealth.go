@@ -36,7 +36,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/nagare/nagare/pkg/agent/health"
 	"github.com/nagare/nagare/pkg/agent/mirror"
@@ -65,7 +64,6 @@ func IfName(routerID string) string {
 
 // NSDB is what health checking reads and writes.
 type NSDB interface {
-	WatchHostLiveness(ctx context.Context, fn func(nsdb.Liveness) error) error
 	Create(ctx context.Context, o model.Object) (model.Object, error)
 	Modify(ctx context.Context, k *model.Kind, id string, ifRevision int64, mutate func(model.Object) error) (model.Object, error)
 	Remove(ctx context.Context, k *model.Kind, id string, ifRevision int64) error
@@ -96,6 +94,9 @@ type Config struct {
 	UnderlayMTU int
 	DB          NSDB
 	Lease       func() nsdb.LeaseID
+	// Alive are the hosts alive now, and a revision of that knowledge
+	// (nsdb.LiveHosts).
+	Alive func() (map[string]bool, int64)
 	// Topology is the latest topology snapshot.
 	Topology func() *mirror.Snapshot
 	// Plumbing makes the check namespaces; nil when the datapath has none
@@ -106,19 +107,16 @@ type Config struct {
 }
 
 // Health is the agent's health checking. Only Run's goroutine touches
-// routers; the scheduler hooks take mu.
+// routers and retryAt; the scheduler hooks take mu.
 type Health struct {
 	cfg     Config
 	routers map[string]*checking // routers whose checks run here
+	retryAt time.Time            // a round failed: run again then, even without changes
 
 	mu      sync.Mutex
-	alive   map[string]bool   // host id → alive
 	want    map[string]string // member id → status this agent is responsible for
 	written map[string]written
-	dirty   bool
-	retryAt time.Time     // a round failed: run again then, even without changes
 	kick    chan struct{} // a status changed: write it now
-	noPlumb bool          // "cannot check" was logged
 
 	checks      *prometheus.CounterVec
 	transitions *prometheus.CounterVec
@@ -152,8 +150,8 @@ func New(cfg Config) (*Health, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	h := &Health{cfg: cfg, routers: map[string]*checking{}, alive: map[string]bool{},
-		want: map[string]string{}, written: map[string]written{}, kick: make(chan struct{}, 1)}
+	h := &Health{cfg: cfg, routers: map[string]*checking{}, want: map[string]string{}, written: map[string]written{},
+		kick: make(chan struct{}, 1)}
 	h.checks = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nagare_agent_health_checks_total",
 		Help: "Health checks of load balancer members run by this agent, by result."}, []string{"result"})
 	h.transitions = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nagare_agent_health_transitions_total",
@@ -168,33 +166,15 @@ func New(cfg Config) (*Health, error) {
 	return h, nil
 }
 
-// Run checks until ctx is done.
+// Run checks until ctx is done: a round runs whenever the topology or
+// the live hosts changed (or a failed round's retry is due), and the
+// statuses are written as the checks decide them.
 func (h *Health) Run(ctx context.Context) error {
 	defer h.shutdown()
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		err := h.cfg.DB.WatchHostLiveness(ctx, h.liveness)
-		if ctx.Err() == nil {
-			return fmt.Errorf("host liveness watch: %w", err)
-		}
-		return err
-	})
-	g.Go(func() error { return h.loop(ctx) })
-	return g.Wait()
-}
-
-func (h *Health) liveness(l nsdb.Liveness) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	l.Apply(h.alive)
-	h.dirty = true
-	return nil
-}
-
-func (h *Health) loop(ctx context.Context) error {
 	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
 	var seen uint64
+	seenAlive := int64(-1)
 	for {
 		select {
 		case <-ctx.Done():
@@ -202,14 +182,11 @@ func (h *Health) loop(ctx context.Context) error {
 		case <-t.C:
 		case <-h.kick:
 		}
-		v := h.cfg.Topology().Version
-		h.mu.Lock()
-		dirty := h.dirty || v != seen || (!h.retryAt.IsZero() && time.Now().After(h.retryAt))
-		h.dirty = false
-		h.mu.Unlock()
-		if dirty {
-			seen = v
-			h.reconcile(ctx)
+		snap := h.cfg.Topology()
+		alive, rev := h.cfg.Alive()
+		if snap.Version != seen || rev != seenAlive || (!h.retryAt.IsZero() && time.Now().After(h.retryAt)) {
+			seen, seenAlive = snap.Version, rev
+			h.reconcile(ctx, snap.Objects, alive)
 		}
 		h.writeStatuses(ctx)
 	}
@@ -242,14 +219,13 @@ func mix64(x uint64) uint64 {
 	return x ^ x>>31
 }
 
-// plan reads the topology and decides what this agent must do.
-func (h *Health) plan(objs []model.Object) *plan {
-	h.mu.Lock()
-	hosts := make([]string, 0, len(h.alive))
-	for id := range h.alive {
+// plan decides from the topology and the live hosts what this agent
+// must do.
+func (h *Health) plan(objs []model.Object, alive map[string]bool) *plan {
+	hosts := make([]string, 0, len(alive))
+	for id := range alive {
 		hosts = append(hosts, id)
 	}
-	h.mu.Unlock()
 	slices.Sort(hosts)
 
 	p := &plan{targets: map[string][]health.Target{}, status: map[string]string{},
@@ -333,10 +309,10 @@ func monitorOf(m *model.HealthMonitor) (health.Monitor, error) {
 
 // reconcile brings ports, namespaces and checks in line with the plan.
 // Failures are logged and retried on the next round.
-func (h *Health) reconcile(ctx context.Context) {
+func (h *Health) reconcile(ctx context.Context, objs []model.Object, alive map[string]bool) {
 	h.retryAt = time.Time{}
 	failed := func() { h.retryAt = time.Now().Add(retryAfter) }
-	p := h.plan(h.cfg.Topology().Objects)
+	p := h.plan(objs, alive)
 	for rid, r := range h.routers {
 		if _, ok := p.targets[rid]; !ok {
 			h.stopRouter(rid, r)

@@ -120,9 +120,11 @@ func TestHealthChecksOnTheOwner(t *testing.T) {
 	plumbing := memPlumbing{host: mh, members: map[string]string{"10.0.0.1:80": web.Addr().String(), "10.0.0.2:80": closedAddr(t)}}
 	m := mirror.New(mirror.Config{Flows: memory.New(datapath.Config{}, mh), Log: quiet})
 	go func() { _ = m.Run(ctx, db) }()
+	var live nsdb.LiveHosts
+	go func() { _ = db.WatchHostLiveness(ctx, live.Apply) }()
 	reg := prometheus.NewRegistry()
 	h, err := New(Config{HostID: host, UnderlayMTU: 1500, DB: db, Lease: func() nsdb.LeaseID { return lease },
-		Topology: m.Current, Plumbing: plumbing, Registerer: reg, Log: quiet})
+		Alive: live.Alive, Topology: m.Current, Plumbing: plumbing, Registerer: reg, Log: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -85,11 +85,12 @@ func TestHealthPlan(t *testing.T) {
 	hosts := []string{"host-1", "host-2", "host-3"}
 	owner := rendezvous(rid, hosts)
 	for _, host := range hosts {
-		h := &Health{cfg: Config{HostID: host, Log: quiet}, alive: map[string]bool{}}
+		h := &Health{cfg: Config{HostID: host, Log: quiet}}
+		alive := map[string]bool{}
 		for _, x := range hosts {
-			h.alive[x] = true
+			alive[x] = true
 		}
-		p := h.plan(objs)
+		p := h.plan(objs, alive)
 		if host != owner {
 			if len(p.targets) != 0 || len(p.status) != 0 || p.owned[rid] {
 				t.Errorf("%s is not responsible but plans %v %v", host, p.targets, p.status)
@@ -117,8 +118,8 @@ func TestHealthPlan(t *testing.T) {
 	}
 	// A monitor set down is no monitor.
 	mon.State = model.StateDown
-	h := &Health{cfg: Config{HostID: owner, Log: quiet}, alive: map[string]bool{"host-1": true, "host-2": true, "host-3": true}}
-	p := h.plan(objs)
+	h := &Health{cfg: Config{HostID: owner, Log: quiet}}
+	p := h.plan(objs, map[string]bool{"host-1": true, "host-2": true, "host-3": true})
 	if len(p.targets) != 0 || p.status["m1"] != model.MemberNoMonitor {
 		t.Errorf("monitor down: targets %v, statuses %v", p.targets, p.status)
 	}

@@ -42,15 +42,11 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/nagare/nagare/internal/backoff"
 	"github.com/nagare/nagare/pkg/agent/mirror"
 	"github.com/nagare/nagare/pkg/model"
-	"github.com/nagare/nagare/pkg/nsdb"
 )
 
 // ParseMappings reads --physical-interface-mappings, "physnet1:eth1,
@@ -180,7 +176,6 @@ func inputs(s *mirror.Snapshot) uplinkInputs {
 // NSDB is what uplinks read and write.
 type NSDB interface {
 	Modify(ctx context.Context, k *model.Kind, id string, ifRevision int64, mutate func(model.Object) error) (model.Object, error)
-	WatchHostLiveness(ctx context.Context, fn func(nsdb.Liveness) error) error
 }
 
 // VLANs makes the VLAN subinterfaces of uplinks.
@@ -200,6 +195,9 @@ type Config struct {
 	// VLANs makes VLAN subinterfaces; nil where the datapath has no
 	// kernel interfaces (VLAN uplinks are then not bound here).
 	VLANs VLANs
+	// Alive are the hosts alive now, and a revision of that knowledge
+	// (nsdb.LiveHosts).
+	Alive func() (map[string]bool, int64)
 	// Topology is the latest topology snapshot.
 	Topology func() *mirror.Snapshot
 	Log      *slog.Logger
@@ -209,10 +207,6 @@ type Config struct {
 type Uplinks struct {
 	cfg    Config
 	warned map[string]bool // uplinks whose failure was logged (retried every pass)
-
-	mu    sync.Mutex
-	alive map[string]bool
-	rev   int64 // liveness revision, bumped on every change
 }
 
 // New returns the uplinks of a host.
@@ -220,7 +214,7 @@ func New(cfg Config) *Uplinks {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	return &Uplinks{cfg: cfg, warned: map[string]bool{}, alive: map[string]bool{}}
+	return &Uplinks{cfg: cfg, warned: map[string]bool{}}
 }
 
 // Run publishes the mappings and claims uplinks until ctx is done.
@@ -244,24 +238,7 @@ func (u *Uplinks) Run(ctx context.Context) error {
 		return ctx.Err()
 	}
 	u.cfg.Log.Info("physical networks mapped", "mappings", u.cfg.Mappings)
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		err := u.cfg.DB.WatchHostLiveness(ctx, u.liveness)
-		if ctx.Err() == nil {
-			return fmt.Errorf("host liveness watch: %w", err)
-		}
-		return err
-	})
-	g.Go(func() error { return u.claimLoop(ctx) })
-	return g.Wait()
-}
-
-func (u *Uplinks) liveness(l nsdb.Liveness) error {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	l.Apply(u.alive)
-	u.rev++
-	return nil
+	return u.claimLoop(ctx)
 }
 
 // claimLoop claims, whenever the topology or liveness changed, the
@@ -278,12 +255,7 @@ func (u *Uplinks) claimLoop(ctx context.Context) error {
 		case <-t.C:
 		}
 		snap := u.cfg.Topology()
-		u.mu.Lock()
-		rev, alive := u.rev, make(map[string]bool, len(u.alive))
-		for k, v := range u.alive {
-			alive[k] = v
-		}
-		u.mu.Unlock()
+		alive, rev := u.cfg.Alive()
 		if snap.Version == seenVersion && rev == seenRev {
 			continue // nothing changed since the last pass
 		}

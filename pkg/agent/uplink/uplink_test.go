@@ -141,6 +141,7 @@ type store interface {
 	GrantLease(context.Context, time.Duration) (nsdb.LeaseID, error)
 	RevokeLease(context.Context, nsdb.LeaseID) error
 	SetHostAlive(context.Context, string, nsdb.LeaseID) error
+	WatchHostLiveness(context.Context, func(nsdb.Liveness) error) error
 }
 
 func failover(t *testing.T, st store) {
@@ -185,7 +186,9 @@ func failover(t *testing.T, st store) {
 		}
 		gctx, gcancel := context.WithCancel(ctx)
 		g.cancel = gcancel
-		u := New(Config{HostID: g.id, Mappings: map[string]string{"physnet1": iface}, DB: st, Topology: topology, Log: log})
+		live := &nsdb.LiveHosts{}
+		go func() { _ = st.WatchHostLiveness(gctx, live.Apply) }()
+		u := New(Config{HostID: g.id, Mappings: map[string]string{"physnet1": iface}, DB: st, Alive: live.Alive, Topology: topology, Log: log})
 		go func() { _ = u.Run(gctx) }()
 		return g
 	}

@@ -166,6 +166,20 @@ func (e *env) topology(token string) *view {
 	return &v
 }
 
+// topologyWhen reads the view until ready holds: the dashboard follows the
+// NSDB's watch, a moment behind the writes.
+func (e *env) topologyWhen(token string, ready func(*view) bool) *view {
+	e.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		v := e.topology(token)
+		if ready(v) || time.Now().After(deadline) {
+			return v
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // sseEvent is one Server-Sent Event as read off the wire.
 type sseEvent struct {
 	Name string

@@ -102,7 +102,15 @@ func TestMemberScope(t *testing.T) {
 	e.create(b, "subnets", "subnet", `{"network_id": "`+bNet+`", "ip_version": 4, "cidr": "10.2.0.0/24"}`)
 	bPort := e.create(b, "ports", "port", `{"network_id": "`+bNet+`"}`)
 
-	av := e.topology(a)
+	av := e.topologyWhen(a, func(v *view) bool {
+		n := 0
+		for _, p := range v.ids("port") {
+			if p["router_id"] == aRouter {
+				n++
+			}
+		}
+		return n == 2 && v.ids("port")[aPort] != nil
+	})
 	if av.Admin || len(av.Alive) != 0 {
 		t.Errorf("member view: admin %v, alive %v", av.Admin, av.Alive)
 	}
@@ -139,7 +147,7 @@ func TestMemberScope(t *testing.T) {
 	if routerPorts != 2 || gatewayPeer != 1 {
 		t.Errorf("member alpha sees %d ports of its router and %d on the external network, want 2 and 1: %v", routerPorts, gatewayPeer, keys(ports))
 	}
-	all := e.topology(e.admin)
+	all := e.topologyWhen(e.admin, func(v *view) bool { p := v.ids("port")[aPort]; return p != nil && p["host_id"] == hostID })
 	if !all.Admin || all.ids("host")[hostID] == nil || all.ids("bridge")[bNet] == nil || all.ids("port")[aPort]["host_id"] != hostID {
 		t.Errorf("the admin's view lacks hosts, other projects or bindings: %d objects", len(all.Objects))
 	}
@@ -190,6 +198,7 @@ func TestEventsFiltered(t *testing.T) {
 	a, _ := e.member("alpha")
 	b, _ := e.member("beta")
 	aNet := e.create(a, "networks", "network", `{"name": "alpha-net"}`)
+	e.topologyWhen(a, func(v *view) bool { return v.ids("bridge")[aNet] != nil })
 	as := e.stream(a)
 	admin := e.stream(e.admin)
 	if ev := next(t, as, 5*time.Second); ev.Name != "snapshot" || !strings.Contains(ev.Data, aNet) {
@@ -277,9 +286,20 @@ func TestNoMarkup(t *testing.T) {
 	b, _ := json.Marshal(map[string]string{"name": evil})
 	var br map[string]any
 	e.must("POST", "/api/v1/bridges", e.admin, string(b), &br)
-	st, raw := e.do("GET", "/ui/api/topology", e.admin, "")
-	if st != 200 {
-		t.Fatalf("topology: %d", st)
+	// The mirror follows the NSDB's watch: wait until it has the bridge.
+	var raw []byte
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var st int
+		st, raw = e.do("GET", "/ui/api/topology", e.admin, "")
+		if st != 200 {
+			t.Fatalf("topology: %d", st)
+		}
+		if strings.Contains(string(raw), br["id"].(string)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the bridge never reached the dashboard: %s", raw)
+		}
 	}
 	ch := e.stream(e.admin)
 	snap := next(t, ch, 5*time.Second)

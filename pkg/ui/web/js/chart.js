@@ -5,14 +5,22 @@ import {s, h, fmtNumber} from './dom.js';
 
 const W = 560, H = 170, L = 48, R = 10, T = 10, B = 22;
 const COLORS = ['#2563eb', '#dc2626', '#16a34a', '#d97706', '#7c3aed', '#0891b2', '#db2777', '#65a30d', '#475569'];
-export const WINDOW_MS = 10 * 60 * 1000;
+export const WINDOWS = [1, 5, 10]; // minutes; the server keeps ten
 
-export function chart(title, series, {unit = '', now = Date.now()} = {}) {
-  const from = now - WINDOW_MS;
+// autoWindow is the shortest window that shows every sample.
+export function autoWindow(seriesLists, now = Date.now()) {
+  let oldest = now;
+  for (const series of seriesLists) for (const sr of series) if (sr.points.length) oldest = Math.min(oldest, sr.points[0][0]);
+  return WINDOWS.find(m => now - oldest <= m * 60000) || WINDOWS[WINDOWS.length - 1];
+}
+
+export function chart(title, series, {unit = '', now = Date.now(), minutes = 10} = {}) {
+  const windowMs = minutes * 60000;
+  const from = now - windowMs;
   let max = 0;
   for (const sr of series) for (const [t, v] of sr.points) if (t >= from) max = Math.max(max, v);
   max = max > 0 ? niceCeil(max) : 1;
-  const x = t => L + ((t - from) / WINDOW_MS) * (W - L - R);
+  const x = t => L + ((t - from) / windowMs) * (W - L - R);
   const y = v => T + (1 - v / max) * (H - T - B);
   const svg = s('svg', {class: 'chart', viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': title});
   for (let i = 0; i <= 4; i++) {
@@ -20,8 +28,8 @@ export function chart(title, series, {unit = '', now = Date.now()} = {}) {
     svg.append(s('line', {x1: L, x2: W - R, y1: y(v), y2: y(v), class: 'grid'}),
       s('text', {x: L - 6, y: y(v) + 4, 'text-anchor': 'end', class: 'tick'}, fmtNumber(v)));
   }
-  for (const [m, label] of [[10, '-10 min'], [5, '-5 min'], [0, 'now']]) {
-    svg.append(s('text', {x: x(now - m * 60000), y: H - 6, 'text-anchor': m === 10 ? 'start' : m === 0 ? 'end' : 'middle', class: 'tick'}, label));
+  for (const [m, label] of [[minutes, `-${minutes} min`], [minutes / 2, `-${minutes / 2} min`], [0, 'now']]) {
+    svg.append(s('text', {x: x(now - m * 60000), y: H - 6, 'text-anchor': m === minutes ? 'start' : m === 0 ? 'end' : 'middle', class: 'tick'}, label));
   }
   const legend = h('ul', {class: 'chart-legend'});
   series.forEach((sr, i) => {

@@ -4,7 +4,7 @@
 
 import {h, clear, fmtNumber} from './dom.js';
 import {api} from './api.js';
-import {chart} from './chart.js';
+import {chart, autoWindow, WINDOWS} from './chart.js';
 
 export function hostsPage(main, app) {
   const {topo} = app;
@@ -32,11 +32,15 @@ export function hostsPage(main, app) {
 export function hostPage(main, app, id) {
   const page = h('section', {class: 'page host-page'}, h('p', {class: 'muted'}, 'Loading…'));
   main.append(page);
-  let stopped = false, timer = null;
+  let stopped = false, timer = null, last = null;
+  // The graphs' time range: the shortest that shows every sample, unless
+  // the operator picks one (as in Grafana's range picker).
+  const range = {minutes: 0};
+  const redraw = () => { if (last) draw(page, app, last, range, redraw); };
   async function tick() {
     try {
-      const d = await api('GET', `/ui/api/hosts/${encodeURIComponent(id)}/datapath`);
-      if (!stopped) draw(page, app, d);
+      last = await api('GET', `/ui/api/hosts/${encodeURIComponent(id)}/datapath`);
+      if (!stopped) redraw();
     } catch (e) {
       if (!stopped) clear(page).append(h('h1', null, 'Host'), h('p', {class: 'error', role: 'alert'}, e.message));
     }
@@ -46,7 +50,7 @@ export function hostPage(main, app, id) {
   return () => { stopped = true; clearTimeout(timer); };
 }
 
-function draw(page, app, d) {
+function draw(page, app, d, range, redraw) {
   const {topo} = app;
   const host = topo.hosts.get(d.host.id) || d.host;
   const st = d.status;
@@ -56,6 +60,18 @@ function draw(page, app, d) {
     .map(k => ({name: k.slice('drops_per_s: '.length), points: d.series[k]}));
   const dropRate = dropSeries.reduce((a, sr) => a + (sr.points.length ? sr.points[sr.points.length - 1][1] : 0), 0);
   const hits = last('hits_per_s'), misses = last('misses_per_s');
+  const groups = {
+    packets: [S('hits_per_s'), S('misses_per_s'), S('lost_per_s')].map(rename({hits_per_s: 'hits', misses_per_s: 'misses', lost_per_s: 'lost by the kernel'})),
+    flows: [S('flows'), S('flows_installed_per_s'), S('flows_invalidated_per_s')].map(rename({flows: 'installed now', flows_installed_per_s: 'installs/s', flows_invalidated_per_s: 'invalidations/s'})),
+    state: [S('flow_state_entries'), S('nat_ports_in_use'), S('flow_state_refused_per_s')].map(rename({flow_state_entries: 'entries', nat_ports_in_use: 'NAT ports in use', flow_state_refused_per_s: 'refused/s'})),
+    tunnels: [S('tunnel_rx_per_s'), S('tunnel_tx_per_s')].map(rename({tunnel_rx_per_s: 'received', tunnel_tx_per_s: 'sent'})),
+  };
+  const now = Date.now();
+  const minutes = range.minutes || autoWindow([...Object.values(groups), dropSeries], now);
+  const opt = {minutes, now};
+  const picker = h('div', {class: 'range', role: 'group', 'aria-label': 'time range'}, h('span', {class: 'muted'}, 'last'),
+    [0, ...WINDOWS].map(m => h('button', {type: 'button', class: m === range.minutes ? 'active' : '', onclick: () => { range.minutes = m; redraw(); }},
+      m ? `${m} min` : `auto (${minutes} min)`)));
   clear(page).append(
     h('h1', null, 'Host ', h('span', {class: 'host-name'}, host.name), ' ',
       h('span', {class: 'pill ' + (host.alive ? 'ok' : 'bad'), id: 'host-state'}, host.alive ? 'alive' : 'down')),
@@ -67,12 +83,13 @@ function draw(page, app, d) {
       kpi('misses/s', misses), kpi('drops/s', dropSeries.length ? dropRate : 0),
       kpi('flow-state entries', st && st.flow_state ? st.flow_state.entries : null),
       kpi('NAT ports in use', st && st.flow_state ? st.flow_state.nat_ports_in_use : null)),
+    picker,
     h('div', {class: 'charts'},
-      chart('Packets per second', [S('hits_per_s'), S('misses_per_s'), S('lost_per_s')].map(rename({hits_per_s: 'hits', misses_per_s: 'misses', lost_per_s: 'lost by the kernel'}))),
-      chart('Flows', [S('flows'), S('flows_installed_per_s'), S('flows_invalidated_per_s')].map(rename({flows: 'installed now', flows_installed_per_s: 'installs/s', flows_invalidated_per_s: 'invalidations/s'}))),
-      chart('Drops per second, by reason', dropSeries),
-      chart('Flow state', [S('flow_state_entries'), S('nat_ports_in_use'), S('flow_state_refused_per_s')].map(rename({flow_state_entries: 'entries', nat_ports_in_use: 'NAT ports in use', flow_state_refused_per_s: 'refused/s'}))),
-      chart('Tunnel packets per second', [S('tunnel_rx_per_s'), S('tunnel_tx_per_s')].map(rename({tunnel_rx_per_s: 'received', tunnel_tx_per_s: 'sent'})))),
+      chart('Packets per second', groups.packets, opt),
+      chart('Flows', groups.flows, opt),
+      chart('Drops per second, by reason', dropSeries, opt),
+      chart('Flow state', groups.state, opt),
+      chart('Tunnel packets per second', groups.tunnels, opt)),
     st ? tables(topo, st, d) : null);
 }
 

@@ -95,12 +95,14 @@ export function layout(topo, opts = {}) {
   const portOrder = (a, b) => (hostRank.get(a.host_id) ?? 1e9) - (hostRank.get(b.host_id) ?? 1e9) ||
     topo.portLabel(a).localeCompare(topo.portLabel(b)) || a.id.localeCompare(b.id);
 
-  // Blocks and x positions.
+  // Blocks and x positions. Row 1 wraps into bands no wider than the
+  // target width (the view's, at a readable zoom), each band with its
+  // networks' port blocks under it.
+  const target = Math.max(opts.targetWidth || 1600, G.devW * 2);
+  const bands = [[]];
   let cursor = G.margin;
-  let blockRows = 0;
   for (const it of row1) {
     it.w = G.devW;
-    it.block = [];
     if (it.kind === 'bridge') {
       const ps = exteriorPorts(topo, it.obj.id).sort(portOrder);
       it.ports = ps;
@@ -108,21 +110,31 @@ export function layout(topo, opts = {}) {
       const n = it.collapsed ? 1 : ps.length;
       it.cols = Math.min(n, G.maxCols);
       it.rows = n ? Math.ceil(n / it.cols) : 0;
-      blockRows = Math.max(blockRows, it.rows);
     } else {
       it.cols = 0; it.rows = 0;
     }
     const blockW = it.cols ? it.cols * G.portW + (it.cols - 1) * G.portGapX : 0;
     const slot = Math.max(it.w, blockW);
+    if (cursor > G.margin && cursor + slot > G.margin + target) {
+      bands.push([]);
+      cursor = G.margin;
+    }
+    bands[bands.length - 1].push(it);
     it.x = cursor + slot / 2;
     cursor += slot + G.colGap;
   }
   const hasRouters = routers.length > 0;
   const y0 = G.margin + G.devH / 2;
-  const y1 = hasRouters ? y0 + G.devH + G.rowGap * 0.8 : y0;
-  const y2top = y1 + G.devH / 2 + G.rowGap * 0.55;
-  const blockH = blockRows ? blockRows * G.portH + (blockRows - 1) * G.portGapY : 0;
-  const y3 = (blockRows ? y2top + blockH : y1 + G.devH / 2) + G.rowGap + G.hostH / 2;
+  let bandY = hasRouters ? y0 + G.devH + G.rowGap * 0.8 : y0;
+  let bottom = bandY + G.devH / 2;
+  for (const band of bands) {
+    const rows = Math.max(0, ...band.map(it => it.rows));
+    const blockTop = bandY + G.devH / 2 + G.rowGap * 0.55;
+    for (const it of band) { it.y = bandY; it.blockTop = blockTop; }
+    bottom = rows ? blockTop + rows * G.portH + (rows - 1) * G.portGapY : bandY + G.devH / 2;
+    bandY = bottom + G.rowGap * 0.7 + G.devH / 2;
+  }
+  const y3 = bottom + G.rowGap + G.hostH / 2;
 
   const add = n => { nodes.set(n.key, n); return n; };
 
@@ -130,27 +142,29 @@ export function layout(topo, opts = {}) {
     if (it.kind === 'bridge') {
       const br = it.obj;
       const subnets = topo.subnetsOf(br.id).map(s => s.subnet);
-      const n = add({key: 'bridge/' + br.id, kind: 'bridge', objKind: 'bridge', obj: br, x: it.x, y: y1, w: G.devW, h: G.devH,
+      const n = add({key: 'bridge/' + br.id, kind: 'bridge', objKind: 'bridge', obj: br, x: it.x, y: it.y, w: G.devW, h: G.devH,
         label: br.name || br.id.slice(0, 8), sub: [subnets.join(' '), `${it.ports.length} port${it.ports.length === 1 ? '' : 's'}`].filter(Boolean).join(' · '),
         down: br.state === 'down', collapsed: it.collapsed, portCount: it.ports.length});
       const left = it.x - (it.cols * G.portW + (it.cols - 1) * G.portGapX) / 2 + G.portW / 2;
       if (it.collapsed) {
         const byHost = new Map();
         for (const p of it.ports) if (p.host_id) byHost.set(p.host_id, (byHost.get(p.host_id) || 0) + 1);
-        const agg = add({key: 'agg/' + br.id, kind: 'agg', objKind: 'bridge', obj: br, x: left, y: y2top + G.portH / 2, w: G.portW, h: G.portH,
+        const agg = add({key: 'agg/' + br.id, kind: 'agg', objKind: 'bridge', obj: br, x: left, y: it.blockTop + G.portH / 2, w: G.portW, h: G.portH,
           label: `${it.ports.length} ports`, sub: 'click to expand', ports: it.ports, byHost});
         edges.push({from: n.key, to: agg.key, kind: 'member'});
-        for (const [hid, count] of byHost) edges.push({from: agg.key, to: 'host/' + hid, kind: 'binding', count});
+        // Drawn only while the network or the host is in focus: at scale,
+        // every network binding to every host is a hairball.
+        for (const [hid, count] of byHost) edges.push({from: agg.key, to: 'host/' + hid, kind: 'binding', count, agg: true});
       } else {
         it.ports.forEach((p, i) => {
           const col = i % it.cols, row = Math.floor(i / it.cols);
-          const pn = add(portNode(topo, p, left + col * (G.portW + G.portGapX), y2top + G.portH / 2 + row * (G.portH + G.portGapY)));
+          const pn = add(portNode(topo, p, left + col * (G.portW + G.portGapX), it.blockTop + G.portH / 2 + row * (G.portH + G.portGapY)));
           edges.push({from: n.key, to: pn.key, kind: 'member'});
-          if (p.host_id) edges.push({from: pn.key, to: 'host/' + p.host_id, kind: 'binding'});
+          if (p.host_id) edges.push({from: pn.key, to: 'host/' + p.host_id, kind: 'binding', agg: it.ports.length > G.collapseAt});
         });
       }
     } else {
-      const pn = add({...portNode(topo, it.obj, it.x, y1), kind: 'uplink', w: G.devW, h: G.devH});
+      const pn = add({...portNode(topo, it.obj, it.x, it.y), kind: 'uplink', w: G.devW, h: G.devH});
       if (it.obj.host_id) edges.push({from: pn.key, to: 'host/' + it.obj.host_id, kind: 'binding'});
     }
   }
@@ -166,13 +180,24 @@ export function layout(topo, opts = {}) {
   spread(rnodes, G.devW + G.colGap);
   for (const it of row1) if (it.kind === 'uplink') edges.push({from: 'router/' + it.router.id, to: 'port/' + it.obj.id, kind: 'link', label: linkLabel(topo, it.obj)});
 
-  // Device links.
+  // Device links: one edge per pair of devices, labelled with every
+  // address on it (a router port per address family is common).
+  const pairs = new Map();
   for (const {a, b} of links) {
     const from = deviceKey(a), to = deviceKey(b);
     if (!nodes.has(from) || !nodes.has(to)) continue;
-    const same = nodes.get(from).y === nodes.get(to).y;
-    edges.push({from, to, kind: same ? 'arc' : 'link', label: linkLabel(topo, a) || linkLabel(topo, b), ports: [a.id, b.id]});
+    const k = from + ' ' + to;
+    if (!pairs.has(k)) {
+      const same = nodes.get(from).y === nodes.get(to).y;
+      pairs.set(k, {from, to, kind: same ? 'arc' : 'link', labels: [], ports: []});
+      edges.push(pairs.get(k));
+    }
+    const e = pairs.get(k);
+    const l = linkLabel(topo, a) || linkLabel(topo, b);
+    if (l) e.labels.push(l);
+    e.ports.push(a.id, b.id);
   }
+  for (const e of pairs.values()) e.label = e.labels.sort().join('\n');
 
   // Hosts under the ports bound to them.
   const hx = new Map();
@@ -184,15 +209,24 @@ export function layout(topo, opts = {}) {
     hx.set(e.to.slice(5), [v[0] + n.x * wgt, v[1] + wgt]);
   }
   let tail = Math.max(cursor, ...rnodes.map(n => n.x + G.devW)) ;
+  const bound = new Map();
+  for (const p of topo.ports.values()) if (p.host_id) bound.set(p.host_id, (bound.get(p.host_id) || 0) + 1);
   const hnodes = hosts.map(hst => {
     const v = hx.get(hst.id);
     const x = v ? v[0] / v[1] : (tail += G.hostW + G.colGap);
+    const n = bound.get(hst.id) || 0;
     return add({key: 'host/' + hst.id, kind: 'host', objKind: 'host', obj: hst, x, y: y3, w: G.hostW, h: G.hostH,
-      label: hst.name || hst.id.slice(0, 8), sub: (hst.alive ? 'alive' : 'down') + ((hst.addresses || []).length ? ' · ' + hst.addresses[0] : ''),
+      label: hst.name || hst.id.slice(0, 8), sub: [hst.alive ? 'alive' : 'down', n ? `${n} port${n === 1 ? '' : 's'}` : '', (hst.addresses || [])[0]].filter(Boolean).join(' · '),
       dead: !hst.alive});
   });
   hnodes.sort((a, b) => a.x - b.x || a.label.localeCompare(b.label));
-  spread(hnodes, G.hostW + G.colGap);
+  // Hosts wrap like networks: rows no wider than the target.
+  const perRow = Math.max(1, Math.floor(target / (G.hostW + G.colGap)));
+  for (let i = 0; i < hnodes.length; i += perRow) {
+    const row = hnodes.slice(i, i + perRow);
+    for (const n of row) n.y = y3 + (i / perRow) * (G.hostH + G.portGapY * 2);
+    spread(row, G.hostW + G.colGap);
+  }
 
   // Drop edges whose ends are not drawn (a host the viewer cannot see).
   const shown = edges.filter(e => nodes.has(e.from) && nodes.has(e.to));

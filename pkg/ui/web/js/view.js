@@ -30,7 +30,10 @@ export class TopologyView {
   // render lays the topology out again and redraws it, keeping zoom, pan,
   // selection, search and path.
   render() {
-    this.lay = layout(this.topo, {toggled: this.toggled});
+    // Wrap rows at the width that fits the window at 75 % zoom, so the
+    // fitted picture stays legible however many networks there are.
+    const width = this.svg.clientWidth || 1200;
+    this.lay = layout(this.topo, {toggled: this.toggled, targetWidth: width / 0.75});
     const {nodes, edges} = this.lay;
     clear(this.vp);
     const gEdges = s('g', {class: 'edges'});
@@ -60,34 +63,39 @@ export class TopologyView {
       const y1 = top.y + top.h / 2, y2 = bot.y - bot.h / 2, my = (y1 + y2) / 2;
       d = `M${top.x},${y1} C${top.x},${my} ${bot.x},${my} ${bot.x},${y2}`;
     }
-    const cls = ['edge', 'edge-' + e.kind, e.dead ? 'dead' : ''];
+    const cls = ['edge', 'edge-' + e.kind, e.dead ? 'dead' : '', e.agg ? 'edge-agg' : ''];
     const path = s('path', {d, class: cls, 'data-from': e.from, 'data-to': e.to});
     gEdges.append(path);
     const text = e.label || (e.count ? `×${e.count}` : '');
     if (text) {
-      const lx = e.kind === 'arc' ? (a.x + b.x) / 2 : (a.x + b.x) / 2;
-      const ly = e.kind === 'arc' ? Math.min(a.y, b.y) - a.h / 2 - 22 : (a.y + b.y) / 2;
-      gLabels.append(s('text', {x: lx, y: ly, class: 'edge-label', 'text-anchor': 'middle'}, text));
+      const lines = String(text).split('\n');
+      const lx = (a.x + b.x) / 2;
+      const ly = (e.kind === 'arc' ? Math.min(a.y, b.y) - a.h / 2 - 22 : (a.y + b.y) / 2) - (lines.length - 1) * 6;
+      gLabels.append(s('text', {x: lx, y: ly, class: ['edge-label', e.agg ? 'edge-agg' : ''], 'text-anchor': 'middle', 'data-from': e.from, 'data-to': e.to},
+        lines.map((l, i) => s('tspan', {x: lx, dy: i ? 12 : 0}, l))));
     }
   }
 
   drawNode(n) {
     const label = fit(n.label, LABEL_MAX[n.kind] || 20);
     const title = `${n.kind === 'agg' ? 'network ' + n.label : n.objKind + ' ' + n.label}${n.sub ? ' — ' + n.sub : ''}`;
+    const tx = n.kind === 'host' ? n.w / 2 + 8 : n.w / 2; // clear of a host's status dot
     const g = s('g', {class: ['node', 'node-' + n.kind, n.dead ? 'dead' : '', n.kind === 'host' && !n.dead ? 'alive' : '', n.down ? 'down' : '', n.collapsed ? 'collapsed' : ''],
       transform: `translate(${n.x - n.w / 2},${n.y - n.h / 2})`, tabindex: '0', role: 'button', 'aria-label': title,
       'data-key': n.key, 'data-kind': n.objKind, 'data-id': n.obj.id},
     s('title', null, title),
     s('rect', {width: n.w, height: n.h, rx: n.kind === 'port' || n.kind === 'agg' ? n.h / 2 : 6, class: 'shape'}),
     n.kind === 'host' ? s('circle', {cx: 14, cy: n.h / 2, r: 5, class: 'status-dot'}) : null,
-    s('text', {x: n.w / 2, y: n.sub ? n.h / 2 - 3 : n.h / 2 + 4, class: 'label', 'text-anchor': 'middle'}, label),
-    n.sub ? s('text', {x: n.w / 2, y: n.h / 2 + 12, class: 'sub', 'text-anchor': 'middle'}, fit(n.sub, Math.round(n.w / 6.2))) : null);
+    s('text', {x: tx, y: n.sub ? n.h / 2 - 3 : n.h / 2 + 4, class: 'label', 'text-anchor': 'middle'}, label),
+    n.sub ? s('text', {x: tx, y: n.h / 2 + 12, class: 'sub', 'text-anchor': 'middle'}, fit(n.sub, Math.round((n.w - 2 * (tx - n.w / 2)) / 6.2))) : null);
     const activate = ev => {
       ev.stopPropagation();
       if (n.kind === 'agg') { this.toggle(n.obj.id); return; }
       this.select(n.key);
     };
     g.addEventListener('click', activate);
+    g.addEventListener('pointerenter', () => this.focusEdges(n.key, 'hover'));
+    g.addEventListener('pointerleave', () => this.focusEdges(null, 'hover'));
     g.addEventListener('keydown', ev => { if (ev.key === 'Enter' || ev.key === ' ') { ev.preventDefault(); activate(ev); } });
     if (n.kind === 'bridge' && n.portCount > 0) g.addEventListener('dblclick', ev => { ev.stopPropagation(); this.toggle(n.obj.id); });
     return g;
@@ -150,7 +158,16 @@ export class TopologyView {
     this.applyClasses();
   }
 
+  // focusEdges marks the edges of a node (the selected one, the one under
+  // the pointer) so the picture can show what is hidden at rest.
+  focusEdges(key, cls = 'focus') {
+    for (const el of this.vp.querySelectorAll('.' + cls)) if (el.dataset.from) el.classList.remove(cls);
+    if (!key) return;
+    for (const el of this.vp.querySelectorAll(`[data-from="${CSS.escape(key)}"], [data-to="${CSS.escape(key)}"]`)) el.classList.add(cls);
+  }
+
   applyClasses() {
+    this.focusEdges(this.selected);
     for (const g of this.vp.querySelectorAll('.node')) {
       const k = g.dataset.key;
       g.classList.toggle('selected', k === this.selected);

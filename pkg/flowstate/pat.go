@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/nagare/nagare/internal/splitmix"
 	"github.com/nagare/nagare/pkg/packet"
 )
 
@@ -192,7 +193,7 @@ func (t *Table) AllocSNAT(tx *Tx, device string, fwd *Key, targets []Target, fla
 	if tx.n == MaxTxEntries {
 		return Entry{}, ErrTxFull
 	}
-	h := mix64(fwd.Tag())
+	h := splitmix.Mix64(fwd.Tag())
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	total := uint64(0)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/nagare/nagare/pkg/agentstatus"
 )
 
 // A router's NAT bindings on every live host, as their agents publish
@@ -25,24 +27,11 @@ var routerViews = []View{
 		Doc: "the router's NAT translations on every live host (router router0 list nat; show ip nat translations [router router0])"},
 }
 
-// natRecord is one binding of the API's answer (nsdb.NATTranslation);
-// the CLI keeps its own copy of the shape.
-type natRecord struct {
-	Type          string `json:"type"`
-	Protocol      string `json:"protocol"`
-	InsideGlobal  string `json:"inside_global"`
-	InsideLocal   string `json:"inside_local"`
-	OutsideLocal  string `json:"outside_local"`
-	OutsideGlobal string `json:"outside_global"`
-	State         string `json:"state"`
-	TTL           int64  `json:"ttl_seconds"`
-	HostID        string `json:"host_id"`
-}
-
+// natAnswer is the API's answer (api/native.NATTranslations).
 type natAnswer struct {
-	RouterID     string      `json:"router_id"`
-	Truncated    int         `json:"truncated"`
-	Translations []natRecord `json:"translations"`
+	RouterID     string                       `json:"router_id"`
+	Truncated    int                          `json:"truncated"`
+	Translations []agentstatus.NATTranslation `json:"translations"`
 }
 
 var natHeader = []string{"Pro", "Inside global", "Inside local", "Outside local", "Outside global", "State", "TTL", "Host"}

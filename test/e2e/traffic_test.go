@@ -210,7 +210,7 @@ func testPMTUD(t *testing.T, tp *topo) {
 }
 
 // datapathStatus is what GET /api/v1/hosts/{id}/datapath serves (the
-// status the agent publishes, nsdb.DatapathStatus).
+// status the agent publishes, agentstatus.Datapath).
 type datapathStatus struct {
 	HostName string            `json:"host_name"`
 	Datapath string            `json:"datapath"`

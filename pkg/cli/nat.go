@@ -117,3 +117,32 @@ func (e *Engine) natAll(s *session, c *Command) error {
 	}
 	return e.printLines(s, lines)
 }
+
+// showIPNAT parses Cisco's `show ip nat translations [router OBJ]` (after
+// "show"): the router's NAT view, or every router's when none is named.
+func (p *parser) showIPNAT() (*Command, error) {
+	p.i++ // "ip"
+	for _, w := range []string{"nat", "translations"} {
+		if p.eof(w) {
+			return nil, ErrIncomplete
+		}
+		if p.words[p.i] != w {
+			return nil, p.syntax(p.i, "show ip nat translations [router ROUTER]")
+		}
+		p.i++
+	}
+	router := rowsByName["router"]
+	c := &Command{Verb: VerbShow, View: router.view("nat")}
+	if p.eof(router.Word) {
+		return c, nil
+	}
+	if p.words[p.i] != router.Word {
+		return nil, p.syntax(p.i, "show ip nat translations [router ROUTER]")
+	}
+	path, err := p.pathFrom(nil, nil, modeValue)
+	if err != nil {
+		return nil, err
+	}
+	c.Path = path
+	return p.end(c)
+}

@@ -18,7 +18,7 @@ import (
 )
 
 func TestParseTraceAndViews(t *testing.T) {
-	for _, tc := range []struct{ line, want string }{
+	checkParses(t, []parseCase{
 		{"trace port bridge0:port1 src 10.0.1.11 dst 10.0.2.12 proto tcp dst-port 22",
 			`trace row=trace a=[port=@bridge0:port1 src="10.0.1.11" dst="10.0.2.12" proto="tcp" dst-port=22]`},
 		{"trace in-port router0:port0 dst 10.0.2.12 src 10.0.1.11",
@@ -47,20 +47,7 @@ func TestParseTraceAndViews(t *testing.T) {
 		{"host host0 show name", "show path=host:host0 f=[name]"},
 		{"host host0 list binding", "list path=host:host0 row=binding"},
 		{"host host0 list", "show path=host:host0"},
-	} {
-		words, err := shlex.Split(tc.line)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := Parse(words)
-		if err != nil {
-			t.Errorf("%s: %v", tc.line, err)
-			continue
-		}
-		if got := dump(c); got != tc.want {
-			t.Errorf("%s:\n got %s\nwant %s", tc.line, got, tc.want)
-		}
-	}
+	})
 }
 
 func TestParseTraceErrors(t *testing.T) {

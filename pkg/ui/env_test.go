@@ -4,15 +4,14 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/nagare/nagare/pkg/nsdb/nsdbtest"
 	"github.com/nagare/nagare/pkg/server"
+	"github.com/nagare/nagare/pkg/server/servertest"
 )
 
 // env is a real nagare-server (in this process, over a real etcd) with
@@ -25,38 +24,17 @@ type env struct {
 	admin string // the admin's token
 }
 
-const adminPassword = "s3cret-admin"
-
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	cli := nsdbtest.Start(t)
-	ctx := context.Background()
-	srv, err := server.Start(ctx, server.Config{Listen: "127.0.0.1:0", EtcdEndpoints: cli.Endpoints(),
-		Auth: server.AuthPassword, AdminPassword: adminPassword, BcryptCost: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
-	e := &env{t: t, ctx: ctx, srv: srv, base: "http://" + srv.Addr()}
-	e.admin = e.login("admin", adminPassword, "admin")
+	srv, base := servertest.Start(t)
+	e := &env{t: t, ctx: context.Background(), srv: srv, base: base}
+	e.admin = servertest.Login(t, base, "admin", servertest.AdminPassword, "admin")
 	return e
 }
 
 func (e *env) login(user, password, project string) string {
 	e.t.Helper()
-	body := fmt.Sprintf(`{"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": %q, "password": %q, "domain": {"name": "Default"}}}},
-		"scope": {"project": {"name": %q, "domain": {"name": "Default"}}}}}`, user, password, project)
-	resp, err := http.Post(e.base+"/identity/v3/auth/tokens", "application/json", strings.NewReader(body))
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	tok := resp.Header.Get("X-Subject-Token")
-	if resp.StatusCode != http.StatusCreated || tok == "" {
-		e.t.Fatalf("log in %s/%s: %s", user, project, resp.Status)
-	}
-	return tok
+	return servertest.Login(e.t, e.base, user, password, project)
 }
 
 // member creates a project and a user with role member in it, and returns

@@ -8,7 +8,7 @@
 // and options always give the same picture.
 
 export const G = {
-  devW: 190, devH: 46, portW: 132, portH: 36, hostW: 170, hostH: 46,
+  devW: 190, devH: 46, portW: 132, portH: 36, hostW: 190, hostH: 46,
   colGap: 28, portGapX: 10, portGapY: 12, rowGap: 96, margin: 40,
   maxCols: 5,
   // collapseAt: a network with more exterior ports starts collapsed.

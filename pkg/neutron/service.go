@@ -174,9 +174,25 @@ func (s *Service) hostID(tx *nsdb.Tx, name string) (string, error) {
 // may refuses a write to a caller with a read-only role.
 func may(c *identity.Context, action string) error {
 	if !c.CanWrite() {
-		return policyNotAuthorized(action)
+		return PolicyNotAuthorized(action)
 	}
 	return nil
+}
+
+// projectFor applies Neutron's project rules to a create: the caller's own
+// project unless the request names one, and only admins name another.
+func projectFor(c *identity.Context, asked *string) (string, error) {
+	p := c.ProjectID
+	if asked != nil {
+		p = *asked
+	}
+	if p != c.ProjectID && !c.IsAdmin() {
+		return "", HTTPBadRequest("Specifying 'project_id' or 'tenant_id' other than the authenticated project in request is not allowed for current user.")
+	}
+	if p == "" {
+		return "", HTTPBadRequest("Running without keystone AuthN requires that tenant_id is specified")
+	}
+	return p, nil
 }
 
 // owns reports whether the caller owns o (admins own everything).
@@ -191,7 +207,7 @@ func ownsOrHidden(c *identity.Context, o *Std, visible bool, action string, notF
 	case owns(c, o):
 		return nil
 	case visible:
-		return policyNotAuthorized(action)
+		return PolicyNotAuthorized(action)
 	}
 	return notFound
 }

@@ -1,5 +1,13 @@
 package neutron
 
+// Request bodies: Neutron's attribute maps and converters. A body is
+// checked against its resource's attribute map (which attributes exist,
+// which a POST or a PUT may set, which only admins may set), then each
+// resource's decoder converts the attributes it names into the domain's
+// typed request (package neutron), refusing malformed values with the
+// messages Neutron's validators use. What the values mean is the domain's
+// business.
+
 import (
 	"bytes"
 	"encoding/json"
@@ -11,6 +19,7 @@ import (
 
 	"github.com/nagare/nagare/pkg/identity"
 	"github.com/nagare/nagare/pkg/model"
+	"github.com/nagare/nagare/pkg/neutron"
 )
 
 // Body is one resource of a request body ({"network": {...}} unwrapped),
@@ -19,22 +28,25 @@ type Body map[string]json.RawMessage
 
 // attr describes one attribute of a resource the way Neutron's attribute
 // maps do: whether POST and PUT may set it, whether POST requires it, and
-// the policy around it.
+// the attribute-level policy around it (oslo.policy rules such as
+// create_network:shared, which Neutron enforces in its API layer too).
 type attr struct {
 	post, put bool
 	required  bool // POST must carry it
 	// adminSet: only admins may set it (provider:*, binding:host_id,
 	// router:external, shared, …); others get 403.
 	adminSet bool
+	// adminPut: only admins may change it (a port's mac_address).
+	adminPut bool
 	// adminView: only admins see it (provider:*, binding:* but vnic_type).
 	adminView bool
 }
 
-// spec is a resource's attribute map.
-type spec map[string]attr
+// attrs is a resource's attribute map.
+type attrs map[string]attr
 
 // std are the attributes of every resource with standard attributes.
-var std = spec{
+var std = attrs{
 	"id":              {},
 	"tenant_id":       {post: true},
 	"project_id":      {post: true},
@@ -45,8 +57,8 @@ var std = spec{
 	"revision_number": {},
 }
 
-func (s spec) with(more spec) spec {
-	out := spec{}
+func (s attrs) with(more attrs) attrs {
+	out := attrs{}
 	for k, v := range s {
 		out[k] = v
 	}
@@ -59,7 +71,7 @@ func (s spec) with(more spec) spec {
 // check applies the attribute map to a request: unknown attributes and
 // attributes the method may not set are refused as Neutron's API layer
 // refuses them (400), admin-only ones with the policy engine's 403.
-func (s spec) check(b Body, post bool, c *identity.Context, resource string) error {
+func (s attrs) check(b Body, post bool, c *identity.Context, resource string) error {
 	var unknown []string
 	for k := range b {
 		if _, ok := s[k]; !ok {
@@ -68,7 +80,7 @@ func (s spec) check(b Body, post bool, c *identity.Context, resource string) err
 	}
 	if len(unknown) > 0 {
 		sort.Strings(unknown)
-		return httpBadRequest("Unrecognized attribute(s) '%s'", strings.Join(unknown, ", "))
+		return neutron.HTTPBadRequest("Unrecognized attribute(s) '%s'", strings.Join(unknown, ", "))
 	}
 	names := make([]string, 0, len(b))
 	for k := range b {
@@ -79,28 +91,34 @@ func (s spec) check(b Body, post bool, c *identity.Context, resource string) err
 		a := s[k]
 		switch {
 		case post && !a.post:
-			return httpBadRequest("Attribute '%s' not allowed in POST", k)
+			return neutron.HTTPBadRequest("Attribute '%s' not allowed in POST", k)
 		case !post && !a.put:
-			return httpBadRequest("Cannot update read-only attribute %s", k)
+			return neutron.HTTPBadRequest("Cannot update read-only attribute %s", k)
 		}
-		if a.adminSet && !c.IsAdmin() {
-			verb := "update"
-			if post {
-				verb = "create"
-			}
-			return policyNotAuthorized(verb + "_" + resource + ":" + k)
+		if (a.adminSet || (a.adminPut && !post)) && !c.IsAdmin() {
+			return neutron.PolicyNotAuthorized(verb(post) + "_" + resource + ":" + k)
 		}
 	}
 	if post {
 		for _, k := range sortedKeys(s) {
 			if s[k].required {
 				if _, ok := b[k]; !ok {
-					return httpBadRequest("Failed to parse request. Required attribute '%s' not specified", k)
+					return neutron.HTTPBadRequest("Failed to parse request. Required attribute '%s' not specified", k)
 				}
 			}
 		}
 	}
 	return nil
+}
+
+// attribute reports whether name is an attribute (for filters, fields and
+// sort keys), and whether the caller may see it.
+func (s attrs) attribute(name string, c *identity.Context) (exists, visible bool) {
+	a, ok := s[name]
+	if !ok {
+		return false, false
+	}
+	return true, !a.adminView || c.IsAdmin()
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -112,10 +130,16 @@ func sortedKeys[V any](m map[string]V) []string {
 	return ks
 }
 
-// invalid is the error of a value that fails its validator.
-func invalid(name, format string, args ...any) *Error {
-	return httpBadRequest("Invalid input for %s. Reason: %s.", name, fmt.Sprintf(format, args...))
+// verb names a write in policy actions.
+func verb(post bool) string {
+	if post {
+		return "create"
+	}
+	return "update"
 }
+
+// invalid is the error of a value that fails its validator.
+var invalid = neutron.Invalid
 
 func (b Body) has(name string) bool { _, ok := b[name]; return ok }
 
@@ -332,39 +356,8 @@ func (b Body) tags(name string) ([]string, bool, error) {
 	if err := json.Unmarshal(v, &xs); err != nil {
 		return nil, true, invalid(name, "'%s' is not a list", rawText(v))
 	}
-	out, err := normalizeTags(xs)
+	out, err := neutron.NormalizeTags(xs)
 	return out, true, err
-}
-
-func normalizeTags(xs []string) ([]string, error) {
-	seen := map[string]bool{}
-	out := []string{}
-	for _, t := range xs {
-		if err := validTag(t); err != nil {
-			return nil, err
-		}
-		if !seen[t] {
-			seen[t] = true
-			out = append(out, t)
-		}
-	}
-	if len(out) > maxTags {
-		return nil, badRequest("tags", "The number of tags exceeds the limit %d", maxTags)
-	}
-	sort.Strings(out)
-	return out, nil
-}
-
-const maxTags = 50
-
-func validTag(t string) error {
-	if t == "" || len([]rune(t)) > 255 {
-		return invalid("tags", "'%s' is not a valid tag: tags are 1 to 255 characters", t)
-	}
-	if strings.Contains(t, ",") {
-		return invalid("tags", "'%s' contains ',': tags cannot contain commas (the filters separate tags with them)", t)
-	}
-	return nil
 }
 
 // raw decodes an attribute into v, reporting a malformed value.
@@ -390,30 +383,78 @@ func rawText(v json.RawMessage) string {
 	return string(v)
 }
 
-// projectOf applies Neutron's project_id rules to a POST: tenant_id and
-// project_id must agree; only admins name another project than their own.
-func projectOf(b Body, c *identity.Context) (string, error) {
+// decodeStd reads the standard attributes a resource's attribute map
+// admits: the project of a create (tenant_id and project_id must agree),
+// name, description and tags.
+func decodeStd(b Body) (neutron.StdRequest, error) {
+	var r neutron.StdRequest
 	t, hasT, err := b.str("tenant_id", 255)
 	if err != nil {
-		return "", err
+		return r, err
 	}
 	p, hasP, err := b.str("project_id", 255)
 	if err != nil {
-		return "", err
+		return r, err
 	}
 	switch {
 	case hasT && hasP && t != p:
-		return "", httpBadRequest("'project_id' and 'tenant_id' do not match")
+		return r, neutron.HTTPBadRequest("'project_id' and 'tenant_id' do not match")
 	case hasT:
-		p = t
-	case !hasP:
-		p = c.ProjectID
+		r.ProjectID = &t
+	case hasP:
+		r.ProjectID = &p
 	}
-	if p != c.ProjectID && !c.IsAdmin() {
-		return "", httpBadRequest("Specifying 'project_id' or 'tenant_id' other than the authenticated project in request is not allowed for current user.")
+	if r.Name, err = b.optStr("name", 255); err != nil {
+		return r, err
 	}
-	if p == "" {
-		return "", httpBadRequest("Running without keystone AuthN requires that tenant_id is specified")
+	if r.Description, err = b.optStr("description", 255); err != nil {
+		return r, err
 	}
-	return p, nil
+	if v, ok, err := b.tags("tags"); err != nil {
+		return r, err
+	} else if ok {
+		r.Tags = &v
+	}
+	return r, nil
+}
+
+// optStr reads a string attribute into a pointer (nil when not given).
+func (b Body) optStr(name string, maxLen int) (*string, error) {
+	v, ok, err := b.str(name, maxLen)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return &v, nil
+}
+
+// optBool reads a boolean attribute into a pointer (nil when not given).
+func (b Body) optBool(name string) (*bool, error) {
+	v, ok, err := b.boolean(name)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return &v, nil
+}
+
+// noneOrEmpty refuses an attribute the domain has no field for unless it
+// is null or an empty list (availability_zone_hints, service_types): the
+// request asks for nothing Nagare would ignore.
+func (b Body) noneOrEmpty(name, what string) error {
+	if v, ok := b[name]; ok && string(v) != "[]" && string(v) != "null" {
+		return neutron.InvalidInput("%s", what)
+	}
+	return nil
+}
+
+func mustJSON(v any) string {
+	j, _ := json.Marshal(v)
+	return string(j)
+}
+
+func pyList(xs []string) string {
+	q := make([]string, len(xs))
+	for i, x := range xs {
+		q[i] = "'" + x + "'"
+	}
+	return "[" + strings.Join(q, ", ") + "]"
 }

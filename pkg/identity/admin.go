@@ -23,10 +23,6 @@ type Filter struct {
 	DomainID *string
 }
 
-func (f *Filter) matches(name string, enabled bool) bool {
-	return (f.Name == nil || *f.Name == name) && (f.Enabled == nil || *f.Enabled == enabled)
-}
-
 // otherDomain: the filter names a domain other than the one there is.
 func (f *Filter) otherDomain() bool {
 	return f.DomainID != nil && !strings.EqualFold(*f.DomainID, DefaultDomainID)
@@ -45,12 +41,53 @@ func admin(c *Context) error {
 }
 
 // get reads one object by API id, answering Keystone's not-found error.
-func (s *Service) get(ctx context.Context, k *model.Kind, what, id string) (model.Object, error) {
-	o, err := s.store.Get(ctx, k, storeID(id))
+func get[T model.Object](ctx context.Context, s *Service, what, id string) (T, error) {
+	var zero T
+	o, err := s.store.Get(ctx, model.KindOf(zero), storeID(id))
 	if errors.Is(err, model.ErrNotFound) {
-		return nil, notFound(what, id)
+		return zero, notFound(what, id)
 	}
-	return o, err
+	if err != nil {
+		return zero, err
+	}
+	return o.(T), nil
+}
+
+// list lists the projects or users a filter admits (admin only).
+func list[T model.Object](ctx context.Context, s *Service, c *Context, f Filter, attrs func(T) (name string, enabled bool)) ([]T, error) {
+	if err := admin(c); err != nil {
+		return nil, err
+	}
+	if f.otherDomain() {
+		return nil, nil
+	}
+	var zero T
+	objs, _, err := s.store.List(ctx, model.KindOf(zero), "", "")
+	var out []T
+	for _, o := range objs {
+		x := o.(T)
+		if name, enabled := attrs(x); (f.Name == nil || *f.Name == name) && (f.Enabled == nil || *f.Enabled == enabled) {
+			out = append(out, x)
+		}
+	}
+	return out, err
+}
+
+// modify changes a project or user by API id, wording a missing object and
+// a taken name as Keystone does.
+func modify[T model.Object](ctx context.Context, s *Service, what, id string, name *string, change func(T)) (T, error) {
+	var zero T
+	o, err := s.store.Modify(ctx, model.KindOf(zero), storeID(id), 0, func(o model.Object) error {
+		change(o.(T))
+		return nil
+	})
+	if errors.Is(err, model.ErrNotFound) {
+		return zero, notFound(what, id)
+	}
+	if err != nil {
+		return zero, duplicate(err, what, deref(name))
+	}
+	return o.(T), nil
 }
 
 // remove deletes one object by API id (cascading to its assignments).
@@ -64,20 +101,7 @@ func (s *Service) remove(ctx context.Context, k *model.Kind, what, id string) er
 
 // ListProjects lists the projects (admin only).
 func (s *Service) ListProjects(ctx context.Context, c *Context, f Filter) ([]*Project, error) {
-	if err := admin(c); err != nil {
-		return nil, err
-	}
-	if f.otherDomain() {
-		return nil, nil
-	}
-	objs, _, err := s.store.List(ctx, ProjectKind, "", "")
-	var out []*Project
-	for _, o := range objs {
-		if p := o.(*Project); f.matches(p.Name, p.Enabled) {
-			out = append(out, p)
-		}
-	}
-	return out, err
+	return list(ctx, s, c, f, func(p *Project) (string, bool) { return p.Name, p.Enabled })
 }
 
 // GetProject reads a project: admins any, users the one they are scoped
@@ -86,11 +110,7 @@ func (s *Service) GetProject(ctx context.Context, c *Context, id string) (*Proje
 	if !c.IsAdmin() && APIID(storeID(id)) != c.ProjectID {
 		return nil, forbidden()
 	}
-	o, err := s.get(ctx, ProjectKind, "project", id)
-	if err != nil {
-		return nil, err
-	}
-	return o.(*Project), nil
+	return get[*Project](ctx, s, "project", id)
 }
 
 // ProjectRequest is what a create or update of a project asks; nil fields
@@ -152,17 +172,7 @@ func (s *Service) UpdateProject(ctx context.Context, c *Context, id string, r Pr
 	if err := r.check(); err != nil {
 		return nil, err
 	}
-	o, err := s.store.Modify(ctx, ProjectKind, storeID(id), 0, func(o model.Object) error {
-		r.apply(o.(*Project))
-		return nil
-	})
-	if errors.Is(err, model.ErrNotFound) {
-		return nil, notFound("project", id)
-	}
-	if err != nil {
-		return nil, duplicate(err, "project", deref(r.Name))
-	}
-	return o.(*Project), nil
+	return modify(ctx, s, "project", id, r.Name, r.apply)
 }
 
 // DeleteProject deletes a project and the role assignments on it (admin
@@ -176,20 +186,7 @@ func (s *Service) DeleteProject(ctx context.Context, c *Context, id string) erro
 
 // ListUsers lists the users (admin only).
 func (s *Service) ListUsers(ctx context.Context, c *Context, f Filter) ([]*User, error) {
-	if err := admin(c); err != nil {
-		return nil, err
-	}
-	if f.otherDomain() {
-		return nil, nil
-	}
-	objs, _, err := s.store.List(ctx, UserKind, "", "")
-	var out []*User
-	for _, o := range objs {
-		if u := o.(*User); f.matches(u.Name, u.Enabled) {
-			out = append(out, u)
-		}
-	}
-	return out, err
+	return list(ctx, s, c, f, func(u *User) (string, bool) { return u.Name, u.Enabled })
 }
 
 // self lets admins at any user and users at themselves.
@@ -205,11 +202,7 @@ func (s *Service) GetUser(ctx context.Context, c *Context, id string) (*User, er
 	if err := self(c, id); err != nil {
 		return nil, err
 	}
-	o, err := s.get(ctx, UserKind, "user", id)
-	if err != nil {
-		return nil, err
-	}
-	return o.(*User), nil
+	return get[*User](ctx, s, "user", id)
 }
 
 // UserRequest is what a create or update of a user asks; nil fields are
@@ -286,17 +279,7 @@ func (s *Service) UpdateUser(ctx context.Context, c *Context, id string, r UserR
 	if err != nil {
 		return nil, err
 	}
-	o, err := s.store.Modify(ctx, UserKind, storeID(id), 0, func(o model.Object) error {
-		r.apply(o.(*User), hash)
-		return nil
-	})
-	if errors.Is(err, model.ErrNotFound) {
-		return nil, notFound("user", id)
-	}
-	if err != nil {
-		return nil, duplicate(err, "user", deref(r.Name))
-	}
-	return o.(*User), nil
+	return modify(ctx, s, "user", id, r.Name, func(u *User) { r.apply(u, hash) })
 }
 
 // DeleteUser deletes a user and its role assignments (admin only).
@@ -337,12 +320,13 @@ func (s *Service) ProjectsOf(ctx context.Context, c *Context, userID string) ([]
 	return out, nil
 }
 
-// ListRoles lists the roles (any caller), by name when name is not nil.
-func (s *Service) ListRoles(ctx context.Context, c *Context, name *string) ([]*Role, error) {
+// ListRoles lists the roles (any caller), by name when the filter names
+// one.
+func (s *Service) ListRoles(ctx context.Context, c *Context, f Filter) ([]*Role, error) {
 	objs, _, err := s.store.List(ctx, RoleKind, "", "")
 	var out []*Role
 	for _, o := range objs {
-		if x := o.(*Role); name == nil || *name == x.Name {
+		if x := o.(*Role); f.Name == nil || *f.Name == x.Name {
 			out = append(out, x)
 		}
 	}
@@ -351,22 +335,25 @@ func (s *Service) ListRoles(ctx context.Context, c *Context, name *string) ([]*R
 
 // GetRole reads a role (any caller).
 func (s *Service) GetRole(ctx context.Context, c *Context, id string) (*Role, error) {
-	o, err := s.get(ctx, RoleKind, "role", id)
-	if err != nil {
-		return nil, err
-	}
-	return o.(*Role), nil
+	return get[*Role](ctx, s, "role", id)
+}
+
+// RoleRequest is what a create of a role asks.
+type RoleRequest struct {
+	Name        *string
+	Description string
 }
 
 // CreateRole creates a role (admin only); its id derives from its name.
-func (s *Service) CreateRole(ctx context.Context, c *Context, name *string, description string) (*Role, error) {
+func (s *Service) CreateRole(ctx context.Context, c *Context, r RoleRequest) (*Role, error) {
 	if err := admin(c); err != nil {
 		return nil, err
 	}
+	name := r.Name
 	if name == nil || strings.TrimSpace(*name) == "" || len(*name) > 255 {
 		return nil, invalid("Invalid input for field 'name': the name must be 1 to 255 characters.")
 	}
-	o, err := s.store.Create(ctx, &Role{Meta: model.Meta{ID: RoleID(*name)}, Name: *name, Description: description})
+	o, err := s.store.Create(ctx, &Role{Meta: model.Meta{ID: RoleID(*name)}, Name: *name, Description: r.Description})
 	if err != nil {
 		var ce *model.ConflictError
 		if errors.As(err, &ce) {
@@ -395,17 +382,19 @@ func (s *Service) grantIDs(ctx context.Context, c *Context, project, user, role 
 	if err := admin(c); err != nil {
 		return "", "", "", err
 	}
-	for _, x := range []struct {
-		k    *model.Kind
-		what string
-		id   string
-		out  *string
-	}{{ProjectKind, "project", project, &pid}, {UserKind, "user", user, &uid}, {RoleKind, "role", role, &rid}} {
-		if _, err := s.get(ctx, x.k, x.what, x.id); err != nil {
-			return "", "", "", err
-		}
-		*x.out = storeID(x.id)
+	p, err := get[*Project](ctx, s, "project", project)
+	if err != nil {
+		return "", "", "", err
 	}
+	u, err := get[*User](ctx, s, "user", user)
+	if err != nil {
+		return "", "", "", err
+	}
+	r, err := get[*Role](ctx, s, "role", role)
+	if err != nil {
+		return "", "", "", err
+	}
+	pid, uid, rid = p.ID, u.ID, r.ID
 	return pid, uid, rid, nil
 }
 

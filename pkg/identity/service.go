@@ -175,23 +175,11 @@ func (s *Service) Login(ctx context.Context, userID, userName, password, project
 	if !checkPassword(hash, password, s.cost) || !u.Enabled {
 		return "", nil, ErrInvalidToken
 	}
-	pid := ""
-	switch {
-	case projectID != "":
-		pid = storeID(projectID)
-		if pid == "" {
-			return "", nil, ErrInvalidToken
-		}
-	case projectName != "":
-		ps, _, err := s.store.List(ctx, ProjectKind, "name", projectName)
-		if err != nil {
-			return "", nil, err
-		}
-		if len(ps) != 1 {
-			return "", nil, ErrInvalidToken
-		}
-		pid = ps[0].GetMeta().ID
-	case !scoped:
+	pid, err := s.scope(ctx, projectID, projectName)
+	if err != nil {
+		return "", nil, err
+	}
+	if pid == "" && !scoped {
 		pid = u.DefaultProjectID
 	}
 	return s.issue(ctx, u.ID, pid, []string{"password"}, s.now().Add(s.ttl))
@@ -207,23 +195,34 @@ func (s *Service) Rescope(ctx context.Context, tok, projectID, projectName strin
 	if err != nil {
 		return "", nil, err
 	}
-	pid := ""
+	pid, err := s.scope(ctx, projectID, projectName)
+	if err != nil {
+		return "", nil, err
+	}
+	return s.issue(ctx, old.UserID, pid, []string{"token"}, old.expires())
+}
+
+// scope resolves the project a token request scopes to, by id or by name
+// ("" for none); a project that is not there is an invalid login.
+func (s *Service) scope(ctx context.Context, projectID, projectName string) (string, error) {
 	switch {
 	case projectID != "":
-		if pid = storeID(projectID); pid == "" {
-			return "", nil, ErrInvalidToken
+		pid := storeID(projectID)
+		if pid == "" {
+			return "", ErrInvalidToken
 		}
+		return pid, nil
 	case projectName != "":
 		ps, _, err := s.store.List(ctx, ProjectKind, "name", projectName)
 		if err != nil {
-			return "", nil, err
+			return "", err
 		}
 		if len(ps) != 1 {
-			return "", nil, ErrInvalidToken
+			return "", ErrInvalidToken
 		}
-		pid = ps[0].GetMeta().ID
+		return ps[0].GetMeta().ID, nil
 	}
-	return s.issue(ctx, old.UserID, pid, []string{"token"}, old.expires())
+	return "", nil
 }
 
 // issue signs a token and resolves its context; a project scope needs a role.

@@ -72,52 +72,24 @@ func PolicyNotAuthorized(action string) *Error {
 	return NewError(NotAuthorized, "PolicyNotAuthorized", "rule:%s is disallowed by policy", action)
 }
 
-// NotFoundError is the not-found error of an object of a kind.
-func NotFoundError(k *model.Kind, id string) error {
-	switch k {
-	case NetworkKind:
-		return networkNotFound(id)
-	case SubnetKind:
-		return subnetNotFound(id)
-	case PortKind:
-		return portNotFound(id)
-	case RouterKind:
-		return routerNotFound(id)
-	case FloatingIPKind:
-		return floatingIPNotFound(id)
-	case SecurityGroupKind:
-		return securityGroupNotFound(id)
-	case SecurityGroupRuleKind:
-		return securityGroupRuleNotFound(id)
-	case PortForwardingKind:
-		return portForwardingNotFound(id)
-	}
-	return NewError(NotFound, "NotFound", "%s %s could not be found.", resourceName(k), id)
+// notFoundTypes are the resources' NotFound exceptions: type and message.
+var notFoundTypes = map[*model.Kind][2]string{
+	NetworkKind:           {"NetworkNotFound", "Network %s could not be found."},
+	SubnetKind:            {"SubnetNotFound", "Subnet %s could not be found."},
+	PortKind:              {"PortNotFound", "Port %s could not be found."},
+	RouterKind:            {"RouterNotFound", "Router %s could not be found"},
+	FloatingIPKind:        {"FloatingIPNotFound", "Floating IP %s could not be found"},
+	SecurityGroupKind:     {"SecurityGroupNotFound", "Security group %s does not exist"},
+	SecurityGroupRuleKind: {"SecurityGroupRuleNotFound", "Security group rule %s does not exist"},
+	PortForwardingKind:    {"PortForwardingNotFound", "Port Forwarding %s could not be found."},
 }
 
-func networkNotFound(id string) *Error {
-	return NewError(NotFound, "NetworkNotFound", "Network %s could not be found.", id)
-}
-func subnetNotFound(id string) *Error {
-	return NewError(NotFound, "SubnetNotFound", "Subnet %s could not be found.", id)
-}
-func portNotFound(id string) *Error {
-	return NewError(NotFound, "PortNotFound", "Port %s could not be found.", id)
-}
-func routerNotFound(id string) *Error {
-	return NewError(NotFound, "RouterNotFound", "Router %s could not be found", id)
-}
-func floatingIPNotFound(id string) *Error {
-	return NewError(NotFound, "FloatingIPNotFound", "Floating IP %s could not be found", id)
-}
-func securityGroupNotFound(id string) *Error {
-	return NewError(NotFound, "SecurityGroupNotFound", "Security group %s does not exist", id)
-}
-func securityGroupRuleNotFound(id string) *Error {
-	return NewError(NotFound, "SecurityGroupRuleNotFound", "Security group rule %s does not exist", id)
-}
-func portForwardingNotFound(id string) *Error {
-	return NewError(NotFound, "PortForwardingNotFound", "Port Forwarding %s could not be found.", id)
+// NotFoundError is the not-found error of an object of a kind.
+func NotFoundError(k *model.Kind, id string) *Error {
+	if t, ok := notFoundTypes[k]; ok {
+		return NewError(NotFound, t[0], t[1], id)
+	}
+	return NewError(NotFound, "NotFound", "%s %s could not be found.", resourceName(k), id)
 }
 
 func inUse(typ, format string, args ...any) *Error { return NewError(Conflict, typ, format, args...) }

@@ -2,12 +2,10 @@ package neutron
 
 import (
 	"context"
-	"errors"
 	"net/netip"
 	"slices"
 
 	"github.com/nagare/nagare/pkg/identity"
-	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/nsdb"
 )
 
@@ -43,27 +41,21 @@ func (r *FloatingIPRequest) association() assocReq {
 // port of owner network:floatingip) and associates it when port_id is
 // given.
 func (s *Service) CreateFloatingIP(ctx context.Context, c *identity.Context, r FloatingIPRequest) (*FloatingIP, error) {
-	if err := may(c, "create_floatingip"); err != nil {
-		return nil, err
-	}
-	project, err := projectFor(c, r.ProjectID)
+	st, err := s.creating(c, &r.StdRequest, "create_floatingip")
 	if err != nil {
 		return nil, err
 	}
-	f := &FloatingIP{Std: s.newStd(project), FloatingNetworkID: r.FloatingNetworkID}
+	f := &FloatingIP{Std: st, FloatingNetworkID: r.FloatingNetworkID}
 	r.StdRequest.apply(&f.Std)
 	want, subnetID, assoc := r.FloatingIPAddress, r.SubnetID, r.association()
-	if err := s.checkQuota(ctx, project, "floatingip", 1); err != nil {
-		return nil, err
-	}
-	if err := s.ensureProject(ctx, project); err != nil {
+	if err := s.admit(ctx, st.ProjectID, "floatingip"); err != nil {
 		return nil, err
 	}
 	var out *FloatingIP
 	_, err = s.store.Update(ctx, func(tx *nsdb.Tx) error {
 		x := *f
 		x.ID = newID()
-		n, err := s.getNetwork(tx, c, x.FloatingNetworkID)
+		n, err := get[*Network](tx, c, x.FloatingNetworkID)
 		if err != nil {
 			return err
 		}
@@ -141,7 +133,7 @@ func setFIPStatus(f *FloatingIP) {
 // associate points a floating IP at a port's fixed address through the
 // router that connects the port's subnet to the floating IP's network.
 func (s *Service) associate(tx *nsdb.Tx, c *identity.Context, f *FloatingIP, a assocReq) error {
-	p, _, err := s.getPort(tx, c, a.portID)
+	p, err := get[*Port](tx, c, a.portID)
 	if err != nil {
 		return err
 	}
@@ -214,49 +206,24 @@ func (s *Service) routerFor(tx *nsdb.Tx, extNetID, subnetID string) (string, err
 		return "", err
 	}
 	for _, o := range routers {
-		ports, err := routerPorts(tx, o.GetMeta().ID)
+		id := o.GetMeta().ID
+		ports, err := listOf[*Port](tx, "router_id", id)
 		if err != nil {
 			return "", err
 		}
 		for _, p := range ports {
 			if p.DeviceOwner == OwnerRouterInterface && slices.ContainsFunc(p.FixedIPs, func(f FixedIP) bool { return f.SubnetID == subnetID }) {
-				return o.GetMeta().ID, nil
+				return id, nil
 			}
 		}
 	}
 	return "", nil
 }
 
-func (s *Service) getFloatingIP(tx *nsdb.Tx, c *identity.Context, id string) (*FloatingIP, error) {
-	o, err := tx.Get(FloatingIPKind, id)
-	if errors.Is(err, model.ErrNotFound) {
-		return nil, floatingIPNotFound(id)
-	}
-	if err != nil {
-		return nil, err
-	}
-	f := o.(*FloatingIP)
-	if !owns(c, &f.Std) {
-		return nil, floatingIPNotFound(id)
-	}
-	return f, nil
-}
-
 // UpdateFloatingIP associates, re-targets or disassociates a floating IP.
 func (s *Service) UpdateFloatingIP(ctx context.Context, c *identity.Context, id string, r FloatingIPRequest, ifRev int64) (*FloatingIP, error) {
 	assoc := r.association()
-	var out *FloatingIP
-	_, err := s.store.Update(ctx, func(tx *nsdb.Tx) error {
-		f, err := s.getFloatingIP(tx, c, id)
-		if err != nil {
-			return err
-		}
-		if err := may(c, "update_floatingip"); err != nil {
-			return err
-		}
-		if err := checkRevision(&f.Std, ifRev); err != nil {
-			return err
-		}
+	return modify(ctx, s, c, id, "update_floatingip", ifRev, func(tx *nsdb.Tx, f *FloatingIP) error {
 		r.StdRequest.apply(&f.Std)
 		oldRouter := f.RouterID
 		if assoc.set {
@@ -275,7 +242,6 @@ func (s *Service) UpdateFloatingIP(ctx context.Context, c *identity.Context, id 
 		if err := tx.Put(f); err != nil {
 			return err
 		}
-		out = f
 		for _, r := range uniq(oldRouter, f.RouterID) {
 			if err := s.retranslateRouter(tx, r); err != nil {
 				return err
@@ -283,7 +249,6 @@ func (s *Service) UpdateFloatingIP(ctx context.Context, c *identity.Context, id 
 		}
 		return nil
 	})
-	return out, err
 }
 
 func uniq(ids ...string) []string {
@@ -298,17 +263,7 @@ func uniq(ids ...string) []string {
 
 // DeleteFloatingIP releases a floating IP with its port forwardings.
 func (s *Service) DeleteFloatingIP(ctx context.Context, c *identity.Context, id string, ifRev int64) error {
-	_, err := s.store.Update(ctx, func(tx *nsdb.Tx) error {
-		f, err := s.getFloatingIP(tx, c, id)
-		if err != nil {
-			return err
-		}
-		if err := may(c, "delete_floatingip"); err != nil {
-			return err
-		}
-		if err := checkRevision(&f.Std, ifRev); err != nil {
-			return err
-		}
+	_, err := modify(ctx, s, c, id, "delete_floatingip", ifRev, func(tx *nsdb.Tx, f *FloatingIP) error {
 		if err := tx.Delete(FloatingIPKind, id); err != nil {
 			return err
 		}

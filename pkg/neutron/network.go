@@ -2,13 +2,11 @@ package neutron
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
 
 	"github.com/nagare/nagare/pkg/identity"
-	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/nsdb"
 )
 
@@ -173,22 +171,16 @@ func claimSegment(tx *nsdb.Tx, n *Network) error {
 
 // CreateNetwork creates a network and its bridge.
 func (s *Service) CreateNetwork(ctx context.Context, c *identity.Context, r NetworkRequest) (*Network, error) {
-	if err := may(c, "create_network"); err != nil {
-		return nil, err
-	}
-	project, err := projectFor(c, r.ProjectID)
+	st, err := s.creating(c, &r.StdRequest, "create_network")
 	if err != nil {
 		return nil, err
 	}
-	n := &Network{Std: s.newStd(project), AdminStateUp: true, PortSecurityEnabled: true}
+	n := &Network{Std: st, AdminStateUp: true, PortSecurityEnabled: true}
 	r.apply(n)
 	if err := s.segment(n, &r); err != nil {
 		return nil, err
 	}
-	if err := s.checkQuota(ctx, project, "network", 1); err != nil {
-		return nil, err
-	}
-	if err := s.ensureProject(ctx, project); err != nil {
+	if err := s.admit(ctx, st.ProjectID, "network"); err != nil {
 		return nil, err
 	}
 	var out *Network
@@ -198,13 +190,7 @@ func (s *Service) CreateNetwork(ctx context.Context, c *identity.Context, r Netw
 		if err := claimSegment(tx, &x); err != nil {
 			return err
 		}
-		if err := apply(tx, &x.Std, TranslateNetwork(&x)); err != nil {
-			return err
-		}
-		o, err := tx.Create(&x)
-		if err == nil {
-			out = o.(*Network)
-		}
+		out, err = createWith(tx, &x, TranslateNetwork(&x))
 		return err
 	})
 	return out, err
@@ -215,41 +201,12 @@ func networkVisible(c *identity.Context, n *Network) bool {
 	return owns(c, &n.Std) || n.Shared || n.External
 }
 
-func (s *Service) getNetwork(tx *nsdb.Tx, c *identity.Context, id string) (*Network, error) {
-	o, err := tx.Get(NetworkKind, id)
-	if errors.Is(err, model.ErrNotFound) {
-		return nil, networkNotFound(id)
-	}
-	if err != nil {
-		return nil, err
-	}
-	n := o.(*Network)
-	if !networkVisible(c, n) {
-		return nil, networkNotFound(id)
-	}
-	return n, nil
-}
-
 // UpdateNetwork changes a network's writable attributes. Provider
 // attributes cannot change (ML2's answer); an external network that
 // routers use as their gateway cannot stop being external; a shared
 // network other projects have ports on cannot stop being shared.
 func (s *Service) UpdateNetwork(ctx context.Context, c *identity.Context, id string, r NetworkRequest, ifRev int64) (*Network, error) {
-	var out *Network
-	_, err := s.store.Update(ctx, func(tx *nsdb.Tx) error {
-		n, err := s.getNetwork(tx, c, id)
-		if err != nil {
-			return err
-		}
-		if err := ownsOrHidden(c, &n.Std, true, "update_network", nil); err != nil {
-			return err
-		}
-		if err := may(c, "update_network"); err != nil {
-			return err
-		}
-		if err := checkRevision(&n.Std, ifRev); err != nil {
-			return err
-		}
+	return modify(ctx, s, c, id, "update_network", ifRev, func(tx *nsdb.Tx, n *Network) error {
 		was := *n
 		r.apply(n)
 		if r.Provider != nil {
@@ -299,10 +256,8 @@ func (s *Service) UpdateNetwork(ctx context.Context, c *identity.Context, id str
 				}
 			}
 		}
-		out = n
 		return tx.Put(n)
 	})
-	return out, err
 }
 
 // autoDeletePortOwners are the ports deleting a network deletes with it
@@ -312,20 +267,7 @@ var autoDeletePortOwners = map[string]bool{OwnerDHCP: true, "network:router_ha_i
 // DeleteNetwork deletes a network with its subnets, refusing while ports
 // are on it.
 func (s *Service) DeleteNetwork(ctx context.Context, c *identity.Context, id string, ifRev int64) error {
-	_, err := s.store.Update(ctx, func(tx *nsdb.Tx) error {
-		n, err := s.getNetwork(tx, c, id)
-		if err != nil {
-			return err
-		}
-		if err := ownsOrHidden(c, &n.Std, true, "delete_network", nil); err != nil {
-			return err
-		}
-		if err := may(c, "delete_network"); err != nil {
-			return err
-		}
-		if err := checkRevision(&n.Std, ifRev); err != nil {
-			return err
-		}
+	_, err := modify(ctx, s, c, id, "delete_network", ifRev, func(tx *nsdb.Tx, n *Network) error {
 		ports, err := tx.List(PortKind, "network_id", id)
 		if err != nil {
 			return err

@@ -71,29 +71,26 @@ func (r *PortRequest) apply(p *Port) {
 // (the project's default group unless told otherwise), its binding, and
 // its translation, in one transaction.
 func (s *Service) CreatePort(ctx context.Context, c *identity.Context, r PortRequest) (*Port, error) {
-	if err := may(c, "create_port"); err != nil {
-		return nil, err
-	}
-	project, err := projectFor(c, r.ProjectID)
+	st, err := s.creating(c, &r.StdRequest, "create_port")
 	if err != nil {
 		return nil, err
 	}
 	if err := r.check(); err != nil {
 		return nil, err
 	}
-	p := &Port{Std: s.newStd(project), AdminStateUp: true, VNICType: "normal", NetworkID: r.NetworkID}
+	p := &Port{Std: st, AdminStateUp: true, VNICType: "normal", NetworkID: r.NetworkID}
 	r.apply(p)
-	if err := s.ensureProject(ctx, project); err != nil {
+	if err := s.ensureProject(ctx, st.ProjectID); err != nil {
 		return nil, err
 	}
 	// The quota is counted while the transaction reads (it is not part of
 	// it anyway: see checkQuota), and waited for before it commits.
-	quota := s.checkQuotaAsync(ctx, project, "port", 1)
+	quota := s.checkQuotaAsync(ctx, st.ProjectID, "port", 1)
 	var out *Port
 	_, err = s.store.Update(ctx, func(tx *nsdb.Tx) error {
 		x := *p
 		x.ID = newID()
-		n, err := s.getNetwork(tx, c, x.NetworkID)
+		n, err := get[*Network](tx, c, x.NetworkID)
 		if err != nil {
 			return err
 		}
@@ -351,14 +348,14 @@ func (s *Service) portGroups(tx *nsdb.Tx, p *Port) ([]*SecurityGroup, error) {
 	for _, id := range p.SecurityGroups {
 		o, err := tx.Get(SecurityGroupKind, id)
 		if errors.Is(err, model.ErrNotFound) {
-			return nil, securityGroupNotFound(id)
+			return nil, NotFoundError(SecurityGroupKind, id)
 		}
 		if err != nil {
 			return nil, err
 		}
 		g := o.(*SecurityGroup)
 		if g.ProjectID != p.ProjectID && p.ProjectID != "" {
-			return nil, securityGroupNotFound(id)
+			return nil, NotFoundError(SecurityGroupKind, id)
 		}
 		out = append(out, g)
 	}
@@ -409,26 +406,6 @@ func (s *Service) bind(tx *nsdb.Tx, p *Port) (string, error) {
 	return id, nil
 }
 
-func (s *Service) getPort(tx *nsdb.Tx, c *identity.Context, id string) (*Port, *Network, error) {
-	o, err := tx.Get(PortKind, id)
-	if errors.Is(err, model.ErrNotFound) {
-		return nil, nil, portNotFound(id)
-	}
-	if err != nil {
-		return nil, nil, err
-	}
-	p := o.(*Port)
-	no, err := tx.Get(NetworkKind, p.NetworkID)
-	if err != nil {
-		return nil, nil, err
-	}
-	n := no.(*Network)
-	if !portVisible(c, p, n) {
-		return nil, nil, portNotFound(id)
-	}
-	return p, n, nil
-}
-
 // portVisible is get_port's policy: the port's or the network's owner.
 func portVisible(c *identity.Context, p *Port, n *Network) bool {
 	return owns(c, &p.Std) || (n != nil && n.ProjectID == c.ProjectID)
@@ -440,18 +417,7 @@ func (s *Service) UpdatePort(ctx context.Context, c *identity.Context, id string
 	if err := r.check(); err != nil {
 		return nil, err
 	}
-	var out *Port
-	_, err := s.store.Update(ctx, func(tx *nsdb.Tx) error {
-		p, _, err := s.getPort(tx, c, id)
-		if err != nil {
-			return err
-		}
-		if err := may(c, "update_port"); err != nil {
-			return err
-		}
-		if err := checkRevision(&p.Std, ifRev); err != nil {
-			return err
-		}
+	return modify(ctx, s, c, id, "update_port", ifRev, func(tx *nsdb.Tx, p *Port) error {
 		was := *p
 		r.apply(p)
 		if isRouterPort(&was) && (r.FixedIPs != nil || r.DeviceOwner != nil || r.DeviceID != nil) {
@@ -472,29 +438,17 @@ func (s *Service) UpdatePort(ctx context.Context, c *identity.Context, id string
 		if err := s.writePort(tx, c, p, r, false); err != nil {
 			return err
 		}
-		out = p
 		return nil
 	})
-	return out, err
 }
 
 // DeletePort deletes a port; floating IPs on it are disassociated and port
 // forwardings to it deleted. Router and floating IP ports go with their
 // router interface or floating IP, not through this call.
 func (s *Service) DeletePort(ctx context.Context, c *identity.Context, id string, ifRev int64) error {
-	_, err := s.store.Update(ctx, func(tx *nsdb.Tx) error {
-		// The port's and its network's owners may delete it (getPort
-		// hides it from anyone else).
-		p, _, err := s.getPort(tx, c, id)
-		if err != nil {
-			return err
-		}
-		if err := may(c, "delete_port"); err != nil {
-			return err
-		}
-		if err := checkRevision(&p.Std, ifRev); err != nil {
-			return err
-		}
+	// The port's and its network's owners may delete it (its get policy
+	// hides it from anyone else).
+	_, err := modify(ctx, s, c, id, "delete_port", ifRev, func(tx *nsdb.Tx, p *Port) error {
 		switch p.DeviceOwner {
 		case OwnerRouterInterface, OwnerRouterGateway, OwnerFloatingIP:
 			return inUse("ServicePortInUse", "Port %s cannot be deleted directly via the port API: has device owner %s.", id, p.DeviceOwner)

@@ -2,11 +2,13 @@ package neutron
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"slices"
 	"strconv"
 
 	"github.com/nagare/nagare/pkg/identity"
+	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/nsdb"
 )
 
@@ -53,7 +55,7 @@ func (s *Service) CreatePortForwarding(ctx context.Context, c *identity.Context,
 	r.apply(pf)
 	var out *PortForwarding
 	_, err := s.store.Update(ctx, func(tx *nsdb.Tx) error {
-		f, err := s.getFloatingIP(tx, c, fipID)
+		f, err := get[*FloatingIP](tx, c, fipID)
 		if err != nil {
 			return err
 		}
@@ -79,7 +81,7 @@ func (s *Service) checkForwarding(tx *nsdb.Tx, c *identity.Context, f *FloatingI
 	if f.PortID != "" {
 		return inUse("FipInUseByPortForwarding", "Floating IP %s is associated with port %s; a floating IP with a port cannot have port forwardings.", f.ID, f.PortID)
 	}
-	p, _, err := s.getPort(tx, c, pf.InternalPortID)
+	p, err := get[*Port](tx, c, pf.InternalPortID)
 	if err != nil {
 		return err
 	}
@@ -121,15 +123,24 @@ func (s *Service) checkForwarding(tx *nsdb.Tx, c *identity.Context, f *FloatingI
 }
 
 // getForwarding reads a floating IP the caller may see and one of its port
-// forwardings; a forwarding of another floating IP is not found.
-func (s *Service) getForwarding(tx *nsdb.Tx, c *identity.Context, fipID, id string) (*FloatingIP, *PortForwarding, error) {
-	f, err := s.getFloatingIP(tx, c, fipID)
+// forwardings (a forwarding of another floating IP is not found), for a
+// write when action is not "".
+func (s *Service) getForwarding(tx *nsdb.Tx, c *identity.Context, fipID, id, action string) (*FloatingIP, *PortForwarding, error) {
+	f, err := get[*FloatingIP](tx, c, fipID)
 	if err != nil {
 		return nil, nil, err
 	}
 	o, err := tx.Get(PortForwardingKind, id)
-	if err != nil || o.(*PortForwarding).FloatingIPID != fipID {
-		return nil, nil, portForwardingNotFound(id)
+	if errors.Is(err, model.ErrNotFound) || (err == nil && o.(*PortForwarding).FloatingIPID != fipID) {
+		return nil, nil, NotFoundError(PortForwardingKind, id)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if action != "" {
+		if err := may(c, action); err != nil {
+			return nil, nil, err
+		}
 	}
 	return f, o.(*PortForwarding), nil
 }
@@ -139,7 +150,7 @@ func (s *Service) GetPortForwarding(ctx context.Context, c *identity.Context, fi
 	var out *PortForwarding
 	err := s.view(ctx, func(tx *nsdb.Tx) error {
 		var err error
-		_, out, err = s.getForwarding(tx, c, fipID, id)
+		_, out, err = s.getForwarding(tx, c, fipID, id, "")
 		return err
 	})
 	return out, err
@@ -149,7 +160,7 @@ func (s *Service) GetPortForwarding(ctx context.Context, c *identity.Context, fi
 func (s *Service) ListPortForwardings(ctx context.Context, c *identity.Context, fipID string) ([]*PortForwarding, error) {
 	var out []*PortForwarding
 	err := s.view(ctx, func(tx *nsdb.Tx) error {
-		if _, err := s.getFloatingIP(tx, c, fipID); err != nil {
+		if _, err := get[*FloatingIP](tx, c, fipID); err != nil {
 			return err
 		}
 		objs, err := tx.List(PortForwardingKind, "floatingip_id", fipID)
@@ -165,11 +176,8 @@ func (s *Service) ListPortForwardings(ctx context.Context, c *identity.Context, 
 func (s *Service) UpdatePortForwarding(ctx context.Context, c *identity.Context, fipID, id string, r PortForwardingRequest) (*PortForwarding, error) {
 	var out *PortForwarding
 	_, err := s.store.Update(ctx, func(tx *nsdb.Tx) error {
-		f, pf, err := s.getForwarding(tx, c, fipID, id)
+		f, pf, err := s.getForwarding(tx, c, fipID, id, "update_floatingip_port_forwarding")
 		if err != nil {
-			return err
-		}
-		if err := may(c, "update_floatingip_port_forwarding"); err != nil {
 			return err
 		}
 		r.apply(pf)
@@ -190,11 +198,8 @@ func (s *Service) UpdatePortForwarding(ctx context.Context, c *identity.Context,
 // one leaves it without a router.
 func (s *Service) DeletePortForwarding(ctx context.Context, c *identity.Context, fipID, id string) error {
 	_, err := s.store.Update(ctx, func(tx *nsdb.Tx) error {
-		f, _, err := s.getForwarding(tx, c, fipID, id)
+		f, _, err := s.getForwarding(tx, c, fipID, id, "delete_floatingip_port_forwarding")
 		if err != nil {
-			return err
-		}
-		if err := may(c, "delete_floatingip_port_forwarding"); err != nil {
 			return err
 		}
 		if err := tx.Delete(PortForwardingKind, id); err != nil {

@@ -69,23 +69,21 @@ func (r *Reader) Network(id string) *Network {
 }
 
 // Port is a port by id, nil when it is gone.
-func (r *Reader) Port(id string) *Port {
-	o, err := r.tx.Get(PortKind, id)
-	if err != nil {
-		r.failed(err)
-		return nil
-	}
-	return o.(*Port)
-}
+func (r *Reader) Port(id string) *Port { return lookup[*Port](r, id) }
 
 // SecurityGroup is a group by id, nil when it is gone.
-func (r *Reader) SecurityGroup(id string) *SecurityGroup {
-	o, err := r.tx.Get(SecurityGroupKind, id)
+func (r *Reader) SecurityGroup(id string) *SecurityGroup { return lookup[*SecurityGroup](r, id) }
+
+// lookup reads an object by id whatever the caller may see (views name
+// related objects), the zero T when it is gone.
+func lookup[T model.Object](r *Reader, id string) T {
+	var zero T
+	o, err := r.tx.Get(model.KindOf(zero), id)
 	if err != nil {
 		r.failed(err)
-		return nil
+		return zero
 	}
-	return o.(*SecurityGroup)
+	return o.(T)
 }
 
 // Get returns one object of a kind the caller may see (the kind's
@@ -102,6 +100,62 @@ func (r *Reader) Get(k *model.Kind, id string) (model.Object, error) {
 		return nil, NotFoundError(k, id)
 	}
 	return o, nil
+}
+
+// get reads an object as the caller may see it within a write's
+// transaction (its kind's NotFoundError when it is missing or hidden).
+func get[T Object](tx *nsdb.Tx, c *identity.Context, id string) (T, error) {
+	var zero T
+	r := &Reader{tx: tx, c: c, networks: map[string]*Network{}}
+	o, err := r.Get(model.KindOf(zero), id)
+	if err == nil {
+		err = r.err
+	}
+	if err != nil {
+		return zero, err
+	}
+	return o.(T), nil
+}
+
+// changing reads the object an update or delete names and applies the
+// write's policy: missing or hidden, it is not found; seen, the caller
+// must own it (a port: or own its network, Neutron's
+// admin_or_network_owner, which is its get policy already), hold a role
+// that writes, and name its revision if If-Match does.
+func changing[T Object](tx *nsdb.Tx, c *identity.Context, id, action string, ifRev int64) (T, error) {
+	o, err := get[T](tx, c, id)
+	if err != nil {
+		return o, err
+	}
+	var zero T
+	if _, port := any(o).(*Port); !port && !owns(c, o.std()) {
+		return zero, PolicyNotAuthorized(action)
+	}
+	if err := may(c, action); err != nil {
+		return zero, err
+	}
+	if err := checkRevision(o.std(), ifRev); err != nil {
+		return zero, err
+	}
+	return o, nil
+}
+
+// modify runs an update or delete of one existing object in one
+// transaction: fn gets the object as changing reads it, and writes.
+func modify[T Object](ctx context.Context, s *Service, c *identity.Context, id, action string, ifRev int64, fn func(*nsdb.Tx, T) error) (T, error) {
+	var out T
+	_, err := s.store.Update(ctx, func(tx *nsdb.Tx) error {
+		o, err := changing[T](tx, c, id, action, ifRev)
+		if err != nil {
+			return err
+		}
+		if err := fn(tx, o); err != nil {
+			return err
+		}
+		out = o
+		return nil
+	})
+	return out, err
 }
 
 // visible is each resource's get policy.
@@ -256,7 +310,7 @@ func (r *Reader) GroupRules(id string) []*SecurityGroupRule {
 	if rs, ok := r.rules[id]; ok {
 		return rs
 	}
-	rs, err := groupRules(r.tx, id)
+	rs, err := listOf[*SecurityGroupRule](r.tx, "security_group_id", id)
 	r.failed(err)
 	r.rules[id] = rs
 	return rs

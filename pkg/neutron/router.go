@@ -39,19 +39,13 @@ func (r *RouterRequest) apply(x *Router) {
 // CreateRouter creates a router, with its gateway when external_gateway_info
 // names an external network.
 func (s *Service) CreateRouter(ctx context.Context, c *identity.Context, req RouterRequest) (*Router, error) {
-	if err := may(c, "create_router"); err != nil {
-		return nil, err
-	}
-	project, err := projectFor(c, req.ProjectID)
+	st, err := s.creating(c, &req.StdRequest, "create_router")
 	if err != nil {
 		return nil, err
 	}
-	r := &Router{Std: s.newStd(project), AdminStateUp: true}
+	r := &Router{Std: st, AdminStateUp: true}
 	req.apply(r)
-	if err := s.checkQuota(ctx, project, "router", 1); err != nil {
-		return nil, err
-	}
-	if err := s.ensureProject(ctx, project); err != nil {
+	if err := s.admit(ctx, st.ProjectID, "router"); err != nil {
 		return nil, err
 	}
 	var out *Router
@@ -99,7 +93,7 @@ func (s *Service) setGateway(tx *nsdb.Tx, c *identity.Context, r *Router, g *Gat
 		// The new network is checked before the old gateway's users, as
 		// Neutron's _update_router_gw_info does.
 		var err error
-		if n, err = s.getNetwork(tx, c, g.NetworkID); err != nil {
+		if n, err = get[*Network](tx, c, g.NetworkID); err != nil {
 			return err
 		}
 		if !n.External {
@@ -149,34 +143,6 @@ func gatewayAddressError(err error, netID string) error {
 	return err
 }
 
-func (s *Service) getRouter(tx *nsdb.Tx, c *identity.Context, id string) (*Router, error) {
-	o, err := tx.Get(RouterKind, id)
-	if errors.Is(err, model.ErrNotFound) {
-		return nil, routerNotFound(id)
-	}
-	if err != nil {
-		return nil, err
-	}
-	r := o.(*Router)
-	if !owns(c, &r.Std) {
-		return nil, routerNotFound(id)
-	}
-	return r, nil
-}
-
-// routerPorts are a router's interface ports and its gateway port.
-func routerPorts(tx *nsdb.Tx, routerID string) ([]*Port, error) {
-	objs, err := tx.List(PortKind, "router_id", routerID)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]*Port, len(objs))
-	for i, o := range objs {
-		out[i] = o.(*Port)
-	}
-	return out, nil
-}
-
 // interfaces are the subnets a router is connected to.
 func interfaces(tx *nsdb.Tx, ports []*Port) ([]Interface, map[string]*Subnet, error) {
 	var out []Interface
@@ -199,7 +165,7 @@ func interfaces(tx *nsdb.Tx, ports []*Port) ([]Interface, map[string]*Subnet, er
 // interfaces, floating IPs and port forwardings.
 func (s *Service) translateRouter(tx *nsdb.Tx, r *Router) error {
 	in := RouterInput{Router: r}
-	ports, err := routerPorts(tx, r.ID)
+	ports, err := listOf[*Port](tx, "router_id", r.ID)
 	if err != nil {
 		return err
 	}
@@ -254,18 +220,7 @@ func (s *Service) retranslateRouter(tx *nsdb.Tx, id string) error {
 
 // UpdateRouter changes a router's attributes, gateway and static routes.
 func (s *Service) UpdateRouter(ctx context.Context, c *identity.Context, id string, req RouterRequest, ifRev int64) (*Router, error) {
-	var out *Router
-	_, err := s.store.Update(ctx, func(tx *nsdb.Tx) error {
-		r, err := s.getRouter(tx, c, id)
-		if err != nil {
-			return err
-		}
-		if err := may(c, "update_router"); err != nil {
-			return err
-		}
-		if err := checkRevision(&r.Std, ifRev); err != nil {
-			return err
-		}
+	return modify(ctx, s, c, id, "update_router", ifRev, func(tx *nsdb.Tx, r *Router) error {
 		req.apply(r)
 		if err := s.setGateway(tx, c, r, req.Gateway); err != nil {
 			return err
@@ -280,10 +235,8 @@ func (s *Service) UpdateRouter(ctx context.Context, c *identity.Context, id stri
 		if err := s.translateRouter(tx, r); err != nil {
 			return err
 		}
-		out = r
 		return tx.Put(r)
 	})
-	return out, err
 }
 
 // checkRoutes checks static routes as the extraroute extension does: each
@@ -293,7 +246,7 @@ func (s *Service) checkRoutes(tx *nsdb.Tx, r *Router, routes []Route) error {
 	if len(routes) > maxRoutes {
 		return NewError(BadRequest, "RoutesExhausted", "Unable to complete operation for %s. The number of routes exceeds the maximum %d.", r.ID, maxRoutes)
 	}
-	ports, err := routerPorts(tx, r.ID)
+	ports, err := listOf[*Port](tx, "router_id", r.ID)
 	if err != nil {
 		return err
 	}
@@ -321,18 +274,8 @@ func (s *Service) checkRoutes(tx *nsdb.Tx, r *Router, routes []Route) error {
 
 // DeleteRouter deletes a router without interfaces, with its gateway.
 func (s *Service) DeleteRouter(ctx context.Context, c *identity.Context, id string, ifRev int64) error {
-	_, err := s.store.Update(ctx, func(tx *nsdb.Tx) error {
-		r, err := s.getRouter(tx, c, id)
-		if err != nil {
-			return err
-		}
-		if err := may(c, "delete_router"); err != nil {
-			return err
-		}
-		if err := checkRevision(&r.Std, ifRev); err != nil {
-			return err
-		}
-		ports, err := routerPorts(tx, id)
+	_, err := modify(ctx, s, c, id, "delete_router", ifRev, func(tx *nsdb.Tx, r *Router) error {
+		ports, err := listOf[*Port](tx, "router_id", id)
 		if err != nil {
 			return err
 		}

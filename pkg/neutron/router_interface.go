@@ -35,21 +35,14 @@ func (s *Service) AddInterface(ctx context.Context, c *identity.Context, id stri
 	}
 	var out *InterfaceInfo
 	_, err := s.store.Update(ctx, func(tx *nsdb.Tx) error {
-		r, err := s.getRouter(tx, c, id)
-		if err != nil {
-			return err
-		}
-		if err := may(c, "add_router_interface"); err != nil {
-			return err
-		}
-		ports, err := routerPorts(tx, id)
+		r, ports, err := routerAndPorts(tx, c, id, "add_router_interface")
 		if err != nil {
 			return err
 		}
 		var p *Port
 		var subs []*Subnet
 		if portID != "" {
-			if p, _, err = s.getPort(tx, c, portID); err != nil {
+			if p, err = get[*Port](tx, c, portID); err != nil {
 				return err
 			}
 			if p.DeviceID != "" || p.DeviceOwner != "" {
@@ -73,7 +66,7 @@ func (s *Service) AddInterface(ctx context.Context, c *identity.Context, id stri
 				return BadResourceRequest("router", "Cannot have multiple IPv4 subnets on router port")
 			}
 		} else {
-			sub, _, err := s.getSubnet(tx, c, subnetID)
+			sub, err := get[*Subnet](tx, c, subnetID)
 			if err != nil {
 				return err
 			}
@@ -115,6 +108,17 @@ func (s *Service) AddInterface(ctx context.Context, c *identity.Context, id stri
 	return out, err
 }
 
+// routerAndPorts reads the router an interface operation names, under the
+// operation's policy, and the router's ports.
+func routerAndPorts(tx *nsdb.Tx, c *identity.Context, id, action string) (*Router, []*Port, error) {
+	r, err := changing[*Router](tx, c, id, action, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	ports, err := listOf[*Port](tx, "router_id", id)
+	return r, ports, err
+}
+
 // checkDupSubnets is Neutron's _check_for_dup_router_subnets: one port per
 // subnet, and no two interface subnets overlapping.
 func checkDupSubnets(tx *nsdb.Tx, r *Router, ports []*Port, subs []*Subnet) error {
@@ -152,14 +156,7 @@ func (s *Service) RemoveInterface(ctx context.Context, c *identity.Context, id s
 	}
 	var out *InterfaceInfo
 	_, err := s.store.Update(ctx, func(tx *nsdb.Tx) error {
-		r, err := s.getRouter(tx, c, id)
-		if err != nil {
-			return err
-		}
-		if err := may(c, "remove_router_interface"); err != nil {
-			return err
-		}
-		ports, err := routerPorts(tx, id)
+		r, ports, err := routerAndPorts(tx, c, id, "remove_router_interface")
 		if err != nil {
 			return err
 		}

@@ -52,10 +52,7 @@ func (s *Service) createDefaultGroup(tx *nsdb.Tx, project, id string) error {
 			return err
 		}
 	}
-	if err := apply(tx, &g.Std, TranslateSecurityGroup(g, rules)); err != nil {
-		return err
-	}
-	_, err := tx.Create(g)
+	_, err := createWith(tx, g, TranslateSecurityGroup(g, rules))
 	return err
 }
 
@@ -106,60 +103,27 @@ func (s *Service) defaultGroup(tx *nsdb.Tx, project string) (*SecurityGroup, err
 	return g.(*SecurityGroup), nil
 }
 
-func (s *Service) getGroup(tx *nsdb.Tx, c *identity.Context, id string) (*SecurityGroup, error) {
-	o, err := tx.Get(SecurityGroupKind, id)
-	if errors.Is(err, model.ErrNotFound) {
-		return nil, securityGroupNotFound(id)
-	}
-	if err != nil {
-		return nil, err
-	}
-	g := o.(*SecurityGroup)
-	if !owns(c, &g.Std) {
-		return nil, securityGroupNotFound(id)
-	}
-	return g, nil
-}
-
 // retranslateGroup rewrites a group's chains from its current rules.
 func (s *Service) retranslateGroup(tx *nsdb.Tx, g *SecurityGroup) error {
-	rules, err := groupRules(tx, g.ID)
+	rules, err := listOf[*SecurityGroupRule](tx, "security_group_id", g.ID)
 	if err != nil {
 		return err
 	}
 	return apply(tx, &g.Std, TranslateSecurityGroup(g, rules))
 }
 
-func groupRules(tx *nsdb.Tx, id string) ([]*SecurityGroupRule, error) {
-	objs, err := tx.List(SecurityGroupRuleKind, "security_group_id", id)
-	if err != nil {
-		return nil, err
-	}
-	rules := make([]*SecurityGroupRule, len(objs))
-	for i, o := range objs {
-		rules[i] = o.(*SecurityGroupRule)
-	}
-	return rules, nil
-}
-
 // CreateSecurityGroup creates a group with Neutron's default egress rules.
 func (s *Service) CreateSecurityGroup(ctx context.Context, c *identity.Context, r SecurityGroupRequest) (*SecurityGroup, error) {
-	if err := may(c, "create_security_group"); err != nil {
-		return nil, err
-	}
-	project, err := projectFor(c, r.ProjectID)
+	st, err := s.creating(c, &r.StdRequest, "create_security_group")
 	if err != nil {
 		return nil, err
 	}
-	g := &SecurityGroup{Std: s.newStd(project), Stateful: true}
+	g := &SecurityGroup{Std: st, Stateful: true}
 	r.apply(g)
 	if g.Name == "default" {
 		return nil, inUse("SecurityGroupDefaultAlreadyExists", "Default security group already exists.")
 	}
-	if err := s.checkQuota(ctx, project, "security_group", 1); err != nil {
-		return nil, err
-	}
-	if err := s.ensureProject(ctx, project); err != nil {
+	if err := s.admit(ctx, st.ProjectID, "security_group"); err != nil {
 		return nil, err
 	}
 	var out *SecurityGroup
@@ -172,13 +136,7 @@ func (s *Service) CreateSecurityGroup(ctx context.Context, c *identity.Context, 
 				return err
 			}
 		}
-		if err := apply(tx, &n.Std, TranslateSecurityGroup(&n, rules)); err != nil {
-			return err
-		}
-		o, err := tx.Create(&n)
-		if err == nil {
-			out = o.(*SecurityGroup)
-		}
+		out, err = createWith(tx, &n, TranslateSecurityGroup(&n, rules))
 		return err
 	})
 	return out, err
@@ -191,18 +149,7 @@ func (r *SecurityGroupRequest) apply(g *SecurityGroup) {
 
 // UpdateSecurityGroup changes a group's name, description or statefulness.
 func (s *Service) UpdateSecurityGroup(ctx context.Context, c *identity.Context, id string, r SecurityGroupRequest, ifRev int64) (*SecurityGroup, error) {
-	var out *SecurityGroup
-	_, err := s.store.Update(ctx, func(tx *nsdb.Tx) error {
-		g, err := s.getGroup(tx, c, id)
-		if err != nil {
-			return err
-		}
-		if err := may(c, "update_security_group"); err != nil {
-			return err
-		}
-		if err := checkRevision(&g.Std, ifRev); err != nil {
-			return err
-		}
+	return modify(ctx, s, c, id, "update_security_group", ifRev, func(tx *nsdb.Tx, g *SecurityGroup) error {
 		was := *g
 		r.apply(g)
 		if was.IsDefault && g.Name != "default" {
@@ -224,26 +171,14 @@ func (s *Service) UpdateSecurityGroup(ctx context.Context, c *identity.Context, 
 		if err := s.retranslateGroup(tx, g); err != nil {
 			return err
 		}
-		out = g
 		return tx.Put(g)
 	})
-	return out, err
 }
 
 // DeleteSecurityGroup deletes a group no port uses, with its rules and the
 // rules of other groups that name it as their remote group.
 func (s *Service) DeleteSecurityGroup(ctx context.Context, c *identity.Context, id string, ifRev int64) error {
-	_, err := s.store.Update(ctx, func(tx *nsdb.Tx) error {
-		g, err := s.getGroup(tx, c, id)
-		if err != nil {
-			return err
-		}
-		if err := may(c, "delete_security_group"); err != nil {
-			return err
-		}
-		if err := checkRevision(&g.Std, ifRev); err != nil {
-			return err
-		}
+	_, err := modify(ctx, s, c, id, "delete_security_group", ifRev, func(tx *nsdb.Tx, g *SecurityGroup) error {
 		if g.IsDefault && !c.IsAdmin() {
 			return inUse("SecurityGroupCannotRemoveDefault", "Insufficient rights for removing default security group.")
 		}
@@ -294,31 +229,25 @@ func (s *Service) DeleteSecurityGroup(ctx context.Context, c *identity.Context, 
 // CreateSecurityGroupRule validates a rule as Neutron does and rewrites
 // its group's chains.
 func (s *Service) CreateSecurityGroupRule(ctx context.Context, c *identity.Context, req SecurityGroupRuleRequest) (*SecurityGroupRule, error) {
-	if err := may(c, "create_security_group_rule"); err != nil {
-		return nil, err
-	}
-	project, err := projectFor(c, req.ProjectID)
+	st, err := s.creating(c, &req.StdRequest, "create_security_group_rule")
 	if err != nil {
 		return nil, err
 	}
-	r := &SecurityGroupRule{Std: s.newStd(project), Ethertype: "IPv4"}
+	r := &SecurityGroupRule{Std: st, Ethertype: "IPv4"}
 	if err := req.apply(r); err != nil {
 		return nil, err
 	}
-	if err := s.checkQuota(ctx, project, "security_group_rule", 1); err != nil {
-		return nil, err
-	}
-	if err := s.ensureProject(ctx, project); err != nil {
+	if err := s.admit(ctx, st.ProjectID, "security_group_rule"); err != nil {
 		return nil, err
 	}
 	var out *SecurityGroupRule
 	_, err = s.store.Update(ctx, func(tx *nsdb.Tx) error {
-		g, err := s.getGroup(tx, c, r.SecurityGroupID)
+		g, err := get[*SecurityGroup](tx, c, r.SecurityGroupID)
 		if err != nil {
 			return err
 		}
 		if r.RemoteGroupID != "" {
-			if _, err := s.getGroup(tx, c, r.RemoteGroupID); err != nil {
+			if _, err := get[*SecurityGroup](tx, c, r.RemoteGroupID); err != nil {
 				return err
 			}
 		}
@@ -425,15 +354,19 @@ func (s *Service) DeleteSecurityGroupRule(ctx context.Context, c *identity.Conte
 	_, err := s.store.Update(ctx, func(tx *nsdb.Tx) error {
 		o, err := tx.Get(SecurityGroupRuleKind, id)
 		if errors.Is(err, model.ErrNotFound) {
-			return securityGroupRuleNotFound(id)
+			return NotFoundError(SecurityGroupRuleKind, id)
 		}
 		if err != nil {
 			return err
 		}
 		r := o.(*SecurityGroupRule)
-		g, err := s.getGroup(tx, c, r.SecurityGroupID)
-		if err != nil || !(owns(c, &r.Std) || owns(c, &g.Std)) {
-			return securityGroupRuleNotFound(id)
+		// The rules of a group are its owner's to delete.
+		g, err := get[*SecurityGroup](tx, c, r.SecurityGroupID)
+		if e := (*Error)(nil); errors.As(err, &e) && e.Class == NotFound {
+			return NotFoundError(SecurityGroupRuleKind, id)
+		}
+		if err != nil {
+			return err
 		}
 		if err := may(c, "delete_security_group_rule"); err != nil {
 			return err

@@ -62,6 +62,29 @@ func (s *Service) newStd(project string) Std {
 	return st
 }
 
+// creating starts a create: the caller must hold a role that writes, and
+// the project the request names (or the caller's) is the new object's.
+func (s *Service) creating(c *identity.Context, r *StdRequest, action string) (Std, error) {
+	if err := may(c, action); err != nil {
+		return Std{}, err
+	}
+	project, err := projectFor(c, r.ProjectID)
+	if err != nil {
+		return Std{}, err
+	}
+	return s.newStd(project), nil
+}
+
+// admit lets one more object of a quota resource into a project: the
+// project is under its quota, and its neutron-project (with its default
+// security group) exists.
+func (s *Service) admit(ctx context.Context, project, resource string) error {
+	if err := s.checkQuota(ctx, project, resource, 1); err != nil {
+		return err
+	}
+	return s.ensureProject(ctx, project)
+}
+
 // touch records a change of o: a new revision and update time.
 func (s *Service) touch(o *Std) {
 	o.RevisionNumber++
@@ -197,20 +220,6 @@ func projectFor(c *identity.Context, asked *string) (string, error) {
 
 // owns reports whether the caller owns o (admins own everything).
 func owns(c *identity.Context, o *Std) bool { return c.IsAdmin() || o.ProjectID == c.ProjectID }
-
-// ownsOrHidden is Neutron's policy answer to a write on an object: its
-// owner gets through, a caller who may see it but not change it gets 403,
-// and one who may not even see it a 404 — Neutron does not reveal what
-// exists in other projects.
-func ownsOrHidden(c *identity.Context, o *Std, visible bool, action string, notFound error) error {
-	switch {
-	case owns(c, o):
-		return nil
-	case visible:
-		return PolicyNotAuthorized(action)
-	}
-	return notFound
-}
 
 // view runs read-only work in one consistent snapshot.
 func (s *Service) view(ctx context.Context, fn func(tx *nsdb.Tx) error) error {

@@ -89,26 +89,20 @@ func subnetLabel(s *Subnet) string {
 // CreateSubnet validates a subnet as Neutron does and writes it with its
 // DHCP subnet.
 func (s *Service) CreateSubnet(ctx context.Context, c *identity.Context, r SubnetRequest) (*Subnet, error) {
-	if err := may(c, "create_subnet"); err != nil {
-		return nil, err
-	}
-	project, err := projectFor(c, r.ProjectID)
+	st, err := s.creating(c, &r.StdRequest, "create_subnet")
 	if err != nil {
 		return nil, err
 	}
-	sub := &Subnet{Std: s.newStd(project), EnableDHCP: true}
+	sub := &Subnet{Std: st, EnableDHCP: true}
 	if err := newSubnet(sub, &r); err != nil {
 		return nil, err
 	}
-	if err := s.checkQuota(ctx, project, "subnet", 1); err != nil {
-		return nil, err
-	}
-	if err := s.ensureProject(ctx, project); err != nil {
+	if err := s.admit(ctx, st.ProjectID, "subnet"); err != nil {
 		return nil, err
 	}
 	var out *Subnet
 	_, err = s.store.Update(ctx, func(tx *nsdb.Tx) error {
-		n, err := s.getNetwork(tx, c, sub.NetworkID)
+		n, err := get[*Network](tx, c, sub.NetworkID)
 		if err != nil {
 			return err
 		}
@@ -126,13 +120,7 @@ func (s *Service) CreateSubnet(ctx context.Context, c *identity.Context, r Subne
 		}
 		x := *sub
 		x.ID = newID()
-		if err := apply(tx, &x.Std, TranslateSubnet(&x, n)); err != nil {
-			return err
-		}
-		o, err := tx.Create(&x)
-		if err == nil {
-			out = o.(*Subnet)
-		}
+		out, err = createWith(tx, &x, TranslateSubnet(&x, n))
 		return err
 	})
 	return out, err
@@ -217,26 +205,6 @@ func checkGateway(sub *Subnet, gw netip.Addr) error {
 	return nil
 }
 
-func (s *Service) getSubnet(tx *nsdb.Tx, c *identity.Context, id string) (*Subnet, *Network, error) {
-	o, err := tx.Get(SubnetKind, id)
-	if errors.Is(err, model.ErrNotFound) {
-		return nil, nil, subnetNotFound(id)
-	}
-	if err != nil {
-		return nil, nil, err
-	}
-	sub := o.(*Subnet)
-	no, err := tx.Get(NetworkKind, sub.NetworkID)
-	if err != nil {
-		return nil, nil, err
-	}
-	n := no.(*Network)
-	if !subnetVisible(c, sub, n) {
-		return nil, nil, subnetNotFound(id)
-	}
-	return sub, n, nil
-}
-
 // subnetVisible is get_subnet's policy: owner, or the network is shared.
 func subnetVisible(c *identity.Context, s *Subnet, n *Network) bool {
 	return owns(c, &s.Std) || (n != nil && (n.Shared || n.ProjectID == c.ProjectID))
@@ -244,21 +212,12 @@ func subnetVisible(c *identity.Context, s *Subnet, n *Network) bool {
 
 // UpdateSubnet changes a subnet's writable attributes.
 func (s *Service) UpdateSubnet(ctx context.Context, c *identity.Context, id string, r SubnetRequest, ifRev int64) (*Subnet, error) {
-	var out *Subnet
-	_, err := s.store.Update(ctx, func(tx *nsdb.Tx) error {
-		sub, n, err := s.getSubnet(tx, c, id)
+	return modify(ctx, s, c, id, "update_subnet", ifRev, func(tx *nsdb.Tx, sub *Subnet) error {
+		no, err := tx.Get(NetworkKind, sub.NetworkID)
 		if err != nil {
 			return err
 		}
-		if err := ownsOrHidden(c, &sub.Std, true, "update_subnet", nil); err != nil {
-			return err
-		}
-		if err := may(c, "update_subnet"); err != nil {
-			return err
-		}
-		if err := checkRevision(&sub.Std, ifRev); err != nil {
-			return err
-		}
+		n := no.(*Network)
 		was := *sub
 		if err := r.applyMutable(sub); err != nil {
 			return err
@@ -294,10 +253,8 @@ func (s *Service) UpdateSubnet(ctx context.Context, c *identity.Context, id stri
 		if err := apply(tx, &sub.Std, TranslateSubnet(sub, n)); err != nil {
 			return err
 		}
-		out = sub
 		return tx.Put(sub)
 	})
-	return out, err
 }
 
 // routerOnAddress names the router port holding an address of a subnet.
@@ -321,20 +278,7 @@ func (s *Service) routerOnAddress(tx *nsdb.Tx, sub *Subnet, a netip.Addr) (strin
 
 // DeleteSubnet deletes a subnet no port has an address in.
 func (s *Service) DeleteSubnet(ctx context.Context, c *identity.Context, id string, ifRev int64) error {
-	_, err := s.store.Update(ctx, func(tx *nsdb.Tx) error {
-		sub, _, err := s.getSubnet(tx, c, id)
-		if err != nil {
-			return err
-		}
-		if err := ownsOrHidden(c, &sub.Std, true, "delete_subnet", nil); err != nil {
-			return err
-		}
-		if err := may(c, "delete_subnet"); err != nil {
-			return err
-		}
-		if err := checkRevision(&sub.Std, ifRev); err != nil {
-			return err
-		}
+	_, err := modify(ctx, s, c, id, "delete_subnet", ifRev, func(tx *nsdb.Tx, sub *Subnet) error {
 		allocs, err := tx.List(IPAllocationKind, "subnet_id", id)
 		if err != nil {
 			return err

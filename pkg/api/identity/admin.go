@@ -12,6 +12,58 @@ import (
 // projects, users, roles and role assignments. Policy is the service's;
 // these handlers decode, call and render.
 
+// collection is one administered collection of /v3 (projects, users,
+// roles): its names, its view, and the service's operations (which apply
+// the policy). B is the create or update body as Keystone's JSON names it,
+// conv makes it the service's request R.
+type collection[T, B, R any] struct {
+	singular, plural string
+	view             func(*http.Request, T) map[string]any
+	conv             func(B) R
+	list             func(context.Context, *identity.Context, identity.Filter) ([]T, error)
+	get              func(context.Context, *identity.Context, string) (T, error)
+	create           func(context.Context, *identity.Context, R) (T, error)
+	update           func(context.Context, *identity.Context, string, R) (T, error) // nil: no PATCH
+	delete           func(context.Context, *identity.Context, string) error
+}
+
+func (col *collection[T, B, R]) register(a *API, mux *http.ServeMux) {
+	base := Prefix + "/v3/" + col.plural
+	mux.HandleFunc("GET "+base, a.authed(func(w http.ResponseWriter, r *http.Request, c *identity.Context) {
+		objs, err := col.list(r.Context(), c, filter(r))
+		writeList(a, w, r, col.plural, objs, err, col.view)
+	}))
+	mux.HandleFunc("GET "+base+"/{id}", a.authed(func(w http.ResponseWriter, r *http.Request, c *identity.Context) {
+		o, err := col.get(r.Context(), c, r.PathValue("id"))
+		writeOne(w, r, http.StatusOK, col.singular, o, err, col.view)
+	}))
+	mux.HandleFunc("POST "+base, a.authed(func(w http.ResponseWriter, r *http.Request, c *identity.Context) {
+		save(w, r, col.singular, http.StatusCreated, func(b B) (T, error) { return col.create(r.Context(), c, col.conv(b)) }, col.view)
+	}))
+	if col.update != nil {
+		mux.HandleFunc("PATCH "+base+"/{id}", a.authed(func(w http.ResponseWriter, r *http.Request, c *identity.Context) {
+			save(w, r, col.singular, http.StatusOK, func(b B) (T, error) { return col.update(r.Context(), c, r.PathValue("id"), col.conv(b)) }, col.view)
+		}))
+	}
+	mux.HandleFunc("DELETE "+base+"/{id}", a.authed(func(w http.ResponseWriter, r *http.Request, c *identity.Context) {
+		done(w, col.delete(r.Context(), c, r.PathValue("id")))
+	}))
+}
+
+// registerCollections serves projects, users and roles.
+func (a *API) registerCollections(mux *http.ServeMux) {
+	s := a.svc
+	(&collection[*identity.Project, projectBody, identity.ProjectRequest]{singular: "project", plural: "projects",
+		view: a.projectView, conv: func(b projectBody) identity.ProjectRequest { return identity.ProjectRequest(b) },
+		list: s.ListProjects, get: s.GetProject, create: s.CreateProject, update: s.UpdateProject, delete: s.DeleteProject}).register(a, mux)
+	(&collection[*identity.User, userBody, identity.UserRequest]{singular: "user", plural: "users",
+		view: a.userView, conv: func(b userBody) identity.UserRequest { return identity.UserRequest(b) },
+		list: s.ListUsers, get: s.GetUser, create: s.CreateUser, update: s.UpdateUser, delete: s.DeleteUser}).register(a, mux)
+	(&collection[*identity.Role, roleBody, identity.RoleRequest]{singular: "role", plural: "roles",
+		view: a.roleView, conv: func(b roleBody) identity.RoleRequest { return identity.RoleRequest(b) },
+		list: s.ListRoles, get: s.GetRole, create: s.CreateRole, delete: s.DeleteRole}).register(a, mux)
+}
+
 func (a *API) domainView(r *http.Request) map[string]any {
 	return map[string]any{"id": identity.DefaultDomainID, "name": identity.DefaultDomainName, "description": "The default domain",
 		"enabled": true, "tags": []string{}, "options": map[string]any{}, "links": a.self(r, "domains", identity.DefaultDomainID)}
@@ -80,6 +132,16 @@ func writeOne[T any](w http.ResponseWriter, r *http.Request, status int, singula
 	writeJSON(w, status, map[string]any{singular: view(r, o)})
 }
 
+// save decodes the body under key and answers what write makes of it.
+func save[B, T any](w http.ResponseWriter, r *http.Request, key string, status int, write func(B) (T, error), view func(*http.Request, T) map[string]any) {
+	var b B
+	if !decode(w, r, key, &b) {
+		return
+	}
+	o, err := write(b)
+	writeOne(w, r, status, key, o, err, view)
+}
+
 // done answers a write with no body.
 func done(w http.ResponseWriter, err error) {
 	if err != nil {
@@ -95,16 +157,6 @@ func (a *API) projectView(r *http.Request, p *identity.Project) map[string]any {
 		"options": map[string]any{}, "links": a.self(r, "projects", identity.APIID(p.ID))}
 }
 
-func (a *API) listProjects(w http.ResponseWriter, r *http.Request, c *identity.Context) {
-	ps, err := a.svc.ListProjects(r.Context(), c, filter(r))
-	writeList(a, w, r, "projects", ps, err, a.projectView)
-}
-
-func (a *API) getProject(w http.ResponseWriter, r *http.Request, c *identity.Context) {
-	p, err := a.svc.GetProject(r.Context(), c, r.PathValue("id"))
-	writeOne(w, r, http.StatusOK, "project", p, err, a.projectView)
-}
-
 // projectBody is identity.ProjectRequest as Keystone's JSON names it.
 type projectBody struct {
 	Name        *string `json:"name"`
@@ -113,28 +165,6 @@ type projectBody struct {
 	DomainID    *string `json:"domain_id"`
 	ParentID    *string `json:"parent_id"`
 	IsDomain    *bool   `json:"is_domain"`
-}
-
-func (a *API) createProject(w http.ResponseWriter, r *http.Request, c *identity.Context) {
-	var b projectBody
-	if !decode(w, r, "project", &b) {
-		return
-	}
-	p, err := a.svc.CreateProject(r.Context(), c, identity.ProjectRequest(b))
-	writeOne(w, r, http.StatusCreated, "project", p, err, a.projectView)
-}
-
-func (a *API) updateProject(w http.ResponseWriter, r *http.Request, c *identity.Context) {
-	var b projectBody
-	if !decode(w, r, "project", &b) {
-		return
-	}
-	p, err := a.svc.UpdateProject(r.Context(), c, r.PathValue("id"), identity.ProjectRequest(b))
-	writeOne(w, r, http.StatusOK, "project", p, err, a.projectView)
-}
-
-func (a *API) deleteProject(w http.ResponseWriter, r *http.Request, c *identity.Context) {
-	done(w, a.svc.DeleteProject(r.Context(), c, r.PathValue("id")))
 }
 
 func (a *API) userView(r *http.Request, u *identity.User) map[string]any {
@@ -152,16 +182,6 @@ func (a *API) userView(r *http.Request, u *identity.User) map[string]any {
 	return v
 }
 
-func (a *API) listUsers(w http.ResponseWriter, r *http.Request, c *identity.Context) {
-	us, err := a.svc.ListUsers(r.Context(), c, filter(r))
-	writeList(a, w, r, "users", us, err, a.userView)
-}
-
-func (a *API) getUser(w http.ResponseWriter, r *http.Request, c *identity.Context) {
-	u, err := a.svc.GetUser(r.Context(), c, r.PathValue("id"))
-	writeOne(w, r, http.StatusOK, "user", u, err, a.userView)
-}
-
 // userBody is identity.UserRequest as Keystone's JSON names it.
 type userBody struct {
 	Name             *string `json:"name"`
@@ -171,28 +191,6 @@ type userBody struct {
 	Email            *string `json:"email"`
 	Description      *string `json:"description"`
 	DomainID         *string `json:"domain_id"`
-}
-
-func (a *API) createUser(w http.ResponseWriter, r *http.Request, c *identity.Context) {
-	var b userBody
-	if !decode(w, r, "user", &b) {
-		return
-	}
-	u, err := a.svc.CreateUser(r.Context(), c, identity.UserRequest(b))
-	writeOne(w, r, http.StatusCreated, "user", u, err, a.userView)
-}
-
-func (a *API) updateUser(w http.ResponseWriter, r *http.Request, c *identity.Context) {
-	var b userBody
-	if !decode(w, r, "user", &b) {
-		return
-	}
-	u, err := a.svc.UpdateUser(r.Context(), c, r.PathValue("id"), identity.UserRequest(b))
-	writeOne(w, r, http.StatusOK, "user", u, err, a.userView)
-}
-
-func (a *API) deleteUser(w http.ResponseWriter, r *http.Request, c *identity.Context) {
-	done(w, a.svc.DeleteUser(r.Context(), c, r.PathValue("id")))
 }
 
 // userProjects lists the projects a user holds a role on.
@@ -211,30 +209,9 @@ func (a *API) roleView(r *http.Request, x *identity.Role) map[string]any {
 		"options": map[string]any{}, "links": a.self(r, "roles", identity.APIID(x.ID))}
 }
 
-func (a *API) listRoles(w http.ResponseWriter, r *http.Request, c *identity.Context) {
-	rs, err := a.svc.ListRoles(r.Context(), c, filter(r).Name)
-	writeList(a, w, r, "roles", rs, err, a.roleView)
-}
-
-func (a *API) getRole(w http.ResponseWriter, r *http.Request, c *identity.Context) {
-	x, err := a.svc.GetRole(r.Context(), c, r.PathValue("id"))
-	writeOne(w, r, http.StatusOK, "role", x, err, a.roleView)
-}
-
-func (a *API) createRole(w http.ResponseWriter, r *http.Request, c *identity.Context) {
-	var b struct {
-		Name        *string `json:"name"`
-		Description string  `json:"description"`
-	}
-	if !decode(w, r, "role", &b) {
-		return
-	}
-	x, err := a.svc.CreateRole(r.Context(), c, b.Name, b.Description)
-	writeOne(w, r, http.StatusCreated, "role", x, err, a.roleView)
-}
-
-func (a *API) deleteRole(w http.ResponseWriter, r *http.Request, c *identity.Context) {
-	done(w, a.svc.DeleteRole(r.Context(), c, r.PathValue("id")))
+type roleBody struct {
+	Name        *string `json:"name"`
+	Description string  `json:"description"`
 }
 
 // grantOp is an operation on the assignment a URL names.

@@ -1,12 +1,10 @@
 package neutron
 
-// Request bodies: Neutron's attribute maps and converters. A body is
-// checked against its resource's attribute map (which attributes exist,
-// which a POST or a PUT may set, which only admins may set), then each
-// resource's decoder converts the attributes it names into the domain's
-// typed request (package neutron), refusing malformed values with the
-// messages Neutron's validators use. What the values mean is the domain's
-// business.
+// Request bodies: Neutron's converters. Once a body passed its resource's
+// attribute map (attrs.go), the resource's decoder converts the attributes
+// it names into the domain's typed request (package neutron) with these,
+// refusing malformed values with the messages Neutron's validators use.
+// What the values mean is the domain's business.
 
 import (
 	"bytes"
@@ -17,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/nagare/nagare/pkg/identity"
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/neutron"
 )
@@ -26,101 +23,6 @@ import (
 // attribute by attribute, undecoded until a resource asks for a value.
 type Body map[string]json.RawMessage
 
-// attr describes one attribute of a resource the way Neutron's attribute
-// maps do: whether POST and PUT may set it, whether POST requires it, and
-// the attribute-level policy around it (oslo.policy rules such as
-// create_network:shared, which Neutron enforces in its API layer too).
-type attr struct {
-	post, put bool
-	required  bool // POST must carry it
-	// adminSet: only admins may set it (provider:*, binding:host_id,
-	// router:external, shared, …); others get 403.
-	adminSet bool
-	// adminPut: only admins may change it (a port's mac_address).
-	adminPut bool
-	// adminView: only admins see it (provider:*, binding:* but vnic_type).
-	adminView bool
-}
-
-// attrs is a resource's attribute map.
-type attrs map[string]attr
-
-// std are the attributes of every resource with standard attributes.
-var std = attrs{
-	"id":              {},
-	"tenant_id":       {post: true},
-	"project_id":      {post: true},
-	"description":     {post: true, put: true},
-	"tags":            {post: true},
-	"created_at":      {},
-	"updated_at":      {},
-	"revision_number": {},
-}
-
-func (s attrs) with(more attrs) attrs {
-	out := attrs{}
-	for k, v := range s {
-		out[k] = v
-	}
-	for k, v := range more {
-		out[k] = v
-	}
-	return out
-}
-
-// check applies the attribute map to a request: unknown attributes and
-// attributes the method may not set are refused as Neutron's API layer
-// refuses them (400), admin-only ones with the policy engine's 403.
-func (s attrs) check(b Body, post bool, c *identity.Context, resource string) error {
-	var unknown []string
-	for k := range b {
-		if _, ok := s[k]; !ok {
-			unknown = append(unknown, k)
-		}
-	}
-	if len(unknown) > 0 {
-		sort.Strings(unknown)
-		return neutron.HTTPBadRequest("Unrecognized attribute(s) '%s'", strings.Join(unknown, ", "))
-	}
-	names := make([]string, 0, len(b))
-	for k := range b {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	for _, k := range names {
-		a := s[k]
-		switch {
-		case post && !a.post:
-			return neutron.HTTPBadRequest("Attribute '%s' not allowed in POST", k)
-		case !post && !a.put:
-			return neutron.HTTPBadRequest("Cannot update read-only attribute %s", k)
-		}
-		if (a.adminSet || (a.adminPut && !post)) && !c.IsAdmin() {
-			return neutron.PolicyNotAuthorized(verb(post) + "_" + resource + ":" + k)
-		}
-	}
-	if post {
-		for _, k := range sortedKeys(s) {
-			if s[k].required {
-				if _, ok := b[k]; !ok {
-					return neutron.HTTPBadRequest("Failed to parse request. Required attribute '%s' not specified", k)
-				}
-			}
-		}
-	}
-	return nil
-}
-
-// attribute reports whether name is an attribute (for filters, fields and
-// sort keys), and whether the caller may see it.
-func (s attrs) attribute(name string, c *identity.Context) (exists, visible bool) {
-	a, ok := s[name]
-	if !ok {
-		return false, false
-	}
-	return true, !a.adminView || c.IsAdmin()
-}
-
 func sortedKeys[V any](m map[string]V) []string {
 	ks := make([]string, 0, len(m))
 	for k := range m {
@@ -128,14 +30,6 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(ks)
 	return ks
-}
-
-// verb names a write in policy actions.
-func verb(post bool) string {
-	if post {
-		return "create"
-	}
-	return "update"
 }
 
 // invalid is the error of a value that fails its validator.
@@ -233,7 +127,8 @@ func (b Body) uuid(name string) (string, bool, error) {
 	return l, true, nil
 }
 
-func (b Body) uuidList(name string) ([]string, bool, error) {
+// stringList reads a list of strings.
+func (b Body) stringList(name string) ([]string, bool, error) {
 	v, ok := b[name]
 	if !ok {
 		return nil, false, nil
@@ -241,6 +136,15 @@ func (b Body) uuidList(name string) ([]string, bool, error) {
 	var xs []string
 	if err := json.Unmarshal(v, &xs); err != nil {
 		return nil, true, invalid(name, "'%s' is not a list", rawText(v))
+	}
+	return xs, true, nil
+}
+
+// uuidList reads a list of UUIDs without duplicates, in lower case.
+func (b Body) uuidList(name string) ([]string, bool, error) {
+	xs, ok, err := b.stringList(name)
+	if err != nil || !ok {
+		return nil, ok, err
 	}
 	seen := map[string]bool{}
 	out := []string{}
@@ -259,19 +163,26 @@ func (b Body) uuidList(name string) ([]string, bool, error) {
 
 // ip reads an address; null reads as the zero Addr.
 func (b Body) ip(name string) (netip.Addr, bool, error) {
+	return parsed(b, name, "IP address", parseIP)
+}
+
+// parsed reads a string attribute through parse; null reads as the zero
+// value.
+func parsed[T any](b Body, name, what string, parse func(string) (T, error)) (T, bool, error) {
+	var zero T
 	v, ok := b[name]
 	if !ok || b.isNull(name) {
-		return netip.Addr{}, ok, nil
+		return zero, ok, nil
 	}
 	var s string
 	if json.Unmarshal(v, &s) != nil {
-		return netip.Addr{}, true, invalid(name, "'%s' is not a valid IP address", rawText(v))
+		return zero, true, invalid(name, "'%s' is not a valid %s", rawText(v), what)
 	}
-	a, err := parseIP(s)
+	x, err := parse(s)
 	if err != nil {
-		return netip.Addr{}, true, invalid(name, "'%s' is not a valid IP address", s)
+		return zero, true, invalid(name, "%s", err.Error())
 	}
-	return a, true, nil
+	return x, true, nil
 }
 
 func parseIP(s string) (netip.Addr, error) {
@@ -304,19 +215,7 @@ func parseCIDR(s string) (netip.Prefix, error) {
 }
 
 func (b Body) cidr(name string) (netip.Prefix, bool, error) {
-	v, ok := b[name]
-	if !ok || b.isNull(name) {
-		return netip.Prefix{}, ok, nil
-	}
-	var s string
-	if json.Unmarshal(v, &s) != nil {
-		return netip.Prefix{}, true, invalid(name, "'%s' is not a valid IP subnet", rawText(v))
-	}
-	p, err := parseCIDR(s)
-	if err != nil {
-		return netip.Prefix{}, true, invalid(name, "%s", err.Error())
-	}
-	return p, true, nil
+	return parsed(b, name, "IP subnet", parseCIDR)
 }
 
 func (b Body) mac(name string) (model.MAC, bool, error) {
@@ -348,13 +247,9 @@ func parseMAC(s string) (model.MAC, error) {
 // tags reads a list of tags (standard-attr-tag's rules: strings of at most
 // 255 characters, no commas, at most 50).
 func (b Body) tags(name string) ([]string, bool, error) {
-	v, ok := b[name]
-	if !ok {
-		return nil, false, nil
-	}
-	var xs []string
-	if err := json.Unmarshal(v, &xs); err != nil {
-		return nil, true, invalid(name, "'%s' is not a list", rawText(v))
+	xs, ok, err := b.stringList(name)
+	if err != nil || !ok {
+		return nil, ok, err
 	}
 	out, err := neutron.NormalizeTags(xs)
 	return out, true, err

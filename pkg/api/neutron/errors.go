@@ -50,3 +50,21 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	writeError(w, status, e)
 }
+
+// reply answers doc with status, or the error.
+func (a *API) reply(w http.ResponseWriter, r *http.Request, err error, status int, doc any) {
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, status, doc)
+}
+
+// done answers status without a body, or the error.
+func (a *API) done(w http.ResponseWriter, r *http.Request, err error, status int) {
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(status)
+}

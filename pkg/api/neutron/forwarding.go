@@ -120,53 +120,41 @@ func (a *API) listForwardings(w http.ResponseWriter, r *http.Request) {
 	a.writeCollection(w, r, "port_forwardings", items, lq, neutron.PortForwardingKind)
 }
 
-func (a *API) writeForwarding(w http.ResponseWriter, r *http.Request, pf *neutron.PortForwarding, status int) {
+// replyForwarding answers one port forwarding (with the fields asked for)
+// or the error.
+func (a *API) replyForwarding(w http.ResponseWriter, r *http.Request, pf *neutron.PortForwarding, err error, status int) {
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
 	writeJSON(w, status, map[string]any{"port_forwarding": project(viewForwarding(pf), fields(r))})
 }
 
 func (a *API) showForwarding(w http.ResponseWriter, r *http.Request) {
 	pf, err := a.svc.GetPortForwarding(r.Context(), caller(r), pathID(r, "fip"), pathID(r, "id"))
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	a.writeForwarding(w, r, pf, http.StatusOK)
+	a.replyForwarding(w, r, pf, err, http.StatusOK)
 }
 
 func (a *API) createForwarding(w http.ResponseWriter, r *http.Request) {
+	var pf *neutron.PortForwarding
 	c := caller(r)
 	req, err := readForwarding(r, c, true)
-	if err != nil {
-		a.fail(w, r, err)
-		return
+	if err == nil {
+		pf, err = a.svc.CreatePortForwarding(r.Context(), c, pathID(r, "fip"), req)
 	}
-	pf, err := a.svc.CreatePortForwarding(r.Context(), c, pathID(r, "fip"), req)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	a.writeForwarding(w, r, pf, http.StatusCreated)
+	a.replyForwarding(w, r, pf, err, http.StatusCreated)
 }
 
 func (a *API) updateForwarding(w http.ResponseWriter, r *http.Request) {
+	var pf *neutron.PortForwarding
 	c := caller(r)
 	req, err := readForwarding(r, c, false)
-	if err != nil {
-		a.fail(w, r, err)
-		return
+	if err == nil {
+		pf, err = a.svc.UpdatePortForwarding(r.Context(), c, pathID(r, "fip"), pathID(r, "id"), req)
 	}
-	pf, err := a.svc.UpdatePortForwarding(r.Context(), c, pathID(r, "fip"), pathID(r, "id"), req)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	a.writeForwarding(w, r, pf, http.StatusOK)
+	a.replyForwarding(w, r, pf, err, http.StatusOK)
 }
 
 func (a *API) deleteForwarding(w http.ResponseWriter, r *http.Request) {
-	if err := a.svc.DeletePortForwarding(r.Context(), caller(r), pathID(r, "fip"), pathID(r, "id")); err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	a.done(w, r, a.svc.DeletePortForwarding(r.Context(), caller(r), pathID(r, "fip"), pathID(r, "id")), http.StatusNoContent)
 }

@@ -12,10 +12,6 @@ func (a *API) registerQuotas(mux *http.ServeMux) {
 	q := Prefix + "/quotas"
 	mux.HandleFunc("GET "+q, func(w http.ResponseWriter, r *http.Request) {
 		list, err := a.svc.ListQuotas(r.Context(), caller(r))
-		if err != nil {
-			a.fail(w, r, err)
-			return
-		}
 		out := []map[string]any{}
 		for _, pq := range list {
 			m := map[string]any{"project_id": pq.ProjectID, "tenant_id": pq.ProjectID}
@@ -24,54 +20,35 @@ func (a *API) registerQuotas(mux *http.ServeMux) {
 			}
 			out = append(out, m)
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"quotas": out})
+		a.reply(w, r, err, http.StatusOK, map[string]any{"quotas": out})
 	})
 	mux.HandleFunc("GET "+q+"/tenant", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"tenant": map[string]string{"tenant_id": caller(r).ProjectID}})
 	})
 	mux.HandleFunc("GET "+q+"/{project}", func(w http.ResponseWriter, r *http.Request) {
 		lim, err := a.svc.Quotas(r.Context(), caller(r), r.PathValue("project"))
-		if err != nil {
-			a.fail(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"quota": lim})
+		a.reply(w, r, err, http.StatusOK, map[string]any{"quota": lim})
 	})
 	mux.HandleFunc("GET "+q+"/{project}/default", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"quota": neutron.DefaultQuotas})
 	})
 	mux.HandleFunc("GET "+q+"/{project}/details", func(w http.ResponseWriter, r *http.Request) {
 		d, err := a.svc.QuotaDetails(r.Context(), caller(r), r.PathValue("project"))
-		if err != nil {
-			a.fail(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"quota": d})
+		a.reply(w, r, err, http.StatusOK, map[string]any{"quota": d})
 	})
 	mux.HandleFunc("PUT "+q+"/{project}", func(w http.ResponseWriter, r *http.Request) {
+		var lim map[string]int
 		b, err := readBody(r, "quota")
-		if err != nil {
-			a.fail(w, r, err)
-			return
+		if err == nil {
+			lim, err = decodeQuotas(b)
 		}
-		limits, err := decodeQuotas(b)
-		if err != nil {
-			a.fail(w, r, err)
-			return
+		if err == nil {
+			lim, err = a.svc.SetQuotas(r.Context(), caller(r), r.PathValue("project"), lim)
 		}
-		lim, err := a.svc.SetQuotas(r.Context(), caller(r), r.PathValue("project"), limits)
-		if err != nil {
-			a.fail(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"quota": lim})
+		a.reply(w, r, err, http.StatusOK, map[string]any{"quota": lim})
 	})
 	mux.HandleFunc("DELETE "+q+"/{project}", func(w http.ResponseWriter, r *http.Request) {
-		if err := a.svc.ResetQuotas(r.Context(), caller(r), r.PathValue("project")); err != nil {
-			a.fail(w, r, err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
+		a.done(w, r, a.svc.ResetQuotas(r.Context(), caller(r), r.PathValue("project")), http.StatusNoContent)
 	})
 }
 

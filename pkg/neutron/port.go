@@ -11,6 +11,7 @@ import (
 	"github.com/nagare/nagare/pkg/identity"
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/nsdb"
+	"github.com/nagare/nagare/pkg/packet"
 )
 
 // PortRequest is what a create or update of a port asks. Router and
@@ -20,7 +21,7 @@ type PortRequest struct {
 	NetworkID           string // create only
 	AdminStateUp        *bool
 	PortSecurityEnabled *bool
-	MACAddress          model.MAC // zero: not asked for
+	MACAddress          packet.MAC // zero: not asked for
 	FixedIPs            *[]FixedIPRequest
 	SecurityGroups      *[]string
 	AllowedAddressPairs *[]AddressPair
@@ -172,7 +173,7 @@ func (s *Service) writePort(tx *nsdb.Tx, c *identity.Context, p *Port, r PortReq
 }
 
 // setMAC keeps, checks or generates the port's MAC, unique on its network.
-func (s *Service) setMAC(tx *nsdb.Tx, p *Port, want model.MAC) error {
+func (s *Service) setMAC(tx *nsdb.Tx, p *Port, want packet.MAC) error {
 	f := PortKind.Field("mac_address")
 	if !want.IsZero() {
 		if want.IsMulticast() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -495,7 +496,7 @@ func (s *Service) detachAndRemove(tx *nsdb.Tx, p *Port) error {
 	if err := s.removePort(tx, p); err != nil {
 		return err
 	}
-	for _, r := range sortedKeys(routers) {
+	for _, r := range slices.Sorted(maps.Keys(routers)) {
 		if err := s.retranslateRouter(tx, r); err != nil {
 			return err
 		}

@@ -2,6 +2,8 @@ package neutron
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"sort"
 
 	"github.com/google/uuid"
@@ -123,7 +125,7 @@ func (s *Service) SetQuotas(ctx context.Context, c *identity.Context, project st
 	if !c.IsAdmin() {
 		return nil, PolicyNotAuthorized("update_quota")
 	}
-	for _, k := range sortedKeys(limits) {
+	for _, k := range slices.Sorted(maps.Keys(limits)) {
 		if _, ok := DefaultQuotas[k]; !ok {
 			return nil, quotaResourceUnknown(k)
 		}
@@ -175,16 +177,6 @@ func (s *Service) ResetQuotas(ctx context.Context, c *identity.Context, project 
 // does not know.
 func quotaResourceUnknown(resource string) *Error {
 	return NewError(NotFound, "QuotaResourceUnknown", "Unknown quota resources ['%s'].", resource)
-}
-
-// sortedKeys are a map's keys in order, for deterministic checks and writes.
-func sortedKeys[V any](m map[string]V) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
 }
 
 // ProjectQuota is one project's limits, for the admin's quota list.

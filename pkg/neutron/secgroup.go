@@ -3,7 +3,9 @@ package neutron
 import (
 	"context"
 	"errors"
+	"maps"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -204,7 +206,7 @@ func (s *Service) DeleteSecurityGroup(ctx context.Context, c *identity.Context, 
 			}
 			touched[r.SecurityGroupID] = true
 		}
-		for _, other := range sortedKeys(touched) {
+		for _, other := range slices.Sorted(maps.Keys(touched)) {
 			o, err := tx.Get(SecurityGroupKind, other)
 			if err != nil {
 				return err

@@ -5,6 +5,8 @@ package neutron
 // API refuses a request the map refuses before it decodes anything.
 
 import (
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -43,14 +45,10 @@ var std = attrs{
 	"revision_number": {},
 }
 
+// with is the map with more attributes.
 func (s attrs) with(more attrs) attrs {
-	out := attrs{}
-	for k, v := range s {
-		out[k] = v
-	}
-	for k, v := range more {
-		out[k] = v
-	}
+	out := maps.Clone(s)
+	maps.Copy(out, more)
 	return out
 }
 
@@ -68,12 +66,7 @@ func (s attrs) check(b Body, post bool, c *identity.Context, resource string) er
 		sort.Strings(unknown)
 		return neutron.HTTPBadRequest("Unrecognized attribute(s) '%s'", strings.Join(unknown, ", "))
 	}
-	names := make([]string, 0, len(b))
-	for k := range b {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	for _, k := range names {
+	for _, k := range slices.Sorted(maps.Keys(b)) {
 		a := s[k]
 		switch {
 		case post && !a.post:
@@ -86,7 +79,7 @@ func (s attrs) check(b Body, post bool, c *identity.Context, resource string) er
 		}
 	}
 	if post {
-		for _, k := range sortedKeys(s) {
+		for _, k := range slices.Sorted(maps.Keys(s)) {
 			if s[k].required {
 				if _, ok := b[k]; !ok {
 					return neutron.HTTPBadRequest("Failed to parse request. Required attribute '%s' not specified", k)

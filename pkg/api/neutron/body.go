@@ -10,8 +10,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/netip"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -23,15 +24,6 @@ import (
 // Body is one resource of a request body ({"network": {...}} unwrapped),
 // attribute by attribute, undecoded until a resource asks for a value.
 type Body map[string]json.RawMessage
-
-func sortedKeys[V any](m map[string]V) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
-}
 
 // invalid is the error of a value that fails its validator.
 var invalid = neutron.Invalid
@@ -266,6 +258,24 @@ func (b Body) raw(name string, v any, what string) (bool, error) {
 		return true, invalid(name, "%s: '%s'", what, rawText(r))
 	}
 	return true, nil
+}
+
+// objects reads a list of objects whose keys are among keys (fixed_ips,
+// allowed_address_pairs); unknown words the error naming another key.
+func (b Body) objects(name, what, unknown string, keys ...string) ([]Body, bool, error) {
+	var raw []Body
+	ok, err := b.raw(name, &raw, what)
+	if err != nil || !ok {
+		return nil, ok, err
+	}
+	for _, o := range raw {
+		for _, k := range slices.Sorted(maps.Keys(o)) {
+			if !slices.Contains(keys, k) {
+				return nil, true, invalid(name, unknown, k)
+			}
+		}
+	}
+	return raw, true, nil
 }
 
 func rawText(v json.RawMessage) string {

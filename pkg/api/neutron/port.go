@@ -104,28 +104,21 @@ func decodePort(b Body, _ *identity.Context, post bool) (neutron.PortRequest, er
 // parseFixedIPs reads fixed_ips (a router gateway's external_fixed_ips
 // too): a list of subnet_id, ip_address or both.
 func parseFixedIPs(b Body) (*[]neutron.FixedIPRequest, error) {
-	var raw []map[string]json.RawMessage
-	ok, err := b.raw("fixed_ips", &raw, "Invalid data format for fixed IP")
+	raw, ok, err := b.objects("fixed_ips", "Invalid data format for fixed IP", "Unexpected keys supplied: %s", "subnet_id", "ip_address")
 	if err != nil || !ok {
 		return nil, err
 	}
 	out := []neutron.FixedIPRequest{}
-	for _, m := range raw {
-		fb := Body(m)
-		for k := range fb {
-			if k != "subnet_id" && k != "ip_address" {
-				return nil, invalid("fixed_ips", "Unexpected keys supplied: %s", k)
-			}
-		}
+	for _, fb := range raw {
 		var f neutron.FixedIPRequest
 		if f.SubnetID, _, err = fb.uuid("subnet_id"); err != nil {
-			return nil, invalid("fixed_ips", "'%s' is not a valid UUID", rawText(m["subnet_id"]))
+			return nil, invalid("fixed_ips", "'%s' is not a valid UUID", rawText(fb["subnet_id"]))
 		}
 		if f.IPAddress, _, err = fb.ip("ip_address"); err != nil {
-			return nil, invalid("fixed_ips", "'%s' is not a valid IP address", rawText(m["ip_address"]))
+			return nil, invalid("fixed_ips", "'%s' is not a valid IP address", rawText(fb["ip_address"]))
 		}
 		if f.SubnetID == "" && !f.IPAddress.IsValid() {
-			return nil, invalid("fixed_ips", "Invalid data format for fixed IP: '%s'", mustJSON(m))
+			return nil, invalid("fixed_ips", "Invalid data format for fixed IP: '%s'", mustJSON(fb))
 		}
 		for _, g := range out {
 			if f.IPAddress.IsValid() && g.IPAddress == f.IPAddress {
@@ -138,19 +131,12 @@ func parseFixedIPs(b Body) (*[]neutron.FixedIPRequest, error) {
 }
 
 func parseAddressPairs(b Body) (*[]neutron.AddressPair, error) {
-	var raw []map[string]json.RawMessage
-	ok, err := b.raw("allowed_address_pairs", &raw, "Allowed address pairs must be a list")
+	raw, ok, err := b.objects("allowed_address_pairs", "Allowed address pairs must be a list", "Unrecognized attribute(s) '%s'", "ip_address", "mac_address")
 	if err != nil || !ok {
 		return nil, err
 	}
 	out := []neutron.AddressPair{}
-	for _, m := range raw {
-		pb := Body(m)
-		for k := range pb {
-			if k != "ip_address" && k != "mac_address" {
-				return nil, invalid("allowed_address_pairs", "Unrecognized attribute(s) '%s'", k)
-			}
-		}
+	for _, pb := range raw {
 		s, has, err := pb.str("ip_address", 0)
 		if err != nil || !has {
 			return nil, neutron.NewError(neutron.BadRequest, "AllowedAddressPairsMissingIP", "AllowedAddressPair must contain ip_address")

@@ -1,7 +1,9 @@
 package neutron
 
 import (
+	"maps"
 	"net/http"
+	"slices"
 
 	"github.com/nagare/nagare/pkg/neutron"
 )
@@ -56,7 +58,7 @@ func (a *API) registerQuotas(mux *http.ServeMux) {
 // accepts.
 func decodeQuotas(b Body) (map[string]int, error) {
 	out := make(map[string]int, len(b))
-	for _, k := range sortedKeys(b) {
+	for _, k := range slices.Sorted(maps.Keys(b)) {
 		n, null, _, err := b.integer(k)
 		if err != nil {
 			return nil, err

@@ -3,7 +3,9 @@ package neutron
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"net/http"
+	"slices"
 
 	"github.com/nagare/nagare/pkg/identity"
 	"github.com/nagare/nagare/pkg/neutron"
@@ -73,7 +75,7 @@ func decodeGateway(b Body, c *identity.Context, post bool) (*neutron.GatewayRequ
 		return nil, err
 	}
 	gb := Body(m)
-	for _, k := range sortedKeys(gb) {
+	for _, k := range slices.Sorted(maps.Keys(gb)) {
 		switch k {
 		case "network_id":
 		case "enable_snat", "external_fixed_ips":
@@ -89,7 +91,7 @@ func decodeGateway(b Body, c *identity.Context, post bool) (*neutron.GatewayRequ
 		return nil, err
 	}
 	if g.NetworkID == "" {
-		return nil, invalid("external_gateway_info", "Validation of dictionary's keys failed. Expected keys: {'network_id'} Provided keys: %s", pyList(sortedKeys(gb)))
+		return nil, invalid("external_gateway_info", "Validation of dictionary's keys failed. Expected keys: {'network_id'} Provided keys: %s", pyList(slices.Sorted(maps.Keys(gb))))
 	}
 	if g.EnableSNAT, err = gb.optBool("enable_snat"); err != nil {
 		return nil, err

@@ -102,62 +102,6 @@ func (r *Reader) Get(k *model.Kind, id string) (model.Object, error) {
 	return o, nil
 }
 
-// get reads an object as the caller may see it within a write's
-// transaction (its kind's NotFoundError when it is missing or hidden).
-func get[T Object](tx *nsdb.Tx, c *identity.Context, id string) (T, error) {
-	var zero T
-	r := &Reader{tx: tx, c: c, networks: map[string]*Network{}}
-	o, err := r.Get(model.KindOf(zero), id)
-	if err == nil {
-		err = r.err
-	}
-	if err != nil {
-		return zero, err
-	}
-	return o.(T), nil
-}
-
-// changing reads the object an update or delete names and applies the
-// write's policy: missing or hidden, it is not found; seen, the caller
-// must own it (a port: or own its network, Neutron's
-// admin_or_network_owner, which is its get policy already), hold a role
-// that writes, and name its revision if If-Match does.
-func changing[T Object](tx *nsdb.Tx, c *identity.Context, id, action string, ifRev int64) (T, error) {
-	o, err := get[T](tx, c, id)
-	if err != nil {
-		return o, err
-	}
-	var zero T
-	if _, port := any(o).(*Port); !port && !owns(c, o.std()) {
-		return zero, PolicyNotAuthorized(action)
-	}
-	if err := may(c, action); err != nil {
-		return zero, err
-	}
-	if err := checkRevision(o.std(), ifRev); err != nil {
-		return zero, err
-	}
-	return o, nil
-}
-
-// modify runs an update or delete of one existing object in one
-// transaction: fn gets the object as changing reads it, and writes.
-func modify[T Object](ctx context.Context, s *Service, c *identity.Context, id, action string, ifRev int64, fn func(*nsdb.Tx, T) error) (T, error) {
-	var out T
-	_, err := s.store.Update(ctx, func(tx *nsdb.Tx) error {
-		o, err := changing[T](tx, c, id, action, ifRev)
-		if err != nil {
-			return err
-		}
-		if err := fn(tx, o); err != nil {
-			return err
-		}
-		out = o
-		return nil
-	})
-	return out, err
-}
-
 // visible is each resource's get policy.
 func (r *Reader) visible(o model.Object) bool {
 	c := r.c

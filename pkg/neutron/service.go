@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nagare/nagare/pkg/identity"
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/nsdb"
 )
@@ -62,41 +61,10 @@ func (s *Service) newStd(project string) Std {
 	return st
 }
 
-// creating starts a create: the caller must hold a role that writes, and
-// the project the request names (or the caller's) is the new object's.
-func (s *Service) creating(c *identity.Context, r *StdRequest, action string) (Std, error) {
-	if err := may(c, action); err != nil {
-		return Std{}, err
-	}
-	project, err := projectFor(c, r.ProjectID)
-	if err != nil {
-		return Std{}, err
-	}
-	return s.newStd(project), nil
-}
-
-// admit lets one more object of a quota resource into a project: the
-// project is under its quota, and its neutron-project (with its default
-// security group) exists.
-func (s *Service) admit(ctx context.Context, project, resource string) error {
-	if err := s.checkQuota(ctx, project, resource, 1); err != nil {
-		return err
-	}
-	return s.ensureProject(ctx, project)
-}
-
 // touch records a change of o: a new revision and update time.
 func (s *Service) touch(o *Std) {
 	o.RevisionNumber++
 	o.UpdatedAt = s.timestamp()
-}
-
-// checkRevision is the If-Match compare-and-swap (0: no constraint).
-func checkRevision(o *Std, ifRev int64) error {
-	if ifRev != 0 && o.RevisionNumber != ifRev {
-		return revisionConstraintFailed(ifRev, o.RevisionNumber)
-	}
-	return nil
 }
 
 // ensureProject creates, once, the neutron-project object of a project and
@@ -193,33 +161,6 @@ func (s *Service) hostID(tx *nsdb.Tx, name string) (string, error) {
 	s.hosts.Store(name, id)
 	return id, nil
 }
-
-// may refuses a write to a caller with a read-only role.
-func may(c *identity.Context, action string) error {
-	if !c.CanWrite() {
-		return PolicyNotAuthorized(action)
-	}
-	return nil
-}
-
-// projectFor applies Neutron's project rules to a create: the caller's own
-// project unless the request names one, and only admins name another.
-func projectFor(c *identity.Context, asked *string) (string, error) {
-	p := c.ProjectID
-	if asked != nil {
-		p = *asked
-	}
-	if p != c.ProjectID && !c.IsAdmin() {
-		return "", HTTPBadRequest("Specifying 'project_id' or 'tenant_id' other than the authenticated project in request is not allowed for current user.")
-	}
-	if p == "" {
-		return "", HTTPBadRequest("Running without keystone AuthN requires that tenant_id is specified")
-	}
-	return p, nil
-}
-
-// owns reports whether the caller owns o (admins own everything).
-func owns(c *identity.Context, o *Std) bool { return c.IsAdmin() || o.ProjectID == c.ProjectID }
 
 // view runs read-only work in one consistent snapshot.
 func (s *Service) view(ctx context.Context, fn func(tx *nsdb.Tx) error) error {

@@ -24,10 +24,10 @@ import (
 // through its router (see the dashboard's closure over router ports).
 func (s *Service) NativeScope(ctx context.Context, c *identity.Context) (map[string]bool, error) {
 	out := map[string]bool{}
-	err := s.Read(ctx, c, func(v *Viewer) error {
+	err := s.Read(ctx, c, func(r *Reader) error {
 		var ids []nsdb.ObjectID
-		for _, r := range []*Resource{Networks, Subnets, Ports, Routers, SecurityGroups, FloatingIPs} {
-			objs, err := v.List(r, "", "")
+		for _, k := range []*model.Kind{NetworkKind, SubnetKind, PortKind, RouterKind, SecurityGroupKind, FloatingIPKind} {
+			objs, err := r.List(k, "", "")
 			if err != nil {
 				return err
 			}
@@ -35,11 +35,11 @@ func (s *Service) NativeScope(ctx context.Context, c *identity.Context) (map[str
 				ids = append(ids, nsdb.ObjectID{Kind: TranslationKind, ID: DerivedID("translation", o.GetMeta().ID)})
 			}
 		}
-		if err := v.tx.Prefetch(ids...); err != nil {
+		if err := r.tx.Prefetch(ids...); err != nil {
 			return err
 		}
 		for _, id := range ids {
-			o, err := v.tx.Get(TranslationKind, id.ID)
+			o, err := r.tx.Get(TranslationKind, id.ID)
 			if errors.Is(err, model.ErrNotFound) {
 				continue // translated to nothing (an IPv6 subnet, a floating IP's port)
 			}

@@ -22,6 +22,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	identityapi "github.com/nagare/nagare/pkg/api/identity"
 	"github.com/nagare/nagare/pkg/api/native"
 	neutronapi "github.com/nagare/nagare/pkg/api/neutron"
 	"github.com/nagare/nagare/pkg/identity"
@@ -182,21 +183,21 @@ func (s *Server) authentication(ctx context.Context, mux *http.ServeMux) (func(h
 			return nil, err
 		}
 		s.identity = svc
-		api := identity.NewAPI(svc, s.cfg.PublicURL)
+		api := identityapi.NewAPI(svc, s.cfg.PublicURL)
 		api.Register(mux)
 		s.wg.Go(func() { s.purgeRevocations(s.bg, svc) })
-		return func(h http.Handler) http.Handler { return identity.Authenticate(svc, api.AuthURL, s.log, h) }, nil
+		return func(h http.Handler) http.Handler { return identityapi.Authenticate(svc, api.AuthURL, s.log, h) }, nil
 	case AuthKeystone:
 		if s.cfg.KeystoneURL == "" {
 			return nil, errors.New("--auth keystone needs --keystone-url")
 		}
-		k := identity.NewKeystone(s.cfg.KeystoneURL)
+		k := identityapi.NewKeystone(s.cfg.KeystoneURL)
 		authURL := func(*http.Request) string { return strings.TrimSuffix(k.URL(), "/v3") }
 		s.log.Info("validating tokens against an external Keystone", "url", k.URL())
-		return func(h http.Handler) http.Handler { return identity.Authenticate(k, authURL, s.log, h) }, nil
+		return func(h http.Handler) http.Handler { return identityapi.Authenticate(k, authURL, s.log, h) }, nil
 	case AuthNoAuth, "":
 		s.log.Warn("!!! AUTHENTICATION IS OFF (--auth noauth): every request to the Neutron and native APIs acts as an administrator of every project. For demos only; never expose this server.")
-		return identity.NoAuth, nil
+		return identityapi.NoAuth, nil
 	}
 	return nil, fmt.Errorf("--auth %q: want password, keystone or noauth", s.cfg.Auth)
 }

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/nagare/nagare/pkg/api/native"
 	"github.com/nagare/nagare/pkg/identity"
 	"github.com/nagare/nagare/pkg/nsdb"
 )
@@ -229,14 +231,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 // writeError answers in the native API's error shape.
 func writeError(w http.ResponseWriter, status int, msg string) {
-	var b struct {
-		Error struct {
-			Code    int    `json:"code"`
-			Type    string `json:"type"`
-			Message string `json:"message"`
-		} `json:"error"`
-	}
-	b.Error.Code, b.Error.Type, b.Error.Message = status, http.StatusText(status), msg
+	var b native.ErrorBody
+	b.Error.Code, b.Error.Type, b.Error.Message = status, strings.ReplaceAll(http.StatusText(status), " ", ""), msg
 	writeJSON(w, status, b)
 }
 

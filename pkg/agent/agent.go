@@ -291,7 +291,7 @@ func wire(cfg Config, opts Options, host string, sess *session.Session, db *nsdb
 	a.uplinks = uplink.New(uplink.Config{HostID: host, Mappings: cfg.PhysicalInterfaceMappings, DB: db, VLANs: vlans,
 		Alive: a.live.Alive, Topology: a.mirror.Current, Log: log})
 	a.status = &statusPublisher{db: db, dp: dp, host: host, hostName: cfg.HostName, datapath: cfg.Datapath,
-		lease: sess.Lease, state: a.state, log: log}
+		lease: sess.Lease, state: a.state, slow: a.slow, log: log}
 	for _, c := range []prometheus.Collector{dpCollector{dp}, a.state.Collector()} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)

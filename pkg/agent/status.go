@@ -5,7 +5,9 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/nagare/nagare/pkg/agent/slowpath"
 	"github.com/nagare/nagare/pkg/agent/statesync"
+	"github.com/nagare/nagare/pkg/agentstatus"
 	"github.com/nagare/nagare/pkg/datapath"
 	"github.com/nagare/nagare/pkg/nsdb"
 )
@@ -22,12 +24,13 @@ const maxDumpedFlows = 100
 // host.
 type statusPublisher struct {
 	db interface {
-		PutDatapathStatus(ctx context.Context, st *nsdb.DatapathStatus, lease nsdb.LeaseID) error
+		PutDatapathStatus(ctx context.Context, st *agentstatus.Datapath, lease nsdb.LeaseID) error
 	}
 	dp                       datapath.Datapath
 	host, hostName, datapath string
 	lease                    func() nsdb.LeaseID
 	state                    *statesync.Sync
+	slow                     *slowpath.Handler
 	log                      *slog.Logger
 }
 
@@ -48,18 +51,20 @@ func (p *statusPublisher) run(ctx context.Context) error {
 	}
 }
 
-func (p *statusPublisher) status() *nsdb.DatapathStatus {
+func (p *statusPublisher) status() *agentstatus.Datapath {
 	s := p.dp.Stats()
-	st := &nsdb.DatapathStatus{
+	st := &agentstatus.Datapath{
 		HostID: p.host, HostName: p.hostName, Datapath: p.datapath, Updated: time.Now().UTC(),
 		Flows: s.Flows, Hits: s.Hits, Misses: s.Misses, Lost: s.Lost, Drops: s.Drops,
 		FlowsInstalled: s.FlowsInstalled, FlowsExpired: s.FlowsExpired, FlowsInvalidated: s.FlowsInvalidated,
-		VXLAN:     nsdb.TunnelCounters{RxPackets: s.VXLAN.RxPackets, TxPackets: s.VXLAN.TxPackets},
-		GRE:       nsdb.TunnelCounters{RxPackets: s.GRE.RxPackets, TxPackets: s.GRE.TxPackets},
+		VXLAN:     agentstatus.Tunnel{RxPackets: s.VXLAN.RxPackets, TxPackets: s.VXLAN.TxPackets},
+		GRE:       agentstatus.Tunnel{RxPackets: s.GRE.RxPackets, TxPackets: s.GRE.TxPackets},
 		FlowState: p.state.Status(),
 	}
+	// The dashboard graphs these without scraping every agent.
+	st.SimulationDrops, st.AgentDrops = p.slow.DropCounts()
 	for _, port := range s.Ports {
-		st.Ports = append(st.Ports, nsdb.DatapathPort{PortID: port.PortID, Index: port.Index, Interface: port.Interface,
+		st.Ports = append(st.Ports, agentstatus.Port{PortID: port.PortID, Index: port.Index, Interface: port.Interface,
 			RxPackets: port.RxPackets, TxPackets: port.TxPackets, RxDropped: port.RxDropped, TxDropped: port.TxDropped})
 	}
 	p.dp.Flows(func(f *datapath.FlowInfo) {

@@ -9,6 +9,9 @@ import (
 	"github.com/nagare/nagare/pkg/model"
 )
 
+// Deleting with references: the on-delete policies (restrict, cascade,
+// nullify) over everything a Delete takes with it.
+
 // doomed is an object a Delete removes.
 type doomed struct {
 	k  *model.Kind

@@ -94,7 +94,7 @@ type LearnedMACBatch struct {
 // delivers objects: a Reset first, then changes, until ctx is done or fn
 // fails.
 func (s *Store) WatchLearnedMACs(ctx context.Context, fn func(LearnedMACBatch) error) error {
-	return s.follow(ctx, MACPrefix, 0,
+	return s.follow(ctx, MACPrefix, 0, false,
 		func(kvs []*kv, rev int64) error {
 			return fn(LearnedMACBatch{Reset: true, Put: learnedMACs(kvs), Rev: rev})
 		},
@@ -202,7 +202,7 @@ type LearnedNeighborBatch struct {
 // WatchLearnedNeighbors delivers the replicated ARP/ND tables to fn: a
 // Reset first, then new entries, until ctx is done or fn fails.
 func (s *Store) WatchLearnedNeighbors(ctx context.Context, fn func(LearnedNeighborBatch) error) error {
-	return s.follow(ctx, NeighborPrefix, 0,
+	return s.follow(ctx, NeighborPrefix, 0, false,
 		func(kvs []*kv, rev int64) error {
 			b := LearnedNeighborBatch{Reset: true, Rev: rev}
 			for _, kv := range kvs {

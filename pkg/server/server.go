@@ -1,11 +1,12 @@
 // Package server runs nagare-server: the NSDB (an embedded single-node etcd
 // by default, or an external cluster), the native REST API, the Neutron
-// v2.0 API, the identity API and the health endpoint. It holds no state of
-// its own: everything lives in the NSDB, so several servers can run against
-// one etcd cluster.
+// v2.0 API, the identity API, the dashboard (/ui/) and the health
+// endpoint. It holds no state of its own: everything lives in the NSDB, so
+// several servers can run against one etcd cluster.
 package server
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,17 +16,20 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	identityapi "github.com/nagare/nagare/pkg/api/identity"
 	"github.com/nagare/nagare/pkg/api/native"
 	neutronapi "github.com/nagare/nagare/pkg/api/neutron"
 	"github.com/nagare/nagare/pkg/identity"
 	"github.com/nagare/nagare/pkg/neutron"
 	"github.com/nagare/nagare/pkg/nsdb"
 	"github.com/nagare/nagare/pkg/server/embedetcd"
+	"github.com/nagare/nagare/pkg/ui"
 )
 
 // Config is nagare-server's configuration (its flags).
@@ -69,7 +73,9 @@ type Server struct {
 	listener net.Listener
 	log      *slog.Logger
 	identity *identity.Service // AuthPassword only
+	bg       context.Context   // the server's background work (ended by stop)
 	stop     context.CancelFunc
+	wg       sync.WaitGroup // background work that must end before the NSDB client closes
 }
 
 // Start brings up the NSDB and the API. The API listens when Start returns.
@@ -108,6 +114,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("initialise the NSDB at %v: %w", endpoints, err)
 	}
 
+	s.bg, s.stop = context.WithCancel(context.Background())
 	mux := http.NewServeMux()
 	auth, err := s.authentication(ctx, mux)
 	if err != nil {
@@ -116,7 +123,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	nativeMux := http.NewServeMux()
 	native.New(s.store, s.log).Register(nativeMux)
 	mux.Handle(native.Prefix+"/", auth(requireAdmin(nativeMux)))
-	neutronapi.New(neutron.New(s.store, neutron.Options{Log: s.log}), s.log).Register(mux, auth)
+	nsvc := neutron.New(s.store, neutron.Options{Log: s.log})
+	neutronapi.New(nsvc, s.log).Register(mux, auth)
+	dash := ui.New(ui.Options{Store: s.store, Scope: nsvc.NativeScope, Auth: cmp.Or(cfg.Auth, AuthNoAuth), Log: s.log})
+	dash.Register(mux, auth)
+	s.wg.Go(func() { dash.Run(s.bg) })
 	mux.HandleFunc("GET /healthz", s.healthz)
 	s.listener, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -172,23 +183,21 @@ func (s *Server) authentication(ctx context.Context, mux *http.ServeMux) (func(h
 			return nil, err
 		}
 		s.identity = svc
-		api := identity.NewAPI(svc, s.cfg.PublicURL)
+		api := identityapi.NewAPI(svc, s.cfg.PublicURL)
 		api.Register(mux)
-		bg, stop := context.WithCancel(context.Background())
-		s.stop = stop
-		go s.purgeRevocations(bg, svc)
-		return func(h http.Handler) http.Handler { return identity.Authenticate(svc, api.AuthURL, s.log, h) }, nil
+		s.wg.Go(func() { s.purgeRevocations(s.bg, svc) })
+		return func(h http.Handler) http.Handler { return identityapi.Authenticate(svc, api.AuthURL, s.log, h) }, nil
 	case AuthKeystone:
 		if s.cfg.KeystoneURL == "" {
 			return nil, errors.New("--auth keystone needs --keystone-url")
 		}
-		k := identity.NewKeystone(s.cfg.KeystoneURL)
+		k := identityapi.NewKeystone(s.cfg.KeystoneURL)
 		authURL := func(*http.Request) string { return strings.TrimSuffix(k.URL(), "/v3") }
 		s.log.Info("validating tokens against an external Keystone", "url", k.URL())
-		return func(h http.Handler) http.Handler { return identity.Authenticate(k, authURL, s.log, h) }, nil
+		return func(h http.Handler) http.Handler { return identityapi.Authenticate(k, authURL, s.log, h) }, nil
 	case AuthNoAuth, "":
 		s.log.Warn("!!! AUTHENTICATION IS OFF (--auth noauth): every request to the Neutron and native APIs acts as an administrator of every project. For demos only; never expose this server.")
-		return identity.NoAuth, nil
+		return identityapi.NoAuth, nil
 	}
 	return nil, fmt.Errorf("--auth %q: want password, keystone or noauth", s.cfg.Auth)
 }
@@ -231,8 +240,9 @@ func (s *Server) Identity() *identity.Service { return s.identity }
 // Close stops the API (letting requests in flight finish), then the NSDB.
 func (s *Server) Close() {
 	if s.stop != nil {
-		s.stop()
+		s.stop() // also ends the dashboard's event streams, which Shutdown would wait for
 	}
+	s.wg.Wait()
 	if s.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		_ = s.http.Shutdown(ctx)
@@ -261,3 +271,7 @@ type statusWriter struct {
 }
 
 func (w *statusWriter) WriteHeader(code int) { w.status = code; w.ResponseWriter.WriteHeader(code) }
+
+// Unwrap lets http.ResponseController reach the connection (the
+// dashboard's event stream flushes each event).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -10,9 +10,8 @@ import (
 
 	"github.com/safchain/ethtool"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 
-	"github.com/nagare/nagare/pkg/agent/health"
+	"github.com/nagare/nagare/pkg/netns"
 )
 
 // Netns is the plumbing of a datapath of the kernel's interfaces: a veth
@@ -22,38 +21,22 @@ type Netns struct {
 	Path string
 }
 
-// namespace opens the datapath's namespace.
-func (n Netns) namespace() (netns.NsHandle, error) {
-	if n.Path == "" {
-		ns, err := netns.GetFromPid(os.Getpid()) // the process's, not a locked thread's
-		if err != nil {
-			return netns.None(), fmt.Errorf("open the agent's network namespace: %w", err)
-		}
-		return ns, nil
-	}
-	ns, err := netns.GetFromPath(n.Path)
-	if err != nil {
-		return netns.None(), fmt.Errorf("open datapath namespace %s: %w", n.Path, err)
-	}
-	return ns, nil
-}
-
 // Open implements Plumbing.
 func (n Netns) Open(ifname string, mtu int) (Checker, error) {
-	dpNS, err := n.namespace()
+	dpNS, err := netns.Open(n.Path)
 	if err != nil {
 		return nil, err
 	}
 	defer dpNS.Close()
-	dp, err := netlink.NewHandleAt(dpNS)
+	dp, err := netns.Netlink(dpNS)
 	if err != nil {
-		return nil, fmt.Errorf("netlink in the datapath namespace: %w", err)
+		return nil, err
 	}
 	defer dp.Close()
 	if old, err := dp.LinkByName(ifname); err == nil {
 		_ = dp.LinkDel(old) // a leftover of an earlier run of this router's checks
 	}
-	ns, err := health.NewNamespace()
+	ns, err := netns.New()
 	if err != nil {
 		return nil, err
 	}
@@ -69,7 +52,7 @@ func (n Netns) Open(ifname string, mtu int) (Checker, error) {
 		return nil, fmt.Errorf("create veth %s: %w", ifname, err)
 	}
 	// Best effort: IPv6 on the datapath end only adds noise.
-	_ = health.InNamespace(dpNS, func() error { return disableIPv6(ifname) })
+	_ = netns.Do(dpNS, func() error { return disableIPv6(ifname) })
 	link, err := dp.LinkByName(ifname)
 	if err == nil {
 		err = dp.LinkSetUp(link)
@@ -83,27 +66,26 @@ func (n Netns) Open(ifname string, mtu int) (Checker, error) {
 		return nil, err
 	}
 	ok = true
-	return &checkNS{plumbing: n, ifname: ifname, ns: ns, dial: health.DialIn(ns)}, nil
+	return &checkNS{plumbing: n, ifname: ifname, ns: ns}, nil
 }
 
 // checkNS is one router's check namespace and its veth.
 type checkNS struct {
 	plumbing Netns
 	ifname   string
-	ns       netns.NsHandle
-	dial     health.DialFunc
+	ns       netns.Handle
 }
 
 func (c *checkNS) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	return c.dial(ctx, network, addr)
+	return netns.Dial(ctx, c.ns, network, addr)
 }
 
 // Close deletes the veth (its end in the check namespace goes with it)
 // and lets the namespace go.
 func (c *checkNS) Close() error {
 	var err error
-	if dpNS, nerr := c.plumbing.namespace(); nerr == nil {
-		if dp, herr := netlink.NewHandleAt(dpNS); herr == nil {
+	if dpNS, nerr := netns.Open(c.plumbing.Path); nerr == nil {
+		if dp, herr := netns.Netlink(dpNS); herr == nil {
 			if l, lerr := dp.LinkByName(c.ifname); lerr == nil {
 				err = dp.LinkDel(l)
 			}
@@ -117,13 +99,13 @@ func (c *checkNS) Close() error {
 // configure gives the namespace end its address and default route, and
 // turns checksum offload off: the userspace datapath forwards frames as
 // it reads them and cannot complete partial checksums.
-func configure(ns netns.NsHandle, mtu int) error {
-	nh, err := netlink.NewHandleAt(ns)
+func configure(ns netns.Handle, mtu int) error {
+	nh, err := netns.Netlink(ns)
 	if err != nil {
-		return fmt.Errorf("netlink in the health-check namespace: %w", err)
+		return fmt.Errorf("the health-check namespace: %w", err)
 	}
 	defer nh.Close()
-	if err := health.InNamespace(ns, func() error {
+	if err := netns.Do(ns, func() error {
 		if err := disableIPv6("eth0"); err != nil {
 			return err
 		}

@@ -7,43 +7,31 @@ import (
 	"net"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/nagare/nagare/pkg/datapath"
+	"github.com/nagare/nagare/pkg/netns"
 )
 
 // Netlink is the kernel's interfaces of a network namespace (a path like
-// /run/netns/hv1; empty for the agent's own), listed and followed over
-// rtnetlink.
+// /run/netns/hv1; empty for the agent process's own), listed and
+// followed over rtnetlink.
 type Netlink struct {
 	Netns string
 }
 
 var _ datapath.LinkSource = Netlink{}
 
-// namespace opens the namespace's handle; None for the agent's own.
-func (n Netlink) namespace() (netns.NsHandle, error) {
-	if n.Netns == "" {
-		return netns.None(), nil
-	}
-	ns, err := netns.GetFromPath(n.Netns)
-	if err != nil {
-		return netns.None(), fmt.Errorf("open network namespace %s: %w", n.Netns, err)
-	}
-	return ns, nil
-}
-
 // Links implements datapath.LinkSource.
 func (n Netlink) Links(ctx context.Context) ([]datapath.Link, error) {
-	ns, err := n.namespace()
+	ns, err := netns.Open(n.Netns)
 	if err != nil {
 		return nil, err
 	}
 	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
+	h, err := netns.Netlink(ns)
 	if err != nil {
-		return nil, fmt.Errorf("netlink in %q: %w", n.Netns, err)
+		return nil, err
 	}
 	defer h.Close()
 	for attempt := 0; ; attempt++ {
@@ -72,7 +60,7 @@ func link(l netlink.Link) datapath.Link {
 // WatchLinks implements datapath.LinkSource with a link subscription
 // that lists the existing links first.
 func (n Netlink) WatchLinks(ctx context.Context, fn func(datapath.LinkEvent)) error {
-	ns, err := n.namespace()
+	ns, err := netns.Open(n.Netns)
 	if err != nil {
 		return err
 	}
@@ -88,9 +76,7 @@ func (n Netlink) WatchLinks(ctx context.Context, fn func(datapath.LinkEvent)) er
 		default:
 		}
 	}}
-	if n.Netns != "" {
-		opts.Namespace = &ns
-	}
+	opts.Namespace = &ns
 	err = netlink.LinkSubscribeWithOptions(updates, done, opts)
 	ns.Close()
 	if err != nil {

@@ -2,6 +2,7 @@ package slowpath
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/nagare/nagare/pkg/sim"
 )
@@ -15,6 +16,7 @@ type metrics struct {
 	simSeconds  prometheus.Histogram
 	simDrops    [64]prometheus.Counter // by sim.DropReason
 	agentDrops  *prometheus.CounterVec
+	simDropsVec *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -31,6 +33,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}
 		m.simDrops[r] = simDrops.WithLabelValues(r.String())
 	}
+	m.simDropsVec = simDrops
 	m.agentDrops = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nagare_agent_drops_total", Help: "Packets the agent dropped outside the simulation, by reason."}, []string{"reason"})
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.upcalls, m.generated, m.dhcpReplies, m.simSeconds, simDrops, m.agentDrops} {
@@ -49,3 +52,30 @@ func (m *metrics) simDrop(r sim.DropReason) {
 }
 
 func (m *metrics) drop(reason string) { m.agentDrops.WithLabelValues(reason).Inc() }
+
+// DropCounts reads the drop counters by reason, the non-zero ones: the
+// simulation's and the slow path's own, as Prometheus holds them.
+func (h *Handler) DropCounts() (simulation, agent map[string]uint64) {
+	return countsByReason(h.met.simDropsVec), countsByReason(h.met.agentDrops)
+}
+
+func countsByReason(v *prometheus.CounterVec) map[string]uint64 {
+	ch := make(chan prometheus.Metric, 64)
+	go func() { v.Collect(ch); close(ch) }() // owned: drained below until Collect is done
+	var out map[string]uint64
+	for c := range ch {
+		var d dto.Metric
+		if c.Write(&d) != nil || d.GetCounter().GetValue() == 0 {
+			continue
+		}
+		for _, l := range d.GetLabel() {
+			if l.GetName() == "reason" {
+				if out == nil {
+					out = map[string]uint64{}
+				}
+				out[l.GetValue()] = uint64(d.GetCounter().GetValue())
+			}
+		}
+	}
+	return out
+}

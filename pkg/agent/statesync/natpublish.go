@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/nagare/nagare/pkg/agentstatus"
 	"github.com/nagare/nagare/pkg/flowstate"
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/nsdb"
@@ -50,7 +51,7 @@ type natPublisher struct {
 	tbl     *flowstate.Table
 	lease   func() nsdb.LeaseID
 	routers map[uint64]string // zone (router tag) → router id
-	last    []nsdb.NATTranslation
+	last    []agentstatus.NATTranslation
 	sentAt  time.Time // zero: never written
 }
 
@@ -63,7 +64,7 @@ func (p *natPublisher) publish(ctx context.Context, now time.Time) error {
 	if !p.sentAt.IsZero() && now.Sub(p.sentAt) < natRepublishEvery && slices.Equal(recs, p.last) {
 		return nil
 	}
-	t := &nsdb.NATTranslations{HostID: p.host, Updated: now.UTC(), Truncated: truncated, Translations: recs}
+	t := &agentstatus.NATTranslations{HostID: p.host, Updated: now.UTC(), Truncated: truncated, Translations: recs}
 	if err := p.db.PutNATTranslations(ctx, p.host, p.lease(), t); err != nil {
 		return err
 	}
@@ -73,7 +74,7 @@ func (p *natPublisher) publish(ctx context.Context, now time.Time) error {
 
 // nameRouters fills RouterID from the zones, reading the routers again
 // only when a zone is unknown.
-func (p *natPublisher) nameRouters(ctx context.Context, recs []nsdb.NATTranslation) {
+func (p *natPublisher) nameRouters(ctx context.Context, recs []agentstatus.NATTranslation) {
 	listed := false
 	for i := range recs {
 		z, err := strconv.ParseUint(recs[i].Zone, 16, 64)
@@ -98,7 +99,7 @@ func (p *natPublisher) nameRouters(ctx context.Context, recs []nsdb.NATTranslati
 // natSnapshot returns the table's NAT bindings as records, sorted, at most
 // nsdb.MaxNATTranslations, and how many more there were. The table's lock
 // is held only to copy entries.
-func natSnapshot(tbl *flowstate.Table, now time.Time) ([]nsdb.NATTranslation, int) {
+func natSnapshot(tbl *flowstate.Table, now time.Time) ([]agentstatus.NATTranslation, int) {
 	type item struct {
 		e   flowstate.Entry
 		ttl time.Duration
@@ -119,7 +120,7 @@ func natSnapshot(tbl *flowstate.Table, now time.Time) ([]nsdb.NATTranslation, in
 		return true
 	}
 	tbl.RangeTTL(now.UnixNano(), add)
-	recs := make([]nsdb.NATTranslation, 0, len(items))
+	recs := make([]agentstatus.NATTranslation, 0, len(items))
 	for i := range items {
 		recs = append(recs, natRecord(&items[i].e, items[i].ttl, now))
 	}
@@ -127,8 +128,8 @@ func natSnapshot(tbl *flowstate.Table, now time.Time) ([]nsdb.NATTranslation, in
 	return recs, truncated
 }
 
-// natRecord renders a binding in Cisco's columns (see nsdb.NATTranslation).
-func natRecord(e *flowstate.Entry, ttl time.Duration, now time.Time) nsdb.NATTranslation {
+// natRecord renders a binding in Cisco's columns (see agentstatus.NATTranslation).
+func natRecord(e *flowstate.Entry, ttl time.Duration, now time.Time) agentstatus.NATTranslation {
 	k := &e.Fwd
 	ports := k.Proto == packet.IPProtoTCP || k.Proto == packet.IPProtoUDP || k.Echo != 0
 	ep := func(a netip.Addr, port uint16) string {
@@ -138,7 +139,7 @@ func natRecord(e *flowstate.Entry, ttl time.Duration, now time.Time) nsdb.NATTra
 		return netip.AddrPortFrom(a, port).String()
 	}
 	tr, trPort := e.Translated()
-	r := nsdb.NATTranslation{Zone: fmt.Sprintf("%016x", k.Zone), Protocol: protoName(k.Proto), State: e.State.Phase().String()}
+	r := agentstatus.NATTranslation{Zone: fmt.Sprintf("%016x", k.Zone), Protocol: protoName(k.Proto), State: e.State.Phase().String()}
 	if k.Type == flowstate.KeyFwdSNAT {
 		r.Type = "snat"
 		r.InsideLocal = ep(k.SrcAddr(), k.SrcPort)
@@ -176,7 +177,7 @@ func protoName(p uint8) string {
 	return strconv.Itoa(int(p))
 }
 
-func compareNAT(a, b nsdb.NATTranslation) int {
+func compareNAT(a, b agentstatus.NATTranslation) int {
 	return cmp.Or(cmp.Compare(a.Zone, b.Zone), cmp.Compare(a.Type, b.Type), cmp.Compare(a.Protocol, b.Protocol),
 		cmp.Compare(a.InsideGlobal, b.InsideGlobal), cmp.Compare(a.InsideLocal, b.InsideLocal),
 		cmp.Compare(a.OutsideLocal, b.OutsideLocal), a.Expires.Compare(b.Expires))

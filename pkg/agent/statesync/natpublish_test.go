@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nagare/nagare/pkg/agentstatus"
 	"github.com/nagare/nagare/pkg/flowstate"
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/nsdb"
@@ -73,7 +74,7 @@ func TestNATPublisher(t *testing.T) {
 	}
 	_, sport := se.Translated()
 	z := fmt.Sprintf("%016x", zone)
-	want := []nsdb.NATTranslation{
+	want := []agentstatus.NATTranslation{
 		{Zone: z, RouterID: rid, Type: "dnat", Protocol: "tcp", InsideGlobal: "10.81.14.201:80", InsideLocal: "172.16.20.100:8080",
 			OutsideLocal: "192.0.2.9:5555", OutsideGlobal: "192.0.2.9:5555", State: "new", HostID: host},
 		{Zone: z, RouterID: rid, Type: "snat", Protocol: "tcp", InsideGlobal: fmt.Sprintf("10.81.14.201:%d", sport),
@@ -151,7 +152,7 @@ func TestNATPublisher(t *testing.T) {
 		t.Fatalf("after the lease ended: %+v", all)
 	}
 	// A host id that is not a UUID is refused.
-	if err := s.PutNATTranslations(ctx, "../x", lease2, &nsdb.NATTranslations{}); err == nil {
+	if err := s.PutNATTranslations(ctx, "../x", lease2, &agentstatus.NATTranslations{}); err == nil {
 		t.Error("PutNATTranslations accepted a bad host id")
 	}
 }
@@ -162,7 +163,7 @@ type countingNSDB struct {
 	puts int
 }
 
-func (c *countingNSDB) PutNATTranslations(ctx context.Context, host string, lease nsdb.LeaseID, t *nsdb.NATTranslations) error {
+func (c *countingNSDB) PutNATTranslations(ctx context.Context, host string, lease nsdb.LeaseID, t *agentstatus.NATTranslations) error {
 	c.puts++
 	return c.NSDB.PutNATTranslations(ctx, host, lease, t)
 }

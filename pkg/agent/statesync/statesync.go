@@ -22,6 +22,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/nagare/nagare/pkg/agentstatus"
 	"github.com/nagare/nagare/pkg/datapath"
 	"github.com/nagare/nagare/pkg/flowstate"
 	"github.com/nagare/nagare/pkg/model"
@@ -53,7 +54,7 @@ type Datapath interface {
 
 // NSDB is where the NAT bindings are published.
 type NSDB interface {
-	PutNATTranslations(ctx context.Context, hostID string, lease nsdb.LeaseID, t *nsdb.NATTranslations) error
+	PutNATTranslations(ctx context.Context, hostID string, lease nsdb.LeaseID, t *agentstatus.NATTranslations) error
 	List(ctx context.Context, k *model.Kind, field, value string) ([]model.Object, int64, error)
 }
 
@@ -266,9 +267,9 @@ func (s *Sync) maxPerZone() int {
 }
 
 // Status is the table's part of the published datapath status.
-func (s *Sync) Status() *nsdb.FlowStateStatus {
+func (s *Sync) Status() *agentstatus.FlowState {
 	st := s.table.Stats()
-	return &nsdb.FlowStateStatus{Entries: st.Entries, Zones: st.Zones, MaxEntries: s.maxEntries(), MaxPerZone: s.maxPerZone(),
+	return &agentstatus.FlowState{Entries: st.Entries, Zones: st.Zones, MaxEntries: s.maxEntries(), MaxPerZone: s.maxPerZone(),
 		RefusedFull: st.RefusedFull, RefusedZoneFull: st.RefusedZoneFull, RefusedExists: st.RefusedExists,
 		Imported: st.Imported, Expired: st.Expired, PortsInUse: st.PortsInUse, BlocksLeased: st.BlocksLeased,
 		PortsExhausted: st.PortsExhausted, StateSent: s.count.sent.Load(), StateReceived: s.count.received.Load(),

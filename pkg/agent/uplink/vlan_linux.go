@@ -4,7 +4,8 @@ import (
 	"fmt"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
+
+	"github.com/nagare/nagare/pkg/netns"
 )
 
 // Netns makes VLAN subinterfaces in the datapath's network namespace (a
@@ -15,18 +16,16 @@ type Netns struct {
 
 // Ensure implements VLANs.
 func (n Netns) Ensure(parentName, name string, vid uint16) error {
-	h := &netlink.Handle{}
-	if n.Path != "" {
-		ns, err := netns.GetFromPath(n.Path)
-		if err != nil {
-			return err
-		}
-		defer ns.Close()
-		if h, err = netlink.NewHandleAt(ns); err != nil {
-			return err
-		}
-		defer h.Close()
+	ns, err := netns.Open(n.Path)
+	if err != nil {
+		return err
 	}
+	defer ns.Close()
+	h, err := netns.Netlink(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
 	parent, err := h.LinkByName(parentName)
 	if err != nil {
 		return fmt.Errorf("parent %s: %w", parentName, err)

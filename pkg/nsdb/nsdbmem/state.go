@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/nagare/nagare/pkg/agentstatus"
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/nsdb"
 )
@@ -143,26 +144,26 @@ func (s *Store) WatchMemberStatus(ctx context.Context, fn func(nsdb.MemberStatus
 }
 
 // PutNATTranslations publishes a host's NAT bindings under lease.
-func (s *Store) PutNATTranslations(ctx context.Context, hostID string, lease nsdb.LeaseID, t *nsdb.NATTranslations) error {
+func (s *Store) PutNATTranslations(ctx context.Context, hostID string, lease nsdb.LeaseID, t *agentstatus.NATTranslations) error {
 	cp := *t
-	cp.Translations = append([]nsdb.NATTranslation(nil), t.Translations...)
+	cp.Translations = append([]agentstatus.NATTranslation(nil), t.Translations...)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.putLocked(natP+hostID, &cp, lease)
 }
 
 // NATTranslations returns what hostID published, nil if nothing.
-func (s *Store) NATTranslations(hostID string) *nsdb.NATTranslations {
+func (s *Store) NATTranslations(hostID string) *agentstatus.NATTranslations {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e := s.keys[natP+hostID]; e != nil {
-		return e.value.(*nsdb.NATTranslations)
+		return e.value.(*agentstatus.NATTranslations)
 	}
 	return nil
 }
 
 // PutDatapathStatus publishes an agent's datapath status under lease.
-func (s *Store) PutDatapathStatus(ctx context.Context, st *nsdb.DatapathStatus, lease nsdb.LeaseID) error {
+func (s *Store) PutDatapathStatus(ctx context.Context, st *agentstatus.Datapath, lease nsdb.LeaseID) error {
 	cp := *st
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -171,11 +172,11 @@ func (s *Store) PutDatapathStatus(ctx context.Context, st *nsdb.DatapathStatus, 
 
 // DatapathStatus returns what the agent on hostID published; it wraps
 // model.ErrNotFound when nothing is.
-func (s *Store) DatapathStatus(ctx context.Context, hostID string) (*nsdb.DatapathStatus, error) {
+func (s *Store) DatapathStatus(ctx context.Context, hostID string) (*agentstatus.Datapath, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e := s.keys[statusP+hostID]; e != nil {
-		return e.value.(*nsdb.DatapathStatus), nil
+		return e.value.(*agentstatus.Datapath), nil
 	}
 	return nil, fmt.Errorf("host %s has no running agent: %w", hostID, model.ErrNotFound)
 }

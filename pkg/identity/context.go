@@ -2,10 +2,7 @@ package identity
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"log/slog"
-	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -21,6 +18,11 @@ type Context struct {
 	Roles                  []string // role names
 	Token                  string
 	ExpiresAt              time.Time
+	// What the token says of itself (this package's tokens only): how
+	// it was obtained, when, and the audit id that revokes it.
+	Methods  []string
+	IssuedAt time.Time
+	AuditID  string
 	// NoAuth marks the context of a server running --auth noauth: every
 	// caller is an administrator.
 	NoAuth bool
@@ -74,75 +76,12 @@ type Validator interface {
 	Validate(ctx context.Context, token string) (*Context, error)
 }
 
-// Authenticate lets a request through to h only with a valid X-Auth-Token,
-// putting the caller on its context; otherwise it answers 401 as
-// keystonemiddleware does (clients key on the status and WWW-Authenticate).
-func Authenticate(v Validator, authURL func(*http.Request) string, log *slog.Logger, h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tok := r.Header.Get("X-Auth-Token")
-		if tok == "" {
-			Unauthorized(w, authURL(r))
-			return
-		}
-		c, err := v.Validate(r.Context(), tok)
-		if errors.Is(err, ErrInvalidToken) {
-			Unauthorized(w, authURL(r))
-			return
-		}
-		if err != nil {
-			log.Error("token validation failed", "err", err)
-			writeError(w, http.StatusServiceUnavailable, "Service Unavailable", "The identity service cannot validate tokens right now: "+err.Error())
-			return
-		}
-		h.ServeHTTP(w, r.WithContext(WithContext(r.Context(), c)))
-	})
-}
-
-// NoAuth lets every request through as an administrator (--auth noauth, for
-// demos). The project is the X-Project-Id header's, else "admin".
-func NoAuth(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p := r.Header.Get("X-Project-Id")
-		if p == "" {
-			p = "admin"
-		}
-		c := &Context{UserID: "noauth", UserName: "noauth", ProjectID: p, ProjectName: p, Roles: []string{RoleAdmin}, NoAuth: true}
-		h.ServeHTTP(w, r.WithContext(WithContext(r.Context(), c)))
-	})
-}
-
-// Unauthorized answers 401 the way Keystone and keystonemiddleware do.
-func Unauthorized(w http.ResponseWriter, authURL string) {
-	if authURL != "" {
-		w.Header().Set("WWW-Authenticate", `Keystone uri="`+authURL+`"`)
-	}
-	writeError(w, http.StatusUnauthorized, "Unauthorized", "The request you have made requires authentication.")
-}
-
-// writeError writes Keystone's error document.
-func writeError(w http.ResponseWriter, code int, title, msg string) {
-	var b struct {
-		Error struct {
-			Code    int    `json:"code"`
-			Title   string `json:"title"`
-			Message string `json:"message"`
-		} `json:"error"`
-	}
-	b.Error.Code, b.Error.Title, b.Error.Message = code, title, msg
-	writeJSON(w, code, b)
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-// cache remembers validated tokens for a short while, as
+// TokenCache remembers validated tokens for a short while, as
 // keystonemiddleware's token cache does: validation then costs nothing on
 // the request path, and a revoked token, a deleted user or a removed role
-// takes effect within the cache's lifetime on every server replica.
-type cache struct {
+// takes effect within the cache's lifetime on every server replica. Both
+// this package's service and a validator of an external Keystone use one.
+type TokenCache struct {
 	mu      sync.Mutex
 	ttl     time.Duration
 	max     int
@@ -154,11 +93,14 @@ type cached struct {
 	until time.Time
 }
 
-func newCache(ttl time.Duration, max int) *cache {
-	return &cache{ttl: ttl, max: max, entries: map[string]cached{}}
+// NewTokenCache returns a cache keeping each token at most ttl (and never
+// past its expiry), holding at most max tokens.
+func NewTokenCache(ttl time.Duration, max int) *TokenCache {
+	return &TokenCache{ttl: ttl, max: max, entries: map[string]cached{}}
 }
 
-func (k *cache) get(tok string, now time.Time) *Context {
+// Get is the context a token validated to, nil when unknown or stale.
+func (k *TokenCache) Get(tok string, now time.Time) *Context {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	e, ok := k.entries[tok]
@@ -172,7 +114,8 @@ func (k *cache) get(tok string, now time.Time) *Context {
 	return e.c
 }
 
-func (k *cache) put(tok string, c *Context, now time.Time) {
+// Put remembers what a token validated to.
+func (k *TokenCache) Put(tok string, c *Context, now time.Time) {
 	until := now.Add(k.ttl)
 	if !c.ExpiresAt.IsZero() && c.ExpiresAt.Before(until) {
 		until = c.ExpiresAt
@@ -192,7 +135,8 @@ func (k *cache) put(tok string, c *Context, now time.Time) {
 	k.entries[tok] = cached{c, until}
 }
 
-func (k *cache) drop(tok string) {
+// Drop forgets a token (revoked).
+func (k *TokenCache) Drop(tok string) {
 	k.mu.Lock()
 	delete(k.entries, tok)
 	k.mu.Unlock()

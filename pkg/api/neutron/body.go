@@ -1,16 +1,23 @@
 package neutron
 
+// Request bodies: Neutron's converters. Once a body passed its resource's
+// attribute map (attrs.go), the resource's decoder converts the attributes
+// it names into the domain's typed request (package neutron) with these,
+// refusing malformed values with the messages Neutron's validators use.
+// What the values mean is the domain's business.
+
 import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/netip"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 
-	"github.com/nagare/nagare/pkg/identity"
 	"github.com/nagare/nagare/pkg/model"
+	"github.com/nagare/nagare/pkg/neutron"
 	"github.com/nagare/nagare/pkg/packet"
 )
 
@@ -18,105 +25,8 @@ import (
 // attribute by attribute, undecoded until a resource asks for a value.
 type Body map[string]json.RawMessage
 
-// attr describes one attribute of a resource the way Neutron's attribute
-// maps do: whether POST and PUT may set it, whether POST requires it, and
-// the policy around it.
-type attr struct {
-	post, put bool
-	required  bool // POST must carry it
-	// adminSet: only admins may set it (provider:*, binding:host_id,
-	// router:external, shared, …); others get 403.
-	adminSet bool
-	// adminView: only admins see it (provider:*, binding:* but vnic_type).
-	adminView bool
-}
-
-// spec is a resource's attribute map.
-type spec map[string]attr
-
-// std are the attributes of every resource with standard attributes.
-var std = spec{
-	"id":              {},
-	"tenant_id":       {post: true},
-	"project_id":      {post: true},
-	"description":     {post: true, put: true},
-	"tags":            {post: true},
-	"created_at":      {},
-	"updated_at":      {},
-	"revision_number": {},
-}
-
-func (s spec) with(more spec) spec {
-	out := spec{}
-	for k, v := range s {
-		out[k] = v
-	}
-	for k, v := range more {
-		out[k] = v
-	}
-	return out
-}
-
-// check applies the attribute map to a request: unknown attributes and
-// attributes the method may not set are refused as Neutron's API layer
-// refuses them (400), admin-only ones with the policy engine's 403.
-func (s spec) check(b Body, post bool, c *identity.Context, resource string) error {
-	var unknown []string
-	for k := range b {
-		if _, ok := s[k]; !ok {
-			unknown = append(unknown, k)
-		}
-	}
-	if len(unknown) > 0 {
-		sort.Strings(unknown)
-		return httpBadRequest("Unrecognized attribute(s) '%s'", strings.Join(unknown, ", "))
-	}
-	names := make([]string, 0, len(b))
-	for k := range b {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	for _, k := range names {
-		a := s[k]
-		switch {
-		case post && !a.post:
-			return httpBadRequest("Attribute '%s' not allowed in POST", k)
-		case !post && !a.put:
-			return httpBadRequest("Cannot update read-only attribute %s", k)
-		}
-		if a.adminSet && !c.IsAdmin() {
-			verb := "update"
-			if post {
-				verb = "create"
-			}
-			return policyNotAuthorized(verb + "_" + resource + ":" + k)
-		}
-	}
-	if post {
-		for _, k := range sortedKeys(s) {
-			if s[k].required {
-				if _, ok := b[k]; !ok {
-					return httpBadRequest("Failed to parse request. Required attribute '%s' not specified", k)
-				}
-			}
-		}
-	}
-	return nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
-}
-
 // invalid is the error of a value that fails its validator.
-func invalid(name, format string, args ...any) *Error {
-	return httpBadRequest("Invalid input for %s. Reason: %s.", name, fmt.Sprintf(format, args...))
-}
+var invalid = neutron.Invalid
 
 func (b Body) has(name string) bool { _, ok := b[name]; return ok }
 
@@ -210,7 +120,8 @@ func (b Body) uuid(name string) (string, bool, error) {
 	return l, true, nil
 }
 
-func (b Body) uuidList(name string) ([]string, bool, error) {
+// stringList reads a list of strings.
+func (b Body) stringList(name string) ([]string, bool, error) {
 	v, ok := b[name]
 	if !ok {
 		return nil, false, nil
@@ -218,6 +129,15 @@ func (b Body) uuidList(name string) ([]string, bool, error) {
 	var xs []string
 	if err := json.Unmarshal(v, &xs); err != nil {
 		return nil, true, invalid(name, "'%s' is not a list", rawText(v))
+	}
+	return xs, true, nil
+}
+
+// uuidList reads a list of UUIDs without duplicates, in lower case.
+func (b Body) uuidList(name string) ([]string, bool, error) {
+	xs, ok, err := b.stringList(name)
+	if err != nil || !ok {
+		return nil, ok, err
 	}
 	seen := map[string]bool{}
 	out := []string{}
@@ -236,19 +156,26 @@ func (b Body) uuidList(name string) ([]string, bool, error) {
 
 // ip reads an address; null reads as the zero Addr.
 func (b Body) ip(name string) (netip.Addr, bool, error) {
+	return parsed(b, name, "IP address", parseIP)
+}
+
+// parsed reads a string attribute through parse; null reads as the zero
+// value.
+func parsed[T any](b Body, name, what string, parse func(string) (T, error)) (T, bool, error) {
+	var zero T
 	v, ok := b[name]
 	if !ok || b.isNull(name) {
-		return netip.Addr{}, ok, nil
+		return zero, ok, nil
 	}
 	var s string
 	if json.Unmarshal(v, &s) != nil {
-		return netip.Addr{}, true, invalid(name, "'%s' is not a valid IP address", rawText(v))
+		return zero, true, invalid(name, "'%s' is not a valid %s", rawText(v), what)
 	}
-	a, err := parseIP(s)
+	x, err := parse(s)
 	if err != nil {
-		return netip.Addr{}, true, invalid(name, "'%s' is not a valid IP address", s)
+		return zero, true, invalid(name, "%s", err.Error())
 	}
-	return a, true, nil
+	return x, true, nil
 }
 
 func parseIP(s string) (netip.Addr, error) {
@@ -281,19 +208,7 @@ func parseCIDR(s string) (netip.Prefix, error) {
 }
 
 func (b Body) cidr(name string) (netip.Prefix, bool, error) {
-	v, ok := b[name]
-	if !ok || b.isNull(name) {
-		return netip.Prefix{}, ok, nil
-	}
-	var s string
-	if json.Unmarshal(v, &s) != nil {
-		return netip.Prefix{}, true, invalid(name, "'%s' is not a valid IP subnet", rawText(v))
-	}
-	p, err := parseCIDR(s)
-	if err != nil {
-		return netip.Prefix{}, true, invalid(name, "%s", err.Error())
-	}
-	return p, true, nil
+	return parsed(b, name, "IP subnet", parseCIDR)
 }
 
 func (b Body) mac(name string) (packet.MAC, bool, error) {
@@ -325,47 +240,12 @@ func parseMAC(s string) (packet.MAC, error) {
 // tags reads a list of tags (standard-attr-tag's rules: strings of at most
 // 255 characters, no commas, at most 50).
 func (b Body) tags(name string) ([]string, bool, error) {
-	v, ok := b[name]
-	if !ok {
-		return nil, false, nil
+	xs, ok, err := b.stringList(name)
+	if err != nil || !ok {
+		return nil, ok, err
 	}
-	var xs []string
-	if err := json.Unmarshal(v, &xs); err != nil {
-		return nil, true, invalid(name, "'%s' is not a list", rawText(v))
-	}
-	out, err := normalizeTags(xs)
+	out, err := neutron.NormalizeTags(xs)
 	return out, true, err
-}
-
-func normalizeTags(xs []string) ([]string, error) {
-	seen := map[string]bool{}
-	out := []string{}
-	for _, t := range xs {
-		if err := validTag(t); err != nil {
-			return nil, err
-		}
-		if !seen[t] {
-			seen[t] = true
-			out = append(out, t)
-		}
-	}
-	if len(out) > maxTags {
-		return nil, badRequest("tags", "The number of tags exceeds the limit %d", maxTags)
-	}
-	sort.Strings(out)
-	return out, nil
-}
-
-const maxTags = 50
-
-func validTag(t string) error {
-	if t == "" || len([]rune(t)) > 255 {
-		return invalid("tags", "'%s' is not a valid tag: tags are 1 to 255 characters", t)
-	}
-	if strings.Contains(t, ",") {
-		return invalid("tags", "'%s' contains ',': tags cannot contain commas (the filters separate tags with them)", t)
-	}
-	return nil
 }
 
 // raw decodes an attribute into v, reporting a malformed value.
@@ -380,6 +260,24 @@ func (b Body) raw(name string, v any, what string) (bool, error) {
 	return true, nil
 }
 
+// objects reads a list of objects whose keys are among keys (fixed_ips,
+// allowed_address_pairs); unknown words the error naming another key.
+func (b Body) objects(name, what, unknown string, keys ...string) ([]Body, bool, error) {
+	var raw []Body
+	ok, err := b.raw(name, &raw, what)
+	if err != nil || !ok {
+		return nil, ok, err
+	}
+	for _, o := range raw {
+		for _, k := range slices.Sorted(maps.Keys(o)) {
+			if !slices.Contains(keys, k) {
+				return nil, true, invalid(name, unknown, k)
+			}
+		}
+	}
+	return raw, true, nil
+}
+
 func rawText(v json.RawMessage) string {
 	var s string
 	if json.Unmarshal(v, &s) == nil {
@@ -391,30 +289,78 @@ func rawText(v json.RawMessage) string {
 	return string(v)
 }
 
-// projectOf applies Neutron's project_id rules to a POST: tenant_id and
-// project_id must agree; only admins name another project than their own.
-func projectOf(b Body, c *identity.Context) (string, error) {
+// decodeStd reads the standard attributes a resource's attribute map
+// admits: the project of a create (tenant_id and project_id must agree),
+// name, description and tags.
+func decodeStd(b Body) (neutron.StdRequest, error) {
+	var r neutron.StdRequest
 	t, hasT, err := b.str("tenant_id", 255)
 	if err != nil {
-		return "", err
+		return r, err
 	}
 	p, hasP, err := b.str("project_id", 255)
 	if err != nil {
-		return "", err
+		return r, err
 	}
 	switch {
 	case hasT && hasP && t != p:
-		return "", httpBadRequest("'project_id' and 'tenant_id' do not match")
+		return r, neutron.HTTPBadRequest("'project_id' and 'tenant_id' do not match")
 	case hasT:
-		p = t
-	case !hasP:
-		p = c.ProjectID
+		r.ProjectID = &t
+	case hasP:
+		r.ProjectID = &p
 	}
-	if p != c.ProjectID && !c.IsAdmin() {
-		return "", httpBadRequest("Specifying 'project_id' or 'tenant_id' other than the authenticated project in request is not allowed for current user.")
+	if r.Name, err = b.optStr("name", 255); err != nil {
+		return r, err
 	}
-	if p == "" {
-		return "", httpBadRequest("Running without keystone AuthN requires that tenant_id is specified")
+	if r.Description, err = b.optStr("description", 255); err != nil {
+		return r, err
 	}
-	return p, nil
+	if v, ok, err := b.tags("tags"); err != nil {
+		return r, err
+	} else if ok {
+		r.Tags = &v
+	}
+	return r, nil
+}
+
+// optStr reads a string attribute into a pointer (nil when not given).
+func (b Body) optStr(name string, maxLen int) (*string, error) {
+	v, ok, err := b.str(name, maxLen)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return &v, nil
+}
+
+// optBool reads a boolean attribute into a pointer (nil when not given).
+func (b Body) optBool(name string) (*bool, error) {
+	v, ok, err := b.boolean(name)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return &v, nil
+}
+
+// noneOrEmpty refuses an attribute the domain has no field for unless it
+// is null or an empty list (availability_zone_hints, service_types): the
+// request asks for nothing Nagare would ignore.
+func (b Body) noneOrEmpty(name, what string) error {
+	if v, ok := b[name]; ok && string(v) != "[]" && string(v) != "null" {
+		return neutron.InvalidInput("%s", what)
+	}
+	return nil
+}
+
+func mustJSON(v any) string {
+	j, _ := json.Marshal(v)
+	return string(j)
+}
+
+func pyList(xs []string) string {
+	q := make([]string, len(xs))
+	for i, x := range xs {
+		q[i] = "'" + x + "'"
+	}
+	return "[" + strings.Join(q, ", ") + "]"
 }

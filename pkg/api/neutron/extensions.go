@@ -1,14 +1,11 @@
 package neutron
 
 import (
-	"fmt"
 	"net/http"
 	"slices"
 
 	"github.com/nagare/nagare/pkg/neutron"
 )
-
-func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }
 
 // extension is one entry of GET /v2.0/extensions.
 type extension struct {
@@ -64,102 +61,10 @@ func (a *API) extension(w http.ResponseWriter, r *http.Request) {
 	alias := r.PathValue("alias")
 	i := slices.IndexFunc(extensionList, func(e extension) bool { return e.Alias == alias })
 	if i < 0 {
-		writeError(w, &neutron.Error{Status: 404, Type: "ExtensionNotFound", Message: "Extension with alias " + alias + " does not exist"})
+		writeError(w, http.StatusNotFound, neutron.NewError(neutron.NotFound, "ExtensionNotFound", "Extension with alias %s does not exist", alias))
 		return
 	}
 	e := extensionList[i]
 	e.Links = []string{}
 	writeJSON(w, http.StatusOK, map[string]any{"extension": e})
-}
-
-// Tags (standard-attr-tag).
-
-func (a *API) listTags(res *neutron.Resource) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		tags, err := a.svc.Tags(r.Context(), caller(r), res, pathID(r, "id"))
-		if err != nil {
-			a.fail(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"tags": tags})
-	}
-}
-
-func (a *API) checkTag(res *neutron.Resource) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		tags, err := a.svc.Tags(r.Context(), caller(r), res, pathID(r, "id"))
-		if err != nil {
-			a.fail(w, r, err)
-			return
-		}
-		if !slices.Contains(tags, r.PathValue("tag")) {
-			a.fail(w, r, neutron.TagNotFound(res, pathID(r, "id"), r.PathValue("tag")))
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
-	}
-}
-
-func (a *API) replaceTags(res *neutron.Resource) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		var doc struct {
-			Tags *[]string `json:"tags"`
-		}
-		if err := decodeJSON(r, &doc); err != nil || doc.Tags == nil {
-			a.fail(w, r, badRequest("Invalid input for tags: expected {\"tags\": [...]}"))
-			return
-		}
-		tags, err := a.svc.ChangeTags(r.Context(), caller(r), res, pathID(r, "id"), func([]string) ([]string, error) { return *doc.Tags, nil })
-		if err != nil {
-			a.fail(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"tags": tags})
-	}
-}
-
-func (a *API) deleteTags(res *neutron.Resource) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		_, err := a.svc.ChangeTags(r.Context(), caller(r), res, pathID(r, "id"), func([]string) ([]string, error) { return nil, nil })
-		if err != nil {
-			a.fail(w, r, err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
-	}
-}
-
-func (a *API) addTag(res *neutron.Resource) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		tag := r.PathValue("tag")
-		if err := neutron.ValidTag(tag); err != nil {
-			a.fail(w, r, err)
-			return
-		}
-		_, err := a.svc.ChangeTags(r.Context(), caller(r), res, pathID(r, "id"), func(t []string) ([]string, error) { return append(t, tag), nil })
-		if err != nil {
-			a.fail(w, r, err)
-			return
-		}
-		w.WriteHeader(http.StatusCreated)
-	}
-}
-
-func (a *API) deleteTag(res *neutron.Resource) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		tag := r.PathValue("tag")
-		id := pathID(r, "id")
-		_, err := a.svc.ChangeTags(r.Context(), caller(r), res, id, func(t []string) ([]string, error) {
-			i := slices.Index(t, tag)
-			if i < 0 {
-				return nil, neutron.TagNotFound(res, id, tag)
-			}
-			return slices.Delete(t, i, i+1), nil
-		})
-		if err != nil {
-			a.fail(w, r, err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
-	}
 }

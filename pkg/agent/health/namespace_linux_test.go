@@ -2,20 +2,23 @@ package health
 
 import (
 	"context"
+	"net"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/nagare/nagare/pkg/netns"
 )
 
-// A check dials from inside a namespace: only a listener inside that
-// namespace sees it.
-func TestDialIn(t *testing.T) {
+// A check dials with the dialer it is given: one from inside a namespace
+// (pkg/netns) reaches only a listener inside that namespace.
+func TestCheckFromNamespace(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (network namespaces)")
 	}
-	ns, err := NewNamespace()
+	ns, err := netns.New()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +35,7 @@ func TestDialIn(t *testing.T) {
 	if err := h.LinkSetUp(lo); err != nil {
 		t.Fatal(err)
 	}
-	l, err := ListenIn(ns, "tcp", "127.0.0.1:0")
+	l, err := netns.Listen(ns, "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +49,10 @@ func TestDialIn(t *testing.T) {
 		}
 	}()
 	m := &Monitor{Type: "tcp", Timeout: 2 * time.Second}
-	if err := Check(context.Background(), m, DialIn(ns), addrPort(t, l.Addr())); err != nil {
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return netns.Dial(ctx, ns, network, addr)
+	}
+	if err := Check(context.Background(), m, dial, addrPort(t, l.Addr())); err != nil {
 		t.Fatalf("check from inside the namespace: %v", err)
 	}
 	select {

@@ -7,17 +7,21 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/nagare/nagare/pkg/identity"
 )
 
-// Keystone validates tokens against an external Keystone (--auth keystone),
+// Keystone validates tokens against an external Keystone (--auth keystone)
 // as keystonemiddleware does: GET /v3/auth/tokens with the token as both
 // X-Auth-Token and X-Subject-Token (a token may always validate itself),
 // cached briefly so a request costs a round trip to Keystone only once per
-// token per cache lifetime.
+// token per cache lifetime. It is an identity.Validator that speaks
+// Keystone's HTTP API, so it lives here, beside this package's server of
+// the same API, rather than in package identity.
 type Keystone struct {
 	url    string // ends in /v3
 	client *http.Client
-	cache  *cache
+	cache  *identity.TokenCache
 }
 
 // NewKeystone returns a validator for the Keystone at url (its root, or
@@ -27,16 +31,16 @@ func NewKeystone(url string) *Keystone {
 	if !strings.HasSuffix(url, "/v3") {
 		url += "/v3"
 	}
-	return &Keystone{url: url, client: &http.Client{Timeout: 10 * time.Second}, cache: newCache(60*time.Second, 100000)}
+	return &Keystone{url: url, client: &http.Client{Timeout: 10 * time.Second}, cache: identity.NewTokenCache(60*time.Second, 100000)}
 }
 
 // URL is the Keystone v3 endpoint tokens are validated at.
 func (k *Keystone) URL() string { return k.url }
 
-// Validate implements Validator.
-func (k *Keystone) Validate(ctx context.Context, tok string) (*Context, error) {
+// Validate implements identity.Validator.
+func (k *Keystone) Validate(ctx context.Context, tok string) (*identity.Context, error) {
 	now := time.Now()
-	if c := k.cache.get(tok, now); c != nil {
+	if c := k.cache.Get(tok, now); c != nil {
 		return c, nil
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.url+"/auth/tokens?nocatalog", nil)
@@ -52,7 +56,7 @@ func (k *Keystone) Validate(ctx context.Context, tok string) (*Context, error) {
 	defer resp.Body.Close()
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusForbidden:
-		return nil, ErrInvalidToken
+		return nil, identity.ErrInvalidToken
 	case resp.StatusCode != http.StatusOK:
 		return nil, fmt.Errorf("keystone at %s answered %s to a token validation", k.url, resp.Status)
 	}
@@ -76,7 +80,7 @@ func (k *Keystone) Validate(ctx context.Context, tok string) (*Context, error) {
 		return nil, fmt.Errorf("keystone at %s: unreadable token document: %w", k.url, err)
 	}
 	t := body.Token
-	c := &Context{UserID: t.User.ID, UserName: t.User.Name, Token: tok}
+	c := &identity.Context{UserID: t.User.ID, UserName: t.User.Name, Token: tok}
 	if t.Project != nil {
 		c.ProjectID, c.ProjectName = t.Project.ID, t.Project.Name
 	}
@@ -86,9 +90,9 @@ func (k *Keystone) Validate(ctx context.Context, tok string) (*Context, error) {
 	if e, err := time.Parse(time.RFC3339Nano, t.ExpiresAt); err == nil {
 		c.ExpiresAt = e
 		if !now.Before(e) {
-			return nil, ErrInvalidToken
+			return nil, identity.ErrInvalidToken
 		}
 	}
-	k.cache.put(tok, c, now)
+	k.cache.Put(tok, c, now)
 	return c, nil
 }

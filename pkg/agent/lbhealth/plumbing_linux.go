@@ -23,12 +23,7 @@ type Netns struct {
 
 // Open implements Plumbing.
 func (n Netns) Open(ifname string, mtu int) (Checker, error) {
-	dpNS, err := netns.Open(n.Path)
-	if err != nil {
-		return nil, err
-	}
-	defer dpNS.Close()
-	dp, err := netns.Netlink(dpNS)
+	dp, err := netns.NetlinkPath(n.Path)
 	if err != nil {
 		return nil, err
 	}
@@ -52,7 +47,7 @@ func (n Netns) Open(ifname string, mtu int) (Checker, error) {
 		return nil, fmt.Errorf("create veth %s: %w", ifname, err)
 	}
 	// Best effort: IPv6 on the datapath end only adds noise.
-	_ = netns.Do(dpNS, func() error { return disableIPv6(ifname) })
+	_ = netns.DoPath(n.Path, func() error { return disableIPv6(ifname) })
 	link, err := dp.LinkByName(ifname)
 	if err == nil {
 		err = dp.LinkSetUp(link)
@@ -83,15 +78,12 @@ func (c *checkNS) Dial(ctx context.Context, network, addr string) (net.Conn, err
 // Close deletes the veth (its end in the check namespace goes with it)
 // and lets the namespace go.
 func (c *checkNS) Close() error {
-	var err error
-	if dpNS, nerr := netns.Open(c.plumbing.Path); nerr == nil {
-		if dp, herr := netns.Netlink(dpNS); herr == nil {
-			if l, lerr := dp.LinkByName(c.ifname); lerr == nil {
-				err = dp.LinkDel(l)
-			}
-			dp.Close()
+	dp, err := netns.NetlinkPath(c.plumbing.Path)
+	if err == nil {
+		if l, lerr := dp.LinkByName(c.ifname); lerr == nil {
+			err = dp.LinkDel(l)
 		}
-		dpNS.Close()
+		dp.Close()
 	}
 	return errors.Join(err, c.ns.Close())
 }

@@ -24,12 +24,7 @@ var _ datapath.LinkSource = Netlink{}
 
 // Links implements datapath.LinkSource.
 func (n Netlink) Links(ctx context.Context) ([]datapath.Link, error) {
-	ns, err := netns.Open(n.Netns)
-	if err != nil {
-		return nil, err
-	}
-	defer ns.Close()
-	h, err := netns.Netlink(ns)
+	h, err := netns.NetlinkPath(n.Netns)
 	if err != nil {
 		return nil, err
 	}

@@ -16,12 +16,7 @@ type Netns struct {
 
 // Ensure implements VLANs.
 func (n Netns) Ensure(parentName, name string, vid uint16) error {
-	ns, err := netns.Open(n.Path)
-	if err != nil {
-		return err
-	}
-	defer ns.Close()
-	h, err := netns.Netlink(ns)
+	h, err := netns.NetlinkPath(n.Path)
 	if err != nil {
 		return err
 	}

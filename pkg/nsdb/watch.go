@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/nagare/nagare/internal/backoff"
 	"github.com/nagare/nagare/pkg/model"
 )
 
@@ -131,6 +133,45 @@ type Liveness struct {
 	Rev   int64
 }
 
+// LiveHosts is the set of hosts whose agents hold their lease, kept by a
+// liveness watch: WatchHostLiveness(ctx, live.Apply). It is safe for
+// concurrent use; the zero value is empty.
+type LiveHosts struct {
+	mu    sync.Mutex
+	alive map[string]bool
+	rev   int64
+}
+
+// Apply is the liveness watch's callback.
+func (h *LiveHosts) Apply(l Liveness) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.alive == nil || l.Reset {
+		h.alive = map[string]bool{}
+	}
+	for id, up := range l.Alive {
+		if up {
+			h.alive[id] = true
+		} else {
+			delete(h.alive, id)
+		}
+	}
+	h.rev++
+	return nil
+}
+
+// Alive returns the live hosts (the caller's copy) and a revision that
+// changes whenever they may have.
+func (h *LiveHosts) Alive() (map[string]bool, int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make(map[string]bool, len(h.alive))
+	for id := range h.alive {
+		out[id] = true
+	}
+	return out, h.rev
+}
+
 // WatchHostLiveness delivers host liveness to fn like Watch delivers
 // objects: a Reset first, then changes, until ctx is done or fn fails.
 func (s *Store) WatchHostLiveness(ctx context.Context, fn func(Liveness) error) error {
@@ -205,7 +246,7 @@ func (s *Store) follow(ctx context.Context, prefix string, rev int64, keysOnly b
 			return ctx.Err()
 		}
 		failures++
-		if err := sleep(ctx, backoff(min(failures, 10), 50*time.Millisecond, 5*time.Second)); err != nil {
+		if err := backoff.Sleep(ctx, backoff.Jitter(min(failures, 10), 50*time.Millisecond, 5*time.Second)); err != nil {
 			return err
 		}
 	}

@@ -148,13 +148,15 @@ func (c Config) embedConfig() (*embed.Config, error) {
 	return cfg, nil
 }
 
+// parseURL reads a listen URL, http://HOST:PORT or just HOST:PORT (what
+// etcdctl and most operators type).
 func parseURL(what, s string) (*url.URL, error) {
-	u, err := url.Parse(s)
+	u, err := url.Parse(withScheme(s, "http"))
 	if err != nil {
 		return nil, fmt.Errorf("embedded etcd %s URL %q: %w", what, s, err)
 	}
 	if u.Scheme != "http" || u.Port() == "" {
-		return nil, fmt.Errorf("embedded etcd %s URL %q: want http://HOST:PORT (TLS needs an external cluster for now)", what, s)
+		return nil, fmt.Errorf("embedded etcd %s URL %q: want HOST:PORT or http://HOST:PORT (TLS needs an external cluster for now)", what, s)
 	}
 	return u, nil
 }
@@ -223,4 +225,13 @@ func (f *shutdownFilter) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapco
 		return ce
 	}
 	return f.Core.Check(e, ce)
+}
+
+// withScheme puts scheme:// before an address written without one
+// ("127.0.0.1:2379", "[::1]:2379", "etcd1:2379").
+func withScheme(s, scheme string) string {
+	if strings.Contains(s, "://") {
+		return s
+	}
+	return scheme + "://" + s
 }

@@ -6,6 +6,8 @@
 //	                       flow setup, simulation (root; see `nagare-bench datapath -h`)
 //	nagare-bench flowgen   the new-flow traffic generator the datapath benchmark runs
 //	nagare-bench lb        HTTP requests/s through a load balancer VIP, beside the kernel (root)
+//	nagare-bench scale     N simulated hypervisors (real agents, in-memory datapath) and 10,000
+//	                       ports: create → flow-ready latency, full sync, etcd load, CPU, RSS
 package main
 
 import (
@@ -31,7 +33,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: nagare-bench api|neutron|datapath|flowgen|lb [flags]")
+		fmt.Fprintln(os.Stderr, "usage: nagare-bench api|neutron|datapath|flowgen|lb|scale [flags]")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -48,8 +50,10 @@ func main() {
 		err = flowgen(ctx, args)
 	case "lb":
 		err = lbBench(ctx, args)
+	case "scale":
+		err = scaleBench(ctx, args)
 	default:
-		fmt.Fprintf(os.Stderr, "nagare-bench: unknown benchmark %q (have: api, neutron, datapath, flowgen, lb)\n", what)
+		fmt.Fprintf(os.Stderr, "nagare-bench: unknown benchmark %q (have: api, neutron, datapath, flowgen, lb, scale)\n", what)
 		os.Exit(2)
 	}
 	if err != nil {

@@ -19,11 +19,20 @@ import (
 // embedded etcd with fsync in a temporary directory, and password
 // authentication (the production default) or none.
 type apiServer struct {
+	restClient
 	srv      *server.Server
 	dir      string
-	base     string // http://host:port
-	client   *http.Client
 	password string // admin's; "" without authentication
+}
+
+// restClient calls a nagare-server's HTTP APIs.
+type restClient struct {
+	base   string // http://host:port
+	client *http.Client
+}
+
+func newRESTClient(base string) restClient {
+	return restClient{base: base, client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}}
 }
 
 func startAPIServer(ctx context.Context, auth bool) (*apiServer, error) {
@@ -31,7 +40,7 @@ func startAPIServer(ctx context.Context, auth bool) (*apiServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &apiServer{dir: dir, client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}}
+	a := &apiServer{dir: dir}
 	cfg := server.Config{
 		DataDir: dir, Listen: "127.0.0.1:0",
 		EtcdListen: "http://127.0.0.1:0", EtcdPeerURL: "http://127.0.0.1:0",
@@ -47,7 +56,7 @@ func startAPIServer(ctx context.Context, auth bool) (*apiServer, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	a.base = "http://" + a.srv.Addr()
+	a.restClient = newRESTClient("http://" + a.srv.Addr())
 	return a, nil
 }
 
@@ -78,7 +87,7 @@ func (a *apiServer) login(ctx context.Context) (token, project string, err error
 
 // call makes one request with token tok (none if empty), wants status
 // want, and decodes the answer into out (if not nil).
-func (a *apiServer) call(ctx context.Context, tok, method, path, body string, want int, out any) (http.Header, error) {
+func (a *restClient) call(ctx context.Context, tok, method, path, body string, want int, out any) (http.Header, error) {
 	req, err := http.NewRequestWithContext(ctx, method, a.base+path, bytes.NewBufferString(body))
 	if err != nil {
 		return nil, err

@@ -368,4 +368,3 @@ func procMem(pid int) (rss, hwm uint64) {
 	}
 	return rss, hwm
 }
-

@@ -165,7 +165,7 @@ func (n *Topology) applyPort(c Change, objs Objects) (bool, error) {
 		var i int32
 		if len(n.free) > 0 {
 			i = n.free[len(n.free)-1]
-			n.free = n.free[:len(n.free)-1:len(n.free)-1] // a later append must not write into the old topology's array
+			n.free = n.free[: len(n.free)-1 : len(n.free)-1] // a later append must not write into the old topology's array
 			*n.ports.mut(i, n.gen) = p
 		} else {
 			i = n.ports.push(p, n.gen)

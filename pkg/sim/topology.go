@@ -28,7 +28,7 @@ type Topology struct {
 	gen uint64
 
 	ports    vec[port]
-	free     []int32 // indexes of deleted ports, for Apply to reuse
+	free     []int32   // indexes of deleted ports, for Apply to reuse
 	bridges  []*bridge // pointers: Apply copies the slice and the bridges it changes
 	routers  []router
 	chains   []chain

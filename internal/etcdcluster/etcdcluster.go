@@ -6,9 +6,11 @@ package etcdcluster
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,9 +18,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 )
 
 // Binary is the etcd server executable (Debian's etcd-server package,
@@ -152,7 +151,8 @@ func (c *Cluster) Pid(i int) int {
 	return c.procs[i].Process.Pid
 }
 
-// WaitHealthy waits until every running member answers a linearizable read.
+// WaitHealthy waits until every running member reports itself healthy
+// (etcd's /health: it has a leader and serves reads).
 func (c *Cluster) WaitHealthy(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
@@ -160,23 +160,39 @@ func (c *Cluster) WaitHealthy(ctx context.Context) error {
 		if c.Pid(i) == 0 {
 			continue
 		}
-		cli, err := clientv3.New(clientv3.Config{Endpoints: []string{c.clients[i]}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-		if err != nil {
-			return err
-		}
+		var last error
 		for {
-			rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
-			_, err = cli.Get(rctx, "health")
-			rcancel()
-			if err == nil || ctx.Err() != nil {
+			if last = health(ctx, c.clients[i]); last == nil {
 				break
 			}
-			time.Sleep(100 * time.Millisecond)
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("etcd member %s is not healthy: %w", c.names[i], last)
+			case <-time.After(100 * time.Millisecond):
+			}
 		}
-		cli.Close()
-		if err != nil {
-			return fmt.Errorf("etcd member %s is not healthy: %w", c.names[i], err)
-		}
+	}
+	return nil
+}
+
+func health(ctx context.Context, url string) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/health", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var h struct{ Health string }
+	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK || h.Health != "true" {
+		return fmt.Errorf("/health answered %s %q", resp.Status, h.Health)
 	}
 	return nil
 }

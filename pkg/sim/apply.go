@@ -141,7 +141,7 @@ func (n *Topology) applyPort(c Change, objs Objects) (bool, error) {
 	}
 	switch {
 	case oldP != nil && newP != nil:
-		i, ok := n.portByID.get(oldP.ID)
+		i, ok := n.portByID.Get(oldP.ID)
 		if !ok || oldP.BridgeID != newP.BridgeID {
 			return false, nil
 		}
@@ -152,10 +152,10 @@ func (n *Topology) applyPort(c Change, objs Objects) (bool, error) {
 		if !n.setTunnelKey(i, oldP.TunnelKey, newP.TunnelKey) {
 			return false, nil
 		}
-		*n.ports.mut(i, n.gen) = p
+		*n.ports.Mut(i, n.gen) = p
 		return true, nil
 	case newP != nil:
-		if _, dup := n.portByID.get(newP.ID); dup {
+		if _, dup := n.portByID.Get(newP.ID); dup {
 			return false, nil
 		}
 		p, err := n.portSlot(newP)
@@ -166,27 +166,27 @@ func (n *Topology) applyPort(c Change, objs Objects) (bool, error) {
 		if len(n.free) > 0 {
 			i = n.free[len(n.free)-1]
 			n.free = n.free[: len(n.free)-1 : len(n.free)-1] // a later append must not write into the old topology's array
-			*n.ports.mut(i, n.gen) = p
+			*n.ports.Mut(i, n.gen) = p
 		} else {
-			i = n.ports.push(p, n.gen)
+			i = n.ports.Push(p, n.gen)
 		}
 		if !n.setTunnelKey(i, 0, newP.TunnelKey) {
 			return false, nil
 		}
-		n.portByID.put(newP.ID, i, n.gen)
+		n.portByID.Put(newP.ID, i, n.gen)
 		n.editBridgePorts(p.dev, func(ps []int32) []int32 {
-			at, _ := slices.BinarySearchFunc(ps, newP.ID, func(q int32, id string) int { return cmpString(n.ports.at(q).id, id) })
+			at, _ := slices.BinarySearchFunc(ps, newP.ID, func(q int32, id string) int { return cmpString(n.ports.At(q).id, id) })
 			return slices.Insert(ps, at, i)
 		})
 		return true, nil
 	default:
-		i, ok := n.portByID.get(oldP.ID)
+		i, ok := n.portByID.Get(oldP.ID)
 		if !ok || n.portReferenced(i) {
 			return false, nil
 		}
-		dev := n.ports.at(i).dev
+		dev := n.ports.At(i).dev
 		n.setTunnelKey(i, oldP.TunnelKey, 0)
-		n.portByID.del(oldP.ID, n.gen)
+		n.portByID.Del(oldP.ID, n.gen)
 		n.editBridgePorts(dev, func(ps []int32) []int32 {
 			return slices.DeleteFunc(ps, func(q int32) bool { return q == i })
 		})
@@ -195,7 +195,7 @@ func (n *Topology) applyPort(c Change, objs Objects) (bool, error) {
 				n.setMember(int32(g), i, false)
 			}
 		}
-		*n.ports.mut(i, n.gen) = port{peer: none, host: none, inChain: none, outChain: none}
+		*n.ports.Mut(i, n.gen) = port{peer: none, host: none, inChain: none, outChain: none}
 		n.free = append(slices.Clip(n.free), i)
 		return true, nil
 	}
@@ -218,17 +218,17 @@ func (n *Topology) setTunnelKey(i int32, old, cur uint32) bool {
 		return true
 	}
 	if cur != 0 {
-		if other, ok := n.portByKey.get(cur); ok && other != i {
+		if other, ok := n.portByKey.Get(cur); ok && other != i {
 			return false
 		}
 	}
 	if old != 0 {
-		if q, ok := n.portByKey.get(old); ok && q == i {
-			n.portByKey.del(old, n.gen)
+		if q, ok := n.portByKey.Get(old); ok && q == i {
+			n.portByKey.Del(old, n.gen)
 		}
 	}
 	if cur != 0 {
-		n.portByKey.put(cur, i, n.gen)
+		n.portByKey.Put(cur, i, n.gen)
 	}
 	return true
 }
@@ -272,7 +272,7 @@ func (n *Topology) setMember(g, p int32, in bool) {
 	n.pgroups = slices.Clone(n.pgroups)
 	m := n.pgroups[g].members
 	need := max(len(m), int(p/64)+1)
-	c := make([]uint64, need, max(need, (int(n.ports.len())+63)/64))
+	c := make([]uint64, need, max(need, (int(n.ports.Len())+63)/64))
 	copy(c, m)
 	if in {
 		c[p/64] |= 1 << (p % 64)
@@ -286,7 +286,7 @@ func (n *Topology) applyGroupMember(c Change, objs Objects) (bool, error) {
 	if c.Old != nil {
 		m := c.Old.(*model.PortGroupMember)
 		g, gok := n.pgByID[m.PortGroupID]
-		p, pok := n.portByID.get(m.PortID)
+		p, pok := n.portByID.Get(m.PortID)
 		if gok && pok && !memberStill(objs, m) {
 			n.setMember(g, p, false)
 		}
@@ -294,7 +294,7 @@ func (n *Topology) applyGroupMember(c Change, objs Objects) (bool, error) {
 	if c.New != nil {
 		m := c.New.(*model.PortGroupMember)
 		g, gok := n.pgByID[m.PortGroupID]
-		p, pok := n.portByID.get(m.PortID)
+		p, pok := n.portByID.Get(m.PortID)
 		if !gok || !pok {
 			return false, nil // Build reports the dangling reference
 		}
@@ -327,7 +327,7 @@ func (n *Topology) applyGroupAddr(c Change, objs Objects) (bool, error) {
 	if c.Old != nil {
 		a := c.Old.(*model.IPAddrGroupAddr)
 		if g, ok := edit(a.IPAddrGroupID); ok && !addrStill(objs, a) {
-			g.addrs.del(a.Address.Unmap(), n.gen)
+			g.addrs.Del(a.Address.Unmap(), n.gen)
 		}
 	}
 	if c.New != nil {
@@ -336,7 +336,7 @@ func (n *Topology) applyGroupAddr(c Change, objs Objects) (bool, error) {
 		if !ok {
 			return false, nil
 		}
-		g.addrs.put(a.Address.Unmap(), struct{}{}, n.gen)
+		g.addrs.Put(a.Address.Unmap(), struct{}{}, n.gen)
 	}
 	return true, nil
 }
@@ -371,11 +371,11 @@ func (n *Topology) applyDHCPHost(c Change, objs Objects) (bool, error) {
 		if !ok {
 			return false, nil
 		}
-		if e, found := n.staticIP.get(k); has && found && e.tag == ObjectTag(model.DHCPHostKind, h.ID) {
+		if e, found := n.staticIP.Get(k); has && found && e.tag == ObjectTag(model.DHCPHostKind, h.ID) {
 			if dhcpRival(objs, n, h, k) {
 				return false, nil // another entry claims the address: Build decides who wins
 			}
-			n.staticIP.del(k, n.gen)
+			n.staticIP.Del(k, n.gen)
 		}
 	}
 	if c.New != nil {
@@ -387,13 +387,13 @@ func (n *Topology) applyDHCPHost(c Change, objs Objects) (bool, error) {
 		if !has {
 			return true, nil
 		}
-		if e, taken := n.staticIP.get(k); taken {
+		if e, taken := n.staticIP.Get(k); taken {
 			if e.port == none {
 				return false, nil // two DHCP entries claim the address
 			}
 			return true, nil // a router port's or NAT address wins
 		}
-		n.staticIP.put(k, staticEntry{mac: h.MAC, tag: ObjectTag(model.DHCPHostKind, h.ID), port: none}, n.gen)
+		n.staticIP.Put(k, staticEntry{mac: h.MAC, tag: ObjectTag(model.DHCPHostKind, h.ID), port: none}, n.gen)
 		n.editBridge(k.dev).ipBloom |= ipBloomBit(h.Address)
 	}
 	return true, nil

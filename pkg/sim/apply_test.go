@@ -55,7 +55,7 @@ func canon(t *Topology) string {
 		if i == none {
 			return "-"
 		}
-		return t.ports.at(i).id
+		return t.ports.At(i).id
 	}
 	cid := func(i int32) string {
 		if i == none {
@@ -76,23 +76,23 @@ func canon(t *Topology) string {
 		return "router " + t.routers[d].id
 	}
 	live := 0
-	for i := range t.ports.len() {
-		p := t.ports.at(i)
+	for i := range t.ports.Len() {
+		p := t.ports.At(i)
 		if p.id == "" {
 			continue
 		}
 		live++
-		if q, ok := t.portByID.get(p.id); !ok || q != i {
+		if q, ok := t.portByID.Get(p.id); !ok || q != i {
 			add("BROKEN portByID %s", p.id)
 		}
 		add("port %s tag %x %s up %v in %s out %s vlan %d mac %s addr %s net %s ll %s peer %s host %s/%s if %s key %d nat %v",
 			p.id, p.tag, dev(p.kind, p.dev), p.up, cid(p.inChain), cid(p.outChain), p.vlan, p.mac, p.addr, p.network,
 			p.linkLocal, pid(p.peer), hid(p.host), p.hostID, p.ifName, p.tunnelKey, p.natAddrs)
 	}
-	if live != t.portByID.len() {
-		add("BROKEN %d live ports, %d indexed", live, t.portByID.len())
+	if live != t.portByID.Len() {
+		add("BROKEN %d live ports, %d indexed", live, t.portByID.Len())
 	}
-	t.portByKey.each(func(k uint32, i int32) bool { add("key %d %s", k, pid(i)); return true })
+	t.portByKey.Each(func(k uint32, i int32) bool { add("key %d %s", k, pid(i)); return true })
 	for _, b := range t.bridges {
 		var ps []string
 		for _, q := range b.ports {
@@ -107,14 +107,14 @@ func canon(t *Topology) string {
 		}
 		add("router %s up %v ports %v routes %d lb %d", r.id, r.up, ps, len(r.routes.entries), r.lb)
 	}
-	t.staticMAC.each(func(k macKey, q int32) bool {
+	t.staticMAC.Each(func(k macKey, q int32) bool {
 		add("static mac %s vlan %d %s → %s", t.bridges[k.dev].id, k.vlan, k.mac, pid(q))
 		if t.bridges[k.dev].macBloom&macBloomBit(k.mac) == 0 {
 			add("BROKEN mac bloom")
 		}
 		return true
 	})
-	t.staticIP.each(func(k ipKey, e staticEntry) bool {
+	t.staticIP.Each(func(k ipKey, e staticEntry) bool {
 		a := netip.AddrFrom16(k.ip).Unmap()
 		add("static ip %s vlan %d %s → %s tag %x port %s", t.bridges[k.dev].id, k.vlan, a, e.mac, e.tag, pid(e.port))
 		if t.bridges[k.dev].ipBloom&ipBloomBit(netip.AddrFrom16(k.ip)) == 0 && t.bridges[k.dev].ipBloom&ipBloomBit(a) == 0 {
@@ -124,7 +124,7 @@ func canon(t *Topology) string {
 	})
 	for _, g := range t.pgroups {
 		var ms []string
-		for i := range t.ports.len() {
+		for i := range t.ports.Len() {
 			if int(i/64) < len(g.members) && g.members[i/64]&(1<<(i%64)) != 0 {
 				ms = append(ms, pid(i))
 			}
@@ -134,7 +134,7 @@ func canon(t *Topology) string {
 	}
 	for _, g := range t.ipgroups {
 		var as []string
-		g.addrs.each(func(a netip.Addr, _ struct{}) bool { as = append(as, a.String()); return true })
+		g.addrs.Each(func(a netip.Addr, _ struct{}) bool { as = append(as, a.String()); return true })
 		sort.Strings(as)
 		add("ipgroup %s %v", g.id, as)
 	}

@@ -137,9 +137,9 @@ func (s *Simulator) SetTopology(t *Topology) {
 			}
 		}
 	}
-	s.mtu = make([]int, t.ports.len())
-	for i := range t.ports.len() {
-		p := t.ports.at(i)
+	s.mtu = make([]int, t.ports.Len())
+	for i := range t.ports.Len() {
+		p := t.ports.At(i)
 		m := s.cfg.DefaultMTU
 		if v, ok := s.cfg.PortMTU[p.id]; ok && v > 0 {
 			m = v
@@ -249,18 +249,18 @@ func (s *Simulator) Simulate(in *Input, out *Result) {
 	pi := in.InPort
 	if in.InPortID != "" {
 		var ok bool
-		if pi, ok = s.t.portByID.get(in.InPortID); !ok {
+		if pi, ok = s.t.portByID.Get(in.InPortID); !ok {
 			pi = none
 		}
 	}
-	if pi < 0 || int(pi) >= int(s.t.ports.len()) {
+	if pi < 0 || int(pi) >= int(s.t.ports.Len()) {
 		w.drop(DropUnknownPort, "ingress", "unknown in-port")
 		w.finish()
 		return
 	}
 	w.inPort = pi
 	if pkt.Drop != packet.DropNone {
-		out.addTag(s.t.ports.at(pi).tag)
+		out.addTag(s.t.ports.At(pi).tag)
 		w.drop(DropMalformed, s.t.portName(pi), "malformed frame: "+pkt.Drop.String())
 		w.finish()
 		return
@@ -307,7 +307,7 @@ func (w *walk) drop(r DropReason, object, why string) {
 // already on the path.
 func (w *walk) enterPort(pi, from int32, depth int) {
 	t := w.t
-	p := t.ports.at(pi)
+	p := t.ports.At(pi)
 	w.res.addTag(p.tag)
 	if w.tr != nil {
 		msg := "ingress port " + t.portName(pi)
@@ -339,7 +339,7 @@ func (w *walk) enterPort(pi, from int32, depth int) {
 // port in: the port's out-chain, then its peer or its interface.
 func (w *walk) egressPort(q, in int32, depth int) {
 	t := w.t
-	p := t.ports.at(q)
+	p := t.ports.At(q)
 	w.res.addTag(p.tag)
 	if w.tr != nil {
 		w.tr.add(StepEgress, t.portName(q), "egress port "+t.portName(q))
@@ -424,7 +424,7 @@ func (w *walk) refuse(code4, code6 uint8) {
 // the port's host with the port's tunnel key.
 func (w *walk) output(q int32) {
 	t, s := w.t, w.s
-	p := t.ports.at(q)
+	p := t.ports.At(q)
 	if w.ipLen > 0 {
 		if mtu := s.mtu[q]; w.ipLen > mtu {
 			if w.lastRouter != none && w.flooding == 0 {
@@ -544,7 +544,7 @@ func (w *walk) commitReply(n int, err error, why GenReason) {
 		}
 		return
 	}
-	p := w.t.ports.at(w.inPort)
+	p := w.t.ports.At(w.inPort)
 	a := flow.Action{Port: w.inPort, PortID: p.id}
 	switch {
 	case !p.exterior():

@@ -5,8 +5,8 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"sync/atomic"
 
+	"github.com/nagare/nagare/internal/persist"
 	"github.com/nagare/nagare/internal/splitmix"
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/packet"
@@ -283,10 +283,10 @@ func Build(objs []model.Object) (*Topology, error) {
 
 	// Ports: first index them, then resolve peers (which may come later).
 	for i, mp := range ports {
-		if _, ok := t.portByID.get(mp.ID); ok {
+		if _, ok := t.portByID.Get(mp.ID); ok {
 			return nil, dup("port", mp.ID)
 		}
-		t.portByID.put(mp.ID, int32(i), t.gen)
+		t.portByID.Put(mp.ID, int32(i), t.gen)
 	}
 	for i, mp := range ports {
 		p, err := t.portSlot(mp)
@@ -294,7 +294,7 @@ func Build(objs []model.Object) (*Topology, error) {
 			return nil, err
 		}
 		if mp.PeerID != "" {
-			peer, ok := t.portByID.get(mp.PeerID)
+			peer, ok := t.portByID.Get(mp.PeerID)
 			if !ok {
 				return nil, fmt.Errorf("port %s: peer port %s does not exist", mp.ID, mp.PeerID)
 			}
@@ -304,12 +304,12 @@ func Build(objs []model.Object) (*Topology, error) {
 			p.peer = peer
 		}
 		if mp.TunnelKey != 0 {
-			if other, ok := t.portByKey.get(mp.TunnelKey); ok {
+			if other, ok := t.portByKey.Get(mp.TunnelKey); ok {
 				return nil, fmt.Errorf("port %s: tunnel key %d is also port %s's", mp.ID, mp.TunnelKey, ports[other].ID)
 			}
-			t.portByKey.put(mp.TunnelKey, int32(i), t.gen)
+			t.portByKey.Put(mp.TunnelKey, int32(i), t.gen)
 		}
-		t.ports.push(p, t.gen)
+		t.ports.Push(p, t.gen)
 		if p.kind == devRouter {
 			r := &t.routers[p.dev]
 			r.ports = append(r.ports, int32(i))
@@ -350,14 +350,14 @@ func Build(objs []model.Object) (*Topology, error) {
 	}
 
 	for i := range t.pgroups {
-		t.pgroups[i].members = make([]uint64, (t.ports.len()+63)/64)
+		t.pgroups[i].members = make([]uint64, (t.ports.Len()+63)/64)
 	}
 	for _, m := range pgMembers {
 		g, ok := pgByID[m.PortGroupID]
 		if !ok {
 			return nil, fmt.Errorf("port-group member %s: port group %s does not exist", m.ID, m.PortGroupID)
 		}
-		p, ok := t.portByID.get(m.PortID)
+		p, ok := t.portByID.Get(m.PortID)
 		if !ok {
 			return nil, fmt.Errorf("port-group member %s: port %s does not exist", m.ID, m.PortID)
 		}
@@ -368,7 +368,7 @@ func Build(objs []model.Object) (*Topology, error) {
 		if !ok {
 			return nil, fmt.Errorf("ip-address-group address %s: group %s does not exist", a.ID, a.IPAddrGroupID)
 		}
-		t.ipgroups[g].addrs.put(a.Address.Unmap(), struct{}{}, t.gen)
+		t.ipgroups[g].addrs.Put(a.Address.Unmap(), struct{}{}, t.gen)
 	}
 
 	t.chains = make([]chain, len(chains))
@@ -411,24 +411,24 @@ func Build(objs []model.Object) (*Topology, error) {
 	// wins whatever the input order (the larger id, written last).
 	for bi := range t.bridges {
 		for _, q := range t.bridges[bi].ports {
-			bp := t.ports.at(q)
+			bp := t.ports.At(q)
 			if bp.peer == none {
 				continue
 			}
-			rp := t.ports.at(bp.peer)
+			rp := t.ports.At(bp.peer)
 			if rp.kind != devRouter {
 				continue
 			}
-			t.staticMAC.put(macKey{bp.dev, bp.vlan, rp.mac}, q, t.gen)
+			t.staticMAC.Put(macKey{bp.dev, bp.vlan, rp.mac}, q, t.gen)
 			t.bridges[bp.dev].macBloom |= macBloomBit(rp.mac)
 			t.bridges[bp.dev].ipBloom |= ipBloomBit(rp.linkLocal)
 			if rp.addr.IsValid() {
-				t.staticIP.put(ipKey{dev: bp.dev, vlan: bp.vlan, ip: rp.addr.As16()}, staticEntry{mac: rp.mac, tag: rp.tag, port: q}, t.gen)
+				t.staticIP.Put(ipKey{dev: bp.dev, vlan: bp.vlan, ip: rp.addr.As16()}, staticEntry{mac: rp.mac, tag: rp.tag, port: q}, t.gen)
 				t.bridges[bp.dev].ipBloom |= ipBloomBit(rp.addr)
 			}
 			// IPv6 hosts often use the router's link-local address as their
 			// gateway (it is what router advertisements carry).
-			t.staticIP.put(ipKey{dev: bp.dev, vlan: bp.vlan, ip: rp.linkLocal.As16()}, staticEntry{mac: rp.mac, tag: rp.tag, port: q}, t.gen)
+			t.staticIP.Put(ipKey{dev: bp.dev, vlan: bp.vlan, ip: rp.linkLocal.As16()}, staticEntry{mac: rp.mac, tag: rp.tag, port: q}, t.gen)
 		}
 	}
 	for _, s := range subnets {
@@ -448,10 +448,10 @@ func Build(objs []model.Object) (*Topology, error) {
 			continue
 		}
 		k := ipKey{dev: t.bridgeByID[s.BridgeID], ip: h.Address.As16()}
-		if _, taken := t.staticIP.get(k); taken {
+		if _, taken := t.staticIP.Get(k); taken {
 			continue // a router port's address wins over a DHCP entry claiming it
 		}
-		t.staticIP.put(k, staticEntry{mac: h.MAC, tag: ObjectTag(model.DHCPHostKind, h.ID), port: none}, t.gen)
+		t.staticIP.Put(k, staticEntry{mac: h.MAC, tag: ObjectTag(model.DHCPHostKind, h.ID), port: none}, t.gen)
 		t.bridges[k.dev].ipBloom |= ipBloomBit(h.Address)
 	}
 	if err := t.buildLBs(objs); err != nil {
@@ -514,13 +514,11 @@ func (t *Topology) chainRef(what, id string) (int32, error) {
 	return c, nil
 }
 
-var generation atomic.Uint64
-
 // nextGen is a generation no topology has had.
-func nextGen() uint64 { return generation.Add(1) }
+func nextGen() uint64 { return persist.NextGen() }
 
 func (t *Topology) byPortID(a, b int32) int {
-	return strings.Compare(t.ports.at(a).id, t.ports.at(b).id)
+	return strings.Compare(t.ports.At(a).id, t.ports.At(b).id)
 }
 
 // linkLocal is the EUI-64 link-local address of a MAC (RFC 4291 App. A):
@@ -532,32 +530,32 @@ func linkLocal(m packet.MAC) netip.Addr {
 
 // PortIndex returns the index of a port, the form Input.InPort takes.
 func (t *Topology) PortIndex(id string) (int32, bool) {
-	i, ok := t.portByID.get(id)
+	i, ok := t.portByID.Get(id)
 	return i, ok
 }
 
 // PortByTunnelKey returns the port a tunnel key names: what the egress host
 // delivers a tunnelled packet to.
 func (t *Topology) PortByTunnelKey(key uint32) (int32, bool) {
-	i, ok := t.portByKey.get(key)
+	i, ok := t.portByKey.Get(key)
 	return i, ok
 }
 
 // NumPorts is the number of ports; indexes run from 0 to NumPorts()-1.
-func (t *Topology) NumPorts() int { return int(t.ports.len()) }
+func (t *Topology) NumPorts() int { return int(t.ports.Len()) }
 
 // PortID returns the id of the port with index i.
-func (t *Topology) PortID(i int32) string { return t.ports.at(i).id }
+func (t *Topology) PortID(i int32) string { return t.ports.At(i).id }
 
 // PortBinding returns the host and interface a port is bound to; both
 // empty for interior and unbound ports.
 func (t *Topology) PortBinding(i int32) (hostID, iface string) {
-	return t.ports.at(i).hostID, t.ports.at(i).ifName
+	return t.ports.At(i).hostID, t.ports.At(i).ifName
 }
 
 // portName renders a port for traces: device name (or id) and port id.
 func (t *Topology) portName(i int32) string {
-	p := t.ports.at(i)
+	p := t.ports.At(i)
 	return t.devName(p.kind, p.dev) + ":" + p.id
 }
 
@@ -589,7 +587,7 @@ func (t *Topology) staticMACPort(bi int32, vlan uint16, m packet.MAC) int32 {
 	if t.bridges[bi].macBloom&macBloomBit(m) == 0 {
 		return none
 	}
-	if q, ok := t.staticMAC.get(macKey{bi, vlan, m}); ok {
+	if q, ok := t.staticMAC.Get(macKey{bi, vlan, m}); ok {
 		return q
 	}
 	return none
@@ -601,6 +599,6 @@ func (t *Topology) staticIPEntry(bi int32, vlan uint16, a netip.Addr) (staticEnt
 	if t.bridges[bi].ipBloom&ipBloomBit(a) == 0 {
 		return staticEntry{}, false
 	}
-	e, ok := t.staticIP.get(ipKey{dev: bi, vlan: vlan, ip: a.As16()})
+	e, ok := t.staticIP.Get(ipKey{dev: bi, vlan: vlan, ip: a.As16()})
 	return e, ok
 }

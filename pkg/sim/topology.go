@@ -534,6 +534,16 @@ func (t *Topology) PortIndex(id string) (int32, bool) {
 	return i, ok
 }
 
+// PortBridge returns the id of the bridge port id belongs to; false for
+// routers' ports and unknown ones.
+func (t *Topology) PortBridge(id string) (string, bool) {
+	i, ok := t.portByID.Get(id)
+	if !ok || t.ports.At(i).kind != devBridge {
+		return "", false
+	}
+	return t.bridges[t.ports.At(i).dev].id, true
+}
+
 // PortByTunnelKey returns the port a tunnel key names: what the egress host
 // delivers a tunnelled packet to.
 func (t *Topology) PortByTunnelKey(key uint32) (int32, bool) {

@@ -74,12 +74,11 @@ func (r *running) waitFor(t *testing.T, what string, cond func() bool) {
 
 // member returns a member's status as mirrored, or "absent".
 func (r *running) member(id string) (*model.PoolMember, bool) {
-	for _, o := range r.m.Current().Objects {
-		if pm, ok := o.(*model.PoolMember); ok && pm.ID == id {
-			return pm, true
-		}
+	o, ok := r.m.Current().Get(model.PoolMemberKind, id)
+	if !ok {
+		return nil, false
 	}
-	return nil, false
+	return o.(*model.PoolMember), true
 }
 
 // install puts a drop flow tagged with tags in the datapath.

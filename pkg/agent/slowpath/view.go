@@ -15,8 +15,8 @@ import (
 // view is an immutable snapshot of what the miss path reads: the
 // topology, the bindings, the DHCP servers and where flow state goes.
 type view struct {
-	version    uint64
-	topo       *sim.Topology
+	version  uint64
+	topo     *sim.Topology
 	portToDP map[string]int32 // port id → datapath index (attached here)
 	dhcp     map[string]*dhcp.Server
 	// statefulPeers maps a port of a stateful port group to the tunnel

@@ -27,6 +27,8 @@ func scaleBench(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.EtcdClients, "etcd-clients", 0, "etcd connections the agents share (0: one per agent, as real hypervisors have)")
 	fs.IntVar(&cfg.Restarts, "restarts", 3, "agents restarted to time a full sync")
 	fs.StringVar(&cfg.ServerBin, "server", "", "nagare-server binary (default: next to nagare-bench)")
+	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write this process's (the agents') CPU profile of their start and first sync to FILE")
+	fs.StringVar(&cfg.HeapProfile, "memprofile", "", "write this process's (the agents') heap profile after the samples to FILE")
 	_ = fs.Parse(args)
 	var results []*bench.ScaleResult
 	for _, h := range list(*hosts) {

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"runtime"
@@ -39,6 +40,10 @@ type ScaleConfig struct {
 	Restarts  int
 	ServerBin string // nagare-server
 	Dir       string // scratch space (default a new temporary directory)
+	// CPUProfile and HeapProfile, if set, get this process's CPU profile
+	// of the agents' start and first sync and its heap profile after the
+	// samples.
+	CPUProfile, HeapProfile string
 }
 
 // Percentiles summarise latencies.
@@ -98,10 +103,16 @@ func RunScale(ctx context.Context, cfg ScaleConfig, logf func(string, ...any)) (
 	}
 	res := &ScaleResult{Config: cfg}
 	start := time.Now()
+	logFile, err := os.Create(cfg.Dir + "/agents.log")
+	if err != nil {
+		return nil, err
+	}
+	defer logFile.Close()
+	agentLog = slog.New(slog.NewTextHandler(logFile, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	logf("agents log their warnings to %s", logFile.Name())
 
 	var cluster *etcdcluster.Cluster
 	if cfg.Cluster > 0 {
-		var err error
 		if cluster, err = etcdcluster.Start(ctx, cfg.Dir+"/etcd", cfg.Cluster); err != nil {
 			return nil, err
 		}
@@ -172,6 +183,11 @@ func RunScale(ctx context.Context, cfg ScaleConfig, logf func(string, ...any)) (
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	res.AgentHeap = ms.HeapInuse
+	if cfg.HeapProfile != "" {
+		if err := writeHeapProfile(cfg.HeapProfile); err != nil {
+			return nil, err
+		}
+	}
 
 	if err := s.restarts(res); err != nil {
 		return nil, err
@@ -269,21 +285,23 @@ func (s *scaleRun) setup() error {
 			return err
 		}
 	}
+	// The hosts, their tunnel-zone memberships and all but the sampled
+	// ports exist before the agents start, as when hypervisors join (or
+	// restart in) a running cloud: each agent's first sync is then the
+	// whole topology at once.
 	t := time.Now()
-	if err := parallel(ctx, cfg.FillClients, cfg.Hosts, func(i int) error { return s.hosts[i].start(ctx) }); err != nil {
-		return err
-	}
-	s.logf("%d agents registered in %s", cfg.Hosts, time.Since(t).Round(time.Millisecond))
-	t = time.Now()
 	if err := parallel(ctx, cfg.FillClients, cfg.Hosts, func(i int) error {
 		h := s.hosts[i]
+		var host struct{ ID string }
+		if _, err := s.api.call(ctx, "", "POST", "/api/v1/hosts", fmt.Sprintf(`{"name":%q,"addresses":[%q]}`, h.name, h.tunnelIP),
+			http.StatusCreated, &host); err != nil {
+			return err
+		}
+		h.id = host.ID
 		_, err := s.api.call(ctx, "", "POST", "/api/v1/tunnel-zones/"+s.zone+"/tunnel-zone-members",
 			fmt.Sprintf(`{"host_id":%q,"address":%q}`, h.id, h.tunnelIP), http.StatusCreated, nil)
 		return err
 	}); err != nil {
-		return err
-	}
-	if err := s.barrier(5 * time.Minute); err != nil {
 		return err
 	}
 	s.logf("%d hosts in the tunnel zone in %s", cfg.Hosts, time.Since(t).Round(time.Millisecond))
@@ -299,11 +317,30 @@ func (s *scaleRun) setup() error {
 	if err != nil {
 		return err
 	}
-	s.logf("%d ports created in %s (%.0f/s); waiting for the agents", fill, time.Since(t).Round(time.Millisecond), float64(fill)/time.Since(t).Seconds())
-	if err := s.barrier(10 * time.Minute); err != nil {
+	s.logf("%d ports created in %s (%.0f/s)", fill, time.Since(t).Round(time.Millisecond), float64(fill)/time.Since(t).Seconds())
+	t = time.Now()
+	stopProfile := func() {}
+	if cfg.CPUProfile != "" {
+		if stopProfile, err = startCPUProfile(cfg.CPUProfile); err != nil {
+			return err
+		}
+	}
+	defer stopProfile()
+	var started atomic.Int64
+	stopProgress = s.progress("agents started", &started, cfg.Hosts)
+	err = parallel(ctx, cfg.FillClients, cfg.Hosts, func(i int) error {
+		defer started.Add(1)
+		return s.hosts[i].start(ctx)
+	})
+	stopProgress()
+	if err != nil {
 		return err
 	}
-	for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
+	s.logf("%d agents registered in %s; waiting for their first sync", cfg.Hosts, time.Since(t).Round(time.Millisecond))
+	if err := s.barrier(20 * time.Minute); err != nil {
+		return err
+	}
+	for deadline := time.Now().Add(10 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
 		missing := 0
 		for h, host := range s.hosts {
 			missing += s.boundBefore(h, fill) - int(host.attached())
@@ -312,10 +349,10 @@ func (s *scaleRun) setup() error {
 			break
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("fill: %d ports still not bound after 5 minutes", missing)
+			return fmt.Errorf("fill: %d ports still not bound after 10 minutes", missing)
 		}
 	}
-	s.logf("every agent has the topology and its ports bound, %s after the first create", time.Since(t).Round(time.Millisecond))
+	s.logf("every agent has the topology and its ports bound, %s after the first started", time.Since(t).Round(time.Millisecond))
 	return nil
 }
 
@@ -359,28 +396,36 @@ func (s *scaleRun) createPort(i int, id string) error {
 }
 
 // barrier creates an unbound port and waits until every agent's topology
-// has it: watches deliver in order, so every earlier change is in too.
+// has it: watches deliver in order, so every earlier change is in too. An
+// agent whose first sync listed the port already never sees it change, so
+// a barrier not seen by all within a few seconds is followed by another.
 func (s *scaleRun) barrier(timeout time.Duration) error {
-	id := uuid.NewString()
-	s.watch.expect(id)
-	defer s.watch.forget(id)
-	if _, err := s.api.call(s.ctx, "", "POST", "/api/v1/bridges/"+s.bridge[0]+"/ports", fmt.Sprintf(`{"id":%q}`, id), http.StatusCreated, nil); err != nil {
-		return err
-	}
 	all := make([]int, len(s.hosts))
 	for i := range all {
 		all[i] = i
 	}
-	for deadline := time.Now().Add(timeout); ; time.Sleep(20 * time.Millisecond) {
-		if _, ok := s.watch.seenBy(id, all); ok {
-			break
+	deadline := time.Now().Add(timeout)
+	for {
+		id := uuid.NewString()
+		s.watch.expect(id)
+		if _, err := s.api.call(s.ctx, "", "POST", "/api/v1/bridges/"+s.bridge[0]+"/ports", fmt.Sprintf(`{"id":%q}`, id), http.StatusCreated, nil); err != nil {
+			return err
+		}
+		seen := false
+		for again := time.Now().Add(5 * time.Second); time.Now().Before(again) && !seen; time.Sleep(20 * time.Millisecond) {
+			_, seen = s.watch.seenBy(id, all)
+		}
+		s.watch.forget(id)
+		if _, err := s.api.call(s.ctx, "", "DELETE", "/api/v1/ports/"+id, "", http.StatusNoContent, nil); err != nil {
+			return err
+		}
+		if seen {
+			return nil
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("not every agent caught up within %s", timeout)
 		}
 	}
-	_, err := s.api.call(s.ctx, "", "DELETE", "/api/v1/ports/"+id, "", http.StatusNoContent, nil)
-	return err
 }
 
 // parallel runs f(0..n-1) on k goroutines; the first error stops it.

@@ -150,6 +150,10 @@ func (d *observedDP) Flush() int {
 
 var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
 
+// agentLog is where the simulated hypervisors' agents log their warnings
+// (one file for all, each line with its host).
+var agentLog = quietLog
+
 // start runs the host's agent until stop; it returns once the host is
 // registered.
 func (h *simHost) start(ctx context.Context) error {
@@ -160,7 +164,7 @@ func (h *simHost) start(ctx context.Context) error {
 	h.mu.Lock()
 	h.dp, h.cancel, h.done, h.started = dp, cancel, done, time.Now()
 	h.mu.Unlock()
-	cfg := agent.Config{HostName: h.name, TunnelIP: h.tunnelIP, Datapath: memory.Name, Log: quietLog}
+	cfg := agent.Config{HostName: h.name, TunnelIP: h.tunnelIP, Datapath: memory.Name, Log: agentLog.With("host", h.name)}
 	go func() { // owned: stop waits for done
 		done <- agent.RunWith(actx, cfg, agent.Options{Datapath: dp, NSDB: h.db, Registerer: prometheus.NewRegistry(),
 			Ready: func(id string) { ready <- id }})

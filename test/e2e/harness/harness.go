@@ -36,6 +36,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nagare/nagare/internal/etcdcluster"
 )
 
 // Binaries are the programs an environment runs, built once per test binary
@@ -110,6 +112,10 @@ type Options struct {
 	// authentication (user admin of project admin) instead of noauth;
 	// Call, CLI and CLIEnv then authenticate.
 	AdminPassword string
+	// EtcdCluster, when set, runs an external etcd cluster of that many
+	// members (Debian's etcd) that the server and agents use
+	// (--etcd-endpoints) instead of the server's embedded etcd.
+	EtcdCluster int
 }
 
 var envSeq atomic.Int32
@@ -119,7 +125,8 @@ type Env struct {
 	T           testing.TB
 	Prefix      string // namespace prefix of this environment
 	API         string // http://127.0.0.1:PORT
-	EtcdURL     string
+	EtcdURL     string // where agents reach the NSDB: a comma-separated list with EtcdCluster
+	Etcd        *etcdcluster.Cluster
 	Underlay    *NS
 	UnderlayMTU int
 	Hosts       []*Hypervisor
@@ -130,6 +137,7 @@ type Env struct {
 	hostArgs    map[string][]string
 	password    string // the admin's, when the server authenticates
 	token       string // the admin's token for Call
+	serverArgs  []string
 }
 
 // Hypervisor is a namespace with its agent.
@@ -164,6 +172,9 @@ func New(t testing.TB, opts Options) *Env {
 		UnderlayMTU: opts.UnderlayMTU, dir: t.TempDir(), logLevel: opts.LogLevel, agentArgs: opts.AgentArgs,
 		hostArgs: opts.HostAgentArgs, password: opts.AdminPassword}
 	t.Cleanup(e.dumpLogsOnFailure)
+	if opts.EtcdCluster > 0 {
+		e.startEtcdCluster(t, opts.EtcdCluster)
+	}
 	e.startServer(t)
 
 	e.Underlay = newNS(t, e.Prefix+"-ul")
@@ -215,33 +226,22 @@ func (e *Env) startServer(t testing.TB) {
 	for attempt := 0; ; attempt++ {
 		listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 		e.API = "http://" + listen
-		e.EtcdURL = fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
-		peer := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
 		data := filepath.Join(e.dir, fmt.Sprintf("data%d", attempt))
-		auth := []string{"--auth", "noauth"}
+		e.serverArgs = []string{"--data-dir", data, "--listen", listen, "--log-level", e.logLevel}
+		if e.Etcd != nil {
+			e.EtcdURL = strings.Join(e.Etcd.Endpoints(), ",")
+			e.serverArgs = append(e.serverArgs, "--etcd-endpoints", e.EtcdURL)
+		} else {
+			e.EtcdURL = fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+			peer := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+			e.serverArgs = append(e.serverArgs, "--etcd-listen", e.EtcdURL, "--etcd-peer-listen", peer)
+		}
 		if e.password != "" {
-			auth = []string{"--auth", "password", "--admin-password", e.password}
+			e.serverArgs = append(e.serverArgs, "--auth", "password", "--admin-password", e.password)
+		} else {
+			e.serverArgs = append(e.serverArgs, "--auth", "noauth")
 		}
-		e.server = startProc(t, filepath.Join(e.dir, "server.log"), Binaries.Server,
-			append([]string{"--data-dir", data, "--listen", listen, "--etcd-listen", e.EtcdURL, "--etcd-peer-listen", peer,
-				"--log-level", e.logLevel}, auth...)...)
-		err := Eventually(30*time.Second, func() error {
-			if e.server.Exited() {
-				return stop{errors.New("nagare-server exited")}
-			}
-			resp, err := http.Get(e.API + "/healthz")
-			if err != nil {
-				return err
-			}
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				return fmt.Errorf("healthz: %s", resp.Status)
-			}
-			return nil
-		})
-		if err == nil && e.password != "" {
-			e.token, err = e.login()
-		}
+		err := e.runServer(t)
 		if err == nil {
 			return
 		}

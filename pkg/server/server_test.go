@@ -195,6 +195,19 @@ func TestExternalEtcd(t *testing.T) {
 	if st := p.health(t); st != 503 {
 		t.Fatalf("healthz with etcd down: %d, want 503", st)
 	}
+	// The APIs answer too, 503, instead of waiting for etcd with the
+	// caller (the etcd client would wait for it to come back).
+	c := http.Client{Timeout: 30 * time.Second} // the server gives up after 10 s
+	for path, body := range map[string]string{"/api/v1/bridges": `{"name":"x"}`, "/v2.0/networks": `{"network":{"name":"x"}}`} {
+		resp, err := c.Post(p.api+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatalf("POST %s with etcd down: %v", path, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 503 {
+			t.Errorf("POST %s with etcd down: %d, want 503", path, resp.StatusCode)
+		}
+	}
 	p.stop(t)
 	p2.stop(t)
 }

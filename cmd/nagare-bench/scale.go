@@ -26,6 +26,7 @@ func scaleBench(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.Cluster, "etcd-cluster", 0, "0: nagare-server's embedded etcd; N: an external cluster of N etcd members (Debian's etcd)")
 	fs.IntVar(&cfg.EtcdClients, "etcd-clients", 0, "etcd connections the agents share (0: one per agent, as real hypervisors have)")
 	fs.IntVar(&cfg.Restarts, "restarts", 3, "agents restarted to time a full sync")
+	fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", 15*time.Second, "the agents' liveness lease (nagare-agent's default is 3s; hundreds of agents sharing two cores starve each other's keepalives)")
 	fs.StringVar(&cfg.ServerBin, "server", "", "nagare-server binary (default: next to nagare-bench)")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write this process's (the agents') CPU profile of their start and first sync to FILE")
 	fs.StringVar(&cfg.HeapProfile, "memprofile", "", "write this process's (the agents') heap profile after the samples to FILE")
@@ -62,8 +63,8 @@ func printScale(r *bench.ScaleResult) {
 	if c.EtcdClients > 0 && c.EtcdClients < c.Hosts {
 		clients = fmt.Sprintf("%d shared by the agents", c.EtcdClients)
 	}
-	fmt.Printf("\n%d hosts × %d ports on %d bridges; etcd %s; etcd connections %s; setup %s\n",
-		c.Hosts, c.Ports, c.Bridges, etcd, clients, r.Setup.Round(time.Second))
+	fmt.Printf("\n%d hosts × %d ports on %d bridges; etcd %s; etcd connections %s; lease %s; setup %s\n",
+		c.Hosts, c.Ports, c.Bridges, etcd, clients, c.LeaseTTL, r.Setup.Round(time.Second))
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "measure\tp50\tp99\tmax")
 	row := func(name string, p bench.Percentiles) {

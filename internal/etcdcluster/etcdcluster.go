@@ -50,6 +50,9 @@ func Start(ctx context.Context, dir string, n int) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
 	ports, err := freePorts(2 * n)
 	if err != nil {
 		return nil, err

@@ -36,6 +36,11 @@ type ScaleConfig struct {
 	// EtcdClients is how many etcd connections the agents share: 0 gives
 	// every agent its own, as real hypervisors have.
 	EtcdClients int
+	// LeaseTTL is the agents' liveness lease. Real hypervisors each have
+	// their own CPUs; here every agent shares this machine's, and a
+	// keepalive starved while hundreds of agents sync would lose a lease
+	// the default 3 s allows for.
+	LeaseTTL time.Duration
 	// Restarts agents are restarted one after another to time full syncs.
 	Restarts  int
 	ServerBin string // nagare-server
@@ -133,11 +138,12 @@ func RunScale(ctx context.Context, cfg ScaleConfig, logf func(string, ...any)) (
 	}
 	defer closeDBs()
 	defer func() {
-		for _, h := range hosts {
-			if err := h.stop(); err != nil {
-				logf("stop %s: %v", h.name, err)
+		_ = parallel(context.Background(), 64, len(hosts), func(i int) error {
+			if err := hosts[i].stop(); err != nil {
+				logf("stop %s: %v", hosts[i].name, err)
 			}
-		}
+			return nil
+		})
 	}()
 	s := &scaleRun{cfg: cfg, api: api, hosts: hosts, watch: hosts[0].watch, logf: logf, ctx: ctx}
 	if err := s.setup(); err != nil {
@@ -220,7 +226,7 @@ func newSimHosts(cfg ScaleConfig, endpoints []string) ([]*simHost, func(), error
 	hosts := make([]*simHost, cfg.Hosts)
 	for i := range hosts {
 		hosts[i] = &simHost{name: fmt.Sprintf("hv%04d", i), index: i, tunnelIP: tunnelIPOf(i), host: memory.NewHost(hub),
-			db: dbs[i%nClients], watch: watch}
+			db: dbs[i%nClients], watch: watch, leaseTTL: cfg.LeaseTTL}
 	}
 	return hosts, closeAll, nil
 }
@@ -328,7 +334,8 @@ func (s *scaleRun) setup() error {
 	defer stopProfile()
 	var started atomic.Int64
 	stopProgress = s.progress("agents started", &started, cfg.Hosts)
-	err = parallel(ctx, cfg.FillClients, cfg.Hosts, func(i int) error {
+	// A few at a time: each lists the whole topology as it starts.
+	err = parallel(ctx, 4, cfg.Hosts, func(i int) error {
 		defer started.Add(1)
 		return s.hosts[i].start(ctx)
 	})

@@ -33,6 +33,7 @@ type simHost struct {
 	host     *memory.Host
 	db       *nsdb.Store
 	watch    *watchList
+	leaseTTL time.Duration
 
 	mu      sync.Mutex
 	dp      *observedDP
@@ -164,7 +165,8 @@ func (h *simHost) start(ctx context.Context) error {
 	h.mu.Lock()
 	h.dp, h.cancel, h.done, h.started = dp, cancel, done, time.Now()
 	h.mu.Unlock()
-	cfg := agent.Config{HostName: h.name, TunnelIP: h.tunnelIP, Datapath: memory.Name, Log: agentLog.With("host", h.name)}
+	cfg := agent.Config{HostName: h.name, TunnelIP: h.tunnelIP, Datapath: memory.Name, LeaseTTL: h.leaseTTL,
+		Log: agentLog.With("host", h.name)}
 	go func() { // owned: stop waits for done
 		done <- agent.RunWith(actx, cfg, agent.Options{Datapath: dp, NSDB: h.db, Registerer: prometheus.NewRegistry(),
 			Ready: func(id string) { ready <- id }})

@@ -316,9 +316,9 @@ func TestFaultUnderlayFlap(t *testing.T) {
 }
 
 // TestFaultCompactionRelist: an agent is frozen (its watch and lease stop)
-// while the topology changes and etcd compacts the history it would resume
-// from. Thawed, it finds the history gone, lists again, and forwards by the
-// topology as it now is.
+// while the topology changes, the NSDB restarts (its watch stream is cut)
+// and etcd compacts the history it would resume from. Thawed, it finds the
+// history gone, lists again, and forwards by the topology as it now is.
 func TestFaultCompactionRelist(t *testing.T) {
 	t.Parallel()
 	tp := newTopology(t)
@@ -340,6 +340,10 @@ func TestFaultCompactionRelist(t *testing.T) {
 	for i := range 20 {
 		tp.MustCLI(t, "create bridge name filler%d", i)
 	}
+	// A frozen watcher's stream stays open and etcd would deliver it the
+	// events it kept: the restart cuts it, so the agent must resume.
+	tp.KillServer()
+	tp.RestartServer(t)
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{tp.EtcdURL}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)

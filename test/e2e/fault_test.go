@@ -38,25 +38,45 @@ func startFlow(t *testing.T, from *harness.VM, to string) *flow {
 	return &flow{bg: from.Background(t, "ping", "-n", "-D", "-O", "-i", "0.1", "-W", "1", to), from: from, to: to}
 }
 
-// stop ends the ping and returns how many probes it sent and how many went
-// unanswered.
-func (f *flow) stop() (sent, lost int) {
+// stop ends the ping and returns how many probes it sent and which went
+// unanswered. "no answer yet" (-O) only says a reply is late; a probe is
+// lost when no reply ever came (the last second's probes, whose replies
+// the stop may have cut off, are not counted).
+func (f *flow) stop() (sent int, lost []harness.PingEvent) {
 	f.bg.Stop()
-	for _, ev := range harness.ParsePingTimeline(f.bg.Output()) {
-		sent++
-		if !ev.Reply {
-			lost++
+	evs := harness.ParsePingTimeline(f.bg.Output())
+	if len(evs) == 0 {
+		return 0, nil
+	}
+	end := evs[len(evs)-1].At.Add(-time.Second)
+	replied, seen := map[int]bool{}, map[int]harness.PingEvent{}
+	for _, ev := range evs {
+		if ev.Reply {
+			replied[ev.Seq] = true
+		}
+		if _, ok := seen[ev.Seq]; !ok && ev.At.Before(end) {
+			seen[ev.Seq] = ev
 		}
 	}
-	return sent, lost
+	for seq, ev := range seen {
+		if !replied[seq] {
+			lost = append(lost, ev)
+		}
+	}
+	return len(seen), lost
 }
 
 // noLoss fails the test if the flow lost any probe.
 func (f *flow) noLoss(t *testing.T, what string) {
 	t.Helper()
 	sent, lost := f.stop()
-	if sent < 10 || lost > 0 {
-		t.Errorf("%s → %s during %s: %d probes, %d lost\n%s", f.from.Name, f.to, what, sent, lost, lastLines(f.bg.Output(), 30))
+	if sent < 10 || len(lost) > 0 {
+		var when []string
+		for _, ev := range lost {
+			when = append(when, ev.At.Format("15:04:05.0")+" "+ev.Text)
+		}
+		t.Errorf("%s → %s during %s: %d probes, %d lost:\n%s", f.from.Name, f.to, what, sent, len(lost), strings.Join(when, "\n"))
+		return
 	}
 	t.Logf("%s → %s during %s: %d probes, none lost", f.from.Name, f.to, what, sent)
 }
@@ -128,6 +148,8 @@ func TestFaultNSDBOutage(t *testing.T) {
 		}
 	}
 	down := time.Now()
+	t.Logf("NSDB down at %s", down.Format("15:04:05.0"))
+	defer func() { t.Logf("NSDB back at %s", time.Now().Format("15:04:05.0")) }()
 	if err := harness.Eventually(20*time.Second, func() error {
 		if st := tp.Health(); st != 503 {
 			return fmt.Errorf("/healthz %d", st)
@@ -161,6 +183,8 @@ func TestFaultNSDBOutage(t *testing.T) {
 	if err := tp.Etcd.WaitHealthy(ctx); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("NSDB healthy again at %s", time.Now().Format("15:04:05.0"))
+	time.Sleep(5 * time.Second) // the agents catch up while the flows go on
 	established.noLoss(t, "a 30 s NSDB outage (established flow)")
 	newFlow.noLoss(t, "a 30 s NSDB outage (flow started during it)")
 	// Everything catches up: the hosts are alive again, the API writes,

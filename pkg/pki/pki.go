@@ -260,8 +260,9 @@ func (ca *CA) sign(tmpl *x509.Certificate, pub crypto.PublicKey, validity time.D
 	return cert, nil
 }
 
-// CRL is a revocation list of the given serials, signed by the CA; etcd
-// reads it (--client-crl-file) on every new connection.
+// CRL is a revocation list of the given serials, signed by the CA, in
+// DER: etcd reads it (--client-crl-file) on every new connection and
+// parses DER only.
 func (ca *CA) CRL(serials []*big.Int, number int64) ([]byte, error) {
 	now := ca.now()
 	tmpl := &x509.RevocationList{Number: big.NewInt(number), ThisUpdate: now, NextUpdate: now.Add(HostValidity)}
@@ -272,7 +273,7 @@ func (ca *CA) CRL(serials []*big.Int, number int64) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sign the revocation list: %w", err)
 	}
-	return pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}), nil
+	return der, nil
 }
 
 // HostOf is the host name a certificate was issued to ("" and false when

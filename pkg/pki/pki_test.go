@@ -257,8 +257,7 @@ func TestCRL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	blk, _ := pem.Decode(b)
-	l, err := x509.ParseRevocationList(blk.Bytes)
+	l, err := x509.ParseRevocationList(b)
 	if err != nil {
 		t.Fatal(err)
 	}

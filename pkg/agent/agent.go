@@ -7,11 +7,13 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,6 +33,7 @@ import (
 type Config struct {
 	HostName      string        // the host's name in the NSDB (default: hostname)
 	EtcdEndpoints []string      // the NSDB
+	EtcdTLS       *tls.Config   // client certificate and CA of a secure NSDB (from joining); nil: plain
 	TunnelIP      netip.Addr    // this host's underlay address; default its tunnel-zone member address
 	Datapath      string        // "userspace"
 	VXLANPort     uint16        // UDP port of VXLAN on every host (default 4789)
@@ -125,7 +128,7 @@ func Run(ctx context.Context, cfg Config) error {
 	a := &Agent{cfg: cfg, log: cfg.Log, objs: map[string]model.Object{}, bound: map[string]boundPort{},
 		dhcp: map[string]*dhcpServer{}, memberStatus: map[string]string{}}
 	var err error
-	a.cli, err = clientv3.New(clientv3.Config{Endpoints: cfg.EtcdEndpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	a.cli, err = clientv3.New(clientv3.Config{Endpoints: cfg.EtcdEndpoints, DialTimeout: 5 * time.Second, TLS: cfg.EtcdTLS, Logger: zap.NewNop()})
 	if err != nil {
 		return fmt.Errorf("connect to the NSDB %v: %w", cfg.EtcdEndpoints, err)
 	}
@@ -217,7 +220,9 @@ func (a *Agent) register(ctx context.Context) (clientv3.LeaseID, error) {
 		}
 		if len(hosts) > 0 {
 			a.hostID = hosts[0].GetMeta().ID
-			if len(addrs) > 0 {
+			// Unchanged addresses are not written again: a joined agent
+			// may not write the topology (the server set them at join).
+			if len(addrs) > 0 && !slices.Equal(hosts[0].(*model.Host).Addresses, addrs) {
 				_, err = a.store.Modify(ctx, model.HostKind, a.hostID, 0, func(o model.Object) error {
 					o.(*model.Host).Addresses = addrs
 					return nil

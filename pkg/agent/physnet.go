@@ -212,10 +212,15 @@ func (u *uplinks) run(ctx context.Context) error {
 	}
 	sort.Strings(nets)
 	for {
-		_, err := u.store.Modify(ctx, model.HostKind, u.me, 0, func(o model.Object) error {
-			o.(*model.Host).PhysicalNetworks = nets
-			return nil
-		})
+		// Unchanged mappings are not written again: a joined agent may not
+		// write the topology (the server set them at join).
+		h, err := u.store.Get(ctx, model.HostKind, u.me)
+		if err == nil && !slices.Equal(h.(*model.Host).PhysicalNetworks, nets) && (len(nets) > 0 || len(h.(*model.Host).PhysicalNetworks) > 0) {
+			_, err = u.store.Modify(ctx, model.HostKind, u.me, 0, func(o model.Object) error {
+				o.(*model.Host).PhysicalNetworks = nets
+				return nil
+			})
+		}
 		if err == nil {
 			break
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/nagare/nagare/pkg/sim"
 )
@@ -25,6 +26,7 @@ type metrics struct {
 	simSeconds       prometheus.Histogram
 	simDrops         [64]prometheus.Counter // by sim.DropReason
 	agentDrops       *prometheus.CounterVec
+	simDropsVec      *prometheus.CounterVec
 }
 
 func newMetrics(a *Agent) *metrics {
@@ -43,6 +45,7 @@ func newMetrics(a *Agent) *metrics {
 		m.simDrops[r] = simDrops.WithLabelValues(r.String())
 	}
 	m.agentDrops = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nagare_agent_drops_total", Help: "Packets the agent dropped outside the simulation, by reason."}, []string{"reason"})
+	m.simDropsVec = simDrops
 	m.reg.MustRegister(m.upcalls, m.generated, m.dhcpReplies, m.flowsInvalidated, m.simSeconds, simDrops, m.agentDrops, &dpCollector{a}, &fsCollector{a})
 	return m
 }
@@ -54,6 +57,34 @@ func (m *metrics) simDrop(r sim.DropReason) {
 }
 
 func (m *metrics) drop(reason string) { m.agentDrops.WithLabelValues(reason).Inc() }
+
+// dropCounts reads the drop counters by reason (the non-zero ones), for
+// the status the agent publishes: the dashboard graphs them without
+// scraping every agent.
+func (m *metrics) dropCounts() (simulation, agent map[string]uint64) {
+	return countsByReason(m.simDropsVec), countsByReason(m.agentDrops)
+}
+
+func countsByReason(v *prometheus.CounterVec) map[string]uint64 {
+	ch := make(chan prometheus.Metric, 64)
+	go func() { v.Collect(ch); close(ch) }()
+	var out map[string]uint64
+	for c := range ch {
+		var d dto.Metric
+		if c.Write(&d) != nil || d.GetCounter().GetValue() == 0 {
+			continue
+		}
+		for _, l := range d.GetLabel() {
+			if l.GetName() == "reason" {
+				if out == nil {
+					out = map[string]uint64{}
+				}
+				out[l.GetValue()] = uint64(d.GetCounter().GetValue())
+			}
+		}
+	}
+	return out
+}
 
 func (m *metrics) serve(ctx context.Context, addr string) error {
 	l, err := net.Listen("tcp", addr)

@@ -52,6 +52,7 @@ func (a *Agent) status() *nsdb.DatapathStatus {
 		GRE:       nsdb.TunnelCounters{RxPackets: s.GRE.RxPackets, TxPackets: s.GRE.TxPackets},
 		FlowState: a.flowStateStatus(),
 	}
+	st.SimulationDrops, st.AgentDrops = a.met.dropCounts()
 	for _, p := range s.Ports {
 		st.Ports = append(st.Ports, nsdb.DatapathPort{PortID: p.PortID, Index: p.Index, Interface: p.Interface,
 			RxPackets: p.RxPackets, TxPackets: p.TxPackets, RxDropped: p.RxDropped, TxDropped: p.TxDropped})

@@ -109,7 +109,7 @@ type MemberStatusBatch struct {
 // delivers liveness: a Reset first, then changes, until ctx is done or fn
 // fails.
 func (s *Store) WatchMemberStatus(ctx context.Context, fn func(MemberStatusBatch) error) error {
-	return s.follow(ctx, memberStatePrefix, 0,
+	return s.follow(ctx, memberStatePrefix, 0, false,
 		func(kvs []*kv, rev int64) error {
 			b := MemberStatusBatch{Reset: true, Status: make(map[string]string, len(kvs)), Rev: rev}
 			for _, kv := range kvs {

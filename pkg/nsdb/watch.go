@@ -61,7 +61,7 @@ func (s *Store) Watch(ctx context.Context, fn func(Batch) error) error {
 // (from an earlier Batch): it starts with the changes after rev, or with a
 // Reset batch when those are compacted away. rev 0 is Watch.
 func (s *Store) WatchFrom(ctx context.Context, rev int64, fn func(Batch) error) error {
-	return s.follow(ctx, objPrefix, rev,
+	return s.follow(ctx, objPrefix, rev, false,
 		func(kvs []*kv, rev int64) error {
 			objs := make([]model.Object, 0, len(kvs))
 			order := make(map[model.Object][2]int64, len(kvs))
@@ -134,7 +134,7 @@ type Liveness struct {
 // WatchHostLiveness delivers host liveness to fn like Watch delivers
 // objects: a Reset first, then changes, until ctx is done or fn fails.
 func (s *Store) WatchHostLiveness(ctx context.Context, fn func(Liveness) error) error {
-	return s.follow(ctx, hostStatePrefix, 0,
+	return s.follow(ctx, hostStatePrefix, 0, false,
 		func(kvs []*kv, rev int64) error {
 			l := Liveness{Reset: true, Alive: map[string]bool{}, Rev: rev}
 			for _, kv := range kvs {
@@ -166,13 +166,14 @@ func (e *callbackError) Error() string { return e.err.Error() }
 
 // follow is the list-then-watch loop shared by the watches: list at R
 // (unless resuming from rev), watch from R+1, resume after interruptions,
-// relist when the history is compacted.
-func (s *Store) follow(ctx context.Context, prefix string, rev int64,
+// relist when the history is compacted. keysOnly lists keys without
+// values, for watchers that only need to know what exists.
+func (s *Store) follow(ctx context.Context, prefix string, rev int64, keysOnly bool,
 	reset func([]*kv, int64) error, apply func([]*clientv3.Event, int64) error) error {
 	listed := rev != 0
 	for failures := 0; ; {
 		if !listed {
-			kvs, r, err := s.rangeAll(ctx, prefix, 0, false)
+			kvs, r, err := s.rangeAll(ctx, prefix, 0, keysOnly)
 			switch {
 			case err == nil:
 				if err := reset(kvs, r); err != nil {

@@ -1,11 +1,12 @@
 // Package server runs nagare-server: the NSDB (an embedded single-node etcd
 // by default, or an external cluster), the native REST API, the Neutron
-// v2.0 API, the identity API and the health endpoint. It holds no state of
-// its own: everything lives in the NSDB, so several servers can run against
-// one etcd cluster.
+// v2.0 API, the identity API, the dashboard (/ui/) and the health
+// endpoint. It holds no state of its own: everything lives in the NSDB, so
+// several servers can run against one etcd cluster.
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -17,6 +18,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -32,6 +34,7 @@ import (
 	"github.com/nagare/nagare/pkg/nsdb"
 	"github.com/nagare/nagare/pkg/pki"
 	"github.com/nagare/nagare/pkg/server/embedetcd"
+	"github.com/nagare/nagare/pkg/ui"
 )
 
 // Config is nagare-server's configuration (its flags).
@@ -94,7 +97,9 @@ type Server struct {
 	identity *identity.Service // AuthPassword only
 	sec      *security         // nil unless secure
 	join     *join.Service     // secure mode only
+	bg       context.Context   // the server's background work (ended by stop)
 	stop     context.CancelFunc
+	wg       sync.WaitGroup // background work that must end before the NSDB client closes
 }
 
 // Start brings up the NSDB and the API. The API listens when Start returns.
@@ -165,6 +170,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		}
 	}
 
+	s.bg, s.stop = context.WithCancel(context.Background())
 	mux := http.NewServeMux()
 	auth, err := s.authentication(ctx, mux)
 	if err != nil {
@@ -173,10 +179,14 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	nativeMux := http.NewServeMux()
 	native.New(s.store, s.log).Register(nativeMux)
 	mux.Handle(native.Prefix+"/", auth(requireAdmin(nativeMux)))
-	neutronapi.New(neutron.New(s.store, neutron.Options{Log: s.log}), s.log).Register(mux, auth)
+	nsvc := neutron.New(s.store, neutron.Options{Log: s.log})
+	neutronapi.New(nsvc, s.log).Register(mux, auth)
 	if s.join != nil {
 		joinapi.New(s.join, s.sec.ca.CertPEM, s.log).Register(mux, func(h http.Handler) http.Handler { return auth(requireAdmin(h)) })
 	}
+	dash := ui.New(ui.Options{Store: s.store, Scope: nsvc.NativeScope, Auth: cmp.Or(cfg.Auth, AuthNoAuth), Log: s.log})
+	dash.Register(mux, auth)
+	s.wg.Go(func() { dash.Run(s.bg) })
 	mux.HandleFunc("GET /healthz", s.healthz)
 	s.listener, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -273,9 +283,7 @@ func (s *Server) authentication(ctx context.Context, mux *http.ServeMux) (func(h
 		s.identity = svc
 		api := identityapi.NewAPI(svc, s.cfg.PublicURL)
 		api.Register(mux)
-		bg, stop := context.WithCancel(context.Background())
-		s.stop = stop
-		go s.purgeRevocations(bg, svc)
+		s.wg.Go(func() { s.purgeRevocations(s.bg, svc) })
 		return func(h http.Handler) http.Handler { return identityapi.Authenticate(svc, api.AuthURL, s.log, h) }, nil
 	case AuthKeystone:
 		if s.cfg.KeystoneURL == "" {
@@ -330,8 +338,9 @@ func (s *Server) Identity() *identity.Service { return s.identity }
 // Close stops the API (letting requests in flight finish), then the NSDB.
 func (s *Server) Close() {
 	if s.stop != nil {
-		s.stop()
+		s.stop() // also ends the dashboard's event streams, which Shutdown would wait for
 	}
+	s.wg.Wait()
 	if s.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		_ = s.http.Shutdown(ctx)
@@ -360,3 +369,7 @@ type statusWriter struct {
 }
 
 func (w *statusWriter) WriteHeader(code int) { w.status = code; w.ResponseWriter.WriteHeader(code) }
+
+// Unwrap lets http.ResponseController reach the connection (the
+// dashboard's event stream flushes each event).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -17,6 +17,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -49,6 +50,7 @@ import (
 type Config struct {
 	HostName      string        // the host's name in the NSDB (default: hostname)
 	EtcdEndpoints []string      // the NSDB
+	EtcdTLS       *tls.Config   // client certificate and CA of a secure NSDB (from joining); nil: plain
 	TunnelIP      netip.Addr    // this host's underlay address; default its tunnel-zone member address
 	Datapath      string        // a registered datapath (datapath.Names); default userspace
 	VXLANPort     uint16        // UDP port of VXLAN on every host (default 4789)
@@ -158,7 +160,7 @@ func RunWith(ctx context.Context, cfg Config, opts Options) error {
 	db := opts.NSDB
 	if db == nil {
 		var err error
-		if db, err = nsdb.Dial(cfg.EtcdEndpoints); err != nil {
+		if db, err = nsdb.Dial(cfg.EtcdEndpoints, cfg.EtcdTLS); err != nil {
 			return err
 		}
 		defer db.Close()

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -85,7 +86,9 @@ func (s *Session) register(ctx context.Context) error {
 		}
 		if len(hosts) > 0 {
 			s.hostID = hosts[0].GetMeta().ID
-			if len(s.cfg.Addresses) == 0 {
+			// Unchanged addresses are not written again: a joined agent
+			// may not write the topology (the server set them at join).
+			if len(s.cfg.Addresses) == 0 || slices.Equal(hosts[0].(*model.Host).Addresses, s.cfg.Addresses) {
 				return nil
 			}
 			_, err = s.db.Modify(ctx, model.HostKind, s.hostID, 0, func(o model.Object) error {

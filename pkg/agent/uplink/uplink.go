@@ -217,6 +217,9 @@ func New(cfg Config) *Uplinks {
 	return &Uplinks{cfg: cfg, warned: map[string]bool{}}
 }
 
+// errUnchanged stops a Modify that would write what is already there.
+var errUnchanged = errors.New("unchanged")
+
 // Run publishes the mappings and claims uplinks until ctx is done.
 func (u *Uplinks) Run(ctx context.Context) error {
 	nets := make([]string, 0, len(u.cfg.Mappings))
@@ -225,10 +228,19 @@ func (u *Uplinks) Run(ctx context.Context) error {
 	}
 	sort.Strings(nets)
 	err := backoff.Policy{Base: 250 * time.Millisecond, Max: time.Second}.Retry(ctx, func(ctx context.Context) error {
+		// Unchanged mappings are not written again: a joined agent may not
+		// write the topology (the server set them at join).
 		_, err := u.cfg.DB.Modify(ctx, model.HostKind, u.cfg.HostID, 0, func(o model.Object) error {
-			o.(*model.Host).PhysicalNetworks = nets
+			h := o.(*model.Host)
+			if slices.Equal(h.PhysicalNetworks, nets) || len(h.PhysicalNetworks)+len(nets) == 0 {
+				return errUnchanged
+			}
+			h.PhysicalNetworks = nets
 			return nil
 		})
+		if errors.Is(err, errUnchanged) {
+			return nil
+		}
 		return err
 	}, func(attempt int, err error) {
 		u.cfg.Log.Warn("cannot publish physical network mappings; retrying", "attempt", attempt, "err", err)

@@ -266,7 +266,7 @@ func wire(cfg Config, opts Options, host string, sess *session.Session, db *nsdb
 	a.state = statesync.New(statesync.Config{HostID: host, HostName: cfg.HostName, ConntrackMax: cfg.ConntrackMax,
 		ConntrackZoneMax: cfg.ConntrackZoneMax, Timeouts: cfg.ConntrackTimeouts, StateDir: cfg.StateDir, Blocks: blocks,
 		Datapath: flows, DB: db, Lease: sess.Lease, Log: log})
-	a.tables = learned.New(learned.Config{DB: db, Lease: sess.Lease, Flows: flows, Log: log,
+	a.tables = learned.New(learned.Config{HostID: host, DB: db, Lease: sess.Lease, Flows: flows, Log: log,
 		// Packets parked for a neighbor another host resolved go again.
 		Resolved: func(router string, ip netip.Addr) { a.slow.ReleaseParked(router, ip) }})
 	if a.slow, err = slowpath.New(slowpath.Config{HostID: host, UnderlayMTU: cfg.UnderlayMTU, Datapath: flows,

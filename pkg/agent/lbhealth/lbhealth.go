@@ -67,8 +67,8 @@ type NSDB interface {
 	Create(ctx context.Context, o model.Object) (model.Object, error)
 	Modify(ctx context.Context, k *model.Kind, id string, ifRevision int64, mutate func(model.Object) error) (model.Object, error)
 	Remove(ctx context.Context, k *model.Kind, id string, ifRevision int64) error
-	PutMemberStatus(ctx context.Context, memberID, status string, lease nsdb.LeaseID) error
-	TakeBackMemberStatus(ctx context.Context, memberID string, lease nsdb.LeaseID) error
+	PutMemberStatus(ctx context.Context, hostID, memberID, status string, lease nsdb.LeaseID) error
+	TakeBackMemberStatus(ctx context.Context, hostID, memberID string) error
 }
 
 // Plumbing makes the check namespaces.
@@ -381,10 +381,10 @@ func (h *Health) reconcile(ctx context.Context, objs []model.Object, alive map[s
 	}
 	h.want = want
 	h.mu.Unlock()
-	// Statuses of members no longer ours are taken back, unless another
-	// agent has already written its own (another lease).
-	for id, w := range dropped {
-		if err := h.cfg.DB.TakeBackMemberStatus(ctx, id, w.lease); err != nil {
+	// Statuses of members no longer ours are taken back (another agent's
+	// own stay).
+	for id := range dropped {
+		if err := h.cfg.DB.TakeBackMemberStatus(ctx, h.cfg.HostID, id); err != nil {
 			h.cfg.Log.Warn("take back member status", "member", id, "err", err)
 		}
 	}
@@ -403,7 +403,7 @@ func (h *Health) writeStatuses(ctx context.Context) {
 	}
 	h.mu.Unlock()
 	for id, st := range todo {
-		err := h.cfg.DB.PutMemberStatus(ctx, id, st, lease)
+		err := h.cfg.DB.PutMemberStatus(ctx, h.cfg.HostID, id, st, lease)
 		if errors.Is(err, model.ErrNotFound) {
 			h.mu.Lock()
 			delete(h.want, id) // deleted member: the next plan forgets it

@@ -23,8 +23,8 @@ type store interface {
 	NSDB
 	Create(context.Context, model.Object) (model.Object, error)
 	Modify(context.Context, *model.Kind, string, int64, func(model.Object) error) (model.Object, error)
-	PutMemberStatus(context.Context, string, string, nsdb.LeaseID) error
-	TakeBackMemberStatus(context.Context, string, nsdb.LeaseID) error
+	PutMemberStatus(context.Context, string, string, string, nsdb.LeaseID) error
+	TakeBackMemberStatus(context.Context, string, string) error
 }
 
 // running is a mirror following a store, with a memory datapath whose one
@@ -122,7 +122,7 @@ func memberStatus(t *testing.T, db store) {
 	pool := create(&model.Pool{LoadBalancerID: lb.ID, HealthMonitorID: hm.ID}).(*model.Pool)
 	m := create(&model.PoolMember{PoolID: pool.ID, Address: netip.MustParseAddr("10.0.0.7"), ProtocolPort: 80}).(*model.PoolMember)
 	// A status written before the mirror starts arrives with the reset.
-	if err := db.PutMemberStatus(ctx, m.ID, model.MemberUp, 0); err != nil {
+	if err := db.PutMemberStatus(ctx, "h1", m.ID, model.MemberUp, 0); err != nil {
 		t.Fatal(err)
 	}
 	r := start(t, db)
@@ -139,7 +139,7 @@ func memberStatus(t *testing.T, db store) {
 	if n := r.dp.Stats().Flows; n != 2 {
 		t.Fatalf("%d flows installed, want 2", n)
 	}
-	if err := db.PutMemberStatus(ctx, m.ID, model.MemberDown, 0); err != nil {
+	if err := db.PutMemberStatus(ctx, "h1", m.ID, model.MemberDown, 0); err != nil {
 		t.Fatal(err)
 	}
 	r.waitFor(t, "status down mirrored", func() bool { return status() == model.MemberDown })
@@ -157,7 +157,7 @@ func memberStatus(t *testing.T, db store) {
 		return ok && pm.Weight == 5 && pm.Status == model.MemberDown
 	})
 	// The status going away (its monitor's lease ended) clears it.
-	if err := db.TakeBackMemberStatus(ctx, m.ID, nsdb.NoLease); err != nil {
+	if err := db.TakeBackMemberStatus(ctx, "h1", m.ID); err != nil {
 		t.Fatal(err)
 	}
 	r.waitFor(t, "status cleared", func() bool { return status() == "" })

@@ -106,7 +106,9 @@ func (s *Store) PutLearnedMAC(ctx context.Context, m LearnedMAC, lease LeaseID) 
 }
 
 // validHostID: a host id can name a key prefix (no '/', not empty).
-func validHostID(id string) bool { return id != "" && !strings.ContainsAny(id, "/ ") && id != "." && id != ".." }
+func validHostID(id string) bool {
+	return id != "" && !strings.ContainsAny(id, "/ ") && id != "." && id != ".."
+}
 
 // LearnedMACBatch is what a MAC-table watcher receives. On Reset, Put is
 // the whole table; otherwise Put holds new and moved entries and Deleted

@@ -22,7 +22,9 @@ import (
 const memberStatePrefix = root + "state/pool-member/"
 
 // MemberStatusKey is where host hostID keeps a pool member's health.
-func MemberStatusKey(hostID, memberID string) string { return memberStatePrefix + hostID + "/" + memberID }
+func MemberStatusKey(hostID, memberID string) string {
+	return memberStatePrefix + hostID + "/" + memberID
+}
 
 func parseMemberStatusKey(key string) (host, member string, ok bool) {
 	host, member, ok = hostScoped(key, memberStatePrefix)

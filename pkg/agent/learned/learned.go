@@ -45,8 +45,8 @@ type Flows interface {
 type Config struct {
 	HostID string // this host: what it learns is published under its id
 	DB     NSDB
-	Lease func() nsdb.LeaseID // the host's current liveness lease
-	Flows Flows
+	Lease  func() nsdb.LeaseID // the host's current liveness lease
+	Flows  Flows
 	// Resolved is told when a neighbor entry from the NSDB is applied,
 	// so that the packets parked for it are simulated again.
 	Resolved func(routerID string, ip netip.Addr)

@@ -59,6 +59,18 @@ type Config struct {
 	PublicURL string
 	// BcryptCost lowers the password hashing cost (tests); 0 is Keystone's 12.
 	BcryptCost int
+	// TokenTTL is how long tokens live (0: an hour, Keystone's).
+	TokenTTL time.Duration
+	// LockoutFailureAttempts and LockoutDuration lock a user out from an
+	// address after that many failed logins, for that long (identity's
+	// Lockout; 0: its defaults, negative attempts: off).
+	LockoutFailureAttempts int
+	LockoutDuration        time.Duration
+	// TokenKeyRotation rotates the token signing key when it is that old
+	// (0: only when an administrator asks, POST
+	// /api/v1/token-signing-keys/rotate). Tokens signed with the previous
+	// key keep validating until they expire.
+	TokenKeyRotation time.Duration
 
 	// TLS serves the API over HTTPS and the embedded etcd with client
 	// certificates and RBAC even on loopback (--tls). Without it the
@@ -276,15 +288,19 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 func (s *Server) authentication(ctx context.Context, mux *http.ServeMux) (func(http.Handler) http.Handler, error) {
 	switch s.cfg.Auth {
 	case AuthPassword:
-		svc, err := identity.New(ctx, s.store, identity.Options{AdminPassword: s.cfg.AdminPassword, BcryptCost: s.cfg.BcryptCost, Log: s.log})
+		svc, err := identity.New(ctx, s.store, identity.Options{AdminPassword: s.cfg.AdminPassword, BcryptCost: s.cfg.BcryptCost,
+			TokenTTL: s.cfg.TokenTTL, LockoutFailureAttempts: s.cfg.LockoutFailureAttempts, LockoutDuration: s.cfg.LockoutDuration, Log: s.log})
 		if err != nil {
 			return nil, err
 		}
 		s.identity = svc
 		api := identityapi.NewAPI(svc, s.cfg.PublicURL)
 		api.Register(mux)
+		auth := func(h http.Handler) http.Handler { return identityapi.Authenticate(svc, api.AuthURL, s.log, h) }
+		api.RegisterKeys(mux, func(h http.Handler) http.Handler { return auth(requireAdmin(h)) })
 		s.wg.Go(func() { s.purgeRevocations(s.bg, svc) })
-		return func(h http.Handler) http.Handler { return identityapi.Authenticate(svc, api.AuthURL, s.log, h) }, nil
+		s.wg.Go(func() { svc.RunKeys(s.bg, s.cfg.TokenKeyRotation) })
+		return auth, nil
 	case AuthKeystone:
 		if s.cfg.KeystoneURL == "" {
 			return nil, errors.New("--auth keystone needs --keystone-url")

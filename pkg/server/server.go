@@ -28,6 +28,7 @@ import (
 	joinapi "github.com/nagare/nagare/pkg/api/join"
 	"github.com/nagare/nagare/pkg/api/native"
 	neutronapi "github.com/nagare/nagare/pkg/api/neutron"
+	"github.com/nagare/nagare/pkg/hostclaim"
 	"github.com/nagare/nagare/pkg/identity"
 	"github.com/nagare/nagare/pkg/join"
 	"github.com/nagare/nagare/pkg/neutron"
@@ -194,7 +195,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	nsvc := neutron.New(s.store, neutron.Options{Log: s.log})
 	neutronapi.New(nsvc, s.log).Register(mux, auth)
 	if s.join != nil {
-		joinapi.New(s.join, s.sec.ca.CertPEM, s.log).Register(mux, func(h http.Handler) http.Handler { return auth(requireAdmin(h)) })
+		joinapi.New(s.join, hostclaim.New(s.store), s.sec.ca.CertPEM, s.log).Register(mux, func(h http.Handler) http.Handler { return auth(requireAdmin(h)) })
 	}
 	dash := ui.New(ui.Options{Store: s.store, Scope: nsvc.NativeScope, Auth: cmp.Or(cfg.Auth, AuthNoAuth), Log: s.log})
 	dash.Register(mux, auth)

@@ -9,12 +9,25 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nagare/nagare/pkg/hostclaim"
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/nsdb"
 	"github.com/nagare/nagare/pkg/nsdb/nsdbmem"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// memRecord is hostclaim's SetHost over the in-memory NSDB (the real one
+// runs transactions nsdbmem does not have).
+type memRecord struct{ db *nsdbmem.Store }
+
+func (m memRecord) SetHost(ctx context.Context, hostID string, h hostclaim.HostInfo) error {
+	_, err := m.db.Modify(ctx, model.HostKind, hostID, 0, func(o model.Object) error {
+		o.(*model.Host).Addresses = h.Addresses
+		return nil
+	})
+	return err
+}
 
 // A host registers once by name; a second start finds it and updates its
 // addresses; a lost lease is replaced, the host is alive again, and the
@@ -28,7 +41,7 @@ func TestSessionRegistersAndRenews(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := netip.MustParseAddr("192.0.2.7")
-	again, err := Open(ctx, db, Config{HostName: "hv1", Addresses: []netip.Addr{addr}, LeaseTTL: time.Second, Log: quiet})
+	again, err := Open(ctx, db, Config{HostName: "hv1", Addresses: []netip.Addr{addr}, Record: memRecord{db}, LeaseTTL: time.Second, Log: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

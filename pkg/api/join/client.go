@@ -41,9 +41,11 @@ type Identity struct {
 	HostID    string   `json:"host_id"`
 	Endpoints []string `json:"etcd_endpoints"`
 
-	pool *x509.CertPool
-	mu   sync.Mutex
-	cert tls.Certificate
+	pool   *x509.CertPool
+	mu     sync.Mutex
+	cert   tls.Certificate
+	hcOnce sync.Once
+	hc     *http.Client
 }
 
 // JoinOptions say how an agent joins.
@@ -243,6 +245,17 @@ func (id *Identity) Renew(ctx context.Context) error {
 	return id.store([]byte(out.Certificate), keyPEM, caPEM)
 }
 
+// client is an HTTP client of the server authenticated by the current
+// certificate; one per identity, so its connections are reused.
+func (id *Identity) client() *http.Client {
+	id.hcOnce.Do(func() {
+		id.hc = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: id.TLSConfig()}}
+	})
+	return id.hc
+}
+
+func (id *Identity) url(path string) string { return strings.TrimSuffix(id.Server, "/") + path }
+
 // RenewDue is when the certificate should be renewed: at two thirds of
 // its life.
 func (id *Identity) RenewDue() time.Time {
@@ -284,11 +297,21 @@ func (id *Identity) KeepRenewed(ctx context.Context, retry time.Duration, log *s
 }
 
 func post(ctx context.Context, hc *http.Client, url string, in, out any) error {
-	body, err := json.Marshal(in)
-	if err != nil {
-		return err
+	return send(ctx, hc, http.MethodPost, url, in, out)
+}
+
+// send sends in (nil: no body) and decodes the answer into out (nil: none
+// expected); a non-2xx answer is a *StatusError.
+func send(ctx context.Context, hc *http.Client, method, url string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
 	if err != nil {
 		return err
 	}
@@ -308,6 +331,9 @@ func post(ctx context.Context, hc *http.Client, url string, in, out any) error {
 			return &StatusError{Status: resp.StatusCode, Message: e.Error.Message}
 		}
 		return &StatusError{Status: resp.StatusCode, Message: strings.TrimSpace(string(b))}
+	}
+	if out == nil {
+		return nil
 	}
 	return json.Unmarshal(b, out)
 }

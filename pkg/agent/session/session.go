@@ -140,7 +140,10 @@ func (s *Session) OnLeaseChange(fn func(ctx context.Context, lease nsdb.LeaseID)
 }
 
 // Run keeps the lease alive until ctx is done, taking a new one whenever
-// it is lost, so the host comes back alive by itself.
+// it is lost, so the host comes back alive by itself. When the NSDB
+// refuses the host (its certificate was revoked: the server ended its
+// lease and deleted its etcd user) Run returns an error, and the agent
+// stops rather than forward on a topology it no longer receives.
 func (s *Session) Run(ctx context.Context) error {
 	regrant := backoff.Policy{Base: 250 * time.Millisecond, Max: time.Second}
 	for {
@@ -150,12 +153,22 @@ func (s *Session) Run(ctx context.Context) error {
 		}
 		s.cfg.Log.Warn("liveness lease lost; registering again", "err", err)
 		var lease nsdb.LeaseID
-		err = regrant.Retry(ctx, func(ctx context.Context) (err error) {
+		var refused error
+		rctx, stop := context.WithCancel(ctx)
+		err = regrant.Retry(rctx, func(ctx context.Context) (err error) {
 			lease, err = s.grant(ctx)
+			if nsdb.IsPermissionDenied(err) {
+				refused = err
+				stop()
+			}
 			return err
 		}, func(attempt int, err error) {
 			s.cfg.Log.Warn("cannot take a new liveness lease; retrying", "attempt", attempt, "err", err)
 		})
+		stop()
+		if refused != nil {
+			return fmt.Errorf("the NSDB refuses host %s (was it revoked?): %w", s.hostID, refused)
+		}
 		if err != nil {
 			return err
 		}

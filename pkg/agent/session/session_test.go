@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -77,5 +79,44 @@ func TestSessionRegistersAndRenews(t *testing.T) {
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run ended with %v", err)
+	}
+}
+
+// refusing is the in-memory NSDB once etcd has deleted the host's user:
+// every write is refused as etcd refuses it.
+type refusing struct {
+	*nsdbmem.Store
+	refuse atomic.Bool
+}
+
+func (r *refusing) SetHostAlive(ctx context.Context, hostID string, lease nsdb.LeaseID) error {
+	if r.refuse.Load() {
+		return errors.New("etcdserver: permission denied")
+	}
+	return r.Store.SetHostAlive(ctx, hostID, lease)
+}
+
+// A revoked host (its lease ended, its writes refused) stops instead of
+// retrying for ever.
+func TestSessionStopsWhenRefused(t *testing.T) {
+	db := &refusing{Store: nsdbmem.New()}
+	ctx := context.Background()
+	s, err := Open(ctx, db, Config{HostName: "hv1", LeaseTTL: time.Second, Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	db.refuse.Store(true)
+	if err := db.RevokeLease(ctx, s.Lease()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "revoked") || !nsdb.IsPermissionDenied(err) {
+			t.Fatalf("Run ended with %v, want a refusal naming revocation", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run kept retrying a refused host")
 	}
 }

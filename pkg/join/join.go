@@ -128,7 +128,10 @@ type Options struct {
 	Validity time.Duration
 	// Endpoints are the etcd URLs a joined agent should use.
 	Endpoints []string
-	Log       *slog.Logger
+	// EtcdCA is the CA (PEM) of an external cluster's serving
+	// certificates, when CA did not issue them.
+	EtcdCA []byte
+	Log    *slog.Logger
 }
 
 // Service is the join domain of one server.
@@ -192,6 +195,7 @@ type Request struct {
 type Issued struct {
 	Certificate []byte // PEM
 	CA          []byte // PEM
+	EtcdCA      []byte // PEM; nil when CA issued etcd's certificate
 	HostID      string
 	Endpoints   []string
 	NotAfter    time.Time
@@ -388,7 +392,7 @@ func (s *Service) grant(ctx context.Context, cert *x509.Certificate, name, hostI
 		return nil, err
 	}
 	s.opts.Log.Info("host certificate issued", "host", name, "host_id", hostID, "serial", cert.SerialNumber.Text(16), "not_after", cert.NotAfter)
-	return &Issued{Certificate: pki.EncodeCert(cert.Raw), CA: s.opts.CA.CertPEM, HostID: hostID,
+	return &Issued{Certificate: pki.EncodeCert(cert.Raw), CA: s.opts.CA.CertPEM, EtcdCA: s.opts.EtcdCA, HostID: hostID,
 		Endpoints: s.opts.Endpoints, NotAfter: cert.NotAfter}, nil
 }
 

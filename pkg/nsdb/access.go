@@ -9,6 +9,8 @@ import (
 	"go.etcd.io/etcd/api/v3/authpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Access control in the NSDB: etcd's authentication and RBAC, with users
@@ -68,20 +70,27 @@ func HostPermissions(hostID string) []Permission {
 }
 
 // EnableAccessControl turns etcd's authentication on, with the root user
-// (no password: it authenticates by certificate). It is idempotent.
-func (s *Store) EnableAccessControl(ctx context.Context) error {
+// and serverUser (the CN of the server's client certificate; no
+// passwords: they authenticate by certificate) holding the root role. It
+// is idempotent.
+func (s *Store) EnableAccessControl(ctx context.Context, serverUser string) error {
 	st, err := s.cli.AuthStatus(ctx)
-	if err != nil {
+	switch {
+	case status.Code(err) == codes.Unimplemented:
+		// etcd before 3.5 cannot tell: adding what exists and enabling
+		// what is enabled are both harmless.
+	case err != nil:
 		return fmt.Errorf("nsdb: read etcd's auth status: %w", err)
-	}
-	if st.Enabled {
+	case st.Enabled:
 		return nil
 	}
-	if err := s.ensureUser(ctx, RootUser); err != nil {
-		return err
-	}
-	if _, err := s.cli.UserGrantRole(ctx, RootUser, "root"); err != nil {
-		return fmt.Errorf("nsdb: grant etcd role root to user root: %w", err)
+	for _, u := range []string{RootUser, serverUser} {
+		if err := s.ensureUser(ctx, u); err != nil {
+			return err
+		}
+		if _, err := s.cli.UserGrantRole(ctx, u, "root"); err != nil {
+			return fmt.Errorf("nsdb: grant etcd role root to user %s: %w", u, err)
+		}
 	}
 	if _, err := s.cli.AuthEnable(ctx); err != nil {
 		return fmt.Errorf("nsdb: enable etcd authentication: %w", err)

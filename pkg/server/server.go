@@ -89,6 +89,14 @@ type Config struct {
 	// HostCertValidity is how long host certificates live (default
 	// pki.HostValidity); tests shorten it.
 	HostCertValidity time.Duration
+	// EtcdCAFile, EtcdCertFile and EtcdKeyFile are the TLS of an
+	// external cluster (etcd's own client flags --cacert, --cert, --key):
+	// the CA of its serving certificates (default: the data directory's
+	// CA) and this server's client certificate (default: the root
+	// certificate the data directory's CA issues, for a cluster that
+	// trusts it). In secure mode the certificate's CN becomes an etcd
+	// user with the root role, and agents are told the CA.
+	EtcdCAFile, EtcdCertFile, EtcdKeyFile string
 }
 
 // Authentication modes.
@@ -128,9 +136,6 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}()
 	secure := cfg.secureMode()
 	if secure {
-		if len(cfg.EtcdEndpoints) > 0 {
-			return nil, errors.New("TLS with an external etcd cluster is not supported yet: give --insecure-http and secure the cluster yourself, or use the embedded etcd")
-		}
 		if s.sec, err = setupSecurity(cfg); err != nil {
 			return nil, fmt.Errorf("set up TLS in %s: %w", filepath.Join(cfg.DataDir, pkiDir), err)
 		}
@@ -156,7 +161,12 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		s.log.Info("embedded etcd ready", "data_dir", cfg.DataDir, "endpoints", endpoints, "tls", s.sec != nil)
 	}
 	cc := clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
-	if s.sec != nil {
+	etcdUser := pki.RootCN
+	if len(cfg.EtcdEndpoints) > 0 {
+		if cc.TLS, etcdUser, err = s.externalTLS(); err != nil {
+			return nil, err
+		}
+	} else if s.sec != nil {
 		cc.TLS = s.sec.rootTLS()
 	}
 	s.cli, err = clientv3.New(cc)
@@ -170,14 +180,18 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("initialise the NSDB at %v: %w", endpoints, err)
 	}
 	if s.sec != nil {
-		if err := s.store.EnableAccessControl(initCtx); err != nil {
+		if err := s.store.EnableAccessControl(initCtx, etcdUser); err != nil {
 			return nil, err
 		}
-		if err := pki.WriteFile(filepath.Join(s.sec.dir, EndpointsFile), []byte(strings.Join(endpoints, ",")+"\n"), 0o644); err != nil {
+		if err := s.sec.writeClientFile(endpoints, cfg); err != nil {
 			return nil, err
+		}
+		agentsEtcd := endpoints // an external cluster's, as given
+		if len(cfg.EtcdEndpoints) == 0 {
+			agentsEtcd = []string{cfg.EtcdListenAdvertised(endpoints)}
 		}
 		s.join, err = join.New(initCtx, s.store, join.Options{CA: s.sec.ca, CRLFile: s.sec.crlFile, Validity: cfg.hostCertValidity(),
-			Endpoints: []string{cfg.EtcdListenAdvertised(endpoints)}, Log: s.log})
+			Endpoints: agentsEtcd, EtcdCA: s.sec.etcdCA, Log: s.log})
 		if err != nil {
 			return nil, err
 		}

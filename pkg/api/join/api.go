@@ -52,8 +52,10 @@ type RenewRequest struct {
 
 // Certificate is the answer to a join or a renewal.
 type Certificate struct {
-	Certificate   string    `json:"certificate"`
-	CA            string    `json:"ca"`
+	Certificate string `json:"certificate"`
+	CA          string `json:"ca"`
+	EtcdCA      string `json:"etcd_ca,omitempty"` // an external cluster's CA, when another
+
 	HostID        string    `json:"host_id"`
 	EtcdEndpoints []string  `json:"etcd_endpoints"`
 	NotAfter      time.Time `json:"not_after"`
@@ -161,7 +163,7 @@ func (a *API) revoke(w http.ResponseWriter, r *http.Request) {
 // a wildcard address are given with the host the agent reached this
 // server at, which is the address it can reach etcd at too.
 func certificate(is *join.Issued, r *http.Request) Certificate {
-	c := Certificate{Certificate: string(is.Certificate), CA: string(is.CA), HostID: is.HostID, NotAfter: is.NotAfter}
+	c := Certificate{Certificate: string(is.Certificate), CA: string(is.CA), EtcdCA: string(is.EtcdCA), HostID: is.HostID, NotAfter: is.NotAfter}
 	reqHost, _, err := net.SplitHostPort(r.Host)
 	if err != nil {
 		reqHost = r.Host

@@ -40,6 +40,9 @@ type Identity struct {
 	Name      string   `json:"name"`
 	HostID    string   `json:"host_id"`
 	Endpoints []string `json:"etcd_endpoints"`
+	// EtcdCA is an external cluster's CA (PEM) when the server's CA did
+	// not issue etcd's certificate.
+	EtcdCA string `json:"etcd_ca,omitempty"`
 
 	pool   *x509.CertPool
 	mu     sync.Mutex
@@ -91,7 +94,7 @@ func Join(ctx context.Context, o JoinOptions) (*Identity, error) {
 	if err != nil {
 		return nil, err
 	}
-	id := &Identity{Dir: o.Dir, Server: o.Server, Name: o.Name, HostID: out.HostID, Endpoints: out.EtcdEndpoints, pool: pool}
+	id := &Identity{Dir: o.Dir, Server: o.Server, Name: o.Name, HostID: out.HostID, Endpoints: out.EtcdEndpoints, EtcdCA: out.EtcdCA, pool: pool}
 	if err := id.store([]byte(out.Certificate), keyPEM, caPEM); err != nil {
 		return nil, err
 	}
@@ -218,6 +221,17 @@ func (id *Identity) TLSConfig() *tls.Config {
 	}
 }
 
+// EtcdTLSConfig is TLSConfig for etcd: it also trusts an external
+// cluster's own CA.
+func (id *Identity) EtcdTLSConfig() *tls.Config {
+	t := id.TLSConfig()
+	if id.EtcdCA != "" {
+		t.RootCAs = id.pool.Clone()
+		t.RootCAs.AppendCertsFromPEM([]byte(id.EtcdCA))
+	}
+	return t
+}
+
 // Renew sends a CSR for a new key, authenticated by the current
 // certificate, and stores the answer.
 func (id *Identity) Renew(ctx context.Context) error {
@@ -238,6 +252,7 @@ func (id *Identity) Renew(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	id.EtcdCA = out.EtcdCA
 	caPEM, err := os.ReadFile(filepath.Join(id.Dir, IdentityCAFile))
 	if err != nil {
 		return err

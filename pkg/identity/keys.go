@@ -257,11 +257,15 @@ func (s *Service) Rotate(ctx context.Context, c *Context) ([]KeyInfo, error) {
 	return s.Keys(ctx, c)
 }
 
-// RunKeys re-reads the ring every KeyRefresh and, with every > 0, rotates
-// the key when the primary is that old, until ctx is done.
-func (s *Service) RunKeys(ctx context.Context, every time.Duration) {
+// Run is the service's background work until ctx is done: it re-reads
+// the key ring every KeyRefresh and, with rotateEvery > 0, rotates the key
+// when the primary is that old; every purgeEvery it deletes the records
+// of revoked tokens that have expired anyway.
+func (s *Service) Run(ctx context.Context, rotateEvery time.Duration) {
+	const purgeEvery = 10 * time.Minute
 	t := time.NewTicker(KeyRefresh)
 	defer t.Stop()
+	lastPurge := s.now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -269,13 +273,19 @@ func (s *Service) RunKeys(ctx context.Context, every time.Duration) {
 		case <-t.C:
 		}
 		var err error
-		if every > 0 {
-			_, err = s.RotateKeys(ctx, every)
+		if rotateEvery > 0 {
+			_, err = s.RotateKeys(ctx, rotateEvery)
 		} else {
 			err = s.ReloadKeys(ctx)
 		}
 		if err != nil && ctx.Err() == nil {
 			s.log.Warn("identity: token signing keys", "err", err)
+		}
+		if s.now().Sub(lastPurge) >= purgeEvery {
+			lastPurge = s.now()
+			if err := s.PurgeRevocations(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("identity: purging expired token revocations failed", "err", err)
+			}
 		}
 	}
 }

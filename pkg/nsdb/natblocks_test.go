@@ -120,21 +120,29 @@ func (f *fixture) natKeys(device string, ip netip.Addr) map[uint16]string {
 // holder of every block each got.
 func TestNATBlocksTwoHostsNeverShareABlock(t *testing.T) {
 	f := newFixture(t)
-	hosts := []string{"host-a", "host-b"}
+	f.leaseConcurrently([]string{"host-a", "host-b"}, 4, 40, flowstate.BlocksPerIP-1)
+}
+
+// leaseConcurrently has hosts lease blocks of natIP in 0..hi from
+// workers goroutines each, each leasing per blocks, and checks that no
+// block went to two, and that etcd names the holder of every block.
+func (f *fixture) leaseConcurrently(hosts []string, workers, per int, hi uint16) {
+	t := f.t
+	t.Helper()
 	var (
 		mu  sync.Mutex
 		got = map[uint16]string{}
 		wg  sync.WaitGroup
 	)
-	errc := make(chan error, 8)
+	errc := make(chan error, len(hosts)*workers)
 	var tables []*NATBlocks
 	for _, h := range hosts {
 		n, _ := f.natBlocks(h)
 		tables = append(tables, n)
-		for range 4 {
+		for range workers {
 			wg.Go(func() {
-				for range 40 {
-					b, err := leaseWait(n, natDev, natIP, 0, flowstate.BlocksPerIP-1)
+				for range per {
+					b, err := leaseWait(n, natDev, natIP, 0, hi)
 					if err != nil {
 						errc <- fmt.Errorf("%s: %w", h, err)
 						return
@@ -154,13 +162,13 @@ func TestNATBlocksTwoHostsNeverShareABlock(t *testing.T) {
 	for err := range errc {
 		t.Error(err)
 	}
-	if len(got) != 2*4*40 {
-		t.Fatalf("%d blocks handed out, want %d", len(got), 2*4*40)
+	if want := len(hosts) * workers * per; len(got) != want {
+		t.Fatalf("%d blocks handed out, want %d", len(got), want)
 	}
 	for _, n := range tables { // a refill may be between its claim and its check
-		waitSpares(t, n, natRange{natDev, natIP, 0, flowstate.BlocksPerIP - 1})
+		waitSpares(t, n, natRange{natDev, natIP, 0, hi})
 	}
-	keys := f.natKeys(natDev, natIP)
+	keys := f.natKeys(natDev, natIP) // fails on a block two hosts hold
 	for b, h := range got {
 		if keys[b] != h {
 			t.Errorf("block %d handed to %s, etcd says %q", b, h, keys[b])
@@ -576,45 +584,5 @@ func TestNATBlocksManyHosts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var mu sync.Mutex
-	got := map[uint16]string{}
-	var wg sync.WaitGroup
-	errc := make(chan error, 2)
-	var tables []*NATBlocks
-	for _, h := range []string{"host-a", "host-b"} {
-		n, _ := f.natBlocks(h)
-		tables = append(tables, n)
-		wg.Go(func() {
-			for range 8 {
-				b, err := leaseWait(n, natDev, natIP, 0, 63)
-				if err != nil {
-					errc <- fmt.Errorf("%s: %w", h, err)
-					return
-				}
-				mu.Lock()
-				if other, dup := got[b]; dup {
-					errc <- fmt.Errorf("block %d handed to %s and %s", b, other, h)
-				}
-				got[b] = h
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	close(errc)
-	for err := range errc {
-		t.Error(err)
-	}
-	for _, n := range tables {
-		waitSpares(t, n, natRange{natDev, natIP, 0, 63})
-	}
-	keys := f.natKeys(natDev, natIP) // fails on a block two hosts hold
-	if len(got) != 16 {
-		t.Errorf("%d blocks handed out, want 16", len(got))
-	}
-	for b, h := range got {
-		if keys[b] != h {
-			t.Errorf("block %d handed to %s, etcd says %q", b, h, keys[b])
-		}
-	}
+	f.leaseConcurrently([]string{"host-a", "host-b"}, 1, 8, 63)
 }

@@ -313,8 +313,7 @@ func (s *Server) authentication(ctx context.Context, mux *http.ServeMux) (func(h
 		api.Register(mux)
 		auth := func(h http.Handler) http.Handler { return identityapi.Authenticate(svc, api.AuthURL, s.log, h) }
 		api.RegisterKeys(mux, func(h http.Handler) http.Handler { return auth(requireAdmin(h)) })
-		s.wg.Go(func() { s.purgeRevocations(s.bg, svc) })
-		s.wg.Go(func() { svc.RunKeys(s.bg, s.cfg.TokenKeyRotation) })
+		s.wg.Go(func() { svc.Run(s.bg, s.cfg.TokenKeyRotation) })
 		return auth, nil
 	case AuthKeystone:
 		if s.cfg.KeystoneURL == "" {
@@ -331,20 +330,6 @@ func (s *Server) authentication(ctx context.Context, mux *http.ServeMux) (func(h
 	return nil, fmt.Errorf("--auth %q: want password, keystone or noauth", s.cfg.Auth)
 }
 
-func (s *Server) purgeRevocations(ctx context.Context, svc *identity.Service) {
-	t := time.NewTicker(10 * time.Minute)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := svc.PurgeRevocations(ctx); err != nil && ctx.Err() == nil {
-				s.log.Warn("purging expired token revocations failed", "err", err)
-			}
-		}
-	}
-}
 
 // requireAdmin admits only administrators to the native API: it changes
 // the whole topology, under every project.

@@ -214,7 +214,14 @@ func RunWith(ctx context.Context, cfg Config, opts Options) error {
 	run("datapath", func(ctx context.Context) error { return dp.Run(ctx, missAndState{a.slow, a.state}) })
 	run("liveness lease", sess.Run)
 	run("topology watch", func(ctx context.Context) error { return a.mirror.Run(ctx, db) })
-	run("host liveness watch", func(ctx context.Context) error { return db.WatchHostLiveness(ctx, a.live.Apply) })
+	run("host liveness watch", func(ctx context.Context) error {
+		return db.WatchHostLiveness(ctx, func(l nsdb.Liveness) error {
+			if err := a.live.Apply(l); err != nil {
+				return err
+			}
+			return a.mirror.ApplyLiveness(l) // dead hosts are unreachable
+		})
+	})
 	run("learned tables", a.tables.Run)
 	run("ports", a.ports.Run)
 	run("flow state", a.state.Run)
@@ -291,7 +298,7 @@ func wire(cfg Config, opts Options, host string, sess *session.Session, db *nsdb
 	// A topology change reaches the bindings and the slow path before
 	// the flows it made stale are invalidated: the packets that miss
 	// again see it.
-	a.mirror = mirror.New(mirror.Config{Flows: flows, Log: log, Publish: func(s *mirror.Snapshot) {
+	a.mirror = mirror.New(mirror.Config{HostID: host, Flows: flows, Log: log, Publish: func(s *mirror.Snapshot) {
 		a.ports.Sync(s)
 		a.slow.SetTopology(s)
 	}})

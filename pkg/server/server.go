@@ -330,7 +330,6 @@ func (s *Server) authentication(ctx context.Context, mux *http.ServeMux) (func(h
 	return nil, fmt.Errorf("--auth %q: want password, keystone or noauth", s.cfg.Auth)
 }
 
-
 // requireAdmin admits only administrators to the native API: it changes
 // the whole topology, under every project.
 func requireAdmin(h http.Handler) http.Handler {

@@ -130,7 +130,13 @@ func TestSecure(t *testing.T) {
 		if id.HostID != hv2.ID {
 			t.Fatalf("hv2's identity names host %s, want %s", id.HostID, hv2.ID)
 		}
-		// Capture the underlay towards hv2 while hv1's VM keeps pinging.
+		// The control: before the revocation hv1 tunnels to hv2.
+		filter := "udp and dst host " + hv2.TunnelIP
+		control := harness.StartCapture(t, hv1.NS, "ul0", filter)
+		mustPing(t, tp.vm["vm11"], "10.0.1.12", 3)
+		if pkts := control.Stop(t); len(pkts) == 0 {
+			t.Fatalf("no packets to hv2 captured while pinging it: the capture (%s) sees nothing", filter)
+		}
 		env.MustCLI(t, "host %s revoke", hv2.Alias)
 		start := time.Now()
 		if err := harness.Eventually(15*time.Second, func() error {
@@ -164,18 +170,24 @@ func TestSecure(t *testing.T) {
 		defer st.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if lease, err := st.GrantLease(ctx, 10*time.Second); err == nil {
-			if err := st.SetHostAlive(ctx, id.HostID, lease); err == nil {
-				t.Error("the revoked host marked itself alive")
+		err = func() error {
+			lease, err := st.GrantLease(ctx, 10*time.Second)
+			if err != nil {
+				return err
 			}
+			return st.SetHostAlive(ctx, id.HostID, lease)
+		}()
+		if err == nil {
+			t.Error("the revoked host marked itself alive")
 		}
+		t.Logf("the revoked host's write: %v", err)
 		// A restart with the revoked identity does not come back.
 		if err := id.Renew(context.Background()); err == nil {
 			t.Error("the revoked host renewed its certificate")
 		}
 		// Peers stop sending to it: hv1's VM gets no answer, and nothing
 		// leaves hv1's underlay towards hv2.
-		capture := harness.StartCapture(t, hv1.NS, "ul0", "udp and dst host "+hv2.TunnelIP)
+		capture := harness.StartCapture(t, hv1.NS, "ul0", filter)
 		if r := tp.vm["vm11"].Ping("10.0.1.12", 5, "0.2"); r.Received != 0 {
 			t.Errorf("vm11 → vm12 on the revoked host: %d/%d answered", r.Received, r.Sent)
 		}

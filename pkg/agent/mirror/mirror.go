@@ -207,15 +207,11 @@ func (m *Mirror) ApplyLiveness(l nsdb.Liveness) error {
 	}
 	var events []nsdb.Event
 	for id, up := range changed {
-		key := objKey(model.HostKind, id)
-		prev, ok := m.objs[key].(*model.Host)
+		ev, ok := rederive(m, model.HostKind, id, func(h *model.Host) { h.Alive = up })
 		if !ok {
 			continue // a host not (yet) mirrored takes its liveness when it comes
 		}
-		cur := model.Clone(prev).(*model.Host)
-		cur.Alive = up
-		m.objs[key] = cur
-		events = append(events, nsdb.Event{Type: nsdb.Put, Kind: model.HostKind, ID: id, Object: cur, Prev: prev})
+		events = append(events, ev)
 		for _, o := range m.objs {
 			if zm, ok := o.(*model.TunnelZoneMember); ok && zm.HostID == id {
 				events = append(events, nsdb.Event{Type: nsdb.Put, Kind: model.TunnelZoneMemberKind, ID: zm.ID, Object: zm, Prev: zm})
@@ -262,21 +258,30 @@ func (m *Mirror) ApplyMemberStatus(b nsdb.MemberStatusBatch) error {
 	}
 	var events []nsdb.Event
 	for id, s := range changed {
-		key := objKey(model.PoolMemberKind, id)
-		prev, ok := m.objs[key].(*model.PoolMember)
-		if !ok {
-			continue // a member not (yet) mirrored takes its status when it comes
-		}
-		cur := model.Clone(prev).(*model.PoolMember)
-		cur.Status = s
-		m.objs[key] = cur
-		events = append(events, nsdb.Event{Type: nsdb.Put, Kind: model.PoolMemberKind, ID: id, Object: cur, Prev: prev})
+		if ev, ok := rederive(m, model.PoolMemberKind, id, func(pm *model.PoolMember) { pm.Status = s }); ok {
+			events = append(events, ev)
+		} // else a member not (yet) mirrored takes its status when it comes
 	}
 	if len(events) > 0 {
 		m.cfg.Log.Info("pool member health changed", "members", changed)
 		m.commit(events, false)
 	}
 	return nil
+}
+
+// rederive replaces the mirrored object k/id by a copy whose derived
+// field set changes, as if the object itself had changed, and returns the
+// event; false when the object is not mirrored. m.mu is held.
+func rederive[T model.Object](m *Mirror, k *model.Kind, id string, set func(T)) (nsdb.Event, bool) {
+	key := objKey(k, id)
+	prev, ok := m.objs[key].(T)
+	if !ok {
+		return nsdb.Event{}, false
+	}
+	cur := model.Clone(prev).(T)
+	set(cur)
+	m.objs[key] = cur
+	return nsdb.Event{Type: nsdb.Put, Kind: k, ID: id, Object: cur, Prev: prev}, true
 }
 
 // commit publishes a snapshot of the mirror and invalidates the flows the

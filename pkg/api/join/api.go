@@ -92,37 +92,48 @@ func (a *API) Register(mux *http.ServeMux, admin func(http.Handler) http.Handler
 		w.Header().Set("Content-Type", "application/x-pem-file")
 		_, _ = w.Write(a.ca)
 	})
-	mux.HandleFunc("POST /api/v1/join", a.join)
-	mux.HandleFunc("POST /api/v1/join/renew", a.renew)
+	mux.HandleFunc("POST /api/v1/join", body(a, http.StatusCreated, a.join))
+	mux.HandleFunc("POST /api/v1/join/renew", body(a, http.StatusCreated, a.renew))
 	a.registerClaims(mux)
-	mux.Handle("POST /api/v1/join-tokens", admin(http.HandlerFunc(a.createToken)))
+	mux.Handle("POST /api/v1/join-tokens", admin(body(a, http.StatusCreated, a.createToken)))
 	mux.Handle("POST /api/v1/hosts/{id}/revoke", admin(http.HandlerFunc(a.revoke)))
 }
 
-func (a *API) join(w http.ResponseWriter, r *http.Request) {
-	var req JoinRequest
-	if !decode(w, r, &req) {
-		return
+// body is a handler of a JSON request body of type Q: do's result is
+// answered with status (no body for a nil result: 204), its error with
+// fail.
+func body[Q any](a *API, status int, do func(r *http.Request, q Q) (any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var q Q
+		if !decode(w, r, &q) {
+			return
+		}
+		out, err := do(r, q)
+		switch {
+		case err != nil:
+			a.fail(w, r, err)
+		case out == nil:
+			w.WriteHeader(http.StatusNoContent)
+		default:
+			writeJSON(w, status, out)
+		}
 	}
-	is, err := a.svc.Join(r.Context(), join.Request{Token: req.Token, CSR: []byte(req.CSR), Addresses: req.Addresses, PhysicalNetworks: req.PhysicalNetworks})
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, certificate(is, r))
 }
 
-func (a *API) renew(w http.ResponseWriter, r *http.Request) {
-	var req RenewRequest
-	if !decode(w, r, &req) {
-		return
+func (a *API) join(r *http.Request, req JoinRequest) (any, error) {
+	is, err := a.svc.Join(r.Context(), join.Request{Token: req.Token, CSR: []byte(req.CSR), Addresses: req.Addresses, PhysicalNetworks: req.PhysicalNetworks})
+	if err != nil {
+		return nil, err
 	}
+	return certificate(is, r), nil
+}
+
+func (a *API) renew(r *http.Request, req RenewRequest) (any, error) {
 	is, err := a.svc.Renew(r.Context(), peer(r), []byte(req.CSR))
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
-	writeJSON(w, http.StatusCreated, certificate(is, r))
+	return certificate(is, r), nil
 }
 
 // peer is the client certificate of the request, nil without one.
@@ -133,22 +144,16 @@ func peer(r *http.Request) *x509.Certificate {
 	return r.TLS.PeerCertificates[0]
 }
 
-func (a *API) createToken(w http.ResponseWriter, r *http.Request) {
-	var req TokenRequest
-	if !decode(w, r, &req) {
-		return
-	}
+func (a *API) createToken(r *http.Request, req TokenRequest) (any, error) {
 	ttl, err := time.ParseDuration(req.TTL)
 	if err != nil {
-		a.fail(w, r, &join.Error{Class: join.BadRequest, Message: "ttl: " + err.Error()})
-		return
+		return nil, &join.Error{Class: join.BadRequest, Message: "ttl: " + err.Error()}
 	}
 	t, err := a.svc.CreateToken(r.Context(), ttl, req.Uses, req.Description)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
-	writeJSON(w, http.StatusCreated, map[string]string{"token": t.String()})
+	return map[string]string{"token": t.String()}, nil
 }
 
 func (a *API) revoke(w http.ResponseWriter, r *http.Request) {

@@ -1,6 +1,7 @@
 package join
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/nagare/nagare/pkg/hostclaim"
@@ -22,55 +23,45 @@ type HealthPort struct {
 }
 
 func (a *API) registerClaims(mux *http.ServeMux) {
-	mux.HandleFunc("POST /api/v1/host-claims/host", a.asHost(func(w http.ResponseWriter, r *http.Request, host string) error {
-		var req hostclaim.HostInfo
-		if !decode(w, r, &req) {
-			return nil
-		}
-		return done(w, a.claims.SetHost(r.Context(), host, req))
-	}))
-	mux.HandleFunc("POST /api/v1/host-claims/uplink", a.asHost(func(w http.ResponseWriter, r *http.Request, host string) error {
-		var req hostclaim.Uplink
-		if !decode(w, r, &req) {
-			return nil
-		}
-		return done(w, a.claims.ClaimUplink(r.Context(), host, req))
-	}))
-	mux.HandleFunc("POST /api/v1/host-claims/health-port", a.asHost(func(w http.ResponseWriter, r *http.Request, host string) error {
-		var req HealthPortRequest
-		if !decode(w, r, &req) {
-			return nil
-		}
-		id, err := a.claims.EnsureHealthPort(r.Context(), host, req.RouterID)
+	mux.HandleFunc("POST /api/v1/host-claims/host", a.asHost(body(a, http.StatusNoContent, func(r *http.Request, req hostclaim.HostInfo) (any, error) {
+		return nil, a.claims.SetHost(r.Context(), hostOf(r), req)
+	})))
+	mux.HandleFunc("POST /api/v1/host-claims/uplink", a.asHost(body(a, http.StatusNoContent, func(r *http.Request, req hostclaim.Uplink) (any, error) {
+		return nil, a.claims.ClaimUplink(r.Context(), hostOf(r), req)
+	})))
+	mux.HandleFunc("POST /api/v1/host-claims/health-port", a.asHost(body(a, http.StatusOK, func(r *http.Request, req HealthPortRequest) (any, error) {
+		id, err := a.claims.EnsureHealthPort(r.Context(), hostOf(r), req.RouterID)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		writeJSON(w, http.StatusOK, HealthPort{PortID: id})
-		return nil
-	}))
-	mux.HandleFunc("DELETE /api/v1/host-claims/health-port/{id}", a.asHost(func(w http.ResponseWriter, r *http.Request, host string) error {
-		return done(w, a.claims.RemoveHealthPort(r.Context(), host, r.PathValue("id")))
+		return HealthPort{PortID: id}, nil
+	})))
+	mux.HandleFunc("DELETE /api/v1/host-claims/health-port/{id}", a.asHost(func(w http.ResponseWriter, r *http.Request) {
+		if err := a.claims.RemoveHealthPort(r.Context(), hostOf(r), r.PathValue("id")); err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
 	}))
 }
 
-// asHost authenticates the request's client certificate and runs h for
-// its host; an error h returns is answered.
-func (a *API) asHost(h func(w http.ResponseWriter, r *http.Request, hostID string) error) http.HandlerFunc {
+type hostKey struct{}
+
+// asHost authenticates the request's client certificate before anything
+// else reads the request, and gives h the host (hostOf).
+func (a *API) asHost(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		_, hostID, err := a.svc.Authenticate(r.Context(), peer(r))
-		if err == nil {
-			err = h(w, r, hostID)
-		}
 		if err != nil {
 			a.fail(w, r, err)
+			return
 		}
+		h(w, r.WithContext(context.WithValue(r.Context(), hostKey{}, hostID)))
 	}
 }
 
-// done answers a write without a body, or returns its error.
-func done(w http.ResponseWriter, err error) error {
-	if err == nil {
-		w.WriteHeader(http.StatusNoContent)
-	}
-	return err
+// hostOf is the host asHost authenticated.
+func hostOf(r *http.Request) string {
+	h, _ := r.Context().Value(hostKey{}).(string)
+	return h
 }

@@ -43,6 +43,7 @@ func run(ctx context.Context, args []string, stdin *os.File, stdout, stderr io.W
 		output                                 string
 		osUser, osPassword, osProject, osToken string
 		noTokenCache                           bool
+		caCert                                 string
 		execs                                  []string
 		code                                   int
 	)
@@ -62,6 +63,11 @@ func run(ctx context.Context, args []string, stdin *os.File, stdout, stderr io.W
 			client, err := cli.NewClient(api)
 			if err != nil {
 				return startupError{err}
+			}
+			if caCert != "" {
+				if err := client.SetCACert(caCert); err != nil {
+					return startupError{err}
+				}
 			}
 			cache := cli.DefaultTokenCache()
 			if noTokenCache {
@@ -98,6 +104,7 @@ func run(ctx context.Context, args []string, stdin *os.File, stdout, stderr io.W
 	root.Flags().StringVar(&osProject, "os-project-name", osProject, "project to scope the token to (env OS_PROJECT_NAME)")
 	root.Flags().StringVar(&osToken, "os-token", os.Getenv("OS_TOKEN"), "use this token instead of a password (env OS_TOKEN)")
 	root.Flags().BoolVar(&noTokenCache, "no-token-cache", false, "log in with the password every time instead of reusing the token cached (0600) in ~/.cache/nagare/tokens")
+	root.Flags().StringVar(&caCert, "os-cacert", os.Getenv("OS_CACERT"), "CA certificate to verify an https API with, e.g. the server's DATA-DIR/pki/ca.crt (env OS_CACERT)")
 	root.Flags().StringArrayVarP(&execs, "execute", "e", nil, "run `COMMAND` and exit (repeatable; run in order)")
 	root.Flags().StringVarP(&output, "output", "o", "text", "output format: text (object lines) or json (API objects)")
 	root.SetArgs(args)

@@ -215,7 +215,7 @@ func newSimHosts(cfg ScaleConfig, endpoints []string) ([]*simHost, func(), error
 		}
 	}
 	for range nClients {
-		db, err := nsdb.Dial(endpoints)
+		db, err := nsdb.Dial(endpoints, nil)
 		if err != nil {
 			closeAll()
 			return nil, nil, err

@@ -1,8 +1,16 @@
 // Package mirror is the agent's copy of the virtual topology: it applies
 // the NSDB's topology watch (and the pool members' health, which it folds
-// into the members' derived Status), and after every change publishes an
-// immutable Snapshot — every object, and the simulator's Topology built
-// from them — and invalidates exactly the flows the change made stale.
+// into the members' derived Status, and the hosts' liveness, folded into
+// Host.Alive), and after every change publishes an immutable Snapshot —
+// every object, and the simulator's Topology built from them — and
+// invalidates exactly the flows the change made stale.
+//
+// A host whose agent holds no lease (dead, or revoked: the server ends a
+// revoked host's lease) is unreachable: the simulator's topology leaves out
+// its tunnel-zone memberships, so nothing is tunnelled to its ports (the
+// walk drops, and the drop is re-simulated when it comes back), and the
+// tunnel peers (Snapshot.Unreachable) leave it out, so nothing it sends is
+// accepted either.
 //
 // The other feature packages read snapshots; none of them locks the
 // mirror.
@@ -45,8 +53,12 @@ type Flows interface {
 type Snapshot struct {
 	// Version grows by one with every snapshot published.
 	Version uint64
-	// Topo is the simulator's topology of the objects.
+	// Topo is the simulator's topology of the objects, without the
+	// tunnel-zone memberships of Unreachable hosts.
 	Topo *sim.Topology
+	// Unreachable are the hosts known dead (none before liveness is
+	// known; never this agent's own).
+	Unreachable map[string]bool
 	// Reset is true when the snapshot replaced everything (the first
 	// one, a relist); Changes are then nil.
 	Reset bool
@@ -199,7 +211,9 @@ func NewSnapshot(version uint64, objs ...model.Object) (*Snapshot, error) {
 
 // Config wires a mirror.
 type Config struct {
-	Flows Flows
+	// HostID is this agent's host, never unreachable to itself.
+	HostID string
+	Flows  Flows
 	// Publish is called with every new snapshot, one at a time and in
 	// order, before the flows the change made stale are invalidated, so
 	// that the packets that miss again are simulated on the new topology.
@@ -224,6 +238,12 @@ type Mirror struct {
 	// health is the pool members' status (nsdb state keys), copied into
 	// the members' derived Status.
 	health map[string]string
+	// alive are the hosts holding their lease (liveKnown once the
+	// liveness watch delivered), copied into Host.Alive; unreachable
+	// are the mirrored hosts known dead (not this one).
+	alive       map[string]bool
+	liveKnown   bool
+	unreachable map[string]bool
 }
 
 // New returns a mirror of the empty topology.
@@ -231,7 +251,7 @@ func New(cfg Config) *Mirror {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	m := &Mirror{cfg: cfg, objs: objects{}, gen: persist.NextGen(), health: map[string]string{}}
+	m := &Mirror{cfg: cfg, objs: objects{}, gen: persist.NextGen(), health: map[string]string{}, alive: map[string]bool{}}
 	empty, err := NewSnapshot(0)
 	if err != nil {
 		panic("mirror: the empty topology does not build: " + err.Error())
@@ -280,12 +300,79 @@ func (m *Mirror) Apply(b nsdb.Batch) error {
 	return nil
 }
 
-// withHealth fills a pool member's derived status (the object is the
-// watch's fresh copy, ours to change).
+// withHealth fills a pool member's derived status and a host's liveness
+// (the object is the watch's fresh copy, ours to change).
 func (m *Mirror) withHealth(o model.Object) {
-	if pm, ok := o.(*model.PoolMember); ok {
-		pm.Status = m.health[pm.ID]
+	switch x := o.(type) {
+	case *model.PoolMember:
+		x.Status = m.health[x.ID]
+	case *model.Host:
+		x.Alive = m.alive[x.ID]
 	}
+}
+
+// ApplyLiveness is the host-liveness watch's callback: a host whose
+// liveness changed is replaced by a copy with the new Alive, and its
+// tunnel-zone memberships count as changed, so that the flows through it
+// (or dropped for want of it) are simulated again.
+func (m *Mirror) ApplyLiveness(l nsdb.Liveness) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	changed := map[string]bool{}
+	if l.Reset || !m.liveKnown {
+		for id := range m.alive {
+			if !l.Alive[id] {
+				changed[id] = false
+			}
+		}
+		next := map[string]bool{}
+		for id, up := range l.Alive {
+			if up {
+				next[id] = true
+				if !m.alive[id] || !m.liveKnown {
+					changed[id] = true
+				}
+			}
+		}
+		if !m.liveKnown { // every mirrored host not alive is news too
+			m.objs.Each(model.HostKind, func(o model.Object) bool {
+				if h := o.(*model.Host); !next[h.ID] {
+					changed[h.ID] = false
+				}
+				return true
+			})
+		}
+		m.alive, m.liveKnown = next, true
+	} else {
+		for id, up := range l.Alive {
+			if m.alive[id] != up {
+				changed[id] = up
+			}
+			if up {
+				m.alive[id] = true
+			} else {
+				delete(m.alive, id)
+			}
+		}
+	}
+	var events []nsdb.Event
+	for id, up := range changed {
+		ev, ok := rederive(m, model.HostKind, id, func(h *model.Host) { h.Alive = up })
+		if !ok {
+			continue // a host not (yet) mirrored takes its liveness when it comes
+		}
+		events = append(events, ev)
+		m.objs.Each(model.TunnelZoneMemberKind, func(o model.Object) bool {
+			if zm := o.(*model.TunnelZoneMember); zm.HostID == id {
+				events = append(events, nsdb.Event{Type: nsdb.Put, Kind: model.TunnelZoneMemberKind, ID: zm.ID, Object: zm, Prev: zm})
+			}
+			return true
+		})
+	}
+	if len(events) > 0 {
+		m.commit(events, false)
+	}
+	return nil
 }
 
 // ApplyMemberStatus is the member-health watch's callback: a member whose
@@ -322,14 +409,9 @@ func (m *Mirror) ApplyMemberStatus(b nsdb.MemberStatusBatch) error {
 	}
 	var events []nsdb.Event
 	for id, s := range changed {
-		prev, ok := m.objs.get(model.PoolMemberKind, id).(*model.PoolMember)
-		if !ok {
-			continue // a member not (yet) mirrored takes its status when it comes
-		}
-		cur := model.Clone(prev).(*model.PoolMember)
-		cur.Status = s
-		m.objs.put(cur, m.gen)
-		events = append(events, nsdb.Event{Type: nsdb.Put, Kind: model.PoolMemberKind, ID: id, Object: cur, Prev: prev})
+		if ev, ok := rederive(m, model.PoolMemberKind, id, func(pm *model.PoolMember) { pm.Status = s }); ok {
+			events = append(events, ev)
+		} // else a member not (yet) mirrored takes its status when it comes
 	}
 	if len(events) > 0 {
 		m.cfg.Log.Info("pool member health changed", "members", changed)
@@ -338,28 +420,113 @@ func (m *Mirror) ApplyMemberStatus(b nsdb.MemberStatusBatch) error {
 	return nil
 }
 
+// rederive replaces the mirrored object k/id by a copy whose derived
+// field set changes, as if the object itself had changed, and returns the
+// event; false when the object is not mirrored. m.mu is held.
+func rederive[T model.Object](m *Mirror, k *model.Kind, id string, set func(T)) (nsdb.Event, bool) {
+	prev, ok := m.objs.get(k, id).(T)
+	if !ok {
+		return nsdb.Event{}, false
+	}
+	cur := model.Clone(prev).(T)
+	set(cur)
+	m.objs.put(cur, m.gen)
+	return nsdb.Event{Type: nsdb.Put, Kind: k, ID: id, Object: cur, Prev: prev}, true
+}
+
+// reachable is the mirror's objects as the simulator sees them: without
+// the tunnel-zone memberships of unreachable hosts.
+type reachable struct {
+	objects
+	unreachable map[string]bool
+}
+
+func (r reachable) Each(k *model.Kind, fn func(model.Object) bool) {
+	if k != model.TunnelZoneMemberKind || len(r.unreachable) == 0 {
+		r.objects.Each(k, fn)
+		return
+	}
+	r.objects.Each(k, func(o model.Object) bool {
+		if r.unreachable[o.(*model.TunnelZoneMember).HostID] {
+			return true
+		}
+		return fn(o)
+	})
+}
+
+// updateUnreachable follows the hosts the events (all, after a reset)
+// changed; it reports whether the set changed. m.mu is held.
+func (m *Mirror) updateUnreachable(events []nsdb.Event, reset bool) bool {
+	dead := func(h *model.Host) bool { return m.liveKnown && !h.Alive && h.ID != m.cfg.HostID }
+	if reset {
+		before := len(m.unreachable)
+		m.unreachable = nil
+		m.objs.Each(model.HostKind, func(o model.Object) bool {
+			if h := o.(*model.Host); dead(h) {
+				if m.unreachable == nil {
+					m.unreachable = map[string]bool{}
+				}
+				m.unreachable[h.ID] = true
+			}
+			return true
+		})
+		return before != 0 || len(m.unreachable) != 0
+	}
+	changed := false
+	for _, ev := range events {
+		if ev.Kind != model.HostKind {
+			continue
+		}
+		h, _ := ev.Object.(*model.Host)
+		now := h != nil && dead(h)
+		if now == m.unreachable[ev.ID] {
+			continue
+		}
+		changed = true
+		u := make(map[string]bool, len(m.unreachable)+1) // published snapshots hold the old map
+		for id := range m.unreachable {
+			u[id] = true
+		}
+		if now {
+			u[ev.ID] = true
+		} else {
+			delete(u, ev.ID)
+		}
+		if len(u) == 0 {
+			u = nil
+		}
+		m.unreachable = u
+	}
+	return changed
+}
+
 // commit publishes a snapshot of the mirror and invalidates the flows the
 // events made stale (all of them after a reset). m.mu is held.
 func (m *Mirror) commit(events []nsdb.Event, reset bool) {
 	old := m.cur.Load()
 	events = append(m.pending, events...)
+	// A host's liveness changes which tunnel-zone memberships the
+	// simulator sees (ApplyLiveness sends them as changed): that topology
+	// is built whole.
+	liveness := m.updateUnreachable(events, reset)
+	view := reachable{m.objs, m.unreachable}
 	var topo *sim.Topology
 	var err error
-	if reset || m.stale {
-		topo, err = sim.BuildFrom(m.objs)
+	if reset || m.stale || liveness {
+		topo, err = sim.BuildFrom(view)
 	} else {
 		changes := make([]sim.Change, len(events))
 		for i, ev := range events {
 			changes[i] = sim.Change{Old: ev.Prev, New: ev.Object}
 		}
-		topo, err = old.Topo.Apply(changes, m.objs)
+		topo, err = old.Topo.Apply(changes, view)
 	}
 	if err != nil {
 		m.cfg.Log.Error("topology rebuild failed; keeping the previous one", "err", err)
 		m.pending, m.stale = events, true
 		return
 	}
-	next := &Snapshot{Version: old.Version + 1, Topo: topo, objs: m.objs}
+	next := &Snapshot{Version: old.Version + 1, Topo: topo, Unreachable: m.unreachable, objs: m.objs}
 	if reset {
 		next.Reset, next.since = true, allKeys(next.Version)
 	} else {

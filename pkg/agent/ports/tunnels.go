@@ -27,7 +27,7 @@ func (p *Ports) syncTunnels(s *mirror.Snapshot) {
 
 // TunnelConfig is host's tunnel endpoint in a topology: local (or, if
 // invalid, its tunnel-zone member address), the encapsulations of its
-// zones, and the other members of those zones, sorted.
+// zones, and the other members of those zones that are reachable, sorted.
 func TunnelConfig(s *mirror.Snapshot, host string, local netip.Addr, vxlanPort uint16) datapath.TunnelConfig {
 	var zones []string
 	var mine []*model.TunnelZoneMember // this host's memberships, by id: the first one's address is the default
@@ -51,7 +51,9 @@ func TunnelConfig(s *mirror.Snapshot, host string, local netip.Addr, vxlanPort u
 	})
 	peers := map[netip.Addr]bool{}
 	s.Each(model.TunnelZoneMemberKind, func(o model.Object) bool {
-		if x := o.(*model.TunnelZoneMember); x.HostID != host && slices.Contains(zones, x.TunnelZoneID) {
+		// A dead (or revoked) host is no peer: nothing is sent to it,
+		// nothing it sends is accepted.
+		if x := o.(*model.TunnelZoneMember); x.HostID != host && !s.Unreachable[x.HostID] && slices.Contains(zones, x.TunnelZoneID) {
 			peers[x.Address] = true
 		}
 		return true

@@ -35,7 +35,7 @@ func TestTraceRouted(t *testing.T) {
 		e.mustCreate("/routers/"+r+"/routes", map[string]any{"dst": net + ".0/24", "port_id": rp})
 	}
 	// The VM's MAC as an agent would have learned it.
-	if _, err := e.cli.Put(context.Background(), nsdb.LearnedMAC{BridgeID: b2, MAC: [6]byte{2, 0, 0, 0, 0, 2}}.Key(), vm2); err != nil {
+	if _, err := e.cli.Put(context.Background(), nsdb.LearnedMAC{Host: h1, BridgeID: b2, MAC: [6]byte{2, 0, 0, 0, 0, 2}}.Key(), vm2); err != nil {
 		t.Fatal(err)
 	}
 	st, obj, _ := e.do("POST", "/trace", map[string]any{"in_port_id": vm1, "src": "10.0.1.11", "dst": "10.0.2.12", "proto": "tcp", "dst_port": 22})
@@ -61,7 +61,7 @@ func TestTraceRouted(t *testing.T) {
 	}
 	learnedMAC := packet.MAC{2, 0, 0, 0, 0, 0x0c}
 	if err := nsdb.New(e.cli).PutLearnedNeighbor(context.Background(),
-		nsdb.LearnedNeighbor{RouterID: r, IP: netip.MustParseAddr("10.0.1.12"), MAC: learnedMAC, At: time.Now()}, lease.ID); err != nil {
+		nsdb.LearnedNeighbor{Host: h0, RouterID: r, IP: netip.MustParseAddr("10.0.1.12"), MAC: learnedMAC, At: time.Now()}, lease.ID); err != nil {
 		t.Fatal(err)
 	}
 	gw := routerPortMAC(t, e, r, "10.0.1.1")

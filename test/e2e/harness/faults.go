@@ -34,15 +34,20 @@ func (e *Env) startEtcdCluster(t testing.TB, members int) {
 	e.Etcd = c
 }
 
-// runServer starts nagare-server with e.serverArgs and waits until it is
-// healthy (and, with authentication, logged in to).
+// runServer starts nagare-server with e.serverArgs and e.serverEnv and
+// waits until it is healthy (and, with authentication, logged in to).
 func (e *Env) runServer(t testing.TB) error {
-	e.server = startProc(t, filepath.Join(e.dir, "server.log"), Binaries.Server, e.serverArgs...)
+	e.server = startProcEnv(t, filepath.Join(e.dir, "server.log"), e.serverEnv, Binaries.Server, e.serverArgs...)
 	err := Eventually(30*time.Second, func() error {
 		if e.server.Exited() {
 			return stop{errors.New("nagare-server exited")}
 		}
-		resp, err := http.Get(e.API + "/healthz")
+		if e.secure && e.client == http.DefaultClient {
+			if err := e.trustCA(); err != nil {
+				return err
+			}
+		}
+		resp, err := e.client.Get(e.API + "/healthz")
 		if err != nil {
 			return err
 		}
@@ -73,8 +78,13 @@ func (e *Env) RestartServer(t testing.TB) {
 
 // Health is /healthz's status now (0 when the server does not answer).
 func (e *Env) Health() int {
-	c := http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get(e.API + "/healthz")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.API+"/healthz", nil)
+	if err != nil {
+		return 0
+	}
+	resp, err := e.client.Do(req)
 	if err != nil {
 		return 0
 	}
@@ -88,9 +98,6 @@ func (h *Hypervisor) FreezeAgent() error { return h.agent.cmd.Process.Signal(sys
 
 // ThawAgent resumes a frozen agent (SIGCONT).
 func (h *Hypervisor) ThawAgent() error { return h.agent.cmd.Process.Signal(syscall.SIGCONT) }
-
-// AgentExited reports whether the agent process has ended.
-func (h *Hypervisor) AgentExited() bool { return h.agent.Exited() }
 
 // SetUnderlay brings the hypervisor's underlay link (ul0) down or up, as a
 // pulled cable or a flapping switch port would.

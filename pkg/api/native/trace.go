@@ -169,14 +169,6 @@ func runTrace(objs []model.Object, macs []nsdb.LearnedMAC, neigh []nsdb.LearnedN
 			probe.EthSrc = packet.MAC{0x02, 0x00, 0x00, 0x00, 0x00, 0x01}
 		}
 	}
-	if probe.EthDst.IsZero() {
-		probe.EthDst = dstMAC(objs, ports, neigh, in, req.Src, req.Dst)
-	}
-	buf := make([]byte, 16<<10)
-	n, err := packet.BuildProbe(buf, &probe)
-	if err != nil {
-		return nil, badField("length", "cannot build the packet: %v", err)
-	}
 	topo, err := sim.Build(objs)
 	if err != nil {
 		return nil, err
@@ -190,6 +182,21 @@ func runTrace(objs []model.Object, macs []nsdb.LearnedMAC, neigh []nsdb.LearnedN
 	// new) instead of "no flow state configured"; replies find no state.
 	fs := flowstate.New(flowstate.Config{MaxEntries: 64})
 	s := sim.NewSimulator(topo, sim.Config{HostID: host, MACs: learned(macs), FlowState: fs})
+	if probe.EthDst.IsZero() {
+		probe.EthDst = dstMAC(objs, ports, neigh, in, req.Src, req.Dst)
+		if probe.EthDst == packet.BroadcastMAC && !probe.ARP {
+			// What the VM's ARP request would be answered with, where the
+			// bridge answers it (a router's NAT address, a static entry).
+			if mac, ok := arpAnswer(s, in.ID, probe.EthSrc, req.Src, req.Dst); ok {
+				probe.EthDst = mac
+			}
+		}
+	}
+	buf := make([]byte, 16<<10)
+	n, err := packet.BuildProbe(buf, &probe)
+	if err != nil {
+		return nil, badField("length", "cannot build the packet: %v", err)
+	}
 	var pkt packet.Parsed
 	pkt.Decode(buf[:n])
 	var tr sim.Tracer
@@ -256,6 +263,30 @@ func dstMAC(objs []model.Object, ports map[string]*model.Port, neigh []nsdb.Lear
 		}
 	}
 	return packet.BroadcastMAC
+}
+
+// arpAnswer simulates the ARP request a VM on port in would send for dst
+// and returns the MAC a reply generated on the way names, if any.
+func arpAnswer(s *sim.Simulator, in string, src packet.MAC, srcIP, dst netip.Addr) (packet.MAC, bool) {
+	if !srcIP.Is4() {
+		return packet.MAC{}, false
+	}
+	buf := make([]byte, 128)
+	n, err := packet.BuildProbe(buf, &packet.Probe{EthSrc: src, EthDst: packet.BroadcastMAC, ARP: true, Src: srcIP, Dst: dst})
+	if err != nil {
+		return packet.MAC{}, false
+	}
+	var pkt packet.Parsed
+	pkt.Decode(buf[:n])
+	res := sim.NewResult()
+	s.Simulate(&sim.Input{InPortID: in, Pkt: &pkt, Frame: buf[:n]}, res)
+	for _, g := range res.Generated() {
+		var gp packet.Parsed
+		if gp.Decode(res.Frame(g)); gp.L3 == packet.L3ARP && gp.ARPOp == 2 && gp.ARPSenderIP == dst {
+			return gp.ARPSenderMAC, true
+		}
+	}
+	return packet.MAC{}, false
 }
 
 func formatAction(a flow.Action) string {

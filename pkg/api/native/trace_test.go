@@ -64,11 +64,20 @@ func TestTraceRouted(t *testing.T) {
 		nsdb.LearnedNeighbor{Host: h0, RouterID: r, IP: netip.MustParseAddr("10.0.1.12"), MAC: learnedMAC, At: time.Now()}, lease.ID); err != nil {
 		t.Fatal(err)
 	}
+	// A DNAT address on the router, on vm1's subnet: the bridge answers
+	// ARP for it with the router port's MAC, and the trace asks the same.
+	ch := e.mustCreate("/chains", map[string]any{"name": "nat-in"})
+	e.mustCreate("/chains/"+ch+"/rules", map[string]any{"dst": "10.0.1.50/32", "type": "dnat", "flow_action": "accept",
+		"targets": []string{"10.0.2.12"}})
+	if st, obj, _ := e.do("PUT", "/routers/"+r, map[string]any{"inbound_filter_id": ch}); st != 200 {
+		t.Fatalf("router infilter: %d %v", st, obj)
+	}
 	gw := routerPortMAC(t, e, r, "10.0.1.1")
 	for _, c := range []struct{ dst, mac string }{
 		{"10.0.2.12", gw},                  // off the subnet: the gateway
 		{"10.0.1.1", gw},                   // the router port itself
 		{"10.0.1.12", learnedMAC.String()}, // learned by the router
+		{"10.0.1.50", gw},                  // the router's NAT address: ARP answered by the bridge
 		{"10.0.1.99", "ff:ff:ff:ff:ff:ff"}, // nobody knows it: the VM would ARP
 	} {
 		st, obj, _ := e.do("POST", "/trace", map[string]any{"in_port_id": vm1, "src": "10.0.1.11", "dst": c.dst, "proto": "udp", "dst_port": 53})

@@ -23,12 +23,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
 
-	"golang.org/x/sys/unix"
+	"github.com/nagare/nagare/pkg/datapath/nsexec"
 )
 
 // Prefix starts the name of every namespace this process creates.
@@ -115,37 +114,7 @@ func (ns *NS) Do(fn func() error) error {
 }
 
 // Do is NS.Do for any namespace path (/run/netns/X, /proc/PID/ns/net).
-func Do(nsPath string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- fmt.Errorf("open current netns: %w", err)
-			return
-		}
-		defer unix.Close(orig)
-		target, err := unix.Open(nsPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- fmt.Errorf("open netns %s: %w", nsPath, err)
-			return
-		}
-		defer unix.Close(target)
-		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("enter netns %s: %w", nsPath, err)
-			return
-		}
-		ferr := fn()
-		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
-			// Stay locked: the goroutine exits and the thread dies with it.
-			errc <- fmt.Errorf("restore netns after %s: %w", nsPath, err)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
+func Do(nsPath string, fn func() error) error { return nsexec.Do(nsPath, fn) }
 
 // Veth creates a veth pair with end ifA in namespace a and end ifB in
 // namespace b, both up with IPv6 disabled. IPv6 is off so the kernel's own

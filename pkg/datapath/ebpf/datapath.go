@@ -110,6 +110,7 @@ type Datapath struct {
 	lateHits atomic.Uint64 // misses that found their flow installed by the time the agent read them
 	vxState  stateCounters
 	greState stateCounters
+	greTx    struct{ packets, bytes, errors atomic.Uint64 } // GRE the agent sent itself
 	keyWarn  sync.Once
 }
 
@@ -475,8 +476,9 @@ func (dp *Datapath) Stats() datapath.Stats {
 	s.Lost = c[cLost] + dp.perfLost.Load() + dp.drops.get(datapath.DropRxRingFull)
 	s.VXLAN = datapath.TunnelStats{RxPackets: c[cVXLANRxPackets], RxBytes: c[cVXLANRxBytes], TxPackets: c[cVXLANTxPackets],
 		TxBytes: c[cVXLANTxBytes], TxErrors: c[cVXLANTxErrors], StateRx: dp.vxState.rx.Load(), StateTx: dp.vxState.tx.Load()}
-	s.GRE = datapath.TunnelStats{RxPackets: c[cGRERxPackets], RxBytes: c[cGRERxBytes], TxPackets: c[cGRETxPackets],
-		TxBytes: c[cGRETxBytes], TxErrors: c[cGRETxErrors], StateRx: dp.greState.rx.Load(), StateTx: dp.greState.tx.Load()}
+	s.GRE = datapath.TunnelStats{RxPackets: c[cGRERxPackets], RxBytes: c[cGRERxBytes], TxPackets: c[cGRETxPackets] + dp.greTx.packets.Load(),
+		TxBytes: c[cGRETxBytes] + dp.greTx.bytes.Load(), TxErrors: c[cGRETxErrors] + dp.greTx.errors.Load(),
+		StateRx: dp.greState.rx.Load(), StateTx: dp.greState.tx.Load()}
 	for _, p := range dp.ports.Load().byID {
 		pc := dp.portCounters(p.slot)
 		s.Ports = append(s.Ports, datapath.PortStats{PortID: p.cfg.PortID, Index: p.cfg.Index, Interface: p.cfg.Interface,

@@ -250,7 +250,15 @@ func (dp *Datapath) Execute(inPort int32, frame []byte, actions []flow.Action) e
 				dp.drops.add(datapath.DropRewriteRefused, 1)
 				return nil
 			}
-		case flow.ActOutput, flow.ActEncap:
+		case flow.ActEncap:
+			if a.Tunnel == packet.TunnelGRE {
+				if err := dp.sendGRE(buf[:end], start, a); err != nil {
+					return fmt.Errorf("datapath: execute: %w", err)
+				}
+				continue
+			}
+			fallthrough
+		case flow.ActOutput:
 			if err := dp.inj.send(buf[start:end], kact(i)); err != nil {
 				if a.Type == flow.ActEncap {
 					dp.drops.add(datapath.DropTunnelTxError, 1)

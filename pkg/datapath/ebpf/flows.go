@@ -15,6 +15,7 @@ import (
 	"github.com/nagare/nagare/pkg/datapath"
 	"github.com/nagare/nagare/pkg/flow"
 	"github.com/nagare/nagare/pkg/flowstate"
+	"github.com/nagare/nagare/pkg/packet"
 )
 
 // flowRec is the agent side of an installed flow: what the kernel does
@@ -74,7 +75,7 @@ func (dp *Datapath) Install(spec *datapath.FlowSpec) error {
 	if in == nil {
 		return fmt.Errorf("datapath: install: in-port %d: %w", spec.Key.InPort, datapath.ErrUnknownPort)
 	}
-	list, outs, err := compileList(ps, spec.Actions)
+	list, outs, err := compileList(ps, &spec.Key, spec.Actions)
 	if err != nil {
 		return fmt.Errorf("datapath: install: %w", err)
 	}
@@ -136,10 +137,12 @@ func (dp *Datapath) Install(spec *datapath.FlowSpec) error {
 }
 
 // compileList resolves acts against the attached ports into a kernel
-// action list, or nil if the list is too long for the kernel (a slow
-// flow, whose packets the agent side executes). Actions after the last
-// output change nothing anyone sees and are left out.
-func compileList(ps *portSet, acts []flow.Action) (*actionList, []*port, error) {
+// action list, or nil if the kernel cannot apply them (a slow flow, whose
+// packets the agent side executes): too many actions, an ICMP quote
+// rewrite, or a GRE encapsulation the program cannot build (gre_encap in
+// bpf/actions.h). Actions after the last output change nothing anyone
+// sees and are left out.
+func compileList(ps *portSet, key *flow.Key, acts []flow.Action) (*actionList, []*port, error) {
 	var outs []*port
 	list := &actionList{LastOut: noOutput}
 	for i := range acts {
@@ -179,6 +182,9 @@ func compileList(ps *portSet, acts []flow.Action) (*actionList, []*port, error) 
 	}
 	if list != nil && list.LastOut != noOutput {
 		list.N = list.LastOut + 1
+		if !greFits(key, acts, int(list.LastOut)) {
+			list = nil
+		}
 	}
 	return list, outs, nil
 }
@@ -460,4 +466,24 @@ func (l *actionLists) put(id uint32) {
 	delete(l.byID, id)
 	delete(l.byV, r.v)
 	_ = l.m.Delete(id) // only fails if already gone
+}
+
+// greFits reports whether the kernel can apply the GRE encapsulations of
+// acts: only as the last output (last), of an untagged IP frame that no
+// action tags.
+func greFits(key *flow.Key, acts []flow.Action, last int) bool {
+	tagged := key.VLAN[0] != 0 || key.EtherType != packet.EtherTypeIPv4 && key.EtherType != packet.EtherTypeIPv6
+	for i := 0; i <= last && i < len(acts); i++ {
+		switch acts[i].Type {
+		case flow.ActPushVLAN:
+			tagged = true
+		case flow.ActPopVLAN:
+			// A pop can only make an inner tag the outer one.
+		case flow.ActEncap:
+			if acts[i].Tunnel == packet.TunnelGRE && (i != last || tagged) {
+				return false
+			}
+		}
+	}
+	return true
 }

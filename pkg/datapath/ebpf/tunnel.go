@@ -3,6 +3,7 @@
 package ebpf
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -15,27 +16,32 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nagare/nagare/pkg/datapath"
+	"github.com/nagare/nagare/pkg/flow"
 	"github.com/nagare/nagare/pkg/packet"
 )
 
-// Tunnels use the kernel's own VXLAN and GRE (gretap) devices in
-// collect_md ("external") mode: one device per encapsulation, whatever
-// the number of peers and keys, the key and remote endpoint set per
-// packet by the program (bpf_skb_set_tunnel_key) and read back on receive
-// (bpf_skb_get_tunnel_key). The kernel builds and parses the outer headers,
-// segments GSO frames and checksums them. A program on the underlay
-// interface sees tunnel packets before that, to drop strangers' and
-// malformed ones with a reason and to take the flow-state packets, whose
-// payload is not an Ethernet frame, out for the agent.
-const (
-	vxlanName = "ngr-vxlan"
-	greName   = "ngr-gre"
-)
+// VXLAN uses the kernel's own VXLAN device in collect_md ("external")
+// mode: one device whatever the number of peers and keys, the key and
+// remote endpoint set per packet by the program (bpf_skb_set_tunnel_key)
+// and read back on receive (bpf_skb_get_tunnel_key). The kernel builds and
+// parses the outer headers, segments GSO frames and checksums them.
+//
+// GRE is encapsulated and decapsulated by the programs themselves: many
+// kernels (this project's CI machines among them) are built without GRE
+// tunnel devices, and the GRE segmentation offload GSO needs is always
+// built in. Frames the program cannot grow into GRE (not IP, VLAN-tagged,
+// or not the flow's last output) are sent by the agent with a raw socket.
+//
+// A program on the underlay interface sees tunnel packets before all
+// that, to drop strangers' and malformed ones with a reason and to take
+// the flow-state packets, whose payload is not an Ethernet frame, out for
+// the agent.
+const vxlanName = "ngr-vxlan"
 
 type tunnels struct {
 	cfg     datapath.TunnelConfig
 	peers   map[[4]byte]struct{}
-	vx, gre *tunDev
+	vx      *tunDev
 	ul      *attachment
 	ulIf    int
 	vxSock  *net.UDPConn // flow-state packets over VXLAN
@@ -85,7 +91,7 @@ func (dp *Datapath) setTunnels(t *tunnels, cfg datapath.TunnelConfig, peers map[
 	if t.vx, err = dp.ensureDev(t.vx, cfg.VXLAN, vxlanName, cfg.VXLANPort); err != nil {
 		return err
 	}
-	if t.gre, err = dp.ensureDev(t.gre, cfg.GRE, greName, 0); err != nil {
+	if err := dp.attachUnderlay(t, cfg); err != nil {
 		return err
 	}
 	kc := kernelConfig{VxlanPort: cfg.VXLANPort}
@@ -96,8 +102,8 @@ func (dp *Datapath) setTunnels(t *tunnels, cfg datapath.TunnelConfig, peers map[
 	if t.vx != nil {
 		kc.VxlanIfindex = uint32(t.vx.ifindex)
 	}
-	if t.gre != nil {
-		kc.GreIfindex = uint32(t.gre.ifindex)
+	if cfg.GRE {
+		kc.GreIfindex = uint32(t.ulIf)
 	}
 	if err := dp.objs.Config.Put(uint32(0), &kc); err != nil {
 		return fmt.Errorf("write config: %w", err)
@@ -106,9 +112,6 @@ func (dp *Datapath) setTunnels(t *tunnels, cfg datapath.TunnelConfig, peers map[
 		return err
 	}
 	t.peers = peers
-	if err := dp.attachUnderlay(t, cfg); err != nil {
-		return err
-	}
 	if err := dp.stateSockets(t, cfg); err != nil {
 		return err
 	}
@@ -132,12 +135,7 @@ func (dp *Datapath) ensureDev(d *tunDev, want bool, name string, port uint16) (*
 			return nil, fmt.Errorf("remove stale %s: %w", name, err)
 		}
 	}
-	var link netlink.Link
-	if name == vxlanName {
-		link = &netlink.Vxlan{LinkAttrs: netlink.LinkAttrs{Name: name}, FlowBased: true, Port: int(port)}
-	} else {
-		link = &netlink.Gretap{LinkAttrs: netlink.LinkAttrs{Name: name}, FlowBased: true}
-	}
+	link := &netlink.Vxlan{LinkAttrs: netlink.LinkAttrs{Name: name}, FlowBased: true, Port: int(port)}
 	if err := dp.nl.LinkAdd(link); err != nil {
 		return nil, fmt.Errorf("create %s: %w", name, err)
 	}
@@ -290,9 +288,6 @@ func (t *tunnels) close(dp *Datapath) error {
 	if t.vx != nil {
 		errs = append(errs, dp.removeDev(t.vx, vxlanName))
 	}
-	if t.gre != nil {
-		errs = append(errs, dp.removeDev(t.gre, greName))
-	}
 	if t.vxSock != nil {
 		errs = append(errs, t.vxSock.Close())
 	}
@@ -348,5 +343,35 @@ func (dp *Datapath) SendState(peer netip.Addr, payload []byte) error {
 		return fmt.Errorf("datapath: send state to %s: %w", peer, err)
 	}
 	c.tx.Add(1)
+	return nil
+}
+
+// sendGRE sends the frame buf[start:] to a.Underlay over GRE with the
+// raw socket: the path of the frames the program cannot encapsulate
+// itself. buf has room for the GRE header before start.
+func (dp *Datapath) sendGRE(buf []byte, start int, a *flow.Action) error {
+	dp.mu.Lock()
+	sock := dp.tun.greSock
+	dp.mu.Unlock()
+	if sock == nil {
+		dp.drops.add(datapath.DropTunnelDisabled, 1)
+		return errors.New("GRE not enabled by SetTunnels")
+	}
+	if start < 8 {
+		dp.drops.add(datapath.DropTunnelTxError, 1)
+		return errors.New("no room for the GRE header")
+	}
+	inner := len(buf) - start
+	hdr := buf[start-8 : start]
+	binary.BigEndian.PutUint16(hdr[0:], 0x2000) // K
+	binary.BigEndian.PutUint16(hdr[2:], packet.EtherTypeTEB)
+	binary.BigEndian.PutUint32(hdr[4:], a.TunnelKey)
+	if _, err := sock.WriteToIP(buf[start-8:], &net.IPAddr{IP: a.Underlay.Unmap().AsSlice()}); err != nil {
+		dp.greTx.errors.Add(1)
+		dp.drops.add(datapath.DropTunnelTxError, 1)
+		return fmt.Errorf("GRE to %s: %w", a.Underlay, err)
+	}
+	dp.greTx.packets.Add(1)
+	dp.greTx.bytes.Add(uint64(inner))
 	return nil
 }

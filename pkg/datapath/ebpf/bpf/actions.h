@@ -206,35 +206,114 @@ static __noinline int act_output(struct __sk_buff *skb, const struct action *a, 
 	return bpf_redirect(a->w, 0);
 }
 
-/* encap sends the frame through the VXLAN or GRE device in collect_md
- * mode: the tunnel key and remote endpoint travel as skb metadata, and the
- * device builds the outer headers (and segments GSO frames). */
+/* gre_encap encapsulates the frame in IPv4 + GRE (RFC 2890: key,
+ * transparent Ethernet bridging) in the program itself: many kernels (this
+ * project's CI among them) are built without GRE tunnel devices, while the
+ * GRE segmentation offload that GSO frames need is always there. The room
+ * is made with the encapsulation flags so that the kernel segments a GSO
+ * frame as GRE, and the kernel routes the outer packet and fills in its
+ * Ethernet header. Only IP frames without a VLAN tag can be grown this way
+ * (bpf_skb_adjust_room); the agent marks other GRE flows slow and sends
+ * their packets itself. The encapsulation must be the flow's last output:
+ * it changes the frame for every later action too. */
+static __noinline int gre_encap(struct __sk_buff *skb, const struct action *a, const struct config *cfg)
+{
+	struct {
+		__u8 ip[20];
+		__u8 gre[8];
+		__u8 mac[14];
+	} h = {};
+	__u16 tot;
+	__s64 csum;
+	__u32 key = bpf_htonl(a->w), dst;
+	__u8 eth[14];
+
+	if (skb->vlan_present || (skb->protocol != bpf_htons(ETH_P_IP_) && skb->protocol != bpf_htons(ETH_P_IPV6_)))
+		return -DROP_TUNNEL_TX_ERROR;
+	if (bpf_skb_load_bytes(skb, 0, h.mac, 14))
+		return -DROP_TUNNEL_TX_ERROR;
+	__builtin_memcpy(&dst, a->data, 4);
+	if (bpf_skb_adjust_room(skb, sizeof(h), BPF_ADJ_ROOM_MAC,
+				BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_GRE |
+				BPF_F_ADJ_ROOM_ENCAP_L2_ETH | BPF_F_ADJ_ROOM_ENCAP_L2(14)))
+		return -DROP_TUNNEL_TX_ERROR;
+	tot = skb->len - 14;
+	h.ip[0] = 0x45;
+	h.ip[2] = tot >> 8;
+	h.ip[3] = tot & 0xff;
+	h.ip[6] = 0x40; /* DF: the overlay's MTU is sized for the underlay */
+	h.ip[8] = 64;
+	h.ip[9] = 47;
+	__builtin_memcpy(h.ip + 12, &cfg->local_ip, 4);
+	__builtin_memcpy(h.ip + 16, &dst, 4);
+	csum = bpf_csum_diff(0, 0, (__be32 *)h.ip, 20, 0);
+	if (csum < 0)
+		return -DROP_TUNNEL_TX_ERROR;
+	csum = (csum & 0xffff) + (csum >> 16);
+	csum = (csum & 0xffff) + (csum >> 16);
+	*(__u16 *)(h.ip + 10) = ~(__u16)csum;
+	h.gre[0] = 0x20; /* K */
+	h.gre[2] = 0x65;
+	h.gre[3] = 0x58;
+	__builtin_memcpy(h.gre + 4, &key, 4);
+	if (bpf_skb_store_bytes(skb, 14, &h, sizeof(h), 0))
+		return -DROP_TUNNEL_TX_ERROR;
+	/* The outer Ethernet header: unicast, IPv4; the addresses are the
+	 * neighbour subsystem's. */
+	__builtin_memset(eth, 0, 12);
+	eth[12] = 0x08;
+	eth[13] = 0x00;
+	if (bpf_skb_store_bytes(skb, 0, eth, 14, 0))
+		return -DROP_TUNNEL_TX_ERROR;
+	/* Without next-hop parameters the kernel routes the outer packet
+	 * (out of the underlay interface, through a gateway if need be) and
+	 * resolves the neighbour. bpf_fib_lookup would refuse: it insists on
+	 * forwarding being enabled on the interface. */
+	return bpf_redirect_neigh(cfg->gre_ifindex, 0, 0, 0);
+}
+
+/* encap sends the frame to a remote host. VXLAN goes through the kernel's
+ * VXLAN device in collect_md mode: the key and remote endpoint travel as
+ * skb metadata (bpf_skb_set_tunnel_key), and the device builds the outer
+ * headers and segments GSO frames. GRE is built here (gre_encap). */
 static __noinline int act_encap(struct __sk_buff *skb, const struct action *a, int last)
 {
 	__u32 zero = 0, ifindex;
 	struct config *cfg = bpf_map_lookup_elem(&config, &zero);
 	struct bpf_tunnel_key tk = {};
 	__u32 len = frame_len(skb);
-	int gre = a->b == TUN_GRE;
+	int gre = a->b == TUN_GRE, v;
 
 	if (!cfg)
 		return -DROP_TUNNEL_DISABLED;
 	ifindex = gre ? cfg->gre_ifindex : cfg->vxlan_ifindex;
 	if (!ifindex)
 		return -DROP_TUNNEL_DISABLED;
+	if (gre) {
+		if (!last)
+			return -DROP_TUNNEL_TX_ERROR; /* the agent never installs this */
+		v = gre_encap(skb, a, cfg);
+		if (v < 0) {
+			count(C_GRE_TX_ERRORS, 1);
+			return v;
+		}
+		count(C_GRE_TX_PACKETS, 1);
+		count(C_GRE_TX_BYTES, len);
+		return v;
+	}
 	tk.tunnel_id = a->w;
 	tk.remote_ipv4 = bpf_ntohl(*(__u32 *)a->data);
 	tk.local_ipv4 = bpf_ntohl(cfg->local_ip);
 	tk.tunnel_ttl = 64;
 	if (bpf_skb_set_tunnel_key(skb, &tk, sizeof(tk), BPF_F_ZERO_CSUM_TX)) {
-		count(gre ? C_GRE_TX_ERRORS : C_VXLAN_TX_ERRORS, 1);
+		count(C_VXLAN_TX_ERRORS, 1);
 		return -DROP_TUNNEL_TX_ERROR;
 	}
-	count(gre ? C_GRE_TX_PACKETS : C_VXLAN_TX_PACKETS, 1);
-	count(gre ? C_GRE_TX_BYTES : C_VXLAN_TX_BYTES, len);
+	count(C_VXLAN_TX_PACKETS, 1);
+	count(C_VXLAN_TX_BYTES, len);
 	if (!last) {
 		if (bpf_clone_redirect(skb, ifindex, 0)) {
-			count(gre ? C_GRE_TX_ERRORS : C_VXLAN_TX_ERRORS, 1);
+			count(C_VXLAN_TX_ERRORS, 1);
 			return -DROP_TUNNEL_TX_ERROR;
 		}
 		return 0;

@@ -230,20 +230,58 @@ static __noinline int state(struct __sk_buff *skb, __u32 from, __u32 off, __u32 
 }
 
 /* check_inner judges a tunnel packet's key and inner frame (at off, up to
- * end), as the userspace datapath's tunnel receiver does. */
+ * end), as the userspace datapath's tunnel receiver does. It returns the
+ * port slot, or -1 after dropping. */
 static __always_inline int check_inner(struct __sk_buff *skb, __u32 from, __u32 key, __u32 off, __u32 end)
 {
-	if (key == STATE_KEY)
-		return state(skb, from, off, end - off);
+	__u32 *slot;
+
+	if (key == STATE_KEY) {
+		state(skb, from, off, end - off);
+		return -1;
+	}
 	if (end - off < 14) {
 		count_drop(DROP_TUNNEL_MALFORMED);
-		return TC_ACT_SHOT;
+		return -1;
 	}
-	if (!bpf_map_lookup_elem(&tunnel_keys, &key)) {
+	slot = bpf_map_lookup_elem(&tunnel_keys, &key);
+	if (!slot) {
+		count_drop(DROP_TUNNEL_UNKNOWN_KEY);
+		return -1;
+	}
+	return *slot;
+}
+
+/* gre_decap strips the outer Ethernet, IPv4 and GRE headers (hl bytes of
+ * IP and GRE) and delivers the inner frame to the port in slot. */
+static __noinline int gre_decap(struct __sk_buff *skb, __u32 hl, __u32 slot)
+{
+	struct port_info *pi = bpf_map_lookup_elem(&ports, &slot);
+	struct port_stats *ps;
+	__u8 mac[14];
+	__u32 len;
+
+	if (!pi || !pi->ifindex) {
 		count_drop(DROP_TUNNEL_UNKNOWN_KEY);
 		return TC_ACT_SHOT;
 	}
-	return TC_ACT_OK; /* the kernel decapsulates; tunnel_in delivers */
+	if (bpf_skb_load_bytes(skb, 14 + hl, mac, 14) ||
+	    bpf_skb_adjust_room(skb, -(__s32)(hl + 14), BPF_ADJ_ROOM_MAC, 0) ||
+	    bpf_skb_store_bytes(skb, 0, mac, 14, 0)) {
+		count_drop(DROP_TUNNEL_MALFORMED);
+		return TC_ACT_SHOT;
+	}
+	len = skb->len;
+	count(C_GRE_RX_PACKETS, 1);
+	count(C_GRE_RX_BYTES, len);
+	ps = bpf_map_lookup_elem(&port_stats, &slot);
+	if (ps) {
+		ps->tx_packets++;
+		ps->tx_bytes += len;
+	}
+	/* Not redirect_peer: the frame may be ARP or IPv6 under an outer IPv4
+	 * skb->protocol, which only a pass through the veth recomputes. */
+	return bpf_redirect(pi->ifindex, 0);
 }
 
 SEC("tc")
@@ -287,11 +325,14 @@ int underlay_in(struct __sk_buff *skb)
 			count_drop(DROP_TUNNEL_MALFORMED);
 			return TC_ACT_SHOT;
 		}
-		return check_inner(skb, src, (__u32)be16(h + 4) << 8 | h[6], l4 + 16, l4 + ulen);
+		if (check_inner(skb, src, (__u32)be16(h + 4) << 8 | h[6], l4 + 16, l4 + ulen) < 0)
+			return TC_ACT_SHOT;
+		return TC_ACT_OK; /* the kernel decapsulates; tunnel_in delivers */
 	}
 	if (ip[9] == 47 && cfg->gre_ifindex) {
 		__u16 f;
 		__u32 hl = 4, key_off;
+		int slot;
 		if (!peer_known(src)) {
 			count_drop(DROP_TUNNEL_UNKNOWN_PEER);
 			return TC_ACT_SHOT;
@@ -317,7 +358,10 @@ int underlay_in(struct __sk_buff *skb)
 			count_drop(DROP_TUNNEL_MALFORMED);
 			return TC_ACT_SHOT;
 		}
-		return check_inner(skb, src, bpf_ntohl(*(__u32 *)h), l4 + hl, 14 + tot);
+		slot = check_inner(skb, src, bpf_ntohl(*(__u32 *)h), l4 + hl, 14 + tot);
+		if (slot < 0)
+			return TC_ACT_SHOT;
+		return gre_decap(skb, ihl + hl, slot);
 	}
 	return TC_ACT_OK;
 }

@@ -132,7 +132,7 @@ struct port_stats {
 struct config {
 	__u32 local_ip;      /* network order; 0: tunnels off */
 	__u32 vxlan_ifindex; /* 0: VXLAN off */
-	__u32 gre_ifindex;   /* 0: GRE off */
+	__u32 gre_ifindex;   /* the underlay interface GRE packets leave by; 0: GRE off */
 	__u16 vxlan_port;    /* host order */
 	__u16 pad;
 };

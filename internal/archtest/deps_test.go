@@ -25,6 +25,8 @@ func TestDependencyRules(t *testing.T) {
 		// Every datapath speaks pkg/flow's vocabulary and links neither the
 		// simulator nor the topology model nor the NSDB.
 		{"github.com/nagare/nagare/pkg/datapath/...", []string{"go.etcd.io/", "github.com/nagare/nagare/pkg/sim", "github.com/nagare/nagare/pkg/model", "github.com/nagare/nagare/pkg/nsdb", "github.com/nagare/nagare/pkg/agent"}},
+		// What agents publish is plain data the CLI decodes: no etcd.
+		{"github.com/nagare/nagare/pkg/agentstatus", []string{"go.etcd.io/", "net/http", "github.com/nagare/nagare/pkg/nsdb"}},
 		{"github.com/nagare/nagare/pkg/flowstate", []string{"go.etcd.io/", "net/http", "github.com/nagare/nagare/pkg/nsdb", "github.com/nagare/nagare/pkg/datapath", "github.com/nagare/nagare/pkg/sim", "github.com/nagare/nagare/pkg/model"}},
 	}
 	for _, r := range rules {

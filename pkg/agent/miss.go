@@ -158,7 +158,7 @@ func (a *Agent) answerDHCP(v *view, w *worker, u *datapath.Upcall) bool {
 	if srv == nil {
 		return false
 	}
-	n, ok := srv.Handle(u.Frame, time.Now(), w.dhcpOut)
+	n, ok := srv.Handle(p, time.Now(), w.dhcpOut)
 	if ok {
 		out := [1]flow.Action{{Type: flow.ActOutput, Port: u.InPort, PortID: u.PortID}}
 		_ = a.dp.Execute(-1, w.dhcpOut[:n], out[:])

@@ -11,7 +11,7 @@ import "encoding/binary"
 // read. Unlike Parsed.DecTTL it needs no decoded frame, so it also applies
 // after a VLAN push or pop moved the headers.
 func DecFrameTTL(b []byte, n uint8) bool {
-	if len(b) < ethHdrLen {
+	if len(b) < EthHeaderLen {
 		return true
 	}
 	l3 := 12
@@ -23,7 +23,7 @@ func DecFrameTTL(b []byte, n uint8) bool {
 	l3 += 2
 	switch et {
 	case EtherTypeIPv4:
-		if len(b) < l3+ipv4MinLen || b[l3]>>4 != 4 {
+		if len(b) < l3+IPv4MinHeaderLen || b[l3]>>4 != 4 {
 			return true
 		}
 		ttl := b[l3+8]

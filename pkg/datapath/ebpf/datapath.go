@@ -16,11 +16,10 @@ import (
 	"github.com/cilium/ebpf/perf"
 	"github.com/cilium/ebpf/rlimit"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/nagare/nagare/pkg/datapath"
-	"github.com/nagare/nagare/pkg/datapath/nsexec"
+	"github.com/nagare/nagare/pkg/netns"
 	"github.com/nagare/nagare/pkg/packet"
 )
 
@@ -163,24 +162,14 @@ func New(cfg datapath.Config, opts Options) (*Datapath, error) {
 }
 
 func (dp *Datapath) openNetlink() error {
-	if dp.cfg.Netns == "" {
-		h, err := netlink.NewHandle()
-		if err != nil {
-			return fmt.Errorf("datapath: netlink: %w", err)
-		}
-		dp.nl = h
-		return nil
-	}
-	ns, err := netns.GetFromPath(dp.cfg.Netns)
+	ns, err := netns.Open(dp.cfg.Netns)
 	if err != nil {
-		return fmt.Errorf("datapath: network namespace %s: %w", dp.cfg.Netns, err)
+		return fmt.Errorf("datapath: %w", err)
 	}
 	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		return fmt.Errorf("datapath: netlink in %s: %w", dp.cfg.Netns, err)
+	if dp.nl, err = netns.Netlink(ns); err != nil {
+		return fmt.Errorf("datapath: %w", err)
 	}
-	dp.nl = h
 	return nil
 }
 
@@ -204,7 +193,7 @@ func (dp *Datapath) load() error {
 }
 
 // inNetns runs fn inside the datapath's network namespace.
-func (dp *Datapath) inNetns(fn func() error) error { return nsexec.Do(dp.cfg.Netns, fn) }
+func (dp *Datapath) inNetns(fn func() error) error { return netns.DoPath(dp.cfg.Netns, fn) }
 
 // attach attaches a program to an interface's ingress in the datapath's
 // namespace, with the mode chosen at New (resolved on first use).

@@ -44,6 +44,7 @@ type attachment struct {
 	mode    AttachMode
 	link    link.Link // AttachTCX
 	prog    string    // the program's name, for logs and the clsact filter
+	pin     string    // where the TCX link is pinned; "" if it is not
 }
 
 // clsactPriority and clsactHandle name our filter among other tc users'.
@@ -86,7 +87,11 @@ func (a *attachment) detach(nl *netlink.Handle) error {
 		return nil
 	}
 	if a.mode == AttachTCX {
-		return a.link.Close()
+		var err error
+		if a.pin != "" {
+			err = a.link.Unpin()
+		}
+		return errors.Join(err, a.link.Close())
 	}
 	f := &netlink.BpfFilter{FilterAttrs: netlink.FilterAttrs{LinkIndex: a.ifindex, Parent: netlink.HANDLE_MIN_INGRESS,
 		Handle: clsactHandle, Protocol: unix.ETH_P_ALL, Priority: clsactPriority}}

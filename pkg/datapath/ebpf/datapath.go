@@ -31,6 +31,13 @@ type Options struct {
 	// (default 1 MiB): what absorbs a burst of misses while the agent
 	// simulates.
 	UpcallBuffer int
+	// PinDir, if set, is where maps and links are pinned
+	// (/sys/fs/bpf/nagare/<host>): Close then leaves the datapath
+	// forwarding, and the next New with the same PinDir adopts it (pin.go).
+	PinDir string
+	// AdoptGrace is how long adopted flows forward before they are
+	// removed unless installed again (default 30 s).
+	AdoptGrace time.Duration
 }
 
 // port is an attached interface.
@@ -104,6 +111,13 @@ type Datapath struct {
 	stop    chan struct{}
 	wg      sync.WaitGroup
 
+	// Adoption of a predecessor's pinned datapath (pin.go).
+	adopted       bool
+	adoptedSlots  map[uint32]uint32 // ifindex -> slot found pinned
+	adoptDeadline time.Time
+	stale         []string // pin directories of other layouts
+	destroy       bool     // Close removes the pins too
+
 	drops    dropCounters // drops seen by the agent side (upcalls, Execute)
 	perfLost atomic.Uint64
 	lateHits atomic.Uint64 // misses that found their flow installed by the time the agent read them
@@ -123,6 +137,9 @@ var _ datapath.Datapath = (*Datapath)(nil)
 func New(cfg datapath.Config, opts Options) (*Datapath, error) {
 	if opts.UpcallBuffer <= 0 {
 		opts.UpcallBuffer = 1 << 20
+	}
+	if opts.AdoptGrace <= 0 {
+		opts.AdoptGrace = 30 * time.Second
 	}
 	dp := &Datapath{cfg: cfg, opts: opts, flows: cfg.Flows.WithDefaults(), log: cfg.Logger, stop: make(chan struct{})}
 	if dp.log == nil {
@@ -145,6 +162,18 @@ func New(cfg datapath.Config, opts Options) (*Datapath, error) {
 	dp.table.init()
 	dp.lists.init(dp.objs.Actions)
 	dp.ports.Store((&portSet{}).clone())
+	if len(dp.stale) > 0 {
+		// Old layouts' links are taken over as interfaces are attached;
+		// their pins go at the end of the grace period.
+		dp.adoptDeadline = time.Now().Add(opts.AdoptGrace)
+	}
+	if dp.adopted {
+		if err := dp.adopt(); err != nil {
+			dp.objs.Close()
+			dp.nl.Close()
+			return nil, fmt.Errorf("datapath: %w", err)
+		}
+	}
 	var err error
 	if dp.inj, err = newInjector(dp); err != nil {
 		dp.objs.Close()
@@ -182,7 +211,12 @@ func (dp *Datapath) load() error {
 	// Action lists are shared, so there are at most as many as flows.
 	spec.Maps[datapathMapFlows].MaxEntries = uint32(dp.flows.MaxFlows)
 	spec.Maps[datapathMapActions].MaxEntries = uint32(dp.flows.MaxFlows)
-	if err := spec.LoadAndAssign(&dp.objs, nil); err != nil {
+	if dp.opts.PinDir != "" {
+		dp.adopted, err = dp.loadPinned(spec)
+	} else {
+		err = spec.LoadAndAssign(&dp.objs, nil)
+	}
+	if err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			return fmt.Errorf("datapath: the kernel refused the programs: %+v", ve)
@@ -200,8 +234,22 @@ func (dp *Datapath) inNetns(fn func() error) error { return netns.DoPath(dp.cfg.
 func (dp *Datapath) attach(ifindex int, prog *ebpf.Program, name string) (*attachment, error) {
 	var a *attachment
 	err := dp.inNetns(func() (err error) {
-		a, err = attachIngress(dp.opts.Attach, dp.nl, ifindex, prog, name)
-		return err
+		if dp.opts.PinDir != "" && dp.opts.Attach != AttachClsact {
+			if a = dp.adoptLink(ifindex, prog, name); a != nil {
+				return nil
+			}
+		}
+		if a, err = attachIngress(dp.opts.Attach, dp.nl, ifindex, prog, name); err != nil {
+			return err
+		}
+		if dp.opts.PinDir != "" && a.link != nil {
+			a.pin = dp.linkPin(ifindex, name)
+			if err := a.link.Pin(a.pin); err != nil {
+				a.pin = ""
+				return errors.Join(fmt.Errorf("pin %s: %w", name, err), a.detach(dp.nl))
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("datapath: %w", err)
@@ -246,7 +294,10 @@ func (dp *Datapath) AddPort(cfg datapath.PortConfig) error {
 	if err != nil {
 		return fmt.Errorf("datapath: add port %s: interface %s: %w", cfg.PortID, cfg.Interface, err)
 	}
-	slot, ok := freeSlot(ps)
+	slot, ok := dp.adoptedSlots[uint32(l.Attrs().Index)]
+	if !ok || ps.bySlot[slot] != nil {
+		slot, ok = freeSlot(ps, dp.adoptedSlots)
+	}
 	if !ok {
 		return fmt.Errorf("datapath: add port %s: all %d port slots in use", cfg.PortID, maxPorts-1)
 	}
@@ -274,9 +325,13 @@ func (dp *Datapath) AddPort(cfg datapath.PortConfig) error {
 
 // freeSlot returns the lowest unused port slot; 0 is never used, so that a
 // zeroed action cannot name a port.
-func freeSlot(ps *portSet) (uint32, bool) {
+func freeSlot(ps *portSet, reserved map[uint32]uint32) (uint32, bool) {
+	taken := make(map[uint32]bool, len(reserved))
+	for _, s := range reserved {
+		taken[s] = true // an adopted port's, while it may come back
+	}
 	for s := uint32(1); s < maxPorts; s++ {
-		if ps.bySlot[s] == nil {
+		if ps.bySlot[s] == nil && !taken[s] {
 			return s, true
 		}
 	}
@@ -403,16 +458,26 @@ func (dp *Datapath) Close() error {
 	}
 	dp.closed = true
 	close(dp.stop)
+	// With pins, the kernel goes on forwarding for a successor: links are
+	// released, not detached, and the devices stay.
+	persist := dp.opts.PinDir != "" && !dp.destroy
 	ps := dp.ports.Load()
 	dp.ports.Store((&portSet{}).clone())
 	var errs []error
 	for _, p := range ps.byID {
 		p.gone.Store(true)
-		if err := dp.inNetns(func() error { return p.att.detach(dp.nl) }); err != nil {
+		if persist {
+			errs = append(errs, p.att.release())
+		} else if err := dp.inNetns(func() error { return p.att.detach(dp.nl) }); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	errs = append(errs, dp.tun.close(dp), dp.inj.close(dp), dp.reader.Close())
+	if persist {
+		errs = append(errs, dp.tun.release())
+	} else {
+		errs = append(errs, dp.tun.close(dp))
+	}
+	errs = append(errs, dp.inj.close(dp), dp.reader.Close())
 	dp.mu.Unlock()
 	// The programs and maps go when the last reference does: the
 	// detached links held the programs, the programs the maps.
@@ -446,6 +511,7 @@ func (dp *Datapath) expiryLoop() {
 		case <-dp.stop:
 			return
 		case <-t.C:
+			dp.finishAdoption()
 			if err := dp.expire(); err != nil && !dp.isClosed() {
 				dp.log.Warn("datapath: flow expiry", "err", err)
 			}

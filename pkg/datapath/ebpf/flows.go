@@ -35,8 +35,11 @@ type flowRec struct {
 	wall  time.Time // installed
 	mono  uint64    // installed, CLOCK_MONOTONIC ns
 	dead  bool      // removed; still in some tag slices until compaction
-	prev  *flowRec
-	next  *flowRec
+	// adopted is when a flow installed by a previous agent is removed
+	// unless installed again; zero for this agent's flows.
+	adopted time.Time
+	prev    *flowRec
+	next    *flowRec
 }
 
 // flowTable is the agent side of the flow table. Guarded by Datapath.mu.
@@ -325,7 +328,7 @@ func (t *flowTable) removePortFlows(dp *Datapath, p *port) {
 	n := 0
 	for r := t.head; r != nil; {
 		next := r.next
-		if r.in == p || slices.Contains(r.outs, p) {
+		if r.in == p || slices.Contains(r.outs, p) || r.in == nil && r.key.InPort == uint32(p.cfg.Index) {
 			if err := dp.removeFlow(r); err != nil {
 				dp.log.Warn("datapath: remove port: delete kernel flow", "err", err)
 			}
@@ -388,7 +391,11 @@ func (dp *Datapath) Flows(fn func(info *datapath.FlowInfo)) {
 	dp.mu.Lock()
 	infos := make([]datapath.FlowInfo, 0, len(dp.table.recs))
 	for r := dp.table.head; r != nil; r = r.next {
-		infos = append(infos, datapath.FlowInfo{Key: r.key, InPortID: r.in.cfg.PortID, Actions: r.acts, Tags: r.tags,
+		inPortID := ""
+		if r.in != nil {
+			inPortID = r.in.cfg.PortID
+		}
+		infos = append(infos, datapath.FlowInfo{Key: r.key, InPortID: inPortID, Actions: r.acts, Tags: r.tags,
 			Class: r.class, MTU: r.mtu, State: r.state, Installed: r.wall, LastUsed: r.wall})
 	}
 	dp.mu.Unlock()
@@ -452,6 +459,37 @@ func (l *actionLists) get(list *actionList) (uint32, error) {
 	}
 	l.byID[r.id], l.byV[r.v] = r, r
 	return r.id, nil
+}
+
+// adopt registers a list found in the pinned map, with no references yet.
+func (l *actionLists) adopt(id uint32, list *actionList) {
+	b := unsafe.Slice((*byte)(unsafe.Pointer(list)), unsafe.Sizeof(*list))
+	r := &listRef{id: id, v: string(b)}
+	l.byID[id] = r
+	if l.byV[r.v] == nil {
+		l.byV[r.v] = r
+	}
+	l.next = max(l.next, id)
+}
+
+// ref adds a reference to an adopted list; false if there is none.
+func (l *actionLists) ref(id uint32) bool {
+	r := l.byID[id]
+	if r == nil {
+		return false
+	}
+	r.refs++
+	return true
+}
+
+// dropUnused deletes adopted lists no flow uses.
+func (l *actionLists) dropUnused() {
+	for id, r := range l.byID {
+		if r.refs == 0 {
+			r.refs = 1
+			l.put(id)
+		}
+	}
 }
 
 // put drops a reference, deleting the list with the last.

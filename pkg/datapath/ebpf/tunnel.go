@@ -130,7 +130,14 @@ func (dp *Datapath) ensureDev(d *tunDev, want bool, name string, port uint16) (*
 	if !want || d != nil {
 		return d, nil
 	}
-	if l, err := dp.nl.LinkByName(name); err == nil { // left by a crashed agent
+	if l, err := dp.nl.LinkByName(name); err == nil { // a predecessor's
+		if vx, ok := l.(*netlink.Vxlan); ok && dp.opts.PinDir != "" && vx.FlowBased && vx.Port == int(port) {
+			d = &tunDev{ifindex: l.Attrs().Index, port: port}
+			if d.att, err = dp.attach(d.ifindex, dp.objs.TunnelIn, "tunnel_in"); err != nil {
+				return nil, err
+			}
+			return d, nil
+		}
 		if err := dp.nl.LinkDel(l); err != nil {
 			return nil, fmt.Errorf("remove stale %s: %w", name, err)
 		}
@@ -163,8 +170,8 @@ func (dp *Datapath) ensureDev(d *tunDev, want bool, name string, port uint16) (*
 }
 
 func (dp *Datapath) removeDev(d *tunDev, name string) error {
-	if d.att != nil && d.att.link != nil {
-		_ = d.att.link.Close()
+	if err := dp.inNetns(func() error { return d.att.detach(dp.nl) }); err != nil {
+		dp.log.Warn("datapath: detach tunnel_in", "err", err)
 	}
 	l, err := dp.nl.LinkByName(name)
 	if err != nil {
@@ -278,6 +285,30 @@ func dropAll(c syscall.Conn) error {
 		serr = unix.SetsockoptSockFprog(int(fd), unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog)
 	})
 	return errors.Join(err, serr)
+}
+
+// release lets go of the tunnels without touching the kernel side, for
+// a successor to adopt.
+func (t *tunnels) release() error {
+	var errs []error
+	for _, a := range []*attachment{t.ul, vxAtt(t.vx)} {
+		errs = append(errs, a.release())
+	}
+	if t.vxSock != nil {
+		errs = append(errs, t.vxSock.Close())
+	}
+	if t.greSock != nil {
+		errs = append(errs, t.greSock.Close())
+	}
+	*t = tunnels{}
+	return errors.Join(errs...)
+}
+
+func vxAtt(d *tunDev) *attachment {
+	if d == nil {
+		return nil
+	}
+	return d.att
 }
 
 func (t *tunnels) close(dp *Datapath) error {

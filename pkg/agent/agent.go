@@ -20,7 +20,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nagare/nagare/pkg/datapath"
-	"github.com/nagare/nagare/pkg/datapath/userspace"
 	"github.com/nagare/nagare/pkg/flowstate"
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/nsdb"
@@ -32,7 +31,7 @@ type Config struct {
 	HostName      string        // the host's name in the NSDB (default: hostname)
 	EtcdEndpoints []string      // the NSDB
 	TunnelIP      netip.Addr    // this host's underlay address; default its tunnel-zone member address
-	Datapath      string        // "userspace"
+	Datapath      string        // "userspace" or "ebpf"
 	VXLANPort     uint16        // UDP port of VXLAN on every host (default 4789)
 	UnderlayMTU   int           // MTU of the underlay (default 1500)
 	MetricsListen string        // Prometheus endpoint, host:port; empty disables
@@ -63,8 +62,8 @@ func (c *Config) defaults() error {
 	if c.Datapath == "" {
 		c.Datapath = "userspace"
 	}
-	if c.Datapath != "userspace" {
-		return fmt.Errorf("--datapath %q: only userspace is available (the eBPF datapath is not built yet)", c.Datapath)
+	if c.Datapath != "userspace" && c.Datapath != "ebpf" {
+		return fmt.Errorf("--datapath %q: want userspace or ebpf", c.Datapath)
 	}
 	if c.VXLANPort == 0 {
 		c.VXLANPort = 4789
@@ -131,9 +130,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer a.cli.Close()
 	a.store = nsdb.New(a.cli)
-	a.dp, err = userspace.New(datapath.Config{Logger: cfg.Log, Netns: cfg.Netns})
+	a.dp, err = newDatapath(&cfg)
 	if err != nil {
-		return fmt.Errorf("start the userspace datapath: %w", err)
+		return err
 	}
 	defer a.dp.Close()
 	a.met = newMetrics(a)

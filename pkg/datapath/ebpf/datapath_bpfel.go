@@ -84,6 +84,8 @@ type datapathPortInfo struct {
 	Index     int32
 	TunnelKey uint32
 	Flags     uint32
+	MaxLen    uint32
+	Pad       uint32
 }
 
 type datapathPortStats struct {

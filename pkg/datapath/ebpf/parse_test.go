@@ -60,8 +60,8 @@ func newProgHarness(tb testing.TB) *progHarness {
 		}
 	}
 	must(h.objs.PortSlots.Put(uint32(testIfindex), uint32(testSlot)))
-	must(h.objs.Ports.Put(uint32(testSlot), &portInfo{Ifindex: testIfindex, Index: testInPort}))
-	must(h.objs.Ports.Put(uint32(testOutSlot), &portInfo{Ifindex: testIfindex, Index: testInPort + 1}))
+	must(h.objs.Ports.Put(uint32(testSlot), &portInfo{Ifindex: testIfindex, Index: testInPort, MaxLen: 1 << 16}))
+	must(h.objs.Ports.Put(uint32(testOutSlot), &portInfo{Ifindex: testIfindex, Index: testInPort + 1, MaxLen: 1 << 16}))
 	return h
 }
 

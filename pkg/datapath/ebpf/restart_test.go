@@ -190,7 +190,11 @@ func TestRestartMigratesLayout(t *testing.T) {
 	}
 	run(0, false)
 	// An older layout: what the first instance pinned, under v0.
-	if err := os.Rename(filepath.Join(pinDir, "v1"), filepath.Join(pinDir, "v0")); err != nil {
+	cur, err := filepath.Glob(filepath.Join(pinDir, "v*"))
+	if err != nil || len(cur) != 1 {
+		t.Fatalf("pin directories %v (%v), want one", cur, err)
+	}
+	if err := os.Rename(cur[0], filepath.Join(pinDir, "v0")); err != nil {
 		t.Fatal(err)
 	}
 	run(0, false)

@@ -13,7 +13,7 @@ import (
 
 // Constants shared with bpf/nagare.h; layout_test.go checks the C side.
 const (
-	layoutVersion = 1
+	layoutVersion = 2
 	maxActs       = 16
 	maxPorts      = 1024
 	execSlots     = 1024
@@ -71,6 +71,7 @@ const (
 	dropTunnelStateUnhandled
 	dropExecStale
 	dropUpcallLost
+	dropRxOversize
 	numDrops
 )
 
@@ -118,6 +119,8 @@ func dropName(r int) string {
 		return DropExecStale
 	case dropUpcallLost:
 		return datapath.DropRxRingFull
+	case dropRxOversize:
+		return datapath.DropRxOversize
 	}
 	return fmt.Sprintf("kernel-reason-%d", r)
 }

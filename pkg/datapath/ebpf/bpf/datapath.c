@@ -90,6 +90,10 @@ int port_in(struct __sk_buff *skb)
 		ps->rx_packets++;
 		ps->rx_bytes += frame_len(skb);
 	}
+	if (frame_len(skb) > pi->max_len && !skb->gso_size) {
+		count_drop(DROP_RX_OVERSIZE);
+		return TC_ACT_SHOT;
+	}
 	r = parse(skb, &p, (__u32)pi->index);
 	if (r == PARSE_PUNT)
 		return send_upcall(skb, &p, UPCALL_PUNT, slot);

@@ -12,7 +12,7 @@
 
 /* Bumped whenever a pinned map's key or value layout changes, so that an
  * agent adopting pinned maps knows whether it can reuse them. */
-#define LAYOUT_VERSION 1
+#define LAYOUT_VERSION 2
 
 #define MAX_ACTS 16     /* actions a kernel flow holds; longer lists are executed by the agent */
 #define MAX_PORTS 1024  /* port slots */
@@ -118,6 +118,8 @@ struct port_info {
 	__s32 index;   /* the topology index: flow_key.in_port */
 	__u32 tunnel_key;
 	__u32 flags;
+	__u32 max_len; /* longest frame taken (MTU, Ethernet header, two tags); GSO frames are exempt */
+	__u32 pad;
 };
 
 /* port_stats value, per CPU, indexed by slot. */
@@ -224,6 +226,7 @@ enum {
 	DROP_TUNNEL_STATE_UNHANDLED,
 	DROP_EXEC_STALE, /* an injected frame whose exec slot was reused */
 	DROP_UPCALL_LOST,
+	DROP_RX_OVERSIZE, /* longer than the port's MTU allows */
 	NUM_DROPS,
 };
 

@@ -246,7 +246,7 @@ func (dp *Datapath) Execute(inPort int32, frame []byte, actions []flow.Action) e
 				rewriteDecoder.Decode(&p, buf[start:end])
 				decoded = true
 			}
-			if !rewrite(&p, a) {
+			if !a.Rewrite(&p) {
 				dp.drops.add(datapath.DropRewriteRefused, 1)
 				return nil
 			}
@@ -273,25 +273,3 @@ func (dp *Datapath) Execute(inPort int32, frame []byte, actions []flow.Action) e
 }
 
 func isTPID(t uint16) bool { return t == packet.EtherTypeVLAN || t == packet.EtherTypeQinQ }
-
-// rewrite applies a NAT action in place with the packet package's
-// rewrites; false means the frame lacks the field.
-func rewrite(p *packet.Parsed, a *flow.Action) bool {
-	switch a.Type {
-	case flow.ActSetIPSrc:
-		return p.SetSrcIP(a.Addr)
-	case flow.ActSetIPDst:
-		return p.SetDstIP(a.Addr)
-	case flow.ActSetL4Src:
-		return p.SetSrcPort(a.L4Port)
-	case flow.ActSetL4Dst:
-		return p.SetDstPort(a.L4Port)
-	case flow.ActSetICMPID:
-		return p.SetICMPEchoID(a.L4Port)
-	case flow.ActInnerSrc:
-		return p.SetInnerSrc(a.Addr, a.L4Port)
-	case flow.ActInnerDst:
-		return p.SetInnerDst(a.Addr, a.L4Port)
-	}
-	return false
-}

@@ -111,7 +111,7 @@ func (w *worker) apply(buf []byte, start, end int, acts []action) bool {
 				rewriteDecoder.Decode(&w.rw, buf[start:end])
 				decoded = true
 			}
-			if !rewrite(&w.rw, &a.Action) {
+			if !a.Action.Rewrite(&w.rw) {
 				w.drops.add(rRewrite, 1)
 				return false
 			}
@@ -168,28 +168,3 @@ func isTPID(t uint16) bool { return t == packet.EtherTypeVLAN || t == packet.Eth
 // rewriteDecoder finds the headers NAT rewrites. VXLAN decoding is off: a
 // flow's frame is the overlay's inner frame, never a tunnel to look into.
 var rewriteDecoder packet.Decoder
-
-// rewrite applies a NAT action in place with the packet package's
-// rewrites, which fix the IPv4 header, TCP, UDP and ICMP checksums
-// incrementally (RFC 1624): the cost does not depend on the payload. It
-// reports false, changing nothing, if the frame lacks the field, which
-// the caller counts.
-func rewrite(p *packet.Parsed, a *flow.Action) bool {
-	switch a.Type {
-	case flow.ActSetIPSrc:
-		return p.SetSrcIP(a.Addr)
-	case flow.ActSetIPDst:
-		return p.SetDstIP(a.Addr)
-	case flow.ActSetL4Src:
-		return p.SetSrcPort(a.L4Port)
-	case flow.ActSetL4Dst:
-		return p.SetDstPort(a.L4Port)
-	case flow.ActSetICMPID:
-		return p.SetICMPEchoID(a.L4Port)
-	case flow.ActInnerSrc:
-		return p.SetInnerSrc(a.Addr, a.L4Port)
-	case flow.ActInnerDst:
-		return p.SetInnerDst(a.Addr, a.L4Port)
-	}
-	return false
-}

@@ -115,11 +115,10 @@ func (inj *injector) close(dp *Datapath) error {
 		errs = append(errs, unix.Close(inj.fd))
 		inj.fd = -1
 	}
+	// Unpinned too: the device goes, and the next instance makes its own.
+	errs = append(errs, dp.inNetns(func() error { return inj.att.detach(dp.nl) }))
 	if l, err := dp.nl.LinkByName(injectName); err == nil {
-		errs = append(errs, dp.nl.LinkDel(l)) // takes the peer and exec_in with it
-	}
-	if inj.att != nil && inj.att.link != nil {
-		_ = inj.att.link.Close()
+		errs = append(errs, dp.nl.LinkDel(l)) // takes the peer with it
 	}
 	return errors.Join(errs...)
 }

@@ -343,24 +343,20 @@ func (t *flowTable) removePortFlows(dp *Datapath, p *port) {
 // the last-used times the program writes.
 func (dp *Datapath) expire() error {
 	now := monoNow()
-	var (
-		k     kernelKey
-		v     flowValue
-		stale []flow.Key
-	)
-	it := dp.objs.Flows.Iterate()
-	for it.Next(&k, &v) {
+	var stale []flow.Key
+	err := dp.scanFlows(func(k *kernelKey, v *flowValue) {
 		class := datapath.FlowClass(v.Class)
 		if class >= datapath.NumFlowClasses {
 			class = datapath.ClassNormal
 		}
 		if now > v.Used && time.Duration(now-v.Used) > dp.flows.IdleTimeout[class] {
-			stale = append(stale, fromKernelKey(&k))
+			stale = append(stale, fromKernelKey(k))
 		}
-	}
-	if err := it.Err(); err != nil {
+	})
+	if err != nil {
 		return fmt.Errorf("scan flows: %w", err)
 	}
+	var v flowValue
 	if len(stale) == 0 {
 		return nil
 	}
@@ -385,30 +381,76 @@ func (dp *Datapath) expire() error {
 	return errors.Join(errs...)
 }
 
-// Flows implements datapath.Datapath. It copies the table under the lock
-// and reads the kernel's counters without it.
+// Flows implements datapath.Datapath. It reads the kernel's table in
+// batches, joins each batch with the agent-side records under the lock
+// (a map lookup per flow, no copy of the table), and calls fn for the
+// batch without the lock.
 func (dp *Datapath) Flows(fn func(info *datapath.FlowInfo)) {
-	dp.mu.Lock()
-	infos := make([]datapath.FlowInfo, 0, len(dp.table.recs))
-	for r := dp.table.head; r != nil; r = r.next {
-		inPortID := ""
-		if r.in != nil {
-			inPortID = r.in.cfg.PortID
+	infos := make([]datapath.FlowInfo, 0, scanBatch)
+	flush := func() {
+		for i := range infos {
+			fn(&infos[i])
 		}
-		infos = append(infos, datapath.FlowInfo{Key: r.key, InPortID: inPortID, Actions: r.acts, Tags: r.tags,
-			Class: r.class, MTU: r.mtu, State: r.state, Installed: r.wall, LastUsed: r.wall})
+		clear(infos)
+		infos = infos[:0]
 	}
-	dp.mu.Unlock()
-	var v flowValue
-	for i := range infos {
-		f := &infos[i]
-		if err := dp.objs.Flows.Lookup(toKernelKey(&f.Key), &v); err == nil {
-			f.Packets, f.Bytes = v.Packets, v.Bytes
+	err := dp.scanFlowBatches(func(keys []kernelKey, vals []flowValue) {
+		dp.mu.Lock()
+		for i := range keys {
+			r := dp.table.recs[fromKernelKey(&keys[i])]
+			if r == nil {
+				continue // installed or removed since the batch was read
+			}
+			v := &vals[i]
+			inPortID := ""
+			if r.in != nil {
+				inPortID = r.in.cfg.PortID
+			}
+			f := datapath.FlowInfo{Key: r.key, InPortID: inPortID, Actions: r.acts, Tags: r.tags, Class: r.class,
+				MTU: r.mtu, State: r.state, Installed: r.wall, LastUsed: r.wall, Packets: v.Packets, Bytes: v.Bytes}
 			if v.Used > v.Installed {
 				f.LastUsed = f.Installed.Add(time.Duration(v.Used - v.Installed))
 			}
+			infos = append(infos, f)
 		}
-		fn(f)
+		dp.mu.Unlock()
+		flush()
+	})
+	if err != nil {
+		dp.log.Warn("datapath: read the flow table", "err", err)
+	}
+}
+
+// scanBatch is how many flows scanFlows reads per system call.
+const scanBatch = 4096
+
+// scanFlows calls fn for every flow in the kernel's table, reading them
+// in batches: one system call per few thousand flows, where iterating
+// costs two per flow (the expiry sweep of a full table would otherwise
+// cost more than the misses it serves).
+func (dp *Datapath) scanFlows(fn func(k *kernelKey, v *flowValue)) error {
+	return dp.scanFlowBatches(func(keys []kernelKey, vals []flowValue) {
+		for i := range keys {
+			fn(&keys[i], &vals[i])
+		}
+	})
+}
+
+func (dp *Datapath) scanFlowBatches(fn func(keys []kernelKey, vals []flowValue)) error {
+	keys := make([]kernelKey, scanBatch)
+	vals := make([]flowValue, scanBatch)
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := dp.objs.Flows.BatchLookup(&cursor, keys, vals, nil)
+		if n > 0 {
+			fn(keys[:n], vals[:n])
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
 	}
 }
 

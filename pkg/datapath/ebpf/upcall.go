@@ -156,6 +156,7 @@ func (dp *Datapath) handleUpcall(p *port, it *upcallItem, dec *packet.Decoder, p
 		dp.drops.add(datapath.MalformedDrop(pkt.Drop), 1)
 		return
 	}
+	completeChecksum(pkt, it.frame)
 	key := flow.KeyOf(pkt, uint32(p.cfg.Index))
 	if it.reason != upcallPunt && key != it.key {
 		dp.drops.add(DropKeyMismatch, 1)
@@ -199,4 +200,41 @@ func needsAgent(r *flowRec, p *packet.Parsed) bool {
 		return true
 	}
 	return r.state != nil && p.L4 == packet.L4TCP && p.TCPFlags&(packet.TCPFin|packet.TCPRst) != 0
+}
+
+// completeChecksum finishes the TCP or UDP checksum of a frame the VM's
+// stack left to "hardware" (CHECKSUM_PARTIAL: the field holds only the
+// pseudo header's sum, and the skb says where the rest goes). The kernel
+// datapath forwards such skbs with their metadata, but an upcall copies
+// only the bytes, and the agent's answer (Execute) goes out as a finished
+// frame: without this, the first packet of every connection from a VM
+// with tx checksum offload (the default) would arrive corrupt.
+func completeChecksum(p *packet.Parsed, frame []byte) {
+	var csumOff, n int
+	switch p.L4 {
+	case packet.L4TCP:
+		csumOff, n = p.L4Off+16, p.L3End-p.L4Off
+	case packet.L4UDP:
+		csumOff, n = p.L4Off+6, int(binary.BigEndian.Uint16(frame[p.L4Off+4:]))
+	default:
+		return
+	}
+	if p.Frag != packet.FragNone || csumOff+2 > len(frame) || p.L4Off+n > len(frame) {
+		return
+	}
+	l4 := frame[p.L4Off : p.L4Off+n]
+	pseudo := packet.PseudoHeaderSum(p.SrcIP, p.DstIP, p.IPProto, n)
+	field := binary.BigEndian.Uint16(frame[csumOff:])
+	if p.L4 == packet.L4UDP && field == 0 || packet.Checksum(l4, pseudo) == 0 {
+		return // none (IPv4 UDP) or complete
+	}
+	if field != ^packet.Checksum(nil, pseudo) {
+		return // simply wrong: the receiver's business
+	}
+	binary.BigEndian.PutUint16(frame[csumOff:], 0)
+	sum := packet.Checksum(l4, pseudo)
+	if sum == 0 && p.L4 == packet.L4UDP {
+		sum = 0xffff
+	}
+	binary.BigEndian.PutUint16(frame[csumOff:], sum)
 }

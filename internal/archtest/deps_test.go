@@ -43,3 +43,56 @@ func TestDependencyRules(t *testing.T) {
 		}
 	}
 }
+
+// The OpenStack APIs are layered one way. The domain packages (neutron,
+// identity) hold resources, validation, policy, IPAM, translation and
+// tokens and speak typed requests and classed errors: they import no
+// net/http (not even a client: the external-Keystone validator speaks
+// HTTP, so it lives in pkg/api/identity) and nothing of the APIs or the
+// server. The HTTP packages (pkg/api/neutron, pkg/api/identity) route,
+// decode bodies, render views and map error classes to statuses: they
+// reach the NSDB only through the domain's service. Imports are checked
+// directly, not with -deps: the domain reaches net/http through the etcd
+// client, which is the NSDB's business, not its own.
+func TestAPILayering(t *testing.T) {
+	const nagare = "github.com/nagare/nagare/"
+	rules := []struct {
+		pkg       string
+		forbidden []string // direct imports: a path, or a prefix ending in /
+	}{
+		{nagare + "pkg/neutron", []string{"net/http", "net/http/", nagare + "pkg/api/", nagare + "pkg/server"}},
+		{nagare + "pkg/identity", []string{"net/http", "net/http/", nagare + "pkg/api/", nagare + "pkg/server"}},
+		{nagare + "pkg/api/neutron", []string{nagare + "pkg/nsdb", "go.etcd.io/"}},
+		{nagare + "pkg/api/identity", []string{nagare + "pkg/nsdb", "go.etcd.io/"}},
+	}
+	for _, r := range rules {
+		out, err := exec.Command("go", "list", "-f", `{{join .Imports "\n"}}`, r.pkg).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list %s: %v\n%s", r.pkg, err, out)
+		}
+		imports := strings.Fields(string(out))
+		if len(imports) == 0 {
+			t.Fatalf("go list %s: no imports listed, the rule would check nothing", r.pkg)
+		}
+		for _, imp := range imports {
+			for _, f := range r.forbidden {
+				if imp == f || (strings.HasSuffix(f, "/") && strings.HasPrefix(imp, f)) {
+					t.Errorf("%s imports %s (forbidden: %s)", r.pkg, imp, f)
+				}
+			}
+		}
+		// Transitively, the domain must not reach the APIs or the server
+		// either (through some helper package).
+		if !strings.Contains(r.pkg, "/pkg/api/") {
+			deps, err := exec.Command("go", "list", "-deps", r.pkg).CombinedOutput()
+			if err != nil {
+				t.Fatalf("go list -deps %s: %v\n%s", r.pkg, err, deps)
+			}
+			for _, d := range strings.Fields(string(deps)) {
+				if strings.HasPrefix(d, nagare+"pkg/api/") || strings.HasPrefix(d, nagare+"pkg/server") {
+					t.Errorf("%s depends on %s: the domain must not reach the HTTP layer", r.pkg, d)
+				}
+			}
+		}
+	}
+}

@@ -76,27 +76,3 @@ type Action struct {
 	// of ActSetICMPID, the quoted port (or identifier) of ActInnerSrc and ActInnerDst.
 	L4Port uint16
 }
-
-// Rewrite applies a NAT action (set-ip, set-l4, set-icmp-id, set-inner) to
-// the decoded frame in place with pkg/packet's rewrites, which fix every
-// checksum incrementally. It reports false, changing nothing, if the frame
-// lacks the field or the action is of another kind.
-func (a *Action) Rewrite(p *packet.Parsed) bool {
-	switch a.Type {
-	case ActSetIPSrc:
-		return p.SetSrcIP(a.Addr)
-	case ActSetIPDst:
-		return p.SetDstIP(a.Addr)
-	case ActSetL4Src:
-		return p.SetSrcPort(a.L4Port)
-	case ActSetL4Dst:
-		return p.SetDstPort(a.L4Port)
-	case ActSetICMPID:
-		return p.SetICMPEchoID(a.L4Port)
-	case ActInnerSrc:
-		return p.SetInnerSrc(a.Addr, a.L4Port)
-	case ActInnerDst:
-		return p.SetInnerDst(a.Addr, a.L4Port)
-	}
-	return false
-}

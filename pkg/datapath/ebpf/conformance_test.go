@@ -16,13 +16,13 @@ import (
 func TestConformance(t *testing.T) {
 	for _, mode := range []ebpf.AttachMode{ebpf.AttachTCX, ebpf.AttachClsact} {
 		t.Run(mode.String(), func(t *testing.T) {
-			dptest.Run(t, func(t *testing.T, cfg datapath.Config) datapath.Datapath {
+			dptest.Run(t, dptest.Namespaces("ebpf-"+mode.String(), func(t *testing.T, cfg datapath.Config) datapath.Datapath {
 				dp, err := ebpf.New(cfg, ebpf.Options{Attach: mode})
 				if err != nil {
 					t.Fatal(err)
 				}
 				return dp
-			})
+			}))
 		})
 	}
 }

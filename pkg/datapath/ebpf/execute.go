@@ -245,7 +245,7 @@ func (dp *Datapath) Execute(inPort int32, frame []byte, actions []flow.Action) e
 				rewriteDecoder.Decode(&p, buf[start:end])
 				decoded = true
 			}
-			if !a.Rewrite(&p) {
+			if a.Rewrite(&p) != nil {
 				dp.drops.add(datapath.DropRewriteRefused, 1)
 				return nil
 			}

@@ -111,7 +111,7 @@ func (w *worker) apply(buf []byte, start, end int, acts []action) bool {
 				rewriteDecoder.Decode(&w.rw, buf[start:end])
 				decoded = true
 			}
-			if !a.Action.Rewrite(&w.rw) {
+			if a.Action.Rewrite(&w.rw) != nil {
 				w.drops.add(rRewrite, 1)
 				return false
 			}

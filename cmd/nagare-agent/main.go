@@ -111,7 +111,8 @@ func main() {
 		if !endpointsSet {
 			cfg.EtcdEndpoints = id.Endpoints
 		}
-		cfg.EtcdTLS = id.TLSConfig()
+		cfg.EtcdTLS = id.EtcdTLSConfig()
+		cfg.Claims = id.Claims()                                      // its etcd role may not write the topology: the server does, for it
 		go func() { _ = id.KeepRenewed(ctx, time.Minute, cfg.Log) }() // ends with ctx
 		cfg.Log.Info("joined", "server", joinURL, "host", id.Name, "host_id", id.HostID, "etcd", cfg.EtcdEndpoints, "renew_at", id.RenewDue())
 	}

@@ -31,7 +31,7 @@ func main() {
 	flag.StringVar(&cfg.HostName, "host-name", "", "this host's name in the NSDB (default: the hostname)")
 	flag.StringVar(&endpoints, "etcd-endpoints", "http://127.0.0.1:2379", "comma-separated client addresses (HOST:PORT or URLs) of the NSDB (etcd)")
 	flag.StringVar(&tunnelIP, "tunnel-ip", "", "this host's underlay address (default: its tunnel-zone member address)")
-	flag.StringVar(&cfg.Datapath, "datapath", "userspace", "datapath implementation: "+strings.Join(datapath.Names(), ", "))
+	flag.StringVar(&cfg.Datapath, "datapath", "", "datapath implementation: "+strings.Join(datapath.Names(), ", ")+" (default: ebpf where the kernel supports it, else userspace)")
 	flag.UintVar(&vxlanPort, "vxlan-port", 4789, "UDP port of VXLAN tunnels")
 	flag.IntVar(&cfg.UnderlayMTU, "underlay-mtu", 1500, "MTU of the underlay network")
 	flag.StringVar(&cfg.MetricsListen, "metrics-listen", "", "address of the Prometheus endpoint, e.g. 127.0.0.1:7300 (empty: off)")

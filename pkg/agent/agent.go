@@ -44,6 +44,7 @@ import (
 
 	// The datapaths an agent offers (--datapath).
 	_ "github.com/nagare/nagare/pkg/datapath/memory"
+	_ "github.com/nagare/nagare/pkg/datapath/ebpf"
 	_ "github.com/nagare/nagare/pkg/datapath/userspace"
 )
 
@@ -112,7 +113,18 @@ func (c *Config) defaults(injected bool) error {
 	case c.Datapath == "" && injected:
 		c.Datapath = "injected"
 	case c.Datapath == "":
-		c.Datapath = "userspace"
+		name, passed := datapath.Default()
+		log := c.Log
+		if log == nil {
+			log = slog.Default()
+		}
+		for _, why := range passed {
+			log.Info("datapath passed over", "why", why)
+		}
+		if name == "" {
+			return errors.New("--datapath: no datapath of this binary can run here")
+		}
+		c.Datapath = name
 	}
 	if !injected {
 		if _, err := datapath.Lookup(c.Datapath); err != nil {
@@ -174,7 +186,7 @@ func RunWith(ctx context.Context, cfg Config, opts Options) error {
 	dp := opts.Datapath
 	if dp == nil {
 		var err error
-		if dp, err = datapath.New(cfg.Datapath, datapath.Config{Logger: log, Netns: cfg.Netns}); err != nil {
+		if dp, err = datapath.New(cfg.Datapath, datapath.Config{Logger: log, Netns: cfg.Netns, Host: cfg.HostName}); err != nil {
 			return err
 		}
 	}

@@ -322,6 +322,7 @@ func (h *Hypervisor) StartAgent(t testing.TB) {
 		"--netns", h.NS.Path, "--metrics-listen", h.MetricsAddr,
 		"--underlay-mtu", strconv.Itoa(e.UnderlayMTU), "--log-level", e.logLevel,
 		"--state-dir", h.StateDir()), e.agentArgs...)
+	args = append(args, "--datapath", Datapath())
 	args = append(args, h.AgentArgs...)
 	args = append(args, e.hostArgs[h.Name]...)
 	h.agent = startProc(t, filepath.Join(e.dir, h.Name+".log"), Binaries.Agent, args...)
@@ -630,4 +631,14 @@ func (e *Env) dumpLogsOnFailure() {
 		b.WriteString("\n" + tail(filepath.Join(e.dir, h.Name+".log"), n))
 	}
 	e.T.Logf("logs of the failed environment %s (last %d lines each; NAGARE_E2E_LOG_LINES for more):\n%s", e.Prefix, n, b.String())
+}
+
+// Datapath is the datapath the agents run: NAGARE_E2E_DATAPATH, which CI
+// sets to run the suite on each datapath in turn, or userspace. A test's
+// own --datapath flag comes later and wins.
+func Datapath() string {
+	if dp := os.Getenv("NAGARE_E2E_DATAPATH"); dp != "" {
+		return dp
+	}
+	return "userspace"
 }

@@ -227,3 +227,14 @@ func SegmentIPLen(h *Hdr, p *packet.Parsed) int {
 }
 
 func be16(b []byte) uint16 { return binary.BigEndian.Uint16(b) }
+
+// Shift moves the offsets of h by delta bytes, for a frame whose headers
+// grew (a VLAN tag pushed: +4) or shrank in front of the L3 header.
+func (h *Hdr) Shift(delta int) {
+	if h.NeedsCsum() {
+		h.CsumStart = uint16(int(h.CsumStart) + delta)
+	}
+	if h.HdrLen != 0 {
+		h.HdrLen = uint16(int(h.HdrLen) + delta)
+	}
+}

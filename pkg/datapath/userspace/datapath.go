@@ -18,14 +18,15 @@ import (
 	"github.com/nagare/nagare/pkg/datapath"
 	"github.com/nagare/nagare/pkg/datapath/afpacket"
 	"github.com/nagare/nagare/pkg/flow"
+	"github.com/nagare/nagare/pkg/offload"
 	"github.com/nagare/nagare/pkg/packet"
 )
 
 // portIO is the frame I/O of one bound interface: an *afpacket.Port in
 // production, an in-memory fake in the hit-path benchmark and alloc test.
 type portIO interface {
-	ReadBatch(bufs [][]byte, sizes []int) (int, error)
-	WriteBatch(frames [][]byte) (int, error)
+	Receive(b *afpacket.Batch) (int, error)
+	Write(frames [][]byte, hdrs []offload.Hdr) (int, error)
 	Stats() afpacket.Stats
 	Close() error
 }
@@ -76,6 +77,10 @@ type Datapath struct {
 	mu      sync.Mutex
 	ports   atomic.Pointer[portSet]
 	tun     atomic.Pointer[tunnelState]
+	// underlayMTU is the MTU of the interface holding the tunnel
+	// endpoint's address (0: unknown), which bounds the segments of
+	// super-frames sent over tunnels.
+	underlayMTU atomic.Int32
 	table   table
 	handler datapath.MissHandler
 	state   datapath.StateHandler // handler, if it takes flow-state packets
@@ -163,16 +168,31 @@ func (dp *Datapath) AddPort(cfg datapath.PortConfig) error {
 		ap  *afpacket.Port
 		err error
 	)
+	opts := portOptions(cfg.MTU)
 	if dp.cfg.Netns != "" {
-		ap, err = afpacket.OpenInNetns(dp.cfg.Netns, cfg.Interface, afpacket.Options{})
+		ap, err = afpacket.OpenInNetns(dp.cfg.Netns, cfg.Interface, opts)
 	} else {
-		ap, err = afpacket.Open(cfg.Interface, afpacket.Options{})
+		ap, err = afpacket.Open(cfg.Interface, opts)
 	}
 	if err != nil {
 		return fmt.Errorf("datapath: add port %s: %w", cfg.PortID, err)
 	}
 	dp.attach(cfg, ap)
 	return nil
+}
+
+// Receive tuning of a port (afpacket.Options): offload state on, ring slots
+// that hold the port's ordinary frames, wakeups moderated under load and
+// a short spin after traffic, which together keep a lone packet's hop
+// near the wakeup latency without a busy core (README, "Benchmarks").
+const (
+	portModeration = 50 * time.Microsecond
+	portBusyPoll   = 25 * time.Microsecond
+)
+
+func portOptions(mtu int) afpacket.Options {
+	return afpacket.Options{VnetHdr: true, FrameSize: afpacket.FrameSizeFor(mtu),
+		Moderation: portModeration, BusyPoll: portBusyPoll}
 }
 
 // attach registers a port whose I/O is open; dp.mu is held.

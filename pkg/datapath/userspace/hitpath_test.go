@@ -17,6 +17,7 @@ import (
 	"github.com/nagare/nagare/pkg/datapath/dptest"
 	"github.com/nagare/nagare/pkg/datapath/netnstest"
 	"github.com/nagare/nagare/pkg/flow"
+	"github.com/nagare/nagare/pkg/offload"
 	"github.com/nagare/nagare/pkg/packet"
 )
 
@@ -28,8 +29,8 @@ type sinkIO struct {
 	keepLast      bool
 }
 
-func (s *sinkIO) ReadBatch([][]byte, []int) (int, error) { return 0, afpacket.ErrClosed }
-func (s *sinkIO) WriteBatch(frames [][]byte) (int, error) {
+func (s *sinkIO) Receive(*afpacket.Batch) (int, error) { return 0, afpacket.ErrClosed }
+func (s *sinkIO) Write(frames [][]byte, hdrs []offload.Hdr) (int, error) {
 	for _, f := range frames {
 		s.bytes.Add(uint64(len(f)))
 	}

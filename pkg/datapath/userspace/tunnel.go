@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nagare/nagare/pkg/datapath"
+	"github.com/nagare/nagare/pkg/offload"
 	"github.com/nagare/nagare/pkg/packet"
 )
 
@@ -304,7 +305,7 @@ func (r *tunnelReceiver) deliver(c *tunnelCounters) {
 		}
 		pkts++
 		bytes += uint64(len(inner))
-		w.queueLocal(p, inner)
+		w.queueLocal(p, inner, offload.Hdr{})
 	}
 	c.rxPackets.Add(pkts)
 	c.rxBytes.Add(bytes)

@@ -74,20 +74,20 @@ type Datapath struct {
 	// mu serialises every change: ports, tunnels, the flow table (its
 	// install-order list, tag index and counters). Readers of the hit
 	// path never take it.
-	mu      sync.Mutex
-	ports   atomic.Pointer[portSet]
-	tun     atomic.Pointer[tunnelState]
+	mu    sync.Mutex
+	ports atomic.Pointer[portSet]
+	tun   atomic.Pointer[tunnelState]
 	// underlayMTU is the MTU of the interface holding the tunnel
 	// endpoint's address (0: unknown), which bounds the segments of
 	// super-frames sent over tunnels.
 	underlayMTU atomic.Int32
-	table   table
-	handler datapath.MissHandler
-	state   datapath.StateHandler // handler, if it takes flow-state packets
-	running bool
-	closed  bool
-	stop    chan struct{} // closed by Close
-	wg      sync.WaitGroup
+	table       table
+	handler     datapath.MissHandler
+	state       datapath.StateHandler // handler, if it takes flow-state packets
+	running     bool
+	closed      bool
+	stop        chan struct{} // closed by Close
+	wg          sync.WaitGroup
 
 	drops   dropCounters // drops outside port readers: tunnels, Execute
 	vxlan   tunnelCounters

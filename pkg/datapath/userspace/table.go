@@ -27,7 +27,7 @@ type flowEntry struct {
 	// encap and rewrites say what offloaded frames need (offload.go).
 	encap, rewrites bool
 	class           datapath.FlowClass
-	mtu      int
+	mtu             int
 
 	installed int64        // datapath clock
 	lastUsed  atomic.Int64 // datapath clock, refreshed once per batch at most

@@ -437,4 +437,3 @@ func (dp *Datapath) isClosed() bool {
 		return false
 	}
 }
-

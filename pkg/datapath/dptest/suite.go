@@ -48,6 +48,7 @@ func Run(t *testing.T, newDP Factory) {
 		{"HostilePort", testHostilePort},
 		{"RemovePort", testRemovePort},
 		{"InstallErrors", testInstallErrors},
+		{"Offloads", testOffloads},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { c.fn(t, newDP) })

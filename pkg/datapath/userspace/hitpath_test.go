@@ -25,7 +25,8 @@ import (
 // nothing to give. It lets the hit path be measured without the kernel.
 type sinkIO struct {
 	frames, bytes atomic.Uint64
-	last          []byte // copy of the last frame written, for checks
+	last          []byte      // copy of the last frame written, for checks
+	lastHdr       offload.Hdr // and its offload state
 	keepLast      bool
 }
 
@@ -36,6 +37,10 @@ func (s *sinkIO) Write(frames [][]byte, hdrs []offload.Hdr) (int, error) {
 	}
 	if s.keepLast && len(frames) > 0 {
 		s.last = append(s.last[:0], frames[len(frames)-1]...)
+		s.lastHdr = offload.Hdr{}
+		if hdrs != nil {
+			s.lastHdr = hdrs[len(frames)-1]
+		}
 	}
 	s.frames.Add(uint64(len(frames)))
 	return len(frames), nil

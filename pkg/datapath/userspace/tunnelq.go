@@ -3,22 +3,44 @@
 package userspace
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nagare/nagare/pkg/packet"
 )
 
-// tunnelQueue is the sendmmsg batch of one tunnel socket. Each message is
+// tunnelQueue is the sendmmsg batch of one tunnel socket. Each packet is
 // two iovecs, the tunnel header (in the flow's action) and the frame, so
 // encapsulation copies nothing.
+//
+// On a VXLAN socket, a run of packets to one peer of equal length (the
+// last may be shorter) — the segments of a super-frame, or any stream of
+// equal frames — goes as one message with UDP_SEGMENT: the kernel cuts it
+// into datagrams as late as it can (in the NIC, or whole across a veth), so
+// one trip through the UDP and IP stack carries up to udpMaxSegments
+// packets instead of one. The receiver's UDP_GRO takes such runs whole too
+// (tunnel.go).
 type tunnelQueue struct {
 	n     int
 	bytes int
-	msgs  [maxQueued]unix.Mmsghdr
 	iovs  [maxQueued][2]unix.Iovec
+	lens  [maxQueued]int
 	names [maxQueued]unix.RawSockaddrInet4
+
+	// Messages: one per packet, or one per run of packets.
+	msgs  [maxQueued]unix.Mmsghdr
+	first [maxQueued]int // the message's first packet
+	count [maxQueued]int // and how many it carries
+	ctl   [maxQueued][cmsgSegmentLen]byte
+	nMsgs int
+	next  int // the next message to send
+
+	gso   bool // group runs into UDP_SEGMENT messages (VXLAN)
+	mtu   int  // underlay MTU, bounding a segment; 0: unknown
 	fn    func(fd uintptr) bool // the sendmmsg loop, bound once so RawConn.Write does not allocate
 	sock  *tunnelSocket         // valid during flush
 	sent  int
@@ -26,13 +48,22 @@ type tunnelQueue struct {
 	err   error
 }
 
+const (
+	// udpMaxSegments is the kernel's UDP_MAX_SEGMENTS of older kernels
+	// (newer ones allow 128).
+	udpMaxSegments = 64
+	// udpMaxPayload is the most a UDP_SEGMENT message may carry: an IPv4
+	// datagram's 65535 bytes less the IP and UDP headers, with a margin.
+	udpMaxPayload = 65000
+	// outerHdrs is the outer IPv4 and UDP headers in front of a VXLAN
+	// datagram.
+	outerHdrs = 28
+)
+
+// cmsgSegmentLen is unix.CmsgSpace(2): a cmsghdr and a u16, aligned.
+const cmsgSegmentLen = unix.SizeofCmsghdr + 8
+
 func (q *tunnelQueue) init() {
-	for i := range q.msgs {
-		q.msgs[i].Hdr.Iov = &q.iovs[i][0]
-		q.msgs[i].Hdr.SetIovlen(2)
-		q.msgs[i].Hdr.Name = (*byte)(unsafe.Pointer(&q.names[i]))
-		q.msgs[i].Hdr.Namelen = unix.SizeofSockaddrInet4
-	}
 	q.fn = q.send
 }
 
@@ -42,9 +73,59 @@ func (q *tunnelQueue) add(a *action, frame []byte) {
 	q.iovs[i][0].SetLen(len(a.hdr))
 	q.iovs[i][1].Base = &frame[0]
 	q.iovs[i][1].SetLen(len(frame))
+	q.lens[i] = len(a.hdr) + len(frame)
 	q.names[i] = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: a.dst}
 	q.bytes += len(frame)
 	q.n++
+}
+
+// build lays the packets from p on out as messages, from message m on:
+// runs grouped if gso, else one message per packet.
+func (q *tunnelQueue) build(p, m int, gso bool) {
+	for p < q.n {
+		k := 1
+		if gso {
+			k = q.runLen(p)
+		}
+		h := &q.msgs[m].Hdr
+		*h = unix.Msghdr{Name: (*byte)(unsafe.Pointer(&q.names[p])), Namelen: unix.SizeofSockaddrInet4, Iov: &q.iovs[p][0]}
+		h.SetIovlen(2 * k)
+		if k > 1 {
+			c := q.ctl[m][:]
+			cm := (*unix.Cmsghdr)(unsafe.Pointer(&c[0]))
+			cm.Level, cm.Type = unix.SOL_UDP, unix.UDP_SEGMENT
+			cm.SetLen(unix.CmsgLen(2))
+			binary.NativeEndian.PutUint16(c[unix.CmsgLen(0):], uint16(q.lens[p]))
+			h.Control = &c[0]
+			h.SetControllen(cmsgSegmentLen)
+		}
+		q.first[m], q.count[m] = p, k
+		p += k
+		m++
+	}
+	q.nMsgs = m
+}
+
+// runLen returns how many packets from p on can go as one UDP_SEGMENT
+// message: same peer, same length (the last may be shorter), within the
+// kernel's limits and the underlay MTU.
+func (q *tunnelQueue) runLen(p int) int {
+	size := q.lens[p]
+	if q.mtu > 0 && size+outerHdrs > q.mtu {
+		return 1 // the kernel refuses segments over the path MTU
+	}
+	k, total := 1, size
+	for i := p + 1; i < q.n && k < udpMaxSegments; i++ {
+		if q.names[i].Addr != q.names[p].Addr || q.lens[i] > size || total+q.lens[i] > udpMaxPayload {
+			break
+		}
+		k++
+		total += q.lens[i]
+		if q.lens[i] < size {
+			break // a shorter one ends the run
+		}
+	}
+	return k
 }
 
 // flush sends the queued packets on s, counting them in c; a nil s means
@@ -64,7 +145,10 @@ func (q *tunnelQueue) flush(w *worker, s *tunnelSocket, c *tunnelCounters) error
 			*(*[2]byte)(unsafe.Pointer(&q.names[i].Port)) = [2]byte{byte(s.dstPort >> 8), byte(s.dstPort)}
 		}
 	}
-	q.sock, q.sent, q.fail, q.err = s, 0, 0, nil
+	q.mtu = int(w.dp.underlayMTU.Load())
+	q.gso = s.kind == packet.TunnelVXLAN && !s.noGSO.Load()
+	q.build(0, 0, q.gso)
+	q.sock, q.next, q.sent, q.fail, q.err = s, 0, 0, 0, nil
 	if err := s.raw.Write(q.fn); err != nil && q.err == nil {
 		q.err = err
 	}
@@ -82,22 +166,33 @@ func (q *tunnelQueue) flush(w *worker, s *tunnelSocket, c *tunnelCounters) error
 
 // send is the RawConn.Write callback: sendmmsg until every message is sent
 // or refused. A message the kernel refuses (no route, too big) is skipped
-// and counted, so one bad destination does not block the rest. It returns
-// false only to wait for buffer space.
+// and counted, so one bad destination does not block the rest; a run the
+// kernel will not segment is sent again packet by packet, and the socket
+// stops grouping. It returns false only to wait for buffer space.
 func (q *tunnelQueue) send(fd uintptr) bool {
-	for j := q.sent + q.fail; j < q.n; j = q.sent + q.fail {
-		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&q.msgs[j])), uintptr(q.n-j), unix.MSG_DONTWAIT, 0, 0)
-		switch e {
-		case 0:
-			q.sent += int(r)
-		case unix.EINTR:
-		case unix.EAGAIN:
+	for q.next < q.nMsgs {
+		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&q.msgs[q.next])), uintptr(q.nMsgs-q.next), unix.MSG_DONTWAIT, 0, 0)
+		switch {
+		case e == 0:
+			for range int(r) {
+				q.sent += q.count[q.next]
+				q.next++
+			}
+		case e == unix.EINTR:
+		case e == unix.EAGAIN:
 			return false
-		case unix.EBADF:
+		case e == unix.EBADF:
 			q.fail = q.n - q.sent
+			q.next = q.nMsgs
 			q.err = e
+		case q.count[q.next] > 1 && (e == unix.EINVAL || e == unix.EMSGSIZE || e == unix.EIO):
+			// No UDP segmentation on this path (an older kernel, a path
+			// MTU below the segment size): one datagram per packet.
+			q.sock.noGSO.Store(true)
+			q.build(q.first[q.next], q.next, false)
 		default:
-			q.fail++
+			q.fail += q.count[q.next]
+			q.next++
 			if q.err == nil {
 				q.err = e
 			}
@@ -110,5 +205,8 @@ func (q *tunnelQueue) reset() {
 	for i := range q.n {
 		q.iovs[i][0].Base, q.iovs[i][1].Base = nil, nil
 	}
-	q.n, q.bytes, q.sock = 0, 0, nil
+	for i := range q.nMsgs {
+		q.msgs[i].Hdr = unix.Msghdr{}
+	}
+	q.n, q.bytes, q.nMsgs, q.sock = 0, 0, 0, nil
 }

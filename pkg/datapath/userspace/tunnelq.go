@@ -39,13 +39,13 @@ type tunnelQueue struct {
 	nMsgs int
 	next  int // the next message to send
 
-	gso   bool // group runs into UDP_SEGMENT messages (VXLAN)
-	mtu   int  // underlay MTU, bounding a segment; 0: unknown
-	fn    func(fd uintptr) bool // the sendmmsg loop, bound once so RawConn.Write does not allocate
-	sock  *tunnelSocket         // valid during flush
-	sent  int
-	fail  int
-	err   error
+	gso  bool                  // group runs into UDP_SEGMENT messages (VXLAN)
+	mtu  int                   // underlay MTU, bounding a segment; 0: unknown
+	fn   func(fd uintptr) bool // the sendmmsg loop, bound once so RawConn.Write does not allocate
+	sock *tunnelSocket         // valid during flush
+	sent int
+	fail int
+	err  error
 }
 
 const (

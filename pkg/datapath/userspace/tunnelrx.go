@@ -204,4 +204,3 @@ func (r *tunnelReceiver) deliverState(c *tunnelCounters, from netip.Addr, payloa
 	c.stateRx.Add(1)
 	h.State(from, payload)
 }
-

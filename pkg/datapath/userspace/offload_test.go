@@ -314,6 +314,46 @@ func TestTunnelGRO(t *testing.T) {
 	if s := dp.Stats(); s.VXLAN.RxPackets != 11 || len(s.Drops) != 0 {
 		t.Errorf("VXLAN rx %d, drops %v", s.VXLAN.RxPackets, s.Drops)
 	}
+
+	// The segments of a TCP super-frame, sent the same way, are merged
+	// back: the port gets the super-frame whole, with its GSO header.
+	super, hdr := dptest.SuperFrame(false, 20000, 1400)
+	var p packet.Parsed
+	(&packet.Decoder{}).Decode(&p, super)
+	var seg offload.Segmenter
+	seg.Init(&p, &hdr, 0)
+	run = run[:0]
+	for !seg.Done() {
+		buf := make([]byte, 8+seg.NextLen())
+		buf[0] = 0x08
+		binary.BigEndian.PutUint32(buf[4:], 5<<8)
+		seg.Next(buf[8:])
+		run = append(run, buf...)
+	}
+	err = ns.Do(func() error {
+		c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(lo, 4789)))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		oob := make([]byte, unix.CmsgSpace(2))
+		cm := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		cm.Level, cm.Type = unix.SOL_UDP, unix.UDP_SEGMENT
+		cm.SetLen(unix.CmsgLen(2))
+		binary.NativeEndian.PutUint16(oob[unix.CmsgLen(0):], uint16(8+14+20+20+1400))
+		_, _, err = c.WriteMsgUDP(run, oob, nil)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("send the segments: %v", err)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for sink.frames.Load() < 12 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := sink.frames.Load(); got != 12 || !bytes.Equal(sink.last, super) || sink.lastHdr != hdr {
+		t.Fatalf("%d frames delivered, the last %d bytes with %+v; want one more: the %d-byte super-frame with %+v", got, len(sink.last), sink.lastHdr, len(super), hdr)
+	}
 }
 
 func TestCmsgSizes(t *testing.T) {

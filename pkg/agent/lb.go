@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/safchain/ethtool"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -524,28 +523,17 @@ func (h *lbHealth) startRouter(ctx context.Context, routerID string) (*hmRouter,
 	return r, nil
 }
 
-// configureCheckNS gives the namespace end its address and default route,
-// and turns checksum offload off: the userspace datapath forwards frames
-// as it reads them and cannot complete partial checksums.
+// configureCheckNS gives the namespace end its address and default route.
+// Its offloads stay on: the datapath takes partial checksums and
+// super-frames as from any VM.
 func configureCheckNS(ns netns.NsHandle, mtu int) error {
 	nh, err := netlink.NewHandleAt(ns)
 	if err != nil {
 		return fmt.Errorf("netlink in the health-check namespace: %w", err)
 	}
 	defer nh.Close()
-	if err := health.InNamespace(ns, func() error {
-		if err := disableIPv6("eth0"); err != nil {
-			return err
-		}
-		e, err := ethtool.NewEthtool()
-		if err != nil {
-			return err
-		}
-		defer e.Close()
-		return e.Change("eth0", map[string]bool{"tx-checksum-ip-generic": false, "tx-tcp-segmentation": false,
-			"tx-generic-segmentation": false})
-	}); err != nil {
-		return fmt.Errorf("health-check namespace eth0 offloads: %w", err)
+	if err := health.InNamespace(ns, func() error { return disableIPv6("eth0") }); err != nil {
+		return fmt.Errorf("health-check namespace eth0: %w", err)
 	}
 	lo, err := nh.LinkByName("lo")
 	if err == nil {

@@ -19,10 +19,10 @@ import (
 
 // Errors returned by Port methods.
 var (
-	// ErrClosed is returned by ReadBatch, Recv and WriteBatch once Close has
+	// ErrClosed is returned by ReadBatch, Receive, WriteBatch and Write once Close has
 	// been called, including to calls that were blocked when Close ran.
 	ErrClosed = errors.New("afpacket: port closed")
-	// ErrTimeout is returned by ReadBatch and Recv when Options.PollTimeout
+	// ErrTimeout is returned by ReadBatch and Receive when Options.PollTimeout
 	// elapsed with no frame to return. The port stays usable.
 	ErrTimeout = errors.New("afpacket: receive timed out")
 )
@@ -120,8 +120,9 @@ type counters struct {
 // Port is an AF_PACKET socket bound to one interface, with a TPACKET_V2
 // receive ring and batched transmit.
 //
-// One goroutine may receive (ReadBatch or Recv) while another sends
-// (WriteBatch); concurrent receivers, or concurrent senders, are serialised.
+// One goroutine may receive (ReadBatch or Receive) while another sends
+// (WriteBatch or Write); concurrent receivers, or concurrent senders, are
+// serialised.
 // Stats and Close may be called from any goroutine.
 type Port struct {
 	name    string
@@ -363,9 +364,8 @@ func (p *Port) syncKernelStats() {
 	p.cnt.rxDrops.Add(uint64(p.kst.Drops))
 }
 
-// Close wakes any blocked ReadBatch, Recv or WriteBatch (they return
-// ErrClosed), waits for them to return, and releases the socket and ring.
-// It must not be called from inside a Recv callback.
+// Close wakes any blocked receive or send (they return ErrClosed), waits
+// for them to return, and releases the socket and ring.
 func (p *Port) Close() error {
 	p.closeMu.Lock()
 	defer p.closeMu.Unlock()

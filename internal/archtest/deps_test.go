@@ -21,10 +21,15 @@ func TestDependencyRules(t *testing.T) {
 		{"github.com/nagare/nagare/pkg/model", []string{"go.etcd.io/", "net/http", "github.com/nagare/nagare/pkg/nsdb"}},
 		{"github.com/nagare/nagare/pkg/packet", []string{"go.etcd.io/", "net/http", "github.com/nagare/nagare/pkg/model"}},
 		{"github.com/nagare/nagare/pkg/sim", []string{"go.etcd.io/", "net/http", "github.com/nagare/nagare/pkg/nsdb", "github.com/nagare/nagare/pkg/datapath"}},
+		// Offload logic is pure (a guest's metadata in, frames out): no
+		// sockets, no datapath.
+		{"github.com/nagare/nagare/pkg/offload", []string{"go.etcd.io/", "net/http", "os/exec", "golang.org/x/sys/unix", "github.com/nagare/nagare/pkg/datapath", "github.com/nagare/nagare/pkg/model"}},
 		{"github.com/nagare/nagare/pkg/flow", []string{"go.etcd.io/", "net/http", "os/exec", "github.com/nagare/nagare/pkg/model", "github.com/nagare/nagare/pkg/sim", "github.com/nagare/nagare/pkg/datapath"}},
 		// Every datapath speaks pkg/flow's vocabulary and links neither the
 		// simulator nor the topology model nor the NSDB.
 		{"github.com/nagare/nagare/pkg/datapath/...", []string{"go.etcd.io/", "github.com/nagare/nagare/pkg/sim", "github.com/nagare/nagare/pkg/model", "github.com/nagare/nagare/pkg/nsdb", "github.com/nagare/nagare/pkg/agent"}},
+		// What agents publish is plain data the CLI decodes: no etcd.
+		{"github.com/nagare/nagare/pkg/agentstatus", []string{"go.etcd.io/", "net/http", "github.com/nagare/nagare/pkg/nsdb"}},
 		{"github.com/nagare/nagare/pkg/flowstate", []string{"go.etcd.io/", "net/http", "github.com/nagare/nagare/pkg/nsdb", "github.com/nagare/nagare/pkg/datapath", "github.com/nagare/nagare/pkg/sim", "github.com/nagare/nagare/pkg/model"}},
 	}
 	for _, r := range rules {
@@ -36,6 +41,59 @@ func TestDependencyRules(t *testing.T) {
 			for _, f := range r.forbidden {
 				if strings.HasPrefix(dep, f) || dep == strings.TrimSuffix(f, "/") {
 					t.Errorf("%s depends on %s (forbidden: %s)", r.pkg, dep, f)
+				}
+			}
+		}
+	}
+}
+
+// The OpenStack APIs are layered one way. The domain packages (neutron,
+// identity) hold resources, validation, policy, IPAM, translation and
+// tokens and speak typed requests and classed errors: they import no
+// net/http (not even a client: the external-Keystone validator speaks
+// HTTP, so it lives in pkg/api/identity) and nothing of the APIs or the
+// server. The HTTP packages (pkg/api/neutron, pkg/api/identity) route,
+// decode bodies, render views and map error classes to statuses: they
+// reach the NSDB only through the domain's service. Imports are checked
+// directly, not with -deps: the domain reaches net/http through the etcd
+// client, which is the NSDB's business, not its own.
+func TestAPILayering(t *testing.T) {
+	const nagare = "github.com/nagare/nagare/"
+	rules := []struct {
+		pkg       string
+		forbidden []string // direct imports: a path, or a prefix ending in /
+	}{
+		{nagare + "pkg/neutron", []string{"net/http", "net/http/", nagare + "pkg/api/", nagare + "pkg/server"}},
+		{nagare + "pkg/identity", []string{"net/http", "net/http/", nagare + "pkg/api/", nagare + "pkg/server"}},
+		{nagare + "pkg/api/neutron", []string{nagare + "pkg/nsdb", "go.etcd.io/"}},
+		{nagare + "pkg/api/identity", []string{nagare + "pkg/nsdb", "go.etcd.io/"}},
+	}
+	for _, r := range rules {
+		out, err := exec.Command("go", "list", "-f", `{{join .Imports "\n"}}`, r.pkg).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list %s: %v\n%s", r.pkg, err, out)
+		}
+		imports := strings.Fields(string(out))
+		if len(imports) == 0 {
+			t.Fatalf("go list %s: no imports listed, the rule would check nothing", r.pkg)
+		}
+		for _, imp := range imports {
+			for _, f := range r.forbidden {
+				if imp == f || (strings.HasSuffix(f, "/") && strings.HasPrefix(imp, f)) {
+					t.Errorf("%s imports %s (forbidden: %s)", r.pkg, imp, f)
+				}
+			}
+		}
+		// Transitively, the domain must not reach the APIs or the server
+		// either (through some helper package).
+		if !strings.Contains(r.pkg, "/pkg/api/") {
+			deps, err := exec.Command("go", "list", "-deps", r.pkg).CombinedOutput()
+			if err != nil {
+				t.Fatalf("go list -deps %s: %v\n%s", r.pkg, err, deps)
+			}
+			for _, d := range strings.Fields(string(deps)) {
+				if strings.HasPrefix(d, nagare+"pkg/api/") || strings.HasPrefix(d, nagare+"pkg/server") {
+					t.Errorf("%s depends on %s: the domain must not reach the HTTP layer", r.pkg, d)
 				}
 			}
 		}

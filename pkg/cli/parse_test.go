@@ -75,7 +75,7 @@ func dumpAssigns(as []Assign) string {
 }
 
 func TestParse(t *testing.T) {
-	for _, tc := range []struct{ line, want string }{
+	checkParses(t, []parseCase{
 		// The brief's session.
 		{"create tunnel-zone name vxlan-tz type vxlan", `create row=tunnel-zone a=[name="vxlan-tz" type="vxlan"]`},
 		{"list tunnel-zone", "list row=tunnel-zone"},
@@ -129,6 +129,7 @@ func TestParse(t *testing.T) {
 		{"clear router router0 infilter outfilter", "clear path=router:router0 f=[infilter outfilter]"},
 		{"bridge bridge0 port port0 clear peer", "clear path=bridge:bridge0/port:port0 f=[peer]"},
 		{"delete tunnel-zone tzone0", "delete path=tunnel-zone:tzone0"},
+		{"host host3 revoke", "revoke path=host:host3"},
 		{"router router2 delete route route2", "delete path=router:router2/route:route2"},
 		{"port-group pgroup0 delete member port router0:port0", "delete path=port-group:pgroup0/port-group-member{port=@router0:port0}"},
 		{"describe router router0", "describe path=router:router0 row=router"},
@@ -177,7 +178,15 @@ func TestParse(t *testing.T) {
 		{"tunnel-zone tzone0 member host host host0 delete", "delete path=tunnel-zone:tzone0/tunnel-zone-member{host=@[host:host0]}"},
 		{"host host0 delete binding interface tap0", `delete path=host:host0/binding{interface="tap0"}`},
 		{"", "<nil>"},
-	} {
+	})
+}
+
+type parseCase struct{ line, want string }
+
+// checkParses parses each line and compares the command's dump.
+func checkParses(t *testing.T, cases []parseCase) {
+	t.Helper()
+	for _, tc := range cases {
 		words, err := shlex.Split(tc.line)
 		if err != nil {
 			t.Fatal(err)

@@ -1,9 +1,8 @@
 package identity
 
 import (
+	"context"
 	"errors"
-	"fmt"
-	"net/http"
 	"sort"
 	"strings"
 
@@ -11,171 +10,528 @@ import (
 	"github.com/nagare/nagare/pkg/nsdb"
 )
 
-// The administration half of the identity API: the Default domain,
-// projects, users, roles and role assignments.
+// Administration: projects, users, roles and role assignments, with
+// Keystone's default policy (administration needs the admin role; a user
+// may read itself and its projects). Ids are taken in the form the API
+// prints them (APIID) or as stored; objects come back as stored.
 
-func (a *API) domainView(r *http.Request) map[string]any {
-	return map[string]any{"id": DefaultDomainID, "name": DefaultDomainName, "description": "The default domain",
-		"enabled": true, "tags": []string{}, "options": map[string]any{}, "links": a.self(r, "domains", DefaultDomainID)}
+// Filter narrows a list as Keystone's query parameters do; nil fields do
+// not filter.
+type Filter struct {
+	Name     *string
+	Enabled  *bool
+	DomainID *string
 }
 
-func (a *API) listDomains(w http.ResponseWriter, r *http.Request, c *Context) {
-	ds := []any{}
-	q := r.URL.Query()
-	if (!q.Has("name") || q.Get("name") == DefaultDomainName) && (!q.Has("id") || q.Get("id") == DefaultDomainID) {
-		ds = append(ds, a.domainView(r))
+// otherDomain: the filter names a domain other than the one there is.
+func (f *Filter) otherDomain() bool {
+	return f.DomainID != nil && !strings.EqualFold(*f.DomainID, DefaultDomainID)
+}
+
+// IsDefaultDomain accepts the forms clients name the Default domain in.
+func IsDefaultDomain(id, name string) bool {
+	return (id == "" || strings.EqualFold(id, DefaultDomainID)) && (name == "" || name == DefaultDomainName)
+}
+
+func admin(c *Context) error {
+	if !c.IsAdmin() {
+		return forbidden()
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"domains": ds, "links": a.links(r)})
+	return nil
 }
 
-func (a *API) getDomain(w http.ResponseWriter, r *http.Request, c *Context) {
-	if id := r.PathValue("id"); !strings.EqualFold(id, DefaultDomainID) {
-		notFound(w, "domain", id)
-		return
+// get reads one object by API id, answering Keystone's not-found error.
+func get[T model.Object](ctx context.Context, s *Service, what, id string) (T, error) {
+	var zero T
+	o, err := s.store.Get(ctx, model.KindOf(zero), storeID(id))
+	if errors.Is(err, model.ErrNotFound) {
+		return zero, notFound(what, id)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"domain": a.domainView(r)})
-}
-
-func (a *API) projectView(r *http.Request, p *Project) map[string]any {
-	return map[string]any{"id": apiID(p.ID), "name": p.Name, "description": p.Description, "enabled": p.Enabled,
-		"domain_id": DefaultDomainID, "parent_id": DefaultDomainID, "is_domain": false, "tags": []string{},
-		"options": map[string]any{}, "links": a.self(r, "projects", apiID(p.ID))}
-}
-
-func (a *API) listProjects(w http.ResponseWriter, r *http.Request, c *Context) {
-	q := r.URL.Query()
-	if q.Has("domain_id") && !strings.EqualFold(q.Get("domain_id"), DefaultDomainID) {
-		writeJSON(w, http.StatusOK, map[string]any{"projects": []any{}, "links": a.links(r)})
-		return
-	}
-	objs, _, err := a.svc.store.List(r.Context(), ProjectKind, "", "")
 	if err != nil {
-		fail(w, err)
-		return
+		return zero, err
 	}
-	out := []any{}
+	return o.(T), nil
+}
+
+// list lists the projects or users a filter admits (admin only).
+func list[T model.Object](ctx context.Context, s *Service, c *Context, f Filter, attrs func(T) (name string, enabled bool)) ([]T, error) {
+	if err := admin(c); err != nil {
+		return nil, err
+	}
+	if f.otherDomain() {
+		return nil, nil
+	}
+	var zero T
+	objs, _, err := s.store.List(ctx, model.KindOf(zero), "", "")
+	var out []T
 	for _, o := range objs {
-		p := o.(*Project)
-		if (q.Has("name") && q.Get("name") != p.Name) || (q.Has("enabled") && parseBool(q.Get("enabled")) != p.Enabled) {
-			continue
+		x := o.(T)
+		if name, enabled := attrs(x); (f.Name == nil || *f.Name == name) && (f.Enabled == nil || *f.Enabled == enabled) {
+			out = append(out, x)
 		}
-		out = append(out, a.projectView(r, p))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"projects": out, "links": a.links(r)})
+	return out, err
 }
 
-func parseBool(s string) bool {
-	s = strings.ToLower(s)
-	return s == "true" || s == "1" || s == "yes" || s == "on"
-}
-
-// getProject: admins see any project, users the ones they hold a role on.
-func (a *API) getProject(w http.ResponseWriter, r *http.Request, c *Context) {
-	id := storeID(r.PathValue("id"))
-	o, err := a.svc.store.Get(r.Context(), ProjectKind, id)
-	if errors.Is(err, model.ErrNotFound) || (err == nil && !c.IsAdmin() && apiID(id) != c.ProjectID) {
-		if !c.IsAdmin() {
-			forbidden(w)
-			return
-		}
-		notFound(w, "project", r.PathValue("id"))
-		return
-	}
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"project": a.projectView(r, o.(*Project))})
-}
-
-type projectBody struct {
-	Name        *string `json:"name"`
-	Description *string `json:"description"`
-	Enabled     *bool   `json:"enabled"`
-	DomainID    *string `json:"domain_id"`
-	ParentID    *string `json:"parent_id"`
-	IsDomain    *bool   `json:"is_domain"`
-}
-
-func (b *projectBody) check(w http.ResponseWriter) bool {
-	if b.DomainID != nil && !isDefaultDomain(*b.DomainID, "") {
-		badRequest(w, "Nagare's identity service has one domain, "+DefaultDomainID+".")
-		return false
-	}
-	if b.ParentID != nil && *b.ParentID != "" && !strings.EqualFold(*b.ParentID, DefaultDomainID) {
-		badRequest(w, "Project hierarchies are not supported: parent_id must be the domain.")
-		return false
-	}
-	if b.IsDomain != nil && *b.IsDomain {
-		badRequest(w, "Projects acting as domains are not supported.")
-		return false
-	}
-	if b.Name != nil && (strings.TrimSpace(*b.Name) == "" || len(*b.Name) > 64) {
-		badRequest(w, "Invalid input for field 'name': the name must be 1 to 64 characters.")
-		return false
-	}
-	return true
-}
-
-func (a *API) createProject(w http.ResponseWriter, r *http.Request, c *Context) {
-	var b projectBody
-	if !decode(w, r, "project", &b) || !b.check(w) {
-		return
-	}
-	if b.Name == nil {
-		badRequest(w, "Invalid input for field 'name': 'name' is a required property.")
-		return
-	}
-	p := &Project{Name: *b.Name, Enabled: b.Enabled == nil || *b.Enabled}
-	if b.Description != nil {
-		p.Description = *b.Description
-	}
-	o, err := a.svc.store.Create(r.Context(), p)
-	if err != nil {
-		failDuplicate(w, err, "project", *b.Name)
-		return
-	}
-	writeJSON(w, http.StatusCreated, map[string]any{"project": a.projectView(r, o.(*Project))})
-}
-
-// failDuplicate words a taken name as Keystone does.
-func failDuplicate(w http.ResponseWriter, err error, what, name string) {
-	var fe *model.FieldError
-	if errors.As(err, &fe) && fe.Field == "name" {
-		writeError(w, http.StatusConflict, "Conflict", fmt.Sprintf("Conflict occurred attempting to store %s - Duplicate entry found with name %s at domain ID %s.", what, name, DefaultDomainID))
-		return
-	}
-	fail(w, err)
-}
-
-func (a *API) updateProject(w http.ResponseWriter, r *http.Request, c *Context) {
-	var b projectBody
-	if !decode(w, r, "project", &b) || !b.check(w) {
-		return
-	}
-	id := storeID(r.PathValue("id"))
-	o, err := a.svc.store.Modify(r.Context(), ProjectKind, id, 0, func(o model.Object) error {
-		p := o.(*Project)
-		if b.Name != nil {
-			p.Name = *b.Name
-		}
-		if b.Description != nil {
-			p.Description = *b.Description
-		}
-		if b.Enabled != nil {
-			p.Enabled = *b.Enabled
-		}
+// modify changes a project or user by API id, wording a missing object and
+// a taken name as Keystone does.
+func modify[T model.Object](ctx context.Context, s *Service, what, id string, name *string, change func(T)) (T, error) {
+	var zero T
+	o, err := s.store.Modify(ctx, model.KindOf(zero), storeID(id), 0, func(o model.Object) error {
+		change(o.(T))
 		return nil
 	})
 	if errors.Is(err, model.ErrNotFound) {
-		notFound(w, "project", r.PathValue("id"))
-		return
+		return zero, notFound(what, id)
 	}
 	if err != nil {
-		failDuplicate(w, err, "project", deref(b.Name))
-		return
+		return zero, duplicate(err, what, deref(name))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"project": a.projectView(r, o.(*Project))})
+	return o.(T), nil
+}
+
+// remove deletes one object by API id (cascading to its assignments).
+func (s *Service) remove(ctx context.Context, k *model.Kind, what, id string) error {
+	err := s.store.Remove(ctx, k, storeID(id), 0)
+	if errors.Is(err, model.ErrNotFound) {
+		return notFound(what, id)
+	}
+	return err
+}
+
+// ListProjects lists the projects (admin only).
+func (s *Service) ListProjects(ctx context.Context, c *Context, f Filter) ([]*Project, error) {
+	return list(ctx, s, c, f, func(p *Project) (string, bool) { return p.Name, p.Enabled })
+}
+
+// GetProject reads a project: admins any, users the one they are scoped
+// to (others are forbidden, whether they exist or not).
+func (s *Service) GetProject(ctx context.Context, c *Context, id string) (*Project, error) {
+	if !c.IsAdmin() && APIID(storeID(id)) != c.ProjectID {
+		return nil, forbidden()
+	}
+	return get[*Project](ctx, s, "project", id)
+}
+
+// ProjectRequest is what a create or update of a project asks; nil fields
+// are not given.
+type ProjectRequest struct {
+	Name        *string
+	Description *string
+	Enabled     *bool
+	DomainID    *string
+	ParentID    *string
+	IsDomain    *bool
+}
+
+func (r *ProjectRequest) check() error {
+	switch {
+	case r.DomainID != nil && !IsDefaultDomain(*r.DomainID, ""):
+		return invalid("Nagare's identity service has one domain, %s.", DefaultDomainID)
+	case r.ParentID != nil && *r.ParentID != "" && !strings.EqualFold(*r.ParentID, DefaultDomainID):
+		return invalid("Project hierarchies are not supported: parent_id must be the domain.")
+	case r.IsDomain != nil && *r.IsDomain:
+		return invalid("Projects acting as domains are not supported.")
+	case r.Name != nil && (strings.TrimSpace(*r.Name) == "" || len(*r.Name) > 64):
+		return invalid("Invalid input for field 'name': the name must be 1 to 64 characters.")
+	}
+	return nil
+}
+
+func (r *ProjectRequest) apply(p *Project) {
+	set(&p.Name, r.Name)
+	set(&p.Description, r.Description)
+	set(&p.Enabled, r.Enabled)
+}
+
+// CreateProject creates a project in the Default domain (admin only).
+func (s *Service) CreateProject(ctx context.Context, c *Context, r ProjectRequest) (*Project, error) {
+	if err := admin(c); err != nil {
+		return nil, err
+	}
+	if err := r.check(); err != nil {
+		return nil, err
+	}
+	if r.Name == nil {
+		return nil, invalid("Invalid input for field 'name': 'name' is a required property.")
+	}
+	p := &Project{Enabled: true}
+	r.apply(p)
+	o, err := s.store.Create(ctx, p)
+	if err != nil {
+		return nil, duplicate(err, "project", *r.Name)
+	}
+	return o.(*Project), nil
+}
+
+// UpdateProject changes a project (admin only).
+func (s *Service) UpdateProject(ctx context.Context, c *Context, id string, r ProjectRequest) (*Project, error) {
+	if err := admin(c); err != nil {
+		return nil, err
+	}
+	if err := r.check(); err != nil {
+		return nil, err
+	}
+	return modify(ctx, s, "project", id, r.Name, r.apply)
+}
+
+// DeleteProject deletes a project and the role assignments on it (admin
+// only).
+func (s *Service) DeleteProject(ctx context.Context, c *Context, id string) error {
+	if err := admin(c); err != nil {
+		return err
+	}
+	return s.remove(ctx, ProjectKind, "project", id)
+}
+
+// ListUsers lists the users (admin only).
+func (s *Service) ListUsers(ctx context.Context, c *Context, f Filter) ([]*User, error) {
+	return list(ctx, s, c, f, func(u *User) (string, bool) { return u.Name, u.Enabled })
+}
+
+// self lets admins at any user and users at themselves.
+func self(c *Context, userID string) error {
+	if !c.IsAdmin() && APIID(storeID(userID)) != c.UserID {
+		return forbidden()
+	}
+	return nil
+}
+
+// GetUser reads a user: admins any, users themselves.
+func (s *Service) GetUser(ctx context.Context, c *Context, id string) (*User, error) {
+	if err := self(c, id); err != nil {
+		return nil, err
+	}
+	return get[*User](ctx, s, "user", id)
+}
+
+// UserRequest is what a create or update of a user asks; nil fields are
+// not given.
+type UserRequest struct {
+	Name             *string
+	Password         *string
+	DefaultProjectID *string
+	Enabled          *bool
+	Email            *string
+	Description      *string
+	DomainID         *string
+}
+
+// prepare checks a user request and hashes its password (slow, so it is
+// done before any transaction).
+func (s *Service) prepare(r *UserRequest) (hash string, err error) {
+	switch {
+	case r.DomainID != nil && !IsDefaultDomain(*r.DomainID, ""):
+		return "", invalid("Nagare's identity service has one domain, %s.", DefaultDomainID)
+	case r.Name != nil && (strings.TrimSpace(*r.Name) == "" || len(*r.Name) > 255):
+		return "", invalid("Invalid input for field 'name': the name must be 1 to 255 characters.")
+	case r.DefaultProjectID != nil && *r.DefaultProjectID != "" && storeID(*r.DefaultProjectID) == "":
+		return "", notFound("project", *r.DefaultProjectID)
+	case r.Password == nil:
+		return "", nil
+	}
+	if err := validPassword(*r.Password); err != nil {
+		return "", invalid("Invalid input for field 'password': %s.", err.Error())
+	}
+	return hashPassword(*r.Password, s.cost)
+}
+
+func (r *UserRequest) apply(u *User, hash string) {
+	set(&u.Name, r.Name)
+	if hash != "" {
+		u.PasswordHash = hash
+	}
+	if r.DefaultProjectID != nil {
+		u.DefaultProjectID = storeID(*r.DefaultProjectID)
+	}
+	set(&u.Enabled, r.Enabled)
+	set(&u.Email, r.Email)
+	set(&u.Description, r.Description)
+}
+
+// CreateUser creates a user (admin only).
+func (s *Service) CreateUser(ctx context.Context, c *Context, r UserRequest) (*User, error) {
+	if err := admin(c); err != nil {
+		return nil, err
+	}
+	hash, err := s.prepare(&r)
+	if err != nil {
+		return nil, err
+	}
+	if r.Name == nil {
+		return nil, invalid("Invalid input for field 'name': 'name' is a required property.")
+	}
+	u := &User{Enabled: true}
+	r.apply(u, hash)
+	o, err := s.store.Create(ctx, u)
+	if err != nil {
+		return nil, duplicate(err, "user", *r.Name)
+	}
+	return o.(*User), nil
+}
+
+// UpdateUser changes a user, its password too (admin only).
+func (s *Service) UpdateUser(ctx context.Context, c *Context, id string, r UserRequest) (*User, error) {
+	if err := admin(c); err != nil {
+		return nil, err
+	}
+	hash, err := s.prepare(&r)
+	if err != nil {
+		return nil, err
+	}
+	return modify(ctx, s, "user", id, r.Name, func(u *User) { r.apply(u, hash) })
+}
+
+// DeleteUser deletes a user and its role assignments (admin only).
+func (s *Service) DeleteUser(ctx context.Context, c *Context, id string) error {
+	if err := admin(c); err != nil {
+		return err
+	}
+	return s.remove(ctx, UserKind, "user", id)
+}
+
+// ProjectsOf lists the projects a user holds a role on: admins any
+// user's, users their own.
+func (s *Service) ProjectsOf(ctx context.Context, c *Context, userID string) ([]*Project, error) {
+	if err := self(c, userID); err != nil {
+		return nil, err
+	}
+	as, _, err := s.store.List(ctx, AssignmentKind, "user_id", storeID(userID))
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var out []*Project
+	for _, o := range as {
+		pid := o.(*Assignment).ProjectID
+		if seen[pid] {
+			continue
+		}
+		seen[pid] = true
+		p, err := s.store.Get(ctx, ProjectKind, pid)
+		if errors.Is(err, model.ErrNotFound) {
+			continue // deleted since the list: its assignments go with it
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p.(*Project))
+	}
+	return out, nil
+}
+
+// ListRoles lists the roles (any caller), by name when the filter names
+// one.
+func (s *Service) ListRoles(ctx context.Context, c *Context, f Filter) ([]*Role, error) {
+	objs, _, err := s.store.List(ctx, RoleKind, "", "")
+	var out []*Role
+	for _, o := range objs {
+		if x := o.(*Role); f.Name == nil || *f.Name == x.Name {
+			out = append(out, x)
+		}
+	}
+	return out, err
+}
+
+// GetRole reads a role (any caller).
+func (s *Service) GetRole(ctx context.Context, c *Context, id string) (*Role, error) {
+	return get[*Role](ctx, s, "role", id)
+}
+
+// RoleRequest is what a create of a role asks.
+type RoleRequest struct {
+	Name        *string
+	Description string
+}
+
+// CreateRole creates a role (admin only); its id derives from its name.
+func (s *Service) CreateRole(ctx context.Context, c *Context, r RoleRequest) (*Role, error) {
+	if err := admin(c); err != nil {
+		return nil, err
+	}
+	name := r.Name
+	if name == nil || strings.TrimSpace(*name) == "" || len(*name) > 255 {
+		return nil, invalid("Invalid input for field 'name': the name must be 1 to 255 characters.")
+	}
+	o, err := s.store.Create(ctx, &Role{Meta: model.Meta{ID: RoleID(*name)}, Name: *name, Description: r.Description})
+	if err != nil {
+		var ce *model.ConflictError
+		if errors.As(err, &ce) {
+			err = &model.FieldError{Field: "name", Msg: "already used"}
+		}
+		return nil, duplicate(err, "role", *name)
+	}
+	return o.(*Role), nil
+}
+
+// DeleteRole deletes a role and its assignments (admin only). The admin
+// role stays: deleting it would take every administrator's rights at once.
+func (s *Service) DeleteRole(ctx context.Context, c *Context, id string) error {
+	if err := admin(c); err != nil {
+		return err
+	}
+	if storeID(id) == RoleID(RoleAdmin) {
+		return forbidden()
+	}
+	return s.remove(ctx, RoleKind, "role", id)
+}
+
+// grantIDs resolves the project, user and role of an assignment,
+// answering not-found for the first that does not exist.
+func (s *Service) grantIDs(ctx context.Context, c *Context, project, user, role string) (pid, uid, rid string, err error) {
+	if err := admin(c); err != nil {
+		return "", "", "", err
+	}
+	p, err := get[*Project](ctx, s, "project", project)
+	if err != nil {
+		return "", "", "", err
+	}
+	u, err := get[*User](ctx, s, "user", user)
+	if err != nil {
+		return "", "", "", err
+	}
+	r, err := get[*Role](ctx, s, "role", role)
+	if err != nil {
+		return "", "", "", err
+	}
+	pid, uid, rid = p.ID, u.ID, r.ID
+	return pid, uid, rid, nil
+}
+
+// Grant gives a user a role on a project (admin only); granting twice is
+// granting once.
+func (s *Service) Grant(ctx context.Context, c *Context, project, user, role string) error {
+	pid, uid, rid, err := s.grantIDs(ctx, c, project, user, role)
+	if err != nil {
+		return err
+	}
+	_, err = s.store.Update(ctx, func(tx *nsdb.Tx) error {
+		id := assignmentID(uid, pid, rid)
+		if _, err := tx.Get(AssignmentKind, id); err == nil {
+			return nil
+		} else if !errors.Is(err, model.ErrNotFound) {
+			return err
+		}
+		_, err := tx.Create(&Assignment{Meta: model.Meta{ID: id}, UserID: uid, ProjectID: pid, RoleID: rid})
+		return err
+	})
+	return err
+}
+
+// CheckGrant reports (nil) that a user holds a role on a project (admin
+// only).
+func (s *Service) CheckGrant(ctx context.Context, c *Context, project, user, role string) error {
+	pid, uid, rid, err := s.grantIDs(ctx, c, project, user, role)
+	if err != nil {
+		return err
+	}
+	_, err = s.store.Get(ctx, AssignmentKind, assignmentID(uid, pid, rid))
+	if errors.Is(err, model.ErrNotFound) {
+		return notFound("role assignment", role)
+	}
+	return err
+}
+
+// RevokeGrant takes a role on a project from a user (admin only).
+func (s *Service) RevokeGrant(ctx context.Context, c *Context, project, user, role string) error {
+	pid, uid, rid, err := s.grantIDs(ctx, c, project, user, role)
+	if err != nil {
+		return err
+	}
+	err = s.store.Remove(ctx, AssignmentKind, assignmentID(uid, pid, rid), 0)
+	if errors.Is(err, model.ErrNotFound) {
+		return notFound("role assignment", role)
+	}
+	return err
+}
+
+// GrantedRoles are the roles a user holds on a project (admin only).
+func (s *Service) GrantedRoles(ctx context.Context, c *Context, project, user string) ([]*Role, error) {
+	if err := admin(c); err != nil {
+		return nil, err
+	}
+	return s.rolesOf(ctx, storeID(user), storeID(project))
+}
+
+// AssignmentFilter narrows the role assignments listed ("" does not
+// filter); Names asks for the names of the user, project and role.
+type AssignmentFilter struct {
+	UserID, ProjectID, RoleID string
+	Names                     bool
+}
+
+// AssignmentInfo is one role assignment as listed, ids as stored.
+type AssignmentInfo struct {
+	UserID, ProjectID, RoleID       string
+	UserName, ProjectName, RoleName string // with AssignmentFilter.Names
+}
+
+// Assignments lists role assignments (admin only), ordered by user.
+func (s *Service) Assignments(ctx context.Context, c *Context, f AssignmentFilter) ([]AssignmentInfo, error) {
+	if err := admin(c); err != nil {
+		return nil, err
+	}
+	uid, pid, rid := storeID(f.UserID), storeID(f.ProjectID), storeID(f.RoleID)
+	var objs []model.Object
+	var err error
+	switch {
+	case f.UserID != "":
+		objs, _, err = s.store.List(ctx, AssignmentKind, "user_id", uid)
+	case f.ProjectID != "":
+		objs, _, err = s.store.List(ctx, AssignmentKind, "project_id", pid)
+	default:
+		objs, _, err = s.store.List(ctx, AssignmentKind, "", "")
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []AssignmentInfo
+	for _, o := range objs {
+		as := o.(*Assignment)
+		if (f.UserID != "" && uid != as.UserID) || (f.ProjectID != "" && pid != as.ProjectID) || (f.RoleID != "" && rid != as.RoleID) {
+			continue
+		}
+		info := AssignmentInfo{UserID: as.UserID, ProjectID: as.ProjectID, RoleID: as.RoleID}
+		if f.Names {
+			if info.UserName, err = s.nameOf(ctx, UserKind, as.UserID); err == nil {
+				if info.ProjectName, err = s.nameOf(ctx, ProjectKind, as.ProjectID); err == nil {
+					info.RoleName, err = s.nameOf(ctx, RoleKind, as.RoleID)
+				}
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, info)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].UserID < out[j].UserID })
+	return out, nil
+}
+
+// nameOf is the name of a user, project or role ("" when it is gone).
+func (s *Service) nameOf(ctx context.Context, k *model.Kind, id string) (string, error) {
+	o, err := s.store.Get(ctx, k, id)
+	if errors.Is(err, model.ErrNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	switch x := o.(type) {
+	case *User:
+		return x.Name, nil
+	case *Project:
+		return x.Name, nil
+	case *Role:
+		return x.Name, nil
+	}
+	return "", nil
+}
+
+func set[T any](dst *T, v *T) {
+	if v != nil {
+		*dst = *v
+	}
 }
 
 func deref(s *string) string {
@@ -183,439 +539,4 @@ func deref(s *string) string {
 		return ""
 	}
 	return *s
-}
-
-func (a *API) deleteProject(w http.ResponseWriter, r *http.Request, c *Context) {
-	a.remove(w, r, ProjectKind, "project")
-}
-
-func (a *API) remove(w http.ResponseWriter, r *http.Request, k *model.Kind, what string) {
-	err := a.svc.store.Remove(r.Context(), k, storeID(r.PathValue("id")), 0)
-	if errors.Is(err, model.ErrNotFound) {
-		notFound(w, what, r.PathValue("id"))
-		return
-	}
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
-func (a *API) userView(r *http.Request, u *User) map[string]any {
-	v := map[string]any{"id": apiID(u.ID), "name": u.Name, "domain_id": DefaultDomainID, "enabled": u.Enabled,
-		"password_expires_at": nil, "options": map[string]any{}, "links": a.self(r, "users", apiID(u.ID))}
-	if u.DefaultProjectID != "" {
-		v["default_project_id"] = apiID(u.DefaultProjectID)
-	}
-	if u.Email != "" {
-		v["email"] = u.Email
-	}
-	if u.Description != "" {
-		v["description"] = u.Description
-	}
-	return v
-}
-
-func (a *API) listUsers(w http.ResponseWriter, r *http.Request, c *Context) {
-	q := r.URL.Query()
-	if q.Has("domain_id") && !strings.EqualFold(q.Get("domain_id"), DefaultDomainID) {
-		writeJSON(w, http.StatusOK, map[string]any{"users": []any{}, "links": a.links(r)})
-		return
-	}
-	objs, _, err := a.svc.store.List(r.Context(), UserKind, "", "")
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	out := []any{}
-	for _, o := range objs {
-		u := o.(*User)
-		if (q.Has("name") && q.Get("name") != u.Name) || (q.Has("enabled") && parseBool(q.Get("enabled")) != u.Enabled) {
-			continue
-		}
-		out = append(out, a.userView(r, u))
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"users": out, "links": a.links(r)})
-}
-
-func (a *API) getUser(w http.ResponseWriter, r *http.Request, c *Context) {
-	id := storeID(r.PathValue("id"))
-	if !c.IsAdmin() && apiID(id) != c.UserID {
-		forbidden(w)
-		return
-	}
-	o, err := a.svc.store.Get(r.Context(), UserKind, id)
-	if errors.Is(err, model.ErrNotFound) {
-		notFound(w, "user", r.PathValue("id"))
-		return
-	}
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"user": a.userView(r, o.(*User))})
-}
-
-type userBody struct {
-	Name             *string `json:"name"`
-	Password         *string `json:"password"`
-	DefaultProjectID *string `json:"default_project_id"`
-	Enabled          *bool   `json:"enabled"`
-	Email            *string `json:"email"`
-	Description      *string `json:"description"`
-	DomainID         *string `json:"domain_id"`
-}
-
-// apply sets the body's fields on u, hashing a new password (slow, so it
-// is done before the transaction).
-func (b *userBody) apply(u *User, hash string) {
-	if b.Name != nil {
-		u.Name = *b.Name
-	}
-	if hash != "" {
-		u.PasswordHash = hash
-	}
-	if b.DefaultProjectID != nil {
-		u.DefaultProjectID = storeID(*b.DefaultProjectID)
-	}
-	if b.Enabled != nil {
-		u.Enabled = *b.Enabled
-	}
-	if b.Email != nil {
-		u.Email = *b.Email
-	}
-	if b.Description != nil {
-		u.Description = *b.Description
-	}
-}
-
-func (a *API) userBody(w http.ResponseWriter, r *http.Request) (*userBody, string, bool) {
-	var b userBody
-	if !decode(w, r, "user", &b) {
-		return nil, "", false
-	}
-	if b.DomainID != nil && !isDefaultDomain(*b.DomainID, "") {
-		badRequest(w, "Nagare's identity service has one domain, "+DefaultDomainID+".")
-		return nil, "", false
-	}
-	if b.Name != nil && (strings.TrimSpace(*b.Name) == "" || len(*b.Name) > 255) {
-		badRequest(w, "Invalid input for field 'name': the name must be 1 to 255 characters.")
-		return nil, "", false
-	}
-	if b.DefaultProjectID != nil && *b.DefaultProjectID != "" && storeID(*b.DefaultProjectID) == "" {
-		notFound(w, "project", *b.DefaultProjectID)
-		return nil, "", false
-	}
-	hash := ""
-	if b.Password != nil {
-		if err := validPassword(*b.Password); err != nil {
-			badRequest(w, "Invalid input for field 'password': "+err.Error()+".")
-			return nil, "", false
-		}
-		var err error
-		if hash, err = hashPassword(*b.Password, a.svc.cost); err != nil {
-			fail(w, err)
-			return nil, "", false
-		}
-	}
-	return &b, hash, true
-}
-
-func (a *API) createUser(w http.ResponseWriter, r *http.Request, c *Context) {
-	b, hash, ok := a.userBody(w, r)
-	if !ok {
-		return
-	}
-	if b.Name == nil {
-		badRequest(w, "Invalid input for field 'name': 'name' is a required property.")
-		return
-	}
-	u := &User{Enabled: true}
-	b.apply(u, hash)
-	o, err := a.svc.store.Create(r.Context(), u)
-	if err != nil {
-		failDuplicate(w, err, "user", *b.Name)
-		return
-	}
-	writeJSON(w, http.StatusCreated, map[string]any{"user": a.userView(r, o.(*User))})
-}
-
-func (a *API) updateUser(w http.ResponseWriter, r *http.Request, c *Context) {
-	b, hash, ok := a.userBody(w, r)
-	if !ok {
-		return
-	}
-	o, err := a.svc.store.Modify(r.Context(), UserKind, storeID(r.PathValue("id")), 0, func(o model.Object) error {
-		b.apply(o.(*User), hash)
-		return nil
-	})
-	if errors.Is(err, model.ErrNotFound) {
-		notFound(w, "user", r.PathValue("id"))
-		return
-	}
-	if err != nil {
-		failDuplicate(w, err, "user", deref(b.Name))
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"user": a.userView(r, o.(*User))})
-}
-
-func (a *API) deleteUser(w http.ResponseWriter, r *http.Request, c *Context) {
-	a.remove(w, r, UserKind, "user")
-}
-
-// userProjects lists the projects a user holds a role on.
-func (a *API) userProjects(w http.ResponseWriter, r *http.Request, c *Context) {
-	id := storeID(r.PathValue("id"))
-	if !c.IsAdmin() && apiID(id) != c.UserID {
-		forbidden(w)
-		return
-	}
-	a.projectsOf(w, r, id)
-}
-
-func (a *API) myProjects(w http.ResponseWriter, r *http.Request, c *Context) {
-	a.projectsOf(w, r, storeID(c.UserID))
-}
-
-func (a *API) projectsOf(w http.ResponseWriter, r *http.Request, userID string) {
-	as, _, err := a.svc.store.List(r.Context(), AssignmentKind, "user_id", userID)
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	seen := map[string]bool{}
-	out := []any{}
-	for _, o := range as {
-		pid := o.(*Assignment).ProjectID
-		if seen[pid] {
-			continue
-		}
-		seen[pid] = true
-		p, err := a.svc.store.Get(r.Context(), ProjectKind, pid)
-		if err != nil {
-			continue
-		}
-		out = append(out, a.projectView(r, p.(*Project)))
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"projects": out, "links": a.links(r)})
-}
-
-func (a *API) roleView(r *http.Request, x *Role) map[string]any {
-	return map[string]any{"id": apiID(x.ID), "name": x.Name, "domain_id": nil, "description": x.Description,
-		"options": map[string]any{}, "links": a.self(r, "roles", apiID(x.ID))}
-}
-
-func (a *API) listRoles(w http.ResponseWriter, r *http.Request, c *Context) {
-	objs, _, err := a.svc.store.List(r.Context(), RoleKind, "", "")
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	q := r.URL.Query()
-	out := []any{}
-	for _, o := range objs {
-		x := o.(*Role)
-		if q.Has("name") && q.Get("name") != x.Name {
-			continue
-		}
-		out = append(out, a.roleView(r, x))
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"roles": out, "links": a.links(r)})
-}
-
-func (a *API) getRole(w http.ResponseWriter, r *http.Request, c *Context) {
-	o, err := a.svc.store.Get(r.Context(), RoleKind, storeID(r.PathValue("id")))
-	if errors.Is(err, model.ErrNotFound) {
-		notFound(w, "role", r.PathValue("id"))
-		return
-	}
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"role": a.roleView(r, o.(*Role))})
-}
-
-func (a *API) createRole(w http.ResponseWriter, r *http.Request, c *Context) {
-	var b struct {
-		Name        *string `json:"name"`
-		Description string  `json:"description"`
-	}
-	if !decode(w, r, "role", &b) {
-		return
-	}
-	if b.Name == nil || strings.TrimSpace(*b.Name) == "" || len(*b.Name) > 255 {
-		badRequest(w, "Invalid input for field 'name': the name must be 1 to 255 characters.")
-		return
-	}
-	o, err := a.svc.store.Create(r.Context(), &Role{Meta: model.Meta{ID: roleID(*b.Name)}, Name: *b.Name, Description: b.Description})
-	if err != nil {
-		var ce *model.ConflictError
-		if errors.As(err, &ce) {
-			err = &model.FieldError{Field: "name", Msg: "already used"}
-		}
-		failDuplicate(w, err, "role", *b.Name)
-		return
-	}
-	writeJSON(w, http.StatusCreated, map[string]any{"role": a.roleView(r, o.(*Role))})
-}
-
-func (a *API) deleteRole(w http.ResponseWriter, r *http.Request, c *Context) {
-	if storeID(r.PathValue("id")) == roleID(RoleAdmin) {
-		// Deleting it would take every administrator's rights at once.
-		forbidden(w)
-		return
-	}
-	a.remove(w, r, RoleKind, "role")
-}
-
-// grantIDs resolves the project, user and role of an assignment URL,
-// answering 404 for the first that does not exist.
-func (a *API) grantIDs(w http.ResponseWriter, r *http.Request) (pid, uid, rid string, ok bool) {
-	for _, x := range []struct {
-		k    *model.Kind
-		what string
-		name string
-		out  *string
-	}{{ProjectKind, "project", "pid", &pid}, {UserKind, "user", "uid", &uid}, {RoleKind, "role", "rid", &rid}} {
-		id := storeID(r.PathValue(x.name))
-		if _, err := a.svc.store.Get(r.Context(), x.k, id); err != nil {
-			if errors.Is(err, model.ErrNotFound) {
-				notFound(w, x.what, r.PathValue(x.name))
-			} else {
-				fail(w, err)
-			}
-			return "", "", "", false
-		}
-		*x.out = id
-	}
-	return pid, uid, rid, true
-}
-
-func (a *API) grant(w http.ResponseWriter, r *http.Request, c *Context) {
-	pid, uid, rid, ok := a.grantIDs(w, r)
-	if !ok {
-		return
-	}
-	_, err := a.svc.store.Update(r.Context(), func(tx *nsdb.Tx) error {
-		id := assignmentID(uid, pid, rid)
-		if _, err := tx.Get(AssignmentKind, id); err == nil {
-			return nil // granting twice is granting once
-		}
-		_, err := tx.Create(&Assignment{Meta: model.Meta{ID: id}, UserID: uid, ProjectID: pid, RoleID: rid})
-		return err
-	})
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
-func (a *API) checkGrant(w http.ResponseWriter, r *http.Request, c *Context) {
-	pid, uid, rid, ok := a.grantIDs(w, r)
-	if !ok {
-		return
-	}
-	if _, err := a.svc.store.Get(r.Context(), AssignmentKind, assignmentID(uid, pid, rid)); err != nil {
-		if errors.Is(err, model.ErrNotFound) {
-			notFound(w, "role assignment", r.PathValue("rid"))
-		} else {
-			fail(w, err)
-		}
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
-func (a *API) revokeGrant(w http.ResponseWriter, r *http.Request, c *Context) {
-	pid, uid, rid, ok := a.grantIDs(w, r)
-	if !ok {
-		return
-	}
-	err := a.svc.store.Remove(r.Context(), AssignmentKind, assignmentID(uid, pid, rid), 0)
-	if errors.Is(err, model.ErrNotFound) {
-		notFound(w, "role assignment", r.PathValue("rid"))
-		return
-	}
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
-func (a *API) listGrants(w http.ResponseWriter, r *http.Request, c *Context) {
-	pid, uid := storeID(r.PathValue("pid")), storeID(r.PathValue("uid"))
-	roles, err := a.svc.rolesOf(r.Context(), uid, pid)
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	out := []any{}
-	for _, x := range roles {
-		out = append(out, a.roleView(r, x))
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"roles": out, "links": a.links(r)})
-}
-
-// listAssignments is GET /v3/role_assignments with the filters the
-// openstack CLI sends (user.id, scope.project.id, role.id, include_names).
-func (a *API) listAssignments(w http.ResponseWriter, r *http.Request, c *Context) {
-	q := r.URL.Query()
-	var objs []model.Object
-	var err error
-	switch {
-	case q.Get("user.id") != "":
-		objs, _, err = a.svc.store.List(r.Context(), AssignmentKind, "user_id", storeID(q.Get("user.id")))
-	case q.Get("scope.project.id") != "":
-		objs, _, err = a.svc.store.List(r.Context(), AssignmentKind, "project_id", storeID(q.Get("scope.project.id")))
-	default:
-		objs, _, err = a.svc.store.List(r.Context(), AssignmentKind, "", "")
-	}
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	names := q.Has("include_names") && q.Get("include_names") != "false" && q.Get("include_names") != "0"
-	name := func(k *model.Kind, id string) string {
-		o, err := a.svc.store.Get(r.Context(), k, id)
-		if err != nil {
-			return ""
-		}
-		switch x := o.(type) {
-		case *User:
-			return x.Name
-		case *Project:
-			return x.Name
-		case *Role:
-			return x.Name
-		}
-		return ""
-	}
-	out := []map[string]any{}
-	for _, o := range objs {
-		as := o.(*Assignment)
-		if (q.Get("user.id") != "" && storeID(q.Get("user.id")) != as.UserID) ||
-			(q.Get("scope.project.id") != "" && storeID(q.Get("scope.project.id")) != as.ProjectID) ||
-			(q.Get("role.id") != "" && storeID(q.Get("role.id")) != as.RoleID) {
-			continue
-		}
-		user := map[string]any{"id": apiID(as.UserID)}
-		proj := map[string]any{"id": apiID(as.ProjectID)}
-		role := map[string]any{"id": apiID(as.RoleID)}
-		if names {
-			user["name"], user["domain"] = name(UserKind, as.UserID), defaultDomain
-			proj["name"], proj["domain"] = name(ProjectKind, as.ProjectID), defaultDomain
-			role["name"] = name(RoleKind, as.RoleID)
-		}
-		out = append(out, map[string]any{"user": user, "role": role, "scope": map[string]any{"project": proj},
-			"links": map[string]any{"assignment": a.AuthURL(r) + "/v3/projects/" + apiID(as.ProjectID) + "/users/" + apiID(as.UserID) + "/roles/" + apiID(as.RoleID)}})
-	}
-	sort.SliceStable(out, func(i, j int) bool {
-		return fmt.Sprint(out[i]["user"]) < fmt.Sprint(out[j]["user"])
-	})
-	writeJSON(w, http.StatusOK, map[string]any{"role_assignments": out, "links": a.links(r)})
 }

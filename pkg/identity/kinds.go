@@ -76,14 +76,15 @@ var (
 // the same object and concurrent creators collide in etcd.
 var namespace = uuid.MustParse("6f0f5b1e-3c52-4b0e-9d7c-4e61a7e0c0de")
 
-func derivedID(parts ...string) string {
+// DerivedID is the id of the object named by parts.
+func DerivedID(parts ...string) string {
 	return uuid.NewSHA1(namespace, []byte(strings.Join(parts, "\x00"))).String()
 }
 
 // The well-known objects: the signing key and the roles Keystone's
 // bootstrap creates.
 var (
-	secretID = derivedID("secret", "token-signing-key")
+	secretID = DerivedID("secret", "token-signing-key")
 )
 
 // Role names with a meaning to policy.
@@ -93,14 +94,15 @@ const (
 	RoleReader = "reader"
 )
 
-func roleID(name string) string { return derivedID("role", name) }
+// RoleID is a role's id, derived from its name.
+func RoleID(name string) string { return DerivedID("role", name) }
 
 func assignmentID(user, project, role string) string {
-	return derivedID("assignment", user, project, role)
+	return DerivedID("assignment", user, project, role)
 }
 
-// apiID is the form Keystone prints ids in: 32 hex digits, no dashes.
-func apiID(id string) string { return strings.ReplaceAll(id, "-", "") }
+// APIID is the form Keystone prints ids in: 32 hex digits, no dashes.
+func APIID(id string) string { return strings.ReplaceAll(id, "-", "") }
 
 // storeID turns an API id (with or without dashes, any case) back into the
 // store's canonical UUID; "" when it is not one.

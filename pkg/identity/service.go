@@ -32,7 +32,7 @@ type Service struct {
 	key   []byte
 	ttl   time.Duration
 	cost  int
-	cache *cache
+	cache *TokenCache
 	log   *slog.Logger
 	now   func() time.Time
 }
@@ -64,7 +64,7 @@ func New(ctx context.Context, store *nsdb.Store, opts Options) (*Service, error)
 		opts.Log = slog.Default()
 	}
 	s := &Service{store: store, ttl: opts.TokenTTL, cost: opts.BcryptCost, log: opts.Log,
-		cache: newCache(30*time.Second, 100000), now: time.Now}
+		cache: NewTokenCache(30*time.Second, 100000), now: time.Now}
 	var hash string
 	if opts.AdminPassword != "" {
 		var err error
@@ -88,8 +88,8 @@ func New(ctx context.Context, store *nsdb.Store, opts Options) (*Service, error)
 			return err
 		}
 		for _, name := range []string{RoleAdmin, RoleMember, RoleReader} {
-			if _, err := tx.Get(RoleKind, roleID(name)); errors.Is(err, model.ErrNotFound) {
-				if _, err := tx.Create(&Role{Meta: model.Meta{ID: roleID(name)}, Name: name}); err != nil {
+			if _, err := tx.Get(RoleKind, RoleID(name)); errors.Is(err, model.ErrNotFound) {
+				if _, err := tx.Create(&Role{Meta: model.Meta{ID: RoleID(name)}, Name: name}); err != nil {
 					return err
 				}
 			} else if err != nil {
@@ -114,7 +114,7 @@ func New(ctx context.Context, store *nsdb.Store, opts Options) (*Service, error)
 			return err
 		}
 		uid := u.GetMeta().ID
-		_, err = tx.Create(&Assignment{Meta: model.Meta{ID: assignmentID(uid, proj, roleID(RoleAdmin))}, UserID: uid, ProjectID: proj, RoleID: roleID(RoleAdmin)})
+		_, err = tx.Create(&Assignment{Meta: model.Meta{ID: assignmentID(uid, proj, RoleID(RoleAdmin))}, UserID: uid, ProjectID: proj, RoleID: RoleID(RoleAdmin)})
 		created, anyUser = true, true
 		return err
 	})
@@ -175,23 +175,11 @@ func (s *Service) Login(ctx context.Context, userID, userName, password, project
 	if !checkPassword(hash, password, s.cost) || !u.Enabled {
 		return "", nil, ErrInvalidToken
 	}
-	pid := ""
-	switch {
-	case projectID != "":
-		pid = storeID(projectID)
-		if pid == "" {
-			return "", nil, ErrInvalidToken
-		}
-	case projectName != "":
-		ps, _, err := s.store.List(ctx, ProjectKind, "name", projectName)
-		if err != nil {
-			return "", nil, err
-		}
-		if len(ps) != 1 {
-			return "", nil, ErrInvalidToken
-		}
-		pid = ps[0].GetMeta().ID
-	case !scoped:
+	pid, err := s.scope(ctx, projectID, projectName)
+	if err != nil {
+		return "", nil, err
+	}
+	if pid == "" && !scoped {
 		pid = u.DefaultProjectID
 	}
 	return s.issue(ctx, u.ID, pid, []string{"password"}, s.now().Add(s.ttl))
@@ -207,23 +195,34 @@ func (s *Service) Rescope(ctx context.Context, tok, projectID, projectName strin
 	if err != nil {
 		return "", nil, err
 	}
-	pid := ""
+	pid, err := s.scope(ctx, projectID, projectName)
+	if err != nil {
+		return "", nil, err
+	}
+	return s.issue(ctx, old.UserID, pid, []string{"token"}, old.expires())
+}
+
+// scope resolves the project a token request scopes to, by id or by name
+// ("" for none); a project that is not there is an invalid login.
+func (s *Service) scope(ctx context.Context, projectID, projectName string) (string, error) {
 	switch {
 	case projectID != "":
-		if pid = storeID(projectID); pid == "" {
-			return "", nil, ErrInvalidToken
+		pid := storeID(projectID)
+		if pid == "" {
+			return "", ErrInvalidToken
 		}
+		return pid, nil
 	case projectName != "":
 		ps, _, err := s.store.List(ctx, ProjectKind, "name", projectName)
 		if err != nil {
-			return "", nil, err
+			return "", err
 		}
 		if len(ps) != 1 {
-			return "", nil, ErrInvalidToken
+			return "", ErrInvalidToken
 		}
-		pid = ps[0].GetMeta().ID
+		return ps[0].GetMeta().ID, nil
 	}
-	return s.issue(ctx, old.UserID, pid, []string{"token"}, old.expires())
+	return "", nil
 }
 
 // issue signs a token and resolves its context; a project scope needs a role.
@@ -240,21 +239,21 @@ func (s *Service) issue(ctx context.Context, userID, pid string, methods []strin
 		// Keystone refuses a project scope the user holds no role on.
 		return "", nil, ErrInvalidToken
 	}
-	s.cache.put(tok, cx, now)
+	s.cache.Put(tok, cx, now)
 	return tok, cx, nil
 }
 
 // Validate implements Validator.
 func (s *Service) Validate(ctx context.Context, tok string) (*Context, error) {
 	now := s.now()
-	if c := s.cache.get(tok, now); c != nil {
+	if c := s.cache.Get(tok, now); c != nil {
 		return c, nil
 	}
 	cl, err := verify(s.key, tok, now)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.store.Get(ctx, RevocationKind, derivedID("revocation", cl.AuditID)); err == nil {
+	if _, err := s.store.Get(ctx, RevocationKind, DerivedID("revocation", cl.AuditID)); err == nil {
 		return nil, ErrInvalidToken
 	} else if !errors.Is(err, model.ErrNotFound) {
 		return nil, err
@@ -263,7 +262,7 @@ func (s *Service) Validate(ctx context.Context, tok string) (*Context, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.cache.put(tok, c, now)
+	s.cache.Put(tok, c, now)
 	return c, nil
 }
 
@@ -280,7 +279,8 @@ func (s *Service) resolve(ctx context.Context, cl *claims, tok string) (*Context
 	if !u.Enabled {
 		return nil, ErrInvalidToken
 	}
-	c := &Context{UserID: apiID(u.ID), UserName: u.Name, Token: tok, ExpiresAt: cl.expires()}
+	c := &Context{UserID: APIID(u.ID), UserName: u.Name, Token: tok, ExpiresAt: cl.expires(),
+		Methods: cl.Methods, IssuedAt: cl.issued(), AuditID: cl.AuditID}
 	if cl.ProjectID == "" {
 		return c, nil
 	}
@@ -295,7 +295,7 @@ func (s *Service) resolve(ctx context.Context, cl *claims, tok string) (*Context
 	if !p.Enabled {
 		return nil, ErrInvalidToken
 	}
-	c.ProjectID, c.ProjectName = apiID(p.ID), p.Name
+	c.ProjectID, c.ProjectName = APIID(p.ID), p.Name
 	roles, err := s.rolesOf(ctx, u.ID, p.ID)
 	if err != nil {
 		return nil, err
@@ -329,13 +329,34 @@ func (s *Service) rolesOf(ctx context.Context, userID, projectID string) ([]*Rol
 	return out, nil
 }
 
+// CheckToken validates a token for a caller: admins may check any token,
+// users their own.
+func (s *Service) CheckToken(ctx context.Context, c *Context, tok string) (*Context, error) {
+	sc, err := s.Validate(ctx, tok)
+	if err != nil {
+		return nil, err
+	}
+	if !c.IsAdmin() && sc.UserID != c.UserID {
+		return nil, forbidden()
+	}
+	return sc, nil
+}
+
+// RevokeToken revokes a token for a caller, under CheckToken's policy.
+func (s *Service) RevokeToken(ctx context.Context, c *Context, tok string) error {
+	if _, err := s.CheckToken(ctx, c, tok); err != nil {
+		return err
+	}
+	return s.Revoke(ctx, tok)
+}
+
 // Revoke invalidates a token before it expires.
 func (s *Service) Revoke(ctx context.Context, tok string) error {
 	cl, err := verify(s.key, tok, s.now())
 	if err != nil {
 		return err
 	}
-	id := derivedID("revocation", cl.AuditID)
+	id := DerivedID("revocation", cl.AuditID)
 	_, err = s.store.Update(ctx, func(tx *nsdb.Tx) error {
 		if _, err := tx.Get(RevocationKind, id); err == nil {
 			return nil
@@ -343,7 +364,7 @@ func (s *Service) Revoke(ctx context.Context, tok string) error {
 		_, err := tx.Create(&Revocation{Meta: model.Meta{ID: id}, ExpiresAt: cl.ExpiresAt})
 		return err
 	})
-	s.cache.drop(tok)
+	s.cache.Drop(tok)
 	return err
 }
 

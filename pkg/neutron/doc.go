@@ -34,6 +34,23 @@
 //	floating IP  static NAT rules in its router's chains (its own port has no native form)
 //	sec. group   ingress and egress chains of accept rules, and an address group
 //
-// The HTTP side (Neutron's URL layout, collections, errors) is package
-// api/neutron; identity and the caller's roles come from package identity.
+// This package is the domain and imports no net/http (internal/archtest
+// enforces it): it takes typed requests of decoded values (NetworkRequest,
+// PortRequest, …; a nil field is an attribute the request does not name),
+// applies object policy (who may see and change what, from the caller's
+// identity.Context), checks what the values mean, and returns objects and
+// *Error values of a Class. Everything HTTP is package api/neutron: routes,
+// attribute maps and attribute-level policy, decoding bodies into the
+// requests, views, and the fault map from classes to statuses.
+//
+// A new resource is two files following the others. Here, <resource>.go:
+// its stored kind (in kinds.go, registered with model.RegisterInternal),
+// its Translate function (translate.go) when it has a native form, a
+// <Resource>Request with an apply method, and Create/Update/Delete
+// methods built from policy.go's steps (creating and admit for a create's
+// policy, project and quota; modify for an update or delete of an existing
+// object under its policy) and apply (reconcile.go: its translation, in
+// the same transaction).
+// In api/neutron, <resource>.go: the attribute map, decode<Resource> and
+// view<Resource>, and one row of its resources table.
 package neutron

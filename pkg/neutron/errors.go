@@ -4,19 +4,34 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 
 	"github.com/nagare/nagare/pkg/model"
 )
 
-// Error is a Neutron API error: the exception class name Neutron would
-// raise (Type), its message, and the status Neutron's fault map gives the
-// class (BadRequest 400, NotFound 404, Conflict and InUse 409,
-// NotAuthorized 403, ServiceUnavailable 503). The API renders it as
-// {"NeutronError": {"type", "message", "detail"}}.
+// Class is the kind of refusal an Error is, after neutron-lib's exception
+// hierarchy (BadRequest, NotAuthorized, NotFound, Conflict and InUse, …).
+// The API's fault map turns a class into an HTTP status; the domain never
+// names one.
+type Class int
+
+// The classes. The zero value is an internal failure: an Error nobody
+// classified is a bug, not the caller's fault.
+const (
+	Internal           Class = iota
+	BadRequest               // the request is wrong
+	NotAuthorized            // policy refuses the caller
+	NotFound                 // no such object (or the caller may not see it)
+	Conflict                 // the state of things refuses it (in use, taken, over quota)
+	PreconditionFailed       // If-Match names another revision
+	Unavailable              // the NSDB did not answer, or nothing is left to allocate
+)
+
+// Error is a Neutron API error: its class, the exception class name Neutron
+// would raise (Type), its message and an optional detail. The API renders
+// it as {"NeutronError": {"type", "message", "detail"}}.
 type Error struct {
-	Status  int
+	Class   Class
 	Type    string
 	Message string
 	Detail  string
@@ -24,85 +39,75 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Message }
 
-func newErr(status int, typ, format string, args ...any) *Error {
-	return &Error{Status: status, Type: typ, Message: fmt.Sprintf(format, args...)}
+// NewError is an error of a class and exception type.
+func NewError(class Class, typ, format string, args ...any) *Error {
+	return &Error{Class: class, Type: typ, Message: fmt.Sprintf(format, args...)}
 }
 
 // The exceptions, with neutron-lib's and Neutron's messages.
 
-func badRequest(resource, format string, args ...any) *Error {
-	return newErr(http.StatusBadRequest, "BadRequest", "Bad %s request: %s.", resource, strings.TrimSuffix(fmt.Sprintf(format, args...), "."))
+// BadResourceRequest is neutron-lib's BadRequest about one resource.
+func BadResourceRequest(resource, format string, args ...any) *Error {
+	return NewError(BadRequest, "BadRequest", "Bad %s request: %s.", resource, strings.TrimSuffix(fmt.Sprintf(format, args...), "."))
 }
 
-func invalidInput(format string, args ...any) *Error {
-	return newErr(http.StatusBadRequest, "InvalidInput", "Invalid input for operation: %s.", strings.TrimSuffix(fmt.Sprintf(format, args...), "."))
+// InvalidInput is neutron-lib's InvalidInput.
+func InvalidInput(format string, args ...any) *Error {
+	return NewError(BadRequest, "InvalidInput", "Invalid input for operation: %s.", strings.TrimSuffix(fmt.Sprintf(format, args...), "."))
 }
 
-// httpBadRequest is what Neutron's API layer raises for malformed requests
+// HTTPBadRequest is what Neutron's API layer raises for malformed requests
 // (webob's HTTPBadRequest).
-func httpBadRequest(format string, args ...any) *Error {
-	return newErr(http.StatusBadRequest, "HTTPBadRequest", format, args...)
+func HTTPBadRequest(format string, args ...any) *Error {
+	return NewError(BadRequest, "HTTPBadRequest", format, args...)
 }
 
-func invalidAttr(attr string, format string, args ...any) *Error {
-	return invalidInput("'%s' %s", attr, fmt.Sprintf(format, args...))
+// Invalid is the error of an attribute's value that fails its validator.
+func Invalid(attr, format string, args ...any) *Error {
+	return HTTPBadRequest("Invalid input for %s. Reason: %s.", attr, fmt.Sprintf(format, args...))
 }
 
-// NotFound errors of each resource.
-func networkNotFound(id string) *Error {
-	return newErr(http.StatusNotFound, "NetworkNotFound", "Network %s could not be found.", id)
-}
-func subnetNotFound(id string) *Error {
-	return newErr(http.StatusNotFound, "SubnetNotFound", "Subnet %s could not be found.", id)
-}
-func portNotFound(id string) *Error {
-	return newErr(http.StatusNotFound, "PortNotFound", "Port %s could not be found.", id)
-}
-func routerNotFound(id string) *Error {
-	return newErr(http.StatusNotFound, "RouterNotFound", "Router %s could not be found", id)
-}
-func floatingIPNotFound(id string) *Error {
-	return newErr(http.StatusNotFound, "FloatingIPNotFound", "Floating IP %s could not be found", id)
-}
-func securityGroupNotFound(id string) *Error {
-	return newErr(http.StatusNotFound, "SecurityGroupNotFound", "Security group %s does not exist", id)
-}
-func securityGroupRuleNotFound(id string) *Error {
-	return newErr(http.StatusNotFound, "SecurityGroupRuleNotFound", "Security group rule %s does not exist", id)
-}
-func portForwardingNotFound(id string) *Error {
-	return newErr(http.StatusNotFound, "PortForwardingNotFound", "Port Forwarding %s could not be found.", id)
+// PolicyNotAuthorized is oslo.policy's refusal of an action.
+func PolicyNotAuthorized(action string) *Error {
+	return NewError(NotAuthorized, "PolicyNotAuthorized", "rule:%s is disallowed by policy", action)
 }
 
-// resourceNotFound is what Neutron answers when policy hides an object the
-// caller may not see (webob's HTTPNotFound).
-func resourceNotFound() *Error {
-	return newErr(http.StatusNotFound, "HTTPNotFound", "The resource could not be found.")
+// notFoundTypes are the resources' NotFound exceptions: type and message.
+var notFoundTypes = map[*model.Kind][2]string{
+	NetworkKind:           {"NetworkNotFound", "Network %s could not be found."},
+	SubnetKind:            {"SubnetNotFound", "Subnet %s could not be found."},
+	PortKind:              {"PortNotFound", "Port %s could not be found."},
+	RouterKind:            {"RouterNotFound", "Router %s could not be found"},
+	FloatingIPKind:        {"FloatingIPNotFound", "Floating IP %s could not be found"},
+	SecurityGroupKind:     {"SecurityGroupNotFound", "Security group %s does not exist"},
+	SecurityGroupRuleKind: {"SecurityGroupRuleNotFound", "Security group rule %s does not exist"},
+	PortForwardingKind:    {"PortForwardingNotFound", "Port Forwarding %s could not be found."},
 }
 
-// policyNotAuthorized is oslo.policy's refusal, 403.
-func policyNotAuthorized(action string) *Error {
-	return newErr(http.StatusForbidden, "PolicyNotAuthorized", "rule:%s is disallowed by policy", action)
+// NotFoundError is the not-found error of an object of a kind.
+func NotFoundError(k *model.Kind, id string) *Error {
+	if t, ok := notFoundTypes[k]; ok {
+		return NewError(NotFound, t[0], t[1], id)
+	}
+	return NewError(NotFound, "NotFound", "%s %s could not be found.", resourceName(k), id)
 }
 
-func inUse(typ, format string, args ...any) *Error {
-	return newErr(http.StatusConflict, typ, format, args...)
-}
+func inUse(typ, format string, args ...any) *Error { return NewError(Conflict, typ, format, args...) }
 
 func conflict(typ, format string, args ...any) *Error {
-	return newErr(http.StatusConflict, typ, format, args...)
+	return NewError(Conflict, typ, format, args...)
 }
 
-// RevisionNumberConstraintFailed is the If-Match failure, 412.
+// RevisionNumberConstraintFailed is the If-Match failure.
 func revisionConstraintFailed(expected, current int64) *Error {
-	e := newErr(http.StatusPreconditionFailed, "RevisionNumberConstraintFailed",
+	e := NewError(PreconditionFailed, "RevisionNumberConstraintFailed",
 		"The server does not meet one of the preconditions that the requester put on the request.")
 	e.Detail = fmt.Sprintf("Constrained to %d, but current revision is %d", expected, current)
 	return e
 }
 
 // AsError maps any error to the Neutron error the API answers with: store
-// and model errors that escaped a more precise check keep their status.
+// and model errors that escaped a more precise check keep their class.
 func AsError(err error) *Error {
 	var ne *Error
 	var fe *model.FieldError
@@ -111,13 +116,13 @@ func AsError(err error) *Error {
 	case errors.As(err, &ne):
 		return ne
 	case errors.As(err, &fe):
-		return invalidInput("%s", fe.Error())
+		return InvalidInput("%s", fe.Error())
 	case errors.As(err, &ce):
 		return conflict("Conflict", "%s", ce.Msg)
 	case errors.Is(err, model.ErrNotFound):
-		return newErr(http.StatusNotFound, "NotFound", "%s", err.Error())
+		return NewError(NotFound, "NotFound", "%s", err.Error())
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		return newErr(http.StatusServiceUnavailable, "ServiceUnavailable", "The service is unavailable: the NSDB did not answer in time.")
+		return NewError(Unavailable, "ServiceUnavailable", "The service is unavailable: the NSDB did not answer in time.")
 	}
-	return newErr(http.StatusInternalServerError, "HTTPInternalServerError", "Request Failed: internal server error while processing your request.")
+	return NewError(Internal, "HTTPInternalServerError", "Request Failed: internal server error while processing your request.")
 }

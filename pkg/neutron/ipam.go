@@ -91,10 +91,10 @@ func validatePools(pools []Pool, cidr netip.Prefix, gw netip.Addr) error {
 	first, last := usableRange(cidr)
 	for _, p := range pools {
 		if p.Start.Is4() != cidr.Addr().Is4() || p.End.Is4() != cidr.Addr().Is4() || p.End.Less(p.Start) {
-			return newErr(400, "InvalidAllocationPool", "The allocation pool %s is not valid.", p)
+			return NewError(BadRequest, "InvalidAllocationPool", "The allocation pool %s is not valid.", p)
 		}
 		if p.Start.Less(first) || last.Less(p.End) {
-			return newErr(400, "OutOfBoundsAllocationPool", "The allocation pool %s spans beyond the subnet cidr %s.", p, cidr)
+			return NewError(BadRequest, "OutOfBoundsAllocationPool", "The allocation pool %s spans beyond the subnet cidr %s.", p, cidr)
 		}
 	}
 	for i := range pools {
@@ -113,26 +113,6 @@ func validatePools(pools []Pool, cidr netip.Prefix, gw netip.Addr) error {
 		}
 	}
 	return nil
-}
-
-// parsePools reads allocation_pools.
-func parsePools(b Body, name string) ([]Pool, bool, error) {
-	var raw []map[string]json.RawMessage
-	ok, err := b.raw(name, &raw, "Invalid data format for IP pool")
-	if err != nil || !ok {
-		return nil, ok, err
-	}
-	out := []Pool{}
-	for _, m := range raw {
-		pb := Body(m)
-		s, _, err1 := pb.ip("start")
-		e, _, err2 := pb.ip("end")
-		if err1 != nil || err2 != nil || !s.IsValid() || !e.IsValid() || len(m) != 2 {
-			return nil, true, invalid(name, "Invalid data format for IP pool: '%s'", mustJSON(m))
-		}
-		out = append(out, Pool{s, e})
-	}
-	return out, true, nil
 }
 
 func mustJSON(v any) string {

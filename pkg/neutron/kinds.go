@@ -43,6 +43,42 @@ type Std struct {
 
 func (s *Std) std() *Std { return s }
 
+// StdRequest is what a create or update request says about the standard
+// attributes. Like every request type of this package it holds decoded,
+// well-formed values (the API layer decodes them); nil means the request
+// does not name the attribute.
+type StdRequest struct {
+	// ProjectID is the project a create names (tenant_id or project_id);
+	// nil is the caller's.
+	ProjectID   *string
+	Name        *string
+	Description *string
+	Tags        *[]string // as NormalizeTags returns them
+}
+
+// apply sets the attributes the request names.
+func (r *StdRequest) apply(st *Std) {
+	set(&st.Name, r.Name)
+	set(&st.Description, r.Description)
+	set(&st.Tags, r.Tags)
+}
+
+// set copies a requested value over dst when the request names one.
+func set[T any](dst *T, v *T) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
+// deref is a requested value and whether the request names one.
+func deref[T any](p *T) (T, bool) {
+	if p == nil {
+		var zero T
+		return zero, false
+	}
+	return *p, true
+}
+
 // Object is any stored Neutron object with standard attributes.
 type Object interface {
 	model.Object
@@ -249,6 +285,12 @@ func DerivedID(parts ...string) string {
 }
 
 func projectObjectID(projectID string) string { return DerivedID("project", projectID) }
+
+// resourceName is the Neutron resource a kind stores ("security_group" for
+// neutron-security-group), as policy actions and messages name it.
+func resourceName(k *model.Kind) string {
+	return strings.ReplaceAll(strings.TrimPrefix(k.Name, "neutron-"), "-", "_")
+}
 
 func allocationID(subnetID string, ip netip.Addr) string {
 	return DerivedID("ip", subnetID, ip.String())

@@ -2,36 +2,41 @@ package neutron
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
 
 	"github.com/nagare/nagare/pkg/identity"
-	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/nsdb"
 )
 
-var networkSpec = std.with(spec{
-	"name":                      {post: true, put: true},
-	"admin_state_up":            {post: true, put: true},
-	"status":                    {},
-	"subnets":                   {},
-	"shared":                    {post: true, put: true, adminSet: true},
-	"router:external":           {post: true, put: true, adminSet: true},
-	"mtu":                       {post: true, put: true},
-	"port_security_enabled":     {post: true, put: true},
-	"provider:network_type":     {post: true, put: true, adminSet: true, adminView: true},
-	"provider:physical_network": {post: true, put: true, adminSet: true, adminView: true},
-	"provider:segmentation_id":  {post: true, put: true, adminSet: true, adminView: true},
-	"segments":                  {post: true, adminSet: true, adminView: true},
-	"availability_zone_hints":   {post: true},
-	"availability_zones":        {},
-	"ipv4_address_scope":        {},
-	"ipv6_address_scope":        {},
-	"l2_adjacency":              {},
-	"is_default":                {},
-})
+// NetworkRequest is what a create or update of a network asks.
+type NetworkRequest struct {
+	StdRequest
+	AdminStateUp        *bool
+	Shared              *bool
+	External            *bool
+	PortSecurityEnabled *bool
+	MTU                 *int // nil: not given, or null (the network type's maximum)
+	// Provider is the provider segment (provider:* or a single entry of
+	// segments); non-nil whenever the request names any of it.
+	Provider *Segment
+}
+
+// Segment is a network's requested provider segment.
+type Segment struct {
+	NetworkType     *string
+	PhysicalNetwork *string
+	SegmentationID  *int // nil: not given, null or 0 (none, as ML2 reads 0)
+}
+
+func (r *NetworkRequest) apply(n *Network) {
+	r.StdRequest.apply(&n.Std)
+	set(&n.AdminStateUp, r.AdminStateUp)
+	set(&n.Shared, r.Shared)
+	set(&n.External, r.External)
+	set(&n.PortSecurityEnabled, r.PortSecurityEnabled)
+}
 
 // Encapsulation overheads Neutron subtracts from global_physnet_mtu.
 const (
@@ -50,73 +55,19 @@ func (s *Service) maxMTU(netType string) int {
 	return s.mtu
 }
 
-func (n *Network) decode(b Body) error {
-	if err := decodeStd(b, &n.Std); err != nil {
-		return err
+// segment checks the provider segment of a new network, as ML2's type
+// drivers do, and fills the MTU.
+func (s *Service) segment(n *Network, r *NetworkRequest) error {
+	seg := r.Provider
+	if seg == nil {
+		seg = &Segment{}
 	}
-	if v, ok, err := b.str("name", 255); err != nil {
-		return err
-	} else if ok {
-		n.Name = v
-	}
-	for _, f := range []struct {
-		name string
-		dst  *bool
-	}{{"admin_state_up", &n.AdminStateUp}, {"shared", &n.Shared}, {"router:external", &n.External}, {"port_security_enabled", &n.PortSecurityEnabled}} {
-		if v, ok, err := b.boolean(f.name); err != nil {
-			return err
-		} else if ok {
-			*f.dst = v
-		}
-	}
-	if hints, ok := b["availability_zone_hints"]; ok && string(hints) != "[]" && string(hints) != "null" {
-		return invalidInput("availability zones are not implemented: availability_zone_hints must be empty")
-	}
-	return nil
-}
-
-// segment reads and checks the provider attributes of a new network, as
-// ML2's type drivers do, and fills the MTU.
-func (s *Service) segment(n *Network, b Body) error {
-	orig := b
-	if b.has("segments") {
-		// The multi-provider form with one segment is the provider form
-		// (gophercloud's provider extension sends it).
-		var segs []Body
-		if _, err := b.raw("segments", &segs, "not a list of segments"); err != nil {
-			return err
-		}
-		for _, k := range []string{"provider:network_type", "provider:physical_network", "provider:segmentation_id"} {
-			if b.has(k) {
-				return invalidInput("Segments and provider values cannot both be set.")
-			}
-		}
-		if len(segs) != 1 {
-			return invalidInput("networks of several segments are not implemented: give one segment")
-		}
-		b = Body{}
-		for k, v := range segs[0] {
-			b[k] = v
-		}
-	}
-	typ, hasType, err := b.str("provider:network_type", 0)
-	if err != nil {
-		return err
-	}
-	phys, hasPhys, err := b.str("provider:physical_network", 64)
-	if err != nil {
-		return err
-	}
-	seg, segNull, hasSeg, err := b.integer("provider:segmentation_id")
-	if err != nil {
-		return err
-	}
-	// 0 means none, as Python's truthiness makes it in ML2's type drivers
-	// (gophercloud sends it for flat segments).
-	hasSeg = hasSeg && !segNull && seg != 0
+	typ, hasType := deref(seg.NetworkType)
+	phys, hasPhys := deref(seg.PhysicalNetwork)
+	id, hasSeg := deref(seg.SegmentationID)
 	if !hasType {
 		if hasPhys || hasSeg {
-			return invalidInput("network_type required")
+			return InvalidInput("network_type required")
 		}
 		typ = "vxlan"
 	}
@@ -124,55 +75,55 @@ func (s *Service) segment(n *Network, b Body) error {
 	switch typ {
 	case "vxlan", "gre":
 		if hasPhys && phys != "" {
-			return invalidInput("provider:physical_network specified for %s network", strings.ToUpper(typ))
+			return InvalidInput("provider:physical_network specified for %s network", strings.ToUpper(typ))
 		}
 		max := maxVXLANID
 		if typ == "gre" {
 			max = 1<<32 - 1
 		}
-		if hasSeg && (seg < 1 || seg > max) {
-			return invalidInput("%s out of range (1 through %d)", seg2str(seg), max)
+		if hasSeg && (id < 1 || id > max) {
+			return InvalidInput("%s out of range (1 through %d)", seg2str(id), max)
 		}
 		if hasSeg {
-			n.SegmentationID = seg
+			n.SegmentationID = id
 		}
 	case "vlan":
 		if !hasPhys || phys == "" {
-			return invalidInput("physical_network required for VLAN provider network")
+			return InvalidInput("physical_network required for VLAN provider network")
 		}
 		if !hasSeg {
-			return invalidInput("segmentation_id required for VLAN provider network")
+			return InvalidInput("segmentation_id required for VLAN provider network")
 		}
-		if seg < 1 || seg > 4094 {
-			return invalidInput("segmentation_id out of range (1 through 4094)")
+		if id < 1 || id > 4094 {
+			return InvalidInput("segmentation_id out of range (1 through 4094)")
 		}
-		n.PhysicalNetwork, n.SegmentationID = phys, seg
+		n.PhysicalNetwork, n.SegmentationID = phys, id
 	case "flat":
 		if !hasPhys || phys == "" {
-			return invalidInput("physical_network required for flat provider network")
+			return InvalidInput("physical_network required for flat provider network")
 		}
 		if hasSeg {
-			return invalidInput("segmentation_id specified for flat provider network")
+			return InvalidInput("segmentation_id specified for flat provider network")
 		}
 		n.PhysicalNetwork = phys
 	default:
-		return invalidInput("network_type value '%s' not supported", typ)
+		return InvalidInput("network_type value '%s' not supported", typ)
 	}
-	max := s.maxMTU(typ)
-	mtu, null, has, err := orig.integer("mtu")
-	if err != nil {
-		return err
-	}
+	n.MTU = s.maxMTU(typ)
+	return s.setMTU(n, r.MTU)
+}
+
+// setMTU checks and sets a requested MTU (nil: leave it).
+func (s *Service) setMTU(n *Network, mtu *int) error {
 	switch {
-	case !has || null:
-		n.MTU = max
-	case mtu < 68:
-		return invalid("mtu", "'%d' is too small - must be at least '68'", mtu)
-	case mtu > max:
-		return invalidInput("Requested MTU is too big, maximum is %d", max)
-	default:
-		n.MTU = mtu
+	case mtu == nil:
+		return nil
+	case *mtu < 68:
+		return Invalid("mtu", "'%d' is too small - must be at least '68'", *mtu)
+	case *mtu > s.maxMTU(n.NetworkType):
+		return InvalidInput("Requested MTU is too big, maximum is %d", s.maxMTU(n.NetworkType))
 	}
+	n.MTU = *mtu
 	return nil
 }
 
@@ -208,7 +159,7 @@ func claimSegment(tx *nsdb.Tx, n *Network) error {
 		case auto && try < 16:
 			continue
 		case auto:
-			return newErr(503, "NoNetworkAvailable", "Unable to create the network. No tenant network is available for allocation.")
+			return NewError(Unavailable, "NoNetworkAvailable", "Unable to create the network. No tenant network is available for allocation.")
 		case n.NetworkType == "vlan":
 			return inUse("VlanIdInUse", "Unable to create the network. The VLAN %d on physical network %s is in use.", n.SegmentationID, n.PhysicalNetwork)
 		case n.NetworkType == "flat":
@@ -219,28 +170,17 @@ func claimSegment(tx *nsdb.Tx, n *Network) error {
 }
 
 // CreateNetwork creates a network and its bridge.
-func (s *Service) CreateNetwork(ctx context.Context, c *identity.Context, b Body) (*Network, error) {
-	if err := networkSpec.check(b, true, c, "network"); err != nil {
-		return nil, err
-	}
-	if err := may(c, "create_network"); err != nil {
-		return nil, err
-	}
-	project, err := projectOf(b, c)
+func (s *Service) CreateNetwork(ctx context.Context, c *identity.Context, r NetworkRequest) (*Network, error) {
+	st, err := s.creating(c, &r.StdRequest, "create_network")
 	if err != nil {
 		return nil, err
 	}
-	n := &Network{Std: s.newStd(project), AdminStateUp: true, PortSecurityEnabled: true}
-	if err := n.decode(b); err != nil {
+	n := &Network{Std: st, AdminStateUp: true, PortSecurityEnabled: true}
+	r.apply(n)
+	if err := s.segment(n, &r); err != nil {
 		return nil, err
 	}
-	if err := s.segment(n, b); err != nil {
-		return nil, err
-	}
-	if err := s.checkQuota(ctx, project, "network", 1); err != nil {
-		return nil, err
-	}
-	if err := s.ensureProject(ctx, project); err != nil {
+	if err := s.admit(ctx, st.ProjectID, "network"); err != nil {
 		return nil, err
 	}
 	var out *Network
@@ -250,13 +190,7 @@ func (s *Service) CreateNetwork(ctx context.Context, c *identity.Context, b Body
 		if err := claimSegment(tx, &x); err != nil {
 			return err
 		}
-		if err := apply(tx, &x.Std, TranslateNetwork(&x)); err != nil {
-			return err
-		}
-		o, err := tx.Create(&x)
-		if err == nil {
-			out = o.(*Network)
-		}
+		out, err = createWith(tx, &x, TranslateNetwork(&x))
 		return err
 	})
 	return out, err
@@ -267,63 +201,19 @@ func networkVisible(c *identity.Context, n *Network) bool {
 	return owns(c, &n.Std) || n.Shared || n.External
 }
 
-func (s *Service) getNetwork(tx *nsdb.Tx, c *identity.Context, id string) (*Network, error) {
-	o, err := tx.Get(NetworkKind, id)
-	if errors.Is(err, model.ErrNotFound) {
-		return nil, networkNotFound(id)
-	}
-	if err != nil {
-		return nil, err
-	}
-	n := o.(*Network)
-	if !networkVisible(c, n) {
-		return nil, networkNotFound(id)
-	}
-	return n, nil
-}
-
 // UpdateNetwork changes a network's writable attributes. Provider
 // attributes cannot change (ML2's answer); an external network that
 // routers use as their gateway cannot stop being external; a shared
 // network other projects have ports on cannot stop being shared.
-func (s *Service) UpdateNetwork(ctx context.Context, c *identity.Context, id string, b Body, ifRev int64) (*Network, error) {
-	if err := networkSpec.check(b, false, c, "network"); err != nil {
-		return nil, err
-	}
-	var out *Network
-	_, err := s.store.Update(ctx, func(tx *nsdb.Tx) error {
-		n, err := s.getNetwork(tx, c, id)
-		if err != nil {
-			return err
-		}
-		if err := ownsOrHidden(c, &n.Std, true, "update_network", nil); err != nil {
-			return err
-		}
-		if err := may(c, "update_network"); err != nil {
-			return err
-		}
-		if err := checkRevision(&n.Std, ifRev); err != nil {
-			return err
-		}
+func (s *Service) UpdateNetwork(ctx context.Context, c *identity.Context, id string, r NetworkRequest, ifRev int64) (*Network, error) {
+	return modify(ctx, s, c, id, "update_network", ifRev, func(tx *nsdb.Tx, n *Network) error {
 		was := *n
-		if err := n.decode(b); err != nil {
-			return err
+		r.apply(n)
+		if r.Provider != nil {
+			return InvalidInput("Plugin does not support updating provider attributes")
 		}
-		for _, a := range []string{"provider:network_type", "provider:physical_network", "provider:segmentation_id"} {
-			if b.has(a) {
-				return invalidInput("Plugin does not support updating provider attributes")
-			}
-		}
-		if mtu, null, has, err := b.integer("mtu"); err != nil {
+		if err := s.setMTU(n, r.MTU); err != nil {
 			return err
-		} else if has && !null {
-			if mtu < 68 {
-				return invalid("mtu", "'%d' is too small - must be at least '68'", mtu)
-			}
-			if max := s.maxMTU(n.NetworkType); mtu > max {
-				return invalidInput("Requested MTU is too big, maximum is %d", max)
-			}
-			n.MTU = mtu
 		}
 		if was.External && !n.External {
 			gws, err := tx.List(RouterKind, "gw_network_id", id)
@@ -366,10 +256,8 @@ func (s *Service) UpdateNetwork(ctx context.Context, c *identity.Context, id str
 				}
 			}
 		}
-		out = n
 		return tx.Put(n)
 	})
-	return out, err
 }
 
 // autoDeletePortOwners are the ports deleting a network deletes with it
@@ -379,20 +267,7 @@ var autoDeletePortOwners = map[string]bool{OwnerDHCP: true, "network:router_ha_i
 // DeleteNetwork deletes a network with its subnets, refusing while ports
 // are on it.
 func (s *Service) DeleteNetwork(ctx context.Context, c *identity.Context, id string, ifRev int64) error {
-	_, err := s.store.Update(ctx, func(tx *nsdb.Tx) error {
-		n, err := s.getNetwork(tx, c, id)
-		if err != nil {
-			return err
-		}
-		if err := ownsOrHidden(c, &n.Std, true, "delete_network", nil); err != nil {
-			return err
-		}
-		if err := may(c, "delete_network"); err != nil {
-			return err
-		}
-		if err := checkRevision(&n.Std, ifRev); err != nil {
-			return err
-		}
+	_, err := modify(ctx, s, c, id, "delete_network", ifRev, func(tx *nsdb.Tx, n *Network) error {
 		ports, err := tx.List(PortKind, "network_id", id)
 		if err != nil {
 			return err

@@ -4,9 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/nagare/nagare/pkg/identity"
@@ -15,32 +15,30 @@ import (
 	"github.com/nagare/nagare/pkg/packet"
 )
 
-var portSpec = std.with(spec{
-	"name":                  {post: true, put: true},
-	"network_id":            {post: true, required: true},
-	"admin_state_up":        {post: true, put: true},
-	"mac_address":           {post: true, put: true},
-	"fixed_ips":             {post: true, put: true},
-	"device_id":             {post: true, put: true},
-	"device_owner":          {post: true, put: true},
-	"status":                {},
-	"security_groups":       {post: true, put: true},
-	"allowed_address_pairs": {post: true, put: true},
-	"port_security_enabled": {post: true, put: true},
-	"binding:host_id":       {post: true, put: true, adminSet: true, adminView: true},
-	"binding:vnic_type":     {post: true, put: true},
-	"binding:profile":       {post: true, put: true, adminSet: true, adminView: true},
-	"binding:vif_type":      {adminView: true},
-	"binding:vif_details":   {adminView: true},
-	"ip_allocation":         {},
-})
+// PortRequest is what a create or update of a port asks. Router and
+// floating IP code builds its own for the ports it creates.
+type PortRequest struct {
+	StdRequest
+	NetworkID           string // create only
+	AdminStateUp        *bool
+	PortSecurityEnabled *bool
+	MACAddress          packet.MAC // zero: not asked for
+	FixedIPs            *[]FixedIPRequest
+	SecurityGroups      *[]string
+	AllowedAddressPairs *[]AddressPair
+	DeviceID            *string
+	DeviceOwner         *string
+	BindingHostID       *string
+	VNICType            *string
+	// Profile is binding:profile as JSON; a nil RawMessage removes it.
+	Profile *json.RawMessage
+}
 
-// vnicTypes are the VNIC types Neutron's API accepts. Nagare binds normal
-// ones (a tap device on the virtual switch) and direct/macvtap ones (SR-IOV
-// virtual functions); the others fail to bind, as in Neutron when no
-// mechanism driver supports them.
-var vnicTypes = []string{"normal", "direct", "macvtap", "baremetal", "direct-physical", "virtio-forwarder",
-	"smart-nic", "accelerator-direct", "accelerator-direct-physical", "remote-managed", "vdpa"}
+// FixedIPRequest is one requested fixed IP: a subnet, an address, or both.
+type FixedIPRequest struct {
+	SubnetID  string
+	IPAddress netip.Addr
+}
 
 // Neutron's limits (max_fixed_ips_per_port, max_allowed_address_pair).
 const (
@@ -50,225 +48,58 @@ const (
 	vifBindingFailed = "binding_failed"
 )
 
-// fixedReq is one requested fixed IP: a subnet, an address, or both.
-type fixedReq struct {
-	subnetID string
-	ip       netip.Addr
-}
-
-func parseFixedIPs(b Body) ([]fixedReq, bool, error) {
-	var raw []map[string]json.RawMessage
-	ok, err := b.raw("fixed_ips", &raw, "Invalid data format for fixed IP")
-	if err != nil || !ok {
-		return nil, ok, err
-	}
-	if len(raw) > maxFixedIPs {
-		return nil, true, invalidInput("Exceeded maximum amount of fixed ips per port.")
-	}
-	out := []fixedReq{}
-	for _, m := range raw {
-		fb := Body(m)
-		for k := range fb {
-			if k != "subnet_id" && k != "ip_address" {
-				return nil, true, invalid("fixed_ips", "Unexpected keys supplied: %s", k)
-			}
-		}
-		var f fixedReq
-		if f.subnetID, _, err = fb.uuid("subnet_id"); err != nil {
-			return nil, true, invalid("fixed_ips", "'%s' is not a valid UUID", rawText(m["subnet_id"]))
-		}
-		if f.ip, _, err = fb.ip("ip_address"); err != nil {
-			return nil, true, invalid("fixed_ips", "'%s' is not a valid IP address", rawText(m["ip_address"]))
-		}
-		if f.subnetID == "" && !f.ip.IsValid() {
-			return nil, true, invalid("fixed_ips", "Invalid data format for fixed IP: '%s'", mustJSON(m))
-		}
-		for _, g := range out {
-			if f.ip.IsValid() && g.ip == f.ip {
-				return nil, true, invalid("fixed_ips", "Duplicate IP address '%s'", f.ip)
-			}
-		}
-		out = append(out, f)
-	}
-	return out, true, nil
-}
-
-func parseAddressPairs(b Body) ([]AddressPair, bool, error) {
-	var raw []map[string]json.RawMessage
-	ok, err := b.raw("allowed_address_pairs", &raw, "Allowed address pairs must be a list")
-	if err != nil || !ok {
-		return nil, ok, err
-	}
-	if len(raw) > maxAddressPairs {
-		return nil, true, newErr(400, "AllowedAddressPairExhausted", "The number of allowed address pair exceeds the maximum %d.", maxAddressPairs)
-	}
-	out := []AddressPair{}
-	for _, m := range raw {
-		pb := Body(m)
-		for k := range pb {
-			if k != "ip_address" && k != "mac_address" {
-				return nil, true, invalid("allowed_address_pairs", "Unrecognized attribute(s) '%s'", k)
-			}
-		}
-		s, has, err := pb.str("ip_address", 0)
-		if err != nil || !has {
-			return nil, true, newErr(400, "AllowedAddressPairsMissingIP", "AllowedAddressPair must contain ip_address")
-		}
-		pfx, err := netip.ParsePrefix(strings.TrimSpace(s))
-		if err != nil {
-			a, err2 := parseIP(s)
-			if err2 != nil {
-				return nil, true, invalid("allowed_address_pairs", "'%s' is not a valid IP address", s)
-			}
-			pfx = netip.PrefixFrom(a, a.BitLen())
-		}
-		var ap AddressPair
-		ap.IPAddress = pfx
-		if pb.has("mac_address") && !pb.isNull("mac_address") {
-			if ap.MACAddress, _, err = pb.mac("mac_address"); err != nil {
-				return nil, true, err
-			}
-		}
-		if slices.Contains(out, ap) {
-			return nil, true, newErr(400, "DuplicateAddressPairInRequest", "Request contains duplicate address pair: mac_address %s ip_address %s.", ap.MACAddress, s)
-		}
-		out = append(out, ap)
-	}
-	return out, true, nil
-}
-
-// portReq is what a request says about a port besides plain attributes.
-type portReq struct {
-	fixed     []fixedReq
-	hasFixed  bool
-	groups    []string
-	hasGroups bool
-	pairs     []AddressPair
-	hasPairs  bool
-	mac       packet.MAC
-}
-
-// decode reads a port's writable attributes (create and update alike).
-func (p *Port) decode(b Body, r *portReq) error {
-	if err := decodeStd(b, &p.Std); err != nil {
-		return err
-	}
-	if v, ok, err := b.str("name", 255); err != nil {
-		return err
-	} else if ok {
-		p.Name = v
-	}
-	for _, f := range []struct {
-		name string
-		dst  *string
-		max  int
-	}{{"device_id", &p.DeviceID, 255}, {"device_owner", &p.DeviceOwner, 255}, {"binding:host_id", &p.BindingHostID, 255}} {
-		if v, ok, err := b.str(f.name, f.max); err != nil {
-			return err
-		} else if ok {
-			*f.dst = v
-		}
-	}
-	for _, f := range []struct {
-		name string
-		dst  *bool
-	}{{"admin_state_up", &p.AdminStateUp}, {"port_security_enabled", &p.PortSecurityEnabled}} {
-		if v, ok, err := b.boolean(f.name); err != nil {
-			return err
-		} else if ok {
-			*f.dst = v
-		}
-	}
-	if v, ok, err := b.str("binding:vnic_type", 0); err != nil {
-		return err
-	} else if ok {
-		if !slices.Contains(vnicTypes, v) {
-			return invalid("binding:vnic_type", "'%s' is not in %s", v, pyList(vnicTypes))
-		}
-		p.VNICType = v
-	}
-	if b.has("binding:profile") {
-		if b.isNull("binding:profile") {
-			p.Profile = nil
-		} else {
-			var m map[string]any
-			if err := json.Unmarshal(b["binding:profile"], &m); err != nil {
-				return invalid("binding:profile", "'%s' is not a dictionary", rawText(b["binding:profile"]))
-			}
-			p.Profile, _ = json.Marshal(m)
-			if len(m) == 0 {
-				p.Profile = nil
-			}
-		}
-	}
-	var err error
-	if r.mac, _, err = b.mac("mac_address"); err != nil {
-		return err
-	}
-	if r.fixed, r.hasFixed, err = parseFixedIPs(b); err != nil {
-		return err
-	}
-	if r.groups, r.hasGroups, err = b.uuidList("security_groups"); err != nil {
-		return err
-	}
-	if b.isNull("security_groups") {
-		r.groups, r.hasGroups = []string{}, true
-	}
-	if r.pairs, r.hasPairs, err = parseAddressPairs(b); err != nil {
-		return err
+// check applies the limits a request must respect whatever the port.
+func (r *PortRequest) check() error {
+	if r.AllowedAddressPairs != nil && len(*r.AllowedAddressPairs) > maxAddressPairs {
+		return NewError(BadRequest, "AllowedAddressPairExhausted", "The number of allowed address pair exceeds the maximum %d.", maxAddressPairs)
 	}
 	return nil
 }
 
-func pyList(xs []string) string {
-	q := make([]string, len(xs))
-	for i, x := range xs {
-		q[i] = "'" + x + "'"
-	}
-	return "[" + strings.Join(q, ", ") + "]"
+// apply sets the plain attributes the request names; writePort assigns
+// the rest.
+func (r *PortRequest) apply(p *Port) {
+	r.StdRequest.apply(&p.Std)
+	set(&p.AdminStateUp, r.AdminStateUp)
+	set(&p.PortSecurityEnabled, r.PortSecurityEnabled)
+	set(&p.DeviceID, r.DeviceID)
+	set(&p.DeviceOwner, r.DeviceOwner)
+	set(&p.BindingHostID, r.BindingHostID)
+	set(&p.VNICType, r.VNICType)
+	set(&p.Profile, r.Profile)
 }
 
 // CreatePort creates a port: its addresses, its MAC, its security groups
 // (the project's default group unless told otherwise), its binding, and
 // its translation, in one transaction.
-func (s *Service) CreatePort(ctx context.Context, c *identity.Context, b Body) (*Port, error) {
-	if err := portSpec.check(b, true, c, "port"); err != nil {
-		return nil, err
-	}
-	if err := may(c, "create_port"); err != nil {
-		return nil, err
-	}
-	project, err := projectOf(b, c)
+func (s *Service) CreatePort(ctx context.Context, c *identity.Context, r PortRequest) (*Port, error) {
+	st, err := s.creating(c, &r.StdRequest, "create_port")
 	if err != nil {
 		return nil, err
 	}
-	p := &Port{Std: s.newStd(project), AdminStateUp: true, VNICType: "normal"}
-	var r portReq
-	if err := p.decode(b, &r); err != nil {
+	if err := r.check(); err != nil {
 		return nil, err
 	}
-	if p.NetworkID, _, err = b.uuid("network_id"); err != nil {
-		return nil, err
-	}
-	_, hasSecurity := b["port_security_enabled"]
-	if err := s.ensureProject(ctx, project); err != nil {
+	p := &Port{Std: st, AdminStateUp: true, VNICType: "normal", NetworkID: r.NetworkID}
+	r.apply(p)
+	if err := s.ensureProject(ctx, st.ProjectID); err != nil {
 		return nil, err
 	}
 	// The quota is counted while the transaction reads (it is not part of
 	// it anyway: see checkQuota), and waited for before it commits.
-	quota := s.checkQuotaAsync(ctx, project, "port", 1)
+	quota := s.checkQuotaAsync(ctx, st.ProjectID, "port", 1)
 	var out *Port
 	_, err = s.store.Update(ctx, func(tx *nsdb.Tx) error {
 		x := *p
 		x.ID = newID()
-		n, err := s.getNetwork(tx, c, x.NetworkID)
+		n, err := get[*Network](tx, c, x.NetworkID)
 		if err != nil {
 			return err
 		}
 		if !owns(c, &n.Std) && !n.Shared {
-			return policyNotAuthorized("create_port")
+			return PolicyNotAuthorized("create_port")
 		}
-		if !hasSecurity {
+		if r.PortSecurityEnabled == nil {
 			x.PortSecurityEnabled = n.PortSecurityEnabled
 		}
 		if err := s.writePort(tx, c, &x, r, true); err != nil {
@@ -286,8 +117,8 @@ func (s *Service) CreatePort(ctx context.Context, c *identity.Context, b Body) (
 // writePort assigns what a new port gets from the server (MAC, addresses,
 // default security group, binding) and writes it with its translation.
 // Router and floating IP code creates its ports through it too.
-func (s *Service) writePort(tx *nsdb.Tx, c *identity.Context, p *Port, r portReq, fresh bool) error {
-	if err := s.setMAC(tx, p, r.mac); err != nil {
+func (s *Service) writePort(tx *nsdb.Tx, c *identity.Context, p *Port, r PortRequest, fresh bool) error {
+	if err := s.setMAC(tx, p, r.MACAddress); err != nil {
 		return err
 	}
 	subnets, err := networkSubnets(tx, p.NetworkID)
@@ -303,10 +134,10 @@ func (s *Service) writePort(tx *nsdb.Tx, c *identity.Context, p *Port, r portReq
 		}
 	}
 	groups := p.SecurityGroups
-	if fresh && !r.hasGroups && p.ProjectID != "" {
+	if fresh && r.SecurityGroups == nil && p.ProjectID != "" {
 		groups = []string{defaultGroupID(p.ProjectID)}
-	} else if r.hasGroups {
-		groups = r.groups
+	} else if r.SecurityGroups != nil {
+		groups = *r.SecurityGroups
 	}
 	for _, g := range groups {
 		ahead = append(ahead, nsdb.ObjectID{Kind: SecurityGroupKind, ID: g})
@@ -314,12 +145,12 @@ func (s *Service) writePort(tx *nsdb.Tx, c *identity.Context, p *Port, r portReq
 	if err := tx.Prefetch(ahead...); err != nil {
 		return err
 	}
-	if fresh || r.hasFixed {
-		if err := s.setFixedIPs(tx, p, subnets, r.fixed, r.hasFixed); err != nil {
+	if fresh || r.FixedIPs != nil {
+		if err := s.setFixedIPs(tx, p, subnets, r.FixedIPs); err != nil {
 			return err
 		}
 	}
-	if err := s.setSecurity(tx, c, p, r, fresh); err != nil {
+	if err := s.setSecurity(tx, p, r, fresh); err != nil {
 		return err
 	}
 	pgroups, err := s.portGroups(tx, p)
@@ -347,7 +178,7 @@ func (s *Service) setMAC(tx *nsdb.Tx, p *Port, want packet.MAC) error {
 	f := PortKind.Field("mac_address")
 	if !want.IsZero() {
 		if want.IsMulticast() {
-			return invalid("mac_address", "'%s' is not a valid MAC address", want)
+			return Invalid("mac_address", "'%s' is not a valid MAC address", want)
 		}
 		owner, err := tx.UniqueOwner(PortKind, f, p.NetworkID, want.String())
 		if err != nil {
@@ -373,7 +204,7 @@ func (s *Service) setMAC(tx *nsdb.Tx, p *Port, want packet.MAC) error {
 			return nil
 		}
 	}
-	return newErr(503, "NetworkMacAddressGenerationFailure", "Unable to generate unique mac on network %s.", p.NetworkID)
+	return NewError(Unavailable, "NetworkMacAddressGenerationFailure", "Unable to generate unique mac on network %s.", p.NetworkID)
 }
 
 func networkSubnets(tx *nsdb.Tx, netID string) (map[string]*Subnet, error) {
@@ -401,19 +232,24 @@ func sortedSubnets(m map[string]*Subnet) []*Subnet {
 // ones are checked and claimed, unrequested ones released. With no
 // request a new port gets one address of each IP version (Neutron's
 // default), and a SLAAC subnet's address derives from the MAC.
-func (s *Service) setFixedIPs(tx *nsdb.Tx, p *Port, subnets map[string]*Subnet, req []fixedReq, explicit bool) error {
+func (s *Service) setFixedIPs(tx *nsdb.Tx, p *Port, subnets map[string]*Subnet, asked *[]FixedIPRequest) error {
 	routerPort := p.DeviceOwner == OwnerRouterInterface || p.DeviceOwner == OwnerRouterGateway
-	if !explicit {
-		req = nil
+	var req []FixedIPRequest
+	if asked != nil {
+		if len(*asked) > maxFixedIPs {
+			return InvalidInput("Exceeded maximum amount of fixed ips per port.")
+		}
+		req = slices.Clone(*asked)
+	} else {
 		seen := map[int]bool{}
 		for _, sub := range sortedSubnets(subnets) {
 			if slaac(sub) {
-				req = append(req, fixedReq{subnetID: sub.ID})
+				req = append(req, FixedIPRequest{SubnetID: sub.ID})
 				continue
 			}
 			if !seen[sub.IPVersion] && len(sub.AllocationPools) > 0 {
 				seen[sub.IPVersion] = true
-				req = append(req, fixedReq{subnetID: sub.ID})
+				req = append(req, FixedIPRequest{SubnetID: sub.ID})
 			}
 		}
 	}
@@ -421,31 +257,31 @@ func (s *Service) setFixedIPs(tx *nsdb.Tx, p *Port, subnets map[string]*Subnet, 
 		// Every port gets its address on each SLAAC subnet, asked for or
 		// not (Neutron's auto-address subnets).
 		for _, sub := range sortedSubnets(subnets) {
-			if slaac(sub) && !slices.ContainsFunc(req, func(f fixedReq) bool { return f.subnetID == sub.ID || sub.CIDR.Contains(f.ip) }) {
-				req = append(req, fixedReq{subnetID: sub.ID})
+			if slaac(sub) && !slices.ContainsFunc(req, func(f FixedIPRequest) bool { return f.SubnetID == sub.ID || sub.CIDR.Contains(f.IPAddress) }) {
+				req = append(req, FixedIPRequest{SubnetID: sub.ID})
 			}
 		}
 	}
 	var next []FixedIP
 	for _, f := range req {
-		sub := subnets[f.subnetID]
+		sub := subnets[f.SubnetID]
 		switch {
-		case f.subnetID != "" && sub == nil:
-			return invalidInput("Failed to create port on network %s, because fixed_ips included invalid subnet %s", p.NetworkID, f.subnetID)
-		case f.subnetID == "":
+		case f.SubnetID != "" && sub == nil:
+			return InvalidInput("Failed to create port on network %s, because fixed_ips included invalid subnet %s", p.NetworkID, f.SubnetID)
+		case f.SubnetID == "":
 			for _, x := range sortedSubnets(subnets) {
-				if x.CIDR.Contains(f.ip) {
+				if x.CIDR.Contains(f.IPAddress) {
 					sub = x
 					break
 				}
 			}
 			if sub == nil {
-				return newErr(400, "InvalidIpForNetwork", "IP address %s is not a valid IP for any of the subnets on the specified network.", f.ip)
+				return NewError(BadRequest, "InvalidIpForNetwork", "IP address %s is not a valid IP for any of the subnets on the specified network.", f.IPAddress)
 			}
 		}
-		want := f.ip
+		want := f.IPAddress
 		if want.IsValid() && !validIPForSubnet(sub, want, routerPort) {
-			return newErr(400, "InvalidIpForSubnet", "IP address %s is not a valid IP for the specified subnet.", want)
+			return NewError(BadRequest, "InvalidIpForSubnet", "IP address %s is not a valid IP for the specified subnet.", want)
 		}
 		if !want.IsValid() && slaac(sub) {
 			want = eui64(sub.CIDR, p.MACAddress)
@@ -482,27 +318,23 @@ func (s *Service) setFixedIPs(tx *nsdb.Tx, p *Port, subnets map[string]*Subnet, 
 
 // setSecurity applies the port security rules of Neutron's
 // port-security and allowed-address-pairs extensions.
-func (s *Service) setSecurity(tx *nsdb.Tx, c *identity.Context, p *Port, r portReq, fresh bool) error {
-	if r.hasPairs {
-		p.AllowedAddressPairs = r.pairs
-	}
-	if r.hasGroups {
-		p.SecurityGroups = r.groups
-	}
+func (s *Service) setSecurity(tx *nsdb.Tx, p *Port, r PortRequest, fresh bool) error {
+	set(&p.AllowedAddressPairs, r.AllowedAddressPairs)
+	set(&p.SecurityGroups, r.SecurityGroups)
 	networkOwned := strings.HasPrefix(p.DeviceOwner, ownerNetworkPrefix)
 	if !p.PortSecurityEnabled {
 		if len(p.AllowedAddressPairs) > 0 {
 			return conflict("AddressPairAndPortSecurityRequired", "Port Security must be enabled in order to have allowed address pairs on a port.")
 		}
 		if len(p.SecurityGroups) > 0 {
-			if fresh || r.hasGroups {
-				return newErr(400, "PortSecurityAndIPRequiredForSecurityGroups", "Port security must be enabled and port must have an IP address in order to use security groups.")
+			if fresh || r.SecurityGroups != nil {
+				return NewError(BadRequest, "PortSecurityAndIPRequiredForSecurityGroups", "Port security must be enabled and port must have an IP address in order to use security groups.")
 			}
 			return conflict("PortSecurityPortHasSecurityGroup", "Port has security group associated. Cannot disable port security or ip address until security group is removed")
 		}
 		return nil
 	}
-	if fresh && !r.hasGroups && !networkOwned {
+	if fresh && r.SecurityGroups == nil && !networkOwned {
 		g, err := s.defaultGroup(tx, p.ProjectID)
 		if err != nil {
 			return err
@@ -518,14 +350,14 @@ func (s *Service) portGroups(tx *nsdb.Tx, p *Port) ([]*SecurityGroup, error) {
 	for _, id := range p.SecurityGroups {
 		o, err := tx.Get(SecurityGroupKind, id)
 		if errors.Is(err, model.ErrNotFound) {
-			return nil, securityGroupNotFound(id)
+			return nil, NotFoundError(SecurityGroupKind, id)
 		}
 		if err != nil {
 			return nil, err
 		}
 		g := o.(*SecurityGroup)
 		if g.ProjectID != p.ProjectID && p.ProjectID != "" {
-			return nil, securityGroupNotFound(id)
+			return nil, NotFoundError(SecurityGroupKind, id)
 		}
 		out = append(out, g)
 	}
@@ -576,41 +408,6 @@ func (s *Service) bind(tx *nsdb.Tx, p *Port) (string, error) {
 	return id, nil
 }
 
-// vifDetails is binding:vif_details for a VIF type.
-func vifDetails(p *Port, n *Network) map[string]any {
-	switch p.VIFType {
-	case "tap":
-		return map[string]any{"port_filter": filtered(p), "connectivity": "l2"}
-	case "hw_veb":
-		vlan := "0"
-		if n != nil && n.NetworkType == "vlan" {
-			vlan = strconv.Itoa(n.SegmentationID)
-		}
-		return map[string]any{"port_filter": false, "vlan": vlan, "connectivity": "l2"}
-	}
-	return map[string]any{}
-}
-
-func (s *Service) getPort(tx *nsdb.Tx, c *identity.Context, id string) (*Port, *Network, error) {
-	o, err := tx.Get(PortKind, id)
-	if errors.Is(err, model.ErrNotFound) {
-		return nil, nil, portNotFound(id)
-	}
-	if err != nil {
-		return nil, nil, err
-	}
-	p := o.(*Port)
-	no, err := tx.Get(NetworkKind, p.NetworkID)
-	if err != nil {
-		return nil, nil, err
-	}
-	n := no.(*Network)
-	if !portVisible(c, p, n) {
-		return nil, nil, portNotFound(id)
-	}
-	return p, n, nil
-}
-
 // portVisible is get_port's policy: the port's or the network's owner.
 func portVisible(c *identity.Context, p *Port, n *Network) bool {
 	return owns(c, &p.Std) || (n != nil && n.ProjectID == c.ProjectID)
@@ -618,41 +415,24 @@ func portVisible(c *identity.Context, p *Port, n *Network) bool {
 
 // UpdatePort changes a port: addresses, groups, pairs, binding and the
 // rest, re-translating it in the same transaction.
-func (s *Service) UpdatePort(ctx context.Context, c *identity.Context, id string, b Body, ifRev int64) (*Port, error) {
-	if err := portSpec.check(b, false, c, "port"); err != nil {
+func (s *Service) UpdatePort(ctx context.Context, c *identity.Context, id string, r PortRequest, ifRev int64) (*Port, error) {
+	if err := r.check(); err != nil {
 		return nil, err
 	}
-	if b.has("mac_address") && !c.IsAdmin() {
-		return nil, policyNotAuthorized("update_port:mac_address")
-	}
-	var out *Port
-	_, err := s.store.Update(ctx, func(tx *nsdb.Tx) error {
-		p, _, err := s.getPort(tx, c, id)
-		if err != nil {
-			return err
-		}
-		if err := may(c, "update_port"); err != nil {
-			return err
-		}
-		if err := checkRevision(&p.Std, ifRev); err != nil {
-			return err
-		}
+	return modify(ctx, s, c, id, "update_port", ifRev, func(tx *nsdb.Tx, p *Port) error {
 		was := *p
-		var r portReq
-		if err := p.decode(b, &r); err != nil {
-			return err
-		}
-		if isRouterPort(&was) && (r.hasFixed || b.has("device_owner") || b.has("device_id")) {
+		r.apply(p)
+		if isRouterPort(&was) && (r.FixedIPs != nil || r.DeviceOwner != nil || r.DeviceID != nil) {
 			return inUse("L3PortInUse", "Port %s has owner %s and therefore cannot be updated this way: use the router's interface operations.", id, was.DeviceOwner)
 		}
-		if !r.mac.IsZero() && r.mac != was.MACAddress && was.VIFType != vifUnbound && was.VIFType != vifBindingFailed {
-			return inUse("PortBound", "Unable to complete operation on port %s, port is already bound, port type: %s, old_mac %s, new_mac %s.", id, was.VIFType, was.MACAddress, r.mac)
+		if m := r.MACAddress; !m.IsZero() && m != was.MACAddress && was.VIFType != vifUnbound && was.VIFType != vifBindingFailed {
+			return inUse("PortBound", "Unable to complete operation on port %s, port is already bound, port type: %s, old_mac %s, new_mac %s.", id, was.VIFType, was.MACAddress, m)
 		}
-		if r.hasFixed {
+		if r.FixedIPs != nil {
 			// Floating IPs on addresses the port gives up lose their
 			// association (Neutron refuses; disassociating is kinder to
 			// Nova's fixed-IP changes and keeps the NAT rules consistent).
-			if err := s.disassociateLost(tx, p, r.fixed); err != nil {
+			if err := s.disassociateLost(tx, p, *r.FixedIPs); err != nil {
 				return err
 			}
 		}
@@ -660,29 +440,17 @@ func (s *Service) UpdatePort(ctx context.Context, c *identity.Context, id string
 		if err := s.writePort(tx, c, p, r, false); err != nil {
 			return err
 		}
-		out = p
 		return nil
 	})
-	return out, err
 }
 
 // DeletePort deletes a port; floating IPs on it are disassociated and port
 // forwardings to it deleted. Router and floating IP ports go with their
 // router interface or floating IP, not through this call.
 func (s *Service) DeletePort(ctx context.Context, c *identity.Context, id string, ifRev int64) error {
-	_, err := s.store.Update(ctx, func(tx *nsdb.Tx) error {
-		// The port's and its network's owners may delete it (getPort
-		// hides it from anyone else).
-		p, _, err := s.getPort(tx, c, id)
-		if err != nil {
-			return err
-		}
-		if err := may(c, "delete_port"); err != nil {
-			return err
-		}
-		if err := checkRevision(&p.Std, ifRev); err != nil {
-			return err
-		}
+	// The port's and its network's owners may delete it (its get policy
+	// hides it from anyone else).
+	_, err := modify(ctx, s, c, id, "delete_port", ifRev, func(tx *nsdb.Tx, p *Port) error {
 		switch p.DeviceOwner {
 		case OwnerRouterInterface, OwnerRouterGateway, OwnerFloatingIP:
 			return inUse("ServicePortInUse", "Port %s cannot be deleted directly via the port API: has device owner %s.", id, p.DeviceOwner)
@@ -728,7 +496,7 @@ func (s *Service) detachAndRemove(tx *nsdb.Tx, p *Port) error {
 	if err := s.removePort(tx, p); err != nil {
 		return err
 	}
-	for _, r := range sortedKeys(routers) {
+	for _, r := range slices.Sorted(maps.Keys(routers)) {
 		if err := s.retranslateRouter(tx, r); err != nil {
 			return err
 		}
@@ -752,18 +520,18 @@ func (s *Service) removePort(tx *nsdb.Tx, p *Port) error {
 
 // disassociateLost disassociates the floating IPs whose fixed address the
 // port's new fixed IPs no longer include.
-func (s *Service) disassociateLost(tx *nsdb.Tx, p *Port, next []fixedReq) error {
+func (s *Service) disassociateLost(tx *nsdb.Tx, p *Port, next []FixedIPRequest) error {
 	fips, err := tx.List(FloatingIPKind, "port_id", p.ID)
 	if err != nil {
 		return err
 	}
 	for _, o := range fips {
 		f := o.(*FloatingIP)
-		kept := slices.ContainsFunc(next, func(r fixedReq) bool {
-			if r.ip.IsValid() {
-				return r.ip == f.FixedIPAddress
+		kept := slices.ContainsFunc(next, func(r FixedIPRequest) bool {
+			if r.IPAddress.IsValid() {
+				return r.IPAddress == f.FixedIPAddress
 			}
-			return slices.ContainsFunc(p.FixedIPs, func(x FixedIP) bool { return x.SubnetID == r.subnetID && x.IPAddress == f.FixedIPAddress })
+			return slices.ContainsFunc(p.FixedIPs, func(x FixedIP) bool { return x.SubnetID == r.SubnetID && x.IPAddress == f.FixedIPAddress })
 		})
 		if kept {
 			continue

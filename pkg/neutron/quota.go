@@ -2,6 +2,8 @@ package neutron
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"sort"
 
 	"github.com/google/uuid"
@@ -95,7 +97,7 @@ func (s *Service) checkQuotaAsync(ctx context.Context, project, resource string,
 // Quotas returns a project's limits.
 func (s *Service) Quotas(ctx context.Context, c *identity.Context, project string) (map[string]int, error) {
 	if !c.IsAdmin() && project != c.ProjectID {
-		return nil, policyNotAuthorized("get_quota")
+		return nil, PolicyNotAuthorized("get_quota")
 	}
 	return s.limits(ctx, project)
 }
@@ -117,24 +119,19 @@ func (s *Service) QuotaDetails(ctx context.Context, c *identity.Context, project
 	return out, nil
 }
 
-// SetQuotas changes a project's limits (admin only).
-func (s *Service) SetQuotas(ctx context.Context, c *identity.Context, project string, b Body) (map[string]int, error) {
+// SetQuotas changes a project's limits (admin only): each resource of
+// DefaultQuotas it names, to at least -1 (no limit).
+func (s *Service) SetQuotas(ctx context.Context, c *identity.Context, project string, limits map[string]int) (map[string]int, error) {
 	if !c.IsAdmin() {
-		return nil, policyNotAuthorized("update_quota")
+		return nil, PolicyNotAuthorized("update_quota")
 	}
-	set := map[string]int{}
-	for _, k := range sortedKeys(b) {
+	for _, k := range slices.Sorted(maps.Keys(limits)) {
 		if _, ok := DefaultQuotas[k]; !ok {
-			return nil, newErr(404, "QuotaResourceUnknown", "Unknown quota resources ['%s'].", k)
+			return nil, quotaResourceUnknown(k)
 		}
-		n, null, _, err := b.integer(k)
-		if err != nil {
-			return nil, err
+		if limits[k] < -1 {
+			return nil, Invalid(k, "'%d' is too small - must be at least '-1'", limits[k])
 		}
-		if null || n < -1 {
-			return nil, invalid(k, "'%s' is too small - must be at least '-1'", rawText(b[k]))
-		}
-		set[k] = n
 	}
 	if err := s.ensureProject(ctx, project); err != nil {
 		return nil, err
@@ -148,7 +145,7 @@ func (s *Service) SetQuotas(ctx context.Context, c *identity.Context, project st
 		if p.Quotas == nil {
 			p.Quotas = map[string]int{}
 		}
-		for k, v := range set {
+		for k, v := range limits {
 			p.Quotas[k] = v
 		}
 		return tx.Put(p)
@@ -162,7 +159,7 @@ func (s *Service) SetQuotas(ctx context.Context, c *identity.Context, project st
 // ResetQuotas returns a project to the default limits (admin only).
 func (s *Service) ResetQuotas(ctx context.Context, c *identity.Context, project string) error {
 	if !c.IsAdmin() {
-		return policyNotAuthorized("delete_quota")
+		return PolicyNotAuthorized("delete_quota")
 	}
 	_, err := s.store.Update(ctx, func(tx *nsdb.Tx) error {
 		o, err := tx.Get(ProjectKind, projectObjectID(project))
@@ -176,6 +173,12 @@ func (s *Service) ResetQuotas(ctx context.Context, c *identity.Context, project 
 	return err
 }
 
+// quotaResourceUnknown is the quota extension's 404 for a resource it
+// does not know.
+func quotaResourceUnknown(resource string) *Error {
+	return NewError(NotFound, "QuotaResourceUnknown", "Unknown quota resources ['%s'].", resource)
+}
+
 // ProjectQuota is one project's limits, for the admin's quota list.
 type ProjectQuota struct {
 	ProjectID string
@@ -185,7 +188,7 @@ type ProjectQuota struct {
 // ListQuotas lists the projects whose limits differ from the defaults.
 func (s *Service) ListQuotas(ctx context.Context, c *identity.Context) ([]ProjectQuota, error) {
 	if !c.IsAdmin() {
-		return nil, policyNotAuthorized("get_quota")
+		return nil, PolicyNotAuthorized("get_quota")
 	}
 	objs, _, err := s.store.List(ctx, ProjectKind, "", "")
 	if err != nil {

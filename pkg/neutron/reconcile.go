@@ -13,6 +13,32 @@ import (
 	"github.com/nagare/nagare/pkg/nsdb"
 )
 
+// createWith creates a new Neutron object with its translation.
+func createWith[T Object](tx *nsdb.Tx, o T, native []model.Object) (T, error) {
+	if err := apply(tx, o.std(), native); err != nil {
+		return o, err
+	}
+	c, err := tx.Create(o)
+	if err != nil {
+		return o, err
+	}
+	return c.(T), nil
+}
+
+// listOf lists the objects of T's kind whose field names value.
+func listOf[T model.Object](tx *nsdb.Tx, field, value string) ([]T, error) {
+	var zero T
+	objs, err := tx.List(model.KindOf(zero), field, value)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]T, len(objs))
+	for i, o := range objs {
+		out[i] = o.(T)
+	}
+	return out, nil
+}
+
 // reconcile makes the native objects a Neutron object owns match its new
 // translation, inside the caller's transaction: objects no longer wanted
 // are deleted, new ones created under the model's write rules (tunnel

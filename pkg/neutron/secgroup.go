@@ -3,8 +3,9 @@ package neutron
 import (
 	"context"
 	"errors"
-	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -13,28 +14,26 @@ import (
 	"github.com/nagare/nagare/pkg/nsdb"
 )
 
-var groupSpec = std.with(spec{
-	"name":                 {post: true, put: true},
-	"stateful":             {post: true, put: true},
-	"security_group_rules": {},
-	"shared":               {},
-})
+// SecurityGroupRequest is what a create or update of a group asks.
+type SecurityGroupRequest struct {
+	StdRequest
+	Stateful *bool
+}
 
-var ruleSpec = std.with(spec{
-	"security_group_id":       {post: true, required: true},
-	"direction":               {post: true, required: true},
-	"ethertype":               {post: true},
-	"protocol":                {post: true},
-	"port_range_min":          {post: true},
-	"port_range_max":          {post: true},
-	"remote_ip_prefix":        {post: true},
-	"remote_group_id":         {post: true},
-	"remote_address_group_id": {post: true},
-	"normalized_cidr":         {},
-	"belongs_to_default_sg":   {},
-})
-
-func init() { delete(ruleSpec, "tags") } // Neutron does not tag rules' creation
+// SecurityGroupRuleRequest is what a create of a rule asks (rules do not
+// change).
+type SecurityGroupRuleRequest struct {
+	StdRequest
+	SecurityGroupID string
+	Direction       string // ingress or egress
+	Ethertype       string // IPv4 or IPv6; "" is IPv4
+	// Protocol is a name or a number in lower case; "" is any.
+	Protocol       string
+	PortRangeMin   *int
+	PortRangeMax   *int
+	RemoteIPPrefix netip.Prefix
+	RemoteGroupID  string
+}
 
 // defaultGroupID is the id of a project's default group: derived, so that
 // finding it costs no read.
@@ -55,10 +54,7 @@ func (s *Service) createDefaultGroup(tx *nsdb.Tx, project, id string) error {
 			return err
 		}
 	}
-	if err := apply(tx, &g.Std, TranslateSecurityGroup(g, rules)); err != nil {
-		return err
-	}
-	_, err := tx.Create(g)
+	_, err := createWith(tx, g, TranslateSecurityGroup(g, rules))
 	return err
 }
 
@@ -109,65 +105,27 @@ func (s *Service) defaultGroup(tx *nsdb.Tx, project string) (*SecurityGroup, err
 	return g.(*SecurityGroup), nil
 }
 
-func (s *Service) getGroup(tx *nsdb.Tx, c *identity.Context, id string) (*SecurityGroup, error) {
-	o, err := tx.Get(SecurityGroupKind, id)
-	if errors.Is(err, model.ErrNotFound) {
-		return nil, securityGroupNotFound(id)
-	}
-	if err != nil {
-		return nil, err
-	}
-	g := o.(*SecurityGroup)
-	if !owns(c, &g.Std) {
-		return nil, securityGroupNotFound(id)
-	}
-	return g, nil
-}
-
 // retranslateGroup rewrites a group's chains from its current rules.
 func (s *Service) retranslateGroup(tx *nsdb.Tx, g *SecurityGroup) error {
-	rules, err := groupRules(tx, g.ID)
+	rules, err := listOf[*SecurityGroupRule](tx, "security_group_id", g.ID)
 	if err != nil {
 		return err
 	}
 	return apply(tx, &g.Std, TranslateSecurityGroup(g, rules))
 }
 
-func groupRules(tx *nsdb.Tx, id string) ([]*SecurityGroupRule, error) {
-	objs, err := tx.List(SecurityGroupRuleKind, "security_group_id", id)
-	if err != nil {
-		return nil, err
-	}
-	rules := make([]*SecurityGroupRule, len(objs))
-	for i, o := range objs {
-		rules[i] = o.(*SecurityGroupRule)
-	}
-	return rules, nil
-}
-
 // CreateSecurityGroup creates a group with Neutron's default egress rules.
-func (s *Service) CreateSecurityGroup(ctx context.Context, c *identity.Context, b Body) (*SecurityGroup, error) {
-	if err := groupSpec.check(b, true, c, "security_group"); err != nil {
-		return nil, err
-	}
-	if err := may(c, "create_security_group"); err != nil {
-		return nil, err
-	}
-	project, err := projectOf(b, c)
+func (s *Service) CreateSecurityGroup(ctx context.Context, c *identity.Context, r SecurityGroupRequest) (*SecurityGroup, error) {
+	st, err := s.creating(c, &r.StdRequest, "create_security_group")
 	if err != nil {
 		return nil, err
 	}
-	g := &SecurityGroup{Std: s.newStd(project), Stateful: true}
-	if err := g.decode(b); err != nil {
-		return nil, err
-	}
+	g := &SecurityGroup{Std: st, Stateful: true}
+	r.apply(g)
 	if g.Name == "default" {
 		return nil, inUse("SecurityGroupDefaultAlreadyExists", "Default security group already exists.")
 	}
-	if err := s.checkQuota(ctx, project, "security_group", 1); err != nil {
-		return nil, err
-	}
-	if err := s.ensureProject(ctx, project); err != nil {
+	if err := s.admit(ctx, st.ProjectID, "security_group"); err != nil {
 		return nil, err
 	}
 	var out *SecurityGroup
@@ -180,71 +138,22 @@ func (s *Service) CreateSecurityGroup(ctx context.Context, c *identity.Context, 
 				return err
 			}
 		}
-		if err := apply(tx, &n.Std, TranslateSecurityGroup(&n, rules)); err != nil {
-			return err
-		}
-		o, err := tx.Create(&n)
-		if err == nil {
-			out = o.(*SecurityGroup)
-		}
+		out, err = createWith(tx, &n, TranslateSecurityGroup(&n, rules))
 		return err
 	})
 	return out, err
 }
 
-func (g *SecurityGroup) decode(b Body) error {
-	if err := decodeStd(b, &g.Std); err != nil {
-		return err
-	}
-	if v, ok, err := b.str("name", 255); err != nil {
-		return err
-	} else if ok {
-		g.Name = v
-	}
-	if v, ok, err := b.boolean("stateful"); err != nil {
-		return err
-	} else if ok {
-		g.Stateful = v
-	}
-	return nil
-}
-
-// decodeStd reads the writable standard attributes.
-func decodeStd(b Body, st *Std) error {
-	if v, ok, err := b.str("description", 255); err != nil {
-		return err
-	} else if ok {
-		st.Description = v
-	}
-	if v, ok, err := b.tags("tags"); err != nil {
-		return err
-	} else if ok {
-		st.Tags = v
-	}
-	return nil
+func (r *SecurityGroupRequest) apply(g *SecurityGroup) {
+	r.StdRequest.apply(&g.Std)
+	set(&g.Stateful, r.Stateful)
 }
 
 // UpdateSecurityGroup changes a group's name, description or statefulness.
-func (s *Service) UpdateSecurityGroup(ctx context.Context, c *identity.Context, id string, b Body, ifRev int64) (*SecurityGroup, error) {
-	if err := groupSpec.check(b, false, c, "security_group"); err != nil {
-		return nil, err
-	}
-	var out *SecurityGroup
-	_, err := s.store.Update(ctx, func(tx *nsdb.Tx) error {
-		g, err := s.getGroup(tx, c, id)
-		if err != nil {
-			return err
-		}
-		if err := may(c, "update_security_group"); err != nil {
-			return err
-		}
-		if err := checkRevision(&g.Std, ifRev); err != nil {
-			return err
-		}
+func (s *Service) UpdateSecurityGroup(ctx context.Context, c *identity.Context, id string, r SecurityGroupRequest, ifRev int64) (*SecurityGroup, error) {
+	return modify(ctx, s, c, id, "update_security_group", ifRev, func(tx *nsdb.Tx, g *SecurityGroup) error {
 		was := *g
-		if err := g.decode(b); err != nil {
-			return err
-		}
+		r.apply(g)
 		if was.IsDefault && g.Name != "default" {
 			return inUse("SecurityGroupCannotUpdateDefault", "Updating default security group not allowed.")
 		}
@@ -264,26 +173,14 @@ func (s *Service) UpdateSecurityGroup(ctx context.Context, c *identity.Context, 
 		if err := s.retranslateGroup(tx, g); err != nil {
 			return err
 		}
-		out = g
 		return tx.Put(g)
 	})
-	return out, err
 }
 
 // DeleteSecurityGroup deletes a group no port uses, with its rules and the
 // rules of other groups that name it as their remote group.
 func (s *Service) DeleteSecurityGroup(ctx context.Context, c *identity.Context, id string, ifRev int64) error {
-	_, err := s.store.Update(ctx, func(tx *nsdb.Tx) error {
-		g, err := s.getGroup(tx, c, id)
-		if err != nil {
-			return err
-		}
-		if err := may(c, "delete_security_group"); err != nil {
-			return err
-		}
-		if err := checkRevision(&g.Std, ifRev); err != nil {
-			return err
-		}
+	_, err := modify(ctx, s, c, id, "delete_security_group", ifRev, func(tx *nsdb.Tx, g *SecurityGroup) error {
 		if g.IsDefault && !c.IsAdmin() {
 			return inUse("SecurityGroupCannotRemoveDefault", "Insufficient rights for removing default security group.")
 		}
@@ -309,7 +206,7 @@ func (s *Service) DeleteSecurityGroup(ctx context.Context, c *identity.Context, 
 			}
 			touched[r.SecurityGroupID] = true
 		}
-		for _, other := range sortedKeys(touched) {
+		for _, other := range slices.Sorted(maps.Keys(touched)) {
 			o, err := tx.Get(SecurityGroupKind, other)
 			if err != nil {
 				return err
@@ -333,35 +230,26 @@ func (s *Service) DeleteSecurityGroup(ctx context.Context, c *identity.Context, 
 
 // CreateSecurityGroupRule validates a rule as Neutron does and rewrites
 // its group's chains.
-func (s *Service) CreateSecurityGroupRule(ctx context.Context, c *identity.Context, b Body) (*SecurityGroupRule, error) {
-	if err := ruleSpec.check(b, true, c, "security_group_rule"); err != nil {
-		return nil, err
-	}
-	if err := may(c, "create_security_group_rule"); err != nil {
-		return nil, err
-	}
-	project, err := projectOf(b, c)
+func (s *Service) CreateSecurityGroupRule(ctx context.Context, c *identity.Context, req SecurityGroupRuleRequest) (*SecurityGroupRule, error) {
+	st, err := s.creating(c, &req.StdRequest, "create_security_group_rule")
 	if err != nil {
 		return nil, err
 	}
-	r := &SecurityGroupRule{Std: s.newStd(project), Ethertype: "IPv4"}
-	if err := r.decode(b); err != nil {
+	r := &SecurityGroupRule{Std: st, Ethertype: "IPv4"}
+	if err := req.apply(r); err != nil {
 		return nil, err
 	}
-	if err := s.checkQuota(ctx, project, "security_group_rule", 1); err != nil {
-		return nil, err
-	}
-	if err := s.ensureProject(ctx, project); err != nil {
+	if err := s.admit(ctx, st.ProjectID, "security_group_rule"); err != nil {
 		return nil, err
 	}
 	var out *SecurityGroupRule
 	_, err = s.store.Update(ctx, func(tx *nsdb.Tx) error {
-		g, err := s.getGroup(tx, c, r.SecurityGroupID)
+		g, err := get[*SecurityGroup](tx, c, r.SecurityGroupID)
 		if err != nil {
 			return err
 		}
 		if r.RemoteGroupID != "" {
-			if _, err := s.getGroup(tx, c, r.RemoteGroupID); err != nil {
+			if _, err := get[*SecurityGroup](tx, c, r.RemoteGroupID); err != nil {
 				return err
 			}
 		}
@@ -391,107 +279,45 @@ func (s *Service) CreateSecurityGroupRule(ctx context.Context, c *identity.Conte
 // validPortProtocols may carry port ranges (Neutron's list).
 var validPortProtocols = map[uint8]bool{6: true, 17: true, 132: true, 33: true, 136: true}
 
-func (r *SecurityGroupRule) decode(b Body) error {
-	if err := decodeStd(b, &r.Std); err != nil {
-		return err
+func (req *SecurityGroupRuleRequest) apply(r *SecurityGroupRule) error {
+	req.StdRequest.apply(&r.Std)
+	r.SecurityGroupID, r.Direction = req.SecurityGroupID, req.Direction
+	if req.Ethertype != "" {
+		r.Ethertype = req.Ethertype
 	}
-	var err error
-	if r.SecurityGroupID, _, err = b.uuid("security_group_id"); err != nil {
-		return err
-	}
-	dir, _, err := b.str("direction", 0)
-	if err != nil {
-		return err
-	}
-	if dir != "ingress" && dir != "egress" {
-		return invalid("direction", "'%s' is not in ['ingress', 'egress']", dir)
-	}
-	r.Direction = dir
-	if v, ok, err := b.str("ethertype", 0); err != nil {
-		return err
-	} else if ok {
-		switch strings.ToLower(v) {
-		case "ipv4":
-			r.Ethertype = "IPv4"
-		case "ipv6":
-			r.Ethertype = "IPv6"
-		default:
-			return invalid("ethertype", "'%s' is not in ['IPv4', 'IPv6']", v)
+	if p := req.Protocol; p != "" && p != "any" {
+		if _, ok := protoNumber(p); !ok {
+			return NewError(BadRequest, "SecurityGroupRuleInvalidProtocol", "Security group rule protocol %s not supported. Only protocol values [None, 'ah', 'dccp', 'egp', 'esp', 'gre', 'hopopt', 'icmp', 'igmp', 'ipip', 'ipv6-encap', 'ipv6-frag', 'ipv6-icmp', 'icmpv6', 'ipv6-nonxt', 'ipv6-opts', 'ipv6-route', 'ospf', 'pgm', 'rsvp', 'sctp', 'tcp', 'udp', 'udplite', 'vrrp'] and integer representations [0 to 255] are supported.", p)
 		}
+		r.Protocol = p
 	}
-	if b.has("protocol") && !b.isNull("protocol") {
-		var x any
-		_, _ = b.raw("protocol", &x, "not a protocol")
-		p := strings.ToLower(fmt.Sprint(x))
-		if f, ok := x.(float64); ok {
-			p = strconv.Itoa(int(f))
-		}
-		if _, ok := protoNumber(p); !ok && p != "any" {
-			return newErr(400, "SecurityGroupRuleInvalidProtocol", "Security group rule protocol %s not supported. Only protocol values [None, 'ah', 'dccp', 'egp', 'esp', 'gre', 'hopopt', 'icmp', 'igmp', 'ipip', 'ipv6-encap', 'ipv6-frag', 'ipv6-icmp', 'icmpv6', 'ipv6-nonxt', 'ipv6-opts', 'ipv6-route', 'ospf', 'pgm', 'rsvp', 'sctp', 'tcp', 'udp', 'udplite', 'vrrp'] and integer representations [0 to 255] are supported.", p)
-		}
-		if p != "any" {
-			r.Protocol = p
-		}
-	}
-	for _, name := range []string{"port_range_min", "port_range_max"} {
-		n, null, ok, err := b.integer(name)
-		if err != nil {
-			return err
-		}
-		if ok && !null {
-			v := n
-			if name == "port_range_min" {
-				r.PortRangeMin = &v
-			} else {
-				r.PortRangeMax = &v
-			}
-		}
-	}
-	if p, ok, err := b.cidr("remote_ip_prefix"); err != nil {
-		// Neutron keeps a prefix with host bits as given (normalized_cidr
-		// shows it masked).
-		s, _, _ := b.str("remote_ip_prefix", 0)
-		pp, perr := netip.ParsePrefix(strings.TrimSpace(s))
-		if perr != nil {
-			return err
-		}
-		r.RemoteIPPrefix = pp
-	} else if ok {
-		r.RemoteIPPrefix = p
-	}
-	if v, ok, err := b.uuid("remote_group_id"); err != nil {
-		return err
-	} else if ok {
-		r.RemoteGroupID = v
-	}
-	if b.has("remote_address_group_id") && !b.isNull("remote_address_group_id") {
-		return badRequest("security_group_rule", "remote_address_group_id is not supported: address groups are not implemented")
-	}
+	r.PortRangeMin, r.PortRangeMax = req.PortRangeMin, req.PortRangeMax
+	r.RemoteIPPrefix, r.RemoteGroupID = req.RemoteIPPrefix, req.RemoteGroupID
 	return r.validate()
 }
 
 // validate is Neutron's _validate_security_group_rule.
 func (r *SecurityGroupRule) validate() error {
 	if r.RemoteIPPrefix.IsValid() && r.RemoteGroupID != "" {
-		return newErr(400, "SecurityGroupRemoteGroupAndRemoteIpPrefix", "Only remote_ip_prefix or remote_group_id may be provided.")
+		return NewError(BadRequest, "SecurityGroupRemoteGroupAndRemoteIpPrefix", "Only remote_ip_prefix or remote_group_id may be provided.")
 	}
 	if r.RemoteIPPrefix.IsValid() {
 		if (r.Ethertype == "IPv4") != r.RemoteIPPrefix.Addr().Is4() {
-			e := invalidInput("Conflicting value ethertype %s for CIDR %s", r.Ethertype, r.RemoteIPPrefix)
+			e := InvalidInput("Conflicting value ethertype %s for CIDR %s", r.Ethertype, r.RemoteIPPrefix)
 			e.Type = "SecurityGroupRuleParameterConflict"
 			return e
 		}
 	}
 	proto, hasProto := protoNumber(r.Protocol)
 	if !hasProto && (r.PortRangeMin != nil || r.PortRangeMax != nil) {
-		return newErr(400, "SecurityGroupProtocolRequiredWithPorts", "Must also specify protocol if port range is given.")
+		return NewError(BadRequest, "SecurityGroupProtocolRequiredWithPorts", "Must also specify protocol if port range is given.")
 	}
 	if !hasProto {
 		return nil
 	}
 	switch {
 	case proto == 58 && r.Ethertype == "IPv4":
-		return newErr(400, "SecurityGroupEthertypeConflictWithProtocol", "Invalid ethertype %s for protocol %s.", r.Ethertype, r.Protocol)
+		return NewError(BadRequest, "SecurityGroupEthertypeConflictWithProtocol", "Invalid ethertype %s for protocol %s.", r.Ethertype, r.Protocol)
 	case proto == 1 || proto == 58:
 		for _, x := range []struct {
 			v     *int
@@ -499,27 +325,27 @@ func (r *SecurityGroupRule) validate() error {
 			attr  string
 		}{{r.PortRangeMin, "type", "port_range_min"}, {r.PortRangeMax, "code", "port_range_max"}} {
 			if x.v != nil && (*x.v < 0 || *x.v > 255) {
-				return newErr(400, "SecurityGroupInvalidIcmpValue", "Invalid value for ICMP %s (%s) %d. It must be 0 to 255.", x.field, x.attr, *x.v)
+				return NewError(BadRequest, "SecurityGroupInvalidIcmpValue", "Invalid value for ICMP %s (%s) %d. It must be 0 to 255.", x.field, x.attr, *x.v)
 			}
 		}
 		if r.PortRangeMin == nil && r.PortRangeMax != nil {
-			return newErr(400, "SecurityGroupMissingIcmpType", "ICMP code (port-range-max) %d is provided but ICMP type (port-range-min) is missing.", *r.PortRangeMax)
+			return NewError(BadRequest, "SecurityGroupMissingIcmpType", "ICMP code (port-range-max) %d is provided but ICMP type (port-range-min) is missing.", *r.PortRangeMax)
 		}
 	case validPortProtocols[proto]:
 		for _, v := range []*int{r.PortRangeMin, r.PortRangeMax} {
 			if v != nil && (*v < 1 || *v > 65535) {
-				return newErr(400, "SecurityGroupInvalidPortValue", "Invalid value for port %d.", *v)
+				return NewError(BadRequest, "SecurityGroupInvalidPortValue", "Invalid value for port %d.", *v)
 			}
 		}
 		if r.PortRangeMin != nil && r.PortRangeMax != nil && *r.PortRangeMin > *r.PortRangeMax {
-			return newErr(400, "SecurityGroupInvalidPortRange", "For TCP/UDP protocols, port_range_min must be <= port_range_max")
+			return NewError(BadRequest, "SecurityGroupInvalidPortRange", "For TCP/UDP protocols, port_range_min must be <= port_range_max")
 		}
 		if r.PortRangeMin == nil && r.PortRangeMax != nil {
-			return newErr(400, "SecurityGroupInvalidPortRange", "For TCP/UDP protocols, port_range_min must be <= port_range_max")
+			return NewError(BadRequest, "SecurityGroupInvalidPortRange", "For TCP/UDP protocols, port_range_min must be <= port_range_max")
 		}
 	default:
 		if r.PortRangeMin != nil || r.PortRangeMax != nil {
-			return newErr(400, "SecurityGroupInvalidProtocolForPort", "Invalid protocol %s for port range, only supported for TCP, UDP, UDPLITE, SCTP and DCCP.", r.Protocol)
+			return NewError(BadRequest, "SecurityGroupInvalidProtocolForPort", "Invalid protocol %s for port range, only supported for TCP, UDP, UDPLITE, SCTP and DCCP.", r.Protocol)
 		}
 	}
 	return nil
@@ -530,15 +356,19 @@ func (s *Service) DeleteSecurityGroupRule(ctx context.Context, c *identity.Conte
 	_, err := s.store.Update(ctx, func(tx *nsdb.Tx) error {
 		o, err := tx.Get(SecurityGroupRuleKind, id)
 		if errors.Is(err, model.ErrNotFound) {
-			return securityGroupRuleNotFound(id)
+			return NotFoundError(SecurityGroupRuleKind, id)
 		}
 		if err != nil {
 			return err
 		}
 		r := o.(*SecurityGroupRule)
-		g, err := s.getGroup(tx, c, r.SecurityGroupID)
-		if err != nil || !(owns(c, &r.Std) || owns(c, &g.Std)) {
-			return securityGroupRuleNotFound(id)
+		// The rules of a group are its owner's to delete.
+		g, err := get[*SecurityGroup](tx, c, r.SecurityGroupID)
+		if e := (*Error)(nil); errors.As(err, &e) && e.Class == NotFound {
+			return NotFoundError(SecurityGroupRuleKind, id)
+		}
+		if err != nil {
+			return err
 		}
 		if err := may(c, "delete_security_group_rule"); err != nil {
 			return err

@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nagare/nagare/pkg/identity"
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/nsdb"
 )
@@ -66,14 +65,6 @@ func (s *Service) newStd(project string) Std {
 func (s *Service) touch(o *Std) {
 	o.RevisionNumber++
 	o.UpdatedAt = s.timestamp()
-}
-
-// checkRevision is the If-Match compare-and-swap (0: no constraint).
-func checkRevision(o *Std, ifRev int64) error {
-	if ifRev != 0 && o.RevisionNumber != ifRev {
-		return revisionConstraintFailed(ifRev, o.RevisionNumber)
-	}
-	return nil
 }
 
 // ensureProject creates, once, the neutron-project object of a project and
@@ -169,31 +160,6 @@ func (s *Service) hostID(tx *nsdb.Tx, name string) (string, error) {
 	id := hs[0].GetMeta().ID
 	s.hosts.Store(name, id)
 	return id, nil
-}
-
-// may refuses a write to a caller with a read-only role.
-func may(c *identity.Context, action string) error {
-	if !c.CanWrite() {
-		return policyNotAuthorized(action)
-	}
-	return nil
-}
-
-// owns reports whether the caller owns o (admins own everything).
-func owns(c *identity.Context, o *Std) bool { return c.IsAdmin() || o.ProjectID == c.ProjectID }
-
-// ownsOrHidden is Neutron's policy answer to a write on an object: its
-// owner gets through, a caller who may see it but not change it gets 403,
-// and one who may not even see it a 404 — Neutron does not reveal what
-// exists in other projects.
-func ownsOrHidden(c *identity.Context, o *Std, visible bool, action string, notFound error) error {
-	switch {
-	case owns(c, o):
-		return nil
-	case visible:
-		return policyNotAuthorized(action)
-	}
-	return notFound
 }
 
 // view runs read-only work in one consistent snapshot.

@@ -2,7 +2,6 @@ package neutron
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/netip"
 	"strings"
@@ -33,13 +32,23 @@ func newFixture(t *testing.T) *fixture {
 		admin: &identity.Context{ProjectID: "p-admin", Roles: []string{"admin"}}}
 }
 
-func body(t *testing.T, js string) Body {
-	t.Helper()
-	var b Body
-	if err := json.Unmarshal([]byte(js), &b); err != nil {
-		t.Fatalf("bad test body %s: %v", js, err)
+// The requests the tests send, as the API layer would decode them.
+
+func ptr[T any](v T) *T { return &v }
+
+func named(name string) StdRequest { return StdRequest{Name: &name} }
+
+func subnetReq(netID, cidr string) SubnetRequest {
+	p := netip.MustParsePrefix(cidr)
+	v := 4
+	if p.Addr().Is6() {
+		v = 6
 	}
-	return b
+	return SubnetRequest{NetworkID: netID, IPVersion: v, CIDR: p}
+}
+
+func fixedIP(ip string) *[]FixedIPRequest {
+	return &[]FixedIPRequest{{IPAddress: netip.MustParseAddr(ip)}}
 }
 
 // must returns v, panicking (and so failing the test with a stack) on err.
@@ -107,22 +116,26 @@ func TestTranslationLifecycle(t *testing.T) {
 	ctx, a := f.ctx, f.admin
 	host := must(f.store.Create(ctx, &model.Host{Name: "compute-1"})).(*model.Host)
 
-	net := must(f.s.CreateNetwork(ctx, a, body(t, `{"name":"n1"}`)))
-	sub := must(f.s.CreateSubnet(ctx, a, body(t, `{"network_id":"`+net.ID+`","ip_version":4,"cidr":"10.0.0.0/24"}`)))
-	ext := must(f.s.CreateNetwork(ctx, a, body(t, `{"name":"ext","router:external":true,"provider:network_type":"flat","provider:physical_network":"physnet1"}`)))
-	must(f.s.CreateSubnet(ctx, a, body(t, `{"network_id":"`+ext.ID+`","ip_version":4,"cidr":"203.0.113.0/24","enable_dhcp":false}`)))
+	net := must(f.s.CreateNetwork(ctx, a, NetworkRequest{StdRequest: named("n1")}))
+	sub := must(f.s.CreateSubnet(ctx, a, subnetReq(net.ID, "10.0.0.0/24")))
+	ext := must(f.s.CreateNetwork(ctx, a, NetworkRequest{StdRequest: named("ext"), External: ptr(true),
+		Provider: &Segment{NetworkType: ptr("flat"), PhysicalNetwork: ptr("physnet1")}}))
+	extSub := subnetReq(ext.ID, "203.0.113.0/24")
+	extSub.EnableDHCP = ptr(false)
+	must(f.s.CreateSubnet(ctx, a, extSub))
 	baseline := f.native()
 
-	r := must(f.s.CreateRouter(ctx, a, body(t, `{"name":"r1","external_gateway_info":{"network_id":"`+ext.ID+`"}}`)))
-	must(f.s.AddInterface(ctx, a, r.ID, body(t, `{"subnet_id":"`+sub.ID+`"}`)))
-	p := must(f.s.CreatePort(ctx, a, body(t, `{"network_id":"`+net.ID+`","binding:host_id":"compute-1"}`)))
+	r := must(f.s.CreateRouter(ctx, a, RouterRequest{StdRequest: named("r1"), Gateway: &GatewayRequest{NetworkID: ext.ID}}))
+	must(f.s.AddInterface(ctx, a, r.ID, InterfaceRequest{SubnetID: sub.ID}))
+	p := must(f.s.CreatePort(ctx, a, PortRequest{NetworkID: net.ID, BindingHostID: ptr("compute-1")}))
 	if p.VIFType != "tap" || p.Status != "ACTIVE" {
 		t.Errorf("port bound to a registered host: vif %q status %q", p.VIFType, p.Status)
 	}
-	fip := must(f.s.CreateFloatingIP(ctx, a, body(t, `{"floating_network_id":"`+ext.ID+`","port_id":"`+p.ID+`"}`)))
-	fip2 := must(f.s.CreateFloatingIP(ctx, a, body(t, `{"floating_network_id":"`+ext.ID+`"}`)))
-	p2 := must(f.s.CreatePort(ctx, a, body(t, `{"network_id":"`+net.ID+`"}`)))
-	must(f.s.CreatePortForwarding(ctx, a, fip2.ID, body(t, `{"internal_port_id":"`+p2.ID+`","internal_ip_address":"`+p2.FixedIPs[0].IPAddress.String()+`","internal_port":22,"external_port":2222,"protocol":"tcp"}`)))
+	fip := must(f.s.CreateFloatingIP(ctx, a, FloatingIPRequest{FloatingNetworkID: ext.ID, PortID: &p.ID}))
+	fip2 := must(f.s.CreateFloatingIP(ctx, a, FloatingIPRequest{FloatingNetworkID: ext.ID}))
+	p2 := must(f.s.CreatePort(ctx, a, PortRequest{NetworkID: net.ID}))
+	must(f.s.CreatePortForwarding(ctx, a, fip2.ID, PortForwardingRequest{InternalPortID: p2.ID,
+		InternalIPAddress: p2.FixedIPs[0].IPAddress, InternalPort: 22, ExternalPort: 2222, Protocol: "tcp"}))
 
 	// The VM port: a bridge port of the same id, bound to tap<id[:11]>.
 	np := must(f.store.Get(ctx, model.PortKind, p.ID)).(*model.Port)
@@ -174,7 +187,7 @@ func TestTranslationLifecycle(t *testing.T) {
 	noErr(t, f.s.DeleteFloatingIP(ctx, a, fip2.ID, 0))
 	noErr(t, f.s.DeletePort(ctx, a, p.ID, 0))
 	noErr(t, f.s.DeletePort(ctx, a, p2.ID, 0))
-	must(f.s.RemoveInterface(ctx, a, r.ID, body(t, `{"subnet_id":"`+sub.ID+`"}`)))
+	must(f.s.RemoveInterface(ctx, a, r.ID, InterfaceRequest{SubnetID: sub.ID}))
 	noErr(t, f.s.DeleteRouter(ctx, a, r.ID, 0))
 	if got := f.native(); !sameCounts(got, baseline) {
 		t.Errorf("after deleting the router and ports: %v, want %v", got, baseline)
@@ -218,35 +231,35 @@ func sameCounts(a, b map[string]int) bool {
 func TestRejectedWritesChangeNothing(t *testing.T) {
 	f := newFixture(t)
 	ctx, a := f.ctx, f.admin
-	net := must(f.s.CreateNetwork(ctx, a, body(t, `{"name":"n1"}`)))
-	sub := must(f.s.CreateSubnet(ctx, a, body(t, `{"network_id":"`+net.ID+`","ip_version":4,"cidr":"10.0.0.0/24"}`)))
-	p := must(f.s.CreatePort(ctx, a, body(t, `{"network_id":"`+net.ID+`","fixed_ips":[{"ip_address":"10.0.0.9"}]}`)))
-	r := must(f.s.CreateRouter(ctx, a, body(t, `{"name":"r"}`)))
-	must(f.s.AddInterface(ctx, a, r.ID, body(t, `{"subnet_id":"`+sub.ID+`"}`)))
+	net := must(f.s.CreateNetwork(ctx, a, NetworkRequest{StdRequest: named("n1")}))
+	sub := must(f.s.CreateSubnet(ctx, a, subnetReq(net.ID, "10.0.0.0/24")))
+	p := must(f.s.CreatePort(ctx, a, PortRequest{NetworkID: net.ID, FixedIPs: fixedIP("10.0.0.9")}))
+	r := must(f.s.CreateRouter(ctx, a, RouterRequest{StdRequest: named("r")}))
+	must(f.s.AddInterface(ctx, a, r.ID, InterfaceRequest{SubnetID: sub.ID}))
 	cases := []struct {
 		name string
 		call func() error
 		typ  string
 	}{
 		{"overlapping subnet", func() error {
-			_, err := f.s.CreateSubnet(ctx, a, body(t, `{"network_id":"`+net.ID+`","ip_version":4,"cidr":"10.0.0.128/25"}`))
+			_, err := f.s.CreateSubnet(ctx, a, subnetReq(net.ID, "10.0.0.128/25"))
 			return err
 		}, "InvalidInput"},
 		{"address in use", func() error {
-			_, err := f.s.CreatePort(ctx, a, body(t, `{"network_id":"`+net.ID+`","fixed_ips":[{"ip_address":"10.0.0.9"}]}`))
+			_, err := f.s.CreatePort(ctx, a, PortRequest{NetworkID: net.ID, FixedIPs: fixedIP("10.0.0.9")})
 			return err
 		}, "IpAddressInUse"},
 		{"duplicate MAC", func() error {
-			_, err := f.s.CreatePort(ctx, a, body(t, `{"network_id":"`+net.ID+`","mac_address":"`+p.MACAddress.String()+`"}`))
+			_, err := f.s.CreatePort(ctx, a, PortRequest{NetworkID: net.ID, MACAddress: p.MACAddress})
 			return err
 		}, "MacAddressInUse"},
 		{"network with ports", func() error { return f.s.DeleteNetwork(ctx, a, net.ID, 0) }, "NetworkInUse"},
 		{"interface twice", func() error {
-			_, err := f.s.AddInterface(ctx, a, r.ID, body(t, `{"subnet_id":"`+sub.ID+`"}`))
+			_, err := f.s.AddInterface(ctx, a, r.ID, InterfaceRequest{SubnetID: sub.ID})
 			return err
 		}, "BadRequest"},
 		{"stale revision", func() error {
-			_, err := f.s.UpdateNetwork(ctx, a, net.ID, body(t, `{"name":"x"}`), 99)
+			_, err := f.s.UpdateNetwork(ctx, a, net.ID, NetworkRequest{StdRequest: named("x")}, 99)
 			return err
 		}, "RevisionNumberConstraintFailed"},
 	}
@@ -268,9 +281,9 @@ func TestRejectedWritesChangeNothing(t *testing.T) {
 func TestConcurrentAllocations(t *testing.T) {
 	f := newFixture(t)
 	ctx, a := f.ctx, f.admin
-	net := must(f.s.CreateNetwork(ctx, a, body(t, `{"name":"n1"}`)))
+	net := must(f.s.CreateNetwork(ctx, a, NetworkRequest{StdRequest: named("n1")}))
 	// 10.0.0.0/28: 14 usable addresses, one the gateway: 13 for ports.
-	must(f.s.CreateSubnet(ctx, a, body(t, `{"network_id":"`+net.ID+`","ip_version":4,"cidr":"10.0.0.0/28"}`)))
+	must(f.s.CreateSubnet(ctx, a, subnetReq(net.ID, "10.0.0.0/28")))
 	type result struct {
 		ip  netip.Addr
 		err error
@@ -278,7 +291,7 @@ func TestConcurrentAllocations(t *testing.T) {
 	res := make(chan result, 14)
 	for range 14 {
 		go func() {
-			p, err := f.s.CreatePort(ctx, a, body(t, `{"network_id":"`+net.ID+`"}`))
+			p, err := f.s.CreatePort(ctx, a, PortRequest{NetworkID: net.ID})
 			if err != nil {
 				res <- result{err: err}
 				return
@@ -305,13 +318,14 @@ func TestConcurrentAllocations(t *testing.T) {
 }
 
 // TestUplinkBindingSurvivesRewrites: the binding an agent writes on a
-// physical-network uplink (pkg/agent/physnet.go) is not undone by the
+// physical-network uplink (pkg/agent/uplink) is not undone by the
 // network's updates, nor by a rewrite of the uplink's translation.
 func TestUplinkBindingSurvivesRewrites(t *testing.T) {
 	f := newFixture(t)
 	ctx, a := f.ctx, f.admin
 	host := must(f.store.Create(ctx, &model.Host{Name: "gw-1", PhysicalNetworks: []string{"physnet1"}})).(*model.Host)
-	ext := must(f.s.CreateNetwork(ctx, a, body(t, `{"name":"ext","provider:network_type":"vlan","provider:physical_network":"physnet1","provider:segmentation_id":100}`)))
+	ext := must(f.s.CreateNetwork(ctx, a, NetworkRequest{StdRequest: named("ext"),
+		Provider: &Segment{NetworkType: ptr("vlan"), PhysicalNetwork: ptr("physnet1"), SegmentationID: ptr(100)}}))
 	id := physnetPortID(ext.ID)
 	up := must(f.store.Get(ctx, model.PortKind, id)).(*model.Port)
 	if up.PhysicalNetwork != "physnet1" || up.PhysicalVLAN != 100 || up.VLAN != 0 || up.HostID != "" {
@@ -328,7 +342,7 @@ func TestUplinkBindingSurvivesRewrites(t *testing.T) {
 			t.Errorf("after %s the uplink lost its binding: %+v", what, p)
 		}
 	}
-	must(f.s.UpdateNetwork(ctx, a, ext.ID, body(t, `{"name":"public","admin_state_up":false}`), 0))
+	must(f.s.UpdateNetwork(ctx, a, ext.ID, NetworkRequest{StdRequest: named("public"), AdminStateUp: ptr(false)}, 0))
 	bound("a network update")
 	// A changed translation hash forces the rewrite path.
 	n := &Network{NetworkType: "vlan", PhysicalNetwork: "physnet1", SegmentationID: 100, AdminStateUp: true}

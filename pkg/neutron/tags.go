@@ -3,19 +3,56 @@ package neutron
 import (
 	"context"
 	"slices"
+	"sort"
+	"strings"
 
 	"github.com/nagare/nagare/pkg/identity"
+	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/nsdb"
 )
 
-// Taggable are the resources the standard-attr-tag extension tags here.
-var Taggable = []*Resource{Networks, Subnets, Ports, Routers, FloatingIPs, SecurityGroups}
+// Tags (standard-attr-tag) of the objects with standard attributes.
+
+const maxTags = 50
+
+// ValidTag checks one tag: 1 to 255 characters, no commas (the filters
+// separate tags with them).
+func ValidTag(t string) error {
+	if t == "" || len([]rune(t)) > 255 {
+		return Invalid("tags", "'%s' is not a valid tag: tags are 1 to 255 characters", t)
+	}
+	if strings.Contains(t, ",") {
+		return Invalid("tags", "'%s' contains ',': tags cannot contain commas (the filters separate tags with them)", t)
+	}
+	return nil
+}
+
+// NormalizeTags checks a list of tags and returns it sorted, without
+// duplicates, never nil.
+func NormalizeTags(xs []string) ([]string, error) {
+	seen := map[string]bool{}
+	out := []string{}
+	for _, t := range xs {
+		if err := ValidTag(t); err != nil {
+			return nil, err
+		}
+		if !seen[t] {
+			seen[t] = true
+			out = append(out, t)
+		}
+	}
+	if len(out) > maxTags {
+		return nil, BadResourceRequest("tags", "The number of tags exceeds the limit %d", maxTags)
+	}
+	sort.Strings(out)
+	return out, nil
+}
 
 // Tags returns an object's tags.
-func (s *Service) Tags(ctx context.Context, c *identity.Context, r *Resource, id string) ([]string, error) {
+func (s *Service) Tags(ctx context.Context, c *identity.Context, k *model.Kind, id string) ([]string, error) {
 	var out []string
-	err := s.Read(ctx, c, func(v *Viewer) error {
-		o, err := v.Get(r, id)
+	err := s.Read(ctx, c, func(r *Reader) error {
+		o, err := r.Get(k, id)
 		if err != nil {
 			return err
 		}
@@ -30,26 +67,26 @@ func (s *Service) Tags(ctx context.Context, c *identity.Context, r *Resource, id
 
 // ChangeTags applies change to an object's tags (add one, remove one,
 // replace all) and bumps its revision, as Neutron's tag plugin does.
-func (s *Service) ChangeTags(ctx context.Context, c *identity.Context, r *Resource, id string, change func([]string) ([]string, error)) ([]string, error) {
+func (s *Service) ChangeTags(ctx context.Context, c *identity.Context, k *model.Kind, id string, change func([]string) ([]string, error)) ([]string, error) {
+	action := "update_" + resourceName(k) + ":tags"
 	var out []string
 	_, err := s.store.Update(ctx, func(tx *nsdb.Tx) error {
-		v := &Viewer{s: s, tx: tx, c: c, networks: map[string]*Network{}}
-		o, err := v.Get(r, id)
+		o, err := s.reader(tx, c).Get(k, id)
 		if err != nil {
 			return err
 		}
 		st := o.(Object).std()
 		if !owns(c, st) {
-			return policyNotAuthorized("update_" + r.Singular + ":tags")
+			return PolicyNotAuthorized(action)
 		}
-		if err := may(c, "update_"+r.Singular+":tags"); err != nil {
+		if err := may(c, action); err != nil {
 			return err
 		}
 		next, err := change(slices.Clone(st.Tags))
 		if err != nil {
 			return err
 		}
-		if next, err = normalizeTags(next); err != nil {
+		if next, err = NormalizeTags(next); err != nil {
 			return err
 		}
 		out = next
@@ -67,9 +104,6 @@ func (s *Service) ChangeTags(ctx context.Context, c *identity.Context, r *Resour
 }
 
 // TagNotFound is the tag plugin's 404 for a tag an object lacks.
-func TagNotFound(r *Resource, id, tag string) error {
-	return newErr(404, "TagNotFound", "Tag %s could not be found for %s %s.", tag, r.Singular, id)
+func TagNotFound(k *model.Kind, id, tag string) error {
+	return NewError(NotFound, "TagNotFound", "Tag %s could not be found for %s %s.", tag, resourceName(k), id)
 }
-
-// ValidTag checks a tag given in a URL.
-func ValidTag(t string) error { return validTag(t) }

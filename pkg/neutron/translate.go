@@ -58,7 +58,7 @@ func etherOf(a netip.Addr) uint16 {
 // reaches the outside, marked with the physical network (and, for a VLAN
 // network, the segmentation id as the tag on the wire): one alive agent
 // whose --physical-interface-mappings name the physical network binds it
-// to that interface, or to its VLAN subinterface (pkg/agent/physnet.go).
+// to that interface, or to its VLAN subinterface (pkg/agent/uplink).
 // The bridge itself carries the network untagged: the port is not a
 // native VLAN access port (model.Port.VLAN), whose frames would leave
 // untagged and only for bridge VLAN N.
@@ -124,8 +124,8 @@ func (in *PortInput) Bound() bool {
 	return in.HostID != "" && in.Port.VNICType == "normal"
 }
 
-// filtered reports whether security groups and anti-spoofing apply.
-func filtered(p *Port) bool {
+// Filtered reports whether security groups and anti-spoofing apply.
+func (p *Port) Filtered() bool {
 	return p.PortSecurityEnabled && !strings.HasPrefix(p.DeviceOwner, ownerNetworkPrefix)
 }
 
@@ -156,12 +156,12 @@ func TranslatePort(in PortInput) []model.Object {
 	if isRouterPort(p) {
 		objs = append(objs, routerSide(p, in.Subnets, bp)...)
 	}
-	if filtered(p) {
+	if p.Filtered() {
 		bp.InboundFilterID, bp.OutboundFilterID = portInChainID(p.ID), portOutChainID(p.ID)
 		objs = append(objs, portChains(p, in.Groups)...)
 	}
 	for _, ip := range hostAddrs(p, in.Subnets) {
-		if !filtered(p) {
+		if !p.Filtered() {
 			break
 		}
 		for _, g := range in.Groups {

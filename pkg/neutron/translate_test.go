@@ -2,6 +2,7 @@ package neutron
 
 import (
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -30,13 +31,13 @@ func summary(objs []model.Object) []string {
 				s += "bridge"
 			}
 			if x.VLAN != 0 {
-				s += " vlan " + itoa(int(x.VLAN))
+				s += " vlan " + strconv.Itoa(int(x.VLAN))
 			}
 			if x.PhysicalNetwork != "" {
 				s += " uplink " + x.PhysicalNetwork
 			}
 			if x.PhysicalVLAN != 0 {
-				s += " tag " + itoa(int(x.PhysicalVLAN))
+				s += " tag " + strconv.Itoa(int(x.PhysicalVLAN))
 			}
 			if x.HostID != "" {
 				s += " bound " + x.InterfaceName
@@ -55,7 +56,7 @@ func summary(objs []model.Object) []string {
 			}
 			out = append(out, s)
 		case *model.Chain:
-			out = append(out, "chain "+x.Name+" "+itoa(len(x.RuleIDs)))
+			out = append(out, "chain "+x.Name+" "+strconv.Itoa(len(x.RuleIDs)))
 		case *model.Rule:
 			s := "rule " + string(x.Type)
 			if x.Src.IsValid() {
@@ -75,7 +76,7 @@ func summary(objs []model.Object) []string {
 			}
 			out = append(out, s)
 		case *model.DHCPSubnet:
-			s := "dhcp " + x.Subnet.String() + " gw " + x.Gateway.String() + " mtu " + itoa(int(x.MTU))
+			s := "dhcp " + x.Subnet.String() + " gw " + x.Gateway.String() + " mtu " + strconv.Itoa(int(x.MTU))
 			if x.Disabled {
 				s += " disabled"
 			}

@@ -5,10 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/nagare/nagare/pkg/agentstatus"
 	"github.com/nagare/nagare/pkg/model"
 )
 
@@ -26,46 +26,14 @@ func NATTranslationsKey(hostID string) string { return NATTranslationsPrefix + h
 // 300 bytes of JSON). The rest are counted in Truncated.
 const MaxNATTranslations = 2048
 
-// NATTranslation is one NAT binding in the columns of Cisco's
-// `show ip nat translations`. For an SNAT the inside local address is the
-// original source, the inside global the translated source, and outside
-// local and global are the destination; for a DNAT (outside to inside) the
-// inside global is the original destination (the public address), the
-// inside local the translated one, and outside is the source. Addresses
-// are "ip:port" (the echo identifier for ICMP), bare for protocols without
-// ports.
-type NATTranslation struct {
-	// Zone is the translating router's tag (sim.ObjectTag), hex; RouterID
-	// the router when the agent could name it.
-	Zone          string `json:"zone"`
-	RouterID      string `json:"router_id,omitempty"`
-	Type          string `json:"type"` // "snat" or "dnat"
-	Protocol      string `json:"protocol"`
-	InsideGlobal  string `json:"inside_global"`
-	InsideLocal   string `json:"inside_local"`
-	OutsideLocal  string `json:"outside_local"`
-	OutsideGlobal string `json:"outside_global"`
-	State         string `json:"state"`
-	// Expires is when the binding ends unless traffic refreshes it.
-	Expires time.Time `json:"expires"`
-	// HostID is the host that holds the binding (filled by readers from
-	// the key).
-	HostID string `json:"host_id,omitempty"`
-	// TTL is the lifetime left in seconds when read, -1 when the agent did
-	// not say (filled by the API, not published).
-	TTL int64 `json:"ttl_seconds"`
-}
-
-// NATTranslations is one host's published bindings.
-type NATTranslations struct {
-	HostID       string           `json:"host_id"`
-	Updated      time.Time        `json:"updated"`
-	Truncated    int              `json:"truncated,omitempty"` // bindings left out (MaxNATTranslations)
-	Translations []NATTranslation `json:"translations"`
-}
+// The NAT translation shapes live in pkg/agentstatus (see status.go).
+type (
+	NATTranslation  = agentstatus.NATTranslation
+	NATTranslations = agentstatus.NATTranslations
+)
 
 // PutNATTranslations publishes the bindings of hostID under lease.
-func (s *Store) PutNATTranslations(ctx context.Context, hostID string, lease clientv3.LeaseID, t *NATTranslations) error {
+func (s *Store) PutNATTranslations(ctx context.Context, hostID string, lease LeaseID, t *NATTranslations) error {
 	if !model.IsUUID(hostID) {
 		return notFound(model.HostKind, hostID)
 	}
@@ -77,7 +45,7 @@ func (s *Store) PutNATTranslations(ctx context.Context, hostID string, lease cli
 	if err != nil {
 		return fmt.Errorf("nsdb: encode NAT translations of host %s: %w", hostID, err)
 	}
-	if _, err := s.cli.Put(ctx, NATTranslationsKey(hostID), string(b), clientv3.WithLease(lease)); err != nil {
+	if _, err := s.cli.Put(ctx, NATTranslationsKey(hostID), string(b), withLease(lease)...); err != nil {
 		return fmt.Errorf("nsdb: publish NAT translations of host %s: %w", hostID, err)
 	}
 	return nil
@@ -110,7 +78,7 @@ func (s *Store) ListNATTranslations(ctx context.Context) ([]NATTranslations, err
 // HostLease returns the lease that keeps hostID alive (the agent's current
 // liveness lease), 0 when the host is not alive. Writers of the host's
 // state that outlive a re-registration find the new lease here.
-func (s *Store) HostLease(ctx context.Context, hostID string) (clientv3.LeaseID, error) {
+func (s *Store) HostLease(ctx context.Context, hostID string) (LeaseID, error) {
 	resp, err := s.cli.Get(ctx, hostAliveKey(hostID))
 	if err != nil {
 		return 0, fmt.Errorf("nsdb: read the liveness of host %s: %w", hostID, err)
@@ -118,5 +86,5 @@ func (s *Store) HostLease(ctx context.Context, hostID string) (clientv3.LeaseID,
 	if len(resp.Kvs) == 0 {
 		return 0, nil
 	}
-	return clientv3.LeaseID(resp.Kvs[0].Lease), nil
+	return LeaseID(resp.Kvs[0].Lease), nil
 }

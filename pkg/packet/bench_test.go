@@ -121,6 +121,11 @@ func BenchmarkBuildTCPReset(b *testing.B) {
 	benchBuild(b, func(d []byte) (int, error) { return BuildTCPReset(d, seg) })
 }
 
+func BenchmarkBuildUDP4(b *testing.B) {
+	h := UDP4{EthSrc: macR, EthDst: macA, Src: ap(s4), Dst: ap(c4), SrcPort: 67, DstPort: 68}
+	benchBuild(b, func(d []byte) (int, error) { return BuildUDP4(d, h, 300) }) // a BOOTP-sized reply
+}
+
 func BenchmarkEncapVXLAN(b *testing.B) {
 	inner := tcp4Frame()
 	benchBuild(b, func(d []byte) (int, error) { return EncapVXLAN(d, inner, 42) })
@@ -167,6 +172,7 @@ func TestZeroAllocs(t *testing.T) {
 			BuildICMPv6PacketTooBig(buf, seg, ap("2001:db8::fe"), 1280)
 			BuildNeighborSolicit(buf, macA, ap(c6), ap(s6))
 			BuildARPRequest(buf, macA, ap(c4), ap(s4))
+			BuildUDP4(buf, UDP4{Src: nat, Dst: nat}, 300)
 			BuildTCPReset(buf[:10], seg) // error path
 		},
 		"tunnels": func() {

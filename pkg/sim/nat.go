@@ -366,34 +366,20 @@ func (w *walk) natError(n *natRule, fs FlowState, zone uint64, chain string, r *
 		return false
 	}
 	p := w.pkt
-	var a netip.Addr
-	var port uint16
-	switch n.kind {
-	case natSNAT:
-		a, port = m.Translated()
-		if p.SrcIP == k.SrcAddr() {
-			w.setSrc(a, 0)
-		}
-		w.setInner(false, a, port)
-	case natDNAT:
-		a, port = m.Translated()
-		if p.DstIP == k.DstAddr() {
-			w.setDst(a, 0)
-		}
-		w.setInner(true, a, port)
-	case natRevSNAT:
+	a, port := m.Translated()
+	if n.kind == natRevSNAT || n.kind == natRevDNAT {
 		a, port = m.Original()
-		if p.DstIP == k.DstAddr() {
-			w.setDst(a, 0)
-		}
-		w.setInner(true, a, port)
-	case natRevDNAT:
-		a, port = m.Original()
-		if p.SrcIP == k.SrcAddr() {
-			w.setSrc(a, 0)
-		}
-		w.setInner(false, a, port)
 	}
+	// SNAT and reverse DNAT change the source side of the quoted
+	// connection, DNAT and reverse SNAT its destination side.
+	dst := n.kind == natDNAT || n.kind == natRevSNAT
+	switch {
+	case dst && p.DstIP == k.DstAddr():
+		w.setDst(a, 0)
+	case !dst && p.SrcIP == k.SrcAddr():
+		w.setSrc(a, 0)
+	}
+	w.setInner(dst, a, port)
 	if w.tr != nil {
 		w.traceNAT(chain, r, fmt.Sprintf("%s of an ICMP error quoting %s: quote now %s, outer %s>%s (per packet, no flow)",
 			r.typ, fmtKey(k.Reverse()), fmtKey(w.st.inner.key), w.pkt.SrcIP, w.pkt.DstIP))

@@ -392,11 +392,16 @@ func (w *walk) portChainPasses(v chainVerdict, pi int32) bool {
 // administratively prohibited otherwise. The answer comes from the
 // packet's destination, as if it had refused, because a rule on a bridge
 // port has no address of its own to send from.
-func (w *walk) reject() {
-	p := w.origPkt()
+func (w *walk) reject() { w.refuse(packet.ICMPv4AdminProhibited, packet.ICMPv6AdminProhibited) }
+
+// refuse answers the walked packet from its destination: a TCP reset for
+// TCP, otherwise an ICMP destination unreachable with code4 (IPv4) or
+// code6 (IPv6).
+func (w *walk) refuse(code4, code6 uint8) {
 	if !w.canGenerate() {
 		return
 	}
+	p := w.origPkt()
 	buf := w.genSpace()
 	var n int
 	var err error
@@ -406,9 +411,9 @@ func (w *walk) reject() {
 		n, err = packet.BuildTCPReset(buf, p)
 		why = GenTCPReset
 	case p.L3 == packet.L3IPv4:
-		n, err = packet.BuildICMPv4Unreachable(buf, p, p.DstIP, packet.ICMPv4AdminProhibited)
+		n, err = packet.BuildICMPv4Unreachable(buf, p, p.DstIP, code4)
 	case p.L3 == packet.L3IPv6:
-		n, err = packet.BuildICMPv6Unreachable(buf, p, p.DstIP, packet.ICMPv6AdminProhibited)
+		n, err = packet.BuildICMPv6Unreachable(buf, p, p.DstIP, code6)
 	default:
 		return
 	}

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 
+	"github.com/nagare/nagare/internal/splitmix"
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/packet"
 )
@@ -544,7 +545,7 @@ func (t *Topology) devName(k devKind, d int32) string {
 	return r.id
 }
 
-func macBloomBit(m packet.MAC) uint64 { return 1 << (mix64(macBits(m)) & 63) }
+func macBloomBit(m packet.MAC) uint64 { return 1 << (splitmix.Mix64(macBits(m)) & 63) }
 
 func ipBloomBit(a netip.Addr) uint64 {
 	b := a.As16()

@@ -77,7 +77,7 @@ func clientFrame(m *dhcpv4.DHCPv4) []byte {
 	if m.ClientIPAddr != nil {
 		copy(src[:], m.ClientIPAddr.To4())
 	}
-	return udpFrame(packet.MAC(m.ClientHWAddr[:6]), broadcastMAC, src, [4]byte{255, 255, 255, 255}, 68, 67, payload)
+	return udpFrame(packet.MAC(m.ClientHWAddr[:6]), packet.BroadcastMAC, src, [4]byte{255, 255, 255, 255}, 68, 67, payload)
 }
 
 func udpFrame(src, dst packet.MAC, srcIP, dstIP [4]byte, sport, dport uint16, payload []byte) []byte {
@@ -196,11 +196,18 @@ func checkReply(f []byte) (reply, error) {
 	return r, nil
 }
 
+// handle decodes frame as the datapath does and hands it to srv.
+func handle(srv *Server, frame []byte, now time.Time, out []byte) (int, bool) {
+	var p packet.Parsed
+	p.Decode(frame)
+	return srv.Handle(&p, now, out)
+}
+
 // run hands m to srv and returns the checked reply, or ok=false.
 func run(t testing.TB, srv *Server, now time.Time, m *dhcpv4.DHCPv4) (reply, bool) {
 	t.Helper()
 	out := make([]byte, MaxReplyLen)
-	n, ok := srv.Handle(clientFrame(m), now, out)
+	n, ok := handle(srv, clientFrame(m), now, out)
 	if !ok {
 		return reply{}, false
 	}

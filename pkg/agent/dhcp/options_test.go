@@ -171,7 +171,7 @@ func TestNewSubnetErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := make([]byte, MaxReplyLen)
-	n, _ := NewServer(Config{}, s).Handle(clientFrame(msg(t, dhcpv4.MessageTypeDiscover, hostMAC)), t0, out)
+	n, _ := handle(NewServer(Config{}, s), clientFrame(msg(t, dhcpv4.MessageTypeDiscover, hostMAC)), t0, out)
 	if n != MaxReplyLen {
 		t.Errorf("largest reply is %d bytes, want exactly MaxReplyLen (%d)", n, MaxReplyLen)
 	}

@@ -30,8 +30,6 @@ const (
 // destination MAC.
 var DefaultServerMAC = packet.MAC{0x02, 0x6e, 0x61, 0x67, 0x00, 0x01}
 
-var broadcastMAC = packet.MAC{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
-
 // Config tunes a Server. The zero value uses the defaults above.
 type Config struct {
 	LeaseTime   time.Duration // lease handed to clients (option 51); T1 is half, T2 seven eighths
@@ -150,15 +148,15 @@ func (s *Server) Stats() Stats { return s.c.snapshot() }
 // DECLINE) and is not a drop.
 const noReply = DropReason(255)
 
-// Handle answers one frame a VM sent: Ethernet, IPv4, UDP to port 67, DHCP.
-// It writes the reply frame (Ethernet, IPv4, UDP 67→68, DHCP) into out and
-// returns its length and true, or returns false when there is nothing to send:
-// the frame was dropped (see Stats) or was a RELEASE or DECLINE. now is the
-// current time, for leases. out must not overlap frame; MaxReplyLen bytes
-// always suffice.
-func (s *Server) Handle(frame []byte, now time.Time, out []byte) (n int, ok bool) {
+// Handle answers one frame a VM sent — Ethernet, IPv4, UDP to port 67,
+// DHCP — as pkg/packet decoded it. It writes the reply frame (Ethernet,
+// IPv4, UDP 67→68, DHCP) into out and returns its length and true, or
+// returns false when there is nothing to send: the frame was dropped (see
+// Stats) or was a RELEASE or DECLINE. now is the current time, for leases.
+// out must not overlap the frame; MaxReplyLen bytes always suffice.
+func (s *Server) Handle(p *packet.Parsed, now time.Time, out []byte) (n int, ok bool) {
 	s.mu.Lock()
-	n, r := s.handle(frame, now, out)
+	n, r := s.handle(p, now, out)
 	s.mu.Unlock()
 	if n > 0 {
 		return n, true
@@ -178,9 +176,9 @@ type answer struct {
 	text   string // option 56, NAKs only
 }
 
-func (s *Server) handle(frame []byte, now time.Time, out []byte) (int, DropReason) {
+func (s *Server) handle(p *packet.Parsed, now time.Time, out []byte) (int, DropReason) {
 	var q request
-	if r, ok := parse(frame, &q); !ok {
+	if r, ok := parse(p, &q); !ok {
 		return 0, r
 	}
 	switch q.msgType {
@@ -483,7 +481,7 @@ func (s *Server) reply(out []byte, q *request, a answer) (int, DropReason) {
 	}
 	w.b = append(w.b, optEnd)
 
-	const hdr = ethLen + ipv4Len + udpLen
+	const hdr = packet.UDP4HeaderLen
 	dlen := max(dhcpHdrLen+len(w.b), bootpMin)
 	if len(out) < hdr+dlen {
 		return 0, DropOutTooSmall
@@ -501,7 +499,7 @@ func (s *Server) reply(out []byte, q *request, a answer) (int, DropReason) {
 	copy(d[236:240], magicCookie[:])
 	copy(d[240:], w.b)
 
-	dstMAC, dstIP := broadcastMAC, uint32(0xffffffff)
+	dstMAC, dstIP := packet.BroadcastMAC, uint32(0xffffffff)
 	switch {
 	case a.msg == msgNak:
 		// A NAK goes to everyone: the client's address is the one in doubt.
@@ -512,7 +510,13 @@ func (s *Server) reply(out []byte, q *request, a answer) (int, DropReason) {
 	default:
 		dstMAC, dstIP = q.mac, a.yiaddr
 	}
-	frameHeaders(out, s.cfg.ServerMAC, dstMAC, a.sub.server, dstIP, dlen)
+	n, err := packet.BuildUDP4(out, packet.UDP4{
+		EthSrc: s.cfg.ServerMAC, EthDst: dstMAC, Src: addr4(a.sub.server), Dst: addr4(dstIP),
+		SrcPort: portServer, DstPort: portClient,
+	}, dlen)
+	if err != nil {
+		return 0, DropOutTooSmall // cannot happen: out holds hdr+dlen and both addresses are IPv4
+	}
 
 	switch a.msg {
 	case msgOffer:
@@ -525,5 +529,5 @@ func (s *Server) reply(out []byte, q *request, a answer) (int, DropReason) {
 	case msgNak:
 		s.c.naks.Add(1)
 	}
-	return hdr + dlen, 0
+	return n, 0
 }

@@ -81,7 +81,7 @@ func TestHandleFixedHost(t *testing.T) {
 	}, {
 		name: "discover with broadcast bit", mt: dhcpv4.MessageTypeDiscover,
 		mods:   []dhcpv4.Modifier{dhcpv4.WithBroadcast(true)},
-		yiaddr: "10.0.0.5", ethDst: broadcastMAC, ipDst: bcast,
+		yiaddr: "10.0.0.5", ethDst: packet.BroadcastMAC, ipDst: bcast,
 		opts: fullOptions(dhcpv4.MessageTypeOffer, "vm5"),
 	}, {
 		name: "discover asking for another address still gets the fixed one", mt: dhcpv4.MessageTypeDiscover,
@@ -96,7 +96,7 @@ func TestHandleFixedHost(t *testing.T) {
 	}, {
 		name: "request init-reboot with broadcast bit", mt: dhcpv4.MessageTypeRequest,
 		mods:   []dhcpv4.Modifier{dhcpv4.WithBroadcast(true), dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(ip4("10.0.0.5")))},
-		yiaddr: "10.0.0.5", ethDst: broadcastMAC, ipDst: bcast,
+		yiaddr: "10.0.0.5", ethDst: packet.BroadcastMAC, ipDst: bcast,
 		opts: fullOptions(dhcpv4.MessageTypeAck, "vm5"),
 	}, {
 		name: "renewing: unicast to ciaddr, ciaddr echoed", mt: dhcpv4.MessageTypeRequest,
@@ -111,12 +111,12 @@ func TestHandleFixedHost(t *testing.T) {
 	}, {
 		name: "request for another address: NAK, broadcast", mt: dhcpv4.MessageTypeRequest,
 		mods:   []dhcpv4.Modifier{srvID, dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(ip4("10.0.0.9")))},
-		yiaddr: "0.0.0.0", ethDst: broadcastMAC, ipDst: bcast,
+		yiaddr: "0.0.0.0", ethDst: packet.BroadcastMAC, ipDst: bcast,
 		opts: nakOpts("address not assigned to this client"),
 	}, {
 		name: "renewing the wrong address: NAK broadcast, ciaddr zero", mt: dhcpv4.MessageTypeRequest,
 		mods:   []dhcpv4.Modifier{dhcpv4.WithClientIP(ip4("10.0.0.9"))},
-		yiaddr: "0.0.0.0", ethDst: broadcastMAC, ipDst: bcast,
+		yiaddr: "0.0.0.0", ethDst: packet.BroadcastMAC, ipDst: bcast,
 		opts: nakOpts("address not assigned to this client"),
 	}, {
 		name: "inform: ACK without address or lease times, to ciaddr", mt: dhcpv4.MessageTypeInform,
@@ -185,7 +185,7 @@ func TestHandleNak(t *testing.T) {
 			if r.m.MessageType() != dhcpv4.MessageTypeNak {
 				t.Fatalf("got %v, want NAK", r.m.MessageType())
 			}
-			if r.m.Message() != tc.text || r.ethDst != broadcastMAC || !r.m.YourIPAddr.IsUnspecified() {
+			if r.m.Message() != tc.text || r.ethDst != packet.BroadcastMAC || !r.m.YourIPAddr.IsUnspecified() {
 				t.Errorf("NAK %q to %v yiaddr %v", r.m.Message(), r.ethDst, r.m.YourIPAddr)
 			}
 			if srv.Stats().Naks != 1 {
@@ -487,7 +487,7 @@ func TestMultipleSubnets(t *testing.T) {
 func TestOutTooSmall(t *testing.T) {
 	srv := testServer(t)
 	out := make([]byte, 200)
-	if _, ok := srv.Handle(clientFrame(msg(t, dhcpv4.MessageTypeDiscover, hostMAC)), t0, out); ok {
+	if _, ok := handle(srv, clientFrame(msg(t, dhcpv4.MessageTypeDiscover, hostMAC)), t0, out); ok {
 		t.Fatal("reply written into a 200-byte buffer")
 	}
 	if dropsOf(srv, DropOutTooSmall) != 1 {
@@ -499,7 +499,7 @@ func TestLeaseTimeConfig(t *testing.T) {
 	srv := NewServer(Config{LeaseTime: 10 * time.Minute, ServerMAC: packet.MAC{2, 1, 2, 3, 4, 5}},
 		mustSubnet(t, testDHCPSubnet(), testHosts(), overlayMTU))
 	out := make([]byte, MaxReplyLen)
-	n, ok := srv.Handle(clientFrame(msg(t, dhcpv4.MessageTypeDiscover, hostMAC)), t0, out)
+	n, ok := handle(srv, clientFrame(msg(t, dhcpv4.MessageTypeDiscover, hostMAC)), t0, out)
 	if !ok {
 		t.Fatal("no reply")
 	}
@@ -537,14 +537,14 @@ func TestConcurrent(t *testing.T) {
 			for i := range each {
 				mac := packet.MAC{0x02, 0xcc, 0, 0, byte(w), byte(i)}
 				disc, _ := dhcpv4.NewDiscovery(hw(mac))
-				n, ok := srv.Handle(clientFrame(disc), t0, out)
+				n, ok := handle(srv, clientFrame(disc), t0, out)
 				offer, err := checkReply(out[:n])
 				if !ok || err != nil {
 					t.Errorf("DISCOVER from %v: %v %v", mac, ok, err)
 					return
 				}
 				req, _ := dhcpv4.NewRequestFromOffer(offer.m)
-				n, ok = srv.Handle(clientFrame(req), t0, out)
+				n, ok = handle(srv, clientFrame(req), t0, out)
 				ack, err := checkReply(out[:n])
 				if !ok || err != nil || ack.m.MessageType() != dhcpv4.MessageTypeAck {
 					t.Errorf("REQUEST from %v: %v %v", mac, ok, err)

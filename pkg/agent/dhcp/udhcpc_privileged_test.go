@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nagare/nagare/pkg/netns"
 	"github.com/nagare/nagare/pkg/packet"
 )
 
@@ -103,13 +104,14 @@ func newVethEnv(t *testing.T, srv *Server) *vethEnv {
 		// Deleting the namespace deletes the client end, and with it the
 		// pair; the explicit delete covers a failure before the move.
 		_ = exec.Command("ip", "link", "del", e.hostIf).Run()
-		_ = exec.Command("ip", "netns", "del", e.ns).Run()
+		_ = netns.DeleteNamed(e.ns)
 	})
-	sh(t, "ip", "netns", "add", e.ns)
+	if _, err := netns.AddNamed(e.ns); err != nil {
+		t.Fatal(err)
+	}
 	sh(t, "ip", "link", "add", e.hostIf, "type", "veth", "peer", "name", e.clientIf)
 	sh(t, "ip", "link", "set", e.clientIf, "netns", e.ns)
 	sh(t, "ip", "link", "set", e.hostIf, "up")
-	sh(t, "ip", "-n", e.ns, "link", "set", "lo", "up")
 
 	ifi, err := net.InterfaceByName(e.hostIf)
 	if err != nil {
@@ -155,7 +157,7 @@ func newVethEnv(t *testing.T, srv *Server) *vethEnv {
 			if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
 				continue // our own replies
 			}
-			m, ok := srv.Handle(buf[:n], time.Now(), out)
+			m, ok := handle(srv, buf[:n], time.Now(), out)
 			if !ok {
 				continue
 			}

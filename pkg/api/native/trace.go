@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nagare/nagare/pkg/agentstatus"
 	"github.com/nagare/nagare/pkg/flow"
 	"github.com/nagare/nagare/pkg/flowstate"
 	"github.com/nagare/nagare/pkg/model"
@@ -262,7 +263,7 @@ func (a *API) datapathStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s, ok := a.store.(interface {
-		DatapathStatus(context.Context, string) (*nsdb.DatapathStatus, error)
+		DatapathStatus(context.Context, string) (*agentstatus.Datapath, error)
 	})
 	if !ok {
 		writeError(w, &httpError{http.StatusNotImplemented, "NotImplemented", "", "this store keeps no datapath status"})

@@ -1,9 +1,3 @@
-// Package neutron serves the OpenStack Networking API v2.0 at /v2.0: version
-// discovery, the resources of package neutron with Neutron's conventions
-// (filters on any attribute, fields, sorting, marker/limit pagination with
-// links, tags, revision_number with If-Match, the NeutronError body) and the
-// extensions list. It only translates HTTP: validation, policy and the
-// one-transaction translation to the native topology live in pkg/neutron.
 package neutron
 
 import (
@@ -17,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	apiidentity "github.com/nagare/nagare/pkg/api/identity"
 	"github.com/nagare/nagare/pkg/identity"
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/neutron"
@@ -29,6 +24,7 @@ const Prefix = "/v2.0"
 type API struct {
 	svc *neutron.Service
 	log *slog.Logger
+	res []*resource
 }
 
 // New returns the API over a service.
@@ -36,42 +32,9 @@ func New(svc *neutron.Service, log *slog.Logger) *API {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &API{svc: svc, log: log}
-}
-
-// handlers are the write operations of one resource.
-type handlers struct {
-	res    *neutron.Resource
-	create func(context.Context, *identity.Context, neutron.Body) (model.Object, error)
-	update func(context.Context, *identity.Context, string, neutron.Body, int64) (model.Object, error)
-	delete func(context.Context, *identity.Context, string, int64) error
-	// narrow are filters the store answers from its reverse index.
-	narrow []string
-}
-
-func wrapCreate[T model.Object](f func(context.Context, *identity.Context, neutron.Body) (T, error)) func(context.Context, *identity.Context, neutron.Body) (model.Object, error) {
-	return func(ctx context.Context, c *identity.Context, b neutron.Body) (model.Object, error) {
-		return f(ctx, c, b)
-	}
-}
-
-func wrapUpdate[T model.Object](f func(context.Context, *identity.Context, string, neutron.Body, int64) (T, error)) func(context.Context, *identity.Context, string, neutron.Body, int64) (model.Object, error) {
-	return func(ctx context.Context, c *identity.Context, id string, b neutron.Body, rev int64) (model.Object, error) {
-		return f(ctx, c, id, b, rev)
-	}
-}
-
-func (a *API) resources() []handlers {
-	s := a.svc
-	return []handlers{
-		{neutron.Networks, wrapCreate(s.CreateNetwork), wrapUpdate(s.UpdateNetwork), s.DeleteNetwork, nil},
-		{neutron.Subnets, wrapCreate(s.CreateSubnet), wrapUpdate(s.UpdateSubnet), s.DeleteSubnet, []string{"network_id"}},
-		{neutron.Ports, wrapCreate(s.CreatePort), wrapUpdate(s.UpdatePort), s.DeletePort, []string{"network_id"}},
-		{neutron.Routers, wrapCreate(s.CreateRouter), wrapUpdate(s.UpdateRouter), s.DeleteRouter, nil},
-		{neutron.FloatingIPs, wrapCreate(s.CreateFloatingIP), wrapUpdate(s.UpdateFloatingIP), s.DeleteFloatingIP, []string{"port_id", "router_id", "floating_network_id"}},
-		{neutron.SecurityGroups, wrapCreate(s.CreateSecurityGroup), wrapUpdate(s.UpdateSecurityGroup), s.DeleteSecurityGroup, nil},
-		{neutron.SecurityGroupRules, wrapCreate(s.CreateSecurityGroupRule), nil, s.DeleteSecurityGroupRule, []string{"security_group_id"}},
-	}
+	a := &API{svc: svc, log: log}
+	a.res = a.resources()
+	return a
 }
 
 // Register adds the routes to mux. GET / (version discovery) is open, as
@@ -84,36 +47,24 @@ func (a *API) Register(mux *http.ServeMux, auth func(http.Handler) http.Handler)
 	v2.HandleFunc("GET "+Prefix+"/{$}", a.resourcesDoc)
 	v2.HandleFunc("GET "+Prefix+"/extensions", a.extensions)
 	v2.HandleFunc("GET "+Prefix+"/extensions/{alias}", a.extension)
-	for _, h := range a.resources() {
-		base := Prefix + "/" + h.res.URLPath()
-		v2.HandleFunc("GET "+base, a.list(h))
-		v2.HandleFunc("POST "+base, a.create(h))
-		v2.HandleFunc("GET "+base+"/{id}", a.show(h))
-		if h.update != nil {
-			v2.HandleFunc("PUT "+base+"/{id}", a.update(h))
+	for _, res := range a.res {
+		base := Prefix + "/" + res.urlPath()
+		v2.HandleFunc("GET "+base, a.list(res))
+		v2.HandleFunc("POST "+base, a.create(res))
+		v2.HandleFunc("GET "+base+"/{id}", a.show(res))
+		if res.update != nil {
+			v2.HandleFunc("PUT "+base+"/{id}", a.update(res))
 		}
-		v2.HandleFunc("DELETE "+base+"/{id}", a.delete(h))
+		v2.HandleFunc("DELETE "+base+"/{id}", a.delete(res))
+		if res.taggable {
+			a.registerTags(v2, res)
+		}
 	}
-	for _, r := range neutron.Taggable {
-		base := Prefix + "/" + r.URLPath() + "/{id}/tags"
-		v2.HandleFunc("GET "+base, a.listTags(r))
-		v2.HandleFunc("PUT "+base, a.replaceTags(r))
-		v2.HandleFunc("DELETE "+base, a.deleteTags(r))
-		v2.HandleFunc("GET "+base+"/{tag}", a.checkTag(r))
-		v2.HandleFunc("PUT "+base+"/{tag}", a.addTag(r))
-		v2.HandleFunc("DELETE "+base+"/{tag}", a.deleteTag(r))
-	}
-	v2.HandleFunc("PUT "+Prefix+"/routers/{id}/add_router_interface", a.routerInterface(true))
-	v2.HandleFunc("PUT "+Prefix+"/routers/{id}/remove_router_interface", a.routerInterface(false))
-	pf := Prefix + "/floatingips/{fip}/port_forwardings"
-	v2.HandleFunc("GET "+pf, a.listForwardings)
-	v2.HandleFunc("POST "+pf, a.createForwarding)
-	v2.HandleFunc("GET "+pf+"/{id}", a.showForwarding)
-	v2.HandleFunc("PUT "+pf+"/{id}", a.updateForwarding)
-	v2.HandleFunc("DELETE "+pf+"/{id}", a.deleteForwarding)
+	a.registerInterfaces(v2)
+	a.registerForwardings(v2)
 	a.registerQuotas(v2)
 	v2.HandleFunc(Prefix+"/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, &neutron.Error{Status: 404, Type: "HTTPNotFound", Message: "The resource could not be found."})
+		writeError(w, http.StatusNotFound, notFound())
 	})
 	h := auth(stripJSON(v2))
 	mux.Handle(Prefix, h)
@@ -133,7 +84,7 @@ func stripJSON(h http.Handler) http.Handler {
 	})
 }
 
-func baseURL(r *http.Request) string { return identity.RequestBaseURL(r) }
+func baseURL(r *http.Request) string { return apiidentity.RequestBaseURL(r) }
 
 func (a *API) versions(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"versions": []any{map[string]any{
@@ -143,44 +94,49 @@ func (a *API) versions(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) resourcesDoc(w http.ResponseWriter, r *http.Request) {
 	var out []map[string]any
-	for _, h := range a.resources() {
-		out = append(out, map[string]any{"name": h.res.Singular, "collection": h.res.Plural,
-			"links": []map[string]string{{"href": baseURL(r) + Prefix + "/" + h.res.URLPath(), "rel": "self"}}})
+	for _, res := range a.res {
+		out = append(out, map[string]any{"name": res.singular, "collection": res.plural,
+			"links": []map[string]string{{"href": baseURL(r) + Prefix + "/" + res.urlPath(), "rel": "self"}}})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"resources": out})
 }
 
 func caller(r *http.Request) *identity.Context { return identity.FromContext(r.Context()) }
 
-// readBody reads {"<key>": {...}} from a request.
-func readBody(r *http.Request, key string) (neutron.Body, error) {
+// readJSON reads a request body of at most 1 MiB that is a JSON object.
+func readJSON(r *http.Request) (map[string]json.RawMessage, error) {
 	raw, err := io.ReadAll(io.LimitReader(r.Body, 1<<20+1))
 	if err != nil {
-		return nil, badRequest("Cannot read the request body: %v", err)
+		return nil, neutron.HTTPBadRequest("Cannot read the request body: %v", err)
 	}
 	if len(raw) > 1<<20 {
-		return nil, &neutron.Error{Status: http.StatusRequestEntityTooLarge, Type: "HTTPRequestEntityTooLarge", Message: "Request is too large."}
+		return nil, errTooLarge
 	}
 	var doc map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &doc); err != nil || doc == nil {
-		return nil, &neutron.Error{Status: 400, Type: "MalformedRequestBody", Message: "Malformed request body: The request body is not a JSON object."}
+		return nil, malformed()
+	}
+	return doc, nil
+}
+
+// readBody reads {"<key>": {...}} from a request.
+func readBody(r *http.Request, key string) (Body, error) {
+	doc, err := readJSON(r)
+	if err != nil {
+		return nil, err
 	}
 	inner, ok := doc[key]
 	if !ok {
 		if _, bulk := doc[key+"s"]; bulk {
-			return nil, badRequest("Bulk operation is not supported: create one %s per request", key)
+			return nil, neutron.HTTPBadRequest("Bulk operation is not supported: create one %s per request", key)
 		}
-		return nil, badRequest("Unable to find '%s' in request body", key)
+		return nil, neutron.HTTPBadRequest("Unable to find '%s' in request body", key)
 	}
-	var b neutron.Body
+	var b Body
 	if err := json.Unmarshal(inner, &b); err != nil || b == nil {
-		return nil, badRequest("Invalid input for %s: expected a JSON object", key)
+		return nil, neutron.HTTPBadRequest("Invalid input for %s: expected a JSON object", key)
 	}
 	return b, nil
-}
-
-func badRequest(format string, args ...any) *neutron.Error {
-	return &neutron.Error{Status: 400, Type: "HTTPBadRequest", Message: sprintf(format, args...)}
 }
 
 // ifMatch reads the revision_number compare-and-swap of If-Match.
@@ -195,10 +151,10 @@ func ifMatch(r *http.Request) (int64, error) {
 		v, ok := strings.CutPrefix(part, "revision_number=")
 		n, err := strconv.ParseInt(v, 10, 64)
 		if !ok || err != nil || n < 0 {
-			return 0, badRequest("If-Match header %q is not of the form revision_number=<integer>", part)
+			return 0, neutron.HTTPBadRequest("If-Match header %q is not of the form revision_number=<integer>", part)
 		}
 		if rev != 0 && n != rev {
-			return 0, badRequest("If-Match names two revisions")
+			return 0, neutron.HTTPBadRequest("If-Match names two revisions")
 		}
 		rev = n
 	}
@@ -208,35 +164,40 @@ func ifMatch(r *http.Request) (int64, error) {
 	return rev, nil
 }
 
-func (a *API) list(h handlers) http.HandlerFunc {
+// read runs fn with a viewer over one snapshot, for the caller of r.
+func (a *API) read(ctx context.Context, c *identity.Context, fn func(v *viewer) error) error {
+	return a.svc.Read(ctx, c, func(rd *neutron.Reader) error { return fn(newViewer(rd)) })
+}
+
+func (a *API) list(res *resource) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		c := caller(r)
-		lq, err := parseList(r, h.res, c)
+		lq, err := parseList(r, res.attrs, c)
 		if err != nil {
 			a.fail(w, r, err)
 			return
 		}
 		var items []map[string]any
-		err = a.svc.Read(r.Context(), c, func(v *neutron.Viewer) error {
+		err = a.read(r.Context(), c, func(v *viewer) error {
 			nf, nv := "", ""
-			for _, f := range h.narrow {
+			for _, f := range res.narrow {
 				if vs := lq.filters[f]; len(vs) == 1 && model.IsUUID(vs[0]) {
 					nf, nv = f, vs[0]
 					break
 				}
 			}
-			if h.res == neutron.Networks {
+			if res.kind == neutron.NetworkKind {
 				if err := v.LoadSubnets(); err != nil {
 					return err
 				}
 			}
-			objs, err := v.List(h.res, nf, nv)
+			objs, err := v.List(res.kind, nf, nv)
 			if err != nil {
 				return err
 			}
 			items = make([]map[string]any, 0, len(objs))
 			for _, o := range objs {
-				if m := v.View(o); lq.matches(m) {
+				if m := res.view(v, o); lq.matches(m) {
 					items = append(items, m)
 				}
 			}
@@ -246,14 +207,14 @@ func (a *API) list(h handlers) http.HandlerFunc {
 			a.fail(w, r, err)
 			return
 		}
-		a.writeCollection(w, r, h.res.Plural, items, lq, h.res)
+		a.writeCollection(w, r, res.plural, items, lq, res.kind)
 	}
 }
 
-func (a *API) writeCollection(w http.ResponseWriter, r *http.Request, plural string, items []map[string]any, lq *listQuery, res *neutron.Resource) {
-	page, links, err := lq.page(r, items, plural)
+func (a *API) writeCollection(w http.ResponseWriter, r *http.Request, plural string, items []map[string]any, lq *listQuery, k *model.Kind) {
+	page, links, err := lq.page(r, items)
 	if errors.Is(err, errMarker) {
-		a.fail(w, r, res.NotFound(lq.marker))
+		a.fail(w, r, neutron.NotFoundError(k, lq.marker))
 		return
 	}
 	// Streamed item by item through one small buffer: a 10,000-port list
@@ -282,93 +243,91 @@ func (a *API) writeCollection(w http.ResponseWriter, r *http.Request, plural str
 	_ = bw.Flush()
 }
 
-// render re-reads an object in a viewer and renders it for the caller.
-func (a *API) render(ctx context.Context, c *identity.Context, res *neutron.Resource, id string, fields []string) (map[string]any, error) {
-	var m map[string]any
-	err := a.svc.Read(ctx, c, func(v *neutron.Viewer) error {
-		o, err := v.Get(res, id)
-		if err != nil {
-			return err
-		}
-		m = project(v.View(o), fields)
-		return nil
-	})
-	return m, err
-}
-
-func (a *API) show(h handlers) http.HandlerFunc {
+func (a *API) show(res *resource) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		m, err := a.render(r.Context(), caller(r), h.res, pathID(r, "id"), nonEmpty(r.URL.Query()["fields"]))
+		var m map[string]any
+		err := a.read(r.Context(), caller(r), func(v *viewer) error {
+			o, err := v.Get(res.kind, pathID(r, "id"))
+			if err != nil {
+				return err
+			}
+			m = project(res.view(v, o), fields(r))
+			return nil
+		})
 		if err != nil {
 			a.fail(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{h.res.Singular: m})
+		writeJSON(w, http.StatusOK, map[string]any{res.singular: m})
 	}
 }
 
-func (a *API) create(h handlers) http.HandlerFunc {
+func (a *API) create(res *resource) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		b, err := readBody(r, h.res.Singular)
-		if err != nil {
-			a.fail(w, r, err)
-			return
-		}
 		c := caller(r)
-		o, err := h.create(r.Context(), c, b)
+		b, err := readBody(r, res.singular)
+		if err == nil {
+			err = res.attrs.check(b, true, c, res.singular)
+		}
 		if err != nil {
 			a.fail(w, r, err)
 			return
 		}
-		a.respondWith(w, r, c, h.res, o, http.StatusCreated)
+		o, err := res.create(r.Context(), c, b)
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		a.respondWith(w, r, res, o, http.StatusCreated)
 	}
 }
 
 // respondWith renders the object a write returned (rather than reading it
 // again).
-func (a *API) respondWith(w http.ResponseWriter, r *http.Request, c *identity.Context, res *neutron.Resource, o model.Object, status int) {
+func (a *API) respondWith(w http.ResponseWriter, r *http.Request, res *resource, o model.Object, status int) {
 	var m map[string]any
-	err := a.svc.Read(r.Context(), c, func(v *neutron.Viewer) error {
-		m = v.View(o)
+	err := a.read(r.Context(), caller(r), func(v *viewer) error {
+		m = res.view(v, o)
 		return nil
 	})
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, status, map[string]any{res.Singular: m})
+	writeJSON(w, status, map[string]any{res.singular: m})
 }
 
-func (a *API) update(h handlers) http.HandlerFunc {
+func (a *API) update(res *resource) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		rev, err := ifMatch(r)
-		if err != nil {
-			a.fail(w, r, err)
-			return
-		}
-		b, err := readBody(r, h.res.Singular)
-		if err != nil {
-			a.fail(w, r, err)
-			return
-		}
 		c := caller(r)
-		o, err := h.update(r.Context(), c, pathID(r, "id"), b, rev)
+		rev, err := ifMatch(r)
+		var b Body
+		if err == nil {
+			b, err = readBody(r, res.singular)
+		}
+		if err == nil {
+			err = res.attrs.check(b, false, c, res.singular)
+		}
 		if err != nil {
 			a.fail(w, r, err)
 			return
 		}
-		a.respondWith(w, r, c, h.res, o, http.StatusOK)
+		o, err := res.update(r.Context(), c, pathID(r, "id"), b, rev)
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		a.respondWith(w, r, res, o, http.StatusOK)
 	}
 }
 
-func (a *API) delete(h handlers) http.HandlerFunc {
+func (a *API) delete(res *resource) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		rev, err := ifMatch(r)
-		if err != nil {
-			a.fail(w, r, err)
-			return
+		if err == nil {
+			err = res.delete(r.Context(), caller(r), pathID(r, "id"), rev)
 		}
-		if err := h.delete(r.Context(), caller(r), pathID(r, "id"), rev); err != nil {
+		if err != nil {
 			a.fail(w, r, err)
 			return
 		}
@@ -376,30 +335,11 @@ func (a *API) delete(h handlers) http.HandlerFunc {
 	}
 }
 
-func (a *API) routerInterface(add bool) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		raw, err := io.ReadAll(io.LimitReader(r.Body, 1<<16))
-		var b neutron.Body
-		if err != nil || json.Unmarshal(raw, &b) != nil || b == nil {
-			a.fail(w, r, &neutron.Error{Status: 400, Type: "MalformedRequestBody", Message: "Malformed request body: The request body is not a JSON object."})
-			return
-		}
-		var info *neutron.InterfaceInfo
-		if add {
-			info, err = a.svc.AddInterface(r.Context(), caller(r), pathID(r, "id"), b)
-		} else {
-			info, err = a.svc.RemoveInterface(r.Context(), caller(r), pathID(r, "id"), b)
-		}
-		if err != nil {
-			a.fail(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, info)
-	}
-}
-
 // pathID reads an id from the URL; ids are stored lower case.
 func pathID(r *http.Request, name string) string { return strings.ToLower(r.PathValue(name)) }
+
+// fields are the attributes a show asks for (all when none).
+func fields(r *http.Request) []string { return nonEmpty(r.URL.Query()["fields"]) }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	if m, ok := v.(map[string]any); ok {
@@ -409,17 +349,4 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
-}
-
-// writeError writes the NeutronError document.
-func writeError(w http.ResponseWriter, e *neutron.Error) {
-	writeJSON(w, e.Status, map[string]any{"NeutronError": map[string]string{"type": e.Type, "message": e.Message, "detail": e.Detail}})
-}
-
-func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
-	e := neutron.AsError(err)
-	if e.Status >= 500 {
-		a.log.Error("neutron request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-	}
-	writeError(w, e)
 }

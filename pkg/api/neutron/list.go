@@ -37,7 +37,7 @@ type listQuery struct {
 	fields   []string
 }
 
-func parseList(r *http.Request, res *neutron.Resource, c *identity.Context) (*listQuery, error) {
+func parseList(r *http.Request, res attrs, c *identity.Context) (*listQuery, error) {
 	q := r.URL.Query()
 	lq := &listQuery{filters: map[string][]string{}}
 	var invalid []string
@@ -45,7 +45,7 @@ func parseList(r *http.Request, res *neutron.Resource, c *identity.Context) (*li
 		if reserved[k] {
 			continue
 		}
-		exists, visible := res.Attribute(k, c)
+		exists, visible := res.attribute(k, c)
 		if !exists || !visible {
 			invalid = append(invalid, k)
 			continue
@@ -62,11 +62,11 @@ func parseList(r *http.Request, res *neutron.Resource, c *identity.Context) (*li
 	}
 	if len(invalid) > 0 {
 		sort.Strings(invalid)
-		return nil, badRequest("%s is invalid attribute for filtering", pyList(invalid))
+		return nil, neutron.HTTPBadRequest("%s is invalid attribute for filtering", pyList(invalid))
 	}
 	if _, t := lq.filters["tenant_id"]; t {
 		if _, p := lq.filters["project_id"]; p {
-			return nil, &neutron.Error{Status: 400, Type: "TenantIdProjectIdFilterConflict", Message: "Both tenant_id and project_id passed as filters."}
+			return nil, neutron.NewError(neutron.BadRequest, "TenantIdProjectIdFilterConflict", "Both tenant_id and project_id passed as filters.")
 		}
 	}
 	split := func(name string) []string {
@@ -83,11 +83,11 @@ func parseList(r *http.Request, res *neutron.Resource, c *identity.Context) (*li
 	lq.tagsAll, lq.tagsAny, lq.notAll, lq.notAny = split("tags"), split("tags-any"), split("not-tags"), split("not-tags-any")
 	keys, dirs := nonEmpty(q["sort_key"]), nonEmpty(q["sort_dir"])
 	if len(dirs) != 0 && len(keys) != len(dirs) {
-		return nil, badRequest("The number of sort_keys and sort_dirs must be same")
+		return nil, neutron.HTTPBadRequest("The number of sort_keys and sort_dirs must be same")
 	}
 	var absent []string
 	for i, k := range keys {
-		if exists, visible := res.Attribute(k, c); !exists || !visible {
+		if exists, visible := res.attribute(k, c); !exists || !visible {
 			absent = append(absent, k)
 		}
 		asc := true
@@ -97,18 +97,18 @@ func parseList(r *http.Request, res *neutron.Resource, c *identity.Context) (*li
 			case "desc":
 				asc = false
 			default:
-				return nil, badRequest("%s is invalid value for sort_dirs, valid value is 'asc' and 'desc'", pyList([]string{dirs[i]}))
+				return nil, neutron.HTTPBadRequest("%s is invalid value for sort_dirs, valid value is 'asc' and 'desc'", pyList([]string{dirs[i]}))
 			}
 		}
 		lq.sortKeys, lq.sortAsc = append(lq.sortKeys, k), append(lq.sortAsc, asc)
 	}
 	if len(absent) > 0 {
-		return nil, badRequest("%s is invalid attribute for sort_keys", pyList(absent))
+		return nil, neutron.HTTPBadRequest("%s is invalid attribute for sort_keys", pyList(absent))
 	}
 	if l := q.Get("limit"); l != "" {
 		n, err := strconv.Atoi(l)
 		if err != nil || n < 0 {
-			return nil, &neutron.Error{Status: 400, Type: "BadRequest", Message: fmt.Sprintf("Bad limit request: Limit must be an integer 0 or greater and not '%s'.", l)}
+			return nil, neutron.BadResourceRequest("limit", "Limit must be an integer 0 or greater and not '%s'", l)
 		}
 		lq.limit = n
 	}
@@ -126,14 +126,6 @@ func nonEmpty(xs []string) []string {
 		}
 	}
 	return out
-}
-
-func pyList(xs []string) string {
-	q := make([]string, len(xs))
-	for i, x := range xs {
-		q[i] = "'" + x + "'"
-	}
-	return "[" + strings.Join(q, ", ") + "]"
 }
 
 // matches applies the filters and tag filters to a rendered object.
@@ -247,7 +239,7 @@ func compare(a, b any) int {
 }
 
 // page sorts, paginates and builds the links of a filtered collection.
-func (lq *listQuery) page(r *http.Request, items []map[string]any, res string) ([]map[string]any, []map[string]string, error) {
+func (lq *listQuery) page(r *http.Request, items []map[string]any) ([]map[string]any, []map[string]string, error) {
 	keys, asc := lq.sortKeys, lq.sortAsc
 	if lq.limit > 0 && !slices.Contains(keys, "id") {
 		// Pagination needs a total order: Neutron adds the id.

@@ -164,9 +164,11 @@ func TestResources(t *testing.T) {
 	}
 
 	// Ports: an address, generated MAC, groups, address pairs, binding.
+	// The addresses asked for are outside the pool (Neutron allows it), so
+	// the random ones other ports get from the pool cannot take them.
 	var p portExt
 	err = ports.Create(ctx, c, portsbinding.CreateOptsExt{CreateOptsBuilder: ports.CreateOpts{NetworkID: n.ID, Name: "vm1",
-		FixedIPs:            []ports.IP{{SubnetID: sub.ID, IPAddress: "10.0.0.50"}},
+		FixedIPs:            []ports.IP{{SubnetID: sub.ID, IPAddress: "10.0.0.250"}},
 		SecurityGroups:      &[]string{sg.ID, defaults[0].ID},
 		AllowedAddressPairs: []ports.AddressPair{{IPAddress: "10.0.0.99"}},
 		DeviceID:            "instance-1", DeviceOwner: "compute:nova"},
@@ -211,8 +213,8 @@ func TestResources(t *testing.T) {
 	if err != nil || open.PortSecurityEnabled || len(open.SecurityGroups) != 0 {
 		t.Errorf("port without port security: %+v %v", open, err)
 	}
-	pu, err := ports.Update(ctx, c, p.ID, ports.UpdateOpts{SecurityGroups: &[]string{sg.ID}, FixedIPs: []ports.IP{{SubnetID: sub.ID, IPAddress: "10.0.0.51"}}}).Extract()
-	if err != nil || len(pu.SecurityGroups) != 1 || len(pu.FixedIPs) != 2 || pu.FixedIPs[0].IPAddress != "10.0.0.51" { // and its SLAAC address
+	pu, err := ports.Update(ctx, c, p.ID, ports.UpdateOpts{SecurityGroups: &[]string{sg.ID}, FixedIPs: []ports.IP{{SubnetID: sub.ID, IPAddress: "10.0.0.251"}}}).Extract()
+	if err != nil || len(pu.SecurityGroups) != 1 || len(pu.FixedIPs) != 2 || pu.FixedIPs[0].IPAddress != "10.0.0.251" { // and its SLAAC address
 		t.Errorf("port update: %+v %v", pu, err)
 	}
 
@@ -258,7 +260,7 @@ func TestResources(t *testing.T) {
 		t.Fatalf("floating IP: %+v %v", fip, err)
 	}
 	fa, err := floatingips.Update(ctx, c, fip.ID, floatingips.UpdateOpts{PortID: &p.ID}).Extract()
-	if err != nil || fa.PortID != p.ID || fa.FixedIP != "10.0.0.51" || fa.RouterID != r.ID || fa.Status != "ACTIVE" {
+	if err != nil || fa.PortID != p.ID || fa.FixedIP != "10.0.0.251" || fa.RouterID != r.ID || fa.Status != "ACTIVE" {
 		t.Errorf("associate: %+v %v", fa, err)
 	}
 	pre, _ := store.Get(ctx, model.ChainKind, neutron.DerivedID("router-pre", r.ID))
@@ -269,7 +271,7 @@ func TestResources(t *testing.T) {
 	if err != nil || fd.PortID != "" || fd.Status != "DOWN" {
 		t.Errorf("disassociate: %+v %v", fd, err)
 	}
-	pf, err := portforwarding.Create(ctx, c, fip.ID, portforwarding.CreateOpts{InternalPortID: p.ID, InternalIPAddress: "10.0.0.51",
+	pf, err := portforwarding.Create(ctx, c, fip.ID, portforwarding.CreateOpts{InternalPortID: p.ID, InternalIPAddress: "10.0.0.251",
 		InternalPort: 22, ExternalPort: 2222, Protocol: "tcp"}).Extract()
 	if err != nil || pf.ExternalPort != 2222 {
 		t.Fatalf("port forwarding: %+v %v", pf, err)

@@ -35,11 +35,16 @@ import (
 // over VXLAN and GRE, and through a NAT rewrite, and feed the datapath
 // offload metadata that lies, through a tap as a guest would.
 
-// testOffloads runs the offload cases.
-func testOffloads(t *testing.T, newDP Factory) {
+// testOffloads runs the offload cases. Offloads come from a kernel's
+// network stack, so they run on the namespace fixture only: the in-memory
+// datapath's VMs have none.
+func testOffloads(t *testing.T, fx Fixture) {
+	if _, ok := fx.(*netnsFixture); !ok {
+		t.Skipf("%s: offloaded frames come from a kernel network stack; these cases run on datapaths of the kernel's interfaces", fx.Name())
+	}
 	for _, c := range []struct {
 		name string
-		fn   func(*testing.T, Factory)
+		fn   func(*testing.T, Fixture)
 	}{
 		{"SameHostTCP", testOffloadSameHost},
 		{"NATTCP", testOffloadNAT},
@@ -48,9 +53,12 @@ func testOffloads(t *testing.T, newDP Factory) {
 		{"TunnelTCP", testOffloadTunnels},
 		{"HostileGuest", testOffloadHostile},
 	} {
-		t.Run(c.name, func(t *testing.T) { c.fn(t, newDP) })
+		t.Run(c.name, func(t *testing.T) { c.fn(t, fx) })
 	}
 }
+
+// netns returns the host's namespace (the namespace fixture's).
+func (h *host) netns() *netnstest.NS { return h.env.(*netnsHost).ns }
 
 // tcpVM is a VM with a real network stack: a namespace of its own whose
 // eth0, offloads at their defaults, is the peer of a port bound on host h.
@@ -68,7 +76,7 @@ func (h *host) addTCPVM(name string, index int32, key uint32, ip netip.Addr, mac
 	t := h.t
 	t.Helper()
 	ns := netnstest.New(t, h.name+"vm"+name)
-	netnstest.Veth(t, h.ns, "t"+name, ns, "eth0")
+	netnstest.Veth(t, h.netns(), "t"+name, ns, "eth0")
 	ns.Run(t, "ip", "link", "set", "eth0", "address", mac.String(), "mtu", strconv.Itoa(mtu))
 	ns.Run(t, "ip", "addr", "add", ip.String()+"/24", "dev", "eth0")
 	cfg := datapath.PortConfig{PortID: "port-" + name, Index: index, Interface: "t" + name, TunnelKey: key}
@@ -195,8 +203,8 @@ func installBoth(t *testing.T, dp datapath.Datapath, mtu int, tags []uint64, act
 
 // sameHostPair is two TCP VMs on one host, each one's flows outputting to
 // the other.
-func sameHostPair(t *testing.T, newDP Factory, name string, mtu int) (*host, *tcpVM, *tcpVM) {
-	h := newHost(t, newDP, name, datapath.FlowConfig{})
+func sameHostPair(t *testing.T, fx Fixture, name string, mtu int) (*host, *tcpVM, *tcpVM) {
+	h := newHost(t, fx, name, datapath.FlowConfig{})
 	a := h.addTCPVM("a", 1, 101, offA, macVM1, 1500)
 	b := h.addTCPVM("b", 2, 102, offB, macVM2, 1500)
 	a.neighbor(offB, macVM2)
@@ -211,8 +219,8 @@ func sameHostPair(t *testing.T, newDP Factory, name string, mtu int) (*host, *tc
 }
 
 // testOffloadSameHost: bulk TCP both ways between two VMs on one host.
-func testOffloadSameHost(t *testing.T, newDP Factory) {
-	h, a, b := sameHostPair(t, newDP, "ofs", 0)
+func testOffloadSameHost(t *testing.T, fx Fixture) {
+	h, a, b := sameHostPair(t, fx, "ofs", 0)
 	b.listen(5001)
 	a.listen(5002)
 	if err := a.transfer(netip.AddrPortFrom(offB, 5001), 8<<20); err != nil {
@@ -241,8 +249,8 @@ func offloadDrops(st datapath.Stats) map[string]uint64 {
 // testOffloadNAT: A connects to a "public" address that B's flows
 // translate (DNAT of 10.88.0.100:80 to B:8080 and back), with partial
 // checksums and super-frames in both directions.
-func testOffloadNAT(t *testing.T, newDP Factory) {
-	h := newHost(t, newDP, "ofn", datapath.FlowConfig{})
+func testOffloadNAT(t *testing.T, fx Fixture) {
+	h := newHost(t, fx, "ofn", datapath.FlowConfig{})
 	a := h.addTCPVM("a", 1, 101, offA, macVM1, 1500)
 	b := h.addTCPVM("b", 2, 102, offB, macVM2, 1500)
 	a.neighbor(offNAT, macRtr)
@@ -266,8 +274,8 @@ func testOffloadNAT(t *testing.T, newDP Factory) {
 // frag-needed limit) keep hitting for super-frames whose segments fit it:
 // the limit applies to segments, not to the 64 KiB super-frame, which is
 // never on a wire.
-func testOffloadFlowMTU(t *testing.T, newDP Factory) {
-	h, a, b := sameHostPair(t, newDP, "ofm", 1500)
+func testOffloadFlowMTU(t *testing.T, fx Fixture) {
+	h, a, b := sameHostPair(t, fx, "ofm", 1500)
 	b.listen(5001)
 	if err := a.transfer(netip.AddrPortFrom(offB, 5001), 8<<20); err != nil {
 		t.Fatal(err)
@@ -287,8 +295,8 @@ func testOffloadFlowMTU(t *testing.T, newDP Factory) {
 // testOffloadMiss: super-frames that miss (their flow was invalidated
 // mid-stream) are cut into segments before the upcall, so the handler
 // only ever sees frames the wire could carry, and the connection goes on.
-func testOffloadMiss(t *testing.T, newDP Factory) {
-	h, a, b := sameHostPair(t, newDP, "ofx", 1500)
+func testOffloadMiss(t *testing.T, fx Fixture) {
+	h, a, b := sameHostPair(t, fx, "ofx", 1500)
 	b.listen(5001)
 	stop := make(chan struct{})
 	var invalidated atomic.Int64
@@ -339,7 +347,7 @@ func testOffloadMiss(t *testing.T, newDP Factory) {
 // over GRE. Super-frames are cut into segments that fit the underlay —
 // also for a VM whose MTU (1500) leaves no room for the encapsulation on
 // a 1500-byte underlay, where the datapath cuts smaller than the VM's MSS.
-func testOffloadTunnels(t *testing.T, newDP Factory) {
+func testOffloadTunnels(t *testing.T, fx Fixture) {
 	for _, c := range []struct {
 		name string
 		kind packet.Tunnel
@@ -350,7 +358,7 @@ func testOffloadTunnels(t *testing.T, newDP Factory) {
 		{"vxlan-vm-mtu-1500", packet.TunnelVXLAN, 1500},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			p := newPair(t, newDP)
+			p := newPair(t, fx)
 			a := p.a.addTCPVM("a", 1, 101, offA, macVM1, c.mtu)
 			b := p.b.addTCPVM("b", 2, 202, offB, macVM2, c.mtu)
 			a.neighbor(offB, macVM2)
@@ -383,8 +391,8 @@ func testOffloadTunnels(t *testing.T, newDP Factory) {
 // VM's virtio-net) writes frames whose virtio_net_hdr lies in ways the
 // kernel lets through: each is dropped and counted by reason, nothing
 // reaches another port, and the port and its neighbours keep working.
-func testOffloadHostile(t *testing.T, newDP Factory) {
-	h, a, b := sameHostPair(t, newDP, "ofh", 0)
+func testOffloadHostile(t *testing.T, fx Fixture) {
+	h, a, b := sameHostPair(t, fx, "ofh", 0)
 	b.listen(5001)
 	tap := h.addTap("tap0", 9, 109)
 	var frames atomic.Int64
@@ -523,7 +531,7 @@ func (h *host) addTap(name string, index int32, key uint32) *tapGuest {
 	t := h.t
 	t.Helper()
 	g := &tapGuest{fd: -1}
-	err := h.ns.Do(func() error {
+	err := h.netns().Do(func() error {
 		fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return err
@@ -542,7 +550,7 @@ func (h *host) addTap(name string, index int32, key uint32) *tapGuest {
 	if err != nil {
 		t.Fatalf("create tap %s: %v", name, err)
 	}
-	h.ns.Run(t, "ip", "link", "set", name, "up")
+	h.netns().Run(t, "ip", "link", "set", name, "up")
 	cfg := datapath.PortConfig{PortID: "port-" + name, Index: index, Interface: name, TunnelKey: key}
 	if err := h.dp.AddPort(cfg); err != nil {
 		t.Fatalf("%s: AddPort(%+v): %v", h.name, cfg, err)

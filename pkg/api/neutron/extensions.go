@@ -1,0 +1,70 @@
+package neutron
+
+import (
+	"net/http"
+	"slices"
+
+	"github.com/nagare/nagare/pkg/neutron"
+)
+
+// extension is one entry of GET /v2.0/extensions.
+type extension struct {
+	Alias       string   `json:"alias"`
+	Name        string   `json:"name"`
+	Description string   `json:"description"`
+	Updated     string   `json:"updated"`
+	Links       []string `json:"links"`
+}
+
+// extensionList is exactly what is implemented; clients (openstacksdk,
+// Nova) decide what to send from it.
+var extensionList = []extension{
+	{"allowed-address-pairs", "Allowed Address Pairs", "Provides allowed address pairs", "2013-07-23T10:00:00-00:00", nil},
+	{"binding", "Port Binding", "Expose port bindings of a virtual port to external application", "2014-02-03T10:00:00-00:00", nil},
+	{"external-net", "Neutron external network", "Adds external network attribute to network resource.", "2013-01-14T10:00:00-00:00", nil},
+	{"ext-gw-mode", "Neutron L3 Configurable external gateway mode", "Extension of the router abstraction for specifying whether SNAT should occur on the external gateway", "2013-03-28T10:00:00-00:00", nil},
+	{"extraroute", "Neutron Extra Route", "Extra routes configuration for L3 router", "2013-02-01T10:00:00-00:00", nil},
+	{"filter-validation", "Filter parameters validation", "Provides validation on filter parameters.", "2018-03-21T10:00:00-00:00", nil},
+	{"fip-port-details", "Floating IP Port Details Extension", "Add port_details attribute to Floating IP resource", "2018-04-09T10:00:00-00:00", nil},
+	{"floating-ip-port-forwarding", "Floating IP Port Forwarding", "Provide port forwarding to floating IP", "2018-04-11T10:00:00-00:00", nil},
+	{"net-mtu", "Network MTU", "Provides MTU attribute for a network resource.", "2015-03-25T10:00:00-00:00", nil},
+	{"net-mtu-writable", "Network MTU (writable)", "Provides a writable MTU attribute for a network resource.", "2017-07-12T00:00:00-00:00", nil},
+	{"pagination", "Pagination support", "Extension that indicates that pagination is enabled.", "2016-06-12T00:00:00-00:00", nil},
+	{"port-security", "Port Security", "Provides port security", "2012-07-23T10:00:00-00:00", nil},
+	{"project-id", "project_id field enabled", "Extension that indicates that project_id field is enabled.", "2016-09-09T09:09:09-09:09", nil},
+	{"provider", "Provider Network", "Expose mapping of virtual networks to physical networks", "2012-09-07T10:00:00-00:00", nil},
+	{"quotas", "Quota management support", "Expose functions for quotas management per project", "2012-07-29T10:00:00-00:00", nil},
+	{"quota_details", "Quota details management support", "Expose functions for quotas usage statistics per project", "2017-02-10T10:00:00-00:00", nil},
+	{"revision-if-match", "If-Match constraints based on revision_number", "Extension indicating that If-Match based on revision_number is supported.", "2016-12-11T00:00:00-00:00", nil},
+	{"router", "Neutron L3 Router", "Router abstraction for basic L3 forwarding between L2 Neutron networks and access to external networks via a NAT gateway.", "2012-07-20T10:00:00-00:00", nil},
+	{"security-group", "security-group", "The security groups extension.", "2012-10-05T10:00:00-00:00", nil},
+	{"security-groups-normalized-cidr", "Security Group Rule Normalized CIDR", "Add new field with normalized remote_ip_prefix cidr in SG rule", "2019-11-13T10:00:00-00:00", nil},
+	{"sorting", "Sorting support", "Extension that indicates that sorting is enabled.", "2016-06-12T00:00:00-00:00", nil},
+	{"standard-attr-description", "standard-attr-description", "Extension to add descriptions to standard attributes", "2016-02-10T10:00:00-00:00", nil},
+	{"standard-attr-revisions", "Resource revision numbers", "This extension will display the revision number of neutron resources.", "2016-04-11T10:00:00-00:00", nil},
+	{"standard-attr-tag", "Tag support for resources with standard attribute: subnet, trunk, network_segment_range, router, network, policy, subnetpool, port, security_group, floatingip", "Enables to set tag on resources with standard attribute.", "2017-01-01T00:00:00-00:00", nil},
+	{"standard-attr-timestamp", "Resource timestamps", "Adds created_at and updated_at fields to all Neutron resources that have Neutron standard attributes.", "2016-09-12T10:00:00-00:00", nil},
+	{"stateful-security-group", "Stateful security group", "Indicates if the security group is stateful or not", "2019-11-26T09:00:00-00:00", nil},
+	{"tag-creation", "Tag support on creation", "Enables to set tags on resources with standard attribute on creation.", "2019-06-12T00:00:00-00:00", nil},
+}
+
+func (a *API) extensions(w http.ResponseWriter, r *http.Request) {
+	out := make([]extension, len(extensionList))
+	for i, e := range extensionList {
+		e.Links = []string{}
+		out[i] = e
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"extensions": out})
+}
+
+func (a *API) extension(w http.ResponseWriter, r *http.Request) {
+	alias := r.PathValue("alias")
+	i := slices.IndexFunc(extensionList, func(e extension) bool { return e.Alias == alias })
+	if i < 0 {
+		writeError(w, http.StatusNotFound, neutron.NewError(neutron.NotFound, "ExtensionNotFound", "Extension with alias %s does not exist", alias))
+		return
+	}
+	e := extensionList[i]
+	e.Links = []string{}
+	writeJSON(w, http.StatusOK, map[string]any{"extension": e})
+}

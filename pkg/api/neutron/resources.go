@@ -1,0 +1,91 @@
+package neutron
+
+import (
+	"context"
+
+	"github.com/nagare/nagare/pkg/identity"
+	"github.com/nagare/nagare/pkg/model"
+	"github.com/nagare/nagare/pkg/neutron"
+)
+
+// resource is one collection under /v2.0 and everything the API knows of
+// it: its names, its attribute map, how a request body becomes the
+// domain's request and which service method takes it, and how an object
+// is shown.
+type resource struct {
+	singular, plural string
+	path             string // the URL segment, where it is not plural
+	kind             *model.Kind
+	attrs            attrs
+	view             func(*viewer, model.Object) map[string]any
+	create           func(ctx context.Context, c *identity.Context, b Body) (model.Object, error)
+	update           func(ctx context.Context, c *identity.Context, id string, b Body, rev int64) (model.Object, error) // nil: no PUT
+	delete           func(ctx context.Context, c *identity.Context, id string, rev int64) error
+	// narrow are filters the store answers from its reverse index.
+	narrow   []string
+	taggable bool // standard-attr-tag's /tags routes
+}
+
+func (r *resource) urlPath() string {
+	if r.path != "" {
+		return r.path
+	}
+	return r.plural
+}
+
+// resources are the collections, one row each.
+func (a *API) resources() []*resource {
+	s := a.svc
+	return []*resource{
+		{singular: "network", plural: "networks", kind: neutron.NetworkKind, attrs: networkAttrs, view: viewAs(viewNetwork),
+			create: creates(decodeNetwork, s.CreateNetwork), update: updates(decodeNetwork, s.UpdateNetwork), delete: s.DeleteNetwork,
+			taggable: true},
+		{singular: "subnet", plural: "subnets", kind: neutron.SubnetKind, attrs: subnetAttrs, view: viewAs(viewSubnet),
+			create: creates(decodeSubnet, s.CreateSubnet), update: updates(decodeSubnet, s.UpdateSubnet), delete: s.DeleteSubnet,
+			narrow: []string{"network_id"}, taggable: true},
+		{singular: "port", plural: "ports", kind: neutron.PortKind, attrs: portAttrs, view: viewAs(viewPort),
+			create: creates(decodePort, s.CreatePort), update: updates(decodePort, s.UpdatePort), delete: s.DeletePort,
+			narrow: []string{"network_id"}, taggable: true},
+		{singular: "router", plural: "routers", kind: neutron.RouterKind, attrs: routerAttrs, view: viewAs(viewRouter),
+			create: creates(decodeRouter, s.CreateRouter), update: updates(decodeRouter, s.UpdateRouter), delete: s.DeleteRouter,
+			taggable: true},
+		{singular: "floatingip", plural: "floatingips", kind: neutron.FloatingIPKind, attrs: floatingIPAttrs, view: viewAs(viewFloatingIP),
+			create: creates(decodeFloatingIP, s.CreateFloatingIP), update: updates(decodeFloatingIP, s.UpdateFloatingIP), delete: s.DeleteFloatingIP,
+			narrow: []string{"port_id", "router_id", "floating_network_id"}, taggable: true},
+		{singular: "security_group", plural: "security_groups", path: "security-groups", kind: neutron.SecurityGroupKind,
+			attrs: groupAttrs, view: viewAs(viewGroup),
+			create: creates(decodeGroup, s.CreateSecurityGroup), update: updates(decodeGroup, s.UpdateSecurityGroup), delete: s.DeleteSecurityGroup,
+			taggable: true},
+		{singular: "security_group_rule", plural: "security_group_rules", path: "security-group-rules", kind: neutron.SecurityGroupRuleKind,
+			attrs: ruleAttrs, view: viewAs(viewRule),
+			create: creates(decodeRule, s.CreateSecurityGroupRule), delete: s.DeleteSecurityGroupRule,
+			narrow: []string{"security_group_id"}},
+	}
+}
+
+// decoder turns a body its attribute map admitted into the domain's
+// request; post tells a create from an update, and the caller is there
+// for the attribute policies of nested attributes.
+type decoder[R any] func(b Body, c *identity.Context, post bool) (R, error)
+
+// creates chains a decoder and a service's create.
+func creates[R any, T model.Object](decode decoder[R], create func(context.Context, *identity.Context, R) (T, error)) func(context.Context, *identity.Context, Body) (model.Object, error) {
+	return func(ctx context.Context, c *identity.Context, b Body) (model.Object, error) {
+		req, err := decode(b, c, true)
+		if err != nil {
+			return nil, err
+		}
+		return create(ctx, c, req)
+	}
+}
+
+// updates chains a decoder and a service's update.
+func updates[R any, T model.Object](decode decoder[R], update func(context.Context, *identity.Context, string, R, int64) (T, error)) func(context.Context, *identity.Context, string, Body, int64) (model.Object, error) {
+	return func(ctx context.Context, c *identity.Context, id string, b Body, rev int64) (model.Object, error) {
+		req, err := decode(b, c, false)
+		if err != nil {
+			return nil, err
+		}
+		return update(ctx, c, id, req, rev)
+	}
+}

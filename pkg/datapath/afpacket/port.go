@@ -44,11 +44,6 @@ type Options struct {
 	// one, so that the frames of a stack with checksum offload and TSO/GSO
 	// (a VM's virtio-net, a veth's peer) pass through whole.
 	VnetHdr bool
-	// BusyPoll is how long a receiver that has just had frames spins on
-	// the ring before it sleeps in poll(2) (default 0: never). It saves
-	// the wakeup of a request/response exchange at the price of that much
-	// CPU after each burst; an idle port never spins.
-	BusyPoll time.Duration
 	// Moderation is how long a receiver that has just taken a batch of
 	// frames sleeps before it looks again, rather than be woken by the
 	// kernel for every frame (default 0: not at all). It trades up to that
@@ -143,10 +138,8 @@ type Port struct {
 	rxIov      [2]unix.Iovec // their virtio_net_hdr (into rxVnet) and the frame
 	rxVnet     [offload.HdrLen]byte
 	vnetLen    int // offload.HdrLen with Options.VnetHdr, else 0
-	busyPoll   time.Duration
 	moderation time.Duration
-	lastRx     time.Time // when Receive last returned frames
-	lastBatch  int       // how many it returned
+	lastBatch  int // how many frames Receive last returned
 
 	txMu sync.Mutex
 	tx   txState
@@ -254,7 +247,7 @@ func open(ifname string, opts Options) (_ *Port, err error) {
 	}
 	p.rx.init(p.mem[:rxLen], opts.FrameSize, bs, nBlocks*perBlock, opts.VnetHdr)
 	p.tx.init(opts.VnetHdr)
-	p.busyPoll, p.moderation = opts.BusyPoll, opts.Moderation
+	p.moderation = opts.Moderation
 
 	if !opts.NoPromisc {
 		mreq := unix.PacketMreq{Ifindex: int32(p.ifindex), Type: unix.PACKET_MR_PROMISC}

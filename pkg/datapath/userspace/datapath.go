@@ -182,17 +182,13 @@ func (dp *Datapath) AddPort(cfg datapath.PortConfig) error {
 }
 
 // Receive tuning of a port (afpacket.Options): offload state on, ring slots
-// that hold the port's ordinary frames, wakeups moderated under load and
-// a short spin after traffic, which together keep a lone packet's hop
-// near the wakeup latency without a busy core (README, "Benchmarks").
-const (
-	portModeration = 50 * time.Microsecond
-	portBusyPoll   = 25 * time.Microsecond
-)
+// that hold the port's ordinary frames, and wakeups moderated under load.
+// No busy polling: on a host shared by many ports (and other work), a spin
+// after every frame costs more CPU than the wakeup it saves.
+const portModeration = 50 * time.Microsecond
 
 func portOptions(mtu int) afpacket.Options {
-	return afpacket.Options{VnetHdr: true, FrameSize: afpacket.FrameSizeFor(mtu),
-		Moderation: portModeration, BusyPoll: portBusyPoll}
+	return afpacket.Options{VnetHdr: true, FrameSize: afpacket.FrameSizeFor(mtu), Moderation: portModeration}
 }
 
 // attach registers a port whose I/O is open; dp.mu is held.

@@ -63,6 +63,13 @@ func newVethPair(t testing.TB) vethPair {
 	return vethPair{a, b}
 }
 
+// jumbo sets both ends' MTU to 9000.
+func (v vethPair) jumbo(t testing.TB) {
+	t.Helper()
+	v.A.Run(t, "ip", "link", "set", ifA, "mtu", "9000")
+	v.B.Run(t, "ip", "link", "set", ifB, "mtu", "9000")
+}
+
 func openPort(t testing.TB, ns *netnstest.NS, ifname string, opts Options) *Port {
 	t.Helper()
 	p, err := OpenInNetns(ns.Path, ifname, opts)

@@ -10,8 +10,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/nagare/nagare/pkg/datapath/netnstest"
 )
 
 // receiveCases are sent by an independent raw socket and must come out of
@@ -189,12 +187,7 @@ func TestBadFrames(t *testing.T) {
 		}
 	})
 	t.Run("receive", func(t *testing.T) {
-		for _, ns := range []struct {
-			ns *netnstest.NS
-			If string
-		}{{v.A, ifA}, {v.B, ifB}} {
-			ns.ns.Run(t, "ip", "link", "set", ns.If, "mtu", "9000")
-		}
+		v.jumbo(t)
 		// 2 KiB slots: an 8000-byte frame does not fit the ring and comes
 		// through the socket's queue; ReadBatch has no room for it.
 		rx := openPort(t, v.B, ifB, Options{FrameSize: 2048, PollTimeout: 2 * time.Second})
@@ -227,12 +220,7 @@ func TestBadFrames(t *testing.T) {
 // tag and all.
 func TestJumbo(t *testing.T) {
 	v := newVethPair(t)
-	for _, ns := range []struct {
-		ns *netnstest.NS
-		If string
-	}{{v.A, ifA}, {v.B, ifB}} {
-		ns.ns.Run(t, "ip", "link", "set", ns.If, "mtu", "9000")
-	}
+	v.jumbo(t)
 	rx := openPort(t, v.B, ifB, Options{FrameSize: 2048, PollTimeout: 2 * time.Second})
 	raw := openRaw(t, v.A, ifA)
 	want := [][]byte{testFrame(1, 60), testFrame(2, 8000), testFrame(3, 9000, 0x8100, 0x0064), testFrame(4, 1000), testFrame(5, 5000)}

@@ -4,10 +4,10 @@ package userspace
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"net"
 	"net/netip"
+	"runtime"
 	"testing"
 	"time"
 	"unsafe"
@@ -249,29 +249,14 @@ func BenchmarkOffloadPath(b *testing.B) {
 // TestTunnelGRO: a run of VXLAN datagrams sent as one UDP_SEGMENT message
 // (as a peer's tunnel queue sends the segments of a super-frame) arrives
 // as one UDP_GRO receive and is cut back into its datagrams, each inner
-// frame delivered intact and in order.
+// frame delivered intact and in order; the segments of a TCP super-frame
+// are merged back into it, without allocating.
 func TestTunnelGRO(t *testing.T) {
-	ns := netnstest.New(t, "gro")
-	dp, err := New(datapath.Config{Netns: ns.Path})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sink := &sinkIO{keepLast: true}
-	dp.mu.Lock()
-	dp.attach(datapath.PortConfig{PortID: "p", Index: 1, Interface: "p0", TunnelKey: 5, MTU: 1500}, sink)
-	dp.mu.Unlock()
-	lo := netip.MustParseAddr("127.0.0.1")
-	if err := dp.SetTunnels(datapath.TunnelConfig{LocalIP: lo, VXLAN: true, Peers: []netip.Addr{lo}}); err != nil {
-		t.Fatal(err)
-	}
+	ns, dp, sink := runVXLANSink(t, "gro")
 	if !dp.tun.Load().vxlan.gro {
 		t.Fatal("UDP_GRO is not on on the VXLAN socket")
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- dp.Run(ctx, noMiss) }()
-	defer func() { cancel(); <-done }()
-
+	lo := netip.MustParseAddr("127.0.0.1")
 	// Eleven datagrams: ten of 8+1000 bytes and a shorter last one.
 	var run []byte
 	var inners [][]byte
@@ -281,35 +266,14 @@ func TestTunnelGRO(t *testing.T) {
 			n = 300
 		}
 		inner := dptest.UDP{Src: lo, Dst: lo, SrcPort: uint16(i), DstPort: 2, Len: n}.Frame()
-		vx := make([]byte, 8, 8+n)
-		vx[0] = 0x08
-		binary.BigEndian.PutUint32(vx[4:], 5<<8)
-		run = append(run, append(vx, inner...)...)
+		run = append(run, vxlanDatagram(inner)...)
 		inners = append(inners, inner)
 	}
-	err = ns.Do(func() error {
-		c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(lo, 4789)))
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		oob := make([]byte, unix.CmsgSpace(2))
-		cm := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
-		cm.Level, cm.Type = unix.SOL_UDP, unix.UDP_SEGMENT
-		cm.SetLen(unix.CmsgLen(2))
-		binary.NativeEndian.PutUint16(oob[unix.CmsgLen(0):], 8+1000)
-		_, _, err = c.WriteMsgUDP(run, oob, nil)
-		return err
-	})
-	if err != nil {
-		t.Fatalf("send a UDP_SEGMENT run: %v", err)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for sink.frames.Load() < 11 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if got := sink.frames.Load(); got != 11 || !bytes.Equal(sink.last, inners[10]) {
-		t.Fatalf("%d frames delivered (last %d bytes), want 11 ending with the 300-byte one (stats %+v)", got, len(sink.last), dp.Stats())
+	c := dialVXLAN(t, ns)
+	sendSegmented(t, c, run, 8+1000)
+	waitFrames(t, sink, 11)
+	if !bytes.Equal(sink.last, inners[10]) {
+		t.Fatalf("last frame delivered: %d bytes, want the 300-byte one", len(sink.last))
 	}
 	if s := dp.Stats(); s.VXLAN.RxPackets != 11 || len(s.Drops) != 0 {
 		t.Errorf("VXLAN rx %d, drops %v", s.VXLAN.RxPackets, s.Drops)
@@ -324,35 +288,71 @@ func TestTunnelGRO(t *testing.T) {
 	seg.Init(&p, &hdr, 0)
 	run = run[:0]
 	for !seg.Done() {
-		buf := make([]byte, 8+seg.NextLen())
-		buf[0] = 0x08
-		binary.BigEndian.PutUint32(buf[4:], 5<<8)
-		seg.Next(buf[8:])
-		run = append(run, buf...)
+		buf := make([]byte, seg.NextLen())
+		seg.Next(buf)
+		run = append(run, vxlanDatagram(buf)...)
 	}
-	err = ns.Do(func() error {
-		c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(lo, 4789)))
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		oob := make([]byte, unix.CmsgSpace(2))
-		cm := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
-		cm.Level, cm.Type = unix.SOL_UDP, unix.UDP_SEGMENT
-		cm.SetLen(unix.CmsgLen(2))
-		binary.NativeEndian.PutUint16(oob[unix.CmsgLen(0):], uint16(8+14+20+20+1400))
-		_, _, err = c.WriteMsgUDP(run, oob, nil)
+	want := uint64(11)
+	send := func() {
+		sendSegmented(t, c, run, 8+14+20+20+1400)
+		want++
+		waitFrames(t, sink, want)
+	}
+	send()
+	if !bytes.Equal(sink.last, super) || sink.lastHdr != hdr {
+		t.Fatalf("delivered %d bytes with %+v; want the %d-byte super-frame with %+v", len(sink.last), sink.lastHdr, len(super), hdr)
+	}
+	sink.keepLast = false
+	if allocs := testing.AllocsPerRun(20, send); allocs != 0 {
+		t.Errorf("receiving and merging the segments of a super-frame allocates %.1f times, want 0", allocs)
+	}
+}
+
+// vxlanDatagram returns inner behind a VXLAN header of VNI 5.
+func vxlanDatagram(inner []byte) []byte {
+	b := make([]byte, 8, 8+len(inner))
+	b[0] = 0x08
+	binary.BigEndian.PutUint32(b[4:], 5<<8)
+	return append(b, inner...)
+}
+
+// dialVXLAN opens a UDP socket in ns towards the VXLAN port on 127.0.0.1.
+func dialVXLAN(t *testing.T, ns *netnstest.NS) *net.UDPConn {
+	t.Helper()
+	var c *net.UDPConn
+	if err := ns.Do(func() (err error) {
+		c, err = net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), packet.DefaultVXLANPort)))
 		return err
-	})
-	if err != nil {
-		t.Fatalf("send the segments: %v", err)
+	}); err != nil {
+		t.Fatal(err)
 	}
-	deadline = time.Now().Add(5 * time.Second)
-	for sink.frames.Load() < 12 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// sendSegmented sends run as datagrams of size bytes in one UDP_SEGMENT
+// message, as a peer's tunnel queue does.
+func sendSegmented(t *testing.T, c *net.UDPConn, run []byte, size int) {
+	t.Helper()
+	var oob [unix.SizeofCmsghdr + 8]byte
+	cm := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+	cm.Level, cm.Type = unix.SOL_UDP, unix.UDP_SEGMENT
+	cm.SetLen(unix.CmsgLen(2))
+	binary.NativeEndian.PutUint16(oob[unix.CmsgLen(0):], uint16(size))
+	if _, _, err := c.WriteMsgUDP(run, oob[:], nil); err != nil {
+		t.Fatalf("send a UDP_SEGMENT run: %v", err)
 	}
-	if got := sink.frames.Load(); got != 12 || !bytes.Equal(sink.last, super) || sink.lastHdr != hdr {
-		t.Fatalf("%d frames delivered, the last %d bytes with %+v; want one more: the %d-byte super-frame with %+v", got, len(sink.last), sink.lastHdr, len(super), hdr)
+}
+
+// waitFrames waits until the sink has had n frames.
+func waitFrames(t *testing.T, sink *sinkIO, n uint64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for sink.frames.Load() < n && time.Now().Before(deadline) {
+		runtime.Gosched()
+	}
+	if got := sink.frames.Load(); got != n {
+		t.Fatalf("%d frames delivered, want %d", got, n)
 	}
 }
 

@@ -24,7 +24,9 @@
 //     addressed to its peers' MACs.
 //   - Frames that fit no buffer are dropped and counted (Stats), never
 //     returned as errors that would stall the loop.
-//   - Close unblocks a receiver stuck in poll(2) at once, through an eventfd.
+//   - Waiting parks the goroutine in Go's netpoller (the socket is an
+//     os.File's), never an OS thread in poll(2), so a reader per port
+//     holds no scheduler slot while idle; Close wakes waiters at once.
 //   - Offloads (Options.VnetHdr): a stack with checksum offload and
 //     TSO/GSO (a VM's virtio-net behind a tap, a namespace behind a veth,
 //     both the defaults) hands over partial checksums and super-frames.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -123,7 +124,14 @@ type Port struct {
 	name    string
 	ifindex int
 	fd      int // the AF_PACKET socket; -1 once closed
-	efd     int // eventfd that Close signals to wake blocked poll calls
+	// file owns fd once Open succeeds, so that waiting for frames (or for
+	// buffer space) parks the goroutine in Go's netpoller rather than an
+	// OS thread in poll(2): a thread blocked in a system call keeps its
+	// scheduler slot (P) until sysmon takes it back, which with a reader
+	// per port and GOMAXPROCS at the core count delayed other goroutines
+	// (a tunnel's receiver) by milliseconds.
+	file    *os.File
+	rc      syscall.RawConn
 	mem     []byte
 	closed  atomic.Bool
 	cnt     counters
@@ -132,10 +140,11 @@ type Port struct {
 
 	rxMu       sync.Mutex
 	rx         rxRing
-	rxPfd      [2]unix.PollFd
-	rxTS       unix.Timespec // kept in the Port so ppoll's argument does not escape per call
-	rxMsg      unix.Msghdr   // recvmsg of frames too long for a slot
-	rxIov      [2]unix.Iovec // their virtio_net_hdr (into rxVnet) and the frame
+	rxReady    func(fd uintptr) bool // RawConn.Read callback, bound once so waiting does not allocate
+	rxWoken    bool                  // rxReady has been called since the wait began
+	rxErr      error                 // a socket error rxReady found
+	rxMsg      unix.Msghdr           // recvmsg of frames too long for a slot
+	rxIov      [2]unix.Iovec         // their virtio_net_hdr (into rxVnet) and the frame
 	rxVnet     [offload.HdrLen]byte
 	vnetLen    int // offload.HdrLen with Options.VnetHdr, else 0
 	moderation time.Duration
@@ -173,7 +182,7 @@ func open(ifname string, opts Options) (_ *Port, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("socket(AF_PACKET): %w", err)
 	}
-	p := &Port{name: ifname, fd: fd, efd: -1, pollTO: opts.PollTimeout}
+	p := &Port{name: ifname, fd: fd, pollTO: opts.PollTimeout}
 	defer func() {
 		if err != nil {
 			p.release()
@@ -189,9 +198,6 @@ func open(ifname string, opts Options) (_ *Port, err error) {
 	}
 	p.ifindex = int(ifr.Uint32())
 
-	if p.efd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
-		return nil, fmt.Errorf("eventfd: %w", err)
-	}
 	// TPACKET_V2, not V3: V3 hands over whole blocks, and a block that does
 	// not fill is retired only by a timer of at least 1 ms, which a lone
 	// frame then waits for at every hop (package doc, "Latency").
@@ -261,8 +267,17 @@ func open(ifname string, opts Options) (_ *Port, err error) {
 	if err := unix.Bind(fd, &sll); err != nil {
 		return nil, fmt.Errorf("bind: %w", err)
 	}
-	p.rxPfd = [2]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}, {Fd: int32(p.efd), Events: unix.POLLIN}}
 	p.kstLen = unix.SizeofTpacketStats
+	if err := unix.SetNonblock(fd, true); err != nil {
+		return nil, fmt.Errorf("set non-blocking: %w", err)
+	}
+	if p.file = os.NewFile(uintptr(fd), "afpacket:"+ifname); p.file == nil {
+		return nil, errors.New("wrap the socket in a file")
+	}
+	if p.rc, err = p.file.SyscallConn(); err != nil {
+		return nil, fmt.Errorf("raw socket: %w", err)
+	}
+	p.rxReady, p.tx.ready = p.rxIsReady, p.txIsReady
 	return p, nil
 }
 
@@ -335,9 +350,9 @@ func (p *Port) Close() error {
 	if p.closed.Swap(true) {
 		return nil
 	}
-	// Wake pollers. EAGAIN means the counter is already non-zero: awake.
-	one := [8]byte{1}
-	if _, err := unix.Write(p.efd, one[:]); err != nil && err != unix.EAGAIN {
+	// Wake waiters: a deadline in the past ends their wait, and they see
+	// closed.
+	if err := p.file.SetDeadline(time.Unix(1, 0)); err != nil {
 		return fmt.Errorf("afpacket: close %s: wake blocked readers: %w", p.name, err)
 	}
 	p.rxMu.Lock()
@@ -348,7 +363,7 @@ func (p *Port) Close() error {
 	return p.release()
 }
 
-// release unmaps the ring and closes descriptors; callers hold every lock,
+// release unmaps the ring and closes the socket; callers hold every lock,
 // or own p exclusively (failed Open).
 func (p *Port) release() error {
 	var errs []error
@@ -357,68 +372,69 @@ func (p *Port) release() error {
 		p.mem = nil
 	}
 	p.kmu.Lock()
-	if p.fd >= 0 {
+	switch {
+	case p.file != nil:
+		errs = append(errs, p.file.Close())
+		p.file = nil
+	case p.fd >= 0:
 		errs = append(errs, unix.Close(p.fd))
-		p.fd = -1
 	}
+	p.fd = -1
 	p.kmu.Unlock()
-	if p.efd >= 0 {
-		errs = append(errs, unix.Close(p.efd))
-		p.efd = -1
-	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("afpacket: close %s: %w", p.name, err)
 	}
 	return nil
 }
 
-// wait blocks in ppoll until fd reports events, Close signals, or the
-// deadline (zero: none) passes. It never allocates.
-func (p *Port) wait(pfd *[2]unix.PollFd, ts *unix.Timespec, deadline time.Time) error {
-	for {
-		if p.closed.Load() {
-			return ErrClosed
-		}
-		var tsp *unix.Timespec
-		if !deadline.IsZero() {
-			left := time.Until(deadline)
-			if left <= 0 {
-				return ErrTimeout
-			}
-			*ts = unix.NsecToTimespec(int64(left))
-			tsp = ts
-		}
-		pfd[0].Revents, pfd[1].Revents = 0, 0
-		n, err := unix.Ppoll(pfd[:], tsp, nil)
-		switch {
-		case err == unix.EINTR:
-			continue // Go's preemption signals interrupt ppoll routinely
-		case err != nil:
-			return fmt.Errorf("afpacket: poll %s: %w", p.name, err)
-		case n == 0:
-			continue // deadline check at the top
-		case pfd[1].Revents != 0:
-			return ErrClosed
-		case pfd[0].Revents&(unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) != 0:
-			return p.sockError()
-		default:
-			return nil
+// waitRX parks until the ring has a frame, the socket reports an error,
+// Close is called, or the deadline (zero: none) passes. It never
+// allocates.
+func (p *Port) waitRX(deadline time.Time) error {
+	if p.closed.Load() {
+		return ErrClosed
+	}
+	if !deadline.IsZero() {
+		if err := p.file.SetReadDeadline(deadline); err != nil {
+			return fmt.Errorf("afpacket: %s: %w", p.name, err)
 		}
 	}
+	p.rxWoken, p.rxErr = false, nil
+	err := p.rc.Read(p.rxReady)
+	switch {
+	case p.closed.Load():
+		return ErrClosed
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return ErrTimeout
+	case err != nil:
+		return fmt.Errorf("afpacket: wait on %s: %w", p.name, err)
+	}
+	return p.rxErr
 }
 
-// sockError reads (and so clears) the socket's pending error. The kernel
-// sets ENETDOWN when the interface goes down or is deleted; a port on an
-// interface that comes back up resumes by itself.
-func (p *Port) sockError() error {
-	soerr, err := unix.GetsockoptInt(p.fd, unix.SOL_SOCKET, unix.SO_ERROR)
-	if err != nil {
-		return fmt.Errorf("afpacket: %s: read socket error: %w", p.name, err)
+// rxIsReady is waitRX's RawConn.Read callback: ready when the ring has a
+// frame. Woken with none (the first call is before any wait), it reads the
+// socket's pending error: the kernel sets ENETDOWN when the interface goes
+// down or is deleted; a port on an interface that comes back up resumes by
+// itself.
+func (p *Port) rxIsReady(fd uintptr) bool {
+	if p.rx.ready() || p.closed.Load() {
+		return true
 	}
-	if soerr == 0 {
-		return nil
+	if !p.rxWoken {
+		p.rxWoken = true
+		return false
 	}
-	return fmt.Errorf("afpacket: %s: %w", p.name, unix.Errno(soerr))
+	soerr, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR)
+	switch {
+	case err != nil:
+		p.rxErr = fmt.Errorf("afpacket: %s: read socket error: %w", p.name, err)
+	case soerr != 0:
+		p.rxErr = fmt.Errorf("afpacket: %s: %w", p.name, unix.Errno(soerr))
+	default:
+		return false // woken for nothing: wait again
+	}
+	return true
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }

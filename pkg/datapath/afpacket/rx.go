@@ -347,7 +347,7 @@ func (p *Port) sleepRX(deadline time.Time) error {
 		}
 	}
 	p.syncKernelStats()
-	return p.wait(&p.rxPfd, &p.rxTS, deadline)
+	return p.waitRX(deadline)
 }
 
 // moderateFrom is the batch size from which the receiver moderates its

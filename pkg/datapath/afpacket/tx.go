@@ -18,12 +18,12 @@ const (
 )
 
 type txState struct {
-	msgs [txBatch]unix.Mmsghdr
-	iovs [txBatch][2]unix.Iovec // with a virtio_net_hdr: [header, frame]; else [frame]
-	hdrs [txBatch][offload.HdrLen]byte
-	vnet bool
-	pfd  [2]unix.PollFd
-	ts   unix.Timespec
+	msgs  [txBatch]unix.Mmsghdr
+	iovs  [txBatch][2]unix.Iovec // with a virtio_net_hdr: [header, frame]; else [frame]
+	hdrs  [txBatch][offload.HdrLen]byte
+	vnet  bool
+	ready func(fd uintptr) bool // RawConn.Write callback, bound once
+	woken bool
 }
 
 func (t *txState) init(vnet bool) {
@@ -139,7 +139,21 @@ func (p *Port) sendmmsg(k int) (int, error) {
 // waitTX waits up to 10 ms for socket buffer space. It reports false if none
 // appeared (or the port is closing), and the caller drops the frame.
 func (p *Port) waitTX() bool {
-	p.tx.pfd = [2]unix.PollFd{{Fd: int32(p.fd), Events: unix.POLLOUT}, {Fd: int32(p.efd), Events: unix.POLLIN}}
-	err := p.wait(&p.tx.pfd, &p.tx.ts, time.Now().Add(10*time.Millisecond))
-	return err == nil
+	if p.closed.Load() || p.file.SetWriteDeadline(time.Now().Add(10*time.Millisecond)) != nil {
+		return false
+	}
+	p.tx.woken = false
+	err := p.rc.Write(p.tx.ready)
+	return err == nil && !p.closed.Load()
+}
+
+// txIsReady is waitTX's RawConn.Write callback: the first call (the
+// buffer is known full) waits, the next, after the socket reported room
+// (or Close woke it), returns.
+func (p *Port) txIsReady(uintptr) bool {
+	if p.tx.woken {
+		return true
+	}
+	p.tx.woken = true
+	return false
 }

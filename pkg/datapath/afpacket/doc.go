@@ -45,7 +45,7 @@
 // (ZeroCopyReadPacketData), transmits one write(2) per frame, has no
 // sendmmsg or TX batching, and reports VLAN tags only through a per-packet
 // AncillaryVLAN value (allocated). What we need — batches in both
-// directions, tag re-insertion in place, eventfd wakeup on Close, zero
+// directions, tag re-insertion in place, offload headers, zero
 // allocations — is a few hundred lines on top of golang.org/x/sys/unix, with no
 // cgo and no dependency beyond x/sys.
 //
@@ -93,7 +93,7 @@
 // Options.Moderation before it looks again (interrupt moderation, as NICs
 // do), so under load it takes frames in batches without a wakeup each,
 // while a lone frame still wakes it at once. It does not busy-poll: an
-// idle port sleeps in poll(2) and costs nothing, and a spin after traffic
-// (tried: 25 µs per batch) starved the other ports and processes sharing
-// the cores enough to lose packets in the end-to-end suite.
+// idle port waits in the netpoller and costs nothing, and a spin after
+// traffic (tried: 25 µs per batch) starved the other ports and processes
+// sharing the cores enough to lose packets in the end-to-end suite.
 package afpacket

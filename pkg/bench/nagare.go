@@ -198,17 +198,6 @@ func (a *agentProc) counters() (map[string]float64, error) {
 	return out, sc.Err()
 }
 
-// vmOffloadsOff turns off the checksum and segmentation offloads of a VM's
-// interface. The userspace datapath reads frames off the host side of the
-// veth with AF_PACKET and does not complete partial checksums or segment
-// TSO/GSO super-frames (see the userspace package doc), so a VM talking to
-// it must send finished frames. The kernel cases keep the defaults, as the
-// baseline does: keeping GSO end to end is part of what the kernel does.
-func vmOffloadsOff(l *lab, ns, dev string) error {
-	_, err := l.exec(ns, "ethtool", "-K", dev, "tx", "off", "tso", "off", "gso", "off")
-	return err
-}
-
 // vm makes a VM namespace whose eth0 is the peer of hvDev in hv.
 func vm(l *lab, name, hv, hvDev, cidr, gw string, mtu int) (endpoint, error) {
 	ns, err := l.netns(name)
@@ -451,15 +440,11 @@ func underlay(l *lab, hv1, hv2, net string) error {
 	return l.ip(hv2, "neigh", "replace", net+".1", "lladdr", m1, "dev", "u2", "nud", "permanent")
 }
 
-// finish prepares a Nagare testbed for traffic: VM offloads off, the sink,
-// and pings until the path works (the agents bind ports asynchronously and
-// the first packets teach the bridge and the router their MACs).
+// finish prepares a Nagare testbed for traffic: the sink, and pings until
+// the path works (the agents bind ports asynchronously and the first
+// packets teach the bridge and the router their MACs). The VMs keep their
+// default offloads, as the kernel cases' do.
 func (tb *testbed) finish(l *lab) error {
-	for _, e := range []endpoint{tb.src, tb.dst} {
-		if err := vmOffloadsOff(l, e.NS, e.Dev); err != nil {
-			return err
-		}
-	}
 	deadline := time.Now().Add(30 * time.Second)
 	// Ping only once every bound port is attached: a first packet that
 	// races the bindings is not what is being measured.

@@ -68,7 +68,7 @@ func Build(dir string) error {
 }
 
 // Tools the environment itself needs; tests name theirs in Require.
-var baseTools = []string{"ip", "ethtool", "ping"}
+var baseTools = []string{"ip", "ping"}
 
 // Why returns why end-to-end tests cannot run here ("" when they can).
 func Why(tools ...string) string {

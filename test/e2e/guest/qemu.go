@@ -117,7 +117,7 @@ func (p *Process) Stop() {
 
 // kvmProbeTimeout bounds the trial boot under KVM. Where KVM works a guest
 // is up in about a second.
-const kvmProbeTimeout = 10 * time.Second
+const kvmProbeTimeout = 6 * time.Second
 
 // ChooseAccel picks QEMU's accelerator for img: "kvm" when a guest really
 // boots with it, else "tcg"; why says what decided. NAGARE_E2E_ACCEL=kvm

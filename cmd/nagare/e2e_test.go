@@ -19,6 +19,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/nagare/nagare/pkg/agentstatus"
 	"github.com/nagare/nagare/pkg/nsdb"
 )
 
@@ -381,12 +382,12 @@ func (e *e2e) datapath(t *testing.T) {
 		return s
 	}
 	host, left, right := id("host host0 show id"), id("show port bridge1:port0 id"), id("show port bridge0:port0 id")
-	st := nsdb.DatapathStatus{
+	st := agentstatus.Datapath{
 		HostID: host, HostName: "carlsberg", Datapath: "userspace", Updated: time.Now().UTC(),
 		Flows: 2, Hits: 5120, Misses: 14, FlowsInstalled: 16, FlowsExpired: 14,
-		VXLAN: nsdb.TunnelCounters{RxPackets: 2600, TxPackets: 2590},
+		VXLAN: agentstatus.Tunnel{RxPackets: 2600, TxPackets: 2590},
 		Drops: map[string]uint64{"malformed-truncated": 3, "tunnel-unknown-key": 1},
-		Ports: []nsdb.DatapathPort{
+		Ports: []agentstatus.Port{
 			{PortID: left, Index: 1, Interface: "tap-left", RxPackets: 10, TxPackets: 9},
 			{PortID: right, Index: 0, Interface: "leftdp", RxPackets: 2612, TxPackets: 2598, TxDropped: 2},
 		},
@@ -420,7 +421,7 @@ func (e *e2e) datapath(t *testing.T) {
 	if got := e.run(t, "-e", "host host0 list flow"); got != wantFlows {
 		t.Errorf("list flow:\n got %q\nwant %q", got, wantFlows)
 	}
-	var back nsdb.DatapathStatus
+	var back agentstatus.Datapath
 	if err := json.Unmarshal([]byte(e.run(t, "-o", "json", "-e", "host host0 show datapath")), &back); err != nil || back.Hits != 5120 || len(back.Ports) != 2 {
 		t.Errorf("-o json: %v %+v", err, back)
 	}

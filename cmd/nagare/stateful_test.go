@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nagare/nagare/pkg/agentstatus"
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/nsdb"
 	"github.com/nagare/nagare/pkg/sim"
@@ -116,7 +117,7 @@ func TestStatefulServices(t *testing.T) {
 			t.Fatal(err)
 		}
 		exp := time.Now().Add(120 * time.Second)
-		err = nsdb.New(cli).PutNATTranslations(ctx, host, lease.ID, &nsdb.NATTranslations{HostID: host, Translations: []nsdb.NATTranslation{
+		err = nsdb.New(cli).PutNATTranslations(ctx, host, lease.ID, &agentstatus.NATTranslations{HostID: host, Translations: []agentstatus.NATTranslation{
 			{Zone: zone, Type: "snat", Protocol: "tcp", InsideGlobal: "10.81.14.201:1025", InsideLocal: "172.16.20.100:40000",
 				OutsideLocal: "192.0.2.80:80", OutsideGlobal: "192.0.2.80:80", State: "established", Expires: exp},
 			{Zone: zone, Type: "dnat", Protocol: "tcp", InsideGlobal: "10.81.14.201:80", InsideLocal: "172.16.20.100:80",
@@ -140,8 +141,8 @@ $`
 			t.Errorf("show ip nat translations:\n%s", got)
 		}
 		var ans struct {
-			RouterID     string                `json:"router_id"`
-			Translations []nsdb.NATTranslation `json:"translations"`
+			RouterID     string                       `json:"router_id"`
+			Translations []agentstatus.NATTranslation `json:"translations"`
 		}
 		if err := json.Unmarshal([]byte(e.run(t, "-o", "json", "-e", "router router0 show nat")), &ans); err != nil ||
 			ans.RouterID != router || len(ans.Translations) != 2 || ans.Translations[0].HostID != host || ans.Translations[0].InsideLocal != "172.16.20.100:40000" {

@@ -9,7 +9,8 @@ import (
 
 // Only nagare-server may link etcd's server (its embedded NSDB): the agent
 // and the CLI must stay small and must not be able to start an etcd. Pure
-// packages (model, packet, sim) must not depend on I/O packages.
+// packages (model, packet, flow, sim) must not depend on I/O packages, and
+// a datapath must not depend on the simulator or the topology model.
 func TestDependencyRules(t *testing.T) {
 	rules := []struct {
 		pkg       string
@@ -20,6 +21,12 @@ func TestDependencyRules(t *testing.T) {
 		{"github.com/nagare/nagare/pkg/model", []string{"go.etcd.io/", "net/http", "github.com/nagare/nagare/pkg/nsdb"}},
 		{"github.com/nagare/nagare/pkg/packet", []string{"go.etcd.io/", "net/http", "github.com/nagare/nagare/pkg/model"}},
 		{"github.com/nagare/nagare/pkg/sim", []string{"go.etcd.io/", "net/http", "github.com/nagare/nagare/pkg/nsdb", "github.com/nagare/nagare/pkg/datapath"}},
+		{"github.com/nagare/nagare/pkg/flow", []string{"go.etcd.io/", "net/http", "os/exec", "github.com/nagare/nagare/pkg/model", "github.com/nagare/nagare/pkg/sim", "github.com/nagare/nagare/pkg/datapath"}},
+		// Every datapath speaks pkg/flow's vocabulary and links neither the
+		// simulator nor the topology model nor the NSDB.
+		{"github.com/nagare/nagare/pkg/datapath/...", []string{"go.etcd.io/", "github.com/nagare/nagare/pkg/sim", "github.com/nagare/nagare/pkg/model", "github.com/nagare/nagare/pkg/nsdb", "github.com/nagare/nagare/pkg/agent"}},
+		// What agents publish is plain data the CLI decodes: no etcd.
+		{"github.com/nagare/nagare/pkg/agentstatus", []string{"go.etcd.io/", "net/http", "github.com/nagare/nagare/pkg/nsdb"}},
 		{"github.com/nagare/nagare/pkg/flowstate", []string{"go.etcd.io/", "net/http", "github.com/nagare/nagare/pkg/nsdb", "github.com/nagare/nagare/pkg/datapath", "github.com/nagare/nagare/pkg/sim", "github.com/nagare/nagare/pkg/model"}},
 	}
 	for _, r := range rules {

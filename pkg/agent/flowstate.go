@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nagare/nagare/pkg/datapath"
+	"github.com/nagare/nagare/pkg/flow"
 	"github.com/nagare/nagare/pkg/flowstate"
 	"github.com/nagare/nagare/pkg/nsdb"
 	"github.com/nagare/nagare/pkg/sim"
@@ -59,7 +60,7 @@ func (a *Agent) newFlowState() *flowstate.Table {
 // the state goes out on the tunnel socket the packet then takes, so it
 // arrives first. It also invalidates local flows decided while the state
 // was missing.
-func (a *Agent) pushState(v *view, w *worker, ingress string, res *sim.Result, acts []sim.Action) {
+func (a *Agent) pushState(v *view, w *worker, ingress string, res *sim.Result, acts []flow.Action) {
 	entries := res.StateEntries()
 	tags := w.stateTags[:0]
 	for i := range entries {
@@ -87,10 +88,10 @@ func (a *Agent) pushState(v *view, w *worker, ingress string, res *sim.Result, a
 	}
 	for i := range acts {
 		switch acts[i].Type {
-		case sim.ActEncap:
+		case flow.ActEncap:
 			add(acts[i].Underlay)
 			fallthrough
-		case sim.ActOutput:
+		case flow.ActOutput:
 			for _, p := range v.statefulPeers[acts[i].PortID] {
 				add(p)
 			}

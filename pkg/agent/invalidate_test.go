@@ -7,6 +7,7 @@ import (
 
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/nsdb"
+	"github.com/nagare/nagare/pkg/packet"
 	"github.com/nagare/nagare/pkg/sim"
 )
 
@@ -23,7 +24,7 @@ func TestInvalidationTags(t *testing.T) {
 	bridge := &model.Bridge{Meta: model.Meta{ID: brID}, State: model.StateUp}
 	router := &model.Router{Meta: model.Meta{ID: rtID}, State: model.StateUp}
 	rport := &model.Port{Meta: model.Meta{ID: rpID}, RouterID: rtID, State: model.StateUp,
-		Address: netip.MustParseAddr("10.0.0.1"), Network: netip.MustParsePrefix("10.0.0.0/24"), MAC: model.MAC{2, 0, 0, 0, 0, 1}}
+		Address: netip.MustParseAddr("10.0.0.1"), Network: netip.MustParsePrefix("10.0.0.0/24"), MAC: packet.MAC{2, 0, 0, 0, 0, 1}}
 	wide := &model.Route{Meta: model.Meta{ID: r1ID}, RouterID: rtID, Type: model.RouteNormal, PortID: rpID, Weight: 100,
 		Src: netip.MustParsePrefix("0.0.0.0/0"), Dst: netip.MustParsePrefix("10.0.0.0/8")}
 	narrow := &model.Route{Meta: model.Meta{ID: r2ID}, RouterID: rtID, Type: model.RouteNormal, PortID: rpID, Weight: 100,

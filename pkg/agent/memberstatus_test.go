@@ -10,6 +10,7 @@ import (
 	"github.com/nagare/nagare/pkg/datapath"
 	"github.com/nagare/nagare/pkg/datapath/netnstest"
 	"github.com/nagare/nagare/pkg/datapath/userspace"
+	"github.com/nagare/nagare/pkg/flow"
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/nsdb"
 	"github.com/nagare/nagare/pkg/nsdb/nsdbtest"
@@ -92,7 +93,7 @@ func TestMemberStatusMirror(t *testing.T) {
 
 	// A flow that read the member (a drop flow: no port needed).
 	var p packet.Parsed
-	spec := &datapath.FlowSpec{Key: p.FlowKey(0), Tags: []uint64{sim.ObjectTag(model.PoolMemberKind, m.ID)}}
+	spec := &datapath.FlowSpec{Key: flow.KeyOf(&p, 0), Tags: []uint64{sim.ObjectTag(model.PoolMemberKind, m.ID)}}
 	if err := dp.Install(spec); err != nil {
 		t.Fatal(err)
 	}

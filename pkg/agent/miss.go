@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/nagare/nagare/pkg/datapath"
+	"github.com/nagare/nagare/pkg/flow"
 	"github.com/nagare/nagare/pkg/flowstate"
 	"github.com/nagare/nagare/pkg/packet"
 	"github.com/nagare/nagare/pkg/sim"
@@ -17,8 +18,8 @@ type worker struct {
 	version uint64
 	sim     *sim.Simulator
 	res     *sim.Result
-	acts    []sim.Action
-	gacts   []sim.Action
+	acts    []flow.Action
+	gacts   []flow.Action
 	dhcpOut []byte
 	pkt     packet.Parsed
 	// stateBuf holds the flow-state packet a new connection pushes,
@@ -30,8 +31,8 @@ type worker struct {
 func (a *Agent) getWorker(v *view) *worker {
 	w, _ := a.workers.Get().(*worker)
 	if w == nil {
-		w = &worker{res: sim.NewResult(), acts: make([]sim.Action, 0, sim.MaxActions),
-			gacts: make([]sim.Action, 0, sim.MaxGeneratedActions), dhcpOut: make([]byte, 1024),
+		w = &worker{res: sim.NewResult(), acts: make([]flow.Action, 0, sim.MaxActions),
+			gacts: make([]flow.Action, 0, sim.MaxGeneratedActions), dhcpOut: make([]byte, 1024),
 			stateBuf:  make([]byte, 0, flowstate.WireHeaderLen+flowstate.MaxTxEntries*flowstate.MaxEntryWireLen),
 			stateTags: make([]uint64, 0, 2*flowstate.MaxTxEntries)}
 	}
@@ -70,7 +71,7 @@ func (a *Agent) miss(u *datapath.Upcall) {
 // simulate runs one walk and carries out its result. key is nil for a
 // re-simulated parked packet, which is sent but gets no flow (its later
 // packets will miss and install one).
-func (a *Agent) simulate(v *view, w *worker, inPort int32, portID string, pkt *packet.Parsed, frame []byte, key *packet.FlowKey, install bool) {
+func (a *Agent) simulate(v *view, w *worker, inPort int32, portID string, pkt *packet.Parsed, frame []byte, key *flow.Key, install bool) {
 	start := time.Now()
 	w.res.Reset()
 	w.sim.Simulate(&sim.Input{InPortID: portID, Pkt: pkt, Frame: frame, Now: start.UnixNano()}, w.res)
@@ -130,10 +131,10 @@ func lengthDependent(r sim.DropReason) bool {
 // translate rewrites the simulation's port references (topology indexes)
 // to this agent's datapath indexes. ok is false when an output names a port
 // that is bound here but not attached (its interface is gone).
-func translate(v *view, in []sim.Action, out []sim.Action) ([]sim.Action, bool) {
+func translate(v *view, in []flow.Action, out []flow.Action) ([]flow.Action, bool) {
 	ok := true
 	for _, act := range in {
-		if act.Type == sim.ActOutput {
+		if act.Type == flow.ActOutput {
 			idx, found := v.portToDP[act.PortID]
 			if !found {
 				ok = false
@@ -157,9 +158,9 @@ func (a *Agent) answerDHCP(v *view, w *worker, u *datapath.Upcall) bool {
 	if srv == nil {
 		return false
 	}
-	n, ok := srv.Handle(u.Frame, time.Now(), w.dhcpOut)
+	n, ok := srv.Handle(p, time.Now(), w.dhcpOut)
 	if ok {
-		out := [1]sim.Action{{Type: sim.ActOutput, Port: u.InPort, PortID: u.PortID}}
+		out := [1]flow.Action{{Type: flow.ActOutput, Port: u.InPort, PortID: u.PortID}}
 		_ = a.dp.Execute(-1, w.dhcpOut[:n], out[:])
 		a.met.dhcpReplies.Inc()
 	}

@@ -11,7 +11,6 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/nsdb"
 	"github.com/nagare/nagare/pkg/packet"
 	"github.com/nagare/nagare/pkg/sim"
@@ -57,7 +56,7 @@ func (n *neighbors) publish(l sim.Neighbor, at time.Time) {
 // (Unix milliseconds), so that every host expires it arpTTL after the
 // answer rather than after it heard of it, and the newest answer wins.
 func neighborValue(mac packet.MAC, at time.Time) string {
-	return fmt.Sprintf("%s %d", model.MAC(mac), at.UnixMilli())
+	return fmt.Sprintf("%s %d", mac, at.UnixMilli())
 }
 
 func parseNeighborValue(v string) (packet.MAC, time.Time, bool) {
@@ -65,12 +64,12 @@ func parseNeighborValue(v string) (packet.MAC, time.Time, bool) {
 	if len(f) != 2 {
 		return packet.MAC{}, time.Time{}, false
 	}
-	mac, err := model.ParseMAC(f[0])
+	mac, err := packet.ParseMAC(f[0])
 	ms, err2 := strconv.ParseInt(f[1], 10, 64)
 	if err != nil || err2 != nil || mac.IsZero() {
 		return packet.MAC{}, time.Time{}, false
 	}
-	return packet.MAC(mac), time.UnixMilli(ms), true
+	return mac, time.UnixMilli(ms), true
 }
 
 // run publishes local learning and applies every host's, until ctx ends.

@@ -12,7 +12,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/nagare/nagare/pkg/datapath"
-	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/nsdb"
 	"github.com/nagare/nagare/pkg/packet"
 	"github.com/nagare/nagare/pkg/sim"
@@ -25,12 +24,12 @@ type macKey struct {
 }
 
 func (k macKey) etcdKey() string {
-	return nsdb.LearnedMAC{BridgeID: k.bridge, VLAN: k.vlan, MAC: model.MAC(k.mac)}.Key()
+	return nsdb.LearnedMAC{BridgeID: k.bridge, VLAN: k.vlan, MAC: k.mac}.Key()
 }
 
 func parseMACKey(key string) (macKey, bool) {
 	m, ok := nsdb.ParseMACKey(key)
-	return macKey{m.BridgeID, m.VLAN, packet.MAC(m.MAC)}, ok
+	return macKey{m.BridgeID, m.VLAN, m.MAC}, ok
 }
 
 // macTable implements sim.MACTable. Lookups are lock-light map reads;
@@ -154,7 +153,7 @@ func (t *macTable) publish(ctx context.Context) {
 		case u := <-t.pub:
 			lease := clientv3.LeaseID(t.lease.Load())
 			if _, err := t.cli.Put(ctx, u.key.etcdKey(), u.port, clientv3.WithLease(lease)); err != nil && ctx.Err() == nil {
-				t.log.Warn("publish learned MAC", "bridge", u.key.bridge, "mac", model.MAC(u.key.mac), "err", err)
+				t.log.Warn("publish learned MAC", "bridge", u.key.bridge, "mac", u.key.mac, "err", err)
 			}
 		}
 	}

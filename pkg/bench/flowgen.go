@@ -10,6 +10,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nagare/nagare/pkg/packet"
 )
 
 // FlowGenConfig configures the new-flow generator: the baseline's udpgen
@@ -133,12 +135,12 @@ func RunFlowGen(ctx context.Context, cfg FlowGenConfig) (FlowGenResult, error) {
 func writeFlowFrame(f []byte, dmac, smac net.HardwareAddr, src, dst [4]byte) {
 	copy(f[0:6], dmac)
 	copy(f[6:12], smac)
-	binary.BigEndian.PutUint16(f[12:], 0x0800)
+	binary.BigEndian.PutUint16(f[12:], packet.EtherTypeIPv4)
 	ip := f[14:34]
 	ip[0], ip[1] = 0x45, 0
 	binary.BigEndian.PutUint16(ip[2:], 20+8+flowGenPayload)
 	ip[6], ip[7] = 0x40, 0 // don't fragment
-	ip[8], ip[9] = 64, 17  // TTL, UDP
+	ip[8], ip[9] = 64, packet.IPProtoUDP
 	copy(ip[12:16], src[:])
 	copy(ip[16:20], dst[:])
 	udp := f[34:42]

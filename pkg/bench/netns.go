@@ -8,9 +8,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nagare/nagare/pkg/netns"
 )
 
 // lab owns the network namespaces and processes of one benchmark run and
@@ -34,7 +33,8 @@ type lab struct {
 	closed bool
 }
 
-var stalePrefix = regexp.MustCompile(`^nbench(\d+)-`)
+// labPrefix starts every namespace name, followed by the run's PID.
+const labPrefix = "nbench"
 
 // newLab checks for root and the tools the lab drives, and deletes the
 // namespaces of earlier runs whose process is gone.
@@ -47,24 +47,17 @@ func newLab(logf func(string, ...any)) (*lab, error) {
 			return nil, fmt.Errorf("%s not found: install iproute2, util-linux and procps (scripts/setup.sh)", c)
 		}
 	}
-	l := &lab{prefix: fmt.Sprintf("nbench%d-", os.Getpid()), logf: logf}
+	l := &lab{prefix: fmt.Sprintf("%s%d-", labPrefix, os.Getpid()), logf: logf}
 	l.removeStale()
 	return l, nil
 }
 
 func (l *lab) removeStale() {
-	entries, _ := os.ReadDir("/run/netns")
-	for _, e := range entries {
-		m := stalePrefix.FindStringSubmatch(e.Name())
-		if m == nil {
-			continue
+	for _, name := range netns.Orphans(labPrefix) {
+		l.logf("removing namespace %s left by a run that died", name)
+		if err := netns.DeleteNamed(name); err != nil {
+			l.logf("%v", err)
 		}
-		pid, _ := strconv.Atoi(m[1])
-		if pid == os.Getpid() || unix.Kill(pid, 0) == nil {
-			continue
-		}
-		l.logf("removing namespace %s left by a run that died (pid %d)", e.Name(), pid)
-		_ = exec.Command("ip", "netns", "del", e.Name()).Run()
 	}
 }
 
@@ -78,13 +71,13 @@ func (l *lab) netns(name string) (string, error) {
 		return "", errors.New("lab closed")
 	}
 	l.mu.Unlock()
-	if err := run("ip", "netns", "add", ns); err != nil {
+	if _, err := netns.AddNamed(ns); err != nil {
 		return "", err
 	}
 	l.mu.Lock()
 	l.nss = append(l.nss, ns)
 	l.mu.Unlock()
-	return ns, l.ip(ns, "link", "set", "lo", "up")
+	return ns, nil
 }
 
 // ip runs `ip -n ns args...`.
@@ -161,39 +154,8 @@ func (l *lab) devStats(ns, dev string) (rx, tx uint64, err error) {
 	return rx, tx, err
 }
 
-// inNetns runs fn on a locked OS thread switched into ns, then switches the
-// thread back. If switching back fails the goroutine exits still locked and
-// the runtime discards the thread.
-func inNetns(ns string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer unix.Close(orig)
-		target, err := unix.Open(filepath.Join("/run/netns", ns), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- fmt.Errorf("namespace %s: %w", ns, err)
-			return
-		}
-		defer unix.Close(target)
-		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("enter namespace %s: %w", ns, err)
-			return
-		}
-		ferr := fn()
-		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
-			errc <- errors.Join(ferr, err)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
+// inNetns runs fn inside the lab namespace ns (netns.Do).
+func inNetns(ns string, fn func() error) error { return netns.DoPath(netns.Path(ns), fn) }
 
 // proc is a process the lab started. Its output is kept (the last 64 KiB)
 // for error messages.
@@ -332,7 +294,7 @@ func (l *lab) stopProcs(ps ...*proc) {
 // deleteNS deletes namespaces the lab made.
 func (l *lab) deleteNS(nss ...string) {
 	for _, ns := range nss {
-		if err := run("ip", "netns", "del", ns); err != nil {
+		if err := netns.DeleteNamed(ns); err != nil {
 			l.logf("cleanup: %v", err)
 		}
 		l.mu.Lock()
@@ -361,7 +323,7 @@ func (l *lab) Close() {
 		procs[i].stop()
 	}
 	for i := len(nss) - 1; i >= 0; i-- {
-		if err := run("ip", "netns", "del", nss[i]); err != nil {
+		if err := netns.DeleteNamed(nss[i]); err != nil {
 			l.logf("cleanup: %v", err)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nagare/nagare/pkg/flow"
 	"github.com/nagare/nagare/pkg/packet"
 )
 
@@ -157,7 +158,7 @@ func TestFlowGenSendsANewFlowPerFrame(t *testing.T) {
 func TestFlowFramesAreValidAndDistinct(t *testing.T) {
 	f := make([]byte, flowGenLen)
 	writeFlowFrame(f, net.HardwareAddr{2, 0, 0, 0, 0, 2}, net.HardwareAddr{2, 0, 0, 0, 0, 1}, [4]byte{10, 1, 0, 1}, [4]byte{10, 1, 0, 2})
-	seen := map[packet.FlowKey]uint64{}
+	seen := map[flow.Key]uint64{}
 	for _, n := range []uint64{0, 1, 2, flowGenPorts - 1, flowGenPorts, flowGenPorts + 1, 5 * flowGenPorts, uint64(len(flowGenHosts))*flowGenPorts - 1} {
 		setFlow(f, n)
 		var p packet.Parsed
@@ -171,7 +172,7 @@ func TestFlowFramesAreValidAndDistinct(t *testing.T) {
 		if a := p.SrcIP.As4(); a[0] != 10 || a[1] != 1 || a[2] != 0 {
 			t.Errorf("flow %d: source %s left 10.1.0.0/24", n, p.SrcIP)
 		}
-		k := p.FlowKey(1)
+		k := flow.KeyOf(&p, 1)
 		if prev, dup := seen[k]; dup {
 			t.Errorf("flows %d and %d have the same key", prev, n)
 		}

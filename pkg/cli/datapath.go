@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/nagare/nagare/pkg/agentstatus"
 )
 
 // A host's datapath as its agent reports it every two seconds: what
@@ -28,56 +30,8 @@ var hostViews = []View{
 		Doc: "the datapath's flows, one per line, up to 100 (host host0 list flow)"},
 }
 
-// datapathStatus is the agent's report (nsdb.DatapathStatus); the CLI
-// reads it from the API and keeps its own copy of the shape.
-type datapathStatus struct {
-	Datapath         string            `json:"datapath"`
-	HostID           string            `json:"host_id"`
-	HostName         string            `json:"host_name"`
-	Flows            int               `json:"flows"`
-	Hits             uint64            `json:"hits"`
-	Misses           uint64            `json:"misses"`
-	Lost             uint64            `json:"lost"`
-	FlowsInstalled   uint64            `json:"flows_installed"`
-	FlowsExpired     uint64            `json:"flows_expired"`
-	FlowsInvalidated uint64            `json:"flows_invalidated"`
-	VXLAN            tunnelCounters    `json:"vxlan"`
-	GRE              tunnelCounters    `json:"gre"`
-	Drops            map[string]uint64 `json:"drops"`
-	Ports            []struct {
-		PortID    string `json:"port_id"`
-		Index     int32  `json:"index"`
-		Interface string `json:"interface"`
-		RxPackets uint64 `json:"rx_packets"`
-		TxPackets uint64 `json:"tx_packets"`
-		RxDropped uint64 `json:"rx_dropped"`
-		TxDropped uint64 `json:"tx_dropped"`
-	} `json:"ports"`
-	FlowDump  []string `json:"flow_dump"`
-	FlowState *struct {
-		Entries         int    `json:"entries"`
-		Zones           int    `json:"zones"`
-		MaxEntries      int    `json:"max_entries"`
-		MaxPerZone      int    `json:"max_per_zone"`
-		RefusedFull     uint64 `json:"refused_full"`
-		RefusedZoneFull uint64 `json:"refused_zone_full"`
-		RefusedExists   uint64 `json:"refused_exists"`
-		PortsInUse      int    `json:"nat_ports_in_use"`
-		BlocksLeased    int    `json:"nat_blocks_leased"`
-		PortsExhausted  uint64 `json:"nat_ports_exhausted"`
-		StateSent       uint64 `json:"state_packets_sent"`
-		StateReceived   uint64 `json:"state_packets_received"`
-		StateMalformed  uint64 `json:"state_packets_malformed"`
-	} `json:"flow_state"`
-}
-
-type tunnelCounters struct {
-	RxPackets uint64 `json:"rx_packets"`
-	TxPackets uint64 `json:"tx_packets"`
-}
-
-func decodeStatus(body []byte) (*datapathStatus, error) {
-	var st datapathStatus
+func decodeStatus(body []byte) (*agentstatus.Datapath, error) {
+	var st agentstatus.Datapath
 	if err := json.Unmarshal(body, &st); err != nil {
 		return nil, fmt.Errorf("the datapath status is not what an agent publishes: %w", err)
 	}

@@ -5,13 +5,13 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/nagare/nagare/pkg/nsdb"
+	"github.com/nagare/nagare/pkg/agentstatus"
 )
 
 // The agent's flow-state table gets a line of `show datapath`, after the
 // tunnels, when the agent reports one.
 func TestDatapathFlowStateLine(t *testing.T) {
-	st := &nsdb.DatapathStatus{HostName: "hv1", Datapath: "userspace", FlowState: &nsdb.FlowStateStatus{
+	st := &agentstatus.Datapath{HostName: "hv1", Datapath: "userspace", FlowState: &agentstatus.FlowState{
 		Entries: 104, Zones: 2, MaxEntries: 400, MaxPerZone: 100, RefusedZoneFull: 632, RefusedExists: 1,
 		PortsInUse: 3, BlocksLeased: 1, StateSent: 12, StateReceived: 7, StateMalformed: 2}}
 	body, err := json.Marshal(st)

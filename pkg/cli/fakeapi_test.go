@@ -12,9 +12,9 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/nagare/nagare/pkg/agentstatus"
 	"github.com/nagare/nagare/pkg/api/native"
 	"github.com/nagare/nagare/pkg/model"
-	"github.com/nagare/nagare/pkg/nsdb"
 )
 
 // fakeAPI is a working in-memory implementation of the native REST API
@@ -341,7 +341,7 @@ func (f *fakeAPI) unbind(r *http.Request, _ []byte) (int, any, error) {
 }
 
 // SetStatus publishes a datapath status for a host, as its agent would.
-func (f *fakeAPI) SetStatus(hostID string, st *nsdb.DatapathStatus) {
+func (f *fakeAPI) SetStatus(hostID string, st *agentstatus.Datapath) {
 	b, err := json.Marshal(st)
 	if err != nil {
 		panic(err)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/nagare/nagare/pkg/agentstatus"
 )
 
 // A router's NAT bindings on every live host, as their agents publish
@@ -25,24 +27,11 @@ var routerViews = []View{
 		Doc: "the router's NAT translations on every live host (router router0 list nat; show ip nat translations [router router0])"},
 }
 
-// natRecord is one binding of the API's answer (nsdb.NATTranslation);
-// the CLI keeps its own copy of the shape.
-type natRecord struct {
-	Type          string `json:"type"`
-	Protocol      string `json:"protocol"`
-	InsideGlobal  string `json:"inside_global"`
-	InsideLocal   string `json:"inside_local"`
-	OutsideLocal  string `json:"outside_local"`
-	OutsideGlobal string `json:"outside_global"`
-	State         string `json:"state"`
-	TTL           int64  `json:"ttl_seconds"`
-	HostID        string `json:"host_id"`
-}
-
+// natAnswer is the API's answer (api/native.NATTranslations).
 type natAnswer struct {
-	RouterID     string      `json:"router_id"`
-	Truncated    int         `json:"truncated"`
-	Translations []natRecord `json:"translations"`
+	RouterID     string                       `json:"router_id"`
+	Truncated    int                          `json:"truncated"`
+	Translations []agentstatus.NATTranslation `json:"translations"`
 }
 
 var natHeader = []string{"Pro", "Inside global", "Inside local", "Outside local", "Outside global", "State", "TTL", "Host"}
@@ -127,4 +116,33 @@ func (e *Engine) natAll(s *session, c *Command) error {
 		return e.printJSON(js)
 	}
 	return e.printLines(s, lines)
+}
+
+// showIPNAT parses Cisco's `show ip nat translations [router OBJ]` (after
+// "show"): the router's NAT view, or every router's when none is named.
+func (p *parser) showIPNAT() (*Command, error) {
+	p.i++ // "ip"
+	for _, w := range []string{"nat", "translations"} {
+		if p.eof(w) {
+			return nil, ErrIncomplete
+		}
+		if p.words[p.i] != w {
+			return nil, p.syntax(p.i, "show ip nat translations [router ROUTER]")
+		}
+		p.i++
+	}
+	router := rowsByName["router"]
+	c := &Command{Verb: VerbShow, View: router.view("nat")}
+	if p.eof(router.Word) {
+		return c, nil
+	}
+	if p.words[p.i] != router.Word {
+		return nil, p.syntax(p.i, "show ip nat translations [router ROUTER]")
+	}
+	path, err := p.pathFrom(nil, nil, modeValue)
+	if err != nil {
+		return nil, err
+	}
+	c.Path = path
+	return p.end(c)
 }

@@ -75,7 +75,7 @@ func dumpAssigns(as []Assign) string {
 }
 
 func TestParse(t *testing.T) {
-	for _, tc := range []struct{ line, want string }{
+	checkParses(t, []parseCase{
 		// The brief's session.
 		{"create tunnel-zone name vxlan-tz type vxlan", `create row=tunnel-zone a=[name="vxlan-tz" type="vxlan"]`},
 		{"list tunnel-zone", "list row=tunnel-zone"},
@@ -177,7 +177,15 @@ func TestParse(t *testing.T) {
 		{"tunnel-zone tzone0 member host host host0 delete", "delete path=tunnel-zone:tzone0/tunnel-zone-member{host=@[host:host0]}"},
 		{"host host0 delete binding interface tap0", `delete path=host:host0/binding{interface="tap0"}`},
 		{"", "<nil>"},
-	} {
+	})
+}
+
+type parseCase struct{ line, want string }
+
+// checkParses parses each line and compares the command's dump.
+func checkParses(t *testing.T, cases []parseCase) {
+	t.Helper()
+	for _, tc := range cases {
 		words, err := shlex.Split(tc.line)
 		if err != nil {
 			t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/nagare/nagare/pkg/model"
+	"github.com/nagare/nagare/pkg/packet"
 )
 
 // trace asks the server what the simulation does with a described packet
@@ -30,7 +31,7 @@ var traceRow = func() *Row {
 		return &model.Field{JSON: json, CLI: cli, Type: t, Doc: doc}
 	}
 	u16, u8 := reflect.TypeFor[uint16](), reflect.TypeFor[uint8]()
-	addr, mac, flag := reflect.TypeFor[netip.Addr](), reflect.TypeFor[model.MAC](), reflect.TypeFor[bool]()
+	addr, mac, flag := reflect.TypeFor[netip.Addr](), reflect.TypeFor[packet.MAC](), reflect.TypeFor[bool]()
 	port := ref("in_port_id", "port", model.PortKind.Name, "the port the packet enters by")
 	port.Required = true
 	src := val("src", "src", addr, "the packet's source address")

@@ -12,13 +12,13 @@ import (
 
 	"github.com/google/shlex"
 
+	"github.com/nagare/nagare/pkg/agentstatus"
 	"github.com/nagare/nagare/pkg/api/native"
 	"github.com/nagare/nagare/pkg/model"
-	"github.com/nagare/nagare/pkg/nsdb"
 )
 
 func TestParseTraceAndViews(t *testing.T) {
-	for _, tc := range []struct{ line, want string }{
+	checkParses(t, []parseCase{
 		{"trace port bridge0:port1 src 10.0.1.11 dst 10.0.2.12 proto tcp dst-port 22",
 			`trace row=trace a=[port=@bridge0:port1 src="10.0.1.11" dst="10.0.2.12" proto="tcp" dst-port=22]`},
 		{"trace in-port router0:port0 dst 10.0.2.12 src 10.0.1.11",
@@ -47,20 +47,7 @@ func TestParseTraceAndViews(t *testing.T) {
 		{"host host0 show name", "show path=host:host0 f=[name]"},
 		{"host host0 list binding", "list path=host:host0 row=binding"},
 		{"host host0 list", "show path=host:host0"},
-	} {
-		words, err := shlex.Split(tc.line)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := Parse(words)
-		if err != nil {
-			t.Errorf("%s: %v", tc.line, err)
-			continue
-		}
-		if got := dump(c); got != tc.want {
-			t.Errorf("%s:\n got %s\nwant %s", tc.line, got, tc.want)
-		}
-	}
+	})
 }
 
 func TestParseTraceErrors(t *testing.T) {
@@ -242,12 +229,12 @@ func TestDatapathView(t *testing.T) {
 		t.Fatalf("no agent: %v", err)
 	}
 
-	fake.SetStatus(h, &nsdb.DatapathStatus{
+	fake.SetStatus(h, &agentstatus.Datapath{
 		HostID: h, HostName: "carlsberg", Datapath: "userspace", Flows: 12, Hits: 5120, Misses: 14,
 		FlowsInstalled: 40, FlowsExpired: 28, FlowsInvalidated: 1,
-		VXLAN: nsdb.TunnelCounters{RxPackets: 2600, TxPackets: 2590},
+		VXLAN: agentstatus.Tunnel{RxPackets: 2600, TxPackets: 2590},
 		Drops: map[string]uint64{"tunnel-unknown-key": 1, "malformed-truncated": 3, "port-gone": 0},
-		Ports: []nsdb.DatapathPort{
+		Ports: []agentstatus.Port{
 			{PortID: p1, Index: 1, Interface: "tap-vm2", RxPackets: 5, TxPackets: 6, RxDropped: 1},
 			{PortID: p0, Index: 0, Interface: "tap-vm1", RxPackets: 2612, TxPackets: 2598},
 		},
@@ -289,7 +276,7 @@ func TestDatapathView(t *testing.T) {
 	if err := e.Run(ctx, "host host0 show datapath"); err != nil {
 		t.Fatal(err)
 	}
-	var st nsdb.DatapathStatus
+	var st agentstatus.Datapath
 	if err := json.Unmarshal([]byte(out.String()), &st); err != nil || st.Hits != 5120 || len(st.Ports) != 2 || st.HostID != h {
 		t.Errorf("-o json: %v\n%s", err, out)
 	}
@@ -308,7 +295,7 @@ func TestDatapathView(t *testing.T) {
 func TestDatapathViewEmpty(t *testing.T) {
 	e, fake, out := newTestEngine(t)
 	hosts, _ := fake.List(model.HostKind, "", "")
-	fake.SetStatus(hosts[0].GetMeta().ID, &nsdb.DatapathStatus{HostID: hosts[0].GetMeta().ID, Datapath: "userspace"})
+	fake.SetStatus(hosts[0].GetMeta().ID, &agentstatus.Datapath{HostID: hosts[0].GetMeta().ID, Datapath: "userspace"})
 	runSession(t, e, out, []step{
 		{"host host0 show datapath", "datapath userspace host host0 flows 0 hits 0 misses 0 lost 0 installed 0 expired 0 invalidated 0\n" +
 			"tunnel vxlan rx 0 tx 0\ntunnel gre rx 0 tx 0"},

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/nagare/nagare/pkg/model"
+	"github.com/nagare/nagare/pkg/packet"
 )
 
 var (
@@ -131,7 +132,7 @@ func typeWord(f *model.Field, t reflect.Type) string {
 		return "an IP address"
 	case prefixType:
 		return "a prefix like 10.0.0.0/24 (a bare address means /32)"
-	case reflect.TypeFor[model.MAC]():
+	case reflect.TypeFor[packet.MAC]():
 		return "a MAC address like 02:00:00:00:00:05"
 	case reflect.TypeFor[model.PortRange]():
 		return "a port or range like 80 or 1000-2000"

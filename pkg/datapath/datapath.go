@@ -7,9 +7,9 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/nagare/nagare/pkg/flow"
 	"github.com/nagare/nagare/pkg/flowstate"
 	"github.com/nagare/nagare/pkg/packet"
-	"github.com/nagare/nagare/pkg/sim"
 )
 
 // Datapath is a fast path for one host: a set of bound ports, the tunnel
@@ -63,7 +63,7 @@ type Datapath interface {
 	// reports actions that name unattached ports or a frame that could not
 	// be sent; drops that a flow would also suffer (TTL expired, a pop
 	// without a tag) are counted in Stats and are not errors.
-	Execute(inPort int32, frame []byte, actions []sim.Action) error
+	Execute(inPort int32, frame []byte, actions []flow.Action) error
 
 	// Run starts the receivers of every attached port and tunnel socket
 	// and the flow expiry, calls h for every miss, and blocks until ctx
@@ -90,17 +90,13 @@ type Datapath interface {
 	// SendState sends a flow-state packet (MidoNet's model: connection
 	// tracking and NAT entries pushed ahead of a connection's first
 	// packet) to peer, a tunnel-zone peer, over the tunnel with the
-	// reserved key StateTunnelKey: VXLAN if enabled, else GRE. payload is
+	// reserved key packet.StateTunnelKey: VXLAN if enabled, else GRE. payload is
 	// opaque to the datapath and not retained; it is sent before
 	// SendState returns, on the same socket as data packets, so a state
 	// packet sent before a data packet to the same peer is not overtaken
 	// by it in the sender.
 	SendState(peer netip.Addr, payload []byte) error
 }
-
-// StateTunnelKey is the tunnel key (VNI, GRE key) of flow-state packets,
-// reserved as in MidoNet: no port has it (the NSDB never assigns it).
-const StateTunnelKey = 1<<24 - 1
 
 // StateHandler receives flow-state packets. A MissHandler passed to Run
 // that also implements StateHandler gets the payloads of the state packets
@@ -128,7 +124,7 @@ type PortConfig struct {
 	PortID string
 	// Index is the port's index in the simulator's Topology. It is the
 	// FlowKey.InPort of frames entering by the port and the Port of
-	// sim.Actions that output to it.
+	// flow.Actions that output to it.
 	Index int32
 	// Interface is the host interface name, in the datapath's network
 	// namespace. It must already exist.
@@ -230,10 +226,10 @@ type Config struct {
 // FlowSpec is a flow to install.
 type FlowSpec struct {
 	// Key is the exact match, with Key.InPort the Index of the ingress
-	// port (Parsed.FlowKey(uint32(index))).
-	Key packet.FlowKey
+	// port (flow.KeyOf(pkt, uint32(index))).
+	Key flow.Key
 	// Actions apply in order. No output or encapsulation means drop.
-	Actions []sim.Action
+	Actions []flow.Action
 	// Tags are the tags of every object the simulation read.
 	Tags []uint64
 	// Class picks the idle timeout.
@@ -260,8 +256,8 @@ type Upcall struct {
 	// Pkt is Frame decoded; Pkt.Drop is always DropNone (malformed frames
 	// are dropped and counted before they get here).
 	Pkt *packet.Parsed
-	// Key is Pkt.FlowKey(InPort).
-	Key packet.FlowKey
+	// Key is flow.KeyOf(Pkt, InPort).
+	Key flow.Key
 }
 
 // MissHandler receives packets that missed the flow table.

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nagare/nagare/pkg/flow"
 	"github.com/nagare/nagare/pkg/packet"
-	"github.com/nagare/nagare/pkg/sim"
 )
 
 func TestFlowConfigDefaults(t *testing.T) {
@@ -24,10 +24,10 @@ func TestDropLabels(t *testing.T) {
 }
 
 func TestFormatActions(t *testing.T) {
-	got := FormatActions([]sim.Action{
-		{Type: sim.ActSetEthDst, MAC: packet.MAC{2, 0, 0, 0, 0, 1}},
-		{Type: sim.ActDecTTL, Count: 1},
-		{Type: sim.ActEncap, Tunnel: packet.TunnelVXLAN, Underlay: netip.MustParseAddr("10.0.0.2"), TunnelKey: 7},
+	got := FormatActions([]flow.Action{
+		{Type: flow.ActSetEthDst, MAC: packet.MAC{2, 0, 0, 0, 0, 1}},
+		{Type: flow.ActDecTTL, Count: 1},
+		{Type: flow.ActEncap, Tunnel: packet.TunnelVXLAN, Underlay: netip.MustParseAddr("10.0.0.2"), TunnelKey: 7},
 	})
 	want := "set-eth-dst(02:00:00:00:00:01),dec-ttl(1),encap(vxlan 10.0.0.2 key 7)"
 	if got != want {
@@ -36,7 +36,7 @@ func TestFormatActions(t *testing.T) {
 	if FormatActions(nil) != "drop" {
 		t.Error("no actions should read as drop")
 	}
-	k := packet.FlowKey{InPort: 3, EtherType: 0x0800, SrcIP: netip.MustParseAddr("::ffff:10.0.0.1").As16(), DstIP: netip.MustParseAddr("::ffff:10.0.0.2").As16()}
+	k := flow.Key{InPort: 3, EtherType: 0x0800, SrcIP: netip.MustParseAddr("::ffff:10.0.0.1").As16(), DstIP: netip.MustParseAddr("::ffff:10.0.0.2").As16()}
 	if s := FormatKey(&k); !strings.Contains(s, "10.0.0.1>10.0.0.2") {
 		t.Errorf("FormatKey = %q", s)
 	}

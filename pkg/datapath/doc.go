@@ -7,8 +7,8 @@
 //
 // # The contract in one paragraph
 //
-// A frame entering a bound port is parsed into a [packet.FlowKey] and looked
-// up in an exact-match flow table. A hit applies the flow's [sim.Action]s
+// A frame entering a bound port is parsed into a [flow.Key] and looked
+// up in an exact-match flow table. A hit applies the flow's [flow.Action]s
 // (header rewrites, TTL, VLAN push/pop, output to a local port, or
 // encapsulation to a remote host with the egress port's tunnel key) without
 // the agent seeing the packet. A miss is handed to the agent's [MissHandler],

@@ -6,9 +6,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nagare/nagare/pkg/flow"
 	"github.com/nagare/nagare/pkg/flowstate"
 	"github.com/nagare/nagare/pkg/packet"
-	"github.com/nagare/nagare/pkg/sim"
 )
 
 // Drop reasons, the keys of Stats.Drops. They are metrics labels: stable,
@@ -55,7 +55,7 @@ const (
 	DropTunnelDisabled = "tunnel-disabled"
 	// DropTunnelTxError: the kernel refused to send a tunnel packet.
 	DropTunnelTxError = "tunnel-tx-error"
-	// DropTunnelStateUnhandled: a flow-state packet (StateTunnelKey)
+	// DropTunnelStateUnhandled: a flow-state packet (packet.StateTunnelKey)
 	// arrived and no StateHandler takes them, or it was empty.
 	DropTunnelStateUnhandled = "tunnel-state-unhandled"
 )
@@ -131,18 +131,18 @@ type TunnelStats struct {
 	TxPackets, TxBytes uint64
 	// TxErrors counts packets the kernel refused to send.
 	TxErrors uint64
-	// StateRx and StateTx count flow-state packets (StateTunnelKey),
+	// StateRx and StateTx count flow-state packets (packet.StateTunnelKey),
 	// which are not in the counts above.
 	StateRx, StateTx uint64
 }
 
 // FlowInfo describes one installed flow, for dumps and metrics.
 type FlowInfo struct {
-	Key packet.FlowKey
+	Key flow.Key
 	// InPortID is the PortID of the port Key.InPort names.
 	InPortID string
 	// Actions and Tags are as installed; read-only.
-	Actions []sim.Action
+	Actions []flow.Action
 	Tags    []uint64
 	Class   FlowClass
 	MTU     int
@@ -167,11 +167,11 @@ func (f *FlowInfo) String() string {
 }
 
 // FormatKey formats the fields of a flow key an operator reads.
-func FormatKey(k *packet.FlowKey) string {
+func FormatKey(k *flow.Key) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "eth(%s>%s", k.EthSrc, k.EthDst)
 	for _, v := range k.VLAN {
-		if v&packet.VLANPresent != 0 {
+		if v&flow.VLANPresent != 0 {
 			fmt.Fprintf(&b, " vlan %d", v&0x0fff)
 		}
 	}
@@ -188,7 +188,7 @@ func FormatKey(k *packet.FlowKey) string {
 
 // FormatActions formats an action list as "set-eth-dst(...),output(3:tap1)";
 // an empty list is "drop".
-func FormatActions(acts []sim.Action) string {
+func FormatActions(acts []flow.Action) string {
 	if len(acts) == 0 {
 		return "drop"
 	}
@@ -200,21 +200,21 @@ func FormatActions(acts []sim.Action) string {
 		}
 		b.WriteString(a.Type.String())
 		switch a.Type {
-		case sim.ActSetEthSrc, sim.ActSetEthDst:
+		case flow.ActSetEthSrc, flow.ActSetEthDst:
 			fmt.Fprintf(&b, "(%s)", a.MAC)
-		case sim.ActPushVLAN:
+		case flow.ActPushVLAN:
 			fmt.Fprintf(&b, "(%d)", a.VLAN)
-		case sim.ActDecTTL:
+		case flow.ActDecTTL:
 			fmt.Fprintf(&b, "(%d)", a.Count)
-		case sim.ActOutput:
+		case flow.ActOutput:
 			fmt.Fprintf(&b, "(%d:%s)", a.Port, a.Interface)
-		case sim.ActEncap:
+		case flow.ActEncap:
 			fmt.Fprintf(&b, "(%s %s key %d)", a.Tunnel, a.Underlay, a.TunnelKey)
-		case sim.ActSetIPSrc, sim.ActSetIPDst:
+		case flow.ActSetIPSrc, flow.ActSetIPDst:
 			fmt.Fprintf(&b, "(%s)", a.Addr)
-		case sim.ActSetL4Src, sim.ActSetL4Dst, sim.ActSetICMPID:
+		case flow.ActSetL4Src, flow.ActSetL4Dst, flow.ActSetICMPID:
 			fmt.Fprintf(&b, "(%d)", a.L4Port)
-		case sim.ActInnerSrc, sim.ActInnerDst:
+		case flow.ActInnerSrc, flow.ActInnerDst:
 			fmt.Fprintf(&b, "(%s)", netip.AddrPortFrom(a.Addr, a.L4Port))
 		}
 	}

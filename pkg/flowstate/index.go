@@ -49,6 +49,17 @@ func (t *Table) find(k *Key, h uint32) int {
 	}
 }
 
+// locate returns the entry k is a key of, and whether k is its reverse
+// (reply) key; ok is false when k is in no entry.
+func (t *Table) locate(k *Key, h uint32) (i int32, reply, ok bool) {
+	s := t.find(k, h)
+	if s < 0 {
+		return -1, false, false
+	}
+	r := slotRef(t.idx[s])
+	return int32(r >> 1), r&1 == 1, true
+}
+
 // place stores a slot for a key known to be absent, growing the index
 // first if it is getting full.
 func (t *Table) place(h uint32, ei int32, rev bool) {

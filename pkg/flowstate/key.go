@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 
+	"github.com/nagare/nagare/internal/splitmix"
 	"github.com/nagare/nagare/pkg/packet"
 )
 
@@ -52,7 +53,7 @@ const (
 // ICMP echo carries the identifier in both port fields and its
 // orientation in Echo; protocols without ports have zero ports.
 //
-// Like packet.FlowKey, the struct holds no pointer and no padding (every
+// Like flow.Key, the struct holds no pointer and no padding (every
 // byte is a named field), so a Key hashes and compares as one block of
 // memory and a table of them is never scanned by the garbage collector.
 // key_test.go checks both.
@@ -108,21 +109,11 @@ func (k Key) Reverse() Key {
 func (k Key) Tag() uint64 {
 	h := uint64(0x636f6e6e2d6b6579) // "conn-key"
 	for i := 0; i < 16; i += 8 {
-		h = mix64(h ^ binary.LittleEndian.Uint64(k.Src[i:]))
-		h = mix64(h ^ binary.LittleEndian.Uint64(k.Dst[i:]))
+		h = splitmix.Mix64(h ^ binary.LittleEndian.Uint64(k.Src[i:]))
+		h = splitmix.Mix64(h ^ binary.LittleEndian.Uint64(k.Dst[i:]))
 	}
-	h = mix64(h ^ k.Zone)
-	return mix64(h ^ uint64(k.SrcPort)<<48 ^ uint64(k.DstPort)<<32 ^ uint64(k.Proto)<<24 ^ uint64(k.Type)<<16 ^ uint64(k.Echo)<<8 ^ uint64(k.Family))
-}
-
-// mix64 is the splitmix64 finalizer.
-func mix64(x uint64) uint64 {
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	x ^= x >> 31
-	return x
+	h = splitmix.Mix64(h ^ k.Zone)
+	return splitmix.Mix64(h ^ uint64(k.SrcPort)<<48 ^ uint64(k.DstPort)<<32 ^ uint64(k.Proto)<<24 ^ uint64(k.Type)<<16 ^ uint64(k.Echo)<<8 ^ uint64(k.Family))
 }
 
 // String renders the key for traces: "conn 10.0.0.5:40000>192.0.2.9:80/6 zone 3f2a...".

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/nagare/nagare/internal/splitmix"
 	"github.com/nagare/nagare/pkg/packet"
 )
 
@@ -192,7 +193,7 @@ func (t *Table) AllocSNAT(tx *Tx, device string, fwd *Key, targets []Target, fla
 	if tx.n == MaxTxEntries {
 		return Entry{}, ErrTxFull
 	}
-	h := mix64(fwd.Tag())
+	h := splitmix.Mix64(fwd.Tag())
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	total := uint64(0)
@@ -400,17 +401,11 @@ func Pick(targets []Target, family uint8, h uint64) (netip.Addr, uint16, bool) {
 // port, since the pool started empty). The entry then owns the port, so
 // that its removal returns it, and the caller picks another one.
 func (t *Table) adopt(rev *Key, now int64) bool {
-	s := t.find(rev, t.hash(rev))
-	if s < 0 {
+	i, _, ok := t.locate(rev, t.hash(rev))
+	if !ok || t.expired(i, now) {
 		return false
 	}
-	i := int32(slotRef(t.idx[s]) >> 1)
 	x := t.ent(i)
-	if x.expires <= now {
-		t.retire(i, now)
-		t.stats.Expired++
-		return false
-	}
 	if x.fwd.Type == KeyFwdSNAT {
 		x.flags |= fOwnsPort
 	}

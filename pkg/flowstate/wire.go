@@ -7,7 +7,7 @@ import (
 )
 
 // The wire form of entries: what an agent pushes to its peers in flow-state
-// packets (MidoNet's model, tunnel key StateTunnelKey) and what it saves
+// packets (MidoNet's model, tunnel key packet.StateTunnelKey) and what it saves
 // across restarts. It is compact and explicit, never a Go encoding: peers
 // may run different builds, and a packet from the network is untrusted.
 //

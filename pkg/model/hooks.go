@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
+
+	"github.com/nagare/nagare/pkg/packet"
 )
 
 // Tx is the view of the store that write rules run in. Reads are recorded and
@@ -199,9 +201,8 @@ func freeTunnelKey(tx Tx) (uint32, error) {
 	var b [4]byte
 	for range 64 {
 		_, _ = rand.Read(b[:])
-		// 0 means "none"; 0xFFFFFF is reserved for flow-state packets (MidoNet's convention).
-		key := binary.LittleEndian.Uint32(b[:]) & 0xFFFFFF
-		if key == 0 || key == 0xFFFFFF {
+		key := binary.LittleEndian.Uint32(b[:]) & packet.MaxTunnelKey
+		if key == 0 || key == packet.StateTunnelKey {
 			continue
 		}
 		owner, err := tx.UniqueOwner(PortKind, f, "", strconv.FormatUint(uint64(key), 10))

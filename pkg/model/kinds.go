@@ -2,6 +2,8 @@ package model
 
 import (
 	"net/netip"
+
+	"github.com/nagare/nagare/pkg/packet"
 )
 
 // The registry, in dependency order (a kind is declared after the kinds it references
@@ -201,7 +203,7 @@ func checkRule(o Object) error {
 	if r.NDTarget.IsValid() && !r.NDTarget.Addr().Is6() {
 		return fieldErr("nd_target", "%s is not IPv6; neighbor discovery targets are IPv6 addresses", r.NDTarget)
 	}
-	if r.Proto != 6 && r.Proto != 17 && r.Proto != 1 && r.Proto != 58 && r.Proto != 132 &&
+	if r.Proto != packet.IPProtoTCP && r.Proto != packet.IPProtoUDP && r.Proto != packet.IPProtoICMPv4 && r.Proto != packet.IPProtoICMPv6 && r.Proto != packet.IPProtoSCTP &&
 		(!r.SrcPort.IsZero() || !r.DstPort.IsZero()) {
 		return fieldErr("proto", "ports can only be matched with proto 6 (tcp), 17 (udp), 132 (sctp) or 1/58 (icmp type/code)")
 	}

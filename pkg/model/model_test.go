@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/nagare/nagare/pkg/packet"
 )
 
 const (
@@ -212,13 +214,13 @@ func TestValueTextRoundTrip(t *testing.T) {
 		}
 	}
 	for _, s := range []string{"02:00:00:00:00:05", "ff:ff:ff:ff:ff:ff"} {
-		m, err := ParseMAC(s)
+		m, err := packet.ParseMAC(s)
 		if err != nil || m.String() != s {
 			t.Errorf("MAC %s: %v %s", s, err, m)
 		}
 	}
 	for _, s := range []string{"02:00:00:00:00", "02:00:00:00:00:0g", "0200.0000.0005"} {
-		if _, err := ParseMAC(s); err == nil {
+		if _, err := packet.ParseMAC(s); err == nil {
 			t.Errorf("MAC %q accepted", s)
 		}
 	}

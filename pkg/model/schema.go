@@ -34,6 +34,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/nagare/nagare/pkg/packet"
 )
 
 // RefPolicy says what happens to a referrer when its target is deleted.
@@ -361,7 +363,7 @@ func typeWord(t reflect.Type) string {
 		return "an IP address"
 	case reflect.TypeOf(netip.Prefix{}):
 		return "a CIDR prefix"
-	case reflect.TypeOf(MAC{}):
+	case reflect.TypeOf(packet.MAC{}):
 		return "a MAC address"
 	}
 	switch t.Kind() {

@@ -1,6 +1,10 @@
 package model
 
-import "net/netip"
+import (
+	"net/netip"
+
+	"github.com/nagare/nagare/pkg/packet"
+)
 
 // The native topology. Struct tags are the schema: `json` names the API
 // field, `nagare` carries the rest (see schema.go for the tag grammar). The
@@ -99,7 +103,7 @@ type Port struct {
 	InboundFilterID  string       `json:"inbound_filter_id,omitempty" nagare:"cli=infilter,ref=chain,ondelete=restrict"`
 	OutboundFilterID string       `json:"outbound_filter_id,omitempty" nagare:"cli=outfilter,ref=chain,ondelete=restrict"`
 	VLAN             uint16       `json:"vlan,omitempty" nagare:"cli=vlan,max=4094,doc=802.1Q VLAN of a bridge port (0 = untagged)"`
-	MAC              MAC          `json:"mac,omitzero" nagare:"cli=mac,doc=router ports get a random locally administered MAC when unset"`
+	MAC              packet.MAC   `json:"mac,omitzero" nagare:"cli=mac,doc=router ports get a random locally administered MAC when unset"`
 	Address          netip.Addr   `json:"address,omitzero" nagare:"cli=address,doc=router port address"`
 	Network          netip.Prefix `json:"network,omitzero" nagare:"cli=net,doc=router port subnet; must contain address"`
 	PeerID           string       `json:"peer_id,omitempty" nagare:"cli=peer,ref=port,ondelete=nullify,doc=interior link; kept symmetric by the server"`
@@ -196,9 +200,9 @@ type Condition struct {
 	InvIPAddrGroupDst bool         `json:"inv_ip_addr_group_dst,omitempty" nagare:"nocli"`
 	EtherType         uint16       `json:"ethertype,omitempty" nagare:"cli=ethertype,inv=inv_ethertype"`
 	InvEtherType      bool         `json:"inv_ethertype,omitempty" nagare:"nocli"`
-	SrcMAC            MAC          `json:"src_mac,omitzero" nagare:"cli=src-mac,inv=inv_src_mac"`
+	SrcMAC            packet.MAC   `json:"src_mac,omitzero" nagare:"cli=src-mac,inv=inv_src_mac"`
 	InvSrcMAC         bool         `json:"inv_src_mac,omitempty" nagare:"nocli"`
-	DstMAC            MAC          `json:"dst_mac,omitzero" nagare:"cli=dst-mac,inv=inv_dst_mac"`
+	DstMAC            packet.MAC   `json:"dst_mac,omitzero" nagare:"cli=dst-mac,inv=inv_dst_mac"`
 	InvDstMAC         bool         `json:"inv_dst_mac,omitempty" nagare:"nocli"`
 	Src               netip.Prefix `json:"src,omitzero" nagare:"cli=src,inv=inv_src"`
 	InvSrc            bool         `json:"inv_src,omitempty" nagare:"nocli"`
@@ -215,7 +219,7 @@ type Condition struct {
 	Flow              string       `json:"flow,omitempty" nagare:"cli=flow,enum=fwd-flow|return-flow,doc=match only the forward or only the return direction of tracked connections"`
 	CTState           string       `json:"ct_state,omitempty" nagare:"cli=ct-state,enum=new|established|related|invalid,inv=inv_ct_state,doc=connection-tracking state: new; established (seen both ways); related (an ICMP error about a tracked connection); invalid. Untracked packets (not IP; neighbor discovery) match none"`
 	InvCTState        bool         `json:"inv_ct_state,omitempty" nagare:"nocli"`
-	ARPSHA            MAC          `json:"arp_sha,omitzero" nagare:"cli=arp-sha,inv=inv_arp_sha,doc=sender hardware address inside an ARP payload; a frame that is not ARP does not match"`
+	ARPSHA            packet.MAC   `json:"arp_sha,omitzero" nagare:"cli=arp-sha,inv=inv_arp_sha,doc=sender hardware address inside an ARP payload; a frame that is not ARP does not match"`
 	InvARPSHA         bool         `json:"inv_arp_sha,omitempty" nagare:"nocli"`
 	NDTarget          netip.Prefix `json:"nd_target,omitzero" nagare:"cli=nd-target,inv=inv_nd_target,doc=IPv6 target address of a neighbor solicitation or advertisement; any other frame does not match"`
 	InvNDTarget       bool         `json:"inv_nd_target,omitempty" nagare:"nocli"`
@@ -281,7 +285,7 @@ type DHCPHost struct {
 	Meta
 	DHCPSubnetID string     `json:"dhcp_subnet_id" nagare:"cli=subnet-id,ref=dhcp-subnet,ondelete=cascade,required,parent"`
 	Name         string     `json:"name,omitempty" nagare:"cli=name"`
-	MAC          MAC        `json:"mac" nagare:"cli=mac,required,unique=dhcp_subnet_id"`
+	MAC          packet.MAC `json:"mac" nagare:"cli=mac,required,unique=dhcp_subnet_id"`
 	Address      netip.Addr `json:"address" nagare:"cli=address,required,unique=dhcp_subnet_id"`
 }
 

@@ -7,65 +7,13 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/nagare/nagare/pkg/packet"
 )
 
-// MAC is an Ethernet address. It is a comparable array so the simulation can
-// use it as a map key; its text form is the usual 02:00:00:00:00:05.
-type MAC [6]byte
-
-// IsZero reports whether the address is unset (json omitzero uses it).
-func (m MAC) IsZero() bool { return m == MAC{} }
-
-func (m MAC) String() string {
-	return fmt.Sprintf("%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5])
-}
-
-// MarshalText renders the canonical lower-case colon form.
-func (m MAC) MarshalText() ([]byte, error) {
-	if m.IsZero() {
-		return []byte{}, nil
-	}
-	return []byte(m.String()), nil
-}
-
-// UnmarshalText accepts aa:bb:cc:dd:ee:ff or aa-bb-cc-dd-ee-ff.
-func (m *MAC) UnmarshalText(b []byte) error {
-	v, err := ParseMAC(string(b))
-	if err != nil {
-		return err
-	}
-	*m = v
-	return nil
-}
-
-// ParseMAC parses a 48-bit Ethernet address.
-func ParseMAC(s string) (MAC, error) {
-	var m MAC
-	if s == "" {
-		return m, nil
-	}
-	if len(s) != 17 {
-		return m, fmt.Errorf("%q is not a MAC address (want aa:bb:cc:dd:ee:ff)", s)
-	}
-	for i := 0; i < 6; i++ {
-		if i > 0 && s[i*3-1] != ':' && s[i*3-1] != '-' {
-			return m, fmt.Errorf("%q is not a MAC address (want aa:bb:cc:dd:ee:ff)", s)
-		}
-		v, err := strconv.ParseUint(s[i*3:i*3+2], 16, 8)
-		if err != nil {
-			return m, fmt.Errorf("%q is not a MAC address (want aa:bb:cc:dd:ee:ff)", s)
-		}
-		m[i] = byte(v)
-	}
-	return m, nil
-}
-
-// IsMulticast reports whether the group bit is set (broadcast included).
-func (m MAC) IsMulticast() bool { return m[0]&1 == 1 }
-
 // RandomMAC returns a locally administered unicast address.
-func RandomMAC() MAC {
-	var m MAC
+func RandomMAC() packet.MAC {
+	var m packet.MAC
 	_, _ = rand.Read(m[:])
 	m[0] = (m[0] &^ 1) | 2
 	return m

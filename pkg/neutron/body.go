@@ -11,6 +11,7 @@ import (
 
 	"github.com/nagare/nagare/pkg/identity"
 	"github.com/nagare/nagare/pkg/model"
+	"github.com/nagare/nagare/pkg/packet"
 )
 
 // Body is one resource of a request body ({"network": {...}} unwrapped),
@@ -295,28 +296,28 @@ func (b Body) cidr(name string) (netip.Prefix, bool, error) {
 	return p, true, nil
 }
 
-func (b Body) mac(name string) (model.MAC, bool, error) {
+func (b Body) mac(name string) (packet.MAC, bool, error) {
 	s, ok, err := b.str(name, 0)
 	if err != nil || !ok {
-		return model.MAC{}, ok, err
+		return packet.MAC{}, ok, err
 	}
 	m, err := parseMAC(s)
 	if err != nil {
-		return model.MAC{}, true, invalid(name, "'%s' is not a valid MAC address", s)
+		return packet.MAC{}, true, invalid(name, "'%s' is not a valid MAC address", s)
 	}
 	return m, true, nil
 }
 
 // parseMAC takes the forms netaddr takes for Neutron: colons, dashes, no
 // separators; the zero and broadcast addresses are refused.
-func parseMAC(s string) (model.MAC, error) {
+func parseMAC(s string) (packet.MAC, error) {
 	t := strings.ToLower(strings.TrimSpace(s))
 	if len(t) == 12 && !strings.ContainsAny(t, ":-") {
 		t = t[0:2] + ":" + t[2:4] + ":" + t[4:6] + ":" + t[6:8] + ":" + t[8:10] + ":" + t[10:12]
 	}
-	m, err := model.ParseMAC(t)
-	if err != nil || m.IsZero() || m == (model.MAC{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}) {
-		return model.MAC{}, fmt.Errorf("'%s' is not a valid MAC address", s)
+	m, err := packet.ParseMAC(t)
+	if err != nil || m.IsZero() || m == (packet.MAC{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}) {
+		return packet.MAC{}, fmt.Errorf("'%s' is not a valid MAC address", s)
 	}
 	return m, nil
 }

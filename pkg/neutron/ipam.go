@@ -10,6 +10,7 @@ import (
 
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/nsdb"
+	"github.com/nagare/nagare/pkg/packet"
 )
 
 // IP address management: a subnet's pools, and the addresses in use as
@@ -240,7 +241,7 @@ func release(tx *nsdb.Tx, subnetID string, a netip.Addr) error {
 }
 
 // eui64 is the SLAAC address of a MAC in a /64.
-func eui64(p netip.Prefix, m model.MAC) netip.Addr {
+func eui64(p netip.Prefix, m packet.MAC) netip.Addr {
 	b := p.Masked().Addr().As16()
 	b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15] = m[0]^2, m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5]
 	return netip.AddrFrom16(b)
@@ -252,8 +253,8 @@ func slaac(s *Subnet) bool {
 }
 
 // randomMAC is a Neutron MAC: base_mac fa:16:3e and three random bytes.
-func randomMAC() model.MAC {
+func randomMAC() packet.MAC {
 	var b [3]byte
 	_, _ = rand.Read(b[:])
-	return model.MAC{0xfa, 0x16, 0x3e, b[0], b[1], b[2]}
+	return packet.MAC{0xfa, 0x16, 0x3e, b[0], b[1], b[2]}
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/nagare/nagare/pkg/model"
+	"github.com/nagare/nagare/pkg/packet"
 )
 
 // The Neutron objects as stored: internal kinds of the NSDB (see
@@ -123,14 +124,14 @@ type FixedIP struct {
 // the port may send from besides its own.
 type AddressPair struct {
 	IPAddress  netip.Prefix `json:"ip_address"`
-	MACAddress model.MAC    `json:"mac_address"`
+	MACAddress packet.MAC   `json:"mac_address"`
 }
 
 // Port is a Neutron port; it translates to a bridge port of the same id.
 type Port struct {
 	Std
 	NetworkID           string        `json:"network_id" nagare:"ref=neutron-network,ondelete=restrict,required,parent"`
-	MACAddress          model.MAC     `json:"mac_address" nagare:"unique=network_id"`
+	MACAddress          packet.MAC    `json:"mac_address" nagare:"unique=network_id"`
 	FixedIPs            []FixedIP     `json:"fixed_ips,omitempty"`
 	AllowedAddressPairs []AddressPair `json:"allowed_address_pairs,omitempty"`
 	PortSecurityEnabled bool          `json:"port_security_enabled"`

@@ -12,6 +12,7 @@ import (
 	"github.com/nagare/nagare/pkg/identity"
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/nsdb"
+	"github.com/nagare/nagare/pkg/packet"
 )
 
 var portSpec = std.with(spec{
@@ -144,7 +145,7 @@ type portReq struct {
 	hasGroups bool
 	pairs     []AddressPair
 	hasPairs  bool
-	mac       model.MAC
+	mac       packet.MAC
 }
 
 // decode reads a port's writable attributes (create and update alike).
@@ -342,7 +343,7 @@ func (s *Service) writePort(tx *nsdb.Tx, c *identity.Context, p *Port, r portReq
 }
 
 // setMAC keeps, checks or generates the port's MAC, unique on its network.
-func (s *Service) setMAC(tx *nsdb.Tx, p *Port, want model.MAC) error {
+func (s *Service) setMAC(tx *nsdb.Tx, p *Port, want packet.MAC) error {
 	f := PortKind.Field("mac_address")
 	if !want.IsZero() {
 		if want.IsMulticast() {

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/nagare/nagare/pkg/model"
+	"github.com/nagare/nagare/pkg/packet"
 )
 
 // Translation: pure functions from Neutron objects to the native objects
@@ -313,7 +314,7 @@ func portChains(p *Port, groups []*SecurityGroup) []model.Object {
 		stateful = stateful || g.Stateful
 	}
 	type source struct {
-		mac model.MAC
+		mac packet.MAC
 		src netip.Prefix
 	}
 	var sources []source
@@ -321,7 +322,7 @@ func portChains(p *Port, groups []*SecurityGroup) []model.Object {
 		sources = append(sources, source{mac, netip.PrefixFrom(f.IPAddress, f.IPAddress.BitLen())})
 	}
 	sources = append(sources, source{mac, netip.PrefixFrom(linkLocal(mac), 128)})
-	macs := []model.MAC{mac}
+	macs := []packet.MAC{mac}
 	for _, a := range p.AllowedAddressPairs {
 		m := a.MACAddress
 		if m.IsZero() {
@@ -375,7 +376,7 @@ func portChains(p *Port, groups []*SecurityGroup) []model.Object {
 
 // linkLocal is the EUI-64 link-local address of a MAC, the IPv6 source a
 // VM uses before it has another.
-func linkLocal(m model.MAC) netip.Addr {
+func linkLocal(m packet.MAC) netip.Addr {
 	return netip.AddrFrom16([16]byte{0xfe, 0x80, 8: m[0] ^ 2, 9: m[1], 10: m[2], 11: 0xff, 12: 0xfe, 13: m[3], 14: m[4], 15: m[5]})
 }
 

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/nagare/nagare/pkg/model"
+	"github.com/nagare/nagare/pkg/packet"
 )
 
 // summary renders translated objects compactly, one line each, so tables
@@ -159,7 +160,7 @@ func TestTranslateSubnet(t *testing.T) {
 }
 
 func vmPort() *Port {
-	p := &Port{NetworkID: netID, MACAddress: model.MAC{0xfa, 0x16, 0x3e, 1, 2, 3}, AdminStateUp: true, PortSecurityEnabled: true, VNICType: "normal",
+	p := &Port{NetworkID: netID, MACAddress: packet.MAC{0xfa, 0x16, 0x3e, 1, 2, 3}, AdminStateUp: true, PortSecurityEnabled: true, VNICType: "normal",
 		FixedIPs: []FixedIP{{SubnetID: subID, IPAddress: netip.MustParseAddr("10.0.0.5")}}, SecurityGroups: []string{sgID}}
 	p.ID = portID
 	return p
@@ -225,7 +226,7 @@ func TestTranslatePort(t *testing.T) {
 			inRules = append(inRules, r)
 		}
 	}
-	if r := inRules[4]; r.Type != model.RuleDrop || r.EtherType != etherIPv6 || r.Proto != 58 || r.SrcPort != single(icmp6NeighborAdvert) || r.SrcMAC != (model.MAC{}) {
+	if r := inRules[4]; r.Type != model.RuleDrop || r.EtherType != etherIPv6 || r.Proto != 58 || r.SrcPort != single(icmp6NeighborAdvert) || r.SrcMAC != (packet.MAC{}) {
 		t.Errorf("in-chain rule 5 is not the drop of other advertisements: %s %+v", r.Type, r.Condition)
 	}
 	if r := inRules[2]; r.EtherType != etherARP || r.SrcMAC != p.MACAddress || r.ARPSHA != p.MACAddress {
@@ -243,7 +244,7 @@ func TestTranslatePort(t *testing.T) {
 	open.PortSecurityEnabled, open.SecurityGroups = false, nil
 	want(t, "no port security", TranslatePort(PortInput{Port: open, Subnets: subnets()}), "port bridge", "dhcp-host 10.0.0.5 fa:16:3e:01:02:03")
 	pairs := vmPort()
-	pairs.AllowedAddressPairs = []AddressPair{{IPAddress: netip.MustParsePrefix("10.0.0.100/32")}, {IPAddress: netip.MustParsePrefix("192.168.0.0/24"), MACAddress: model.MAC{2, 0, 0, 0, 0, 9}},
+	pairs.AllowedAddressPairs = []AddressPair{{IPAddress: netip.MustParsePrefix("10.0.0.100/32")}, {IPAddress: netip.MustParsePrefix("192.168.0.0/24"), MACAddress: packet.MAC{2, 0, 0, 0, 0, 9}},
 		{IPAddress: netip.MustParsePrefix("2001:db8::100/128")}}
 	s := strings.Join(summary(TranslatePort(PortInput{Port: pairs, Subnets: subnets(), Groups: []*SecurityGroup{group(true)}})), "\n")
 	for _, w := range []string{"rule jump src 10.0.0.100/32", "rule jump src 192.168.0.0/24", "ipg-addr 10.0.0.100",

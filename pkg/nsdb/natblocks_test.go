@@ -415,7 +415,7 @@ func TestNATBlocksTwoTablesNoPortCollision(t *testing.T) {
 			wg.Go(func() {
 				src := netip.AddrFrom4([4]byte{10, byte(hi), byte(g), 1})
 				for i := range 2500 {
-					proto := uint8(packet.IPProtoTCP)
+					proto := packet.IPProtoTCP
 					if i%2 == 1 {
 						proto = packet.IPProtoUDP
 					}

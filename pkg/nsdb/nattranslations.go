@@ -5,10 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/nagare/nagare/pkg/agentstatus"
 	"github.com/nagare/nagare/pkg/model"
 )
 
@@ -26,43 +26,11 @@ func NATTranslationsKey(hostID string) string { return NATTranslationsPrefix + h
 // 300 bytes of JSON). The rest are counted in Truncated.
 const MaxNATTranslations = 2048
 
-// NATTranslation is one NAT binding in the columns of Cisco's
-// `show ip nat translations`. For an SNAT the inside local address is the
-// original source, the inside global the translated source, and outside
-// local and global are the destination; for a DNAT (outside to inside) the
-// inside global is the original destination (the public address), the
-// inside local the translated one, and outside is the source. Addresses
-// are "ip:port" (the echo identifier for ICMP), bare for protocols without
-// ports.
-type NATTranslation struct {
-	// Zone is the translating router's tag (sim.ObjectTag), hex; RouterID
-	// the router when the agent could name it.
-	Zone          string `json:"zone"`
-	RouterID      string `json:"router_id,omitempty"`
-	Type          string `json:"type"` // "snat" or "dnat"
-	Protocol      string `json:"protocol"`
-	InsideGlobal  string `json:"inside_global"`
-	InsideLocal   string `json:"inside_local"`
-	OutsideLocal  string `json:"outside_local"`
-	OutsideGlobal string `json:"outside_global"`
-	State         string `json:"state"`
-	// Expires is when the binding ends unless traffic refreshes it.
-	Expires time.Time `json:"expires"`
-	// HostID is the host that holds the binding (filled by readers from
-	// the key).
-	HostID string `json:"host_id,omitempty"`
-	// TTL is the lifetime left in seconds when read, -1 when the agent did
-	// not say (filled by the API, not published).
-	TTL int64 `json:"ttl_seconds"`
-}
-
-// NATTranslations is one host's published bindings.
-type NATTranslations struct {
-	HostID       string           `json:"host_id"`
-	Updated      time.Time        `json:"updated"`
-	Truncated    int              `json:"truncated,omitempty"` // bindings left out (MaxNATTranslations)
-	Translations []NATTranslation `json:"translations"`
-}
+// The NAT translation shapes live in pkg/agentstatus (see status.go).
+type (
+	NATTranslation  = agentstatus.NATTranslation
+	NATTranslations = agentstatus.NATTranslations
+)
 
 // PutNATTranslations publishes the bindings of hostID under lease.
 func (s *Store) PutNATTranslations(ctx context.Context, hostID string, lease clientv3.LeaseID, t *NATTranslations) error {

@@ -6,11 +6,12 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/nagare/nagare/pkg/agentstatus"
 	"github.com/nagare/nagare/pkg/model"
+	"github.com/nagare/nagare/pkg/packet"
 )
 
 // datapathPrefix holds each agent's datapath status, written under the
@@ -20,64 +21,14 @@ const datapathPrefix = "/nagare/v1/state/datapath/"
 // DatapathStatusKey is where the agent on hostID publishes its status.
 func DatapathStatusKey(hostID string) string { return datapathPrefix + hostID }
 
-// DatapathStatus is what an agent publishes about its datapath: the
-// counters mm-dpctl printed, its ports and a sample of its flows.
-type DatapathStatus struct {
-	HostID           string            `json:"host_id"`
-	HostName         string            `json:"host_name"`
-	Datapath         string            `json:"datapath"`
-	Updated          time.Time         `json:"updated"`
-	Flows            int               `json:"flows"`
-	Hits             uint64            `json:"hits"`
-	Misses           uint64            `json:"misses"`
-	Lost             uint64            `json:"lost"`
-	FlowsInstalled   uint64            `json:"flows_installed"`
-	FlowsExpired     uint64            `json:"flows_expired"`
-	FlowsInvalidated uint64            `json:"flows_invalidated"`
-	VXLAN            TunnelCounters    `json:"vxlan"`
-	GRE              TunnelCounters    `json:"gre"`
-	Drops            map[string]uint64 `json:"drops,omitempty"`
-	Ports            []DatapathPort    `json:"ports"`
-	FlowDump         []string          `json:"flow_dump,omitempty"`
-	FlowState        *FlowStateStatus  `json:"flow_state,omitempty"`
-}
-
-// FlowStateStatus is the agent's connection-tracking and NAT table: its
-// size, bounds, refusals (how exhaustion shows) and flow-state packets.
-type FlowStateStatus struct {
-	Entries         int    `json:"entries"`
-	Zones           int    `json:"zones"`
-	MaxEntries      int    `json:"max_entries"`
-	MaxPerZone      int    `json:"max_per_zone"`
-	RefusedFull     uint64 `json:"refused_full"`
-	RefusedZoneFull uint64 `json:"refused_zone_full"`
-	RefusedExists   uint64 `json:"refused_exists"`
-	Imported        uint64 `json:"imported"`
-	Expired         uint64 `json:"expired"`
-	PortsInUse      int    `json:"nat_ports_in_use"`
-	BlocksLeased    int    `json:"nat_blocks_leased"`
-	PortsExhausted  uint64 `json:"nat_ports_exhausted"`
-	StateSent       uint64 `json:"state_packets_sent"`
-	StateReceived   uint64 `json:"state_packets_received"`
-	StateMalformed  uint64 `json:"state_packets_malformed"`
-}
-
-// TunnelCounters counts one tunnel endpoint's packets.
-type TunnelCounters struct {
-	RxPackets uint64 `json:"rx_packets"`
-	TxPackets uint64 `json:"tx_packets"`
-}
-
-// DatapathPort is one bound port of a datapath.
-type DatapathPort struct {
-	PortID    string `json:"port_id"`
-	Index     int32  `json:"index"`
-	Interface string `json:"interface"`
-	RxPackets uint64 `json:"rx_packets"`
-	TxPackets uint64 `json:"tx_packets"`
-	RxDropped uint64 `json:"rx_dropped"`
-	TxDropped uint64 `json:"tx_dropped"`
-}
+// The status shapes live in pkg/agentstatus, where the CLI can read them
+// without linking etcd. These names stay until pkg/agent uses those.
+type (
+	DatapathStatus  = agentstatus.Datapath
+	FlowStateStatus = agentstatus.FlowState
+	TunnelCounters  = agentstatus.Tunnel
+	DatapathPort    = agentstatus.Port
+)
 
 // DatapathStatus reads the status the agent on hostID last published; it
 // wraps model.ErrNotFound when no agent runs there.
@@ -108,7 +59,7 @@ const MACPrefix = "/nagare/v1/state/mac/"
 type LearnedMAC struct {
 	BridgeID string
 	VLAN     uint16
-	MAC      model.MAC
+	MAC      packet.MAC
 	PortID   string
 }
 
@@ -125,7 +76,7 @@ func ParseMACKey(key string) (LearnedMAC, bool) {
 		return LearnedMAC{}, false
 	}
 	vlan, err := strconv.ParseUint(parts[1], 10, 16)
-	mac, err2 := model.ParseMAC(parts[2])
+	mac, err2 := packet.ParseMAC(parts[2])
 	if err != nil || err2 != nil || mac.IsZero() {
 		return LearnedMAC{}, false
 	}

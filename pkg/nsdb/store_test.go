@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/nagare/nagare/pkg/model"
+	"github.com/nagare/nagare/pkg/packet"
 )
 
 func TestCRUD(t *testing.T) {
@@ -208,7 +209,7 @@ func TestCascade(t *testing.T) {
 	// Two levels: a DHCP subnet goes with its bridge, its hosts with it.
 	b := f.bridge("b")
 	sub := f.create(&model.DHCPSubnet{BridgeID: b.ID, Subnet: mustPrefix("10.1.0.0/24")})
-	dh := f.create(&model.DHCPHost{DHCPSubnetID: sub.GetMeta().ID, MAC: model.MAC{2, 0, 0, 0, 0, 1}, Address: mustAddr("10.1.0.5")})
+	dh := f.create(&model.DHCPHost{DHCPSubnetID: sub.GetMeta().ID, MAC: packet.MAC{2, 0, 0, 0, 0, 1}, Address: mustAddr("10.1.0.5")})
 	if err := f.s.Remove(f.ctx, model.BridgeKind, b.ID, 0); err != nil {
 		t.Fatal(err)
 	}

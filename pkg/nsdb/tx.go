@@ -342,23 +342,25 @@ func byCreation(es []entry) {
 }
 
 func (tx *Tx) put(key string, value []byte) {
-	w := tx.writes[key]
-	if w == nil {
-		tx.seq++
-		w = &write{seq: tx.seq}
-		tx.writes[key] = w
-	}
+	w := tx.pending(key)
 	w.value, w.del = value, false
 }
 
 func (tx *Tx) del(key string) {
+	w := tx.pending(key)
+	w.value, w.del = nil, true
+}
+
+// pending returns key's pending write, creating it in sequence order the
+// first time the transaction touches key.
+func (tx *Tx) pending(key string) *write {
 	w := tx.writes[key]
 	if w == nil {
 		tx.seq++
 		w = &write{seq: tx.seq}
 		tx.writes[key] = w
 	}
-	w.value, w.del = nil, true
+	return w
 }
 
 func (tx *Tx) writable() error {

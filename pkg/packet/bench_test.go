@@ -5,7 +5,6 @@ import (
 )
 
 var (
-	sinkKey  FlowKey
 	sinkInt  int
 	sinkBool bool
 	sinkSum  uint16
@@ -44,33 +43,6 @@ func BenchmarkDecodeVXLANInner(b *testing.B) {
 		inner.Decode(outer.Inner())
 	}
 	sinkInt = inner.PayloadOff
-}
-
-func BenchmarkFlowKey(b *testing.B) {
-	var p Parsed
-	p.Decode(tcp6Frame())
-	b.ReportAllocs()
-	for b.Loop() {
-		sinkKey = p.FlowKey(7)
-	}
-}
-
-// BenchmarkFlowKeyMapLookup is the per-packet flow-table hit: decode, key,
-// lookup.
-func BenchmarkFlowKeyMapLookup(b *testing.B) {
-	f := tcp4Frame()
-	var p Parsed
-	p.Decode(f)
-	table := map[FlowKey]int{}
-	for i := range 10000 {
-		k := p.FlowKey(uint32(i))
-		table[k] = i
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		p.Decode(f)
-		sinkInt = table[p.FlowKey(5000)]
-	}
 }
 
 func BenchmarkRewriteNAT4(b *testing.B) {
@@ -149,6 +121,11 @@ func BenchmarkBuildTCPReset(b *testing.B) {
 	benchBuild(b, func(d []byte) (int, error) { return BuildTCPReset(d, seg) })
 }
 
+func BenchmarkBuildUDP4(b *testing.B) {
+	h := UDP4{EthSrc: macR, EthDst: macA, Src: ap(s4), Dst: ap(c4), SrcPort: 67, DstPort: 68}
+	benchBuild(b, func(d []byte) (int, error) { return BuildUDP4(d, h, 300) }) // a BOOTP-sized reply
+}
+
 func BenchmarkEncapVXLAN(b *testing.B) {
 	inner := tcp4Frame()
 	benchBuild(b, func(d []byte) (int, error) { return EncapVXLAN(d, inner, 42) })
@@ -178,10 +155,6 @@ func TestZeroAllocs(t *testing.T) {
 			p.Decode(frames[8])
 			inner.Decode(p.Inner())
 		},
-		"FlowKey": func() {
-			p.Decode(tcp)
-			sinkKey = p.FlowKey(1)
-		},
 		"Drop.String": func() { sinkInt = len(DropBadGRE.String()) },
 		"rewrites": func() {
 			p.Decode(tcp)
@@ -199,6 +172,7 @@ func TestZeroAllocs(t *testing.T) {
 			BuildICMPv6PacketTooBig(buf, seg, ap("2001:db8::fe"), 1280)
 			BuildNeighborSolicit(buf, macA, ap(c6), ap(s6))
 			BuildARPRequest(buf, macA, ap(c4), ap(s4))
+			BuildUDP4(buf, UDP4{Src: nat, Dst: nat}, 300)
 			BuildTCPReset(buf[:10], seg) // error path
 		},
 		"tunnels": func() {

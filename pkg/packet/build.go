@@ -59,7 +59,7 @@ func putIPv4(b []byte, tos uint8, total int, proto uint8, src, dst netip.Addr) {
 	s, d := src.As4(), dst.As4()
 	copy(b[12:16], s[:])
 	copy(b[16:20], d[:])
-	put16(b[10:], IPv4HeaderChecksum(b[:ipv4MinLen]))
+	put16(b[10:], IPv4HeaderChecksum(b[:IPv4MinHeaderLen]))
 }
 
 // putIPv6 writes a 40-byte IPv6 header.

@@ -25,7 +25,7 @@ func BuildARPRequest(dst []byte, srcMAC MAC, srcIP, target netip.Addr) (int, err
 	if !srcIP.Is4() || !target.Is4() {
 		return 0, ErrBadArgument
 	}
-	n := ethHdrLen + arpLen
+	n := EthHeaderLen + arpLen
 	if len(dst) < n {
 		return 0, ErrShortBuffer
 	}
@@ -34,7 +34,7 @@ func BuildARPRequest(dst []byte, srcMAC MAC, srcIP, target netip.Addr) (int, err
 	put16(dst[12:], EtherTypeARP)
 	// The target hardware address is unknown; RFC 826 leaves it
 	// unspecified and zero is what every stack sends.
-	putARP(dst[ethHdrLen:], ARPRequest, srcMAC, srcIP, MAC{}, target)
+	putARP(dst[EthHeaderLen:], ARPRequest, srcMAC, srcIP, MAC{}, target)
 	return n, nil
 }
 

@@ -21,13 +21,13 @@ func BuildICMPv4EchoReply(dst []byte, req *Parsed) (int, error) {
 		return 0, ErrNotAnswerable
 	}
 	msg := req.b[req.L4Off:req.L3End]
-	n := l2Len(req) + ipv4MinLen + len(msg)
+	n := l2Len(req) + IPv4MinHeaderLen + len(msg)
 	if len(dst) < n {
 		return 0, ErrShortBuffer
 	}
 	o := replyL2(dst, req, req.EthDst, EtherTypeIPv4)
-	putIPv4(dst[o:], req.TOS, ipv4MinLen+len(msg), IPProtoICMPv4, req.DstIP, req.SrcIP)
-	o += ipv4MinLen
+	putIPv4(dst[o:], req.TOS, IPv4MinHeaderLen+len(msg), IPProtoICMPv4, req.DstIP, req.SrcIP)
+	o += IPv4MinHeaderLen
 	copy(dst[o:], msg)
 	dst[o] = ICMPv4EchoReply
 	dst[o+1] = 0
@@ -75,10 +75,10 @@ func buildICMPv4Error(dst []byte, orig *Parsed, src netip.Addr, typ, code uint8,
 	if err := icmp4ErrorAllowed(orig); err != nil {
 		return 0, err
 	}
-	hdr := l2Len(orig) + ipv4MinLen + icmpHdrLen
+	hdr := l2Len(orig) + IPv4MinHeaderLen + icmpHdrLen
 	ihl := orig.L4Off - orig.L3Off
 	quote := orig.b[orig.L3Off:orig.L3End]
-	quote = quote[:min(len(quote), icmp4MaxLen-ipv4MinLen-icmpHdrLen, max(len(dst)-hdr, 0))]
+	quote = quote[:min(len(quote), icmp4MaxLen-IPv4MinHeaderLen-icmpHdrLen, max(len(dst)-hdr, 0))]
 	// RFC 792: at least the IP header and 8 bytes of data (all of it, if
 	// shorter), which is what lets the sender match the error to a socket.
 	if len(quote) < min(ihl+8, orig.L3End-orig.L3Off) {
@@ -87,8 +87,8 @@ func buildICMPv4Error(dst []byte, orig *Parsed, src netip.Addr, typ, code uint8,
 	o := replyL2(dst, orig, orig.EthDst, EtherTypeIPv4)
 	// RFC 1812 §4.3.2.5: errors are sent with precedence 6, internetwork
 	// control, so they survive the congestion that may have caused them.
-	putIPv4(dst[o:], 0xc0, ipv4MinLen+icmpHdrLen+len(quote), IPProtoICMPv4, src, orig.SrcIP)
-	o += ipv4MinLen
+	putIPv4(dst[o:], 0xc0, IPv4MinHeaderLen+icmpHdrLen+len(quote), IPProtoICMPv4, src, orig.SrcIP)
+	o += IPv4MinHeaderLen
 	m := dst[o : o+icmpHdrLen+len(quote)]
 	m[0], m[1] = typ, code
 	put16(m[2:], 0)

@@ -159,7 +159,7 @@ func BuildNeighborSolicit(dst []byte, srcMAC MAC, src, target netip.Addr) (int, 
 	if !src.IsUnspecified() {
 		mlen += 8
 	}
-	n := ethHdrLen + ipv6HdrLen + mlen
+	n := EthHeaderLen + ipv6HdrLen + mlen
 	if len(dst) < n {
 		return 0, ErrShortBuffer
 	}
@@ -168,8 +168,8 @@ func BuildNeighborSolicit(dst []byte, srcMAC MAC, src, target netip.Addr) (int, 
 	copy(dst[0:6], gm[:])
 	copy(dst[6:12], srcMAC[:])
 	put16(dst[12:], EtherTypeIPv6)
-	putIPv6(dst[ethHdrLen:], 0, mlen, IPProtoICMPv6, ndHopLimit, src, group)
-	m := dst[ethHdrLen+ipv6HdrLen : n]
+	putIPv6(dst[EthHeaderLen:], 0, mlen, IPProtoICMPv6, ndHopLimit, src, group)
+	m := dst[EthHeaderLen+ipv6HdrLen : n]
 	m[0], m[1] = ICMPv6NeighborSolicit, 0
 	put16(m[2:], 0)
 	put32(m[4:], 0)

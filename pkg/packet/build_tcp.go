@@ -23,7 +23,7 @@ func BuildTCPReset(dst []byte, seg *Parsed) (int, error) {
 	if seg.Frag != FragNone {
 		return 0, ErrSuppressed // segment length unknown until reassembled
 	}
-	ipLen := ipv4MinLen
+	ipLen := IPv4MinHeaderLen
 	if seg.L3 == L3IPv6 {
 		ipLen = ipv6HdrLen
 	}

@@ -2,7 +2,9 @@ package packet
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"net/netip"
 	"testing"
 )
 
@@ -263,4 +265,44 @@ func TestBuildTCPReset(t *testing.T) {
 	finp := decode(cat(ethH(macR, macA, EtherTypeIPv4), ip4H(c4, s4, IPProtoTCP, len(fin)), fin))
 	_, p = build(t, func(d []byte) (int, error) { return BuildTCPReset(d, finp) })
 	eq(t, "ack of FIN", p.TCPAck, 51)
+}
+
+func TestBuildUDP4(t *testing.T) {
+	h := UDP4{EthSrc: macR, EthDst: BroadcastMAC, Src: ap(s4), Dst: ap("255.255.255.255"), SrcPort: 67, DstPort: 68}
+	withPayload := func(payload []byte) builder {
+		return func(d []byte) (int, error) {
+			if len(d) >= UDP4HeaderLen+len(payload) {
+				copy(d[UDP4HeaderLen:], payload)
+			}
+			return BuildUDP4(d, h, len(payload))
+		}
+	}
+	out, p := build(t, withPayload([]byte("odd-length payload")))
+	wantLayers(t, p, DropNone, L3IPv4, L4UDP)
+	eq(t, "eth", [2]MAC{p.EthSrc, p.EthDst}, [2]MAC{macR, BroadcastMAC})
+	eq(t, "vlans", p.VLANs, uint8(0))
+	eq(t, "ips", [2]netip.Addr{p.SrcIP, p.DstIP}, [2]netip.Addr{h.Src, h.Dst})
+	eq(t, "ports", [2]uint16{p.SrcPort, p.DstPort}, [2]uint16{67, 68})
+	eq(t, "ttl", p.TTL, uint8(64))
+	eq(t, "atomic", [2]bool{p.DontFrag, p.Frag == FragNone}, [2]bool{true, true})
+	eq(t, "payload", string(p.Payload()), "odd-length payload")
+	eq(t, "length", len(out), UDP4HeaderLen+len("odd-length payload"))
+	_, p = build(t, withPayload(nil))
+	eq(t, "empty payload", len(p.Payload()), 0)
+
+	// A payload whose checksum comes out as 0 is sent as 0xffff: 0 would
+	// say "no checksum".
+	zero := make([]byte, 2)
+	buf := make([]byte, 64)
+	if _, err := BuildUDP4(buf, h, 2); err != nil {
+		t.Fatal(err)
+	}
+	binary.BigEndian.PutUint16(zero, binary.BigEndian.Uint16(buf[UDP4HeaderLen-2:]))
+	out, _ = build(t, withPayload(zero))
+	eq(t, "checksum of a zero sum", binary.BigEndian.Uint16(out[UDP4HeaderLen-2:]), uint16(0xffff))
+
+	wantErr(t, "v6 source", func(d []byte) (int, error) { h := h; h.Src = ap(c6); return BuildUDP4(d, h, 0) }, ErrBadArgument)
+	wantErr(t, "no destination", func(d []byte) (int, error) { h := h; h.Dst = netip.Addr{}; return BuildUDP4(d, h, 0) }, ErrBadArgument)
+	wantErr(t, "negative length", func(d []byte) (int, error) { return BuildUDP4(d, h, -1) }, ErrBadArgument)
+	wantErr(t, "over 64 KiB", func(d []byte) (int, error) { return BuildUDP4(d, h, 0xffff-27) }, ErrBadArgument)
 }

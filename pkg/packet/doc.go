@@ -1,9 +1,9 @@
 // Package packet parses and builds the frames on the agent's per-packet path.
 //
 // It exists so the datapath can classify a frame, derive its flow key, answer
-// it (ARP, ND, ICMP, TCP reset) and rewrite it (NAT, TTL, MAC) without
-// allocating: a fast path that allocates per packet spends its time in the
-// garbage collector instead of forwarding.
+// it (ARP, ND, ICMP, TCP reset, the UDP/IPv4 framing of a DHCP reply) and
+// rewrite it (NAT, TTL, MAC) without allocating: a fast path that allocates
+// per packet spends its time in the garbage collector instead of forwarding.
 //
 // Parsing follows Tailscale's net/packet: one flat [Parsed] struct is filled
 // in place by [Parsed.Decode]. There are no layer objects, no interfaces and

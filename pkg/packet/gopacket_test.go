@@ -362,6 +362,10 @@ func TestGopacketVerifiesBuilders(t *testing.T) {
 		func(d []byte) (int, error) { return BuildNeighborSolicit(d, macA, ap(c6), ap(s6)) },
 		func(d []byte) (int, error) { return BuildTCPReset(d, decode(tcp4Frame())) },
 		func(d []byte) (int, error) { return BuildTCPReset(d, decode(tcp6Frame())) },
+		func(d []byte) (int, error) {
+			n := copy(d[UDP4HeaderLen:], "odd-length payload")
+			return BuildUDP4(d, UDP4{EthSrc: macR, EthDst: macA, Src: ap(s4), Dst: ap(c4), SrcPort: 40000, DstPort: 9}, n)
+		},
 	}
 	for i, b := range outs {
 		buf := make([]byte, 2048)

@@ -5,14 +5,19 @@ import (
 	"net/netip"
 )
 
+// Header lengths, exported for code that frames payloads around this
+// package's builders or checks what Decode reports.
 const (
-	ethHdrLen   = 14
+	EthHeaderLen     = 14 // untagged
+	IPv4MinHeaderLen = 20 // no options
+	UDPHeaderLen     = 8
+)
+
+const (
 	vlanTagLen  = 4
 	arpLen      = 28
-	ipv4MinLen  = 20
 	ipv6HdrLen  = 40
 	tcpMinLen   = 20
-	udpHdrLen   = 8
 	icmpHdrLen  = 8
 	vxlanHdrLen = 8
 	greMinLen   = 4
@@ -216,7 +221,7 @@ func (p *Parsed) Decode(frame []byte) { defaultDecoder.Decode(p, frame) }
 func (d *Decoder) Decode(p *Parsed, frame []byte) {
 	*p = Parsed{b: frame}
 	b := frame
-	if len(b) < ethHdrLen {
+	if len(b) < EthHeaderLen {
 		p.Drop = DropTruncated
 		return
 	}
@@ -278,7 +283,7 @@ func (p *Parsed) decodeARP(a []byte) {
 
 func (d *Decoder) decodeIPv4(p *Parsed) {
 	ip := p.b[p.L3Off:]
-	if len(ip) < ipv4MinLen {
+	if len(ip) < IPv4MinHeaderLen {
 		p.Drop = DropTruncated
 		return
 	}
@@ -287,7 +292,7 @@ func (d *Decoder) decodeIPv4(p *Parsed) {
 		return
 	}
 	ihl := int(ip[0]&0x0f) * 4
-	if ihl < ipv4MinLen {
+	if ihl < IPv4MinHeaderLen {
 		p.Drop = DropBadIHL
 		return
 	}

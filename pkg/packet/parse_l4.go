@@ -37,7 +37,7 @@ func (d *Decoder) decodeL4(p *Parsed) {
 		p.PayloadOff = p.L4Off + doff
 		p.L4 = L4TCP
 	case IPProtoUDP:
-		if len(l4) < udpHdrLen {
+		if len(l4) < UDPHeaderLen {
 			p.Drop = p.shortHeaderDrop(DropBadL4Header)
 			return
 		}
@@ -46,13 +46,13 @@ func (d *Decoder) decodeL4(p *Parsed) {
 		// length describes, so the upper bound applies only to whole
 		// datagrams. A UDP length below the IP payload is legal; the
 		// rest is ignored, as Linux does.
-		if ulen < udpHdrLen || p.Frag == FragNone && ulen > len(l4) {
+		if ulen < UDPHeaderLen || p.Frag == FragNone && ulen > len(l4) {
 			p.Drop = DropBadL4Header
 			return
 		}
 		p.SrcPort = be16(l4[0:])
 		p.DstPort = be16(l4[2:])
-		p.PayloadOff = p.L4Off + udpHdrLen
+		p.PayloadOff = p.L4Off + UDPHeaderLen
 		if p.Frag == FragNone {
 			p.end = p.L4Off + ulen
 		}
@@ -104,7 +104,7 @@ func (p *Parsed) decodeICMPv4(l4 []byte) {
 		// Only complete datagrams: a fragmented ICMP error is bogus
 		// (RFC 1812 §4.3.2.3 caps them at 576 bytes).
 		in := l4[icmpHdrLen:]
-		if p.Frag != FragNone || len(in) < ipv4MinLen || in[0]>>4 != 4 || int(in[0]&0x0f)*4 < ipv4MinLen || int(in[0]&0x0f)*4 > len(in) {
+		if p.Frag != FragNone || len(in) < IPv4MinHeaderLen || in[0]>>4 != 4 || int(in[0]&0x0f)*4 < IPv4MinHeaderLen || int(in[0]&0x0f)*4 > len(in) {
 			p.Drop = DropBadICMP
 			return
 		}

@@ -152,3 +152,19 @@ func (p *Parsed) String() string {
 	}
 	return s
 }
+
+// HasEchoID reports whether the ICMP message carries an echo identifier
+// (echo and timestamp requests and replies), which ICMP NAT and conntrack
+// key on like a port.
+func (p *Parsed) HasEchoID() bool {
+	switch p.L4 {
+	case L4ICMPv4:
+		switch p.ICMPType {
+		case ICMPv4EchoRequest, ICMPv4EchoReply, ICMPv4Timestamp, ICMPv4TimestampReply:
+			return true
+		}
+	case L4ICMPv6:
+		return p.ICMPType == ICMPv6EchoRequest || p.ICMPType == ICMPv6EchoReply
+	}
+	return false
+}

@@ -7,15 +7,24 @@ package packet
 
 const (
 	vxlanFlagI = 0x08
-	maxVNI     = 1<<24 - 1
 	greHdrLen  = 8 // flags, protocol, key
+)
+
+// Tunnel keys: a VXLAN VNI and a Nagare GRE key are 24 bits and name the
+// egress port (MidoNet's "tunnel key = port"). Zero is "no port".
+const (
+	// MaxTunnelKey is the largest 24-bit key.
+	MaxTunnelKey = 1<<24 - 1
+	// StateTunnelKey is the key of flow-state packets, reserved as in
+	// MidoNet: the NSDB never gives it to a port.
+	StateTunnelKey = MaxTunnelKey
 )
 
 // EncapVXLAN writes an 8-byte VXLAN header (I flag, vni) followed by inner,
 // an Ethernet frame, into dst, and returns the length written: the payload
 // for a UDP socket bound to the VXLAN port.
 func EncapVXLAN(dst []byte, inner []byte, vni uint32) (int, error) {
-	if vni > maxVNI {
+	if vni > MaxTunnelKey {
 		return 0, ErrBadArgument
 	}
 	n := vxlanHdrLen + len(inner)

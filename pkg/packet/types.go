@@ -1,6 +1,9 @@
 package packet
 
-import "fmt"
+import (
+	"fmt"
+	"strconv"
+)
 
 // MAC is an Ethernet address. An array rather than net.HardwareAddr (a slice)
 // so that it is comparable, copies without allocating and fits in FlowKey.
@@ -21,6 +24,48 @@ func (m MAC) IsZero() bool { return m == MAC{} }
 
 func (m MAC) String() string {
 	return fmt.Sprintf("%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5])
+}
+
+// MarshalText renders the canonical lower-case colon form; the zero
+// address is the empty string (an unset MAC in the API).
+func (m MAC) MarshalText() ([]byte, error) {
+	if m.IsZero() {
+		return []byte{}, nil
+	}
+	return []byte(m.String()), nil
+}
+
+// UnmarshalText accepts aa:bb:cc:dd:ee:ff or aa-bb-cc-dd-ee-ff, and the
+// empty string for the zero address.
+func (m *MAC) UnmarshalText(b []byte) error {
+	v, err := ParseMAC(string(b))
+	if err != nil {
+		return err
+	}
+	*m = v
+	return nil
+}
+
+// ParseMAC parses a 48-bit Ethernet address; "" is the zero address.
+func ParseMAC(s string) (MAC, error) {
+	var m MAC
+	if s == "" {
+		return m, nil
+	}
+	if len(s) != 17 {
+		return m, fmt.Errorf("%q is not a MAC address (want aa:bb:cc:dd:ee:ff)", s)
+	}
+	for i := 0; i < 6; i++ {
+		if i > 0 && s[i*3-1] != ':' && s[i*3-1] != '-' {
+			return m, fmt.Errorf("%q is not a MAC address (want aa:bb:cc:dd:ee:ff)", s)
+		}
+		v, err := strconv.ParseUint(s[i*3:i*3+2], 16, 8)
+		if err != nil {
+			return m, fmt.Errorf("%q is not a MAC address (want aa:bb:cc:dd:ee:ff)", s)
+		}
+		m[i] = byte(v)
+	}
+	return m, nil
 }
 
 // EtherTypes the parser knows.
@@ -45,6 +90,7 @@ const (
 	IPProtoICMPv6   uint8 = 58
 	IPProtoNoNext   uint8 = 59
 	IPProtoDestOpts uint8 = 60
+	IPProtoSCTP     uint8 = 132
 )
 
 // ICMPv4 types (RFC 792).

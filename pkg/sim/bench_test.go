@@ -107,7 +107,7 @@ func bigTopology() []model.Object {
 		rid := fmt.Sprintf("router-%d", r)
 		objs = append(objs, &model.Router{Meta: meta(rid), State: model.StateUp})
 		up := fmt.Sprintf("%s-up", rid)
-		objs = append(objs, &model.Port{Meta: meta(up), RouterID: rid, State: model.StateUp, MAC: model.MAC{2, 1, 0, 0, byte(r), 0xff},
+		objs = append(objs, &model.Port{Meta: meta(up), RouterID: rid, State: model.StateUp, MAC: packet.MAC{2, 1, 0, 0, byte(r), 0xff},
 			Address: netip.AddrFrom4([4]byte{192, 0, byte(r), 1}), Network: netip.PrefixFrom(netip.AddrFrom4([4]byte{192, 0, byte(r), 0}), 24),
 			HostID: "host-0", InterfaceName: "up" + fmt.Sprint(r), TunnelKey: key})
 		key++
@@ -121,7 +121,7 @@ func bigTopology() []model.Object {
 				&model.Rule{Meta: meta(cid + "-r2"), ChainID: cid, Type: model.RuleDrop})
 			rp, bp := fmt.Sprintf("%s-rp", bid), fmt.Sprintf("%s-bp", bid)
 			objs = append(objs,
-				&model.Port{Meta: meta(rp), RouterID: rid, State: model.StateUp, MAC: model.MAC{2, 1, 0, byte(r), byte(s), 1},
+				&model.Port{Meta: meta(rp), RouterID: rid, State: model.StateUp, MAC: packet.MAC{2, 1, 0, byte(r), byte(s), 1},
 					Address: netip.AddrFrom4([4]byte{10, byte(r), byte(s), 1}), Network: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(r), byte(s), 0}), 24),
 					PeerID: bp, TunnelKey: key},
 				&model.Port{Meta: meta(bp), BridgeID: bid, State: model.StateUp, PeerID: rp, TunnelKey: key + 1})

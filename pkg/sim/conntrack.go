@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/nagare/nagare/pkg/flow"
 	"github.com/nagare/nagare/pkg/flowstate"
 	"github.com/nagare/nagare/pkg/packet"
 )
@@ -296,7 +297,7 @@ func (w *walk) finishState() {
 func (w *walk) lastOutput() int32 {
 	acts := w.res.Actions()
 	for i := len(acts) - 1; i >= 0; i-- {
-		if acts[i].Type == ActOutput || acts[i].Type == ActEncap {
+		if acts[i].Type == flow.ActOutput || acts[i].Type == flow.ActEncap {
 			return acts[i].Port
 		}
 	}

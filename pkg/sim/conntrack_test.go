@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nagare/nagare/pkg/flow"
 	"github.com/nagare/nagare/pkg/flowstate"
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/packet"
@@ -144,7 +145,7 @@ func TestConntrackIPv6(t *testing.T) {
 	r := n.walk("pv6b", f("2001:db8:a::6", "2001:db8:a::5", 50001, 443, syn))
 	n.expect(r, Forward, DropNone, "output pv6a/tap-v6a")
 	r = n.walk("pv6a", f("2001:db8:a::5", "2001:db8:a::6", 443, 50001, syn|ack))
-	if r.Verdict != Forward || len(r.Actions()) != 1 || r.Actions()[0].Type != ActEncap {
+	if r.Verdict != Forward || len(r.Actions()) != 1 || r.Actions()[0].Type != flow.ActEncap {
 		t.Fatalf("IPv6 reply: %v %s", r.Verdict, nact(r.Actions()))
 	}
 }

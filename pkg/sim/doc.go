@@ -27,8 +27,8 @@
 // # The flow match
 //
 // The datapath is exact-match. The flow a Result describes matches the
-// packet's [packet.FlowKey] computed with the datapath in-port
-// (Parsed.FlowKey(dpPort)): every field the walk may read is in it (L2
+// packet's [flow.Key] computed with the datapath in-port
+// (flow.KeyOf(pkt, dpPort)): every field the walk may read is in it (L2
 // addresses and VLANs, L3 addresses, protocol, TOS, TTL class, fragment
 // class, L4 ports or ICMP type/code/echo id), and nothing else decides.
 // Two things the key cannot express are reported instead: the largest IP

@@ -40,10 +40,10 @@ var (
 	macGW6 = packet.MAC{2, 0, 0, 0, 0xee, 0x66}
 )
 
-func ip(s string) netip.Addr    { return netip.MustParseAddr(s) }
-func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
-func mm(m packet.MAC) model.MAC { return model.MAC(m) }
-func meta(id string) model.Meta { return model.Meta{ID: id} }
+func ip(s string) netip.Addr     { return netip.MustParseAddr(s) }
+func pfx(s string) netip.Prefix  { return netip.MustParsePrefix(s) }
+func mm(m packet.MAC) packet.MAC { return m }
+func meta(id string) model.Meta  { return model.Meta{ID: id} }
 func bport(id, br string) *model.Port {
 	return &model.Port{Meta: meta(id), BridgeID: br, State: model.StateUp}
 }

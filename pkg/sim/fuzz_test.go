@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/nagare/nagare/pkg/flow"
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/packet"
 )
@@ -16,7 +17,7 @@ func checkInvariants(t *testing.T, r *Result) {
 	case Forward:
 		outs := 0
 		for _, a := range r.Actions() {
-			if a.Type == ActOutput || a.Type == ActEncap {
+			if a.Type == flow.ActOutput || a.Type == flow.ActEncap {
 				outs++
 			}
 		}
@@ -139,7 +140,7 @@ func randomTopology(data []byte) []model.Object {
 		p := &model.Port{Meta: meta(fmt.Sprintf("p%d", i)), State: model.StateUp, TunnelKey: uint32(i + 1)}
 		if r.n(3) == 0 {
 			p.RouterID = fmt.Sprintf("r%d", r.n(nr))
-			p.MAC = model.MAC{2, 0, 0, 0, 1, byte(i)}
+			p.MAC = packet.MAC{2, 0, 0, 0, 1, byte(i)}
 			if r.n(4) != 0 {
 				net := byte(r.n(4))
 				if r.n(5) == 0 {

@@ -5,6 +5,7 @@ import (
 	"math"
 	"net/netip"
 
+	"github.com/nagare/nagare/internal/splitmix"
 	"github.com/nagare/nagare/pkg/flowstate"
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/packet"
@@ -155,7 +156,7 @@ func (t *Topology) buildLBs(objs []model.Object) error {
 		}
 		lm := lbMember{id: m.ID, tag: ObjectTag(model.PoolMemberKind, m.ID), addr: m.Address.Unmap(), port: m.ProtocolPort,
 			weight: float64(m.Weight), usable: true}
-		lm.hash = mix64(lm.tag ^ 0x6c622d6d656d6272) // "lb-membr"
+		lm.hash = splitmix.Mix64(lm.tag ^ 0x6c622d6d656d6272) // "lb-membr"
 		switch {
 		case m.State == model.StateDown:
 			lm.usable, lm.why = false, "state down"
@@ -279,9 +280,9 @@ func (w *walk) lbInbound(r *router) bool {
 	}
 	var h uint64
 	if v.sticky {
-		h = mix64(v.tag ^ addrHash(p.SrcIP))
+		h = splitmix.Mix64(v.tag ^ addrHash(p.SrcIP))
 	} else {
-		h = mix64(v.tag ^ k.Tag())
+		h = splitmix.Mix64(v.tag ^ k.Tag())
 	}
 	best, usable := pickMember(pool, h, p.L3 == packet.L3IPv6)
 	if best == nil {
@@ -324,7 +325,7 @@ func pickMember(pool *lbPool, h uint64, v6 bool) (*lbMember, int) {
 		}
 		n++
 		// u uniform in (0,1): 53 random bits, offset by half a step.
-		u := (float64(mix64(h^m.hash)>>11) + 0.5) / (1 << 53)
+		u := (float64(splitmix.Mix64(h^m.hash)>>11) + 0.5) / (1 << 53)
 		if s := m.weight / -math.Log(u); s > bestScore {
 			best, bestScore = m, s
 		}
@@ -367,26 +368,7 @@ func (w *walk) lbOutbound(r *router) {
 
 // lbRefuse tells the client there is no member: a TCP reset or ICMP port
 // unreachable, from the VIP.
-func (w *walk) lbRefuse() {
-	if !w.canGenerate() {
-		return
-	}
-	p := w.origPkt()
-	buf := w.genSpace()
-	var n int
-	var err error
-	why := GenICMPError
-	switch {
-	case p.L4 == packet.L4TCP:
-		n, err = packet.BuildTCPReset(buf, p)
-		why = GenTCPReset
-	case p.L3 == packet.L3IPv4:
-		n, err = packet.BuildICMPv4Unreachable(buf, p, p.DstIP, packet.ICMPv4PortUnreachable)
-	default:
-		n, err = packet.BuildICMPv6Unreachable(buf, p, p.DstIP, packet.ICMPv6PortUnreachable)
-	}
-	w.commitReply(n, err, why)
-}
+func (w *walk) lbRefuse() { w.refuse(packet.ICMPv4PortUnreachable, packet.ICMPv6PortUnreachable) }
 
 func (w *walk) traceLB(object string, v *lbVIP, msg string) {
 	if w.tr != nil {

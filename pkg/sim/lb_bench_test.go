@@ -18,12 +18,7 @@ func lbWalks(tb testing.TB) (*nenv, map[string]*Input) {
 	m := memberOf(n.res)
 	macOf := map[string]packet.MAC{"10.0.0.5": macWeb, "10.0.0.6": macCli, "10.0.0.7": macM7}
 	portOf := map[string]string{"10.0.0.5": "pw", "10.0.0.6": "pc", "10.0.0.7": "p7"}
-	in := func(port string, b []byte) *Input {
-		var p packet.Parsed
-		p.Decode(b)
-		i, _ := n.topo.PortIndex(port)
-		return &Input{InPort: i, Pkt: &p, Now: 2}
-	}
+	in := n.input
 	return n, map[string]*Input{
 		"lb-existing": in("rU", frame(tb, macGWUp, macUp, "203.0.113.9", "198.51.100.10", tcpP, 40000, 80, ack)),
 		"lb-reply":    in(portOf[m], frame(tb, macOf[m], macIn, m, "203.0.113.9", tcpP, 8080, 40000, ack)),
@@ -32,15 +27,7 @@ func lbWalks(tb testing.TB) (*nenv, map[string]*Input) {
 
 func TestLBWalkAllocatesNothing(t *testing.T) {
 	n, ins := lbWalks(t)
-	for name, in := range ins {
-		n.sim.Simulate(in, n.res)
-		if n.res.Verdict != Forward {
-			t.Fatalf("%s: %v/%v", name, n.res.Verdict, n.res.Reason)
-		}
-		if a := testing.AllocsPerRun(1000, func() { n.sim.Simulate(in, n.res) }); a != 0 {
-			t.Errorf("%s: %v allocations per walk", name, a)
-		}
-	}
+	walksAllocateNothing(t, n, ins)
 	// A new connection: member choice and binding.
 	var p packet.Parsed
 	fr := clientSyn(t, "203.0.113.9", 1, "198.51.100.10", 80)
@@ -60,50 +47,21 @@ func TestLBWalkAllocatesNothing(t *testing.T) {
 	}
 }
 
-func benchLBWalk(b *testing.B, name string) {
-	n, ins := lbWalks(b)
-	in := ins[name]
-	b.ReportAllocs()
-	for b.Loop() {
-		n.sim.Simulate(in, n.res)
-	}
-	if n.res.Verdict != Forward {
-		b.Fatalf("%v/%v", n.res.Verdict, n.res.Reason)
-	}
-}
-
 // BenchmarkSimulateLBExisting: a packet of a balanced connection: VIP
 // match, binding lookup, rewrite, routing to the member.
-func BenchmarkSimulateLBExisting(b *testing.B) { benchLBWalk(b, "lb-existing") }
+func BenchmarkSimulateLBExisting(b *testing.B) { benchWalk(b, lbWalks, "lb-existing") }
 
 // BenchmarkSimulateLBReply: the member's answer, translated back to the
 // VIP.
-func BenchmarkSimulateLBReply(b *testing.B) { benchLBWalk(b, "lb-reply") }
+func BenchmarkSimulateLBReply(b *testing.B) { benchWalk(b, lbWalks, "lb-reply") }
 
 // BenchmarkSimulateLBNewConnection: every walk is a new connection:
 // binding lookup, weighted rendezvous over three members, commit.
 func BenchmarkSimulateLBNewConnection(b *testing.B) {
 	n, _ := lbWalks(b)
-	var p packet.Parsed
 	fr := clientSyn(b, "203.0.113.9", 1, "198.51.100.10", 80)
-	in, _ := n.topo.PortIndex("rU")
-	input := &Input{InPort: in, Pkt: &p}
-	now := int64(0)
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		i++
+	benchNewConnections(b, n, "rU", fr, func(fr []byte, i int) {
 		fr[len(fr)-60+20+1], fr[len(fr)-60+20] = byte(i), byte(i>>8) // the TCP source port...
 		fr[len(fr)-60+12+3] = byte(i >> 16)                          // ...and the client's last octet
-		p.Decode(fr)
-		input.Now = now
-		n.sim.Simulate(input, n.res)
-		if n.res.Verdict != Forward {
-			b.Fatalf("%v/%v", n.res.Verdict, n.res.Reason)
-		}
-		if i%1024 == 0 {
-			now += int64(flowstate.DefaultTimeouts().TCPSynSent) / 4
-			n.tb.Sweep(now, 0, nil)
-		}
-	}
+	}, flowstate.DefaultTimeouts().TCPSynSent)
 }

@@ -3,7 +3,6 @@ package sim
 import (
 	"testing"
 
-	"github.com/nagare/nagare/pkg/flowstate"
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/packet"
 )
@@ -65,21 +64,9 @@ func FuzzLB(f *testing.F) {
 			_, isChain := o.(*model.Chain)
 			chains = chains || isChain
 		}
-		topo, err := Build(objs)
-		if err != nil {
-			t.Fatalf("the fuzzed topology is valid: %v", err)
-		}
-		tb := flowstate.New(flowstate.Config{MaxEntries: 32, MaxPerZone: 12})
-		e := &env{topo: topo, macs: newFakeMACs(), arp: fakeARP{}, res: NewResult()}
-		e.sim = NewSimulator(topo, Config{HostID: "h1", MACs: e.macs, ARP: e.arp, FlowState: tb})
-		e.arp[arpEntry{"edge", ip("198.51.100.1")}] = macGWUp
-		e.arp[arpEntry{"edge", ip("10.0.0.5")}] = macWeb
-		e.arp[arpEntry{"edge", ip("10.0.0.6")}] = macCli
+		e, tb := natFuzzEnv(t, objs)
 		e.arp[arpEntry{"edge", ip("10.0.0.7")}] = macM7
-		e.learned("lan", 0, macWeb, "pw")
-		e.learned("lan", 0, macCli, "pc")
 		e.learned("lan", 0, macM7, "p7")
-		e.learned("lan6", 0, macV6b, "pv6b")
 		r := &fuzzReader{b: pktBytes}
 		now := int64(0)
 		for step := 0; step < 6 && r.i < len(r.b); step++ {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nagare/nagare/pkg/flow"
 	"github.com/nagare/nagare/pkg/flowstate"
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/packet"
@@ -95,7 +96,7 @@ func lbEnv(t *testing.T, tb *flowstate.Table, objs []model.Object) *nenv {
 // memberOf says which member a balanced packet went to, by its output.
 func memberOf(r *Result) string {
 	for _, a := range r.Actions() {
-		if a.Type == ActOutput {
+		if a.Type == flow.ActOutput {
 			switch a.PortID {
 			case "pw":
 				return "10.0.0.5"

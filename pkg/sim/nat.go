@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 
+	"github.com/nagare/nagare/pkg/flow"
 	"github.com/nagare/nagare/pkg/flowstate"
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/packet"
@@ -29,7 +30,7 @@ import (
 // with the new addresses and ports, which later rules, routing and ARP
 // see) and emit set-ip/set-port actions before the next output. ICMP
 // errors are translated through the connection they quote: the outer
-// address and the quoted header both, the latter per packet (ActInnerSrc,
+// address and the quoted header both, the latter per packet (flow.ActInnerSrc,
 // Result.SlowPath), since the quote is not in the flow key.
 
 type natKind uint8
@@ -365,34 +366,20 @@ func (w *walk) natError(n *natRule, fs FlowState, zone uint64, chain string, r *
 		return false
 	}
 	p := w.pkt
-	var a netip.Addr
-	var port uint16
-	switch n.kind {
-	case natSNAT:
-		a, port = m.Translated()
-		if p.SrcIP == k.SrcAddr() {
-			w.setSrc(a, 0)
-		}
-		w.setInner(false, a, port)
-	case natDNAT:
-		a, port = m.Translated()
-		if p.DstIP == k.DstAddr() {
-			w.setDst(a, 0)
-		}
-		w.setInner(true, a, port)
-	case natRevSNAT:
+	a, port := m.Translated()
+	if n.kind == natRevSNAT || n.kind == natRevDNAT {
 		a, port = m.Original()
-		if p.DstIP == k.DstAddr() {
-			w.setDst(a, 0)
-		}
-		w.setInner(true, a, port)
-	case natRevDNAT:
-		a, port = m.Original()
-		if p.SrcIP == k.SrcAddr() {
-			w.setSrc(a, 0)
-		}
-		w.setInner(false, a, port)
 	}
+	// SNAT and reverse DNAT change the source side of the quoted
+	// connection, DNAT and reverse SNAT its destination side.
+	dst := n.kind == natDNAT || n.kind == natRevSNAT
+	switch {
+	case dst && p.DstIP == k.DstAddr():
+		w.setDst(a, 0)
+	case !dst && p.SrcIP == k.SrcAddr():
+		w.setSrc(a, 0)
+	}
+	w.setInner(dst, a, port)
 	if w.tr != nil {
 		w.traceNAT(chain, r, fmt.Sprintf("%s of an ICMP error quoting %s: quote now %s, outer %s>%s (per packet, no flow)",
 			r.typ, fmtKey(k.Reverse()), fmtKey(w.st.inner.key), w.pkt.SrcIP, w.pkt.DstIP))
@@ -420,32 +407,32 @@ func (w *walk) traceNAT(chain string, r *rule, msg string) {
 func (w *walk) emitNAT() bool {
 	p, e := w.pkt, &w.st.emitted
 	h := headerOf(p)
-	if h.src != e.src && !w.addAction(Action{Type: ActSetIPSrc, Addr: h.src}) {
+	if h.src != e.src && !w.addAction(flow.Action{Type: flow.ActSetIPSrc, Addr: h.src}) {
 		return false
 	}
-	if h.dst != e.dst && !w.addAction(Action{Type: ActSetIPDst, Addr: h.dst}) {
+	if h.dst != e.dst && !w.addAction(flow.Action{Type: flow.ActSetIPDst, Addr: h.dst}) {
 		return false
 	}
 	if p.HasPorts() {
-		if h.sport != e.sport && !w.addAction(Action{Type: ActSetL4Src, L4Port: h.sport}) {
+		if h.sport != e.sport && !w.addAction(flow.Action{Type: flow.ActSetL4Src, L4Port: h.sport}) {
 			return false
 		}
-		if h.dport != e.dport && !w.addAction(Action{Type: ActSetL4Dst, L4Port: h.dport}) {
+		if h.dport != e.dport && !w.addAction(flow.Action{Type: flow.ActSetL4Dst, L4Port: h.dport}) {
 			return false
 		}
-	} else if h.sport != e.sport && !w.addAction(Action{Type: ActSetICMPID, L4Port: h.sport}) {
+	} else if h.sport != e.sport && !w.addAction(flow.Action{Type: flow.ActSetICMPID, L4Port: h.sport}) {
 		return false
 	}
 	*e = h
 	in := &w.st.inner
 	if in.srcSet && !in.srcDone {
-		if !w.addAction(Action{Type: ActInnerSrc, Addr: in.key.SrcAddr(), L4Port: in.key.SrcPort}) {
+		if !w.addAction(flow.Action{Type: flow.ActInnerSrc, Addr: in.key.SrcAddr(), L4Port: in.key.SrcPort}) {
 			return false
 		}
 		in.srcDone = true
 	}
 	if in.dstSet && !in.dstDone {
-		if !w.addAction(Action{Type: ActInnerDst, Addr: in.key.DstAddr(), L4Port: in.key.DstPort}) {
+		if !w.addAction(flow.Action{Type: flow.ActInnerDst, Addr: in.key.DstAddr(), L4Port: in.key.DstPort}) {
 			return false
 		}
 		in.dstDone = true

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"testing"
+	"time"
 
 	"github.com/nagare/nagare/pkg/flowstate"
 	"github.com/nagare/nagare/pkg/packet"
@@ -23,12 +24,7 @@ func natWalks(tb testing.TB) (*nenv, map[string]*Input) {
 		}
 	}
 	n.run("pc", frame(tb, macCli, macWeb, "10.0.0.6", "10.0.0.5", tcpP, 41000, 80, syn))
-	in := func(port string, b []byte) *Input {
-		var p packet.Parsed
-		p.Decode(b)
-		i, _ := n.topo.PortIndex(port)
-		return &Input{InPort: i, Pkt: &p, Now: 2}
-	}
+	in := n.input
 	return n, map[string]*Input{
 		"snat-forward":     in("pc", query),
 		"snat-reply":       in("rU", frame(tb, macGWUp, macUp, "8.8.8.8", "198.51.100.2", udpP, 53, port, 0)),
@@ -37,8 +33,18 @@ func natWalks(tb testing.TB) (*nenv, map[string]*Input) {
 	}
 }
 
-func TestNATWalkAllocatesNothing(t *testing.T) {
-	n, ins := natWalks(t)
+// input is a walk of frame b entering port, its state two ticks old.
+func (n *nenv) input(port string, b []byte) *Input {
+	var p packet.Parsed
+	p.Decode(b)
+	i, _ := n.topo.PortIndex(port)
+	return &Input{InPort: i, Pkt: &p, Now: 2}
+}
+
+// walksAllocateNothing checks that each walk forwards and allocates
+// nothing.
+func walksAllocateNothing(t *testing.T, n *nenv, ins map[string]*Input) {
+	t.Helper()
 	for name, in := range ins {
 		n.sim.Simulate(in, n.res)
 		if n.res.Verdict != Forward {
@@ -50,8 +56,14 @@ func TestNATWalkAllocatesNothing(t *testing.T) {
 	}
 }
 
-func benchWalk(b *testing.B, name string) {
-	n, ins := natWalks(b)
+func TestNATWalkAllocatesNothing(t *testing.T) {
+	n, ins := natWalks(t)
+	walksAllocateNothing(t, n, ins)
+}
+
+// benchWalk runs one walk of walks over and over.
+func benchWalk(b *testing.B, walks func(testing.TB) (*nenv, map[string]*Input), name string) {
+	n, ins := walks(b)
 	in := ins[name]
 	b.ReportAllocs()
 	for b.Loop() {
@@ -62,33 +74,20 @@ func benchWalk(b *testing.B, name string) {
 	}
 }
 
-// BenchmarkSimulateSNATForward: a masqueraded packet whose binding
-// exists: bridge, router with two chains, a lookup, the rewrites.
-func BenchmarkSimulateSNATForward(b *testing.B) { benchWalk(b, "snat-forward") }
-
-// BenchmarkSimulateSNATReply: its answer, reverse-translated.
-func BenchmarkSimulateSNATReply(b *testing.B) { benchWalk(b, "snat-reply") }
-
-// BenchmarkSimulateConntrackReply: a reply through two security groups
-// on one bridge: one conntrack lookup.
-func BenchmarkSimulateConntrackReply(b *testing.B) { benchWalk(b, "conntrack-reply") }
-
-// BenchmarkSimulateSNATNewConnection: every walk is a new connection:
-// conntrack lookup, SNAT port allocation, commit of two entries.
-func BenchmarkSimulateSNATNewConnection(b *testing.B) {
-	n, _ := natWalks(b)
+// benchNewConnections walks frame fr entering port over and over, as a
+// new connection each time: vary makes the i-th copy's 5-tuple unique.
+// The clock advances a quarter of timeout every 1024 walks, and the table
+// is swept, so that the state stays bounded as in a running agent.
+func benchNewConnections(b *testing.B, n *nenv, port string, fr []byte, vary func(fr []byte, i int), timeout time.Duration) {
 	var p packet.Parsed
-	fr := frame(b, macCli, macIn, "10.0.0.6", "8.8.8.8", udpP, 5555, 53, 0)
-	in, _ := n.topo.PortIndex("pc")
+	in, _ := n.topo.PortIndex(port)
 	input := &Input{InPort: in, Pkt: &p}
 	now := int64(0)
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
 		i++
-		fr[len(fr)-60+20+1] = byte(i) // the UDP source port, low byte...
-		fr[len(fr)-60+20] = byte(i >> 8)
-		fr[len(fr)-60+16+3] = byte(i >> 16) // ...and the destination's last octet
+		vary(fr, i)
 		p.Decode(fr)
 		input.Now = now
 		n.sim.Simulate(input, n.res)
@@ -96,8 +95,30 @@ func BenchmarkSimulateSNATNewConnection(b *testing.B) {
 			b.Fatalf("%v/%v", n.res.Verdict, n.res.Reason)
 		}
 		if i%1024 == 0 {
-			now += int64(flowstate.DefaultTimeouts().UDPNew) / 4
+			now += int64(timeout) / 4
 			n.tb.Sweep(now, 0, nil)
 		}
 	}
+}
+
+// BenchmarkSimulateSNATForward: a masqueraded packet whose binding
+// exists: bridge, router with two chains, a lookup, the rewrites.
+func BenchmarkSimulateSNATForward(b *testing.B) { benchWalk(b, natWalks, "snat-forward") }
+
+// BenchmarkSimulateSNATReply: its answer, reverse-translated.
+func BenchmarkSimulateSNATReply(b *testing.B) { benchWalk(b, natWalks, "snat-reply") }
+
+// BenchmarkSimulateConntrackReply: a reply through two security groups
+// on one bridge: one conntrack lookup.
+func BenchmarkSimulateConntrackReply(b *testing.B) { benchWalk(b, natWalks, "conntrack-reply") }
+
+// BenchmarkSimulateSNATNewConnection: every walk is a new connection:
+// conntrack lookup, SNAT port allocation, commit of two entries.
+func BenchmarkSimulateSNATNewConnection(b *testing.B) {
+	n, _ := natWalks(b)
+	fr := frame(b, macCli, macIn, "10.0.0.6", "8.8.8.8", udpP, 5555, 53, 0)
+	benchNewConnections(b, n, "pc", fr, func(fr []byte, i int) {
+		fr[len(fr)-60+20+1], fr[len(fr)-60+20] = byte(i), byte(i>>8) // the UDP source port...
+		fr[len(fr)-60+16+3] = byte(i >> 16)                          // ...and the destination's last octet
+	}, flowstate.DefaultTimeouts().UDPNew)
 }

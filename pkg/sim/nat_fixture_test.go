@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nagare/nagare/pkg/flow"
 	"github.com/nagare/nagare/pkg/flowstate"
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/packet"
@@ -156,15 +157,15 @@ func icmpErrorAbout(t testing.TB, sent []byte, router string) []byte {
 }
 
 // nact renders actions like acts does, with the NAT actions' arguments.
-func nact(l []Action) string {
+func nact(l []flow.Action) string {
 	var s []string
 	for _, a := range l {
 		switch a.Type {
-		case ActSetIPSrc, ActSetIPDst:
+		case flow.ActSetIPSrc, flow.ActSetIPDst:
 			s = append(s, fmt.Sprintf("%s %s", a.Type, a.Addr))
-		case ActSetL4Src, ActSetL4Dst, ActSetICMPID:
+		case flow.ActSetL4Src, flow.ActSetL4Dst, flow.ActSetICMPID:
 			s = append(s, fmt.Sprintf("%s %d", a.Type, a.L4Port))
-		case ActInnerSrc, ActInnerDst:
+		case flow.ActInnerSrc, flow.ActInnerDst:
 			s = append(s, fmt.Sprintf("%s %s", a.Type, netip.AddrPortFrom(a.Addr, a.L4Port)))
 		default:
 			s = append(s, act(a))
@@ -176,7 +177,7 @@ func nact(l []Action) string {
 // applyActs applies the actions to a copy of frame with the packet
 // package's rewrites, the ones the userspace datapath uses, and returns
 // the frame as it leaves by the first output.
-func applyActs(t testing.TB, frame []byte, acts []Action) []byte {
+func applyActs(t testing.TB, frame []byte, acts []flow.Action) []byte {
 	t.Helper()
 	b := append([]byte(nil), frame...)
 	var p packet.Parsed
@@ -184,29 +185,29 @@ func applyActs(t testing.TB, frame []byte, acts []Action) []byte {
 	for _, a := range acts {
 		ok := true
 		switch a.Type {
-		case ActSetEthSrc:
+		case flow.ActSetEthSrc:
 			ok = p.SetEthSrc(a.MAC)
-		case ActSetEthDst:
+		case flow.ActSetEthDst:
 			ok = p.SetEthDst(a.MAC)
-		case ActDecTTL:
+		case flow.ActDecTTL:
 			for range a.Count {
 				ok = ok && p.DecTTL()
 			}
-		case ActSetIPSrc:
+		case flow.ActSetIPSrc:
 			ok = p.SetSrcIP(a.Addr)
-		case ActSetIPDst:
+		case flow.ActSetIPDst:
 			ok = p.SetDstIP(a.Addr)
-		case ActSetL4Src:
+		case flow.ActSetL4Src:
 			ok = p.SetSrcPort(a.L4Port)
-		case ActSetL4Dst:
+		case flow.ActSetL4Dst:
 			ok = p.SetDstPort(a.L4Port)
-		case ActSetICMPID:
+		case flow.ActSetICMPID:
 			ok = p.SetICMPEchoID(a.L4Port)
-		case ActInnerSrc:
+		case flow.ActInnerSrc:
 			ok = p.SetInnerSrc(a.Addr, a.L4Port)
-		case ActInnerDst:
+		case flow.ActInnerDst:
 			ok = p.SetInnerDst(a.Addr, a.L4Port)
-		case ActOutput, ActEncap:
+		case flow.ActOutput, flow.ActEncap:
 			return b
 		default:
 			t.Fatalf("applyActs: %s not handled", a.Type)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/nagare/nagare/pkg/flow"
 	"github.com/nagare/nagare/pkg/flowstate"
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/packet"
@@ -106,25 +107,33 @@ func fuzzFrame(t *testing.T, r *fuzzReader) (string, []byte) {
 // the Result invariants, emit actions the datapath's rewrites accept,
 // produce correct checksums, create state only when it forwards, and
 // keep the table within its bounds.
+// natFuzzEnv builds a fuzzed topology with a small flow-state table (so
+// that fuzzing reaches its limits) and the neighbours the walks need: the
+// upstream gateway, the web server and the client.
+func natFuzzEnv(t *testing.T, objs []model.Object) (*env, *flowstate.Table) {
+	t.Helper()
+	topo, err := Build(objs)
+	if err != nil {
+		t.Fatalf("the fuzzed topology is valid: %v", err)
+	}
+	tb := flowstate.New(flowstate.Config{MaxEntries: 32, MaxPerZone: 12})
+	e := &env{topo: topo, macs: newFakeMACs(), arp: fakeARP{}, res: NewResult()}
+	e.sim = NewSimulator(topo, Config{HostID: "h1", MACs: e.macs, ARP: e.arp, FlowState: tb})
+	e.arp[arpEntry{"edge", ip("198.51.100.1")}] = macGWUp
+	e.arp[arpEntry{"edge", ip("10.0.0.5")}] = macWeb
+	e.arp[arpEntry{"edge", ip("10.0.0.6")}] = macCli
+	e.learned("lan", 0, macWeb, "pw")
+	e.learned("lan", 0, macCli, "pc")
+	e.learned("lan6", 0, macV6b, "pv6b")
+	return e, tb
+}
+
 func FuzzNAT(f *testing.F) {
 	f.Add([]byte{3, 0, 4, 1, 3, 2, 2, 1, 1, 0, 0, 0, 0, 0, 0}, []byte{0, 1, 3, 1, 1, 1, 0, 2, 2, 2, 4, 0, 0, 0, 1, 1})
 	f.Add([]byte{2, 5, 0, 2, 3, 0, 6, 1, 1, 7, 0, 2, 8, 9, 0, 1, 7}, []byte{1, 4, 0, 0, 0, 0, 0, 0, 2, 3, 2, 2, 0, 4, 1, 0})
 	f.Add([]byte("any bytes make some chains"), []byte("and some packets to walk through them"))
 	f.Fuzz(func(t *testing.T, topoBytes, pktBytes []byte) {
-		objs := natFuzzTopology(&fuzzReader{b: topoBytes})
-		topo, err := Build(objs)
-		if err != nil {
-			t.Fatalf("the fuzzed chains are valid: %v", err)
-		}
-		tb := flowstate.New(flowstate.Config{MaxEntries: 32, MaxPerZone: 12})
-		e := &env{topo: topo, macs: newFakeMACs(), arp: fakeARP{}, res: NewResult()}
-		e.sim = NewSimulator(topo, Config{HostID: "h1", MACs: e.macs, ARP: e.arp, FlowState: tb})
-		e.arp[arpEntry{"edge", ip("198.51.100.1")}] = macGWUp
-		e.arp[arpEntry{"edge", ip("10.0.0.5")}] = macWeb
-		e.arp[arpEntry{"edge", ip("10.0.0.6")}] = macCli
-		e.learned("lan", 0, macWeb, "pw")
-		e.learned("lan", 0, macCli, "pc")
-		e.learned("lan6", 0, macV6b, "pv6b")
+		e, tb := natFuzzEnv(t, natFuzzTopology(&fuzzReader{b: topoBytes}))
 		r := &fuzzReader{b: pktBytes}
 		now := int64(0)
 		for step := 0; step < 6 && r.i < len(r.b); step++ {
@@ -171,7 +180,7 @@ func natFuzzWalk(t *testing.T, e *env, tb *flowstate.Table, in string, fr []byte
 		t.Fatalf("%v walk left state entries %v\n%s", res.Verdict, res.StateEntries(), tr)
 	}
 	for _, a := range res.Actions() {
-		if (a.Type == ActInnerSrc || a.Type == ActInnerDst) && !res.SlowPath {
+		if (a.Type == flow.ActInnerSrc || a.Type == flow.ActInnerDst) && !res.SlowPath {
 			t.Fatalf("a quote rewrite in a cacheable flow\n%s", tr)
 		}
 	}
@@ -185,11 +194,11 @@ func natFuzzWalk(t *testing.T, e *env, tb *flowstate.Table, in string, fr []byte
 	}
 	var outPort string
 	for _, a := range res.Actions() {
-		if a.Type == ActOutput {
+		if a.Type == flow.ActOutput {
 			outPort = a.PortID
 			break
 		}
-		if a.Type == ActEncap {
+		if a.Type == flow.ActEncap {
 			return nil, ""
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 
+	"github.com/nagare/nagare/internal/splitmix"
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/packet"
 )
@@ -235,13 +236,13 @@ func (rt *routeTable) lookup(p *packet.Parsed) (chosen int32, grp span, ok bool)
 		best := first
 		if end-first > 1 {
 			h := flowHash(p)
-			bestScore := mix64(h ^ rt.entries[first].tag)
+			bestScore := splitmix.Mix64(h ^ rt.entries[first].tag)
 			for i := first + 1; i < end; i++ {
 				e := &rt.entries[i]
 				if !e.srcMatches(src) {
 					continue
 				}
-				if s := mix64(h ^ e.tag); s > bestScore {
+				if s := splitmix.Mix64(h ^ e.tag); s > bestScore {
 					best, bestScore = i, s
 				}
 			}
@@ -259,10 +260,10 @@ func (e *routeEntry) srcMatches(src netip.Addr) bool {
 // restarts (no random seed), so every host and every re-simulation picks the
 // same path for a flow.
 func flowHash(p *packet.Parsed) uint64 {
-	h := addrHash(p.SrcIP) ^ mix64(addrHash(p.DstIP)+1)
+	h := addrHash(p.SrcIP) ^ splitmix.Mix64(addrHash(p.DstIP)+1)
 	var ports uint64
 	if p.HasPorts() {
 		ports = uint64(p.SrcPort)<<16 | uint64(p.DstPort)
 	}
-	return mix64(h ^ uint64(p.IPProto)<<32 ^ ports)
+	return splitmix.Mix64(h ^ uint64(p.IPProto)<<32 ^ ports)
 }

@@ -162,8 +162,8 @@ func (t *Topology) compileRule(r *model.Rule, pos int, pgByID, ipgByID map[strin
 	}
 	cr.invIPGSrc, cr.invIPGDst = r.InvIPAddrGroupSrc, r.InvIPAddrGroupDst
 	cr.etherType, cr.invEtherType = r.EtherType, r.InvEtherType && r.EtherType != 0
-	cr.srcMAC, cr.hasSrcMAC, cr.invSrcMAC = packet.MAC(r.SrcMAC), !r.SrcMAC.IsZero(), r.InvSrcMAC
-	cr.dstMAC, cr.hasDstMAC, cr.invDstMAC = packet.MAC(r.DstMAC), !r.DstMAC.IsZero(), r.InvDstMAC
+	cr.srcMAC, cr.hasSrcMAC, cr.invSrcMAC = r.SrcMAC, !r.SrcMAC.IsZero(), r.InvSrcMAC
+	cr.dstMAC, cr.hasDstMAC, cr.invDstMAC = r.DstMAC, !r.DstMAC.IsZero(), r.InvDstMAC
 	if r.Src.IsValid() {
 		cr.src, cr.invSrc = r.Src.Masked(), r.InvSrc
 	}
@@ -171,7 +171,7 @@ func (t *Topology) compileRule(r *model.Rule, pos int, pgByID, ipgByID map[strin
 		cr.dst, cr.invDst = r.Dst.Masked(), r.InvDst
 	}
 	cr.proto, cr.invProto = r.Proto, r.InvProto && r.Proto != 0
-	cr.arpSHA, cr.hasARPSHA, cr.invARPSHA = packet.MAC(r.ARPSHA), !r.ARPSHA.IsZero(), r.InvARPSHA
+	cr.arpSHA, cr.hasARPSHA, cr.invARPSHA = r.ARPSHA, !r.ARPSHA.IsZero(), r.InvARPSHA
 	if r.NDTarget.IsValid() {
 		cr.ndTarget, cr.invNDTarget = r.NDTarget.Masked(), r.InvNDTarget
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 
+	"github.com/nagare/nagare/pkg/flow"
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/packet"
 )
@@ -391,11 +392,16 @@ func (w *walk) portChainPasses(v chainVerdict, pi int32) bool {
 // administratively prohibited otherwise. The answer comes from the
 // packet's destination, as if it had refused, because a rule on a bridge
 // port has no address of its own to send from.
-func (w *walk) reject() {
-	p := w.origPkt()
+func (w *walk) reject() { w.refuse(packet.ICMPv4AdminProhibited, packet.ICMPv6AdminProhibited) }
+
+// refuse answers the walked packet from its destination: a TCP reset for
+// TCP, otherwise an ICMP destination unreachable with code4 (IPv4) or
+// code6 (IPv6).
+func (w *walk) refuse(code4, code6 uint8) {
 	if !w.canGenerate() {
 		return
 	}
+	p := w.origPkt()
 	buf := w.genSpace()
 	var n int
 	var err error
@@ -405,9 +411,9 @@ func (w *walk) reject() {
 		n, err = packet.BuildTCPReset(buf, p)
 		why = GenTCPReset
 	case p.L3 == packet.L3IPv4:
-		n, err = packet.BuildICMPv4Unreachable(buf, p, p.DstIP, packet.ICMPv4AdminProhibited)
+		n, err = packet.BuildICMPv4Unreachable(buf, p, p.DstIP, code4)
 	case p.L3 == packet.L3IPv6:
-		n, err = packet.BuildICMPv6Unreachable(buf, p, p.DstIP, packet.ICMPv6AdminProhibited)
+		n, err = packet.BuildICMPv6Unreachable(buf, p, p.DstIP, code6)
 	default:
 		return
 	}
@@ -429,9 +435,9 @@ func (w *walk) output(q int32) {
 			return
 		}
 	}
-	a := Action{Port: q, PortID: p.id}
+	a := flow.Action{Port: q, PortID: p.id}
 	if p.hostID == s.cfg.HostID {
-		a.Type, a.Interface = ActOutput, p.ifName
+		a.Type, a.Interface = flow.ActOutput, p.ifName
 	} else {
 		if p.host == none || !s.remote[p.host].ok {
 			w.drop(DropNoTunnel, t.portName(q), "host "+p.hostID+" shares no tunnel zone with this host")
@@ -440,7 +446,7 @@ func (w *walk) output(q int32) {
 		rh := &s.remote[p.host]
 		w.res.addTag(rh.tag)
 		w.res.addTag(rh.zoneTag)
-		a.Type, a.HostID, a.Underlay, a.Tunnel, a.TunnelKey = ActEncap, p.hostID, rh.addr, rh.tunnel, p.tunnelKey
+		a.Type, a.HostID, a.Underlay, a.Tunnel, a.TunnelKey = flow.ActEncap, p.hostID, rh.addr, rh.tunnel, p.tunnelKey
 	}
 	if !w.emitHeader() || !w.addAction(a) {
 		return
@@ -450,7 +456,7 @@ func (w *walk) output(q int32) {
 	}
 	w.outputs++
 	if w.tr != nil {
-		if a.Type == ActOutput {
+		if a.Type == flow.ActOutput {
 			w.tr.add(StepOutput, t.portName(q), "output to interface "+p.ifName)
 		} else {
 			w.tr.add(StepOutput, t.portName(q), fmt.Sprintf("encapsulate (%s key %d) to host %s at %s", a.Tunnel, a.TunnelKey, a.HostID, a.Underlay))
@@ -466,29 +472,29 @@ func (w *walk) emitHeader() bool {
 		return false
 	}
 	d, e := &w.cur, &w.emitted
-	if d.src != e.src && !w.addAction(Action{Type: ActSetEthSrc, MAC: d.src}) {
+	if d.src != e.src && !w.addAction(flow.Action{Type: flow.ActSetEthSrc, MAC: d.src}) {
 		return false
 	}
-	if d.dst != e.dst && !w.addAction(Action{Type: ActSetEthDst, MAC: d.dst}) {
+	if d.dst != e.dst && !w.addAction(flow.Action{Type: flow.ActSetEthDst, MAC: d.dst}) {
 		return false
 	}
-	if d.ttlDec > e.ttlDec && !w.addAction(Action{Type: ActDecTTL, Count: d.ttlDec - e.ttlDec}) {
+	if d.ttlDec > e.ttlDec && !w.addAction(flow.Action{Type: flow.ActDecTTL, Count: d.ttlDec - e.ttlDec}) {
 		return false
 	}
 	// d.ttlDec < e.ttlDec would need an increment. It cannot happen:
 	// routers do not forward what a flood brings them (broadcasts and
 	// frames for other MACs), so branches after a flood never route.
-	if e.tagged && (!d.tagged || d.vlan != e.vlan) && !w.addAction(Action{Type: ActPopVLAN}) {
+	if e.tagged && (!d.tagged || d.vlan != e.vlan) && !w.addAction(flow.Action{Type: flow.ActPopVLAN}) {
 		return false
 	}
-	if d.tagged && (!e.tagged || d.vlan != e.vlan) && !w.addAction(Action{Type: ActPushVLAN, VLAN: d.vlan}) {
+	if d.tagged && (!e.tagged || d.vlan != e.vlan) && !w.addAction(flow.Action{Type: flow.ActPushVLAN, VLAN: d.vlan}) {
 		return false
 	}
 	*e = *d
 	return true
 }
 
-func (w *walk) addAction(a Action) bool {
+func (w *walk) addAction(a flow.Action) bool {
 	r := w.res
 	if w.isGen {
 		if r.nGenActs == MaxGeneratedActions {
@@ -539,7 +545,7 @@ func (w *walk) commitReply(n int, err error, why GenReason) {
 		return
 	}
 	p := &w.t.ports[w.inPort]
-	a := Action{Port: w.inPort, PortID: p.id}
+	a := flow.Action{Port: w.inPort, PortID: p.id}
 	switch {
 	case !p.exterior():
 		// A walk started on an interior port (a trace, a test) has
@@ -547,10 +553,10 @@ func (w *walk) commitReply(n int, err error, why GenReason) {
 		r.GenFailed++
 		return
 	case p.hostID == w.s.cfg.HostID:
-		a.Type, a.Interface = ActOutput, p.ifName
+		a.Type, a.Interface = flow.ActOutput, p.ifName
 	case p.host != none && w.s.remote[p.host].ok:
 		rh := &w.s.remote[p.host]
-		a.Type, a.HostID, a.Underlay, a.Tunnel, a.TunnelKey = ActEncap, p.hostID, rh.addr, rh.tunnel, p.tunnelKey
+		a.Type, a.HostID, a.Underlay, a.Tunnel, a.TunnelKey = flow.ActEncap, p.hostID, rh.addr, rh.tunnel, p.tunnelKey
 	default:
 		r.GenFailed++
 		return

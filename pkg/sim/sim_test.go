@@ -6,28 +6,29 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nagare/nagare/pkg/flow"
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/packet"
 )
 
 // act renders an action compactly for comparisons.
-func act(a Action) string {
+func act(a flow.Action) string {
 	switch a.Type {
-	case ActSetEthSrc, ActSetEthDst:
+	case flow.ActSetEthSrc, flow.ActSetEthDst:
 		return fmt.Sprintf("%s %s", a.Type, a.MAC)
-	case ActPushVLAN:
+	case flow.ActPushVLAN:
 		return fmt.Sprintf("push-vlan %d", a.VLAN)
-	case ActDecTTL:
+	case flow.ActDecTTL:
 		return fmt.Sprintf("dec-ttl %d", a.Count)
-	case ActOutput:
+	case flow.ActOutput:
 		return fmt.Sprintf("output %s/%s", a.PortID, a.Interface)
-	case ActEncap:
+	case flow.ActEncap:
 		return fmt.Sprintf("encap %s %s@%s key %d %s", a.PortID, a.HostID, a.Underlay, a.TunnelKey, a.Tunnel)
 	}
 	return a.Type.String()
 }
 
-func acts(l []Action) string {
+func acts(l []flow.Action) string {
 	var s []string
 	for _, a := range l {
 		s = append(s, act(a))
@@ -36,7 +37,7 @@ func acts(l []Action) string {
 }
 
 // genFrame decodes the i-th generated packet.
-func genFrame(t *testing.T, r *Result, i int) (*packet.Parsed, []Action) {
+func genFrame(t *testing.T, r *Result, i int) (*packet.Parsed, []flow.Action) {
 	t.Helper()
 	if len(r.Generated()) <= i {
 		t.Fatalf("want generated packet %d, have %d (GenFailed %d)", i, len(r.Generated()), r.GenFailed)

@@ -3,6 +3,7 @@ package sim
 import (
 	"net/netip"
 
+	"github.com/nagare/nagare/internal/splitmix"
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/packet"
 )
@@ -35,17 +36,6 @@ const (
 	saltFlood = 0x666c6f6f642d2d2d // "flood---"
 )
 
-// mix64 is the splitmix64 finalizer: it spreads every input bit over the
-// whole word, so tags and ECMP hashes built by xor-ing fields stay uniform.
-func mix64(x uint64) uint64 {
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	x ^= x >> 31
-	return x
-}
-
 func hashString(h uint64, s string) uint64 {
 	for i := 0; i < len(s); i++ {
 		h ^= uint64(s[i])
@@ -63,7 +53,7 @@ func objectTag(kind, id string) uint64 {
 	h := hashString(fnvOffset, kind)
 	h ^= 0xff // separator: "ab"+"c" and "a"+"bc" differ
 	h *= fnvPrime
-	return mix64(hashString(h, id))
+	return splitmix.Mix64(hashString(h, id))
 }
 
 func macBits(m packet.MAC) uint64 {
@@ -71,22 +61,22 @@ func macBits(m packet.MAC) uint64 {
 }
 
 func macEntryTag(bridgeTag uint64, vlan uint16, mac packet.MAC) uint64 {
-	return mix64(bridgeTag ^ mix64(saltMAC^uint64(vlan)<<48^macBits(mac)))
+	return splitmix.Mix64(bridgeTag ^ splitmix.Mix64(saltMAC^uint64(vlan)<<48^macBits(mac)))
 }
 
 func addrHash(a netip.Addr) uint64 {
 	if a.Is4() {
 		v := a.As4()
-		return mix64(uint64(v[0])<<24 | uint64(v[1])<<16 | uint64(v[2])<<8 | uint64(v[3]) | 4<<32)
+		return splitmix.Mix64(uint64(v[0])<<24 | uint64(v[1])<<16 | uint64(v[2])<<8 | uint64(v[3]) | 4<<32)
 	}
 	b := a.As16()
 	hi := uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32 | uint64(b[4])<<24 | uint64(b[5])<<16 | uint64(b[6])<<8 | uint64(b[7])
 	lo := uint64(b[8])<<56 | uint64(b[9])<<48 | uint64(b[10])<<40 | uint64(b[11])<<32 | uint64(b[12])<<24 | uint64(b[13])<<16 | uint64(b[14])<<8 | uint64(b[15])
-	return mix64(hi ^ mix64(lo))
+	return splitmix.Mix64(hi ^ splitmix.Mix64(lo))
 }
 
 func arpEntryTag(routerTag uint64, ip netip.Addr) uint64 {
-	return mix64(routerTag ^ saltARP ^ addrHash(ip))
+	return splitmix.Mix64(routerTag ^ saltARP ^ addrHash(ip))
 }
 
 // MACEntryTag is the tag of the entry for mac on vlan in a bridge's MAC
@@ -103,12 +93,12 @@ func ARPEntryTag(routerID string, ip netip.Addr) uint64 {
 
 // NoRouteTag is read by every walk in which a router found no route.
 func NoRouteTag(routerID string) uint64 {
-	return mix64(ObjectTag(model.RouterKind, routerID) ^ saltNoRt)
+	return splitmix.Mix64(ObjectTag(model.RouterKind, routerID) ^ saltNoRt)
 }
 
 // FloodTag is read by every walk in which a bridge flooded.
 func FloodTag(bridgeID string) uint64 {
-	return mix64(ObjectTag(model.BridgeKind, bridgeID) ^ saltFlood)
+	return splitmix.Mix64(ObjectTag(model.BridgeKind, bridgeID) ^ saltFlood)
 }
 
 // ChangeTags returns the tags to invalidate when o is created, changed or

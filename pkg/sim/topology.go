@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 
+	"github.com/nagare/nagare/internal/splitmix"
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/packet"
 )
@@ -288,7 +289,7 @@ func Build(objs []model.Object) (*Topology, error) {
 	}
 	for i, mp := range ports {
 		p := port{id: mp.ID, tag: ObjectTag(model.PortKind, mp.ID), up: mp.State != model.StateDown, vlan: mp.VLAN,
-			mac: packet.MAC(mp.MAC), addr: mp.Address, network: mp.Network, peer: none, host: none,
+			mac: mp.MAC, addr: mp.Address, network: mp.Network, peer: none, host: none,
 			hostID: mp.HostID, ifName: mp.InterfaceName, tunnelKey: mp.TunnelKey}
 		what := "port " + mp.ID
 		switch {
@@ -471,7 +472,7 @@ func Build(objs []model.Object) (*Topology, error) {
 		if _, taken := t.staticIP[k]; taken {
 			continue // a router port's address wins over a DHCP entry claiming it
 		}
-		t.staticIP[k] = staticEntry{mac: packet.MAC(h.MAC), tag: ObjectTag(model.DHCPHostKind, h.ID), port: none}
+		t.staticIP[k] = staticEntry{mac: h.MAC, tag: ObjectTag(model.DHCPHostKind, h.ID), port: none}
 		t.bridges[k.dev].ipBloom |= ipBloomBit(h.Address)
 	}
 	if err := t.buildLBs(objs); err != nil {
@@ -544,7 +545,7 @@ func (t *Topology) devName(k devKind, d int32) string {
 	return r.id
 }
 
-func macBloomBit(m packet.MAC) uint64 { return 1 << (mix64(macBits(m)) & 63) }
+func macBloomBit(m packet.MAC) uint64 { return 1 << (splitmix.Mix64(macBits(m)) & 63) }
 
 func ipBloomBit(a netip.Addr) uint64 {
 	b := a.As16()

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nagare/nagare/pkg/flow"
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/packet"
 )
@@ -27,7 +28,7 @@ func TestECMPSpreadsDeterministically(t *testing.T) {
 		}
 		var dst packet.MAC
 		for _, a := range r.Actions() {
-			if a.Type == ActSetEthDst {
+			if a.Type == flow.ActSetEthDst {
 				dst = a.MAC
 			}
 		}
@@ -40,7 +41,7 @@ func TestECMPSpreadsDeterministically(t *testing.T) {
 		// Same flow, same choice.
 		r = e.run("pa1", frame)
 		for _, a := range r.Actions() {
-			if a.Type == ActSetEthDst && a.MAC != dst {
+			if a.Type == flow.ActSetEthDst && a.MAC != dst {
 				t.Fatalf("flow %d chose %s then %s", i, dst, a.MAC)
 			}
 		}

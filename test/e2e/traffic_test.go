@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nagare/nagare/pkg/agentstatus"
 	"github.com/nagare/nagare/test/e2e/harness"
 )
 
@@ -209,31 +210,9 @@ func testPMTUD(t *testing.T, tp *topo) {
 	})
 }
 
-// datapathStatus is what GET /api/v1/hosts/{id}/datapath serves (the
-// status the agent publishes, nsdb.DatapathStatus).
-type datapathStatus struct {
-	HostName string            `json:"host_name"`
-	Datapath string            `json:"datapath"`
-	Updated  time.Time         `json:"updated"`
-	Flows    int               `json:"flows"`
-	Hits     uint64            `json:"hits"`
-	Misses   uint64            `json:"misses"`
-	Drops    map[string]uint64 `json:"drops"`
-	VXLAN    struct {
-		RxPackets uint64 `json:"rx_packets"`
-		TxPackets uint64 `json:"tx_packets"`
-	} `json:"vxlan"`
-	Ports []struct {
-		PortID    string `json:"port_id"`
-		Interface string `json:"interface"`
-		RxPackets uint64 `json:"rx_packets"`
-	} `json:"ports"`
-	FlowDump []string `json:"flow_dump"`
-}
-
 // datapath reads a host's published datapath status from the API.
-func datapath(tp *topo, h *harness.Hypervisor) (*datapathStatus, error) {
-	var st datapathStatus
+func datapath(tp *topo, h *harness.Hypervisor) (*agentstatus.Datapath, error) {
+	var st agentstatus.Datapath
 	err := tp.Call("GET", "/api/v1/hosts/"+h.ID+"/datapath", nil, &st)
 	return &st, err
 }
@@ -243,7 +222,7 @@ func datapath(tp *topo, h *harness.Hypervisor) (*datapathStatus, error) {
 // datapath, host X list flow).
 func testDatapathStatus(t *testing.T, tp *topo) {
 	h := tp.Host("hv1")
-	var st *datapathStatus
+	var st *agentstatus.Datapath
 	// The agent publishes every 2 s: wait for a status newer than the
 	// traffic above.
 	since := time.Now()

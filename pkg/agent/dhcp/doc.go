@@ -5,9 +5,11 @@
 // straight back into the VM's port. DHCP never crosses the overlay and there
 // is no DHCP server process, agent or namespace per network to keep alive.
 //
-// The package is pure logic. [Server.Handle] takes the whole Ethernet frame
-// the VM sent and the current time, and writes the whole reply frame
-// (Ethernet, IPv4, UDP, DHCP) into a buffer the caller owns. It opens no
+// The package is pure logic. [Server.Handle] takes the frame the VM sent,
+// as pkg/packet decoded it (the datapath decodes every frame anyway), and
+// the current time, and writes the whole reply frame (Ethernet, IPv4, UDP,
+// DHCP) into a buffer the caller owns. This package owns the DHCP message
+// — BOOTP fields and options — and leaves the layers below to pkg/packet. It opens no
 // socket, starts no goroutine and never reads the clock, so tests drive
 // leases through days in microseconds and the datapath decides how frames
 // reach it (AF_PACKET, an eBPF upcall, the simulator). The per-packet path

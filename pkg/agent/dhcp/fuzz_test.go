@@ -6,7 +6,7 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
-	"github.com/nagare/nagare/pkg/model"
+	"github.com/nagare/nagare/pkg/packet"
 )
 
 // Offsets into a client frame built by clientFrame.
@@ -27,7 +27,7 @@ func fixIP(f []byte) {
 // withOptions rebuilds a DISCOVER frame from hostMAC with raw option bytes.
 func withOptions(t testing.TB, opts ...byte) []byte {
 	hdr := msg(t, dhcpv4.MessageTypeDiscover, hostMAC).ToBytes()[:dhcpHdrLen]
-	return udpFrame(hostMAC, broadcastMAC, [4]byte{}, [4]byte{255, 255, 255, 255}, 68, 67, append(hdr, opts...))
+	return udpFrame(hostMAC, packet.BroadcastMAC, [4]byte{}, [4]byte{255, 255, 255, 255}, 68, 67, append(hdr, opts...))
 }
 
 func TestMalformed(t *testing.T) {
@@ -54,7 +54,7 @@ func TestMalformed(t *testing.T) {
 		{"bad IPv4 checksum", func(t *testing.T) []byte { f := valid(t); f[offIP+10] ^= 0xff; return f }, DropBadChecksum},
 		{"UDP to port 68", func(t *testing.T) []byte { f := valid(t); f[offUDP+3] = 68; return f }, DropNotDHCP},
 		{"UDP length below header", func(t *testing.T) []byte { f := valid(t); f[offUDP+4], f[offUDP+5] = 0, 4; return f }, DropBadUDP},
-		{"UDP length past the datagram", func(t *testing.T) []byte { f := valid(t); f[offUDP+4], f[offUDP+5] = 0xff, 0xff; return f }, DropTruncated},
+		{"UDP length past the datagram", func(t *testing.T) []byte { f := valid(t); f[offUDP+4], f[offUDP+5] = 0xff, 0xff; return f }, DropBadUDP},
 		{"short UDP", func(t *testing.T) []byte { f := valid(t)[:offUDP+4]; setIPLen(f, 24); return f }, DropTruncated},
 		{"DHCP shorter than its header", func(t *testing.T) []byte {
 			f := valid(t)[:offDHCP+200]
@@ -98,7 +98,7 @@ func TestMalformed(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := testServer(t)
-			if _, ok := srv.Handle(tc.frame(t), t0, make([]byte, MaxReplyLen)); ok {
+			if _, ok := handle(srv, tc.frame(t), t0, make([]byte, MaxReplyLen)); ok {
 				t.Fatal("answered a frame it should drop")
 			}
 			want := Stats{}
@@ -144,7 +144,7 @@ func TestTolerated(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := testServer(t)
 			out := make([]byte, MaxReplyLen)
-			n, ok := srv.Handle(tc.frame(t), t0, out)
+			n, ok := handle(srv, tc.frame(t), t0, out)
 			if !ok {
 				t.Fatalf("dropped; stats %+v", srv.Stats().Drops)
 			}
@@ -159,7 +159,7 @@ func TestTolerated(t *testing.T) {
 // it is given, and anything it answers is a well-formed reply to a request
 // with the same transaction ID.
 func FuzzHandle(f *testing.F) {
-	m := func(mt dhcpv4.MessageType, mac model.MAC, mods ...dhcpv4.Modifier) []byte {
+	m := func(mt dhcpv4.MessageType, mac packet.MAC, mods ...dhcpv4.Modifier) []byte {
 		return clientFrame(msg(f, mt, mac, mods...))
 	}
 	f.Add(m(dhcpv4.MessageTypeDiscover, hostMAC))
@@ -177,7 +177,7 @@ func FuzzHandle(f *testing.F) {
 	out := make([]byte, MaxReplyLen)
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		in := append([]byte(nil), frame...)
-		n, ok := srv.Handle(frame, t0, out)
+		n, ok := handle(srv, frame, t0, out)
 		if string(in) != string(frame) {
 			t.Fatal("Handle modified its input")
 		}
@@ -194,7 +194,7 @@ func FuzzHandle(f *testing.F) {
 		if [4]byte(r.m.TransactionID) != [4]byte(frame[offDHCP+4:offDHCP+8]) {
 			t.Fatalf("xid %v does not match the request", r.m.TransactionID)
 		}
-		if r.ethDst != broadcastMAC && [6]byte(r.ethDst) != [6]byte(frame[6:12]) {
+		if r.ethDst != packet.BroadcastMAC && [6]byte(r.ethDst) != [6]byte(frame[6:12]) {
 			t.Fatalf("reply to %v, neither broadcast nor the sender", r.ethDst)
 		}
 	})

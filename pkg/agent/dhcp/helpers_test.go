@@ -11,14 +11,15 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
 	"github.com/nagare/nagare/pkg/model"
+	"github.com/nagare/nagare/pkg/packet"
 )
 
 // The test bridge: 10.0.0.0/24 with a gateway, two DNS servers, one
 // classless route, no MTU of its own (so the overlay's 1450), and one fixed
 // host.
 var (
-	hostMAC = model.MAC{0x02, 0x00, 0x00, 0x00, 0x00, 0x05}
-	poolMAC = model.MAC{0x02, 0x00, 0x00, 0x00, 0x01, 0x01}
+	hostMAC = packet.MAC{0x02, 0x00, 0x00, 0x00, 0x00, 0x05}
+	poolMAC = packet.MAC{0x02, 0x00, 0x00, 0x00, 0x01, 0x01}
 	t0      = time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 )
 
@@ -53,13 +54,13 @@ func testServer(t testing.TB) *Server {
 	return NewServer(Config{}, mustSubnet(t, testDHCPSubnet(), testHosts(), overlayMTU))
 }
 
-func hw(m model.MAC) net.HardwareAddr { return net.HardwareAddr(m[:]) }
+func hw(m packet.MAC) net.HardwareAddr { return net.HardwareAddr(m[:]) }
 
 func ip4(s string) net.IP { return net.ParseIP(s).To4() }
 
 // msg builds a client message of type mt from mac with dhcpv4's own
 // constructors and modifiers, as an independent encoder of the input.
-func msg(t testing.TB, mt dhcpv4.MessageType, mac model.MAC, mods ...dhcpv4.Modifier) *dhcpv4.DHCPv4 {
+func msg(t testing.TB, mt dhcpv4.MessageType, mac packet.MAC, mods ...dhcpv4.Modifier) *dhcpv4.DHCPv4 {
 	t.Helper()
 	m, err := dhcpv4.New(append([]dhcpv4.Modifier{dhcpv4.WithHwAddr(hw(mac)), dhcpv4.WithMessageType(mt)}, mods...)...)
 	if err != nil {
@@ -76,10 +77,10 @@ func clientFrame(m *dhcpv4.DHCPv4) []byte {
 	if m.ClientIPAddr != nil {
 		copy(src[:], m.ClientIPAddr.To4())
 	}
-	return udpFrame(model.MAC(m.ClientHWAddr[:6]), broadcastMAC, src, [4]byte{255, 255, 255, 255}, 68, 67, payload)
+	return udpFrame(packet.MAC(m.ClientHWAddr[:6]), packet.BroadcastMAC, src, [4]byte{255, 255, 255, 255}, 68, 67, payload)
 }
 
-func udpFrame(src, dst model.MAC, srcIP, dstIP [4]byte, sport, dport uint16, payload []byte) []byte {
+func udpFrame(src, dst packet.MAC, srcIP, dstIP [4]byte, sport, dport uint16, payload []byte) []byte {
 	f := make([]byte, 14+20+8+len(payload))
 	copy(f[0:], dst[:])
 	copy(f[6:], src[:])
@@ -129,7 +130,7 @@ func pseudo(ip []byte) []byte {
 
 // reply is a reply frame taken apart.
 type reply struct {
-	ethDst, ethSrc model.MAC
+	ethDst, ethSrc packet.MAC
 	ipSrc, ipDst   netip.Addr
 	m              *dhcpv4.DHCPv4
 }
@@ -195,11 +196,18 @@ func checkReply(f []byte) (reply, error) {
 	return r, nil
 }
 
+// handle decodes frame as the datapath does and hands it to srv.
+func handle(srv *Server, frame []byte, now time.Time, out []byte) (int, bool) {
+	var p packet.Parsed
+	p.Decode(frame)
+	return srv.Handle(&p, now, out)
+}
+
 // run hands m to srv and returns the checked reply, or ok=false.
 func run(t testing.TB, srv *Server, now time.Time, m *dhcpv4.DHCPv4) (reply, bool) {
 	t.Helper()
 	out := make([]byte, MaxReplyLen)
-	n, ok := srv.Handle(clientFrame(m), now, out)
+	n, ok := handle(srv, clientFrame(m), now, out)
 	if !ok {
 		return reply{}, false
 	}
@@ -230,7 +238,7 @@ func mustRun(t testing.TB, srv *Server, now time.Time, m *dhcpv4.DHCPv4) reply {
 }
 
 // dora runs DISCOVER then REQUEST for mac and returns the ACK.
-func dora(t testing.TB, srv *Server, now time.Time, mac model.MAC) reply {
+func dora(t testing.TB, srv *Server, now time.Time, mac packet.MAC) reply {
 	t.Helper()
 	offer := mustRun(t, srv, now, msg(t, dhcpv4.MessageTypeDiscover, mac))
 	if offer.m.MessageType() != dhcpv4.MessageTypeOffer {

@@ -9,6 +9,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
 	"github.com/nagare/nagare/pkg/model"
+	"github.com/nagare/nagare/pkg/packet"
 )
 
 func route(dst, gw string) model.Opt121Route {
@@ -112,8 +113,8 @@ func TestMTU(t *testing.T) {
 }
 
 func TestNewSubnetErrors(t *testing.T) {
-	mac2 := model.MAC{2, 0, 0, 0, 0, 2}
-	host := func(mac model.MAC, a, name string) model.DHCPHost {
+	mac2 := packet.MAC{2, 0, 0, 0, 0, 2}
+	host := func(mac packet.MAC, a, name string) model.DHCPHost {
 		return model.DHCPHost{MAC: mac, Address: netip.MustParseAddr(a), Name: name}
 	}
 	var manyDNS []netip.Addr
@@ -140,7 +141,7 @@ func TestNewSubnetErrors(t *testing.T) {
 		{"host on gateway", nil, []model.DHCPHost{host(hostMAC, "10.0.0.1", "")}, 0, "gateway"},
 		{"duplicate MAC", nil, []model.DHCPHost{host(hostMAC, "10.0.0.5", ""), host(hostMAC, "10.0.0.6", "")}, 0, "twice"},
 		{"duplicate address", nil, []model.DHCPHost{host(hostMAC, "10.0.0.5", ""), host(mac2, "10.0.0.5", "")}, 0, "share"},
-		{"multicast MAC", nil, []model.DHCPHost{host(model.MAC{1, 0, 0x5e, 0, 0, 1}, "10.0.0.5", "")}, 0, "unicast"},
+		{"multicast MAC", nil, []model.DHCPHost{host(packet.MAC{1, 0, 0x5e, 0, 0, 1}, "10.0.0.5", "")}, 0, "unicast"},
 		{"host of another subnet", nil, []model.DHCPHost{{DHCPSubnetID: "sub-2", MAC: hostMAC, Address: netip.MustParseAddr("10.0.0.5")}}, 0, "belongs to"},
 		{"IPv6 DNS", func(d *model.DHCPSubnet) { d.DNSServers = []netip.Addr{netip.MustParseAddr("fd00::53")} }, nil, 0, "DNS"},
 		{"MTU below 68", nil, nil, 60, "MTU"},
@@ -170,7 +171,7 @@ func TestNewSubnetErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := make([]byte, MaxReplyLen)
-	n, _ := NewServer(Config{}, s).Handle(clientFrame(msg(t, dhcpv4.MessageTypeDiscover, hostMAC)), t0, out)
+	n, _ := handle(NewServer(Config{}, s), clientFrame(msg(t, dhcpv4.MessageTypeDiscover, hostMAC)), t0, out)
 	if n != MaxReplyLen {
 		t.Errorf("largest reply is %d bytes, want exactly MaxReplyLen (%d)", n, MaxReplyLen)
 	}

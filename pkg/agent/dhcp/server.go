@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nagare/nagare/pkg/model"
+	"github.com/nagare/nagare/pkg/packet"
 )
 
 // Defaults for the zero Config.
@@ -28,16 +28,14 @@ const (
 // locally administered, "nag" in the middle. No VM sees it as a neighbour:
 // the agent intercepts the client's unicast renewals whatever their
 // destination MAC.
-var DefaultServerMAC = model.MAC{0x02, 0x6e, 0x61, 0x67, 0x00, 0x01}
-
-var broadcastMAC = model.MAC{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+var DefaultServerMAC = packet.MAC{0x02, 0x6e, 0x61, 0x67, 0x00, 0x01}
 
 // Config tunes a Server. The zero value uses the defaults above.
 type Config struct {
 	LeaseTime   time.Duration // lease handed to clients (option 51); T1 is half, T2 seven eighths
 	OfferHold   time.Duration // how long an offered pool address is held
 	DeclineHold time.Duration // how long a declined address stays out of the pool
-	ServerMAC   model.MAC     // Ethernet source of replies
+	ServerMAC   packet.MAC    // Ethernet source of replies
 }
 
 // Server answers DHCP for the subnets of one bridge and keeps the leases of
@@ -49,10 +47,10 @@ type Server struct {
 	leaseSec, t1Sec, t2Sec uint32
 
 	mu      sync.Mutex
-	subnets []*Subnet            // sorted by prefix: every agent probes them in the same order
-	leases  map[uint32]lease     // pool address → holder
-	byMAC   map[model.MAC]uint32 // client → its pool address
-	scratch [maxOptLen]byte      // options of the reply being built
+	subnets []*Subnet             // sorted by prefix: every agent probes them in the same order
+	leases  map[uint32]lease      // pool address → holder
+	byMAC   map[packet.MAC]uint32 // client → its pool address
+	scratch [maxOptLen]byte       // options of the reply being built
 
 	c counters
 }
@@ -61,7 +59,7 @@ type Server struct {
 // a DECLINE. It frees itself when it expires; until somebody else takes
 // the address it still names its last holder, so that holder gets it back.
 type lease struct {
-	mac     model.MAC
+	mac     packet.MAC
 	expires time.Time
 	bound   bool // ACKed; false while only offered
 }
@@ -87,7 +85,7 @@ func NewServer(cfg Config, subnets ...*Subnet) *Server {
 		cfg:      cfg,
 		leaseSec: uint32(max(sec, 1)),
 		leases:   make(map[uint32]lease),
-		byMAC:    make(map[model.MAC]uint32),
+		byMAC:    make(map[packet.MAC]uint32),
 	}
 	s.t1Sec, s.t2Sec = s.leaseSec/2, uint32(uint64(s.leaseSec)*7/8)
 	s.SetSubnets(subnets...)
@@ -133,7 +131,7 @@ func (s *Server) Sweep(now time.Time) int {
 
 // Lease reports the pool address held for mac and when its lease ends.
 // Fixed hosts have no lease. For diagnostics (trace, CLI).
-func (s *Server) Lease(mac model.MAC) (addr netip.Addr, expires time.Time, ok bool) {
+func (s *Server) Lease(mac packet.MAC) (addr netip.Addr, expires time.Time, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	a, ok := s.byMAC[mac]
@@ -150,15 +148,15 @@ func (s *Server) Stats() Stats { return s.c.snapshot() }
 // DECLINE) and is not a drop.
 const noReply = DropReason(255)
 
-// Handle answers one frame a VM sent: Ethernet, IPv4, UDP to port 67, DHCP.
-// It writes the reply frame (Ethernet, IPv4, UDP 67→68, DHCP) into out and
-// returns its length and true, or returns false when there is nothing to send:
-// the frame was dropped (see Stats) or was a RELEASE or DECLINE. now is the
-// current time, for leases. out must not overlap frame; MaxReplyLen bytes
-// always suffice.
-func (s *Server) Handle(frame []byte, now time.Time, out []byte) (n int, ok bool) {
+// Handle answers one frame a VM sent — Ethernet, IPv4, UDP to port 67,
+// DHCP — as pkg/packet decoded it. It writes the reply frame (Ethernet,
+// IPv4, UDP 67→68, DHCP) into out and returns its length and true, or
+// returns false when there is nothing to send: the frame was dropped (see
+// Stats) or was a RELEASE or DECLINE. now is the current time, for leases.
+// out must not overlap the frame; MaxReplyLen bytes always suffice.
+func (s *Server) Handle(p *packet.Parsed, now time.Time, out []byte) (n int, ok bool) {
 	s.mu.Lock()
-	n, r := s.handle(frame, now, out)
+	n, r := s.handle(p, now, out)
 	s.mu.Unlock()
 	if n > 0 {
 		return n, true
@@ -178,9 +176,9 @@ type answer struct {
 	text   string // option 56, NAKs only
 }
 
-func (s *Server) handle(frame []byte, now time.Time, out []byte) (int, DropReason) {
+func (s *Server) handle(p *packet.Parsed, now time.Time, out []byte) (int, DropReason) {
 	var q request
-	if r, ok := parse(frame, &q); !ok {
+	if r, ok := parse(p, &q); !ok {
 		return 0, r
 	}
 	switch q.msgType {
@@ -257,7 +255,7 @@ func (s *Server) pick(q *request, now time.Time) (*Subnet, uint32, DropReason) {
 
 // allocate probes sub's pool from the MAC's hash slot (see the package
 // comment for why the order must be the same on every agent).
-func (s *Server) allocate(sub *Subnet, mac model.MAC, now time.Time) (uint32, bool) {
+func (s *Server) allocate(sub *Subnet, mac packet.MAC, now time.Time) (uint32, bool) {
 	if sub.size == 0 {
 		return 0, false
 	}
@@ -277,7 +275,7 @@ func (s *Server) allocate(sub *Subnet, mac model.MAC, now time.Time) (uint32, bo
 
 // macSlot is FNV-1a of the MAC, reduced to the pool. Agents of different
 // versions must agree on it.
-func macSlot(mac model.MAC, size uint32) uint32 {
+func macSlot(mac packet.MAC, size uint32) uint32 {
 	h := uint32(2166136261)
 	for _, b := range mac {
 		h ^= uint32(b)
@@ -288,7 +286,7 @@ func macSlot(mac model.MAC, size uint32) uint32 {
 
 // free reports whether mac may hold a in sub: a is in the pool and nobody
 // else holds a live lease on it.
-func (s *Server) free(sub *Subnet, a uint32, mac model.MAC, now time.Time) bool {
+func (s *Server) free(sub *Subnet, a uint32, mac packet.MAC, now time.Time) bool {
 	if !sub.leasable(a) {
 		return false
 	}
@@ -297,7 +295,7 @@ func (s *Server) free(sub *Subnet, a uint32, mac model.MAC, now time.Time) bool 
 }
 
 // bind records that mac holds a until exp, dropping what either held before.
-func (s *Server) bind(mac model.MAC, a uint32, exp time.Time, bound bool) {
+func (s *Server) bind(mac packet.MAC, a uint32, exp time.Time, bound bool) {
 	if old, ok := s.byMAC[mac]; ok && old != a {
 		s.forget(old, s.leases[old])
 	}
@@ -422,7 +420,7 @@ func (s *Server) decline(q *request, now time.Time) (int, DropReason) {
 // host finds the fixed address of mac in an enabled subnet. With none, r is
 // DropDisabled when mac has one only in disabled subnets (it must not fall
 // back to the pool: its address is reserved elsewhere), else noReply.
-func (s *Server) host(mac model.MAC) (sub *Subnet, h fixedHost, r DropReason) {
+func (s *Server) host(mac packet.MAC) (sub *Subnet, h fixedHost, r DropReason) {
 	r = noReply
 	for _, c := range s.subnets {
 		if fh, ok := c.hosts[mac]; ok {
@@ -483,7 +481,7 @@ func (s *Server) reply(out []byte, q *request, a answer) (int, DropReason) {
 	}
 	w.b = append(w.b, optEnd)
 
-	const hdr = ethLen + ipv4Len + udpLen
+	const hdr = packet.UDP4HeaderLen
 	dlen := max(dhcpHdrLen+len(w.b), bootpMin)
 	if len(out) < hdr+dlen {
 		return 0, DropOutTooSmall
@@ -501,7 +499,7 @@ func (s *Server) reply(out []byte, q *request, a answer) (int, DropReason) {
 	copy(d[236:240], magicCookie[:])
 	copy(d[240:], w.b)
 
-	dstMAC, dstIP := broadcastMAC, uint32(0xffffffff)
+	dstMAC, dstIP := packet.BroadcastMAC, uint32(0xffffffff)
 	switch {
 	case a.msg == msgNak:
 		// A NAK goes to everyone: the client's address is the one in doubt.
@@ -512,7 +510,13 @@ func (s *Server) reply(out []byte, q *request, a answer) (int, DropReason) {
 	default:
 		dstMAC, dstIP = q.mac, a.yiaddr
 	}
-	frameHeaders(out, s.cfg.ServerMAC, dstMAC, a.sub.server, dstIP, dlen)
+	n, err := packet.BuildUDP4(out, packet.UDP4{
+		EthSrc: s.cfg.ServerMAC, EthDst: dstMAC, Src: addr4(a.sub.server), Dst: addr4(dstIP),
+		SrcPort: portServer, DstPort: portClient,
+	}, dlen)
+	if err != nil {
+		return 0, DropOutTooSmall // cannot happen: out holds hdr+dlen and both addresses are IPv4
+	}
 
 	switch a.msg {
 	case msgOffer:
@@ -525,5 +529,5 @@ func (s *Server) reply(out []byte, q *request, a answer) (int, DropReason) {
 	case msgNak:
 		s.c.naks.Add(1)
 	}
-	return hdr + dlen, 0
+	return n, 0
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
 	"github.com/nagare/nagare/pkg/model"
+	"github.com/nagare/nagare/pkg/packet"
 )
 
 // fullOptions is every option a lease reply from the test subnet carries,
@@ -70,7 +71,7 @@ func TestHandleFixedHost(t *testing.T) {
 		mods   []dhcpv4.Modifier
 		yiaddr string
 		ciaddr string
-		ethDst model.MAC
+		ethDst packet.MAC
 		ipDst  netip.Addr
 		opts   map[uint8][]byte
 	}{{
@@ -80,7 +81,7 @@ func TestHandleFixedHost(t *testing.T) {
 	}, {
 		name: "discover with broadcast bit", mt: dhcpv4.MessageTypeDiscover,
 		mods:   []dhcpv4.Modifier{dhcpv4.WithBroadcast(true)},
-		yiaddr: "10.0.0.5", ethDst: broadcastMAC, ipDst: bcast,
+		yiaddr: "10.0.0.5", ethDst: packet.BroadcastMAC, ipDst: bcast,
 		opts: fullOptions(dhcpv4.MessageTypeOffer, "vm5"),
 	}, {
 		name: "discover asking for another address still gets the fixed one", mt: dhcpv4.MessageTypeDiscover,
@@ -95,7 +96,7 @@ func TestHandleFixedHost(t *testing.T) {
 	}, {
 		name: "request init-reboot with broadcast bit", mt: dhcpv4.MessageTypeRequest,
 		mods:   []dhcpv4.Modifier{dhcpv4.WithBroadcast(true), dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(ip4("10.0.0.5")))},
-		yiaddr: "10.0.0.5", ethDst: broadcastMAC, ipDst: bcast,
+		yiaddr: "10.0.0.5", ethDst: packet.BroadcastMAC, ipDst: bcast,
 		opts: fullOptions(dhcpv4.MessageTypeAck, "vm5"),
 	}, {
 		name: "renewing: unicast to ciaddr, ciaddr echoed", mt: dhcpv4.MessageTypeRequest,
@@ -110,12 +111,12 @@ func TestHandleFixedHost(t *testing.T) {
 	}, {
 		name: "request for another address: NAK, broadcast", mt: dhcpv4.MessageTypeRequest,
 		mods:   []dhcpv4.Modifier{srvID, dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(ip4("10.0.0.9")))},
-		yiaddr: "0.0.0.0", ethDst: broadcastMAC, ipDst: bcast,
+		yiaddr: "0.0.0.0", ethDst: packet.BroadcastMAC, ipDst: bcast,
 		opts: nakOpts("address not assigned to this client"),
 	}, {
 		name: "renewing the wrong address: NAK broadcast, ciaddr zero", mt: dhcpv4.MessageTypeRequest,
 		mods:   []dhcpv4.Modifier{dhcpv4.WithClientIP(ip4("10.0.0.9"))},
-		yiaddr: "0.0.0.0", ethDst: broadcastMAC, ipDst: bcast,
+		yiaddr: "0.0.0.0", ethDst: packet.BroadcastMAC, ipDst: bcast,
 		opts: nakOpts("address not assigned to this client"),
 	}, {
 		name: "inform: ACK without address or lease times, to ciaddr", mt: dhcpv4.MessageTypeInform,
@@ -184,7 +185,7 @@ func TestHandleNak(t *testing.T) {
 			if r.m.MessageType() != dhcpv4.MessageTypeNak {
 				t.Fatalf("got %v, want NAK", r.m.MessageType())
 			}
-			if r.m.Message() != tc.text || r.ethDst != broadcastMAC || !r.m.YourIPAddr.IsUnspecified() {
+			if r.m.Message() != tc.text || r.ethDst != packet.BroadcastMAC || !r.m.YourIPAddr.IsUnspecified() {
 				t.Errorf("NAK %q to %v yiaddr %v", r.m.Message(), r.ethDst, r.m.YourIPAddr)
 			}
 			if srv.Stats().Naks != 1 {
@@ -196,7 +197,7 @@ func TestHandleNak(t *testing.T) {
 	t.Run("address leased to another MAC", func(t *testing.T) {
 		srv := testServer(t)
 		a := yiaddr(dora(t, srv, t0, poolMAC))
-		other := model.MAC{0x02, 0, 0, 0, 0x09, 0x09}
+		other := packet.MAC{0x02, 0, 0, 0, 0x09, 0x09}
 		r := mustRun(t, srv, t0, msg(t, dhcpv4.MessageTypeRequest, other, dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(a.AsSlice()))))
 		if r.m.MessageType() != dhcpv4.MessageTypeNak {
 			t.Fatalf("got %v for %v held by another MAC, want NAK", r.m.MessageType(), a)
@@ -243,7 +244,7 @@ func TestHandlePool(t *testing.T) {
 		t.Errorf("re-DISCOVER shortened the lease to %v", exp)
 	}
 	// Another MAC gets another address.
-	other := model.MAC{0x02, 0, 0, 0, 0x09, 0x09}
+	other := packet.MAC{0x02, 0, 0, 0, 0x09, 0x09}
 	if b := yiaddr(dora(t, srv, later, other)); b == a {
 		t.Errorf("two live clients share %v", a)
 	}
@@ -281,9 +282,9 @@ func TestPoolExhaustion(t *testing.T) {
 	}
 	hosts := []model.DHCPHost{{MAC: hostMAC, Address: netip.MustParseAddr("192.168.5.3")}}
 	srv := NewServer(Config{LeaseTime: time.Hour}, mustSubnet(t, d, hosts, 1500))
-	got := map[netip.Addr]model.MAC{}
+	got := map[netip.Addr]packet.MAC{}
 	for i := range 3 {
-		mac := model.MAC{0x02, 0, 0, 0, 0x33, byte(i)}
+		mac := packet.MAC{0x02, 0, 0, 0, 0x33, byte(i)}
 		a := yiaddr(dora(t, srv, t0, mac))
 		if _, dup := got[a]; dup {
 			t.Fatalf("%v handed out twice", a)
@@ -295,7 +296,7 @@ func TestPoolExhaustion(t *testing.T) {
 			t.Errorf("%s was not handed out; got %v", a, got)
 		}
 	}
-	late := model.MAC{0x02, 0, 0, 0, 0x44, 0x44}
+	late := packet.MAC{0x02, 0, 0, 0, 0x44, 0x44}
 	if _, ok := run(t, srv, t0, msg(t, dhcpv4.MessageTypeDiscover, late)); ok {
 		t.Fatal("offer from an exhausted pool")
 	}
@@ -308,7 +309,7 @@ func TestPoolExhaustion(t *testing.T) {
 	}
 	// A RELEASE frees an address at once.
 	var relAddr netip.Addr
-	var relMAC model.MAC
+	var relMAC packet.MAC
 	for a, m := range got {
 		relAddr, relMAC = a, m
 		break
@@ -322,7 +323,7 @@ func TestPoolExhaustion(t *testing.T) {
 		t.Errorf("after release got %v, want the released %v", a, relAddr)
 	}
 	// Leases expire: an hour later a new client gets an address again.
-	newer := model.MAC{0x02, 0, 0, 0, 0x55, 0x55}
+	newer := packet.MAC{0x02, 0, 0, 0, 0x55, 0x55}
 	if _, ok := run(t, srv, t0.Add(time.Minute), msg(t, dhcpv4.MessageTypeDiscover, newer)); ok {
 		t.Fatal("offer while every lease still lives")
 	}
@@ -335,7 +336,7 @@ func TestPoolExhaustion(t *testing.T) {
 func TestOfferHold(t *testing.T) {
 	d := model.DHCPSubnet{Subnet: netip.MustParsePrefix("192.168.5.0/30"), ServerAddress: netip.MustParseAddr("192.168.5.1")}
 	srv := NewServer(Config{}, mustSubnet(t, d, nil, 0)) // pool: .2 only
-	a, b := model.MAC{2, 0, 0, 0, 0, 0xa}, model.MAC{2, 0, 0, 0, 0, 0xb}
+	a, b := packet.MAC{2, 0, 0, 0, 0, 0xa}, packet.MAC{2, 0, 0, 0, 0, 0xb}
 	mustRun(t, srv, t0, msg(t, dhcpv4.MessageTypeDiscover, a))
 	if _, ok := run(t, srv, t0.Add(DefaultOfferHold/2), msg(t, dhcpv4.MessageTypeDiscover, b)); ok {
 		t.Fatal("address offered to a second client while the first offer holds it")
@@ -355,7 +356,7 @@ func TestOfferHold(t *testing.T) {
 func TestDecline(t *testing.T) {
 	d := model.DHCPSubnet{Subnet: netip.MustParsePrefix("192.168.5.0/30"), ServerAddress: netip.MustParseAddr("192.168.5.1")}
 	srv := NewServer(Config{}, mustSubnet(t, d, nil, 0))
-	a, b := model.MAC{2, 0, 0, 0, 0, 0xa}, model.MAC{2, 0, 0, 0, 0, 0xb}
+	a, b := packet.MAC{2, 0, 0, 0, 0, 0xa}, packet.MAC{2, 0, 0, 0, 0, 0xb}
 	// b may not decline an address it does not hold.
 	run(t, srv, t0, msg(t, dhcpv4.MessageTypeDecline, b, dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(ip4("192.168.5.2")))))
 	ack := dora(t, srv, t0, a)
@@ -366,7 +367,7 @@ func TestDecline(t *testing.T) {
 	if _, _, ok := srv.Lease(a); ok {
 		t.Error("declined lease still held by the client")
 	}
-	for _, c := range []model.MAC{a, b} {
+	for _, c := range []packet.MAC{a, b} {
 		if _, ok := run(t, srv, t0.Add(time.Minute), msg(t, dhcpv4.MessageTypeDiscover, c)); ok {
 			t.Errorf("declined address offered to %v within the hold", c)
 		}
@@ -380,7 +381,7 @@ func TestPoolDeterministic(t *testing.T) {
 	hostA, hostB := testServer(t), testServer(t)
 	seen := map[netip.Addr]bool{}
 	for i := range 40 {
-		mac := model.MAC{0x02, 0xaa, 0, 0, byte(i >> 8), byte(i)}
+		mac := packet.MAC{0x02, 0xaa, 0, 0, byte(i >> 8), byte(i)}
 		a := yiaddr(dora(t, hostA, t0, mac))
 		if b := yiaddr(dora(t, hostB, t0, mac)); a != b {
 			t.Fatalf("%v: host A gave %v, host B %v", mac, a, b)
@@ -393,9 +394,9 @@ func TestPoolDeterministic(t *testing.T) {
 	// The documented limit (TODO nsdb-leases): two MACs whose probes start
 	// on the same slot, served by different hosts, get the same address.
 	sub := hostA.subnets[0]
-	var m1, m2 model.MAC
+	var m1, m2 packet.MAC
 	for i := 0; m2.IsZero(); i++ {
-		m := model.MAC{0x02, 0xbb, 0, 0, byte(i >> 8), byte(i)}
+		m := packet.MAC{0x02, 0xbb, 0, 0, byte(i >> 8), byte(i)}
 		switch {
 		case m1.IsZero():
 			m1 = m
@@ -414,7 +415,7 @@ func TestDisabled(t *testing.T) {
 	d.Disabled = true
 	srv := NewServer(Config{}, mustSubnet(t, d, testHosts(), overlayMTU))
 	for _, tc := range []struct {
-		mac  model.MAC
+		mac  packet.MAC
 		mt   dhcpv4.MessageType
 		mods []dhcpv4.Modifier
 	}{
@@ -454,7 +455,7 @@ func TestSetSubnetsKeepsLeases(t *testing.T) {
 	}
 	// The address becomes a fixed host's: the pool lease is dropped and
 	// the client is NAKed on renewal.
-	hosts := append(testHosts(), model.DHCPHost{MAC: model.MAC{2, 0, 0, 0, 0x77, 0x77}, Address: a})
+	hosts := append(testHosts(), model.DHCPHost{MAC: packet.MAC{2, 0, 0, 0, 0x77, 0x77}, Address: a})
 	srv.SetSubnets(mustSubnet(t, testDHCPSubnet(), hosts, overlayMTU))
 	if _, _, ok := srv.Lease(poolMAC); ok {
 		t.Fatal("lease kept on an address that became a fixed host's")
@@ -478,7 +479,7 @@ func TestMultipleSubnets(t *testing.T) {
 		t.Errorf("MTU option %v, want the subnet's own 9000", got)
 	}
 	// Pool clients go to the lowest prefix, whatever order SetSubnets got.
-	if a := yiaddr(dora(t, srv, t0, model.MAC{2, 0, 0, 0, 0x66, 0x66})); !s1.Prefix().Contains(a) {
+	if a := yiaddr(dora(t, srv, t0, packet.MAC{2, 0, 0, 0, 0x66, 0x66})); !s1.Prefix().Contains(a) {
 		t.Errorf("pool address %v, want one of %v", a, s1.Prefix())
 	}
 }
@@ -486,7 +487,7 @@ func TestMultipleSubnets(t *testing.T) {
 func TestOutTooSmall(t *testing.T) {
 	srv := testServer(t)
 	out := make([]byte, 200)
-	if _, ok := srv.Handle(clientFrame(msg(t, dhcpv4.MessageTypeDiscover, hostMAC)), t0, out); ok {
+	if _, ok := handle(srv, clientFrame(msg(t, dhcpv4.MessageTypeDiscover, hostMAC)), t0, out); ok {
 		t.Fatal("reply written into a 200-byte buffer")
 	}
 	if dropsOf(srv, DropOutTooSmall) != 1 {
@@ -495,10 +496,10 @@ func TestOutTooSmall(t *testing.T) {
 }
 
 func TestLeaseTimeConfig(t *testing.T) {
-	srv := NewServer(Config{LeaseTime: 10 * time.Minute, ServerMAC: model.MAC{2, 1, 2, 3, 4, 5}},
+	srv := NewServer(Config{LeaseTime: 10 * time.Minute, ServerMAC: packet.MAC{2, 1, 2, 3, 4, 5}},
 		mustSubnet(t, testDHCPSubnet(), testHosts(), overlayMTU))
 	out := make([]byte, MaxReplyLen)
-	n, ok := srv.Handle(clientFrame(msg(t, dhcpv4.MessageTypeDiscover, hostMAC)), t0, out)
+	n, ok := handle(srv, clientFrame(msg(t, dhcpv4.MessageTypeDiscover, hostMAC)), t0, out)
 	if !ok {
 		t.Fatal("no reply")
 	}
@@ -511,7 +512,7 @@ func TestLeaseTimeConfig(t *testing.T) {
 			t.Errorf("option %d = %d, want %d", code, got, want)
 		}
 	}
-	if r.ethSrc != (model.MAC{2, 1, 2, 3, 4, 5}) {
+	if r.ethSrc != (packet.MAC{2, 1, 2, 3, 4, 5}) {
 		t.Errorf("Ethernet source %v", r.ethSrc)
 	}
 }
@@ -534,16 +535,16 @@ func TestConcurrent(t *testing.T) {
 		wg.Go(func() { // t.Fatal is for the test goroutine: report with t.Error here
 			out := make([]byte, MaxReplyLen)
 			for i := range each {
-				mac := model.MAC{0x02, 0xcc, 0, 0, byte(w), byte(i)}
+				mac := packet.MAC{0x02, 0xcc, 0, 0, byte(w), byte(i)}
 				disc, _ := dhcpv4.NewDiscovery(hw(mac))
-				n, ok := srv.Handle(clientFrame(disc), t0, out)
+				n, ok := handle(srv, clientFrame(disc), t0, out)
 				offer, err := checkReply(out[:n])
 				if !ok || err != nil {
 					t.Errorf("DISCOVER from %v: %v %v", mac, ok, err)
 					return
 				}
 				req, _ := dhcpv4.NewRequestFromOffer(offer.m)
-				n, ok = srv.Handle(clientFrame(req), t0, out)
+				n, ok = handle(srv, clientFrame(req), t0, out)
 				ack, err := checkReply(out[:n])
 				if !ok || err != nil || ack.m.MessageType() != dhcpv4.MessageTypeAck {
 					t.Errorf("REQUEST from %v: %v %v", mac, ok, err)

@@ -6,7 +6,8 @@ import "sync/atomic"
 type DropReason uint8
 
 const (
-	// DropTruncated: the frame ends before a header or length it declares.
+	// DropTruncated: the frame ends before a header or the IP length it
+	// declares.
 	DropTruncated DropReason = iota
 	// DropNotDHCP: not untagged IPv4/UDP to port 67. The datapath's
 	// classifier should not have sent it here.
@@ -20,7 +21,8 @@ const (
 	// is not checked: with checksum offload a VM's frames may carry a
 	// partial UDP checksum, and DHCP has no use for the check.
 	DropBadChecksum
-	// DropBadUDP: the UDP length is shorter than its header.
+	// DropBadUDP: the UDP length is shorter than its header or longer
+	// than the IP datagram.
 	DropBadUDP
 	// DropBadOp: op is not BOOTREQUEST.
 	DropBadOp

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 
 	"github.com/nagare/nagare/pkg/model"
+	"github.com/nagare/nagare/pkg/packet"
 )
 
 // Subnet is the responder's view of one DHCP subnet of a bridge: addresses
@@ -29,7 +30,7 @@ type Subnet struct {
 	// reserved holds the addresses inside the pool range that are never
 	// leased: gateway, server address and fixed host addresses.
 	reserved map[uint32]struct{}
-	hosts    map[model.MAC]fixedHost
+	hosts    map[packet.MAC]fixedHost
 
 	// opts: options 1, 3, 6, 26, 28 and 121, in that order.
 	opts []byte
@@ -63,7 +64,7 @@ func NewSubnet(d model.DHCPSubnet, hosts []model.DHCPHost, overlayMTU uint16) (*
 		prefix:   p,
 		disabled: d.Disabled,
 		reserved: make(map[uint32]struct{}),
-		hosts:    make(map[model.MAC]fixedHost, len(hosts)),
+		hosts:    make(map[packet.MAC]fixedHost, len(hosts)),
 	}
 	bits := p.Bits()
 	s.mask = ^uint32(0) << (32 - bits)
@@ -101,7 +102,7 @@ func NewSubnet(d model.DHCPSubnet, hosts []model.DHCPHost, overlayMTU uint16) (*
 	s.reserve(s.server)
 
 	longestName := 0
-	addrs := make(map[uint32]model.MAC, len(hosts))
+	addrs := make(map[uint32]packet.MAC, len(hosts))
 	for _, h := range hosts {
 		if h.DHCPSubnetID != "" && d.ID != "" && h.DHCPSubnetID != d.ID {
 			return nil, errf("host %s belongs to DHCP subnet %s, not %s", h.MAC, h.DHCPSubnetID, d.ID)

@@ -20,7 +20,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/nagare/nagare/pkg/model"
+	"github.com/nagare/nagare/pkg/netns"
+	"github.com/nagare/nagare/pkg/packet"
 )
 
 // TestUDHCPC runs busybox's udhcpc, a real and strict client (it drops
@@ -61,7 +62,7 @@ func TestUDHCPC(t *testing.T) {
 		}
 	})
 	t.Run("pool client", func(t *testing.T) {
-		mac := model.MAC{0x02, 0x00, 0x00, 0x00, 0x42, 0x42}
+		mac := packet.MAC{0x02, 0x00, 0x00, 0x00, 0x42, 0x42}
 		got := env.udhcpc(t, mac)
 		a, err := netip.ParseAddr(got["ip"])
 		if err != nil || !netip.MustParsePrefix("10.0.0.0/24").Contains(a) {
@@ -103,13 +104,14 @@ func newVethEnv(t *testing.T, srv *Server) *vethEnv {
 		// Deleting the namespace deletes the client end, and with it the
 		// pair; the explicit delete covers a failure before the move.
 		_ = exec.Command("ip", "link", "del", e.hostIf).Run()
-		_ = exec.Command("ip", "netns", "del", e.ns).Run()
+		_ = netns.DeleteNamed(e.ns)
 	})
-	sh(t, "ip", "netns", "add", e.ns)
+	if _, err := netns.AddNamed(e.ns); err != nil {
+		t.Fatal(err)
+	}
 	sh(t, "ip", "link", "add", e.hostIf, "type", "veth", "peer", "name", e.clientIf)
 	sh(t, "ip", "link", "set", e.clientIf, "netns", e.ns)
 	sh(t, "ip", "link", "set", e.hostIf, "up")
-	sh(t, "ip", "-n", e.ns, "link", "set", "lo", "up")
 
 	ifi, err := net.InterfaceByName(e.hostIf)
 	if err != nil {
@@ -155,7 +157,7 @@ func newVethEnv(t *testing.T, srv *Server) *vethEnv {
 			if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
 				continue // our own replies
 			}
-			m, ok := srv.Handle(buf[:n], time.Now(), out)
+			m, ok := handle(srv, buf[:n], time.Now(), out)
 			if !ok {
 				continue
 			}
@@ -171,7 +173,7 @@ func newVethEnv(t *testing.T, srv *Server) *vethEnv {
 
 // udhcpc sets the client's MAC, runs udhcpc until it has a lease and
 // returns the variables its script saw on "bound".
-func (e *vethEnv) udhcpc(t *testing.T, mac model.MAC, flags ...string) map[string]string {
+func (e *vethEnv) udhcpc(t *testing.T, mac packet.MAC, flags ...string) map[string]string {
 	t.Helper()
 	sh(t, "ip", "-n", e.ns, "link", "set", e.clientIf, "down")
 	sh(t, "ip", "-n", e.ns, "link", "set", e.clientIf, "address", mac.String())

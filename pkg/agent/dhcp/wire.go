@@ -3,24 +3,22 @@ package dhcp
 import (
 	"encoding/binary"
 
-	"github.com/nagare/nagare/pkg/model"
+	"github.com/nagare/nagare/pkg/packet"
 )
 
-// Header sizes and limits of the frames Handle reads and writes.
+// Sizes and limits of the messages Handle reads and writes.
 const (
-	ethLen     = 14
-	ipv4Len    = 20 // replies carry no IP options
-	udpLen     = 8
 	dhcpFixed  = 236           // op through file
 	dhcpHdrLen = dhcpFixed + 4 // plus the magic cookie
 	bootpMin   = 300           // RFC 951: some clients and relays drop shorter messages
 	maxIPLen   = 576           // every DHCP client accepts a datagram this long (RFC 2131 §2)
-	maxDHCPLen = maxIPLen - ipv4Len - udpLen
+	// Replies carry no IP options.
+	maxDHCPLen = maxIPLen - packet.IPv4MinHeaderLen - packet.UDPHeaderLen
 	maxOptLen  = maxDHCPLen - dhcpHdrLen // 308: room for options, END included
 
 	// MaxReplyLen is the longest frame Handle writes: an out buffer this
 	// long always holds the reply.
-	MaxReplyLen = ethLen + maxIPLen
+	MaxReplyLen = packet.UDP4HeaderLen + maxDHCPLen
 
 	portServer = 67
 	portClient = 68
@@ -65,7 +63,7 @@ const flagBroadcast = 0x8000
 // request is what Handle needs from a client's frame. It is filled by parse
 // and valid only when parse returns ok.
 type request struct {
-	mac       model.MAC // chaddr, equal to the Ethernet source
+	mac       packet.MAC // chaddr, equal to the Ethernet source
 	msgType   uint8
 	xid       [4]byte
 	flags     uint16
@@ -77,56 +75,43 @@ type request struct {
 	hasRequested, hasServerID bool
 }
 
-// parse checks a client frame from the Ethernet header down to the DHCP
-// options and extracts the request. It reads only inside frame, whatever
-// the lengths inside frame claim.
-func parse(frame []byte, r *request) (DropReason, bool) {
-	if len(frame) < ethLen {
+// parse checks a client frame, decoded by pkg/packet, from its Ethernet
+// header down to the DHCP options and extracts the request. It reads only
+// inside the frame, whatever the lengths inside the frame claim.
+func parse(p *packet.Parsed, r *request) (DropReason, bool) {
+	if len(p.Frame()) < packet.EthHeaderLen {
 		return DropTruncated, false
 	}
-	if binary.BigEndian.Uint16(frame[12:]) != 0x0800 {
+	// Untagged IPv4 only: L3Off is past the Ethernet header and its tags.
+	if p.L3Off != packet.EthHeaderLen || p.EtherType != packet.EtherTypeIPv4 {
 		return DropNotDHCP, false
 	}
-	ip := frame[ethLen:]
-	if len(ip) < ipv4Len {
-		return DropTruncated, false
-	}
-	ihl := int(ip[0]&0x0f) * 4
-	if ip[0]>>4 != 4 || ihl < ipv4Len {
+	if p.L3 != packet.L3IPv4 { // the IPv4 header did not decode
+		switch p.Drop {
+		case packet.DropTruncated, packet.DropBadIPLength:
+			return DropTruncated, false
+		}
 		return DropBadIPv4, false
 	}
-	total := int(binary.BigEndian.Uint16(ip[2:]))
-	if total < ihl {
-		return DropBadIPv4, false
-	}
-	if total > len(ip) || ihl > len(ip) {
-		return DropTruncated, false
-	}
-	ip = ip[:total] // drop Ethernet padding
-	if binary.BigEndian.Uint16(ip[6:])&0x3fff != 0 {
+	if p.Frag != packet.FragNone {
 		return DropFragment, false
 	}
-	if ip[9] != 17 {
+	if p.IPProto != packet.IPProtoUDP {
 		return DropNotDHCP, false
 	}
-	if checksum(ip[:ihl], 0) != 0 {
+	if !p.IPChecksumOK {
 		return DropBadChecksum, false
 	}
-	udp := ip[ihl:]
-	if len(udp) < udpLen {
-		return DropTruncated, false
-	}
-	if binary.BigEndian.Uint16(udp[2:]) != portServer {
-		return DropNotDHCP, false
-	}
-	ulen := int(binary.BigEndian.Uint16(udp[4:]))
-	if ulen < udpLen {
+	if p.L4 != packet.L4UDP { // the UDP header did not decode
+		if p.L3End-p.L4Off < packet.UDPHeaderLen {
+			return DropTruncated, false
+		}
 		return DropBadUDP, false
 	}
-	if ulen > len(udp) {
-		return DropTruncated, false
+	if p.DstPort != portServer {
+		return DropNotDHCP, false
 	}
-	d := udp[udpLen:ulen]
+	d := p.Payload()
 	if len(d) < dhcpHdrLen {
 		return DropTruncated, false
 	}
@@ -143,10 +128,10 @@ func parse(frame []byte, r *request) (DropReason, bool) {
 		return DropRelayed, false
 	}
 	copy(r.mac[:], d[28:34])
-	if r.mac == (model.MAC{}) || r.mac[0]&1 != 0 {
+	if r.mac == (packet.MAC{}) || r.mac[0]&1 != 0 {
 		return DropBadHardware, false
 	}
-	if [6]byte(frame[6:12]) != [6]byte(r.mac) {
+	if p.EthSrc != r.mac {
 		return DropChaddrMismatch, false
 	}
 	copy(r.xid[:], d[4:8])
@@ -205,68 +190,6 @@ func parseOptions(o []byte, r *request) bool {
 		i += 2 + n
 	}
 	return true
-}
-
-// checksum is the Internet checksum (RFC 1071) of b, starting from the
-// partial sum initial. Verifying a header that carries its checksum yields 0.
-// It adds 32-bit words into 64 bits and folds once at the end: the sum is
-// the same (RFC 1071 §2(B)), with a quarter of the loop iterations of the
-// 16-bit textbook loop, which was two thirds of Handle's time.
-func checksum(b []byte, initial uint32) uint16 {
-	s := uint64(initial)
-	for len(b) >= 8 {
-		s += uint64(binary.BigEndian.Uint32(b)) + uint64(binary.BigEndian.Uint32(b[4:]))
-		b = b[8:]
-	}
-	if len(b) >= 4 {
-		s += uint64(binary.BigEndian.Uint32(b))
-		b = b[4:]
-	}
-	if len(b) >= 2 {
-		s += uint64(binary.BigEndian.Uint16(b))
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		s += uint64(b[0]) << 8
-	}
-	for s>>16 != 0 {
-		s = s&0xffff + s>>16
-	}
-	return ^uint16(s)
-}
-
-// frameHeaders writes Ethernet, IPv4 and UDP headers in front of a DHCP
-// payload of dlen bytes already at out[ethLen+ipv4Len+udpLen:], and the
-// checksums over it.
-func frameHeaders(out []byte, src, dst model.MAC, srcIP, dstIP uint32, dlen int) {
-	copy(out[0:6], dst[:])
-	copy(out[6:12], src[:])
-	binary.BigEndian.PutUint16(out[12:], 0x0800)
-
-	ip := out[ethLen:]
-	ip[0] = 0x45
-	ip[1] = 0
-	binary.BigEndian.PutUint16(ip[2:], uint16(ipv4Len+udpLen+dlen))
-	binary.BigEndian.PutUint32(ip[4:], 0) // id 0, no flags: never fragmented
-	ip[8] = 64
-	ip[9] = 17
-	binary.BigEndian.PutUint16(ip[10:], 0)
-	binary.BigEndian.PutUint32(ip[12:], srcIP)
-	binary.BigEndian.PutUint32(ip[16:], dstIP)
-	binary.BigEndian.PutUint16(ip[10:], checksum(ip[:ipv4Len], 0))
-
-	udp := ip[ipv4Len:]
-	ulen := udpLen + dlen
-	binary.BigEndian.PutUint16(udp[0:], portServer)
-	binary.BigEndian.PutUint16(udp[2:], portClient)
-	binary.BigEndian.PutUint16(udp[4:], uint16(ulen))
-	binary.BigEndian.PutUint16(udp[6:], 0)
-	pseudo := srcIP>>16 + srcIP&0xffff + dstIP>>16 + dstIP&0xffff + 17 + uint32(ulen)
-	c := checksum(udp[:ulen], pseudo)
-	if c == 0 {
-		c = 0xffff // 0 means "no checksum" in UDP over IPv4
-	}
-	binary.BigEndian.PutUint16(udp[6:], c)
 }
 
 func put4(b []byte, v uint32) { binary.BigEndian.PutUint32(b, v) }

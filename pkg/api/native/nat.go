@@ -8,8 +8,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/nagare/nagare/pkg/agentstatus"
 	"github.com/nagare/nagare/pkg/model"
-	"github.com/nagare/nagare/pkg/nsdb"
 	"github.com/nagare/nagare/pkg/sim"
 )
 
@@ -19,8 +19,8 @@ type NATTranslations struct {
 	RouterID string `json:"router_id"`
 	// Truncated counts bindings hosts held but did not publish (each
 	// publishes at most nsdb.MaxNATTranslations, of all its routers).
-	Truncated    int                   `json:"truncated"`
-	Translations []nsdb.NATTranslation `json:"translations"`
+	Truncated    int                          `json:"truncated"`
+	Translations []agentstatus.NATTranslation `json:"translations"`
 }
 
 // natTranslations merges what the live hosts' agents published about the
@@ -34,7 +34,7 @@ func (a *API) natTranslations(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s, ok := a.store.(interface {
-		ListNATTranslations(context.Context) ([]nsdb.NATTranslations, error)
+		ListNATTranslations(context.Context) ([]agentstatus.NATTranslations, error)
 	})
 	if !ok {
 		writeError(w, &httpError{http.StatusNotImplemented, "NotImplemented", "", "this store keeps no NAT translations"})
@@ -52,7 +52,7 @@ func (a *API) natTranslations(w http.ResponseWriter, r *http.Request) {
 	}
 	zone := fmt.Sprintf("%016x", sim.ObjectTag(model.RouterKind, id))
 	now := time.Now()
-	out := NATTranslations{RouterID: id, Translations: []nsdb.NATTranslation{}}
+	out := NATTranslations{RouterID: id, Translations: []agentstatus.NATTranslation{}}
 	for _, h := range all {
 		if !alive[h.HostID] {
 			continue
@@ -70,7 +70,7 @@ func (a *API) natTranslations(w http.ResponseWriter, r *http.Request) {
 			out.Translations = append(out.Translations, t)
 		}
 	}
-	slices.SortFunc(out.Translations, func(x, y nsdb.NATTranslation) int {
+	slices.SortFunc(out.Translations, func(x, y agentstatus.NATTranslation) int {
 		return cmp.Or(cmp.Compare(x.Protocol, y.Protocol), cmp.Compare(x.InsideGlobal, y.InsideGlobal),
 			cmp.Compare(x.InsideLocal, y.InsideLocal), cmp.Compare(x.OutsideLocal, y.OutsideLocal),
 			cmp.Compare(x.Type, y.Type), cmp.Compare(x.HostID, y.HostID))

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nagare/nagare/pkg/agentstatus"
 	"github.com/nagare/nagare/pkg/model"
-	"github.com/nagare/nagare/pkg/nsdb"
 	"github.com/nagare/nagare/pkg/sim"
 )
 
@@ -34,12 +34,12 @@ func TestNATTranslations(t *testing.T) {
 	z0 := fmt.Sprintf("%016x", sim.ObjectTag(model.RouterKind, r0))
 	z1 := fmt.Sprintf("%016x", sim.ObjectTag(model.RouterKind, r1))
 	exp := time.Now().Add(100 * time.Second)
-	rec := func(zone, ig string) nsdb.NATTranslation {
-		return nsdb.NATTranslation{Zone: zone, Type: "snat", Protocol: "tcp", InsideGlobal: ig, InsideLocal: "172.16.20.100:40000",
+	rec := func(zone, ig string) agentstatus.NATTranslation {
+		return agentstatus.NATTranslation{Zone: zone, Type: "snat", Protocol: "tcp", InsideGlobal: ig, InsideLocal: "172.16.20.100:40000",
 			OutsideLocal: "192.0.2.80:80", OutsideGlobal: "192.0.2.80:80", State: "established", Expires: exp}
 	}
-	put := func(h string, recs ...nsdb.NATTranslation) {
-		if err := e.store.PutNATTranslations(ctx, h, g.ID, &nsdb.NATTranslations{HostID: h, Translations: recs, Truncated: 1}); err != nil {
+	put := func(h string, recs ...agentstatus.NATTranslation) {
+		if err := e.store.PutNATTranslations(ctx, h, g.ID, &agentstatus.NATTranslations{HostID: h, Translations: recs, Truncated: 1}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/nagare/nagare/pkg/model"
+	"github.com/nagare/nagare/pkg/packet"
 )
 
 // decodeStrict decodes a small request document, refusing unknown fields.
@@ -176,7 +177,7 @@ func typeSchema(t reflect.Type) obj {
 		return obj{"type": "string", "format": "ip", "description": "IPv4 or IPv6 address"}
 	case reflect.TypeOf(netip.Prefix{}):
 		return obj{"type": "string", "format": "cidr"}
-	case reflect.TypeOf(model.MAC{}):
+	case reflect.TypeOf(packet.MAC{}):
 		return obj{"type": "string", "pattern": "^([0-9a-f]{2}:){5}[0-9a-f]{2}$"}
 	case reflect.TypeOf(model.PortRange{}):
 		return obj{"type": "string", "pattern": "^[0-9]+(-[0-9]+)?$"}

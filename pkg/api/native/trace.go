@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nagare/nagare/pkg/agentstatus"
+	"github.com/nagare/nagare/pkg/flow"
 	"github.com/nagare/nagare/pkg/flowstate"
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/nsdb"
@@ -22,8 +24,8 @@ import (
 type TraceRequest struct {
 	InPortID string     `json:"in_port_id"`
 	HostID   string     `json:"host_id,omitempty"` // whose view; default the in-port's host
-	EthSrc   model.MAC  `json:"eth_src,omitzero"`
-	EthDst   model.MAC  `json:"eth_dst,omitzero"`
+	EthSrc   packet.MAC `json:"eth_src,omitzero"`
+	EthDst   packet.MAC `json:"eth_dst,omitzero"`
 	VLAN     uint16     `json:"vlan,omitempty"`
 	ARP      bool       `json:"arp,omitempty"`
 	Src      netip.Addr `json:"src,omitzero"`
@@ -119,7 +121,7 @@ func runTrace(objs []model.Object, macs []nsdb.LearnedMAC, req *TraceRequest) (*
 	if in == nil {
 		return nil, badField("in_port_id", "port %q does not exist", req.InPortID)
 	}
-	probe := packet.Probe{EthSrc: packet.MAC(req.EthSrc), EthDst: packet.MAC(req.EthDst), VLAN: req.VLAN, ARP: req.ARP,
+	probe := packet.Probe{EthSrc: req.EthSrc, EthDst: req.EthDst, VLAN: req.VLAN, ARP: req.ARP,
 		Src: req.Src, Dst: req.Dst, SrcPort: req.SrcPort, DstPort: req.DstPort, TTL: req.TTL, DF: req.DF, Length: req.Length}
 	switch strings.ToLower(req.Proto) {
 	case "", "icmp", "icmp6", "icmpv6":
@@ -141,10 +143,10 @@ func runTrace(objs []model.Object, macs []nsdb.LearnedMAC, req *TraceRequest) (*
 		return nil, badField("dst", "src and dst are of different families")
 	}
 	if probe.EthSrc.IsZero() {
-		probe.EthSrc = packet.MAC(in.MAC)
+		probe.EthSrc = in.MAC
 		for _, m := range macs {
 			if m.PortID == in.ID && probe.EthSrc.IsZero() {
-				probe.EthSrc = packet.MAC(m.MAC)
+				probe.EthSrc = m.MAC
 			}
 		}
 		if probe.EthSrc.IsZero() {
@@ -204,31 +206,31 @@ func gatewayMAC(ports map[string]*model.Port, in *model.Port, src, dst netip.Add
 			}
 			rp := ports[p.PeerID]
 			if rp != nil && rp.Network.IsValid() && rp.Network.Contains(src) && !rp.Network.Contains(dst) {
-				return packet.MAC(rp.MAC)
+				return rp.MAC
 			}
 		}
 	}
 	return packet.BroadcastMAC
 }
 
-func formatAction(a sim.Action) string {
+func formatAction(a flow.Action) string {
 	s := a.Type.String()
 	switch a.Type {
-	case sim.ActSetEthSrc, sim.ActSetEthDst:
+	case flow.ActSetEthSrc, flow.ActSetEthDst:
 		s += "(" + a.MAC.String() + ")"
-	case sim.ActPushVLAN:
+	case flow.ActPushVLAN:
 		s += "(" + strconv.Itoa(int(a.VLAN)) + ")"
-	case sim.ActDecTTL:
+	case flow.ActDecTTL:
 		s += "(" + strconv.Itoa(int(a.Count)) + ")"
-	case sim.ActOutput:
+	case flow.ActOutput:
 		s += "(port " + a.PortID + " interface " + a.Interface + ")"
-	case sim.ActEncap:
+	case flow.ActEncap:
 		s += "(" + a.Tunnel.String() + " to " + a.Underlay.String() + " host " + a.HostID + " key " + strconv.Itoa(int(a.TunnelKey)) + ")"
-	case sim.ActSetIPSrc, sim.ActSetIPDst:
+	case flow.ActSetIPSrc, flow.ActSetIPDst:
 		s += "(" + a.Addr.String() + ")"
-	case sim.ActSetL4Src, sim.ActSetL4Dst, sim.ActSetICMPID:
+	case flow.ActSetL4Src, flow.ActSetL4Dst, flow.ActSetICMPID:
 		s += "(" + strconv.Itoa(int(a.L4Port)) + ")"
-	case sim.ActInnerSrc, sim.ActInnerDst:
+	case flow.ActInnerSrc, flow.ActInnerDst:
 		s += "(" + netip.AddrPortFrom(a.Addr, a.L4Port).String() + ")"
 	}
 	return s
@@ -246,7 +248,7 @@ func learned(macs []nsdb.LearnedMAC) learnedTable {
 }
 
 func (t learnedTable) Lookup(bridgeID string, vlan uint16, mac packet.MAC) (string, bool) {
-	p, ok := t[nsdb.LearnedMAC{BridgeID: bridgeID, VLAN: vlan, MAC: model.MAC(mac)}.Key()]
+	p, ok := t[nsdb.LearnedMAC{BridgeID: bridgeID, VLAN: vlan, MAC: mac}.Key()]
 	return p, ok
 }
 
@@ -261,7 +263,7 @@ func (a *API) datapathStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s, ok := a.store.(interface {
-		DatapathStatus(context.Context, string) (*nsdb.DatapathStatus, error)
+		DatapathStatus(context.Context, string) (*agentstatus.Datapath, error)
 	})
 	if !ok {
 		writeError(w, &httpError{http.StatusNotImplemented, "NotImplemented", "", "this store keeps no datapath status"})

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nagare/nagare/pkg/agentstatus"
 	"github.com/nagare/nagare/pkg/nsdb"
 )
 
@@ -63,7 +64,7 @@ func TestDatapathStatus(t *testing.T) {
 	if st, _, _ := e.do("GET", "/hosts/"+h+"/datapath", nil); st != 404 {
 		t.Fatalf("no agent: %d", st)
 	}
-	b, _ := json.Marshal(nsdb.DatapathStatus{HostID: h, Datapath: "userspace", Flows: 3, Hits: 10})
+	b, _ := json.Marshal(agentstatus.Datapath{HostID: h, Datapath: "userspace", Flows: 3, Hits: 10})
 	if _, err := e.cli.Put(context.Background(), nsdb.DatapathStatusKey(h), string(b)); err != nil {
 		t.Fatal(err)
 	}

@@ -80,11 +80,11 @@ func TestTranslationAntiSpoofing(t *testing.T) {
 	}
 	id := func(m map[string]any) string { return m["id"].(string) }
 	mac := func(m map[string]any) packet.MAC {
-		a, err := model.ParseMAC(m["mac_address"].(string))
+		a, err := packet.ParseMAC(m["mac_address"].(string))
 		if err != nil {
 			t.Fatal(err)
 		}
-		return packet.MAC(a)
+		return a
 	}
 	host, err := e.srv.Store().Create(e.ctx, &model.Host{Name: "compute-1"})
 	if err != nil {

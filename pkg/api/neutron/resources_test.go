@@ -24,6 +24,7 @@ import (
 
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/neutron"
+	"github.com/nagare/nagare/pkg/packet"
 )
 
 // networkExt is a network as gophercloud reads it with the extensions.
@@ -178,7 +179,7 @@ func TestResources(t *testing.T) {
 	}
 	for _, ip := range p.FixedIPs {
 		if ip.SubnetID == v6.ID {
-			mac, _ := model.ParseMAC(p.MACAddress)
+			mac, _ := packet.ParseMAC(p.MACAddress)
 			eui := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 8: mac[0] ^ 2, 9: mac[1], 10: mac[2], 11: 0xff, 12: 0xfe, 13: mac[3], 14: mac[4], 15: mac[5]})
 			if ip.IPAddress != eui.String() {
 				t.Errorf("SLAAC address %s, want %s", ip.IPAddress, eui)

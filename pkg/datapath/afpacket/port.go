@@ -6,13 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nagare/nagare/pkg/netns"
 )
 
 // Errors returned by Port methods.
@@ -241,47 +242,17 @@ func open(ifname string, opts Options) (_ *Port, err error) {
 // that namespace for its whole life; the calling goroutine's namespace is not
 // changed.
 func OpenInNetns(nsPath, ifname string, opts Options) (*Port, error) {
-	type result struct {
-		p   *Port
-		err error
-	}
-	// A fresh goroutine on a locked thread: setns(2) affects one thread, and
-	// Go may otherwise run other goroutines on it while it is switched.
-	done := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		p, err := openInNetns(nsPath, ifname, opts)
-		if !errors.Is(err, errRestore) {
-			runtime.UnlockOSThread()
-		} // else: leave the thread locked so it dies with this goroutine.
-		done <- result{p, err}
-	}()
-	r := <-done
-	return r.p, r.err
-}
-
-var errRestore = errors.New("restore original network namespace")
-
-func openInNetns(nsPath, ifname string, opts Options) (*Port, error) {
-	orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	var p *Port
+	var openErr error
+	err := netns.DoPath(nsPath, func() error {
+		p, openErr = Open(ifname, opts)
+		return nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("afpacket: open current netns: %w", err)
-	}
-	defer unix.Close(orig)
-	target, err := unix.Open(nsPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("afpacket: open netns %s: %w", nsPath, err)
-	}
-	defer unix.Close(target)
-	if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-		return nil, fmt.Errorf("afpacket: enter netns %s: %w", nsPath, err)
-	}
-	p, openErr := Open(ifname, opts)
-	if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
 		if p != nil {
-			p.Close()
+			p.Close() // opened, but the thread could not switch back
 		}
-		return nil, fmt.Errorf("afpacket: %w after opening %s in %s: %w", errRestore, ifname, nsPath, err)
+		return nil, fmt.Errorf("afpacket: open %s: %w", ifname, err)
 	}
 	if openErr != nil {
 		return nil, fmt.Errorf("in netns %s: %w", nsPath, openErr)

@@ -9,6 +9,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nagare/nagare/pkg/packet"
 )
 
 // TPACKET_V3 RX ring layout (Documentation/networking/packet_mmap.rst):
@@ -34,7 +36,6 @@ const (
 
 	ethAddrsLen = 12 // destination + source MAC, the bytes that precede a VLAN tag
 	vlanTagLen  = 4
-	tpidDot1Q   = 0x8100
 )
 
 type rxRing struct {
@@ -91,7 +92,7 @@ func (r *rxRing) peek() (f rxFrame, ok bool) {
 		}
 		f = rxFrame{off: r.off + int(h.Mac), snaplen: int(h.Snaplen), wirelen: int(h.Len)}
 		if h.Status&unix.TP_STATUS_VLAN_VALID != 0 {
-			f.vlan, f.tci, f.tpid = true, uint16(h.Hv1.Vlan_tci), tpidDot1Q
+			f.vlan, f.tci, f.tpid = true, uint16(h.Hv1.Vlan_tci), packet.EtherTypeVLAN
 			if h.Status&unix.TP_STATUS_VLAN_TPID_VALID != 0 {
 				f.tpid = h.Hv1.Vlan_tpid
 			}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"net/netip"
 
+	"github.com/nagare/nagare/pkg/flow"
 	"github.com/nagare/nagare/pkg/packet"
 )
 
@@ -68,10 +69,10 @@ func (u UDP) Frame() []byte {
 
 // Key returns the flow key a datapath must compute for frame entering by
 // the port of topology index inPort.
-func Key(frame []byte, inPort int32) packet.FlowKey {
+func Key(frame []byte, inPort int32) flow.Key {
 	var p packet.Parsed
 	(&packet.Decoder{}).Decode(&p, frame)
-	return p.FlowKey(uint32(inPort))
+	return flow.KeyOf(&p, uint32(inPort))
 }
 
 // Rewritten returns what frame must look like after set-eth-src(src),

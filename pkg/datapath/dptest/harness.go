@@ -15,8 +15,8 @@ import (
 	"github.com/nagare/nagare/pkg/datapath"
 	"github.com/nagare/nagare/pkg/datapath/afpacket"
 	"github.com/nagare/nagare/pkg/datapath/netnstest"
+	"github.com/nagare/nagare/pkg/flow"
 	"github.com/nagare/nagare/pkg/packet"
-	"github.com/nagare/nagare/pkg/sim"
 )
 
 // Factory creates the datapath under test. cfg.Netns is the namespace of
@@ -164,7 +164,7 @@ func flowFrame(sport uint16) []byte {
 type upcall struct {
 	InPort int32
 	PortID string
-	Key    packet.FlowKey
+	Key    flow.Key
 	Frame  []byte
 }
 
@@ -239,7 +239,7 @@ func (h *handler) none(t *testing.T, what string) {
 
 // forward returns a script that installs a flow with acts (and tags) for
 // every miss and executes the packet with them.
-func forward(t *testing.T, dp datapath.Datapath, class datapath.FlowClass, tags []uint64, acts ...sim.Action) func(u *datapath.Upcall) {
+func forward(t *testing.T, dp datapath.Datapath, class datapath.FlowClass, tags []uint64, acts ...flow.Action) func(u *datapath.Upcall) {
 	return func(u *datapath.Upcall) {
 		if err := dp.Install(&datapath.FlowSpec{Key: u.Key, Actions: acts, Tags: tags, Class: class}); err != nil {
 			t.Errorf("Install: %v", err)
@@ -250,8 +250,8 @@ func forward(t *testing.T, dp datapath.Datapath, class datapath.FlowClass, tags 
 	}
 }
 
-func output(v *vm) sim.Action {
-	return sim.Action{Type: sim.ActOutput, Port: v.cfg.Index, PortID: v.cfg.PortID, Interface: v.cfg.Interface}
+func output(v *vm) flow.Action {
+	return flow.Action{Type: flow.ActOutput, Port: v.cfg.Index, PortID: v.cfg.PortID, Interface: v.cfg.Interface}
 }
 
 // eventually polls cond until it holds or arriveTimeout passes.
@@ -271,7 +271,7 @@ func eventually(t *testing.T, what string, cond func() (bool, string)) {
 }
 
 // flowByKey returns the installed flow with key k.
-func flowByKey(dp datapath.Datapath, k packet.FlowKey) (datapath.FlowInfo, bool) {
+func flowByKey(dp datapath.Datapath, k flow.Key) (datapath.FlowInfo, bool) {
 	var found datapath.FlowInfo
 	ok := false
 	dp.Flows(func(f *datapath.FlowInfo) {

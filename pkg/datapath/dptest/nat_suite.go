@@ -8,8 +8,8 @@ import (
 	"testing"
 
 	"github.com/nagare/nagare/pkg/datapath"
+	"github.com/nagare/nagare/pkg/flow"
 	"github.com/nagare/nagare/pkg/packet"
-	"github.com/nagare/nagare/pkg/sim"
 )
 
 // NATCase is a NAT rewrite: a frame, the actions a NAT walk emits before
@@ -18,7 +18,7 @@ import (
 type NATCase struct {
 	Name     string
 	In, Want []byte
-	Acts     []sim.Action
+	Acts     []flow.Action
 	// SlowPath cases (the quote of an ICMP error) are executed only,
 	// never installed: the quote is not in the flow key.
 	SlowPath bool
@@ -33,14 +33,14 @@ func NATCases(src, dst, rsrc, rdst packet.MAC) []NATCase {
 	a := netip.MustParseAddr
 	priv4, pub4, srv4 := a("10.0.0.5"), a("203.0.113.1"), a("192.0.2.9")
 	priv6, pub6, srv6 := a("fd00::5"), a("2001:db8:1::1"), a("2001:db8:2::9")
-	l2 := func(acts ...sim.Action) []sim.Action {
-		return append(acts, sim.Action{Type: sim.ActSetEthSrc, MAC: rsrc}, sim.Action{Type: sim.ActSetEthDst, MAC: rdst}, sim.Action{Type: sim.ActDecTTL, Count: 1})
+	l2 := func(acts ...flow.Action) []flow.Action {
+		return append(acts, flow.Action{Type: flow.ActSetEthSrc, MAC: rsrc}, flow.Action{Type: flow.ActSetEthDst, MAC: rdst}, flow.Action{Type: flow.ActDecTTL, Count: 1})
 	}
-	ipSrc := func(x netip.Addr) sim.Action { return sim.Action{Type: sim.ActSetIPSrc, Addr: x} }
-	ipDst := func(x netip.Addr) sim.Action { return sim.Action{Type: sim.ActSetIPDst, Addr: x} }
-	l4Src := func(p uint16) sim.Action { return sim.Action{Type: sim.ActSetL4Src, L4Port: p} }
-	l4Dst := func(p uint16) sim.Action { return sim.Action{Type: sim.ActSetL4Dst, L4Port: p} }
-	echoID := func(p uint16) sim.Action { return sim.Action{Type: sim.ActSetICMPID, L4Port: p} }
+	ipSrc := func(x netip.Addr) flow.Action { return flow.Action{Type: flow.ActSetIPSrc, Addr: x} }
+	ipDst := func(x netip.Addr) flow.Action { return flow.Action{Type: flow.ActSetIPDst, Addr: x} }
+	l4Src := func(p uint16) flow.Action { return flow.Action{Type: flow.ActSetL4Src, L4Port: p} }
+	l4Dst := func(p uint16) flow.Action { return flow.Action{Type: flow.ActSetL4Dst, L4Port: p} }
+	echoID := func(p uint16) flow.Action { return flow.Action{Type: flow.ActSetICMPID, L4Port: p} }
 	var cs []NATCase
 	for _, fam := range []struct {
 		v             string
@@ -81,7 +81,7 @@ func NATCases(src, dst, rsrc, rdst packet.MAC) []NATCase {
 		copy(want[0:6], rdst[:])
 		copy(want[6:12], rsrc[:])
 		cs = append(cs, NATCase{Name: "icmp-error-rev-snat" + fam.v, In: errIn, Want: want, SlowPath: true,
-			Acts: l2(ipDst(fam.priv), sim.Action{Type: sim.ActInnerSrc, Addr: fam.priv, L4Port: 40000})})
+			Acts: l2(ipDst(fam.priv), flow.Action{Type: flow.ActInnerSrc, Addr: fam.priv, L4Port: 40000})})
 	}
 	return cs
 }
@@ -93,7 +93,7 @@ func testNATRewrites(t *testing.T, newDP Factory) {
 	h := newHost(t, newDP, "nat", datapath.FlowConfig{})
 	vm1, vm2 := h.addVM("1", 1, 1), h.addVM("2", 2, 2)
 	for _, c := range NATCases(macVM1, macRtr, macRtr2, macVM2) {
-		acts := append(append([]sim.Action(nil), c.Acts...), output(vm2))
+		acts := append(append([]flow.Action(nil), c.Acts...), output(vm2))
 		if c.SlowPath {
 			h.miss.setScript(func(u *datapath.Upcall) {
 				if err := h.dp.Execute(u.InPort, u.Frame, acts); err != nil {
@@ -118,7 +118,7 @@ func testNATRewrites(t *testing.T, newDP Factory) {
 	// A flow whose rewrite does not fit the frame (a port on ICMP) drops
 	// and counts it rather than corrupt it.
 	ping := L4{SrcMAC: macVM1, DstMAC: macRtr, Src: netip.MustParseAddr("10.9.0.1"), Dst: netip.MustParseAddr("10.9.0.2"), Proto: packet.IPProtoICMPv4, SrcPort: 9}.Frame()
-	h.miss.setScript(forward(t, h.dp, datapath.ClassNormal, nil, sim.Action{Type: sim.ActSetL4Src, L4Port: 1}, output(vm2)))
+	h.miss.setScript(forward(t, h.dp, datapath.ClassNormal, nil, flow.Action{Type: flow.ActSetL4Src, L4Port: 1}, output(vm2)))
 	vm1.send(ping)
 	h.miss.next(t, "refused rewrite")
 	vm2.expectNone("refused rewrite")

@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/nagare/nagare/pkg/datapath"
+	"github.com/nagare/nagare/pkg/flow"
 	"github.com/nagare/nagare/pkg/flowstate"
 	"github.com/nagare/nagare/pkg/packet"
-	"github.com/nagare/nagare/pkg/sim"
 )
 
 // testFlowState: flow-state packets (the reserved tunnel key) go from one
@@ -66,7 +66,7 @@ func testFlowState(t *testing.T, newDP Factory) {
 	vx := func(payload []byte) []byte {
 		b := make([]byte, 8, 8+len(payload))
 		b[0] = 0x08
-		binary.BigEndian.PutUint32(b[4:], datapath.StateTunnelKey<<8)
+		binary.BigEndian.PutUint32(b[4:], packet.StateTunnelKey<<8)
 		return append(b, payload...)
 	}
 	before := p.a.dp.Stats()
@@ -86,14 +86,14 @@ func testFlowState(t *testing.T, newDP Factory) {
 	p.a.miss.none(t, "state packets")
 
 	// The reserved key names no port.
-	if err := p.a.dp.AddPort(datapath.PortConfig{PortID: "port-r", Index: 9, Interface: "lo", TunnelKey: datapath.StateTunnelKey}); err == nil {
+	if err := p.a.dp.AddPort(datapath.PortConfig{PortID: "port-r", Index: 9, Interface: "lo", TunnelKey: packet.StateTunnelKey}); err == nil {
 		t.Error("AddPort with the reserved tunnel key succeeded")
 	}
 
 	// A flow keeps its state keys.
 	keys := []flowstate.Key{{Zone: 7, Proto: packet.IPProtoTCP, Type: flowstate.KeyConn, Family: 4, SrcPort: 1, DstPort: 2}}
 	p.a.miss.setScript(func(u *datapath.Upcall) {
-		acts := []sim.Action{output(vmA)}
+		acts := []flow.Action{output(vmA)}
 		if err := p.a.dp.Install(&datapath.FlowSpec{Key: u.Key, Actions: acts, State: keys}); err != nil {
 			t.Errorf("Install: %v", err)
 		}
@@ -118,7 +118,7 @@ func testFlowState(t *testing.T, newDP Factory) {
 		state []flowstate.Key
 	}{{"stateful", keys}, {"stateless", nil}} {
 		p.a.miss.setScript(func(u *datapath.Upcall) {
-			acts := []sim.Action{output(vmA)}
+			acts := []flow.Action{output(vmA)}
 			if err := p.a.dp.Install(&datapath.FlowSpec{Key: u.Key, Actions: acts, State: c.state}); err != nil {
 				t.Errorf("Install: %v", err)
 			}

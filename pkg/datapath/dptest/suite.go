@@ -26,7 +26,7 @@ import (
 
 	"github.com/nagare/nagare/pkg/datapath"
 	"github.com/nagare/nagare/pkg/datapath/netnstest"
-	"github.com/nagare/nagare/pkg/sim"
+	"github.com/nagare/nagare/pkg/flow"
 )
 
 // Run runs the whole suite against the datapaths newDP creates.
@@ -64,32 +64,32 @@ func testMissExecute(t *testing.T, newDP Factory) {
 	cases := []struct {
 		name string
 		in   []byte
-		acts []sim.Action
+		acts []flow.Action
 		want []byte
 	}{{
 		name: "eth-rewrite-dec-ttl",
 		in:   flowFrame(1001),
-		acts: []sim.Action{{Type: sim.ActSetEthSrc, MAC: macRtr}, {Type: sim.ActSetEthDst, MAC: macRtr2}, {Type: sim.ActDecTTL, Count: 1}, output(vm2)},
+		acts: []flow.Action{{Type: flow.ActSetEthSrc, MAC: macRtr}, {Type: flow.ActSetEthDst, MAC: macRtr2}, {Type: flow.ActDecTTL, Count: 1}, output(vm2)},
 		want: Rewritten(flowFrame(1001), macRtr, macRtr2, 1),
 	}, {
 		name: "dec-ttl-by-3",
 		in:   flowFrame(1002),
-		acts: []sim.Action{{Type: sim.ActDecTTL, Count: 3}, output(vm2)},
+		acts: []flow.Action{{Type: flow.ActDecTTL, Count: 3}, output(vm2)},
 		want: Rewritten(flowFrame(1002), macVM1, macVM2, 3),
 	}, {
 		name: "push-vlan",
 		in:   flowFrame(1003),
-		acts: []sim.Action{{Type: sim.ActPushVLAN, VLAN: 100}, output(vm2)},
+		acts: []flow.Action{{Type: flow.ActPushVLAN, VLAN: 100}, output(vm2)},
 		want: Pushed(flowFrame(1003), 100),
 	}, {
 		name: "pop-vlan",
 		in:   Pushed(flowFrame(1004), 200),
-		acts: []sim.Action{{Type: sim.ActPopVLAN}, output(vm2)},
+		acts: []flow.Action{{Type: flow.ActPopVLAN}, output(vm2)},
 		want: flowFrame(1004),
 	}, {
 		name: "push-then-dec-ttl",
 		in:   flowFrame(1005),
-		acts: []sim.Action{{Type: sim.ActPushVLAN, VLAN: 7}, {Type: sim.ActDecTTL, Count: 1}, output(vm2)},
+		acts: []flow.Action{{Type: flow.ActPushVLAN, VLAN: 7}, {Type: flow.ActDecTTL, Count: 1}, output(vm2)},
 		want: Pushed(Rewritten(flowFrame(1005), macVM1, macVM2, 1), 7),
 	}}
 	for _, c := range cases {
@@ -112,7 +112,7 @@ func testMissExecute(t *testing.T, newDP Factory) {
 	// frame as it was before the rewrite.
 	in := flowFrame(1006)
 	h.miss.setScript(forward(t, h.dp, datapath.ClassNormal, nil,
-		output(vm2), sim.Action{Type: sim.ActPushVLAN, VLAN: 5}, output(vm3)))
+		output(vm2), flow.Action{Type: flow.ActPushVLAN, VLAN: 5}, output(vm3)))
 	vm1.send(in)
 	h.miss.next(t, "flood")
 	vm2.expect("flood, first output", in)
@@ -129,7 +129,7 @@ func testMissExecute(t *testing.T, newDP Factory) {
 func testHits(t *testing.T, newDP Factory) {
 	h := newHost(t, newDP, "hit", datapath.FlowConfig{})
 	vm1, vm2 := h.addVM("1", 1, 1), h.addVM("2", 2, 2)
-	acts := []sim.Action{{Type: sim.ActSetEthDst, MAC: macRtr2}, {Type: sim.ActDecTTL, Count: 1}, output(vm2)}
+	acts := []flow.Action{{Type: flow.ActSetEthDst, MAC: macRtr2}, {Type: flow.ActDecTTL, Count: 1}, output(vm2)}
 	h.miss.setScript(forward(t, h.dp, datapath.ClassNormal, []uint64{7}, acts...))
 	in := flowFrame(2001)
 	want := Rewritten(in, macVM1, macRtr2, 1)
@@ -205,7 +205,7 @@ func testInvalidate(t *testing.T, newDP Factory) {
 	vm1, vm2 := h.addVM("1", 1, 1), h.addVM("2", 2, 2)
 	tags := map[uint16][]uint64{3001: {1, 2}, 3002: {2, 3}, 3003: {4}}
 	h.miss.setScript(func(u *datapath.Upcall) {
-		acts := []sim.Action{output(vm2)}
+		acts := []flow.Action{output(vm2)}
 		if err := h.dp.Install(&datapath.FlowSpec{Key: u.Key, Actions: acts, Tags: tags[u.Pkt.SrcPort]}); err != nil {
 			t.Errorf("Install: %v", err)
 		}
@@ -317,7 +317,7 @@ func testEviction(t *testing.T, newDP Factory) {
 	h.addVM("1", 1, 1)
 	vm2 := h.addVM("2", 2, 2)
 	for sp := uint16(5001); sp <= 5005; sp++ {
-		if err := h.dp.Install(&datapath.FlowSpec{Key: Key(flowFrame(sp), 1), Actions: []sim.Action{output(vm2)}}); err != nil {
+		if err := h.dp.Install(&datapath.FlowSpec{Key: Key(flowFrame(sp), 1), Actions: []flow.Action{output(vm2)}}); err != nil {
 			t.Fatalf("Install: %v", err)
 		}
 	}
@@ -339,15 +339,15 @@ func testInstallErrors(t *testing.T, newDP Factory) {
 	h := newHost(t, newDP, "ierr", datapath.FlowConfig{})
 	vm1 := h.addVM("1", 1, 1)
 	key := Key(flowFrame(6001), 1)
-	err := h.dp.Install(&datapath.FlowSpec{Key: key, Actions: []sim.Action{{Type: sim.ActOutput, Port: 99}}})
+	err := h.dp.Install(&datapath.FlowSpec{Key: key, Actions: []flow.Action{{Type: flow.ActOutput, Port: 99}}})
 	if !errors.Is(err, datapath.ErrUnknownPort) {
 		t.Errorf("Install with output to an unattached port: %v, want ErrUnknownPort", err)
 	}
 	key.InPort = 98
-	if err := h.dp.Install(&datapath.FlowSpec{Key: key, Actions: []sim.Action{output(vm1)}}); !errors.Is(err, datapath.ErrUnknownPort) {
+	if err := h.dp.Install(&datapath.FlowSpec{Key: key, Actions: []flow.Action{output(vm1)}}); !errors.Is(err, datapath.ErrUnknownPort) {
 		t.Errorf("Install on an unattached in-port: %v, want ErrUnknownPort", err)
 	}
-	if err := h.dp.Execute(1, flowFrame(6001), []sim.Action{{Type: sim.ActOutput, Port: 99}}); !errors.Is(err, datapath.ErrUnknownPort) {
+	if err := h.dp.Execute(1, flowFrame(6001), []flow.Action{{Type: flow.ActOutput, Port: 99}}); !errors.Is(err, datapath.ErrUnknownPort) {
 		t.Errorf("Execute with output to an unattached port: %v, want ErrUnknownPort", err)
 	}
 	if err := h.dp.AddPort(datapath.PortConfig{PortID: "dup", Index: 1, Interface: "lo"}); err == nil {
@@ -384,7 +384,7 @@ func testRemovePort(t *testing.T, newDP Factory) {
 	}
 	// The next packet misses; the agent's Execute to the gone port fails.
 	var execErr = make(chan error, 1)
-	h.miss.setScript(func(u *datapath.Upcall) { execErr <- h.dp.Execute(u.InPort, u.Frame, []sim.Action{output(vm2)}) })
+	h.miss.setScript(func(u *datapath.Upcall) { execErr <- h.dp.Execute(u.InPort, u.Frame, []flow.Action{output(vm2)}) })
 	vm1.send(in)
 	h.miss.next(t, "after removal")
 	if err := <-execErr; !errors.Is(err, datapath.ErrUnknownPort) {

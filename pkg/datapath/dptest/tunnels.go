@@ -18,8 +18,8 @@ import (
 	"github.com/nagare/nagare/pkg/datapath"
 	"github.com/nagare/nagare/pkg/datapath/afpacket"
 	"github.com/nagare/nagare/pkg/datapath/netnstest"
+	"github.com/nagare/nagare/pkg/flow"
 	"github.com/nagare/nagare/pkg/packet"
-	"github.com/nagare/nagare/pkg/sim"
 )
 
 // Underlay addresses of the two-host tests: a veth "ul" in each host.
@@ -52,8 +52,8 @@ func newPair(t *testing.T, newDP Factory) pair {
 	return p
 }
 
-func encap(kind packet.Tunnel, to netip.Addr, v *vm) sim.Action {
-	return sim.Action{Type: sim.ActEncap, Tunnel: kind, Underlay: to, TunnelKey: v.cfg.TunnelKey, Port: v.cfg.Index, PortID: v.cfg.PortID}
+func encap(kind packet.Tunnel, to netip.Addr, v *vm) flow.Action {
+	return flow.Action{Type: flow.ActEncap, Tunnel: kind, Underlay: to, TunnelKey: v.cfg.TunnelKey, Port: v.cfg.Index, PortID: v.cfg.PortID}
 }
 
 // testTunnels: an encap action reaches the peer host, which delivers the

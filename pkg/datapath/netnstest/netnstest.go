@@ -11,10 +11,9 @@
 // ngap"). Veth ends are created directly inside their namespaces, so no
 // interface ever appears in the host namespace, where names could clash.
 //
-// It shells out to iproute2 ("ip netns add", "ip link add") rather than
-// linking a netlink library: tests then read like the commands an operator
-// would type, and the module gains no dependency for test-only code. Entering
-// a namespace from Go (Do) uses setns(2) on a locked, disposable OS thread.
+// Namespaces are made and entered with pkg/netns; links and commands go
+// through iproute2 ("ip link add", "ip netns exec"), so tests read like the
+// commands an operator would type.
 package netnstest
 
 import (
@@ -22,13 +21,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
 
-	"golang.org/x/sys/unix"
+	"github.com/nagare/nagare/pkg/netns"
 )
 
 // Prefix starts the name of every namespace this process creates.
@@ -66,19 +63,18 @@ func New(tb testing.TB, name string) *NS {
 	tb.Helper()
 	RequireRoot(tb)
 	full := fmt.Sprintf("%s%s%d", Prefix, name, seq.Add(1))
-	if out, err := exec.Command("ip", "netns", "add", full).CombinedOutput(); err != nil {
-		tb.Fatalf("ip netns add %s: %v: %s", full, err, bytes.TrimSpace(out))
+	path, err := netns.AddNamed(full)
+	if err != nil {
+		tb.Fatal(err)
 	}
-	ns := &NS{Name: full, Path: filepath.Join("/run/netns", full)}
 	tb.Cleanup(func() {
 		// Deleting the namespace destroys the veth ends inside it, and with
 		// them their peers in other namespaces.
-		if out, err := exec.Command("ip", "netns", "del", full).CombinedOutput(); err != nil {
-			tb.Errorf("cleanup: ip netns del %s: %v: %s", full, err, bytes.TrimSpace(out))
+		if err := netns.DeleteNamed(full); err != nil {
+			tb.Errorf("cleanup: %v", err)
 		}
 	})
-	ns.Run(tb, "ip", "link", "set", "lo", "up")
-	return ns
+	return &NS{Name: full, Path: path}
 }
 
 // Exec runs a command inside the namespace and returns its combined output.
@@ -107,45 +103,8 @@ func (ns *NS) Run(tb testing.TB, args ...string) string {
 //
 // fn must not start goroutines (they would run on other threads, in the
 // original namespace) and must not rely on thread-local state beyond the call.
-// The thread is locked for the whole call on a fresh goroutine; if switching
-// back fails it is left locked, so the runtime destroys it rather than reuse a
-// thread in the wrong namespace.
-func (ns *NS) Do(fn func() error) error {
-	return Do(ns.Path, fn)
-}
-
-// Do is NS.Do for any namespace path (/run/netns/X, /proc/PID/ns/net).
-func Do(nsPath string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- fmt.Errorf("open current netns: %w", err)
-			return
-		}
-		defer unix.Close(orig)
-		target, err := unix.Open(nsPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- fmt.Errorf("open netns %s: %w", nsPath, err)
-			return
-		}
-		defer unix.Close(target)
-		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("enter netns %s: %w", nsPath, err)
-			return
-		}
-		ferr := fn()
-		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
-			// Stay locked: the goroutine exits and the thread dies with it.
-			errc <- fmt.Errorf("restore netns after %s: %w", nsPath, err)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
+// See netns.Do.
+func (ns *NS) Do(fn func() error) error { return netns.DoPath(ns.Path, fn) }
 
 // Veth creates a veth pair with end ifA in namespace a and end ifB in
 // namespace b, both up with IPv6 disabled. IPv6 is off so the kernel's own

@@ -7,15 +7,15 @@ import (
 	"fmt"
 
 	"github.com/nagare/nagare/pkg/datapath"
+	"github.com/nagare/nagare/pkg/flow"
 	"github.com/nagare/nagare/pkg/packet"
-	"github.com/nagare/nagare/pkg/sim"
 )
 
-// action is a sim.Action resolved for the hit path: the output port found,
+// action is a flow.Action resolved for the hit path: the output port found,
 // the tunnel header precomputed, and whether the frame must be copied
 // before it is queued.
 type action struct {
-	sim.Action // as installed, for Flows
+	flow.Action // as installed, for Flows
 
 	out *port     // ActOutput
 	dst [4]byte   // ActEncap: underlay IPv4 address
@@ -25,18 +25,14 @@ type action struct {
 }
 
 const (
-	ethHdrLen   = 14
-	vlanTagLen  = 4
-	tpidDot1Q   = 0x8100
-	tpidDot1AD  = 0x88a8
-	etherTypeV4 = 0x0800
-	etherTypeV6 = 0x86dd
+	ethHdrLen  = 14
+	vlanTagLen = 4
 )
 
 // compile resolves acts against the ports in ps, appending to dst (reused
 // by Execute to avoid allocating). It fails on actions naming ports that
 // are not attached, unknown action types and bad tunnel parameters.
-func compile(ps *portSet, acts []sim.Action, dst []action) ([]action, error) {
+func compile(ps *portSet, acts []flow.Action, dst []action) ([]action, error) {
 	if dst == nil {
 		dst = make([]action, 0, len(acts))
 	}
@@ -44,26 +40,26 @@ func compile(ps *portSet, acts []sim.Action, dst []action) ([]action, error) {
 	for i := range acts {
 		a := action{Action: acts[i]}
 		switch a.Type {
-		case sim.ActSetEthSrc, sim.ActSetEthDst, sim.ActPopVLAN, sim.ActDecTTL:
-		case sim.ActSetL4Src, sim.ActSetL4Dst, sim.ActSetICMPID:
-		case sim.ActSetIPSrc, sim.ActSetIPDst, sim.ActInnerSrc, sim.ActInnerDst:
+		case flow.ActSetEthSrc, flow.ActSetEthDst, flow.ActPopVLAN, flow.ActDecTTL:
+		case flow.ActSetL4Src, flow.ActSetL4Dst, flow.ActSetICMPID:
+		case flow.ActSetIPSrc, flow.ActSetIPDst, flow.ActInnerSrc, flow.ActInnerDst:
 			if !a.Addr.IsValid() || a.Addr.Zone() != "" {
 				return nil, fmt.Errorf("action %d: %s to %q: not an address", i, a.Type, a.Addr)
 			}
-		case sim.ActPushVLAN:
+		case flow.ActPushVLAN:
 			if a.VLAN > 0x0fff {
 				return nil, fmt.Errorf("action %d: push-vlan %d: VID out of range", i, a.VLAN)
 			}
-		case sim.ActOutput:
+		case flow.ActOutput:
 			a.out = ps.byIndex[a.Port]
 			if a.out == nil {
 				return nil, fmt.Errorf("action %d: output to port %d (%s): %w", i, a.Port, a.PortID, datapath.ErrUnknownPort)
 			}
-		case sim.ActEncap:
+		case flow.ActEncap:
 			if !a.Underlay.Is4() && !a.Underlay.Is4In6() {
 				return nil, fmt.Errorf("action %d: encap to %q: only IPv4 underlays are supported", i, a.Underlay)
 			}
-			if a.TunnelKey > maxTunnelKey {
+			if a.TunnelKey > packet.MaxTunnelKey {
 				return nil, fmt.Errorf("action %d: encap: tunnel key %d does not fit in 24 bits", i, a.TunnelKey)
 			}
 			a.dst = a.Underlay.Unmap().As4()
@@ -91,7 +87,7 @@ func compile(ps *portSet, acts []sim.Action, dst []action) ([]action, error) {
 	rewrite := false
 	for i := len(dst) - 1; i >= 0; i-- {
 		switch dst[i].Type {
-		case sim.ActOutput, sim.ActEncap:
+		case flow.ActOutput, flow.ActEncap:
 			dst[i].cp = rewrite
 		default:
 			rewrite = true
@@ -110,7 +106,7 @@ func (w *worker) apply(buf []byte, start, end int, acts []action) bool {
 	for i := range acts {
 		a := &acts[i]
 		switch a.Type {
-		case sim.ActSetIPSrc, sim.ActSetIPDst, sim.ActSetL4Src, sim.ActSetL4Dst, sim.ActSetICMPID, sim.ActInnerSrc, sim.ActInnerDst:
+		case flow.ActSetIPSrc, flow.ActSetIPDst, flow.ActSetL4Src, flow.ActSetL4Dst, flow.ActSetICMPID, flow.ActInnerSrc, flow.ActInnerDst:
 			if !decoded {
 				rewriteDecoder.Decode(&w.rw, buf[start:end])
 				decoded = true
@@ -119,11 +115,11 @@ func (w *worker) apply(buf []byte, start, end int, acts []action) bool {
 				w.drops.add(rRewrite, 1)
 				return false
 			}
-		case sim.ActSetEthSrc:
+		case flow.ActSetEthSrc:
 			copy(buf[start+6:start+12], a.MAC[:])
-		case sim.ActSetEthDst:
+		case flow.ActSetEthDst:
 			copy(buf[start:start+6], a.MAC[:])
-		case sim.ActPushVLAN:
+		case flow.ActPushVLAN:
 			// OpenFlow push_vlan: the new tag becomes the outermost, right
 			// after the MAC addresses.
 			if start < vlanTagLen {
@@ -133,9 +129,9 @@ func (w *worker) apply(buf []byte, start, end int, acts []action) bool {
 			copy(buf[start-vlanTagLen:], buf[start:start+12])
 			start -= vlanTagLen
 			decoded = false
-			binary.BigEndian.PutUint16(buf[start+12:], tpidDot1Q)
+			binary.BigEndian.PutUint16(buf[start+12:], packet.EtherTypeVLAN)
 			binary.BigEndian.PutUint16(buf[start+14:], a.VLAN&0x0fff)
-		case sim.ActPopVLAN:
+		case flow.ActPopVLAN:
 			if end-start < ethHdrLen+vlanTagLen || !isTPID(binary.BigEndian.Uint16(buf[start+12:])) {
 				w.drops.add(rPopUntagged, 1)
 				return false
@@ -143,19 +139,19 @@ func (w *worker) apply(buf []byte, start, end int, acts []action) bool {
 			copy(buf[start+vlanTagLen:start+vlanTagLen+12], buf[start:start+12])
 			start += vlanTagLen
 			decoded = false
-		case sim.ActDecTTL:
+		case flow.ActDecTTL:
 			if !decTTL(buf[start:end], a.Count) {
 				w.drops.add(rTTLExpired, 1)
 				return false
 			}
-		case sim.ActOutput:
+		case flow.ActOutput:
 			frame := buf[start:end]
 			if a.cp {
 				frame = w.snapshot(frame)
 			}
 			w.queueLocal(a.out, frame)
 			sent = true
-		case sim.ActEncap:
+		case flow.ActEncap:
 			frame := buf[start:end]
 			if a.cp {
 				frame = w.snapshot(frame)
@@ -167,7 +163,7 @@ func (w *worker) apply(buf []byte, start, end int, acts []action) bool {
 	return sent
 }
 
-func isTPID(t uint16) bool { return t == tpidDot1Q || t == tpidDot1AD }
+func isTPID(t uint16) bool { return t == packet.EtherTypeVLAN || t == packet.EtherTypeQinQ }
 
 // rewriteDecoder finds the headers NAT rewrites. VXLAN decoding is off: a
 // flow's frame is the overlay's inner frame, never a tunnel to look into.
@@ -178,21 +174,21 @@ var rewriteDecoder packet.Decoder
 // incrementally (RFC 1624): the cost does not depend on the payload. It
 // reports false, changing nothing, if the frame lacks the field, which
 // the caller counts.
-func rewrite(p *packet.Parsed, a *sim.Action) bool {
+func rewrite(p *packet.Parsed, a *flow.Action) bool {
 	switch a.Type {
-	case sim.ActSetIPSrc:
+	case flow.ActSetIPSrc:
 		return p.SetSrcIP(a.Addr)
-	case sim.ActSetIPDst:
+	case flow.ActSetIPDst:
 		return p.SetDstIP(a.Addr)
-	case sim.ActSetL4Src:
+	case flow.ActSetL4Src:
 		return p.SetSrcPort(a.L4Port)
-	case sim.ActSetL4Dst:
+	case flow.ActSetL4Dst:
 		return p.SetDstPort(a.L4Port)
-	case sim.ActSetICMPID:
+	case flow.ActSetICMPID:
 		return p.SetICMPEchoID(a.L4Port)
-	case sim.ActInnerSrc:
+	case flow.ActInnerSrc:
 		return p.SetInnerSrc(a.Addr, a.L4Port)
-	case sim.ActInnerDst:
+	case flow.ActInnerDst:
 		return p.SetInnerDst(a.Addr, a.L4Port)
 	}
 	return false
@@ -211,7 +207,7 @@ func decTTL(b []byte, n uint8) bool {
 	}
 	l3 += 2
 	switch et {
-	case etherTypeV4:
+	case packet.EtherTypeIPv4:
 		if len(b) < l3+20 || b[l3]>>4 != 4 {
 			return true
 		}
@@ -223,7 +219,7 @@ func decTTL(b []byte, n uint8) bool {
 		b[l3+8] = ttl - n
 		sum := packet.UpdateChecksum16(binary.BigEndian.Uint16(b[l3+10:]), old, binary.BigEndian.Uint16(b[l3+8:]))
 		binary.BigEndian.PutUint16(b[l3+10:], sum)
-	case etherTypeV6:
+	case packet.EtherTypeIPv6:
 		if len(b) < l3+40 || b[l3]>>4 != 6 {
 			return true
 		}

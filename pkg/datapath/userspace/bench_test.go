@@ -16,8 +16,8 @@ import (
 	"github.com/nagare/nagare/pkg/datapath/dptest"
 	"github.com/nagare/nagare/pkg/datapath/netnstest"
 	"github.com/nagare/nagare/pkg/datapath/userspace"
+	"github.com/nagare/nagare/pkg/flow"
 	"github.com/nagare/nagare/pkg/packet"
-	"github.com/nagare/nagare/pkg/sim"
 )
 
 // BenchmarkVethForward measures the whole userspace path: frames injected
@@ -76,11 +76,11 @@ func benchForward(b *testing.B, size int, tunnel bool) {
 	p2 := datapath.PortConfig{PortID: "t2", Index: 2, Interface: "t2", TunnelKey: 2}
 	var misses atomic.Int64
 	var dp, dpB datapath.Datapath
-	acts := []sim.Action{{Type: sim.ActSetEthDst, MAC: packet.MAC{2, 0xd7, 0, 0, 0, 3}}, {Type: sim.ActDecTTL, Count: 1}}
+	acts := []flow.Action{{Type: flow.ActSetEthDst, MAC: packet.MAC{2, 0xd7, 0, 0, 0, 3}}, {Type: flow.ActDecTTL, Count: 1}}
 	if !tunnel {
 		netnstest.Veth(b, host, "t2", vms, "v2")
 		dp = startDP(b, host, &misses, p1, p2)
-		acts = append(acts, sim.Action{Type: sim.ActOutput, Port: 2})
+		acts = append(acts, flow.Action{Type: flow.ActOutput, Port: 2})
 	} else {
 		hostB := netnstest.New(b, "bfb")
 		netnstest.Veth(b, hostB, "t2", vms, "v2")
@@ -98,7 +98,7 @@ func benchForward(b *testing.B, size int, tunnel bool) {
 				b.Fatal(err)
 			}
 		}
-		acts = append(acts, sim.Action{Type: sim.ActEncap, Tunnel: packet.TunnelVXLAN, Underlay: bb, TunnelKey: 2})
+		acts = append(acts, flow.Action{Type: flow.ActEncap, Tunnel: packet.TunnelVXLAN, Underlay: bb, TunnelKey: 2})
 	}
 	if err := dp.Install(&datapath.FlowSpec{Key: dptest.Key(frame, 1), Actions: acts}); err != nil {
 		b.Fatal(err)

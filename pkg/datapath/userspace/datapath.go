@@ -7,16 +7,18 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/nagare/nagare/pkg/datapath"
 	"github.com/nagare/nagare/pkg/datapath/afpacket"
+	"github.com/nagare/nagare/pkg/flow"
+	"github.com/nagare/nagare/pkg/netns"
 	"github.com/nagare/nagare/pkg/packet"
-	"golang.org/x/sys/unix"
 )
 
 // portIO is the frame I/O of one bound interface: an *afpacket.Port in
@@ -38,7 +40,7 @@ type port struct {
 	io  portIO
 
 	flowMu sync.RWMutex // guards flows; writers also hold Datapath.mu
-	flows  map[packet.FlowKey]*flow
+	flows  map[flow.Key]*flowEntry
 
 	gone atomic.Bool   // detached: outputs to it count as port-gone
 	done chan struct{} // closed when its reader has exited; nil if none started
@@ -127,8 +129,6 @@ func (dp *Datapath) now() int64 { return int64(time.Since(dp.epoch)) }
 
 func (dp *Datapath) wallTime(t int64) time.Time { return dp.epoch.Add(time.Duration(t)) }
 
-const maxTunnelKey = 1<<24 - 1
-
 // AddPort implements datapath.Datapath.
 func (dp *Datapath) AddPort(cfg datapath.PortConfig) error {
 	if cfg.MTU <= 0 {
@@ -137,10 +137,10 @@ func (dp *Datapath) AddPort(cfg datapath.PortConfig) error {
 	if cfg.PortID == "" || cfg.Interface == "" {
 		return fmt.Errorf("datapath: add port: PortID and Interface are required")
 	}
-	if cfg.TunnelKey == datapath.StateTunnelKey {
+	if cfg.TunnelKey == packet.StateTunnelKey {
 		return fmt.Errorf("datapath: add port %s: tunnel key %d is reserved for flow-state packets", cfg.PortID, cfg.TunnelKey)
 	}
-	if cfg.TunnelKey > maxTunnelKey {
+	if cfg.TunnelKey > packet.MaxTunnelKey {
 		return fmt.Errorf("datapath: add port %s: tunnel key %d does not fit in 24 bits", cfg.PortID, cfg.TunnelKey)
 	}
 	dp.mu.Lock()
@@ -177,7 +177,7 @@ func (dp *Datapath) AddPort(cfg datapath.PortConfig) error {
 
 // attach registers a port whose I/O is open; dp.mu is held.
 func (dp *Datapath) attach(cfg datapath.PortConfig, io portIO) *port {
-	p := &port{cfg: cfg, io: io, flows: map[packet.FlowKey]*flow{}, slotSize: slotSizeFor(cfg.MTU)}
+	p := &port{cfg: cfg, io: io, flows: map[flow.Key]*flowEntry{}, slotSize: slotSizeFor(cfg.MTU)}
 	ps := dp.ports.Load().clone()
 	ps.byID[cfg.PortID], ps.byIndex[cfg.Index], ps.byKey[cfg.TunnelKey], ps.byIf[cfg.Interface] = p, p, p, p
 	dp.ports.Store(ps)
@@ -373,35 +373,5 @@ func (dp *Datapath) inNetns(fn func() error) error {
 	if dp.cfg.Netns == "" {
 		return fn()
 	}
-	errc := make(chan error, 1)
-	go func() {
-		// setns(2) switches one thread; lock it so no other goroutine runs
-		// there meanwhile. If switching back fails, the goroutine exits
-		// still locked and the runtime destroys the thread.
-		runtime.LockOSThread()
-		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- fmt.Errorf("open current netns: %w", err)
-			return
-		}
-		defer unix.Close(orig)
-		target, err := unix.Open(dp.cfg.Netns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- fmt.Errorf("open netns %s: %w", dp.cfg.Netns, err)
-			return
-		}
-		defer unix.Close(target)
-		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("enter netns %s: %w", dp.cfg.Netns, err)
-			return
-		}
-		ferr := fn()
-		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
-			errc <- errors.Join(ferr, fmt.Errorf("restore netns after %s: %w", dp.cfg.Netns, err))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
+	return netns.DoPath(dp.cfg.Netns, fn)
 }

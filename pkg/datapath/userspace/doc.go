@@ -11,7 +11,7 @@
 //
 //  1. ReadBatch copies up to 64 frames into the slots, each after 64 bytes
 //     of headroom so that VLAN pushes need no second copy.
-//  2. Each frame is decoded, keyed (packet.FlowKey with the port's topology
+//  2. Each frame is decoded, keyed (flow.Key with the port's topology
 //     index) and looked up in the port's own flow map under a read lock.
 //  3. A hit bumps the flow's atomic counters, refreshes its last-used time
 //     (at most once per batch: one clock read per batch, not per packet),
@@ -27,7 +27,7 @@
 // # Flow table
 //
 // The lookup structure is sharded by in-port: each port has a
-// map[packet.FlowKey]*flow behind an RWMutex, read only by that port's
+// map[flow.Key]*flowEntry behind an RWMutex, read only by that port's
 // reader, so hit-path lookups never share a lock's cache line with another
 // core. FlowKey is a padding-free, pointer-free 68-byte struct, so the map
 // hashes and compares it as one block of memory. Writers (Install,

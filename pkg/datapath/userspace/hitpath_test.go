@@ -16,8 +16,8 @@ import (
 	"github.com/nagare/nagare/pkg/datapath/afpacket"
 	"github.com/nagare/nagare/pkg/datapath/dptest"
 	"github.com/nagare/nagare/pkg/datapath/netnstest"
+	"github.com/nagare/nagare/pkg/flow"
 	"github.com/nagare/nagare/pkg/packet"
-	"github.com/nagare/nagare/pkg/sim"
 )
 
 // sinkIO is an in-memory port: WriteBatch counts frames, ReadBatch has
@@ -66,11 +66,11 @@ func newHitBench(tb testing.TB, frameLen int) *hitBench {
 	dp.mu.Unlock()
 	frame := dptest.UDP{SrcMAC: packet.MAC{2, 0, 0, 0, 0, 1}, DstMAC: packet.MAC{2, 0, 0, 0, 0, 2},
 		Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr("10.0.0.2"), SrcPort: 1000, DstPort: 2000, Len: frameLen}.Frame()
-	acts := []sim.Action{
-		{Type: sim.ActSetEthSrc, MAC: packet.MAC{2, 0, 0, 0, 0xfe, 1}},
-		{Type: sim.ActSetEthDst, MAC: packet.MAC{2, 0, 0, 0, 0, 3}},
-		{Type: sim.ActDecTTL, Count: 1},
-		{Type: sim.ActOutput, Port: 2, PortID: "out"},
+	acts := []flow.Action{
+		{Type: flow.ActSetEthSrc, MAC: packet.MAC{2, 0, 0, 0, 0xfe, 1}},
+		{Type: flow.ActSetEthDst, MAC: packet.MAC{2, 0, 0, 0, 0, 3}},
+		{Type: flow.ActDecTTL, Count: 1},
+		{Type: flow.ActOutput, Port: 2, PortID: "out"},
 	}
 	if err := dp.Install(&datapath.FlowSpec{Key: dptest.Key(frame, 1), Actions: acts, Tags: []uint64{1, 2, 3}}); err != nil {
 		tb.Fatal(err)
@@ -130,7 +130,7 @@ func TestTunnelQueueAllocs(t *testing.T) {
 	if err := dp.SetTunnels(datapath.TunnelConfig{LocalIP: lo, VXLAN: true, Peers: []netip.Addr{lo}}); err != nil {
 		t.Fatal(err)
 	}
-	acts, err := compile(dp.ports.Load(), []sim.Action{{Type: sim.ActEncap, Tunnel: packet.TunnelVXLAN, Underlay: lo, TunnelKey: 77}}, nil)
+	acts, err := compile(dp.ports.Load(), []flow.Action{{Type: flow.ActEncap, Tunnel: packet.TunnelVXLAN, Underlay: lo, TunnelKey: 77}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

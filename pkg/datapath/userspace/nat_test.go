@@ -8,8 +8,8 @@ import (
 
 	"github.com/nagare/nagare/pkg/datapath"
 	"github.com/nagare/nagare/pkg/datapath/dptest"
+	"github.com/nagare/nagare/pkg/flow"
 	"github.com/nagare/nagare/pkg/packet"
-	"github.com/nagare/nagare/pkg/sim"
 )
 
 var (
@@ -21,7 +21,7 @@ var (
 func newNATBench(tb testing.TB, c dptest.NATCase) *hitBench {
 	hb := newHitBench(tb, 64)
 	hb.frame = c.In
-	acts := append(append([]sim.Action(nil), c.Acts...), sim.Action{Type: sim.ActOutput, Port: 2, PortID: "out"})
+	acts := append(append([]flow.Action(nil), c.Acts...), flow.Action{Type: flow.ActOutput, Port: 2, PortID: "out"})
 	if err := hb.dp.Install(&datapath.FlowSpec{Key: dptest.Key(c.In, 1), Actions: acts}); err != nil {
 		tb.Fatal(err)
 	}

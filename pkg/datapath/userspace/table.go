@@ -8,16 +8,15 @@ import (
 	"sync/atomic"
 
 	"github.com/nagare/nagare/pkg/datapath"
+	"github.com/nagare/nagare/pkg/flow"
 	"github.com/nagare/nagare/pkg/flowstate"
-	"github.com/nagare/nagare/pkg/packet"
-	"github.com/nagare/nagare/pkg/sim"
 )
 
 // flow is an installed flow. Everything but the counters is immutable once
 // the flow is published in its port's map, so the hit path reads it
 // without locks.
-type flow struct {
-	key   packet.FlowKey
+type flowEntry struct {
+	key   flow.Key
 	in    *port
 	acts  []action
 	tags  []uint64
@@ -35,7 +34,7 @@ type flow struct {
 
 	// Guarded by Datapath.mu. next survives removal, so a sweep that
 	// dropped the lock can resume from a flow removed meanwhile.
-	prev, next *flow
+	prev, next *flowEntry
 	dead       bool
 }
 
@@ -51,9 +50,9 @@ type flow struct {
 // cost an allocation per tag per flow.
 type table struct {
 	dp         *Datapath
-	head, tail *flow
+	head, tail *flowEntry
 	count      int
-	byTag      map[uint64][]*flow
+	byTag      map[uint64][]*flowEntry
 	tagRefs    int // entries in byTag, dead included
 	liveRefs   int // entries belonging to live flows
 
@@ -63,7 +62,7 @@ type table struct {
 
 func (t *table) init(dp *Datapath) {
 	t.dp = dp
-	t.byTag = map[uint64][]*flow{}
+	t.byTag = map[uint64][]*flowEntry{}
 }
 
 // evictCandidates is how many of the oldest flows eviction compares; the
@@ -85,7 +84,7 @@ func (dp *Datapath) Install(spec *datapath.FlowSpec) error {
 	if err != nil {
 		return fmt.Errorf("datapath: install: %w", err)
 	}
-	f := &flow{key: spec.Key, in: in, acts: acts, class: spec.Class, mtu: spec.MTU}
+	f := &flowEntry{key: spec.Key, in: in, acts: acts, class: spec.Class, mtu: spec.MTU}
 	f.tags = append([]uint64(nil), spec.Tags...)
 	if len(spec.State) > 0 {
 		f.state = append([]flowstate.Key(nil), spec.State...)
@@ -136,7 +135,7 @@ func (dp *Datapath) Install(spec *datapath.FlowSpec) error {
 	return nil
 }
 
-func (t *table) addTagRef(tag uint64, f *flow) {
+func (t *table) addTagRef(tag uint64, f *flowEntry) {
 	s := t.byTag[tag]
 	if len(s) == cap(s) && len(s) >= 8 {
 		n := len(s)
@@ -148,7 +147,7 @@ func (t *table) addTagRef(tag uint64, f *flow) {
 }
 
 // compactFlows drops dead flows from s in place.
-func compactFlows(s []*flow) []*flow {
+func compactFlows(s []*flowEntry) []*flowEntry {
 	live := s[:0]
 	for _, f := range s {
 		if !f.dead {
@@ -161,7 +160,7 @@ func compactFlows(s []*flow) []*flow {
 
 // remove unlinks a live flow from its port's map and the list. Its tag
 // slices keep it, marked dead, until compaction.
-func (t *table) remove(f *flow) {
+func (t *table) remove(f *flowEntry) {
 	f.dead = true
 	in := f.in
 	in.flowMu.Lock()
@@ -202,7 +201,7 @@ func (t *table) compactAll() {
 }
 
 func (t *table) evictOne() {
-	var victim *flow
+	var victim *flowEntry
 	i := 0
 	for f := t.head; f != nil && i < evictCandidates; f, i = f.next, i+1 {
 		if victim == nil || f.lastUsed.Load() < victim.lastUsed.Load() {
@@ -245,7 +244,7 @@ func (dp *Datapath) Flush() int {
 	defer dp.mu.Unlock()
 	t := &dp.table
 	// Drop the tag index first, so that removals do not compact it.
-	t.byTag = map[uint64][]*flow{}
+	t.byTag = map[uint64][]*flowEntry{}
 	t.tagRefs = 0
 	n := 0
 	for f := t.head; f != nil; {
@@ -271,7 +270,7 @@ func (t *table) removePortFlows(p *port) {
 	}
 }
 
-func (f *flow) outputsTo(p *port) bool {
+func (f *flowEntry) outputsTo(p *port) bool {
 	for i := range f.acts {
 		if f.acts[i].out == p {
 			return true
@@ -322,14 +321,14 @@ func (t *table) stats(s *datapath.Stats) {
 // lock and calls fn without it.
 func (dp *Datapath) Flows(fn func(info *datapath.FlowInfo)) {
 	dp.mu.Lock()
-	all := make([]*flow, 0, dp.table.count)
+	all := make([]*flowEntry, 0, dp.table.count)
 	for f := dp.table.head; f != nil; f = f.next {
 		all = append(all, f)
 	}
 	dp.mu.Unlock()
 	var info datapath.FlowInfo
 	for _, f := range all {
-		acts := make([]sim.Action, len(f.acts))
+		acts := make([]flow.Action, len(f.acts))
 		for i := range f.acts {
 			acts[i] = f.acts[i].Action
 		}

@@ -12,9 +12,10 @@ import (
 	"syscall"
 	"unsafe"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/nagare/nagare/pkg/datapath"
 	"github.com/nagare/nagare/pkg/packet"
-	"golang.org/x/sys/unix"
 )
 
 // tunnelState is an immutable snapshot of the tunnel configuration and its
@@ -288,7 +289,7 @@ func (r *tunnelReceiver) deliver(c *tunnelCounters) {
 			}
 			key, inner, err = packet.DecapGRE(b[int(b[0]&0x0f)*4:])
 		}
-		if err == nil && key == datapath.StateTunnelKey {
+		if err == nil && key == packet.StateTunnelKey {
 			r.deliverState(c, netip.AddrFrom4(r.names[i].Addr), inner)
 			continue
 		}
@@ -343,12 +344,12 @@ func (dp *Datapath) SendState(peer netip.Addr, payload []byte) error {
 	var err error
 	switch {
 	case ts.vxlan != nil:
-		if _, err = packet.EncapVXLAN(buf, payload, datapath.StateTunnelKey); err == nil {
+		if _, err = packet.EncapVXLAN(buf, payload, packet.StateTunnelKey); err == nil {
 			_, err = ts.vxlan.conn.(*net.UDPConn).WriteToUDPAddrPort(buf, netip.AddrPortFrom(peer, ts.vxlan.dstPort))
 		}
 		dp.countState(&dp.vxlan, err)
 	case ts.gre != nil:
-		if _, err = packet.EncapGRE(buf, payload, datapath.StateTunnelKey); err == nil {
+		if _, err = packet.EncapGRE(buf, payload, packet.StateTunnelKey); err == nil {
 			_, err = ts.gre.conn.(*net.IPConn).WriteToIP(buf, &net.IPAddr{IP: peer.AsSlice()})
 		}
 		dp.countState(&dp.gre, err)

@@ -8,11 +8,12 @@ import (
 	"time"
 	"unsafe"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/nagare/nagare/pkg/datapath"
 	"github.com/nagare/nagare/pkg/datapath/afpacket"
+	"github.com/nagare/nagare/pkg/flow"
 	"github.com/nagare/nagare/pkg/packet"
-	"github.com/nagare/nagare/pkg/sim"
-	"golang.org/x/sys/unix"
 )
 
 const (
@@ -220,7 +221,7 @@ func (w *worker) processBatch(n int, now int64, h datapath.MissHandler) {
 			w.drops.addMalformed(w.pkt.Drop)
 			continue
 		}
-		key := w.pkt.FlowKey(uint32(in.cfg.Index))
+		key := flow.KeyOf(&w.pkt, uint32(in.cfg.Index))
 		in.flowMu.RLock()
 		f := in.flows[key]
 		in.flowMu.RUnlock()
@@ -306,7 +307,7 @@ func (dp *Datapath) readLoop(p *port) {
 }
 
 // Execute implements datapath.Datapath.
-func (dp *Datapath) Execute(inPort int32, frame []byte, actions []sim.Action) error {
+func (dp *Datapath) Execute(inPort int32, frame []byte, actions []flow.Action) error {
 	if len(frame) < ethHdrLen {
 		return fmt.Errorf("datapath: execute: frame of %d bytes is shorter than an Ethernet header", len(frame))
 	}

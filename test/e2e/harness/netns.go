@@ -8,15 +8,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 
-	"golang.org/x/sys/unix"
+	"github.com/nagare/nagare/pkg/netns"
 )
 
 // NamePrefix starts every namespace this package creates, followed by the
@@ -24,8 +21,6 @@ import (
 // environment of process 4242. SweepStale uses the pid to find leftovers of
 // test processes that were killed before their cleanup could run.
 const NamePrefix = "ne2e"
-
-var staleName = regexp.MustCompile(`^` + NamePrefix + `(\d+)-`)
 
 // NS is a named network namespace ("ip netns exec Name …").
 type NS struct {
@@ -37,17 +32,16 @@ type NS struct {
 // t.Cleanup, after killing whatever still runs inside it.
 func newNS(t testing.TB, name string) *NS {
 	t.Helper()
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add %s: %v: %s", name, err, bytes.TrimSpace(out))
+	path, err := netns.AddNamed(name)
+	if err != nil {
+		t.Fatal(err)
 	}
-	ns := &NS{Name: name, Path: filepath.Join("/run/netns", name)}
 	t.Cleanup(func() {
 		if err := deleteNS(name); err != nil {
 			t.Errorf("cleanup: %v", err)
 		}
 	})
-	ns.MustRun(t, "ip", "link", "set", "lo", "up")
-	return ns
+	return &NS{Name: name, Path: path}
 }
 
 // deleteNS kills the processes left in the namespace (they would keep it,
@@ -60,33 +54,15 @@ func deleteNS(name string) error {
 			}
 		}
 	}
-	if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-		return fmt.Errorf("ip netns del %s: %v: %s", name, err, bytes.TrimSpace(out))
-	}
-	return nil
+	return netns.DeleteNamed(name)
 }
 
 // SweepStale deletes the namespaces a previous run of these tests left
 // behind: those named by this package for a process that no longer exists.
 // It never touches another live process's namespaces.
 func SweepStale() {
-	entries, err := os.ReadDir("/run/netns")
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		m := staleName.FindStringSubmatch(e.Name())
-		if m == nil {
-			continue
-		}
-		pid, _ := strconv.Atoi(m[1])
-		if pid == os.Getpid() {
-			continue
-		}
-		if err := syscall.Kill(pid, 0); err == nil || err == syscall.EPERM {
-			continue // its owner is alive
-		}
-		_ = deleteNS(e.Name())
+	for _, name := range netns.Orphans(NamePrefix) {
+		_ = deleteNS(name) // best effort: the next run tries again
 	}
 }
 
@@ -116,41 +92,10 @@ func (ns *NS) MustRun(t testing.TB, args ...string) string {
 	return strings.TrimSpace(out)
 }
 
-// Do runs fn on an OS thread inside the namespace. File descriptors fn
-// opens stay in the namespace afterwards (raw sockets for bad input). fn
-// must not start goroutines: they would run elsewhere.
-func (ns *NS) Do(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- fmt.Errorf("open current netns: %w", err)
-			return
-		}
-		defer unix.Close(orig)
-		target, err := unix.Open(ns.Path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- fmt.Errorf("open netns %s: %w", ns.Path, err)
-			return
-		}
-		defer unix.Close(target)
-		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("enter netns %s: %w", ns.Name, err)
-			return
-		}
-		ferr := fn()
-		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
-			// Stay locked: the thread dies with the goroutine rather
-			// than serve others in the wrong namespace.
-			errc <- fmt.Errorf("leave netns %s: %w", ns.Name, err)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
+// Do runs fn on an OS thread inside the namespace (netns.Do). File
+// descriptors fn opens stay in the namespace afterwards (raw sockets for
+// bad input). fn must not start goroutines: they would run elsewhere.
+func (ns *NS) Do(fn func() error) error { return netns.DoPath(ns.Path, fn) }
 
 // veth creates a veth pair with ifA in a and ifB in b. The ends are created
 // directly in their namespaces: nothing appears in the root namespace.

@@ -1,6 +1,8 @@
-package packet
+package flow
 
-// FlowKey is the exact-match key of a flow: what the simulation's decision
+import "github.com/nagare/nagare/pkg/packet"
+
+// Key is the exact-match key of a flow: what the simulation's decision
 // may depend on, and nothing that varies packet by packet within a flow
 // (TCP flags, sequence numbers, lengths, IP ID, echo sequence).
 //
@@ -13,8 +15,8 @@ package packet
 //     slot is a named zero field. A pointer-free, padding-free struct is
 //     "regular memory" to the Go runtime, so map hashing and == are a single
 //     memhash/memequal over 68 bytes instead of a field-by-field walk.
-//     flowkey_test.go checks the size and the absence of padding.
-type FlowKey struct {
+//     key_test.go checks the size and the absence of padding.
+type Key struct {
 	// SrcIP and DstIP are the IP addresses, or ARP's sender and target
 	// protocol addresses; zero for other frames.
 	SrcIP, DstIP [16]byte
@@ -25,7 +27,7 @@ type FlowKey struct {
 	// TunnelID, so equal inner frames of two tenants stay distinct.
 	TunnelID uint32
 	// EthSrc and EthDst are the Ethernet addresses.
-	EthSrc, EthDst MAC
+	EthSrc, EthDst packet.MAC
 	// EtherType is the EtherType after the VLAN tags.
 	EtherType uint16
 	// VLAN holds each tag as VID | PCP<<13 | VLANPresent, outermost first;
@@ -48,26 +50,26 @@ type FlowKey struct {
 	// same for every TTL of at least MaxTTLClass, so keying the exact TTL
 	// would only multiply flows.
 	TTLClass uint8
-	// Frag is the Frag class. Later fragments have no ports, so they
+	// Frag is the packet.Frag class. Later fragments have no ports, so they
 	// cannot share a flow with the first one.
-	Frag Frag
+	Frag packet.Frag
 	// pad fills the struct to its alignment with a named field (a blank
 	// _ field would make the runtime compare field by field). Always zero.
 	pad [2]byte
 }
 
-// VLANPresent marks a FlowKey.VLAN entry as a present tag.
+// VLANPresent marks a Key.VLAN entry as a present tag.
 const VLANPresent = 0x1000
 
 // MaxTTLClass is the TTL at and above which TTLs share a flow: more than
 // the longest chain of virtual routers a simulation crosses.
 const MaxTTLClass = 32
 
-// FlowKey returns the flow key of the decoded frame, arriving on inPort.
+// KeyOf returns the flow key of the decoded frame p, arriving on inPort.
 // It is meaningful when Drop == DropNone; for other frames it is still
 // deterministic, keyed on whatever decoded.
-func (p *Parsed) FlowKey(inPort uint32) FlowKey {
-	k := FlowKey{InPort: inPort}
+func KeyOf(p *packet.Parsed, inPort uint32) Key {
+	k := Key{InPort: inPort}
 	if p.L3Off == 0 {
 		return k
 	}
@@ -77,11 +79,11 @@ func (p *Parsed) FlowKey(inPort uint32) FlowKey {
 		k.VLAN[i] = t.VID&0x0fff | uint16(t.PCP&7)<<13 | VLANPresent
 	}
 	switch p.L3 {
-	case L3ARP:
+	case packet.L3ARP:
 		k.SrcIP, k.DstIP = p.ARPSenderIP.As16(), p.ARPTargetIP.As16()
 		k.Proto = uint8(p.ARPOp)
 		return k
-	case L3IPv4, L3IPv6:
+	case packet.L3IPv4, packet.L3IPv6:
 	default:
 		return k
 	}
@@ -89,26 +91,13 @@ func (p *Parsed) FlowKey(inPort uint32) FlowKey {
 	k.Proto, k.TOS, k.Frag = p.IPProto, p.TOS, p.Frag
 	k.TTLClass = min(p.TTL, MaxTTLClass)
 	switch p.L4 {
-	case L4TCP, L4UDP:
+	case packet.L4TCP, packet.L4UDP:
 		k.SrcPort, k.DstPort = p.SrcPort, p.DstPort
-	case L4ICMPv4, L4ICMPv6:
+	case packet.L4ICMPv4, packet.L4ICMPv6:
 		k.SrcPort = uint16(p.ICMPType)<<8 | uint16(p.ICMPCode)
-		if p.hasEchoID() {
+		if p.HasEchoID() {
 			k.DstPort = p.ICMPEchoID
 		}
 	}
 	return k
-}
-
-func (p *Parsed) hasEchoID() bool {
-	switch p.L4 {
-	case L4ICMPv4:
-		switch p.ICMPType {
-		case ICMPv4EchoRequest, ICMPv4EchoReply, ICMPv4Timestamp, ICMPv4TimestampReply:
-			return true
-		}
-	case L4ICMPv6:
-		return p.ICMPType == ICMPv6EchoRequest || p.ICMPType == ICMPv6EchoReply
-	}
-	return false
 }

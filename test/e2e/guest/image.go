@@ -121,22 +121,43 @@ func Build(dir string) (Image, error) {
 	return img, nil
 }
 
-// staticBusybox finds a statically linked busybox: it is the whole of the
-// guest's userland, with no libc beside it.
+// staticBusybox finds a statically linked busybox, the whole of the
+// guest's userland, with no libc beside it: bin/busybox in the first of
+// roots that has a static one, else the one on PATH if it is static.
 func staticBusybox() (string, error) {
-	path, err := exec.LookPath("busybox")
-	if err != nil {
-		return "", errors.New("busybox is not installed (scripts/setup.sh installs busybox-static)")
+	var candidates []string
+	for _, root := range roots() {
+		candidates = append(candidates, filepath.Join(root, "bin", "busybox"))
 	}
+	if path, err := exec.LookPath("busybox"); err == nil {
+		candidates = append(candidates, path)
+	}
+	var errs []error
+	for _, path := range candidates {
+		static, err := isStatic(path)
+		if err == nil && static {
+			return path, nil
+		}
+		if err == nil {
+			err = fmt.Errorf("%s is dynamically linked", path)
+		}
+		errs = append(errs, err)
+	}
+	return "", fmt.Errorf("no static busybox for the guests (scripts/setup.sh unpacks busybox-static into %s): %w", DefaultDir, errors.Join(errs...))
+}
+
+// isStatic reports whether the ELF executable at path has no program
+// interpreter.
+func isStatic(path string) (bool, error) {
 	f, err := elf.Open(path)
 	if err != nil {
-		return "", fmt.Errorf("busybox at %s: %w", path, err)
+		return false, err
 	}
 	defer f.Close()
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_INTERP {
-			return "", fmt.Errorf("busybox at %s is dynamically linked: the guests need busybox-static (scripts/setup.sh installs it)", path)
+			return false, nil
 		}
 	}
-	return path, nil
+	return true, nil
 }

@@ -15,10 +15,21 @@ import (
 	"strings"
 )
 
-// DefaultKernelDir is where scripts/setup.sh unpacks Debian's kernel
-// package (boot/vmlinuz-RELEASE, lib/modules/RELEASE);
-// NAGARE_GUEST_KERNEL_DIR names another such tree.
-const DefaultKernelDir = "/var/cache/nagare/guest-kernel"
+// DefaultDir is where scripts/setup.sh unpacks the Debian packages the
+// guests are made of (linux-image-amd64's kernel, busybox-static):
+// boot/vmlinuz-RELEASE, lib/modules/RELEASE, bin/busybox.
+// NAGARE_GUEST_DIR names another such tree.
+const DefaultDir = "/var/cache/nagare/guest"
+
+// roots are the trees searched for the guest's kernel and busybox: the
+// unpacked packages, then this machine's own (a linux-image package
+// installed in /boot, busybox-static installed).
+func roots() []string {
+	if d := os.Getenv("NAGARE_GUEST_DIR"); d != "" {
+		return []string{d}
+	}
+	return []string{DefaultDir, "/"}
+}
 
 // Kernel is a kernel and its modules, as a Debian linux-image package lays
 // them out.
@@ -28,15 +39,10 @@ type Kernel struct {
 	Modules string // lib/modules/RELEASE
 }
 
-// FindKernel finds the guest kernel: in $NAGARE_GUEST_KERNEL_DIR when set,
-// else in DefaultKernelDir, else the one a linux-image package installed
-// in /boot. Of several releases it takes the last in lexical order.
+// FindKernel finds the guest kernel in the first of roots that has one. Of
+// several releases it takes the last in lexical order.
 func FindKernel() (Kernel, error) {
-	roots := []string{DefaultKernelDir, "/"}
-	if d := os.Getenv("NAGARE_GUEST_KERNEL_DIR"); d != "" {
-		roots = []string{d}
-	}
-	for _, root := range roots {
+	for _, root := range roots() {
 		images, _ := filepath.Glob(filepath.Join(root, "boot", "vmlinuz-*"))
 		slices.Sort(images)
 		slices.Reverse(images)
@@ -51,7 +57,7 @@ func FindKernel() (Kernel, error) {
 		}
 	}
 	return Kernel{}, fmt.Errorf("no guest kernel (boot/vmlinuz-RELEASE with lib/modules/RELEASE) in %s: scripts/setup.sh unpacks Debian's linux-image-amd64 into %s",
-		strings.Join(roots, " or "), DefaultKernelDir)
+		strings.Join(roots(), " or "), DefaultDir)
 }
 
 // vmlinux returns the uncompressed ELF kernel inside a bzImage, so that

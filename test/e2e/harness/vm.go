@@ -88,7 +88,12 @@ func (vm *VM) Ping(dst string, count int, interval string, extra ...string) Ping
 	args := append([]string{"ping", "-n", "-c", strconv.Itoa(count), "-i", interval, "-W", "1"}, extra...)
 	args = append(args, dst)
 	out, _ := vm.NS.Command(context.Background(), args...).CombinedOutput()
-	r := PingResult{Output: string(out)}
+	return parsePing(string(out))
+}
+
+// parsePing reads the summary of iputils' or busybox's ping.
+func parsePing(out string) PingResult {
+	r := PingResult{Output: out}
 	for _, line := range strings.Split(r.Output, "\n") {
 		if strings.Contains(line, "packets transmitted") {
 			f := strings.Fields(line)

@@ -43,8 +43,8 @@ import (
 	"github.com/nagare/nagare/pkg/packet"
 
 	// The datapaths an agent offers (--datapath).
-	_ "github.com/nagare/nagare/pkg/datapath/memory"
 	_ "github.com/nagare/nagare/pkg/datapath/ebpf"
+	_ "github.com/nagare/nagare/pkg/datapath/memory"
 	_ "github.com/nagare/nagare/pkg/datapath/userspace"
 )
 

@@ -76,6 +76,7 @@ func (s *Store) WatchFrom(ctx context.Context, rev int64, fn func(Batch) error) 
 				if err != nil {
 					return err
 				}
+				o = shared.share(string(kv.Key), o)
 				objs = append(objs, o)
 				order[o] = [2]int64{int64(slices.Index(model.Kinds(), k)), kv.CreateRevision}
 			}
@@ -112,13 +113,17 @@ func objectEvent(ev *clientv3.Event) (Event, bool, error) {
 	var err error
 	if ev.Type == mvccpb.DELETE {
 		e.Type = Delete
+		shared.forget(key, ev.Kv.ModRevision)
 	} else if e.Object, err = decode(k, key, ev.Kv.Value, ev.Kv.ModRevision); err != nil {
 		return Event{}, false, err
+	} else {
+		e.Object = shared.share(key, e.Object)
 	}
 	if ev.PrevKv != nil {
 		if e.Prev, err = decode(k, key, ev.PrevKv.Value, ev.PrevKv.ModRevision); err != nil {
 			return Event{}, false, err
 		}
+		e.Prev = shared.share(key, e.Prev)
 	}
 	return e, true, nil
 }

@@ -107,6 +107,11 @@ func TestLivenessIncremental(t *testing.T) {
 			}
 		}
 	}
+	for _, o := range objs { // the watch's objects are shared (nsdb.ShareDecoded): never changed
+		if h, ok := o.(*model.Host); ok && h.Alive {
+			t.Fatalf("the mirror changed the watch's host %s", h.ID)
+		}
+	}
 	if flips < 100 {
 		t.Fatalf("only %d liveness changes", flips)
 	}

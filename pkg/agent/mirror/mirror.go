@@ -279,8 +279,7 @@ func (m *Mirror) Apply(b nsdb.Batch) error {
 	if b.Reset {
 		m.objs, m.gen = objects{}, persist.NextGen()
 		for _, o := range b.Objects {
-			m.withHealth(o)
-			m.objs.put(o, m.gen)
+			m.objs.put(m.withHealth(o), m.gen)
 		}
 	} else {
 		for _, ev := range b.Events {
@@ -290,7 +289,7 @@ func (m *Mirror) Apply(b nsdb.Batch) error {
 			if ev.Type == nsdb.Delete {
 				m.objs.del(ev.Kind, ev.ID, m.gen)
 			} else {
-				m.withHealth(ev.Object)
+				ev.Object = m.withHealth(ev.Object)
 				m.objs.put(ev.Object, m.gen)
 			}
 			events = append(events, ev)
@@ -300,15 +299,22 @@ func (m *Mirror) Apply(b nsdb.Batch) error {
 	return nil
 }
 
-// withHealth fills a pool member's derived status and a host's liveness
-// (the object is the watch's fresh copy, ours to change).
-func (m *Mirror) withHealth(o model.Object) {
+// withHealth returns o with its derived fields filled: a copy of a pool
+// member with its status, of a host with its liveness. The watch's
+// objects are read-only: a process running many agents shares them
+// (nsdb.ShareDecoded).
+func (m *Mirror) withHealth(o model.Object) model.Object {
 	switch x := o.(type) {
 	case *model.PoolMember:
-		x.Status = m.health[x.ID]
+		c := *x
+		c.Status = m.health[x.ID]
+		return &c
 	case *model.Host:
-		x.Alive = m.alive[x.ID]
+		c := *x
+		c.Alive = m.alive[x.ID]
+		return &c
 	}
+	return o
 }
 
 // ApplyLiveness is the host-liveness watch's callback: a host whose

@@ -46,3 +46,45 @@ func TestShareDecoded(t *testing.T) {
 		t.Fatal("forget kept a deleted object")
 	}
 }
+
+// TestLiveHosts: changes and resets apply, and a set Alive returned
+// stays as it was (callers share it).
+func TestLiveHosts(t *testing.T) {
+	var h LiveHosts
+	if a, _ := h.Alive(); len(a) != 0 {
+		t.Fatalf("zero value: %v", a)
+	}
+	steps := []struct {
+		l    Liveness
+		want []string
+	}{
+		{Liveness{Reset: true, Alive: map[string]bool{"a": true, "b": true}}, []string{"a", "b"}},
+		{Liveness{Alive: map[string]bool{"c": true, "a": false}}, []string{"b", "c"}},
+		{Liveness{Reset: true, Alive: map[string]bool{"d": true}}, []string{"d"}},
+	}
+	var prev map[string]bool
+	var prevWant []string
+	lastRev := int64(-1)
+	for i, s := range steps {
+		if err := h.Apply(s.l); err != nil {
+			t.Fatal(err)
+		}
+		got, rev := h.Alive()
+		if rev == lastRev {
+			t.Errorf("step %d: revision unchanged", i)
+		}
+		lastRev = rev
+		if len(got) != len(s.want) {
+			t.Errorf("step %d: %v, want %v", i, got, s.want)
+		}
+		for _, id := range s.want {
+			if !got[id] {
+				t.Errorf("step %d: %v, want %v", i, got, s.want)
+			}
+		}
+		if prev != nil && len(prev) != len(prevWant) {
+			t.Errorf("step %d changed the set an earlier Alive returned: %v", i, prev)
+		}
+		prev, prevWant = got, s.want
+	}
+}

@@ -147,34 +147,40 @@ type LiveHosts struct {
 	rev   int64
 }
 
-// Apply is the liveness watch's callback.
+// Apply is the liveness watch's callback. The set is replaced, never
+// changed: readers keep what Alive gave them.
 func (h *LiveHosts) Apply(l Liveness) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.alive == nil || l.Reset {
-		h.alive = map[string]bool{}
+	next := make(map[string]bool, len(h.alive)+len(l.Alive))
+	if h.alive != nil && !l.Reset {
+		for id := range h.alive {
+			next[id] = true
+		}
 	}
 	for id, up := range l.Alive {
 		if up {
-			h.alive[id] = true
+			next[id] = true
 		} else {
-			delete(h.alive, id)
+			delete(next, id)
 		}
 	}
+	h.alive = next
 	h.rev++
 	return nil
 }
 
-// Alive returns the live hosts (the caller's copy) and a revision that
-// changes whenever they may have.
+// Alive returns the live hosts, read-only (shared with every caller:
+// with a thousand hosts a copy per call was most of what the agents'
+// periodic checks allocated), and a revision that changes whenever they
+// may have.
 func (h *LiveHosts) Alive() (map[string]bool, int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	out := make(map[string]bool, len(h.alive))
-	for id := range h.alive {
-		out[id] = true
+	if h.alive == nil {
+		return map[string]bool{}, h.rev
 	}
-	return out, h.rev
+	return h.alive, h.rev
 }
 
 // WatchHostLiveness delivers host liveness to fn like Watch delivers

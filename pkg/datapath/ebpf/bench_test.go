@@ -3,11 +3,6 @@
 package ebpf
 
 import (
-	"bufio"
-	"fmt"
-	"os"
-	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -17,26 +12,13 @@ import (
 	"github.com/nagare/nagare/pkg/flow"
 )
 
-// memlock reads the kernel's account of a map's memory (fdinfo memlock,
-// which for a hash map without preallocation follows its elements).
+// memlock is mapMemlock for benchmarks.
 func memlock(tb testing.TB, m *ebpf.Map) uint64 {
-	f, err := os.Open(fmt.Sprintf("/proc/self/fdinfo/%d", m.FD()))
+	n, err := mapMemlock(m)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "memlock:"); ok {
-			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-			if err != nil {
-				tb.Fatal(err)
-			}
-			return n
-		}
-	}
-	tb.Fatal("no memlock in fdinfo")
-	return 0
+	return n
 }
 
 // BenchmarkInstall installs flows (distinct 5-tuples, one shared action

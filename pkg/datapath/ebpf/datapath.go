@@ -37,6 +37,10 @@ type Options struct {
 	// AdoptGrace is how long adopted flows forward before they are
 	// removed unless installed again (default 30 s).
 	AdoptGrace time.Duration
+	// ConntrackMax is the capacity of the kernel's connection map
+	// (default DefaultConntrackMax); beyond it the least recently used
+	// connections are dropped, and their flows ask the agent again.
+	ConntrackMax int
 }
 
 // port is an attached interface.
@@ -117,6 +121,9 @@ type Datapath struct {
 	table   flowTable
 	lists   actionLists
 	tun     tunnels
+	kcfg    kernelConfig // the config map's one entry, as last written
+	ct      conntrack
+	ctBytes int // kernel memory per connection-map entry
 	inj     *injector
 	reader  *perf.Reader
 	handler datapath.MissHandler
@@ -156,6 +163,9 @@ func New(cfg datapath.Config, opts Options) (*Datapath, error) {
 	if opts.AdoptGrace <= 0 {
 		opts.AdoptGrace = 30 * time.Second
 	}
+	if opts.ConntrackMax <= 0 {
+		opts.ConntrackMax = DefaultConntrackMax
+	}
 	dp := &Datapath{cfg: cfg, opts: opts, flows: cfg.Flows.WithDefaults(), log: cfg.Logger, stop: make(chan struct{})}
 	if dp.log == nil {
 		dp.log = slog.Default()
@@ -176,6 +186,12 @@ func New(cfg datapath.Config, opts Options) (*Datapath, error) {
 	}
 	dp.table.init()
 	dp.lists.init(dp.objs.Actions)
+	dp.ct.init(dp.opts.ConntrackMax)
+	if err := dp.initConfig(); err != nil {
+		dp.objs.Close()
+		dp.nl.Close()
+		return nil, fmt.Errorf("datapath: %w", err)
+	}
 	dp.ports.Store((&portSet{}).clone())
 	if len(dp.stale) > 0 {
 		// Old layouts' links are taken over as interfaces are attached;
@@ -226,6 +242,7 @@ func (dp *Datapath) load() error {
 	// Action lists are shared, so there are at most as many as flows.
 	spec.Maps[datapathMapFlows].MaxEntries = uint32(dp.flows.MaxFlows)
 	spec.Maps[datapathMapActions].MaxEntries = uint32(dp.flows.MaxFlows)
+	spec.Maps[datapathMapCt].MaxEntries = uint32(dp.opts.ConntrackMax)
 	if dp.opts.PinDir != "" {
 		dp.adopted, err = dp.loadPinned(spec)
 	} else {

@@ -37,6 +37,30 @@ type datapathConfig struct {
 	GreIfindex   uint32
 	VxlanPort    uint16
 	Pad          uint16
+	CtTimeout    [11]uint64
+}
+
+type datapathCtEntry struct {
+	_       structs.HostLayout
+	Fwd     datapathCtKey
+	Rev     datapathCtKey
+	Used    uint64
+	Expires uint64
+	State   uint8
+	Pad     [7]uint8
+}
+
+type datapathCtKey struct {
+	_       structs.HostLayout
+	Src     [16]uint8
+	Dst     [16]uint8
+	Zone    uint64
+	SrcPort uint16
+	DstPort uint16
+	Proto   uint8
+	Type    uint8
+	Echo    uint8
+	Family  uint8
 }
 
 type datapathExecSlot struct {
@@ -75,7 +99,9 @@ type datapathFlowVal struct {
 	Acts      uint32
 	Flags     uint8
 	Class     uint8
-	Pad       [6]uint8
+	CtDir     uint8
+	Pad       [5]uint8
+	Ct        [8]uint32
 }
 
 type datapathPortInfo struct {
@@ -120,6 +146,7 @@ const (
 	datapathMapActions      = "actions"
 	datapathMapConfig       = "config"
 	datapathMapCounters     = "counters"
+	datapathMapCt           = "ct"
 	datapathMapDrops        = "drops"
 	datapathMapExecSlots    = "exec_slots"
 	datapathMapFlows        = "flows"
@@ -191,6 +218,7 @@ type datapathMapSpecs struct {
 	Actions    *ebpf.MapSpec `ebpf:"actions"`
 	Config     *ebpf.MapSpec `ebpf:"config"`
 	Counters   *ebpf.MapSpec `ebpf:"counters"`
+	Ct         *ebpf.MapSpec `ebpf:"ct"`
 	Drops      *ebpf.MapSpec `ebpf:"drops"`
 	ExecSlots  *ebpf.MapSpec `ebpf:"exec_slots"`
 	Flows      *ebpf.MapSpec `ebpf:"flows"`
@@ -232,6 +260,7 @@ type datapathMaps struct {
 	Actions    *ebpf.Map `ebpf:"actions"`
 	Config     *ebpf.Map `ebpf:"config"`
 	Counters   *ebpf.Map `ebpf:"counters"`
+	Ct         *ebpf.Map `ebpf:"ct"`
 	Drops      *ebpf.Map `ebpf:"drops"`
 	ExecSlots  *ebpf.Map `ebpf:"exec_slots"`
 	Flows      *ebpf.Map `ebpf:"flows"`
@@ -248,6 +277,7 @@ func (m *datapathMaps) Close() error {
 		m.Actions,
 		m.Config,
 		m.Counters,
+		m.Ct,
 		m.Drops,
 		m.ExecSlots,
 		m.Flows,

@@ -91,9 +91,6 @@ func (dp *Datapath) Install(spec *datapath.FlowSpec) error {
 	if spec.MTU > 0 {
 		val.Mtu = uint32(spec.MTU)
 	}
-	if r.state != nil {
-		val.Flags |= flowStateful
-	}
 	if r.slow {
 		val.Flags |= flowSlow
 	}
@@ -117,6 +114,15 @@ func (dp *Datapath) Install(spec *datapath.FlowSpec) error {
 		if err := dp.evictOne(); err != nil {
 			return fmt.Errorf("datapath: install: evict: %w", err)
 		}
+	}
+	// Resolved under the lock, so that no id the flow names is freed
+	// (and reused) before the flow is in the table.
+	if ids, dir, n := dp.ct.refs(r.state); n > 0 {
+		// The kernel tracks the connections: it advances them itself.
+		val.Flags |= flowCT
+		val.Ct, val.CtDir = ids, dir
+	} else if r.state != nil {
+		val.Flags |= flowStateful
 	}
 	if list != nil {
 		if r.list, err = dp.lists.get(list); err != nil {
@@ -286,6 +292,11 @@ func (dp *Datapath) evictOne() error {
 func (dp *Datapath) Invalidate(tags ...uint64) int {
 	dp.mu.Lock()
 	defer dp.mu.Unlock()
+	return dp.invalidateLocked(tags...)
+}
+
+// invalidateLocked is Invalidate with Datapath.mu held.
+func (dp *Datapath) invalidateLocked(tags ...uint64) int {
 	n := 0
 	for _, tag := range tags {
 		rs := dp.table.byTag[tag]
@@ -349,7 +360,7 @@ func (dp *Datapath) expire() error {
 		if class >= datapath.NumFlowClasses {
 			class = datapath.ClassNormal
 		}
-		if now > v.Used && time.Duration(now-v.Used) > dp.flows.IdleTimeout[class] {
+		if now > v.Used && time.Duration(now-v.Used) > dp.flows.IdleTimeout[class] && !dp.connAlive(v, now) {
 			stale = append(stale, fromKernelKey(k))
 		}
 	})
@@ -379,6 +390,25 @@ func (dp *Datapath) expire() error {
 		dp.table.expired.Add(1)
 	}
 	return errors.Join(errs...)
+}
+
+// connAlive reports whether v is a connection's flow whose connections
+// all live on in the kernel's map: such a flow outlives its idle timeout,
+// so that a connection that pauses does not meet the agent again.
+func (dp *Datapath) connAlive(v *flowValue, now uint64) bool {
+	if v.Flags&flowCT == 0 {
+		return false
+	}
+	var e ctEntry
+	for _, id := range v.Ct {
+		if id == 0 {
+			break
+		}
+		if dp.objs.Ct.Lookup(id, &e) != nil || e.Expires <= now {
+			return false
+		}
+	}
+	return true
 }
 
 // Flows implements datapath.Datapath. It reads the kernel's table in

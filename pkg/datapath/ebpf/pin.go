@@ -182,8 +182,12 @@ func (dp *Datapath) adopt() error {
 		return fmt.Errorf("adopt flows: %w", err)
 	}
 	dp.lists.dropUnused()
+	nc, err := dp.adoptConns()
+	if err != nil {
+		return err
+	}
 	dp.adoptDeadline = deadline
-	dp.log.Info("datapath: adopted the pinned datapath", "dir", dp.versionDir(), "flows", n, "ports", len(dp.adoptedSlots),
+	dp.log.Info("datapath: adopted the pinned datapath", "dir", dp.versionDir(), "flows", n, "connections", nc, "ports", len(dp.adoptedSlots),
 		"grace", dp.opts.AdoptGrace)
 	return nil
 }

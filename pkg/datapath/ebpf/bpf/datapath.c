@@ -23,6 +23,7 @@
 #include "maps.h"
 #include "parse.h"
 #include "actions.h"
+#include "ct.h"
 
 /* Largest packet copied into an upcall: a perf record is at most 64 KiB,
  * so a GSO super-packet is cut (struct upcall.len < skb->len). */
@@ -107,13 +108,22 @@ int port_in(struct __sk_buff *skb)
 	/* Too long for the flow's path: the agent answers frag-needed. */
 	if (f->mtu && (p.l3 == L3_IPV4 || p.l3 == L3_IPV6) && ip_len(skb, &p) > f->mtu)
 		return send_upcall(skb, &p, UPCALL_RECHECK, slot);
-	/* A segment closing a tracked connection: its state must see it. */
-	if ((f->flags & FLOW_STATEFUL) && p.l4 == L4_TCP && (p.tcp_flags & 0x05))
+	now = bpf_ktime_get_ns();
+	if (f->flags & FLOW_CT) {
+		/* The kernel tracks the flow's connections: they advance here,
+		 * and a connection that is gone or over goes to the agent. */
+		r = ct_update(&p, f, now);
+		if (r) {
+			count(r, 1);
+			return send_upcall(skb, &p, UPCALL_RECHECK, slot);
+		}
+	} else if ((f->flags & FLOW_STATEFUL) && p.l4 == L4_TCP && (p.tcp_flags & (TCP_FIN | TCP_RST))) {
+		/* A segment closing a connection only the agent tracks. */
 		return send_upcall(skb, &p, UPCALL_RECHECK, slot);
+	}
 	count(C_HITS, 1);
 	__sync_fetch_and_add(&f->packets, 1);
 	__sync_fetch_and_add(&f->bytes, frame_len(skb));
-	now = bpf_ktime_get_ns();
 	/* Writing the timestamp at most every millisecond keeps the flow's
 	 * cache line shared between CPUs; expiry works in seconds. */
 	if (now - f->used > 1000000)

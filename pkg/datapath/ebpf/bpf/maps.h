@@ -26,6 +26,16 @@ struct {
 	__type(value, struct action_list);
 } actions SEC(".maps");
 
+/* Offloaded connections by id (nagare.h). LRU: under pressure the
+ * kernel drops the least recently used, whose flows then ask the agent,
+ * which writes it again from its table. max_entries is set by the loader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1 << 17);
+	__type(key, __u32);
+	__type(value, struct ct_entry);
+} ct SEC(".maps");
+
 /* ifindex -> port slot, for frames entering a port. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

@@ -81,8 +81,8 @@ type Config struct {
 	// Offload, if not nil, is the datapath's connection tracking.
 	Offload datapath.ConntrackOffloader
 	DB      NSDB
-	Lease    func() nsdb.LeaseID // the host's current liveness lease
-	Log      *slog.Logger
+	Lease   func() nsdb.LeaseID // the host's current liveness lease
+	Log     *slog.Logger
 }
 
 // counters count flow-state packets (metrics and status).

@@ -51,9 +51,10 @@ type port struct {
 	peer    bool // a veth whose peer is in another namespace: redirect_peer
 	att     *attachment
 
-	upq  chan *upcallItem // upcalls for its miss goroutine
-	gone atomic.Bool
-	done chan struct{} // closed when its miss goroutine has exited; nil if none started
+	upq   chan *upcallItem // upcalls for its miss goroutine
+	batch batcher          // its miss goroutine's queued kernel writes (batch.go)
+	gone  atomic.Bool
+	done  chan struct{} // closed when its miss goroutine has exited; nil if none started
 }
 
 // portSet is an immutable snapshot of the attached ports, replaced on
@@ -125,13 +126,16 @@ type Datapath struct {
 	ct      conntrack
 	ctBytes int // kernel memory per connection-map entry
 	inj     *injector
-	reader  *perf.Reader
-	handler datapath.MissHandler
-	state   datapath.StateHandler
-	running bool
-	closed  bool
-	stop    chan struct{}
-	wg      sync.WaitGroup
+	reader  *perf.Reader // upcalls: a wakeup per record, while the reader sleeps
+	// batchReader reads upcalls_batch: a wakeup per upcallBatchWakeup
+	// records, while the reader is awake (upcall.go).
+	batchReader *perf.Reader
+	handler     datapath.MissHandler
+	state       datapath.StateHandler
+	running     bool
+	closed      bool
+	stop        chan struct{}
+	wg          sync.WaitGroup
 
 	// Adoption of a predecessor's pinned datapath (pin.go).
 	adopted       bool
@@ -211,8 +215,7 @@ func New(cfg datapath.Config, opts Options) (*Datapath, error) {
 		dp.nl.Close()
 		return nil, err
 	}
-	dp.reader, err = perf.NewReader(dp.objs.Upcalls, opts.UpcallBuffer)
-	if err != nil {
+	if err := dp.openReaders(); err != nil {
 		dp.inj.close(dp)
 		dp.objs.Close()
 		dp.nl.Close()
@@ -496,7 +499,7 @@ func (dp *Datapath) Close() error {
 	} else {
 		errs = append(errs, dp.tun.close(dp))
 	}
-	errs = append(errs, dp.inj.close(dp), dp.reader.Close())
+	errs = append(errs, dp.inj.close(dp), dp.reader.Close(), dp.batchReader.Close())
 	dp.mu.Unlock()
 	// The programs and maps go when the last reference does: the
 	// detached links held the programs, the programs the maps.
@@ -611,12 +614,16 @@ func (dp *Datapath) portCounters(slot uint32) portCounters {
 	return sum
 }
 
-// monoNow is the clock of bpf_ktime_get_ns: CLOCK_MONOTONIC.
-func monoNow() uint64 {
+// monoNow is the clock of bpf_ktime_get_ns: CLOCK_MONOTONIC. Go's
+// monotonic clock is the same one, read through the vDSO, so after one
+// system call at start monoNow costs no more than time.Now.
+func monoNow() uint64 { return monoBase + uint64(time.Since(monoStart)) }
+
+var monoBase, monoStart = func() (uint64, time.Time) {
 	var ts unix.Timespec
 	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return uint64(ts.Nano())
-}
+	return uint64(ts.Nano()), time.Now()
+}()
 
 // wallOf converts a CLOCK_MONOTONIC time to wall time.
 func wallOf(mono uint64) time.Time {

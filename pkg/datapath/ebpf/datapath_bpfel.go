@@ -155,7 +155,9 @@ const (
 	datapathMapPortStats    = "port_stats"
 	datapathMapPorts        = "ports"
 	datapathMapTunnelKeys   = "tunnel_keys"
+	datapathMapUpcallMode   = "upcall_mode"
 	datapathMapUpcalls      = "upcalls"
+	datapathMapUpcallsBatch = "upcalls_batch"
 	datapathProgExecIn      = "exec_in"
 	datapathProgPortIn      = "port_in"
 	datapathProgTunnelIn    = "tunnel_in"
@@ -215,19 +217,21 @@ type datapathProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type datapathMapSpecs struct {
-	Actions    *ebpf.MapSpec `ebpf:"actions"`
-	Config     *ebpf.MapSpec `ebpf:"config"`
-	Counters   *ebpf.MapSpec `ebpf:"counters"`
-	Ct         *ebpf.MapSpec `ebpf:"ct"`
-	Drops      *ebpf.MapSpec `ebpf:"drops"`
-	ExecSlots  *ebpf.MapSpec `ebpf:"exec_slots"`
-	Flows      *ebpf.MapSpec `ebpf:"flows"`
-	Peers      *ebpf.MapSpec `ebpf:"peers"`
-	PortSlots  *ebpf.MapSpec `ebpf:"port_slots"`
-	PortStats  *ebpf.MapSpec `ebpf:"port_stats"`
-	Ports      *ebpf.MapSpec `ebpf:"ports"`
-	TunnelKeys *ebpf.MapSpec `ebpf:"tunnel_keys"`
-	Upcalls    *ebpf.MapSpec `ebpf:"upcalls"`
+	Actions      *ebpf.MapSpec `ebpf:"actions"`
+	Config       *ebpf.MapSpec `ebpf:"config"`
+	Counters     *ebpf.MapSpec `ebpf:"counters"`
+	Ct           *ebpf.MapSpec `ebpf:"ct"`
+	Drops        *ebpf.MapSpec `ebpf:"drops"`
+	ExecSlots    *ebpf.MapSpec `ebpf:"exec_slots"`
+	Flows        *ebpf.MapSpec `ebpf:"flows"`
+	Peers        *ebpf.MapSpec `ebpf:"peers"`
+	PortSlots    *ebpf.MapSpec `ebpf:"port_slots"`
+	PortStats    *ebpf.MapSpec `ebpf:"port_stats"`
+	Ports        *ebpf.MapSpec `ebpf:"ports"`
+	TunnelKeys   *ebpf.MapSpec `ebpf:"tunnel_keys"`
+	UpcallMode   *ebpf.MapSpec `ebpf:"upcall_mode"`
+	Upcalls      *ebpf.MapSpec `ebpf:"upcalls"`
+	UpcallsBatch *ebpf.MapSpec `ebpf:"upcalls_batch"`
 }
 
 // datapathVariableSpecs contains global variables before they are loaded into the kernel.
@@ -257,19 +261,21 @@ func (o *datapathObjects) Close() error {
 //
 // It can be passed to loadDatapathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type datapathMaps struct {
-	Actions    *ebpf.Map `ebpf:"actions"`
-	Config     *ebpf.Map `ebpf:"config"`
-	Counters   *ebpf.Map `ebpf:"counters"`
-	Ct         *ebpf.Map `ebpf:"ct"`
-	Drops      *ebpf.Map `ebpf:"drops"`
-	ExecSlots  *ebpf.Map `ebpf:"exec_slots"`
-	Flows      *ebpf.Map `ebpf:"flows"`
-	Peers      *ebpf.Map `ebpf:"peers"`
-	PortSlots  *ebpf.Map `ebpf:"port_slots"`
-	PortStats  *ebpf.Map `ebpf:"port_stats"`
-	Ports      *ebpf.Map `ebpf:"ports"`
-	TunnelKeys *ebpf.Map `ebpf:"tunnel_keys"`
-	Upcalls    *ebpf.Map `ebpf:"upcalls"`
+	Actions      *ebpf.Map `ebpf:"actions"`
+	Config       *ebpf.Map `ebpf:"config"`
+	Counters     *ebpf.Map `ebpf:"counters"`
+	Ct           *ebpf.Map `ebpf:"ct"`
+	Drops        *ebpf.Map `ebpf:"drops"`
+	ExecSlots    *ebpf.Map `ebpf:"exec_slots"`
+	Flows        *ebpf.Map `ebpf:"flows"`
+	Peers        *ebpf.Map `ebpf:"peers"`
+	PortSlots    *ebpf.Map `ebpf:"port_slots"`
+	PortStats    *ebpf.Map `ebpf:"port_stats"`
+	Ports        *ebpf.Map `ebpf:"ports"`
+	TunnelKeys   *ebpf.Map `ebpf:"tunnel_keys"`
+	UpcallMode   *ebpf.Map `ebpf:"upcall_mode"`
+	Upcalls      *ebpf.Map `ebpf:"upcalls"`
+	UpcallsBatch *ebpf.Map `ebpf:"upcalls_batch"`
 }
 
 func (m *datapathMaps) Close() error {
@@ -286,7 +292,9 @@ func (m *datapathMaps) Close() error {
 		m.PortStats,
 		m.Ports,
 		m.TunnelKeys,
+		m.UpcallMode,
 		m.Upcalls,
+		m.UpcallsBatch,
 	)
 }
 

@@ -17,7 +17,7 @@ const (
 	maxActs       = 16
 	ctRefs        = 8
 	maxPorts      = 1024
-	execSlots     = 1024
+	execSlots     = 4096
 	noOutput      = 0xff
 
 	flowStateful = 1
@@ -80,7 +80,7 @@ const (
 )
 
 // DropExecStale counts frames of the agent's Execute that reached the
-// kernel after their output slot had been reused (more than 1024 outputs
+// kernel after their output slot had been reused (more than 4096 outputs
 // in flight). Specific to this datapath.
 const DropExecStale = "exec-stale"
 

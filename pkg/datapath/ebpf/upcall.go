@@ -5,8 +5,11 @@ package ebpf
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net/netip"
+	"os"
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/cilium/ebpf/perf"
@@ -33,21 +36,128 @@ var upcallItems = sync.Pool{New: func() any { return &upcallItem{frame: make([]b
 
 const upcallHeaderSize = int(unsafe.Sizeof(upcallHeader{}))
 
-// readUpcalls reads the per-CPU upcall rings until the reader is closed,
-// handing misses to their port's goroutine and flow-state packets to the
-// StateHandler. It never blocks on a handler: a port whose miss goroutine
-// is behind loses its upcalls, not the other ports.
+// How the upcall reader waits (bpf/maps.h, upcall_mode). Asleep, it
+// blocks on the rings that wake it at every record, so that a lone miss
+// is handled at once; the first record wakes it up, and it tells the
+// programs (upcall_mode 1) to write to the rings that wake it only every
+// upcallBatchWakeup records. Awake, it reads everything there is, waits
+// up to upcallLinger for more, and goes back to sleep (upcall_mode 0)
+// after a linger with nothing to read. A flood of misses so costs a
+// wakeup per batch, at the price of up to upcallLinger of delay for a
+// miss that follows another within that time.
+const (
+	upcallBatchWakeup = 64
+	// upcallLinger is 2 ms: the readers wait in whole milliseconds
+	// (epoll), and 1 ms from now rounds down to no wait at all.
+	upcallLinger = 2 * time.Millisecond
+	// upcallSweep is how often a sleeping reader looks at the batch rings
+	// anyway: a program that saw upcall_mode 1 just before the reader went
+	// to sleep may write there after its last look.
+	upcallSweep = 100 * time.Millisecond
+)
+
+// openReaders opens the readers of both sets of upcall rings.
+func (dp *Datapath) openReaders() error {
+	var err error
+	if dp.reader, err = perf.NewReader(dp.objs.Upcalls, dp.opts.UpcallBuffer); err != nil {
+		return err
+	}
+	dp.batchReader, err = perf.NewReaderWithOptions(dp.objs.UpcallsBatch, dp.opts.UpcallBuffer,
+		perf.ReaderOptions{WakeupEvents: upcallBatchWakeup})
+	if err != nil {
+		dp.reader.Close()
+		return err
+	}
+	return dp.setUpcallMode(0)
+}
+
+func (dp *Datapath) setUpcallMode(m uint32) error {
+	if err := dp.objs.UpcallMode.Put(uint32(0), m); err != nil {
+		return fmt.Errorf("set upcall mode: %w", err)
+	}
+	return nil
+}
+
+// readUpcalls reads the per-CPU upcall rings until the readers are
+// closed, handing misses to their port's goroutine and flow-state packets
+// to the StateHandler. It never blocks on a handler: a port whose miss
+// goroutine is behind loses its upcalls, not the other ports.
 func (dp *Datapath) readUpcalls() {
 	defer dp.wg.Done()
 	var rec perf.Record
+	awake := false
 	for {
-		if err := dp.reader.ReadInto(&rec); err != nil {
-			if errors.Is(err, perf.ErrClosed) {
+		if !awake {
+			// Asleep: the first record wakes us; the batch rings are
+			// swept now and then for stragglers.
+			dp.reader.SetDeadline(time.Now().Add(upcallSweep))
+			n, ok := dp.drain(dp.reader, &rec)
+			if !ok {
 				return
 			}
-			dp.log.Warn("datapath: read upcalls", "err", err)
+			if m, ok := dp.drainNow(dp.batchReader, &rec); !ok {
+				return
+			} else if n+m == 0 {
+				continue
+			}
+			if err := dp.setUpcallMode(1); err != nil && !dp.isClosed() {
+				dp.log.Warn("datapath: upcall reader", "err", err)
+				continue
+			}
+			awake = true
 			continue
 		}
+		// Awake: what the batch rings hold now and until the linger ends
+		// (or a ring fills a batch), then what programs wrote to the
+		// other rings before they saw the mode change.
+		dp.batchReader.SetDeadline(time.Now().Add(upcallLinger))
+		n, ok := dp.drain(dp.batchReader, &rec)
+		if !ok {
+			return
+		}
+		m, ok := dp.drainNow(dp.reader, &rec)
+		if !ok {
+			return
+		}
+		if n+m > 0 {
+			continue
+		}
+		if err := dp.setUpcallMode(0); err != nil && !dp.isClosed() {
+			dp.log.Warn("datapath: upcall reader", "err", err)
+		}
+		awake = false
+		if _, ok := dp.drainNow(dp.batchReader, &rec); !ok {
+			return
+		}
+	}
+}
+
+// drainNow reads what r holds now, without waiting.
+func (dp *Datapath) drainNow(r *perf.Reader, rec *perf.Record) (int, bool) {
+	r.SetDeadline(time.Now().Add(-time.Second))
+	return dp.drain(r, rec)
+}
+
+// drain dispatches r's records until its deadline passes with its rings
+// empty, and returns how many it read; false when r is closed.
+func (dp *Datapath) drain(r *perf.Reader, rec *perf.Record) (int, bool) {
+	n := 0
+	for {
+		err := r.ReadInto(rec)
+		switch {
+		case err == nil:
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return n, true
+		case errors.Is(err, perf.ErrClosed):
+			return n, false
+		default:
+			if dp.isClosed() {
+				return n, false
+			}
+			dp.log.Warn("datapath: read upcalls", "err", err)
+			return n, true
+		}
+		n++
 		if rec.LostSamples > 0 {
 			dp.perfLost.Add(rec.LostSamples)
 			continue
@@ -121,8 +231,8 @@ func (dp *Datapath) startMissLoop(p *port) {
 	go dp.missLoop(p)
 }
 
-// missLoop calls the MissHandler for p's upcalls, one at a time: a slow
-// simulation delays only this port.
+// missLoop calls the MissHandler for p's upcalls, one at a time, in
+// batches of what is waiting: a slow simulation delays only this port.
 func (dp *Datapath) missLoop(p *port) {
 	defer dp.wg.Done()
 	defer close(p.done)
@@ -132,15 +242,31 @@ func (dp *Datapath) missLoop(p *port) {
 		up  datapath.Upcall
 	)
 	for {
+		var it *upcallItem
 		select {
 		case <-dp.stop:
 			return
-		case it := <-p.upq:
+		case it = <-p.upq:
+		}
+		// Whatever else is waiting goes in the same batch: one system
+		// call per kind of kernel write for all of them (batch.go).
+		dp.beginBatch(p)
+		for n := 0; ; n++ {
 			if !p.gone.Load() {
 				dp.handleUpcall(p, it, &dec, &pkt, &up)
 			}
 			upcallItems.Put(it)
+			if n+1 == missBatch {
+				break
+			}
+			select {
+			case it = <-p.upq:
+				continue
+			default:
+			}
+			break
 		}
+		dp.endBatch(p)
 	}
 }
 

@@ -49,7 +49,7 @@ static __noinline int send_upcall(struct __sk_buff *skb, const struct pkt *p, __
 		__builtin_memcpy(&u.key, &p->key, sizeof(u.key));
 	if (reason != UPCALL_SLOW)
 		count(C_MISSES, 1);
-	if (bpf_perf_event_output(skb, &upcalls, BPF_F_CURRENT_CPU | ((__u64)len << 32), &u, sizeof(u))) {
+	if (upcall_output(skb, BPF_F_CURRENT_CPU | ((__u64)len << 32), &u, sizeof(u))) {
 		count(C_LOST, 1);
 		count_drop(DROP_UPCALL_LOST);
 	}
@@ -236,7 +236,7 @@ static __noinline int state(struct __sk_buff *skb, __u32 from, __u32 off, __u32 
 	u.data_off = off;
 	u.data_len = n;
 	u.peer = from;
-	if (bpf_perf_event_output(skb, &upcalls, BPF_F_CURRENT_CPU | ((__u64)len << 32), &u, sizeof(u))) {
+	if (upcall_output(skb, BPF_F_CURRENT_CPU | ((__u64)len << 32), &u, sizeof(u))) {
 		count(C_LOST, 1);
 		count_drop(DROP_UPCALL_LOST);
 	}

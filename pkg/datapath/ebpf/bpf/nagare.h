@@ -16,7 +16,7 @@
 
 #define MAX_ACTS 16     /* actions a kernel flow holds; longer lists are executed by the agent */
 #define MAX_PORTS 1024  /* port slots */
-#define EXEC_SLOTS 1024 /* in-flight Execute outputs */
+#define EXEC_SLOTS 4096 /* in-flight Execute outputs */
 #define STATE_KEY 0xffffff /* packet.StateTunnelKey */
 #define CT_REFS 8       /* connection-tracking entries one flow keeps alive: sim.MaxStateKeys */
 #define CT_CLASSES 11   /* flowstate's expiry classes */

@@ -366,7 +366,7 @@ func (dp *Datapath) publishPort(p *port) error {
 	// As the userspace datapath's receive buffers: the IP MTU, an
 	// Ethernet header and two VLAN tags.
 	info := portInfo{Ifindex: uint32(p.ifindex), Index: p.cfg.Index, TunnelKey: p.cfg.TunnelKey, Flags: flags,
-		MaxLen: uint32(p.cfg.MTU) + 14 + 8}
+		MaxLen: uint32(p.cfg.MTU) + 14 + 8, Mtu: uint32(p.cfg.MTU)}
 	zero := make([]portCounters, ebpf.MustPossibleCPU())
 	if err := dp.objs.PortStats.Put(p.slot, zero); err != nil {
 		return fmt.Errorf("reset port counters: %w", err)

@@ -111,7 +111,7 @@ type datapathPortInfo struct {
 	TunnelKey uint32
 	Flags     uint32
 	MaxLen    uint32
-	Pad       uint32
+	Mtu       uint32
 }
 
 type datapathPortStats struct {
@@ -135,7 +135,8 @@ type datapathUpcall struct {
 	VlanTci     uint16
 	VlanProto   uint16
 	VlanPresent uint8
-	Pad         [3]uint8
+	GsoType     uint8
+	Pad         [2]uint8
 	Key         datapathFlowKey
 }
 

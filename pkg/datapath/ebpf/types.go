@@ -124,7 +124,7 @@ func dropName(r int) string {
 	case dropUpcallLost:
 		return datapath.DropRxRingFull
 	case dropRxOversize:
-		return datapath.DropRxOversize
+		return datapath.DropRxOverMTU
 	}
 	return fmt.Sprintf("kernel-reason-%d", r)
 }

@@ -30,6 +30,8 @@ type upcallItem struct {
 	key       flow.Key // as the kernel computed it
 	frame     []byte   // as received, the VLAN tag the kernel took out put back
 	truncated bool     // a GSO super-packet longer than the upcall copies
+	gsoSize   uint32   // a GSO super-packet's segment payload, 0 for a frame
+	gsoType   uint8    // its GSO type as the kernel holds it (struct upcall)
 }
 
 var upcallItems = sync.Pool{New: func() any { return &upcallItem{frame: make([]byte, 0, 2048)} }}
@@ -186,6 +188,7 @@ func (dp *Datapath) dispatch(raw []byte) {
 	}
 	it := upcallItems.Get().(*upcallItem)
 	it.reason, it.key, it.truncated = h.Reason, fromKernelKey(&h.Key), h.Len < h.DataLen
+	it.gsoSize, it.gsoType = h.GsoSize, h.GsoType
 	it.frame = it.frame[:0]
 	if h.VlanPresent != 0 && len(data) >= 12 {
 		it.frame = append(it.frame, data[:12]...)
@@ -236,11 +239,7 @@ func (dp *Datapath) startMissLoop(p *port) {
 func (dp *Datapath) missLoop(p *port) {
 	defer dp.wg.Done()
 	defer close(p.done)
-	var (
-		dec packet.Decoder // VXLAN off: a VM's traffic is opaque to us
-		pkt packet.Parsed
-		up  datapath.Upcall
-	)
+	var m missState
 	for {
 		var it *upcallItem
 		select {
@@ -253,7 +252,7 @@ func (dp *Datapath) missLoop(p *port) {
 		dp.beginBatch(p)
 		for n := 0; ; n++ {
 			if !p.gone.Load() {
-				dp.handleUpcall(p, it, &dec, &pkt, &up)
+				dp.handleUpcall(p, it, &m)
 			}
 			upcallItems.Put(it)
 			if n+1 == missBatch {
@@ -270,52 +269,65 @@ func (dp *Datapath) missLoop(p *port) {
 	}
 }
 
-func (dp *Datapath) handleUpcall(p *port, it *upcallItem, dec *packet.Decoder, pkt *packet.Parsed, up *datapath.Upcall) {
+func (dp *Datapath) handleUpcall(p *port, it *upcallItem, m *missState) {
 	if it.truncated {
 		// A GSO super-packet too long to copy: dropped; the sender's
 		// retransmission is a single segment, which comes through.
 		dp.drops.add(datapath.DropRxOversize, 1)
 		return
 	}
-	dec.Decode(pkt, it.frame)
+	pkt := &m.pkt
+	m.dec.Decode(pkt, it.frame)
 	if pkt.Drop != packet.DropNone {
 		dp.drops.add(datapath.MalformedDrop(pkt.Drop), 1)
 		return
 	}
+	if it.gsoSize != 0 {
+		dp.handleSuperFrame(p, it, m)
+		return
+	}
 	completeChecksum(pkt, it.frame)
+	dp.handleFrame(p, it.reason, &it.key, it.frame, m)
+}
+
+// handleFrame hands a decoded frame (m.pkt) that is not a super-frame to
+// the flow it missed or to the MissHandler. kkey is the key the kernel
+// computed.
+func (dp *Datapath) handleFrame(p *port, reason uint32, kkey *flow.Key, frame []byte, m *missState) {
+	pkt := &m.pkt
 	key := flow.KeyOf(pkt, uint32(p.cfg.Index))
-	if it.reason != upcallPunt && key != it.key {
+	if reason != upcallPunt && key != *kkey {
 		dp.drops.add(DropKeyMismatch, 1)
 		dp.keyWarn.Do(func() {
 			dp.log.Error("datapath: the kernel parser computed another flow key than flow.KeyOf; flows of this kind will never hit",
-				"kernel", datapath.FormatKey(&it.key), "agent", datapath.FormatKey(&key))
+				"kernel", datapath.FormatKey(kkey), "agent", datapath.FormatKey(&key))
 		})
 	}
 	// A frame that missed while the agent was installing its flow (the
 	// kernel does not wait for the miss handler as a socket reader does)
 	// takes the flow now, as OVS's upcall handler does, rather than be
 	// simulated twice. So does every packet of a slow flow.
-	if it.reason == upcallSlow || it.reason == upcallMiss {
+	if reason == upcallSlow || reason == upcallMiss {
 		dp.mu.Lock()
 		r := dp.table.recs[key]
 		dp.mu.Unlock()
-		if r != nil && (r.slow || it.reason == upcallMiss) && !needsAgent(r, pkt) {
-			if it.reason == upcallMiss {
+		if r != nil && (r.slow || reason == upcallMiss) && !needsAgent(r, pkt) {
+			if reason == upcallMiss {
 				dp.lateHits.Add(1) // the kernel counted a miss and no hit
 			}
 			if len(r.acts) == 0 {
 				dp.drops.add(datapath.DropFlow, 1)
 				return
 			}
-			if err := dp.Execute(p.cfg.Index, it.frame, r.acts); err != nil && !dp.isClosed() {
+			if err := dp.Execute(p.cfg.Index, frame, r.acts); err != nil && !dp.isClosed() {
 				dp.log.Debug("datapath: execute a flow's actions", "err", err)
 			}
 			return
 		}
 	}
-	*up = datapath.Upcall{InPort: p.cfg.Index, PortID: p.cfg.PortID, Frame: it.frame, Pkt: pkt, Key: key}
-	dp.handler.Miss(up)
-	*up = datapath.Upcall{}
+	m.up = datapath.Upcall{InPort: p.cfg.Index, PortID: p.cfg.PortID, Frame: frame, Pkt: pkt, Key: key}
+	dp.handler.Miss(&m.up)
+	m.up = datapath.Upcall{}
 }
 
 // needsAgent reports a packet a flow must not forward although it

@@ -124,7 +124,7 @@ struct port_info {
 	__u32 tunnel_key;
 	__u32 flags;
 	__u32 max_len; /* longest frame taken (MTU, Ethernet header, two tags); GSO frames are exempt */
-	__u32 pad;
+	__u32 mtu;     /* the port's IP MTU, which a GSO frame's segments must fit (0: unchecked) */
 };
 
 /* port_stats value, per CPU, indexed by slot. */
@@ -212,8 +212,25 @@ struct upcall {
 	__u16 vlan_tci;   /* the tag the kernel took out of the frame, if vlan_present */
 	__u16 vlan_proto; /* network order */
 	__u8 vlan_present;
-	__u8 pad[3];
+	/* A GSO packet's type as virtio_net_hdr says it (GSO_TCPV4, GSO_TCPV6,
+	 * GSO_UDP_L4, GSO_ECN or'ed in; GSO_OTHER for any other), GSO_UNKNOWN
+	 * where the kernel cannot tell the program (no bpf_cast_to_kern_ctx):
+	 * the agent checks it against the headers as the userspace datapath
+	 * checks a guest's virtio_net_hdr (offload.Check). */
+	__u8 gso_type;
+	__u8 pad[2];
 	struct flow_key key; /* the key the program computed (MISS, SLOW) */
+};
+
+/* struct upcall.gso_type (offload.GSO*, virtio_net.h's values). */
+enum {
+	GSO_NONE = 0,
+	GSO_TCPV4 = 1,
+	GSO_TCPV6 = 4,
+	GSO_UDP_L4 = 5,
+	GSO_OTHER = 0x7f,
+	GSO_ECN = 0x80,
+	GSO_UNKNOWN = 0xff,
 };
 
 /* Counters (per-CPU array "counters"). */

@@ -123,7 +123,7 @@ func dropName(r int) string {
 		return DropExecStale
 	case dropUpcallLost:
 		return datapath.DropRxRingFull
-	case dropRxOversize:
+	case dropRxOversize: // longer than the port's MTU allows
 		return datapath.DropRxOverMTU
 	}
 	return fmt.Sprintf("kernel-reason-%d", r)

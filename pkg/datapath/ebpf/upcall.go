@@ -36,6 +36,15 @@ type upcallItem struct {
 
 var upcallItems = sync.Pool{New: func() any { return &upcallItem{frame: make([]byte, 0, 2048)} }}
 
+// putItem returns it to the pool, without the buffer of a super-frame:
+// the pool's items would otherwise keep 64 KiB each.
+func putItem(it *upcallItem) {
+	if cap(it.frame) > 16<<10 {
+		it.frame = nil
+	}
+	upcallItems.Put(it)
+}
+
 const upcallHeaderSize = int(unsafe.Sizeof(upcallHeader{}))
 
 // How the upcall reader waits (bpf/maps.h, upcall_mode). Asleep, it
@@ -202,7 +211,7 @@ func (dp *Datapath) dispatch(raw []byte) {
 	case p.upq <- it:
 	default:
 		dp.drops.add(datapath.DropRxRingFull, 1)
-		upcallItems.Put(it)
+		putItem(it)
 	}
 }
 
@@ -254,7 +263,7 @@ func (dp *Datapath) missLoop(p *port) {
 			if !p.gone.Load() {
 				dp.handleUpcall(p, it, &m)
 			}
-			upcallItems.Put(it)
+			putItem(it)
 			if n+1 == missBatch {
 				break
 			}

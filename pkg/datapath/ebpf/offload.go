@@ -38,7 +38,9 @@ type missState struct {
 // state and hands each of its segments to handleFrame.
 func (dp *Datapath) handleSuperFrame(p *port, it *upcallItem, m *missState) {
 	h := offload.Hdr{GSOType: it.gsoType, GSOSize: uint16(min(it.gsoSize, 0xffff))}
-	if it.gsoType == gsoUnknown {
+	// No type with a GSO size: a program of an older agent, still
+	// attached while this one adopts its maps, left the byte zero.
+	if it.gsoType == gsoUnknown || it.gsoType == offload.GSONone {
 		h.GSOType = impliedGSO(&m.pkt)
 	}
 	if e := offload.Check(&h, &m.pkt); e != offload.OK {

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/nagare/nagare/pkg/identity"
+	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/nsdb"
 )
 
@@ -171,6 +172,12 @@ func claimSegment(tx *nsdb.Tx, n *Network) error {
 
 // CreateNetwork creates a network and its bridge.
 func (s *Service) CreateNetwork(ctx context.Context, c *identity.Context, r NetworkRequest) (*Network, error) {
+	cr, err := s.PrepareNetwork(c, r)
+	return created[*Network](ctx, s, cr, err)
+}
+
+// PrepareNetwork checks a network's create.
+func (s *Service) PrepareNetwork(c *identity.Context, r NetworkRequest) (*Creation, error) {
 	st, err := s.creating(c, &r.StdRequest, "create_network")
 	if err != nil {
 		return nil, err
@@ -180,20 +187,14 @@ func (s *Service) CreateNetwork(ctx context.Context, c *identity.Context, r Netw
 	if err := s.segment(n, &r); err != nil {
 		return nil, err
 	}
-	if err := s.admit(ctx, st.ProjectID, "network"); err != nil {
-		return nil, err
-	}
-	var out *Network
-	_, err = s.store.Update(ctx, func(tx *nsdb.Tx) error {
+	return creation(st.ProjectID, "network", func(tx *nsdb.Tx) (model.Object, error) {
 		x := *n
 		x.ID = newID()
 		if err := claimSegment(tx, &x); err != nil {
-			return err
+			return nil, err
 		}
-		out, err = createWith(tx, &x, TranslateNetwork(&x))
-		return err
-	})
-	return out, err
+		return createWith(tx, &x, TranslateNetwork(&x))
+	}), nil
 }
 
 // networkVisible is Neutron's get_network policy: owner, shared or external.

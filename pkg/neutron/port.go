@@ -73,6 +73,12 @@ func (r *PortRequest) apply(p *Port) {
 // (the project's default group unless told otherwise), its binding, and
 // its translation, in one transaction.
 func (s *Service) CreatePort(ctx context.Context, c *identity.Context, r PortRequest) (*Port, error) {
+	cr, err := s.PreparePort(c, r)
+	return created[*Port](ctx, s, cr, err)
+}
+
+// PreparePort checks a port's create.
+func (s *Service) PreparePort(c *identity.Context, r PortRequest) (*Creation, error) {
 	st, err := s.creating(c, &r.StdRequest, "create_port")
 	if err != nil {
 		return nil, err
@@ -82,36 +88,24 @@ func (s *Service) CreatePort(ctx context.Context, c *identity.Context, r PortReq
 	}
 	p := &Port{Std: st, AdminStateUp: true, VNICType: "normal", NetworkID: r.NetworkID}
 	r.apply(p)
-	if err := s.ensureProject(ctx, st.ProjectID); err != nil {
-		return nil, err
-	}
-	// The quota is counted while the transaction reads (it is not part of
-	// it anyway: see checkQuota), and waited for before it commits.
-	quota := s.checkQuotaAsync(ctx, st.ProjectID, "port", 1)
-	var out *Port
-	_, err = s.store.Update(ctx, func(tx *nsdb.Tx) error {
+	return creation(st.ProjectID, "port", func(tx *nsdb.Tx) (model.Object, error) {
 		x := *p
 		x.ID = newID()
 		n, err := get[*Network](tx, c, x.NetworkID)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if !owns(c, &n.Std) && !n.Shared {
-			return PolicyNotAuthorized("create_port")
+			return nil, PolicyNotAuthorized("create_port")
 		}
 		if r.PortSecurityEnabled == nil {
 			x.PortSecurityEnabled = n.PortSecurityEnabled
 		}
 		if err := s.writePort(tx, c, &x, r, true); err != nil {
-			return err
+			return nil, err
 		}
-		if err := quota(); err != nil {
-			return err
-		}
-		out = &x
-		return nil
-	})
-	return out, err
+		return &x, nil
+	}), nil
 }
 
 // writePort assigns what a new port gets from the server (MAC, addresses,

@@ -39,32 +39,32 @@ func (r *RouterRequest) apply(x *Router) {
 // CreateRouter creates a router, with its gateway when external_gateway_info
 // names an external network.
 func (s *Service) CreateRouter(ctx context.Context, c *identity.Context, req RouterRequest) (*Router, error) {
+	cr, err := s.PrepareRouter(c, req)
+	return created[*Router](ctx, s, cr, err)
+}
+
+// PrepareRouter checks a router's create.
+func (s *Service) PrepareRouter(c *identity.Context, req RouterRequest) (*Creation, error) {
 	st, err := s.creating(c, &req.StdRequest, "create_router")
 	if err != nil {
 		return nil, err
 	}
 	r := &Router{Std: st, AdminStateUp: true}
 	req.apply(r)
-	if err := s.admit(ctx, st.ProjectID, "router"); err != nil {
-		return nil, err
-	}
-	var out *Router
-	_, err = s.store.Update(ctx, func(tx *nsdb.Tx) error {
+	return creation(st.ProjectID, "router", func(tx *nsdb.Tx) (model.Object, error) {
 		x := *r
 		x.ID = newID()
 		if _, err := tx.Create(&x); err != nil {
-			return err
+			return nil, err
 		}
 		if err := s.setGateway(tx, c, &x, req.Gateway); err != nil {
-			return err
+			return nil, err
 		}
 		if err := s.translateRouter(tx, &x); err != nil {
-			return err
+			return nil, err
 		}
-		out = &x
-		return tx.Put(&x)
-	})
-	return out, err
+		return &x, tx.Put(&x)
+	}), nil
 }
 
 // setGateway makes the router's gateway what the request says: a new

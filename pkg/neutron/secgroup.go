@@ -116,6 +116,12 @@ func (s *Service) retranslateGroup(tx *nsdb.Tx, g *SecurityGroup) error {
 
 // CreateSecurityGroup creates a group with Neutron's default egress rules.
 func (s *Service) CreateSecurityGroup(ctx context.Context, c *identity.Context, r SecurityGroupRequest) (*SecurityGroup, error) {
+	cr, err := s.PrepareSecurityGroup(c, r)
+	return created[*SecurityGroup](ctx, s, cr, err)
+}
+
+// PrepareSecurityGroup checks a security group's create.
+func (s *Service) PrepareSecurityGroup(c *identity.Context, r SecurityGroupRequest) (*Creation, error) {
 	st, err := s.creating(c, &r.StdRequest, "create_security_group")
 	if err != nil {
 		return nil, err
@@ -125,23 +131,22 @@ func (s *Service) CreateSecurityGroup(ctx context.Context, c *identity.Context, 
 	if g.Name == "default" {
 		return nil, inUse("SecurityGroupDefaultAlreadyExists", "Default security group already exists.")
 	}
-	if err := s.admit(ctx, st.ProjectID, "security_group"); err != nil {
-		return nil, err
-	}
-	var out *SecurityGroup
-	_, err = s.store.Update(ctx, func(tx *nsdb.Tx) error {
-		n := *g
-		n.ID = newID()
-		rules := []*SecurityGroupRule{s.newRule(&n, "egress", "IPv4", nil), s.newRule(&n, "egress", "IPv6", nil)}
-		for _, r := range rules {
-			if _, err := tx.Create(r); err != nil {
-				return err
+	return creation(st.ProjectID, "security_group", func(tx *nsdb.Tx) (model.Object, error) {
+		var out *SecurityGroup
+		err := func() error {
+			n := *g
+			n.ID = newID()
+			rules := []*SecurityGroupRule{s.newRule(&n, "egress", "IPv4", nil), s.newRule(&n, "egress", "IPv6", nil)}
+			for _, r := range rules {
+				if _, err := tx.Create(r); err != nil {
+					return err
+				}
 			}
-		}
-		out, err = createWith(tx, &n, TranslateSecurityGroup(&n, rules))
-		return err
-	})
-	return out, err
+			out, err = createWith(tx, &n, TranslateSecurityGroup(&n, rules))
+			return err
+		}()
+		return out, err
+	}), nil
 }
 
 func (r *SecurityGroupRequest) apply(g *SecurityGroup) {
@@ -231,6 +236,12 @@ func (s *Service) DeleteSecurityGroup(ctx context.Context, c *identity.Context, 
 // CreateSecurityGroupRule validates a rule as Neutron does and rewrites
 // its group's chains.
 func (s *Service) CreateSecurityGroupRule(ctx context.Context, c *identity.Context, req SecurityGroupRuleRequest) (*SecurityGroupRule, error) {
+	cr, err := s.PrepareSecurityGroupRule(c, req)
+	return created[*SecurityGroupRule](ctx, s, cr, err)
+}
+
+// PrepareSecurityGroupRule checks a security group rule's create.
+func (s *Service) PrepareSecurityGroupRule(c *identity.Context, req SecurityGroupRuleRequest) (*Creation, error) {
 	st, err := s.creating(c, &req.StdRequest, "create_security_group_rule")
 	if err != nil {
 		return nil, err
@@ -239,41 +250,40 @@ func (s *Service) CreateSecurityGroupRule(ctx context.Context, c *identity.Conte
 	if err := req.apply(r); err != nil {
 		return nil, err
 	}
-	if err := s.admit(ctx, st.ProjectID, "security_group_rule"); err != nil {
-		return nil, err
-	}
-	var out *SecurityGroupRule
-	_, err = s.store.Update(ctx, func(tx *nsdb.Tx) error {
-		g, err := get[*SecurityGroup](tx, c, r.SecurityGroupID)
-		if err != nil {
-			return err
-		}
-		if r.RemoteGroupID != "" {
-			if _, err := get[*SecurityGroup](tx, c, r.RemoteGroupID); err != nil {
+	return creation(st.ProjectID, "security_group_rule", func(tx *nsdb.Tx) (model.Object, error) {
+		var out *SecurityGroupRule
+		err := func() error {
+			g, err := get[*SecurityGroup](tx, c, r.SecurityGroupID)
+			if err != nil {
 				return err
 			}
-		}
-		n := *r
-		n.ID = newID()
-		n.Fingerprint = fingerprint(&n)
-		f := SecurityGroupRuleKind.Field("fingerprint")
-		if owner, err := tx.UniqueOwner(SecurityGroupRuleKind, f, g.ID, n.Fingerprint); err != nil {
-			return err
-		} else if owner != "" {
-			return conflict("SecurityGroupRuleExists", "Security group rule already exists. Rule id is %s.", owner)
-		}
-		o, err := tx.Create(&n)
-		if err != nil {
-			return err
-		}
-		out = o.(*SecurityGroupRule)
-		s.touch(&g.Std)
-		if err := s.retranslateGroup(tx, g); err != nil {
-			return err
-		}
-		return tx.Put(g)
-	})
-	return out, err
+			if r.RemoteGroupID != "" {
+				if _, err := get[*SecurityGroup](tx, c, r.RemoteGroupID); err != nil {
+					return err
+				}
+			}
+			n := *r
+			n.ID = newID()
+			n.Fingerprint = fingerprint(&n)
+			f := SecurityGroupRuleKind.Field("fingerprint")
+			if owner, err := tx.UniqueOwner(SecurityGroupRuleKind, f, g.ID, n.Fingerprint); err != nil {
+				return err
+			} else if owner != "" {
+				return conflict("SecurityGroupRuleExists", "Security group rule already exists. Rule id is %s.", owner)
+			}
+			o, err := tx.Create(&n)
+			if err != nil {
+				return err
+			}
+			out = o.(*SecurityGroupRule)
+			s.touch(&g.Std)
+			if err := s.retranslateGroup(tx, g); err != nil {
+				return err
+			}
+			return tx.Put(g)
+		}()
+		return out, err
+	}), nil
 }
 
 // validPortProtocols may carry port ranges (Neutron's list).

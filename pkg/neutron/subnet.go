@@ -89,6 +89,12 @@ func subnetLabel(s *Subnet) string {
 // CreateSubnet validates a subnet as Neutron does and writes it with its
 // DHCP subnet.
 func (s *Service) CreateSubnet(ctx context.Context, c *identity.Context, r SubnetRequest) (*Subnet, error) {
+	cr, err := s.PrepareSubnet(c, r)
+	return created[*Subnet](ctx, s, cr, err)
+}
+
+// PrepareSubnet checks a subnet's create.
+func (s *Service) PrepareSubnet(c *identity.Context, r SubnetRequest) (*Creation, error) {
 	st, err := s.creating(c, &r.StdRequest, "create_subnet")
 	if err != nil {
 		return nil, err
@@ -97,33 +103,27 @@ func (s *Service) CreateSubnet(ctx context.Context, c *identity.Context, r Subne
 	if err := newSubnet(sub, &r); err != nil {
 		return nil, err
 	}
-	if err := s.admit(ctx, st.ProjectID, "subnet"); err != nil {
-		return nil, err
-	}
-	var out *Subnet
-	_, err = s.store.Update(ctx, func(tx *nsdb.Tx) error {
+	return creation(st.ProjectID, "subnet", func(tx *nsdb.Tx) (model.Object, error) {
 		n, err := get[*Network](tx, c, sub.NetworkID)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if !owns(c, &n.Std) {
-			return PolicyNotAuthorized("create_subnet")
+			return nil, PolicyNotAuthorized("create_subnet")
 		}
 		others, err := tx.List(SubnetKind, "network_id", n.ID)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		for _, o := range others {
 			if o.(*Subnet).CIDR.Overlaps(sub.CIDR) {
-				return InvalidInput("Requested subnet with cidr: %s for network: %s overlaps with another subnet", sub.CIDR, n.ID)
+				return nil, InvalidInput("Requested subnet with cidr: %s for network: %s overlaps with another subnet", sub.CIDR, n.ID)
 			}
 		}
 		x := *sub
 		x.ID = newID()
-		out, err = createWith(tx, &x, TranslateSubnet(&x, n))
-		return err
-	})
-	return out, err
+		return createWith(tx, &x, TranslateSubnet(&x, n))
+	}), nil
 }
 
 // newSubnet is Neutron's _validate_subnet for a create.

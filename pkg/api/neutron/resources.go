@@ -18,12 +18,13 @@ type resource struct {
 	kind             *model.Kind
 	attrs            attrs
 	view             func(*viewer, model.Object) map[string]any
-	create           func(ctx context.Context, c *identity.Context, b Body) (model.Object, error)
+	prepare          func(c *identity.Context, b Body) (*neutron.Creation, error)
 	update           func(ctx context.Context, c *identity.Context, id string, b Body, rev int64) (model.Object, error) // nil: no PUT
 	delete           func(ctx context.Context, c *identity.Context, id string, rev int64) error
 	// narrow are filters the store answers from its reverse index.
 	narrow   []string
 	taggable bool // standard-attr-tag's /tags routes
+	bulk     bool // POST {"<plural>": [...]} creates several, all or nothing
 }
 
 func (r *resource) urlPath() string {
@@ -38,28 +39,28 @@ func (a *API) resources() []*resource {
 	s := a.svc
 	return []*resource{
 		{singular: "network", plural: "networks", kind: neutron.NetworkKind, attrs: networkAttrs, view: viewAs(viewNetwork),
-			create: creates(decodeNetwork, s.CreateNetwork), update: updates(decodeNetwork, s.UpdateNetwork), delete: s.DeleteNetwork,
-			taggable: true},
+			prepare: prepares(decodeNetwork, s.PrepareNetwork), update: updates(decodeNetwork, s.UpdateNetwork), delete: s.DeleteNetwork,
+			taggable: true, bulk: true},
 		{singular: "subnet", plural: "subnets", kind: neutron.SubnetKind, attrs: subnetAttrs, view: viewAs(viewSubnet),
-			create: creates(decodeSubnet, s.CreateSubnet), update: updates(decodeSubnet, s.UpdateSubnet), delete: s.DeleteSubnet,
-			narrow: []string{"network_id"}, taggable: true},
+			prepare: prepares(decodeSubnet, s.PrepareSubnet), update: updates(decodeSubnet, s.UpdateSubnet), delete: s.DeleteSubnet,
+			narrow: []string{"network_id"}, taggable: true, bulk: true},
 		{singular: "port", plural: "ports", kind: neutron.PortKind, attrs: portAttrs, view: viewAs(viewPort),
-			create: creates(decodePort, s.CreatePort), update: updates(decodePort, s.UpdatePort), delete: s.DeletePort,
-			narrow: []string{"network_id"}, taggable: true},
+			prepare: prepares(decodePort, s.PreparePort), update: updates(decodePort, s.UpdatePort), delete: s.DeletePort,
+			narrow: []string{"network_id"}, taggable: true, bulk: true},
 		{singular: "router", plural: "routers", kind: neutron.RouterKind, attrs: routerAttrs, view: viewAs(viewRouter),
-			create: creates(decodeRouter, s.CreateRouter), update: updates(decodeRouter, s.UpdateRouter), delete: s.DeleteRouter,
+			prepare: prepares(decodeRouter, s.PrepareRouter), update: updates(decodeRouter, s.UpdateRouter), delete: s.DeleteRouter,
 			taggable: true},
 		{singular: "floatingip", plural: "floatingips", kind: neutron.FloatingIPKind, attrs: floatingIPAttrs, view: viewAs(viewFloatingIP),
-			create: creates(decodeFloatingIP, s.CreateFloatingIP), update: updates(decodeFloatingIP, s.UpdateFloatingIP), delete: s.DeleteFloatingIP,
+			prepare: prepares(decodeFloatingIP, s.PrepareFloatingIP), update: updates(decodeFloatingIP, s.UpdateFloatingIP), delete: s.DeleteFloatingIP,
 			narrow: []string{"port_id", "router_id", "floating_network_id"}, taggable: true},
 		{singular: "security_group", plural: "security_groups", path: "security-groups", kind: neutron.SecurityGroupKind,
 			attrs: groupAttrs, view: viewAs(viewGroup),
-			create: creates(decodeGroup, s.CreateSecurityGroup), update: updates(decodeGroup, s.UpdateSecurityGroup), delete: s.DeleteSecurityGroup,
-			taggable: true},
+			prepare: prepares(decodeGroup, s.PrepareSecurityGroup), update: updates(decodeGroup, s.UpdateSecurityGroup), delete: s.DeleteSecurityGroup,
+			taggable: true, bulk: true},
 		{singular: "security_group_rule", plural: "security_group_rules", path: "security-group-rules", kind: neutron.SecurityGroupRuleKind,
 			attrs: ruleAttrs, view: viewAs(viewRule),
-			create: creates(decodeRule, s.CreateSecurityGroupRule), delete: s.DeleteSecurityGroupRule,
-			narrow: []string{"security_group_id"}},
+			prepare: prepares(decodeRule, s.PrepareSecurityGroupRule), delete: s.DeleteSecurityGroupRule,
+			narrow: []string{"security_group_id"}, bulk: true},
 	}
 }
 
@@ -68,14 +69,14 @@ func (a *API) resources() []*resource {
 // for the attribute policies of nested attributes.
 type decoder[R any] func(b Body, c *identity.Context, post bool) (R, error)
 
-// creates chains a decoder and a service's create.
-func creates[R any, T model.Object](decode decoder[R], create func(context.Context, *identity.Context, R) (T, error)) func(context.Context, *identity.Context, Body) (model.Object, error) {
-	return func(ctx context.Context, c *identity.Context, b Body) (model.Object, error) {
+// prepares chains a decoder and a service's prepare.
+func prepares[R any](decode decoder[R], prepare func(*identity.Context, R) (*neutron.Creation, error)) func(*identity.Context, Body) (*neutron.Creation, error) {
+	return func(c *identity.Context, b Body) (*neutron.Creation, error) {
 		req, err := decode(b, c, true)
 		if err != nil {
 			return nil, err
 		}
-		return create(ctx, c, req)
+		return prepare(c, req)
 	}
 }
 

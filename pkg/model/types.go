@@ -283,10 +283,11 @@ type DHCPSubnet struct {
 // DHCPHost is a fixed address for one MAC inside a DHCP subnet.
 type DHCPHost struct {
 	Meta
-	DHCPSubnetID string     `json:"dhcp_subnet_id" nagare:"cli=subnet-id,ref=dhcp-subnet,ondelete=cascade,required,parent"`
-	Name         string     `json:"name,omitempty" nagare:"cli=name"`
-	MAC          packet.MAC `json:"mac" nagare:"cli=mac,required,unique=dhcp_subnet_id"`
-	Address      netip.Addr `json:"address" nagare:"cli=address,required,unique=dhcp_subnet_id"`
+	DHCPSubnetID string       `json:"dhcp_subnet_id" nagare:"cli=subnet-id,ref=dhcp-subnet,ondelete=cascade,required,parent"`
+	Name         string       `json:"name,omitempty" nagare:"cli=name"`
+	MAC          packet.MAC   `json:"mac" nagare:"cli=mac,required,unique=dhcp_subnet_id"`
+	Address      netip.Addr   `json:"address" nagare:"cli=address,required,unique=dhcp_subnet_id"`
+	Options      []DHCPOption `json:"options,omitempty" nagare:"cli=options,doc=extra options for this host CODE=VALUE (they replace the subnet's of the same code)"`
 }
 
 // LoadBalancer is an L4 load balancer whose VIPs live on a router.

@@ -23,6 +23,9 @@ type FloatingIPRequest struct {
 	// FixedIPAddress picks one of the port's addresses; alone, it
 	// re-targets the current port.
 	FixedIPAddress netip.Addr
+	// DNSName and DNSDomain (create only) are checked with
+	// ValidFIPDNSName and ValidDNSDomain.
+	DNSName, DNSDomain string
 }
 
 // assocReq is a requested association: a port and optionally its address.
@@ -52,7 +55,7 @@ func (s *Service) PrepareFloatingIP(c *identity.Context, r FloatingIPRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	f := &FloatingIP{Std: st, FloatingNetworkID: r.FloatingNetworkID}
+	f := &FloatingIP{Std: st, FloatingNetworkID: r.FloatingNetworkID, DNSName: r.DNSName, DNSDomain: r.DNSDomain}
 	r.StdRequest.apply(&f.Std)
 	want, subnetID, assoc := r.FloatingIPAddress, r.SubnetID, r.association()
 	return creation(st.ProjectID, "floatingip", func(tx *nsdb.Tx) (model.Object, error) {

@@ -119,7 +119,9 @@ type Network struct {
 	PortSecurityEnabled bool   `json:"port_security_enabled"`
 	// Segment is unique: one network per VXLAN/GRE id, per VLAN on a
 	// physical network, per flat physical network.
-	Segment string `json:"segment,omitempty" nagare:"unique"`
+	Segment         string `json:"segment,omitempty" nagare:"unique"`
+	DNSDomain       string `json:"dns_domain,omitempty"`
+	VLANTransparent bool   `json:"vlan_transparent,omitempty"`
 }
 
 // Pool is an allocation pool of a subnet.
@@ -148,6 +150,9 @@ type Subnet struct {
 	EnableDHCP      bool         `json:"enable_dhcp"`
 	IPv6RAMode      string       `json:"ipv6_ra_mode,omitempty"`
 	IPv6AddressMode string       `json:"ipv6_address_mode,omitempty"`
+	// ServiceTypes are the device owners whose ports take addresses here
+	// (subnet-service-types; none: any port).
+	ServiceTypes []string `json:"service_types,omitempty"`
 }
 
 // FixedIP is one address of a port.
@@ -183,6 +188,9 @@ type Port struct {
 	Profile       json.RawMessage `json:"binding_profile,omitempty"`
 	VIFType       string          `json:"binding_vif_type"`
 	Status        string          `json:"status"`
+	ExtraDHCPOpts []ExtraDHCPOpt  `json:"extra_dhcp_opts,omitempty"`
+	DNSName       string          `json:"dns_name,omitempty"`
+	Trusted       *bool           `json:"trusted,omitempty"`
 }
 
 // IPAllocation is one address in use in a subnet. Its id derives from the
@@ -219,6 +227,8 @@ type FloatingIP struct {
 	FixedIPAddress    netip.Addr `json:"fixed_ip_address,omitzero"`
 	RouterID          string     `json:"router_id,omitempty" nagare:"ref=neutron-router,ondelete=restrict"`
 	Status            string     `json:"status"`
+	DNSName           string     `json:"dns_name,omitempty"`
+	DNSDomain         string     `json:"dns_domain,omitempty"`
 }
 
 // SecurityGroup is a Neutron security group; it translates to an ingress

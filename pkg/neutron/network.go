@@ -21,7 +21,9 @@ type NetworkRequest struct {
 	MTU                 *int // nil: not given, or null (the network type's maximum)
 	// Provider is the provider segment (provider:* or a single entry of
 	// segments); non-nil whenever the request names any of it.
-	Provider *Segment
+	Provider        *Segment
+	DNSDomain       *string // checked with ValidDNSDomain
+	VLANTransparent *bool   // create only
 }
 
 // Segment is a network's requested provider segment.
@@ -37,6 +39,8 @@ func (r *NetworkRequest) apply(n *Network) {
 	set(&n.Shared, r.Shared)
 	set(&n.External, r.External)
 	set(&n.PortSecurityEnabled, r.PortSecurityEnabled)
+	set(&n.DNSDomain, r.DNSDomain)
+	set(&n.VLANTransparent, r.VLANTransparent)
 }
 
 // Encapsulation overheads Neutron subtracts from global_physnet_mtu.

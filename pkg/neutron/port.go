@@ -1,6 +1,7 @@
 package neutron
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -31,7 +32,10 @@ type PortRequest struct {
 	BindingHostID       *string
 	VNICType            *string
 	// Profile is binding:profile as JSON; a nil RawMessage removes it.
-	Profile *json.RawMessage
+	Profile       *json.RawMessage
+	ExtraDHCPOpts *[]ExtraDHCPOptRequest // merged into the port's
+	DNSName       *string                // checked with ValidDNSName
+	Trusted       *bool
 }
 
 // FixedIPRequest is one requested fixed IP: a subnet, an address, or both.
@@ -67,6 +71,13 @@ func (r *PortRequest) apply(p *Port) {
 	set(&p.BindingHostID, r.BindingHostID)
 	set(&p.VNICType, r.VNICType)
 	set(&p.Profile, r.Profile)
+	set(&p.DNSName, r.DNSName)
+	if r.Trusted != nil {
+		p.Trusted = r.Trusted
+	}
+	if r.ExtraDHCPOpts != nil {
+		p.ExtraDHCPOpts = mergeDHCPOpts(p.ExtraDHCPOpts, *r.ExtraDHCPOpts)
+	}
 }
 
 // CreatePort creates a port: its addresses, its MAC, its security groups
@@ -226,8 +237,12 @@ func sortedSubnets(m map[string]*Subnet) []*Subnet {
 // ones are checked and claimed, unrequested ones released. With no
 // request a new port gets one address of each IP version (Neutron's
 // default), and a SLAAC subnet's address derives from the MAC.
-func (s *Service) setFixedIPs(tx *nsdb.Tx, p *Port, subnets map[string]*Subnet, asked *[]FixedIPRequest) error {
+func (s *Service) setFixedIPs(tx *nsdb.Tx, p *Port, all map[string]*Subnet, asked *[]FixedIPRequest) error {
 	routerPort := p.DeviceOwner == OwnerRouterInterface || p.DeviceOwner == OwnerRouterGateway
+	subnets := serviceSubnets(all, p.DeviceOwner)
+	if len(subnets) == 0 && len(all) > 0 && (asked == nil || len(*asked) > 0) {
+		return conflict("IpAddressGenerationFailureNoMatchingSubnet", "No valid service subnet for the given device owner, network %s, service type %s.", p.NetworkID, p.DeviceOwner)
+	}
 	var req []FixedIPRequest
 	if asked != nil {
 		if len(*asked) > maxFixedIPs {
@@ -236,7 +251,7 @@ func (s *Service) setFixedIPs(tx *nsdb.Tx, p *Port, subnets map[string]*Subnet, 
 		req = slices.Clone(*asked)
 	} else {
 		seen := map[int]bool{}
-		for _, sub := range sortedSubnets(subnets) {
+		for _, sub := range byServiceType(sortedSubnets(subnets)) {
 			if slaac(sub) {
 				req = append(req, FixedIPRequest{SubnetID: sub.ID})
 				continue
@@ -308,6 +323,32 @@ func (s *Service) setFixedIPs(tx *nsdb.Tx, p *Port, subnets map[string]*Subnet, 
 	}
 	p.FixedIPs = next
 	return nil
+}
+
+// serviceSubnets are the subnets a port of a device owner takes addresses
+// from (subnet-service-types): those without service types and those
+// naming the owner; DHCP ports use any subnet with DHCP enabled.
+func serviceSubnets(all map[string]*Subnet, owner string) map[string]*Subnet {
+	out := make(map[string]*Subnet, len(all))
+	for id, sub := range all {
+		if len(sub.ServiceTypes) == 0 || slices.Contains(sub.ServiceTypes, owner) || (owner == OwnerDHCP && sub.EnableDHCP) {
+			out[id] = sub
+		}
+	}
+	return out
+}
+
+// byServiceType puts the subnets that name service types first, as
+// Neutron prefers them.
+func byServiceType(subs []*Subnet) []*Subnet {
+	untyped := func(s *Subnet) int {
+		if len(s.ServiceTypes) > 0 {
+			return 0
+		}
+		return 1
+	}
+	slices.SortStableFunc(subs, func(a, b *Subnet) int { return cmp.Compare(untyped(a), untyped(b)) })
+	return subs
 }
 
 // setSecurity applies the port security rules of Neutron's

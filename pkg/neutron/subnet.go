@@ -28,6 +28,8 @@ type SubnetRequest struct {
 	DNSNameservers  *[]netip.Addr
 	HostRoutes      *[]Route
 	EnableDHCP      *bool
+	// ServiceTypes are device owners ("network:…", "compute:…").
+	ServiceTypes *[]string
 }
 
 // Neutron's limits (max_dns_nameservers, max_subnet_host_routes).
@@ -49,6 +51,7 @@ func matchVersion(ver int, a netip.Addr, name string, text string) error {
 func (r *SubnetRequest) applyMutable(s *Subnet) error {
 	r.StdRequest.apply(&s.Std)
 	set(&s.EnableDHCP, r.EnableDHCP)
+	set(&s.ServiceTypes, r.ServiceTypes)
 	if r.DNSNameservers != nil {
 		dns := *r.DNSNameservers
 		if len(dns) > maxDNSNameservers {

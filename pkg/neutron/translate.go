@@ -177,7 +177,7 @@ func TranslatePort(in PortInput) []model.Object {
 		}
 		done[s.ID] = true
 		objs = append(objs, &model.DHCPHost{Meta: model.Meta{ID: DerivedID("dhcp-host", p.ID, s.ID)}, DHCPSubnetID: s.ID,
-			Name: "host-" + strings.ReplaceAll(f.IPAddress.String(), ".", "-"), MAC: p.MACAddress, Address: f.IPAddress})
+			Name: p.Hostname(f.IPAddress), MAC: p.MACAddress, Address: f.IPAddress, Options: DHCPOptions(p.ExtraDHCPOpts)})
 	}
 	return objs
 }

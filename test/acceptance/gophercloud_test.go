@@ -85,7 +85,11 @@ func TestGophercloudNetworking(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, goBin, "test", "-tags", "acceptance", "-json", "-count=1", "-timeout", "15m", suitePkgs)
+	args := []string{"test", "-tags", "acceptance", "-json", "-count=1", "-timeout", "15m"}
+	if run := os.Getenv("NAGARE_ACCEPTANCE_RUN"); run != "" {
+		args = append(args, "-run", run) // a part of the suite, while working on it
+	}
+	cmd := exec.CommandContext(ctx, goBin, append(args, suitePkgs)...)
 	cmd.Dir = work
 	cmd.Env = append(os.Environ(), osEnv...)
 	var stderr bytes.Buffer

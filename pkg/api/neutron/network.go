@@ -24,6 +24,8 @@ var networkAttrs = std.with(attrs{
 	"ipv6_address_scope":        {},
 	"l2_adjacency":              {},
 	"is_default":                {},
+	"dns_domain":                {post: true, put: true},
+	"vlan_transparent":          {post: true},
 })
 
 var providerAttrs = []string{"provider:network_type", "provider:physical_network", "provider:segmentation_id"}
@@ -46,6 +48,16 @@ func decodeNetwork(b Body, _ *identity.Context, _ bool) (neutron.NetworkRequest,
 		return r, err
 	}
 	if r.Provider, err = decodeSegment(b); err != nil {
+		return r, err
+	}
+	if r.DNSDomain, err = b.optStr("dns_domain", 255); err != nil {
+		return r, err
+	} else if r.DNSDomain != nil {
+		if err := neutron.ValidDNSDomain(*r.DNSDomain); err != nil {
+			return r, err
+		}
+	}
+	if r.VLANTransparent, err = b.optBool("vlan_transparent"); err != nil {
 		return r, err
 	}
 	if mtu, null, has, err := b.integer("mtu"); err != nil {
@@ -111,6 +123,8 @@ func viewNetwork(v *viewer, x *neutron.Network) map[string]any {
 	m["ipv4_address_scope"] = nil
 	m["ipv6_address_scope"] = nil
 	m["l2_adjacency"] = true
+	m["dns_domain"] = x.DNSDomain
+	m["vlan_transparent"] = x.VLANTransparent
 	if x.External {
 		m["is_default"] = false
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/nagare/nagare/pkg/identity"
 	"github.com/nagare/nagare/pkg/neutron"
@@ -70,12 +71,12 @@ func decodeSubnet(b Body, _ *identity.Context, post bool) (neutron.SubnetRequest
 		}
 		r.HostRoutes = &routes
 	}
-	var types []string
-	if _, err := b.raw("service_types", &types, "not a list of service types"); err != nil {
-		return r, err
-	}
-	if len(types) > 0 {
-		return r, neutron.InvalidInput("subnet service types are not implemented: service_types must be empty")
+	if b.has("service_types") {
+		types, err := decodeServiceTypes(b)
+		if err != nil {
+			return r, err
+		}
+		r.ServiceTypes = &types
 	}
 	if b.has("segment_id") && !b.isNull("segment_id") {
 		return r, neutron.InvalidInput("routed networks are not implemented: segment_id must be null")
@@ -95,6 +96,33 @@ func decodeSubnet(b Body, _ *identity.Context, post bool) (neutron.SubnetRequest
 		r.AllocationPools = &pools
 	}
 	return r, nil
+}
+
+// decodeServiceTypes reads service_types: device owners (Neutron's
+// _validate_subnet_service_types: strings that start with "network:" or
+// "compute:"), without duplicates.
+func decodeServiceTypes(b Body) ([]string, error) {
+	var raw []any
+	if _, err := b.raw("service_types", &raw, "not a list of service types"); err != nil {
+		return nil, err
+	}
+	out := []string{}
+	for _, x := range raw {
+		st, ok := x.(string)
+		if !ok {
+			return nil, invalid("service_types", "'%v' is not a string", x)
+		}
+		if len(st) > 255 {
+			return nil, invalid("service_types", "'%s' exceeds maximum length of 255", st)
+		}
+		if !strings.HasPrefix(st, "network:") && !strings.HasPrefix(st, "compute:") {
+			return nil, neutron.NewError(neutron.BadRequest, "InvalidSubnetServiceType", "Subnet service type %s does not correspond to a valid device owner.", st)
+		}
+		if !slices.Contains(out, st) {
+			out = append(out, st)
+		}
+	}
+	return out, nil
 }
 
 // decodeNewSubnet reads what only a create names: the network, the IP
@@ -227,6 +255,6 @@ func viewSubnet(_ *viewer, x *neutron.Subnet) map[string]any {
 	m["enable_dhcp"] = x.EnableDHCP
 	m["ipv6_ra_mode"], m["ipv6_address_mode"] = strOrNil(x.IPv6RAMode), strOrNil(x.IPv6AddressMode)
 	m["subnetpool_id"], m["segment_id"] = nil, nil
-	m["service_types"] = []string{}
+	m["service_types"] = nonNil(x.ServiceTypes)
 	return m
 }

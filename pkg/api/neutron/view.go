@@ -83,3 +83,11 @@ func fixedIPsView(ips []neutron.FixedIP) []map[string]string {
 }
 
 func rangeText(p int) string { return strconv.Itoa(p) + ":" + strconv.Itoa(p) }
+
+// nonNil is a list as Neutron shows it: [] rather than null.
+func nonNil[T any](xs []T) []T {
+	if xs == nil {
+		return []T{}
+	}
+	return xs
+}

@@ -84,6 +84,10 @@ func ParsePortRange(s string) (PortRange, error) {
 type NATTarget struct {
 	AddrFrom, AddrTo netip.Addr
 	Ports            PortRange
+	// Base maps ports one to one (DNAT only, as iptables' /baseport does):
+	// original port Base becomes Ports.Start, Base+1 Ports.Start+1, and so
+	// on; 0 picks any port of Ports. Text form suffix "/BASE".
+	Base uint16
 }
 
 func (t NATTarget) String() string {
@@ -104,6 +108,10 @@ func (t NATTarget) String() string {
 		b.WriteByte(':')
 		b.WriteString(t.Ports.String())
 	}
+	if t.Base != 0 {
+		b.WriteByte('/')
+		b.WriteString(strconv.Itoa(int(t.Base)))
+	}
 	return b.String()
 }
 
@@ -120,9 +128,19 @@ func (t *NATTarget) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// ParseNATTarget parses "10.0.0.5", "10.0.0.5-10.0.0.9:1024-65535", "[2001:db8::1]:80".
+// ParseNATTarget parses "10.0.0.5", "10.0.0.5-10.0.0.9:1024-65535",
+// "[2001:db8::1]:80", "10.0.0.5:1300-1399/2300" (ports mapped one to one
+// from 2300).
 func ParseNATTarget(s string) (NATTarget, error) {
-	bad := fmt.Errorf("%q is not a NAT target (want IP[-IP][:PORT[-PORT]])", s)
+	bad := fmt.Errorf("%q is not a NAT target (want IP[-IP][:PORT[-PORT][/BASE]])", s)
+	var base uint16
+	if i := strings.LastIndex(s, "/"); i >= 0 {
+		n, err := strconv.ParseUint(s[i+1:], 10, 16)
+		if err != nil || n == 0 {
+			return NATTarget{}, bad
+		}
+		base, s = uint16(n), s[:i]
+	}
 	addrs, ports := s, ""
 	if strings.HasPrefix(s, "[") {
 		end := strings.Index(s, "]")
@@ -159,6 +177,10 @@ func ParseNATTarget(s string) (NATTarget, error) {
 			return NATTarget{}, fmt.Errorf("NAT target %q: port 0 is not a valid port", s)
 		}
 	}
+	if base != 0 && (t.Ports.IsZero() || int(base)+int(t.Ports.End-t.Ports.Start) > 65535) {
+		return NATTarget{}, fmt.Errorf("NAT target %q: a base port needs a port range that fits above it", s)
+	}
+	t.Base = base
 	return t, nil
 }
 

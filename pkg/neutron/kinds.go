@@ -262,11 +262,26 @@ type PortForwarding struct {
 	FloatingIPID      string     `json:"floatingip_id" nagare:"ref=neutron-floatingip,ondelete=cascade,required,parent"`
 	InternalPortID    string     `json:"internal_port_id" nagare:"ref=neutron-port,ondelete=restrict,required"`
 	InternalIPAddress netip.Addr `json:"internal_ip_address"`
-	InternalPort      int        `json:"internal_port"`
-	ExternalPort      int        `json:"external_port"`
-	Protocol          string     `json:"protocol"`
-	// ExternalKey ("tcp/8080") is unique per floating IP.
+	// InternalPort and ExternalPort start the ranges that InternalPortEnd
+	// and ExternalPortEnd end (0: one port).
+	InternalPort    int    `json:"internal_port"`
+	InternalPortEnd int    `json:"internal_port_end,omitempty"`
+	ExternalPort    int    `json:"external_port"`
+	ExternalPortEnd int    `json:"external_port_end,omitempty"`
+	Protocol        string `json:"protocol"`
+	// ExternalKey ("tcp/8080", the first external port) is unique per
+	// floating IP.
 	ExternalKey string `json:"external_key" nagare:"unique=floatingip_id"`
+}
+
+// InternalRange is the forwarding's internal ports (first, last).
+func (pf *PortForwarding) InternalRange() (int, int) {
+	return pf.InternalPort, max(pf.InternalPort, pf.InternalPortEnd)
+}
+
+// ExternalRange is the forwarding's external ports (first, last).
+func (pf *PortForwarding) ExternalRange() (int, int) {
+	return pf.ExternalPort, max(pf.ExternalPort, pf.ExternalPortEnd)
 }
 
 var (

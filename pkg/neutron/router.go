@@ -3,6 +3,7 @@ package neutron
 import (
 	"context"
 	"errors"
+	"maps"
 	"net/netip"
 	"slices"
 
@@ -82,6 +83,9 @@ func (s *Service) setGateway(tx *nsdb.Tx, c *identity.Context, r *Router, g *Gat
 				return err
 			}
 			p := o.(*Port)
+			if !externalIPChange(p.FixedIPs, *g.FixedIPs) {
+				return nil
+			}
 			if err := s.writePort(tx, c, p, PortRequest{FixedIPs: g.FixedIPs}, false); err != nil {
 				return gatewayAddressError(err, g.NetworkID)
 			}
@@ -132,6 +136,31 @@ func (s *Service) setGateway(tx *nsdb.Tx, c *identity.Context, r *Router, g *Gat
 	r.GatewayNetworkID, r.GatewayPortID = n.ID, p.ID
 	r.EnableSNAT = g.EnableSNAT == nil || *g.EnableSNAT
 	return nil
+}
+
+// externalIPChange is Neutron's _check_for_external_ip_change: requested
+// external_fixed_ips change the gateway port only when they name another
+// set of subnets or of addresses (entries without an address name no
+// address, so asking again for a subnet the gateway is on changes
+// nothing).
+func externalIPChange(have []FixedIP, want []FixedIPRequest) bool {
+	if len(want) == 0 {
+		return false
+	}
+	subnets, newSubnets := map[string]bool{}, map[string]bool{}
+	addrs, newAddrs := map[netip.Addr]bool{}, map[netip.Addr]bool{}
+	for _, f := range have {
+		subnets[f.SubnetID], addrs[f.IPAddress] = true, true
+	}
+	for _, f := range want {
+		if f.SubnetID != "" {
+			newSubnets[f.SubnetID] = true
+		}
+		if f.IPAddress.IsValid() {
+			newAddrs[f.IPAddress] = true
+		}
+	}
+	return !maps.Equal(subnets, newSubnets) || !maps.Equal(addrs, newAddrs)
 }
 
 // gatewayAddressError words an exhausted external network as Neutron does.
@@ -231,6 +260,45 @@ func (s *Service) UpdateRouter(ctx context.Context, c *identity.Context, id stri
 			}
 			r.Routes = *req.Routes
 		}
+		s.touch(&r.Std)
+		if err := s.translateRouter(tx, r); err != nil {
+			return err
+		}
+		return tx.Put(r)
+	})
+}
+
+// AddExtraRoutes adds static routes to a router's (extraroute-atomic): the
+// union, each route once.
+func (s *Service) AddExtraRoutes(ctx context.Context, c *identity.Context, id string, routes []Route) (*Router, error) {
+	return s.changeRoutes(ctx, c, id, "add_extraroutes", func(have []Route) []Route {
+		out := slices.Clone(have)
+		for _, rt := range routes {
+			if !slices.Contains(out, rt) {
+				out = append(out, rt)
+			}
+		}
+		return out
+	})
+}
+
+// RemoveExtraRoutes removes static routes from a router's; routes it does
+// not have are no error.
+func (s *Service) RemoveExtraRoutes(ctx context.Context, c *identity.Context, id string, routes []Route) (*Router, error) {
+	return s.changeRoutes(ctx, c, id, "remove_extraroutes", func(have []Route) []Route {
+		return slices.DeleteFunc(slices.Clone(have), func(rt Route) bool { return slices.Contains(routes, rt) })
+	})
+}
+
+// changeRoutes replaces a router's routes by what change makes of them,
+// checked as an update of routes is.
+func (s *Service) changeRoutes(ctx context.Context, c *identity.Context, id, action string, change func([]Route) []Route) (*Router, error) {
+	return modify(ctx, s, c, id, action, 0, func(tx *nsdb.Tx, r *Router) error {
+		next := change(r.Routes)
+		if err := s.checkRoutes(tx, r, next); err != nil {
+			return err
+		}
+		r.Routes = next
 		s.touch(&r.Std)
 		if err := s.translateRouter(tx, r); err != nil {
 			return err

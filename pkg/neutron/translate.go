@@ -508,12 +508,22 @@ func TranslateRouter(in RouterInput) []model.Object {
 			return []model.NATTarget{t}
 		}
 		for _, pf := range in.PortForwardings {
+			// A range forwards port by port (N-N: by offset, as ML2/OVN's
+			// one load balancer per port does), or all to one port (1-N).
 			proto, _ := protoNumber(pf.Protocol)
-			preRules = append(preRules, &model.Rule{Type: model.RuleDNAT, Targets: to(pf.InternalIPAddress, pf.InternalPort),
-				Condition: model.Condition{EtherType: etherOf(pf.FloatingIP), Dst: host(pf.FloatingIP), Proto: proto, DstPort: single(uint16(pf.ExternalPort))}})
-			postRules = append(postRules, &model.Rule{Type: model.RuleSNAT, Targets: to(pf.FloatingIP, pf.ExternalPort),
+			il, ih := pf.InternalRange()
+			el, eh := pf.ExternalRange()
+			span := func(lo, hi int) model.PortRange { return model.PortRange{Start: uint16(lo), End: uint16(hi)} }
+			dnat := model.NATTarget{AddrFrom: pf.InternalIPAddress, AddrTo: pf.InternalIPAddress, Ports: span(il, ih)}
+			if ih > il {
+				dnat.Base = uint16(el)
+			}
+			preRules = append(preRules, &model.Rule{Type: model.RuleDNAT, Targets: []model.NATTarget{dnat},
+				Condition: model.Condition{EtherType: etherOf(pf.FloatingIP), Dst: host(pf.FloatingIP), Proto: proto, DstPort: span(el, eh)}})
+			postRules = append(postRules, &model.Rule{Type: model.RuleSNAT,
+				Targets: []model.NATTarget{{AddrFrom: pf.FloatingIP, AddrTo: pf.FloatingIP, Ports: span(el, eh)}},
 				Condition: model.Condition{EtherType: etherOf(pf.InternalIPAddress), Src: host(pf.InternalIPAddress), Proto: proto,
-					SrcPort: single(uint16(pf.InternalPort)), OutPortIDs: []string{gw}}})
+					SrcPort: span(il, ih), OutPortIDs: []string{gw}}})
 		}
 		for _, f := range in.FloatingIPs {
 			if f.PortID == "" || !f.FixedIPAddress.IsValid() {

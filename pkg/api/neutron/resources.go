@@ -27,6 +27,16 @@ type resource struct {
 	bulk     bool // POST {"<plural>": [...]} creates several, all or nothing
 }
 
+// resource is the row of a resource by its singular name.
+func (a *API) resource(singular string) *resource {
+	for _, r := range a.res {
+		if r.singular == singular {
+			return r
+		}
+	}
+	panic("api/neutron: no resource " + singular)
+}
+
 func (r *resource) urlPath() string {
 	if r.path != "" {
 		return r.path

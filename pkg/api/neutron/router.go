@@ -135,6 +135,32 @@ func gatewayView(v *viewer, r *neutron.Router) any {
 func (a *API) registerInterfaces(mux *http.ServeMux) {
 	mux.HandleFunc("PUT "+Prefix+"/routers/{id}/add_router_interface", a.routerInterface(a.svc.AddInterface))
 	mux.HandleFunc("PUT "+Prefix+"/routers/{id}/remove_router_interface", a.routerInterface(a.svc.RemoveInterface))
+	mux.HandleFunc("PUT "+Prefix+"/routers/{id}/add_extraroutes", a.extraRoutes(a.svc.AddExtraRoutes))
+	mux.HandleFunc("PUT "+Prefix+"/routers/{id}/remove_extraroutes", a.extraRoutes(a.svc.RemoveExtraRoutes))
+}
+
+// extraRoutes serves add_extraroutes and remove_extraroutes (extraroute-
+// atomic): {"router": {"routes": [...]}} in, the router out.
+func (a *API) extraRoutes(op func(context.Context, *identity.Context, string, []neutron.Route) (*neutron.Router, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		b, err := readBody(r, "router")
+		if err == nil {
+			err = attrs{"routes": {post: true, required: true}}.check(b, true, caller(r), "router")
+		}
+		var routes []neutron.Route
+		if err == nil {
+			routes, err = parseRoutes(b, "routes")
+		}
+		var rt *neutron.Router
+		if err == nil {
+			rt, err = op(r.Context(), caller(r), pathID(r, "id"), routes)
+		}
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		a.respondWith(w, r, a.resource("router"), rt, http.StatusOK)
+	}
 }
 
 type interfaceOp func(ctx context.Context, c *identity.Context, id string, r neutron.InterfaceRequest) (*neutron.InterfaceInfo, error)

@@ -16,6 +16,7 @@ var (
 	BridgeKind           = register("bridge", "bridges", "A virtual L2 switch.", &Bridge{}, nil)
 	LoadBalancerKind     = register("load-balancer", "load-balancers", "An L4 load balancer.", &LoadBalancer{}, nil)
 	RouterKind           = register("router", "routers", "A virtual L3 router.", &Router{}, nil)
+	QoSPolicyKind        = register("qos-policy", "qos-policies", "Rate limits and DSCP marking of ports.", &QoSPolicy{}, nil)
 	PortKind             = register("port", "ports", "A port of a bridge or router.", &Port{}, checkPort)
 	RouteKind            = register("route", "routes", "A route of a router.", &Route{}, checkRoute)
 	RuleKind             = register("rule", "rules", "A rule of a chain.", &Rule{}, checkRule)

@@ -116,6 +116,7 @@ type Port struct {
 	// subinterface of PhysicalVLAN. See pkg/agent/physnet.go.
 	PhysicalNetwork string `json:"physical_network,omitempty" nagare:"cli=physical-network,doc=uplink to this physical network; an agent mapping it binds the port"`
 	PhysicalVLAN    uint16 `json:"physical_vlan,omitempty" nagare:"cli=physical-vlan,max=4094,doc=802.1Q VLAN of the uplink on the physical network (0 = untagged)"`
+	QoSPolicyID     string `json:"qos_policy_id,omitempty" nagare:"cli=qos-policy,ref=qos-policy,ondelete=nullify,doc=rate limits and DSCP marking of the port's traffic"`
 }
 
 // IsRouterPort reports whether the port belongs to a router.
@@ -235,6 +236,22 @@ type Rule struct {
 	FlowAction  string      `json:"flow_action,omitempty" nagare:"cli=action,enum=accept|continue|return,doc=what a NAT rule does after translating"`
 	JumpChainID string      `json:"jump_chain_id,omitempty" nagare:"cli=jump-to,ref=chain,ondelete=restrict"`
 	Targets     []NATTarget `json:"targets,omitempty" nagare:"cli=target,doc=NAT targets IP[-IP][:PORT[-PORT]]"`
+}
+
+// QoSPolicy limits and marks the traffic of the ports that name it: a
+// token bucket per direction and a DSCP rewrite of what the port sends.
+// Egress is what the port's VM sends, ingress what it receives (Neutron's
+// directions).
+type QoSPolicy struct {
+	Meta
+	Name             string `json:"name,omitempty" nagare:"cli=name"`
+	TenantID         string `json:"tenant_id,omitempty" nagare:"cli=tenant"`
+	EgressMaxKbps    uint32 `json:"egress_max_kbps,omitempty" nagare:"cli=egress-max-kbps,doc=rate limit of what the port sends, kbit/s (0: none)"`
+	EgressBurstKbit  uint32 `json:"egress_burst_kbit,omitempty" nagare:"cli=egress-burst-kbit,doc=bucket size of the egress limit, kbit (0: 80% of a second at the rate)"`
+	IngressMaxKbps   uint32 `json:"ingress_max_kbps,omitempty" nagare:"cli=ingress-max-kbps,doc=rate limit of what the port receives, kbit/s (0: none)"`
+	IngressBurstKbit uint32 `json:"ingress_burst_kbit,omitempty" nagare:"cli=ingress-burst-kbit,doc=bucket size of the ingress limit, kbit (0: 80% of a second at the rate)"`
+	MarkDSCP         bool   `json:"mark_dscp,omitempty" nagare:"cli=mark-dscp,doc=rewrite the DSCP of the IP packets the port sends"`
+	DSCPMark         uint8  `json:"dscp_mark,omitempty" nagare:"cli=dscp,max=63,doc=the DSCP value written with mark-dscp"`
 }
 
 // PortGroup groups ports for rule conditions; stateful groups share flow

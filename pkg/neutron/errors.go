@@ -126,3 +126,21 @@ func AsError(err error) *Error {
 	}
 	return NewError(Internal, "HTTPInternalServerError", "Request Failed: internal server error while processing your request.")
 }
+
+// quoted is a list of strings as Python prints it (Neutron's messages do).
+func quoted(xs []string) string {
+	q := make([]string, len(xs))
+	for i, x := range xs {
+		q[i] = "'" + x + "'"
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
+
+// intList is a list of integers as Python prints it.
+func intList(xs []int) string {
+	q := make([]string, len(xs))
+	for i, x := range xs {
+		q[i] = fmt.Sprint(x)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}

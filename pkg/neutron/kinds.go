@@ -122,6 +122,10 @@ type Network struct {
 	Segment         string `json:"segment,omitempty" nagare:"unique"`
 	DNSDomain       string `json:"dns_domain,omitempty"`
 	VLANTransparent bool   `json:"vlan_transparent,omitempty"`
+	// ExternalTargeted: the network is external only for the projects its
+	// access_as_external policies name (no wildcard policy).
+	ExternalTargeted bool   `json:"external_targeted,omitempty"`
+	QoSPolicyID      string `json:"qos_policy_id,omitempty" nagare:"ref=neutron-qos-policy,ondelete=restrict"`
 }
 
 // Pool is an allocation pool of a subnet.
@@ -153,6 +157,7 @@ type Subnet struct {
 	// ServiceTypes are the device owners whose ports take addresses here
 	// (subnet-service-types; none: any port).
 	ServiceTypes []string `json:"service_types,omitempty"`
+	SubnetPoolID string   `json:"subnetpool_id,omitempty" nagare:"ref=neutron-subnetpool,ondelete=restrict"`
 }
 
 // FixedIP is one address of a port.
@@ -191,6 +196,7 @@ type Port struct {
 	ExtraDHCPOpts []ExtraDHCPOpt  `json:"extra_dhcp_opts,omitempty"`
 	DNSName       string          `json:"dns_name,omitempty"`
 	Trusted       *bool           `json:"trusted,omitempty"`
+	QoSPolicyID   string          `json:"qos_policy_id,omitempty" nagare:"ref=neutron-qos-policy,ondelete=restrict"`
 }
 
 // IPAllocation is one address in use in a subnet. Its id derives from the
@@ -250,6 +256,9 @@ type SecurityGroupRule struct {
 	PortRangeMax    *int         `json:"port_range_max,omitempty"`
 	RemoteIPPrefix  netip.Prefix `json:"remote_ip_prefix,omitzero"`
 	RemoteGroupID   string       `json:"remote_group_id,omitempty" nagare:"ref=neutron-security-group,ondelete=cascade"`
+	// RemoteAddressGroupID names an address group whose prefixes are the
+	// rule's remote.
+	RemoteAddressGroupID string `json:"remote_address_group_id,omitempty" nagare:"ref=neutron-address-group,ondelete=restrict"`
 	// Fingerprint is unique within the group: Neutron refuses a rule
 	// identical to an existing one.
 	Fingerprint string `json:"fingerprint" nagare:"unique=security_group_id"`

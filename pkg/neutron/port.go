@@ -36,6 +36,7 @@ type PortRequest struct {
 	ExtraDHCPOpts *[]ExtraDHCPOptRequest // merged into the port's
 	DNSName       *string                // checked with ValidDNSName
 	Trusted       *bool
+	QoSPolicyID   *string // "": none
 }
 
 // FixedIPRequest is one requested fixed IP: a subnet, an address, or both.
@@ -78,6 +79,7 @@ func (r *PortRequest) apply(p *Port) {
 	if r.ExtraDHCPOpts != nil {
 		p.ExtraDHCPOpts = mergeDHCPOpts(p.ExtraDHCPOpts, *r.ExtraDHCPOpts)
 	}
+	set(&p.QoSPolicyID, r.QoSPolicyID)
 }
 
 // CreatePort creates a port: its addresses, its MAC, its security groups
@@ -107,7 +109,11 @@ func (s *Service) PreparePort(c *identity.Context, r PortRequest) (*Creation, er
 			return nil, err
 		}
 		if !owns(c, &n.Std) && !n.Shared {
-			return nil, PolicyNotAuthorized("create_port")
+			if ok, err := granted(tx, c, "network", n.ID, AccessShared); err != nil {
+				return nil, err
+			} else if !ok {
+				return nil, PolicyNotAuthorized("create_port")
+			}
 		}
 		if r.PortSecurityEnabled == nil {
 			x.PortSecurityEnabled = n.PortSecurityEnabled
@@ -166,7 +172,16 @@ func (s *Service) writePort(tx *nsdb.Tx, c *identity.Context, p *Port, r PortReq
 	if err != nil {
 		return err
 	}
-	in := PortInput{Port: p, Subnets: subnets, Groups: pgroups, HostID: hostID}
+	if r.QoSPolicyID != nil {
+		if err := s.usableQoS(tx, c, p.QoSPolicyID, "port", p.ID); err != nil {
+			return err
+		}
+	}
+	qos, err := effectiveQoS(tx, p)
+	if err != nil {
+		return err
+	}
+	in := PortInput{Port: p, Subnets: subnets, Groups: pgroups, HostID: hostID, QoSPolicyID: qos}
 	if err := apply(tx, &p.Std, TranslatePort(in)); err != nil {
 		return err
 	}
@@ -176,6 +191,20 @@ func (s *Service) writePort(tx *nsdb.Tx, c *identity.Context, p *Port, r PortReq
 		err = tx.Put(p)
 	}
 	return err
+}
+
+// effectiveQoS is the QoS policy a port's traffic is under: its own, or
+// its network's unless the network owns the port (Neutron leaves router
+// and DHCP ports out of network policies).
+func effectiveQoS(tx *nsdb.Tx, p *Port) (string, error) {
+	if p.QoSPolicyID != "" || strings.HasPrefix(p.DeviceOwner, ownerNetworkPrefix) {
+		return p.QoSPolicyID, nil
+	}
+	o, err := tx.Get(NetworkKind, p.NetworkID)
+	if err != nil {
+		return "", err
+	}
+	return o.(*Network).QoSPolicyID, nil
 }
 
 // setMAC keeps, checks or generates the port's MAC, unique on its network.
@@ -392,7 +421,15 @@ func (s *Service) portGroups(tx *nsdb.Tx, p *Port) ([]*SecurityGroup, error) {
 		}
 		g := o.(*SecurityGroup)
 		if g.ProjectID != p.ProjectID && p.ProjectID != "" {
-			return nil, NotFoundError(SecurityGroupKind, id)
+			// Another project's group, usable if it shares it with the
+			// port's project (rbac-security-groups).
+			pols, err := rbacPolicies(tx, "security_group", id)
+			if err != nil {
+				return nil, err
+			}
+			if !grants(pols, AccessShared, p.ProjectID) {
+				return nil, NotFoundError(SecurityGroupKind, id)
+			}
 		}
 		out = append(out, g)
 	}

@@ -28,11 +28,12 @@ type SecurityGroupRuleRequest struct {
 	Direction       string // ingress or egress
 	Ethertype       string // IPv4 or IPv6; "" is IPv4
 	// Protocol is a name or a number in lower case; "" is any.
-	Protocol       string
-	PortRangeMin   *int
-	PortRangeMax   *int
-	RemoteIPPrefix netip.Prefix
-	RemoteGroupID  string
+	Protocol             string
+	PortRangeMin         *int
+	PortRangeMax         *int
+	RemoteIPPrefix       netip.Prefix
+	RemoteGroupID        string
+	RemoteAddressGroupID string
 }
 
 // defaultGroupID is the id of a project's default group: derived, so that
@@ -54,7 +55,7 @@ func (s *Service) createDefaultGroup(tx *nsdb.Tx, project, id string) error {
 			return err
 		}
 	}
-	_, err := createWith(tx, g, TranslateSecurityGroup(g, rules))
+	_, err := createWith(tx, g, TranslateSecurityGroup(g, rules, nil))
 	return err
 }
 
@@ -85,7 +86,7 @@ func fingerprint(r *SecurityGroupRule) string {
 	if r.RemoteIPPrefix.IsValid() {
 		prefix = r.RemoteIPPrefix.Masked().String()
 	}
-	return strings.Join([]string{r.Direction, r.Ethertype, proto, num(r.PortRangeMin), num(r.PortRangeMax), prefix, r.RemoteGroupID}, "|")
+	return strings.Join([]string{r.Direction, r.Ethertype, proto, num(r.PortRangeMin), num(r.PortRangeMax), prefix, r.RemoteGroupID, r.RemoteAddressGroupID}, "|")
 }
 
 // defaultGroup returns the project's default group, creating it again if
@@ -105,13 +106,32 @@ func (s *Service) defaultGroup(tx *nsdb.Tx, project string) (*SecurityGroup, err
 	return g.(*SecurityGroup), nil
 }
 
+// addressGroups are the address groups rules name.
+func addressGroups(tx *nsdb.Tx, rules []*SecurityGroupRule) (map[string]*AddressGroup, error) {
+	out := map[string]*AddressGroup{}
+	for _, r := range rules {
+		if id := r.RemoteAddressGroupID; id != "" && out[id] == nil {
+			o, err := tx.Get(AddressGroupKind, id)
+			if err != nil {
+				return nil, err
+			}
+			out[id] = o.(*AddressGroup)
+		}
+	}
+	return out, nil
+}
+
 // retranslateGroup rewrites a group's chains from its current rules.
 func (s *Service) retranslateGroup(tx *nsdb.Tx, g *SecurityGroup) error {
 	rules, err := listOf[*SecurityGroupRule](tx, "security_group_id", g.ID)
 	if err != nil {
 		return err
 	}
-	return apply(tx, &g.Std, TranslateSecurityGroup(g, rules))
+	ags, err := addressGroups(tx, rules)
+	if err != nil {
+		return err
+	}
+	return apply(tx, &g.Std, TranslateSecurityGroup(g, rules, ags))
 }
 
 // CreateSecurityGroup creates a group with Neutron's default egress rules.
@@ -142,7 +162,7 @@ func (s *Service) PrepareSecurityGroup(c *identity.Context, r SecurityGroupReque
 					return err
 				}
 			}
-			out, err = createWith(tx, &n, TranslateSecurityGroup(&n, rules))
+			out, err = createWith(tx, &n, TranslateSecurityGroup(&n, rules, nil))
 			return err
 		}()
 		return out, err
@@ -262,6 +282,11 @@ func (s *Service) PrepareSecurityGroupRule(c *identity.Context, req SecurityGrou
 					return err
 				}
 			}
+			if r.RemoteAddressGroupID != "" {
+				if _, err := get[*AddressGroup](tx, c, r.RemoteAddressGroupID); err != nil {
+					return err
+				}
+			}
 			n := *r
 			n.ID = newID()
 			n.Fingerprint = fingerprint(&n)
@@ -302,14 +327,14 @@ func (req *SecurityGroupRuleRequest) apply(r *SecurityGroupRule) error {
 		r.Protocol = p
 	}
 	r.PortRangeMin, r.PortRangeMax = req.PortRangeMin, req.PortRangeMax
-	r.RemoteIPPrefix, r.RemoteGroupID = req.RemoteIPPrefix, req.RemoteGroupID
+	r.RemoteIPPrefix, r.RemoteGroupID, r.RemoteAddressGroupID = req.RemoteIPPrefix, req.RemoteGroupID, req.RemoteAddressGroupID
 	return r.validate()
 }
 
 // validate is Neutron's _validate_security_group_rule.
 func (r *SecurityGroupRule) validate() error {
-	if r.RemoteIPPrefix.IsValid() && r.RemoteGroupID != "" {
-		return NewError(BadRequest, "SecurityGroupRemoteGroupAndRemoteIpPrefix", "Only remote_ip_prefix or remote_group_id may be provided.")
+	if (r.RemoteIPPrefix.IsValid() && r.RemoteGroupID != "") || (r.RemoteAddressGroupID != "" && (r.RemoteIPPrefix.IsValid() || r.RemoteGroupID != "")) {
+		return NewError(BadRequest, "SecurityGroupMultipleRemoteEntites", "Only one of remote_ip_prefix or remote_group_id or remote_address_group_id may be provided.")
 	}
 	if r.RemoteIPPrefix.IsValid() {
 		if (r.Ethertype == "IPv4") != r.RemoteIPPrefix.Addr().Is4() {

@@ -115,6 +115,9 @@ type PortInput struct {
 	// HostID is the native host the port is bound to ("" when unbound or
 	// when binding:host_id names no registered host).
 	HostID string
+	// QoSPolicyID is the QoS policy the port's traffic is under (its own
+	// or its network's).
+	QoSPolicyID string
 }
 
 // Bound reports whether a port's translation binds it to a host
@@ -148,7 +151,7 @@ func TranslatePort(in PortInput) []model.Object {
 		return nil
 	}
 	var objs []model.Object
-	bp := &model.Port{Meta: model.Meta{ID: p.ID}, BridgeID: p.NetworkID, State: state(p.AdminStateUp), MAC: p.MACAddress}
+	bp := &model.Port{Meta: model.Meta{ID: p.ID}, BridgeID: p.NetworkID, State: state(p.AdminStateUp), MAC: p.MACAddress, QoSPolicyID: in.QoSPolicyID}
 	objs = append(objs, bp)
 	if in.Bound() {
 		bp.HostID, bp.InterfaceName = in.HostID, InterfaceName(p.ID)
@@ -406,54 +409,86 @@ func protoNumber(p string) (uint8, bool) {
 // of accept rules, one per group rule, that the member ports' chains jump
 // to, and an address group of its members' addresses that rules naming it
 // as remote_group_id match against.
-func TranslateSecurityGroup(g *SecurityGroup, rules []*SecurityGroupRule) []model.Object {
+//
+// A rule whose remote is an address group is one native rule per prefix
+// of the group of the rule's family (none: it matches nothing).
+func TranslateSecurityGroup(g *SecurityGroup, rules []*SecurityGroupRule, addressGroups map[string]*AddressGroup) []model.Object {
 	var ing, eg []*model.Rule
 	for _, r := range rules {
-		nr := &model.Rule{Type: model.RuleAccept}
-		c := &nr.Condition
-		if r.Ethertype == "IPv6" {
-			c.EtherType = etherIPv6
-		} else {
-			c.EtherType = etherIPv4
-		}
-		if n, ok := protoNumber(r.Protocol); ok {
-			c.Proto = n
-			lo, hi := r.PortRangeMin, r.PortRangeMax
-			switch n {
-			case 1, 58: // ICMP type and code
-				if lo != nil {
-					c.SrcPort = single(uint16(*lo))
+		if id := r.RemoteAddressGroupID; id != "" {
+			ag := addressGroups[id]
+			if ag == nil {
+				continue
+			}
+			for _, p := range ag.Addresses {
+				if p.Addr().Is4() != (r.Ethertype != "IPv6") {
+					continue
 				}
-				if hi != nil {
-					c.DstPort = single(uint16(*hi))
-				}
-			case 6, 17, 132:
-				if lo != nil {
-					h := *lo
-					if hi != nil {
-						h = *hi
-					}
-					c.DstPort = model.PortRange{Start: uint16(*lo), End: uint16(h)}
+				x := *r
+				x.RemoteAddressGroupID, x.RemoteIPPrefix = "", p
+				nr := groupRule(&x)
+				if r.Direction == "ingress" {
+					ing = append(ing, nr)
+				} else {
+					eg = append(eg, nr)
 				}
 			}
+			continue
 		}
+		nr := groupRule(r)
 		if r.Direction == "ingress" {
-			c.Src = r.RemoteIPPrefix
-			if r.RemoteGroupID != "" {
-				c.IPAddrGroupSrcID = sgAddrGroupID(r.RemoteGroupID)
-			}
 			ing = append(ing, nr)
 		} else {
-			c.Dst = r.RemoteIPPrefix
-			if r.RemoteGroupID != "" {
-				c.IPAddrGroupDstID = sgAddrGroupID(r.RemoteGroupID)
-			}
 			eg = append(eg, nr)
 		}
 	}
 	objs := []model.Object{&model.IPAddrGroup{Meta: model.Meta{ID: sgAddrGroupID(g.ID)}, Name: "security group " + g.ID, TenantID: g.ProjectID}}
 	objs = append(objs, chain(sgIngressChainID(g.ID), "security group "+g.ID+" ingress", g.ProjectID, ing)...)
 	return append(objs, chain(sgEgressChainID(g.ID), "security group "+g.ID+" egress", g.ProjectID, eg)...)
+}
+
+// groupRule is a security group rule's native accept rule.
+func groupRule(r *SecurityGroupRule) *model.Rule {
+	nr := &model.Rule{Type: model.RuleAccept}
+	c := &nr.Condition
+	if r.Ethertype == "IPv6" {
+		c.EtherType = etherIPv6
+	} else {
+		c.EtherType = etherIPv4
+	}
+	if n, ok := protoNumber(r.Protocol); ok {
+		c.Proto = n
+		lo, hi := r.PortRangeMin, r.PortRangeMax
+		switch n {
+		case 1, 58: // ICMP type and code
+			if lo != nil {
+				c.SrcPort = single(uint16(*lo))
+			}
+			if hi != nil {
+				c.DstPort = single(uint16(*hi))
+			}
+		case 6, 17, 132:
+			if lo != nil {
+				h := *lo
+				if hi != nil {
+					h = *hi
+				}
+				c.DstPort = model.PortRange{Start: uint16(*lo), End: uint16(h)}
+			}
+		}
+	}
+	if r.Direction == "ingress" {
+		c.Src = r.RemoteIPPrefix
+		if r.RemoteGroupID != "" {
+			c.IPAddrGroupSrcID = sgAddrGroupID(r.RemoteGroupID)
+		}
+	} else {
+		c.Dst = r.RemoteIPPrefix
+		if r.RemoteGroupID != "" {
+			c.IPAddrGroupDstID = sgAddrGroupID(r.RemoteGroupID)
+		}
+	}
+	return nr
 }
 
 // RouterInput is what a router's translation reads besides the router.

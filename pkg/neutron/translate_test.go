@@ -278,7 +278,7 @@ func TestTranslateSecurityGroup(t *testing.T) {
 		{Direction: "egress", Ethertype: "IPv6"},
 		{Direction: "ingress", Ethertype: "IPv4", Protocol: "icmp", PortRangeMin: n(8), PortRangeMax: n(0)},
 	}
-	objs := TranslateSecurityGroup(group(true), rules)
+	objs := TranslateSecurityGroup(group(true), rules, nil)
 	want(t, "group", objs, "ipg", "chain security group "+sgID+" ingress 3", "rule accept src 192.0.2.0/24", "rule accept", "rule accept",
 		"chain security group "+sgID+" egress 1", "rule accept")
 	ssh := objs[2].(*model.Rule)

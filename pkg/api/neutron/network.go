@@ -26,6 +26,7 @@ var networkAttrs = std.with(attrs{
 	"is_default":                {},
 	"dns_domain":                {post: true, put: true},
 	"vlan_transparent":          {post: true},
+	"qos_policy_id":             {post: true, put: true},
 })
 
 var providerAttrs = []string{"provider:network_type", "provider:physical_network", "provider:segmentation_id"}
@@ -58,6 +59,9 @@ func decodeNetwork(b Body, _ *identity.Context, _ bool) (neutron.NetworkRequest,
 		}
 	}
 	if r.VLANTransparent, err = b.optBool("vlan_transparent"); err != nil {
+		return r, err
+	}
+	if r.QoSPolicyID, err = optRef(b, "qos_policy_id"); err != nil {
 		return r, err
 	}
 	if mtu, null, has, err := b.integer("mtu"); err != nil {
@@ -114,14 +118,14 @@ func viewNetwork(v *viewer, x *neutron.Network) map[string]any {
 	m["admin_state_up"] = x.AdminStateUp
 	m["status"] = "ACTIVE"
 	m["subnets"] = v.SubnetIDs(x.ID)
-	m["shared"] = x.Shared
+	m["shared"] = x.Shared || (!v.admin && v.Granted("network", x.ID, neutron.AccessShared) && x.ProjectID != v.Caller().ProjectID)
 	m["router:external"] = x.External
 	m["mtu"] = x.MTU
 	m["port_security_enabled"] = x.PortSecurityEnabled
 	m["availability_zone_hints"] = []string{}
 	m["availability_zones"] = []string{}
-	m["ipv4_address_scope"] = nil
-	m["ipv6_address_scope"] = nil
+	m["ipv4_address_scope"], m["ipv6_address_scope"] = strOrNil(v.AddressScope(x.ID, 4)), strOrNil(v.AddressScope(x.ID, 6))
+	m["qos_policy_id"] = strOrNil(x.QoSPolicyID)
 	m["l2_adjacency"] = true
 	m["dns_domain"] = x.DNSDomain
 	m["vlan_transparent"] = x.VLANTransparent

@@ -2,7 +2,6 @@ package neutron
 
 import (
 	"encoding/json"
-	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -33,6 +32,8 @@ var portAttrs = std.with(attrs{
 	"dns_name":              {post: true, put: true},
 	"dns_assignment":        {},
 	"trusted":               {post: true, put: true, adminSet: true, adminView: true},
+	"qos_policy_id":         {post: true, put: true},
+	"qos_network_policy_id": {},
 })
 
 // vnicTypes are the VNIC types Neutron's API accepts. Nagare binds normal
@@ -113,6 +114,9 @@ func decodePort(b Body, _ *identity.Context, post bool) (neutron.PortRequest, er
 		}
 	}
 	if r.Trusted, err = b.optBool("trusted"); err != nil {
+		return r, err
+	}
+	if r.QoSPolicyID, err = optRef(b, "qos_policy_id"); err != nil {
 		return r, err
 	}
 	return r, nil
@@ -207,13 +211,9 @@ func parseAddressPairs(b Body) (*[]neutron.AddressPair, error) {
 		if err != nil || !has {
 			return nil, neutron.NewError(neutron.BadRequest, "AllowedAddressPairsMissingIP", "AllowedAddressPair must contain ip_address")
 		}
-		pfx, err := netip.ParsePrefix(strings.TrimSpace(s))
+		pfx, err := parsePrefixLoose(s)
 		if err != nil {
-			a, err2 := parseIP(s)
-			if err2 != nil {
-				return nil, invalid("allowed_address_pairs", "'%s' is not a valid IP address", s)
-			}
-			pfx = netip.PrefixFrom(a, a.BitLen())
+			return nil, invalid("allowed_address_pairs", "'%s' is not a valid IP address", s)
 		}
 		ap := neutron.AddressPair{IPAddress: pfx}
 		if pb.has("mac_address") && !pb.isNull("mac_address") {
@@ -263,6 +263,10 @@ func viewPort(v *viewer, x *neutron.Port) map[string]any {
 		dns = append(dns, map[string]string{"hostname": d.Hostname, "ip_address": d.IPAddress.String(), "fqdn": d.FQDN})
 	}
 	m["dns_name"], m["dns_assignment"] = x.DNSName, dns
+	m["qos_policy_id"], m["qos_network_policy_id"] = strOrNil(x.QoSPolicyID), nil
+	if n := v.Network(x.NetworkID); n != nil {
+		m["qos_network_policy_id"] = strOrNil(n.QoSPolicyID)
+	}
 	if v.admin {
 		profile := map[string]any{}
 		if len(x.Profile) > 0 {

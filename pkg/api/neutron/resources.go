@@ -71,6 +71,21 @@ func (a *API) resources() []*resource {
 			attrs: ruleAttrs, view: viewAs(viewRule),
 			prepare: prepares(decodeRule, s.PrepareSecurityGroupRule), delete: s.DeleteSecurityGroupRule,
 			narrow: []string{"security_group_id"}, bulk: true},
+		{singular: "rbac_policy", plural: "rbac_policies", path: "rbac-policies", kind: neutron.RBACPolicyKind, attrs: rbacAttrs,
+			view: viewAs(viewRBAC), prepare: prepares(decodeRBAC, s.PrepareRBACPolicy), update: updates(decodeRBAC, s.UpdateRBACPolicy),
+			delete: s.DeleteRBACPolicy},
+		{singular: "address_scope", plural: "address_scopes", path: "address-scopes", kind: neutron.AddressScopeKind, attrs: scopeAttrs,
+			view: viewAs(viewAddressScope), prepare: prepares(decodeAddressScope, s.PrepareAddressScope),
+			update: updates(decodeAddressScope, s.UpdateAddressScope), delete: s.DeleteAddressScope},
+		{singular: "subnetpool", plural: "subnetpools", kind: neutron.SubnetPoolKind, attrs: poolAttrs, view: viewAs(viewSubnetPool),
+			prepare: prepares(decodeSubnetPool, s.PrepareSubnetPool), update: updates(decodeSubnetPool, s.UpdateSubnetPool),
+			delete: s.DeleteSubnetPool, narrow: []string{"address_scope_id"}, taggable: true, bulk: true},
+		{singular: "address_group", plural: "address_groups", path: "address-groups", kind: neutron.AddressGroupKind, attrs: addressGroupAttrs,
+			view: viewAs(viewAddressGroup), prepare: prepares(decodeAddressGroup, s.PrepareAddressGroup),
+			update: updates(decodeAddressGroup, s.UpdateAddressGroup), delete: s.DeleteAddressGroup},
+		{singular: "policy", plural: "policies", path: "qos/policies", kind: neutron.QoSPolicyKind, attrs: qosPolicyAttrs,
+			view: viewAs(viewQoSPolicy), prepare: prepares(decodeQoSPolicy, s.PrepareQoSPolicy), update: updates(decodeQoSPolicy, s.UpdateQoSPolicy),
+			delete: s.DeleteQoSPolicy, taggable: true},
 	}
 }
 

@@ -141,20 +141,31 @@ func decodeNewSubnet(r *neutron.SubnetRequest, b Body) error {
 		return invalid("ip_version", "'%s' is not in [4, 6]", rawText(b["ip_version"]))
 	}
 	r.IPVersion = ver
-	if b.has("subnetpool_id") && !b.isNull("subnetpool_id") || b.has("prefixlen") {
-		return neutron.BadResourceRequest("subnets", "subnet pools are not implemented: give a cidr")
+	if b.has("subnetpool_id") && !b.isNull("subnetpool_id") {
+		if r.SubnetPoolID, _, err = b.uuid("subnetpool_id"); err != nil {
+			return err
+		}
 	}
-	if v, _, _ := b.boolean("use_default_subnetpool"); v {
-		return neutron.BadResourceRequest("subnets", "subnet pools are not implemented: give a cidr")
-	}
-	cidr, ok, err := b.cidr("cidr")
-	if err != nil {
+	if r.UseDefaultPool, _, err = b.boolean("use_default_subnetpool"); err != nil {
 		return err
 	}
-	if !ok || !cidr.IsValid() {
-		return neutron.BadResourceRequest("subnets", "a subnetpool must be specified in the absence of a cidr")
+	if r.UseDefaultPool && r.SubnetPoolID != "" {
+		return neutron.BadResourceRequest("subnets", "subnetpool_id and use_default_subnetpool cannot both be specified")
 	}
-	r.CIDR = cidr
+	if n, null, ok, err := b.integer("prefixlen"); err != nil {
+		return err
+	} else if ok && !null {
+		if n < 0 || n > 128 {
+			return invalid("prefixlen", "'%d' is not in range 0 through 128", n)
+		}
+		r.PrefixLen = n
+	}
+	if r.CIDR, _, err = b.cidr("cidr"); err != nil {
+		return err
+	}
+	if r.CIDR.IsValid() && r.PrefixLen != 0 {
+		return neutron.BadResourceRequest("subnets", "cidr and prefixlen must not be supplied together")
+	}
 	for _, m := range []struct {
 		name string
 		dst  *string
@@ -254,7 +265,7 @@ func viewSubnet(_ *viewer, x *neutron.Subnet) map[string]any {
 	m["allocation_pools"], m["dns_nameservers"], m["host_routes"] = pools, dns, routesView(x.HostRoutes)
 	m["enable_dhcp"] = x.EnableDHCP
 	m["ipv6_ra_mode"], m["ipv6_address_mode"] = strOrNil(x.IPv6RAMode), strOrNil(x.IPv6AddressMode)
-	m["subnetpool_id"], m["segment_id"] = nil, nil
+	m["subnetpool_id"], m["segment_id"] = strOrNil(x.SubnetPoolID), nil
 	m["service_types"] = nonNil(x.ServiceTypes)
 	return m
 }

@@ -141,7 +141,7 @@ func TestValidation(t *testing.T) {
 		{"backwards port range", "POST", "/v2.0/security-group-rules", rule(`, "protocol": "tcp", "port_range_min": 90, "port_range_max": 80`), 400, "SecurityGroupInvalidPortRange", "port_range_min must be <= port_range_max"},
 		{"port 0", "POST", "/v2.0/security-group-rules", rule(`, "protocol": "udp", "port_range_min": 0, "port_range_max": 80`), 400, "SecurityGroupInvalidPortValue", "Invalid value for port 0"},
 		{"ICMP type too big", "POST", "/v2.0/security-group-rules", rule(`, "protocol": "icmp", "port_range_min": 300`), 400, "SecurityGroupInvalidIcmpValue", "It must be 0 to 255."},
-		{"both remotes", "POST", "/v2.0/security-group-rules", rule(`, "remote_ip_prefix": "10.0.0.0/8", "remote_group_id": "` + sg + `"`), 400, "SecurityGroupRemoteGroupAndRemoteIpPrefix", "Only remote_ip_prefix or remote_group_id may be provided."},
+		{"both remotes", "POST", "/v2.0/security-group-rules", rule(`, "remote_ip_prefix": "10.0.0.0/8", "remote_group_id": "` + sg + `"`), 400, "SecurityGroupMultipleRemoteEntites", "Only one of remote_ip_prefix or remote_group_id or remote_address_group_id may be provided."},
 		{"ethertype and prefix", "POST", "/v2.0/security-group-rules", rule(`, "ethertype": "IPv6", "remote_ip_prefix": "10.0.0.0/8"`), 400, "SecurityGroupRuleParameterConflict", "Conflicting value ethertype IPv6 for CIDR 10.0.0.0/8"},
 		{"unknown protocol", "POST", "/v2.0/security-group-rules", rule(`, "protocol": "telepathy"`), 400, "SecurityGroupRuleInvalidProtocol", "not supported"},
 		{"duplicate rule", "POST", "/v2.0/security-group-rules", rule(`, "protocol": "6", "port_range_min": 22, "port_range_max": 22`), 409, "SecurityGroupRuleExists", "Security group rule already exists."},

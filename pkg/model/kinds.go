@@ -97,6 +97,10 @@ func checkPort(o Object) error {
 		return fieldErr("peer_id", "a port is either bound to an interface or linked to a peer, not both")
 	case p.PeerID != "" && p.PeerID == p.ID:
 		return fieldErr("peer_id", "a port cannot be its own peer")
+	case (p.ParentID == "") != (p.ParentVLAN == 0):
+		return fieldErr("parent_vlan", "a trunk subport needs both parent_id and parent_vlan")
+	case p.ParentID != "" && (p.BridgeID == "" || p.HostID != "" || p.PeerID != "" || p.ParentID == p.ID):
+		return fieldErr("parent_id", "a trunk subport is a bridge port reached through another port's interface: it is neither bound nor linked, and not its own parent")
 	}
 	if err := checkPhysical(p); err != nil {
 		return err

@@ -117,6 +117,11 @@ type Port struct {
 	PhysicalNetwork string `json:"physical_network,omitempty" nagare:"cli=physical-network,doc=uplink to this physical network; an agent mapping it binds the port"`
 	PhysicalVLAN    uint16 `json:"physical_vlan,omitempty" nagare:"cli=physical-vlan,max=4094,doc=802.1Q VLAN of the uplink on the physical network (0 = untagged)"`
 	QoSPolicyID     string `json:"qos_policy_id,omitempty" nagare:"cli=qos-policy,ref=qos-policy,ondelete=nullify,doc=rate limits and DSCP marking of the port's traffic"`
+	// A trunk subport (a VLAN-aware VM's): frames tagged ParentVLAN on the
+	// interface of port ParentID enter through this port, untagged, and
+	// what leaves by this port goes out that interface tagged ParentVLAN.
+	ParentID   string `json:"parent_id,omitempty" nagare:"cli=parent,ref=port,ondelete=nullify,doc=trunk subport: the parent port whose interface carries this port's traffic tagged parent_vlan"`
+	ParentVLAN uint16 `json:"parent_vlan,omitempty" nagare:"cli=parent-vlan,max=4094,doc=trunk subport: the 802.1Q VLAN of its traffic on the parent's interface"`
 }
 
 // IsRouterPort reports whether the port belongs to a router.

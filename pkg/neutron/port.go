@@ -181,7 +181,11 @@ func (s *Service) writePort(tx *nsdb.Tx, c *identity.Context, p *Port, r PortReq
 	if err != nil {
 		return err
 	}
-	in := PortInput{Port: p, Subnets: subnets, Groups: pgroups, HostID: hostID, QoSPolicyID: qos}
+	parent, vlan, err := trunkParent(tx, p.ID)
+	if err != nil {
+		return err
+	}
+	in := PortInput{Port: p, Subnets: subnets, Groups: pgroups, HostID: hostID, QoSPolicyID: qos, ParentID: parent, ParentVLAN: vlan}
 	if err := apply(tx, &p.Std, TranslatePort(in)); err != nil {
 		return err
 	}
@@ -526,6 +530,9 @@ func (s *Service) DeletePort(ctx context.Context, c *identity.Context, id string
 		switch p.DeviceOwner {
 		case OwnerRouterInterface, OwnerRouterGateway, OwnerFloatingIP:
 			return inUse("ServicePortInUse", "Port %s cannot be deleted directly via the port API: has device owner %s.", id, p.DeviceOwner)
+		}
+		if err := trunkInUse(tx, p); err != nil {
+			return err
 		}
 		return s.detachAndRemove(tx, p)
 	})

@@ -23,6 +23,7 @@ type Reader struct {
 	subnets  map[string][]string // network → subnet ids, when all were listed
 	rules    map[string][]*SecurityGroupRule
 	rbac     map[string][]*RBACPolicy // object id → its policies
+	trunks   map[string]*Trunk        // parent port id → its trunk, once read
 	// err is the first failure of a read that has no error result (the
 	// helpers views call); Read returns it.
 	err error

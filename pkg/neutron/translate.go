@@ -118,13 +118,17 @@ type PortInput struct {
 	// QoSPolicyID is the QoS policy the port's traffic is under (its own
 	// or its network's).
 	QoSPolicyID string
+	// ParentID and ParentVLAN: the port is a trunk subport reached through
+	// port ParentID's interface, tagged ParentVLAN.
+	ParentID   string
+	ParentVLAN uint16
 }
 
 // Bound reports whether a port's translation binds it to a host
 // interface: a normal VNIC on a registered host. Direct and macvtap VNICs
 // are SR-IOV virtual functions that bypass the virtual switch.
 func (in *PortInput) Bound() bool {
-	return in.HostID != "" && in.Port.VNICType == "normal"
+	return in.HostID != "" && in.Port.VNICType == "normal" && in.ParentID == ""
 }
 
 // Filtered reports whether security groups and anti-spoofing apply.
@@ -156,6 +160,7 @@ func TranslatePort(in PortInput) []model.Object {
 	if in.Bound() {
 		bp.HostID, bp.InterfaceName = in.HostID, InterfaceName(p.ID)
 	}
+	bp.ParentID, bp.ParentVLAN = in.ParentID, in.ParentVLAN
 	if isRouterPort(p) {
 		objs = append(objs, routerSide(p, in.Subnets, bp)...)
 	}

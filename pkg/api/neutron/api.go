@@ -67,6 +67,7 @@ func (a *API) Register(mux *http.ServeMux, auth func(http.Handler) http.Handler)
 	a.registerAddressGroupActions(v2)
 	a.registerQoS(v2)
 	a.registerAvailability(v2)
+	a.registerTrunkActions(v2)
 	v2.HandleFunc(Prefix+"/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, notFound())
 	})

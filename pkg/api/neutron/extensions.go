@@ -70,6 +70,8 @@ var extensionList = []extension{
 	{"subnet_allocation", "Subnet Allocation", "Enables allocation of subnets from a subnet pool", "2015-03-30T10:00:00-00:00", nil},
 	{"subnetpool-prefix-ops", "Subnet Pool Prefix Operations", "Provides support for adjusting the prefix list of subnet pools", "2019-02-08T10:00:00-00:00", nil},
 	{"tag-creation", "Tag support on creation", "Enables to set tags on resources with standard attribute on creation.", "2019-06-12T00:00:00-00:00", nil},
+	{"trunk", "Trunk Extension", "Provides support for trunk ports", "2016-01-01T10:00:00-00:00", nil},
+	{"trunk-details", "Trunk port details", "Expose trunk port details", "2016-01-01T10:00:00-00:00", nil},
 	{"vlan-transparent", "Vlantransparent", "Provides Vlan Transparent Networks", "2015-03-23T09:00:00-00:00", nil},
 }
 

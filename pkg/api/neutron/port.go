@@ -34,6 +34,7 @@ var portAttrs = std.with(attrs{
 	"trusted":               {post: true, put: true, adminSet: true, adminView: true},
 	"qos_policy_id":         {post: true, put: true},
 	"qos_network_policy_id": {},
+	"trunk_details":         {},
 })
 
 // vnicTypes are the VNIC types Neutron's API accepts. Nagare binds normal
@@ -264,6 +265,9 @@ func viewPort(v *viewer, x *neutron.Port) map[string]any {
 	}
 	m["dns_name"], m["dns_assignment"] = x.DNSName, dns
 	m["qos_policy_id"], m["qos_network_policy_id"] = strOrNil(x.QoSPolicyID), nil
+	if t := v.TrunkOf(x.ID); t != nil {
+		m["trunk_details"] = map[string]any{"trunk_id": t.ID, "sub_ports": viewSubports(v, t.ID)}
+	}
 	if n := v.Network(x.NetworkID); n != nil {
 		m["qos_network_policy_id"] = strOrNil(n.QoSPolicyID)
 	}

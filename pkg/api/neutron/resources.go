@@ -86,6 +86,9 @@ func (a *API) resources() []*resource {
 		{singular: "policy", plural: "policies", path: "qos/policies", kind: neutron.QoSPolicyKind, attrs: qosPolicyAttrs,
 			view: viewAs(viewQoSPolicy), prepare: prepares(decodeQoSPolicy, s.PrepareQoSPolicy), update: updates(decodeQoSPolicy, s.UpdateQoSPolicy),
 			delete: s.DeleteQoSPolicy, taggable: true},
+		{singular: "trunk", plural: "trunks", kind: neutron.TrunkKind, attrs: trunkAttrs, view: viewAs(viewTrunk),
+			prepare: prepares(decodeTrunk, s.PrepareTrunk), update: updates(decodeTrunk, s.UpdateTrunk), delete: s.DeleteTrunk,
+			narrow: []string{"port_id"}, taggable: true},
 	}
 }
 

@@ -82,6 +82,13 @@ var notFoundTypes = map[*model.Kind][2]string{
 	SecurityGroupKind:     {"SecurityGroupNotFound", "Security group %s does not exist"},
 	SecurityGroupRuleKind: {"SecurityGroupRuleNotFound", "Security group rule %s does not exist"},
 	PortForwardingKind:    {"PortForwardingNotFound", "Port Forwarding %s could not be found."},
+	NetSegmentKind:        {"SegmentNotFound", "Segment %s could not be found."},
+	TrunkKind:             {"TrunkNotFound", "Trunk %s could not be found."},
+	QoSPolicyKind:         {"QosPolicyNotFound", "QoS policy %s could not be found."},
+	SubnetPoolKind:        {"SubnetPoolNotFound", "Subnet pool %s could not be found."},
+	AddressScopeKind:      {"AddressScopeNotFound", "Address scope %s could not be found."},
+	AddressGroupKind:      {"AddressGroupNotFound", "Address group %s could not be found."},
+	RBACPolicyKind:        {"RbacPolicyNotFound", "RBAC policy with ID %s not found"},
 }
 
 // NotFoundError is the not-found error of an object of a kind.

@@ -55,7 +55,10 @@ const (
 
 func (s *Service) maxMTU(netType string) int {
 	switch netType {
-	case "vxlan":
+	case "vxlan", "geneve":
+		// The wire encapsulation of every overlay network is the tunnel
+		// zone's (VXLAN or GRE); a geneve network is an overlay segment
+		// like the others.
 		return s.mtu - vxlanOverhead
 	case "gre":
 		return s.mtu - greOverhead
@@ -81,7 +84,7 @@ func (s *Service) segment(n *Network, r *NetworkRequest) error {
 	}
 	n.NetworkType = typ
 	switch typ {
-	case "vxlan", "gre":
+	case "vxlan", "gre", "geneve":
 		if hasPhys && phys != "" {
 			return InvalidInput("provider:physical_network specified for %s network", strings.ToUpper(typ))
 		}
@@ -151,7 +154,7 @@ func (n *Network) segmentKey() string {
 // network's segment against the other networks'.
 func claimSegment(tx *nsdb.Tx, n *Network) error {
 	f := NetworkKind.Field("segment")
-	auto := (n.NetworkType == "vxlan" || n.NetworkType == "gre") && n.SegmentationID == 0
+	auto := (n.NetworkType == "vxlan" || n.NetworkType == "gre" || n.NetworkType == "geneve") && n.SegmentationID == 0
 	for try := 0; ; try++ {
 		if auto {
 			n.SegmentationID = 1 + rand.IntN(maxVXLANID)
@@ -160,6 +163,12 @@ func claimSegment(tx *nsdb.Tx, n *Network) error {
 		owner, err := tx.UniqueOwner(NetworkKind, f, "", n.Segment)
 		if err != nil {
 			return err
+		}
+		if owner == "" {
+			// The extra segments of networks (segment) share the space.
+			if owner, err = tx.UniqueOwner(NetSegmentKind, NetSegmentKind.Field("key"), "", n.Segment); err != nil {
+				return err
+			}
 		}
 		switch {
 		case owner == "" || owner == n.ID:
@@ -399,6 +408,18 @@ func (s *Service) DeleteNetwork(ctx context.Context, c *identity.Context, id str
 				return err
 			}
 			if err := tx.Delete(SubnetKind, sub.ID); err != nil {
+				return err
+			}
+		}
+		segs, err := listOf[*NetSegment](tx, "network_id", id)
+		if err != nil {
+			return err
+		}
+		for _, seg := range segs {
+			if err := apply(tx, &seg.Std, nil); err != nil {
+				return err
+			}
+			if err := tx.Delete(NetSegmentKind, seg.ID); err != nil {
 				return err
 			}
 		}

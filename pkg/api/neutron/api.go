@@ -68,6 +68,8 @@ func (a *API) Register(mux *http.ServeMux, auth func(http.Handler) http.Handler)
 	a.registerQoS(v2)
 	a.registerAvailability(v2)
 	a.registerTrunkActions(v2)
+	a.registerBGP(v2)
+	a.registerBGPVPNAssociations(v2)
 	v2.HandleFunc(Prefix+"/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, notFound())
 	})
@@ -208,7 +210,23 @@ func (a *API) list(res *resource) http.HandlerFunc {
 			return
 		}
 		var items []map[string]any
+		var all []model.Object
+		if res.listAll != nil {
+			if all, err = res.listAll(r.Context(), c); err != nil {
+				a.fail(w, r, err)
+				return
+			}
+		}
 		err = a.read(r.Context(), c, func(v *viewer) error {
+			if res.listAll != nil {
+				items = make([]map[string]any, 0, len(all))
+				for _, o := range all {
+					if m := res.view(v, o); lq.matches(m) {
+						items = append(items, m)
+					}
+				}
+				return nil
+			}
 			nf, nv := "", ""
 			for _, f := range res.narrow {
 				if vs := lq.filters[f]; len(vs) == 1 && model.IsUUID(vs[0]) {
@@ -244,6 +262,10 @@ func (a *API) list(res *resource) http.HandlerFunc {
 func (a *API) writeCollection(w http.ResponseWriter, r *http.Request, plural string, items []map[string]any, lq *listQuery, k *model.Kind) {
 	page, links, err := lq.page(r, items)
 	if errors.Is(err, errMarker) {
+		if k == nil {
+			a.fail(w, r, neutron.NewError(neutron.NotFound, "NotFound", "Marker %s could not be found.", lq.marker))
+			return
+		}
 		a.fail(w, r, neutron.NotFoundError(k, lq.marker))
 		return
 	}
@@ -276,8 +298,19 @@ func (a *API) writeCollection(w http.ResponseWriter, r *http.Request, plural str
 func (a *API) show(res *resource) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var m map[string]any
+		var one model.Object
+		if res.getOne != nil {
+			var err error
+			if one, err = res.getOne(r.Context(), caller(r), pathID(r, "id")); err != nil {
+				a.fail(w, r, err)
+				return
+			}
+		}
 		err := a.read(r.Context(), caller(r), func(v *viewer) error {
-			o, err := v.Get(res.kind, pathID(r, "id"))
+			o, err := one, error(nil)
+			if one == nil {
+				o, err = v.Get(res.kind, pathID(r, "id"))
+			}
 			if err != nil {
 				return err
 			}

@@ -25,6 +25,11 @@ type resource struct {
 	narrow   []string
 	taggable bool // standard-attr-tag's /tags routes
 	bulk     bool // POST {"<plural>": [...]} creates several, all or nothing
+	// listAll and getOne replace the reader's list and get for a
+	// collection that shows objects not stored as such (a network's
+	// first segment).
+	listAll func(ctx context.Context, c *identity.Context) ([]model.Object, error)
+	getOne  func(ctx context.Context, c *identity.Context, id string) (model.Object, error)
 }
 
 // resource is the row of a resource by its singular name.
@@ -89,6 +94,23 @@ func (a *API) resources() []*resource {
 		{singular: "trunk", plural: "trunks", kind: neutron.TrunkKind, attrs: trunkAttrs, view: viewAs(viewTrunk),
 			prepare: prepares(decodeTrunk, s.PrepareTrunk), update: updates(decodeTrunk, s.UpdateTrunk), delete: s.DeleteTrunk,
 			narrow: []string{"port_id"}, taggable: true},
+		{singular: "segment", plural: "segments", kind: neutron.NetSegmentKind, attrs: segmentAttrs, view: viewAs(viewSegment),
+			prepare: prepares(decodeSegmentReq, s.PrepareSegment), update: updates(decodeSegmentReq, s.UpdateSegment), delete: s.DeleteSegment,
+			listAll: func(ctx context.Context, c *identity.Context) ([]model.Object, error) {
+				return objects(s.Segments(ctx, c))
+			},
+			getOne: func(ctx context.Context, c *identity.Context, id string) (model.Object, error) {
+				return object(s.GetSegment(ctx, c, id))
+			}},
+		{singular: "bgp_speaker", plural: "bgp_speakers", path: "bgp-speakers", kind: neutron.BGPSpeakerKind, attrs: speakerAttrs,
+			view: viewAs(viewSpeaker), prepare: prepares(decodeSpeaker, s.PrepareBGPSpeaker), update: updates(decodeSpeaker, s.UpdateBGPSpeaker),
+			delete: s.DeleteBGPSpeaker},
+		{singular: "bgp_peer", plural: "bgp_peers", path: "bgp-peers", kind: neutron.BGPPeerKind, attrs: peerAttrs,
+			view: viewAs(viewPeer), prepare: prepares(decodePeer, s.PrepareBGPPeer), update: updates(decodePeer, s.UpdateBGPPeer),
+			delete: s.DeleteBGPPeer},
+		{singular: "bgpvpn", plural: "bgpvpns", path: "bgpvpn/bgpvpns", kind: neutron.BGPVPNKind, attrs: bgpvpnAttrs,
+			view: viewAs(viewBGPVPN), prepare: prepares(decodeBGPVPN, s.PrepareBGPVPN), update: updates(decodeBGPVPN, s.UpdateBGPVPN),
+			delete: s.DeleteBGPVPN},
 	}
 }
 

@@ -186,6 +186,11 @@ func (s *Service) writePort(tx *nsdb.Tx, c *identity.Context, p *Port, r PortReq
 		return err
 	}
 	in := PortInput{Port: p, Subnets: subnets, Groups: pgroups, HostID: hostID, QoSPolicyID: qos, ParentID: parent, ParentVLAN: vlan}
+	if isRouterPort(p) {
+		if in.FirewallGroupID, err = firewallOf(tx, p.ID); err != nil {
+			return err
+		}
+	}
 	if err := apply(tx, &p.Std, TranslatePort(in)); err != nil {
 		return err
 	}

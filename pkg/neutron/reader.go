@@ -129,6 +129,12 @@ func (r *Reader) visible(o model.Object) bool {
 	case *QoSRule:
 		p := lookup[*QoSPolicy](r, x.PolicyID)
 		return p != nil && r.visible(p)
+	case *FirewallRule:
+		return owns(c, &x.Std) || x.Shared
+	case *FirewallPolicy:
+		return owns(c, &x.Std) || x.Shared
+	case *FirewallGroup:
+		return owns(c, &x.Std) || x.Shared
 	case *Port:
 		return portVisible(c, x, r.Network(x.NetworkID))
 	case *SecurityGroupRule:
@@ -201,6 +207,13 @@ func (r *Reader) addShared(k *model.Kind, own []model.Object) ([]model.Object, e
 				return nil, err
 			}
 		}
+	case FirewallRuleKind, FirewallPolicyKind, FirewallGroupKind:
+		// Other projects' shared ones (FWaaS's own shared flag).
+		all, err := r.tx.List(k, "", "")
+		if err != nil {
+			return nil, err
+		}
+		more = all
 	case PortKind:
 		// Ports on the project's shared networks.
 		if parents, err = r.tx.List(NetworkKind, "project_ref", projectObjectID(r.c.ProjectID)); err != nil {

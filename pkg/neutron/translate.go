@@ -122,6 +122,9 @@ type PortInput struct {
 	// port ParentID's interface, tagged ParentVLAN.
 	ParentID   string
 	ParentVLAN uint16
+	// FirewallGroupID is the firewall group filtering a router interface
+	// port ("" none).
+	FirewallGroupID string
 }
 
 // Bound reports whether a port's translation binds it to a host
@@ -162,7 +165,14 @@ func TranslatePort(in PortInput) []model.Object {
 	}
 	bp.ParentID, bp.ParentVLAN = in.ParentID, in.ParentVLAN
 	if isRouterPort(p) {
-		objs = append(objs, routerSide(p, in.Subnets, bp)...)
+		side := routerSide(p, in.Subnets, bp)
+		if fw := in.FirewallGroupID; fw != "" {
+			// The router filters what enters it through the port with the
+			// group's ingress chain, what leaves by it with the egress one.
+			rp := side[0].(*model.Port)
+			rp.InboundFilterID, rp.OutboundFilterID = fwgIngressChainID(fw), fwgEgressChainID(fw)
+		}
+		objs = append(objs, side...)
 	}
 	if p.Filtered() {
 		bp.InboundFilterID, bp.OutboundFilterID = portInChainID(p.ID), portOutChainID(p.ID)

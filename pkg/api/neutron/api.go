@@ -70,6 +70,7 @@ func (a *API) Register(mux *http.ServeMux, auth func(http.Handler) http.Handler)
 	a.registerTrunkActions(v2)
 	a.registerBGP(v2)
 	a.registerBGPVPNAssociations(v2)
+	a.registerFirewallActions(v2)
 	v2.HandleFunc(Prefix+"/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, notFound())
 	})

@@ -41,6 +41,7 @@ var extensionList = []extension{
 	{"fip-port-details", "Floating IP Port Details Extension", "Add port_details attribute to Floating IP resource", "2018-04-09T10:00:00-00:00", nil},
 	{"floating-ip-port-forwarding", "Floating IP Port Forwarding", "Provide port forwarding to floating IP", "2018-04-11T10:00:00-00:00", nil},
 	{"floating-ip-port-forwarding-port-ranges", "Floating IP Port Forwarding support port ranges", "Add support to port ranges", "2020-07-01T10:00:00-00:00", nil},
+	{"fwaas_v2", "FWaaS v2", "Provides support for firewall-as-a-service version 2", "2016-10-06T10:00:00-00:00", nil},
 	{"net-mtu", "Network MTU", "Provides MTU attribute for a network resource.", "2015-03-25T10:00:00-00:00", nil},
 	{"net-mtu-writable", "Network MTU (writable)", "Provides a writable MTU attribute for a network resource.", "2017-07-12T00:00:00-00:00", nil},
 	{"network-ip-availability", "Network IP Availability", "Provides IP availability data for each network and subnet.", "2015-09-24T00:00:00-00:00", nil},

@@ -111,6 +111,15 @@ func (a *API) resources() []*resource {
 		{singular: "bgpvpn", plural: "bgpvpns", path: "bgpvpn/bgpvpns", kind: neutron.BGPVPNKind, attrs: bgpvpnAttrs,
 			view: viewAs(viewBGPVPN), prepare: prepares(decodeBGPVPN, s.PrepareBGPVPN), update: updates(decodeBGPVPN, s.UpdateBGPVPN),
 			delete: s.DeleteBGPVPN},
+		{singular: "firewall_rule", plural: "firewall_rules", path: "fwaas/firewall_rules", kind: neutron.FirewallRuleKind, attrs: fwRuleAttrs,
+			view: viewAs(viewFWRule), prepare: prepares(decodeFWRule, s.PrepareFirewallRule), update: updates(decodeFWRule, s.UpdateFirewallRule),
+			delete: s.DeleteFirewallRule},
+		{singular: "firewall_policy", plural: "firewall_policies", path: "fwaas/firewall_policies", kind: neutron.FirewallPolicyKind,
+			attrs: fwPolicyAttrs, view: viewAs(viewFWPolicy), prepare: prepares(decodeFWPolicy, s.PrepareFirewallPolicy),
+			update: updates(decodeFWPolicy, s.UpdateFirewallPolicy), delete: s.DeleteFirewallPolicy},
+		{singular: "firewall_group", plural: "firewall_groups", path: "fwaas/firewall_groups", kind: neutron.FirewallGroupKind,
+			attrs: fwGroupAttrs, view: viewAs(viewFWGroup), prepare: prepares(decodeFWGroup, s.PrepareFirewallGroup),
+			update: updates(decodeFWGroup, s.UpdateFirewallGroup), delete: s.DeleteFirewallGroup},
 	}
 }
 

@@ -57,12 +57,12 @@ var (
 // FirewallRuleRequest is what a create or update of a rule asks.
 type FirewallRuleRequest struct {
 	StdRequest
-	Protocol                  *string // "" any
-	IPVersion                 *int
-	SourceIP, DestinationIP   *netip.Prefix // zero: any
-	SourcePort, DestPort      *[2]int       // zero: any
-	Action                    *string
-	Enabled, Shared           *bool
+	Protocol                *string // "" any
+	IPVersion               *int
+	SourceIP, DestinationIP *netip.Prefix // zero: any
+	SourcePort, DestPort    *[2]int       // zero: any
+	Action                  *string
+	Enabled, Shared         *bool
 }
 
 // FirewallPolicyRequest is what a create or update of a policy asks.

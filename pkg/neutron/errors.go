@@ -89,6 +89,17 @@ var notFoundTypes = map[*model.Kind][2]string{
 	AddressScopeKind:      {"AddressScopeNotFound", "Address scope %s could not be found."},
 	AddressGroupKind:      {"AddressGroupNotFound", "Address group %s could not be found."},
 	RBACPolicyKind:        {"RbacPolicyNotFound", "RBAC policy with ID %s not found"},
+	IKEPolicyKind:         {"IKEPolicyNotFound", "IKEPolicy %s could not be found"},
+	IPsecPolicyKind:       {"IPsecPolicyNotFound", "IPsecPolicy %s could not be found"},
+	VPNServiceKind:        {"VPNServiceNotFound", "VPNService %s could not be found"},
+	EndpointGroupKind:     {"VPNEndpointGroupNotFound", "Endpoint group %s could not be found"},
+	SiteConnectionKind:    {"IPsecSiteConnectionNotFound", "ipsec_site_connection %s not found"},
+	FirewallRuleKind:      {"FirewallRuleNotFound", "Firewall rule %s could not be found."},
+	FirewallPolicyKind:    {"FirewallPolicyNotFound", "Firewall policy %s could not be found."},
+	FirewallGroupKind:     {"FirewallGroupNotFound", "Firewall group %s could not be found."},
+	BGPSpeakerKind:        {"BgpSpeakerNotFound", "BGP speaker %s could not be found."},
+	BGPPeerKind:           {"BgpPeerNotFound", "BGP peer %s could not be found."},
+	BGPVPNKind:            {"BGPVPNNotFound", "BGPVPN %s could not be found"},
 }
 
 // NotFoundError is the not-found error of an object of a kind.

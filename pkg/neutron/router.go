@@ -112,6 +112,9 @@ func (s *Service) setGateway(tx *nsdb.Tx, c *identity.Context, r *Router, g *Gat
 		if len(fips) > 0 {
 			return inUse("RouterExternalGatewayInUseByFloatingIp", "Gateway cannot be updated for router %s, since a gateway to external network %s is required by one or more floating IPs.", r.ID, r.GatewayNetworkID)
 		}
+		if err := vpnRouterInUse(tx, r.ID); err != nil {
+			return err
+		}
 		if r.GatewayPortID != "" {
 			o, err := tx.Get(PortKind, r.GatewayPortID)
 			if err == nil {

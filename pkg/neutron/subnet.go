@@ -357,6 +357,9 @@ func (s *Service) DeleteSubnet(ctx context.Context, c *identity.Context, id stri
 		if len(allocs) > 0 {
 			return inUse("SubnetInUse", "Unable to complete operation on subnet %s: One or more ports have an IP allocation from this subnet.", id)
 		}
+		if err := vpnSubnetInGroup(tx, id); err != nil {
+			return err
+		}
 		if err := apply(tx, &sub.Std, nil); err != nil {
 			return err
 		}

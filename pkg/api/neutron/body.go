@@ -293,12 +293,12 @@ func (b Body) objects(name, what, unknown string, keys ...string) ([]Body, bool,
 }
 
 func rawText(v json.RawMessage) string {
+	if bytes.Equal(bytes.TrimSpace(v), []byte("null")) {
+		return "None"
+	}
 	var s string
 	if json.Unmarshal(v, &s) == nil {
 		return s
-	}
-	if bytes.Equal(bytes.TrimSpace(v), []byte("null")) {
-		return "None"
 	}
 	return string(v)
 }

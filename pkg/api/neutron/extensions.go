@@ -83,6 +83,8 @@ var extensionList = []extension{
 	{"trunk", "Trunk Extension", "Provides support for trunk ports", "2016-01-01T10:00:00-00:00", nil},
 	{"trunk-details", "Trunk port details", "Expose trunk port details", "2016-01-01T10:00:00-00:00", nil},
 	{"vlan-transparent", "Vlantransparent", "Provides Vlan Transparent Networks", "2015-03-23T09:00:00-00:00", nil},
+	{"vpn-endpoint-groups", "VPN Endpoint Groups", "VPN endpoint groups support", "2015-08-04T10:00:00-00:00", nil},
+	{"vpnaas", "VPN service", "Extension for VPN service", "2013-05-29T10:00:00-00:00", nil},
 }
 
 func (a *API) extensions(w http.ResponseWriter, r *http.Request) {

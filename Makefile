@@ -4,7 +4,7 @@ export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 BIN := bin
 
-.PHONY: all setup build test test-short vet bench bench-go demo fmt clean
+.PHONY: all setup build test test-short vet bench bench-go demo screenshots fmt clean
 
 all: build
 
@@ -36,6 +36,11 @@ bench: setup build
 
 demo: setup build
 	./scripts/demo.sh
+
+# Pictures of the dashboard's pages for the README (docs/img/*.png): the
+# browser test, run with a real server, agents and VMs, saves each page.
+screenshots: setup
+	NAGARE_SCREENSHOTS=$(CURDIR)/docs/img $(GO) test -count=1 -timeout 10m -run '^(TestDashboard|TestDashboardAtScale)$$' -v ./test/e2e/
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -15,6 +15,7 @@ PKGS=(
 	jq bc tmux procps psmisc
 	curl                               # HTTP through NAT in end-to-end tests (TestVyattaOneBox)
 	python3-openstackclient            # the openstack CLI drives the Neutron and identity APIs in tests
+	chromium fonts-dejavu-core         # the dashboard's browser tests and make screenshots (headless, driven by chromedp)
 )
 
 missing=()

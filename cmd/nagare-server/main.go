@@ -19,6 +19,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "token" {
+		os.Exit(tokenCommand(os.Args[2:]))
+	}
 	var cfg server.Config
 	var endpoints, logLevel string
 	flag.StringVar(&cfg.DataDir, "data-dir", "./nagare-data", "directory of the embedded etcd's data")
@@ -31,6 +34,11 @@ func main() {
 	flag.StringVar(&cfg.AdminPassword, "admin-password", "", "with --auth password: on first start, create user admin (project admin, role admin) with this password (env NAGARE_ADMIN_PASSWORD)")
 	flag.StringVar(&cfg.KeystoneURL, "keystone-url", "", "with --auth keystone: URL of the Keystone that validates tokens")
 	flag.StringVar(&cfg.PublicURL, "public-url", "", "this server's URL as clients reach it, for the identity catalog (default: the Host each request was sent to)")
+	flag.BoolVar(&cfg.TLS, "tls", false, "serve HTTPS and etcd with client certificates and RBAC even on loopback (automatic on any other address)")
+	flag.BoolVar(&cfg.InsecureHTTP, "insecure-http", false, "serve plain HTTP and an unauthenticated etcd even on non-loopback addresses (labs only: logs a warning)")
+	flag.StringVar(&cfg.TLSCertFile, "tls-cert-file", "", "serving certificate of the API and etcd (default: issued by the CA in DATA-DIR/pki)")
+	flag.StringVar(&cfg.TLSKeyFile, "tls-key-file", "", "key of --tls-cert-file")
+	flag.StringVar(&cfg.ClientCAFile, "client-ca-file", "", "further CAs whose client certificates etcd and the API trust")
 	flag.Parse()
 	if cfg.AdminPassword == "" {
 		// Read here rather than as the flag's default, which --help prints.

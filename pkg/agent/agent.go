@@ -1,38 +1,58 @@
-// Package agent is nagare-agent: it registers its host in the NSDB, mirrors
-// the virtual topology from etcd, binds the virtual ports assigned to this
-// host to their interfaces in the datapath, and handles the datapath's
-// misses by simulating the packet through the topology (pkg/sim) and
-// installing the resulting flow. DHCP is answered here, before simulation.
+// Package agent is nagare-agent: thin wiring of the feature packages
+// beneath it over one datapath and one NSDB.
+//
+//	session   registration, and the one liveness lease everything else writes under
+//	mirror    the topology mirror: immutable snapshots, exact invalidation
+//	ports     bindings ↔ datapath ports, tunnels, taps appearing and going
+//	learned   MAC and ARP/ND tables and their replication
+//	slowpath  the miss handler: DHCP, simulate, install, execute, parking
+//	statesync flow-state push/receive, sweep, persistence, NAT translations
+//	lbhealth  the load balancers' health checks
+//	uplink    physical networks' uplinks
+//
+// Each takes the narrow interfaces it needs, never the agent. Run builds
+// them; every goroutine runs under Run's context and error group, so the
+// agent stops as a whole, and the first failure stops it.
 package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
 
+	"github.com/nagare/nagare/pkg/agent/lbhealth"
+	"github.com/nagare/nagare/pkg/agent/learned"
+	"github.com/nagare/nagare/pkg/agent/mirror"
+	"github.com/nagare/nagare/pkg/agent/ports"
+	"github.com/nagare/nagare/pkg/agent/session"
+	"github.com/nagare/nagare/pkg/agent/slowpath"
+	"github.com/nagare/nagare/pkg/agent/statesync"
+	"github.com/nagare/nagare/pkg/agent/uplink"
 	"github.com/nagare/nagare/pkg/datapath"
-	"github.com/nagare/nagare/pkg/datapath/userspace"
 	"github.com/nagare/nagare/pkg/flowstate"
-	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/nsdb"
-	"github.com/nagare/nagare/pkg/sim"
+	"github.com/nagare/nagare/pkg/packet"
+
+	// The datapaths an agent offers (--datapath).
+	_ "github.com/nagare/nagare/pkg/datapath/memory"
+	_ "github.com/nagare/nagare/pkg/datapath/userspace"
 )
 
 // Config is nagare-agent's configuration (its flags).
 type Config struct {
 	HostName      string        // the host's name in the NSDB (default: hostname)
 	EtcdEndpoints []string      // the NSDB
+	EtcdTLS       *tls.Config   // client certificate and CA of a secure NSDB (from joining); nil: plain
 	TunnelIP      netip.Addr    // this host's underlay address; default its tunnel-zone member address
-	Datapath      string        // "userspace"
+	Datapath      string        // a registered datapath (datapath.Names); default userspace
 	VXLANPort     uint16        // UDP port of VXLAN on every host (default 4789)
 	UnderlayMTU   int           // MTU of the underlay (default 1500)
 	MetricsListen string        // Prometheus endpoint, host:port; empty disables
@@ -40,19 +60,41 @@ type Config struct {
 	Netns         string        // network namespace of the datapath (path); empty: the agent's own
 	Log           *slog.Logger
 
-	// Connection tracking and NAT (flowstate.go): table bounds (zero:
-	// the flowstate defaults), timeouts, and where the table is saved
-	// across restarts (empty: not saved).
+	// Connection tracking and NAT (statesync): table bounds (zero: the
+	// flowstate defaults), timeouts, and where the table is saved across
+	// restarts (empty: not saved).
 	ConntrackMax      int
 	ConntrackZoneMax  int
 	ConntrackTimeouts flowstate.Timeouts
 	StateDir          string
 
-	// PhysicalInterfaceMappings: physical network → host interface (physnet.go).
+	// PhysicalInterfaceMappings: physical network → host interface (uplink).
 	PhysicalInterfaceMappings map[string]string
 }
 
-func (c *Config) defaults() error {
+// Options are what RunWith takes from its caller instead of making: a
+// process may run many agents (simulated hypervisors) with in-memory
+// datapaths, one NSDB connection and one metrics registry.
+type Options struct {
+	// Datapath replaces the one Config.Datapath names. Run stops it when
+	// it returns (as Datapath.Run does).
+	Datapath datapath.Datapath
+	// NSDB replaces a connection to Config.EtcdEndpoints; it is not
+	// closed.
+	NSDB *nsdb.Store
+	// Registerer receives the agent's metrics instead of a registry of
+	// its own. Several agents sharing one must tell their metrics apart
+	// (prometheus.WrapRegistererWith a host label). With MetricsListen,
+	// it must also be a prometheus.Gatherer.
+	Registerer prometheus.Registerer
+	// HealthPlumbing replaces the health checks' namespaces (by default
+	// veths in Config.Netns; none for a datapath of its own interfaces).
+	HealthPlumbing lbhealth.Plumbing
+	// Ready, if set, is told the host's id once it is registered.
+	Ready func(hostID string)
+}
+
+func (c *Config) defaults(injected bool) error {
 	if c.HostName == "" {
 		h, err := os.Hostname()
 		if err != nil {
@@ -60,11 +102,16 @@ func (c *Config) defaults() error {
 		}
 		c.HostName = h
 	}
-	if c.Datapath == "" {
+	switch {
+	case c.Datapath == "" && injected:
+		c.Datapath = "injected"
+	case c.Datapath == "":
 		c.Datapath = "userspace"
 	}
-	if c.Datapath != "userspace" {
-		return fmt.Errorf("--datapath %q: only userspace is available (the eBPF datapath is not built yet)", c.Datapath)
+	if !injected {
+		if _, err := datapath.Lookup(c.Datapath); err != nil {
+			return fmt.Errorf("--datapath: %w", err)
+		}
 	}
 	if c.VXLANPort == 0 {
 		c.VXLANPort = 4789
@@ -84,212 +131,205 @@ func (c *Config) defaults() error {
 	return nil
 }
 
-// Agent is a running nagare-agent.
-type Agent struct {
-	cfg    Config
-	log    *slog.Logger
-	cli    *clientv3.Client
-	store  *nsdb.Store
-	hostID string
-	dp     datapath.Datapath
-	macs   *macTable
-	arp    *arpTable
-	nbrs   *neighbors // replicates arp through the NSDB
-	met    *metrics
-	park   *parking
-	fs     *flowstate.Table // connection tracking and NAT, shared by every Simulator
-	blocks flowstate.Blocks // NAT port blocks: natb, or a MemBlocks in unit tests
-	natb   *nsdb.NATBlocks  // the NSDB-backed blocks
-	state  stateCounters
-	saver  stateSaver // persist.go
-
-	view    atomic.Pointer[view] // what the miss path reads
-	workers sync.Pool            // *worker
-
-	mu     sync.Mutex // the control loop's state below
-	objs   map[string]model.Object
-	bound  map[string]boundPort // port id → datapath port
-	nextDP int32
-	tun    datapath.TunnelConfig
-	dhcp   map[string]*dhcpServer // bridge id → server (kept across rebuilds: leases)
-	// memberStatus is the pool members' health (nsdb state keys), copied
-	// into the mirror's members' derived Status.
-	memberStatus map[string]string
+// ParsePhysicalInterfaceMappings reads --physical-interface-mappings,
+// "physnet1:eth1,physnet2:eth2".
+func ParsePhysicalInterfaceMappings(s string) (map[string]string, error) {
+	return uplink.ParseMappings(s)
 }
 
 // Run runs the agent until ctx is done.
-func Run(ctx context.Context, cfg Config) error {
-	if err := cfg.defaults(); err != nil {
+func Run(ctx context.Context, cfg Config) error { return RunWith(ctx, cfg, Options{}) }
+
+// RunWith runs the agent with what opts provides until ctx is done; it
+// returns nil when ctx ended it, and the first failure otherwise.
+func RunWith(ctx context.Context, cfg Config, opts Options) error {
+	if err := cfg.defaults(opts.Datapath != nil); err != nil {
 		return err
 	}
-	a := &Agent{cfg: cfg, log: cfg.Log, objs: map[string]model.Object{}, bound: map[string]boundPort{},
-		dhcp: map[string]*dhcpServer{}, memberStatus: map[string]string{}}
-	var err error
-	a.cli, err = clientv3.New(clientv3.Config{Endpoints: cfg.EtcdEndpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		return fmt.Errorf("connect to the NSDB %v: %w", cfg.EtcdEndpoints, err)
+	log := cfg.Log
+	reg, gatherer := opts.Registerer, prometheus.Gatherer(nil)
+	if reg == nil {
+		r := prometheus.NewRegistry()
+		reg, gatherer = r, r
+	} else if g, ok := reg.(prometheus.Gatherer); ok {
+		gatherer = g
 	}
-	defer a.cli.Close()
-	a.store = nsdb.New(a.cli)
-	a.dp, err = userspace.New(datapath.Config{Logger: cfg.Log, Netns: cfg.Netns})
-	if err != nil {
-		return fmt.Errorf("start the userspace datapath: %w", err)
+	if cfg.MetricsListen != "" && gatherer == nil {
+		return errors.New("--metrics-listen needs a metrics registry that can be gathered")
 	}
-	defer a.dp.Close()
-	a.met = newMetrics(a)
-	a.arp = newARPTable()
-	a.nbrs = newNeighbors(a)
-	a.park = newParking()
+	db := opts.NSDB
+	if db == nil {
+		var err error
+		if db, err = nsdb.Dial(cfg.EtcdEndpoints, cfg.EtcdTLS); err != nil {
+			return err
+		}
+		defer db.Close()
+	}
+	dp := opts.Datapath
+	if dp == nil {
+		var err error
+		if dp, err = datapath.New(cfg.Datapath, datapath.Config{Logger: log, Netns: cfg.Netns}); err != nil {
+			return err
+		}
+	}
+	defer dp.Close()
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	lease, err := a.register(ctx)
+	sess, err := session.Open(ctx, db, session.Config{HostName: cfg.HostName, Addresses: addresses(cfg.TunnelIP),
+		LeaseTTL: cfg.LeaseTTL, Log: log})
 	if err != nil {
 		return err
 	}
-	a.macs = newMACTable(a.cli, a.hostID, lease, a.dp, a.log)
-	a.natb = nsdb.NewNATBlocks(a.store, a.hostID, lease)
-	defer a.natb.Close()
-	a.blocks = a.natb
-	a.fs = a.newFlowState()
-	a.loadState()
-	go runNATPublisher(ctx, a.store, a.hostID, a.fs, lease)
-	a.view.Store(&view{topo: emptyTopology(), dpToPort: map[int32]string{}, portToDP: map[string]int32{}})
-	a.log.Info("agent registered", "host", cfg.HostName, "host_id", a.hostID)
+	host := sess.HostID()
+	natBlocks := nsdb.NewNATBlocks(db, host, sess.Lease())
+	defer natBlocks.Close()
+	sess.OnLeaseChange(func(ctx context.Context, lease nsdb.LeaseID) {
+		if n, err := natBlocks.SetLease(ctx, lease); err != nil || n > 0 {
+			log.Warn("NAT blocks moved to the new lease", "conflicts", n, "err", err)
+		}
+	})
+	a, err := wire(cfg, opts, host, sess, db, dp, natBlocks, reg)
+	if err != nil {
+		return err
+	}
+	a.state.Load()
+	log.Info("agent registered", "host", cfg.HostName, "host_id", host)
+	if opts.Ready != nil {
+		opts.Ready(host)
+	}
 
-	errc := make(chan error, 12) // one per goroutine below
+	g, gctx := errgroup.WithContext(ctx)
 	run := func(name string, f func(context.Context) error) {
-		go func() {
-			err := f(ctx)
-			if err != nil && !errors.Is(err, context.Canceled) {
-				err = fmt.Errorf("%s: %w", name, err)
-			} else {
-				err = nil
-			}
-			errc <- err
-		}()
+		g.Go(func() error { return ended(gctx, name, f(gctx)) })
 	}
-	run("datapath", func(ctx context.Context) error { return a.dp.Run(ctx, dpHandler{a}) })
-	run("flow state sweeper", a.sweepState)
-	if cfg.StateDir != "" {
-		run("flow state saver", a.saveStateLoop)
-	}
-	run("topology watch", func(ctx context.Context) error { return a.store.Watch(ctx, a.apply) })
-	run("member status watch", func(ctx context.Context) error { return a.store.WatchMemberStatus(ctx, a.applyMemberStatus) })
-	run("mac table", a.macs.run)
-	run("neighbor table", a.nbrs.run)
-	run("reconcile", a.reconcileLoop)
-	run("status", a.publishStatus)
-	run("load balancer health", a.runHealth) // lb.go
-	run("physical networks", a.runPhysicalNetworks)
-	// A clean shutdown saves the latest flow state.
-	defer func() {
-		if err := a.saveState(true); err != nil {
-			a.log.Warn("save flow state", "dir", cfg.StateDir, "err", err)
-		}
-	}()
+	run("datapath", func(ctx context.Context) error { return dp.Run(ctx, missAndState{a.slow, a.state}) })
+	run("liveness lease", sess.Run)
+	run("topology watch", func(ctx context.Context) error { return a.mirror.Run(ctx, db) })
+	run("host liveness watch", func(ctx context.Context) error { return db.WatchHostLiveness(ctx, a.live.Apply) })
+	run("learned tables", a.tables.Run)
+	run("ports", a.ports.Run)
+	run("flow state", a.state.Run)
+	run("status", a.status.run)
+	run("load balancer health", a.health.Run)
+	run("physical networks", a.uplinks.Run)
 	if cfg.MetricsListen != "" {
-		run("metrics", func(ctx context.Context) error { return a.met.serve(ctx, cfg.MetricsListen) })
+		run("metrics", func(ctx context.Context) error { return serveMetrics(ctx, cfg.MetricsListen, gatherer) })
 	}
-	select {
-	case <-ctx.Done():
+	err = g.Wait()
+	// A clean shutdown saves the latest flow state.
+	if serr := a.state.Save(true); serr != nil {
+		log.Warn("save flow state", "dir", cfg.StateDir, "err", serr)
+	}
+	return err
+}
+
+// ended says why a component's goroutine returned: nothing, when the
+// agent is stopping; otherwise the component stopped the agent.
+func ended(ctx context.Context, name string, err error) error {
+	if ctx.Err() != nil {
 		return nil
-	case err := <-errc:
-		if err == nil {
-			return nil
-		}
-		return err
 	}
+	if err == nil {
+		err = errors.New("stopped")
+	}
+	return fmt.Errorf("%s: %w", name, err)
 }
 
-// register finds or creates this host's record and keeps its liveness key
-// alive on a lease: when the agent dies, etcd deletes the key after
-// LeaseTTL and every reader sees alive=false.
-func (a *Agent) register(ctx context.Context) (clientv3.LeaseID, error) {
-	var addrs []netip.Addr
-	if a.cfg.TunnelIP.IsValid() {
-		addrs = append(addrs, a.cfg.TunnelIP)
+func addresses(tunnelIP netip.Addr) []netip.Addr {
+	if tunnelIP.IsValid() {
+		return []netip.Addr{tunnelIP}
 	}
-	for attempt := 0; ; attempt++ {
-		hosts, _, err := a.store.List(ctx, model.HostKind, "name", a.cfg.HostName)
-		if err != nil {
-			return 0, fmt.Errorf("look up host %q in the NSDB: %w", a.cfg.HostName, err)
-		}
-		if len(hosts) > 0 {
-			a.hostID = hosts[0].GetMeta().ID
-			if len(addrs) > 0 {
-				_, err = a.store.Modify(ctx, model.HostKind, a.hostID, 0, func(o model.Object) error {
-					o.(*model.Host).Addresses = addrs
-					return nil
-				})
-			}
-			if err != nil {
-				return 0, fmt.Errorf("update host %q: %w", a.cfg.HostName, err)
-			}
-			break
-		}
-		h, err := a.store.Create(ctx, &model.Host{Name: a.cfg.HostName, Addresses: addrs})
-		if err == nil {
-			a.hostID = h.GetMeta().ID
-			break
-		}
-		if attempt > 3 { // another agent with our name raced us: list again
-			return 0, fmt.Errorf("register host %q: %w", a.cfg.HostName, err)
-		}
-	}
-	lease, err := a.grantLease(ctx)
+	return nil
+}
+
+// components are the agent's feature packages, wired.
+type components struct {
+	mirror  *mirror.Mirror
+	ports   *ports.Ports
+	tables  *learned.Tables
+	slow    *slowpath.Handler
+	state   *statesync.Sync
+	health  *lbhealth.Health
+	uplinks *uplink.Uplinks
+	status  *statusPublisher
+	live    *nsdb.LiveHosts // which hosts are alive, for lbhealth and uplink
+}
+
+// wire builds the feature packages over the datapath and the NSDB.
+func wire(cfg Config, opts Options, host string, sess *session.Session, db *nsdb.Store, dp datapath.Datapath,
+	blocks flowstate.Blocks, reg prometheus.Registerer) (*components, error) {
+	log := cfg.Log
+	flows, err := newCountedFlows(dp, reg)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	go a.keepAlive(ctx, lease)
-	return lease, nil
-}
-
-func (a *Agent) grantLease(ctx context.Context) (clientv3.LeaseID, error) {
-	g, err := a.cli.Grant(ctx, int64((a.cfg.LeaseTTL+time.Second-1)/time.Second))
-	if err != nil {
-		return 0, fmt.Errorf("grant liveness lease: %w", err)
+	a := &components{}
+	a.state = statesync.New(statesync.Config{HostID: host, HostName: cfg.HostName, ConntrackMax: cfg.ConntrackMax,
+		ConntrackZoneMax: cfg.ConntrackZoneMax, Timeouts: cfg.ConntrackTimeouts, StateDir: cfg.StateDir, Blocks: blocks,
+		Datapath: flows, DB: db, Lease: sess.Lease, Log: log})
+	a.tables = learned.New(learned.Config{DB: db, Lease: sess.Lease, Flows: flows, Log: log,
+		// Packets parked for a neighbor another host resolved go again.
+		Resolved: func(router string, ip netip.Addr) { a.slow.ReleaseParked(router, ip) }})
+	if a.slow, err = slowpath.New(slowpath.Config{HostID: host, UnderlayMTU: cfg.UnderlayMTU, Datapath: flows,
+		MACs: a.tables.MACs(), Neighbors: neighbors{a.tables}, FlowState: a.state.Table(), State: a.state,
+		Registerer: reg, Log: log}); err != nil {
+		return nil, err
 	}
-	if err := a.store.SetHostAlive(ctx, a.hostID, g.ID); err != nil {
-		return 0, fmt.Errorf("publish liveness: %w", err)
+	links, plumbing, vlans := namespace(dp, cfg, opts)
+	a.ports = ports.New(ports.Config{HostID: host, TunnelIP: cfg.TunnelIP, VXLANPort: cfg.VXLANPort,
+		UnderlayMTU: cfg.UnderlayMTU, Datapath: dp, Links: links, Log: log,
+		OnChange: func(b *ports.Bindings) { a.slow.SetBindings(b.PortToDP) }})
+	// A topology change reaches the bindings and the slow path before
+	// the flows it made stale are invalidated: the packets that miss
+	// again see it.
+	a.mirror = mirror.New(mirror.Config{Flows: flows, Log: log, Publish: func(s *mirror.Snapshot) {
+		a.ports.Sync(s)
+		a.slow.SetTopology(s)
+	}})
+	a.live = &nsdb.LiveHosts{}
+	if a.health, err = lbhealth.New(lbhealth.Config{HostID: host, UnderlayMTU: cfg.UnderlayMTU, DB: db, Lease: sess.Lease,
+		Alive: a.live.Alive, Topology: a.mirror.Current, Plumbing: plumbing, Registerer: reg, Log: log}); err != nil {
+		return nil, err
 	}
-	return g.ID, nil
-}
-
-// keepAlive refreshes the lease; if it is lost (etcd unreachable longer
-// than the TTL) it takes a new one, so the host comes back alive by itself.
-func (a *Agent) keepAlive(ctx context.Context, lease clientv3.LeaseID) {
-	for ctx.Err() == nil {
-		ch, err := a.cli.KeepAlive(ctx, lease)
-		if err == nil {
-			for range ch {
-			}
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		a.log.Warn("liveness lease lost; registering again", "err", err)
-		for ctx.Err() == nil {
-			if lease, err = a.grantLease(ctx); err == nil {
-				a.macs.setLease(lease)
-				if n, err := a.natb.SetLease(ctx, lease); err != nil || n > 0 {
-					a.log.Warn("NAT blocks moved to the new lease", "conflicts", n, "err", err)
-				}
-				break
-			}
-			time.Sleep(time.Second)
+	a.uplinks = uplink.New(uplink.Config{HostID: host, Mappings: cfg.PhysicalInterfaceMappings, DB: db, VLANs: vlans,
+		Alive: a.live.Alive, Topology: a.mirror.Current, Log: log})
+	a.status = &statusPublisher{db: db, dp: dp, host: host, hostName: cfg.HostName, datapath: cfg.Datapath,
+		lease: sess.Lease, state: a.state, slow: a.slow, log: log}
+	for _, c := range []prometheus.Collector{dpCollector{dp}, a.state.Collector()} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register metrics: %w", err)
 		}
 	}
+	return a, nil
 }
 
-// HostID is this agent's host id (for tests and logs).
-func (a *Agent) HostID() string { return a.hostID }
-
-// emptyTopology is the view before the first snapshot arrives.
-func emptyTopology() *sim.Topology {
-	t, err := sim.Build(nil)
-	if err != nil {
-		panic("sim.Build(nil): " + err.Error())
+// namespace is where the datapath's interfaces live: its own, for a
+// datapath that makes them (the in-memory one), or the kernel's in
+// Config.Netns, watched over netlink, where health checks are plumbed and
+// VLAN subinterfaces made.
+func namespace(dp datapath.Datapath, cfg Config, opts Options) (datapath.LinkSource, lbhealth.Plumbing, uplink.VLANs) {
+	plumbing := opts.HealthPlumbing
+	if own, ok := dp.(datapath.LinkSource); ok {
+		return own, plumbing, nil
 	}
-	return t
+	if plumbing == nil {
+		plumbing = lbhealth.Netns{Path: cfg.Netns}
+	}
+	return ports.Netlink{Netns: cfg.Netns}, plumbing, uplink.Netns{Path: cfg.Netns}
 }
+
+// neighbors is the learned tables as the slow path reads and feeds them.
+type neighbors struct{ *learned.Tables }
+
+func (n neighbors) Lookup(router string, ip netip.Addr) (packet.MAC, bool) {
+	return n.ARP().Lookup(router, ip)
+}
+
+// missAndState is the datapath's handler: misses go to the slow path,
+// flow-state packets to state sync.
+type missAndState struct {
+	slow  *slowpath.Handler
+	state *statesync.Sync
+}
+
+func (h missAndState) Miss(u *datapath.Upcall)               { h.slow.Miss(u) }
+func (h missAndState) State(from netip.Addr, payload []byte) { h.state.State(from, payload) }

@@ -10,69 +10,62 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/nagare/nagare/pkg/sim"
+	"github.com/nagare/nagare/pkg/datapath"
 )
 
-// metrics are the agent's Prometheus metrics. Counters the hot path touches
-// are plain prometheus.Counter values resolved once, so recording is an
-// atomic add; datapath counters are read from Stats at scrape time.
-type metrics struct {
-	reg              *prometheus.Registry
-	upcalls          prometheus.Counter
-	generated        prometheus.Counter
-	dhcpReplies      prometheus.Counter
-	flowsInvalidated prometheus.Counter
-	simSeconds       prometheus.Histogram
-	simDrops         [64]prometheus.Counter // by sim.DropReason
-	agentDrops       *prometheus.CounterVec
+// countedFlows is the datapath as the feature packages see it: every
+// flow they invalidate is counted.
+type countedFlows struct {
+	datapath.Datapath
+	invalidated prometheus.Counter
 }
 
-func newMetrics(a *Agent) *metrics {
-	m := &metrics{reg: prometheus.NewRegistry()}
-	m.upcalls = prometheus.NewCounter(prometheus.CounterOpts{Name: "nagare_agent_upcalls_total", Help: "Packets that missed the flow table and were handled by the agent."})
-	m.generated = prometheus.NewCounter(prometheus.CounterOpts{Name: "nagare_agent_generated_packets_total", Help: "Packets the agent generated (ARP/ND replies and requests, ICMP errors, echo replies, resets)."})
-	m.dhcpReplies = prometheus.NewCounter(prometheus.CounterOpts{Name: "nagare_agent_dhcp_replies_total", Help: "DHCP replies sent."})
-	m.flowsInvalidated = prometheus.NewCounter(prometheus.CounterOpts{Name: "nagare_agent_flows_invalidated_total", Help: "Flows removed because an object they depended on changed."})
-	m.simSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "nagare_agent_simulation_seconds", Help: "Time to simulate one packet.",
-		Buckets: prometheus.ExponentialBuckets(250e-9, 2, 16)})
-	simDrops := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nagare_agent_simulation_drops_total", Help: "Packets the simulation dropped, by reason."}, []string{"reason"})
-	for r := sim.DropReason(1); int(r) < len(m.simDrops); r++ {
-		if r.String() == "unknown" {
-			break
-		}
-		m.simDrops[r] = simDrops.WithLabelValues(r.String())
+func newCountedFlows(dp datapath.Datapath, reg prometheus.Registerer) (*countedFlows, error) {
+	c := &countedFlows{Datapath: dp, invalidated: prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "nagare_agent_flows_invalidated_total", Help: "Flows removed because an object they depended on changed."})}
+	if err := reg.Register(c.invalidated); err != nil {
+		return nil, err
 	}
-	m.agentDrops = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nagare_agent_drops_total", Help: "Packets the agent dropped outside the simulation, by reason."}, []string{"reason"})
-	m.reg.MustRegister(m.upcalls, m.generated, m.dhcpReplies, m.flowsInvalidated, m.simSeconds, simDrops, m.agentDrops, &dpCollector{a}, &fsCollector{a})
-	return m
+	return c, nil
 }
 
-func (m *metrics) simDrop(r sim.DropReason) {
-	if int(r) < len(m.simDrops) && m.simDrops[r] != nil {
-		m.simDrops[r].Inc()
-	}
+func (c *countedFlows) Invalidate(tags ...uint64) int {
+	n := c.Datapath.Invalidate(tags...)
+	c.invalidated.Add(float64(n))
+	return n
 }
 
-func (m *metrics) drop(reason string) { m.agentDrops.WithLabelValues(reason).Inc() }
+func (c *countedFlows) Flush() int {
+	n := c.Datapath.Flush()
+	c.invalidated.Add(float64(n))
+	return n
+}
 
-func (m *metrics) serve(ctx context.Context, addr string) error {
+// serveMetrics serves the Prometheus endpoint until ctx is done.
+func serveMetrics(ctx context.Context, addr string, g prometheus.Gatherer) error {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
-	go func() {
+	srv := &http.Server{Handler: promhttp.HandlerFor(g, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+	stopped := make(chan struct{})
+	go func() { // owned: serveMetrics waits for it
+		defer close(stopped)
 		<-ctx.Done()
 		_ = srv.Close()
 	}()
-	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
-		return err
+	err = srv.Serve(l)
+	if !errors.Is(err, http.ErrServerClosed) {
+		_ = srv.Close()
+	} else {
+		err = nil
 	}
-	return nil
+	<-stopped
+	return err
 }
 
 // dpCollector exports the datapath's counters at scrape time.
-type dpCollector struct{ a *Agent }
+type dpCollector struct{ dp datapath.Datapath }
 
 var (
 	descHits     = prometheus.NewDesc("nagare_datapath_hits_total", "Packets that matched a flow.", nil, nil)
@@ -87,14 +80,14 @@ var (
 	descPortTx   = prometheus.NewDesc("nagare_datapath_port_tx_packets_total", "Packets sent out of a bound port.", []string{"port", "interface"}, nil)
 )
 
-func (c *dpCollector) Describe(ch chan<- *prometheus.Desc) {
+func (c dpCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descHits, descMisses, descLost, descFlows, descInstalls, descTunnelRx, descTunnelTx, descDrops, descPortRx, descPortTx} {
 		ch <- d
 	}
 }
 
-func (c *dpCollector) Collect(ch chan<- prometheus.Metric) {
-	s := c.a.dp.Stats()
+func (c dpCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.dp.Stats()
 	ch <- prometheus.MustNewConstMetric(descHits, prometheus.CounterValue, float64(s.Hits))
 	ch <- prometheus.MustNewConstMetric(descMisses, prometheus.CounterValue, float64(s.Misses))
 	ch <- prometheus.MustNewConstMetric(descLost, prometheus.CounterValue, float64(s.Lost))

@@ -2,11 +2,12 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
+	"log/slog"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
+	"github.com/nagare/nagare/pkg/agent/slowpath"
+	"github.com/nagare/nagare/pkg/agent/statesync"
+	"github.com/nagare/nagare/pkg/agentstatus"
 	"github.com/nagare/nagare/pkg/datapath"
 	"github.com/nagare/nagare/pkg/nsdb"
 )
@@ -17,20 +18,30 @@ const statusEvery = 2 * time.Second
 // maxDumpedFlows bounds the flows listed in a published status.
 const maxDumpedFlows = 100
 
-// publishStatus writes what mm-dpctl used to print — the datapath, its
-// counters, its ports and a sample of its flows — to the NSDB under this
-// host's lease, where the server (and so the CLI) can read it from any host.
-func (a *Agent) publishStatus(ctx context.Context) error {
+// statusPublisher writes what mm-dpctl used to print — the datapath, its
+// counters, its ports and a sample of its flows — to the NSDB under the
+// host's lease, where the server (and so the CLI) can read it from any
+// host.
+type statusPublisher struct {
+	db interface {
+		PutDatapathStatus(ctx context.Context, st *agentstatus.Datapath, lease nsdb.LeaseID) error
+	}
+	dp                       datapath.Datapath
+	host, hostName, datapath string
+	lease                    func() nsdb.LeaseID
+	state                    *statesync.Sync
+	slow                     *slowpath.Handler
+	log                      *slog.Logger
+}
+
+func (p *statusPublisher) run(ctx context.Context) error {
 	t := time.NewTicker(statusEvery)
 	defer t.Stop()
 	for {
-		st := a.status()
-		b, err := json.Marshal(st)
-		if err == nil {
-			lease, err := a.cli.Lease.TimeToLive(ctx, a.currentLease())
-			if err == nil && lease.TTL > 0 {
-				_, _ = a.cli.Put(ctx, nsdb.DatapathStatusKey(a.hostID), string(b), clientv3.WithLease(a.currentLease()))
-			}
+		// A write under a lease that just ended fails; the next one goes
+		// under the new lease.
+		if err := p.db.PutDatapathStatus(ctx, p.status(), p.lease()); err != nil && ctx.Err() == nil {
+			p.log.Debug("publish datapath status", "err", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -40,23 +51,23 @@ func (a *Agent) publishStatus(ctx context.Context) error {
 	}
 }
 
-func (a *Agent) currentLease() clientv3.LeaseID { return clientv3.LeaseID(a.macs.lease.Load()) }
-
-func (a *Agent) status() *nsdb.DatapathStatus {
-	s := a.dp.Stats()
-	st := &nsdb.DatapathStatus{
-		HostID: a.hostID, HostName: a.cfg.HostName, Datapath: a.cfg.Datapath, Updated: time.Now().UTC(),
+func (p *statusPublisher) status() *agentstatus.Datapath {
+	s := p.dp.Stats()
+	st := &agentstatus.Datapath{
+		HostID: p.host, HostName: p.hostName, Datapath: p.datapath, Updated: time.Now().UTC(),
 		Flows: s.Flows, Hits: s.Hits, Misses: s.Misses, Lost: s.Lost, Drops: s.Drops,
 		FlowsInstalled: s.FlowsInstalled, FlowsExpired: s.FlowsExpired, FlowsInvalidated: s.FlowsInvalidated,
-		VXLAN:     nsdb.TunnelCounters{RxPackets: s.VXLAN.RxPackets, TxPackets: s.VXLAN.TxPackets},
-		GRE:       nsdb.TunnelCounters{RxPackets: s.GRE.RxPackets, TxPackets: s.GRE.TxPackets},
-		FlowState: a.flowStateStatus(),
+		VXLAN:     agentstatus.Tunnel{RxPackets: s.VXLAN.RxPackets, TxPackets: s.VXLAN.TxPackets},
+		GRE:       agentstatus.Tunnel{RxPackets: s.GRE.RxPackets, TxPackets: s.GRE.TxPackets},
+		FlowState: p.state.Status(),
 	}
-	for _, p := range s.Ports {
-		st.Ports = append(st.Ports, nsdb.DatapathPort{PortID: p.PortID, Index: p.Index, Interface: p.Interface,
-			RxPackets: p.RxPackets, TxPackets: p.TxPackets, RxDropped: p.RxDropped, TxDropped: p.TxDropped})
+	// The dashboard graphs these without scraping every agent.
+	st.SimulationDrops, st.AgentDrops = p.slow.DropCounts()
+	for _, port := range s.Ports {
+		st.Ports = append(st.Ports, agentstatus.Port{PortID: port.PortID, Index: port.Index, Interface: port.Interface,
+			RxPackets: port.RxPackets, TxPackets: port.TxPackets, RxDropped: port.RxDropped, TxDropped: port.TxDropped})
 	}
-	a.dp.Flows(func(f *datapath.FlowInfo) {
+	p.dp.Flows(func(f *datapath.FlowInfo) {
 		if len(st.FlowDump) < maxDumpedFlows {
 			st.FlowDump = append(st.FlowDump, f.String())
 		}

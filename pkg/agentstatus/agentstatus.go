@@ -27,6 +27,14 @@ type Datapath struct {
 	Ports            []Port            `json:"ports"`
 	FlowDump         []string          `json:"flow_dump,omitempty"`
 	FlowState        *FlowState        `json:"flow_state,omitempty"`
+
+	// SimulationDrops and AgentDrops are the agent's own drop counters by
+	// reason, the values of its Prometheus counters
+	// nagare_agent_simulation_drops_total (what the simulation dropped: a
+	// rule, no route, …) and nagare_agent_drops_total (what the agent
+	// dropped outside it); Drops are the datapath's.
+	SimulationDrops map[string]uint64 `json:"simulation_drops,omitempty"`
+	AgentDrops      map[string]uint64 `json:"agent_drops,omitempty"`
 }
 
 // FlowState is the agent's connection-tracking and NAT table: its

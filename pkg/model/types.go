@@ -113,7 +113,7 @@ type Port struct {
 	// PhysicalNetwork makes a bridge port the bridge's uplink to a
 	// physical network: one alive agent that maps the physical network
 	// binds it (host_id, interface_name) to its interface, or to the VLAN
-	// subinterface of PhysicalVLAN. See pkg/agent/physnet.go.
+	// subinterface of PhysicalVLAN. See pkg/agent/uplink.
 	PhysicalNetwork string `json:"physical_network,omitempty" nagare:"cli=physical-network,doc=uplink to this physical network; an agent mapping it binds the port"`
 	PhysicalVLAN    uint16 `json:"physical_vlan,omitempty" nagare:"cli=physical-vlan,max=4094,doc=802.1Q VLAN of the uplink on the physical network (0 = untagged)"`
 	QoSPolicyID     string `json:"qos_policy_id,omitempty" nagare:"cli=qos-policy,ref=qos-policy,ondelete=nullify,doc=rate limits and DSCP marking of the port's traffic"`

@@ -182,6 +182,17 @@ func Netlink(ns Handle) (*netlink.Handle, error) {
 	return h, nil
 }
 
+// NetlinkPath is Netlink for the namespace at path (see Open; "" is the
+// process's).
+func NetlinkPath(path string) (*netlink.Handle, error) {
+	ns, err := Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer ns.Close() // the handle's sockets keep the namespace
+	return Netlink(ns)
+}
+
 // New creates an anonymous network namespace and returns a handle to it.
 // The namespace lives as long as something holds it: the handle, a
 // process, or an interface's peer inside it. An agent that dies takes it

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -255,6 +256,22 @@ func TestNamedAndOrphans(t *testing.T) {
 	}
 	if path != Path(name) {
 		t.Errorf("path %s, want %s", path, Path(name))
+	}
+	// A netlink handle opened by path works in that namespace: a veth
+	// made through it is there, not in the host's.
+	h, err := NetlinkPath(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "nnsdummy0"}, PeerName: "nnsdummy1"}); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("ip", "netns", "exec", name, "ip", "-o", "link", "show", "nnsdummy0").CombinedOutput(); err != nil {
+		t.Fatalf("the veth made through NetlinkPath is not in %s: %v: %s", name, err, out)
+	}
+	if _, err := exec.Command("ip", "-o", "link", "show", "nnsdummy0").CombinedOutput(); err == nil {
+		t.Fatal("the veth made through NetlinkPath is in the host's namespace")
 	}
 }
 

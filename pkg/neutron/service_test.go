@@ -318,7 +318,7 @@ func TestConcurrentAllocations(t *testing.T) {
 }
 
 // TestUplinkBindingSurvivesRewrites: the binding an agent writes on a
-// physical-network uplink (pkg/agent/physnet.go) is not undone by the
+// physical-network uplink (pkg/agent/uplink) is not undone by the
 // network's updates, nor by a rewrite of the uplink's translation.
 func TestUplinkBindingSurvivesRewrites(t *testing.T) {
 	f := newFixture(t)

@@ -58,7 +58,7 @@ func etherOf(a netip.Addr) uint16 {
 // reaches the outside, marked with the physical network (and, for a VLAN
 // network, the segmentation id as the tag on the wire): one alive agent
 // whose --physical-interface-mappings name the physical network binds it
-// to that interface, or to its VLAN subinterface (pkg/agent/physnet.go).
+// to that interface, or to its VLAN subinterface (pkg/agent/uplink).
 // The bridge itself carries the network untagged: the port is not a
 // native VLAN access port (model.Port.VLAN), whose frames would leave
 // untagged and only for bridge VLAN N.

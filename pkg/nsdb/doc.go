@@ -19,7 +19,7 @@
 //	/nagare/v1/uniq/<kind>/<field>/<scope>/<value>    id of the owner
 //	/nagare/v1/state/host/<hostID>/alive              "" under the agent's lease
 //	/nagare/v1/state/datapath/<hostID>                agent's datapath status (JSON), same lease
-//	/nagare/v1/state/nat/<device>/<ip>/<block>        hostID: a NAT port block it leased, same lease
+//	/nagare/v1/state/natblock/<hostID>/<device>/<ip>/<block>  hostID: a NAT port block it leased, same lease
 //	/nagare/v1/state/nat/translations/<hostID>        its NAT bindings (JSON), same lease
 //	/nagare/v1/state/pool-member/<memberID>           up|down|no_monitor, from a health monitor (under its agent's lease)
 //
@@ -43,7 +43,9 @@
 // Zero values are not keyed: two unbound ports both have no interface name.
 //
 // state: runtime state written by agents. An agent's host is alive while its
-// lease keeps the alive key.
+// lease keeps the alive key. Every key a host writes has the host's id in
+// its prefix, so that etcd's RBAC can let each agent write its own state
+// and nothing else (see access.go).
 //
 // # Transactions
 //

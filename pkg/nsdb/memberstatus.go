@@ -36,21 +36,17 @@ func ValidMemberStatus(s string) bool {
 // than frozen in the last state a dead checker saw. lease 0 writes a key
 // without lease. The write happens only if the member exists, so a status
 // never outlives a deleted member by racing its deletion.
-func (s *Store) PutMemberStatus(ctx context.Context, memberID, status string, lease clientv3.LeaseID) error {
+func (s *Store) PutMemberStatus(ctx context.Context, memberID, status string, lease LeaseID) error {
 	if !model.IsUUID(memberID) {
 		return notFound(model.PoolMemberKind, memberID)
 	}
 	if !ValidMemberStatus(status) {
 		return &model.FieldError{Field: "status", Msg: fmt.Sprintf("%q is not one of up, down, no_monitor", status)}
 	}
-	var opts []clientv3.OpOption
-	if lease != clientv3.NoLease {
-		opts = append(opts, clientv3.WithLease(lease))
-	}
 	obj := objKey(model.PoolMemberKind, memberID)
 	resp, err := s.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(obj), ">", 0)).
-		Then(clientv3.OpPut(MemberStatusKey(memberID), status, opts...)).
+		Then(clientv3.OpPut(MemberStatusKey(memberID), status, withLease(lease)...)).
 		Commit()
 	if err != nil {
 		return fmt.Errorf("nsdb: write status of pool member %s: %w", memberID, err)
@@ -65,6 +61,20 @@ func (s *Store) PutMemberStatus(ctx context.Context, memberID, status string, le
 func (s *Store) DeleteMemberStatus(ctx context.Context, memberID string) error {
 	if _, err := s.cli.Delete(ctx, MemberStatusKey(memberID)); err != nil {
 		return fmt.Errorf("nsdb: delete status of pool member %s: %w", memberID, err)
+	}
+	return nil
+}
+
+// TakeBackMemberStatus deletes a member's health if it is still the one
+// written under lease: a checker that is no longer responsible for the
+// member takes back its verdict, but not one another checker has written
+// since.
+func (s *Store) TakeBackMemberStatus(ctx context.Context, memberID string, lease LeaseID) error {
+	key := MemberStatusKey(memberID)
+	_, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.LeaseValue(key), "=", lease)).
+		Then(clientv3.OpDelete(key)).Commit()
+	if err != nil {
+		return fmt.Errorf("nsdb: take back the status of pool member %s: %w", memberID, err)
 	}
 	return nil
 }
@@ -109,7 +119,7 @@ type MemberStatusBatch struct {
 // delivers liveness: a Reset first, then changes, until ctx is done or fn
 // fails.
 func (s *Store) WatchMemberStatus(ctx context.Context, fn func(MemberStatusBatch) error) error {
-	return s.follow(ctx, memberStatePrefix, 0,
+	return s.follow(ctx, memberStatePrefix, 0, false,
 		func(kvs []*kv, rev int64) error {
 			b := MemberStatusBatch{Reset: true, Status: make(map[string]string, len(kvs)), Rev: rev}
 			for _, kv := range kvs {

@@ -6,25 +6,35 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/nagare/nagare/pkg/flowstate"
 )
 
-// NATPrefix holds the NAT port blocks leased by hosts, one key per block:
+// NATBlockPrefix holds the NAT port blocks leased by hosts, one key per
+// block under the holder's own prefix:
 //
-//	/nagare/v1/state/nat/<device>/<ip>/<block>   the holder's host id
+//	/nagare/v1/state/natblock/<hostID>/<device>/<ip>/<block>   the holder's host id
 //
-// written with a compare CreateRevision == 0 (so one host wins a block) and
-// under the holder's liveness lease (so a dead host's blocks free
-// themselves). The published translations live beside them under
-// NATTranslationsPrefix; a device is a router UUID, never "translations".
-const NATPrefix = "/nagare/v1/state/nat/"
+// so that etcd's RBAC can let a host write its own blocks and nothing of
+// another's (see HostPermissions). A block is one host's when no other
+// live host has its key: the lease transaction compares the block's key
+// of every host whose alive key existed at the snapshot it chose from, and
+// that no host became alive since (a host leases only while alive, and its
+// blocks are written under its liveness lease, so a dead host's blocks
+// free themselves). A device is a router UUID.
+const NATBlockPrefix = root + "state/natblock/"
+
+// NATPrefix holds NAT state other than blocks: the published translations
+// (NATTranslationsPrefix).
+const NATPrefix = root + "state/nat/"
 
 // Tuning of NATBlocks. The spares are what the miss path is served from;
 // a few blocks of 64 ports each absorb a burst of new connections while
@@ -44,13 +54,35 @@ const (
 	natRetryAfter = time.Second
 )
 
-// NATBlockKey is the key of one leased block.
-func NATBlockKey(device string, ip netip.Addr, block uint16) string {
-	return natIPPrefix(device, ip) + strconv.Itoa(int(block))
+// NATBlockKey is the key of one block leased by host.
+func NATBlockKey(host, device string, ip netip.Addr, block uint16) string {
+	return natIPPrefix(host, device, ip) + strconv.Itoa(int(block))
 }
 
-func natIPPrefix(device string, ip netip.Addr) string {
-	return NATPrefix + device + "/" + ip.Unmap().String() + "/"
+func natIPPrefix(host, device string, ip netip.Addr) string {
+	return NATBlockPrefix + host + "/" + device + "/" + ip.Unmap().String() + "/"
+}
+
+// NATBlockHolding is one leased block as stored.
+type NATBlockHolding struct {
+	Host, Device string
+	IP           netip.Addr
+	Block        uint16
+}
+
+// ParseNATBlockKey splits a key under NATBlockPrefix.
+func ParseNATBlockKey(key string) (NATBlockHolding, bool) {
+	rest, ok := strings.CutPrefix(key, NATBlockPrefix)
+	parts := strings.Split(rest, "/")
+	if !ok || len(parts) != 4 || parts[0] == "" || parts[1] == "" {
+		return NATBlockHolding{}, false
+	}
+	ip, err := netip.ParseAddr(parts[2])
+	b, err2 := strconv.ParseUint(parts[3], 10, 16)
+	if err != nil || err2 != nil || b >= flowstate.BlocksPerIP {
+		return NATBlockHolding{}, false
+	}
+	return NATBlockHolding{Host: parts[0], Device: parts[1], IP: ip, Block: uint16(b)}, true
 }
 
 // NATBlocks is the NSDB-backed flowstate.Blocks of one host: blocks are
@@ -235,7 +267,7 @@ func (n *NATBlocks) Release(device string, ip netip.Addr, block uint16) {
 
 // deleteBlock deletes a block's key if this host still holds it.
 func (n *NATBlocks) deleteBlock(ctx context.Context, nb natBlock) error {
-	key := NATBlockKey(nb.device, nb.ip, nb.block)
+	key := NATBlockKey(n.host, nb.device, nb.ip, nb.block)
 	_, err := n.s.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.Value(key), "=", n.host)).
 		Then(clientv3.OpDelete(key)).
@@ -293,32 +325,115 @@ func (n *NATBlocks) refill(r natRange, sp *natSpares) {
 // errNoFreeBlock: every block of the range is held by some host.
 var errNoFreeBlock = errors.New("no free block")
 
-// take leases one free block of r in etcd. Each attempt is one round trip:
-// it tries to create a randomly chosen free block's key and, when that key
-// was taken meanwhile, reads which blocks are taken in the same
-// transaction, so the next attempt chooses among free ones.
+// natView is what a lease chooses from: the hosts alive at revision rev
+// and the blocks of one address they hold.
+type natView struct {
+	rev   int64
+	hosts []string
+	taken map[uint16]string // block → holder
+}
+
+// look reads which hosts are alive and which blocks of (device, ip) each
+// holds, at one revision (one read-only transaction, after a read of who
+// is alive; again if the hosts changed in between).
+func (n *NATBlocks) look(ctx context.Context, device string, ip netip.Addr) (*natView, error) {
+	resp, err := n.s.cli.Get(ctx, hostStatePrefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return nil, err
+	}
+	hosts := aliveHostsOf(resp.Kvs)
+	for range 5 {
+		ops := []clientv3.Op{clientv3.OpGet(hostStatePrefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())}
+		for _, h := range hosts {
+			ops = append(ops, clientv3.OpGet(natIPPrefix(h, device, ip), clientv3.WithPrefix(), clientv3.WithKeysOnly()))
+		}
+		tr, err := n.s.cli.Txn(ctx).Then(ops...).Commit()
+		if err != nil {
+			return nil, err
+		}
+		now := aliveHostsOf(tr.Responses[0].GetResponseRange().Kvs)
+		if !slices.Equal(now, hosts) {
+			hosts = now
+			continue
+		}
+		v := &natView{rev: tr.Header.Revision, hosts: hosts, taken: map[uint16]string{}}
+		for _, r := range tr.Responses[1:] {
+			for _, kv := range r.GetResponseRange().Kvs {
+				if h, ok := ParseNATBlockKey(string(kv.Key)); ok {
+					v.taken[h.Block] = h.Host
+				}
+			}
+		}
+		return v, nil
+	}
+	return nil, errors.New("hosts keep coming and going; try again")
+}
+
+// aliveHostsOf picks the host ids of alive keys, sorted.
+func aliveHostsOf(kvs []*mvccpb.KeyValue) []string {
+	var out []string
+	for _, kv := range kvs {
+		rest, _ := strings.CutPrefix(string(kv.Key), hostStatePrefix)
+		if id, ok := strings.CutSuffix(rest, "/alive"); ok && id != "" && !strings.Contains(id, "/") {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// freeCompares are the conditions under which block b of (device, ip) is
+// free for this host: no host became alive since v was read, and no host
+// alive then (this one included) holds b.
+func (n *NATBlocks) freeCompares(v *natView, device string, ip netip.Addr, b uint16) []clientv3.Cmp {
+	cmps := []clientv3.Cmp{
+		clientv3.Compare(clientv3.CreateRevision(hostStatePrefix), "<", v.rev+1).WithPrefix(),
+		clientv3.Compare(clientv3.CreateRevision(NATBlockKey(n.host, device, ip, b)), "=", 0),
+	}
+	for _, h := range v.hosts {
+		if h != n.host {
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(NATBlockKey(h, device, ip, b)), "=", 0))
+		}
+	}
+	return cmps
+}
+
+// take leases one free block of r in etcd. It reads the view once and
+// then tries to create a randomly chosen free block's key; when the
+// transaction's compares fail (a block taken meanwhile, or a new host
+// alive) it reads the view again. Hosts leasing the same address start at
+// random blocks, so they rarely collide.
 func (n *NATBlocks) take(ctx context.Context, r natRange, lease clientv3.LeaseID) (uint16, error) {
 	size := int(r.hi-r.lo) + 1
-	taken := map[uint16]bool{}
-	prefix := natIPPrefix(r.device, r.ip)
 	for {
-		if len(taken) >= size {
+		v, err := n.look(ctx, r.device, r.ip)
+		if err != nil {
+			return 0, fmt.Errorf("read NAT blocks of %s %s: %w", r.device, r.ip, err)
+		}
+		free := 0
+		for b := r.lo; ; b++ {
+			if _, t := v.taken[b]; !t {
+				free++
+			}
+			if b == r.hi {
+				break
+			}
+		}
+		if free == 0 {
 			return 0, errNoFreeBlock
 		}
-		// A random free block: random start, then the next free one.
 		start := rand.IntN(size)
 		var b uint16
 		for j := range size {
 			b = r.lo + uint16((start+j)%size)
-			if !taken[b] {
+			if _, t := v.taken[b]; !t {
 				break
 			}
 		}
-		key := prefix + strconv.Itoa(int(b))
+		key := NATBlockKey(n.host, r.device, r.ip, b)
 		resp, err := n.s.cli.Txn(ctx).
-			If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+			If(n.freeCompares(v, r.device, r.ip, b)...).
 			Then(clientv3.OpPut(key, n.host, clientv3.WithLease(lease))).
-			Else(clientv3.OpGet(prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())).
 			Commit()
 		if err != nil {
 			return 0, fmt.Errorf("lease NAT block %s: %w", key, err)
@@ -326,12 +441,8 @@ func (n *NATBlocks) take(ctx context.Context, r natRange, lease clientv3.LeaseID
 		if resp.Succeeded {
 			return b, nil
 		}
-		taken[b] = true
-		for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
-			v, err := strconv.ParseUint(strings.TrimPrefix(string(kv.Key), prefix), 10, 16)
-			if err == nil && uint16(v) >= r.lo && uint16(v) <= r.hi {
-				taken[uint16(v)] = true
-			}
+		if err := ctx.Err(); err != nil {
+			return 0, err
 		}
 	}
 }
@@ -354,25 +465,41 @@ func (n *NATBlocks) SetLease(ctx context.Context, lease clientv3.LeaseID) (confl
 	}
 	n.mu.Unlock()
 	for _, b := range held {
-		key := NATBlockKey(b.device, b.ip, b.block)
-		resp, err := n.s.cli.Txn(ctx).
-			If(clientv3.Compare(clientv3.Value(key), "=", n.host)).
-			Then(clientv3.OpPut(key, n.host, clientv3.WithLease(lease))).
-			Commit()
-		if err == nil && !resp.Succeeded {
-			resp, err = n.s.cli.Txn(ctx).
-				If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-				Then(clientv3.OpPut(key, n.host, clientv3.WithLease(lease))).
-				Commit()
-			if err == nil && !resp.Succeeded {
-				conflicts++
-			}
-		}
+		holder, err := n.retake(ctx, b, lease)
 		if err != nil {
-			return conflicts, fmt.Errorf("nsdb: move NAT block %s to the new lease: %w", key, err)
+			return conflicts, fmt.Errorf("nsdb: move NAT block %s to the new lease: %w", NATBlockKey(n.host, b.device, b.ip, b.block), err)
+		}
+		if holder != "" {
+			conflicts++
 		}
 	}
 	return conflicts, nil
+}
+
+// retake puts block b under lease for this host: at once when this host
+// still holds it, otherwise only if no live host holds it. It returns the
+// other holder when one does.
+func (n *NATBlocks) retake(ctx context.Context, b natBlock, lease clientv3.LeaseID) (holder string, err error) {
+	key := NATBlockKey(n.host, b.device, b.ip, b.block)
+	put := clientv3.OpPut(key, n.host, clientv3.WithLease(lease))
+	resp, err := n.s.cli.Txn(ctx).If(clientv3.Compare(clientv3.Value(key), "=", n.host)).Then(put).Commit()
+	if err != nil || resp.Succeeded {
+		return "", err
+	}
+	for range 10 {
+		v, err := n.look(ctx, b.device, b.ip)
+		if err != nil {
+			return "", err
+		}
+		if h, ok := v.taken[b.block]; ok && h != n.host {
+			return h, nil
+		}
+		resp, err := n.s.cli.Txn(ctx).If(n.freeCompares(v, b.device, b.ip, b.block)...).Then(put).Commit()
+		if err != nil || resp.Succeeded {
+			return "", err
+		}
+	}
+	return "", fmt.Errorf("block %d of %s %s: hosts keep coming and going; try again", b.block, b.device, b.ip)
 }
 
 // Claim takes block under this host's current lease for a binding
@@ -389,24 +516,12 @@ func (n *NATBlocks) Claim(ctx context.Context, device string, ip netip.Addr, blo
 	n.mu.Lock()
 	lease := n.lease
 	n.mu.Unlock()
-	key := NATBlockKey(device, ip, block)
-	put := clientv3.OpPut(key, n.host, clientv3.WithLease(lease))
-	resp, err := n.s.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.Value(key), "=", n.host)).Then(put).Commit()
-	if err == nil && !resp.Succeeded {
-		resp, err = n.s.cli.Txn(ctx).
-			If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).Then(put).
-			Else(clientv3.OpGet(key)).Commit()
-		if err == nil && !resp.Succeeded {
-			holder := "another host"
-			if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) == 1 {
-				holder = "host " + string(kvs[0].Value)
-			}
-			return fmt.Errorf("nsdb: NAT block %s is held by %s", key, holder)
-		}
-	}
+	holder, err := n.retake(ctx, natBlock{device, ip.Unmap(), block}, lease)
 	if err != nil {
-		return fmt.Errorf("nsdb: claim NAT block %s: %w", key, err)
+		return fmt.Errorf("nsdb: claim NAT block %d of %s %s: %w", block, device, ip, err)
+	}
+	if holder != "" {
+		return fmt.Errorf("nsdb: NAT block %d of %s %s is held by host %s", block, device, ip, holder)
 	}
 	return nil
 }

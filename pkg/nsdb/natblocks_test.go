@@ -33,6 +33,11 @@ func (f *fixture) grant() clientv3.LeaseID {
 
 func (f *fixture) natBlocks(host string) (*NATBlocks, clientv3.LeaseID) {
 	lease := f.grant()
+	// A host leases blocks only while alive: its blocks count as taken
+	// only while its alive key (under the same lease) exists.
+	if _, err := f.cli.Put(f.ctx, hostAliveKey(host), "", clientv3.WithLease(lease)); err != nil {
+		f.t.Fatal(err)
+	}
 	n := NewNATBlocks(f.s, host, lease)
 	n.retryAfter = 50 * time.Millisecond // the tests wait for exhaustion to be seen
 	f.t.Cleanup(n.Close)
@@ -82,20 +87,30 @@ func waitSpares(t testing.TB, n *NATBlocks, r natRange) int {
 	return 0
 }
 
-// natKeys returns block → holder as etcd has them.
+// natKeys returns block → holder as etcd has them, from every host's
+// prefix; a block held by two hosts fails the test.
 func (f *fixture) natKeys(device string, ip netip.Addr) map[uint16]string {
 	f.t.Helper()
-	resp, err := f.cli.Get(f.ctx, natIPPrefix(device, ip), clientv3.WithPrefix())
+	resp, err := f.cli.Get(f.ctx, NATBlockPrefix, clientv3.WithPrefix())
 	if err != nil {
 		f.t.Fatal(err)
 	}
 	out := map[uint16]string{}
 	for _, kv := range resp.Kvs {
-		var b uint16
-		if _, err := fmt.Sscan(strings.TrimPrefix(string(kv.Key), natIPPrefix(device, ip)), &b); err != nil {
-			f.t.Fatalf("key %s: %v", kv.Key, err)
+		h, ok := ParseNATBlockKey(string(kv.Key))
+		if !ok {
+			f.t.Fatalf("malformed NAT block key %s", kv.Key)
 		}
-		out[b] = string(kv.Value)
+		if h.Device != device || h.IP != ip.Unmap() {
+			continue
+		}
+		if h.Host != string(kv.Value) {
+			f.t.Errorf("key %s holds %q", kv.Key, kv.Value)
+		}
+		if other, dup := out[h.Block]; dup {
+			f.t.Errorf("block %d held by %s and %s", h.Block, other, h.Host)
+		}
+		out[h.Block] = h.Host
 	}
 	return out
 }

@@ -33,7 +33,7 @@ type (
 )
 
 // PutNATTranslations publishes the bindings of hostID under lease.
-func (s *Store) PutNATTranslations(ctx context.Context, hostID string, lease clientv3.LeaseID, t *NATTranslations) error {
+func (s *Store) PutNATTranslations(ctx context.Context, hostID string, lease LeaseID, t *NATTranslations) error {
 	if !model.IsUUID(hostID) {
 		return notFound(model.HostKind, hostID)
 	}
@@ -45,7 +45,7 @@ func (s *Store) PutNATTranslations(ctx context.Context, hostID string, lease cli
 	if err != nil {
 		return fmt.Errorf("nsdb: encode NAT translations of host %s: %w", hostID, err)
 	}
-	if _, err := s.cli.Put(ctx, NATTranslationsKey(hostID), string(b), clientv3.WithLease(lease)); err != nil {
+	if _, err := s.cli.Put(ctx, NATTranslationsKey(hostID), string(b), withLease(lease)...); err != nil {
 		return fmt.Errorf("nsdb: publish NAT translations of host %s: %w", hostID, err)
 	}
 	return nil
@@ -78,7 +78,7 @@ func (s *Store) ListNATTranslations(ctx context.Context) ([]NATTranslations, err
 // HostLease returns the lease that keeps hostID alive (the agent's current
 // liveness lease), 0 when the host is not alive. Writers of the host's
 // state that outlive a re-registration find the new lease here.
-func (s *Store) HostLease(ctx context.Context, hostID string) (clientv3.LeaseID, error) {
+func (s *Store) HostLease(ctx context.Context, hostID string) (LeaseID, error) {
 	resp, err := s.cli.Get(ctx, hostAliveKey(hostID))
 	if err != nil {
 		return 0, fmt.Errorf("nsdb: read the liveness of host %s: %w", hostID, err)
@@ -86,5 +86,5 @@ func (s *Store) HostLease(ctx context.Context, hostID string) (clientv3.LeaseID,
 	if len(resp.Kvs) == 0 {
 		return 0, nil
 	}
-	return clientv3.LeaseID(resp.Kvs[0].Lease), nil
+	return LeaseID(resp.Kvs[0].Lease), nil
 }

@@ -15,7 +15,8 @@ import (
 // Store is the NSDB. It is safe for concurrent use and holds no state of its
 // own beyond the client, so any number of servers can share one etcd.
 type Store struct {
-	cli *clientv3.Client
+	cli   *clientv3.Client
+	owned bool // made by Dial: Close closes cli
 }
 
 // New returns a store over an etcd client (embedded or external alike).
@@ -149,7 +150,7 @@ func (s *Store) CountReferrers(ctx context.Context, id string, src *model.Kind) 
 // SetHostAlive marks a host alive for as long as lease lives. The agent
 // owns the lease and keeps it alive; when the agent dies the key expires
 // and watchers see the host go.
-func (s *Store) SetHostAlive(ctx context.Context, hostID string, lease clientv3.LeaseID) error {
+func (s *Store) SetHostAlive(ctx context.Context, hostID string, lease LeaseID) error {
 	if !model.IsUUID(hostID) {
 		return notFound(model.HostKind, hostID)
 	}

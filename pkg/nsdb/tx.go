@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"sort"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/nagare/nagare/internal/backoff"
 	"github.com/nagare/nagare/pkg/model"
 )
 
@@ -124,7 +124,7 @@ func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) (rev int64, e
 		if tx.optimistic && len(tx.asserts) > 0 {
 			continue // likely a failed assertion, not a concurrent writer
 		}
-		if err := sleep(ctx, backoff(attempt, 2*time.Millisecond, 250*time.Millisecond)); err != nil {
+		if err := backoff.Sleep(ctx, backoff.Jitter(attempt, 2*time.Millisecond, 250*time.Millisecond)); err != nil {
 			return 0, err
 		}
 	}
@@ -145,27 +145,6 @@ func (s *Store) view(ctx context.Context, fn func(tx *Tx) error) (int64, error) 
 		return 0, err
 	}
 	return tx.rev, nil
-}
-
-// backoff is full jitter: a random wait up to base·2^attempt, capped, so
-// writers that collided do not collide again in lockstep.
-func backoff(attempt int, base, cap time.Duration) time.Duration {
-	d := cap
-	if attempt < 20 && base<<attempt < cap {
-		d = base << attempt
-	}
-	return rand.N(d) + time.Millisecond
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // snapshot pins reads after the first to the first read's revision.

@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/nagare/nagare/internal/backoff"
 	"github.com/nagare/nagare/pkg/model"
 )
 
@@ -61,7 +63,7 @@ func (s *Store) Watch(ctx context.Context, fn func(Batch) error) error {
 // (from an earlier Batch): it starts with the changes after rev, or with a
 // Reset batch when those are compacted away. rev 0 is Watch.
 func (s *Store) WatchFrom(ctx context.Context, rev int64, fn func(Batch) error) error {
-	return s.follow(ctx, objPrefix, rev,
+	return s.follow(ctx, objPrefix, rev, false,
 		func(kvs []*kv, rev int64) error {
 			objs := make([]model.Object, 0, len(kvs))
 			order := make(map[model.Object][2]int64, len(kvs))
@@ -131,10 +133,49 @@ type Liveness struct {
 	Rev   int64
 }
 
+// LiveHosts is the set of hosts whose agents hold their lease, kept by a
+// liveness watch: WatchHostLiveness(ctx, live.Apply). It is safe for
+// concurrent use; the zero value is empty.
+type LiveHosts struct {
+	mu    sync.Mutex
+	alive map[string]bool
+	rev   int64
+}
+
+// Apply is the liveness watch's callback.
+func (h *LiveHosts) Apply(l Liveness) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.alive == nil || l.Reset {
+		h.alive = map[string]bool{}
+	}
+	for id, up := range l.Alive {
+		if up {
+			h.alive[id] = true
+		} else {
+			delete(h.alive, id)
+		}
+	}
+	h.rev++
+	return nil
+}
+
+// Alive returns the live hosts (the caller's copy) and a revision that
+// changes whenever they may have.
+func (h *LiveHosts) Alive() (map[string]bool, int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make(map[string]bool, len(h.alive))
+	for id := range h.alive {
+		out[id] = true
+	}
+	return out, h.rev
+}
+
 // WatchHostLiveness delivers host liveness to fn like Watch delivers
 // objects: a Reset first, then changes, until ctx is done or fn fails.
 func (s *Store) WatchHostLiveness(ctx context.Context, fn func(Liveness) error) error {
-	return s.follow(ctx, hostStatePrefix, 0,
+	return s.follow(ctx, hostStatePrefix, 0, false,
 		func(kvs []*kv, rev int64) error {
 			l := Liveness{Reset: true, Alive: map[string]bool{}, Rev: rev}
 			for _, kv := range kvs {
@@ -166,13 +207,14 @@ func (e *callbackError) Error() string { return e.err.Error() }
 
 // follow is the list-then-watch loop shared by the watches: list at R
 // (unless resuming from rev), watch from R+1, resume after interruptions,
-// relist when the history is compacted.
-func (s *Store) follow(ctx context.Context, prefix string, rev int64,
+// relist when the history is compacted. keysOnly lists keys without
+// values, for watchers that only need to know what exists.
+func (s *Store) follow(ctx context.Context, prefix string, rev int64, keysOnly bool,
 	reset func([]*kv, int64) error, apply func([]*clientv3.Event, int64) error) error {
 	listed := rev != 0
 	for failures := 0; ; {
 		if !listed {
-			kvs, r, err := s.rangeAll(ctx, prefix, 0, false)
+			kvs, r, err := s.rangeAll(ctx, prefix, 0, keysOnly)
 			switch {
 			case err == nil:
 				if err := reset(kvs, r); err != nil {
@@ -204,7 +246,7 @@ func (s *Store) follow(ctx context.Context, prefix string, rev int64,
 			return ctx.Err()
 		}
 		failures++
-		if err := sleep(ctx, backoff(min(failures, 10), 50*time.Millisecond, 5*time.Second)); err != nil {
+		if err := backoff.Sleep(ctx, backoff.Jitter(min(failures, 10), 50*time.Millisecond, 5*time.Second)); err != nil {
 			return err
 		}
 	}

@@ -1,32 +1,40 @@
 // Package server runs nagare-server: the NSDB (an embedded single-node etcd
 // by default, or an external cluster), the native REST API, the Neutron
-// v2.0 API, the identity API and the health endpoint. It holds no state of
-// its own: everything lives in the NSDB, so several servers can run against
-// one etcd cluster.
+// v2.0 API, the identity API, the dashboard (/ui/) and the health
+// endpoint. It holds no state of its own: everything lives in the NSDB, so
+// several servers can run against one etcd cluster.
 package server
 
 import (
+	"cmp"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
 	identityapi "github.com/nagare/nagare/pkg/api/identity"
+	joinapi "github.com/nagare/nagare/pkg/api/join"
 	"github.com/nagare/nagare/pkg/api/native"
 	neutronapi "github.com/nagare/nagare/pkg/api/neutron"
 	"github.com/nagare/nagare/pkg/identity"
+	"github.com/nagare/nagare/pkg/join"
 	"github.com/nagare/nagare/pkg/neutron"
 	"github.com/nagare/nagare/pkg/nsdb"
+	"github.com/nagare/nagare/pkg/pki"
 	"github.com/nagare/nagare/pkg/server/embedetcd"
+	"github.com/nagare/nagare/pkg/ui"
 )
 
 // Config is nagare-server's configuration (its flags).
@@ -51,6 +59,23 @@ type Config struct {
 	PublicURL string
 	// BcryptCost lowers the password hashing cost (tests); 0 is Keystone's 12.
 	BcryptCost int
+
+	// TLS serves the API over HTTPS and the embedded etcd with client
+	// certificates and RBAC even on loopback (--tls). Without it the
+	// server is secure on any non-loopback listener, and from then on
+	// (its data directory holds a CA), unless InsecureHTTP.
+	TLS bool
+	// InsecureHTTP serves plain HTTP and an open etcd wherever they
+	// listen (--insecure-http), with a warning.
+	InsecureHTTP bool
+	// TLSCertFile and TLSKeyFile are a serving certificate of the
+	// operator's (default: one the data directory's CA issues).
+	TLSCertFile, TLSKeyFile string
+	// ClientCAFile adds CAs whose client certificates are trusted.
+	ClientCAFile string
+	// HostCertValidity is how long host certificates live (default
+	// pki.HostValidity); tests shorten it.
+	HostCertValidity time.Duration
 }
 
 // Authentication modes.
@@ -70,7 +95,11 @@ type Server struct {
 	listener net.Listener
 	log      *slog.Logger
 	identity *identity.Service // AuthPassword only
+	sec      *security         // nil unless secure
+	join     *join.Service     // secure mode only
+	bg       context.Context   // the server's background work (ended by stop)
 	stop     context.CancelFunc
+	wg       sync.WaitGroup // background work that must end before the NSDB client closes
 }
 
 // Start brings up the NSDB and the API. The API listens when Start returns.
@@ -84,21 +113,40 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 			s.Close()
 		}
 	}()
+	secure := cfg.secureMode()
+	if secure {
+		if len(cfg.EtcdEndpoints) > 0 {
+			return nil, errors.New("TLS with an external etcd cluster is not supported yet: give --insecure-http and secure the cluster yourself, or use the embedded etcd")
+		}
+		if s.sec, err = setupSecurity(cfg); err != nil {
+			return nil, fmt.Errorf("set up TLS in %s: %w", filepath.Join(cfg.DataDir, pkiDir), err)
+		}
+		cfg.EtcdListen = httpsURL(cfg.EtcdListen)
+		s.cfg.EtcdListen = cfg.EtcdListen
+	} else if exposed := cfg.exposedInsecurely(); exposed != "" {
+		s.log.Warn("!!! PLAIN HTTP on a non-loopback address (--insecure-http): passwords, tokens and the whole NSDB cross the network in clear and anyone who reaches etcd can rewrite every tenant's network. Never do this outside a lab.", "address", exposed)
+	}
 	endpoints := cfg.EtcdEndpoints
 	if len(endpoints) == 0 {
-		s.etcd, err = embedetcd.Start(ctx, embedetcd.Config{
-			DataDir:   filepath.Join(cfg.DataDir),
-			ClientURL: cfg.EtcdListen,
-			PeerURL:   cfg.EtcdPeerURL,
-			Name:      "nagare",
-		})
+		ec := embedetcd.Config{DataDir: cfg.DataDir, ClientURL: cfg.EtcdListen, PeerURL: cfg.EtcdPeerURL, Name: "nagare"}
+		if s.sec != nil {
+			ec.TLS = &embedetcd.TLSFiles{CertFile: s.sec.certFile, KeyFile: s.sec.keyFile, TrustedCAFile: s.sec.caFile, CRLFile: s.sec.crlFile}
+			if err := s.sec.writeEmptyCRL(); err != nil {
+				return nil, err
+			}
+		}
+		s.etcd, err = embedetcd.Start(ctx, ec)
 		if err != nil {
 			return nil, fmt.Errorf("start embedded etcd in %s: %w", cfg.DataDir, err)
 		}
 		endpoints = s.etcd.Endpoints()
-		s.log.Info("embedded etcd ready", "data_dir", cfg.DataDir, "endpoints", endpoints)
+		s.log.Info("embedded etcd ready", "data_dir", cfg.DataDir, "endpoints", endpoints, "tls", s.sec != nil)
 	}
-	s.cli, err = clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	cc := clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
+	if s.sec != nil {
+		cc.TLS = s.sec.rootTLS()
+	}
+	s.cli, err = clientv3.New(cc)
 	if err != nil {
 		return nil, fmt.Errorf("connect to etcd %v: %w", endpoints, err)
 	}
@@ -108,7 +156,21 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := s.store.Init(initCtx); err != nil {
 		return nil, fmt.Errorf("initialise the NSDB at %v: %w", endpoints, err)
 	}
+	if s.sec != nil {
+		if err := s.store.EnableAccessControl(initCtx); err != nil {
+			return nil, err
+		}
+		if err := pki.WriteFile(filepath.Join(s.sec.dir, EndpointsFile), []byte(strings.Join(endpoints, ",")+"\n"), 0o644); err != nil {
+			return nil, err
+		}
+		s.join, err = join.New(initCtx, s.store, join.Options{CA: s.sec.ca, CRLFile: s.sec.crlFile, Validity: cfg.hostCertValidity(),
+			Endpoints: []string{cfg.EtcdListenAdvertised(endpoints)}, Log: s.log})
+		if err != nil {
+			return nil, err
+		}
+	}
 
+	s.bg, s.stop = context.WithCancel(context.Background())
 	mux := http.NewServeMux()
 	auth, err := s.authentication(ctx, mux)
 	if err != nil {
@@ -117,20 +179,66 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	nativeMux := http.NewServeMux()
 	native.New(s.store, s.log).Register(nativeMux)
 	mux.Handle(native.Prefix+"/", auth(requireAdmin(nativeMux)))
-	neutronapi.New(neutron.New(s.store, neutron.Options{Log: s.log}), s.log).Register(mux, auth)
+	nsvc := neutron.New(s.store, neutron.Options{Log: s.log})
+	neutronapi.New(nsvc, s.log).Register(mux, auth)
+	if s.join != nil {
+		joinapi.New(s.join, s.sec.ca.CertPEM, s.log).Register(mux, func(h http.Handler) http.Handler { return auth(requireAdmin(h)) })
+	}
+	dash := ui.New(ui.Options{Store: s.store, Scope: nsvc.NativeScope, Auth: cmp.Or(cfg.Auth, AuthNoAuth), Log: s.log})
+	dash.Register(mux, auth)
+	s.wg.Go(func() { dash.Run(s.bg) })
 	mux.HandleFunc("GET /healthz", s.healthz)
 	s.listener, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	s.http = &http.Server{Handler: logRequests(s.log, mux), ReadHeaderTimeout: 10 * time.Second}
+	scheme := "http"
+	if s.sec != nil {
+		s.listener, scheme = tls.NewListener(s.listener, s.sec.apiTLS()), "https"
+	}
+	s.http = &http.Server{Handler: logRequests(s.log, mux), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)} // TLS handshake noise of scanners and wrong clients
 	go func() {
 		if err := s.http.Serve(s.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("API server stopped", "err", err)
 		}
 	}()
-	s.log.Info("nagare-server listening", "api", "http://"+s.listener.Addr().String())
+	s.log.Info("nagare-server listening", "api", scheme+"://"+s.listener.Addr().String())
 	return s, nil
+}
+
+// URL is the API's base URL (https in secure mode).
+func (s *Server) URL() string {
+	if s.sec != nil {
+		return "https://" + s.Addr()
+	}
+	return "http://" + s.Addr()
+}
+
+// CAFile is the CA clients verify the server with ("" without TLS).
+func (s *Server) CAFile() string {
+	if s.sec == nil {
+		return ""
+	}
+	return filepath.Join(s.sec.dir, pki.CACertFile)
+}
+
+// Join is the agent-identity service (nil without TLS).
+func (s *Server) Join() *join.Service { return s.join }
+
+// EtcdListenAdvertised is the etcd URL joined agents are told: the
+// configured listen URL, with the bound port when it was 0.
+func (c Config) EtcdListenAdvertised(bound []string) string {
+	u, err := url.Parse(c.EtcdListen)
+	if err != nil || len(bound) == 0 {
+		return c.EtcdListen
+	}
+	if u.Port() == "0" {
+		if b, err := url.Parse(bound[0]); err == nil {
+			u.Host = net.JoinHostPort(u.Hostname(), b.Port())
+		}
+	}
+	return u.String()
 }
 
 // Addr is the API's bound address.
@@ -175,9 +283,7 @@ func (s *Server) authentication(ctx context.Context, mux *http.ServeMux) (func(h
 		s.identity = svc
 		api := identityapi.NewAPI(svc, s.cfg.PublicURL)
 		api.Register(mux)
-		bg, stop := context.WithCancel(context.Background())
-		s.stop = stop
-		go s.purgeRevocations(bg, svc)
+		s.wg.Go(func() { s.purgeRevocations(s.bg, svc) })
 		return func(h http.Handler) http.Handler { return identityapi.Authenticate(svc, api.AuthURL, s.log, h) }, nil
 	case AuthKeystone:
 		if s.cfg.KeystoneURL == "" {
@@ -232,8 +338,9 @@ func (s *Server) Identity() *identity.Service { return s.identity }
 // Close stops the API (letting requests in flight finish), then the NSDB.
 func (s *Server) Close() {
 	if s.stop != nil {
-		s.stop()
+		s.stop() // also ends the dashboard's event streams, which Shutdown would wait for
 	}
+	s.wg.Wait()
 	if s.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		_ = s.http.Shutdown(ctx)
@@ -262,3 +369,7 @@ type statusWriter struct {
 }
 
 func (w *statusWriter) WriteHeader(code int) { w.status = code; w.ResponseWriter.WriteHeader(code) }
+
+// Unwrap lets http.ResponseController reach the connection (the
+// dashboard's event stream flushes each event).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

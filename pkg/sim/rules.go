@@ -544,3 +544,7 @@ func l4Ports(p *packet.Parsed) (src, dst uint16, ok bool) {
 	}
 	return 0, 0, false
 }
+
+// DescribeRule is a rule's condition as traces print it ("proto 6 dst-port
+// 22"), for views that list rules beside traces (the dashboard).
+func DescribeRule(r *model.Rule) string { return describeRule(r) }

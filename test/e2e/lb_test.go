@@ -22,7 +22,7 @@ import (
 // The L4 load balancer end to end: three backend VMs on three hypervisors
 // run real HTTP (and UDP) servers answering their own name; a client VM on
 // another subnet talks to VIPs on the router. Health monitoring is done by
-// the agents (pkg/agent/lb.go) through a health-check port of the router,
+// the agents (pkg/agent/lbhealth) through a health-check port of the router,
 // so a backend's death is seen through the overlay, as a client would.
 //
 // The subtests share one environment and run in order; the failover of

@@ -50,7 +50,14 @@ func vmIP6(subnet, host int) string { return fmt.Sprintf("fd00:%d::%d", subnet, 
 // standard topology; it returns once every VM can ping its router port.
 func newTopology(t *testing.T) *topo {
 	t.Helper()
-	env := harness.New(t, harness.Options{})
+	return newTopologyWith(t, harness.Options{})
+}
+
+// newTopologyWith is newTopology in an environment with options (a
+// server that authenticates, for one).
+func newTopologyWith(t *testing.T, opts harness.Options) *topo {
+	t.Helper()
+	env := harness.New(t, opts)
 	tp := &topo{Env: env, vm: map[string]*harness.VM{}, port: map[string]string{}, routes: map[string]string{}, rport: map[string]string{}}
 	cli := func(format string, args ...any) string { t.Helper(); return env.MustCLI(t, format, args...) }
 

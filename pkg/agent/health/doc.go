@@ -1,7 +1,7 @@
 // Package health is the load balancer's health checking: the checks (TCP
 // connect, HTTP with expected status codes), the per-member state machine
 // and a scheduler that runs one check loop per member. It knows nothing of
-// the NSDB or of namespaces: the agent (pkg/agent/lb.go) gives it a dialer
+// the NSDB or of namespaces: the agent (pkg/agent/lbhealth) gives it a dialer
 // whose sockets live in the health-check namespace behind the virtual
 // router, and writes the transitions it reports as member statuses.
 //

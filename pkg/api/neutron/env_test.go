@@ -16,8 +16,8 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/roles"
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/users"
 
-	"github.com/nagare/nagare/pkg/nsdb/nsdbtest"
 	"github.com/nagare/nagare/pkg/server"
+	"github.com/nagare/nagare/pkg/server/servertest"
 )
 
 // env is a real nagare-server (in this process, over a real etcd) with
@@ -32,19 +32,12 @@ type env struct {
 	identity *gophercloud.ServiceClient // identity client, admin
 }
 
-const adminPassword = "s3cret-admin"
+const adminPassword = servertest.AdminPassword
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	cli := nsdbtest.Start(t)
-	ctx := context.Background()
-	srv, err := server.Start(ctx, server.Config{Listen: "127.0.0.1:0", EtcdEndpoints: cli.Endpoints(),
-		Auth: server.AuthPassword, AdminPassword: adminPassword, BcryptCost: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
-	e := &env{t: t, ctx: ctx, srv: srv, base: "http://" + srv.Addr()}
+	srv, base := servertest.Start(t)
+	e := &env{t: t, ctx: context.Background(), srv: srv, base: base}
 	e.admin, e.identity = e.login("admin", adminPassword, "admin")
 	return e
 }

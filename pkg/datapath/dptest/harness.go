@@ -5,7 +5,6 @@ package dptest
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"sync"
@@ -13,17 +12,66 @@ import (
 	"time"
 
 	"github.com/nagare/nagare/pkg/datapath"
-	"github.com/nagare/nagare/pkg/datapath/afpacket"
-	"github.com/nagare/nagare/pkg/datapath/netnstest"
 	"github.com/nagare/nagare/pkg/flow"
 	"github.com/nagare/nagare/pkg/packet"
 )
 
-// Factory creates the datapath under test. cfg.Netns is the namespace of
-// the "host" it serves; cfg.Flows carries the test's timeouts and caps.
-// The factory registers no cleanup of its own: the suite closes the
-// datapath.
+// Factory creates a datapath of the kernel's interfaces under test.
+// cfg.Netns is the namespace of the "host" it serves; cfg.Flows carries
+// the test's timeouts and caps. The factory registers no cleanup of its
+// own: the suite closes the datapath.
 type Factory func(t *testing.T, cfg datapath.Config) datapath.Datapath
+
+// Fixture makes the simulated hosts the suite runs one datapath
+// implementation on: real network namespaces joined by veth pairs for a
+// datapath of the kernel's interfaces (Namespaces), in-memory hosts on an
+// in-memory underlay for the in-memory datapath (Memory). The cases are
+// the same for both.
+type Fixture interface {
+	// Name names the implementation in the test's name.
+	Name() string
+	// newHost returns a datapath serving a new host, and the host.
+	newHost(t *testing.T, name string, flows datapath.FlowConfig) (datapath.Datapath, hostEnv)
+	// joinUnderlay connects a's and b's underlays: underA is a's address,
+	// underB and underBad are b's.
+	joinUnderlay(t *testing.T, a, b hostEnv)
+}
+
+// hostEnv is one simulated host's world around its datapath.
+type hostEnv interface {
+	// addInterface makes the interface a port binds ("t"+name) and returns
+	// it and its VM's end.
+	addInterface(t *testing.T, name string) (ifname string, vm vmEnd)
+	// capture records the tunnel packets arriving on the host's underlay.
+	capture(t *testing.T) wireCapture
+	// sendRaw sends one tunnel datagram from the host's address from to
+	// underA: a UDP datagram to the VXLAN port, or a GRE packet.
+	sendRaw(t *testing.T, from netip.Addr, gre bool, data []byte)
+	// tcpdump starts tcpdump on the underlay for one tunnel packet, or
+	// returns nil where there is no wire to watch or no tcpdump.
+	tcpdump(t *testing.T, kind packet.Tunnel) *tcpdump
+}
+
+// vmEnd is the VM's side of a bound interface.
+type vmEnd interface {
+	send(frames [][]byte) error
+	// recv returns the next frame within d, or nil.
+	recv(d time.Duration) ([]byte, error)
+}
+
+// wireCapture returns the next tunnel packet of a kind seen on an
+// underlay, or fails the test.
+type wireCapture interface {
+	tunnelPacket(t *testing.T, kind packet.Tunnel) *wirePacket
+}
+
+// wirePacket is a tunnel packet as seen on the underlay.
+type wirePacket struct {
+	Src, Dst netip.Addr
+	Key      uint32
+	GREProto uint16 // GRE's protocol type
+	Inner    []byte
+}
 
 // Generous bounds for things that must happen; never assertions on speed.
 const (
@@ -32,27 +80,26 @@ const (
 	quietPeriod = 400 * time.Millisecond
 )
 
-// host is one simulated hypervisor: a namespace with the datapath's ports
-// (and underlay interface), a second namespace with the VMs' ends of the
-// veth pairs, and a running datapath with a scripted miss handler.
+// host is one simulated hypervisor: its world (env: the datapath's
+// interfaces and underlay, the VMs' ends) and a running datapath with a
+// scripted miss handler.
 type host struct {
 	t    *testing.T
 	name string
-	ns   *netnstest.NS
-	vms  *netnstest.NS
+	env  hostEnv
 	dp   datapath.Datapath
 	miss *handler
 }
 
-func newHost(t *testing.T, newDP Factory, name string, flows datapath.FlowConfig) *host {
+func newHost(t *testing.T, fx Fixture, name string, flows datapath.FlowConfig) *host {
 	t.Helper()
-	h := &host{t: t, name: name, ns: netnstest.New(t, name), vms: netnstest.New(t, name+"vm"), miss: newHandler()}
-	h.dp = newDP(t, datapath.Config{Netns: h.ns.Path, Flows: flows})
+	h := &host{t: t, name: name, miss: newHandler()}
+	h.dp, h.env = fx.newHost(t, name, flows)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- h.dp.Run(ctx, h.miss) }()
-	// Cleanups run last-in first-out: this one runs before the namespaces
-	// (registered earlier) are deleted.
+	// Cleanups run last-in first-out: this one runs before the host's
+	// world (registered earlier) is removed.
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -67,36 +114,31 @@ func newHost(t *testing.T, newDP Factory, name string, flows datapath.FlowConfig
 	return h
 }
 
-// vm is a bound port and the VM end of its veth, on which the test sends
-// and captures raw frames.
+// vm is a bound port and its VM's end, on which the test sends and
+// receives raw frames.
 type vm struct {
 	t   *testing.T
 	cfg datapath.PortConfig
-	io  *afpacket.Port
+	io  vmEnd
 }
 
-// addVM creates a veth pair ("t<name>" in the host, "v<name>" in the VM
-// namespace), binds the host end as a port, and opens the VM end.
+// addVM makes an interface on the host, binds it as a port and returns
+// its VM end.
 func (h *host) addVM(name string, index int32, key uint32) *vm {
 	t := h.t
 	t.Helper()
-	netnstest.Veth(t, h.ns, "t"+name, h.vms, "v"+name)
-	cfg := datapath.PortConfig{PortID: "port-" + name, Index: index, Interface: "t" + name, TunnelKey: key}
+	ifname, io := h.env.addInterface(t, name)
+	cfg := datapath.PortConfig{PortID: "port-" + name, Index: index, Interface: ifname, TunnelKey: key}
 	if err := h.dp.AddPort(cfg); err != nil {
 		t.Fatalf("%s: AddPort(%+v): %v", h.name, cfg, err)
 	}
-	io, err := afpacket.OpenInNetns(h.vms.Path, "v"+name, afpacket.Options{PollTimeout: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { io.Close() })
 	return &vm{t: t, cfg: cfg, io: io}
 }
 
 func (v *vm) send(frames ...[]byte) {
 	v.t.Helper()
-	if n, err := v.io.WriteBatch(frames); err != nil || n != len(frames) {
-		v.t.Fatalf("send on %s: sent %d of %d: %v", v.cfg.Interface, n, len(frames), err)
+	if err := v.io.send(frames); err != nil {
+		v.t.Fatalf("send on %s: %v", v.cfg.Interface, err)
 	}
 }
 
@@ -104,18 +146,14 @@ func (v *vm) send(frames ...[]byte) {
 // VM within d, or nil. The kernel sends nothing on these links (no
 // addresses, IPv6 off), but the filter keeps stray frames from mattering.
 func (v *vm) recv(d time.Duration) []byte {
-	bufs, sizes := [][]byte{make([]byte, 9216)}, []int{0}
 	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		n, err := v.io.ReadBatch(bufs, sizes)
-		if errors.Is(err, afpacket.ErrTimeout) {
-			continue
-		}
+	for left := d; left > 0; left = time.Until(deadline) {
+		f, err := v.io.recv(left)
 		if err != nil {
 			v.t.Fatalf("receive on %s: %v", v.cfg.Interface, err)
 		}
-		if n == 1 && isTestFrame(bufs[0][:sizes[0]]) {
-			return append([]byte(nil), bufs[0][:sizes[0]]...)
+		if f != nil && isTestFrame(f) {
+			return f
 		}
 	}
 	return nil

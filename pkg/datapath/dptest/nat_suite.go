@@ -89,8 +89,8 @@ func NATCases(src, dst, rsrc, rdst packet.MAC) []NATCase {
 // testNATRewrites: NAT rewrites applied in place, on the miss (Execute)
 // and on the hit path, give frames identical to ones built with their
 // checksums computed from scratch; quote rewrites are executed only.
-func testNATRewrites(t *testing.T, newDP Factory) {
-	h := newHost(t, newDP, "nat", datapath.FlowConfig{})
+func testNATRewrites(t *testing.T, fx Fixture) {
+	h := newHost(t, fx, "nat", datapath.FlowConfig{})
 	vm1, vm2 := h.addVM("1", 1, 1), h.addVM("2", 2, 2)
 	for _, c := range NATCases(macVM1, macRtr, macRtr2, macVM2) {
 		acts := append(append([]flow.Action(nil), c.Acts...), output(vm2))

@@ -22,8 +22,8 @@ import (
 // port; strangers' state packets and empty ones are dropped and counted;
 // the reserved key cannot name a port; a flow keeps the state keys it was
 // installed with, for the agent to refresh.
-func testFlowState(t *testing.T, newDP Factory) {
-	p := newPair(t, newDP)
+func testFlowState(t *testing.T, fx Fixture) {
+	p := newPair(t, fx)
 	vmA := p.a.addVM("a", 1, 101)
 
 	payload := []byte{flowstate.WireVersion, 0, 1, 2, 3}
@@ -70,9 +70,9 @@ func testFlowState(t *testing.T, newDP Factory) {
 		return append(b, payload...)
 	}
 	before := p.a.dp.Stats()
-	sendRaw(t, p.b.ns, underBad, false, vx(payload))
-	sendRaw(t, p.b.ns, underB, false, vx(nil))
-	sendRaw(t, p.b.ns, underB, false, vx([]byte{0xde, 0xad}))
+	p.b.env.sendRaw(t, underBad, false, vx(payload))
+	p.b.env.sendRaw(t, underB, false, vx(nil))
+	p.b.env.sendRaw(t, underB, false, vx([]byte{0xde, 0xad}))
 	eventually(t, "hostile state packets counted", func() (bool, string) {
 		st := p.a.dp.Stats()
 		ok := st.Drop(datapath.DropTunnelUnknownPeer) == before.Drop(datapath.DropTunnelUnknownPeer)+1 &&

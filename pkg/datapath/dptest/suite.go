@@ -1,20 +1,23 @@
 //go:build linux
 
 // Package dptest is the conformance suite every datapath implementation
-// must pass. It runs the implementation in real network namespaces (one
-// per simulated host, one for its VMs, veth pairs between them, a veth
-// underlay between hosts) and drives it with a scripted MissHandler in
-// place of the simulator, so that a failure points at the datapath alone.
+// must pass; RunAll runs it against every registered one. It drives the
+// implementation with a scripted MissHandler in place of the simulator, so
+// that a failure points at the datapath alone.
 //
-// Frames are injected and captured with raw AF_PACKET sockets on the VM
-// ends of the veths, and compared byte for byte with what the actions
-// should have produced, computed independently (checksums from scratch).
-// Tunnel encapsulation is checked on the wire by capturing on the
-// underlay interface.
+// A Fixture gives each implementation its world. A datapath of the
+// kernel's interfaces (userspace, eBPF) runs in real network namespaces
+// (one per simulated host, one for its VMs, veth pairs between them, a
+// veth underlay between hosts); frames are injected and captured with raw
+// AF_PACKET sockets on the VM ends of the veths, and tunnel encapsulation
+// is checked on the underlay wire (and with tcpdump). Those need root and
+// skip without it. The in-memory datapath runs on in-memory hosts and an
+// in-memory underlay, with no root. The cases are the same: frames are
+// compared byte for byte with what the actions should have produced,
+// computed independently (checksums from scratch).
 //
-// The suite needs root (namespaces and packet sockets) and skips without
-// it. It never asserts on speed: waits are bounded generously and only
-// for things that must happen.
+// It never asserts on speed: waits are bounded generously and only for
+// things that must happen.
 package dptest
 
 import (
@@ -25,16 +28,26 @@ import (
 	"time"
 
 	"github.com/nagare/nagare/pkg/datapath"
-	"github.com/nagare/nagare/pkg/datapath/netnstest"
 	"github.com/nagare/nagare/pkg/flow"
 )
 
-// Run runs the whole suite against the datapaths newDP creates.
-func Run(t *testing.T, newDP Factory) {
-	netnstest.RequireRoot(t)
+// RunAll runs the suite against every registered datapath implementation
+// (datapath.Names), each on its fixture (For).
+func RunAll(t *testing.T) {
+	names := datapath.Names()
+	if len(names) == 0 {
+		t.Fatal("no datapath is registered: link the implementations (blank imports)")
+	}
+	for _, name := range names {
+		t.Run(name, func(t *testing.T) { Run(t, For(name)) })
+	}
+}
+
+// Run runs the whole suite against the datapaths fx makes.
+func Run(t *testing.T, fx Fixture) {
 	cases := []struct {
 		name string
-		fn   func(*testing.T, Factory)
+		fn   func(*testing.T, Fixture)
 	}{
 		{"MissExecuteRewrites", testMissExecute},
 		{"NATRewrites", testNATRewrites},
@@ -50,15 +63,15 @@ func Run(t *testing.T, newDP Factory) {
 		{"InstallErrors", testInstallErrors},
 	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) { c.fn(t, newDP) })
+		t.Run(c.name, func(t *testing.T) { c.fn(t, fx) })
 	}
 }
 
 // testMissExecute: a miss reaches the handler with the right in-port, port
 // ID and key; Install + Execute deliver the packet out of the right port
 // with the rewrites applied, byte for byte.
-func testMissExecute(t *testing.T, newDP Factory) {
-	h := newHost(t, newDP, "mx", datapath.FlowConfig{})
+func testMissExecute(t *testing.T, fx Fixture) {
+	h := newHost(t, fx, "mx", datapath.FlowConfig{})
 	vm1, vm2, vm3 := h.addVM("1", 11, 101), h.addVM("2", 12, 102), h.addVM("3", 13, 103)
 
 	cases := []struct {
@@ -126,8 +139,8 @@ func testMissExecute(t *testing.T, newDP Factory) {
 
 // testHits: later packets of a flow hit without upcalls, are forwarded with
 // the same rewrites, and are counted per flow and in Stats.
-func testHits(t *testing.T, newDP Factory) {
-	h := newHost(t, newDP, "hit", datapath.FlowConfig{})
+func testHits(t *testing.T, fx Fixture) {
+	h := newHost(t, fx, "hit", datapath.FlowConfig{})
 	vm1, vm2 := h.addVM("1", 1, 1), h.addVM("2", 2, 2)
 	acts := []flow.Action{{Type: flow.ActSetEthDst, MAC: macRtr2}, {Type: flow.ActDecTTL, Count: 1}, output(vm2)}
 	h.miss.setScript(forward(t, h.dp, datapath.ClassNormal, []uint64{7}, acts...))
@@ -164,8 +177,8 @@ func testHits(t *testing.T, newDP Factory) {
 
 // testMissIsolation: while the handler is busy with a miss from one port,
 // other ports keep forwarding their flows and keep reaching the handler.
-func testMissIsolation(t *testing.T, newDP Factory) {
-	h := newHost(t, newDP, "iso", datapath.FlowConfig{})
+func testMissIsolation(t *testing.T, fx Fixture) {
+	h := newHost(t, fx, "iso", datapath.FlowConfig{})
 	vm1, vm2, vm3 := h.addVM("1", 1, 1), h.addVM("2", 2, 2), h.addVM("3", 3, 3)
 	release := make(chan struct{})
 	defer func() {
@@ -200,8 +213,8 @@ func testMissIsolation(t *testing.T, newDP Factory) {
 
 // testInvalidate: Invalidate removes exactly the flows carrying any of the
 // tags; their next packet misses again, the others keep hitting.
-func testInvalidate(t *testing.T, newDP Factory) {
-	h := newHost(t, newDP, "inv", datapath.FlowConfig{})
+func testInvalidate(t *testing.T, fx Fixture) {
+	h := newHost(t, fx, "inv", datapath.FlowConfig{})
 	vm1, vm2 := h.addVM("1", 1, 1), h.addVM("2", 2, 2)
 	tags := map[uint16][]uint64{3001: {1, 2}, 3002: {2, 3}, 3003: {4}}
 	h.miss.setScript(func(u *datapath.Upcall) {
@@ -264,8 +277,8 @@ func testInvalidate(t *testing.T, newDP Factory) {
 
 // testExpiry: idle flows expire after their class's timeout, which the
 // datapath enforces by itself; a flow of a class with a long timeout stays.
-func testExpiry(t *testing.T, newDP Factory) {
-	h := newHost(t, newDP, "exp", datapath.FlowConfig{IdleTimeout: [datapath.NumFlowClasses]time.Duration{
+func testExpiry(t *testing.T, fx Fixture) {
+	h := newHost(t, fx, "exp", datapath.FlowConfig{IdleTimeout: [datapath.NumFlowClasses]time.Duration{
 		datapath.ClassNormal: time.Hour, datapath.ClassDrop: 300 * time.Millisecond}})
 	vm1, vm2 := h.addVM("1", 1, 1), h.addVM("2", 2, 2)
 	fwd, drop := flowFrame(4001), flowFrame(4002)
@@ -294,7 +307,7 @@ func testExpiry(t *testing.T, newDP Factory) {
 	h.miss.next(t, "expired flow misses again")
 
 	// Normal flows expire too, with their own timeout.
-	h2 := newHost(t, newDP, "exp2", datapath.FlowConfig{IdleTimeout: [datapath.NumFlowClasses]time.Duration{
+	h2 := newHost(t, fx, "exp2", datapath.FlowConfig{IdleTimeout: [datapath.NumFlowClasses]time.Duration{
 		datapath.ClassNormal: 300 * time.Millisecond}})
 	a, b := h2.addVM("1", 1, 1), h2.addVM("2", 2, 2)
 	h2.miss.setScript(forward(t, h2.dp, datapath.ClassNormal, nil, output(b)))
@@ -312,8 +325,8 @@ func testExpiry(t *testing.T, newDP Factory) {
 
 // testEviction: at the flow cap, Install evicts (and counts) rather than
 // fail or grow.
-func testEviction(t *testing.T, newDP Factory) {
-	h := newHost(t, newDP, "evi", datapath.FlowConfig{MaxFlows: 3})
+func testEviction(t *testing.T, fx Fixture) {
+	h := newHost(t, fx, "evi", datapath.FlowConfig{MaxFlows: 3})
 	h.addVM("1", 1, 1)
 	vm2 := h.addVM("2", 2, 2)
 	for sp := uint16(5001); sp <= 5005; sp++ {
@@ -335,8 +348,8 @@ func testEviction(t *testing.T, newDP Factory) {
 }
 
 // testInstallErrors: flows naming unattached ports are refused.
-func testInstallErrors(t *testing.T, newDP Factory) {
-	h := newHost(t, newDP, "ierr", datapath.FlowConfig{})
+func testInstallErrors(t *testing.T, fx Fixture) {
+	h := newHost(t, fx, "ierr", datapath.FlowConfig{})
 	vm1 := h.addVM("1", 1, 1)
 	key := Key(flowFrame(6001), 1)
 	err := h.dp.Install(&datapath.FlowSpec{Key: key, Actions: []flow.Action{{Type: flow.ActOutput, Port: 99}}})
@@ -363,8 +376,8 @@ func testInstallErrors(t *testing.T, newDP Factory) {
 
 // testRemovePort: a detached port is no longer delivered to, its flows
 // (in and out) are gone, and frames entering it are no longer read.
-func testRemovePort(t *testing.T, newDP Factory) {
-	h := newHost(t, newDP, "rm", datapath.FlowConfig{})
+func testRemovePort(t *testing.T, fx Fixture) {
+	h := newHost(t, fx, "rm", datapath.FlowConfig{})
 	vm1, vm2 := h.addVM("1", 1, 1), h.addVM("2", 2, 2)
 	h.miss.setScript(forward(t, h.dp, datapath.ClassNormal, nil, output(vm2)))
 	in := flowFrame(7001)

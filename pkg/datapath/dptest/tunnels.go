@@ -3,21 +3,14 @@
 package dptest
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"net"
 	"net/netip"
-	"os/exec"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/nagare/nagare/pkg/datapath"
-	"github.com/nagare/nagare/pkg/datapath/afpacket"
-	"github.com/nagare/nagare/pkg/datapath/netnstest"
 	"github.com/nagare/nagare/pkg/flow"
 	"github.com/nagare/nagare/pkg/packet"
 )
@@ -34,12 +27,9 @@ type pair struct {
 	a, b *host
 }
 
-func newPair(t *testing.T, newDP Factory) pair {
-	p := pair{newHost(t, newDP, "ta", datapath.FlowConfig{}), newHost(t, newDP, "tb", datapath.FlowConfig{})}
-	netnstest.Veth(t, p.a.ns, "ul", p.b.ns, "ul")
-	p.a.ns.Run(t, "ip", "addr", "add", underA.String()+"/24", "dev", "ul")
-	p.b.ns.Run(t, "ip", "addr", "add", underB.String()+"/24", "dev", "ul")
-	p.b.ns.Run(t, "ip", "addr", "add", underBad.String()+"/24", "dev", "ul")
+func newPair(t *testing.T, fx Fixture) pair {
+	p := pair{newHost(t, fx, "ta", datapath.FlowConfig{}), newHost(t, fx, "tb", datapath.FlowConfig{})}
+	fx.joinUnderlay(t, p.a.env, p.b.env)
 	for _, x := range []struct {
 		h           *host
 		local, peer netip.Addr
@@ -59,8 +49,8 @@ func encap(kind packet.Tunnel, to netip.Addr, v *vm) flow.Action {
 // testTunnels: an encap action reaches the peer host, which delivers the
 // inner frame unchanged out of the port whose tunnel key was used, without
 // simulating; on the wire the VNI (VXLAN) or GRE key is that key.
-func testTunnels(t *testing.T, newDP Factory) {
-	p := newPair(t, newDP)
+func testTunnels(t *testing.T, fx Fixture) {
+	p := newPair(t, fx)
 	vmA := p.a.addVM("a", 1, 101)
 	vmB := p.b.addVM("b", 2, 202)
 	vmB2 := p.b.addVM("c", 3, 303)
@@ -75,8 +65,8 @@ func testTunnels(t *testing.T, newDP Factory) {
 		{packet.TunnelGRE, 8002, vmB, vmB2},
 	} {
 		name := c.kind.String()
-		cap := startCapture(t, p.b.ns, "ul")
-		dump := startTcpdump(t, p.b.ns, "ul", c.kind)
+		cap := p.b.env.capture(t)
+		dump := p.b.env.tcpdump(t, c.kind)
 		p.a.miss.setScript(forward(t, p.a.dp, datapath.ClassNormal, nil, encap(c.kind, underB, c.to)))
 		in := flowFrame(c.sport)
 		vmA.send(in)
@@ -86,17 +76,17 @@ func testTunnels(t *testing.T, newDP Factory) {
 		p.b.miss.none(t, name+": egress host must not simulate")
 
 		outer := cap.tunnelPacket(t, c.kind)
-		if outer.TunnelID != c.to.cfg.TunnelKey {
-			t.Errorf("%s: key on the wire %d, want the egress port's key %d", name, outer.TunnelID, c.to.cfg.TunnelKey)
+		if outer.Key != c.to.cfg.TunnelKey {
+			t.Errorf("%s: key on the wire %d, want the egress port's key %d", name, outer.Key, c.to.cfg.TunnelKey)
 		}
-		if outer.SrcIP != underA || outer.DstIP != underB {
-			t.Errorf("%s: outer %s > %s, want %s > %s", name, outer.SrcIP, outer.DstIP, underA, underB)
+		if outer.Src != underA || outer.Dst != underB {
+			t.Errorf("%s: outer %s > %s, want %s > %s", name, outer.Src, outer.Dst, underA, underB)
 		}
 		if c.kind == packet.TunnelGRE && outer.GREProto != packet.EtherTypeTEB {
 			t.Errorf("GRE protocol 0x%04x, want 0x6558", outer.GREProto)
 		}
-		if !bytes.Equal(outer.Inner(), in) {
-			t.Errorf("%s: inner frame on the wire %x, want %x", name, outer.Inner(), in)
+		if !bytes.Equal(outer.Inner, in) {
+			t.Errorf("%s: inner frame on the wire %x, want %x", name, outer.Inner, in)
 		}
 		if dump != nil {
 			line := dump.wait(t)
@@ -162,7 +152,7 @@ func testHostileTunnel(t *testing.T, p pair, vmA *vm) {
 	}
 	want := map[string]uint64{}
 	for _, s := range sends {
-		sendRaw(t, p.b.ns, s.from, s.gre, s.data)
+		p.b.env.sendRaw(t, s.from, s.gre, s.data)
 		want[s.reason]++
 	}
 	eventually(t, "hostile tunnel input counted", func() (bool, string) {
@@ -176,159 +166,16 @@ func testHostileTunnel(t *testing.T, p pair, vmA *vm) {
 	})
 	vmA.expectNone("hostile tunnel input")
 	// The endpoint still works: a well-formed packet from the peer.
-	sendRaw(t, p.b.ns, underB, false, good)
+	p.b.env.sendRaw(t, underB, false, good)
 	vmA.expect("VXLAN after hostile input", inner)
-	sendRaw(t, p.b.ns, underB, true, gre(0x2000, packet.EtherTypeTEB, vmA.cfg.TunnelKey, inner))
+	p.b.env.sendRaw(t, underB, true, gre(0x2000, packet.EtherTypeTEB, vmA.cfg.TunnelKey, inner))
 	vmA.expect("GRE after hostile input", inner)
-}
-
-// sendRaw sends one tunnel datagram from host B's namespace to host A: a
-// UDP datagram to A's VXLAN port, or a GRE packet from a raw socket.
-func sendRaw(t *testing.T, ns *netnstest.NS, from netip.Addr, gre bool, data []byte) {
-	t.Helper()
-	err := ns.Do(func() error {
-		var (
-			c   net.Conn
-			err error
-		)
-		if gre {
-			c, err = net.DialIP("ip4:gre", &net.IPAddr{IP: from.AsSlice()}, &net.IPAddr{IP: underA.AsSlice()})
-		} else {
-			c, err = net.DialUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(from, 0)),
-				net.UDPAddrFromAddrPort(netip.AddrPortFrom(underA, packet.DefaultVXLANPort)))
-		}
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_, err = c.Write(data)
-		return err
-	})
-	if err != nil {
-		t.Fatalf("send raw tunnel packet from %s: %v", from, err)
-	}
-}
-
-// capture reads frames arriving on an underlay interface.
-type capture struct {
-	io *afpacket.Port
-}
-
-func startCapture(t *testing.T, ns *netnstest.NS, ifname string) *capture {
-	t.Helper()
-	io, err := afpacket.OpenInNetns(ns.Path, ifname, afpacket.Options{PollTimeout: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { io.Close() })
-	return &capture{io}
-}
-
-// tunnelPacket returns the first captured packet of the given tunnel type,
-// decoded (VXLAN on the default port).
-func (c *capture) tunnelPacket(t *testing.T, kind packet.Tunnel) *packet.Parsed {
-	t.Helper()
-	bufs, sizes := [][]byte{make([]byte, 9216)}, []int{0}
-	deadline := time.Now().Add(arriveTimeout)
-	for time.Now().Before(deadline) {
-		n, err := c.io.ReadBatch(bufs, sizes)
-		if errors.Is(err, afpacket.ErrTimeout) {
-			continue
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n == 0 {
-			continue
-		}
-		var p packet.Parsed
-		p.Decode(append([]byte(nil), bufs[0][:sizes[0]]...))
-		if p.Drop == packet.DropNone && p.Tunnel == kind {
-			return &p
-		}
-	}
-	t.Fatalf("no %s packet captured on the underlay within %v", kind, arriveTimeout)
-	return nil
-}
-
-// tcpdump is a running `tcpdump -c 1` whose first line is awaited.
-type tcpdump struct {
-	cmd  *exec.Cmd
-	line chan string
-}
-
-// startTcpdump starts tcpdump on the underlay for one tunnel packet, as an
-// operator would check, or returns nil if tcpdump is not installed (the
-// raw capture checks the same fields).
-func startTcpdump(t *testing.T, ns *netnstest.NS, ifname string, kind packet.Tunnel) *tcpdump {
-	t.Helper()
-	if _, err := exec.LookPath("tcpdump"); err != nil {
-		t.Log("tcpdump not installed; checking the wire with the raw capture only")
-		return nil
-	}
-	filter := "udp port 4789"
-	if kind == packet.TunnelGRE {
-		filter = "ip proto 47"
-	}
-	cmd := exec.Command("ip", "netns", "exec", ns.Name, "tcpdump", "-nn", "-l", "-v", "-i", ifname, "-c", "1", filter)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	// tcpdump says "listening on" once its capture is open.
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), "listening on") {
-				close(ready)
-				break
-			}
-		}
-		for sc.Scan() {
-		}
-	}()
-	select {
-	case <-ready:
-	case <-time.After(arriveTimeout):
-		t.Fatal("tcpdump did not start listening")
-	}
-	d := &tcpdump{cmd: cmd, line: make(chan string, 1)}
-	go func() {
-		var all strings.Builder
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			all.WriteString(sc.Text())
-			all.WriteByte(' ')
-		}
-		d.line <- all.String()
-	}()
-	return d
-}
-
-func (d *tcpdump) wait(t *testing.T) string {
-	t.Helper()
-	select {
-	case l := <-d.line:
-		return l
-	case <-time.After(arriveTimeout):
-		t.Fatal("tcpdump saw no tunnel packet")
-		return ""
-	}
 }
 
 // testHostilePort: truncated and garbage frames on a port are dropped and
 // counted by reason, never upcalled, and forwarding goes on.
-func testHostilePort(t *testing.T, newDP Factory) {
-	h := newHost(t, newDP, "hp", datapath.FlowConfig{})
+func testHostilePort(t *testing.T, fx Fixture) {
+	h := newHost(t, fx, "hp", datapath.FlowConfig{})
 	vm1, vm2 := h.addVM("1", 1, 1), h.addVM("2", 2, 2)
 	h.miss.setScript(forward(t, h.dp, datapath.ClassNormal, nil, output(vm2)))
 	good := flowFrame(9101)

@@ -1,0 +1,528 @@
+// Package lbhealth schedules the load balancers' health checks, the way
+// MidoNet ran HAProxy: for every router with a load balancer, exactly one
+// alive agent (the rendezvous hash of the router id over the alive hosts)
+// is responsible for its members' statuses. When some pool has a health
+// monitor, that agent gives the router a health-check port —
+// 169.254.255.1/30, with a route for 169.254.255.0/30, bound to itself —
+// and plugs into it a check namespace (Plumbing) whose end is
+// 169.254.255.2/30 with a default route via .1. Checks are sockets opened
+// in that namespace: they cross the virtual router to the member like a
+// client's traffic would, so a member the router cannot reach is down.
+//
+// Link-local 169.254.255.0/30 cannot clash with tenant subnets (and every
+// router has its own namespace, so the same addresses serve all routers);
+// members answer through their default route, the router. The port is
+// recognised by that address: no extra field marks it. IPv6 members are
+// not checked (no status is written for them, so they stay in rotation).
+//
+// Statuses are written under the agent's liveness lease: when the checker
+// dies they vanish (the member counts as unchecked, which the simulation
+// balances on) until the next responsible agent, which sees the host die
+// through the same lease, checks again. Nothing stays "down" for a dead
+// checker.
+package lbhealth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/nagare/nagare/pkg/agent/health"
+	"github.com/nagare/nagare/pkg/agent/mirror"
+	"github.com/nagare/nagare/pkg/model"
+	"github.com/nagare/nagare/pkg/nsdb"
+)
+
+var (
+	portAddr = netip.MustParseAddr("169.254.255.1")
+	peerAddr = netip.MustParsePrefix("169.254.255.2/30")
+	checkNet = netip.MustParsePrefix("169.254.255.0/30")
+)
+
+// retryAfter is how long a failed round (etcd, netlink) waits before the
+// next attempt when nothing else changes.
+const retryAfter = 5 * time.Second
+
+// ifPrefix starts the datapath end's name: "nhm" + 12 hex digits of the
+// router id (15 characters, the kernel's limit).
+const ifPrefix = "nhm"
+
+// IfName is the interface of a router's health-check port.
+func IfName(routerID string) string {
+	return ifPrefix + strings.ReplaceAll(routerID, "-", "")[:12]
+}
+
+// NSDB is what health checking reads and writes.
+type NSDB interface {
+	Create(ctx context.Context, o model.Object) (model.Object, error)
+	Modify(ctx context.Context, k *model.Kind, id string, ifRevision int64, mutate func(model.Object) error) (model.Object, error)
+	Remove(ctx context.Context, k *model.Kind, id string, ifRevision int64) error
+	PutMemberStatus(ctx context.Context, memberID, status string, lease nsdb.LeaseID) error
+	TakeBackMemberStatus(ctx context.Context, memberID string, lease nsdb.LeaseID) error
+}
+
+// Plumbing makes the check namespaces.
+type Plumbing interface {
+	// Open makes a check namespace wired to the datapath's namespace by
+	// interface ifname (which the health-check port binds), its end
+	// configured as 169.254.255.2/30 with MTU mtu and a default route
+	// via 169.254.255.1.
+	Open(ifname string, mtu int) (Checker, error)
+}
+
+// Checker is one router's check namespace.
+type Checker interface {
+	// Dial opens a connection from the namespace.
+	Dial(ctx context.Context, network, addr string) (net.Conn, error)
+	// Close removes the namespace and its interfaces.
+	Close() error
+}
+
+// Config wires health checking.
+type Config struct {
+	HostID      string
+	UnderlayMTU int
+	DB          NSDB
+	Lease       func() nsdb.LeaseID
+	// Alive are the hosts alive now, and a revision of that knowledge
+	// (nsdb.LiveHosts).
+	Alive func() (map[string]bool, int64)
+	// Topology is the latest topology snapshot.
+	Topology func() *mirror.Snapshot
+	// Plumbing makes the check namespaces; nil when the datapath has none
+	// to wire (the in-memory one): members are then not checked here.
+	Plumbing   Plumbing
+	Registerer prometheus.Registerer
+	Log        *slog.Logger
+}
+
+// Health is the agent's health checking. Only Run's goroutine touches
+// routers and retryAt; the scheduler hooks take mu.
+type Health struct {
+	cfg     Config
+	routers map[string]*checking // routers whose checks run here
+	retryAt time.Time            // a round failed: run again then, even without changes
+
+	mu      sync.Mutex
+	want    map[string]string // member id → status this agent is responsible for
+	written map[string]written
+	kick    chan struct{} // a status changed: write it now
+
+	checks      *prometheus.CounterVec
+	transitions *prometheus.CounterVec
+}
+
+type written struct {
+	status string
+	lease  nsdb.LeaseID
+}
+
+// checking is one router's checks here: its namespace, and the scheduler
+// of its members' checks.
+type checking struct {
+	ns     Checker
+	sched  *health.Scheduler
+	cancel context.CancelFunc
+}
+
+// plan is what one round decides from the topology and liveness.
+type plan struct {
+	targets map[string][]health.Target // router id → members to check (owned routers with monitors)
+	status  map[string]string          // member id → no_monitor, for owned routers
+	ports   map[string]*model.Port     // router id → its health-check port(s), first kept
+	extra   []*model.Port              // duplicate health-check ports to remove
+	routes  map[string]bool            // port id → has its route
+	owned   map[string]bool            // router id → responsible here
+}
+
+// New returns health checking and registers its metrics.
+func New(cfg Config) (*Health, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	h := &Health{cfg: cfg, routers: map[string]*checking{}, want: map[string]string{}, written: map[string]written{},
+		kick: make(chan struct{}, 1)}
+	h.checks = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nagare_agent_health_checks_total",
+		Help: "Health checks of load balancer members run by this agent, by result."}, []string{"result"})
+	h.transitions = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nagare_agent_health_transitions_total",
+		Help: "Changes of a member's health status seen by this agent, by new status."}, []string{"status"})
+	if cfg.Registerer != nil {
+		for _, c := range []prometheus.Collector{h.checks, h.transitions} {
+			if err := cfg.Registerer.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return h, nil
+}
+
+// Run checks until ctx is done: a round runs whenever the topology or
+// the live hosts changed (or a failed round's retry is due), and the
+// statuses are written as the checks decide them.
+func (h *Health) Run(ctx context.Context) error {
+	defer h.shutdown()
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	var seen uint64
+	seenAlive := int64(-1)
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		case <-h.kick:
+		}
+		snap := h.cfg.Topology()
+		alive, rev := h.cfg.Alive()
+		if snap.Version != seen || rev != seenAlive || (!h.retryAt.IsZero() && time.Now().After(h.retryAt)) {
+			seen, seenAlive = snap.Version, rev
+			h.reconcile(ctx, snap.Objects, alive)
+		}
+		h.writeStatuses(ctx)
+	}
+}
+
+// rendezvous returns the host responsible for key among hosts: the one with
+// the highest hash of (key, host). When a host dies only its keys move.
+func rendezvous(key string, hosts []string) string {
+	var best string
+	var bestScore uint64
+	for _, host := range hosts {
+		f := fnv.New64a()
+		f.Write([]byte(key))
+		f.Write([]byte{0})
+		f.Write([]byte(host))
+		s := mix64(f.Sum64())
+		if best == "" || s > bestScore || (s == bestScore && host < best) {
+			best, bestScore = host, s
+		}
+	}
+	return best
+}
+
+// mix64 is splitmix64's finalizer: FNV alone spreads similar keys badly.
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
+}
+
+// plan decides from the topology and the live hosts what this agent
+// must do.
+func (h *Health) plan(objs []model.Object, alive map[string]bool) *plan {
+	hosts := make([]string, 0, len(alive))
+	for id := range alive {
+		hosts = append(hosts, id)
+	}
+	slices.Sort(hosts)
+
+	p := &plan{targets: map[string][]health.Target{}, status: map[string]string{},
+		ports: map[string]*model.Port{}, routes: map[string]bool{}, owned: map[string]bool{}}
+	var routers []*model.Router
+	lbs := map[string]*model.LoadBalancer{}
+	monitors := map[string]*model.HealthMonitor{}
+	pools := map[string][]*model.Pool{}         // lb id → pools
+	members := map[string][]*model.PoolMember{} // pool id → members
+	for _, o := range objs {
+		switch x := o.(type) {
+		case *model.Router:
+			routers = append(routers, x)
+		case *model.LoadBalancer:
+			lbs[x.ID] = x
+		case *model.HealthMonitor:
+			monitors[x.ID] = x
+		case *model.Pool:
+			pools[x.LoadBalancerID] = append(pools[x.LoadBalancerID], x)
+		case *model.PoolMember:
+			members[x.PoolID] = append(members[x.PoolID], x)
+		case *model.Port:
+			if x.RouterID != "" && x.Address == portAddr && x.Network == checkNet {
+				if cur := p.ports[x.RouterID]; cur == nil || x.ID < cur.ID {
+					if cur != nil {
+						p.extra = append(p.extra, cur)
+					}
+					p.ports[x.RouterID] = x
+				} else {
+					p.extra = append(p.extra, x)
+				}
+			}
+		case *model.Route:
+			if x.Dst == checkNet && x.PortID != "" {
+				p.routes[x.PortID] = true
+			}
+		}
+	}
+	for _, r := range routers {
+		if rendezvous(r.ID, hosts) != h.cfg.HostID {
+			continue
+		}
+		p.owned[r.ID] = true
+		if lbs[r.LoadBalancerID] == nil {
+			continue
+		}
+		for _, pool := range pools[r.LoadBalancerID] {
+			m := monitors[pool.HealthMonitorID]
+			if m == nil || m.State == model.StateDown {
+				for _, mem := range members[pool.ID] {
+					p.status[mem.ID] = model.MemberNoMonitor
+				}
+				continue
+			}
+			hm, err := monitorOf(m)
+			if err != nil {
+				h.cfg.Log.Warn("health monitor not usable; its members are not checked", "health_monitor", m.ID, "err", err)
+				continue
+			}
+			for _, mem := range members[pool.ID] {
+				if !mem.Address.Unmap().Is4() {
+					continue // the check namespace is IPv4 only: unchecked, so balanced on
+				}
+				p.targets[r.ID] = append(p.targets[r.ID], health.Target{ID: mem.ID,
+					Addr: netip.AddrPortFrom(mem.Address, mem.ProtocolPort), Monitor: hm})
+			}
+		}
+	}
+	return p
+}
+
+func monitorOf(m *model.HealthMonitor) (health.Monitor, error) {
+	codes, err := health.ParseCodes(m.ExpectedCodes)
+	if err != nil {
+		return health.Monitor{}, err
+	}
+	return health.Monitor{Type: m.Type, Delay: time.Duration(m.Delay) * time.Second,
+		Timeout: time.Duration(m.Timeout) * time.Second, MaxRetries: int(m.MaxRetries),
+		MaxRetriesDown: int(max(m.MaxRetriesDown, 1)), HTTPMethod: m.HTTPMethod, URLPath: m.URLPath, Codes: codes}, nil
+}
+
+// reconcile brings ports, namespaces and checks in line with the plan.
+// Failures are logged and retried on the next round.
+func (h *Health) reconcile(ctx context.Context, objs []model.Object, alive map[string]bool) {
+	h.retryAt = time.Time{}
+	failed := func() { h.retryAt = time.Now().Add(retryAfter) }
+	p := h.plan(objs, alive)
+	for rid, r := range h.routers {
+		if _, ok := p.targets[rid]; !ok {
+			h.stopRouter(rid, r)
+		}
+	}
+	// Health-check ports of routers owned here that no longer need one
+	// (load balancer removed, monitors removed) go; so do duplicates two
+	// agents created while they disagreed on liveness.
+	for rid, port := range p.ports {
+		if p.owned[rid] && len(p.targets[rid]) == 0 && !h.removePort(ctx, port) {
+			failed()
+		}
+	}
+	for _, port := range p.extra {
+		if p.owned[port.RouterID] && !h.removePort(ctx, port) {
+			failed()
+		}
+	}
+	for rid, targets := range p.targets {
+		if err := h.ensurePort(ctx, rid, p); err != nil {
+			h.cfg.Log.Warn("health-check port", "router", rid, "err", err)
+			failed()
+			continue
+		}
+		r := h.routers[rid]
+		if r == nil {
+			var err error
+			if r, err = h.startRouter(ctx, rid); err != nil {
+				h.cfg.Log.Warn("health-check namespace", "router", rid, "err", err)
+				failed()
+				continue
+			}
+			h.routers[rid] = r
+		}
+		r.sched.Set(targets)
+	}
+	h.mu.Lock()
+	want := map[string]string{}
+	for id, st := range p.status {
+		want[id] = st
+	}
+	for rid, ts := range p.targets {
+		r := h.routers[rid]
+		if r == nil {
+			continue
+		}
+		for _, t := range ts {
+			switch r.sched.Status(t.ID) {
+			case health.Up:
+				want[t.ID] = model.MemberUp
+			case health.Down:
+				want[t.ID] = model.MemberDown
+			default: // restarted checks (monitor changed): the last verdict stands until the next
+				if st, ok := h.want[t.ID]; ok && st != model.MemberNoMonitor {
+					want[t.ID] = st
+				}
+			}
+		}
+	}
+	dropped := map[string]written{}
+	for id, w := range h.written {
+		if _, ok := want[id]; !ok {
+			dropped[id] = w
+			delete(h.written, id)
+		}
+	}
+	h.want = want
+	h.mu.Unlock()
+	// Statuses of members no longer ours are taken back, unless another
+	// agent has already written its own (another lease).
+	for id, w := range dropped {
+		if err := h.cfg.DB.TakeBackMemberStatus(ctx, id, w.lease); err != nil {
+			h.cfg.Log.Warn("take back member status", "member", id, "err", err)
+		}
+	}
+}
+
+// writeStatuses writes the statuses not yet written under the current
+// lease (new, changed, or lost with a previous lease).
+func (h *Health) writeStatuses(ctx context.Context) {
+	lease := h.cfg.Lease()
+	h.mu.Lock()
+	todo := map[string]string{}
+	for id, st := range h.want {
+		if w, ok := h.written[id]; !ok || w.status != st || w.lease != lease {
+			todo[id] = st
+		}
+	}
+	h.mu.Unlock()
+	for id, st := range todo {
+		err := h.cfg.DB.PutMemberStatus(ctx, id, st, lease)
+		if errors.Is(err, model.ErrNotFound) {
+			h.mu.Lock()
+			delete(h.want, id) // deleted member: the next plan forgets it
+			h.mu.Unlock()
+			continue
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				h.cfg.Log.Warn("write member status", "member", id, "status", st, "err", err)
+			}
+			continue
+		}
+		h.mu.Lock()
+		h.written[id] = written{st, lease}
+		h.mu.Unlock()
+	}
+}
+
+// changed is the schedulers' transition hook.
+func (h *Health) changed(t health.Target, from, to health.Status, err error) {
+	st := model.MemberUp
+	if to == health.Down {
+		st = model.MemberDown
+	}
+	h.transitions.WithLabelValues(st).Inc()
+	h.cfg.Log.Info("pool member health changed", "member", t.ID, "address", t.Addr, "from", from, "to", to, "check_err", err)
+	h.mu.Lock()
+	h.want[t.ID] = st
+	h.mu.Unlock()
+	select {
+	case h.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (h *Health) checked(_ health.Target, err error) {
+	if err != nil {
+		h.checks.WithLabelValues("failed").Inc()
+	} else {
+		h.checks.WithLabelValues("ok").Inc()
+	}
+}
+
+// ensurePort creates the router's health-check port and route, or binds
+// the existing port to this host.
+func (h *Health) ensurePort(ctx context.Context, routerID string, p *plan) error {
+	ifname := IfName(routerID)
+	host := h.cfg.HostID
+	port := p.ports[routerID]
+	if port == nil {
+		o, err := h.cfg.DB.Create(ctx, &model.Port{RouterID: routerID, Address: portAddr, Network: checkNet,
+			HostID: host, InterfaceName: ifname})
+		if err != nil {
+			return fmt.Errorf("create: %w", err)
+		}
+		port = o.(*model.Port)
+		h.cfg.Log.Info("health-check port created", "router", routerID, "port", port.ID, "interface", ifname)
+	} else if port.HostID != host || port.InterfaceName != ifname {
+		_, err := h.cfg.DB.Modify(ctx, model.PortKind, port.ID, 0, func(o model.Object) error {
+			x := o.(*model.Port)
+			x.HostID, x.InterfaceName = host, ifname
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("bind port %s: %w", port.ID, err)
+		}
+		h.cfg.Log.Info("health-check port bound here", "router", routerID, "port", port.ID, "interface", ifname)
+	}
+	if !p.routes[port.ID] {
+		_, err := h.cfg.DB.Create(ctx, &model.Route{RouterID: routerID, Dst: checkNet, PortID: port.ID})
+		if err != nil {
+			return fmt.Errorf("create route to %s: %w", checkNet, err)
+		}
+	}
+	return nil
+}
+
+func (h *Health) removePort(ctx context.Context, port *model.Port) bool {
+	err := h.cfg.DB.Remove(ctx, model.PortKind, port.ID, 0)
+	if err != nil && !errors.Is(err, model.ErrNotFound) {
+		h.cfg.Log.Warn("remove health-check port", "router", port.RouterID, "port", port.ID, "err", err)
+		return false
+	}
+	h.cfg.Log.Info("health-check port removed", "router", port.RouterID, "port", port.ID)
+	return true
+}
+
+// startRouter opens the router's check namespace and a scheduler dialing
+// from it.
+func (h *Health) startRouter(ctx context.Context, routerID string) (*checking, error) {
+	if h.cfg.Plumbing == nil {
+		return nil, errors.New("this datapath has no network namespace to plug health checks into")
+	}
+	ifname := IfName(routerID)
+	ns, err := h.cfg.Plumbing.Open(ifname, h.cfg.UnderlayMTU-50)
+	if err != nil {
+		return nil, err
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	r := &checking{ns: ns, cancel: cancel,
+		sched: health.NewScheduler(sctx, ns.Dial, health.Hooks{Checked: h.checked, Changed: h.changed})}
+	h.cfg.Log.Info("health checking started", "router", routerID, "interface", ifname)
+	return r, nil
+}
+
+// stopRouter stops a router's checks and removes its namespace. The port
+// and its binding stay: the next responsible agent binds them again.
+func (h *Health) stopRouter(routerID string, r *checking) {
+	r.cancel()
+	r.sched.Stop()
+	if err := r.ns.Close(); err != nil {
+		h.cfg.Log.Warn("remove health-check namespace", "router", routerID, "err", err)
+	}
+	delete(h.routers, routerID)
+	h.cfg.Log.Info("health checking stopped", "router", routerID, "interface", IfName(routerID))
+}
+
+func (h *Health) shutdown() {
+	for rid, r := range h.routers {
+		h.stopRouter(rid, r)
+	}
+}

@@ -1,0 +1,245 @@
+// Package mirror is the agent's copy of the virtual topology: it applies
+// the NSDB's topology watch (and the pool members' health, which it folds
+// into the members' derived Status), and after every change publishes an
+// immutable Snapshot — every object, and the simulator's Topology built
+// from them — and invalidates exactly the flows the change made stale.
+//
+// The other feature packages read snapshots; none of them locks the
+// mirror.
+package mirror
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/nagare/nagare/pkg/model"
+	"github.com/nagare/nagare/pkg/nsdb"
+	"github.com/nagare/nagare/pkg/sim"
+)
+
+// NSDB is what the mirror watches.
+type NSDB interface {
+	Watch(ctx context.Context, fn func(nsdb.Batch) error) error
+	WatchMemberStatus(ctx context.Context, fn func(nsdb.MemberStatusBatch) error) error
+}
+
+// Flows is where stale flows are removed.
+type Flows interface {
+	Invalidate(tags ...uint64) int
+	Flush() int
+}
+
+// Snapshot is the topology at one moment. It and everything it holds are
+// read-only.
+type Snapshot struct {
+	// Version grows with every change.
+	Version uint64
+	// Objects are every object of the topology, pool members with their
+	// health in Status.
+	Objects []model.Object
+	// Topo is the simulator's topology of Objects.
+	Topo *sim.Topology
+}
+
+// NewSnapshot builds a snapshot of objs (for tests and the empty start).
+func NewSnapshot(version uint64, objs ...model.Object) (*Snapshot, error) {
+	topo, err := sim.Build(objs)
+	if err != nil {
+		return nil, err
+	}
+	return &Snapshot{Version: version, Objects: objs, Topo: topo}, nil
+}
+
+// Config wires a mirror.
+type Config struct {
+	Flows Flows
+	// Publish is called with every new snapshot, one at a time and in
+	// order, before the flows the change made stale are invalidated, so
+	// that the packets that miss again are simulated on the new topology.
+	Publish func(*Snapshot)
+	Log     *slog.Logger
+}
+
+// Mirror is the topology as the NSDB last said.
+type Mirror struct {
+	cfg Config
+	cur atomic.Pointer[Snapshot]
+
+	mu   sync.Mutex // the watches' state below, and the order of Publish
+	objs map[string]model.Object
+	// health is the pool members' status (nsdb state keys), copied into
+	// the members' derived Status.
+	health map[string]string
+}
+
+// New returns a mirror of the empty topology.
+func New(cfg Config) *Mirror {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	m := &Mirror{cfg: cfg, objs: map[string]model.Object{}, health: map[string]string{}}
+	empty, err := NewSnapshot(0)
+	if err != nil {
+		panic("mirror: the empty topology does not build: " + err.Error())
+	}
+	m.cur.Store(empty)
+	return m
+}
+
+// Current is the latest snapshot.
+func (m *Mirror) Current() *Snapshot { return m.cur.Load() }
+
+// Run follows the topology and the members' health until ctx is done.
+func (m *Mirror) Run(ctx context.Context, db NSDB) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return db.Watch(ctx, m.Apply) })
+	g.Go(func() error { return db.WatchMemberStatus(ctx, m.ApplyMemberStatus) })
+	return g.Wait()
+}
+
+func objKey(k *model.Kind, id string) string { return k.Name + "/" + id }
+
+// Apply is the topology watch's callback.
+func (m *Mirror) Apply(b nsdb.Batch) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var events []nsdb.Event
+	if b.Reset {
+		m.objs = make(map[string]model.Object, len(b.Objects))
+		for _, o := range b.Objects {
+			m.withHealth(o)
+			m.objs[objKey(model.KindOf(o), o.GetMeta().ID)] = o
+		}
+	} else {
+		for _, ev := range b.Events {
+			key := objKey(ev.Kind, ev.ID)
+			if ev.Prev == nil {
+				ev.Prev = m.objs[key]
+			}
+			if ev.Type == nsdb.Delete {
+				delete(m.objs, key)
+			} else {
+				m.withHealth(ev.Object)
+				m.objs[key] = ev.Object
+			}
+			events = append(events, ev)
+		}
+	}
+	m.commit(events, b.Reset)
+	return nil
+}
+
+// withHealth fills a pool member's derived status (the object is the
+// watch's fresh copy, ours to change).
+func (m *Mirror) withHealth(o model.Object) {
+	if pm, ok := o.(*model.PoolMember); ok {
+		pm.Status = m.health[pm.ID]
+	}
+}
+
+// ApplyMemberStatus is the member-health watch's callback: a member whose
+// health changed is replaced by a copy with the new status, as if the
+// member itself had changed, so the new topology leaves a down member out
+// and the flows that read it (and its pool) are invalidated.
+func (m *Mirror) ApplyMemberStatus(b nsdb.MemberStatusBatch) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	changed := map[string]string{}
+	if b.Reset {
+		for id, s := range m.health {
+			if b.Status[id] != s {
+				changed[id] = b.Status[id]
+			}
+		}
+		for id, s := range b.Status {
+			if m.health[id] != s {
+				changed[id] = s
+			}
+		}
+		m.health = b.Status
+	} else {
+		for id, s := range b.Status {
+			if m.health[id] != s {
+				changed[id] = s
+			}
+			if s == "" {
+				delete(m.health, id)
+			} else {
+				m.health[id] = s
+			}
+		}
+	}
+	var events []nsdb.Event
+	for id, s := range changed {
+		key := objKey(model.PoolMemberKind, id)
+		prev, ok := m.objs[key].(*model.PoolMember)
+		if !ok {
+			continue // a member not (yet) mirrored takes its status when it comes
+		}
+		cur := model.Clone(prev).(*model.PoolMember)
+		cur.Status = s
+		m.objs[key] = cur
+		events = append(events, nsdb.Event{Type: nsdb.Put, Kind: model.PoolMemberKind, ID: id, Object: cur, Prev: prev})
+	}
+	if len(events) > 0 {
+		m.cfg.Log.Info("pool member health changed", "members", changed)
+		m.commit(events, false)
+	}
+	return nil
+}
+
+// commit publishes a snapshot of the mirror and invalidates the flows the
+// events made stale (all of them after a reset). m.mu is held.
+func (m *Mirror) commit(events []nsdb.Event, reset bool) {
+	old := m.cur.Load()
+	objs := make([]model.Object, 0, len(m.objs))
+	for _, o := range m.objs {
+		objs = append(objs, o)
+	}
+	next, err := NewSnapshot(old.Version+1, objs...)
+	if err != nil {
+		m.cfg.Log.Error("topology rebuild failed; keeping the previous one", "err", err)
+		return
+	}
+	m.cur.Store(next)
+	if m.cfg.Publish != nil {
+		m.cfg.Publish(next)
+	}
+	if reset {
+		m.cfg.Flows.Flush()
+		return
+	}
+	var tags []uint64
+	for _, ev := range events {
+		tags = append(tags, InvalidationTags(old.Topo, next.Topo, ev)...)
+	}
+	if len(tags) > 0 {
+		m.cfg.Flows.Invalidate(tags...)
+	}
+}
+
+// InvalidationTags returns the tags whose flows a topology event makes
+// stale. Every flow carries the tags of the objects its simulation read, so
+// the changed object's own tag covers most of it; sim's ChangeTags adds the
+// decisions that depended on an object's absence (a new route covering
+// destinations that used a shorter prefix or had no route, a port joining a
+// bridge's flood set). The old version is read against the old topology and
+// the new version against the new one, so a moved or deleted object
+// invalidates both where it was and where it is.
+func InvalidationTags(old, cur *sim.Topology, ev nsdb.Event) []uint64 {
+	var tags []uint64
+	if ev.Prev != nil && old != nil {
+		tags = append(tags, old.ChangeTags(ev.Prev)...)
+	}
+	if ev.Object != nil {
+		tags = append(tags, cur.ChangeTags(ev.Object)...)
+	}
+	if len(tags) == 0 {
+		tags = append(tags, sim.ObjectTag(ev.Kind, ev.ID))
+	}
+	return tags
+}

@@ -1,0 +1,171 @@
+package mirror
+
+import (
+	"context"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nagare/nagare/pkg/datapath"
+	"github.com/nagare/nagare/pkg/datapath/memory"
+	"github.com/nagare/nagare/pkg/flow"
+	"github.com/nagare/nagare/pkg/model"
+	"github.com/nagare/nagare/pkg/nsdb"
+	"github.com/nagare/nagare/pkg/nsdb/nsdbmem"
+	"github.com/nagare/nagare/pkg/nsdb/nsdbtest"
+	"github.com/nagare/nagare/pkg/packet"
+	"github.com/nagare/nagare/pkg/sim"
+)
+
+// store is what these tests need of an NSDB, real or in memory.
+type store interface {
+	NSDB
+	Create(context.Context, model.Object) (model.Object, error)
+	Modify(context.Context, *model.Kind, string, int64, func(model.Object) error) (model.Object, error)
+	PutMemberStatus(context.Context, string, string, nsdb.LeaseID) error
+	TakeBackMemberStatus(context.Context, string, nsdb.LeaseID) error
+}
+
+// running is a mirror following a store, with a memory datapath whose one
+// port lets flows be installed.
+type running struct {
+	m         *Mirror
+	dp        *memory.Datapath
+	errc      chan error
+	mu        sync.Mutex
+	published []uint64 // snapshot versions, in the order published
+}
+
+func start(t *testing.T, db store) *running {
+	t.Helper()
+	h := memory.NewHost(nil)
+	if _, err := h.AddInterface("d0"); err != nil {
+		t.Fatal(err)
+	}
+	r := &running{dp: memory.New(datapath.Config{}, h), errc: make(chan error, 1)}
+	if err := r.dp.AddPort(datapath.PortConfig{PortID: "p0", Index: 0, Interface: "d0", TunnelKey: 1}); err != nil {
+		t.Fatal(err)
+	}
+	r.m = New(Config{Flows: r.dp, Publish: func(s *Snapshot) {
+		r.mu.Lock()
+		r.published = append(r.published, s.Version)
+		r.mu.Unlock()
+	}})
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go func() { r.errc <- r.m.Run(ctx, db) }()
+	return r
+}
+
+func (r *running) waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		select {
+		case err := <-r.errc:
+			t.Fatalf("mirror ended: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10 s", what)
+		}
+	}
+}
+
+// member returns a member's status as mirrored, or "absent".
+func (r *running) member(id string) (*model.PoolMember, bool) {
+	for _, o := range r.m.Current().Objects {
+		if pm, ok := o.(*model.PoolMember); ok && pm.ID == id {
+			return pm, true
+		}
+	}
+	return nil, false
+}
+
+// install puts a drop flow tagged with tags in the datapath.
+func (r *running) install(t *testing.T, sport uint16, tags ...uint64) {
+	t.Helper()
+	var p packet.Parsed // a key told apart by its source MAC
+	p.L3Off, p.EthSrc = 14, packet.MAC{2, 0, 0, 0, byte(sport >> 8), byte(sport)}
+	if err := r.dp.Install(&datapath.FlowSpec{Key: flow.KeyOf(&p, 0), Tags: tags}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestMemberStatusMirror runs the mirror's two watches against a real
+// etcd: a health monitor's status reaches the mirror's member, and the
+// flows that read the member are invalidated.
+func TestMemberStatusMirror(t *testing.T) {
+	s := nsdb.New(nsdbtest.Start(t))
+	ctx := context.Background()
+	if err := s.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	memberStatus(t, s)
+}
+
+// The same against the in-memory NSDB.
+func TestMemberStatusMirrorInMemory(t *testing.T) { memberStatus(t, nsdbmem.New()) }
+
+func memberStatus(t *testing.T, db store) {
+	ctx := context.Background()
+	create := func(o model.Object) model.Object {
+		t.Helper()
+		c, err := db.Create(ctx, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	hm := create(&model.HealthMonitor{Name: "hm"}).(*model.HealthMonitor)
+	lb := create(&model.LoadBalancer{Name: "lb"}).(*model.LoadBalancer)
+	pool := create(&model.Pool{LoadBalancerID: lb.ID, HealthMonitorID: hm.ID}).(*model.Pool)
+	m := create(&model.PoolMember{PoolID: pool.ID, Address: netip.MustParseAddr("10.0.0.7"), ProtocolPort: 80}).(*model.PoolMember)
+	// A status written before the mirror starts arrives with the reset.
+	if err := db.PutMemberStatus(ctx, m.ID, model.MemberUp, 0); err != nil {
+		t.Fatal(err)
+	}
+	r := start(t, db)
+	status := func() string {
+		if pm, ok := r.member(m.ID); ok {
+			return pm.Status
+		}
+		return "absent"
+	}
+	r.waitFor(t, "status up mirrored", func() bool { return status() == model.MemberUp })
+
+	r.install(t, 1, sim.ObjectTag(model.PoolMemberKind, m.ID))
+	r.install(t, 2, 12345) // a flow that read something else
+	if n := r.dp.Stats().Flows; n != 2 {
+		t.Fatalf("%d flows installed, want 2", n)
+	}
+	if err := db.PutMemberStatus(ctx, m.ID, model.MemberDown, 0); err != nil {
+		t.Fatal(err)
+	}
+	r.waitFor(t, "status down mirrored", func() bool { return status() == model.MemberDown })
+	r.waitFor(t, "the member's flow invalidated, the other kept", func() bool { return r.dp.Stats().Flows == 1 })
+
+	// The member's own change keeps the status.
+	if _, err := db.Modify(ctx, model.PoolMemberKind, m.ID, 0, func(o model.Object) error {
+		o.(*model.PoolMember).Weight = 5
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	r.waitFor(t, "weight mirrored with the status kept", func() bool {
+		pm, ok := r.member(m.ID)
+		return ok && pm.Weight == 5 && pm.Status == model.MemberDown
+	})
+	// The status going away (its monitor's lease ended) clears it.
+	if err := db.TakeBackMemberStatus(ctx, m.ID, nsdb.NoLease); err != nil {
+		t.Fatal(err)
+	}
+	r.waitFor(t, "status cleared", func() bool { return status() == "" })
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := 1; i < len(r.published); i++ {
+		if r.published[i] != r.published[i-1]+1 {
+			t.Fatalf("snapshots published out of order: %v", r.published)
+		}
+	}
+}

@@ -1,0 +1,68 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/nagare/nagare/pkg/model"
+	"github.com/nagare/nagare/pkg/nsdb"
+	"github.com/nagare/nagare/pkg/nsdb/nsdbmem"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// A host registers once by name; a second start finds it and updates its
+// addresses; a lost lease is replaced, the host is alive again, and the
+// holders of the lease's state are told.
+func TestSessionRegistersAndRenews(t *testing.T) {
+	db := nsdbmem.New()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s, err := Open(ctx, db, Config{HostName: "hv1", LeaseTTL: time.Second, Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := netip.MustParseAddr("192.0.2.7")
+	again, err := Open(ctx, db, Config{HostName: "hv1", Addresses: []netip.Addr{addr}, LeaseTTL: time.Second, Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.HostID() != s.HostID() {
+		t.Fatalf("second start registered a new host %s, want %s", again.HostID(), s.HostID())
+	}
+	if hs, _, _ := db.List(ctx, model.HostKind, "", ""); len(hs) != 1 || len(hs[0].(*model.Host).Addresses) != 1 || hs[0].(*model.Host).Addresses[0] != addr {
+		t.Fatalf("hosts %+v: want one, with the tunnel address", hs)
+	}
+	if l, _ := db.HostLease(ctx, s.HostID()); l != again.Lease() {
+		t.Fatalf("alive under %x, want the latest lease %x", int64(l), int64(again.Lease()))
+	}
+
+	changed := make(chan nsdb.LeaseID, 1)
+	again.OnLeaseChange(func(_ context.Context, l nsdb.LeaseID) { changed <- l })
+	done := make(chan error, 1)
+	go func() { done <- again.Run(ctx) }()
+	old := again.Lease()
+	if err := db.RevokeLease(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case l := <-changed:
+		if l == old || l != again.Lease() {
+			t.Fatalf("told of lease %x, current %x, old %x", int64(l), int64(again.Lease()), int64(old))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no new lease after the old one was lost")
+	}
+	if l, _ := db.HostLease(ctx, s.HostID()); l != again.Lease() {
+		t.Fatalf("host alive under %x, want the new lease %x", int64(l), int64(again.Lease()))
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run ended with %v", err)
+	}
+}

@@ -259,6 +259,29 @@ type QoSPolicy struct {
 	DSCPMark         uint8  `json:"dscp_mark,omitempty" nagare:"cli=dscp,max=63,doc=the DSCP value written with mark-dscp"`
 }
 
+// Mirror copies the frames of a port to a destination: "in" those the
+// port delivers to its interface (what a VM receives), "out" those that
+// enter by it (what the VM sends), or both. The destination is another
+// port (a tap service's), which gets each copy as the mirrored port's
+// interface saw it, or a remote address, GRE-encapsulated (transparent
+// Ethernet, Key as the GRE key) or ERSPAN type II (Key's low 10 bits as
+// the session ID), sent from the underlay address of the host the
+// mirrored port is bound on.
+// VLANs, when set, limits the copies to frames of those VLANs
+// ("10,20-30").
+type Mirror struct {
+	Meta
+	Name       string     `json:"name,omitempty" nagare:"cli=name"`
+	TenantID   string     `json:"tenant_id,omitempty" nagare:"cli=tenant"`
+	PortID     string     `json:"port_id" nagare:"cli=port,required,ref=port,ondelete=cascade,doc=the mirrored port"`
+	Direction  string     `json:"direction" nagare:"cli=direction,enum=in|out|both,default=both,doc=in: what the port delivers to its interface, out: what enters by it"`
+	DestPortID string     `json:"dest_port_id,omitempty" nagare:"cli=dest-port,ref=port,ondelete=cascade,doc=the port the copies leave by"`
+	RemoteIP   netip.Addr `json:"remote_ip,omitzero" nagare:"cli=remote-ip,doc=the tunnel endpoint the copies are sent to (instead of a port)"`
+	Encap      string     `json:"encap,omitempty" nagare:"cli=encap,enum=gre|erspan,doc=the encapsulation towards remote-ip"`
+	Key        uint32     `json:"key,omitempty" nagare:"cli=key,doc=GRE key or ERSPAN session ID (its low 10 bits) towards remote-ip"`
+	VLANs      string     `json:"vlans,omitempty" nagare:"cli=vlans,doc=mirror only frames of these VLANs (10,20-30)"`
+}
+
 // PortGroup groups ports for rule conditions; stateful groups share flow
 // state among their members (asymmetric paths).
 type PortGroup struct {

@@ -100,6 +100,9 @@ var notFoundTypes = map[*model.Kind][2]string{
 	BGPSpeakerKind:        {"BgpSpeakerNotFound", "BGP speaker %s could not be found."},
 	BGPPeerKind:           {"BgpPeerNotFound", "BGP peer %s could not be found."},
 	BGPVPNKind:            {"BGPVPNNotFound", "BGPVPN %s could not be found"},
+	TapServiceKind:        {"TapServiceNotFound", "Tap Service  %s does not exist"},
+	TapFlowKind:           {"TapFlowNotFound", "Tap Flow  %s does not exist"},
+	TapMirrorKind:         {"TapMirrorNotFound", "Tap Mirror %s does not exist"},
 }
 
 // NotFoundError is the not-found error of an object of a kind.

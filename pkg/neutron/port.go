@@ -591,6 +591,9 @@ func (s *Service) detachAndRemove(tx *nsdb.Tx, p *Port) error {
 // removePort releases a port's addresses and deletes it with its
 // translation.
 func (s *Service) removePort(tx *nsdb.Tx, p *Port) error {
+	if err := dropTaps(tx, p.ID); err != nil {
+		return err
+	}
 	for _, f := range p.FixedIPs {
 		if err := release(tx, f.SubnetID, f.IPAddress); err != nil {
 			return err

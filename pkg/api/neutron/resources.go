@@ -138,6 +138,15 @@ func (a *API) resources() []*resource {
 			kind: neutron.SiteConnectionKind, attrs: siteConnectionAttrs, view: viewAs(viewSiteConnection),
 			prepare: prepares(decodeSiteConnection, s.PrepareSiteConnection), update: updates(decodeSiteConnection, s.UpdateSiteConnection),
 			delete: s.DeleteSiteConnection, narrow: []string{"vpnservice_id"}},
+		{singular: "tap_service", plural: "tap_services", path: "taas/tap_services", kind: neutron.TapServiceKind, attrs: tapServiceAttrs,
+			view: viewAs(viewTapService), prepare: prepares(decodeTapService, s.PrepareTapService),
+			update: updates(decodeTapService, s.UpdateTapService), delete: s.DeleteTapService, narrow: []string{"port_id"}},
+		{singular: "tap_flow", plural: "tap_flows", path: "taas/tap_flows", kind: neutron.TapFlowKind, attrs: tapFlowAttrs,
+			view: viewAs(viewTapFlow), prepare: prepares(decodeTapFlow, s.PrepareTapFlow),
+			update: updates(decodeTapFlow, s.UpdateTapFlow), delete: s.DeleteTapFlow, narrow: []string{"tap_service_id", "source_port"}},
+		{singular: "tap_mirror", plural: "tap_mirrors", path: "taas/tap_mirrors", kind: neutron.TapMirrorKind, attrs: tapMirrorAttrs,
+			view: viewAs(viewTapMirror), prepare: prepares(decodeTapMirror, s.PrepareTapMirror),
+			update: updates(decodeTapMirror, s.UpdateTapMirror), delete: s.DeleteTapMirror, narrow: []string{"port_id"}},
 	}
 }
 

@@ -116,13 +116,13 @@ func TestVPN(t *testing.T) {
 		{"missing subnet", "POST", "/v2.0/vpn/endpoint-groups", `{"endpoint_group": {"type": "subnet", "endpoints": ["0b5d2a5e-0000-4000-8000-000000000000"]}}`, 400, "NonExistingSubnetInEndpointGroup", "in endpoint group does not exist"},
 		{"group in use", "DELETE", "/v2.0/vpn/endpoint-groups/" + peer.ID, "", 400, "EndpointGroupInUse", "is in use and cannot be deleted"},
 		{"no mode", "POST", "/v2.0/vpn/ipsec-site-connections", conn1(""), 400, "MissingRequiredEndpointGroup", "Missing endpoint groups local and peer"},
-		{"peer CIDRs with groups", "POST", "/v2.0/vpn/ipsec-site-connections", conn1(`, "peer_cidrs": ["10.11.0.0/24"]`+groups), 400, "PeerCidrsInvalid", "Peer CIDRs cannot be specified"},
-		{"groups swapped", "POST", "/v2.0/vpn/ipsec-site-connections", conn1(`, "local_ep_group_id": "`+peer.ID+`", "peer_ep_group_id": "`+local.ID+`"`), 400, "WrongEndpointGroupType", "should be 'subnet'"},
-		{"DPD timeout under interval", "POST", "/v2.0/vpn/ipsec-site-connections", conn1(groups+`, "dpd": {"interval": 60, "timeout": 30}`), 400, "IPsecSiteConnectionDpdIntervalValueError", "dpd_timeout is equal to or less than dpd_interval"},
-		{"bad DPD action", "POST", "/v2.0/vpn/ipsec-site-connections", conn1(groups+`, "dpd": {"action": "panic"}`), 400, "HTTPBadRequest", "'panic' is not in ['clear'"},
-		{"small MTU", "POST", "/v2.0/vpn/ipsec-site-connections", conn1(groups+`, "mtu": 60`), 400, "IPsecSiteConnectionMtuError", "MTU 60 is too small for ipv4"},
-		{"IPv6 peer, IPv4 gateway", "POST", "/v2.0/vpn/ipsec-site-connections", conn1(groups+`, "peer_address": "2001:db8::1"`), 400, "ExternalNetworkHasNoSubnet", "external network has no IPv6 subnet"},
-		{"peer name", "POST", "/v2.0/vpn/ipsec-site-connections", conn1(groups+`, "peer_address": "vpn.example"`), 400, "VPNPeerAddressNotResolved", "Peer address vpn.example cannot be resolved"},
+		{"peer CIDRs with groups", "POST", "/v2.0/vpn/ipsec-site-connections", conn1(`, "peer_cidrs": ["10.11.0.0/24"]` + groups), 400, "PeerCidrsInvalid", "Peer CIDRs cannot be specified"},
+		{"groups swapped", "POST", "/v2.0/vpn/ipsec-site-connections", conn1(`, "local_ep_group_id": "` + peer.ID + `", "peer_ep_group_id": "` + local.ID + `"`), 400, "WrongEndpointGroupType", "should be 'subnet'"},
+		{"DPD timeout under interval", "POST", "/v2.0/vpn/ipsec-site-connections", conn1(groups + `, "dpd": {"interval": 60, "timeout": 30}`), 400, "IPsecSiteConnectionDpdIntervalValueError", "dpd_timeout is equal to or less than dpd_interval"},
+		{"bad DPD action", "POST", "/v2.0/vpn/ipsec-site-connections", conn1(groups + `, "dpd": {"action": "panic"}`), 400, "HTTPBadRequest", "'panic' is not in ['clear'"},
+		{"small MTU", "POST", "/v2.0/vpn/ipsec-site-connections", conn1(groups + `, "mtu": 60`), 400, "IPsecSiteConnectionMtuError", "MTU 60 is too small for ipv4"},
+		{"IPv6 peer, IPv4 gateway", "POST", "/v2.0/vpn/ipsec-site-connections", conn1(groups + `, "peer_address": "2001:db8::1"`), 400, "ExternalNetworkHasNoSubnet", "external network has no IPv6 subnet"},
+		{"peer name", "POST", "/v2.0/vpn/ipsec-site-connections", conn1(groups + `, "peer_address": "vpn.example"`), 400, "VPNPeerAddressNotResolved", "Peer address vpn.example cannot be resolved"},
 		{"no PSK", "POST", "/v2.0/vpn/ipsec-site-connections", `{"ipsec_site_connection": {"vpnservice_id": "` + svc.ID + `"}}`, 400, "HTTPBadRequest", "not specified"},
 		{"groups on a legacy service", "PUT", "/v2.0/vpn/ipsec-site-connections/" + lconn.ID, `{"ipsec_site_connection": {"local_ep_group_id": "` + local.ID + `"}}`, 400, "InvalidEndpointGroup", "Endpoint group local cannot be specified, when VPN Service has subnet specified"},
 		{"gateway of a VPN router", "PUT", "/v2.0/routers/" + r.ID, `{"router": {"external_gateway_info": null}}`, 409, "RouterInUse", "is currently used by VPN services"},
@@ -141,7 +141,10 @@ func TestVPN(t *testing.T) {
 	for _, del := range []func() error{
 		func() error { return siteconnections.Delete(ctx, c, conn.ID).ExtractErr() },
 		func() error { return services.Delete(ctx, c, svc.ID).ExtractErr() },
-		func() error { _, err := routers.RemoveInterface(ctx, c, r.ID, routers.RemoveInterfaceOpts{SubnetID: sub.ID}).Extract(); return err },
+		func() error {
+			_, err := routers.RemoveInterface(ctx, c, r.ID, routers.RemoveInterfaceOpts{SubnetID: sub.ID}).Extract()
+			return err
+		},
 	} {
 		if err := del(); err != nil {
 			t.Fatal(err)

@@ -197,6 +197,10 @@ type Port struct {
 	DNSName       string          `json:"dns_name,omitempty"`
 	Trusted       *bool           `json:"trusted,omitempty"`
 	QoSPolicyID   string          `json:"qos_policy_id,omitempty" nagare:"ref=neutron-qos-policy,ondelete=restrict"`
+	// ExtraGateway marks a router's gateway port other than its
+	// compatibility gateway (external-gateway-multihoming): no default
+	// route through it.
+	ExtraGateway bool `json:"extra_gateway,omitempty"`
 }
 
 // IPAllocation is one address in use in a subnet. Its id derives from the

@@ -128,7 +128,7 @@ func (s *Service) setGateway(tx *nsdb.Tx, c *identity.Context, r *Router, g *Gat
 		r.GatewayNetworkID, r.GatewayPortID, r.EnableSNAT = "", "", false
 	}
 	if n == nil {
-		return nil
+		return s.promoteGateway(tx, c, r)
 	}
 	p := &Port{Std: s.newStd(""), NetworkID: n.ID, DeviceOwner: OwnerRouterGateway, DeviceID: r.ID, RouterID: r.ID,
 		AdminStateUp: true, VNICType: "normal"}
@@ -355,7 +355,7 @@ func (s *Service) DeleteRouter(ctx context.Context, c *identity.Context, id stri
 				return inUse("RouterInUse", "Router %s still has ports", id)
 			}
 		}
-		if err := s.setGateway(tx, c, r, &GatewayRequest{}); err != nil {
+		if err := s.updateGateways(tx, c, r, nil); err != nil {
 			return err
 		}
 		if err := apply(tx, &r.Std, nil); err != nil {

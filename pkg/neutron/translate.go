@@ -243,7 +243,7 @@ func routerSide(p *Port, subnets map[string]*Subnet, bp *model.Port) []model.Obj
 	rp.Address, rp.Network = fip.IPAddress, s.CIDR
 	objs = append(objs, &model.Route{Meta: model.Meta{ID: DerivedID("route", p.ID, s.ID)}, RouterID: p.RouterID,
 		Type: model.RouteNormal, Dst: s.CIDR, PortID: rpID, Weight: 100})
-	if p.DeviceOwner == OwnerRouterGateway && s.GatewayIP.IsValid() && s.CIDR.Contains(s.GatewayIP) {
+	if p.DeviceOwner == OwnerRouterGateway && !p.ExtraGateway && s.GatewayIP.IsValid() && s.CIDR.Contains(s.GatewayIP) {
 		objs = append(objs, &model.Route{Meta: model.Meta{ID: DerivedID("gw-route", p.ID, s.ID)}, RouterID: p.RouterID,
 			Type: model.RouteNormal, Dst: netip.PrefixFrom(zero(s.GatewayIP), 0), Gateway: s.GatewayIP, PortID: rpID, Weight: 100})
 	}

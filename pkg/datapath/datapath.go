@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/nagare/nagare/pkg/flow"
@@ -87,6 +88,14 @@ type Datapath interface {
 	// modify the slices it holds.
 	Flows(fn func(info *FlowInfo))
 
+	// SetPortQoS sets the rate limits of an attached port (a zero
+	// PortQoS removes them): a token bucket polices the frames entering by
+	// the port's interface (what its VM sends) and one the frames sent out
+	// of it, whichever host or flow they come from (what it receives). A
+	// frame the bucket has no tokens for is dropped and counted
+	// (DropQoSPoliced). Unknown ports are ErrUnknownPort.
+	SetPortQoS(portID string, q PortQoS) error
+
 	// SendState sends a flow-state packet (MidoNet's model: connection
 	// tracking and NAT entries pushed ahead of a connection's first
 	// packet) to peer, a tunnel-zone peer, over the tunnel with the
@@ -136,6 +145,61 @@ type PortConfig struct {
 	// buffers; frames longer than MTU plus an Ethernet header and two VLAN
 	// tags are dropped on receive and counted.
 	MTU int
+}
+
+// PortQoS is a port's rate limits, in kbit/s with bursts in kbit; a zero
+// rate is no limit, a zero burst 80% of a second at the rate (Neutron's
+// default). Egress and ingress are the VM's: what it sends, what it
+// receives.
+type PortQoS struct {
+	EgressKbps, EgressBurstKbit   uint32
+	IngressKbps, IngressBurstKbit uint32
+}
+
+// Bucket is the token bucket of a rate limit: the rate in bytes per
+// second and the burst in bytes (Neutron's 80% of a second at the rate
+// without one).
+func Bucket(kbps, burstKbit uint32) (bytesPerSec, burstBytes float64) {
+	bytesPerSec = float64(kbps) * 1000 / 8
+	burstBytes = float64(burstKbit) * 1000 / 8
+	if burstKbit == 0 {
+		burstBytes = 0.8 * bytesPerSec
+	}
+	return bytesPerSec, max(burstBytes, 1600) // at least a full frame
+}
+
+// Policer is a token bucket over a monotonic clock in nanoseconds. It is
+// safe for concurrent use.
+type Policer struct {
+	mu          sync.Mutex
+	rate, burst float64 // bytes per nanosecond, bytes
+	tokens      float64
+	last        int64
+}
+
+// NewPolicer returns a full bucket for a rate limit, nil for no limit.
+func NewPolicer(kbps, burstKbit uint32) *Policer {
+	if kbps == 0 {
+		return nil
+	}
+	rate, burst := Bucket(kbps, burstKbit)
+	return &Policer{rate: rate / 1e9, burst: burst, tokens: burst}
+}
+
+// Allow takes size bytes' tokens at time now, reporting false (taking
+// nothing) when there are not enough.
+func (p *Policer) Allow(now int64, size int) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.last != 0 && now > p.last {
+		p.tokens = min(p.burst, p.tokens+float64(now-p.last)*p.rate)
+	}
+	p.last = now
+	if p.tokens < float64(size) {
+		return false
+	}
+	p.tokens -= float64(size)
+	return true
 }
 
 // TunnelConfig is the host's tunnel endpoint in the underlay.

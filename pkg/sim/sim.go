@@ -265,7 +265,10 @@ func (s *Simulator) Simulate(in *Input, out *Result) {
 		w.finish()
 		return
 	}
-	w.enterPort(pi, none, 0)
+	if in := w.ingress(pi); in != none {
+		w.inPort = in
+		w.enterPort(in, none, 0)
+	}
 	w.finish()
 }
 
@@ -435,7 +438,8 @@ func (w *walk) output(q int32) {
 			return
 		}
 	}
-	a := flow.Action{Port: q, PortID: p.id}
+	c := t.carrier(q)
+	a := flow.Action{Port: c, PortID: t.ports[c].id}
 	if p.hostID == s.cfg.HostID {
 		a.Type, a.Interface = flow.ActOutput, p.ifName
 	} else {
@@ -448,9 +452,19 @@ func (w *walk) output(q int32) {
 		w.res.addTag(rh.zoneTag)
 		a.Type, a.HostID, a.Underlay, a.Tunnel, a.TunnelKey = flow.ActEncap, p.hostID, rh.addr, rh.tunnel, p.tunnelKey
 	}
-	if !w.emitHeader() || !w.addAction(a) {
+	if c != q {
+		// A subport's frames leave by its parent's interface, tagged.
+		saved := w.cur
+		w.cur.tagged, w.cur.vlan = true, p.parentVLAN
+		ok := w.emitHeader() && w.addAction(a)
+		w.cur = saved
+		if !ok {
+			return
+		}
+	} else if !w.emitHeader() || !w.addAction(a) {
 		return
 	}
+	w.mirrorCopies(q, mirrorIn)
 	if w.ipLen > 0 && (w.res.MTU == 0 || s.mtu[q] < w.res.MTU) {
 		w.res.MTU = s.mtu[q]
 	}
@@ -545,7 +559,8 @@ func (w *walk) commitReply(n int, err error, why GenReason) {
 		return
 	}
 	p := &w.t.ports[w.inPort]
-	a := flow.Action{Port: w.inPort, PortID: p.id}
+	c := w.t.carrier(w.inPort)
+	a := flow.Action{Port: c, PortID: w.t.ports[c].id}
 	switch {
 	case !p.exterior():
 		// A walk started on an interior port (a trace, a test) has

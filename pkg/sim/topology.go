@@ -29,6 +29,7 @@ type Topology struct {
 	ipgroups []ipGroup
 	lbs      []loadBalancer
 	pools    []lbPool
+	mirrors  []mirror
 
 	portByID   map[string]int32
 	portByKey  map[uint32]int32
@@ -79,6 +80,14 @@ type port struct {
 	ifName    string
 	tunnelKey uint32
 	natAddrs  []natAddr // router ports: translated addresses on the port's network it answers ARP/ND for (nataddr.go)
+	// Trunks, mirrors and QoS marking (portext.go).
+	parent     int32 // a subport's parent, none otherwise
+	parentVLAN uint16
+	subs       []subport
+	mirrors    []int32 // indexes in Topology.mirrors
+	qosTag     uint64  // the QoS policy's tag, 0 without one
+	markDSCP   bool
+	dscp       uint8
 }
 
 func (p *port) exterior() bool { return p.hostID != "" }
@@ -180,6 +189,8 @@ func Build(objs []model.Object) (*Topology, error) {
 		ipAddrs   []*model.IPAddrGroupAddr
 		subnets   = map[string]*model.DHCPSubnet{}
 		dhcpHosts []*model.DHCPHost
+		mirrors   []*model.Mirror
+		qos       = map[string]*model.QoSPolicy{}
 		pgByID    = map[string]int32{}
 		ipgByID   = map[string]int32{}
 	)
@@ -239,6 +250,10 @@ func Build(objs []model.Object) (*Topology, error) {
 			subnets[x.ID] = x
 		case *model.DHCPHost:
 			dhcpHosts = append(dhcpHosts, x)
+		case *model.Mirror:
+			mirrors = append(mirrors, x)
+		case *model.QoSPolicy:
+			qos[x.ID] = x
 		}
 	}
 
@@ -347,6 +362,9 @@ func Build(objs []model.Object) (*Topology, error) {
 			t.portByKey[mp.TunnelKey] = int32(i)
 		}
 		t.ports[i] = p
+	}
+	if err := t.buildPortExtras(ports, mirrors, qos); err != nil {
+		return nil, err
 	}
 	for i := range t.bridges {
 		b := &t.bridges[i]

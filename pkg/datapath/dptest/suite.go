@@ -61,6 +61,9 @@ func Run(t *testing.T, fx Fixture) {
 		{"HostilePort", testHostilePort},
 		{"RemovePort", testRemovePort},
 		{"InstallErrors", testInstallErrors},
+		{"DSCPMarking", testDSCP},
+		{"Mirror", testMirror},
+		{"PortQoS", testPortQoS},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { c.fn(t, fx) })

@@ -26,6 +26,8 @@ const (
 	rTunDisabled
 	rTunTxError
 	rTunState
+	rQoS
+	rMirrorTx
 	numReasons
 )
 
@@ -43,6 +45,8 @@ var reasonLabels = [numReasons]string{
 	rTunDisabled:    datapath.DropTunnelDisabled,
 	rTunTxError:     datapath.DropTunnelTxError,
 	rTunState:       datapath.DropTunnelStateUnhandled,
+	rQoS:            datapath.DropQoSPoliced,
+	rMirrorTx:       datapath.DropMirrorTxError,
 }
 
 // maxParseDrops bounds the packet.Drop values counted separately; larger

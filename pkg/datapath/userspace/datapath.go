@@ -51,6 +51,9 @@ type port struct {
 	drops              dropCounters // drops seen by this port's reader
 	slotSize           int
 	readerStarted      bool // guarded by Datapath.mu
+
+	qos                   datapath.PortQoS // guarded by Datapath.mu
+	egressPol, ingressPol atomic.Pointer[datapath.Policer]
 }
 
 // portSet is an immutable snapshot of the attached ports, replaced on
@@ -90,6 +93,7 @@ type Datapath struct {
 	retired retiredCounters // counters of detached ports, so totals never go back
 
 	execPool sync.Pool // *worker for Execute
+	mirror   mirrorSender
 }
 
 // retiredCounters keeps what detached ports counted.
@@ -308,7 +312,7 @@ func (dp *Datapath) Close() error {
 		}
 		dp.retire(p)
 	}
-	errs = append(errs, ts.close())
+	errs = append(errs, ts.close(), dp.mirror.close())
 	return errors.Join(errs...)
 }
 

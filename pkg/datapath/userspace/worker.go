@@ -126,6 +126,10 @@ func (w *worker) snapshot(frame []byte) []byte {
 }
 
 func (w *worker) queueLocal(p *port, frame []byte) {
+	if pol := p.ingressPol.Load(); pol != nil && !pol.Allow(w.dp.now(), len(frame)) {
+		w.drops.add(rQoS, 1)
+		return
+	}
 	if w.nLocal == maxQueued {
 		w.flush()
 	}
@@ -216,6 +220,10 @@ func (w *worker) processBatch(n int, now int64, h datapath.MissHandler) {
 		rxBytes += uint64(size)
 		slot := w.slots[i]
 		frame := slot[headroom : headroom+size]
+		if pol := in.egressPol.Load(); pol != nil && !pol.Allow(now, size) {
+			w.drops.add(rQoS, 1)
+			continue
+		}
 		w.dec.Decode(&w.pkt, frame)
 		if w.pkt.Drop != packet.DropNone {
 			w.drops.addMalformed(w.pkt.Drop)

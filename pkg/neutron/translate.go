@@ -187,10 +187,13 @@ func TranslatePort(in PortInput) []model.Object {
 				IPAddrGroupID: sgAddrGroupID(g.ID), Address: ip})
 		}
 	}
+	// A router's ports ask DHCP nothing, and the agent's DHCP refuses a
+	// host on the subnet's gateway address: they get no host entry (their
+	// addresses are known from the router ports).
 	done := map[string]bool{}
 	for _, f := range p.FixedIPs {
 		s := in.Subnets[f.SubnetID]
-		if s == nil || !s.CIDR.Addr().Is4() || done[s.ID] {
+		if s == nil || !s.CIDR.Addr().Is4() || done[s.ID] || isRouterPort(p) {
 			continue
 		}
 		done[s.ID] = true

@@ -81,11 +81,7 @@ func (s *Service) PrepareAddressGroup(c *identity.Context, r AddressGroupRequest
 
 // UpdateAddressGroup changes a group's name or description.
 func (s *Service) UpdateAddressGroup(ctx context.Context, c *identity.Context, id string, r AddressGroupRequest, ifRev int64) (*AddressGroup, error) {
-	return modify(ctx, s, c, id, "update_address_group", ifRev, func(tx *nsdb.Tx, g *AddressGroup) error {
-		r.StdRequest.apply(&g.Std)
-		s.touch(&g.Std)
-		return tx.Put(g)
-	})
+	return rename[*AddressGroup](ctx, s, c, id, "update_address_group", r.StdRequest, ifRev)
 }
 
 // ChangeAddresses adds addresses to a group (each must be new) or removes

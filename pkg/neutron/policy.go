@@ -121,3 +121,13 @@ func modify[T Object](ctx context.Context, s *Service, c *identity.Context, id, 
 	})
 	return out, err
 }
+
+// rename changes the standard attributes (name, description) of an object
+// that has no other attribute an update may change.
+func rename[T Object](ctx context.Context, s *Service, c *identity.Context, id, action string, r StdRequest, ifRev int64) (T, error) {
+	return modify(ctx, s, c, id, action, ifRev, func(tx *nsdb.Tx, x T) error {
+		r.apply(x.std())
+		s.touch(x.std())
+		return tx.Put(x)
+	})
+}

@@ -110,11 +110,7 @@ func (s *Service) UpdateSegment(ctx context.Context, c *identity.Context, id str
 		}
 		return nil, err
 	}
-	return modify(ctx, s, c, id, "update_segment", ifRev, func(tx *nsdb.Tx, seg *NetSegment) error {
-		r.StdRequest.apply(&seg.Std)
-		s.touch(&seg.Std)
-		return tx.Put(seg)
-	})
+	return rename[*NetSegment](ctx, s, c, id, "update_segment", r.StdRequest, ifRev)
 }
 
 // DeleteSegment removes an extra segment.

@@ -107,11 +107,7 @@ func (s *Service) PrepareTapService(c *identity.Context, r TapServiceRequest) (*
 
 // UpdateTapService changes a tap service's name or description.
 func (s *Service) UpdateTapService(ctx context.Context, c *identity.Context, id string, r TapServiceRequest, ifRev int64) (*TapService, error) {
-	return modify(ctx, s, c, id, "update_tap_service", ifRev, func(tx *nsdb.Tx, x *TapService) error {
-		r.StdRequest.apply(&x.Std)
-		s.touch(&x.Std)
-		return tx.Put(x)
-	})
+	return rename[*TapService](ctx, s, c, id, "update_tap_service", r.StdRequest, ifRev)
 }
 
 // DeleteTapService deletes a tap service and its flows.
@@ -183,11 +179,7 @@ func (s *Service) PrepareTapFlow(c *identity.Context, r TapFlowRequest) (*Creati
 
 // UpdateTapFlow changes a tap flow's name or description.
 func (s *Service) UpdateTapFlow(ctx context.Context, c *identity.Context, id string, r TapFlowRequest, ifRev int64) (*TapFlow, error) {
-	return modify(ctx, s, c, id, "update_tap_flow", ifRev, func(tx *nsdb.Tx, x *TapFlow) error {
-		r.StdRequest.apply(&x.Std)
-		s.touch(&x.Std)
-		return tx.Put(x)
-	})
+	return rename[*TapFlow](ctx, s, c, id, "update_tap_flow", r.StdRequest, ifRev)
 }
 
 // DeleteTapFlow deletes a tap flow.
@@ -260,11 +252,7 @@ func (s *Service) PrepareTapMirror(c *identity.Context, r TapMirrorRequest) (*Cr
 
 // UpdateTapMirror changes a tap mirror's name or description.
 func (s *Service) UpdateTapMirror(ctx context.Context, c *identity.Context, id string, r TapMirrorRequest, ifRev int64) (*TapMirror, error) {
-	return modify(ctx, s, c, id, "update_tap_mirror", ifRev, func(tx *nsdb.Tx, x *TapMirror) error {
-		r.StdRequest.apply(&x.Std)
-		s.touch(&x.Std)
-		return tx.Put(x)
-	})
+	return rename[*TapMirror](ctx, s, c, id, "update_tap_mirror", r.StdRequest, ifRev)
 }
 
 // DeleteTapMirror deletes a tap mirror.

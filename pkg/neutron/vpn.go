@@ -376,11 +376,7 @@ func (s *Service) PrepareEndpointGroup(c *identity.Context, r EndpointGroupReque
 
 // UpdateEndpointGroup changes a group's name or description.
 func (s *Service) UpdateEndpointGroup(ctx context.Context, c *identity.Context, id string, r EndpointGroupRequest, ifRev int64) (*EndpointGroup, error) {
-	return modify(ctx, s, c, id, "update_endpoint_group", ifRev, func(tx *nsdb.Tx, g *EndpointGroup) error {
-		r.StdRequest.apply(&g.Std)
-		s.touch(&g.Std)
-		return tx.Put(g)
-	})
+	return rename[*EndpointGroup](ctx, s, c, id, "update_endpoint_group", r.StdRequest, ifRev)
 }
 
 // DeleteEndpointGroup deletes a group no connection uses.

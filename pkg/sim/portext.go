@@ -190,23 +190,35 @@ func (m *mirror) carries(h l2State) bool {
 // copyTo sends the frame, as the emitted actions leave it, out of port q
 // (a tap service's): no filters, no MTU check, not an output of the walk.
 func (w *walk) copyTo(q int32) {
-	t, s := w.t, w.s
-	p := &t.ports[q]
+	p := &w.t.ports[q]
 	w.res.addTag(p.tag)
 	if !p.up || !p.exterior() {
 		return
 	}
+	if a, ok := w.deliver(q); ok {
+		w.addAction(a)
+	}
+}
+
+// deliver is the action that sends the frame out of exterior port q: out
+// of its interface (its parent's, for a subport) on this host, or to its
+// host with its tunnel key. It reports false when q's host shares no
+// tunnel zone with this one.
+func (w *walk) deliver(q int32) (flow.Action, bool) {
+	t, s := w.t, w.s
+	p := &t.ports[q]
 	c := t.carrier(q)
 	a := flow.Action{Port: c, PortID: t.ports[c].id}
 	if p.hostID == s.cfg.HostID {
 		a.Type, a.Interface = flow.ActOutput, p.ifName
-	} else {
-		if p.host == none || !s.remote[p.host].ok {
-			return
-		}
-		rh := &s.remote[p.host]
-		w.res.addTag(rh.tag)
-		a.Type, a.HostID, a.Underlay, a.Tunnel, a.TunnelKey = flow.ActEncap, p.hostID, rh.addr, rh.tunnel, p.tunnelKey
+		return a, true
 	}
-	w.addAction(a)
+	if p.host == none || !s.remote[p.host].ok {
+		return a, false
+	}
+	rh := &s.remote[p.host]
+	w.res.addTag(rh.tag)
+	w.res.addTag(rh.zoneTag)
+	a.Type, a.HostID, a.Underlay, a.Tunnel, a.TunnelKey = flow.ActEncap, p.hostID, rh.addr, rh.tunnel, p.tunnelKey
+	return a, true
 }

@@ -438,21 +438,12 @@ func (w *walk) output(q int32) {
 			return
 		}
 	}
-	c := t.carrier(q)
-	a := flow.Action{Port: c, PortID: t.ports[c].id}
-	if p.hostID == s.cfg.HostID {
-		a.Type, a.Interface = flow.ActOutput, p.ifName
-	} else {
-		if p.host == none || !s.remote[p.host].ok {
-			w.drop(DropNoTunnel, t.portName(q), "host "+p.hostID+" shares no tunnel zone with this host")
-			return
-		}
-		rh := &s.remote[p.host]
-		w.res.addTag(rh.tag)
-		w.res.addTag(rh.zoneTag)
-		a.Type, a.HostID, a.Underlay, a.Tunnel, a.TunnelKey = flow.ActEncap, p.hostID, rh.addr, rh.tunnel, p.tunnelKey
+	a, ok := w.deliver(q)
+	if !ok {
+		w.drop(DropNoTunnel, t.portName(q), "host "+p.hostID+" shares no tunnel zone with this host")
+		return
 	}
-	if c != q {
+	if a.Port != q {
 		// A subport's frames leave by its parent's interface, tagged.
 		saved := w.cur
 		w.cur.tagged, w.cur.vlan = true, p.parentVLAN
@@ -558,21 +549,10 @@ func (w *walk) commitReply(n int, err error, why GenReason) {
 		}
 		return
 	}
-	p := &w.t.ports[w.inPort]
-	c := w.t.carrier(w.inPort)
-	a := flow.Action{Port: c, PortID: w.t.ports[c].id}
-	switch {
-	case !p.exterior():
-		// A walk started on an interior port (a trace, a test) has
-		// nowhere to send the answer.
-		r.GenFailed++
-		return
-	case p.hostID == w.s.cfg.HostID:
-		a.Type, a.Interface = flow.ActOutput, p.ifName
-	case p.host != none && w.s.remote[p.host].ok:
-		rh := &w.s.remote[p.host]
-		a.Type, a.HostID, a.Underlay, a.Tunnel, a.TunnelKey = flow.ActEncap, p.hostID, rh.addr, rh.tunnel, p.tunnelKey
-	default:
+	// A walk started on an interior port (a trace, a test) has nowhere
+	// to send the answer.
+	a, ok := w.deliver(w.inPort)
+	if !ok || !w.t.ports[w.inPort].exterior() {
 		r.GenFailed++
 		return
 	}

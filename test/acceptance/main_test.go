@@ -14,31 +14,9 @@
 package acceptance
 
 import (
-	"flag"
-	"fmt"
-	"os"
 	"testing"
 
 	"github.com/nagare/nagare/test/e2e/harness"
 )
 
-func TestMain(m *testing.M) {
-	flag.Parse()
-	if testing.Short() || harness.Why() != "" {
-		os.Exit(m.Run()) // every test skips, saying why
-	}
-	harness.SweepStale()
-	dir, err := os.MkdirTemp("", "nagare-acceptance-bin")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if err := harness.Build(dir); err != nil {
-		fmt.Fprintln(os.Stderr, "acceptance: cannot build the binaries:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { harness.Main(m, "acceptance") }

@@ -5,9 +5,11 @@ import (
 	"strings"
 	"testing"
 
+	externalext "github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/external"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/security/groups"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/security/rules"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/networks"
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/subnets"
 )
 
 // refusal is a request Neutron refuses: its status, NeutronError type and
@@ -86,4 +88,23 @@ func TestBulkCreate(t *testing.T) {
 		{"empty bulk", "POST", "/v2.0/networks", `{"networks": []}`, 400, "HTTPBadRequest", "Resources required"},
 		{"routers are not created in bulk", "POST", "/v2.0/routers", `{"routers": [{"name": "r"}]}`, 400, "HTTPBadRequest", "Bulk operation not supported"},
 	})
+}
+
+// network creates a network (external if external) with an IPv4 subnet
+// as the admin.
+func (e *env) network(name, cidr string, external bool) (*networks.Network, *subnets.Subnet) {
+	e.t.Helper()
+	var opts networks.CreateOptsBuilder = networks.CreateOpts{Name: name}
+	if external {
+		opts = externalext.CreateOptsExt{CreateOptsBuilder: opts, External: &external}
+	}
+	n, err := networks.Create(e.ctx, e.admin, opts).Extract()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	s, err := subnets.Create(e.ctx, e.admin, subnets.CreateOpts{NetworkID: n.ID, IPVersion: 4, CIDR: cidr}).Extract()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return n, s
 }

@@ -3,10 +3,8 @@ package neutron_test
 import (
 	"testing"
 
-	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/external"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/layer3/routers"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/networks"
-	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/subnets"
 
 	"github.com/nagare/nagare/pkg/model"
 )
@@ -20,25 +18,12 @@ func TestExternalGateways(t *testing.T) {
 	e := newEnv(t)
 	ctx, c := e.ctx, e.admin
 	store := e.srv.Store()
-	yes := true
-	ext := func(name, cidr string) (*networks.Network, *subnets.Subnet) {
-		t.Helper()
-		n, err := networks.Create(ctx, c, external.CreateOptsExt{CreateOptsBuilder: networks.CreateOpts{Name: name}, External: &yes}).Extract()
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := subnets.Create(ctx, c, subnets.CreateOpts{NetworkID: n.ID, IPVersion: 4, CIDR: cidr}).Extract()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n, s
-	}
 	plain, err := networks.Create(ctx, c, networks.CreateOpts{Name: "plain"}).Extract()
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, _ := ext("a", "203.0.113.0/24")
-	b, bsub := ext("b", "198.51.100.0/24")
+	a, _ := e.network("a", "203.0.113.0/24", true)
+	b, bsub := e.network("b", "198.51.100.0/24", true)
 	created, err := routers.Create(ctx, c, routers.CreateOpts{Name: "r"}).Extract()
 	if err != nil {
 		t.Fatal(err)

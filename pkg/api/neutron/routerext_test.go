@@ -5,14 +5,11 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/external"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/layer3/extraroutes"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/layer3/floatingips"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/layer3/portforwarding"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/layer3/routers"
-	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/networks"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/ports"
-	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/subnets"
 
 	"github.com/nagare/nagare/pkg/model"
 )
@@ -25,23 +22,8 @@ func TestRouterExtensions(t *testing.T) {
 	e := newEnv(t)
 	ctx, c := e.ctx, e.admin
 	store := e.srv.Store()
-	yes := true
-	ext, err := networks.Create(ctx, c, external.CreateOptsExt{CreateOptsBuilder: networks.CreateOpts{Name: "ext"}, External: &yes}).Extract()
-	if err != nil {
-		t.Fatal(err)
-	}
-	esub, err := subnets.Create(ctx, c, subnets.CreateOpts{NetworkID: ext.ID, IPVersion: 4, CIDR: "203.0.113.0/24"}).Extract()
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := networks.Create(ctx, c, networks.CreateOpts{Name: "in"}).Extract()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sub, err := subnets.Create(ctx, c, subnets.CreateOpts{NetworkID: n.ID, IPVersion: 4, CIDR: "10.1.0.0/24"}).Extract()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ext, esub := e.network("ext", "203.0.113.0/24", true)
+	n, sub := e.network("in", "10.1.0.0/24", false)
 	r, err := routers.Create(ctx, c, routers.CreateOpts{Name: "r", GatewayInfo: &routers.GatewayInfo{NetworkID: ext.ID}}).Extract()
 	if err != nil {
 		t.Fatal(err)

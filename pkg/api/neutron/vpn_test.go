@@ -3,14 +3,12 @@ package neutron_test
 import (
 	"testing"
 
-	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/external"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/layer3/routers"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/vpnaas/endpointgroups"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/vpnaas/ikepolicies"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/vpnaas/ipsecpolicies"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/vpnaas/services"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/vpnaas/siteconnections"
-	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/networks"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/subnets"
 )
 
@@ -22,21 +20,8 @@ func TestVPN(t *testing.T) {
 	e := newEnv(t)
 	ctx, c := e.ctx, e.admin
 	yes := true
-	ext, err := networks.Create(ctx, c, external.CreateOptsExt{CreateOptsBuilder: networks.CreateOpts{Name: "ext"}, External: &yes}).Extract()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := subnets.Create(ctx, c, subnets.CreateOpts{NetworkID: ext.ID, IPVersion: 4, CIDR: "203.0.113.0/24"}).Extract(); err != nil {
-		t.Fatal(err)
-	}
-	n, err := networks.Create(ctx, c, networks.CreateOpts{Name: "in"}).Extract()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sub, err := subnets.Create(ctx, c, subnets.CreateOpts{NetworkID: n.ID, IPVersion: 4, CIDR: "10.7.0.0/24"}).Extract()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ext, _ := e.network("ext", "203.0.113.0/24", true)
+	n, sub := e.network("in", "10.7.0.0/24", false)
 	r, err := routers.Create(ctx, c, routers.CreateOpts{Name: "r", GatewayInfo: &routers.GatewayInfo{NetworkID: ext.ID}}).Extract()
 	if err != nil {
 		t.Fatal(err)

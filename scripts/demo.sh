@@ -248,7 +248,7 @@ say "trace: what the simulation does with a packet, device by device (nothing is
 nagare trace port bridge0:port1 src 10.0.1.11 dst 10.0.2.12 proto icmp
 
 # ---------------------------------------------------------------- more CLI
-say "rule chains: a DNAT rule (stored and listed; NAT is not simulated yet)"
+say "rule chains: a DNAT rule in a chain of its own (attached to a router's infilter it translates; test/e2e/nat_test.go proves that with curl)"
 nagare create chain name nat-in
 nagare chain chain0 add rule dst 10.81.14.201 proto 6 dst-port 80 type dnat action accept target 10.0.1.11:80
 nagare chain chain0 list rule

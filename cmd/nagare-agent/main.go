@@ -29,9 +29,9 @@ func main() {
 	var endpoints, tunnelIP, logLevel, physMappings, joinURL, token, caFile string
 	var vxlanPort uint
 	flag.StringVar(&cfg.HostName, "host-name", "", "this host's name in the NSDB (default: the hostname)")
-	flag.StringVar(&endpoints, "etcd-endpoints", "http://127.0.0.1:2379", "comma-separated client URLs of the NSDB (etcd)")
+	flag.StringVar(&endpoints, "etcd-endpoints", "http://127.0.0.1:2379", "comma-separated client addresses (HOST:PORT or URLs) of the NSDB (etcd)")
 	flag.StringVar(&tunnelIP, "tunnel-ip", "", "this host's underlay address (default: its tunnel-zone member address)")
-	flag.StringVar(&cfg.Datapath, "datapath", "userspace", "datapath implementation: "+strings.Join(datapath.Names(), ", "))
+	flag.StringVar(&cfg.Datapath, "datapath", "", "datapath implementation: "+strings.Join(datapath.Names(), ", ")+" (default: ebpf where the kernel supports it, else userspace)")
 	flag.UintVar(&vxlanPort, "vxlan-port", 4789, "UDP port of VXLAN tunnels")
 	flag.IntVar(&cfg.UnderlayMTU, "underlay-mtu", 1500, "MTU of the underlay network")
 	flag.StringVar(&cfg.MetricsListen, "metrics-listen", "", "address of the Prometheus endpoint, e.g. 127.0.0.1:7300 (empty: off)")
@@ -111,7 +111,8 @@ func main() {
 		if !endpointsSet {
 			cfg.EtcdEndpoints = id.Endpoints
 		}
-		cfg.EtcdTLS = id.TLSConfig()
+		cfg.EtcdTLS = id.EtcdTLSConfig()
+		cfg.Claims = id.Claims()                                      // its etcd role may not write the topology: the server does, for it
 		go func() { _ = id.KeepRenewed(ctx, time.Minute, cfg.Log) }() // ends with ctx
 		cfg.Log.Info("joined", "server", joinURL, "host", id.Name, "host_id", id.HostID, "etcd", cfg.EtcdEndpoints, "renew_at", id.RenewDue())
 	}

@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/nagare/nagare/pkg/join"
@@ -56,16 +54,15 @@ func createToken(dataDir string, ttl time.Duration, uses int, desc string) (stri
 	if err != nil {
 		return "", err
 	}
-	eps, err := os.ReadFile(filepath.Join(dir, server.EndpointsFile))
+	ec, err := server.ReadClientFile(dataDir)
 	if err != nil {
-		return "", fmt.Errorf("the server has not recorded its etcd endpoints (start it first): %w", err)
+		return "", err
 	}
-	root, err := tls.LoadX509KeyPair(filepath.Join(dir, "root.crt"), filepath.Join(dir, "root.key"))
+	tlsConfig, err := ec.TLS()
 	if err != nil {
 		return "", fmt.Errorf("the server's etcd credentials: %w", err)
 	}
-	st, err := nsdb.Dial(strings.Split(strings.TrimSpace(string(eps)), ","),
-		&tls.Config{Certificates: []tls.Certificate{root}, RootCAs: authority.Pool(), MinVersion: tls.VersionTLS12})
+	st, err := nsdb.Dial(ec.Endpoints, tlsConfig)
 	if err != nil {
 		return "", err
 	}

@@ -124,6 +124,8 @@ var (
 	ErrClosed      = errors.New("datapath: closed")
 	ErrUnknownPort = errors.New("datapath: unknown port")
 	ErrRunning     = errors.New("datapath: already running")
+	// ErrUnsupported: the implementation does not do this (yet).
+	ErrUnsupported = errors.New("datapath: not supported by this implementation")
 )
 
 // PortConfig describes a bound port: a local interface that frames of one
@@ -285,6 +287,10 @@ type Config struct {
 	// Logger receives the rare events worth a line (a receiver failing);
 	// nil means slog.Default().
 	Logger *slog.Logger
+	// Host is the name of the host the datapath serves. A datapath that
+	// keeps state across restarts (the kernel one's pinned maps) keeps it
+	// under this name; empty: it keeps none.
+	Host string
 }
 
 // FlowSpec is a flow to install.

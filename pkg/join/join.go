@@ -128,7 +128,10 @@ type Options struct {
 	Validity time.Duration
 	// Endpoints are the etcd URLs a joined agent should use.
 	Endpoints []string
-	Log       *slog.Logger
+	// EtcdCA is the CA (PEM) of an external cluster's serving
+	// certificates, when CA did not issue them.
+	EtcdCA []byte
+	Log    *slog.Logger
 }
 
 // Service is the join domain of one server.
@@ -192,6 +195,7 @@ type Request struct {
 type Issued struct {
 	Certificate []byte // PEM
 	CA          []byte // PEM
+	EtcdCA      []byte // PEM; nil when CA issued etcd's certificate
 	HostID      string
 	Endpoints   []string
 	NotAfter    time.Time
@@ -259,12 +263,9 @@ func (s *Service) Renew(ctx context.Context, peer *x509.Certificate, csrPEM []by
 	if s.opts.CA == nil {
 		return nil, refuse(Unavailable, "this server has no CA key: issue host certificates yourself")
 	}
-	if peer == nil {
-		return nil, refuse(Unauthorized, "renewal needs the host's current client certificate")
-	}
-	peerName, ok := pki.HostOf(peer)
-	if !ok {
-		return nil, refuse(Unauthorized, "the client certificate is not a host's")
+	peerName, err := peerHost(peer)
+	if err != nil {
+		return nil, err
 	}
 	csr, name, err := pki.ParseHostCSR(csrPEM)
 	if err != nil {
@@ -280,18 +281,13 @@ func (s *Service) Renew(ctx context.Context, peer *x509.Certificate, csrPEM []by
 	var cert *x509.Certificate
 	var hostID string
 	_, err = s.store.Update(ctx, func(tx *nsdb.Tx) error {
+		o, err := tx.Get(CredentialKind, credentialID(name))
+		c, err := issuedTo(o, err, name, peer)
+		if err != nil {
+			return err
+		}
 		if err := s.refuseRevokedOrReplayed(tx, name, keyHash); err != nil {
 			return err
-		}
-		o, err := tx.Get(CredentialKind, credentialID(name))
-		if errors.Is(err, model.ErrNotFound) {
-			return refuse(Unauthorized, "host %q has no certificate from this server", name)
-		} else if err != nil {
-			return err
-		}
-		c := o.(*Credential)
-		if !slices.Contains(c.Serials, peer.SerialNumber.Text(16)) {
-			return refuse(Unauthorized, "the client certificate was not issued by this server")
 		}
 		hostID = c.HostID
 		cert, err = s.record(tx, csr, name, hostID, keyHash)
@@ -301,6 +297,52 @@ func (s *Service) Renew(ctx context.Context, peer *x509.Certificate, csrPEM []by
 		return nil, err
 	}
 	return s.grant(ctx, cert, name, hostID)
+}
+
+// Authenticate names the host whose client certificate (verified by TLS
+// against the CA) is peer: a host certificate this server issued, of a
+// host not revoked. The host-claim API acts for the host it returns.
+func (s *Service) Authenticate(ctx context.Context, peer *x509.Certificate) (name, hostID string, err error) {
+	if name, err = peerHost(peer); err != nil {
+		return "", "", err
+	}
+	o, err := s.store.Get(ctx, CredentialKind, credentialID(name))
+	c, err := issuedTo(o, err, name, peer)
+	if err != nil {
+		return "", "", err
+	}
+	return name, c.HostID, nil
+}
+
+// peerHost is the host a client certificate names.
+func peerHost(peer *x509.Certificate) (string, error) {
+	if peer == nil {
+		return "", refuse(Unauthorized, "this needs the host's client certificate")
+	}
+	name, ok := pki.HostOf(peer)
+	if !ok {
+		return "", refuse(Unauthorized, "the client certificate is not a host's")
+	}
+	return name, nil
+}
+
+// issuedTo checks that peer is a certificate this server issued to host
+// name, which is not revoked, given the host's credential as read (o,
+// err).
+func issuedTo(o model.Object, err error, name string, peer *x509.Certificate) (*Credential, error) {
+	if errors.Is(err, model.ErrNotFound) {
+		return nil, refuse(Unauthorized, "host %q has no certificate from this server", name)
+	} else if err != nil {
+		return nil, err
+	}
+	c := o.(*Credential)
+	if c.Revoked {
+		return nil, refuse(Forbidden, "host %q is revoked", name)
+	}
+	if !slices.Contains(c.Serials, peer.SerialNumber.Text(16)) {
+		return nil, refuse(Unauthorized, "the client certificate was not issued by this server")
+	}
+	return c, nil
 }
 
 func (s *Service) refuseRevokedOrReplayed(tx *nsdb.Tx, name, keyHash string) error {
@@ -350,7 +392,7 @@ func (s *Service) grant(ctx context.Context, cert *x509.Certificate, name, hostI
 		return nil, err
 	}
 	s.opts.Log.Info("host certificate issued", "host", name, "host_id", hostID, "serial", cert.SerialNumber.Text(16), "not_after", cert.NotAfter)
-	return &Issued{Certificate: pki.EncodeCert(cert.Raw), CA: s.opts.CA.CertPEM, HostID: hostID,
+	return &Issued{Certificate: pki.EncodeCert(cert.Raw), CA: s.opts.CA.CertPEM, EtcdCA: s.opts.EtcdCA, HostID: hostID,
 		Endpoints: s.opts.Endpoints, NotAfter: cert.NotAfter}, nil
 }
 

@@ -9,6 +9,8 @@ import (
 	"go.etcd.io/etcd/api/v3/authpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Access control in the NSDB: etcd's authentication and RBAC, with users
@@ -22,7 +24,10 @@ import (
 //     the topology (obj/), the schema version and every host's runtime
 //     state (state/: liveness, learned tables, NAT blocks, member health),
 //     and writes only keys under its own host id (HostPermissions). It
-//     never reads svc/: password hashes, token keys, join tokens.
+//     never reads svc/: password hashes, token keys, join tokens. What it
+//     needs changed in the topology (its addresses, the uplinks and
+//     health-check ports it takes over) it asks the server for, with its
+//     certificate (package hostclaim).
 //
 // A revoked host loses its user and role at once: etcd checks the
 // permission of every request against the current auth store, so the
@@ -43,12 +48,11 @@ type Permission struct {
 	Write  bool // read and write; otherwise read only
 }
 
-// Shared learned tables. TODO(security): move under the learner's host id
-// (state/mac/<host>/…, state/neighbor/<host>/…, state/pool-member/<host>/…)
-// once the agent's raw etcd calls have moved into pkg/nsdb (branch agent):
-// until then a host may overwrite another's learned MAC, neighbor and
-// member-health entries, though not its liveness, status or NAT blocks.
-var sharedHostWrites = []string{root + "state/mac/", root + "state/neighbor/", memberStatePrefix}
+// hostPrefixes are the runtime state laid out <prefix><hostID>/…: a
+// host's role writes its own subtree of each and reads everyone's. A new
+// kind of host-written state adds its prefix here (and its readers merge
+// the hosts' copies, see HostEntries).
+var hostPrefixes = []string{hostStatePrefix, NATBlockPrefix, MACPrefix, NeighborPrefix, memberStatePrefix}
 
 // HostPermissions are the grants of host hostID's role.
 func HostPermissions(hostID string) []Permission {
@@ -56,32 +60,37 @@ func HostPermissions(hostID string) []Permission {
 		{Key: objPrefix, Prefix: true},
 		{Key: schemaKey},
 		{Key: root + "state/", Prefix: true},
-		{Key: hostStatePrefix + hostID + "/", Prefix: true, Write: true},
-		{Key: NATBlockPrefix + hostID + "/", Prefix: true, Write: true},
 		{Key: DatapathStatusKey(hostID), Write: true},
 		{Key: NATTranslationsKey(hostID), Write: true},
 	}
-	for _, p := range sharedHostWrites {
-		ps = append(ps, Permission{Key: p, Prefix: true, Write: true})
+	for _, p := range hostPrefixes {
+		ps = append(ps, Permission{Key: p + hostID + "/", Prefix: true, Write: true})
 	}
 	return ps
 }
 
 // EnableAccessControl turns etcd's authentication on, with the root user
-// (no password: it authenticates by certificate). It is idempotent.
-func (s *Store) EnableAccessControl(ctx context.Context) error {
+// and serverUser (the CN of the server's client certificate; no
+// passwords: they authenticate by certificate) holding the root role. It
+// is idempotent.
+func (s *Store) EnableAccessControl(ctx context.Context, serverUser string) error {
 	st, err := s.cli.AuthStatus(ctx)
-	if err != nil {
+	switch {
+	case status.Code(err) == codes.Unimplemented:
+		// etcd before 3.5 cannot tell: adding what exists and enabling
+		// what is enabled are both harmless.
+	case err != nil:
 		return fmt.Errorf("nsdb: read etcd's auth status: %w", err)
-	}
-	if st.Enabled {
+	case st.Enabled:
 		return nil
 	}
-	if err := s.ensureUser(ctx, RootUser); err != nil {
-		return err
-	}
-	if _, err := s.cli.UserGrantRole(ctx, RootUser, "root"); err != nil {
-		return fmt.Errorf("nsdb: grant etcd role root to user root: %w", err)
+	for _, u := range []string{RootUser, serverUser} {
+		if err := s.ensureUser(ctx, u); err != nil {
+			return err
+		}
+		if _, err := s.cli.UserGrantRole(ctx, u, "root"); err != nil {
+			return fmt.Errorf("nsdb: grant etcd role root to user %s: %w", u, err)
+		}
 	}
 	if _, err := s.cli.AuthEnable(ctx); err != nil {
 		return fmt.Errorf("nsdb: enable etcd authentication: %w", err)

@@ -21,7 +21,9 @@
 //	/nagare/v1/state/datapath/<hostID>                agent's datapath status (JSON), same lease
 //	/nagare/v1/state/natblock/<hostID>/<device>/<ip>/<block>  hostID: a NAT port block it leased, same lease
 //	/nagare/v1/state/nat/translations/<hostID>        its NAT bindings (JSON), same lease
-//	/nagare/v1/state/pool-member/<memberID>           up|down|no_monitor, from a health monitor (under its agent's lease)
+//	/nagare/v1/state/pool-member/<hostID>/<memberID>  up|down|no_monitor, from that host's health monitor, same lease
+//	/nagare/v1/state/mac/<hostID>/<bridge>/<vlan>/<mac>   port: a MAC that host learned, same lease
+//	/nagare/v1/state/neighbor/<hostID>/<router>/<ip>  "MAC ms": a neighbor that host's router port resolved, same lease
 //
 // obj: <kind> is the model's singular name ("tunnel-zone"), <id> a lower-case
 // UUID. svc holds the kinds outside the virtual topology (Neutron's objects,

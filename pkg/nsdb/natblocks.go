@@ -24,12 +24,19 @@ import (
 //	/nagare/v1/state/natblock/<hostID>/<device>/<ip>/<block>   the holder's host id
 //
 // so that etcd's RBAC can let a host write its own blocks and nothing of
-// another's (see HostPermissions). A block is one host's when no other
-// live host has its key: the lease transaction compares the block's key
-// of every host whose alive key existed at the snapshot it chose from, and
-// that no host became alive since (a host leases only while alive, and its
-// blocks are written under its liveness lease, so a dead host's blocks
-// free themselves). A device is a router UUID.
+// another's (see HostPermissions). A device is a router UUID.
+//
+// Who holds a block: when several live hosts have its key, the oldest key
+// (lowest create revision) does. A host leases a block by creating its key
+// and then reading, at the revision of that creation, the block's key of
+// every host alive then: if one is older, it lost, deletes its key and
+// tries another block. A host that creates its key later sees the earlier
+// one, so exactly one wins; a dead host's blocks free themselves (its keys
+// live under its liveness lease, with its alive key). The reads are
+// batched into read-only transactions of at most opsPerRead gets, so a
+// lease costs a few round trips whatever the number of hosts and never
+// meets etcd's --max-txn-ops (an earlier layout compared every host's key
+// in the leasing transaction: one compare per host, 128 by default).
 const NATBlockPrefix = root + "state/natblock/"
 
 // NATPrefix holds NAT state other than blocks: the published translations
@@ -325,48 +332,67 @@ func (n *NATBlocks) refill(r natRange, sp *natSpares) {
 // errNoFreeBlock: every block of the range is held by some host.
 var errNoFreeBlock = errors.New("no free block")
 
-// natView is what a lease chooses from: the hosts alive at revision rev
-// and the blocks of one address they hold.
+// natView is what a lease chooses from: the blocks of one address the
+// hosts alive at one revision hold.
 type natView struct {
-	rev   int64
-	hosts []string
 	taken map[uint16]string // block → holder
 }
 
-// look reads which hosts are alive and which blocks of (device, ip) each
-// holds, at one revision (one read-only transaction, after a read of who
-// is alive; again if the hosts changed in between).
-func (n *NATBlocks) look(ctx context.Context, device string, ip netip.Addr) (*natView, error) {
-	resp, err := n.s.cli.Get(ctx, hostStatePrefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
-	if err != nil {
-		return nil, err
+// aliveAt lists the hosts alive at rev (0: now) and the revision read.
+func (n *NATBlocks) aliveAt(ctx context.Context, rev int64) ([]string, int64, error) {
+	opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithKeysOnly()}
+	if rev != 0 {
+		opts = append(opts, clientv3.WithRev(rev))
 	}
-	hosts := aliveHostsOf(resp.Kvs)
-	for range 5 {
-		ops := []clientv3.Op{clientv3.OpGet(hostStatePrefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())}
-		for _, h := range hosts {
-			ops = append(ops, clientv3.OpGet(natIPPrefix(h, device, ip), clientv3.WithPrefix(), clientv3.WithKeysOnly()))
-		}
-		tr, err := n.s.cli.Txn(ctx).Then(ops...).Commit()
+	resp, err := n.s.cli.Get(ctx, hostStatePrefix, opts...)
+	if err != nil {
+		return nil, 0, err
+	}
+	return aliveHostsOf(resp.Kvs), resp.Header.Revision, nil
+}
+
+// readAt runs gets (made WithRev of one revision) in read-only
+// transactions of at most opsPerRead, and returns every key they found.
+func (n *NATBlocks) readAt(ctx context.Context, gets []clientv3.Op) ([]*mvccpb.KeyValue, error) {
+	var out []*mvccpb.KeyValue
+	for len(gets) > 0 {
+		k := min(len(gets), opsPerRead)
+		tr, err := n.s.cli.Txn(ctx).Then(gets[:k]...).Commit()
 		if err != nil {
 			return nil, err
 		}
-		now := aliveHostsOf(tr.Responses[0].GetResponseRange().Kvs)
-		if !slices.Equal(now, hosts) {
-			hosts = now
-			continue
+		for _, r := range tr.Responses {
+			out = append(out, r.GetResponseRange().Kvs...)
 		}
-		v := &natView{rev: tr.Header.Revision, hosts: hosts, taken: map[uint16]string{}}
-		for _, r := range tr.Responses[1:] {
-			for _, kv := range r.GetResponseRange().Kvs {
-				if h, ok := ParseNATBlockKey(string(kv.Key)); ok {
-					v.taken[h.Block] = h.Host
-				}
+		gets = gets[k:]
+	}
+	return out, nil
+}
+
+// look reads which blocks of (device, ip) the hosts alive now hold, at one
+// revision.
+func (n *NATBlocks) look(ctx context.Context, device string, ip netip.Addr) (*natView, error) {
+	hosts, rev, err := n.aliveAt(ctx, 0)
+	if err != nil {
+		return nil, err
+	}
+	gets := make([]clientv3.Op, 0, len(hosts))
+	for _, h := range hosts {
+		gets = append(gets, clientv3.OpGet(natIPPrefix(h, device, ip), clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithRev(rev)))
+	}
+	kvs, err := n.readAt(ctx, gets)
+	if err != nil {
+		return nil, err
+	}
+	v := &natView{taken: map[uint16]string{}}
+	for _, kv := range kvs {
+		if h, ok := ParseNATBlockKey(string(kv.Key)); ok {
+			if cur, held := v.taken[h.Block]; !held || cur == n.host { // another holder is the news
+				v.taken[h.Block] = h.Host
 			}
 		}
-		return v, nil
 	}
-	return nil, errors.New("hosts keep coming and going; try again")
+	return v, nil
 }
 
 // aliveHostsOf picks the host ids of alive keys, sorted.
@@ -382,26 +408,61 @@ func aliveHostsOf(kvs []*mvccpb.KeyValue) []string {
 	return out
 }
 
-// freeCompares are the conditions under which block b of (device, ip) is
-// free for this host: no host became alive since v was read, and no host
-// alive then (this one included) holds b.
-func (n *NATBlocks) freeCompares(v *natView, device string, ip netip.Addr, b uint16) []clientv3.Cmp {
-	cmps := []clientv3.Cmp{
-		clientv3.Compare(clientv3.CreateRevision(hostStatePrefix), "<", v.rev+1).WithPrefix(),
-		clientv3.Compare(clientv3.CreateRevision(NATBlockKey(n.host, device, ip, b)), "=", 0),
+// claim creates this host's key of block b under lease and keeps it if
+// no host alive at that moment holds an older key of b. It returns the
+// older holder when it lost ("" and true when it won).
+func (n *NATBlocks) claim(ctx context.Context, device string, ip netip.Addr, b uint16, lease clientv3.LeaseID) (holder string, won bool, err error) {
+	key := NATBlockKey(n.host, device, ip, b)
+	resp, err := n.s.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, n.host, clientv3.WithLease(lease))).
+		Commit()
+	if err != nil {
+		return "", false, fmt.Errorf("lease NAT block %s: %w", key, err)
 	}
-	for _, h := range v.hosts {
-		if h != n.host {
-			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(NATBlockKey(h, device, ip, b)), "=", 0))
+	if !resp.Succeeded {
+		return n.host, false, nil // held already (a concurrent lease of ours): not a new block
+	}
+	created := resp.Header.Revision
+	hosts, _, err := n.aliveAt(ctx, created)
+	if err == nil {
+		gets := make([]clientv3.Op, 0, len(hosts))
+		for _, h := range hosts {
+			if h != n.host {
+				gets = append(gets, clientv3.OpGet(NATBlockKey(h, device, ip, b), clientv3.WithKeysOnly(), clientv3.WithRev(created)))
+			}
+		}
+		var kvs []*mvccpb.KeyValue
+		if kvs, err = n.readAt(ctx, gets); err == nil {
+			for _, kv := range kvs {
+				if kv.CreateRevision < created {
+					if h, ok := ParseNATBlockKey(string(kv.Key)); ok {
+						holder = h.Host
+					}
+				}
+			}
+			if holder == "" {
+				return "", true, nil
+			}
 		}
 	}
-	return cmps
+	// Lost (or could not tell): take the key back, unless it was made
+	// again meanwhile.
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), natOpTimeout)
+	defer cancel()
+	if _, derr := n.s.cli.Txn(dctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", created)).
+		Then(clientv3.OpDelete(key)).Commit(); derr != nil && err == nil {
+		err = fmt.Errorf("give back NAT block %s: %w", key, derr)
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("lease NAT block %s: %w", key, err)
+	}
+	return holder, false, nil
 }
 
 // take leases one free block of r in etcd. It reads the view once and
-// then tries to create a randomly chosen free block's key; when the
-// transaction's compares fail (a block taken meanwhile, or a new host
-// alive) it reads the view again. Hosts leasing the same address start at
+// then claims a randomly chosen free block; when another host got it
+// first it reads the view again. Hosts leasing the same address start at
 // random blocks, so they rarely collide.
 func (n *NATBlocks) take(ctx context.Context, r natRange, lease clientv3.LeaseID) (uint16, error) {
 	size := int(r.hi-r.lo) + 1
@@ -430,15 +491,11 @@ func (n *NATBlocks) take(ctx context.Context, r natRange, lease clientv3.LeaseID
 				break
 			}
 		}
-		key := NATBlockKey(n.host, r.device, r.ip, b)
-		resp, err := n.s.cli.Txn(ctx).
-			If(n.freeCompares(v, r.device, r.ip, b)...).
-			Then(clientv3.OpPut(key, n.host, clientv3.WithLease(lease))).
-			Commit()
+		_, won, err := n.claim(ctx, r.device, r.ip, b, lease)
 		if err != nil {
-			return 0, fmt.Errorf("lease NAT block %s: %w", key, err)
+			return 0, err
 		}
-		if resp.Succeeded {
+		if won {
 			return b, nil
 		}
 		if err := ctx.Err(); err != nil {
@@ -494,9 +551,12 @@ func (n *NATBlocks) retake(ctx context.Context, b natBlock, lease clientv3.Lease
 		if h, ok := v.taken[b.block]; ok && h != n.host {
 			return h, nil
 		}
-		resp, err := n.s.cli.Txn(ctx).If(n.freeCompares(v, b.device, b.ip, b.block)...).Then(put).Commit()
-		if err != nil || resp.Succeeded {
+		holder, won, err := n.claim(ctx, b.device, b.ip, b.block, lease)
+		if err != nil || won {
 			return "", err
+		}
+		if holder != "" && holder != n.host {
+			return holder, nil
 		}
 	}
 	return "", fmt.Errorf("block %d of %s %s: hosts keep coming and going; try again", b.block, b.device, b.ip)

@@ -3,6 +3,7 @@ package server
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -33,10 +34,56 @@ const (
 	rootKeyFile    = "root.key"
 	clientCAFile   = "client-ca.crt" // bundle etcd trusts for client certificates
 	crlFile        = "crl.pem"
-	// EndpointsFile records the embedded etcd's client URLs for
-	// `nagare-server token create`.
-	EndpointsFile = "etcd-endpoints"
+	// ClientFile records how to reach etcd as the server does (endpoints,
+	// CA, client certificate), for `nagare-server token create`.
+	ClientFile = "etcd-client.json"
 )
+
+// EtcdClient is what ClientFile holds: absolute paths.
+type EtcdClient struct {
+	Endpoints []string `json:"endpoints"`
+	CAFile    string   `json:"ca_file"`
+	CertFile  string   `json:"cert_file"`
+	KeyFile   string   `json:"key_file"`
+}
+
+// TLS reads the files into a client configuration.
+func (e *EtcdClient) TLS() (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(e.CertFile, e.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("etcd client certificate: %w", err)
+	}
+	pool, _, err := readPool(e.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+}
+
+// ReadClientFile reads DATA-DIR/pki/etcd-client.json.
+func ReadClientFile(dataDir string) (*EtcdClient, error) {
+	b, err := os.ReadFile(filepath.Join(dataDir, pkiDir, ClientFile))
+	if err != nil {
+		return nil, fmt.Errorf("the server has not recorded how it reaches etcd (start it first, with TLS): %w", err)
+	}
+	var e EtcdClient
+	if err := json.Unmarshal(b, &e); err != nil {
+		return nil, fmt.Errorf("%s: %w", ClientFile, err)
+	}
+	return &e, nil
+}
+
+func readPool(file string) (*x509.CertPool, []byte, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, nil, fmt.Errorf("%s: no PEM certificate found", file)
+	}
+	return pool, b, nil
+}
 
 // security is the server's TLS material in secure mode.
 type security struct {
@@ -49,6 +96,7 @@ type security struct {
 	caFile   string // client CA bundle
 	crlFile  string
 	root     tls.Certificate
+	etcdCA   []byte // PEM of an external cluster's CA (--etcd-cafile): agents need it
 }
 
 // secureMode decides whether the server runs TLS: always with --tls or
@@ -221,6 +269,86 @@ func (s *security) apiTLS() *tls.Config {
 // rootTLS is the server's etcd client configuration.
 func (s *security) rootTLS() *tls.Config {
 	return &tls.Config{Certificates: []tls.Certificate{s.root}, RootCAs: s.pool, MinVersion: tls.VersionTLS12}
+}
+
+// externalTLS is the client configuration of an external cluster and the
+// etcd user it authenticates as (its certificate's CN); nil for a plain
+// cluster of an insecure server without --etcd-* files.
+func (s *Server) externalTLS() (*tls.Config, string, error) {
+	c := s.cfg
+	if s.sec == nil && c.EtcdCAFile == "" && c.EtcdCertFile == "" && c.EtcdKeyFile == "" {
+		return nil, "", nil
+	}
+	if s.sec != nil {
+		for _, e := range c.EtcdEndpoints {
+			if !strings.HasPrefix(e, "https://") {
+				return nil, "", fmt.Errorf("etcd endpoint %s: a secure server needs its etcd cluster over TLS (https:// endpoints, --etcd-cafile, and --etcd-certfile/--etcd-keyfile unless the cluster trusts %s), or --insecure-http",
+					e, filepath.Join(s.sec.dir, pki.CACertFile))
+			}
+		}
+	}
+	t := &tls.Config{MinVersion: tls.VersionTLS12}
+	switch {
+	case c.EtcdCAFile != "":
+		pool, pemBytes, err := readPool(c.EtcdCAFile)
+		if err != nil {
+			return nil, "", fmt.Errorf("--etcd-cafile: %w", err)
+		}
+		t.RootCAs = pool
+		if s.sec != nil {
+			s.sec.etcdCA = pemBytes
+		}
+	case s.sec != nil:
+		t.RootCAs = s.sec.pool
+	}
+	user := ""
+	switch {
+	case c.EtcdCertFile != "" || c.EtcdKeyFile != "":
+		if c.EtcdCertFile == "" || c.EtcdKeyFile == "" {
+			return nil, "", errors.New("--etcd-certfile and --etcd-keyfile go together")
+		}
+		cert, err := tls.LoadX509KeyPair(c.EtcdCertFile, c.EtcdKeyFile)
+		if err != nil {
+			return nil, "", fmt.Errorf("--etcd-certfile: %w", err)
+		}
+		leaf, err := x509.ParseCertificate(cert.Certificate[0])
+		if err != nil {
+			return nil, "", fmt.Errorf("--etcd-certfile: %w", err)
+		}
+		t.Certificates, user = []tls.Certificate{cert}, leaf.Subject.CommonName
+		if user == "" {
+			return nil, "", errors.New("--etcd-certfile: the certificate has no CN, which etcd would take as its user")
+		}
+	case s.sec != nil:
+		t.Certificates, user = []tls.Certificate{s.sec.root}, pki.RootCN
+	}
+	return t, user, nil
+}
+
+// writeClientFile records how the server reaches etcd (ClientFile).
+func (s *security) writeClientFile(endpoints []string, c Config) error {
+	e := EtcdClient{Endpoints: endpoints, CAFile: filepath.Join(s.dir, pki.CACertFile),
+		CertFile: filepath.Join(s.dir, rootCertFile), KeyFile: filepath.Join(s.dir, rootKeyFile)}
+	if len(c.EtcdEndpoints) > 0 {
+		if c.EtcdCAFile != "" {
+			e.CAFile = c.EtcdCAFile
+		}
+		if c.EtcdCertFile != "" {
+			e.CertFile, e.KeyFile = c.EtcdCertFile, c.EtcdKeyFile
+		}
+	}
+	for _, f := range []*string{&e.CAFile, &e.CertFile, &e.KeyFile} {
+		abs, err := filepath.Abs(*f)
+		if err != nil {
+			return err
+		}
+		*f = abs
+	}
+	b, err := json.MarshalIndent(e, "", "  ")
+	if err != nil {
+		return err
+	}
+	return pki.WriteFile(filepath.Join(s.dir, ClientFile), append(b, '\n'), 0o600)
 }
 
 // httpsURL turns an http:// etcd listen URL into https:// in secure mode.

@@ -149,6 +149,22 @@ func TestSecureNSDB(t *testing.T) {
 		{"b revokes a's lease", func() error { _, err := eb.Revoke(ctx, lease.ID); return err }},
 		{"b writes the schema", func() error { _, err := eb.Put(ctx, "/nagare/v1/schema-version", "2"); return err }},
 		{"b enables its own role", func() error { _, err := eb.UserGrantRole(ctx, nsdb.HostUser("hv-b"), "root"); return err }},
+		{"b writes a learned MAC as a", func() error {
+			_, err := eb.Put(ctx, nsdb.LearnedMAC{Host: a.HostID, BridgeID: "b", MAC: [6]byte{2, 0, 0, 0, 0, 1}}.Key(), "p")
+			return err
+		}},
+		{"b writes a neighbor as a", func() error {
+			_, err := eb.Put(ctx, nsdb.LearnedNeighbor{Host: a.HostID, RouterID: "r", IP: netip.MustParseAddr("10.0.0.1")}.Key(), "x")
+			return err
+		}},
+		{"b writes a member's health as a", func() error {
+			_, err := eb.Put(ctx, nsdb.MemberStatusKey(a.HostID, "00000000-0000-4000-8000-000000000001"), "down")
+			return err
+		}},
+		{"b deletes a's member statuses", func() error {
+			_, err := eb.Delete(ctx, nsdb.MemberStatusKey(a.HostID, ""), clientv3.WithPrefix())
+			return err
+		}},
 		{"b writes a in a transaction", func() error {
 			_, err := eb.Txn(ctx).Then(clientv3.OpPut(nsdb.DatapathStatusKey(b.HostID), "{}"), clientv3.OpDelete(aliveA)).Commit()
 			return err
@@ -161,7 +177,10 @@ func TestSecureNSDB(t *testing.T) {
 	if _, err := eb.Put(ctx, nsdb.DatapathStatusKey(b.HostID), "{}"); err != nil {
 		t.Errorf("b writes its own status: %v", err)
 	}
-	if after := revision(t, srv); after != before+1 {
+	if err := nsdb.New(eb).PutLearnedMAC(ctx, nsdb.LearnedMAC{Host: b.HostID, BridgeID: "b", MAC: [6]byte{2, 0, 0, 0, 0, 2}, PortID: "p"}, nsdb.NoLease); err != nil {
+		t.Errorf("b publishes its own learned MAC: %v", err)
+	}
+	if after := revision(t, srv); after != before+2 {
 		t.Errorf("etcd revision %d → %d: refused requests wrote something", before, after)
 	}
 

@@ -28,6 +28,7 @@ import (
 	joinapi "github.com/nagare/nagare/pkg/api/join"
 	"github.com/nagare/nagare/pkg/api/native"
 	neutronapi "github.com/nagare/nagare/pkg/api/neutron"
+	"github.com/nagare/nagare/pkg/hostclaim"
 	"github.com/nagare/nagare/pkg/identity"
 	"github.com/nagare/nagare/pkg/join"
 	"github.com/nagare/nagare/pkg/neutron"
@@ -59,6 +60,18 @@ type Config struct {
 	PublicURL string
 	// BcryptCost lowers the password hashing cost (tests); 0 is Keystone's 12.
 	BcryptCost int
+	// TokenTTL is how long tokens live (0: an hour, Keystone's).
+	TokenTTL time.Duration
+	// LockoutFailureAttempts and LockoutDuration lock a user out from an
+	// address after that many failed logins, for that long (identity's
+	// Lockout; 0: its defaults, negative attempts: off).
+	LockoutFailureAttempts int
+	LockoutDuration        time.Duration
+	// TokenKeyRotation rotates the token signing key when it is that old
+	// (0: only when an administrator asks, POST
+	// /api/v1/token-signing-keys/rotate). Tokens signed with the previous
+	// key keep validating until they expire.
+	TokenKeyRotation time.Duration
 
 	// TLS serves the API over HTTPS and the embedded etcd with client
 	// certificates and RBAC even on loopback (--tls). Without it the
@@ -76,6 +89,14 @@ type Config struct {
 	// HostCertValidity is how long host certificates live (default
 	// pki.HostValidity); tests shorten it.
 	HostCertValidity time.Duration
+	// EtcdCAFile, EtcdCertFile and EtcdKeyFile are the TLS of an
+	// external cluster (etcd's own client flags --cacert, --cert, --key):
+	// the CA of its serving certificates (default: the data directory's
+	// CA) and this server's client certificate (default: the root
+	// certificate the data directory's CA issues, for a cluster that
+	// trusts it). In secure mode the certificate's CN becomes an etcd
+	// user with the root role, and agents are told the CA.
+	EtcdCAFile, EtcdCertFile, EtcdKeyFile string
 }
 
 // Authentication modes.
@@ -107,6 +128,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
+	// HOST:PORT is what etcdctl and most operators type; the decisions
+	// below read URLs.
+	cfg.EtcdListen, cfg.EtcdPeerURL = embedetcd.WithScheme(cfg.EtcdListen, "http"), embedetcd.WithScheme(cfg.EtcdPeerURL, "http")
 	s := &Server{cfg: cfg, log: cfg.Log}
 	defer func() {
 		if err != nil {
@@ -115,9 +139,6 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}()
 	secure := cfg.secureMode()
 	if secure {
-		if len(cfg.EtcdEndpoints) > 0 {
-			return nil, errors.New("TLS with an external etcd cluster is not supported yet: give --insecure-http and secure the cluster yourself, or use the embedded etcd")
-		}
 		if s.sec, err = setupSecurity(cfg); err != nil {
 			return nil, fmt.Errorf("set up TLS in %s: %w", filepath.Join(cfg.DataDir, pkiDir), err)
 		}
@@ -143,7 +164,12 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		s.log.Info("embedded etcd ready", "data_dir", cfg.DataDir, "endpoints", endpoints, "tls", s.sec != nil)
 	}
 	cc := clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
-	if s.sec != nil {
+	etcdUser := pki.RootCN
+	if len(cfg.EtcdEndpoints) > 0 {
+		if cc.TLS, etcdUser, err = s.externalTLS(); err != nil {
+			return nil, err
+		}
+	} else if s.sec != nil {
 		cc.TLS = s.sec.rootTLS()
 	}
 	s.cli, err = clientv3.New(cc)
@@ -157,14 +183,18 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("initialise the NSDB at %v: %w", endpoints, err)
 	}
 	if s.sec != nil {
-		if err := s.store.EnableAccessControl(initCtx); err != nil {
+		if err := s.store.EnableAccessControl(initCtx, etcdUser); err != nil {
 			return nil, err
 		}
-		if err := pki.WriteFile(filepath.Join(s.sec.dir, EndpointsFile), []byte(strings.Join(endpoints, ",")+"\n"), 0o644); err != nil {
+		if err := s.sec.writeClientFile(endpoints, cfg); err != nil {
 			return nil, err
+		}
+		agentsEtcd := endpoints // an external cluster's, as given
+		if len(cfg.EtcdEndpoints) == 0 {
+			agentsEtcd = []string{cfg.EtcdListenAdvertised(endpoints)}
 		}
 		s.join, err = join.New(initCtx, s.store, join.Options{CA: s.sec.ca, CRLFile: s.sec.crlFile, Validity: cfg.hostCertValidity(),
-			Endpoints: []string{cfg.EtcdListenAdvertised(endpoints)}, Log: s.log})
+			Endpoints: agentsEtcd, EtcdCA: s.sec.etcdCA, Log: s.log})
 		if err != nil {
 			return nil, err
 		}
@@ -182,7 +212,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	nsvc := neutron.New(s.store, neutron.Options{Log: s.log})
 	neutronapi.New(nsvc, s.log).Register(mux, auth)
 	if s.join != nil {
-		joinapi.New(s.join, s.sec.ca.CertPEM, s.log).Register(mux, func(h http.Handler) http.Handler { return auth(requireAdmin(h)) })
+		joinapi.New(s.join, hostclaim.New(s.store), s.sec.ca.CertPEM, s.log).Register(mux, func(h http.Handler) http.Handler { return auth(requireAdmin(h)) })
 	}
 	dash := ui.New(ui.Options{Store: s.store, Scope: nsvc.NativeScope, Auth: cmp.Or(cfg.Auth, AuthNoAuth), Log: s.log})
 	dash.Register(mux, auth)
@@ -196,7 +226,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if s.sec != nil {
 		s.listener, scheme = tls.NewListener(s.listener, s.sec.apiTLS()), "https"
 	}
-	s.http = &http.Server{Handler: logRequests(s.log, mux), ReadHeaderTimeout: 10 * time.Second,
+	s.http = &http.Server{Handler: logRequests(s.log, nsdbDeadline(mux)), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)} // TLS handshake noise of scanners and wrong clients
 	go func() {
 		if err := s.http.Serve(s.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -276,15 +306,18 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 func (s *Server) authentication(ctx context.Context, mux *http.ServeMux) (func(http.Handler) http.Handler, error) {
 	switch s.cfg.Auth {
 	case AuthPassword:
-		svc, err := identity.New(ctx, s.store, identity.Options{AdminPassword: s.cfg.AdminPassword, BcryptCost: s.cfg.BcryptCost, Log: s.log})
+		svc, err := identity.New(ctx, s.store, identity.Options{AdminPassword: s.cfg.AdminPassword, BcryptCost: s.cfg.BcryptCost,
+			TokenTTL: s.cfg.TokenTTL, LockoutFailureAttempts: s.cfg.LockoutFailureAttempts, LockoutDuration: s.cfg.LockoutDuration, Log: s.log})
 		if err != nil {
 			return nil, err
 		}
 		s.identity = svc
 		api := identityapi.NewAPI(svc, s.cfg.PublicURL)
 		api.Register(mux)
-		s.wg.Go(func() { s.purgeRevocations(s.bg, svc) })
-		return func(h http.Handler) http.Handler { return identityapi.Authenticate(svc, api.AuthURL, s.log, h) }, nil
+		auth := func(h http.Handler) http.Handler { return identityapi.Authenticate(svc, api.AuthURL, s.log, h) }
+		api.RegisterKeys(mux, func(h http.Handler) http.Handler { return auth(requireAdmin(h)) })
+		s.wg.Go(func() { svc.Run(s.bg, s.cfg.TokenKeyRotation) })
+		return auth, nil
 	case AuthKeystone:
 		if s.cfg.KeystoneURL == "" {
 			return nil, errors.New("--auth keystone needs --keystone-url")
@@ -298,21 +331,6 @@ func (s *Server) authentication(ctx context.Context, mux *http.ServeMux) (func(h
 		return identityapi.NoAuth, nil
 	}
 	return nil, fmt.Errorf("--auth %q: want password, keystone or noauth", s.cfg.Auth)
-}
-
-func (s *Server) purgeRevocations(ctx context.Context, svc *identity.Service) {
-	t := time.NewTicker(10 * time.Minute)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := svc.PurgeRevocations(ctx); err != nil && ctx.Err() == nil {
-				s.log.Warn("purging expired token revocations failed", "err", err)
-			}
-		}
-	}
 }
 
 // requireAdmin admits only administrators to the native API: it changes
@@ -352,6 +370,26 @@ func (s *Server) Close() {
 	if s.etcd != nil {
 		s.etcd.Close()
 	}
+}
+
+// requestTimeout bounds an API request's work: with the NSDB unreachable,
+// etcd's client waits for it to come back, and the caller would wait with
+// it. Past the deadline the APIs answer 503 (the NSDB did not answer in
+// time), as /healthz does.
+const requestTimeout = 10 * time.Second
+
+// nsdbDeadline puts requestTimeout on the APIs' requests; the dashboard's
+// event stream and pages are left alone.
+func nsdbDeadline(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		if strings.HasPrefix(p, native.Prefix+"/") || strings.HasPrefix(p, "/v2.0/") || strings.HasPrefix(p, "/identity/") {
+			ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+			defer cancel()
+			r = r.WithContext(ctx)
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 func logRequests(log *slog.Logger, h http.Handler) http.Handler {

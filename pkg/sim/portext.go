@@ -44,11 +44,11 @@ const (
 // buildPortExtras resolves subports, mirrors and QoS marking after the
 // ports are indexed.
 func (t *Topology) buildPortExtras(ports []*model.Port, mirrors []*model.Mirror, qos map[string]*model.QoSPolicy) error {
-	for i := range t.ports {
-		t.ports[i].parent = none
-	}
 	for i, mp := range ports {
-		p := &t.ports[i]
+		if mp.QoSPolicyID == "" && mp.ParentID == "" {
+			continue
+		}
+		p := t.ports.Mut(int32(i), t.gen)
 		if mp.QoSPolicyID != "" {
 			p.qosTag = ObjectTag(model.QoSPolicyKind, mp.QoSPolicyID)
 			if q := qos[mp.QoSPolicyID]; q != nil && q.MarkDSCP {
@@ -58,18 +58,18 @@ func (t *Topology) buildPortExtras(ports []*model.Port, mirrors []*model.Mirror,
 		if mp.ParentID == "" {
 			continue
 		}
-		pi, ok := t.portByID[mp.ParentID]
+		pi, ok := t.portByID.Get(mp.ParentID)
 		if !ok {
 			return fmt.Errorf("port %s: parent port %s does not exist", mp.ID, mp.ParentID)
 		}
-		parent := &t.ports[pi]
+		parent := t.ports.Mut(pi, t.gen)
 		parent.subs = append(parent.subs, subport{vlan: mp.ParentVLAN, port: int32(i)})
 		p.parent, p.parentVLAN = pi, mp.ParentVLAN
 		// The subport is where its parent is bound.
 		p.hostID, p.host, p.ifName, p.tunnelKey = parent.hostID, parent.host, parent.ifName, parent.tunnelKey
 	}
 	for _, m := range mirrors {
-		pi, ok := t.portByID[m.PortID]
+		pi, ok := t.portByID.Get(m.PortID)
 		if !ok {
 			return fmt.Errorf("mirror %s: port %s does not exist", m.ID, m.PortID)
 		}
@@ -86,7 +86,7 @@ func (t *Topology) buildPortExtras(ports []*model.Port, mirrors []*model.Mirror,
 			x.tunnel = packet.TunnelERSPAN
 		}
 		if m.DestPortID != "" {
-			d, ok := t.portByID[m.DestPortID]
+			d, ok := t.portByID.Get(m.DestPortID)
 			if !ok {
 				return fmt.Errorf("mirror %s: destination port %s does not exist", m.ID, m.DestPortID)
 			}
@@ -96,7 +96,8 @@ func (t *Topology) buildPortExtras(ports []*model.Port, mirrors []*model.Mirror,
 		if x.vlans, err = model.ParseVLANSet(m.VLANs); err != nil {
 			return fmt.Errorf("mirror %s: %w", m.ID, err)
 		}
-		t.ports[pi].mirrors = append(t.ports[pi].mirrors, int32(len(t.mirrors)))
+		p := t.ports.Mut(pi, t.gen)
+		p.mirrors = append(p.mirrors, int32(len(t.mirrors)))
 		t.mirrors = append(t.mirrors, x)
 	}
 	return nil
@@ -105,7 +106,7 @@ func (t *Topology) buildPortExtras(ports []*model.Port, mirrors []*model.Mirror,
 // carrier is the port whose interface carries port q's frames: its
 // parent for a subport, itself otherwise.
 func (t *Topology) carrier(q int32) int32 {
-	if p := t.ports[q].parent; p != none {
+	if p := t.ports.At(q).parent; p != none {
 		return p
 	}
 	return q
@@ -117,7 +118,7 @@ func (t *Topology) carrier(q int32) int32 {
 // marks it. It returns the port the walk enters by, none to drop.
 func (w *walk) ingress(pi int32) int32 {
 	t := w.t
-	p := &t.ports[pi]
+	p := t.ports.At(pi)
 	in := pi
 	if len(p.subs) > 0 {
 		w.res.addTag(p.tag)
@@ -142,7 +143,7 @@ func (w *walk) ingress(pi int32) int32 {
 			w.cur.vlan = w.pkt.VLAN[1].VID
 		}
 	}
-	q := &t.ports[in]
+	q := t.ports.At(in)
 	if q.qosTag != 0 {
 		w.res.addTag(q.qosTag)
 	}
@@ -156,7 +157,7 @@ func (w *walk) ingress(pi int32) int32 {
 // of the frame as the emitted actions leave it.
 func (w *walk) mirrorCopies(pi int32, dir uint8) {
 	t := w.t
-	for _, mi := range t.ports[pi].mirrors {
+	for _, mi := range t.ports.At(pi).mirrors {
 		m := &t.mirrors[mi]
 		w.res.addTag(m.tag)
 		if m.dir&dir == 0 || !m.carries(w.emitted) {
@@ -190,7 +191,7 @@ func (m *mirror) carries(h l2State) bool {
 // copyTo sends the frame, as the emitted actions leave it, out of port q
 // (a tap service's): no filters, no MTU check, not an output of the walk.
 func (w *walk) copyTo(q int32) {
-	p := &w.t.ports[q]
+	p := w.t.ports.At(q)
 	w.res.addTag(p.tag)
 	if !p.up || !p.exterior() {
 		return
@@ -206,14 +207,17 @@ func (w *walk) copyTo(q int32) {
 // tunnel zone with this one.
 func (w *walk) deliver(q int32) (flow.Action, bool) {
 	t, s := w.t, w.s
-	p := &t.ports[q]
+	p := t.ports.At(q)
 	c := t.carrier(q)
-	a := flow.Action{Port: c, PortID: t.ports[c].id}
+	a := flow.Action{Port: c, PortID: t.ports.At(c).id}
 	if p.hostID == s.cfg.HostID {
 		a.Type, a.Interface = flow.ActOutput, p.ifName
 		return a, true
 	}
 	if p.host == none || !s.remote[p.host].ok {
+		if p.host != none {
+			w.res.addTag(t.hosts[p.host].tag) // re-simulated when the host joins a zone or comes alive
+		}
 		return a, false
 	}
 	rh := &s.remote[p.host]

@@ -271,36 +271,18 @@ func (c extraDHCPCreate) ToPortCreateMap() (map[string]any, error) {
 // marking rule marks what the VM sends.
 func testQoS(t *testing.T, e *extEnv, a1, a2 *harness.VM) {
 	ctx, nc := e.ctx, e.nc
-	attach := func(portID, policy string) {
+	attach := func(t *testing.T, portID, policy string) {
 		t.Helper()
 		if _, err := ports.Update(ctx, nc, portID, policies.PortUpdateOptsExt{UpdateOptsBuilder: ports.UpdateOpts{}, QoSPolicyID: &policy}).Extract(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	const limit = 20000 // kbit/s
-	for _, c := range []struct {
-		direction string
-		vm        *harness.VM
-	}{{"egress", a1}, {"ingress", a2}} {
-		pol, err := policies.Create(ctx, nc, policies.CreateOpts{Name: "limit-" + c.direction}).Extract()
-		if err != nil {
-			t.Fatal(err)
+	t.Run("BandwidthLimits", func(t *testing.T) {
+		if harness.Datapath() == "ebpf" {
+			t.Skip("skipping: the eBPF datapath polices no ports yet (datapath.ErrUnsupported)")
 		}
-		if _, err := qosrules.CreateBandwidthLimitRule(ctx, nc, pol.ID, qosrules.CreateBandwidthLimitRuleOpts{MaxKBps: limit,
-			MaxBurstKBps: 2000, Direction: c.direction}).ExtractBandwidthLimitRule(); err != nil {
-			t.Fatal(err)
-		}
-		p := portOf(t, e, c.vm)
-		attach(p, pol.ID)
-		time.Sleep(500 * time.Millisecond)
-		got := rate(t, a1, a2, 5)
-		t.Logf("QoS %s limit %d kbit/s on %s: iperf3 %s → %s received %.2f Mbit/s", c.direction, limit, c.vm.Name, a1.Name, a2.Name, got/1e6)
-		if got < 0.9*limit*1000 || got > 1.1*limit*1000 {
-			t.Errorf("%s limit of %d kbit/s: %.0f kbit/s, not within 10%%", c.direction, limit, got/1000)
-		}
-		attach(p, "")
-	}
-
+		testLimits(t, e, a1, a2, attach)
+	})
 	mark, err := policies.Create(ctx, nc, policies.CreateOpts{Name: "af31"}).Extract()
 	if err != nil {
 		t.Fatal(err)
@@ -308,14 +290,14 @@ func testQoS(t *testing.T, e *extEnv, a1, a2 *harness.VM) {
 	if _, err := qosrules.CreateDSCPMarkingRule(ctx, nc, mark.ID, qosrules.CreateDSCPMarkingRuleOpts{DSCPMark: 26}).ExtractDSCPMarkingRule(); err != nil {
 		t.Fatal(err)
 	}
-	attach(portOf(t, e, a1), mark.ID)
+	attach(t, portOf(t, e, a1), mark.ID)
 	time.Sleep(500 * time.Millisecond)
 	capt := harness.StartCapture(t, a2.NS, "eth0", "icmp and src host "+a1.Addr+" and (ip[1] & 0xfc) == 104")
 	mustPing(t, a1, a2.Addr, 3)
 	if got := capt.Stop(t); len(got) < 3 {
 		t.Fatalf("%d of 3 echo requests from %s arrived marked DSCP 26 (AF31)", len(got), a1.Name)
 	}
-	attach(portOf(t, e, a1), "")
+	attach(t, portOf(t, e, a1), "")
 }
 
 // testTaps: a tap flow copies what a1 sends and receives to the tap
@@ -396,4 +378,33 @@ func portOf(t *testing.T, e *extEnv, vm *harness.VM) string {
 		t.Fatalf("port of %s: %v %v", vm.Name, ps, err)
 	}
 	return ps[0].ID
+}
+
+// testLimits: a bandwidth limit holds an iperf3 stream within 10 % of it,
+// on what a VM sends (egress) and what it receives (ingress).
+func testLimits(t *testing.T, e *extEnv, a1, a2 *harness.VM, attach func(t *testing.T, portID, policy string)) {
+	ctx, nc := e.ctx, e.nc
+	const limit = 20000 // kbit/s
+	for _, c := range []struct {
+		direction string
+		vm        *harness.VM
+	}{{"egress", a1}, {"ingress", a2}} {
+		pol, err := policies.Create(ctx, nc, policies.CreateOpts{Name: "limit-" + c.direction}).Extract()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := qosrules.CreateBandwidthLimitRule(ctx, nc, pol.ID, qosrules.CreateBandwidthLimitRuleOpts{MaxKBps: limit,
+			MaxBurstKBps: 2000, Direction: c.direction}).ExtractBandwidthLimitRule(); err != nil {
+			t.Fatal(err)
+		}
+		p := portOf(t, e, c.vm)
+		attach(t, p, pol.ID)
+		time.Sleep(500 * time.Millisecond)
+		got := rate(t, a1, a2, 5)
+		t.Logf("QoS %s limit %d kbit/s on %s: iperf3 %s → %s received %.2f Mbit/s", c.direction, limit, c.vm.Name, a1.Name, a2.Name, got/1e6)
+		if got < 0.9*limit*1000 || got > 1.1*limit*1000 {
+			t.Errorf("%s limit of %d kbit/s: %.0f kbit/s, not within 10%%", c.direction, limit, got/1000)
+		}
+		attach(t, p, "")
+	}
 }

@@ -91,7 +91,7 @@ func newHost(t *testing.T) *host {
 		bindings[name] = int32(i)
 	}
 	var sp *Handler
-	tables := learned.New(learned.Config{DB: nsdbmem.New(), Lease: func() nsdb.LeaseID { return 0 }, Flows: x.dp, Log: quiet,
+	tables := learned.New(learned.Config{HostID: "h1", DB: nsdbmem.New(), Lease: func() nsdb.LeaseID { return 0 }, Flows: x.dp, Log: quiet,
 		Resolved: func(r string, a netip.Addr) { sp.ReleaseParked(r, a) }})
 	var err error
 	sp, err = New(Config{HostID: "h1", UnderlayMTU: 1500, Datapath: x.dp, MACs: tables.MACs(), Neighbors: neighbors{tables},
@@ -282,7 +282,7 @@ func TestStatefulPeers(t *testing.T) {
 		&model.PortGroupMember{Meta: model.Meta{ID: "g4"}, PortGroupID: "uplinks", PortID: "up4"},
 		&model.PortGroupMember{Meta: model.Meta{ID: "g5"}, PortGroupID: "plain", PortID: "vm"},
 	}
-	peers := StatefulPeers(&mirror.Snapshot{Objects: objs}, "h1")
+	peers := StatefulPeers(mirror.ObjectSnapshot(1, objs...), "h1")
 	want := []netip.Addr{ip("10.99.0.2"), ip("10.99.0.3")}
 	for _, p := range []string{"up1", "up2", "up3", "up4"} {
 		if !slices.Equal(peers[p], want) {

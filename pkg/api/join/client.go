@@ -40,10 +40,15 @@ type Identity struct {
 	Name      string   `json:"name"`
 	HostID    string   `json:"host_id"`
 	Endpoints []string `json:"etcd_endpoints"`
+	// EtcdCA is an external cluster's CA (PEM) when the server's CA did
+	// not issue etcd's certificate.
+	EtcdCA string `json:"etcd_ca,omitempty"`
 
-	pool *x509.CertPool
-	mu   sync.Mutex
-	cert tls.Certificate
+	pool   *x509.CertPool
+	mu     sync.Mutex
+	cert   tls.Certificate
+	hcOnce sync.Once
+	hc     *http.Client
 }
 
 // JoinOptions say how an agent joins.
@@ -89,7 +94,7 @@ func Join(ctx context.Context, o JoinOptions) (*Identity, error) {
 	if err != nil {
 		return nil, err
 	}
-	id := &Identity{Dir: o.Dir, Server: o.Server, Name: o.Name, HostID: out.HostID, Endpoints: out.EtcdEndpoints, pool: pool}
+	id := &Identity{Dir: o.Dir, Server: o.Server, Name: o.Name, HostID: out.HostID, Endpoints: out.EtcdEndpoints, EtcdCA: out.EtcdCA, pool: pool}
 	if err := id.store([]byte(out.Certificate), keyPEM, caPEM); err != nil {
 		return nil, err
 	}
@@ -216,6 +221,17 @@ func (id *Identity) TLSConfig() *tls.Config {
 	}
 }
 
+// EtcdTLSConfig is TLSConfig for etcd: it also trusts an external
+// cluster's own CA.
+func (id *Identity) EtcdTLSConfig() *tls.Config {
+	t := id.TLSConfig()
+	if id.EtcdCA != "" {
+		t.RootCAs = id.pool.Clone()
+		t.RootCAs.AppendCertsFromPEM([]byte(id.EtcdCA))
+	}
+	return t
+}
+
 // Renew sends a CSR for a new key, authenticated by the current
 // certificate, and stores the answer.
 func (id *Identity) Renew(ctx context.Context) error {
@@ -236,12 +252,24 @@ func (id *Identity) Renew(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	id.EtcdCA = out.EtcdCA
 	caPEM, err := os.ReadFile(filepath.Join(id.Dir, IdentityCAFile))
 	if err != nil {
 		return err
 	}
 	return id.store([]byte(out.Certificate), keyPEM, caPEM)
 }
+
+// client is an HTTP client of the server authenticated by the current
+// certificate; one per identity, so its connections are reused.
+func (id *Identity) client() *http.Client {
+	id.hcOnce.Do(func() {
+		id.hc = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: id.TLSConfig()}}
+	})
+	return id.hc
+}
+
+func (id *Identity) url(path string) string { return strings.TrimSuffix(id.Server, "/") + path }
 
 // RenewDue is when the certificate should be renewed: at two thirds of
 // its life.
@@ -284,11 +312,21 @@ func (id *Identity) KeepRenewed(ctx context.Context, retry time.Duration, log *s
 }
 
 func post(ctx context.Context, hc *http.Client, url string, in, out any) error {
-	body, err := json.Marshal(in)
-	if err != nil {
-		return err
+	return send(ctx, hc, http.MethodPost, url, in, out)
+}
+
+// send sends in (nil: no body) and decodes the answer into out (nil: none
+// expected); a non-2xx answer is a *StatusError.
+func send(ctx context.Context, hc *http.Client, method, url string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
 	if err != nil {
 		return err
 	}
@@ -308,6 +346,9 @@ func post(ctx context.Context, hc *http.Client, url string, in, out any) error {
 			return &StatusError{Status: resp.StatusCode, Message: e.Error.Message}
 		}
 		return &StatusError{Status: resp.StatusCode, Message: strings.TrimSpace(string(b))}
+	}
+	if out == nil {
+		return nil
 	}
 	return json.Unmarshal(b, out)
 }

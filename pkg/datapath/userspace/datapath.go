@@ -16,9 +16,9 @@ import (
 
 	"github.com/nagare/nagare/pkg/datapath"
 	"github.com/nagare/nagare/pkg/datapath/afpacket"
+	"github.com/nagare/nagare/pkg/datapath/mirrorsock"
 	"github.com/nagare/nagare/pkg/flow"
 	"github.com/nagare/nagare/pkg/netns"
-	"github.com/nagare/nagare/pkg/packet"
 )
 
 // portIO is the frame I/O of one bound interface: an *afpacket.Port in
@@ -93,7 +93,7 @@ type Datapath struct {
 	retired retiredCounters // counters of detached ports, so totals never go back
 
 	execPool sync.Pool // *worker for Execute
-	mirror   mirrorSender
+	mirror   *mirrorsock.Sender
 }
 
 // retiredCounters keeps what detached ports counted.
@@ -124,6 +124,7 @@ func New(cfg datapath.Config) (*Datapath, error) {
 	dp.table.init(dp)
 	dp.ports.Store(&portSet{byID: map[string]*port{}, byIndex: map[int32]*port{}, byKey: map[uint32]*port{}, byIf: map[string]*port{}})
 	dp.tun.Store(&tunnelState{})
+	dp.mirror = mirrorsock.New(cfg.Netns)
 	dp.execPool.New = func() any { return newWorker(dp, nil, 1, minSlotSize) }
 	return dp, nil
 }
@@ -135,17 +136,8 @@ func (dp *Datapath) wallTime(t int64) time.Time { return dp.epoch.Add(time.Durat
 
 // AddPort implements datapath.Datapath.
 func (dp *Datapath) AddPort(cfg datapath.PortConfig) error {
-	if cfg.MTU <= 0 {
-		cfg.MTU = 1500
-	}
-	if cfg.PortID == "" || cfg.Interface == "" {
-		return fmt.Errorf("datapath: add port: PortID and Interface are required")
-	}
-	if cfg.TunnelKey == packet.StateTunnelKey {
-		return fmt.Errorf("datapath: add port %s: tunnel key %d is reserved for flow-state packets", cfg.PortID, cfg.TunnelKey)
-	}
-	if cfg.TunnelKey > packet.MaxTunnelKey {
-		return fmt.Errorf("datapath: add port %s: tunnel key %d does not fit in 24 bits", cfg.PortID, cfg.TunnelKey)
+	if err := cfg.Check(); err != nil {
+		return err
 	}
 	dp.mu.Lock()
 	defer dp.mu.Unlock()
@@ -153,15 +145,8 @@ func (dp *Datapath) AddPort(cfg datapath.PortConfig) error {
 		return datapath.ErrClosed
 	}
 	ps := dp.ports.Load()
-	switch {
-	case ps.byID[cfg.PortID] != nil:
-		return fmt.Errorf("datapath: add port %s: already attached", cfg.PortID)
-	case ps.byIndex[cfg.Index] != nil:
-		return fmt.Errorf("datapath: add port %s: index %d already used by port %s", cfg.PortID, cfg.Index, ps.byIndex[cfg.Index].cfg.PortID)
-	case ps.byKey[cfg.TunnelKey] != nil:
-		return fmt.Errorf("datapath: add port %s: tunnel key %d already used by port %s", cfg.PortID, cfg.TunnelKey, ps.byKey[cfg.TunnelKey].cfg.PortID)
-	case ps.byIf[cfg.Interface] != nil:
-		return fmt.Errorf("datapath: add port %s: interface %s already bound to port %s", cfg.PortID, cfg.Interface, ps.byIf[cfg.Interface].cfg.PortID)
+	if err := ps.lookup().Clash(&cfg); err != nil {
+		return err
 	}
 	var (
 		ap  *afpacket.Port
@@ -189,6 +174,22 @@ func (dp *Datapath) attach(cfg datapath.PortConfig, io portIO) *port {
 		dp.startReader(p)
 	}
 	return p
+}
+
+// lookup finds ports for datapath.PortLookup's clash checks.
+func (ps *portSet) lookup() datapath.PortLookup {
+	cfg := func(p *port) *datapath.PortConfig {
+		if p == nil {
+			return nil
+		}
+		return &p.cfg
+	}
+	return datapath.PortLookup{
+		ByID:        func(id string) *datapath.PortConfig { return cfg(ps.byID[id]) },
+		ByIndex:     func(i int32) *datapath.PortConfig { return cfg(ps.byIndex[i]) },
+		ByTunnelKey: func(k uint32) *datapath.PortConfig { return cfg(ps.byKey[k]) },
+		ByInterface: func(n string) *datapath.PortConfig { return cfg(ps.byIf[n]) },
+	}
 }
 
 func (ps *portSet) clone() *portSet {
@@ -312,7 +313,7 @@ func (dp *Datapath) Close() error {
 		}
 		dp.retire(p)
 	}
-	errs = append(errs, ts.close(), dp.mirror.close())
+	errs = append(errs, ts.close(), dp.mirror.Close())
 	return errors.Join(errs...)
 }
 
@@ -320,12 +321,7 @@ func (dp *Datapath) Close() error {
 // idle timeout, so a flow lives at most 25% longer than its timeout.
 func (dp *Datapath) expiryLoop() {
 	defer dp.wg.Done()
-	period := dp.flows.IdleTimeout[0]
-	for _, d := range dp.flows.IdleTimeout {
-		period = min(period, d)
-	}
-	period = min(max(period/4, 10*time.Millisecond), time.Second)
-	t := time.NewTicker(period)
+	t := time.NewTicker(dp.flows.ExpiryPeriod())
 	defer t.Stop()
 	for {
 		select {

@@ -27,8 +27,8 @@ type store interface {
 	WatchHostLiveness(context.Context, func(nsdb.Liveness) error) error
 	PutLearnedMAC(context.Context, nsdb.LearnedMAC, nsdb.LeaseID) error
 	WatchLearnedMACs(context.Context, func(nsdb.LearnedMACBatch) error) error
-	PutMemberStatus(context.Context, string, string, nsdb.LeaseID) error
-	TakeBackMemberStatus(context.Context, string, nsdb.LeaseID) error
+	PutMemberStatus(context.Context, string, string, string, nsdb.LeaseID) error
+	TakeBackMemberStatus(context.Context, string, string) error
 	MemberStatuses(context.Context) (map[string]string, error)
 }
 
@@ -118,8 +118,8 @@ func contract(t *testing.T, s store) {
 	lease, err := s.GrantLease(ctx, time.Minute)
 	must(err)
 	must(s.SetHostAlive(ctx, host.GetMeta().ID, lease))
-	must(s.PutLearnedMAC(ctx, nsdb.LearnedMAC{BridgeID: br.GetMeta().ID, MAC: packet.MAC{2, 0, 0, 0, 0, 1}, PortID: "p"}, lease))
-	must(s.PutMemberStatus(ctx, mem.GetMeta().ID, model.MemberUp, lease))
+	must(s.PutLearnedMAC(ctx, nsdb.LearnedMAC{Host: host.GetMeta().ID, BridgeID: br.GetMeta().ID, MAC: packet.MAC{2, 0, 0, 0, 0, 1}, PortID: "p"}, lease))
+	must(s.PutMemberStatus(ctx, host.GetMeta().ID, mem.GetMeta().ID, model.MemberUp, lease))
 	alive := make(chan nsdb.Liveness, 8)
 	go func() { _ = s.WatchHostLiveness(ctx, func(l nsdb.Liveness) error { alive <- l; return nil }) }()
 	macs := make(chan nsdb.LearnedMACBatch, 8)
@@ -130,11 +130,21 @@ func contract(t *testing.T, s store) {
 	if b := <-macs; !b.Reset || len(b.Put) != 1 {
 		t.Fatalf("MAC reset %+v", b)
 	}
+	must(s.TakeBackMemberStatus(ctx, "another-host", mem.GetMeta().ID))
+	if st, _ := s.MemberStatuses(ctx); st[mem.GetMeta().ID] != model.MemberUp {
+		t.Fatalf("another host took back the status: %v", st)
+	}
+	// Another host learns the same MAC on another port: it wins while
+	// it lasts, then the first host's entry is back.
 	other, err := s.GrantLease(ctx, time.Minute)
 	must(err)
-	must(s.TakeBackMemberStatus(ctx, mem.GetMeta().ID, other))
-	if st, _ := s.MemberStatuses(ctx); st[mem.GetMeta().ID] != model.MemberUp {
-		t.Fatalf("another lease took back the status: %v", st)
+	must(s.PutLearnedMAC(ctx, nsdb.LearnedMAC{Host: "other-host", BridgeID: br.GetMeta().ID, MAC: packet.MAC{2, 0, 0, 0, 0, 1}, PortID: "q"}, other))
+	if b := <-macs; len(b.Put) != 1 || b.Put[0].PortID != "q" {
+		t.Fatalf("MACs after another host's entry %+v", b)
+	}
+	must(s.RevokeLease(ctx, other))
+	if b := <-macs; len(b.Put) != 1 || b.Put[0].PortID != "p" || len(b.Deleted) != 0 {
+		t.Fatalf("MACs after the other host's lease ended %+v", b)
 	}
 	must(s.RevokeLease(ctx, lease))
 	if l := <-alive; l.Reset || l.Alive[host.GetMeta().ID] {
@@ -146,7 +156,7 @@ func contract(t *testing.T, s store) {
 	if st, _ := s.MemberStatuses(ctx); len(st) != 0 {
 		t.Fatalf("statuses after revoke: %v", st)
 	}
-	if err := s.PutMemberStatus(ctx, mem.GetMeta().ID, model.MemberUp, lease); err == nil {
+	if err := s.PutMemberStatus(ctx, host.GetMeta().ID, mem.GetMeta().ID, model.MemberUp, lease); err == nil {
 		t.Fatal("a write under a revoked lease succeeded")
 	}
 }

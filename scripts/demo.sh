@@ -78,7 +78,7 @@ wait_for() { # wait_for SECONDS command… : retry every 0.2 s
 
 # ---------------------------------------------------------------- preflight
 [ "$(id -u)" -eq 0 ] || die "needs root: it creates network namespaces (run: sudo make demo)"
-for tool in ip ping iperf3 udhcpc ethtool curl jq ss; do
+for tool in ip ping iperf3 udhcpc curl jq ss; do
 	command -v $tool >/dev/null || die "$tool is missing (scripts/setup.sh installs it)"
 done
 for b in nagare nagare-server nagare-agent; do
@@ -158,9 +158,6 @@ while read -r vm hv br addr mac; do
 	ip link add tap-$vm netns "$P-$hv" type veth peer name eth0 netns "$P-$vm"
 	in_ns $hv ip link set tap-$vm up
 	in_ns $vm ip link set eth0 address $mac mtu 1450 up
-	# The userspace datapath takes finished frames: no checksum offload or
-	# TSO on the VM's NIC (see pkg/datapath/userspace).
-	in_ns $vm ethtool -K eth0 tx off tso off gso off >/dev/null
 	port=$(quiet bridge bridge$br add port)
 	nagare host host$((${hv#hv} - 1)) add binding interface tap-$vm port "$port"
 	nagare bridge bridge$br dhcp subnet 10.0.$((br + 1)).0/24 add host name $vm mac $mac address $addr

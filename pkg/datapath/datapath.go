@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
-	"sync"
 	"time"
 
 	"github.com/nagare/nagare/pkg/flow"
@@ -144,8 +143,9 @@ type PortConfig struct {
 	// tunnel with this VNI or GRE key leave by this port.
 	TunnelKey uint32
 	// MTU is the interface's IP MTU (default 1500). It sizes the receive
-	// buffers; frames longer than MTU plus an Ethernet header and two VLAN
-	// tags are dropped on receive and counted.
+	// buffers; frames whose IP packet is longer (for a GSO super-frame:
+	// whose segments would be) are dropped on receive and counted
+	// (DropRxOverMTU).
 	MTU int
 }
 
@@ -156,52 +156,6 @@ type PortConfig struct {
 type PortQoS struct {
 	EgressKbps, EgressBurstKbit   uint32
 	IngressKbps, IngressBurstKbit uint32
-}
-
-// Bucket is the token bucket of a rate limit: the rate in bytes per
-// second and the burst in bytes (Neutron's 80% of a second at the rate
-// without one).
-func Bucket(kbps, burstKbit uint32) (bytesPerSec, burstBytes float64) {
-	bytesPerSec = float64(kbps) * 1000 / 8
-	burstBytes = float64(burstKbit) * 1000 / 8
-	if burstKbit == 0 {
-		burstBytes = 0.8 * bytesPerSec
-	}
-	return bytesPerSec, max(burstBytes, 1600) // at least a full frame
-}
-
-// Policer is a token bucket over a monotonic clock in nanoseconds. It is
-// safe for concurrent use.
-type Policer struct {
-	mu          sync.Mutex
-	rate, burst float64 // bytes per nanosecond, bytes
-	tokens      float64
-	last        int64
-}
-
-// NewPolicer returns a full bucket for a rate limit, nil for no limit.
-func NewPolicer(kbps, burstKbit uint32) *Policer {
-	if kbps == 0 {
-		return nil
-	}
-	rate, burst := Bucket(kbps, burstKbit)
-	return &Policer{rate: rate / 1e9, burst: burst, tokens: burst}
-}
-
-// Allow takes size bytes' tokens at time now, reporting false (taking
-// nothing) when there are not enough.
-func (p *Policer) Allow(now int64, size int) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.last != 0 && now > p.last {
-		p.tokens = min(p.burst, p.tokens+float64(now-p.last)*p.rate)
-	}
-	p.last = now
-	if p.tokens < float64(size) {
-		return false
-	}
-	p.tokens -= float64(size)
-	return true
 }
 
 // TunnelConfig is the host's tunnel endpoint in the underlay.
@@ -321,7 +275,11 @@ type Upcall struct {
 	InPort int32
 	// PortID is that port's PortID.
 	PortID string
-	// Frame is the frame as received. The handler may pass it to Execute.
+	// Frame is the frame as received, or as the wire would carry it: a
+	// checksum the sender left to offload is completed, and a GSO
+	// super-frame is upcalled segment by segment (each looked up first),
+	// so the handler never sees a frame longer than the port's MTU
+	// allows. The handler may pass it to Execute.
 	Frame []byte
 	// Pkt is Frame decoded; Pkt.Drop is always DropNone (malformed frames
 	// are dropped and counted before they get here).

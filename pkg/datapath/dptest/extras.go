@@ -4,8 +4,8 @@ package dptest
 
 import (
 	"bytes"
-	"errors"
 	"encoding/binary"
+	"errors"
 	"net/netip"
 	"testing"
 

@@ -64,6 +64,7 @@ func Run(t *testing.T, fx Fixture) {
 		{"DSCPMarking", testDSCP},
 		{"Mirror", testMirror},
 		{"PortQoS", testPortQoS},
+		{"Offloads", testOffloads},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { c.fn(t, fx) })

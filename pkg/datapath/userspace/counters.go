@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/nagare/nagare/pkg/datapath"
+	"github.com/nagare/nagare/pkg/offload"
 	"github.com/nagare/nagare/pkg/packet"
 )
 
@@ -28,6 +29,7 @@ const (
 	rTunState
 	rQoS
 	rMirrorTx
+	rOverMTU
 	numReasons
 )
 
@@ -47,6 +49,7 @@ var reasonLabels = [numReasons]string{
 	rTunState:       datapath.DropTunnelStateUnhandled,
 	rQoS:            datapath.DropQoSPoliced,
 	rMirrorTx:       datapath.DropMirrorTxError,
+	rOverMTU:        datapath.DropRxOverMTU,
 }
 
 // maxParseDrops bounds the packet.Drop values counted separately; larger
@@ -58,9 +61,18 @@ const maxParseDrops = 64
 type dropCounters struct {
 	r         [numReasons]atomic.Uint64
 	malformed [maxParseDrops]atomic.Uint64
+	offload   [maxOffloadDrops]atomic.Uint64
 }
 
+// maxOffloadDrops bounds the offload.Error values counted separately, as
+// maxParseDrops does for packet.Drop.
+const maxOffloadDrops = 16
+
 func (d *dropCounters) add(r reason, n uint64) { d.r[r].Add(n) }
+
+func (d *dropCounters) addOffload(e offload.Error) {
+	d.offload[min(int(e), maxOffloadDrops-1)].Add(1)
+}
 
 func (d *dropCounters) addMalformed(pd packet.Drop) {
 	d.malformed[min(int(pd), maxParseDrops-1)].Add(1)
@@ -78,6 +90,11 @@ func (d *dropCounters) addTo(m map[string]uint64) {
 			m[datapath.MalformedDrop(packet.Drop(i))] += n
 		}
 	}
+	for i := range d.offload {
+		if n := d.offload[i].Load(); n > 0 {
+			m[datapath.OffloadDrop(offload.Error(i))] += n
+		}
+	}
 }
 
 // addFrom adds o's counters to d (a detached port's into the totals).
@@ -87,6 +104,9 @@ func (d *dropCounters) addFrom(o *dropCounters) {
 	}
 	for i := range d.malformed {
 		d.malformed[i].Add(o.malformed[i].Load())
+	}
+	for i := range d.offload {
+		d.offload[i].Add(o.offload[i].Load())
 	}
 }
 

@@ -4,7 +4,8 @@
 // ("Testing on one machine") describes: the real nagare-server with its
 // embedded etcd on free loopback ports, one real nagare-agent per
 // "hypervisor" network namespace, "VM" namespaces whose veth peers live in a
-// hypervisor namespace, and the real nagare CLI.
+// hypervisor namespace, real QEMU guests whose taps live there (qemu.go),
+// and the real nagare CLI.
 //
 // Underlay: every hypervisor namespace has an interface "ul0" (10.99.0.N/24)
 // whose veth peer is enslaved to a Linux bridge "br0" in a dedicated
@@ -73,7 +74,7 @@ func Build(dir string) error {
 }
 
 // Tools the environment itself needs; tests name theirs in Require.
-var baseTools = []string{"ip", "ethtool", "ping"}
+var baseTools = []string{"ip", "ping"}
 
 // Why returns why end-to-end tests cannot run here ("" when they can).
 func Why(tools ...string) string {

@@ -36,12 +36,10 @@ func NewPolicer(kbps, burstKbit uint32) *Policer {
 }
 
 // Allow takes size bytes' tokens at time now, reporting false (taking
-// nothing) when there are not enough. A frame larger than the whole burst
-// — a GSO super-frame of up to 64 KiB under a small burst — passes on a
-// full bucket and leaves it in debt that the following frames repay:
-// refused, it would be refused forever (the sender's retransmission is
-// the same super-frame), and the debt keeps the long-run rate at the
-// limit.
+// nothing) when there are not enough. A GSO super-frame takes its bytes
+// at once, and one larger than the burst never passes: as with the
+// kernel's policers, a TCP sender with TSO needs a burst of many
+// super-frames (Neutron's default, 80% of a second at the rate, is).
 func (p *Policer) Allow(now int64, size int) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -49,7 +47,7 @@ func (p *Policer) Allow(now int64, size int) bool {
 		p.tokens = min(p.burst, p.tokens+float64(now-p.last)*p.rate)
 	}
 	p.last = now
-	if p.tokens < min(float64(size), p.burst) {
+	if p.tokens < float64(size) {
 		return false
 	}
 	p.tokens -= float64(size)

@@ -43,12 +43,10 @@ func TestPolicer(t *testing.T) {
 			{1 + 100*ms, 10000, true}, // refilled, capped at the burst
 			{1 + 100*ms, 1, false},
 		}},
-		{"super-frame larger than the burst passes on a full bucket and leaves debt", 8000, 16, []step{ // burst 2000 bytes
-			{1, 65000, true},
-			{1 + 10*ms, 1500, false}, // 10000 bytes back, 53000 still owed
-			{1 + 64*ms, 1500, false}, // 1000 tokens: the debt is repaid, the frame not yet
-			{1 + 65*ms, 1500, true},  // 2000 tokens (the burst)
-			{1 + 65*ms, 1500, false},
+		{"a frame larger than the burst never passes", 8000, 16, []step{ // burst 2000 bytes
+			{1, 65000, false},
+			{1 + 100*ms, 65000, false},
+			{1 + 100*ms, 2000, true}, // nothing was taken
 		}},
 		{"super-frame refused on a partly empty bucket", 8000, 16, []step{
 			{1, 1500, true},

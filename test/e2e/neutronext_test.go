@@ -393,8 +393,14 @@ func testLimits(t *testing.T, e *extEnv, a1, a2 *harness.VM, attach func(t *test
 		if err != nil {
 			t.Fatal(err)
 		}
+		// No burst: Neutron's default, 80% of a second at the rate, which
+		// its documentation asks for TCP. The VMs keep their offloads, so
+		// their TCP sends 64 KiB super-frames, and a policer (as OVS's and
+		// OVN's are) with a burst of a few super-frames drops so many
+		// that TCP holds at about half the limit; iperf3 leaves the first
+		// second, the burst, out of its measure.
 		if _, err := qosrules.CreateBandwidthLimitRule(ctx, nc, pol.ID, qosrules.CreateBandwidthLimitRuleOpts{MaxKBps: limit,
-			MaxBurstKBps: 2000, Direction: c.direction}).ExtractBandwidthLimitRule(); err != nil {
+			Direction: c.direction}).ExtractBandwidthLimitRule(); err != nil {
 			t.Fatal(err)
 		}
 		p := portOf(t, e, c.vm)

@@ -18,8 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gophercloud/gophercloud/v2"
-	"github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/external"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/provider"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/networks"
@@ -168,15 +166,7 @@ func suiteSource(t *testing.T, goBin string) string {
 func externalNetwork(t *testing.T, env *harness.Env, password string) string {
 	t.Helper()
 	ctx := context.Background()
-	prov, err := openstack.AuthenticatedClient(ctx, gophercloud.AuthOptions{IdentityEndpoint: env.IdentityURL(),
-		Username: "admin", Password: password, DomainName: "Default", TenantName: "admin"})
-	if err != nil {
-		t.Fatalf("log in: %v", err)
-	}
-	nc, err := openstack.NewNetworkV2(prov, gophercloud.EndpointOpts{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, nc := env.Neutron(ctx, t, "admin", password, "admin")
 	yes := true
 	n, err := networks.Create(ctx, nc, provider.CreateOptsExt{
 		CreateOptsBuilder: external.CreateOptsExt{CreateOptsBuilder: networks.CreateOpts{Name: "public"}, External: &yes},

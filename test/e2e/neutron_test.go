@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
-	"github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/external"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/layer3/floatingips"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/layer3/portforwarding"
@@ -81,15 +80,7 @@ func TestNeutron(t *testing.T) {
 	inet.MustRun(t, "ip", "link", "set", "eth0", "up")
 
 	ctx := context.Background()
-	prov, err := openstack.AuthenticatedClient(ctx, gophercloud.AuthOptions{IdentityEndpoint: env.IdentityURL(),
-		Username: "admin", Password: password, DomainName: "Default", TenantName: "admin"})
-	if err != nil {
-		t.Fatalf("log in: %v", err)
-	}
-	nc, err := openstack.NewNetworkV2(prov, gophercloud.EndpointOpts{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, nc := env.Neutron(ctx, t, "admin", password, "admin")
 
 	// Tenant network, DHCP subnet, two ports bound on hv1 and hv2.
 	priv, err := networks.Create(ctx, nc, networks.CreateOpts{Name: "private"}).Extract()

@@ -73,16 +73,7 @@ func newExtEnv(t *testing.T) *extEnv {
 
 func (e *extEnv) login(user, password, project string) (*gophercloud.ProviderClient, *gophercloud.ServiceClient) {
 	e.t.Helper()
-	prov, err := openstack.AuthenticatedClient(e.ctx, gophercloud.AuthOptions{IdentityEndpoint: e.env.IdentityURL(),
-		Username: user, Password: password, DomainName: "Default", TenantName: project})
-	if err != nil {
-		e.t.Fatalf("log in as %s: %v", user, err)
-	}
-	nc, err := openstack.NewNetworkV2(prov, gophercloud.EndpointOpts{})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return prov, nc
+	return e.env.Neutron(e.ctx, e.t, user, password, project)
 }
 
 // network creates a network with a DHCP subnet prefix.0/24, gateway .1.

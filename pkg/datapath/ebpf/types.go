@@ -119,8 +119,8 @@ func dropName(r int) string {
 		return DropExecStale
 	case dropUpcallLost:
 		return datapath.DropRxRingFull
-	case dropRxOversize:
-		return datapath.DropRxOversize
+	case dropRxOversize: // longer than the port's MTU allows
+		return datapath.DropRxOverMTU
 	}
 	return fmt.Sprintf("kernel-reason-%d", r)
 }

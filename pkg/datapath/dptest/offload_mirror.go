@@ -22,8 +22,10 @@ import (
 // refused). Offload case: it runs on the namespace fixture.
 func testOffloadMirror(t *testing.T, fx Fixture) {
 	p := newPair(t, fx)
-	a := p.a.addTCPVM("a", 1, 101, offA, macVM1, 1500)
-	b := p.a.addTCPVM("b", 2, 102, offB, macVM2, 1500)
+	// The VMs' MTU is an overlay network's, as Neutron sets it (the
+	// underlay's 1500 less VXLAN's 50), which leaves the mirror's GRE room.
+	a := p.a.addTCPVM("a", 1, 101, offA, macVM1, 1450)
+	b := p.a.addTCPVM("b", 2, 102, offB, macVM2, 1450)
 	a.neighbor(offB, macVM2)
 	b.neighbor(offA, macVM1)
 	const key = 4242

@@ -62,6 +62,11 @@ const (
 	// DropTunnelStateUnhandled: a flow-state packet (packet.StateTunnelKey)
 	// arrived and no StateHandler takes them, or it was empty.
 	DropTunnelStateUnhandled = "tunnel-state-unhandled"
+	// DropQoSPoliced: a port's rate limit (SetPortQoS) had no tokens left
+	// for the frame.
+	DropQoSPoliced = "qos-policed"
+	// DropMirrorTxError: the kernel refused to send a mirror's copy.
+	DropMirrorTxError = "mirror-tx-error"
 )
 
 // MalformedDropPrefix starts the reasons of frames received on a port that

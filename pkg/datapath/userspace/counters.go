@@ -27,6 +27,8 @@ const (
 	rTunDisabled
 	rTunTxError
 	rTunState
+	rQoS
+	rMirrorTx
 	rOverMTU
 	numReasons
 )
@@ -45,6 +47,8 @@ var reasonLabels = [numReasons]string{
 	rTunDisabled:    datapath.DropTunnelDisabled,
 	rTunTxError:     datapath.DropTunnelTxError,
 	rTunState:       datapath.DropTunnelStateUnhandled,
+	rQoS:            datapath.DropQoSPoliced,
+	rMirrorTx:       datapath.DropMirrorTxError,
 	rOverMTU:        datapath.DropRxOverMTU,
 }
 

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/nagare/nagare/pkg/nsdb"
 )
 
 // NeutronConfig tunes the Neutron API benchmark.
@@ -20,7 +22,8 @@ type NeutronConfig struct {
 	ListPorts int // ports present when timing the list
 	Repeats   int // list timings to take the median of
 	// CPUProfile, if set, is where the CPU profile of the whole process
-	// (clients, server and etcd) during the timed creates goes.
+	// (clients, server and etcd) during the timed creates goes; the one
+	// of the timed lists goes to CPUProfile+".list".
 	CPUProfile string
 }
 
@@ -30,6 +33,7 @@ type NeutronResult struct {
 	Creates   int
 	PerSecond float64
 	P50, P99  time.Duration
+	Retries   int64 // transactions rerun after losing to a concurrent writer
 	ListPorts int
 	// ListHTTP is GET /v2.0/ports (every port, as openstack port list asks
 	// for them); ListCLI is the whole `openstack port list` command,
@@ -121,6 +125,7 @@ func RunNeutron(ctx context.Context, cfg NeutronConfig, logf func(string, ...any
 		}
 	}
 	lat := make([]time.Duration, cfg.Creates)
+	retried := nsdb.Retries()
 	start := time.Now()
 	err = createMany(cfg.Clients, cfg.Creates, lat)
 	elapsed := time.Since(start)
@@ -131,11 +136,17 @@ func RunNeutron(ctx context.Context, cfg NeutronConfig, logf func(string, ...any
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	res := &NeutronResult{Clients: cfg.Clients, Creates: cfg.Creates, PerSecond: float64(cfg.Creates) / elapsed.Seconds(),
 		P50: lat[len(lat)/2], P99: lat[len(lat)*99/100]}
-	logf("neutron port create clients=%d: %.0f/s p50=%s p99=%s", cfg.Clients, res.PerSecond, res.P50, res.P99)
+	res.Retries = nsdb.Retries() - retried
+	logf("neutron port create clients=%d: %.0f/s p50=%s p99=%s, %d transactions rerun", cfg.Clients, res.PerSecond, res.P50, res.P99, res.Retries)
 
 	if missing := cfg.ListPorts - cfg.Creates - 2*cfg.Clients; missing > 0 {
 		logf("creating %d more ports for the list", missing)
 		if err := createMany(16, missing, nil); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.CPUProfile != "" {
+		if stopProfile, err = startCPUProfile(cfg.CPUProfile + ".list"); err != nil {
 			return nil, err
 		}
 	}
@@ -151,6 +162,7 @@ func RunNeutron(ctx context.Context, cfg NeutronConfig, logf func(string, ...any
 		lists = append(lists, time.Since(t0))
 		res.ListPorts = len(doc.Ports)
 	}
+	stopProfile()
 	sort.Slice(lists, func(i, j int) bool { return lists[i] < lists[j] })
 	res.ListHTTP = lists[len(lists)/2]
 	logf("neutron GET /v2.0/ports: %d ports in %s (median of %d)", res.ListPorts, res.ListHTTP, len(lists))

@@ -34,7 +34,10 @@ type NeutronResult struct {
 	PerSecond float64
 	P50, P99  time.Duration
 	Retries   int64 // transactions rerun after losing to a concurrent writer
-	ListPorts int
+	// CPUPerCreate and ListCPU are the process's CPU time (clients,
+	// server, etcd) per create and per list.
+	CPUPerCreate, ListCPU time.Duration
+	ListPorts             int
 	// ListHTTP is GET /v2.0/ports (every port, as openstack port list asks
 	// for them); ListCLI is the whole `openstack port list` command,
 	// Python start-up and login included (0 when the CLI is missing).
@@ -126,9 +129,9 @@ func RunNeutron(ctx context.Context, cfg NeutronConfig, logf func(string, ...any
 	}
 	lat := make([]time.Duration, cfg.Creates)
 	retried := nsdb.Retries()
-	start := time.Now()
+	cpu0, start := processCPU(), time.Now()
 	err = createMany(cfg.Clients, cfg.Creates, lat)
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), processCPU()-cpu0
 	stopProfile()
 	if err != nil {
 		return nil, err
@@ -136,8 +139,9 @@ func RunNeutron(ctx context.Context, cfg NeutronConfig, logf func(string, ...any
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	res := &NeutronResult{Clients: cfg.Clients, Creates: cfg.Creates, PerSecond: float64(cfg.Creates) / elapsed.Seconds(),
 		P50: lat[len(lat)/2], P99: lat[len(lat)*99/100]}
-	res.Retries = nsdb.Retries() - retried
-	logf("neutron port create clients=%d: %.0f/s p50=%s p99=%s, %d transactions rerun", cfg.Clients, res.PerSecond, res.P50, res.P99, res.Retries)
+	res.Retries, res.CPUPerCreate = nsdb.Retries()-retried, cpu/time.Duration(cfg.Creates)
+	logf("neutron port create clients=%d: %.0f/s p50=%s p99=%s cpu/create=%s, %d transactions rerun", cfg.Clients, res.PerSecond, res.P50, res.P99,
+		res.CPUPerCreate, res.Retries)
 
 	if missing := cfg.ListPorts - cfg.Creates - 2*cfg.Clients; missing > 0 {
 		logf("creating %d more ports for the list", missing)
@@ -151,6 +155,7 @@ func RunNeutron(ctx context.Context, cfg NeutronConfig, logf func(string, ...any
 		}
 	}
 	var lists []time.Duration
+	cpu0 = processCPU()
 	for range max(cfg.Repeats, 1) {
 		var doc struct {
 			Ports []json.RawMessage `json:"ports"`
@@ -162,10 +167,11 @@ func RunNeutron(ctx context.Context, cfg NeutronConfig, logf func(string, ...any
 		lists = append(lists, time.Since(t0))
 		res.ListPorts = len(doc.Ports)
 	}
+	res.ListCPU = (processCPU() - cpu0) / time.Duration(len(lists))
 	stopProfile()
 	sort.Slice(lists, func(i, j int) bool { return lists[i] < lists[j] })
 	res.ListHTTP = lists[len(lists)/2]
-	logf("neutron GET /v2.0/ports: %d ports in %s (median of %d)", res.ListPorts, res.ListHTTP, len(lists))
+	logf("neutron GET /v2.0/ports: %d ports in %s (median of %d), cpu/list=%s", res.ListPorts, res.ListHTTP, len(lists), res.ListCPU)
 	if _, err := exec.LookPath("openstack"); err == nil {
 		cmd := exec.CommandContext(ctx, "openstack", "port", "list", "-f", "value", "-c", "ID")
 		cmd.Env = append(os.Environ(), "OS_AUTH_URL="+base+"/identity/v3", "OS_IDENTITY_API_VERSION=3", "OS_USERNAME=admin",

@@ -66,6 +66,8 @@ func PrepareCreate(tx Tx, o Object) error {
 		}
 	case *Route:
 		return checkRoutePort(tx, x)
+	case *BGPPeer:
+		return prepareBGPPeer(tx, x)
 	case *Rule:
 		chain, err := getAs[*Chain](tx, ChainKind, x.ChainID, "chain_id")
 		if err != nil {
@@ -114,6 +116,8 @@ func PrepareUpdate(tx Tx, old, new Object) error {
 		}
 	case *Route:
 		return checkRoutePort(tx, x)
+	case *BGPPeer:
+		return prepareBGPPeer(tx, x)
 	case *Rule:
 		if x.Position == 0 {
 			return nil

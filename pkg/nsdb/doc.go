@@ -22,6 +22,8 @@
 //	/nagare/v1/state/nat/<device>/<ip>/<block>        hostID: a NAT port block it leased, same lease
 //	/nagare/v1/state/nat/translations/<hostID>        its NAT bindings (JSON), same lease
 //	/nagare/v1/state/pool-member/<memberID>           up|down|no_monitor, from a health monitor (under its agent's lease)
+//	/nagare/v1/state/route/<portID>/<prefix>          a route a BGP peer announced (JSON), under the gateway's lease
+//	/nagare/v1/state/bgp-peer/<peerID>                the session's state (JSON), same lease
 //
 // obj: <kind> is the model's singular name ("tunnel-zone"), <id> a lower-case
 // UUID. svc holds the kinds outside the virtual topology (Neutron's objects,

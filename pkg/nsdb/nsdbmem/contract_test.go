@@ -30,6 +30,12 @@ type store interface {
 	PutMemberStatus(context.Context, string, string, nsdb.LeaseID) error
 	TakeBackMemberStatus(context.Context, string, nsdb.LeaseID) error
 	MemberStatuses(context.Context) (map[string]string, error)
+	UpdateLearnedRoutes(context.Context, []nsdb.LearnedRoute, []nsdb.LearnedRoute, nsdb.LeaseID) error
+	WatchLearnedRoutes(context.Context, func(nsdb.LearnedRouteBatch) error) error
+	LearnedRoutes(context.Context, string) ([]nsdb.LearnedRoute, error)
+	PutBGPPeerStatus(context.Context, string, nsdb.BGPPeerStatus, nsdb.LeaseID) error
+	TakeBackBGPPeerStatus(context.Context, string, nsdb.LeaseID) error
+	BGPPeerStatuses(context.Context) (map[string]nsdb.BGPPeerStatus, error)
 }
 
 // TestContract runs one scenario against the real store (embedded etcd)
@@ -120,6 +126,15 @@ func contract(t *testing.T, s store) {
 	must(s.SetHostAlive(ctx, host.GetMeta().ID, lease))
 	must(s.PutLearnedMAC(ctx, nsdb.LearnedMAC{BridgeID: br.GetMeta().ID, MAC: packet.MAC{2, 0, 0, 0, 0, 1}, PortID: "p"}, lease))
 	must(s.PutMemberStatus(ctx, mem.GetMeta().ID, model.MemberUp, lease))
+	const rtr, port, peer = "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222", "33333333-3333-4333-8333-333333333333"
+	learned := nsdb.LearnedRoute{RouterID: rtr, PortID: port, Dst: netip.MustParsePrefix("0.0.0.0/0"), Gateway: netip.MustParseAddr("198.51.100.1")}
+	must(s.UpdateLearnedRoutes(ctx, []nsdb.LearnedRoute{learned}, nil, lease))
+	must(s.PutBGPPeerStatus(ctx, peer, nsdb.BGPPeerStatus{State: "established"}, lease))
+	routes := make(chan nsdb.LearnedRouteBatch, 8)
+	go func() { _ = s.WatchLearnedRoutes(ctx, func(b nsdb.LearnedRouteBatch) error { routes <- b; return nil }) }()
+	if b := <-routes; !b.Reset || len(b.Put) != 1 || b.Put[0] != learned {
+		t.Fatalf("learned routes reset %+v", b)
+	}
 	alive := make(chan nsdb.Liveness, 8)
 	go func() { _ = s.WatchHostLiveness(ctx, func(l nsdb.Liveness) error { alive <- l; return nil }) }()
 	macs := make(chan nsdb.LearnedMACBatch, 8)
@@ -133,6 +148,14 @@ func contract(t *testing.T, s store) {
 	other, err := s.GrantLease(ctx, time.Minute)
 	must(err)
 	must(s.TakeBackMemberStatus(ctx, mem.GetMeta().ID, other))
+	must(s.UpdateLearnedRoutes(ctx, nil, []nsdb.LearnedRoute{learned}, other))
+	must(s.TakeBackBGPPeerStatus(ctx, peer, other))
+	if rs, err := s.LearnedRoutes(ctx, rtr); err != nil || len(rs) != 1 {
+		t.Fatalf("another lease withdrew a learned route: %v, %v", rs, err)
+	}
+	if st, _ := s.BGPPeerStatuses(ctx); st[peer].State != "established" {
+		t.Fatalf("another lease took back the session state: %v", st)
+	}
 	if st, _ := s.MemberStatuses(ctx); st[mem.GetMeta().ID] != model.MemberUp {
 		t.Fatalf("another lease took back the status: %v", st)
 	}
@@ -145,6 +168,12 @@ func contract(t *testing.T, s store) {
 	}
 	if st, _ := s.MemberStatuses(ctx); len(st) != 0 {
 		t.Fatalf("statuses after revoke: %v", st)
+	}
+	if b := <-routes; len(b.Deleted) != 1 || b.Deleted[0] != learned.Key() {
+		t.Fatalf("learned routes after revoke %+v", b)
+	}
+	if st, _ := s.BGPPeerStatuses(ctx); len(st) != 0 {
+		t.Fatalf("session states after revoke: %v", st)
 	}
 	if err := s.PutMemberStatus(ctx, mem.GetMeta().ID, model.MemberUp, lease); err == nil {
 		t.Fatal("a write under a revoked lease succeeded")

@@ -206,7 +206,7 @@ func freeTunnelKey(tx Tx) (uint32, error) {
 	for range 64 {
 		_, _ = rand.Read(b[:])
 		key := binary.LittleEndian.Uint32(b[:]) & packet.MaxTunnelKey
-		if key == 0 || key == packet.StateTunnelKey {
+		if packet.ReservedTunnelKey(key) {
 			continue
 		}
 		owner, err := tx.UniqueOwner(PortKind, f, "", strconv.FormatUint(uint64(key), 10))

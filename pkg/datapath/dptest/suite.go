@@ -58,6 +58,7 @@ func Run(t *testing.T, fx Fixture) {
 		{"Eviction", testEviction},
 		{"Tunnels", testTunnels},
 		{"FlowState", testFlowState},
+		{"Probes", testProbes},
 		{"HostilePort", testHostilePort},
 		{"RemovePort", testRemovePort},
 		{"InstallErrors", testInstallErrors},

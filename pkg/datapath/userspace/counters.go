@@ -26,6 +26,7 @@ const (
 	rTunDisabled
 	rTunTxError
 	rTunState
+	rTunProbe
 	numReasons
 )
 
@@ -43,6 +44,7 @@ var reasonLabels = [numReasons]string{
 	rTunDisabled:    datapath.DropTunnelDisabled,
 	rTunTxError:     datapath.DropTunnelTxError,
 	rTunState:       datapath.DropTunnelStateUnhandled,
+	rTunProbe:       datapath.DropTunnelProbeUnhandled,
 }
 
 // maxParseDrops bounds the packet.Drop values counted separately; larger
@@ -90,6 +92,7 @@ func (d *dropCounters) addFrom(o *dropCounters) {
 type tunnelCounters struct {
 	rxPackets, rxBytes, txPackets, txBytes, txErrors atomic.Uint64
 	stateRx, stateTx                                 atomic.Uint64
+	probeRx, probeTx                                 atomic.Uint64
 }
 
 func (c *tunnelCounters) snapshot() datapath.TunnelStats {
@@ -98,5 +101,6 @@ func (c *tunnelCounters) snapshot() datapath.TunnelStats {
 		TxPackets: c.txPackets.Load(), TxBytes: c.txBytes.Load(),
 		TxErrors: c.txErrors.Load(),
 		StateRx:  c.stateRx.Load(), StateTx: c.stateTx.Load(),
+		ProbeRx: c.probeRx.Load(), ProbeTx: c.probeTx.Load(),
 	}
 }

@@ -401,4 +401,3 @@ func (dp *Datapath) sendControl(peer netip.Addr, payload []byte, key uint32, wha
 // stateBufs are SendState's packet buffers: it runs on the miss path of
 // every new connection, which must not allocate.
 var stateBufs = sync.Pool{New: func() any { b := make([]byte, tunnelSlotSize); return &b }}
-

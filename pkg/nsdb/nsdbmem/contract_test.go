@@ -131,7 +131,9 @@ func contract(t *testing.T, s store) {
 	must(s.UpdateLearnedRoutes(ctx, []nsdb.LearnedRoute{learned}, nil, lease))
 	must(s.PutBGPPeerStatus(ctx, peer, nsdb.BGPPeerStatus{State: "established"}, lease))
 	routes := make(chan nsdb.LearnedRouteBatch, 8)
-	go func() { _ = s.WatchLearnedRoutes(ctx, func(b nsdb.LearnedRouteBatch) error { routes <- b; return nil }) }()
+	go func() {
+		_ = s.WatchLearnedRoutes(ctx, func(b nsdb.LearnedRouteBatch) error { routes <- b; return nil })
+	}()
 	if b := <-routes; !b.Reset || len(b.Put) != 1 || b.Put[0] != learned {
 		t.Fatalf("learned routes reset %+v", b)
 	}

@@ -1,7 +1,9 @@
 package gateway
 
 import (
+	"maps"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,13 +86,13 @@ func (h *nextHops) reachable(u uplink, now time.Time) bool {
 // the heartbeat, after the uplinks were judged.
 func (h *nextHops) send(local map[string]uplink) {
 	b := h.dp.Load()
-	any := false
+	// Active before the first request leaves: its answer must be seen.
+	h.active.Store(slices.ContainsFunc(slices.Collect(maps.Values(local)), func(u uplink) bool { return len(u.nextHops) > 0 }))
 	var frame [64]byte
 	for _, u := range local {
 		if len(u.nextHops) == 0 {
 			continue
 		}
-		any = true
 		dp, ok := b.portToDP[u.port]
 		if !ok || !u.addr.Is4() {
 			continue // not attached yet; IPv6 next hops are not probed
@@ -109,7 +111,6 @@ func (h *nextHops) send(local map[string]uplink) {
 			}
 		}
 	}
-	h.active.Store(any)
 }
 
 // Punt implements the slow path's hook for the probes' answers: it

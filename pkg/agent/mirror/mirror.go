@@ -1,6 +1,8 @@
 // Package mirror is the agent's copy of the virtual topology: it applies
 // the NSDB's topology watch (and the pool members' health, which it folds
-// into the members' derived Status), and after every change publishes an
+// into the members' derived Status, and the routes the gateways' BGP peers
+// announced, which it adds as routes marked learned), and after every
+// change publishes an
 // immutable Snapshot — every object, and the simulator's Topology built
 // from them — and invalidates exactly the flows the change made stale.
 //
@@ -25,6 +27,7 @@ import (
 type NSDB interface {
 	Watch(ctx context.Context, fn func(nsdb.Batch) error) error
 	WatchMemberStatus(ctx context.Context, fn func(nsdb.MemberStatusBatch) error) error
+	WatchLearnedRoutes(ctx context.Context, fn func(nsdb.LearnedRouteBatch) error) error
 }
 
 // Flows is where stale flows are removed.
@@ -74,6 +77,10 @@ type Mirror struct {
 	// health is the pool members' status (nsdb state keys), copied into
 	// the members' derived Status.
 	health map[string]string
+	// learned are the routes BGP peers announced, by NSDB key; included
+	// are those in the last snapshot (their port exists), by route id.
+	learned  map[string]*model.Route
+	included map[string]*model.Route
 }
 
 // New returns a mirror of the empty topology.
@@ -81,7 +88,8 @@ func New(cfg Config) *Mirror {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	m := &Mirror{cfg: cfg, objs: map[string]model.Object{}, health: map[string]string{}}
+	m := &Mirror{cfg: cfg, objs: map[string]model.Object{}, health: map[string]string{}, learned: map[string]*model.Route{},
+		included: map[string]*model.Route{}}
 	empty, err := NewSnapshot(0)
 	if err != nil {
 		panic("mirror: the empty topology does not build: " + err.Error())
@@ -98,6 +106,7 @@ func (m *Mirror) Run(ctx context.Context, db NSDB) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return db.Watch(ctx, m.Apply) })
 	g.Go(func() error { return db.WatchMemberStatus(ctx, m.ApplyMemberStatus) })
+	g.Go(func() error { return db.WatchLearnedRoutes(ctx, m.ApplyLearnedRoutes) })
 	return g.Wait()
 }
 
@@ -192,14 +201,65 @@ func (m *Mirror) ApplyMemberStatus(b nsdb.MemberStatusBatch) error {
 	return nil
 }
 
+// ApplyLearnedRoutes is the learned-route watch's callback: the routes
+// join the topology as routes marked learned (their port must exist; one
+// whose port is gone, or not yet mirrored, waits for it).
+func (m *Mirror) ApplyLearnedRoutes(b nsdb.LearnedRouteBatch) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if b.Reset {
+		m.learned = make(map[string]*model.Route, len(b.Put))
+	}
+	for _, key := range b.Deleted {
+		delete(m.learned, key)
+	}
+	for _, r := range b.Put {
+		m.learned[r.Key()] = r.Route()
+	}
+	m.commit(nil, false)
+	return nil
+}
+
+// withLearned adds to objs the learned routes whose port is a port of
+// their router, and returns the events of those that joined or left the
+// topology since the last snapshot. m.mu is held.
+func (m *Mirror) withLearned(objs []model.Object) ([]model.Object, []nsdb.Event) {
+	now := map[string]*model.Route{}
+	for _, r := range m.learned {
+		p, ok := m.objs[objKey(model.PortKind, r.PortID)].(*model.Port)
+		if ok && p.RouterID == r.RouterID && m.objs[objKey(model.RouterKind, r.RouterID)] != nil {
+			now[r.ID] = r
+			objs = append(objs, r)
+		}
+	}
+	var events []nsdb.Event
+	for id, r := range now {
+		switch prev := m.included[id]; {
+		case prev == nil:
+			events = append(events, nsdb.Event{Type: nsdb.Put, Kind: model.RouteKind, ID: id, Object: r})
+		case *prev != *r:
+			events = append(events, nsdb.Event{Type: nsdb.Put, Kind: model.RouteKind, ID: id, Object: r, Prev: prev})
+		}
+	}
+	for id, prev := range m.included {
+		if now[id] == nil {
+			events = append(events, nsdb.Event{Type: nsdb.Delete, Kind: model.RouteKind, ID: id, Prev: prev})
+		}
+	}
+	m.included = now
+	return objs, events
+}
+
 // commit publishes a snapshot of the mirror and invalidates the flows the
 // events made stale (all of them after a reset). m.mu is held.
 func (m *Mirror) commit(events []nsdb.Event, reset bool) {
 	old := m.cur.Load()
-	objs := make([]model.Object, 0, len(m.objs))
+	objs := make([]model.Object, 0, len(m.objs)+len(m.learned))
 	for _, o := range m.objs {
 		objs = append(objs, o)
 	}
+	objs, learnedEvents := m.withLearned(objs)
+	events = append(events, learnedEvents...)
 	next, err := NewSnapshot(old.Version+1, objs...)
 	if err != nil {
 		m.cfg.Log.Error("topology rebuild failed; keeping the previous one", "err", err)

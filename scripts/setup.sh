@@ -16,6 +16,7 @@ PKGS=(
 	curl                               # HTTP through NAT in end-to-end tests (TestVyattaOneBox)
 	python3-openstackclient            # the openstack CLI drives the Neutron and identity APIs in tests
 	chromium fonts-dejavu-core         # the dashboard's browser tests and make screenshots (headless, driven by chromedp)
+	frr                                # BGP upstreams (bgpd, bfdd, zebra) in namespaces for the uplink tests (test/e2e/bgp_test.go)
 )
 
 missing=()
@@ -27,6 +28,12 @@ if [ ${#missing[@]} -gt 0 ]; then
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The tests start FRR's daemons in their namespaces themselves; the
+# package's own service (routing in the root namespace) stays off.
+if command -v systemctl >/dev/null && systemctl is-enabled frr >/dev/null 2>&1; then
+	systemctl disable --now frr >/dev/null 2>&1 || true
 fi
 
 if ! command -v go >/dev/null; then

@@ -38,7 +38,7 @@ type BGPPeer struct {
 	Uptime           uint64 `json:"uptime,omitempty" nagare:"cli=uptime,ro,derived,doc=seconds since the session was established"`
 	PrefixesReceived uint32 `json:"prefixes_received,omitempty" nagare:"cli=received,ro,derived,doc=prefixes the peer announces"`
 	PrefixesSent     uint32 `json:"prefixes_sent,omitempty" nagare:"cli=sent,ro,derived,doc=prefixes announced to the peer"`
-	SpeakerHostID    string `json:"speaker_host_id,omitempty" nagare:"cli=speaker,ro,derived,doc=host whose agent speaks for the port"`
+	SpeakerHostID    string `json:"speaker_host_id,omitempty" nagare:"cli=speaker,ref=host,ro,derived,doc=host whose agent speaks for the port"`
 }
 
 // BFDEnabled reports whether the peer runs BFD.

@@ -30,6 +30,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -106,6 +107,11 @@ type Options struct {
 	AgentArgs   []string // more nagare-agent flags, for every agent
 	// HostAgentArgs are more nagare-agent flags by hypervisor name ("hv1").
 	HostAgentArgs map[string][]string
+	// InNamespace names the hypervisors whose agent runs inside their
+	// namespace, as a gateway's must for its BGP speakers (their sockets
+	// live in the agent's namespace): it reaches the NSDB through a Relay
+	// (Hypervisor.NSDB), which a test can cut.
+	InNamespace []string
 	// AdminPassword, when set, runs the server with password
 	// authentication (user admin of project admin) instead of noauth;
 	// Call, CLI and CLIEnv then authenticate.
@@ -144,7 +150,13 @@ type Hypervisor struct {
 	// AgentArgs are extra nagare-agent flags for the next StartAgent
 	// (e.g. --conntrack-zone-max).
 	AgentArgs []string
-	agent     *Proc
+	// InNamespace runs the agent inside NS (Options.InNamespace); NSDB is
+	// its way to the NSDB then.
+	InNamespace bool
+	NSDB        *Relay
+	agent       *Proc
+	// innerMetrics is where an agent in its namespace serves metrics.
+	innerMetrics string
 }
 
 // New starts an environment and stops it in t.Cleanup.
@@ -179,6 +191,7 @@ func New(t testing.TB, opts Options) *Env {
 		h.NS.MustRun(t, "ip", "link", "set", "ul0", "mtu", mtu, "up")
 		h.NS.MustRun(t, "ip", "addr", "add", h.TunnelIP+"/24", "dev", "ul0")
 		h.MetricsAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		h.InNamespace = slices.Contains(opts.InNamespace, h.Name)
 		e.Hosts = append(e.Hosts, h)
 	}
 	// One at a time, so that host aliases follow the hypervisors' order
@@ -257,13 +270,27 @@ func (e *Env) startServer(t testing.TB) {
 func (h *Hypervisor) StartAgent(t testing.TB) {
 	t.Helper()
 	e := h.env
-	args := append([]string{"--host-name", h.Name, "--etcd-endpoints", e.EtcdURL, "--tunnel-ip", h.TunnelIP,
-		"--netns", h.NS.Path, "--metrics-listen", h.MetricsAddr,
-		"--underlay-mtu", strconv.Itoa(e.UnderlayMTU), "--log-level", e.logLevel,
-		"--state-dir", h.StateDir()}, e.agentArgs...)
+	etcd, place, metrics := e.EtcdURL, []string{"--netns", h.NS.Path}, h.MetricsAddr
+	if h.InNamespace {
+		if h.NSDB == nil {
+			h.NSDB = relayInto(t, h.NS, strings.TrimPrefix(e.EtcdURL, "http://"))
+			inner := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+			h.MetricsAddr = relayOut(t, h.NS, inner).Addr
+			h.innerMetrics = inner
+		}
+		etcd, place, metrics = "http://"+h.NSDB.Addr, nil, h.innerMetrics
+	}
+	args := append(append([]string{"--host-name", h.Name, "--etcd-endpoints", etcd, "--tunnel-ip", h.TunnelIP}, place...),
+		"--metrics-listen", metrics, "--underlay-mtu", strconv.Itoa(e.UnderlayMTU), "--log-level", e.logLevel,
+		"--state-dir", h.StateDir())
+	args = append(args, e.agentArgs...)
 	args = append(args, h.AgentArgs...)
 	args = append(args, e.hostArgs[h.Name]...)
-	h.agent = startProc(t, filepath.Join(e.dir, h.Name+".log"), Binaries.Agent, args...)
+	bin := Binaries.Agent
+	if h.InNamespace {
+		bin, args = "ip", append([]string{"netns", "exec", h.NS.Name, Binaries.Agent}, args...)
+	}
+	h.agent = startProc(t, filepath.Join(e.dir, h.Name+".log"), bin, args...)
 	err := Eventually(20*time.Second, func() error {
 		if h.agent.Exited() {
 			return stop{fmt.Errorf("nagare-agent %s exited", h.Name)}

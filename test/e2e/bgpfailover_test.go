@@ -65,6 +65,9 @@ var failoverEvents = []failoverEvent{
 }
 
 func testFailover(t *testing.T, bt *bgpTopo) {
+	for k := 1; k <= 3; k++ {
+		bt.bind(t, k)
+	}
 	bt.waitUplinks(t, 1, 2, 3)
 	var report []string
 	for _, ev := range failoverEvents {
@@ -88,7 +91,11 @@ func (bt *bgpTopo) runEvent(t *testing.T, ev failoverEvent) string {
 	time.Sleep(1500 * time.Millisecond)
 	through := bt.flowsThrough(t, ev.k)
 	if len(through) == 0 {
-		t.Fatalf("%s: no ping flow crosses uplink %d: nothing to measure", ev.name, ev.k)
+		n := 0
+		for _, f := range flows {
+			n += len(f.replies())
+		}
+		t.Fatalf("%s: no ping flow crosses uplink %d: nothing to measure (%d answers to %d flows so far)", ev.name, ev.k, n, len(flows))
 	}
 	t0 := time.Now()
 	ev.cut(t, bt)
@@ -110,7 +117,11 @@ func (bt *bgpTopo) runEvent(t *testing.T, ev failoverEvent) string {
 		return nil
 	})
 	if err != nil {
-		t.Fatalf("%s: failback: %v", ev.name, err)
+		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+		d, _ := bt.gws[ev.k-1].NS.Command(ctx, "tcpdump", "-v", "-n", "-i", "eth1", "udp port 3784").CombinedOutput()
+		cancel()
+		bfd, _ := bt.upstream[ev.k-1].Vtysh("show bfd peers")
+		t.Fatalf("%s: failback: %v\nBFD on the wire:\n%s\n%s", ev.name, err, d, bfd)
 	}
 	back := time.Since(t1)
 	time.Sleep(time.Second)
@@ -199,12 +210,12 @@ func maxGapIn(replies []time.Time, from, to time.Time) time.Duration {
 var icmpID = regexp.MustCompile(`ICMP echo (?:request|reply), id (\d+),`)
 
 // flowsThrough lists the ping flows seen on uplink k's wire, either way,
-// in half a second of capture on the upstream's side.
+// in 400 packets (or two seconds) of capture on the upstream's side.
 func (bt *bgpTopo) flowsThrough(t *testing.T, k int) map[int]bool {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 600*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	out, err := bt.upstream[k-1].NS.Command(ctx, "tcpdump", "-l", "-n", "-i", "eth0", "icmp").Output()
+	out, err := bt.upstream[k-1].NS.Command(ctx, "tcpdump", "-l", "-n", "-c", "400", "-i", "eth0", "icmp").Output()
 	if err != nil && ctx.Err() == nil { // the capture ends by its deadline
 		t.Fatalf("tcpdump on r%d: %v", k, err)
 	}

@@ -40,6 +40,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/nagare/nagare/pkg/agent/bgp/bfd"
 	"github.com/nagare/nagare/pkg/agent/mirror"
 	"github.com/nagare/nagare/pkg/datapath"
 	"github.com/nagare/nagare/pkg/flow"
@@ -131,6 +132,9 @@ type Controller struct {
 	lease    nsdb.LeaseID                 // they were written under
 	statuses map[string]nsdb.BGPPeerStatus
 	dirty    bool
+
+	bfdMu     sync.Mutex
+	bfdEvents []bfdEvent
 }
 
 // speakerIndexBase numbers the speaker interfaces' datapath ports apart
@@ -212,6 +216,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		case <-c.wake:
 		}
 		c.reconcile(ctx)
+		c.applyBFD(ctx)
 		c.announce(ctx)
 		c.flushLearned(ctx)
 		if time.Since(lastStatus) >= time.Second {
@@ -355,6 +360,16 @@ func (c *Controller) startLocked(ctx context.Context, ps *portSpeaker) {
 	if c.cfg.NoBind {
 		bind = ""
 	}
+	port := p.portID
+	r, err := startBFD(p.addr, bind, c.cfg.Log.With("port", p.portID), func(peer netip.Addr, old, cur bfd.State) {
+		c.bfdChanged(bfdEvent{port: port, peer: peer, old: old, cur: cur})
+	})
+	if err != nil {
+		c.unplumb(ps)
+		fail("start BFD", err)
+		return
+	}
+	ps.bfd = r
 	sp, err := c.cfg.Speakers(SpeakerConfig{ASN: p.asn, RouterID: routerID(p), Address: p.addr, Port: c.cfg.ListenPort,
 		Interface: bind, Log: c.cfg.Log.With("port", p.portID)}, portEvents{c, p.portID})
 	if err == nil {
@@ -404,6 +419,10 @@ func (c *Controller) stopLocked(ps *portSpeaker, why string) {
 }
 
 func (c *Controller) unplumb(ps *portSpeaker) {
+	if ps.bfd != nil {
+		ps.bfd.stop()
+		ps.bfd = nil
+	}
 	if ps.dpPortID != "" {
 		if err := c.cfg.Datapath.RemovePort(ps.dpPortID); err != nil && !errors.Is(err, datapath.ErrUnknownPort) {
 			c.cfg.Log.Warn("unbind a speaker interface", "port", ps.conf.portID, "err", err)

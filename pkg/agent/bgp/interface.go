@@ -29,6 +29,9 @@ type Speaker interface {
 	// EnablePeer lets a peer that was shut down (for announcing too many
 	// prefixes) connect again.
 	EnablePeer(ctx context.Context, addr netip.Addr) error
+	// ResetPeer ends a session (a Cease), forgetting what the peer
+	// announced; it is tried again at once. BFD down resets the session.
+	ResetPeer(ctx context.Context, addr netip.Addr) error
 	// Peers reports every session's state and counters.
 	Peers(ctx context.Context) ([]PeerStatus, error)
 
@@ -86,19 +89,9 @@ type PeerConfig struct {
 	HoldTime  time.Duration
 	// ConnectRetry is how often a connection is attempted.
 	ConnectRetry time.Duration
-	// BFD, when not nil, runs BFD with the peer: a BFD session that goes
-	// down resets the BGP session at once.
-	BFD *BFDConfig
 	// MaxPrefixes shuts the session down when the peer announces more
 	// (counted per address family); 0 is no limit.
 	MaxPrefixes uint32
-}
-
-// BFDConfig are a BFD session's timers: packets every Interval both
-// ways, the peer down after Multiplier of them missed.
-type BFDConfig struct {
-	Interval   time.Duration
-	Multiplier uint8
 }
 
 // SessionState is a BGP session's FSM state (RFC 4271 §8).

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/nagare/nagare/pkg/agent/bgp/bfd"
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/nsdb"
 )
@@ -21,6 +22,7 @@ type portSpeaker struct {
 	ifname   string // the speaker interface
 	dp       int32  // its datapath index
 	dpPortID string
+	bfd      *bfdRunner
 
 	peers     map[netip.Addr]peerState
 	controlUp bool
@@ -34,6 +36,7 @@ type portSpeaker struct {
 type peerState struct {
 	id     string
 	conf   PeerConfig
+	bfd    *bfd.Config // nil: no BFD with this peer
 	status PeerStatus
 	// limitUntil is when a peer shut down for its prefix count is let
 	// back; limitPause how long the next pause is.
@@ -51,13 +54,17 @@ func peerConfig(c *Controller, p *portConf, m *model.BGPPeer) PeerConfig {
 	pc := PeerConfig{Address: m.Address, ASN: m.ASN, Port: c.cfg.PeerPort, LocalAddress: p.addr, Interface: SpeakerInterface(p.portID),
 		KeepAlive: time.Duration(m.KeepAlive) * time.Second, HoldTime: time.Duration(m.HoldTime) * time.Second,
 		ConnectRetry: time.Second, MaxPrefixes: m.MaxPrefixes}
-	if m.BFDEnabled() {
-		pc.BFD = &BFDConfig{Interval: time.Duration(m.BFDInterval) * time.Millisecond, Multiplier: m.BFDMultiplier}
-	}
 	if c.cfg.Plumbing == nil || c.cfg.NoBind {
 		pc.Interface = ""
 	}
 	return pc
+}
+
+func bfdConfig(m *model.BGPPeer) *bfd.Config {
+	if !m.BFDEnabled() {
+		return nil
+	}
+	return &bfd.Config{Interval: time.Duration(m.BFDInterval) * time.Millisecond, Multiplier: m.BFDMultiplier}
 }
 
 // syncPeers adds, changes and removes the speaker's peers. c.mu is held.
@@ -72,12 +79,15 @@ func (ps *portSpeaker) syncPeers(ctx context.Context, want *portConf) {
 			if err := ps.speaker.RemovePeer(ctx, addr); err != nil {
 				c.cfg.Log.Warn("remove BGP peer", "port", want.portID, "peer", addr, "err", err)
 			}
+			if ps.bfd != nil {
+				ps.bfd.remove(addr)
+			}
 			delete(ps.peers, addr)
 			go ps.takeBack(st.id)
 		}
 	}
 	for addr, m := range byAddr {
-		pc := peerConfig(c, want, m)
+		pc, bc := peerConfig(c, want, m), bfdConfig(m)
 		st, ok := ps.peers[addr]
 		switch {
 		case !ok:
@@ -85,28 +95,25 @@ func (ps *portSpeaker) syncPeers(ctx context.Context, want *portConf) {
 				c.cfg.Log.Warn("add BGP peer", "port", want.portID, "peer", addr, "err", err)
 				continue
 			}
-			ps.peers[addr] = peerState{id: m.ID, conf: pc, status: PeerStatus{Address: addr, ASN: m.ASN, State: StateIdle}}
-		case !samePeer(st.conf, pc):
+			st = peerState{id: m.ID, conf: pc, status: PeerStatus{Address: addr, ASN: m.ASN, State: StateIdle}}
+		case st.conf != pc:
 			if err := ps.speaker.UpdatePeer(ctx, pc); err != nil {
 				c.cfg.Log.Warn("update BGP peer", "port", want.portID, "peer", addr, "err", err)
 				continue
 			}
 			st.conf = pc
-			ps.peers[addr] = st
 		}
+		switch {
+		case bc != nil && ps.bfd != nil:
+			if err := ps.bfd.set(addr, *bc); err != nil {
+				c.cfg.Log.Warn("start BFD with a BGP peer", "port", want.portID, "peer", addr, "err", err)
+			}
+		case bc == nil && st.bfd != nil && ps.bfd != nil:
+			ps.bfd.remove(addr)
+		}
+		st.bfd = bc
+		ps.peers[addr] = st
 	}
-}
-
-func samePeer(a, b PeerConfig) bool {
-	bfdA, bfdB := a.BFD, b.BFD
-	a.BFD, b.BFD = nil, nil
-	if a != b {
-		return false
-	}
-	if bfdA == nil || bfdB == nil {
-		return bfdA == bfdB
-	}
-	return *bfdA == *bfdB
 }
 
 func (ps *portSpeaker) takeBack(peerID string) {
@@ -152,17 +159,77 @@ func (e portEvents) PeerChanged(st PeerStatus) {
 	st.Received, st.Accepted, st.Sent = old.status.Received, old.status.Accepted, old.status.Sent
 	old.status = st
 	ps.peers[st.Address] = old
-	up := false
-	for _, p := range ps.peers {
-		up = up || p.status.State == StateEstablished
-	}
-	changed := up != ps.controlUp
-	ps.controlUp = up
+	changed, up := ps.updateControl()
 	c.mu.Unlock()
 	if changed && c.cfg.ControlPlane != nil {
 		c.cfg.ControlPlane(e.port, up)
 	}
 	c.kick()
+}
+
+// updateControl recomputes whether the uplink's control plane is up: a
+// session established, with BFD up where BFD runs. c.mu is held.
+func (ps *portSpeaker) updateControl() (changed, up bool) {
+	for addr, p := range ps.peers {
+		if p.status.State != StateEstablished {
+			continue
+		}
+		if p.bfd != nil && (ps.bfd == nil || ps.bfd.state(addr) != bfd.Up) {
+			continue
+		}
+		up = true
+	}
+	changed = up != ps.controlUp
+	ps.controlUp = up
+	return changed, up
+}
+
+// bfdEvent is a BFD session's change, applied on the controller's loop.
+type bfdEvent struct {
+	port     string
+	peer     netip.Addr
+	old, cur bfd.State
+}
+
+// bfdChanged queues a BFD session's change (runner goroutines must not
+// wait for the controller, which stops runners under its lock).
+func (c *Controller) bfdChanged(ev bfdEvent) {
+	c.bfdMu.Lock()
+	c.bfdEvents = append(c.bfdEvents, ev)
+	c.bfdMu.Unlock()
+	c.kick()
+}
+
+// applyBFD applies the queued BFD changes: a session that was Up going
+// down resets its BGP session at once (its routes go with it), and the
+// uplink's control plane follows.
+func (c *Controller) applyBFD(ctx context.Context) {
+	c.bfdMu.Lock()
+	evs := c.bfdEvents
+	c.bfdEvents = nil
+	c.bfdMu.Unlock()
+	for _, ev := range evs {
+		c.mu.Lock()
+		ps := c.ports[ev.port]
+		if ps == nil || ps.speaker == nil {
+			c.mu.Unlock()
+			continue
+		}
+		if ev.old == bfd.Up && ev.cur != bfd.Up {
+			c.met.bfdDown.Inc()
+			c.cfg.Log.Warn("BFD down: resetting the BGP session", "port", ev.port, "peer", ev.peer, "state", ev.cur)
+			if err := ps.speaker.ResetPeer(ctx, ev.peer); err != nil {
+				c.cfg.Log.Warn("reset a BGP session after BFD", "port", ev.port, "peer", ev.peer, "err", err)
+			}
+		} else if ev.cur == bfd.Up {
+			c.cfg.Log.Info("BFD up", "port", ev.port, "peer", ev.peer)
+		}
+		changed, up := ps.updateControl()
+		c.mu.Unlock()
+		if changed && c.cfg.ControlPlane != nil {
+			c.cfg.ControlPlane(ev.port, up)
+		}
+	}
 }
 
 // reenable lets peers shut down for their prefix count back after their

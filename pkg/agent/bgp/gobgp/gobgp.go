@@ -1,6 +1,7 @@
 // Package gobgp is the BGP speaker of the agent's uplinks, embedded
-// GoBGP v4 (github.com/osrg/gobgp/v4): one BgpServer per uplink port,
-// with GoBGP's own BFD per peer. It implements bgp.Speaker.
+// GoBGP v4 (github.com/osrg/gobgp/v4): one BgpServer per uplink port. It
+// implements bgp.Speaker. BFD is the controller's (package bfd), not
+// GoBGP's.
 //
 // Malformed and hostile updates are GoBGP's to handle (RFC 7606: treat as
 // withdraw, or a NOTIFICATION and a reset); a peer over its prefix limit
@@ -138,11 +139,8 @@ func (sp *speaker) peer(p bgp.PeerConfig) *api.Peer {
 	if p.LocalAddress.IsValid() {
 		ap.Transport.LocalAddress = p.LocalAddress.String()
 	}
-	if p.BFD != nil {
-		us := uint32(p.BFD.Interval / time.Microsecond)
-		ap.Bfd = &api.BfdPeerConfig{Enabled: true, DesiredMinimumTxInterval: us, RequiredMinimumReceive: us,
-			DetectionMultiplier: uint32(max(p.BFD.Multiplier, 1))}
-	}
+	// No GoBGP BFD: the controller runs its own (pkg/agent/bgp/bfd says
+	// why) and resets the session when it goes down.
 	return ap
 }
 
@@ -178,6 +176,13 @@ func (sp *speaker) RemovePeer(ctx context.Context, addr netip.Addr) error {
 func (sp *speaker) EnablePeer(ctx context.Context, addr netip.Addr) error {
 	if err := sp.s.EnablePeer(ctx, &api.EnablePeerRequest{Address: addr.String()}); err != nil {
 		return fmt.Errorf("bgp: enable peer %s: %w", addr, err)
+	}
+	return nil
+}
+
+func (sp *speaker) ResetPeer(ctx context.Context, addr netip.Addr) error {
+	if err := sp.s.ResetPeer(ctx, &api.ResetPeerRequest{Address: addr.String(), Communication: "BFD down"}); err != nil {
+		return fmt.Errorf("bgp: reset peer %s: %w", addr, err)
 	}
 	return nil
 }

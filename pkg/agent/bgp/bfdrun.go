@@ -207,6 +207,7 @@ func (r *bfdRunner) tick(ctx context.Context) {
 	defer r.wg.Done()
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
+	last := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -214,15 +215,24 @@ func (r *bfdRunner) tick(ctx context.Context) {
 		case <-t.C:
 		}
 		now := time.Now()
+		// After a pause of the agent's own (not scheduled, a GC), the
+		// peers' packets of that time may still be unread: no session is
+		// judged on this round.
+		stalled := now.Sub(last) > 50*time.Millisecond
+		last = now
 		type change struct {
 			peer     netip.Addr
 			old, cur bfd.State
 		}
 		var changes []change
 		r.mu.Lock()
+		// A packet waiting in the socket is news the receiver has not read
+		// yet (the agent was not scheduled for a while): no session
+		// expires before it is.
+		waiting := stalled || r.pending()
 		for a, p := range r.peers {
 			old := p.sess.State()
-			if p.sess.Tick(now) {
+			if (!waiting || !p.sess.Expiring(now)) && p.sess.Tick(now) {
 				changes = append(changes, change{a, old, p.sess.State()})
 			}
 			if p.sess.Due(now) {
@@ -237,6 +247,21 @@ func (r *bfdRunner) tick(ctx context.Context) {
 			r.onState(c.peer, c.old, c.cur)
 		}
 	}
+}
+
+// pending reports whether a datagram waits in the receiving socket.
+func (r *bfdRunner) pending() bool {
+	sc, ok := r.rx.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	n := 0
+	_ = raw.Control(func(fd uintptr) { n, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) })
+	return n > 0
 }
 
 // receive reads control packets until the socket is closed.

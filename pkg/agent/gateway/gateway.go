@@ -116,6 +116,7 @@ type Gateways struct {
 	nsdbAt  time.Time // last answer
 	control map[string]bool
 	hops    *nextHops
+	stalled bool // the heartbeat came late: judge nobody this round
 	seq     uint32
 	wake    chan struct{}
 	buf     []uplinkState
@@ -197,11 +198,20 @@ func (g *Gateways) Run(ctx context.Context) error {
 func (g *Gateways) loop(ctx context.Context) error {
 	t := time.NewTicker(g.cfg.Interval)
 	defer t.Stop()
+	last := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
+			// After a pause of this agent's own (not scheduled, a GC),
+			// the reports of that time may still be unread: nobody is
+			// judged dead on this round.
+			now := time.Now()
+			g.mu.Lock()
+			g.stalled = now.Sub(last) > 2*g.cfg.Interval
+			g.mu.Unlock()
+			last = now
 			g.probe()
 			g.mu.Lock()
 			local := g.topo.local

@@ -62,6 +62,9 @@ func (g *Gateways) probe() {
 
 // expireRemote finds the gateways that stopped answering. g.mu is held.
 func (g *Gateways) expireRemote(now time.Time) {
+	if g.stalled {
+		return
+	}
 	limit := g.cfg.Interval * time.Duration(g.cfg.Multiplier)
 	for h, r := range g.remote {
 		if r.reachable && now.Sub(r.last) > limit {

@@ -129,10 +129,15 @@ func (s *Session) Receive(p Packet, now time.Time) (changed, sendNow bool) {
 	return true, true
 }
 
+// Expiring reports whether Tick at now would take the session Down.
+func (s *Session) Expiring(now time.Time) bool {
+	return (s.state == Init || s.state == Up) && now.Sub(s.lastRx) > s.DetectTime()
+}
+
 // Tick expires the session at now: Init or Up without a packet for the
 // detection time goes Down. It reports whether it did.
 func (s *Session) Tick(now time.Time) bool {
-	if (s.state != Init && s.state != Up) || now.Sub(s.lastRx) <= s.DetectTime() {
+	if !s.Expiring(now) {
 		return false
 	}
 	s.state, s.diag, s.remote = Down, DiagTimeExpired, 0

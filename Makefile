@@ -21,10 +21,12 @@ vet:
 # The whole suite: unit, fuzz seeds, API and CLI end to end, namespaces (root).
 # test/e2e runs after the rest: the kernel's per-CPU packet backlog is shared
 # by every namespace, and the datapath packages' bursts would otherwise drop
-# the e2e tests' probes.
+# the e2e tests' probes. It runs twice: on the userspace datapath and on the
+# kernel (eBPF) one.
 test: setup vet
 	$(GO) test -count=1 -timeout 30m $$($(GO) list ./... | grep -v /test/e2e)
 	$(GO) test -count=1 -timeout 20m ./test/e2e/...
+	NAGARE_E2E_DATAPATH=ebpf $(GO) test -count=1 -timeout 20m ./test/e2e/...
 
 test-short: vet
 	$(GO) test -count=1 -short ./...

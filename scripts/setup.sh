@@ -9,7 +9,7 @@ PKGS=(
 	iperf3 tcpdump tshark              # traffic and captures in end-to-end tests
 	udhcpc busybox                     # DHCP client in VM namespaces; busybox httpd in TestNeutron
 	netsniff-ng nftables ethtool       # kernel baselines for make bench
-	clang llvm libbpf-dev              # make bench: builds the baseline's tc sink (shared/baseline/bpf/sink.c)
+	clang llvm libbpf-dev              # make bench: the baseline's tc sink (shared/baseline/bpf/sink.c); developers: `go generate` in pkg/datapath/ebpf (building and testing use the committed object)
 	gcc libc6-dev linux-libc-dev       # make bench: builds the baseline's generator (shared/baseline/gen/udpgen.c)
 	linux-perf                         # nagare-bench datapath --profile
 	jq bc tmux procps psmisc

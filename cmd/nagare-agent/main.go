@@ -5,29 +5,33 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/nagare/nagare/pkg/agent"
+	joinapi "github.com/nagare/nagare/pkg/api/join"
 	"github.com/nagare/nagare/pkg/datapath"
 	"github.com/nagare/nagare/pkg/flowstate"
 )
 
 func main() {
 	var cfg agent.Config
-	var endpoints, tunnelIP, logLevel, physMappings string
+	var endpoints, tunnelIP, logLevel, physMappings, joinURL, token, caFile string
 	var vxlanPort uint
 	flag.StringVar(&cfg.HostName, "host-name", "", "this host's name in the NSDB (default: the hostname)")
 	flag.StringVar(&endpoints, "etcd-endpoints", "http://127.0.0.1:2379", "comma-separated client URLs of the NSDB (etcd)")
 	flag.StringVar(&tunnelIP, "tunnel-ip", "", "this host's underlay address (default: its tunnel-zone member address)")
-	flag.StringVar(&cfg.Datapath, "datapath", "userspace", "datapath implementation: "+strings.Join(datapath.Names(), ", "))
+	flag.StringVar(&cfg.Datapath, "datapath", "", "datapath implementation: "+strings.Join(datapath.Names(), ", ")+" (default: ebpf where the kernel supports it, else userspace)")
 	flag.UintVar(&vxlanPort, "vxlan-port", 4789, "UDP port of VXLAN tunnels")
 	flag.IntVar(&cfg.UnderlayMTU, "underlay-mtu", 1500, "MTU of the underlay network")
 	flag.StringVar(&cfg.MetricsListen, "metrics-listen", "", "address of the Prometheus endpoint, e.g. 127.0.0.1:7300 (empty: off)")
@@ -42,7 +46,13 @@ func main() {
 	flag.DurationVar(&cfg.ConntrackTimeouts.UDPNew, "conntrack-udp-new-timeout", 0, "idle lifetime of a UDP flow that has not seen a reply (0: 30s; the kernel's nf_conntrack_udp_timeout)")
 	flag.DurationVar(&cfg.ConntrackTimeouts.ICMPReplied, "conntrack-icmp-timeout", 0, "idle lifetime of an ICMP echo exchange (0: 30s)")
 	flag.StringVar(&cfg.StateDir, "state-dir", "/var/lib/nagare-agent", "directory where connection-tracking and NAT state is saved across restarts, as flowstate-HOSTNAME (empty: not saved)")
+	flag.StringVar(&joinURL, "join", "", "join a secure server, e.g. https://server:9696: obtain a host certificate with --token (kept in --state-dir, renewed before it expires) and use it for etcd; once joined, later starts need only --join")
+	flag.StringVar(&token, "token", "", "join token from `nagare-server token create` (env NAGARE_JOIN_TOKEN)")
+	flag.StringVar(&caFile, "ca-file", "", "the server's CA, when the join token does not pin it")
 	flag.Parse()
+	if token == "" {
+		token = os.Getenv("NAGARE_JOIN_TOKEN")
+	}
 	fail := func(format string, args ...any) {
 		fmt.Fprintf(os.Stderr, "nagare-agent: "+format+"\n", args...)
 		os.Exit(2)
@@ -90,8 +100,69 @@ func main() {
 	cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if joinURL != "" {
+		endpointsSet := false
+		flag.Visit(func(f *flag.Flag) { endpointsSet = endpointsSet || f.Name == "etcd-endpoints" })
+		id, err := identity(ctx, cfg, joinURL, token, caFile)
+		if err != nil {
+			cfg.Log.Error("cannot join", "server", joinURL, "err", err)
+			os.Exit(1)
+		}
+		if !endpointsSet {
+			cfg.EtcdEndpoints = id.Endpoints
+		}
+		cfg.EtcdTLS = id.EtcdTLSConfig()
+		cfg.Claims = id.Claims()                                      // its etcd role may not write the topology: the server does, for it
+		go func() { _ = id.KeepRenewed(ctx, time.Minute, cfg.Log) }() // ends with ctx
+		cfg.Log.Info("joined", "server", joinURL, "host", id.Name, "host_id", id.HostID, "etcd", cfg.EtcdEndpoints, "renew_at", id.RenewDue())
+	}
 	if err := agent.Run(ctx, cfg); err != nil {
 		cfg.Log.Error("agent stopped", "err", err)
 		os.Exit(1)
 	}
+}
+
+// identity loads the host certificate from the state directory, or joins
+// with the token to get one.
+func identity(ctx context.Context, cfg agent.Config, server, token, caFile string) (*joinapi.Identity, error) {
+	if cfg.StateDir == "" {
+		return nil, fmt.Errorf("--join needs --state-dir to keep the host certificate in")
+	}
+	name := cfg.HostName
+	if name == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, err
+		}
+		name = h
+	}
+	dir := filepath.Join(cfg.StateDir, "identity")
+	id, err := joinapi.LoadIdentity(dir)
+	if err == nil {
+		if id.Name != name {
+			return nil, fmt.Errorf("%s holds the identity of host %q, not %q", dir, id.Name, name)
+		}
+		if time.Now().After(id.RenewDue()) && time.Now().Before(id.Certificate().Leaf.NotAfter) {
+			if err := id.Renew(ctx); err != nil {
+				return nil, err
+			}
+		}
+		if time.Now().Before(id.Certificate().Leaf.NotAfter) || token == "" {
+			return id, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	if token == "" {
+		return nil, fmt.Errorf("no host certificate in %s (or it expired): give --token from `nagare-server token create`", dir)
+	}
+	o := joinapi.JoinOptions{Server: server, Token: token, CAFile: caFile, Name: name, Dir: dir}
+	if cfg.TunnelIP.IsValid() {
+		o.Addresses = []netip.Addr{cfg.TunnelIP}
+	}
+	for n := range cfg.PhysicalInterfaceMappings {
+		o.PhysicalNetworks = append(o.PhysicalNetworks, n)
+	}
+	slices.Sort(o.PhysicalNetworks)
+	return joinapi.Join(ctx, o)
 }

@@ -107,7 +107,7 @@ log of every window on stderr.
 		fs.PrintDefaults()
 	}
 	cases := fs.String("cases", strings.Join(cfg.Cases, ","), "cases: bridge (baseline B), router (C), snat (D: router + masquerade), vxlan (E)")
-	sides := fs.String("sides", strings.Join(cfg.Sides, ","), "what to measure: nagare, kernel")
+	sides := fs.String("sides", strings.Join(cfg.Sides, ","), "what to measure: nagare (userspace datapath), nagare-ebpf (kernel datapath), kernel")
 	modes := fs.String("modes", strings.Join(cfg.Modes, ","), "CPU placements of the pps windows: 1cpu, split, split-rps")
 	fs.IntVar(&cfg.Reps, "reps", cfg.Reps, "repetitions of every measurement (median reported)")
 	fs.DurationVar(&cfg.Warm, "warm", cfg.Warm, "warm-up before each window")
@@ -136,8 +136,8 @@ log of every window on stderr.
 	cfg.Cases, cfg.Modes, cfg.FlowCases, cfg.FlowModes = list(*cases), list(*modes), list(*flowCases), list(*flowModes)
 	cfg.Sides = list(*sides)
 	for _, s := range cfg.Sides {
-		if s != bench.SideNagare && s != bench.SideKernel {
-			return fmt.Errorf("unknown side %q (have: nagare, kernel)", s)
+		if s != bench.SideNagare && s != bench.SideEBPF && s != bench.SideKernel {
+			return fmt.Errorf("unknown side %q (have: nagare, nagare-ebpf, kernel)", s)
 		}
 	}
 	for _, c := range append(append([]string{}, cfg.Cases...), cfg.FlowCases...) {

@@ -14,11 +14,16 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
+	"github.com/nagare/nagare/pkg/identity"
 	"github.com/nagare/nagare/pkg/server"
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "token" {
+		os.Exit(tokenCommand(os.Args[2:]))
+	}
 	var cfg server.Config
 	var endpoints, logLevel string
 	flag.StringVar(&cfg.DataDir, "data-dir", "./nagare-data", "directory of the embedded etcd's data")
@@ -31,7 +36,24 @@ func main() {
 	flag.StringVar(&cfg.AdminPassword, "admin-password", "", "with --auth password: on first start, create user admin (project admin, role admin) with this password (env NAGARE_ADMIN_PASSWORD)")
 	flag.StringVar(&cfg.KeystoneURL, "keystone-url", "", "with --auth keystone: URL of the Keystone that validates tokens")
 	flag.StringVar(&cfg.PublicURL, "public-url", "", "this server's URL as clients reach it, for the identity catalog (default: the Host each request was sent to)")
+	flag.BoolVar(&cfg.TLS, "tls", false, "serve HTTPS and etcd with client certificates and RBAC even on loopback (automatic on any other address)")
+	flag.BoolVar(&cfg.InsecureHTTP, "insecure-http", false, "serve plain HTTP and an unauthenticated etcd even on non-loopback addresses (labs only: logs a warning)")
+	flag.StringVar(&cfg.TLSCertFile, "tls-cert-file", "", "serving certificate of the API and etcd (default: issued by the CA in DATA-DIR/pki)")
+	flag.StringVar(&cfg.TLSKeyFile, "tls-key-file", "", "key of --tls-cert-file")
+	flag.StringVar(&cfg.ClientCAFile, "client-ca-file", "", "further CAs whose client certificates etcd and the API trust")
+	flag.StringVar(&cfg.EtcdCAFile, "etcd-cafile", "", "with --etcd-endpoints: CA of the cluster's serving certificates (default: DATA-DIR/pki/ca.crt in secure mode)")
+	flag.StringVar(&cfg.EtcdCertFile, "etcd-certfile", "", "with --etcd-endpoints: this server's client certificate (its CN gets etcd's root role; default: one DATA-DIR/pki's CA issues, CN root)")
+	flag.StringVar(&cfg.EtcdKeyFile, "etcd-keyfile", "", "key of --etcd-certfile")
+	flag.DurationVar(&cfg.TokenTTL, "token-ttl", time.Hour, "with --auth password: how long tokens live (Keystone's [token] expiration)")
+	flag.IntVar(&cfg.LockoutFailureAttempts, "lockout-failure-attempts", identity.DefaultLockoutFailureAttempts,
+		"with --auth password: failed logins of a user from one address that lock them out (Keystone's lockout_failure_attempts; 0: never)")
+	flag.DurationVar(&cfg.LockoutDuration, "lockout-duration", identity.DefaultLockoutDuration, "how long a lockout lasts (Keystone's lockout_duration)")
+	flag.DurationVar(&cfg.TokenKeyRotation, "token-key-rotation", 24*time.Hour,
+		"rotate the token signing key when it is this old (0: only on POST /api/v1/token-signing-keys/rotate); tokens of the previous key stay valid until they expire")
 	flag.Parse()
+	if cfg.LockoutFailureAttempts == 0 {
+		cfg.LockoutFailureAttempts = -1 // the flag's 0 is off; the Config's 0 is the default
+	}
 	if cfg.AdminPassword == "" {
 		// Read here rather than as the flag's default, which --help prints.
 		cfg.AdminPassword = os.Getenv("NAGARE_ADMIN_PASSWORD")

@@ -42,6 +42,7 @@ func run(ctx context.Context, args []string, stdin *os.File, stdout, stderr io.W
 		api                                    string
 		output                                 string
 		osUser, osPassword, osProject, osToken string
+		caCert                                 string
 		execs                                  []string
 		code                                   int
 	)
@@ -61,6 +62,11 @@ func run(ctx context.Context, args []string, stdin *os.File, stdout, stderr io.W
 			client, err := cli.NewClient(api)
 			if err != nil {
 				return startupError{err}
+			}
+			if caCert != "" {
+				if err := client.SetCACert(caCert); err != nil {
+					return startupError{err}
+				}
 			}
 			switch {
 			case osToken != "":
@@ -95,6 +101,7 @@ func run(ctx context.Context, args []string, stdin *os.File, stdout, stderr io.W
 	root.Flags().StringVar(&osPassword, "os-password", os.Getenv("OS_PASSWORD"), "password (env OS_PASSWORD)")
 	root.Flags().StringVar(&osProject, "os-project-name", osProject, "project to scope the token to (env OS_PROJECT_NAME)")
 	root.Flags().StringVar(&osToken, "os-token", os.Getenv("OS_TOKEN"), "use this token instead of a password (env OS_TOKEN)")
+	root.Flags().StringVar(&caCert, "os-cacert", os.Getenv("OS_CACERT"), "CA certificate to verify an https API with, e.g. the server's DATA-DIR/pki/ca.crt (env OS_CACERT)")
 	root.Flags().StringArrayVarP(&execs, "execute", "e", nil, "run `COMMAND` and exit (repeatable; run in order)")
 	root.Flags().StringVarP(&output, "output", "o", "text", "output format: text (object lines) or json (API objects)")
 	root.SetArgs(args)

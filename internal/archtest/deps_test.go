@@ -44,8 +44,8 @@ func TestDependencyRules(t *testing.T) {
 	}
 }
 
-// The OpenStack APIs are layered one way. The domain packages (neutron,
-// identity) hold resources, validation, policy, IPAM, translation and
+// The OpenStack APIs, and the agents' (join, host claims), are layered
+// one way. The domain packages (neutron, identity, join, hostclaim) hold resources, validation, policy, IPAM, translation and
 // tokens and speak typed requests and classed errors: they import no
 // net/http (not even a client: the external-Keystone validator speaks
 // HTTP, so it lives in pkg/api/identity) and nothing of the APIs or the
@@ -64,6 +64,10 @@ func TestAPILayering(t *testing.T) {
 		{nagare + "pkg/identity", []string{"net/http", "net/http/", nagare + "pkg/api/", nagare + "pkg/server"}},
 		{nagare + "pkg/api/neutron", []string{nagare + "pkg/nsdb", "go.etcd.io/"}},
 		{nagare + "pkg/api/identity", []string{nagare + "pkg/nsdb", "go.etcd.io/"}},
+		// Agent identity and host claims: the same split.
+		{nagare + "pkg/join", []string{"net/http", "net/http/", nagare + "pkg/api/", nagare + "pkg/server"}},
+		{nagare + "pkg/hostclaim", []string{"net/http", "net/http/", nagare + "pkg/api/", nagare + "pkg/server", nagare + "pkg/agent/"}},
+		{nagare + "pkg/api/join", []string{nagare + "pkg/nsdb", "go.etcd.io/"}},
 	}
 	for _, r := range rules {
 		out, err := exec.Command("go", "list", "-f", `{{join .Imports "\n"}}`, r.pkg).CombinedOutput()

@@ -75,7 +75,7 @@ func TestLayers(t *testing.T) {
 		{"the NSDB knows neither the datapath, the simulator, the agent nor the APIs",
 			[]string{"pkg/nsdb/..."}, []string{"pkg/datapath/...", "pkg/sim", "pkg/agent/...", "pkg/api/...", "pkg/neutron", "pkg/server"}, false},
 		{"the server side (APIs, Neutron, identity, the dashboard) runs no datapath and no agent",
-			[]string{"pkg/api/...", "pkg/neutron", "pkg/identity", "pkg/server", "pkg/ui"}, []string{"pkg/datapath/...", "pkg/agent/..."}, false},
+			[]string{"pkg/api/...", "pkg/neutron", "pkg/identity", "pkg/join", "pkg/hostclaim", "pkg/pki", "pkg/server", "pkg/ui"}, []string{"pkg/datapath/...", "pkg/agent/..."}, false},
 		{"the agent speaks to the datapath through pkg/datapath: only the wiring links implementations",
 			[]string{"pkg/agent/..."}, []string{"pkg/datapath/userspace", "pkg/datapath/afpacket", "pkg/datapath/memory"}, false},
 	}

@@ -19,6 +19,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -42,18 +43,26 @@ import (
 	"github.com/nagare/nagare/pkg/agent/uplink"
 	"github.com/nagare/nagare/pkg/datapath"
 	"github.com/nagare/nagare/pkg/flowstate"
+	"github.com/nagare/nagare/pkg/hostclaim"
 	"github.com/nagare/nagare/pkg/nsdb"
 	"github.com/nagare/nagare/pkg/packet"
 
 	// The datapaths an agent offers (--datapath).
 	_ "github.com/nagare/nagare/pkg/datapath/memory"
+	_ "github.com/nagare/nagare/pkg/datapath/ebpf"
 	_ "github.com/nagare/nagare/pkg/datapath/userspace"
 )
 
 // Config is nagare-agent's configuration (its flags).
 type Config struct {
-	HostName      string        // the host's name in the NSDB (default: hostname)
-	EtcdEndpoints []string      // the NSDB
+	HostName      string      // the host's name in the NSDB (default: hostname)
+	EtcdEndpoints []string    // the NSDB
+	EtcdTLS       *tls.Config // client certificate and CA of a secure NSDB (from joining); nil: plain
+	// Claims is where the host's changes to the topology go (its
+	// addresses and physical networks, uplinks, health-check ports): the
+	// server's host-claim API for a joined agent, whose etcd role may not
+	// write the topology; nil: the NSDB directly (hostclaim.New).
+	Claims        hostclaim.Claims
 	TunnelIP      netip.Addr    // this host's underlay address; default its tunnel-zone member address
 	Datapath      string        // a registered datapath (datapath.Names); default userspace
 	VXLANPort     uint16        // UDP port of VXLAN on every host (default 4789)
@@ -109,7 +118,18 @@ func (c *Config) defaults(injected bool) error {
 	case c.Datapath == "" && injected:
 		c.Datapath = "injected"
 	case c.Datapath == "":
-		c.Datapath = "userspace"
+		name, passed := datapath.Default()
+		log := c.Log
+		if log == nil {
+			log = slog.Default()
+		}
+		for _, why := range passed {
+			log.Info("datapath passed over", "why", why)
+		}
+		if name == "" {
+			return errors.New("--datapath: no datapath of this binary can run here")
+		}
+		c.Datapath = name
 	}
 	if !injected {
 		if _, err := datapath.Lookup(c.Datapath); err != nil {
@@ -163,7 +183,7 @@ func RunWith(ctx context.Context, cfg Config, opts Options) error {
 	db := opts.NSDB
 	if db == nil {
 		var err error
-		if db, err = nsdb.Dial(cfg.EtcdEndpoints); err != nil {
+		if db, err = nsdb.Dial(cfg.EtcdEndpoints, cfg.EtcdTLS); err != nil {
 			return err
 		}
 		defer db.Close()
@@ -171,14 +191,18 @@ func RunWith(ctx context.Context, cfg Config, opts Options) error {
 	dp := opts.Datapath
 	if dp == nil {
 		var err error
-		if dp, err = datapath.New(cfg.Datapath, datapath.Config{Logger: log, Netns: cfg.Netns}); err != nil {
+		if dp, err = datapath.New(cfg.Datapath, datapath.Config{Logger: log, Netns: cfg.Netns, Host: cfg.HostName}); err != nil {
 			return err
 		}
 	}
 	defer dp.Close()
 
+	claims := cfg.Claims
+	if claims == nil {
+		claims = hostclaim.New(db)
+	}
 	sess, err := session.Open(ctx, db, session.Config{HostName: cfg.HostName, Addresses: addresses(cfg.TunnelIP),
-		LeaseTTL: cfg.LeaseTTL, Log: log})
+		Record: claims, LeaseTTL: cfg.LeaseTTL, Log: log})
 	if err != nil {
 		return err
 	}
@@ -190,7 +214,7 @@ func RunWith(ctx context.Context, cfg Config, opts Options) error {
 			log.Warn("NAT blocks moved to the new lease", "conflicts", n, "err", err)
 		}
 	})
-	a, err := wire(cfg, opts, host, sess, db, dp, natBlocks, reg)
+	a, err := wire(cfg, opts, host, sess, db, claims, dp, natBlocks, reg)
 	if err != nil {
 		return err
 	}
@@ -207,7 +231,14 @@ func RunWith(ctx context.Context, cfg Config, opts Options) error {
 	run("datapath", func(ctx context.Context) error { return dp.Run(ctx, missAndState{a.slow, a.state, a.gateways}) })
 	run("liveness lease", sess.Run)
 	run("topology watch", func(ctx context.Context) error { return a.mirror.Run(ctx, db) })
-	run("host liveness watch", func(ctx context.Context) error { return db.WatchHostLiveness(ctx, a.live.Apply) })
+	run("host liveness watch", func(ctx context.Context) error {
+		return db.WatchHostLiveness(ctx, func(l nsdb.Liveness) error {
+			if err := a.live.Apply(l); err != nil {
+				return err
+			}
+			return a.mirror.ApplyLiveness(l) // dead hosts are unreachable
+		})
+	})
 	run("learned tables", a.tables.Run)
 	run("ports", a.ports.Run)
 	run("flow state", a.state.Run)
@@ -262,8 +293,8 @@ type components struct {
 }
 
 // wire builds the feature packages over the datapath and the NSDB.
-func wire(cfg Config, opts Options, host string, sess *session.Session, db *nsdb.Store, dp datapath.Datapath,
-	blocks flowstate.Blocks, reg prometheus.Registerer) (*components, error) {
+func wire(cfg Config, opts Options, host string, sess *session.Session, db *nsdb.Store, claims hostclaim.Claims,
+	dp datapath.Datapath, blocks flowstate.Blocks, reg prometheus.Registerer) (*components, error) {
 	log := cfg.Log
 	flows, err := newCountedFlows(dp, reg)
 	if err != nil {
@@ -284,7 +315,7 @@ func wire(cfg Config, opts Options, host string, sess *session.Session, db *nsdb
 	a.state = statesync.New(statesync.Config{HostID: host, HostName: cfg.HostName, ConntrackMax: cfg.ConntrackMax,
 		ConntrackZoneMax: cfg.ConntrackZoneMax, Timeouts: cfg.ConntrackTimeouts, StateDir: cfg.StateDir, Blocks: blocks,
 		Datapath: flows, DB: db, Lease: sess.Lease, Log: log})
-	a.tables = learned.New(learned.Config{DB: db, Lease: sess.Lease, Flows: flows, Log: log,
+	a.tables = learned.New(learned.Config{HostID: host, DB: db, Lease: sess.Lease, Flows: flows, Log: log,
 		// Packets parked for a neighbor another host resolved go again.
 		Resolved: func(router string, ip netip.Addr) { a.slow.ReleaseParked(router, ip) }})
 	if a.slow, err = slowpath.New(slowpath.Config{HostID: host, UnderlayMTU: cfg.UnderlayMTU, Datapath: flows,
@@ -302,17 +333,17 @@ func wire(cfg Config, opts Options, host string, sess *session.Session, db *nsdb
 	// A topology change reaches the bindings and the slow path before
 	// the flows it made stale are invalidated: the packets that miss
 	// again see it.
-	a.mirror = mirror.New(mirror.Config{Flows: flows, Log: log, Publish: func(s *mirror.Snapshot) {
+	a.mirror = mirror.New(mirror.Config{HostID: host, Flows: flows, Log: log, Publish: func(s *mirror.Snapshot) {
 		a.ports.Sync(s)
 		a.slow.SetTopology(s)
 		a.gateways.Sync(s)
 		a.bgp.Sync(s)
 	}})
-	if a.health, err = lbhealth.New(lbhealth.Config{HostID: host, UnderlayMTU: cfg.UnderlayMTU, DB: db, Lease: sess.Lease,
+	if a.health, err = lbhealth.New(lbhealth.Config{HostID: host, UnderlayMTU: cfg.UnderlayMTU, DB: db, Claims: claims, Lease: sess.Lease,
 		Alive: a.live.Alive, Topology: a.mirror.Current, Plumbing: plumbing, Registerer: reg, Log: log}); err != nil {
 		return nil, err
 	}
-	a.uplinks = uplink.New(uplink.Config{HostID: host, Mappings: cfg.PhysicalInterfaceMappings, DB: db, VLANs: vlans,
+	a.uplinks = uplink.New(uplink.Config{HostID: host, Mappings: cfg.PhysicalInterfaceMappings, Claims: claims, VLANs: vlans,
 		Alive: a.live.Alive, Topology: a.mirror.Current, Log: log})
 	a.status = &statusPublisher{db: db, dp: dp, host: host, hostName: cfg.HostName, datapath: cfg.Datapath,
 		lease: sess.Lease, state: a.state, slow: a.slow, log: log}

@@ -292,8 +292,8 @@ func TestTwoAgentsInMemory(t *testing.T) {
 
 // A datapath name nobody registered is refused before anything starts.
 func TestUnknownDatapath(t *testing.T) {
-	err := Run(context.Background(), Config{HostName: "x", Datapath: "ebpf", Log: quiet})
-	if err == nil || !strings.Contains(err.Error(), "eBPF datapath is not built yet") {
-		t.Fatalf("Run with --datapath ebpf: %v", err)
+	err := Run(context.Background(), Config{HostName: "x", Datapath: "nosuch", Log: quiet})
+	if err == nil || !strings.Contains(err.Error(), `datapath "nosuch" is not available`) || !strings.Contains(err.Error(), "ebpf") {
+		t.Fatalf("Run with --datapath nosuch: %v, want an error listing the datapaths there are", err)
 	}
 }

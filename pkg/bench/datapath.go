@@ -3,10 +3,13 @@ package bench
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/nagare/nagare/pkg/datapath/ebpf"
 )
 
 // The datapath benchmark: every case built twice, once with Nagare (real
@@ -29,6 +32,8 @@ var Cases = []string{CaseBridge, CaseRouter, CaseSNAT, CaseVXLAN}
 // Sides.
 const (
 	SideNagare = "nagare"
+	// SideEBPF is Nagare with the kernel (eBPF) datapath.
+	SideEBPF   = "nagare-ebpf"
 	SideKernel = "kernel"
 )
 
@@ -56,7 +61,7 @@ const (
 // DatapathConfig tunes the datapath benchmark.
 type DatapathConfig struct {
 	Cases     []string      // of Cases
-	Sides     []string      // SideNagare, SideKernel (both by default)
+	Sides     []string      // SideNagare, SideEBPF, SideKernel (all by default)
 	Modes     []string      // Mode1CPU, ModeSplit
 	Reps      int           // repetitions of every window; the median is reported
 	Warm, Dur time.Duration // warm-up and measurement window
@@ -94,7 +99,7 @@ type Quiet struct {
 // DefaultDatapathConfig is what `make bench` runs.
 func DefaultDatapathConfig() DatapathConfig {
 	return DatapathConfig{
-		Cases: Cases, Sides: []string{SideNagare, SideKernel}, Modes: []string{Mode1CPU, ModeSplit},
+		Cases: Cases, Sides: []string{SideNagare, SideEBPF, SideKernel}, Modes: []string{Mode1CPU, ModeSplit},
 		Reps: 3, Warm: time.Second, Dur: 5 * time.Second, PingCount: 200, Iperf: true, Ping: true,
 		FlowCases: []string{CaseBridge, CaseRouter, CaseSNAT}, FlowModes: []string{ModeSplit}, FlowRates: []float64{100e3, 200e3, 0},
 		Sim:   true,
@@ -128,7 +133,9 @@ type testbed struct {
 	nextHop    string       // destination MAC of generated frames: dst's on L2, the router's on L3
 	rps        []nsDev      // the first device of the datapath, where RPS moves it to CPU1
 	agents     []*agentProc // nagare: the case's agents
-	nss        []string     // namespaces to delete afterwards
+	// offloadsOff: the VMs' TSO/GSO/checksum offloads are off (userspaceVariant).
+	offloadsOff bool
+	nss         []string // namespaces to delete afterwards
 }
 
 // place applies a CPU placement mode.
@@ -222,6 +229,11 @@ func (r *runner) runCase(c string) {
 		for _, tb := range beds {
 			for _, a := range tb.agents {
 				r.lab.stopProcs(a.proc)
+				if tb.side == SideEBPF { // what the kernel datapath left pinned
+					if err := os.RemoveAll(filepath.Join(ebpf.PinRoot, a.name)); err != nil {
+						r.logf("remove %s's pins: %v", a.name, err)
+					}
+				}
 			}
 			r.lab.deleteNS(tb.nss...)
 		}
@@ -234,8 +246,10 @@ func (r *runner) runCase(c string) {
 	if r.tools != nil && slices.Contains(r.cfg.Sides, SideKernel) {
 		builders = append(builders, builder{SideKernel, func() (*testbed, error) { return kernelCase(r.lab, c) }})
 	}
-	if slices.Contains(r.cfg.Sides, SideNagare) {
-		builders = append(builders, builder{SideNagare, func() (*testbed, error) { return r.cluster.nagareCase(r.ctx, r.lab, c) }})
+	for _, v := range []variant{userspaceVariant, ebpfVariant} {
+		if slices.Contains(r.cfg.Sides, v.side) {
+			builders = append(builders, builder{v.side, func() (*testbed, error) { return r.cluster.nagareCase(r.ctx, r.lab, c, v) }})
+		}
 	}
 	var ok []*testbed
 	for _, b := range builders {
@@ -290,16 +304,16 @@ func kernelCase(l *lab, c string) (*testbed, error) {
 	return nil, fmt.Errorf("unknown case %q", c)
 }
 
-func (c *cluster) nagareCase(ctx context.Context, l *lab, name string) (*testbed, error) {
+func (c *cluster) nagareCase(ctx context.Context, l *lab, name string, v variant) (*testbed, error) {
 	switch name {
 	case CaseBridge:
-		return c.nagareBridge(ctx, l)
+		return c.nagareBridge(ctx, l, v)
 	case CaseRouter:
-		return c.nagareRouter(ctx, l, false)
+		return c.nagareRouter(ctx, l, false, v)
 	case CaseSNAT:
-		return c.nagareRouter(ctx, l, true)
+		return c.nagareRouter(ctx, l, true, v)
 	case CaseVXLAN:
-		return c.nagareVXLAN(ctx, l)
+		return c.nagareVXLAN(ctx, l, v)
 	}
 	return nil, fmt.Errorf("unknown case %q", name)
 }

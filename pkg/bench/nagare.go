@@ -231,28 +231,46 @@ func vm(l *lab, name, hv, hvDev, cidr, gw string, mtu int) (endpoint, error) {
 	return endpoint{NS: ns, Dev: "eth0", IP: ip, MAC: mac}, err
 }
 
+// variant is one of Nagare's datapaths as a side of the benchmark. Both
+// can be built at once: their namespaces, hosts and objects carry the
+// variant's suffix.
+type variant struct {
+	side string
+	sfx  string   // appended to namespace, host and object names
+	args []string // nagare-agent flags
+	// offloadsOff: the VMs send finished frames (no TSO/GSO, no partial
+	// checksums), which the userspace datapath needs; the kernel
+	// datapath takes whatever a veth carries, as the kernel cases do.
+	offloadsOff bool
+}
+
+var (
+	userspaceVariant = variant{side: SideNagare, args: []string{"--datapath", "userspace"}, offloadsOff: true}
+	ebpfVariant      = variant{side: SideEBPF, sfx: "e", args: []string{"--datapath", "ebpf"}}
+)
+
 // nagareBridge: VM1 and VM2 on one virtual bridge, both ports bound on one
 // host (baseline case B's job).
-func (c *cluster) nagareBridge(ctx context.Context, l *lab) (*testbed, error) {
-	tb := &testbed{side: SideNagare, kase: CaseBridge}
-	hv, err := l.netns("nbr-hv")
+func (c *cluster) nagareBridge(ctx context.Context, l *lab, v variant) (*testbed, error) {
+	tb := &testbed{side: v.side, kase: CaseBridge, offloadsOff: v.offloadsOff}
+	hv, err := l.netns("nbr" + v.sfx + "-hv")
 	if err != nil {
 		return tb, err
 	}
 	tb.nss = append(tb.nss, hv)
-	if tb.src, err = vm(l, "nbr-vm1", hv, "tap1", "10.12.0.1/24", "", 0); err != nil {
+	if tb.src, err = vm(l, "nbr"+v.sfx+"-vm1", hv, "tap1", "10.12.0.1/24", "", 0); err != nil {
 		return tb, err
 	}
-	if tb.dst, err = vm(l, "nbr-vm2", hv, "tap2", "10.12.0.2/24", "", 0); err != nil {
+	if tb.dst, err = vm(l, "nbr"+v.sfx+"-vm2", hv, "tap2", "10.12.0.2/24", "", 0); err != nil {
 		return tb, err
 	}
 	tb.nss = append(tb.nss, tb.src.NS, tb.dst.NS)
-	a, err := c.startAgent(ctx, l, "bench-bridge-hv", hv, "192.168.252.1")
+	a, err := c.startAgent(ctx, l, "bench-bridge-hv"+v.sfx, hv, "192.168.252.1", v.args...)
 	if err != nil {
 		return tb, err
 	}
 	tb.agents = append(tb.agents, a)
-	br, err := c.create("/bridges", map[string]string{"name": "bench-bridge"})
+	br, err := c.create("/bridges", map[string]string{"name": "bench-bridge" + v.sfx})
 	if err != nil {
 		return tb, err
 	}
@@ -276,11 +294,11 @@ func (c *cluster) nagareBridge(ctx context.Context, l *lab) (*testbed, error) {
 // With nat, the router masquerades VM1's network behind its address on
 // VM2's side (baseline case D's job): an snat rule in its post-routing
 // chain and rev_snat in pre-routing, midonet-cli's way.
-func (c *cluster) nagareRouter(ctx context.Context, l *lab, nat bool) (*testbed, error) {
-	tb := &testbed{side: SideNagare, kase: CaseRouter}
-	pre, name, tunnelIP := "nrt-", "bench-router", "192.168.252.2"
+func (c *cluster) nagareRouter(ctx context.Context, l *lab, nat bool, v variant) (*testbed, error) {
+	tb := &testbed{side: v.side, kase: CaseRouter, offloadsOff: v.offloadsOff}
+	pre, name, tunnelIP := "nrt"+v.sfx+"-", "bench-router"+v.sfx, "192.168.252.2"
 	if nat {
-		tb.kase, pre, name, tunnelIP = CaseSNAT, "nsn-", "bench-snat", "192.168.252.4"
+		tb.kase, pre, name, tunnelIP = CaseSNAT, "nsn"+v.sfx+"-", "bench-snat"+v.sfx, "192.168.252.4"
 	}
 	hv, err := l.netns(pre + "hv")
 	if err != nil {
@@ -294,9 +312,9 @@ func (c *cluster) nagareRouter(ctx context.Context, l *lab, nat bool) (*testbed,
 		return tb, err
 	}
 	tb.nss = append(tb.nss, tb.src.NS, tb.dst.NS)
-	var extra []string
+	extra := v.args
 	if nat {
-		extra = snatAgentFlags
+		extra = append(append([]string(nil), extra...), snatAgentFlags...)
 	}
 	a, err := c.startAgent(ctx, l, name+"-hv", hv, tunnelIP, extra...)
 	if err != nil {
@@ -340,7 +358,7 @@ func (c *cluster) nagareRouter(ctx context.Context, l *lab, nat bool) (*testbed,
 		}
 	}
 	if nat {
-		if err := c.masquerade(rt.ID, "10.13.1.0/24", routerPorts[1]); err != nil {
+		if err := c.masquerade(rt.ID, "10.13.1.0/24", routerPorts[1], v.sfx); err != nil {
 			return tb, err
 		}
 	}
@@ -351,12 +369,12 @@ func (c *cluster) nagareRouter(ctx context.Context, l *lab, nat bool) (*testbed,
 // masquerade makes router rt translate the sources of inside leaving by
 // port out to snatPool (PAT over ports 1024-65535), and translate replies
 // back.
-func (c *cluster) masquerade(rt, inside, out string) error {
-	in, err := c.create("/chains", map[string]string{"name": "bench-nat-in"})
+func (c *cluster) masquerade(rt, inside, out, sfx string) error {
+	in, err := c.create("/chains", map[string]string{"name": "bench-nat-in" + sfx})
 	if err != nil {
 		return err
 	}
-	post, err := c.create("/chains", map[string]string{"name": "bench-nat-out"})
+	post, err := c.create("/chains", map[string]string{"name": "bench-nat-out" + sfx})
 	if err != nil {
 		return err
 	}
@@ -372,11 +390,11 @@ func (c *cluster) masquerade(rt, inside, out string) error {
 
 // nagareVXLAN: VM1 on host 1, VM2 on host 2, one bridge, VXLAN over a veth
 // underlay between the hosts (baseline case E's job). VM MTU 1450 as there.
-func (c *cluster) nagareVXLAN(ctx context.Context, l *lab) (*testbed, error) {
-	tb := &testbed{side: SideNagare, kase: CaseVXLAN}
+func (c *cluster) nagareVXLAN(ctx context.Context, l *lab, v variant) (*testbed, error) {
+	tb := &testbed{side: v.side, kase: CaseVXLAN, offloadsOff: v.offloadsOff}
 	var hvs [2]string
 	for i := range hvs {
-		ns, err := l.netns(fmt.Sprintf("nvx-hv%d", i+1))
+		ns, err := l.netns(fmt.Sprintf("nvx%s-hv%d", v.sfx, i+1))
 		if err != nil {
 			return tb, err
 		}
@@ -387,24 +405,24 @@ func (c *cluster) nagareVXLAN(ctx context.Context, l *lab) (*testbed, error) {
 		return tb, err
 	}
 	var err error
-	if tb.src, err = vm(l, "nvx-vm1", hvs[0], "tap1", "10.15.0.1/24", "", 1450); err != nil {
+	if tb.src, err = vm(l, "nvx"+v.sfx+"-vm1", hvs[0], "tap1", "10.15.0.1/24", "", 1450); err != nil {
 		return tb, err
 	}
-	if tb.dst, err = vm(l, "nvx-vm2", hvs[1], "tap2", "10.15.0.2/24", "", 1450); err != nil {
+	if tb.dst, err = vm(l, "nvx"+v.sfx+"-vm2", hvs[1], "tap2", "10.15.0.2/24", "", 1450); err != nil {
 		return tb, err
 	}
 	tb.nss = append(tb.nss, tb.src.NS, tb.dst.NS)
-	tz, err := c.create("/tunnel-zones", map[string]string{"name": "bench-vxlan", "type": "vxlan"})
+	tz, err := c.create("/tunnel-zones", map[string]string{"name": "bench-vxlan" + v.sfx, "type": "vxlan"})
 	if err != nil {
 		return tb, err
 	}
-	br, err := c.create("/bridges", map[string]string{"name": "bench-vxlan"})
+	br, err := c.create("/bridges", map[string]string{"name": "bench-vxlan" + v.sfx})
 	if err != nil {
 		return tb, err
 	}
 	for i, hv := range hvs {
 		addr := fmt.Sprintf("192.168.251.%d", i+1)
-		a, err := c.startAgent(ctx, l, fmt.Sprintf("bench-vxlan-hv%d", i+1), hv, addr)
+		a, err := c.startAgent(ctx, l, fmt.Sprintf("bench-vxlan%s-hv%d", v.sfx, i+1), hv, addr, v.args...)
 		if err != nil {
 			return tb, err
 		}
@@ -456,6 +474,9 @@ func underlay(l *lab, hv1, hv2, net string) error {
 // the first packets teach the bridge and the router their MACs).
 func (tb *testbed) finish(l *lab) error {
 	for _, e := range []endpoint{tb.src, tb.dst} {
+		if !tb.offloadsOff {
+			break
+		}
 		if err := vmOffloadsOff(l, e.NS, e.Dev); err != nil {
 			return err
 		}

@@ -20,15 +20,18 @@ type Report struct {
 	noisyRetried, noisyKept int
 }
 
-// Row is one line of the table: a metric of a case on both sides.
+// Row is one line of the table: a metric of a case on every side.
 type Row struct {
-	Case, Metric   string
-	Unit           string
-	Nagare, Kernel Stat
-	// Ratio is Nagare's median over the kernel's; 0 when one is missing.
-	// Above 1 is better for Nagare in every unit but RTT.
-	Ratio float64
-	Note  string
+	Case, Metric string
+	Unit         string
+	// Nagare is Nagare with the userspace datapath, EBPF with the kernel
+	// (eBPF) datapath.
+	Nagare, EBPF, Kernel Stat
+	// Ratio is Nagare's median over the kernel's, RatioEBPF the eBPF
+	// datapath's; 0 when one is missing. Above 1 is better for Nagare in
+	// every unit but RTT.
+	Ratio, RatioEBPF float64
+	Note             string
 }
 
 // Stat is one side's result in a row.
@@ -67,7 +70,7 @@ func newStat(runs []float64) Stat {
 
 func newRow(c, metric, unit string, vals map[string][]float64, errs map[string]string) Row {
 	row := Row{Case: c, Metric: metric, Unit: unit}
-	for _, side := range []string{SideNagare, SideKernel} {
+	for _, side := range []string{SideNagare, SideEBPF, SideKernel} {
 		st := newStat(vals[side])
 		st.Err = errs[side]
 		row.set(side, st)
@@ -77,9 +80,12 @@ func newRow(c, metric, unit string, vals map[string][]float64, errs map[string]s
 }
 
 func (r *Row) set(side string, st Stat) {
-	if side == SideNagare {
+	switch side {
+	case SideNagare:
 		r.Nagare = st
-	} else {
+	case SideEBPF:
+		r.EBPF = st
+	default:
 		r.Kernel = st
 	}
 }
@@ -87,6 +93,9 @@ func (r *Row) set(side string, st Stat) {
 func (r *Row) ratio() {
 	if r.Nagare.Median > 0 && r.Kernel.Median > 0 {
 		r.Ratio = r.Nagare.Median / r.Kernel.Median
+	}
+	if r.EBPF.Median > 0 && r.Kernel.Median > 0 {
+		r.RatioEBPF = r.EBPF.Median / r.Kernel.Median
 	}
 }
 
@@ -98,17 +107,17 @@ func (r *Report) finish(cfg DatapathConfig) {
 		cfg.Reps, cfg.Dur, cfg.Warm, cfg.Quiet.ForeignPct, r.noisyRetried, r.noisyKept, cfg.Quiet.MaxTries))
 	r.note("flows/s: Nagare = flows installed per second by the agent(s) (upcall → simulate → install), every frame a new 5-tuple; kernel = frames of that traffic delivered per second (no per-flow state on these paths)")
 	r.note("split, kernel side: unpaced RPS, as the baseline's rps column; with VXLAN it collapses into receive livelock (baseline footnote 3: 0.23 M unpaced against a 0.59 M NDR), so a split VXLAN ratio above 1 says more about livelock than about Nagare")
-	r.note("TCP: Nagare's VMs run with tx checksum/TSO/GSO offloads off (the userspace datapath needs finished frames); the kernel's keep the defaults, as in the baseline")
+	r.note("TCP: the VMs of Nagare's userspace datapath run with tx checksum/TSO/GSO offloads off (it needs finished frames); those of the eBPF datapath and the kernel keep the defaults, as in the baseline")
 	r.note("router: Nagare's topology is VM─bridge─router─bridge─VM (a tenant network); the kernel's is VM─router─VM (baseline C). Hits cost the same whatever the depth")
 }
 
 // Print writes the table and its notes.
 func (r *Report) Print(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "case\tmetric\tNagare\tkernel\tNagare/kernel\tspread N / K")
+	fmt.Fprintln(tw, "case\tmetric\tNagare userspace\tNagare eBPF\tkernel\tuserspace/kernel\teBPF/kernel\tspread U / E / K")
 	for _, row := range r.Rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", caseTitle(row.Case), row.Metric,
-			row.cell(row.Nagare), row.cell(row.Kernel), row.ratioText(), row.spread())
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", caseTitle(row.Case), row.Metric,
+			row.cell(row.Nagare), row.cell(row.EBPF), row.cell(row.Kernel), row.ratioText(row.Ratio), row.ratioText(row.RatioEBPF), row.spread())
 	}
 	tw.Flush()
 	if r.Placement != "" {
@@ -157,14 +166,14 @@ func (r *Row) format(v float64) string {
 	return fmt.Sprintf("%g", v)
 }
 
-func (r *Row) ratioText() string {
-	if r.Ratio == 0 {
+func (r *Row) ratioText(ratio float64) string {
+	if ratio == 0 {
 		return "—"
 	}
 	if r.Unit == unitRTT {
-		return fmt.Sprintf("%.2f (p50; lower is better)", r.Ratio)
+		return fmt.Sprintf("%.2f (p50; lower is better)", ratio)
 	}
-	return fmt.Sprintf("%.2f", r.Ratio)
+	return fmt.Sprintf("%.2f", ratio)
 }
 
 // spread is (max-min)/median of each side's runs.
@@ -178,7 +187,7 @@ func (r *Row) spread() string {
 	if r.Note != "" {
 		return r.Note
 	}
-	return one(r.Nagare) + " / " + one(r.Kernel)
+	return one(r.Nagare) + " / " + one(r.EBPF) + " / " + one(r.Kernel)
 }
 
 // fmtCount prints 1234567 as 1.23M and 12345 as 12.3k.

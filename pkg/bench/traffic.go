@@ -188,7 +188,7 @@ func (r *runner) window(tb *testbed, mode string, g genSpec) (sample, error) {
 	use := before.cpu.to(after.cpu)
 	s.Foreign, s.CPU = use.Foreign, use.String()
 	s.Noisy = s.Foreign > r.cfg.Quiet.ForeignPct
-	if tb.side == SideNagare {
+	if tb.side != SideKernel {
 		d := func(k string) float64 { return (after.agent[k] - before.agent[k]) / dt }
 		s.Agent = fmt.Sprintf("misses/s=%.0f lost/s=%.0f", d("nagare_datapath_misses_total"), d("nagare_datapath_lost_total"))
 		if g.newFlows {

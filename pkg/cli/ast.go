@@ -20,10 +20,11 @@ const (
 	VerbDelete
 	VerbDescribe
 	VerbTrace
+	VerbRevoke // host HOST revoke: its certificate and NSDB access end
 )
 
 var verbNames = [...]string{VerbList: "list", VerbShow: "show", VerbCreate: "create", VerbSet: "set",
-	VerbClear: "clear", VerbDelete: "delete", VerbDescribe: "describe", VerbTrace: "trace"}
+	VerbClear: "clear", VerbDelete: "delete", VerbDescribe: "describe", VerbTrace: "trace", VerbRevoke: "revoke"}
 
 func (v Verb) String() string { return verbNames[v] }
 
@@ -50,6 +51,8 @@ func verbOf(w string) Verb {
 		return VerbDelete
 	case "describe", "desc":
 		return VerbDescribe
+	case "revoke":
+		return VerbRevoke
 	}
 	return 0
 }

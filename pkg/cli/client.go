@@ -3,12 +3,15 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 )
@@ -60,6 +63,22 @@ func NewClient(base string) (*Client, error) {
 		return nil, fmt.Errorf("API URL %q is not an http(s) URL like http://127.0.0.1:9696", base)
 	}
 	return &Client{base: strings.TrimRight(base, "/"), http: &http.Client{Timeout: 30 * time.Second}}, nil
+}
+
+// SetCACert makes the client trust only the CA in file (PEM) for an
+// https API: nagare-server's CA (DATA-DIR/pki/ca.crt), as openstack's
+// --os-cacert.
+func (c *Client) SetCACert(file string) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("CA certificate: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return fmt.Errorf("CA certificate %s: no PEM certificate in it", file)
+	}
+	c.http.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	return nil
 }
 
 // APIError is an error answer from the server.

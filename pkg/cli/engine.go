@@ -74,7 +74,20 @@ func (e *Engine) exec(s *session, c *Command) error {
 		err = e.delete(s, c)
 	case VerbDescribe:
 		err = e.describe(c)
+	case VerbRevoke:
+		err = e.revoke(s, c)
 	}
+	return err
+}
+
+// revoke ends a host's identity (POST /hosts/{id}/revoke): its NSDB
+// access at once, its liveness, its certificates.
+func (e *Engine) revoke(s *session, c *Command) error {
+	path, err := s.resolvePath(c.Path)
+	if err != nil {
+		return err
+	}
+	_, err = s.api.Post(s.ctx, "/hosts/"+path[len(path)-1].id()+"/revoke", nil)
 	return err
 }
 

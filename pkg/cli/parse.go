@@ -362,6 +362,11 @@ func (p *parser) objectVerb(c *Command) (*Command, error) {
 		return c, nil
 	case VerbDelete:
 		return p.end(c)
+	case VerbRevoke:
+		if r.Kind == nil || r.Kind.Name != "host" {
+			return nil, &UserError{Msg: "only a host can be revoked"}
+		}
+		return p.end(c)
 	}
 	return nil, p.syntax(p.i-1, "")
 }

@@ -129,6 +129,7 @@ func TestParse(t *testing.T) {
 		{"clear router router0 infilter outfilter", "clear path=router:router0 f=[infilter outfilter]"},
 		{"bridge bridge0 port port0 clear peer", "clear path=bridge:bridge0/port:port0 f=[peer]"},
 		{"delete tunnel-zone tzone0", "delete path=tunnel-zone:tzone0"},
+		{"host host3 revoke", "revoke path=host:host3"},
 		{"router router2 delete route route2", "delete path=router:router2/route:route2"},
 		{"port-group pgroup0 delete member port router0:port0", "delete path=port-group:pgroup0/port-group-member{port=@router0:port0}"},
 		{"describe router router0", "describe path=router:router0 row=router"},

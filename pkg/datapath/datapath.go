@@ -247,6 +247,10 @@ type Config struct {
 	// Logger receives the rare events worth a line (a receiver failing);
 	// nil means slog.Default().
 	Logger *slog.Logger
+	// Host is the name of the host the datapath serves. A datapath that
+	// keeps state across restarts (the kernel one's pinned maps) keeps it
+	// under this name; empty: it keeps none.
+	Host string
 }
 
 // FlowSpec is a flow to install.

@@ -16,7 +16,8 @@ type Factory func(cfg Config) (Datapath, error)
 // datapaths it links.
 var registry struct {
 	sync.RWMutex
-	m map[string]Factory
+	m      map[string]Factory
+	probes map[string]func() error
 }
 
 // Register makes an implementation available to New under name. It
@@ -32,6 +33,53 @@ func Register(name string, f Factory) {
 		panic("datapath: Register " + name + " twice or with a nil factory")
 	}
 	registry.m[name] = f
+}
+
+// RegisterProbe gives a registered implementation a test of whether it
+// can run here (kernel features, privileges); Default and New consult it.
+func RegisterProbe(name string, probe func() error) {
+	registry.Lock()
+	defer registry.Unlock()
+	if registry.probes == nil {
+		registry.probes = map[string]func() error{}
+	}
+	registry.probes[name] = probe
+}
+
+// Supported reports whether the implementation registered under name can
+// run here, and if not why.
+func Supported(name string) error {
+	if _, err := Lookup(name); err != nil {
+		return err
+	}
+	registry.RLock()
+	probe := registry.probes[name]
+	registry.RUnlock()
+	if probe == nil {
+		return nil
+	}
+	if err := probe(); err != nil {
+		return fmt.Errorf("datapath %q cannot run here: %w", name, err)
+	}
+	return nil
+}
+
+// Preference is the order Default tries implementations in: the kernel
+// datapath where the kernel supports it (as OVS and Cilium keep the fast
+// path in the kernel), else the userspace one.
+var Preference = []string{"ebpf", "userspace"}
+
+// Default returns the first implementation of Preference that is
+// registered and can run here, and for each one passed over, why.
+func Default() (name string, passed []error) {
+	for _, n := range Preference {
+		if err := Supported(n); err != nil {
+			passed = append(passed, err)
+			continue
+		}
+		return n, passed
+	}
+	return "", passed
 }
 
 // Names lists the registered implementations, sorted.
@@ -55,17 +103,16 @@ func Lookup(name string) (Factory, error) {
 	if ok {
 		return f, nil
 	}
-	why := ""
-	if name == "ebpf" {
-		why = " (the eBPF datapath is not built yet)"
-	}
-	return nil, fmt.Errorf("datapath %q is not available%s; this binary has: %s", name, why, strings.Join(Names(), ", "))
+	return nil, fmt.Errorf("datapath %q is not available; this binary has: %s", name, strings.Join(Names(), ", "))
 }
 
 // New builds a datapath of the implementation registered under name.
 func New(name string, cfg Config) (Datapath, error) {
 	f, err := Lookup(name)
 	if err != nil {
+		return nil, err
+	}
+	if err := Supported(name); err != nil {
 		return nil, err
 	}
 	dp, err := f(cfg)

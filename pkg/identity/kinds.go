@@ -55,11 +55,12 @@ type Revocation struct {
 	ExpiresAt int64 `json:"expires_at"`
 }
 
-// Secret holds the key tokens are signed with, shared by every server
-// replica through the NSDB.
+// Secret holds the keys tokens are signed with, shared by every server
+// replica through the NSDB (see keys.go).
 type Secret struct {
 	model.Meta
-	Key []byte `json:"key"`
+	Key  []byte       `json:"key,omitempty"` // the one key before keys rotated
+	Keys []SigningKey `json:"keys,omitempty"`
 }
 
 var (
@@ -68,7 +69,7 @@ var (
 	RoleKind       = model.RegisterInternal("identity-role", "identity-roles", "A Keystone role.", &Role{}, nil)
 	AssignmentKind = model.RegisterInternal("identity-assignment", "identity-assignments", "A role of a user on a project.", &Assignment{}, nil)
 	RevocationKind = model.RegisterInternal("identity-revocation", "identity-revocations", "A revoked token.", &Revocation{}, nil)
-	SecretKind     = model.RegisterInternal("identity-secret", "identity-secrets", "The token signing key.", &Secret{}, nil)
+	SecretKind     = model.RegisterInternal("identity-secret", "identity-secrets", "The token signing keys.", &Secret{}, nil)
 )
 
 // namespace derives the ids of objects whose identity is a name or a tuple

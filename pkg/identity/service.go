@@ -22,19 +22,26 @@ type Options struct {
 	// BcryptCost is the password hashing cost (default 12, Keystone's).
 	// Tests lower it.
 	BcryptCost int
-	Log        *slog.Logger
+	// LockoutFailureAttempts failed logins of a user from one address
+	// lock them out for LockoutDuration (Keystone's options of the same
+	// names; see Lockout). 0 is DefaultLockoutFailureAttempts and
+	// DefaultLockoutDuration; a negative number turns lockout off.
+	LockoutFailureAttempts int
+	LockoutDuration        time.Duration
+	Log                    *slog.Logger
 }
 
 // Service is the built-in Keystone subset: users, projects, roles and
 // assignments in the NSDB, password authentication, signed tokens.
 type Service struct {
-	store *nsdb.Store
-	key   []byte
-	ttl   time.Duration
-	cost  int
-	cache *TokenCache
-	log   *slog.Logger
-	now   func() time.Time
+	store   *nsdb.Store
+	keys    keys
+	lockout *Lockout
+	ttl     time.Duration
+	cost    int
+	cache   *TokenCache
+	log     *slog.Logger
+	now     func() time.Time
 }
 
 // The admin user and project bootstrap creates.
@@ -63,8 +70,15 @@ func New(ctx context.Context, store *nsdb.Store, opts Options) (*Service, error)
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
+	if opts.LockoutFailureAttempts == 0 {
+		opts.LockoutFailureAttempts = DefaultLockoutFailureAttempts
+	}
+	if opts.LockoutDuration <= 0 {
+		opts.LockoutDuration = DefaultLockoutDuration
+	}
 	s := &Service{store: store, ttl: opts.TokenTTL, cost: opts.BcryptCost, log: opts.Log,
-		cache: NewTokenCache(30*time.Second, 100000), now: time.Now}
+		lockout: NewLockout(opts.LockoutFailureAttempts, opts.LockoutDuration),
+		cache:   NewTokenCache(30*time.Second, 100000), now: time.Now}
 	var hash string
 	if opts.AdminPassword != "" {
 		var err error
@@ -73,18 +87,11 @@ func New(ctx context.Context, store *nsdb.Store, opts Options) (*Service, error)
 		}
 	}
 	var created, anyUser bool
+	var ring keyring
 	_, err := store.Update(ctx, func(tx *nsdb.Tx) error {
 		created, anyUser = false, false
-		o, err := tx.Get(SecretKind, secretID)
-		switch {
-		case err == nil:
-			s.key = o.(*Secret).Key
-		case errors.Is(err, model.ErrNotFound):
-			s.key = newKey()
-			if _, err := tx.Create(&Secret{Meta: model.Meta{ID: secretID}, Key: s.key}); err != nil {
-				return err
-			}
-		default:
+		var err error
+		if ring, err = s.loadKeys(tx); err != nil {
 			return err
 		}
 		for _, name := range []string{RoleAdmin, RoleMember, RoleReader} {
@@ -121,6 +128,7 @@ func New(ctx context.Context, store *nsdb.Store, opts Options) (*Service, error)
 	if err != nil {
 		return nil, fmt.Errorf("identity: bootstrap: %w", err)
 	}
+	s.keys.set(ring)
 	switch {
 	case created:
 		s.log.Info("identity: created user admin in project admin with role admin")
@@ -147,20 +155,35 @@ func ensureProject(tx *nsdb.Tx, name string) (string, error) {
 	return p.GetMeta().ID, nil
 }
 
-// Login checks a password and issues a token scoped to projectID ("" for
-// an unscoped token, or the user's default project when it has one). It
-// returns ErrInvalidToken-like errors as *AuthError so the API can answer
-// 401 without saying which part was wrong.
-func (s *Service) Login(ctx context.Context, userID, userName, password, projectID, projectName string, scoped bool) (string, *Context, error) {
+// PasswordLogin is a password authentication: who (by id or name), from
+// where (the client's address, for the lockout), and the scope asked.
+type PasswordLogin struct {
+	Source           string
+	UserID, UserName string
+	Password         string
+	// ProjectID or ProjectName scopes the token; with neither, Scoped
+	// false scopes it to the user's default project, Scoped true leaves
+	// it unscoped.
+	ProjectID, ProjectName string
+	Scoped                 bool
+}
+
+// Login checks a password and issues a token. A refused login is
+// ErrInvalidToken whichever part was wrong (the API answers 401 without
+// saying which); a user locked out from the source (Lockout) is refused
+// before the password is checked.
+func (s *Service) Login(ctx context.Context, l PasswordLogin) (string, *Context, error) {
 	var u *User
-	if userID != "" {
-		if o, err := s.store.Get(ctx, UserKind, storeID(userID)); err == nil {
+	who := "name:" + l.UserName
+	if l.UserID != "" {
+		who = "id:" + l.UserID
+		if o, err := s.store.Get(ctx, UserKind, storeID(l.UserID)); err == nil {
 			u = o.(*User)
 		} else if !errors.Is(err, model.ErrNotFound) {
 			return "", nil, err
 		}
 	} else {
-		us, _, err := s.store.List(ctx, UserKind, "name", userName)
+		us, _, err := s.store.List(ctx, UserKind, "name", l.UserName)
 		if err != nil {
 			return "", nil, err
 		}
@@ -170,19 +193,30 @@ func (s *Service) Login(ctx context.Context, userID, userName, password, project
 	}
 	hash := ""
 	if u != nil {
-		hash = u.PasswordHash
+		hash, who = u.PasswordHash, u.ID // by id or by name: one count
 	}
-	if !checkPassword(hash, password, s.cost) || !u.Enabled {
+	now := s.now()
+	if wait := s.lockout.Locked(who, l.Source, now); wait > 0 {
+		return "", nil, newError(Unauthorized, "Too many failed logins of this user from %s: the account is locked for this address for %s.", l.Source, wait.Round(time.Second))
+	}
+	if !checkPassword(hash, l.Password, s.cost) {
+		if s.lockout.Failed(who, l.Source, now) {
+			s.log.Warn("identity: login locked out after repeated failures", "user", l.UserName+l.UserID, "source", l.Source)
+		}
 		return "", nil, ErrInvalidToken
 	}
-	pid, err := s.scope(ctx, projectID, projectName)
+	s.lockout.Succeeded(who, l.Source)
+	if !u.Enabled {
+		return "", nil, ErrInvalidToken
+	}
+	pid, err := s.scope(ctx, l.ProjectID, l.ProjectName)
 	if err != nil {
 		return "", nil, err
 	}
-	if pid == "" && !scoped {
+	if pid == "" && !l.Scoped {
 		pid = u.DefaultProjectID
 	}
-	return s.issue(ctx, u.ID, pid, []string{"password"}, s.now().Add(s.ttl))
+	return s.issue(ctx, u.ID, pid, []string{"password"}, now.Add(s.ttl))
 }
 
 // Rescope issues a token for the user of a valid token, scoped to another
@@ -191,7 +225,7 @@ func (s *Service) Rescope(ctx context.Context, tok, projectID, projectName strin
 	if _, err := s.Validate(ctx, tok); err != nil {
 		return "", nil, err
 	}
-	old, err := verify(s.key, tok, s.now())
+	old, err := s.verify(ctx, tok, s.now())
 	if err != nil {
 		return "", nil, err
 	}
@@ -230,7 +264,7 @@ func (s *Service) issue(ctx context.Context, userID, pid string, methods []strin
 	now := s.now()
 	c := &claims{UserID: userID, ProjectID: pid, Methods: methods, IssuedAt: now.UnixMilli(),
 		ExpiresAt: expires.UnixMilli(), AuditID: newAuditID()}
-	tok := sign(s.key, c)
+	tok := sign(s.keys.get().primary, c)
 	cx, err := s.resolve(ctx, c, tok)
 	if err != nil {
 		return "", nil, err
@@ -249,7 +283,7 @@ func (s *Service) Validate(ctx context.Context, tok string) (*Context, error) {
 	if c := s.cache.Get(tok, now); c != nil {
 		return c, nil
 	}
-	cl, err := verify(s.key, tok, now)
+	cl, err := s.verify(ctx, tok, now)
 	if err != nil {
 		return nil, err
 	}
@@ -352,7 +386,7 @@ func (s *Service) RevokeToken(ctx context.Context, c *Context, tok string) error
 
 // Revoke invalidates a token before it expires.
 func (s *Service) Revoke(ctx context.Context, tok string) error {
-	cl, err := verify(s.key, tok, s.now())
+	cl, err := s.verify(ctx, tok, s.now())
 	if err != nil {
 		return err
 	}

@@ -29,7 +29,7 @@ func TestBootstrap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, c, err := s.Login(ctx, "", "admin", "first", "", "admin", true)
+	tok, c, err := s.Login(ctx, PasswordLogin{Source: "192.0.2.1", UserName: "admin", Password: "first", ProjectName: "admin", Scoped: true})
 	if err != nil || !c.IsAdmin() || c.ProjectName != "admin" || len(c.ProjectID) != 32 {
 		t.Fatalf("admin login: %v %+v", err, c)
 	}
@@ -41,7 +41,7 @@ func TestBootstrap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s2.Login(ctx, "", "admin", "second", "", "admin", true); !errors.Is(err, ErrInvalidToken) {
+	if _, _, err := s2.Login(ctx, PasswordLogin{Source: "192.0.2.1", UserName: "admin", Password: "second", ProjectName: "admin", Scoped: true}); !errors.Is(err, ErrInvalidToken) {
 		t.Errorf("the second start's password works: %v", err)
 	}
 	if _, err := s2.Validate(ctx, tok); err != nil {
@@ -64,11 +64,11 @@ func TestTokens(t *testing.T) {
 	now := time.Now()
 	s.now = func() time.Time { return now }
 	for _, bad := range []struct{ user, pw, project string }{{"admin", "nope", "admin"}, {"nobody", "pw", "admin"}, {"admin", "pw", "no-such-project"}} {
-		if _, _, err := s.Login(ctx, "", bad.user, bad.pw, "", bad.project, true); !errors.Is(err, ErrInvalidToken) {
+		if _, _, err := s.Login(ctx, PasswordLogin{Source: "192.0.2.1", UserName: bad.user, Password: bad.pw, ProjectName: bad.project, Scoped: true}); !errors.Is(err, ErrInvalidToken) {
 			t.Errorf("login %v: %v, want ErrInvalidToken", bad, err)
 		}
 	}
-	tok, _, err := s.Login(ctx, "", "admin", "pw", "", "admin", true)
+	tok, _, err := s.Login(ctx, PasswordLogin{Source: "192.0.2.1", UserName: "admin", Password: "pw", ProjectName: "admin", Scoped: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func TestTokens(t *testing.T) {
 		t.Errorf("expired token: %v", err)
 	}
 	// Revocation.
-	tok2, _, _ := s.Login(ctx, "", "admin", "pw", "", "admin", true)
+	tok2, _, _ := s.Login(ctx, PasswordLogin{Source: "192.0.2.1", UserName: "admin", Password: "pw", ProjectName: "admin", Scoped: true})
 	if err := s.Revoke(ctx, tok2); err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func TestTokens(t *testing.T) {
 		t.Errorf("revoked token: %v", err)
 	}
 	// A disabled user's tokens stop working once the cache forgets them.
-	tok3, _, _ := s.Login(ctx, "", "admin", "pw", "", "admin", true)
+	tok3, _, _ := s.Login(ctx, PasswordLogin{Source: "192.0.2.1", UserName: "admin", Password: "pw", ProjectName: "admin", Scoped: true})
 	us, _, _ := st.List(ctx, UserKind, "name", "admin")
 	if _, err := st.Modify(ctx, UserKind, us[0].GetMeta().ID, 0, func(o model.Object) error { o.(*User).Enabled = false; return nil }); err != nil {
 		t.Fatal(err)
@@ -104,7 +104,7 @@ func TestTokens(t *testing.T) {
 	if _, err := s.Validate(ctx, tok3); !errors.Is(err, ErrInvalidToken) {
 		t.Errorf("disabled user's token: %v", err)
 	}
-	if _, _, err := s.Login(ctx, "", "admin", "pw", "", "admin", true); !errors.Is(err, ErrInvalidToken) {
+	if _, _, err := s.Login(ctx, PasswordLogin{Source: "192.0.2.1", UserName: "admin", Password: "pw", ProjectName: "admin", Scoped: true}); !errors.Is(err, ErrInvalidToken) {
 		t.Errorf("disabled user logs in: %v", err)
 	}
 	// Expired revocations are purged.

@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -16,7 +17,7 @@ import (
 
 // Tokens are signed, not stored (Keystone's Fernet tokens work alike): a
 // login writes nothing to the NSDB, and any server replica validates a
-// token with the shared key. A token carries who and which project, never
+// token with the shared keys (keys.go: they rotate). A token carries who and which project, never
 // roles: those are read when the token is validated (and cached briefly),
 // so removing a role takes effect without waiting for the token to expire.
 // Revoking a token records its audit id until it would have expired.
@@ -30,34 +31,43 @@ type claims struct {
 	IssuedAt  int64    `json:"i"` // unix milliseconds
 	ExpiresAt int64    `json:"e"`
 	AuditID   string   `json:"a"`
+	KeyID     string   `json:"k,omitempty"` // the signing key; "" for the key before rotation
 }
 
 func (c *claims) expires() time.Time { return time.UnixMilli(c.ExpiresAt).UTC() }
 func (c *claims) issued() time.Time  { return time.UnixMilli(c.IssuedAt).UTC() }
 
-func sign(key []byte, c *claims) string {
+func sign(key SigningKey, c *claims) string {
+	c.KeyID = key.ID
 	payload, _ := json.Marshal(c)
-	m := hmac.New(sha256.New, key)
+	m := hmac.New(sha256.New, key.Key)
 	m.Write(payload)
 	return tokenPrefix + base64.RawURLEncoding.EncodeToString(payload) + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
-// verify checks the signature and the expiry; it reads nothing.
-func verify(key []byte, tok string, now time.Time) (*claims, error) {
-	rest, ok := strings.CutPrefix(tok, tokenPrefix)
+// verify checks the signature, with the key the token names, and the
+// expiry.
+func (s *Service) verify(ctx context.Context, tok string, now time.Time) (*claims, error) {
+	payload, sig, err := splitToken(tok)
+	if err != nil {
+		return nil, err
+	}
+	// The key id is read before the signature is checked (as a JWT's
+	// header is): it only picks the key, and a wrong one fails the MAC.
+	var unverified struct {
+		KeyID string `json:"k"`
+	}
+	if json.Unmarshal(payload, &unverified) != nil {
+		return nil, ErrInvalidToken
+	}
+	key, ok := s.keyFor(ctx, unverified.KeyID)
 	if !ok {
 		return nil, ErrInvalidToken
 	}
-	p, s, ok := strings.Cut(rest, ".")
-	if !ok {
+	if key.Retired != 0 && now.Sub(time.UnixMilli(key.Retired)) > s.validFor() {
 		return nil, ErrInvalidToken
 	}
-	payload, err1 := base64.RawURLEncoding.DecodeString(p)
-	sig, err2 := base64.RawURLEncoding.DecodeString(s)
-	if err1 != nil || err2 != nil {
-		return nil, ErrInvalidToken
-	}
-	m := hmac.New(sha256.New, key)
+	m := hmac.New(sha256.New, key.Key)
 	m.Write(payload)
 	if !hmac.Equal(sig, m.Sum(nil)) {
 		return nil, ErrInvalidToken
@@ -70,6 +80,24 @@ func verify(key []byte, tok string, now time.Time) (*claims, error) {
 		return nil, ErrInvalidToken
 	}
 	return &c, nil
+}
+
+// splitToken decodes a token's payload and signature.
+func splitToken(tok string) (payload, sig []byte, err error) {
+	rest, ok := strings.CutPrefix(tok, tokenPrefix)
+	if !ok {
+		return nil, nil, ErrInvalidToken
+	}
+	p, q, ok := strings.Cut(rest, ".")
+	if !ok {
+		return nil, nil, ErrInvalidToken
+	}
+	payload, err1 := base64.RawURLEncoding.DecodeString(p)
+	sig, err2 := base64.RawURLEncoding.DecodeString(q)
+	if err1 != nil || err2 != nil {
+		return nil, nil, ErrInvalidToken
+	}
+	return payload, sig, nil
 }
 
 func newAuditID() string {

@@ -324,7 +324,7 @@ type PoolMember struct {
 }
 
 // Health statuses of a pool member (PoolMember.Status), written by the
-// agents' health monitors under /nagare/v1/state/pool-member/<id>. Only
+// agents' health monitors under /nagare/v1/state/pool-member/<host>/<id>. Only
 // MemberDown takes a member out of balancing: a member nobody has checked
 // yet ("") is used, like one whose pool has no monitor.
 const (

@@ -15,14 +15,17 @@ import (
 	"github.com/nagare/nagare/pkg/model"
 )
 
-// The BGP state agents publish (pkg/agent/bgp), each key under the
-// liveness lease of the gateway whose agent speaks for the port: when it
-// dies, what it learned and what it said about its sessions go with it.
+// The BGP state agents publish (pkg/agent/bgp), each key under its
+// host's id (RBAC lets a host write nothing else, see HostPermissions)
+// and the liveness lease of the gateway whose agent speaks for the port:
+// when it dies, what it learned and what it said about its sessions go
+// with it. While a port moves from one gateway to another both may hold
+// a copy for a while; readers take the newest (HostEntries).
 const (
 	// LearnedRoutePrefix holds the routes BGP peers announce:
-	// <portID>/<escaped prefix> → LearnedRoute as JSON.
+	// <hostID>/<portID>/<escaped prefix> → LearnedRoute as JSON.
 	LearnedRoutePrefix = root + "state/route/"
-	// bgpPeerStatePrefix holds the sessions' state: <peerID> →
+	// bgpPeerStatePrefix holds the sessions' state: <hostID>/<peerID> →
 	// BGPPeerStatus as JSON.
 	bgpPeerStatePrefix = root + "state/bgp-peer/"
 )
@@ -42,25 +45,50 @@ type LearnedRoute struct {
 	PeerID string `json:"peer_id,omitempty"`
 }
 
-// Key is where the route lives.
+// ID is the route's id as the model shows it (model.LearnedRouteID): the
+// same whichever gateway learned it.
+func (r LearnedRoute) ID() string { return model.LearnedRouteID(r.PortID, r.Dst.Masked()) }
+
+// Key is where the route's host keeps it.
 func (r LearnedRoute) Key() string {
-	return LearnedRoutePrefix + r.PortID + "/" + url.PathEscape(r.Dst.Masked().String())
+	return LearnedRoutePrefix + r.HostID + "/" + r.PortID + "/" + url.PathEscape(r.Dst.Masked().String())
+}
+
+// parseLearnedRouteKey returns the host and the route id of a learned
+// route's key.
+func parseLearnedRouteKey(key string) (host, id string, ok bool) {
+	host, rest, ok := hostScoped(key, LearnedRoutePrefix)
+	port, esc, found := strings.Cut(rest, "/")
+	if !ok || !found || !model.IsUUID(port) {
+		return "", "", false
+	}
+	raw, err := url.PathUnescape(esc)
+	if err != nil {
+		return "", "", false
+	}
+	dst, err := netip.ParsePrefix(raw)
+	if err != nil {
+		return "", "", false
+	}
+	return host, model.LearnedRouteID(port, dst.Masked()), true
 }
 
 // Route is the learned route as the model shows it: a normal route
 // through the port, of the default weight, marked learned, whose id is
-// model.LearnedRouteID.
+// ID.
 func (r LearnedRoute) Route() *model.Route {
 	dst := r.Dst.Masked()
 	rt := &model.Route{RouterID: r.RouterID, Type: model.RouteNormal, Dst: dst, Gateway: r.Gateway,
 		PortID: r.PortID, Learned: true}
-	rt.ID = model.LearnedRouteID(r.PortID, dst)
+	rt.ID = r.ID()
 	model.ApplyDefaults(rt)
 	return rt
 }
 
 func (r LearnedRoute) valid() error {
 	switch {
+	case !validHostID(r.HostID):
+		return fmt.Errorf("host %q is not a host id", r.HostID)
 	case !model.IsUUID(r.RouterID):
 		return fmt.Errorf("router %q is not a UUID", r.RouterID)
 	case !model.IsUUID(r.PortID):
@@ -81,15 +109,10 @@ func parseLearnedRoute(key, value []byte) (LearnedRoute, bool) {
 	return r, r.Key() == string(key)
 }
 
-// UpdateLearnedRoutes writes put and deletes del (by key) under lease, in
-// as few transactions as etcd allows. A deletion removes only a key this
-// lease wrote: a route the port's next gateway learned since stays.
+// UpdateLearnedRoutes writes put under lease and deletes del, each under
+// its own HostID, in as few transactions as etcd allows.
 func (s *Store) UpdateLearnedRoutes(ctx context.Context, put, del []LearnedRoute, lease LeaseID) error {
-	type op struct {
-		cmp *clientv3.Cmp
-		op  clientv3.Op
-	}
-	var ops []op
+	var ops []clientv3.Op
 	for _, r := range put {
 		if err := r.valid(); err != nil {
 			return fmt.Errorf("nsdb: learned route: %w", err)
@@ -98,57 +121,57 @@ func (s *Store) UpdateLearnedRoutes(ctx context.Context, put, del []LearnedRoute
 		if err != nil {
 			return err
 		}
-		ops = append(ops, op{op: clientv3.OpPut(r.Key(), string(b), withLease(lease)...)})
+		ops = append(ops, clientv3.OpPut(r.Key(), string(b), withLease(lease)...))
 	}
 	for _, r := range del {
-		key := r.Key()
-		cmp := clientv3.Compare(clientv3.LeaseValue(key), "=", lease)
-		ops = append(ops, op{cmp: &cmp, op: clientv3.OpDelete(key)})
+		if !validHostID(r.HostID) {
+			return fmt.Errorf("nsdb: learned route to withdraw: host %q is not a host id", r.HostID)
+		}
+		ops = append(ops, clientv3.OpDelete(r.Key()))
 	}
 	for len(ops) > 0 {
 		n := min(len(ops), maxTxnOps)
-		batch := ops[:n]
+		if _, err := s.cli.Txn(ctx).Then(ops[:n]...).Commit(); err != nil {
+			return fmt.Errorf("nsdb: write %d learned routes: %w", n, err)
+		}
 		ops = ops[n:]
-		// Deletions of keys that are no longer ours are done one by one
-		// (a compare per key would fail the whole batch).
-		var plain []clientv3.Op
-		for _, o := range batch {
-			if o.cmp == nil {
-				plain = append(plain, o.op)
-				continue
-			}
-			if _, err := s.cli.Txn(ctx).If(*o.cmp).Then(o.op).Commit(); err != nil {
-				return fmt.Errorf("nsdb: delete learned route: %w", err)
-			}
-		}
-		if len(plain) > 0 {
-			if _, err := s.cli.Txn(ctx).Then(plain...).Commit(); err != nil {
-				return fmt.Errorf("nsdb: write %d learned routes: %w", len(plain), err)
-			}
-		}
 	}
 	return nil
 }
 
 // LearnedRoutes lists the learned routes of a router (every router's
-// when routerID is empty).
+// when routerID is empty), the newest host's of each.
 func (s *Store) LearnedRoutes(ctx context.Context, routerID string) ([]LearnedRoute, error) {
 	kvs, _, err := s.rangeAll(ctx, LearnedRoutePrefix, 0, false)
 	if err != nil {
 		return nil, err
 	}
+	var merged HostEntries[string, LearnedRoute]
 	var out []LearnedRoute
-	for _, kv := range kvs {
-		if r, ok := parseLearnedRoute(kv.Key, kv.Value); ok && (routerID == "" || r.RouterID == routerID) {
+	for _, r := range learnedRoutes(&merged, kvs) {
+		if routerID == "" || r.RouterID == routerID {
 			out = append(out, r)
 		}
 	}
 	return out, nil
 }
 
+func learnedRoutes(merged *HostEntries[string, LearnedRoute], kvs []*kv) []LearnedRoute {
+	merged.Reset()
+	for _, kv := range kvs {
+		if r, ok := parseLearnedRoute(kv.Key, kv.Value); ok {
+			merged.Put(r.ID(), r.HostID, r, kv.ModRevision)
+		}
+	}
+	var out []LearnedRoute
+	merged.Each(func(_ string, r LearnedRoute) { out = append(out, r) })
+	return out
+}
+
 // LearnedRouteBatch is what a learned-route watcher receives. On Reset,
 // Put holds every route and replaces what the receiver had; otherwise Put
-// holds the routes written and Deleted the keys deleted or expired.
+// holds the routes written (or whose newest copy changed) and Deleted the
+// ids (LearnedRoute.ID) of those no host holds any more.
 type LearnedRouteBatch struct {
 	Reset   bool
 	Put     []LearnedRoute
@@ -159,28 +182,38 @@ type LearnedRouteBatch struct {
 // WatchLearnedRoutes delivers the learned routes to fn: a Reset first,
 // then changes, until ctx is done or fn fails.
 func (s *Store) WatchLearnedRoutes(ctx context.Context, fn func(LearnedRouteBatch) error) error {
+	var merged HostEntries[string, LearnedRoute]
 	return s.follow(ctx, LearnedRoutePrefix, 0, false,
 		func(kvs []*kv, rev int64) error {
-			b := LearnedRouteBatch{Reset: true, Rev: rev}
-			for _, kv := range kvs {
-				if r, ok := parseLearnedRoute(kv.Key, kv.Value); ok {
-					b.Put = append(b.Put, r)
-				}
-			}
-			return fn(b)
+			return fn(LearnedRouteBatch{Reset: true, Put: learnedRoutes(&merged, kvs), Rev: rev})
 		},
 		func(evs []*clientv3.Event, rev int64) error {
 			b := LearnedRouteBatch{Rev: rev}
 			for _, ev := range evs {
+				host, id, ok := parseLearnedRouteKey(string(ev.Kv.Key))
+				if !ok {
+					continue
+				}
 				if ev.Type == mvccpb.PUT {
 					if r, ok := parseLearnedRoute(ev.Kv.Key, ev.Kv.Value); ok {
-						b.Put = append(b.Put, r)
+						if w, changed := merged.Put(id, host, r, ev.Kv.ModRevision); changed {
+							b.Put = append(b.Put, w)
+						}
 						continue
 					}
 				}
 				// A malformed put is as good as a deletion: nobody can
 				// route by it.
-				b.Deleted = append(b.Deleted, string(ev.Kv.Key))
+				switch w, present, changed, _ := merged.Delete(id, host); {
+				case !changed:
+				case present:
+					b.Put = append(b.Put, w)
+				default:
+					b.Deleted = append(b.Deleted, id)
+				}
+			}
+			if len(b.Put)+len(b.Deleted) == 0 {
+				return nil
 			}
 			return fn(b)
 		})
@@ -200,46 +233,51 @@ type BGPPeerStatus struct {
 	Sent     uint32    `json:"sent,omitempty"`
 }
 
-func bgpPeerStateKey(peerID string) string { return bgpPeerStatePrefix + peerID }
+func bgpPeerStateKey(hostID, peerID string) string { return bgpPeerStatePrefix + hostID + "/" + peerID }
 
-// PutBGPPeerStatus publishes a session's state under lease.
+// PutBGPPeerStatus publishes a session's state under st.HostID and lease.
 func (s *Store) PutBGPPeerStatus(ctx context.Context, peerID string, st BGPPeerStatus, lease LeaseID) error {
 	if !model.IsUUID(peerID) {
 		return notFound(model.BGPPeerKind, peerID)
+	}
+	if !validHostID(st.HostID) {
+		return fmt.Errorf("nsdb: state of BGP peer %s: host id %q: %w", peerID, st.HostID, model.ErrNotFound)
 	}
 	b, err := json.Marshal(st)
 	if err != nil {
 		return err
 	}
-	if _, err := s.cli.Put(ctx, bgpPeerStateKey(peerID), string(b), withLease(lease)...); err != nil {
+	if _, err := s.cli.Put(ctx, bgpPeerStateKey(st.HostID, peerID), string(b), withLease(lease)...); err != nil {
 		return fmt.Errorf("nsdb: write state of BGP peer %s: %w", peerID, err)
 	}
 	return nil
 }
 
-// TakeBackBGPPeerStatus deletes a session's state if this lease wrote it.
-func (s *Store) TakeBackBGPPeerStatus(ctx context.Context, peerID string, lease LeaseID) error {
-	key := bgpPeerStateKey(peerID)
-	_, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.LeaseValue(key), "=", lease)).Then(clientv3.OpDelete(key)).Commit()
-	if err != nil {
+// TakeBackBGPPeerStatus deletes host hostID's state of a session (another
+// host's stays).
+func (s *Store) TakeBackBGPPeerStatus(ctx context.Context, hostID, peerID string) error {
+	if _, err := s.cli.Delete(ctx, bgpPeerStateKey(hostID, peerID)); err != nil {
 		return fmt.Errorf("nsdb: take back the state of BGP peer %s: %w", peerID, err)
 	}
 	return nil
 }
 
-// BGPPeerStatuses returns every session's published state by peer id.
+// BGPPeerStatuses returns every session's published state by peer id
+// (the newest, when several hosts wrote one).
 func (s *Store) BGPPeerStatuses(ctx context.Context) (map[string]BGPPeerStatus, error) {
 	kvs, _, err := s.rangeAll(ctx, bgpPeerStatePrefix, 0, false)
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]BGPPeerStatus, len(kvs))
+	var merged HostEntries[string, BGPPeerStatus]
 	for _, kv := range kvs {
-		id := strings.TrimPrefix(string(kv.Key), bgpPeerStatePrefix)
+		host, id, ok := hostScoped(string(kv.Key), bgpPeerStatePrefix)
 		var st BGPPeerStatus
-		if model.IsUUID(id) && json.Unmarshal(kv.Value, &st) == nil {
-			out[id] = st
+		if ok && model.IsUUID(id) && json.Unmarshal(kv.Value, &st) == nil {
+			merged.Put(id, host, st, kv.ModRevision)
 		}
 	}
+	out := make(map[string]BGPPeerStatus, len(kvs))
+	merged.Each(func(id string, st BGPPeerStatus) { out[id] = st })
 	return out, nil
 }

@@ -23,10 +23,12 @@ func TestLearnedRoutes(t *testing.T) {
 	net := def
 	net.Dst = mustPrefix("192.0.2.7/24")
 	for _, bad := range []LearnedRoute{
-		{PortID: port, Dst: def.Dst},
-		{RouterID: router, PortID: "p", Dst: def.Dst},
-		{RouterID: router, PortID: port},
-		{RouterID: router, PortID: port, Dst: mustPrefix("::/0"), Gateway: mustAddr("198.51.100.1")},
+		{PortID: port, Dst: def.Dst, HostID: "h1"},
+		{RouterID: router, PortID: "p", Dst: def.Dst, HostID: "h1"},
+		{RouterID: router, PortID: port, HostID: "h1"},
+		{RouterID: router, PortID: port, Dst: mustPrefix("::/0"), Gateway: mustAddr("198.51.100.1"), HostID: "h1"},
+		{RouterID: router, PortID: port, Dst: def.Dst},
+		{RouterID: router, PortID: port, Dst: def.Dst, HostID: "h/1"},
 	} {
 		f.unchangedBy("bad route", func() {
 			if err := f.s.UpdateLearnedRoutes(f.ctx, []LearnedRoute{bad}, nil, gw1.ID); err == nil {
@@ -53,24 +55,33 @@ func TestLearnedRoutes(t *testing.T) {
 		t.Errorf("as a route: %+v", r)
 	}
 	// The port moved to another gateway, which learned the default route
-	// too: the first gateway's withdrawal does not take it away.
-	if err := f.s.UpdateLearnedRoutes(f.ctx, []LearnedRoute{def}, nil, gw2.ID); err != nil {
+	// too (by another next hop): its copy is the newest, and the first
+	// gateway's withdrawal does not take it away.
+	moved := def
+	moved.HostID, moved.Gateway = "h2", mustAddr("198.51.100.9")
+	if moved.ID() != def.ID() || moved.Key() == def.Key() {
+		t.Fatalf("ids %s, %s; keys %s, %s", moved.ID(), def.ID(), moved.Key(), def.Key())
+	}
+	if err := f.s.UpdateLearnedRoutes(f.ctx, []LearnedRoute{moved}, nil, gw2.ID); err != nil {
 		t.Fatal(err)
 	}
-	if b := w.next(); len(b.Put) != 1 {
+	if b := w.next(); len(b.Put) != 1 || b.Put[0] != moved {
 		t.Fatalf("second gateway's route: %+v", b)
 	}
 	if err := f.s.UpdateLearnedRoutes(f.ctx, nil, []LearnedRoute{def, net}, gw1.ID); err != nil {
 		t.Fatal(err)
 	}
-	if b := w.next(); len(b.Deleted) != 1 || b.Deleted[0] != net.Key() {
-		t.Fatalf("first gateway withdraws: %+v, want only %s deleted", b, net.Key())
+	if b := w.next(); len(b.Deleted) != 1 || b.Deleted[0] != net.ID() || len(b.Put) != 0 {
+		t.Fatalf("first gateway withdraws: %+v, want only %s deleted", b, net.ID())
+	}
+	if got, _ := f.s.LearnedRoutes(f.ctx, router); len(got) != 1 || got[0] != moved {
+		t.Fatalf("after the withdrawal: %+v", got)
 	}
 	// The second gateway dies: its routes go with its lease.
 	if _, err := f.cli.Revoke(f.ctx, gw2.ID); err != nil {
 		t.Fatal(err)
 	}
-	if b := w.next(); len(b.Deleted) != 1 || b.Deleted[0] != def.Key() {
+	if b := w.next(); len(b.Deleted) != 1 || b.Deleted[0] != def.ID() {
 		t.Fatalf("lease revoked: %+v", b)
 	}
 	// Many at once: more than one transaction's worth.
@@ -95,12 +106,11 @@ func TestBGPPeerStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := f.cli.Grant(f.ctx, 30)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.s.PutBGPPeerStatus(f.ctx, "nope", BGPPeerStatus{}, lease.ID); err == nil {
+	if err := f.s.PutBGPPeerStatus(f.ctx, "nope", BGPPeerStatus{HostID: "h1"}, lease.ID); err == nil {
 		t.Error("status of a peer that is not a UUID written")
+	}
+	if err := f.s.PutBGPPeerStatus(f.ctx, peer, BGPPeerStatus{State: "idle"}, lease.ID); err == nil {
+		t.Error("status without a host written")
 	}
 	since := time.Date(2026, 11, 30, 1, 2, 3, 0, time.UTC)
 	if err := f.s.PutBGPPeerStatus(f.ctx, peer, BGPPeerStatus{HostID: "h1", State: "established", Since: since, Received: 3, Sent: 1}, lease.ID); err != nil {
@@ -110,13 +120,13 @@ func TestBGPPeerStatus(t *testing.T) {
 	if err != nil || len(all) != 1 || all[peer].State != "established" || !all[peer].Since.Equal(since) || all[peer].Received != 3 {
 		t.Fatalf("BGPPeerStatuses = %+v, %v", all, err)
 	}
-	if err := f.s.TakeBackBGPPeerStatus(f.ctx, peer, other.ID); err != nil {
+	if err := f.s.TakeBackBGPPeerStatus(f.ctx, "h2", peer); err != nil {
 		t.Fatal(err)
 	}
 	if all, _ := f.s.BGPPeerStatuses(f.ctx); len(all) != 1 {
-		t.Fatal("another lease took the status back")
+		t.Fatal("another host took the status back")
 	}
-	if err := f.s.TakeBackBGPPeerStatus(f.ctx, peer, lease.ID); err != nil {
+	if err := f.s.TakeBackBGPPeerStatus(f.ctx, "h1", peer); err != nil {
 		t.Fatal(err)
 	}
 	if all, _ := f.s.BGPPeerStatuses(f.ctx); len(all) != 0 {

@@ -19,11 +19,13 @@
 //	/nagare/v1/uniq/<kind>/<field>/<scope>/<value>    id of the owner
 //	/nagare/v1/state/host/<hostID>/alive              "" under the agent's lease
 //	/nagare/v1/state/datapath/<hostID>                agent's datapath status (JSON), same lease
-//	/nagare/v1/state/nat/<device>/<ip>/<block>        hostID: a NAT port block it leased, same lease
+//	/nagare/v1/state/natblock/<hostID>/<device>/<ip>/<block>  hostID: a NAT port block it leased, same lease
 //	/nagare/v1/state/nat/translations/<hostID>        its NAT bindings (JSON), same lease
-//	/nagare/v1/state/pool-member/<memberID>           up|down|no_monitor, from a health monitor (under its agent's lease)
-//	/nagare/v1/state/route/<portID>/<prefix>          a route a BGP peer announced (JSON), under the gateway's lease
-//	/nagare/v1/state/bgp-peer/<peerID>                the session's state (JSON), same lease
+//	/nagare/v1/state/pool-member/<hostID>/<memberID>  up|down|no_monitor, from that host's health monitor, same lease
+//	/nagare/v1/state/mac/<hostID>/<bridge>/<vlan>/<mac>   port: a MAC that host learned, same lease
+//	/nagare/v1/state/neighbor/<hostID>/<router>/<ip>  "MAC ms": a neighbor that host's router port resolved, same lease
+//	/nagare/v1/state/route/<hostID>/<portID>/<prefix>  a route a BGP peer announced (JSON), that gateway's lease
+//	/nagare/v1/state/bgp-peer/<hostID>/<peerID>       that host's BGP session's state (JSON), same lease
 //
 // obj: <kind> is the model's singular name ("tunnel-zone"), <id> a lower-case
 // UUID. svc holds the kinds outside the virtual topology (Neutron's objects,
@@ -45,7 +47,9 @@
 // Zero values are not keyed: two unbound ports both have no interface name.
 //
 // state: runtime state written by agents. An agent's host is alive while its
-// lease keeps the alive key.
+// lease keeps the alive key. Every key a host writes has the host's id in
+// its prefix, so that etcd's RBAC can let each agent write its own state
+// and nothing else (see access.go).
 //
 // # Transactions
 //

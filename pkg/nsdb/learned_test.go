@@ -13,14 +13,15 @@ import (
 
 func TestNeighborKeyAndValue(t *testing.T) {
 	for _, ip := range []string{"10.0.2.12", "fd00:2::12"} {
-		n := LearnedNeighbor{RouterID: "5e0c2a0e-0000-4000-8000-000000000001", IP: netip.MustParseAddr(ip)}
+		n := LearnedNeighbor{Host: "h1", RouterID: "5e0c2a0e-0000-4000-8000-000000000001", IP: netip.MustParseAddr(ip)}
 		got, ok := ParseNeighborKey(n.Key())
 		if !ok || got != n {
 			t.Errorf("ParseNeighborKey(%q) = %+v, %v; want %+v", n.Key(), got, ok, n)
 		}
 	}
-	for _, bad := range []string{"/nagare/v1/state/neighbor/r1", "/nagare/v1/state/neighbor//10.0.0.1",
-		"/nagare/v1/state/neighbor/r1/10.0.0.300", "/nagare/v1/state/mac/r1/10.0.0.1"} {
+	for _, bad := range []string{"/nagare/v1/state/neighbor/h1/r1", "/nagare/v1/state/neighbor/h1//10.0.0.1",
+		"/nagare/v1/state/neighbor//r1/10.0.0.1", "/nagare/v1/state/neighbor/r1/10.0.0.1",
+		"/nagare/v1/state/neighbor/h1/r1/10.0.0.300", "/nagare/v1/state/mac/h1/r1/10.0.0.1"} {
 		if _, ok := ParseNeighborKey(bad); ok {
 			t.Errorf("ParseNeighborKey(%q) accepted", bad)
 		}
@@ -65,6 +66,20 @@ func next[B any](t *testing.T, ch <-chan B) B {
 	}
 }
 
+func TestMACKey(t *testing.T) {
+	m := LearnedMAC{Host: "h1", BridgeID: "b1", VLAN: 7, MAC: packet.MAC{2, 0, 0, 0, 0, 1}}
+	if got, ok := ParseMACKey(m.Key()); !ok || got != m {
+		t.Errorf("ParseMACKey(%q) = %+v, %v; want %+v", m.Key(), got, ok, m)
+	}
+	for _, bad := range []string{MACPrefix + "b1/7/02:00:00:00:00:01", MACPrefix + "h1/b1/7/00:00:00:00:00:00",
+		MACPrefix + "/b1/7/02:00:00:00:00:01", MACPrefix + "h1//7/02:00:00:00:00:01", MACPrefix + "h1/b1/x/02:00:00:00:00:01",
+		MACPrefix + "h1/b1/7/02:00:00:00:00:01/x", NeighborPrefix + "h1/b1/7/02:00:00:00:00:01"} {
+		if _, ok := ParseMACKey(bad); ok {
+			t.Errorf("ParseMACKey(%q) accepted", bad)
+		}
+	}
+}
+
 // The MAC tables: a Reset with what was published, then puts and
 // deletions (with the port that lost the entry); a lease's end deletes
 // its entries.
@@ -74,7 +89,7 @@ func TestWatchLearnedMACs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m1 := LearnedMAC{BridgeID: "b1", VLAN: 0, MAC: packet.MAC{2, 0, 0, 0, 0, 1}, PortID: "p1"}
+	m1 := LearnedMAC{Host: "h1", BridgeID: "b1", VLAN: 0, MAC: packet.MAC{2, 0, 0, 0, 0, 1}, PortID: "p1"}
 	if err := f.s.PutLearnedMAC(f.ctx, m1, lease); err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +97,7 @@ func TestWatchLearnedMACs(t *testing.T) {
 	if b := next(t, ch); !b.Reset || len(b.Put) != 1 || b.Put[0] != m1 {
 		t.Fatalf("first batch %+v, want a Reset with %+v", b, m1)
 	}
-	m2 := LearnedMAC{BridgeID: "b1", VLAN: 7, MAC: packet.MAC{2, 0, 0, 0, 0, 2}, PortID: "p2"}
+	m2 := LearnedMAC{Host: "h1", BridgeID: "b1", VLAN: 7, MAC: packet.MAC{2, 0, 0, 0, 0, 2}, PortID: "p2"}
 	if err := f.s.PutLearnedMAC(f.ctx, m2, NoLease); err != nil {
 		t.Fatal(err)
 	}
@@ -99,17 +114,72 @@ func TestWatchLearnedMACs(t *testing.T) {
 	if err != nil || len(all) != 1 || all[0] != m2 {
 		t.Fatalf("LearnedMACs = %+v, %v; want [%+v]", all, err, m2)
 	}
+	if err := f.s.PutLearnedMAC(f.ctx, LearnedMAC{BridgeID: "b1", MAC: m1.MAC}, NoLease); !errors.Is(err, model.ErrNotFound) {
+		t.Errorf("a MAC without a host: %v, want not found", err)
+	}
+}
+
+// Two hosts learned the same MAC (it moved from h1's port to h2's): the
+// newest wins; when it goes, h1's older entry comes back; only when no
+// host has it is it deleted. A watch started later sees the same winner.
+func TestLearnedMACsMerge(t *testing.T) {
+	f := newFixture(t)
+	l1, err := f.s.GrantLease(f.ctx, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l2, err := f.s.GrantLease(f.ctx, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mac := packet.MAC{2, 0, 0, 0, 0, 1}
+	on1 := LearnedMAC{Host: "h1", BridgeID: "b1", MAC: mac, PortID: "p1"}
+	on2 := LearnedMAC{Host: "h2", BridgeID: "b1", MAC: mac, PortID: "p2"}
+	ch := watchInto(t, f.s.WatchLearnedMACs)
+	if b := next(t, ch); !b.Reset || len(b.Put) != 0 {
+		t.Fatalf("first batch %+v, want an empty Reset", b)
+	}
+	for _, m := range []struct {
+		m LearnedMAC
+		l LeaseID
+	}{{on1, l1}, {on2, l2}} {
+		if err := f.s.PutLearnedMAC(f.ctx, m.m, m.l); err != nil {
+			t.Fatal(err)
+		}
+		if b := next(t, ch); len(b.Put) != 1 || b.Put[0] != m.m {
+			t.Fatalf("put %+v: batch %+v", m.m, b)
+		}
+	}
+	if all, err := f.s.LearnedMACs(f.ctx); err != nil || len(all) != 1 || all[0] != on2 {
+		t.Fatalf("LearnedMACs = %+v, %v; want the newest, %+v", all, err, on2)
+	}
+	late := watchInto(t, f.s.WatchLearnedMACs)
+	if b := next(t, late); !b.Reset || len(b.Put) != 1 || b.Put[0] != on2 {
+		t.Fatalf("a later watch's Reset %+v, want the newest, %+v", b, on2)
+	}
+	if err := f.s.RevokeLease(f.ctx, l2); err != nil {
+		t.Fatal(err)
+	}
+	if b := next(t, ch); len(b.Put) != 1 || b.Put[0] != on1 || len(b.Deleted) != 0 {
+		t.Fatalf("h2's entry gone: %+v, want h1's back", b)
+	}
+	if err := f.s.RevokeLease(f.ctx, l1); err != nil {
+		t.Fatal(err)
+	}
+	if b := next(t, ch); len(b.Deleted) != 1 || b.Deleted[0] != on1 || len(b.Put) != 0 {
+		t.Fatalf("h1's entry gone too: %+v, want it deleted", b)
+	}
 }
 
 func TestWatchLearnedNeighbors(t *testing.T) {
 	f := newFixture(t)
 	at := time.UnixMilli(time.Now().UnixMilli())
-	n1 := LearnedNeighbor{RouterID: "r1", IP: netip.MustParseAddr("10.0.0.9"), MAC: packet.MAC{2, 0, 0, 0, 0, 9}, At: at}
+	n1 := LearnedNeighbor{Host: "h1", RouterID: "r1", IP: netip.MustParseAddr("10.0.0.9"), MAC: packet.MAC{2, 0, 0, 0, 0, 9}, At: at}
 	if err := f.s.PutLearnedNeighbor(f.ctx, n1, NoLease); err != nil {
 		t.Fatal(err)
 	}
 	// A malformed value (a newer agent's) is skipped, not fatal.
-	if _, err := f.cli.Put(f.ctx, NeighborPrefix+"r1/10.0.0.8", "garbage"); err != nil {
+	if _, err := f.cli.Put(f.ctx, NeighborPrefix+"h1/r1/10.0.0.8", "garbage"); err != nil {
 		t.Fatal(err)
 	}
 	ch := watchInto(t, f.s.WatchLearnedNeighbors)
@@ -124,6 +194,19 @@ func TestWatchLearnedNeighbors(t *testing.T) {
 	}
 	if b := next(t, ch); b.Reset || len(b.Entries) != 1 || b.Entries[0].IP != n2.IP || b.Entries[0].MAC != n2.MAC {
 		t.Fatalf("put batch %+v, want %+v", b, n2)
+	}
+	// Another host heard the same neighbor later: its entry is delivered
+	// too, with who heard it.
+	n3 := n2
+	n3.Host, n3.At = "h2", at.Add(time.Second)
+	if err := f.s.PutLearnedNeighbor(f.ctx, n3, NoLease); err != nil {
+		t.Fatal(err)
+	}
+	if b := next(t, ch); len(b.Entries) != 1 || b.Entries[0] != n3 {
+		t.Fatalf("h2's entry: %+v, want %+v", b, n3)
+	}
+	if err := f.s.PutLearnedNeighbor(f.ctx, LearnedNeighbor{RouterID: "r1", IP: n1.IP, MAC: n1.MAC, At: at}, NoLease); !errors.Is(err, model.ErrNotFound) {
+		t.Errorf("a neighbor without a host: %v, want not found", err)
 	}
 }
 
@@ -171,32 +254,31 @@ func TestLeaseKeepAlive(t *testing.T) {
 	}
 }
 
-// A status is taken back only by the lease that wrote it.
-func TestTakeBackMemberStatus(t *testing.T) {
+// Two checkers' statuses of one member: the newest counts; taking one
+// back leaves the other's.
+func TestMemberStatusMerge(t *testing.T) {
 	f := newFixture(t)
 	m := f.member("10.0.0.1")
-	mine, err := f.s.GrantLease(f.ctx, time.Minute)
-	if err != nil {
+	if err := f.s.PutMemberStatus(f.ctx, "h1", m.ID, model.MemberDown, NoLease); err != nil {
 		t.Fatal(err)
 	}
-	theirs, err := f.s.GrantLease(f.ctx, time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.s.PutMemberStatus(f.ctx, m.ID, model.MemberUp, theirs); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.s.TakeBackMemberStatus(f.ctx, m.ID, mine); err != nil {
+	if err := f.s.PutMemberStatus(f.ctx, "h2", m.ID, model.MemberUp, NoLease); err != nil {
 		t.Fatal(err)
 	}
 	if st, err := f.s.MemberStatus(f.ctx, m.ID); err != nil || st != model.MemberUp {
-		t.Fatalf("another lease's status taken back: %q, %v", st, err)
+		t.Fatalf("two checkers: %q, %v; want the newest, up", st, err)
 	}
-	if err := f.s.TakeBackMemberStatus(f.ctx, m.ID, theirs); err != nil {
+	if err := f.s.TakeBackMemberStatus(f.ctx, "h2", m.ID); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := f.s.MemberStatus(f.ctx, m.ID); err != nil || st != model.MemberDown {
+		t.Fatalf("h2 took its status back: %q, %v; want h1's, down", st, err)
+	}
+	if err := f.s.TakeBackMemberStatus(f.ctx, "h1", m.ID); err != nil {
 		t.Fatal(err)
 	}
 	if st, err := f.s.MemberStatus(f.ctx, m.ID); err != nil || st != "" {
-		t.Fatalf("own status not taken back: %q, %v", st, err)
+		t.Fatalf("both taken back: %q, %v", st, err)
 	}
 }
 

@@ -2,6 +2,7 @@ package nsdb
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"time"
 
@@ -19,8 +20,8 @@ const NoLease = clientv3.NoLease
 
 // Dial connects to the etcd cluster at endpoints and returns a store that
 // owns the connection: Close closes it.
-func Dial(endpoints []string) (*Store, error) {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second,
+func Dial(endpoints []string, tlsConfig *tls.Config) (*Store, error) {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, TLS: tlsConfig,
 		Logger: zap.NewNop()}) // the client logs every retried call at warn
 	if err != nil {
 		return nil, fmt.Errorf("connect to the NSDB %v: %w", endpoints, err)

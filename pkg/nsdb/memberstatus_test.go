@@ -21,23 +21,25 @@ func TestMemberStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
-		name, id, status string
-		ok               func(error) bool
+		name, host, id, status string
+		ok                     func(error) bool
 	}{
-		{"not a UUID", "nope", model.MemberUp, func(err error) bool { return errors.Is(err, model.ErrNotFound) }},
-		{"no such member", "00000000-0000-4000-8000-000000000009", model.MemberUp, func(err error) bool { return errors.Is(err, model.ErrNotFound) }},
-		{"bad status", m1.ID, "sick", func(err error) bool {
+		{"not a UUID", "h1", "nope", model.MemberUp, func(err error) bool { return errors.Is(err, model.ErrNotFound) }},
+		{"no such member", "h1", "00000000-0000-4000-8000-000000000009", model.MemberUp, func(err error) bool { return errors.Is(err, model.ErrNotFound) }},
+		{"no host", "", m1.ID, model.MemberUp, func(err error) bool { return errors.Is(err, model.ErrNotFound) }},
+		{"a host id that is a path", "../h", m1.ID, model.MemberUp, func(err error) bool { return errors.Is(err, model.ErrNotFound) }},
+		{"bad status", "h1", m1.ID, "sick", func(err error) bool {
 			var fe *model.FieldError
 			return errors.As(err, &fe) && fe.Field == "status"
 		}},
 	} {
 		f.unchangedBy(c.name, func() {
-			if err := f.s.PutMemberStatus(f.ctx, c.id, c.status, lease.ID); !c.ok(err) {
+			if err := f.s.PutMemberStatus(f.ctx, c.host, c.id, c.status, lease.ID); !c.ok(err) {
 				t.Errorf("%s: PutMemberStatus = %v", c.name, err)
 			}
 		})
 	}
-	if err := f.s.PutMemberStatus(f.ctx, m1.ID, model.MemberDown, lease.ID); err != nil {
+	if err := f.s.PutMemberStatus(f.ctx, "h1", m1.ID, model.MemberDown, lease.ID); err != nil {
 		t.Fatal(err)
 	}
 	if st, err := f.s.MemberStatus(f.ctx, m1.ID); err != nil || st != model.MemberDown {
@@ -55,13 +57,13 @@ func TestMemberStatus(t *testing.T) {
 	if b := w.next(); !b.Reset || len(b.Status) != 1 || b.Status[m1.ID] != model.MemberDown {
 		t.Fatalf("first batch %+v, want a Reset with m1 down", b)
 	}
-	if err := f.s.PutMemberStatus(f.ctx, m1.ID, model.MemberUp, lease.ID); err != nil {
+	if err := f.s.PutMemberStatus(f.ctx, "h1", m1.ID, model.MemberUp, lease.ID); err != nil {
 		t.Fatal(err)
 	}
 	if b := w.next(); b.Reset || len(b.Status) != 1 || b.Status[m1.ID] != model.MemberUp {
 		t.Fatalf("m1 up: %+v", b)
 	}
-	if err := f.s.PutMemberStatus(f.ctx, m2.ID, model.MemberNoMonitor, 0); err != nil {
+	if err := f.s.PutMemberStatus(f.ctx, "h2", m2.ID, model.MemberNoMonitor, 0); err != nil {
 		t.Fatal(err)
 	}
 	if b := w.next(); b.Status[m2.ID] != model.MemberNoMonitor {
@@ -76,11 +78,11 @@ func TestMemberStatus(t *testing.T) {
 	} else if v, ok := b.Status[m1.ID]; !ok || v != "" {
 		t.Fatalf("lease revoked: %+v, want m1 reported \"\"", b)
 	}
-	if err := f.s.DeleteMemberStatus(f.ctx, m2.ID); err != nil {
+	if err := f.s.TakeBackMemberStatus(f.ctx, "h2", m2.ID); err != nil {
 		t.Fatal(err)
 	}
 	if b := w.next(); b.Status[m2.ID] != "" {
-		t.Fatalf("m2 deleted: %+v", b)
+		t.Fatalf("m2 taken back: %+v", b)
 	}
 	// The status is never stored with the member itself.
 	if got := f.get(model.PoolMemberKind, m1.ID).(*model.PoolMember); got.Status != "" {

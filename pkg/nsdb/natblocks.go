@@ -6,25 +6,42 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/nagare/nagare/pkg/flowstate"
 )
 
-// NATPrefix holds the NAT port blocks leased by hosts, one key per block:
+// NATBlockPrefix holds the NAT port blocks leased by hosts, one key per
+// block under the holder's own prefix:
 //
-//	/nagare/v1/state/nat/<device>/<ip>/<block>   the holder's host id
+//	/nagare/v1/state/natblock/<hostID>/<device>/<ip>/<block>   the holder's host id
 //
-// written with a compare CreateRevision == 0 (so one host wins a block) and
-// under the holder's liveness lease (so a dead host's blocks free
-// themselves). The published translations live beside them under
-// NATTranslationsPrefix; a device is a router UUID, never "translations".
-const NATPrefix = "/nagare/v1/state/nat/"
+// so that etcd's RBAC can let a host write its own blocks and nothing of
+// another's (see HostPermissions). A device is a router UUID.
+//
+// Who holds a block: when several live hosts have its key, the oldest key
+// (lowest create revision) does. A host leases a block by creating its key
+// and then reading, at the revision of that creation, the block's key of
+// every host alive then: if one is older, it lost, deletes its key and
+// tries another block. A host that creates its key later sees the earlier
+// one, so exactly one wins; a dead host's blocks free themselves (its keys
+// live under its liveness lease, with its alive key). The reads are
+// batched into read-only transactions of at most opsPerRead gets, so a
+// lease costs a few round trips whatever the number of hosts and never
+// meets etcd's --max-txn-ops (an earlier layout compared every host's key
+// in the leasing transaction: one compare per host, 128 by default).
+const NATBlockPrefix = root + "state/natblock/"
+
+// NATPrefix holds NAT state other than blocks: the published translations
+// (NATTranslationsPrefix).
+const NATPrefix = root + "state/nat/"
 
 // Tuning of NATBlocks. The spares are what the miss path is served from;
 // a few blocks of 64 ports each absorb a burst of new connections while
@@ -44,13 +61,35 @@ const (
 	natRetryAfter = time.Second
 )
 
-// NATBlockKey is the key of one leased block.
-func NATBlockKey(device string, ip netip.Addr, block uint16) string {
-	return natIPPrefix(device, ip) + strconv.Itoa(int(block))
+// NATBlockKey is the key of one block leased by host.
+func NATBlockKey(host, device string, ip netip.Addr, block uint16) string {
+	return natIPPrefix(host, device, ip) + strconv.Itoa(int(block))
 }
 
-func natIPPrefix(device string, ip netip.Addr) string {
-	return NATPrefix + device + "/" + ip.Unmap().String() + "/"
+func natIPPrefix(host, device string, ip netip.Addr) string {
+	return NATBlockPrefix + host + "/" + device + "/" + ip.Unmap().String() + "/"
+}
+
+// NATBlockHolding is one leased block as stored.
+type NATBlockHolding struct {
+	Host, Device string
+	IP           netip.Addr
+	Block        uint16
+}
+
+// ParseNATBlockKey splits a key under NATBlockPrefix.
+func ParseNATBlockKey(key string) (NATBlockHolding, bool) {
+	rest, ok := strings.CutPrefix(key, NATBlockPrefix)
+	parts := strings.Split(rest, "/")
+	if !ok || len(parts) != 4 || parts[0] == "" || parts[1] == "" {
+		return NATBlockHolding{}, false
+	}
+	ip, err := netip.ParseAddr(parts[2])
+	b, err2 := strconv.ParseUint(parts[3], 10, 16)
+	if err != nil || err2 != nil || b >= flowstate.BlocksPerIP {
+		return NATBlockHolding{}, false
+	}
+	return NATBlockHolding{Host: parts[0], Device: parts[1], IP: ip, Block: uint16(b)}, true
 }
 
 // NATBlocks is the NSDB-backed flowstate.Blocks of one host: blocks are
@@ -235,7 +274,7 @@ func (n *NATBlocks) Release(device string, ip netip.Addr, block uint16) {
 
 // deleteBlock deletes a block's key if this host still holds it.
 func (n *NATBlocks) deleteBlock(ctx context.Context, nb natBlock) error {
-	key := NATBlockKey(nb.device, nb.ip, nb.block)
+	key := NATBlockKey(n.host, nb.device, nb.ip, nb.block)
 	_, err := n.s.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.Value(key), "=", n.host)).
 		Then(clientv3.OpDelete(key)).
@@ -293,45 +332,174 @@ func (n *NATBlocks) refill(r natRange, sp *natSpares) {
 // errNoFreeBlock: every block of the range is held by some host.
 var errNoFreeBlock = errors.New("no free block")
 
-// take leases one free block of r in etcd. Each attempt is one round trip:
-// it tries to create a randomly chosen free block's key and, when that key
-// was taken meanwhile, reads which blocks are taken in the same
-// transaction, so the next attempt chooses among free ones.
+// natView is what a lease chooses from: the blocks of one address the
+// hosts alive at one revision hold.
+type natView struct {
+	taken map[uint16]string // block → holder
+}
+
+// aliveAt lists the hosts alive at rev (0: now) and the revision read.
+func (n *NATBlocks) aliveAt(ctx context.Context, rev int64) ([]string, int64, error) {
+	opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithKeysOnly()}
+	if rev != 0 {
+		opts = append(opts, clientv3.WithRev(rev))
+	}
+	resp, err := n.s.cli.Get(ctx, hostStatePrefix, opts...)
+	if err != nil {
+		return nil, 0, err
+	}
+	return aliveHostsOf(resp.Kvs), resp.Header.Revision, nil
+}
+
+// readAt runs gets (made WithRev of one revision) in read-only
+// transactions of at most opsPerRead, and returns every key they found.
+func (n *NATBlocks) readAt(ctx context.Context, gets []clientv3.Op) ([]*mvccpb.KeyValue, error) {
+	var out []*mvccpb.KeyValue
+	for len(gets) > 0 {
+		k := min(len(gets), opsPerRead)
+		tr, err := n.s.cli.Txn(ctx).Then(gets[:k]...).Commit()
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range tr.Responses {
+			out = append(out, r.GetResponseRange().Kvs...)
+		}
+		gets = gets[k:]
+	}
+	return out, nil
+}
+
+// look reads which blocks of (device, ip) the hosts alive now hold, at one
+// revision.
+func (n *NATBlocks) look(ctx context.Context, device string, ip netip.Addr) (*natView, error) {
+	hosts, rev, err := n.aliveAt(ctx, 0)
+	if err != nil {
+		return nil, err
+	}
+	gets := make([]clientv3.Op, 0, len(hosts))
+	for _, h := range hosts {
+		gets = append(gets, clientv3.OpGet(natIPPrefix(h, device, ip), clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithRev(rev)))
+	}
+	kvs, err := n.readAt(ctx, gets)
+	if err != nil {
+		return nil, err
+	}
+	v := &natView{taken: map[uint16]string{}}
+	for _, kv := range kvs {
+		if h, ok := ParseNATBlockKey(string(kv.Key)); ok {
+			if cur, held := v.taken[h.Block]; !held || cur == n.host { // another holder is the news
+				v.taken[h.Block] = h.Host
+			}
+		}
+	}
+	return v, nil
+}
+
+// aliveHostsOf picks the host ids of alive keys, sorted.
+func aliveHostsOf(kvs []*mvccpb.KeyValue) []string {
+	var out []string
+	for _, kv := range kvs {
+		rest, _ := strings.CutPrefix(string(kv.Key), hostStatePrefix)
+		if id, ok := strings.CutSuffix(rest, "/alive"); ok && id != "" && !strings.Contains(id, "/") {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// claim creates this host's key of block b under lease and keeps it if
+// no host alive at that moment holds an older key of b. It returns the
+// older holder when it lost ("" and true when it won).
+func (n *NATBlocks) claim(ctx context.Context, device string, ip netip.Addr, b uint16, lease clientv3.LeaseID) (holder string, won bool, err error) {
+	key := NATBlockKey(n.host, device, ip, b)
+	resp, err := n.s.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, n.host, clientv3.WithLease(lease))).
+		Commit()
+	if err != nil {
+		return "", false, fmt.Errorf("lease NAT block %s: %w", key, err)
+	}
+	if !resp.Succeeded {
+		return n.host, false, nil // held already (a concurrent lease of ours): not a new block
+	}
+	created := resp.Header.Revision
+	hosts, _, err := n.aliveAt(ctx, created)
+	if err == nil {
+		gets := make([]clientv3.Op, 0, len(hosts))
+		for _, h := range hosts {
+			if h != n.host {
+				gets = append(gets, clientv3.OpGet(NATBlockKey(h, device, ip, b), clientv3.WithKeysOnly(), clientv3.WithRev(created)))
+			}
+		}
+		var kvs []*mvccpb.KeyValue
+		if kvs, err = n.readAt(ctx, gets); err == nil {
+			for _, kv := range kvs {
+				if kv.CreateRevision < created {
+					if h, ok := ParseNATBlockKey(string(kv.Key)); ok {
+						holder = h.Host
+					}
+				}
+			}
+			if holder == "" {
+				return "", true, nil
+			}
+		}
+	}
+	// Lost (or could not tell): take the key back, unless it was made
+	// again meanwhile.
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), natOpTimeout)
+	defer cancel()
+	if _, derr := n.s.cli.Txn(dctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", created)).
+		Then(clientv3.OpDelete(key)).Commit(); derr != nil && err == nil {
+		err = fmt.Errorf("give back NAT block %s: %w", key, derr)
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("lease NAT block %s: %w", key, err)
+	}
+	return holder, false, nil
+}
+
+// take leases one free block of r in etcd. It reads the view once and
+// then claims a randomly chosen free block; when another host got it
+// first it reads the view again. Hosts leasing the same address start at
+// random blocks, so they rarely collide.
 func (n *NATBlocks) take(ctx context.Context, r natRange, lease clientv3.LeaseID) (uint16, error) {
 	size := int(r.hi-r.lo) + 1
-	taken := map[uint16]bool{}
-	prefix := natIPPrefix(r.device, r.ip)
 	for {
-		if len(taken) >= size {
+		v, err := n.look(ctx, r.device, r.ip)
+		if err != nil {
+			return 0, fmt.Errorf("read NAT blocks of %s %s: %w", r.device, r.ip, err)
+		}
+		free := 0
+		for b := r.lo; ; b++ {
+			if _, t := v.taken[b]; !t {
+				free++
+			}
+			if b == r.hi {
+				break
+			}
+		}
+		if free == 0 {
 			return 0, errNoFreeBlock
 		}
-		// A random free block: random start, then the next free one.
 		start := rand.IntN(size)
 		var b uint16
 		for j := range size {
 			b = r.lo + uint16((start+j)%size)
-			if !taken[b] {
+			if _, t := v.taken[b]; !t {
 				break
 			}
 		}
-		key := prefix + strconv.Itoa(int(b))
-		resp, err := n.s.cli.Txn(ctx).
-			If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-			Then(clientv3.OpPut(key, n.host, clientv3.WithLease(lease))).
-			Else(clientv3.OpGet(prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())).
-			Commit()
+		_, won, err := n.claim(ctx, r.device, r.ip, b, lease)
 		if err != nil {
-			return 0, fmt.Errorf("lease NAT block %s: %w", key, err)
+			return 0, err
 		}
-		if resp.Succeeded {
+		if won {
 			return b, nil
 		}
-		taken[b] = true
-		for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
-			v, err := strconv.ParseUint(strings.TrimPrefix(string(kv.Key), prefix), 10, 16)
-			if err == nil && uint16(v) >= r.lo && uint16(v) <= r.hi {
-				taken[uint16(v)] = true
-			}
+		if err := ctx.Err(); err != nil {
+			return 0, err
 		}
 	}
 }
@@ -354,25 +522,44 @@ func (n *NATBlocks) SetLease(ctx context.Context, lease clientv3.LeaseID) (confl
 	}
 	n.mu.Unlock()
 	for _, b := range held {
-		key := NATBlockKey(b.device, b.ip, b.block)
-		resp, err := n.s.cli.Txn(ctx).
-			If(clientv3.Compare(clientv3.Value(key), "=", n.host)).
-			Then(clientv3.OpPut(key, n.host, clientv3.WithLease(lease))).
-			Commit()
-		if err == nil && !resp.Succeeded {
-			resp, err = n.s.cli.Txn(ctx).
-				If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-				Then(clientv3.OpPut(key, n.host, clientv3.WithLease(lease))).
-				Commit()
-			if err == nil && !resp.Succeeded {
-				conflicts++
-			}
-		}
+		holder, err := n.retake(ctx, b, lease)
 		if err != nil {
-			return conflicts, fmt.Errorf("nsdb: move NAT block %s to the new lease: %w", key, err)
+			return conflicts, fmt.Errorf("nsdb: move NAT block %s to the new lease: %w", NATBlockKey(n.host, b.device, b.ip, b.block), err)
+		}
+		if holder != "" {
+			conflicts++
 		}
 	}
 	return conflicts, nil
+}
+
+// retake puts block b under lease for this host: at once when this host
+// still holds it, otherwise only if no live host holds it. It returns the
+// other holder when one does.
+func (n *NATBlocks) retake(ctx context.Context, b natBlock, lease clientv3.LeaseID) (holder string, err error) {
+	key := NATBlockKey(n.host, b.device, b.ip, b.block)
+	put := clientv3.OpPut(key, n.host, clientv3.WithLease(lease))
+	resp, err := n.s.cli.Txn(ctx).If(clientv3.Compare(clientv3.Value(key), "=", n.host)).Then(put).Commit()
+	if err != nil || resp.Succeeded {
+		return "", err
+	}
+	for range 10 {
+		v, err := n.look(ctx, b.device, b.ip)
+		if err != nil {
+			return "", err
+		}
+		if h, ok := v.taken[b.block]; ok && h != n.host {
+			return h, nil
+		}
+		holder, won, err := n.claim(ctx, b.device, b.ip, b.block, lease)
+		if err != nil || won {
+			return "", err
+		}
+		if holder != "" && holder != n.host {
+			return holder, nil
+		}
+	}
+	return "", fmt.Errorf("block %d of %s %s: hosts keep coming and going; try again", b.block, b.device, b.ip)
 }
 
 // Claim takes block under this host's current lease for a binding
@@ -389,24 +576,12 @@ func (n *NATBlocks) Claim(ctx context.Context, device string, ip netip.Addr, blo
 	n.mu.Lock()
 	lease := n.lease
 	n.mu.Unlock()
-	key := NATBlockKey(device, ip, block)
-	put := clientv3.OpPut(key, n.host, clientv3.WithLease(lease))
-	resp, err := n.s.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.Value(key), "=", n.host)).Then(put).Commit()
-	if err == nil && !resp.Succeeded {
-		resp, err = n.s.cli.Txn(ctx).
-			If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).Then(put).
-			Else(clientv3.OpGet(key)).Commit()
-		if err == nil && !resp.Succeeded {
-			holder := "another host"
-			if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) == 1 {
-				holder = "host " + string(kvs[0].Value)
-			}
-			return fmt.Errorf("nsdb: NAT block %s is held by %s", key, holder)
-		}
-	}
+	holder, err := n.retake(ctx, natBlock{device, ip.Unmap(), block}, lease)
 	if err != nil {
-		return fmt.Errorf("nsdb: claim NAT block %s: %w", key, err)
+		return fmt.Errorf("nsdb: claim NAT block %d of %s %s: %w", block, device, ip, err)
+	}
+	if holder != "" {
+		return fmt.Errorf("nsdb: NAT block %d of %s %s is held by host %s", block, device, ip, holder)
 	}
 	return nil
 }

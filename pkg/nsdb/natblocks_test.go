@@ -33,6 +33,11 @@ func (f *fixture) grant() clientv3.LeaseID {
 
 func (f *fixture) natBlocks(host string) (*NATBlocks, clientv3.LeaseID) {
 	lease := f.grant()
+	// A host leases blocks only while alive: its blocks count as taken
+	// only while its alive key (under the same lease) exists.
+	if _, err := f.cli.Put(f.ctx, hostAliveKey(host), "", clientv3.WithLease(lease)); err != nil {
+		f.t.Fatal(err)
+	}
 	n := NewNATBlocks(f.s, host, lease)
 	n.retryAfter = 50 * time.Millisecond // the tests wait for exhaustion to be seen
 	f.t.Cleanup(n.Close)
@@ -82,20 +87,30 @@ func waitSpares(t testing.TB, n *NATBlocks, r natRange) int {
 	return 0
 }
 
-// natKeys returns block → holder as etcd has them.
+// natKeys returns block → holder as etcd has them, from every host's
+// prefix; a block held by two hosts fails the test.
 func (f *fixture) natKeys(device string, ip netip.Addr) map[uint16]string {
 	f.t.Helper()
-	resp, err := f.cli.Get(f.ctx, natIPPrefix(device, ip), clientv3.WithPrefix())
+	resp, err := f.cli.Get(f.ctx, NATBlockPrefix, clientv3.WithPrefix())
 	if err != nil {
 		f.t.Fatal(err)
 	}
 	out := map[uint16]string{}
 	for _, kv := range resp.Kvs {
-		var b uint16
-		if _, err := fmt.Sscan(strings.TrimPrefix(string(kv.Key), natIPPrefix(device, ip)), &b); err != nil {
-			f.t.Fatalf("key %s: %v", kv.Key, err)
+		h, ok := ParseNATBlockKey(string(kv.Key))
+		if !ok {
+			f.t.Fatalf("malformed NAT block key %s", kv.Key)
 		}
-		out[b] = string(kv.Value)
+		if h.Device != device || h.IP != ip.Unmap() {
+			continue
+		}
+		if h.Host != string(kv.Value) {
+			f.t.Errorf("key %s holds %q", kv.Key, kv.Value)
+		}
+		if other, dup := out[h.Block]; dup {
+			f.t.Errorf("block %d held by %s and %s", h.Block, other, h.Host)
+		}
+		out[h.Block] = h.Host
 	}
 	return out
 }
@@ -105,19 +120,29 @@ func (f *fixture) natKeys(device string, ip netip.Addr) map[uint16]string {
 // holder of every block each got.
 func TestNATBlocksTwoHostsNeverShareABlock(t *testing.T) {
 	f := newFixture(t)
-	hosts := []string{"host-a", "host-b"}
+	f.leaseConcurrently([]string{"host-a", "host-b"}, 4, 40, flowstate.BlocksPerIP-1)
+}
+
+// leaseConcurrently has hosts lease blocks of natIP in 0..hi from
+// workers goroutines each, each leasing per blocks, and checks that no
+// block went to two, and that etcd names the holder of every block.
+func (f *fixture) leaseConcurrently(hosts []string, workers, per int, hi uint16) {
+	t := f.t
+	t.Helper()
 	var (
 		mu  sync.Mutex
 		got = map[uint16]string{}
 		wg  sync.WaitGroup
 	)
-	errc := make(chan error, 8)
+	errc := make(chan error, len(hosts)*workers)
+	var tables []*NATBlocks
 	for _, h := range hosts {
 		n, _ := f.natBlocks(h)
-		for range 4 {
+		tables = append(tables, n)
+		for range workers {
 			wg.Go(func() {
-				for range 40 {
-					b, err := leaseWait(n, natDev, natIP, 0, flowstate.BlocksPerIP-1)
+				for range per {
+					b, err := leaseWait(n, natDev, natIP, 0, hi)
 					if err != nil {
 						errc <- fmt.Errorf("%s: %w", h, err)
 						return
@@ -137,10 +162,13 @@ func TestNATBlocksTwoHostsNeverShareABlock(t *testing.T) {
 	for err := range errc {
 		t.Error(err)
 	}
-	if len(got) != 2*4*40 {
-		t.Fatalf("%d blocks handed out, want %d", len(got), 2*4*40)
+	if want := len(hosts) * workers * per; len(got) != want {
+		t.Fatalf("%d blocks handed out, want %d", len(got), want)
 	}
-	keys := f.natKeys(natDev, natIP)
+	for _, n := range tables { // a refill may be between its claim and its check
+		waitSpares(t, n, natRange{natDev, natIP, 0, hi})
+	}
+	keys := f.natKeys(natDev, natIP) // fails on a block two hosts hold
 	for b, h := range got {
 		if keys[b] != h {
 			t.Errorf("block %d handed to %s, etcd says %q", b, h, keys[b])
@@ -509,4 +537,52 @@ func BenchmarkNATBlocksLease(b *testing.B) {
 		}
 		b.ReportMetric(float64(total.Nanoseconds())/float64(b.N), "ns/lease")
 	})
+}
+
+// Two hosts claim the same block: the older key wins, the later claimant
+// sees it, loses and takes its key back; once the holder is dead the
+// block is free again.
+func TestNATBlockClaimArbitration(t *testing.T) {
+	f := newFixture(t)
+	a, leaseA := f.natBlocks("host-a")
+	b, leaseB := f.natBlocks("host-b")
+	if _, won, err := a.claim(f.ctx, natDev, natIP, 7, leaseA); err != nil || !won {
+		t.Fatalf("a claims a free block: won %v, %v", won, err)
+	}
+	holder, won, err := b.claim(f.ctx, natDev, natIP, 7, leaseB)
+	if err != nil || won || holder != "host-a" {
+		t.Fatalf("b claims a's block: won %v holder %q, %v; want lost to host-a", won, holder, err)
+	}
+	if keys := f.natKeys(natDev, natIP); len(keys) != 1 || keys[7] != "host-a" {
+		t.Fatalf("after b lost: %v, want only a's key", keys)
+	}
+	if _, err := f.cli.Revoke(f.ctx, leaseA); err != nil {
+		t.Fatal(err)
+	}
+	if _, won, err := b.claim(f.ctx, natDev, natIP, 7, leaseB); err != nil || !won {
+		t.Fatalf("b claims the dead holder's block: won %v, %v", won, err)
+	}
+}
+
+// Leasing does not depend on the number of hosts: with more live hosts
+// than etcd allows operations in one transaction (the embedded etcd's
+// --max-txn-ops is 2048; an external cluster's default is 128), two hosts
+// still lease blocks of one address and never share one.
+func TestNATBlocksManyHosts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("thousands of hosts")
+	}
+	f := newFixture(t)
+	lease := f.grant()
+	const others = 2100
+	for i := 0; i < others; i += opsPerRead {
+		var ops []clientv3.Op
+		for j := i; j < min(i+opsPerRead, others); j++ {
+			ops = append(ops, clientv3.OpPut(hostAliveKey(fmt.Sprintf("idle-%04d", j)), "", clientv3.WithLease(lease)))
+		}
+		if _, err := f.cli.Txn(f.ctx).Then(ops...).Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.leaseConcurrently([]string{"host-a", "host-b"}, 1, 8, 63)
 }

@@ -3,6 +3,7 @@ package nsdb
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -182,4 +183,31 @@ func parseHostAliveKey(key string) (string, bool) {
 	}
 	id, tail, ok := strings.Cut(rest, "/")
 	return id, ok && tail == "alive"
+}
+
+// HostAlive reports, in a transaction, whether host hostID's agent holds
+// its lease; the commit fails if that changes meanwhile.
+func (tx *Tx) HostAlive(hostID string) (bool, error) {
+	if !model.IsUUID(hostID) {
+		return false, nil
+	}
+	_, exists, err := tx.get(hostAliveKey(hostID))
+	return exists, err
+}
+
+// AliveHosts lists, in a transaction, the hosts whose agents hold their
+// lease, sorted; the commit fails if a host comes or goes meanwhile.
+func (tx *Tx) AliveHosts() ([]string, error) {
+	es, err := tx.scan(hostStatePrefix, true)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range es {
+		if id, ok := parseHostAliveKey(e.key); ok {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
 }

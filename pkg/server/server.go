@@ -8,12 +8,14 @@ package server
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -23,11 +25,15 @@ import (
 	"go.uber.org/zap"
 
 	identityapi "github.com/nagare/nagare/pkg/api/identity"
+	joinapi "github.com/nagare/nagare/pkg/api/join"
 	"github.com/nagare/nagare/pkg/api/native"
 	neutronapi "github.com/nagare/nagare/pkg/api/neutron"
+	"github.com/nagare/nagare/pkg/hostclaim"
 	"github.com/nagare/nagare/pkg/identity"
+	"github.com/nagare/nagare/pkg/join"
 	"github.com/nagare/nagare/pkg/neutron"
 	"github.com/nagare/nagare/pkg/nsdb"
+	"github.com/nagare/nagare/pkg/pki"
 	"github.com/nagare/nagare/pkg/server/embedetcd"
 	"github.com/nagare/nagare/pkg/ui"
 )
@@ -54,6 +60,43 @@ type Config struct {
 	PublicURL string
 	// BcryptCost lowers the password hashing cost (tests); 0 is Keystone's 12.
 	BcryptCost int
+	// TokenTTL is how long tokens live (0: an hour, Keystone's).
+	TokenTTL time.Duration
+	// LockoutFailureAttempts and LockoutDuration lock a user out from an
+	// address after that many failed logins, for that long (identity's
+	// Lockout; 0: its defaults, negative attempts: off).
+	LockoutFailureAttempts int
+	LockoutDuration        time.Duration
+	// TokenKeyRotation rotates the token signing key when it is that old
+	// (0: only when an administrator asks, POST
+	// /api/v1/token-signing-keys/rotate). Tokens signed with the previous
+	// key keep validating until they expire.
+	TokenKeyRotation time.Duration
+
+	// TLS serves the API over HTTPS and the embedded etcd with client
+	// certificates and RBAC even on loopback (--tls). Without it the
+	// server is secure on any non-loopback listener, and from then on
+	// (its data directory holds a CA), unless InsecureHTTP.
+	TLS bool
+	// InsecureHTTP serves plain HTTP and an open etcd wherever they
+	// listen (--insecure-http), with a warning.
+	InsecureHTTP bool
+	// TLSCertFile and TLSKeyFile are a serving certificate of the
+	// operator's (default: one the data directory's CA issues).
+	TLSCertFile, TLSKeyFile string
+	// ClientCAFile adds CAs whose client certificates are trusted.
+	ClientCAFile string
+	// HostCertValidity is how long host certificates live (default
+	// pki.HostValidity); tests shorten it.
+	HostCertValidity time.Duration
+	// EtcdCAFile, EtcdCertFile and EtcdKeyFile are the TLS of an
+	// external cluster (etcd's own client flags --cacert, --cert, --key):
+	// the CA of its serving certificates (default: the data directory's
+	// CA) and this server's client certificate (default: the root
+	// certificate the data directory's CA issues, for a cluster that
+	// trusts it). In secure mode the certificate's CN becomes an etcd
+	// user with the root role, and agents are told the CA.
+	EtcdCAFile, EtcdCertFile, EtcdKeyFile string
 }
 
 // Authentication modes.
@@ -73,6 +116,8 @@ type Server struct {
 	listener net.Listener
 	log      *slog.Logger
 	identity *identity.Service // AuthPassword only
+	sec      *security         // nil unless secure
+	join     *join.Service     // secure mode only
 	bg       context.Context   // the server's background work (ended by stop)
 	stop     context.CancelFunc
 	wg       sync.WaitGroup // background work that must end before the NSDB client closes
@@ -89,21 +134,42 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 			s.Close()
 		}
 	}()
+	secure := cfg.secureMode()
+	if secure {
+		if s.sec, err = setupSecurity(cfg); err != nil {
+			return nil, fmt.Errorf("set up TLS in %s: %w", filepath.Join(cfg.DataDir, pkiDir), err)
+		}
+		cfg.EtcdListen = httpsURL(cfg.EtcdListen)
+		s.cfg.EtcdListen = cfg.EtcdListen
+	} else if exposed := cfg.exposedInsecurely(); exposed != "" {
+		s.log.Warn("!!! PLAIN HTTP on a non-loopback address (--insecure-http): passwords, tokens and the whole NSDB cross the network in clear and anyone who reaches etcd can rewrite every tenant's network. Never do this outside a lab.", "address", exposed)
+	}
 	endpoints := cfg.EtcdEndpoints
 	if len(endpoints) == 0 {
-		s.etcd, err = embedetcd.Start(ctx, embedetcd.Config{
-			DataDir:   filepath.Join(cfg.DataDir),
-			ClientURL: cfg.EtcdListen,
-			PeerURL:   cfg.EtcdPeerURL,
-			Name:      "nagare",
-		})
+		ec := embedetcd.Config{DataDir: cfg.DataDir, ClientURL: cfg.EtcdListen, PeerURL: cfg.EtcdPeerURL, Name: "nagare"}
+		if s.sec != nil {
+			ec.TLS = &embedetcd.TLSFiles{CertFile: s.sec.certFile, KeyFile: s.sec.keyFile, TrustedCAFile: s.sec.caFile, CRLFile: s.sec.crlFile}
+			if err := s.sec.writeEmptyCRL(); err != nil {
+				return nil, err
+			}
+		}
+		s.etcd, err = embedetcd.Start(ctx, ec)
 		if err != nil {
 			return nil, fmt.Errorf("start embedded etcd in %s: %w", cfg.DataDir, err)
 		}
 		endpoints = s.etcd.Endpoints()
-		s.log.Info("embedded etcd ready", "data_dir", cfg.DataDir, "endpoints", endpoints)
+		s.log.Info("embedded etcd ready", "data_dir", cfg.DataDir, "endpoints", endpoints, "tls", s.sec != nil)
 	}
-	s.cli, err = clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	cc := clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
+	etcdUser := pki.RootCN
+	if len(cfg.EtcdEndpoints) > 0 {
+		if cc.TLS, etcdUser, err = s.externalTLS(); err != nil {
+			return nil, err
+		}
+	} else if s.sec != nil {
+		cc.TLS = s.sec.rootTLS()
+	}
+	s.cli, err = clientv3.New(cc)
 	if err != nil {
 		return nil, fmt.Errorf("connect to etcd %v: %w", endpoints, err)
 	}
@@ -112,6 +178,23 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	defer cancel()
 	if err := s.store.Init(initCtx); err != nil {
 		return nil, fmt.Errorf("initialise the NSDB at %v: %w", endpoints, err)
+	}
+	if s.sec != nil {
+		if err := s.store.EnableAccessControl(initCtx, etcdUser); err != nil {
+			return nil, err
+		}
+		if err := s.sec.writeClientFile(endpoints, cfg); err != nil {
+			return nil, err
+		}
+		agentsEtcd := endpoints // an external cluster's, as given
+		if len(cfg.EtcdEndpoints) == 0 {
+			agentsEtcd = []string{cfg.EtcdListenAdvertised(endpoints)}
+		}
+		s.join, err = join.New(initCtx, s.store, join.Options{CA: s.sec.ca, CRLFile: s.sec.crlFile, Validity: cfg.hostCertValidity(),
+			Endpoints: agentsEtcd, EtcdCA: s.sec.etcdCA, Log: s.log})
+		if err != nil {
+			return nil, err
+		}
 	}
 
 	s.bg, s.stop = context.WithCancel(context.Background())
@@ -125,6 +208,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	mux.Handle(native.Prefix+"/", auth(requireAdmin(nativeMux)))
 	nsvc := neutron.New(s.store, neutron.Options{Log: s.log})
 	neutronapi.New(nsvc, s.log).Register(mux, auth)
+	if s.join != nil {
+		joinapi.New(s.join, hostclaim.New(s.store), s.sec.ca.CertPEM, s.log).Register(mux, func(h http.Handler) http.Handler { return auth(requireAdmin(h)) })
+	}
 	dash := ui.New(ui.Options{Store: s.store, Scope: nsvc.NativeScope, Auth: cmp.Or(cfg.Auth, AuthNoAuth), Log: s.log})
 	dash.Register(mux, auth)
 	s.wg.Go(func() { dash.Run(s.bg) })
@@ -133,14 +219,53 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	s.http = &http.Server{Handler: logRequests(s.log, mux), ReadHeaderTimeout: 10 * time.Second}
+	scheme := "http"
+	if s.sec != nil {
+		s.listener, scheme = tls.NewListener(s.listener, s.sec.apiTLS()), "https"
+	}
+	s.http = &http.Server{Handler: logRequests(s.log, mux), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)} // TLS handshake noise of scanners and wrong clients
 	go func() {
 		if err := s.http.Serve(s.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("API server stopped", "err", err)
 		}
 	}()
-	s.log.Info("nagare-server listening", "api", "http://"+s.listener.Addr().String())
+	s.log.Info("nagare-server listening", "api", scheme+"://"+s.listener.Addr().String())
 	return s, nil
+}
+
+// URL is the API's base URL (https in secure mode).
+func (s *Server) URL() string {
+	if s.sec != nil {
+		return "https://" + s.Addr()
+	}
+	return "http://" + s.Addr()
+}
+
+// CAFile is the CA clients verify the server with ("" without TLS).
+func (s *Server) CAFile() string {
+	if s.sec == nil {
+		return ""
+	}
+	return filepath.Join(s.sec.dir, pki.CACertFile)
+}
+
+// Join is the agent-identity service (nil without TLS).
+func (s *Server) Join() *join.Service { return s.join }
+
+// EtcdListenAdvertised is the etcd URL joined agents are told: the
+// configured listen URL, with the bound port when it was 0.
+func (c Config) EtcdListenAdvertised(bound []string) string {
+	u, err := url.Parse(c.EtcdListen)
+	if err != nil || len(bound) == 0 {
+		return c.EtcdListen
+	}
+	if u.Port() == "0" {
+		if b, err := url.Parse(bound[0]); err == nil {
+			u.Host = net.JoinHostPort(u.Hostname(), b.Port())
+		}
+	}
+	return u.String()
 }
 
 // Addr is the API's bound address.
@@ -178,15 +303,18 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 func (s *Server) authentication(ctx context.Context, mux *http.ServeMux) (func(http.Handler) http.Handler, error) {
 	switch s.cfg.Auth {
 	case AuthPassword:
-		svc, err := identity.New(ctx, s.store, identity.Options{AdminPassword: s.cfg.AdminPassword, BcryptCost: s.cfg.BcryptCost, Log: s.log})
+		svc, err := identity.New(ctx, s.store, identity.Options{AdminPassword: s.cfg.AdminPassword, BcryptCost: s.cfg.BcryptCost,
+			TokenTTL: s.cfg.TokenTTL, LockoutFailureAttempts: s.cfg.LockoutFailureAttempts, LockoutDuration: s.cfg.LockoutDuration, Log: s.log})
 		if err != nil {
 			return nil, err
 		}
 		s.identity = svc
 		api := identityapi.NewAPI(svc, s.cfg.PublicURL)
 		api.Register(mux)
-		s.wg.Go(func() { s.purgeRevocations(s.bg, svc) })
-		return func(h http.Handler) http.Handler { return identityapi.Authenticate(svc, api.AuthURL, s.log, h) }, nil
+		auth := func(h http.Handler) http.Handler { return identityapi.Authenticate(svc, api.AuthURL, s.log, h) }
+		api.RegisterKeys(mux, func(h http.Handler) http.Handler { return auth(requireAdmin(h)) })
+		s.wg.Go(func() { svc.Run(s.bg, s.cfg.TokenKeyRotation) })
+		return auth, nil
 	case AuthKeystone:
 		if s.cfg.KeystoneURL == "" {
 			return nil, errors.New("--auth keystone needs --keystone-url")
@@ -200,21 +328,6 @@ func (s *Server) authentication(ctx context.Context, mux *http.ServeMux) (func(h
 		return identityapi.NoAuth, nil
 	}
 	return nil, fmt.Errorf("--auth %q: want password, keystone or noauth", s.cfg.Auth)
-}
-
-func (s *Server) purgeRevocations(ctx context.Context, svc *identity.Service) {
-	t := time.NewTicker(10 * time.Minute)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := svc.PurgeRevocations(ctx); err != nil && ctx.Err() == nil {
-				s.log.Warn("purging expired token revocations failed", "err", err)
-			}
-		}
-	}
 }
 
 // requireAdmin admits only administrators to the native API: it changes

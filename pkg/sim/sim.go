@@ -443,7 +443,10 @@ func (w *walk) output(q int32) {
 		a.Type, a.Interface = flow.ActOutput, p.ifName
 	} else {
 		if p.host == none || !s.remote[p.host].ok {
-			w.drop(DropNoTunnel, t.portName(q), "host "+p.hostID+" shares no tunnel zone with this host")
+			if p.host != none {
+				w.res.addTag(t.hosts[p.host].tag) // re-simulated when the host joins a zone or comes alive
+			}
+			w.drop(DropNoTunnel, t.portName(q), "host "+p.hostID+" shares no tunnel zone with this host (or is not alive)")
 			return
 		}
 		rh := &s.remote[p.host]

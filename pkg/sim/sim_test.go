@@ -570,3 +570,28 @@ func TestScenarios(t *testing.T) {
 		})
 	}
 }
+
+// A host with no tunnel-zone membership (the agent's mirror leaves out
+// those of dead and revoked hosts) is not tunnelled to: the walk drops,
+// and the drop carries the host's tag, so that it is simulated again when
+// the host comes back.
+func TestUnreachableHost(t *testing.T) {
+	var objs []model.Object
+	for _, o := range baseObjects() {
+		if m, ok := o.(*model.TunnelZoneMember); !ok || m.HostID != "h2" {
+			objs = append(objs, o)
+		}
+	}
+	e := newEnv(t, objs, Config{})
+	e.learned("bridge-a", 0, macVM2, "pa2")
+	r := e.run("pa1", udp(macVM1, macVM2, "10.0.1.11", "10.0.1.12").bytes())
+	if r.Verdict != Drop || r.Reason != DropNoTunnel {
+		t.Fatalf("to a port on an unreachable host: %v/%v, want a drop for no tunnel", r.Verdict, r.Reason)
+	}
+	if !r.HasTag(ObjectTag(model.HostKind, "h2")) {
+		t.Error("the drop does not carry the host's tag")
+	}
+	if len(r.Actions()) != 0 {
+		t.Errorf("actions %s, want none", acts(r.Actions()))
+	}
+}

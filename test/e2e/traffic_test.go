@@ -239,7 +239,7 @@ func testDatapathStatus(t *testing.T, tp *topo) {
 	if err != nil {
 		t.Fatalf("GET /api/v1/hosts/%s/datapath: %v", h.ID, err)
 	}
-	if st.HostName != "hv1" || st.Datapath != "userspace" || st.Flows == 0 || st.Hits == 0 || st.Misses == 0 ||
+	if st.HostName != "hv1" || st.Datapath != harness.Datapath() || st.Flows == 0 || st.Hits == 0 || st.Misses == 0 ||
 		st.VXLAN.TxPackets == 0 || len(st.FlowDump) == 0 {
 		t.Errorf("datapath status of hv1 is missing something: %+v", st)
 	}
@@ -255,7 +255,7 @@ func testDatapathStatus(t *testing.T, tp *topo) {
 
 	out := tp.MustCLI(t, "host %s show datapath", h.Alias)
 	t.Logf("host %s show datapath:\n%s", h.Alias, out)
-	for _, want := range []string{"datapath userspace host " + h.Alias + " flows ", " hits ", " misses ",
+	for _, want := range []string{"datapath " + harness.Datapath() + " host " + h.Alias + " flows ", " hits ", " misses ",
 		"interface tap-vm11 ", "interface tap-vm21 ", "tunnel vxlan rx "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("show datapath lacks %q", want)

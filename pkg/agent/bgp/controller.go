@@ -54,7 +54,7 @@ import (
 type NSDB interface {
 	UpdateLearnedRoutes(ctx context.Context, put, del []nsdb.LearnedRoute, lease nsdb.LeaseID) error
 	PutBGPPeerStatus(ctx context.Context, peerID string, st nsdb.BGPPeerStatus, lease nsdb.LeaseID) error
-	TakeBackBGPPeerStatus(ctx context.Context, peerID string, lease nsdb.LeaseID) error
+	TakeBackBGPPeerStatus(ctx context.Context, hostID, peerID string) error
 }
 
 // Datapath is what the controller uses of the datapath: the speaker

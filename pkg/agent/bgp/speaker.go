@@ -120,7 +120,7 @@ func (ps *portSpeaker) takeBack(peerID string) {
 	c := ps.c
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := c.cfg.DB.TakeBackBGPPeerStatus(ctx, peerID, c.cfg.Lease()); err != nil {
+	if err := c.cfg.DB.TakeBackBGPPeerStatus(ctx, c.cfg.HostID, peerID); err != nil {
 		c.cfg.Log.Warn("take back a BGP session's state", "peer", peerID, "err", err)
 	}
 	c.mu.Lock()

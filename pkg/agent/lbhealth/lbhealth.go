@@ -3,9 +3,10 @@
 // alive agent (the rendezvous hash of the router id over the alive hosts)
 // is responsible for its members' statuses. When some pool has a health
 // monitor, that agent gives the router a health-check port —
-// 169.254.255.1/30, with a route for 169.254.255.0/30, bound to itself —
-// and plugs into it a check namespace (Plumbing) whose end is
-// 169.254.255.2/30 with a default route via .1. Checks are sockets opened
+// 169.254.255.1/30, with a route for 169.254.255.0/30, bound to itself;
+// package hostclaim makes it, directly or through the server, under the
+// same rendezvous rule — and plugs into it a check namespace (Plumbing)
+// whose end is 169.254.255.2/30 with a default route via .1. Checks are sockets opened
 // in that namespace: they cross the virtual router to the member like a
 // client's traffic would, so a member the router cannot reach is down.
 //
@@ -25,13 +26,10 @@ package lbhealth
 import (
 	"context"
 	"errors"
-	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -39,36 +37,19 @@ import (
 
 	"github.com/nagare/nagare/pkg/agent/health"
 	"github.com/nagare/nagare/pkg/agent/mirror"
+	"github.com/nagare/nagare/pkg/hostclaim"
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/nsdb"
-)
-
-var (
-	portAddr = netip.MustParseAddr("169.254.255.1")
-	peerAddr = netip.MustParsePrefix("169.254.255.2/30")
-	checkNet = netip.MustParsePrefix("169.254.255.0/30")
 )
 
 // retryAfter is how long a failed round (etcd, netlink) waits before the
 // next attempt when nothing else changes.
 const retryAfter = 5 * time.Second
 
-// ifPrefix starts the datapath end's name: "nhm" + 12 hex digits of the
-// router id (15 characters, the kernel's limit).
-const ifPrefix = "nhm"
-
-// IfName is the interface of a router's health-check port.
-func IfName(routerID string) string {
-	return ifPrefix + strings.ReplaceAll(routerID, "-", "")[:12]
-}
-
-// NSDB is what health checking reads and writes.
+// NSDB is where health checking writes the members' statuses.
 type NSDB interface {
-	Create(ctx context.Context, o model.Object) (model.Object, error)
-	Modify(ctx context.Context, k *model.Kind, id string, ifRevision int64, mutate func(model.Object) error) (model.Object, error)
-	Remove(ctx context.Context, k *model.Kind, id string, ifRevision int64) error
-	PutMemberStatus(ctx context.Context, memberID, status string, lease nsdb.LeaseID) error
-	TakeBackMemberStatus(ctx context.Context, memberID string, lease nsdb.LeaseID) error
+	PutMemberStatus(ctx context.Context, hostID, memberID, status string, lease nsdb.LeaseID) error
+	TakeBackMemberStatus(ctx context.Context, hostID, memberID string) error
 }
 
 // Plumbing makes the check namespaces.
@@ -88,11 +69,19 @@ type Checker interface {
 	Close() error
 }
 
+// Claims makes and removes the routers' health-check ports
+// (hostclaim.Claims: the NSDB directly, or the server for a joined agent).
+type Claims interface {
+	EnsureHealthPort(ctx context.Context, hostID, routerID string) (portID string, err error)
+	RemoveHealthPort(ctx context.Context, hostID, portID string) error
+}
+
 // Config wires health checking.
 type Config struct {
 	HostID      string
 	UnderlayMTU int
 	DB          NSDB
+	Claims      Claims
 	Lease       func() nsdb.LeaseID
 	// Alive are the hosts alive now, and a revision of that knowledge
 	// (nsdb.LiveHosts).
@@ -192,33 +181,6 @@ func (h *Health) Run(ctx context.Context) error {
 	}
 }
 
-// rendezvous returns the host responsible for key among hosts: the one with
-// the highest hash of (key, host). When a host dies only its keys move.
-func rendezvous(key string, hosts []string) string {
-	var best string
-	var bestScore uint64
-	for _, host := range hosts {
-		f := fnv.New64a()
-		f.Write([]byte(key))
-		f.Write([]byte{0})
-		f.Write([]byte(host))
-		s := mix64(f.Sum64())
-		if best == "" || s > bestScore || (s == bestScore && host < best) {
-			best, bestScore = host, s
-		}
-	}
-	return best
-}
-
-// mix64 is splitmix64's finalizer: FNV alone spreads similar keys badly.
-func mix64(x uint64) uint64 {
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	return x ^ x>>31
-}
-
 // plan decides from the topology and the live hosts what this agent
 // must do.
 func (h *Health) plan(objs []model.Object, alive map[string]bool) *plan {
@@ -247,8 +209,12 @@ func (h *Health) plan(objs []model.Object, alive map[string]bool) *plan {
 			pools[x.LoadBalancerID] = append(pools[x.LoadBalancerID], x)
 		case *model.PoolMember:
 			members[x.PoolID] = append(members[x.PoolID], x)
+		case *model.Route:
+			if x.Dst == hostclaim.HealthCheckNet && x.PortID != "" {
+				p.routes[x.PortID] = true
+			}
 		case *model.Port:
-			if x.RouterID != "" && x.Address == portAddr && x.Network == checkNet {
+			if hostclaim.IsHealthPort(x) {
 				if cur := p.ports[x.RouterID]; cur == nil || x.ID < cur.ID {
 					if cur != nil {
 						p.extra = append(p.extra, cur)
@@ -258,14 +224,10 @@ func (h *Health) plan(objs []model.Object, alive map[string]bool) *plan {
 					p.extra = append(p.extra, x)
 				}
 			}
-		case *model.Route:
-			if x.Dst == checkNet && x.PortID != "" {
-				p.routes[x.PortID] = true
-			}
 		}
 	}
 	for _, r := range routers {
-		if rendezvous(r.ID, hosts) != h.cfg.HostID {
+		if hostclaim.Rendezvous(r.ID, hosts) != h.cfg.HostID {
 			continue
 		}
 		p.owned[r.ID] = true
@@ -381,10 +343,10 @@ func (h *Health) reconcile(ctx context.Context, objs []model.Object, alive map[s
 	}
 	h.want = want
 	h.mu.Unlock()
-	// Statuses of members no longer ours are taken back, unless another
-	// agent has already written its own (another lease).
-	for id, w := range dropped {
-		if err := h.cfg.DB.TakeBackMemberStatus(ctx, id, w.lease); err != nil {
+	// Statuses of members no longer ours are taken back (another agent's
+	// own stay).
+	for id := range dropped {
+		if err := h.cfg.DB.TakeBackMemberStatus(ctx, h.cfg.HostID, id); err != nil {
 			h.cfg.Log.Warn("take back member status", "member", id, "err", err)
 		}
 	}
@@ -403,7 +365,7 @@ func (h *Health) writeStatuses(ctx context.Context) {
 	}
 	h.mu.Unlock()
 	for id, st := range todo {
-		err := h.cfg.DB.PutMemberStatus(ctx, id, st, lease)
+		err := h.cfg.DB.PutMemberStatus(ctx, h.cfg.HostID, id, st, lease)
 		if errors.Is(err, model.ErrNotFound) {
 			h.mu.Lock()
 			delete(h.want, id) // deleted member: the next plan forgets it
@@ -447,43 +409,23 @@ func (h *Health) checked(_ health.Target, err error) {
 	}
 }
 
-// ensurePort creates the router's health-check port and route, or binds
-// the existing port to this host.
+// ensurePort makes the router's health-check port and its route, or
+// binds the existing port to this host, unless both are there already.
 func (h *Health) ensurePort(ctx context.Context, routerID string, p *plan) error {
-	ifname := IfName(routerID)
-	host := h.cfg.HostID
-	port := p.ports[routerID]
-	if port == nil {
-		o, err := h.cfg.DB.Create(ctx, &model.Port{RouterID: routerID, Address: portAddr, Network: checkNet,
-			HostID: host, InterfaceName: ifname})
-		if err != nil {
-			return fmt.Errorf("create: %w", err)
-		}
-		port = o.(*model.Port)
-		h.cfg.Log.Info("health-check port created", "router", routerID, "port", port.ID, "interface", ifname)
-	} else if port.HostID != host || port.InterfaceName != ifname {
-		_, err := h.cfg.DB.Modify(ctx, model.PortKind, port.ID, 0, func(o model.Object) error {
-			x := o.(*model.Port)
-			x.HostID, x.InterfaceName = host, ifname
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("bind port %s: %w", port.ID, err)
-		}
-		h.cfg.Log.Info("health-check port bound here", "router", routerID, "port", port.ID, "interface", ifname)
+	if port := p.ports[routerID]; port != nil && port.HostID == h.cfg.HostID && port.InterfaceName == hostclaim.HealthIfName(routerID) && p.routes[port.ID] {
+		return nil
 	}
-	if !p.routes[port.ID] {
-		_, err := h.cfg.DB.Create(ctx, &model.Route{RouterID: routerID, Dst: checkNet, PortID: port.ID})
-		if err != nil {
-			return fmt.Errorf("create route to %s: %w", checkNet, err)
-		}
+	id, err := h.cfg.Claims.EnsureHealthPort(ctx, h.cfg.HostID, routerID)
+	if err != nil {
+		return err
 	}
+	h.cfg.Log.Info("health-check port bound here", "router", routerID, "port", id, "interface", hostclaim.HealthIfName(routerID))
 	return nil
 }
 
 func (h *Health) removePort(ctx context.Context, port *model.Port) bool {
-	err := h.cfg.DB.Remove(ctx, model.PortKind, port.ID, 0)
-	if err != nil && !errors.Is(err, model.ErrNotFound) {
+	err := h.cfg.Claims.RemoveHealthPort(ctx, h.cfg.HostID, port.ID)
+	if err != nil && !hostclaim.IsClass(err, hostclaim.NotFound) {
 		h.cfg.Log.Warn("remove health-check port", "router", port.RouterID, "port", port.ID, "err", err)
 		return false
 	}
@@ -497,7 +439,7 @@ func (h *Health) startRouter(ctx context.Context, routerID string) (*checking, e
 	if h.cfg.Plumbing == nil {
 		return nil, errors.New("this datapath has no network namespace to plug health checks into")
 	}
-	ifname := IfName(routerID)
+	ifname := hostclaim.HealthIfName(routerID)
 	ns, err := h.cfg.Plumbing.Open(ifname, h.cfg.UnderlayMTU-50)
 	if err != nil {
 		return nil, err
@@ -518,7 +460,7 @@ func (h *Health) stopRouter(routerID string, r *checking) {
 		h.cfg.Log.Warn("remove health-check namespace", "router", routerID, "err", err)
 	}
 	delete(h.routers, routerID)
-	h.cfg.Log.Info("health checking stopped", "router", routerID, "interface", IfName(routerID))
+	h.cfg.Log.Info("health checking stopped", "router", routerID, "interface", hostclaim.HealthIfName(routerID))
 }
 
 func (h *Health) shutdown() {

@@ -14,9 +14,10 @@ import (
 	"github.com/nagare/nagare/pkg/agent/mirror"
 	"github.com/nagare/nagare/pkg/datapath"
 	"github.com/nagare/nagare/pkg/datapath/memory"
+	"github.com/nagare/nagare/pkg/hostclaim"
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/nsdb"
-	"github.com/nagare/nagare/pkg/nsdb/nsdbmem"
+	"github.com/nagare/nagare/pkg/nsdb/nsdbtest"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -69,15 +70,18 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// The only alive agent owns the router: it creates the health-check port
-// and route bound to itself, opens the check namespace, writes up for a
+// The only alive agent owns the router: it has the health-check port and
+// route made bound to itself (package hostclaim, over a real NSDB), opens the check namespace, writes up for a
 // member that answers, down for one that does not, no_monitor for a pool
 // without a monitor; a member that stops answering goes down; when the
 // monitor goes, so do the port and the namespace.
 func TestHealthChecksOnTheOwner(t *testing.T) {
-	db := nsdbmem.New()
+	db := nsdb.New(nsdbtest.Start(t))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	if err := db.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
 	mk := func(o model.Object) model.Object {
 		t.Helper()
 		c, err := db.Create(ctx, o)
@@ -123,7 +127,7 @@ func TestHealthChecksOnTheOwner(t *testing.T) {
 	var live nsdb.LiveHosts
 	go func() { _ = db.WatchHostLiveness(ctx, live.Apply) }()
 	reg := prometheus.NewRegistry()
-	h, err := New(Config{HostID: host, UnderlayMTU: 1500, DB: db, Lease: func() nsdb.LeaseID { return lease },
+	h, err := New(Config{HostID: host, UnderlayMTU: 1500, DB: db, Claims: hostclaim.New(db), Lease: func() nsdb.LeaseID { return lease },
 		Alive: live.Alive, Topology: m.Current, Plumbing: plumbing, Registerer: reg, Log: quiet})
 	if err != nil {
 		t.Fatal(err)
@@ -143,13 +147,13 @@ func TestHealthChecksOnTheOwner(t *testing.T) {
 		return st[up] == model.MemberUp && st[down] == model.MemberDown && st[other] == model.MemberNoMonitor
 	})
 	ports, _, _ := db.List(ctx, model.PortKind, "router_id", r.ID)
-	if len(ports) != 1 || ports[0].(*model.Port).HostID != host || ports[0].(*model.Port).InterfaceName != IfName(r.ID) {
-		t.Fatalf("health-check ports %+v: want one, bound here to %s", ports, IfName(r.ID))
+	if len(ports) != 1 || ports[0].(*model.Port).HostID != host || ports[0].(*model.Port).InterfaceName != hostclaim.HealthIfName(r.ID) {
+		t.Fatalf("health-check ports %+v: want one, bound here to %s", ports, hostclaim.HealthIfName(r.ID))
 	}
 	if routes, _, _ := db.List(ctx, model.RouteKind, "port_id", ports[0].GetMeta().ID); len(routes) != 1 {
 		t.Fatalf("routes to the health-check port: %+v", routes)
 	}
-	if _, ok := mh.Interface(IfName(r.ID)); !ok {
+	if _, ok := mh.Interface(hostclaim.HealthIfName(r.ID)); !ok {
 		t.Fatal("no check namespace wired to the health-check port's interface")
 	}
 
@@ -164,7 +168,7 @@ func TestHealthChecksOnTheOwner(t *testing.T) {
 	}
 	waitFor(t, "no monitor: no port, no namespace, no_monitor", func() bool {
 		ps, _, _ := db.List(ctx, model.PortKind, "router_id", r.ID)
-		_, wired := mh.Interface(IfName(r.ID))
+		_, wired := mh.Interface(hostclaim.HealthIfName(r.ID))
 		st := statuses()
 		return len(ps) == 0 && !wired && st[up] == model.MemberNoMonitor && st[down] == model.MemberNoMonitor
 	})

@@ -1,62 +1,13 @@
 package lbhealth
 
 import (
-	"fmt"
 	"net/netip"
-	"slices"
 	"testing"
 	"time"
 
+	"github.com/nagare/nagare/pkg/hostclaim"
 	"github.com/nagare/nagare/pkg/model"
 )
-
-// Every router has one owner among the alive hosts; when a host dies only
-// its routers move, and they spread over the others.
-func TestRendezvous(t *testing.T) {
-	hosts := []string{"h1", "h2", "h3", "h4"}
-	owner := map[string]string{}
-	count := map[string]int{}
-	for i := range 400 {
-		r := fmt.Sprintf("router-%d", i)
-		o := rendezvous(r, hosts)
-		if !slices.Contains(hosts, o) {
-			t.Fatalf("owner %q of %s is not a host", o, r)
-		}
-		if again := rendezvous(r, []string{"h4", "h2", "h1", "h3"}); again != o {
-			t.Fatalf("owner of %s depends on the hosts' order: %s, %s", r, o, again)
-		}
-		owner[r] = o
-		count[o]++
-	}
-	for _, h := range hosts {
-		if count[h] < 50 { // 100 expected; a skewed hash would starve a host
-			t.Errorf("host %s owns %d of 400 routers", h, count[h])
-		}
-	}
-	moved := map[string]int{}
-	for r, o := range owner {
-		n := rendezvous(r, []string{"h1", "h2", "h4"}) // h3 died
-		if o != "h3" && n != o {
-			t.Fatalf("%s moved from live host %s to %s", r, o, n)
-		}
-		if o == "h3" {
-			moved[n]++
-		}
-	}
-	if len(moved) != 3 {
-		t.Errorf("h3's routers went to %v, want all three others", moved)
-	}
-	if got := rendezvous("r", nil); got != "" {
-		t.Errorf("owner with no hosts = %q", got)
-	}
-}
-
-func TestIfName(t *testing.T) {
-	got := IfName("0a1b2c3d-4e5f-6789-abcd-ef0123456789")
-	if got != "nhm0a1b2c3d4e5f" || len(got) > 15 {
-		t.Errorf("IfName = %q", got)
-	}
-}
 
 // plan: the responsible agent checks the members of monitored pools,
 // writes no_monitor for the others, and spots duplicate health-check
@@ -78,12 +29,12 @@ func TestHealthPlan(t *testing.T) {
 		&model.PoolMember{Meta: model.Meta{ID: "m1"}, PoolID: "pool-checked", Address: netip.MustParseAddr("10.0.0.1"), ProtocolPort: 80},
 		&model.PoolMember{Meta: model.Meta{ID: "m6"}, PoolID: "pool-checked", Address: netip.MustParseAddr("fd00::1"), ProtocolPort: 80},
 		&model.PoolMember{Meta: model.Meta{ID: "m2"}, PoolID: "pool-plain", Address: netip.MustParseAddr("10.0.0.2"), ProtocolPort: 53},
-		&model.Port{Meta: model.Meta{ID: "p-b"}, RouterID: rid, Address: portAddr, Network: checkNet},
-		&model.Port{Meta: model.Meta{ID: "p-a"}, RouterID: rid, Address: portAddr, Network: checkNet},
-		&model.Route{Meta: model.Meta{ID: "rt"}, RouterID: rid, Dst: checkNet, PortID: "p-a"},
+		&model.Port{Meta: model.Meta{ID: "p-b"}, RouterID: rid, Address: hostclaim.HealthPortAddr, Network: hostclaim.HealthCheckNet},
+		&model.Port{Meta: model.Meta{ID: "p-a"}, RouterID: rid, Address: hostclaim.HealthPortAddr, Network: hostclaim.HealthCheckNet},
+		&model.Route{Meta: model.Meta{ID: "rt"}, RouterID: rid, Dst: hostclaim.HealthCheckNet, PortID: "p-a"},
 	}
 	hosts := []string{"host-1", "host-2", "host-3"}
-	owner := rendezvous(rid, hosts)
+	owner := hostclaim.Rendezvous(rid, hosts)
 	for _, host := range hosts {
 		h := &Health{cfg: Config{HostID: host, Log: quiet}}
 		alive := map[string]bool{}

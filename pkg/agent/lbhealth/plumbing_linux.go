@@ -11,6 +11,7 @@ import (
 	"github.com/safchain/ethtool"
 	"github.com/vishvananda/netlink"
 
+	"github.com/nagare/nagare/pkg/hostclaim"
 	"github.com/nagare/nagare/pkg/netns"
 )
 
@@ -127,14 +128,14 @@ func configure(ns netns.Handle, mtu int) error {
 			return fmt.Errorf("health-check namespace eth0 mtu %d: %w", mtu, err)
 		}
 	}
-	if err := nh.AddrAdd(eth, &netlink.Addr{IPNet: prefixIPNet(peerAddr)}); err != nil {
-		return fmt.Errorf("health-check namespace address %s: %w", peerAddr, err)
+	if err := nh.AddrAdd(eth, &netlink.Addr{IPNet: prefixIPNet(hostclaim.HealthPeerAddr)}); err != nil {
+		return fmt.Errorf("health-check namespace address %s: %w", hostclaim.HealthPeerAddr, err)
 	}
 	if err := nh.LinkSetUp(eth); err != nil {
 		return fmt.Errorf("health-check namespace eth0 up: %w", err)
 	}
-	if err := nh.RouteAdd(&netlink.Route{LinkIndex: eth.Attrs().Index, Gw: portAddr.AsSlice()}); err != nil {
-		return fmt.Errorf("health-check namespace default route via %s: %w", portAddr, err)
+	if err := nh.RouteAdd(&netlink.Route{LinkIndex: eth.Attrs().Index, Gw: hostclaim.HealthPortAddr.AsSlice()}); err != nil {
+		return fmt.Errorf("health-check namespace default route via %s: %w", hostclaim.HealthPortAddr, err)
 	}
 	return nil
 }

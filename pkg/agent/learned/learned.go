@@ -43,9 +43,10 @@ type Flows interface {
 
 // Config wires the tables.
 type Config struct {
-	DB    NSDB
-	Lease func() nsdb.LeaseID // the host's current liveness lease
-	Flows Flows
+	HostID string // this host: what it learns is published under its id
+	DB     NSDB
+	Lease  func() nsdb.LeaseID // the host's current liveness lease
+	Flows  Flows
 	// Resolved is told when a neighbor entry from the NSDB is applied,
 	// so that the packets parked for it are simulated again.
 	Resolved func(routerID string, ip netip.Addr)
@@ -101,7 +102,7 @@ func (t *Tables) LearnNeighbor(n sim.Neighbor, at time.Time) {
 	t.arp.learn(n.RouterID, n.IP, n.MAC, at)
 	t.cfg.Flows.Invalidate(sim.ARPEntryTag(n.RouterID, n.IP))
 	select {
-	case t.neighborPub <- nsdb.LearnedNeighbor{RouterID: n.RouterID, IP: n.IP, MAC: n.MAC, At: at}:
+	case t.neighborPub <- nsdb.LearnedNeighbor{Host: t.cfg.HostID, RouterID: n.RouterID, IP: n.IP, MAC: n.MAC, At: at}:
 	default:
 		t.dropped.Add(1)
 	}

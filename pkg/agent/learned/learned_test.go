@@ -62,7 +62,7 @@ type agentHost struct {
 	resolved []netip.Addr
 }
 
-func newAgentHost(t *testing.T, db *nsdbmem.Store) *agentHost {
+func newAgentHost(t *testing.T, db *nsdbmem.Store, name string) *agentHost {
 	t.Helper()
 	h := memory.NewHost(nil)
 	if _, err := h.AddInterface("p0"); err != nil {
@@ -76,7 +76,7 @@ func newAgentHost(t *testing.T, db *nsdbmem.Store) *agentHost {
 	if a.lease, err = db.GrantLease(context.Background(), time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	a.tables = New(Config{DB: db, Lease: func() nsdb.LeaseID { return a.lease }, Flows: a.dp, Log: quiet,
+	a.tables = New(Config{HostID: name, DB: db, Lease: func() nsdb.LeaseID { return a.lease }, Flows: a.dp, Log: quiet,
 		Resolved: func(_ string, ip netip.Addr) {
 			a.mu.Lock()
 			a.resolved = append(a.resolved, ip)
@@ -113,7 +113,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // packets are released and the flows that used the entry invalidated.
 func TestReplication(t *testing.T) {
 	db := nsdbmem.New()
-	a, b := newAgentHost(t, db), newAgentHost(t, db)
+	a, b := newAgentHost(t, db, "a"), newAgentHost(t, db, "b")
 	mac := packet.MAC{2, 0, 0, 0, 0, 0x42}
 	b.flowTagged(t, 1, sim.MACEntryTag("br", 0, mac))
 	b.flowTagged(t, 2, sim.ARPEntryTag("r1", netip.MustParseAddr("10.0.0.9")))

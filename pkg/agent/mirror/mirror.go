@@ -1,10 +1,17 @@
 // Package mirror is the agent's copy of the virtual topology: it applies
 // the NSDB's topology watch (and the pool members' health, which it folds
-// into the members' derived Status, and the routes the gateways' BGP peers
-// announced, which it adds as routes marked learned), and after every
-// change publishes an
+// into the members' derived Status, the hosts' liveness, folded into
+// Host.Alive, and the routes the gateways' BGP peers announced, which it
+// adds as routes marked learned), and after every change publishes an
 // immutable Snapshot — every object, and the simulator's Topology built
 // from them — and invalidates exactly the flows the change made stale.
+//
+// A host whose agent holds no lease (dead, or revoked: the server ends a
+// revoked host's lease) is unreachable: the simulator's topology leaves out
+// its tunnel-zone memberships, so nothing is tunnelled to its ports (the
+// walk drops, and the drop is re-simulated when it comes back), and the
+// tunnel peers (Snapshot.Unreachable) leave it out, so nothing it sends is
+// accepted either.
 //
 // The other feature packages read snapshots; none of them locks the
 // mirror.
@@ -44,8 +51,12 @@ type Snapshot struct {
 	// Objects are every object of the topology, pool members with their
 	// health in Status.
 	Objects []model.Object
-	// Topo is the simulator's topology of Objects.
+	// Topo is the simulator's topology of Objects, without the
+	// tunnel-zone memberships of Unreachable hosts.
 	Topo *sim.Topology
+	// Unreachable are the hosts known dead (none before liveness is
+	// known; never this agent's own).
+	Unreachable map[string]bool
 }
 
 // NewSnapshot builds a snapshot of objs (for tests and the empty start).
@@ -59,7 +70,9 @@ func NewSnapshot(version uint64, objs ...model.Object) (*Snapshot, error) {
 
 // Config wires a mirror.
 type Config struct {
-	Flows Flows
+	// HostID is this agent's host, never unreachable to itself.
+	HostID string
+	Flows  Flows
 	// Publish is called with every new snapshot, one at a time and in
 	// order, before the flows the change made stale are invalidated, so
 	// that the packets that miss again are simulated on the new topology.
@@ -81,6 +94,10 @@ type Mirror struct {
 	// are those in the last snapshot (their port exists), by route id.
 	learned  map[string]*model.Route
 	included map[string]*model.Route
+	// alive are the hosts holding their lease (liveKnown once the
+	// liveness watch delivered), copied into Host.Alive.
+	alive     map[string]bool
+	liveKnown bool
 }
 
 // New returns a mirror of the empty topology.
@@ -88,8 +105,8 @@ func New(cfg Config) *Mirror {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	m := &Mirror{cfg: cfg, objs: map[string]model.Object{}, health: map[string]string{}, learned: map[string]*model.Route{},
-		included: map[string]*model.Route{}}
+	m := &Mirror{cfg: cfg, objs: map[string]model.Object{}, health: map[string]string{}, alive: map[string]bool{},
+		learned: map[string]*model.Route{}, included: map[string]*model.Route{}}
 	empty, err := NewSnapshot(0)
 	if err != nil {
 		panic("mirror: the empty topology does not build: " + err.Error())
@@ -142,12 +159,77 @@ func (m *Mirror) Apply(b nsdb.Batch) error {
 	return nil
 }
 
-// withHealth fills a pool member's derived status (the object is the
-// watch's fresh copy, ours to change).
+// withHealth fills a pool member's derived status and a host's liveness
+// (the object is the watch's fresh copy, ours to change).
 func (m *Mirror) withHealth(o model.Object) {
-	if pm, ok := o.(*model.PoolMember); ok {
-		pm.Status = m.health[pm.ID]
+	switch x := o.(type) {
+	case *model.PoolMember:
+		x.Status = m.health[x.ID]
+	case *model.Host:
+		x.Alive = m.alive[x.ID]
 	}
+}
+
+// ApplyLiveness is the host-liveness watch's callback: a host whose
+// liveness changed is replaced by a copy with the new Alive, and its
+// tunnel-zone memberships count as changed, so that the flows through it
+// (or dropped for want of it) are simulated again.
+func (m *Mirror) ApplyLiveness(l nsdb.Liveness) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	changed := map[string]bool{}
+	if l.Reset || !m.liveKnown {
+		for id := range m.alive {
+			if !l.Alive[id] {
+				changed[id] = false
+			}
+		}
+		next := map[string]bool{}
+		for id, up := range l.Alive {
+			if up {
+				next[id] = true
+				if !m.alive[id] || !m.liveKnown {
+					changed[id] = true
+				}
+			}
+		}
+		if !m.liveKnown { // every mirrored host not alive is news too
+			for _, o := range m.objs {
+				if h, ok := o.(*model.Host); ok && !next[h.ID] {
+					changed[h.ID] = false
+				}
+			}
+		}
+		m.alive, m.liveKnown = next, true
+	} else {
+		for id, up := range l.Alive {
+			if m.alive[id] != up {
+				changed[id] = up
+			}
+			if up {
+				m.alive[id] = true
+			} else {
+				delete(m.alive, id)
+			}
+		}
+	}
+	var events []nsdb.Event
+	for id, up := range changed {
+		ev, ok := rederive(m, model.HostKind, id, func(h *model.Host) { h.Alive = up })
+		if !ok {
+			continue // a host not (yet) mirrored takes its liveness when it comes
+		}
+		events = append(events, ev)
+		for _, o := range m.objs {
+			if zm, ok := o.(*model.TunnelZoneMember); ok && zm.HostID == id {
+				events = append(events, nsdb.Event{Type: nsdb.Put, Kind: model.TunnelZoneMemberKind, ID: zm.ID, Object: zm, Prev: zm})
+			}
+		}
+	}
+	if len(events) > 0 {
+		m.commit(events, false)
+	}
+	return nil
 }
 
 // ApplyMemberStatus is the member-health watch's callback: a member whose
@@ -184,15 +266,9 @@ func (m *Mirror) ApplyMemberStatus(b nsdb.MemberStatusBatch) error {
 	}
 	var events []nsdb.Event
 	for id, s := range changed {
-		key := objKey(model.PoolMemberKind, id)
-		prev, ok := m.objs[key].(*model.PoolMember)
-		if !ok {
-			continue // a member not (yet) mirrored takes its status when it comes
-		}
-		cur := model.Clone(prev).(*model.PoolMember)
-		cur.Status = s
-		m.objs[key] = cur
-		events = append(events, nsdb.Event{Type: nsdb.Put, Kind: model.PoolMemberKind, ID: id, Object: cur, Prev: prev})
+		if ev, ok := rederive(m, model.PoolMemberKind, id, func(pm *model.PoolMember) { pm.Status = s }); ok {
+			events = append(events, ev)
+		} // else a member not (yet) mirrored takes its status when it comes
 	}
 	if len(events) > 0 {
 		m.cfg.Log.Info("pool member health changed", "members", changed)
@@ -214,7 +290,7 @@ func (m *Mirror) ApplyLearnedRoutes(b nsdb.LearnedRouteBatch) error {
 		delete(m.learned, key)
 	}
 	for _, r := range b.Put {
-		m.learned[r.Key()] = r.Route()
+		m.learned[r.ID()] = r.Route()
 	}
 	m.commit(nil, false)
 	return nil
@@ -250,17 +326,46 @@ func (m *Mirror) withLearned(objs []model.Object) ([]model.Object, []nsdb.Event)
 	return objs, events
 }
 
+// rederive replaces the mirrored object k/id by a copy whose derived
+// field set changes, as if the object itself had changed, and returns the
+// event; false when the object is not mirrored. m.mu is held.
+func rederive[T model.Object](m *Mirror, k *model.Kind, id string, set func(T)) (nsdb.Event, bool) {
+	key := objKey(k, id)
+	prev, ok := m.objs[key].(T)
+	if !ok {
+		return nsdb.Event{}, false
+	}
+	cur := model.Clone(prev).(T)
+	set(cur)
+	m.objs[key] = cur
+	return nsdb.Event{Type: nsdb.Put, Kind: k, ID: id, Object: cur, Prev: prev}, true
+}
+
 // commit publishes a snapshot of the mirror and invalidates the flows the
 // events made stale (all of them after a reset). m.mu is held.
 func (m *Mirror) commit(events []nsdb.Event, reset bool) {
 	old := m.cur.Load()
 	objs := make([]model.Object, 0, len(m.objs)+len(m.learned))
+	reachable := make([]model.Object, 0, len(m.objs)+len(m.learned))
+	var unreachable map[string]bool
 	for _, o := range m.objs {
 		objs = append(objs, o)
+		if h, ok := o.(*model.Host); ok && m.liveKnown && !h.Alive && h.ID != m.cfg.HostID {
+			if unreachable == nil {
+				unreachable = map[string]bool{}
+			}
+			unreachable[h.ID] = true
+		}
 	}
 	objs, learnedEvents := m.withLearned(objs)
 	events = append(events, learnedEvents...)
-	next, err := NewSnapshot(old.Version+1, objs...)
+	for _, o := range objs {
+		if zm, ok := o.(*model.TunnelZoneMember); !ok || !unreachable[zm.HostID] {
+			reachable = append(reachable, o)
+		}
+	}
+	topo, err := sim.Build(reachable)
+	next := &Snapshot{Version: old.Version + 1, Objects: objs, Topo: topo, Unreachable: unreachable}
 	if err != nil {
 		m.cfg.Log.Error("topology rebuild failed; keeping the previous one", "err", err)
 		return

@@ -23,8 +23,8 @@ type store interface {
 	NSDB
 	Create(context.Context, model.Object) (model.Object, error)
 	Modify(context.Context, *model.Kind, string, int64, func(model.Object) error) (model.Object, error)
-	PutMemberStatus(context.Context, string, string, nsdb.LeaseID) error
-	TakeBackMemberStatus(context.Context, string, nsdb.LeaseID) error
+	PutMemberStatus(context.Context, string, string, string, nsdb.LeaseID) error
+	TakeBackMemberStatus(context.Context, string, string) error
 }
 
 // running is a mirror following a store, with a memory datapath whose one
@@ -39,6 +39,12 @@ type running struct {
 
 func start(t *testing.T, db store) *running {
 	t.Helper()
+	return startAs(t, db, "")
+}
+
+// startAs is start for the agent of host hostID.
+func startAs(t *testing.T, db store, hostID string) *running {
+	t.Helper()
 	h := memory.NewHost(nil)
 	if _, err := h.AddInterface("d0"); err != nil {
 		t.Fatal(err)
@@ -47,7 +53,7 @@ func start(t *testing.T, db store) *running {
 	if err := r.dp.AddPort(datapath.PortConfig{PortID: "p0", Index: 0, Interface: "d0", TunnelKey: 1}); err != nil {
 		t.Fatal(err)
 	}
-	r.m = New(Config{Flows: r.dp, Publish: func(s *Snapshot) {
+	r.m = New(Config{HostID: hostID, Flows: r.dp, Publish: func(s *Snapshot) {
 		r.mu.Lock()
 		r.published = append(r.published, s.Version)
 		r.mu.Unlock()
@@ -122,7 +128,7 @@ func memberStatus(t *testing.T, db store) {
 	pool := create(&model.Pool{LoadBalancerID: lb.ID, HealthMonitorID: hm.ID}).(*model.Pool)
 	m := create(&model.PoolMember{PoolID: pool.ID, Address: netip.MustParseAddr("10.0.0.7"), ProtocolPort: 80}).(*model.PoolMember)
 	// A status written before the mirror starts arrives with the reset.
-	if err := db.PutMemberStatus(ctx, m.ID, model.MemberUp, 0); err != nil {
+	if err := db.PutMemberStatus(ctx, "h1", m.ID, model.MemberUp, 0); err != nil {
 		t.Fatal(err)
 	}
 	r := start(t, db)
@@ -139,7 +145,7 @@ func memberStatus(t *testing.T, db store) {
 	if n := r.dp.Stats().Flows; n != 2 {
 		t.Fatalf("%d flows installed, want 2", n)
 	}
-	if err := db.PutMemberStatus(ctx, m.ID, model.MemberDown, 0); err != nil {
+	if err := db.PutMemberStatus(ctx, "h1", m.ID, model.MemberDown, 0); err != nil {
 		t.Fatal(err)
 	}
 	r.waitFor(t, "status down mirrored", func() bool { return status() == model.MemberDown })
@@ -157,7 +163,7 @@ func memberStatus(t *testing.T, db store) {
 		return ok && pm.Weight == 5 && pm.Status == model.MemberDown
 	})
 	// The status going away (its monitor's lease ended) clears it.
-	if err := db.TakeBackMemberStatus(ctx, m.ID, nsdb.NoLease); err != nil {
+	if err := db.TakeBackMemberStatus(ctx, "h1", m.ID); err != nil {
 		t.Fatal(err)
 	}
 	r.waitFor(t, "status cleared", func() bool { return status() == "" })
@@ -234,4 +240,67 @@ func TestLearnedRoutesMirror(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.waitFor(t, "gone with the gateway's lease", func() bool { return learned() == nil })
+}
+
+// Liveness folds into Host.Alive; a dead host (never this one) is
+// unreachable — out of the simulator's tunnel zones and Unreachable — and
+// the flows through it, or dropped for want of it, are invalidated when it
+// dies and when it comes back.
+func TestLivenessMakesHostsUnreachable(t *testing.T) {
+	db := nsdbmem.New()
+	ctx := context.Background()
+	mk := func(o model.Object) string {
+		t.Helper()
+		c, err := db.Create(ctx, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.GetMeta().ID
+	}
+	self, other := mk(&model.Host{Name: "hv1"}), mk(&model.Host{Name: "hv2"})
+	zone := mk(&model.TunnelZone{Name: "tz", Type: model.TunnelVXLAN})
+	mk(&model.TunnelZoneMember{TunnelZoneID: zone, HostID: self, Address: netip.MustParseAddr("10.99.0.1")})
+	otherMember := mk(&model.TunnelZoneMember{TunnelZoneID: zone, HostID: other, Address: netip.MustParseAddr("10.99.0.2")})
+	r := startAs(t, db, self)
+	r.waitFor(t, "topology mirrored", func() bool { return len(r.m.Current().Objects) == 5 })
+	if u := r.m.Current().Unreachable; len(u) != 0 {
+		t.Fatalf("unreachable %v before liveness is known", u)
+	}
+	alive := func(id string) bool {
+		for _, o := range r.m.Current().Objects {
+			if h, ok := o.(*model.Host); ok && h.ID == id {
+				return h.Alive
+			}
+		}
+		t.Fatalf("host %s not mirrored", id)
+		return false
+	}
+	through, dropped := sim.ObjectTag(model.TunnelZoneMemberKind, otherMember), sim.ObjectTag(model.HostKind, other)
+	r.install(t, 1, through)
+	r.install(t, 2, 12345)
+	if err := r.m.ApplyLiveness(nsdb.Liveness{Reset: true, Alive: map[string]bool{self: true}}); err != nil {
+		t.Fatal(err)
+	}
+	if s := r.m.Current(); !s.Unreachable[other] || s.Unreachable[self] || alive(other) || !alive(self) {
+		t.Fatalf("hv2 dead: unreachable %v, alive hv1 %v hv2 %v", s.Unreachable, alive(self), alive(other))
+	}
+	if n := r.dp.Stats().Flows; n != 1 {
+		t.Fatalf("%d flows after hv2 died, want the unrelated one only", n)
+	}
+	r.install(t, 3, dropped) // a drop for want of a tunnel to hv2
+	if err := r.m.ApplyLiveness(nsdb.Liveness{Alive: map[string]bool{other: true}}); err != nil {
+		t.Fatal(err)
+	}
+	if s := r.m.Current(); len(s.Unreachable) != 0 || !alive(other) {
+		t.Fatalf("hv2 back: unreachable %v", s.Unreachable)
+	}
+	if n := r.dp.Stats().Flows; n != 1 {
+		t.Fatalf("%d flows after hv2 came back, want the unrelated one only", n)
+	}
+	if err := r.m.ApplyLiveness(nsdb.Liveness{Alive: map[string]bool{self: false}}); err != nil {
+		t.Fatal(err)
+	}
+	if u := r.m.Current().Unreachable; u[self] {
+		t.Fatal("this host is unreachable to itself")
+	}
 }

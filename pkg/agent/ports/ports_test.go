@@ -230,4 +230,8 @@ func TestTunnelConfig(t *testing.T) {
 	if cfg := TunnelConfig(s, "nobody", netip.Addr{}, 4789); cfg.LocalIP.IsValid() || len(cfg.Peers) != 0 {
 		t.Fatalf("a host in no zone: %+v", cfg)
 	}
+	s.Unreachable = map[string]bool{"h3": true} // dead, or revoked
+	if cfg := TunnelConfig(s, host, netip.Addr{}, 4789); !slices.Equal(cfg.Peers, []netip.Addr{a("10.0.0.3")}) {
+		t.Fatalf("peers %v with h3 unreachable, want h2's only", cfg.Peers)
+	}
 }

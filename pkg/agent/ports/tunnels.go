@@ -26,7 +26,7 @@ func (p *Ports) syncTunnels(s *mirror.Snapshot) {
 
 // TunnelConfig is host's tunnel endpoint in a topology: local (or, if
 // invalid, its tunnel-zone member address), the encapsulations of its
-// zones, and the other members of those zones, sorted.
+// zones, and the other members of those zones that are reachable, sorted.
 func TunnelConfig(s *mirror.Snapshot, host string, local netip.Addr, vxlanPort uint16) datapath.TunnelConfig {
 	var zones []string
 	for _, o := range s.Objects {
@@ -46,7 +46,9 @@ func TunnelConfig(s *mirror.Snapshot, host string, local netip.Addr, vxlanPort u
 				cfg.GRE = cfg.GRE || x.Type == model.TunnelGRE
 			}
 		case *model.TunnelZoneMember:
-			if x.HostID != host && slices.Contains(zones, x.TunnelZoneID) && !slices.Contains(cfg.Peers, x.Address) {
+			// A dead (or revoked) host is no peer: nothing is sent to it,
+			// nothing it sends is accepted.
+			if x.HostID != host && !s.Unreachable[x.HostID] && slices.Contains(zones, x.TunnelZoneID) && !slices.Contains(cfg.Peers, x.Address) {
 				cfg.Peers = append(cfg.Peers, x.Address)
 			}
 		}

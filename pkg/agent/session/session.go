@@ -17,11 +17,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nagare/nagare/internal/backoff"
+	"github.com/nagare/nagare/pkg/hostclaim"
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/nsdb"
 )
@@ -30,18 +32,25 @@ import (
 type NSDB interface {
 	List(ctx context.Context, k *model.Kind, field, value string) ([]model.Object, int64, error)
 	Create(ctx context.Context, o model.Object) (model.Object, error)
-	Modify(ctx context.Context, k *model.Kind, id string, ifRevision int64, mutate func(model.Object) error) (model.Object, error)
 	GrantLease(ctx context.Context, ttl time.Duration) (nsdb.LeaseID, error)
 	KeepLeaseAlive(ctx context.Context, lease nsdb.LeaseID) error
 	SetHostAlive(ctx context.Context, hostID string, lease nsdb.LeaseID) error
+}
+
+// HostRecord changes the host's own record (hostclaim.Claims: the NSDB
+// directly, or the server for a joined agent, which may not write the
+// topology).
+type HostRecord interface {
+	SetHost(ctx context.Context, hostID string, h hostclaim.HostInfo) error
 }
 
 // Config is the host's identity and the lease's lifetime.
 type Config struct {
 	HostName string
 	// Addresses, when set, replace the host record's addresses (the
-	// tunnel IP given on the command line).
+	// tunnel IP given on the command line), through Record.
 	Addresses []netip.Addr
+	Record    HostRecord
 	// LeaseTTL is how long the host stays alive after the agent dies.
 	LeaseTTL time.Duration
 	Log      *slog.Logger
@@ -85,14 +94,10 @@ func (s *Session) register(ctx context.Context) error {
 		}
 		if len(hosts) > 0 {
 			s.hostID = hosts[0].GetMeta().ID
-			if len(s.cfg.Addresses) == 0 {
+			if len(s.cfg.Addresses) == 0 || slices.Equal(hosts[0].(*model.Host).Addresses, s.cfg.Addresses) {
 				return nil
 			}
-			_, err = s.db.Modify(ctx, model.HostKind, s.hostID, 0, func(o model.Object) error {
-				o.(*model.Host).Addresses = s.cfg.Addresses
-				return nil
-			})
-			if err != nil {
+			if err := s.cfg.Record.SetHost(ctx, s.hostID, hostclaim.HostInfo{Addresses: s.cfg.Addresses}); err != nil {
 				return fmt.Errorf("update host %q: %w", name, err)
 			}
 			return nil
@@ -135,7 +140,10 @@ func (s *Session) OnLeaseChange(fn func(ctx context.Context, lease nsdb.LeaseID)
 }
 
 // Run keeps the lease alive until ctx is done, taking a new one whenever
-// it is lost, so the host comes back alive by itself.
+// it is lost, so the host comes back alive by itself. When the NSDB
+// refuses the host (its certificate was revoked: the server ended its
+// lease and deleted its etcd user) Run returns an error, and the agent
+// stops rather than forward on a topology it no longer receives.
 func (s *Session) Run(ctx context.Context) error {
 	regrant := backoff.Policy{Base: 250 * time.Millisecond, Max: time.Second}
 	for {
@@ -145,12 +153,22 @@ func (s *Session) Run(ctx context.Context) error {
 		}
 		s.cfg.Log.Warn("liveness lease lost; registering again", "err", err)
 		var lease nsdb.LeaseID
-		err = regrant.Retry(ctx, func(ctx context.Context) (err error) {
+		var refused error
+		rctx, stop := context.WithCancel(ctx)
+		err = regrant.Retry(rctx, func(ctx context.Context) (err error) {
 			lease, err = s.grant(ctx)
+			if nsdb.IsPermissionDenied(err) {
+				refused = err
+				stop()
+			}
 			return err
 		}, func(attempt int, err error) {
 			s.cfg.Log.Warn("cannot take a new liveness lease; retrying", "attempt", attempt, "err", err)
 		})
+		stop()
+		if refused != nil {
+			return fmt.Errorf("the NSDB refuses host %s (was it revoked?): %w", s.hostID, refused)
+		}
 		if err != nil {
 			return err
 		}

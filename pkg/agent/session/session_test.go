@@ -6,15 +6,30 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nagare/nagare/pkg/hostclaim"
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/nsdb"
 	"github.com/nagare/nagare/pkg/nsdb/nsdbmem"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// memRecord is hostclaim's SetHost over the in-memory NSDB (the real one
+// runs transactions nsdbmem does not have).
+type memRecord struct{ db *nsdbmem.Store }
+
+func (m memRecord) SetHost(ctx context.Context, hostID string, h hostclaim.HostInfo) error {
+	_, err := m.db.Modify(ctx, model.HostKind, hostID, 0, func(o model.Object) error {
+		o.(*model.Host).Addresses = h.Addresses
+		return nil
+	})
+	return err
+}
 
 // A host registers once by name; a second start finds it and updates its
 // addresses; a lost lease is replaced, the host is alive again, and the
@@ -28,7 +43,7 @@ func TestSessionRegistersAndRenews(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := netip.MustParseAddr("192.0.2.7")
-	again, err := Open(ctx, db, Config{HostName: "hv1", Addresses: []netip.Addr{addr}, LeaseTTL: time.Second, Log: quiet})
+	again, err := Open(ctx, db, Config{HostName: "hv1", Addresses: []netip.Addr{addr}, Record: memRecord{db}, LeaseTTL: time.Second, Log: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,5 +79,44 @@ func TestSessionRegistersAndRenews(t *testing.T) {
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run ended with %v", err)
+	}
+}
+
+// refusing is the in-memory NSDB once etcd has deleted the host's user:
+// every write is refused as etcd refuses it.
+type refusing struct {
+	*nsdbmem.Store
+	refuse atomic.Bool
+}
+
+func (r *refusing) SetHostAlive(ctx context.Context, hostID string, lease nsdb.LeaseID) error {
+	if r.refuse.Load() {
+		return errors.New("etcdserver: permission denied")
+	}
+	return r.Store.SetHostAlive(ctx, hostID, lease)
+}
+
+// A revoked host (its lease ended, its writes refused) stops instead of
+// retrying for ever.
+func TestSessionStopsWhenRefused(t *testing.T) {
+	db := &refusing{Store: nsdbmem.New()}
+	ctx := context.Background()
+	s, err := Open(ctx, db, Config{HostName: "hv1", LeaseTTL: time.Second, Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	db.refuse.Store(true)
+	if err := db.RevokeLease(ctx, s.Lease()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "revoked") || !nsdb.IsPermissionDenied(err) {
+			t.Fatalf("Run ended with %v, want a refusal naming revocation", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run kept retrying a refused host")
 	}
 }

@@ -91,7 +91,7 @@ func newHost(t *testing.T) *host {
 		bindings[name] = int32(i)
 	}
 	var sp *Handler
-	tables := learned.New(learned.Config{DB: nsdbmem.New(), Lease: func() nsdb.LeaseID { return 0 }, Flows: x.dp, Log: quiet,
+	tables := learned.New(learned.Config{HostID: "h1", DB: nsdbmem.New(), Lease: func() nsdb.LeaseID { return 0 }, Flows: x.dp, Log: quiet,
 		Resolved: func(r string, a netip.Addr) { sp.ReleaseParked(r, a) }})
 	var err error
 	sp, err = New(Config{HostID: "h1", UnderlayMTU: 1500, Datapath: x.dp, MACs: tables.MACs(), Neighbors: neighbors{tables},

@@ -18,9 +18,11 @@
 // highest rendezvous hash of (port id, host id) takes it, so that agents
 // agree without talking and uplinks of different networks spread over the
 // gateways. A dead host's uplinks move once its lease expires (the
-// liveness TTL, 3 s by default). The write is a transaction that checks
-// the binding it replaces, so two agents racing on stale views cannot both
-// win.
+// liveness TTL, 3 s by default). The write is a claim (package hostclaim:
+// the NSDB directly, or the server for a joined agent, which may not write
+// the topology) checked in a transaction against the binding it replaces,
+// so two agents racing on stale views cannot both win, and no host takes
+// an uplink from a live holder that maps its network.
 //
 // Why one binding rather than OVN's localnet on every chassis: in Nagare a
 // port is bound to one host and the simulation sends to that host, so one
@@ -46,6 +48,7 @@ import (
 
 	"github.com/nagare/nagare/internal/backoff"
 	"github.com/nagare/nagare/pkg/agent/mirror"
+	"github.com/nagare/nagare/pkg/hostclaim"
 	"github.com/nagare/nagare/pkg/model"
 )
 
@@ -67,7 +70,7 @@ func ParseMappings(s string) (map[string]string, error) {
 			return nil, fmt.Errorf("%q is not PHYSNET:INTERFACE", item)
 		case !model.ValidPhysicalNetwork(phys):
 			return nil, fmt.Errorf("%q is not a physical network name (1-64 characters, no ',', ':' or spaces)", phys)
-		case !validInterfaceName(iface):
+		case !hostclaim.ValidInterfaceName(iface):
 			return nil, fmt.Errorf("%q is not a Linux interface name (1-15 characters, no '/', ':' or spaces)", iface)
 		case out[phys] != "":
 			return nil, fmt.Errorf("physical network %s is mapped twice", phys)
@@ -77,13 +80,6 @@ func ParseMappings(s string) (map[string]string, error) {
 		out[phys], ifaces[iface] = iface, phys
 	}
 	return out, nil
-}
-
-func validInterfaceName(s string) bool {
-	if len(s) == 0 || len(s) > 15 || s == "." || s == ".." {
-		return false
-	}
-	return !strings.ContainsAny(s, "/: \t\n")
 }
 
 // vlanInterfaceName is the subinterface of iface for VLAN vid, "eth1.100",
@@ -173,9 +169,11 @@ func inputs(s *mirror.Snapshot) uplinkInputs {
 	return in
 }
 
-// NSDB is what uplinks read and write.
-type NSDB interface {
-	Modify(ctx context.Context, k *model.Kind, id string, ifRevision int64, mutate func(model.Object) error) (model.Object, error)
+// Claims publishes the host's physical networks and binds uplinks to it
+// (hostclaim.Claims).
+type Claims interface {
+	SetHost(ctx context.Context, hostID string, h hostclaim.HostInfo) error
+	ClaimUplink(ctx context.Context, hostID string, u hostclaim.Uplink) error
 }
 
 // VLANs makes the VLAN subinterfaces of uplinks.
@@ -191,7 +189,7 @@ type Config struct {
 	// Mappings are the physical networks this host reaches: physical
 	// network → interface.
 	Mappings map[string]string
-	DB       NSDB
+	Claims   Claims
 	// VLANs makes VLAN subinterfaces; nil where the datapath has no
 	// kernel interfaces (VLAN uplinks are then not bound here).
 	VLANs VLANs
@@ -225,11 +223,7 @@ func (u *Uplinks) Run(ctx context.Context) error {
 	}
 	sort.Strings(nets)
 	err := backoff.Policy{Base: 250 * time.Millisecond, Max: time.Second}.Retry(ctx, func(ctx context.Context) error {
-		_, err := u.cfg.DB.Modify(ctx, model.HostKind, u.cfg.HostID, 0, func(o model.Object) error {
-			o.(*model.Host).PhysicalNetworks = nets
-			return nil
-		})
-		return err
+		return u.cfg.Claims.SetHost(ctx, u.cfg.HostID, hostclaim.HostInfo{PhysicalNetworks: nets})
 	}, func(attempt int, err error) {
 		u.cfg.Log.Warn("cannot publish physical network mappings; retrying", "attempt", attempt, "err", err)
 	})
@@ -289,16 +283,10 @@ func (u *Uplinks) claim(ctx context.Context, in uplinkInputs, alive map[string]b
 			continue
 		}
 		prev := c.port.HostID
-		_, err := u.cfg.DB.Modify(ctx, model.PortKind, c.port.ID, 0, func(o model.Object) error {
-			p := o.(*model.Port)
-			if p.HostID != prev || p.PhysicalNetwork != c.port.PhysicalNetwork || p.PhysicalVLAN != c.port.PhysicalVLAN {
-				return errUplinkMoved
-			}
-			p.HostID, p.InterfaceName = me, c.iface
-			return nil
-		})
+		err := u.cfg.Claims.ClaimUplink(ctx, me, hostclaim.Uplink{PortID: c.port.ID, PreviousHostID: prev,
+			PhysicalNetwork: c.port.PhysicalNetwork, PhysicalVLAN: c.port.PhysicalVLAN, Interface: c.iface})
 		switch {
-		case errors.Is(err, errUplinkMoved) || errors.Is(err, model.ErrNotFound):
+		case hostclaim.IsClass(err, hostclaim.Conflict) || hostclaim.IsClass(err, hostclaim.NotFound):
 			// Someone else moved it, or it is gone: the next view decides.
 		case err != nil:
 			if !u.warned[c.port.ID] {
@@ -314,5 +302,3 @@ func (u *Uplinks) claim(ctx context.Context, in uplinkInputs, alive map[string]b
 	}
 	return done
 }
-
-var errUplinkMoved = errors.New("uplink binding changed meanwhile")

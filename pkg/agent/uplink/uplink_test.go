@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/nagare/nagare/pkg/agent/mirror"
+	"github.com/nagare/nagare/pkg/hostclaim"
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/nsdb"
-	"github.com/nagare/nagare/pkg/nsdb/nsdbmem"
 	"github.com/nagare/nagare/pkg/nsdb/nsdbtest"
 )
 
@@ -119,34 +119,17 @@ func TestClaimUplinks(t *testing.T) {
 }
 
 // TestUplinkFailover runs the claim loops of two gateway hosts against a
-// real etcd: one binds the uplink; when its lease ends the other takes
-// it; when the first comes back the binding stays where it is.
+// real etcd, claiming through package hostclaim: one binds the uplink;
+// when its lease ends the other takes it; when the first comes back the
+// binding stays where it is.
 func TestUplinkFailover(t *testing.T) {
 	st := nsdb.New(nsdbtest.Start(t))
-	if err := st.Init(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	failover(t, st)
-}
-
-// The same against the in-memory NSDB.
-func TestUplinkFailoverInMemory(t *testing.T) { failover(t, nsdbmem.New()) }
-
-// store is what the failover needs of an NSDB, real or in memory.
-type store interface {
-	NSDB
-	Create(context.Context, model.Object) (model.Object, error)
-	Get(context.Context, *model.Kind, string) (model.Object, error)
-	List(context.Context, *model.Kind, string, string) ([]model.Object, int64, error)
-	GrantLease(context.Context, time.Duration) (nsdb.LeaseID, error)
-	RevokeLease(context.Context, nsdb.LeaseID) error
-	SetHostAlive(context.Context, string, nsdb.LeaseID) error
-	WatchHostLiveness(context.Context, func(nsdb.Liveness) error) error
-}
-
-func failover(t *testing.T, st store) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	if err := st.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	claims := hostclaim.New(st)
 	br, err := st.Create(ctx, &model.Bridge{Name: "ext"})
 	if err != nil {
 		t.Fatal(err)
@@ -188,7 +171,7 @@ func failover(t *testing.T, st store) {
 		g.cancel = gcancel
 		live := &nsdb.LiveHosts{}
 		go func() { _ = st.WatchHostLiveness(gctx, live.Apply) }()
-		u := New(Config{HostID: g.id, Mappings: map[string]string{"physnet1": iface}, DB: st, Alive: live.Alive, Topology: topology, Log: log})
+		u := New(Config{HostID: g.id, Mappings: map[string]string{"physnet1": iface}, Claims: claims, Alive: live.Alive, Topology: topology, Log: log})
 		go func() { _ = u.Run(gctx) }()
 		return g
 	}

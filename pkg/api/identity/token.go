@@ -3,6 +3,7 @@ package identity
 import (
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"slices"
 	"time"
@@ -91,7 +92,8 @@ func (a *API) issue(w http.ResponseWriter, r *http.Request) {
 			Unauthorized(w, a.AuthURL(r))
 			return
 		}
-		tok, c, err = a.svc.Login(r.Context(), u.ID, u.Name, u.Password, pid, pname, !unscoped)
+		tok, c, err = a.svc.Login(r.Context(), identity.PasswordLogin{Source: sourceAddr(r), UserID: u.ID, UserName: u.Name,
+			Password: u.Password, ProjectID: pid, ProjectName: pname, Scoped: !unscoped})
 	case slices.Contains(id.Methods, "token") && id.Token != nil:
 		tok, c, err = a.svc.Rescope(r.Context(), id.Token.ID, pid, pname)
 	default:
@@ -104,6 +106,16 @@ func (a *API) issue(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("X-Subject-Token", tok)
 	writeJSON(w, http.StatusCreated, map[string]any{"token": a.tokenBody(r, c, r.URL.Query().Has("nocatalog"))})
+}
+
+// sourceAddr is the client's address as the lockout counts it: the peer
+// of the connection (a proxy in front of the server is one source).
+func sourceAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 func (a *API) tokenBody(r *http.Request, c *identity.Context, nocatalog bool) map[string]any {

@@ -438,7 +438,7 @@ func TestPoolMemberStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.store.PutMemberStatus(context.Background(), m, "down", lease.ID); err != nil {
+	if err := e.store.PutMemberStatus(context.Background(), "h1", m, "down", lease.ID); err != nil {
 		t.Fatal(err)
 	}
 	if s, l := status(); s != "down" || l != "down" {

@@ -237,18 +237,18 @@ func formatAction(a flow.Action) string {
 }
 
 // learned is a read-only MAC table over the agents' learned entries.
-type learnedTable map[string]string
+type learnedTable map[nsdb.MACEntry]string
 
 func learned(macs []nsdb.LearnedMAC) learnedTable {
 	t := learnedTable{}
 	for _, m := range macs {
-		t[m.Key()] = m.PortID
+		t[m.Entry()] = m.PortID
 	}
 	return t
 }
 
 func (t learnedTable) Lookup(bridgeID string, vlan uint16, mac packet.MAC) (string, bool) {
-	p, ok := t[nsdb.LearnedMAC{BridgeID: bridgeID, VLAN: vlan, MAC: mac}.Key()]
+	p, ok := t[nsdb.MACEntry{BridgeID: bridgeID, VLAN: vlan, MAC: mac}]
 	return p, ok
 }
 

@@ -32,7 +32,7 @@ func TestTraceRouted(t *testing.T) {
 		e.mustCreate("/routers/"+r+"/routes", map[string]any{"dst": net + ".0/24", "port_id": rp})
 	}
 	// The VM's MAC as an agent would have learned it.
-	if _, err := e.cli.Put(context.Background(), nsdb.LearnedMAC{BridgeID: b2, MAC: [6]byte{2, 0, 0, 0, 0, 2}}.Key(), vm2); err != nil {
+	if _, err := e.cli.Put(context.Background(), nsdb.LearnedMAC{Host: h1, BridgeID: b2, MAC: [6]byte{2, 0, 0, 0, 0, 2}}.Key(), vm2); err != nil {
 		t.Fatal(err)
 	}
 	st, obj, _ := e.do("POST", "/trace", map[string]any{"in_port_id": vm1, "src": "10.0.1.11", "dst": "10.0.2.12", "proto": "tcp", "dst_port": 22})

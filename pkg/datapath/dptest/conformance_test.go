@@ -7,6 +7,7 @@ import (
 
 	"github.com/nagare/nagare/pkg/datapath/dptest"
 	// The implementations, registered: the suite runs against each.
+	_ "github.com/nagare/nagare/pkg/datapath/ebpf"
 	_ "github.com/nagare/nagare/pkg/datapath/memory"
 	_ "github.com/nagare/nagare/pkg/datapath/userspace"
 )

@@ -111,7 +111,7 @@ func (w *worker) apply(buf []byte, start, end int, acts []action) bool {
 				rewriteDecoder.Decode(&w.rw, buf[start:end])
 				decoded = true
 			}
-			if !rewrite(&w.rw, &a.Action) {
+			if a.Action.Rewrite(&w.rw) != nil {
 				w.drops.add(rRewrite, 1)
 				return false
 			}
@@ -140,7 +140,7 @@ func (w *worker) apply(buf []byte, start, end int, acts []action) bool {
 			start += vlanTagLen
 			decoded = false
 		case flow.ActDecTTL:
-			if !decTTL(buf[start:end], a.Count) {
+			if !packet.DecFrameTTL(buf[start:end], a.Count) {
 				w.drops.add(rTTLExpired, 1)
 				return false
 			}
@@ -168,65 +168,3 @@ func isTPID(t uint16) bool { return t == packet.EtherTypeVLAN || t == packet.Eth
 // rewriteDecoder finds the headers NAT rewrites. VXLAN decoding is off: a
 // flow's frame is the overlay's inner frame, never a tunnel to look into.
 var rewriteDecoder packet.Decoder
-
-// rewrite applies a NAT action in place with the packet package's
-// rewrites, which fix the IPv4 header, TCP, UDP and ICMP checksums
-// incrementally (RFC 1624): the cost does not depend on the payload. It
-// reports false, changing nothing, if the frame lacks the field, which
-// the caller counts.
-func rewrite(p *packet.Parsed, a *flow.Action) bool {
-	switch a.Type {
-	case flow.ActSetIPSrc:
-		return p.SetSrcIP(a.Addr)
-	case flow.ActSetIPDst:
-		return p.SetDstIP(a.Addr)
-	case flow.ActSetL4Src:
-		return p.SetSrcPort(a.L4Port)
-	case flow.ActSetL4Dst:
-		return p.SetDstPort(a.L4Port)
-	case flow.ActSetICMPID:
-		return p.SetICMPEchoID(a.L4Port)
-	case flow.ActInnerSrc:
-		return p.SetInnerSrc(a.Addr, a.L4Port)
-	case flow.ActInnerDst:
-		return p.SetInnerDst(a.Addr, a.L4Port)
-	}
-	return false
-}
-
-// decTTL decrements the IPv4 TTL (fixing the header checksum incrementally,
-// RFC 1624) or the IPv6 hop limit of an Ethernet frame by n. It returns
-// false, changing nothing, if the TTL would drop below 1. Frames that are
-// not IP are left alone: the simulation only decrements IP packets.
-func decTTL(b []byte, n uint8) bool {
-	l3 := 12
-	et := binary.BigEndian.Uint16(b[l3:])
-	for isTPID(et) && len(b) >= l3+vlanTagLen+2 {
-		l3 += vlanTagLen
-		et = binary.BigEndian.Uint16(b[l3:])
-	}
-	l3 += 2
-	switch et {
-	case packet.EtherTypeIPv4:
-		if len(b) < l3+20 || b[l3]>>4 != 4 {
-			return true
-		}
-		ttl := b[l3+8]
-		if ttl <= n {
-			return false
-		}
-		old := binary.BigEndian.Uint16(b[l3+8:])
-		b[l3+8] = ttl - n
-		sum := packet.UpdateChecksum16(binary.BigEndian.Uint16(b[l3+10:]), old, binary.BigEndian.Uint16(b[l3+8:]))
-		binary.BigEndian.PutUint16(b[l3+10:], sum)
-	case packet.EtherTypeIPv6:
-		if len(b) < l3+40 || b[l3]>>4 != 6 {
-			return true
-		}
-		if b[l3+7] <= n {
-			return false
-		}
-		b[l3+7] -= n
-	}
-	return true
-}

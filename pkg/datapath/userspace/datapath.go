@@ -18,7 +18,6 @@ import (
 	"github.com/nagare/nagare/pkg/datapath/afpacket"
 	"github.com/nagare/nagare/pkg/flow"
 	"github.com/nagare/nagare/pkg/netns"
-	"github.com/nagare/nagare/pkg/packet"
 )
 
 // portIO is the frame I/O of one bound interface: an *afpacket.Port in
@@ -132,17 +131,8 @@ func (dp *Datapath) wallTime(t int64) time.Time { return dp.epoch.Add(time.Durat
 
 // AddPort implements datapath.Datapath.
 func (dp *Datapath) AddPort(cfg datapath.PortConfig) error {
-	if cfg.MTU <= 0 {
-		cfg.MTU = 1500
-	}
-	if cfg.PortID == "" || cfg.Interface == "" {
-		return fmt.Errorf("datapath: add port: PortID and Interface are required")
-	}
-	if cfg.TunnelKey != 0 && packet.ReservedTunnelKey(cfg.TunnelKey) {
-		return fmt.Errorf("datapath: add port %s: tunnel key %d is reserved for the agents' own packets", cfg.PortID, cfg.TunnelKey)
-	}
-	if cfg.TunnelKey > packet.MaxTunnelKey {
-		return fmt.Errorf("datapath: add port %s: tunnel key %d does not fit in 24 bits", cfg.PortID, cfg.TunnelKey)
+	if err := cfg.Check(); err != nil {
+		return err
 	}
 	dp.mu.Lock()
 	defer dp.mu.Unlock()
@@ -150,15 +140,8 @@ func (dp *Datapath) AddPort(cfg datapath.PortConfig) error {
 		return datapath.ErrClosed
 	}
 	ps := dp.ports.Load()
-	switch {
-	case ps.byID[cfg.PortID] != nil:
-		return fmt.Errorf("datapath: add port %s: already attached", cfg.PortID)
-	case ps.byIndex[cfg.Index] != nil:
-		return fmt.Errorf("datapath: add port %s: index %d already used by port %s", cfg.PortID, cfg.Index, ps.byIndex[cfg.Index].cfg.PortID)
-	case cfg.TunnelKey != 0 && ps.byKey[cfg.TunnelKey] != nil:
-		return fmt.Errorf("datapath: add port %s: tunnel key %d already used by port %s", cfg.PortID, cfg.TunnelKey, ps.byKey[cfg.TunnelKey].cfg.PortID)
-	case ps.byIf[cfg.Interface] != nil:
-		return fmt.Errorf("datapath: add port %s: interface %s already bound to port %s", cfg.PortID, cfg.Interface, ps.byIf[cfg.Interface].cfg.PortID)
+	if err := ps.lookup().Clash(&cfg); err != nil {
+		return err
 	}
 	var (
 		ap  *afpacket.Port
@@ -186,6 +169,22 @@ func (dp *Datapath) attach(cfg datapath.PortConfig, io portIO) *port {
 		dp.startReader(p)
 	}
 	return p
+}
+
+// lookup finds ports for datapath.PortLookup's clash checks.
+func (ps *portSet) lookup() datapath.PortLookup {
+	cfg := func(p *port) *datapath.PortConfig {
+		if p == nil {
+			return nil
+		}
+		return &p.cfg
+	}
+	return datapath.PortLookup{
+		ByID:        func(id string) *datapath.PortConfig { return cfg(ps.byID[id]) },
+		ByIndex:     func(i int32) *datapath.PortConfig { return cfg(ps.byIndex[i]) },
+		ByTunnelKey: func(k uint32) *datapath.PortConfig { return cfg(ps.byKey[k]) },
+		ByInterface: func(n string) *datapath.PortConfig { return cfg(ps.byIf[n]) },
+	}
 }
 
 func (ps *portSet) clone() *portSet {
@@ -328,12 +327,7 @@ func (dp *Datapath) Close() error {
 // idle timeout, so a flow lives at most 25% longer than its timeout.
 func (dp *Datapath) expiryLoop() {
 	defer dp.wg.Done()
-	period := dp.flows.IdleTimeout[0]
-	for _, d := range dp.flows.IdleTimeout {
-		period = min(period, d)
-	}
-	period = min(max(period/4, 10*time.Millisecond), time.Second)
-	t := time.NewTicker(period)
+	t := time.NewTicker(dp.flows.ExpiryPeriod())
 	defer t.Stop()
 	for {
 		select {

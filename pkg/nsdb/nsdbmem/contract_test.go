@@ -27,14 +27,14 @@ type store interface {
 	WatchHostLiveness(context.Context, func(nsdb.Liveness) error) error
 	PutLearnedMAC(context.Context, nsdb.LearnedMAC, nsdb.LeaseID) error
 	WatchLearnedMACs(context.Context, func(nsdb.LearnedMACBatch) error) error
-	PutMemberStatus(context.Context, string, string, nsdb.LeaseID) error
-	TakeBackMemberStatus(context.Context, string, nsdb.LeaseID) error
+	PutMemberStatus(context.Context, string, string, string, nsdb.LeaseID) error
+	TakeBackMemberStatus(context.Context, string, string) error
 	MemberStatuses(context.Context) (map[string]string, error)
 	UpdateLearnedRoutes(context.Context, []nsdb.LearnedRoute, []nsdb.LearnedRoute, nsdb.LeaseID) error
 	WatchLearnedRoutes(context.Context, func(nsdb.LearnedRouteBatch) error) error
 	LearnedRoutes(context.Context, string) ([]nsdb.LearnedRoute, error)
 	PutBGPPeerStatus(context.Context, string, nsdb.BGPPeerStatus, nsdb.LeaseID) error
-	TakeBackBGPPeerStatus(context.Context, string, nsdb.LeaseID) error
+	TakeBackBGPPeerStatus(context.Context, string, string) error
 	BGPPeerStatuses(context.Context) (map[string]nsdb.BGPPeerStatus, error)
 }
 
@@ -124,12 +124,13 @@ func contract(t *testing.T, s store) {
 	lease, err := s.GrantLease(ctx, time.Minute)
 	must(err)
 	must(s.SetHostAlive(ctx, host.GetMeta().ID, lease))
-	must(s.PutLearnedMAC(ctx, nsdb.LearnedMAC{BridgeID: br.GetMeta().ID, MAC: packet.MAC{2, 0, 0, 0, 0, 1}, PortID: "p"}, lease))
-	must(s.PutMemberStatus(ctx, mem.GetMeta().ID, model.MemberUp, lease))
+	must(s.PutLearnedMAC(ctx, nsdb.LearnedMAC{Host: host.GetMeta().ID, BridgeID: br.GetMeta().ID, MAC: packet.MAC{2, 0, 0, 0, 0, 1}, PortID: "p"}, lease))
+	must(s.PutMemberStatus(ctx, host.GetMeta().ID, mem.GetMeta().ID, model.MemberUp, lease))
 	const rtr, port, peer = "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222", "33333333-3333-4333-8333-333333333333"
-	learned := nsdb.LearnedRoute{RouterID: rtr, PortID: port, Dst: netip.MustParsePrefix("0.0.0.0/0"), Gateway: netip.MustParseAddr("198.51.100.1")}
+	learned := nsdb.LearnedRoute{RouterID: rtr, PortID: port, Dst: netip.MustParsePrefix("0.0.0.0/0"), Gateway: netip.MustParseAddr("198.51.100.1"),
+		HostID: host.GetMeta().ID}
 	must(s.UpdateLearnedRoutes(ctx, []nsdb.LearnedRoute{learned}, nil, lease))
-	must(s.PutBGPPeerStatus(ctx, peer, nsdb.BGPPeerStatus{State: "established"}, lease))
+	must(s.PutBGPPeerStatus(ctx, peer, nsdb.BGPPeerStatus{HostID: host.GetMeta().ID, State: "established"}, lease))
 	routes := make(chan nsdb.LearnedRouteBatch, 8)
 	go func() {
 		_ = s.WatchLearnedRoutes(ctx, func(b nsdb.LearnedRouteBatch) error { routes <- b; return nil })
@@ -147,19 +148,36 @@ func contract(t *testing.T, s store) {
 	if b := <-macs; !b.Reset || len(b.Put) != 1 {
 		t.Fatalf("MAC reset %+v", b)
 	}
+	must(s.TakeBackMemberStatus(ctx, "another-host", mem.GetMeta().ID))
+	if st, _ := s.MemberStatuses(ctx); st[mem.GetMeta().ID] != model.MemberUp {
+		t.Fatalf("another host took back the status: %v", st)
+	}
+	// Another host learns the same MAC on another port: it wins while
+	// it lasts, then the first host's entry is back.
 	other, err := s.GrantLease(ctx, time.Minute)
 	must(err)
-	must(s.TakeBackMemberStatus(ctx, mem.GetMeta().ID, other))
-	must(s.UpdateLearnedRoutes(ctx, nil, []nsdb.LearnedRoute{learned}, other))
-	must(s.TakeBackBGPPeerStatus(ctx, peer, other))
-	if rs, err := s.LearnedRoutes(ctx, rtr); err != nil || len(rs) != 1 {
-		t.Fatalf("another lease withdrew a learned route: %v, %v", rs, err)
+	must(s.PutLearnedMAC(ctx, nsdb.LearnedMAC{Host: "other-host", BridgeID: br.GetMeta().ID, MAC: packet.MAC{2, 0, 0, 0, 0, 1}, PortID: "q"}, other))
+	if b := <-macs; len(b.Put) != 1 || b.Put[0].PortID != "q" {
+		t.Fatalf("MACs after another host's entry %+v", b)
 	}
+	// The port's next gateway learns the same route: its copy wins while
+	// it lasts; it takes back its own session state only.
+	moved := learned
+	moved.HostID, moved.Gateway = "other-host", netip.MustParseAddr("198.51.100.9")
+	must(s.UpdateLearnedRoutes(ctx, []nsdb.LearnedRoute{moved}, nil, other))
+	if b := <-routes; len(b.Put) != 1 || b.Put[0] != moved {
+		t.Fatalf("learned routes after another host's copy %+v", b)
+	}
+	must(s.TakeBackBGPPeerStatus(ctx, "other-host", peer))
 	if st, _ := s.BGPPeerStatuses(ctx); st[peer].State != "established" {
-		t.Fatalf("another lease took back the session state: %v", st)
+		t.Fatalf("another host took back the session state: %v", st)
 	}
-	if st, _ := s.MemberStatuses(ctx); st[mem.GetMeta().ID] != model.MemberUp {
-		t.Fatalf("another lease took back the status: %v", st)
+	must(s.RevokeLease(ctx, other))
+	if b := <-macs; len(b.Put) != 1 || b.Put[0].PortID != "p" || len(b.Deleted) != 0 {
+		t.Fatalf("MACs after the other host's lease ended %+v", b)
+	}
+	if b := <-routes; len(b.Put) != 1 || b.Put[0] != learned || len(b.Deleted) != 0 {
+		t.Fatalf("learned routes after the other host's lease ended %+v", b)
 	}
 	must(s.RevokeLease(ctx, lease))
 	if l := <-alive; l.Reset || l.Alive[host.GetMeta().ID] {
@@ -171,13 +189,13 @@ func contract(t *testing.T, s store) {
 	if st, _ := s.MemberStatuses(ctx); len(st) != 0 {
 		t.Fatalf("statuses after revoke: %v", st)
 	}
-	if b := <-routes; len(b.Deleted) != 1 || b.Deleted[0] != learned.Key() {
+	if b := <-routes; len(b.Deleted) != 1 || b.Deleted[0] != learned.ID() {
 		t.Fatalf("learned routes after revoke %+v", b)
 	}
 	if st, _ := s.BGPPeerStatuses(ctx); len(st) != 0 {
 		t.Fatalf("session states after revoke: %v", st)
 	}
-	if err := s.PutMemberStatus(ctx, mem.GetMeta().ID, model.MemberUp, lease); err == nil {
+	if err := s.PutMemberStatus(ctx, host.GetMeta().ID, mem.GetMeta().ID, model.MemberUp, lease); err == nil {
 		t.Fatal("a write under a revoked lease succeeded")
 	}
 }

@@ -66,10 +66,25 @@ type Config struct {
 	Name string
 	// UnsafeNoFsync trades durability for speed. Tests only.
 	UnsafeNoFsync bool
+	// TLS, when set, serves clients (and peers, on an https peer URL) over
+	// TLS and admits only clients with a certificate of the trusted CA
+	// (etcd's --client-cert-auth): with authentication on, the
+	// certificate's CN is the etcd user. ClientURL must then be https.
+	TLS *TLSFiles
 	// LogLevel of etcd's own zap logger: debug, info, warn, error, panic or
 	// fatal. Default "error": etcd is chatty at info and the server logs
 	// what matters itself. Tests use "fatal".
 	LogLevel string
+}
+
+// TLSFiles are the PEM files of etcd's TLS.
+type TLSFiles struct {
+	CertFile, KeyFile string // serving certificate and key
+	TrustedCAFile     string // CA of client certificates
+	// CRLFile, when set, is a revocation list etcd reads on every new
+	// connection (--client-crl-file): a revoked certificate cannot
+	// connect even while its CN still names a user.
+	CRLFile string
 }
 
 // Etcd is a running embedded etcd.
@@ -125,7 +140,7 @@ func (c Config) embedConfig() (*embed.Config, error) {
 		return nil, err
 	}
 
-	client, err := parseURL("client", orDefault(c.ClientURL, DefaultClientURL))
+	client, err := parseURL("client", orDefault(c.ClientURL, DefaultClientURL), c.TLS != nil)
 	if err != nil {
 		return nil, err
 	}
@@ -133,9 +148,17 @@ func (c Config) embedConfig() (*embed.Config, error) {
 	if client.Port() == "0" {
 		peerDefault = "http://127.0.0.1:0"
 	}
-	peer, err := parseURL("peer", orDefault(c.PeerURL, peerDefault))
+	peer, err := parseURL("peer", orDefault(c.PeerURL, peerDefault), false)
 	if err != nil {
 		return nil, err
+	}
+	if t := c.TLS; t != nil {
+		cfg.ClientTLSInfo.CertFile, cfg.ClientTLSInfo.KeyFile = t.CertFile, t.KeyFile
+		cfg.ClientTLSInfo.TrustedCAFile, cfg.ClientTLSInfo.CRLFile = t.TrustedCAFile, t.CRLFile
+		cfg.ClientTLSInfo.ClientCertAuth = true
+		if peer.Scheme == "https" {
+			cfg.PeerTLSInfo = cfg.ClientTLSInfo
+		}
 	}
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*client}, []url.URL{*client}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*peer}, []url.URL{*peer}
@@ -148,13 +171,19 @@ func (c Config) embedConfig() (*embed.Config, error) {
 	return cfg, nil
 }
 
-func parseURL(what, s string) (*url.URL, error) {
+// parseURL checks a listen URL: https exactly when tls (a peer URL may be
+// either: https only with TLS).
+func parseURL(what, s string, tls bool) (*url.URL, error) {
 	u, err := url.Parse(s)
 	if err != nil {
 		return nil, fmt.Errorf("embedded etcd %s URL %q: %w", what, s, err)
 	}
-	if u.Scheme != "http" || u.Port() == "" {
-		return nil, fmt.Errorf("embedded etcd %s URL %q: want http://HOST:PORT (TLS needs an external cluster for now)", what, s)
+	want := "http"
+	if tls {
+		want = "https"
+	}
+	if u.Port() == "" || u.Scheme != want && (what == "client" || u.Scheme != "https") {
+		return nil, fmt.Errorf("embedded etcd %s URL %q: want %s://HOST:PORT", what, s, want)
 	}
 	return u, nil
 }

@@ -23,9 +23,20 @@ const AdminPassword = "s3cret-admin"
 // port; it stops when the test ends. base is its URL.
 func Start(t testing.TB) (srv *server.Server, base string) {
 	t.Helper()
+	return StartWith(t, nil)
+}
+
+// StartWith is Start with the configuration changed by change first
+// (nil: unchanged).
+func StartWith(t testing.TB, change func(*server.Config)) (srv *server.Server, base string) {
+	t.Helper()
 	cli := nsdbtest.Start(t)
-	srv, err := server.Start(context.Background(), server.Config{Listen: "127.0.0.1:0", EtcdEndpoints: cli.Endpoints(),
-		Auth: server.AuthPassword, AdminPassword: AdminPassword, BcryptCost: 4})
+	cfg := server.Config{Listen: "127.0.0.1:0", EtcdEndpoints: cli.Endpoints(),
+		Auth: server.AuthPassword, AdminPassword: AdminPassword, BcryptCost: 4}
+	if change != nil {
+		change(&cfg)
+	}
+	srv, err := server.Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,8 @@ package harness
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -114,8 +116,14 @@ type Options struct {
 	InNamespace []string
 	// AdminPassword, when set, runs the server with password
 	// authentication (user admin of project admin) instead of noauth;
-	// Call, CLI and CLIEnv then authenticate.
+	// Call, CLI and CLIEnv then authenticate. The server gets it from
+	// NAGARE_ADMIN_PASSWORD, not its command line.
 	AdminPassword string
+	// Secure runs the server with TLS (--tls: HTTPS API, etcd with client
+	// certificates and RBAC; on loopback, where the harness listens) and
+	// the agents joining it with a token from `nagare-server token
+	// create`; Call, CLI, CLIEnv and HTTPClient trust its CA.
+	Secure bool
 }
 
 var envSeq atomic.Int32
@@ -136,6 +144,11 @@ type Env struct {
 	hostArgs    map[string][]string
 	password    string // the admin's, when the server authenticates
 	token       string // the admin's token for Call
+	secure      bool
+	dataDir     string       // the server's
+	CAFile      string       // the server's CA, in secure mode
+	joinToken   string       // what agents join with, in secure mode
+	client      *http.Client // trusts CAFile in secure mode
 }
 
 // Hypervisor is a namespace with its agent.
@@ -174,7 +187,7 @@ func New(t testing.TB, opts Options) *Env {
 	}
 	e := &Env{T: t, Prefix: fmt.Sprintf("%s%d-%d", NamePrefix, os.Getpid(), envSeq.Add(1)),
 		UnderlayMTU: opts.UnderlayMTU, dir: t.TempDir(), logLevel: opts.LogLevel, agentArgs: opts.AgentArgs,
-		hostArgs: opts.HostAgentArgs, password: opts.AdminPassword}
+		hostArgs: opts.HostAgentArgs, password: opts.AdminPassword, secure: opts.Secure, client: http.DefaultClient}
 	t.Cleanup(e.dumpLogsOnFailure)
 	e.startServer(t)
 
@@ -225,24 +238,37 @@ func freePort(t testing.TB) int {
 
 func (e *Env) startServer(t testing.TB) {
 	t.Helper()
+	scheme := "http"
+	if e.secure {
+		scheme = "https"
+	}
 	for attempt := 0; ; attempt++ {
 		listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		e.API = "http://" + listen
-		e.EtcdURL = fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+		e.API = scheme + "://" + listen
+		e.EtcdURL = fmt.Sprintf("%s://127.0.0.1:%d", scheme, freePort(t))
 		peer := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
-		data := filepath.Join(e.dir, fmt.Sprintf("data%d", attempt))
-		auth := []string{"--auth", "noauth"}
+		e.dataDir = filepath.Join(e.dir, fmt.Sprintf("data%d", attempt))
+		args := []string{"--data-dir", e.dataDir, "--listen", listen, "--etcd-listen", e.EtcdURL, "--etcd-peer-listen", peer,
+			"--log-level", e.logLevel, "--auth", "noauth"}
+		var env []string
 		if e.password != "" {
-			auth = []string{"--auth", "password", "--admin-password", e.password}
+			args = append(args, "--auth", "password")
+			env = []string{"NAGARE_ADMIN_PASSWORD=" + e.password}
 		}
-		e.server = startProc(t, filepath.Join(e.dir, "server.log"), Binaries.Server,
-			append([]string{"--data-dir", data, "--listen", listen, "--etcd-listen", e.EtcdURL, "--etcd-peer-listen", peer,
-				"--log-level", e.logLevel}, auth...)...)
+		if e.secure {
+			args = append(args, "--tls")
+		}
+		e.server = startProcEnv(t, filepath.Join(e.dir, "server.log"), env, Binaries.Server, args...)
 		err := Eventually(30*time.Second, func() error {
 			if e.server.Exited() {
 				return stop{errors.New("nagare-server exited")}
 			}
-			resp, err := http.Get(e.API + "/healthz")
+			if e.secure && e.client == http.DefaultClient {
+				if err := e.trustCA(); err != nil {
+					return err
+				}
+			}
+			resp, err := e.client.Get(e.API + "/healthz")
 			if err != nil {
 				return err
 			}
@@ -255,9 +281,13 @@ func (e *Env) startServer(t testing.TB) {
 		if err == nil && e.password != "" {
 			e.token, err = e.login()
 		}
+		if err == nil && e.secure {
+			e.joinToken, err = e.createJoinToken()
+		}
 		if err == nil {
 			return
 		}
+		e.client = http.DefaultClient
 		e.server.Kill()
 		if attempt == 2 { // a port taken between freePort and the bind is the likely cause
 			t.Fatalf("nagare-server did not become healthy: %v\n%s", err, tail(filepath.Join(e.dir, "server.log"), 40))
@@ -265,25 +295,65 @@ func (e *Env) startServer(t testing.TB) {
 	}
 }
 
+// trustCA makes the harness's HTTP client trust the server's CA, once
+// the server has made it.
+func (e *Env) trustCA() error {
+	ca := filepath.Join(e.dataDir, "pki", "ca.crt")
+	b, err := os.ReadFile(ca)
+	if err != nil {
+		return err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return fmt.Errorf("%s holds no certificate", ca)
+	}
+	e.CAFile = ca
+	e.client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	return nil
+}
+
+// createJoinToken runs `nagare-server token create` as an operator would.
+func (e *Env) createJoinToken() (string, error) {
+	out, err := exec.Command(Binaries.Server, "token", "create", "--data-dir", e.dataDir, "--ttl", "1h", "--description", "e2e").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("nagare-server token create: %w: %s", err, out)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// HTTPClient is a client of the API (trusting the server's CA in secure
+// mode).
+func (e *Env) HTTPClient() *http.Client { return e.client }
+
 // StartAgent starts (or restarts) the hypervisor's agent and waits until its
-// host is registered and alive.
+// host is registered and alive. In secure mode it joins the server with
+// the environment's token (a restart finds its certificate in its state
+// directory).
 func (h *Hypervisor) StartAgent(t testing.TB) {
 	t.Helper()
 	e := h.env
-	etcd, place, metrics := e.EtcdURL, []string{"--netns", h.NS.Path}, h.MetricsAddr
+	nsdbArgs := []string{"--etcd-endpoints", e.EtcdURL}
+	if e.secure {
+		nsdbArgs = []string{"--join", e.API, "--token", e.joinToken}
+	}
+	place, metrics := []string{"--netns", h.NS.Path}, h.MetricsAddr
 	if h.InNamespace {
+		if e.secure {
+			t.Fatalf("harness: %s: an agent inside its namespace does not join a secure server (no relay to the API)", h.Name)
+		}
 		if h.NSDB == nil {
 			h.NSDB = relayInto(t, h.NS, strings.TrimPrefix(e.EtcdURL, "http://"))
 			inner := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 			h.MetricsAddr = relayOut(t, h.NS, inner).Addr
 			h.innerMetrics = inner
 		}
-		etcd, place, metrics = "http://"+h.NSDB.Addr, nil, h.innerMetrics
+		nsdbArgs, place, metrics = []string{"--etcd-endpoints", "http://" + h.NSDB.Addr}, nil, h.innerMetrics
 	}
-	args := append(append([]string{"--host-name", h.Name, "--etcd-endpoints", etcd, "--tunnel-ip", h.TunnelIP}, place...),
+	args := append(append(append([]string{"--host-name", h.Name, "--tunnel-ip", h.TunnelIP}, nsdbArgs...), place...),
 		"--metrics-listen", metrics, "--underlay-mtu", strconv.Itoa(e.UnderlayMTU), "--log-level", e.logLevel,
 		"--state-dir", h.StateDir())
 	args = append(args, e.agentArgs...)
+	args = append(args, "--datapath", Datapath())
 	args = append(args, h.AgentArgs...)
 	args = append(args, e.hostArgs[h.Name]...)
 	bin := Binaries.Agent
@@ -315,6 +385,15 @@ func (h *Hypervisor) StateDir() string { return filepath.Join(h.env.dir, h.Name+
 
 // KillAgent kills the agent with SIGKILL, as a crash would.
 func (h *Hypervisor) KillAgent() { h.agent.Kill() }
+
+// ServerLog returns the server's log so far.
+func (e *Env) ServerLog() string {
+	b, _ := os.ReadFile(filepath.Join(e.dir, "server.log"))
+	return string(b)
+}
+
+// AgentExited reports whether the agent's process has ended.
+func (h *Hypervisor) AgentExited() bool { return h.agent.Exited() }
 
 // AgentLog returns the agent's log so far.
 func (h *Hypervisor) AgentLog() string {
@@ -389,7 +468,7 @@ func (e *Env) Call(method, path string, in, out any) error {
 	if e.token != "" {
 		req.Header.Set("X-Auth-Token", e.token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := e.client.Do(req)
 	if err != nil {
 		return err
 	}
@@ -411,7 +490,7 @@ func (e *Env) Call(method, path string, in, out any) error {
 func (e *Env) login() (string, error) {
 	body := fmt.Sprintf(`{"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": "admin", "password": %q, "domain": {"name": "Default"}}}},
 		"scope": {"project": {"name": "admin", "domain": {"name": "Default"}}}}}`, e.password)
-	resp, err := http.Post(e.API+"/identity/v3/auth/tokens", "application/json", strings.NewReader(body))
+	resp, err := e.client.Post(e.API+"/identity/v3/auth/tokens", "application/json", strings.NewReader(body))
 	if err != nil {
 		return "", err
 	}
@@ -432,12 +511,16 @@ func (e *Env) IdentityURL() string { return e.API + "/identity/v3" }
 // CLIEnv is the environment that logs the nagare and openstack CLIs in as
 // the admin (nothing with noauth).
 func (e *Env) CLIEnv() []string {
-	if e.password == "" {
-		return nil
+	var env []string
+	if e.CAFile != "" {
+		env = append(env, "OS_CACERT="+e.CAFile)
 	}
-	return []string{"OS_AUTH_URL=" + e.IdentityURL(), "OS_IDENTITY_API_VERSION=3", "OS_AUTH_TYPE=password",
-		"OS_USERNAME=admin", "OS_PASSWORD=" + e.password, "OS_PROJECT_NAME=admin",
-		"OS_USER_DOMAIN_NAME=Default", "OS_PROJECT_DOMAIN_NAME=Default", "OS_INTERFACE=public"}
+	if e.password == "" {
+		return env
+	}
+	return append(env, "OS_AUTH_URL="+e.IdentityURL(), "OS_IDENTITY_API_VERSION=3", "OS_AUTH_TYPE=password",
+		"OS_USERNAME=admin", "OS_PASSWORD="+e.password, "OS_PROJECT_NAME=admin",
+		"OS_USER_DOMAIN_NAME=Default", "OS_PROJECT_DOMAIN_NAME=Default", "OS_INTERFACE=public")
 }
 
 // NewNS creates a namespace of the environment named after role, deleted
@@ -496,12 +579,20 @@ type Proc struct {
 // t.Cleanup: SIGTERM, then SIGKILL after 5 s.
 func startProc(t testing.TB, logPath, bin string, args ...string) *Proc {
 	t.Helper()
+	return startProcEnv(t, logPath, nil, bin, args...)
+}
+
+// startProcEnv is startProc with more environment variables (kept out of
+// the log, unlike the arguments: they carry secrets).
+func startProcEnv(t testing.TB, logPath string, env []string, bin string, args ...string) *Proc {
+	t.Helper()
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
 	fmt.Fprintf(f, "### %s %s %s\n", time.Now().Format(time.RFC3339Nano), filepath.Base(bin), strings.Join(args, " "))
 	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -575,4 +666,14 @@ func (e *Env) dumpLogsOnFailure() {
 		b.WriteString("\n" + tail(filepath.Join(e.dir, h.Name+".log"), n))
 	}
 	e.T.Logf("logs of the failed environment %s (last %d lines each; NAGARE_E2E_LOG_LINES for more):\n%s", e.Prefix, n, b.String())
+}
+
+// Datapath is the datapath the agents run: NAGARE_E2E_DATAPATH, which CI
+// sets to run the suite on each datapath in turn, or userspace. A test's
+// own --datapath flag comes later and wins.
+func Datapath() string {
+	if dp := os.Getenv("NAGARE_E2E_DATAPATH"); dp != "" {
+		return dp
+	}
+	return "userspace"
 }

@@ -58,7 +58,11 @@ func (e *Env) AddVM(t testing.TB, h *Hypervisor, name string, cfg VMConfig) *VM 
 	// The userspace datapath does not complete checksums or segment
 	// super-frames (pkg/datapath/userspace: "Not done here"): a VM's NIC
 	// must hand it finished frames, as a virtio NIC without offloads would.
-	vm.NS.MustRun(t, "ethtool", "-K", "eth0", "tx", "off", "tso", "off", "gso", "off")
+	// The kernel datapath takes the defaults (TSO, GSO, partial checksums)
+	// through its rewrites, NAT and tunnels, as the kernel does.
+	if Datapath() != "ebpf" {
+		vm.NS.MustRun(t, "ethtool", "-K", "eth0", "tx", "off", "tso", "off", "gso", "off")
+	}
 	for _, a := range cfg.Addrs {
 		args := []string{"ip", "addr", "add", a, "dev", "eth0"}
 		if strings.Contains(a, ":") {

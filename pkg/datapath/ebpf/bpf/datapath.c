@@ -1,0 +1,377 @@
+// SPDX-License-Identifier: GPL-2.0
+//go:build ignore
+
+/*
+ * Nagare's kernel datapath: TC programs on every bound port, on the
+ * injection device that carries the agent's Execute, on the collect_md
+ * VXLAN and GRE devices, and on the underlay interface.
+ *
+ *   port_in      parse, look up the exact-match flow, apply its actions;
+ *                a miss goes to the agent with the packet (perf upcall)
+ *   exec_in      the agent's packets: one output each, named by the mark
+ *   tunnel_in    decapsulated frames: the tunnel key names the egress port
+ *   underlay_in  tunnel packets before the kernel decapsulates them: peer
+ *                check, malformed headers counted, flow-state packets to
+ *                the agent
+ */
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "nagare.h"
+#include "maps.h"
+#include "parse.h"
+#include "actions.h"
+
+/* Largest packet copied into an upcall: a perf record is at most 64 KiB,
+ * so a GSO super-packet is cut (struct upcall.len < skb->len). */
+#define UPCALL_MAX 16384
+
+static __noinline int send_upcall(struct __sk_buff *skb, const struct pkt *p, __u32 reason, __u32 slot)
+{
+	struct upcall u = {};
+	__u32 len = skb->len;
+
+	if (len > UPCALL_MAX)
+		len = UPCALL_MAX;
+	u.reason = reason;
+	u.ifindex = skb->ingress_ifindex;
+	u.slot = slot;
+	u.len = len;
+	u.data_len = skb->len; /* the whole packet's length */
+	u.gso_size = skb->gso_size;
+	u.vlan_present = skb->vlan_present;
+	u.vlan_tci = skb->vlan_tci;
+	u.vlan_proto = skb->vlan_proto;
+	if (p)
+		__builtin_memcpy(&u.key, &p->key, sizeof(u.key));
+	if (reason != UPCALL_SLOW)
+		count(C_MISSES, 1);
+	if (bpf_perf_event_output(skb, &upcalls, BPF_F_CURRENT_CPU | ((__u64)len << 32), &u, sizeof(u))) {
+		count(C_LOST, 1);
+		count_drop(DROP_UPCALL_LOST);
+	}
+	return TC_ACT_SHOT;
+}
+
+/* ip_len is the length of the IP datagram the flow's MTU applies to: for
+ * a GSO super-packet, that of one segment. */
+static __always_inline __u32 ip_len(struct __sk_buff *skb, const struct pkt *p)
+{
+	__u32 gso = skb->gso_size;
+
+	if (gso && p->payoff > p->l3off)
+		return p->payoff - p->l3off + gso;
+	return p->l3len;
+}
+
+SEC("tc")
+int port_in(struct __sk_buff *skb)
+{
+	__u32 ifindex = skb->ingress_ifindex, slot;
+	__u32 *slotp = bpf_map_lookup_elem(&port_slots, &ifindex);
+	struct port_info *pi;
+	struct port_stats *ps;
+	struct flow_val *f;
+	struct action_list *al;
+	struct pkt p;
+	__u64 now;
+	int r;
+
+	if (!slotp)
+		return TC_ACT_OK; /* not (or no longer) a port */
+	slot = *slotp;
+	pi = bpf_map_lookup_elem(&ports, &slot);
+	if (!pi || pi->ifindex != ifindex)
+		return TC_ACT_OK;
+	ps = bpf_map_lookup_elem(&port_stats, &slot);
+	if (ps) {
+		ps->rx_packets++;
+		ps->rx_bytes += frame_len(skb);
+	}
+	if (frame_len(skb) > pi->max_len && !skb->gso_size) {
+		count_drop(DROP_RX_OVERSIZE);
+		return TC_ACT_SHOT;
+	}
+	r = parse(skb, &p, (__u32)pi->index);
+	if (r == PARSE_PUNT)
+		return send_upcall(skb, &p, UPCALL_PUNT, slot);
+	if (r) {
+		count_drop(r);
+		return TC_ACT_SHOT;
+	}
+	f = bpf_map_lookup_elem(&flows, &p.key);
+	if (!f)
+		return send_upcall(skb, &p, UPCALL_MISS, slot);
+	/* Too long for the flow's path: the agent answers frag-needed. */
+	if (f->mtu && (p.l3 == L3_IPV4 || p.l3 == L3_IPV6) && ip_len(skb, &p) > f->mtu)
+		return send_upcall(skb, &p, UPCALL_RECHECK, slot);
+	/* A segment closing a tracked connection: its state must see it. */
+	if ((f->flags & FLOW_STATEFUL) && p.l4 == L4_TCP && (p.tcp_flags & 0x05))
+		return send_upcall(skb, &p, UPCALL_RECHECK, slot);
+	count(C_HITS, 1);
+	__sync_fetch_and_add(&f->packets, 1);
+	__sync_fetch_and_add(&f->bytes, frame_len(skb));
+	now = bpf_ktime_get_ns();
+	/* Writing the timestamp at most every millisecond keeps the flow's
+	 * cache line shared between CPUs; expiry works in seconds. */
+	if (now - f->used > 1000000)
+		f->used = now;
+	if (f->flags & FLOW_SLOW)
+		return send_upcall(skb, &p, UPCALL_SLOW, slot);
+	al = bpf_map_lookup_elem(&actions, &f->acts);
+	if (!al) /* replaced under our feet: let the agent decide */
+		return send_upcall(skb, &p, UPCALL_MISS, slot);
+	return apply(skb, &p, al);
+}
+
+SEC("tc")
+int exec_in(struct __sk_buff *skb)
+{
+	__u32 mark = skb->mark, slot = mark % EXEC_SLOTS;
+	struct exec_slot *e = bpf_map_lookup_elem(&exec_slots, &slot);
+	int v;
+
+	if (mark == 0)
+		return TC_ACT_SHOT; /* the kernel's own chatter on the device */
+	if (!e || e->seq != mark / EXEC_SLOTS) {
+		count_drop(DROP_EXEC_STALE);
+		return TC_ACT_SHOT;
+	}
+	skb->mark = 0;
+	count(C_EXEC, 1);
+	if (e->act.type == ACT_OUTPUT)
+		v = act_output(skb, &e->act, 1);
+	else if (e->act.type == ACT_ENCAP)
+		v = act_encap(skb, &e->act, 1);
+	else
+		v = -DROP_EXEC_STALE;
+	if (v < 0) {
+		count_drop(-v);
+		return TC_ACT_SHOT;
+	}
+	return v;
+}
+
+static __always_inline int peer_known(__u32 addr)
+{
+	return bpf_map_lookup_elem(&peers, &addr) != NULL;
+}
+
+SEC("tc")
+int tunnel_in(struct __sk_buff *skb)
+{
+	__u32 zero = 0, key, *slotp, slot, len = frame_len(skb);
+	struct config *cfg = bpf_map_lookup_elem(&config, &zero);
+	struct bpf_tunnel_key tk = {};
+	struct port_info *pi;
+	struct port_stats *ps;
+	int gre;
+
+	if (!cfg)
+		return TC_ACT_SHOT;
+	gre = skb->ingress_ifindex == cfg->gre_ifindex;
+	if (bpf_skb_get_tunnel_key(skb, &tk, sizeof(tk), 0)) {
+		count_drop(DROP_TUNNEL_MALFORMED);
+		return TC_ACT_SHOT;
+	}
+	/* Also checked before decapsulation (underlay_in), but reassembled
+	 * fragments and packets on other underlay interfaces get here only. */
+	if (!peer_known(bpf_htonl(tk.remote_ipv4))) {
+		count_drop(DROP_TUNNEL_UNKNOWN_PEER);
+		return TC_ACT_SHOT;
+	}
+	key = (__u32)tk.tunnel_id;
+	slotp = bpf_map_lookup_elem(&tunnel_keys, &key);
+	if (!slotp) {
+		count_drop(DROP_TUNNEL_UNKNOWN_KEY);
+		return TC_ACT_SHOT;
+	}
+	slot = *slotp;
+	pi = bpf_map_lookup_elem(&ports, &slot);
+	if (!pi || !pi->ifindex) {
+		count_drop(DROP_TUNNEL_UNKNOWN_KEY);
+		return TC_ACT_SHOT;
+	}
+	count(gre ? C_GRE_RX_PACKETS : C_VXLAN_RX_PACKETS, 1);
+	count(gre ? C_GRE_RX_BYTES : C_VXLAN_RX_BYTES, len);
+	ps = bpf_map_lookup_elem(&port_stats, &slot);
+	if (ps) {
+		ps->tx_packets++;
+		ps->tx_bytes += len;
+	}
+	if (pi->flags & PORT_PEER)
+		return bpf_redirect_peer(pi->ifindex, 0);
+	return bpf_redirect(pi->ifindex, 0);
+}
+
+/* state hands a flow-state packet's or a probe's payload (at off, n bytes)
+ * to the agent, as an upcall of reason (UPCALL_STATE or UPCALL_PROBE). */
+static __noinline int state(struct __sk_buff *skb, __u32 from, __u32 off, __u32 n, __u32 reason)
+{
+	struct upcall u = {};
+	__u32 len = skb->len;
+
+	if (n == 0) {
+		count_drop(reason == UPCALL_PROBE ? DROP_TUNNEL_PROBE_UNHANDLED : DROP_TUNNEL_STATE_UNHANDLED);
+		return TC_ACT_SHOT;
+	}
+	if (len > UPCALL_MAX) {
+		count_drop(DROP_TUNNEL_MALFORMED);
+		return TC_ACT_SHOT;
+	}
+	u.reason = reason;
+	u.ifindex = skb->ingress_ifindex;
+	u.len = len;
+	u.data_off = off;
+	u.data_len = n;
+	u.peer = from;
+	if (bpf_perf_event_output(skb, &upcalls, BPF_F_CURRENT_CPU | ((__u64)len << 32), &u, sizeof(u))) {
+		count(C_LOST, 1);
+		count_drop(DROP_UPCALL_LOST);
+	}
+	return TC_ACT_SHOT;
+}
+
+/* check_inner judges a tunnel packet's key and inner frame (at off, up to
+ * end), as the userspace datapath's tunnel receiver does. It returns the
+ * port slot, or -1 after dropping. */
+static __always_inline int check_inner(struct __sk_buff *skb, __u32 from, __u32 key, __u32 off, __u32 end)
+{
+	__u32 *slot;
+
+	if (key == STATE_KEY || key == PROBE_KEY) {
+		state(skb, from, off, end - off, key == STATE_KEY ? UPCALL_STATE : UPCALL_PROBE);
+		return -1;
+	}
+	if (end - off < 14) {
+		count_drop(DROP_TUNNEL_MALFORMED);
+		return -1;
+	}
+	slot = bpf_map_lookup_elem(&tunnel_keys, &key);
+	if (!slot) {
+		count_drop(DROP_TUNNEL_UNKNOWN_KEY);
+		return -1;
+	}
+	return *slot;
+}
+
+/* gre_decap strips the outer Ethernet, IPv4 and GRE headers (hl bytes of
+ * IP and GRE) and delivers the inner frame to the port in slot. */
+static __noinline int gre_decap(struct __sk_buff *skb, __u32 hl, __u32 slot)
+{
+	struct port_info *pi = bpf_map_lookup_elem(&ports, &slot);
+	struct port_stats *ps;
+	__u8 mac[14];
+	__u32 len;
+
+	if (!pi || !pi->ifindex) {
+		count_drop(DROP_TUNNEL_UNKNOWN_KEY);
+		return TC_ACT_SHOT;
+	}
+	if (bpf_skb_load_bytes(skb, 14 + hl, mac, 14) ||
+	    bpf_skb_adjust_room(skb, -(__s32)(hl + 14), BPF_ADJ_ROOM_MAC, 0) ||
+	    bpf_skb_store_bytes(skb, 0, mac, 14, 0)) {
+		count_drop(DROP_TUNNEL_MALFORMED);
+		return TC_ACT_SHOT;
+	}
+	len = skb->len;
+	count(C_GRE_RX_PACKETS, 1);
+	count(C_GRE_RX_BYTES, len);
+	ps = bpf_map_lookup_elem(&port_stats, &slot);
+	if (ps) {
+		ps->tx_packets++;
+		ps->tx_bytes += len;
+	}
+	/* Not redirect_peer: the frame may be ARP or IPv6 under an outer IPv4
+	 * skb->protocol, which only a pass through the veth recomputes. */
+	return bpf_redirect(pi->ifindex, 0);
+}
+
+SEC("tc")
+int underlay_in(struct __sk_buff *skb)
+{
+	__u32 zero = 0, ihl, tot, src, dst, l4, len = skb->len;
+	struct config *cfg = bpf_map_lookup_elem(&config, &zero);
+	__u8 eth[14], ip[20], h[16];
+	__u16 fo;
+
+	if (!cfg || !cfg->local_ip || len < 34)
+		return TC_ACT_OK;
+	if (bpf_skb_load_bytes(skb, 0, eth, 14) || be16(eth + 12) != ETH_P_IP_)
+		return TC_ACT_OK;
+	if (bpf_skb_load_bytes(skb, 14, ip, 20) || ip[0] >> 4 != 4)
+		return TC_ACT_OK;
+	__builtin_memcpy(&dst, ip + 16, 4);
+	if (dst != cfg->local_ip)
+		return TC_ACT_OK;
+	fo = be16(ip + 6);
+	if (fo & 0x3fff)
+		return TC_ACT_OK; /* a fragment: judged after reassembly, by tunnel_in */
+	ihl = (__u32)(ip[0] & 0x0f) * 4;
+	tot = be16(ip + 2);
+	if (ihl < 20 || tot < ihl || tot > len - 14)
+		return TC_ACT_OK; /* the kernel drops it */
+	__builtin_memcpy(&src, ip + 12, 4);
+	l4 = 14 + ihl;
+	if (ip[9] == 17 && cfg->vxlan_ifindex) {
+		__u32 ulen;
+		if (tot - ihl < 8 || bpf_skb_load_bytes(skb, l4, h, 8) || be16(h + 2) != cfg->vxlan_port)
+			return TC_ACT_OK;
+		if (!peer_known(src)) {
+			count_drop(DROP_TUNNEL_UNKNOWN_PEER);
+			return TC_ACT_SHOT;
+		}
+		ulen = be16(h + 4);
+		if (ulen < 8 || ulen > tot - ihl)
+			return TC_ACT_OK;
+		if (ulen < 16 || bpf_skb_load_bytes(skb, l4 + 8, h, 8) || !(h[0] & 0x08)) {
+			count_drop(DROP_TUNNEL_MALFORMED);
+			return TC_ACT_SHOT;
+		}
+		if (check_inner(skb, src, (__u32)be16(h + 4) << 8 | h[6], l4 + 16, l4 + ulen) < 0)
+			return TC_ACT_SHOT;
+		return TC_ACT_OK; /* the kernel decapsulates; tunnel_in delivers */
+	}
+	if (ip[9] == 47 && cfg->gre_ifindex) {
+		__u16 f;
+		__u32 hl = 4, key_off;
+		int slot;
+		if (!peer_known(src)) {
+			count_drop(DROP_TUNNEL_UNKNOWN_PEER);
+			return TC_ACT_SHOT;
+		}
+		if (tot - ihl < 4 || bpf_skb_load_bytes(skb, l4, h, 4)) {
+			count_drop(DROP_TUNNEL_MALFORMED);
+			return TC_ACT_SHOT;
+		}
+		f = be16(h);
+		/* As packet.DecapGRE: version 0, no RFC 1701 routing, a key,
+		 * transparent Ethernet bridging. */
+		if ((f & 0x7) || (f & 0x4c00) || !(f & 0x2000) || be16(h + 2) != 0x6558) {
+			count_drop(DROP_TUNNEL_MALFORMED);
+			return TC_ACT_SHOT;
+		}
+		if (f & 0x8000)
+			hl += 4;
+		key_off = hl;
+		hl += 4;
+		if (f & 0x1000)
+			hl += 4;
+		if (tot - ihl < hl || bpf_skb_load_bytes(skb, l4 + key_off, h, 4)) {
+			count_drop(DROP_TUNNEL_MALFORMED);
+			return TC_ACT_SHOT;
+		}
+		slot = check_inner(skb, src, bpf_ntohl(*(__u32 *)h), l4 + hl, 14 + tot);
+		if (slot < 0)
+			return TC_ACT_SHOT;
+		return gre_decap(skb, ihl + hl, slot);
+	}
+	return TC_ACT_OK;
+}
+
+/* Keeps struct upcall in the BTF, for bpf2go and the layout test. */
+const struct upcall *unused_upcall __attribute__((unused));
+
+char _license[] SEC("license") = "GPL";

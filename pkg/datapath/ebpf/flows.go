@@ -1,0 +1,569 @@
+//go:build linux
+
+package ebpf
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/nagare/nagare/pkg/datapath"
+	"github.com/nagare/nagare/pkg/flow"
+	"github.com/nagare/nagare/pkg/flowstate"
+	"github.com/nagare/nagare/pkg/packet"
+)
+
+// flowRec is the agent side of an installed flow: what the kernel does
+// not need (tags, state keys, the actions as given) and what Flows
+// reports. The kernel entry holds the counters and the action list id.
+type flowRec struct {
+	key   flow.Key
+	in    *port
+	outs  []*port
+	acts  []flow.Action
+	tags  []uint64
+	state []flowstate.Key
+	class datapath.FlowClass
+	mtu   int
+	list  uint32 // action list id; 0 for a slow flow
+	slow  bool
+	wall  time.Time // installed
+	mono  uint64    // installed, CLOCK_MONOTONIC ns
+	dead  bool      // removed; still in some tag slices until compaction
+	// adopted is when a flow installed by a previous agent is removed
+	// unless installed again; zero for this agent's flows.
+	adopted time.Time
+	prev    *flowRec
+	next    *flowRec
+}
+
+// flowTable is the agent side of the flow table. Guarded by Datapath.mu.
+//
+// Flows sit on one list in install order, which gives eviction its
+// candidates (the oldest). The tag index maps a tag to the flows carrying
+// it; a flow removed otherwise than by that tag stays in the tag's slice,
+// marked dead, until the dead entries outnumber the live ones.
+type flowTable struct {
+	recs       map[flow.Key]*flowRec
+	head, tail *flowRec
+	byTag      map[uint64][]*flowRec
+	tagRefs    int
+	liveRefs   int
+
+	installed, expired, evicted, invalidated, removed atomic.Uint64
+	count                                             atomic.Int64
+}
+
+// evictCandidates is how many of the oldest flows eviction compares; the
+// least recently used of them goes.
+const evictCandidates = 8
+
+func (t *flowTable) init() {
+	t.recs = map[flow.Key]*flowRec{}
+	t.byTag = map[uint64][]*flowRec{}
+}
+
+// Install implements datapath.Datapath.
+func (dp *Datapath) Install(spec *datapath.FlowSpec) error {
+	if spec.Class >= datapath.NumFlowClasses {
+		return fmt.Errorf("datapath: install: invalid flow class %d", spec.Class)
+	}
+	ps := dp.ports.Load()
+	in := ps.byIndex[int32(spec.Key.InPort)]
+	if in == nil {
+		return fmt.Errorf("datapath: install: in-port %d: %w", spec.Key.InPort, datapath.ErrUnknownPort)
+	}
+	list, outs, err := compileList(ps, &spec.Key, spec.Actions)
+	if err != nil {
+		return fmt.Errorf("datapath: install: %w", err)
+	}
+	r := &flowRec{key: spec.Key, in: in, outs: outs, acts: slices.Clone(spec.Actions), tags: slices.Clone(spec.Tags),
+		class: spec.Class, mtu: spec.MTU, slow: list == nil}
+	if len(spec.State) > 0 {
+		r.state = slices.Clone(spec.State)
+	}
+	val := flowValue{Class: uint8(spec.Class)}
+	if spec.MTU > 0 {
+		val.Mtu = uint32(spec.MTU)
+	}
+	if r.state != nil {
+		val.Flags |= flowStateful
+	}
+	if r.slow {
+		val.Flags |= flowSlow
+	}
+
+	dp.mu.Lock()
+	defer dp.mu.Unlock()
+	if dp.closed {
+		return datapath.ErrClosed
+	}
+	if in.gone.Load() {
+		return fmt.Errorf("datapath: install: in-port %s: %w", in.cfg.PortID, datapath.ErrUnknownPort)
+	}
+	for _, o := range outs {
+		if o.gone.Load() {
+			return fmt.Errorf("datapath: install: output to port %s: %w", o.cfg.PortID, datapath.ErrUnknownPort)
+		}
+	}
+	t := &dp.table
+	old := t.recs[r.key]
+	if old == nil && len(t.recs) >= dp.flows.MaxFlows {
+		if err := dp.evictOne(); err != nil {
+			return fmt.Errorf("datapath: install: evict: %w", err)
+		}
+	}
+	if list != nil {
+		if r.list, err = dp.lists.get(list); err != nil {
+			return fmt.Errorf("datapath: install: %w", err)
+		}
+		val.Acts = r.list
+	}
+	r.wall, r.mono = time.Now(), monoNow()
+	val.Installed, val.Used = r.mono, r.mono
+	if err := dp.objs.Flows.Update(toKernelKey(&r.key), &val, ebpf.UpdateAny); err != nil {
+		dp.lists.put(r.list)
+		return fmt.Errorf("datapath: install: write flow: %w", err)
+	}
+	if old != nil {
+		t.unlink(old)
+		dp.lists.put(old.list)
+	}
+	t.link(r)
+	t.installed.Add(1)
+	return nil
+}
+
+// compileList resolves acts against the attached ports into a kernel
+// action list, or nil if the kernel cannot apply them (a slow flow, whose
+// packets the agent side executes): too many actions, an ICMP quote
+// rewrite, or a GRE encapsulation the program cannot build (gre_encap in
+// bpf/actions.h). Actions after the last output change nothing anyone
+// sees and are left out.
+func compileList(ps *portSet, key *flow.Key, acts []flow.Action) (*actionList, []*port, error) {
+	var outs []*port
+	list := &actionList{LastOut: noOutput}
+	for i := range acts {
+		a := &acts[i]
+		var out *port
+		if a.Type == flow.ActOutput {
+			if out = ps.byIndex[a.Port]; out == nil {
+				return nil, nil, fmt.Errorf("action %d: output to port %d (%s): %w", i, a.Port, a.PortID, datapath.ErrUnknownPort)
+			}
+			outs = append(outs, out)
+		}
+		if a.Type == flow.ActInnerSrc || a.Type == flow.ActInnerDst {
+			// Per-packet rewrites of an ICMP error's quote: never in a
+			// flow's kernel program; the agent executes them.
+			if !a.Addr.IsValid() {
+				return nil, nil, fmt.Errorf("action %d: %s to %q: not an address", i, a.Type, a.Addr)
+			}
+			list = nil
+			continue
+		}
+		k, err := compileAction(a, out)
+		if err != nil {
+			return nil, nil, fmt.Errorf("action %d: %w", i, err)
+		}
+		if list == nil {
+			continue
+		}
+		if i >= maxActs {
+			list = nil
+			continue
+		}
+		list.Acts[i] = k
+		list.N = uint8(i + 1)
+		if a.Type == flow.ActOutput || a.Type == flow.ActEncap {
+			list.LastOut = uint8(i)
+		}
+	}
+	if list != nil && list.LastOut != noOutput {
+		list.N = list.LastOut + 1
+		if !greFits(key, acts, int(list.LastOut)) {
+			list = nil
+		}
+	}
+	return list, outs, nil
+}
+
+// link adds r to the table; unlink removes it. Both keep the kernel
+// untouched.
+func (t *flowTable) link(r *flowRec) {
+	t.recs[r.key] = r
+	r.prev = t.tail
+	if t.tail != nil {
+		t.tail.next = r
+	} else {
+		t.head = r
+	}
+	t.tail = r
+	for _, tag := range r.tags {
+		t.byTag[tag] = append(t.byTag[tag], r)
+	}
+	t.tagRefs += len(r.tags)
+	t.liveRefs += len(r.tags)
+	t.count.Store(int64(len(t.recs)))
+}
+
+func (t *flowTable) unlink(r *flowRec) {
+	if t.recs[r.key] == r {
+		delete(t.recs, r.key)
+	}
+	if r.prev != nil {
+		r.prev.next = r.next
+	} else {
+		t.head = r.next
+	}
+	if r.next != nil {
+		r.next.prev = r.prev
+	} else {
+		t.tail = r.prev
+	}
+	r.prev, r.next = nil, nil
+	r.dead = true
+	t.liveRefs -= len(r.tags)
+	if t.tagRefs > 1024 && t.tagRefs > 2*t.liveRefs {
+		t.compact()
+	}
+	t.count.Store(int64(len(t.recs)))
+}
+
+// compact drops dead flows from the tag index.
+func (t *flowTable) compact() {
+	for tag, rs := range t.byTag {
+		rs = slices.DeleteFunc(rs, func(r *flowRec) bool { return r.dead })
+		if len(rs) == 0 {
+			delete(t.byTag, tag)
+		} else {
+			t.byTag[tag] = rs
+		}
+	}
+	t.tagRefs = t.liveRefs
+}
+
+// removeFlow deletes r from the kernel and the table; Datapath.mu is held.
+func (dp *Datapath) removeFlow(r *flowRec) error {
+	err := dp.objs.Flows.Delete(toKernelKey(&r.key))
+	if errors.Is(err, ebpf.ErrKeyNotExist) {
+		err = nil
+	}
+	dp.table.unlink(r)
+	// After the flow, so that a packet that found the flow finds its list
+	// (or, in a race, misses and asks the agent).
+	dp.lists.put(r.list)
+	return err
+}
+
+// evictOne removes the least recently used of the oldest flows.
+func (dp *Datapath) evictOne() error {
+	var victim *flowRec
+	var oldest uint64
+	n := 0
+	for r := dp.table.head; r != nil && n < evictCandidates; r, n = r.next, n+1 {
+		var v flowValue
+		used := r.mono
+		if err := dp.objs.Flows.Lookup(toKernelKey(&r.key), &v); err == nil {
+			used = v.Used
+		}
+		if victim == nil || used < oldest {
+			victim, oldest = r, used
+		}
+	}
+	if victim == nil {
+		return nil
+	}
+	dp.table.evicted.Add(1)
+	return dp.removeFlow(victim)
+}
+
+// Invalidate implements datapath.Datapath.
+func (dp *Datapath) Invalidate(tags ...uint64) int {
+	dp.mu.Lock()
+	defer dp.mu.Unlock()
+	n := 0
+	for _, tag := range tags {
+		rs := dp.table.byTag[tag]
+		delete(dp.table.byTag, tag)
+		for _, r := range rs {
+			dp.table.tagRefs--
+			if r.dead {
+				continue
+			}
+			if err := dp.removeFlow(r); err != nil {
+				dp.log.Warn("datapath: invalidate: delete kernel flow", "err", err)
+			}
+			n++
+		}
+	}
+	dp.table.invalidated.Add(uint64(n))
+	return n
+}
+
+// Flush implements datapath.Datapath.
+func (dp *Datapath) Flush() int {
+	dp.mu.Lock()
+	defer dp.mu.Unlock()
+	n := 0
+	for r := dp.table.head; r != nil; {
+		next := r.next
+		if err := dp.removeFlow(r); err != nil {
+			dp.log.Warn("datapath: flush: delete kernel flow", "err", err)
+		}
+		n++
+		r = next
+	}
+	dp.table.invalidated.Add(uint64(n))
+	return n
+}
+
+// removePortFlows removes every flow entering by p or outputting to it;
+// Datapath.mu is held.
+func (t *flowTable) removePortFlows(dp *Datapath, p *port) {
+	n := 0
+	for r := t.head; r != nil; {
+		next := r.next
+		if r.in == p || slices.Contains(r.outs, p) || r.in == nil && r.key.InPort == uint32(p.cfg.Index) {
+			if err := dp.removeFlow(r); err != nil {
+				dp.log.Warn("datapath: remove port: delete kernel flow", "err", err)
+			}
+			n++
+		}
+		r = next
+	}
+	t.removed.Add(uint64(n))
+}
+
+// expire removes flows idle longer than their class's timeout, reading
+// the last-used times the program writes.
+func (dp *Datapath) expire() error {
+	now := monoNow()
+	var stale []flow.Key
+	err := dp.scanFlows(func(k *kernelKey, v *flowValue) {
+		class := datapath.FlowClass(v.Class)
+		if class >= datapath.NumFlowClasses {
+			class = datapath.ClassNormal
+		}
+		if now > v.Used && time.Duration(now-v.Used) > dp.flows.IdleTimeout[class] {
+			stale = append(stale, fromKernelKey(k))
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("scan flows: %w", err)
+	}
+	var v flowValue
+	if len(stale) == 0 {
+		return nil
+	}
+	dp.mu.Lock()
+	defer dp.mu.Unlock()
+	var errs []error
+	for i := range stale {
+		r := dp.table.recs[stale[i]]
+		if r == nil {
+			continue
+		}
+		// Re-check under the lock: the flow may have been replaced or hit.
+		if err := dp.objs.Flows.Lookup(toKernelKey(&r.key), &v); err == nil &&
+			time.Duration(now-min(now, v.Used)) <= dp.flows.IdleTimeout[r.class] {
+			continue
+		}
+		if err := dp.removeFlow(r); err != nil {
+			errs = append(errs, err)
+		}
+		dp.table.expired.Add(1)
+	}
+	return errors.Join(errs...)
+}
+
+// Flows implements datapath.Datapath. It reads the kernel's table in
+// batches, joins each batch with the agent-side records under the lock
+// (a map lookup per flow, no copy of the table), and calls fn for the
+// batch without the lock.
+func (dp *Datapath) Flows(fn func(info *datapath.FlowInfo)) {
+	infos := make([]datapath.FlowInfo, 0, scanBatch)
+	flush := func() {
+		for i := range infos {
+			fn(&infos[i])
+		}
+		clear(infos)
+		infos = infos[:0]
+	}
+	err := dp.scanFlowBatches(func(keys []kernelKey, vals []flowValue) {
+		dp.mu.Lock()
+		for i := range keys {
+			r := dp.table.recs[fromKernelKey(&keys[i])]
+			if r == nil {
+				continue // installed or removed since the batch was read
+			}
+			v := &vals[i]
+			inPortID := ""
+			if r.in != nil {
+				inPortID = r.in.cfg.PortID
+			}
+			f := datapath.FlowInfo{Key: r.key, InPortID: inPortID, Actions: r.acts, Tags: r.tags, Class: r.class,
+				MTU: r.mtu, State: r.state, Installed: r.wall, LastUsed: r.wall, Packets: v.Packets, Bytes: v.Bytes}
+			if v.Used > v.Installed {
+				f.LastUsed = f.Installed.Add(time.Duration(v.Used - v.Installed))
+			}
+			infos = append(infos, f)
+		}
+		dp.mu.Unlock()
+		flush()
+	})
+	if err != nil {
+		dp.log.Warn("datapath: read the flow table", "err", err)
+	}
+}
+
+// scanBatch is how many flows scanFlows reads per system call.
+const scanBatch = 4096
+
+// scanFlows calls fn for every flow in the kernel's table, reading them
+// in batches: one system call per few thousand flows, where iterating
+// costs two per flow (the expiry sweep of a full table would otherwise
+// cost more than the misses it serves).
+func (dp *Datapath) scanFlows(fn func(k *kernelKey, v *flowValue)) error {
+	return dp.scanFlowBatches(func(keys []kernelKey, vals []flowValue) {
+		for i := range keys {
+			fn(&keys[i], &vals[i])
+		}
+	})
+}
+
+func (dp *Datapath) scanFlowBatches(fn func(keys []kernelKey, vals []flowValue)) error {
+	keys := make([]kernelKey, scanBatch)
+	vals := make([]flowValue, scanBatch)
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := dp.objs.Flows.BatchLookup(&cursor, keys, vals, nil)
+		if n > 0 {
+			fn(keys[:n], vals[:n])
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (t *flowTable) stats(s *datapath.Stats) {
+	s.Flows = int(t.count.Load())
+	s.FlowsInstalled, s.FlowsExpired, s.FlowsEvicted = t.installed.Load(), t.expired.Load(), t.evicted.Load()
+	s.FlowsInvalidated, s.FlowsRemoved = t.invalidated.Load(), t.removed.Load()
+}
+
+// actionLists owns the "actions" map: action lists by id, shared by every
+// flow with the same list and reference counted. Guarded by Datapath.mu.
+type actionLists struct {
+	m    *ebpf.Map
+	byID map[uint32]*listRef
+	byV  map[string]*listRef
+	next uint32
+}
+
+type listRef struct {
+	id   uint32
+	refs int
+	v    string
+}
+
+func (l *actionLists) init(m *ebpf.Map) {
+	l.m = m
+	l.byID = map[uint32]*listRef{}
+	l.byV = map[string]*listRef{}
+}
+
+// get returns the id of list, writing it to the kernel if it is new.
+func (l *actionLists) get(list *actionList) (uint32, error) {
+	b := unsafe.Slice((*byte)(unsafe.Pointer(list)), unsafe.Sizeof(*list))
+	if r := l.byV[string(b)]; r != nil {
+		r.refs++
+		return r.id, nil
+	}
+	// Ids are not reused until the counter wraps, so a packet that found
+	// a flow an instant before it was replaced never applies another
+	// flow's list.
+	l.next++
+	for l.next == 0 || l.byID[l.next] != nil {
+		l.next++
+	}
+	r := &listRef{id: l.next, refs: 1, v: string(b)}
+	if err := l.m.Update(r.id, list, ebpf.UpdateAny); err != nil {
+		return 0, fmt.Errorf("write action list: %w", err)
+	}
+	l.byID[r.id], l.byV[r.v] = r, r
+	return r.id, nil
+}
+
+// adopt registers a list found in the pinned map, with no references yet.
+func (l *actionLists) adopt(id uint32, list *actionList) {
+	b := unsafe.Slice((*byte)(unsafe.Pointer(list)), unsafe.Sizeof(*list))
+	r := &listRef{id: id, v: string(b)}
+	l.byID[id] = r
+	if l.byV[r.v] == nil {
+		l.byV[r.v] = r
+	}
+	l.next = max(l.next, id)
+}
+
+// ref adds a reference to an adopted list; false if there is none.
+func (l *actionLists) ref(id uint32) bool {
+	r := l.byID[id]
+	if r == nil {
+		return false
+	}
+	r.refs++
+	return true
+}
+
+// dropUnused deletes adopted lists no flow uses.
+func (l *actionLists) dropUnused() {
+	for id, r := range l.byID {
+		if r.refs == 0 {
+			r.refs = 1
+			l.put(id)
+		}
+	}
+}
+
+// put drops a reference, deleting the list with the last.
+func (l *actionLists) put(id uint32) {
+	r := l.byID[id]
+	if r == nil {
+		return
+	}
+	if r.refs--; r.refs > 0 {
+		return
+	}
+	delete(l.byID, id)
+	delete(l.byV, r.v)
+	_ = l.m.Delete(id) // only fails if already gone
+}
+
+// greFits reports whether the kernel can apply the GRE encapsulations of
+// acts: only as the last output (last), of an untagged IP frame that no
+// action tags.
+func greFits(key *flow.Key, acts []flow.Action, last int) bool {
+	tagged := key.VLAN[0] != 0 || key.EtherType != packet.EtherTypeIPv4 && key.EtherType != packet.EtherTypeIPv6
+	for i := 0; i <= last && i < len(acts); i++ {
+		switch acts[i].Type {
+		case flow.ActPushVLAN:
+			tagged = true
+		case flow.ActPopVLAN:
+			// A pop can only make an inner tag the outer one.
+		case flow.ActEncap:
+			if acts[i].Tunnel == packet.TunnelGRE && (i != last || tagged) {
+				return false
+			}
+		}
+	}
+	return true
+}

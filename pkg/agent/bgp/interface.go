@@ -29,8 +29,9 @@ type Speaker interface {
 	// EnablePeer lets a peer that was shut down (for announcing too many
 	// prefixes) connect again.
 	EnablePeer(ctx context.Context, addr netip.Addr) error
-	// ResetPeer ends a session (a Cease), forgetting what the peer
-	// announced; it is tried again at once. BFD down resets the session.
+	// ResetPeer ends an established session (a Cease), forgetting what
+	// the peer announced; it is tried again at once. A session that is
+	// not established is left alone. BFD down resets the session.
 	ResetPeer(ctx context.Context, addr netip.Addr) error
 	// Peers reports every session's state and counters.
 	Peers(ctx context.Context) ([]PeerStatus, error)

@@ -181,6 +181,18 @@ func (sp *speaker) EnablePeer(ctx context.Context, addr netip.Addr) error {
 }
 
 func (sp *speaker) ResetPeer(ctx context.Context, addr netip.Addr) error {
+	// GoBGP keeps the notification of a session that is not established
+	// and sends it to the next one, which it would end at once: only an
+	// established session is reset.
+	established := false
+	if err := sp.s.ListPeer(ctx, &api.ListPeerRequest{Address: addr.String()}, func(p *api.Peer) {
+		established = p.GetState().GetSessionState() == api.PeerState_SESSION_STATE_ESTABLISHED
+	}); err != nil {
+		return fmt.Errorf("bgp: reset peer %s: %w", addr, err)
+	}
+	if !established {
+		return nil
+	}
 	if err := sp.s.ResetPeer(ctx, &api.ResetPeerRequest{Address: addr.String(), Communication: "BFD down"}); err != nil {
 		return fmt.Errorf("bgp: reset peer %s: %w", addr, err)
 	}

@@ -443,3 +443,30 @@ func readMsg(r io.Reader) (byte, []byte, error) {
 	_, err := io.ReadFull(r, body)
 	return h[18], body, err
 }
+
+// A reset asked while the session is down is not kept for the next one:
+// GoBGP would send it to the session as soon as it is established.
+func TestResetPeerNotEstablished(t *testing.T) {
+	ourPort, theirPort := freePort(t), freePort(t)
+	up := newUpstream(t, 65001, theirPort)
+	ev := &events{}
+	sp := startSpeaker(t, ev, ourPort)
+	ctx := context.Background()
+	if err := sp.AddPeer(ctx, bgp.PeerConfig{Address: lo, ASN: 65001, Port: uint16(theirPort), KeepAlive: time.Second,
+		HoldTime: 3 * time.Second, ConnectRetry: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if err := sp.ResetPeer(ctx, lo); err != nil {
+		t.Fatal(err)
+	}
+	up.peerWith(t, 64512, ourPort) // the upstream lets it in only now
+	eventually(t, "session established", 15*time.Second, func() bool {
+		st, ok := ev.state(lo)
+		return ok && st.State == bgp.StateEstablished
+	})
+	time.Sleep(1500 * time.Millisecond)
+	if st, _ := ev.state(lo); st.State != bgp.StateEstablished || st.Flaps != 0 {
+		t.Fatalf("after a reset asked while down, the session is %s with %d flaps", st.State, st.Flaps)
+	}
+}

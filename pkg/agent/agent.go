@@ -48,8 +48,8 @@ import (
 	"github.com/nagare/nagare/pkg/packet"
 
 	// The datapaths an agent offers (--datapath).
-	_ "github.com/nagare/nagare/pkg/datapath/memory"
 	_ "github.com/nagare/nagare/pkg/datapath/ebpf"
+	_ "github.com/nagare/nagare/pkg/datapath/memory"
 	_ "github.com/nagare/nagare/pkg/datapath/userspace"
 )
 
@@ -82,6 +82,11 @@ type Config struct {
 
 	// PhysicalInterfaceMappings: physical network → host interface (uplink).
 	PhysicalInterfaceMappings map[string]string
+
+	// GatewayProbeInterval and GatewayProbeMultiplier time the probes of
+	// the gateways over the tunnels (zero: 100 ms, 3 missed answers).
+	GatewayProbeInterval   time.Duration
+	GatewayProbeMultiplier int
 }
 
 // Options are what RunWith takes from its caller instead of making: a
@@ -303,7 +308,8 @@ func wire(cfg Config, opts Options, host string, sess *session.Session, db *nsdb
 	a := &components{live: &nsdb.LiveHosts{}}
 	links, plumbing, vlans := namespace(dp, cfg, opts)
 	if a.gateways, err = gateway.New(gateway.Config{HostID: host, Datapath: flows, Links: links, DB: db, Alive: a.live.Alive,
-		OnLocal: func(port string, up bool) { a.bgp.PortUp(port, up) }, Registerer: reg, Log: log}); err != nil {
+		OnLocal:  func(port string, up bool) { a.bgp.PortUp(port, up) },
+		Interval: cfg.GatewayProbeInterval, Multiplier: cfg.GatewayProbeMultiplier, Registerer: reg, Log: log}); err != nil {
 		return nil, err
 	}
 	speakers, why := bgpPlumbing(dp, cfg)

@@ -16,7 +16,13 @@
 // unhealthy at once and healthy again only after a hold-down that grows
 // when it flaps, so failback never flaps. A gateway cut off from the NSDB
 // declares its uplinks down: it stops announcing (the BGP controller
-// withdraws) instead of black-holing traffic while the others take over.
+// withdraws) instead of black-holing traffic while the others take over
+// (its lease ends, and the other hosts stop accepting its tunnels). Cut
+// off means alone: when the other gateways it reaches over the tunnels
+// say they lost the NSDB too (their reports carry the flag), the NSDB is
+// down or slow for everyone, and withdrawing every uplink at once would
+// turn an outage of the control plane into one of the data plane; the
+// gateways keep forwarding on the topology they have.
 //
 // Every other host probes the gateways over the tunnels (probe.go), the
 // way OVN's chassis run BFD to their gateways: a request every 100 ms
@@ -88,7 +94,9 @@ type Config struct {
 	// time an uplink must stay healthy before it carries traffic again
 	// (default 1 s; doubled for every flap in the last minute, up to
 	// 30 s). NSDBTimeout is how long the NSDB may not answer before this
-	// host's uplinks are withdrawn (default 1 s).
+	// host's uplinks are withdrawn, if another gateway still reaches it
+	// (default 1.5 s: under the 3 s lease, whose end makes the others
+	// refuse this host's tunnels).
 	Interval    time.Duration
 	Multiplier  int
 	HoldDown    time.Duration
@@ -112,8 +120,9 @@ type Gateways struct {
 	probers map[netip.Addr]time.Time
 	links   map[string]datapath.Link
 	linksOK bool
-	nsdbOK  bool
+	nsdbOK  bool      // the NSDB answered within NSDBTimeout
 	nsdbAt  time.Time // last answer
+	outage  bool      // the NSDB is lost here and at every other gateway
 	control map[string]bool
 	hops    *nextHops
 	stalled bool // the heartbeat came late: judge nobody this round
@@ -135,7 +144,7 @@ func New(cfg Config) (*Gateways, error) {
 		cfg.HoldDown = time.Second
 	}
 	if cfg.NSDBTimeout <= 0 {
-		cfg.NSDBTimeout = time.Second
+		cfg.NSDBTimeout = 1500 * time.Millisecond
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
@@ -263,7 +272,7 @@ func (g *Gateways) watchLinks(ctx context.Context) error {
 
 // pingNSDB checks, while this host has uplinks, that the NSDB answers.
 func (g *Gateways) pingNSDB(ctx context.Context) error {
-	t := time.NewTicker(g.cfg.Interval * 2)
+	t := time.NewTicker(min(g.cfg.Interval*2, g.cfg.NSDBTimeout/4))
 	defer t.Stop()
 	for {
 		select {
@@ -292,9 +301,9 @@ func (g *Gateways) pingNSDB(ctx context.Context) error {
 		g.mu.Unlock()
 		if changed {
 			if err != nil {
-				g.cfg.Log.Warn("the NSDB does not answer: withdrawing this gateway's uplinks", "err", err)
+				g.cfg.Log.Warn("the NSDB does not answer", "err", err)
 			} else {
-				g.cfg.Log.Info("the NSDB answers again: this gateway's uplinks return after their hold-down")
+				g.cfg.Log.Info("the NSDB answers again")
 			}
 			g.kick()
 		}
@@ -305,8 +314,9 @@ func (g *Gateways) pingNSDB(ctx context.Context) error {
 // what changed.
 func (g *Gateways) evaluate(now time.Time) {
 	g.mu.Lock()
-	changedLocal := g.evaluateLocal(now)
 	g.expireRemote(now)
+	g.judgeOutage()
+	changedLocal := g.evaluateLocal(now)
 	dead := g.computeDead()
 	report := g.reportLocked(0)
 	probers := g.recentProbers(now)

@@ -237,6 +237,16 @@ func TestGatewayLiveness(t *testing.T) {
 	within(t, "u2 dead on hv after gw2 lost the NSDB", time.Second, func() bool { return !hv.g.PortLive(u2) })
 	gw2.nsdb.Store(true)
 	within(t, "u2 back after the NSDB", 2*time.Second, func() bool { return hv.g.PortLive(u2) })
+	// The NSDB fails for both gateways: an outage of the control plane,
+	// not a partition; they keep forwarding.
+	gw1.nsdb.Store(false)
+	gw2.nsdb.Store(false)
+	time.Sleep(5 * fast.NSDBTimeout)
+	if !hv.g.PortLive(u1) || !hv.g.PortLive(u2) || !gw1.g.LocalUp(u1) || !gw2.g.LocalUp(u2) {
+		t.Errorf("the NSDB down for every gateway: u1 live %v, u2 live %v", hv.g.PortLive(u1), hv.g.PortLive(u2))
+	}
+	gw1.nsdb.Store(true)
+	gw2.nsdb.Store(true)
 
 	// gw1's agent dies: hv notices in three missed probes.
 	flowVia()

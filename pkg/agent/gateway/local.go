@@ -46,8 +46,8 @@ func (g *Gateways) health(u uplink, now time.Time) (bool, string) {
 			return false, "interface " + u.iface + " is down"
 		}
 	}
-	if !g.nsdbOK {
-		return false, "the NSDB does not answer"
+	if !g.nsdbOK && !g.outage {
+		return false, "the NSDB does not answer (and another gateway reaches it)"
 	}
 	if u.bgp {
 		if !g.control[u.port] {
@@ -106,4 +106,42 @@ func (g *Gateways) evaluateLocal(now time.Time) []change {
 		}
 	}
 	return out
+}
+
+// nsdbFresh is how recent the last answer of the NSDB must be for this
+// host's reports to say it reaches it: less than NSDBTimeout, so that when
+// the NSDB fails for everyone the others' reports turn before this host's
+// own verdict does.
+func (g *Gateways) nsdbFresh(now time.Time) bool {
+	return g.nsdbOK && now.Sub(g.nsdbAt) < g.cfg.NSDBTimeout/2
+}
+
+// judgeOutage decides, when this gateway lost the NSDB, whether it is
+// alone (cut off: its uplinks go down) or the NSDB failed for every
+// gateway it reaches over the tunnels (an outage: they keep forwarding).
+// A gateway that reaches no other gateway is alone. g.mu is held.
+func (g *Gateways) judgeOutage() {
+	was := g.outage
+	g.outage = false
+	if !g.nsdbOK {
+		others := 0
+		alone := false
+		for _, r := range g.remote {
+			if !r.reachable || !r.answered {
+				continue
+			}
+			others++
+			if r.nsdb {
+				alone = true
+			}
+		}
+		g.outage = others > 0 && !alone
+	}
+	if g.outage != was {
+		if g.outage {
+			g.cfg.Log.Warn("the NSDB answers no gateway: keeping this gateway's uplinks on the topology it has")
+		} else if !g.nsdbOK {
+			g.cfg.Log.Warn("another gateway reaches the NSDB, this one does not: withdrawing its uplinks")
+		}
+	}
 }

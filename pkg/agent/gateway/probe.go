@@ -21,6 +21,8 @@ type remote struct {
 	last      time.Time // last report
 	streak    int       // reports since it was found dead
 	reachable bool
+	answered  bool // a report came since it was (re)found
+	nsdb      bool // its last report says it reaches the NSDB
 	reported  map[uint32]reported
 }
 
@@ -110,8 +112,8 @@ func (g *Gateways) Probe(from netip.Addr, payload []byte) {
 		return
 	}
 	g.met.reports.Inc()
-	changed := false
-	r.last = now
+	changed := r.nsdb != m.nsdb || !r.answered
+	r.last, r.nsdb, r.answered = now, m.nsdb, true
 	if !r.reachable {
 		r.streak++
 		if r.streak >= g.cfg.Multiplier {
@@ -154,7 +156,7 @@ func (g *Gateways) reportLocked(seq uint32) []byte {
 		ups = append(ups, uplinkState{key: u.key, up: l != nil && l.up})
 	}
 	slices.SortFunc(ups, func(a, b uplinkState) int { return int(a.key) - int(b.key) })
-	return appendReport(nil, seq, g.nsdbOK, ups)
+	return appendReport(nil, seq, g.nsdbFresh(time.Now()), ups)
 }
 
 // recentProbers are the hosts that probed this one lately. g.mu is held.

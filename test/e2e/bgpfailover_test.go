@@ -41,12 +41,17 @@ var failoverEvents = []failoverEvent{
 		restore: func(t *testing.T, bt *bgpTopo) { bt.upstream[0].NS.MustRun(t, "ip", "link", "set", "eth0", "up") }},
 	{name: "upstream killed", k: 2, hold: 4 * time.Second,
 		// The upstream router dies: its daemons SIGKILLed and nothing
-		// forwarded any more; the link stays up.
+		// forwarded any more. Its link to the gateway stays up (only BFD
+		// tells the gateway); its link to the internet goes dark, so
+		// that the internet's own convergence, which is not the
+		// gateway's, is immediate.
 		cut: func(t *testing.T, bt *bgpTopo) {
 			bt.upstream[1].NS.MustRun(t, "sysctl", "-q", "-w", "net.ipv4.ip_forward=0")
 			bt.upstream[1].Kill()
+			bt.upstream[1].NS.MustRun(t, "ip", "link", "set", "eth1", "down")
 		},
 		restore: func(t *testing.T, bt *bgpTopo) {
+			bt.upstream[1].NS.MustRun(t, "ip", "link", "set", "eth1", "up")
 			bt.upstream[1].NS.MustRun(t, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
 			if err := bt.upstream[1].Start(); err != nil {
 				t.Fatal(err)

@@ -50,7 +50,7 @@ func StartFRR(t testing.TB, ns *NS, zebra, bfdd, bgpd string) *FRR {
 	t.Cleanup(func() {
 		f.Kill()
 		if t.Failed() {
-			t.Logf("FRR log of %s:\n%s", ns.Name, tailString(f.Log(), 40))
+			t.Logf("FRR log of %s:\n%s", ns.Name, tailString(f.Log(), logLines()))
 		}
 		for _, d := range []string{f.runDir(), f.etcDir(), f.dir} {
 			if err := os.RemoveAll(d); err != nil {
@@ -85,10 +85,13 @@ func StartFRR(t testing.TB, ns *NS, zebra, bfdd, bgpd string) *FRR {
 func (f *FRR) runDir() string { return filepath.Join("/var/run/frr", f.NS.Name) }
 func (f *FRR) etcDir() string { return filepath.Join("/etc/frr", f.NS.Name) }
 
-// Start starts the daemons (again, after Kill).
+// Start starts the daemons (again, after Kill). They run at nice -10: an
+// upstream is a dedicated router, and on a shared machine loaded by other
+// test suites its BFD would otherwise go unscheduled for half a second
+// now and then and fail sessions, which no router of its own sees.
 func (f *FRR) Start() error {
 	for _, d := range frrDaemons {
-		out, err := f.NS.Run("/usr/lib/frr/"+d, "-d", "-N", f.NS.Name, "-f", filepath.Join(f.dir, d+".conf"),
+		out, err := f.NS.Run("nice", "-n", "-10", "/usr/lib/frr/"+d, "-d", "-N", f.NS.Name, "-f", filepath.Join(f.dir, d+".conf"),
 			"-i", filepath.Join(f.dir, d+".pid"))
 		if err != nil {
 			return fmt.Errorf("start FRR %s in %s: %w: %s\n%s", d, f.NS.Name, err, out, f.Log())

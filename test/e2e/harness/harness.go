@@ -109,6 +109,10 @@ type Options struct {
 	AgentArgs   []string // more nagare-agent flags, for every agent
 	// HostAgentArgs are more nagare-agent flags by hypervisor name ("hv1").
 	HostAgentArgs map[string][]string
+	// Nice runs the agents of the hypervisors named at this niceness (as
+	// nice -n does), as a dedicated gateway's control plane would be
+	// given priority on a machine shared with other work.
+	Nice map[string]int
 	// InNamespace names the hypervisors whose agent runs inside their
 	// namespace, as a gateway's must for its BGP speakers (their sockets
 	// live in the agent's namespace): it reaches the NSDB through a Relay
@@ -167,7 +171,9 @@ type Hypervisor struct {
 	// its way to the NSDB then.
 	InNamespace bool
 	NSDB        *Relay
-	agent       *Proc
+	// Nice is the agent's niceness (Options.Nice).
+	Nice  int
+	agent *Proc
 	// innerMetrics is where an agent in its namespace serves metrics.
 	innerMetrics string
 }
@@ -205,6 +211,7 @@ func New(t testing.TB, opts Options) *Env {
 		h.NS.MustRun(t, "ip", "addr", "add", h.TunnelIP+"/24", "dev", "ul0")
 		h.MetricsAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 		h.InNamespace = slices.Contains(opts.InNamespace, h.Name)
+		h.Nice = opts.Nice[h.Name]
 		e.Hosts = append(e.Hosts, h)
 	}
 	// One at a time, so that host aliases follow the hypervisors' order
@@ -359,6 +366,9 @@ func (h *Hypervisor) StartAgent(t testing.TB) {
 	bin := Binaries.Agent
 	if h.InNamespace {
 		bin, args = "ip", append([]string{"netns", "exec", h.NS.Name, Binaries.Agent}, args...)
+	}
+	if h.Nice != 0 {
+		bin, args = "nice", append([]string{"-n", strconv.Itoa(h.Nice), bin}, args...)
 	}
 	h.agent = startProc(t, filepath.Join(e.dir, h.Name+".log"), bin, args...)
 	err := Eventually(20*time.Second, func() error {
@@ -651,15 +661,21 @@ func tail(path string, n int) string {
 	return path + ":\n  " + strings.Join(lines, "\n  ")
 }
 
+// logLines is how many lines of each log a failed test shows (60, or
+// NAGARE_E2E_LOG_LINES).
+func logLines() int {
+	if v, err := strconv.Atoi(os.Getenv("NAGARE_E2E_LOG_LINES")); err == nil {
+		return v
+	}
+	return 60
+}
+
 // dumpLogsOnFailure prints the end of every log when the test failed.
 func (e *Env) dumpLogsOnFailure() {
 	if !e.T.Failed() {
 		return
 	}
-	n := 60
-	if v, err := strconv.Atoi(os.Getenv("NAGARE_E2E_LOG_LINES")); err == nil {
-		n = v
-	}
+	n := logLines()
 	var b strings.Builder
 	b.WriteString(tail(filepath.Join(e.dir, "server.log"), n))
 	for _, h := range e.Hosts {

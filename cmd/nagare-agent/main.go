@@ -29,7 +29,7 @@ func main() {
 	var endpoints, tunnelIP, logLevel, physMappings, joinURL, token, caFile string
 	var vxlanPort uint
 	flag.StringVar(&cfg.HostName, "host-name", "", "this host's name in the NSDB (default: the hostname)")
-	flag.StringVar(&endpoints, "etcd-endpoints", "http://127.0.0.1:2379", "comma-separated client URLs of the NSDB (etcd)")
+	flag.StringVar(&endpoints, "etcd-endpoints", "http://127.0.0.1:2379", "comma-separated client addresses (HOST:PORT or URLs) of the NSDB (etcd)")
 	flag.StringVar(&tunnelIP, "tunnel-ip", "", "this host's underlay address (default: its tunnel-zone member address)")
 	flag.StringVar(&cfg.Datapath, "datapath", "", "datapath implementation: "+strings.Join(datapath.Names(), ", ")+" (default: ebpf where the kernel supports it, else userspace)")
 	flag.UintVar(&vxlanPort, "vxlan-port", 4789, "UDP port of VXLAN tunnels")

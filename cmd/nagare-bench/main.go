@@ -6,6 +6,8 @@
 //	                       flow setup, simulation (root; see `nagare-bench datapath -h`)
 //	nagare-bench flowgen   the new-flow traffic generator the datapath benchmark runs
 //	nagare-bench lb        HTTP requests/s through a load balancer VIP, beside the kernel (root)
+//	nagare-bench scale     N simulated hypervisors (real agents, in-memory datapath) and 10,000
+//	                       ports: create → flow-ready latency, full sync, etcd load, CPU, RSS
 package main
 
 import (
@@ -31,7 +33,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: nagare-bench api|neutron|datapath|flowgen|lb [flags]")
+		fmt.Fprintln(os.Stderr, "usage: nagare-bench api|neutron|datapath|flowgen|lb|scale [flags]")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -48,8 +50,10 @@ func main() {
 		err = flowgen(ctx, args)
 	case "lb":
 		err = lbBench(ctx, args)
+	case "scale":
+		err = scaleBench(ctx, args)
 	default:
-		fmt.Fprintf(os.Stderr, "nagare-bench: unknown benchmark %q (have: api, neutron, datapath, flowgen, lb)\n", what)
+		fmt.Fprintf(os.Stderr, "nagare-bench: unknown benchmark %q (have: api, neutron, datapath, flowgen, lb, scale)\n", what)
 		os.Exit(2)
 	}
 	if err != nil {
@@ -67,6 +71,8 @@ func api(ctx context.Context, args []string) error {
 	clients := fs.String("clients", "1,8,64", "API concurrency levels")
 	creates := fs.Int("creates", 2000, "port creates per concurrency level")
 	listPorts := fs.Int("list-ports", 10000, "ports present when timing a full list")
+	auth := fs.String("auth", "off,on", "authentication: off (--auth noauth), on (--auth password: every request's token validated), or both in turn")
+	profile := fs.String("cpuprofile", "", "write a CPU profile of the last concurrency level to FILE.auth-on / FILE.auth-off")
 	_ = fs.Parse(args)
 	var levels []int
 	for _, s := range strings.Split(*clients, ",") {
@@ -76,18 +82,32 @@ func api(ctx context.Context, args []string) error {
 		}
 		levels = append(levels, n)
 	}
-	res, err := bench.RunAPI(ctx, bench.APIConfig{Clients: levels, Creates: *creates, ListPorts: *listPorts, Repeats: 5},
-		func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) })
-	if err != nil {
-		return err
+	var res []bench.APIResult
+	for _, a := range list(*auth) {
+		if a != "on" && a != "off" {
+			return fmt.Errorf("--auth: %q is not on or off", a)
+		}
+		cfg := bench.APIConfig{Clients: levels, Creates: *creates, ListPorts: *listPorts, Repeats: 5, Auth: a == "on"}
+		if *profile != "" {
+			cfg.CPUProfile = *profile + ".auth-" + a
+		}
+		r, err := bench.RunAPI(ctx, cfg, func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) })
+		if err != nil {
+			return err
+		}
+		res = append(res, r...)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "case\tclients\tcreates/s\tp50\tp99")
+	fmt.Fprintln(tw, "case\tauth\tclients\tcreates/s\tp50\tp99")
+	onOff := map[bool]string{false: "off", true: "on"}
 	for _, r := range res {
-		fmt.Fprintf(tw, "API port create (embedded etcd, fsync)\t%d\t%.0f\t%s\t%s\n", r.Clients, r.PerSecond, r.P50.Round(10e3), r.P99.Round(10e3))
+		fmt.Fprintf(tw, "API port create (embedded etcd, fsync)\t%s\t%d\t%.0f\t%s\t%s\n", onOff[r.Auth], r.Clients, r.PerSecond, r.P50.Round(10e3), r.P99.Round(10e3))
 	}
-	last := res[len(res)-1]
-	fmt.Fprintf(tw, "API list all ports\t1\t%d ports\t%s\t\n", last.ListPorts, last.ListLatency.Round(10e3))
+	for _, r := range res {
+		if r.ListPorts > 0 {
+			fmt.Fprintf(tw, "API list all ports\t%s\t1\t%d ports\t%s\t\n", onOff[r.Auth], r.ListPorts, r.ListLatency.Round(10e3))
+		}
+	}
 	return tw.Flush()
 }
 

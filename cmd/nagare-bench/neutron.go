@@ -17,8 +17,10 @@ func neutronBench(ctx context.Context, args []string) error {
 	clients := fs.Int("clients", 8, "concurrent clients (each logs in with a password and keeps its token)")
 	creates := fs.Int("creates", 2000, "port creates timed")
 	listPorts := fs.Int("list-ports", 10000, "ports present when timing the list")
+	profile := fs.String("cpuprofile", "", "write a CPU profile of the timed creates to FILE")
 	_ = fs.Parse(args)
-	res, err := bench.RunNeutron(ctx, bench.NeutronConfig{Clients: *clients, Creates: *creates, ListPorts: *listPorts, Repeats: 5}, logf)
+	res, err := bench.RunNeutron(ctx, bench.NeutronConfig{Clients: *clients, Creates: *creates, ListPorts: *listPorts, Repeats: 5,
+		CPUProfile: *profile}, logf)
 	if err != nil {
 		return err
 	}

@@ -28,9 +28,9 @@ func main() {
 	var endpoints, logLevel string
 	flag.StringVar(&cfg.DataDir, "data-dir", "./nagare-data", "directory of the embedded etcd's data")
 	flag.StringVar(&cfg.Listen, "listen", "127.0.0.1:9696", "address of the REST API")
-	flag.StringVar(&endpoints, "etcd-endpoints", "", "comma-separated client URLs of an external etcd cluster; when set, no embedded etcd is started")
-	flag.StringVar(&cfg.EtcdListen, "etcd-listen", "http://127.0.0.1:2379", "client URL of the embedded etcd, where agents connect")
-	flag.StringVar(&cfg.EtcdPeerURL, "etcd-peer-listen", "http://127.0.0.1:2380", "peer URL of the embedded etcd")
+	flag.StringVar(&endpoints, "etcd-endpoints", "", "comma-separated client addresses (HOST:PORT or URLs) of an external etcd cluster; when set, no embedded etcd is started")
+	flag.StringVar(&cfg.EtcdListen, "etcd-listen", "http://127.0.0.1:2379", "client address (HOST:PORT or URL) of the embedded etcd, where agents connect")
+	flag.StringVar(&cfg.EtcdPeerURL, "etcd-peer-listen", "http://127.0.0.1:2380", "peer address (HOST:PORT or URL) of the embedded etcd")
 	flag.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	flag.StringVar(&cfg.Auth, "auth", server.AuthPassword, "password (built-in identity service), keystone (validate tokens with --keystone-url) or noauth (everyone is admin: demos only)")
 	flag.StringVar(&cfg.AdminPassword, "admin-password", "", "with --auth password: on first start, create user admin (project admin, role admin) with this password (env NAGARE_ADMIN_PASSWORD)")

@@ -141,8 +141,14 @@ func (e *e2e) registerHost(name string) string {
 // the exit status.
 func (e *e2e) nagare(stdin string, args ...string) (string, string, int) {
 	e.t.Helper()
+	return e.nagareIn(e.t.TempDir(), stdin, args...)
+}
+
+// nagareIn is nagare with HOME (and so the token cache) in home.
+func (e *e2e) nagareIn(home, stdin string, args ...string) (string, string, int) {
+	e.t.Helper()
 	cmd := exec.Command(filepath.Join(e.bin, "nagare"), args...)
-	cmd.Env = append(os.Environ(), "NAGARE_API="+e.api, "HOME="+e.t.TempDir())
+	cmd.Env = append(os.Environ(), "NAGARE_API="+e.api, "HOME="+home, "XDG_CACHE_HOME=")
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
@@ -500,5 +506,58 @@ func TestAuthentication(t *testing.T) {
 	if out, errOut, code := e.nagare("", "--os-username", "admin", "--os-password", "s3cret", "-e", "create bridge name authed", "-e", "list bridge"); code != 0 ||
 		!strings.Contains(out, "bridge bridge0 name authed state up") {
 		t.Fatalf("admin: exit %d\n%s\n%s", code, out, errOut)
+	}
+}
+
+// The CLI logs in once and reuses the token across invocations: cached per
+// user, project and API URL, owner-only; a cached token the server refuses
+// is replaced by a password login.
+func TestTokenCache(t *testing.T) {
+	e := startServer(t, "--auth", "password", "--admin-password", "s3cret")
+	home := t.TempDir()
+	login := []string{"--os-username", "admin", "--os-password", "s3cret"}
+	if out, errOut, code := e.nagareIn(home, "", append(login, "-e", "create bridge name cached")...); code != 0 {
+		t.Fatalf("first command: exit %d\n%s\n%s", code, out, errOut)
+	}
+	files, err := filepath.Glob(filepath.Join(home, ".cache", "nagare", "tokens", "*.json"))
+	if err != nil || len(files) != 1 {
+		t.Fatalf("token cache after a login: %v %v", files, err)
+	}
+	fi, err := os.Stat(files[0])
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("token cache file mode %v %v, want 0600", fi.Mode(), err)
+	}
+	var cached struct{ Token string }
+	b, err := os.ReadFile(files[0])
+	if err != nil || json.Unmarshal(b, &cached) != nil || cached.Token == "" {
+		t.Fatalf("token cache content %q: %v", b, err)
+	}
+	// Without the password, the cached token still works: no new login.
+	if out, errOut, code := e.nagareIn(home, "", "--os-username", "admin", "--os-password", "", "-e", "list bridge"); code != 0 ||
+		!strings.Contains(out, "name cached") {
+		t.Fatalf("with the cached token: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if b2, _ := os.ReadFile(files[0]); string(b2) != string(b) {
+		t.Fatal("the cache was rewritten although its token was valid")
+	}
+	// --no-token-cache logs in with the password and leaves the cache alone.
+	if _, _, code := e.nagareIn(home, "", "--no-token-cache", "--os-username", "admin", "--os-password", "", "-e", "list bridge"); code != 2 {
+		t.Fatalf("--no-token-cache without a password: exit %d, want 2", code)
+	}
+	// A token the server refuses is forgotten and the password used again.
+	bad, _ := json.Marshal(map[string]any{"api": e.api, "user": "admin", "project": "admin", "token": "not-a-token",
+		"expires_at": time.Now().Add(time.Hour)})
+	if err := os.WriteFile(files[0], bad, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, errOut, code := e.nagareIn(home, "", append(login, "-e", "list bridge")...); code != 0 || !strings.Contains(out, "name cached") {
+		t.Fatalf("with a refused cached token: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if b3, _ := os.ReadFile(files[0]); strings.Contains(string(b3), "not-a-token") {
+		t.Fatal("the refused token is still cached")
+	}
+	// Another user's cache is not this one's.
+	if _, errOut, code := e.nagareIn(home, "", "--os-username", "alice", "--os-password", "", "-e", "list bridge"); code != 2 {
+		t.Fatalf("another user reused admin's token: exit %d %s", code, errOut)
 	}
 }

@@ -42,6 +42,7 @@ func run(ctx context.Context, args []string, stdin *os.File, stdout, stderr io.W
 		api                                    string
 		output                                 string
 		osUser, osPassword, osProject, osToken string
+		noTokenCache                           bool
 		caCert                                 string
 		execs                                  []string
 		code                                   int
@@ -68,20 +69,21 @@ func run(ctx context.Context, args []string, stdin *os.File, stdout, stderr io.W
 					return startupError{err}
 				}
 			}
-			switch {
-			case osToken != "":
-				client.SetToken(osToken)
-			case osUser != "":
-				if err := client.Login(ctx, osUser, osPassword, osProject); err != nil {
-					return startupError{err}
-				}
+			cache := cli.DefaultTokenCache()
+			if noTokenCache {
+				cache = cli.TokenCache{}
 			}
-			if err := client.Ping(ctx); err != nil {
+			cr := cli.Credentials{Token: osToken, User: osUser, Password: osPassword, Project: osProject}
+			if err := client.Connect(ctx, cr, cache); err != nil {
 				var ae *cli.APIError
-				if errors.As(err, &ae) && ae.Status == http.StatusUnauthorized {
+				var te *cli.TransportError
+				switch {
+				case errors.As(err, &ae) && ae.Status == http.StatusUnauthorized:
 					return startupError{fmt.Errorf("the Nagare API at %s requires authentication: set OS_USERNAME and OS_PASSWORD (and OS_PROJECT_NAME), or OS_TOKEN", api)}
+				case errors.As(err, &ae) || errors.As(err, &te):
+					return startupError{fmt.Errorf("cannot reach the Nagare API at %s: %v\n(start nagare-server, or point --api or NAGARE_API at it)", api, err)}
 				}
-				return startupError{fmt.Errorf("cannot reach the Nagare API at %s: %v\n(start nagare-server, or point --api or NAGARE_API at it)", api, err)}
+				return startupError{err} // a refused login, a token cache that cannot be written
 			}
 			e := &cli.Engine{API: client, Out: stdout, JSON: output == "json"}
 			code = runCommands(ctx, e, execs, args, stdin, stderr)
@@ -101,6 +103,7 @@ func run(ctx context.Context, args []string, stdin *os.File, stdout, stderr io.W
 	root.Flags().StringVar(&osPassword, "os-password", os.Getenv("OS_PASSWORD"), "password (env OS_PASSWORD)")
 	root.Flags().StringVar(&osProject, "os-project-name", osProject, "project to scope the token to (env OS_PROJECT_NAME)")
 	root.Flags().StringVar(&osToken, "os-token", os.Getenv("OS_TOKEN"), "use this token instead of a password (env OS_TOKEN)")
+	root.Flags().BoolVar(&noTokenCache, "no-token-cache", false, "log in with the password every time instead of reusing the token cached (0600) in ~/.cache/nagare/tokens")
 	root.Flags().StringVar(&caCert, "os-cacert", os.Getenv("OS_CACERT"), "CA certificate to verify an https API with, e.g. the server's DATA-DIR/pki/ca.crt (env OS_CACERT)")
 	root.Flags().StringArrayVarP(&execs, "execute", "e", nil, "run `COMMAND` and exit (repeatable; run in order)")
 	root.Flags().StringVarP(&output, "output", "o", "text", "output format: text (object lines) or json (API objects)")

@@ -21,6 +21,9 @@ func TestDependencyRules(t *testing.T) {
 		{"github.com/nagare/nagare/pkg/model", []string{"go.etcd.io/", "net/http", "github.com/nagare/nagare/pkg/nsdb"}},
 		{"github.com/nagare/nagare/pkg/packet", []string{"go.etcd.io/", "net/http", "github.com/nagare/nagare/pkg/model"}},
 		{"github.com/nagare/nagare/pkg/sim", []string{"go.etcd.io/", "net/http", "github.com/nagare/nagare/pkg/nsdb", "github.com/nagare/nagare/pkg/datapath"}},
+		// Offload logic is pure (a guest's metadata in, frames out): no
+		// sockets, no datapath.
+		{"github.com/nagare/nagare/pkg/offload", []string{"go.etcd.io/", "net/http", "os/exec", "golang.org/x/sys/unix", "github.com/nagare/nagare/pkg/datapath", "github.com/nagare/nagare/pkg/model"}},
 		{"github.com/nagare/nagare/pkg/flow", []string{"go.etcd.io/", "net/http", "os/exec", "github.com/nagare/nagare/pkg/model", "github.com/nagare/nagare/pkg/sim", "github.com/nagare/nagare/pkg/datapath"}},
 		// Every datapath speaks pkg/flow's vocabulary and links neither the
 		// simulator nor the topology model nor the NSDB.

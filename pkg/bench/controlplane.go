@@ -4,24 +4,21 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"os"
-	"sort"
+	"runtime/pprof"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/nagare/nagare/pkg/server"
 )
 
 // APIResult is one control-plane measurement.
 type APIResult struct {
+	Auth        bool
 	Clients     int
 	Creates     int
 	PerSecond   float64
@@ -32,134 +29,146 @@ type APIResult struct {
 
 // APIConfig tunes the API benchmark.
 type APIConfig struct {
-	Clients    []int // concurrency levels, e.g. 1, 8, 64
-	Creates    int   // port creates per level
-	ListPorts  int   // ports present when timing a full list
-	Repeats    int   // list timings to take the median of
-	KeepServer bool
+	Clients   []int // concurrency levels, e.g. 1, 8, 64
+	Creates   int   // port creates per level
+	ListPorts int   // ports present when timing a full list
+	Repeats   int   // list timings to take the median of
+	// Auth runs the server with password authentication (its default):
+	// every request carries a token the server validates.
+	Auth bool
+	// CPUProfile, if set, is where the CPU profile of the whole process
+	// (clients, server and etcd share it) during the last level goes.
+	CPUProfile string
 }
 
 // RunAPI starts a real nagare-server (embedded etcd with fsync, in a temp
 // dir) and measures port creation through HTTP at each concurrency level,
 // then the time to list ListPorts ports.
 func RunAPI(ctx context.Context, cfg APIConfig, logf func(string, ...any)) ([]APIResult, error) {
-	dir, err := os.MkdirTemp("", "nagare-bench-api")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	srv, err := server.Start(ctx, server.Config{
-		DataDir: dir, Listen: "127.0.0.1:0",
-		EtcdListen: "http://127.0.0.1:0", EtcdPeerURL: "http://127.0.0.1:0",
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	srv, err := startAPIServer(ctx, cfg.Auth)
 	if err != nil {
 		return nil, err
 	}
 	defer srv.Close()
-	base := "http://" + srv.Addr() + "/api/v1"
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
-
-	var bridgeID string
-	if err := post(client, base+"/bridges", `{"name":"bench"}`, &bridgeID); err != nil {
+	// One login per client, untimed (a login is a bcrypt comparison by
+	// design); without authentication tokens are empty.
+	tokens := make([]string, slices.Max(append(cfg.Clients, 64)))
+	for i := range tokens {
+		if tokens[i], _, err = srv.login(ctx); err != nil {
+			return nil, err
+		}
+	}
+	var bridge struct{ ID string }
+	if _, err := srv.call(ctx, tokens[0], "POST", "/api/v1/bridges", `{"name":"bench"}`, http.StatusCreated, &bridge); err != nil {
 		return nil, err
 	}
-	var out []APIResult
-	created := 0
-	for _, n := range cfg.Clients {
-		lat := make([]time.Duration, cfg.Creates)
+	portsPath := "/api/v1/bridges/" + bridge.ID + "/ports"
+	createMany := func(clients, n int, lat []time.Duration) error {
 		var next atomic.Int64
 		var wg sync.WaitGroup
-		errc := make(chan error, n)
-		start := time.Now()
-		for range n {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+		errc := make(chan error, clients)
+		for c := range clients {
+			tok := tokens[c]
+			wg.Go(func() {
 				for {
 					i := int(next.Add(1)) - 1
-					if i >= cfg.Creates {
+					if i >= n {
 						return
 					}
 					t0 := time.Now()
-					if err := post(client, base+"/bridges/"+bridgeID+"/ports", `{}`, nil); err != nil {
+					if _, err := srv.call(ctx, tok, "POST", portsPath, `{}`, http.StatusCreated, nil); err != nil {
 						errc <- err
 						return
 					}
-					lat[i] = time.Since(t0)
+					if lat != nil {
+						lat[i] = time.Since(t0)
+					}
 				}
-			}()
+			})
 		}
 		wg.Wait()
-		elapsed := time.Since(start)
 		select {
 		case err := <-errc:
-			return nil, fmt.Errorf("%d clients: %w", n, err)
+			return err
 		default:
+			return nil
+		}
+	}
+	// Warm up (first-use paths, connection pools, token caches), untimed.
+	if err := createMany(slices.Max(cfg.Clients), 2*slices.Max(cfg.Clients), nil); err != nil {
+		return nil, err
+	}
+	created := 2 * slices.Max(cfg.Clients)
+	var out []APIResult
+	for li, n := range cfg.Clients {
+		stopProfile := func() {}
+		if li == len(cfg.Clients)-1 && cfg.CPUProfile != "" {
+			if stopProfile, err = startCPUProfile(cfg.CPUProfile); err != nil {
+				return nil, err
+			}
+		}
+		lat := make([]time.Duration, cfg.Creates)
+		start := time.Now()
+		err := createMany(n, cfg.Creates, lat)
+		elapsed := time.Since(start)
+		stopProfile()
+		if err != nil {
+			return nil, fmt.Errorf("%d clients: %w", n, err)
 		}
 		created += cfg.Creates
-		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-		r := APIResult{Clients: n, Creates: cfg.Creates, PerSecond: float64(cfg.Creates) / elapsed.Seconds(),
+		slices.Sort(lat)
+		r := APIResult{Auth: cfg.Auth, Clients: n, Creates: cfg.Creates, PerSecond: float64(cfg.Creates) / elapsed.Seconds(),
 			P50: lat[len(lat)/2], P99: lat[len(lat)*99/100]}
-		logf("api create-port clients=%d: %.0f/s p50=%s p99=%s", n, r.PerSecond, r.P50, r.P99)
+		logf("api create-port auth=%v clients=%d: %.0f/s p50=%s p99=%s", cfg.Auth, n, r.PerSecond, r.P50, r.P99)
 		out = append(out, r)
 	}
 	// Fill up to ListPorts with 64 clients, then time full lists.
 	if missing := cfg.ListPorts - created; missing > 0 {
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		for range 64 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for next.Add(1) <= int64(missing) {
-					_ = post(client, base+"/bridges/"+bridgeID+"/ports", `{}`, nil)
-				}
-			}()
+		if err := createMany(64, missing, nil); err != nil {
+			return nil, err
 		}
-		wg.Wait()
 	}
 	var lists []time.Duration
 	count := 0
 	for range max(cfg.Repeats, 1) {
-		t0 := time.Now()
-		resp, err := client.Get(base + "/ports")
-		if err != nil {
-			return nil, err
-		}
 		var ports []json.RawMessage
-		err = json.NewDecoder(resp.Body).Decode(&ports)
-		resp.Body.Close()
-		if err != nil {
+		t0 := time.Now()
+		if _, err := srv.call(ctx, tokens[0], "GET", "/api/v1/ports", "", http.StatusOK, &ports); err != nil {
 			return nil, err
 		}
 		lists = append(lists, time.Since(t0))
 		count = len(ports)
 	}
-	sort.Slice(lists, func(i, j int) bool { return lists[i] < lists[j] })
-	logf("api list ports: %d ports in %s (median of %d)", count, lists[len(lists)/2], len(lists))
+	slices.Sort(lists)
+	logf("api list ports auth=%v: %d ports in %s (median of %d)", cfg.Auth, count, lists[len(lists)/2], len(lists))
 	if len(out) > 0 {
 		out[len(out)-1].ListPorts, out[len(out)-1].ListLatency = count, lists[len(lists)/2]
 	}
 	return out, nil
 }
 
-func post(c *http.Client, url, body string, id *string) error {
-	resp, err := c.Post(url, "application/json", bytes.NewBufferString(body))
+// startCPUProfile profiles the whole process into file until stop.
+func startCPUProfile(file string) (stop func(), err error) {
+	f, err := os.Create(file)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// writeHeapProfile writes the heap profile of the whole process to file.
+func writeHeapProfile(file string) error {
+	f, err := os.Create(file)
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusCreated {
-		return fmt.Errorf("POST %s: %d %s", url, resp.StatusCode, b)
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return err
 	}
-	if id != nil {
-		var o struct{ ID string }
-		if err := json.Unmarshal(b, &o); err != nil {
-			return err
-		}
-		*id = o.ID
-	}
-	return nil
+	return f.Close()
 }

@@ -133,9 +133,7 @@ type testbed struct {
 	nextHop    string       // destination MAC of generated frames: dst's on L2, the router's on L3
 	rps        []nsDev      // the first device of the datapath, where RPS moves it to CPU1
 	agents     []*agentProc // nagare: the case's agents
-	// offloadsOff: the VMs' TSO/GSO/checksum offloads are off (userspaceVariant).
-	offloadsOff bool
-	nss         []string // namespaces to delete afterwards
+	nss        []string     // namespaces to delete afterwards
 }
 
 // place applies a CPU placement mode.

@@ -282,9 +282,6 @@ func (c *cluster) nagareLB(ctx context.Context, l *lab) (string, []string, error
 			if err != nil {
 				return "", nil, err
 			}
-			if err := vmOffloadsOff(l, ep.NS, ep.Dev); err != nil {
-				return "", nil, err
-			}
 			p, err := c.create("/ports", map[string]string{"bridge_id": br.ID})
 			if err != nil {
 				return "", nil, err

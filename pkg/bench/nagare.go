@@ -198,17 +198,6 @@ func (a *agentProc) counters() (map[string]float64, error) {
 	return out, sc.Err()
 }
 
-// vmOffloadsOff turns off the checksum and segmentation offloads of a VM's
-// interface. The userspace datapath reads frames off the host side of the
-// veth with AF_PACKET and does not complete partial checksums or segment
-// TSO/GSO super-frames (see the userspace package doc), so a VM talking to
-// it must send finished frames. The kernel cases keep the defaults, as the
-// baseline does: keeping GSO end to end is part of what the kernel does.
-func vmOffloadsOff(l *lab, ns, dev string) error {
-	_, err := l.exec(ns, "ethtool", "-K", dev, "tx", "off", "tso", "off", "gso", "off")
-	return err
-}
-
 // vm makes a VM namespace whose eth0 is the peer of hvDev in hv.
 func vm(l *lab, name, hv, hvDev, cidr, gw string, mtu int) (endpoint, error) {
 	ns, err := l.netns(name)
@@ -238,21 +227,17 @@ type variant struct {
 	side string
 	sfx  string   // appended to namespace, host and object names
 	args []string // nagare-agent flags
-	// offloadsOff: the VMs send finished frames (no TSO/GSO, no partial
-	// checksums), which the userspace datapath needs; the kernel
-	// datapath takes whatever a veth carries, as the kernel cases do.
-	offloadsOff bool
 }
 
 var (
-	userspaceVariant = variant{side: SideNagare, args: []string{"--datapath", "userspace"}, offloadsOff: true}
+	userspaceVariant = variant{side: SideNagare, args: []string{"--datapath", "userspace"}}
 	ebpfVariant      = variant{side: SideEBPF, sfx: "e", args: []string{"--datapath", "ebpf"}}
 )
 
 // nagareBridge: VM1 and VM2 on one virtual bridge, both ports bound on one
 // host (baseline case B's job).
 func (c *cluster) nagareBridge(ctx context.Context, l *lab, v variant) (*testbed, error) {
-	tb := &testbed{side: v.side, kase: CaseBridge, offloadsOff: v.offloadsOff}
+	tb := &testbed{side: v.side, kase: CaseBridge}
 	hv, err := l.netns("nbr" + v.sfx + "-hv")
 	if err != nil {
 		return tb, err
@@ -295,7 +280,7 @@ func (c *cluster) nagareBridge(ctx context.Context, l *lab, v variant) (*testbed
 // VM2's side (baseline case D's job): an snat rule in its post-routing
 // chain and rev_snat in pre-routing, midonet-cli's way.
 func (c *cluster) nagareRouter(ctx context.Context, l *lab, nat bool, v variant) (*testbed, error) {
-	tb := &testbed{side: v.side, kase: CaseRouter, offloadsOff: v.offloadsOff}
+	tb := &testbed{side: v.side, kase: CaseRouter}
 	pre, name, tunnelIP := "nrt"+v.sfx+"-", "bench-router"+v.sfx, "192.168.252.2"
 	if nat {
 		tb.kase, pre, name, tunnelIP = CaseSNAT, "nsn"+v.sfx+"-", "bench-snat"+v.sfx, "192.168.252.4"
@@ -391,7 +376,7 @@ func (c *cluster) masquerade(rt, inside, out, sfx string) error {
 // nagareVXLAN: VM1 on host 1, VM2 on host 2, one bridge, VXLAN over a veth
 // underlay between the hosts (baseline case E's job). VM MTU 1450 as there.
 func (c *cluster) nagareVXLAN(ctx context.Context, l *lab, v variant) (*testbed, error) {
-	tb := &testbed{side: v.side, kase: CaseVXLAN, offloadsOff: v.offloadsOff}
+	tb := &testbed{side: v.side, kase: CaseVXLAN}
 	var hvs [2]string
 	for i := range hvs {
 		ns, err := l.netns(fmt.Sprintf("nvx%s-hv%d", v.sfx, i+1))
@@ -469,18 +454,11 @@ func underlay(l *lab, hv1, hv2, net string) error {
 	return l.ip(hv2, "neigh", "replace", net+".1", "lladdr", m1, "dev", "u2", "nud", "permanent")
 }
 
-// finish prepares a Nagare testbed for traffic: VM offloads off, the sink,
-// and pings until the path works (the agents bind ports asynchronously and
-// the first packets teach the bridge and the router their MACs).
+// finish prepares a Nagare testbed for traffic: pings until the path works
+// (the agents bind ports asynchronously and the first packets teach the
+// bridge and the router their MACs). The VMs keep their interfaces'
+// default offloads, as on the kernel side.
 func (tb *testbed) finish(l *lab) error {
-	for _, e := range []endpoint{tb.src, tb.dst} {
-		if !tb.offloadsOff {
-			break
-		}
-		if err := vmOffloadsOff(l, e.NS, e.Dev); err != nil {
-			return err
-		}
-	}
 	deadline := time.Now().Add(30 * time.Second)
 	// Ping only once every bound port is attached: a first packet that
 	// races the bindings is not what is being measured.

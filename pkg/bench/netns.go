@@ -42,9 +42,9 @@ func newLab(logf func(string, ...any)) (*lab, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("the datapath benchmark needs root: it creates network namespaces and AF_PACKET sockets")
 	}
-	for _, c := range []string{"ip", "tc", "taskset", "ethtool", "sysctl"} {
+	for _, c := range []string{"ip", "tc", "taskset", "sysctl"} {
 		if _, err := exec.LookPath(c); err != nil {
-			return nil, fmt.Errorf("%s not found: install iproute2, util-linux, ethtool and procps (scripts/setup.sh)", c)
+			return nil, fmt.Errorf("%s not found: install iproute2, util-linux and procps (scripts/setup.sh)", c)
 		}
 	}
 	l := &lab{prefix: fmt.Sprintf("%s%d-", labPrefix, os.Getpid()), logf: logf}

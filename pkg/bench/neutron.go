@@ -3,21 +3,14 @@ package bench
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
-	"net/http"
 	"os"
 	"os/exec"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/nagare/nagare/pkg/server"
 )
 
 // NeutronConfig tunes the Neutron API benchmark.
@@ -26,6 +19,9 @@ type NeutronConfig struct {
 	Creates   int // port creates timed
 	ListPorts int // ports present when timing the list
 	Repeats   int // list timings to take the median of
+	// CPUProfile, if set, is where the CPU profile of the whole process
+	// (clients, server and etcd) during the timed creates goes.
+	CPUProfile string
 }
 
 // NeutronResult is what the Neutron benchmark measured.
@@ -49,66 +45,21 @@ type NeutronResult struct {
 // all in one etcd transaction — with concurrent clients, then the time to
 // list ListPorts ports.
 func RunNeutron(ctx context.Context, cfg NeutronConfig, logf func(string, ...any)) (*NeutronResult, error) {
-	dir, err := os.MkdirTemp("", "nagare-bench-neutron")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	pwb := make([]byte, 12)
-	_, _ = rand.Read(pwb)
-	password := hex.EncodeToString(pwb)
-	srv, err := server.Start(ctx, server.Config{
-		DataDir: dir, Listen: "127.0.0.1:0",
-		EtcdListen: "http://127.0.0.1:0", EtcdPeerURL: "http://127.0.0.1:0",
-		Log:  slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Auth: server.AuthPassword, AdminPassword: password,
-	})
+	srv, err := startAPIServer(ctx, true)
 	if err != nil {
 		return nil, err
 	}
 	defer srv.Close()
-	base := "http://" + srv.Addr()
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
-	login := func() (token, project string, err error) {
-		body := `{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"admin","domain":{"id":"default"},"password":"` + password + `"}}},"scope":{"project":{"name":"admin","domain":{"id":"default"}}}}}`
-		resp, err := client.Post(base+"/identity/v3/auth/tokens", "application/json", bytes.NewBufferString(body))
-		if err != nil {
-			return "", "", err
-		}
-		defer resp.Body.Close()
-		var doc struct {
-			Token struct {
-				Project struct{ ID string }
-			}
-		}
-		if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil || resp.StatusCode != 201 {
-			return "", "", fmt.Errorf("login: %s %v", resp.Status, err)
-		}
-		return resp.Header.Get("X-Subject-Token"), doc.Token.Project.ID, nil
-	}
-	token, project, err := login()
+	base, password := srv.base, srv.password
+	token, project, err := srv.login(ctx)
 	if err != nil {
 		return nil, err
 	}
 	call := func(tok, method, path, body string, want int, out any) error {
-		req, _ := http.NewRequestWithContext(ctx, method, base+path, bytes.NewBufferString(body))
-		req.Header.Set("X-Auth-Token", tok)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != want {
-			b, _ := io.ReadAll(resp.Body)
-			return fmt.Errorf("%s %s: %s %s", method, path, resp.Status, b)
-		}
-		if out != nil {
-			return json.NewDecoder(resp.Body).Decode(out)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		return nil
+		_, err := srv.call(ctx, tok, method, path, body, want, out)
+		return err
 	}
+	login := func() (string, string, error) { return srv.login(ctx) }
 	if err := call(token, "PUT", "/v2.0/quotas/"+project, `{"quota": {"port": -1}}`, 200, nil); err != nil {
 		return nil, err
 	}
@@ -163,12 +114,20 @@ func RunNeutron(ctx context.Context, cfg NeutronConfig, logf func(string, ...any
 	if err := createMany(cfg.Clients, 2*cfg.Clients, nil); err != nil {
 		return nil, err
 	}
+	stopProfile := func() {}
+	if cfg.CPUProfile != "" {
+		if stopProfile, err = startCPUProfile(cfg.CPUProfile); err != nil {
+			return nil, err
+		}
+	}
 	lat := make([]time.Duration, cfg.Creates)
 	start := time.Now()
-	if err := createMany(cfg.Clients, cfg.Creates, lat); err != nil {
+	err = createMany(cfg.Clients, cfg.Creates, lat)
+	elapsed := time.Since(start)
+	stopProfile()
+	if err != nil {
 		return nil, err
 	}
-	elapsed := time.Since(start)
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	res := &NeutronResult{Clients: cfg.Clients, Creates: cfg.Creates, PerSecond: float64(cfg.Creates) / elapsed.Seconds(),
 		P50: lat[len(lat)/2], P99: lat[len(lat)*99/100]}

@@ -107,7 +107,7 @@ func (r *Report) finish(cfg DatapathConfig) {
 		cfg.Reps, cfg.Dur, cfg.Warm, cfg.Quiet.ForeignPct, r.noisyRetried, r.noisyKept, cfg.Quiet.MaxTries))
 	r.note("flows/s: Nagare = flows installed per second by the agent(s) (upcall → simulate → install), every frame a new 5-tuple; kernel = frames of that traffic delivered per second (no per-flow state on these paths)")
 	r.note("split, kernel side: unpaced RPS, as the baseline's rps column; with VXLAN it collapses into receive livelock (baseline footnote 3: 0.23 M unpaced against a 0.59 M NDR), so a split VXLAN ratio above 1 says more about livelock than about Nagare")
-	r.note("TCP: the VMs of Nagare's userspace datapath run with tx checksum/TSO/GSO offloads off (it needs finished frames); those of the eBPF datapath and the kernel keep the defaults, as in the baseline")
+	r.note("TCP and ping: the VMs of both sides keep their interfaces' default offloads (tx checksum, TSO/GSO), as in the baseline")
 	r.note("router: Nagare's topology is VM─bridge─router─bridge─VM (a tenant network); the kernel's is VM─router─VM (baseline C). Hits cost the same whatever the depth")
 }
 

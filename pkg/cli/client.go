@@ -30,8 +30,9 @@ func (c *Client) SetToken(token string) { c.token = token }
 
 // Login authenticates with a password against the server's identity
 // service (Keystone v3: POST /identity/v3/auth/tokens, scoped to a project
-// of domain Default) and keeps the token for later requests.
-func (c *Client) Login(ctx context.Context, user, password, project string) error {
+// of domain Default) and keeps the token for later requests. It returns
+// when the token expires (zero if the server did not say).
+func (c *Client) Login(ctx context.Context, user, password, project string) (time.Time, error) {
 	body := map[string]any{"auth": map[string]any{
 		"identity": map[string]any{"methods": []string{"password"}, "password": map[string]any{
 			"user": map[string]any{"name": user, "password": password, "domain": map[string]string{"name": "Default"}}}},
@@ -40,20 +41,31 @@ func (c *Client) Login(ctx context.Context, user, password, project string) erro
 	b, _ := json.Marshal(body)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/identity/v3/auth/tokens", bytes.NewReader(b))
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return &TransportError{Err: err}
+		return time.Time{}, &TransportError{Err: err}
 	}
 	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
+	var tok struct {
+		Token struct {
+			ExpiresAt time.Time `json:"expires_at"`
+		} `json:"token"`
+	}
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return time.Time{}, &TransportError{Err: err}
+	}
 	if resp.StatusCode != http.StatusCreated || resp.Header.Get("X-Subject-Token") == "" {
-		return fmt.Errorf("log in as %s (project %s): the identity service answered %d %s", user, project, resp.StatusCode, http.StatusText(resp.StatusCode))
+		return time.Time{}, fmt.Errorf("log in as %s (project %s): the identity service answered %d %s", user, project, resp.StatusCode, http.StatusText(resp.StatusCode))
 	}
 	c.token = resp.Header.Get("X-Subject-Token")
-	return nil
+	if json.Unmarshal(answer, &tok) != nil {
+		return time.Time{}, nil // a token without a readable expiry is used, not cached
+	}
+	return tok.Token.ExpiresAt, nil
 }
 
 // NewClient returns a client for the API at base.

@@ -134,7 +134,7 @@ func TestLines(t *testing.T) {
 		{"port", 0x13, true, "port port0 device router1 state down plugged yes host host0 interface eth1"},
 		{"rule", 0xe0, true, "rule rule0 in-ports router0:port0,router1:port0 src !10.0.0.0/16 proto 6 pos 1 type drop"},
 		{"host", 0xd0, false, "host host0 name carlsberg alive true"},
-		{"host", 0xd1, false, "host host1 name tuborg addresses 192.0.2.1,2001:db8::1 alive false"},
+		{"host", 0xd1, false, "host host1 name tuborg alive false addresses 192.0.2.1,2001:db8::1"},
 		{"tunnel-zone", 0xf0, false, "tzone tzone0 name vxlan-tz type vxlan"},
 		// Id-less: no alias, and the owner is shown.
 		{"tunnel-zone-member", 0xf1, false, "zone tzone0 host host0 address 192.168.100.201"},

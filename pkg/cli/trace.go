@@ -52,7 +52,7 @@ var traceRow = func() *Row {
 		val("src_port", "src-port", u16, "the TCP or UDP source port"),
 		val("dst_port", "dst-port", u16, "the TCP or UDP destination port"),
 		val("eth_src", "src-mac", mac, "the Ethernet source (default: a MAC learned on the port)"),
-		val("eth_dst", "dst-mac", mac, "the Ethernet destination (default: the gateway's MAC off the port's subnet, else broadcast)"),
+		val("eth_dst", "dst-mac", mac, "the Ethernet destination (default: what the VM would use: the gateway router port's MAC off the port's subnet, else the destination's known or learned MAC, broadcast only when unknown)"),
 		vlan, ttl, length,
 		val("df", "df", flag, "set IPv4's don't-fragment bit (a bare df means true)"),
 		val("arp", "arp", flag, "an ARP request from src for dst instead of an IP packet (a bare arp means true)"),

@@ -159,8 +159,9 @@ type PortConfig struct {
 	// ports may have it.
 	TunnelKey uint32
 	// MTU is the interface's IP MTU (default 1500). It sizes the receive
-	// buffers; frames longer than MTU plus an Ethernet header and two VLAN
-	// tags are dropped on receive and counted.
+	// buffers; frames whose IP packet is longer (for a GSO super-frame:
+	// whose segments would be) are dropped on receive and counted
+	// (DropRxOverMTU).
 	MTU int
 }
 
@@ -281,7 +282,11 @@ type Upcall struct {
 	InPort int32
 	// PortID is that port's PortID.
 	PortID string
-	// Frame is the frame as received. The handler may pass it to Execute.
+	// Frame is the frame as received, or as the wire would carry it: a
+	// checksum the sender left to offload is completed, and a GSO
+	// super-frame is upcalled segment by segment (each looked up first),
+	// so the handler never sees a frame longer than the port's MTU
+	// allows. The handler may pass it to Execute.
 	Frame []byte
 	// Pkt is Frame decoded; Pkt.Drop is always DropNone (malformed frames
 	// are dropped and counted before they get here).

@@ -20,6 +20,17 @@
 // class's timeout, or when the table is full and they are the least recently
 // used of the oldest.
 //
+// # Offloads
+//
+// Guests keep checksum offload and TSO/GSO on (virtio-net and veth
+// defaults), so ports hand over frames with partial checksums and TCP
+// super-frames of up to 64 KiB. A datapath must carry them — never ask for
+// the offloads off: it passes their state on to local ports, completes or
+// segments them before a tunnel, keys one flow lookup per super-frame,
+// applies a flow's MTU to the segments rather than to the super-frame, and
+// drops (counting by reason, OffloadDrop) offload metadata that lies
+// (package offload holds the pure logic).
+//
 // # Why the miss is a synchronous call
 //
 // Simulation takes about a microsecond, less than copying the packet into a

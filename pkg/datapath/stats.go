@@ -8,6 +8,7 @@ import (
 
 	"github.com/nagare/nagare/pkg/flow"
 	"github.com/nagare/nagare/pkg/flowstate"
+	"github.com/nagare/nagare/pkg/offload"
 	"github.com/nagare/nagare/pkg/packet"
 )
 
@@ -37,6 +38,9 @@ const (
 	DropRxRingFull = "rx-ring-full"
 	// DropRxOversize: a frame larger than the port's buffers.
 	DropRxOversize = "rx-oversize"
+	// DropRxOverMTU: a frame longer than its port's MTU, or a GSO
+	// super-frame whose segments would be.
+	DropRxOverMTU = "rx-over-mtu"
 	// DropTxError: the kernel refused to send a frame out of a port (over
 	// the MTU, device queue full, interface down).
 	DropTxError = "tx-error"
@@ -72,6 +76,15 @@ const MalformedDropPrefix = "malformed-"
 func MalformedDrop(d packet.Drop) string {
 	return MalformedDropPrefix + strings.ReplaceAll(d.String(), "_", "-")
 }
+
+// OffloadDropPrefix starts the reasons of frames whose offload metadata
+// (the virtio_net_hdr of a frame with a partial checksum or of a GSO
+// super-frame) contradicts the frame: "offload-" + the offload.Error label.
+const OffloadDropPrefix = "offload-"
+
+// OffloadDrop returns the Stats.Drops key of a frame whose offload
+// metadata failed offload.Check with e, e.g. "offload-gso-mismatch".
+func OffloadDrop(e offload.Error) string { return OffloadDropPrefix + e.String() }
 
 // Stats is a snapshot of a datapath's counters, all totals since it was
 // created except Flows.

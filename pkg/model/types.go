@@ -39,9 +39,11 @@ const (
 // refresh their own record; Alive is derived from the agent's etcd lease.
 type Host struct {
 	Meta
-	Name      string       `json:"name" nagare:"cli=name,required,unique,doc=host name as the agent registered it"`
-	Addresses []netip.Addr `json:"addresses,omitempty" nagare:"cli=addresses,doc=addresses of the host's interfaces"`
+	Name string `json:"name" nagare:"cli=name,required,unique,doc=host name as the agent registered it"`
+	// Alive comes before Addresses so that `list host` prints
+	// midonet-cli's columns first: name, alive, then the rest.
 	Alive     bool         `json:"alive" nagare:"cli=alive,ro,derived,doc=true while the host's agent holds its lease"`
+	Addresses []netip.Addr `json:"addresses,omitempty" nagare:"cli=addresses,doc=addresses of the host's interfaces"`
 	// PhysicalNetworks are the physical networks the agent maps to host
 	// interfaces (--physical-interface-mappings); the agent writes them.
 	PhysicalNetworks []string `json:"physical_networks,omitempty" nagare:"cli=physical-networks,doc=physical networks the agent maps to interfaces (it writes them)"`

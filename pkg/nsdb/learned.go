@@ -238,6 +238,21 @@ func (s *Store) PutLearnedNeighbor(ctx context.Context, n LearnedNeighbor, lease
 	return nil
 }
 
+// LearnedNeighbors lists every router's learned ARP/ND entries.
+func (s *Store) LearnedNeighbors(ctx context.Context) ([]LearnedNeighbor, error) {
+	kvs, _, err := s.rangeAll(ctx, NeighborPrefix, 0, false)
+	if err != nil {
+		return nil, fmt.Errorf("read learned neighbors: %w", err)
+	}
+	out := make([]LearnedNeighbor, 0, len(kvs))
+	for _, kv := range kvs {
+		if n, ok := parseNeighbor(kv.Key, kv.Value); ok {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
 // LearnedNeighborBatch is what a neighbor-table watcher receives: on
 // Reset every entry, otherwise the new and refreshed ones. Deletions (the
 // learner's lease ending) are not delivered: an entry stays valid for its

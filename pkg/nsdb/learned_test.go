@@ -228,8 +228,14 @@ func TestLeaseKeepAlive(t *testing.T) {
 	if l, err := f.s.HostLease(f.ctx, host); err != nil || l != lease {
 		t.Fatalf("HostLease after 2.5 s of a 1 s lease = %x, %v; want %x (kept alive)", int64(l), err, int64(lease))
 	}
+	if err := f.s.ResumeLease(f.ctx, lease); err != nil {
+		t.Fatalf("resume a live lease: %v", err)
+	}
 	if err := f.s.RevokeLease(f.ctx, lease); err != nil {
 		t.Fatal(err)
+	}
+	if err := f.s.ResumeLease(f.ctx, lease); !errors.Is(err, ErrLeaseGone) {
+		t.Fatalf("resume a revoked lease: %v, want ErrLeaseGone", err)
 	}
 	select {
 	case err := <-done:

@@ -234,6 +234,7 @@ func (s *Store) follow(ctx context.Context, prefix string, rev int64, keysOnly b
 			case ctx.Err() != nil:
 				return ctx.Err()
 			case errors.Is(err, errHistoryGone):
+				slog.Warn("nsdb: watch history compacted; listing everything again", "prefix", prefix, "err", err)
 				listed = false
 				continue // relist at once: waiting only loses more history
 			case err == nil:

@@ -198,6 +198,16 @@ type Parsed struct {
 	// GRECsumPresent is the C bit (RFC 2784); the checksum is not verified.
 	// Valid iff Tunnel == TunnelGRE.
 	GRECsumPresent bool
+
+	// L4CsumPartial says that the TCP or UDP checksum field holds only the
+	// pseudo-header sum, for the device (or whoever forwards the frame) to
+	// complete: what a sender with checksum offload hands over (virtio's
+	// NEEDS_CSUM, the kernel's CHECKSUM_PARTIAL). Decode clears it; the
+	// caller sets it from the frame's offload metadata. Rewrites then
+	// update the field as the sum it is: an address change (in the pseudo
+	// header) adjusts it, a port change (covered by the device's sum)
+	// leaves it alone. Valid iff L4 is L4TCP or L4UDP.
+	L4CsumPartial bool
 }
 
 // Decoder holds the parsing options. The zero Decoder decodes no VXLAN;

@@ -104,22 +104,36 @@ func (p *Parsed) setIP(old, a netip.Addr, off4, off6 int) {
 		n := a.As16()
 		copy(ip[off6:off6+16], n[:])
 	}
-	if off := p.l4CsumOff(true); off != 0 {
+	off := p.l4CsumOff(true)
+	switch {
+	case off == 0:
+	case p.partial():
+		// The field is a sum, not its complement: add the change rather
+		// than subtract it (RFC 1624 run on the complemented value).
+		put16(p.b[off:], ^UpdateChecksumAddr(^be16(p.b[off:]), old, a))
+	default:
 		p.fixL4Csum(off, UpdateChecksumAddr(be16(p.b[off:]), old, a))
 	}
 }
 
+// partial reports a TCP or UDP checksum left for the device to complete.
+func (p *Parsed) partial() bool { return p.L4CsumPartial && (p.L4 == L4TCP || p.L4 == L4UDP) }
+
 // l4CsumOff returns the frame offset of the L4 checksum, or 0 if there is
 // none to fix. pseudo asks for a checksum covering the IP addresses, which
-// excludes ICMPv4.
+// excludes ICMPv4. A partial checksum covers only the pseudo header so
+// far: a change elsewhere is the device's to sum.
 func (p *Parsed) l4CsumOff(pseudo bool) int {
+	if p.partial() && !pseudo {
+		return 0
+	}
 	switch p.L4 {
 	case L4TCP:
 		return p.L4Off + 16
 	case L4UDP:
 		// RFC 768: an IPv4 UDP checksum of 0 means none was sent;
 		// updating it would invent a wrong one.
-		if p.L3 == L3IPv4 && be16(p.b[p.L4Off+6:]) == 0 {
+		if p.L3 == L3IPv4 && !p.L4CsumPartial && be16(p.b[p.L4Off+6:]) == 0 {
 			return 0
 		}
 		return p.L4Off + 6

@@ -250,3 +250,52 @@ func keyFields(p *Parsed) parsedKeyFields {
 	return parsedKeyFields{p.EthSrc, p.EthDst, p.EtherType, p.SrcIP.As16(), p.DstIP.As16(), p.SrcPort, p.DstPort,
 		p.ICMPEchoID, p.IPProto, p.TOS, p.TTL, p.Frag}
 }
+
+// TestRewritesPartialChecksum: on a frame whose TCP/UDP checksum is left
+// for the device (checksum offload: the field holds the pseudo-header
+// sum), NAT rewrites keep the field the seed of the rewritten packet, so
+// that the device's completion gives exactly the checksum a full
+// recomputation of the rewritten packet does.
+func TestRewritesPartialChecksum(t *testing.T) {
+	for name, orig := range map[string][]byte{"tcp4": tcp4Frame(), "udp4": udp4Frame(), "tcp6": tcp6Frame(), "udp6": udp6Frame()} {
+		t.Run(name, func(t *testing.T) {
+			f := bytes.Clone(orig)
+			var p Parsed
+			p.Decode(f)
+			off := p.L4Off + 16
+			if p.L4 == L4UDP {
+				off = p.L4Off + 6
+			}
+			seed := func() uint16 {
+				return ^Checksum(nil, PseudoHeaderSum(p.SrcIP, p.DstIP, p.IPProto, p.L3End-p.L4Off))
+			}
+			binary.BigEndian.PutUint16(f[off:], seed())
+			p.L4CsumPartial = true
+			newSrc, newDst := ap("192.168.7.9"), ap("172.16.0.77")
+			if p.L3 == L3IPv6 {
+				newSrc, newDst = ap("fd00::1234:5678"), ap("2001:db8:ffff::1")
+			}
+			mustTrue(t, "SetSrcIP", p.SetSrcIP(newSrc))
+			mustTrue(t, "SetDstPort", p.SetDstPort(4242))
+			mustTrue(t, "SetDstIP", p.SetDstIP(newDst))
+			mustTrue(t, "SetSrcPort", p.SetSrcPort(1))
+			if got, want := binary.BigEndian.Uint16(f[off:]), seed(); got != want {
+				t.Fatalf("partial checksum field %#04x after rewrites, want the rewritten packet's seed %#04x", got, want)
+			}
+			// Complete it as a NIC would, then it must verify.
+			sum := Checksum(f[p.L4Off:p.L3End], 0)
+			if sum == 0 {
+				sum = 0xffff
+			}
+			binary.BigEndian.PutUint16(f[off:], sum)
+			fullChecksums(t, f)
+		})
+	}
+	// Decode clears the mark: a later frame is not taken for partial.
+	var p Parsed
+	p.L4CsumPartial = true
+	p.Decode(tcp4Frame())
+	if p.L4CsumPartial {
+		t.Error("Decode kept L4CsumPartial")
+	}
+}

@@ -128,6 +128,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
+	// HOST:PORT is what etcdctl and most operators type; the decisions
+	// below read URLs.
+	cfg.EtcdListen, cfg.EtcdPeerURL = embedetcd.WithScheme(cfg.EtcdListen, "http"), embedetcd.WithScheme(cfg.EtcdPeerURL, "http")
 	s := &Server{cfg: cfg, log: cfg.Log}
 	defer func() {
 		if err != nil {
@@ -223,7 +226,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if s.sec != nil {
 		s.listener, scheme = tls.NewListener(s.listener, s.sec.apiTLS()), "https"
 	}
-	s.http = &http.Server{Handler: logRequests(s.log, mux), ReadHeaderTimeout: 10 * time.Second,
+	s.http = &http.Server{Handler: logRequests(s.log, nsdbDeadline(mux)), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)} // TLS handshake noise of scanners and wrong clients
 	go func() {
 		if err := s.http.Serve(s.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -367,6 +370,26 @@ func (s *Server) Close() {
 	if s.etcd != nil {
 		s.etcd.Close()
 	}
+}
+
+// requestTimeout bounds an API request's work: with the NSDB unreachable,
+// etcd's client waits for it to come back, and the caller would wait with
+// it. Past the deadline the APIs answer 503 (the NSDB did not answer in
+// time), as /healthz does.
+const requestTimeout = 10 * time.Second
+
+// nsdbDeadline puts requestTimeout on the APIs' requests; the dashboard's
+// event stream and pages are left alone.
+func nsdbDeadline(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		if strings.HasPrefix(p, native.Prefix+"/") || strings.HasPrefix(p, "/v2.0/") || strings.HasPrefix(p, "/identity/") {
+			ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+			defer cancel()
+			r = r.WithContext(ctx)
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 func logRequests(log *slog.Logger, h http.Handler) http.Handler {

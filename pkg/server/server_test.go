@@ -132,12 +132,12 @@ func (p *proc) get(t *testing.T, path string) int {
 // Everything written survives SIGTERM and a restart on the same data dir.
 func TestRestartPersistence(t *testing.T) {
 	data := t.TempDir()
-	etcdArgs := func() []string {
+	etcdArgs := func(scheme string) []string {
 		return []string{"--data-dir", data,
-			"--etcd-listen", fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
-			"--etcd-peer-listen", fmt.Sprintf("http://127.0.0.1:%d", freePort(t))}
+			"--etcd-listen", fmt.Sprintf("%s127.0.0.1:%d", scheme, freePort(t)),
+			"--etcd-peer-listen", fmt.Sprintf("%s127.0.0.1:%d", scheme, freePort(t))}
 	}
-	p := start(t, etcdArgs()...)
+	p := start(t, etcdArgs("http://")...)
 	if p.health(t) != 200 {
 		t.Fatal("healthz not 200")
 	}
@@ -145,7 +145,7 @@ func TestRestartPersistence(t *testing.T) {
 	port := p.create(t, "bridges/"+br+"/ports", `{}`)
 	p.stop(t)
 
-	p = start(t, etcdArgs()...)
+	p = start(t, etcdArgs("")...) // HOST:PORT, as etcdctl takes it
 	if p.get(t, "bridges/"+br) != 200 || p.get(t, "ports/"+port) != 200 {
 		t.Fatalf("objects lost across restart\n%s", p.out.String())
 	}
@@ -184,8 +184,9 @@ func TestExternalEtcd(t *testing.T) {
 	if entries, _ := os.ReadDir(data); len(entries) != 0 {
 		t.Fatalf("external mode wrote an embedded etcd into the data dir: %v", entries)
 	}
-	// A second server replica on the same cluster sees the same topology.
-	p2 := start(t, "--etcd-endpoints", clientURL)
+	// A second server replica on the same cluster sees the same topology;
+	// it names the cluster HOST:PORT, as etcdctl takes it.
+	p2 := start(t, "--etcd-endpoints", strings.TrimPrefix(clientURL, "http://"))
 	if p2.get(t, "bridges/"+br) != 200 {
 		t.Fatal("second replica does not see the bridge")
 	}
@@ -193,6 +194,19 @@ func TestExternalEtcd(t *testing.T) {
 	_ = etcd.Wait()
 	if st := p.health(t); st != 503 {
 		t.Fatalf("healthz with etcd down: %d, want 503", st)
+	}
+	// The APIs answer too, 503, instead of waiting for etcd with the
+	// caller (the etcd client would wait for it to come back).
+	c := http.Client{Timeout: 30 * time.Second} // the server gives up after 10 s
+	for path, body := range map[string]string{"/api/v1/bridges": `{"name":"x"}`, "/v2.0/networks": `{"network":{"name":"x"}}`} {
+		resp, err := c.Post(p.api+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatalf("POST %s with etcd down: %v", path, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 503 {
+			t.Errorf("POST %s with etcd down: %d, want 503", path, resp.StatusCode)
+		}
 	}
 	p.stop(t)
 	p2.stop(t)

@@ -20,14 +20,14 @@ import (
 // bridgeIngress switches a frame that entered bridge bi by port in.
 func (w *walk) bridgeIngress(bi, in int32, depth int) {
 	t := w.t
-	b := &t.bridges[bi]
+	b := t.bridges[bi]
 	w.res.addTag(b.tag)
 	name := t.devName(devBridge, bi)
 	if !b.up {
 		w.drop(DropDeviceDown, name, "bridge is down")
 		return
 	}
-	p := &t.ports[in]
+	p := t.ports.At(in)
 	var vlan uint16
 	switch {
 	case w.cur.tagged && w.pkt.VLANs > 1:
@@ -59,9 +59,9 @@ func (w *walk) bridgeIngress(bi, in int32, depth int) {
 		return
 	}
 	if q := t.staticMACPort(bi, vlan, dst); q != none {
-		w.res.addTag(t.ports[t.ports[q].peer].tag)
+		w.res.addTag(t.ports.At(t.ports.At(q).peer).tag)
 		if w.tr != nil {
-			w.tr.add(StepBridge, name, fmt.Sprintf("dst %s is router port %s behind port %s: unicast", dst, t.portName(t.ports[q].peer), t.portName(q)))
+			w.tr.add(StepBridge, name, fmt.Sprintf("dst %s is router port %s behind port %s: unicast", dst, t.portName(t.ports.At(q).peer), t.portName(q)))
 		}
 		w.unicast(bi, in, q, vlan, depth)
 		return
@@ -69,7 +69,7 @@ func (w *walk) bridgeIngress(bi, in int32, depth int) {
 	if macs := w.s.cfg.MACs; macs != nil {
 		w.res.addTag(macEntryTag(b.tag, vlan, dst))
 		if id, ok := macs.Lookup(b.id, vlan, dst); ok {
-			if q, ok := t.portByID[id]; ok && t.ports[q].kind == devBridge && t.ports[q].dev == bi {
+			if q, ok := t.portByID.Get(id); ok && t.ports.At(q).kind == devBridge && t.ports.At(q).dev == bi {
 				if w.tr != nil {
 					w.tr.add(StepBridge, name, fmt.Sprintf("dst %s learned on port %s (vlan %d): unicast", dst, t.portName(q), vlan))
 				}
@@ -95,7 +95,7 @@ func (w *walk) learn(b *bridge, bi int32, vlan uint16, in int32) {
 	}
 	if q := t.staticMACPort(bi, vlan, src); q != none {
 		if q != in && w.tr != nil {
-			w.tr.add(StepBridge, t.devName(devBridge, bi), fmt.Sprintf("src %s belongs to router port %s: not learned on %s", src, t.portName(t.ports[q].peer), t.portName(in)))
+			w.tr.add(StepBridge, t.devName(devBridge, bi), fmt.Sprintf("src %s belongs to router port %s: not learned on %s", src, t.portName(t.ports.At(q).peer), t.portName(in)))
 		}
 		return
 	}
@@ -106,7 +106,7 @@ func (w *walk) learn(b *bridge, bi int32, vlan uint16, in int32) {
 	// The flow reads the entry: if the MAC moves away, the flows from its
 	// old port must come back to the simulation to move it back.
 	w.res.addTag(macEntryTag(b.tag, vlan, src))
-	inID := t.ports[in].id
+	inID := t.ports.At(in).id
 	old, ok := macs.Lookup(b.id, vlan, src)
 	if ok && old == inID {
 		return
@@ -167,11 +167,11 @@ func (w *walk) suppressARP(bi int32, vlan uint16, in int32) bool {
 // carries reports whether port q carries vlan. A trunk linked to a router
 // does not carry tagged VLANs: routers take untagged frames only.
 func (w *walk) carries(q int32, vlan uint16) bool {
-	p := &w.t.ports[q]
+	p := w.t.ports.At(q)
 	if p.vlan != 0 {
 		return p.vlan == vlan
 	}
-	return vlan == 0 || p.peer == none || w.t.ports[p.peer].kind == devBridge
+	return vlan == 0 || p.peer == none || w.t.ports.At(p.peer).kind == devBridge
 }
 
 func (w *walk) unicast(bi, in, q int32, vlan uint16, depth int) {
@@ -190,11 +190,11 @@ func (w *walk) unicast(bi, in, q int32, vlan uint16, depth int) {
 // filter, then the tag the port wants, then the port.
 func (w *walk) bridgeEgress(bi, in, q int32, vlan uint16, depth int) {
 	t := w.t
-	b := &t.bridges[bi]
+	b := t.bridges[bi]
 	if b.outChain != none && !w.chainPasses(w.runChain(b.outChain, in, q), t.devName(devBridge, bi)) {
 		return
 	}
-	w.cur.tagged, w.cur.vlan = t.ports[q].vlan == 0 && vlan != 0, 0
+	w.cur.tagged, w.cur.vlan = t.ports.At(q).vlan == 0 && vlan != 0, 0
 	if w.cur.tagged {
 		w.cur.vlan = vlan
 	}

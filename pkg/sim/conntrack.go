@@ -124,7 +124,7 @@ func (w *walk) origPkt() *packet.Parsed {
 // devZone is the conntrack zone of port pi's device: its tag, the same on
 // every host and across rebuilds.
 func (t *Topology) devZone(pi int32) uint64 {
-	p := &t.ports[pi]
+	p := t.ports.At(pi)
 	if p.kind == devBridge {
 		return t.bridges[p.dev].tag
 	}

@@ -107,7 +107,7 @@ func (w *walk) applyNAT(r *rule, chain string, inPort, outPort int32) uint8 {
 	switch {
 	case fs == nil:
 		why = "no flow state configured"
-	case dev == none || w.t.ports[dev].kind != devRouter:
+	case dev == none || w.t.ports.At(dev).kind != devRouter:
 		why = "NAT applies on routers only"
 	case w.flooding > 0 || w.isGen:
 		why = "not in a flood or a generated packet"
@@ -120,7 +120,7 @@ func (w *walk) applyNAT(r *rule, chain string, inPort, outPort int32) uint8 {
 		}
 		return natNotApplied
 	}
-	rt := &w.t.routers[w.t.ports[dev].dev]
+	rt := &w.t.routers[w.t.ports.At(dev).dev]
 	var applied bool
 	var err error
 	switch {

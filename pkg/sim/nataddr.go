@@ -76,7 +76,7 @@ func (t *Topology) buildNATAddrs() {
 		}
 		for _, f := range found {
 			for _, pi := range r.ports {
-				p := &t.ports[pi]
+				p := t.ports.Mut(pi, t.gen)
 				if !p.network.IsValid() || !p.network.Contains(f.addr) || p.addr == f.addr || p.linkLocal == f.addr {
 					continue
 				}
@@ -86,18 +86,18 @@ func (t *Topology) buildNATAddrs() {
 				if !p.hasNATAddr(f.addr) {
 					p.natAddrs = append(p.natAddrs, natAddr{addr: f.addr, tag: f.tag})
 				}
-				if p.peer == none || t.ports[p.peer].kind != devBridge {
+				if p.peer == none || t.ports.At(p.peer).kind != devBridge {
 					continue
 				}
-				bp := &t.ports[p.peer]
-				b := &t.bridges[bp.dev]
+				bp := t.ports.At(p.peer)
+				b := t.bridges[bp.dev]
 				t.natFloodTags[f.id] = append(t.natFloodTags[f.id], b.floodTag)
 				t.natFloodTags[r.id] = append(t.natFloodTags[r.id], b.floodTag)
 				k := ipKey{dev: bp.dev, vlan: bp.vlan, ip: f.addr.As16()}
-				if e, ok := t.staticIP[k]; ok && e.port != none {
+				if e, ok := t.staticIP.Get(k); ok && e.port != none {
 					continue // a router port's own address, or an earlier NAT address
 				}
-				t.staticIP[k] = staticEntry{mac: p.mac, tag: f.tag, port: p.peer}
+				t.staticIP.Put(k, staticEntry{mac: p.mac, tag: f.tag, port: p.peer}, t.gen)
 				b.ipBloom |= ipBloomBit(f.addr)
 			}
 		}

@@ -23,7 +23,7 @@ func (w *walk) routerIngress(ri, in int32, depth int) {
 		w.drop(DropVLANMismatch, name, fmt.Sprintf("routers take untagged frames; got vlan %d", w.cur.vlan))
 		return
 	}
-	p := &t.ports[in]
+	p := t.ports.At(in)
 	pkt := w.pkt
 	dst := w.cur.dst
 	if dst != p.mac && !dst.IsMulticast() {
@@ -129,7 +129,7 @@ func (w *walk) routerIngress(ri, in int32, depth int) {
 		w.needNeighbor(ri, out, nh, depth)
 		return
 	}
-	op := &t.ports[out]
+	op := t.ports.At(out)
 	w.cur.src, w.cur.dst, w.cur.tagged = op.mac, mac, false
 	w.lastRouter, w.lastRtrIn = ri, in
 	if w.tr != nil {
@@ -179,7 +179,7 @@ func (w *walk) directedBroadcast(ri int32, a netip.Addr) bool {
 	v := a.As4()
 	x := uint32(v[0])<<24 | uint32(v[1])<<16 | uint32(v[2])<<8 | uint32(v[3])
 	for _, pi := range w.t.routers[ri].ports {
-		n := w.t.ports[pi].network
+		n := w.t.ports.At(pi).network
 		if !n.Addr().Is4() || n.Bits() > 30 {
 			continue
 		}
@@ -197,7 +197,7 @@ func (w *walk) routerOwns(ri int32, a netip.Addr) int32 {
 		return none
 	}
 	for _, pi := range w.t.routers[ri].ports {
-		p := &w.t.ports[pi]
+		p := w.t.ports.At(pi)
 		if p.addr == a || p.linkLocal == a {
 			return pi
 		}
@@ -211,7 +211,7 @@ func (w *walk) routerOwns(ri int32, a netip.Addr) int32 {
 func (w *walk) routerLocal(ri, in, lp int32) {
 	pkt := w.pkt
 	name := w.t.devName(devRouter, ri)
-	w.res.addTag(w.t.ports[lp].tag)
+	w.res.addTag(w.t.ports.At(lp).tag)
 	if !pkt.IsEchoRequest() {
 		w.drop(DropRouterLocal, name, fmt.Sprintf("%s is the router's own address; only echo requests are answered", pkt.DstIP))
 		return
@@ -243,7 +243,7 @@ func (w *walk) routerLocal(ri, in, lp int32) {
 // answers only for the port the request arrived on.
 func (w *walk) routerARP(ri, in int32) {
 	t := w.t
-	p := &t.ports[in]
+	p := t.ports.At(in)
 	pkt := w.pkt
 	name := t.devName(devRouter, ri)
 	nat := false
@@ -282,7 +282,7 @@ func (w *walk) routerARP(ri, in int32) {
 // advertisements teach the router their sender.
 func (w *walk) routerND(ri, in int32) {
 	t := w.t
-	p := &t.ports[in]
+	p := t.ports.At(in)
 	pkt := w.pkt
 	name := t.devName(devRouter, ri)
 	own := pkt.NDTarget == p.addr || pkt.NDTarget == p.linkLocal
@@ -334,9 +334,9 @@ func (w *walk) routerND(ri, in int32) {
 // NeedARP walk's successor is invalidated when the answer arrives.
 func (w *walk) resolve(ri, out int32, nh netip.Addr) (packet.MAC, bool) {
 	t := w.t
-	op := &t.ports[out]
+	op := t.ports.At(out)
 	if op.peer != none {
-		pp := &t.ports[op.peer]
+		pp := t.ports.At(op.peer)
 		if pp.kind == devRouter {
 			w.res.addTag(pp.tag)
 			return pp.mac, true
@@ -375,7 +375,7 @@ func (w *walk) needNeighbor(ri, out int32, nh netip.Addr, depth int) {
 		w.res.GenFailed++
 		return
 	}
-	op := &t.ports[out]
+	op := t.ports.At(out)
 	var n int
 	var err error
 	why := GenARPRequest
@@ -435,16 +435,16 @@ const (
 // the ingress port's link-local address.
 func (w *walk) icmpSource(ri, in int32, v6 bool) netip.Addr {
 	t := w.t
-	if a := t.ports[in].addr; a.IsValid() && a.Is6() == v6 {
+	if a := t.ports.At(in).addr; a.IsValid() && a.Is6() == v6 {
 		return a
 	}
 	for _, pi := range t.routers[ri].ports {
-		if a := t.ports[pi].addr; a.IsValid() && a.Is6() == v6 {
+		if a := t.ports.At(pi).addr; a.IsValid() && a.Is6() == v6 {
 			return a
 		}
 	}
 	if v6 {
-		return t.ports[in].linkLocal
+		return t.ports.At(in).linkLocal
 	}
 	return netip.Addr{}
 }

@@ -120,15 +120,15 @@ func (t *Topology) buildRouteTable(ri int32, rs []*model.Route) (routeTable, err
 			e.typ = routeReject
 		default:
 			e.typ = routeNormal
-			pi, ok := t.portByID[r.PortID]
+			pi, ok := t.portByID.Get(r.PortID)
 			if !ok {
 				return routeTable{}, fmt.Errorf("route %s: egress port %q does not exist", r.ID, r.PortID)
 			}
-			if t.ports[pi].kind != devRouter || t.ports[pi].dev != ri {
+			if t.ports.At(pi).kind != devRouter || t.ports.At(pi).dev != ri {
 				return routeTable{}, fmt.Errorf("route %s: port %s is not a port of router %s", r.ID, r.PortID, r.RouterID)
 			}
 			e.port = pi
-			if t.ports[pi].exterior() {
+			if t.ports.At(pi).exterior() {
 				e.gated, e.portID, e.liveTag = true, r.PortID, PortLiveTag(r.PortID)
 			}
 		}

@@ -19,7 +19,7 @@ type portGroup struct {
 type ipGroup struct {
 	id    string
 	tag   uint64
-	addrs map[netip.Addr]struct{} // unmapped: IPv4 as 4-byte addresses
+	addrs hmap[netip.Addr, struct{}] // unmapped: IPv4 as 4-byte addresses
 }
 
 type chain struct {
@@ -124,7 +124,7 @@ func (t *Topology) compileRule(r *model.Rule, pos int, pgByID, ipgByID map[strin
 	ports := func(ids []string) ([]int32, error) {
 		var out []int32
 		for _, id := range ids {
-			p, ok := t.portByID[id]
+			p, ok := t.portByID.Get(id)
 			if !ok {
 				return nil, fmt.Errorf("rule %s matches port %s, which does not exist", r.ID, id)
 			}
@@ -433,7 +433,7 @@ func (w *walk) ruleMatches(r *rule, inPort, outPort int32) bool {
 	if r.ipgSrc != none {
 		g := &w.t.ipgroups[r.ipgSrc]
 		w.res.addTag(g.tag)
-		_, in := g.addrs[src]
+		_, in := g.addrs.Get(src)
 		if (hasIP && in) == r.invIPGSrc {
 			return false
 		}
@@ -441,7 +441,7 @@ func (w *walk) ruleMatches(r *rule, inPort, outPort int32) bool {
 	if r.ipgDst != none {
 		g := &w.t.ipgroups[r.ipgDst]
 		w.res.addTag(g.tag)
-		_, in := g.addrs[dst]
+		_, in := g.addrs.Get(dst)
 		if (hasIP && in) == r.invIPGDst {
 			return false
 		}

@@ -140,9 +140,9 @@ func (s *Simulator) SetTopology(t *Topology) {
 			}
 		}
 	}
-	s.mtu = make([]int, len(t.ports))
-	for i := range t.ports {
-		p := &t.ports[i]
+	s.mtu = make([]int, t.ports.Len())
+	for i := range t.ports.Len() {
+		p := t.ports.At(i)
 		m := s.cfg.DefaultMTU
 		if v, ok := s.cfg.PortMTU[p.id]; ok && v > 0 {
 			m = v
@@ -252,18 +252,18 @@ func (s *Simulator) Simulate(in *Input, out *Result) {
 	pi := in.InPort
 	if in.InPortID != "" {
 		var ok bool
-		if pi, ok = s.t.portByID[in.InPortID]; !ok {
+		if pi, ok = s.t.portByID.Get(in.InPortID); !ok {
 			pi = none
 		}
 	}
-	if pi < 0 || int(pi) >= len(s.t.ports) {
+	if pi < 0 || int(pi) >= int(s.t.ports.Len()) {
 		w.drop(DropUnknownPort, "ingress", "unknown in-port")
 		w.finish()
 		return
 	}
 	w.inPort = pi
 	if pkt.Drop != packet.DropNone {
-		out.addTag(s.t.ports[pi].tag)
+		out.addTag(s.t.ports.At(pi).tag)
 		w.drop(DropMalformed, s.t.portName(pi), "malformed frame: "+pkt.Drop.String())
 		w.finish()
 		return
@@ -310,7 +310,7 @@ func (w *walk) drop(r DropReason, object, why string) {
 // already on the path.
 func (w *walk) enterPort(pi, from int32, depth int) {
 	t := w.t
-	p := &t.ports[pi]
+	p := t.ports.At(pi)
 	w.res.addTag(p.tag)
 	if w.tr != nil {
 		msg := "ingress port " + t.portName(pi)
@@ -342,7 +342,7 @@ func (w *walk) enterPort(pi, from int32, depth int) {
 // port in: the port's out-chain, then its peer or its interface.
 func (w *walk) egressPort(q, in int32, depth int) {
 	t := w.t
-	p := &t.ports[q]
+	p := t.ports.At(q)
 	w.res.addTag(p.tag)
 	if w.tr != nil {
 		w.tr.add(StepEgress, t.portName(q), "egress port "+t.portName(q))
@@ -427,7 +427,7 @@ func (w *walk) refuse(code4, code6 uint8) {
 // the port's host with the port's tunnel key.
 func (w *walk) output(q int32) {
 	t, s := w.t, w.s
-	p := &t.ports[q]
+	p := t.ports.At(q)
 	if w.ipLen > 0 {
 		if mtu := s.mtu[q]; w.ipLen > mtu {
 			if w.lastRouter != none && w.flooding == 0 {
@@ -550,7 +550,7 @@ func (w *walk) commitReply(n int, err error, why GenReason) {
 		}
 		return
 	}
-	p := &w.t.ports[w.inPort]
+	p := w.t.ports.At(w.inPort)
 	a := flow.Action{Port: w.inPort, PortID: p.id}
 	switch {
 	case !p.exterior():

@@ -161,8 +161,8 @@ func (t *Topology) ChangeTags(o model.Object) []uint64 {
 			// A router port's address is what ARP suppression on the
 			// peer bridge answers; a flood of an ARP request for the new
 			// address must be simulated again to be suppressed.
-			if pi, ok := t.portByID[x.PeerID]; ok && t.ports[pi].kind == devBridge {
-				tags = append(tags, t.bridges[t.ports[pi].dev].floodTag)
+			if pi, ok := t.portByID.Get(x.PeerID); ok && t.ports.At(pi).kind == devBridge {
+				tags = append(tags, t.bridges[t.ports.At(pi).dev].floodTag)
 			}
 		}
 	case *model.Rule:

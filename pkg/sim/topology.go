@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
+	"github.com/nagare/nagare/internal/persist"
 	"github.com/nagare/nagare/internal/splitmix"
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/packet"
@@ -20,8 +22,14 @@ import (
 // never modified: see the package documentation for how the agent
 // replaces it.
 type Topology struct {
-	ports    []port
-	bridges  []bridge
+	// gen is this topology's generation: the parts of its persistent
+	// containers it made itself (persist.go). Apply gives every new
+	// topology a new one.
+	gen uint64
+
+	ports    vec[port]
+	free     []int32   // indexes of deleted ports, for Apply to reuse
+	bridges  []*bridge // pointers: Apply copies the slice and the bridges it changes
 	routers  []router
 	chains   []chain
 	hosts    []host
@@ -30,8 +38,8 @@ type Topology struct {
 	lbs      []loadBalancer
 	pools    []lbPool
 
-	portByID   map[string]int32
-	portByKey  map[uint32]int32
+	portByID   hmap[string, int32]
+	portByKey  hmap[uint32, int32]
 	bridgeByID map[string]int32
 	routerByID map[string]int32
 	chainByID  map[string]int32
@@ -40,15 +48,17 @@ type Topology struct {
 	// staticMAC maps the MACs of router ports linked to a bridge to the
 	// bridge port they sit behind: never learned, never flooded for, and
 	// never overridden by a frame claiming one of them from elsewhere.
-	staticMAC map[macKey]int32
+	staticMAC hmap[macKey, int32]
 	// staticIP is what ARP suppression and static next-hop resolution
 	// know: router port addresses on peer-linked bridge ports and DHCP
 	// host entries.
-	staticIP map[ipKey]staticEntry
+	staticIP hmap[ipKey, staticEntry]
 
 	dhcpSubnetBridge map[string]string
 	hmPools          map[string][]uint64 // health monitor id → tags of the pools it checks
 	natFloodTags     map[string][]uint64 // rule, VIP, balancer or router id → flood tags of the bridges its NAT addresses are static on
+	pgByID           map[string]int32
+	ipgByID          map[string]int32
 }
 
 type devKind uint8
@@ -157,17 +167,20 @@ type staticEntry struct {
 // a state to simulate.
 func Build(objs []model.Object) (*Topology, error) {
 	t := &Topology{
-		portByID:         map[string]int32{},
-		portByKey:        map[uint32]int32{},
+		gen:              nextGen(),
+		portByID:         newHmap[string, int32](hashID),
+		portByKey:        newHmap[uint32, int32](hashUint32),
 		bridgeByID:       map[string]int32{},
 		routerByID:       map[string]int32{},
 		chainByID:        map[string]int32{},
 		hostByID:         map[string]int32{},
-		staticMAC:        map[macKey]int32{},
-		staticIP:         map[ipKey]staticEntry{},
+		staticMAC:        newHmap[macKey, int32](hashMACKey),
+		staticIP:         newHmap[ipKey, staticEntry](hashIPKey),
 		dhcpSubnetBridge: map[string]string{},
 		hmPools:          map[string][]uint64{},
 		natFloodTags:     map[string][]uint64{},
+		pgByID:           map[string]int32{},
+		ipgByID:          map[string]int32{},
 	}
 	var (
 		ports     []*model.Port
@@ -180,8 +193,8 @@ func Build(objs []model.Object) (*Topology, error) {
 		ipAddrs   []*model.IPAddrGroupAddr
 		subnets   = map[string]*model.DHCPSubnet{}
 		dhcpHosts []*model.DHCPHost
-		pgByID    = map[string]int32{}
-		ipgByID   = map[string]int32{}
+		pgByID    = t.pgByID
+		ipgByID   = t.ipgByID
 	)
 	dup := func(kind, id string) error { return fmt.Errorf("%s %s appears twice in the snapshot", kind, id) }
 	for _, o := range objs {
@@ -201,7 +214,7 @@ func Build(objs []model.Object) (*Topology, error) {
 				return nil, dup("bridge", x.ID)
 			}
 			t.bridgeByID[x.ID] = int32(len(t.bridges))
-			t.bridges = append(t.bridges, bridge{id: x.ID, name: x.Name, tag: ObjectTag(model.BridgeKind, x.ID),
+			t.bridges = append(t.bridges, &bridge{id: x.ID, name: x.Name, tag: ObjectTag(model.BridgeKind, x.ID),
 				floodTag: FloodTag(x.ID), up: x.State != model.StateDown})
 		case *model.Router:
 			if _, ok := t.routerByID[x.ID]; ok {
@@ -232,7 +245,7 @@ func Build(objs []model.Object) (*Topology, error) {
 			pgMembers = append(pgMembers, x)
 		case *model.IPAddrGroup:
 			ipgByID[x.ID] = int32(len(t.ipgroups))
-			t.ipgroups = append(t.ipgroups, ipGroup{id: x.ID, tag: ObjectTag(model.IPAddrGroupKind, x.ID), addrs: map[netip.Addr]struct{}{}})
+			t.ipgroups = append(t.ipgroups, ipGroup{id: x.ID, tag: ObjectTag(model.IPAddrGroupKind, x.ID), addrs: newHmap[netip.Addr, struct{}](hashAddr)})
 		case *model.IPAddrGroupAddr:
 			ipAddrs = append(ipAddrs, x)
 		case *model.DHCPSubnet:
@@ -268,88 +281,48 @@ func Build(objs []model.Object) (*Topology, error) {
 		})
 	}
 
-	chainRef := func(what, id string) (int32, error) {
-		if id == "" {
-			return none, nil
-		}
-		c, ok := t.chainByID[id]
-		if !ok {
-			return none, fmt.Errorf("%s: chain %s does not exist", what, id)
-		}
-		return c, nil
-	}
-
 	// Ports: first index them, then resolve peers (which may come later).
-	t.ports = make([]port, len(ports))
 	for i, mp := range ports {
-		if _, ok := t.portByID[mp.ID]; ok {
+		if _, ok := t.portByID.Get(mp.ID); ok {
 			return nil, dup("port", mp.ID)
 		}
-		t.portByID[mp.ID] = int32(i)
+		t.portByID.Put(mp.ID, int32(i), t.gen)
 	}
 	for i, mp := range ports {
-		p := port{id: mp.ID, tag: ObjectTag(model.PortKind, mp.ID), up: mp.State != model.StateDown, vlan: mp.VLAN,
-			mac: mp.MAC, addr: mp.Address, network: mp.Network, peer: none, host: none,
-			hostID: mp.HostID, ifName: mp.InterfaceName, tunnelKey: mp.TunnelKey}
-		what := "port " + mp.ID
-		switch {
-		case mp.RouterID != "":
-			r, ok := t.routerByID[mp.RouterID]
-			if !ok {
-				return nil, fmt.Errorf("%s: router %s does not exist", what, mp.RouterID)
-			}
-			p.kind, p.dev = devRouter, r
-			p.linkLocal = linkLocal(p.mac)
-			t.routers[r].addrBloom |= ipBloomBit(p.linkLocal)
-			if p.addr.IsValid() {
-				t.routers[r].addrBloom |= ipBloomBit(p.addr)
-			}
-			t.routers[r].ports = append(t.routers[r].ports, int32(i))
-		case mp.BridgeID != "":
-			b, ok := t.bridgeByID[mp.BridgeID]
-			if !ok {
-				return nil, fmt.Errorf("%s: bridge %s does not exist", what, mp.BridgeID)
-			}
-			p.kind, p.dev = devBridge, b
-			t.bridges[b].ports = append(t.bridges[b].ports, int32(i))
-		default:
-			return nil, fmt.Errorf("%s belongs to no bridge or router", what)
+		p, err := t.portSlot(mp)
+		if err != nil {
+			return nil, err
 		}
 		if mp.PeerID != "" {
-			peer, ok := t.portByID[mp.PeerID]
+			peer, ok := t.portByID.Get(mp.PeerID)
 			if !ok {
-				return nil, fmt.Errorf("%s: peer port %s does not exist", what, mp.PeerID)
+				return nil, fmt.Errorf("port %s: peer port %s does not exist", mp.ID, mp.PeerID)
 			}
 			if ports[peer].PeerID != mp.ID {
-				return nil, fmt.Errorf("%s: peer port %s is linked to %q, not back to it", what, mp.PeerID, ports[peer].PeerID)
+				return nil, fmt.Errorf("port %s: peer port %s is linked to %q, not back to it", mp.ID, mp.PeerID, ports[peer].PeerID)
 			}
 			p.peer = peer
 		}
-		if mp.HostID != "" {
-			if h, ok := t.hostByID[mp.HostID]; ok {
-				p.host = h
-			}
-			// A binding to a host not (yet) registered is kept: the port is
-			// exterior, and walks to it drop with DropNoTunnel until the
-			// host appears.
-		}
-		var err error
-		if p.inChain, err = chainRef(what+" inbound filter", mp.InboundFilterID); err != nil {
-			return nil, err
-		}
-		if p.outChain, err = chainRef(what+" outbound filter", mp.OutboundFilterID); err != nil {
-			return nil, err
-		}
 		if mp.TunnelKey != 0 {
-			if other, ok := t.portByKey[mp.TunnelKey]; ok {
-				return nil, fmt.Errorf("%s: tunnel key %d is also port %s's", what, mp.TunnelKey, ports[other].ID)
+			if other, ok := t.portByKey.Get(mp.TunnelKey); ok {
+				return nil, fmt.Errorf("port %s: tunnel key %d is also port %s's", mp.ID, mp.TunnelKey, ports[other].ID)
 			}
-			t.portByKey[mp.TunnelKey] = int32(i)
+			t.portByKey.Put(mp.TunnelKey, int32(i), t.gen)
 		}
-		t.ports[i] = p
+		t.ports.Push(p, t.gen)
+		if p.kind == devRouter {
+			r := &t.routers[p.dev]
+			r.ports = append(r.ports, int32(i))
+			r.addrBloom |= ipBloomBit(p.linkLocal)
+			if p.addr.IsValid() {
+				r.addrBloom |= ipBloomBit(p.addr)
+			}
+		} else {
+			t.bridges[p.dev].ports = append(t.bridges[p.dev].ports, int32(i))
+		}
 	}
 	for i := range t.bridges {
-		b := &t.bridges[i]
+		b := t.bridges[i]
 		slices.SortFunc(b.ports, t.byPortID)
 	}
 	for i := range t.routers {
@@ -361,14 +334,14 @@ func Build(objs []model.Object) (*Topology, error) {
 		var err error
 		switch x := o.(type) {
 		case *model.Bridge:
-			b := &t.bridges[t.bridgeByID[x.ID]]
-			if b.inChain, err = chainRef("bridge "+x.ID+" inbound filter", x.InboundFilterID); err == nil {
-				b.outChain, err = chainRef("bridge "+x.ID+" outbound filter", x.OutboundFilterID)
+			b := t.bridges[t.bridgeByID[x.ID]]
+			if b.inChain, err = t.chainRef("bridge "+x.ID+" inbound filter", x.InboundFilterID); err == nil {
+				b.outChain, err = t.chainRef("bridge "+x.ID+" outbound filter", x.OutboundFilterID)
 			}
 		case *model.Router:
 			r := &t.routers[t.routerByID[x.ID]]
-			if r.inChain, err = chainRef("router "+x.ID+" inbound filter", x.InboundFilterID); err == nil {
-				r.outChain, err = chainRef("router "+x.ID+" outbound filter", x.OutboundFilterID)
+			if r.inChain, err = t.chainRef("router "+x.ID+" inbound filter", x.InboundFilterID); err == nil {
+				r.outChain, err = t.chainRef("router "+x.ID+" outbound filter", x.OutboundFilterID)
 			}
 		}
 		if err != nil {
@@ -377,14 +350,14 @@ func Build(objs []model.Object) (*Topology, error) {
 	}
 
 	for i := range t.pgroups {
-		t.pgroups[i].members = make([]uint64, (len(t.ports)+63)/64)
+		t.pgroups[i].members = make([]uint64, (t.ports.Len()+63)/64)
 	}
 	for _, m := range pgMembers {
 		g, ok := pgByID[m.PortGroupID]
 		if !ok {
 			return nil, fmt.Errorf("port-group member %s: port group %s does not exist", m.ID, m.PortGroupID)
 		}
-		p, ok := t.portByID[m.PortID]
+		p, ok := t.portByID.Get(m.PortID)
 		if !ok {
 			return nil, fmt.Errorf("port-group member %s: port %s does not exist", m.ID, m.PortID)
 		}
@@ -395,7 +368,7 @@ func Build(objs []model.Object) (*Topology, error) {
 		if !ok {
 			return nil, fmt.Errorf("ip-address-group address %s: group %s does not exist", a.ID, a.IPAddrGroupID)
 		}
-		t.ipgroups[g].addrs[a.Address.Unmap()] = struct{}{}
+		t.ipgroups[g].addrs.Put(a.Address.Unmap(), struct{}{}, t.gen)
 	}
 
 	t.chains = make([]chain, len(chains))
@@ -433,26 +406,30 @@ func Build(objs []model.Object) (*Topology, error) {
 		t.routers[ri].routes = tbl
 	}
 
-	// Static L2/L3 knowledge of bridges.
-	for i := range t.ports {
-		bp := &t.ports[i]
-		if bp.kind != devBridge || bp.peer == none {
-			continue
+	// Static L2/L3 knowledge of bridges. Bridges' ports are sorted by id,
+	// so where two router ports claim one MAC or address the same one
+	// wins whatever the input order (the larger id, written last).
+	for bi := range t.bridges {
+		for _, q := range t.bridges[bi].ports {
+			bp := t.ports.At(q)
+			if bp.peer == none {
+				continue
+			}
+			rp := t.ports.At(bp.peer)
+			if rp.kind != devRouter {
+				continue
+			}
+			t.staticMAC.Put(macKey{bp.dev, bp.vlan, rp.mac}, q, t.gen)
+			t.bridges[bp.dev].macBloom |= macBloomBit(rp.mac)
+			t.bridges[bp.dev].ipBloom |= ipBloomBit(rp.linkLocal)
+			if rp.addr.IsValid() {
+				t.staticIP.Put(ipKey{dev: bp.dev, vlan: bp.vlan, ip: rp.addr.As16()}, staticEntry{mac: rp.mac, tag: rp.tag, port: q}, t.gen)
+				t.bridges[bp.dev].ipBloom |= ipBloomBit(rp.addr)
+			}
+			// IPv6 hosts often use the router's link-local address as their
+			// gateway (it is what router advertisements carry).
+			t.staticIP.Put(ipKey{dev: bp.dev, vlan: bp.vlan, ip: rp.linkLocal.As16()}, staticEntry{mac: rp.mac, tag: rp.tag, port: q}, t.gen)
 		}
-		rp := &t.ports[bp.peer]
-		if rp.kind != devRouter {
-			continue
-		}
-		t.staticMAC[macKey{bp.dev, bp.vlan, rp.mac}] = int32(i)
-		t.bridges[bp.dev].macBloom |= macBloomBit(rp.mac)
-		t.bridges[bp.dev].ipBloom |= ipBloomBit(rp.linkLocal)
-		if rp.addr.IsValid() {
-			t.staticIP[ipKey{dev: bp.dev, vlan: bp.vlan, ip: rp.addr.As16()}] = staticEntry{mac: rp.mac, tag: rp.tag, port: int32(i)}
-			t.bridges[bp.dev].ipBloom |= ipBloomBit(rp.addr)
-		}
-		// IPv6 hosts often use the router's link-local address as their
-		// gateway (it is what router advertisements carry).
-		t.staticIP[ipKey{dev: bp.dev, vlan: bp.vlan, ip: rp.linkLocal.As16()}] = staticEntry{mac: rp.mac, tag: rp.tag, port: int32(i)}
 	}
 	for _, s := range subnets {
 		if _, ok := t.bridgeByID[s.BridgeID]; !ok {
@@ -460,6 +437,8 @@ func Build(objs []model.Object) (*Topology, error) {
 		}
 		t.dhcpSubnetBridge[s.ID] = s.BridgeID
 	}
+	// Where DHCP entries claim one address, the smallest id wins.
+	slices.SortFunc(dhcpHosts, func(a, b *model.DHCPHost) int { return strings.Compare(a.ID, b.ID) })
 	for _, h := range dhcpHosts {
 		s, ok := subnets[h.DHCPSubnetID]
 		if !ok {
@@ -469,10 +448,10 @@ func Build(objs []model.Object) (*Topology, error) {
 			continue
 		}
 		k := ipKey{dev: t.bridgeByID[s.BridgeID], ip: h.Address.As16()}
-		if _, taken := t.staticIP[k]; taken {
+		if _, taken := t.staticIP.Get(k); taken {
 			continue // a router port's address wins over a DHCP entry claiming it
 		}
-		t.staticIP[k] = staticEntry{mac: h.MAC, tag: ObjectTag(model.DHCPHostKind, h.ID), port: none}
+		t.staticIP.Put(k, staticEntry{mac: h.MAC, tag: ObjectTag(model.DHCPHostKind, h.ID), port: none}, t.gen)
 		t.bridges[k.dev].ipBloom |= ipBloomBit(h.Address)
 	}
 	if err := t.buildLBs(objs); err != nil {
@@ -482,14 +461,64 @@ func Build(objs []model.Object) (*Topology, error) {
 	return t, nil
 }
 
+// portSlot makes a port's slot from the model: everything but its peer,
+// which Build resolves once every port is indexed.
+func (t *Topology) portSlot(mp *model.Port) (port, error) {
+	p := port{id: mp.ID, tag: ObjectTag(model.PortKind, mp.ID), up: mp.State != model.StateDown, vlan: mp.VLAN,
+		mac: mp.MAC, addr: mp.Address, network: mp.Network, peer: none, host: none,
+		hostID: mp.HostID, ifName: mp.InterfaceName, tunnelKey: mp.TunnelKey}
+	what := "port " + mp.ID
+	switch {
+	case mp.RouterID != "":
+		r, ok := t.routerByID[mp.RouterID]
+		if !ok {
+			return port{}, fmt.Errorf("%s: router %s does not exist", what, mp.RouterID)
+		}
+		p.kind, p.dev = devRouter, r
+		p.linkLocal = linkLocal(p.mac)
+	case mp.BridgeID != "":
+		b, ok := t.bridgeByID[mp.BridgeID]
+		if !ok {
+			return port{}, fmt.Errorf("%s: bridge %s does not exist", what, mp.BridgeID)
+		}
+		p.kind, p.dev = devBridge, b
+	default:
+		return port{}, fmt.Errorf("%s belongs to no bridge or router", what)
+	}
+	if mp.HostID != "" {
+		if h, ok := t.hostByID[mp.HostID]; ok {
+			p.host = h
+		}
+		// A binding to a host not (yet) registered is kept: the port is
+		// exterior, and walks to it drop with DropNoTunnel until the
+		// host appears.
+	}
+	var err error
+	if p.inChain, err = t.chainRef(what+" inbound filter", mp.InboundFilterID); err != nil {
+		return port{}, err
+	}
+	if p.outChain, err = t.chainRef(what+" outbound filter", mp.OutboundFilterID); err != nil {
+		return port{}, err
+	}
+	return p, nil
+}
+
+func (t *Topology) chainRef(what, id string) (int32, error) {
+	if id == "" {
+		return none, nil
+	}
+	c, ok := t.chainByID[id]
+	if !ok {
+		return none, fmt.Errorf("%s: chain %s does not exist", what, id)
+	}
+	return c, nil
+}
+
+// nextGen is a generation no topology has had.
+func nextGen() uint64 { return persist.NextGen() }
+
 func (t *Topology) byPortID(a, b int32) int {
-	if t.ports[a].id < t.ports[b].id {
-		return -1
-	}
-	if t.ports[a].id > t.ports[b].id {
-		return 1
-	}
-	return 0
+	return strings.Compare(t.ports.At(a).id, t.ports.At(b).id)
 }
 
 // linkLocal is the EUI-64 link-local address of a MAC (RFC 4291 App. A):
@@ -501,38 +530,48 @@ func linkLocal(m packet.MAC) netip.Addr {
 
 // PortIndex returns the index of a port, the form Input.InPort takes.
 func (t *Topology) PortIndex(id string) (int32, bool) {
-	i, ok := t.portByID[id]
+	i, ok := t.portByID.Get(id)
 	return i, ok
+}
+
+// PortBridge returns the id of the bridge port id belongs to; false for
+// routers' ports and unknown ones.
+func (t *Topology) PortBridge(id string) (string, bool) {
+	i, ok := t.portByID.Get(id)
+	if !ok || t.ports.At(i).kind != devBridge {
+		return "", false
+	}
+	return t.bridges[t.ports.At(i).dev].id, true
 }
 
 // PortByTunnelKey returns the port a tunnel key names: what the egress host
 // delivers a tunnelled packet to.
 func (t *Topology) PortByTunnelKey(key uint32) (int32, bool) {
-	i, ok := t.portByKey[key]
+	i, ok := t.portByKey.Get(key)
 	return i, ok
 }
 
 // NumPorts is the number of ports; indexes run from 0 to NumPorts()-1.
-func (t *Topology) NumPorts() int { return len(t.ports) }
+func (t *Topology) NumPorts() int { return int(t.ports.Len()) }
 
 // PortID returns the id of the port with index i.
-func (t *Topology) PortID(i int32) string { return t.ports[i].id }
+func (t *Topology) PortID(i int32) string { return t.ports.At(i).id }
 
 // PortBinding returns the host and interface a port is bound to; both
 // empty for interior and unbound ports.
 func (t *Topology) PortBinding(i int32) (hostID, iface string) {
-	return t.ports[i].hostID, t.ports[i].ifName
+	return t.ports.At(i).hostID, t.ports.At(i).ifName
 }
 
 // portName renders a port for traces: device name (or id) and port id.
 func (t *Topology) portName(i int32) string {
-	p := &t.ports[i]
+	p := t.ports.At(i)
 	return t.devName(p.kind, p.dev) + ":" + p.id
 }
 
 func (t *Topology) devName(k devKind, d int32) string {
 	if k == devBridge {
-		b := &t.bridges[d]
+		b := t.bridges[d]
 		if b.name != "" {
 			return b.name
 		}
@@ -558,7 +597,7 @@ func (t *Topology) staticMACPort(bi int32, vlan uint16, m packet.MAC) int32 {
 	if t.bridges[bi].macBloom&macBloomBit(m) == 0 {
 		return none
 	}
-	if q, ok := t.staticMAC[macKey{bi, vlan, m}]; ok {
+	if q, ok := t.staticMAC.Get(macKey{bi, vlan, m}); ok {
 		return q
 	}
 	return none
@@ -570,6 +609,6 @@ func (t *Topology) staticIPEntry(bi int32, vlan uint16, a netip.Addr) (staticEnt
 	if t.bridges[bi].ipBloom&ipBloomBit(a) == 0 {
 		return staticEntry{}, false
 	}
-	e, ok := t.staticIP[ipKey{dev: bi, vlan: vlan, ip: a.As16()}]
+	e, ok := t.staticIP.Get(ipKey{dev: bi, vlan: vlan, ip: a.As16()})
 	return e, ok
 }

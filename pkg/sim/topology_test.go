@@ -263,7 +263,7 @@ func TestChangeTags(t *testing.T) {
 		t.Error("DHCP host change misses the bridge's flood tag")
 	}
 	// Tags do not depend on the Topology: the same object, the same tag.
-	if ObjectTag(model.PortKind, "pa1") != topo.ports[topo.portByID["pa1"]].tag {
+	if ObjectTag(model.PortKind, "pa1") != topo.ports.At(mustIndex(topo, "pa1")).tag {
 		t.Error("port tag differs from ObjectTag")
 	}
 	if MACEntryTag("bridge-a", 3, macVM1) == MACEntryTag("bridge-a", 4, macVM1) || ObjectTag(model.PortKind, "x") == ObjectTag(model.RuleKind, "x") {
@@ -382,4 +382,12 @@ func TestConcurrentSimulators(t *testing.T) {
 	for range 4 {
 		<-done
 	}
+}
+
+func mustIndex(t *Topology, id string) int32 {
+	i, ok := t.PortIndex(id)
+	if !ok {
+		panic("no port " + id)
+	}
+	return i
 }

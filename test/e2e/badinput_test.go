@@ -61,13 +61,13 @@ func TestBadInput(t *testing.T) {
 			t.Logf("sent %d frames: %s (%d bytes)", n, c.name, len(c.frame))
 		}
 
-		// Oversized: bigger than the datapath's buffers for a 1500-byte
-		// underlay. Both veth ends must take it for it to reach the agent.
+		// Oversized: longer than the port's MTU (the underlay's, 1500).
+		// Both veth ends must take it for it to reach the agent.
 		hv1.NS.MustRun(t, "ip", "link", "set", vm11.Tap, "mtu", "9000")
 		vm11.NS.MustRun(t, "ip", "link", "set", "eth0", "mtu", "9000")
 		big := ipv4UDP(src, dst, srcIP, dstIP, 6000)
 		sendFrames(t, vm11, big, n)
-		want["rx-oversize"] += n
+		want["rx-over-mtu"] += n
 		t.Logf("sent %d frames of %d bytes", n, len(big))
 		vm11.NS.MustRun(t, "ip", "link", "set", "eth0", "mtu", fmt.Sprint(tp.UnderlayMTU-50))
 		hv1.NS.MustRun(t, "ip", "link", "set", vm11.Tap, "mtu", "1500")

@@ -90,22 +90,14 @@ func natAddressARP(t *testing.T, e env, inet *harness.VM, addr, routerPort strin
 	t.Logf("ARP for the NAT address %s answered: %s", addr, strings.TrimSpace(out))
 }
 
-// TestVyattaOneBox is MidoNet's one-box NAT recipe: one router, its
-// public port 10.81.14.201 on an "external" bridge where the internet
-// namespace (10.81.14.1, which knows no 172.16 route) lives, two inside
-// networks. Port 80 of the public address is forwarded to a web server in
-// 172.16.20.0/24; both inside networks are masqueraded behind the public
-// address with PAT.
-//
-//	inet 10.81.14.1 (hv2) -- external -- router0:port0 10.81.14.201
-//	                       net20 172.16.20.0/24: web 172.16.20.100 (hv1)
-//	                       net21 172.16.21.0/24: c21 172.16.21.10 (hv2)
-func TestVyattaOneBox(t *testing.T) {
-	t.Parallel()
-	// A short lifetime for UDP flows without replies: see
-	// UDPBindingOutlivesIdle.
-	e := newNATEnv(t, "--conntrack-udp-new-timeout", "2s")
-	hv1, hv2 := e.Hosts[0], e.Hosts[1]
+// vyattaOneBox builds the router of MidoNet's one-box NAT recipe (see
+// TestVyattaOneBox) with the CLI: router0 with the public port
+// router0:port0 10.81.14.201 on bridge0 (external), 172.16.20.1 on bridge1
+// (net20) and 172.16.21.1 on bridge2 (net21); port 80 of the public
+// address forwarded to 172.16.20.100, both inside networks masqueraded
+// behind it.
+func vyattaOneBox(e env) {
+	e.t.Helper()
 	e.cli("create router name vyatta")
 	for _, b := range []string{"external", "net20", "net21"} {
 		e.cli("create bridge name %s", b)
@@ -113,14 +105,10 @@ func TestVyattaOneBox(t *testing.T) {
 	// router0:port0 first: the session's out-ports names it.
 	up := e.link("router0", "bridge0", "10.81.14.201", "10.81.14.0/24")
 	if up != "router0:port0" {
-		t.Fatalf("the uplink is %s, want router0:port0", up)
+		e.t.Fatalf("the uplink is %s, want router0:port0", up)
 	}
 	e.link("router0", "bridge1", "172.16.20.1", "172.16.20.0/24")
 	e.link("router0", "bridge2", "172.16.21.1", "172.16.21.0/24")
-	inet := e.vmOn(hv2, "bridge0", "inet", "02:00:0a:51:0e:01", "10.81.14.1/24", "")
-	web := e.vmOn(hv1, "bridge1", "web", "02:00:ac:10:14:64", "172.16.20.100/24", "172.16.20.1")
-	c21 := e.vmOn(hv2, "bridge2", "c21", "02:00:ac:10:15:0a", "172.16.21.10/24", "172.16.21.1")
-
 	// The recipe's session, line by line through the real CLI. Two
 	// departures, both forced by the NAT model (pkg/sim/nat.go): the snat
 	// targets carry a port range, since one address without ports is
@@ -142,7 +130,29 @@ func TestVyattaOneBox(t *testing.T) {
 	} {
 		e.cli("%s", line)
 	}
-	t.Logf("nat-in:\n%s\nnat-out:\n%s", e.cli("chain chain0 list rule"), e.cli("chain chain1 list rule"))
+	e.t.Logf("nat-in:\n%s\nnat-out:\n%s", e.cli("chain chain0 list rule"), e.cli("chain chain1 list rule"))
+}
+
+// TestVyattaOneBox is MidoNet's one-box NAT recipe: one router, its
+// public port 10.81.14.201 on an "external" bridge where the internet
+// namespace (10.81.14.1, which knows no 172.16 route) lives, two inside
+// networks. Port 80 of the public address is forwarded to a web server in
+// 172.16.20.0/24; both inside networks are masqueraded behind the public
+// address with PAT.
+//
+//	inet 10.81.14.1 (hv2) -- external -- router0:port0 10.81.14.201
+//	                       net20 172.16.20.0/24: web 172.16.20.100 (hv1)
+//	                       net21 172.16.21.0/24: c21 172.16.21.10 (hv2)
+func TestVyattaOneBox(t *testing.T) {
+	t.Parallel()
+	// A short lifetime for UDP flows without replies: see
+	// UDPBindingOutlivesIdle.
+	e := newNATEnv(t, "--conntrack-udp-new-timeout", "2s")
+	hv1, hv2 := e.Hosts[0], e.Hosts[1]
+	vyattaOneBox(e)
+	inet := e.vmOn(hv2, "bridge0", "inet", "02:00:0a:51:0e:01", "10.81.14.1/24", "")
+	web := e.vmOn(hv1, "bridge1", "web", "02:00:ac:10:14:64", "172.16.20.100/24", "172.16.20.1")
+	c21 := e.vmOn(hv2, "bridge2", "c21", "02:00:ac:10:15:0a", "172.16.21.10/24", "172.16.21.1")
 
 	web.WaitPing(t, "172.16.20.1", 15*time.Second)
 	c21.WaitPing(t, "172.16.21.1", 15*time.Second)

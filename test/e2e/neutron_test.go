@@ -74,11 +74,8 @@ func TestNeutron(t *testing.T) {
 		harness.Veth(t, inet, g.Name, g.NS, physIface)
 		g.NS.MustRun(t, "sysctl", "-q", "-w", "net.ipv6.conf."+physIface+".disable_ipv6=1")
 		g.NS.MustRun(t, "ip", "link", "set", physIface, "up")
-		// Frames leave finished for the userspace datapath, as from a VM.
-		inet.MustRun(t, "ethtool", "-K", g.Name, "tx", "off", "tso", "off", "gso", "off")
 		inet.MustRun(t, "ip", "link", "set", g.Name, "master", "eth0", "up")
 	}
-	inet.MustRun(t, "ethtool", "-K", "eth0", "tx", "off", "tso", "off", "gso", "off")
 	inet.MustRun(t, "ip", "addr", "add", inetAddr+"/24", "dev", "eth0")
 	inet.MustRun(t, "ip", "link", "set", "eth0", "up")
 

@@ -120,6 +120,9 @@ type Controller struct {
 	met   *metrics
 	steer atomic.Pointer[steerTable]
 	wake  chan struct{}
+	// synced is the snapshot Sync last read (Publish calls it one at a
+	// time).
+	synced uint64
 
 	mu       sync.Mutex
 	topo     map[string]*portConf // desired, by port id
@@ -172,6 +175,12 @@ func (c *Controller) kick() {
 
 // Sync takes a new topology (the mirror's Publish; it does not block).
 func (c *Controller) Sync(s *mirror.Snapshot) {
+	if !s.Reset && !s.ChangedSince(c.synced, model.RouterKind.Name, mirror.RouterPorts,
+		model.BGPPeerKind.Name, model.BGPNetworkKind.Name) {
+		c.synced = s.Version
+		return
+	}
+	c.synced = s.Version
 	t := readPorts(s, c.cfg.HostID)
 	c.mu.Lock()
 	c.topo, c.topoNew = t, true
@@ -253,26 +262,32 @@ func readPorts(s *mirror.Snapshot, me string) map[string]*portConf {
 	peers := map[string]map[string]*model.BGPPeer{}
 	nets := map[string][]netip.Prefix{}
 	subnets := map[string][]netip.Prefix{}
-	for _, o := range s.Objects {
-		switch x := o.(type) {
-		case *model.Router:
-			routers[x.ID] = x
-		case *model.Port:
-			if x.RouterID != "" {
-				ports = append(ports, x)
-				if x.Network.IsValid() {
-					subnets[x.RouterID] = append(subnets[x.RouterID], x.Network)
-				}
+	s.Each(model.RouterKind, func(o model.Object) bool {
+		routers[o.GetMeta().ID] = o.(*model.Router)
+		return true
+	})
+	s.Each(model.PortKind, func(o model.Object) bool {
+		if x := o.(*model.Port); x.RouterID != "" {
+			ports = append(ports, x)
+			if x.Network.IsValid() {
+				subnets[x.RouterID] = append(subnets[x.RouterID], x.Network)
 			}
-		case *model.BGPPeer:
-			if peers[x.PortID] == nil {
-				peers[x.PortID] = map[string]*model.BGPPeer{}
-			}
-			peers[x.PortID][x.ID] = x
-		case *model.BGPNetwork:
-			nets[x.RouterID] = append(nets[x.RouterID], x.Network)
 		}
-	}
+		return true
+	})
+	s.Each(model.BGPPeerKind, func(o model.Object) bool {
+		x := o.(*model.BGPPeer)
+		if peers[x.PortID] == nil {
+			peers[x.PortID] = map[string]*model.BGPPeer{}
+		}
+		peers[x.PortID][x.ID] = x
+		return true
+	})
+	s.Each(model.BGPNetworkKind, func(o model.Object) bool {
+		x := o.(*model.BGPNetwork)
+		nets[x.RouterID] = append(nets[x.RouterID], x.Network)
+		return true
+	})
 	out := map[string]*portConf{}
 	for _, p := range ports {
 		r := routers[p.RouterID]

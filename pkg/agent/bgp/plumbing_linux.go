@@ -7,7 +7,6 @@ import (
 	"os"
 	"strings"
 
-	"github.com/safchain/ethtool"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
@@ -70,20 +69,8 @@ func configure(h *netlink.Handle, p SpeakerPort, end string) error {
 	if err != nil {
 		return err
 	}
-	// The userspace datapath forwards frames as it reads them and cannot
-	// complete partial checksums or split super-frames: the speaker's
-	// stack must hand it finished ones (a few BGP and BFD packets a
-	// second; a VM's NIC is never touched).
-	e, err := ethtool.NewEthtool()
-	if err != nil {
-		return err
-	}
-	err = e.Change(p.Name, map[string]bool{"tx-checksum-ip-generic": false, "tx-tcp-segmentation": false,
-		"tx-tcp6-segmentation": false, "tx-generic-segmentation": false})
-	e.Close()
-	if err != nil {
-		return fmt.Errorf("%s offloads: %w", p.Name, err)
-	}
+	// The speaker's offloads stay on: the datapath takes partial
+	// checksums and super-frames as from any VM.
 	for name, vals := range map[string]map[string]string{
 		// The speaker's own address only, and quiet otherwise.
 		p.Name: {"ipv4/conf/%s/rp_filter": "0", "ipv4/conf/%s/arp_ignore": "1"},

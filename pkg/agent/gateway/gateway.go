@@ -112,6 +112,9 @@ type Gateways struct {
 
 	// dead is what the simulation reads: uplink port ids that are down.
 	dead atomic.Pointer[map[string]bool]
+	// synced is the snapshot Sync last read (Publish calls it one at a
+	// time).
+	synced uint64
 
 	mu      sync.Mutex
 	topo    *topology
@@ -169,6 +172,12 @@ var _ sim.Liveness = (*Gateways)(nil)
 
 // Sync takes a new topology (the mirror's Publish).
 func (g *Gateways) Sync(s *mirror.Snapshot) {
+	if !s.Reset && !s.ChangedSince(g.synced, model.BGPPeerKind.Name, model.RouteKind.Name,
+		model.TunnelZoneMemberKind.Name, mirror.RouterPorts) {
+		g.synced = s.Version
+		return
+	}
+	g.synced = s.Version
 	t := readTopology(s, g.cfg.HostID)
 	g.mu.Lock()
 	g.topo = t
@@ -436,25 +445,29 @@ func readTopology(s *mirror.Snapshot, me string) *topology {
 	hops := map[string][]netip.Addr{}
 	tunnel := map[string]netip.Addr{}
 	var zoneOf = map[string]string{}
-	for _, o := range s.Objects {
-		switch x := o.(type) {
-		case *model.BGPPeer:
-			peers[x.PortID] = true
-		case *model.Route:
-			if !x.Learned && x.Type == model.RouteNormal && x.Gateway.IsValid() && !slices.Contains(hops[x.PortID], x.Gateway) {
-				hops[x.PortID] = append(hops[x.PortID], x.Gateway)
-			}
-		case *model.TunnelZoneMember:
-			// The first zone (by id) a host is in: where its tunnels end.
-			if z, ok := zoneOf[x.HostID]; !ok || x.TunnelZoneID < z {
-				zoneOf[x.HostID], tunnel[x.HostID] = x.TunnelZoneID, x.Address
-			}
+	s.Each(model.BGPPeerKind, func(o model.Object) bool {
+		peers[o.(*model.BGPPeer).PortID] = true
+		return true
+	})
+	s.Each(model.RouteKind, func(o model.Object) bool {
+		x := o.(*model.Route)
+		if !x.Learned && x.Type == model.RouteNormal && x.Gateway.IsValid() && !slices.Contains(hops[x.PortID], x.Gateway) {
+			hops[x.PortID] = append(hops[x.PortID], x.Gateway)
 		}
-	}
-	for _, o := range s.Objects {
-		p, ok := o.(*model.Port)
-		if !ok || p.RouterID == "" || p.HostID == "" || p.InterfaceName == "" {
-			continue
+		return true
+	})
+	s.Each(model.TunnelZoneMemberKind, func(o model.Object) bool {
+		// The first zone (by id) a host is in: where its tunnels end.
+		x := o.(*model.TunnelZoneMember)
+		if z, ok := zoneOf[x.HostID]; !ok || x.TunnelZoneID < z {
+			zoneOf[x.HostID], tunnel[x.HostID] = x.TunnelZoneID, x.Address
+		}
+		return true
+	})
+	s.Each(model.PortKind, func(o model.Object) bool {
+		p := o.(*model.Port)
+		if p.RouterID == "" || p.HostID == "" || p.InterfaceName == "" {
+			return true
 		}
 		u := uplink{port: p.ID, router: p.RouterID, host: p.HostID, iface: p.InterfaceName, key: p.TunnelKey,
 			bgp: peers[p.ID], addr: p.Address, mac: p.MAC, network: p.Network}
@@ -471,7 +484,8 @@ func readTopology(s *mirror.Snapshot, me string) *topology {
 		} else if a, ok := tunnel[p.HostID]; ok {
 			t.gateways[p.HostID] = a
 		}
-	}
+		return true
+	})
 	slices.SortFunc(t.uplinks, func(a, b uplink) int {
 		if a.port < b.port {
 			return -1

@@ -173,13 +173,20 @@ func (h *Health) Run(ctx context.Context) error {
 		}
 		snap := h.cfg.Topology()
 		alive, rev := h.cfg.Alive()
-		if snap.Version != seen || rev != seenAlive || (!h.retryAt.IsZero() && time.Now().After(h.retryAt)) {
+		if snap.ChangedSince(seen, planKeys...) || rev != seenAlive || (!h.retryAt.IsZero() && time.Now().After(h.retryAt)) {
 			seen, seenAlive = snap.Version, rev
-			h.reconcile(ctx, snap.Objects, alive)
+			h.reconcile(ctx, snap.Objects(), alive)
+		} else {
+			seen = snap.Version
 		}
 		h.writeStatuses(ctx)
 	}
 }
+
+// planKeys are what a plan reads: when none of them changed, neither did
+// the plan (a VM's port coming or going changes nothing here).
+var planKeys = []string{model.RouterKind.Name, model.LoadBalancerKind.Name, model.HealthMonitorKind.Name,
+	model.PoolKind.Name, model.PoolMemberKind.Name, model.RouteKind.Name, mirror.RouterPorts}
 
 // plan decides from the topology and the live hosts what this agent
 // must do.

@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"os"
 
-	"github.com/safchain/ethtool"
 	"github.com/vishvananda/netlink"
 
 	"github.com/nagare/nagare/pkg/hostclaim"
@@ -89,28 +88,17 @@ func (c *checkNS) Close() error {
 	return errors.Join(err, c.ns.Close())
 }
 
-// configure gives the namespace end its address and default route, and
-// turns checksum offload off: the userspace datapath forwards frames as
-// it reads them and cannot complete partial checksums.
+// configure gives the namespace end its address and default route. Its
+// offloads stay on: the datapath takes partial checksums and super-frames
+// as from any VM.
 func configure(ns netns.Handle, mtu int) error {
 	nh, err := netns.Netlink(ns)
 	if err != nil {
 		return fmt.Errorf("the health-check namespace: %w", err)
 	}
 	defer nh.Close()
-	if err := netns.Do(ns, func() error {
-		if err := disableIPv6("eth0"); err != nil {
-			return err
-		}
-		e, err := ethtool.NewEthtool()
-		if err != nil {
-			return err
-		}
-		defer e.Close()
-		return e.Change("eth0", map[string]bool{"tx-checksum-ip-generic": false, "tx-tcp-segmentation": false,
-			"tx-generic-segmentation": false})
-	}); err != nil {
-		return fmt.Errorf("health-check namespace eth0 offloads: %w", err)
+	if err := netns.Do(ns, func() error { return disableIPv6("eth0") }); err != nil {
+		return fmt.Errorf("health-check namespace eth0: %w", err)
 	}
 	lo, err := nh.LinkByName("lo")
 	if err == nil {

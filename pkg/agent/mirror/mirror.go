@@ -25,6 +25,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/nagare/nagare/internal/persist"
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/nsdb"
 	"github.com/nagare/nagare/pkg/sim"
@@ -45,27 +46,169 @@ type Flows interface {
 
 // Snapshot is the topology at one moment. It and everything it holds are
 // read-only.
+//
+// Snapshots are made incrementally: a new one shares its objects and its
+// simulator's topology with the one before, so a change costs what it
+// touches, not what the topology holds. Readers do the same: Changes and
+// ChangedSince say what a snapshot changed, so that work done on an
+// earlier one is redone only where needed.
 type Snapshot struct {
-	// Version grows with every change.
+	// Version grows by one with every snapshot published.
 	Version uint64
-	// Objects are every object of the topology, pool members with their
-	// health in Status.
-	Objects []model.Object
-	// Topo is the simulator's topology of Objects, without the
+	// Topo is the simulator's topology of the objects, without the
 	// tunnel-zone memberships of Unreachable hosts.
 	Topo *sim.Topology
 	// Unreachable are the hosts known dead (none before liveness is
 	// known; never this agent's own).
 	Unreachable map[string]bool
+	// Reset is true when the snapshot replaced everything (the first
+	// one, a relist); Changes are then nil.
+	Reset bool
+	// Changes are the changes since the previous snapshot, in order,
+	// with Prev filled.
+	Changes []nsdb.Event
+
+	objs  objects
+	since map[string]uint64 // change key (changeKeys) → version that last changed it
+}
+
+// Each calls fn with every object of kind k, in no particular order,
+// until fn returns false. Pool members carry their health in Status.
+func (s *Snapshot) Each(k *model.Kind, fn func(model.Object) bool) {
+	m := s.objs[k]
+	m.Each(func(_ string, o model.Object) bool { return fn(o) })
+}
+
+// Get returns the object of kind k with id.
+func (s *Snapshot) Get(k *model.Kind, id string) (model.Object, bool) {
+	m := s.objs[k]
+	return m.Get(id)
+}
+
+// Objects returns every object: a full scan, for what needs them all.
+func (s *Snapshot) Objects() []model.Object {
+	var out []model.Object
+	for _, k := range model.Kinds() {
+		s.Each(k, func(o model.Object) bool {
+			out = append(out, o)
+			return true
+		})
+	}
+	return out
+}
+
+// Change keys, beyond kind names: ports of routers and uplink ports
+// changed (what load-balancer health checks and uplinks read of ports).
+const (
+	RouterPorts = "router-ports"
+	UplinkPorts = "uplink-ports"
+)
+
+// ChangedSince reports whether any of keys — kind names (model.Kind.Name),
+// RouterPorts, UplinkPorts — changed after version v: a reader that did
+// its work on snapshot v need not redo it otherwise.
+func (s *Snapshot) ChangedSince(v uint64, keys ...string) bool {
+	for _, k := range keys {
+		if s.since[k] > v {
+			return true
+		}
+	}
+	return false
+}
+
+// changeKeys are the keys an event changes.
+func changeKeys(ev nsdb.Event) []string {
+	keys := []string{ev.Kind.Name}
+	for _, o := range []model.Object{ev.Prev, ev.Object} {
+		if p, ok := o.(*model.Port); ok && p != nil {
+			if p.RouterID != "" {
+				keys = append(keys, RouterPorts)
+			}
+			if p.PhysicalNetwork != "" {
+				keys = append(keys, UplinkPorts)
+			}
+		}
+	}
+	return keys
+}
+
+// objects are the objects of a snapshot by kind, each kind a persistent
+// map shared with the snapshots before and after it.
+type objects map[*model.Kind]persist.Map[string, model.Object]
+
+// Each implements sim.Objects.
+func (o objects) Each(k *model.Kind, fn func(model.Object) bool) {
+	m := o[k]
+	m.Each(func(_ string, x model.Object) bool { return fn(x) })
+}
+
+// with returns a copy of o to change in generation gen.
+func (o objects) with() objects {
+	c := make(objects, len(o))
+	for k, m := range o {
+		c[k] = m
+	}
+	return c
+}
+
+func (o objects) put(x model.Object, gen uint64) {
+	k := model.KindOf(x)
+	m, ok := o[k]
+	if !ok {
+		m = persist.NewMap[string, model.Object](persist.HashString)
+	}
+	m.Put(x.GetMeta().ID, x, gen)
+	o[k] = m
+}
+
+func (o objects) del(k *model.Kind, id string, gen uint64) {
+	if m, ok := o[k]; ok {
+		m.Del(id, gen)
+		o[k] = m
+	}
+}
+
+func (o objects) get(k *model.Kind, id string) model.Object {
+	m := o[k]
+	x, _ := m.Get(id)
+	return x
+}
+
+// allKeys marks every change key as changed at version v (a reset).
+func allKeys(v uint64) map[string]uint64 {
+	since := map[string]uint64{RouterPorts: v, UplinkPorts: v}
+	for _, k := range model.Kinds() {
+		since[k.Name] = v
+	}
+	return since
+}
+
+// ObjectSnapshot is a snapshot of objs whose simulator topology is empty:
+// for tests of readers of objects only, whose objects need not make a
+// valid topology.
+func ObjectSnapshot(version uint64, objs ...model.Object) *Snapshot {
+	o, gen := objects{}, persist.NextGen()
+	for _, x := range objs {
+		o.put(x, gen)
+	}
+	empty, err := sim.Build(nil)
+	if err != nil {
+		panic("mirror: the empty topology does not build: " + err.Error())
+	}
+	return &Snapshot{Version: version, Topo: empty, Reset: true, objs: o, since: allKeys(version)}
 }
 
 // NewSnapshot builds a snapshot of objs (for tests and the empty start).
 func NewSnapshot(version uint64, objs ...model.Object) (*Snapshot, error) {
-	topo, err := sim.Build(objs)
+	o, gen := objects{}, persist.NextGen()
+	for _, x := range objs {
+		o.put(x, gen)
+	}
+	topo, err := sim.BuildFrom(o)
 	if err != nil {
 		return nil, err
 	}
-	return &Snapshot{Version: version, Objects: objs, Topo: topo}, nil
+	return &Snapshot{Version: version, Topo: topo, Reset: true, objs: o, since: allKeys(version)}, nil
 }
 
 // Config wires a mirror.
@@ -85,19 +228,28 @@ type Mirror struct {
 	cfg Config
 	cur atomic.Pointer[Snapshot]
 
-	mu   sync.Mutex // the watches' state below, and the order of Publish
-	objs map[string]model.Object
+	mu sync.Mutex // the watches' state below, and the order of Publish
+	// objs are the objects as the watches last said: the next snapshot's.
+	objs objects
+	gen  uint64 // objs' generation: parts of it this mirror may change in place
+	// pending are changes no snapshot has published yet (a failed build
+	// keeps the previous snapshot), and stale says the next topology must
+	// be built whole.
+	pending []nsdb.Event
+	stale   bool
 	// health is the pool members' status (nsdb state keys), copied into
 	// the members' derived Status.
 	health map[string]string
-	// learned are the routes BGP peers announced, by NSDB key; included
-	// are those in the last snapshot (their port exists), by route id.
+	// learned are the routes BGP peers announced, by route id; included
+	// are those in objs (their port exists).
 	learned  map[string]*model.Route
 	included map[string]*model.Route
 	// alive are the hosts holding their lease (liveKnown once the
-	// liveness watch delivered), copied into Host.Alive.
-	alive     map[string]bool
-	liveKnown bool
+	// liveness watch delivered), copied into Host.Alive; unreachable
+	// are the mirrored hosts known dead (not this one).
+	alive       map[string]bool
+	liveKnown   bool
+	unreachable map[string]bool
 }
 
 // New returns a mirror of the empty topology.
@@ -105,7 +257,7 @@ func New(cfg Config) *Mirror {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	m := &Mirror{cfg: cfg, objs: map[string]model.Object{}, health: map[string]string{}, alive: map[string]bool{},
+	m := &Mirror{cfg: cfg, objs: objects{}, gen: persist.NextGen(), health: map[string]string{}, alive: map[string]bool{},
 		learned: map[string]*model.Route{}, included: map[string]*model.Route{}}
 	empty, err := NewSnapshot(0)
 	if err != nil {
@@ -127,30 +279,27 @@ func (m *Mirror) Run(ctx context.Context, db NSDB) error {
 	return g.Wait()
 }
 
-func objKey(k *model.Kind, id string) string { return k.Name + "/" + id }
-
 // Apply is the topology watch's callback.
 func (m *Mirror) Apply(b nsdb.Batch) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var events []nsdb.Event
 	if b.Reset {
-		m.objs = make(map[string]model.Object, len(b.Objects))
+		m.objs, m.gen = objects{}, persist.NextGen()
 		for _, o := range b.Objects {
 			m.withHealth(o)
-			m.objs[objKey(model.KindOf(o), o.GetMeta().ID)] = o
+			m.objs.put(o, m.gen)
 		}
 	} else {
 		for _, ev := range b.Events {
-			key := objKey(ev.Kind, ev.ID)
 			if ev.Prev == nil {
-				ev.Prev = m.objs[key]
+				ev.Prev = m.objs.get(ev.Kind, ev.ID)
 			}
 			if ev.Type == nsdb.Delete {
-				delete(m.objs, key)
+				m.objs.del(ev.Kind, ev.ID, m.gen)
 			} else {
 				m.withHealth(ev.Object)
-				m.objs[key] = ev.Object
+				m.objs.put(ev.Object, m.gen)
 			}
 			events = append(events, ev)
 		}
@@ -194,11 +343,12 @@ func (m *Mirror) ApplyLiveness(l nsdb.Liveness) error {
 			}
 		}
 		if !m.liveKnown { // every mirrored host not alive is news too
-			for _, o := range m.objs {
-				if h, ok := o.(*model.Host); ok && !next[h.ID] {
+			m.objs.Each(model.HostKind, func(o model.Object) bool {
+				if h := o.(*model.Host); !next[h.ID] {
 					changed[h.ID] = false
 				}
-			}
+				return true
+			})
 		}
 		m.alive, m.liveKnown = next, true
 	} else {
@@ -220,11 +370,12 @@ func (m *Mirror) ApplyLiveness(l nsdb.Liveness) error {
 			continue // a host not (yet) mirrored takes its liveness when it comes
 		}
 		events = append(events, ev)
-		for _, o := range m.objs {
-			if zm, ok := o.(*model.TunnelZoneMember); ok && zm.HostID == id {
+		m.objs.Each(model.TunnelZoneMemberKind, func(o model.Object) bool {
+			if zm := o.(*model.TunnelZoneMember); zm.HostID == id {
 				events = append(events, nsdb.Event{Type: nsdb.Put, Kind: model.TunnelZoneMemberKind, ID: zm.ID, Object: zm, Prev: zm})
 			}
-		}
+			return true
+		})
 	}
 	if len(events) > 0 {
 		m.commit(events, false)
@@ -286,8 +437,8 @@ func (m *Mirror) ApplyLearnedRoutes(b nsdb.LearnedRouteBatch) error {
 	if b.Reset {
 		m.learned = make(map[string]*model.Route, len(b.Put))
 	}
-	for _, key := range b.Deleted {
-		delete(m.learned, key)
+	for _, id := range b.Deleted {
+		delete(m.learned, id)
 	}
 	for _, r := range b.Put {
 		m.learned[r.ID()] = r.Route()
@@ -296,80 +447,168 @@ func (m *Mirror) ApplyLearnedRoutes(b nsdb.LearnedRouteBatch) error {
 	return nil
 }
 
-// withLearned adds to objs the learned routes whose port is a port of
-// their router, and returns the events of those that joined or left the
-// topology since the last snapshot. m.mu is held.
-func (m *Mirror) withLearned(objs []model.Object) ([]model.Object, []nsdb.Event) {
+// syncLearned puts into objs the learned routes whose port is a port of
+// their router, takes out those that left, and returns the events of
+// what changed since the last snapshot (after a reset of objs, every
+// learned route is new). m.mu is held.
+func (m *Mirror) syncLearned(reset bool) []nsdb.Event {
+	if reset {
+		m.included = map[string]*model.Route{}
+	}
 	now := map[string]*model.Route{}
-	for _, r := range m.learned {
-		p, ok := m.objs[objKey(model.PortKind, r.PortID)].(*model.Port)
-		if ok && p.RouterID == r.RouterID && m.objs[objKey(model.RouterKind, r.RouterID)] != nil {
-			now[r.ID] = r
-			objs = append(objs, r)
+	for id, r := range m.learned {
+		p, ok := m.objs.get(model.PortKind, r.PortID).(*model.Port)
+		if ok && p.RouterID == r.RouterID && m.objs.get(model.RouterKind, r.RouterID) != nil {
+			now[id] = r
 		}
 	}
 	var events []nsdb.Event
 	for id, r := range now {
-		switch prev := m.included[id]; {
-		case prev == nil:
-			events = append(events, nsdb.Event{Type: nsdb.Put, Kind: model.RouteKind, ID: id, Object: r})
-		case *prev != *r:
-			events = append(events, nsdb.Event{Type: nsdb.Put, Kind: model.RouteKind, ID: id, Object: r, Prev: prev})
+		prev := m.included[id]
+		if prev != nil && *prev == *r {
+			continue
 		}
+		m.objs.put(r, m.gen)
+		ev := nsdb.Event{Type: nsdb.Put, Kind: model.RouteKind, ID: id, Object: r}
+		if prev != nil {
+			ev.Prev = prev
+		}
+		events = append(events, ev)
 	}
 	for id, prev := range m.included {
 		if now[id] == nil {
+			m.objs.del(model.RouteKind, id, m.gen)
 			events = append(events, nsdb.Event{Type: nsdb.Delete, Kind: model.RouteKind, ID: id, Prev: prev})
 		}
 	}
 	m.included = now
-	return objs, events
+	return events
 }
 
 // rederive replaces the mirrored object k/id by a copy whose derived
 // field set changes, as if the object itself had changed, and returns the
 // event; false when the object is not mirrored. m.mu is held.
 func rederive[T model.Object](m *Mirror, k *model.Kind, id string, set func(T)) (nsdb.Event, bool) {
-	key := objKey(k, id)
-	prev, ok := m.objs[key].(T)
+	prev, ok := m.objs.get(k, id).(T)
 	if !ok {
 		return nsdb.Event{}, false
 	}
 	cur := model.Clone(prev).(T)
 	set(cur)
-	m.objs[key] = cur
+	m.objs.put(cur, m.gen)
 	return nsdb.Event{Type: nsdb.Put, Kind: k, ID: id, Object: cur, Prev: prev}, true
+}
+
+// reachable is the mirror's objects as the simulator sees them: without
+// the tunnel-zone memberships of unreachable hosts.
+type reachable struct {
+	objects
+	unreachable map[string]bool
+}
+
+func (r reachable) Each(k *model.Kind, fn func(model.Object) bool) {
+	if k != model.TunnelZoneMemberKind || len(r.unreachable) == 0 {
+		r.objects.Each(k, fn)
+		return
+	}
+	r.objects.Each(k, func(o model.Object) bool {
+		if r.unreachable[o.(*model.TunnelZoneMember).HostID] {
+			return true
+		}
+		return fn(o)
+	})
+}
+
+// updateUnreachable follows the hosts the events (all, after a reset)
+// changed; it reports whether the set changed. m.mu is held.
+func (m *Mirror) updateUnreachable(events []nsdb.Event, reset bool) bool {
+	dead := func(h *model.Host) bool { return m.liveKnown && !h.Alive && h.ID != m.cfg.HostID }
+	if reset {
+		before := len(m.unreachable)
+		m.unreachable = nil
+		m.objs.Each(model.HostKind, func(o model.Object) bool {
+			if h := o.(*model.Host); dead(h) {
+				if m.unreachable == nil {
+					m.unreachable = map[string]bool{}
+				}
+				m.unreachable[h.ID] = true
+			}
+			return true
+		})
+		return before != 0 || len(m.unreachable) != 0
+	}
+	changed := false
+	for _, ev := range events {
+		if ev.Kind != model.HostKind {
+			continue
+		}
+		h, _ := ev.Object.(*model.Host)
+		now := h != nil && dead(h)
+		if now == m.unreachable[ev.ID] {
+			continue
+		}
+		changed = true
+		u := make(map[string]bool, len(m.unreachable)+1) // published snapshots hold the old map
+		for id := range m.unreachable {
+			u[id] = true
+		}
+		if now {
+			u[ev.ID] = true
+		} else {
+			delete(u, ev.ID)
+		}
+		if len(u) == 0 {
+			u = nil
+		}
+		m.unreachable = u
+	}
+	return changed
 }
 
 // commit publishes a snapshot of the mirror and invalidates the flows the
 // events made stale (all of them after a reset). m.mu is held.
 func (m *Mirror) commit(events []nsdb.Event, reset bool) {
 	old := m.cur.Load()
-	objs := make([]model.Object, 0, len(m.objs)+len(m.learned))
-	reachable := make([]model.Object, 0, len(m.objs)+len(m.learned))
-	var unreachable map[string]bool
-	for _, o := range m.objs {
-		objs = append(objs, o)
-		if h, ok := o.(*model.Host); ok && m.liveKnown && !h.Alive && h.ID != m.cfg.HostID {
-			if unreachable == nil {
-				unreachable = map[string]bool{}
-			}
-			unreachable[h.ID] = true
+	events = append(append(m.pending, events...), m.syncLearned(reset)...)
+	// A host's liveness changes which tunnel-zone memberships the
+	// simulator sees (ApplyLiveness sends them as changed): that topology
+	// is built whole.
+	liveness := m.updateUnreachable(events, reset)
+	view := reachable{m.objs, m.unreachable}
+	var topo *sim.Topology
+	var err error
+	if reset || m.stale || liveness {
+		topo, err = sim.BuildFrom(view)
+	} else {
+		changes := make([]sim.Change, len(events))
+		for i, ev := range events {
+			changes[i] = sim.Change{Old: ev.Prev, New: ev.Object}
 		}
+		topo, err = old.Topo.Apply(changes, view)
 	}
-	objs, learnedEvents := m.withLearned(objs)
-	events = append(events, learnedEvents...)
-	for _, o := range objs {
-		if zm, ok := o.(*model.TunnelZoneMember); !ok || !unreachable[zm.HostID] {
-			reachable = append(reachable, o)
-		}
-	}
-	topo, err := sim.Build(reachable)
-	next := &Snapshot{Version: old.Version + 1, Objects: objs, Topo: topo, Unreachable: unreachable}
 	if err != nil {
 		m.cfg.Log.Error("topology rebuild failed; keeping the previous one", "err", err)
+		m.pending, m.stale = events, true
 		return
 	}
+	next := &Snapshot{Version: old.Version + 1, Topo: topo, Unreachable: m.unreachable, objs: m.objs}
+	if reset {
+		next.Reset, next.since = true, allKeys(next.Version)
+	} else {
+		next.Changes = events
+		next.since = make(map[string]uint64, len(old.since)+2)
+		for k, v := range old.since {
+			next.since[k] = v
+		}
+		for _, ev := range events {
+			for _, k := range changeKeys(ev) {
+				next.since[k] = next.Version
+			}
+		}
+	}
+	// The published objects are frozen: later changes copy what they touch.
+	m.objs, m.gen = m.objs.with(), persist.NextGen()
+	m.pending, m.stale = nil, false
 	m.cur.Store(next)
 	if m.cfg.Publish != nil {
 		m.cfg.Publish(next)

@@ -80,12 +80,11 @@ func (r *running) waitFor(t *testing.T, what string, cond func() bool) {
 
 // member returns a member's status as mirrored, or "absent".
 func (r *running) member(id string) (*model.PoolMember, bool) {
-	for _, o := range r.m.Current().Objects {
-		if pm, ok := o.(*model.PoolMember); ok && pm.ID == id {
-			return pm, true
-		}
+	o, ok := r.m.Current().Get(model.PoolMemberKind, id)
+	if !ok {
+		return nil, false
 	}
-	return nil, false
+	return o.(*model.PoolMember), true
 }
 
 // install puts a drop flow tagged with tags in the datapath.
@@ -200,7 +199,7 @@ func TestLearnedRoutesMirror(t *testing.T) {
 		t.Fatal(err)
 	}
 	learned := func() *model.Route {
-		for _, o := range r.m.Current().Objects {
+		for _, o := range r.m.Current().Objects() {
 			if rt, ok := o.(*model.Route); ok && rt.Learned {
 				return rt
 			}
@@ -262,18 +261,16 @@ func TestLivenessMakesHostsUnreachable(t *testing.T) {
 	mk(&model.TunnelZoneMember{TunnelZoneID: zone, HostID: self, Address: netip.MustParseAddr("10.99.0.1")})
 	otherMember := mk(&model.TunnelZoneMember{TunnelZoneID: zone, HostID: other, Address: netip.MustParseAddr("10.99.0.2")})
 	r := startAs(t, db, self)
-	r.waitFor(t, "topology mirrored", func() bool { return len(r.m.Current().Objects) == 5 })
+	r.waitFor(t, "topology mirrored", func() bool { return len(r.m.Current().Objects()) == 5 })
 	if u := r.m.Current().Unreachable; len(u) != 0 {
 		t.Fatalf("unreachable %v before liveness is known", u)
 	}
 	alive := func(id string) bool {
-		for _, o := range r.m.Current().Objects {
-			if h, ok := o.(*model.Host); ok && h.ID == id {
-				return h.Alive
-			}
+		o, ok := r.m.Current().Get(model.HostKind, id)
+		if !ok {
+			t.Fatalf("host %s not mirrored", id)
 		}
-		t.Fatalf("host %s not mirrored", id)
-		return false
+		return o.(*model.Host).Alive
 	}
 	through, dropped := sim.ObjectTag(model.TunnelZoneMemberKind, otherMember), sim.ObjectTag(model.HostKind, other)
 	r.install(t, 1, through)

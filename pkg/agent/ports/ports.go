@@ -89,6 +89,7 @@ type Ports struct {
 	listed bool
 	tun    datapath.TunnelConfig
 	cur    *Bindings
+	synced uint64 // the version of the last snapshot synced
 }
 
 // New returns the bindings of cfg.HostID, none yet.
@@ -116,32 +117,54 @@ func (p *Ports) Bindings() *Bindings {
 func (p *Ports) Sync(s *mirror.Snapshot) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	want := map[string]*model.Port{}
-	for _, o := range s.Objects {
-		if x, ok := o.(*model.Port); ok && x.HostID == p.cfg.HostID && x.InterfaceName != "" {
-			want[x.ID] = x
+	// After the first snapshot, only the ports a snapshot changed are
+	// looked at: every host sees every port change, and nearly all are
+	// other hosts' ports.
+	full := s.Reset || s.Version != p.synced+1
+	want := map[string]*model.Port{} // the ports to look at: bound here (value), or not any more (nil)
+	if full {
+		for id := range p.bound {
+			want[id] = nil
+		}
+		s.Each(model.PortKind, func(o model.Object) bool {
+			if x := o.(*model.Port); x.HostID == p.cfg.HostID && x.InterfaceName != "" {
+				want[x.ID] = x
+			}
+			return true
+		})
+	} else {
+		for _, ev := range s.Changes {
+			if ev.Kind != model.PortKind {
+				continue
+			}
+			if x, ok := ev.Object.(*model.Port); ok && x != nil && x.HostID == p.cfg.HostID && x.InterfaceName != "" {
+				want[ev.ID] = x
+			} else if p.bound[ev.ID] != nil {
+				want[ev.ID] = nil
+			}
 		}
 	}
 	changed := false
-	for id, b := range p.bound {
-		if x, ok := want[id]; ok && x.InterfaceName == b.iface && x.TunnelKey == b.key {
-			continue
-		}
-		if b.attached {
-			p.detach(id, b, "port unbound")
-			changed = true
-		}
-		delete(p.bound, id)
-	}
 	ids := make([]string, 0, len(want))
 	for id := range want {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
 	for _, id := range ids {
-		b := p.bound[id]
+		x, b := want[id], p.bound[id]
+		if b != nil && (x == nil || x.InterfaceName != b.iface || x.TunnelKey != b.key) {
+			if b.attached {
+				p.detach(id, b, "port unbound")
+				changed = true
+			}
+			delete(p.bound, id)
+			b = nil
+		}
+		if x == nil {
+			continue
+		}
 		if b == nil {
-			b = &bound{index: p.nextDP, iface: want[id].InterfaceName, key: want[id].TunnelKey}
+			b = &bound{index: p.nextDP, iface: x.InterfaceName, key: x.TunnelKey}
 			p.nextDP++
 			p.bound[id] = b
 		}
@@ -150,7 +173,10 @@ func (p *Ports) Sync(s *mirror.Snapshot) {
 	if changed {
 		p.publish()
 	}
-	p.syncTunnels(s)
+	if full || s.ChangedSince(p.synced, model.TunnelZoneKind.Name, model.TunnelZoneMemberKind.Name) {
+		p.syncTunnels(s)
+	}
+	p.synced = s.Version
 }
 
 // attach attaches b if it is not and its interface may exist; it reports

@@ -3,6 +3,7 @@ package ports
 import (
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/nagare/nagare/pkg/agent/mirror"
 	"github.com/nagare/nagare/pkg/datapath"
@@ -29,29 +30,36 @@ func (p *Ports) syncTunnels(s *mirror.Snapshot) {
 // zones, and the other members of those zones that are reachable, sorted.
 func TunnelConfig(s *mirror.Snapshot, host string, local netip.Addr, vxlanPort uint16) datapath.TunnelConfig {
 	var zones []string
-	for _, o := range s.Objects {
-		if m, ok := o.(*model.TunnelZoneMember); ok && m.HostID == host {
+	var mine []*model.TunnelZoneMember // this host's memberships, by id: the first one's address is the default
+	s.Each(model.TunnelZoneMemberKind, func(o model.Object) bool {
+		if m := o.(*model.TunnelZoneMember); m.HostID == host {
 			zones = append(zones, m.TunnelZoneID)
-			if !local.IsValid() {
-				local = m.Address
-			}
+			mine = append(mine, m)
 		}
+		return true
+	})
+	if !local.IsValid() && len(mine) > 0 {
+		local = slices.MinFunc(mine, func(a, b *model.TunnelZoneMember) int { return strings.Compare(a.ID, b.ID) }).Address
 	}
 	cfg := datapath.TunnelConfig{LocalIP: local, VXLANPort: vxlanPort}
-	for _, o := range s.Objects {
-		switch x := o.(type) {
-		case *model.TunnelZone:
-			if slices.Contains(zones, x.ID) {
-				cfg.VXLAN = cfg.VXLAN || x.Type == model.TunnelVXLAN
-				cfg.GRE = cfg.GRE || x.Type == model.TunnelGRE
-			}
-		case *model.TunnelZoneMember:
-			// A dead (or revoked) host is no peer: nothing is sent to it,
-			// nothing it sends is accepted.
-			if x.HostID != host && !s.Unreachable[x.HostID] && slices.Contains(zones, x.TunnelZoneID) && !slices.Contains(cfg.Peers, x.Address) {
-				cfg.Peers = append(cfg.Peers, x.Address)
-			}
+	s.Each(model.TunnelZoneKind, func(o model.Object) bool {
+		if x := o.(*model.TunnelZone); slices.Contains(zones, x.ID) {
+			cfg.VXLAN = cfg.VXLAN || x.Type == model.TunnelVXLAN
+			cfg.GRE = cfg.GRE || x.Type == model.TunnelGRE
 		}
+		return true
+	})
+	peers := map[netip.Addr]bool{}
+	s.Each(model.TunnelZoneMemberKind, func(o model.Object) bool {
+		// A dead (or revoked) host is no peer: nothing is sent to it,
+		// nothing it sends is accepted.
+		if x := o.(*model.TunnelZoneMember); x.HostID != host && !s.Unreachable[x.HostID] && slices.Contains(zones, x.TunnelZoneID) {
+			peers[x.Address] = true
+		}
+		return true
+	})
+	for a := range peers {
+		cfg.Peers = append(cfg.Peers, a)
 	}
 	slices.SortFunc(cfg.Peers, netip.Addr.Compare)
 	return cfg

@@ -7,13 +7,18 @@
 // else the agent publishes about itself (learned MACs and neighbors, NAT
 // blocks and translations, health statuses, its datapath status) is
 // written under the same lease, read from Lease at the time of the write.
-// Run keeps the lease alive; when it is lost (etcd unreachable for longer
-// than the TTL) Run takes a new one, marks the host alive again and tells
-// the holders of state that must move (OnLeaseChange).
+// Run keeps the lease alive. When the client gives it up (etcd unanswered
+// for longer than the TTL) Run first resumes it: after an outage of the
+// NSDB etcd still holds every lease for a while, and a host that resumes
+// its own never looks dead to its peers (who would stop tunnelling to it).
+// Only a lease that is gone is replaced: Run takes a new one, marks the
+// host alive again and tells the holders of state that must move
+// (OnLeaseChange).
 package session
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -34,6 +39,7 @@ type NSDB interface {
 	Create(ctx context.Context, o model.Object) (model.Object, error)
 	GrantLease(ctx context.Context, ttl time.Duration) (nsdb.LeaseID, error)
 	KeepLeaseAlive(ctx context.Context, lease nsdb.LeaseID) error
+	ResumeLease(ctx context.Context, lease nsdb.LeaseID) error
 	SetHostAlive(ctx context.Context, hostID string, lease nsdb.LeaseID) error
 }
 
@@ -151,7 +157,14 @@ func (s *Session) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		s.cfg.Log.Warn("liveness lease lost; registering again", "err", err)
+		s.cfg.Log.Warn("liveness lease unanswered; resuming it", "err", err)
+		if err := s.resume(ctx, regrant); err == nil {
+			s.cfg.Log.Info("liveness lease resumed", "host_id", s.hostID)
+			continue
+		} else if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		s.cfg.Log.Warn("liveness lease lost; registering again")
 		var lease nsdb.LeaseID
 		var refused error
 		rctx, stop := context.WithCancel(ctx)
@@ -181,4 +194,28 @@ func (s *Session) Run(ctx context.Context) error {
 			fn(ctx, lease)
 		}
 	}
+}
+
+// resume tries the current lease until the NSDB answers: nil when it
+// still holds it, an error wrapping nsdb.ErrLeaseGone when not (or ctx's).
+// Each try is bounded, so that an NSDB that comes back is asked again at
+// once rather than after a request stuck on the dead one.
+func (s *Session) resume(ctx context.Context, p backoff.Policy) error {
+	var gone error
+	rctx, stop := context.WithCancel(ctx)
+	defer stop()
+	err := p.Retry(rctx, func(ctx context.Context) error {
+		tctx, cancel := context.WithTimeout(ctx, max(s.cfg.LeaseTTL/2, time.Second))
+		defer cancel()
+		err := s.db.ResumeLease(tctx, s.Lease())
+		if errors.Is(err, nsdb.ErrLeaseGone) || nsdb.IsPermissionDenied(err) {
+			gone = err
+			stop()
+		}
+		return err
+	}, nil)
+	if gone != nil {
+		return gone
+	}
+	return err
 }

@@ -120,3 +120,74 @@ func TestSessionStopsWhenRefused(t *testing.T) {
 		t.Fatal("Run kept retrying a refused host")
 	}
 }
+
+// unanswered is the in-memory NSDB whose client gives the lease up once,
+// as etcd's does when the NSDB was down for longer than the TTL, while
+// the NSDB itself still holds the lease.
+type unanswered struct {
+	*nsdbmem.Store
+	giveUp chan struct{}
+	calls  atomic.Int32
+}
+
+func (u *unanswered) KeepLeaseAlive(ctx context.Context, lease nsdb.LeaseID) error {
+	if u.calls.Add(1) == 1 {
+		select {
+		case <-u.giveUp:
+			return errors.New("keepalive unanswered for longer than the TTL")
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return u.Store.KeepLeaseAlive(ctx, lease)
+}
+
+// A lease the client gave up but the NSDB still holds is resumed, not
+// replaced: the host never looks dead and nothing moves.
+func TestSessionResumesALeaseTheNSDBStillHolds(t *testing.T) {
+	db := &unanswered{Store: nsdbmem.New(), giveUp: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s, err := Open(ctx, db, Config{HostName: "hv1", LeaseTTL: time.Second, Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := make(chan nsdb.LeaseID, 1)
+	s.OnLeaseChange(func(_ context.Context, l nsdb.LeaseID) { changed <- l })
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	lease := s.Lease()
+	close(db.giveUp)
+	for deadline := time.Now().Add(10 * time.Second); db.calls.Load() < 2; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("Run did not keep the lease alive again after giving it up")
+		}
+	}
+	select {
+	case l := <-changed:
+		t.Fatalf("a new lease %x replaced %x, which the NSDB still held", int64(l), int64(lease))
+	case <-time.After(300 * time.Millisecond):
+	}
+	if s.Lease() != lease {
+		t.Fatalf("lease %x, want the resumed %x", int64(s.Lease()), int64(lease))
+	}
+	if l, _ := db.HostLease(ctx, s.HostID()); l != lease {
+		t.Fatalf("host alive under %x, want %x", int64(l), int64(lease))
+	}
+	// Once the NSDB no longer holds it, it is replaced.
+	if err := db.RevokeLease(ctx, lease); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case l := <-changed:
+		if l == lease {
+			t.Fatalf("told of the revoked lease %x", int64(l))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no new lease after the old one was revoked")
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run ended with %v", err)
+	}
+}

@@ -280,7 +280,8 @@ func (h *Handler) answerDHCP(v *view, w *worker, u *datapath.Upcall) bool {
 	if p.L4 != packet.L4UDP || p.DstPort != 67 || p.SrcPort != 68 {
 		return false
 	}
-	srv := v.dhcp[v.portBridge[u.PortID]]
+	bridge, _ := v.topo.PortBridge(u.PortID)
+	srv := v.dhcp[bridge]
 	if srv == nil {
 		return false
 	}

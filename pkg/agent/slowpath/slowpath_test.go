@@ -282,7 +282,7 @@ func TestStatefulPeers(t *testing.T) {
 		&model.PortGroupMember{Meta: model.Meta{ID: "g4"}, PortGroupID: "uplinks", PortID: "up4"},
 		&model.PortGroupMember{Meta: model.Meta{ID: "g5"}, PortGroupID: "plain", PortID: "vm"},
 	}
-	peers := StatefulPeers(&mirror.Snapshot{Objects: objs}, "h1")
+	peers := StatefulPeers(mirror.ObjectSnapshot(1, objs...), "h1")
 	want := []netip.Addr{ip("10.99.0.2"), ip("10.99.0.3")}
 	for _, p := range []string{"up1", "up2", "up3", "up4"} {
 		if !slices.Equal(peers[p], want) {

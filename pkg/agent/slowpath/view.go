@@ -3,6 +3,7 @@ package slowpath
 import (
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/nagare/nagare/pkg/agent/dhcp"
@@ -14,11 +15,10 @@ import (
 // view is an immutable snapshot of what the miss path reads: the
 // topology, the bindings, the DHCP servers and where flow state goes.
 type view struct {
-	version    uint64
-	topo       *sim.Topology
-	portToDP   map[string]int32  // port id → datapath index (attached here)
-	portBridge map[string]string // port id → bridge id, for DHCP
-	dhcp       map[string]*dhcp.Server
+	version  uint64
+	topo     *sim.Topology
+	portToDP map[string]int32 // port id → datapath index (attached here)
+	dhcp     map[string]*dhcp.Server
 	// statefulPeers maps a port of a stateful port group to the tunnel
 	// endpoints of the other hosts binding ports of its groups: where the
 	// state of connections through it is pushed.
@@ -34,8 +34,7 @@ type viewBuilder struct {
 	snap     *mirror.Snapshot
 	bindings map[string]int32 // port id → datapath index, of the ports attached here
 	version  uint64
-	// Derived from snap alone, rebuilt when it changes.
-	portBridge    map[string]string
+	// Derived from snap alone, rebuilt when what they read changes.
 	statefulPeers map[string][]netip.Addr
 	dhcp          map[string]*dhcp.Server // bridge id → server
 }
@@ -55,8 +54,7 @@ func (b *viewBuilder) init(cfg Config) {
 // or b is not shared yet.
 func (b *viewBuilder) build() *view {
 	b.version++
-	v := &view{version: b.version, topo: b.snap.Topo, portToDP: b.bindings, portBridge: b.portBridge,
-		statefulPeers: b.statefulPeers, dhcp: make(map[string]*dhcp.Server, len(b.dhcp))}
+	v := &view{version: b.version, topo: b.snap.Topo, portToDP: b.bindings, statefulPeers: b.statefulPeers, dhcp: make(map[string]*dhcp.Server, len(b.dhcp))}
 	for k, s := range b.dhcp {
 		v.dhcp[k] = s
 	}
@@ -68,15 +66,18 @@ func (h *Handler) SetTopology(s *mirror.Snapshot) {
 	b := &h.views
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	prev := b.snap
 	b.snap = s
-	b.portBridge = map[string]string{}
-	for _, o := range s.Objects {
-		if p, ok := o.(*model.Port); ok && p.BridgeID != "" {
-			b.portBridge[p.ID] = p.BridgeID
-		}
+	// Only what a change touched is derived again: every host sees every
+	// change, and most are other hosts' ports.
+	full := s.Reset || s.Version != prev.Version+1
+	if full || s.ChangedSince(prev.Version, model.DHCPSubnetKind.Name, model.DHCPHostKind.Name) {
+		b.rebuildDHCP(s)
 	}
-	b.rebuildDHCP(s)
-	b.statefulPeers = StatefulPeers(s, b.cfg.HostID)
+	if full || s.ChangedSince(prev.Version, model.PortGroupKind.Name, model.PortGroupMemberKind.Name, model.TunnelZoneMemberKind.Name) ||
+		(b.statefulPeers != nil && s.ChangedSince(prev.Version, model.PortKind.Name)) {
+		b.statefulPeers = StatefulPeers(s, b.cfg.HostID)
+	}
 	h.view.Store(b.build())
 }
 
@@ -95,13 +96,22 @@ func (h *Handler) SetBindings(bindings map[string]int32) {
 func (b *viewBuilder) rebuildDHCP(s *mirror.Snapshot) {
 	subnets := map[string][]*model.DHCPSubnet{}
 	hosts := map[string][]model.DHCPHost{}
-	for _, o := range s.Objects {
-		switch x := o.(type) {
-		case *model.DHCPSubnet:
-			subnets[x.BridgeID] = append(subnets[x.BridgeID], x)
-		case *model.DHCPHost:
-			hosts[x.DHCPSubnetID] = append(hosts[x.DHCPSubnetID], *x)
-		}
+	s.Each(model.DHCPSubnetKind, func(o model.Object) bool {
+		x := o.(*model.DHCPSubnet)
+		subnets[x.BridgeID] = append(subnets[x.BridgeID], x)
+		return true
+	})
+	s.Each(model.DHCPHostKind, func(o model.Object) bool {
+		x := o.(*model.DHCPHost)
+		hosts[x.DHCPSubnetID] = append(hosts[x.DHCPSubnetID], *x)
+		return true
+	})
+	// In a fixed order, whatever the snapshot's.
+	for _, ds := range subnets {
+		slices.SortFunc(ds, func(a, b *model.DHCPSubnet) int { return strings.Compare(a.ID, b.ID) })
+	}
+	for _, hs := range hosts {
+		slices.SortFunc(hs, func(a, b model.DHCPHost) int { return strings.Compare(a.ID, b.ID) })
 	}
 	overlayMTU := uint16(b.cfg.UnderlayMTU - 50) // VXLAN over IPv4: the smallest MTU a VM may meet
 	for bridge, ds := range subnets {
@@ -133,38 +143,48 @@ func (b *viewBuilder) rebuildDHCP(s *mirror.Snapshot) {
 func StatefulPeers(s *mirror.Snapshot, host string) map[string][]netip.Addr {
 	stateful := map[string]bool{}
 	var zones []string
-	for _, o := range s.Objects {
-		switch x := o.(type) {
-		case *model.PortGroup:
-			if x.Stateful {
-				stateful[x.ID] = true
-			}
-		case *model.TunnelZoneMember:
-			if x.HostID == host {
-				zones = append(zones, x.TunnelZoneID)
-			}
+	s.Each(model.PortGroupKind, func(o model.Object) bool {
+		if x := o.(*model.PortGroup); x.Stateful {
+			stateful[x.ID] = true
 		}
-	}
+		return true
+	})
 	if len(stateful) == 0 {
 		return nil
 	}
+	s.Each(model.TunnelZoneMemberKind, func(o model.Object) bool {
+		if x := o.(*model.TunnelZoneMember); x.HostID == host {
+			zones = append(zones, x.TunnelZoneID)
+		}
+		return true
+	})
 	hostAddr := map[string]netip.Addr{}
 	groupPorts := map[string][]string{}
 	portGroups := map[string][]string{}
 	portHost := map[string]string{}
-	for _, o := range s.Objects {
-		switch x := o.(type) {
-		case *model.TunnelZoneMember:
-			if x.HostID != host && slices.Contains(zones, x.TunnelZoneID) {
-				hostAddr[x.HostID] = x.Address
+	s.Each(model.TunnelZoneMemberKind, func(o model.Object) bool {
+		if x := o.(*model.TunnelZoneMember); x.HostID != host && slices.Contains(zones, x.TunnelZoneID) {
+			hostAddr[x.HostID] = x.Address
+		}
+		return true
+	})
+	s.Each(model.PortGroupMemberKind, func(o model.Object) bool {
+		if x := o.(*model.PortGroupMember); stateful[x.PortGroupID] {
+			groupPorts[x.PortGroupID] = append(groupPorts[x.PortGroupID], x.PortID)
+			portGroups[x.PortID] = append(portGroups[x.PortID], x.PortGroupID)
+		}
+		return true
+	})
+	for q := range portGroups {
+		if o, ok := s.Get(model.PortKind, q); ok {
+			portHost[q] = o.(*model.Port).HostID
+		}
+	}
+	for _, ps := range groupPorts {
+		for _, q := range ps {
+			if o, ok := s.Get(model.PortKind, q); ok {
+				portHost[q] = o.(*model.Port).HostID
 			}
-		case *model.PortGroupMember:
-			if stateful[x.PortGroupID] {
-				groupPorts[x.PortGroupID] = append(groupPorts[x.PortGroupID], x.PortID)
-				portGroups[x.PortID] = append(portGroups[x.PortID], x.PortGroupID)
-			}
-		case *model.Port:
-			portHost[x.ID] = x.HostID
 		}
 	}
 	out := make(map[string][]netip.Addr, len(portGroups))

@@ -156,16 +156,19 @@ func claimUplinks(me string, mappings map[string]string, in uplinkInputs, alive 
 // inputs reads the uplinks and the hosts' mappings from a topology.
 func inputs(s *mirror.Snapshot) uplinkInputs {
 	in := uplinkInputs{hostNets: map[string][]string{}}
-	for _, o := range s.Objects {
-		switch x := o.(type) {
-		case *model.Port:
-			if x.PhysicalNetwork != "" {
-				in.ports = append(in.ports, x)
-			}
-		case *model.Host:
-			in.hostNets[x.ID] = x.PhysicalNetworks
+	s.Each(model.PortKind, func(o model.Object) bool {
+		if x := o.(*model.Port); x.PhysicalNetwork != "" {
+			in.ports = append(in.ports, x)
 		}
-	}
+		return true
+	})
+	s.Each(model.HostKind, func(o model.Object) bool {
+		x := o.(*model.Host)
+		in.hostNets[x.ID] = x.PhysicalNetworks
+		return true
+	})
+	// In a fixed order, whatever the snapshot's.
+	slices.SortFunc(in.ports, func(a, b *model.Port) int { return strings.Compare(a.ID, b.ID) })
 	return in
 }
 
@@ -250,8 +253,9 @@ func (u *Uplinks) claimLoop(ctx context.Context) error {
 		}
 		snap := u.cfg.Topology()
 		alive, rev := u.cfg.Alive()
-		if snap.Version == seenVersion && rev == seenRev {
-			continue // nothing changed since the last pass
+		if !snap.ChangedSince(seenVersion, mirror.UplinkPorts, model.HostKind.Name) && rev == seenRev {
+			seenVersion = snap.Version
+			continue // nothing this reads changed since the last pass
 		}
 		if u.claim(ctx, inputs(snap), alive) {
 			seenVersion, seenRev = snap.Version, rev

@@ -147,7 +147,7 @@ func TestUplinkFailover(t *testing.T) {
 			os, r, _ := st.List(ctx, k, "", "")
 			objs, rev = append(objs, os...), r
 		}
-		return &mirror.Snapshot{Version: uint64(rev), Objects: objs}
+		return mirror.ObjectSnapshot(uint64(rev), objs...)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	type gw struct {

@@ -171,20 +171,23 @@ func (a *API) create(k *model.Kind, parent *model.Field) http.HandlerFunc {
 			writeError(w, err)
 			return
 		}
+		var pid string
 		if parent != nil {
-			pid := pathID(r, "pid")
-			// The URL names the parent: a missing one is 404, not a bad field.
-			if _, err := a.store.Get(r.Context(), model.KindByName(parent.Ref), pid); err != nil {
-				a.fail(w, r, err)
-				return
-			}
+			pid = pathID(r, "pid")
 			if v := parent.Text(o); v != "" && v != pid {
 				writeError(w, badField(parent.JSON, "is %s but the URL names %s", v, pid))
 				return
 			}
 			parent.Value(o).SetString(pid)
 		}
+		// The store checks that the parent exists in the commit itself
+		// (one etcd round trip, not a read first and then the write).
 		created, err := a.store.Create(r.Context(), o)
+		var fe *model.FieldError
+		if parent != nil && errors.As(err, &fe) && fe.Field == parent.JSON {
+			// The URL names the parent: a missing one is 404, not a bad field.
+			err = &httpError{http.StatusNotFound, "NotFound", "", fe.Msg}
+		}
 		if err != nil {
 			a.fail(w, r, err)
 			return

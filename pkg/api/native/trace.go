@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -19,8 +20,9 @@ import (
 // TraceRequest describes a packet to trace through the topology, as it
 // would enter by InPortID. Unset Ethernet addresses get defaults: the source
 // is a MAC learned on the in-port (or a fixed local one); the destination is
-// the gateway router port's MAC when Dst is off the in-port's subnet, else
-// broadcast.
+// the one the VM would put there (dstMAC): the gateway router port's MAC
+// when Dst is off the in-port's subnet, else Dst's MAC as ARP would find it,
+// and broadcast only when nothing knows it.
 type TraceRequest struct {
 	InPortID string     `json:"in_port_id"`
 	HostID   string     `json:"host_id,omitempty"` // whose view; default the in-port's host
@@ -80,7 +82,12 @@ func (a *API) trace(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	resp, err := runTrace(objs, macs, &req)
+	neigh, err := a.learnedNeighbors(r.Context())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	resp, err := runTrace(objs, macs, neigh, &req)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -109,8 +116,17 @@ func (a *API) learnedMACs(ctx context.Context) ([]nsdb.LearnedMAC, error) {
 	return nil, nil
 }
 
+func (a *API) learnedNeighbors(ctx context.Context) ([]nsdb.LearnedNeighbor, error) {
+	if s, ok := a.store.(interface {
+		LearnedNeighbors(context.Context) ([]nsdb.LearnedNeighbor, error)
+	}); ok {
+		return s.LearnedNeighbors(ctx)
+	}
+	return nil, nil
+}
+
 // runTrace is the pure part of a trace: build the frame, walk it.
-func runTrace(objs []model.Object, macs []nsdb.LearnedMAC, req *TraceRequest) (*TraceResponse, error) {
+func runTrace(objs []model.Object, macs []nsdb.LearnedMAC, neigh []nsdb.LearnedNeighbor, req *TraceRequest) (*TraceResponse, error) {
 	ports := map[string]*model.Port{}
 	for _, o := range objs {
 		if p, ok := o.(*model.Port); ok {
@@ -153,14 +169,6 @@ func runTrace(objs []model.Object, macs []nsdb.LearnedMAC, req *TraceRequest) (*
 			probe.EthSrc = packet.MAC{0x02, 0x00, 0x00, 0x00, 0x00, 0x01}
 		}
 	}
-	if probe.EthDst.IsZero() {
-		probe.EthDst = gatewayMAC(ports, in, req.Src, req.Dst)
-	}
-	buf := make([]byte, 16<<10)
-	n, err := packet.BuildProbe(buf, &probe)
-	if err != nil {
-		return nil, badField("length", "cannot build the packet: %v", err)
-	}
 	topo, err := sim.Build(objs)
 	if err != nil {
 		return nil, err
@@ -174,6 +182,21 @@ func runTrace(objs []model.Object, macs []nsdb.LearnedMAC, req *TraceRequest) (*
 	// new) instead of "no flow state configured"; replies find no state.
 	fs := flowstate.New(flowstate.Config{MaxEntries: 64})
 	s := sim.NewSimulator(topo, sim.Config{HostID: host, MACs: learned(macs), FlowState: fs})
+	if probe.EthDst.IsZero() {
+		probe.EthDst = dstMAC(objs, ports, neigh, in, req.Src, req.Dst)
+		if probe.EthDst == packet.BroadcastMAC && !probe.ARP {
+			// What the VM's ARP request would be answered with, where the
+			// bridge answers it (a router's NAT address, a static entry).
+			if mac, ok := arpAnswer(s, in.ID, probe.EthSrc, req.Src, req.Dst); ok {
+				probe.EthDst = mac
+			}
+		}
+	}
+	buf := make([]byte, 16<<10)
+	n, err := packet.BuildProbe(buf, &probe)
+	if err != nil {
+		return nil, badField("length", "cannot build the packet: %v", err)
+	}
 	var pkt packet.Parsed
 	pkt.Decode(buf[:n])
 	var tr sim.Tracer
@@ -197,20 +220,73 @@ func runTrace(objs []model.Object, macs []nsdb.LearnedMAC, req *TraceRequest) (*
 	return out, nil
 }
 
-// gatewayMAC picks the router port a host on in's bridge would send dst to.
-func gatewayMAC(ports map[string]*model.Port, in *model.Port, src, dst netip.Addr) packet.MAC {
-	if in.BridgeID != "" {
-		for _, p := range ports {
-			if p.BridgeID != in.BridgeID || p.PeerID == "" {
-				continue
-			}
-			rp := ports[p.PeerID]
-			if rp != nil && rp.Network.IsValid() && rp.Network.Contains(src) && !rp.Network.Contains(dst) {
-				return rp.MAC
-			}
+// dstMAC is the Ethernet destination a VM on in's bridge would use for
+// dst: off its subnet, the MAC of the router port that is its gateway;
+// on it, dst's own MAC as ARP would find it — a router port's (it is the
+// address itself), a DHCP host entry's, or one a router linked to the
+// bridge learned. Broadcast only when none knows it (the VM would ARP).
+func dstMAC(objs []model.Object, ports map[string]*model.Port, neigh []nsdb.LearnedNeighbor, in *model.Port, src, dst netip.Addr) packet.MAC {
+	if in.BridgeID == "" {
+		return packet.BroadcastMAC
+	}
+	var routers []string // routers linked to the bridge, whose ARP caches see it
+	for _, p := range ports {
+		if p.BridgeID != in.BridgeID || p.PeerID == "" {
+			continue
+		}
+		rp := ports[p.PeerID]
+		if rp == nil || rp.RouterID == "" {
+			continue
+		}
+		if rp.Address == dst {
+			return rp.MAC
+		}
+		if rp.Network.IsValid() && rp.Network.Contains(src) && !rp.Network.Contains(dst) {
+			return rp.MAC
+		}
+		routers = append(routers, rp.RouterID)
+	}
+	subnets := map[string]bool{}
+	for _, o := range objs {
+		if s, ok := o.(*model.DHCPSubnet); ok && s.BridgeID == in.BridgeID && !s.Disabled {
+			subnets[s.ID] = true
+		}
+	}
+	for _, o := range objs {
+		if h, ok := o.(*model.DHCPHost); ok && subnets[h.DHCPSubnetID] && h.Address == dst {
+			return h.MAC
+		}
+	}
+	for _, n := range neigh {
+		if n.IP == dst && slices.Contains(routers, n.RouterID) {
+			return n.MAC
 		}
 	}
 	return packet.BroadcastMAC
+}
+
+// arpAnswer simulates the ARP request a VM on port in would send for dst
+// and returns the MAC a reply generated on the way names, if any.
+func arpAnswer(s *sim.Simulator, in string, src packet.MAC, srcIP, dst netip.Addr) (packet.MAC, bool) {
+	if !srcIP.Is4() {
+		return packet.MAC{}, false
+	}
+	buf := make([]byte, 128)
+	n, err := packet.BuildProbe(buf, &packet.Probe{EthSrc: src, EthDst: packet.BroadcastMAC, ARP: true, Src: srcIP, Dst: dst})
+	if err != nil {
+		return packet.MAC{}, false
+	}
+	var pkt packet.Parsed
+	pkt.Decode(buf[:n])
+	res := sim.NewResult()
+	s.Simulate(&sim.Input{InPortID: in, Pkt: &pkt, Frame: buf[:n]}, res)
+	for _, g := range res.Generated() {
+		var gp packet.Parsed
+		if gp.Decode(res.Frame(g)); gp.L3 == packet.L3ARP && gp.ARPOp == 2 && gp.ARPSenderIP == dst {
+			return gp.ARPSenderMAC, true
+		}
+	}
+	return packet.MAC{}, false
 }
 
 func formatAction(a flow.Action) string {

@@ -4,17 +4,19 @@ package afpacket
 
 import (
 	"fmt"
+
+	"github.com/nagare/nagare/pkg/offload"
 	"sync/atomic"
 	"testing"
 	"time"
 )
 
 // TestZeroAllocs asserts the steady-state hot paths allocate nothing: a send
-// batch, a copying receive batch and a zero-copy receive batch.
+// batch and a receive batch, with and without offload headers.
 func TestZeroAllocs(t *testing.T) {
 	v := newVethPair(t)
-	tx := openPort(t, v.A, ifA, Options{})
-	rx := openPort(t, v.B, ifB, Options{PollTimeout: 2 * time.Second})
+	tx := openPort(t, v.A, ifA, Options{VnetHdr: true})
+	rx := openPort(t, v.B, ifB, Options{PollTimeout: 2 * time.Second, VnetHdr: true})
 	const batch = 64
 	frames := make([][]byte, batch)
 	for i := range frames {
@@ -23,7 +25,8 @@ func TestZeroAllocs(t *testing.T) {
 	bufs, sizes := makeBufs(batch, 2048)
 	var failed atomic.Value
 	got := 0
-	count := func([]byte) { got++ }
+	hdrs := make([]offload.Hdr, batch)
+	rb := Batch{Bufs: bufs, Sizes: sizes, Hdrs: hdrs, Jumbo: make([]byte, 70000)}
 	send := func() {
 		if n, err := tx.WriteBatch(frames); n != batch || err != nil {
 			failed.Store(fmt.Sprintf("WriteBatch = %d, %v", n, err))
@@ -39,12 +42,19 @@ func TestZeroAllocs(t *testing.T) {
 			got += n
 		}
 	}
-	recv := func() {
+	receive := func() {
 		for got = 0; got < batch; {
-			if _, err := rx.Recv(count); err != nil {
-				failed.Store(fmt.Sprintf("Recv: %v", err))
+			n, err := rx.Receive(&rb)
+			if err != nil {
+				failed.Store(fmt.Sprintf("Receive: %v", err))
 				return
 			}
+			got += n
+		}
+	}
+	write := func() {
+		if n, err := tx.Write(frames, hdrs); n != batch || err != nil {
+			failed.Store(fmt.Sprintf("Write = %d, %v", n, err))
 		}
 	}
 	for _, c := range []struct {
@@ -52,7 +62,7 @@ func TestZeroAllocs(t *testing.T) {
 		fn   func()
 	}{
 		{"WriteBatch+ReadBatch", func() { send(); readBatch() }},
-		{"WriteBatch+Recv", func() { send(); recv() }},
+		{"Write+Receive", func() { write(); receive() }},
 	} {
 		c.fn() // warm up: first use of the ring pages, timers, poll
 		allocs := testing.AllocsPerRun(50, c.fn)

@@ -1,18 +1,19 @@
 // Package afpacket is the lowest layer of Nagare's userspace datapath:
 // batched, allocation-free frame I/O on one Linux interface (a VM's tap or
 // veth) through an AF_PACKET socket. The flow table sits on top of it and
-// sees only complete Ethernet frames.
+// sees only complete Ethernet frames, with their offload state.
 //
-// A Port receives through a TPACKET_V3 memory-mapped ring: the kernel packs
-// frames into blocks and hands over a whole block per wakeup, so one poll(2)
-// yields many frames and reading them costs no system call. ReadBatch copies
-// frames into caller buffers; Recv passes them to a callback straight from
-// the ring. Ports transmit with sendmmsg(2), up to 64 frames per system call.
-// Neither direction allocates per packet or per batch in steady state
-// (TestZeroAllocs).
+// A Port receives through a TPACKET_V2 memory-mapped ring: the kernel puts
+// each frame in a slot and hands the slot over at once, so reading costs no
+// system call and a lone frame is not held back (see "Latency"). ReadBatch
+// copies frames into caller buffers; Receive does too, and also reports
+// each frame's offload state and takes a frame too long for a slot — a GSO
+// super-frame of up to 64 KiB — into a jumbo buffer. Ports transmit with
+// sendmmsg(2), up to 64 frames per system call. Neither direction
+// allocates per packet or per batch in steady state (TestZeroAllocs).
 //
 // Behaviour the layer above relies on:
-//   - Frames the host sends out of the interface — our own WriteBatch and
+//   - Frames the host sends out of the interface — our own writes and
 //     anything else towards the VM — are never received
 //     (PACKET_IGNORE_OUTGOING, plus a pkttype check for old kernels).
 //   - VLAN tags: the kernel strips the outer 802.1Q/802.1ad tag of received
@@ -21,12 +22,22 @@
 //   - The interface is put in promiscuous mode (reference counted by the
 //     kernel, undone when the socket closes), since a VM's frames are
 //     addressed to its peers' MACs.
-//   - Oversized or malformed frames are dropped and counted (Stats), never
+//   - Frames that fit no buffer are dropped and counted (Stats), never
 //     returned as errors that would stall the loop.
-//   - Close unblocks a receiver stuck in poll(2) at once, through an eventfd.
-//   - Checksums are not completed: frames sent by a local stack with
-//     checksum offload (a veth whose peer is a network namespace) may carry
-//     a partial checksum, as on any packet tap.
+//   - Waiting parks the goroutine in Go's netpoller (the socket is an
+//     os.File's), never an OS thread in poll(2), so a reader per port
+//     holds no scheduler slot while idle; Close wakes waiters at once.
+//   - Offloads (Options.VnetHdr): a stack with checksum offload and
+//     TSO/GSO (a VM's virtio-net behind a tap, a namespace behind a veth,
+//     both the defaults) hands over partial checksums and super-frames.
+//     With PACKET_VNET_HDR the kernel says so in a virtio_net_hdr in front
+//     of each frame, which Receive decodes (package offload), and Write
+//     passes such a header on, so the kernel (or the receiving stack, or
+//     the device) finishes the job. Without VnetHdr the frames arrive as
+//     they are, as on any packet tap.
+//   - Frames longer than a ring slot arrive whole: PACKET_COPY_THRESH has
+//     the kernel queue them on the socket too, and Receive reads them with
+//     recvmsg(2) in their turn.
 //
 // # Why x/sys/unix rather than gopacket/afpacket
 //
@@ -34,7 +45,7 @@
 // (ZeroCopyReadPacketData), transmits one write(2) per frame, has no
 // sendmmsg or TX batching, and reports VLAN tags only through a per-packet
 // AncillaryVLAN value (allocated). What we need — batches in both
-// directions, tag re-insertion in place, eventfd wakeup on Close, zero
+// directions, tag re-insertion in place, offload headers, zero
 // allocations — is a few hundred lines on top of golang.org/x/sys/unix, with no
 // cgo and no dependency beyond x/sys.
 //
@@ -66,12 +77,23 @@
 // 377k), so it buys nothing measurable on veth, while it hides the
 // datapath's frames from tcpdump and tc egress programs on the interface.
 //
-// # Latency
+// # Latency: TPACKET_V2, not V3
 //
-// A TPACKET_V3 block reaches us when it is full or after BlockTimeout
-// (default 1 ms, the smallest the kernel accepts). Under load blocks fill
-// fast; a lone frame waits up to BlockTimeout — about 1 ms per hop measured
-// (BenchmarkVethLatency). That is the price of batching without busy
-// polling; a first-packet path that cannot afford it needs a TPACKET_V2
-// ring or AF_XDP.
+// The first version used TPACKET_V3, which packs frames into blocks and
+// hands a block over when it is full or when its retire timer fires, at
+// least 1 ms later. A lone frame — a ping, the first packet of a flow, a
+// TCP ACK at low rates — waited for that timer at every hop: 1.0 ms per hop
+// (BenchmarkVethLatency), 1.2–1.5 ms for a ping across two hosts. V2 hands
+// over every slot as soon as it is filled and wakes a poller for it: 5 µs
+// per hop on the same benchmark.
+//
+// The price is a wakeup per frame when the reader keeps up, where V3 had one
+// per block, and a ring that holds fewer small frames for the same memory.
+// After a batch of at least 8 frames the receiver sleeps
+// Options.Moderation before it looks again (interrupt moderation, as NICs
+// do), so under load it takes frames in batches without a wakeup each,
+// while a lone frame still wakes it at once. It does not busy-poll: an
+// idle port waits in the netpoller and costs nothing, and a spin after
+// traffic (tried: 25 µs per batch) starved the other ports and processes
+// sharing the cores enough to lose packets in the end-to-end suite.
 package afpacket

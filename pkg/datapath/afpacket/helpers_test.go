@@ -63,6 +63,13 @@ func newVethPair(t testing.TB) vethPair {
 	return vethPair{a, b}
 }
 
+// jumbo sets both ends' MTU to 9000.
+func (v vethPair) jumbo(t testing.TB) {
+	t.Helper()
+	v.A.Run(t, "ip", "link", "set", ifA, "mtu", "9000")
+	v.B.Run(t, "ip", "link", "set", ifB, "mtu", "9000")
+}
+
 func openPort(t testing.TB, ns *netnstest.NS, ifname string, opts Options) *Port {
 	t.Helper()
 	p, err := OpenInNetns(ns.Path, ifname, opts)
@@ -163,10 +170,11 @@ func sysfsCounter(t testing.TB, ns *netnstest.NS, ifname, name string) uint64 {
 }
 
 func TestMain(m *testing.M) {
-	// The ring's VLAN re-insertion relies on the kernel leaving at least 4
-	// bytes between tpacket3_hdr and the frame; document the layout we assume.
-	if minFrameSize != 80 || tp3HdrLen != 48 {
-		fmt.Fprintf(os.Stderr, "unexpected TPACKET_V3 header layout: hdr %d, min frame %d\n", tp3HdrLen, minFrameSize)
+	// The slot layout the ring code assumes (tp_mac at 76 for Ethernet with
+	// a virtio_net_hdr, as af_packet.c computes it; checked against a live
+	// kernel by TestOffloadMetadata).
+	if minFrameSize != 64 || tp2HdrLen != 32 || slotOverhead != 76 {
+		fmt.Fprintf(os.Stderr, "unexpected TPACKET_V2 layout: hdr %d, min frame %d, overhead %d\n", tp2HdrLen, minFrameSize, slotOverhead)
 		os.Exit(1)
 	}
 	os.Exit(m.Run())

@@ -8,51 +8,51 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/nagare/nagare/pkg/netns"
+	"github.com/nagare/nagare/pkg/offload"
 )
 
 // Errors returned by Port methods.
 var (
-	// ErrClosed is returned by ReadBatch, Recv and WriteBatch once Close has
+	// ErrClosed is returned by ReadBatch, Receive, WriteBatch and Write once Close has
 	// been called, including to calls that were blocked when Close ran.
 	ErrClosed = errors.New("afpacket: port closed")
-	// ErrTimeout is returned by ReadBatch and Recv when Options.PollTimeout
+	// ErrTimeout is returned by ReadBatch and Receive when Options.PollTimeout
 	// elapsed with no frame to return. The port stays usable.
 	ErrTimeout = errors.New("afpacket: receive timed out")
 )
 
 // Options tunes a Port. The zero value gives the defaults, which suit a
-// 2-core host with a few VM ports: 32 blocks of 128 KiB (4 MiB per port).
-//
-// With TPACKET_V3 the number of blocks matters more than their size: at
-// moderate rates the kernel retires each block after BlockTimeout with only
-// rate × BlockTimeout frames in it, so the ring absorbs a stalled reader for
-// about NumBlocks × BlockTimeout (32 ms by default) before it drops.
+// 1500-byte MTU: 2048 ring slots of 2 KiB (4 MiB per port), which absorb a
+// stalled reader for 2048 frames before the kernel drops.
 type Options struct {
-	// BlockSize is the size in bytes of one RX ring block, a multiple of the
-	// page size (default 128 KiB). It is also the largest frame the ring can
-	// hold: bigger ones are counted in RxTruncated. Keep it above 64 KiB if
-	// the interface can deliver GRO/TSO super-frames.
-	BlockSize int
-	// NumBlocks is the number of RX ring blocks (default 32). When all blocks
-	// are full the kernel drops frames and counts them in RxDrops.
-	NumBlocks int
-	// FrameSize is the nominal RX frame slot the kernel asks for (default
-	// 2048, a multiple of 16 dividing BlockSize). TPACKET_V3 packs frames of
-	// any size into blocks, so it does not limit frame length.
+	// FrameSize is the size of one RX ring slot (default 2048, a multiple
+	// of 16). A frame longer than a slot is read through the socket's
+	// queue instead (slower, but nothing is lost); FrameSizeFor(mtu) gives
+	// the size that keeps an interface's ordinary frames in the ring.
 	FrameSize int
-	// BlockTimeout is how long the kernel waits before handing a partially
-	// filled block to us (retire_blk_tov, millisecond resolution, default
-	// 1 ms). It bounds receive latency at low packet rates, and the kernel
-	// rounds it up to its timer tick.
-	BlockTimeout time.Duration
-	// PollTimeout makes ReadBatch and Recv return ErrTimeout when no frame
-	// arrived for this long. Zero waits until a frame arrives or Close.
+	// NumFrames is the number of RX ring slots (default 2048). When all
+	// are full the kernel drops frames and counts them in RxDrops.
+	NumFrames int
+	// VnetHdr turns on PACKET_VNET_HDR: Receive reports each frame's
+	// offload state (a partial checksum, GSO) and the Write methods accept
+	// one, so that the frames of a stack with checksum offload and TSO/GSO
+	// (a VM's virtio-net, a veth's peer) pass through whole.
+	VnetHdr bool
+	// Moderation is how long a receiver that has just taken a batch of
+	// frames sleeps before it looks again, rather than be woken by the
+	// kernel for every frame (default 0: not at all). It trades up to that
+	// much latency under load for far fewer wakeups; a lone frame (a ping,
+	// the first of a burst) is never delayed by it.
+	Moderation time.Duration
+	// PollTimeout makes ReadBatch and Receive return ErrTimeout when no
+	// frame arrived for this long. Zero waits until a frame arrives or Close.
 	PollTimeout time.Duration
 	// NoPromisc leaves the interface's promiscuous mode alone. By default the
 	// port turns it on, because a VM's frames are addressed to MACs other
@@ -66,33 +66,34 @@ type Options struct {
 	QdiscBypass bool
 }
 
+// rcvBufSize is the socket receive buffer asked for: it holds the frames
+// too long for a ring slot (GSO super-frames) until Receive takes them,
+// about a hundred 64 KiB frames.
+const rcvBufSize = 8 << 20
+
 func (o *Options) setDefaults() {
-	if o.BlockSize <= 0 {
-		o.BlockSize = 128 << 10
-	}
-	if o.NumBlocks <= 0 {
-		o.NumBlocks = 32
-	}
 	if o.FrameSize <= 0 {
 		o.FrameSize = 2048
 	}
-	if o.BlockTimeout <= 0 {
-		o.BlockTimeout = time.Millisecond
+	if o.NumFrames <= 0 {
+		o.NumFrames = 2048
 	}
 }
 
-func (o *Options) validate() error {
+// blockSize is the ring block the kernel allocates slots in: the smallest
+// multiple of the page size that holds a slot.
+func (o *Options) blockSize() int {
 	page := os.Getpagesize()
+	return (o.FrameSize + page - 1) / page * page
+}
+
+func (o *Options) validate() error {
 	switch {
-	case o.BlockSize%page != 0:
-		return fmt.Errorf("block size %d is not a multiple of the page size %d", o.BlockSize, page)
-	case o.FrameSize%unix.TPACKET_ALIGNMENT != 0 || o.FrameSize < minFrameSize:
+	case o.FrameSize%unix.TPACKET_ALIGNMENT != 0 || o.FrameSize < minFrameSize+ethHdrLen+offload.HdrLen:
 		return fmt.Errorf("frame size %d must be a multiple of %d and at least %d",
-			o.FrameSize, unix.TPACKET_ALIGNMENT, minFrameSize)
-	case o.BlockSize%o.FrameSize != 0:
-		return fmt.Errorf("block size %d is not a multiple of frame size %d", o.BlockSize, o.FrameSize)
-	case o.BlockTimeout.Milliseconds() > int64(^uint32(0)):
-		return fmt.Errorf("block timeout %v too large", o.BlockTimeout)
+			o.FrameSize, unix.TPACKET_ALIGNMENT, minFrameSize+ethHdrLen+offload.HdrLen)
+	case o.FrameSize > 1<<20 || o.NumFrames > 1<<20:
+		return fmt.Errorf("ring of %d slots of %d bytes is too large", o.NumFrames, o.FrameSize)
 	}
 	return nil
 }
@@ -101,39 +102,53 @@ func (o *Options) validate() error {
 type Stats struct {
 	RxPackets   uint64 // frames handed to the caller
 	RxDrops     uint64 // frames the kernel dropped because the ring was full (tp_drops)
-	RxFreezes   uint64 // times the ring filled up and froze (tp_freeze_q_cnt)
-	RxTruncated uint64 // frames dropped because they did not fit a ring block or the caller's buffer
+	RxTruncated uint64 // frames dropped because they did not fit the caller's buffer (or the socket buffer)
 	TxPackets   uint64 // frames the kernel accepted for transmission
 	TxErrors    uint64 // frames rejected: malformed, over the MTU, or dropped by the device
 }
 
 // counters are updated by the RX/TX paths and read by Stats without locks.
 type counters struct {
-	rxPackets, rxDrops, rxFreezes, rxTruncated atomic.Uint64
-	txPackets, txErrors                        atomic.Uint64
+	rxPackets, rxDrops, rxTruncated atomic.Uint64
+	txPackets, txErrors             atomic.Uint64
 }
 
-// Port is an AF_PACKET socket bound to one interface, with a TPACKET_V3
+// Port is an AF_PACKET socket bound to one interface, with a TPACKET_V2
 // receive ring and batched transmit.
 //
-// One goroutine may receive (ReadBatch or Recv) while another sends
-// (WriteBatch); concurrent receivers, or concurrent senders, are serialised.
+// One goroutine may receive (ReadBatch or Receive) while another sends
+// (WriteBatch or Write); concurrent receivers, or concurrent senders, are
+// serialised.
 // Stats and Close may be called from any goroutine.
 type Port struct {
 	name    string
 	ifindex int
 	fd      int // the AF_PACKET socket; -1 once closed
-	efd     int // eventfd that Close signals to wake blocked poll calls
+	// file owns fd once Open succeeds, so that waiting for frames (or for
+	// buffer space) parks the goroutine in Go's netpoller rather than an
+	// OS thread in poll(2): a thread blocked in a system call keeps its
+	// scheduler slot (P) until sysmon takes it back, which with a reader
+	// per port and GOMAXPROCS at the core count delayed other goroutines
+	// (a tunnel's receiver) by milliseconds.
+	file    *os.File
+	rc      syscall.RawConn
 	mem     []byte
 	closed  atomic.Bool
 	cnt     counters
 	pollTO  time.Duration
 	closeMu sync.Mutex // serialises Close calls
 
-	rxMu  sync.Mutex
-	rx    rxRing
-	rxPfd [2]unix.PollFd
-	rxTS  unix.Timespec // kept in the Port so ppoll's argument does not escape per call
+	rxMu       sync.Mutex
+	rx         rxRing
+	rxReady    func(fd uintptr) bool // RawConn.Read callback, bound once so waiting does not allocate
+	rxWoken    bool                  // rxReady has been called since the wait began
+	rxErr      error                 // a socket error rxReady found
+	rxMsg      unix.Msghdr           // recvmsg of frames too long for a slot
+	rxIov      [2]unix.Iovec         // their virtio_net_hdr (into rxVnet) and the frame
+	rxVnet     [offload.HdrLen]byte
+	vnetLen    int // offload.HdrLen with Options.VnetHdr, else 0
+	moderation time.Duration
+	lastBatch  int // how many frames Receive last returned
 
 	txMu sync.Mutex
 	tx   txState
@@ -142,7 +157,7 @@ type Port struct {
 	// kernel resets those counters on every read, so each read is added to
 	// cnt exactly once.
 	kmu    sync.Mutex
-	kst    unix.TpacketStatsV3
+	kst    unix.TpacketStats
 	kstLen uint32
 }
 
@@ -167,7 +182,7 @@ func open(ifname string, opts Options) (_ *Port, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("socket(AF_PACKET): %w", err)
 	}
-	p := &Port{name: ifname, fd: fd, efd: -1, pollTO: opts.PollTimeout}
+	p := &Port{name: ifname, fd: fd, pollTO: opts.PollTimeout}
 	defer func() {
 		if err != nil {
 			p.release()
@@ -183,11 +198,28 @@ func open(ifname string, opts Options) (_ *Port, err error) {
 	}
 	p.ifindex = int(ifr.Uint32())
 
-	if p.efd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
-		return nil, fmt.Errorf("eventfd: %w", err)
+	// TPACKET_V2, not V3: V3 hands over whole blocks, and a block that does
+	// not fill is retired only by a timer of at least 1 ms, which a lone
+	// frame then waits for at every hop (package doc, "Latency").
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V2); err != nil {
+		return nil, fmt.Errorf("set TPACKET_V2: %w", err)
 	}
-	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V3); err != nil {
-		return nil, fmt.Errorf("set TPACKET_V3 (needs Linux >= 3.2): %w", err)
+	if opts.VnetHdr {
+		// Before the ring: the kernel refuses it once a ring is set up.
+		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1); err != nil {
+			return nil, fmt.Errorf("set PACKET_VNET_HDR: %w", err)
+		}
+		p.vnetLen = offload.HdrLen
+		p.rxIov[0].Base = &p.rxVnet[0]
+		p.rxIov[0].SetLen(offload.HdrLen)
+	}
+	// Frames longer than a slot are queued whole on the socket too.
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_COPY_THRESH, 1); err != nil {
+		return nil, fmt.Errorf("set PACKET_COPY_THRESH: %w", err)
+	}
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvBufSize) != nil {
+		// Not root: as much as net.core.rmem_max allows.
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, rcvBufSize)
 	}
 	// Our own transmissions (and anything else the host sends out of this
 	// interface, which is traffic towards the VM) must not loop back into
@@ -202,23 +234,26 @@ func open(ifname string, opts Options) (_ *Port, err error) {
 			return nil, fmt.Errorf("set PACKET_QDISC_BYPASS: %w", err)
 		}
 	}
-	req := unix.TpacketReq3{
-		Block_size:     uint32(opts.BlockSize),
-		Block_nr:       uint32(opts.NumBlocks),
-		Frame_size:     uint32(opts.FrameSize),
-		Frame_nr:       uint32(opts.BlockSize / opts.FrameSize * opts.NumBlocks),
-		Retire_blk_tov: uint32(max(1, opts.BlockTimeout.Milliseconds())),
+	bs := opts.blockSize()
+	perBlock := bs / opts.FrameSize
+	nBlocks := (opts.NumFrames + perBlock - 1) / perBlock
+	req := unix.TpacketReq{
+		Block_size: uint32(bs),
+		Block_nr:   uint32(nBlocks),
+		Frame_size: uint32(opts.FrameSize),
+		Frame_nr:   uint32(nBlocks * perBlock),
 	}
-	if err := unix.SetsockoptTpacketReq3(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req); err != nil {
-		return nil, fmt.Errorf("set PACKET_RX_RING (%d blocks of %d bytes): %w", opts.NumBlocks, opts.BlockSize, err)
+	if err := unix.SetsockoptTpacketReq(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req); err != nil {
+		return nil, fmt.Errorf("set PACKET_RX_RING (%d slots of %d bytes): %w", req.Frame_nr, opts.FrameSize, err)
 	}
-	rxLen := opts.BlockSize * opts.NumBlocks
+	rxLen := bs * nBlocks
 	p.mem, err = unix.Mmap(fd, 0, rxLen, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
 	if err != nil {
 		return nil, fmt.Errorf("mmap ring: %w", err)
 	}
-	p.rx.init(p.mem[:rxLen], opts.BlockSize, opts.NumBlocks)
-	p.tx.init()
+	p.rx.init(p.mem[:rxLen], opts.FrameSize, bs, nBlocks*perBlock, opts.VnetHdr)
+	p.tx.init(opts.VnetHdr)
+	p.moderation = opts.Moderation
 
 	if !opts.NoPromisc {
 		mreq := unix.PacketMreq{Ifindex: int32(p.ifindex), Type: unix.PACKET_MR_PROMISC}
@@ -232,8 +267,17 @@ func open(ifname string, opts Options) (_ *Port, err error) {
 	if err := unix.Bind(fd, &sll); err != nil {
 		return nil, fmt.Errorf("bind: %w", err)
 	}
-	p.rxPfd = [2]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}, {Fd: int32(p.efd), Events: unix.POLLIN}}
-	p.kstLen = unix.SizeofTpacketStatsV3
+	p.kstLen = unix.SizeofTpacketStats
+	if err := unix.SetNonblock(fd, true); err != nil {
+		return nil, fmt.Errorf("set non-blocking: %w", err)
+	}
+	if p.file = os.NewFile(uintptr(fd), "afpacket:"+ifname); p.file == nil {
+		return nil, errors.New("wrap the socket in a file")
+	}
+	if p.rc, err = p.file.SyscallConn(); err != nil {
+		return nil, fmt.Errorf("raw socket: %w", err)
+	}
+	p.rxReady, p.tx.ready = p.rxIsReady, p.txIsReady
 	return p, nil
 }
 
@@ -274,7 +318,6 @@ func (p *Port) Stats() Stats {
 	return Stats{
 		RxPackets:   p.cnt.rxPackets.Load(),
 		RxDrops:     p.cnt.rxDrops.Load(),
-		RxFreezes:   p.cnt.rxFreezes.Load(),
 		RxTruncated: p.cnt.rxTruncated.Load(),
 		TxPackets:   p.cnt.txPackets.Load(),
 		TxErrors:    p.cnt.txErrors.Load(),
@@ -290,28 +333,26 @@ func (p *Port) syncKernelStats() {
 	if p.fd < 0 {
 		return
 	}
-	p.kstLen = unix.SizeofTpacketStatsV3
+	p.kstLen = unix.SizeofTpacketStats
 	_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(p.fd), unix.SOL_PACKET, unix.PACKET_STATISTICS,
 		uintptr(unsafe.Pointer(&p.kst)), uintptr(unsafe.Pointer(&p.kstLen)), 0)
 	if e != 0 {
 		return // only fails on a bad fd, which kmu rules out
 	}
 	p.cnt.rxDrops.Add(uint64(p.kst.Drops))
-	p.cnt.rxFreezes.Add(uint64(p.kst.Freeze_q_cnt))
 }
 
-// Close wakes any blocked ReadBatch, Recv or WriteBatch (they return
-// ErrClosed), waits for them to return, and releases the socket and ring.
-// It must not be called from inside a Recv callback.
+// Close wakes any blocked receive or send (they return ErrClosed), waits
+// for them to return, and releases the socket and ring.
 func (p *Port) Close() error {
 	p.closeMu.Lock()
 	defer p.closeMu.Unlock()
 	if p.closed.Swap(true) {
 		return nil
 	}
-	// Wake pollers. EAGAIN means the counter is already non-zero: awake.
-	one := [8]byte{1}
-	if _, err := unix.Write(p.efd, one[:]); err != nil && err != unix.EAGAIN {
+	// Wake waiters: a deadline in the past ends their wait, and they see
+	// closed.
+	if err := p.file.SetDeadline(time.Unix(1, 0)); err != nil {
 		return fmt.Errorf("afpacket: close %s: wake blocked readers: %w", p.name, err)
 	}
 	p.rxMu.Lock()
@@ -322,7 +363,7 @@ func (p *Port) Close() error {
 	return p.release()
 }
 
-// release unmaps the ring and closes descriptors; callers hold every lock,
+// release unmaps the ring and closes the socket; callers hold every lock,
 // or own p exclusively (failed Open).
 func (p *Port) release() error {
 	var errs []error
@@ -331,68 +372,69 @@ func (p *Port) release() error {
 		p.mem = nil
 	}
 	p.kmu.Lock()
-	if p.fd >= 0 {
+	switch {
+	case p.file != nil:
+		errs = append(errs, p.file.Close())
+		p.file = nil
+	case p.fd >= 0:
 		errs = append(errs, unix.Close(p.fd))
-		p.fd = -1
 	}
+	p.fd = -1
 	p.kmu.Unlock()
-	if p.efd >= 0 {
-		errs = append(errs, unix.Close(p.efd))
-		p.efd = -1
-	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("afpacket: close %s: %w", p.name, err)
 	}
 	return nil
 }
 
-// wait blocks in ppoll until fd reports events, Close signals, or the
-// deadline (zero: none) passes. It never allocates.
-func (p *Port) wait(pfd *[2]unix.PollFd, ts *unix.Timespec, deadline time.Time) error {
-	for {
-		if p.closed.Load() {
-			return ErrClosed
-		}
-		var tsp *unix.Timespec
-		if !deadline.IsZero() {
-			left := time.Until(deadline)
-			if left <= 0 {
-				return ErrTimeout
-			}
-			*ts = unix.NsecToTimespec(int64(left))
-			tsp = ts
-		}
-		pfd[0].Revents, pfd[1].Revents = 0, 0
-		n, err := unix.Ppoll(pfd[:], tsp, nil)
-		switch {
-		case err == unix.EINTR:
-			continue // Go's preemption signals interrupt ppoll routinely
-		case err != nil:
-			return fmt.Errorf("afpacket: poll %s: %w", p.name, err)
-		case n == 0:
-			continue // deadline check at the top
-		case pfd[1].Revents != 0:
-			return ErrClosed
-		case pfd[0].Revents&(unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) != 0:
-			return p.sockError()
-		default:
-			return nil
+// waitRX parks until the ring has a frame, the socket reports an error,
+// Close is called, or the deadline (zero: none) passes. It never
+// allocates.
+func (p *Port) waitRX(deadline time.Time) error {
+	if p.closed.Load() {
+		return ErrClosed
+	}
+	if !deadline.IsZero() {
+		if err := p.file.SetReadDeadline(deadline); err != nil {
+			return fmt.Errorf("afpacket: %s: %w", p.name, err)
 		}
 	}
+	p.rxWoken, p.rxErr = false, nil
+	err := p.rc.Read(p.rxReady)
+	switch {
+	case p.closed.Load():
+		return ErrClosed
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return ErrTimeout
+	case err != nil:
+		return fmt.Errorf("afpacket: wait on %s: %w", p.name, err)
+	}
+	return p.rxErr
 }
 
-// sockError reads (and so clears) the socket's pending error. The kernel
-// sets ENETDOWN when the interface goes down or is deleted; a port on an
-// interface that comes back up resumes by itself.
-func (p *Port) sockError() error {
-	soerr, err := unix.GetsockoptInt(p.fd, unix.SOL_SOCKET, unix.SO_ERROR)
-	if err != nil {
-		return fmt.Errorf("afpacket: %s: read socket error: %w", p.name, err)
+// rxIsReady is waitRX's RawConn.Read callback: ready when the ring has a
+// frame. Woken with none (the first call is before any wait), it reads the
+// socket's pending error: the kernel sets ENETDOWN when the interface goes
+// down or is deleted; a port on an interface that comes back up resumes by
+// itself.
+func (p *Port) rxIsReady(fd uintptr) bool {
+	if p.rx.ready() || p.closed.Load() {
+		return true
 	}
-	if soerr == 0 {
-		return nil
+	if !p.rxWoken {
+		p.rxWoken = true
+		return false
 	}
-	return fmt.Errorf("afpacket: %s: %w", p.name, unix.Errno(soerr))
+	soerr, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR)
+	switch {
+	case err != nil:
+		p.rxErr = fmt.Errorf("afpacket: %s: read socket error: %w", p.name, err)
+	case soerr != 0:
+		p.rxErr = fmt.Errorf("afpacket: %s: %w", p.name, unix.Errno(soerr))
+	default:
+		return false // woken for nothing: wait again
+	}
+	return true
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }

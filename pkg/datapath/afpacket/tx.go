@@ -8,6 +8,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nagare/nagare/pkg/offload"
 )
 
 const (
@@ -16,16 +18,26 @@ const (
 )
 
 type txState struct {
-	msgs [txBatch]unix.Mmsghdr
-	iovs [txBatch]unix.Iovec
-	pfd  [2]unix.PollFd
-	ts   unix.Timespec
+	msgs  [txBatch]unix.Mmsghdr
+	iovs  [txBatch][2]unix.Iovec // with a virtio_net_hdr: [header, frame]; else [frame]
+	hdrs  [txBatch][offload.HdrLen]byte
+	vnet  bool
+	ready func(fd uintptr) bool // RawConn.Write callback, bound once
+	woken bool
 }
 
-func (t *txState) init() {
+func (t *txState) init(vnet bool) {
+	t.vnet = vnet
 	for i := range t.msgs {
-		t.msgs[i].Hdr.Iov = &t.iovs[i]
-		t.msgs[i].Hdr.SetIovlen(1)
+		if vnet {
+			t.msgs[i].Hdr.Iov = &t.iovs[i][0]
+			t.msgs[i].Hdr.SetIovlen(2)
+			t.iovs[i][0].Base = &t.hdrs[i][0]
+			t.iovs[i][0].SetLen(offload.HdrLen)
+		} else {
+			t.msgs[i].Hdr.Iov = &t.iovs[i][1]
+			t.msgs[i].Hdr.SetIovlen(1)
+		}
 	}
 }
 
@@ -36,7 +48,15 @@ func (t *txState) init() {
 // rest. err is non-nil only when the port cannot send at all (ErrClosed, or
 // the interface is gone); frames after that point were not tried.
 // WriteBatch does not allocate and does not retain frames.
-func (p *Port) WriteBatch(frames [][]byte) (int, error) {
+func (p *Port) WriteBatch(frames [][]byte) (int, error) { return p.Write(frames, nil) }
+
+// Write is WriteBatch with each frame's offload state: with hdrs[i] saying
+// so (and Options.VnetHdr), frame i leaves with a partial checksum, or as a
+// GSO super-frame that the kernel segments (or a device, or the peer
+// stack, takes whole), as a local stack's own frames do. hdrs nil, or a
+// port without VnetHdr, sends complete frames; a header on such a port is
+// an error for that frame.
+func (p *Port) Write(frames [][]byte, hdrs []offload.Hdr) (int, error) {
 	p.txMu.Lock()
 	defer p.txMu.Unlock()
 	if p.closed.Load() {
@@ -44,17 +64,23 @@ func (p *Port) WriteBatch(frames [][]byte) (int, error) {
 	}
 	sent, used := 0, 0
 	defer func() { p.clearIovs(used) }()
-	for len(frames) > 0 {
+	for i := 0; i < len(frames); {
 		k := 0
-		for len(frames) > 0 && k < txBatch {
-			f := frames[0]
-			frames = frames[1:]
-			if len(f) < ethHdrLen {
+		for ; i < len(frames) && k < txBatch; i++ {
+			f := frames[i]
+			var h offload.Hdr
+			if hdrs != nil {
+				h = hdrs[i]
+			}
+			if len(f) < ethHdrLen || !p.tx.vnet && !h.IsZero() {
 				p.cnt.txErrors.Add(1)
 				continue
 			}
-			p.tx.iovs[k].Base = &f[0]
-			p.tx.iovs[k].SetLen(len(f))
+			p.tx.iovs[k][1].Base = &f[0]
+			p.tx.iovs[k][1].SetLen(len(f))
+			if p.tx.vnet {
+				h.Encode(p.tx.hdrs[k][:])
+			}
 			k++
 		}
 		used = max(used, k)
@@ -71,7 +97,7 @@ func (p *Port) WriteBatch(frames [][]byte) (int, error) {
 // does not keep them alive for the garbage collector.
 func (p *Port) clearIovs(k int) {
 	for i := range k {
-		p.tx.iovs[i].Base = nil
+		p.tx.iovs[i][1].Base = nil
 	}
 }
 
@@ -113,7 +139,21 @@ func (p *Port) sendmmsg(k int) (int, error) {
 // waitTX waits up to 10 ms for socket buffer space. It reports false if none
 // appeared (or the port is closing), and the caller drops the frame.
 func (p *Port) waitTX() bool {
-	p.tx.pfd = [2]unix.PollFd{{Fd: int32(p.fd), Events: unix.POLLOUT}, {Fd: int32(p.efd), Events: unix.POLLIN}}
-	err := p.wait(&p.tx.pfd, &p.tx.ts, time.Now().Add(10*time.Millisecond))
-	return err == nil
+	if p.closed.Load() || p.file.SetWriteDeadline(time.Now().Add(10*time.Millisecond)) != nil {
+		return false
+	}
+	p.tx.woken = false
+	err := p.rc.Write(p.tx.ready)
+	return err == nil && !p.closed.Load()
+}
+
+// txIsReady is waitTX's RawConn.Write callback: the first call (the
+// buffer is known full) waits, the next, after the socket reported room
+// (or Close woke it), returns.
+func (p *Port) txIsReady(uintptr) bool {
+	if p.tx.woken {
+		return true
+	}
+	p.tx.woken = true
+	return false
 }

@@ -62,6 +62,7 @@ func Run(t *testing.T, fx Fixture) {
 		{"HostilePort", testHostilePort},
 		{"RemovePort", testRemovePort},
 		{"InstallErrors", testInstallErrors},
+		{"Offloads", testOffloads},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { c.fn(t, fx) })

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nagare/nagare/pkg/datapath"
 	"github.com/nagare/nagare/pkg/flow"
+	"github.com/nagare/nagare/pkg/offload"
 	"github.com/nagare/nagare/pkg/packet"
 )
 
@@ -97,18 +98,26 @@ func compile(ps *portSet, acts []flow.Action, dst []action) ([]action, error) {
 }
 
 // apply runs acts on the frame buf[start:end], queueing outputs on w. buf
-// has headroom before start for pushed VLAN tags. It reports whether the
+// has headroom before start for pushed VLAN tags. oh is the frame's
+// offload state, passed on to local outputs (nil or zero: a complete
+// frame); a frame with offload state must not meet an encapsulation
+// (applyReceived completes or segments it first). It reports whether the
 // actions ended in at least one output, counting the drop reason when they
 // did not because an action failed.
-func (w *worker) apply(buf []byte, start, end int, acts []action) bool {
+func (w *worker) apply(buf []byte, start, end int, acts []action, oh *offload.Hdr) bool {
 	sent := false
 	decoded := false // w.rw holds the frame's offsets: valid until a VLAN push or pop moves it
+	var out offload.Hdr
+	if oh != nil {
+		out = *oh
+	}
 	for i := range acts {
 		a := &acts[i]
 		switch a.Type {
 		case flow.ActSetIPSrc, flow.ActSetIPDst, flow.ActSetL4Src, flow.ActSetL4Dst, flow.ActSetICMPID, flow.ActInnerSrc, flow.ActInnerDst:
 			if !decoded {
 				rewriteDecoder.Decode(&w.rw, buf[start:end])
+				w.rw.L4CsumPartial = w.partialL4 && !out.IsZero()
 				decoded = true
 			}
 			if a.Action.Rewrite(&w.rw) != nil {
@@ -129,6 +138,7 @@ func (w *worker) apply(buf []byte, start, end int, acts []action) bool {
 			copy(buf[start-vlanTagLen:], buf[start:start+12])
 			start -= vlanTagLen
 			decoded = false
+			out.Shift(vlanTagLen)
 			binary.BigEndian.PutUint16(buf[start+12:], packet.EtherTypeVLAN)
 			binary.BigEndian.PutUint16(buf[start+14:], a.VLAN&0x0fff)
 		case flow.ActPopVLAN:
@@ -139,6 +149,7 @@ func (w *worker) apply(buf []byte, start, end int, acts []action) bool {
 			copy(buf[start+vlanTagLen:start+vlanTagLen+12], buf[start:start+12])
 			start += vlanTagLen
 			decoded = false
+			out.Shift(-vlanTagLen)
 		case flow.ActDecTTL:
 			if !packet.DecFrameTTL(buf[start:end], a.Count) {
 				w.drops.add(rTTLExpired, 1)
@@ -149,7 +160,7 @@ func (w *worker) apply(buf []byte, start, end int, acts []action) bool {
 			if a.cp {
 				frame = w.snapshot(frame)
 			}
-			w.queueLocal(a.out, frame)
+			w.queueLocal(a.out, frame, out)
 			sent = true
 		case flow.ActEncap:
 			frame := buf[start:end]

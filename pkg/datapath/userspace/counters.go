@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/nagare/nagare/pkg/datapath"
+	"github.com/nagare/nagare/pkg/offload"
 	"github.com/nagare/nagare/pkg/packet"
 )
 
@@ -27,6 +28,7 @@ const (
 	rTunTxError
 	rTunState
 	rTunProbe
+	rOverMTU
 	numReasons
 )
 
@@ -45,6 +47,7 @@ var reasonLabels = [numReasons]string{
 	rTunTxError:     datapath.DropTunnelTxError,
 	rTunState:       datapath.DropTunnelStateUnhandled,
 	rTunProbe:       datapath.DropTunnelProbeUnhandled,
+	rOverMTU:        datapath.DropRxOverMTU,
 }
 
 // maxParseDrops bounds the packet.Drop values counted separately; larger
@@ -56,9 +59,18 @@ const maxParseDrops = 64
 type dropCounters struct {
 	r         [numReasons]atomic.Uint64
 	malformed [maxParseDrops]atomic.Uint64
+	offload   [maxOffloadDrops]atomic.Uint64
 }
 
+// maxOffloadDrops bounds the offload.Error values counted separately, as
+// maxParseDrops does for packet.Drop.
+const maxOffloadDrops = 16
+
 func (d *dropCounters) add(r reason, n uint64) { d.r[r].Add(n) }
+
+func (d *dropCounters) addOffload(e offload.Error) {
+	d.offload[min(int(e), maxOffloadDrops-1)].Add(1)
+}
 
 func (d *dropCounters) addMalformed(pd packet.Drop) {
 	d.malformed[min(int(pd), maxParseDrops-1)].Add(1)
@@ -76,6 +88,11 @@ func (d *dropCounters) addTo(m map[string]uint64) {
 			m[datapath.MalformedDrop(packet.Drop(i))] += n
 		}
 	}
+	for i := range d.offload {
+		if n := d.offload[i].Load(); n > 0 {
+			m[datapath.OffloadDrop(offload.Error(i))] += n
+		}
+	}
 }
 
 // addFrom adds o's counters to d (a detached port's into the totals).
@@ -85,6 +102,9 @@ func (d *dropCounters) addFrom(o *dropCounters) {
 	}
 	for i := range d.malformed {
 		d.malformed[i].Add(o.malformed[i].Load())
+	}
+	for i := range d.offload {
+		d.offload[i].Add(o.offload[i].Load())
 	}
 }
 

@@ -18,13 +18,14 @@ import (
 	"github.com/nagare/nagare/pkg/datapath/afpacket"
 	"github.com/nagare/nagare/pkg/flow"
 	"github.com/nagare/nagare/pkg/netns"
+	"github.com/nagare/nagare/pkg/offload"
 )
 
 // portIO is the frame I/O of one bound interface: an *afpacket.Port in
 // production, an in-memory fake in the hit-path benchmark and alloc test.
 type portIO interface {
-	ReadBatch(bufs [][]byte, sizes []int) (int, error)
-	WriteBatch(frames [][]byte) (int, error)
+	Receive(b *afpacket.Batch) (int, error)
+	Write(frames [][]byte, hdrs []offload.Hdr) (int, error)
 	Stats() afpacket.Stats
 	Close() error
 }
@@ -72,17 +73,21 @@ type Datapath struct {
 	// mu serialises every change: ports, tunnels, the flow table (its
 	// install-order list, tag index and counters). Readers of the hit
 	// path never take it.
-	mu      sync.Mutex
-	ports   atomic.Pointer[portSet]
-	tun     atomic.Pointer[tunnelState]
-	table   table
-	handler datapath.MissHandler
-	state   datapath.StateHandler // handler, if it takes flow-state packets
-	probe   datapath.ProbeHandler // handler, if it takes probes
-	running bool
-	closed  bool
-	stop    chan struct{} // closed by Close
-	wg      sync.WaitGroup
+	mu    sync.Mutex
+	ports atomic.Pointer[portSet]
+	tun   atomic.Pointer[tunnelState]
+	// underlayMTU is the MTU of the interface holding the tunnel
+	// endpoint's address (0: unknown), which bounds the segments of
+	// super-frames sent over tunnels.
+	underlayMTU atomic.Int32
+	table       table
+	handler     datapath.MissHandler
+	state       datapath.StateHandler // handler, if it takes flow-state packets
+	probe       datapath.ProbeHandler // handler, if it takes probes
+	running     bool
+	closed      bool
+	stop        chan struct{} // closed by Close
+	wg          sync.WaitGroup
 
 	drops   dropCounters // drops outside port readers: tunnels, Execute
 	vxlan   tunnelCounters
@@ -147,16 +152,27 @@ func (dp *Datapath) AddPort(cfg datapath.PortConfig) error {
 		ap  *afpacket.Port
 		err error
 	)
+	opts := portOptions(cfg.MTU)
 	if dp.cfg.Netns != "" {
-		ap, err = afpacket.OpenInNetns(dp.cfg.Netns, cfg.Interface, afpacket.Options{})
+		ap, err = afpacket.OpenInNetns(dp.cfg.Netns, cfg.Interface, opts)
 	} else {
-		ap, err = afpacket.Open(cfg.Interface, afpacket.Options{})
+		ap, err = afpacket.Open(cfg.Interface, opts)
 	}
 	if err != nil {
 		return fmt.Errorf("datapath: add port %s: %w", cfg.PortID, err)
 	}
 	dp.attach(cfg, ap)
 	return nil
+}
+
+// Receive tuning of a port (afpacket.Options): offload state on, ring slots
+// that hold the port's ordinary frames, and wakeups moderated under load.
+// No busy polling: on a host shared by many ports (and other work), a spin
+// after every frame costs more CPU than the wakeup it saves.
+const portModeration = 50 * time.Microsecond
+
+func portOptions(mtu int) afpacket.Options {
+	return afpacket.Options{VnetHdr: true, FrameSize: afpacket.FrameSizeFor(mtu), Moderation: portModeration}
 }
 
 // attach registers a port whose I/O is open; dp.mu is held.

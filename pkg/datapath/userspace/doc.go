@@ -9,18 +9,25 @@
 // Each bound port has one reader goroutine that owns a worker: 64 receive
 // slots, copy slots, output queues and a reused packet.Parsed. Per batch:
 //
-//  1. ReadBatch copies up to 64 frames into the slots, each after 64 bytes
-//     of headroom so that VLAN pushes need no second copy.
-//  2. Each frame is decoded, keyed (flow.Key with the port's topology
-//     index) and looked up in the port's own flow map under a read lock.
+//  1. Receive copies up to 64 frames into the slots, each after 64 bytes
+//     of headroom so that VLAN pushes need no second copy, with their
+//     offload state; a GSO super-frame goes into the worker's jumbo slot.
+//  2. Each frame is decoded, its offload state checked against it
+//     (offload.Check; a lie is dropped and counted), keyed (flow.Key with
+//     the port's topology index) and looked up in the port's own flow map
+//     under a read lock: one lookup per super-frame, not per segment.
 //  3. A hit bumps the flow's atomic counters, refreshes its last-used time
 //     (at most once per batch: one clock read per batch, not per packet),
 //     and applies the actions in place. Outputs are queued, not sent.
+//     Offloaded frames keep their state to local ports and are completed
+//     or segmented before a tunnel (offload.go).
 //  4. A miss first flushes what is queued (the handler's Execute sends at
 //     once and must not overtake earlier packets), then calls the
-//     MissHandler inline with the frame still in its slot.
-//  5. At the end of the batch the queue is flushed: one WriteBatch
-//     (sendmmsg) per egress port, one sendmmsg per tunnel socket.
+//     MissHandler inline with the frame still in its slot — its checksum
+//     completed; a super-frame is cut into its segments first, and each
+//     looked up (and if need be upcalled) on its own.
+//  5. At the end of the batch the queue is flushed: one Write (sendmmsg)
+//     per egress port, one sendmmsg per tunnel socket.
 //
 // Nothing on that path allocates (TestHitPathAllocs, BenchmarkHitPath).
 //
@@ -41,18 +48,19 @@
 //
 // Encapsulation sends the tunnel header and the frame as two iovecs of one
 // sendmmsg message, so it copies nothing; the kernel adds the outer IP (and
-// UDP) header and routes it. The VXLAN header's VNI, or the GRE key, is the
-// egress port's tunnel key, taken from the action. One goroutine per tunnel
-// socket receives with recvmmsg (parked in Go's netpoller in between),
-// drops packets from addresses outside the tunnel zone, and delivers the
-// inner frame out of the port whose TunnelKey the header names, without a
-// flow lookup or a simulation.
+// UDP) header and routes it. A run of equal packets to one peer (the
+// segments of a super-frame) goes as one UDP_SEGMENT message. The VXLAN
+// header's VNI, or the GRE key, is the egress port's tunnel key, taken from
+// the action. One goroutine per tunnel socket receives with recvmmsg
+// (parked in Go's netpoller in between; VXLAN with UDP_GRO, so such a run
+// arrives whole), drops packets from addresses outside the tunnel zone,
+// and delivers the inner frame out of the port whose TunnelKey the header
+// names, without a flow lookup or a simulation — consecutive segments of a
+// TCP connection merged back into one super-frame (offload.Coalescer).
 //
 // # Not done here
 //
-// IPv6 underlays; checksum completion and segmentation of frames a local
-// stack sent with offloads (an AF_PACKET tap sees them partial/unsegmented:
-// turn tx checksum offload and TSO/GSO off on bound veths); outer UDP source
-// port entropy (all VXLAN packets leave from the socket's port, so the
-// underlay's ECMP does not spread them).
+// IPv6 underlays; outer UDP source port entropy (all VXLAN packets leave
+// from the socket's port, so the underlay's ECMP does not spread them);
+// UDP GSO for GRE (a raw socket cannot: GRE segments go one per packet).
 package userspace

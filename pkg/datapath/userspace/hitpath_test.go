@@ -17,6 +17,7 @@ import (
 	"github.com/nagare/nagare/pkg/datapath/dptest"
 	"github.com/nagare/nagare/pkg/datapath/netnstest"
 	"github.com/nagare/nagare/pkg/flow"
+	"github.com/nagare/nagare/pkg/offload"
 	"github.com/nagare/nagare/pkg/packet"
 )
 
@@ -24,17 +25,22 @@ import (
 // nothing to give. It lets the hit path be measured without the kernel.
 type sinkIO struct {
 	frames, bytes atomic.Uint64
-	last          []byte // copy of the last frame written, for checks
+	last          []byte      // copy of the last frame written, for checks
+	lastHdr       offload.Hdr // and its offload state
 	keepLast      bool
 }
 
-func (s *sinkIO) ReadBatch([][]byte, []int) (int, error) { return 0, afpacket.ErrClosed }
-func (s *sinkIO) WriteBatch(frames [][]byte) (int, error) {
+func (s *sinkIO) Receive(*afpacket.Batch) (int, error) { return 0, afpacket.ErrClosed }
+func (s *sinkIO) Write(frames [][]byte, hdrs []offload.Hdr) (int, error) {
 	for _, f := range frames {
 		s.bytes.Add(uint64(len(f)))
 	}
 	if s.keepLast && len(frames) > 0 {
 		s.last = append(s.last[:0], frames[len(frames)-1]...)
+		s.lastHdr = offload.Hdr{}
+		if hdrs != nil {
+			s.lastHdr = hdrs[len(frames)-1]
+		}
 	}
 	s.frames.Add(uint64(len(frames)))
 	return len(frames), nil
@@ -186,24 +192,9 @@ func sizeName(n int) string {
 // TestTunnelReceiveAllocs: receiving VXLAN packets, checking their source
 // and key, and delivering the inner frames to a port allocates nothing.
 func TestTunnelReceiveAllocs(t *testing.T) {
-	ns := netnstest.New(t, "tr")
-	dp, err := New(datapath.Config{Netns: ns.Path})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sink := &sinkIO{}
-	dp.mu.Lock()
-	dp.attach(datapath.PortConfig{PortID: "p", Index: 1, Interface: "p0", TunnelKey: 5, MTU: 1500}, sink)
-	dp.mu.Unlock()
+	ns, dp, sink := runVXLANSink(t, "tr")
+	sink.keepLast = false
 	lo := netip.MustParseAddr("127.0.0.1")
-	if err := dp.SetTunnels(datapath.TunnelConfig{LocalIP: lo, VXLAN: true, Peers: []netip.Addr{lo}}); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- dp.Run(ctx, noMiss) }()
-	defer func() { cancel(); <-done }()
-
 	var conn net.Conn
 	if err := ns.Do(func() (err error) {
 		conn, err = net.Dial("udp4", "127.0.0.1:4789")
@@ -236,4 +227,29 @@ func TestTunnelReceiveAllocs(t *testing.T) {
 	if got := sink.frames.Load(); got != want {
 		t.Errorf("%d frames delivered, want %d (stats %+v)", got, want, dp.Stats())
 	}
+}
+
+// runVXLANSink runs a datapath in a namespace of its own with VXLAN on
+// 127.0.0.1 (its own peer) and one in-memory port of tunnel key 5; it
+// stops when the test ends.
+func runVXLANSink(t *testing.T, name string) (*netnstest.NS, *Datapath, *sinkIO) {
+	t.Helper()
+	ns := netnstest.New(t, name)
+	dp, err := New(datapath.Config{Netns: ns.Path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &sinkIO{keepLast: true}
+	dp.mu.Lock()
+	dp.attach(datapath.PortConfig{PortID: "p", Index: 1, Interface: "p0", TunnelKey: 5, MTU: 1500}, sink)
+	dp.mu.Unlock()
+	lo := netip.MustParseAddr("127.0.0.1")
+	if err := dp.SetTunnels(datapath.TunnelConfig{LocalIP: lo, VXLAN: true, Peers: []netip.Addr{lo}}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- dp.Run(ctx, noMiss) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return ns, dp, sink
 }

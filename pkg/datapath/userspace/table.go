@@ -24,8 +24,10 @@ type flowEntry struct {
 	// stateful: the flow's decision read flow state, so segments that
 	// close a TCP connection are shown to the simulation (closing).
 	stateful bool
-	class    datapath.FlowClass
-	mtu      int
+	// encap and rewrites say what offloaded frames need (offload.go).
+	encap, rewrites bool
+	class           datapath.FlowClass
+	mtu             int
 
 	installed int64        // datapath clock
 	lastUsed  atomic.Int64 // datapath clock, refreshed once per batch at most
@@ -85,6 +87,7 @@ func (dp *Datapath) Install(spec *datapath.FlowSpec) error {
 		return fmt.Errorf("datapath: install: %w", err)
 	}
 	f := &flowEntry{key: spec.Key, in: in, acts: acts, class: spec.Class, mtu: spec.MTU}
+	f.encap, f.rewrites = flowNeeds(acts)
 	f.tags = append([]uint64(nil), spec.Tags...)
 	if len(spec.State) > 0 {
 		f.state = append([]flowstate.Key(nil), spec.State...)

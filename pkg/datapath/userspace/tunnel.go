@@ -9,8 +9,8 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -39,13 +39,22 @@ type tunnelSocket struct {
 	raw     syscall.RawConn
 	dstPort uint16 // VXLAN: the UDP port of every peer; 0 for GRE
 	done    chan struct{}
+	// noGSO is set when the kernel refused a UDP_SEGMENT message on the
+	// socket: it then sends one datagram per packet (tunnelq.go).
+	noGSO atomic.Bool
+	// gro: UDP_GRO is on, so a receive may hold a run of datagrams.
+	gro bool
 }
 
 // Tunnel receive buffers hold the largest datagram a 9000-byte underlay
-// can deliver; larger ones are counted (tunnel-oversize).
+// can deliver; larger ones are counted (tunnel-oversize). With UDP_GRO a
+// VXLAN receive can be a run of datagrams of up to 64 KiB, so VXLAN takes
+// fewer, larger buffers.
 const (
 	tunnelSlotSize = 9216 + 256
 	tunnelBatch    = 64
+	groSlotSize    = 65536 + 256
+	groBatch       = 32
 	// sockBufSize is asked for as SO_RCVBUF/SO_SNDBUF: enough for a few
 	// milliseconds of line rate while a receiver is descheduled.
 	sockBufSize = 4 << 20
@@ -99,6 +108,15 @@ func (dp *Datapath) SetTunnels(cfg datapath.TunnelConfig) error {
 			next.gre = s
 		}
 	}
+	if cfg.VXLAN || cfg.GRE {
+		mtu, err := dp.interfaceMTU(cfg.LocalIP)
+		if err != nil {
+			next.vxlan.closeUnless(old.vxlan)
+			next.gre.closeUnless(old.gre)
+			return err
+		}
+		dp.underlayMTU.Store(int32(mtu))
+	}
 	dp.tun.Store(next)
 	old.vxlan.closeUnless(next.vxlan)
 	old.gre.closeUnless(next.gre)
@@ -106,6 +124,38 @@ func (dp *Datapath) SetTunnels(cfg datapath.TunnelConfig) error {
 		next.start(dp)
 	}
 	return nil
+}
+
+// interfaceMTU returns the MTU of the interface holding addr in the
+// datapath's namespace, or 0 if none holds it (the sockets will fail to
+// bind anyway, with a clearer error).
+func (dp *Datapath) interfaceMTU(addr netip.Addr) (int, error) {
+	mtu := 0
+	err := dp.inNetns(func() error {
+		ifs, err := net.Interfaces()
+		if err != nil {
+			return err
+		}
+		for _, ifc := range ifs {
+			addrs, err := ifc.Addrs()
+			if err != nil {
+				return err
+			}
+			for _, a := range addrs {
+				if n, ok := a.(*net.IPNet); ok {
+					if ip, ok := netip.AddrFromSlice(n.IP); ok && ip.Unmap() == addr {
+						mtu = ifc.MTU
+						return nil
+					}
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("datapath: set tunnels: find the MTU of %s: %w", addr, err)
+	}
+	return mtu, nil
 }
 
 func (dp *Datapath) openVXLAN(cfg datapath.TunnelConfig) (*tunnelSocket, error) {
@@ -117,7 +167,17 @@ func (dp *Datapath) openVXLAN(cfg datapath.TunnelConfig) (*tunnelSocket, error) 
 	if err != nil {
 		return nil, fmt.Errorf("datapath: open VXLAN socket on %s:%d: %w", cfg.LocalIP, cfg.VXLANPort, err)
 	}
-	return newTunnelSocket(packet.TunnelVXLAN, conn, cfg.VXLANPort)
+	s, err := newTunnelSocket(packet.TunnelVXLAN, conn, cfg.VXLANPort)
+	if err != nil {
+		return nil, err
+	}
+	// Runs of datagrams from one peer (the segments of a super-frame that
+	// the peer sent with UDP_SEGMENT) arrive as one receive. Kernels
+	// without UDP_GRO (before 5.0) deliver them one by one, which works too.
+	_ = s.raw.Control(func(fd uintptr) {
+		s.gro = unix.SetsockoptInt(int(fd), unix.SOL_UDP, unix.UDP_GRO, 1) == nil
+	})
+	return s, nil
 }
 
 func (dp *Datapath) openGRE(cfg datapath.TunnelConfig) (*tunnelSocket, error) {
@@ -180,164 +240,6 @@ func (ts *tunnelState) start(dp *Datapath) {
 
 func (ts *tunnelState) close() error {
 	return errors.Join(ts.vxlan.closeUnless(nil), ts.gre.closeUnless(nil))
-}
-
-// tunnelReceiver is a tunnel socket's receive state: recvmmsg buffers and
-// the worker that delivers to local ports.
-type tunnelReceiver struct {
-	w     *worker
-	s     *tunnelSocket
-	msgs  [tunnelBatch]unix.Mmsghdr
-	iovs  [tunnelBatch]unix.Iovec
-	names [tunnelBatch]unix.RawSockaddrInet4
-	bufs  [][]byte
-	n     int
-	err   error
-	fn    func(fd uintptr) bool
-}
-
-// tunnelLoop receives on s until it is closed. Frames are delivered by
-// tunnel key without simulation or flow lookup: the sender's simulation
-// already chose the egress port, and the key names it.
-func (dp *Datapath) tunnelLoop(s *tunnelSocket) {
-	defer dp.wg.Done()
-	defer close(s.done)
-	r := &tunnelReceiver{w: newWorker(dp, nil, 0, minSlotSize), s: s, bufs: makeSlots(tunnelBatch, tunnelSlotSize)}
-	for i := range r.msgs {
-		r.msgs[i].Hdr.Iov = &r.iovs[i]
-		r.msgs[i].Hdr.SetIovlen(1)
-		r.msgs[i].Hdr.Name = (*byte)(unsafe.Pointer(&r.names[i]))
-	}
-	r.fn = r.recv
-	c := &dp.vxlan
-	if s.kind == packet.TunnelGRE {
-		c = &dp.gre
-	}
-	for {
-		for i := range r.msgs {
-			r.iovs[i].Base = &r.bufs[i][0]
-			r.iovs[i].SetLen(len(r.bufs[i]))
-			r.msgs[i].Hdr.Namelen = unix.SizeofSockaddrInet4
-			r.msgs[i].Hdr.Flags = 0
-		}
-		r.n, r.err = 0, nil
-		if err := s.raw.Read(r.fn); err != nil {
-			// Closed by SetTunnels or Close; anything else would repeat
-			// forever, so it ends the receiver too, loudly.
-			if !errors.Is(err, net.ErrClosed) {
-				dp.log.Error("datapath: tunnel receiver stopped", "tunnel", s.kind.String(), "err", err)
-			}
-			return
-		}
-		if r.err != nil {
-			dp.log.Warn("datapath: tunnel receive failed", "tunnel", s.kind.String(), "err", r.err)
-			continue
-		}
-		r.deliver(c)
-	}
-}
-
-// recv is the RawConn.Read callback. It returns false to wait for data.
-func (r *tunnelReceiver) recv(fd uintptr) bool {
-	for {
-		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.msgs[0])), tunnelBatch, unix.MSG_DONTWAIT, 0, 0)
-		switch e {
-		case 0:
-			r.n = int(n)
-			return true
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return false
-		default:
-			r.err = e
-			return true
-		}
-	}
-}
-
-// deliver checks and decapsulates the received datagrams and sends their
-// inner frames out of the ports their keys name.
-func (r *tunnelReceiver) deliver(c *tunnelCounters) {
-	w := r.w
-	ts := w.dp.tun.Load()
-	ports := w.dp.ports.Load()
-	var pkts, bytes uint64
-	for i := 0; i < r.n; i++ {
-		m := &r.msgs[i]
-		b := r.bufs[i][:m.Len]
-		if m.Hdr.Flags&unix.MSG_TRUNC != 0 {
-			w.drops.add(rTunOversize, 1)
-			continue
-		}
-		if _, ok := ts.peers[r.names[i].Addr]; !ok {
-			w.drops.add(rTunUnknownPeer, 1)
-			continue
-		}
-		var (
-			key   uint32
-			inner []byte
-			err   error
-		)
-		if r.s.kind == packet.TunnelVXLAN {
-			key, inner, err = packet.DecapVXLAN(b)
-		} else {
-			// A raw IPv4 socket hands over the IP header too.
-			if len(b) < 20 || len(b) < int(b[0]&0x0f)*4 {
-				w.drops.add(rTunMalformed, 1)
-				continue
-			}
-			key, inner, err = packet.DecapGRE(b[int(b[0]&0x0f)*4:])
-		}
-		if err == nil && key == packet.StateTunnelKey {
-			r.deliverState(c, netip.AddrFrom4(r.names[i].Addr), inner)
-			continue
-		}
-		if err == nil && key == packet.ProbeTunnelKey {
-			r.deliverProbe(c, netip.AddrFrom4(r.names[i].Addr), inner)
-			continue
-		}
-		if err != nil || len(inner) < ethHdrLen {
-			w.drops.add(rTunMalformed, 1)
-			continue
-		}
-		p := ports.byKey[key]
-		if p == nil {
-			w.drops.add(rTunUnknownKey, 1)
-			continue
-		}
-		pkts++
-		bytes += uint64(len(inner))
-		w.queueLocal(p, inner)
-	}
-	c.rxPackets.Add(pkts)
-	c.rxBytes.Add(bytes)
-	w.flush()
-}
-
-// deliverState hands a flow-state packet to the StateHandler. It runs
-// between the data packets of its batch, in arrival order: data queued
-// before it is still queued (sent at the end of the batch), which is fine,
-// since only packets after the state may depend on it.
-func (r *tunnelReceiver) deliverState(c *tunnelCounters, from netip.Addr, payload []byte) {
-	h := r.w.dp.state
-	if h == nil || len(payload) == 0 {
-		r.w.drops.add(rTunState, 1)
-		return
-	}
-	c.stateRx.Add(1)
-	h.State(from, payload)
-}
-
-// deliverProbe hands a probe to the ProbeHandler.
-func (r *tunnelReceiver) deliverProbe(c *tunnelCounters, from netip.Addr, payload []byte) {
-	h := r.w.dp.probe
-	if h == nil || len(payload) == 0 {
-		r.w.drops.add(rTunProbe, 1)
-		return
-	}
-	c.probeRx.Add(1)
-	h.Probe(from, payload)
 }
 
 // SendState implements datapath.Datapath.

@@ -6,13 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"time"
-	"unsafe"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/nagare/nagare/pkg/datapath"
 	"github.com/nagare/nagare/pkg/datapath/afpacket"
 	"github.com/nagare/nagare/pkg/flow"
+	"github.com/nagare/nagare/pkg/offload"
 	"github.com/nagare/nagare/pkg/packet"
 )
 
@@ -53,21 +51,32 @@ type worker struct {
 
 	slotSize int
 	slots    [][]byte // receive slots (len slotSize); frames start at headroom
-	bufs     [][]byte // slots[i][headroom:], what ReadBatch fills
+	bufs     [][]byte // slots[i][headroom:], what Receive fills
 	sizes    []int
+	hdrs     []offload.Hdr // the received frames' offload state
+	jumbo    []byte        // receive slot for a GSO super-frame, with headroom; nil for Execute and tunnels
+	rx       afpacket.Batch
 	copies   [][]byte // slots for frames an output must snapshot, grown on demand
 	nCopies  int
+	segs     [][]byte // slots for segments of super-frames, with headroom, grown on demand
+	nSegs    int
+	seg      offload.Segmenter
 
-	dec packet.Decoder
-	pkt packet.Parsed
-	rw  packet.Parsed // the frame as NAT actions rewrite it (actions.go)
-	up  datapath.Upcall
+	dec       packet.Decoder
+	pkt       packet.Parsed
+	rw        packet.Parsed // the frame as NAT actions rewrite it (actions.go)
+	partialL4 bool          // the frame being applied has a partial TCP/UDP checksum
+	up        datapath.Upcall
+
+	hits, misses uint64 // of the batch being processed
 
 	// Local outputs in arrival order; flushLocal groups them by port.
 	nLocal    int
 	localPort [maxQueued]*port
 	localData [maxQueued][]byte
+	localHdr  [maxQueued]offload.Hdr
 	group     [maxQueued][]byte
+	groupHdr  [maxQueued]offload.Hdr
 	grouped   [maxQueued]bool
 
 	vx, gre tunnelQueue
@@ -75,10 +84,15 @@ type worker struct {
 	execActs []action // Execute's compiled actions, reused
 }
 
+// maxFrame is the longest frame a port hands over: a 64 KiB GSO
+// super-frame (IP length 65535) with its Ethernet header and two tags.
+const maxFrame = 65535 + ethHdrLen + 2*vlanTagLen
+
 func newWorker(dp *Datapath, in *port, nSlots, slotSize int) *worker {
 	w := &worker{dp: dp, in: in, drops: &dp.drops, slotSize: slotSize}
 	if in != nil {
 		w.drops = &in.drops
+		w.jumbo = make([]byte, headroom+maxFrame)
 	}
 	// A VM port's traffic is opaque to us: a VM may well send UDP to 4789
 	// that is not VXLAN, so frames from ports are not decoded as tunnels.
@@ -86,8 +100,13 @@ func newWorker(dp *Datapath, in *port, nSlots, slotSize int) *worker {
 	w.slots = makeSlots(nSlots, slotSize)
 	w.bufs = make([][]byte, nSlots)
 	w.sizes = make([]int, nSlots)
+	w.hdrs = make([]offload.Hdr, nSlots)
 	for i := range w.slots {
 		w.bufs[i] = w.slots[i][headroom:]
+	}
+	w.rx = afpacket.Batch{Bufs: w.bufs, Sizes: w.sizes, Hdrs: w.hdrs, JumboIndex: -1}
+	if w.jumbo != nil {
+		w.rx.Jumbo = w.jumbo[headroom:]
 	}
 	w.vx.init()
 	w.gre.init()
@@ -125,12 +144,29 @@ func (w *worker) snapshot(frame []byte) []byte {
 	return c[:copy(c, frame)]
 }
 
-func (w *worker) queueLocal(p *port, frame []byte) {
+// queueLocal queues frame for port p with its offload state h (zero for
+// a complete frame).
+func (w *worker) queueLocal(p *port, frame []byte, h offload.Hdr) {
 	if w.nLocal == maxQueued {
 		w.flush()
 	}
-	w.localPort[w.nLocal], w.localData[w.nLocal] = p, frame
+	w.localPort[w.nLocal], w.localData[w.nLocal], w.localHdr[w.nLocal] = p, frame, h
 	w.nLocal++
+}
+
+// segSlot returns a slot for a segment (written at headroom), flushing
+// first if all are in use; like copy slots, they are allocated on first
+// need and kept.
+func (w *worker) segSlot() []byte {
+	if w.nSegs == len(w.segs) {
+		if len(w.segs) == maxQueued {
+			w.flush()
+		} else {
+			w.segs = append(w.segs, make([]byte, max(w.slotSize, minSlotSize)))
+		}
+	}
+	w.nSegs++
+	return w.segs[w.nSegs-1]
 }
 
 func (w *worker) queueTunnel(a *action, frame []byte) {
@@ -162,7 +198,7 @@ func (w *worker) flush() error {
 			first = err
 		}
 	}
-	w.nCopies = 0
+	w.nCopies, w.nSegs = 0, 0
 	return first
 }
 
@@ -178,12 +214,12 @@ func (w *worker) flushLocal() error {
 		for j := i; j < n; j++ {
 			if !w.grouped[j] && w.localPort[j] == p {
 				w.grouped[j] = true
-				w.group[k] = w.localData[j]
+				w.group[k], w.groupHdr[k] = w.localData[j], w.localHdr[j]
 				bytes += len(w.localData[j])
 				k++
 			}
 		}
-		sent, err := p.io.WriteBatch(w.group[:k])
+		sent, err := p.io.Write(w.group[:k], w.groupHdr[:k])
 		p.txPackets.Add(uint64(sent))
 		// WriteBatch says how many frames were refused, not which: when
 		// some were, the byte count is prorated.
@@ -210,46 +246,93 @@ func (w *worker) flushLocal() error {
 // This is the hit path; it allocates nothing (TestHitPathAllocs).
 func (w *worker) processBatch(n int, now int64, h datapath.MissHandler) {
 	in := w.in
-	var hits, misses, rxBytes uint64
+	var rxBytes uint64
+	w.hits, w.misses = 0, 0
 	for i := 0; i < n; i++ {
 		size := w.sizes[i]
 		rxBytes += uint64(size)
 		slot := w.slots[i]
-		frame := slot[headroom : headroom+size]
-		w.dec.Decode(&w.pkt, frame)
-		if w.pkt.Drop != packet.DropNone {
-			w.drops.addMalformed(w.pkt.Drop)
-			continue
+		if i == w.rx.JumboIndex {
+			slot = w.jumbo
 		}
-		key := flow.KeyOf(&w.pkt, uint32(in.cfg.Index))
-		in.flowMu.RLock()
-		f := in.flows[key]
-		in.flowMu.RUnlock()
-		if f != nil && (f.mtu == 0 || !overMTU(&w.pkt, f.mtu)) && !(f.stateful && closing(&w.pkt)) {
-			hits++
-			f.packets.Add(1)
-			f.bytes.Add(uint64(size))
-			if f.lastUsed.Load() != now {
-				f.lastUsed.Store(now)
-			}
-			if !w.apply(slot, headroom, headroom+size, f.acts) && len(f.acts) == 0 {
-				w.drops.add(rFlow, 1)
-			}
-			continue
-		}
-		misses++
-		// Send what earlier packets queued first: the handler's Execute
-		// sends at once, and must not overtake them.
-		w.flush()
-		w.up = datapath.Upcall{InPort: in.cfg.Index, PortID: in.cfg.PortID, Frame: frame, Pkt: &w.pkt, Key: key}
-		h.Miss(&w.up)
-		w.up = datapath.Upcall{}
+		w.frame(slot, headroom, headroom+size, &w.hdrs[i], now, h)
 	}
 	w.flush()
 	in.rxPackets.Add(uint64(n))
 	in.rxBytes.Add(rxBytes)
-	in.hits.Add(hits)
-	in.misses.Add(misses)
+	in.hits.Add(w.hits)
+	in.misses.Add(w.misses)
+}
+
+// frame handles one frame of w.in, buf[start:end] with offload state oh:
+// check, look up, apply or upcall.
+func (w *worker) frame(buf []byte, start, end int, oh *offload.Hdr, now int64, h datapath.MissHandler) {
+	in := w.in
+	frame := buf[start:end]
+	w.dec.Decode(&w.pkt, frame)
+	if w.pkt.Drop != packet.DropNone {
+		w.drops.addMalformed(w.pkt.Drop)
+		return
+	}
+	if !oh.IsZero() {
+		if e := offload.Check(oh, &w.pkt); e != offload.OK {
+			w.drops.addOffload(e)
+			return
+		}
+		w.pkt.L4CsumPartial = offload.IsL4Csum(oh, &w.pkt)
+	}
+	if overPortMTU(oh, &w.pkt, in.cfg.MTU) {
+		w.drops.add(rOverMTU, 1)
+		return
+	}
+	key := flow.KeyOf(&w.pkt, uint32(in.cfg.Index))
+	in.flowMu.RLock()
+	f := in.flows[key]
+	in.flowMu.RUnlock()
+	if f != nil && (f.mtu == 0 || !overMTU(oh, &w.pkt, f.mtu)) && !(f.stateful && closing(&w.pkt)) {
+		w.hits++
+		f.packets.Add(1)
+		f.bytes.Add(uint64(end - start))
+		if f.lastUsed.Load() != now {
+			f.lastUsed.Store(now)
+		}
+		if !w.applyReceived(buf, start, end, f, oh) && len(f.acts) == 0 {
+			w.drops.add(rFlow, 1)
+		}
+		return
+	}
+	if oh.IsGSO() {
+		// The simulation sees packets as the wire will carry them, and a
+		// flow's MTU applies to segments, so a super-frame that misses is
+		// cut into its segments and each looked up on its own, as OVS's
+		// kernel datapath segments before an upcall.
+		w.missSegments(oh, now, h)
+		return
+	}
+	if oh.NeedsCsum() {
+		// The handler may forward the frame anywhere, and Execute takes
+		// complete frames.
+		offload.CompleteFrame(oh, &w.pkt)
+	}
+	w.misses++
+	// Send what earlier packets queued first: the handler's Execute
+	// sends at once, and must not overtake them.
+	w.flush()
+	w.up = datapath.Upcall{InPort: in.cfg.Index, PortID: in.cfg.PortID, Frame: frame, Pkt: &w.pkt, Key: key}
+	h.Miss(&w.up)
+	w.up = datapath.Upcall{}
+}
+
+// missSegments cuts the super-frame in w.pkt into segments and handles
+// each as a frame of its own.
+func (w *worker) missSegments(oh *offload.Hdr, now int64, h datapath.MissHandler) {
+	var none offload.Hdr
+	w.seg.Init(&w.pkt, oh, 0)
+	for !w.seg.Done() {
+		slot := w.segSlot()
+		n := w.seg.Next(slot[headroom:])
+		w.frame(slot, headroom, headroom+n, &none, now, h)
+	}
 }
 
 // closing reports a TCP segment that ends its connection (FIN or RST). On
@@ -263,12 +346,23 @@ func closing(p *packet.Parsed) bool {
 }
 
 // overMTU reports an IP datagram longer than the flow's MTU, which must go
-// to the slow path (for a frag-needed answer) rather than be forwarded.
-func overMTU(p *packet.Parsed, mtu int) bool {
+// to the slow path (for a frag-needed answer) rather than be forwarded. For
+// a GSO super-frame the datagrams are its segments: the super-frame is
+// never on a wire.
+func overMTU(oh *offload.Hdr, p *packet.Parsed, mtu int) bool {
 	if p.L3 != packet.L3IPv4 && p.L3 != packet.L3IPv6 {
 		return false
 	}
-	return p.L3End-p.L3Off > mtu
+	return offload.SegmentIPLen(oh, p) > mtu
+}
+
+// overPortMTU reports a frame its port could not have carried: its L3
+// packet (or its segments') longer than the port's MTU.
+func overPortMTU(oh *offload.Hdr, p *packet.Parsed, mtu int) bool {
+	if p.L3 == packet.L3IPv4 || p.L3 == packet.L3IPv6 {
+		return offload.SegmentIPLen(oh, p) > mtu
+	}
+	return len(p.Frame())-p.L3Off > mtu
 }
 
 // readLoop is a port's receiver: batch after batch until the port closes.
@@ -279,7 +373,7 @@ func (dp *Datapath) readLoop(p *port) {
 	h := dp.handler
 	failing := false
 	for {
-		n, err := p.io.ReadBatch(w.bufs, w.sizes)
+		n, err := p.io.Receive(&w.rx)
 		if err != nil {
 			if errors.Is(err, afpacket.ErrClosed) || p.gone.Load() {
 				return
@@ -326,7 +420,7 @@ func (dp *Datapath) Execute(inPort int32, frame []byte, actions []flow.Action) e
 		slot = make([]byte, headroom+len(frame)) // a generated jumbo frame: rare
 	}
 	copy(slot[headroom:], frame)
-	w.apply(slot, headroom, headroom+len(frame), acts)
+	w.apply(slot, headroom, headroom+len(frame), acts, nil)
 	err = w.flush()
 	clear(w.execActs) // drop references to ports for the pool's sake
 	if err != nil {
@@ -342,107 +436,4 @@ func (dp *Datapath) isClosed() bool {
 	default:
 		return false
 	}
-}
-
-// tunnelQueue is the sendmmsg batch of one tunnel socket. Each message is
-// two iovecs, the tunnel header (in the flow's action) and the frame, so
-// encapsulation copies nothing.
-type tunnelQueue struct {
-	n     int
-	bytes int
-	msgs  [maxQueued]unix.Mmsghdr
-	iovs  [maxQueued][2]unix.Iovec
-	names [maxQueued]unix.RawSockaddrInet4
-	fn    func(fd uintptr) bool // the sendmmsg loop, bound once so RawConn.Write does not allocate
-	sock  *tunnelSocket         // valid during flush
-	sent  int
-	fail  int
-	err   error
-}
-
-func (q *tunnelQueue) init() {
-	for i := range q.msgs {
-		q.msgs[i].Hdr.Iov = &q.iovs[i][0]
-		q.msgs[i].Hdr.SetIovlen(2)
-		q.msgs[i].Hdr.Name = (*byte)(unsafe.Pointer(&q.names[i]))
-		q.msgs[i].Hdr.Namelen = unix.SizeofSockaddrInet4
-	}
-	q.fn = q.send
-}
-
-func (q *tunnelQueue) add(a *action, frame []byte) {
-	i := q.n
-	q.iovs[i][0].Base = &a.hdr[0]
-	q.iovs[i][0].SetLen(len(a.hdr))
-	q.iovs[i][1].Base = &frame[0]
-	q.iovs[i][1].SetLen(len(frame))
-	q.names[i] = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: a.dst}
-	q.bytes += len(frame)
-	q.n++
-}
-
-// flush sends the queued packets on s, counting them in c; a nil s means
-// the encapsulation is not enabled.
-func (q *tunnelQueue) flush(w *worker, s *tunnelSocket, c *tunnelCounters) error {
-	if q.n == 0 {
-		return nil
-	}
-	defer q.reset()
-	if s == nil {
-		w.drops.add(rTunDisabled, uint64(q.n))
-		return errors.New("tunnel encapsulation not enabled by SetTunnels")
-	}
-	if s.dstPort != 0 {
-		for i := range q.n {
-			// sin_port is in network byte order in memory.
-			*(*[2]byte)(unsafe.Pointer(&q.names[i].Port)) = [2]byte{byte(s.dstPort >> 8), byte(s.dstPort)}
-		}
-	}
-	q.sock, q.sent, q.fail, q.err = s, 0, 0, nil
-	if err := s.raw.Write(q.fn); err != nil && q.err == nil {
-		q.err = err
-	}
-	c.txPackets.Add(uint64(q.sent))
-	c.txBytes.Add(uint64(q.bytes * q.sent / q.n)) // prorated if some were refused
-	if lost := q.n - q.sent; lost > 0 {
-		c.txErrors.Add(uint64(lost))
-		w.drops.add(rTunTxError, uint64(lost))
-	}
-	if q.err != nil {
-		return fmt.Errorf("tunnel send: %w", q.err)
-	}
-	return nil
-}
-
-// send is the RawConn.Write callback: sendmmsg until every message is sent
-// or refused. A message the kernel refuses (no route, too big) is skipped
-// and counted, so one bad destination does not block the rest. It returns
-// false only to wait for buffer space.
-func (q *tunnelQueue) send(fd uintptr) bool {
-	for j := q.sent + q.fail; j < q.n; j = q.sent + q.fail {
-		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&q.msgs[j])), uintptr(q.n-j), unix.MSG_DONTWAIT, 0, 0)
-		switch e {
-		case 0:
-			q.sent += int(r)
-		case unix.EINTR:
-		case unix.EAGAIN:
-			return false
-		case unix.EBADF:
-			q.fail = q.n - q.sent
-			q.err = e
-		default:
-			q.fail++
-			if q.err == nil {
-				q.err = e
-			}
-		}
-	}
-	return true
-}
-
-func (q *tunnelQueue) reset() {
-	for i := range q.n {
-		q.iovs[i][0].Base, q.iovs[i][1].Base = nil, nil
-	}
-	q.n, q.bytes, q.sock = 0, 0, nil
 }

@@ -23,6 +23,7 @@ type store interface {
 	Watch(context.Context, func(nsdb.Batch) error) error
 	GrantLease(context.Context, time.Duration) (nsdb.LeaseID, error)
 	RevokeLease(context.Context, nsdb.LeaseID) error
+	ResumeLease(context.Context, nsdb.LeaseID) error
 	SetHostAlive(context.Context, string, nsdb.LeaseID) error
 	WatchHostLiveness(context.Context, func(nsdb.Liveness) error) error
 	PutLearnedMAC(context.Context, nsdb.LearnedMAC, nsdb.LeaseID) error
@@ -172,7 +173,11 @@ func contract(t *testing.T, s store) {
 	if st, _ := s.BGPPeerStatuses(ctx); st[peer].State != "established" {
 		t.Fatalf("another host took back the session state: %v", st)
 	}
+	must(s.ResumeLease(ctx, other))
 	must(s.RevokeLease(ctx, other))
+	if err := s.ResumeLease(ctx, other); !errors.Is(err, nsdb.ErrLeaseGone) {
+		t.Fatalf("resume a revoked lease: %v, want ErrLeaseGone", err)
+	}
 	if b := <-macs; len(b.Put) != 1 || b.Put[0].PortID != "p" || len(b.Deleted) != 0 {
 		t.Fatalf("MACs after the other host's lease ended %+v", b)
 	}

@@ -141,6 +141,17 @@ func (s *Store) KeepLeaseAlive(ctx context.Context, lease nsdb.LeaseID) error {
 	}
 }
 
+// ResumeLease is nil while the lease lives, and wraps nsdb.ErrLeaseGone
+// once it is revoked.
+func (s *Store) ResumeLease(ctx context.Context, lease nsdb.LeaseID) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.leases[lease] == nil {
+		return fmt.Errorf("nsdbmem: resume lease %x: %w", int64(lease), nsdb.ErrLeaseGone)
+	}
+	return nil
+}
+
 // RevokeLease ends a lease and deletes every key written under it.
 func (s *Store) RevokeLease(ctx context.Context, lease nsdb.LeaseID) error {
 	s.mu.Lock()

@@ -171,19 +171,20 @@ func (c Config) embedConfig() (*embed.Config, error) {
 	return cfg, nil
 }
 
-// parseURL checks a listen URL: https exactly when tls (a peer URL may be
-// either: https only with TLS).
+// parseURL checks a listen URL, SCHEME://HOST:PORT or just HOST:PORT
+// (what etcdctl and most operators type): https exactly when tls (a peer
+// URL may be either: https only with TLS).
 func parseURL(what, s string, tls bool) (*url.URL, error) {
-	u, err := url.Parse(s)
-	if err != nil {
-		return nil, fmt.Errorf("embedded etcd %s URL %q: %w", what, s, err)
-	}
 	want := "http"
 	if tls {
 		want = "https"
 	}
+	u, err := url.Parse(WithScheme(s, want))
+	if err != nil {
+		return nil, fmt.Errorf("embedded etcd %s URL %q: %w", what, s, err)
+	}
 	if u.Port() == "" || u.Scheme != want && (what == "client" || u.Scheme != "https") {
-		return nil, fmt.Errorf("embedded etcd %s URL %q: want %s://HOST:PORT", what, s, want)
+		return nil, fmt.Errorf("embedded etcd %s URL %q: want HOST:PORT or %s://HOST:PORT", what, s, want)
 	}
 	return u, nil
 }
@@ -252,4 +253,13 @@ func (f *shutdownFilter) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapco
 		return ce
 	}
 	return f.Core.Check(e, ce)
+}
+
+// WithScheme puts scheme:// before an address written without one
+// ("127.0.0.1:2379", "[::1]:2379", "etcd1:2379"); "" stays "".
+func WithScheme(s, scheme string) string {
+	if s == "" || strings.Contains(s, "://") {
+		return s
+	}
+	return scheme + "://" + s
 }

@@ -78,12 +78,23 @@ func TestLargeTransactions(t *testing.T) {
 func TestConfigErrors(t *testing.T) {
 	for _, c := range []Config{
 		{},
-		{DataDir: "x", ClientURL: "127.0.0.1:2379"},
+		{DataDir: "x", ClientURL: "127.0.0.1"},
 		{DataDir: "x", ClientURL: "https://127.0.0.1:2379"},
 		{DataDir: "x", PeerURL: "http://127.0.0.1"},
 	} {
 		if _, err := c.embedConfig(); err == nil {
 			t.Errorf("%+v: accepted", c)
+		}
+	}
+	// HOST:PORT without a scheme is what etcdctl and operators type.
+	for _, in := range []string{"127.0.0.1:2379", "[::1]:2379", "localhost:2379", "http://127.0.0.1:2379"} {
+		cfg, err := Config{DataDir: "x", ClientURL: in, PeerURL: "127.0.0.1:2390"}.embedConfig()
+		if err != nil {
+			t.Errorf("client URL %q: %v", in, err)
+			continue
+		}
+		if got := cfg.ListenClientUrls[0]; got.Scheme != "http" || got.Port() != "2379" || cfg.ListenPeerUrls[0].String() != "http://127.0.0.1:2390" {
+			t.Errorf("client URL %q: listening on %s, peers on %s", in, got.String(), cfg.ListenPeerUrls[0].String())
 		}
 	}
 	cfg, err := Config{DataDir: "/d"}.embedConfig()

@@ -4,7 +4,8 @@
 // ("Testing on one machine") describes: the real nagare-server with its
 // embedded etcd on free loopback ports, one real nagare-agent per
 // "hypervisor" network namespace, "VM" namespaces whose veth peers live in a
-// hypervisor namespace, and the real nagare CLI.
+// hypervisor namespace, real QEMU guests whose taps live there (qemu.go),
+// and the real nagare CLI.
 //
 // Underlay: every hypervisor namespace has an interface "ul0" (10.99.0.N/24)
 // whose veth peer is enslaved to a Linux bridge "br0" in a dedicated
@@ -39,6 +40,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nagare/nagare/internal/etcdcluster"
 )
 
 // Binaries are the programs an environment runs, built once per test binary
@@ -71,7 +74,7 @@ func Build(dir string) error {
 }
 
 // Tools the environment itself needs; tests name theirs in Require.
-var baseTools = []string{"ip", "ethtool", "ping"}
+var baseTools = []string{"ip", "ping"}
 
 // Why returns why end-to-end tests cannot run here ("" when they can).
 func Why(tools ...string) string {
@@ -123,6 +126,10 @@ type Options struct {
 	// Call, CLI and CLIEnv then authenticate. The server gets it from
 	// NAGARE_ADMIN_PASSWORD, not its command line.
 	AdminPassword string
+	// EtcdCluster, when set, runs an external etcd cluster of that many
+	// members (Debian's etcd) that the server and agents use
+	// (--etcd-endpoints) instead of the server's embedded etcd.
+	EtcdCluster int
 	// Secure runs the server with TLS (--tls: HTTPS API, etcd with client
 	// certificates and RBAC; on loopback, where the harness listens) and
 	// the agents joining it with a token from `nagare-server token
@@ -137,7 +144,8 @@ type Env struct {
 	T           testing.TB
 	Prefix      string // namespace prefix of this environment
 	API         string // http://127.0.0.1:PORT
-	EtcdURL     string
+	EtcdURL     string // where agents reach the NSDB: a comma-separated list with EtcdCluster
+	Etcd        *etcdcluster.Cluster
 	Underlay    *NS
 	UnderlayMTU int
 	Hosts       []*Hypervisor
@@ -148,6 +156,8 @@ type Env struct {
 	hostArgs    map[string][]string
 	password    string // the admin's, when the server authenticates
 	token       string // the admin's token for Call
+	serverArgs  []string
+	serverEnv   []string
 	secure      bool
 	dataDir     string       // the server's
 	CAFile      string       // the server's CA, in secure mode
@@ -195,6 +205,9 @@ func New(t testing.TB, opts Options) *Env {
 		UnderlayMTU: opts.UnderlayMTU, dir: t.TempDir(), logLevel: opts.LogLevel, agentArgs: opts.AgentArgs,
 		hostArgs: opts.HostAgentArgs, password: opts.AdminPassword, secure: opts.Secure, client: http.DefaultClient}
 	t.Cleanup(e.dumpLogsOnFailure)
+	if opts.EtcdCluster > 0 {
+		e.startEtcdCluster(t, opts.EtcdCluster)
+	}
 	e.startServer(t)
 
 	e.Underlay = newNS(t, e.Prefix+"-ul")
@@ -252,42 +265,25 @@ func (e *Env) startServer(t testing.TB) {
 	for attempt := 0; ; attempt++ {
 		listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 		e.API = scheme + "://" + listen
-		e.EtcdURL = fmt.Sprintf("%s://127.0.0.1:%d", scheme, freePort(t))
-		peer := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
 		e.dataDir = filepath.Join(e.dir, fmt.Sprintf("data%d", attempt))
-		args := []string{"--data-dir", e.dataDir, "--listen", listen, "--etcd-listen", e.EtcdURL, "--etcd-peer-listen", peer,
-			"--log-level", e.logLevel, "--auth", "noauth"}
-		var env []string
+		e.serverArgs = []string{"--data-dir", e.dataDir, "--listen", listen, "--log-level", e.logLevel, "--auth", "noauth"}
+		e.serverEnv = nil
+		if e.Etcd != nil {
+			e.EtcdURL = strings.Join(e.Etcd.Endpoints(), ",")
+			e.serverArgs = append(e.serverArgs, "--etcd-endpoints", e.EtcdURL)
+		} else {
+			e.EtcdURL = fmt.Sprintf("%s://127.0.0.1:%d", scheme, freePort(t))
+			peer := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+			e.serverArgs = append(e.serverArgs, "--etcd-listen", e.EtcdURL, "--etcd-peer-listen", peer)
+		}
 		if e.password != "" {
-			args = append(args, "--auth", "password")
-			env = []string{"NAGARE_ADMIN_PASSWORD=" + e.password}
+			e.serverArgs = append(e.serverArgs, "--auth", "password")
+			e.serverEnv = []string{"NAGARE_ADMIN_PASSWORD=" + e.password}
 		}
 		if e.secure {
-			args = append(args, "--tls")
+			e.serverArgs = append(e.serverArgs, "--tls")
 		}
-		e.server = startProcEnv(t, filepath.Join(e.dir, "server.log"), env, Binaries.Server, args...)
-		err := Eventually(30*time.Second, func() error {
-			if e.server.Exited() {
-				return stop{errors.New("nagare-server exited")}
-			}
-			if e.secure && e.client == http.DefaultClient {
-				if err := e.trustCA(); err != nil {
-					return err
-				}
-			}
-			resp, err := e.client.Get(e.API + "/healthz")
-			if err != nil {
-				return err
-			}
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				return fmt.Errorf("healthz: %s", resp.Status)
-			}
-			return nil
-		})
-		if err == nil && e.password != "" {
-			e.token, err = e.login()
-		}
+		err := e.runServer(t)
 		if err == nil && e.secure {
 			e.joinToken, err = e.createJoinToken()
 		}

@@ -55,14 +55,8 @@ func (e *Env) AddVM(t testing.TB, h *Hypervisor, name string, cfg VMConfig) *VM 
 	if cfg.MTU != 0 {
 		vm.NS.MustRun(t, "ip", "link", "set", "eth0", "mtu", strconv.Itoa(cfg.MTU))
 	}
-	// The userspace datapath does not complete checksums or segment
-	// super-frames (pkg/datapath/userspace: "Not done here"): a VM's NIC
-	// must hand it finished frames, as a virtio NIC without offloads would.
-	// The kernel datapath takes the defaults (TSO, GSO, partial checksums)
-	// through its rewrites, NAT and tunnels, as the kernel does.
-	if Datapath() != "ebpf" {
-		vm.NS.MustRun(t, "ethtool", "-K", "eth0", "tx", "off", "tso", "off", "gso", "off")
-	}
+	// eth0 keeps its default offloads (checksum, TSO/GSO), as a VM's
+	// virtio-net NIC does.
 	for _, a := range cfg.Addrs {
 		args := []string{"ip", "addr", "add", a, "dev", "eth0"}
 		if strings.Contains(a, ":") {
@@ -94,7 +88,12 @@ func (vm *VM) Ping(dst string, count int, interval string, extra ...string) Ping
 	args := append([]string{"ping", "-n", "-c", strconv.Itoa(count), "-i", interval, "-W", "1"}, extra...)
 	args = append(args, dst)
 	out, _ := vm.NS.Command(context.Background(), args...).CombinedOutput()
-	r := PingResult{Output: string(out)}
+	return parsePing(string(out))
+}
+
+// parsePing reads the summary of iputils' or busybox's ping.
+func parsePing(out string) PingResult {
+	r := PingResult{Output: out}
 	for _, line := range strings.Split(r.Output, "\n") {
 		if strings.Contains(line, "packets transmitted") {
 			f := strings.Fields(line)

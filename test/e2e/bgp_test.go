@@ -280,13 +280,22 @@ func testOneUplink(t *testing.T, bt *bgpTopo) {
 	for _, vm := range bt.vms {
 		vm.WaitPing(t, serverAddr, 20*time.Second)
 	}
-	peers := bt.MustCLI(t, "router router0 list bgp-peer")
-	t.Logf("router router0 list bgp-peer:\n%s", peers)
-	line := strings.Split(peers, "\n")[0]
-	for _, want := range []string{"asn 65001", "status established", "uptime ", "received ", "sent 1", "speaker host2"} {
-		if !strings.Contains(line, want) {
-			t.Errorf("peer line %q lacks %q", line, want)
+	// The session's counters follow its state (the gateway publishes
+	// them when the first updates are through).
+	var peers string
+	err := harness.Eventually(10*time.Second, func() error {
+		peers = bt.MustCLI(t, "router router0 list bgp-peer")
+		line := strings.Split(peers, "\n")[0]
+		for _, want := range []string{"asn 65001", "status established", "uptime ", "received ", "sent 1", "speaker host2"} {
+			if !strings.Contains(line, want) {
+				return fmt.Errorf("peer line %q lacks %q", line, want)
+			}
 		}
+		return nil
+	})
+	t.Logf("router router0 list bgp-peer:\n%s", peers)
+	if err != nil {
+		t.Error(err)
 	}
 	// The upstream sees the tenant range from the gateway, with BFD up.
 	out, err := bt.upstream[0].Vtysh("show bgp ipv4 unicast 203.0.113.0/24")

@@ -35,15 +35,22 @@ func (Veth) Open(p SpeakerPort) (string, error) {
 		return "", err
 	}
 	defer h.Close()
-	for _, n := range []string{p.Name, end} {
-		if old, err := h.LinkByName(n); err == nil {
-			_ = h.LinkDel(old) // a leftover of an earlier run
+	// The pair an agent that was killed left is reused, not made anew: a
+	// datapath that outlived that agent (eBPF, pinned) still sends the
+	// sessions' packets (BFD's keep their addresses and ports across the
+	// restart) to the datapath end's interface index, which a new pair
+	// would not have.
+	if !leftoverPair(h, p.Name, end) {
+		for _, n := range []string{p.Name, end} {
+			if old, err := h.LinkByName(n); err == nil {
+				_ = h.LinkDel(old) // a leftover of an earlier run, not a pair
+			}
 		}
-	}
-	la := netlink.NewLinkAttrs()
-	la.Name, la.MTU, la.HardwareAddr = p.Name, p.MTU, net.HardwareAddr(p.MAC[:])
-	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: end}); err != nil {
-		return "", fmt.Errorf("create veth %s: %w", p.Name, err)
+		la := netlink.NewLinkAttrs()
+		la.Name, la.MTU, la.HardwareAddr = p.Name, p.MTU, net.HardwareAddr(p.MAC[:])
+		if err := h.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: end}); err != nil {
+			return "", fmt.Errorf("create veth %s: %w", p.Name, err)
+		}
 	}
 	ok := false
 	defer func() {
@@ -60,6 +67,21 @@ func (Veth) Open(p SpeakerPort) (string, error) {
 	return end, nil
 }
 
+// leftoverPair reports whether the speaker's veth pair exists.
+func leftoverPair(h *netlink.Handle, name, end string) bool {
+	sp, err := h.LinkByName(name)
+	if err != nil {
+		return false
+	}
+	dp, err := h.LinkByName(end)
+	if err != nil {
+		return false
+	}
+	_, veth := sp.(*netlink.Veth)
+	return veth && sp.Attrs().ParentIndex == dp.Attrs().Index
+}
+
+// configure sets the pair up as p says, whether it is new or reused.
 func configure(h *netlink.Handle, p SpeakerPort, end string) error {
 	sp, err := h.LinkByName(p.Name)
 	if err != nil {
@@ -68,6 +90,18 @@ func configure(h *netlink.Handle, p SpeakerPort, end string) error {
 	dp, err := h.LinkByName(end)
 	if err != nil {
 		return err
+	}
+	if mac := net.HardwareAddr(p.MAC[:]); sp.Attrs().HardwareAddr.String() != mac.String() {
+		if err := h.LinkSetHardwareAddr(sp, mac); err != nil {
+			return fmt.Errorf("MAC %s on %s: %w", mac, p.Name, err)
+		}
+	}
+	for _, l := range []netlink.Link{sp, dp} {
+		if p.MTU > 0 && l.Attrs().MTU != p.MTU {
+			if err := h.LinkSetMTU(l, p.MTU); err != nil {
+				return fmt.Errorf("MTU %d on %s: %w", p.MTU, l.Attrs().Name, err)
+			}
+		}
 	}
 	// The speaker's offloads stay on: the datapath takes partial
 	// checksums and super-frames as from any VM.
@@ -99,7 +133,19 @@ func configure(h *netlink.Handle, p SpeakerPort, end string) error {
 	if p.Addr.Is6() {
 		addr.Flags |= unix.IFA_F_NODAD
 	}
-	if err := h.AddrAdd(sp, addr); err != nil {
+	// A reused interface may hold an address the port no longer has.
+	have, err := h.AddrList(sp, netlink.FAMILY_ALL)
+	if err != nil {
+		return fmt.Errorf("addresses of %s: %w", p.Name, err)
+	}
+	for _, a := range have {
+		if a.IP.IsGlobalUnicast() && !a.IPNet.IP.Equal(addr.IP) {
+			if err := h.AddrDel(sp, &a); err != nil {
+				return fmt.Errorf("remove address %s from %s: %w", a.IPNet, p.Name, err)
+			}
+		}
+	}
+	if err := h.AddrReplace(sp, addr); err != nil {
 		return fmt.Errorf("address %s on %s: %w", p.Addr, p.Name, err)
 	}
 	for _, l := range []netlink.Link{dp, sp} {

@@ -121,7 +121,10 @@ func (u *upstream) path(t *testing.T, pfx string, nh netip.Addr) *apiutil.Path {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, _ := gbgp.NewPathAttributeNextHop(nh)
+	a, err := gbgp.NewPathAttributeNextHop(nh)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return &apiutil.Path{Family: gbgp.RF_IPv4_UC, Nlri: nlri, Attrs: []gbgp.PathAttributeInterface{gbgp.NewPathAttributeOrigin(0), a}}
 }
 
@@ -262,8 +265,12 @@ func TestController(t *testing.T) {
 	eventually(t, "learned routes published", func() bool { return slices.Equal(learned(t, db), want) })
 	eventually(t, "tenant network announced", func() bool { return up.has(t, tenant) })
 	eventually(t, "session state published", func() bool {
-		st, _ := db.BGPPeerStatuses(ctx)
+		st, err := db.BGPPeerStatuses(ctx)
 		s := st[peerID]
+		if err != nil {
+			t.Log(err)
+			return false
+		}
 		// Received counts what the peer announces, rejected or not.
 		return s.State == "established" && s.HostID == "gw1" && s.Received == 6 && s.Sent == 1 && !s.Since.IsZero()
 	})
@@ -315,7 +322,11 @@ func TestController(t *testing.T) {
 	c.Sync(snapshot(t, 2, false))
 	eventually(t, "speaker stopped", func() bool { return len(c.Ports()) == 0 })
 	eventually(t, "session state taken back", func() bool {
-		st, _ := db.BGPPeerStatuses(ctx)
+		st, err := db.BGPPeerStatuses(ctx)
+		if err != nil {
+			t.Log(err)
+			return false
+		}
 		_, ok := st[peerID]
 		return !ok
 	})

@@ -19,8 +19,14 @@ import (
 func TestPunt(t *testing.T) {
 	host := memory.NewHost(memory.NewHub())
 	dp := memory.New(datapath.Config{}, host)
-	eth1, _ := host.AddInterface("eth1")
-	spk, _ := host.AddInterface("nbd-test")
+	eth1, err := host.AddInterface("eth1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spk, err := host.AddInterface("nbd-test")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, p := range []datapath.PortConfig{{PortID: "up", Index: 5, Interface: "eth1", TunnelKey: 50},
 		{PortID: "bgp-speaker:up", Index: speakerIndexBase, Interface: "nbd-test"}} {
 		if err := dp.AddPort(p); err != nil {

@@ -268,7 +268,10 @@ func TestGatewayLiveness(t *testing.T) {
 func TestStaticNextHop(t *testing.T) {
 	hub := memory.NewHub()
 	gw2 := newNode(t, hub, "gw2", "eth2", "eth3")
-	eth3, _ := gw2.host.Interface("eth3")
+	eth3, ok := gw2.host.Interface("eth3")
+	if !ok {
+		t.Fatal("no eth3")
+	}
 	if err := gw2.dp.AddPort(datapath.PortConfig{PortID: u3, Index: 3, Interface: "eth3", TunnelKey: 1003}); err != nil {
 		t.Fatal(err)
 	}

@@ -67,11 +67,8 @@ func (dp *Datapath) dispatch(raw []byte) {
 	}
 	data = data[:h.Len]
 	switch h.Reason {
-	case upcallState:
-		dp.deliverState(h, data)
-		return
-	case upcallProbe:
-		dp.deliverProbe(h, data)
+	case upcallState, upcallProbe:
+		dp.deliverReserved(h, data)
 		return
 	}
 	p := dp.ports.Load().bySlot[h.Slot]
@@ -97,36 +94,29 @@ func (dp *Datapath) dispatch(raw []byte) {
 	}
 }
 
-// deliverState hands a flow-state packet to the StateHandler, on the
-// reader goroutine (the handler must not block).
-func (dp *Datapath) deliverState(h *upcallHeader, data []byte) {
+// deliverReserved hands a packet of a reserved tunnel key — flow state
+// or a liveness probe — to its handler, on the reader goroutine (the
+// handler must not block).
+func (dp *Datapath) deliverReserved(h *upcallHeader, data []byte) {
+	handled, vx, gre, drop := dp.state != nil, &dp.vxState, &dp.greState, datapath.DropTunnelStateUnhandled
+	if h.Reason == upcallProbe {
+		handled, vx, gre, drop = dp.probe != nil, &dp.vxProbe, &dp.greProbe, datapath.DropTunnelProbeUnhandled
+	}
 	from, payload, vxlan, ok := reservedPayload(h, data)
-	if !ok || dp.state == nil {
-		dp.drops.add(datapath.DropTunnelStateUnhandled, 1)
+	if !ok || !handled {
+		dp.drops.add(drop, 1)
 		return
 	}
 	if vxlan {
-		dp.vxState.rx.Add(1)
+		vx.rx.Add(1)
 	} else {
-		dp.greState.rx.Add(1)
+		gre.rx.Add(1)
 	}
-	dp.state.State(from, payload)
-}
-
-// deliverProbe hands a liveness probe to the ProbeHandler, as
-// deliverState does flow state.
-func (dp *Datapath) deliverProbe(h *upcallHeader, data []byte) {
-	from, payload, vxlan, ok := reservedPayload(h, data)
-	if !ok || dp.probe == nil {
-		dp.drops.add(datapath.DropTunnelProbeUnhandled, 1)
-		return
-	}
-	if vxlan {
-		dp.vxProbe.rx.Add(1)
+	if h.Reason == upcallProbe {
+		dp.probe.Probe(from, payload)
 	} else {
-		dp.greProbe.rx.Add(1)
+		dp.state.State(from, payload)
 	}
-	dp.probe.Probe(from, payload)
 }
 
 // reservedPayload is the sender and payload of a packet of a reserved

@@ -131,29 +131,36 @@ func (u *upstream) peerWith(t *testing.T, asn uint32, port int32) {
 	}
 }
 
-func (u *upstream) announce(t *testing.T, prefixes ...string) {
+// paths are the upstream's routes to prefixes, through itself.
+func paths(t *testing.T, prefixes []string) []*apiutil.Path {
 	t.Helper()
+	var out []*apiutil.Path
 	for _, s := range prefixes {
-		nlri, _ := gbgp.NewIPAddrPrefix(netip.MustParsePrefix(s))
-		nh, _ := gbgp.NewPathAttributeNextHop(lo)
-		_, err := u.s.AddPath(apiutil.AddPathRequest{Paths: []*apiutil.Path{{Family: gbgp.RF_IPv4_UC, Nlri: nlri,
-			Attrs: []gbgp.PathAttributeInterface{gbgp.NewPathAttributeOrigin(0), nh}}}})
+		nlri, err := gbgp.NewIPAddrPrefix(netip.MustParsePrefix(s))
 		if err != nil {
 			t.Fatal(err)
 		}
+		nh, err := gbgp.NewPathAttributeNextHop(lo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, &apiutil.Path{Family: gbgp.RF_IPv4_UC, Nlri: nlri,
+			Attrs: []gbgp.PathAttributeInterface{gbgp.NewPathAttributeOrigin(0), nh}})
+	}
+	return out
+}
+
+func (u *upstream) announce(t *testing.T, prefixes ...string) {
+	t.Helper()
+	if _, err := u.s.AddPath(apiutil.AddPathRequest{Paths: paths(t, prefixes)}); err != nil {
+		t.Fatal(err)
 	}
 }
 
 func (u *upstream) withdraw(t *testing.T, prefixes ...string) {
 	t.Helper()
-	for _, s := range prefixes {
-		nlri, _ := gbgp.NewIPAddrPrefix(netip.MustParsePrefix(s))
-		nh, _ := gbgp.NewPathAttributeNextHop(lo)
-		err := u.s.DeletePath(apiutil.DeletePathRequest{Paths: []*apiutil.Path{{Family: gbgp.RF_IPv4_UC, Nlri: nlri,
-			Attrs: []gbgp.PathAttributeInterface{gbgp.NewPathAttributeOrigin(0), nh}}}})
-		if err != nil {
-			t.Fatal(err)
-		}
+	if err := u.s.DeletePath(apiutil.DeletePathRequest{Paths: paths(t, prefixes)}); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -317,7 +324,9 @@ func TestSpeakerHostilePeer(t *testing.T) {
 			// GoBGP answers with a NOTIFICATION and closes, or treats the
 			// update as a withdrawal (RFC 7606) and keeps the session:
 			// either way nothing it sent gets in.
-			_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+			if err := conn.SetReadDeadline(time.Now().Add(2 * time.Second)); err != nil {
+				t.Fatal(err)
+			}
 			answer := "the session stays (treat-as-withdraw)"
 			for {
 				typ, body, err := readMsg(conn)
@@ -377,7 +386,10 @@ func tryHostileSession(port int32) (net.Conn, error) {
 		conn.Close()
 		return nil, err
 	}
-	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if err := conn.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		conn.Close()
+		return nil, err
+	}
 	for {
 		typ, _, err := readMsg(conn)
 		switch {

@@ -114,14 +114,24 @@ func TestUplinkLiveness(t *testing.T) {
 	if !strings.Contains(tr.String(), "3 routes through uplinks that are down skipped") {
 		t.Errorf("trace does not say why the /16 was not used:\n%s", tr)
 	}
-	// rU is an uplink too (exterior): when it dies there is no route.
+	// rU is an uplink too (exterior): when it dies as well, no route
+	// through a live uplink is left, and the walk fails open: every
+	// flow takes the uplink it had with all of them alive, reading every
+	// dead uplink's liveness.
 	dead["rU"] = true
-	r = e.run("pa1", frame(1))
-	if r.Verdict != Drop || r.Reason != DropNoRoute {
-		t.Fatalf("every uplink dead: %v/%v", r.Verdict, r.Reason)
+	for i := range flows {
+		r := e.run("pa1", frame(i))
+		if got := uplinkOf(t, r); got != allLive[i] {
+			t.Fatalf("every uplink dead: flow %d left by %s, %s when all lived", i, got, allLive[i])
+		}
+		for _, u := range []string{"u1", "u2", "u3", "rU"} {
+			if !r.HasTag(PortLiveTag(u)) {
+				t.Fatalf("every uplink dead: flow %d does not read %s's liveness", i, u)
+			}
+		}
 	}
-	if !r.HasTag(PortLiveTag("rU")) || !r.HasTag(NoRouteTag("r0")) {
-		t.Error("no-route drop does not read the dead uplinks")
+	if _, tr := e.trace("pa1", frame(1)); !strings.Contains(tr.String(), "every usable route is through an uplink that is down (5): used as if up") {
+		t.Errorf("trace does not say the walk failed open:\n%s", tr)
 	}
 
 	// Back to life: everyone returns to the choice they had.

@@ -70,6 +70,22 @@ func (w *walk) routerIngress(ri, in int32, depth int) {
 
 	rt := &r.routes
 	lr, ok := rt.lookup(pkt, w.s.cfg.Liveness, w.res)
+	failOpen := false
+	if !ok && lr.dead > 0 {
+		// Every route that would do goes through an uplink said to be
+		// down: use them as if they were up (as OVN's chassis do when
+		// BFD finds no gateway alive). If they are dead, the packet is
+		// lost either way; if this host is wrong about them (its own
+		// stall, its underlay, a probe storm), it keeps the outside. The
+		// first lookup read every skipped uplink's liveness, so the
+		// first to come back re-simulates the flow.
+		dead := lr.dead
+		if lr, ok = rt.lookup(pkt, nil, w.res); ok {
+			lr.dead, failOpen = dead, true
+		} else {
+			lr.dead = dead
+		}
+	}
 	if !ok {
 		w.res.addTag(r.noRoute)
 		if w.tr != nil {
@@ -86,7 +102,11 @@ func (w *walk) routerIngress(ri, in int32, depth int) {
 	e := &rt.entries[lr.chosen]
 	w.res.addTag(e.tag)
 	if w.tr != nil {
-		w.tr.add(StepRouter, name, describeRoute(t, e, lr.group)+skippedDead(lr.dead))
+		note := skippedDead(lr.dead)
+		if failOpen {
+			note = fmt.Sprintf("; every usable route is through an uplink that is down (%d): used as if up", lr.dead)
+		}
+		w.tr.add(StepRouter, name, describeRoute(t, e, lr.group)+note)
 	}
 	switch e.typ {
 	case routeBlackhole:

@@ -40,11 +40,12 @@ var failoverEvents = []failoverEvent{
 		cut:     func(t *testing.T, bt *bgpTopo) { bt.upstream[0].NS.MustRun(t, "ip", "link", "set", "eth0", "down") },
 		restore: func(t *testing.T, bt *bgpTopo) { bt.upstream[0].NS.MustRun(t, "ip", "link", "set", "eth0", "up") }},
 	{name: "upstream killed", k: 2, hold: 4 * time.Second,
-		// The upstream router dies: its daemons SIGKILLed and nothing
-		// forwarded any more. Its link to the gateway stays up (only BFD
-		// tells the gateway); its link to the internet goes dark, so
-		// that the internet's own convergence, which is not the
-		// gateway's, is immediate.
+		// The upstream router's daemons crash: SIGKILLed, nothing
+		// forwarded any more. Its link to the gateway stays up; its
+		// kernel closes bgpd's session (the gateway sees it end) and BFD
+		// falls silent, whichever the gateway notices first. Its link
+		// to the internet goes dark, so that the internet's own
+		// convergence, which is not the gateway's, is immediate.
 		cut: func(t *testing.T, bt *bgpTopo) {
 			bt.upstream[1].NS.MustRun(t, "sysctl", "-q", "-w", "net.ipv4.ip_forward=0")
 			bt.upstream[1].Kill()
@@ -56,6 +57,20 @@ var failoverEvents = []failoverEvent{
 			if err := bt.upstream[1].Start(); err != nil {
 				t.Fatal(err)
 			}
+		}},
+	{name: "upstream frozen", k: 2, hold: 4 * time.Second,
+		// The upstream hangs: its daemons stopped (no FIN, no RST, no
+		// BFD: only BFD's silence tells the gateway) and nothing
+		// forwarded; its internet side dark as above.
+		cut: func(t *testing.T, bt *bgpTopo) {
+			bt.upstream[1].NS.MustRun(t, "sysctl", "-q", "-w", "net.ipv4.ip_forward=0")
+			bt.upstream[1].Freeze()
+			bt.upstream[1].NS.MustRun(t, "ip", "link", "set", "eth1", "down")
+		},
+		restore: func(t *testing.T, bt *bgpTopo) {
+			bt.upstream[1].NS.MustRun(t, "ip", "link", "set", "eth1", "up")
+			bt.upstream[1].NS.MustRun(t, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+			bt.upstream[1].Thaw()
 		}},
 	{name: "gateway agent SIGKILLed", k: 3, hold: 4 * time.Second,
 		cut:     func(t *testing.T, bt *bgpTopo) { bt.gws[2].KillAgent() },

@@ -37,7 +37,10 @@
 //
 // Liveness changes invalidate exactly the flows that read them
 // (sim.PortLiveTag): the dead uplink's flows move, and only the flows
-// that would choose a returning uplink move back.
+// that would choose a returning uplink move back. A host that finds every
+// uplink toward a destination dead uses them anyway (the simulation fails
+// open): if they are, nothing is lost; if the host is wrong — its own
+// stall, its underlay — it keeps the outside.
 package gateway
 
 import (

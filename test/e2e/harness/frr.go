@@ -103,15 +103,30 @@ func (f *FRR) Start() error {
 // Kill kills the daemons with SIGKILL, as a crash would: the routes zebra
 // installed stay in the kernel.
 func (f *FRR) Kill() {
+	f.signal(syscall.SIGKILL)
+	for _, d := range frrDaemons {
+		_ = os.Remove(filepath.Join(f.dir, d+".pid")) // none if it never started
+	}
+}
+
+// Freeze stops the daemons (SIGSTOP) without closing anything: the router
+// falls silent as a hung or powered-off one does, with no TCP FIN or RST
+// to tell its peers. Thaw lets them go on.
+func (f *FRR) Freeze() { f.signal(syscall.SIGSTOP) }
+
+// Thaw continues the daemons Freeze stopped.
+func (f *FRR) Thaw() { f.signal(syscall.SIGCONT) }
+
+// signal sends sig to every daemon that has a pid file.
+func (f *FRR) signal(sig syscall.Signal) {
 	for _, d := range frrDaemons {
 		b, err := os.ReadFile(filepath.Join(f.dir, d+".pid"))
 		if err != nil {
 			continue
 		}
 		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 1 {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
+			_ = syscall.Kill(pid, sig) // a daemon already gone has nothing to stop
 		}
-		_ = os.Remove(filepath.Join(f.dir, d+".pid"))
 	}
 }
 

@@ -452,11 +452,24 @@ func (c *Controller) unplumb(ps *portSpeaker) {
 	}
 }
 
+// stopAll ends the sessions when the agent stops. The speaker interfaces,
+// their datapath ports and the flows that steer to them stay, as a pinned
+// datapath's flows do, for the next agent to take over (Veth.Open reuses
+// the pair): it speaks again as soon as it starts, without waiting for
+// stale steering flows to age out.
 func (c *Controller) stopAll() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, ps := range c.ports {
-		c.stopLocked(ps, "agent stopping")
+	for id, ps := range c.ports {
+		if ps.speaker != nil {
+			ps.speaker.Stop()
+			c.cfg.Log.Info("stopped speaking BGP for an uplink", "port", id, "why", "agent stopping")
+		}
+		if ps.bfd != nil {
+			ps.bfd.stop()
+			ps.bfd = nil
+		}
+		delete(c.ports, id)
 	}
 }
 

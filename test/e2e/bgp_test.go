@@ -132,11 +132,7 @@ func newBGPTopology(t *testing.T) *bgpTopo {
 		bt.uplinks = append(bt.uplinks, p)
 		cli("%s add bgp-peer asn 6500%d address 192.168.1%d.1 bfd-multiplier %d", portCmd(p), k, k, bfdMultiplier)
 	}
-	// Every FRR router announces a route only once its kernel has it
-	// (suppress-fib-pending): a restarted upstream would otherwise draw
-	// traffic while zebra, late on a loaded machine, still installs what
-	// bgpd learned, and the failback gap would be FRR's.
-	bt.inet = harness.StartFRR(t, inetNS, "", bfdProfile, "router bgp 65000\n bgp router-id 10.100.0.1\n bgp log-neighbor-changes\n bgp suppress-fib-pending\n"+
+	bt.inet = harness.StartFRR(t, inetNS, "", bfdProfile, "router bgp 65000\n bgp router-id 10.100.0.1\n bgp log-neighbor-changes\n"+
 		" no bgp ebgp-requires-policy\n no bgp network import-check\n bgp bestpath as-path multipath-relax\n timers bgp 1 3\n"+
 		inetPeers.String()+" address-family ipv4 unicast\n  network 192.0.2.0/24\n  maximum-paths 8\n exit-address-family\n")
 	for i := range vmCount {
@@ -171,7 +167,11 @@ var bfdProfile = fmt.Sprintf("bfd\n profile fast\n  transmit-interval 100\n  rec
 
 func upstreamBGP(k int) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "router bgp 6500%d\n bgp router-id 192.168.1%d.1\n bgp log-neighbor-changes\n bgp suppress-fib-pending\n"+
+	// (Not bgp suppress-fib-pending: it holds back the update that
+	// takes an upstream whose gateway died out of the internet's ECMP
+	// until zebra installed the upstream's new path, and doubled the
+	// gap of a gateway killed on a loaded machine.)
+	fmt.Fprintf(&b, "router bgp 6500%d\n bgp router-id 192.168.1%d.1\n bgp log-neighbor-changes\n"+
 		" no bgp ebgp-requires-policy\n no bgp network import-check\n"+
 		" timers bgp 1 3\n", k, k)
 	// The gateway connects to its upstream (every 2 s while down): the

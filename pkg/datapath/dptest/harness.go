@@ -210,8 +210,12 @@ type upcall struct {
 // the current script, which usually installs a flow and executes the
 // packet, as the agent would after simulating.
 type handler struct {
-	mu      sync.Mutex
-	script  func(u *datapath.Upcall)
+	mu     sync.Mutex
+	script func(u *datapath.Upcall)
+	// gate is held (read) while a script runs; quiesce takes it to stop
+	// scripts for good once a test's body is over.
+	gate    sync.RWMutex
+	stopped bool
 	upcalls chan upcall
 	states  chan stateMsg
 	probes  chan stateMsg
@@ -248,12 +252,25 @@ func (h *handler) Miss(u *datapath.Upcall) {
 	case h.upcalls <- upcall{u.InPort, u.PortID, u.Key, append([]byte(nil), u.Frame...)}:
 	default:
 	}
+	h.gate.RLock()
+	defer h.gate.RUnlock()
+	if h.stopped {
+		return
+	}
 	h.mu.Lock()
 	s := h.script
 	h.mu.Unlock()
 	if s != nil {
 		s(u)
 	}
+}
+
+// quiesce waits for a running script to return and runs none after it:
+// upcalls from a host being torn down are recorded, not acted on.
+func (h *handler) quiesce() {
+	h.gate.Lock()
+	h.stopped = true
+	h.gate.Unlock()
 }
 
 func (h *handler) setScript(s func(u *datapath.Upcall)) {

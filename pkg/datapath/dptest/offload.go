@@ -83,8 +83,13 @@ func (h *host) addTCPVM(name string, index int32, key uint32, ip netip.Addr, mac
 	if err := h.dp.AddPort(cfg); err != nil {
 		t.Fatalf("%s: AddPort(%+v): %v", h.name, cfg, err)
 	}
-	// Detach before the VM's namespace (and with it the port's veth) goes.
-	t.Cleanup(func() { _ = h.dp.RemovePort(cfg.PortID) })
+	// Detach before the VM's namespace (and with it the port's veth) goes,
+	// and first stop the scripts: a late segment of the other VM's
+	// connection would otherwise be installed towards a port just removed.
+	t.Cleanup(func() {
+		h.miss.quiesce()
+		_ = h.dp.RemovePort(cfg.PortID)
+	})
 	return &tcpVM{t: t, ns: ns, cfg: cfg, mac: mac, ip: ip}
 }
 

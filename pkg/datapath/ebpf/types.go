@@ -121,8 +121,8 @@ func dropName(r int) string {
 		return DropExecStale
 	case dropUpcallLost:
 		return datapath.DropRxRingFull
-	case dropRxOversize:
-		return datapath.DropRxOversize
+	case dropRxOversize: // longer than the port's MTU allows
+		return datapath.DropRxOverMTU
 	case dropTunnelProbeUnhandled:
 		return datapath.DropTunnelProbeUnhandled
 	}

@@ -39,39 +39,17 @@ var failoverEvents = []failoverEvent{
 		// loses its carrier.
 		cut:     func(t *testing.T, bt *bgpTopo) { bt.upstream[0].NS.MustRun(t, "ip", "link", "set", "eth0", "down") },
 		restore: func(t *testing.T, bt *bgpTopo) { bt.upstream[0].NS.MustRun(t, "ip", "link", "set", "eth0", "up") }},
-	{name: "upstream killed", k: 2, hold: 4 * time.Second,
-		// The upstream router's daemons crash: SIGKILLed, nothing
-		// forwarded any more. Its link to the gateway stays up; its
-		// kernel closes bgpd's session (the gateway sees it end) and BFD
-		// falls silent, whichever the gateway notices first. Its link
-		// to the internet goes dark, so that the internet's own
-		// convergence, which is not the gateway's, is immediate.
-		cut: func(t *testing.T, bt *bgpTopo) {
-			bt.upstream[1].NS.MustRun(t, "sysctl", "-q", "-w", "net.ipv4.ip_forward=0")
-			bt.upstream[1].Kill()
-			bt.upstream[1].NS.MustRun(t, "ip", "link", "set", "eth1", "down")
-		},
-		restore: func(t *testing.T, bt *bgpTopo) {
-			bt.upstream[1].NS.MustRun(t, "ip", "link", "set", "eth1", "up")
-			bt.upstream[1].NS.MustRun(t, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
-			if err := bt.upstream[1].Start(); err != nil {
-				t.Fatal(err)
-			}
-		}},
-	{name: "upstream frozen", k: 2, hold: 4 * time.Second,
-		// The upstream hangs: its daemons stopped (no FIN, no RST, no
-		// BFD: only BFD's silence tells the gateway) and nothing
-		// forwarded; its internet side dark as above.
-		cut: func(t *testing.T, bt *bgpTopo) {
-			bt.upstream[1].NS.MustRun(t, "sysctl", "-q", "-w", "net.ipv4.ip_forward=0")
-			bt.upstream[1].Freeze()
-			bt.upstream[1].NS.MustRun(t, "ip", "link", "set", "eth1", "down")
-		},
-		restore: func(t *testing.T, bt *bgpTopo) {
-			bt.upstream[1].NS.MustRun(t, "ip", "link", "set", "eth1", "up")
-			bt.upstream[1].NS.MustRun(t, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
-			bt.upstream[1].Thaw()
-		}},
+	// The upstream router's daemons crash: SIGKILLed. Its kernel closes
+	// bgpd's session (the gateway sees it end) and BFD falls silent,
+	// whichever the gateway notices first.
+	upstreamDown("upstream killed", 2, (*harness.FRR).Kill, func(t *testing.T, f *harness.FRR) {
+		if err := f.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}),
+	// The upstream hangs: its daemons stopped (no FIN, no RST, no BFD:
+	// only BFD's silence tells the gateway).
+	upstreamDown("upstream frozen", 2, (*harness.FRR).Freeze, func(_ *testing.T, f *harness.FRR) { f.Thaw() }),
 	{name: "gateway agent SIGKILLed", k: 3, hold: 4 * time.Second,
 		cut:     func(t *testing.T, bt *bgpTopo) { bt.gws[2].KillAgent() },
 		restore: func(t *testing.T, bt *bgpTopo) { bt.gws[2].StartAgent(t) }},
@@ -82,6 +60,27 @@ var failoverEvents = []failoverEvent{
 				t.Fatal(err)
 			}
 		}},
+}
+
+// upstreamDown is upstream k dying by stop and coming back by start:
+// nothing forwarded while it is down, its link to the gateway up (only
+// the sessions tell the gateway), its link to the internet dark, so that
+// the internet's own convergence, which is not the gateway's, is
+// immediate.
+func upstreamDown(name string, k int, stop func(*harness.FRR), start func(*testing.T, *harness.FRR)) failoverEvent {
+	return failoverEvent{name: name, k: k, hold: 4 * time.Second,
+		cut: func(t *testing.T, bt *bgpTopo) {
+			f := bt.upstream[k-1]
+			f.NS.MustRun(t, "sysctl", "-q", "-w", "net.ipv4.ip_forward=0")
+			stop(f)
+			f.NS.MustRun(t, "ip", "link", "set", "eth1", "down")
+		},
+		restore: func(t *testing.T, bt *bgpTopo) {
+			f := bt.upstream[k-1]
+			f.NS.MustRun(t, "ip", "link", "set", "eth1", "up")
+			f.NS.MustRun(t, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+			start(t, f)
+		}}
 }
 
 func testFailover(t *testing.T, bt *bgpTopo) {

@@ -306,6 +306,7 @@ func wire(cfg Config, opts Options, host string, sess *session.Session, db *nsdb
 		return nil, err
 	}
 	a := &components{live: &nsdb.LiveHosts{}}
+	offload, _ := dp.(datapath.ConntrackOffloader) // the kernel datapath tracks connections itself
 	links, plumbing, vlans := namespace(dp, cfg, opts)
 	if a.gateways, err = gateway.New(gateway.Config{HostID: host, Datapath: flows, Links: links, DB: db, Alive: a.live.Alive,
 		OnLocal:  func(port string, up bool) { a.bgp.PortUp(port, up) },
@@ -320,7 +321,7 @@ func wire(cfg Config, opts Options, host string, sess *session.Session, db *nsdb
 	}
 	a.state = statesync.New(statesync.Config{HostID: host, HostName: cfg.HostName, ConntrackMax: cfg.ConntrackMax,
 		ConntrackZoneMax: cfg.ConntrackZoneMax, Timeouts: cfg.ConntrackTimeouts, StateDir: cfg.StateDir, Blocks: blocks,
-		Datapath: flows, DB: db, Lease: sess.Lease, Log: log})
+		Datapath: flows, Offload: offload, DB: db, Lease: sess.Lease, Log: log})
 	a.tables = learned.New(learned.Config{HostID: host, DB: db, Lease: sess.Lease, Flows: flows, Log: log,
 		// Packets parked for a neighbor another host resolved go again.
 		Resolved: func(router string, ip netip.Addr) { a.slow.ReleaseParked(router, ip) }})

@@ -67,10 +67,10 @@ func (p *statusPublisher) status() *agentstatus.Datapath {
 		st.Ports = append(st.Ports, agentstatus.Port{PortID: port.PortID, Index: port.Index, Interface: port.Interface,
 			RxPackets: port.RxPackets, TxPackets: port.TxPackets, RxDropped: port.RxDropped, TxDropped: port.TxDropped})
 	}
-	p.dp.Flows(func(f *datapath.FlowInfo) {
-		if len(st.FlowDump) < maxDumpedFlows {
-			st.FlowDump = append(st.FlowDump, f.String())
-		}
+	// Only the first flows: a walk of a full table every status period
+	// would cost more than the flows it reports.
+	datapath.SomeFlows(p.dp, maxDumpedFlows, func(f *datapath.FlowInfo) {
+		st.FlowDump = append(st.FlowDump, f.String())
 	})
 	return st
 }

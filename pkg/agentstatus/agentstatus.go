@@ -55,6 +55,12 @@ type FlowState struct {
 	StateSent       uint64 `json:"state_packets_sent"`
 	StateReceived   uint64 `json:"state_packets_received"`
 	StateMalformed  uint64 `json:"state_packets_malformed"`
+	// Offloaded counts the entries the kernel datapath tracks itself
+	// (datapath.ConntrackOffloader), at most OffloadMax, each taking
+	// OffloadBytes of kernel memory; zero without offload.
+	Offloaded    int `json:"offloaded,omitempty"`
+	OffloadMax   int `json:"offload_max,omitempty"`
+	OffloadBytes int `json:"offload_bytes_per_entry,omitempty"`
 }
 
 // Tunnel counts one tunnel endpoint's packets.

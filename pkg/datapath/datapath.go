@@ -121,6 +121,37 @@ type ProbeHandler interface {
 	Probe(from netip.Addr, payload []byte)
 }
 
+// FlowLister is implemented by a datapath whose walk of the flows can
+// stop early: for a sample of a large table (a status page's dump)
+// without the cost of the whole walk.
+type FlowLister interface {
+	// FlowsUntil is Flows, stopping once fn returns false.
+	FlowsUntil(fn func(info *FlowInfo) (more bool))
+}
+
+// SomeFlows calls fn for at most n of dp's flows, stopping the walk early
+// where dp can (FlowLister).
+func SomeFlows(dp Datapath, n int, fn func(info *FlowInfo)) {
+	if n <= 0 {
+		return
+	}
+	seen := 0
+	if l, ok := dp.(FlowLister); ok {
+		l.FlowsUntil(func(f *FlowInfo) bool {
+			fn(f)
+			seen++
+			return seen < n
+		})
+		return
+	}
+	dp.Flows(func(f *FlowInfo) {
+		if seen < n {
+			fn(f)
+			seen++
+		}
+	})
+}
+
 // StateHandler receives flow-state packets. A MissHandler passed to Run
 // that also implements StateHandler gets the payloads of the state packets
 // that tunnel-zone peers send; without it they are dropped and counted

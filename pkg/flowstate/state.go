@@ -56,8 +56,14 @@ func (s State) Replied() bool { return s&replied != 0 }
 
 func (s State) withPhase(p Phase) State { return s&^phaseMask | State(p) }
 
-// advance returns the state after a packet of protocol proto with TCP
-// flags flags (0 for other protocols) went in direction reply.
+// Advance returns the state after a packet of protocol proto with TCP
+// flags flags (0 for other protocols) went in direction reply: what a
+// lookup does to an entry, and what a fast path that tracks connections
+// itself (datapath.ConntrackOffloader) must do too.
+func (s State) Advance(proto uint8, flags uint8, reply bool) State {
+	return s.advance(proto, flags, reply)
+}
+
 func (s State) advance(proto uint8, flags uint8, reply bool) State {
 	if reply {
 		s |= replied
@@ -215,6 +221,24 @@ func (t Timeouts) table() [numClasses]int64 {
 		clsOtherNew:       pick(t.OtherNew, d.OtherNew),
 		clsOtherReplied:   pick(t.OtherReplied, d.OtherReplied),
 	}
+}
+
+// NumTimeoutClasses is the number of expiry classes: the timeouts of
+// Timeouts, one per protocol family and phase that has its own.
+const NumTimeoutClasses = int(numClasses)
+
+// TimeoutClass returns the expiry class of an entry of protocol proto in
+// state s: the index of its lifetime in Timeouts.ByClass.
+func TimeoutClass(proto uint8, s State) int { return int(classOf(proto, s)) }
+
+// ByClass returns the timeouts by expiry class, defaults filled in: what
+// a fast path that refreshes entries itself needs.
+func (t Timeouts) ByClass() [NumTimeoutClasses]time.Duration {
+	var out [NumTimeoutClasses]time.Duration
+	for i, ns := range t.table() {
+		out[i] = time.Duration(ns)
+	}
+	return out
 }
 
 func classOf(proto uint8, s State) class {

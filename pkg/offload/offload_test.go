@@ -192,6 +192,31 @@ func TestSegmentIPLen(t *testing.T) {
 	}
 }
 
+func TestOverPortMTU(t *testing.T) {
+	frame, h := super{payload: 30000, opts: 12}.build(1448) // segments of 20+32+1448 = 1500
+	p := decode(frame)
+	whole := h
+	whole.GSOType = GSONone
+	arp := decode(append(make([]byte, 12), 0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1))
+	for _, c := range []struct {
+		name string
+		h    *Hdr
+		p    *packet.Parsed
+		mtu  int
+		want bool
+	}{
+		{"segments fit", &h, p, 1500, false},
+		{"segments one byte over", &h, p, 1499, true},
+		{"the same frame without GSO", &whole, p, 1500, true},
+		{"not IP: the frame after its Ethernet header", &Hdr{}, arp, 8, false},
+		{"not IP, over", &Hdr{}, arp, 7, true},
+	} {
+		if got := OverPortMTU(c.h, c.p, c.mtu); got != c.want {
+			t.Errorf("%s: OverPortMTU(mtu %d) = %v, want %v", c.name, c.mtu, got, c.want)
+		}
+	}
+}
+
 func TestZeroAllocs(t *testing.T) {
 	frame, h := super{payload: 60000, partial: true}.build(1448)
 	p := decode(frame)

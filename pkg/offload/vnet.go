@@ -226,6 +226,15 @@ func SegmentIPLen(h *Hdr, p *packet.Parsed) int {
 	return min(whole, p.PayloadOff-p.L3Off+int(h.GSOSize))
 }
 
+// OverPortMTU reports a frame its port could not have carried: its L3
+// packet (or its segments') longer than the port's MTU.
+func OverPortMTU(h *Hdr, p *packet.Parsed, mtu int) bool {
+	if p.L3 == packet.L3IPv4 || p.L3 == packet.L3IPv6 {
+		return SegmentIPLen(h, p) > mtu
+	}
+	return len(p.Frame())-p.L3Off > mtu
+}
+
 func be16(b []byte) uint16 { return binary.BigEndian.Uint16(b) }
 
 // Shift moves the offsets of h by delta bytes, for a frame whose headers

@@ -43,8 +43,12 @@ type Neighbors interface {
 
 // StateSync pushes a new connection's entries to the hosts that may see
 // its replies (statesync.Sync); buf and tags are scratch, returned grown.
+// Offload hands the entries of the keys a forwarded walk read to a
+// datapath that tracks connections itself, before the flow that names
+// them is installed.
 type StateSync interface {
 	Push(entries []flowstate.Entry, peers []netip.Addr, buf []byte, tags []uint64) ([]byte, []uint64)
+	Offload(keys []flowstate.Key)
 }
 
 // Punter takes the agent's own control traffic before it is simulated
@@ -178,6 +182,9 @@ func (h *Handler) simulate(v *view, w *worker, inPort int32, portID string, pkt 
 		}
 		if len(res.StateEntries()) > 0 {
 			h.pushState(v, w, portID, res, acts)
+		}
+		if keys := res.StateKeys(); len(keys) > 0 && h.cfg.State != nil {
+			h.cfg.State.Offload(keys)
 		}
 		if install && key != nil && !res.TagsOverflowed && !res.SlowPath {
 			err := dp.Install(&datapath.FlowSpec{Key: *key, Actions: acts, Tags: res.Tags(), Class: datapath.ClassNormal, MTU: res.MTU,

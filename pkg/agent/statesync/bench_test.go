@@ -42,7 +42,7 @@ func BenchmarkStatePacketNewConnection(b *testing.B) {
 		binary.BigEndian.PutUint16(snat.Rev.Dst[14:], uint16(i/64000))
 		buf, _ = flowstate.AppendStatePacket(buf[:0], []flowstate.Entry{conn, snat})
 		bytes = len(buf)
-		tags = a.importState(netip.Addr{}, buf, tags[:0])
+		tags, _ = a.importState(netip.Addr{}, buf, tags[:0], nil)
 		if len(tags) != 4 {
 			b.Fatalf("%d tags: an entry was refused (%+v)", len(tags), a.table.Stats())
 		}

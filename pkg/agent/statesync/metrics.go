@@ -18,6 +18,10 @@ var (
 	descExhausted = prometheus.NewDesc("nagare_flowstate_nat_ports_exhausted_total", "SNAT allocations that found no free port.", nil, nil)
 	descPackets   = prometheus.NewDesc("nagare_flowstate_packets_total", "Flow-state packets, by event: sent, send-error, received, malformed.", []string{"event"}, nil)
 	descImportRef = prometheus.NewDesc("nagare_flowstate_import_refused_total", "Entries of peers' state packets the table refused (full, zone full, clash).", nil, nil)
+	descOffloaded = prometheus.NewDesc("nagare_flowstate_offloaded_entries", "Entries the kernel datapath tracks itself.", nil, nil)
+	descOffBytes  = prometheus.NewDesc("nagare_flowstate_offload_bytes_per_entry", "Kernel memory one offloaded entry takes (its map, preallocated, divided by its capacity).", nil, nil)
+	descOffMisses = prometheus.NewDesc("nagare_flowstate_offload_misses_total", "Packets of connection flows that went to the agent, by reason: missing (the kernel dropped the entry), expired (its lifetime ran out in the kernel).", []string{"reason"}, nil)
+	descOffErrors = prometheus.NewDesc("nagare_flowstate_offload_errors_total", "Failures to write or read the kernel's connection map.", nil, nil)
 )
 
 // Collector exports the table's metrics.
@@ -25,7 +29,8 @@ func (s *Sync) Collector() prometheus.Collector { return collector{s} }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descEntries, descMax, descZones, descRefused, descInserted, descImported,
-		descExpired, descPorts, descBlocks, descExhausted, descPackets, descImportRef} {
+		descExpired, descPorts, descBlocks, descExhausted, descPackets, descImportRef, descOffloaded, descOffBytes,
+		descOffMisses, descOffErrors} {
 		ch <- d
 	}
 }
@@ -56,4 +61,12 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	k(descPackets, s.count.received.Load(), "received")
 	k(descPackets, s.count.malformed.Load(), "malformed")
 	k(descImportRef, s.count.importRefused.Load())
+	if s.cfg.Offload != nil {
+		c := s.cfg.Offload.ConntrackStats()
+		g(descOffloaded, float64(c.Entries))
+		g(descOffBytes, float64(c.BytesPerEntry))
+		k(descOffMisses, c.Missing, "missing")
+		k(descOffMisses, c.Expired, "expired")
+		k(descOffErrors, s.count.offloadErrors.Load())
+	}
 }

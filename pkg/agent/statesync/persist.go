@@ -157,9 +157,19 @@ func writeFileAtomic(path string, data []byte) error {
 }
 
 // Load restores the entries saved by this host's previous run that are
-// still alive. A missing file is a first start; a damaged or foreign one
-// is logged and what could be read is kept.
+// still alive, then those an offloading datapath kept in the kernel. A
+// missing file is a first start; a damaged or foreign one is logged and
+// what could be read is kept.
 func (s *Sync) Load() {
+	defer func() {
+		// The kernel's copies are fresher than the file's.
+		n, dropped, err := s.adoptOffloaded(time.Now())
+		if err != nil {
+			s.cfg.Log.Warn("read back the kernel's connections", "err", err)
+		} else if n+dropped > 0 {
+			s.cfg.Log.Info("flow state read back from the kernel", "entries", n, "dropped", dropped)
+		}
+	}()
 	if s.cfg.StateDir == "" {
 		return
 	}

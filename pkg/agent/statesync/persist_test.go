@@ -108,14 +108,14 @@ func TestReceiveState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tags := a.importState(netip.MustParseAddr("10.99.0.2"), pkt, nil); len(tags) != 2 {
+	if tags, _ := a.importState(netip.MustParseAddr("10.99.0.2"), pkt, nil, nil); len(tags) != 2 {
 		t.Fatalf("%d tags to invalidate, want 2", len(tags))
 	}
 	if a.table.Len() != 1 || a.count.received.Load() != 1 {
 		t.Fatalf("table %d entries, %d received", a.table.Len(), a.count.received.Load())
 	}
-	a.importState(netip.MustParseAddr("10.99.0.2"), pkt[:len(pkt)-1], nil)
-	a.importState(netip.MustParseAddr("10.99.0.2"), []byte{9}, nil)
+	a.importState(netip.MustParseAddr("10.99.0.2"), pkt[:len(pkt)-1], nil, nil)
+	a.importState(netip.MustParseAddr("10.99.0.2"), []byte{9}, nil, nil)
 	if a.table.Len() != 1 || a.count.malformed.Load() != 2 {
 		t.Fatalf("malformed: table %d entries, %d counted", a.table.Len(), a.count.malformed.Load())
 	}

@@ -10,6 +10,13 @@
 // expired entries and refreshing those of live flows, saving the table
 // across restarts (--state-dir) and publishing this host's NAT bindings
 // for `show ip nat translations`.
+//
+// On a datapath that tracks connections itself (the kernel one:
+// datapath.ConntrackOffloader), the entries flows depend on and those
+// peers push are offloaded to it; its connection flows advance them in
+// the kernel (a TCP FIN or RST needs no upcall), and the periodic refresh
+// reads what the kernel saw from its connection map instead of walking
+// the flow table. After a restart the kernel's copies are read back.
 package statesync
 
 import (
@@ -71,15 +78,18 @@ type Config struct {
 	// flowstate.MemBlocks).
 	Blocks   flowstate.Blocks
 	Datapath Datapath
-	DB       NSDB
-	Lease    func() nsdb.LeaseID // the host's current liveness lease
-	Log      *slog.Logger
+	// Offload, if not nil, is the datapath's connection tracking.
+	Offload datapath.ConntrackOffloader
+	DB      NSDB
+	Lease   func() nsdb.LeaseID // the host's current liveness lease
+	Log     *slog.Logger
 }
 
 // counters count flow-state packets (metrics and status).
 type counters struct {
 	sent, sendErrors, received, malformed, importRefused atomic.Uint64
 	touched                                              atomic.Uint64 // entries refreshed for live flows
+	offloadErrors                                        atomic.Uint64 // PutConns and SyncConns failures
 }
 
 // Sync is one host's flow state.
@@ -91,6 +101,8 @@ type Sync struct {
 	// tagBufs are the tag buffers of State, which runs on the tunnel
 	// receivers' goroutines.
 	tagBufs sync.Pool
+	// keyBufs and connBufs are the offload buffers of Offload and State.
+	keyBufs, connBufs sync.Pool
 }
 
 // New returns the state of a host, with an empty table (see Load).
@@ -102,6 +114,14 @@ func New(cfg Config) *Sync {
 	s.table = flowstate.New(flowstate.Config{MaxEntries: cfg.ConntrackMax, MaxPerZone: cfg.ConntrackZoneMax,
 		Timeouts: cfg.Timeouts, Blocks: cfg.Blocks})
 	s.tagBufs.New = func() any { b := make([]uint64, 0, maxStateInvalidate); return &b }
+	s.keyBufs.New = func() any { b := make([]flowstate.Key, 0, flowstate.MaxWireEntries); return &b }
+	s.connBufs.New = func() any { b := make([]datapath.ConnEntry, 0, flowstate.MaxWireEntries); return &b }
+	if cfg.Offload != nil {
+		if err := cfg.Offload.SetConntrackTimeouts(cfg.Timeouts); err != nil {
+			cfg.Log.Warn("the datapath cannot track connections; the agent refreshes them", "err", err)
+			s.cfg.Offload = nil
+		}
+	}
 	return s
 }
 
@@ -143,22 +163,28 @@ func (s *Sync) Push(entries []flowstate.Entry, peers []netip.Addr, buf []byte, t
 // connection existed). A malformed packet imports nothing and is counted.
 func (s *Sync) State(from netip.Addr, payload []byte) {
 	bp := s.tagBufs.Get().(*[]uint64)
-	if tags := s.importState(from, payload, (*bp)[:0]); len(tags) > 0 {
+	kp := s.keyBufs.Get().(*[]flowstate.Key)
+	tags, keys := s.importState(from, payload, (*bp)[:0], (*kp)[:0])
+	if len(tags) > 0 {
+		// A peer's entries land in the kernel too, before the flows
+		// decided without them go: the replies' new flows name them.
+		s.offload(keys)
 		s.cfg.Datapath.Invalidate(tags...)
-		*bp = tags
 	}
+	*bp, *kp = tags, keys
 	s.tagBufs.Put(bp)
+	s.keyBufs.Put(kp)
 }
 
 // importState imports the entries of a state packet and appends the tags
-// of those it took to tags.
-func (s *Sync) importState(from netip.Addr, payload []byte, tags []uint64) []uint64 {
+// of those it took to tags, their forward keys to keys.
+func (s *Sync) importState(from netip.Addr, payload []byte, tags []uint64, keys []flowstate.Key) ([]uint64, []flowstate.Key) {
 	var buf [16]flowstate.Entry
 	entries, err := flowstate.DecodeStatePacket(payload, buf[:0])
 	if err != nil {
 		s.count.malformed.Add(1)
 		s.cfg.Log.Debug("malformed flow-state packet", "from", from, "err", err)
-		return tags
+		return tags, keys
 	}
 	s.count.received.Add(1)
 	now := time.Now().UnixNano()
@@ -168,8 +194,9 @@ func (s *Sync) importState(from netip.Addr, payload []byte, tags []uint64) []uin
 			continue
 		}
 		tags = append(tags, entries[i].Rev.Tag(), entries[i].Fwd.Tag())
+		keys = append(keys, entries[i].Fwd)
 	}
-	return tags
+	return tags, keys
 }
 
 // Run sweeps, saves (with a state directory) and publishes the NAT
@@ -204,7 +231,11 @@ func (s *Sync) sweep(ctx context.Context) error {
 		// Half a period of slack: a tick that comes a little early must
 		// not push the touch a whole tick later.
 		if now.Sub(lastTouch) >= touch/2 {
-			s.touchLiveFlows(lastTouch, now)
+			if s.cfg.Offload != nil {
+				s.syncConns()
+			} else {
+				s.touchLiveFlows(lastTouch, now)
+			}
 			lastTouch = now
 		}
 		tags, _ = s.table.Sweep(now.UnixNano(), sweepBudget, tags[:0])
@@ -266,12 +297,22 @@ func (s *Sync) maxPerZone() int {
 	return min(z, s.maxEntries())
 }
 
-// Status is the table's part of the published datapath status.
-func (s *Sync) Status() *agentstatus.FlowState {
+func (s *Sync) status() *agentstatus.FlowState {
 	st := s.table.Stats()
 	return &agentstatus.FlowState{Entries: st.Entries, Zones: st.Zones, MaxEntries: s.maxEntries(), MaxPerZone: s.maxPerZone(),
 		RefusedFull: st.RefusedFull, RefusedZoneFull: st.RefusedZoneFull, RefusedExists: st.RefusedExists,
 		Imported: st.Imported, Expired: st.Expired, PortsInUse: st.PortsInUse, BlocksLeased: st.BlocksLeased,
 		PortsExhausted: st.PortsExhausted, StateSent: s.count.sent.Load(), StateReceived: s.count.received.Load(),
 		StateMalformed: s.count.malformed.Load()}
+}
+
+// Status is the table's part of the published datapath status, with
+// what the datapath tracks itself.
+func (s *Sync) Status() *agentstatus.FlowState {
+	fs := s.status()
+	if s.cfg.Offload != nil {
+		c := s.cfg.Offload.ConntrackStats()
+		fs.Offloaded, fs.OffloadMax, fs.OffloadBytes = c.Entries, c.Max, c.BytesPerEntry
+	}
+	return fs
 }

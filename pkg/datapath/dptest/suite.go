@@ -59,6 +59,7 @@ func Run(t *testing.T, fx Fixture) {
 		{"Tunnels", testTunnels},
 		{"FlowState", testFlowState},
 		{"Probes", testProbes},
+		{"Conntrack", testConntrack},
 		{"HostilePort", testHostilePort},
 		{"RemovePort", testRemovePort},
 		{"InstallErrors", testInstallErrors},

@@ -3,12 +3,13 @@
 package ebpf
 
 import (
-	"bufio"
-	"fmt"
-	"os"
-	"strconv"
-	"strings"
+	"net/netip"
+	"sync"
 	"testing"
+
+	"github.com/cilium/ebpf/perf"
+
+	"github.com/nagare/nagare/pkg/packet"
 
 	"github.com/cilium/ebpf"
 
@@ -17,26 +18,13 @@ import (
 	"github.com/nagare/nagare/pkg/flow"
 )
 
-// memlock reads the kernel's account of a map's memory (fdinfo memlock,
-// which for a hash map without preallocation follows its elements).
+// memlock is mapMemlock for benchmarks.
 func memlock(tb testing.TB, m *ebpf.Map) uint64 {
-	f, err := os.Open(fmt.Sprintf("/proc/self/fdinfo/%d", m.FD()))
+	n, err := mapMemlock(m)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "memlock:"); ok {
-			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-			if err != nil {
-				tb.Fatal(err)
-			}
-			return n
-		}
-	}
-	tb.Fatal("no memlock in fdinfo")
-	return 0
+	return n
 }
 
 // BenchmarkInstall installs flows (distinct 5-tuples, one shared action
@@ -75,5 +63,51 @@ func BenchmarkInstall(b *testing.B) {
 	}
 	if flows := dp.Stats().Flows; flows > 0 {
 		b.ReportMetric(float64(memlock(b, dp.objs.Flows)-before)/float64(flows), "kernel-bytes/flow")
+	}
+}
+
+// BenchmarkUpcall measures what a miss costs in the kernel (parse, flow
+// lookup, the upcall record with the packet) through BPF_PROG_TEST_RUN,
+// with a reader draining the rings on another thread: with a wakeup per
+// record (upcall_mode 0, the reader asleep) and with a wakeup per
+// upcallBatchWakeup records (upcall_mode 1, the reader awake).
+func BenchmarkUpcall(b *testing.B) {
+	for _, mode := range []uint32{0, 1} {
+		b.Run(map[uint32]string{0: "wakeup-each", 1: "wakeup-batch"}[mode], func(b *testing.B) {
+			h := newProgHarness(b)
+			batch, err := perf.NewReaderWithOptions(h.objs.UpcallsBatch, 1<<20, perf.ReaderOptions{WakeupEvents: upcallBatchWakeup})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer batch.Close()
+			if err := h.objs.UpcallMode.Put(uint32(0), mode); err != nil {
+				b.Fatal(err)
+			}
+			var wg sync.WaitGroup
+			for _, r := range []*perf.Reader{h.reader, batch} {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					var rec perf.Record
+					for r.ReadInto(&rec) == nil {
+					}
+				}()
+			}
+			buf := make([]byte, 128)
+			n, err := packet.BuildProbe(buf, &packet.Probe{EthSrc: packet.MAC{2, 0, 0, 0, 0, 1}, EthDst: packet.MAC{2, 0, 0, 0, 0, 2},
+				Src: netip.MustParseAddr("10.1.0.1"), Dst: netip.MustParseAddr("10.1.0.2"), Proto: packet.IPProtoUDP, SrcPort: 1, DstPort: 2})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			ret, err := h.objs.PortIn.Run(&ebpf.RunOptions{Data: buf[:n], Context: skbContext{IngressIfindex: testIfindex}, Repeat: uint32(b.N)})
+			b.StopTimer()
+			if err != nil || ret != tcActShot {
+				b.Fatalf("port_in: %d, %v", ret, err)
+			}
+			h.reader.Close()
+			batch.Close()
+			wg.Wait()
+		})
 	}
 }

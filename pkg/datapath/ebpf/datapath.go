@@ -37,6 +37,10 @@ type Options struct {
 	// AdoptGrace is how long adopted flows forward before they are
 	// removed unless installed again (default 30 s).
 	AdoptGrace time.Duration
+	// ConntrackMax is the capacity of the kernel's connection map
+	// (default DefaultConntrackMax); beyond it the least recently used
+	// connections are dropped, and their flows ask the agent again.
+	ConntrackMax int
 }
 
 // port is an attached interface.
@@ -47,9 +51,10 @@ type port struct {
 	peer    bool // a veth whose peer is in another namespace: redirect_peer
 	att     *attachment
 
-	upq  chan *upcallItem // upcalls for its miss goroutine
-	gone atomic.Bool
-	done chan struct{} // closed when its miss goroutine has exited; nil if none started
+	upq   chan *upcallItem // upcalls for its miss goroutine
+	batch batcher          // its miss goroutine's queued kernel writes (batch.go)
+	gone  atomic.Bool
+	done  chan struct{} // closed when its miss goroutine has exited; nil if none started
 }
 
 // portSet is an immutable snapshot of the attached ports, replaced on
@@ -122,15 +127,21 @@ type Datapath struct {
 	table   flowTable
 	lists   actionLists
 	tun     tunnels
+	kcfg    kernelConfig // the config map's one entry, as last written
+	ct      conntrack
+	ctBytes int // kernel memory per connection-map entry
 	inj     *injector
-	reader  *perf.Reader
-	handler datapath.MissHandler
-	state   datapath.StateHandler
-	probe   datapath.ProbeHandler
-	running bool
-	closed  bool
-	stop    chan struct{}
-	wg      sync.WaitGroup
+	reader  *perf.Reader // upcalls: a wakeup per record, while the reader sleeps
+	// batchReader reads upcalls_batch: a wakeup per upcallBatchWakeup
+	// records, while the reader is awake (upcall.go).
+	batchReader *perf.Reader
+	handler     datapath.MissHandler
+	state       datapath.StateHandler
+	probe       datapath.ProbeHandler
+	running     bool
+	closed      bool
+	stop        chan struct{}
+	wg          sync.WaitGroup
 
 	// Adoption of a predecessor's pinned datapath (pin.go).
 	adopted       bool
@@ -164,6 +175,9 @@ func New(cfg datapath.Config, opts Options) (*Datapath, error) {
 	if opts.AdoptGrace <= 0 {
 		opts.AdoptGrace = 30 * time.Second
 	}
+	if opts.ConntrackMax <= 0 {
+		opts.ConntrackMax = DefaultConntrackMax
+	}
 	dp := &Datapath{cfg: cfg, opts: opts, flows: cfg.Flows.WithDefaults(), log: cfg.Logger, stop: make(chan struct{})}
 	if dp.log == nil {
 		dp.log = slog.Default()
@@ -184,6 +198,12 @@ func New(cfg datapath.Config, opts Options) (*Datapath, error) {
 	}
 	dp.table.init()
 	dp.lists.init(dp.objs.Actions)
+	dp.ct.init(dp.opts.ConntrackMax)
+	if err := dp.initConfig(); err != nil {
+		dp.objs.Close()
+		dp.nl.Close()
+		return nil, fmt.Errorf("datapath: %w", err)
+	}
 	dp.ports.Store((&portSet{}).clone())
 	if len(dp.stale) > 0 {
 		// Old layouts' links are taken over as interfaces are attached;
@@ -203,8 +223,7 @@ func New(cfg datapath.Config, opts Options) (*Datapath, error) {
 		dp.nl.Close()
 		return nil, err
 	}
-	dp.reader, err = perf.NewReader(dp.objs.Upcalls, opts.UpcallBuffer)
-	if err != nil {
+	if err := dp.openReaders(); err != nil {
 		dp.inj.close(dp)
 		dp.objs.Close()
 		dp.nl.Close()
@@ -234,6 +253,7 @@ func (dp *Datapath) load() error {
 	// Action lists are shared, so there are at most as many as flows.
 	spec.Maps[datapathMapFlows].MaxEntries = uint32(dp.flows.MaxFlows)
 	spec.Maps[datapathMapActions].MaxEntries = uint32(dp.flows.MaxFlows)
+	spec.Maps[datapathMapCt].MaxEntries = uint32(dp.opts.ConntrackMax)
 	if dp.opts.PinDir != "" {
 		dp.adopted, err = dp.loadPinned(spec)
 	} else {
@@ -354,7 +374,7 @@ func (dp *Datapath) publishPort(p *port) error {
 	// As the userspace datapath's receive buffers: the IP MTU, an
 	// Ethernet header and two VLAN tags.
 	info := portInfo{Ifindex: uint32(p.ifindex), Index: p.cfg.Index, TunnelKey: p.cfg.TunnelKey, Flags: flags,
-		MaxLen: uint32(p.cfg.MTU) + 14 + 8}
+		MaxLen: uint32(p.cfg.MTU) + 14 + 8, Mtu: uint32(p.cfg.MTU)}
 	zero := make([]portCounters, ebpf.MustPossibleCPU())
 	if err := dp.objs.PortStats.Put(p.slot, zero); err != nil {
 		return fmt.Errorf("reset port counters: %w", err)
@@ -491,7 +511,7 @@ func (dp *Datapath) Close() error {
 	} else {
 		errs = append(errs, dp.tun.close(dp))
 	}
-	errs = append(errs, dp.inj.close(dp), dp.reader.Close())
+	errs = append(errs, dp.inj.close(dp), dp.reader.Close(), dp.batchReader.Close())
 	dp.mu.Unlock()
 	// The programs and maps go when the last reference does: the
 	// detached links held the programs, the programs the maps.
@@ -608,12 +628,16 @@ func (dp *Datapath) portCounters(slot uint32) portCounters {
 	return sum
 }
 
-// monoNow is the clock of bpf_ktime_get_ns: CLOCK_MONOTONIC.
-func monoNow() uint64 {
+// monoNow is the clock of bpf_ktime_get_ns: CLOCK_MONOTONIC. Go's
+// monotonic clock is the same one, read through the vDSO, so after one
+// system call at start monoNow costs no more than time.Now.
+func monoNow() uint64 { return monoBase + uint64(time.Since(monoStart)) }
+
+var monoBase, monoStart = func() (uint64, time.Time) {
 	var ts unix.Timespec
 	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return uint64(ts.Nano())
-}
+	return uint64(ts.Nano()), time.Now()
+}()
 
 // wallOf converts a CLOCK_MONOTONIC time to wall time.
 func wallOf(mono uint64) time.Time {

@@ -37,6 +37,30 @@ type datapathConfig struct {
 	GreIfindex   uint32
 	VxlanPort    uint16
 	Pad          uint16
+	CtTimeout    [11]uint64
+}
+
+type datapathCtEntry struct {
+	_       structs.HostLayout
+	Fwd     datapathCtKey
+	Rev     datapathCtKey
+	Used    uint64
+	Expires uint64
+	State   uint8
+	Pad     [7]uint8
+}
+
+type datapathCtKey struct {
+	_       structs.HostLayout
+	Src     [16]uint8
+	Dst     [16]uint8
+	Zone    uint64
+	SrcPort uint16
+	DstPort uint16
+	Proto   uint8
+	Type    uint8
+	Echo    uint8
+	Family  uint8
 }
 
 type datapathExecSlot struct {
@@ -75,7 +99,9 @@ type datapathFlowVal struct {
 	Acts      uint32
 	Flags     uint8
 	Class     uint8
-	Pad       [6]uint8
+	CtDir     uint8
+	Pad       [5]uint8
+	Ct        [8]uint32
 }
 
 type datapathPortInfo struct {
@@ -85,7 +111,7 @@ type datapathPortInfo struct {
 	TunnelKey uint32
 	Flags     uint32
 	MaxLen    uint32
-	Pad       uint32
+	Mtu       uint32
 }
 
 type datapathPortStats struct {
@@ -109,7 +135,8 @@ type datapathUpcall struct {
 	VlanTci     uint16
 	VlanProto   uint16
 	VlanPresent uint8
-	Pad         [3]uint8
+	GsoType     uint8
+	Pad         [2]uint8
 	Key         datapathFlowKey
 }
 
@@ -120,6 +147,7 @@ const (
 	datapathMapActions      = "actions"
 	datapathMapConfig       = "config"
 	datapathMapCounters     = "counters"
+	datapathMapCt           = "ct"
 	datapathMapDrops        = "drops"
 	datapathMapExecSlots    = "exec_slots"
 	datapathMapFlows        = "flows"
@@ -128,7 +156,9 @@ const (
 	datapathMapPortStats    = "port_stats"
 	datapathMapPorts        = "ports"
 	datapathMapTunnelKeys   = "tunnel_keys"
+	datapathMapUpcallMode   = "upcall_mode"
 	datapathMapUpcalls      = "upcalls"
+	datapathMapUpcallsBatch = "upcalls_batch"
 	datapathProgExecIn      = "exec_in"
 	datapathProgPortIn      = "port_in"
 	datapathProgTunnelIn    = "tunnel_in"
@@ -188,18 +218,21 @@ type datapathProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type datapathMapSpecs struct {
-	Actions    *ebpf.MapSpec `ebpf:"actions"`
-	Config     *ebpf.MapSpec `ebpf:"config"`
-	Counters   *ebpf.MapSpec `ebpf:"counters"`
-	Drops      *ebpf.MapSpec `ebpf:"drops"`
-	ExecSlots  *ebpf.MapSpec `ebpf:"exec_slots"`
-	Flows      *ebpf.MapSpec `ebpf:"flows"`
-	Peers      *ebpf.MapSpec `ebpf:"peers"`
-	PortSlots  *ebpf.MapSpec `ebpf:"port_slots"`
-	PortStats  *ebpf.MapSpec `ebpf:"port_stats"`
-	Ports      *ebpf.MapSpec `ebpf:"ports"`
-	TunnelKeys *ebpf.MapSpec `ebpf:"tunnel_keys"`
-	Upcalls    *ebpf.MapSpec `ebpf:"upcalls"`
+	Actions      *ebpf.MapSpec `ebpf:"actions"`
+	Config       *ebpf.MapSpec `ebpf:"config"`
+	Counters     *ebpf.MapSpec `ebpf:"counters"`
+	Ct           *ebpf.MapSpec `ebpf:"ct"`
+	Drops        *ebpf.MapSpec `ebpf:"drops"`
+	ExecSlots    *ebpf.MapSpec `ebpf:"exec_slots"`
+	Flows        *ebpf.MapSpec `ebpf:"flows"`
+	Peers        *ebpf.MapSpec `ebpf:"peers"`
+	PortSlots    *ebpf.MapSpec `ebpf:"port_slots"`
+	PortStats    *ebpf.MapSpec `ebpf:"port_stats"`
+	Ports        *ebpf.MapSpec `ebpf:"ports"`
+	TunnelKeys   *ebpf.MapSpec `ebpf:"tunnel_keys"`
+	UpcallMode   *ebpf.MapSpec `ebpf:"upcall_mode"`
+	Upcalls      *ebpf.MapSpec `ebpf:"upcalls"`
+	UpcallsBatch *ebpf.MapSpec `ebpf:"upcalls_batch"`
 }
 
 // datapathVariableSpecs contains global variables before they are loaded into the kernel.
@@ -229,18 +262,21 @@ func (o *datapathObjects) Close() error {
 //
 // It can be passed to loadDatapathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type datapathMaps struct {
-	Actions    *ebpf.Map `ebpf:"actions"`
-	Config     *ebpf.Map `ebpf:"config"`
-	Counters   *ebpf.Map `ebpf:"counters"`
-	Drops      *ebpf.Map `ebpf:"drops"`
-	ExecSlots  *ebpf.Map `ebpf:"exec_slots"`
-	Flows      *ebpf.Map `ebpf:"flows"`
-	Peers      *ebpf.Map `ebpf:"peers"`
-	PortSlots  *ebpf.Map `ebpf:"port_slots"`
-	PortStats  *ebpf.Map `ebpf:"port_stats"`
-	Ports      *ebpf.Map `ebpf:"ports"`
-	TunnelKeys *ebpf.Map `ebpf:"tunnel_keys"`
-	Upcalls    *ebpf.Map `ebpf:"upcalls"`
+	Actions      *ebpf.Map `ebpf:"actions"`
+	Config       *ebpf.Map `ebpf:"config"`
+	Counters     *ebpf.Map `ebpf:"counters"`
+	Ct           *ebpf.Map `ebpf:"ct"`
+	Drops        *ebpf.Map `ebpf:"drops"`
+	ExecSlots    *ebpf.Map `ebpf:"exec_slots"`
+	Flows        *ebpf.Map `ebpf:"flows"`
+	Peers        *ebpf.Map `ebpf:"peers"`
+	PortSlots    *ebpf.Map `ebpf:"port_slots"`
+	PortStats    *ebpf.Map `ebpf:"port_stats"`
+	Ports        *ebpf.Map `ebpf:"ports"`
+	TunnelKeys   *ebpf.Map `ebpf:"tunnel_keys"`
+	UpcallMode   *ebpf.Map `ebpf:"upcall_mode"`
+	Upcalls      *ebpf.Map `ebpf:"upcalls"`
+	UpcallsBatch *ebpf.Map `ebpf:"upcalls_batch"`
 }
 
 func (m *datapathMaps) Close() error {
@@ -248,6 +284,7 @@ func (m *datapathMaps) Close() error {
 		m.Actions,
 		m.Config,
 		m.Counters,
+		m.Ct,
 		m.Drops,
 		m.ExecSlots,
 		m.Flows,
@@ -256,7 +293,9 @@ func (m *datapathMaps) Close() error {
 		m.PortStats,
 		m.Ports,
 		m.TunnelKeys,
+		m.UpcallMode,
 		m.Upcalls,
+		m.UpcallsBatch,
 	)
 }
 

@@ -9,7 +9,6 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
@@ -41,6 +40,21 @@ type injector struct {
 	att     *attachment
 	slots   *ebpf.Map
 	seq     atomic.Uint32
+	// sendBatch's buffers.
+	txMu sync.Mutex
+	msgs []unix.Mmsghdr
+	iovs []unix.Iovec
+	oobs []byte
+}
+
+// nextSeq returns the mark of the next injected frame: its exec slot is
+// mark % execSlots, its sequence mark / execSlots. 0 means "not ours".
+func (inj *injector) nextSeq() uint32 {
+	seq := inj.seq.Add(1)
+	if seq == 0 {
+		seq = inj.seq.Add(1)
+	}
+	return seq
 }
 
 // newInjector creates the veth pair (replacing one a previous datapath
@@ -125,19 +139,13 @@ func (inj *injector) close(dp *Datapath) error {
 
 // send hands frame to the kernel for one output.
 func (inj *injector) send(frame []byte, act *kernelAction) error {
-	seq := inj.seq.Add(1)
-	if seq == 0 {
-		seq = inj.seq.Add(1) // mark 0 means "not ours"
-	}
+	seq := inj.nextSeq()
 	slot := execSlot{Seq: seq / execSlots, Act: *act}
 	if err := inj.slots.Update(seq%execSlots, &slot, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("write exec slot: %w", err)
 	}
 	var oob [unix.SizeofCmsghdr + 8]byte
-	h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
-	h.Level, h.Type = unix.SOL_SOCKET, unix.SO_MARK
-	h.SetLen(unix.CmsgLen(4))
-	binary.NativeEndian.PutUint32(oob[unix.CmsgLen(0):], seq)
+	putMark(oob[:], seq)
 	if err := unix.Sendmsg(inj.fd, frame, oob[:unix.CmsgSpace(4)], nil, 0); err != nil {
 		return fmt.Errorf("inject: %w", err)
 	}
@@ -164,6 +172,7 @@ func (dp *Datapath) Execute(inPort int32, frame []byte, actions []flow.Action) e
 		return datapath.ErrClosed
 	}
 	ps := dp.ports.Load()
+	in := ps.byIndex[inPort] // nil for a generated packet
 	var outs [maxActs]kernelAction
 	var big []kernelAction
 	for i := range actions {
@@ -258,6 +267,9 @@ func (dp *Datapath) Execute(inPort int32, frame []byte, actions []flow.Action) e
 			}
 			fallthrough
 		case flow.ActOutput:
+			if dp.queueOutput(in, buf[start:end], kact(i)) {
+				continue // sent at the end of the batch
+			}
 			if err := dp.inj.send(buf[start:end], kact(i)); err != nil {
 				if a.Type == flow.ActEncap {
 					dp.drops.add(datapath.DropTunnelTxError, 1)

@@ -59,10 +59,6 @@ type flowTable struct {
 	count                                             atomic.Int64
 }
 
-// evictCandidates is how many of the oldest flows eviction compares; the
-// least recently used of them goes.
-const evictCandidates = 8
-
 func (t *flowTable) init() {
 	t.recs = map[flow.Key]*flowRec{}
 	t.byTag = map[uint64][]*flowRec{}
@@ -91,9 +87,6 @@ func (dp *Datapath) Install(spec *datapath.FlowSpec) error {
 	if spec.MTU > 0 {
 		val.Mtu = uint32(spec.MTU)
 	}
-	if r.state != nil {
-		val.Flags |= flowStateful
-	}
 	if r.slow {
 		val.Flags |= flowSlow
 	}
@@ -114,9 +107,18 @@ func (dp *Datapath) Install(spec *datapath.FlowSpec) error {
 	t := &dp.table
 	old := t.recs[r.key]
 	if old == nil && len(t.recs) >= dp.flows.MaxFlows {
-		if err := dp.evictOne(); err != nil {
+		if err := dp.evictBatch(); err != nil {
 			return fmt.Errorf("datapath: install: evict: %w", err)
 		}
+	}
+	// Resolved under the lock, so that no id the flow names is freed
+	// (and reused) before the flow is in the table.
+	if ids, dir, n := dp.ct.refs(r.state); n > 0 {
+		// The kernel tracks the connections: it advances them itself.
+		val.Flags |= flowCT
+		val.Ct, val.CtDir = ids, dir
+	} else if r.state != nil {
+		val.Flags |= flowStateful
 	}
 	if list != nil {
 		if r.list, err = dp.lists.get(list); err != nil {
@@ -126,6 +128,20 @@ func (dp *Datapath) Install(spec *datapath.FlowSpec) error {
 	}
 	r.wall, r.mono = time.Now(), monoNow()
 	val.Installed, val.Used = r.mono, r.mono
+	var oldList uint32
+	if old != nil {
+		oldList = old.list
+	}
+	if dp.queueInstall(r, &val, oldList) {
+		// Written at the end of the batch: the old flow's list stays
+		// until then, for the packets that still find the old flow.
+		if old != nil {
+			t.unlink(old)
+		}
+		t.link(r)
+		t.installed.Add(1)
+		return nil
+	}
 	if err := dp.objs.Flows.Update(toKernelKey(&r.key), &val, ebpf.UpdateAny); err != nil {
 		dp.lists.put(r.list)
 		return fmt.Errorf("datapath: install: write flow: %w", err)
@@ -247,138 +263,182 @@ func (t *flowTable) compact() {
 	t.tagRefs = t.liveRefs
 }
 
-// removeFlow deletes r from the kernel and the table; Datapath.mu is held.
-func (dp *Datapath) removeFlow(r *flowRec) error {
-	err := dp.objs.Flows.Delete(toKernelKey(&r.key))
-	if errors.Is(err, ebpf.ErrKeyNotExist) {
-		err = nil
+// removeFlows deletes rs from the kernel (one system call for a few
+// thousand) and the table; Datapath.mu is held.
+func (dp *Datapath) removeFlows(rs []*flowRec) error {
+	if len(rs) == 0 {
+		return nil
 	}
-	dp.table.unlink(r)
-	// After the flow, so that a packet that found the flow finds its list
-	// (or, in a race, misses and asks the agent).
-	dp.lists.put(r.list)
+	keys := make([]kernelKey, len(rs))
+	for i, r := range rs {
+		keys[i] = *toKernelKey(&r.key)
+	}
+	err := dp.deleteKernelFlows(keys)
+	for _, r := range rs {
+		dp.table.unlink(r)
+		// After the flow, so that a packet that found the flow finds its
+		// list (or, in a race, misses and asks the agent).
+		dp.lists.put(r.list)
+	}
 	return err
 }
 
-// evictOne removes the least recently used of the oldest flows.
-func (dp *Datapath) evictOne() error {
-	var victim *flowRec
-	var oldest uint64
-	n := 0
-	for r := dp.table.head; r != nil && n < evictCandidates; r, n = r.next, n+1 {
-		var v flowValue
-		used := r.mono
-		if err := dp.objs.Flows.Lookup(toKernelKey(&r.key), &v); err == nil {
-			used = v.Used
-		}
-		if victim == nil || used < oldest {
-			victim, oldest = r, used
+// deleteKernelFlows deletes keys from the flow map; keys that are not
+// there (a flow whose write is still queued) are skipped.
+func (dp *Datapath) deleteKernelFlows(keys []kernelKey) error {
+	for len(keys) > 0 {
+		n, err := dp.objs.Flows.BatchDelete(keys, nil)
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, ebpf.ErrKeyNotExist):
+			keys = keys[min(n+1, len(keys)):]
+		default:
+			return fmt.Errorf("delete flows: %w", err)
 		}
 	}
-	if victim == nil {
-		return nil
+	return nil
+}
+
+// evictBatch makes room in a full table: it removes the oldest flows,
+// 1/64 of the table at once, so that a table kept full by new flows
+// (more new flows per idle timeout than it holds) costs one system call
+// per few thousand installs instead of several per install. OVS's
+// revalidators likewise cut the idle timeout when flows exceed the limit.
+func (dp *Datapath) evictBatch() error {
+	n := max(1, dp.flows.MaxFlows/64)
+	rs := make([]*flowRec, 0, n)
+	for r := dp.table.head; r != nil && len(rs) < n; r = r.next {
+		rs = append(rs, r)
 	}
-	dp.table.evicted.Add(1)
-	return dp.removeFlow(victim)
+	dp.table.evicted.Add(uint64(len(rs)))
+	return dp.removeFlows(rs)
 }
 
 // Invalidate implements datapath.Datapath.
 func (dp *Datapath) Invalidate(tags ...uint64) int {
 	dp.mu.Lock()
 	defer dp.mu.Unlock()
-	n := 0
+	return dp.invalidateLocked(tags...)
+}
+
+// invalidateLocked is Invalidate with Datapath.mu held.
+func (dp *Datapath) invalidateLocked(tags ...uint64) int {
+	var rs []*flowRec
+	var seen map[*flowRec]bool // a flow carrying several of the tags
+	if len(tags) > 1 {
+		seen = map[*flowRec]bool{}
+	}
 	for _, tag := range tags {
-		rs := dp.table.byTag[tag]
-		delete(dp.table.byTag, tag)
-		for _, r := range rs {
+		for _, r := range dp.table.byTag[tag] {
 			dp.table.tagRefs--
-			if r.dead {
+			if r.dead || seen[r] {
 				continue
 			}
-			if err := dp.removeFlow(r); err != nil {
-				dp.log.Warn("datapath: invalidate: delete kernel flow", "err", err)
+			if seen != nil {
+				seen[r] = true
 			}
-			n++
+			rs = append(rs, r)
 		}
+		delete(dp.table.byTag, tag)
 	}
-	dp.table.invalidated.Add(uint64(n))
-	return n
+	if err := dp.removeFlows(rs); err != nil {
+		dp.log.Warn("datapath: invalidate", "err", err)
+	}
+	dp.table.invalidated.Add(uint64(len(rs)))
+	return len(rs)
 }
 
 // Flush implements datapath.Datapath.
 func (dp *Datapath) Flush() int {
 	dp.mu.Lock()
 	defer dp.mu.Unlock()
-	n := 0
-	for r := dp.table.head; r != nil; {
-		next := r.next
-		if err := dp.removeFlow(r); err != nil {
-			dp.log.Warn("datapath: flush: delete kernel flow", "err", err)
-		}
-		n++
-		r = next
+	rs := dp.table.all(func(*flowRec) bool { return true })
+	if err := dp.removeFlows(rs); err != nil {
+		dp.log.Warn("datapath: flush", "err", err)
 	}
-	dp.table.invalidated.Add(uint64(n))
-	return n
+	dp.table.invalidated.Add(uint64(len(rs)))
+	return len(rs)
+}
+
+// all returns the flows that match.
+func (t *flowTable) all(match func(r *flowRec) bool) []*flowRec {
+	var rs []*flowRec
+	for r := t.head; r != nil; r = r.next {
+		if match(r) {
+			rs = append(rs, r)
+		}
+	}
+	return rs
 }
 
 // removePortFlows removes every flow entering by p or outputting to it;
 // Datapath.mu is held.
 func (t *flowTable) removePortFlows(dp *Datapath, p *port) {
-	n := 0
-	for r := t.head; r != nil; {
-		next := r.next
-		if r.in == p || slices.Contains(r.outs, p) || r.in == nil && r.key.InPort == uint32(p.cfg.Index) {
-			if err := dp.removeFlow(r); err != nil {
-				dp.log.Warn("datapath: remove port: delete kernel flow", "err", err)
-			}
-			n++
-		}
-		r = next
+	rs := t.all(func(r *flowRec) bool {
+		return r.in == p || slices.Contains(r.outs, p) || r.in == nil && r.key.InPort == uint32(p.cfg.Index)
+	})
+	if err := dp.removeFlows(rs); err != nil {
+		dp.log.Warn("datapath: remove port", "err", err)
 	}
-	t.removed.Add(uint64(n))
+	t.removed.Add(uint64(len(rs)))
 }
 
 // expire removes flows idle longer than their class's timeout, reading
-// the last-used times the program writes.
+// the last-used times the program writes in batches. A flow replaced
+// since the read is kept; one that hit since then goes anyway, and its
+// next packet misses (as with OVS's revalidators).
 func (dp *Datapath) expire() error {
 	now := monoNow()
-	var stale []flow.Key
+	type staleFlow struct {
+		key       flow.Key
+		installed uint64
+	}
+	var stale []staleFlow
 	err := dp.scanFlows(func(k *kernelKey, v *flowValue) {
 		class := datapath.FlowClass(v.Class)
 		if class >= datapath.NumFlowClasses {
 			class = datapath.ClassNormal
 		}
-		if now > v.Used && time.Duration(now-v.Used) > dp.flows.IdleTimeout[class] {
-			stale = append(stale, fromKernelKey(k))
+		if now > v.Used && time.Duration(now-v.Used) > dp.flows.IdleTimeout[class] && !dp.connAlive(v, now) {
+			stale = append(stale, staleFlow{fromKernelKey(k), v.Installed})
 		}
 	})
 	if err != nil {
 		return fmt.Errorf("scan flows: %w", err)
 	}
-	var v flowValue
 	if len(stale) == 0 {
 		return nil
 	}
 	dp.mu.Lock()
 	defer dp.mu.Unlock()
-	var errs []error
+	rs := make([]*flowRec, 0, len(stale))
 	for i := range stale {
-		r := dp.table.recs[stale[i]]
-		if r == nil {
-			continue
+		if r := dp.table.recs[stale[i].key]; r != nil && r.mono == stale[i].installed {
+			rs = append(rs, r)
 		}
-		// Re-check under the lock: the flow may have been replaced or hit.
-		if err := dp.objs.Flows.Lookup(toKernelKey(&r.key), &v); err == nil &&
-			time.Duration(now-min(now, v.Used)) <= dp.flows.IdleTimeout[r.class] {
-			continue
-		}
-		if err := dp.removeFlow(r); err != nil {
-			errs = append(errs, err)
-		}
-		dp.table.expired.Add(1)
 	}
-	return errors.Join(errs...)
+	dp.table.expired.Add(uint64(len(rs)))
+	return dp.removeFlows(rs)
+}
+
+// connAlive reports whether v is a connection's flow whose connections
+// all live on in the kernel's map: such a flow outlives its idle timeout,
+// so that a connection that pauses does not meet the agent again.
+func (dp *Datapath) connAlive(v *flowValue, now uint64) bool {
+	if v.Flags&flowCT == 0 {
+		return false
+	}
+	var e ctEntry
+	for _, id := range v.Ct {
+		if id == 0 {
+			break
+		}
+		if dp.objs.Ct.Lookup(id, &e) != nil || e.Expires <= now {
+			return false
+		}
+	}
+	return true
 }
 
 // Flows implements datapath.Datapath. It reads the kernel's table in
@@ -386,15 +446,14 @@ func (dp *Datapath) expire() error {
 // (a map lookup per flow, no copy of the table), and calls fn for the
 // batch without the lock.
 func (dp *Datapath) Flows(fn func(info *datapath.FlowInfo)) {
+	dp.FlowsUntil(func(f *datapath.FlowInfo) bool { fn(f); return true })
+}
+
+// FlowsUntil implements datapath.FlowLister: Flows, stopping when fn
+// returns false.
+func (dp *Datapath) FlowsUntil(fn func(info *datapath.FlowInfo) bool) {
 	infos := make([]datapath.FlowInfo, 0, scanBatch)
-	flush := func() {
-		for i := range infos {
-			fn(&infos[i])
-		}
-		clear(infos)
-		infos = infos[:0]
-	}
-	err := dp.scanFlowBatches(func(keys []kernelKey, vals []flowValue) {
+	err := dp.scanFlowBatches(func(keys []kernelKey, vals []flowValue) bool {
 		dp.mu.Lock()
 		for i := range keys {
 			r := dp.table.recs[fromKernelKey(&keys[i])]
@@ -414,7 +473,15 @@ func (dp *Datapath) Flows(fn func(info *datapath.FlowInfo)) {
 			infos = append(infos, f)
 		}
 		dp.mu.Unlock()
-		flush()
+		more := true
+		for i := range infos {
+			if more = fn(&infos[i]); !more {
+				break
+			}
+		}
+		clear(infos)
+		infos = infos[:0]
+		return more
 	})
 	if err != nil {
 		dp.log.Warn("datapath: read the flow table", "err", err)
@@ -429,21 +496,24 @@ const scanBatch = 4096
 // costs two per flow (the expiry sweep of a full table would otherwise
 // cost more than the misses it serves).
 func (dp *Datapath) scanFlows(fn func(k *kernelKey, v *flowValue)) error {
-	return dp.scanFlowBatches(func(keys []kernelKey, vals []flowValue) {
+	return dp.scanFlowBatches(func(keys []kernelKey, vals []flowValue) bool {
 		for i := range keys {
 			fn(&keys[i], &vals[i])
 		}
+		return true
 	})
 }
 
-func (dp *Datapath) scanFlowBatches(fn func(keys []kernelKey, vals []flowValue)) error {
+// scanFlowBatches calls fn with every batch of the kernel's flows until
+// fn returns false.
+func (dp *Datapath) scanFlowBatches(fn func(keys []kernelKey, vals []flowValue) bool) error {
 	keys := make([]kernelKey, scanBatch)
 	vals := make([]flowValue, scanBatch)
 	var cursor ebpf.MapBatchCursor
 	for {
 		n, err := dp.objs.Flows.BatchLookup(&cursor, keys, vals, nil)
-		if n > 0 {
-			fn(keys[:n], vals[:n])
+		if n > 0 && !fn(keys[:n], vals[:n]) {
+			return nil
 		}
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
 			return nil

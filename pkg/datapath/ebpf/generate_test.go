@@ -22,7 +22,7 @@ func TestGeneratedObjectIsCurrent(t *testing.T) {
 	}
 	dir := t.TempDir()
 	cmd := exec.Command("go", "tool", "bpf2go", "-go-package", "ebpf", "-output-dir", dir, "-tags", "linux", "-target", "bpfel",
-		"-type", "upcall", "-type", "action", "-cflags", "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu", "datapath", "bpf/datapath.c")
+		"-type", "upcall", "-type", "action", "-type", "ct_key", "-cflags", "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu", "datapath", "bpf/datapath.c")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("bpf2go: %v\n%s", err, out)
 	}

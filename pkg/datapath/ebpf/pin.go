@@ -182,8 +182,12 @@ func (dp *Datapath) adopt() error {
 		return fmt.Errorf("adopt flows: %w", err)
 	}
 	dp.lists.dropUnused()
+	nc, err := dp.adoptConns()
+	if err != nil {
+		return err
+	}
 	dp.adoptDeadline = deadline
-	dp.log.Info("datapath: adopted the pinned datapath", "dir", dp.versionDir(), "flows", n, "ports", len(dp.adoptedSlots),
+	dp.log.Info("datapath: adopted the pinned datapath", "dir", dp.versionDir(), "flows", n, "connections", nc, "ports", len(dp.adoptedSlots),
 		"grace", dp.opts.AdoptGrace)
 	return nil
 }
@@ -201,17 +205,11 @@ func (dp *Datapath) finishAdoption() {
 		return
 	}
 	dp.adoptDeadline = time.Time{}
-	n := 0
-	for r := dp.table.head; r != nil; {
-		next := r.next
-		if !r.adopted.IsZero() {
-			if err := dp.removeFlow(r); err != nil {
-				dp.log.Warn("datapath: remove an adopted flow", "err", err)
-			}
-			n++
-		}
-		r = next
+	rs := dp.table.all(func(r *flowRec) bool { return !r.adopted.IsZero() })
+	if err := dp.removeFlows(rs); err != nil {
+		dp.log.Warn("datapath: remove the adopted flows", "err", err)
 	}
+	n := len(rs)
 	dp.table.expired.Add(uint64(n))
 	ps := dp.ports.Load()
 	for ifindex, slot := range dp.adoptedSlots {

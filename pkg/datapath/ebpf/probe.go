@@ -51,21 +51,13 @@ const PinRoot = "/sys/fs/bpf/nagare"
 // afresh. Directories of the same host for namespaces that no longer
 // exist are removed: nothing can adopt them, and their maps hold memory.
 func DefaultPinDir(host, netnsPath string) (string, error) {
-	if host == "" || strings.ContainsAny(host, "/\x00") || host == "." || host == ".." {
-		return "", fmt.Errorf("pin directory: host name %q", host)
-	}
-	if netnsPath == "" {
-		netnsPath = "/proc/self/ns/net"
-	}
-	ino, err := inode(netnsPath)
+	hostDir, own, err := pinDirOf(host, netnsPath)
 	if err != nil {
-		return "", fmt.Errorf("pin directory: %w", err)
+		return "", err
 	}
-	hostDir := filepath.Join(PinRoot, host)
 	if err := ensureBPFFS(hostDir); err != nil {
 		return "", fmt.Errorf("pin directory: %w", err)
 	}
-	own := "netns-" + strconv.FormatUint(ino, 10)
 	entries, err := os.ReadDir(hostDir)
 	if err != nil {
 		return "", err
@@ -86,6 +78,38 @@ func DefaultPinDir(host, netnsPath string) (string, error) {
 		}
 	}
 	return filepath.Join(hostDir, own), nil
+}
+
+// RemovePins removes what host's datapath in the network namespace at
+// netnsPath pinned (DefaultPinDir), for whoever made the namespace and is
+// done with it (a test): its maps' memory is freed once no program uses
+// them. The host's directory stays, as other namespaces' agents of the
+// same name may be creating theirs in it.
+func RemovePins(host, netnsPath string) error {
+	hostDir, own, err := pinDirOf(host, netnsPath)
+	if err != nil {
+		return err
+	}
+	if err := os.RemoveAll(filepath.Join(hostDir, own)); err != nil {
+		return fmt.Errorf("remove pins: %w", err)
+	}
+	return nil
+}
+
+// pinDirOf returns the directory of host's pins and the name of the
+// namespace's directory in it.
+func pinDirOf(host, netnsPath string) (hostDir, own string, err error) {
+	if host == "" || strings.ContainsAny(host, "/\x00") || host == "." || host == ".." {
+		return "", "", fmt.Errorf("pin directory: host name %q", host)
+	}
+	if netnsPath == "" {
+		netnsPath = "/proc/self/ns/net"
+	}
+	ino, err := inode(netnsPath)
+	if err != nil {
+		return "", "", fmt.Errorf("pin directory: %w", err)
+	}
+	return filepath.Join(PinRoot, host), "netns-" + strconv.FormatUint(ino, 10), nil
 }
 
 func inode(path string) (uint64, error) {

@@ -94,7 +94,8 @@ func (dp *Datapath) setTunnels(t *tunnels, cfg datapath.TunnelConfig, peers map[
 	if err := dp.attachUnderlay(t, cfg); err != nil {
 		return err
 	}
-	kc := kernelConfig{VxlanPort: cfg.VXLANPort}
+	kc := dp.kcfg // the conntrack timeouts stay
+	kc.VxlanPort, kc.LocalIp, kc.VxlanIfindex, kc.GreIfindex = cfg.VXLANPort, 0, 0, 0
 	if cfg.VXLAN || cfg.GRE {
 		ip := cfg.LocalIP.As4()
 		kc.LocalIp = *(*uint32)(unsafePointer(&ip))
@@ -108,6 +109,7 @@ func (dp *Datapath) setTunnels(t *tunnels, cfg datapath.TunnelConfig, peers map[
 	if err := dp.objs.Config.Put(uint32(0), &kc); err != nil {
 		return fmt.Errorf("write config: %w", err)
 	}
+	dp.kcfg = kc
 	if err := dp.syncPeers(t.peers, peers); err != nil {
 		return err
 	}

@@ -13,14 +13,16 @@ import (
 
 // Constants shared with bpf/nagare.h; layout_test.go checks the C side.
 const (
-	layoutVersion = 2
+	layoutVersion = 3
 	maxActs       = 16
+	ctRefs        = 8
 	maxPorts      = 1024
-	execSlots     = 1024
+	execSlots     = 4096
 	noOutput      = 0xff
 
 	flowStateful = 1
 	flowSlow     = 2
+	flowCT       = 4
 
 	outPeer  = 1
 	portPeer = 1
@@ -52,6 +54,8 @@ const (
 	cVXLANTxErrors
 	cGRETxErrors
 	cExec
+	cCtMissing
+	cCtExpired
 	numCounters
 )
 
@@ -78,7 +82,7 @@ const (
 )
 
 // DropExecStale counts frames of the agent's Execute that reached the
-// kernel after their output slot had been reused (more than 1024 outputs
+// kernel after their output slot had been reused (more than 4096 outputs
 // in flight). Specific to this datapath.
 const DropExecStale = "exec-stale"
 

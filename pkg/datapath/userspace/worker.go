@@ -281,7 +281,7 @@ func (w *worker) frame(buf []byte, start, end int, oh *offload.Hdr, now int64, h
 		}
 		w.pkt.L4CsumPartial = offload.IsL4Csum(oh, &w.pkt)
 	}
-	if overPortMTU(oh, &w.pkt, in.cfg.MTU) {
+	if offload.OverPortMTU(oh, &w.pkt, in.cfg.MTU) {
 		w.drops.add(rOverMTU, 1)
 		return
 	}
@@ -354,15 +354,6 @@ func overMTU(oh *offload.Hdr, p *packet.Parsed, mtu int) bool {
 		return false
 	}
 	return offload.SegmentIPLen(oh, p) > mtu
-}
-
-// overPortMTU reports a frame its port could not have carried: its L3
-// packet (or its segments') longer than the port's MTU.
-func overPortMTU(oh *offload.Hdr, p *packet.Parsed, mtu int) bool {
-	if p.L3 == packet.L3IPv4 || p.L3 == packet.L3IPv6 {
-		return offload.SegmentIPLen(oh, p) > mtu
-	}
-	return len(p.Frame())-p.L3Off > mtu
 }
 
 // readLoop is a port's receiver: batch after batch until the port closes.

@@ -217,6 +217,7 @@ func New(t testing.TB, opts Options) *Env {
 	for i := 1; i <= opts.Hypervisors; i++ {
 		h := &Hypervisor{env: e, Name: fmt.Sprintf("hv%d", i), TunnelIP: fmt.Sprintf("10.99.0.%d", i)}
 		h.NS = newNS(t, e.Prefix+"-"+h.Name)
+		h.removePinsOnCleanup(t)
 		veth(t, h.NS, "ul0", e.Underlay, h.Name)
 		mtu := strconv.Itoa(opts.UnderlayMTU)
 		e.Underlay.MustRun(t, "ip", "link", "set", h.Name, "mtu", mtu, "master", "br0", "up")

@@ -18,15 +18,73 @@
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include <bpf/bpf_core_read.h>
 
 #include "nagare.h"
 #include "maps.h"
 #include "parse.h"
 #include "actions.h"
+#include "ct.h"
 
-/* Largest packet copied into an upcall: a perf record is at most 64 KiB,
- * so a GSO super-packet is cut (struct upcall.len < skb->len). */
-#define UPCALL_MAX 16384
+/* Largest packet copied into an upcall: a perf record, header included,
+ * is at most 64 KiB (its size is a __u16). TCP's super-packets stay under
+ * it (sk_gso_max_size less MAX_TCP_HEADER); a longer one is cut
+ * (struct upcall.len < skb->len) and dropped by the agent. */
+#define UPCALL_MAX (65535 - 16 - sizeof(struct upcall))
+
+/* The kernel's skb and its shared info, as far as gso_type_of reads them
+ * (CO-RE: offsets come from the running kernel's BTF). */
+struct sk_buff___nagare {
+	unsigned char *head;
+	unsigned int end; /* sk_buff_data_t: an offset from head on 64-bit */
+} __attribute__((preserve_access_index));
+
+struct skb_shared_info___nagare {
+	unsigned int gso_type;
+} __attribute__((preserve_access_index));
+
+/* include/linux/skbuff.h's GSO type bits. Its enum is anonymous, which
+ * CO-RE cannot relocate; these have kept their values since Linux 4.18
+ * (UDP_L4), long before bpf_cast_to_kern_ctx (6.3), which reading them
+ * needs. */
+#define SKB_GSO_TCPV4 (1 << 0)
+#define SKB_GSO_TCP_ECN (1 << 2)
+#define SKB_GSO_TCPV6 (1 << 4)
+#define SKB_GSO_UDP_L4 (1 << 17)
+
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym __weak;
+
+/* gso_type_of returns the GSO type of a GSO packet in virtio_net_hdr's
+ * terms. __sk_buff has gso_size but not gso_type, which only the
+ * kernel's skb_shared_info holds; a guest's tap can set a type that
+ * contradicts the headers, and the agent must see it to refuse it. Only
+ * upcalls pay for this. */
+static __always_inline __u8 gso_type_of(struct __sk_buff *skb)
+{
+	struct sk_buff___nagare *k;
+	__u32 t = 0;
+	__u8 v;
+
+	if (!skb->gso_size)
+		return GSO_NONE;
+	if (!bpf_cast_to_kern_ctx)
+		return GSO_UNKNOWN;
+	k = bpf_cast_to_kern_ctx(skb);
+	if (bpf_probe_read_kernel(&t, sizeof(t), k->head + k->end +
+				  bpf_core_field_offset(struct skb_shared_info___nagare, gso_type)))
+		return GSO_UNKNOWN;
+	if (t & SKB_GSO_TCPV4)
+		v = GSO_TCPV4;
+	else if (t & SKB_GSO_TCPV6)
+		v = GSO_TCPV6;
+	else if (t & SKB_GSO_UDP_L4)
+		v = GSO_UDP_L4;
+	else
+		return GSO_OTHER;
+	if (t & SKB_GSO_TCP_ECN)
+		v |= GSO_ECN;
+	return v;
+}
 
 static __noinline int send_upcall(struct __sk_buff *skb, const struct pkt *p, __u32 reason, __u32 slot)
 {
@@ -41,6 +99,7 @@ static __noinline int send_upcall(struct __sk_buff *skb, const struct pkt *p, __
 	u.len = len;
 	u.data_len = skb->len; /* the whole packet's length */
 	u.gso_size = skb->gso_size;
+	u.gso_type = gso_type_of(skb);
 	u.vlan_present = skb->vlan_present;
 	u.vlan_tci = skb->vlan_tci;
 	u.vlan_proto = skb->vlan_proto;
@@ -48,7 +107,7 @@ static __noinline int send_upcall(struct __sk_buff *skb, const struct pkt *p, __
 		__builtin_memcpy(&u.key, &p->key, sizeof(u.key));
 	if (reason != UPCALL_SLOW)
 		count(C_MISSES, 1);
-	if (bpf_perf_event_output(skb, &upcalls, BPF_F_CURRENT_CPU | ((__u64)len << 32), &u, sizeof(u))) {
+	if (upcall_output(skb, BPF_F_CURRENT_CPU | ((__u64)len << 32), &u, sizeof(u))) {
 		count(C_LOST, 1);
 		count_drop(DROP_UPCALL_LOST);
 	}
@@ -95,6 +154,12 @@ int port_in(struct __sk_buff *skb)
 		return TC_ACT_SHOT;
 	}
 	r = parse(skb, &p, (__u32)pi->index);
+	/* A guest's super-frame whose segments its port could not carry
+	 * (a tap's virtio_net_hdr can say anything): as a frame too long. */
+	if (!r && skb->gso_size && pi->mtu && (p.l3 == L3_IPV4 || p.l3 == L3_IPV6) && ip_len(skb, &p) > pi->mtu) {
+		count_drop(DROP_RX_OVERSIZE);
+		return TC_ACT_SHOT;
+	}
 	if (r == PARSE_PUNT)
 		return send_upcall(skb, &p, UPCALL_PUNT, slot);
 	if (r) {
@@ -107,13 +172,22 @@ int port_in(struct __sk_buff *skb)
 	/* Too long for the flow's path: the agent answers frag-needed. */
 	if (f->mtu && (p.l3 == L3_IPV4 || p.l3 == L3_IPV6) && ip_len(skb, &p) > f->mtu)
 		return send_upcall(skb, &p, UPCALL_RECHECK, slot);
-	/* A segment closing a tracked connection: its state must see it. */
-	if ((f->flags & FLOW_STATEFUL) && p.l4 == L4_TCP && (p.tcp_flags & 0x05))
+	now = bpf_ktime_get_ns();
+	if (f->flags & FLOW_CT) {
+		/* The kernel tracks the flow's connections: they advance here,
+		 * and a connection that is gone or over goes to the agent. */
+		r = ct_update(&p, f, now);
+		if (r) {
+			count(r, 1);
+			return send_upcall(skb, &p, UPCALL_RECHECK, slot);
+		}
+	} else if ((f->flags & FLOW_STATEFUL) && p.l4 == L4_TCP && (p.tcp_flags & (TCP_FIN | TCP_RST))) {
+		/* A segment closing a connection only the agent tracks. */
 		return send_upcall(skb, &p, UPCALL_RECHECK, slot);
+	}
 	count(C_HITS, 1);
 	__sync_fetch_and_add(&f->packets, 1);
 	__sync_fetch_and_add(&f->bytes, frame_len(skb));
-	now = bpf_ktime_get_ns();
 	/* Writing the timestamp at most every millisecond keeps the flow's
 	 * cache line shared between CPUs; expiry works in seconds. */
 	if (now - f->used > 1000000)
@@ -227,7 +301,7 @@ static __noinline int state(struct __sk_buff *skb, __u32 from, __u32 off, __u32 
 	u.data_off = off;
 	u.data_len = n;
 	u.peer = from;
-	if (bpf_perf_event_output(skb, &upcalls, BPF_F_CURRENT_CPU | ((__u64)len << 32), &u, sizeof(u))) {
+	if (upcall_output(skb, BPF_F_CURRENT_CPU | ((__u64)len << 32), &u, sizeof(u))) {
 		count(C_LOST, 1);
 		count_drop(DROP_UPCALL_LOST);
 	}

@@ -26,6 +26,16 @@ struct {
 	__type(value, struct action_list);
 } actions SEC(".maps");
 
+/* Offloaded connections by id (nagare.h). LRU: under pressure the
+ * kernel drops the least recently used, whose flows then ask the agent,
+ * which writes it again from its table. max_entries is set by the loader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1 << 17);
+	__type(key, __u32);
+	__type(value, struct ct_entry);
+} ct SEC(".maps");
+
 /* ifindex -> port slot, for frames entering a port. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -93,18 +103,52 @@ struct {
 	__type(value, struct exec_slot);
 } exec_slots SEC(".maps");
 
-/* Upcalls: a record per CPU ring, the packet attached. */
+/*
+ * Upcalls: a record per CPU ring, the packet attached. Two sets of rings:
+ * "upcalls" wakes the agent's reader at every record, "upcalls_batch" only
+ * every few dozen (its reader's wakeup_events), and upcall_mode[0] says
+ * which to use: 1 while the reader is awake and drains both every
+ * millisecond, 0 while it sleeps. A wakeup is an inter-processor
+ * interrupt and a thread switch, more than ten times the cost of the
+ * rest of a miss in the kernel (BenchmarkUpcall): under a flood of new
+ * flows they are paid once per batch, not once per packet.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
 	__uint(key_size, sizeof(__u32));
 	__uint(value_size, sizeof(__u32));
 } upcalls SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(__u32));
+} upcalls_batch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} upcall_mode SEC(".maps");
+
 static __always_inline void count(__u32 idx, __u64 n)
 {
 	__u64 *c = bpf_map_lookup_elem(&counters, &idx);
 	if (c)
 		*c += n;
+}
+
+/* upcall_output sends an upcall record with the packet (flags as
+ * bpf_perf_event_output's) to the rings upcall_mode names. */
+static __always_inline long upcall_output(struct __sk_buff *skb, __u64 flags, void *data, __u64 size)
+{
+	__u32 zero = 0;
+	__u32 *mode = bpf_map_lookup_elem(&upcall_mode, &zero);
+
+	if (mode && *mode)
+		return bpf_perf_event_output(skb, &upcalls_batch, flags, data, size);
+	return bpf_perf_event_output(skb, &upcalls, flags, data, size);
 }
 
 static __always_inline void count_drop(__u32 reason)

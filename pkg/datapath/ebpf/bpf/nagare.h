@@ -12,13 +12,15 @@
 
 /* Bumped whenever a pinned map's key or value layout changes, so that an
  * agent adopting pinned maps knows whether it can reuse them. */
-#define LAYOUT_VERSION 2
+#define LAYOUT_VERSION 3
 
 #define MAX_ACTS 16     /* actions a kernel flow holds; longer lists are executed by the agent */
 #define MAX_PORTS 1024  /* port slots */
-#define EXEC_SLOTS 1024 /* in-flight Execute outputs */
+#define EXEC_SLOTS 4096 /* in-flight Execute outputs */
 #define STATE_KEY 0xffffff /* packet.StateTunnelKey */
 #define PROBE_KEY 0xfffffe /* packet.ProbeTunnelKey */
+#define CT_REFS 8       /* connection-tracking entries one flow keeps alive: sim.MaxStateKeys */
+#define CT_CLASSES 11   /* flowstate's expiry classes */
 
 /* The flow key: byte for byte flow.Key (pkg/flow/key.go). Multi-byte
  * integers are in host byte order, as Go stores them. */
@@ -81,8 +83,9 @@ struct action {
 	__u8 data[16];
 };
 
-#define FLOW_STATEFUL 1 /* carries flow state: TCP FIN/RST go to the agent */
+#define FLOW_STATEFUL 1 /* read flow state the kernel does not hold: TCP FIN/RST go to the agent */
 #define FLOW_SLOW 2     /* actions too long for the kernel: the agent executes every packet */
+#define FLOW_CT 4       /* read connections the kernel tracks (flow_val.ct): it advances them itself */
 
 #define NO_OUTPUT 0xff
 
@@ -101,7 +104,9 @@ struct flow_val {
 	__u32 acts;      /* the action list's id; 0 with FLOW_SLOW */
 	__u8 flags;      /* FLOW_* */
 	__u8 class;      /* datapath.FlowClass, for the agent */
-	__u8 pad[6];
+	__u8 ct_dir;     /* bit i: the flow's packets are replies of connection ct[i] */
+	__u8 pad[5];
+	__u32 ct[CT_REFS]; /* ids of the connections the flow read (FLOW_CT); 0 ends the list */
 };
 
 struct action_list {
@@ -120,7 +125,7 @@ struct port_info {
 	__u32 tunnel_key;
 	__u32 flags;
 	__u32 max_len; /* longest frame taken (MTU, Ethernet header, two tags); GSO frames are exempt */
-	__u32 pad;
+	__u32 mtu;     /* the port's IP MTU, which a GSO frame's segments must fit (0: unchecked) */
 };
 
 /* port_stats value, per CPU, indexed by slot. */
@@ -131,14 +136,53 @@ struct port_stats {
 	__u64 tx_bytes;
 };
 
-/* config[0]: what the agent set with SetTunnels. */
+/* config[0]: what the agent set with SetTunnels and SetConntrackTimeouts. */
 struct config {
 	__u32 local_ip;      /* network order; 0: tunnels off */
 	__u32 vxlan_ifindex; /* 0: VXLAN off */
 	__u32 gre_ifindex;   /* the underlay interface GRE packets leave by; 0: GRE off */
 	__u16 vxlan_port;    /* host order */
 	__u16 pad;
+	__u64 ct_timeout[CT_CLASSES]; /* ns, by expiry class (flowstate's classOf) */
 };
+
+/*
+ * Connection tracking. A connection or NAT binding of the agent's table
+ * (pkg/flowstate) is offloaded as one entry of the "ct" map, named by an id
+ * the agent picks; flows that read it (FLOW_CT) name it in flow_val.ct.
+ * The program keeps the entry's state and lifetime as packets pass, as
+ * flowstate.State.Advance does, so that a connection's FIN and RST need no
+ * upcall and the agent reads lifetimes from the map instead of walking the
+ * flows. The keys are the agent's, byte for byte: they are what it adopts
+ * after a restart; the program never looks entries up by them.
+ */
+struct ct_key {
+	__u8 src[16];
+	__u8 dst[16];
+	__u64 zone;
+	__u16 src_port;
+	__u16 dst_port;
+	__u8 proto;
+	__u8 type;
+	__u8 echo;
+	__u8 family;
+};
+
+struct ct_entry {
+	struct ct_key fwd;
+	struct ct_key rev;
+	__u64 used;    /* bpf_ktime_get_ns() of the last packet, or of the agent's write */
+	__u64 expires; /* used + the timeout of the state's class */
+	__u8 state;    /* flowstate.State */
+	__u8 pad[7];
+};
+
+/* flowstate.State bits */
+#define CT_PHASE 0x07
+#define CT_FIN_FWD 0x10
+#define CT_FIN_REV 0x20
+#define CT_REPLIED 0x40
+enum { CT_NEW, CT_ESTABLISHED, CT_FIN_WAIT, CT_TIME_WAIT, CT_CLOSED };
 
 /* exec_slots value: one output of an Execute, named by the skb mark. */
 struct exec_slot {
@@ -170,8 +214,25 @@ struct upcall {
 	__u16 vlan_tci;   /* the tag the kernel took out of the frame, if vlan_present */
 	__u16 vlan_proto; /* network order */
 	__u8 vlan_present;
-	__u8 pad[3];
+	/* A GSO packet's type as virtio_net_hdr says it (GSO_TCPV4, GSO_TCPV6,
+	 * GSO_UDP_L4, GSO_ECN or'ed in; GSO_OTHER for any other), GSO_UNKNOWN
+	 * where the kernel cannot tell the program (no bpf_cast_to_kern_ctx):
+	 * the agent checks it against the headers as the userspace datapath
+	 * checks a guest's virtio_net_hdr (offload.Check). */
+	__u8 gso_type;
+	__u8 pad[2];
 	struct flow_key key; /* the key the program computed (MISS, SLOW) */
+};
+
+/* struct upcall.gso_type (offload.GSO*, virtio_net.h's values). */
+enum {
+	GSO_NONE = 0,
+	GSO_TCPV4 = 1,
+	GSO_TCPV6 = 4,
+	GSO_UDP_L4 = 5,
+	GSO_OTHER = 0x7f,
+	GSO_ECN = 0x80,
+	GSO_UNKNOWN = 0xff,
 };
 
 /* Counters (per-CPU array "counters"). */
@@ -190,6 +251,8 @@ enum {
 	C_VXLAN_TX_ERRORS,
 	C_GRE_TX_ERRORS,
 	C_EXEC,
+	C_CT_MISSING, /* a flow's connection was evicted from the ct map: the agent wrote it again */
+	C_CT_EXPIRED, /* a flow's connection had timed out: the agent judged the packet */
 	NUM_COUNTERS,
 };
 

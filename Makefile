@@ -4,7 +4,7 @@ export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 BIN := bin
 
-.PHONY: all setup build test test-short vet bench bench-go demo screenshots fmt clean
+.PHONY: all setup build test test-short vet bench bench-go demo screenshots acceptance fmt clean
 
 all: build
 
@@ -27,6 +27,11 @@ test: setup vet
 	$(GO) test -count=1 -timeout 30m $$($(GO) list ./... | grep -v /test/e2e)
 	$(GO) test -count=1 -timeout 20m ./test/e2e/...
 	NAGARE_E2E_DATAPATH=ebpf $(GO) test -count=1 -timeout 20m ./test/e2e/...
+
+# gophercloud's own networking acceptance suite, unmodified, against a real
+# server and agent on loopback (about 1.5 minutes; part of make test too).
+acceptance: setup
+	$(GO) test -count=1 -timeout 30m -v -run TestGophercloudNetworking ./test/acceptance/
 
 test-short: vet
 	$(GO) test -count=1 -short ./...

@@ -16,6 +16,8 @@ PKGS=(
 	jq bc tmux procps psmisc
 	curl                               # HTTP through NAT in end-to-end tests (TestVyattaOneBox)
 	python3-openstackclient            # the openstack CLI drives the Neutron and identity APIs in tests
+	python3-neutronclient              # its plugin: network trunk/qos/rbac, address group, subnet pool, firewall group commands
+	python3                            # TestNeutronExtensions sends 802.1Q frames with a raw socket (the kernel may lack 8021q)
 	chromium fonts-dejavu-core         # the dashboard's browser tests and make screenshots (headless, driven by chromedp)
 	frr                                # BGP upstreams (bgpd, bfdd, zebra) in namespaces for the uplink tests (test/e2e/bgp_test.go)
 )

@@ -124,6 +124,7 @@ func init() {
 		{Kind: model.PoolMemberKind, Word: "member", Prefix: "pm"},
 		{Kind: model.VIPKind, Prefix: "vip", TopLevel: true},
 		{Kind: model.HealthMonitorKind, Prefix: "hm", TopLevel: true},
+		{Kind: model.QoSPolicyKind, Prefix: "qos", TopLevel: true},
 	}
 	index()
 }

@@ -87,6 +87,14 @@ type Datapath interface {
 	// modify the slices it holds.
 	Flows(fn func(info *FlowInfo))
 
+	// SetPortQoS sets the rate limits of an attached port (a zero
+	// PortQoS removes them): a token bucket polices the frames entering by
+	// the port's interface (what its VM sends) and one the frames sent out
+	// of it, whichever host or flow they come from (what it receives). A
+	// frame the bucket has no tokens for is dropped and counted
+	// (DropQoSPoliced). Unknown ports are ErrUnknownPort.
+	SetPortQoS(portID string, q PortQoS) error
+
 	// SendState sends a flow-state packet (MidoNet's model: connection
 	// tracking and NAT entries pushed ahead of a connection's first
 	// packet) to peer, a tunnel-zone peer, over the tunnel with the
@@ -169,6 +177,8 @@ var (
 	ErrClosed      = errors.New("datapath: closed")
 	ErrUnknownPort = errors.New("datapath: unknown port")
 	ErrRunning     = errors.New("datapath: already running")
+	// ErrUnsupported: the implementation does not do this (yet).
+	ErrUnsupported = errors.New("datapath: not supported by this implementation")
 )
 
 // PortConfig describes a bound port: a local interface that frames of one
@@ -194,6 +204,15 @@ type PortConfig struct {
 	// whose segments would be) are dropped on receive and counted
 	// (DropRxOverMTU).
 	MTU int
+}
+
+// PortQoS is a port's rate limits, in kbit/s with bursts in kbit; a zero
+// rate is no limit, a zero burst 80% of a second at the rate (Neutron's
+// default). Egress and ingress are the VM's: what it sends, what it
+// receives.
+type PortQoS struct {
+	EgressKbps, EgressBurstKbit   uint32
+	IngressKbps, IngressBurstKbit uint32
 }
 
 // TunnelConfig is the host's tunnel endpoint in the underlay.

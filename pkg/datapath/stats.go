@@ -65,6 +65,11 @@ const (
 	// DropTunnelProbeUnhandled: a probe packet (packet.ProbeTunnelKey)
 	// arrived and no ProbeHandler takes them, or it was empty.
 	DropTunnelProbeUnhandled = "tunnel-probe-unhandled"
+	// DropQoSPoliced: a port's rate limit (SetPortQoS) had no tokens left
+	// for the frame.
+	DropQoSPoliced = "qos-policed"
+	// DropMirrorTxError: the kernel refused to send a mirror's copy.
+	DropMirrorTxError = "mirror-tx-error"
 )
 
 // MalformedDropPrefix starts the reasons of frames received on a port that

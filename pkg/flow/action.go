@@ -28,12 +28,14 @@ const (
 	ActSetICMPID                       // set the ICMP echo identifier to L4Port
 	ActInnerSrc                        // set the source address and port (echo id) an ICMP error quotes to Addr, L4Port: per packet only (Result.SlowPath)
 	ActInnerDst                        // the same for the quoted destination
+	ActSetDSCP                         // set the DSCP of an IP packet to DSCP (QoS marking), fixing the IPv4 checksum
+	ActMirror                          // send a copy, GRE- or ERSPAN-encapsulated (Tunnel) with TunnelKey, to Underlay: a port mirror's remote endpoint
 )
 
 var actionNames = [...]string{0: "none", ActSetEthSrc: "set-eth-src", ActSetEthDst: "set-eth-dst", ActPushVLAN: "push-vlan",
 	ActPopVLAN: "pop-vlan", ActDecTTL: "dec-ttl", ActOutput: "output", ActEncap: "encap", ActSetIPSrc: "set-ip-src",
 	ActSetIPDst: "set-ip-dst", ActSetL4Src: "set-l4-src", ActSetL4Dst: "set-l4-dst", ActSetICMPID: "set-icmp-id",
-	ActInnerSrc: "set-inner-src", ActInnerDst: "set-inner-dst"}
+	ActInnerSrc: "set-inner-src", ActInnerDst: "set-inner-dst", ActSetDSCP: "set-dscp", ActMirror: "mirror"}
 
 func (t ActionType) String() string {
 	if int(t) < len(actionNames) {
@@ -53,8 +55,9 @@ type Action struct {
 	VLAN uint16
 	// Count is the number of decrements of ActDecTTL.
 	Count uint8
-	// Tunnel is the encapsulation of ActEncap: packet.TunnelVXLAN or
-	// packet.TunnelGRE.
+	// Tunnel is the encapsulation of ActEncap (packet.TunnelVXLAN or
+	// packet.TunnelGRE) and of ActMirror (packet.TunnelGRE or
+	// packet.TunnelERSPAN).
 	Tunnel packet.Tunnel
 	// Port is the Topology index of the egress port (ActOutput, ActEncap).
 	Port int32
@@ -64,11 +67,16 @@ type Action struct {
 	Interface string
 	// HostID is the remote host of ActEncap.
 	HostID string
-	// Underlay is the remote host's tunnel endpoint for ActEncap.
+	// Underlay is the remote host's tunnel endpoint for ActEncap, the
+	// mirror's remote endpoint for ActMirror.
 	Underlay netip.Addr
 	// TunnelKey is the tunnel key of the EGRESS port for ActEncap: the
-	// remote host delivers by it without simulating again.
+	// remote host delivers by it without simulating again. For ActMirror
+	// it is the GRE key (32 bits) or the ERSPAN session ID (its low 10
+	// bits).
 	TunnelKey uint32
+	// DSCP is the value ActSetDSCP writes (0-63).
+	DSCP uint8
 	// Addr is the address of ActSetIPSrc, ActSetIPDst, ActInnerSrc and
 	// ActInnerDst.
 	Addr netip.Addr

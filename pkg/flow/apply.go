@@ -19,6 +19,17 @@ func (a *Action) Check() error {
 		if !a.Addr.IsValid() || a.Addr.Zone() != "" {
 			return fmt.Errorf("%s to %q: not an address", a.Type, a.Addr)
 		}
+	case ActSetDSCP:
+		if a.DSCP > 63 {
+			return fmt.Errorf("set-dscp %d: DSCP out of range", a.DSCP)
+		}
+	case ActMirror:
+		if a.Tunnel != packet.TunnelGRE && a.Tunnel != packet.TunnelERSPAN {
+			return fmt.Errorf("mirror: unknown encapsulation %s", a.Tunnel)
+		}
+		if !a.Underlay.IsValid() || !a.Underlay.Unmap().Is4() {
+			return fmt.Errorf("mirror to %q: only IPv4 remote endpoints are supported", a.Underlay)
+		}
 	case ActPushVLAN:
 		if a.VLAN > 0x0fff {
 			return fmt.Errorf("push-vlan %d: VID out of range", a.VLAN)
@@ -43,7 +54,7 @@ func (a *Action) Check() error {
 // decoded frame's IP or L4 headers.
 func (a *Action) Rewrites() bool {
 	switch a.Type {
-	case ActDecTTL, ActSetIPSrc, ActSetIPDst, ActSetL4Src, ActSetL4Dst, ActSetICMPID, ActInnerSrc, ActInnerDst:
+	case ActDecTTL, ActSetIPSrc, ActSetIPDst, ActSetL4Src, ActSetL4Dst, ActSetICMPID, ActInnerSrc, ActInnerDst, ActSetDSCP:
 		return true
 	}
 	return false
@@ -89,6 +100,11 @@ func (a *Action) Rewrite(p *packet.Parsed) error {
 		ok = p.SetInnerSrc(a.Addr, a.L4Port)
 	case ActInnerDst:
 		ok = p.SetInnerDst(a.Addr, a.L4Port)
+	case ActSetDSCP:
+		if p.L3 != packet.L3IPv4 && p.L3 != packet.L3IPv6 {
+			return nil // as dec-ttl: only IP packets are marked
+		}
+		ok = p.SetDSCP(a.DSCP)
 	default:
 		ok = false
 	}

@@ -1,7 +1,10 @@
 package model
 
 import (
+	"fmt"
 	"net/netip"
+	"strconv"
+	"strings"
 
 	"github.com/nagare/nagare/pkg/packet"
 )
@@ -16,7 +19,9 @@ var (
 	BridgeKind           = register("bridge", "bridges", "A virtual L2 switch.", &Bridge{}, nil)
 	LoadBalancerKind     = register("load-balancer", "load-balancers", "An L4 load balancer.", &LoadBalancer{}, nil)
 	RouterKind           = register("router", "routers", "A virtual L3 router.", &Router{}, nil)
+	QoSPolicyKind        = register("qos-policy", "qos-policies", "Rate limits and DSCP marking of ports.", &QoSPolicy{}, nil)
 	PortKind             = register("port", "ports", "A port of a bridge or router.", &Port{}, checkPort)
+	MirrorKind           = register("mirror", "mirrors", "A copy of a port's traffic to a port or a remote tunnel endpoint.", &Mirror{}, checkMirror)
 	RouteKind            = register("route", "routes", "A route of a router.", &Route{}, checkRoute)
 	BGPPeerKind          = register("bgp-peer", "bgp-peers", "A BGP session of a router on one of its uplink ports.", &BGPPeer{}, checkBGPPeer)
 	BGPNetworkKind       = register("bgp-network", "bgp-networks", "A prefix a router's BGP uplinks announce.", &BGPNetwork{}, checkBGPNetwork)
@@ -100,6 +105,10 @@ func checkPort(o Object) error {
 		return fieldErr("peer_id", "a port is either bound to an interface or linked to a peer, not both")
 	case p.PeerID != "" && p.PeerID == p.ID:
 		return fieldErr("peer_id", "a port cannot be its own peer")
+	case (p.ParentID == "") != (p.ParentVLAN == 0):
+		return fieldErr("parent_vlan", "a trunk subport needs both parent_id and parent_vlan")
+	case p.ParentID != "" && (p.BridgeID == "" || p.HostID != "" || p.PeerID != "" || p.ParentID == p.ID):
+		return fieldErr("parent_id", "a trunk subport is a bridge port reached through another port's interface: it is neither bound nor linked, and not its own parent")
 	}
 	if err := checkPhysical(p); err != nil {
 		return err
@@ -165,6 +174,43 @@ func ValidPhysicalNetwork(s string) bool {
 		}
 	}
 	return true
+}
+
+func checkMirror(o Object) error {
+	m := o.(*Mirror)
+	switch {
+	case (m.DestPortID == "") == !m.RemoteIP.IsValid():
+		return fieldErr("dest_port_id", "a mirror sends its copies to a port or to a remote address, one of the two")
+	case m.RemoteIP.IsValid() && m.Encap == "":
+		return fieldErr("encap", "a remote mirror needs an encapsulation (gre or erspan)")
+	case m.DestPortID == m.PortID:
+		return fieldErr("dest_port_id", "a port cannot be its own mirror")
+	}
+	if _, err := ParseVLANSet(m.VLANs); err != nil {
+		return fieldErr("vlans", "%v", err)
+	}
+	return nil
+}
+
+// ParseVLANSet reads a set of VLANs ("10,20-30"; "" is none).
+func ParseVLANSet(s string) ([][2]uint16, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var out [][2]uint16
+	for _, part := range strings.Split(s, ",") {
+		lo, hi, ranged := strings.Cut(part, "-")
+		if !ranged {
+			hi = lo
+		}
+		a, err1 := strconv.ParseUint(lo, 10, 12)
+		b, err2 := strconv.ParseUint(hi, 10, 12)
+		if err1 != nil || err2 != nil || a > b || b > 4095 {
+			return nil, fmt.Errorf("%q is not a VLAN or a range of VLANs", part)
+		}
+		out = append(out, [2]uint16{uint16(a), uint16(b)})
+	}
+	return out, nil
 }
 
 func checkRoute(o Object) error {

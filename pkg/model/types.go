@@ -120,6 +120,12 @@ type Port struct {
 	// subinterface of PhysicalVLAN. See pkg/agent/uplink.
 	PhysicalNetwork string `json:"physical_network,omitempty" nagare:"cli=physical-network,doc=uplink to this physical network; an agent mapping it binds the port"`
 	PhysicalVLAN    uint16 `json:"physical_vlan,omitempty" nagare:"cli=physical-vlan,max=4094,doc=802.1Q VLAN of the uplink on the physical network (0 = untagged)"`
+	QoSPolicyID     string `json:"qos_policy_id,omitempty" nagare:"cli=qos-policy,ref=qos-policy,ondelete=nullify,doc=rate limits and DSCP marking of the port's traffic"`
+	// A trunk subport (a VLAN-aware VM's): frames tagged ParentVLAN on the
+	// interface of port ParentID enter through this port, untagged, and
+	// what leaves by this port goes out that interface tagged ParentVLAN.
+	ParentID   string `json:"parent_id,omitempty" nagare:"cli=parent,ref=port,ondelete=nullify,doc=trunk subport: the parent port whose interface carries this port's traffic tagged parent_vlan"`
+	ParentVLAN uint16 `json:"parent_vlan,omitempty" nagare:"cli=parent-vlan,max=4094,doc=trunk subport: the 802.1Q VLAN of its traffic on the parent's interface"`
 }
 
 // IsRouterPort reports whether the port belongs to a router.
@@ -244,6 +250,45 @@ type Rule struct {
 	Targets     []NATTarget `json:"targets,omitempty" nagare:"cli=target,doc=NAT targets IP[-IP][:PORT[-PORT]]"`
 }
 
+// QoSPolicy limits and marks the traffic of the ports that name it: a
+// token bucket per direction and a DSCP rewrite of what the port sends.
+// Egress is what the port's VM sends, ingress what it receives (Neutron's
+// directions).
+type QoSPolicy struct {
+	Meta
+	Name             string `json:"name,omitempty" nagare:"cli=name"`
+	TenantID         string `json:"tenant_id,omitempty" nagare:"cli=tenant"`
+	EgressMaxKbps    uint32 `json:"egress_max_kbps,omitempty" nagare:"cli=egress-max-kbps,doc=rate limit of what the port sends, kbit/s (0: none)"`
+	EgressBurstKbit  uint32 `json:"egress_burst_kbit,omitempty" nagare:"cli=egress-burst-kbit,doc=bucket size of the egress limit, kbit (0: 80% of a second at the rate)"`
+	IngressMaxKbps   uint32 `json:"ingress_max_kbps,omitempty" nagare:"cli=ingress-max-kbps,doc=rate limit of what the port receives, kbit/s (0: none)"`
+	IngressBurstKbit uint32 `json:"ingress_burst_kbit,omitempty" nagare:"cli=ingress-burst-kbit,doc=bucket size of the ingress limit, kbit (0: 80% of a second at the rate)"`
+	MarkDSCP         bool   `json:"mark_dscp,omitempty" nagare:"cli=mark-dscp,doc=rewrite the DSCP of the IP packets the port sends"`
+	DSCPMark         uint8  `json:"dscp_mark,omitempty" nagare:"cli=dscp,max=63,doc=the DSCP value written with mark-dscp"`
+}
+
+// Mirror copies the frames of a port to a destination: "in" those the
+// port delivers to its interface (what a VM receives), "out" those that
+// enter by it (what the VM sends), or both. The destination is another
+// port (a tap service's), which gets each copy as the mirrored port's
+// interface saw it, or a remote address, GRE-encapsulated (transparent
+// Ethernet, Key as the GRE key) or ERSPAN type II (Key's low 10 bits as
+// the session ID), sent from the underlay address of the host the
+// mirrored port is bound on.
+// VLANs, when set, limits the copies to frames of those VLANs
+// ("10,20-30").
+type Mirror struct {
+	Meta
+	Name       string     `json:"name,omitempty" nagare:"cli=name"`
+	TenantID   string     `json:"tenant_id,omitempty" nagare:"cli=tenant"`
+	PortID     string     `json:"port_id" nagare:"cli=port,required,ref=port,ondelete=cascade,doc=the mirrored port"`
+	Direction  string     `json:"direction" nagare:"cli=direction,enum=in|out|both,default=both,doc=in: what the port delivers to its interface, out: what enters by it"`
+	DestPortID string     `json:"dest_port_id,omitempty" nagare:"cli=dest-port,ref=port,ondelete=cascade,doc=the port the copies leave by"`
+	RemoteIP   netip.Addr `json:"remote_ip,omitzero" nagare:"cli=remote-ip,doc=the tunnel endpoint the copies are sent to (instead of a port)"`
+	Encap      string     `json:"encap,omitempty" nagare:"cli=encap,enum=gre|erspan,doc=the encapsulation towards remote-ip"`
+	Key        uint32     `json:"key,omitempty" nagare:"cli=key,doc=GRE key or ERSPAN session ID (its low 10 bits) towards remote-ip"`
+	VLANs      string     `json:"vlans,omitempty" nagare:"cli=vlans,doc=mirror only frames of these VLANs (10,20-30)"`
+}
+
 // PortGroup groups ports for rule conditions; stateful groups share flow
 // state among their members (asymmetric paths).
 type PortGroup struct {
@@ -290,10 +335,11 @@ type DHCPSubnet struct {
 // DHCPHost is a fixed address for one MAC inside a DHCP subnet.
 type DHCPHost struct {
 	Meta
-	DHCPSubnetID string     `json:"dhcp_subnet_id" nagare:"cli=subnet-id,ref=dhcp-subnet,ondelete=cascade,required,parent"`
-	Name         string     `json:"name,omitempty" nagare:"cli=name"`
-	MAC          packet.MAC `json:"mac" nagare:"cli=mac,required,unique=dhcp_subnet_id"`
-	Address      netip.Addr `json:"address" nagare:"cli=address,required,unique=dhcp_subnet_id"`
+	DHCPSubnetID string       `json:"dhcp_subnet_id" nagare:"cli=subnet-id,ref=dhcp-subnet,ondelete=cascade,required,parent"`
+	Name         string       `json:"name,omitempty" nagare:"cli=name"`
+	MAC          packet.MAC   `json:"mac" nagare:"cli=mac,required,unique=dhcp_subnet_id"`
+	Address      netip.Addr   `json:"address" nagare:"cli=address,required,unique=dhcp_subnet_id"`
+	Options      []DHCPOption `json:"options,omitempty" nagare:"cli=options,doc=extra options for this host CODE=VALUE (they replace the subnet's of the same code)"`
 }
 
 // LoadBalancer is an L4 load balancer whose VIPs live on a router.

@@ -84,6 +84,10 @@ func ParsePortRange(s string) (PortRange, error) {
 type NATTarget struct {
 	AddrFrom, AddrTo netip.Addr
 	Ports            PortRange
+	// Base maps ports one to one (DNAT only, as iptables' /baseport does):
+	// original port Base becomes Ports.Start, Base+1 Ports.Start+1, and so
+	// on; 0 picks any port of Ports. Text form suffix "/BASE".
+	Base uint16
 }
 
 func (t NATTarget) String() string {
@@ -104,6 +108,10 @@ func (t NATTarget) String() string {
 		b.WriteByte(':')
 		b.WriteString(t.Ports.String())
 	}
+	if t.Base != 0 {
+		b.WriteByte('/')
+		b.WriteString(strconv.Itoa(int(t.Base)))
+	}
 	return b.String()
 }
 
@@ -120,9 +128,19 @@ func (t *NATTarget) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// ParseNATTarget parses "10.0.0.5", "10.0.0.5-10.0.0.9:1024-65535", "[2001:db8::1]:80".
+// ParseNATTarget parses "10.0.0.5", "10.0.0.5-10.0.0.9:1024-65535",
+// "[2001:db8::1]:80", "10.0.0.5:1300-1399/2300" (ports mapped one to one
+// from 2300).
 func ParseNATTarget(s string) (NATTarget, error) {
-	bad := fmt.Errorf("%q is not a NAT target (want IP[-IP][:PORT[-PORT]])", s)
+	bad := fmt.Errorf("%q is not a NAT target (want IP[-IP][:PORT[-PORT][/BASE]])", s)
+	var base uint16
+	if i := strings.LastIndex(s, "/"); i >= 0 {
+		n, err := strconv.ParseUint(s[i+1:], 10, 16)
+		if err != nil || n == 0 {
+			return NATTarget{}, bad
+		}
+		base, s = uint16(n), s[:i]
+	}
 	addrs, ports := s, ""
 	if strings.HasPrefix(s, "[") {
 		end := strings.Index(s, "]")
@@ -159,6 +177,10 @@ func ParseNATTarget(s string) (NATTarget, error) {
 			return NATTarget{}, fmt.Errorf("NAT target %q: port 0 is not a valid port", s)
 		}
 	}
+	if base != 0 && (t.Ports.IsZero() || int(base)+int(t.Ports.End-t.Ports.Start) > 65535) {
+		return NATTarget{}, fmt.Errorf("NAT target %q: a base port needs a port range that fits above it", s)
+	}
+	t.Base = base
 	return t, nil
 }
 
@@ -203,3 +225,91 @@ var ErrNotFound = errors.New("not found")
 // ErrConflict is returned (wrapped) when a write conflicts with the stored
 // state: a stale revision, a taken unique value, an object still in use.
 var ErrConflict = errors.New("conflict")
+
+// DHCPOption is an extra DHCP option handed to one host (Neutron's
+// extra_dhcp_opts): an option code and its value as an operator writes it
+// (addresses separated by commas, text, or a number). Text form
+// "CODE=VALUE", e.g. "66=tftp.example.com" or "42=10.0.0.1,10.0.0.2".
+type DHCPOption struct {
+	Code  uint8
+	Value string
+}
+
+func (o DHCPOption) String() string { return strconv.Itoa(int(o.Code)) + "=" + o.Value }
+
+// MarshalText renders CODE=VALUE.
+func (o DHCPOption) MarshalText() ([]byte, error) { return []byte(o.String()), nil }
+
+// UnmarshalText parses CODE=VALUE and refuses a value its code cannot
+// carry.
+func (o *DHCPOption) UnmarshalText(b []byte) error {
+	c, v, ok := strings.Cut(string(b), "=")
+	n, err := strconv.ParseUint(c, 10, 8)
+	if !ok || err != nil {
+		return fmt.Errorf("%q is not a DHCP option (want CODE=VALUE, e.g. 66=tftp.example.com)", b)
+	}
+	x := DHCPOption{Code: uint8(n), Value: v}
+	if _, err := x.Encode(); err != nil {
+		return err
+	}
+	*o = x
+	return nil
+}
+
+// dhcpOptionTypes are the options a host may be given, by the type of
+// their value (RFC 2132 and the OVN set Neutron maps extra_dhcp_opts to).
+// The others (message type, lease, server id, parameter lists…) are the
+// DHCP server's own.
+var dhcpOptionTypes = map[uint8]string{
+	1: "ip", 3: "ips", 6: "ips", 7: "ips", 9: "ips", 16: "ip", 41: "ips", 42: "ips", 150: "ips",
+	15: "text", 66: "text", 67: "text", 210: "text", 252: "text",
+	19: "u8", 23: "u8", 31: "u8", 36: "u8", 37: "u8",
+	26: "u16", 35: "u32", 38: "u32",
+}
+
+// DHCPOptionKnown reports whether a host may be given option code.
+func DHCPOptionKnown(code uint8) bool { _, ok := dhcpOptionTypes[code]; return ok }
+
+// Encode is the option's value as it goes on the wire (without code and
+// length).
+func (o DHCPOption) Encode() ([]byte, error) {
+	bad := func(what string) error {
+		return fmt.Errorf("DHCP option %d: %q is not %s", o.Code, o.Value, what)
+	}
+	switch dhcpOptionTypes[o.Code] {
+	case "ip", "ips":
+		var out []byte
+		for _, s := range strings.Split(o.Value, ",") {
+			a, err := netip.ParseAddr(strings.TrimSpace(s))
+			if err != nil || !a.Unmap().Is4() {
+				return nil, bad("a list of IPv4 addresses")
+			}
+			b := a.Unmap().As4()
+			out = append(out, b[:]...)
+		}
+		if dhcpOptionTypes[o.Code] == "ip" && len(out) != 4 {
+			return nil, bad("one IPv4 address")
+		}
+		if len(out) > 252 {
+			return nil, bad("a list short enough for one option")
+		}
+		return out, nil
+	case "text":
+		if o.Value == "" || len(o.Value) > 255 {
+			return nil, bad("a text of 1 to 255 bytes")
+		}
+		return []byte(o.Value), nil
+	case "u8", "u16", "u32":
+		bits := map[string]int{"u8": 8, "u16": 16, "u32": 32}[dhcpOptionTypes[o.Code]]
+		n, err := strconv.ParseUint(strings.TrimSpace(o.Value), 10, bits)
+		if err != nil {
+			return nil, bad(fmt.Sprintf("an unsigned %d-bit number", bits))
+		}
+		out := make([]byte, bits/8)
+		for i := range out {
+			out[len(out)-1-i] = byte(n >> (8 * i))
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("DHCP option %d cannot be set per host", o.Code)
+}

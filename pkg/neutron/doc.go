@@ -46,11 +46,12 @@
 // A new resource is two files following the others. Here, <resource>.go:
 // its stored kind (in kinds.go, registered with model.RegisterInternal),
 // its Translate function (translate.go) when it has a native form, a
-// <Resource>Request with an apply method, and Create/Update/Delete
-// methods built from policy.go's steps (creating and admit for a create's
-// policy, project and quota; modify for an update or delete of an existing
-// object under its policy) and apply (reconcile.go: its translation, in
-// the same transaction).
+// <Resource>Request with an apply method, and Prepare/Create/Update/Delete
+// methods built from policy.go's steps (creating for a create's policy and
+// project, then a Creation that create.go admits and writes, alone or in
+// a bulk; modify for an update or delete of an existing object under its
+// policy) and apply (reconcile.go: its translation, in the same
+// transaction).
 // In api/neutron, <resource>.go: the attribute map, decode<Resource> and
 // view<Resource>, and one row of its resources table.
 package neutron

@@ -82,6 +82,27 @@ var notFoundTypes = map[*model.Kind][2]string{
 	SecurityGroupKind:     {"SecurityGroupNotFound", "Security group %s does not exist"},
 	SecurityGroupRuleKind: {"SecurityGroupRuleNotFound", "Security group rule %s does not exist"},
 	PortForwardingKind:    {"PortForwardingNotFound", "Port Forwarding %s could not be found."},
+	NetSegmentKind:        {"SegmentNotFound", "Segment %s could not be found."},
+	TrunkKind:             {"TrunkNotFound", "Trunk %s could not be found."},
+	QoSPolicyKind:         {"QosPolicyNotFound", "QoS policy %s could not be found."},
+	SubnetPoolKind:        {"SubnetPoolNotFound", "Subnet pool %s could not be found."},
+	AddressScopeKind:      {"AddressScopeNotFound", "Address scope %s could not be found."},
+	AddressGroupKind:      {"AddressGroupNotFound", "Address group %s could not be found."},
+	RBACPolicyKind:        {"RbacPolicyNotFound", "RBAC policy with ID %s not found"},
+	IKEPolicyKind:         {"IKEPolicyNotFound", "IKEPolicy %s could not be found"},
+	IPsecPolicyKind:       {"IPsecPolicyNotFound", "IPsecPolicy %s could not be found"},
+	VPNServiceKind:        {"VPNServiceNotFound", "VPNService %s could not be found"},
+	EndpointGroupKind:     {"VPNEndpointGroupNotFound", "Endpoint group %s could not be found"},
+	SiteConnectionKind:    {"IPsecSiteConnectionNotFound", "ipsec_site_connection %s not found"},
+	FirewallRuleKind:      {"FirewallRuleNotFound", "Firewall rule %s could not be found."},
+	FirewallPolicyKind:    {"FirewallPolicyNotFound", "Firewall policy %s could not be found."},
+	FirewallGroupKind:     {"FirewallGroupNotFound", "Firewall group %s could not be found."},
+	BGPSpeakerKind:        {"BgpSpeakerNotFound", "BGP speaker %s could not be found."},
+	BGPPeerKind:           {"BgpPeerNotFound", "BGP peer %s could not be found."},
+	BGPVPNKind:            {"BGPVPNNotFound", "BGPVPN %s could not be found"},
+	TapServiceKind:        {"TapServiceNotFound", "Tap Service  %s does not exist"},
+	TapFlowKind:           {"TapFlowNotFound", "Tap Flow  %s does not exist"},
+	TapMirrorKind:         {"TapMirrorNotFound", "Tap Mirror %s does not exist"},
 }
 
 // NotFoundError is the not-found error of an object of a kind.
@@ -125,4 +146,22 @@ func AsError(err error) *Error {
 		return NewError(Unavailable, "ServiceUnavailable", "The service is unavailable: the NSDB did not answer in time.")
 	}
 	return NewError(Internal, "HTTPInternalServerError", "Request Failed: internal server error while processing your request.")
+}
+
+// quoted is a list of strings as Python prints it (Neutron's messages do).
+func quoted(xs []string) string {
+	q := make([]string, len(xs))
+	for i, x := range xs {
+		q[i] = "'" + x + "'"
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
+
+// intList is a list of integers as Python prints it.
+func intList(xs []int) string {
+	q := make([]string, len(xs))
+	for i, x := range xs {
+		q[i] = fmt.Sprint(x)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/nagare/nagare/pkg/identity"
+	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/nsdb"
 )
 
@@ -22,6 +23,9 @@ type FloatingIPRequest struct {
 	// FixedIPAddress picks one of the port's addresses; alone, it
 	// re-targets the current port.
 	FixedIPAddress netip.Addr
+	// DNSName and DNSDomain (create only) are checked with
+	// ValidFIPDNSName and ValidDNSDomain.
+	DNSName, DNSDomain string
 }
 
 // assocReq is a requested association: a port and optionally its address.
@@ -41,84 +45,89 @@ func (r *FloatingIPRequest) association() assocReq {
 // port of owner network:floatingip) and associates it when port_id is
 // given.
 func (s *Service) CreateFloatingIP(ctx context.Context, c *identity.Context, r FloatingIPRequest) (*FloatingIP, error) {
+	cr, err := s.PrepareFloatingIP(c, r)
+	return created[*FloatingIP](ctx, s, cr, err)
+}
+
+// PrepareFloatingIP checks a floating IP's create.
+func (s *Service) PrepareFloatingIP(c *identity.Context, r FloatingIPRequest) (*Creation, error) {
 	st, err := s.creating(c, &r.StdRequest, "create_floatingip")
 	if err != nil {
 		return nil, err
 	}
-	f := &FloatingIP{Std: st, FloatingNetworkID: r.FloatingNetworkID}
+	f := &FloatingIP{Std: st, FloatingNetworkID: r.FloatingNetworkID, DNSName: r.DNSName, DNSDomain: r.DNSDomain}
 	r.StdRequest.apply(&f.Std)
 	want, subnetID, assoc := r.FloatingIPAddress, r.SubnetID, r.association()
-	if err := s.admit(ctx, st.ProjectID, "floatingip"); err != nil {
-		return nil, err
-	}
-	var out *FloatingIP
-	_, err = s.store.Update(ctx, func(tx *nsdb.Tx) error {
-		x := *f
-		x.ID = newID()
-		n, err := get[*Network](tx, c, x.FloatingNetworkID)
-		if err != nil {
-			return err
-		}
-		if !n.External {
-			return BadResourceRequest("floatingip", "Network %s is not a valid external network", n.ID)
-		}
-		subs, err := networkSubnets(tx, n.ID)
-		if err != nil {
-			return err
-		}
-		var sub *Subnet
-		switch {
-		case subnetID != "":
-			if sub = subs[subnetID]; sub == nil {
-				return BadResourceRequest("floatingip", "Subnet %s does not belong to network %s", subnetID, n.ID)
-			}
-		case want.IsValid():
-			for _, x := range sortedSubnets(subs) {
-				if x.CIDR.Contains(want) {
-					sub = x
-					break
-				}
-			}
-			if sub == nil {
-				return NewError(BadRequest, "InvalidIpForNetwork", "IP address %s is not a valid IP for any of the subnets on the specified network.", want)
-			}
-		default:
-			for _, x := range sortedSubnets(subs) {
-				if x.IPVersion == 4 {
-					sub = x
-					break
-				}
-			}
-		}
-		if sub == nil || sub.IPVersion != 4 {
-			return NewError(BadRequest, "ExternalIpAddressExhausted", "Unable to find any IP address on external network %s.", n.ID)
-		}
-		p := &Port{Std: s.newStd(""), NetworkID: n.ID, DeviceOwner: OwnerFloatingIP, DeviceID: x.ID, AdminStateUp: true, VNICType: "normal"}
-		p.ID = newID()
-		fixed := []FixedIPRequest{{SubnetID: sub.ID, IPAddress: want}}
-		if err := s.writePort(tx, c, p, PortRequest{FixedIPs: &fixed}, true); err != nil {
-			return gatewayAddressError(err, n.ID)
-		}
-		x.FloatingPortID, x.FloatingSubnetID, x.FloatingIPAddress = p.ID, sub.ID, p.FixedIPs[0].IPAddress
-		if _, err := tx.Create(&x); err != nil {
-			return err
-		}
-		if assoc.set && assoc.portID != "" {
-			if err := s.associate(tx, c, &x, assoc); err != nil {
+	return creation(st.ProjectID, "floatingip", func(tx *nsdb.Tx) (model.Object, error) {
+		var out *FloatingIP
+		err := func() error {
+			x := *f
+			x.ID = newID()
+			n, err := get[*Network](tx, c, x.FloatingNetworkID)
+			if err != nil {
 				return err
 			}
-		}
-		setFIPStatus(&x)
-		if err := tx.Put(&x); err != nil {
-			return err
-		}
-		out = &x
-		if x.RouterID != "" {
-			return s.retranslateRouter(tx, x.RouterID)
-		}
-		return nil
-	})
-	return out, err
+			if !n.External {
+				return BadResourceRequest("floatingip", "Network %s is not a valid external network", n.ID)
+			}
+			subs, err := networkSubnets(tx, n.ID)
+			if err != nil {
+				return err
+			}
+			var sub *Subnet
+			switch {
+			case subnetID != "":
+				if sub = subs[subnetID]; sub == nil {
+					return BadResourceRequest("floatingip", "Subnet %s does not belong to network %s", subnetID, n.ID)
+				}
+			case want.IsValid():
+				for _, x := range sortedSubnets(subs) {
+					if x.CIDR.Contains(want) {
+						sub = x
+						break
+					}
+				}
+				if sub == nil {
+					return NewError(BadRequest, "InvalidIpForNetwork", "IP address %s is not a valid IP for any of the subnets on the specified network.", want)
+				}
+			default:
+				for _, x := range sortedSubnets(subs) {
+					if x.IPVersion == 4 {
+						sub = x
+						break
+					}
+				}
+			}
+			if sub == nil || sub.IPVersion != 4 {
+				return NewError(BadRequest, "ExternalIpAddressExhausted", "Unable to find any IP address on external network %s.", n.ID)
+			}
+			p := &Port{Std: s.newStd(""), NetworkID: n.ID, DeviceOwner: OwnerFloatingIP, DeviceID: x.ID, AdminStateUp: true, VNICType: "normal"}
+			p.ID = newID()
+			fixed := []FixedIPRequest{{SubnetID: sub.ID, IPAddress: want}}
+			if err := s.writePort(tx, c, p, PortRequest{FixedIPs: &fixed}, true); err != nil {
+				return gatewayAddressError(err, n.ID)
+			}
+			x.FloatingPortID, x.FloatingSubnetID, x.FloatingIPAddress = p.ID, sub.ID, p.FixedIPs[0].IPAddress
+			if _, err := tx.Create(&x); err != nil {
+				return err
+			}
+			if assoc.set && assoc.portID != "" {
+				if err := s.associate(tx, c, &x, assoc); err != nil {
+					return err
+				}
+			}
+			setFIPStatus(&x)
+			if err := tx.Put(&x); err != nil {
+				return err
+			}
+			out = &x
+			if x.RouterID != "" {
+				return s.retranslateRouter(tx, x.RouterID)
+			}
+			return nil
+		}()
+		return out, err
+	}), nil
 }
 
 func setFIPStatus(f *FloatingIP) {

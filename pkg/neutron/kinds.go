@@ -119,7 +119,13 @@ type Network struct {
 	PortSecurityEnabled bool   `json:"port_security_enabled"`
 	// Segment is unique: one network per VXLAN/GRE id, per VLAN on a
 	// physical network, per flat physical network.
-	Segment string `json:"segment,omitempty" nagare:"unique"`
+	Segment         string `json:"segment,omitempty" nagare:"unique"`
+	DNSDomain       string `json:"dns_domain,omitempty"`
+	VLANTransparent bool   `json:"vlan_transparent,omitempty"`
+	// ExternalTargeted: the network is external only for the projects its
+	// access_as_external policies name (no wildcard policy).
+	ExternalTargeted bool   `json:"external_targeted,omitempty"`
+	QoSPolicyID      string `json:"qos_policy_id,omitempty" nagare:"ref=neutron-qos-policy,ondelete=restrict"`
 }
 
 // Pool is an allocation pool of a subnet.
@@ -148,6 +154,10 @@ type Subnet struct {
 	EnableDHCP      bool         `json:"enable_dhcp"`
 	IPv6RAMode      string       `json:"ipv6_ra_mode,omitempty"`
 	IPv6AddressMode string       `json:"ipv6_address_mode,omitempty"`
+	// ServiceTypes are the device owners whose ports take addresses here
+	// (subnet-service-types; none: any port).
+	ServiceTypes []string `json:"service_types,omitempty"`
+	SubnetPoolID string   `json:"subnetpool_id,omitempty" nagare:"ref=neutron-subnetpool,ondelete=restrict"`
 }
 
 // FixedIP is one address of a port.
@@ -183,6 +193,14 @@ type Port struct {
 	Profile       json.RawMessage `json:"binding_profile,omitempty"`
 	VIFType       string          `json:"binding_vif_type"`
 	Status        string          `json:"status"`
+	ExtraDHCPOpts []ExtraDHCPOpt  `json:"extra_dhcp_opts,omitempty"`
+	DNSName       string          `json:"dns_name,omitempty"`
+	Trusted       *bool           `json:"trusted,omitempty"`
+	QoSPolicyID   string          `json:"qos_policy_id,omitempty" nagare:"ref=neutron-qos-policy,ondelete=restrict"`
+	// ExtraGateway marks a router's gateway port other than its
+	// compatibility gateway (external-gateway-multihoming): no default
+	// route through it.
+	ExtraGateway bool `json:"extra_gateway,omitempty"`
 }
 
 // IPAllocation is one address in use in a subnet. Its id derives from the
@@ -219,6 +237,8 @@ type FloatingIP struct {
 	FixedIPAddress    netip.Addr `json:"fixed_ip_address,omitzero"`
 	RouterID          string     `json:"router_id,omitempty" nagare:"ref=neutron-router,ondelete=restrict"`
 	Status            string     `json:"status"`
+	DNSName           string     `json:"dns_name,omitempty"`
+	DNSDomain         string     `json:"dns_domain,omitempty"`
 }
 
 // SecurityGroup is a Neutron security group; it translates to an ingress
@@ -240,6 +260,9 @@ type SecurityGroupRule struct {
 	PortRangeMax    *int         `json:"port_range_max,omitempty"`
 	RemoteIPPrefix  netip.Prefix `json:"remote_ip_prefix,omitzero"`
 	RemoteGroupID   string       `json:"remote_group_id,omitempty" nagare:"ref=neutron-security-group,ondelete=cascade"`
+	// RemoteAddressGroupID names an address group whose prefixes are the
+	// rule's remote.
+	RemoteAddressGroupID string `json:"remote_address_group_id,omitempty" nagare:"ref=neutron-address-group,ondelete=restrict"`
 	// Fingerprint is unique within the group: Neutron refuses a rule
 	// identical to an existing one.
 	Fingerprint string `json:"fingerprint" nagare:"unique=security_group_id"`
@@ -252,11 +275,26 @@ type PortForwarding struct {
 	FloatingIPID      string     `json:"floatingip_id" nagare:"ref=neutron-floatingip,ondelete=cascade,required,parent"`
 	InternalPortID    string     `json:"internal_port_id" nagare:"ref=neutron-port,ondelete=restrict,required"`
 	InternalIPAddress netip.Addr `json:"internal_ip_address"`
-	InternalPort      int        `json:"internal_port"`
-	ExternalPort      int        `json:"external_port"`
-	Protocol          string     `json:"protocol"`
-	// ExternalKey ("tcp/8080") is unique per floating IP.
+	// InternalPort and ExternalPort start the ranges that InternalPortEnd
+	// and ExternalPortEnd end (0: one port).
+	InternalPort    int    `json:"internal_port"`
+	InternalPortEnd int    `json:"internal_port_end,omitempty"`
+	ExternalPort    int    `json:"external_port"`
+	ExternalPortEnd int    `json:"external_port_end,omitempty"`
+	Protocol        string `json:"protocol"`
+	// ExternalKey ("tcp/8080", the first external port) is unique per
+	// floating IP.
 	ExternalKey string `json:"external_key" nagare:"unique=floatingip_id"`
+}
+
+// InternalRange is the forwarding's internal ports (first, last).
+func (pf *PortForwarding) InternalRange() (int, int) {
+	return pf.InternalPort, max(pf.InternalPort, pf.InternalPortEnd)
+}
+
+// ExternalRange is the forwarding's external ports (first, last).
+func (pf *PortForwarding) ExternalRange() (int, int) {
+	return pf.ExternalPort, max(pf.ExternalPort, pf.ExternalPortEnd)
 }
 
 var (

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 
 	"github.com/nagare/nagare/pkg/identity"
+	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/nsdb"
 )
 
@@ -20,7 +22,10 @@ type NetworkRequest struct {
 	MTU                 *int // nil: not given, or null (the network type's maximum)
 	// Provider is the provider segment (provider:* or a single entry of
 	// segments); non-nil whenever the request names any of it.
-	Provider *Segment
+	Provider        *Segment
+	DNSDomain       *string // checked with ValidDNSDomain
+	VLANTransparent *bool   // create only
+	QoSPolicyID     *string // "": none
 }
 
 // Segment is a network's requested provider segment.
@@ -36,6 +41,9 @@ func (r *NetworkRequest) apply(n *Network) {
 	set(&n.Shared, r.Shared)
 	set(&n.External, r.External)
 	set(&n.PortSecurityEnabled, r.PortSecurityEnabled)
+	set(&n.DNSDomain, r.DNSDomain)
+	set(&n.VLANTransparent, r.VLANTransparent)
+	set(&n.QoSPolicyID, r.QoSPolicyID)
 }
 
 // Encapsulation overheads Neutron subtracts from global_physnet_mtu.
@@ -47,7 +55,10 @@ const (
 
 func (s *Service) maxMTU(netType string) int {
 	switch netType {
-	case "vxlan":
+	case "vxlan", "geneve":
+		// The wire encapsulation of every overlay network is the tunnel
+		// zone's (VXLAN or GRE); a geneve network is an overlay segment
+		// like the others.
 		return s.mtu - vxlanOverhead
 	case "gre":
 		return s.mtu - greOverhead
@@ -73,7 +84,7 @@ func (s *Service) segment(n *Network, r *NetworkRequest) error {
 	}
 	n.NetworkType = typ
 	switch typ {
-	case "vxlan", "gre":
+	case "vxlan", "gre", "geneve":
 		if hasPhys && phys != "" {
 			return InvalidInput("provider:physical_network specified for %s network", strings.ToUpper(typ))
 		}
@@ -143,7 +154,7 @@ func (n *Network) segmentKey() string {
 // network's segment against the other networks'.
 func claimSegment(tx *nsdb.Tx, n *Network) error {
 	f := NetworkKind.Field("segment")
-	auto := (n.NetworkType == "vxlan" || n.NetworkType == "gre") && n.SegmentationID == 0
+	auto := (n.NetworkType == "vxlan" || n.NetworkType == "gre" || n.NetworkType == "geneve") && n.SegmentationID == 0
 	for try := 0; ; try++ {
 		if auto {
 			n.SegmentationID = 1 + rand.IntN(maxVXLANID)
@@ -152,6 +163,12 @@ func claimSegment(tx *nsdb.Tx, n *Network) error {
 		owner, err := tx.UniqueOwner(NetworkKind, f, "", n.Segment)
 		if err != nil {
 			return err
+		}
+		if owner == "" {
+			// The extra segments of networks (segment) share the space.
+			if owner, err = tx.UniqueOwner(NetSegmentKind, NetSegmentKind.Field("key"), "", n.Segment); err != nil {
+				return err
+			}
 		}
 		switch {
 		case owner == "" || owner == n.ID:
@@ -171,6 +188,12 @@ func claimSegment(tx *nsdb.Tx, n *Network) error {
 
 // CreateNetwork creates a network and its bridge.
 func (s *Service) CreateNetwork(ctx context.Context, c *identity.Context, r NetworkRequest) (*Network, error) {
+	cr, err := s.PrepareNetwork(c, r)
+	return created[*Network](ctx, s, cr, err)
+}
+
+// PrepareNetwork checks a network's create.
+func (s *Service) PrepareNetwork(c *identity.Context, r NetworkRequest) (*Creation, error) {
 	st, err := s.creating(c, &r.StdRequest, "create_network")
 	if err != nil {
 		return nil, err
@@ -180,25 +203,46 @@ func (s *Service) CreateNetwork(ctx context.Context, c *identity.Context, r Netw
 	if err := s.segment(n, &r); err != nil {
 		return nil, err
 	}
-	if err := s.admit(ctx, st.ProjectID, "network"); err != nil {
-		return nil, err
-	}
-	var out *Network
-	_, err = s.store.Update(ctx, func(tx *nsdb.Tx) error {
+	return creation(st.ProjectID, "network", func(tx *nsdb.Tx) (model.Object, error) {
 		x := *n
 		x.ID = newID()
 		if err := claimSegment(tx, &x); err != nil {
-			return err
+			return nil, err
 		}
-		out, err = createWith(tx, &x, TranslateNetwork(&x))
-		return err
-	})
-	return out, err
+		if r.QoSPolicyID == nil {
+			// The project's default QoS policy (qos-default).
+			def, err := tx.UniqueOwner(QoSPolicyKind, QoSPolicyKind.Field("default_of"), "", x.ProjectID)
+			if err != nil {
+				return nil, err
+			}
+			x.QoSPolicyID = def
+		}
+		if err := s.usableQoS(tx, c, x.QoSPolicyID, "network", x.ID); err != nil {
+			return nil, err
+		}
+		o, err := createWith(tx, &x, TranslateNetwork(&x))
+		if err != nil {
+			return nil, err
+		}
+		// The wildcard RBAC policies shared and router:external stand for.
+		if x.Shared {
+			if err := s.setWildcard(tx, "network", x.ID, x.ProjectID, AccessShared, true); err != nil {
+				return nil, err
+			}
+		}
+		if x.External {
+			if err := s.setWildcard(tx, "network", x.ID, x.ProjectID, AccessExternal, true); err != nil {
+				return nil, err
+			}
+		}
+		return o, nil
+	}), nil
 }
 
-// networkVisible is Neutron's get_network policy: owner, shared or external.
+// networkVisible is Neutron's get_network policy without the targeted RBAC
+// policies (Reader.visible adds them): owner, shared or external to all.
 func networkVisible(c *identity.Context, n *Network) bool {
-	return owns(c, &n.Std) || n.Shared || n.External
+	return owns(c, &n.Std) || n.Shared || (n.External && !n.ExternalTargeted)
 }
 
 // UpdateNetwork changes a network's writable attributes. Provider
@@ -215,25 +259,13 @@ func (s *Service) UpdateNetwork(ctx context.Context, c *identity.Context, id str
 		if err := s.setMTU(n, r.MTU); err != nil {
 			return err
 		}
-		if was.External && !n.External {
-			gws, err := tx.List(RouterKind, "gw_network_id", id)
-			if err != nil {
-				return err
-			}
-			if len(gws) > 0 {
-				return inUse("ExternalNetworkInUse", "External network %s cannot be updated to be made non-external, since it has existing gateway ports.", id)
-			}
+		if err := s.networkSharing(tx, &was, n, r.External != nil && *r.External); err != nil {
+			return err
 		}
-		if was.Shared && !n.Shared {
-			ports, err := tx.List(PortKind, "network_id", id)
-			if err != nil {
+		qosChanged := r.QoSPolicyID != nil && n.QoSPolicyID != was.QoSPolicyID
+		if qosChanged {
+			if err := s.usableQoS(tx, c, n.QoSPolicyID, "network", id); err != nil {
 				return err
-			}
-			for _, o := range ports {
-				p := o.(*Port)
-				if p.ProjectID != n.ProjectID && p.ProjectID != "" && !strings.HasPrefix(p.DeviceOwner, ownerNetworkPrefix) {
-					return conflict("InvalidSharedSetting", "Unable to reconfigure sharing settings for network %s. Multiple tenants are using it.", id)
-				}
 			}
 		}
 		s.touch(&n.Std)
@@ -256,8 +288,86 @@ func (s *Service) UpdateNetwork(ctx context.Context, c *identity.Context, id str
 				}
 			}
 		}
-		return tx.Put(n)
+		if err := tx.Put(n); err != nil {
+			return err
+		}
+		if qosChanged {
+			// Its ports without a policy of their own take it.
+			return s.retranslatePorts(tx, c, id)
+		}
+		return nil
 	})
+}
+
+// networkSharing applies a change of shared or router:external (toAll: the
+// request sets router:external): the wildcard RBAC policies they stand for
+// are created or removed, and a project that uses the network keeps the
+// access it depends on.
+func (s *Service) networkSharing(tx *nsdb.Tx, was, n *Network, toAll bool) error {
+	id := n.ID
+	if was.External && !n.External {
+		gws, err := tx.List(RouterKind, "gw_network_id", id)
+		if err != nil {
+			return err
+		}
+		if len(gws) > 0 {
+			return inUse("ExternalNetworkInUse", "External network %s cannot be updated to be made non-external, since it has existing gateway ports.", id)
+		}
+		pols, err := rbacPolicies(tx, "network", id)
+		if err != nil {
+			return err
+		}
+		for _, p := range pols {
+			if p.Action == AccessExternal {
+				if err := tx.Delete(RBACPolicyKind, p.ID); err != nil {
+					return err
+				}
+			}
+		}
+		n.ExternalTargeted = false
+	}
+	if toAll && (!was.External || was.ExternalTargeted) {
+		if err := s.setWildcard(tx, "network", id, n.ProjectID, AccessExternal, true); err != nil {
+			return err
+		}
+		n.ExternalTargeted = false
+	}
+	if was.Shared == n.Shared {
+		return nil
+	}
+	if !n.Shared {
+		pols, err := rbacPolicies(tx, "network", id)
+		if err != nil {
+			return err
+		}
+		pols = slices.DeleteFunc(pols, func(p *RBACPolicy) bool { return p.Target == AnyProject })
+		ports, err := listOf[*Port](tx, "network_id", id)
+		if err != nil {
+			return err
+		}
+		for _, p := range ports {
+			if p.ProjectID != n.ProjectID && p.ProjectID != "" && !strings.HasPrefix(p.DeviceOwner, ownerNetworkPrefix) &&
+				!grants(pols, AccessShared, p.ProjectID) {
+				return conflict("InvalidSharedSetting", "Unable to reconfigure sharing settings for network %s. Multiple tenants are using it.", id)
+			}
+		}
+	}
+	return s.setWildcard(tx, "network", id, n.ProjectID, AccessShared, n.Shared)
+}
+
+// retranslatePorts rewrites the translations of a network's ports (after
+// a change of the network that they carry, such as its QoS policy).
+func (s *Service) retranslatePorts(tx *nsdb.Tx, c *identity.Context, netID string) error {
+	ports, err := listOf[*Port](tx, "network_id", netID)
+	if err != nil {
+		return err
+	}
+	for _, p := range ports {
+		if err := s.writePort(tx, c, p, PortRequest{}, false); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // autoDeletePortOwners are the ports deleting a network deletes with it
@@ -298,6 +408,18 @@ func (s *Service) DeleteNetwork(ctx context.Context, c *identity.Context, id str
 				return err
 			}
 			if err := tx.Delete(SubnetKind, sub.ID); err != nil {
+				return err
+			}
+		}
+		segs, err := listOf[*NetSegment](tx, "network_id", id)
+		if err != nil {
+			return err
+		}
+		for _, seg := range segs {
+			if err := apply(tx, &seg.Std, nil); err != nil {
+				return err
+			}
+			if err := tx.Delete(NetSegmentKind, seg.ID); err != nil {
 				return err
 			}
 		}

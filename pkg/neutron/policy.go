@@ -10,8 +10,9 @@ import (
 
 // Policy: who may do what, the steps every write takes in the same order.
 // A create: creating (the caller writes; the project is the request's or
-// the caller's), the request's own checks, admit (quota, the project's
-// neutron-project and default group), then one transaction. An update or
+// the caller's), the request's own checks, then Create or CreateBulk
+// (create.go: quota, the project's neutron-project and default group, and
+// one transaction for all). An update or
 // delete: modify, which reads the object under its get policy (missing or
 // hidden: not found) and applies changing's (owner, role, If-Match)
 // before the resource's own checks, in one transaction. Reads go through
@@ -28,16 +29,6 @@ func (s *Service) creating(c *identity.Context, r *StdRequest, action string) (S
 		return Std{}, err
 	}
 	return s.newStd(project), nil
-}
-
-// admit lets one more object of a quota resource into a project: the
-// project is under its quota, and its neutron-project (with its default
-// security group) exists.
-func (s *Service) admit(ctx context.Context, project, resource string) error {
-	if err := s.checkQuota(ctx, project, resource, 1); err != nil {
-		return err
-	}
-	return s.ensureProject(ctx, project)
 }
 
 // checkRevision is the If-Match compare-and-swap (0: no constraint).
@@ -129,4 +120,14 @@ func modify[T Object](ctx context.Context, s *Service, c *identity.Context, id, 
 		return nil
 	})
 	return out, err
+}
+
+// rename changes the standard attributes (name, description) of an object
+// that has no other attribute an update may change.
+func rename[T Object](ctx context.Context, s *Service, c *identity.Context, id, action string, r StdRequest, ifRev int64) (T, error) {
+	return modify(ctx, s, c, id, action, ifRev, func(tx *nsdb.Tx, x T) error {
+		r.apply(x.std())
+		s.touch(x.std())
+		return tx.Put(x)
+	})
 }

@@ -1,6 +1,7 @@
 package neutron
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -31,7 +32,11 @@ type PortRequest struct {
 	BindingHostID       *string
 	VNICType            *string
 	// Profile is binding:profile as JSON; a nil RawMessage removes it.
-	Profile *json.RawMessage
+	Profile       *json.RawMessage
+	ExtraDHCPOpts *[]ExtraDHCPOptRequest // merged into the port's
+	DNSName       *string                // checked with ValidDNSName
+	Trusted       *bool
+	QoSPolicyID   *string // "": none
 }
 
 // FixedIPRequest is one requested fixed IP: a subnet, an address, or both.
@@ -67,12 +72,26 @@ func (r *PortRequest) apply(p *Port) {
 	set(&p.BindingHostID, r.BindingHostID)
 	set(&p.VNICType, r.VNICType)
 	set(&p.Profile, r.Profile)
+	set(&p.DNSName, r.DNSName)
+	if r.Trusted != nil {
+		p.Trusted = r.Trusted
+	}
+	if r.ExtraDHCPOpts != nil {
+		p.ExtraDHCPOpts = mergeDHCPOpts(p.ExtraDHCPOpts, *r.ExtraDHCPOpts)
+	}
+	set(&p.QoSPolicyID, r.QoSPolicyID)
 }
 
 // CreatePort creates a port: its addresses, its MAC, its security groups
 // (the project's default group unless told otherwise), its binding, and
 // its translation, in one transaction.
 func (s *Service) CreatePort(ctx context.Context, c *identity.Context, r PortRequest) (*Port, error) {
+	cr, err := s.PreparePort(c, r)
+	return created[*Port](ctx, s, cr, err)
+}
+
+// PreparePort checks a port's create.
+func (s *Service) PreparePort(c *identity.Context, r PortRequest) (*Creation, error) {
 	st, err := s.creating(c, &r.StdRequest, "create_port")
 	if err != nil {
 		return nil, err
@@ -82,36 +101,28 @@ func (s *Service) CreatePort(ctx context.Context, c *identity.Context, r PortReq
 	}
 	p := &Port{Std: st, AdminStateUp: true, VNICType: "normal", NetworkID: r.NetworkID}
 	r.apply(p)
-	if err := s.ensureProject(ctx, st.ProjectID); err != nil {
-		return nil, err
-	}
-	// The quota is counted while the transaction reads (it is not part of
-	// it anyway: see checkQuota), and waited for before it commits.
-	quota := s.checkQuotaAsync(ctx, st.ProjectID, "port", 1)
-	var out *Port
-	_, err = s.store.Update(ctx, func(tx *nsdb.Tx) error {
+	return creation(st.ProjectID, "port", func(tx *nsdb.Tx) (model.Object, error) {
 		x := *p
 		x.ID = newID()
 		n, err := get[*Network](tx, c, x.NetworkID)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if !owns(c, &n.Std) && !n.Shared {
-			return PolicyNotAuthorized("create_port")
+			if ok, err := granted(tx, c, "network", n.ID, AccessShared); err != nil {
+				return nil, err
+			} else if !ok {
+				return nil, PolicyNotAuthorized("create_port")
+			}
 		}
 		if r.PortSecurityEnabled == nil {
 			x.PortSecurityEnabled = n.PortSecurityEnabled
 		}
 		if err := s.writePort(tx, c, &x, r, true); err != nil {
-			return err
+			return nil, err
 		}
-		if err := quota(); err != nil {
-			return err
-		}
-		out = &x
-		return nil
-	})
-	return out, err
+		return &x, nil
+	}), nil
 }
 
 // writePort assigns what a new port gets from the server (MAC, addresses,
@@ -161,7 +172,25 @@ func (s *Service) writePort(tx *nsdb.Tx, c *identity.Context, p *Port, r PortReq
 	if err != nil {
 		return err
 	}
-	in := PortInput{Port: p, Subnets: subnets, Groups: pgroups, HostID: hostID}
+	if r.QoSPolicyID != nil {
+		if err := s.usableQoS(tx, c, p.QoSPolicyID, "port", p.ID); err != nil {
+			return err
+		}
+	}
+	qos, err := effectiveQoS(tx, p)
+	if err != nil {
+		return err
+	}
+	parent, vlan, err := trunkParent(tx, p.ID)
+	if err != nil {
+		return err
+	}
+	in := PortInput{Port: p, Subnets: subnets, Groups: pgroups, HostID: hostID, QoSPolicyID: qos, ParentID: parent, ParentVLAN: vlan}
+	if isRouterPort(p) {
+		if in.FirewallGroupID, err = firewallOf(tx, p.ID); err != nil {
+			return err
+		}
+	}
 	if err := apply(tx, &p.Std, TranslatePort(in)); err != nil {
 		return err
 	}
@@ -171,6 +200,20 @@ func (s *Service) writePort(tx *nsdb.Tx, c *identity.Context, p *Port, r PortReq
 		err = tx.Put(p)
 	}
 	return err
+}
+
+// effectiveQoS is the QoS policy a port's traffic is under: its own, or
+// its network's unless the network owns the port (Neutron leaves router
+// and DHCP ports out of network policies).
+func effectiveQoS(tx *nsdb.Tx, p *Port) (string, error) {
+	if p.QoSPolicyID != "" || strings.HasPrefix(p.DeviceOwner, ownerNetworkPrefix) {
+		return p.QoSPolicyID, nil
+	}
+	o, err := tx.Get(NetworkKind, p.NetworkID)
+	if err != nil {
+		return "", err
+	}
+	return o.(*Network).QoSPolicyID, nil
 }
 
 // setMAC keeps, checks or generates the port's MAC, unique on its network.
@@ -232,8 +275,12 @@ func sortedSubnets(m map[string]*Subnet) []*Subnet {
 // ones are checked and claimed, unrequested ones released. With no
 // request a new port gets one address of each IP version (Neutron's
 // default), and a SLAAC subnet's address derives from the MAC.
-func (s *Service) setFixedIPs(tx *nsdb.Tx, p *Port, subnets map[string]*Subnet, asked *[]FixedIPRequest) error {
+func (s *Service) setFixedIPs(tx *nsdb.Tx, p *Port, all map[string]*Subnet, asked *[]FixedIPRequest) error {
 	routerPort := p.DeviceOwner == OwnerRouterInterface || p.DeviceOwner == OwnerRouterGateway
+	subnets := serviceSubnets(all, p.DeviceOwner)
+	if len(subnets) == 0 && len(all) > 0 && (asked == nil || len(*asked) > 0) {
+		return conflict("IpAddressGenerationFailureNoMatchingSubnet", "No valid service subnet for the given device owner, network %s, service type %s.", p.NetworkID, p.DeviceOwner)
+	}
 	var req []FixedIPRequest
 	if asked != nil {
 		if len(*asked) > maxFixedIPs {
@@ -242,7 +289,7 @@ func (s *Service) setFixedIPs(tx *nsdb.Tx, p *Port, subnets map[string]*Subnet, 
 		req = slices.Clone(*asked)
 	} else {
 		seen := map[int]bool{}
-		for _, sub := range sortedSubnets(subnets) {
+		for _, sub := range byServiceType(sortedSubnets(subnets)) {
 			if slaac(sub) {
 				req = append(req, FixedIPRequest{SubnetID: sub.ID})
 				continue
@@ -316,6 +363,32 @@ func (s *Service) setFixedIPs(tx *nsdb.Tx, p *Port, subnets map[string]*Subnet, 
 	return nil
 }
 
+// serviceSubnets are the subnets a port of a device owner takes addresses
+// from (subnet-service-types): those without service types and those
+// naming the owner; DHCP ports use any subnet with DHCP enabled.
+func serviceSubnets(all map[string]*Subnet, owner string) map[string]*Subnet {
+	out := make(map[string]*Subnet, len(all))
+	for id, sub := range all {
+		if len(sub.ServiceTypes) == 0 || slices.Contains(sub.ServiceTypes, owner) || (owner == OwnerDHCP && sub.EnableDHCP) {
+			out[id] = sub
+		}
+	}
+	return out
+}
+
+// byServiceType puts the subnets that name service types first, as
+// Neutron prefers them.
+func byServiceType(subs []*Subnet) []*Subnet {
+	untyped := func(s *Subnet) int {
+		if len(s.ServiceTypes) > 0 {
+			return 0
+		}
+		return 1
+	}
+	slices.SortStableFunc(subs, func(a, b *Subnet) int { return cmp.Compare(untyped(a), untyped(b)) })
+	return subs
+}
+
 // setSecurity applies the port security rules of Neutron's
 // port-security and allowed-address-pairs extensions.
 func (s *Service) setSecurity(tx *nsdb.Tx, p *Port, r PortRequest, fresh bool) error {
@@ -357,7 +430,15 @@ func (s *Service) portGroups(tx *nsdb.Tx, p *Port) ([]*SecurityGroup, error) {
 		}
 		g := o.(*SecurityGroup)
 		if g.ProjectID != p.ProjectID && p.ProjectID != "" {
-			return nil, NotFoundError(SecurityGroupKind, id)
+			// Another project's group, usable if it shares it with the
+			// port's project (rbac-security-groups).
+			pols, err := rbacPolicies(tx, "security_group", id)
+			if err != nil {
+				return nil, err
+			}
+			if !grants(pols, AccessShared, p.ProjectID) {
+				return nil, NotFoundError(SecurityGroupKind, id)
+			}
 		}
 		out = append(out, g)
 	}
@@ -455,6 +536,9 @@ func (s *Service) DeletePort(ctx context.Context, c *identity.Context, id string
 		case OwnerRouterInterface, OwnerRouterGateway, OwnerFloatingIP:
 			return inUse("ServicePortInUse", "Port %s cannot be deleted directly via the port API: has device owner %s.", id, p.DeviceOwner)
 		}
+		if err := trunkInUse(tx, p); err != nil {
+			return err
+		}
 		return s.detachAndRemove(tx, p)
 	})
 	return err
@@ -507,6 +591,9 @@ func (s *Service) detachAndRemove(tx *nsdb.Tx, p *Port) error {
 // removePort releases a port's addresses and deletes it with its
 // translation.
 func (s *Service) removePort(tx *nsdb.Tx, p *Port) error {
+	if err := dropTaps(tx, p.ID); err != nil {
+		return err
+	}
 	for _, f := range p.FixedIPs {
 		if err := release(tx, f.SubnetID, f.IPAddress); err != nil {
 			return err

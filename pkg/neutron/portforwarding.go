@@ -20,9 +20,11 @@ type PortForwardingRequest struct {
 	Description       *string
 	InternalPortID    string
 	InternalIPAddress netip.Addr // IPv4
-	InternalPort      int        // 1 to 65535
-	ExternalPort      int
-	Protocol          string // tcp or udp
+	// The ports, one (InternalPort, ExternalPort: 1 to 65535) or a range
+	// (InternalRange, ExternalRange: first and last).
+	InternalPort, ExternalPort   int
+	InternalRange, ExternalRange [2]int
+	Protocol                     string // tcp or udp
 }
 
 func (r *PortForwardingRequest) apply(pf *PortForwarding) {
@@ -34,15 +36,73 @@ func (r *PortForwardingRequest) apply(pf *PortForwarding) {
 		pf.InternalIPAddress = r.InternalIPAddress
 	}
 	if r.InternalPort != 0 {
-		pf.InternalPort = r.InternalPort
+		pf.InternalPort, pf.InternalPortEnd = r.InternalPort, 0
+	}
+	if r.InternalRange[0] != 0 {
+		pf.InternalPort, pf.InternalPortEnd = r.InternalRange[0], r.InternalRange[1]
 	}
 	if r.ExternalPort != 0 {
-		pf.ExternalPort = r.ExternalPort
+		pf.ExternalPort, pf.ExternalPortEnd = r.ExternalPort, 0
+	}
+	if r.ExternalRange[0] != 0 {
+		pf.ExternalPort, pf.ExternalPortEnd = r.ExternalRange[0], r.ExternalRange[1]
+	}
+	if pf.InternalPortEnd == pf.InternalPort {
+		pf.InternalPortEnd = 0
+	}
+	if pf.ExternalPortEnd == pf.ExternalPort {
+		pf.ExternalPortEnd = 0
 	}
 	if r.Protocol != "" {
 		pf.Protocol = r.Protocol
 	}
 	pf.ExternalKey = pf.Protocol + "/" + strconv.Itoa(pf.ExternalPort)
+}
+
+// checkRanges is Neutron's _validate_ranges and _check_port_collisions:
+// internal and external ranges of the same size, or one internal port for
+// a range; no two forwardings of a floating IP and protocol with
+// overlapping external ranges, nor of an internal address and protocol
+// with overlapping internal ranges.
+func checkRanges(tx *nsdb.Tx, f *FloatingIP, pf *PortForwarding) error {
+	il, ih := pf.InternalRange()
+	el, eh := pf.ExternalRange()
+	if ih > il && ih-il != eh-el {
+		return BadResourceRequest("port_forwarding", "Invalid ranges of internal and/or external ports. The relation between internal and external ports must be N-N or 1-N")
+	}
+	collides := func(key string, a1, a2, b1, b2 int) error {
+		if max(a1, b1) <= min(a2, b2) {
+			return BadResourceRequest("port_forwarding", "There is a port collision with the %s. The following ranges collide: %d:%d and %d:%d", key, b1, b2, a1, a2)
+		}
+		return nil
+	}
+	same, err := listOf[*PortForwarding](tx, "floatingip_id", f.ID)
+	if err != nil {
+		return err
+	}
+	for _, o := range same {
+		if o.ID == pf.ID || o.Protocol != pf.Protocol {
+			continue
+		}
+		ol, oh := o.ExternalRange()
+		if err := collides("external_port_range", el, eh, ol, oh); err != nil {
+			return err
+		}
+	}
+	users, err := listOf[*PortForwarding](tx, "internal_port_id", pf.InternalPortID)
+	if err != nil {
+		return err
+	}
+	for _, o := range users {
+		if o.ID == pf.ID || o.Protocol != pf.Protocol || o.InternalIPAddress != pf.InternalIPAddress {
+			continue
+		}
+		ol, oh := o.InternalRange()
+		if err := collides("internal_port_range", il, ih, ol, oh); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // CreatePortForwarding forwards a protocol port of an unassociated
@@ -78,6 +138,9 @@ func (s *Service) CreatePortForwarding(ctx context.Context, c *identity.Context,
 // checkForwarding validates a port forwarding against its floating IP and
 // internal port, and sets the floating IP's router.
 func (s *Service) checkForwarding(tx *nsdb.Tx, c *identity.Context, f *FloatingIP, pf *PortForwarding) error {
+	if err := checkRanges(tx, f, pf); err != nil {
+		return err
+	}
 	if f.PortID != "" {
 		return inUse("FipInUseByPortForwarding", "Floating IP %s is associated with port %s; a floating IP with a port cannot have port forwardings.", f.ID, f.PortID)
 	}

@@ -22,6 +22,8 @@ type Reader struct {
 	networks map[string]*Network
 	subnets  map[string][]string // network → subnet ids, when all were listed
 	rules    map[string][]*SecurityGroupRule
+	rbac     map[string][]*RBACPolicy // object id → its policies
+	trunks   map[string]*Trunk        // parent port id → its trunk, once read
 	// err is the first failure of a read that has no error result (the
 	// helpers views call); Read returns it.
 	err error
@@ -110,9 +112,29 @@ func (r *Reader) visible(o model.Object) bool {
 	}
 	switch x := o.(type) {
 	case *Network:
-		return networkVisible(c, x)
+		return networkVisible(c, x) || r.Granted("network", x.ID, "")
 	case *Subnet:
-		return subnetVisible(c, x, r.Network(x.NetworkID))
+		n := r.Network(x.NetworkID)
+		return subnetVisible(c, x, n) || (n != nil && r.Granted("network", n.ID, AccessShared))
+	case *SecurityGroup:
+		return owns(c, &x.Std) || r.Granted("security_group", x.ID, "")
+	case *AddressScope:
+		return owns(c, &x.Std) || x.Shared || r.Granted("address_scope", x.ID, "")
+	case *SubnetPool:
+		return owns(c, &x.Std) || x.Shared || r.Granted("subnetpool", x.ID, "")
+	case *QoSPolicy:
+		return owns(c, &x.Std) || x.Shared || r.Granted("qos_policy", x.ID, "")
+	case *AddressGroup:
+		return owns(c, &x.Std) || x.Shared || r.Granted("address_group", x.ID, "")
+	case *QoSRule:
+		p := lookup[*QoSPolicy](r, x.PolicyID)
+		return p != nil && r.visible(p)
+	case *FirewallRule:
+		return owns(c, &x.Std) || x.Shared
+	case *FirewallPolicy:
+		return owns(c, &x.Std) || x.Shared
+	case *FirewallGroup:
+		return owns(c, &x.Std) || x.Shared
 	case *Port:
 		return portVisible(c, x, r.Network(x.NetworkID))
 	case *SecurityGroupRule:
@@ -170,6 +192,28 @@ func (r *Reader) addShared(k *model.Kind, own []model.Object) ([]model.Object, e
 	var parents, more []model.Object
 	var err error
 	switch k {
+	case SecurityGroupKind, AddressScopeKind, SubnetPoolKind, QoSPolicyKind, AddressGroupKind:
+		// Objects other projects share with this one.
+		ids, err := r.grantedIDs(map[*model.Kind]string{SecurityGroupKind: "security_group", AddressScopeKind: "address_scope",
+			SubnetPoolKind: "subnetpool", QoSPolicyKind: "qos_policy", AddressGroupKind: "address_group"}[k])
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range ids {
+			o, err := r.tx.Get(k, id)
+			if err == nil {
+				more = append(more, o)
+			} else if !errors.Is(err, model.ErrNotFound) {
+				return nil, err
+			}
+		}
+	case FirewallRuleKind, FirewallPolicyKind, FirewallGroupKind:
+		// Other projects' shared ones (FWaaS's own shared flag).
+		all, err := r.tx.List(k, "", "")
+		if err != nil {
+			return nil, err
+		}
+		more = all
 	case PortKind:
 		// Ports on the project's shared networks.
 		if parents, err = r.tx.List(NetworkKind, "project_ref", projectObjectID(r.c.ProjectID)); err != nil {

@@ -164,7 +164,7 @@ func rewrite(tx *nsdb.Tx, cur, o model.Object) error {
 // chains, ports before devices, devices before the chains they filter
 // with.
 var removalOrder = []string{"dhcp-host", "route", "rule", "ip-address-group-address", "port-group-member", "port",
-	"dhcp-subnet", "router", "bridge", "chain", "ip-address-group", "port-group"}
+	"dhcp-subnet", "router", "bridge", "chain", "ip-address-group", "port-group", "qos-policy"}
 
 // early are the kinds removeOwned removes before the rewrites.
 var early = map[string]bool{"dhcp-host": true, "route": true, "rule": true, "ip-address-group-address": true, "port-group-member": true, "port": true}

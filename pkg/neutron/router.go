@@ -3,6 +3,7 @@ package neutron
 import (
 	"context"
 	"errors"
+	"maps"
 	"net/netip"
 	"slices"
 
@@ -39,32 +40,32 @@ func (r *RouterRequest) apply(x *Router) {
 // CreateRouter creates a router, with its gateway when external_gateway_info
 // names an external network.
 func (s *Service) CreateRouter(ctx context.Context, c *identity.Context, req RouterRequest) (*Router, error) {
+	cr, err := s.PrepareRouter(c, req)
+	return created[*Router](ctx, s, cr, err)
+}
+
+// PrepareRouter checks a router's create.
+func (s *Service) PrepareRouter(c *identity.Context, req RouterRequest) (*Creation, error) {
 	st, err := s.creating(c, &req.StdRequest, "create_router")
 	if err != nil {
 		return nil, err
 	}
 	r := &Router{Std: st, AdminStateUp: true}
 	req.apply(r)
-	if err := s.admit(ctx, st.ProjectID, "router"); err != nil {
-		return nil, err
-	}
-	var out *Router
-	_, err = s.store.Update(ctx, func(tx *nsdb.Tx) error {
+	return creation(st.ProjectID, "router", func(tx *nsdb.Tx) (model.Object, error) {
 		x := *r
 		x.ID = newID()
 		if _, err := tx.Create(&x); err != nil {
-			return err
+			return nil, err
 		}
 		if err := s.setGateway(tx, c, &x, req.Gateway); err != nil {
-			return err
+			return nil, err
 		}
 		if err := s.translateRouter(tx, &x); err != nil {
-			return err
+			return nil, err
 		}
-		out = &x
-		return tx.Put(&x)
-	})
-	return out, err
+		return &x, tx.Put(&x)
+	}), nil
 }
 
 // setGateway makes the router's gateway what the request says: a new
@@ -82,6 +83,9 @@ func (s *Service) setGateway(tx *nsdb.Tx, c *identity.Context, r *Router, g *Gat
 				return err
 			}
 			p := o.(*Port)
+			if !externalIPChange(p.FixedIPs, *g.FixedIPs) {
+				return nil
+			}
 			if err := s.writePort(tx, c, p, PortRequest{FixedIPs: g.FixedIPs}, false); err != nil {
 				return gatewayAddressError(err, g.NetworkID)
 			}
@@ -108,6 +112,9 @@ func (s *Service) setGateway(tx *nsdb.Tx, c *identity.Context, r *Router, g *Gat
 		if len(fips) > 0 {
 			return inUse("RouterExternalGatewayInUseByFloatingIp", "Gateway cannot be updated for router %s, since a gateway to external network %s is required by one or more floating IPs.", r.ID, r.GatewayNetworkID)
 		}
+		if err := vpnRouterInUse(tx, r.ID); err != nil {
+			return err
+		}
 		if r.GatewayPortID != "" {
 			o, err := tx.Get(PortKind, r.GatewayPortID)
 			if err == nil {
@@ -121,7 +128,7 @@ func (s *Service) setGateway(tx *nsdb.Tx, c *identity.Context, r *Router, g *Gat
 		r.GatewayNetworkID, r.GatewayPortID, r.EnableSNAT = "", "", false
 	}
 	if n == nil {
-		return nil
+		return s.promoteGateway(tx, c, r)
 	}
 	p := &Port{Std: s.newStd(""), NetworkID: n.ID, DeviceOwner: OwnerRouterGateway, DeviceID: r.ID, RouterID: r.ID,
 		AdminStateUp: true, VNICType: "normal"}
@@ -132,6 +139,31 @@ func (s *Service) setGateway(tx *nsdb.Tx, c *identity.Context, r *Router, g *Gat
 	r.GatewayNetworkID, r.GatewayPortID = n.ID, p.ID
 	r.EnableSNAT = g.EnableSNAT == nil || *g.EnableSNAT
 	return nil
+}
+
+// externalIPChange is Neutron's _check_for_external_ip_change: requested
+// external_fixed_ips change the gateway port only when they name another
+// set of subnets or of addresses (entries without an address name no
+// address, so asking again for a subnet the gateway is on changes
+// nothing).
+func externalIPChange(have []FixedIP, want []FixedIPRequest) bool {
+	if len(want) == 0 {
+		return false
+	}
+	subnets, newSubnets := map[string]bool{}, map[string]bool{}
+	addrs, newAddrs := map[netip.Addr]bool{}, map[netip.Addr]bool{}
+	for _, f := range have {
+		subnets[f.SubnetID], addrs[f.IPAddress] = true, true
+	}
+	for _, f := range want {
+		if f.SubnetID != "" {
+			newSubnets[f.SubnetID] = true
+		}
+		if f.IPAddress.IsValid() {
+			newAddrs[f.IPAddress] = true
+		}
+	}
+	return !maps.Equal(subnets, newSubnets) || !maps.Equal(addrs, newAddrs)
 }
 
 // gatewayAddressError words an exhausted external network as Neutron does.
@@ -239,6 +271,45 @@ func (s *Service) UpdateRouter(ctx context.Context, c *identity.Context, id stri
 	})
 }
 
+// AddExtraRoutes adds static routes to a router's (extraroute-atomic): the
+// union, each route once.
+func (s *Service) AddExtraRoutes(ctx context.Context, c *identity.Context, id string, routes []Route) (*Router, error) {
+	return s.changeRoutes(ctx, c, id, "add_extraroutes", func(have []Route) []Route {
+		out := slices.Clone(have)
+		for _, rt := range routes {
+			if !slices.Contains(out, rt) {
+				out = append(out, rt)
+			}
+		}
+		return out
+	})
+}
+
+// RemoveExtraRoutes removes static routes from a router's; routes it does
+// not have are no error.
+func (s *Service) RemoveExtraRoutes(ctx context.Context, c *identity.Context, id string, routes []Route) (*Router, error) {
+	return s.changeRoutes(ctx, c, id, "remove_extraroutes", func(have []Route) []Route {
+		return slices.DeleteFunc(slices.Clone(have), func(rt Route) bool { return slices.Contains(routes, rt) })
+	})
+}
+
+// changeRoutes replaces a router's routes by what change makes of them,
+// checked as an update of routes is.
+func (s *Service) changeRoutes(ctx context.Context, c *identity.Context, id, action string, change func([]Route) []Route) (*Router, error) {
+	return modify(ctx, s, c, id, action, 0, func(tx *nsdb.Tx, r *Router) error {
+		next := change(r.Routes)
+		if err := s.checkRoutes(tx, r, next); err != nil {
+			return err
+		}
+		r.Routes = next
+		s.touch(&r.Std)
+		if err := s.translateRouter(tx, r); err != nil {
+			return err
+		}
+		return tx.Put(r)
+	})
+}
+
 // checkRoutes checks static routes as the extraroute extension does: each
 // next hop on a subnet the router is connected to, and not one of the
 // router's own addresses.
@@ -284,7 +355,7 @@ func (s *Service) DeleteRouter(ctx context.Context, c *identity.Context, id stri
 				return inUse("RouterInUse", "Router %s still has ports", id)
 			}
 		}
-		if err := s.setGateway(tx, c, r, &GatewayRequest{}); err != nil {
+		if err := s.updateGateways(tx, c, r, nil); err != nil {
 			return err
 		}
 		if err := apply(tx, &r.Std, nil); err != nil {

@@ -200,6 +200,11 @@ func (s *Service) RemoveInterface(ctx context.Context, c *identity.Context, id s
 				}
 			}
 		}
+		for _, f := range p.FixedIPs {
+			if err := vpnSubnetInUse(tx, f.SubnetID, id); err != nil {
+				return err
+			}
+		}
 		out = &InterfaceInfo{Router: r, Port: p}
 		if err := s.removePort(tx, p); err != nil {
 			return err

@@ -28,11 +28,12 @@ type SecurityGroupRuleRequest struct {
 	Direction       string // ingress or egress
 	Ethertype       string // IPv4 or IPv6; "" is IPv4
 	// Protocol is a name or a number in lower case; "" is any.
-	Protocol       string
-	PortRangeMin   *int
-	PortRangeMax   *int
-	RemoteIPPrefix netip.Prefix
-	RemoteGroupID  string
+	Protocol             string
+	PortRangeMin         *int
+	PortRangeMax         *int
+	RemoteIPPrefix       netip.Prefix
+	RemoteGroupID        string
+	RemoteAddressGroupID string
 }
 
 // defaultGroupID is the id of a project's default group: derived, so that
@@ -54,7 +55,7 @@ func (s *Service) createDefaultGroup(tx *nsdb.Tx, project, id string) error {
 			return err
 		}
 	}
-	_, err := createWith(tx, g, TranslateSecurityGroup(g, rules))
+	_, err := createWith(tx, g, TranslateSecurityGroup(g, rules, nil))
 	return err
 }
 
@@ -85,7 +86,7 @@ func fingerprint(r *SecurityGroupRule) string {
 	if r.RemoteIPPrefix.IsValid() {
 		prefix = r.RemoteIPPrefix.Masked().String()
 	}
-	return strings.Join([]string{r.Direction, r.Ethertype, proto, num(r.PortRangeMin), num(r.PortRangeMax), prefix, r.RemoteGroupID}, "|")
+	return strings.Join([]string{r.Direction, r.Ethertype, proto, num(r.PortRangeMin), num(r.PortRangeMax), prefix, r.RemoteGroupID, r.RemoteAddressGroupID}, "|")
 }
 
 // defaultGroup returns the project's default group, creating it again if
@@ -105,17 +106,42 @@ func (s *Service) defaultGroup(tx *nsdb.Tx, project string) (*SecurityGroup, err
 	return g.(*SecurityGroup), nil
 }
 
+// addressGroups are the address groups rules name.
+func addressGroups(tx *nsdb.Tx, rules []*SecurityGroupRule) (map[string]*AddressGroup, error) {
+	out := map[string]*AddressGroup{}
+	for _, r := range rules {
+		if id := r.RemoteAddressGroupID; id != "" && out[id] == nil {
+			o, err := tx.Get(AddressGroupKind, id)
+			if err != nil {
+				return nil, err
+			}
+			out[id] = o.(*AddressGroup)
+		}
+	}
+	return out, nil
+}
+
 // retranslateGroup rewrites a group's chains from its current rules.
 func (s *Service) retranslateGroup(tx *nsdb.Tx, g *SecurityGroup) error {
 	rules, err := listOf[*SecurityGroupRule](tx, "security_group_id", g.ID)
 	if err != nil {
 		return err
 	}
-	return apply(tx, &g.Std, TranslateSecurityGroup(g, rules))
+	ags, err := addressGroups(tx, rules)
+	if err != nil {
+		return err
+	}
+	return apply(tx, &g.Std, TranslateSecurityGroup(g, rules, ags))
 }
 
 // CreateSecurityGroup creates a group with Neutron's default egress rules.
 func (s *Service) CreateSecurityGroup(ctx context.Context, c *identity.Context, r SecurityGroupRequest) (*SecurityGroup, error) {
+	cr, err := s.PrepareSecurityGroup(c, r)
+	return created[*SecurityGroup](ctx, s, cr, err)
+}
+
+// PrepareSecurityGroup checks a security group's create.
+func (s *Service) PrepareSecurityGroup(c *identity.Context, r SecurityGroupRequest) (*Creation, error) {
 	st, err := s.creating(c, &r.StdRequest, "create_security_group")
 	if err != nil {
 		return nil, err
@@ -125,23 +151,22 @@ func (s *Service) CreateSecurityGroup(ctx context.Context, c *identity.Context, 
 	if g.Name == "default" {
 		return nil, inUse("SecurityGroupDefaultAlreadyExists", "Default security group already exists.")
 	}
-	if err := s.admit(ctx, st.ProjectID, "security_group"); err != nil {
-		return nil, err
-	}
-	var out *SecurityGroup
-	_, err = s.store.Update(ctx, func(tx *nsdb.Tx) error {
-		n := *g
-		n.ID = newID()
-		rules := []*SecurityGroupRule{s.newRule(&n, "egress", "IPv4", nil), s.newRule(&n, "egress", "IPv6", nil)}
-		for _, r := range rules {
-			if _, err := tx.Create(r); err != nil {
-				return err
+	return creation(st.ProjectID, "security_group", func(tx *nsdb.Tx) (model.Object, error) {
+		var out *SecurityGroup
+		err := func() error {
+			n := *g
+			n.ID = newID()
+			rules := []*SecurityGroupRule{s.newRule(&n, "egress", "IPv4", nil), s.newRule(&n, "egress", "IPv6", nil)}
+			for _, r := range rules {
+				if _, err := tx.Create(r); err != nil {
+					return err
+				}
 			}
-		}
-		out, err = createWith(tx, &n, TranslateSecurityGroup(&n, rules))
-		return err
-	})
-	return out, err
+			out, err = createWith(tx, &n, TranslateSecurityGroup(&n, rules, nil))
+			return err
+		}()
+		return out, err
+	}), nil
 }
 
 func (r *SecurityGroupRequest) apply(g *SecurityGroup) {
@@ -231,6 +256,12 @@ func (s *Service) DeleteSecurityGroup(ctx context.Context, c *identity.Context, 
 // CreateSecurityGroupRule validates a rule as Neutron does and rewrites
 // its group's chains.
 func (s *Service) CreateSecurityGroupRule(ctx context.Context, c *identity.Context, req SecurityGroupRuleRequest) (*SecurityGroupRule, error) {
+	cr, err := s.PrepareSecurityGroupRule(c, req)
+	return created[*SecurityGroupRule](ctx, s, cr, err)
+}
+
+// PrepareSecurityGroupRule checks a security group rule's create.
+func (s *Service) PrepareSecurityGroupRule(c *identity.Context, req SecurityGroupRuleRequest) (*Creation, error) {
 	st, err := s.creating(c, &req.StdRequest, "create_security_group_rule")
 	if err != nil {
 		return nil, err
@@ -239,41 +270,45 @@ func (s *Service) CreateSecurityGroupRule(ctx context.Context, c *identity.Conte
 	if err := req.apply(r); err != nil {
 		return nil, err
 	}
-	if err := s.admit(ctx, st.ProjectID, "security_group_rule"); err != nil {
-		return nil, err
-	}
-	var out *SecurityGroupRule
-	_, err = s.store.Update(ctx, func(tx *nsdb.Tx) error {
-		g, err := get[*SecurityGroup](tx, c, r.SecurityGroupID)
-		if err != nil {
-			return err
-		}
-		if r.RemoteGroupID != "" {
-			if _, err := get[*SecurityGroup](tx, c, r.RemoteGroupID); err != nil {
+	return creation(st.ProjectID, "security_group_rule", func(tx *nsdb.Tx) (model.Object, error) {
+		var out *SecurityGroupRule
+		err := func() error {
+			g, err := get[*SecurityGroup](tx, c, r.SecurityGroupID)
+			if err != nil {
 				return err
 			}
-		}
-		n := *r
-		n.ID = newID()
-		n.Fingerprint = fingerprint(&n)
-		f := SecurityGroupRuleKind.Field("fingerprint")
-		if owner, err := tx.UniqueOwner(SecurityGroupRuleKind, f, g.ID, n.Fingerprint); err != nil {
-			return err
-		} else if owner != "" {
-			return conflict("SecurityGroupRuleExists", "Security group rule already exists. Rule id is %s.", owner)
-		}
-		o, err := tx.Create(&n)
-		if err != nil {
-			return err
-		}
-		out = o.(*SecurityGroupRule)
-		s.touch(&g.Std)
-		if err := s.retranslateGroup(tx, g); err != nil {
-			return err
-		}
-		return tx.Put(g)
-	})
-	return out, err
+			if r.RemoteGroupID != "" {
+				if _, err := get[*SecurityGroup](tx, c, r.RemoteGroupID); err != nil {
+					return err
+				}
+			}
+			if r.RemoteAddressGroupID != "" {
+				if _, err := get[*AddressGroup](tx, c, r.RemoteAddressGroupID); err != nil {
+					return err
+				}
+			}
+			n := *r
+			n.ID = newID()
+			n.Fingerprint = fingerprint(&n)
+			f := SecurityGroupRuleKind.Field("fingerprint")
+			if owner, err := tx.UniqueOwner(SecurityGroupRuleKind, f, g.ID, n.Fingerprint); err != nil {
+				return err
+			} else if owner != "" {
+				return conflict("SecurityGroupRuleExists", "Security group rule already exists. Rule id is %s.", owner)
+			}
+			o, err := tx.Create(&n)
+			if err != nil {
+				return err
+			}
+			out = o.(*SecurityGroupRule)
+			s.touch(&g.Std)
+			if err := s.retranslateGroup(tx, g); err != nil {
+				return err
+			}
+			return tx.Put(g)
+		}()
+		return out, err
+	}), nil
 }
 
 // validPortProtocols may carry port ranges (Neutron's list).
@@ -292,14 +327,14 @@ func (req *SecurityGroupRuleRequest) apply(r *SecurityGroupRule) error {
 		r.Protocol = p
 	}
 	r.PortRangeMin, r.PortRangeMax = req.PortRangeMin, req.PortRangeMax
-	r.RemoteIPPrefix, r.RemoteGroupID = req.RemoteIPPrefix, req.RemoteGroupID
+	r.RemoteIPPrefix, r.RemoteGroupID, r.RemoteAddressGroupID = req.RemoteIPPrefix, req.RemoteGroupID, req.RemoteAddressGroupID
 	return r.validate()
 }
 
 // validate is Neutron's _validate_security_group_rule.
 func (r *SecurityGroupRule) validate() error {
-	if r.RemoteIPPrefix.IsValid() && r.RemoteGroupID != "" {
-		return NewError(BadRequest, "SecurityGroupRemoteGroupAndRemoteIpPrefix", "Only remote_ip_prefix or remote_group_id may be provided.")
+	if (r.RemoteIPPrefix.IsValid() && r.RemoteGroupID != "") || (r.RemoteAddressGroupID != "" && (r.RemoteIPPrefix.IsValid() || r.RemoteGroupID != "")) {
+		return NewError(BadRequest, "SecurityGroupMultipleRemoteEntites", "Only one of remote_ip_prefix or remote_group_id or remote_address_group_id may be provided.")
 	}
 	if r.RemoteIPPrefix.IsValid() {
 		if (r.Ethertype == "IPv4") != r.RemoteIPPrefix.Addr().Is4() {

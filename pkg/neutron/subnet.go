@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"slices"
 
 	"github.com/nagare/nagare/pkg/identity"
 	"github.com/nagare/nagare/pkg/model"
@@ -28,6 +29,14 @@ type SubnetRequest struct {
 	DNSNameservers  *[]netip.Addr
 	HostRoutes      *[]Route
 	EnableDHCP      *bool
+	// ServiceTypes are device owners ("network:…", "compute:…").
+	ServiceTypes *[]string
+	// A subnet from a pool: SubnetPoolID, or the default pool of its IP
+	// version; the CIDR (zero: any free prefix of PrefixLen, zero: the
+	// pool's default length).
+	SubnetPoolID   string
+	UseDefaultPool bool
+	PrefixLen      int
 }
 
 // Neutron's limits (max_dns_nameservers, max_subnet_host_routes).
@@ -49,6 +58,7 @@ func matchVersion(ver int, a netip.Addr, name string, text string) error {
 func (r *SubnetRequest) applyMutable(s *Subnet) error {
 	r.StdRequest.apply(&s.Std)
 	set(&s.EnableDHCP, r.EnableDHCP)
+	set(&s.ServiceTypes, r.ServiceTypes)
 	if r.DNSNameservers != nil {
 		dns := *r.DNSNameservers
 		if len(dns) > maxDNSNameservers {
@@ -89,41 +99,102 @@ func subnetLabel(s *Subnet) string {
 // CreateSubnet validates a subnet as Neutron does and writes it with its
 // DHCP subnet.
 func (s *Service) CreateSubnet(ctx context.Context, c *identity.Context, r SubnetRequest) (*Subnet, error) {
+	cr, err := s.PrepareSubnet(c, r)
+	return created[*Subnet](ctx, s, cr, err)
+}
+
+// PrepareSubnet checks a subnet's create. A subnet from a subnet pool is
+// checked once the transaction has its prefix.
+func (s *Service) PrepareSubnet(c *identity.Context, r SubnetRequest) (*Creation, error) {
 	st, err := s.creating(c, &r.StdRequest, "create_subnet")
 	if err != nil {
 		return nil, err
 	}
+	fromPool := r.SubnetPoolID != "" || r.UseDefaultPool
+	if !fromPool && !r.CIDR.IsValid() {
+		return nil, BadResourceRequest("subnets", "a subnetpool must be specified in the absence of a cidr")
+	}
+	if !fromPool && r.PrefixLen != 0 {
+		return nil, BadResourceRequest("subnets", "prefixlen is only valid with a subnetpool")
+	}
 	sub := &Subnet{Std: st, EnableDHCP: true}
-	if err := newSubnet(sub, &r); err != nil {
-		return nil, err
+	if !fromPool {
+		if err := newSubnet(sub, &r); err != nil {
+			return nil, err
+		}
 	}
-	if err := s.admit(ctx, st.ProjectID, "subnet"); err != nil {
-		return nil, err
-	}
-	var out *Subnet
-	_, err = s.store.Update(ctx, func(tx *nsdb.Tx) error {
-		n, err := get[*Network](tx, c, sub.NetworkID)
+	return creation(st.ProjectID, "subnet", func(tx *nsdb.Tx) (model.Object, error) {
+		x := *sub
+		netID, ver := r.NetworkID, r.IPVersion
+		n, err := get[*Network](tx, c, netID)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if !owns(c, &n.Std) {
-			return PolicyNotAuthorized("create_subnet")
+			return nil, PolicyNotAuthorized("create_subnet")
 		}
-		others, err := tx.List(SubnetKind, "network_id", n.ID)
+		others, err := listOf[*Subnet](tx, "network_id", n.ID)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		for _, o := range others {
-			if o.(*Subnet).CIDR.Overlaps(sub.CIDR) {
-				return InvalidInput("Requested subnet with cidr: %s for network: %s overlaps with another subnet", sub.CIDR, n.ID)
+		if fromPool {
+			pool, err := s.subnetPool(tx, c, r)
+			if err != nil {
+				return nil, err
+			}
+			x.NetworkID, x.IPVersion, x.CIDR, x.SubnetPoolID = netID, ver, r.CIDR, pool.ID
+			if err := poolAffinity(others, &x); err != nil {
+				return nil, err
+			}
+			if err := s.allocateFromPool(tx, pool, &x, r.PrefixLen); err != nil {
+				return nil, err
+			}
+			req := r
+			req.CIDR = x.CIDR
+			if err := newSubnet(&x, &req); err != nil {
+				return nil, err
 			}
 		}
-		x := *sub
+		if err := poolAffinity(others, &x); err != nil {
+			return nil, err
+		}
+		for _, o := range others {
+			if o.CIDR.Overlaps(x.CIDR) {
+				return nil, InvalidInput("Requested subnet with cidr: %s for network: %s overlaps with another subnet", x.CIDR, n.ID)
+			}
+		}
 		x.ID = newID()
-		out, err = createWith(tx, &x, TranslateSubnet(&x, n))
-		return err
-	})
-	return out, err
+		return createWith(tx, &x, TranslateSubnet(&x, n))
+	}), nil
+}
+
+// poolAffinity is Neutron's check that a network's subnets of one IP
+// version come from one subnet pool (or none).
+func poolAffinity(others []*Subnet, x *Subnet) error {
+	for _, o := range others {
+		if o.IPVersion == x.IPVersion && o.SubnetPoolID != x.SubnetPoolID {
+			return NewError(BadRequest, "NetworkSubnetPoolAffinityError", "Subnets hosted on the same network must be allocated from the same subnet pool.")
+		}
+	}
+	return nil
+}
+
+// subnetPool is the pool a subnet request names, as the caller may use it,
+// or the default pool of its IP version.
+func (s *Service) subnetPool(tx *nsdb.Tx, c *identity.Context, r SubnetRequest) (*SubnetPool, error) {
+	id := r.SubnetPoolID
+	if id == "" {
+		pools, err := listOf[*SubnetPool](tx, "", "")
+		if err != nil {
+			return nil, err
+		}
+		i := slices.IndexFunc(pools, func(p *SubnetPool) bool { return p.IsDefault && p.IPVersion == r.IPVersion })
+		if i < 0 {
+			return nil, BadResourceRequest("subnets", "No default subnetpool found for IPv%d", r.IPVersion)
+		}
+		id = pools[i].ID
+	}
+	return get[*SubnetPool](tx, c, id)
 }
 
 // newSubnet is Neutron's _validate_subnet for a create.
@@ -285,6 +356,9 @@ func (s *Service) DeleteSubnet(ctx context.Context, c *identity.Context, id stri
 		}
 		if len(allocs) > 0 {
 			return inUse("SubnetInUse", "Unable to complete operation on subnet %s: One or more ports have an IP allocation from this subnet.", id)
+		}
+		if err := vpnSubnetInGroup(tx, id); err != nil {
+			return err
 		}
 		if err := apply(tx, &sub.Std, nil); err != nil {
 			return err

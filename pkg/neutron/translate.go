@@ -115,13 +115,23 @@ type PortInput struct {
 	// HostID is the native host the port is bound to ("" when unbound or
 	// when binding:host_id names no registered host).
 	HostID string
+	// QoSPolicyID is the QoS policy the port's traffic is under (its own
+	// or its network's).
+	QoSPolicyID string
+	// ParentID and ParentVLAN: the port is a trunk subport reached through
+	// port ParentID's interface, tagged ParentVLAN.
+	ParentID   string
+	ParentVLAN uint16
+	// FirewallGroupID is the firewall group filtering a router interface
+	// port ("" none).
+	FirewallGroupID string
 }
 
 // Bound reports whether a port's translation binds it to a host
 // interface: a normal VNIC on a registered host. Direct and macvtap VNICs
 // are SR-IOV virtual functions that bypass the virtual switch.
 func (in *PortInput) Bound() bool {
-	return in.HostID != "" && in.Port.VNICType == "normal"
+	return in.HostID != "" && in.Port.VNICType == "normal" && in.ParentID == ""
 }
 
 // Filtered reports whether security groups and anti-spoofing apply.
@@ -148,13 +158,21 @@ func TranslatePort(in PortInput) []model.Object {
 		return nil
 	}
 	var objs []model.Object
-	bp := &model.Port{Meta: model.Meta{ID: p.ID}, BridgeID: p.NetworkID, State: state(p.AdminStateUp), MAC: p.MACAddress}
+	bp := &model.Port{Meta: model.Meta{ID: p.ID}, BridgeID: p.NetworkID, State: state(p.AdminStateUp), MAC: p.MACAddress, QoSPolicyID: in.QoSPolicyID}
 	objs = append(objs, bp)
 	if in.Bound() {
 		bp.HostID, bp.InterfaceName = in.HostID, InterfaceName(p.ID)
 	}
+	bp.ParentID, bp.ParentVLAN = in.ParentID, in.ParentVLAN
 	if isRouterPort(p) {
-		objs = append(objs, routerSide(p, in.Subnets, bp)...)
+		side := routerSide(p, in.Subnets, bp)
+		if fw := in.FirewallGroupID; fw != "" {
+			// The router filters what enters it through the port with the
+			// group's ingress chain, what leaves by it with the egress one.
+			rp := side[0].(*model.Port)
+			rp.InboundFilterID, rp.OutboundFilterID = fwgIngressChainID(fw), fwgEgressChainID(fw)
+		}
+		objs = append(objs, side...)
 	}
 	if p.Filtered() {
 		bp.InboundFilterID, bp.OutboundFilterID = portInChainID(p.ID), portOutChainID(p.ID)
@@ -169,15 +187,18 @@ func TranslatePort(in PortInput) []model.Object {
 				IPAddrGroupID: sgAddrGroupID(g.ID), Address: ip})
 		}
 	}
+	// A router's ports ask DHCP nothing, and the agent's DHCP refuses a
+	// host on the subnet's gateway address: they get no host entry (their
+	// addresses are known from the router ports).
 	done := map[string]bool{}
 	for _, f := range p.FixedIPs {
 		s := in.Subnets[f.SubnetID]
-		if s == nil || !s.CIDR.Addr().Is4() || done[s.ID] {
+		if s == nil || !s.CIDR.Addr().Is4() || done[s.ID] || isRouterPort(p) {
 			continue
 		}
 		done[s.ID] = true
 		objs = append(objs, &model.DHCPHost{Meta: model.Meta{ID: DerivedID("dhcp-host", p.ID, s.ID)}, DHCPSubnetID: s.ID,
-			Name: "host-" + strings.ReplaceAll(f.IPAddress.String(), ".", "-"), MAC: p.MACAddress, Address: f.IPAddress})
+			Name: p.Hostname(f.IPAddress), MAC: p.MACAddress, Address: f.IPAddress, Options: DHCPOptions(p.ExtraDHCPOpts)})
 	}
 	return objs
 }
@@ -225,7 +246,7 @@ func routerSide(p *Port, subnets map[string]*Subnet, bp *model.Port) []model.Obj
 	rp.Address, rp.Network = fip.IPAddress, s.CIDR
 	objs = append(objs, &model.Route{Meta: model.Meta{ID: DerivedID("route", p.ID, s.ID)}, RouterID: p.RouterID,
 		Type: model.RouteNormal, Dst: s.CIDR, PortID: rpID, Weight: 100})
-	if p.DeviceOwner == OwnerRouterGateway && s.GatewayIP.IsValid() && s.CIDR.Contains(s.GatewayIP) {
+	if p.DeviceOwner == OwnerRouterGateway && !p.ExtraGateway && s.GatewayIP.IsValid() && s.CIDR.Contains(s.GatewayIP) {
 		objs = append(objs, &model.Route{Meta: model.Meta{ID: DerivedID("gw-route", p.ID, s.ID)}, RouterID: p.RouterID,
 			Type: model.RouteNormal, Dst: netip.PrefixFrom(zero(s.GatewayIP), 0), Gateway: s.GatewayIP, PortID: rpID, Weight: 100})
 	}
@@ -406,54 +427,86 @@ func protoNumber(p string) (uint8, bool) {
 // of accept rules, one per group rule, that the member ports' chains jump
 // to, and an address group of its members' addresses that rules naming it
 // as remote_group_id match against.
-func TranslateSecurityGroup(g *SecurityGroup, rules []*SecurityGroupRule) []model.Object {
+//
+// A rule whose remote is an address group is one native rule per prefix
+// of the group of the rule's family (none: it matches nothing).
+func TranslateSecurityGroup(g *SecurityGroup, rules []*SecurityGroupRule, addressGroups map[string]*AddressGroup) []model.Object {
 	var ing, eg []*model.Rule
 	for _, r := range rules {
-		nr := &model.Rule{Type: model.RuleAccept}
-		c := &nr.Condition
-		if r.Ethertype == "IPv6" {
-			c.EtherType = etherIPv6
-		} else {
-			c.EtherType = etherIPv4
-		}
-		if n, ok := protoNumber(r.Protocol); ok {
-			c.Proto = n
-			lo, hi := r.PortRangeMin, r.PortRangeMax
-			switch n {
-			case 1, 58: // ICMP type and code
-				if lo != nil {
-					c.SrcPort = single(uint16(*lo))
+		if id := r.RemoteAddressGroupID; id != "" {
+			ag := addressGroups[id]
+			if ag == nil {
+				continue
+			}
+			for _, p := range ag.Addresses {
+				if p.Addr().Is4() != (r.Ethertype != "IPv6") {
+					continue
 				}
-				if hi != nil {
-					c.DstPort = single(uint16(*hi))
-				}
-			case 6, 17, 132:
-				if lo != nil {
-					h := *lo
-					if hi != nil {
-						h = *hi
-					}
-					c.DstPort = model.PortRange{Start: uint16(*lo), End: uint16(h)}
+				x := *r
+				x.RemoteAddressGroupID, x.RemoteIPPrefix = "", p
+				nr := groupRule(&x)
+				if r.Direction == "ingress" {
+					ing = append(ing, nr)
+				} else {
+					eg = append(eg, nr)
 				}
 			}
+			continue
 		}
+		nr := groupRule(r)
 		if r.Direction == "ingress" {
-			c.Src = r.RemoteIPPrefix
-			if r.RemoteGroupID != "" {
-				c.IPAddrGroupSrcID = sgAddrGroupID(r.RemoteGroupID)
-			}
 			ing = append(ing, nr)
 		} else {
-			c.Dst = r.RemoteIPPrefix
-			if r.RemoteGroupID != "" {
-				c.IPAddrGroupDstID = sgAddrGroupID(r.RemoteGroupID)
-			}
 			eg = append(eg, nr)
 		}
 	}
 	objs := []model.Object{&model.IPAddrGroup{Meta: model.Meta{ID: sgAddrGroupID(g.ID)}, Name: "security group " + g.ID, TenantID: g.ProjectID}}
 	objs = append(objs, chain(sgIngressChainID(g.ID), "security group "+g.ID+" ingress", g.ProjectID, ing)...)
 	return append(objs, chain(sgEgressChainID(g.ID), "security group "+g.ID+" egress", g.ProjectID, eg)...)
+}
+
+// groupRule is a security group rule's native accept rule.
+func groupRule(r *SecurityGroupRule) *model.Rule {
+	nr := &model.Rule{Type: model.RuleAccept}
+	c := &nr.Condition
+	if r.Ethertype == "IPv6" {
+		c.EtherType = etherIPv6
+	} else {
+		c.EtherType = etherIPv4
+	}
+	if n, ok := protoNumber(r.Protocol); ok {
+		c.Proto = n
+		lo, hi := r.PortRangeMin, r.PortRangeMax
+		switch n {
+		case 1, 58: // ICMP type and code
+			if lo != nil {
+				c.SrcPort = single(uint16(*lo))
+			}
+			if hi != nil {
+				c.DstPort = single(uint16(*hi))
+			}
+		case 6, 17, 132:
+			if lo != nil {
+				h := *lo
+				if hi != nil {
+					h = *hi
+				}
+				c.DstPort = model.PortRange{Start: uint16(*lo), End: uint16(h)}
+			}
+		}
+	}
+	if r.Direction == "ingress" {
+		c.Src = r.RemoteIPPrefix
+		if r.RemoteGroupID != "" {
+			c.IPAddrGroupSrcID = sgAddrGroupID(r.RemoteGroupID)
+		}
+	} else {
+		c.Dst = r.RemoteIPPrefix
+		if r.RemoteGroupID != "" {
+			c.IPAddrGroupDstID = sgAddrGroupID(r.RemoteGroupID)
+		}
+	}
+	return nr
 }
 
 // RouterInput is what a router's translation reads besides the router.
@@ -508,12 +561,22 @@ func TranslateRouter(in RouterInput) []model.Object {
 			return []model.NATTarget{t}
 		}
 		for _, pf := range in.PortForwardings {
+			// A range forwards port by port (N-N: by offset, as ML2/OVN's
+			// one load balancer per port does), or all to one port (1-N).
 			proto, _ := protoNumber(pf.Protocol)
-			preRules = append(preRules, &model.Rule{Type: model.RuleDNAT, Targets: to(pf.InternalIPAddress, pf.InternalPort),
-				Condition: model.Condition{EtherType: etherOf(pf.FloatingIP), Dst: host(pf.FloatingIP), Proto: proto, DstPort: single(uint16(pf.ExternalPort))}})
-			postRules = append(postRules, &model.Rule{Type: model.RuleSNAT, Targets: to(pf.FloatingIP, pf.ExternalPort),
+			il, ih := pf.InternalRange()
+			el, eh := pf.ExternalRange()
+			span := func(lo, hi int) model.PortRange { return model.PortRange{Start: uint16(lo), End: uint16(hi)} }
+			dnat := model.NATTarget{AddrFrom: pf.InternalIPAddress, AddrTo: pf.InternalIPAddress, Ports: span(il, ih)}
+			if ih > il {
+				dnat.Base = uint16(el)
+			}
+			preRules = append(preRules, &model.Rule{Type: model.RuleDNAT, Targets: []model.NATTarget{dnat},
+				Condition: model.Condition{EtherType: etherOf(pf.FloatingIP), Dst: host(pf.FloatingIP), Proto: proto, DstPort: span(el, eh)}})
+			postRules = append(postRules, &model.Rule{Type: model.RuleSNAT,
+				Targets: []model.NATTarget{{AddrFrom: pf.FloatingIP, AddrTo: pf.FloatingIP, Ports: span(el, eh)}},
 				Condition: model.Condition{EtherType: etherOf(pf.InternalIPAddress), Src: host(pf.InternalIPAddress), Proto: proto,
-					SrcPort: single(uint16(pf.InternalPort)), OutPortIDs: []string{gw}}})
+					SrcPort: span(il, ih), OutPortIDs: []string{gw}}})
 		}
 		for _, f := range in.FloatingIPs {
 			if f.PortID == "" || !f.FixedIPAddress.IsValid() {

@@ -259,12 +259,12 @@ func TestTranslatePort(t *testing.T) {
 	itf.DeviceOwner, itf.RouterID, itf.PortSecurityEnabled, itf.SecurityGroups = OwnerRouterInterface, rtrID, false, nil
 	itf.FixedIPs[0].IPAddress = netip.MustParseAddr("10.0.0.1")
 	want(t, "router interface", TranslatePort(PortInput{Port: itf, Subnets: subnets()}),
-		"port bridge linked", "port router 10.0.0.1 10.0.0.0/24 linked", "route 10.0.0.0/24", "dhcp-host 10.0.0.1 fa:16:3e:01:02:03")
+		"port bridge linked", "port router 10.0.0.1 10.0.0.0/24 linked", "route 10.0.0.0/24")
 	gw := vmPort()
 	gw.DeviceOwner, gw.RouterID, gw.PortSecurityEnabled, gw.SecurityGroups = OwnerRouterGateway, rtrID, false, nil
 	gw.FixedIPs[0].IPAddress = netip.MustParseAddr("10.0.0.7")
 	want(t, "router gateway", TranslatePort(PortInput{Port: gw, Subnets: subnets()}),
-		"port bridge linked", "port router 10.0.0.7 10.0.0.0/24 linked", "route 10.0.0.0/24", "route 0.0.0.0/0 via 10.0.0.1", "dhcp-host 10.0.0.7 fa:16:3e:01:02:03")
+		"port bridge linked", "port router 10.0.0.7 10.0.0.0/24 linked", "route 10.0.0.0/24", "route 0.0.0.0/0 via 10.0.0.1")
 	fip := vmPort()
 	fip.DeviceOwner = OwnerFloatingIP
 	want(t, "floating IP port", TranslatePort(PortInput{Port: fip, Subnets: subnets()}))
@@ -278,7 +278,7 @@ func TestTranslateSecurityGroup(t *testing.T) {
 		{Direction: "egress", Ethertype: "IPv6"},
 		{Direction: "ingress", Ethertype: "IPv4", Protocol: "icmp", PortRangeMin: n(8), PortRangeMax: n(0)},
 	}
-	objs := TranslateSecurityGroup(group(true), rules)
+	objs := TranslateSecurityGroup(group(true), rules, nil)
 	want(t, "group", objs, "ipg", "chain security group "+sgID+" ingress 3", "rule accept src 192.0.2.0/24", "rule accept", "rule accept",
 		"chain security group "+sgID+" egress 1", "rule accept")
 	ssh := objs[2].(*model.Rule)

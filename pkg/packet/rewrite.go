@@ -56,6 +56,29 @@ func (p *Parsed) DecTTL() bool {
 	return true
 }
 
+// SetDSCP rewrites the DSCP of an IPv4 or IPv6 packet (the top six bits
+// of the TOS byte or traffic class, ECN kept), fixing the IPv4 header
+// checksum. It reports false for other frames.
+func (p *Parsed) SetDSCP(dscp uint8) bool {
+	if p.Drop != DropNone || !p.isIP() || dscp > 63 {
+		return false
+	}
+	ip := p.b[p.L3Off:]
+	tos := dscp<<2 | p.TOS&3
+	if p.L3 == L3IPv6 {
+		// Traffic class straddles the first two bytes: 4 bits each.
+		ip[0] = ip[0]&0xf0 | tos>>4
+		ip[1] = ip[1]&0x0f | tos<<4
+		p.TOS = tos
+		return true
+	}
+	old := binary.BigEndian.Uint16(ip[0:])
+	ip[1] = tos
+	put16(ip[10:], UpdateChecksum16(be16(ip[10:]), old, binary.BigEndian.Uint16(ip[0:])))
+	p.TOS = tos
+	return true
+}
+
 // SetSrcIP rewrites the IP source address, fixing the IPv4 header checksum
 // and the TCP, UDP or ICMPv6 checksum (their pseudo header covers it). The
 // address family must match the packet's. A later fragment has no L4

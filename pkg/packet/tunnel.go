@@ -89,3 +89,60 @@ func DecapGRE(b []byte) (key uint32, inner []byte, err error) {
 	}
 	return h.key, b[h.hdrLen:], nil
 }
+
+// Mirror encapsulation: what a port mirror sends to its remote endpoint
+// (Neutron's tap-mirror, OVN's GRE and ERSPAN mirrors).
+const (
+	erspanHdrLen = 8
+	// MirrorHdrMax is the most EncapMirror writes before the frame.
+	MirrorHdrMax = greHdrLen + erspanHdrLen
+)
+
+// EncapMirror writes a mirror's tunnel header and the mirrored frame into
+// dst and returns the length written, the payload of an IPv4 packet of
+// protocol 47. GRE is transparent Ethernet bridging with key (all 32 bits
+// of it, unlike the overlay's 24); ERSPAN is type II (RFC-less but
+// universal: GRE with a sequence number, protocol 0x88BE, then version 1,
+// the frame's VLAN, the session ID, which is key's low 10 bits, and index
+// 0). seq numbers an ERSPAN session's packets.
+func EncapMirror(dst, inner []byte, kind Tunnel, key, seq uint32) (int, error) {
+	switch kind {
+	case TunnelGRE:
+		return EncapGRE(dst, inner, key)
+	case TunnelERSPAN:
+	default:
+		return 0, ErrBadArgument
+	}
+	n := greHdrLen + erspanHdrLen + len(inner)
+	if len(dst) < n {
+		return 0, ErrShortBuffer
+	}
+	put16(dst[0:], greS)
+	put16(dst[2:], EtherTypeERSPAN2)
+	put32(dst[4:], seq)
+	var vlan, en uint16
+	if len(inner) >= 18 && (be16(inner[12:]) == EtherTypeVLAN || be16(inner[12:]) == EtherTypeQinQ) {
+		vlan, en = be16(inner[14:])&0x0fff, 3 // the tag is kept in the frame
+	}
+	put16(dst[8:], 1<<12|vlan)
+	put16(dst[10:], en<<11|uint16(key&0x3ff))
+	put32(dst[12:], 0)
+	copy(dst[greHdrLen+erspanHdrLen:], inner)
+	return n, nil
+}
+
+// DecapMirror splits a mirror's GRE or ERSPAN II payload (after the outer
+// IP header) into its encapsulation, key (GRE key or ERSPAN session ID)
+// and mirrored frame: what a collector does.
+func DecapMirror(b []byte) (kind Tunnel, key uint32, inner []byte, err error) {
+	h, drop := parseGRE(b)
+	switch {
+	case drop != DropNone:
+		return 0, 0, nil, ErrMalformed
+	case h.proto == EtherTypeTEB && h.hasKey:
+		return TunnelGRE, h.key, b[h.hdrLen:], nil
+	case h.proto == EtherTypeERSPAN2 && len(b) >= h.hdrLen+erspanHdrLen && b[h.hdrLen]>>4 == 1:
+		return TunnelERSPAN, uint32(be16(b[h.hdrLen+2:]) & 0x3ff), b[h.hdrLen+erspanHdrLen:], nil
+	}
+	return 0, 0, nil, ErrMalformed
+}

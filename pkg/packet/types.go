@@ -70,12 +70,13 @@ func ParseMAC(s string) (MAC, error) {
 
 // EtherTypes the parser knows.
 const (
-	EtherTypeIPv4 uint16 = 0x0800
-	EtherTypeARP  uint16 = 0x0806
-	EtherTypeVLAN uint16 = 0x8100 // 802.1Q C-tag
-	EtherTypeQinQ uint16 = 0x88a8 // 802.1ad S-tag
-	EtherTypeIPv6 uint16 = 0x86dd
-	EtherTypeTEB  uint16 = 0x6558 // transparent Ethernet bridging, the GRE payload type for L2 overlays
+	EtherTypeIPv4    uint16 = 0x0800
+	EtherTypeARP     uint16 = 0x0806
+	EtherTypeVLAN    uint16 = 0x8100 // 802.1Q C-tag
+	EtherTypeQinQ    uint16 = 0x88a8 // 802.1ad S-tag
+	EtherTypeIPv6    uint16 = 0x86dd
+	EtherTypeTEB     uint16 = 0x6558 // transparent Ethernet bridging, the GRE payload type for L2 overlays
+	EtherTypeERSPAN2 uint16 = 0x88BE // ERSPAN type II, the GRE payload type of mirrored frames
 )
 
 // IP protocol numbers (IPv4 protocol, IPv6 next header).
@@ -323,6 +324,9 @@ const (
 	TunnelNone Tunnel = iota
 	TunnelVXLAN
 	TunnelGRE
+	// TunnelERSPAN is ERSPAN type II over GRE: what port mirrors send
+	// (EncapMirror); frames are never decoded as it.
+	TunnelERSPAN
 )
 
 func (t Tunnel) String() string {
@@ -333,6 +337,8 @@ func (t Tunnel) String() string {
 		return "vxlan"
 	case TunnelGRE:
 		return "gre"
+	case TunnelERSPAN:
+		return "erspan"
 	}
 	return "invalid"
 }

@@ -82,7 +82,7 @@ var simKinds = map[*model.Kind]bool{
 	model.PortGroupKind: true, model.PortGroupMemberKind: true, model.IPAddrGroupKind: true,
 	model.IPAddrGroupAddrKind: true, model.DHCPSubnetKind: true, model.DHCPHostKind: true,
 	model.LoadBalancerKind: true, model.PoolKind: true, model.PoolMemberKind: true, model.VIPKind: true,
-	model.HealthMonitorKind: true,
+	model.HealthMonitorKind: true, model.MirrorKind: true, model.QoSPolicyKind: true,
 }
 
 // clone is a new generation of t sharing everything with it.
@@ -122,7 +122,18 @@ func (n *Topology) apply(c Change, objs Objects) (ok bool, err error) {
 // addresses, NAT addresses: changing them is a full build.
 func plainBridgePort(o model.Object) (*model.Port, bool) {
 	p, ok := o.(*model.Port)
-	return p, ok && p != nil && p.BridgeID != "" && p.RouterID == "" && p.PeerID == ""
+	return p, ok && p != nil && p.BridgeID != "" && p.RouterID == "" && p.PeerID == "" && p.ParentID == "" && p.QoSPolicyID == ""
+}
+
+// extras reports a port of the topology that is a trunk's parent or
+// subport, mirrored or marked (portext.go): changing it is a full build.
+func (n *Topology) extras(id string) bool {
+	i, ok := n.portByID.Get(id)
+	if !ok {
+		return false
+	}
+	p := n.ports.At(i)
+	return p.parent != none || len(p.subs) > 0 || len(p.mirrors) > 0 || p.qosTag != 0
 }
 
 func (n *Topology) applyPort(c Change, objs Objects) (bool, error) {
@@ -138,6 +149,9 @@ func (n *Topology) applyPort(c Change, objs Objects) (bool, error) {
 		if newP, ok = plainBridgePort(c.New); !ok {
 			return false, nil
 		}
+	}
+	if oldP != nil && n.extras(oldP.ID) {
+		return false, nil
 	}
 	switch {
 	case oldP != nil && newP != nil:
@@ -195,7 +209,7 @@ func (n *Topology) applyPort(c Change, objs Objects) (bool, error) {
 				n.setMember(int32(g), i, false)
 			}
 		}
-		*n.ports.Mut(i, n.gen) = port{peer: none, host: none, inChain: none, outChain: none}
+		*n.ports.Mut(i, n.gen) = port{peer: none, host: none, inChain: none, outChain: none, parent: none}
 		n.free = append(slices.Clip(n.free), i)
 		return true, nil
 	}
@@ -250,6 +264,11 @@ func (n *Topology) editBridge(b int32) *bridge {
 // portReferenced reports whether a rule names port i (a rule naming a
 // deleted port fails Build).
 func (n *Topology) portReferenced(i int32) bool {
+	for m := range n.mirrors {
+		if n.mirrors[m].dest == i {
+			return true
+		}
+	}
 	for c := range n.chains {
 		for r := range n.chains[c].rules {
 			cr := &n.chains[c].rules[r]

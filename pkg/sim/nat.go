@@ -48,6 +48,9 @@ type natRule struct {
 	static  netip.Addr // valid for static 1:1 NAT
 	targets []flowstate.Target
 	then    uint8 // what the chain does after a translation: natAccept, natContinue or natReturn
+	// base: a DNAT of one target that maps ports one to one, from base to
+	// the target's range (port forwarding of a port range).
+	base uint16
 }
 
 // Outcomes of applyNAT, for runChain.
@@ -86,6 +89,12 @@ func compileNAT(r *model.Rule) (natRule, error) {
 			to = t.AddrFrom
 		}
 		n.targets = append(n.targets, flowstate.Target{From: t.AddrFrom.Unmap(), To: to.Unmap(), PortFrom: t.Ports.Start, PortTo: t.Ports.End})
+		if t.Base != 0 {
+			if n.kind != natDNAT || len(r.Targets) != 1 || t.Ports.IsZero() {
+				return n, fmt.Errorf("rule %s: a base port maps ports of one dnat target with a port range", r.ID)
+			}
+			n.base = t.Base
+		}
 	}
 	if len(n.targets) == 1 && n.targets[0].From == n.targets[0].To && n.targets[0].PortFrom == 0 && n.kind <= natDNAT {
 		n.static = n.targets[0].From
@@ -318,6 +327,14 @@ func (w *walk) dynamicNAT(n *natRule, fs FlowState, rt *router, chain string, r 
 			}
 			if port == 0 {
 				port = k.DstPort
+			}
+			if n.base != 0 {
+				t := &n.targets[0]
+				if k.DstPort < n.base || k.DstPort-n.base > t.PortTo-t.PortFrom {
+					w.traceNAT(chain, r, fmt.Sprintf("port %d outside the range mapped from %d: not translated", k.DstPort, n.base))
+					return false, nil
+				}
+				port = t.PortFrom + (k.DstPort - n.base)
 			}
 			e = flowstate.NewDNAT(*k, to, port, flags)
 			if !w.res.st.tx.Add(e) {

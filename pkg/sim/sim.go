@@ -268,7 +268,10 @@ func (s *Simulator) Simulate(in *Input, out *Result) {
 		w.finish()
 		return
 	}
-	w.enterPort(pi, none, 0)
+	if in := w.ingress(pi); in != none {
+		w.inPort = in
+		w.enterPort(in, none, 0)
+	}
 	w.finish()
 }
 
@@ -438,25 +441,24 @@ func (w *walk) output(q int32) {
 			return
 		}
 	}
-	a := flow.Action{Port: q, PortID: p.id}
-	if p.hostID == s.cfg.HostID {
-		a.Type, a.Interface = flow.ActOutput, p.ifName
-	} else {
-		if p.host == none || !s.remote[p.host].ok {
-			if p.host != none {
-				w.res.addTag(t.hosts[p.host].tag) // re-simulated when the host joins a zone or comes alive
-			}
-			w.drop(DropNoTunnel, t.portName(q), "host "+p.hostID+" shares no tunnel zone with this host (or is not alive)")
-			return
-		}
-		rh := &s.remote[p.host]
-		w.res.addTag(rh.tag)
-		w.res.addTag(rh.zoneTag)
-		a.Type, a.HostID, a.Underlay, a.Tunnel, a.TunnelKey = flow.ActEncap, p.hostID, rh.addr, rh.tunnel, p.tunnelKey
-	}
-	if !w.emitHeader() || !w.addAction(a) {
+	a, ok := w.deliver(q)
+	if !ok {
+		w.drop(DropNoTunnel, t.portName(q), "host "+p.hostID+" shares no tunnel zone with this host (or is not alive)")
 		return
 	}
+	if a.Port != q {
+		// A subport's frames leave by its parent's interface, tagged.
+		saved := w.cur
+		w.cur.tagged, w.cur.vlan = true, p.parentVLAN
+		ok := w.emitHeader() && w.addAction(a)
+		w.cur = saved
+		if !ok {
+			return
+		}
+	} else if !w.emitHeader() || !w.addAction(a) {
+		return
+	}
+	w.mirrorCopies(q, mirrorIn)
 	if w.ipLen > 0 && (w.res.MTU == 0 || s.mtu[q] < w.res.MTU) {
 		w.res.MTU = s.mtu[q]
 	}
@@ -550,20 +552,10 @@ func (w *walk) commitReply(n int, err error, why GenReason) {
 		}
 		return
 	}
-	p := w.t.ports.At(w.inPort)
-	a := flow.Action{Port: w.inPort, PortID: p.id}
-	switch {
-	case !p.exterior():
-		// A walk started on an interior port (a trace, a test) has
-		// nowhere to send the answer.
-		r.GenFailed++
-		return
-	case p.hostID == w.s.cfg.HostID:
-		a.Type, a.Interface = flow.ActOutput, p.ifName
-	case p.host != none && w.s.remote[p.host].ok:
-		rh := &w.s.remote[p.host]
-		a.Type, a.HostID, a.Underlay, a.Tunnel, a.TunnelKey = flow.ActEncap, p.hostID, rh.addr, rh.tunnel, p.tunnelKey
-	default:
+	// A walk started on an interior port (a trace, a test) has nowhere
+	// to send the answer.
+	a, ok := w.deliver(w.inPort)
+	if !ok || !w.t.ports.At(w.inPort).exterior() {
 		r.GenFailed++
 		return
 	}

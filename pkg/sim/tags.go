@@ -156,6 +156,10 @@ func (t *Topology) ChangeTags(o model.Object) []uint64 {
 		if x.BridgeID != "" {
 			tags = append(tags, FloodTag(x.BridgeID))
 		}
+		// A subport decides where its parent's tagged frames go.
+		if x.ParentID != "" {
+			tags = append(tags, ObjectTag(model.PortKind, x.ParentID))
+		}
 		if x.PeerID != "" {
 			tags = append(tags, ObjectTag(model.PortKind, x.PeerID))
 			// A router port's address is what ARP suppression on the
@@ -165,6 +169,9 @@ func (t *Topology) ChangeTags(o model.Object) []uint64 {
 				tags = append(tags, t.bridges[t.ports.At(pi).dev].floodTag)
 			}
 		}
+	case *model.Mirror:
+		// A new mirror changes the flows of the port it mirrors.
+		tags = append(tags, ObjectTag(model.PortKind, x.PortID))
 	case *model.Rule:
 		tags = append(tags, ObjectTag(model.ChainKind, x.ChainID))
 	case *model.PortGroupMember:

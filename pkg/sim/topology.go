@@ -37,6 +37,7 @@ type Topology struct {
 	ipgroups []ipGroup
 	lbs      []loadBalancer
 	pools    []lbPool
+	mirrors  []mirror
 
 	portByID   hmap[string, int32]
 	portByKey  hmap[uint32, int32]
@@ -89,6 +90,14 @@ type port struct {
 	ifName    string
 	tunnelKey uint32
 	natAddrs  []natAddr // router ports: translated addresses on the port's network it answers ARP/ND for (nataddr.go)
+	// Trunks, mirrors and QoS marking (portext.go).
+	parent     int32 // a subport's parent, none otherwise
+	parentVLAN uint16
+	subs       []subport
+	mirrors    []int32 // indexes in Topology.mirrors
+	qosTag     uint64  // the QoS policy's tag, 0 without one
+	markDSCP   bool
+	dscp       uint8
 }
 
 func (p *port) exterior() bool { return p.hostID != "" }
@@ -193,6 +202,8 @@ func Build(objs []model.Object) (*Topology, error) {
 		ipAddrs   []*model.IPAddrGroupAddr
 		subnets   = map[string]*model.DHCPSubnet{}
 		dhcpHosts []*model.DHCPHost
+		mirrors   []*model.Mirror
+		qos       = map[string]*model.QoSPolicy{}
 		pgByID    = t.pgByID
 		ipgByID   = t.ipgByID
 	)
@@ -252,6 +263,10 @@ func Build(objs []model.Object) (*Topology, error) {
 			subnets[x.ID] = x
 		case *model.DHCPHost:
 			dhcpHosts = append(dhcpHosts, x)
+		case *model.Mirror:
+			mirrors = append(mirrors, x)
+		case *model.QoSPolicy:
+			qos[x.ID] = x
 		}
 	}
 
@@ -320,6 +335,9 @@ func Build(objs []model.Object) (*Topology, error) {
 		} else {
 			t.bridges[p.dev].ports = append(t.bridges[p.dev].ports, int32(i))
 		}
+	}
+	if err := t.buildPortExtras(ports, mirrors, qos); err != nil {
+		return nil, err
 	}
 	for i := range t.bridges {
 		b := t.bridges[i]
@@ -465,7 +483,7 @@ func Build(objs []model.Object) (*Topology, error) {
 // which Build resolves once every port is indexed.
 func (t *Topology) portSlot(mp *model.Port) (port, error) {
 	p := port{id: mp.ID, tag: ObjectTag(model.PortKind, mp.ID), up: mp.State != model.StateDown, vlan: mp.VLAN,
-		mac: mp.MAC, addr: mp.Address, network: mp.Network, peer: none, host: none,
+		mac: mp.MAC, addr: mp.Address, network: mp.Network, peer: none, host: none, parent: none,
 		hostID: mp.HostID, ifName: mp.InterfaceName, tunnelKey: mp.TunnelKey}
 	what := "port " + mp.ID
 	switch {

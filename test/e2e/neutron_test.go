@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
-	"github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/external"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/layer3/floatingips"
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/layer3/portforwarding"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/layer3/routers"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/portsbinding"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/provider"
@@ -80,15 +80,7 @@ func TestNeutron(t *testing.T) {
 	inet.MustRun(t, "ip", "link", "set", "eth0", "up")
 
 	ctx := context.Background()
-	prov, err := openstack.AuthenticatedClient(ctx, gophercloud.AuthOptions{IdentityEndpoint: env.IdentityURL(),
-		Username: "admin", Password: password, DomainName: "Default", TenantName: "admin"})
-	if err != nil {
-		t.Fatalf("log in: %v", err)
-	}
-	nc, err := openstack.NewNetworkV2(prov, gophercloud.EndpointOpts{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, nc := env.Neutron(ctx, t, "admin", password, "admin")
 
 	// Tenant network, DHCP subnet, two ports bound on hv1 and hv2.
 	priv, err := networks.Create(ctx, nc, networks.CreateOpts{Name: "private"}).Extract()
@@ -252,6 +244,42 @@ func TestNeutron(t *testing.T) {
 		waitPingNS(t, inet, fip.FloatingIP, 10*time.Second)
 		if out, err := fetch(inet, "http://"+fip.FloatingIP+":8080/hello"); err != nil || !strings.Contains(out, "hello from the internet") {
 			t.Fatalf("internet → %s:8080 (vm1) over TCP: %v\n%s", fip.FloatingIP, err, out)
+		}
+	})
+
+	// Port forwarding of a range: a floating IP without a port forwards
+	// tcp/9080-9081 to vm2's 8080-8081, port by port (vm1 has a floating
+	// IP of its own, which Neutron does not combine with forwardings).
+	t.Run("PortForwardingRange", func(t *testing.T) {
+		requireFlowState(t)
+		www2 := t.TempDir()
+		if err := os.WriteFile(filepath.Join(www2, "hello"), []byte("hello from 8081\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		background(t, vm2.NS, "busybox", "httpd", "-f", "-p", "8080", "-h", www)
+		background(t, vm2.NS, "busybox", "httpd", "-f", "-p", "8081", "-h", www2)
+		pfIP, err := floatingips.Create(ctx, nc, floatingips.CreateOpts{FloatingNetworkID: extID}).Extract()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := portforwarding.Create(ctx, nc, pfIP.ID, portforwarding.CreateOpts{InternalPortID: p2.ID, InternalIPAddress: ip2,
+			InternalPortRange: "8080:8081", ExternalPortRange: "9080:9081", Protocol: "tcp"}).Extract(); err != nil {
+			t.Fatal(err)
+		}
+		defer traceIfFailed(t, env, "trace port %s src %s dst %s arp", uplink, inetAddr, pfIP.FloatingIP)
+		defer traceIfFailed(t, env, "trace port %s src %s dst %s proto tcp dst-port 9080", uplink, inetAddr, pfIP.FloatingIP)
+		for port, want := range map[string]string{"9080": "hello from the internet", "9081": "hello from 8081"} {
+			var out string
+			err := harness.Eventually(10*time.Second, func() error {
+				var err error
+				if out, err = fetch(inet, "http://"+pfIP.FloatingIP+":"+port+"/hello"); err != nil || !strings.Contains(out, want) {
+					return fmt.Errorf("%v: %s", err, out)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatalf("internet → %s:%s (forwarded to vm2): %v", pfIP.FloatingIP, port, err)
+			}
 		}
 	})
 
@@ -447,7 +475,7 @@ func udhcpc(t *testing.T, vm *harness.VM) string {
 	dir := t.TempDir()
 	script, events := filepath.Join(dir, "script.sh"), filepath.Join(dir, "events")
 	err := os.WriteFile(script, []byte(`#!/bin/sh
-echo "$1 ip=$ip mask=$mask router=$router mtu=$mtu serverid=$serverid" >> `+events+`
+echo "$1 ip=$ip mask=$mask router=$router mtu=$mtu serverid=$serverid ntpsrv=$ntpsrv" >> `+events+`
 case "$1" in
 bound|renew)
 	ip addr add "$ip/$mask" dev "$interface"
@@ -466,7 +494,7 @@ exit 0
 		defer cancel()
 		var err error
 		out, err = vm.NS.Command(ctx, "udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "3", "-T", "1",
-			"-O", "mtu", "-s", script).CombinedOutput()
+			"-O", "mtu", "-O", "ntpsrv", "-s", script).CombinedOutput()
 		return err
 	})
 	if err != nil {

@@ -174,6 +174,7 @@ type answer struct {
 	yiaddr uint32
 	name   string // option 12, fixed hosts only
 	text   string // option 56, NAKs only
+	opts   []byte // a fixed host's own option set, replacing the subnet's (nil: the subnet's)
 }
 
 func (s *Server) handle(p *packet.Parsed, now time.Time, out []byte) (int, DropReason) {
@@ -198,7 +199,7 @@ func (s *Server) handle(p *packet.Parsed, now time.Time, out []byte) (int, DropR
 
 func (s *Server) discover(q *request, now time.Time, out []byte) (int, DropReason) {
 	if sub, h, r := s.host(q.mac); sub != nil {
-		return s.reply(out, q, answer{sub: sub, msg: msgOffer, yiaddr: h.addr, name: h.name})
+		return s.reply(out, q, answer{sub: sub, msg: msgOffer, yiaddr: h.addr, name: h.name, opts: h.opts})
 	} else if r != noReply {
 		return 0, r
 	}
@@ -341,7 +342,7 @@ func (s *Server) request(q *request, now time.Time, out []byte) (int, DropReason
 		if a != h.addr {
 			return s.nak(out, q, sub, "address not assigned to this client")
 		}
-		return s.reply(out, q, answer{sub: sub, msg: msgAck, yiaddr: a, name: h.name})
+		return s.reply(out, q, answer{sub: sub, msg: msgAck, yiaddr: a, name: h.name, opts: h.opts})
 	} else if r != noReply {
 		return 0, r
 	}
@@ -382,11 +383,11 @@ func (s *Server) inform(q *request, out []byte) (int, DropReason) {
 	case sub.disabled:
 		return 0, DropDisabled
 	}
-	name := ""
+	a := answer{sub: sub, msg: msgAck}
 	if h, ok := sub.hosts[q.mac]; ok && h.addr == q.ciaddr {
-		name = h.name
+		a.name, a.opts = h.name, h.opts
 	}
-	return s.reply(out, q, answer{sub: sub, msg: msgAck, name: name})
+	return s.reply(out, q, a)
 }
 
 func (s *Server) release(q *request) (int, DropReason) {
@@ -474,7 +475,11 @@ func (s *Server) reply(out []byte, q *request, a answer) (int, DropReason) {
 			w.u32(optRenewal, s.t1Sec)
 			w.u32(optRebinding, s.t2Sec)
 		}
-		w.b = append(w.b, a.sub.opts...)
+		if a.opts != nil {
+			w.b = append(w.b, a.opts...)
+		} else {
+			w.b = append(w.b, a.sub.opts...)
+		}
 		if a.name != "" {
 			w.str(optHostName, a.name)
 		}

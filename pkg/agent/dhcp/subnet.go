@@ -39,6 +39,9 @@ type Subnet struct {
 type fixedHost struct {
 	addr uint32
 	name string
+	// opts is the host's option set when it has extra options: the
+	// subnet's without the codes it sets, then its own (nil: the subnet's).
+	opts []byte
 }
 
 // fixedOptLen is what every OFFER or ACK adds to a subnet's own options:
@@ -131,6 +134,11 @@ func NewSubnet(d model.DHCPSubnet, hosts []model.DHCPHost, overlayMTU uint16) (*
 			return nil, errf("host %s: name longer than 255 bytes", h.MAC)
 		}
 		addrs[v] = h.MAC
+		for _, o := range h.Options {
+			if _, err := o.Encode(); err != nil {
+				return nil, errf("host %s: %v", h.MAC, err)
+			}
+		}
 		s.hosts[h.MAC] = fixedHost{addr: v, name: h.Name}
 		s.reserve(v)
 		longestName = max(longestName, len(h.Name))
@@ -188,7 +196,39 @@ func NewSubnet(d model.DHCPSubnet, hosts []model.DHCPHost, overlayMTU uint16) (*
 	if need > maxOptLen {
 		return nil, errf("replies need %d bytes of options, more than the %d that fit the 576-byte datagram every client accepts: drop DNS servers or routes, or shorten host names", need, maxOptLen)
 	}
+	for _, h := range hosts {
+		if len(h.Options) == 0 {
+			continue
+		}
+		fh := s.hosts[h.MAC]
+		fh.opts = hostOptions(s.opts, h.Options)
+		if n := fixedOptLen + len(fh.opts) + 2 + len(fh.name); n > maxOptLen {
+			return nil, errf("host %s: replies need %d bytes of options, more than the %d that fit the 576-byte datagram every client accepts: drop extra options", h.MAC, n, maxOptLen)
+		}
+		s.hosts[h.MAC] = fh
+	}
 	return s, nil
+}
+
+// hostOptions is a host's option set: the subnet's options (encoded TLVs)
+// whose codes the host does not set, then the host's (checked encodable).
+func hostOptions(subnet []byte, extra []model.DHCPOption) []byte {
+	set := map[uint8]bool{}
+	for _, o := range extra {
+		set[o.Code] = true
+	}
+	var out []byte
+	for i := 0; i+1 < len(subnet); i += 2 + int(subnet[i+1]) {
+		if !set[subnet[i]] {
+			out = append(out, subnet[i:i+2+int(subnet[i+1])]...)
+		}
+	}
+	w := optWriter{b: out}
+	for _, o := range extra {
+		v, _ := o.Encode()
+		w.bytes(o.Code, v)
+	}
+	return w.b
 }
 
 // ID is the model.DHCPSubnet the subnet was built from.

@@ -12,6 +12,10 @@
 // periodic relisting is the backstop for a missed event, and a failed
 // attach is retried every second while the interface exists.
 //
+// A bound port's QoS policy (model.QoSPolicy's rate limits) is the
+// datapath port's token buckets (SetPortQoS), set when it is attached
+// and whenever the policy or the port's choice of it changes.
+//
 // A port keeps its datapath index for as long as its binding lasts:
 // topology indexes shift whenever ports are added, datapath indexes must
 // not. Bindings says which ports are attached, at which index.
@@ -37,6 +41,7 @@ type Datapath interface {
 	AddPort(cfg datapath.PortConfig) error
 	RemovePort(portID string) error
 	SetTunnels(cfg datapath.TunnelConfig) error
+	SetPortQoS(portID string, q datapath.PortQoS) error
 }
 
 // Config wires the bindings of one host.
@@ -72,8 +77,10 @@ type bound struct {
 	iface    string
 	key      uint32
 	attached bool
-	ifindex  int  // the incarnation of the interface it is attached to; 0 unknown
-	warned   bool // a failed attach was logged (once per binding)
+	ifindex  int              // the incarnation of the interface it is attached to; 0 unknown
+	warned   bool             // a failed attach was logged (once per binding)
+	qos      datapath.PortQoS // the limits of its QoS policy, set on the datapath port when attached
+	policy   string           // its QoS policy's id
 }
 
 // Ports is this host's bindings.
@@ -143,6 +150,19 @@ func (p *Ports) Sync(s *mirror.Snapshot) {
 				want[ev.ID] = nil
 			}
 		}
+		// A changed QoS policy changes the limits of the ports under it.
+		for _, ev := range s.Changes {
+			if ev.Kind != model.QoSPolicyKind {
+				continue
+			}
+			for id, b := range p.bound {
+				if _, seen := want[id]; !seen && b.policy == ev.ID {
+					if o, ok := s.Get(model.PortKind, id); ok {
+						want[id] = o.(*model.Port)
+					}
+				}
+			}
+		}
 	}
 	changed := false
 	ids := make([]string, 0, len(want))
@@ -167,6 +187,17 @@ func (p *Ports) Sync(s *mirror.Snapshot) {
 			b = &bound{index: p.nextDP, iface: x.InterfaceName, key: x.TunnelKey}
 			p.nextDP++
 			p.bound[id] = b
+		}
+		b.policy = x.QoSPolicyID
+		q := datapath.PortQoS{}
+		if o, ok := s.Get(model.QoSPolicyKind, x.QoSPolicyID); ok && x.QoSPolicyID != "" {
+			q = limits(o.(*model.QoSPolicy))
+		}
+		if q != b.qos {
+			b.qos = q
+			if b.attached {
+				p.setQoS(id, b)
+			}
 		}
 		changed = p.attach(id, b) || changed
 	}
@@ -197,7 +228,28 @@ func (p *Ports) attach(id string, b *bound) bool {
 	}
 	b.attached, b.ifindex, b.warned = true, link.Index, false
 	p.cfg.Log.Info("port bound", "port", id, "interface", b.iface, "tunnel_key", b.key)
+	if b.qos != (datapath.PortQoS{}) {
+		p.setQoS(id, b)
+	}
 	return true
+}
+
+// limits are a QoS policy's rate limits (none without a policy).
+func limits(q *model.QoSPolicy) datapath.PortQoS {
+	if q == nil {
+		return datapath.PortQoS{}
+	}
+	return datapath.PortQoS{EgressKbps: q.EgressMaxKbps, EgressBurstKbit: q.EgressBurstKbit,
+		IngressKbps: q.IngressMaxKbps, IngressBurstKbit: q.IngressBurstKbit}
+}
+
+// setQoS gives an attached port its limits. p.mu is held.
+func (p *Ports) setQoS(id string, b *bound) {
+	if err := p.cfg.Datapath.SetPortQoS(id, b.qos); err != nil {
+		p.cfg.Log.Warn("cannot set the port's rate limits", "port", id, "err", err)
+		return
+	}
+	p.cfg.Log.Info("port rate limits", "port", id, "egress_kbps", b.qos.EgressKbps, "ingress_kbps", b.qos.IngressKbps)
 }
 
 // detach removes an attached port from the datapath. p.mu is held.

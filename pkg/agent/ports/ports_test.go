@@ -235,3 +235,51 @@ func TestTunnelConfig(t *testing.T) {
 		t.Fatalf("peers %v with h3 unreachable, want h2's only", cfg.Peers)
 	}
 }
+
+// A bound port's QoS policy limits what it sends: a burst beyond the
+// bucket is policed; a changed policy changes the bucket, and without one
+// everything passes.
+func TestPortQoS(t *testing.T) {
+	f := newFixture(t, true)
+	a, err := f.host.AddInterface("qa")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := f.host.AddInterface("qb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	limited := port("p-a", "qa", 21)
+	limited.QoSPolicyID = "slow"
+	// 16 kbit: a 2000-byte bucket, 47 frames of 42 bytes.
+	slow := &model.QoSPolicy{Meta: model.Meta{ID: "slow"}, EgressMaxKbps: 8, EgressBurstKbit: 16}
+	f.sync(limited, port("p-b", "qb", 22), slow)
+	f.waitAttached("both", "p-a", "p-b")
+	burst := func() int {
+		for i := range 100 {
+			if err := a.Send(frame(uint16(i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n := 0
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			_, err := b.Recv(ctx)
+			cancel()
+			if err != nil {
+				return n
+			}
+			n++
+		}
+	}
+	if n := burst(); n < 40 || n > 55 {
+		t.Errorf("%d of 100 frames through a 2000-byte bucket", n)
+	}
+	if s := f.dp.Stats(); s.Drops[datapath.DropQoSPoliced] == 0 {
+		t.Errorf("nothing counted as policed: %v", s.Drops)
+	}
+	f.sync(port("p-a", "qa", 21), port("p-b", "qb", 22))
+	if n := burst(); n != 100 {
+		t.Errorf("%d of 100 frames through without a policy", n)
+	}
+}

@@ -179,7 +179,18 @@ func TestTapLifecycle(t *testing.T) {
 		ns.Run(t, "ip", "tuntap", "add", "dev", tapName, "mode", "tap")
 		ns.Run(t, "sysctl", "-q", "-w", "net.ipv6.conf."+tapName+".disable_ipv6=1")
 		ns.Run(t, "ip", "link", "set", tapName, "up")
-		return openTap(t, ns, tapName)
+		f := openTap(t, ns, tapName)
+		// Attaching brings the carrier up, and the kernel activates the
+		// tap's transmit queue a moment later (linkwatch), then reports
+		// the link up; a frame sent to the tap before that is dropped by
+		// the kernel (noop qdisc, the tap's tx_dropped), whatever sent
+		// it. A guest's NIC is up long before its first frame.
+		for deadline := time.Now().Add(5 * time.Second); ns.Run(t, "cat", "/sys/class/net/"+tapName+"/operstate") != "up"; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("tap %s: operstate not up 5 s after attaching", tapName)
+			}
+		}
+		return f
 	}
 
 	sync()

@@ -63,6 +63,14 @@ func (a *API) Register(mux *http.ServeMux, auth func(http.Handler) http.Handler)
 	a.registerInterfaces(v2)
 	a.registerForwardings(v2)
 	a.registerQuotas(v2)
+	a.registerPoolActions(v2)
+	a.registerAddressGroupActions(v2)
+	a.registerQoS(v2)
+	a.registerAvailability(v2)
+	a.registerTrunkActions(v2)
+	a.registerBGP(v2)
+	a.registerBGPVPNAssociations(v2)
+	a.registerFirewallActions(v2)
 	v2.HandleFunc(Prefix+"/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, notFound())
 	})
@@ -121,22 +129,47 @@ func readJSON(r *http.Request) (map[string]json.RawMessage, error) {
 
 // readBody reads {"<key>": {...}} from a request.
 func readBody(r *http.Request, key string) (Body, error) {
-	doc, err := readJSON(r)
+	bs, _, err := readBodies(r, key, key+"s", false)
 	if err != nil {
 		return nil, err
 	}
+	return bs[0], nil
+}
+
+// readBodies reads {"<key>": {...}}, or {"<plural>": [{...}, ...]} (a
+// bulk create) when bulk allows it.
+func readBodies(r *http.Request, key, plural string, bulk bool) ([]Body, bool, error) {
+	doc, err := readJSON(r)
+	if err != nil {
+		return nil, false, err
+	}
+	if inner, ok := doc[plural]; ok && plural != key {
+		if !bulk {
+			return nil, false, neutron.HTTPBadRequest("Bulk operation not supported")
+		}
+		var bs []Body
+		if err := json.Unmarshal(inner, &bs); err != nil {
+			return nil, false, neutron.HTTPBadRequest("Invalid input for %s: expected a list of JSON objects", plural)
+		}
+		if len(bs) == 0 {
+			return nil, false, neutron.HTTPBadRequest("Resources required")
+		}
+		for _, b := range bs {
+			if b == nil {
+				return nil, false, neutron.HTTPBadRequest("Invalid input for %s: expected a list of JSON objects", plural)
+			}
+		}
+		return bs, true, nil
+	}
 	inner, ok := doc[key]
 	if !ok {
-		if _, bulk := doc[key+"s"]; bulk {
-			return nil, neutron.HTTPBadRequest("Bulk operation is not supported: create one %s per request", key)
-		}
-		return nil, neutron.HTTPBadRequest("Unable to find '%s' in request body", key)
+		return nil, false, neutron.HTTPBadRequest("Unable to find '%s' in request body", key)
 	}
 	var b Body
 	if err := json.Unmarshal(inner, &b); err != nil || b == nil {
-		return nil, neutron.HTTPBadRequest("Invalid input for %s: expected a JSON object", key)
+		return nil, false, neutron.HTTPBadRequest("Invalid input for %s: expected a JSON object", key)
 	}
-	return b, nil
+	return []Body{b}, false, nil
 }
 
 // ifMatch reads the revision_number compare-and-swap of If-Match.
@@ -178,7 +211,23 @@ func (a *API) list(res *resource) http.HandlerFunc {
 			return
 		}
 		var items []map[string]any
+		var all []model.Object
+		if res.listAll != nil {
+			if all, err = res.listAll(r.Context(), c); err != nil {
+				a.fail(w, r, err)
+				return
+			}
+		}
 		err = a.read(r.Context(), c, func(v *viewer) error {
+			if res.listAll != nil {
+				items = make([]map[string]any, 0, len(all))
+				for _, o := range all {
+					if m := res.view(v, o); lq.matches(m) {
+						items = append(items, m)
+					}
+				}
+				return nil
+			}
 			nf, nv := "", ""
 			for _, f := range res.narrow {
 				if vs := lq.filters[f]; len(vs) == 1 && model.IsUUID(vs[0]) {
@@ -214,6 +263,10 @@ func (a *API) list(res *resource) http.HandlerFunc {
 func (a *API) writeCollection(w http.ResponseWriter, r *http.Request, plural string, items []map[string]any, lq *listQuery, k *model.Kind) {
 	page, links, err := lq.page(r, items)
 	if errors.Is(err, errMarker) {
+		if k == nil {
+			a.fail(w, r, neutron.NewError(neutron.NotFound, "NotFound", "Marker %s could not be found.", lq.marker))
+			return
+		}
 		a.fail(w, r, neutron.NotFoundError(k, lq.marker))
 		return
 	}
@@ -246,8 +299,19 @@ func (a *API) writeCollection(w http.ResponseWriter, r *http.Request, plural str
 func (a *API) show(res *resource) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var m map[string]any
+		var one model.Object
+		if res.getOne != nil {
+			var err error
+			if one, err = res.getOne(r.Context(), caller(r), pathID(r, "id")); err != nil {
+				a.fail(w, r, err)
+				return
+			}
+		}
 		err := a.read(r.Context(), caller(r), func(v *viewer) error {
-			o, err := v.Get(res.kind, pathID(r, "id"))
+			o, err := one, error(nil)
+			if one == nil {
+				o, err = v.Get(res.kind, pathID(r, "id"))
+			}
 			if err != nil {
 				return err
 			}
@@ -265,20 +329,39 @@ func (a *API) show(res *resource) http.HandlerFunc {
 func (a *API) create(res *resource) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		c := caller(r)
-		b, err := readBody(r, res.singular)
-		if err == nil {
-			err = res.attrs.check(b, true, c, res.singular)
-		}
+		bs, bulk, err := readBodies(r, res.singular, res.plural, res.bulk)
 		if err != nil {
 			a.fail(w, r, err)
 			return
 		}
-		o, err := res.create(r.Context(), c, b)
+		crs := make([]*neutron.Creation, len(bs))
+		for i, b := range bs {
+			if err := res.attrs.check(b, true, c, res.singular); err != nil {
+				a.fail(w, r, err)
+				return
+			}
+			if crs[i], err = res.prepare(c, b); err != nil {
+				a.fail(w, r, err)
+				return
+			}
+		}
+		objs, err := a.svc.CreateBulk(r.Context(), crs)
 		if err != nil {
 			a.fail(w, r, err)
 			return
 		}
-		a.respondWith(w, r, res, o, http.StatusCreated)
+		if !bulk {
+			a.respondWith(w, r, res, objs[0], http.StatusCreated)
+			return
+		}
+		var items []map[string]any
+		err = a.read(r.Context(), c, func(v *viewer) error {
+			for _, o := range objs {
+				items = append(items, res.view(v, o))
+			}
+			return nil
+		})
+		a.reply(w, r, err, http.StatusCreated, map[string]any{res.plural: items})
 	}
 }
 

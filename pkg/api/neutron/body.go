@@ -207,6 +207,20 @@ func parseCIDR(s string) (netip.Prefix, error) {
 	return p, nil
 }
 
+// parsePrefixLoose reads an address or a prefix that may have host bits
+// set (netaddr.IPNetwork's forms); an address is a host prefix.
+func parsePrefixLoose(s string) (netip.Prefix, error) {
+	t := strings.TrimSpace(s)
+	if p, err := netip.ParsePrefix(t); err == nil && p.Addr().Zone() == "" {
+		return netip.PrefixFrom(p.Addr().Unmap(), p.Bits()), nil
+	}
+	a, err := parseIP(t)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
 func (b Body) cidr(name string) (netip.Prefix, bool, error) {
 	return parsed(b, name, "IP subnet", parseCIDR)
 }
@@ -279,12 +293,12 @@ func (b Body) objects(name, what, unknown string, keys ...string) ([]Body, bool,
 }
 
 func rawText(v json.RawMessage) string {
+	if bytes.Equal(bytes.TrimSpace(v), []byte("null")) {
+		return "None"
+	}
 	var s string
 	if json.Unmarshal(v, &s) == nil {
 		return s
-	}
-	if bytes.Equal(bytes.TrimSpace(v), []byte("null")) {
-		return "None"
 	}
 	return string(v)
 }
@@ -331,6 +345,21 @@ func (b Body) optStr(name string, maxLen int) (*string, error) {
 		return nil, err
 	}
 	return &v, nil
+}
+
+// optRef reads an optional reference: nil when not given, "" when null.
+func optRef(b Body, name string) (*string, error) {
+	if !b.has(name) {
+		return nil, nil
+	}
+	id := ""
+	if !b.isNull(name) {
+		var err error
+		if id, _, err = b.uuid(name); err != nil {
+			return nil, err
+		}
+	}
+	return &id, nil
 }
 
 // optBool reads a boolean attribute into a pointer (nil when not given).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -182,3 +183,21 @@ func (e *env) rev() int64 {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// native sends a request to the native API as the admin and fails on a
+// status other than 2xx.
+func (e *env) native(method, path, body string) error {
+	e.t.Helper()
+	st, doc := e.raw(e.admin, method, path, body)
+	if st < 200 || st > 299 {
+		return &nativeError{st, doc}
+	}
+	return nil
+}
+
+type nativeError struct {
+	status int
+	doc    map[string]any
+}
+
+func (n *nativeError) Error() string { return fmt.Sprintf("native API: %d %v", n.status, n.doc) }

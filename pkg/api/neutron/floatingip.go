@@ -15,6 +15,8 @@ var floatingIPAttrs = std.with(attrs{
 	"status":              {},
 	"port_details":        {},
 	"port_forwardings":    {},
+	"dns_name":            {post: true},
+	"dns_domain":          {post: true},
 })
 
 func decodeFloatingIP(b Body, _ *identity.Context, post bool) (neutron.FloatingIPRequest, error) {
@@ -31,6 +33,18 @@ func decodeFloatingIP(b Body, _ *identity.Context, post bool) (neutron.FloatingI
 			return r, err
 		}
 		if r.SubnetID, _, err = b.uuid("subnet_id"); err != nil {
+			return r, err
+		}
+		if r.DNSName, _, err = b.str("dns_name", 255); err != nil {
+			return r, err
+		}
+		if err := neutron.ValidFIPDNSName(r.DNSName); err != nil {
+			return r, err
+		}
+		if r.DNSDomain, _, err = b.str("dns_domain", 255); err != nil {
+			return r, err
+		}
+		if err := neutron.ValidDNSDomain(r.DNSDomain); err != nil {
 			return r, err
 		}
 	}
@@ -54,6 +68,7 @@ func viewFloatingIP(v *viewer, x *neutron.FloatingIP) map[string]any {
 	m["fixed_ip_address"] = addrOrNil(x.FixedIPAddress)
 	m["status"] = x.Status
 	m["port_details"] = portDetails(v, x.PortID)
+	m["dns_name"], m["dns_domain"] = x.DNSName, x.DNSDomain
 	return m
 }
 

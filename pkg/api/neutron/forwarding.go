@@ -1,7 +1,10 @@
 package neutron
 
 import (
+	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
 
 	"github.com/nagare/nagare/pkg/identity"
 	"github.com/nagare/nagare/pkg/neutron"
@@ -70,15 +73,62 @@ func decodeForwarding(b Body, post bool) (neutron.PortForwardingRequest, error) 
 		}
 		r.Protocol = v
 	}
-	for _, rng := range []string{"internal_port_range", "external_port_range"} {
-		if b.has(rng) && !b.isNull(rng) {
-			return r, neutron.BadResourceRequest("port_forwarding", "%s is not implemented: give internal_port and external_port", rng)
+	for _, f := range []struct {
+		name, single string
+		dst          *[2]int
+		port         int
+	}{{"internal_port_range", "internal_port", &r.InternalRange, r.InternalPort}, {"external_port_range", "external_port", &r.ExternalRange, r.ExternalPort}} {
+		v, err := portRange(b, f.name)
+		if err != nil {
+			return r, err
 		}
+		if v[0] != 0 && f.port != 0 {
+			return r, neutron.BadResourceRequest("port_forwarding", "%s and %s cannot both be given", f.single, f.name)
+		}
+		*f.dst = v
 	}
-	if post && (r.InternalPort == 0 || r.ExternalPort == 0) {
-		return r, neutron.BadResourceRequest("port_forwarding", "internal_port and external_port are required")
+	if post && ((r.InternalPort == 0 && r.InternalRange[0] == 0) || (r.ExternalPort == 0 && r.ExternalRange[0] == 0)) {
+		return r, neutron.BadResourceRequest("port_forwarding", "internal_port or internal_port_range, and external_port or external_port_range are required")
 	}
 	return r, nil
+}
+
+// portRange reads a port range ("1300:1399" or "1300"; neutron-lib's
+// validate_port_range_or_none with ports 1 to 65535); null is none.
+func portRange(b Body, name string) ([2]int, error) {
+	var out [2]int
+	if !b.has(name) || b.isNull(name) {
+		return out, nil
+	}
+	var x any
+	if _, err := b.raw(name, &x, "not a port range"); err != nil {
+		return out, err
+	}
+	text := fmt.Sprint(x)
+	if f, ok := x.(float64); ok {
+		text = strconv.Itoa(int(f))
+	}
+	parts := strings.Split(text, ":")
+	if len(parts) > 2 {
+		return out, invalid(name, "Port range must be two integers separated by a colon")
+	}
+	for i, p := range parts {
+		if p == "" {
+			return out, invalid(name, "Port range must be two integers separated by a colon")
+		}
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 {
+			return out, invalid(name, "Invalid port: %s", p)
+		}
+		out[i] = n
+	}
+	if len(parts) == 1 {
+		out[1] = out[0]
+	}
+	if out[1] < out[0] {
+		return out, invalid(name, "The first port %d in port range %s is bigger than the second port %d", out[0], text, out[1])
+	}
+	return out, nil
 }
 
 // readForwarding reads and decodes a port_forwarding body.
@@ -93,10 +143,21 @@ func readForwarding(r *http.Request, c *identity.Context, post bool) (neutron.Po
 	return decodeForwarding(b, post)
 }
 
+// viewForwarding shows a forwarding as Neutron's PortForwarding object
+// does: the ranges always, a single port also as internal_port or
+// external_port (null for a range).
 func viewForwarding(x *neutron.PortForwarding) map[string]any {
+	il, ih := x.InternalRange()
+	el, eh := x.ExternalRange()
+	one := func(lo, hi int) any {
+		if lo == hi {
+			return lo
+		}
+		return nil
+	}
 	return map[string]any{"id": x.ID, "internal_port_id": x.InternalPortID, "internal_ip_address": x.InternalIPAddress.String(),
-		"internal_port": x.InternalPort, "external_port": x.ExternalPort, "protocol": x.Protocol, "description": x.Description,
-		"internal_port_range": rangeText(x.InternalPort), "external_port_range": rangeText(x.ExternalPort)}
+		"internal_port": one(il, ih), "external_port": one(el, eh), "protocol": x.Protocol, "description": x.Description,
+		"internal_port_range": fmt.Sprintf("%d:%d", il, ih), "external_port_range": fmt.Sprintf("%d:%d", el, eh)}
 }
 
 func (a *API) listForwardings(w http.ResponseWriter, r *http.Request) {

@@ -24,6 +24,9 @@ var networkAttrs = std.with(attrs{
 	"ipv6_address_scope":        {},
 	"l2_adjacency":              {},
 	"is_default":                {},
+	"dns_domain":                {post: true, put: true},
+	"vlan_transparent":          {post: true},
+	"qos_policy_id":             {post: true, put: true},
 })
 
 var providerAttrs = []string{"provider:network_type", "provider:physical_network", "provider:segmentation_id"}
@@ -46,6 +49,19 @@ func decodeNetwork(b Body, _ *identity.Context, _ bool) (neutron.NetworkRequest,
 		return r, err
 	}
 	if r.Provider, err = decodeSegment(b); err != nil {
+		return r, err
+	}
+	if r.DNSDomain, err = b.optStr("dns_domain", 255); err != nil {
+		return r, err
+	} else if r.DNSDomain != nil {
+		if err := neutron.ValidDNSDomain(*r.DNSDomain); err != nil {
+			return r, err
+		}
+	}
+	if r.VLANTransparent, err = b.optBool("vlan_transparent"); err != nil {
+		return r, err
+	}
+	if r.QoSPolicyID, err = optRef(b, "qos_policy_id"); err != nil {
 		return r, err
 	}
 	if mtu, null, has, err := b.integer("mtu"); err != nil {
@@ -102,15 +118,17 @@ func viewNetwork(v *viewer, x *neutron.Network) map[string]any {
 	m["admin_state_up"] = x.AdminStateUp
 	m["status"] = "ACTIVE"
 	m["subnets"] = v.SubnetIDs(x.ID)
-	m["shared"] = x.Shared
+	m["shared"] = x.Shared || (!v.admin && v.Granted("network", x.ID, neutron.AccessShared) && x.ProjectID != v.Caller().ProjectID)
 	m["router:external"] = x.External
 	m["mtu"] = x.MTU
 	m["port_security_enabled"] = x.PortSecurityEnabled
 	m["availability_zone_hints"] = []string{}
 	m["availability_zones"] = []string{}
-	m["ipv4_address_scope"] = nil
-	m["ipv6_address_scope"] = nil
+	m["ipv4_address_scope"], m["ipv6_address_scope"] = strOrNil(v.AddressScope(x.ID, 4)), strOrNil(v.AddressScope(x.ID, 6))
+	m["qos_policy_id"] = strOrNil(x.QoSPolicyID)
 	m["l2_adjacency"] = true
+	m["dns_domain"] = x.DNSDomain
+	m["vlan_transparent"] = x.VLANTransparent
 	if x.External {
 		m["is_default"] = false
 	}

@@ -13,7 +13,9 @@ import (
 // authentication against the built-in identity service: identity
 // administration, then network, subnet, router, interfaces, gateway,
 // ports (one SR-IOV switchdev), floating IP, security group and rule,
-// list/show/delete of each, and a second project that sees none of it.
+// list/show/delete of each, a second project that sees none of it, and
+// the extensions through python3-neutronclient's plugin (trunk, QoS
+// policy and rule, RBAC, address group, subnet pool, firewall group).
 func TestOpenStackCLI(t *testing.T) {
 	if _, err := exec.LookPath("openstack"); err != nil {
 		t.Skip("openstack (python3-openstackclient) is not installed; scripts/setup.sh installs it")
@@ -114,6 +116,65 @@ func TestOpenStackCLI(t *testing.T) {
 	if out, err := osc("admin", adminPassword, "admin", "subnet", "create", "--network", "net1", "--subnet-range", "10.0.0.128/25", "overlap"); err == nil || !strings.Contains(out, "overlaps with another subnet") {
 		t.Errorf("overlapping subnet: %v %s", err, out)
 	}
+
+	// The extensions, through python3-neutronclient's OSC plugin: a
+	// trunk, a QoS policy and its bandwidth limit, an RBAC policy sharing
+	// net1 with demo, an address group, a subnet pool (and a subnet from
+	// it), a firewall policy and group on the router's interface.
+	admin("port", "create", "--network", "net1", "pT", "-f", "json")
+	trunk := admin("network", "trunk", "create", "--parent-port", "p1", "--subport", "port=pT,segmentation-type=vlan,segmentation-id=101", "trunk1", "-f", "json")
+	if !strings.Contains(trunk, `"segmentation_id": 101`) {
+		t.Errorf("network trunk create: %s", trunk)
+	}
+	admin("network", "qos", "policy", "create", "qp1")
+	bw := admin("network", "qos", "rule", "create", "--type", "bandwidth-limit", "--max-kbps", "10000", "--max-burst-kbits", "1000", "--egress", "qp1", "-f", "json")
+	if !strings.Contains(bw, `"max_kbps": 10000`) {
+		t.Errorf("network qos rule create: %s", bw)
+	}
+	admin("port", "set", "--qos-policy", "qp1", "pT")
+	rbac := field(admin("network", "rbac", "create", "--target-project", "demo", "--action", "access_as_shared", "--type", "network", "net1", "-f", "json"), "id")
+	if out, err := osc("demo-user", "demo-pw", "demo", "network", "show", "net1", "-f", "json"); err != nil || !strings.Contains(out, net) {
+		t.Errorf("demo cannot see the network shared with it: %v %s", err, out)
+	}
+	ag := admin("address", "group", "create", "--address", "10.0.0.5", "--address", "10.0.0.6/31", "ag1", "-f", "json")
+	if !strings.Contains(ag, "10.0.0.5/32") || !strings.Contains(ag, "10.0.0.6/31") {
+		t.Errorf("address group create: %s", ag)
+	}
+	admin("subnet", "pool", "create", "--pool-prefix", "10.100.0.0/16", "--default-prefix-length", "24", "pool1")
+	admin("network", "create", "net2")
+	pooled := admin("subnet", "create", "--subnet-pool", "pool1", "--network", "net2", "pooled", "-f", "json")
+	if field(pooled, "cidr") != "10.100.0.0/24" {
+		t.Errorf("subnet from the pool: %s", pooled)
+	}
+	if out, err := osc("admin", adminPassword, "admin", "subnet", "pool", "create", "--pool-prefix", "10.200.0.0/16", "--min-prefix-length", "26", "--default-prefix-length", "24", "bad"); err == nil || !strings.Contains(out, "Illegal prefix bounds") {
+		t.Errorf("a pool whose default prefix length is shorter than its minimum: %v %s", err, out)
+	}
+	admin("firewall", "group", "rule", "create", "--protocol", "tcp", "--destination-port", "22", "--action", "allow", "--name", "ssh")
+	admin("firewall", "group", "policy", "create", "--firewall-rule", "ssh", "in")
+	var itfs []map[string]any
+	if err := json.Unmarshal([]byte(admin("port", "list", "--device-owner", "network:router_interface", "-f", "json")), &itfs); err != nil || len(itfs) != 1 {
+		t.Fatalf("router interfaces: %v %v", itfs, err)
+	}
+	itf, _ := itfs[0]["ID"].(string)
+	fwg := admin("firewall", "group", "create", "--name", "fwg1", "--ingress-firewall-policy", "in", "--port", itf, "-f", "json")
+	if field(fwg, "Status") != "ACTIVE" {
+		t.Errorf("firewall group create: %s", fwg)
+	}
+	if out, err := osc("admin", adminPassword, "admin", "firewall", "group", "delete", "fwg1"); err == nil || !strings.Contains(out, "is still active") {
+		t.Errorf("deleting a firewall group with ports: %v %s", err, out)
+	}
+	admin("firewall", "group", "set", "--no-port", "fwg1")
+	admin("firewall", "group", "delete", "fwg1")
+	admin("firewall", "group", "policy", "delete", "in")
+	admin("firewall", "group", "rule", "delete", "ssh")
+	admin("subnet", "delete", "pooled")
+	admin("network", "delete", "net2")
+	admin("subnet", "pool", "delete", "pool1")
+	admin("address", "group", "delete", "ag1")
+	admin("network", "rbac", "delete", rbac)
+	admin("network", "trunk", "delete", "trunk1")
+	admin("port", "delete", "pT")
+	admin("network", "qos", "policy", "delete", "qp1")
 
 	// Delete everything.
 	admin("floating", "ip", "delete", fipID)

@@ -2,7 +2,6 @@ package neutron
 
 import (
 	"encoding/json"
-	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -29,6 +28,13 @@ var portAttrs = std.with(attrs{
 	"binding:vif_type":      {adminView: true},
 	"binding:vif_details":   {adminView: true},
 	"ip_allocation":         {},
+	"extra_dhcp_opts":       {post: true, put: true},
+	"dns_name":              {post: true, put: true},
+	"dns_assignment":        {},
+	"trusted":               {post: true, put: true, adminSet: true, adminView: true},
+	"qos_policy_id":         {post: true, put: true},
+	"qos_network_policy_id": {},
+	"trunk_details":         {},
 })
 
 // vnicTypes are the VNIC types Neutron's API accepts. Nagare binds normal
@@ -98,7 +104,72 @@ func decodePort(b Body, _ *identity.Context, post bool) (neutron.PortRequest, er
 	if r.AllowedAddressPairs, err = parseAddressPairs(b); err != nil {
 		return r, err
 	}
+	if r.ExtraDHCPOpts, err = parseExtraDHCPOpts(b); err != nil {
+		return r, err
+	}
+	if r.DNSName, err = b.optStr("dns_name", 255); err != nil {
+		return r, err
+	} else if r.DNSName != nil {
+		if err := neutron.ValidDNSName(*r.DNSName); err != nil {
+			return r, err
+		}
+	}
+	if r.Trusted, err = b.optBool("trusted"); err != nil {
+		return r, err
+	}
+	if r.QoSPolicyID, err = optRef(b, "qos_policy_id"); err != nil {
+		return r, err
+	}
 	return r, nil
+}
+
+// parseExtraDHCPOpts reads extra_dhcp_opts (Neutron's
+// EXTRA_DHCP_OPT_KEY_SPECS): opt_name (one line, 1 to 64 characters),
+// opt_value (at most 255, or null; empty only for router and
+// classless-static-route), ip_version 4 (default) or 6. null is no change.
+func parseExtraDHCPOpts(b Body) (*[]neutron.ExtraDHCPOptRequest, error) {
+	if b.isNull("extra_dhcp_opts") {
+		return nil, nil
+	}
+	raw, ok, err := b.objects("extra_dhcp_opts", "Invalid data format for extra DHCP options", "Unrecognized key '%s' in extra_dhcp_opts", "opt_name", "opt_value", "ip_version")
+	if err != nil || !ok {
+		return nil, err
+	}
+	out := []neutron.ExtraDHCPOptRequest{}
+	for _, ob := range raw {
+		var o neutron.ExtraDHCPOptRequest
+		name, has, err := ob.str("opt_name", 64)
+		if err != nil {
+			return nil, invalid("extra_dhcp_opts", "opt_name: %s", strings.TrimPrefix(err.Error(), "Invalid input for opt_name. Reason: "))
+		}
+		if !has || strings.TrimSpace(name) == "" || strings.ContainsAny(name, "\r\n") {
+			return nil, invalid("extra_dhcp_opts", "'%s' is not a valid opt_name: a non-empty one-line string is required", name)
+		}
+		o.Name = name
+		if !ob.has("opt_value") {
+			return nil, invalid("extra_dhcp_opts", "opt_value is required for option '%s'", name)
+		}
+		if !ob.isNull("opt_value") {
+			v, _, err := ob.str("opt_value", 255)
+			if err != nil {
+				return nil, invalid("extra_dhcp_opts", "opt_value of '%s': %s", name, strings.TrimPrefix(err.Error(), "Invalid input for opt_value. Reason: "))
+			}
+			if strings.ContainsAny(v, "\r\n") || (v == "" && !slices.Contains([]string{"router", "classless-static-route"}, name)) {
+				return nil, invalid("extra_dhcp_opts", "'%s' is not a valid opt_value for option '%s': a non-empty one-line string is required", v, name)
+			}
+			o.Value = &v
+		}
+		o.IPVersion = 4
+		if ob.has("ip_version") {
+			v, _, _, err := ob.integer("ip_version")
+			if err != nil || (v != 4 && v != 6) {
+				return nil, invalid("extra_dhcp_opts", "'%s' is not in [4, 6]", rawText(ob["ip_version"]))
+			}
+			o.IPVersion = v
+		}
+		out = append(out, o)
+	}
+	return &out, nil
 }
 
 // parseFixedIPs reads fixed_ips (a router gateway's external_fixed_ips
@@ -141,13 +212,9 @@ func parseAddressPairs(b Body) (*[]neutron.AddressPair, error) {
 		if err != nil || !has {
 			return nil, neutron.NewError(neutron.BadRequest, "AllowedAddressPairsMissingIP", "AllowedAddressPair must contain ip_address")
 		}
-		pfx, err := netip.ParsePrefix(strings.TrimSpace(s))
+		pfx, err := parsePrefixLoose(s)
 		if err != nil {
-			a, err2 := parseIP(s)
-			if err2 != nil {
-				return nil, invalid("allowed_address_pairs", "'%s' is not a valid IP address", s)
-			}
-			pfx = netip.PrefixFrom(a, a.BitLen())
+			return nil, invalid("allowed_address_pairs", "'%s' is not a valid IP address", s)
 		}
 		ap := neutron.AddressPair{IPAddress: pfx}
 		if pb.has("mac_address") && !pb.isNull("mac_address") {
@@ -187,6 +254,23 @@ func viewPort(v *viewer, x *neutron.Port) map[string]any {
 	m["port_security_enabled"] = x.PortSecurityEnabled
 	m["binding:vnic_type"] = x.VNICType
 	m["ip_allocation"] = "immediate"
+	opts := make([]map[string]any, len(x.ExtraDHCPOpts))
+	for i, o := range x.ExtraDHCPOpts {
+		opts[i] = map[string]any{"opt_name": o.Name, "opt_value": o.Value, "ip_version": o.IPVersion}
+	}
+	m["extra_dhcp_opts"] = opts
+	dns := []map[string]string{}
+	for _, d := range x.DNSAssignments() {
+		dns = append(dns, map[string]string{"hostname": d.Hostname, "ip_address": d.IPAddress.String(), "fqdn": d.FQDN})
+	}
+	m["dns_name"], m["dns_assignment"] = x.DNSName, dns
+	m["qos_policy_id"], m["qos_network_policy_id"] = strOrNil(x.QoSPolicyID), nil
+	if t := v.TrunkOf(x.ID); t != nil {
+		m["trunk_details"] = map[string]any{"trunk_id": t.ID, "sub_ports": viewSubports(v, t.ID)}
+	}
+	if n := v.Network(x.NetworkID); n != nil {
+		m["qos_network_policy_id"] = strOrNil(n.QoSPolicyID)
+	}
 	if v.admin {
 		profile := map[string]any{}
 		if len(x.Profile) > 0 {
@@ -196,6 +280,10 @@ func viewPort(v *viewer, x *neutron.Port) map[string]any {
 		m["binding:profile"] = profile
 		m["binding:vif_type"] = x.VIFType
 		m["binding:vif_details"] = vifDetails(x, v.Network(x.NetworkID))
+		m["trusted"] = nil
+		if x.Trusted != nil {
+			m["trusted"] = *x.Trusted
+		}
 	}
 	return m
 }

@@ -16,6 +16,7 @@ var routerAttrs = std.with(attrs{
 	"admin_state_up":          {post: true, put: true},
 	"status":                  {},
 	"external_gateway_info":   {post: true, put: true},
+	"external_gateways":       {},
 	"routes":                  {put: true},
 	"distributed":             {post: true, put: true, adminSet: true, adminView: true},
 	"ha":                      {post: true, put: true, adminSet: true, adminView: true},
@@ -66,24 +67,29 @@ func decodeGateway(b Body, c *identity.Context, post bool) (*neutron.GatewayRequ
 	if !b.has("external_gateway_info") {
 		return nil, nil
 	}
-	g := &neutron.GatewayRequest{}
 	if b.isNull("external_gateway_info") || string(b["external_gateway_info"]) == "{}" {
-		return g, nil
+		return &neutron.GatewayRequest{}, nil
 	}
 	var m map[string]json.RawMessage
 	if _, err := b.raw("external_gateway_info", &m, "not a dictionary"); err != nil {
 		return nil, err
 	}
-	gb := Body(m)
+	return gatewayInfo(Body(m), c, verb(post)+"_router:external_gateway_info:", "external_gateway_info")
+}
+
+// gatewayInfo reads one gateway's dictionary; policy prefixes the names
+// of the admin-only keys' rules.
+func gatewayInfo(gb Body, c *identity.Context, policy, attr string) (*neutron.GatewayRequest, error) {
+	g := &neutron.GatewayRequest{}
 	for _, k := range slices.Sorted(maps.Keys(gb)) {
 		switch k {
 		case "network_id":
 		case "enable_snat", "external_fixed_ips":
 			if !c.IsAdmin() {
-				return nil, neutron.PolicyNotAuthorized(verb(post) + "_router:external_gateway_info:" + k)
+				return nil, neutron.PolicyNotAuthorized(policy + k)
 			}
 		default:
-			return nil, invalid("external_gateway_info", "Validation of dictionary's keys failed. Expected keys: {'network_id'} Provided keys: {'%s'}", k)
+			return nil, invalid(attr, "Validation of dictionary's keys failed. Expected keys: {'network_id'} Provided keys: {'%s'}", k)
 		}
 	}
 	var err error
@@ -91,7 +97,7 @@ func decodeGateway(b Body, c *identity.Context, post bool) (*neutron.GatewayRequ
 		return nil, err
 	}
 	if g.NetworkID == "" {
-		return nil, invalid("external_gateway_info", "Validation of dictionary's keys failed. Expected keys: {'network_id'} Provided keys: %s", pyList(slices.Sorted(maps.Keys(gb))))
+		return nil, invalid(attr, "Validation of dictionary's keys failed. Expected keys: {'network_id'} Provided keys: %s", pyList(slices.Sorted(maps.Keys(gb))))
 	}
 	if g.EnableSNAT, err = gb.optBool("enable_snat"); err != nil {
 		return nil, err
@@ -108,6 +114,7 @@ func viewRouter(v *viewer, x *neutron.Router) map[string]any {
 	m := stdView(&x.Std, true)
 	m["admin_state_up"], m["status"] = x.AdminStateUp, "ACTIVE"
 	m["external_gateway_info"] = gatewayView(v, x)
+	m["external_gateways"] = gatewaysView(v, x)
 	m["routes"] = routesView(x.Routes)
 	m["flavor_id"] = nil
 	m["availability_zone_hints"], m["availability_zones"] = []string{}, []string{}
@@ -135,6 +142,35 @@ func gatewayView(v *viewer, r *neutron.Router) any {
 func (a *API) registerInterfaces(mux *http.ServeMux) {
 	mux.HandleFunc("PUT "+Prefix+"/routers/{id}/add_router_interface", a.routerInterface(a.svc.AddInterface))
 	mux.HandleFunc("PUT "+Prefix+"/routers/{id}/remove_router_interface", a.routerInterface(a.svc.RemoveInterface))
+	mux.HandleFunc("PUT "+Prefix+"/routers/{id}/add_extraroutes", a.extraRoutes(a.svc.AddExtraRoutes))
+	mux.HandleFunc("PUT "+Prefix+"/routers/{id}/remove_extraroutes", a.extraRoutes(a.svc.RemoveExtraRoutes))
+	mux.HandleFunc("PUT "+Prefix+"/routers/{id}/add_external_gateways", a.externalGateways("add", a.svc.AddExternalGateways))
+	mux.HandleFunc("PUT "+Prefix+"/routers/{id}/update_external_gateways", a.externalGateways("update", a.svc.UpdateExternalGateways))
+	mux.HandleFunc("PUT "+Prefix+"/routers/{id}/remove_external_gateways", a.externalGateways("remove", a.svc.RemoveExternalGateways))
+}
+
+// extraRoutes serves add_extraroutes and remove_extraroutes (extraroute-
+// atomic): {"router": {"routes": [...]}} in, the router out.
+func (a *API) extraRoutes(op func(context.Context, *identity.Context, string, []neutron.Route) (*neutron.Router, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		b, err := readBody(r, "router")
+		if err == nil {
+			err = attrs{"routes": {post: true, required: true}}.check(b, true, caller(r), "router")
+		}
+		var routes []neutron.Route
+		if err == nil {
+			routes, err = parseRoutes(b, "routes")
+		}
+		var rt *neutron.Router
+		if err == nil {
+			rt, err = op(r.Context(), caller(r), pathID(r, "id"), routes)
+		}
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		a.respondWith(w, r, a.resource("router"), rt, http.StatusOK)
+	}
 }
 
 type interfaceOp func(ctx context.Context, c *identity.Context, id string, r neutron.InterfaceRequest) (*neutron.InterfaceInfo, error)

@@ -110,8 +110,10 @@ func decodeRule(b Body, _ *identity.Context, _ bool) (neutron.SecurityGroupRuleR
 	if r.RemoteGroupID, _, err = b.uuid("remote_group_id"); err != nil {
 		return r, err
 	}
-	if b.has("remote_address_group_id") && !b.isNull("remote_address_group_id") {
-		return r, neutron.BadResourceRequest("security_group_rule", "remote_address_group_id is not supported: address groups are not implemented")
+	if ag, err := optRef(b, "remote_address_group_id"); err != nil {
+		return r, err
+	} else if ag != nil {
+		r.RemoteAddressGroupID = *ag
 	}
 	return r, nil
 }
@@ -119,7 +121,7 @@ func decodeRule(b Body, _ *identity.Context, _ bool) (neutron.SecurityGroupRuleR
 func viewGroup(v *viewer, x *neutron.SecurityGroup) map[string]any {
 	m := stdView(&x.Std, true)
 	m["stateful"] = x.Stateful
-	m["shared"] = false
+	m["shared"] = !v.admin && x.ProjectID != v.Caller().ProjectID && v.Granted("security_group", x.ID, neutron.AccessShared)
 	rules := []map[string]any{}
 	for _, r := range v.GroupRules(x.ID) {
 		rules = append(rules, viewRule(v, r))
@@ -138,7 +140,7 @@ func viewRule(v *viewer, x *neutron.SecurityGroupRule) map[string]any {
 		m["remote_ip_prefix"], m["normalized_cidr"] = x.RemoteIPPrefix.String(), x.RemoteIPPrefix.Masked().String()
 	}
 	m["remote_group_id"] = strOrNil(x.RemoteGroupID)
-	m["remote_address_group_id"] = nil
+	m["remote_address_group_id"] = strOrNil(x.RemoteAddressGroupID)
 	g := v.SecurityGroup(x.SecurityGroupID)
 	m["belongs_to_default_sg"] = g != nil && g.IsDefault
 	return m

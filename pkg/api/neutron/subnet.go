@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/nagare/nagare/pkg/identity"
 	"github.com/nagare/nagare/pkg/neutron"
@@ -70,12 +71,12 @@ func decodeSubnet(b Body, _ *identity.Context, post bool) (neutron.SubnetRequest
 		}
 		r.HostRoutes = &routes
 	}
-	var types []string
-	if _, err := b.raw("service_types", &types, "not a list of service types"); err != nil {
-		return r, err
-	}
-	if len(types) > 0 {
-		return r, neutron.InvalidInput("subnet service types are not implemented: service_types must be empty")
+	if b.has("service_types") {
+		types, err := decodeServiceTypes(b)
+		if err != nil {
+			return r, err
+		}
+		r.ServiceTypes = &types
 	}
 	if b.has("segment_id") && !b.isNull("segment_id") {
 		return r, neutron.InvalidInput("routed networks are not implemented: segment_id must be null")
@@ -97,6 +98,33 @@ func decodeSubnet(b Body, _ *identity.Context, post bool) (neutron.SubnetRequest
 	return r, nil
 }
 
+// decodeServiceTypes reads service_types: device owners (Neutron's
+// _validate_subnet_service_types: strings that start with "network:" or
+// "compute:"), without duplicates.
+func decodeServiceTypes(b Body) ([]string, error) {
+	var raw []any
+	if _, err := b.raw("service_types", &raw, "not a list of service types"); err != nil {
+		return nil, err
+	}
+	out := []string{}
+	for _, x := range raw {
+		st, ok := x.(string)
+		if !ok {
+			return nil, invalid("service_types", "'%v' is not a string", x)
+		}
+		if len(st) > 255 {
+			return nil, invalid("service_types", "'%s' exceeds maximum length of 255", st)
+		}
+		if !strings.HasPrefix(st, "network:") && !strings.HasPrefix(st, "compute:") {
+			return nil, neutron.NewError(neutron.BadRequest, "InvalidSubnetServiceType", "Subnet service type %s does not correspond to a valid device owner.", st)
+		}
+		if !slices.Contains(out, st) {
+			out = append(out, st)
+		}
+	}
+	return out, nil
+}
+
 // decodeNewSubnet reads what only a create names: the network, the IP
 // version, the prefix (subnet pools are not implemented) and the IPv6
 // modes.
@@ -113,20 +141,31 @@ func decodeNewSubnet(r *neutron.SubnetRequest, b Body) error {
 		return invalid("ip_version", "'%s' is not in [4, 6]", rawText(b["ip_version"]))
 	}
 	r.IPVersion = ver
-	if b.has("subnetpool_id") && !b.isNull("subnetpool_id") || b.has("prefixlen") {
-		return neutron.BadResourceRequest("subnets", "subnet pools are not implemented: give a cidr")
+	if b.has("subnetpool_id") && !b.isNull("subnetpool_id") {
+		if r.SubnetPoolID, _, err = b.uuid("subnetpool_id"); err != nil {
+			return err
+		}
 	}
-	if v, _, _ := b.boolean("use_default_subnetpool"); v {
-		return neutron.BadResourceRequest("subnets", "subnet pools are not implemented: give a cidr")
-	}
-	cidr, ok, err := b.cidr("cidr")
-	if err != nil {
+	if r.UseDefaultPool, _, err = b.boolean("use_default_subnetpool"); err != nil {
 		return err
 	}
-	if !ok || !cidr.IsValid() {
-		return neutron.BadResourceRequest("subnets", "a subnetpool must be specified in the absence of a cidr")
+	if r.UseDefaultPool && r.SubnetPoolID != "" {
+		return neutron.BadResourceRequest("subnets", "subnetpool_id and use_default_subnetpool cannot both be specified")
 	}
-	r.CIDR = cidr
+	if n, null, ok, err := b.integer("prefixlen"); err != nil {
+		return err
+	} else if ok && !null {
+		if n < 0 || n > 128 {
+			return invalid("prefixlen", "'%d' is not in range 0 through 128", n)
+		}
+		r.PrefixLen = n
+	}
+	if r.CIDR, _, err = b.cidr("cidr"); err != nil {
+		return err
+	}
+	if r.CIDR.IsValid() && r.PrefixLen != 0 {
+		return neutron.BadResourceRequest("subnets", "cidr and prefixlen must not be supplied together")
+	}
 	for _, m := range []struct {
 		name string
 		dst  *string
@@ -226,7 +265,7 @@ func viewSubnet(_ *viewer, x *neutron.Subnet) map[string]any {
 	m["allocation_pools"], m["dns_nameservers"], m["host_routes"] = pools, dns, routesView(x.HostRoutes)
 	m["enable_dhcp"] = x.EnableDHCP
 	m["ipv6_ra_mode"], m["ipv6_address_mode"] = strOrNil(x.IPv6RAMode), strOrNil(x.IPv6AddressMode)
-	m["subnetpool_id"], m["segment_id"] = nil, nil
-	m["service_types"] = []string{}
+	m["subnetpool_id"], m["segment_id"] = strOrNil(x.SubnetPoolID), nil
+	m["service_types"] = nonNil(x.ServiceTypes)
 	return m
 }

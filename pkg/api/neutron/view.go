@@ -2,7 +2,6 @@ package neutron
 
 import (
 	"net/netip"
-	"strconv"
 
 	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/neutron"
@@ -82,4 +81,10 @@ func fixedIPsView(ips []neutron.FixedIP) []map[string]string {
 	return out
 }
 
-func rangeText(p int) string { return strconv.Itoa(p) + ":" + strconv.Itoa(p) }
+// nonNil is a list as Neutron shows it: [] rather than null.
+func nonNil[T any](xs []T) []T {
+	if xs == nil {
+		return []T{}
+	}
+	return xs
+}

@@ -347,3 +347,32 @@ func TestConcurrentReadWrite(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestSendAfterDownAtBind: a port opened while its interface is down (a
+// tap bound before the hypervisor sets it up) sends once the interface is
+// up: the socket's pending ENETDOWN from the bind must not cost the first
+// frame, and a port whose interface is still down refuses frames.
+func TestSendAfterDownAtBind(t *testing.T) {
+	v := newVethPair(t)
+	v.A.Run(t, "ip", "link", "set", ifA, "down")
+	tx := openPort(t, v.A, ifA, Options{})
+	rx := openPort(t, v.B, ifB, Options{PollTimeout: 2 * time.Second})
+	if n, err := tx.WriteBatch([][]byte{testFrame(1, 60)}); n != 0 || err != nil {
+		t.Fatalf("WriteBatch on a down interface = %d, %v; want 0 sent, nil", n, err)
+	}
+	if s := tx.Stats(); s.TxErrors != 1 {
+		t.Fatalf("after a send on a down interface: %d tx errors, want 1", s.TxErrors)
+	}
+	v.A.Run(t, "ip", "link", "set", ifA, "up")
+	in := testFrame(2, 60)
+	if n, err := tx.WriteBatch([][]byte{in}); n != 1 || err != nil {
+		t.Fatalf("WriteBatch once up = %d, %v (stats %+v); want 1, nil", n, err, tx.Stats())
+	}
+	got := readN(t, rx, 1, 3*time.Second)
+	if len(got) != 1 || !bytes.Equal(got[0], in) {
+		t.Fatalf("peer received %x, want %x", got, in)
+	}
+	if s := tx.Stats(); s.TxErrors != 1 {
+		t.Errorf("%d tx errors, want only the one while down", s.TxErrors)
+	}
+}

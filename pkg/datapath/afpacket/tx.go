@@ -104,6 +104,7 @@ func (p *Port) clearIovs(k int) {
 // sendmmsg sends msgs[:k], skipping frames the kernel rejects one by one.
 func (p *Port) sendmmsg(k int) (int, error) {
 	sent, j := 0, 0
+	retried := false // a frame after ENETDOWN
 	for j < k {
 		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(p.fd),
 			uintptr(unsafe.Pointer(&p.tx.msgs[j])), uintptr(k-j), unix.MSG_DONTWAIT, 0, 0)
@@ -113,6 +114,7 @@ func (p *Port) sendmmsg(k int) (int, error) {
 			// the failure repeats as the first message of the next call.
 			j += int(r)
 			sent += int(r)
+			retried = false
 			p.cnt.txPackets.Add(uint64(r))
 		case unix.EINTR:
 		case unix.EAGAIN, unix.ENOBUFS:
@@ -124,8 +126,21 @@ func (p *Port) sendmmsg(k int) (int, error) {
 			}
 		case unix.EBADF, unix.ENXIO, unix.ENODEV:
 			return sent, fmt.Errorf("afpacket: send on %s: %w", p.name, e)
+		case unix.ENETDOWN:
+			// Either the interface is down, or it is up and this is the
+			// socket's pending error, left by a bind while it was down (a
+			// tap bound before its hypervisor set it up) or by an outage
+			// since: sending reports it once and clears it, whichever
+			// call gets it first. Try the frame once more: a down
+			// interface refuses it again, before any error is read.
+			if !retried {
+				retried = true
+				continue
+			}
+			p.cnt.txErrors.Add(1)
+			j++
 		default:
-			// EMSGSIZE, EINVAL, ENETDOWN...: this frame only.
+			// EMSGSIZE, EINVAL...: this frame only.
 			p.cnt.txErrors.Add(1)
 			j++
 		}

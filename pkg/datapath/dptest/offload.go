@@ -52,6 +52,7 @@ func testOffloads(t *testing.T, fx Fixture) {
 		{"MissSegmentsSuperFrames", testOffloadMiss},
 		{"TunnelTCP", testOffloadTunnels},
 		{"HostileGuest", testOffloadHostile},
+		{"MirrorTCP", testOffloadMirror},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.fn(t, fx) })
 	}

@@ -63,6 +63,9 @@ func Run(t *testing.T, fx Fixture) {
 		{"HostilePort", testHostilePort},
 		{"RemovePort", testRemovePort},
 		{"InstallErrors", testInstallErrors},
+		{"DSCPMarking", testDSCP},
+		{"Mirror", testMirror},
+		{"PortQoS", testPortQoS},
 		{"Offloads", testOffloads},
 	}
 	for _, c := range cases {

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nagare/nagare/pkg/datapath"
+	"github.com/nagare/nagare/pkg/datapath/mirrorsock"
 	"github.com/nagare/nagare/pkg/netns"
 )
 
@@ -159,6 +160,7 @@ type Datapath struct {
 	greProbe stateCounters
 	greTx    struct{ packets, bytes, errors atomic.Uint64 } // GRE the agent sent itself
 	keyWarn  sync.Once
+	mirror   *mirrorsock.Sender // mirrors' copies (execute.go)
 }
 
 type stateCounters struct{ rx, tx atomic.Uint64 }
@@ -178,7 +180,8 @@ func New(cfg datapath.Config, opts Options) (*Datapath, error) {
 	if opts.ConntrackMax <= 0 {
 		opts.ConntrackMax = DefaultConntrackMax
 	}
-	dp := &Datapath{cfg: cfg, opts: opts, flows: cfg.Flows.WithDefaults(), log: cfg.Logger, stop: make(chan struct{})}
+	dp := &Datapath{cfg: cfg, opts: opts, flows: cfg.Flows.WithDefaults(), log: cfg.Logger, stop: make(chan struct{}),
+		mirror: mirrorsock.New(cfg.Netns)}
 	if dp.log == nil {
 		dp.log = slog.Default()
 	}
@@ -511,7 +514,7 @@ func (dp *Datapath) Close() error {
 	} else {
 		errs = append(errs, dp.tun.close(dp))
 	}
-	errs = append(errs, dp.inj.close(dp), dp.reader.Close(), dp.batchReader.Close())
+	errs = append(errs, dp.inj.close(dp), dp.reader.Close(), dp.batchReader.Close(), dp.mirror.Close())
 	dp.mu.Unlock()
 	// The programs and maps go when the last reference does: the
 	// detached links held the programs, the programs the maps.
@@ -642,4 +645,15 @@ var monoBase, monoStart = func() (uint64, time.Time) {
 // wallOf converts a CLOCK_MONOTONIC time to wall time.
 func wallOf(mono uint64) time.Time {
 	return time.Now().Add(-time.Duration(monoNow() - mono))
+}
+
+// SetPortQoS implements datapath.Datapath: the kernel programs have no
+// token buckets yet (they need a per-port bucket map, checked on a port's
+// ingress program and before a redirect to it, tunnel deliveries
+// included), so limits are refused.
+func (dp *Datapath) SetPortQoS(portID string, q datapath.PortQoS) error {
+	if q == (datapath.PortQoS{}) {
+		return nil
+	}
+	return fmt.Errorf("datapath: set port QoS of %s: %w: the eBPF datapath polices no ports yet", portID, datapath.ErrUnsupported)
 }

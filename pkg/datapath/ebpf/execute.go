@@ -188,6 +188,11 @@ func (dp *Datapath) Execute(inPort int32, frame []byte, actions []flow.Action) e
 				return fmt.Errorf("datapath: execute: action %d: %s to %q: not an address", i, a.Type, a.Addr)
 			}
 			continue
+		case flow.ActSetDSCP, flow.ActMirror:
+			if err := a.Check(); err != nil {
+				return fmt.Errorf("datapath: execute: action %d: %w", i, err)
+			}
+			continue
 		}
 		k, err := compileAction(a, out)
 		if err != nil {
@@ -249,7 +254,14 @@ func (dp *Datapath) Execute(inPort int32, frame []byte, actions []flow.Action) e
 				dp.drops.add(datapath.DropTTLExpired, 1)
 				return nil
 			}
-		case flow.ActSetIPSrc, flow.ActSetIPDst, flow.ActSetL4Src, flow.ActSetL4Dst, flow.ActSetICMPID, flow.ActInnerSrc, flow.ActInnerDst:
+		case flow.ActMirror:
+			dp.mu.Lock()
+			local := dp.tun.cfg.LocalIP
+			dp.mu.Unlock()
+			if err := dp.mirror.Send(local, a.Underlay, a.Tunnel, a.TunnelKey, buf[start:end]); err != nil {
+				dp.drops.add(datapath.DropMirrorTxError, 1)
+			}
+		case flow.ActSetIPSrc, flow.ActSetIPDst, flow.ActSetL4Src, flow.ActSetL4Dst, flow.ActSetICMPID, flow.ActInnerSrc, flow.ActInnerDst, flow.ActSetDSCP:
 			if !decoded {
 				rewriteDecoder.Decode(&p, buf[start:end])
 				decoded = true

@@ -173,6 +173,16 @@ func compileList(ps *portSet, key *flow.Key, acts []flow.Action) (*actionList, [
 			}
 			outs = append(outs, out)
 		}
+		if a.Type == flow.ActSetDSCP || a.Type == flow.ActMirror {
+			// QoS marking and port mirrors are not in the kernel
+			// programs yet: the flow is slow, its packets executed here
+			// (execute.go).
+			if err := a.Check(); err != nil {
+				return nil, nil, fmt.Errorf("action %d: %w", i, err)
+			}
+			list = nil
+			continue
+		}
 		if a.Type == flow.ActInnerSrc || a.Type == flow.ActInnerDst {
 			// Per-packet rewrites of an ICMP error's quote: never in a
 			// flow's kernel program; the agent executes them.

@@ -72,6 +72,7 @@ type port struct {
 	lostBase uint64
 
 	rxPackets, rxBytes, txPackets, txBytes, txDropped atomic.Uint64
+	qos                                               portQoS
 }
 
 // portSet is an immutable snapshot of the bound ports, replaced when one
@@ -104,7 +105,8 @@ func New(cfg datapath.Config, host *Host) *Datapath {
 	for _, r := range []string{datapath.DropFlow, datapath.DropTTLExpired, datapath.DropPopUntagged, datapath.DropVLANHeadroom,
 		datapath.DropRewriteRefused, datapath.DropPortGone, datapath.DropTxError,
 		datapath.DropTunnelUnknownPeer, datapath.DropTunnelUnknownKey, datapath.DropTunnelMalformed,
-		datapath.DropTunnelDisabled, datapath.DropTunnelTxError, datapath.DropTunnelStateUnhandled, datapath.DropTunnelProbeUnhandled} {
+		datapath.DropTunnelDisabled, datapath.DropTunnelTxError, datapath.DropTunnelStateUnhandled, datapath.DropTunnelProbeUnhandled,
+		datapath.DropQoSPoliced, datapath.DropMirrorTxError} {
 		dp.drops[r] = new(atomic.Uint64)
 	}
 	dp.table.init(dp)

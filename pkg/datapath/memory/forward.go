@@ -79,6 +79,9 @@ func (w *worker) receive(p *port, f *frame, h datapath.MissHandler) {
 	b := f.bytes()
 	p.rxPackets.Add(1)
 	p.rxBytes.Add(uint64(len(b)))
+	if dp.policed(p.qos.egressPol.Load(), len(b)) {
+		return
+	}
 	decoder.Decode(&w.pkt, b)
 	if w.pkt.Drop != packet.DropNone {
 		dp.malformed[min(int(w.pkt.Drop), len(dp.malformed)-1)].Add(1)
@@ -148,6 +151,8 @@ func (w *worker) apply(f *frame, acts []flow.Action, outs []*port) bool {
 			decoded = false
 		case flow.ActOutput, flow.ActEncap:
 			sent = w.send(a, outs[i], f.bytes()) || sent
+		case flow.ActMirror:
+			dp.mirror(a, f.bytes())
 		default: // TTL and NAT rewrites, on the decoded frame
 			if !decoded {
 				decoder.Decode(&w.rw, f.bytes())
@@ -181,6 +186,8 @@ func (w *worker) send(a *flow.Action, out *port, b []byte) bool {
 func (dp *Datapath) output(out *port, b []byte) string {
 	reason := ""
 	switch {
+	case dp.policed(out.qos.ingressPol.Load(), len(b)):
+		return datapath.DropQoSPoliced
 	case out.gone.Load():
 		reason = datapath.DropPortGone
 	case !out.iface.output(newFrame(b)):

@@ -43,6 +43,14 @@ func compile(ps *portSet, acts []flow.Action, dst []action) ([]action, error) {
 		switch a.Type {
 		case flow.ActSetEthSrc, flow.ActSetEthDst, flow.ActPopVLAN, flow.ActDecTTL:
 		case flow.ActSetL4Src, flow.ActSetL4Dst, flow.ActSetICMPID:
+		case flow.ActSetDSCP:
+			if a.DSCP > 63 {
+				return nil, fmt.Errorf("action %d: set-dscp %d: DSCP out of range", i, a.DSCP)
+			}
+		case flow.ActMirror:
+			if err := compileMirror(i, &a); err != nil {
+				return nil, err
+			}
 		case flow.ActSetIPSrc, flow.ActSetIPDst, flow.ActInnerSrc, flow.ActInnerDst:
 			if !a.Addr.IsValid() || a.Addr.Zone() != "" {
 				return nil, fmt.Errorf("action %d: %s to %q: not an address", i, a.Type, a.Addr)
@@ -90,6 +98,7 @@ func compile(ps *portSet, acts []flow.Action, dst []action) ([]action, error) {
 		switch dst[i].Type {
 		case flow.ActOutput, flow.ActEncap:
 			dst[i].cp = rewrite
+		case flow.ActMirror: // sent at once, from the buffer as it is
 		default:
 			rewrite = true
 		}
@@ -114,7 +123,7 @@ func (w *worker) apply(buf []byte, start, end int, acts []action, oh *offload.Hd
 	for i := range acts {
 		a := &acts[i]
 		switch a.Type {
-		case flow.ActSetIPSrc, flow.ActSetIPDst, flow.ActSetL4Src, flow.ActSetL4Dst, flow.ActSetICMPID, flow.ActInnerSrc, flow.ActInnerDst:
+		case flow.ActSetIPSrc, flow.ActSetIPDst, flow.ActSetL4Src, flow.ActSetL4Dst, flow.ActSetICMPID, flow.ActInnerSrc, flow.ActInnerDst, flow.ActSetDSCP:
 			if !decoded {
 				rewriteDecoder.Decode(&w.rw, buf[start:end])
 				w.rw.L4CsumPartial = w.partialL4 && !out.IsZero()
@@ -169,6 +178,8 @@ func (w *worker) apply(buf []byte, start, end int, acts []action, oh *offload.Hd
 			}
 			w.queueTunnel(a, frame)
 			sent = true
+		case flow.ActMirror:
+			w.sendMirror(a, buf[start:end])
 		}
 	}
 	return sent

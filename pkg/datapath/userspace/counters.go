@@ -28,6 +28,8 @@ const (
 	rTunTxError
 	rTunState
 	rTunProbe
+	rQoS
+	rMirrorTx
 	rOverMTU
 	numReasons
 )
@@ -47,6 +49,8 @@ var reasonLabels = [numReasons]string{
 	rTunTxError:     datapath.DropTunnelTxError,
 	rTunState:       datapath.DropTunnelStateUnhandled,
 	rTunProbe:       datapath.DropTunnelProbeUnhandled,
+	rQoS:            datapath.DropQoSPoliced,
+	rMirrorTx:       datapath.DropMirrorTxError,
 	rOverMTU:        datapath.DropRxOverMTU,
 }
 

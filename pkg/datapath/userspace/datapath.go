@@ -16,6 +16,7 @@ import (
 
 	"github.com/nagare/nagare/pkg/datapath"
 	"github.com/nagare/nagare/pkg/datapath/afpacket"
+	"github.com/nagare/nagare/pkg/datapath/mirrorsock"
 	"github.com/nagare/nagare/pkg/flow"
 	"github.com/nagare/nagare/pkg/netns"
 	"github.com/nagare/nagare/pkg/offload"
@@ -51,6 +52,9 @@ type port struct {
 	drops              dropCounters // drops seen by this port's reader
 	slotSize           int
 	readerStarted      bool // guarded by Datapath.mu
+
+	qos                   datapath.PortQoS // guarded by Datapath.mu
+	egressPol, ingressPol atomic.Pointer[datapath.Policer]
 }
 
 // portSet is an immutable snapshot of the attached ports, replaced on
@@ -95,6 +99,7 @@ type Datapath struct {
 	retired retiredCounters // counters of detached ports, so totals never go back
 
 	execPool sync.Pool // *worker for Execute
+	mirror   *mirrorsock.Sender
 }
 
 // retiredCounters keeps what detached ports counted.
@@ -125,6 +130,7 @@ func New(cfg datapath.Config) (*Datapath, error) {
 	dp.table.init(dp)
 	dp.ports.Store(&portSet{byID: map[string]*port{}, byIndex: map[int32]*port{}, byKey: map[uint32]*port{}, byIf: map[string]*port{}})
 	dp.tun.Store(&tunnelState{})
+	dp.mirror = mirrorsock.New(cfg.Netns)
 	dp.execPool.New = func() any { return newWorker(dp, nil, 1, minSlotSize) }
 	return dp, nil
 }
@@ -335,7 +341,7 @@ func (dp *Datapath) Close() error {
 		}
 		dp.retire(p)
 	}
-	errs = append(errs, ts.close())
+	errs = append(errs, ts.close(), dp.mirror.Close())
 	return errors.Join(errs...)
 }
 

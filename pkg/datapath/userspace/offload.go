@@ -33,11 +33,15 @@ import (
 //     sender asked to have summed.
 
 // flowNeeds reports what a flow's actions ask of an offloaded frame: an
-// encapsulation, and a NAT rewrite.
+// encapsulation (or a remote mirror), and a NAT rewrite. Setting a DSCP
+// is neither: the IPv4 header checksum it fixes is always complete, and
+// no L4 checksum covers the DSCP.
 func flowNeeds(acts []action) (encap, rewrites bool) {
 	for i := range acts {
 		switch acts[i].Type {
-		case flow.ActEncap:
+		case flow.ActEncap, flow.ActMirror:
+			// A mirror's remote copy is a tunnel packet too (GRE or
+			// ERSPAN): complete and cut to fit the underlay.
 			encap = true
 		case flow.ActSetIPSrc, flow.ActSetIPDst, flow.ActSetL4Src, flow.ActSetL4Dst, flow.ActSetICMPID, flow.ActInnerSrc, flow.ActInnerDst:
 			rewrites = true

@@ -145,8 +145,12 @@ func (w *worker) snapshot(frame []byte) []byte {
 }
 
 // queueLocal queues frame for port p with its offload state h (zero for
-// a complete frame).
+// a complete frame), unless p's ingress rate limit polices it.
 func (w *worker) queueLocal(p *port, frame []byte, h offload.Hdr) {
+	if pol := p.ingressPol.Load(); pol != nil && !pol.Allow(w.dp.now(), len(frame)) {
+		w.drops.add(rQoS, 1)
+		return
+	}
 	if w.nLocal == maxQueued {
 		w.flush()
 	}
@@ -254,6 +258,12 @@ func (w *worker) processBatch(n int, now int64, h datapath.MissHandler) {
 		slot := w.slots[i]
 		if i == w.rx.JumboIndex {
 			slot = w.jumbo
+		}
+		// The port's egress rate limit polices what it sends as sent: a
+		// super-frame takes its bytes at once.
+		if pol := in.egressPol.Load(); pol != nil && !pol.Allow(now, size) {
+			w.drops.add(rQoS, 1)
+			continue
 		}
 		w.frame(slot, headroom, headroom+size, &w.hdrs[i], now, h)
 	}

@@ -80,8 +80,8 @@ func (c *Capture) Stop(t testing.TB) []Encap {
 }
 
 // Encap is one tunnel packet seen on the underlay, with the inner packet's
-// addresses. Outer and inner IPv4 only; Kind is "vxlan", "gre" or "" for
-// packets that are neither.
+// addresses. Outer and inner IPv4 only; Kind is "vxlan", "gre", "erspan"
+// (type II, Key its session ID) or "" for packets that are neither.
 type Encap struct {
 	Kind             string
 	OuterSrc         netip.Addr
@@ -148,6 +148,9 @@ func ReadEncaps(path string) ([]Encap, error) {
 
 func decodeEncap(b []byte) (Encap, bool) {
 	var e Encap
+	if len(b) >= 18 && binary.BigEndian.Uint16(b[12:]) == 0x8100 {
+		b = append(b[:12:12], b[16:]...) // one 802.1Q tag: look past it
+	}
 	if len(b) < 14+20 || binary.BigEndian.Uint16(b[12:]) != 0x0800 {
 		return e, false
 	}
@@ -194,6 +197,13 @@ func decodeEncap(b []byte) (Encap, bool) {
 			return e, false
 		}
 		inner = l4[off:]
+		if e.GREPro == 0x88be { // ERSPAN type II: version, VLAN, session ID, index
+			if len(inner) < 8 || inner[0]>>4 != 1 {
+				return e, false
+			}
+			e.Kind, e.Key = "erspan", uint32(binary.BigEndian.Uint16(inner[2:])&0x3ff)
+			inner = inner[8:]
+		}
 	default:
 		return e, true
 	}

@@ -25,6 +25,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -679,6 +680,32 @@ func (e *Env) dumpLogsOnFailure() {
 		b.WriteString("\n" + tail(filepath.Join(e.dir, h.Name+".log"), n))
 	}
 	e.T.Logf("logs of the failed environment %s (last %d lines each; NAGARE_E2E_LOG_LINES for more):\n%s", e.Prefix, n, b.String())
+}
+
+// Main is the TestMain of packages whose tests run environments: it
+// builds the binaries once into a temporary directory (removed after the
+// tests), sweeps namespaces left by a killed run, and runs the tests;
+// without root or in -short mode the tests run anyway, each skipping with
+// the reason.
+func Main(m *testing.M, name string) {
+	flag.Parse()
+	if testing.Short() || Why() != "" {
+		os.Exit(m.Run())
+	}
+	SweepStale()
+	dir, err := os.MkdirTemp("", "nagare-"+name+"-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if err := Build(dir); err != nil {
+		fmt.Fprintln(os.Stderr, name+": cannot build the binaries:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
 }
 
 // Datapath is the datapath the agents run: NAGARE_E2E_DATAPATH, which CI

@@ -48,14 +48,17 @@ type peerSet struct {
 	base        datapath.TunnelConfig // without Peers
 	zones       []string              // this host's tunnel zones
 	unreachable map[string]bool       // the snapshot's, replaced and never changed in place
-	of          map[string]netip.Addr // membership id → the peer address it gives
+	hostOf      map[string]string     // other hosts' memberships of this host's zones: id → host
+	byHost      map[string][]string   // the same: host → ids
+	of          map[string]netip.Addr // membership id → the peer address it gives (its host reachable)
 	refs        map[netip.Addr]int    // peer address → memberships giving it
 	sorted      []netip.Addr          // refs' keys, sorted
 }
 
 // newPeerSet scans the snapshot's memberships and zones.
 func newPeerSet(s *mirror.Snapshot, host string, local netip.Addr, vxlanPort uint16) *peerSet {
-	ps := &peerSet{host: host, unreachable: s.Unreachable, of: map[string]netip.Addr{}, refs: map[netip.Addr]int{}}
+	ps := &peerSet{host: host, unreachable: s.Unreachable, hostOf: map[string]string{}, byHost: map[string][]string{},
+		of: map[string]netip.Addr{}, refs: map[netip.Addr]int{}}
 	var mine []*model.TunnelZoneMember // this host's memberships, by id: the first one's address is the default
 	s.Each(model.TunnelZoneMemberKind, func(o model.Object) bool {
 		if m := o.(*model.TunnelZoneMember); m.HostID == host {
@@ -82,14 +85,11 @@ func newPeerSet(s *mirror.Snapshot, host string, local netip.Addr, vxlanPort uin
 	return ps
 }
 
-// apply follows the memberships the snapshot changed. It reports false,
-// changing nothing, when the snapshot changed more than other hosts'
-// memberships (this host's own, a zone, which hosts are unreachable): the
-// caller scans again.
+// apply follows the memberships the snapshot changed, and those of the
+// hosts that died or came back. It reports false, changing nothing, when
+// the snapshot changed this host's own memberships or a zone: the caller
+// scans again.
 func (ps *peerSet) apply(s *mirror.Snapshot) bool {
-	if !maps.Equal(ps.unreachable, s.Unreachable) {
-		return false
-	}
 	var ids []string
 	for _, ev := range s.Changes {
 		switch ev.Kind {
@@ -104,7 +104,19 @@ func (ps *peerSet) apply(s *mirror.Snapshot) bool {
 			ids = append(ids, ev.ID)
 		}
 	}
-	ps.unreachable = s.Unreachable
+	// A host's death or return comes with its memberships among the
+	// changes (mirror.ApplyLiveness), but a host created or deleted
+	// changes Unreachable alone: look at its memberships too.
+	if !maps.Equal(ps.unreachable, s.Unreachable) {
+		for _, m := range []map[string]bool{ps.unreachable, s.Unreachable} {
+			for h := range m {
+				if ps.unreachable[h] != s.Unreachable[h] {
+					ids = append(ids, ps.byHost[h]...)
+				}
+			}
+		}
+		ps.unreachable = s.Unreachable
+	}
 	for _, id := range ids {
 		ps.remove(id)
 		if o, ok := s.Get(model.TunnelZoneMemberKind, id); ok {
@@ -114,16 +126,19 @@ func (ps *peerSet) apply(s *mirror.Snapshot) bool {
 	return true
 }
 
-// add counts m's address as a peer if m is another reachable host's
-// membership of one of this host's zones.
+// add follows m if it is another host's membership of one of this host's
+// zones, and counts its address as a peer if that host is reachable.
 func (ps *peerSet) add(m *model.TunnelZoneMember) {
-	// A dead (or revoked) host is no peer: nothing is sent to it, nothing
-	// it sends is accepted.
-	if m.HostID == ps.host || ps.unreachable[m.HostID] || !slices.Contains(ps.zones, m.TunnelZoneID) {
+	if m.HostID == ps.host || !slices.Contains(ps.zones, m.TunnelZoneID) {
 		return
 	}
-	if _, ok := ps.of[m.ID]; ok {
-		ps.remove(m.ID)
+	ps.remove(m.ID)
+	ps.hostOf[m.ID] = m.HostID
+	ps.byHost[m.HostID] = append(ps.byHost[m.HostID], m.ID)
+	// A dead (or revoked) host is no peer: nothing is sent to it, nothing
+	// it sends is accepted.
+	if ps.unreachable[m.HostID] {
+		return
 	}
 	ps.of[m.ID] = m.Address
 	if ps.refs[m.Address]++; ps.refs[m.Address] == 1 {
@@ -132,8 +147,16 @@ func (ps *peerSet) add(m *model.TunnelZoneMember) {
 	}
 }
 
-// remove forgets the peer address membership id gave, if any.
+// remove forgets membership id and the peer address it gave, if any.
 func (ps *peerSet) remove(id string) {
+	if h, ok := ps.hostOf[id]; ok {
+		delete(ps.hostOf, id)
+		if rest := slices.DeleteFunc(ps.byHost[h], func(x string) bool { return x == id }); len(rest) > 0 {
+			ps.byHost[h] = rest
+		} else {
+			delete(ps.byHost, h)
+		}
+	}
 	a, ok := ps.of[id]
 	if !ok {
 		return

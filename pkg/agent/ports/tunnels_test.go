@@ -2,8 +2,10 @@ package ports
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/nagare/nagare/pkg/agent/mirror"
@@ -19,7 +21,8 @@ func (discardFlows) Invalidate(...uint64) int { return 0 }
 
 // TestPeerSetFollowsChanges: the peers followed membership by membership
 // through random registrations, moves, deletions, deaths and returns (of
-// other hosts and this one) and zone changes equal a full scan of every
+// other hosts and this one), hosts deleted and created, and zone changes
+// equal a full scan of every
 // snapshot.
 func TestPeerSetFollowsChanges(t *testing.T) {
 	for seed := uint64(1); seed <= 20; seed++ {
@@ -54,13 +57,13 @@ func testPeerSetFollows(t *testing.T, seed uint64) {
 	if err := m.ApplyLiveness(nsdb.Liveness{Reset: true, Alive: alive}); err != nil {
 		t.Fatal(err)
 	}
-	members := map[string]bool{"mine": true}
+	members, gone := map[string]string{"mine": host}, map[string]bool{} // membership → host; hosts deleted
 	var ps *peerSet
 	var version uint64
-	incremental := 0
+	incremental, consecutive := 0, 0
 	for step := range 400 {
 		var what string
-		switch r := rnd.IntN(20); {
+		switch r := rnd.IntN(22); {
 		case r < 10: // a membership created or moved
 			id := fmt.Sprintf("m%d", rnd.IntN(30))
 			h := hosts[rnd.IntN(len(hosts))]
@@ -69,14 +72,17 @@ func testPeerSetFollows(t *testing.T, seed uint64) {
 			}
 			x := &model.TunnelZoneMember{Meta: model.Meta{ID: id}, TunnelZoneID: fmt.Sprintf("z%d", rnd.IntN(3)), HostID: h,
 				Address: netip.AddrFrom4([4]byte{10, 0, 1, byte(rnd.IntN(8))})} // shared addresses too
+			if gone[h] {
+				continue
+			}
 			what = fmt.Sprintf("put %s %s %s %s", id, h, x.TunnelZoneID, x.Address)
-			members[id] = true
+			members[id] = h
 			if err := m.Apply(nsdb.Batch{Events: []nsdb.Event{{Type: nsdb.Put, Kind: model.TunnelZoneMemberKind, ID: id, Object: x}}}); err != nil {
 				t.Fatal(err)
 			}
 		case r < 14: // a membership deleted
 			id := fmt.Sprintf("m%d", rnd.IntN(30))
-			if !members[id] {
+			if _, ok := members[id]; !ok {
 				continue
 			}
 			delete(members, id)
@@ -91,6 +97,20 @@ func testPeerSetFollows(t *testing.T, seed uint64) {
 			if err := m.ApplyLiveness(nsdb.Liveness{Alive: map[string]bool{h: alive[h]}}); err != nil {
 				t.Fatal(err)
 			}
+		case r < 20: // a host without memberships deleted, or created again
+			h := hosts[1+rnd.IntN(len(hosts)-1)]
+			if !gone[h] && slices.Contains(slices.Collect(maps.Values(members)), h) {
+				continue
+			}
+			gone[h] = !gone[h]
+			ev := nsdb.Event{Type: nsdb.Put, Kind: model.HostKind, ID: h, Object: &model.Host{Meta: model.Meta{ID: h}}}
+			if gone[h] {
+				ev = nsdb.Event{Type: nsdb.Delete, Kind: model.HostKind, ID: h}
+			}
+			what = fmt.Sprintf("%s deleted %v", h, gone[h])
+			if err := m.Apply(nsdb.Batch{Events: []nsdb.Event{ev}}); err != nil {
+				t.Fatal(err)
+			}
 		default: // a zone's type changes
 			id := fmt.Sprintf("z%d", rnd.IntN(3))
 			z := &model.TunnelZone{Meta: model.Meta{ID: id}, Type: zoneTypes[rnd.IntN(2)]}
@@ -100,6 +120,9 @@ func testPeerSetFollows(t *testing.T, seed uint64) {
 			}
 		}
 		s := m.Current()
+		if ps != nil && s.Version == version+1 {
+			consecutive++
+		}
 		switch {
 		case ps == nil || s.Version != version+1:
 			ps = newPeerSet(s, host, netip.Addr{}, 4789)
@@ -114,7 +137,7 @@ func testPeerSetFollows(t *testing.T, seed uint64) {
 			t.Fatalf("step %d (%s): followed %+v, a full scan %+v", step, what, got, want)
 		}
 	}
-	if incremental < 100 {
-		t.Fatalf("only %d of 400 changes were followed incrementally", incremental)
+	if incremental < consecutive/2 || consecutive < 200 {
+		t.Fatalf("only %d of %d snapshots (of 400 changes) were followed incrementally", incremental, consecutive)
 	}
 }

@@ -47,6 +47,11 @@ func TestStatusWrites(t *testing.T) {
 		st.Ports[0].RxPackets = hits
 		return st
 	}
+	renamed := func(hits uint64) *agentstatus.Datapath { // ports a and b, b's interface renamed
+		st := counted(hits, "a", "b")
+		st.Ports[1].Interface = "tap-new"
+		return st
+	}
 	steps := []struct {
 		name    string
 		advance time.Duration
@@ -63,29 +68,12 @@ func TestStatusWrites(t *testing.T) {
 		{"counters changed, still soon", countersEvery - 3*statusEvery, counted(12, "a"), false, 1, false},
 		{"counters changed, countersEvery after", 2 * statusEvery, counted(13, "a"), false, 1, true},
 		{"port added", statusEvery, counted(13, "a", "b"), false, 1, true},
-		{"port renamed", statusEvery, func() *agentstatus.Datapath {
-			st := counted(13, "a", "b")
-			st.Ports[1].Interface = "tap-new"
-			return st
-		}(), false, 1, true},
-		{"asked, unchanged", time.Second, func() *agentstatus.Datapath {
-			st := counted(13, "a", "b")
-			st.Ports[1].Interface = "tap-new"
-			return st
-		}(), true, 1, true},
-		{"asked, counters changed", time.Second, func() *agentstatus.Datapath {
-			st := counted(20, "a", "b")
-			st.Ports[1].Interface = "tap-new"
-			return st
-		}(), true, 1, true},
-		{"new lease", time.Second, func() *agentstatus.Datapath {
-			st := counted(20, "a", "b")
-			st.Ports[1].Interface = "tap-new"
-			return st
-		}(), false, 2, true},
+		{"port renamed", statusEvery, renamed(13), false, 1, true},
+		{"asked, unchanged", time.Second, renamed(13), true, 1, true},
+		{"asked, counters changed", time.Second, renamed(20), true, 1, true},
+		{"new lease", time.Second, renamed(20), false, 2, true},
 		{"flow-state bound changed", statusEvery, func() *agentstatus.Datapath {
-			st := counted(20, "a", "b")
-			st.Ports[1].Interface = "tap-new"
+			st := renamed(20)
 			st.FlowState.MaxEntries = 7
 			return st
 		}(), false, 2, true},

@@ -35,6 +35,7 @@ const (
 	upcallPunt    = 3
 	upcallState   = 4
 	upcallRecheck = 5
+	upcallProbe   = 6
 )
 
 // Counter indexes of the "counters" map (enum in nagare.h).
@@ -76,6 +77,7 @@ const (
 	dropExecStale
 	dropUpcallLost
 	dropRxOversize
+	dropTunnelProbeUnhandled
 	numDrops
 )
 
@@ -125,6 +127,8 @@ func dropName(r int) string {
 		return datapath.DropRxRingFull
 	case dropRxOversize: // longer than the port's MTU allows
 		return datapath.DropRxOverMTU
+	case dropTunnelProbeUnhandled:
+		return datapath.DropTunnelProbeUnhandled
 	}
 	return fmt.Sprintf("kernel-reason-%d", r)
 }

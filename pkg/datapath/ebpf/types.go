@@ -13,7 +13,7 @@ import (
 
 // Constants shared with bpf/nagare.h; layout_test.go checks the C side.
 const (
-	layoutVersion = 3
+	layoutVersion = 4
 	maxActs       = 16
 	ctRefs        = 8
 	maxPorts      = 1024
@@ -26,6 +26,9 @@ const (
 
 	outPeer  = 1
 	portPeer = 1
+
+	policeEgress  = 0
+	policeIngress = 1
 
 	tunVXLAN = 1
 	tunGRE   = 2
@@ -76,6 +79,7 @@ const (
 	dropExecStale
 	dropUpcallLost
 	dropRxOversize
+	dropQoSPoliced
 	numDrops
 )
 
@@ -125,6 +129,8 @@ func dropName(r int) string {
 		return datapath.DropRxRingFull
 	case dropRxOversize: // longer than the port's MTU allows
 		return datapath.DropRxOverMTU
+	case dropQoSPoliced:
+		return datapath.DropQoSPoliced
 	}
 	return fmt.Sprintf("kernel-reason-%d", r)
 }
@@ -140,6 +146,7 @@ type (
 	portCounters = datapathPortStats
 	kernelConfig = datapathConfig
 	execSlot     = datapathExecSlot
+	policer      = datapathPolicer
 	upcallHeader = datapathUpcall
 )
 

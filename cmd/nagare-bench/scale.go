@@ -63,7 +63,7 @@ func printScale(r *bench.ScaleResult) {
 	if c.EtcdClients > 0 && c.EtcdClients < c.Hosts {
 		clients = fmt.Sprintf("%d shared by the agents", c.EtcdClients)
 	}
-	fmt.Printf("\n%d hosts × %d ports on %d bridges; etcd %s; etcd connections %s; lease %s; setup %s\n",
+	fmt.Printf("\n%d hosts × %d ports on %d bridges; etcd %s; etcd connections %s; lease %s; setup %s; decoded objects shared by the agents\n",
 		c.Hosts, c.Ports, c.Bridges, etcd, clients, c.LeaseTTL, r.Setup.Round(time.Second))
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "measure\tp50\tp99\tmax")

@@ -108,6 +108,11 @@ func RunScale(ctx context.Context, cfg ScaleConfig, logf func(string, ...any)) (
 	}
 	res := &ScaleResult{Config: cfg}
 	start := time.Now()
+	// The agents' watches share what they decode: one copy of the
+	// topology's objects in this process rather than one per agent (each
+	// still decodes everything it receives). An agent's own structures
+	// (its mirror's maps, its simulation topology) are its own.
+	nsdb.ShareDecoded()
 	logFile, err := os.Create(cfg.Dir + "/agents.log")
 	if err != nil {
 		return nil, err

@@ -76,6 +76,7 @@ func (s *Store) WatchFrom(ctx context.Context, rev int64, fn func(Batch) error) 
 				if err != nil {
 					return err
 				}
+				o = shared.share(string(kv.Key), o)
 				objs = append(objs, o)
 				order[o] = [2]int64{int64(slices.Index(model.Kinds(), k)), kv.CreateRevision}
 			}
@@ -112,13 +113,17 @@ func objectEvent(ev *clientv3.Event) (Event, bool, error) {
 	var err error
 	if ev.Type == mvccpb.DELETE {
 		e.Type = Delete
+		shared.forget(key, ev.Kv.ModRevision)
 	} else if e.Object, err = decode(k, key, ev.Kv.Value, ev.Kv.ModRevision); err != nil {
 		return Event{}, false, err
+	} else {
+		e.Object = shared.share(key, e.Object)
 	}
 	if ev.PrevKv != nil {
 		if e.Prev, err = decode(k, key, ev.PrevKv.Value, ev.PrevKv.ModRevision); err != nil {
 			return Event{}, false, err
 		}
+		e.Prev = shared.share(key, e.Prev)
 	}
 	return e, true, nil
 }
@@ -142,34 +147,40 @@ type LiveHosts struct {
 	rev   int64
 }
 
-// Apply is the liveness watch's callback.
+// Apply is the liveness watch's callback. The set is replaced, never
+// changed: readers keep what Alive gave them.
 func (h *LiveHosts) Apply(l Liveness) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.alive == nil || l.Reset {
-		h.alive = map[string]bool{}
+	next := make(map[string]bool, len(h.alive)+len(l.Alive))
+	if h.alive != nil && !l.Reset {
+		for id := range h.alive {
+			next[id] = true
+		}
 	}
 	for id, up := range l.Alive {
 		if up {
-			h.alive[id] = true
+			next[id] = true
 		} else {
-			delete(h.alive, id)
+			delete(next, id)
 		}
 	}
+	h.alive = next
 	h.rev++
 	return nil
 }
 
-// Alive returns the live hosts (the caller's copy) and a revision that
-// changes whenever they may have.
+// Alive returns the live hosts, read-only (shared with every caller:
+// with a thousand hosts a copy per call was most of what the agents'
+// periodic checks allocated), and a revision that changes whenever they
+// may have.
 func (h *LiveHosts) Alive() (map[string]bool, int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	out := make(map[string]bool, len(h.alive))
-	for id := range h.alive {
-		out[id] = true
+	if h.alive == nil {
+		return map[string]bool{}, h.rev
 	}
-	return out, h.rev
+	return h.alive, h.rev
 }
 
 // WatchHostLiveness delivers host liveness to fn like Watch delivers

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"maps"
 	"slices"
 
 	"github.com/nagare/nagare/pkg/model"
@@ -20,11 +21,13 @@ type Objects interface {
 // Apply returns the topology of objs, which is t's model with changes
 // applied, reusing t: the kinds that grow with hosts and VMs — ports of
 // bridges, port-group members, IP-address-group addresses, DHCP host
-// entries — are applied in time proportional to the change (their
-// device's port list, one page of ports, a few shards of the maps), and
-// kinds the simulation does not read are skipped. Any other change
-// (devices, router ports and links, routes, chains and rules, tunnel
-// zones, hosts, load balancers) rebuilds the topology with Build. The
+// entries, hosts registering and their tunnel-zone memberships (a host
+// coming alive or dying is its memberships appearing or going) — are
+// applied in time proportional to the change (their device's port list,
+// one page of ports, a few shards of the maps, the host list), and kinds
+// the simulation does not read are skipped. Any other change (devices,
+// router ports and links, routes, chains and rules, tunnel zones, hosts
+// deleted, load balancers) rebuilds the topology with Build. The
 // result is the topology Build(objs) would return, up to port indexes
 // and the bloom filters' spare bits (TestApplyEqualsBuild); t is not
 // changed.
@@ -105,6 +108,10 @@ func (n *Topology) apply(c Change, objs Objects) (ok bool, err error) {
 		return true, nil
 	case k == model.HostKind && c.Old != nil && c.New != nil:
 		return true, nil // the simulation reads a host's id only
+	case k == model.HostKind && c.Old == nil:
+		return n.addHost(c.New.(*model.Host)), nil
+	case k == model.TunnelZoneMemberKind:
+		return n.applyZoneMember(c, objs), nil
 	case k == model.PortKind:
 		return n.applyPort(c, objs)
 	case k == model.PortGroupMemberKind:
@@ -444,4 +451,76 @@ func dhcpRival(objs Objects, n *Topology, h *model.DHCPHost, k ipKey) bool {
 		return !rival
 	})
 	return rival
+}
+
+// addHost appends a registering host; ports bound to it before it came
+// take it as their host.
+func (n *Topology) addHost(h *model.Host) bool {
+	if _, dup := n.hostByID[h.ID]; dup {
+		return false
+	}
+	hi := int32(len(n.hosts))
+	n.hosts = append(slices.Clip(n.hosts), host{id: h.ID, tag: ObjectTag(model.HostKind, h.ID)})
+	n.hostByID = maps.Clone(n.hostByID)
+	n.hostByID[h.ID] = hi
+	for i := range n.ports.Len() {
+		if p := n.ports.At(i); p.id != "" && p.hostID == h.ID {
+			n.ports.Mut(i, n.gen).host = hi
+		}
+	}
+	return true
+}
+
+// applyZoneMember moves a tunnel-zone membership in its host's zone list,
+// which stays in Build's order (cmpZoneAddr).
+func (n *Topology) applyZoneMember(c Change, objs Objects) bool {
+	cloned := false
+	edit := func(hostID string) (*host, bool) {
+		hi, ok := n.hostByID[hostID]
+		if !ok {
+			return nil, false // Build reports the dangling reference
+		}
+		if !cloned {
+			n.hosts, cloned = slices.Clone(n.hosts), true
+		}
+		return &n.hosts[hi], true
+	}
+	if c.Old != nil {
+		m := c.Old.(*model.TunnelZoneMember)
+		h, ok := edit(m.HostID)
+		if !ok {
+			return false
+		}
+		tag := ObjectTag(model.TunnelZoneMemberKind, m.ID)
+		i := slices.IndexFunc(h.zones, func(z zoneAddr) bool { return z.tag == tag })
+		if i < 0 {
+			return false
+		}
+		h.zones = slices.Delete(slices.Clone(h.zones), i, i+1)
+	}
+	if c.New != nil {
+		m := c.New.(*model.TunnelZoneMember)
+		h, ok := edit(m.HostID)
+		if !ok {
+			return false
+		}
+		var zone *model.TunnelZone
+		objs.Each(model.TunnelZoneKind, func(o model.Object) bool {
+			if z := o.(*model.TunnelZone); z.ID == m.TunnelZoneID {
+				zone = z
+			}
+			return zone == nil
+		})
+		if zone == nil {
+			return false
+		}
+		za := zoneAddr{zone: zone.ID, typ: zone.Type, addr: m.Address,
+			tag: ObjectTag(model.TunnelZoneMemberKind, m.ID), zoneTag: ObjectTag(model.TunnelZoneKind, zone.ID)}
+		at, found := slices.BinarySearchFunc(h.zones, za, cmpZoneAddr)
+		if found {
+			return false // the member twice: Build decides
+		}
+		h.zones = slices.Insert(slices.Clone(h.zones), at, za)
+	}
+	return true
 }

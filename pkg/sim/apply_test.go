@@ -172,7 +172,7 @@ func newApplyModel(seed uint64) *applyModel {
 	m := &applyModel{r: rand.New(rand.NewPCG(seed, 7)), objs: objSet{}}
 	for _, o := range []model.Object{
 		&model.Host{Meta: meta("h1")}, &model.Host{Meta: meta("h2")}, &model.Host{Meta: meta("h3")},
-		&model.TunnelZone{Meta: meta("tz"), Type: model.TunnelVXLAN},
+		&model.TunnelZone{Meta: meta("tz"), Type: model.TunnelVXLAN}, &model.TunnelZone{Meta: meta("tz2"), Type: model.TunnelGRE},
 		&model.TunnelZoneMember{Meta: meta("m1"), TunnelZoneID: "tz", HostID: "h1", Address: ip("10.99.0.1")},
 		&model.TunnelZoneMember{Meta: meta("m2"), TunnelZoneID: "tz", HostID: "h2", Address: ip("10.99.0.2")},
 		&model.Bridge{Meta: meta("b0"), State: model.StateUp}, &model.Bridge{Meta: meta("b1"), State: model.StateUp},
@@ -291,13 +291,32 @@ func (m *applyModel) step() []Change {
 		}
 		put(&model.DHCPHost{Meta: meta("dh" + id), DHCPSubnetID: "d0", MAC: packet.MAC{2, 0xdd, 0, 0, 0, byte(m.next)},
 			Address: netip.AddrFrom4([4]byte{10, 0, 0, byte(1 + r.IntN(12))})})
-	case 11: // now and then a change Apply leaves to Build
-		switch r.IntN(3) {
-		case 0:
+	case 11: // hosts registering, joining and leaving tunnel zones (dying and coming back)
+		switch r.IntN(6) {
+		case 0: // h9 has ports bound to it before it registers
+			if _, ok := m.objs[model.HostKind]["h9"]; !ok {
+				put(&model.Host{Meta: meta("h9")})
+			} else {
+				put(&model.Host{Meta: meta("h" + id)})
+			}
+		case 1, 2: // a membership of a host, in one of two zones, maybe moved
+			hid, ok := m.pick(model.HostKind, nil)
+			if !ok {
+				break
+			}
+			zm := &model.TunnelZoneMember{Meta: meta("m" + id), TunnelZoneID: []string{"tz", "tz2"}[r.IntN(2)],
+				HostID: hid.GetMeta().ID, Address: netip.AddrFrom4([4]byte{10, 99, 1, byte(m.next)})}
+			if o, ok := m.pick(model.TunnelZoneMemberKind, nil); ok && r.IntN(2) == 0 {
+				zm.ID = o.GetMeta().ID
+			}
+			put(zm)
+		case 3:
+			if o, ok := m.pick(model.TunnelZoneMemberKind, nil); ok {
+				del(model.TunnelZoneMemberKind, o.GetMeta().ID)
+			}
+		case 4: // now and then a change Apply leaves to Build
 			put(&model.Route{Meta: meta("rt" + id), RouterID: "r0", Dst: pfx(fmt.Sprintf("10.%d.0.0/16", 5+r.IntN(5))), PortID: "rp1"})
-		case 1:
-			put(&model.Host{Meta: meta("h" + id)})
-		case 2:
+		case 5:
 			if o, ok := m.pick(model.HostKind, nil); ok { // a changed host record (the agent's addresses)
 				h := *o.(*model.Host)
 				h.Addresses = []netip.Addr{ip("192.0.2.1")}

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -138,6 +139,12 @@ type host struct {
 	id    string
 	tag   uint64
 	zones []zoneAddr
+}
+
+// cmpZoneAddr orders a host's memberships: by zone, then (two in one
+// zone) by member.
+func cmpZoneAddr(a, b zoneAddr) int {
+	return cmp.Or(cmpString(a.zone, b.zone), cmp.Compare(a.tag, b.tag))
 }
 
 type zoneAddr struct {
@@ -285,15 +292,7 @@ func Build(objs []model.Object) (*Topology, error) {
 	for i := range t.hosts {
 		// Zone order decides which zone two hosts tunnel through when they
 		// share several; sort so it does not depend on snapshot order.
-		slices.SortFunc(t.hosts[i].zones, func(a, b zoneAddr) int {
-			if a.zone < b.zone {
-				return -1
-			}
-			if a.zone > b.zone {
-				return 1
-			}
-			return 0
-		})
+		slices.SortFunc(t.hosts[i].zones, cmpZoneAddr)
 	}
 
 	// Ports: first index them, then resolve peers (which may come later).

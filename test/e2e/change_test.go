@@ -184,9 +184,10 @@ func TestUnbindRebind(t *testing.T) {
 }
 
 // TestAgentRestart kills an agent with SIGKILL: its host must show alive
-// false within 5 s (the liveness lease), traffic to its VMs stops (the
-// userspace datapath dies with the agent) while the other host's own
-// traffic carries on, and a restarted agent brings everything back.
+// false within 5 s (the liveness lease), its peers stop tunnelling to it,
+// traffic to its VMs stops (the userspace datapath dies with the agent)
+// while the other host's own traffic carries on, and a restarted agent
+// brings everything back.
 func TestAgentRestart(t *testing.T) {
 	t.Parallel()
 	tp := newTopology(t)
@@ -239,8 +240,17 @@ func TestAgentRestart(t *testing.T) {
 		t.Errorf("hv2 shown dead %.1fs after the kill, want ≤ 5 s", seen.Seconds())
 	}
 	t.Logf("list host:\n%s", tp.MustCLI(t, "list host"))
+	// Its peers stop tunnelling to it: hv1's flows to vm12 were
+	// invalidated when the lease ended, and the walks that replace them
+	// (and floods) leave the dead host out. The agents learn of the death
+	// from the same etcd watch as the API; a second covers the delivery.
+	time.Sleep(time.Second)
+	capt := harness.StartCapture(t, tp.Underlay, "br0", "(udp port 4789 or ip proto 47) and dst host "+hv2.TunnelIP)
 	if r := vm11.Ping(vm12.Addr, 3, "0.2"); r.Received != 0 {
 		t.Errorf("vm12 answers while its host's agent is dead:\n%s", r.Output)
+	}
+	if pkts := capt.Stop(t); len(pkts) != 0 {
+		t.Errorf("hv1 still tunnels to dead hv2 (%d packets), e.g. %s", len(pkts), pkts[0])
 	}
 	mustPing(t, vm11, "10.0.2.11", 3) // hv1 alone is unaffected
 

@@ -175,7 +175,7 @@ func (h *Health) Run(ctx context.Context) error {
 		alive, rev := h.cfg.Alive()
 		if snap.ChangedSince(seen, planKeys...) || rev != seenAlive || (!h.retryAt.IsZero() && time.Now().After(h.retryAt)) {
 			seen, seenAlive = snap.Version, rev
-			h.reconcile(ctx, snap.Objects(), alive)
+			h.reconcile(ctx, snap, alive)
 		} else {
 			seen = snap.Version
 		}
@@ -190,7 +190,7 @@ var planKeys = []string{model.RouterKind.Name, model.LoadBalancerKind.Name, mode
 
 // plan decides from the topology and the live hosts what this agent
 // must do.
-func (h *Health) plan(objs []model.Object, alive map[string]bool) *plan {
+func (h *Health) plan(objs objectSource, alive map[string]bool) *plan {
 	hosts := make([]string, 0, len(alive))
 	for id := range alive {
 		hosts = append(hosts, id)
@@ -204,34 +204,45 @@ func (h *Health) plan(objs []model.Object, alive map[string]bool) *plan {
 	monitors := map[string]*model.HealthMonitor{}
 	pools := map[string][]*model.Pool{}         // lb id → pools
 	members := map[string][]*model.PoolMember{} // pool id → members
-	for _, o := range objs {
-		switch x := o.(type) {
-		case *model.Router:
-			routers = append(routers, x)
-		case *model.LoadBalancer:
-			lbs[x.ID] = x
-		case *model.HealthMonitor:
-			monitors[x.ID] = x
-		case *model.Pool:
-			pools[x.LoadBalancerID] = append(pools[x.LoadBalancerID], x)
-		case *model.PoolMember:
-			members[x.PoolID] = append(members[x.PoolID], x)
-		case *model.Route:
-			if x.Dst == hostclaim.HealthCheckNet && x.PortID != "" {
-				p.routes[x.PortID] = true
-			}
-		case *model.Port:
-			if hostclaim.IsHealthPort(x) {
-				if cur := p.ports[x.RouterID]; cur == nil || x.ID < cur.ID {
-					if cur != nil {
-						p.extra = append(p.extra, cur)
+	// Only the kinds a plan reads, and ports (thousands, VMs') only when
+	// a router may have a health-check port: every host coming or going
+	// makes a new plan, and with a thousand hosts that is often.
+	kinds := []*model.Kind{model.RouterKind, model.LoadBalancerKind, model.HealthMonitorKind, model.PoolKind,
+		model.PoolMemberKind, model.RouteKind, model.PortKind}
+	for _, k := range kinds {
+		if k == model.PortKind && len(routers) == 0 {
+			break // a router port without its router does not exist
+		}
+		objs.Each(k, func(o model.Object) bool {
+			switch x := o.(type) {
+			case *model.Router:
+				routers = append(routers, x)
+			case *model.LoadBalancer:
+				lbs[x.ID] = x
+			case *model.HealthMonitor:
+				monitors[x.ID] = x
+			case *model.Pool:
+				pools[x.LoadBalancerID] = append(pools[x.LoadBalancerID], x)
+			case *model.PoolMember:
+				members[x.PoolID] = append(members[x.PoolID], x)
+			case *model.Route:
+				if x.Dst == hostclaim.HealthCheckNet && x.PortID != "" {
+					p.routes[x.PortID] = true
+				}
+			case *model.Port:
+				if hostclaim.IsHealthPort(x) {
+					if cur := p.ports[x.RouterID]; cur == nil || x.ID < cur.ID {
+						if cur != nil {
+							p.extra = append(p.extra, cur)
+						}
+						p.ports[x.RouterID] = x
+					} else {
+						p.extra = append(p.extra, x)
 					}
-					p.ports[x.RouterID] = x
-				} else {
-					p.extra = append(p.extra, x)
 				}
 			}
-		}
+			return true
+		})
 	}
 	for _, r := range routers {
 		if hostclaim.Rendezvous(r.ID, hosts) != h.cfg.HostID {
@@ -266,6 +277,11 @@ func (h *Health) plan(objs []model.Object, alive map[string]bool) *plan {
 	return p
 }
 
+// objectSource is the topology as a plan reads it (a mirror snapshot).
+type objectSource interface {
+	Each(k *model.Kind, fn func(model.Object) bool)
+}
+
 func monitorOf(m *model.HealthMonitor) (health.Monitor, error) {
 	codes, err := health.ParseCodes(m.ExpectedCodes)
 	if err != nil {
@@ -278,7 +294,7 @@ func monitorOf(m *model.HealthMonitor) (health.Monitor, error) {
 
 // reconcile brings ports, namespaces and checks in line with the plan.
 // Failures are logged and retried on the next round.
-func (h *Health) reconcile(ctx context.Context, objs []model.Object, alive map[string]bool) {
+func (h *Health) reconcile(ctx context.Context, objs objectSource, alive map[string]bool) {
 	h.retryAt = time.Time{}
 	failed := func() { h.retryAt = time.Now().Add(retryAfter) }
 	p := h.plan(objs, alive)

@@ -41,7 +41,7 @@ func TestHealthPlan(t *testing.T) {
 		for _, x := range hosts {
 			alive[x] = true
 		}
-		p := h.plan(objs, alive)
+		p := h.plan(objList(objs), alive)
 		if host != owner {
 			if len(p.targets) != 0 || len(p.status) != 0 || p.owned[rid] {
 				t.Errorf("%s is not responsible but plans %v %v", host, p.targets, p.status)
@@ -70,8 +70,19 @@ func TestHealthPlan(t *testing.T) {
 	// A monitor set down is no monitor.
 	mon.State = model.StateDown
 	h := &Health{cfg: Config{HostID: owner, Log: quiet}}
-	p := h.plan(objs, map[string]bool{"host-1": true, "host-2": true, "host-3": true})
+	p := h.plan(objList(objs), map[string]bool{"host-1": true, "host-2": true, "host-3": true})
 	if len(p.targets) != 0 || p.status["m1"] != model.MemberNoMonitor {
 		t.Errorf("monitor down: targets %v, statuses %v", p.targets, p.status)
+	}
+}
+
+// objList is a plan's objects as a slice.
+type objList []model.Object
+
+func (l objList) Each(k *model.Kind, fn func(model.Object) bool) {
+	for _, o := range l {
+		if model.KindOf(o) == k && !fn(o) {
+			return
+		}
 	}
 }

@@ -54,7 +54,9 @@ type Config struct {
 }
 
 // Publishing queues: beyond them an entry is not replicated (the local
-// one still works) and is counted.
+// one still works) and is counted. They hold pointers: a queue of values
+// would hold ~330 KB per agent from the start, and learning is rare (a
+// miss, not a packet); a thousand simulated hypervisors share a process.
 const (
 	macQueue      = 4096
 	neighborQueue = 1024
@@ -66,8 +68,8 @@ type Tables struct {
 	macs *MACTable
 	arp  *ARPTable
 
-	macPub      chan nsdb.LearnedMAC
-	neighborPub chan nsdb.LearnedNeighbor
+	macPub      chan *nsdb.LearnedMAC
+	neighborPub chan *nsdb.LearnedNeighbor
 	dropped     atomic.Uint64 // entries not published: the queues were full
 }
 
@@ -79,8 +81,8 @@ func New(cfg Config) *Tables {
 	if cfg.Resolved == nil {
 		cfg.Resolved = func(string, netip.Addr) {}
 	}
-	t := &Tables{cfg: cfg, arp: newARPTable(), macPub: make(chan nsdb.LearnedMAC, macQueue),
-		neighborPub: make(chan nsdb.LearnedNeighbor, neighborQueue)}
+	t := &Tables{cfg: cfg, arp: newARPTable(), macPub: make(chan *nsdb.LearnedMAC, macQueue),
+		neighborPub: make(chan *nsdb.LearnedNeighbor, neighborQueue)}
 	t.macs = &MACTable{t: t, entries: map[macKey]string{}}
 	return t
 }
@@ -102,7 +104,7 @@ func (t *Tables) LearnNeighbor(n sim.Neighbor, at time.Time) {
 	t.arp.learn(n.RouterID, n.IP, n.MAC, at)
 	t.cfg.Flows.Invalidate(sim.ARPEntryTag(n.RouterID, n.IP))
 	select {
-	case t.neighborPub <- nsdb.LearnedNeighbor{Host: t.cfg.HostID, RouterID: n.RouterID, IP: n.IP, MAC: n.MAC, At: at}:
+	case t.neighborPub <- &nsdb.LearnedNeighbor{Host: t.cfg.HostID, RouterID: n.RouterID, IP: n.IP, MAC: n.MAC, At: at}:
 	default:
 		t.dropped.Add(1)
 	}
@@ -122,14 +124,14 @@ func (t *Tables) Run(ctx context.Context) error {
 // publish writes the queued entries under the current lease. A failed
 // write is logged and not retried: the entry is learned again by the
 // next packet that needs it.
-func publish[E any](ctx context.Context, t *Tables, q <-chan E, put func(context.Context, E, nsdb.LeaseID) error, what string) error {
+func publish[E any](ctx context.Context, t *Tables, q <-chan *E, put func(context.Context, E, nsdb.LeaseID) error, what string) error {
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case e := <-q:
-			if err := put(ctx, e, t.cfg.Lease()); err != nil && ctx.Err() == nil {
-				t.cfg.Log.Warn("publish "+what, "entry", e, "err", err)
+			if err := put(ctx, *e, t.cfg.Lease()); err != nil && ctx.Err() == nil {
+				t.cfg.Log.Warn("publish "+what, "entry", *e, "err", err)
 			}
 		}
 	}

@@ -44,7 +44,7 @@ func (m *MACTable) Learn(bridgeID string, vlan uint16, mac packet.MAC, portID st
 	}
 	m.t.cfg.Flows.Invalidate(sim.MACEntryTag(bridgeID, vlan, mac))
 	select {
-	case m.t.macPub <- nsdb.LearnedMAC{Host: m.t.cfg.HostID, BridgeID: bridgeID, VLAN: vlan, MAC: mac, PortID: portID}:
+	case m.t.macPub <- &nsdb.LearnedMAC{Host: m.t.cfg.HostID, BridgeID: bridgeID, VLAN: vlan, MAC: mac, PortID: portID}:
 	default:
 		m.t.dropped.Add(1) // replication lags; the local entry still works
 	}

@@ -279,8 +279,7 @@ func (m *Mirror) Apply(b nsdb.Batch) error {
 	if b.Reset {
 		m.objs, m.gen = objects{}, persist.NextGen()
 		for _, o := range b.Objects {
-			m.withHealth(o)
-			m.objs.put(o, m.gen)
+			m.objs.put(m.withHealth(o), m.gen)
 		}
 	} else {
 		for _, ev := range b.Events {
@@ -290,7 +289,7 @@ func (m *Mirror) Apply(b nsdb.Batch) error {
 			if ev.Type == nsdb.Delete {
 				m.objs.del(ev.Kind, ev.ID, m.gen)
 			} else {
-				m.withHealth(ev.Object)
+				ev.Object = m.withHealth(ev.Object)
 				m.objs.put(ev.Object, m.gen)
 			}
 			events = append(events, ev)
@@ -300,15 +299,22 @@ func (m *Mirror) Apply(b nsdb.Batch) error {
 	return nil
 }
 
-// withHealth fills a pool member's derived status and a host's liveness
-// (the object is the watch's fresh copy, ours to change).
-func (m *Mirror) withHealth(o model.Object) {
+// withHealth returns o with its derived fields filled: a copy of a pool
+// member with its status, of a host with its liveness. The watch's
+// objects are read-only: a process running many agents shares them
+// (nsdb.ShareDecoded).
+func (m *Mirror) withHealth(o model.Object) model.Object {
 	switch x := o.(type) {
 	case *model.PoolMember:
-		x.Status = m.health[x.ID]
+		c := *x
+		c.Status = m.health[x.ID]
+		return &c
 	case *model.Host:
-		x.Alive = m.alive[x.ID]
+		c := *x
+		c.Alive = m.alive[x.ID]
+		return &c
 	}
+	return o
 }
 
 // ApplyLiveness is the host-liveness watch's callback: a host whose
@@ -455,11 +461,10 @@ func (r reachable) Each(k *model.Kind, fn func(model.Object) bool) {
 }
 
 // updateUnreachable follows the hosts the events (all, after a reset)
-// changed; it reports whether the set changed. m.mu is held.
-func (m *Mirror) updateUnreachable(events []nsdb.Event, reset bool) bool {
+// changed. m.mu is held.
+func (m *Mirror) updateUnreachable(events []nsdb.Event, reset bool) {
 	dead := func(h *model.Host) bool { return m.liveKnown && !h.Alive && h.ID != m.cfg.HostID }
 	if reset {
-		before := len(m.unreachable)
 		m.unreachable = nil
 		m.objs.Each(model.HostKind, func(o model.Object) bool {
 			if h := o.(*model.Host); dead(h) {
@@ -470,9 +475,8 @@ func (m *Mirror) updateUnreachable(events []nsdb.Event, reset bool) bool {
 			}
 			return true
 		})
-		return before != 0 || len(m.unreachable) != 0
+		return
 	}
-	changed := false
 	for _, ev := range events {
 		if ev.Kind != model.HostKind {
 			continue
@@ -482,7 +486,6 @@ func (m *Mirror) updateUnreachable(events []nsdb.Event, reset bool) bool {
 		if now == m.unreachable[ev.ID] {
 			continue
 		}
-		changed = true
 		u := make(map[string]bool, len(m.unreachable)+1) // published snapshots hold the old map
 		for id := range m.unreachable {
 			u[id] = true
@@ -497,7 +500,6 @@ func (m *Mirror) updateUnreachable(events []nsdb.Event, reset bool) bool {
 		}
 		m.unreachable = u
 	}
-	return changed
 }
 
 // commit publishes a snapshot of the mirror and invalidates the flows the
@@ -505,21 +507,15 @@ func (m *Mirror) updateUnreachable(events []nsdb.Event, reset bool) bool {
 func (m *Mirror) commit(events []nsdb.Event, reset bool) {
 	old := m.cur.Load()
 	events = append(m.pending, events...)
-	// A host's liveness changes which tunnel-zone memberships the
-	// simulator sees (ApplyLiveness sends them as changed): that topology
-	// is built whole.
-	liveness := m.updateUnreachable(events, reset)
+	before := m.unreachable // replaced, never changed in place
+	m.updateUnreachable(events, reset)
 	view := reachable{m.objs, m.unreachable}
 	var topo *sim.Topology
 	var err error
-	if reset || m.stale || liveness {
+	if reset || m.stale {
 		topo, err = sim.BuildFrom(view)
 	} else {
-		changes := make([]sim.Change, len(events))
-		for i, ev := range events {
-			changes[i] = sim.Change{Old: ev.Prev, New: ev.Object}
-		}
-		topo, err = old.Topo.Apply(changes, view)
+		topo, err = old.Topo.Apply(simChanges(events, before, view), view)
 	}
 	if err != nil {
 		m.cfg.Log.Error("topology rebuild failed; keeping the previous one", "err", err)
@@ -581,4 +577,67 @@ func InvalidationTags(old, cur *sim.Topology, ev nsdb.Event) []uint64 {
 		tags = append(tags, sim.ObjectTag(ev.Kind, ev.ID))
 	}
 	return tags
+}
+
+// simChanges are events as the simulator's topology sees them: without
+// the tunnel-zone memberships of unreachable hosts (before: the set the
+// old topology was built with; view: the objects now, with the set now).
+// A host that died or came back is its memberships deleted or created,
+// so liveness is applied incrementally like any other change: with a
+// thousand hosts, every agent sees every other one come and go.
+func simChanges(events []nsdb.Event, before map[string]bool, view reachable) []sim.Change {
+	after := view.unreachable
+	flipped := map[string]bool{}
+	for id := range before {
+		if !after[id] {
+			flipped[id] = true
+		}
+	}
+	for id := range after {
+		if !before[id] {
+			flipped[id] = true
+		}
+	}
+	// Each membership touched, from the version the old topology had (the
+	// first event's Prev) to the last.
+	type span struct{ old, cur model.Object }
+	members := map[string]*span{}
+	var order []string
+	changes := make([]sim.Change, 0, len(events))
+	for _, ev := range events {
+		if ev.Kind != model.TunnelZoneMemberKind {
+			changes = append(changes, sim.Change{Old: ev.Prev, New: ev.Object})
+			continue
+		}
+		sp := members[ev.ID]
+		if sp == nil {
+			sp = &span{old: ev.Prev}
+			members[ev.ID] = sp
+			order = append(order, ev.ID)
+		}
+		sp.cur = ev.Object
+	}
+	if len(flipped) > 0 {
+		view.objects.Each(model.TunnelZoneMemberKind, func(o model.Object) bool {
+			if id := o.GetMeta().ID; flipped[o.(*model.TunnelZoneMember).HostID] && members[id] == nil {
+				members[id] = &span{old: o, cur: o}
+				order = append(order, id)
+			}
+			return true
+		})
+	}
+	seen := func(o model.Object, unreachable map[string]bool) model.Object {
+		if o == nil || unreachable[o.(*model.TunnelZoneMember).HostID] {
+			return nil
+		}
+		return o
+	}
+	for _, id := range order {
+		sp := members[id]
+		c := sim.Change{Old: seen(sp.old, before), New: seen(sp.cur, after)}
+		if c.Old != nil || c.New != nil {
+			changes = append(changes, c)
+		}
+	}
+	return changes
 }

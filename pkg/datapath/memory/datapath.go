@@ -94,7 +94,7 @@ func newPortSet(list []*port) *portSet {
 // tunnels off.
 func New(cfg datapath.Config, host *Host) *Datapath {
 	dp := &Datapath{host: host, log: cfg.Logger, flows: cfg.Flows.WithDefaults(), epoch: time.Now(),
-		ep: &endpoint{rx: make(chan *frame, queueLen)}, drops: map[string]*atomic.Uint64{}}
+		ep: &endpoint{rx: newFIFO()}, drops: map[string]*atomic.Uint64{}}
 	if dp.log == nil {
 		dp.log = slog.Default()
 	}

@@ -66,9 +66,16 @@ func (dp *Datapath) readLoop(ctx context.Context, p *port) {
 			case <-ctx.Done():
 			}
 			return
-		case f := <-p.iface.toDP:
-			w.receive(p, f, h)
-			f.free()
+		case <-p.iface.toDP.ready:
+			for range queueLen {
+				f := p.iface.toDP.pop()
+				if f == nil {
+					break
+				}
+				w.receive(p, f, h)
+				f.free()
+			}
+			p.iface.toDP.rearm()
 		}
 	}
 }

@@ -43,8 +43,8 @@ type Interface struct {
 	name  string
 	index int
 	up    atomic.Bool
-	toDP  chan *frame   // sent by the VM, read by the datapath
-	toVM  chan *frame   // output by the datapath, read by the VM
+	toDP  *fifo         // sent by the VM, read by the datapath
+	toVM  *fifo         // output by the datapath, read by the VM
 	gone  chan struct{} // closed when the interface is deleted
 	// Frames lost because a queue was full: the datapath did not read
 	// (rxLost), the VM did not read (txLost).
@@ -66,7 +66,7 @@ func (h *Host) AddInterface(name string) (*Interface, error) {
 		return nil, fmt.Errorf("memory: interface %s exists", name)
 	}
 	h.lastIdx++
-	i := &Interface{name: name, index: h.lastIdx, toDP: make(chan *frame, queueLen), toVM: make(chan *frame, queueLen),
+	i := &Interface{name: name, index: h.lastIdx, toDP: newFIFO(), toVM: newFIFO(),
 		gone: make(chan struct{})}
 	i.up.Store(true)
 	h.ifaces[name] = i
@@ -187,7 +187,7 @@ func (i *Interface) Send(frames ...[]byte) error {
 		return fmt.Errorf("%w: %s", ErrNoInterface, i.name)
 	}
 	for _, b := range frames {
-		if !push(i.toDP, newFrame(b)) {
+		if !i.toDP.push(newFrame(b)) {
 			i.rxLost.Add(1)
 		}
 	}
@@ -197,13 +197,17 @@ func (i *Interface) Send(frames ...[]byte) error {
 // Recv returns the next frame the datapath sent out of the interface,
 // waiting until ctx is done.
 func (i *Interface) Recv(ctx context.Context) ([]byte, error) {
-	select {
-	case f := <-i.toVM:
-		b := append([]byte(nil), f.bytes()...)
-		f.free()
-		return b, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	for {
+		if f := i.toVM.pop(); f != nil {
+			b := append([]byte(nil), f.bytes()...)
+			f.free()
+			return b, nil
+		}
+		select {
+		case <-i.toVM.ready:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 }
 
@@ -214,7 +218,7 @@ func (i *Interface) output(f *frame) bool {
 		f.free()
 		return false
 	}
-	if !push(i.toVM, f) {
+	if !i.toVM.push(f) {
 		i.txLost.Add(1)
 		return false
 	}

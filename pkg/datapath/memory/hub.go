@@ -27,7 +27,7 @@ func NewHub() *Hub {
 // endpoint is a datapath's tunnel socket: one queue for VXLAN and GRE
 // alike, so a state packet sent before a data packet is received first.
 type endpoint struct {
-	rx chan *frame
+	rx *fifo
 }
 
 // Datagram is a tunnel packet on the underlay: VXLAN (UDP to DstPort) or
@@ -83,7 +83,7 @@ func (h *Hub) send(src, dst netip.Addr, kind packet.Tunnel, port uint16, hdr, in
 	}
 	f := newFrame(hdr, inner)
 	f.src, f.kind, f.port = src, kind, port
-	return push(ep.rx, f)
+	return ep.rx.push(f)
 }
 
 // Capture records the datagrams on the underlay, like tcpdump on its

@@ -85,8 +85,13 @@ func (r *running) through(f []byte) {
 	if err := r.a.Send(f); err != nil {
 		panic(err)
 	}
-	out := <-r.b.toVM
-	out.free()
+	for {
+		if out := r.b.toVM.pop(); out != nil {
+			out.free()
+			return
+		}
+		<-r.b.toVM.ready
+	}
 }
 
 // TestHitPathAllocs: a frame that hits a flow, rewritten and output, costs

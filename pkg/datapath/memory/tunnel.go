@@ -133,9 +133,16 @@ func (dp *Datapath) tunnelLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case f := <-dp.ep.rx:
-			dp.receiveTunnel(f)
-			f.free()
+		case <-dp.ep.rx.ready:
+			for range queueLen {
+				f := dp.ep.rx.pop()
+				if f == nil {
+					break
+				}
+				dp.receiveTunnel(f)
+				f.free()
+			}
+			dp.ep.rx.rearm()
 		}
 	}
 }

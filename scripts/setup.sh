@@ -19,6 +19,7 @@ PKGS=(
 	python3-neutronclient              # its plugin: network trunk/qos/rbac, address group, subnet pool, firewall group commands
 	python3                            # TestNeutronExtensions sends 802.1Q frames with a raw socket (the kernel may lack 8021q)
 	chromium fonts-dejavu-core         # the dashboard's browser tests and make screenshots (headless, driven by chromedp)
+	frr                                # BGP upstreams (bgpd, bfdd, zebra) in namespaces for the uplink tests (test/e2e/bgp_test.go)
 )
 
 missing=()
@@ -30,6 +31,12 @@ if [ ${#missing[@]} -gt 0 ]; then
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The tests start FRR's daemons in their namespaces themselves; the
+# package's own service (routing in the root namespace) stays off.
+if command -v systemctl >/dev/null && systemctl is-enabled frr >/dev/null 2>&1; then
+	systemctl disable --now frr >/dev/null 2>&1 || true
 fi
 
 # What the QEMU guests of the end-to-end tests boot (test/e2e/guest):

@@ -45,6 +45,9 @@ func main() {
 	flag.DurationVar(&cfg.ConntrackTimeouts.UDPEstablished, "conntrack-udp-timeout", 0, "idle lifetime of a UDP flow that saw replies (0: 120s)")
 	flag.DurationVar(&cfg.ConntrackTimeouts.UDPNew, "conntrack-udp-new-timeout", 0, "idle lifetime of a UDP flow that has not seen a reply (0: 30s; the kernel's nf_conntrack_udp_timeout)")
 	flag.DurationVar(&cfg.ConntrackTimeouts.ICMPReplied, "conntrack-icmp-timeout", 0, "idle lifetime of an ICMP echo exchange (0: 30s)")
+	flag.DurationVar(&cfg.GatewayProbeInterval, "gateway-probe-interval", 100*time.Millisecond,
+		"how often this host probes each gateway over the tunnels (BFD-style; a gateway is dead after --gateway-probe-multiplier missed answers)")
+	flag.IntVar(&cfg.GatewayProbeMultiplier, "gateway-probe-multiplier", 3, "missed probe answers before a gateway's uplinks are dead here")
 	flag.StringVar(&cfg.StateDir, "state-dir", "/var/lib/nagare-agent", "directory where connection-tracking and NAT state is saved across restarts, as flowstate-HOSTNAME (empty: not saved)")
 	flag.StringVar(&joinURL, "join", "", "join a secure server, e.g. https://server:9696: obtain a host certificate with --token (kept in --state-dir, renewed before it expires) and use it for etcd; once joined, later starts need only --join")
 	flag.StringVar(&token, "token", "", "join token from `nagare-server token create` (env NAGARE_JOIN_TOKEN)")
@@ -74,6 +77,9 @@ func main() {
 	}
 	if cfg.ConntrackMax <= 0 {
 		fail("--conntrack-max %d: must be positive", cfg.ConntrackMax)
+	}
+	if cfg.GatewayProbeInterval < 10*time.Millisecond || cfg.GatewayProbeMultiplier < 2 || cfg.GatewayProbeMultiplier > 255 {
+		fail("--gateway-probe-interval %s --gateway-probe-multiplier %d: at least 10ms, and 2 to 255 misses", cfg.GatewayProbeInterval, cfg.GatewayProbeMultiplier)
 	}
 	if cfg.ConntrackZoneMax <= 0 {
 		fail("--conntrack-zone-max %d: must be positive", cfg.ConntrackZoneMax)

@@ -9,6 +9,8 @@
 //	statesync flow-state push/receive, sweep, persistence, NAT translations
 //	lbhealth  the load balancers' health checks
 //	uplink    physical networks' uplinks
+//	gateway   which uplinks (exterior router ports) carry traffic: probes, hold-down
+//	bgp       BGP speakers on the uplinks bound here (GoBGP)
 //
 // Each takes the narrow interfaces it needs, never the agent. Run builds
 // them; every goroutine runs under Run's context and error group, so the
@@ -28,6 +30,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/nagare/nagare/pkg/agent/bgp"
+	"github.com/nagare/nagare/pkg/agent/bgp/gobgp"
+	"github.com/nagare/nagare/pkg/agent/gateway"
 	"github.com/nagare/nagare/pkg/agent/lbhealth"
 	"github.com/nagare/nagare/pkg/agent/learned"
 	"github.com/nagare/nagare/pkg/agent/mirror"
@@ -77,6 +82,11 @@ type Config struct {
 
 	// PhysicalInterfaceMappings: physical network → host interface (uplink).
 	PhysicalInterfaceMappings map[string]string
+
+	// GatewayProbeInterval and GatewayProbeMultiplier time the probes of
+	// the gateways over the tunnels (zero: 100 ms, 3 missed answers).
+	GatewayProbeInterval   time.Duration
+	GatewayProbeMultiplier int
 }
 
 // Options are what RunWith takes from its caller instead of making: a
@@ -223,7 +233,7 @@ func RunWith(ctx context.Context, cfg Config, opts Options) error {
 	run := func(name string, f func(context.Context) error) {
 		g.Go(func() error { return ended(gctx, name, f(gctx)) })
 	}
-	run("datapath", func(ctx context.Context) error { return dp.Run(ctx, missAndState{a.slow, a.state}) })
+	run("datapath", func(ctx context.Context) error { return dp.Run(ctx, missAndState{a.slow, a.state, a.gateways}) })
 	run("liveness lease", sess.Run)
 	run("topology watch", func(ctx context.Context) error { return a.mirror.Run(ctx, db) })
 	run("host liveness watch", func(ctx context.Context) error {
@@ -240,6 +250,8 @@ func RunWith(ctx context.Context, cfg Config, opts Options) error {
 	run("status", a.status.run)
 	run("load balancer health", a.health.Run)
 	run("physical networks", a.uplinks.Run)
+	run("gateway liveness", a.gateways.Run)
+	run("BGP", a.bgp.Run)
 	if cfg.MetricsListen != "" {
 		run("metrics", func(ctx context.Context) error { return serveMetrics(ctx, cfg.MetricsListen, gatherer) })
 	}
@@ -272,15 +284,17 @@ func addresses(tunnelIP netip.Addr) []netip.Addr {
 
 // components are the agent's feature packages, wired.
 type components struct {
-	mirror  *mirror.Mirror
-	ports   *ports.Ports
-	tables  *learned.Tables
-	slow    *slowpath.Handler
-	state   *statesync.Sync
-	health  *lbhealth.Health
-	uplinks *uplink.Uplinks
-	status  *statusPublisher
-	live    *nsdb.LiveHosts // which hosts are alive, for lbhealth and uplink
+	mirror   *mirror.Mirror
+	ports    *ports.Ports
+	tables   *learned.Tables
+	slow     *slowpath.Handler
+	state    *statesync.Sync
+	health   *lbhealth.Health
+	uplinks  *uplink.Uplinks
+	gateways *gateway.Gateways
+	bgp      *bgp.Controller
+	status   *statusPublisher
+	live     *nsdb.LiveHosts // which hosts are alive, for lbhealth and uplink
 }
 
 // wire builds the feature packages over the datapath and the NSDB.
@@ -291,8 +305,20 @@ func wire(cfg Config, opts Options, host string, sess *session.Session, db *nsdb
 	if err != nil {
 		return nil, err
 	}
-	a := &components{}
+	a := &components{live: &nsdb.LiveHosts{}}
 	offload, _ := dp.(datapath.ConntrackOffloader) // the kernel datapath tracks connections itself
+	links, plumbing, vlans := namespace(dp, cfg, opts)
+	if a.gateways, err = gateway.New(gateway.Config{HostID: host, Datapath: flows, Links: links, DB: db, Alive: a.live.Alive,
+		OnLocal:  func(port string, up bool) { a.bgp.PortUp(port, up) },
+		Interval: cfg.GatewayProbeInterval, Multiplier: cfg.GatewayProbeMultiplier, Registerer: reg, Log: log}); err != nil {
+		return nil, err
+	}
+	speakers, why := bgpPlumbing(dp, cfg)
+	if a.bgp, err = bgp.New(bgp.Config{HostID: host, Speakers: gobgp.Factory, Plumbing: speakers, NoPlumbing: why, Datapath: flows,
+		DB: db, Lease: sess.Lease, UnderlayMTU: cfg.UnderlayMTU, ControlPlane: a.gateways.SetControlPlane, Registerer: reg,
+		Log: log}); err != nil {
+		return nil, err
+	}
 	a.state = statesync.New(statesync.Config{HostID: host, HostName: cfg.HostName, ConntrackMax: cfg.ConntrackMax,
 		ConntrackZoneMax: cfg.ConntrackZoneMax, Timeouts: cfg.ConntrackTimeouts, StateDir: cfg.StateDir, Blocks: blocks,
 		Datapath: flows, Offload: offload, DB: db, Lease: sess.Lease, Log: log})
@@ -301,21 +327,25 @@ func wire(cfg Config, opts Options, host string, sess *session.Session, db *nsdb
 		Resolved: func(router string, ip netip.Addr) { a.slow.ReleaseParked(router, ip) }})
 	if a.slow, err = slowpath.New(slowpath.Config{HostID: host, UnderlayMTU: cfg.UnderlayMTU, Datapath: flows,
 		MACs: a.tables.MACs(), Neighbors: neighbors{a.tables}, FlowState: a.state.Table(), State: a.state,
-		Registerer: reg, Log: log}); err != nil {
+		Liveness: a.gateways, Punt: punters{a.bgp, a.gateways}, Registerer: reg, Log: log}); err != nil {
 		return nil, err
 	}
-	links, plumbing, vlans := namespace(dp, cfg, opts)
 	a.ports = ports.New(ports.Config{HostID: host, TunnelIP: cfg.TunnelIP, VXLANPort: cfg.VXLANPort,
 		UnderlayMTU: cfg.UnderlayMTU, Datapath: dp, Links: links, Log: log,
-		OnChange: func(b *ports.Bindings) { a.slow.SetBindings(b.PortToDP) }})
+		OnChange: func(b *ports.Bindings) {
+			a.slow.SetBindings(b.PortToDP)
+			a.bgp.SetBindings(b.PortToDP)
+			a.gateways.SetBindings(b.PortToDP, b.DPToPort)
+		}})
 	// A topology change reaches the bindings and the slow path before
 	// the flows it made stale are invalidated: the packets that miss
 	// again see it.
 	a.mirror = mirror.New(mirror.Config{HostID: host, Flows: flows, Log: log, Publish: func(s *mirror.Snapshot) {
 		a.ports.Sync(s)
 		a.slow.SetTopology(s)
+		a.gateways.Sync(s)
+		a.bgp.Sync(s)
 	}})
-	a.live = &nsdb.LiveHosts{}
 	if a.health, err = lbhealth.New(lbhealth.Config{HostID: host, UnderlayMTU: cfg.UnderlayMTU, DB: db, Claims: claims, Lease: sess.Lease,
 		Alive: a.live.Alive, Topology: a.mirror.Current, Plumbing: plumbing, Registerer: reg, Log: log}); err != nil {
 		return nil, err
@@ -347,6 +377,33 @@ func namespace(dp datapath.Datapath, cfg Config, opts Options) (datapath.LinkSou
 	return ports.Netlink{Netns: cfg.Netns}, plumbing, uplink.Netns{Path: cfg.Netns}
 }
 
+// bgpPlumbing is how BGP speakers get their interface: a veth in the
+// agent's namespace when that is the datapath's (GoBGP's sockets open
+// there), none otherwise, with the reason the sessions report.
+func bgpPlumbing(dp datapath.Datapath, cfg Config) (bgp.Plumbing, string) {
+	if _, own := dp.(datapath.LinkSource); own {
+		return nil, "this datapath has no kernel interfaces for a BGP speaker"
+	}
+	if cfg.Netns != "" {
+		return nil, "BGP needs the agent to run in its datapath's network namespace (--netns is set)"
+	}
+	return bgp.Veth{}, ""
+}
+
+// punters offers a miss to each feature that takes control traffic, in
+// order: the BGP speakers' sessions first (they copy the ARP answers
+// they need), then the next-hop probes' answers.
+type punters []slowpath.Punter
+
+func (p punters) Punt(u *datapath.Upcall) bool {
+	for _, x := range p {
+		if x.Punt(u) {
+			return true
+		}
+	}
+	return false
+}
+
 // neighbors is the learned tables as the slow path reads and feeds them.
 type neighbors struct{ *learned.Tables }
 
@@ -355,11 +412,13 @@ func (n neighbors) Lookup(router string, ip netip.Addr) (packet.MAC, bool) {
 }
 
 // missAndState is the datapath's handler: misses go to the slow path,
-// flow-state packets to state sync.
+// flow-state packets to state sync, probes to the gateway liveness.
 type missAndState struct {
-	slow  *slowpath.Handler
-	state *statesync.Sync
+	slow     *slowpath.Handler
+	state    *statesync.Sync
+	gateways *gateway.Gateways
 }
 
 func (h missAndState) Miss(u *datapath.Upcall)               { h.slow.Miss(u) }
 func (h missAndState) State(from netip.Addr, payload []byte) { h.state.State(from, payload) }
+func (h missAndState) Probe(from netip.Addr, payload []byte) { h.gateways.Probe(from, payload) }

@@ -27,7 +27,7 @@ func TestComplete(t *testing.T) {
 		{"router r", "r", "router0"},
 		{"router router0 ", "", "+list +add +set +delete +port +route +name"},
 		{"router router0 port ", "", "port0 port1 +list +add"},
-		{"router router0 add ", "", "port route"},
+		{"router router0 add ", "", "bgp-network bgp-peer port route"},
 		{"router router0 add route ty", "ty", "type"},
 		{"router router0 add route type ", "", "blackhole normal reject"},
 		{"router router0 add route type normal port ", "", "port router0:port0 router0:port1"},

@@ -246,7 +246,13 @@ func (e *Engine) create(s *session, c *Command) error {
 		if c.Row.Nested != "" {
 			coll = "/" + parent.row.plural() + "/" + parent.id() + "/" + c.Row.Nested
 		} else {
-			body[c.Row.parentField(parent.row).JSON] = parent.id()
+			// Every object on the path that can own the new one does:
+			// a BGP peer added below router0's port1 belongs to both.
+			for _, o := range path {
+				if f := c.Row.parentField(o.row); f != nil {
+					body[f.JSON] = o.id()
+				}
+			}
 		}
 	} else if c.Row.Nested != "" {
 		return &UserError{Msg: c.Row.Word + " objects are created below their " + parentWords(c.Row)}

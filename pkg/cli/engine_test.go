@@ -128,7 +128,7 @@ func TestVerbFormsAndAbbreviations(t *testing.T) {
 		{"delete router router0", ""},
 		{"list router", "router router0 name core state up"}, // renumbered
 		{"describe", "~Object types.*"},
-		{"desc router", "~router: A virtual L3 router\\.\n.*children: port route\n.*"},
+		{"desc router", "~router: A virtual L3 router\\.\n.*children: port route bgp-peer bgp-network\n.*"},
 		{"router router0 describe port", "~port: A port of a bridge or router\\.\n.*"},
 	})
 }
@@ -208,7 +208,7 @@ func TestErrors(t *testing.T) {
 	}
 	for _, tc := range []struct{ line, want string }{
 		{"list brdge", "Syntax error at: brdge"},
-		{"create router nme x", "Syntax error at: nme x\n  router fields: name state tenant infilter outfilter load-balancer"},
+		{"create router nme x", "Syntax error at: nme x\n  router fields: name state tenant infilter outfilter load-balancer asn"},
 		{"router router0 set state sideways", "Syntax error at: sideways\n  state: \"sideways\" is not one of up, down"},
 		{"router router0 add route dst 10.0.0.0/33", "Syntax error at: 10.0.0.0/33\n  dst: \"10.0.0.0/33\" is not a prefix like 10.0.0.0/24 (a bare address means /32)"},
 		{"create router", ""},
@@ -279,4 +279,28 @@ func TestScriptStopsAtFirstFailure(t *testing.T) {
 	if err := e.Run(context.Background(), "list bridge"); err != nil || out.String() != "bridge bridge0 name a state up\n" {
 		t.Fatalf("the script went on after the failure: %q %v", out, err)
 	}
+}
+
+// The BGP grammar of the issue: an ASN on the router, a peer below the
+// uplink port, a network below the router; the peer is listed below
+// either and named by its alias among the router's peers.
+func TestBGPSession(t *testing.T) {
+	e, _, out := newTestEngine(t)
+	runSession(t, e, out, []step{
+		{"create router name edge", "router0"},
+		{"router router0 add port address 10.0.0.1 net 10.0.0.0/24", "router0:port0"},
+		{"router router0 add port address 198.51.100.2 net 198.51.100.0/30", "router0:port1"},
+		{"router router0 set asn 64512", ""},
+		{"router router0 port port1 add bgp-peer asn 65001 address 198.51.100.1", "router0:peer0"},
+		{"router router0 add bgp-peer asn 65002 address 10.0.0.9 bfd off", "router0:peer1"},
+		{"router router0 add bgp-network net 203.0.113.0/24", "router0:bgpnet0"},
+		{"router router0 list bgp-network", "bgp-network bgpnet0 net 203.0.113.0/24"},
+		{"router router0 port port1 list bgp-peer", "~bgp-peer peer0 port router0:port1 asn 65001 address 198.51.100.1 keepalive 1 hold-time 3 bfd on bfd-interval 100 bfd-multiplier 3 max-prefixes 1000.*"},
+		{"router router0 list bgp-peer", "~bgp-peer peer0 port router0:port1 asn 65001 .*\nbgp-peer peer1 port router0:port0 asn 65002 address 10.0.0.9 keepalive 1 hold-time 3 bfd off .*"},
+		{"router router0 bgp-peer peer1 set bfd-interval 50", ""},
+		{"router router0 bgp-peer peer1 show bfd-interval", "50"},
+		{"router router0 bgp-peer peer1 delete", ""},
+		{"router router0 list bgp-peer", "~bgp-peer peer0 .*"},
+		{"show router router0 asn", "64512"},
+	})
 }

@@ -38,8 +38,9 @@ func (s *session) line(o *object, short bool) (string, error) {
 		}
 	}
 	columns("")
+	owner := ownerField(o)
 	for _, f := range o.row.fields {
-		if show := !o.row.hidden(f.JSON) && (!f.Parent || showParent(o.row, f)); show {
+		if show := !o.row.hidden(f.JSON) && (f != owner || showParent(o.row, f)); show {
 			if text, ok := s.fieldText(o, f); ok {
 				parts = append(parts, f.CLI, text)
 			}
@@ -47,6 +48,18 @@ func (s *session) line(o *object, short bool) (string, error) {
 		columns(f.JSON)
 	}
 	return strings.Join(parts, " "), nil
+}
+
+// ownerField is the parent field that names o's owner (the one its alias
+// counts under); other parent fields (a BGP peer's port) are shown like
+// any reference.
+func ownerField(o *object) *model.Field {
+	for _, f := range o.row.Fields {
+		if f.Parent && o.str(f.JSON) != "" {
+			return f
+		}
+	}
+	return nil
 }
 
 // showParent reports whether an owner field appears on the line: only for

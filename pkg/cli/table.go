@@ -88,9 +88,9 @@ var table []*Row
 
 func init() {
 	table = []*Row{
-		{Kind: model.RouterKind, Prefix: "router", TopLevel: true, Children: []string{"port", "route"}, Views: routerViews},
+		{Kind: model.RouterKind, Prefix: "router", TopLevel: true, Children: []string{"port", "route", "bgp-peer", "bgp-network"}, Views: routerViews},
 		{Kind: model.BridgeKind, Prefix: "bridge", TopLevel: true, Children: []string{"port", "dhcp-subnet"}},
-		{Kind: model.PortKind, Prefix: "port", TopLevel: true,
+		{Kind: model.PortKind, Prefix: "port", TopLevel: true, Children: []string{"bgp-peer"},
 			Columns: []Column{
 				{Word: "device", Value: func(s *session, o *object) string { return s.parentAlias(o) }},
 				{Word: "plugged", After: "state", Value: func(_ *session, o *object) string { return yesNo(o.has("host_id")) }},
@@ -99,6 +99,12 @@ func init() {
 			// it with `port X show tunnel-key` when debugging encapsulation.
 			Hide: []string{"tunnel_key"}},
 		{Kind: model.RouteKind, Prefix: "route"},
+		// A BGP peer belongs to its router and to the port it speaks on:
+		// `router router0 port port1 add bgp-peer asn 65001 address
+		// 198.51.100.1`, `router router0 list bgp-peer`. Its alias counts
+		// among the router's peers (router0:peer0).
+		{Kind: model.BGPPeerKind, Prefix: "peer"},
+		{Kind: model.BGPNetworkKind, Prefix: "bgpnet"},
 		{Kind: model.ChainKind, Prefix: "chain", TopLevel: true, Children: []string{"rule"}},
 		{Kind: model.RuleKind, Prefix: "rule"},
 		{Kind: model.HostKind, Prefix: "host", TopLevel: true, Children: []string{"binding"}, Views: hostViews},

@@ -104,6 +104,29 @@ type Datapath interface {
 	// packet sent before a data packet to the same peer is not overtaken
 	// by it in the sender.
 	SendState(peer netip.Addr, payload []byte) error
+
+	// SendProbe sends a liveness probe, or a gateway's answer to one
+	// (pkg/agent/gateway), to peer, a tunnel-zone peer, over the tunnel
+	// with the reserved key packet.ProbeTunnelKey, as SendState sends
+	// flow-state packets: same encapsulation, same socket, payload opaque
+	// and not retained. A kernel datapath must hand received probes to
+	// the agent's ProbeHandler (its tunnel-ingress program passes
+	// ProbeTunnelKey up as it passes StateTunnelKey) and send them from
+	// the agent through the same tunnel device as data, so that a probe
+	// answered proves the path data takes.
+	SendProbe(peer netip.Addr, payload []byte) error
+}
+
+// ProbeHandler receives probes. A MissHandler passed to Run that also
+// implements ProbeHandler gets the payloads of the probe packets that
+// tunnel-zone peers send; without it they are dropped and counted
+// (DropTunnelProbeUnhandled).
+type ProbeHandler interface {
+	// Probe is called on the tunnel receiver's goroutine with the
+	// sender's underlay address and the payload, which belongs to the
+	// datapath and is valid only during the call. The handler must check
+	// the payload and must not block.
+	Probe(from netip.Addr, payload []byte)
 }
 
 // FlowLister is implemented by a datapath whose walk of the flows can
@@ -171,7 +194,10 @@ type PortConfig struct {
 	// namespace. It must already exist.
 	Interface string
 	// TunnelKey is the port's 24-bit tunnel key: frames arriving over the
-	// tunnel with this VNI or GRE key leave by this port.
+	// tunnel with this VNI or GRE key leave by this port. Zero means the
+	// port is not reached through tunnels: an interface of the agent's
+	// own (a BGP speaker's) that only local flows use; any number of
+	// ports may have it.
 	TunnelKey uint32
 	// MTU is the interface's IP MTU (default 1500). It sizes the receive
 	// buffers; frames whose IP packet is longer (for a GSO super-frame:

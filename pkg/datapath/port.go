@@ -17,8 +17,8 @@ func (c *PortConfig) Check() error {
 	if c.PortID == "" || c.Interface == "" {
 		return fmt.Errorf("datapath: add port: PortID and Interface are required")
 	}
-	if c.TunnelKey == packet.StateTunnelKey {
-		return fmt.Errorf("datapath: add port %s: tunnel key %d is reserved for flow-state packets", c.PortID, c.TunnelKey)
+	if c.TunnelKey != 0 && packet.ReservedTunnelKey(c.TunnelKey) {
+		return fmt.Errorf("datapath: add port %s: tunnel key %d is reserved for the agents' own packets", c.PortID, c.TunnelKey)
 	}
 	if c.TunnelKey > packet.MaxTunnelKey {
 		return fmt.Errorf("datapath: add port %s: tunnel key %d does not fit in 24 bits", c.PortID, c.TunnelKey)
@@ -44,7 +44,7 @@ func (l PortLookup) Clash(c *PortConfig) error {
 	if o := l.ByIndex(c.Index); o != nil {
 		return fmt.Errorf("datapath: add port %s: index %d already used by port %s", c.PortID, c.Index, o.PortID)
 	}
-	if o := l.ByTunnelKey(c.TunnelKey); o != nil {
+	if o := l.ByTunnelKey(c.TunnelKey); c.TunnelKey != 0 && o != nil {
 		return fmt.Errorf("datapath: add port %s: tunnel key %d already used by port %s", c.PortID, c.TunnelKey, o.PortID)
 	}
 	if o := l.ByInterface(c.Interface); o != nil {

@@ -132,6 +132,10 @@ type Link struct {
 	Index int
 	// Up is the interface's administrative state.
 	Up bool
+	// Running says frames can pass: the interface is up and has a
+	// carrier (the kernel's IFF_RUNNING; a veth whose peer is down is up
+	// but not running). Uplinks fail over on it.
+	Running bool
 }
 
 // LinkEvent says that a link appeared or changed, or (Deleted) went away.

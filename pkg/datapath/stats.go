@@ -62,6 +62,9 @@ const (
 	// DropTunnelStateUnhandled: a flow-state packet (packet.StateTunnelKey)
 	// arrived and no StateHandler takes them, or it was empty.
 	DropTunnelStateUnhandled = "tunnel-state-unhandled"
+	// DropTunnelProbeUnhandled: a probe packet (packet.ProbeTunnelKey)
+	// arrived and no ProbeHandler takes them, or it was empty.
+	DropTunnelProbeUnhandled = "tunnel-probe-unhandled"
 	// DropQoSPoliced: a port's rate limit (SetPortQoS) had no tokens left
 	// for the frame.
 	DropQoSPoliced = "qos-policed"
@@ -152,6 +155,9 @@ type TunnelStats struct {
 	// StateRx and StateTx count flow-state packets (packet.StateTunnelKey),
 	// which are not in the counts above.
 	StateRx, StateTx uint64
+	// ProbeRx and ProbeTx count probe packets (packet.ProbeTunnelKey),
+	// which are not in the counts above either.
+	ProbeRx, ProbeTx uint64
 }
 
 // FlowInfo describes one installed flow, for dumps and metrics.

@@ -66,6 +66,8 @@ func PrepareCreate(tx Tx, o Object) error {
 		}
 	case *Route:
 		return checkRoutePort(tx, x)
+	case *BGPPeer:
+		return prepareBGPPeer(tx, x)
 	case *Rule:
 		chain, err := getAs[*Chain](tx, ChainKind, x.ChainID, "chain_id")
 		if err != nil {
@@ -114,6 +116,8 @@ func PrepareUpdate(tx Tx, old, new Object) error {
 		}
 	case *Route:
 		return checkRoutePort(tx, x)
+	case *BGPPeer:
+		return prepareBGPPeer(tx, x)
 	case *Rule:
 		if x.Position == 0 {
 			return nil
@@ -202,7 +206,7 @@ func freeTunnelKey(tx Tx) (uint32, error) {
 	for range 64 {
 		_, _ = rand.Read(b[:])
 		key := binary.LittleEndian.Uint32(b[:]) & packet.MaxTunnelKey
-		if key == 0 || key == packet.StateTunnelKey {
+		if packet.ReservedTunnelKey(key) {
 			continue
 		}
 		owner, err := tx.UniqueOwner(PortKind, f, "", strconv.FormatUint(uint64(key), 10))

@@ -23,6 +23,8 @@ var (
 	PortKind             = register("port", "ports", "A port of a bridge or router.", &Port{}, checkPort)
 	MirrorKind           = register("mirror", "mirrors", "A copy of a port's traffic to a port or a remote tunnel endpoint.", &Mirror{}, checkMirror)
 	RouteKind            = register("route", "routes", "A route of a router.", &Route{}, checkRoute)
+	BGPPeerKind          = register("bgp-peer", "bgp-peers", "A BGP session of a router on one of its uplink ports.", &BGPPeer{}, checkBGPPeer)
+	BGPNetworkKind       = register("bgp-network", "bgp-networks", "A prefix a router's BGP uplinks announce.", &BGPNetwork{}, checkBGPNetwork)
 	RuleKind             = register("rule", "rules", "A rule of a chain.", &Rule{}, checkRule)
 	PortGroupKind        = register("port-group", "port-groups", "A named group of ports.", &PortGroup{}, nil)
 	PortGroupMemberKind  = register("port-group-member", "port-group-members", "A port in a port group.", &PortGroupMember{}, nil)
@@ -55,6 +57,8 @@ func normalize(o Object) {
 		if x.Type.IsNAT() && x.FlowAction == "" {
 			x.FlowAction = "accept"
 		}
+	case *BGPNetwork:
+		x.Network = maskValid(x.Network)
 	case *DHCPSubnet:
 		x.Subnet = maskValid(x.Subnet)
 		if !x.ServerAddress.IsValid() {

@@ -147,6 +147,30 @@ func TestDecodeValidate(t *testing.T) {
 		{HealthMonitorKind, `{"type":"http","max_retries":11}`, "max_retries"},
 		{HealthMonitorKind, `{"type":"http","max_retries_down":11}`, "max_retries_down"},
 		{HostKind, `{"name":"h","alive":true}`, "alive"},
+		{RouterKind, `{"asn":64512}`, ""},
+		{RouterKind, `{"asn":4294967296}`, "asn"},
+		{BGPPeerKind, `{"router_id":"` + id1 + `","asn":65001,"address":"198.51.100.1"}`, ""},
+		{BGPPeerKind, `{"router_id":"` + id1 + `","port_id":"` + id2 + `","asn":65001,"address":"2001:db8::1","bfd":"off"}`, ""},
+		{BGPPeerKind, `{"router_id":"` + id1 + `","address":"198.51.100.1"}`, "asn"},
+		{BGPPeerKind, `{"router_id":"` + id1 + `","asn":65001}`, "address"},
+		{BGPPeerKind, `{"asn":65001,"address":"198.51.100.1"}`, "router_id"},
+		{BGPPeerKind, `{"router_id":"` + id1 + `","asn":65001,"address":"0.0.0.0"}`, "address"},
+		{BGPPeerKind, `{"router_id":"` + id1 + `","asn":65001,"address":"224.0.0.5"}`, "address"},
+		{BGPPeerKind, `{"router_id":"` + id1 + `","asn":65001,"address":"127.0.0.1"}`, "address"},
+		{BGPPeerKind, `{"router_id":"` + id1 + `","asn":65001,"address":"198.51.100.1","bfd":"maybe"}`, "bfd"},
+		{BGPPeerKind, `{"router_id":"` + id1 + `","asn":65001,"address":"198.51.100.1","bfd_interval":5}`, "bfd_interval"},
+		{BGPPeerKind, `{"router_id":"` + id1 + `","asn":65001,"address":"198.51.100.1","bfd_multiplier":0}`, ""},
+		{BGPPeerKind, `{"router_id":"` + id1 + `","asn":65001,"address":"198.51.100.1","bfd_multiplier":256}`, "bfd_multiplier"},
+		{BGPPeerKind, `{"router_id":"` + id1 + `","asn":65001,"address":"198.51.100.1","keepalive":10,"hold_time":20}`, "hold_time"},
+		{BGPPeerKind, `{"router_id":"` + id1 + `","asn":65001,"address":"198.51.100.1","hold_time":2}`, "hold_time"},
+		{BGPPeerKind, `{"router_id":"` + id1 + `","asn":65001,"address":"198.51.100.1","max_prefixes":2000000}`, "max_prefixes"},
+		{BGPPeerKind, `{"router_id":"` + id1 + `","asn":65001,"address":"198.51.100.1","status":"established"}`, "status"},
+		{BGPNetworkKind, `{"router_id":"` + id1 + `","network":"203.0.113.0/24"}`, ""},
+		{BGPNetworkKind, `{"router_id":"` + id1 + `","network":"2001:db8:1::/48"}`, ""},
+		{BGPNetworkKind, `{"router_id":"` + id1 + `"}`, "network"},
+		{BGPNetworkKind, `{"router_id":"` + id1 + `","network":"224.0.0.0/4"}`, "network"},
+		{BGPNetworkKind, `{"router_id":"` + id1 + `","network":"203.0.113.0/33"}`, "network"},
+		{RouteKind, `{"router_id":"` + id1 + `","dst":"10.0.0.0/24","port_id":"` + id2 + `","learned":true}`, "learned"},
 	}
 	for _, c := range cases {
 		_, err := decodeValidate(c.kind, c.body)
@@ -195,6 +219,40 @@ func TestDefaultsAndNormalization(t *testing.T) {
 	o, _ = decodeValidate(RuleKind, `{"chain_id":"`+id1+`","type":"rev_snat"}`)
 	if o.(*Rule).FlowAction != "accept" {
 		t.Errorf("NAT rule flow action default %q", o.(*Rule).FlowAction)
+	}
+}
+
+func TestBGPDefaults(t *testing.T) {
+	o, err := decodeValidate(BGPPeerKind, `{"router_id":"`+id1+`","asn":65001,"address":"198.51.100.1"}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := o.(*BGPPeer)
+	if p.KeepAlive != 1 || p.HoldTime != 3 || !p.BFDEnabled() || p.BFDInterval != 100 || p.BFDMultiplier != 3 || p.MaxPrefixes != 1000 {
+		t.Errorf("defaults: %+v", p)
+	}
+	o, err = decodeValidate(BGPNetworkKind, `{"router_id":"`+id1+`","network":"203.0.113.77/24"}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := o.(*BGPNetwork).Network.String(); got != "203.0.113.0/24" {
+		t.Errorf("network not masked: %s", got)
+	}
+}
+
+func TestLearnedRouteID(t *testing.T) {
+	a := LearnedRouteID(id1, netip.MustParsePrefix("0.0.0.0/0"))
+	if !IsUUID(a) {
+		t.Fatalf("%q is not a UUID", a)
+	}
+	if a != LearnedRouteID(id1, netip.MustParsePrefix("0.0.0.0/0")) {
+		t.Error("not deterministic")
+	}
+	if a == LearnedRouteID(id2, netip.MustParsePrefix("0.0.0.0/0")) || a == LearnedRouteID(id1, netip.MustParsePrefix("::/0")) {
+		t.Error("different ports or prefixes share an id")
+	}
+	if LearnedRouteID(id1, netip.MustParsePrefix("10.1.2.3/8")) != LearnedRouteID(id1, netip.MustParsePrefix("10.0.0.0/8")) {
+		t.Error("unmasked prefix changes the id")
 	}
 }
 

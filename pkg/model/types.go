@@ -92,6 +92,8 @@ type Router struct {
 	InboundFilterID  string `json:"inbound_filter_id,omitempty" nagare:"cli=infilter,ref=chain,ondelete=restrict,doc=pre-routing chain"`
 	OutboundFilterID string `json:"outbound_filter_id,omitempty" nagare:"cli=outfilter,ref=chain,ondelete=restrict,doc=post-routing chain"`
 	LoadBalancerID   string `json:"load_balancer_id,omitempty" nagare:"cli=load-balancer,ref=load-balancer,ondelete=nullify"`
+	// ASN is the router's autonomous system on its BGP uplinks (bgp.go).
+	ASN uint32 `json:"asn,omitempty" nagare:"cli=asn,doc=autonomous system number the router's BGP uplinks speak as (0: no BGP)"`
 }
 
 // Port belongs to exactly one bridge or router. It is exterior when bound to
@@ -160,7 +162,10 @@ type Route struct {
 	Gateway  netip.Addr   `json:"gateway,omitzero" nagare:"cli=gw,doc=next hop; unset means the destination is on-link"`
 	PortID   string       `json:"port_id,omitempty" nagare:"cli=port,ref=port,ondelete=cascade,doc=egress port; required for normal routes"`
 	Weight   uint32       `json:"weight" nagare:"cli=weight,default=100,max=65535"`
-	Learned  bool         `json:"learned,omitempty" nagare:"cli=learned,ro,doc=learned from BGP"`
+	// Learned routes are not stored: a gateway's agent publishes what its
+	// BGP peers announce under its lease, and readers (the API, the
+	// agents' mirrors) show them as routes with Learned set (bgp.go).
+	Learned bool `json:"learned,omitempty" nagare:"cli=learned,ro,derived,doc=learned from a BGP peer; not stored, gone with the peer or its gateway"`
 }
 
 // Chain is an ordered list of rules.

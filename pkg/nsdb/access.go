@@ -22,7 +22,8 @@ import (
 //     services' data (svc/: Neutron, identity, join tokens).
 //   - host:<name> (an agent's certificate, issued when it joined): reads
 //     the topology (obj/), the schema version and every host's runtime
-//     state (state/: liveness, learned tables, NAT blocks, member health),
+//     state (state/: liveness, learned tables, NAT blocks, member health,
+//     learned routes, BGP sessions),
 //     and writes only keys under its own host id (HostPermissions). It
 //     never reads svc/: password hashes, token keys, join tokens. What it
 //     needs changed in the topology (its addresses, the uplinks and
@@ -52,7 +53,8 @@ type Permission struct {
 // host's role writes its own subtree of each and reads everyone's. A new
 // kind of host-written state adds its prefix here (and its readers merge
 // the hosts' copies, see HostEntries).
-var hostPrefixes = []string{hostStatePrefix, NATBlockPrefix, MACPrefix, NeighborPrefix, memberStatePrefix}
+var hostPrefixes = []string{hostStatePrefix, NATBlockPrefix, MACPrefix, NeighborPrefix, memberStatePrefix,
+	LearnedRoutePrefix, bgpPeerStatePrefix}
 
 // HostPermissions are the grants of host hostID's role.
 func HostPermissions(hostID string) []Permission {

@@ -24,6 +24,8 @@
 //	/nagare/v1/state/pool-member/<hostID>/<memberID>  up|down|no_monitor, from that host's health monitor, same lease
 //	/nagare/v1/state/mac/<hostID>/<bridge>/<vlan>/<mac>   port: a MAC that host learned, same lease
 //	/nagare/v1/state/neighbor/<hostID>/<router>/<ip>  "MAC ms": a neighbor that host's router port resolved, same lease
+//	/nagare/v1/state/route/<hostID>/<portID>/<prefix>  a route a BGP peer announced (JSON), that gateway's lease
+//	/nagare/v1/state/bgp-peer/<hostID>/<peerID>       that host's BGP session's state (JSON), same lease
 //
 // obj: <kind> is the model's singular name ("tunnel-zone"), <id> a lower-case
 // UUID. svc holds the kinds outside the virtual topology (Neutron's objects,

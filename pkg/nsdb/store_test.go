@@ -2,6 +2,7 @@ package nsdb
 
 import (
 	"errors"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -419,4 +420,52 @@ func TestSchemaVersion(t *testing.T) {
 	if err := f.s.Ping(f.ctx); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func TestBGPPeerPort(t *testing.T) {
+	f := newFixture(t)
+	r := f.router("edge")
+	up1 := f.routerPort(r.ID, "198.51.100.2/30")
+	up2 := f.routerPort(r.ID, "198.51.100.6/30")
+	addr := netip.MustParseAddr("198.51.100.1")
+	_, err := f.s.Create(f.ctx, &model.BGPPeer{RouterID: r.ID, ASN: 65001, Address: addr})
+	wantFieldError(t, err, "router_id", "has no asn")
+	if _, err := f.s.Modify(f.ctx, model.RouterKind, r.ID, 0, func(o model.Object) error {
+		o.(*model.Router).ASN = 64512
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// The port whose network holds the address is found.
+	p := f.create(&model.BGPPeer{RouterID: r.ID, ASN: 65001, Address: addr}).(*model.BGPPeer)
+	if p.PortID != up1.ID {
+		t.Errorf("peer on port %s, want %s", p.PortID, up1.ID)
+	}
+	_, err = f.s.Create(f.ctx, &model.BGPPeer{RouterID: r.ID, ASN: 65001, Address: addr})
+	wantFieldError(t, err, "address", "")
+	_, err = f.s.Create(f.ctx, &model.BGPPeer{RouterID: r.ID, ASN: 65002, Address: netip.MustParseAddr("192.0.2.1")})
+	wantFieldError(t, err, "port_id", "no port of router")
+	_, err = f.s.Create(f.ctx, &model.BGPPeer{RouterID: r.ID, PortID: up2.ID, ASN: 65002, Address: netip.MustParseAddr("198.51.100.9")})
+	wantFieldError(t, err, "address", "one hop away")
+	_, err = f.s.Create(f.ctx, &model.BGPPeer{RouterID: r.ID, PortID: up2.ID, ASN: 65002, Address: netip.MustParseAddr("198.51.100.6")})
+	wantFieldError(t, err, "address", "own address")
+	other := f.create(&model.Router{Name: "other", ASN: 1}).(*model.Router)
+	_, err = f.s.Create(f.ctx, &model.BGPPeer{RouterID: other.ID, PortID: up2.ID, ASN: 65002, Address: netip.MustParseAddr("198.51.100.5")})
+	wantFieldError(t, err, "port_id", "is not a port of router")
+	n := f.create(&model.BGPNetwork{RouterID: r.ID, Network: mustPrefix("203.0.113.0/24")})
+	// Peers go with their port, networks with their router.
+	if err := f.s.Remove(f.ctx, model.PortKind, up1.ID, 0); err != nil {
+		t.Fatal(err)
+	}
+	f.gone(model.BGPPeerKind, p.ID)
+	if err := f.s.Remove(f.ctx, model.RouterKind, r.ID, 0); err == nil {
+		t.Fatal("router with a port removed")
+	}
+	if err := f.s.Remove(f.ctx, model.PortKind, up2.ID, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.s.Remove(f.ctx, model.RouterKind, r.ID, 0); err != nil {
+		t.Fatal(err)
+	}
+	f.gone(model.BGPNetworkKind, n.GetMeta().ID)
 }

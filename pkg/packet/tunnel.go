@@ -18,7 +18,17 @@ const (
 	// StateTunnelKey is the key of flow-state packets, reserved as in
 	// MidoNet: the NSDB never gives it to a port.
 	StateTunnelKey = MaxTunnelKey
+	// ProbeTunnelKey is the key of the agents' liveness probes of the
+	// gateways and the gateways' answers (pkg/agent/gateway), reserved
+	// likewise: they ride the same tunnels as the data they vouch for.
+	ProbeTunnelKey = MaxTunnelKey - 1
 )
+
+// ReservedTunnelKey reports whether key is kept from ports: zero ("no
+// port") and the keys of the agents' own packets.
+func ReservedTunnelKey(key uint32) bool {
+	return key == 0 || key == StateTunnelKey || key == ProbeTunnelKey
+}
 
 // EncapVXLAN writes an 8-byte VXLAN header (I flag, vni) followed by inner,
 // an Ethernet frame, into dst, and returns the length written: the payload

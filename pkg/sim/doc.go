@@ -81,6 +81,19 @@
 // choices (existing connections are never moved; no usable member is a
 // TCP reset or ICMP port unreachable and DropNoLBMember).
 //
+// # Uplinks
+//
+// Routes through an exterior router port (an uplink bound to a gateway's
+// interface, with routes learned from its BGP peers or static ones) are
+// used only while the [Liveness] in the Config says the port is live: a
+// dead uplink's routes are skipped as if withdrawn, so ECMP spreads over
+// the live ones and a less specific or heavier route takes over when
+// none is left. Liveness is an input the agent keeps (probes of the
+// gateways over the tunnels, their reports, the NSDB's leases); walks
+// carry the [PortLiveTag] of exactly the uplinks their choice depended
+// on, so a death moves only the dead uplink's flows and a return only
+// the flows that would choose it (routes.go).
+//
 // # Not yet implemented
 //
 // IPv4 fragmentation is not done (an oversize packet without DF is

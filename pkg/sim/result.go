@@ -271,6 +271,13 @@ func (r *Result) Frame(g Generated) []byte { return r.Buf[g.off : g.off+g.n] }
 // encapsulations, with any VLAN changes before them.
 func (r *Result) GeneratedActions(g Generated) []flow.Action { return r.genActs[g.actLo:g.actHi] }
 
+// addTagIf is addTag on a Result that may be nil (a lookup outside a walk).
+func (r *Result) addTagIf(t uint64) {
+	if r != nil {
+		r.addTag(t)
+	}
+}
+
 // addTag records t once. A 64-bit Bloom word spares the linear duplicate
 // scan for tags certainly not yet present, which is most of them.
 func (r *Result) addTag(t uint64) {

@@ -69,24 +69,44 @@ func (w *walk) routerIngress(ri, in int32, depth int) {
 	}
 
 	rt := &r.routes
-	ci, grp, ok := rt.lookup(pkt)
+	lr, ok := rt.lookup(pkt, w.s.cfg.Liveness, w.res)
+	failOpen := false
+	if !ok && lr.dead > 0 {
+		// Every route that would do goes through an uplink said to be
+		// down: use them as if they were up (as OVN's chassis do when
+		// BFD finds no gateway alive). If they are dead, the packet is
+		// lost either way; if this host is wrong about them (its own
+		// stall, its underlay, a probe storm), it keeps the outside. The
+		// first lookup read every skipped uplink's liveness, so the
+		// first to come back re-simulates the flow.
+		dead := lr.dead
+		if lr, ok = rt.lookup(pkt, nil, w.res); ok {
+			lr.dead, failOpen = dead, true
+		} else {
+			lr.dead = dead
+		}
+	}
 	if !ok {
 		w.res.addTag(r.noRoute)
 		if w.tr != nil {
-			w.tr.add(StepRouter, name, fmt.Sprintf("no route to %s", pkt.DstIP))
+			w.tr.add(StepRouter, name, fmt.Sprintf("no route to %s%s", pkt.DstIP, skippedDead(lr.dead)))
 		}
 		w.icmpError(ri, in, icmpNetUnreachable, 0)
 		w.drop(DropNoRoute, name, "no route")
 		return
 	}
-	for i := grp.lo; i < grp.hi; i++ {
-		if rt.entries[i].srcMatches(pkt.SrcIP) {
-			w.res.addTag(rt.entries[i].tag)
-		}
-	}
-	e := &rt.entries[ci]
+	// Only the chosen route is read: a route added to (or changed in) its
+	// group or a more specific one invalidates this flow through the
+	// covering tags (ChangeTags), and a route of the group that goes away
+	// changes nothing for the flows that did not choose it.
+	e := &rt.entries[lr.chosen]
+	w.res.addTag(e.tag)
 	if w.tr != nil {
-		w.tr.add(StepRouter, name, describeRoute(t, e, int(grp.hi-grp.lo)))
+		note := skippedDead(lr.dead)
+		if failOpen {
+			note = fmt.Sprintf("; every usable route is through an uplink that is down (%d): used as if up", lr.dead)
+		}
+		w.tr.add(StepRouter, name, describeRoute(t, e, lr.group)+note)
 	}
 	switch e.typ {
 	case routeBlackhole:
@@ -136,6 +156,17 @@ func (w *walk) routerIngress(ri, in int32, depth int) {
 		w.tr.add(StepRouter, name, fmt.Sprintf("next hop %s is at %s; ttl-1, src mac %s, dst mac %s", nh, mac, op.mac, mac))
 	}
 	w.egressPort(out, in, depth)
+}
+
+// skippedDead tells the trace about routes through dead uplinks.
+func skippedDead(n int) string {
+	switch n {
+	case 0:
+		return ""
+	case 1:
+		return "; 1 route through an uplink that is down skipped"
+	}
+	return fmt.Sprintf("; %d routes through uplinks that are down skipped", n)
 }
 
 func describeRoute(t *Topology, e *routeEntry, group int) string {

@@ -27,6 +27,11 @@ type routeEntry struct {
 	gw     netip.Addr // invalid = on-link: the next hop is the destination
 	port   int32
 	weight uint32
+	// gated routes leave by an exterior router port (an uplink): they
+	// are used only while Config.Liveness says the port is live.
+	gated   bool
+	portID  string
+	liveTag uint64 // PortLiveTag(portID)
 }
 
 // routeTable does longest-prefix match with one hash lookup per distinct
@@ -123,6 +128,9 @@ func (t *Topology) buildRouteTable(ri int32, rs []*model.Route) (routeTable, err
 				return routeTable{}, fmt.Errorf("route %s: port %s is not a port of router %s", r.ID, r.PortID, r.RouterID)
 			}
 			e.port = pi
+			if t.ports.At(pi).exterior() {
+				e.gated, e.portID, e.liveTag = true, r.PortID, PortLiveTag(r.PortID)
+			}
 		}
 		es = append(es, e)
 	}
@@ -188,25 +196,61 @@ func appendLen(l []uint8, b uint8) []uint8 {
 	return append(l, b)
 }
 
+// Liveness says which uplinks can carry traffic now. An uplink is an
+// exterior router port: a port bound to an interface of a gateway host,
+// whose routes (learned from its BGP peers, or static) are usable only
+// while the gateway is reachable, its link is up and its peers or next
+// hops answer. The agent implements it from its probes of the gateways
+// over the tunnels, the gateways' own reports and the NSDB's leases.
+// Liveness is an input, like the MAC and ARP tables: the simulation
+// stays clock-free, and a walk that skipped or chose an uplink carries
+// its PortLiveTag, which the agent invalidates when the port's liveness
+// changes.
+type Liveness interface {
+	// PortLive reports whether the exterior router port portID can carry
+	// traffic. It is on the per-packet path and must not allocate.
+	PortLive(portID string) bool
+}
+
+// lookupResult is a route lookup's outcome: the chosen entry, how many
+// usable routes it was chosen among (its ECMP group), and how many routes
+// through dead uplinks were skipped on the way.
+type lookupResult struct {
+	chosen int32
+	group  int
+	dead   int
+}
+
 // lookup finds the route for the packet: the longest destination prefix
-// that has a route whose source prefix matches, then the lowest weight
-// among those; several routes of that weight are an ECMP group, of which
-// one is chosen by rendezvous hashing on the flow's 5-tuple. It returns
-// the chosen entry and the group [lo, hi) of entries of the chosen weight
-// (those not matching the source are skipped by the caller's tagging too).
+// that has a usable route whose source prefix matches, then the lowest
+// weight among those; several routes of that weight are an ECMP group, of
+// which one is chosen by rendezvous hashing on the flow's 5-tuple.
+//
+// A route through a dead uplink (lv says its port is not live) is not
+// usable: it is skipped as if it did not exist, so its weight group, or
+// its prefix, falls to the next. The walk reads exactly the liveness its
+// choice depends on (tags, when res is not nil): the chosen uplink's, and
+// that of every skipped uplink that would have been chosen had it been
+// live (a dead member of a group ranked before the choice, or scoring
+// above it in the chosen group). A dead uplink's flows therefore move
+// when it dies, and only the flows that would pick it move back when it
+// returns.
 //
 // Rendezvous (highest random weight) hashing rather than MidoNet's
 // "hash mod N": when a route joins or leaves the group, only the flows
 // that pick or picked it move, instead of nearly all of them, which
 // matters when a BGP uplink flaps. The flow hash is computed only when
 // there is a choice to make.
-func (rt *routeTable) lookup(p *packet.Parsed) (chosen int32, grp span, ok bool) {
+func (rt *routeTable) lookup(p *packet.Parsed, lv Liveness, res *Result) (lookupResult, bool) {
 	src, dst := p.SrcIP, p.DstIP
 	v4 := dst.Is4()
 	lens := rt.lens4
 	if !v4 {
 		lens = rt.lens6
 	}
+	out := lookupResult{chosen: none}
+	var h uint64
+	hashed := false
 	for _, bits := range lens {
 		var g span
 		var found bool
@@ -218,38 +262,58 @@ func (rt *routeTable) lookup(p *packet.Parsed) (chosen int32, grp span, ok bool)
 		if !found {
 			continue
 		}
-		first := int32(none)
-		for i := g.lo; i < g.hi; i++ {
-			if rt.entries[i].srcMatches(src) {
-				first = i
-				break
+		for i := g.lo; i < g.hi; {
+			end := i + 1
+			for end < g.hi && rt.entries[end].weight == rt.entries[i].weight {
+				end++
 			}
-		}
-		if first == none {
-			continue
-		}
-		w := rt.entries[first].weight
-		end := first + 1
-		for end < g.hi && rt.entries[end].weight == w {
-			end++
-		}
-		best := first
-		if end-first > 1 {
-			h := flowHash(p)
-			bestScore := splitmix.Mix64(h ^ rt.entries[first].tag)
-			for i := first + 1; i < end; i++ {
-				e := &rt.entries[i]
-				if !e.srcMatches(src) {
+			if end-i > 1 && !hashed {
+				h, hashed = flowHash(p), true
+			}
+			score := func(e *routeEntry) uint64 {
+				if end-i > 1 {
+					return splitmix.Mix64(h ^ e.tag)
+				}
+				return 0
+			}
+			best, bestScore, group := int32(none), uint64(0), 0
+			for j := i; j < end; j++ {
+				e := &rt.entries[j]
+				if !e.srcMatches(src) || !e.usable(lv) {
 					continue
 				}
-				if s := splitmix.Mix64(h ^ e.tag); s > bestScore {
-					best, bestScore = i, s
+				group++
+				if s := score(e); best == none || s > bestScore {
+					best, bestScore = j, s
 				}
 			}
+			// The dead routes that would have been chosen instead.
+			for j := i; j < end; j++ {
+				e := &rt.entries[j]
+				if e.srcMatches(src) && !e.usable(lv) {
+					out.dead++
+					if best == none || score(e) > bestScore {
+						res.addTagIf(e.liveTag)
+					}
+				}
+			}
+			if best != none {
+				if e := &rt.entries[best]; e.gated {
+					res.addTagIf(e.liveTag)
+				}
+				out.chosen, out.group = best, group
+				return out, true
+			}
+			i = end
 		}
-		return best, span{first, end}, true
 	}
-	return none, span{}, false
+	return out, false
+}
+
+// usable reports whether a route may be chosen: not through an uplink
+// that lv says is dead.
+func (e *routeEntry) usable(lv Liveness) bool {
+	return !e.gated || lv == nil || lv.PortLive(e.portID)
 }
 
 func (e *routeEntry) srcMatches(src netip.Addr) bool {

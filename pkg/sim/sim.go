@@ -65,6 +65,9 @@ type Config struct {
 	// Nil is stateless: NAT rules are not applied and every packet is a
 	// forward flow.
 	FlowState FlowState
+	// Liveness says which uplinks (exterior router ports) are live
+	// (routes.go); nil treats every uplink as live.
+	Liveness Liveness
 }
 
 // Simulator runs walks over a Topology. It holds scratch state, so each

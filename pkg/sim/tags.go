@@ -22,6 +22,9 @@ import (
 //   - ARPEntryTag(router, ip): one entry of a router's ARP/ND cache.
 //   - NoRouteTag(router): "this router had no route"; any route added to
 //     the router invalidates it.
+//   - PortLiveTag(port): whether an uplink (an exterior router port) is
+//     live (Liveness), read by walks that chose a route through it or
+//     skipped one through it while it was dead.
 //   - FloodTag(bridge): the set of ports a bridge floods to; any port
 //     added to, removed from or changed on the bridge invalidates it. A
 //     flood carries this one tag rather than one per port, which keeps
@@ -34,6 +37,7 @@ const (
 	saltARP   = 0x6172702d656e7472 // "arp-entr"
 	saltNoRt  = 0x6e6f2d726f757465 // "no-route"
 	saltFlood = 0x666c6f6f642d2d2d // "flood---"
+	saltLive  = 0x6c6976652d2d2d2d // "live----"
 )
 
 func hashString(h uint64, s string) uint64 {
@@ -94,6 +98,13 @@ func ARPEntryTag(routerID string, ip netip.Addr) uint64 {
 // NoRouteTag is read by every walk in which a router found no route.
 func NoRouteTag(routerID string) uint64 {
 	return splitmix.Mix64(ObjectTag(model.RouterKind, routerID) ^ saltNoRt)
+}
+
+// PortLiveTag is read by every walk whose route choice depended on the
+// liveness of the uplink portID (see Liveness). The agent invalidates it
+// when the uplink dies or comes back.
+func PortLiveTag(portID string) uint64 {
+	return splitmix.Mix64(ObjectTag(model.PortKind, portID) ^ saltLive)
 }
 
 // FloodTag is read by every walk in which a bridge flooded.

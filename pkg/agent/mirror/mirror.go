@@ -1,9 +1,10 @@
 // Package mirror is the agent's copy of the virtual topology: it applies
 // the NSDB's topology watch (and the pool members' health, which it folds
-// into the members' derived Status, and the hosts' liveness, folded into
-// Host.Alive), and after every change publishes an immutable Snapshot —
-// every object, and the simulator's Topology built from them — and
-// invalidates exactly the flows the change made stale.
+// into the members' derived Status, the hosts' liveness, folded into
+// Host.Alive, and the routes the gateways' BGP peers announced, which it
+// adds as routes marked learned), and after every change publishes an
+// immutable Snapshot — every object, and the simulator's Topology built
+// from them — and invalidates exactly the flows the change made stale.
 //
 // A host whose agent holds no lease (dead, or revoked: the server ends a
 // revoked host's lease) is unreachable: the simulator's topology leaves out
@@ -34,6 +35,7 @@ import (
 type NSDB interface {
 	Watch(ctx context.Context, fn func(nsdb.Batch) error) error
 	WatchMemberStatus(ctx context.Context, fn func(nsdb.MemberStatusBatch) error) error
+	WatchLearnedRoutes(ctx context.Context, fn func(nsdb.LearnedRouteBatch) error) error
 }
 
 // Flows is where stale flows are removed.
@@ -238,6 +240,10 @@ type Mirror struct {
 	// health is the pool members' status (nsdb state keys), copied into
 	// the members' derived Status.
 	health map[string]string
+	// learned are the routes BGP peers announced, by route id; included
+	// are those in objs (their port exists).
+	learned  map[string]*model.Route
+	included map[string]*model.Route
 	// alive are the hosts holding their lease (liveKnown once the
 	// liveness watch delivered), copied into Host.Alive; unreachable
 	// are the mirrored hosts known dead (not this one).
@@ -251,7 +257,8 @@ func New(cfg Config) *Mirror {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	m := &Mirror{cfg: cfg, objs: objects{}, gen: persist.NextGen(), health: map[string]string{}, alive: map[string]bool{}}
+	m := &Mirror{cfg: cfg, objs: objects{}, gen: persist.NextGen(), health: map[string]string{}, alive: map[string]bool{},
+		learned: map[string]*model.Route{}, included: map[string]*model.Route{}}
 	empty, err := NewSnapshot(0)
 	if err != nil {
 		panic("mirror: the empty topology does not build: " + err.Error())
@@ -268,6 +275,7 @@ func (m *Mirror) Run(ctx context.Context, db NSDB) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return db.Watch(ctx, m.Apply) })
 	g.Go(func() error { return db.WatchMemberStatus(ctx, m.ApplyMemberStatus) })
+	g.Go(func() error { return db.WatchLearnedRoutes(ctx, m.ApplyLearnedRoutes) })
 	return g.Wait()
 }
 
@@ -506,7 +514,7 @@ func (m *Mirror) updateUnreachable(events []nsdb.Event, reset bool) {
 // events made stale (all of them after a reset). m.mu is held.
 func (m *Mirror) commit(events []nsdb.Event, reset bool) {
 	old := m.cur.Load()
-	events = append(m.pending, events...)
+	events = append(append(m.pending, events...), m.syncLearned(reset)...)
 	before := m.unreachable // replaced, never changed in place
 	m.updateUnreachable(events, reset)
 	view := reachable{m.objs, m.unreachable}

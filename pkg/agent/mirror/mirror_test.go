@@ -175,6 +175,72 @@ func memberStatus(t *testing.T, db store) {
 	}
 }
 
+// Routes the gateways' BGP peers announced join the topology as learned
+// routes once their port exists; a new one invalidates the flows that
+// chose a route it may beat, a withdrawn one the flows that chose it.
+func TestLearnedRoutesMirror(t *testing.T) {
+	ctx := context.Background()
+	db := nsdbmem.New()
+	lease, err := db.GrantLease(ctx, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := start(t, db)
+	rtr, err := db.Create(ctx, &model.Router{Name: "edge", ASN: 64512})
+	if err != nil {
+		t.Fatal(err)
+	}
+	routerID := rtr.GetMeta().ID
+	def := netip.MustParsePrefix("0.0.0.0/0")
+	const portID = "00000000-0000-4000-8000-0000000000b1"
+	lr := nsdb.LearnedRoute{RouterID: routerID, PortID: portID, Dst: def, Gateway: netip.MustParseAddr("198.51.100.1"), HostID: "gw1"}
+	// Learned before its port is mirrored: it waits for it.
+	if err := db.UpdateLearnedRoutes(ctx, []nsdb.LearnedRoute{lr}, nil, lease); err != nil {
+		t.Fatal(err)
+	}
+	learned := func() *model.Route {
+		for _, o := range r.m.Current().Objects() {
+			if rt, ok := o.(*model.Route); ok && rt.Learned {
+				return rt
+			}
+		}
+		return nil
+	}
+	time.Sleep(100 * time.Millisecond)
+	if learned() != nil {
+		t.Fatal("a learned route whose port does not exist is in the topology")
+	}
+	gw, err := db.Create(ctx, &model.Host{Name: "gw1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Create(ctx, &model.Port{Meta: model.Meta{ID: portID}, RouterID: routerID, Address: netip.MustParseAddr("198.51.100.2"),
+		Network: netip.MustParsePrefix("198.51.100.0/30"), HostID: gw.GetMeta().ID, InterfaceName: "eth1"}); err != nil {
+		t.Fatal(err)
+	}
+	r.waitFor(t, "learned route mirrored", func() bool {
+		rt := learned()
+		return rt != nil && rt.ID == model.LearnedRouteID(portID, def) && rt.Gateway == lr.Gateway && rt.PortID == portID
+	})
+	// A flow that chose the learned route; another that read no route.
+	r.install(t, 1, sim.ObjectTag(model.RouteKind, model.LearnedRouteID(portID, def)))
+	r.install(t, 2, 12345)
+	if err := db.UpdateLearnedRoutes(ctx, nil, []nsdb.LearnedRoute{lr}, lease); err != nil {
+		t.Fatal(err)
+	}
+	r.waitFor(t, "withdrawn route gone", func() bool { return learned() == nil })
+	r.waitFor(t, "its flow invalidated, the other kept", func() bool { return r.dp.Stats().Flows == 1 })
+	// The gateway dies: its lease takes what it learned.
+	if err := db.UpdateLearnedRoutes(ctx, []nsdb.LearnedRoute{lr}, nil, lease); err != nil {
+		t.Fatal(err)
+	}
+	r.waitFor(t, "learned again", func() bool { return learned() != nil })
+	if err := db.RevokeLease(ctx, lease); err != nil {
+		t.Fatal(err)
+	}
+	r.waitFor(t, "gone with the gateway's lease", func() bool { return learned() == nil })
+}
+
 // Liveness folds into Host.Alive; a dead host (never this one) is
 // unreachable — out of the simulator's tunnel zones and Unreachable — and
 // the flows through it, or dropped for want of it, are invalidated when it

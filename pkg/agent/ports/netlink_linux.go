@@ -49,7 +49,7 @@ func (n Netlink) Links(ctx context.Context) ([]datapath.Link, error) {
 
 func link(l netlink.Link) datapath.Link {
 	a := l.Attrs()
-	return datapath.Link{Name: a.Name, Index: a.Index, Up: a.Flags&net.FlagUp != 0}
+	return datapath.Link{Name: a.Name, Index: a.Index, Up: a.Flags&net.FlagUp != 0, Running: a.Flags&net.FlagRunning != 0}
 }
 
 // WatchLinks implements datapath.LinkSource with a link subscription

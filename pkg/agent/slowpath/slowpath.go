@@ -51,6 +51,14 @@ type StateSync interface {
 	Offload(keys []flowstate.Key)
 }
 
+// Punter takes the agent's own control traffic before it is simulated
+// (a BGP speaker's sessions on an uplink, next-hop probes' answers). Punt
+// reports whether it took the packet; it runs on the miss path, must not
+// block and should not allocate.
+type Punter interface {
+	Punt(u *datapath.Upcall) bool
+}
+
 // Config wires the slow path.
 type Config struct {
 	HostID      string
@@ -60,8 +68,13 @@ type Config struct {
 	Neighbors   Neighbors
 	// FlowState is the connection-tracking and NAT table; nil is
 	// stateless.
-	FlowState  sim.FlowState
-	State      StateSync
+	FlowState sim.FlowState
+	State     StateSync
+	// Liveness says which uplinks carry traffic (pkg/agent/gateway);
+	// nil: all of them.
+	Liveness sim.Liveness
+	// Punt sees every miss first; nil takes nothing.
+	Punt       Punter
 	Registerer prometheus.Registerer
 	Log        *slog.Logger
 }
@@ -117,7 +130,8 @@ func (h *Handler) getWorker(v *view) *worker {
 			stateTags: make([]uint64, 0, 2*flowstate.MaxTxEntries)}
 	}
 	if w.sim == nil {
-		c := sim.Config{HostID: h.cfg.HostID, MACs: h.cfg.MACs, ARP: h.cfg.Neighbors, UnderlayMTU: h.cfg.UnderlayMTU}
+		c := sim.Config{HostID: h.cfg.HostID, MACs: h.cfg.MACs, ARP: h.cfg.Neighbors, UnderlayMTU: h.cfg.UnderlayMTU,
+			Liveness: h.cfg.Liveness}
 		if h.cfg.FlowState != nil {
 			c.FlowState = h.cfg.FlowState
 		}
@@ -132,10 +146,13 @@ func (h *Handler) getWorker(v *view) *worker {
 
 // Miss implements datapath.MissHandler.
 func (h *Handler) Miss(u *datapath.Upcall) {
+	h.met.upcalls.Inc()
+	if h.cfg.Punt != nil && h.cfg.Punt.Punt(u) {
+		return
+	}
 	v := h.view.Load()
 	w := h.getWorker(v)
 	defer h.workers.Put(w)
-	h.met.upcalls.Inc()
 	if h.answerDHCP(v, w, u) {
 		return
 	}

@@ -31,6 +31,7 @@ type Store interface {
 	List(ctx context.Context, k *model.Kind, field, value string) ([]model.Object, int64, error)
 	AliveHosts(ctx context.Context) (map[string]bool, error)
 	MemberStatuses(ctx context.Context) (map[string]string, error)
+	BGPStore
 }
 
 // maxBody bounds request bodies; the largest legitimate object is a few KB.
@@ -100,6 +101,9 @@ func (a *API) list(k *model.Kind, parent *model.Field) http.HandlerFunc {
 			}
 			if field != "" && field != parent.JSON {
 				objs, err := a.listFiltered(r.Context(), k, parent.JSON, pid, field, value)
+				if err == nil {
+					objs, err = a.withLearned(r.Context(), k, objs, [2]string{parent.JSON, pid}, [2]string{field, value})
+				}
 				if err != nil {
 					a.fail(w, r, err)
 					return
@@ -110,6 +114,9 @@ func (a *API) list(k *model.Kind, parent *model.Field) http.HandlerFunc {
 			field, value = parent.JSON, pid
 		}
 		objs, _, err := a.store.List(r.Context(), k, field, value)
+		if err == nil {
+			objs, err = a.withLearned(r.Context(), k, objs, [2]string{field, value})
+		}
 		if err != nil {
 			a.fail(w, r, err)
 			return
@@ -192,6 +199,13 @@ func (a *API) create(k *model.Kind, parent *model.Field) http.HandlerFunc {
 func (a *API) get(k *model.Kind) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		o, err := a.store.Get(r.Context(), k, pathID(r, "id"))
+		if k == model.RouteKind && errors.Is(err, model.ErrNotFound) {
+			if lr, lerr := a.learnedRoute(r.Context(), pathID(r, "id")); lerr != nil {
+				err = lerr
+			} else if lr != nil {
+				o, err = lr, nil
+			}
+		}
 		if err != nil {
 			a.fail(w, r, err)
 			return
@@ -224,7 +238,7 @@ func (a *API) update(k *model.Kind) http.HandlerFunc {
 			return model.Decode(k, body, o, false)
 		})
 		if err != nil {
-			a.fail(w, r, err)
+			a.fail(w, r, a.notStored(r.Context(), k, pathID(r, "id"), err))
 			return
 		}
 		a.writeObject(w, r, http.StatusOK, o)
@@ -239,7 +253,7 @@ func (a *API) delete(k *model.Kind) http.HandlerFunc {
 			return
 		}
 		if err := a.store.Remove(r.Context(), k, pathID(r, "id"), rev); err != nil {
-			a.fail(w, r, err)
+			a.fail(w, r, a.notStored(r.Context(), k, pathID(r, "id"), err))
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
@@ -325,6 +339,8 @@ func (a *API) decorate(ctx context.Context, k *model.Kind, objs []model.Object) 
 				m.Status = model.MemberNoMonitor
 			}
 		}
+	case model.BGPPeerKind:
+		return a.decorateBGPPeers(ctx, objs)
 	case model.RuleKind:
 		chains := map[string]*model.Chain{}
 		for _, o := range objs {

@@ -218,10 +218,11 @@ type handler struct {
 	stopped bool
 	upcalls chan upcall
 	states  chan stateMsg
+	probes  chan stateMsg
 }
 
 func newHandler() *handler {
-	return &handler{upcalls: make(chan upcall, 4096), states: make(chan stateMsg, 64)}
+	return &handler{upcalls: make(chan upcall, 4096), states: make(chan stateMsg, 64), probes: make(chan stateMsg, 64)}
 }
 
 // stateMsg is a flow-state packet the handler received.
@@ -234,6 +235,14 @@ type stateMsg struct {
 func (h *handler) State(from netip.Addr, payload []byte) {
 	select {
 	case h.states <- stateMsg{from, append([]byte(nil), payload...)}:
+	default:
+	}
+}
+
+// Probe implements datapath.ProbeHandler: it records the packet.
+func (h *handler) Probe(from netip.Addr, payload []byte) {
+	select {
+	case h.probes <- stateMsg{from, append([]byte(nil), payload...)}:
 	default:
 	}
 }

@@ -58,6 +58,7 @@ func Run(t *testing.T, fx Fixture) {
 		{"Eviction", testEviction},
 		{"Tunnels", testTunnels},
 		{"FlowState", testFlowState},
+		{"Probes", testProbes},
 		{"Conntrack", testConntrack},
 		{"HostilePort", testHostilePort},
 		{"RemovePort", testRemovePort},

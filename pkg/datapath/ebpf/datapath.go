@@ -95,13 +95,18 @@ func (ps *portSet) clone() *portSet {
 }
 
 func (ps *portSet) add(p *port) {
-	ps.byID[p.cfg.PortID], ps.byIndex[p.cfg.Index], ps.byKey[p.cfg.TunnelKey], ps.byIf[p.cfg.Interface], ps.bySlot[p.slot] = p, p, p, p, p
+	ps.byID[p.cfg.PortID], ps.byIndex[p.cfg.Index], ps.byIf[p.cfg.Interface], ps.bySlot[p.slot] = p, p, p, p
+	if p.cfg.TunnelKey != 0 { // no key: not reached through tunnels
+		ps.byKey[p.cfg.TunnelKey] = p
+	}
 }
 
 func (ps *portSet) remove(p *port) {
 	delete(ps.byID, p.cfg.PortID)
 	delete(ps.byIndex, p.cfg.Index)
-	delete(ps.byKey, p.cfg.TunnelKey)
+	if ps.byKey[p.cfg.TunnelKey] == p {
+		delete(ps.byKey, p.cfg.TunnelKey)
+	}
 	delete(ps.byIf, p.cfg.Interface)
 	delete(ps.bySlot, p.slot)
 }
@@ -134,6 +139,7 @@ type Datapath struct {
 	batchReader *perf.Reader
 	handler     datapath.MissHandler
 	state       datapath.StateHandler
+	probe       datapath.ProbeHandler
 	running     bool
 	closed      bool
 	stop        chan struct{}
@@ -151,6 +157,8 @@ type Datapath struct {
 	lateHits atomic.Uint64 // misses that found their flow installed by the time the agent read them
 	vxState  stateCounters
 	greState stateCounters
+	vxProbe  stateCounters
+	greProbe stateCounters
 	greTx    struct{ packets, bytes, errors atomic.Uint64 } // GRE the agent sent itself
 	keyWarn  sync.Once
 	mirror   *mirrorsock.Sender // mirrors' copies (execute.go)
@@ -387,6 +395,9 @@ func (dp *Datapath) publishPort(p *port) error {
 	if err := dp.objs.PortSlots.Put(uint32(p.ifindex), p.slot); err != nil {
 		return fmt.Errorf("write port slot: %w", err)
 	}
+	if p.cfg.TunnelKey == 0 { // not reached through tunnels
+		return nil
+	}
 	if err := dp.objs.TunnelKeys.Put(p.cfg.TunnelKey, p.slot); err != nil {
 		return fmt.Errorf("write tunnel key: %w", err)
 	}
@@ -403,7 +414,7 @@ func (dp *Datapath) unpublishPort(p *port) error {
 		}
 	}
 	del(dp.objs.PortSlots, uint32(p.ifindex))
-	if cur, err := dp.tunnelKeySlot(p.cfg.TunnelKey); err == nil && cur == p.slot {
+	if cur, err := dp.tunnelKeySlot(p.cfg.TunnelKey); p.cfg.TunnelKey != 0 && err == nil && cur == p.slot {
 		del(dp.objs.TunnelKeys, p.cfg.TunnelKey)
 	}
 	if err := dp.objs.Ports.Put(p.slot, &portInfo{}); err != nil {
@@ -465,6 +476,7 @@ func (dp *Datapath) Run(ctx context.Context, h datapath.MissHandler) error {
 	}
 	dp.handler, dp.running = h, true
 	dp.state, _ = h.(datapath.StateHandler)
+	dp.probe, _ = h.(datapath.ProbeHandler)
 	for _, p := range dp.ports.Load().byID {
 		dp.startMissLoop(p)
 	}
@@ -560,10 +572,12 @@ func (dp *Datapath) Stats() datapath.Stats {
 	s.Hits, s.Misses = c[cHits]+late, c[cMisses]-min(c[cMisses], late)
 	s.Lost = c[cLost] + dp.perfLost.Load() + dp.drops.get(datapath.DropRxRingFull)
 	s.VXLAN = datapath.TunnelStats{RxPackets: c[cVXLANRxPackets], RxBytes: c[cVXLANRxBytes], TxPackets: c[cVXLANTxPackets],
-		TxBytes: c[cVXLANTxBytes], TxErrors: c[cVXLANTxErrors], StateRx: dp.vxState.rx.Load(), StateTx: dp.vxState.tx.Load()}
+		TxBytes: c[cVXLANTxBytes], TxErrors: c[cVXLANTxErrors], StateRx: dp.vxState.rx.Load(), StateTx: dp.vxState.tx.Load(),
+		ProbeRx: dp.vxProbe.rx.Load(), ProbeTx: dp.vxProbe.tx.Load()}
 	s.GRE = datapath.TunnelStats{RxPackets: c[cGRERxPackets], RxBytes: c[cGRERxBytes], TxPackets: c[cGRETxPackets] + dp.greTx.packets.Load(),
 		TxBytes: c[cGRETxBytes] + dp.greTx.bytes.Load(), TxErrors: c[cGRETxErrors] + dp.greTx.errors.Load(),
-		StateRx: dp.greState.rx.Load(), StateTx: dp.greState.tx.Load()}
+		StateRx: dp.greState.rx.Load(), StateTx: dp.greState.tx.Load(),
+		ProbeRx: dp.greProbe.rx.Load(), ProbeTx: dp.greProbe.tx.Load()}
 	for _, p := range dp.ports.Load().byID {
 		pc := dp.portCounters(p.slot)
 		s.Ports = append(s.Ports, datapath.PortStats{PortID: p.cfg.PortID, Index: p.cfg.Index, Interface: p.cfg.Interface,

@@ -333,20 +333,32 @@ func (t *tunnels) close(dp *Datapath) error {
 
 // SendState implements datapath.Datapath.
 func (dp *Datapath) SendState(peer netip.Addr, payload []byte) error {
+	return dp.sendReserved("state", peer, payload, packet.StateTunnelKey, &dp.vxState, &dp.greState)
+}
+
+// SendProbe implements datapath.Datapath.
+func (dp *Datapath) SendProbe(peer netip.Addr, payload []byte) error {
+	return dp.sendReserved("probe", peer, payload, packet.ProbeTunnelKey, &dp.vxProbe, &dp.greProbe)
+}
+
+// sendReserved sends payload to a tunnel peer with a reserved key, from
+// the agent's sockets (VXLAN if enabled, else GRE), counting it in vx or
+// gre.
+func (dp *Datapath) sendReserved(what string, peer netip.Addr, payload []byte, key uint32, vx, gre *stateCounters) error {
 	peer = peer.Unmap()
 	if !peer.Is4() {
-		return fmt.Errorf("datapath: send state: peer %q: only IPv4 underlays are supported", peer)
+		return fmt.Errorf("datapath: send %s: peer %q: only IPv4 underlays are supported", what, peer)
 	}
 	if len(payload) == 0 || len(payload) > 9000 {
-		return fmt.Errorf("datapath: send state: %d-byte payload", len(payload))
+		return fmt.Errorf("datapath: send %s: %d-byte payload", what, len(payload))
 	}
 	dp.mu.Lock()
 	t := &dp.tun
 	_, known := t.peers[peer.As4()]
-	vx, gre, port := t.vxSock, t.greSock, t.cfg.VXLANPort
+	vxSock, greSock, port := t.vxSock, t.greSock, t.cfg.VXLANPort
 	dp.mu.Unlock()
 	if !known {
-		return fmt.Errorf("datapath: send state: %s is not a tunnel-zone peer", peer)
+		return fmt.Errorf("datapath: send %s: %s is not a tunnel-zone peer", what, peer)
 	}
 	bp := execBufs.Get().(*[]byte)
 	defer execBufs.Put(bp)
@@ -357,23 +369,23 @@ func (dp *Datapath) SendState(peer netip.Addr, payload []byte) error {
 	var err error
 	var c *stateCounters
 	switch {
-	case vx != nil:
-		c = &dp.vxState
-		if _, err = packet.EncapVXLAN(buf, payload, packet.StateTunnelKey); err == nil {
-			_, err = vx.WriteToUDPAddrPort(buf, netip.AddrPortFrom(peer, port))
+	case vxSock != nil:
+		c = vx
+		if _, err = packet.EncapVXLAN(buf, payload, key); err == nil {
+			_, err = vxSock.WriteToUDPAddrPort(buf, netip.AddrPortFrom(peer, port))
 		}
-	case gre != nil:
-		c = &dp.greState
-		if _, err = packet.EncapGRE(buf, payload, packet.StateTunnelKey); err == nil {
-			_, err = gre.WriteToIP(buf, &net.IPAddr{IP: peer.AsSlice()})
+	case greSock != nil:
+		c = gre
+		if _, err = packet.EncapGRE(buf, payload, key); err == nil {
+			_, err = greSock.WriteToIP(buf, &net.IPAddr{IP: peer.AsSlice()})
 		}
 	default:
 		dp.drops.add(datapath.DropTunnelDisabled, 1)
-		return errors.New("datapath: send state: no tunnel enabled by SetTunnels")
+		return fmt.Errorf("datapath: send %s: no tunnel enabled by SetTunnels", what)
 	}
 	if err != nil {
 		dp.drops.add(datapath.DropTunnelTxError, 1)
-		return fmt.Errorf("datapath: send state to %s: %w", peer, err)
+		return fmt.Errorf("datapath: send %s to %s: %w", what, peer, err)
 	}
 	c.tx.Add(1)
 	return nil

@@ -38,6 +38,7 @@ const (
 	upcallPunt    = 3
 	upcallState   = 4
 	upcallRecheck = 5
+	upcallProbe   = 6
 )
 
 // Counter indexes of the "counters" map (enum in nagare.h).
@@ -79,6 +80,7 @@ const (
 	dropExecStale
 	dropUpcallLost
 	dropRxOversize
+	dropTunnelProbeUnhandled
 	dropQoSPoliced
 	numDrops
 )
@@ -129,6 +131,8 @@ func dropName(r int) string {
 		return datapath.DropRxRingFull
 	case dropRxOversize: // longer than the port's MTU allows
 		return datapath.DropRxOverMTU
+	case dropTunnelProbeUnhandled:
+		return datapath.DropTunnelProbeUnhandled
 	case dropQoSPoliced:
 		return datapath.DropQoSPoliced
 	}

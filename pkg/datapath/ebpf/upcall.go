@@ -187,8 +187,9 @@ func (dp *Datapath) dispatch(raw []byte) {
 		return
 	}
 	data = data[:h.Len]
-	if h.Reason == upcallState {
-		dp.deliverState(h, data)
+	switch h.Reason {
+	case upcallState, upcallProbe:
+		dp.deliverReserved(h, data)
 		return
 	}
 	p := dp.ports.Load().bySlot[h.Slot]
@@ -215,22 +216,42 @@ func (dp *Datapath) dispatch(raw []byte) {
 	}
 }
 
-// deliverState hands a flow-state packet to the StateHandler, on the
-// reader goroutine (the handler must not block).
-func (dp *Datapath) deliverState(h *upcallHeader, data []byte) {
-	end := uint64(h.DataOff) + uint64(h.DataLen)
-	if end > uint64(len(data)) || h.DataLen == 0 || dp.state == nil {
-		dp.drops.add(datapath.DropTunnelStateUnhandled, 1)
+// deliverReserved hands a packet of a reserved tunnel key — flow state
+// or a liveness probe — to its handler, on the reader goroutine (the
+// handler must not block).
+func (dp *Datapath) deliverReserved(h *upcallHeader, data []byte) {
+	handled, vx, gre, drop := dp.state != nil, &dp.vxState, &dp.greState, datapath.DropTunnelStateUnhandled
+	if h.Reason == upcallProbe {
+		handled, vx, gre, drop = dp.probe != nil, &dp.vxProbe, &dp.greProbe, datapath.DropTunnelProbeUnhandled
+	}
+	from, payload, vxlan, ok := reservedPayload(h, data)
+	if !ok || !handled {
+		dp.drops.add(drop, 1)
 		return
 	}
-	from := netip.AddrFrom4(*(*[4]byte)(unsafe.Pointer(&h.Peer)))
-	// The program saw it on the underlay: UDP means VXLAN.
-	c := &dp.greState
-	if len(data) > 23 && data[23] == packet.IPProtoUDP {
-		c = &dp.vxState
+	if vxlan {
+		vx.rx.Add(1)
+	} else {
+		gre.rx.Add(1)
 	}
-	c.rx.Add(1)
-	dp.state.State(from, data[h.DataOff:end])
+	if h.Reason == upcallProbe {
+		dp.probe.Probe(from, payload)
+	} else {
+		dp.state.State(from, payload)
+	}
+}
+
+// reservedPayload is the sender and payload of a packet of a reserved
+// tunnel key, and whether it came over VXLAN.
+func reservedPayload(h *upcallHeader, data []byte) (from netip.Addr, payload []byte, vxlan, ok bool) {
+	end := uint64(h.DataOff) + uint64(h.DataLen)
+	if end > uint64(len(data)) || h.DataLen == 0 {
+		return netip.Addr{}, nil, false, false
+	}
+	from = netip.AddrFrom4(*(*[4]byte)(unsafe.Pointer(&h.Peer)))
+	// The program saw it on the underlay: UDP means VXLAN.
+	vxlan = len(data) > 23 && data[23] == packet.IPProtoUDP
+	return from, data[h.DataOff:end], vxlan, true
 }
 
 // startMissLoop starts p's miss goroutine; Datapath.mu is held.

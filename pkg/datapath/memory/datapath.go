@@ -42,6 +42,7 @@ type Datapath struct {
 	ep      *endpoint // this datapath's tunnel endpoint on the hub
 	handler datapath.MissHandler
 	state   datapath.StateHandler
+	probe   datapath.ProbeHandler
 	// run is Run's context, which its goroutines follow and Close ends;
 	// nil before Run.
 	run    context.Context
@@ -85,7 +86,10 @@ type portSet struct {
 func newPortSet(list []*port) *portSet {
 	s := &portSet{list: list, index: make(map[int32]*port, len(list)), key: make(map[uint32]*port, len(list))}
 	for _, p := range list {
-		s.index[p.cfg.Index], s.key[p.cfg.TunnelKey] = p, p
+		s.index[p.cfg.Index] = p
+		if p.cfg.TunnelKey != 0 { // no key: not reached through tunnels
+			s.key[p.cfg.TunnelKey] = p
+		}
 	}
 	return s
 }
@@ -101,7 +105,7 @@ func New(cfg datapath.Config, host *Host) *Datapath {
 	for _, r := range []string{datapath.DropFlow, datapath.DropTTLExpired, datapath.DropPopUntagged, datapath.DropVLANHeadroom,
 		datapath.DropRewriteRefused, datapath.DropPortGone, datapath.DropTxError,
 		datapath.DropTunnelUnknownPeer, datapath.DropTunnelUnknownKey, datapath.DropTunnelMalformed,
-		datapath.DropTunnelDisabled, datapath.DropTunnelTxError, datapath.DropTunnelStateUnhandled,
+		datapath.DropTunnelDisabled, datapath.DropTunnelTxError, datapath.DropTunnelStateUnhandled, datapath.DropTunnelProbeUnhandled,
 		datapath.DropQoSPoliced, datapath.DropMirrorTxError} {
 		dp.drops[r] = new(atomic.Uint64)
 	}
@@ -136,8 +140,8 @@ func (dp *Datapath) AddPort(cfg datapath.PortConfig) error {
 	switch {
 	case cfg.PortID == "" || cfg.Interface == "":
 		return errors.New("datapath: add port: PortID and Interface are required")
-	case cfg.TunnelKey == packet.StateTunnelKey:
-		return fmt.Errorf("datapath: add port %s: tunnel key %d is reserved for flow-state packets", cfg.PortID, cfg.TunnelKey)
+	case cfg.TunnelKey != 0 && packet.ReservedTunnelKey(cfg.TunnelKey):
+		return fmt.Errorf("datapath: add port %s: tunnel key %d is reserved for the agents' own packets", cfg.PortID, cfg.TunnelKey)
 	case cfg.TunnelKey > packet.MaxTunnelKey:
 		return fmt.Errorf("datapath: add port %s: tunnel key %d does not fit in 24 bits", cfg.PortID, cfg.TunnelKey)
 	}
@@ -154,7 +158,7 @@ func (dp *Datapath) AddPort(cfg datapath.PortConfig) error {
 			clash = "already attached"
 		case q.cfg.Index == cfg.Index:
 			clash = fmt.Sprintf("index %d already used by port %s", cfg.Index, q.cfg.PortID)
-		case q.cfg.TunnelKey == cfg.TunnelKey:
+		case cfg.TunnelKey != 0 && q.cfg.TunnelKey == cfg.TunnelKey:
 			clash = fmt.Sprintf("tunnel key %d already used by port %s", cfg.TunnelKey, q.cfg.PortID)
 		case q.cfg.Interface == cfg.Interface:
 			clash = fmt.Sprintf("interface %s already bound to port %s", cfg.Interface, q.cfg.PortID)
@@ -214,6 +218,7 @@ func (dp *Datapath) Run(ctx context.Context, h datapath.MissHandler) error {
 	dp.run, dp.stop = context.WithCancel(ctx)
 	dp.handler = h
 	dp.state, _ = h.(datapath.StateHandler)
+	dp.probe, _ = h.(datapath.ProbeHandler)
 	for _, p := range dp.ports.Load().list {
 		dp.startReader(p)
 	}

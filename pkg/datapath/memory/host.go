@@ -167,7 +167,8 @@ func (i *Interface) Name() string { return i.name }
 func (i *Interface) Index() int { return i.index }
 
 func (i *Interface) link() datapath.Link {
-	return datapath.Link{Name: i.name, Index: i.index, Up: i.up.Load()}
+	up := i.up.Load()
+	return datapath.Link{Name: i.name, Index: i.index, Up: up, Running: up}
 }
 
 func (i *Interface) deleted() bool {

@@ -102,13 +102,23 @@ func (dp *Datapath) encap(a *flow.Action, b, hdr []byte) bool {
 
 // SendState implements datapath.Datapath.
 func (dp *Datapath) SendState(peer netip.Addr, payload []byte) error {
+	return dp.sendControl(peer, payload, packet.StateTunnelKey, "state")
+}
+
+// SendProbe implements datapath.Datapath.
+func (dp *Datapath) SendProbe(peer netip.Addr, payload []byte) error {
+	return dp.sendControl(peer, payload, packet.ProbeTunnelKey, "probe")
+}
+
+// sendControl sends one of the agent's own packets under a reserved key.
+func (dp *Datapath) sendControl(peer netip.Addr, payload []byte, key uint32, what string) error {
 	peer = peer.Unmap()
 	t := dp.tun.Load()
 	switch {
 	case !t.peers[peer]:
-		return fmt.Errorf("datapath: send state: %s is not a tunnel-zone peer", peer)
+		return fmt.Errorf("datapath: send %s: %s is not a tunnel-zone peer", what, peer)
 	case len(payload) == 0 || len(payload) > 9000:
-		return fmt.Errorf("datapath: send state: %d-byte payload", len(payload))
+		return fmt.Errorf("datapath: send %s: %d-byte payload", what, len(payload))
 	}
 	kind := packet.TunnelVXLAN
 	switch {
@@ -117,11 +127,17 @@ func (dp *Datapath) SendState(peer netip.Addr, payload []byte) error {
 		kind = packet.TunnelGRE
 	default:
 		dp.drop(datapath.DropTunnelDisabled, 1)
-		return errors.New("datapath: send state: no tunnel enabled by SetTunnels")
+		return fmt.Errorf("datapath: send %s: no tunnel enabled by SetTunnels", what)
 	}
 	var hdr [8]byte
-	dp.host.hub.send(t.cfg.LocalIP, peer, kind, t.cfg.VXLANPort, header(hdr[:], kind, packet.StateTunnelKey), payload)
-	dp.countTunnel(kind, func(s *datapath.TunnelStats) { s.StateTx++ })
+	dp.host.hub.send(t.cfg.LocalIP, peer, kind, t.cfg.VXLANPort, header(hdr[:], kind, key), payload)
+	dp.countTunnel(kind, func(s *datapath.TunnelStats) {
+		if key == packet.ProbeTunnelKey {
+			s.ProbeTx++
+		} else {
+			s.StateTx++
+		}
+	})
 	return nil
 }
 
@@ -174,6 +190,15 @@ func (dp *Datapath) receiveTunnel(f *frame) {
 		}
 		dp.countTunnel(f.kind, func(s *datapath.TunnelStats) { s.StateRx++ })
 		dp.state.State(f.src, inner)
+		return
+	}
+	if err == nil && key == packet.ProbeTunnelKey {
+		if dp.probe == nil || len(inner) == 0 {
+			dp.drop(datapath.DropTunnelProbeUnhandled, 1)
+			return
+		}
+		dp.countTunnel(f.kind, func(s *datapath.TunnelStats) { s.ProbeRx++ })
+		dp.probe.Probe(f.src, inner)
 		return
 	}
 	if err != nil || len(inner) < 14 {

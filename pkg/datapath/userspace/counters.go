@@ -27,6 +27,7 @@ const (
 	rTunDisabled
 	rTunTxError
 	rTunState
+	rTunProbe
 	rQoS
 	rMirrorTx
 	rOverMTU
@@ -47,6 +48,7 @@ var reasonLabels = [numReasons]string{
 	rTunDisabled:    datapath.DropTunnelDisabled,
 	rTunTxError:     datapath.DropTunnelTxError,
 	rTunState:       datapath.DropTunnelStateUnhandled,
+	rTunProbe:       datapath.DropTunnelProbeUnhandled,
 	rQoS:            datapath.DropQoSPoliced,
 	rMirrorTx:       datapath.DropMirrorTxError,
 	rOverMTU:        datapath.DropRxOverMTU,
@@ -114,6 +116,7 @@ func (d *dropCounters) addFrom(o *dropCounters) {
 type tunnelCounters struct {
 	rxPackets, rxBytes, txPackets, txBytes, txErrors atomic.Uint64
 	stateRx, stateTx                                 atomic.Uint64
+	probeRx, probeTx                                 atomic.Uint64
 }
 
 func (c *tunnelCounters) snapshot() datapath.TunnelStats {
@@ -122,5 +125,6 @@ func (c *tunnelCounters) snapshot() datapath.TunnelStats {
 		TxPackets: c.txPackets.Load(), TxBytes: c.txBytes.Load(),
 		TxErrors: c.txErrors.Load(),
 		StateRx:  c.stateRx.Load(), StateTx: c.stateTx.Load(),
+		ProbeRx: c.probeRx.Load(), ProbeTx: c.probeTx.Load(),
 	}
 }

@@ -87,6 +87,7 @@ type Datapath struct {
 	table       table
 	handler     datapath.MissHandler
 	state       datapath.StateHandler // handler, if it takes flow-state packets
+	probe       datapath.ProbeHandler // handler, if it takes probes
 	running     bool
 	closed      bool
 	stop        chan struct{} // closed by Close
@@ -184,7 +185,7 @@ func portOptions(mtu int) afpacket.Options {
 func (dp *Datapath) attach(cfg datapath.PortConfig, io portIO) *port {
 	p := &port{cfg: cfg, io: io, flows: map[flow.Key]*flowEntry{}, slotSize: slotSizeFor(cfg.MTU)}
 	ps := dp.ports.Load().clone()
-	ps.byID[cfg.PortID], ps.byIndex[cfg.Index], ps.byKey[cfg.TunnelKey], ps.byIf[cfg.Interface] = p, p, p, p
+	ps.add(p)
 	dp.ports.Store(ps)
 	if dp.running {
 		dp.startReader(p)
@@ -214,9 +215,17 @@ func (ps *portSet) clone() *portSet {
 		byKey: make(map[uint32]*port, len(ps.byID)+1), byIf: make(map[string]*port, len(ps.byID)+1),
 	}
 	for _, p := range ps.byID {
-		n.byID[p.cfg.PortID], n.byIndex[p.cfg.Index], n.byKey[p.cfg.TunnelKey], n.byIf[p.cfg.Interface] = p, p, p, p
+		n.add(p)
 	}
 	return n
+}
+
+// add indexes p; a port without a tunnel key (0) is not reached by one.
+func (ps *portSet) add(p *port) {
+	ps.byID[p.cfg.PortID], ps.byIndex[p.cfg.Index], ps.byIf[p.cfg.Interface] = p, p, p
+	if p.cfg.TunnelKey != 0 {
+		ps.byKey[p.cfg.TunnelKey] = p
+	}
 }
 
 // RemovePort implements datapath.Datapath. It does not wait for the port's
@@ -233,7 +242,9 @@ func (dp *Datapath) RemovePort(portID string) error {
 	n := ps.clone()
 	delete(n.byID, portID)
 	delete(n.byIndex, p.cfg.Index)
-	delete(n.byKey, p.cfg.TunnelKey)
+	if p.cfg.TunnelKey != 0 {
+		delete(n.byKey, p.cfg.TunnelKey)
+	}
 	delete(n.byIf, p.cfg.Interface)
 	dp.ports.Store(n)
 	p.gone.Store(true)
@@ -275,6 +286,7 @@ func (dp *Datapath) Run(ctx context.Context, h datapath.MissHandler) error {
 	}
 	dp.handler, dp.running = h, true
 	dp.state, _ = h.(datapath.StateHandler)
+	dp.probe, _ = h.(datapath.ProbeHandler)
 	for _, p := range dp.ports.Load().byID {
 		dp.startReader(p)
 	}

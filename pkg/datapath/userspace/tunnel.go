@@ -244,38 +244,58 @@ func (ts *tunnelState) close() error {
 
 // SendState implements datapath.Datapath.
 func (dp *Datapath) SendState(peer netip.Addr, payload []byte) error {
+	return dp.sendControl(peer, payload, packet.StateTunnelKey, "state")
+}
+
+// SendProbe implements datapath.Datapath.
+func (dp *Datapath) SendProbe(peer netip.Addr, payload []byte) error {
+	return dp.sendControl(peer, payload, packet.ProbeTunnelKey, "probe")
+}
+
+// sendControl sends one of the agent's own packets under a reserved key.
+func (dp *Datapath) sendControl(peer netip.Addr, payload []byte, key uint32, what string) error {
 	peer = peer.Unmap()
 	ts := dp.tun.Load()
 	if !peer.Is4() {
-		return fmt.Errorf("datapath: send state: peer %q: only IPv4 underlays are supported", peer)
+		return fmt.Errorf("datapath: send %s: peer %q: only IPv4 underlays are supported", what, peer)
 	}
 	if _, ok := ts.peers[peer.As4()]; !ok {
-		return fmt.Errorf("datapath: send state: %s is not a tunnel-zone peer", peer)
+		return fmt.Errorf("datapath: send %s: %s is not a tunnel-zone peer", what, peer)
 	}
 	if len(payload) == 0 || len(payload) > tunnelSlotSize-64 {
-		return fmt.Errorf("datapath: send state: %d-byte payload", len(payload))
+		return fmt.Errorf("datapath: send %s: %d-byte payload", what, len(payload))
 	}
 	bp := stateBufs.Get().(*[]byte)
 	defer stateBufs.Put(bp)
 	buf := (*bp)[:8+len(payload)]
-	var err error
+	var (
+		err error
+		c   *tunnelCounters
+	)
 	switch {
 	case ts.vxlan != nil:
-		if _, err = packet.EncapVXLAN(buf, payload, packet.StateTunnelKey); err == nil {
+		c = &dp.vxlan
+		if _, err = packet.EncapVXLAN(buf, payload, key); err == nil {
 			_, err = ts.vxlan.conn.(*net.UDPConn).WriteToUDPAddrPort(buf, netip.AddrPortFrom(peer, ts.vxlan.dstPort))
 		}
-		dp.countState(&dp.vxlan, err)
 	case ts.gre != nil:
-		if _, err = packet.EncapGRE(buf, payload, packet.StateTunnelKey); err == nil {
+		c = &dp.gre
+		if _, err = packet.EncapGRE(buf, payload, key); err == nil {
 			_, err = ts.gre.conn.(*net.IPConn).WriteToIP(buf, &net.IPAddr{IP: peer.AsSlice()})
 		}
-		dp.countState(&dp.gre, err)
 	default:
 		dp.drops.add(rTunDisabled, 1)
-		return errors.New("datapath: send state: no tunnel enabled by SetTunnels")
+		return fmt.Errorf("datapath: send %s: no tunnel enabled by SetTunnels", what)
 	}
 	if err != nil {
-		return fmt.Errorf("datapath: send state to %s: %w", peer, err)
+		c.txErrors.Add(1)
+		dp.drops.add(rTunTxError, 1)
+		return fmt.Errorf("datapath: send %s to %s: %w", what, peer, err)
+	}
+	if key == packet.ProbeTunnelKey {
+		c.probeTx.Add(1)
+	} else {
+		c.stateTx.Add(1)
 	}
 	return nil
 }
@@ -283,12 +303,3 @@ func (dp *Datapath) SendState(peer netip.Addr, payload []byte) error {
 // stateBufs are SendState's packet buffers: it runs on the miss path of
 // every new connection, which must not allocate.
 var stateBufs = sync.Pool{New: func() any { b := make([]byte, tunnelSlotSize); return &b }}
-
-func (dp *Datapath) countState(c *tunnelCounters, err error) {
-	if err != nil {
-		c.txErrors.Add(1)
-		dp.drops.add(rTunTxError, 1)
-		return
-	}
-	c.stateTx.Add(1)
-}

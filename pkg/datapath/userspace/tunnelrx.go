@@ -236,8 +236,8 @@ func (r *tunnelReceiver) datagram(c *tunnelCounters, ports *portSet, i int, b []
 		}
 		key, inner, err = packet.DecapGRE(b[int(b[0]&0x0f)*4:])
 	}
-	if err == nil && key == packet.StateTunnelKey {
-		r.deliverState(c, netip.AddrFrom4(r.names[i].Addr), inner)
+	if err == nil && (key == packet.StateTunnelKey || key == packet.ProbeTunnelKey) {
+		r.deliverReserved(c, key, netip.AddrFrom4(r.names[i].Addr), inner)
 		return nil, nil
 	}
 	if err != nil || len(inner) < ethHdrLen {
@@ -252,16 +252,25 @@ func (r *tunnelReceiver) datagram(c *tunnelCounters, ports *portSet, i int, b []
 	return p, inner
 }
 
-// deliverState hands a flow-state packet to the StateHandler. It runs
-// between the data packets of its batch, in arrival order: data queued
-// before it is still queued (sent at the end of the batch), which is fine,
-// since only packets after the state may depend on it.
-func (r *tunnelReceiver) deliverState(c *tunnelCounters, from netip.Addr, payload []byte) {
-	h := r.w.dp.state
-	if h == nil || len(payload) == 0 {
-		r.w.drops.add(rTunState, 1)
+// deliverReserved hands a flow-state packet to the StateHandler, a probe
+// to the ProbeHandler. It runs between the data packets of its batch, in
+// arrival order: data queued before it is still queued (sent at the end
+// of the batch), which is fine, since only packets after the state may
+// depend on it.
+func (r *tunnelReceiver) deliverReserved(c *tunnelCounters, key uint32, from netip.Addr, payload []byte) {
+	dp := r.w.dp
+	handled, drop, rx := dp.state != nil, rTunState, &c.stateRx
+	if key == packet.ProbeTunnelKey {
+		handled, drop, rx = dp.probe != nil, rTunProbe, &c.probeRx
+	}
+	if !handled || len(payload) == 0 {
+		r.w.drops.add(drop, 1)
 		return
 	}
-	c.stateRx.Add(1)
-	h.State(from, payload)
+	rx.Add(1)
+	if key == packet.ProbeTunnelKey {
+		dp.probe.Probe(from, payload)
+	} else {
+		dp.state.State(from, payload)
+	}
 }

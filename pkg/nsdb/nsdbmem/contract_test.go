@@ -31,6 +31,12 @@ type store interface {
 	PutMemberStatus(context.Context, string, string, string, nsdb.LeaseID) error
 	TakeBackMemberStatus(context.Context, string, string) error
 	MemberStatuses(context.Context) (map[string]string, error)
+	UpdateLearnedRoutes(context.Context, []nsdb.LearnedRoute, []nsdb.LearnedRoute, nsdb.LeaseID) error
+	WatchLearnedRoutes(context.Context, func(nsdb.LearnedRouteBatch) error) error
+	LearnedRoutes(context.Context, string) ([]nsdb.LearnedRoute, error)
+	PutBGPPeerStatus(context.Context, string, nsdb.BGPPeerStatus, nsdb.LeaseID) error
+	TakeBackBGPPeerStatus(context.Context, string, string) error
+	BGPPeerStatuses(context.Context) (map[string]nsdb.BGPPeerStatus, error)
 }
 
 // TestContract runs one scenario against the real store (embedded etcd)
@@ -121,6 +127,18 @@ func contract(t *testing.T, s store) {
 	must(s.SetHostAlive(ctx, host.GetMeta().ID, lease))
 	must(s.PutLearnedMAC(ctx, nsdb.LearnedMAC{Host: host.GetMeta().ID, BridgeID: br.GetMeta().ID, MAC: packet.MAC{2, 0, 0, 0, 0, 1}, PortID: "p"}, lease))
 	must(s.PutMemberStatus(ctx, host.GetMeta().ID, mem.GetMeta().ID, model.MemberUp, lease))
+	const rtr, port, peer = "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222", "33333333-3333-4333-8333-333333333333"
+	learned := nsdb.LearnedRoute{RouterID: rtr, PortID: port, Dst: netip.MustParsePrefix("0.0.0.0/0"), Gateway: netip.MustParseAddr("198.51.100.1"),
+		HostID: host.GetMeta().ID}
+	must(s.UpdateLearnedRoutes(ctx, []nsdb.LearnedRoute{learned}, nil, lease))
+	must(s.PutBGPPeerStatus(ctx, peer, nsdb.BGPPeerStatus{HostID: host.GetMeta().ID, State: "established"}, lease))
+	routes := make(chan nsdb.LearnedRouteBatch, 8)
+	go func() {
+		_ = s.WatchLearnedRoutes(ctx, func(b nsdb.LearnedRouteBatch) error { routes <- b; return nil })
+	}()
+	if b := <-routes; !b.Reset || len(b.Put) != 1 || b.Put[0] != learned {
+		t.Fatalf("learned routes reset %+v", b)
+	}
 	alive := make(chan nsdb.Liveness, 8)
 	go func() { _ = s.WatchHostLiveness(ctx, func(l nsdb.Liveness) error { alive <- l; return nil }) }()
 	macs := make(chan nsdb.LearnedMACBatch, 8)
@@ -143,6 +161,18 @@ func contract(t *testing.T, s store) {
 	if b := <-macs; len(b.Put) != 1 || b.Put[0].PortID != "q" {
 		t.Fatalf("MACs after another host's entry %+v", b)
 	}
+	// The port's next gateway learns the same route: its copy wins while
+	// it lasts; it takes back its own session state only.
+	moved := learned
+	moved.HostID, moved.Gateway = "other-host", netip.MustParseAddr("198.51.100.9")
+	must(s.UpdateLearnedRoutes(ctx, []nsdb.LearnedRoute{moved}, nil, other))
+	if b := <-routes; len(b.Put) != 1 || b.Put[0] != moved {
+		t.Fatalf("learned routes after another host's copy %+v", b)
+	}
+	must(s.TakeBackBGPPeerStatus(ctx, "other-host", peer))
+	if st, _ := s.BGPPeerStatuses(ctx); st[peer].State != "established" {
+		t.Fatalf("another host took back the session state: %v", st)
+	}
 	must(s.ResumeLease(ctx, other))
 	must(s.RevokeLease(ctx, other))
 	if err := s.ResumeLease(ctx, other); !errors.Is(err, nsdb.ErrLeaseGone) {
@@ -150,6 +180,9 @@ func contract(t *testing.T, s store) {
 	}
 	if b := <-macs; len(b.Put) != 1 || b.Put[0].PortID != "p" || len(b.Deleted) != 0 {
 		t.Fatalf("MACs after the other host's lease ended %+v", b)
+	}
+	if b := <-routes; len(b.Put) != 1 || b.Put[0] != learned || len(b.Deleted) != 0 {
+		t.Fatalf("learned routes after the other host's lease ended %+v", b)
 	}
 	must(s.RevokeLease(ctx, lease))
 	if l := <-alive; l.Reset || l.Alive[host.GetMeta().ID] {
@@ -160,6 +193,12 @@ func contract(t *testing.T, s store) {
 	}
 	if st, _ := s.MemberStatuses(ctx); len(st) != 0 {
 		t.Fatalf("statuses after revoke: %v", st)
+	}
+	if b := <-routes; len(b.Deleted) != 1 || b.Deleted[0] != learned.ID() {
+		t.Fatalf("learned routes after revoke %+v", b)
+	}
+	if st, _ := s.BGPPeerStatuses(ctx); len(st) != 0 {
+		t.Fatalf("session states after revoke: %v", st)
 	}
 	if err := s.PutMemberStatus(ctx, host.GetMeta().ID, mem.GetMeta().ID, model.MemberUp, lease); err == nil {
 		t.Fatal("a write under a revoked lease succeeded")

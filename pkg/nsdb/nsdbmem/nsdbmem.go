@@ -5,7 +5,7 @@
 // previous version, as nsdb.Store.Watch delivers them); leases are
 // granted, kept alive and revoked, and every key written under a lease
 // goes with it, as etcd deletes them; host liveness, learned MACs and
-// neighbors, pool members' health and NAT translations are kept and
+// neighbors, pool members' health, NAT translations, learned routes and BGP session states are kept and
 // watched the way the store keeps them in etcd.
 //
 // What it does not do: the model's cross-object write rules (references,

@@ -34,6 +34,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -112,6 +113,15 @@ type Options struct {
 	AgentArgs   []string // more nagare-agent flags, for every agent
 	// HostAgentArgs are more nagare-agent flags by hypervisor name ("hv1").
 	HostAgentArgs map[string][]string
+	// Nice runs the agents of the hypervisors named at this niceness (as
+	// nice -n does), as a dedicated gateway's control plane would be
+	// given priority on a machine shared with other work.
+	Nice map[string]int
+	// InNamespace names the hypervisors whose agent runs inside their
+	// namespace, as a gateway's must for its BGP speakers (their sockets
+	// live in the agent's namespace): it reaches the NSDB through a Relay
+	// (Hypervisor.NSDB), which a test can cut.
+	InNamespace []string
 	// AdminPassword, when set, runs the server with password
 	// authentication (user admin of project admin) instead of noauth;
 	// Call, CLI and CLIEnv then authenticate. The server gets it from
@@ -168,7 +178,15 @@ type Hypervisor struct {
 	// AgentArgs are extra nagare-agent flags for the next StartAgent
 	// (e.g. --conntrack-zone-max).
 	AgentArgs []string
-	agent     *Proc
+	// InNamespace runs the agent inside NS (Options.InNamespace); NSDB is
+	// its way to the NSDB then.
+	InNamespace bool
+	NSDB        *Relay
+	// Nice is the agent's niceness (Options.Nice).
+	Nice  int
+	agent *Proc
+	// innerMetrics is where an agent in its namespace serves metrics.
+	innerMetrics string
 }
 
 // New starts an environment and stops it in t.Cleanup.
@@ -207,6 +225,8 @@ func New(t testing.TB, opts Options) *Env {
 		h.NS.MustRun(t, "ip", "link", "set", "ul0", "mtu", mtu, "up")
 		h.NS.MustRun(t, "ip", "addr", "add", h.TunnelIP+"/24", "dev", "ul0")
 		h.MetricsAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		h.InNamespace = slices.Contains(opts.InNamespace, h.Name)
+		h.Nice = opts.Nice[h.Name]
 		e.Hosts = append(e.Hosts, h)
 	}
 	// One at a time, so that host aliases follow the hypervisors' order
@@ -321,14 +341,34 @@ func (h *Hypervisor) StartAgent(t testing.TB) {
 	if e.secure {
 		nsdbArgs = []string{"--join", e.API, "--token", e.joinToken}
 	}
-	args := append(append(append([]string{"--host-name", h.Name, "--tunnel-ip", h.TunnelIP}, nsdbArgs...),
-		"--netns", h.NS.Path, "--metrics-listen", h.MetricsAddr,
-		"--underlay-mtu", strconv.Itoa(e.UnderlayMTU), "--log-level", e.logLevel,
-		"--state-dir", h.StateDir()), e.agentArgs...)
+	place, metrics := []string{"--netns", h.NS.Path}, h.MetricsAddr
+	if h.InNamespace {
+		if e.secure {
+			t.Fatalf("harness: %s: an agent inside its namespace does not join a secure server (no relay to the API)", h.Name)
+		}
+		if h.NSDB == nil {
+			h.NSDB = relayInto(t, h.NS, strings.TrimPrefix(e.EtcdURL, "http://"))
+			inner := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+			h.MetricsAddr = relayOut(t, h.NS, inner).Addr
+			h.innerMetrics = inner
+		}
+		nsdbArgs, place, metrics = []string{"--etcd-endpoints", "http://" + h.NSDB.Addr}, nil, h.innerMetrics
+	}
+	args := append(append(append([]string{"--host-name", h.Name, "--tunnel-ip", h.TunnelIP}, nsdbArgs...), place...),
+		"--metrics-listen", metrics, "--underlay-mtu", strconv.Itoa(e.UnderlayMTU), "--log-level", e.logLevel,
+		"--state-dir", h.StateDir())
+	args = append(args, e.agentArgs...)
 	args = append(args, "--datapath", Datapath())
 	args = append(args, h.AgentArgs...)
 	args = append(args, e.hostArgs[h.Name]...)
-	h.agent = startProc(t, filepath.Join(e.dir, h.Name+".log"), Binaries.Agent, args...)
+	bin := Binaries.Agent
+	if h.InNamespace {
+		bin, args = "ip", append([]string{"netns", "exec", h.NS.Name, Binaries.Agent}, args...)
+	}
+	if h.Nice != 0 {
+		bin, args = "nice", append([]string{"-n", strconv.Itoa(h.Nice), bin}, args...)
+	}
+	h.agent = startProc(t, filepath.Join(e.dir, h.Name+".log"), bin, args...)
 	err := Eventually(20*time.Second, func() error {
 		if h.agent.Exited() {
 			return stop{fmt.Errorf("nagare-agent %s exited", h.Name)}
@@ -619,15 +659,21 @@ func tail(path string, n int) string {
 	return path + ":\n  " + strings.Join(lines, "\n  ")
 }
 
+// logLines is how many lines of each log a failed test shows (60, or
+// NAGARE_E2E_LOG_LINES).
+func logLines() int {
+	if v, err := strconv.Atoi(os.Getenv("NAGARE_E2E_LOG_LINES")); err == nil {
+		return v
+	}
+	return 60
+}
+
 // dumpLogsOnFailure prints the end of every log when the test failed.
 func (e *Env) dumpLogsOnFailure() {
 	if !e.T.Failed() {
 		return
 	}
-	n := 60
-	if v, err := strconv.Atoi(os.Getenv("NAGARE_E2E_LOG_LINES")); err == nil {
-		n = v
-	}
+	n := logLines()
 	var b strings.Builder
 	b.WriteString(tail(filepath.Join(e.dir, "server.log"), n))
 	for _, h := range e.Hosts {

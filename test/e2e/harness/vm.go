@@ -129,6 +129,13 @@ func (vm *VM) Background(t testing.TB, args ...string) *Bg {
 	return background(t, vm.NS, args...)
 }
 
+// Background starts a command in the namespace (a server on a network
+// outside the cloud), killed at the end of the test.
+func (ns *NS) Background(t testing.TB, args ...string) *Bg {
+	t.Helper()
+	return background(t, ns, args...)
+}
+
 func background(t testing.TB, ns *NS, args ...string) *Bg {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())

@@ -291,21 +291,22 @@ int tunnel_in(struct __sk_buff *skb)
 	return bpf_redirect(pi->ifindex, 0);
 }
 
-/* state hands a flow-state packet's payload (at off, n bytes) to the agent. */
-static __noinline int state(struct __sk_buff *skb, __u32 from, __u32 off, __u32 n)
+/* state hands a flow-state packet's or a probe's payload (at off, n bytes)
+ * to the agent, as an upcall of reason (UPCALL_STATE or UPCALL_PROBE). */
+static __noinline int state(struct __sk_buff *skb, __u32 from, __u32 off, __u32 n, __u32 reason)
 {
 	struct upcall u = {};
 	__u32 len = skb->len;
 
 	if (n == 0) {
-		count_drop(DROP_TUNNEL_STATE_UNHANDLED);
+		count_drop(reason == UPCALL_PROBE ? DROP_TUNNEL_PROBE_UNHANDLED : DROP_TUNNEL_STATE_UNHANDLED);
 		return TC_ACT_SHOT;
 	}
 	if (len > UPCALL_MAX) {
 		count_drop(DROP_TUNNEL_MALFORMED);
 		return TC_ACT_SHOT;
 	}
-	u.reason = UPCALL_STATE;
+	u.reason = reason;
 	u.ifindex = skb->ingress_ifindex;
 	u.len = len;
 	u.data_off = off;
@@ -325,8 +326,8 @@ static __always_inline int check_inner(struct __sk_buff *skb, __u32 from, __u32 
 {
 	__u32 *slot;
 
-	if (key == STATE_KEY) {
-		state(skb, from, off, end - off);
+	if (key == STATE_KEY || key == PROBE_KEY) {
+		state(skb, from, off, end - off, key == STATE_KEY ? UPCALL_STATE : UPCALL_PROBE);
 		return -1;
 	}
 	if (end - off < 14) {

@@ -13,12 +13,13 @@
 
 /* Bumped whenever a pinned map's key or value layout changes, so that an
  * agent adopting pinned maps knows whether it can reuse them. */
-#define LAYOUT_VERSION 4 /* 4: the policers map, DROP_QOS_POLICED */
+#define LAYOUT_VERSION 4 /* 4: the policers map; the drops map grew */
 
 #define MAX_ACTS 16     /* actions a kernel flow holds; longer lists are executed by the agent */
 #define MAX_PORTS 1024  /* port slots */
 #define EXEC_SLOTS 4096 /* in-flight Execute outputs */
 #define STATE_KEY 0xffffff /* packet.StateTunnelKey */
+#define PROBE_KEY 0xfffffe /* packet.ProbeTunnelKey */
 #define CT_REFS 8       /* connection-tracking entries one flow keeps alive: sim.MaxStateKeys */
 #define CT_CLASSES 11   /* flowstate's expiry classes */
 
@@ -217,6 +218,7 @@ enum {
 	UPCALL_PUNT,     /* the program cannot judge the frame: the agent parses it */
 	UPCALL_STATE,    /* a flow-state packet from a peer */
 	UPCALL_RECHECK,  /* a flow matched, but this packet needs the agent (MTU, TCP close) */
+	UPCALL_PROBE,    /* a liveness probe (or its answer) from a peer */
 };
 
 /* The header of every upcall record; the packet bytes follow. */
@@ -225,9 +227,9 @@ struct upcall {
 	__u32 ifindex;
 	__u32 slot;
 	__u32 len;      /* packet bytes that follow */
-	__u32 data_off; /* UPCALL_STATE: offset of the payload in the bytes */
-	__u32 data_len; /* UPCALL_STATE: payload length */
-	__u32 peer;     /* UPCALL_STATE: the sender's underlay IPv4, network order */
+	__u32 data_off; /* UPCALL_STATE, _PROBE: offset of the payload in the bytes */
+	__u32 data_len; /* UPCALL_STATE, _PROBE: payload length */
+	__u32 peer;     /* UPCALL_STATE, _PROBE: the sender's underlay IPv4, network order */
 	__u32 gso_size;
 	__u16 vlan_tci;   /* the tag the kernel took out of the frame, if vlan_present */
 	__u16 vlan_proto; /* network order */
@@ -310,6 +312,7 @@ enum {
 	DROP_EXEC_STALE, /* an injected frame whose exec slot was reused */
 	DROP_UPCALL_LOST,
 	DROP_RX_OVERSIZE, /* longer than the port's MTU allows */
+	DROP_TUNNEL_PROBE_UNHANDLED,
 	DROP_QOS_POLICED, /* a port's token bucket (struct policer) had too few tokens */
 	NUM_DROPS,
 };

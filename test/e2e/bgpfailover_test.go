@@ -1,0 +1,253 @@
+//go:build linux
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nagare/nagare/test/e2e/harness"
+)
+
+// The failover scenario: with three uplinks up, one uplink at a time is
+// cut in one of four ways and brought back, while every VM pings the
+// internet every 10 ms with two ICMP identifiers (16 flows, spread by
+// ECMP). The gap of a flow is the longest time between two of its
+// answers; the test prints, per event, the worst gap of the flows that
+// crossed the cut uplink (found with tcpdump on the upstream's side just
+// before the cut) and of the others, for the failover and the failback,
+// and fails above maxGap.
+const maxGap = time.Second
+
+// failoverEvent cuts uplink k (1-based) one way and restores it.
+type failoverEvent struct {
+	name    string
+	k       int
+	hold    time.Duration // how long the uplink stays cut
+	cut     func(t *testing.T, bt *bgpTopo)
+	restore func(t *testing.T, bt *bgpTopo)
+}
+
+var failoverEvents = []failoverEvent{
+	{name: "link down", k: 1, hold: 4 * time.Second,
+		// The upstream's end of the wire goes down: the gateway's eth1
+		// loses its carrier.
+		cut:     func(t *testing.T, bt *bgpTopo) { bt.upstream[0].NS.MustRun(t, "ip", "link", "set", "eth0", "down") },
+		restore: func(t *testing.T, bt *bgpTopo) { bt.upstream[0].NS.MustRun(t, "ip", "link", "set", "eth0", "up") }},
+	// The upstream router's daemons crash: SIGKILLed. Its kernel closes
+	// bgpd's session (the gateway sees it end) and BFD falls silent,
+	// whichever the gateway notices first.
+	upstreamDown("upstream killed", 2, (*harness.FRR).Kill, func(t *testing.T, f *harness.FRR) {
+		if err := f.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}),
+	// The upstream hangs: its daemons stopped (no FIN, no RST, no BFD:
+	// only BFD's silence tells the gateway).
+	upstreamDown("upstream frozen", 2, (*harness.FRR).Freeze, func(_ *testing.T, f *harness.FRR) { f.Thaw() }),
+	{name: "gateway agent SIGKILLed", k: 3, hold: 4 * time.Second,
+		cut:     func(t *testing.T, bt *bgpTopo) { bt.gws[2].KillAgent() },
+		restore: func(t *testing.T, bt *bgpTopo) { bt.gws[2].StartAgent(t) }},
+	{name: "gateway cut from etcd", k: 1, hold: 6 * time.Second, // past its 3 s lease
+		cut: func(t *testing.T, bt *bgpTopo) { bt.gws[0].NSDB.Cut() },
+		restore: func(t *testing.T, bt *bgpTopo) {
+			if err := bt.gws[0].NSDB.Restore(); err != nil {
+				t.Fatal(err)
+			}
+		}},
+}
+
+// upstreamDown is upstream k dying by stop and coming back by start:
+// nothing forwarded while it is down, its link to the gateway up (only
+// the sessions tell the gateway), its link to the internet dark, so that
+// the internet's own convergence, which is not the gateway's, is
+// immediate.
+func upstreamDown(name string, k int, stop func(*harness.FRR), start func(*testing.T, *harness.FRR)) failoverEvent {
+	return failoverEvent{name: name, k: k, hold: 4 * time.Second,
+		cut: func(t *testing.T, bt *bgpTopo) {
+			f := bt.upstream[k-1]
+			f.NS.MustRun(t, "sysctl", "-q", "-w", "net.ipv4.ip_forward=0")
+			stop(f)
+			f.NS.MustRun(t, "ip", "link", "set", "eth1", "down")
+		},
+		restore: func(t *testing.T, bt *bgpTopo) {
+			f := bt.upstream[k-1]
+			f.NS.MustRun(t, "ip", "link", "set", "eth1", "up")
+			f.NS.MustRun(t, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+			start(t, f)
+		}}
+}
+
+func testFailover(t *testing.T, bt *bgpTopo) {
+	for k := 1; k <= 3; k++ {
+		bt.bind(t, k)
+	}
+	bt.waitUplinks(t, 1, 2, 3)
+	var report []string
+	for _, ev := range failoverEvents {
+		line := bt.runEvent(t, ev)
+		report = append(report, line)
+		t.Log(line)
+	}
+	t.Logf("failover gaps (ping -i 0.01, worst flow):\n  %s", strings.Join(report, "\n  "))
+}
+
+// runEvent cuts and restores one uplink under ping and returns the line
+// that reports its gaps.
+func (bt *bgpTopo) runEvent(t *testing.T, ev failoverEvent) string {
+	t.Helper()
+	flows := bt.startPings(t)
+	defer func() {
+		for _, f := range flows {
+			f.bg.Stop()
+		}
+	}()
+	// Every uplink carries traffic before the cut (and a flap while the
+	// pings started has passed).
+	time.Sleep(time.Second)
+	bt.waitUplinks(t, 1, 2, 3)
+	through := bt.flowsThrough(t, ev.k)
+	if len(through) == 0 {
+		n := 0
+		for _, f := range flows {
+			n += len(f.replies())
+		}
+		t.Fatalf("%s: no ping flow crosses uplink %d: nothing to measure (%d answers to %d flows so far)", ev.name, ev.k, n, len(flows))
+	}
+	t0 := time.Now()
+	ev.cut(t, bt)
+	time.Sleep(ev.hold)
+	// Every flow answers again while the uplink is still cut.
+	for _, f := range flows {
+		if last := f.lastReply(); time.Since(last) > 500*time.Millisecond {
+			t.Errorf("%s on uplink %d: flow %d of %s silent for %s while the uplink is cut", ev.name, ev.k, f.id, f.vm.Name,
+				time.Since(last).Round(time.Millisecond))
+		}
+	}
+	t1 := time.Now()
+	ev.restore(t, bt)
+	// Failback: flows cross the uplink again.
+	err := harness.Eventually(30*time.Second, func() error {
+		if len(bt.flowsThrough(t, ev.k)) == 0 {
+			return fmt.Errorf("no flow crosses uplink %d again", ev.k)
+		}
+		return nil
+	})
+	if err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+		d, _ := bt.gws[ev.k-1].NS.Command(ctx, "tcpdump", "-v", "-n", "-i", "eth1", "udp port 3784").CombinedOutput()
+		cancel()
+		bfd, _ := bt.upstream[ev.k-1].Vtysh("show bfd peers")
+		t.Fatalf("%s: failback: %v\nBFD on the wire:\n%s\n%s", ev.name, err, d, bfd)
+	}
+	back := time.Since(t1)
+	time.Sleep(time.Second)
+	t2 := time.Now()
+	for _, f := range flows {
+		f.bg.Stop()
+	}
+	var downIn, downOut, upIn, upOut time.Duration
+	for _, f := range flows {
+		r := f.replies()
+		d, u := maxGapIn(r, t0, t1), maxGapIn(r, t1, t2)
+		if through[f.id] {
+			downIn, upIn = max(downIn, d), max(upIn, u)
+		} else {
+			downOut, upOut = max(downOut, d), max(upOut, u)
+		}
+	}
+	line := fmt.Sprintf("%-24s uplink %d: failover gap %4d ms (worst of %2d flows through it; others %3d ms), failback gap %4d ms (others %3d ms), back after %.1f s",
+		ev.name, ev.k, downIn.Milliseconds(), len(through), downOut.Milliseconds(), upIn.Milliseconds(), upOut.Milliseconds(), back.Seconds())
+	for _, g := range []time.Duration{downIn, downOut, upIn, upOut} {
+		if g > maxGap {
+			t.Errorf("%s", line)
+			break
+		}
+	}
+	return line
+}
+
+// pingFlow is one ping of a VM, with its own ICMP identifier.
+type pingFlow struct {
+	vm *harness.VM
+	id int
+	bg *harness.Bg
+}
+
+// startPings starts two pings per VM, every 10 ms, timestamped.
+func (bt *bgpTopo) startPings(t *testing.T) []*pingFlow {
+	t.Helper()
+	var out []*pingFlow
+	for i, vm := range bt.vms {
+		for j := range 2 {
+			id := 1000 + 10*i + j
+			out = append(out, &pingFlow{vm: vm, id: id,
+				// Line-buffered: a ping stopped with SIGKILL must not take
+				// its last answers with it.
+				bg: vm.Background(t, "stdbuf", "-oL", "ping", "-D", "-n", "-i", "0.01", "-W", "1", "-e", strconv.Itoa(id), serverAddr)})
+		}
+	}
+	return out
+}
+
+// replies are the times of the flow's answers.
+func (f *pingFlow) replies() []time.Time {
+	var out []time.Time
+	for _, ev := range harness.ParsePingTimeline(f.bg.Output()) {
+		if ev.Reply {
+			out = append(out, ev.At)
+		}
+	}
+	return out
+}
+
+func (f *pingFlow) lastReply() time.Time {
+	r := f.replies()
+	if len(r) == 0 {
+		return time.Time{}
+	}
+	return r[len(r)-1]
+}
+
+// maxGapIn is the longest silence between answers that overlaps [from,
+// to]: from the last answer before from to the first after it, and so on.
+func maxGapIn(replies []time.Time, from, to time.Time) time.Duration {
+	var g time.Duration
+	prev := time.Time{}
+	for _, r := range replies {
+		if !prev.IsZero() && r.After(from) && !prev.After(to) {
+			g = max(g, r.Sub(prev))
+		}
+		prev = r
+	}
+	if !prev.IsZero() && prev.Before(to) {
+		g = max(g, to.Sub(prev))
+	}
+	return g
+}
+
+var icmpID = regexp.MustCompile(`ICMP echo (?:request|reply), id (\d+),`)
+
+// flowsThrough lists the ping flows seen on uplink k's wire, either way,
+// in 400 packets (or two seconds) of capture on the upstream's side.
+func (bt *bgpTopo) flowsThrough(t *testing.T, k int) map[int]bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	out, err := bt.upstream[k-1].NS.Command(ctx, "tcpdump", "-l", "-n", "-c", "400", "-i", "eth0", "icmp").Output()
+	if err != nil && ctx.Err() == nil { // the capture ends by its deadline
+		t.Fatalf("tcpdump on r%d: %v", k, err)
+	}
+	ids := map[int]bool{}
+	for _, m := range icmpID.FindAllStringSubmatch(string(out), -1) {
+		if id, err := strconv.Atoi(m[1]); err == nil {
+			ids[id] = true
+		}
+	}
+	return ids
+}

@@ -98,10 +98,11 @@ func api(ctx context.Context, args []string) error {
 		res = append(res, r...)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "case\tauth\tclients\tcreates/s\tp50\tp99")
+	fmt.Fprintln(tw, "case\tauth\tclients\tcreates/s\tp50\tp99\tCPU each")
 	onOff := map[bool]string{false: "off", true: "on"}
 	for _, r := range res {
-		fmt.Fprintf(tw, "API port create (embedded etcd, fsync)\t%s\t%d\t%.0f\t%s\t%s\n", onOff[r.Auth], r.Clients, r.PerSecond, r.P50.Round(10e3), r.P99.Round(10e3))
+		fmt.Fprintf(tw, "API port create (embedded etcd, fsync)\t%s\t%d\t%.0f\t%s\t%s\t%s\n", onOff[r.Auth], r.Clients, r.PerSecond, r.P50.Round(10e3),
+			r.P99.Round(10e3), r.CPUPerCreate.Round(1e3))
 	}
 	for _, r := range res {
 		if r.ListPorts > 0 {

@@ -13,18 +13,22 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
 // APIResult is one control-plane measurement.
 type APIResult struct {
-	Auth        bool
-	Clients     int
-	Creates     int
-	PerSecond   float64
-	P50, P99    time.Duration
-	ListPorts   int
-	ListLatency time.Duration
+	Auth      bool
+	Clients   int
+	Creates   int
+	PerSecond float64
+	P50, P99  time.Duration
+	// CPUPerCreate is the process's CPU time (client, server and etcd)
+	// per create.
+	CPUPerCreate time.Duration
+	ListPorts    int
+	ListLatency  time.Duration
 }
 
 // APIConfig tunes the API benchmark.
@@ -108,9 +112,9 @@ func RunAPI(ctx context.Context, cfg APIConfig, logf func(string, ...any)) ([]AP
 			}
 		}
 		lat := make([]time.Duration, cfg.Creates)
-		start := time.Now()
+		cpu0, start := processCPU(), time.Now()
 		err := createMany(n, cfg.Creates, lat)
-		elapsed := time.Since(start)
+		elapsed, cpu := time.Since(start), processCPU()-cpu0
 		stopProfile()
 		if err != nil {
 			return nil, fmt.Errorf("%d clients: %w", n, err)
@@ -118,8 +122,8 @@ func RunAPI(ctx context.Context, cfg APIConfig, logf func(string, ...any)) ([]AP
 		created += cfg.Creates
 		slices.Sort(lat)
 		r := APIResult{Auth: cfg.Auth, Clients: n, Creates: cfg.Creates, PerSecond: float64(cfg.Creates) / elapsed.Seconds(),
-			P50: lat[len(lat)/2], P99: lat[len(lat)*99/100]}
-		logf("api create-port auth=%v clients=%d: %.0f/s p50=%s p99=%s", cfg.Auth, n, r.PerSecond, r.P50, r.P99)
+			P50: lat[len(lat)/2], P99: lat[len(lat)*99/100], CPUPerCreate: cpu / time.Duration(cfg.Creates)}
+		logf("api create-port auth=%v clients=%d: %.0f/s p50=%s p99=%s cpu/create=%s", cfg.Auth, n, r.PerSecond, r.P50, r.P99, r.CPUPerCreate)
 		out = append(out, r)
 	}
 	// Fill up to ListPorts with 64 clients, then time full lists.
@@ -171,4 +175,16 @@ func writeHeapProfile(file string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// processCPU is the CPU time (user and system) this process has used:
+// the benchmarks' clients, server and etcd all run in it. On a shared,
+// loaded machine it is steadier than wall-clock rates, which measure the
+// machine's load as much as the code.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

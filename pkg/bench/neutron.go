@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/nagare/nagare/pkg/nsdb"
 )
 
 // NeutronConfig tunes the Neutron API benchmark.
@@ -20,7 +22,8 @@ type NeutronConfig struct {
 	ListPorts int // ports present when timing the list
 	Repeats   int // list timings to take the median of
 	// CPUProfile, if set, is where the CPU profile of the whole process
-	// (clients, server and etcd) during the timed creates goes.
+	// (clients, server and etcd) during the timed creates goes; the one
+	// of the timed lists goes to CPUProfile+".list".
 	CPUProfile string
 }
 
@@ -30,7 +33,11 @@ type NeutronResult struct {
 	Creates   int
 	PerSecond float64
 	P50, P99  time.Duration
-	ListPorts int
+	Retries   int64 // transactions rerun after losing to a concurrent writer
+	// CPUPerCreate and ListCPU are the process's CPU time (clients,
+	// server, etcd) per create and per list.
+	CPUPerCreate, ListCPU time.Duration
+	ListPorts             int
 	// ListHTTP is GET /v2.0/ports (every port, as openstack port list asks
 	// for them); ListCLI is the whole `openstack port list` command,
 	// Python start-up and login included (0 when the CLI is missing).
@@ -121,9 +128,10 @@ func RunNeutron(ctx context.Context, cfg NeutronConfig, logf func(string, ...any
 		}
 	}
 	lat := make([]time.Duration, cfg.Creates)
-	start := time.Now()
+	retried := nsdb.Retries()
+	cpu0, start := processCPU(), time.Now()
 	err = createMany(cfg.Clients, cfg.Creates, lat)
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), processCPU()-cpu0
 	stopProfile()
 	if err != nil {
 		return nil, err
@@ -131,7 +139,9 @@ func RunNeutron(ctx context.Context, cfg NeutronConfig, logf func(string, ...any
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	res := &NeutronResult{Clients: cfg.Clients, Creates: cfg.Creates, PerSecond: float64(cfg.Creates) / elapsed.Seconds(),
 		P50: lat[len(lat)/2], P99: lat[len(lat)*99/100]}
-	logf("neutron port create clients=%d: %.0f/s p50=%s p99=%s", cfg.Clients, res.PerSecond, res.P50, res.P99)
+	res.Retries, res.CPUPerCreate = nsdb.Retries()-retried, cpu/time.Duration(cfg.Creates)
+	logf("neutron port create clients=%d: %.0f/s p50=%s p99=%s cpu/create=%s, %d transactions rerun", cfg.Clients, res.PerSecond, res.P50, res.P99,
+		res.CPUPerCreate, res.Retries)
 
 	if missing := cfg.ListPorts - cfg.Creates - 2*cfg.Clients; missing > 0 {
 		logf("creating %d more ports for the list", missing)
@@ -139,7 +149,13 @@ func RunNeutron(ctx context.Context, cfg NeutronConfig, logf func(string, ...any
 			return nil, err
 		}
 	}
+	if cfg.CPUProfile != "" {
+		if stopProfile, err = startCPUProfile(cfg.CPUProfile + ".list"); err != nil {
+			return nil, err
+		}
+	}
 	var lists []time.Duration
+	cpu0 = processCPU()
 	for range max(cfg.Repeats, 1) {
 		var doc struct {
 			Ports []json.RawMessage `json:"ports"`
@@ -151,9 +167,11 @@ func RunNeutron(ctx context.Context, cfg NeutronConfig, logf func(string, ...any
 		lists = append(lists, time.Since(t0))
 		res.ListPorts = len(doc.Ports)
 	}
+	res.ListCPU = (processCPU() - cpu0) / time.Duration(len(lists))
+	stopProfile()
 	sort.Slice(lists, func(i, j int) bool { return lists[i] < lists[j] })
 	res.ListHTTP = lists[len(lists)/2]
-	logf("neutron GET /v2.0/ports: %d ports in %s (median of %d)", res.ListPorts, res.ListHTTP, len(lists))
+	logf("neutron GET /v2.0/ports: %d ports in %s (median of %d), cpu/list=%s", res.ListPorts, res.ListHTTP, len(lists), res.ListCPU)
 	if _, err := exec.LookPath("openstack"); err == nil {
 		cmd := exec.CommandContext(ctx, "openstack", "port", "list", "-f", "value", "-c", "ID")
 		cmd.Env = append(os.Environ(), "OS_AUTH_URL="+base+"/identity/v3", "OS_IDENTITY_API_VERSION=3", "OS_USERNAME=admin",

@@ -127,22 +127,11 @@ func (s *Service) PreparePort(c *identity.Context, r PortRequest) (*Creation, er
 
 // writePort assigns what a new port gets from the server (MAC, addresses,
 // default security group, binding) and writes it with its translation.
-// Router and floating IP code creates its ports through it too.
+// Router and floating IP code creates its ports through it too. fresh: p
+// is a new port, under an id just generated.
 func (s *Service) writePort(tx *nsdb.Tx, c *identity.Context, p *Port, r PortRequest, fresh bool) error {
 	if err := s.setMAC(tx, p, r.MACAddress); err != nil {
 		return err
-	}
-	subnets, err := networkSubnets(tx, p.NetworkID)
-	if err != nil {
-		return err
-	}
-	// What the translation reads next, in one round trip: the groups and
-	// the DHCP subnets its DHCP hosts join.
-	var ahead []nsdb.ObjectID
-	for id, sub := range subnets {
-		if sub.CIDR.Addr().Is4() {
-			ahead = append(ahead, nsdb.ObjectID{Kind: model.DHCPSubnetKind, ID: id})
-		}
 	}
 	groups := p.SecurityGroups
 	if fresh && r.SecurityGroups == nil && p.ProjectID != "" {
@@ -150,10 +139,20 @@ func (s *Service) writePort(tx *nsdb.Tx, c *identity.Context, p *Port, r PortReq
 	} else if r.SecurityGroups != nil {
 		groups = *r.SecurityGroups
 	}
-	for _, g := range groups {
-		ahead = append(ahead, nsdb.ObjectID{Kind: SecurityGroupKind, ID: g})
-	}
-	if err := tx.Prefetch(ahead...); err != nil {
+	// What the translation reads next comes in the round trip that reads
+	// the subnets: the groups, and the DHCP subnets (a subnet's id) its
+	// DHCP hosts join.
+	subnets, err := listSubnets(tx, p.NetworkID, func(ids []string) []nsdb.ObjectID {
+		ahead := make([]nsdb.ObjectID, 0, len(ids)+len(groups))
+		for _, id := range ids {
+			ahead = append(ahead, nsdb.ObjectID{Kind: model.DHCPSubnetKind, ID: id})
+		}
+		for _, g := range groups {
+			ahead = append(ahead, nsdb.ObjectID{Kind: SecurityGroupKind, ID: g})
+		}
+		return ahead
+	})
+	if err != nil {
 		return err
 	}
 	if fresh || r.FixedIPs != nil {
@@ -181,9 +180,13 @@ func (s *Service) writePort(tx *nsdb.Tx, c *identity.Context, p *Port, r PortReq
 	if err != nil {
 		return err
 	}
-	parent, vlan, err := trunkParent(tx, p.ID)
-	if err != nil {
-		return err
+	// A port being created has a new id no trunk can name yet.
+	var parent string
+	var vlan uint16
+	if !fresh {
+		if parent, vlan, err = trunkParent(tx, p.ID); err != nil {
+			return err
+		}
 	}
 	in := PortInput{Port: p, Subnets: subnets, Groups: pgroups, HostID: hostID, QoSPolicyID: qos, ParentID: parent, ParentVLAN: vlan}
 	if isRouterPort(p) {
@@ -251,7 +254,13 @@ func (s *Service) setMAC(tx *nsdb.Tx, p *Port, want packet.MAC) error {
 }
 
 func networkSubnets(tx *nsdb.Tx, netID string) (map[string]*Subnet, error) {
-	objs, err := tx.List(SubnetKind, "network_id", netID)
+	return listSubnets(tx, netID, nil)
+}
+
+// listSubnets is networkSubnets reading also's objects with the subnets
+// (see nsdb.Tx.ListAlso).
+func listSubnets(tx *nsdb.Tx, netID string, also func(ids []string) []nsdb.ObjectID) (map[string]*Subnet, error) {
+	objs, err := tx.ListAlso(SubnetKind, "network_id", netID, also)
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding"
 	"fmt"
 	"reflect"
+	"slices"
 
 	"github.com/google/uuid"
 
@@ -71,6 +72,14 @@ func (tx *Tx) peek(key string) (entry, bool) {
 // the kind, so listing the ports of one bridge costs the same with 10 or
 // 10,000 ports elsewhere.
 func (tx *Tx) List(k *model.Kind, field, value string) ([]model.Object, error) {
+	return tx.ListAlso(k, field, value, nil)
+}
+
+// ListAlso is List that also reads, in the round trip that reads the
+// listed objects from a reverse-index lookup, the objects also names from
+// their ids (what the caller will Get next: objects sharing their ids,
+// ones known beforehand), as Prefetch would. also may be nil.
+func (tx *Tx) ListAlso(k *model.Kind, field, value string, also func(ids []string) []ObjectID) ([]model.Object, error) {
 	var f *model.Field
 	if field != "" {
 		if f = k.Field(field); f == nil {
@@ -86,13 +95,17 @@ func (tx *Tx) List(k *model.Kind, field, value string) ([]model.Object, error) {
 		if err != nil {
 			return nil, err
 		}
-		var keys []string
+		var keys, ids []string
 		for _, r := range refs {
 			if _, id, fld, ok := parseRefKey(r.key, value); ok && fld == f.JSON {
-				keys = append(keys, objKey(k, id))
+				keys, ids = append(keys, objKey(k, id)), append(ids, id)
 			}
 		}
-		if err := tx.prefetch(keys); err != nil {
+		fetch := keys
+		if also != nil {
+			fetch = append(slices.Clip(keys), objectKeys(also(ids))...)
+		}
+		if err := tx.prefetch(fetch); err != nil {
 			return nil, err
 		}
 		// The objects listed must not change under a writer either: each
@@ -120,13 +133,27 @@ func (tx *Tx) List(k *model.Kind, field, value string) ([]model.Object, error) {
 	}
 	byCreation(es)
 	objs, err := decodeEntries(k, es)
-	if err != nil || f == nil {
-		return objs, err
+	if err != nil {
+		return nil, err
 	}
-	out := objs[:0]
-	for _, o := range objs {
-		if matches(f, o, value) {
-			out = append(out, o)
+	out := objs
+	if f != nil {
+		out = objs[:0]
+		for _, o := range objs {
+			if matches(f, o, value) {
+				out = append(out, o)
+			}
+		}
+	}
+	if also != nil && (f == nil || f.Ref == "") {
+		// A scan read the objects themselves: what goes with them takes
+		// one more round trip.
+		ids := make([]string, len(out))
+		for i, o := range out {
+			ids[i] = o.GetMeta().ID
+		}
+		if err := tx.Prefetch(also(ids)...); err != nil {
+			return nil, err
 		}
 	}
 	return out, nil
@@ -165,13 +192,19 @@ type ObjectID struct {
 // trip instead of one each. Like every read it is compared at commit only
 // once the object is actually used (Get).
 func (tx *Tx) Prefetch(ids ...ObjectID) error {
+	return tx.prefetch(objectKeys(ids))
+}
+
+// objectKeys are the keys of the objects named (ids that cannot be stored
+// left out).
+func objectKeys(ids []ObjectID) []string {
 	keys := make([]string, 0, len(ids))
 	for _, o := range ids {
 		if model.IsUUID(o.ID) {
 			keys = append(keys, objKey(o.Kind, o.ID))
 		}
 	}
-	return tx.prefetch(keys)
+	return keys
 }
 
 // UniqueOwner returns the id of the object of k holding value in field f

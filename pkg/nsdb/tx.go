@@ -67,6 +67,10 @@ type kv = mvccpb.KeyValue
 // (benchmarks report it; it will become a metric).
 var retries atomic.Int64
 
+// Retries is how many transactions of this process have been rerun
+// because a compare or an assertion failed at commit (see Update).
+func Retries() int64 { return retries.Load() }
+
 type read struct {
 	value             []byte
 	modRev, createRev int64 // 0, 0: absent

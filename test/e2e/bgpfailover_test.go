@@ -140,7 +140,7 @@ func (bt *bgpTopo) runEvent(t *testing.T, ev failoverEvent) string {
 	})
 	if err != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
-		d, _ := bt.gws[ev.k-1].NS.Command(ctx, "tcpdump", "-v", "-n", "-i", "eth1", "udp port 3784").CombinedOutput()
+		d, _ := bt.gws[ev.k-1].NS.Command(ctx, "tcpdump", "-l", "-v", "-n", "-i", "eth1", "udp port 3784").CombinedOutput()
 		cancel()
 		bfd, _ := bt.upstream[ev.k-1].Vtysh("show bfd peers")
 		t.Fatalf("%s: failback: %v\nBFD on the wire:\n%s\n%s", ev.name, err, d, bfd)

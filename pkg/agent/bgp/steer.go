@@ -64,6 +64,18 @@ func (c *Controller) rebuildSteer() {
 			tags = append(tags, steerTag(id))
 		}
 	}
+	// So do the flows the simulation decided for the uplink's packets
+	// while no speaker took its sessions (a session packet to the port's
+	// own address is a router-local drop; all of them carry the port's
+	// tag): a peer's BFD keeps its addresses and ports across our restart
+	// and sends every second, so a drop flow caught in the gap between
+	// the port's binding and its speaker would live on, and BFD would
+	// never come up again, while BGP, on new connections, does.
+	for id, n := range t.byPort {
+		if o := old.byPort[id]; o == nil || o.uplink != n.uplink || o.sp != n.sp || o.addr != n.addr || o.mac != n.mac {
+			tags = append(tags, sim.ObjectTag(model.PortKind, id))
+		}
+	}
 	if len(tags) > 0 {
 		c.cfg.Datapath.Invalidate(tags...)
 	}

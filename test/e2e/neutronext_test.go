@@ -277,12 +277,7 @@ func testQoS(t *testing.T, e *extEnv, a1, a2 *harness.VM) {
 			t.Fatal(err)
 		}
 	}
-	t.Run("BandwidthLimits", func(t *testing.T) {
-		if harness.Datapath() == "ebpf" {
-			t.Skip("skipping: the eBPF datapath polices no ports yet (datapath.ErrUnsupported)")
-		}
-		testLimits(t, e, a1, a2, attach)
-	})
+	t.Run("BandwidthLimits", func(t *testing.T) { testLimits(t, e, a1, a2, attach) })
 	mark, err := policies.Create(ctx, nc, policies.CreateOpts{Name: "af31"}).Extract()
 	if err != nil {
 		t.Fatal(err)

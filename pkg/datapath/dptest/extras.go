@@ -93,54 +93,76 @@ func mirrorKeyMask(k packet.Tunnel) uint32 {
 }
 
 // testPortQoS: a port's egress bucket polices what enters by it, its
-// ingress bucket what leaves by it; a burst beyond the bucket is dropped
-// and counted, and removing the limits lets everything through.
+// ingress bucket what leaves by it, on a flow's hits and on the misses
+// the handler executes alike; a burst beyond the bucket is dropped and
+// counted, and removing the limits lets everything through.
 func testPortQoS(t *testing.T, fx Fixture) {
 	h := newHost(t, fx, "qs", datapath.FlowConfig{})
 	vm1, vm2 := h.addVM("1", 11, 101), h.addVM("2", 12, 102)
 	const frames, size = 30, 500
-	in := UDP{SrcMAC: macVM1, DstMAC: macVM2, Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr("10.0.0.2"), SrcPort: 2201, DstPort: 7, Len: size}.Frame()
-	h.miss.setScript(forward(t, h.dp, datapath.ClassNormal, nil, output(vm2)))
-	vm1.send(in)
-	h.miss.next(t, "qos: the flow")
-	vm2.expect("qos: the flow", in)
 	// 16 kbit is 2000 bytes: four frames of 500, and 80 kbit/s refills
 	// 10 bytes per millisecond, far less than a frame in the time the
 	// burst takes.
-	for _, c := range []struct {
+	limits := []struct {
 		name string
 		port *vm
 		q    datapath.PortQoS
 	}{
 		{"egress", vm1, datapath.PortQoS{EgressKbps: 80, EgressBurstKbit: 16}},
 		{"ingress", vm2, datapath.PortQoS{IngressKbps: 80, IngressBurstKbit: 16}},
+	}
+	acts := []flow.Action{output(vm2)}
+	for i, path := range []struct {
+		name   string
+		script func(u *datapath.Upcall)
+	}{
+		{"hits", forward(t, h.dp, datapath.ClassNormal, nil, acts...)},
+		// No flow: every frame is a miss the handler executes.
+		{"misses", func(u *datapath.Upcall) {
+			if err := h.dp.Execute(u.InPort, u.Frame, acts); err != nil {
+				t.Errorf("Execute: %v", err)
+			}
+		}},
 	} {
-		if err := h.dp.SetPortQoS(c.port.cfg.PortID, c.q); errors.Is(err, datapath.ErrUnsupported) {
-			t.Skipf("skipping: %v", err)
-		} else if err != nil {
-			t.Fatalf("%s: SetPortQoS: %v", c.name, err)
-		}
-		before := h.dp.Stats().Drops[datapath.DropQoSPoliced]
-		burst := make([][]byte, frames)
-		for i := range burst {
-			burst[i] = in
-		}
-		vm1.send(burst...)
-		got := 0
-		for vm2.recv(quietPeriod) != nil {
-			got++
-		}
-		policed := h.dp.Stats().Drops[datapath.DropQoSPoliced] - before
-		if got < 3 || got > 8 || policed < frames-8 {
-			t.Errorf("%s: %d of %d frames through a 2000-byte bucket, %d policed", c.name, got, frames, policed)
-		}
-		if err := h.dp.SetPortQoS(c.port.cfg.PortID, datapath.PortQoS{}); err != nil {
-			t.Fatal(err)
-		}
-		vm1.send(burst[:10]...)
-		for i := range 10 {
-			if vm2.recv(arriveTimeout) == nil {
-				t.Fatalf("%s: frame %d lost without a limit", c.name, i)
+		in := UDP{SrcMAC: macVM1, DstMAC: macVM2, Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr("10.0.0.2"),
+			SrcPort: 2201 + uint16(i), DstPort: 7, Len: size}.Frame()
+		h.miss.setScript(path.script)
+		vm1.send(in)
+		h.miss.next(t, "qos: the flow")
+		vm2.expect("qos: the flow", in)
+		for _, c := range limits {
+			name := path.name + " " + c.name
+			if err := h.dp.SetPortQoS(c.port.cfg.PortID, c.q); errors.Is(err, datapath.ErrUnsupported) {
+				t.Skipf("skipping: %v", err)
+			} else if err != nil {
+				t.Fatalf("%s: SetPortQoS: %v", name, err)
+			}
+			before := h.dp.Stats().Drops[datapath.DropQoSPoliced]
+			burst := make([][]byte, frames)
+			for i := range burst {
+				burst[i] = in
+			}
+			vm1.send(burst...)
+			got := 0
+			for vm2.recv(quietPeriod) != nil {
+				got++
+			}
+			policed := h.dp.Stats().Drops[datapath.DropQoSPoliced] - before
+			if got < 3 || got > 8 || policed < frames-8 {
+				t.Errorf("%s: %d of %d frames through a 2000-byte bucket, %d policed", name, got, frames, policed)
+			}
+			if err := h.dp.SetPortQoS(c.port.cfg.PortID, datapath.PortQoS{}); err != nil {
+				t.Fatal(err)
+			}
+			before = h.dp.Stats().Drops[datapath.DropQoSPoliced]
+			vm1.send(burst[:10]...)
+			for i := range 10 {
+				if vm2.recv(arriveTimeout) == nil {
+					t.Fatalf("%s: frame %d lost without a limit", name, i)
+				}
+			}
+			if n := h.dp.Stats().Drops[datapath.DropQoSPoliced] - before; n != 0 {
+				t.Errorf("%s: %d frames policed after the limit was removed", name, n)
 			}
 		}
 	}

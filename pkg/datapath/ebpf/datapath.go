@@ -51,6 +51,7 @@ type port struct {
 	ifindex int
 	peer    bool // a veth whose peer is in another namespace: redirect_peer
 	att     *attachment
+	qos     datapath.PortQoS // its limits, as in the policers map; guarded by Datapath.mu
 
 	upq   chan *upcallItem // upcalls for its miss goroutine
 	batch batcher          // its miss goroutine's queued kernel writes (batch.go)
@@ -382,6 +383,12 @@ func (dp *Datapath) publishPort(p *port) error {
 	if err := dp.objs.PortStats.Put(p.slot, zero); err != nil {
 		return fmt.Errorf("reset port counters: %w", err)
 	}
+	// No limits until SetPortQoS: a slot's buckets may be another
+	// port's, or a predecessor's (pinned) for a port whose policy has
+	// gone since.
+	if err := dp.writePolicers(p.slot, datapath.PortQoS{}); err != nil {
+		return err
+	}
 	if err := dp.objs.Ports.Put(p.slot, &info); err != nil {
 		return fmt.Errorf("write port: %w", err)
 	}
@@ -411,6 +418,9 @@ func (dp *Datapath) unpublishPort(p *port) error {
 		del(dp.objs.TunnelKeys, p.cfg.TunnelKey)
 	}
 	if err := dp.objs.Ports.Put(p.slot, &portInfo{}); err != nil {
+		errs = append(errs, err)
+	}
+	if err := dp.writePolicers(p.slot, datapath.PortQoS{}); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -645,15 +655,4 @@ var monoBase, monoStart = func() (uint64, time.Time) {
 // wallOf converts a CLOCK_MONOTONIC time to wall time.
 func wallOf(mono uint64) time.Time {
 	return time.Now().Add(-time.Duration(monoNow() - mono))
-}
-
-// SetPortQoS implements datapath.Datapath: the kernel programs have no
-// token buckets yet (they need a per-port bucket map, checked on a port's
-// ingress program and before a redirect to it, tunnel deliveries
-// included), so limits are refused.
-func (dp *Datapath) SetPortQoS(portID string, q datapath.PortQoS) error {
-	if q == (datapath.PortQoS{}) {
-		return nil
-	}
-	return fmt.Errorf("datapath: set port QoS of %s: %w: the eBPF datapath polices no ports yet", portID, datapath.ErrUnsupported)
 }

@@ -104,6 +104,19 @@ type datapathFlowVal struct {
 	Ct        [8]uint32
 }
 
+type datapathPolicer struct {
+	_    structs.HostLayout
+	Lock struct {
+		_   structs.HostLayout
+		Val uint32
+	}
+	Pad    uint32
+	Rate   uint64
+	Burst  uint64
+	Tokens uint64
+	Last   uint64
+}
+
 type datapathPortInfo struct {
 	_         structs.HostLayout
 	Ifindex   uint32
@@ -152,6 +165,7 @@ const (
 	datapathMapExecSlots    = "exec_slots"
 	datapathMapFlows        = "flows"
 	datapathMapPeers        = "peers"
+	datapathMapPolicers     = "policers"
 	datapathMapPortSlots    = "port_slots"
 	datapathMapPortStats    = "port_stats"
 	datapathMapPorts        = "ports"
@@ -226,6 +240,7 @@ type datapathMapSpecs struct {
 	ExecSlots    *ebpf.MapSpec `ebpf:"exec_slots"`
 	Flows        *ebpf.MapSpec `ebpf:"flows"`
 	Peers        *ebpf.MapSpec `ebpf:"peers"`
+	Policers     *ebpf.MapSpec `ebpf:"policers"`
 	PortSlots    *ebpf.MapSpec `ebpf:"port_slots"`
 	PortStats    *ebpf.MapSpec `ebpf:"port_stats"`
 	Ports        *ebpf.MapSpec `ebpf:"ports"`
@@ -270,6 +285,7 @@ type datapathMaps struct {
 	ExecSlots    *ebpf.Map `ebpf:"exec_slots"`
 	Flows        *ebpf.Map `ebpf:"flows"`
 	Peers        *ebpf.Map `ebpf:"peers"`
+	Policers     *ebpf.Map `ebpf:"policers"`
 	PortSlots    *ebpf.Map `ebpf:"port_slots"`
 	PortStats    *ebpf.Map `ebpf:"port_stats"`
 	Ports        *ebpf.Map `ebpf:"ports"`
@@ -289,6 +305,7 @@ func (m *datapathMaps) Close() error {
 		m.ExecSlots,
 		m.Flows,
 		m.Peers,
+		m.Policers,
 		m.PortSlots,
 		m.PortStats,
 		m.Ports,

@@ -75,7 +75,7 @@ func TestSharedConstants(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sizes := map[string]int{"counters": numCounters, "drops": numDrops, "exec_slots": execSlots, "ports": maxPorts}
+	sizes := map[string]int{"counters": numCounters, "drops": numDrops, "exec_slots": execSlots, "ports": maxPorts, "policers": 2 * maxPorts}
 	for name, want := range sizes {
 		if got := int(spec.Maps[name].MaxEntries); got != want {
 			t.Errorf("map %s has %d entries in C, Go expects %d", name, got, want)

@@ -13,7 +13,7 @@ import (
 
 // Constants shared with bpf/nagare.h; layout_test.go checks the C side.
 const (
-	layoutVersion = 3
+	layoutVersion = 4
 	maxActs       = 16
 	ctRefs        = 8
 	maxPorts      = 1024
@@ -26,6 +26,9 @@ const (
 
 	outPeer  = 1
 	portPeer = 1
+
+	policeEgress  = 0
+	policeIngress = 1
 
 	tunVXLAN = 1
 	tunGRE   = 2
@@ -78,6 +81,7 @@ const (
 	dropUpcallLost
 	dropRxOversize
 	dropTunnelProbeUnhandled
+	dropQoSPoliced
 	numDrops
 )
 
@@ -129,6 +133,8 @@ func dropName(r int) string {
 		return datapath.DropRxOverMTU
 	case dropTunnelProbeUnhandled:
 		return datapath.DropTunnelProbeUnhandled
+	case dropQoSPoliced:
+		return datapath.DropQoSPoliced
 	}
 	return fmt.Sprintf("kernel-reason-%d", r)
 }
@@ -144,6 +150,7 @@ type (
 	portCounters = datapathPortStats
 	kernelConfig = datapathConfig
 	execSlot     = datapathExecSlot
+	policer      = datapathPolicer
 	upcallHeader = datapathUpcall
 )
 

@@ -194,6 +194,10 @@ static __noinline int act_output(struct __sk_buff *skb, const struct action *a, 
 
 	if (!pi || pi->ifindex != a->w || a->w == 0)
 		return -DROP_PORT_GONE;
+	/* The port's VM receives it: its ingress limit. A flow's hits and
+	 * the agent's Execute (exec_in) both output here. */
+	if (!police(slot, POLICE_INGRESS, frame_len(skb)))
+		return -DROP_QOS_POLICED;
 	ps = bpf_map_lookup_elem(&port_stats, &slot);
 	if (ps) {
 		ps->tx_packets++;

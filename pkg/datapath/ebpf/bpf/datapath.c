@@ -153,6 +153,12 @@ int port_in(struct __sk_buff *skb)
 		count_drop(DROP_RX_OVERSIZE);
 		return TC_ACT_SHOT;
 	}
+	/* The VM sent it: its egress limit, before the flow lookup, so
+	 * that misses are policed as hits are. */
+	if (!police(slot, POLICE_EGRESS, frame_len(skb))) {
+		count_drop(DROP_QOS_POLICED);
+		return TC_ACT_SHOT;
+	}
 	r = parse(skb, &p, (__u32)pi->index);
 	/* A guest's super-frame whose segments its port could not carry
 	 * (a tap's virtio_net_hdr can say anything): as a frame too long. */
@@ -270,6 +276,11 @@ int tunnel_in(struct __sk_buff *skb)
 	}
 	count(gre ? C_GRE_RX_PACKETS : C_VXLAN_RX_PACKETS, 1);
 	count(gre ? C_GRE_RX_BYTES : C_VXLAN_RX_BYTES, len);
+	/* From another host to the port's VM: its ingress limit. */
+	if (!police(slot, POLICE_INGRESS, len)) {
+		count_drop(DROP_QOS_POLICED);
+		return TC_ACT_SHOT;
+	}
 	ps = bpf_map_lookup_elem(&port_stats, &slot);
 	if (ps) {
 		ps->tx_packets++;
@@ -353,6 +364,10 @@ static __noinline int gre_decap(struct __sk_buff *skb, __u32 hl, __u32 slot)
 	len = skb->len;
 	count(C_GRE_RX_PACKETS, 1);
 	count(C_GRE_RX_BYTES, len);
+	if (!police(slot, POLICE_INGRESS, len)) {
+		count_drop(DROP_QOS_POLICED);
+		return TC_ACT_SHOT;
+	}
 	ps = bpf_map_lookup_elem(&port_stats, &slot);
 	if (ps) {
 		ps->tx_packets++;

@@ -82,6 +82,14 @@ struct {
 	__type(value, struct port_stats);
 } port_stats SEC(".maps");
 
+/* slot * 2 + POLICE_* -> a port's token bucket (SetPortQoS). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * MAX_PORTS);
+	__type(key, __u32);
+	__type(value, struct policer);
+} policers SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, NUM_COUNTERS);
@@ -156,6 +164,46 @@ static __always_inline void count_drop(__u32 reason)
 	__u64 *c = bpf_map_lookup_elem(&drops, &reason);
 	if (c)
 		*c += 1;
+}
+
+/* police takes a frame of len bytes from the bucket of the port in slot
+ * for direction dir (POLICE_*), as datapath.Policer.Allow does: it returns
+ * 0, taking nothing, if the bucket has too few tokens (the caller counts
+ * the drop, DROP_QOS_POLICED). A GSO super-frame
+ * takes its whole length at once. A port without a limit costs a lookup. */
+static __noinline int police(__u32 slot, __u32 dir, __u32 len)
+{
+	__u32 idx = slot * 2 + dir;
+	struct policer *b = bpf_map_lookup_elem(&policers, &idx);
+	__u64 rate, cost, now, elapsed;
+	int ok = 1;
+
+	if (!b)
+		return 1;
+	rate = *(volatile __u64 *)&b->rate;
+	if (!rate)
+		return 1;
+	cost = (__u64)len * 1000000000ULL / rate;
+	now = bpf_ktime_get_ns();
+	bpf_spin_lock(&b->lock);
+	/* The agent may have changed the limit since rate was read: a
+	 * removed one lets the frame through. */
+	if (b->rate) {
+		if (b->last && now > b->last) {
+			elapsed = now - b->last;
+			if (b->tokens >= b->burst || elapsed >= b->burst - b->tokens)
+				b->tokens = b->burst;
+			else
+				b->tokens += elapsed;
+		}
+		b->last = now;
+		if (b->tokens < cost)
+			ok = 0;
+		else
+			b->tokens -= cost;
+	}
+	bpf_spin_unlock(&b->lock);
+	return ok;
 }
 
 #endif

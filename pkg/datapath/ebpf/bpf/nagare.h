@@ -9,10 +9,11 @@
 #define NAGARE_H
 
 #include <linux/types.h>
+#include <linux/bpf.h> /* struct bpf_spin_lock */
 
 /* Bumped whenever a pinned map's key or value layout changes, so that an
  * agent adopting pinned maps knows whether it can reuse them. */
-#define LAYOUT_VERSION 3
+#define LAYOUT_VERSION 4 /* 4: the policers map; the drops map grew */
 
 #define MAX_ACTS 16     /* actions a kernel flow holds; longer lists are executed by the agent */
 #define MAX_PORTS 1024  /* port slots */
@@ -134,6 +135,25 @@ struct port_stats {
 	__u64 rx_bytes;
 	__u64 tx_packets;
 	__u64 tx_bytes;
+};
+
+/*
+ * policers value, indexed by slot * 2 + POLICE_*: a port's token bucket
+ * (datapath.Policer's, in time rather than bytes: a bucket of burst ns at
+ * rate bytes per second holds burst * rate / 1e9 bytes, and a frame of len
+ * bytes costs len * 1e9 / rate ns). Integer arithmetic, which the program
+ * needs, then loses under a nanosecond a frame. rate 0: no limit.
+ */
+#define POLICE_EGRESS 0  /* what the port's VM sends: entering by port_in */
+#define POLICE_INGRESS 1 /* what it receives: outputs and tunnel deliveries to the port */
+
+struct policer {
+	struct bpf_spin_lock lock;
+	__u32 pad;
+	__u64 rate;   /* bytes per second; 0: no limit */
+	__u64 burst;  /* ns: the bucket's size */
+	__u64 tokens; /* ns */
+	__u64 last;   /* bpf_ktime_get_ns() of the last frame; 0: none yet */
 };
 
 /* config[0]: what the agent set with SetTunnels and SetConntrackTimeouts. */
@@ -293,6 +313,7 @@ enum {
 	DROP_UPCALL_LOST,
 	DROP_RX_OVERSIZE, /* longer than the port's MTU allows */
 	DROP_TUNNEL_PROBE_UNHANDLED,
+	DROP_QOS_POLICED, /* a port's token bucket (struct policer) had too few tokens */
 	NUM_DROPS,
 };
 

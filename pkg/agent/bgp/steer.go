@@ -59,9 +59,11 @@ func (c *Controller) rebuildSteer() {
 	old := c.steer.Swap(t)
 	// The flows of a speaker that is gone or moved go too.
 	var tags []uint64
+	var changed []string
 	for id, o := range old.byPort {
-		if n := t.byPort[id]; n == nil || n.uplink != o.uplink || n.sp != o.sp || n.addr != o.addr || n.mac != o.mac {
+		if !o.same(t.byPort[id]) {
 			tags = append(tags, steerTag(id))
+			changed = append(changed, id)
 		}
 	}
 	// So do the flows the simulation decided for the uplink's packets
@@ -72,13 +74,20 @@ func (c *Controller) rebuildSteer() {
 	// the port's binding and its speaker would live on, and BFD would
 	// never come up again, while BGP, on new connections, does.
 	for id, n := range t.byPort {
-		if o := old.byPort[id]; o == nil || o.uplink != n.uplink || o.sp != n.sp || o.addr != n.addr || o.mac != n.mac {
+		if !n.same(old.byPort[id]) {
 			tags = append(tags, sim.ObjectTag(model.PortKind, id))
+			changed = append(changed, id)
 		}
 	}
 	if len(tags) > 0 {
-		c.cfg.Datapath.Invalidate(tags...)
+		n := c.cfg.Datapath.Invalidate(tags...)
+		c.cfg.Log.Info("BGP speakers' steering changed", "ports", changed, "flows_invalidated", n)
 	}
+}
+
+// same reports whether two steering entries steer alike (nil is none).
+func (s *steer) same(o *steer) bool {
+	return s != nil && o != nil && s.uplink == o.uplink && s.sp == o.sp && s.addr == o.addr && s.mac == o.mac
 }
 
 // steerTag is carried by the flows of one uplink's sessions.

@@ -10,7 +10,7 @@ import (
 	"github.com/nagare/nagare/pkg/agentstatus"
 )
 
-// A host's datapath as its agent reports it every two seconds: what
+// A host's datapath as its agent reports it when asked: what
 // mm-dpctl printed on the host itself, read from anywhere through the API.
 //
 //	host host0 show datapath

@@ -154,7 +154,9 @@ func getAs[T Object](tx Tx, k *Kind, id, field string) (T, error) {
 	var zero T
 	o, err := tx.Get(k, id)
 	if errors.Is(err, ErrNotFound) {
-		return zero, fieldErr(field, "%s %s does not exist", k.Name, id)
+		fe := fieldErr(field, "%s %s does not exist", k.Name, id)
+		fe.Missing = true
+		return zero, fe
 	}
 	if err != nil {
 		return zero, err

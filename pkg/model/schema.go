@@ -278,9 +278,21 @@ func parseTag(f *Field, tag string) {
 type FieldError struct {
 	Field string
 	Msg   string
+	// Missing: the field names an object that does not exist. The error
+	// then also matches ErrNotFound, so a URL naming that object can
+	// answer 404 where a body naming it answers 400.
+	Missing bool
 }
 
 func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
+// Unwrap makes a FieldError about a missing object match ErrNotFound.
+func (e *FieldError) Unwrap() error {
+	if e.Missing {
+		return ErrNotFound
+	}
+	return nil
+}
 
 func fieldErr(field, format string, args ...any) *FieldError {
 	return &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)}

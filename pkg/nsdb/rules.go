@@ -362,7 +362,7 @@ func (tx *Tx) checkRefs() error {
 			return err
 		}
 		if !ok {
-			return &model.FieldError{Field: c.f.JSON, Msg: fmt.Sprintf("%s %s does not exist", c.f.Ref, c.targetID)}
+			return &model.FieldError{Field: c.f.JSON, Msg: fmt.Sprintf("%s %s does not exist", c.f.Ref, c.targetID), Missing: true}
 		}
 	}
 	return nil

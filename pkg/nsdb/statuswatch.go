@@ -25,8 +25,8 @@ type DatapathStatusBatch struct {
 	Rev    int64
 }
 
-// WatchDatapathStatus delivers the statuses agents publish (every couple
-// of seconds each) like WatchHostLiveness delivers liveness: a Reset first,
+// WatchDatapathStatus delivers the statuses agents publish (on change,
+// every 30 s, and when asked) like WatchHostLiveness delivers liveness: a Reset first,
 // then changes, until ctx is done or fn fails. A status that does not decode
 // (a newer agent's format) is left out with a warning rather than failing
 // the watch.

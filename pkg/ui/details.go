@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -200,6 +201,12 @@ func (u *UI) hostDatapath(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		writeError(w, http.StatusNotFound, "host "+id+" does not exist")
 		return
+	}
+	// Agents republish counters only every half minute unless asked: ask,
+	// so that while this page polls its graphs get a sample per poll (the
+	// answer arrives through the history's watch, for the next poll).
+	if _, _, err := u.store.RequestDatapathStatus(r.Context(), id); err != nil && !errors.Is(err, model.ErrNotFound) {
+		slog.Debug("ui: ask for a fresh datapath status", "host", id, "err", err)
 	}
 	series, st := u.hist.hostHistory(id)
 	out := HostDatapath{Host: host, Status: st, Series: series, NAT: []nsdb.NATTranslation{}}

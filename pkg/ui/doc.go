@@ -13,7 +13,8 @@
 // needs: the live topology as Server-Sent Events fed from the NSDB's watch
 // (hub.go), object details with their rules, and a host's datapath history
 // (history.go), sampled from the status every agent publishes into the NSDB
-// every 2 s — the values of its Prometheus counters — into ring buffers.
+// — the values of its Prometheus counters, on change, every 30 s and when
+// the host's page asks — into ring buffers.
 //
 // # Who sees what
 //

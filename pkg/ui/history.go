@@ -9,15 +9,16 @@ import (
 	"github.com/nagare/nagare/pkg/nsdb"
 )
 
-// History: every agent publishes its datapath status into the NSDB every
-// 2 s (flows, hits, misses, drops by reason, the flow-state table: the
-// values of its Prometheus counters). The server samples those into one
-// ring buffer per host, so a host's page opens on the last minutes rather
-// than on an empty graph, and the server needs no route to every agent's
-// metrics port.
+// History: every agent publishes its datapath status into the NSDB (flows,
+// hits, misses, drops by reason, the flow-state table: the values of its
+// Prometheus counters) when its ports change, every 30 s when only its
+// counters do, and when a reader asks — every 2 s while its host's page is
+// open. The server samples those into one ring buffer per host, so a
+// host's page opens on the last minutes rather than on an empty graph, and
+// the server needs no route to every agent's metrics port.
 
-// historyLen is how many samples a host keeps: ten minutes at the agents'
-// 2 s.
+// historyLen is how many samples a host keeps: ten minutes while its page
+// is open, two and a half hours of the agents' 30 s otherwise.
 const historyLen = 300
 
 // historyKeep is how long a host's history outlives its last sample (the

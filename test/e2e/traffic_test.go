@@ -223,8 +223,8 @@ func datapath(tp *topo, h *harness.Hypervisor) (*agentstatus.Datapath, error) {
 func testDatapathStatus(t *testing.T, tp *topo) {
 	h := tp.Host("hv1")
 	var st *agentstatus.Datapath
-	// The agent publishes every 2 s: wait for a status newer than the
-	// traffic above.
+	// The API asks the agent for a fresh status: wait for one newer than
+	// the traffic above.
 	since := time.Now()
 	err := harness.Eventually(10*time.Second, func() error {
 		var err error

@@ -95,6 +95,7 @@ type Ports struct {
 	links  map[string]datapath.Link
 	listed bool
 	tun    datapath.TunnelConfig
+	peers  *peerSet // the tunnel peers, followed incrementally
 	cur    *Bindings
 	synced uint64 // the version of the last snapshot synced
 }
@@ -205,7 +206,7 @@ func (p *Ports) Sync(s *mirror.Snapshot) {
 		p.publish()
 	}
 	if full || s.ChangedSince(p.synced, model.TunnelZoneKind.Name, model.TunnelZoneMemberKind.Name) {
-		p.syncTunnels(s)
+		p.syncTunnels(s, full)
 	}
 	p.synced = s.Version
 }

@@ -184,8 +184,9 @@ func (a *API) create(k *model.Kind, parent *model.Field) http.HandlerFunc {
 		// (one etcd round trip, not a read first and then the write).
 		created, err := a.store.Create(r.Context(), o)
 		var fe *model.FieldError
-		if parent != nil && errors.As(err, &fe) && fe.Field == parent.JSON {
-			// The URL names the parent: a missing one is 404, not a bad field.
+		if parent != nil && errors.As(err, &fe) && fe.Field == parent.JSON && fe.Missing {
+			// The URL names the parent: a missing one is 404, not a bad field
+			// (a parent that exists but does not fit stays a 400).
 			err = &httpError{http.StatusNotFound, "NotFound", "", fe.Msg}
 		}
 		if err != nil {

@@ -23,6 +23,9 @@ func TestBGP(t *testing.T) {
 	if st, obj, _ := e.do("POST", "/routers/"+r+"/bgp-peers", map[string]any{"asn": 65001, "address": "198.51.100.1"}); st != 400 || obj["error"].(map[string]any)["field"] != "router_id" {
 		t.Fatalf("peer of a router without an ASN: %d %v", st, obj)
 	}
+	if st, obj, _ := e.do("POST", "/routers/7f1c1a3e-0000-4000-8000-000000000000/bgp-peers", map[string]any{"asn": 65001, "address": "198.51.100.1"}); st != 404 {
+		t.Fatalf("peer of a router that does not exist: %d %v, want 404", st, obj)
+	}
 	if st, obj, _ := e.do("PATCH", "/routers/"+r, map[string]any{"asn": 64512}); st != 200 {
 		t.Fatalf("set asn: %d %v", st, obj)
 	}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nagare/nagare/pkg/agentstatus"
 	"github.com/nagare/nagare/pkg/flow"
@@ -330,6 +331,10 @@ func (t learnedTable) Lookup(bridgeID string, vlan uint16, mac packet.MAC) (stri
 
 func (t learnedTable) Learn(string, uint16, packet.MAC, string, int64) {}
 
+// freshStatusWait is how long a datapath status read waits for the agent
+// to answer its request before serving the last status it published.
+const freshStatusWait = 2 * time.Second
+
 // datapathStatus serves what the host's agent last published about its
 // datapath (mm-dpctl's view), 404 when no agent runs there.
 func (a *API) datapathStatus(w http.ResponseWriter, r *http.Request) {
@@ -338,14 +343,23 @@ func (a *API) datapathStatus(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	s, ok := a.store.(interface {
+	var st *agentstatus.Datapath
+	var err error
+	switch s := a.store.(type) {
+	case interface {
+		FreshDatapathStatus(context.Context, string, time.Duration) (*agentstatus.Datapath, error)
+	}:
+		// Agents republish counters only every half minute unless asked:
+		// ask, and wait a little for the answer.
+		st, err = s.FreshDatapathStatus(r.Context(), id, freshStatusWait)
+	case interface {
 		DatapathStatus(context.Context, string) (*agentstatus.Datapath, error)
-	})
-	if !ok {
+	}:
+		st, err = s.DatapathStatus(r.Context(), id)
+	default:
 		writeError(w, &httpError{http.StatusNotImplemented, "NotImplemented", "", "this store keeps no datapath status"})
 		return
 	}
-	st, err := s.DatapathStatus(r.Context(), id)
 	if err != nil {
 		a.fail(w, r, err)
 		return

@@ -59,14 +59,35 @@ func (c *Controller) rebuildSteer() {
 	old := c.steer.Swap(t)
 	// The flows of a speaker that is gone or moved go too.
 	var tags []uint64
+	var changed []string
 	for id, o := range old.byPort {
-		if n := t.byPort[id]; n == nil || n.uplink != o.uplink || n.sp != o.sp || n.addr != o.addr || n.mac != o.mac {
+		if !o.same(t.byPort[id]) {
 			tags = append(tags, steerTag(id))
+			changed = append(changed, id)
+		}
+	}
+	// So do the flows the simulation decided for the uplink's packets
+	// while no speaker took its sessions (a session packet to the port's
+	// own address is a router-local drop; all of them carry the port's
+	// tag): a peer's BFD keeps its addresses and ports across our restart
+	// and sends every second, so a drop flow caught in the gap between
+	// the port's binding and its speaker would live on, and BFD would
+	// never come up again, while BGP, on new connections, does.
+	for id, n := range t.byPort {
+		if !n.same(old.byPort[id]) {
+			tags = append(tags, sim.ObjectTag(model.PortKind, id))
+			changed = append(changed, id)
 		}
 	}
 	if len(tags) > 0 {
-		c.cfg.Datapath.Invalidate(tags...)
+		n := c.cfg.Datapath.Invalidate(tags...)
+		c.cfg.Log.Info("BGP speakers' steering changed", "ports", changed, "flows_invalidated", n)
 	}
+}
+
+// same reports whether two steering entries steer alike (nil is none).
+func (s *steer) same(o *steer) bool {
+	return s != nil && o != nil && s.uplink == o.uplink && s.sp == o.sp && s.addr == o.addr && s.mac == o.mac
 }
 
 // steerTag is carried by the flows of one uplink's sessions.

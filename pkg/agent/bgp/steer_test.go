@@ -10,7 +10,9 @@ import (
 	"github.com/nagare/nagare/pkg/datapath"
 	"github.com/nagare/nagare/pkg/datapath/memory"
 	"github.com/nagare/nagare/pkg/flow"
+	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/packet"
+	"github.com/nagare/nagare/pkg/sim"
 )
 
 // Steering on an in-memory datapath: uplink eth1 (index 5) and the
@@ -43,12 +45,6 @@ func TestPunt(t *testing.T) {
 	mac := packet.MAC{2, 0, 0, 0, 0, 1}
 	addr, peer := netip.MustParseAddr("198.51.100.2"), netip.MustParseAddr("198.51.100.1")
 	peerMAC := packet.MAC{2, 0, 0, 0, 0xee, 1}
-	c.mu.Lock()
-	c.ports["up"] = &portSpeaker{c: c, conf: &portConf{portID: "up", addr: addr, mac: mac}, speaker: stopped{}, dp: speakerIndexBase}
-	c.bindings = map[string]int32{"up": 5}
-	c.rebuildSteer()
-	c.mu.Unlock()
-
 	frame := func(p packet.Probe) []byte {
 		b := make([]byte, 256)
 		n, err := packet.BuildProbe(b, &p)
@@ -56,6 +52,30 @@ func TestPunt(t *testing.T) {
 			t.Fatal(err)
 		}
 		return b[:n]
+	}
+	fromPeer := packet.Probe{EthSrc: peerMAC, EthDst: mac, Src: peer, Dst: addr}
+	with := func(p packet.Probe, proto uint8, sport, dport uint16) packet.Probe {
+		p.Proto, p.SrcPort, p.DstPort = proto, sport, dport
+		return p
+	}
+
+	// Before the speaker runs, the simulation drops the peer's BFD (a
+	// router-local packet), with a flow that carries the uplink port's
+	// tag. The speaker's start must take it away, or the peer's later
+	// packets (same addresses and ports) never reach the speaker.
+	var early packet.Parsed
+	early.Decode(frame(with(fromPeer, packet.IPProtoUDP, 49152, 3784)))
+	if err := dp.Install(&datapath.FlowSpec{Key: flow.KeyOf(&early, 5), Tags: []uint64{sim.ObjectTag(model.PortKind, "up")},
+		Class: datapath.ClassDrop}); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	c.ports["up"] = &portSpeaker{c: c, conf: &portConf{portID: "up", addr: addr, mac: mac}, speaker: stopped{}, dp: speakerIndexBase}
+	c.bindings = map[string]int32{"up": 5}
+	c.rebuildSteer()
+	c.mu.Unlock()
+	if n := dp.Stats().Flows; n != 0 {
+		t.Errorf("%d flows decided before the speaker ran are left after it started", n)
 	}
 	arpReply := func(target netip.Addr) []byte {
 		req := frame(packet.Probe{ARP: true, EthSrc: mac, Src: target, Dst: peer})
@@ -67,11 +87,6 @@ func TestPunt(t *testing.T) {
 			t.Fatal(err)
 		}
 		return b[:n]
-	}
-	fromPeer := packet.Probe{EthSrc: peerMAC, EthDst: mac, Src: peer, Dst: addr}
-	with := func(p packet.Probe, proto uint8, sport, dport uint16) packet.Probe {
-		p.Proto, p.SrcPort, p.DstPort = proto, sport, dport
-		return p
 	}
 	recv := func(i *memory.Interface) []byte {
 		rctx, rcancel := context.WithTimeout(ctx, 200*time.Millisecond)

@@ -65,7 +65,9 @@ func StartFRR(t testing.TB, ns *NS, zebra, bfdd, bgpd string) *FRR {
 		t.Fatal(err)
 	}
 	for d, c := range f.conf {
-		hdr := fmt.Sprintf("hostname %s\nlog file %s\n", ns.Name, filepath.Join(f.dir, "frr.log"))
+		// Milliseconds: the logs are read beside the agents' to time a
+		// failover.
+		hdr := fmt.Sprintf("hostname %s\nlog file %s\nlog timestamp precision 3\n", ns.Name, filepath.Join(f.dir, "frr.log"))
 		if err := os.WriteFile(filepath.Join(f.dir, d+".conf"), []byte(hdr+c), 0o644); err != nil {
 			t.Fatal(err)
 		}

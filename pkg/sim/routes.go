@@ -322,12 +322,17 @@ func (e *routeEntry) srcMatches(src netip.Addr) bool {
 
 // flowHash hashes the 5-tuple for ECMP. Deterministic across processes and
 // restarts (no random seed), so every host and every re-simulation picks the
-// same path for a flow.
+// same path for a flow. An ICMP echo's identifier stands in for the ports,
+// as in Linux's multipath hash: it is part of the flow key, and without it
+// every ping between two addresses takes one path.
 func flowHash(p *packet.Parsed) uint64 {
 	h := addrHash(p.SrcIP) ^ splitmix.Mix64(addrHash(p.DstIP)+1)
 	var ports uint64
-	if p.HasPorts() {
+	switch {
+	case p.HasPorts():
 		ports = uint64(p.SrcPort)<<16 | uint64(p.DstPort)
+	case p.HasEchoID():
+		ports = uint64(p.ICMPEchoID)
 	}
 	return splitmix.Mix64(h ^ uint64(p.IPProto)<<32 ^ ports)
 }

@@ -391,3 +391,30 @@ func mustIndex(t *Topology, id string) int32 {
 	}
 	return i
 }
+
+// Pings between the same two addresses with different echo identifiers
+// are different flows, and ECMP spreads them as it spreads ports.
+func TestECMPSpreadsPingsByEchoID(t *testing.T) {
+	e := newEnv(t, baseObjects(), Config{})
+	gws := map[packet.MAC]string{{2, 0, 0, 0, 0xee, 0x10}: "192.0.2.10", {2, 0, 0, 0, 0xee, 0x11}: "192.0.2.11"}
+	for mac, gw := range gws {
+		e.arp[arpEntry{"r0", ip(gw)}] = mac
+	}
+	count := map[string]int{}
+	for id := range uint16(64) {
+		r := e.run("pa1", frame(t, macVM1, macRA, "10.0.1.11", "100.64.10.1", packet.IPProtoICMPv4, 1000+id, 0, 0))
+		if r.Verdict != Forward {
+			t.Fatalf("echo id %d: %v/%v", 1000+id, r.Verdict, r.Reason)
+		}
+		for _, a := range r.Actions() {
+			if a.Type == flow.ActSetEthDst {
+				count[gws[a.MAC]]++
+			}
+		}
+	}
+	for _, gw := range []string{"192.0.2.10", "192.0.2.11"} {
+		if count[gw] < 16 {
+			t.Errorf("next hop %s got %d of 64 pings: %v", gw, count[gw], count)
+		}
+	}
+}

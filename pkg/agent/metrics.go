@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,9 +15,14 @@ import (
 )
 
 // countedFlows is the datapath as the feature packages see it: every
-// flow they invalidate is counted.
+// flow they invalidate is counted, and every invalidation starts a new
+// generation, so that the slow path does not install a flow simulated
+// from what an invalidation has since changed (slowpath.Generational).
 type countedFlows struct {
 	datapath.Datapath
+	// mu orders conditional installs (read) against invalidations (write).
+	mu          sync.RWMutex
+	gen         uint64
 	invalidated prometheus.Counter
 }
 
@@ -30,15 +36,39 @@ func newCountedFlows(dp datapath.Datapath, reg prometheus.Registerer) (*countedF
 }
 
 func (c *countedFlows) Invalidate(tags ...uint64) int {
+	c.mu.Lock()
+	c.gen++
 	n := c.Datapath.Invalidate(tags...)
+	c.mu.Unlock()
 	c.invalidated.Add(float64(n))
 	return n
 }
 
 func (c *countedFlows) Flush() int {
+	c.mu.Lock()
+	c.gen++
 	n := c.Datapath.Flush()
+	c.mu.Unlock()
 	c.invalidated.Add(float64(n))
 	return n
+}
+
+// Generation implements slowpath.Generational.
+func (c *countedFlows) Generation() uint64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.gen
+}
+
+// InstallAt implements slowpath.Generational: it installs spec only if no
+// invalidation came since generation gen.
+func (c *countedFlows) InstallAt(gen uint64, spec *datapath.FlowSpec) (bool, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.gen != gen {
+		return false, nil
+	}
+	return true, c.Datapath.Install(spec)
 }
 
 // serveMetrics serves the Prometheus endpoint until ctx is done.

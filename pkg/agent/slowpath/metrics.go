@@ -10,19 +10,21 @@ import (
 // metrics are the slow path's Prometheus metrics. Counters the miss path
 // touches are resolved once, so recording is an atomic add.
 type metrics struct {
-	upcalls     prometheus.Counter
-	generated   prometheus.Counter
-	dhcpReplies prometheus.Counter
-	simSeconds  prometheus.Histogram
-	simDrops    [64]prometheus.Counter // by sim.DropReason
-	agentDrops  *prometheus.CounterVec
-	simDropsVec *prometheus.CounterVec
+	upcalls      prometheus.Counter
+	installStale prometheus.Counter
+	generated    prometheus.Counter
+	dhcpReplies  prometheus.Counter
+	simSeconds   prometheus.Histogram
+	simDrops     [64]prometheus.Counter // by sim.DropReason
+	agentDrops   *prometheus.CounterVec
+	simDropsVec  *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{}
 	m.upcalls = prometheus.NewCounter(prometheus.CounterOpts{Name: "nagare_agent_upcalls_total", Help: "Packets that missed the flow table and were handled by the agent."})
 	m.generated = prometheus.NewCounter(prometheus.CounterOpts{Name: "nagare_agent_generated_packets_total", Help: "Packets the agent generated (ARP/ND replies and requests, ICMP errors, echo replies, resets)."})
+	m.installStale = prometheus.NewCounter(prometheus.CounterOpts{Name: "nagare_agent_flows_not_installed_stale_total", Help: "Flows not installed because an invalidation came during their simulation (the packet was forwarded; the next one is simulated again)."})
 	m.dhcpReplies = prometheus.NewCounter(prometheus.CounterOpts{Name: "nagare_agent_dhcp_replies_total", Help: "DHCP replies sent."})
 	m.simSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "nagare_agent_simulation_seconds", Help: "Time to simulate one packet.",
 		Buckets: prometheus.ExponentialBuckets(250e-9, 2, 16)})
@@ -36,7 +38,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.simDropsVec = simDrops
 	m.agentDrops = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nagare_agent_drops_total", Help: "Packets the agent dropped outside the simulation, by reason."}, []string{"reason"})
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.upcalls, m.generated, m.dhcpReplies, m.simSeconds, simDrops, m.agentDrops} {
+		for _, c := range []prometheus.Collector{m.upcalls, m.installStale, m.generated, m.dhcpReplies, m.simSeconds, simDrops, m.agentDrops} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

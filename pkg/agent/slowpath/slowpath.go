@@ -34,6 +34,18 @@ type Datapath interface {
 	Execute(inPort int32, frame []byte, actions []flow.Action) error
 }
 
+// Generational is a Datapath whose invalidations are numbered. A flow
+// simulated before an invalidation may have read what it changed (a
+// connection's state imported from a peer, a topology object) and must
+// not be installed after it: the invalidation would not see it and it
+// would outlive the change. InstallAt installs only if the generation is
+// still gen; the packet is executed either way, and the next one misses
+// and is simulated again, as OVS's handlers do against revalidation.
+type Generational interface {
+	Generation() uint64
+	InstallAt(gen uint64, spec *datapath.FlowSpec) (installed bool, err error)
+}
+
 // Neighbors is the routers' neighbor table: read by the simulation, told
 // what this host's simulations learn.
 type Neighbors interface {
@@ -159,11 +171,29 @@ func (h *Handler) Miss(u *datapath.Upcall) {
 	h.simulate(v, w, u.InPort, u.PortID, u.Pkt, u.Frame, &u.Key, true)
 }
 
+// install installs spec unless the datapath is Generational and was
+// invalidated since generation gen, read before the simulation.
+func (h *Handler) install(gen uint64, spec *datapath.FlowSpec) error {
+	g, ok := h.cfg.Datapath.(Generational)
+	if !ok {
+		return h.cfg.Datapath.Install(spec)
+	}
+	installed, err := g.InstallAt(gen, spec)
+	if err == nil && !installed {
+		h.met.installStale.Inc()
+	}
+	return err
+}
+
 // simulate runs one walk and carries out its result. key is nil for a
 // re-simulated parked packet, which is sent but gets no flow (its later
 // packets will miss and install one).
 func (h *Handler) simulate(v *view, w *worker, inPort int32, portID string, pkt *packet.Parsed, frame []byte, key *flow.Key, install bool) {
 	dp := h.cfg.Datapath
+	var gen uint64
+	if g, ok := dp.(Generational); ok {
+		gen = g.Generation()
+	}
 	start := time.Now()
 	w.res.Reset()
 	w.sim.Simulate(&sim.Input{InPortID: portID, Pkt: pkt, Frame: frame, Now: start.UnixNano()}, w.res)
@@ -187,7 +217,7 @@ func (h *Handler) simulate(v *view, w *worker, inPort int32, portID string, pkt 
 			h.cfg.State.Offload(keys)
 		}
 		if install && key != nil && !res.TagsOverflowed && !res.SlowPath {
-			err := dp.Install(&datapath.FlowSpec{Key: *key, Actions: acts, Tags: res.Tags(), Class: datapath.ClassNormal, MTU: res.MTU,
+			err := h.install(gen, &datapath.FlowSpec{Key: *key, Actions: acts, Tags: res.Tags(), Class: datapath.ClassNormal, MTU: res.MTU,
 				State: res.StateKeys()})
 			if err != nil {
 				h.met.drop("install-failed")
@@ -201,7 +231,7 @@ func (h *Handler) simulate(v *view, w *worker, inPort int32, portID string, pkt 
 		// that depends on the packet's length, which the key does not
 		// hold: the flow's small packets must still pass.
 		if install && key != nil && len(res.Generated()) == 0 && !res.TagsOverflowed && !res.SlowPath && !lengthDependent(res.Reason) {
-			_ = dp.Install(&datapath.FlowSpec{Key: *key, Tags: res.Tags(), Class: datapath.ClassDrop})
+			_ = h.install(gen, &datapath.FlowSpec{Key: *key, Tags: res.Tags(), Class: datapath.ClassDrop})
 		}
 	case sim.NeedARP:
 		h.park.add(res.NextHopRouter, res.NextHop, inPort, portID, frame, start)

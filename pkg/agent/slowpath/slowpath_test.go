@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -74,7 +75,9 @@ type host struct {
 	reg *prometheus.Registry
 }
 
-func newHost(t *testing.T) *host {
+// newHost builds a host; wrap, if given, is the datapath the slow path
+// sees in place of the memory datapath itself.
+func newHost(t *testing.T, wrap ...func(*memory.Datapath) Datapath) *host {
 	t.Helper()
 	mh := memory.NewHost(nil)
 	x := &host{dp: memory.New(datapath.Config{}, mh), vms: map[string]*memory.Interface{}, reg: prometheus.NewRegistry()}
@@ -94,7 +97,11 @@ func newHost(t *testing.T) *host {
 	tables := learned.New(learned.Config{HostID: "h1", DB: nsdbmem.New(), Lease: func() nsdb.LeaseID { return 0 }, Flows: x.dp, Log: quiet,
 		Resolved: func(r string, a netip.Addr) { sp.ReleaseParked(r, a) }})
 	var err error
-	sp, err = New(Config{HostID: "h1", UnderlayMTU: 1500, Datapath: x.dp, MACs: tables.MACs(), Neighbors: neighbors{tables},
+	var dp Datapath = x.dp
+	for _, w := range wrap {
+		dp = w(x.dp)
+	}
+	sp, err = New(Config{HostID: "h1", UnderlayMTU: 1500, Datapath: dp, MACs: tables.MACs(), Neighbors: neighbors{tables},
 		Registerer: x.reg, Log: quiet})
 	if err != nil {
 		t.Fatal(err)
@@ -180,6 +187,46 @@ func TestFloodInstallsAFlow(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(x.h.met.upcalls); n != 1 {
 		t.Fatalf("upcalls metric %v", n)
+	}
+}
+
+// staleAlways is a Generational datapath on which an invalidation comes
+// during every simulation.
+type staleAlways struct {
+	*memory.Datapath
+	gen atomic.Uint64
+}
+
+func (s *staleAlways) Generation() uint64 { return s.gen.Add(1) - 1 }
+
+func (s *staleAlways) InstallAt(gen uint64, spec *datapath.FlowSpec) (bool, error) {
+	if s.gen.Load() != gen {
+		return false, nil
+	}
+	return true, s.Datapath.Install(spec)
+}
+
+// A flow whose simulation an invalidation overtook is not installed (it
+// may have read what the invalidation changed); its packet still goes.
+func TestNoInstallAfterInvalidation(t *testing.T) {
+	x := newHost(t, func(dp *memory.Datapath) Datapath { return &staleAlways{Datapath: dp} })
+	arp := make([]byte, 64)
+	n, err := packet.BuildARPRequest(arp, macVM1, ip("10.0.1.11"), ip("10.0.1.12"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	arp = arp[:n]
+	for i := range 2 {
+		x.send(t, "vm1", arp)
+		if got := x.recv(t, "vm2", "flood"); !bytes.Equal(got, arp) {
+			t.Fatalf("packet %d: flooded %x, want %x", i, got, arp)
+		}
+	}
+	if s := x.dp.Stats(); s.Misses != 2 || s.Flows != 0 {
+		t.Fatalf("misses %d flows %d: want both packets simulated and no flow installed", s.Misses, s.Flows)
+	}
+	if n := testutil.ToFloat64(x.h.met.installStale); n != 2 {
+		t.Fatalf("stale installs metric %v, want 2", n)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,9 +21,10 @@ import (
 // from what an invalidation has since changed (slowpath.Generational).
 type countedFlows struct {
 	datapath.Datapath
-	// mu orders conditional installs (read) against invalidations (write).
+	// mu orders conditional installs (read) against invalidations
+	// (write); gen changes only under it, and is read without it.
 	mu          sync.RWMutex
-	gen         uint64
+	gen         atomic.Uint64
 	invalidated prometheus.Counter
 }
 
@@ -37,7 +39,7 @@ func newCountedFlows(dp datapath.Datapath, reg prometheus.Registerer) (*countedF
 
 func (c *countedFlows) Invalidate(tags ...uint64) int {
 	c.mu.Lock()
-	c.gen++
+	c.gen.Add(1)
 	n := c.Datapath.Invalidate(tags...)
 	c.mu.Unlock()
 	c.invalidated.Add(float64(n))
@@ -46,7 +48,7 @@ func (c *countedFlows) Invalidate(tags ...uint64) int {
 
 func (c *countedFlows) Flush() int {
 	c.mu.Lock()
-	c.gen++
+	c.gen.Add(1)
 	n := c.Datapath.Flush()
 	c.mu.Unlock()
 	c.invalidated.Add(float64(n))
@@ -54,18 +56,14 @@ func (c *countedFlows) Flush() int {
 }
 
 // Generation implements slowpath.Generational.
-func (c *countedFlows) Generation() uint64 {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return c.gen
-}
+func (c *countedFlows) Generation() uint64 { return c.gen.Load() }
 
 // InstallAt implements slowpath.Generational: it installs spec only if no
 // invalidation came since generation gen.
 func (c *countedFlows) InstallAt(gen uint64, spec *datapath.FlowSpec) (bool, error) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	if c.gen != gen {
+	if c.gen.Load() != gen {
 		return false, nil
 	}
 	return true, c.Datapath.Install(spec)

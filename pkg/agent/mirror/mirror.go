@@ -20,6 +20,8 @@ package mirror
 import (
 	"context"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -250,6 +252,10 @@ type Mirror struct {
 	alive       map[string]bool
 	liveKnown   bool
 	unreachable map[string]bool
+	// members indexes objs' tunnel-zone memberships by host, so a host
+	// coming or going costs its own memberships, not a scan of every
+	// host's (O(hosts) per registration at a thousand hosts).
+	members hostMembers
 }
 
 // New returns a mirror of the empty topology.
@@ -258,7 +264,7 @@ func New(cfg Config) *Mirror {
 		cfg.Log = slog.Default()
 	}
 	m := &Mirror{cfg: cfg, objs: objects{}, gen: persist.NextGen(), health: map[string]string{}, alive: map[string]bool{},
-		learned: map[string]*model.Route{}, included: map[string]*model.Route{}}
+		learned: map[string]*model.Route{}, included: map[string]*model.Route{}, members: hostMembers{}}
 	empty, err := NewSnapshot(0)
 	if err != nil {
 		panic("mirror: the empty topology does not build: " + err.Error())
@@ -285,20 +291,26 @@ func (m *Mirror) Apply(b nsdb.Batch) error {
 	defer m.mu.Unlock()
 	var events []nsdb.Event
 	if b.Reset {
-		m.objs, m.gen = objects{}, persist.NextGen()
+		m.objs, m.gen, m.members = objects{}, persist.NextGen(), hostMembers{}
 		for _, o := range b.Objects {
 			m.objs.put(m.withHealth(o), m.gen)
+			m.members.add(o)
 		}
 	} else {
 		for _, ev := range b.Events {
-			if ev.Prev == nil {
-				ev.Prev = m.objs.get(ev.Kind, ev.ID)
+			if ev.Prev == nil || ev.Kind == model.TunnelZoneMemberKind {
+				had := m.objs.get(ev.Kind, ev.ID)
+				if ev.Prev == nil {
+					ev.Prev = had
+				}
+				m.members.del(had)
 			}
 			if ev.Type == nsdb.Delete {
 				m.objs.del(ev.Kind, ev.ID, m.gen)
 			} else {
 				ev.Object = m.withHealth(ev.Object)
 				m.objs.put(ev.Object, m.gen)
+				m.members.add(ev.Object)
 			}
 			events = append(events, ev)
 		}
@@ -376,12 +388,9 @@ func (m *Mirror) ApplyLiveness(l nsdb.Liveness) error {
 			continue // a host not (yet) mirrored takes its liveness when it comes
 		}
 		events = append(events, ev)
-		m.objs.Each(model.TunnelZoneMemberKind, func(o model.Object) bool {
-			if zm := o.(*model.TunnelZoneMember); zm.HostID == id {
-				events = append(events, nsdb.Event{Type: nsdb.Put, Kind: model.TunnelZoneMemberKind, ID: zm.ID, Object: zm, Prev: zm})
-			}
-			return true
-		})
+		for _, zm := range m.members.of(m.objs, id) {
+			events = append(events, nsdb.Event{Type: nsdb.Put, Kind: model.TunnelZoneMemberKind, ID: zm.ID, Object: zm, Prev: zm})
+		}
 	}
 	if len(events) > 0 {
 		m.commit(events, false)
@@ -523,7 +532,7 @@ func (m *Mirror) commit(events []nsdb.Event, reset bool) {
 	if reset || m.stale {
 		topo, err = sim.BuildFrom(view)
 	} else {
-		topo, err = old.Topo.Apply(simChanges(events, before, view), view)
+		topo, err = old.Topo.Apply(simChanges(events, before, view, m.members), view)
 	}
 	if err != nil {
 		m.cfg.Log.Error("topology rebuild failed; keeping the previous one", "err", err)
@@ -593,7 +602,7 @@ func InvalidationTags(old, cur *sim.Topology, ev nsdb.Event) []uint64 {
 // A host that died or came back is its memberships deleted or created,
 // so liveness is applied incrementally like any other change: with a
 // thousand hosts, every agent sees every other one come and go.
-func simChanges(events []nsdb.Event, before map[string]bool, view reachable) []sim.Change {
+func simChanges(events []nsdb.Event, before map[string]bool, view reachable, members hostMembers) []sim.Change {
 	after := view.unreachable
 	flipped := map[string]bool{}
 	for id := range before {
@@ -609,7 +618,7 @@ func simChanges(events []nsdb.Event, before map[string]bool, view reachable) []s
 	// Each membership touched, from the version the old topology had (the
 	// first event's Prev) to the last.
 	type span struct{ old, cur model.Object }
-	members := map[string]*span{}
+	spans := map[string]*span{}
 	var order []string
 	changes := make([]sim.Change, 0, len(events))
 	for _, ev := range events {
@@ -617,22 +626,21 @@ func simChanges(events []nsdb.Event, before map[string]bool, view reachable) []s
 			changes = append(changes, sim.Change{Old: ev.Prev, New: ev.Object})
 			continue
 		}
-		sp := members[ev.ID]
+		sp := spans[ev.ID]
 		if sp == nil {
 			sp = &span{old: ev.Prev}
-			members[ev.ID] = sp
+			spans[ev.ID] = sp
 			order = append(order, ev.ID)
 		}
 		sp.cur = ev.Object
 	}
-	if len(flipped) > 0 {
-		view.objects.Each(model.TunnelZoneMemberKind, func(o model.Object) bool {
-			if id := o.GetMeta().ID; flipped[o.(*model.TunnelZoneMember).HostID] && members[id] == nil {
-				members[id] = &span{old: o, cur: o}
-				order = append(order, id)
+	for _, h := range slices.Sorted(maps.Keys(flipped)) {
+		for _, zm := range members.of(view.objects, h) {
+			if spans[zm.ID] == nil {
+				spans[zm.ID] = &span{old: zm, cur: zm}
+				order = append(order, zm.ID)
 			}
-			return true
-		})
+		}
 	}
 	seen := func(o model.Object, unreachable map[string]bool) model.Object {
 		if o == nil || unreachable[o.(*model.TunnelZoneMember).HostID] {
@@ -641,11 +649,58 @@ func simChanges(events []nsdb.Event, before map[string]bool, view reachable) []s
 		return o
 	}
 	for _, id := range order {
-		sp := members[id]
+		sp := spans[id]
 		c := sim.Change{Old: seen(sp.old, before), New: seen(sp.cur, after)}
 		if c.Old != nil || c.New != nil {
 			changes = append(changes, c)
 		}
 	}
 	return changes
+}
+
+// hostMembers indexes tunnel-zone memberships by host: host id → the ids
+// of its memberships.
+type hostMembers map[string]map[string]struct{}
+
+// add indexes o if it is a membership.
+func (h hostMembers) add(o model.Object) {
+	zm, ok := o.(*model.TunnelZoneMember)
+	if !ok || zm == nil {
+		return
+	}
+	ids := h[zm.HostID]
+	if ids == nil {
+		ids = map[string]struct{}{}
+		h[zm.HostID] = ids
+	}
+	ids[zm.ID] = struct{}{}
+}
+
+// del removes o from the index if it is a membership.
+func (h hostMembers) del(o model.Object) {
+	zm, ok := o.(*model.TunnelZoneMember)
+	if !ok || zm == nil {
+		return
+	}
+	if ids := h[zm.HostID]; ids != nil {
+		delete(ids, zm.ID)
+		if len(ids) == 0 {
+			delete(h, zm.HostID)
+		}
+	}
+}
+
+// of returns host's memberships in objs, in id order.
+func (h hostMembers) of(objs objects, host string) []*model.TunnelZoneMember {
+	ids := h[host]
+	if len(ids) == 0 {
+		return nil
+	}
+	out := make([]*model.TunnelZoneMember, 0, len(ids))
+	for _, id := range slices.Sorted(maps.Keys(ids)) {
+		if zm, ok := objs.get(model.TunnelZoneMemberKind, id).(*model.TunnelZoneMember); ok {
+			out = append(out, zm)
+		}
+	}
+	return out
 }

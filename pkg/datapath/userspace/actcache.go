@@ -86,7 +86,9 @@ func (c *actCache) hash(acts []action) uint64 {
 	return h.Sum64()
 }
 
-func putU32(b []byte, v uint32) { b[0], b[1], b[2], b[3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24) }
+func putU32(b []byte, v uint32) {
+	b[0], b[1], b[2], b[3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
+}
 
 // sameActs compares compiled lists field by field (action is not
 // comparable on purpose).

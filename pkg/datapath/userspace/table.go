@@ -16,15 +16,15 @@ import (
 // the flow is published in its port's map, so the hit path reads it
 // without locks.
 type flowEntry struct {
-	key   flow.Key
-	in    *port
-	acts  []action // shared.acts
+	key  flow.Key
+	in   *port
+	acts []action // shared.acts
 	// shared is the flow's reference to its compiled actions, which
 	// flows doing the same share (actCache); actsHash finds it there.
 	shared   *sharedActs
 	actsHash uint64
-	tags  []uint64
-	state []flowstate.Key // not read by the hit path: for Flows
+	tags     []uint64
+	state    []flowstate.Key // not read by the hit path: for Flows
 	// stateful: the flow's decision read flow state, so segments that
 	// close a TCP connection are shown to the simulation (closing).
 	stateful bool

@@ -289,10 +289,17 @@ var icmpID = regexp.MustCompile(`ICMP echo (?:request|reply), id (\d+),`)
 // in 400 packets (or two seconds) of capture on the upstream's side.
 func flowsThrough(t *testing.T, rig failoverRig, k int) map[int]bool {
 	t.Helper()
+	return flowsMatching(t, rig, k, "icmp")
+}
+
+// flowsMatching lists the ping flows of the packets filter (tcpdump's)
+// matches on uplink k's wire.
+func flowsMatching(t *testing.T, rig failoverRig, k int, filter string) map[int]bool {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	ns, iface := rig.wire(k)
-	out, err := ns.Command(ctx, "tcpdump", "-l", "-n", "-c", "400", "-i", iface, "icmp").Output()
+	out, err := ns.Command(ctx, "tcpdump", "-l", "-n", "-c", "400", "-i", iface, filter).Output()
 	if err != nil && ctx.Err() == nil { // the capture ends by its deadline
 		t.Fatalf("tcpdump on %s of %s: %v", iface, ns.Name, err)
 	}

@@ -30,24 +30,18 @@ func tname(id string) string {
 // bgpSummary renders a speaker's translation one object a line, ids by
 // their test names.
 func bgpSummary(objs []model.Object) []string {
-	var out []string
-	for _, o := range objs {
-		model.ApplyDefaults(o)
-		if err := model.Validate(o); err != nil {
-			out = append(out, "INVALID "+err.Error())
-			continue
-		}
+	out := eachLine(objs, func(o model.Object) string {
 		switch x := o.(type) {
 		case *model.BGPNetwork:
-			out = append(out, fmt.Sprintf("network %s %s", tname(x.RouterID), x.Network))
+			return fmt.Sprintf("network %s %s", tname(x.RouterID), x.Network)
 		case *model.BGPPeer:
-			out = append(out, fmt.Sprintf("peer %s %s asn %d port %s", tname(x.RouterID), x.Address, x.ASN, tname(x.PortID)))
+			return fmt.Sprintf("peer %s %s asn %d port %s", tname(x.RouterID), x.Address, x.ASN, tname(x.PortID))
 		case *model.Route:
-			out = append(out, fmt.Sprintf("route %s %s via %s port %s", tname(x.RouterID), x.Dst, x.Gateway, tname(x.PortID)))
+			return fmt.Sprintf("route %s %s via %s port %s", tname(x.RouterID), x.Dst, x.Gateway, tname(x.PortID))
 		default:
-			out = append(out, fmt.Sprintf("%T", o))
+			return fmt.Sprintf("%T", o)
 		}
-	}
+	})
 	slices.Sort(out)
 	return out
 }

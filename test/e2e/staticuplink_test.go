@@ -84,17 +84,7 @@ func newStaticTopology(t *testing.T) *staticTopo {
 	t.Helper()
 	env := harness.New(t, harness.Options{Hypervisors: 3})
 	st := &staticTopo{Env: env, gws: env.Hosts[1:], inetMembers: map[int]bool{}}
-	cli := func(format string, args ...any) string { t.Helper(); return env.MustCLI(t, format, args...) }
-	cli("create tunnel-zone name tz type vxlan")
-	for _, h := range env.Hosts {
-		cli("tunnel-zone tzone0 add member host %s address %s", h.Alias, h.TunnelIP)
-	}
-	cli("create router name provider")
-	cli("create bridge name tenant")
-	rp := cli("router router0 add port address 203.0.113.1 net 203.0.113.0/24")
-	bp := cli("bridge bridge0 add port")
-	cli("%s set peer %s", portCmd(bp), rp)
-	cli("router router0 add route dst 203.0.113.0/24 port %s", rp)
+	cli := providerTopology(t, env)
 
 	st.inet = env.NewNS(t, "inet")
 	st.inet.MustRun(t, "ip", "addr", "add", serverAddr+"/32", "dev", "lo")

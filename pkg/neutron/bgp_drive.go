@@ -85,8 +85,13 @@ func TranslateBGPSpeaker(in SpeakerInput) ([]model.Object, error) {
 				out = append(out, &model.BGPNetwork{Meta: model.Meta{ID: speakerNetworkID(sp.ID, pr.Router.ID, r.Destination)},
 					RouterID: pr.Router.ID, Network: r.Destination})
 			}
-			out = append(out, &model.Route{Meta: model.Meta{ID: speakerRouteID(sp.ID, pr.Router.ID, r)}, RouterID: pr.Router.ID,
-				Type: model.RouteNormal, Dst: r.Destination, Gateway: r.NextHop, PortID: pr.ExtPort.ID})
+			// The way in: through the tenant router's gateway, when the
+			// router's port into the network reaches it (an operator's
+			// port on another subnet would make a route nowhere).
+			if pr.ExtPort.Network.Contains(r.NextHop) {
+				out = append(out, &model.Route{Meta: model.Meta{ID: speakerRouteID(sp.ID, pr.Router.ID, r)}, RouterID: pr.Router.ID,
+					Type: model.RouteNormal, Dst: r.Destination, Gateway: r.NextHop, PortID: pr.ExtPort.ID})
+			}
 		}
 	}
 	for _, p := range in.Peers {

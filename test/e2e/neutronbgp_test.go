@@ -180,6 +180,29 @@ func TestNeutronBGP(t *testing.T) {
 	// learned from r1.
 	vm.WaitPing(t, serverAddr, 10*time.Second)
 
+	// The session comes back after its link flaps.
+	for i := range 3 {
+		r1.MustRun(t, "ip", "link", "set", "eth0", "down")
+		time.Sleep(3 * time.Second)
+		r1.MustRun(t, "ip", "link", "set", "eth0", "up")
+		start := time.Now()
+		err = harness.Eventually(20*time.Second, func() error {
+			rib, err = frr.Vtysh("show ip route bgp")
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(rib, "10.90.0.0/24") {
+				return fmt.Errorf("r1 has not learned the tenant subnet again")
+			}
+			return nil
+		})
+		if err != nil {
+			sum, _ := frr.Vtysh("show bgp summary")
+			t.Fatalf("link flap %d: %v\n%s", i+1, err, sum)
+		}
+		t.Logf("link flap %d: r1 learned the tenant subnet again %.1f s after the link came back", i+1, time.Since(start).Seconds())
+	}
+
 	// Removing the peer through Neutron ends the session: r1 forgets the
 	// routes.
 	must(speakers.RemoveBGPPeer(ctx, nc, sp.ID, speakers.RemoveBGPPeerOpts{BGPPeerID: peer.ID}).ExtractErr())

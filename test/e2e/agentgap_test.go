@@ -22,12 +22,7 @@ import (
 // userspace datapath dies with its agent, so the test runs on the kernel
 // datapath only.
 func TestAgentGapKeepsForwarding(t *testing.T) {
-	if dp := harness.Datapath(); dp != "ebpf" {
-		t.Skipf("datapath %s: only the kernel datapath forwards while its agent is down (NAGARE_E2E_DATAPATH=ebpf)", dp)
-	}
-	harness.Require(t, "iperf3")
-	t.Parallel()
-	tp := newTopology(t)
+	tp := gapTopology(t)
 	udpAcrossGap(t, tp.vm["vm11"], tp.vm["vm21"], tp.Host("hv1"))
 }
 
@@ -40,12 +35,7 @@ func TestAgentGapKeepsForwarding(t *testing.T) {
 // with its agent (its host is then rightly cut, TestAgentRestart), so the
 // test runs on the kernel datapath only.
 func TestAgentGapAcrossHosts(t *testing.T) {
-	if dp := harness.Datapath(); dp != "ebpf" {
-		t.Skipf("datapath %s: only the kernel datapath forwards while its agent is down (NAGARE_E2E_DATAPATH=ebpf)", dp)
-	}
-	harness.Require(t, "iperf3")
-	t.Parallel()
-	tp := newTopology(t)
+	tp := gapTopology(t)
 	client, server := tp.vm["vm11"], tp.vm["vm12"]
 	// One after the other in this test, not in subtests: an agent
 	// started in a subtest would stop at its end.
@@ -61,6 +51,17 @@ func TestAgentGapAcrossHosts(t *testing.T) {
 			t.Errorf("%s never found %s's lease ended with its datapath answering:\n%s", peer.Name, victim.Name, lastLines(log, 30))
 		}
 	}
+}
+
+// gapTopology is the agent-gap tests' topology, on the kernel datapath
+// only: the userspace datapath dies with its agent.
+func gapTopology(t *testing.T) *topo {
+	if dp := harness.Datapath(); dp != "ebpf" {
+		t.Skipf("datapath %s: only the kernel datapath forwards while its agent is down (NAGARE_E2E_DATAPATH=ebpf)", dp)
+	}
+	harness.Require(t, "iperf3")
+	t.Parallel()
+	return newTopology(t)
 }
 
 // udpAcrossGap runs an iperf3 UDP stream from client to server while

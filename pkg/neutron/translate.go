@@ -540,8 +540,8 @@ type PortForwardingNAT struct {
 
 // TranslateRouter: a router is a router of the same id whose pre-routing
 // chain holds the floating IPs' and port forwardings' DNAT and the gateway
-// SNAT's reverse rule, and whose post-routing chain holds their SNAT and,
-// with enable_snat, the gateway's SNAT of everything else leaving through
+// SNAT's reverse rule, and whose post-routing chain holds the floating
+// IPs' SNAT, the port forwardings' reverse DNAT and, with enable_snat, the gateway's SNAT of everything else leaving through
 // the gateway port. Static routes become routes through the router port
 // connected to their next hop.
 func TranslateRouter(in RouterInput) []model.Object {
@@ -573,8 +573,12 @@ func TranslateRouter(in RouterInput) []model.Object {
 			}
 			preRules = append(preRules, &model.Rule{Type: model.RuleDNAT, Targets: []model.NATTarget{dnat},
 				Condition: model.Condition{EtherType: etherOf(pf.FloatingIP), Dst: host(pf.FloatingIP), Proto: proto, DstPort: span(el, eh)}})
-			postRules = append(postRules, &model.Rule{Type: model.RuleSNAT,
-				Targets: []model.NATTarget{{AddrFrom: pf.FloatingIP, AddrTo: pf.FloatingIP, Ports: span(el, eh)}},
+			// Replies leave through the DNAT's own binding (rev_dnat),
+			// never a new SNAT: an SNAT to the external range would pick
+			// any free port of it (9081 for a connection to 9080) and,
+			// for one port, refuse a second client while the first is
+			// connected.
+			postRules = append(postRules, &model.Rule{Type: model.RuleRevDNAT,
 				Condition: model.Condition{EtherType: etherOf(pf.InternalIPAddress), Src: host(pf.InternalIPAddress), Proto: proto,
 					SrcPort: span(il, ih), OutPortIDs: []string{gw}}})
 		}

@@ -308,7 +308,7 @@ func TestTranslateRouter(t *testing.T) {
 		PortForwardings: []PortForwardingNAT{{pf, netip.MustParseAddr("203.0.113.11")}}}
 	want(t, "router", TranslateRouter(in), "router",
 		"chain router "+rtrID+" pre-routing 3", "rule dnat dst 203.0.113.11/32 to 10.0.0.6:22", "rule dnat dst 203.0.113.10/32 to 10.0.0.5", "rule rev_snat dst 203.0.113.2/32",
-		"chain router "+rtrID+" post-routing 3", "rule snat src 10.0.0.6/32 to 203.0.113.11:2222", "rule snat src 10.0.0.5/32 to 203.0.113.10", "rule snat src 203.0.113.2/32 to 203.0.113.2:1024-65535",
+		"chain router "+rtrID+" post-routing 3", "rule rev_dnat src 10.0.0.6/32", "rule snat src 10.0.0.5/32 to 203.0.113.10", "rule snat src 203.0.113.2/32 to 203.0.113.2:1024-65535",
 		"route 172.16.0.0/16 via 10.0.0.254")
 	r.EnableSNAT = false
 	in.FloatingIPs, in.PortForwardings = nil, nil

@@ -159,6 +159,7 @@ type Datapath struct {
 	greState stateCounters
 	vxProbe  stateCounters
 	greProbe stateCounters
+	flushing flushBufs     // flushInstalls' (batch.go), under mu
 	vxEcho   stateCounters // echo requests the agent answered (the kernel answers most itself)
 	greEcho  stateCounters
 	greTx    struct{ packets, bytes, errors atomic.Uint64 } // GRE the agent sent itself

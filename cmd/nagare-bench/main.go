@@ -139,6 +139,8 @@ log of every window on stderr.
 	flowCases := fs.String("flow-cases", strings.Join(cfg.FlowCases, ","), "cases that get flow-setup windows (empty: none)")
 	flowModes := fs.String("flow-modes", strings.Join(cfg.FlowModes, ","), "CPU placements of the flow-setup windows")
 	flowRates := fs.String("flow-rates", "100000,200000,max", "offered new-flow rates, frames/s (max: unpaced)")
+	fs.IntVar(&cfg.MemFlows, "mem-flows", cfg.MemFlows, "in the flow cases, measure the agents' RSS holding this many flows (0: not)")
+	fs.Float64Var(&cfg.MemRate, "mem-rate", cfg.MemRate, "new flows/s offered while filling the agents for --mem-flows")
 	fs.BoolVar(&cfg.Sim, "sim", cfg.Sim, "run the simulation's Go benchmark (needs go and the source tree)")
 	fs.StringVar(&cfg.SrcDir, "src", "", "Nagare's source tree (default: found from the working directory)")
 	fs.StringVar(&cfg.Baseline, "baseline", "", "the kernel baseline harness (default: <src>/../shared/baseline)")
@@ -182,6 +184,9 @@ log of every window on stderr.
 			return fmt.Errorf("--flow-rates: %q is not a rate", s)
 		}
 		cfg.FlowRates = append(cfg.FlowRates, v)
+	}
+	if cfg.MemFlows < 0 || cfg.MemFlows > 0 && cfg.MemRate <= 0 {
+		return fmt.Errorf("--mem-flows %d at --mem-rate %g: need a count ≥ 0 and a rate > 0", cfg.MemFlows, cfg.MemRate)
 	}
 	self, err := os.Executable()
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/nagare/nagare/pkg/agent/slowpath"
 	"github.com/nagare/nagare/pkg/datapath"
 )
 
@@ -22,8 +23,10 @@ import (
 type countedFlows struct {
 	datapath.Datapath
 	// mu orders conditional installs (read) against invalidations
-	// (write); gen changes only under it, and is read without it.
+	// (write); gens changes only under it, and gen, its current
+	// generation, is read without it.
 	mu          sync.RWMutex
+	gens        slowpath.Generations
 	gen         atomic.Uint64
 	invalidated prometheus.Counter
 }
@@ -38,17 +41,24 @@ func newCountedFlows(dp datapath.Datapath, reg prometheus.Registerer) (*countedF
 }
 
 func (c *countedFlows) Invalidate(tags ...uint64) int {
+	n, _ := c.InvalidateGen(tags...)
+	return n
+}
+
+// InvalidateGen implements statesync.GenInvalidator.
+func (c *countedFlows) InvalidateGen(tags ...uint64) (int, uint64) {
 	c.mu.Lock()
-	c.gen.Add(1)
+	g := c.gens.Advance(tags)
+	c.gen.Store(g)
 	n := c.Datapath.Invalidate(tags...)
 	c.mu.Unlock()
 	c.invalidated.Add(float64(n))
-	return n
+	return n, g
 }
 
 func (c *countedFlows) Flush() int {
 	c.mu.Lock()
-	c.gen.Add(1)
+	c.gen.Store(c.gens.AdvanceAll())
 	n := c.Datapath.Flush()
 	c.mu.Unlock()
 	c.invalidated.Add(float64(n))
@@ -59,11 +69,12 @@ func (c *countedFlows) Flush() int {
 func (c *countedFlows) Generation() uint64 { return c.gen.Load() }
 
 // InstallAt implements slowpath.Generational: it installs spec only if no
-// invalidation came since generation gen.
-func (c *countedFlows) InstallAt(gen uint64, spec *datapath.FlowSpec) (bool, error) {
+// invalidation since generation gen but skip may have removed a flow with
+// one of its tags.
+func (c *countedFlows) InstallAt(gen, skip uint64, spec *datapath.FlowSpec) (bool, error) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	if c.gen.Load() != gen {
+	if c.gen.Load() != gen && c.gens.Stale(gen, skip, spec.Tags) {
 		return false, nil
 	}
 	return true, c.Datapath.Install(spec)

@@ -73,6 +73,10 @@ type DatapathConfig struct {
 	FlowCases []string
 	FlowModes []string
 	FlowRates []float64
+	// MemFlows, if not 0, measures the agents' RSS holding that many
+	// flows in the flow cases, filled at MemRate new flows per second.
+	MemFlows int
+	MemRate  float64
 	// Sim runs the simulation's Go benchmark in SrcDir.
 	Sim    bool
 	SrcDir string
@@ -102,6 +106,7 @@ func DefaultDatapathConfig() DatapathConfig {
 		Cases: Cases, Sides: []string{SideNagare, SideEBPF, SideKernel}, Modes: []string{Mode1CPU, ModeSplit},
 		Reps: 3, Warm: time.Second, Dur: 5 * time.Second, PingCount: 200, Iperf: true, Ping: true,
 		FlowCases: []string{CaseBridge, CaseRouter, CaseSNAT}, FlowModes: []string{ModeSplit}, FlowRates: []float64{100e3, 200e3, 0},
+		MemFlows: 100000, MemRate: 20000,
 		Sim:   true,
 		Quiet: Quiet{BusyPct: 10, MaxWait: 120 * time.Second, ForeignPct: 4, MaxTries: 12},
 	}
@@ -270,6 +275,9 @@ func (r *runner) runCase(c string) {
 	}
 	steps := []func(string, []*testbed){r.ppsRows}
 	if slices.Contains(r.cfg.FlowCases, c) {
+		if r.cfg.MemFlows > 0 {
+			steps = append(steps, r.memRows)
+		}
 		steps = append(steps, r.flowRows)
 	}
 	if r.cfg.Iperf {

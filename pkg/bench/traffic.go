@@ -95,6 +95,7 @@ type genSpec struct {
 	newFlows bool    // the new-5-tuple generator (flowgen) instead of udpgen's 8 flows
 	rate     float64 // frames/s; 0 unpaced
 	start    uint64  // flowgen: first flow index (set by measure)
+	cycle    uint64  // flowgen: cycle over this many new flows (0: never repeat)
 	profile  string  // if set, perf-record the window into profile+".data"
 }
 
@@ -102,7 +103,7 @@ type genSpec struct {
 func (r *runner) startGen(tb *testbed, g genSpec, d time.Duration) (*proc, error) {
 	secs := strconv.FormatFloat(d.Seconds(), 'f', 3, 64)
 	if g.newFlows || r.tools == nil {
-		cycle := "0"
+		cycle := strconv.FormatUint(g.cycle, 10)
 		if !g.newFlows {
 			cycle = "8" // udpgen's 8 flows
 		}

@@ -38,12 +38,14 @@ type Datapath interface {
 // simulated before an invalidation may have read what it changed (a
 // connection's state imported from a peer, a topology object) and must
 // not be installed after it: the invalidation would not see it and it
-// would outlive the change. InstallAt installs only if the generation is
-// still gen; the packet is executed either way, and the next one misses
-// and is simulated again, as OVS's handlers do against revalidation.
+// would outlive the change. InstallAt installs only if no invalidation
+// after generation gen but skip (the walk's own state push; 0: none) may
+// have removed a flow with one of spec's tags (Generations); the packet
+// is executed either way, and the next one misses and is simulated
+// again, as OVS's handlers do against revalidation.
 type Generational interface {
 	Generation() uint64
-	InstallAt(gen uint64, spec *datapath.FlowSpec) (installed bool, err error)
+	InstallAt(gen, skip uint64, spec *datapath.FlowSpec) (installed bool, err error)
 }
 
 // Neighbors is the routers' neighbor table: read by the simulation, told
@@ -54,12 +56,13 @@ type Neighbors interface {
 }
 
 // StateSync pushes a new connection's entries to the hosts that may see
-// its replies (statesync.Sync); buf and tags are scratch, returned grown.
+// its replies (statesync.Sync); buf and tags are scratch, returned grown,
+// and own is the generation of the push's own invalidation (0: none).
 // Offload hands the entries of the keys a forwarded walk read to a
 // datapath that tracks connections itself, before the flow that names
 // them is installed.
 type StateSync interface {
-	Push(entries []flowstate.Entry, peers []netip.Addr, buf []byte, tags []uint64) ([]byte, []uint64)
+	Push(entries []flowstate.Entry, peers []netip.Addr, buf []byte, tags []uint64) (b []byte, t []uint64, own uint64)
 	Offload(keys []flowstate.Key)
 }
 
@@ -171,14 +174,15 @@ func (h *Handler) Miss(u *datapath.Upcall) {
 	h.simulate(v, w, u.InPort, u.PortID, u.Pkt, u.Frame, &u.Key, true)
 }
 
-// install installs spec unless the datapath is Generational and was
-// invalidated since generation gen, read before the simulation.
-func (h *Handler) install(gen uint64, spec *datapath.FlowSpec) error {
+// install installs spec unless the datapath is Generational and an
+// invalidation since generation gen, read before the simulation, other
+// than the walk's own state push (skip), may have changed what it read.
+func (h *Handler) install(gen, skip uint64, spec *datapath.FlowSpec) error {
 	g, ok := h.cfg.Datapath.(Generational)
 	if !ok {
 		return h.cfg.Datapath.Install(spec)
 	}
-	installed, err := g.InstallAt(gen, spec)
+	installed, err := g.InstallAt(gen, skip, spec)
 	if err == nil && !installed {
 		h.met.installStale.Inc()
 	}
@@ -210,14 +214,15 @@ func (h *Handler) simulate(v *view, w *worker, inPort int32, portID string, pkt 
 			h.met.drop("output-not-attached")
 			break
 		}
+		var own uint64
 		if len(res.StateEntries()) > 0 {
-			h.pushState(v, w, portID, res, acts)
+			own = h.pushState(v, w, portID, res, acts)
 		}
 		if keys := res.StateKeys(); len(keys) > 0 && h.cfg.State != nil {
 			h.cfg.State.Offload(keys)
 		}
 		if install && key != nil && !res.TagsOverflowed && !res.SlowPath {
-			err := h.install(gen, &datapath.FlowSpec{Key: *key, Actions: acts, Tags: res.Tags(), Class: datapath.ClassNormal, MTU: res.MTU,
+			err := h.install(gen, own, &datapath.FlowSpec{Key: *key, Actions: acts, Tags: res.Tags(), Class: datapath.ClassNormal, MTU: res.MTU,
 				State: res.StateKeys()})
 			if err != nil {
 				h.met.drop("install-failed")
@@ -231,7 +236,7 @@ func (h *Handler) simulate(v *view, w *worker, inPort int32, portID string, pkt 
 		// that depends on the packet's length, which the key does not
 		// hold: the flow's small packets must still pass.
 		if install && key != nil && len(res.Generated()) == 0 && !res.TagsOverflowed && !res.SlowPath && !lengthDependent(res.Reason) {
-			_ = h.install(gen, &datapath.FlowSpec{Key: *key, Tags: res.Tags(), Class: datapath.ClassDrop})
+			_ = h.install(gen, 0, &datapath.FlowSpec{Key: *key, Tags: res.Tags(), Class: datapath.ClassDrop})
 		}
 	case sim.NeedARP:
 		h.park.add(res.NextHopRouter, res.NextHop, inPort, portID, frame, start)
@@ -252,8 +257,9 @@ const maxStatePeers = 32
 // see the connection's replies: the hosts the packet is tunnelled to, and
 // the hosts of the ports of stateful port groups that hold the ingress or
 // an egress port (several uplinks on several gateways: a reply may come
-// back through any of them).
-func (h *Handler) pushState(v *view, w *worker, ingress string, res *sim.Result, acts []flow.Action) {
+// back through any of them). It returns the generation of the push's own
+// invalidation, which the walk's flow does not have to fear.
+func (h *Handler) pushState(v *view, w *worker, ingress string, res *sim.Result, acts []flow.Action) uint64 {
 	var peers [maxStatePeers]netip.Addr
 	n := 0
 	add := func(p netip.Addr) {
@@ -282,7 +288,9 @@ func (h *Handler) pushState(v *view, w *worker, ingress string, res *sim.Result,
 			}
 		}
 	}
-	w.stateBuf, w.stateTags = h.cfg.State.Push(res.StateEntries(), peers[:n], w.stateBuf, w.stateTags)
+	var own uint64
+	w.stateBuf, w.stateTags, own = h.cfg.State.Push(res.StateEntries(), peers[:n], w.stateBuf, w.stateTags)
+	return own
 }
 
 // lengthDependent reports drops decided by the packet's length (too big for

@@ -199,7 +199,7 @@ type staleAlways struct {
 
 func (s *staleAlways) Generation() uint64 { return s.gen.Add(1) - 1 }
 
-func (s *staleAlways) InstallAt(gen uint64, spec *datapath.FlowSpec) (bool, error) {
+func (s *staleAlways) InstallAt(gen, _ uint64, spec *datapath.FlowSpec) (bool, error) {
 	if s.gen.Load() != gen {
 		return false, nil
 	}

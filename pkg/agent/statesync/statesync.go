@@ -65,6 +65,13 @@ type NSDB interface {
 	List(ctx context.Context, k *model.Kind, field, value string) ([]model.Object, int64, error)
 }
 
+// GenInvalidator is a Datapath that numbers its invalidations
+// (slowpath.Generational's): InvalidateGen returns the generation of the
+// one it made.
+type GenInvalidator interface {
+	InvalidateGen(tags ...uint64) (n int, gen uint64)
+}
+
 // Config wires the state of one host.
 type Config struct {
 	HostID, HostName string
@@ -131,21 +138,28 @@ func (s *Sync) Table() *flowstate.Table { return s.table }
 // Push sends the entries a walk created to peers, the hosts that may see
 // the connection's replies, before the packet is forwarded: on the tunnel
 // socket the packet then takes, so the state arrives first. It also
-// invalidates the local flows decided while the state was missing. buf
-// and tags are the caller's scratch, returned grown; nothing allocates
-// once they are big enough.
-func (s *Sync) Push(entries []flowstate.Entry, peers []netip.Addr, buf []byte, tags []uint64) ([]byte, []uint64) {
+// invalidates the local flows decided while the state was missing, and
+// returns that invalidation's generation when the datapath numbers them
+// (GenInvalidator; else 0): the pushing walk's own flow read the state as
+// it now is. buf and tags are the caller's scratch, returned grown;
+// nothing allocates once they are big enough.
+func (s *Sync) Push(entries []flowstate.Entry, peers []netip.Addr, buf []byte, tags []uint64) ([]byte, []uint64, uint64) {
 	tags = tags[:0]
 	for i := range entries {
 		tags = append(tags, entries[i].Rev.Tag(), entries[i].Fwd.Tag())
 	}
-	s.cfg.Datapath.Invalidate(tags...)
+	var own uint64
+	if g, ok := s.cfg.Datapath.(GenInvalidator); ok {
+		_, own = g.InvalidateGen(tags...)
+	} else {
+		s.cfg.Datapath.Invalidate(tags...)
+	}
 	if len(peers) == 0 {
-		return buf, tags
+		return buf, tags, own
 	}
 	b, err := flowstate.AppendStatePacket(buf[:0], entries)
 	if err != nil {
-		return buf, tags // more than MaxWireEntries: cannot happen (MaxTxEntries)
+		return buf, tags, own // more than MaxWireEntries: cannot happen (MaxTxEntries)
 	}
 	for _, p := range peers {
 		if err := s.cfg.Datapath.SendState(p, b); err != nil {
@@ -154,7 +168,7 @@ func (s *Sync) Push(entries []flowstate.Entry, peers []netip.Addr, buf []byte, t
 		}
 		s.count.sent.Add(1)
 	}
-	return b, tags
+	return b, tags, own
 }
 
 // State implements datapath.StateHandler: it imports the entries of a

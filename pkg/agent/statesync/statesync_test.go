@@ -77,7 +77,7 @@ func TestPushToPeer(t *testing.T) {
 	if err := a.dp.Install(&datapath.FlowSpec{Key: flow.KeyOf(&p, 1), Tags: []uint64{entries[0].Rev.Tag()}}); err != nil {
 		t.Fatal(err)
 	}
-	buf, tags := a.sync.Push(entries, []netip.Addr{ub, netip.MustParseAddr("10.99.0.77")}, nil, nil)
+	buf, tags, _ := a.sync.Push(entries, []netip.Addr{ub, netip.MustParseAddr("10.99.0.77")}, nil, nil)
 	if len(buf) == 0 || len(tags) != 2 {
 		t.Fatalf("push: %d-byte packet, %d tags", len(buf), len(tags))
 	}
@@ -93,7 +93,7 @@ func TestPushToPeer(t *testing.T) {
 		t.Fatalf("b's status %+v", st)
 	}
 	// Pushing with no peers still invalidates, and sends nothing.
-	if _, _ = a.sync.Push(entries, nil, buf, tags); a.sync.count.sent.Load() != 1 {
+	if _, _, _ = a.sync.Push(entries, nil, buf, tags); a.sync.count.sent.Load() != 1 {
 		t.Fatal("a push without peers sent something")
 	}
 }

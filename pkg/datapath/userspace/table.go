@@ -16,11 +16,15 @@ import (
 // the flow is published in its port's map, so the hit path reads it
 // without locks.
 type flowEntry struct {
-	key   flow.Key
-	in    *port
-	acts  []action
-	tags  []uint64
-	state []flowstate.Key // not read by the hit path: for Flows
+	key  flow.Key
+	in   *port
+	acts []action // shared.acts
+	// shared is the flow's reference to its compiled actions, which
+	// flows doing the same share (actCache); actsHash finds it there.
+	shared   *sharedActs
+	actsHash uint64
+	tags     []uint64
+	state    []flowstate.Key // not read by the hit path: for Flows
 	// stateful: the flow's decision read flow state, so segments that
 	// close a TCP connection are shown to the simulation (closing).
 	stateful bool
@@ -57,6 +61,7 @@ type table struct {
 	byTag      map[uint64][]*flowEntry
 	tagRefs    int // entries in byTag, dead included
 	liveRefs   int // entries belonging to live flows
+	acts       actCache
 
 	installed, expired, evicted, invalidated, removed atomic.Uint64
 	countPub                                          atomic.Int64 // count, for Stats without the lock
@@ -65,6 +70,7 @@ type table struct {
 func (t *table) init(dp *Datapath) {
 	t.dp = dp
 	t.byTag = map[uint64][]*flowEntry{}
+	t.acts.init()
 }
 
 // evictCandidates is how many of the oldest flows eviction compares; the
@@ -82,11 +88,18 @@ func (dp *Datapath) Install(spec *datapath.FlowSpec) error {
 	if in == nil {
 		return fmt.Errorf("datapath: install: in-port %d: %w", spec.Key.InPort, datapath.ErrUnknownPort)
 	}
-	acts, err := compile(ps, spec.Actions, nil)
+	// Compiled into scratch: the flow keeps a shared copy (actCache).
+	sp := compileScratch.Get().(*[]action)
+	acts, err := compile(ps, spec.Actions, (*sp)[:0])
+	defer func() {
+		clear(acts) // no port pointers kept alive by the pool
+		*sp = acts[:0]
+		compileScratch.Put(sp)
+	}()
 	if err != nil {
 		return fmt.Errorf("datapath: install: %w", err)
 	}
-	f := &flowEntry{key: spec.Key, in: in, acts: acts, class: spec.Class, mtu: spec.MTU}
+	f := &flowEntry{key: spec.Key, in: in, class: spec.Class, mtu: spec.MTU}
 	f.encap, f.rewrites = flowNeeds(acts)
 	f.tags = append([]uint64(nil), spec.Tags...)
 	if len(spec.State) > 0 {
@@ -116,6 +129,8 @@ func (dp *Datapath) Install(spec *datapath.FlowSpec) error {
 	} else if t.count >= dp.flows.MaxFlows {
 		t.evictOne()
 	}
+	f.shared, f.actsHash = t.acts.acquire(acts)
+	f.acts = f.shared.acts
 	f.installed = dp.now()
 	f.lastUsed.Store(f.installed)
 	in.flowMu.Lock()
@@ -182,6 +197,10 @@ func (t *table) remove(f *flowEntry) {
 		t.tail = f.prev
 	}
 	f.prev = nil
+	if f.shared != nil {
+		t.acts.release(f.shared, f.actsHash)
+		f.shared = nil // f.acts stays: the hit path may still read it
+	}
 	t.count--
 	t.countPub.Store(int64(t.count))
 	t.liveRefs -= len(f.tags)

@@ -10,6 +10,7 @@
 //	lbhealth  the load balancers' health checks
 //	uplink    physical networks' uplinks
 //	gateway   which uplinks (exterior router ports) carry traffic: probes, hold-down
+//	reach     which hosts the tunnels reach: lease, or else a datapath answering echoes
 //	bgp       BGP speakers on the uplinks bound here (GoBGP)
 //
 // Each takes the narrow interfaces it needs, never the agent. Run builds
@@ -37,6 +38,7 @@ import (
 	"github.com/nagare/nagare/pkg/agent/learned"
 	"github.com/nagare/nagare/pkg/agent/mirror"
 	"github.com/nagare/nagare/pkg/agent/ports"
+	"github.com/nagare/nagare/pkg/agent/reach"
 	"github.com/nagare/nagare/pkg/agent/session"
 	"github.com/nagare/nagare/pkg/agent/slowpath"
 	"github.com/nagare/nagare/pkg/agent/statesync"
@@ -44,6 +46,7 @@ import (
 	"github.com/nagare/nagare/pkg/datapath"
 	"github.com/nagare/nagare/pkg/flowstate"
 	"github.com/nagare/nagare/pkg/hostclaim"
+	"github.com/nagare/nagare/pkg/model"
 	"github.com/nagare/nagare/pkg/nsdb"
 	"github.com/nagare/nagare/pkg/packet"
 
@@ -233,7 +236,9 @@ func RunWith(ctx context.Context, cfg Config, opts Options) error {
 	run := func(name string, f func(context.Context) error) {
 		g.Go(func() error { return ended(gctx, name, f(gctx)) })
 	}
-	run("datapath", func(ctx context.Context) error { return dp.Run(ctx, missAndState{a.slow, a.state, a.gateways}) })
+	run("datapath", func(ctx context.Context) error {
+		return dp.Run(ctx, missAndState{a.slow, a.state, a.gateways, a.reach})
+	})
 	run("liveness lease", sess.Run)
 	run("topology watch", func(ctx context.Context) error { return a.mirror.Run(ctx, db) })
 	run("host liveness watch", func(ctx context.Context) error {
@@ -241,9 +246,12 @@ func RunWith(ctx context.Context, cfg Config, opts Options) error {
 			if err := a.live.Apply(l); err != nil {
 				return err
 			}
-			return a.mirror.ApplyLiveness(l) // dead hosts are unreachable
+			// Hosts whose lease ended are unreachable once their
+			// datapath stops answering too.
+			return a.reach.Apply(l)
 		})
 	})
+	run("tunnel reachability", a.reach.Run)
 	run("learned tables", a.tables.Run)
 	run("ports", a.ports.Run)
 	run("flow state", a.state.Run)
@@ -295,6 +303,7 @@ type components struct {
 	bgp      *bgp.Controller
 	status   *statusPublisher
 	live     *nsdb.LiveHosts // which hosts are alive, for lbhealth and uplink
+	reach    *reach.Reach    // which hosts the tunnels reach, for the mirror
 }
 
 // wire builds the feature packages over the datapath and the NSDB.
@@ -346,6 +355,11 @@ func wire(cfg Config, opts Options, host string, sess *session.Session, db *nsdb
 		a.gateways.Sync(s)
 		a.bgp.Sync(s)
 	}})
+	if a.reach, err = reach.New(reach.Config{HostID: host, Datapath: flows, Apply: a.mirror.ApplyLiveness, Revoked: db.HostRevoked,
+		Addresses:  func(h string) []netip.Addr { return tunnelAddresses(a.mirror.Current(), h) },
+		Registerer: reg, Log: log}); err != nil {
+		return nil, err
+	}
 	if a.health, err = lbhealth.New(lbhealth.Config{HostID: host, UnderlayMTU: cfg.UnderlayMTU, DB: db, Claims: claims, Lease: sess.Lease,
 		Alive: a.live.Alive, Topology: a.mirror.Current, Plumbing: plumbing, Registerer: reg, Log: log}); err != nil {
 		return nil, err
@@ -412,13 +426,32 @@ func (n neighbors) Lookup(router string, ip netip.Addr) (packet.MAC, bool) {
 }
 
 // missAndState is the datapath's handler: misses go to the slow path,
-// flow-state packets to state sync, probes to the gateway liveness.
+// flow-state packets to state sync, echo replies to the reachability,
+// other probes to the gateway liveness.
 type missAndState struct {
 	slow     *slowpath.Handler
 	state    *statesync.Sync
 	gateways *gateway.Gateways
+	reach    *reach.Reach
 }
 
 func (h missAndState) Miss(u *datapath.Upcall)               { h.slow.Miss(u) }
 func (h missAndState) State(from netip.Addr, payload []byte) { h.state.State(from, payload) }
-func (h missAndState) Probe(from netip.Addr, payload []byte) { h.gateways.Probe(from, payload) }
+func (h missAndState) Probe(from netip.Addr, payload []byte) {
+	if !h.reach.Echo(from, payload) {
+		h.gateways.Probe(from, payload)
+	}
+}
+
+// tunnelAddresses are the underlay addresses of host's tunnel-zone
+// memberships in s.
+func tunnelAddresses(s *mirror.Snapshot, host string) []netip.Addr {
+	var out []netip.Addr
+	s.Each(model.TunnelZoneMemberKind, func(o model.Object) bool {
+		if m := o.(*model.TunnelZoneMember); m.HostID == host && m.Address.IsValid() {
+			out = append(out, m.Address)
+		}
+		return true
+	})
+	return out
+}

@@ -114,6 +114,14 @@ type Datapath interface {
 	// ProbeTunnelKey up as it passes StateTunnelKey) and send them from
 	// the agent through the same tunnel device as data, so that a probe
 	// answered proves the path data takes.
+	//
+	// Echo requests (packet.AppendEchoRequest) are the exception: the
+	// receiving datapath answers them itself (packet.AnswerEcho, back to
+	// the sender over the tunnel they came by) and its ProbeHandler never
+	// sees them, so that a reply proves the peer's datapath forwards
+	// whether or not its agent runs: a kernel datapath answers them in
+	// the kernel, and goes on answering while its agent is dead or
+	// restarting. The reply reaches the sender's ProbeHandler.
 	SendProbe(peer netip.Addr, payload []byte) error
 }
 

@@ -158,6 +158,9 @@ type TunnelStats struct {
 	// ProbeRx and ProbeTx count probe packets (packet.ProbeTunnelKey),
 	// which are not in the counts above either.
 	ProbeRx, ProbeTx uint64
+	// Echoes counts the echo requests (packet.IsEchoRequest) this
+	// datapath answered itself, in neither ProbeRx nor ProbeTx.
+	Echoes uint64
 }
 
 // FlowInfo describes one installed flow, for dumps and metrics.

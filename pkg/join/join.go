@@ -451,6 +451,11 @@ func (s *Service) Revoke(ctx context.Context, host string) error {
 		return err
 	}
 	if hostID != "" {
+		// Marked before its lease ends: its peers, which would keep a
+		// host whose lease ended while its datapath answers, see why.
+		if err := s.store.MarkHostRevoked(ctx, hostID); err != nil {
+			return err
+		}
 		if err := s.store.EndHostLease(ctx, hostID); err != nil {
 			return err
 		}

@@ -14,7 +14,8 @@ import (
 // peers, the tenant networks behind the routers of their gateway networks
 // and the floating IPs on them, with the routers' gateway addresses as
 // next hops. The announcements are computed here (get_advertised_routes);
-// the sessions are the BGP agents' (gateways' nagare-agent, issue 2.4).
+// the sessions are the provider routers' uplink speakers, which a
+// speaker's translation drives (bgp_drive.go).
 
 // BGPSpeaker is a BGP speaker.
 type BGPSpeaker struct {
@@ -25,6 +26,9 @@ type BGPSpeaker struct {
 	AdvertiseTenantNetwork bool     `json:"advertise_tenant_networks"`
 	Peers                  []string `json:"peers,omitempty" nagare:"ref=neutron-bgp-peer,ondelete=nullify"`
 	Networks               []string `json:"networks,omitempty" nagare:"ref=neutron-network,ondelete=nullify"`
+	// ASNRouters are the native routers whose ASN the speaker's
+	// translation set (bgp_drive.go), and clears when it stops driving them.
+	ASNRouters []string `json:"asn_routers,omitempty" nagare:"ref=router,ondelete=nullify"`
 }
 
 // BGPPeer is a BGP peer.
@@ -108,6 +112,9 @@ func (s *Service) UpdateBGPSpeaker(ctx context.Context, c *identity.Context, id 
 	return modify(ctx, s, c, id, "update_bgp_speaker", ifRev, func(tx *nsdb.Tx, sp *BGPSpeaker) error {
 		r.apply(sp)
 		s.touch(&sp.Std)
+		if err := s.translateSpeaker(tx, sp, true); err != nil {
+			return err
+		}
 		return tx.Put(sp)
 	})
 }
@@ -118,6 +125,10 @@ func (s *Service) DeleteBGPSpeaker(ctx context.Context, c *identity.Context, id 
 		return err
 	}
 	_, err := modify(ctx, s, c, id, "delete_bgp_speaker", ifRev, func(tx *nsdb.Tx, sp *BGPSpeaker) error {
+		sp.Peers, sp.Networks = nil, nil
+		if err := s.translateSpeaker(tx, sp, false); err != nil {
+			return err
+		}
 		return tx.Delete(BGPSpeakerKind, id)
 	})
 	return err
@@ -155,6 +166,9 @@ func (s *Service) SpeakerPeer(ctx context.Context, c *identity.Context, id, peer
 			sp.Peers = slices.Delete(sp.Peers, i, i+1)
 		}
 		s.touch(&sp.Std)
+		if err := s.translateSpeaker(tx, sp, add); err != nil {
+			return err
+		}
 		return tx.Put(sp)
 	})
 	return err
@@ -195,6 +209,9 @@ func (s *Service) SpeakerNetwork(ctx context.Context, c *identity.Context, id, n
 			sp.Networks = slices.Delete(sp.Networks, i, i+1)
 		}
 		s.touch(&sp.Std)
+		if err := s.translateSpeaker(tx, sp, add); err != nil {
+			return err
+		}
 		return tx.Put(sp)
 	})
 	return err
@@ -204,13 +221,11 @@ func (s *Service) SpeakerNetwork(ctx context.Context, c *identity.Context, id, n
 type AdvertisedRoute struct {
 	Destination netip.Prefix
 	NextHop     netip.Addr
+	network     string // the gateway network it is announced through
 }
 
-// AdvertisedRoutes are a speaker's announcements: for each router whose
-// gateway is on one of its gateway networks, the router's interface
-// subnets (advertise_tenant_networks) and the floating IPs through it
-// (advertise_floating_ip_host_routes), next hop the router's gateway
-// address of the speaker's IP version.
+// AdvertisedRoutes are a speaker's announcements (speakerRoutes): what its
+// translation makes the provider routers' uplinks announce (bgp_drive.go).
 func (s *Service) AdvertisedRoutes(ctx context.Context, c *identity.Context, id string) ([]AdvertisedRoute, error) {
 	if err := adminOnly(c, "get_advertised_routes"); err != nil {
 		return nil, err
@@ -221,54 +236,8 @@ func (s *Service) AdvertisedRoutes(ctx context.Context, c *identity.Context, id 
 		if err != nil {
 			return err
 		}
-		for _, netID := range sp.Networks {
-			routers, err := listOf[*Router](tx, "gw_network_id", netID)
-			if err != nil {
-				return err
-			}
-			for _, r := range routers {
-				ports, err := listOf[*Port](tx, "router_id", r.ID)
-				if err != nil {
-					return err
-				}
-				var hop netip.Addr
-				for _, p := range ports {
-					if p.ID == r.GatewayPortID {
-						for _, f := range p.FixedIPs {
-							if f.IPAddress.Is4() == (sp.IPVersion == 4) {
-								hop = f.IPAddress
-							}
-						}
-					}
-				}
-				if !hop.IsValid() {
-					continue
-				}
-				if sp.AdvertiseTenantNetwork {
-					_, subs, err := interfaces(tx, ports)
-					if err != nil {
-						return err
-					}
-					for _, sub := range sortedSubnets(subs) {
-						if sub.NetworkID != netID && sub.IPVersion == sp.IPVersion {
-							out = append(out, AdvertisedRoute{sub.CIDR, hop})
-						}
-					}
-				}
-				if sp.AdvertiseFloatingIPs {
-					fips, err := listOf[*FloatingIP](tx, "router_id", r.ID)
-					if err != nil {
-						return err
-					}
-					for _, f := range fips {
-						if f.FloatingNetworkID == netID && f.FloatingIPAddress.Is4() == (sp.IPVersion == 4) {
-							out = append(out, AdvertisedRoute{netip.PrefixFrom(f.FloatingIPAddress, f.FloatingIPAddress.BitLen()), hop})
-						}
-					}
-				}
-			}
-		}
-		return nil
+		out, err = speakerRoutes(tx, sp)
+		return err
 	})
 	return out, err
 }
@@ -317,7 +286,10 @@ func (s *Service) UpdateBGPPeer(ctx context.Context, c *identity.Context, id str
 			p.Password = *r.Password
 		}
 		s.touch(&p.Std)
-		return tx.Put(p)
+		if err := tx.Put(p); err != nil {
+			return err
+		}
+		return s.speakersOfPeer(tx, p.ID, true)
 	})
 }
 
@@ -327,7 +299,31 @@ func (s *Service) DeleteBGPPeer(ctx context.Context, c *identity.Context, id str
 		return err
 	}
 	_, err := modify(ctx, s, c, id, "delete_bgp_peer", ifRev, func(tx *nsdb.Tx, p *BGPPeer) error {
+		if err := s.speakersOfPeer(tx, id, false); err != nil {
+			return err
+		}
 		return tx.Delete(BGPPeerKind, id)
 	})
 	return err
+}
+
+// speakersOfPeer re-translates the speakers that peer with a peer that
+// changed or went (strict: the change is refused if they cannot use it).
+func (s *Service) speakersOfPeer(tx *nsdb.Tx, peer string, strict bool) error {
+	sps, err := listOf[*BGPSpeaker](tx, "peers", peer)
+	if err != nil {
+		return err
+	}
+	for _, sp := range sps {
+		if !strict {
+			sp.Peers = slices.DeleteFunc(sp.Peers, func(id string) bool { return id == peer })
+		}
+		if err := s.translateSpeaker(tx, sp, strict); err != nil {
+			return err
+		}
+		if err := tx.Put(sp); err != nil {
+			return err
+		}
+	}
+	return nil
 }

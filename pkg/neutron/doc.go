@@ -33,6 +33,10 @@
 //	             chains, static routes through the connected router port
 //	floating IP  static NAT rules in its router's chains (its own port has no native form)
 //	sec. group   ingress and egress chains of accept rules, and an address group
+//	BGP speaker  on the provider routers linked into its gateway networks: their asn,
+//	             a bgp-peer per peer on the uplink holding its address, a bgp-network
+//	             and a route through the tenant router's gateway per advertised route
+//	             (bgp_drive.go; re-translated when a router's translation changes)
 //
 // This package is the domain and imports no net/http (internal/archtest
 // enforces it): it takes typed requests of decoded values (NetworkRequest,

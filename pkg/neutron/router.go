@@ -231,7 +231,12 @@ func (s *Service) translateRouter(tx *nsdb.Tx, r *Router) error {
 			in.PortForwardings = append(in.PortForwardings, PortForwardingNAT{po.(*PortForwarding), f.FloatingIPAddress})
 		}
 	}
-	return apply(tx, &r.Std, TranslateRouter(in))
+	if err := apply(tx, &r.Std, TranslateRouter(in)); err != nil {
+		return err
+	}
+	// What BGP speakers announce follows the router's interfaces,
+	// gateway and floating IPs.
+	return s.syncSpeakers(tx)
 }
 
 // retranslateRouter re-translates a router another object changed.

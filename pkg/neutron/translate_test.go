@@ -10,19 +10,23 @@ import (
 	"github.com/nagare/nagare/pkg/packet"
 )
 
+// invalid defaults a translated object and says why it is invalid ("" if
+// it is not).
+func invalid(o model.Object) string {
+	model.ApplyDefaults(o)
+	if err := model.Validate(o); err != nil {
+		return "INVALID " + err.Error()
+	}
+	return ""
+}
+
 // summary renders translated objects compactly, one line each, so tables
 // can state what a translation must produce.
 func summary(objs []model.Object) []string {
-	var out []string
-	for _, o := range objs {
-		model.ApplyDefaults(o)
-		if err := model.Validate(o); err != nil {
-			out = append(out, "INVALID "+err.Error())
-			continue
-		}
+	return eachLine(objs, func(o model.Object) string {
 		switch x := o.(type) {
 		case *model.Bridge:
-			out = append(out, "bridge "+x.ID[:8]+" "+string(x.State))
+			return "bridge " + x.ID[:8] + " " + string(x.State)
 		case *model.Port:
 			s := "port "
 			if x.RouterID != "" {
@@ -48,15 +52,15 @@ func summary(objs []model.Object) []string {
 			if x.InboundFilterID != "" {
 				s += " filtered"
 			}
-			out = append(out, s)
+			return s
 		case *model.Route:
 			s := "route " + x.Dst.String()
 			if x.Gateway.IsValid() {
 				s += " via " + x.Gateway.String()
 			}
-			out = append(out, s)
+			return s
 		case *model.Chain:
-			out = append(out, "chain "+x.Name+" "+strconv.Itoa(len(x.RuleIDs)))
+			return "chain " + x.Name + " " + strconv.Itoa(len(x.RuleIDs))
 		case *model.Rule:
 			s := "rule " + string(x.Type)
 			if x.Src.IsValid() {
@@ -74,21 +78,34 @@ func summary(objs []model.Object) []string {
 			if len(x.Targets) > 0 {
 				s += " to " + x.Targets[0].String()
 			}
-			out = append(out, s)
+			return s
 		case *model.DHCPSubnet:
 			s := "dhcp " + x.Subnet.String() + " gw " + x.Gateway.String() + " mtu " + strconv.Itoa(int(x.MTU))
 			if x.Disabled {
 				s += " disabled"
 			}
-			out = append(out, s)
+			return s
 		case *model.DHCPHost:
-			out = append(out, "dhcp-host "+x.Address.String()+" "+x.MAC.String())
+			return "dhcp-host " + x.Address.String() + " " + x.MAC.String()
 		case *model.IPAddrGroup:
-			out = append(out, "ipg")
+			return "ipg"
 		case *model.IPAddrGroupAddr:
-			out = append(out, "ipg-addr "+x.Address.String())
+			return "ipg-addr " + x.Address.String()
 		default:
-			out = append(out, model.KindOf(o).Name)
+			return model.KindOf(o).Name
+		}
+	})
+}
+
+// eachLine renders each translated object with line, or says why it is
+// invalid.
+func eachLine(objs []model.Object, line func(model.Object) string) []string {
+	var out []string
+	for _, o := range objs {
+		if bad := invalid(o); bad != "" {
+			out = append(out, bad)
+		} else {
+			out = append(out, line(o))
 		}
 	}
 	return out

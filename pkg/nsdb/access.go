@@ -161,6 +161,31 @@ func IsPermissionDenied(err error) bool {
 		err != nil && strings.Contains(err.Error(), rpctypes.ErrPermissionDenied.Error())
 }
 
+// revokedPrefix holds a key per revoked host, written by the server
+// only: hosts read it (under state/) and cannot write it (it is not one
+// of hostPrefixes).
+const revokedPrefix = root + "state/revoked/"
+
+// MarkHostRevoked records that host hostID was revoked, for good, where
+// agents read it: a peer whose lease ends is cut at once if it was
+// revoked, whatever its datapath still answers (pkg/agent/reach). It is
+// written before the host's lease is ended (EndHostLease).
+func (s *Store) MarkHostRevoked(ctx context.Context, hostID string) error {
+	if _, err := s.cli.Put(ctx, revokedPrefix+hostID, ""); err != nil {
+		return fmt.Errorf("nsdb: mark host %s revoked: %w", hostID, err)
+	}
+	return nil
+}
+
+// HostRevoked reports whether host hostID was revoked (MarkHostRevoked).
+func (s *Store) HostRevoked(ctx context.Context, hostID string) (bool, error) {
+	resp, err := s.cli.Get(ctx, revokedPrefix+hostID, clientv3.WithCountOnly())
+	if err != nil {
+		return false, fmt.Errorf("nsdb: read whether host %s is revoked: %w", hostID, err)
+	}
+	return resp.Count > 0, nil
+}
+
 // EndHostLease revokes the lease that keeps host hostID alive: its alive
 // key and every state key written under the lease go at once. A host that
 // is not alive is left alone.

@@ -184,3 +184,27 @@ func TestHostLiveness(t *testing.T) {
 		t.Fatalf("h1's lease revoked: %+v, want h1 reported false", l)
 	}
 }
+
+// TestHostRevoked: the revocation mark is read back, for that host only,
+// and stays after the host's lease ends.
+func TestHostRevoked(t *testing.T) {
+	f := newFixture(t)
+	h1, h2 := f.host("h1"), f.host("h2")
+	for _, h := range []string{h1.ID, h2.ID} {
+		if r, err := f.s.HostRevoked(f.ctx, h); err != nil || r {
+			t.Fatalf("host %s before any revocation: revoked %v (%v)", h, r, err)
+		}
+	}
+	if err := f.s.MarkHostRevoked(f.ctx, h1.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.s.EndHostLease(f.ctx, h1.ID); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := f.s.HostRevoked(f.ctx, h1.ID); err != nil || !r {
+		t.Errorf("revoked h1: revoked %v (%v)", r, err)
+	}
+	if r, err := f.s.HostRevoked(f.ctx, h2.ID); err != nil || r {
+		t.Errorf("h2 beside revoked h1: revoked %v (%v)", r, err)
+	}
+}

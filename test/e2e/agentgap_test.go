@@ -22,16 +22,54 @@ import (
 // userspace datapath dies with its agent, so the test runs on the kernel
 // datapath only.
 func TestAgentGapKeepsForwarding(t *testing.T) {
+	tp := gapTopology(t)
+	udpAcrossGap(t, tp.vm["vm11"], tp.vm["vm21"], tp.Host("hv1"))
+}
+
+// TestAgentGapAcrossHosts: the same across hosts (vm11 on hv1 → vm12 on
+// hv2, over VXLAN), with the receiving host's agent killed and down for
+// 5 s, then the sending host's. The dead agent's lease ends after 3 s; its
+// peer keeps tunnelling to it, and accepting its tunnel packets, because
+// its kernel datapath answers the peer's echo probes (pkg/agent/reach):
+// not one datagram may be lost either way. The userspace datapath dies
+// with its agent (its host is then rightly cut, TestAgentRestart), so the
+// test runs on the kernel datapath only.
+func TestAgentGapAcrossHosts(t *testing.T) {
+	tp := gapTopology(t)
+	client, server := tp.vm["vm11"], tp.vm["vm12"]
+	// One after the other in this test, not in subtests: an agent
+	// started in a subtest would stop at its end.
+	for _, victim := range []*harness.Hypervisor{tp.Host("hv2"), tp.Host("hv1")} {
+		peer := tp.Host("hv1")
+		if victim == peer {
+			peer = tp.Host("hv2")
+		}
+		kept := strings.Count(peer.AgentLog(), "its datapath answers: still reachable")
+		udpAcrossGap(t, client, server, victim)
+		// The peer knew the host's lease had ended, and kept it.
+		if log := peer.AgentLog(); strings.Count(log, "its datapath answers: still reachable") == kept {
+			t.Errorf("%s never found %s's lease ended with its datapath answering:\n%s", peer.Name, victim.Name, lastLines(log, 30))
+		}
+	}
+}
+
+// gapTopology is the agent-gap tests' topology, on the kernel datapath
+// only: the userspace datapath dies with its agent.
+func gapTopology(t *testing.T) *topo {
 	if dp := harness.Datapath(); dp != "ebpf" {
 		t.Skipf("datapath %s: only the kernel datapath forwards while its agent is down (NAGARE_E2E_DATAPATH=ebpf)", dp)
 	}
 	harness.Require(t, "iperf3")
 	t.Parallel()
-	tp := newTopology(t)
-	hv1 := tp.Host("hv1")
-	client, server := tp.vm["vm11"], tp.vm["vm21"]
-	client.WaitPing(t, server.Addr, 10*time.Second)
+	return newTopology(t)
+}
 
+// udpAcrossGap runs an iperf3 UDP stream from client to server while
+// victim's agent is killed (SIGKILL), stays down for 5 s and starts again,
+// and fails the test if the datapath lost one datagram.
+func udpAcrossGap(t *testing.T, client, server *harness.VM, victim *harness.Hypervisor) {
+	t.Helper()
+	client.WaitPing(t, server.Addr, 10*time.Second)
 	server.Background(t, "iperf3", "-s", "-1", "-B", server.Addr)
 	if err := harness.Eventually(10*time.Second, func() error {
 		out, err := server.NS.Command(context.Background(), "ss", "-Hltn", "sport = :5201").Output()
@@ -47,11 +85,11 @@ func TestAgentGapKeepsForwarding(t *testing.T) {
 	before := udpMIB(t, server)
 	run := client.Background(t, "iperf3", "-u", "-c", server.Addr, "-b", "10M", "-l", "1000", "-t", "12", "-J", "--get-server-output")
 	time.Sleep(3 * time.Second)
-	hv1.KillAgent()
+	victim.KillAgent()
 	down := time.Now()
 	time.Sleep(5 * time.Second)
-	hv1.StartAgent(t)
-	t.Logf("hv1's agent down for %.1fs", time.Since(down).Seconds())
+	victim.StartAgent(t)
+	t.Logf("%s's agent down for %.1fs", victim.Name, time.Since(down).Seconds())
 	if err := run.Wait(30 * time.Second); err != nil {
 		t.Fatalf("iperf3: %v\n%s", err, run.Output())
 	}
@@ -82,11 +120,11 @@ func TestAgentGapKeepsForwarding(t *testing.T) {
 	// iperf3 counts neither in what it sent nor in what it lost the
 	// datagram with which the client opens the UDP stream.
 	delivered := after.in - before.in + after.errs - before.errs - 1
-	t.Logf("iperf3 UDP vm11 → vm21 across the agent gap: %d datagrams sent, %d reached vm21's UDP layer (%d of them over its socket buffer); iperf3 counts %d lost",
-		sent, delivered, after.errs-before.errs, res.End.Received.LostPackets)
+	t.Logf("iperf3 UDP %s → %s across %s's agent gap: %d datagrams sent, %d reached %s's UDP layer (%d of them over its socket buffer); iperf3 counts %d lost",
+		client.Name, server.Name, victim.Name, sent, delivered, server.Name, after.errs-before.errs, res.End.Received.LostPackets)
 	if delivered != uint64(sent) {
-		t.Errorf("%d datagrams sent, %d delivered: %d lost in the datapath while hv1's agent was down or restarting; iperf3's server:\n%s",
-			sent, delivered, int64(sent)-int64(delivered), res.Server)
+		t.Errorf("%d datagrams sent, %d delivered: %d lost in the datapath while %s's agent was down or restarting; iperf3's server:\n%s",
+			sent, delivered, int64(sent)-int64(delivered), victim.Name, res.Server)
 	}
 	mustPing(t, client, server.Addr, 3) // and new traffic after the restart
 }

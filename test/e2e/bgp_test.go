@@ -77,18 +77,8 @@ func newBGPTopology(t *testing.T) *bgpTopo {
 	gwNice := map[string]int{"hv3": -10, "hv4": -10, "hv5": -10}
 	env := harness.New(t, harness.Options{Hypervisors: 5, InNamespace: []string{"hv3", "hv4", "hv5"}, AgentArgs: probe, Nice: gwNice})
 	bt := &bgpTopo{Env: env, gws: env.Hosts[2:], bound: map[int]bool{}}
-	cli := func(format string, args ...any) string { t.Helper(); return env.MustCLI(t, format, args...) }
-	cli("create tunnel-zone name tz type vxlan")
-	for _, h := range env.Hosts {
-		cli("tunnel-zone tzone0 add member host %s address %s", h.Alias, h.TunnelIP)
-	}
-	cli("create router name provider")
+	cli := providerTopology(t, env)
 	cli("router router0 set asn 64512")
-	cli("create bridge name tenant")
-	rp := cli("router router0 add port address 203.0.113.1 net 203.0.113.0/24")
-	bp := cli("bridge bridge0 add port")
-	cli("%s set peer %s", portCmd(bp), rp)
-	cli("router router0 add route dst 203.0.113.0/24 port %s", rp)
 	cli("router router0 add bgp-network net 203.0.113.0/24")
 
 	// The internet: one router with the server's address, peering with
@@ -144,6 +134,25 @@ func newBGPTopology(t *testing.T) *bgpTopo {
 		inetNS.Background(t, "iperf3", "-s", "-B", serverAddr, "-p", fmt.Sprint(5201+i))
 	}
 	return bt
+}
+
+// providerTopology puts every host in one tunnel zone and makes the
+// provider router router0 with the tenant's bridge0 (203.0.113.0/24)
+// behind it, and returns the environment's CLI.
+func providerTopology(t *testing.T, env *harness.Env) func(format string, args ...any) string {
+	t.Helper()
+	cli := func(format string, args ...any) string { t.Helper(); return env.MustCLI(t, format, args...) }
+	cli("create tunnel-zone name tz type vxlan")
+	for _, h := range env.Hosts {
+		cli("tunnel-zone tzone0 add member host %s address %s", h.Alias, h.TunnelIP)
+	}
+	cli("create router name provider")
+	cli("create bridge name tenant")
+	rp := cli("router router0 add port address 203.0.113.1 net 203.0.113.0/24")
+	bp := cli("bridge bridge0 add port")
+	cli("%s set peer %s", portCmd(bp), rp)
+	cli("router router0 add route dst 203.0.113.0/24 port %s", rp)
+	return cli
 }
 
 // bfdMultiplier is the BFD sessions' (100 ms × bfdMultiplier on both

@@ -97,11 +97,51 @@ func testFailover(t *testing.T, bt *bgpTopo) {
 	t.Logf("failover gaps (ping -i 0.01, worst flow):\n  %s", strings.Join(report, "\n  "))
 }
 
-// runEvent cuts and restores one uplink under ping and returns the line
-// that reports its gaps.
+// failoverRig is a topology whose uplinks are cut under ping: the BGP
+// uplinks here, the static ones (staticuplink_test.go).
+type failoverRig interface {
+	// waitReady waits until every uplink carries traffic again.
+	waitReady(t *testing.T)
+	// pingVMs are the VMs that ping serverAddr.
+	pingVMs() []*harness.VM
+	// wire is where uplink k's traffic shows on the upstream's side.
+	wire(k int) (*harness.NS, string)
+	// failbackDebug says what may explain uplink k's failed failback.
+	failbackDebug(k int) string
+}
+
+func (bt *bgpTopo) waitReady(t *testing.T)           { bt.waitUplinks(t, 1, 2, 3) }
+func (bt *bgpTopo) pingVMs() []*harness.VM           { return bt.vms }
+func (bt *bgpTopo) wire(k int) (*harness.NS, string) { return bt.upstream[k-1].NS, "eth0" }
+
+func (bt *bgpTopo) failbackDebug(k int) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	d, _ := bt.gws[k-1].NS.Command(ctx, "tcpdump", "-l", "-v", "-n", "-i", "eth1", "udp port 3784").CombinedOutput()
+	cancel()
+	bfd, _ := bt.upstream[k-1].Vtysh("show bfd peers")
+	// And where the way back may end: the upstream's and the
+	// internet's tables.
+	var tables strings.Builder
+	for _, f := range []*harness.FRR{bt.upstream[k-1], bt.inet} {
+		for _, c := range []string{"show ip bgp", "show ip route"} {
+			out, err := f.Vtysh(c)
+			fmt.Fprintf(&tables, "%s: %s (%v):\n%s\n", f.NS.Name, c, err, out)
+		}
+	}
+	return fmt.Sprintf("BFD on the wire:\n%s\n%s\n%s", d, bfd, tables.String())
+}
+
+// runEvent cuts and restores one BGP uplink under ping.
 func (bt *bgpTopo) runEvent(t *testing.T, ev failoverEvent) string {
 	t.Helper()
-	flows := bt.startPings(t)
+	return measureFailover(t, bt, ev.name, ev.k, ev.hold, func(t *testing.T) { ev.cut(t, bt) }, func(t *testing.T) { ev.restore(t, bt) })
+}
+
+// measureFailover cuts and restores uplink k under ping and returns the
+// line that reports its gaps.
+func measureFailover(t *testing.T, rig failoverRig, name string, k int, hold time.Duration, cut, restore func(*testing.T)) string {
+	t.Helper()
+	flows := startPings(t, rig.pingVMs())
 	defer func() {
 		for _, f := range flows {
 			f.bg.Stop()
@@ -110,50 +150,37 @@ func (bt *bgpTopo) runEvent(t *testing.T, ev failoverEvent) string {
 	// Every uplink carries traffic before the cut (and a flap while the
 	// pings started has passed).
 	time.Sleep(time.Second)
-	bt.waitUplinks(t, 1, 2, 3)
-	through := bt.flowsThrough(t, ev.k)
+	rig.waitReady(t)
+	through := flowsThrough(t, rig, k)
 	if len(through) == 0 {
 		n := 0
 		for _, f := range flows {
 			n += len(f.replies())
 		}
-		t.Fatalf("%s: no ping flow crosses uplink %d: nothing to measure (%d answers to %d flows so far)", ev.name, ev.k, n, len(flows))
+		t.Fatalf("%s: no ping flow crosses uplink %d: nothing to measure (%d answers to %d flows so far)", name, k, n, len(flows))
 	}
 	t0 := time.Now()
-	ev.cut(t, bt)
+	cut(t)
 	cutDone := time.Now()
-	time.Sleep(ev.hold)
+	time.Sleep(hold)
 	// Every flow answers again while the uplink is still cut.
 	for _, f := range flows {
 		if last := f.lastReply(); time.Since(last) > 500*time.Millisecond {
-			t.Errorf("%s on uplink %d: flow %d of %s silent for %s while the uplink is cut", ev.name, ev.k, f.id, f.vm.Name,
+			t.Errorf("%s on uplink %d: flow %d of %s silent for %s while the uplink is cut", name, k, f.id, f.vm.Name,
 				time.Since(last).Round(time.Millisecond))
 		}
 	}
 	t1 := time.Now()
-	ev.restore(t, bt)
+	restore(t)
 	// Failback: flows cross the uplink again.
 	err := harness.Eventually(30*time.Second, func() error {
-		if len(bt.flowsThrough(t, ev.k)) == 0 {
-			return fmt.Errorf("no flow crosses uplink %d again", ev.k)
+		if len(flowsThrough(t, rig, k)) == 0 {
+			return fmt.Errorf("no flow crosses uplink %d again", k)
 		}
 		return nil
 	})
 	if err != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
-		d, _ := bt.gws[ev.k-1].NS.Command(ctx, "tcpdump", "-l", "-v", "-n", "-i", "eth1", "udp port 3784").CombinedOutput()
-		cancel()
-		bfd, _ := bt.upstream[ev.k-1].Vtysh("show bfd peers")
-		// And where the way back may end: the upstream's and the
-		// internet's tables.
-		var tables strings.Builder
-		for _, f := range []*harness.FRR{bt.upstream[ev.k-1], bt.inet} {
-			for _, c := range []string{"show ip bgp", "show ip route"} {
-				out, err := f.Vtysh(c)
-				fmt.Fprintf(&tables, "%s: %s (%v):\n%s\n", f.NS.Name, c, err, out)
-			}
-		}
-		t.Fatalf("%s: failback: %v\nBFD on the wire:\n%s\n%s\n%s", ev.name, err, d, bfd, tables.String())
+		t.Fatalf("%s: failback: %v\n%s", name, err, rig.failbackDebug(k))
 	}
 	back := time.Since(t1)
 	time.Sleep(time.Second)
@@ -186,7 +213,7 @@ func (bt *bgpTopo) runEvent(t *testing.T, ev failoverEvent) string {
 		}
 	}
 	line := fmt.Sprintf("%-24s uplink %d: failover gap %4d ms (worst of %2d flows through it; others %3d ms), failback gap %4d ms (others %3d ms), back after %.1f s",
-		ev.name, ev.k, downIn.Milliseconds(), len(through), downOut.Milliseconds(), upIn.Milliseconds(), upOut.Milliseconds(), back.Seconds())
+		name, k, downIn.Milliseconds(), len(through), downOut.Milliseconds(), upIn.Milliseconds(), upOut.Milliseconds(), back.Seconds())
 	if len(slow) > 0 {
 		t.Errorf("%s\n  cut from %s to %s, restored from %s, measured until %s (UTC)\n  %s", line,
 			t0.UTC().Format("15:04:05.000"), cutDone.UTC().Format("15:04:05.000"), t1.UTC().Format("15:04:05.000"),
@@ -203,10 +230,10 @@ type pingFlow struct {
 }
 
 // startPings starts two pings per VM, every 10 ms, timestamped.
-func (bt *bgpTopo) startPings(t *testing.T) []*pingFlow {
+func startPings(t *testing.T, vms []*harness.VM) []*pingFlow {
 	t.Helper()
 	var out []*pingFlow
-	for i, vm := range bt.vms {
+	for i, vm := range vms {
 		for j := range 2 {
 			id := 1000 + 10*i + j
 			out = append(out, &pingFlow{vm: vm, id: id,
@@ -260,13 +287,21 @@ var icmpID = regexp.MustCompile(`ICMP echo (?:request|reply), id (\d+),`)
 
 // flowsThrough lists the ping flows seen on uplink k's wire, either way,
 // in 400 packets (or two seconds) of capture on the upstream's side.
-func (bt *bgpTopo) flowsThrough(t *testing.T, k int) map[int]bool {
+func flowsThrough(t *testing.T, rig failoverRig, k int) map[int]bool {
+	t.Helper()
+	return flowsMatching(t, rig, k, "icmp")
+}
+
+// flowsMatching lists the ping flows of the packets filter (tcpdump's)
+// matches on uplink k's wire.
+func flowsMatching(t *testing.T, rig failoverRig, k int, filter string) map[int]bool {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	out, err := bt.upstream[k-1].NS.Command(ctx, "tcpdump", "-l", "-n", "-c", "400", "-i", "eth0", "icmp").Output()
+	ns, iface := rig.wire(k)
+	out, err := ns.Command(ctx, "tcpdump", "-l", "-n", "-c", "400", "-i", iface, filter).Output()
 	if err != nil && ctx.Err() == nil { // the capture ends by its deadline
-		t.Fatalf("tcpdump on r%d: %v", k, err)
+		t.Fatalf("tcpdump on %s of %s: %v", iface, ns.Name, err)
 	}
 	ids := map[int]bool{}
 	for _, m := range icmpID.FindAllStringSubmatch(string(out), -1) {

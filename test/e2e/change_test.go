@@ -184,8 +184,11 @@ func TestUnbindRebind(t *testing.T) {
 }
 
 // TestAgentRestart kills an agent with SIGKILL: its host must show alive
-// false within 5 s (the liveness lease), its peers stop tunnelling to it,
-// traffic to its VMs stops (the userspace datapath dies with the agent)
+// false within 5 s (the liveness lease), its peers stop tunnelling to it
+// once its datapath stops answering their echo probes too — at once with
+// the userspace datapath, which dies with the agent; with the kernel
+// datapath, which outlives it, only when its pins are removed too (its
+// programs detach, as when the host dies) — traffic to its VMs stops
 // while the other host's own traffic carries on, and a restarted agent
 // brings everything back.
 func TestAgentRestart(t *testing.T) {
@@ -240,12 +243,34 @@ func TestAgentRestart(t *testing.T) {
 		t.Errorf("hv2 shown dead %.1fs after the kill, want ≤ 5 s", seen.Seconds())
 	}
 	t.Logf("list host:\n%s", tp.MustCLI(t, "list host"))
+	toHV2 := "(udp port 4789 or ip proto 47) and dst host " + hv2.TunnelIP
+	if harness.Datapath() == "ebpf" {
+		// hv2's kernel datapath forwards without its agent and answers
+		// hv1's echo probes: hv1 keeps tunnelling to it (the replies of
+		// a new ping miss there, with no agent to simulate them).
+		time.Sleep(time.Second)
+		capt := harness.StartCapture(t, tp.Underlay, "br0", toHV2)
+		vm11.Ping(vm12.Addr, 3, "0.2")
+		if data := tunnelData(capt.Stop(t)); len(data) == 0 {
+			t.Errorf("hv1 stopped tunnelling to hv2, whose kernel datapath still answers")
+		}
+		if !strings.Contains(tp.Host("hv1").AgentLog(), "its datapath answers: still reachable") {
+			t.Errorf("hv1 did not find hv2's datapath answering:\n%s", lastLines(tp.Host("hv1").AgentLog(), 30))
+		}
+		// Now the datapath dies too: the probes go unanswered, and the
+		// lease, ended, is the backstop.
+		if err := hv2.RemoveDatapath(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// Its peers stop tunnelling to it: hv1's flows to vm12 were
-	// invalidated when the lease ended, and the walks that replace them
-	// (and floods) leave the dead host out. The agents learn of the death
-	// from the same etcd watch as the API; a second covers the delivery.
+	// invalidated when hv1 cut it (its lease ended and its datapath does
+	// not answer: within the probes' detection time, 0.6 s), and the walks
+	// that replace them (and floods) leave the dead host out. The agents
+	// learn of the death from the same etcd watch as the API; a second
+	// covers the delivery and the probes.
 	time.Sleep(time.Second)
-	capt := harness.StartCapture(t, tp.Underlay, "br0", "(udp port 4789 or ip proto 47) and dst host "+hv2.TunnelIP)
+	capt := harness.StartCapture(t, tp.Underlay, "br0", toHV2)
 	if r := vm11.Ping(vm12.Addr, 3, "0.2"); r.Received != 0 {
 		t.Errorf("vm12 answers while its host's agent is dead:\n%s", r.Output)
 	}
@@ -263,4 +288,16 @@ func TestAgentRestart(t *testing.T) {
 	t.Logf("traffic to vm12 back %.1fs after the agent restarted", time.Since(restart).Seconds())
 	mustPing(t, vm11, vm12.Addr, 5)
 	mustPing(t, tp.vm["vm22"], "10.0.1.11", 5) // routed, from the restarted host
+}
+
+// tunnelData are the tunnel packets of pkts that carry data: not the
+// agents' probes or flow state, whose keys are the two highest of 24 bits.
+func tunnelData(pkts []harness.Encap) []harness.Encap {
+	var out []harness.Encap
+	for _, p := range pkts {
+		if p.Key != 0 && p.Key < 1<<24-2 {
+			out = append(out, p)
+		}
+	}
+	return out
 }

@@ -8,7 +8,8 @@ import (
 // The probe packets' payload (datapath.SendProbe, packet.ProbeTunnelKey):
 //
 //	0  version (1)
-//	1  type: 1 request, 2 report (an answer, or news sent unasked)
+//	1  type: 1 request, 2 report (an answer, or news sent unasked); 3 and 4
+//	   are the datapaths' echoes (packet.AppendEchoRequest), never seen here
 //	2  flags (reports): bit 0, the sender reaches the NSDB
 //	3  reserved, 0
 //	4  sequence number (big endian): a report echoes its request's, 0 when unasked

@@ -6,9 +6,10 @@
 // immutable Snapshot — every object, and the simulator's Topology built
 // from them — and invalidates exactly the flows the change made stale.
 //
-// A host whose agent holds no lease (dead, or revoked: the server ends a
-// revoked host's lease) is unreachable: the simulator's topology leaves out
-// its tunnel-zone memberships, so nothing is tunnelled to its ports (the
+// A host the applied liveness says dead is unreachable (in the agent,
+// pkg/agent/reach says which: a host whose lease ended and whose datapath
+// does not answer echo probes either, or a revoked one): the simulator's
+// topology leaves out its tunnel-zone memberships, so nothing is tunnelled to its ports (the
 // walk drops, and the drop is re-simulated when it comes back), and the
 // tunnel peers (Snapshot.Unreachable) leave it out, so nothing it sends is
 // accepted either.

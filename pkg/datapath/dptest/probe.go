@@ -5,6 +5,7 @@ package dptest
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -43,9 +44,11 @@ func testProbes(t *testing.T, fx Fixture) {
 		t.Fatalf("a probe reached the StateHandler: %x", m.payload)
 	default:
 	}
+	echo(t, p, packet.TunnelVXLAN, 1)
 	if err := p.b.dp.SetTunnels(datapath.TunnelConfig{LocalIP: underB, GRE: true, Peers: []netip.Addr{underA}}); err != nil {
 		t.Fatal(err)
 	}
+	echo(t, p, packet.TunnelGRE, 2)
 	if err := p.b.dp.SendProbe(underA, payload[:2]); err != nil {
 		t.Fatalf("SendProbe over GRE: %v", err)
 	}
@@ -106,6 +109,37 @@ func testProbes(t *testing.T, fx Fixture) {
 	s2.send(g)
 	p.a.miss.next(t, "miss from the remaining keyless port")
 	vmA.expect("keyless port still attached", g)
+}
+
+// echo: an echo request from b is answered by a's datapath itself, over
+// the tunnel it came by: the reply reaches b's ProbeHandler, a's sees
+// nothing, and a counts the echo, not a probe.
+func echo(t *testing.T, p pair, via packet.Tunnel, id uint32) {
+	t.Helper()
+	tunnel := func(st datapath.Stats) datapath.TunnelStats {
+		if via == packet.TunnelGRE {
+			return st.GRE
+		}
+		return st.VXLAN
+	}
+	before := tunnel(p.a.dp.Stats())
+	if err := p.b.dp.SendProbe(underA, packet.AppendEchoRequest(nil, id)); err != nil {
+		t.Fatalf("SendProbe of an echo request over %s: %v", via, err)
+	}
+	got := p.b.miss.nextProbe(t, "echo reply over "+via.String())
+	if rid, ok := packet.EchoReplyID(got.payload); got.from != underA || !ok || rid != id {
+		t.Fatalf("echo over %s: from %s payload %x, want a reply from %s to request %d", via, got.from, got.payload, underA, id)
+	}
+	eventually(t, "echo over "+via.String()+" counted by its answerer", func() (bool, string) {
+		st := tunnel(p.a.dp.Stats())
+		return st.Echoes == before.Echoes+1 && st.ProbeRx == before.ProbeRx && st.ProbeTx == before.ProbeTx,
+			fmt.Sprintf("%+v, before %+v", st, before)
+	})
+	select {
+	case m := <-p.a.miss.probes:
+		t.Fatalf("an echo request reached the answerer's ProbeHandler: %x", m.payload)
+	default:
+	}
 }
 
 // nextProbe waits for the next probe.

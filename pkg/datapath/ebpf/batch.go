@@ -46,6 +46,14 @@ type pendingInstall struct {
 	oldList uint32 // the replaced flow's action list, released once r is written
 }
 
+// flushBufs are flushInstalls' buffers, reused from one batch to the
+// next; guarded by Datapath.mu.
+type flushBufs struct {
+	keys []kernelKey
+	vals []flowValue
+	live []*flowRec
+}
+
 // batcher queues a port's kernel writes while its batch runs.
 type batcher struct {
 	mu       sync.Mutex
@@ -162,9 +170,12 @@ func (dp *Datapath) flushInstalls(items []pendingInstall) {
 	if dp.closed {
 		return
 	}
-	keys := make([]kernelKey, 0, len(items))
-	vals := make([]flowValue, 0, len(items))
-	live := make([]*flowRec, 0, len(items))
+	f := &dp.flushing
+	keys, vals, live := f.keys[:0], f.vals[:0], f.live[:0]
+	defer func() {
+		clear(live) // no flow kept alive by the buffer
+		f.keys, f.vals, f.live = keys[:0], vals[:0], live[:0]
+	}()
 	for i := range items {
 		it := &items[i]
 		if dp.table.recs[it.r.key] != it.r {

@@ -27,23 +27,31 @@ func memlock(tb testing.TB, m *ebpf.Map) uint64 {
 	return n
 }
 
+// twoPorts is a datapath in a namespace of its own with two ports, p1
+// (index 1) and p2 (index 2), veths to another namespace; closed at the
+// end of the test.
+func twoPorts(tb testing.TB, prefix string) *Datapath {
+	host, vms := netnstest.New(tb, prefix+"h"), netnstest.New(tb, prefix+"v")
+	netnstest.Veth(tb, host, "p1", vms, "v1")
+	netnstest.Veth(tb, host, "p2", vms, "v2")
+	dp, err := New(datapath.Config{Netns: host.Path, Flows: datapath.FlowConfig{MaxFlows: 1 << 20}}, Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { dp.Close() })
+	for i, n := range []string{"p1", "p2"} {
+		if err := dp.AddPort(datapath.PortConfig{PortID: n, Index: int32(i + 1), Interface: n, TunnelKey: uint32(i + 1)}); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return dp
+}
+
 // BenchmarkInstall installs flows (distinct 5-tuples, one shared action
 // list, as a VM's connections to one server) and reports the kernel
 // memory each flow takes in the flow map.
 func BenchmarkInstall(b *testing.B) {
-	host, vms := netnstest.New(b, "bi"), netnstest.New(b, "bv")
-	netnstest.Veth(b, host, "p1", vms, "v1")
-	netnstest.Veth(b, host, "p2", vms, "v2")
-	dp, err := New(datapath.Config{Netns: host.Path, Flows: datapath.FlowConfig{MaxFlows: 1 << 20}}, Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer dp.Close()
-	for i, n := range []string{"p1", "p2"} {
-		if err := dp.AddPort(datapath.PortConfig{PortID: n, Index: int32(i + 1), Interface: n, TunnelKey: uint32(i + 1)}); err != nil {
-			b.Fatal(err)
-		}
-	}
+	dp := twoPorts(b, "bi")
 	acts := []flow.Action{{Type: flow.ActSetEthDst, MAC: [6]byte{2, 0, 0, 0, 0, 2}}, {Type: flow.ActDecTTL, Count: 1},
 		{Type: flow.ActOutput, Port: 2, PortID: "p2", Interface: "p2"}}
 	before := memlock(b, dp.objs.Flows)

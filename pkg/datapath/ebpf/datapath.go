@@ -159,6 +159,9 @@ type Datapath struct {
 	greState stateCounters
 	vxProbe  stateCounters
 	greProbe stateCounters
+	flushing flushBufs     // flushInstalls' (batch.go), under mu
+	vxEcho   stateCounters // echo requests the agent answered (the kernel answers most itself)
+	greEcho  stateCounters
 	greTx    struct{ packets, bytes, errors atomic.Uint64 } // GRE the agent sent itself
 	keyWarn  sync.Once
 	mirror   *mirrorsock.Sender // mirrors' copies (execute.go)
@@ -573,11 +576,11 @@ func (dp *Datapath) Stats() datapath.Stats {
 	s.Lost = c[cLost] + dp.perfLost.Load() + dp.drops.get(datapath.DropRxRingFull)
 	s.VXLAN = datapath.TunnelStats{RxPackets: c[cVXLANRxPackets], RxBytes: c[cVXLANRxBytes], TxPackets: c[cVXLANTxPackets],
 		TxBytes: c[cVXLANTxBytes], TxErrors: c[cVXLANTxErrors], StateRx: dp.vxState.rx.Load(), StateTx: dp.vxState.tx.Load(),
-		ProbeRx: dp.vxProbe.rx.Load(), ProbeTx: dp.vxProbe.tx.Load()}
+		ProbeRx: dp.vxProbe.rx.Load(), ProbeTx: dp.vxProbe.tx.Load(), Echoes: c[cVXLANEchoes] + dp.vxEcho.tx.Load()}
 	s.GRE = datapath.TunnelStats{RxPackets: c[cGRERxPackets], RxBytes: c[cGRERxBytes], TxPackets: c[cGRETxPackets] + dp.greTx.packets.Load(),
 		TxBytes: c[cGRETxBytes] + dp.greTx.bytes.Load(), TxErrors: c[cGRETxErrors] + dp.greTx.errors.Load(),
 		StateRx: dp.greState.rx.Load(), StateTx: dp.greState.tx.Load(),
-		ProbeRx: dp.greProbe.rx.Load(), ProbeTx: dp.greProbe.tx.Load()}
+		ProbeRx: dp.greProbe.rx.Load(), ProbeTx: dp.greProbe.tx.Load(), Echoes: c[cGREEchoes] + dp.greEcho.tx.Load()}
 	for _, p := range dp.ports.Load().byID {
 		pc := dp.portCounters(p.slot)
 		s.Ports = append(s.Ports, datapath.PortStats{PortID: p.cfg.PortID, Index: p.cfg.Index, Interface: p.cfg.Interface,

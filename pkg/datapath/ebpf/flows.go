@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -74,12 +75,13 @@ func (dp *Datapath) Install(spec *datapath.FlowSpec) error {
 	if in == nil {
 		return fmt.Errorf("datapath: install: in-port %d: %w", spec.Key.InPort, datapath.ErrUnknownPort)
 	}
-	list, outs, err := compileList(ps, &spec.Key, spec.Actions)
+	sc := compileScratch.Get().(*compiled)
+	defer compileScratch.Put(sc)
+	list, outs, err := compileList(ps, &spec.Key, spec.Actions, sc)
 	if err != nil {
 		return fmt.Errorf("datapath: install: %w", err)
 	}
-	r := &flowRec{key: spec.Key, in: in, outs: outs, acts: slices.Clone(spec.Actions), tags: slices.Clone(spec.Tags),
-		class: spec.Class, mtu: spec.MTU, slow: list == nil}
+	r := &flowRec{key: spec.Key, in: in, class: spec.Class, mtu: spec.MTU, slow: list == nil}
 	if len(spec.State) > 0 {
 		r.state = slices.Clone(spec.State)
 	}
@@ -99,7 +101,7 @@ func (dp *Datapath) Install(spec *datapath.FlowSpec) error {
 	if in.gone.Load() {
 		return fmt.Errorf("datapath: install: in-port %s: %w", in.cfg.PortID, datapath.ErrUnknownPort)
 	}
-	for _, o := range outs {
+	for _, o := range outs { // sc's: not retained
 		if o.gone.Load() {
 			return fmt.Errorf("datapath: install: output to port %s: %w", o.cfg.PortID, datapath.ErrUnknownPort)
 		}
@@ -121,10 +123,33 @@ func (dp *Datapath) Install(spec *datapath.FlowSpec) error {
 		val.Flags |= flowStateful
 	}
 	if list != nil {
-		if r.list, err = dp.lists.get(list); err != nil {
+		ref, err := dp.lists.get(list)
+		if err != nil {
 			return fmt.Errorf("datapath: install: %w", err)
 		}
-		val.Acts = r.list
+		r.list, val.Acts = ref.id, ref.id
+		// Flows with one kernel list mostly have one action list too
+		// (every flow to a VM through a router), and often the same
+		// tags: they share the first one's copies, all read-only,
+		// instead of one each.
+		if ref.acts != nil && slices.Equal(ref.acts, spec.Actions) && slices.Equal(ref.outs, outs) {
+			r.acts, r.outs = ref.acts, ref.outs
+		} else {
+			r.acts, r.outs = slices.Clone(spec.Actions), slices.Clone(outs)
+			if ref.acts == nil {
+				ref.acts, ref.outs = r.acts, r.outs
+			}
+		}
+		if ref.tags != nil && slices.Equal(ref.tags, spec.Tags) {
+			r.tags = ref.tags
+		} else {
+			r.tags = slices.Clone(spec.Tags)
+			if ref.tags == nil {
+				ref.tags = r.tags
+			}
+		}
+	} else {
+		r.acts, r.outs, r.tags = slices.Clone(spec.Actions), slices.Clone(outs), slices.Clone(spec.Tags)
 	}
 	r.wall, r.mono = time.Now(), monoNow()
 	val.Installed, val.Used = r.mono, r.mono
@@ -155,15 +180,27 @@ func (dp *Datapath) Install(spec *datapath.FlowSpec) error {
 	return nil
 }
 
+// compiled is compileList's scratch space: Install compiles every new
+// flow, which must not cost an allocation of its own.
+type compiled struct {
+	list actionList
+	outs []*port
+}
+
+var compileScratch = sync.Pool{New: func() any { return new(compiled) }}
+
 // compileList resolves acts against the attached ports into a kernel
 // action list, or nil if the kernel cannot apply them (a slow flow, whose
 // packets the agent side executes): too many actions, an ICMP quote
 // rewrite, or a GRE encapsulation the program cannot build (gre_encap in
 // bpf/actions.h). Actions after the last output change nothing anyone
-// sees and are left out.
-func compileList(ps *portSet, key *flow.Key, acts []flow.Action) (*actionList, []*port, error) {
-	var outs []*port
-	list := &actionList{LastOut: noOutput}
+// sees and are left out. The list and the output ports are sc's, valid
+// until its next use.
+func compileList(ps *portSet, key *flow.Key, acts []flow.Action, sc *compiled) (*actionList, []*port, error) {
+	outs := sc.outs[:0]
+	defer func() { sc.outs = outs[:0] }()
+	list := &sc.list
+	*list = actionList{LastOut: noOutput}
 	for i := range acts {
 		a := &acts[i]
 		var out *port
@@ -553,6 +590,11 @@ type listRef struct {
 	id   uint32
 	refs int
 	v    string
+	// acts, outs and tags are the first flow's actions, output ports
+	// and tags with this list, which later flows with the same share.
+	acts []flow.Action
+	outs []*port
+	tags []uint64
 }
 
 func (l *actionLists) init(m *ebpf.Map) {
@@ -561,12 +603,13 @@ func (l *actionLists) init(m *ebpf.Map) {
 	l.byV = map[string]*listRef{}
 }
 
-// get returns the id of list, writing it to the kernel if it is new.
-func (l *actionLists) get(list *actionList) (uint32, error) {
+// get returns list's reference, counting one more user, and writes list
+// to the kernel if it is new.
+func (l *actionLists) get(list *actionList) (*listRef, error) {
 	b := unsafe.Slice((*byte)(unsafe.Pointer(list)), unsafe.Sizeof(*list))
 	if r := l.byV[string(b)]; r != nil {
 		r.refs++
-		return r.id, nil
+		return r, nil
 	}
 	// Ids are not reused until the counter wraps, so a packet that found
 	// a flow an instant before it was replaced never applies another
@@ -577,10 +620,10 @@ func (l *actionLists) get(list *actionList) (uint32, error) {
 	}
 	r := &listRef{id: l.next, refs: 1, v: string(b)}
 	if err := l.m.Update(r.id, list, ebpf.UpdateAny); err != nil {
-		return 0, fmt.Errorf("write action list: %w", err)
+		return nil, fmt.Errorf("write action list: %w", err)
 	}
 	l.byID[r.id], l.byV[r.v] = r, r
-	return r.id, nil
+	return r, nil
 }
 
 // adopt registers a list found in the pinned map, with no references yet.

@@ -13,7 +13,7 @@ import (
 
 // Constants shared with bpf/nagare.h; layout_test.go checks the C side.
 const (
-	layoutVersion = 4
+	layoutVersion = 5
 	maxActs       = 16
 	ctRefs        = 8
 	maxPorts      = 1024
@@ -59,6 +59,8 @@ const (
 	cExec
 	cCtMissing
 	cCtExpired
+	cVXLANEchoes
+	cGREEchoes
 	numCounters
 )
 

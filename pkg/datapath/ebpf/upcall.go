@@ -225,6 +225,14 @@ func (dp *Datapath) deliverReserved(h *upcallHeader, data []byte) {
 		handled, vx, gre, drop = dp.probe != nil, &dp.vxProbe, &dp.greProbe, datapath.DropTunnelProbeUnhandled
 	}
 	from, payload, vxlan, ok := reservedPayload(h, data)
+	if ok && h.Reason == upcallProbe && packet.AnswerEcho(payload) {
+		// One the program could not answer (a GRE checksum): the
+		// datapath answers echoes, not its ProbeHandler.
+		if err := dp.sendReserved("echo reply", from, payload, packet.ProbeTunnelKey, &dp.vxEcho, &dp.greEcho); err != nil {
+			dp.log.Debug("datapath: echo reply", "peer", from, "err", err)
+		}
+		return
+	}
 	if !ok || !handled {
 		dp.drops.add(drop, 1)
 		return

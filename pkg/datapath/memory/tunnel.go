@@ -112,6 +112,14 @@ func (dp *Datapath) SendProbe(peer netip.Addr, payload []byte) error {
 
 // sendControl sends one of the agent's own packets under a reserved key.
 func (dp *Datapath) sendControl(peer netip.Addr, payload []byte, key uint32, what string) error {
+	return dp.sendReserved(peer, payload, key, what, 0)
+}
+
+// sendReserved sends a packet under a reserved key by the encapsulation
+// via, or with 0 the preferred one (VXLAN if enabled, else GRE). An echo
+// reply (via set) is counted apart.
+func (dp *Datapath) sendReserved(peer netip.Addr, payload []byte, key uint32, what string, via packet.Tunnel) error {
+	echo := via != 0
 	peer = peer.Unmap()
 	t := dp.tun.Load()
 	switch {
@@ -122,8 +130,8 @@ func (dp *Datapath) sendControl(peer netip.Addr, payload []byte, key uint32, wha
 	}
 	kind := packet.TunnelVXLAN
 	switch {
-	case t.cfg.VXLAN:
-	case t.cfg.GRE:
+	case t.cfg.VXLAN && via != packet.TunnelGRE:
+	case t.cfg.GRE && via != packet.TunnelVXLAN:
 		kind = packet.TunnelGRE
 	default:
 		dp.drop(datapath.DropTunnelDisabled, 1)
@@ -132,9 +140,12 @@ func (dp *Datapath) sendControl(peer netip.Addr, payload []byte, key uint32, wha
 	var hdr [8]byte
 	dp.host.hub.send(t.cfg.LocalIP, peer, kind, t.cfg.VXLANPort, header(hdr[:], kind, key), payload)
 	dp.countTunnel(kind, func(s *datapath.TunnelStats) {
-		if key == packet.ProbeTunnelKey {
+		switch {
+		case echo:
+			s.Echoes++
+		case key == packet.ProbeTunnelKey:
 			s.ProbeTx++
-		} else {
+		default:
 			s.StateTx++
 		}
 	})
@@ -190,6 +201,13 @@ func (dp *Datapath) receiveTunnel(f *frame) {
 		}
 		dp.countTunnel(f.kind, func(s *datapath.TunnelStats) { s.StateRx++ })
 		dp.state.State(f.src, inner)
+		return
+	}
+	if err == nil && key == packet.ProbeTunnelKey && packet.AnswerEcho(inner) {
+		// The datapath answers echoes itself (datapath.SendProbe).
+		if err := dp.sendReserved(f.src, inner, packet.ProbeTunnelKey, "echo reply", f.kind); err != nil {
+			dp.log.Debug("datapath: echo reply", "peer", f.src, "err", err)
+		}
 		return
 	}
 	if err == nil && key == packet.ProbeTunnelKey {

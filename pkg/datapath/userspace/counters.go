@@ -117,6 +117,7 @@ type tunnelCounters struct {
 	rxPackets, rxBytes, txPackets, txBytes, txErrors atomic.Uint64
 	stateRx, stateTx                                 atomic.Uint64
 	probeRx, probeTx                                 atomic.Uint64
+	echoes                                           atomic.Uint64 // echo requests answered
 }
 
 func (c *tunnelCounters) snapshot() datapath.TunnelStats {
@@ -126,5 +127,6 @@ func (c *tunnelCounters) snapshot() datapath.TunnelStats {
 		TxErrors: c.txErrors.Load(),
 		StateRx:  c.stateRx.Load(), StateTx: c.stateTx.Load(),
 		ProbeRx: c.probeRx.Load(), ProbeTx: c.probeTx.Load(),
+		Echoes: c.echoes.Load(),
 	}
 }

@@ -254,6 +254,14 @@ func (dp *Datapath) SendProbe(peer netip.Addr, payload []byte) error {
 
 // sendControl sends one of the agent's own packets under a reserved key.
 func (dp *Datapath) sendControl(peer netip.Addr, payload []byte, key uint32, what string) error {
+	return dp.sendReserved(peer, payload, key, what, 0)
+}
+
+// sendReserved sends a packet under a reserved key by the encapsulation
+// via, or with 0 the preferred one (VXLAN if enabled, else GRE). An echo
+// reply (via set) is counted apart.
+func (dp *Datapath) sendReserved(peer netip.Addr, payload []byte, key uint32, what string, via packet.Tunnel) error {
+	echo := via != 0
 	peer = peer.Unmap()
 	ts := dp.tun.Load()
 	if !peer.Is4() {
@@ -273,12 +281,12 @@ func (dp *Datapath) sendControl(peer netip.Addr, payload []byte, key uint32, wha
 		c   *tunnelCounters
 	)
 	switch {
-	case ts.vxlan != nil:
+	case ts.vxlan != nil && via != packet.TunnelGRE:
 		c = &dp.vxlan
 		if _, err = packet.EncapVXLAN(buf, payload, key); err == nil {
 			_, err = ts.vxlan.conn.(*net.UDPConn).WriteToUDPAddrPort(buf, netip.AddrPortFrom(peer, ts.vxlan.dstPort))
 		}
-	case ts.gre != nil:
+	case ts.gre != nil && via != packet.TunnelVXLAN:
 		c = &dp.gre
 		if _, err = packet.EncapGRE(buf, payload, key); err == nil {
 			_, err = ts.gre.conn.(*net.IPConn).WriteToIP(buf, &net.IPAddr{IP: peer.AsSlice()})
@@ -292,9 +300,12 @@ func (dp *Datapath) sendControl(peer netip.Addr, payload []byte, key uint32, wha
 		dp.drops.add(rTunTxError, 1)
 		return fmt.Errorf("datapath: send %s to %s: %w", what, peer, err)
 	}
-	if key == packet.ProbeTunnelKey {
+	switch {
+	case echo:
+		c.echoes.Add(1)
+	case key == packet.ProbeTunnelKey:
 		c.probeTx.Add(1)
-	} else {
+	default:
 		c.stateTx.Add(1)
 	}
 	return nil

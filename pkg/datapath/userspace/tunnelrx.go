@@ -253,12 +253,18 @@ func (r *tunnelReceiver) datagram(c *tunnelCounters, ports *portSet, i int, b []
 }
 
 // deliverReserved hands a flow-state packet to the StateHandler, a probe
-// to the ProbeHandler. It runs between the data packets of its batch, in
-// arrival order: data queued before it is still queued (sent at the end
-// of the batch), which is fine, since only packets after the state may
-// depend on it.
+// to the ProbeHandler, and answers an echo request itself. It runs between
+// the data packets of its batch, in arrival order: data queued before it
+// is still queued (sent at the end of the batch), which is fine, since
+// only packets after the state may depend on it.
 func (r *tunnelReceiver) deliverReserved(c *tunnelCounters, key uint32, from netip.Addr, payload []byte) {
 	dp := r.w.dp
+	if key == packet.ProbeTunnelKey && packet.AnswerEcho(payload) {
+		if err := dp.sendReserved(from, payload, packet.ProbeTunnelKey, "echo reply", r.s.kind); err != nil {
+			dp.log.Debug("datapath: echo reply", "peer", from, "err", err)
+		}
+		return
+	}
 	handled, drop, rx := dp.state != nil, rTunState, &c.stateRx
 	if key == packet.ProbeTunnelKey {
 		handled, drop, rx = dp.probe != nil, rTunProbe, &c.probeRx

@@ -3,6 +3,7 @@
 package harness
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/nagare/nagare/pkg/datapath/ebpf"
@@ -20,4 +21,16 @@ func (h *Hypervisor) removePinsOnCleanup(t testing.TB) {
 			t.Errorf("cleanup: %v", err)
 		}
 	})
+}
+
+// RemoveDatapath removes what the hypervisor's kernel datapath pinned,
+// its agent being dead: nothing holds its programs and maps any more, so
+// the programs detach and the maps go, as when the host itself dies. (The
+// collect_md VXLAN device stays, without programs: an agent started
+// afterwards adopts it.)
+func (h *Hypervisor) RemoveDatapath() error {
+	if !h.AgentExited() {
+		return fmt.Errorf("remove %s's datapath: its agent runs", h.Name)
+	}
+	return ebpf.RemovePins(h.Name, h.NS.Path)
 }

@@ -12,7 +12,7 @@
  *   tunnel_in    decapsulated frames: the tunnel key names the egress port
  *   underlay_in  tunnel packets before the kernel decapsulates them: peer
  *                check, malformed headers counted, flow-state packets to
- *                the agent
+ *                the agent, peers' echo requests answered
  */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
@@ -319,6 +319,51 @@ static __noinline int state(struct __sk_buff *skb, __u32 from, __u32 off, __u32 
 	return TC_ACT_SHOT;
 }
 
+/* echo answers a peer's echo request (packet.AppendEchoRequest) in the
+ * kernel: the probe by which peers tell a host whose datapath forwards —
+ * its agent dead or restarting, these programs still pinned — from one
+ * whose datapath is gone too (pkg/agent/reach). The packet goes back to
+ * its sender: addresses swapped (which changes no checksum), TTL reset,
+ * type made a reply, out of the interface it came in by, the next hop's
+ * address from the kernel's routes and neighbours as for the agent's own
+ * probes. The payload is at off, n bytes; csum is the offset of the UDP
+ * checksum, 0 for GRE without one. Returns -1, having changed nothing, if
+ * the payload is not an echo request. */
+static __noinline int echo(struct __sk_buff *skb, __u32 off, __u32 n, __u32 csum)
+{
+	__u8 m[8], a[8], b[8], ttl[2];
+	__u16 oldw, neww;
+
+	if (n != 8 || bpf_skb_load_bytes(skb, off, m, 8))
+		return -1;
+	if (m[0] != 1 || m[1] != 3 || m[2] || m[3])
+		return -1;
+	if (bpf_skb_load_bytes(skb, 14 + 8, ttl, 2) || bpf_skb_load_bytes(skb, 14 + 12, a, 8))
+		return -1;
+	__builtin_memcpy(b, a + 4, 4);
+	__builtin_memcpy(b + 4, a, 4);
+	if (bpf_skb_store_bytes(skb, 14 + 12, b, 8, 0))
+		goto bad;
+	__builtin_memcpy(&oldw, ttl, 2);
+	ttl[0] = 64;
+	__builtin_memcpy(&neww, ttl, 2);
+	if (bpf_l3_csum_replace(skb, 14 + 10, oldw, neww, 2) || bpf_skb_store_bytes(skb, 14 + 8, ttl, 2, 0))
+		goto bad;
+	__builtin_memcpy(&oldw, m, 2);
+	m[1] = 4;
+	__builtin_memcpy(&neww, m, 2);
+	/* The type's word is at an even offset from the UDP header. */
+	if (csum && bpf_l4_csum_replace(skb, csum, oldw, neww, BPF_F_MARK_MANGLED_0 | 2))
+		goto bad;
+	if (bpf_skb_store_bytes(skb, off, m, 2, 0))
+		goto bad;
+	count(csum ? C_VXLAN_ECHOES : C_GRE_ECHOES, 1);
+	return bpf_redirect_neigh(skb->ifindex, NULL, 0, 0);
+bad:
+	count_drop(DROP_TUNNEL_MALFORMED);
+	return TC_ACT_SHOT;
+}
+
 /* check_inner judges a tunnel packet's key and inner frame (at off, up to
  * end), as the userspace datapath's tunnel receiver does. It returns the
  * port slot, or -1 after dropping. */
@@ -381,10 +426,11 @@ static __noinline int gre_decap(struct __sk_buff *skb, __u32 hl, __u32 slot)
 SEC("tc")
 int underlay_in(struct __sk_buff *skb)
 {
-	__u32 zero = 0, ihl, tot, src, dst, l4, len = skb->len;
+	__u32 zero = 0, ihl, tot, src, dst, l4, key, len = skb->len;
 	struct config *cfg = bpf_map_lookup_elem(&config, &zero);
 	__u8 eth[14], ip[20], h[16];
 	__u16 fo;
+	int r;
 
 	if (!cfg || !cfg->local_ip || len < 34)
 		return TC_ACT_OK;
@@ -419,7 +465,10 @@ int underlay_in(struct __sk_buff *skb)
 			count_drop(DROP_TUNNEL_MALFORMED);
 			return TC_ACT_SHOT;
 		}
-		if (check_inner(skb, src, (__u32)be16(h + 4) << 8 | h[6], l4 + 16, l4 + ulen) < 0)
+		key = (__u32)be16(h + 4) << 8 | h[6];
+		if (key == PROBE_KEY && (r = echo(skb, l4 + 16, ulen - 16, l4 + 6)) >= 0)
+			return r;
+		if (check_inner(skb, src, key, l4 + 16, l4 + ulen) < 0)
 			return TC_ACT_SHOT;
 		return TC_ACT_OK; /* the kernel decapsulates; tunnel_in delivers */
 	}
@@ -452,7 +501,11 @@ int underlay_in(struct __sk_buff *skb)
 			count_drop(DROP_TUNNEL_MALFORMED);
 			return TC_ACT_SHOT;
 		}
-		slot = check_inner(skb, src, bpf_ntohl(*(__u32 *)h), l4 + hl, 14 + tot);
+		key = bpf_ntohl(*(__u32 *)h);
+		/* With a GRE checksum (not ours), the agent answers. */
+		if (key == PROBE_KEY && !(f & 0x8000) && (r = echo(skb, l4 + hl, 14 + tot - l4 - hl, 0)) >= 0)
+			return r;
+		slot = check_inner(skb, src, key, l4 + hl, 14 + tot);
 		if (slot < 0)
 			return TC_ACT_SHOT;
 		return gre_decap(skb, ihl + hl, slot);

@@ -13,7 +13,7 @@
 
 /* Bumped whenever a pinned map's key or value layout changes, so that an
  * agent adopting pinned maps knows whether it can reuse them. */
-#define LAYOUT_VERSION 4 /* 4: the policers map; the drops map grew */
+#define LAYOUT_VERSION 5 /* 4: the policers map; the drops map grew. 5: echo counters */
 
 #define MAX_ACTS 16     /* actions a kernel flow holds; longer lists are executed by the agent */
 #define MAX_PORTS 1024  /* port slots */
@@ -273,6 +273,8 @@ enum {
 	C_EXEC,
 	C_CT_MISSING, /* a flow's connection was evicted from the ct map: the agent wrote it again */
 	C_CT_EXPIRED, /* a flow's connection had timed out: the agent judged the packet */
+	C_VXLAN_ECHOES, /* echo requests answered (datapath.c, echo) */
+	C_GRE_ECHOES,
 	NUM_COUNTERS,
 };
 

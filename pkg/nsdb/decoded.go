@@ -53,21 +53,15 @@ func (c *decodedCache) enabled() bool { return c.on.Load() }
 type decodedEntry struct {
 	rev int64
 	raw []byte
-	obj model.Object // never handed out: callers get copies
+	obj model.Object // read-only: handed out to the watches, copied for everyone else
 }
 
 // get returns a copy of the object key held at rev with value raw, or nil.
 func (c *decodedCache) get(key string, rev int64, raw []byte) model.Object {
-	if !c.enabled() {
-		return nil
+	if o := c.shared(key, rev, raw); o != nil {
+		return model.Clone(o)
 	}
-	c.mu.RLock()
-	e, ok := c.m[key]
-	c.mu.RUnlock()
-	if !ok || e.rev != rev || !bytes.Equal(e.raw, raw) {
-		return nil
-	}
-	return model.Clone(e.obj)
+	return nil
 }
 
 // shared is get for readers that never change what they are given (the

@@ -13,7 +13,7 @@ import (
 // key's value at a revision never changes, so an object read again (a
 // network every port create reads, every port of a repeated list, a
 // watch event of a write this process made) is a copy of the remembered
-// one instead of a JSON decode — a deep copy costs a tenth of a decode.
+// one instead of a JSON decode — a deep copy (model.Clone) costs a sixth of a decode.
 // The bytes are compared too, so a store that is not the one the entry
 // came from (an etcd restored under a running server) cannot be served a
 // stale object.

@@ -85,6 +85,9 @@ func (a *apiServer) login(ctx context.Context) (token, project string, err error
 	return hdr.Get("X-Subject-Token"), doc.Token.Project.ID, nil
 }
 
+// rawBody, given to call as out, receives the answer's bytes undecoded.
+type rawBody []byte
+
 // call makes one request with token tok (none if empty), wants status
 // want, and decodes the answer into out (if not nil).
 func (a *restClient) call(ctx context.Context, tok, method, path, body string, want int, out any) (http.Header, error) {
@@ -104,6 +107,10 @@ func (a *restClient) call(ctx context.Context, tok, method, path, body string, w
 	if resp.StatusCode != want {
 		b, _ := io.ReadAll(resp.Body)
 		return nil, fmt.Errorf("%s %s: %s %s", method, path, resp.Status, b)
+	}
+	if raw, ok := out.(*rawBody); ok {
+		*raw, err = io.ReadAll(resp.Body)
+		return resp.Header, err
 	}
 	if out != nil {
 		return resp.Header, json.NewDecoder(resp.Body).Decode(out)

@@ -562,16 +562,3 @@ func ValueText(v reflect.Value) string {
 	}
 	return fmt.Sprint(v.Interface())
 }
-
-// Clone returns a deep copy of o.
-func Clone(o Object) Object {
-	b, err := json.Marshal(o)
-	if err != nil {
-		panic("model: marshal " + err.Error())
-	}
-	c := KindOf(o).New()
-	if err := json.Unmarshal(b, c); err != nil {
-		panic("model: unmarshal " + err.Error())
-	}
-	return c
-}

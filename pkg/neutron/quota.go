@@ -5,6 +5,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -53,6 +54,48 @@ func (s *Service) limits(ctx context.Context, project string) (map[string]int, e
 	return out, nil
 }
 
+// limitsTTL is how long a create's quota check trusts the limits it read:
+// a change made through this server applies at once, one made through
+// another server within limitsTTL.
+const limitsTTL = time.Second
+
+type cachedLimits struct {
+	limits map[string]int
+	read   time.Time
+}
+
+// createLimits is limits for the quota check of creates: read at most
+// once per limitsTTL, so that a project's creates do not each spend a
+// read on limits that rarely change (and, unlimited, need nothing else).
+func (s *Service) createLimits(ctx context.Context, project string) (map[string]int, error) {
+	if c, ok := s.quotas.Load(project); ok && s.now().Sub(c.(*cachedLimits).read) < limitsTTL {
+		return c.(*cachedLimits).limits, nil
+	}
+	at, gen := s.now(), s.quotaGen.Load()
+	lim, err := s.limits(ctx, project)
+	if err != nil {
+		return nil, err
+	}
+	if s.quotaGen.Load() == gen { // else a change through this server may have overtaken the read
+		s.quotas.Store(project, &cachedLimits{lim, at})
+	}
+	return lim, nil
+}
+
+// unlimited reports, from limits read recently, that a project's
+// resource has no quota: the create needs no check at all.
+func (s *Service) unlimited(project, resource string) bool {
+	c, ok := s.quotas.Load(project)
+	return ok && s.now().Sub(c.(*cachedLimits).read) < limitsTTL && c.(*cachedLimits).limits[resource] < 0
+}
+
+// forgetLimits drops what createLimits remembers of a project whose
+// limits this server changed.
+func (s *Service) forgetLimits(project string) {
+	s.quotaGen.Add(1)
+	s.quotas.Delete(project)
+}
+
 // checkQuota refuses a create that would take a project over its quota.
 // Like Neutron's it is checked before the write, not inside its
 // transaction: concurrent creates may overshoot by their number, which
@@ -61,7 +104,7 @@ func (s *Service) checkQuota(ctx context.Context, project, resource string, n in
 	if project == "" {
 		return nil
 	}
-	lim, err := s.limits(ctx, project)
+	lim, err := s.createLimits(ctx, project)
 	if err != nil {
 		return err
 	}
@@ -82,6 +125,9 @@ func (s *Service) checkQuota(ctx context.Context, project, resource string, n in
 // checkQuotaAsync starts checkQuota and returns the wait for its answer,
 // so a create overlaps the count with its own reads.
 func (s *Service) checkQuotaAsync(ctx context.Context, project, resource string, n int) func() error {
+	if s.unlimited(project, resource) {
+		return func() error { return nil }
+	}
 	done := make(chan error, 1)
 	go func() { done <- s.checkQuota(ctx, project, resource, n) }()
 	var err error
@@ -150,6 +196,7 @@ func (s *Service) SetQuotas(ctx context.Context, c *identity.Context, project st
 		}
 		return tx.Put(p)
 	})
+	s.forgetLimits(project)
 	if err != nil {
 		return nil, err
 	}
@@ -170,6 +217,7 @@ func (s *Service) ResetQuotas(ctx context.Context, c *identity.Context, project 
 		p.Quotas = nil
 		return tx.Put(p)
 	})
+	s.forgetLimits(project)
 	return err
 }
 

@@ -33,6 +33,10 @@ type Service struct {
 	projects sync.Map    // project id → struct{}: its neutron-project exists
 	common   atomic.Bool // the common chains exist
 	hosts    sync.Map    // host name → native host id (verified in each transaction)
+	// quotas are projects' limits as last read (project id → *cachedLimits),
+	// for the quota check of creates (see checkQuota).
+	quotas   sync.Map
+	quotaGen atomic.Int64 // changes of limits through this server
 }
 
 // New returns the service over a store.

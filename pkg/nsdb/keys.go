@@ -96,6 +96,13 @@ func hostAliveKey(hostID string) string { return hostStatePrefix + hostID + "/al
 // is the truth) and without derived fields (computed by readers). It works
 // on a shallow copy so a caller's object is never modified.
 func encode(o model.Object) ([]byte, error) {
+	b, _, err := encodeStored(o)
+	return b, err
+}
+
+// encodeStored is encode that also returns the stored form of o (a
+// shallow copy: it shares o's slices and maps).
+func encodeStored(o model.Object) ([]byte, model.Object, error) {
 	k := model.KindOf(o)
 	cp := reflect.New(reflect.TypeOf(o).Elem())
 	cp.Elem().Set(reflect.ValueOf(o).Elem())
@@ -109,12 +116,40 @@ func encode(o model.Object) ([]byte, error) {
 	}
 	b, err := json.Marshal(c)
 	if err != nil {
-		return nil, fmt.Errorf("encode %s %s: %w", k.Name, o.GetMeta().ID, err)
+		return nil, nil, fmt.Errorf("encode %s %s: %w", k.Name, o.GetMeta().ID, err)
 	}
-	return b, nil
+	return b, c, nil
 }
 
 func decode(k *model.Kind, key string, b []byte, rev int64) (model.Object, error) {
+	if rev != 0 {
+		if o := decoded.get(key, rev, b); o != nil {
+			return o, nil
+		}
+	}
+	o, err := decodeFresh(k, key, b, rev)
+	if err == nil && rev != 0 && decoded.enabled() {
+		decoded.put(key, rev, b, model.Clone(o))
+	}
+	return o, err
+}
+
+// decodeShared is decode for the watches, whose receivers never change
+// the objects (see Watch): the object may be the cache's own.
+func decodeShared(k *model.Kind, key string, b []byte, rev int64) (model.Object, error) {
+	if o := decoded.shared(key, rev, b); o != nil {
+		return o, nil
+	}
+	o, err := decodeFresh(k, key, b, rev)
+	if err == nil && decoded.enabled() {
+		decoded.put(key, rev, b, o)
+	}
+	return o, err
+}
+
+// decodeFresh is decode without the cache: for values that are not (yet)
+// stored at rev, such as a transaction's own writes.
+func decodeFresh(k *model.Kind, key string, b []byte, rev int64) (model.Object, error) {
 	o := k.New()
 	if err := json.Unmarshal(b, o); err != nil {
 		return nil, fmt.Errorf("nsdb: %s holds malformed JSON: %w", key, err)
@@ -130,6 +165,16 @@ type entry struct {
 	modRev    int64 // 0 when written by the transaction itself
 	createRev int64 // 0 when created by the transaction itself
 	seq       int   // order of creation within the transaction
+	own       bool  // value is the transaction's own write
+}
+
+// decode decodes e's object, through the cache unless it is a write of
+// the transaction.
+func (e *entry) decode(k *model.Kind) (model.Object, error) {
+	if e.own {
+		return decodeFresh(k, e.key, e.value, e.modRev)
+	}
+	return decode(k, e.key, e.value, e.modRev)
 }
 
 // decodeEntries decodes objects of k, in parallel when there are many:
@@ -139,7 +184,7 @@ func decodeEntries(k *model.Kind, es []entry) ([]model.Object, error) {
 	const chunk = 512
 	if len(es) <= chunk {
 		for i, e := range es {
-			o, err := decode(k, e.key, e.value, e.modRev)
+			o, err := e.decode(k)
 			if err != nil {
 				return nil, err
 			}
@@ -157,7 +202,7 @@ func decodeEntries(k *model.Kind, es []entry) ([]model.Object, error) {
 		wg.Go(func() {
 			for start := range next {
 				for i := start; i < min(start+chunk, len(es)); i++ {
-					o, err := decode(k, es[i].key, es[i].value, es[i].modRev)
+					o, err := es[i].decode(k)
 					if err != nil {
 						mu.Lock()
 						firstErr = err

@@ -35,6 +35,20 @@ func (tx *Tx) Get(k *model.Kind, id string) (model.Object, error) {
 	if !ok {
 		return nil, notFound(k, id)
 	}
+	return tx.decode(k, key, val)
+}
+
+// decode decodes key's value val as the transaction sees it: a stored
+// one through the process's cache, its own write afresh.
+func (tx *Tx) decode(k *model.Kind, key string, val []byte) (model.Object, error) {
+	if w := tx.writes[key]; w != nil {
+		if w.obj != nil { // Put's own object, as stored
+			o := model.Clone(w.obj)
+			o.GetMeta().Revision = tx.storedRev(key)
+			return o, nil
+		}
+		return decodeFresh(k, key, val, tx.storedRev(key))
+	}
 	return decode(k, key, val, tx.storedRev(key))
 }
 
@@ -57,7 +71,7 @@ func (tx *Tx) peek(key string) (entry, bool) {
 		if w.del {
 			return e, false
 		}
-		e.value = w.value
+		e.value, e.own = w.value, true
 		if e.createRev == 0 {
 			e.seq = w.seq
 		}
@@ -266,7 +280,7 @@ func (tx *Tx) Put(o model.Object) error {
 		return &model.FieldError{Field: "id", Msg: fmt.Sprintf("%q is not a UUID", m.ID)}
 	}
 	key := objKey(k, m.ID)
-	b, err := encode(o)
+	b, stored, err := encodeStored(o)
 	if err != nil {
 		return err
 	}
@@ -279,7 +293,7 @@ func (tx *Tx) Put(o model.Object) error {
 		if bytes.Equal(oldVal, b) {
 			return nil // no change: no write, no new revision, no watch event
 		}
-		if old, err = decode(k, key, oldVal, 0); err != nil {
+		if old, err = tx.decode(k, key, oldVal); err != nil {
 			return err
 		}
 	}
@@ -290,6 +304,9 @@ func (tx *Tx) Put(o model.Object) error {
 		return err
 	}
 	tx.put(key, b)
+	if decoded.enabled() {
+		tx.writes[key].obj = model.Clone(stored)
+	}
 	return nil
 }
 

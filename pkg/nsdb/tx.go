@@ -81,6 +81,10 @@ type write struct {
 	value []byte
 	del   bool
 	seq   int
+	// obj is the decoding of value when Put wrote an object: remembered
+	// (nsdb.decoded) at the commit's revision, so that the watch events
+	// and later reads of this write need not decode it.
+	obj model.Object
 }
 
 func newTx(s *Store, ctx context.Context, readOnly bool) *Tx {
@@ -279,7 +283,7 @@ func (tx *Tx) scan(prefix string, keysOnly bool) ([]entry, error) {
 		}
 		if w := tx.writes[key]; w != nil {
 			if !w.del {
-				es = append(es, entry{key: key, value: w.value, modRev: kv.ModRevision, createRev: kv.CreateRevision})
+				es = append(es, entry{key: key, value: w.value, modRev: kv.ModRevision, createRev: kv.CreateRevision, own: true})
 			}
 			continue
 		}
@@ -299,7 +303,7 @@ func (tx *Tx) scan(prefix string, keysOnly bool) ([]entry, error) {
 			}
 		}
 		if !stored[key] {
-			es = append(es, entry{key: key, value: w.value, seq: w.seq})
+			es = append(es, entry{key: key, value: w.value, seq: w.seq, own: true})
 			added = true
 		}
 	}
@@ -326,12 +330,12 @@ func byCreation(es []entry) {
 
 func (tx *Tx) put(key string, value []byte) {
 	w := tx.pending(key)
-	w.value, w.del = value, false
+	w.value, w.del, w.obj = value, false, nil
 }
 
 func (tx *Tx) del(key string) {
 	w := tx.pending(key)
-	w.value, w.del = nil, true
+	w.value, w.del, w.obj = nil, true, nil
 }
 
 // pending returns key's pending write, creating it in sequence order the
@@ -406,6 +410,14 @@ func (tx *Tx) commit() (rev int64, ok bool, err error) {
 		return 0, false, fmt.Errorf("nsdb: the change (%d writes) is larger than etcd's --max-request-bytes: %w", len(ops), err)
 	case err != nil:
 		return 0, false, fmt.Errorf("nsdb: commit %d writes: %w", len(ops), err)
+	}
+	if resp.Succeeded {
+		for _, k := range keys {
+			if w := tx.writes[k]; w.obj != nil {
+				w.obj.GetMeta().Revision = resp.Header.Revision
+				decoded.put(k, resp.Header.Revision, w.value, w.obj)
+			}
+		}
 	}
 	return resp.Header.Revision, resp.Succeeded, nil
 }

@@ -55,6 +55,8 @@ type Batch struct {
 // survived: a broken watch resumes where it stopped, or, when etcd has
 // compacted that history, lists again and delivers a new Reset batch.
 // Derived fields are not filled (see WatchHostLiveness for liveness).
+// The objects are read-only: they may be shared with other watches and
+// with the process's cache of decoded objects (CacheDecoded).
 func (s *Store) Watch(ctx context.Context, fn func(Batch) error) error {
 	return s.WatchFrom(ctx, 0, fn)
 }
@@ -72,7 +74,7 @@ func (s *Store) WatchFrom(ctx context.Context, rev int64, fn func(Batch) error) 
 				if !ok {
 					continue // a kind this binary does not know
 				}
-				o, err := decode(k, string(kv.Key), kv.Value, kv.ModRevision)
+				o, err := decodeShared(k, string(kv.Key), kv.Value, kv.ModRevision)
 				if err != nil {
 					return err
 				}
@@ -114,13 +116,13 @@ func objectEvent(ev *clientv3.Event) (Event, bool, error) {
 	if ev.Type == mvccpb.DELETE {
 		e.Type = Delete
 		shared.forget(key, ev.Kv.ModRevision)
-	} else if e.Object, err = decode(k, key, ev.Kv.Value, ev.Kv.ModRevision); err != nil {
+	} else if e.Object, err = decodeShared(k, key, ev.Kv.Value, ev.Kv.ModRevision); err != nil {
 		return Event{}, false, err
 	} else {
 		e.Object = shared.share(key, e.Object)
 	}
 	if ev.PrevKv != nil {
-		if e.Prev, err = decode(k, key, ev.PrevKv.Value, ev.PrevKv.ModRevision); err != nil {
+		if e.Prev, err = decodeShared(k, key, ev.PrevKv.Value, ev.PrevKv.ModRevision); err != nil {
 			return Event{}, false, err
 		}
 		e.Prev = shared.share(key, e.Prev)

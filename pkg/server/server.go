@@ -176,6 +176,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to etcd %v: %w", endpoints, err)
 	}
+	nsdb.CacheDecoded(nsdb.DecodedCacheBytes)
 	s.store = nsdb.New(s.cli)
 	initCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()

@@ -123,3 +123,150 @@ func outcome(r *sim.Result) string {
 	slices.Sort(tags)
 	return fmt.Sprintf("%v %v %v tags %v", r.Verdict, r.Reason, r.Actions(), tags)
 }
+
+// TestMemberIndexEqualsScan: the host → memberships index that liveness
+// changes read equals a full scan of the mirrored memberships after every
+// step of random creates, moves, deletes, resets and liveness flips, and a
+// host's liveness change reports exactly the memberships the scan finds.
+func TestMemberIndexEqualsScan(t *testing.T) {
+	for seed := uint64(1); seed <= 20; seed++ {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) { testMemberIndex(t, seed) })
+	}
+}
+
+func testMemberIndex(t *testing.T, seed uint64) {
+	r := rand.New(rand.NewPCG(seed, 7))
+	hosts := []string{"h0", "h1", "h2", "h3", "h4", "h5"}
+	m := New(Config{HostID: "h0", Flows: memory.New(datapath.Config{}, memory.NewHost(nil))})
+	base := []model.Object{&model.TunnelZone{Meta: model.Meta{ID: "tz"}, Type: model.TunnelVXLAN}}
+	for _, h := range hosts {
+		base = append(base, &model.Host{Meta: model.Meta{ID: h}})
+	}
+	if err := m.Apply(nsdb.Batch{Reset: true, Objects: base, Rev: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.ApplyLiveness(nsdb.Liveness{Reset: true, Alive: map[string]bool{"h0": true}}); err != nil {
+		t.Fatal(err)
+	}
+	scan := func(host string) []string {
+		var ids []string
+		m.Current().Each(model.TunnelZoneMemberKind, func(o model.Object) bool {
+			if zm := o.(*model.TunnelZoneMember); zm.HostID == host {
+				ids = append(ids, zm.ID)
+			}
+			return true
+		})
+		slices.Sort(ids)
+		return ids
+	}
+	member := func(step int) *model.TunnelZoneMember {
+		return &model.TunnelZoneMember{Meta: model.Meta{ID: fmt.Sprintf("m%d", r.IntN(10))}, TunnelZoneID: "tz",
+			HostID: hosts[r.IntN(len(hosts))], Address: netip.AddrFrom4([4]byte{10, 99, byte(step >> 8), byte(step)})}
+	}
+	flips := 0
+	for step := range 400 {
+		var what string
+		switch k := r.IntN(10); {
+		case k < 4: // a membership created or moved to another host
+			zm := member(step)
+			what = fmt.Sprintf("put %s on %s", zm.ID, zm.HostID)
+			if err := m.Apply(nsdb.Batch{Events: []nsdb.Event{{Type: nsdb.Put, Kind: model.TunnelZoneMemberKind, ID: zm.ID, Object: zm}},
+				Rev: int64(step + 2)}); err != nil {
+				t.Fatal(err)
+			}
+		case k < 6: // a membership deleted
+			id := fmt.Sprintf("m%d", r.IntN(10))
+			what = "delete " + id
+			if err := m.Apply(nsdb.Batch{Events: []nsdb.Event{{Type: nsdb.Delete, Kind: model.TunnelZoneMemberKind, ID: id}},
+				Rev: int64(step + 2)}); err != nil {
+				t.Fatal(err)
+			}
+		case k < 9: // a host dies or comes back: its memberships, exactly, change
+			h := hosts[1+r.IntN(len(hosts)-1)]
+			up := m.Current().Unreachable[h]
+			what = fmt.Sprintf("%s alive %v", h, up)
+			v := m.Current().Version
+			if err := m.ApplyLiveness(nsdb.Liveness{Alive: map[string]bool{h: up}}); err != nil {
+				t.Fatal(err)
+			}
+			s := m.Current()
+			if s.Version != v+1 {
+				t.Fatalf("step %d (%s): no snapshot published", step, what)
+			}
+			var got []string
+			for _, ev := range s.Changes {
+				if ev.Kind == model.TunnelZoneMemberKind {
+					got = append(got, ev.ID)
+				}
+			}
+			slices.Sort(got)
+			if want := scan(h); !slices.Equal(got, want) {
+				t.Fatalf("step %d (%s): memberships reported %v, a full scan finds %v", step, what, got, want)
+			}
+			flips++
+		default: // a relist: everything replaced
+			objs := slices.Clone(base)
+			for range r.IntN(6) {
+				objs = append(objs, member(step))
+			}
+			what = "reset"
+			if err := m.Apply(nsdb.Batch{Reset: true, Objects: dedupe(objs), Rev: int64(step + 2)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, h := range hosts {
+			var idx []string
+			for _, zm := range m.members.of(m.objs, h) {
+				idx = append(idx, zm.ID)
+			}
+			if want := scan(h); !slices.Equal(idx, want) {
+				t.Fatalf("step %d (%s): index of %s holds %v, a full scan finds %v", step, what, h, idx, want)
+			}
+		}
+	}
+	if flips < 50 {
+		t.Fatalf("only %d liveness changes", flips)
+	}
+}
+
+// dedupe keeps the last object of each kind and id.
+func dedupe(objs []model.Object) []model.Object {
+	last := map[string]int{}
+	for i, o := range objs {
+		last[model.KindOf(o).Name+"/"+o.GetMeta().ID] = i
+	}
+	var out []model.Object
+	for i, o := range objs {
+		if last[model.KindOf(o).Name+"/"+o.GetMeta().ID] == i {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// BenchmarkLivenessFlip: one host of a thousand dying or coming back (its
+// memberships found through the index, not a scan of every host's).
+func BenchmarkLivenessFlip(b *testing.B) {
+	const hosts = 1000
+	objs := []model.Object{&model.TunnelZone{Meta: model.Meta{ID: "tz"}, Type: model.TunnelVXLAN}}
+	alive := map[string]bool{}
+	for h := range hosts {
+		id := fmt.Sprintf("h%d", h)
+		alive[id] = true
+		objs = append(objs, &model.Host{Meta: model.Meta{ID: id}}, &model.TunnelZoneMember{Meta: model.Meta{ID: "m" + id},
+			TunnelZoneID: "tz", HostID: id, Address: netip.AddrFrom4([4]byte{10, 99, byte(h >> 8), byte(h)})})
+	}
+	m := New(Config{HostID: "h0", Flows: memory.New(datapath.Config{}, memory.NewHost(nil))})
+	if err := m.Apply(nsdb.Batch{Reset: true, Objects: objs, Rev: 1}); err != nil {
+		b.Fatal(err)
+	}
+	if err := m.ApplyLiveness(nsdb.Liveness{Reset: true, Alive: alive}); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if err := m.ApplyLiveness(nsdb.Liveness{Alive: map[string]bool{"h7": i%2 == 1}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -21,6 +21,8 @@ package mirror
 import (
 	"context"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -251,6 +253,10 @@ type Mirror struct {
 	alive       map[string]bool
 	liveKnown   bool
 	unreachable map[string]bool
+	// members indexes objs' tunnel-zone memberships by host, so a host
+	// coming or going costs its own memberships, not a scan of every
+	// host's (O(hosts) per registration at a thousand hosts).
+	members hostMembers
 }
 
 // New returns a mirror of the empty topology.
@@ -259,7 +265,7 @@ func New(cfg Config) *Mirror {
 		cfg.Log = slog.Default()
 	}
 	m := &Mirror{cfg: cfg, objs: objects{}, gen: persist.NextGen(), health: map[string]string{}, alive: map[string]bool{},
-		learned: map[string]*model.Route{}, included: map[string]*model.Route{}}
+		learned: map[string]*model.Route{}, included: map[string]*model.Route{}, members: hostMembers{}}
 	empty, err := NewSnapshot(0)
 	if err != nil {
 		panic("mirror: the empty topology does not build: " + err.Error())
@@ -286,20 +292,26 @@ func (m *Mirror) Apply(b nsdb.Batch) error {
 	defer m.mu.Unlock()
 	var events []nsdb.Event
 	if b.Reset {
-		m.objs, m.gen = objects{}, persist.NextGen()
+		m.objs, m.gen, m.members = objects{}, persist.NextGen(), hostMembers{}
 		for _, o := range b.Objects {
 			m.objs.put(m.withHealth(o), m.gen)
+			m.members.add(o)
 		}
 	} else {
 		for _, ev := range b.Events {
-			if ev.Prev == nil {
-				ev.Prev = m.objs.get(ev.Kind, ev.ID)
+			if ev.Prev == nil || ev.Kind == model.TunnelZoneMemberKind {
+				had := m.objs.get(ev.Kind, ev.ID)
+				if ev.Prev == nil {
+					ev.Prev = had
+				}
+				m.members.del(had)
 			}
 			if ev.Type == nsdb.Delete {
 				m.objs.del(ev.Kind, ev.ID, m.gen)
 			} else {
 				ev.Object = m.withHealth(ev.Object)
 				m.objs.put(ev.Object, m.gen)
+				m.members.add(ev.Object)
 			}
 			events = append(events, ev)
 		}
@@ -377,12 +389,9 @@ func (m *Mirror) ApplyLiveness(l nsdb.Liveness) error {
 			continue // a host not (yet) mirrored takes its liveness when it comes
 		}
 		events = append(events, ev)
-		m.objs.Each(model.TunnelZoneMemberKind, func(o model.Object) bool {
-			if zm := o.(*model.TunnelZoneMember); zm.HostID == id {
-				events = append(events, nsdb.Event{Type: nsdb.Put, Kind: model.TunnelZoneMemberKind, ID: zm.ID, Object: zm, Prev: zm})
-			}
-			return true
-		})
+		for _, zm := range m.members.of(m.objs, id) {
+			events = append(events, nsdb.Event{Type: nsdb.Put, Kind: model.TunnelZoneMemberKind, ID: zm.ID, Object: zm, Prev: zm})
+		}
 	}
 	if len(events) > 0 {
 		m.commit(events, false)
@@ -524,7 +533,7 @@ func (m *Mirror) commit(events []nsdb.Event, reset bool) {
 	if reset || m.stale {
 		topo, err = sim.BuildFrom(view)
 	} else {
-		topo, err = old.Topo.Apply(simChanges(events, before, view), view)
+		topo, err = old.Topo.Apply(simChanges(events, before, view, m.members), view)
 	}
 	if err != nil {
 		m.cfg.Log.Error("topology rebuild failed; keeping the previous one", "err", err)
@@ -594,7 +603,7 @@ func InvalidationTags(old, cur *sim.Topology, ev nsdb.Event) []uint64 {
 // A host that died or came back is its memberships deleted or created,
 // so liveness is applied incrementally like any other change: with a
 // thousand hosts, every agent sees every other one come and go.
-func simChanges(events []nsdb.Event, before map[string]bool, view reachable) []sim.Change {
+func simChanges(events []nsdb.Event, before map[string]bool, view reachable, members hostMembers) []sim.Change {
 	after := view.unreachable
 	flipped := map[string]bool{}
 	for id := range before {
@@ -610,7 +619,7 @@ func simChanges(events []nsdb.Event, before map[string]bool, view reachable) []s
 	// Each membership touched, from the version the old topology had (the
 	// first event's Prev) to the last.
 	type span struct{ old, cur model.Object }
-	members := map[string]*span{}
+	spans := map[string]*span{}
 	var order []string
 	changes := make([]sim.Change, 0, len(events))
 	for _, ev := range events {
@@ -618,22 +627,21 @@ func simChanges(events []nsdb.Event, before map[string]bool, view reachable) []s
 			changes = append(changes, sim.Change{Old: ev.Prev, New: ev.Object})
 			continue
 		}
-		sp := members[ev.ID]
+		sp := spans[ev.ID]
 		if sp == nil {
 			sp = &span{old: ev.Prev}
-			members[ev.ID] = sp
+			spans[ev.ID] = sp
 			order = append(order, ev.ID)
 		}
 		sp.cur = ev.Object
 	}
-	if len(flipped) > 0 {
-		view.objects.Each(model.TunnelZoneMemberKind, func(o model.Object) bool {
-			if id := o.GetMeta().ID; flipped[o.(*model.TunnelZoneMember).HostID] && members[id] == nil {
-				members[id] = &span{old: o, cur: o}
-				order = append(order, id)
+	for _, h := range slices.Sorted(maps.Keys(flipped)) {
+		for _, zm := range members.of(view.objects, h) {
+			if spans[zm.ID] == nil {
+				spans[zm.ID] = &span{old: zm, cur: zm}
+				order = append(order, zm.ID)
 			}
-			return true
-		})
+		}
 	}
 	seen := func(o model.Object, unreachable map[string]bool) model.Object {
 		if o == nil || unreachable[o.(*model.TunnelZoneMember).HostID] {
@@ -642,7 +650,7 @@ func simChanges(events []nsdb.Event, before map[string]bool, view reachable) []s
 		return o
 	}
 	for _, id := range order {
-		sp := members[id]
+		sp := spans[id]
 		c := sim.Change{Old: seen(sp.old, before), New: seen(sp.cur, after)}
 		if c.Old != nil || c.New != nil {
 			changes = append(changes, c)

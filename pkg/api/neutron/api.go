@@ -277,11 +277,16 @@ func (a *API) writeCollection(w http.ResponseWriter, r *http.Request, plural str
 	bw := bufio.NewWriterSize(w, 64<<10)
 	buf := make([]byte, 0, 4096)
 	buf = append(appendString(append(buf, '{'), plural), ':', '[')
+	var keys []string // the last item's, sorted: the items of a list mostly share them
 	for i, m := range page {
 		if i > 0 {
 			buf = append(buf, ',')
 		}
-		buf = appendJSON(buf, project(m, lq.fields))
+		m = project(m, lq.fields)
+		if !hasKeys(m, keys) {
+			keys = sortedKeys(m)
+		}
+		buf = appendObjectKeys(buf, m, keys, appendJSON)
 		if len(buf) > 32<<10 {
 			_, _ = bw.Write(buf)
 			buf = buf[:0]

@@ -74,11 +74,35 @@ func appendArray[T any](b []byte, xs []T, elem func([]byte, T) []byte) []byte {
 // appendObject writes m as a JSON object with sorted keys (encoding/json's
 // order), each value with val.
 func appendObject[V any](b []byte, m map[string]V, val func([]byte, V) []byte) []byte {
+	return appendObjectKeys(b, m, sortedKeys(m), val)
+}
+
+// sortedKeys returns m's keys in order.
+func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	return keys
+}
+
+// hasKeys reports whether keys are exactly m's keys (keys has no
+// duplicates).
+func hasKeys[V any](m map[string]V, keys []string) bool {
+	if len(keys) != len(m) {
+		return false
+	}
+	for _, k := range keys {
+		if _, ok := m[k]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// appendObjectKeys is appendObject with m's keys given, in order.
+func appendObjectKeys[V any](b []byte, m map[string]V, keys []string, val func([]byte, V) []byte) []byte {
 	b = append(b, '{')
 	for i, k := range keys {
 		if i > 0 {

@@ -178,4 +178,20 @@ func TestValidation(t *testing.T) {
 	if st != 409 || doc["NeutronError"].(map[string]any)["type"] != "OverQuota" || !strings.Contains(fmt.Sprint(doc), "Quota exceeded for resources: ['network']") {
 		t.Errorf("over quota: %d %v", st, doc)
 	}
+	// A limit lowered after creates that found none (and remembered it)
+	// applies to the next create at once.
+	if st, _ := e.raw(c, "PUT", "/v2.0/quotas/admin-quota-test", `{"quota": {"network": -1}}`); st != 200 {
+		t.Fatalf("set quota: %d", st)
+	}
+	for i := range 2 {
+		if st, doc = e.raw(c, "POST", "/v2.0/networks", `{"network": {"tenant_id": "admin-quota-test"}}`); st != 201 {
+			t.Fatalf("create %d without a limit: %d %v", i, st, doc)
+		}
+	}
+	if st, _ := e.raw(c, "PUT", "/v2.0/quotas/admin-quota-test", `{"quota": {"network": 2}}`); st != 200 {
+		t.Fatalf("set quota: %d", st)
+	}
+	if st, doc = e.raw(c, "POST", "/v2.0/networks", `{"network": {"tenant_id": "admin-quota-test"}}`); st != 409 {
+		t.Errorf("a create over a limit just set: %d %v", st, doc)
+	}
 }

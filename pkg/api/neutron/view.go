@@ -32,10 +32,12 @@ func stdView(st *neutron.Std, withName bool) map[string]any {
 	if tags == nil {
 		tags = []string{}
 	}
-	m := map[string]any{
-		"id": st.ID, "tenant_id": st.ProjectID, "project_id": st.ProjectID, "description": st.Description,
-		"tags": tags, "created_at": st.CreatedAt, "updated_at": st.UpdatedAt, "revision_number": st.RevisionNumber,
-	}
+	// Sized for the largest views (a port has ~30 attributes), so that
+	// adding a resource's own attributes never grows the map: a 10,000-port
+	// list made 20,000 map growths.
+	m := make(map[string]any, 32)
+	m["id"], m["tenant_id"], m["project_id"], m["description"] = st.ID, st.ProjectID, st.ProjectID, st.Description
+	m["tags"], m["created_at"], m["updated_at"], m["revision_number"] = tags, st.CreatedAt, st.UpdatedAt, st.RevisionNumber
 	if withName {
 		m["name"] = st.Name
 	}

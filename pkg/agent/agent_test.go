@@ -119,6 +119,25 @@ func probe(t *testing.T, p packet.Probe) []byte {
 	return b[:n]
 }
 
+// twoSubnets creates bridges on 10.0.1.0/24 and 10.0.2.0/24 joined by
+// router r (created as given), and a VM port on each bound to host's
+// interfaces vm1 and vm2. It returns the router's ports, .1 of each.
+func twoSubnets(t *testing.T, db *nsdb.Store, host string, r *model.Router) (ra, rb *model.Port) {
+	t.Helper()
+	ba := create(t, db, &model.Bridge{Name: "a"})
+	bb := create(t, db, &model.Bridge{Name: "b"})
+	r = create(t, db, r)
+	ra = create(t, db, &model.Port{RouterID: r.ID, Address: ip("10.0.1.1"), Network: netip.MustParsePrefix("10.0.1.0/24")})
+	rb = create(t, db, &model.Port{RouterID: r.ID, Address: ip("10.0.2.1"), Network: netip.MustParsePrefix("10.0.2.0/24")})
+	create(t, db, &model.Port{BridgeID: ba.ID, PeerID: ra.ID})
+	create(t, db, &model.Port{BridgeID: bb.ID, PeerID: rb.ID})
+	create(t, db, &model.Route{RouterID: r.ID, Dst: netip.MustParsePrefix("10.0.1.0/24"), PortID: ra.ID})
+	create(t, db, &model.Route{RouterID: r.ID, Dst: netip.MustParsePrefix("10.0.2.0/24"), PortID: rb.ID})
+	create(t, db, &model.Port{BridgeID: ba.ID, HostID: host, InterfaceName: "vm1"})
+	create(t, db, &model.Port{BridgeID: bb.ID, HostID: host, InterfaceName: "vm2"})
+	return ra, rb
+}
+
 // TestAgentRoutesInMemory runs a whole agent in the test's process over
 // a memory datapath and a real NSDB: two bridges joined by a router, a
 // VM on each, bound to this host before their interfaces exist. The
@@ -127,17 +146,7 @@ func probe(t *testing.T, p packet.Probe) []byte {
 func TestAgentRoutesInMemory(t *testing.T) {
 	db := testNSDB(t)
 	a := startAgent(t, db, nil, "hv1", netip.Addr{})
-	ba := create(t, db, &model.Bridge{Name: "a"})
-	bb := create(t, db, &model.Bridge{Name: "b"})
-	r := create(t, db, &model.Router{Name: "r"})
-	ra := create(t, db, &model.Port{RouterID: r.ID, Address: ip("10.0.1.1"), Network: netip.MustParsePrefix("10.0.1.0/24")})
-	rb := create(t, db, &model.Port{RouterID: r.ID, Address: ip("10.0.2.1"), Network: netip.MustParsePrefix("10.0.2.0/24")})
-	create(t, db, &model.Port{BridgeID: ba.ID, PeerID: ra.ID})
-	create(t, db, &model.Port{BridgeID: bb.ID, PeerID: rb.ID})
-	create(t, db, &model.Route{RouterID: r.ID, Dst: netip.MustParsePrefix("10.0.1.0/24"), PortID: ra.ID})
-	create(t, db, &model.Route{RouterID: r.ID, Dst: netip.MustParsePrefix("10.0.2.0/24"), PortID: rb.ID})
-	create(t, db, &model.Port{BridgeID: ba.ID, HostID: a.id, InterfaceName: "vm1"})
-	create(t, db, &model.Port{BridgeID: bb.ID, HostID: a.id, InterfaceName: "vm2"})
+	ra, rb := twoSubnets(t, db, a.id, &model.Router{Name: "r"})
 	// The VMs' interfaces appear after their bindings, as taps do.
 	time.Sleep(200 * time.Millisecond)
 	vm1, err := a.host.AddInterface("vm1")

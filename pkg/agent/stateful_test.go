@@ -16,20 +16,10 @@ import (
 func TestStatefulFlowsInstalled(t *testing.T) {
 	db := testNSDB(t)
 	a := startAgent(t, db, nil, "hv1", netip.Addr{})
-	ba := create(t, db, &model.Bridge{Name: "a"})
-	bb := create(t, db, &model.Bridge{Name: "b"})
 	post := create(t, db, &model.Chain{Name: "post"})
-	r := create(t, db, &model.Router{Name: "r", OutboundFilterID: post.ID})
-	ra := create(t, db, &model.Port{RouterID: r.ID, Address: ip("10.0.1.1"), Network: netip.MustParsePrefix("10.0.1.0/24")})
-	rb := create(t, db, &model.Port{RouterID: r.ID, Address: ip("10.0.2.1"), Network: netip.MustParsePrefix("10.0.2.0/24")})
+	ra, rb := twoSubnets(t, db, a.id, &model.Router{Name: "r", OutboundFilterID: post.ID})
 	create(t, db, &model.Rule{ChainID: post.ID, Type: model.RuleSNAT, Condition: model.Condition{OutPortIDs: []string{rb.ID}},
 		Targets: []model.NATTarget{{AddrFrom: ip("10.0.2.1"), AddrTo: ip("10.0.2.1"), Ports: model.PortRange{Start: 1024, End: 65535}}}})
-	create(t, db, &model.Port{BridgeID: ba.ID, PeerID: ra.ID})
-	create(t, db, &model.Port{BridgeID: bb.ID, PeerID: rb.ID})
-	create(t, db, &model.Route{RouterID: r.ID, Dst: netip.MustParsePrefix("10.0.1.0/24"), PortID: ra.ID})
-	create(t, db, &model.Route{RouterID: r.ID, Dst: netip.MustParsePrefix("10.0.2.0/24"), PortID: rb.ID})
-	create(t, db, &model.Port{BridgeID: ba.ID, HostID: a.id, InterfaceName: "vm1"})
-	create(t, db, &model.Port{BridgeID: bb.ID, HostID: a.id, InterfaceName: "vm2"})
 	vm1, err := a.host.AddInterface("vm1")
 	if err != nil {
 		t.Fatal(err)

@@ -138,6 +138,37 @@ func twoSubnets(t *testing.T, db *nsdb.Store, host string, r *model.Router) (ra,
 	return ra, rb
 }
 
+// addVMs adds the interfaces vm1 and vm2 to a's host and waits until
+// both are attached to the ports bound to them.
+func (a *inProcess) addVMs(t *testing.T) (vm1, vm2 *memory.Interface) {
+	t.Helper()
+	vm1, err := a.host.AddInterface("vm1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm2, err = a.host.AddInterface("vm2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "both VM ports attached", func() bool { return len(a.dp.Stats().Ports) == 2 })
+	return vm1, vm2
+}
+
+// answerARP sends out of vm the reply, from mac, to the ARP request req
+// and returns it.
+func answerARP(t *testing.T, vm *memory.Interface, req *packet.Parsed, mac packet.MAC) []byte {
+	t.Helper()
+	reply := make([]byte, 64)
+	n, err := packet.BuildARPReply(reply, req, mac)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := vm.Send(reply[:n]); err != nil {
+		t.Fatal(err)
+	}
+	return reply[:n]
+}
+
 // TestAgentRoutesInMemory runs a whole agent in the test's process over
 // a memory datapath and a real NSDB: two bridges joined by a router, a
 // VM on each, bound to this host before their interfaces exist. The
@@ -149,15 +180,7 @@ func TestAgentRoutesInMemory(t *testing.T) {
 	ra, rb := twoSubnets(t, db, a.id, &model.Router{Name: "r"})
 	// The VMs' interfaces appear after their bindings, as taps do.
 	time.Sleep(200 * time.Millisecond)
-	vm1, err := a.host.AddInterface("vm1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	vm2, err := a.host.AddInterface("vm2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "both VM ports attached", func() bool { return len(a.dp.Stats().Ports) == 2 })
+	vm1, vm2 := a.addVMs(t)
 
 	mac1, mac2 := packet.MAC{2, 0, 0, 0, 1, 1}, packet.MAC{2, 0, 0, 0, 2, 2}
 	arp := probe(t, packet.Probe{EthSrc: mac1, EthDst: packet.MAC{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, ARP: true, Src: ip("10.0.1.11"), Dst: ip("10.0.1.1")})
@@ -178,14 +201,7 @@ func TestAgentRoutesInMemory(t *testing.T) {
 	if p.L3 != packet.L3ARP || p.ARPOp != 1 || p.ARPTargetIP != ip("10.0.2.12") {
 		t.Fatalf("not the router's request for 10.0.2.12: %+v", p)
 	}
-	reply := make([]byte, 64)
-	n, err := packet.BuildARPReply(reply, &p, mac2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := vm2.Send(reply[:n]); err != nil {
-		t.Fatal(err)
-	}
+	answerARP(t, vm2, &p, mac2)
 	want := probe(t, packet.Probe{EthSrc: rb.MAC, EthDst: mac2, Src: ip("10.0.1.11"), Dst: ip("10.0.2.12"),
 		Proto: packet.IPProtoICMPv4, SrcPort: 9, TTL: 63})
 	if got := recv(t, vm2, "the routed ping"); !bytes.Equal(got, want) {
@@ -276,16 +292,9 @@ func TestTwoAgentsInMemory(t *testing.T) {
 	}
 	var p packet.Parsed
 	p.Decode(arp)
-	reply := make([]byte, 64)
-	n, err := packet.BuildARPReply(reply, &p, mac2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := vm2.Send(reply[:n]); err != nil {
-		t.Fatal(err)
-	}
-	if got := recv(t, vm1, "the unicast answer"); !bytes.Equal(got, reply[:n]) {
-		t.Fatalf("answer %x, want %x", got, reply[:n])
+	reply := answerARP(t, vm2, &p, mac2)
+	if got := recv(t, vm1, "the unicast answer"); !bytes.Equal(got, reply) {
+		t.Fatalf("answer %x, want %x", got, reply)
 	}
 	if s1, s2 := h1.dp.Stats(), h2.dp.Stats(); s1.VXLAN.TxPackets == 0 || s2.VXLAN.RxPackets == 0 || s2.VXLAN.TxPackets == 0 {
 		t.Fatalf("tunnel counters: hv1 tx %d, hv2 rx %d tx %d", s1.VXLAN.TxPackets, s2.VXLAN.RxPackets, s2.VXLAN.TxPackets)

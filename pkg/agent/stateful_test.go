@@ -20,15 +20,7 @@ func TestStatefulFlowsInstalled(t *testing.T) {
 	ra, rb := twoSubnets(t, db, a.id, &model.Router{Name: "r", OutboundFilterID: post.ID})
 	create(t, db, &model.Rule{ChainID: post.ID, Type: model.RuleSNAT, Condition: model.Condition{OutPortIDs: []string{rb.ID}},
 		Targets: []model.NATTarget{{AddrFrom: ip("10.0.2.1"), AddrTo: ip("10.0.2.1"), Ports: model.PortRange{Start: 1024, End: 65535}}}})
-	vm1, err := a.host.AddInterface("vm1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	vm2, err := a.host.AddInterface("vm2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "both VM ports attached", func() bool { return len(a.dp.Stats().Ports) == 2 })
+	vm1, vm2 := a.addVMs(t)
 
 	mac1, mac2 := packet.MAC{2, 0, 0, 0, 1, 1}, packet.MAC{2, 0, 0, 0, 2, 2}
 	udp := func(sport uint16) []byte {
@@ -44,14 +36,7 @@ func TestStatefulFlowsInstalled(t *testing.T) {
 	if p.L3 != packet.L3ARP || p.ARPOp != 1 {
 		t.Fatalf("not the router's ARP request: %+v", p)
 	}
-	reply := make([]byte, 64)
-	n, err := packet.BuildARPReply(reply, &p, mac2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := vm2.Send(reply[:n]); err != nil {
-		t.Fatal(err)
-	}
+	answerARP(t, vm2, &p, mac2)
 	recv(t, vm2, "the parked datagram")
 	before := a.dp.Stats()
 	// 63 and the first: one block of SNAT ports, which the agent leased

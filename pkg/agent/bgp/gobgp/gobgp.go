@@ -126,8 +126,12 @@ func (sp *speaker) peer(p bgp.PeerConfig) *api.Peer {
 		Conf: &api.PeerConf{NeighborAddress: p.Address.String(), PeerAsn: p.ASN},
 		Timers: &api.Timers{Config: &api.TimersConfig{
 			ConnectRetry: secs(p.ConnectRetry, 1), HoldTime: secs(p.HoldTime, 9), KeepaliveInterval: secs(p.KeepAlive, 3),
-			// A peer reset for a reason (BFD down, hold timer) may try
-			// again at once: the failover is over by then.
+			// A session we reset (ResetPeer: BFD down) may try again
+			// after a second: the failover is over by then. GoBGP v4.8
+			// applies this only after its own administrative reset;
+			// after any other end (the peer's notification, a TCP
+			// failure) it waits a fixed 5 s before connecting again,
+			// which a failback after an upstream's reset then takes.
 			IdleHoldTimeAfterReset: 1,
 		}},
 		Transport: &api.Transport{BindInterface: p.Interface, RemotePort: uint32(p.Port)},

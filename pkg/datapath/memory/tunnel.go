@@ -102,17 +102,12 @@ func (dp *Datapath) encap(a *flow.Action, b, hdr []byte) bool {
 
 // SendState implements datapath.Datapath.
 func (dp *Datapath) SendState(peer netip.Addr, payload []byte) error {
-	return dp.sendControl(peer, payload, packet.StateTunnelKey, "state")
+	return dp.sendReserved(peer, payload, packet.StateTunnelKey, "state", 0)
 }
 
 // SendProbe implements datapath.Datapath.
 func (dp *Datapath) SendProbe(peer netip.Addr, payload []byte) error {
-	return dp.sendControl(peer, payload, packet.ProbeTunnelKey, "probe")
-}
-
-// sendControl sends one of the agent's own packets under a reserved key.
-func (dp *Datapath) sendControl(peer netip.Addr, payload []byte, key uint32, what string) error {
-	return dp.sendReserved(peer, payload, key, what, 0)
+	return dp.sendReserved(peer, payload, packet.ProbeTunnelKey, "probe", 0)
 }
 
 // sendReserved sends a packet under a reserved key by the encapsulation

@@ -62,32 +62,14 @@ func (c *actCache) release(s *sharedActs, h uint64) {
 	}
 }
 
+// hash hashes the lists' actions as installed (flow.Action is
+// comparable); what compile derived from them follows from them.
 func (c *actCache) hash(acts []action) uint64 {
-	var h maphash.Hash
-	h.SetSeed(c.seed)
+	h := uint64(len(acts))
 	for i := range acts {
-		a := &acts[i].Action
-		var b [54]byte
-		b[0] = byte(a.Type)
-		copy(b[1:7], a.MAC[:])
-		b[7], b[8] = byte(a.VLAN), byte(a.VLAN>>8)
-		b[9], b[10], b[11] = a.Count, byte(a.Tunnel), a.DSCP
-		putU32(b[12:], uint32(a.Port))
-		putU32(b[16:], a.TunnelKey)
-		b[20], b[21] = byte(a.L4Port), byte(a.L4Port>>8)
-		u, ad := a.Underlay.As16(), a.Addr.As16()
-		copy(b[22:38], u[:])
-		copy(b[38:54], ad[:])
-		_, _ = h.Write(b[:])
-		_, _ = h.WriteString(a.PortID)
-		_, _ = h.WriteString(a.Interface)
-		_, _ = h.WriteString(a.HostID)
+		h = h*0x9e3779b97f4a7c15 ^ maphash.Comparable(c.seed, acts[i].Action)
 	}
-	return h.Sum64()
-}
-
-func putU32(b []byte, v uint32) {
-	b[0], b[1], b[2], b[3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
+	return h
 }
 
 // sameActs compares compiled lists field by field (action is not

@@ -41,7 +41,6 @@ func (r *runner) memRows(c string, beds []*testbed) {
 	}
 	row := newRow(c, fmt.Sprintf("agent RSS at %s flows", fmtCount(float64(n))), unitMB, vals, errs)
 	row.Nagare.Text, row.EBPF.Text = texts[SideNagare], texts[SideEBPF]
-	row.Ratio, row.RatioEBPF = 0, 0 // nothing of the kernel's to compare with
 	r.report.Rows = append(r.report.Rows, row)
 }
 

@@ -92,6 +92,9 @@ type PeerConfig struct {
 	// MaxPrefixes shuts the session down when the peer announces more
 	// (counted per address family); 0 is no limit.
 	MaxPrefixes uint32
+	// Password signs the session's segments (TCP MD5, RFC 2385); empty:
+	// unsigned.
+	Password string
 }
 
 // SessionState is a BGP session's FSM state (RFC 4271 §8).

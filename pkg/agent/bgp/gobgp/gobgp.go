@@ -134,7 +134,9 @@ func (sp *speaker) peer(p bgp.PeerConfig) *api.Peer {
 		return uint64((d + time.Second - 1) / time.Second)
 	}
 	ap := &api.Peer{
-		Conf: &api.PeerConf{NeighborAddress: p.Address.String(), PeerAsn: p.ASN},
+		// AuthPassword: GoBGP sets the key on its connection's socket
+		// (TCP_MD5SIG) before it connects.
+		Conf: &api.PeerConf{NeighborAddress: p.Address.String(), PeerAsn: p.ASN, AuthPassword: p.Password},
 		Timers: &api.Timers{Config: &api.TimersConfig{
 			ConnectRetry: secs(p.ConnectRetry, 1), HoldTime: secs(p.HoldTime, 9), KeepaliveInterval: secs(p.KeepAlive, 3),
 			// A session we reset (ResetPeer: BFD down) may try again

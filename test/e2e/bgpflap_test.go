@@ -106,13 +106,7 @@ func newOneUplink(t *testing.T, neighbor, peerArgs string) *oneUplink {
 	cli("router router0 set asn 64512")
 	cli("router router0 add bgp-network net 203.0.113.0/24")
 
-	r1 := env.NewNS(t, "r1")
-	harness.Veth(t, gw.NS, "eth1", r1, "eth0")
-	gw.NS.MustRun(t, "sysctl", "-q", "-w", "net.ipv6.conf.eth1.disable_ipv6=1")
-	gw.NS.MustRun(t, "ip", "link", "set", "eth1", "up")
-	r1.MustRun(t, "ip", "addr", "add", "192.168.41.1/24", "dev", "eth0")
-	r1.MustRun(t, "ip", "link", "set", "eth0", "up")
-	r1.MustRun(t, "ip", "addr", "add", serverAddr+"/32", "dev", "lo")
+	r1 := upstreamWire(t, env, gw, "192.168.41.1/24")
 	// FRR as an upstream would run it: it connects too (default timers).
 	frr := harness.StartFRR(t, r1, "", bfdProfile, "router bgp 65001\n bgp router-id 192.168.41.1\n bgp log-neighbor-changes\n"+
 		" no bgp ebgp-requires-policy\n no bgp network import-check\n timers bgp 1 3\n"+
@@ -127,6 +121,20 @@ func newOneUplink(t *testing.T, neighbor, peerArgs string) *oneUplink {
 	cli("host %s add binding interface %s port %s", hv1.Alias, vm.Tap, cli("bridge bridge0 add port"))
 	cli("host %s add binding interface eth1 port %s", gw.Alias, p)
 	return &oneUplink{env: env, gw: gw, r1: r1, frr: frr, vm: vm, peer: "router router0 bgp-peer " + peer}
+}
+
+// upstreamWire makes the upstream r1 on the wire of gw's eth1, at addr
+// on its eth0, with the "internet" address serverAddr on its lo.
+func upstreamWire(t *testing.T, env *harness.Env, gw *harness.Hypervisor, addr string) *harness.NS {
+	t.Helper()
+	r1 := env.NewNS(t, "r1")
+	harness.Veth(t, gw.NS, "eth1", r1, "eth0")
+	gw.NS.MustRun(t, "sysctl", "-q", "-w", "net.ipv6.conf.eth1.disable_ipv6=1")
+	gw.NS.MustRun(t, "ip", "link", "set", "eth1", "up")
+	r1.MustRun(t, "ip", "addr", "add", addr, "dev", "eth0")
+	r1.MustRun(t, "ip", "link", "set", "eth0", "up")
+	r1.MustRun(t, "ip", "addr", "add", serverAddr+"/32", "dev", "lo")
+	return r1
 }
 
 // established says whether both ends see the session established.

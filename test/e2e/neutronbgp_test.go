@@ -104,13 +104,7 @@ func TestNeutronBGP(t *testing.T) {
 		"host_id": gw.ID, "interface_name": "eth1"}, &up))
 
 	// r1: FRR on the uplink's wire, its "internet" address on lo.
-	r1 := env.NewNS(t, "r1")
-	harness.Veth(t, gw.NS, "eth1", r1, "eth0")
-	gw.NS.MustRun(t, "sysctl", "-q", "-w", "net.ipv6.conf.eth1.disable_ipv6=1")
-	gw.NS.MustRun(t, "ip", "link", "set", "eth1", "up")
-	r1.MustRun(t, "ip", "addr", "add", "192.168.21.1/24", "dev", "eth0")
-	r1.MustRun(t, "ip", "link", "set", "eth0", "up")
-	r1.MustRun(t, "ip", "addr", "add", serverAddr+"/32", "dev", "lo")
+	r1 := upstreamWire(t, env, gw, "192.168.21.1/24")
 	frr := harness.StartFRR(t, r1, "", bfdProfile, "router bgp 65001\n bgp router-id 192.168.21.1\n bgp log-neighbor-changes\n"+
 		" no bgp ebgp-requires-policy\n no bgp network import-check\n timers bgp 1 3\n"+
 		" neighbor 192.168.21.2 remote-as 64512\n neighbor 192.168.21.2 bfd profile fast\n neighbor 192.168.21.2 advertisement-interval 0\n"+

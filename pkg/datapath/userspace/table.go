@@ -339,26 +339,61 @@ func (t *table) stats(s *datapath.Stats) {
 	s.FlowsRemoved = t.removed.Load()
 }
 
-// Flows implements datapath.Datapath. It copies the list of flows under the
-// lock and calls fn without it.
+// Flows implements datapath.Datapath.
 func (dp *Datapath) Flows(fn func(info *datapath.FlowInfo)) {
-	dp.mu.Lock()
-	all := make([]*flowEntry, 0, dp.table.count)
-	for f := dp.table.head; f != nil; f = f.next {
-		all = append(all, f)
-	}
-	dp.mu.Unlock()
-	var info datapath.FlowInfo
-	for _, f := range all {
-		acts := make([]flow.Action, len(f.acts))
-		for i := range f.acts {
-			acts[i] = f.acts[i].Action
+	dp.FlowsUntil(func(info *datapath.FlowInfo) bool { fn(info); return true })
+}
+
+// flowsChunk is how many flows FlowsUntil takes from the list per hold of
+// the lock.
+const flowsChunk = 256
+
+// FlowsUntil implements datapath.FlowLister. It takes the flows from the
+// list a chunk at a time under the lock and calls fn without it, so that
+// a sample of a large table (the status page's) costs the sample, not a
+// copy of every flow. A removed flow keeps its next pointer, so the walk
+// resumes from the chunk's last flow even if it was removed meanwhile.
+func (dp *Datapath) FlowsUntil(fn func(info *datapath.FlowInfo) bool) {
+	var (
+		chunk [flowsChunk]*flowEntry
+		info  datapath.FlowInfo
+		last  *flowEntry
+	)
+	for {
+		n := 0
+		dp.mu.Lock()
+		f := dp.table.head
+		if last != nil {
+			f = last.next
 		}
-		info = datapath.FlowInfo{
-			Key: f.key, InPortID: f.in.cfg.PortID, Actions: acts, Tags: f.tags,
-			Class: f.class, MTU: f.mtu, State: f.state, Packets: f.packets.Load(), Bytes: f.bytes.Load(),
-			Installed: dp.wallTime(f.installed), LastUsed: dp.wallTime(f.lastUsed.Load()),
+		for ; f != nil && n < flowsChunk; f = f.next {
+			if !f.dead {
+				chunk[n] = f
+				n++
+			}
 		}
-		fn(&info)
+		dp.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		last = chunk[n-1]
+		for _, f := range chunk[:n] {
+			acts := make([]flow.Action, len(f.acts))
+			for i := range f.acts {
+				acts[i] = f.acts[i].Action
+			}
+			info = datapath.FlowInfo{
+				Key: f.key, InPortID: f.in.cfg.PortID, Actions: acts, Tags: f.tags,
+				Class: f.class, MTU: f.mtu, State: f.state, Packets: f.packets.Load(), Bytes: f.bytes.Load(),
+				Installed: dp.wallTime(f.installed), LastUsed: dp.wallTime(f.lastUsed.Load()),
+			}
+			if !fn(&info) {
+				return
+			}
+		}
+		clear(chunk[:n])
+		if f == nil {
+			return
+		}
 	}
 }

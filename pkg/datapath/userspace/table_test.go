@@ -3,11 +3,14 @@
 package userspace
 
 import (
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/nagare/nagare/pkg/datapath"
 	"github.com/nagare/nagare/pkg/datapath/dptest"
 	"github.com/nagare/nagare/pkg/flow"
+	"github.com/nagare/nagare/pkg/flowstate"
 )
 
 // FlowsUntil walks the table a chunk at a time: it stops when asked, sees
@@ -62,5 +65,38 @@ func TestFlowsUntil(t *testing.T) {
 	}
 	if got := dp.table.count; got != total-2 {
 		t.Fatalf("table holds %d flows, want %d", got, total-2)
+	}
+}
+
+// LiveState lists the state keys of the stateful flows used since a time,
+// and nothing else, without allocating.
+func TestLiveState(t *testing.T) {
+	hb := newHitBench(t, 64) // one stateless flow
+	dp := hb.dp
+	k := dptest.Key(hb.frame, 1)
+	k.SrcPort = 7
+	state := []flowstate.Key{{Proto: 17, SrcPort: 7, DstPort: 2000}}
+	acts := []flow.Action{{Type: flow.ActOutput, Port: 2, PortID: "out"}}
+	if err := dp.Install(&datapath.FlowSpec{Key: k, Actions: acts, Tags: []uint64{9}, State: state}); err != nil {
+		t.Fatal(err)
+	}
+	before := time.Now().Add(-time.Minute)
+	var got [][]flowstate.Key
+	dp.LiveState(before, func(s []flowstate.Key) { got = append(got, slices.Clone(s)) })
+	if len(got) != 1 || !slices.Equal(got[0], state) {
+		t.Fatalf("LiveState listed %v, want the one stateful flow's %v", got, state)
+	}
+	got = nil
+	dp.LiveState(time.Now().Add(time.Minute), func(s []flowstate.Key) { got = append(got, s) })
+	if len(got) != 0 {
+		t.Fatalf("LiveState listed %v for flows unused since a later time", got)
+	}
+	n := 0
+	if allocs := testing.AllocsPerRun(100, func() { dp.LiveState(before, func([]flowstate.Key) { n++ }) }); allocs != 0 {
+		t.Fatalf("LiveState allocates %.1f times per walk", allocs)
+	}
+	dp.Invalidate(9)
+	if dp.table.stateful.Load() != 0 {
+		t.Fatalf("%d stateful flows counted after removing the only one", dp.table.stateful.Load())
 	}
 }

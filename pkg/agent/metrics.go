@@ -88,16 +88,23 @@ func (c *countedFlows) InstallAt(gen, skip uint64, spec *datapath.FlowSpec) (boo
 	return true, c.Datapath.Install(spec)
 }
 
-// serveMetrics serves the Prometheus endpoint until ctx is done.
-func serveMetrics(ctx context.Context, addr string, g prometheus.Gatherer) error {
+// serveMetrics serves the Prometheus endpoint until ctx is done, and with
+// withPprof Go's profiles under /debug/pprof/ (off by default: a heap
+// profile shows what the agent holds).
+func serveMetrics(ctx context.Context, addr string, g prometheus.Gatherer, withPprof bool) error {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
-	mux.Handle("/", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.Handle("/", promhttp.HandlerFor(g, promhttp.HandlerOpts{})) // any path, as before
+	if withPprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	stopped := make(chan struct{})
 	go func() { // owned: serveMetrics waits for it

@@ -300,6 +300,7 @@ func TestBGPSession(t *testing.T) {
 		{"router router0 bgp-peer peer1 set bfd-interval 50", ""},
 		{"router router0 bgp-peer peer1 show bfd-interval", "50"},
 		{"router router0 bgp-peer peer1 set password k3y-md5", ""},
+		{"router router0 bgp-peer peer1 clear password", ""},
 		{"router router0 bgp-peer peer1 delete", ""},
 		{"router router0 list bgp-peer", "~bgp-peer peer0 .*"},
 		{"show router router0 asn", "64512"},

@@ -9,11 +9,10 @@
 // again. Sessions are bound to the speaker's interface (SO_BINDTODEVICE),
 // so they leave by the uplink whatever the host's routes say.
 //
-// The speaker only connects: it does not listen (GoBGP's ListenPort -1,
-// as other agents embedding GoBGP run it), and a peer's own attempts are
-// refused. Both ends connecting at once is common on an uplink: when its
-// link comes back, the peer connects at once and the speaker's pending
-// attempt leaves as soon as the neighbour is resolved again. GoBGP v4.8
+// The speaker only connects: it does not listen (GoBGP's ListenPort -1),
+// and a peer's own attempts are refused. Both ends connect when an
+// uplink comes back (the peer as soon as its interface is up, the speaker
+// at its next attempt), now and then at the same time. GoBGP v4.8
 // resolves such a collision only if its outgoing connection already has
 // the peer's OPEN when the accepted one gets it; otherwise it goes on with
 // the accepted connection and leaves the outgoing one, OPEN exchanged,

@@ -33,7 +33,9 @@ const (
 	diffHost = "d4000000-0000-4000-8000-000000000000"
 )
 
-func diffID(kind byte, i int) string { return fmt.Sprintf("d%c%06x-0000-4000-8000-000000000000", kind, i) }
+func diffID(kind byte, i int) string {
+	return fmt.Sprintf("d%c%06x-0000-4000-8000-000000000000", kind, i)
+}
 
 func newSecWorld(seed uint64) *secWorld {
 	r := rand.New(rand.NewPCG(seed, 26))

@@ -36,6 +36,9 @@ type Service struct {
 	// for the quota check of creates (see checkQuota).
 	quotas   sync.Map
 	quotaGen atomic.Int64 // changes of limits through this server
+	// translatePort is TranslatePort; the migration tests make it the
+	// old translation to write what an older server wrote.
+	translatePort func(PortInput) []model.Object
 }
 
 // New returns the service over a store.
@@ -46,7 +49,7 @@ func New(store *nsdb.Store, opts Options) *Service {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
-	return &Service{store: store, log: opts.Log, mtu: opts.GlobalMTU, now: time.Now}
+	return &Service{store: store, log: opts.Log, mtu: opts.GlobalMTU, now: time.Now, translatePort: TranslatePort}
 }
 
 // Store is the service's NSDB.

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -83,6 +84,7 @@ func udpAcrossGap(t *testing.T, client, server *harness.VM, victim *harness.Hype
 	// 10 Mbit/s of 1000-byte datagrams (1,250/s) for 12 s: the gap is in
 	// the middle, with established flows on both sides of it.
 	before := udpMIB(t, server)
+	dpBefore := datapathCounters(t, client.Host, server.Host)
 	run := client.Background(t, "iperf3", "-u", "-c", server.Addr, "-b", "10M", "-l", "1000", "-t", "12", "-J", "--get-server-output")
 	time.Sleep(3 * time.Second)
 	victim.KillAgent()
@@ -125,8 +127,71 @@ func udpAcrossGap(t *testing.T, client, server *harness.VM, victim *harness.Hype
 	if delivered != uint64(sent) {
 		t.Errorf("%d datagrams sent, %d delivered: %d lost in the datapath while %s's agent was down or restarting; iperf3's server:\n%s",
 			sent, delivered, int64(sent)-int64(delivered), victim.Name, res.Server)
+		// Where the datagrams went: the datapaths' counters (the kernel's
+		// survive the restart in the pinned maps, the agent side's start
+		// again at 0), besides the agents' logs the harness prints.
+		backlog := "unknown"
+		if n, err := harness.BacklogDrops(); err == nil {
+			backlog = strconv.FormatUint(n-dpBefore.backlog, 10)
+		}
+		t.Logf("the kernel's input backlog dropped %s packets meanwhile, anyone's", backlog)
+		for _, h := range dpBefore.hosts {
+			t.Logf("%s's counters (before the stream → now):\n%s", h.Name, dpBefore.diff(t, h))
+		}
 	}
 	mustPing(t, client, server.Addr, 3) // and new traffic after the restart
+}
+
+// dpCounters are the datapath metrics of the hosts a stream crosses, as
+// they were before the gap.
+type dpCounters struct {
+	hosts   []*harness.Hypervisor
+	before  map[*harness.Hypervisor]harness.Metrics
+	backlog uint64 // the kernel's input backlog drops (harness.BacklogDrops)
+}
+
+// datapathCounters reads the datapath metrics of hosts (each once).
+func datapathCounters(t *testing.T, hosts ...*harness.Hypervisor) dpCounters {
+	t.Helper()
+	c := dpCounters{before: map[*harness.Hypervisor]harness.Metrics{}}
+	var err error
+	if c.backlog, err = harness.BacklogDrops(); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hosts {
+		if _, seen := c.before[h]; seen {
+			continue
+		}
+		m, err := h.Metrics()
+		if err != nil {
+			t.Fatalf("metrics of %s: %v", h.Name, err)
+		}
+		c.hosts, c.before[h] = append(c.hosts, h), m
+	}
+	return c
+}
+
+// diff lists h's datapath and agent series (drops by reason, misses,
+// simulation drops, installs) that changed since c was read, or why they
+// could not be read now.
+func (c dpCounters) diff(t *testing.T, h *harness.Hypervisor) string {
+	t.Helper()
+	now, err := h.Metrics()
+	if err != nil {
+		return fmt.Sprintf("metrics of %s: %v", h.Name, err)
+	}
+	before := c.before[h]
+	var lines []string
+	for k, v := range now {
+		if !strings.HasPrefix(k, "nagare_datapath_") && !strings.HasPrefix(k, "nagare_agent_") {
+			continue
+		}
+		if b := before[k]; b != v {
+			lines = append(lines, fmt.Sprintf("%s %v → %v", k, b, v))
+		}
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
 }
 
 // udpCounters are a namespace's UDP MIB counters (/proc/net/snmp).

@@ -313,9 +313,6 @@ func TestRestartKeepsPortIndexes(t *testing.T) {
 		}
 		break
 	}
-	if s := dp2.Stats(); s.Drops[datapath.DropPortGone] != 0 {
-		t.Errorf("drops %v: misses of ports not attached again yet", s.Drops)
-	}
 }
 
 // lastLine is ping's summary line.

@@ -83,7 +83,7 @@ func udpAcrossGap(t *testing.T, client, server *harness.VM, victim *harness.Hype
 	}
 	// 10 Mbit/s of 1000-byte datagrams (1,250/s) for 12 s: the gap is in
 	// the middle, with established flows on both sides of it.
-	before := udpMIB(t, server)
+	before, clientBefore := readSNMP(t, server), readSNMP(t, client)
 	dpBefore := datapathCounters(t, client.Host, server.Host)
 	run := client.Background(t, "iperf3", "-u", "-c", server.Addr, "-b", "10M", "-l", "1000", "-t", "12", "-J", "--get-server-output")
 	time.Sleep(3 * time.Second)
@@ -95,7 +95,7 @@ func udpAcrossGap(t *testing.T, client, server *harness.VM, victim *harness.Hype
 	if err := run.Wait(30 * time.Second); err != nil {
 		t.Fatalf("iperf3: %v\n%s", err, run.Output())
 	}
-	after := udpMIB(t, server)
+	after := readSNMP(t, server)
 	var res struct {
 		End struct {
 			Sent struct {
@@ -121,9 +121,10 @@ func udpAcrossGap(t *testing.T, client, server *harness.VM, victim *harness.Hype
 	// which iperf3 counts as lost too, but which is not the datapath's).
 	// iperf3 counts neither in what it sent nor in what it lost the
 	// datagram with which the client opens the UDP stream.
-	delivered := after.in - before.in + after.errs - before.errs - 1
+	errs := after["Udp:InErrors"] - before["Udp:InErrors"]
+	delivered := after["Udp:InDatagrams"] - before["Udp:InDatagrams"] + errs - 1
 	t.Logf("iperf3 UDP %s → %s across %s's agent gap: %d datagrams sent, %d reached %s's UDP layer (%d of them over its socket buffer); iperf3 counts %d lost",
-		client.Name, server.Name, victim.Name, sent, delivered, server.Name, after.errs-before.errs, res.End.Received.LostPackets)
+		client.Name, server.Name, victim.Name, sent, delivered, server.Name, errs, res.End.Received.LostPackets)
 	if delivered != uint64(sent) {
 		t.Errorf("%d datagrams sent, %d delivered: %d lost in the datapath while %s's agent was down or restarting; iperf3's server:\n%s",
 			sent, delivered, int64(sent)-int64(delivered), victim.Name, res.Server)
@@ -135,6 +136,11 @@ func udpAcrossGap(t *testing.T, client, server *harness.VM, victim *harness.Hype
 			backlog = strconv.FormatUint(n-dpBefore.backlog, 10)
 		}
 		t.Logf("the kernel's input backlog dropped %s packets meanwhile, anyone's", backlog)
+		// Udp:NoPorts: a datagram that came after iperf3's server
+		// closed its socket (at the client's end of test, which may
+		// overtake the last datagram on another path).
+		t.Logf("%s's IP, ICMP and UDP counters: %s", server.Name, readSNMP(t, server).diff(before))
+		t.Logf("%s's: %s", client.Name, readSNMP(t, client).diff(clientBefore))
 		for _, h := range dpBefore.hosts {
 			t.Logf("%s's counters (before the stream → now):\n%s", h.Name, dpBefore.diff(t, h))
 		}
@@ -194,48 +200,56 @@ func (c dpCounters) diff(t *testing.T, h *harness.Hypervisor) string {
 	return strings.Join(lines, "\n")
 }
 
-// udpCounters are a namespace's UDP MIB counters (/proc/net/snmp).
-type udpCounters struct{ in, errs uint64 }
+// snmp is a namespace's IP, ICMP and UDP counters (/proc/net/snmp), as
+// "Udp:InDatagrams".
+type snmp map[string]uint64
 
-// udpMIB reads the UDP counters of vm's namespace.
-func udpMIB(t *testing.T, vm *harness.VM) udpCounters {
+// readSNMP reads vm's namespace's counters.
+func readSNMP(t *testing.T, vm *harness.VM) snmp {
 	t.Helper()
 	out, err := vm.NS.Command(context.Background(), "cat", "/proc/net/snmp").Output()
 	if err != nil {
-		t.Fatalf("read %s's UDP counters: %v", vm.Name, err)
+		t.Fatalf("read %s's counters: %v", vm.Name, err)
 	}
+	c := snmp{}
 	var names []string
 	for _, line := range strings.Split(string(out), "\n") {
 		f := strings.Fields(line)
-		if len(f) < 2 || f[0] != "Udp:" {
+		if len(f) < 2 {
 			continue
 		}
-		if names == nil {
-			names = f[1:]
+		if names == nil || names[0] != f[0] {
+			names = f // a header line: the next one has the values
 			continue
 		}
-		var c udpCounters
-		found := 0
-		for i, n := range names {
+		for i, n := range names[1:] {
 			if i+1 >= len(f) {
 				break
 			}
-			v, err := strconv.ParseUint(f[i+1], 10, 64)
+			v, err := strconv.ParseInt(f[i+1], 10, 64) // signed: Tcp: MaxConn is -1
 			if err != nil {
-				t.Fatalf("%s's UDP counter %s: %v", vm.Name, n, err)
+				t.Fatalf("%s's counter %s%s: %v", vm.Name, names[0], n, err)
 			}
-			switch n {
-			case "InDatagrams":
-				c.in, found = v, found+1
-			case "InErrors":
-				c.errs, found = v, found+1
-			}
+			c[names[0]+n] = uint64(v)
 		}
-		if found != 2 {
-			t.Fatalf("%s's UDP counters lack InDatagrams or InErrors: %q", vm.Name, line)
-		}
-		return c
+		names = nil
 	}
-	t.Fatalf("no UDP counters in %s's /proc/net/snmp:\n%s", vm.Name, out)
-	return udpCounters{}
+	for _, k := range []string{"Udp:InDatagrams", "Udp:InErrors"} {
+		if _, ok := c[k]; !ok {
+			t.Fatalf("no %s in %s's /proc/net/snmp:\n%s", k, vm.Name, out)
+		}
+	}
+	return c
+}
+
+// diff lists the counters that changed since before.
+func (c snmp) diff(before snmp) string {
+	var lines []string
+	for k, v := range c {
+		if b := before[k]; b != v {
+			lines = append(lines, fmt.Sprintf("%s +%d", k, int64(v-b)))
+		}
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, " ")
 }

@@ -35,6 +35,7 @@ func main() {
 	flag.UintVar(&vxlanPort, "vxlan-port", 4789, "UDP port of VXLAN tunnels")
 	flag.IntVar(&cfg.UnderlayMTU, "underlay-mtu", 1500, "MTU of the underlay network")
 	flag.StringVar(&cfg.MetricsListen, "metrics-listen", "", "address of the Prometheus endpoint, e.g. 127.0.0.1:7300 (empty: off)")
+	flag.BoolVar(&cfg.Pprof, "pprof", false, "also serve Go's profiles under /debug/pprof/ on --metrics-listen (heap, CPU), for diagnosis")
 	flag.StringVar(&cfg.Netns, "netns", "", "run the datapath in this network namespace (a path like /run/netns/hv1); for tests and demos")
 	flag.StringVar(&physMappings, "physical-interface-mappings", "",
 		"physical networks this host reaches, PHYSNET:INTERFACE[,...] (e.g. physnet1:eth1); uplinks of flat and VLAN networks on them may be bound here")

@@ -149,7 +149,7 @@ log of every window on stderr.
 	fs.DurationVar(&cfg.Quiet.MaxWait, "quiet-max", cfg.Quiet.MaxWait, "longest wait for quiet")
 	fs.Float64Var(&cfg.Quiet.ForeignPct, "noise-pct", cfg.Quiet.ForeignPct, "a window where other processes used more than this % of the CPUs is repeated")
 	fs.IntVar(&cfg.Quiet.MaxTries, "max-tries", cfg.Quiet.MaxTries, "windows per repetition before a noisy one is kept")
-	fs.StringVar(&cfg.Profile, "profile", "", "directory: perf-record the first split-mode pps window of each case and write a summary")
+	fs.StringVar(&cfg.Profile, "profile", "", "directory: perf-record the first split-mode pps window of each case and write a summary, and save the agents' heap profiles at --mem-flows")
 	jsonOut := fs.String("json", "", "also write the table and every window to this file")
 	_ = fs.Parse(args)
 	if fs.NArg() > 0 {

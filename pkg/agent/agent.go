@@ -71,6 +71,7 @@ type Config struct {
 	VXLANPort     uint16        // UDP port of VXLAN on every host (default 4789)
 	UnderlayMTU   int           // MTU of the underlay (default 1500)
 	MetricsListen string        // Prometheus endpoint, host:port; empty disables
+	Pprof         bool          // also serve Go's profiles (/debug/pprof/) on MetricsListen
 	LeaseTTL      time.Duration // liveness lease; the host shows alive=false this long after the agent dies
 	Netns         string        // network namespace of the datapath (path); empty: the agent's own
 	Log           *slog.Logger
@@ -261,7 +262,7 @@ func RunWith(ctx context.Context, cfg Config, opts Options) error {
 	run("gateway liveness", a.gateways.Run)
 	run("BGP", a.bgp.Run)
 	if cfg.MetricsListen != "" {
-		run("metrics", func(ctx context.Context) error { return serveMetrics(ctx, cfg.MetricsListen, gatherer) })
+		run("metrics", func(ctx context.Context) error { return serveMetrics(ctx, cfg.MetricsListen, gatherer, cfg.Pprof) })
 	}
 	err = g.Wait()
 	// A clean shutdown saves the latest flow state.

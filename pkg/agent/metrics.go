@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/nagare/nagare/pkg/agent/slowpath"
 	"github.com/nagare/nagare/pkg/datapath"
+	"github.com/nagare/nagare/pkg/flowstate"
 )
 
 // countedFlows is the datapath as the feature packages see it: every
@@ -65,6 +67,12 @@ func (c *countedFlows) Flush() int {
 	return n
 }
 
+// LiveState implements datapath.StateLister: the flow-state sweep goes
+// through this wrapper, which would hide the datapath's own.
+func (c *countedFlows) LiveState(since time.Time, fn func(state []flowstate.Key)) {
+	datapath.LiveState(c.Datapath, since, fn)
+}
+
 // Generation implements slowpath.Generational.
 func (c *countedFlows) Generation() uint64 { return c.gen.Load() }
 
@@ -80,13 +88,24 @@ func (c *countedFlows) InstallAt(gen, skip uint64, spec *datapath.FlowSpec) (boo
 	return true, c.Datapath.Install(spec)
 }
 
-// serveMetrics serves the Prometheus endpoint until ctx is done.
-func serveMetrics(ctx context.Context, addr string, g prometheus.Gatherer) error {
+// serveMetrics serves the Prometheus endpoint until ctx is done, and with
+// withPprof Go's profiles under /debug/pprof/ (off by default: a heap
+// profile shows what the agent holds).
+func serveMetrics(ctx context.Context, addr string, g prometheus.Gatherer, withPprof bool) error {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: promhttp.HandlerFor(g, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+	mux := http.NewServeMux()
+	mux.Handle("/", promhttp.HandlerFor(g, promhttp.HandlerOpts{})) // any path, as before
+	if withPprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	stopped := make(chan struct{})
 	go func() { // owned: serveMetrics waits for it
 		defer close(stopped)

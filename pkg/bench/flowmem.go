@@ -2,6 +2,11 @@ package bench
 
 import (
 	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -83,6 +88,14 @@ func (r *runner) memWindow(tb *testbed, n int) (string, float64, error) {
 	if err != nil {
 		return "", 0, err
 	}
+	if r.cfg.Profile != "" {
+		for _, a := range tb.agents {
+			path := filepath.Join(r.cfg.Profile, fmt.Sprintf("%s-%s-heap-%s.pprof", tb.side, tb.kase, a.name))
+			if err := a.saveHeapProfile(path); err != nil {
+				r.logf("%s: heap profile: %v", a.name, err)
+			}
+		}
+	}
 	gen.stop()
 	// The next windows start once these flows have expired (idle
 	// timeout 10 s): they measure flow setup into an empty table.
@@ -130,4 +143,26 @@ func (tb *testbed) waitFlowsBelow(r *runner, n float64, d time.Duration) error {
 			return err
 		}
 	}
+}
+
+// saveHeapProfile writes the agent's heap profile (its --pprof endpoint)
+// to path: what holds the memory the row reports.
+func (a *agentProc) saveHeapProfile(path string) error {
+	resp, err := http.Get(strings.TrimSuffix(a.metrics, "/metrics") + "/debug/pprof/heap")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET heap profile: %s", resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

@@ -127,7 +127,7 @@ func (c *cluster) startAgent(ctx context.Context, l *lab, name, ns, tunnelIP str
 	a := &agentProc{name: name, metrics: fmt.Sprintf("http://127.0.0.1:%d/metrics", ports[0])}
 	args := append([]string{"--host-name", name, "--etcd-endpoints", strings.Join(c.srv.EtcdEndpoints(), ","),
 		"--tunnel-ip", tunnelIP, "--netns", "/run/netns/" + ns,
-		"--metrics-listen", fmt.Sprintf("127.0.0.1:%d", ports[0]), "--log-level", agentLogLevel()}, extra...)
+		"--metrics-listen", fmt.Sprintf("127.0.0.1:%d", ports[0]), "--pprof", "--log-level", agentLogLevel()}, extra...)
 	a.proc, err = l.start("nagare-agent "+name, "", "", nil, append([]string{c.agentBin}, args...)...)
 	if err != nil {
 		return nil, err

@@ -145,6 +145,31 @@ type FlowLister interface {
 	FlowsUntil(fn func(info *FlowInfo) (more bool))
 }
 
+// StateLister is implemented by a datapath that can list its stateful
+// flows' state keys without building a FlowInfo (and its actions) for
+// every flow: the flow-state sweep reads only those, every few seconds,
+// from tables of 100,000 flows.
+type StateLister interface {
+	// LiveState calls fn with the state keys of each flow that has some
+	// and was used since since. The keys are valid only during the call.
+	LiveState(since time.Time, fn func(state []flowstate.Key))
+}
+
+// LiveState calls fn with the state keys of dp's stateful flows used
+// since since, through StateLister where dp implements it. dp needs only
+// Flows, so that users holding a narrower view of a datapath can call it.
+func LiveState(dp interface{ Flows(func(*FlowInfo)) }, since time.Time, fn func(state []flowstate.Key)) {
+	if l, ok := dp.(StateLister); ok {
+		l.LiveState(since, fn)
+		return
+	}
+	dp.Flows(func(f *FlowInfo) {
+		if len(f.State) > 0 && !f.LastUsed.Before(since) {
+			fn(f.State)
+		}
+	})
+}
+
 // SomeFlows calls fn for at most n of dp's flows, stopping the walk early
 // where dp can (FlowLister).
 func SomeFlows(dp Datapath, n int, fn func(info *FlowInfo)) {

@@ -291,6 +291,36 @@ func (e *lbEnv) waitStatus(t *testing.T, name, status string, timeout time.Durat
 	return time.Since(start)
 }
 
+// healthChanges counts the member health changes to status that h's
+// agent has applied to its topology (its mirror logs each: `pool member
+// health changed members=map[<id>:<status>]`).
+func healthChanges(h *harness.Hypervisor, status string) int {
+	n := 0
+	for _, line := range strings.Split(h.AgentLog(), "\n") {
+		if strings.Contains(line, `msg="pool member health changed" members=map[`) && (strings.Contains(line, ":"+status+"]") || strings.Contains(line, ":"+status+" ")) {
+			n++
+		}
+	}
+	return n
+}
+
+// waitHealthChange waits until h's agent has applied a member health
+// change to status beyond the seen it had applied before.
+func waitHealthChange(t *testing.T, h *harness.Hypervisor, status string, seen int) {
+	t.Helper()
+	start := time.Now()
+	err := harness.Eventually(20*time.Second, func() error {
+		if n := healthChanges(h, status); n <= seen {
+			return fmt.Errorf("%s's agent has applied %d member changes to %s, as before", h.Name, n, status)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("%v:\n%s", err, lastLines(h.AgentLog(), 20))
+	}
+	t.Logf("%s's agent applied the change to %s %s after the API showed it", h.Name, status, time.Since(start).Round(time.Millisecond))
+}
+
 // checkWeights tells whether the counts of n requests follow the weights:
 // each backend within 4.5 standard deviations of its binomial share.
 func (e *lbEnv) checkWeights(t *testing.T, got map[string]int, n int, only ...string) {
@@ -496,13 +526,17 @@ func testLBTraffic(t *testing.T, e *lbEnv) {
 		}
 
 		dead := e.backends[2] // b3, weight 3: the largest share
+		clientHost := c.vm.Host
+		seen := healthChanges(clientHost, "down")
 		dead.stop()
 		d := e.waitStatus(t, dead.name, "down", 20*time.Second)
 		t.Logf("b3 down %s after its server stopped", d.Round(10*time.Millisecond))
 		kaCheck("b3 down")
-		// The agents rebuild on the status change; after that no request
-		// may fail.
-		time.Sleep(hmDelay)
+		// The client's host simulates its connections: once its agent has
+		// applied the status change (its flows through the pool are gone
+		// with it), no request may fail. Not a fixed delay: on a loaded
+		// machine the agent may take longer than one.
+		waitHealthChange(t, clientHost, "down", seen)
 		const n = 60
 		got, errs := c.counts(lbHTTP, n)
 		if len(errs) > 0 {
@@ -514,9 +548,10 @@ func testLBTraffic(t *testing.T, e *lbEnv) {
 		e.checkWeights(t, got, n-len(errs), "b1", "b2")
 		kaCheck("after requests with b3 down")
 
+		seen = healthChanges(clientHost, "up")
 		dead.start(t)
 		e.waitStatus(t, dead.name, "up", 20*time.Second)
-		time.Sleep(hmDelay)
+		waitHealthChange(t, clientHost, "up", seen)
 		got, errs = c.counts(lbHTTP, n)
 		if len(errs) > 0 {
 			t.Errorf("%d of %d requests failed after b3 came back; first: %v", len(errs), n, errs[0])

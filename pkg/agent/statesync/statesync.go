@@ -283,12 +283,9 @@ func (s *Sync) touchPeriod() time.Duration {
 // touchLiveFlows refreshes the state keys of the flows used since since.
 func (s *Sync) touchLiveFlows(since, now time.Time) {
 	ns := now.UnixNano()
-	s.cfg.Datapath.Flows(func(f *datapath.FlowInfo) {
-		if len(f.State) == 0 || f.LastUsed.Before(since) {
-			return
-		}
-		for i := range f.State {
-			if s.table.Touch(&f.State[i], ns) {
+	datapath.LiveState(s.cfg.Datapath, since, func(state []flowstate.Key) {
+		for i := range state {
+			if s.table.Touch(&state[i], ns) {
 				s.count.touched.Add(1)
 			}
 		}

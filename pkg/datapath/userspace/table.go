@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync/atomic"
+	"time"
 
 	"github.com/nagare/nagare/pkg/datapath"
 	"github.com/nagare/nagare/pkg/flow"
@@ -18,13 +19,12 @@ import (
 type flowEntry struct {
 	key  flow.Key
 	in   *port
-	acts []action // shared.acts
-	// shared is the flow's reference to its compiled actions, which
-	// flows doing the same share (actCache); actsHash finds it there.
-	shared   *sharedActs
-	actsHash uint64
-	tags     []uint64
-	state    []flowstate.Key // not read by the hit path: for Flows
+	acts []action // group.acts
+	// group holds the actions and tags the flow shares with the flows
+	// doing the same (groups.go); slot is the flow's index in it.
+	group *flowGroup
+	slot  int32
+	state []flowstate.Key // not read by the hit path: for Flows
 	// stateful: the flow's decision read flow state, so segments that
 	// close a TCP connection are shown to the simulation (closing).
 	stateful bool
@@ -49,28 +49,28 @@ type flowEntry struct {
 //
 // Flows sit on one list in install order, which gives eviction its
 // candidates (the oldest) and the expiry sweep its walk. The tag index maps
-// a tag to the flows carrying it; removal other than by that tag leaves the
-// flow in the tag's slice, marked dead, and dead entries are compacted away
-// when a slice must grow or when they outnumber the live ones. That keeps
-// Install to one append per tag and removal O(1), where a map of sets would
-// cost an allocation per tag per flow.
+// a tag to the flow groups carrying it (groups.go); a group that loses its
+// last flow stays in its tags' slices, marked dead, and dead entries are
+// compacted away when a slice must grow or when they outnumber the live
+// ones. That keeps Install to one append (to its group) and removal O(1).
 type table struct {
 	dp         *Datapath
 	head, tail *flowEntry
 	count      int
-	byTag      map[uint64][]*flowEntry
+	byTag      map[uint64][]*flowGroup
 	tagRefs    int // entries in byTag, dead included
-	liveRefs   int // entries belonging to live flows
-	acts       actCache
+	liveRefs   int // entries belonging to live groups
+	groups     groupCache
 
 	installed, expired, evicted, invalidated, removed atomic.Uint64
+	stateful                                          atomic.Int64 // live flows with state keys
 	countPub                                          atomic.Int64 // count, for Stats without the lock
 }
 
 func (t *table) init(dp *Datapath) {
 	t.dp = dp
-	t.byTag = map[uint64][]*flowEntry{}
-	t.acts.init()
+	t.byTag = map[uint64][]*flowGroup{}
+	t.groups.init()
 }
 
 // evictCandidates is how many of the oldest flows eviction compares; the
@@ -101,7 +101,6 @@ func (dp *Datapath) Install(spec *datapath.FlowSpec) error {
 	}
 	f := &flowEntry{key: spec.Key, in: in, class: spec.Class, mtu: spec.MTU}
 	f.encap, f.rewrites = flowNeeds(acts)
-	f.tags = append([]uint64(nil), spec.Tags...)
 	if len(spec.State) > 0 {
 		f.state = append([]flowstate.Key(nil), spec.State...)
 		f.stateful = true
@@ -129,8 +128,14 @@ func (dp *Datapath) Install(spec *datapath.FlowSpec) error {
 	} else if t.count >= dp.flows.MaxFlows {
 		t.evictOne()
 	}
-	f.shared, f.actsHash = t.acts.acquire(acts)
-	f.acts = f.shared.acts
+	g, isNew := t.groups.join(f, acts, spec.Tags)
+	f.acts = g.acts
+	if isNew {
+		for _, tag := range g.tags {
+			t.addTagRef(tag, g)
+		}
+		t.liveRefs += len(g.tags)
+	}
 	f.installed = dp.now()
 	f.lastUsed.Store(f.installed)
 	in.flowMu.Lock()
@@ -146,38 +151,38 @@ func (dp *Datapath) Install(spec *datapath.FlowSpec) error {
 	t.count++
 	t.countPub.Store(int64(t.count))
 	t.installed.Add(1)
-	for _, tag := range f.tags {
-		t.addTagRef(tag, f)
+	if f.stateful {
+		t.stateful.Add(1)
 	}
-	t.liveRefs += len(f.tags)
 	return nil
 }
 
-func (t *table) addTagRef(tag uint64, f *flowEntry) {
+func (t *table) addTagRef(tag uint64, g *flowGroup) {
 	s := t.byTag[tag]
 	if len(s) == cap(s) && len(s) >= 8 {
 		n := len(s)
-		s = compactFlows(s)
+		s = compactGroups(s)
 		t.tagRefs -= n - len(s)
 	}
-	t.byTag[tag] = append(s, f)
+	t.byTag[tag] = append(s, g)
 	t.tagRefs++
 }
 
-// compactFlows drops dead flows from s in place.
-func compactFlows(s []*flowEntry) []*flowEntry {
+// compactGroups drops dead groups from s in place.
+func compactGroups(s []*flowGroup) []*flowGroup {
 	live := s[:0]
-	for _, f := range s {
-		if !f.dead {
-			live = append(live, f)
+	for _, g := range s {
+		if !g.dead {
+			live = append(live, g)
 		}
 	}
 	clear(s[len(live):])
 	return live
 }
 
-// remove unlinks a live flow from its port's map and the list. Its tag
-// slices keep it, marked dead, until compaction.
+// remove unlinks a live flow from its port's map, the list and its group.
+// A group left empty stays in its tags' slices, marked dead, until
+// compaction.
 func (t *table) remove(f *flowEntry) {
 	f.dead = true
 	in := f.in
@@ -197,22 +202,23 @@ func (t *table) remove(f *flowEntry) {
 		t.tail = f.prev
 	}
 	f.prev = nil
-	if f.shared != nil {
-		t.acts.release(f.shared, f.actsHash)
-		f.shared = nil // f.acts stays: the hit path may still read it
+	if f.stateful {
+		t.stateful.Add(-1)
 	}
 	t.count--
 	t.countPub.Store(int64(t.count))
-	t.liveRefs -= len(f.tags)
-	if t.tagRefs > 2*t.liveRefs+4096 {
-		t.compactAll()
+	if t.groups.leave(f) {
+		t.liveRefs -= len(f.group.tags)
+		if t.tagRefs > 2*t.liveRefs+4096 {
+			t.compactAll()
+		}
 	}
 }
 
 func (t *table) compactAll() {
 	for tag, s := range t.byTag {
 		n := len(s)
-		s = compactFlows(s)
+		s = compactGroups(s)
 		t.tagRefs -= n - len(s)
 		if len(s) == 0 {
 			delete(t.byTag, tag)
@@ -249,9 +255,9 @@ func (dp *Datapath) Invalidate(tags ...uint64) int {
 		}
 		delete(t.byTag, tag)
 		t.tagRefs -= len(s)
-		for _, f := range s {
-			if !f.dead {
-				t.remove(f)
+		for _, g := range s {
+			for len(g.flows) > 0 { // remove takes each out of g
+				t.remove(g.flows[len(g.flows)-1])
 				n++
 			}
 		}
@@ -266,7 +272,7 @@ func (dp *Datapath) Flush() int {
 	defer dp.mu.Unlock()
 	t := &dp.table
 	// Drop the tag index first, so that removals do not compact it.
-	t.byTag = map[uint64][]*flowEntry{}
+	t.byTag = map[uint64][]*flowGroup{}
 	t.tagRefs = 0
 	n := 0
 	for f := t.head; f != nil; {
@@ -339,26 +345,82 @@ func (t *table) stats(s *datapath.Stats) {
 	s.FlowsRemoved = t.removed.Load()
 }
 
-// Flows implements datapath.Datapath. It copies the list of flows under the
-// lock and calls fn without it.
+// Flows implements datapath.Datapath.
 func (dp *Datapath) Flows(fn func(info *datapath.FlowInfo)) {
-	dp.mu.Lock()
-	all := make([]*flowEntry, 0, dp.table.count)
-	for f := dp.table.head; f != nil; f = f.next {
-		all = append(all, f)
+	dp.FlowsUntil(func(info *datapath.FlowInfo) bool { fn(info); return true })
+}
+
+// flowsChunk is how many flows walk takes from the list per hold of the
+// lock.
+const flowsChunk = 256
+
+// walk calls fn for each live flow in install order until it returns
+// false. It takes the flows from the list a chunk at a time under the
+// lock and calls fn without it, so that a sample of a large table costs
+// the sample, and fn may call back into the datapath. A removed flow keeps
+// its next pointer, so the walk resumes from the chunk's last flow even
+// if it was removed meanwhile.
+func (dp *Datapath) walk(fn func(f *flowEntry) bool) {
+	var (
+		chunk [flowsChunk]*flowEntry
+		last  *flowEntry
+	)
+	for {
+		n := 0
+		dp.mu.Lock()
+		f := dp.table.head
+		if last != nil {
+			f = last.next
+		}
+		for ; f != nil && n < flowsChunk; f = f.next {
+			if !f.dead {
+				chunk[n] = f
+				n++
+			}
+		}
+		dp.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		last = chunk[n-1]
+		for _, f := range chunk[:n] {
+			if !fn(f) {
+				return
+			}
+		}
+		clear(chunk[:n])
+		if f == nil {
+			return
+		}
 	}
-	dp.mu.Unlock()
+}
+
+// FlowsUntil implements datapath.FlowLister.
+func (dp *Datapath) FlowsUntil(fn func(info *datapath.FlowInfo) bool) {
 	var info datapath.FlowInfo
-	for _, f := range all {
+	dp.walk(func(f *flowEntry) bool {
 		acts := make([]flow.Action, len(f.acts))
 		for i := range f.acts {
 			acts[i] = f.acts[i].Action
 		}
 		info = datapath.FlowInfo{
-			Key: f.key, InPortID: f.in.cfg.PortID, Actions: acts, Tags: f.tags,
+			Key: f.key, InPortID: f.in.cfg.PortID, Actions: acts, Tags: f.group.tags,
 			Class: f.class, MTU: f.mtu, State: f.state, Packets: f.packets.Load(), Bytes: f.bytes.Load(),
 			Installed: dp.wallTime(f.installed), LastUsed: dp.wallTime(f.lastUsed.Load()),
 		}
-		fn(&info)
+		return fn(&info)
+	})
+}
+
+// LiveState implements datapath.StateLister, allocating nothing.
+func (dp *Datapath) LiveState(since time.Time, fn func(state []flowstate.Key)) {
+	if dp.table.stateful.Load() == 0 {
+		return
 	}
+	dp.walk(func(f *flowEntry) bool {
+		if f.stateful && !dp.wallTime(f.lastUsed.Load()).Before(since) {
+			fn(f.state)
+		}
+		return true
+	})
 }

@@ -45,18 +45,25 @@ func (h *switchHandler) Miss(u *datapath.Upcall) {
 	}
 }
 
+// twoVMs makes a host namespace and two VM namespaces on veths p1 and p2
+// (10.<subnet>.0.1 and .2), and a pin directory removed at the end.
+func twoVMs(t *testing.T, tag string, subnet int) (host, vm1, vm2 *netnstest.NS, pinDir string) {
+	host, vm1, vm2 = netnstest.New(t, tag+"h"), netnstest.New(t, tag+"v"), netnstest.New(t, tag+"v")
+	netnstest.Veth(t, host, "p1", vm1, "eth0")
+	netnstest.Veth(t, host, "p2", vm2, "eth0")
+	vm1.Run(t, "ip", "addr", "add", fmt.Sprintf("10.%d.0.1/24", subnet), "dev", "eth0")
+	vm2.Run(t, "ip", "addr", "add", fmt.Sprintf("10.%d.0.2/24", subnet), "dev", "eth0")
+	pinDir = filepath.Join("/sys/fs/bpf", fmt.Sprintf("nagare-test-%s%d", tag, os.Getpid()))
+	t.Cleanup(func() { os.RemoveAll(pinDir) })
+	return host, vm1, vm2, pinDir
+}
+
 // TestRestartKeepsForwarding stops a pinned datapath without unpinning
 // it, checks that the kernel goes on forwarding real traffic (ping between
 // two namespaces) with no agent at all, and that a new instance adopts
 // the flows, ports and counters, then takes over.
 func TestRestartKeepsForwarding(t *testing.T) {
-	host, vm1, vm2 := netnstest.New(t, "rh"), netnstest.New(t, "rv"), netnstest.New(t, "rv")
-	netnstest.Veth(t, host, "p1", vm1, "eth0")
-	netnstest.Veth(t, host, "p2", vm2, "eth0")
-	vm1.Run(t, "ip", "addr", "add", "10.77.0.1/24", "dev", "eth0")
-	vm2.Run(t, "ip", "addr", "add", "10.77.0.2/24", "dev", "eth0")
-	pinDir := filepath.Join("/sys/fs/bpf", fmt.Sprintf("nagare-test-%d", os.Getpid()))
-	t.Cleanup(func() { os.RemoveAll(pinDir) })
+	host, vm1, _, pinDir := twoVMs(t, "r", 77)
 	ports := [2]datapath.PortConfig{{PortID: "p1", Index: 1, Interface: "p1", TunnelKey: 1}, {PortID: "p2", Index: 2, Interface: "p2", TunnelKey: 2}}
 
 	start := func(grace time.Duration) (*ebpf.Datapath, *switchHandler, func()) {
@@ -153,13 +160,7 @@ func TestRestartKeepsForwarding(t *testing.T) {
 // moved under an old version's directory) and one with another flow-table
 // size. Each rebuilds its maps, takes over the interfaces, and forwards.
 func TestRestartMigratesLayout(t *testing.T) {
-	host, vm1, vm2 := netnstest.New(t, "mh"), netnstest.New(t, "mv"), netnstest.New(t, "mv")
-	netnstest.Veth(t, host, "p1", vm1, "eth0")
-	netnstest.Veth(t, host, "p2", vm2, "eth0")
-	vm1.Run(t, "ip", "addr", "add", "10.78.0.1/24", "dev", "eth0")
-	vm2.Run(t, "ip", "addr", "add", "10.78.0.2/24", "dev", "eth0")
-	pinDir := filepath.Join("/sys/fs/bpf", fmt.Sprintf("nagare-test-m%d", os.Getpid()))
-	t.Cleanup(func() { os.RemoveAll(pinDir) })
+	host, vm1, _, pinDir := twoVMs(t, "m", 78)
 	ports := [2]datapath.PortConfig{{PortID: "p1", Index: 1, Interface: "p1", TunnelKey: 1}, {PortID: "p2", Index: 2, Interface: "p2", TunnelKey: 2}}
 	run := func(maxFlows int, last bool) {
 		dp, err := ebpf.New(datapath.Config{Netns: host.Path, Flows: datapath.FlowConfig{MaxFlows: maxFlows}},
@@ -224,13 +225,7 @@ func TestRestartMigratesLayout(t *testing.T) {
 // adopted flows, which match on the indexes, forward throughout the
 // successor's start (map rewrites, program replacement, port attachment).
 func TestRestartKeepsPortIndexes(t *testing.T) {
-	host, vm1, vm2 := netnstest.New(t, "ih"), netnstest.New(t, "iv"), netnstest.New(t, "iv")
-	netnstest.Veth(t, host, "p1", vm1, "eth0")
-	netnstest.Veth(t, host, "p2", vm2, "eth0")
-	vm1.Run(t, "ip", "addr", "add", "10.79.0.1/24", "dev", "eth0")
-	vm2.Run(t, "ip", "addr", "add", "10.79.0.2/24", "dev", "eth0")
-	pinDir := filepath.Join("/sys/fs/bpf", fmt.Sprintf("nagare-test-i%d", os.Getpid()))
-	t.Cleanup(func() { os.RemoveAll(pinDir) })
+	host, vm1, _, pinDir := twoVMs(t, "i", 79)
 	ports := [2]datapath.PortConfig{{PortID: "p1", Index: 7, Interface: "p1", TunnelKey: 21}, {PortID: "p2", Index: 3, Interface: "p2", TunnelKey: 22}}
 	run := func(dp *ebpf.Datapath, h datapath.MissHandler) func() {
 		ctx, cancel := context.WithCancel(context.Background())

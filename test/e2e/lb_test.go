@@ -538,9 +538,14 @@ func testLBTraffic(t *testing.T, e *lbEnv) {
 		// machine the agent may take longer than one.
 		waitHealthChange(t, clientHost, "down", seen)
 		const n = 60
+		counters := datapathCounters(t, clientHost)
 		got, errs := c.counts(lbHTTP, n)
 		if len(errs) > 0 {
-			t.Errorf("%d of %d requests failed with b3 down; first: %v", len(errs), n, errs[0])
+			// A refusal may be the dead backend's kernel (a SYN sent to it)
+			// or the balancer's own reset for "no usable member" (counted
+			// as a simulation drop): the counters that moved tell which.
+			t.Errorf("%d of %d requests failed with b3 down: %v\n%s's counters that moved:\n%s\nits log:\n%s",
+				len(errs), n, errs, clientHost.Name, counters.diff(t, clientHost), lastLines(clientHost.AgentLog(), 30))
 		}
 		if got["b3"] > 0 {
 			t.Errorf("b3 is down but answered %d requests: %v", got["b3"], got)

@@ -182,17 +182,7 @@ func TestKernelVXLANDecap(t *testing.T) {
 	arp := append([]byte(nil), inner...)
 	binary.BigEndian.PutUint16(arp[12:], packet.EtherTypeARP)
 	vxlan := func(inner []byte, edit func(b []byte)) []byte {
-		payload := make([]byte, 8+len(inner))
-		if _, err := packet.EncapVXLAN(payload, inner, testVNI); err != nil {
-			t.Fatal(err)
-		}
-		buf := make([]byte, packet.UDP4HeaderLen+len(payload))
-		copy(buf[packet.UDP4HeaderLen:], payload)
-		n, err := packet.BuildUDP4(buf, packet.UDP4{Src: vxPeer, Dst: vxLocal, SrcPort: 50000, DstPort: packet.DefaultVXLANPort}, len(payload))
-		if err != nil {
-			t.Fatal(err)
-		}
-		buf = buf[:n]
+		buf := vxlanPacket(t, vxPeer, vxLocal, testVNI, inner)
 		buf[40], buf[41] = 0, 0 // no UDP checksum, as peers send
 		if edit != nil {
 			edit(buf)

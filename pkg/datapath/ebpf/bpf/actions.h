@@ -391,27 +391,24 @@ static __noinline int act_encap(struct __sk_buff *skb, const struct action *a, i
 	ifindex = gre ? cfg->gre_ifindex : cfg->vxlan_ifindex;
 	if (!ifindex)
 		return -DROP_TUNNEL_DISABLED;
+	v = 0;
 	if (gre) {
 		if (!last)
 			return -DROP_TUNNEL_TX_ERROR; /* the agent never installs this */
 		v = gre_encap(skb, a, cfg);
-		if (v < 0) {
-			count(C_GRE_TX_ERRORS, 1);
-			return v;
-		}
-		count(C_GRE_TX_PACKETS, 1);
-		count(C_GRE_TX_BYTES, len);
+	} else if (last) {
+		v = vxlan_encap(skb, a, cfg, seg);
+	}
+	if (v < 0) {
+		count(gre ? C_GRE_TX_ERRORS : C_VXLAN_TX_ERRORS, 1);
 		return v;
 	}
-	if (last && (v = vxlan_encap(skb, a, cfg, seg)) != 0) {
-		if (v < 0) {
-			count(C_VXLAN_TX_ERRORS, 1);
-			return v;
-		}
-		count(C_VXLAN_TX_PACKETS, 1);
-		count(C_VXLAN_TX_BYTES, len);
+	if (v > 0 || gre) {
+		count(gre ? C_GRE_TX_PACKETS : C_VXLAN_TX_PACKETS, 1);
+		count(gre ? C_GRE_TX_BYTES : C_VXLAN_TX_BYTES, len);
 		return v;
 	}
+	/* VXLAN the program left to the device. */
 	tk.tunnel_id = a->w;
 	tk.remote_ipv4 = bpf_ntohl(*(__u32 *)a->data);
 	tk.local_ipv4 = bpf_ntohl(cfg->local_ip);

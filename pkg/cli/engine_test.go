@@ -299,6 +299,8 @@ func TestBGPSession(t *testing.T) {
 		{"router router0 list bgp-peer", "~bgp-peer peer0 port router0:port1 asn 65001 .*\nbgp-peer peer1 port router0:port0 asn 65002 address 10.0.0.9 keepalive 1 hold-time 3 bfd off .*"},
 		{"router router0 bgp-peer peer1 set bfd-interval 50", ""},
 		{"router router0 bgp-peer peer1 show bfd-interval", "50"},
+		{"router router0 bgp-peer peer1 set password k3y-md5", ""},
+		{"router router0 bgp-peer peer1 clear password", ""},
 		{"router router0 bgp-peer peer1 delete", ""},
 		{"router router0 list bgp-peer", "~bgp-peer peer0 .*"},
 		{"show router router0 asn", "64512"},

@@ -32,6 +32,9 @@ type BGPPeer struct {
 	BFDInterval   uint32 `json:"bfd_interval" nagare:"cli=bfd-interval,default=100,min=10,max=60000,doc=milliseconds between BFD packets, both ways"`
 	BFDMultiplier uint8  `json:"bfd_multiplier" nagare:"cli=bfd-multiplier,default=3,min=1,max=255,doc=BFD packets missed before the peer is down"`
 	MaxPrefixes   uint32 `json:"max_prefixes" nagare:"cli=max-prefixes,default=1000,min=1,max=1000000,doc=the session is reset when the peer announces more prefixes"`
+	// Password signs every segment of the session (TCP MD5, RFC 2385);
+	// the API takes it and never shows it.
+	Password string `json:"password,omitempty" nagare:"cli=password,secret,doc=TCP MD5 signature key shared with the peer (RFC 2385; write-only); empty: none"`
 	// What the agent speaking for the port reports (pkg/agent/bgp),
 	// under its liveness lease: nothing while no agent speaks.
 	Status           string `json:"status,omitempty" nagare:"cli=status,ro,derived,doc=session state: idle, connect, active, opensent, openconfirm, established; or why no agent speaks"`
@@ -60,6 +63,25 @@ func checkBGPPeer(o Object) error {
 	}
 	if uint32(p.KeepAlive)*3 > uint32(p.HoldTime) {
 		return fieldErr("hold_time", "%d s is less than three keepalives of %d s", p.HoldTime, p.KeepAlive)
+	}
+	return CheckBGPPassword(p.Password)
+}
+
+// MaxBGPPasswordLen is the longest TCP MD5 key Linux takes
+// (TCP_MD5SIG_MAXKEYLEN).
+const MaxBGPPasswordLen = 80
+
+// CheckBGPPassword checks a BGP session's TCP MD5 key: at most 80 bytes
+// (the kernel's limit), printable ASCII without spaces, as routers'
+// configurations (FRR's neighbor … password) take it.
+func CheckBGPPassword(pw string) error {
+	if len(pw) > MaxBGPPasswordLen {
+		return fieldErr("password", "%d characters; a TCP MD5 key has at most %d", len(pw), MaxBGPPasswordLen)
+	}
+	for _, c := range []byte(pw) {
+		if c <= ' ' || c > '~' {
+			return fieldErr("password", "printable ASCII without spaces only (a router's configuration must be able to hold it)")
+		}
 	}
 	return nil
 }

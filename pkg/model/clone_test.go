@@ -115,6 +115,7 @@ var samples = map[reflect.Type][]any{
 	reflect.TypeFor[model.Opt121Route](): {model.Opt121Route{Destination: netip.MustParsePrefix("10.1.0.0/16"),
 		Gateway: netip.MustParseAddr("10.0.0.254")}},
 	reflect.TypeFor[model.DHCPOption](): {model.DHCPOption{Code: 66, Value: "tftp.example.com"}},
+	reflect.TypeFor[model.PortSource](): {model.PortSource{MAC: packet.MAC{0xfa, 0x16, 0x3e, 0, 0, 1}, Prefix: netip.MustParsePrefix("10.0.0.5/32")}},
 }
 
 // fill sets v to a random value: slices, maps and pointers nil, empty or

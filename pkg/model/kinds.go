@@ -89,6 +89,27 @@ func checkTunnelZoneMember(o Object) error {
 	return nil
 }
 
+// checkPortSecurity: port security and address-group membership are a
+// bridge port's (a VM's); the chains judge what passed anti-spoofing, so
+// they need sources.
+func checkPortSecurity(p *Port) error {
+	switch {
+	case p.BridgeID == "" && p.Secured():
+		return fieldErr("sources", "port security is a bridge port's: a router port has no sources")
+	case p.BridgeID == "" && len(p.IPAddrGroupIDs) > 0:
+		return fieldErr("ip_addr_group_ids", "only bridge ports join IP address groups")
+	case !p.Secured() && len(p.EgressChainIDs) > 0:
+		return fieldErr("egress_chain_ids", "the chains of port security need sources (MAC=PREFIX) to filter what the port sends")
+	case !p.Secured() && len(p.IngressChainIDs) > 0:
+		return fieldErr("ingress_chain_ids", "the chains of port security need sources (MAC=PREFIX)")
+	case !p.Secured() && p.Stateful:
+		return fieldErr("stateful", "stateful is part of port security: set sources (MAC=PREFIX) too")
+	case len(p.MemberAddrs) > 0 && len(p.IPAddrGroupIDs) == 0:
+		return fieldErr("member_addresses", "member addresses need the IP address groups they belong to (ip_addr_group_ids)")
+	}
+	return nil
+}
+
 func checkPort(o Object) error {
 	p := o.(*Port)
 	switch {
@@ -118,6 +139,9 @@ func checkPort(o Object) error {
 	}
 	if p.MAC.IsMulticast() {
 		return fieldErr("mac", "%s is a multicast address", p.MAC)
+	}
+	if err := checkPortSecurity(p); err != nil {
+		return err
 	}
 	if p.BridgeID != "" {
 		if p.Address.IsValid() || p.Network.IsValid() {

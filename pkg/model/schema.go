@@ -17,6 +17,8 @@
 //	required          must be set on create
 //	ro                set by the server only
 //	derived           not stored; computed on read (e.g. a host's liveness)
+//	secret            write-only: stored, never returned by the API nor
+//	                  filtered on (a BGP peer's password)
 //	unique[=FIELD]    no two objects of the kind share the value (within the
 //	                  same value of FIELD, when given)
 //	enum=A|B          allowed values
@@ -64,6 +66,7 @@ type Field struct {
 	Required bool
 	ReadOnly bool
 	Derived  bool
+	Secret   bool
 	Unique   bool
 	Scope    string // json name of the field that scopes uniqueness
 	Enum     []string
@@ -247,6 +250,8 @@ func parseTag(f *Field, tag string) {
 			f.ReadOnly = true
 		case "derived":
 			f.Derived, f.ReadOnly = true, true
+		case "secret":
+			f.Secret = true
 		case "unique":
 			f.Unique, f.Scope = true, val
 		case "enum":

@@ -126,7 +126,31 @@ type Port struct {
 	// what leaves by this port goes out that interface tagged ParentVLAN.
 	ParentID   string `json:"parent_id,omitempty" nagare:"cli=parent,ref=port,ondelete=nullify,doc=trunk subport: the parent port whose interface carries this port's traffic tagged parent_vlan"`
 	ParentVLAN uint16 `json:"parent_vlan,omitempty" nagare:"cli=parent-vlan,max=4094,doc=trunk subport: the 802.1Q VLAN of its traffic on the parent's interface"`
+	// Port security (Neutron's port security with its security groups;
+	// OVN's port_security with port groups and address sets), by
+	// reference: a port's filter is built in (pkg/sim/portsec.go) and
+	// names its groups' chains, so a port costs no chain or rule objects
+	// of its own. With Sources set, what the port sends must come from one
+	// of them (ARP and neighbor advertisements may claim only their
+	// addresses), DHCP requests and neighbor and router solicitations
+	// pass, router advertisements do not, and the rest passes only if one
+	// of EgressChainIDs accepts it; what it receives passes if it is ARP,
+	// a DHCP reply or neighbor discovery, or if one of IngressChainIDs
+	// accepts it. With Stateful, return traffic of tracked connections
+	// passes both ways.
+	Sources         []PortSource `json:"sources,omitempty" nagare:"cli=sources,doc=port security: MAC=PREFIX pairs the port may send from; setting any turns the port's built-in filter on"`
+	EgressChainIDs  []string     `json:"egress_chain_ids,omitempty" nagare:"cli=egress-chains,ref=chain,ondelete=restrict,doc=port security: chains any of which may accept what the port sends"`
+	IngressChainIDs []string     `json:"ingress_chain_ids,omitempty" nagare:"cli=ingress-chains,ref=chain,ondelete=restrict,doc=port security: chains any of which may accept what the port receives"`
+	Stateful        bool         `json:"stateful,omitempty" nagare:"cli=stateful,doc=port security: return traffic of tracked connections passes"`
+	// MemberAddrs are members of every group in IPAddrGroupIDs while the
+	// port exists: a security group's address set, which its rules naming
+	// it as remote group match, costs a port one key, not one per address.
+	MemberAddrs    []netip.Addr `json:"member_addresses,omitempty" nagare:"cli=member-addresses,doc=addresses the port puts in its ip-address-groups"`
+	IPAddrGroupIDs []string     `json:"ip_addr_group_ids,omitempty" nagare:"cli=ip-address-groups,ref=ip-address-group,ondelete=restrict,doc=IP address groups the port's member-addresses belong to"`
 }
+
+// Secured reports whether the port's built-in filter (port security) is on.
+func (p *Port) Secured() bool { return len(p.Sources) > 0 }
 
 // IsRouterPort reports whether the port belongs to a router.
 func (p *Port) IsRouterPort() bool { return p.RouterID != "" }

@@ -211,6 +211,35 @@ func (r *Opt121Route) UnmarshalText(b []byte) error {
 	return nil
 }
 
+// PortSource is a source a secured port may send from (Port.Sources):
+// frames from MAC whose IP source (or ARP sender, or neighbor
+// advertisement target) is in Prefix. Text form "MAC=PREFIX", e.g.
+// "fa:16:3e:01:02:03=10.0.0.5/32".
+type PortSource struct {
+	MAC    packet.MAC
+	Prefix netip.Prefix
+}
+
+func (s PortSource) String() string { return s.MAC.String() + "=" + s.Prefix.String() }
+
+// MarshalText renders MAC=PREFIX.
+func (s PortSource) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText parses MAC=PREFIX.
+func (s *PortSource) UnmarshalText(b []byte) error {
+	m, p, ok := strings.Cut(string(b), "=")
+	mac, err := packet.ParseMAC(m)
+	if !ok || err != nil || mac.IsZero() || mac.IsMulticast() {
+		return fmt.Errorf("%q is not a port source (want a unicast MAC=PREFIX, e.g. fa:16:3e:01:02:03=10.0.0.5/32)", b)
+	}
+	pfx, err := netip.ParsePrefix(p)
+	if err != nil || pfx.Addr().Zone() != "" {
+		return fmt.Errorf("%q is not a port source (want MAC=PREFIX, e.g. fa:16:3e:01:02:03=10.0.0.5/32)", b)
+	}
+	*s = PortSource{mac, pfx.Masked()}
+	return nil
+}
+
 // FamilyOf names an address family for messages.
 func FamilyOf(a netip.Addr) string {
 	if a.Is4() {

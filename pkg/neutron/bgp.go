@@ -249,7 +249,7 @@ func (s *Service) CreateBGPPeer(ctx context.Context, c *identity.Context, r BGPP
 }
 
 // PrepareBGPPeer checks a peer's create: MD5 authentication needs a
-// password.
+// password (checkPeerAuth).
 func (s *Service) PrepareBGPPeer(c *identity.Context, r BGPPeerRequest) (*Creation, error) {
 	if err := adminOnly(c, "create_bgp_peer"); err != nil {
 		return nil, err
@@ -261,8 +261,8 @@ func (s *Service) PrepareBGPPeer(c *identity.Context, r BGPPeerRequest) (*Creati
 	p := &BGPPeer{Std: st, PeerIP: r.PeerIP, RemoteAS: r.RemoteAS, AuthType: r.AuthType}
 	r.StdRequest.apply(&p.Std)
 	set(&p.Password, r.Password)
-	if p.AuthType == "md5" && p.Password == "" {
-		return nil, NewError(BadRequest, "InvalidBgpPeerMd5Authentication", "A password must be supplied when using auth_type md5.")
+	if err := checkPeerAuth(p.AuthType, p.Password); err != nil {
+		return nil, err
 	}
 	return creation(st.ProjectID, "", func(tx *nsdb.Tx) (model.Object, error) {
 		x := *p
@@ -270,6 +270,22 @@ func (s *Service) PrepareBGPPeer(c *identity.Context, r BGPPeerRequest) (*Creati
 		_, err := tx.Create(&x)
 		return &x, err
 	}), nil
+}
+
+// checkPeerAuth: MD5 authentication needs a password (Neutron's rule),
+// one the kernel takes as a TCP MD5 key (Nagare's: the speakers sign
+// their sessions with it).
+func checkPeerAuth(authType, password string) error {
+	if authType != "md5" {
+		return nil
+	}
+	if password == "" {
+		return NewError(BadRequest, "InvalidBgpPeerMd5Authentication", "A password must be supplied when using auth_type md5.")
+	}
+	if err := model.CheckBGPPassword(password); err != nil {
+		return NewError(BadRequest, "InvalidBgpPeerMd5Authentication", "%v", err)
+	}
+	return nil
 }
 
 // UpdateBGPPeer changes a peer's name or password.
@@ -280,8 +296,8 @@ func (s *Service) UpdateBGPPeer(ctx context.Context, c *identity.Context, id str
 	return modify(ctx, s, c, id, "update_bgp_peer", ifRev, func(tx *nsdb.Tx, p *BGPPeer) error {
 		r.StdRequest.apply(&p.Std)
 		if r.Password != nil {
-			if p.AuthType == "md5" && *r.Password == "" {
-				return NewError(BadRequest, "InvalidBgpPeerMd5Authentication", "A password must be supplied when using auth_type md5.")
+			if err := checkPeerAuth(p.AuthType, *r.Password); err != nil {
+				return err
 			}
 			p.Password = *r.Password
 		}

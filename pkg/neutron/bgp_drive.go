@@ -63,10 +63,11 @@ func speakerRouteID(sp, router string, r AdvertisedRoute) string {
 }
 
 // TranslateBGPSpeaker returns a speaker's native form. Peers it cannot
-// translate (a password, which the speakers cannot use; an address no
-// uplink reaches) are left out and reported in the error, the first
-// such; a caller acting on the speaker refuses them, one re-translating
-// after another change keeps the rest.
+// translate (an address no uplink reaches, a password no TCP MD5 key can
+// be) are left out and reported in the error, the first such; a caller
+// acting on the speaker refuses them, one re-translating after another
+// change keeps the rest. A peer's password signs its session only with
+// auth_type md5, as in Neutron.
 func TranslateBGPSpeaker(in SpeakerInput) ([]model.Object, error) {
 	sp := in.Speaker
 	var out []model.Object
@@ -98,12 +99,15 @@ func TranslateBGPSpeaker(in SpeakerInput) ([]model.Object, error) {
 		if p.PeerIP.Is4() != (sp.IPVersion == 4) {
 			continue
 		}
-		if p.Password != "" || (p.AuthType != "" && p.AuthType != "none") {
-			if problem == nil {
-				problem = NewError(BadRequest, "InvalidBgpPeerMd5Authentication",
-					"BGP peer %s: password: Nagare's BGP speakers do not support MD5 authentication; use a peer with auth_type none", p.ID)
+		password := ""
+		if p.AuthType == "md5" {
+			password = p.Password
+			if err := model.CheckBGPPassword(password); err != nil {
+				if problem == nil {
+					problem = NewError(BadRequest, "InvalidBgpPeerMd5Authentication", "BGP peer %s: %v", p.ID, err)
+				}
+				continue
 			}
-			continue
 		}
 		found := false
 		for _, pr := range in.Providers {
@@ -111,7 +115,7 @@ func TranslateBGPSpeaker(in SpeakerInput) ([]model.Object, error) {
 				if u.Network.Contains(p.PeerIP) && u.Address != p.PeerIP {
 					found = true
 					out = append(out, &model.BGPPeer{Meta: model.Meta{ID: speakerPeerID(sp.ID, p.ID, pr.Router.ID)},
-						RouterID: pr.Router.ID, PortID: u.ID, ASN: uint32(p.RemoteAS), Address: p.PeerIP})
+						RouterID: pr.Router.ID, PortID: u.ID, ASN: uint32(p.RemoteAS), Address: p.PeerIP, Password: password})
 					break
 				}
 			}

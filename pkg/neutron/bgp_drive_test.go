@@ -35,7 +35,11 @@ func bgpSummary(objs []model.Object) []string {
 		case *model.BGPNetwork:
 			return fmt.Sprintf("network %s %s", tname(x.RouterID), x.Network)
 		case *model.BGPPeer:
-			return fmt.Sprintf("peer %s %s asn %d port %s", tname(x.RouterID), x.Address, x.ASN, tname(x.PortID))
+			line := fmt.Sprintf("peer %s %s asn %d port %s", tname(x.RouterID), x.Address, x.ASN, tname(x.PortID))
+			if x.Password != "" {
+				line += " password " + x.Password
+			}
+			return line
 		case *model.Route:
 			return fmt.Sprintf("route %s %s via %s port %s", tname(x.RouterID), x.Dst, x.Gateway, tname(x.PortID))
 		default:
@@ -85,10 +89,14 @@ func TestTranslateBGPSpeaker(t *testing.T) {
 		{"no route through a port that does not reach the next hop",
 			SpeakerInput{Providers: []ProviderRouter{prov("r", "ext", up1)}, Routes: []AdvertisedRoute{route("10.0.0.0/24", "172.25.0.20", "ext")}},
 			[]string{"network r 10.0.0.0/24"}, ""},
-		{"a password is refused, the rest translated",
+		{"md5: the password signs the session; none: a password stored is not used",
+			SpeakerInput{Providers: []ProviderRouter{prov("r", "ext", up1, up2)},
+				Peers: []*BGPPeer{peer("p", "198.51.100.1", 65001, "md5", "secret"), peer("q", "198.51.101.1", 65003, "none", "unused")}},
+			[]string{"peer r 198.51.100.1 asn 65001 port up1 password secret", "peer r 198.51.101.1 asn 65003 port up2"}, ""},
+		{"a password no TCP MD5 key can be is refused, the rest translated",
 			SpeakerInput{Providers: []ProviderRouter{prov("r", "ext", up1)},
-				Peers: []*BGPPeer{peer("p", "198.51.100.1", 65001, "md5", "secret"), peer("q", "198.51.100.1", 65003, "none", "")}},
-			[]string{"peer r 198.51.100.1 asn 65003 port up1"}, "password"},
+				Peers: []*BGPPeer{peer("p", "198.51.100.1", 65001, "md5", strings.Repeat("k", 81)), peer("q", "198.51.100.1", 65003, "none", "")}},
+			[]string{"peer r 198.51.100.1 asn 65003 port up1"}, "password: 81 characters"},
 		{"a peer no uplink reaches",
 			SpeakerInput{Providers: []ProviderRouter{prov("r", "ext", up1)}, Peers: []*BGPPeer{peer("p", "192.0.2.1", 65001, "none", "")}},
 			nil, "peer_ip 192.0.2.1 is on no uplink port"},

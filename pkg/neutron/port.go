@@ -194,7 +194,7 @@ func (s *Service) writePort(tx *nsdb.Tx, c *identity.Context, p *Port, r PortReq
 			return err
 		}
 	}
-	if err := apply(tx, &p.Std, TranslatePort(in)); err != nil {
+	if err := apply(tx, &p.Std, s.translatePort(in)); err != nil {
 		return err
 	}
 	if fresh {

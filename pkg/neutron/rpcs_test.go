@@ -22,6 +22,7 @@ type etcdCall struct {
 	rangeKey string // a Range's key ("" for a Txn)
 	reads    int    // a Txn's gets
 	writes   int    // a Txn's puts and deletes
+	compares int    // a Txn's compares
 }
 
 // callLog records the requests a client sends to etcd.
@@ -36,6 +37,7 @@ func (l *callLog) intercept(ctx context.Context, method string, req, reply any, 
 	case *etcdserverpb.RangeRequest:
 		c.rangeKey = string(r.Key)
 	case *etcdserverpb.TxnRequest:
+		c.compares = len(r.Compare)
 		for _, op := range r.Success {
 			if op.GetRequestRange() != nil {
 				c.reads++
@@ -100,6 +102,15 @@ func TestPortCreateRoundTrips(t *testing.T) {
 			}
 		case call.writes > 0:
 			commits++
+			t.Logf("the commit: %d writes, %d compares", call.writes, call.compares)
+			// A port joins its groups by reference: the Neutron port, its
+			// address allocations, its translation record, the native port
+			// and its DHCP host entry, with their index keys (24 writes, 25
+			// compares) — not chains and rules of its own (84 writes and 49
+			// compares before).
+			if call.writes > 30 || call.compares > 30 {
+				t.Errorf("a port create committed %d writes and %d compares; want at most 30 and 30", call.writes, call.compares)
+			}
 		default:
 			batches++
 			// 2 subnets, their 2 DHCP subnets, 1 group.

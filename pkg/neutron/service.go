@@ -30,13 +30,15 @@ type Service struct {
 	log      *slog.Logger
 	mtu      int
 	now      func() time.Time
-	projects sync.Map    // project id → struct{}: its neutron-project exists
-	common   atomic.Bool // the common chains exist
-	hosts    sync.Map    // host name → native host id (verified in each transaction)
+	projects sync.Map // project id → struct{}: its neutron-project exists
+	hosts    sync.Map // host name → native host id (verified in each transaction)
 	// quotas are projects' limits as last read (project id → *cachedLimits),
 	// for the quota check of creates (see checkQuota).
 	quotas   sync.Map
 	quotaGen atomic.Int64 // changes of limits through this server
+	// translatePort is TranslatePort; the migration tests make it the
+	// old translation to write what an older server wrote.
+	translatePort func(PortInput) []model.Object
 }
 
 // New returns the service over a store.
@@ -47,7 +49,7 @@ func New(store *nsdb.Store, opts Options) *Service {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
-	return &Service{store: store, log: opts.Log, mtu: opts.GlobalMTU, now: time.Now}
+	return &Service{store: store, log: opts.Log, mtu: opts.GlobalMTU, now: time.Now, translatePort: TranslatePort}
 }
 
 // Store is the service's NSDB.
@@ -82,9 +84,6 @@ func (s *Service) ensureProject(ctx context.Context, project string) error {
 	if _, ok := s.projects.Load(project); ok {
 		return nil
 	}
-	if err := s.ensureCommonChains(ctx); err != nil {
-		return err
-	}
 	_, err := s.store.Update(ctx, func(tx *nsdb.Tx) error {
 		id := projectObjectID(project)
 		if _, err := tx.Get(ProjectKind, id); err == nil {
@@ -103,28 +102,6 @@ func (s *Service) ensureProject(ctx context.Context, project string) error {
 	}
 	s.projects.Store(project, struct{}{})
 	return nil
-}
-
-// ensureCommonChains writes, once, the chains every filtered port jumps
-// to (see CommonChains). Nothing deletes them: rules referencing them
-// restrict their deletion.
-func (s *Service) ensureCommonChains(ctx context.Context) error {
-	if s.common.Load() {
-		return nil
-	}
-	_, err := s.store.Update(ctx, func(tx *nsdb.Tx) error {
-		if _, err := tx.Get(model.ChainKind, CommonInChainID); err == nil {
-			return nil
-		} else if !errors.Is(err, model.ErrNotFound) {
-			return err
-		}
-		_, err := reconcile(tx, nil, CommonChains())
-		return err
-	})
-	if err == nil {
-		s.common.Store(true)
-	}
-	return err
 }
 
 // getProject reads a project's neutron-project object (nil if the project

@@ -139,7 +139,7 @@ func TestTranslationLifecycle(t *testing.T) {
 
 	// The VM port: a bridge port of the same id, bound to tap<id[:11]>.
 	np := must(f.store.Get(ctx, model.PortKind, p.ID)).(*model.Port)
-	if np.BridgeID != net.ID || np.HostID != host.ID || np.InterfaceName != InterfaceName(p.ID) || np.InboundFilterID == "" {
+	if np.BridgeID != net.ID || np.HostID != host.ID || np.InterfaceName != InterfaceName(p.ID) || !np.Secured() {
 		t.Errorf("native port of %s: %+v", p.ID, np)
 	}
 	// The router: same id, NAT chains holding the FIP's and the port
@@ -197,9 +197,9 @@ func TestTranslationLifecycle(t *testing.T) {
 	noErr(t, f.s.DeleteNetwork(ctx, a, net.ID, 0))
 	noErr(t, f.s.DeleteNetwork(ctx, a, ext.ID, 0))
 	got := f.native()
-	// Left: the host, the default group (address group, two chains with
-	// two rules each) and the common port chains (five rules in, four out).
-	want := map[string]int{"host": 1, "ip-address-group": 1, "chain": 4, "rule": 13}
+	// Left: the host and the default group (address group, two chains
+	// with two rules each).
+	want := map[string]int{"host": 1, "ip-address-group": 1, "chain": 2, "rule": 4}
 	if !sameCounts(got, want) {
 		t.Errorf("after deleting everything: %v, want %v", got, want)
 	}

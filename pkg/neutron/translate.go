@@ -18,16 +18,13 @@ import (
 // the router port linked to it).
 
 // Ids of the native objects.
-func routerPortID(portID string) string   { return DerivedID("router-port", portID) }
-func physnetPortID(netID string) string   { return DerivedID("physnet-port", netID) }
-func portInChainID(portID string) string  { return DerivedID("port-in", portID) }
-func portEgChainID(portID string) string  { return DerivedID("port-eg", portID) }
-func portOutChainID(portID string) string { return DerivedID("port-out", portID) }
-func sgIngressChainID(sg string) string   { return DerivedID("sg-ingress", sg) }
-func sgEgressChainID(sg string) string    { return DerivedID("sg-egress", sg) }
-func sgAddrGroupID(sg string) string      { return DerivedID("sg-ipg", sg) }
-func routerPreChainID(r string) string    { return DerivedID("router-pre", r) }
-func routerPostChainID(r string) string   { return DerivedID("router-post", r) }
+func routerPortID(portID string) string { return DerivedID("router-port", portID) }
+func physnetPortID(netID string) string { return DerivedID("physnet-port", netID) }
+func sgIngressChainID(sg string) string { return DerivedID("sg-ingress", sg) }
+func sgEgressChainID(sg string) string  { return DerivedID("sg-egress", sg) }
+func sgAddrGroupID(sg string) string    { return DerivedID("sg-ipg", sg) }
+func routerPreChainID(r string) string  { return DerivedID("router-pre", r) }
+func routerPostChainID(r string) string { return DerivedID("router-post", r) }
 
 // InterfaceName is the tap device Nova (os-vif) creates for a port: "tap"
 // and the first 11 characters of the port id, e.g. tap08111e47-e7.
@@ -147,11 +144,17 @@ func isRouterPort(p *Port) bool {
 // tap<id[:11]> on its host when binding:host_id names one. A router
 // interface or gateway port is linked to a router port carrying its
 // address, with the route to its subnet (and, for a gateway, the default
-// route through the subnet's gateway). A port with port security gets
-// anti-spoofing and security-group chains; its addresses join its groups'
-// address groups (for remote_group_id rules); its IPv4 addresses get DHCP
-// host entries (also used for ARP suppression). A floating IP's port has
-// no native form: its address lives in the router's NAT rules.
+// route through the subnet's gateway). A port with port security gets the
+// native port's (portSecurity): anti-spoofing and its groups' chains and
+// address groups, by reference; its IPv4 addresses get DHCP host entries
+// (also used for ARP suppression). A floating IP's port has no native
+// form: its address lives in the router's NAT rules.
+//
+// Ports translated before port security was native own three chains of
+// their own (portInChainID, portEgChainID, portOutChainID) and an address
+// object per address and group; they keep working as they are (the
+// chains are ordinary chains) until MigratePortFilters or their next
+// update translates them again.
 func TranslatePort(in PortInput) []model.Object {
 	p := in.Port
 	if p.DeviceOwner == OwnerFloatingIP {
@@ -175,17 +178,7 @@ func TranslatePort(in PortInput) []model.Object {
 		objs = append(objs, side...)
 	}
 	if p.Filtered() {
-		bp.InboundFilterID, bp.OutboundFilterID = portInChainID(p.ID), portOutChainID(p.ID)
-		objs = append(objs, portChains(p, in.Groups)...)
-	}
-	for _, ip := range hostAddrs(p, in.Subnets) {
-		if !p.Filtered() {
-			break
-		}
-		for _, g := range in.Groups {
-			objs = append(objs, &model.IPAddrGroupAddr{Meta: model.Meta{ID: DerivedID("sg-member", p.ID, g.ID, ip.String())},
-				IPAddrGroupID: sgAddrGroupID(g.ID), Address: ip})
-		}
+		portSecurity(bp, p, in.Groups)
 	}
 	// A router's ports ask DHCP nothing, and the agent's DHCP refuses a
 	// host on the subnet's gateway address: they get no host entry (their
@@ -205,7 +198,7 @@ func TranslatePort(in PortInput) []model.Object {
 
 // hostAddrs are the single addresses a port may source: its fixed IPs
 // and the host addresses of its allowed address pairs.
-func hostAddrs(p *Port, subnets map[string]*Subnet) []netip.Addr {
+func hostAddrs(p *Port) []netip.Addr {
 	var out []netip.Addr
 	for _, f := range p.FixedIPs {
 		if !slices.Contains(out, f.IPAddress) {
@@ -277,122 +270,40 @@ func chain(id, name, tenant string, rules []*model.Rule) []model.Object {
 
 func single(port uint16) model.PortRange { return model.PortRange{Start: port, End: port} }
 
-// The common chains hold what every filtered port accepts whatever its
-// groups: written once (EnsureCommonChains), jumped to from each port's
-// chains, so a port costs ten-odd rules rather than twenty.
-var (
-	CommonInChainID  = DerivedID("common", "port-in")
-	CommonOutChainID = DerivedID("common", "port-out")
-)
-
-// ICMPv6 types of neighbor discovery (RFC 4861).
-const (
-	icmp6RouterSolicit   = 133
-	icmp6RouterAdvert    = 134
-	icmp6NeighborSolicit = 135
-	icmp6NeighborAdvert  = 136
-)
-
-// CommonChains are the common chains: in, from a VM (whose MAC the jump
-// checked), DHCP, DHCPv6, router and neighbor solicitations, and a drop of
-// router advertisements (a VM is no router; Neutron drops them too); out,
-// ARP, DHCP replies and neighbor discovery to it. ARP and neighbor
-// advertisements from a VM claim an address, so each port's own chain
-// accepts them per address it owns (portChains).
-func CommonChains() []model.Object {
-	in := []*model.Rule{
-		{Type: model.RuleAccept, Condition: model.Condition{EtherType: etherIPv4, Proto: 17, SrcPort: single(68), DstPort: single(67)}},
-		{Type: model.RuleAccept, Condition: model.Condition{EtherType: etherIPv6, Proto: 17, SrcPort: single(546), DstPort: single(547)}},
-		// A solicitation's target is what it asks about, not a claim, and
-		// duplicate address detection sends it from ::.
-		{Type: model.RuleAccept, Condition: model.Condition{EtherType: etherIPv6, Proto: 58, SrcPort: single(icmp6RouterSolicit)}},
-		{Type: model.RuleAccept, Condition: model.Condition{EtherType: etherIPv6, Proto: 58, SrcPort: single(icmp6NeighborSolicit)}},
-		{Type: model.RuleDrop, Condition: model.Condition{EtherType: etherIPv6, Proto: 58, SrcPort: single(icmp6RouterAdvert)}},
-	}
-	out := []*model.Rule{
-		{Type: model.RuleAccept, Condition: model.Condition{EtherType: etherARP}},
-		{Type: model.RuleAccept, Condition: model.Condition{EtherType: etherIPv4, Proto: 17, SrcPort: single(67), DstPort: single(68)}},
-		{Type: model.RuleAccept, Condition: model.Condition{EtherType: etherIPv6, Proto: 17, SrcPort: single(547), DstPort: single(546)}},
-		{Type: model.RuleAccept, Condition: model.Condition{EtherType: etherIPv6, Proto: 58, SrcPort: model.PortRange{Start: 130, End: 137}}},
-	}
-	return append(chain(CommonInChainID, "neutron ports: common in", "", in), chain(CommonOutChainID, "neutron ports: common out", "", out)...)
-}
-
-// portChains are a filtered port's three chains. In (from the VM): return
-// traffic of tracked connections; the common in-chain for each MAC the port
-// may send from; for each (MAC, source) it may send from, ARP whose sender
-// (Ethernet and payload hardware address, protocol address) is that pair,
-// and neighbor advertisements from that MAC for that source; any other
-// advertisement is dropped (it would otherwise reach the groups' egress
-// rules, which commonly accept all IPv6); then for each (MAC, source) a
-// jump to the egress dispatch chain (its groups' egress rules); whatever
-// nothing accepted is dropped. Out (to the VM): return traffic, the common
-// out-chain, the groups' ingress rules, drop.
-func portChains(p *Port, groups []*SecurityGroup) []model.Object {
+// portSecurity gives a filtered port's native port its security by
+// reference (model.Port.Sources; the simulation compiles it, see
+// pkg/sim/portsec.go): the sources it may send from — each fixed IP and
+// the link-local address of its MAC, from its MAC; each allowed address
+// pair, from the pair's MAC or its own — its groups' chains (stateful if
+// any group is), and its single addresses (fixed IPs, single-address
+// pairs) as members of its groups' address groups, which remote_group_id
+// rules match. A port joining groups thus writes no chain, rule or
+// address object: the groups' chains and address sets are shared.
+func portSecurity(bp *model.Port, p *Port, groups []*SecurityGroup) {
 	mac := p.MACAddress
-	stateful := false
-	for _, g := range groups {
-		stateful = stateful || g.Stateful
-	}
-	type source struct {
-		mac packet.MAC
-		src netip.Prefix
-	}
-	var sources []source
 	for _, f := range p.FixedIPs {
-		sources = append(sources, source{mac, netip.PrefixFrom(f.IPAddress, f.IPAddress.BitLen())})
+		bp.Sources = append(bp.Sources, model.PortSource{MAC: mac, Prefix: netip.PrefixFrom(f.IPAddress, f.IPAddress.BitLen())})
 	}
-	sources = append(sources, source{mac, netip.PrefixFrom(linkLocal(mac), 128)})
-	macs := []packet.MAC{mac}
+	bp.Sources = append(bp.Sources, model.PortSource{MAC: mac, Prefix: netip.PrefixFrom(linkLocal(mac), 128)})
 	for _, a := range p.AllowedAddressPairs {
 		m := a.MACAddress
 		if m.IsZero() {
 			m = mac
 		}
-		sources = append(sources, source{m, a.IPAddress})
-		if !slices.Contains(macs, m) {
-			macs = append(macs, m)
+		bp.Sources = append(bp.Sources, model.PortSource{MAC: m, Prefix: a.IPAddress.Masked()})
+	}
+	for i, g := range groups {
+		if slices.ContainsFunc(groups[:i], func(x *SecurityGroup) bool { return x.ID == g.ID }) {
+			continue
 		}
+		bp.Stateful = bp.Stateful || g.Stateful
+		bp.EgressChainIDs = append(bp.EgressChainIDs, sgEgressChainID(g.ID))
+		bp.IngressChainIDs = append(bp.IngressChainIDs, sgIngressChainID(g.ID))
+		bp.IPAddrGroupIDs = append(bp.IPAddrGroupIDs, sgAddrGroupID(g.ID))
 	}
-	var in []*model.Rule
-	if stateful {
-		in = append(in, &model.Rule{Type: model.RuleAccept, Condition: model.Condition{Flow: "return-flow"}})
+	if bp.MemberAddrs = hostAddrs(p); len(bp.MemberAddrs) == 0 || len(bp.IPAddrGroupIDs) == 0 {
+		bp.MemberAddrs, bp.IPAddrGroupIDs = nil, nil
 	}
-	for _, m := range macs {
-		in = append(in, &model.Rule{Type: model.RuleJump, JumpChainID: CommonInChainID, Condition: model.Condition{SrcMAC: m}})
-	}
-	for _, s := range sources {
-		if s.src.Addr().Is4() {
-			in = append(in, &model.Rule{Type: model.RuleAccept,
-				Condition: model.Condition{EtherType: etherARP, SrcMAC: s.mac, ARPSHA: s.mac, Src: s.src}})
-		} else {
-			in = append(in, &model.Rule{Type: model.RuleAccept,
-				Condition: model.Condition{EtherType: etherIPv6, Proto: 58, SrcPort: single(icmp6NeighborAdvert), SrcMAC: s.mac, NDTarget: s.src}})
-		}
-	}
-	in = append(in, &model.Rule{Type: model.RuleDrop, Condition: model.Condition{EtherType: etherIPv6, Proto: 58, SrcPort: single(icmp6NeighborAdvert)}})
-	for _, s := range sources {
-		in = append(in, &model.Rule{Type: model.RuleJump, JumpChainID: portEgChainID(p.ID),
-			Condition: model.Condition{SrcMAC: s.mac, EtherType: etherOf(s.src.Addr()), Src: s.src}})
-	}
-	in = append(in, &model.Rule{Type: model.RuleDrop})
-
-	var eg, out []*model.Rule
-	for _, g := range groups {
-		eg = append(eg, &model.Rule{Type: model.RuleJump, JumpChainID: sgEgressChainID(g.ID)})
-	}
-	if stateful {
-		out = append(out, &model.Rule{Type: model.RuleAccept, Condition: model.Condition{Flow: "return-flow"}})
-	}
-	out = append(out, &model.Rule{Type: model.RuleJump, JumpChainID: CommonOutChainID})
-	for _, g := range groups {
-		out = append(out, &model.Rule{Type: model.RuleJump, JumpChainID: sgIngressChainID(g.ID)})
-	}
-	out = append(out, &model.Rule{Type: model.RuleDrop})
-
-	objs := chain(portEgChainID(p.ID), "port "+p.ID+" egress groups", p.ProjectID, eg)
-	objs = append(objs, chain(portInChainID(p.ID), "port "+p.ID+" in", p.ProjectID, in)...)
-	return append(objs, chain(portOutChainID(p.ID), "port "+p.ID+" out", p.ProjectID, out)...)
 }
 
 // linkLocal is the EUI-64 link-local address of a MAC, the IPv6 source a

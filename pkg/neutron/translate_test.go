@@ -1,7 +1,9 @@
 package neutron
 
 import (
+	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -49,7 +51,7 @@ func summary(objs []model.Object) []string {
 			if x.PeerID != "" {
 				s += " linked"
 			}
-			if x.InboundFilterID != "" {
+			if x.InboundFilterID != "" || x.Secured() {
 				s += " filtered"
 			}
 			return s
@@ -202,56 +204,39 @@ func TestTranslatePort(t *testing.T) {
 	}
 	p := vmPort()
 	want(t, "unbound VM port", TranslatePort(PortInput{Port: p, Subnets: subnets(), Groups: []*SecurityGroup{group(true)}}),
-		"port bridge filtered", "chain port "+portID+" egress groups 1", "rule jump",
-		"chain port "+portID+" in 8", "rule accept", "rule jump",
-		"rule accept src 10.0.0.5/32 arp-sha fa:16:3e:01:02:03", "rule accept nd-target fe80::f816:3eff:fe01:203/128", "rule drop",
-		"rule jump src 10.0.0.5/32", "rule jump src fe80::f816:3eff:fe01:203/128", "rule drop",
-		"chain port "+portID+" out 4", "rule accept", "rule jump", "rule jump", "rule drop",
-		"ipg-addr 10.0.0.5", "dhcp-host 10.0.0.5 fa:16:3e:01:02:03")
+		"port bridge filtered", "dhcp-host 10.0.0.5 fa:16:3e:01:02:03")
+	// Port security by reference: sources (its address and its MAC's
+	// link-local address), its group's chains and address group; no chain,
+	// rule or address object of its own.
+	bp := TranslatePort(PortInput{Port: p, Subnets: subnets(), Groups: []*SecurityGroup{group(true)}})[0].(*model.Port)
+	if got := fmt.Sprint(bp.Sources); got != "[fa:16:3e:01:02:03=10.0.0.5/32 fa:16:3e:01:02:03=fe80::f816:3eff:fe01:203/128]" {
+		t.Errorf("sources: %s", got)
+	}
+	if !bp.Stateful || !slices.Equal(bp.EgressChainIDs, []string{sgEgressChainID(sgID)}) || !slices.Equal(bp.IngressChainIDs, []string{sgIngressChainID(sgID)}) {
+		t.Errorf("a stateful group's port: stateful %v, egress %v, ingress %v", bp.Stateful, bp.EgressChainIDs, bp.IngressChainIDs)
+	}
+	if !slices.Equal(bp.IPAddrGroupIDs, []string{sgAddrGroupID(sgID)}) || fmt.Sprint(bp.MemberAddrs) != "[10.0.0.5]" {
+		t.Errorf("membership: groups %v addresses %v", bp.IPAddrGroupIDs, bp.MemberAddrs)
+	}
+	if bp.InboundFilterID != "" || bp.OutboundFilterID != "" {
+		t.Errorf("a secured port has chains of its own: %q %q", bp.InboundFilterID, bp.OutboundFilterID)
+	}
 	bound := TranslatePort(PortInput{Port: p, Subnets: subnets(), Groups: []*SecurityGroup{group(false)}, HostID: hostID})
 	if s := summary(bound)[0]; s != "port bridge bound tap33333333-33 filtered" {
 		t.Errorf("bound port: %q", s)
 	}
-	if s := summary(bound); s[4] != "rule jump" || len(s) != 17 {
-		t.Errorf("stateless groups have no return-flow rule: %q", s)
+	if bound[0].(*model.Port).Stateful {
+		t.Errorf("a stateless group's port is stateful")
 	}
-	common := summary(CommonChains())
-	if len(common) != 11 || common[0] != "chain neutron ports: common in 5" {
-		t.Errorf("common chains: %q", common)
+	// The same group twice is one reference (the model refuses a list
+	// naming an id twice).
+	twice := TranslatePort(PortInput{Port: p, Subnets: subnets(), Groups: []*SecurityGroup{group(true), group(true)}})
+	if want(t, "group twice", twice, "port bridge filtered", "dhcp-host 10.0.0.5 fa:16:3e:01:02:03"); len(twice[0].(*model.Port).EgressChainIDs) != 1 {
+		t.Errorf("group twice: egress %v", twice[0].(*model.Port).EgressChainIDs)
 	}
-	// ARP and neighbor advertisements claim addresses: the common chain
-	// (shared by every port) must not accept them, and drops router
-	// advertisements.
-	for _, o := range CommonChains() {
-		r, ok := o.(*model.Rule)
-		if !ok || r.ChainID != CommonInChainID {
-			continue
-		}
-		switch {
-		case r.Type == model.RuleAccept && (r.EtherType == etherARP || r.Proto == 58 && r.SrcPort.Contains(icmp6NeighborAdvert)):
-			t.Errorf("the common in-chain accepts ARP or advertisements: %+v", r.Condition)
-		case r.Type == model.RuleAccept && r.Proto == 58 && r.SrcPort.Contains(icmp6RouterAdvert):
-			t.Errorf("the common in-chain accepts router advertisements: %+v", r.Condition)
-		case r.Type == model.RuleDrop && r.SrcPort != single(icmp6RouterAdvert):
-			t.Errorf("the common in-chain drops more than router advertisements: %+v", r.Condition)
-		}
-	}
-	// The port's own chain drops the advertisements it did not accept,
-	// before its groups' egress rules could accept them as IPv6.
-	var inRules []*model.Rule
-	for _, o := range TranslatePort(PortInput{Port: p, Subnets: subnets(), Groups: []*SecurityGroup{group(true)}}) {
-		if r, ok := o.(*model.Rule); ok && r.ChainID == portInChainID(p.ID) {
-			inRules = append(inRules, r)
-		}
-	}
-	if r := inRules[4]; r.Type != model.RuleDrop || r.EtherType != etherIPv6 || r.Proto != 58 || r.SrcPort != single(icmp6NeighborAdvert) || r.SrcMAC != (packet.MAC{}) {
-		t.Errorf("in-chain rule 5 is not the drop of other advertisements: %s %+v", r.Type, r.Condition)
-	}
-	if r := inRules[2]; r.EtherType != etherARP || r.SrcMAC != p.MACAddress || r.ARPSHA != p.MACAddress {
-		t.Errorf("in-chain rule 3 does not check ARP's MAC inside and out: %+v", r.Condition)
-	}
-	if r := inRules[3]; r.Proto != 58 || r.SrcPort != single(icmp6NeighborAdvert) || r.SrcMAC != p.MACAddress {
-		t.Errorf("in-chain rule 4 is not the port's own advertisements: %+v", r.Condition)
+	none := TranslatePort(PortInput{Port: p, Subnets: subnets()})[0].(*model.Port)
+	if !none.Secured() || len(none.EgressChainIDs) != 0 || len(none.IPAddrGroupIDs) != 0 || len(none.MemberAddrs) != 0 {
+		t.Errorf("a filtered port without groups sends nothing but what port security passes: %+v", none)
 	}
 	d := vmPort()
 	d.VNICType = "direct"
@@ -264,13 +249,13 @@ func TestTranslatePort(t *testing.T) {
 	pairs := vmPort()
 	pairs.AllowedAddressPairs = []AddressPair{{IPAddress: netip.MustParsePrefix("10.0.0.100/32")}, {IPAddress: netip.MustParsePrefix("192.168.0.0/24"), MACAddress: packet.MAC{2, 0, 0, 0, 0, 9}},
 		{IPAddress: netip.MustParsePrefix("2001:db8::100/128")}}
-	s := strings.Join(summary(TranslatePort(PortInput{Port: pairs, Subnets: subnets(), Groups: []*SecurityGroup{group(true)}})), "\n")
-	for _, w := range []string{"rule jump src 10.0.0.100/32", "rule jump src 192.168.0.0/24", "ipg-addr 10.0.0.100",
-		"rule accept src 10.0.0.100/32 arp-sha fa:16:3e:01:02:03", "rule accept src 192.168.0.0/24 arp-sha 02:00:00:00:00:09",
-		"rule accept nd-target 2001:db8::100/128", "rule jump src 2001:db8::100/128"} {
-		if !strings.Contains(s, w) {
-			t.Errorf("allowed address pairs: missing %q in\n%s", w, s)
-		}
+	pp := TranslatePort(PortInput{Port: pairs, Subnets: subnets(), Groups: []*SecurityGroup{group(true)}})[0].(*model.Port)
+	if got := fmt.Sprint(pp.Sources); got != "[fa:16:3e:01:02:03=10.0.0.5/32 fa:16:3e:01:02:03=fe80::f816:3eff:fe01:203/128 "+
+		"fa:16:3e:01:02:03=10.0.0.100/32 02:00:00:00:00:09=192.168.0.0/24 fa:16:3e:01:02:03=2001:db8::100/128]" {
+		t.Errorf("allowed address pairs: sources %s", got)
+	}
+	if got := fmt.Sprint(pp.MemberAddrs); got != "[10.0.0.5 10.0.0.100 2001:db8::100]" {
+		t.Errorf("allowed address pairs: single addresses join the groups, got %s", got)
 	}
 	itf := vmPort()
 	itf.DeviceOwner, itf.RouterID, itf.PortSecurityEnabled, itf.SecurityGroups = OwnerRouterInterface, rtrID, false, nil

@@ -212,6 +212,17 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	mux.Handle(native.Prefix+"/", auth(requireAdmin(nativeMux)))
 	nsvc := neutron.New(s.store, neutron.Options{Log: s.log})
 	neutronapi.New(nsvc, s.log).Register(mux, auth)
+	// Ports an older server translated keep working as they are; this
+	// rewrites them in the background (neutron.MigratePortFilters).
+	s.wg.Go(func() {
+		n, err := nsvc.MigratePortFilters(s.bg)
+		switch {
+		case err != nil && s.bg.Err() == nil:
+			s.log.Error("ports' filters not migrated to port security (they keep working; the next start tries again)", "err", err, "migrated", n)
+		case n > 0:
+			s.log.Info("migrated ports' filters to port security by reference", "ports", n)
+		}
+	})
 	if s.join != nil {
 		joinapi.New(s.join, hostclaim.New(s.store), s.sec.ca.CertPEM, s.log).Register(mux, func(h http.Handler) http.Handler { return auth(requireAdmin(h)) })
 	}

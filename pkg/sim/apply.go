@@ -160,13 +160,16 @@ func (n *Topology) applyPort(c Change, objs Objects) (bool, error) {
 	if oldP != nil && n.extras(oldP.ID) {
 		return false, nil
 	}
+	if !n.groupsKnown(oldP) || !n.groupsKnown(newP) {
+		return false, nil // Build reports the dangling reference
+	}
 	switch {
 	case oldP != nil && newP != nil:
 		i, ok := n.portByID.Get(oldP.ID)
 		if !ok || oldP.BridgeID != newP.BridgeID {
 			return false, nil
 		}
-		p, err := n.portSlot(newP)
+		p, err := n.securedSlot(newP)
 		if err != nil {
 			return false, err
 		}
@@ -174,13 +177,16 @@ func (n *Topology) applyPort(c Change, objs Objects) (bool, error) {
 			return false, nil
 		}
 		*n.ports.Mut(i, n.gen) = p
-		return true, nil
+		return true, n.moveMembership(oldP, newP)
 	case newP != nil:
 		if _, dup := n.portByID.Get(newP.ID); dup {
 			return false, nil
 		}
-		p, err := n.portSlot(newP)
+		p, err := n.securedSlot(newP)
 		if err != nil {
+			return false, err
+		}
+		if err := n.moveMembership(nil, newP); err != nil {
 			return false, err
 		}
 		var i int32
@@ -216,10 +222,56 @@ func (n *Topology) applyPort(c Change, objs Objects) (bool, error) {
 				n.setMember(int32(g), i, false)
 			}
 		}
+		if err := n.moveMembership(oldP, nil); err != nil {
+			return false, err
+		}
 		*n.ports.Mut(i, n.gen) = port{peer: none, host: none, inChain: none, outChain: none, parent: none}
 		n.free = append(slices.Clip(n.free), i)
 		return true, nil
 	}
+}
+
+// securedSlot is portSlot with the port's security compiled.
+func (n *Topology) securedSlot(mp *model.Port) (port, error) {
+	p, err := n.portSlot(mp)
+	if err != nil {
+		return p, err
+	}
+	p.sec, err = n.compilePortSec(mp, p.tag)
+	return p, err
+}
+
+// groupsKnown reports whether every IP address group port mp joins exists
+// (true for no port).
+func (n *Topology) groupsKnown(mp *model.Port) bool {
+	if mp == nil {
+		return true
+	}
+	for _, id := range mp.IPAddrGroupIDs {
+		if _, ok := n.ipgByID[id]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// moveMembership takes a port's member addresses out of the groups its
+// old version joined and into those its new one joins (either may be
+// nil), copying the group list first.
+func (n *Topology) moveMembership(old, cur *model.Port) error {
+	if (old == nil || len(old.IPAddrGroupIDs) == 0) && (cur == nil || len(cur.IPAddrGroupIDs) == 0) {
+		return nil
+	}
+	n.ipgroups = slices.Clone(n.ipgroups)
+	if old != nil {
+		if err := n.joinGroups(old, -1); err != nil {
+			return err
+		}
+	}
+	if cur != nil {
+		return n.joinGroups(cur, 1)
+	}
+	return nil
 }
 
 func cmpString(a, b string) int {
@@ -341,7 +393,7 @@ func memberStill(objs Objects, m *model.PortGroupMember) bool {
 	return still
 }
 
-func (n *Topology) applyGroupAddr(c Change, objs Objects) (bool, error) {
+func (n *Topology) applyGroupAddr(c Change, _ Objects) (bool, error) {
 	edit := func(groupID string) (*ipGroup, bool) {
 		g, ok := n.ipgByID[groupID]
 		if !ok {
@@ -352,8 +404,8 @@ func (n *Topology) applyGroupAddr(c Change, objs Objects) (bool, error) {
 	}
 	if c.Old != nil {
 		a := c.Old.(*model.IPAddrGroupAddr)
-		if g, ok := edit(a.IPAddrGroupID); ok && !addrStill(objs, a) {
-			g.addrs.Del(a.Address.Unmap(), n.gen)
+		if g, ok := edit(a.IPAddrGroupID); ok {
+			g.add(a.Address, -1, n.gen)
 		}
 	}
 	if c.New != nil {
@@ -362,21 +414,9 @@ func (n *Topology) applyGroupAddr(c Change, objs Objects) (bool, error) {
 		if !ok {
 			return false, nil
 		}
-		g.addrs.Put(a.Address.Unmap(), struct{}{}, n.gen)
+		g.add(a.Address, 1, n.gen)
 	}
 	return true, nil
-}
-
-// addrStill reports whether another address object puts a's address in
-// a's group.
-func addrStill(objs Objects, a *model.IPAddrGroupAddr) bool {
-	still := false
-	objs.Each(model.IPAddrGroupAddrKind, func(o model.Object) bool {
-		x := o.(*model.IPAddrGroupAddr)
-		still = x.ID != a.ID && x.IPAddrGroupID == a.IPAddrGroupID && x.Address.Unmap() == a.Address.Unmap()
-		return !still
-	})
-	return still
 }
 
 func (n *Topology) applyDHCPHost(c Change, objs Objects) (bool, error) {

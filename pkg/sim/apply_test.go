@@ -88,6 +88,22 @@ func canon(t *Topology) string {
 		add("port %s tag %x %s up %v in %s out %s vlan %d mac %s addr %s net %s ll %s peer %s host %s/%s if %s key %d nat %v",
 			p.id, p.tag, dev(p.kind, p.dev), p.up, cid(p.inChain), cid(p.outChain), p.vlan, p.mac, p.addr, p.network,
 			p.linkLocal, pid(p.peer), hid(p.host), p.hostID, p.ifName, p.tunnelKey, p.natAddrs)
+		if p.sec != nil {
+			for _, c := range []*chain{&p.sec.in, &p.sec.eg, &p.sec.out} {
+				var rs []string
+				for _, r := range c.rules {
+					to := ""
+					switch {
+					case r.jumpTo != nil:
+						to = r.jumpTo.id
+					case r.jump != none:
+						to = cid(r.jump)
+					}
+					rs = append(rs, fmt.Sprintf("%s %s src %s mac %s tag %x → %s", r.typ, r.desc, r.src, r.srcMAC, r.tag, to))
+				}
+				add("port %s security %s %x %v", p.id, c.name, c.tag, rs)
+			}
+		}
 	}
 	if live != t.portByID.Len() {
 		add("BROKEN %d live ports, %d indexed", live, t.portByID.Len())
@@ -134,7 +150,7 @@ func canon(t *Topology) string {
 	}
 	for _, g := range t.ipgroups {
 		var as []string
-		g.addrs.Each(func(a netip.Addr, _ struct{}) bool { as = append(as, a.String()); return true })
+		g.addrs.Each(func(a netip.Addr, n int32) bool { as = append(as, fmt.Sprintf("%s×%d", a, n)); return true })
 		sort.Strings(as)
 		add("ipgroup %s %v", g.id, as)
 	}
@@ -219,6 +235,32 @@ func isVMPort(o model.Object) bool {
 	return p.RouterID == "" && p.PeerID == ""
 }
 
+// secure gives a VM port, at random, port security (by reference to the
+// chain sg) and addresses in the address group ipg, which the group's
+// address objects may hold too.
+func (m *applyModel) secure(p *model.Port) {
+	r := m.r
+	if r.IntN(2) == 0 {
+		p.Sources = []model.PortSource{{MAC: p.MAC, Prefix: pfx("10.0.0.0/24")}}
+		if r.IntN(2) == 0 {
+			p.Sources = append(p.Sources, model.PortSource{MAC: packet.MAC{2, 0xbb, 0, 0, 0, 1}, Prefix: pfx("fd00::/64")})
+		}
+		p.Stateful = r.IntN(2) == 0
+		if r.IntN(2) == 0 {
+			p.EgressChainIDs = []string{"sg"}
+		}
+		if r.IntN(2) == 0 {
+			p.IngressChainIDs = []string{"sg"}
+		}
+	}
+	if r.IntN(2) == 0 {
+		p.IPAddrGroupIDs = []string{"ipg"}
+		for range 1 + r.IntN(2) {
+			p.MemberAddrs = append(p.MemberAddrs, netip.AddrFrom4([4]byte{10, 0, 0, byte(10 + r.IntN(8))}))
+		}
+	}
+}
+
 // step makes one random change (a few, as one transaction would) and
 // returns it.
 func (m *applyModel) step() []Change {
@@ -238,6 +280,7 @@ func (m *applyModel) step() []Change {
 		if r.IntN(2) == 0 {
 			p.InboundFilterID = "sg"
 		}
+		m.secure(p)
 		if r.IntN(5) == 0 {
 			p.VLAN = uint16(1 + r.IntN(2))
 		}
@@ -260,6 +303,10 @@ func (m *applyModel) step() []Change {
 				p.OutboundFilterID = []string{"", "sg"}[r.IntN(2)]
 			case 3:
 				p.State = []model.State{model.StateUp, model.StateDown}[r.IntN(2)]
+			}
+			if r.IntN(3) == 0 {
+				p.Sources, p.EgressChainIDs, p.IngressChainIDs, p.Stateful, p.MemberAddrs, p.IPAddrGroupIDs = nil, nil, nil, false, nil, nil
+				m.secure(&p)
 			}
 			put(&p)
 		}

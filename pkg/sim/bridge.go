@@ -41,7 +41,7 @@ func (w *walk) bridgeIngress(bi, in int32, depth int) {
 	default:
 		vlan = p.vlan
 	}
-	if b.inChain != none && !w.chainPasses(w.runChain(b.inChain, in, none), name) {
+	if b.inChain != none && !w.chainPasses(w.runChain(&t.chains[b.inChain], in, none), name) {
 		return
 	}
 	w.learn(b, bi, vlan, in)
@@ -191,7 +191,7 @@ func (w *walk) unicast(bi, in, q int32, vlan uint16, depth int) {
 func (w *walk) bridgeEgress(bi, in, q int32, vlan uint16, depth int) {
 	t := w.t
 	b := t.bridges[bi]
-	if b.outChain != none && !w.chainPasses(w.runChain(b.outChain, in, q), t.devName(devBridge, bi)) {
+	if b.outChain != none && !w.chainPasses(w.runChain(&t.chains[b.outChain], in, q), t.devName(devBridge, bi)) {
 		return
 	}
 	w.cur.tagged, w.cur.vlan = t.ports.At(q).vlan == 0 && vlan != 0, 0

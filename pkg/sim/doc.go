@@ -1,7 +1,7 @@
 // Package sim is the simulation engine of the agent: given the first packet
 // of a flow and the port it entered on, it walks the virtual topology the
-// way the devices would (port in-chain, bridge or router, port out-chain,
-// peer port, next device ...) and returns what the datapath must do with
+// way the devices would (port security and in-chain, bridge or router,
+// port security and out-chain, peer port, next device ...) and returns what the datapath must do with
 // every packet of that flow, plus the tags of every object the decision
 // read so that a topology change invalidates exactly the flows it affects.
 //

@@ -59,7 +59,7 @@ func (w *walk) routerIngress(ri, in int32, depth int) {
 	if r.lb != none && !w.lbInbound(r) {
 		return
 	}
-	if r.inChain != none && !w.chainPasses(w.runChain(r.inChain, in, none), name) {
+	if r.inChain != none && !w.chainPasses(w.runChain(&w.t.chains[r.inChain], in, none), name) {
 		return
 	}
 	pkt = w.pkt // pre-routing NAT may have translated it: route the translated packet
@@ -130,7 +130,7 @@ func (w *walk) routerIngress(ri, in int32, depth int) {
 	if r.lb != none {
 		w.lbOutbound(r)
 	}
-	if r.outChain != none && !w.chainPasses(w.runChain(r.outChain, in, out), name) {
+	if r.outChain != none && !w.chainPasses(w.runChain(&w.t.chains[r.outChain], in, out), name) {
 		return
 	}
 	if mtu := w.s.mtu[out]; w.ipLen > mtu {

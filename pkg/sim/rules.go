@@ -17,9 +17,24 @@ type portGroup struct {
 }
 
 type ipGroup struct {
-	id    string
-	tag   uint64
-	addrs hmap[netip.Addr, struct{}] // unmapped: IPv4 as 4-byte addresses
+	id  string
+	tag uint64
+	// addrs counts, per address (unmapped: IPv4 as 4-byte addresses), the
+	// address objects and ports (model.Port.MemberAddrs) that put it in
+	// the group: it stays a member until the last of them goes.
+	addrs hmap[netip.Addr, int32]
+}
+
+// add counts n more (or, negative, fewer) holders of address a.
+func (g *ipGroup) add(a netip.Addr, n int32, gen uint64) {
+	a = a.Unmap()
+	c, _ := g.addrs.Get(a)
+	switch c += n; {
+	case c > 0:
+		g.addrs.Put(a, c, gen)
+	default:
+		g.addrs.Del(a, gen)
+	}
 }
 
 type chain struct {
@@ -58,6 +73,7 @@ type rule struct {
 	action ruleAction
 	typ    model.RuleType
 	jump   int32
+	jumpTo *chain // a compiled port filter's jump (portsec.go); jump is none then
 	desc   string // the condition in CLI words, for traces
 
 	inPorts, outPorts  []int32
@@ -301,19 +317,19 @@ const maxJumpDepth = 16
 // not applicable). It records the tag of every chain entered and of the
 // rule that decided; rules read before it are covered by their chain's
 // tag (ChangeTags of a rule includes its chain).
-func (w *walk) runChain(ci int32, inPort, outPort int32) chainVerdict {
+func (w *walk) runChain(start *chain, inPort, outPort int32) chainVerdict {
 	type frame struct {
-		chain int32
+		chain *chain
 		next  int
 	}
 	var stack [maxJumpDepth]frame
 	depth := 0
-	stack[0] = frame{ci, 0}
+	stack[0] = frame{start, 0}
 	t := w.t
-	w.res.addTag(t.chains[ci].tag)
+	w.res.addTag(start.tag)
 	for {
 		f := &stack[depth]
-		c := &t.chains[f.chain]
+		c := f.chain
 		if f.next >= len(c.rules) {
 			if w.tr != nil {
 				w.tr.add(StepChain, chainName(c), "end of chain: continue")
@@ -361,15 +377,19 @@ func (w *walk) runChain(ci int32, inPort, outPort int32) chainVerdict {
 			continue
 		case raJump:
 			w.res.addTag(r.tag)
+			to := r.jumpTo
+			if to == nil {
+				to = &t.chains[r.jump]
+			}
 			if w.tr != nil {
-				w.tr.add(StepChain, chainName(c), fmt.Sprintf("rule %d (%s): jump to chain %s", r.pos, r.desc, chainName(&t.chains[r.jump])))
+				w.tr.add(StepChain, chainName(c), fmt.Sprintf("rule %d (%s): jump to chain %s", r.pos, r.desc, chainName(to)))
 			}
 			if depth+1 == maxJumpDepth {
 				return chainLoop
 			}
 			depth++
-			stack[depth] = frame{r.jump, 0}
-			w.res.addTag(t.chains[r.jump].tag)
+			stack[depth] = frame{to, 0}
+			w.res.addTag(to.tag)
 			continue
 		}
 		w.res.addTag(r.tag)

@@ -330,7 +330,10 @@ func (w *walk) enterPort(pi, from int32, depth int) {
 		w.drop(DropLoop, t.portName(pi), fmt.Sprintf("path longer than %d devices: loop", MaxDevices))
 		return
 	}
-	if p.inChain != none && !w.portChainPasses(w.runChain(p.inChain, pi, none), pi) {
+	if p.sec != nil && !w.portChainPasses(w.runChain(&p.sec.in, pi, none), pi) {
+		return
+	}
+	if p.inChain != none && !w.portChainPasses(w.runChain(&t.chains[p.inChain], pi, none), pi) {
 		return
 	}
 	w.visits++
@@ -354,7 +357,10 @@ func (w *walk) egressPort(q, in int32, depth int) {
 		w.drop(DropPortDown, t.portName(q), "port is down")
 		return
 	}
-	if p.outChain != none && !w.portChainPasses(w.runChain(p.outChain, in, q), q) {
+	if p.sec != nil && !w.portChainPasses(w.runChain(&p.sec.out, in, q), q) {
+		return
+	}
+	if p.outChain != none && !w.portChainPasses(w.runChain(&t.chains[p.outChain], in, q), q) {
 		return
 	}
 	switch {

@@ -121,8 +121,9 @@ func FloodTag(bridgeID string) uint64 {
 //   - a route also invalidates, on its router, every route whose
 //     destination contains the route's (flows that chose a less specific
 //     or heavier route may now choose this one) and the router's NoRouteTag;
-//   - a port also invalidates its device's FloodTag and, if linked or
-//     bound, the tag of its peer;
+//   - a port also invalidates its device's FloodTag, the IP address
+//     groups its member addresses are in and, if linked or bound, the tag
+//     of its peer;
 //   - a rule also invalidates its chain (a flow read the rules before the
 //     one that decided, through the chain's tag);
 //   - a port-group member, IP-address-group address or DHCP host also
@@ -155,6 +156,13 @@ func (t *Topology) ChangeTags(o model.Object) []uint64 {
 		}
 		if x.BridgeID != "" {
 			tags = append(tags, FloodTag(x.BridgeID))
+		}
+		// Its member addresses are in its IP address groups (as an
+		// address object's are).
+		if len(x.MemberAddrs) > 0 {
+			for _, g := range x.IPAddrGroupIDs {
+				tags = append(tags, ObjectTag(model.IPAddrGroupKind, g))
+			}
 		}
 		// A subport decides where its parent's tagged frames go.
 		if x.ParentID != "" {

@@ -80,6 +80,7 @@ type port struct {
 	up        bool
 	inChain   int32
 	outChain  int32
+	sec       *portSec // port security's compiled filter (portsec.go); nil without
 	vlan      uint16
 	mac       packet.MAC
 	addr      netip.Addr   // router ports; invalid when unset
@@ -263,7 +264,7 @@ func Build(objs []model.Object) (*Topology, error) {
 			pgMembers = append(pgMembers, x)
 		case *model.IPAddrGroup:
 			ipgByID[x.ID] = int32(len(t.ipgroups))
-			t.ipgroups = append(t.ipgroups, ipGroup{id: x.ID, tag: ObjectTag(model.IPAddrGroupKind, x.ID), addrs: newHmap[netip.Addr, struct{}](hashAddr)})
+			t.ipgroups = append(t.ipgroups, ipGroup{id: x.ID, tag: ObjectTag(model.IPAddrGroupKind, x.ID), addrs: newHmap[netip.Addr, int32](hashAddr)})
 		case *model.IPAddrGroupAddr:
 			ipAddrs = append(ipAddrs, x)
 		case *model.DHCPSubnet:
@@ -385,7 +386,12 @@ func Build(objs []model.Object) (*Topology, error) {
 		if !ok {
 			return nil, fmt.Errorf("ip-address-group address %s: group %s does not exist", a.ID, a.IPAddrGroupID)
 		}
-		t.ipgroups[g].addrs.Put(a.Address.Unmap(), struct{}{}, t.gen)
+		t.ipgroups[g].add(a.Address, 1, t.gen)
+	}
+	for _, mp := range ports {
+		if err := t.joinGroups(mp, 1); err != nil {
+			return nil, err
+		}
 	}
 
 	t.chains = make([]chain, len(chains))
@@ -405,6 +411,14 @@ func Build(objs []model.Object) (*Topology, error) {
 			}
 			t.chains[i].rules = append(t.chains[i].rules, cr)
 		}
+	}
+	// Port security jumps to chains by pointer: compiled once they are.
+	for i, mp := range ports {
+		sec, err := t.compilePortSec(mp, t.ports.At(int32(i)).tag)
+		if err != nil {
+			return nil, err
+		}
+		t.ports.Mut(int32(i), t.gen).sec = sec
 	}
 
 	byRouter := map[int32][]*model.Route{}

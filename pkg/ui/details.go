@@ -79,7 +79,15 @@ func (u *UI) details(w http.ResponseWriter, r *http.Request) {
 			d.Routes, err = u.routes(ctx, x.ID)
 		}
 	case *model.Port:
-		d.Chains, err = u.chains(ctx, [][2]string{{"inbound filter", x.InboundFilterID}, {"outbound filter", x.OutboundFilterID}})
+		roots := [][2]string{{"inbound filter", x.InboundFilterID}, {"outbound filter", x.OutboundFilterID}}
+		// Port security names its groups' chains.
+		for _, id := range x.EgressChainIDs {
+			roots = append(roots, [2]string{"port security: egress", id})
+		}
+		for _, id := range x.IngressChainIDs {
+			roots = append(roots, [2]string{"port security: ingress", id})
+		}
+		d.Chains, err = u.chains(ctx, roots)
 	}
 	if err != nil {
 		u.log.Error("dashboard: reading details failed", "kind", k.Name, "id", id, "err", err)

@@ -180,11 +180,10 @@ func upstreamBGP(k int) string {
 	fmt.Fprintf(&b, "router bgp 6500%d\n bgp router-id 192.168.1%d.1\n bgp log-neighbor-changes\n"+
 		" no bgp ebgp-requires-policy\n no bgp network import-check\n"+
 		" timers bgp 1 3\n", k, k)
-	// The gateway connects to its upstream (every 2 s while down): the
-	// upstream keeps FRR's default connect timer, as a provider's router
-	// would, so that the two do not race to open the session (GoBGP takes
-	// an accepted connection that the upstream gave up on when both sides
-	// retry every second).
+	// The gateway connects to its upstream (every 2 s while down) and
+	// refuses the upstream's own connections (pkg/agent/bgp/gobgp says
+	// why); the upstream keeps FRR's default timers, as a provider's
+	// router would.
 	// (FRR's bgpd moves the BFD session to the interface once the first
 	// session is up, which takes BFD down and the BGP session with it,
 	// once: the gateway connects again at once, and the uplink, still in

@@ -33,12 +33,13 @@ import (
 //	                                            (Neutron)            (native)    192.168.21.2/24     192.0.2.10 on lo
 //
 // A speaker (local_as 64512) with public as gateway network and r1 as
-// peer: the session comes up, r1 learns the tenant subnet and the
+// peer (auth_type md5, as r1 wants): the session comes up, r1 learns the tenant subnet and the
 // floating IP, and r1's "internet" address reaches the VM through the
 // floating IP. Removing the peer takes the session down.
 func TestNeutronBGP(t *testing.T) {
 	harness.Require(t, "vtysh")
 	const password = "e2e-bgp-secret"
+	const md5Key = "e2e-neutron-md5"
 	env := harness.New(t, harness.Options{Hypervisors: 2, AdminPassword: password, InNamespace: []string{"hv2"}})
 	hv1, gw := env.Host("hv1"), env.Host("hv2")
 	env.MustCLI(t, "create tunnel-zone name tz type vxlan")
@@ -103,16 +104,11 @@ func TestNeutronBGP(t *testing.T) {
 		"host_id": gw.ID, "interface_name": "eth1"}, &up))
 
 	// r1: FRR on the uplink's wire, its "internet" address on lo.
-	r1 := env.NewNS(t, "r1")
-	harness.Veth(t, gw.NS, "eth1", r1, "eth0")
-	gw.NS.MustRun(t, "sysctl", "-q", "-w", "net.ipv6.conf.eth1.disable_ipv6=1")
-	gw.NS.MustRun(t, "ip", "link", "set", "eth1", "up")
-	r1.MustRun(t, "ip", "addr", "add", "192.168.21.1/24", "dev", "eth0")
-	r1.MustRun(t, "ip", "link", "set", "eth0", "up")
-	r1.MustRun(t, "ip", "addr", "add", serverAddr+"/32", "dev", "lo")
+	r1 := upstreamWire(t, env, gw, "192.168.21.1/24")
 	frr := harness.StartFRR(t, r1, "", bfdProfile, "router bgp 65001\n bgp router-id 192.168.21.1\n bgp log-neighbor-changes\n"+
 		" no bgp ebgp-requires-policy\n no bgp network import-check\n timers bgp 1 3\n"+
 		" neighbor 192.168.21.2 remote-as 64512\n neighbor 192.168.21.2 bfd profile fast\n neighbor 192.168.21.2 advertisement-interval 0\n"+
+		" neighbor 192.168.21.2 password "+md5Key+"\n"+
 		" address-family ipv4 unicast\n  network 192.0.2.0/24\n exit-address-family\n")
 
 	// BGP through Neutron only.
@@ -121,7 +117,9 @@ func TestNeutronBGP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	peer, err := peers.Create(ctx, nc, peers.CreateOpts{Name: "r1", PeerIP: "192.168.21.1", RemoteAS: 65001, AuthType: "none"}).Extract()
+	// The session is signed (TCP MD5): Neutron's auth_type md5.
+	peer, err := peers.Create(ctx, nc, peers.CreateOpts{Name: "r1", PeerIP: "192.168.21.1", RemoteAS: 65001, AuthType: "md5",
+		Password: md5Key}).Extract()
 	if err != nil {
 		t.Fatal(err)
 	}

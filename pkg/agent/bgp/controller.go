@@ -104,10 +104,9 @@ type Config struct {
 	// ControlPlane is told whether an uplink's sessions are up (at least
 	// one established): the gateway liveness judges the uplink by it.
 	ControlPlane func(portID string, up bool)
-	// ListenPort and PeerPort replace BGP's port 179, and NoBind leaves
-	// the sessions unbound from the speaker interface (tests that run
-	// their peers over loopback).
-	ListenPort int32
+	// PeerPort replaces the peers' BGP port 179, and NoBind leaves the
+	// sessions unbound from the speaker interface (tests that run their
+	// peers over loopback).
 	PeerPort   uint16
 	NoBind     bool
 	Registerer prometheus.Registerer
@@ -385,7 +384,7 @@ func (c *Controller) startLocked(ctx context.Context, ps *portSpeaker) {
 		return
 	}
 	ps.bfd = r
-	sp, err := c.cfg.Speakers(SpeakerConfig{ASN: p.asn, RouterID: routerID(p), Address: p.addr, Port: c.cfg.ListenPort,
+	sp, err := c.cfg.Speakers(SpeakerConfig{ASN: p.asn, RouterID: routerID(p), Address: p.addr,
 		Interface: bind, Log: c.cfg.Log.With("port", p.portID)}, portEvents{c, p.portID})
 	if err == nil {
 		err = sp.Start(ctx)

@@ -206,6 +206,8 @@ func learned(t *testing.T, db *nsdbmem.Store) []string {
 }
 
 func TestController(t *testing.T) {
+	// The upstream tries to connect too, to a port nothing listens on:
+	// our speaker only connects.
 	ourPort, theirPort := freePort(t), freePort(t)
 	up := newUpstream(t, theirPort, ourPort)
 	db := nsdbmem.New()
@@ -223,7 +225,7 @@ func TestController(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	c, err := bgp.New(bgp.Config{HostID: "gw1", Speakers: gobgp.Factory, Plumbing: memPlumbing{host}, Datapath: dp, DB: db,
 		Lease:        func() nsdb.LeaseID { leaseMu.Lock(); defer leaseMu.Unlock(); return curLease },
-		ControlPlane: cp.set, ListenPort: int32(ourPort), PeerPort: uint16(theirPort), NoBind: true,
+		ControlPlane: cp.set, PeerPort: uint16(theirPort), NoBind: true,
 		Registerer: reg, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)

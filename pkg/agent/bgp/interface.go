@@ -64,11 +64,10 @@ type SpeakerConfig struct {
 	// RouterID is the BGP identifier (an IPv4 address, unique among the
 	// speakers of the AS: the uplink port's address).
 	RouterID netip.Addr
-	// Address is where the speaker listens for peers (the port's
-	// address); Port is the TCP port (default 179; -1: no listener, the
-	// speaker only connects).
+	// Address is the speaker's own (the port's address), the next hop
+	// of what it announces. The speaker only connects to its peers and
+	// never listens: see package gobgp on connection collisions.
 	Address netip.Addr
-	Port    int32
 	// Interface binds the speaker's sockets, listener and BFD to an
 	// interface (SO_BINDTODEVICE), so its sessions leave by the uplink's
 	// speaker interface whatever the host's routing table says.
@@ -93,6 +92,9 @@ type PeerConfig struct {
 	// MaxPrefixes shuts the session down when the peer announces more
 	// (counted per address family); 0 is no limit.
 	MaxPrefixes uint32
+	// Password signs the session's segments (TCP MD5, RFC 2385); empty:
+	// unsigned.
+	Password string
 }
 
 // SessionState is a BGP session's FSM state (RFC 4271 §8).

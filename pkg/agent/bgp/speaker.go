@@ -53,7 +53,7 @@ type portEvents struct {
 func peerConfig(c *Controller, p *portConf, m *model.BGPPeer) PeerConfig {
 	pc := PeerConfig{Address: m.Address, ASN: m.ASN, Port: c.cfg.PeerPort, LocalAddress: p.addr, Interface: SpeakerInterface(p.portID),
 		KeepAlive: time.Duration(m.KeepAlive) * time.Second, HoldTime: time.Duration(m.HoldTime) * time.Second,
-		ConnectRetry: time.Second, MaxPrefixes: m.MaxPrefixes}
+		ConnectRetry: time.Second, MaxPrefixes: m.MaxPrefixes, Password: m.Password}
 	if c.cfg.Plumbing == nil || c.cfg.NoBind {
 		pc.Interface = ""
 	}
@@ -96,6 +96,20 @@ func (ps *portSpeaker) syncPeers(ctx context.Context, want *portConf) {
 				continue
 			}
 			st = peerState{id: m.ID, conf: pc, status: PeerStatus{Address: addr, ASN: m.ASN, State: StateIdle}}
+		case st.conf.Password != pc.Password:
+			// GoBGP's update leaves a session's TCP MD5 key as it was:
+			// a new key is a new session.
+			if err := ps.speaker.RemovePeer(ctx, addr); err != nil {
+				c.cfg.Log.Warn("remove BGP peer to change its password", "port", want.portID, "peer", addr, "err", err)
+				continue
+			}
+			if err := ps.speaker.AddPeer(ctx, pc); err != nil {
+				c.cfg.Log.Warn("add BGP peer with its new password", "port", want.portID, "peer", addr, "err", err)
+				delete(ps.peers, addr)
+				continue
+			}
+			c.cfg.Log.Info("BGP peer's password changed: session restarted", "port", want.portID, "peer", addr)
+			st.conf = pc
 		case st.conf != pc:
 			if err := ps.speaker.UpdatePeer(ctx, pc); err != nil {
 				c.cfg.Log.Warn("update BGP peer", "port", want.portID, "peer", addr, "err", err)

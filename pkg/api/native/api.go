@@ -148,8 +148,10 @@ func listFilter(k *model.Kind, r *http.Request) (string, string, error) {
 		return "", "", badField("query", "filter on one field at a time (got %d)", len(q))
 	}
 	for name, vals := range q {
-		if k.Field(name) == nil {
+		if f := k.Field(name); f == nil {
 			return "", "", badField(name, "cannot filter %s by unknown field", k.Plural)
+		} else if f.Secret {
+			return "", "", badField(name, "cannot filter %s by a write-only field", k.Plural)
 		}
 		if len(vals) != 1 {
 			return "", "", badField(name, "give one value to filter on")
@@ -303,8 +305,16 @@ func readBody(r *http.Request) ([]byte, error) {
 	return body, nil
 }
 
-// decorate fills derived fields before an object leaves the API.
+// decorate fills derived fields before an object leaves the API, and
+// blanks write-only ones.
 func (a *API) decorate(ctx context.Context, k *model.Kind, objs []model.Object) error {
+	for _, f := range k.Fields {
+		if f.Secret {
+			for _, o := range objs {
+				f.Value(o).SetZero()
+			}
+		}
+	}
 	switch k {
 	case model.HostKind:
 		alive, err := a.store.AliveHosts(ctx)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,13 +40,28 @@ func TestBGP(t *testing.T) {
 		{map[string]any{"asn": 65002, "address": "192.0.2.1"}, "port_id"},
 		{map[string]any{"asn": 65002, "address": "198.51.100.1", "bfd_interval": 1}, "bfd_interval"},
 		{map[string]any{"asn": 65002, "address": "198.51.100.3", "status": "established"}, "status"},
+		{map[string]any{"asn": 65002, "address": "198.51.100.3", "password": strings.Repeat("k", 81)}, "password"},
+		{map[string]any{"asn": 65002, "address": "198.51.100.3", "password": "two words"}, "password"},
 	} {
 		st, obj, _ := e.do("POST", "/routers/"+r+"/bgp-peers", c.body)
 		if st != 400 || obj["error"].(map[string]any)["field"] != c.field {
 			t.Errorf("%v: %d %v, want 400 on %s", c.body, st, obj, c.field)
 		}
 	}
+	// A password is taken, stored and never shown, nor filtered on.
+	if st, obj, _ := e.do("PATCH", "/bgp-peers/"+peer, map[string]any{"password": "s3cret!"}); st != 200 || obj["password"] != nil {
+		t.Fatalf("set password: %d %v", st, obj)
+	}
+	if o, err := e.store.Get(ctx, model.BGPPeerKind, peer); err != nil || o.(*model.BGPPeer).Password != "s3cret!" {
+		t.Fatalf("stored peer: %+v %v", o, err)
+	}
+	if st, obj, _ := e.do("GET", "/bgp-peers?password=s3cret!", nil); st != 400 || obj["error"].(map[string]any)["field"] != "password" {
+		t.Errorf("filter on the password: %d %v", st, obj)
+	}
 	_, obj, _ := e.do("GET", "/bgp-peers/"+peer, nil)
+	if _, shown := obj["password"]; shown {
+		t.Errorf("GET shows the password: %v", obj)
+	}
 	if obj["port_id"] != up || obj["bfd"] != "on" || obj["bfd_interval"] != 100.0 {
 		t.Errorf("peer: %v", obj)
 	}

@@ -156,6 +156,9 @@ func kindSchema(k *model.Kind) obj {
 		if f.ReadOnly {
 			s["readOnly"] = true
 		}
+		if f.Secret {
+			s["writeOnly"] = true
+		}
 		if f.CLI != "" {
 			s["x-nagare-cli"] = f.CLI
 		}

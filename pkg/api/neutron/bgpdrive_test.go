@@ -3,6 +3,7 @@ package neutron_test
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/bgp/peers"
@@ -57,7 +58,11 @@ func (e *env) bgpState(router string) bgpState {
 	}
 	for _, p := range ps {
 		p := p.(*model.BGPPeer)
-		out.peers = append(out.peers, fmt.Sprintf("%s %d %s", p.Address, p.ASN, p.PortID))
+		line := fmt.Sprintf("%s %d %s", p.Address, p.ASN, p.PortID)
+		if p.Password != "" {
+			line += " password " + p.Password
+		}
+		out.peers = append(out.peers, line)
 	}
 	rs, _, err := st.List(e.ctx, model.RouteKind, "router_id", router)
 	if err != nil {
@@ -138,15 +143,13 @@ func TestBGPSpeakerDrivesUplinks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p2, err := peers.Create(ctx, c, peers.CreateOpts{Name: "isp2", PeerIP: "198.51.101.1", RemoteAS: 65002, AuthType: "none"}).Extract()
+	// isp2 signs its session (TCP MD5): the native peer gets the password.
+	p2, err := peers.Create(ctx, c, peers.CreateOpts{Name: "isp2", PeerIP: "198.51.101.1", RemoteAS: 65002, AuthType: "md5",
+		Password: "isp2-secret"}).Extract()
 	if err != nil {
 		t.Fatal(err)
 	}
 	far, err := peers.Create(ctx, c, peers.CreateOpts{Name: "far", PeerIP: "203.0.113.9", RemoteAS: 65009, AuthType: "none"}).Extract()
-	if err != nil {
-		t.Fatal(err)
-	}
-	md5, err := peers.Create(ctx, c, peers.CreateOpts{Name: "md5", PeerIP: "198.51.101.5", RemoteAS: 65005, AuthType: "md5", Password: "secret"}).Extract()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +169,7 @@ func TestBGPSpeakerDrivesUplinks(t *testing.T) {
 	fipNet := fip.FloatingIP + "/32"
 	want := bgpState{asn: 64512,
 		networks: sorted("10.90.0.0/24", "192.0.2.0/24", fipNet),
-		peers:    sorted("198.51.100.1 65001 "+up1, "198.51.101.1 65002 "+up2),
+		peers:    sorted("198.51.100.1 65001 "+up1, "198.51.101.1 65002 "+up2+" password isp2-secret"),
 		routes:   sorted("10.90.0.0/24 via "+gw+" "+extPort, fipNet+" via "+gw+" "+extPort)}
 	got := e.bgpState(prov)
 	t.Logf("provider router's BGP from the speaker: %+v", got)
@@ -203,9 +206,29 @@ func TestBGPSpeakerDrivesUplinks(t *testing.T) {
 	// What cannot be driven is refused, and writes nothing.
 	e.refused([]refusal{
 		{"peer no uplink reaches", "PUT", "/v2.0/bgp-speakers/" + sp.ID + "/add_bgp_peer", `{"bgp_peer_id": "` + far.ID + `"}`, 400, "InvalidBgpPeer", "peer_ip 203.0.113.9 is on no uplink port"},
-		{"peer with a password", "PUT", "/v2.0/bgp-speakers/" + sp.ID + "/add_bgp_peer", `{"bgp_peer_id": "` + md5.ID + `"}`, 400, "InvalidBgpPeerMd5Authentication", "password"},
-		{"password added to a driven peer", "PUT", "/v2.0/bgp-peers/" + p1.ID, `{"bgp_peer": {"password": "x"}}`, 400, "InvalidBgpPeerMd5Authentication", "password"},
+		{"password longer than a TCP MD5 key", "PUT", "/v2.0/bgp-peers/" + p2.ID, `{"bgp_peer": {"password": "` + strings.Repeat("k", 81) + `"}}`,
+			400, "InvalidBgpPeerMd5Authentication", "password: 81 characters"},
+		{"md5 peer's password emptied", "PUT", "/v2.0/bgp-peers/" + p2.ID, `{"bgp_peer": {"password": ""}}`,
+			400, "InvalidBgpPeerMd5Authentication", "A password must be supplied"},
 	})
+	// The password is write-only: neither API shows it.
+	for _, path := range []string{"/v2.0/bgp-peers/" + p2.ID, "/v2.0/bgp-peers"} {
+		if st, doc := e.raw(e.admin, "GET", path, ""); st != 200 || strings.Contains(fmt.Sprint(doc), "isp2-secret") ||
+			strings.Contains(fmt.Sprint(doc), "password") {
+			t.Errorf("GET %s: %d %v", path, st, doc)
+		}
+	}
+	if st, l := e.rawList(e.admin, "/api/v1/routers/"+prov+"/bgp-peers"); st != 200 || len(l) != 2 ||
+		strings.Contains(fmt.Sprint(l), "isp2-secret") || strings.Contains(fmt.Sprint(l), "password") {
+		t.Errorf("the native API's peers: %d %v", st, l)
+	}
+	// A new password reaches the native peer.
+	if _, err := peers.Update(ctx, c, p2.ID, peers.UpdateOpts{Password: "isp2-new"}).Extract(); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.bgpState(prov); !slices.Contains(got.peers, "198.51.101.1 65002 "+up2+" password isp2-new") {
+		t.Errorf("after a new password: %+v", got.peers)
+	}
 
 	// The tenant side's changes follow: a second subnet on the router is
 	// announced, a floating IP disassociated is not any more.

@@ -233,7 +233,12 @@ func (w *worker) flushLocal() error {
 			// sent is lost for that reason. Refusals of single frames are
 			// counted by the port itself (TxErrors).
 			w.drops.add(rPortGone, uint64(k-sent))
-			if first == nil {
+			if first == nil && p.gone.Load() {
+				// Detached while the frames were on their way (Execute
+				// compiled its actions before the removal): the port is
+				// unknown now, as it would be a moment later.
+				first = fmt.Errorf("send on port %s (%s): %w (%w)", p.cfg.PortID, p.cfg.Interface, datapath.ErrUnknownPort, err)
+			} else if first == nil {
 				first = fmt.Errorf("send on port %s (%s): %w", p.cfg.PortID, p.cfg.Interface, err)
 			}
 		}

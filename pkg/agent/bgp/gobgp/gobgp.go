@@ -7,8 +7,24 @@
 // withdraw, or a NOTIFICATION and a reset); a peer over its prefix limit
 // is shut down by GoBGP and stays down until the controller enables it
 // again. Sessions are bound to the speaker's interface (SO_BINDTODEVICE),
-// listener and BFD included, so they leave by the uplink whatever the
-// host's routes say.
+// so they leave by the uplink whatever the host's routes say.
+//
+// The speaker only connects: it does not listen (GoBGP's ListenPort -1),
+// and a peer's own attempts are refused. Both ends connect when an
+// uplink comes back (the peer as soon as its interface is up, the speaker
+// at its next attempt), now and then at the same time. GoBGP v4.8
+// resolves such a collision only if its outgoing connection already has
+// the peer's OPEN when the accepted one gets it; otherwise it goes on with
+// the accepted connection and leaves the outgoing one, OPEN exchanged,
+// parked for its next Active state. The peer keeps whichever connection
+// RFC 4271 §6.8 says (the higher BGP identifier's), closes the other,
+// and times the parked one out in OpenConfirm; the next time the
+// session starts, GoBGP takes the parked connection, reads the peer's
+// buffered KEEPALIVE (established) and then its Hold Timer Expired
+// (down), while its outgoing attempt of that round is parked again: the
+// session never comes back, every 5 s, with BFD up. With one direction
+// there is one connection and no collision; the connect retry is
+// GoBGP's (2 s), and a peer configured passive works as well.
 package gobgp
 
 import (
@@ -39,9 +55,6 @@ func New(cfg bgp.SpeakerConfig, ev bgp.Events) (bgp.Speaker, error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
-	}
-	if cfg.Port == 0 {
-		cfg.Port = 179
 	}
 	return &speaker{cfg: cfg, ev: ev, paths: map[netip.Prefix]uuid.UUID{}, flaps: map[netip.Addr]uint32{}}, nil
 }
@@ -74,11 +87,8 @@ func (sp *speaker) Start(ctx context.Context) error {
 		defer close(sp.serving)
 		sp.s.Serve()
 	}()
-	g := &api.Global{Asn: sp.cfg.ASN, RouterId: sp.cfg.RouterID.String(), ListenPort: sp.cfg.Port,
-		BindToDevice: sp.cfg.Interface}
-	if sp.cfg.Address.IsValid() && sp.cfg.Port > 0 {
-		g.ListenAddresses = []string{sp.cfg.Address.String()}
-	}
+	// No listener (the package doc says why).
+	g := &api.Global{Asn: sp.cfg.ASN, RouterId: sp.cfg.RouterID.String(), ListenPort: -1, BindToDevice: sp.cfg.Interface}
 	if err := sp.s.StartBgp(ctx, &api.StartBgpRequest{Global: g}); err != nil {
 		sp.s.Stop()
 		<-sp.serving
@@ -123,15 +133,18 @@ func (sp *speaker) peer(p bgp.PeerConfig) *api.Peer {
 		return uint64((d + time.Second - 1) / time.Second)
 	}
 	ap := &api.Peer{
-		Conf: &api.PeerConf{NeighborAddress: p.Address.String(), PeerAsn: p.ASN},
+		// AuthPassword: GoBGP sets the key on its connection's socket
+		// (TCP_MD5SIG) before it connects.
+		Conf: &api.PeerConf{NeighborAddress: p.Address.String(), PeerAsn: p.ASN, AuthPassword: p.Password},
 		Timers: &api.Timers{Config: &api.TimersConfig{
 			ConnectRetry: secs(p.ConnectRetry, 1), HoldTime: secs(p.HoldTime, 9), KeepaliveInterval: secs(p.KeepAlive, 3),
 			// A session we reset (ResetPeer: BFD down) may try again
 			// after a second: the failover is over by then. GoBGP v4.8
-			// applies this only after its own administrative reset;
-			// after any other end (the peer's notification, a TCP
-			// failure) it waits a fixed 5 s before connecting again,
-			// which a failback after an upstream's reset then takes.
+			// applies this only after its own administrative reset
+			// (a Cease/Administrative Reset it sent); after any other
+			// end (the peer's notification, a hold timer, a TCP
+			// failure) it waits a fixed 5 s (holdtimeIdle) before its
+			// next attempt.
 			IdleHoldTimeAfterReset: 1,
 		}},
 		Transport: &api.Transport{BindInterface: p.Interface, RemotePort: uint32(p.Port)},

@@ -185,9 +185,11 @@ func (u *upstream) received(t *testing.T) map[netip.Prefix]netip.Addr {
 	return out
 }
 
-func startSpeaker(t *testing.T, ev bgp.Events, port int32) bgp.Speaker {
+// startSpeaker starts our speaker, which only connects: the upstreams'
+// own attempts (to a port nothing listens on) are refused.
+func startSpeaker(t *testing.T, ev bgp.Events) bgp.Speaker {
 	t.Helper()
-	sp, err := New(bgp.SpeakerConfig{ASN: 64512, RouterID: netip.MustParseAddr("10.255.0.2"), Address: lo, Port: port,
+	sp, err := New(bgp.SpeakerConfig{ASN: 64512, RouterID: netip.MustParseAddr("10.255.0.2"), Address: lo,
 		Log: slog.New(slog.DiscardHandler)}, ev)
 	if err != nil {
 		t.Fatal(err)
@@ -204,7 +206,7 @@ func TestSpeakerAgainstGoBGP(t *testing.T) {
 	up := newUpstream(t, 65001, theirPort)
 	up.peerWith(t, 64512, ourPort)
 	ev := &events{}
-	sp := startSpeaker(t, ev, ourPort)
+	sp := startSpeaker(t, ev)
 	ctx := context.Background()
 	if err := sp.AddPeer(ctx, bgp.PeerConfig{Address: lo, ASN: 65001, Port: uint16(theirPort), KeepAlive: time.Second,
 		HoldTime: 3 * time.Second, ConnectRetry: time.Second, MaxPrefixes: 20}); err != nil {
@@ -291,11 +293,18 @@ func TestSpeakerHostilePeer(t *testing.T) {
 	up := newUpstream(t, 65001, theirPort)
 	up.peerWith(t, 64512, ourPort)
 	ev := &events{}
-	sp := startSpeaker(t, ev, ourPort)
+	sp := startSpeaker(t, ev)
 	ctx := context.Background()
+	// The hostile peer waits for our speaker's connections.
+	hl, err := net.Listen("tcp", net.JoinHostPort(hostile.String(), "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hl.Close()
+	hostilePort := uint16(hl.Addr().(*net.TCPAddr).Port)
 	for _, p := range []bgp.PeerConfig{
 		{Address: lo, ASN: 65001, Port: uint16(theirPort), KeepAlive: time.Second, HoldTime: 3 * time.Second, MaxPrefixes: 100},
-		{Address: hostile, ASN: 65003, Port: 1, KeepAlive: time.Second, HoldTime: 3 * time.Second, MaxPrefixes: 100},
+		{Address: hostile, ASN: 65003, Port: hostilePort, KeepAlive: time.Second, HoldTime: 3 * time.Second, MaxPrefixes: 100},
 	} {
 		if err := sp.AddPeer(ctx, p); err != nil {
 			t.Fatal(err)
@@ -318,7 +327,7 @@ func TestSpeakerHostilePeer(t *testing.T) {
 		{"prefix length 33", update(nil, originASPathNextHop(65003), []byte{33, 10, 0, 0, 0, 0})},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			conn := hostileSession(t, ourPort)
+			conn := hostileSession(t, hl.(*net.TCPListener))
 			defer conn.Close()
 			writeMsg(t, conn, 2, c.update)
 			// GoBGP answers with a NOTIFICATION and closes, or treats the
@@ -357,26 +366,28 @@ func TestSpeakerHostilePeer(t *testing.T) {
 	}
 }
 
-// hostileSession opens a BGP session by hand from 127.0.0.3 (AS 65003),
-// trying again while the speaker holds the peer idle after a reset.
-func hostileSession(t *testing.T, port int32) net.Conn {
+// hostileSession takes our speaker's next connection to the hostile peer
+// (127.0.0.3, AS 65003) and completes the session by hand; the speaker
+// connects again within seconds of a reset.
+func hostileSession(t *testing.T, l *net.TCPListener) net.Conn {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for {
-		conn, err := tryHostileSession(port)
+		conn, err := tryHostileSession(l, deadline)
 		if err == nil {
 			return conn
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("hostile session: %v", err)
 		}
-		time.Sleep(200 * time.Millisecond)
 	}
 }
 
-func tryHostileSession(port int32) (net.Conn, error) {
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: hostile.AsSlice()}, Timeout: 5 * time.Second}
-	conn, err := d.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+func tryHostileSession(l *net.TCPListener, deadline time.Time) (net.Conn, error) {
+	if err := l.SetDeadline(deadline); err != nil {
+		return nil, err
+	}
+	conn, err := l.Accept()
 	if err != nil {
 		return nil, err
 	}
@@ -462,7 +473,7 @@ func TestResetPeerNotEstablished(t *testing.T) {
 	ourPort, theirPort := freePort(t), freePort(t)
 	up := newUpstream(t, 65001, theirPort)
 	ev := &events{}
-	sp := startSpeaker(t, ev, ourPort)
+	sp := startSpeaker(t, ev)
 	ctx := context.Background()
 	if err := sp.AddPeer(ctx, bgp.PeerConfig{Address: lo, ASN: 65001, Port: uint16(theirPort), KeepAlive: time.Second,
 		HoldTime: 3 * time.Second, ConnectRetry: time.Second}); err != nil {

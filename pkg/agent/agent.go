@@ -349,10 +349,14 @@ func wire(cfg Config, opts Options, host string, sess *session.Session, db *nsdb
 		}})
 	// A topology change reaches the bindings and the slow path before
 	// the flows it made stale are invalidated: the packets that miss
-	// again see it.
+	// again see it. The slow path first: a port's packets can miss as
+	// soon as it is attached (a new port's first ones; after a restart,
+	// any its adopted flows do not match), and are simulated with the
+	// topology that bound it, not the previous one (at start the empty
+	// one, where every port is unknown and every packet dropped).
 	a.mirror = mirror.New(mirror.Config{HostID: host, Flows: flows, Log: log, Publish: func(s *mirror.Snapshot) {
-		a.ports.Sync(s)
 		a.slow.SetTopology(s)
+		a.ports.Sync(s)
 		a.gateways.Sync(s)
 		a.bgp.Sync(s)
 	}})

@@ -193,6 +193,26 @@ func SomeFlows(dp Datapath, n int, fn func(info *FlowInfo)) {
 	})
 }
 
+// PortAdopter is implemented by a datapath that took over the forwarding
+// state a predecessor left (the kernel datapath's pinned maps): its
+// adopted flows go on matching packets by the indexes the predecessor
+// gave its ports. A port attached again at another index would have every
+// established flow entering by it miss at once, while the agent is still
+// starting (and another port given the old index would match them): the
+// agent attaches each port again at the index it had.
+type PortAdopter interface {
+	// AdoptedPorts are the ports the predecessor had attached.
+	AdoptedPorts() []AdoptedPort
+}
+
+// AdoptedPort is a port a datapath found attached when it adopted its
+// predecessor's state.
+type AdoptedPort struct {
+	Interface string // its interface's name
+	Index     int32  // PortConfig.Index: the in-port of its adopted flows
+	TunnelKey uint32 // PortConfig.TunnelKey: which virtual port it was
+}
+
 // StateHandler receives flow-state packets. A MissHandler passed to Run
 // that also implements StateHandler gets the payloads of the state packets
 // that tunnel-zone peers send; without it they are dropped and counted

@@ -31,7 +31,8 @@ const (
 	// family; the flow was computed for another kind of packet.
 	DropRewriteRefused = "rewrite-refused"
 	// DropPortGone: an output to a port detached after the flow was
-	// installed (a race with RemovePort).
+	// installed (a race with RemovePort), or a miss of a port detached
+	// (or, after a restart, not attached again yet) when the agent read it.
 	DropPortGone = "port-gone"
 	// DropRxRingFull: the kernel dropped a frame because the port's
 	// receive ring was full: the reader (or the miss handler) was too slow.

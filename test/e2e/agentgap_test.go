@@ -6,6 +6,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -59,7 +61,7 @@ func gapTopology(t *testing.T) *topo {
 	if dp := harness.Datapath(); dp != "ebpf" {
 		t.Skipf("datapath %s: only the kernel datapath forwards while its agent is down (NAGARE_E2E_DATAPATH=ebpf)", dp)
 	}
-	harness.Require(t, "iperf3")
+	harness.Require(t, "iperf3", "nft")
 	t.Parallel()
 	return newTopology(t)
 }
@@ -82,7 +84,9 @@ func udpAcrossGap(t *testing.T, client, server *harness.VM, victim *harness.Hype
 	}
 	// 10 Mbit/s of 1000-byte datagrams (1,250/s) for 12 s: the gap is in
 	// the middle, with established flows on both sides of it.
-	before := udpMIB(t, server)
+	arrived := countArrivals(t, client, server)
+	before, clientBefore := readSNMP(t, server), readSNMP(t, client)
+	dpBefore := datapathCounters(t, client.Host, server.Host)
 	run := client.Background(t, "iperf3", "-u", "-c", server.Addr, "-b", "10M", "-l", "1000", "-t", "12", "-J", "--get-server-output")
 	time.Sleep(3 * time.Second)
 	victim.KillAgent()
@@ -93,7 +97,8 @@ func udpAcrossGap(t *testing.T, client, server *harness.VM, victim *harness.Hype
 	if err := run.Wait(30 * time.Second); err != nil {
 		t.Fatalf("iperf3: %v\n%s", err, run.Output())
 	}
-	after := udpMIB(t, server)
+	n := arrived()
+	after := readSNMP(t, server)
 	var res struct {
 		End struct {
 			Sent struct {
@@ -113,64 +118,177 @@ func udpAcrossGap(t *testing.T, client, server *harness.VM, victim *harness.Hype
 	if res.Error != "" || sent < 10000 {
 		t.Fatalf("iperf3: error %q, %d datagrams sent:\n%s", res.Error, sent, run.Output())
 	}
-	// What the datapath delivered is what reached the receiver's UDP
-	// layer: read by iperf3 (InDatagrams) or refused there (InErrors: a
-	// full socket buffer when the shared machine starves the server,
-	// which iperf3 counts as lost too, but which is not the datapath's).
-	// iperf3 counts neither in what it sent nor in what it lost the
-	// datagram with which the client opens the UDP stream.
-	delivered := after.in - before.in + after.errs - before.errs - 1
-	t.Logf("iperf3 UDP %s → %s across %s's agent gap: %d datagrams sent, %d reached %s's UDP layer (%d of them over its socket buffer); iperf3 counts %d lost",
-		client.Name, server.Name, victim.Name, sent, delivered, server.Name, after.errs-before.errs, res.End.Received.LostPackets)
+	// What the datapath delivered is what reached the receiver's stack
+	// (countArrivals), not what iperf3 read: a full socket buffer when
+	// the shared machine starves the server (Udp:InErrors) is not the
+	// datapath's, and neither are the datagrams still queued when the
+	// server closes its socket at the client's end of test, which no UDP
+	// counter sees (Udp:InDatagrams counts reads). iperf3 counts neither
+	// in what it sent nor in what it lost the datagram with which the
+	// client opens the UDP stream.
+	errs := after["Udp:InErrors"] - before["Udp:InErrors"]
+	delivered := n - 1
+	t.Logf("iperf3 UDP %s → %s across %s's agent gap: %d datagrams sent, %d reached %s's stack (%d of them over its socket buffer); iperf3 counts %d lost",
+		client.Name, server.Name, victim.Name, sent, delivered, server.Name, errs, res.End.Received.LostPackets)
 	if delivered != uint64(sent) {
 		t.Errorf("%d datagrams sent, %d delivered: %d lost in the datapath while %s's agent was down or restarting; iperf3's server:\n%s",
 			sent, delivered, int64(sent)-int64(delivered), victim.Name, res.Server)
+		// Where the datagrams went: the datapaths' counters (the kernel's
+		// survive the restart in the pinned maps, the agent side's start
+		// again at 0), besides the agents' logs the harness prints.
+		backlog := "unknown"
+		if n, err := harness.BacklogDrops(); err == nil {
+			backlog = strconv.FormatUint(n-dpBefore.backlog, 10)
+		}
+		t.Logf("the kernel's input backlog dropped %s packets meanwhile, anyone's", backlog)
+		t.Logf("%s's IP, ICMP and UDP counters: %s", server.Name, readSNMP(t, server).diff(before))
+		t.Logf("%s's: %s", client.Name, readSNMP(t, client).diff(clientBefore))
+		for _, h := range dpBefore.hosts {
+			t.Logf("%s's counters (before the stream → now):\n%s", h.Name, dpBefore.diff(t, h))
+		}
 	}
 	mustPing(t, client, server.Addr, 3) // and new traffic after the restart
 }
 
-// udpCounters are a namespace's UDP MIB counters (/proc/net/snmp).
-type udpCounters struct{ in, errs uint64 }
+// dpCounters are the datapath metrics of the hosts a stream crosses, as
+// they were before the gap.
+type dpCounters struct {
+	hosts   []*harness.Hypervisor
+	before  map[*harness.Hypervisor]harness.Metrics
+	backlog uint64 // the kernel's input backlog drops (harness.BacklogDrops)
+}
 
-// udpMIB reads the UDP counters of vm's namespace.
-func udpMIB(t *testing.T, vm *harness.VM) udpCounters {
+// datapathCounters reads the datapath metrics of hosts (each once).
+func datapathCounters(t *testing.T, hosts ...*harness.Hypervisor) dpCounters {
+	t.Helper()
+	c := dpCounters{before: map[*harness.Hypervisor]harness.Metrics{}}
+	var err error
+	if c.backlog, err = harness.BacklogDrops(); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hosts {
+		if _, seen := c.before[h]; seen {
+			continue
+		}
+		m, err := h.Metrics()
+		if err != nil {
+			t.Fatalf("metrics of %s: %v", h.Name, err)
+		}
+		c.hosts, c.before[h] = append(c.hosts, h), m
+	}
+	return c
+}
+
+// diff lists h's datapath and agent series (drops by reason, misses,
+// simulation drops, installs) that changed since c was read, or why they
+// could not be read now.
+func (c dpCounters) diff(t *testing.T, h *harness.Hypervisor) string {
+	t.Helper()
+	now, err := h.Metrics()
+	if err != nil {
+		return fmt.Sprintf("metrics of %s: %v", h.Name, err)
+	}
+	before := c.before[h]
+	var lines []string
+	for k, v := range now {
+		if !strings.HasPrefix(k, "nagare_datapath_") && !strings.HasPrefix(k, "nagare_agent_") {
+			continue
+		}
+		if b := before[k]; b != v {
+			lines = append(lines, fmt.Sprintf("%s %v → %v", k, b, v))
+		}
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+// countArrivals counts, in server's namespace, the UDP datagrams from
+// client to iperf3's port that reach its stack: a netfilter counter at
+// the input hook, past the datapath and IP, before the socket. It returns
+// the function that reads the count.
+func countArrivals(t *testing.T, client, server *harness.VM) func() uint64 {
+	t.Helper()
+	// Made afresh: TestAgentGapAcrossHosts streams twice to one server.
+	rules := fmt.Sprintf(`table ip nagaregap
+delete table ip nagaregap
+table ip nagaregap {
+	chain input {
+		type filter hook input priority 0; policy accept;
+		ip saddr %s udp dport 5201 counter
+	}
+}
+`, client.Addr)
+	nft := server.NS.Command(context.Background(), "nft", "-f", "-")
+	nft.Stdin = strings.NewReader(rules)
+	if out, err := nft.CombinedOutput(); err != nil {
+		t.Fatalf("nft in %s: %v\n%s", server.Name, err, out)
+	}
+	counter := regexp.MustCompile(`counter packets (\d+) bytes`)
+	return func() uint64 {
+		t.Helper()
+		out := server.NS.MustRun(t, "nft", "list", "chain", "ip", "nagaregap", "input")
+		m := counter.FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("no counter in %s's chain:\n%s", server.Name, out)
+		}
+		n, err := strconv.ParseUint(m[1], 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+}
+
+// snmp is a namespace's IP, ICMP and UDP counters (/proc/net/snmp), as
+// "Udp:InDatagrams".
+type snmp map[string]uint64
+
+// readSNMP reads vm's namespace's counters.
+func readSNMP(t *testing.T, vm *harness.VM) snmp {
 	t.Helper()
 	out, err := vm.NS.Command(context.Background(), "cat", "/proc/net/snmp").Output()
 	if err != nil {
-		t.Fatalf("read %s's UDP counters: %v", vm.Name, err)
+		t.Fatalf("read %s's counters: %v", vm.Name, err)
 	}
+	c := snmp{}
 	var names []string
 	for _, line := range strings.Split(string(out), "\n") {
 		f := strings.Fields(line)
-		if len(f) < 2 || f[0] != "Udp:" {
+		if len(f) < 2 {
 			continue
 		}
-		if names == nil {
-			names = f[1:]
+		if names == nil || names[0] != f[0] {
+			names = f // a header line: the next one has the values
 			continue
 		}
-		var c udpCounters
-		found := 0
-		for i, n := range names {
+		for i, n := range names[1:] {
 			if i+1 >= len(f) {
 				break
 			}
-			v, err := strconv.ParseUint(f[i+1], 10, 64)
+			v, err := strconv.ParseInt(f[i+1], 10, 64) // signed: Tcp: MaxConn is -1
 			if err != nil {
-				t.Fatalf("%s's UDP counter %s: %v", vm.Name, n, err)
+				t.Fatalf("%s's counter %s%s: %v", vm.Name, names[0], n, err)
 			}
-			switch n {
-			case "InDatagrams":
-				c.in, found = v, found+1
-			case "InErrors":
-				c.errs, found = v, found+1
-			}
+			c[names[0]+n] = uint64(v)
 		}
-		if found != 2 {
-			t.Fatalf("%s's UDP counters lack InDatagrams or InErrors: %q", vm.Name, line)
-		}
-		return c
+		names = nil
 	}
-	t.Fatalf("no UDP counters in %s's /proc/net/snmp:\n%s", vm.Name, out)
-	return udpCounters{}
+	for _, k := range []string{"Udp:InDatagrams", "Udp:InErrors"} {
+		if _, ok := c[k]; !ok {
+			t.Fatalf("no %s in %s's /proc/net/snmp:\n%s", k, vm.Name, out)
+		}
+	}
+	return c
+}
+
+// diff lists the counters that changed since before.
+func (c snmp) diff(before snmp) string {
+	var lines []string
+	for k, v := range c {
+		if b := before[k]; b != v {
+			lines = append(lines, fmt.Sprintf("%s +%d", k, int64(v-b)))
+		}
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, " ")
 }

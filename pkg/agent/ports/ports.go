@@ -18,7 +18,10 @@
 //
 // A port keeps its datapath index for as long as its binding lasts:
 // topology indexes shift whenever ports are added, datapath indexes must
-// not. Bindings says which ports are attached, at which index.
+// not. Bindings says which ports are attached, at which index. Across an
+// agent restart over a datapath that adopted its predecessor's flows
+// (datapath.PortAdopter), a port keeps the index it had: the adopted flows
+// match on it.
 package ports
 
 import (
@@ -90,6 +93,11 @@ type Ports struct {
 	mu     sync.Mutex
 	bound  map[string]*bound // port id → binding
 	nextDP int32
+	// adopted are the ports of the predecessor whose flows the datapath
+	// adopted, by interface, until bound again; reserved are their
+	// indexes, which no other port is given.
+	adopted  map[string]datapath.AdoptedPort
+	reserved map[int32]bool
 	// links are the interfaces known to exist, by name; listed is false
 	// until the first listing arrived, and attaches are tried blindly.
 	links  map[string]datapath.Link
@@ -108,8 +116,35 @@ func New(cfg Config) *Ports {
 	if cfg.Resync <= 0 {
 		cfg.Resync = 30 * time.Second
 	}
-	return &Ports{cfg: cfg, bound: map[string]*bound{}, links: map[string]datapath.Link{},
+	p := &Ports{cfg: cfg, bound: map[string]*bound{}, links: map[string]datapath.Link{},
+		adopted: map[string]datapath.AdoptedPort{}, reserved: map[int32]bool{},
 		cur: &Bindings{PortToDP: map[string]int32{}, DPToPort: map[int32]string{}}}
+	if a, ok := cfg.Datapath.(datapath.PortAdopter); ok {
+		for _, ap := range a.AdoptedPorts() {
+			p.adopted[ap.Interface] = ap
+			p.reserved[ap.Index] = true
+		}
+	}
+	return p
+}
+
+// index picks the datapath index of a new binding: the one the port had
+// in the adopted datapath (same interface, same tunnel key: the same
+// virtual port), else the next one no port has or had there. p.mu is
+// held.
+func (p *Ports) index(x *model.Port) int32 {
+	if ap, ok := p.adopted[x.InterfaceName]; ok {
+		delete(p.adopted, x.InterfaceName) // claimed, or another port's
+		if ap.TunnelKey == x.TunnelKey {
+			return ap.Index
+		}
+	}
+	for p.reserved[p.nextDP] {
+		p.nextDP++
+	}
+	i := p.nextDP
+	p.nextDP++
+	return i
 }
 
 // Bindings are the ports attached now.
@@ -185,8 +220,7 @@ func (p *Ports) Sync(s *mirror.Snapshot) {
 			continue
 		}
 		if b == nil {
-			b = &bound{index: p.nextDP, iface: x.InterfaceName, key: x.TunnelKey}
-			p.nextDP++
+			b = &bound{index: p.index(x), iface: x.InterfaceName, key: x.TunnelKey}
 			p.bound[id] = b
 		}
 		b.policy = x.QoSPolicyID
@@ -228,7 +262,7 @@ func (p *Ports) attach(id string, b *bound) bool {
 		return false
 	}
 	b.attached, b.ifindex, b.warned = true, link.Index, false
-	p.cfg.Log.Info("port bound", "port", id, "interface", b.iface, "tunnel_key", b.key)
+	p.cfg.Log.Info("port bound", "port", id, "interface", b.iface, "tunnel_key", b.key, "index", b.index)
 	if b.qos != (datapath.PortQoS{}) {
 		p.setQoS(id, b)
 	}

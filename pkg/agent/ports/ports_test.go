@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
 	"sync"
@@ -35,10 +36,28 @@ type fixture struct {
 }
 
 // newFixture starts the datapath, and Ports' link following if follow.
-func newFixture(t *testing.T, follow bool) *fixture {
+func newFixture(t *testing.T, follow bool) *fixture { return newAdoptingFixture(t, follow, nil) }
+
+// adoptingDatapath is the memory datapath reporting the ports of a
+// predecessor whose flows it adopted, as the kernel datapath does after a
+// restart: the memory datapath dies with its agent, so it never has one.
+type adoptingDatapath struct {
+	*memory.Datapath
+	adopted []datapath.AdoptedPort
+}
+
+func (d adoptingDatapath) AdoptedPorts() []datapath.AdoptedPort { return d.adopted }
+
+// newAdoptingFixture is newFixture over a datapath that adopted the ports
+// adopted (none: one that adopts nothing).
+func newAdoptingFixture(t *testing.T, follow bool, adopted []datapath.AdoptedPort) *fixture {
 	f := &fixture{t: t, host: memory.NewHost(nil)}
 	f.dp = memory.New(datapath.Config{}, f.host)
-	f.p = New(Config{HostID: host, Datapath: f.dp, Links: f.dp, UnderlayMTU: 1500, Log: quiet, Resync: time.Hour,
+	var dp Datapath = f.dp
+	if adopted != nil {
+		dp = adoptingDatapath{f.dp, adopted}
+	}
+	f.p = New(Config{HostID: host, Datapath: dp, Links: f.dp, UnderlayMTU: 1500, Log: quiet, Resync: time.Hour,
 		OnChange: func(b *Bindings) {
 			f.mu.Lock()
 			f.events = append(f.events, b)
@@ -175,6 +194,41 @@ func TestTapAppearsGoesAndReturns(t *testing.T) {
 	f.mu.Unlock()
 	if n < 5 {
 		t.Fatalf("%d binding changes announced, want one per attach and detach", n)
+	}
+}
+
+// After a restart over an adopted datapath, each port is attached again
+// at the index its adopted flows match on, whatever order the new agent
+// binds the ports in (it sorts them by id; its predecessor numbered them
+// as they came); an interface now bound to another virtual port (another
+// tunnel key) gets a new index, and no new port gets an index an adopted
+// port had. Before, ports were numbered afresh: a port renumbered had
+// every established flow entering by it miss while the agent was starting,
+// and the misses were lost (TestAgentGapKeepsForwarding's flake).
+func TestAdoptedPortsKeepTheirIndex(t *testing.T) {
+	f := newAdoptingFixture(t, false, []datapath.AdoptedPort{
+		{Interface: "tap-b", Index: 0, TunnelKey: 12},
+		{Interface: "tap-a", Index: 1, TunnelKey: 11},
+		{Interface: "tap-c", Index: 5, TunnelKey: 13},
+		{Interface: "tap-gone", Index: 3, TunnelKey: 14}, // not bound any more
+	})
+	for _, name := range []string{"tap-a", "tap-b", "tap-c", "tap-d", "tap-e", "tap-f"} {
+		if _, err := f.host.AddInterface(name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.p.resync(context.Background())
+	f.sync(port("a", "tap-a", 11), port("b", "tap-b", 12), port("c", "tap-c", 23), port("d", "tap-d", 24),
+		port("e", "tap-e", 25), port("f", "tap-f", 26))
+	f.waitAttached("bound", "a", "b", "c", "d", "e", "f")
+	want := map[string]int32{"a": 1, "b": 0, "c": 2, "d": 4, "e": 6, "f": 7}
+	if got := f.p.Bindings().PortToDP; !maps.Equal(got, want) {
+		t.Errorf("datapath indexes %v, want %v (a and b as adopted; the others none an adopted port had)", got, want)
+	}
+	for _, ps := range f.dp.Stats().Ports {
+		if ps.Index != want[ps.PortID] {
+			t.Errorf("port %s attached at index %d, want %d", ps.PortID, ps.Index, want[ps.PortID])
+		}
 	}
 }
 

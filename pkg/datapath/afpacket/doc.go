@@ -96,4 +96,23 @@
 // idle port waits in the netpoller and costs nothing, and a spin after
 // traffic (tried: 25 µs per batch) starved the other ports and processes
 // sharing the cores enough to lose packets in the end-to-end suite.
+//
+// What is left of a ping's round trip over the kernel's is wakeups, not
+// work: every hop through an agent wakes a thread, where the kernel's path
+// runs in the sender's own softirq. On the 2-vCPU development VM (guest
+// halt polling off) a thread blocked in read(2) runs 22–33 µs (p50) after
+// a write from the other CPU, 6–13 µs from its own; a ping across two
+// hosts crosses four receivers (VM port and tunnel socket on each host),
+// and the first two are cold at any rate below one frame per idle period.
+// Neither Go's scheduler nor the netpoller is the cost: agents with
+// GOMAXPROCS=1 (no handoff to a second thread) measured the same, so a
+// locked OS thread in its own epoll_wait would pay the same kernel wakeup.
+// SO_BUSY_POLL does nothing here: the kernel busy-polls only sockets fed
+// by a NAPI device, and veth (without GRO) and tap deliver through the
+// backlog. Polling after traffic removes the later wakeups of a round trip
+// but not the first (a host-wide poller caught 87% of replies within
+// 10 µs and left the ping's median within the noise). Never waiting at all
+// (every receiver polling, an experiment at load 3–7) took one host's
+// median to 81 µs but its p99 to 14 ms, and across hosts to 6.7 ms: four
+// spinners on two shared vCPUs starve each other and the guests.
 package afpacket

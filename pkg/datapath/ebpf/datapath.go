@@ -148,6 +148,7 @@ type Datapath struct {
 	// Adoption of a predecessor's pinned datapath (pin.go).
 	adopted       bool
 	adoptedSlots  map[uint32]uint32 // ifindex -> slot found pinned
+	adoptedPorts  []datapath.AdoptedPort
 	adoptDeadline time.Time
 	stale         []string // pin directories of other layouts
 	destroy       bool     // Close removes the pins too
@@ -169,7 +170,10 @@ type Datapath struct {
 
 type stateCounters struct{ rx, tx atomic.Uint64 }
 
-var _ datapath.Datapath = (*Datapath)(nil)
+var (
+	_ datapath.Datapath    = (*Datapath)(nil)
+	_ datapath.PortAdopter = (*Datapath)(nil)
+)
 
 // New loads the programs and maps, creates the injection device that
 // carries Execute's frames and starts collecting upcalls. Ports and

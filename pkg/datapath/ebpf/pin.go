@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -140,6 +141,11 @@ func (dp *Datapath) adopt() error {
 	for it.Next(&ifindex, &slot) {
 		if err := dp.objs.Ports.Lookup(slot, &info); err == nil && info.Ifindex == ifindex {
 			dp.adoptedSlots[ifindex] = slot
+			// By name, for the agent to attach it again at the same
+			// index (AdoptedPorts); an interface gone since is not.
+			if l, err := dp.nl.LinkByIndex(int(ifindex)); err == nil {
+				dp.adoptedPorts = append(dp.adoptedPorts, datapath.AdoptedPort{Interface: l.Attrs().Name, Index: info.Index, TunnelKey: info.TunnelKey})
+			}
 		}
 	}
 	if err := it.Err(); err != nil {
@@ -192,6 +198,15 @@ func (dp *Datapath) adopt() error {
 	return nil
 }
 
+// AdoptedPorts implements datapath.PortAdopter: the ports the pinned maps
+// held at New (none without adoption, or after the grace period). Their
+// adopted flows match by these indexes.
+func (dp *Datapath) AdoptedPorts() []datapath.AdoptedPort {
+	dp.mu.Lock()
+	defer dp.mu.Unlock()
+	return slices.Clone(dp.adoptedPorts)
+}
+
 // adoptedState marks an adopted stateful flow (the state keys went with
 // the agent): TCP FIN and RST still go to the agent.
 var adoptedState = []flowstate.Key{{}}
@@ -224,7 +239,7 @@ func (dp *Datapath) finishAdoption() {
 			dp.log.Warn("datapath: detach a port not attached again", "ifindex", ifindex, "err", err)
 		}
 	}
-	dp.adoptedSlots = nil
+	dp.adoptedSlots, dp.adoptedPorts = nil, nil
 	for _, dir := range dp.stale {
 		if err := os.RemoveAll(dir); err != nil {
 			dp.log.Warn("datapath: remove the pins of an old layout", "dir", dir, "err", err)

@@ -194,7 +194,9 @@ func (dp *Datapath) dispatch(raw []byte) {
 	}
 	p := dp.ports.Load().bySlot[h.Slot]
 	if p == nil || p.gone.Load() {
-		return // detached since
+		// Detached since, or an adopted port not attached again yet.
+		dp.drops.add(datapath.DropPortGone, 1)
+		return
 	}
 	it := upcallItems.Get().(*upcallItem)
 	it.reason, it.key, it.truncated = h.Reason, fromKernelKey(&h.Key), h.Len < h.DataLen

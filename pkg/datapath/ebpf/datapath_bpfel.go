@@ -31,13 +31,15 @@ type datapathActionList struct {
 }
 
 type datapathConfig struct {
-	_            structs.HostLayout
-	LocalIp      uint32
-	VxlanIfindex uint32
-	GreIfindex   uint32
-	VxlanPort    uint16
-	Pad          uint16
-	CtTimeout    [11]uint64
+	_               structs.HostLayout
+	LocalIp         uint32
+	VxlanIfindex    uint32
+	GreIfindex      uint32
+	VxlanPort       uint16
+	Pad             uint16
+	UnderlayIfindex uint32
+	Pad2            uint32
+	CtTimeout       [11]uint64
 }
 
 type datapathCtEntry struct {

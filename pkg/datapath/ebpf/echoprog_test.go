@@ -31,17 +31,7 @@ func TestKernelEchoChecksums(t *testing.T) {
 	reply := packet.AppendEchoRequest(nil, 5)
 	packet.AnswerEcho(reply)
 	vxlan := func(payload []byte, zeroSum bool) []byte {
-		inner := make([]byte, 8+len(payload))
-		if _, err := packet.EncapVXLAN(inner, payload, packet.ProbeTunnelKey); err != nil {
-			t.Fatal(err)
-		}
-		buf := make([]byte, packet.UDP4HeaderLen+len(inner))
-		copy(buf[packet.UDP4HeaderLen:], inner)
-		n, err := packet.BuildUDP4(buf, packet.UDP4{Src: peer, Dst: local, SrcPort: 40000, DstPort: packet.DefaultVXLANPort}, len(inner))
-		if err != nil {
-			t.Fatal(err)
-		}
-		buf = buf[:n]
+		buf := vxlanPacket(t, peer, local, packet.ProbeTunnelKey, payload)
 		buf[22] = 40 // a TTL the answer resets; the IP checksum follows
 		putIPSum(buf)
 		if zeroSum {
@@ -117,6 +107,23 @@ func TestKernelEchoChecksums(t *testing.T) {
 			}
 		}
 	}
+}
+
+// vxlanPacket returns an Ethernet frame carrying payload over VXLAN with
+// key from one underlay address to another, its UDP checksummed.
+func vxlanPacket(t *testing.T, from, to netip.Addr, key uint32, payload []byte) []byte {
+	t.Helper()
+	vx := make([]byte, 8+len(payload))
+	if _, err := packet.EncapVXLAN(vx, payload, key); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, packet.UDP4HeaderLen+len(vx))
+	copy(buf[packet.UDP4HeaderLen:], vx)
+	n, err := packet.BuildUDP4(buf, packet.UDP4{Src: from, Dst: to, SrcPort: 40000, DstPort: packet.DefaultVXLANPort}, len(vx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return buf[:n]
 }
 
 func be(a netip.Addr) uint32 {

@@ -20,22 +20,31 @@ import (
 	"github.com/nagare/nagare/pkg/packet"
 )
 
-// VXLAN uses the kernel's own VXLAN device in collect_md ("external")
-// mode: one device whatever the number of peers and keys, the key and
-// remote endpoint set per packet by the program (bpf_skb_set_tunnel_key)
-// and read back on receive (bpf_skb_get_tunnel_key). The kernel builds and
-// parses the outer headers, segments GSO frames and checksums them.
+// VXLAN and GRE are encapsulated and decapsulated by the programs
+// themselves (bpf_skb_adjust_room with the tunnel flags, so that the
+// kernel segments GSO frames as a tunnel device's; the outer packet
+// routed out of the underlay by bpf_redirect_neigh): a packet skips the
+// tunnel device, the UDP socket and their queues and hooks.
 //
-// GRE is encapsulated and decapsulated by the programs themselves: many
-// kernels (this project's CI machines among them) are built without GRE
-// tunnel devices, and the GRE segmentation offload GSO needs is always
-// built in. Frames the program cannot grow into GRE (not IP, VLAN-tagged,
-// or not the flow's last output) are sent by the agent with a raw socket.
+// GRE has no device at all: many kernels (this project's CI machines
+// among them) are built without GRE tunnel devices, and the GRE
+// segmentation offload GSO needs is always built in. Frames the program
+// cannot grow into GRE (not IP, VLAN-tagged, or not the flow's last
+// output) are sent by the agent with a raw socket.
 //
-// A program on the underlay interface sees tunnel packets before all
-// that, to drop strangers' and malformed ones with a reason and to take
-// the flow-state packets, whose payload is not an Ethernet frame, out for
-// the agent.
+// VXLAN keeps the kernel's own VXLAN device in collect_md ("external")
+// mode for what the programs leave to it: one device whatever the number
+// of peers and keys, the key and remote endpoint set per packet
+// (bpf_skb_set_tunnel_key) and read back on receive
+// (bpf_skb_get_tunnel_key, tunnel_in). It sends the frames the program
+// cannot grow (not IP, VLAN-tagged, not the last output) and receives
+// what underlay_in does not decapsulate itself (GRO-merged packets, IP
+// fragments, UDP checksums, ARP; vxlan_native in bpf/datapath.c).
+//
+// A program on the underlay interface sees tunnel packets first, to drop
+// strangers' and malformed ones with a reason, to take the flow-state
+// packets, whose payload is not an Ethernet frame, out for the agent, to
+// answer peers' echo probes, and to decapsulate.
 const vxlanName = "ngr-vxlan"
 
 type tunnels struct {
@@ -95,10 +104,11 @@ func (dp *Datapath) setTunnels(t *tunnels, cfg datapath.TunnelConfig, peers map[
 		return err
 	}
 	kc := dp.kcfg // the conntrack timeouts stay
-	kc.VxlanPort, kc.LocalIp, kc.VxlanIfindex, kc.GreIfindex = cfg.VXLANPort, 0, 0, 0
+	kc.VxlanPort, kc.LocalIp, kc.VxlanIfindex, kc.GreIfindex, kc.UnderlayIfindex = cfg.VXLANPort, 0, 0, 0, 0
 	if cfg.VXLAN || cfg.GRE {
 		ip := cfg.LocalIP.As4()
 		kc.LocalIp = *(*uint32)(unsafePointer(&ip))
+		kc.UnderlayIfindex = uint32(t.ulIf)
 	}
 	if t.vx != nil {
 		kc.VxlanIfindex = uint32(t.vx.ifindex)

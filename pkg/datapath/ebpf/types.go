@@ -13,7 +13,7 @@ import (
 
 // Constants shared with bpf/nagare.h; layout_test.go checks the C side.
 const (
-	layoutVersion = 5
+	layoutVersion = 6
 	maxActs       = 16
 	ctRefs        = 8
 	maxPorts      = 1024

@@ -210,6 +210,58 @@ static __noinline int act_output(struct __sk_buff *skb, const struct action *a, 
 	return bpf_redirect(a->w, 0);
 }
 
+/* ip_len is the length of the IP datagram the flow's MTU applies to: for
+ * a GSO super-packet, that of one segment. */
+static __always_inline __u32 ip_len(struct __sk_buff *skb, const struct pkt *p)
+{
+	__u32 gso = skb->gso_size;
+
+	if (gso && p->payoff > p->l3off)
+		return p->payoff - p->l3off + gso;
+	return p->l3len;
+}
+
+/* outer_ipv4 writes the 20-byte outer IPv4 header of a tunnel packet of
+ * tot bytes (this header included) carrying proto from src to dst
+ * (network order), with its checksum. */
+static __always_inline int outer_ipv4(__u8 *ip, __u8 proto, __u32 tot, __u32 src, __u32 dst)
+{
+	__s64 csum;
+
+	ip[0] = 0x45;
+	ip[2] = tot >> 8;
+	ip[3] = tot & 0xff;
+	ip[6] = 0x40; /* DF: the overlay's MTU is sized for the underlay */
+	ip[8] = 64;
+	ip[9] = proto;
+	__builtin_memcpy(ip + 12, &src, 4);
+	__builtin_memcpy(ip + 16, &dst, 4);
+	csum = bpf_csum_diff(0, 0, (__be32 *)ip, 20, 0);
+	if (csum < 0)
+		return -1;
+	csum = (csum & 0xffff) + (csum >> 16);
+	csum = (csum & 0xffff) + (csum >> 16);
+	*(__u16 *)(ip + 10) = ~(__u16)csum;
+	return 0;
+}
+
+/* send_outer writes the outer Ethernet header (unicast, IPv4; the
+ * addresses are the neighbour subsystem's) and sends the tunnel packet
+ * out of the underlay interface ifindex. */
+static __always_inline int send_outer(struct __sk_buff *skb, __u32 ifindex)
+{
+	__u8 eth[14] = {};
+
+	eth[12] = 0x08;
+	if (bpf_skb_store_bytes(skb, 0, eth, 14, 0))
+		return -DROP_TUNNEL_TX_ERROR;
+	/* Without next-hop parameters the kernel routes the outer packet
+	 * (out of the underlay interface, through a gateway if need be) and
+	 * resolves the neighbour. bpf_fib_lookup would refuse: it insists on
+	 * forwarding being enabled on the interface. */
+	return bpf_redirect_neigh(ifindex, 0, 0, 0);
+}
+
 /* gre_encap encapsulates the frame in IPv4 + GRE (RFC 2890: key,
  * transparent Ethernet bridging) in the program itself: many kernels (this
  * project's CI among them) are built without GRE tunnel devices, while the
@@ -227,10 +279,7 @@ static __noinline int gre_encap(struct __sk_buff *skb, const struct action *a, c
 		__u8 gre[8];
 		__u8 mac[14];
 	} h = {};
-	__u16 tot;
-	__s64 csum;
 	__u32 key = bpf_htonl(a->w), dst;
-	__u8 eth[14];
 
 	if (skb->vlan_present || (skb->protocol != bpf_htons(ETH_P_IP_) && skb->protocol != bpf_htons(ETH_P_IPV6_)))
 		return -DROP_TUNNEL_TX_ERROR;
@@ -241,46 +290,95 @@ static __noinline int gre_encap(struct __sk_buff *skb, const struct action *a, c
 				BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_GRE |
 				BPF_F_ADJ_ROOM_ENCAP_L2_ETH | BPF_F_ADJ_ROOM_ENCAP_L2(14)))
 		return -DROP_TUNNEL_TX_ERROR;
-	tot = skb->len - 14;
-	h.ip[0] = 0x45;
-	h.ip[2] = tot >> 8;
-	h.ip[3] = tot & 0xff;
-	h.ip[6] = 0x40; /* DF: the overlay's MTU is sized for the underlay */
-	h.ip[8] = 64;
-	h.ip[9] = 47;
-	__builtin_memcpy(h.ip + 12, &cfg->local_ip, 4);
-	__builtin_memcpy(h.ip + 16, &dst, 4);
-	csum = bpf_csum_diff(0, 0, (__be32 *)h.ip, 20, 0);
-	if (csum < 0)
+	if (outer_ipv4(h.ip, 47, skb->len - 14, cfg->local_ip, dst))
 		return -DROP_TUNNEL_TX_ERROR;
-	csum = (csum & 0xffff) + (csum >> 16);
-	csum = (csum & 0xffff) + (csum >> 16);
-	*(__u16 *)(h.ip + 10) = ~(__u16)csum;
 	h.gre[0] = 0x20; /* K */
 	h.gre[2] = 0x65;
 	h.gre[3] = 0x58;
 	__builtin_memcpy(h.gre + 4, &key, 4);
 	if (bpf_skb_store_bytes(skb, 14, &h, sizeof(h), 0))
 		return -DROP_TUNNEL_TX_ERROR;
-	/* The outer Ethernet header: unicast, IPv4; the addresses are the
-	 * neighbour subsystem's. */
-	__builtin_memset(eth, 0, 12);
-	eth[12] = 0x08;
-	eth[13] = 0x00;
-	if (bpf_skb_store_bytes(skb, 0, eth, 14, 0))
-		return -DROP_TUNNEL_TX_ERROR;
-	/* Without next-hop parameters the kernel routes the outer packet
-	 * (out of the underlay interface, through a gateway if need be) and
-	 * resolves the neighbour. bpf_fib_lookup would refuse: it insists on
-	 * forwarding being enabled on the interface. */
-	return bpf_redirect_neigh(cfg->gre_ifindex, 0, 0, 0);
+	return send_outer(skb, cfg->gre_ifindex);
 }
 
-/* encap sends the frame to a remote host. VXLAN goes through the kernel's
- * VXLAN device in collect_md mode: the key and remote endpoint travel as
- * skb metadata (bpf_skb_set_tunnel_key), and the device builds the outer
- * headers and segments GSO frames. GRE is built here (gre_encap). */
-static __noinline int act_encap(struct __sk_buff *skb, const struct action *a, int last)
+/* The UDP source ports of VXLAN packets: RFC 7348's suggested range. */
+#define VXLAN_SPORT_MIN 49152
+#define VXLAN_SPORTS (65536 - VXLAN_SPORT_MIN)
+
+/* vxlan_encap encapsulates the frame in IPv4 + UDP + VXLAN (RFC 7348) in
+ * the program, as gre_encap does GRE, and sends it out of the underlay
+ * interface: the frame skips the VXLAN device's transmit path (a queue,
+ * a route lookup, the netfilter hooks of a locally sent packet). The UDP
+ * source port is a hash of the inner flow, so that the underlay's ECMP
+ * spreads flows as RFC 7348 asks; the UDP checksum is 0, as the device
+ * sends it here (BPF_F_ZERO_CSUM_TX). The room is made with the UDP
+ * tunnel flags, so that the kernel segments a GSO frame as the device's
+ * would be, each segment's inner MSS kept (FIXED_GSO: the flow's MTU
+ * check already holds the segments to the overlay's MTU).
+ *
+ * bpf_redirect_neigh hands the packet to the underlay interface as it is,
+ * without the fragmentation of the kernel's IP output: a packet (or a GSO
+ * frame's segment: seg is the inner IP length of one, 0 to take the
+ * frame's) that would not fit the interface's MTU goes through the VXLAN
+ * device, which fragments it as before (a VM whose MTU leaves no room for
+ * the encapsulation still gets through).
+ *
+ * It returns 0, having changed nothing, for those and for a frame
+ * bpf_skb_adjust_room cannot grow so — not IP, VLAN-tagged, already
+ * encapsulated, of a GSO type it refuses, or too long for one outer IPv4
+ * header — which the caller sends through the VXLAN device instead; else
+ * the TC verdict, or -reason once the frame has changed. */
+static __noinline int vxlan_encap(struct __sk_buff *skb, const struct action *a, const struct config *cfg, __u32 seg)
+{
+	struct {
+		__u8 ip[20];
+		__u8 udp[8];
+		__u8 vx[8];
+		__u8 mac[14];
+	} h = {};
+	__u32 vni = bpf_htonl(a->w << 8), dst, tot = skb->len - 14 + sizeof(h), hash, mtu;
+	__u16 sport;
+
+	if (!cfg->underlay_ifindex || skb->vlan_present || tot > 0xffff ||
+	    (skb->protocol != bpf_htons(ETH_P_IP_) && skb->protocol != bpf_htons(ETH_P_IPV6_)))
+		return 0;
+	if (!seg)
+		seg = skb->len - 14;
+	/* In: a small length, which fits; out: the interface's MTU. */
+	mtu = 1;
+	if (bpf_check_mtu(skb, cfg->underlay_ifindex, &mtu, 0, 0) || seg + sizeof(h) > mtu)
+		return 0;
+	if (bpf_skb_load_bytes(skb, 0, h.mac, 14))
+		return 0;
+	/* Before the outer headers exist: the hash of the inner flow. */
+	hash = bpf_get_hash_recalc(skb);
+	hash ^= hash << 16;
+	sport = VXLAN_SPORT_MIN + (__u16)(((__u64)hash * VXLAN_SPORTS) >> 32);
+	if (bpf_skb_adjust_room(skb, sizeof(h), BPF_ADJ_ROOM_MAC,
+				BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP |
+				BPF_F_ADJ_ROOM_ENCAP_L2_ETH | BPF_F_ADJ_ROOM_ENCAP_L2(14) |
+				BPF_F_ADJ_ROOM_FIXED_GSO))
+		return 0;
+	__builtin_memcpy(&dst, a->data, 4);
+	if (outer_ipv4(h.ip, 17, tot, cfg->local_ip, dst))
+		return -DROP_TUNNEL_TX_ERROR;
+	*(__u16 *)h.udp = bpf_htons(sport);
+	*(__u16 *)(h.udp + 2) = bpf_htons(cfg->vxlan_port);
+	*(__u16 *)(h.udp + 4) = bpf_htons(tot - 20);
+	h.vx[0] = 0x08; /* I: the VNI is valid */
+	__builtin_memcpy(h.vx + 4, &vni, 4);
+	if (bpf_skb_store_bytes(skb, 14, &h, sizeof(h), 0))
+		return -DROP_TUNNEL_TX_ERROR;
+	return send_outer(skb, cfg->underlay_ifindex);
+}
+
+/* encap sends the frame to a remote host. GRE is built here (gre_encap),
+ * and so is VXLAN as the flow's last output (vxlan_encap; seg is the
+ * inner IP length of one segment, 0 for the frame's). Other VXLAN
+ * frames go through the kernel's VXLAN device in collect_md mode: the key
+ * and remote endpoint travel as skb metadata (bpf_skb_set_tunnel_key), and
+ * the device builds the outer headers and segments GSO frames. */
+static __noinline int act_encap(struct __sk_buff *skb, const struct action *a, int last, __u32 seg)
 {
 	__u32 zero = 0, ifindex;
 	struct config *cfg = bpf_map_lookup_elem(&config, &zero);
@@ -293,18 +391,24 @@ static __noinline int act_encap(struct __sk_buff *skb, const struct action *a, i
 	ifindex = gre ? cfg->gre_ifindex : cfg->vxlan_ifindex;
 	if (!ifindex)
 		return -DROP_TUNNEL_DISABLED;
+	v = 0;
 	if (gre) {
 		if (!last)
 			return -DROP_TUNNEL_TX_ERROR; /* the agent never installs this */
 		v = gre_encap(skb, a, cfg);
-		if (v < 0) {
-			count(C_GRE_TX_ERRORS, 1);
-			return v;
-		}
-		count(C_GRE_TX_PACKETS, 1);
-		count(C_GRE_TX_BYTES, len);
+	} else if (last) {
+		v = vxlan_encap(skb, a, cfg, seg);
+	}
+	if (v < 0) {
+		count(gre ? C_GRE_TX_ERRORS : C_VXLAN_TX_ERRORS, 1);
 		return v;
 	}
+	if (v > 0 || gre) {
+		count(gre ? C_GRE_TX_PACKETS : C_VXLAN_TX_PACKETS, 1);
+		count(gre ? C_GRE_TX_BYTES : C_VXLAN_TX_BYTES, len);
+		return v;
+	}
+	/* VXLAN the program left to the device. */
 	tk.tunnel_id = a->w;
 	tk.remote_ipv4 = bpf_ntohl(*(__u32 *)a->data);
 	tk.local_ipv4 = bpf_ntohl(cfg->local_ip);
@@ -369,7 +473,7 @@ static __noinline int apply(struct __sk_buff *skb, const struct pkt *p, const st
 			break;
 		case ACT_OUTPUT:
 		case ACT_ENCAP: {
-			int v = a->type == ACT_OUTPUT ? act_output(skb, a, i == last) : act_encap(skb, a, i == last);
+			int v = a->type == ACT_OUTPUT ? act_output(skb, a, i == last) : act_encap(skb, a, i == last, ip_len(skb, p));
 			if (v < 0) {
 				count_drop(-v);
 				if (i == last)

@@ -114,17 +114,6 @@ static __noinline int send_upcall(struct __sk_buff *skb, const struct pkt *p, __
 	return TC_ACT_SHOT;
 }
 
-/* ip_len is the length of the IP datagram the flow's MTU applies to: for
- * a GSO super-packet, that of one segment. */
-static __always_inline __u32 ip_len(struct __sk_buff *skb, const struct pkt *p)
-{
-	__u32 gso = skb->gso_size;
-
-	if (gso && p->payoff > p->l3off)
-		return p->payoff - p->l3off + gso;
-	return p->l3len;
-}
-
 SEC("tc")
 int port_in(struct __sk_buff *skb)
 {
@@ -224,7 +213,7 @@ int exec_in(struct __sk_buff *skb)
 	if (e->act.type == ACT_OUTPUT)
 		v = act_output(skb, &e->act, 1);
 	else if (e->act.type == ACT_ENCAP)
-		v = act_encap(skb, &e->act, 1);
+		v = act_encap(skb, &e->act, 1, 0);
 	else
 		v = -DROP_EXEC_STALE;
 	if (v < 0) {
@@ -387,28 +376,61 @@ static __always_inline int check_inner(struct __sk_buff *skb, __u32 from, __u32 
 	return *slot;
 }
 
-/* gre_decap strips the outer Ethernet, IPv4 and GRE headers (hl bytes of
- * IP and GRE) and delivers the inner frame to the port in slot. */
-static __noinline int gre_decap(struct __sk_buff *skb, __u32 hl, __u32 slot)
+/* Flags of bpf_skb_adjust_room newer than this build's headers (6.3). */
+#ifndef BPF_F_ADJ_ROOM_DECAP_L3_IPV6
+#define BPF_F_ADJ_ROOM_DECAP_L3_IPV6 (1ULL << 8)
+#endif
+
+/* decap strips the outer Ethernet, IPv4 and tunnel headers (hl bytes of
+ * IP and GRE, or IP, UDP and VXLAN; the inner frame's Ethernet header
+ * follows them) and delivers the inner frame to the port in slot.
+ *
+ * GRE, which has no device to fall back on, shrinks with flags 0, as its
+ * encapsulation grows (the MSS changes of both cancel out). VXLAN keeps a
+ * GSO frame's MSS and the checksum state, and consumes one level of
+ * CHECKSUM_UNNECESSARY for the outer UDP header, as the kernel's UDP
+ * receive does; an inner IPv6 frame gets its skb->protocol (Linux 6.3's
+ * DECAP_L3 flag). If the kernel refuses the shrink, nothing has changed
+ * and the VXLAN packet goes on to the kernel's VXLAN receive
+ * (TC_ACT_OK), whose device delivers it by tunnel_in. */
+static __noinline int decap(struct __sk_buff *skb, __u32 hl, __u32 slot, int vxlan)
 {
 	struct port_info *pi = bpf_map_lookup_elem(&ports, &slot);
 	struct port_stats *ps;
+	__u64 flags = 0;
 	__u8 mac[14];
 	__u32 len;
+	int ip;
 
 	if (!pi || !pi->ifindex) {
 		count_drop(DROP_TUNNEL_UNKNOWN_KEY);
 		return TC_ACT_SHOT;
 	}
-	if (bpf_skb_load_bytes(skb, 14 + hl, mac, 14) ||
-	    bpf_skb_adjust_room(skb, -(__s32)(hl + 14), BPF_ADJ_ROOM_MAC, 0) ||
-	    bpf_skb_store_bytes(skb, 0, mac, 14, 0)) {
+	if (bpf_skb_load_bytes(skb, 14 + hl, mac, 14)) {
 		count_drop(DROP_TUNNEL_MALFORMED);
 		return TC_ACT_SHOT;
 	}
+	ip = be16(mac + 12) == ETH_P_IP_ || be16(mac + 12) == ETH_P_IPV6_;
+	if (vxlan) {
+		flags = BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_NO_CSUM_RESET;
+		if (be16(mac + 12) == ETH_P_IPV6_)
+			flags |= BPF_F_ADJ_ROOM_DECAP_L3_IPV6;
+	}
+	if (bpf_skb_adjust_room(skb, -(__s32)(hl + 14), BPF_ADJ_ROOM_MAC, flags)) {
+		if (vxlan)
+			return TC_ACT_OK;
+		count_drop(DROP_TUNNEL_MALFORMED);
+		return TC_ACT_SHOT;
+	}
+	if (bpf_skb_store_bytes(skb, 0, mac, 14, 0)) {
+		count_drop(DROP_TUNNEL_MALFORMED);
+		return TC_ACT_SHOT;
+	}
+	if (vxlan)
+		bpf_csum_level(skb, BPF_CSUM_LEVEL_DEC);
 	len = skb->len;
-	count(C_GRE_RX_PACKETS, 1);
-	count(C_GRE_RX_BYTES, len);
+	count(vxlan ? C_VXLAN_RX_PACKETS : C_GRE_RX_PACKETS, 1);
+	count(vxlan ? C_VXLAN_RX_BYTES : C_GRE_RX_BYTES, len);
 	if (!police(slot, POLICE_INGRESS, len)) {
 		count_drop(DROP_QOS_POLICED);
 		return TC_ACT_SHOT;
@@ -418,9 +440,46 @@ static __noinline int gre_decap(struct __sk_buff *skb, __u32 hl, __u32 slot)
 		ps->tx_packets++;
 		ps->tx_bytes += len;
 	}
-	/* Not redirect_peer: the frame may be ARP or IPv6 under an outer IPv4
-	 * skb->protocol, which only a pass through the veth recomputes. */
+	/* redirect_peer only where skb->protocol is the inner frame's (an IP
+	 * VXLAN frame, see above): an ARP frame, or any GRE frame, still
+	 * carries the outer IPv4's, which only a pass through the veth
+	 * recomputes. */
+	if (vxlan && ip && (pi->flags & PORT_PEER))
+		return bpf_redirect_peer(pi->ifindex, 0);
 	return bpf_redirect(pi->ifindex, 0);
+}
+
+/* vxlan_native reports whether underlay_in decapsulates a VXLAN packet
+ * itself (ip: its outer IPv4 header; h: its VXLAN header; ul: its UDP
+ * header) rather than leave it to the kernel's UDP and VXLAN receive and
+ * tunnel_in: only the common case that both treat alike, the rest taking
+ * the kernel's path as before.
+ *   - GSO packets (the underlay's GRO merged them, or a peer's
+ *     super-frame crossed a veth whole): the kernel's decapsulation
+ *     resets their UDP tunnel offload state (skb->encapsulation and
+ *     SKB_GSO_UDP_TUNNEL), which bpf_skb_adjust_room can only do from
+ *     Linux's BPF_F_ADJ_ROOM_DECAP_L4_UDP on; left stale, it would
+ *     wrongly segment the inner frame if forwarded.
+ *   - A frame with a VLAN tag, or not addressed to this host's MAC.
+ *   - A UDP checksum, which the kernel verifies (peers send none).
+ *   - VXLAN flags or reserved bits besides I, which the kernel refuses.
+ *   - An outer ECN mark, which the kernel carries to the inner header
+ *     (RFC 6040), or drops.
+ *   - A non-IP inner frame (ARP): only the kernel can set its
+ *     skb->protocol before a redirect to a peer namespace. */
+static __always_inline int vxlan_native(struct __sk_buff *skb, const __u8 *ip, const __u8 *ul, const __u8 *h, __u32 inner)
+{
+	__u8 et[2];
+
+	if (skb->gso_size || skb->vlan_present || skb->pkt_type != 0 /* PACKET_HOST */)
+		return 0;
+	if (ul[6] || ul[7] || (ip[1] & 0x03))
+		return 0;
+	if (h[0] != 0x08 || h[1] || h[2] || h[3] || h[7])
+		return 0;
+	if (bpf_skb_load_bytes(skb, inner + 12, et, 2))
+		return 0;
+	return be16(et) == ETH_P_IP_ || be16(et) == ETH_P_IPV6_;
 }
 
 SEC("tc")
@@ -452,13 +511,15 @@ int underlay_in(struct __sk_buff *skb)
 	l4 = 14 + ihl;
 	if (ip[9] == 17 && cfg->vxlan_ifindex) {
 		__u32 ulen;
-		if (tot - ihl < 8 || bpf_skb_load_bytes(skb, l4, h, 8) || be16(h + 2) != cfg->vxlan_port)
+		__u8 ul[8];
+		int slot;
+		if (tot - ihl < 8 || bpf_skb_load_bytes(skb, l4, ul, 8) || be16(ul + 2) != cfg->vxlan_port)
 			return TC_ACT_OK;
 		if (!peer_known(src)) {
 			count_drop(DROP_TUNNEL_UNKNOWN_PEER);
 			return TC_ACT_SHOT;
 		}
-		ulen = be16(h + 4);
+		ulen = be16(ul + 4);
 		if (ulen < 8 || ulen > tot - ihl)
 			return TC_ACT_OK;
 		if (ulen < 16 || bpf_skb_load_bytes(skb, l4 + 8, h, 8) || !(h[0] & 0x08)) {
@@ -468,8 +529,12 @@ int underlay_in(struct __sk_buff *skb)
 		key = (__u32)be16(h + 4) << 8 | h[6];
 		if (key == PROBE_KEY && (r = echo(skb, l4 + 16, ulen - 16, l4 + 6)) >= 0)
 			return r;
-		if (check_inner(skb, src, key, l4 + 16, l4 + ulen) < 0)
+		slot = check_inner(skb, src, key, l4 + 16, l4 + ulen);
+		if (slot < 0)
 			return TC_ACT_SHOT;
+		/* Padding after the UDP datagram would stay on the inner frame. */
+		if (14 + tot == len && l4 + ulen == len && vxlan_native(skb, ip, ul, h, l4 + 16))
+			return decap(skb, ihl + 16, slot, 1);
 		return TC_ACT_OK; /* the kernel decapsulates; tunnel_in delivers */
 	}
 	if (ip[9] == 47 && cfg->gre_ifindex) {
@@ -508,7 +573,7 @@ int underlay_in(struct __sk_buff *skb)
 		slot = check_inner(skb, src, key, l4 + hl, 14 + tot);
 		if (slot < 0)
 			return TC_ACT_SHOT;
-		return gre_decap(skb, ihl + hl, slot);
+		return decap(skb, ihl + hl, slot, 0);
 	}
 	return TC_ACT_OK;
 }

@@ -13,7 +13,7 @@
 
 /* Bumped whenever a pinned map's key or value layout changes, so that an
  * agent adopting pinned maps knows whether it can reuse them. */
-#define LAYOUT_VERSION 5 /* 4: the policers map; the drops map grew. 5: echo counters */
+#define LAYOUT_VERSION 6 /* 4: the policers map; the drops map grew. 5: echo counters. 6: config.underlay_ifindex */
 
 #define MAX_ACTS 16     /* actions a kernel flow holds; longer lists are executed by the agent */
 #define MAX_PORTS 1024  /* port slots */
@@ -163,6 +163,8 @@ struct config {
 	__u32 gre_ifindex;   /* the underlay interface GRE packets leave by; 0: GRE off */
 	__u16 vxlan_port;    /* host order */
 	__u16 pad;
+	__u32 underlay_ifindex; /* the interface holding local_ip, which the program's own VXLAN packets leave by; 0: tunnels off */
+	__u32 pad2;
 	__u64 ct_timeout[CT_CLASSES]; /* ns, by expiry class (flowstate's classOf) */
 };
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"sync"
 	"testing"
@@ -244,7 +245,16 @@ func (e *established) get() (int, bool) {
 // only to read the racer's Hold Timer Expired, while the racer never sees
 // a confirmed session. It documents why the speaker only connects; when
 // it fails, GoBGP resolves collisions and the package doc needs a look.
+//
+// It runs only with NAGARE_GOBGP_COLLISION=1: whether GoBGP's own retry
+// meets the racer inside its parked window depends on timing, and on a
+// quiet machine one of the rounds can come out confirmed (seen once in
+// `make test`), so it is a reproduction to run when GoBGP is upgraded, not
+// a check of our code. TestSpeakerCollisionFree is that check.
 func TestGoBGPCollisionDefect(t *testing.T) {
+	if os.Getenv("NAGARE_GOBGP_COLLISION") != "1" {
+		t.Skip("a timing-dependent reproduction of GoBGP v4.8's collision defect; run with NAGARE_GOBGP_COLLISION=1 (e.g. after a GoBGP upgrade)")
+	}
 	r := newRacer(t)
 	port := int(freePort(t))
 	s := server.NewBgpServer(server.LoggerOption(slog.New(slog.DiscardHandler), nil))

@@ -77,16 +77,7 @@ func TestRestartKeepsForwarding(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- dp.Run(ctx, h) }()
-		stop := func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		}
-		return dp, h, stop
+		return dp, h, runDP(t, dp, h)
 	}
 	// One ping process across both agents and the gap between them: its
 	// echo identifier, part of the flow key, stays the same.
@@ -174,9 +165,7 @@ func TestRestartMigratesLayout(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- dp.Run(ctx, h) }()
+		stop := runDP(t, dp, h)
 		if out, err := vm1.Exec("ping", "-c", "3", "-i", "0.1", "-W", "1", "10.78.0.2"); err != nil {
 			t.Fatalf("max flows %d: ping: %v\n%s", maxFlows, err, out)
 		}
@@ -191,10 +180,7 @@ func TestRestartMigratesLayout(t *testing.T) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
+		stop()
 		if last {
 			if err := dp.Destroy(); err != nil {
 				t.Error(err)
@@ -227,17 +213,6 @@ func TestRestartMigratesLayout(t *testing.T) {
 func TestRestartKeepsPortIndexes(t *testing.T) {
 	host, vm1, _, pinDir := twoVMs(t, "i", 79)
 	ports := [2]datapath.PortConfig{{PortID: "p1", Index: 7, Interface: "p1", TunnelKey: 21}, {PortID: "p2", Index: 3, Interface: "p2", TunnelKey: 22}}
-	run := func(dp *ebpf.Datapath, h datapath.MissHandler) func() {
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- dp.Run(ctx, h) }()
-		return func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		}
-	}
 
 	dp1, err := ebpf.New(datapath.Config{Netns: host.Path}, ebpf.Options{PinDir: pinDir})
 	if err != nil {
@@ -251,7 +226,7 @@ func TestRestartKeepsPortIndexes(t *testing.T) {
 	if got := dp1.AdoptedPorts(); len(got) != 0 {
 		t.Errorf("a first datapath reports adopted ports %v", got)
 	}
-	stop1 := run(dp1, &switchHandler{t: t, dp: dp1, ports: ports, miss: make(chan flow.Key, 64)})
+	stop1 := runDP(t, dp1, &switchHandler{t: t, dp: dp1, ports: ports, miss: make(chan flow.Key, 64)})
 	vm1.Run(t, "ping", "-c", "2", "-i", "0.2", "-W", "1", "10.79.0.2") // ARP and ICMP flows both ways
 	pingDone := make(chan []byte, 1)
 	go func() {
@@ -281,7 +256,7 @@ func TestRestartKeepsPortIndexes(t *testing.T) {
 	}
 	h2 := &switchHandler{t: t, dp: dp2, ports: ports, miss: make(chan flow.Key, 64)}
 	// Running before the ports come, as the agent's datapath does.
-	defer run(dp2, h2)()
+	defer runDP(t, dp2, h2)()
 	for _, i := range []int{1, 0} {
 		p := ports[i]
 		for _, a := range adopted {
@@ -307,6 +282,20 @@ func TestRestartKeepsPortIndexes(t *testing.T) {
 		default:
 		}
 		break
+	}
+}
+
+// runDP runs dp with h until the returned stop is called, which waits for
+// Run to return (and close the datapath, leaving its pins).
+func runDP(t *testing.T, dp *ebpf.Datapath, h datapath.MissHandler) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- dp.Run(ctx, h) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
 	}
 }
 
